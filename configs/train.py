@@ -1,0 +1,106 @@
+r"""Plain supervised training: `--config=configs/train.py[:VARIANT[,runlocal]]`.
+
+Variants (default mnist1d_mlp):
+  mnist1d_mlp       MLP 40-100-100-10 on MNIST-1D, the authors' protocol (65.1%).
+  mnist1d_cnn       The MNIST-1D authors' CNN, Adam 1e-2, batch 100 (92.3%).
+  fashion_lenet     LeNet-300-100 on Fashion-MNIST (offline), Adam 1.2e-3, batch 60.
+  cifar10_resnet20  ResNet-20 on TFDS CIFAR-10, OpenLTH's protocol (91.7%).
+`runlocal` shrinks any variant to a few steps (tests, smoke runs).
+Every field not set here keeps the default (and comment) of
+jaxunknowns/config_defaults.py.
+"""
+
+import ml_collections
+
+from jaxunknowns.config_defaults import base_config
+
+
+def mnist1d_mlp(c):
+  c.data.name = "mnist1d"
+  c.model.name = "mlp"
+  c.model.widths = (100, 100)     # MLP 40-100-100-10 of the MNIST-1D paper.
+  c.optim.name = "adam"
+  c.optim.lr = 1e-2               # The authors' benchmark: Adam 1e-2 ...
+  c.train.batch_size = 100        # ... batch 100 ...
+  c.train.steps = 6000            # ... 6000 steps.
+  c.train.eval_every = 1000       # Test accuracy every 1000 steps.
+  c.reference = ml_collections.ConfigDict({
+      "test_accuracy": 0.651,     # Published MLP accuracy to compare against.
+      "source": "MNIST-1D paper (Greydanus & Kobak), MLP"})
+
+
+def mnist1d_cnn(c):
+  mnist1d_mlp(c)
+  c.model.name = "mnist1d_cnn"    # 3 x Conv1d(25 channels) + linear head.
+  c.reference.test_accuracy = 0.923
+  c.reference.source = "MNIST-1D paper (Greydanus & Kobak), CNN"
+
+
+def fashion_lenet(c):
+  c.data.name = "fashion_mnist"   # IDX files of Debian's dataset-fashion-mnist.
+  c.model.name = "lenet_300_100"  # Frankle & Carbin's LeNet-300-100.
+  c.optim.name = "adam"
+  c.optim.lr = 1.2e-3             # Frankle & Carbin's LeNet protocol.
+  c.train.batch_size = 60
+  c.train.steps = 12000           # 12 epochs (the paper trains 50k iterations).
+  c.train.eval_every = 2000
+  c.train.checkpoint_every = 2000
+  c.reference = ml_collections.ConfigDict({
+      "test_accuracy": 0.883,     # Fashion-MNIST benchmark, MLP 256-128-100.
+      "source": "Fashion-MNIST benchmark (Xiao et al.), MLP 256-128-100"})
+
+
+def cifar10_resnet20(c):
+  c.data.name = "cifar10"         # TFDS catalogue: needs a network and [tfds].
+  c.data.augment = "crop_flip"    # Pad-4 random crop + horizontal flip.
+  c.model.name = "resnet"
+  c.model.depth = 20              # ResNet-20: 3 stages x 3 basic blocks.
+  c.model.width = 16
+  c.model.norm = "batch"
+  c.model.kernel_init = "kaiming_normal"
+  c.optim.name = "momentum"
+  c.optim.lr = 0.1
+  c.optim.momentum = 0.9
+  c.optim.weight_decay = 1e-4
+  c.optim.schedule = "step"
+  c.optim.boundaries = (32000, 48000)  # x0.1 at 32K and 48K (OpenLTH).
+  c.train.batch_size = 128
+  c.train.steps = 63000
+  c.train.log_every = 500
+  c.train.eval_every = 5000
+  c.train.checkpoint_every = 5000
+  c.reference = ml_collections.ConfigDict({
+      "test_accuracy": 0.917,
+      "source": "OpenLTH cifar_resnet_20 (Frankle et al. 2020)"})
+
+
+VARIANTS = {f.__name__: f for f in
+            (mnist1d_mlp, mnist1d_cnn, fashion_lenet, cifar10_resnet20)}
+
+
+def runlocal(c):
+  """A few steps of a small model: for tests and smoke runs."""
+  c.train.steps = 20
+  c.train.log_every = 10
+  c.train.eval_every = 20
+  c.train.checkpoint_every = 10
+  c.train.eval_batch_size = 500
+  c.data.train_size = min(c.data.train_size or 2000, 2000)
+  c.model.widths = tuple(min(w, 32) for w in c.model.widths)
+  c.model.depth = 8 if c.model.name == "resnet" else c.model.depth
+  c.model.width = min(c.model.width, 8)
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  names = [a for a in arg.split(",") if a] if arg else []
+  variant = next((n for n in names if n != "runlocal"), "mnist1d_mlp")
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r} of configs/train.py; "
+                     f"valid: {', '.join(VARIANTS)} (optionally ',runlocal')")
+  c = base_config()
+  c.experiment = "train"
+  c.reference = ml_collections.ConfigDict({"test_accuracy": 0.0, "source": ""})
+  VARIANTS[variant](c)
+  if "runlocal" in names:
+    runlocal(c)
+  return c

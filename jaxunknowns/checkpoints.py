@@ -1,0 +1,66 @@
+"""Orbax checkpoints of a (run-batched) train state, with corruption fallback.
+
+A checkpoint directory holds the last `max_to_keep` states. Restoring tries the
+newest first; if it cannot be read (a run killed mid-write on a filesystem
+without atomic renames, a file damaged later), it says so and falls back to
+the one before. If none can be read, the error says which folder to delete.
+"""
+
+import os
+from typing import Any, Optional, Tuple
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+from jaxunknowns.errors import UserError
+
+
+class Checkpoints:
+  """A folder of step-numbered states, saved asynchronously by orbax."""
+
+  def __init__(self, directory: str, max_to_keep: Optional[int] = 2):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True,
+        cleanup_tmp_directories=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def steps(self):
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> Optional[int]:
+    steps = self.steps()
+    return steps[-1] if steps else None
+
+  def save(self, step: int, state: Any):
+    self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+  def restore(self, step: int, target: Any) -> Any:
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+  def restore_latest(self, target: Any) -> Optional[Tuple[int, Any]]:
+    """(step, state) of the newest readable checkpoint, or None if none."""
+    steps = self.steps()
+    for step in reversed(steps):
+      try:
+        return step, self.restore(step, target)
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning("checkpoint %s/%d is unreadable (%s: %s); "
+                        "falling back to the previous one",
+                        self.directory, step, type(e).__name__,
+                        str(e).splitlines()[0][:200] if str(e) else "")
+    if steps:
+      raise UserError(
+          f"no readable checkpoint in {self.directory} (steps {steps} are "
+          f"corrupt); delete that folder to retrain from scratch, or rerun "
+          f"with --overwrite")
+    return None
+
+  def wait(self):
+    self._manager.wait_until_finished()
+
+  def close(self):
+    self._manager.wait_until_finished()
+    self._manager.close()

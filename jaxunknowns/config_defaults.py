@@ -1,0 +1,84 @@
+"""The fields every experiment config shares, with their defaults.
+
+Each `configs/*.py` starts from `base_config()` and overrides a few fields, so
+users and scripts can rely on the same names everywhere (`experiment`, `seed`,
+`seeds`, `data.name`, `data.data_dir`, `model.name`, `optim.name`, `optim.lr`,
+`train.steps`, `train.batch_size`).
+"""
+
+import ml_collections
+
+# Where Debian's `dataset-fashion-mnist` package puts the IDX files.
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.experiment = "train"  # Which experiment of the registry runs this config.
+  c.seed = 0              # First seed; seeds are seed, seed+1, ..., seed+seeds-1.
+  c.seeds = 1             # How many seeds train at once (jax.vmap) in one program.
+
+  # ---- Data -------------------------------------------------------------------
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "mnist1d"        # Dataset registry name (see jaxunknowns/data).
+  c.data.data_dir = ""           # TFDS data_dir ("" = TFDS default, ~/tensorflow_datasets).
+  c.data.source_dir = FASHION_MNIST_DIR  # Folder of MNIST-format IDX files (idx datasets).
+  c.data.validation_size = 0     # Examples held out of train as a validation split.
+  c.data.train_size = 0          # Use only the first N training examples (0 = all).
+  c.data.normalize = True        # Standardize inputs with the training set's statistics.
+  c.data.augment = "auto"        # "auto" (crop+flip for CIFAR-like), "none", "crop_flip".
+  c.data.label_noise = 0.0       # Fraction p of training labels replaced by uniform random ones.
+  c.data.randomization = "none"  # Zhang et al. input/label randomization (see data.transforms).
+  c.data.shuffle_seed = 0        # Seed of the fixed corruptions and the validation split.
+  # Synthetic data (data.name = "synthetic"): Gaussian clouds.
+  c.data.synthetic = ml_collections.ConfigDict()
+  c.data.synthetic.num_train = 1000   # Training examples.
+  c.data.synthetic.num_test = 1000    # Test examples.
+  c.data.synthetic.dim = 2            # Input dimension.
+  c.data.synthetic.num_classes = 2    # Number of Gaussian clouds (classes).
+  c.data.synthetic.separation = 4.0   # Distance of cloud means from the origin, in stds.
+
+  # ---- Model ------------------------------------------------------------------
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "mlp"             # Model registry name (see jaxunknowns/models).
+  c.model.widths = (100, 100)      # Hidden widths of an MLP.
+  c.model.depth = 20               # ResNet depth 6n+2 / VGG depth.
+  c.model.width = 16               # Channels of the first stage (ResNet) / conv width base.
+  c.model.norm = "default"         # "default" (the model's own), "batch", "group", "layer", "none".
+  c.model.norm_position = "before"  # Normalization "before" or "after" the activation.
+  c.model.num_groups = 8           # Groups for group norm.
+  c.model.shortcut = True          # ResNet skip connections on/off.
+  c.model.dropout = 0.0            # Dropout rate after hidden layers.
+  c.model.kernel_init = "default"  # "default", "kaiming_normal", "glorot_normal", "lecun_normal".
+  c.model.bn_scale_init = "ones"   # BatchNorm gamma init: "ones" or "uniform" (U[0,1]).
+
+  # ---- Optimizer --------------------------------------------------------------
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "adam"            # "sgd", "momentum", "nesterov", "adam", "adamw".
+  c.optim.lr = 1e-3                # Peak learning rate.
+  c.optim.momentum = 0.9           # Momentum of momentum/nesterov.
+  c.optim.b1 = 0.9                 # Adam beta1.
+  c.optim.b2 = 0.999               # Adam beta2.
+  c.optim.eps = 1e-8               # Adam epsilon.
+  c.optim.weight_decay = 0.0       # L2 (sgd/momentum/adam) or decoupled (adamw) decay.
+  c.optim.schedule = "constant"    # "constant", "step", "cosine".
+  c.optim.warmup_steps = 0         # Linear warmup steps before the schedule.
+  c.optim.boundaries = ()          # Steps where the "step" schedule multiplies lr by decay_factor.
+  c.optim.decay_factor = 0.1       # Factor of the "step" schedule.
+  c.optim.freeze = ""              # Regex over param paths ("a/b/kernel") kept frozen.
+  c.optim.train_only = ""          # Regex: if set, only matching params train.
+  c.optim.grad_clip = 0.0          # Global-norm gradient clipping (0 = off).
+
+  # ---- Training loop ----------------------------------------------------------
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 1000             # Optimizer steps per run.
+  c.train.batch_size = 100         # Global batch size (split over devices).
+  c.train.log_every = 100          # Steps per compiled call; train metrics logged each call.
+  c.train.eval_every = 500         # Steps between evaluations (multiple of log_every).
+  c.train.checkpoint_every = 1000  # Steps between checkpoints (multiple of log_every).
+  c.train.eval_batch_size = 1000   # Batch size of evaluation.
+  c.train.label_smoothing = 0.0    # Cross-entropy label smoothing.
+  c.train.loss = "cross_entropy"   # "cross_entropy" or "exponential" (see losses.py).
+  c.train.eval_train = True        # Also evaluate (eval mode) on the training split.
+  c.train.max_train_eval = 0       # Evaluate train metrics on the first N examples (0 = all).
+  return c

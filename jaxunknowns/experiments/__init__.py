@@ -1,0 +1,37 @@
+"""The experiment registry: `config.experiment` names one of these.
+
+An experiment is a `run(config, workdir)` function plus an optional
+`validate(config)` of its own fields. `run` builds its dataset and model
+first (bad input fails there), then calls `workdir.open()` and trains through
+the one `Trainer`. Each writes metrics.jsonl, summary.json, figures and
+report.md into its workdir.
+"""
+
+import dataclasses
+from typing import Callable
+
+from jaxunknowns.registry import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  run: Callable  # (config, workdir: Workdir) -> summary dict
+  validate: Callable = lambda config: None
+
+
+EXPERIMENTS: Registry = Registry("experiment", "experiment")
+
+
+def register(name: str, validate: Callable = lambda config: None):
+  def decorator(run):
+    EXPERIMENTS.register(name)(Experiment(run=run, validate=validate))
+    return run
+  return decorator
+
+
+def _import_all():
+  # Registration happens on import; keep this list in one place.
+  from jaxunknowns.experiments import train  # pylint: disable=g-import-not-at-top,unused-import
+
+
+_import_all()

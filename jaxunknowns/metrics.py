@@ -1,0 +1,151 @@
+"""The one metric writer: `metrics.jsonl`, TensorBoard event files, statistics.
+
+`metrics.jsonl` holds one JSON object per line:
+    {"step": 500, "split": "test", "seed": 3, "loss": 0.41, "accuracy": 0.88}
+plus whatever labels the experiment attaches to a run (an IMP run adds
+"level" and "variant"). TensorBoard gets the mean over seeds of each group of
+runs (tensorboardX writes event files without TensorFlow).
+Only process 0 writes (multi-host runs share one workdir).
+"""
+
+import json
+import math
+import os
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+
+import jax
+import numpy as np
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def stats(values: Sequence[float]) -> Dict[str, Any]:
+  """{mean, std, per_seed} of one metric over seeds (population std)."""
+  values = [float(v) for v in values]
+  arr = np.asarray(values, np.float64)
+  return {"mean": float(arr.mean()), "std": float(arr.std()),
+          "per_seed": values}
+
+
+def format_stats(values: Sequence[float], scale: float = 1.0,
+                 digits: int = 2) -> str:
+  arr = np.asarray(values, np.float64) * scale
+  if len(arr) == 1:
+    return f"{arr[0]:.{digits}f}"
+  return f"{arr.mean():.{digits}f}±{arr.std():.{digits}f}"
+
+
+def _jsonable(v):
+  v = float(v)
+  return v if math.isfinite(v) else str(v)
+
+
+class MetricWriter:
+  """Appends per-run metric rows to metrics.jsonl and TensorBoard."""
+
+  def __init__(self, workdir: str, tensorboard: bool = True):
+    self.workdir = workdir
+    self.path = os.path.join(workdir, METRICS_FILE)
+    self.is_writer = jax.process_index() == 0
+    self._tb = None
+    if tensorboard and self.is_writer:
+      try:
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                                 flush_secs=30)
+      except ImportError:  # TensorBoard files are a nicety, not a requirement.
+        self._tb = None
+
+  def write(self, step: int, split: str, run_labels: Sequence[Mapping],
+            values: Mapping[str, Sequence[float]]):
+    """One row per run: values[name][r] is run r's value of `name`."""
+    if not self.is_writer:
+      return
+    names = sorted(values)
+    with open(self.path, "a") as f:
+      for r, labels in enumerate(run_labels):
+        row = {"step": int(step), "split": split, **labels}
+        row.update({n: _jsonable(values[n][r]) for n in names})
+        f.write(json.dumps(row) + "\n")
+    if self._tb is not None:
+      for group, members in _groups(run_labels).items():
+        prefix = f"{group}/" if group else ""
+        for n in names:
+          vals = np.asarray([values[n][r] for r in members], np.float64)
+          self._tb.add_scalar(f"{prefix}{split}/{n}", float(vals.mean()), step)
+
+  def rewind(self, labels: Mapping[str, Any], step: int):
+    """Drops rows of the runs matching `labels` logged after `step`.
+
+    Called when a run resumes from a checkpoint at `step`, so rows written
+    between that checkpoint and the interruption are not duplicated.
+    """
+    if not self.is_writer or not os.path.exists(self.path):
+      return
+    kept = [row for row in read_metrics(self.workdir)
+            if not (row["step"] > step and
+                    all(row.get(k) == v for k, v in labels.items()))]
+    tmp = self.path + ".tmp"
+    with open(tmp, "w") as f:
+      for row in kept:
+        f.write(json.dumps(row) + "\n")
+    os.replace(tmp, self.path)
+
+  def flush(self):
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self):
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+
+
+def _groups(run_labels: Sequence[Mapping]) -> Dict[str, List[int]]:
+  """Runs grouped by every label except the seed ('' when only seeds)."""
+  groups: Dict[str, List[int]] = {}
+  for r, labels in enumerate(run_labels):
+    key = "/".join(f"{k}_{v}" for k, v in sorted(labels.items())
+                   if k != "seed")
+    groups.setdefault(key, []).append(r)
+  return groups
+
+
+def read_metrics(workdir: str) -> List[Dict[str, Any]]:
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def select(rows: Iterable[Mapping], **labels) -> List[Mapping]:
+  return [r for r in rows if all(r.get(k) == v for k, v in labels.items())]
+
+
+def curves(rows: Iterable[Mapping], split: str, name: str,
+           **labels) -> Dict[int, Dict[int, float]]:
+  """{seed: {step: value}} of one metric, for plotting."""
+  out: Dict[int, Dict[int, float]] = {}
+  for row in select(rows, split=split, **labels):
+    if name in row:
+      out.setdefault(row.get("seed", 0), {})[row["step"]] = row[name]
+  return out
+
+
+def write_json(path: str, obj: Any, only_process_0: bool = True):
+  """Writes atomically (tmp + rename), so a killed run never leaves half a file."""
+  if only_process_0 and jax.process_index() != 0:
+    return
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=False)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def read_json(path: str) -> Optional[Any]:
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)

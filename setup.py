@@ -1,0 +1,39 @@
+"""jaxunknowns: reproduce and push on what deep learning still does not understand."""
+
+from setuptools import find_packages, setup
+
+# Minimum versions are the ones the test suite was run with (Python 3.11).
+INSTALL_REQUIRES = [
+    "jax>=0.10.2",
+    "flax>=0.12.8",
+    "optax>=0.2.8",
+    "orbax-checkpoint>=0.12.8",
+    "tensorflow-datasets>=4.9.10",
+    "array-record>=0.8.6",
+    "ml-collections>=1.1.0",
+    "absl-py>=2.5.1",
+    "numpy>=2.0",
+    "matplotlib>=3.10",
+    "tensorboardX>=2.6.5",   # TensorBoard event files without TensorFlow.
+    "mnist1d>=0.0.2",        # The MNIST-1D generator (offline default data).
+    "scikit-learn>=1.5",     # sklearn digits.
+]
+
+EXTRAS = {
+    "test": ["pytest>=8", "pytest-xdist>=3.6", "chex>=0.1.92"],
+    # TFDS catalogue image datasets (MNIST, CIFAR-10, ...) decode with TF.
+    "tfds": ["tensorflow-cpu>=2.18"],
+    "cuda": ["jax[cuda12]>=0.10.2"],
+    "tpu": ["jax[tpu]>=0.10.2"],
+}
+
+setup(
+    name="jaxunknowns",
+    version="0.1.0",
+    description="Reproduce BatchNorm, over-parameterization, implicit "
+                "regularization and lottery-ticket phenomena in JAX/Flax.",
+    packages=find_packages(include=["jaxunknowns", "jaxunknowns.*"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+)
