@@ -2,6 +2,9 @@
 
 `metrics.jsonl` holds one JSON object per line:
     {"step": 500, "split": "test", "seed": 3, "loss": 0.41, "accuracy": 0.88}
+Splits: "minibatch" (training-step metrics averaged since the previous row,
+plus l2 norms of grads, params and updates), and the evaluated splits
+"train", "validation", "test" (eval mode, whole split).
 plus whatever labels the experiment attaches to a run (an IMP run adds
 "level" and "variant"). TensorBoard gets the mean over seeds of each group of
 runs (tensorboardX writes event files without TensorFlow).
@@ -48,6 +51,8 @@ class MetricWriter:
     self.path = os.path.join(workdir, METRICS_FILE)
     self.is_writer = jax.process_index() == 0
     self._tb = None
+    if self.is_writer:
+      os.makedirs(workdir, exist_ok=True)
     if tensorboard and self.is_writer:
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top

@@ -39,12 +39,12 @@ def learning_curves(rows: Sequence[Mapping], path: str, title: str = "",
                     **labels) -> str:
   """Train loss and train/test accuracy vs step (mean ± std over seeds)."""
   fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-  for split, style in (("train", "-"), ("validation", ":"), ("test", "--")):
+  for split, style in (("minibatch", "-"), ("train", "-."),
+                       ("validation", ":"), ("test", "--")):
     loss = metrics_lib.curves(rows, split, "loss", **labels)
     acc = metrics_lib.curves(rows, split, "accuracy", **labels)
-    name = "train (minibatch)" if split == "train" else split
-    plot_band(ax_loss, loss, name, linestyle=style)
-    plot_band(ax_acc, acc, name, scale=100, linestyle=style)
+    plot_band(ax_loss, loss, split, linestyle=style)
+    plot_band(ax_acc, acc, split, scale=100, linestyle=style)
   ax_loss.set_yscale("log")
   ax_loss.set_xlabel("step")
   ax_loss.set_ylabel("loss")

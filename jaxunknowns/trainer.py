@@ -369,7 +369,7 @@ class Trainer:
     values.update({k: np.asarray(v[n - 1]) for k, v in metrics.items()
                    if k.startswith("l2_") and k != "l2_params"})
     values["l2_params"] = np.asarray(metrics["l2_params"])
-    writer.write(start + n, "train", run_labels, values)
+    writer.write(start + n, "minibatch", run_labels, values)
 
   def restore_snapshot(self, snapshot_dir: str, step: int, target: State) -> State:
     ck = Checkpoints(snapshot_dir, max_to_keep=None)

@@ -1,0 +1,222 @@
+"""Properties of the trainer: seed batching, compile-once, sharding, freezing,
+schedules, divergence, data order, snapshots."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxunknowns import batching, config_defaults, optim
+from jaxunknowns.data import Dataset, Split
+from jaxunknowns.errors import UserError
+from jaxunknowns.metrics import MetricWriter, read_metrics
+from jaxunknowns.models import create_model
+from jaxunknowns.trainer import Trainer, TrainingDiverged
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_dataset(n_train=256, n_test=64, dim=12, classes=3, seed=0):
+  rng = np.random.default_rng(seed)
+  centers = rng.normal(size=(classes, dim)) * 2
+
+  def split(n):
+    y = rng.integers(0, classes, n).astype(np.int32)
+    x = (centers[y] + rng.normal(size=(n, dim))).astype(np.float32)
+    return Split(x=x, y=y)
+
+  return Dataset(name="tiny", train=split(n_train), test=split(n_test),
+                 validation=None, num_classes=classes, input_shape=(dim,),
+                 augment="none")
+
+
+def tiny_config(**overrides):
+  c = config_defaults.base_config()
+  c.model.name = "mlp"
+  c.model.widths = (16,)
+  c.model.norm = "batch"     # Exercises the batch_stats collection.
+  c.optim.name = "momentum"
+  c.optim.lr = 0.05
+  c.optim.weight_decay = 1e-3
+  c.train.steps = 30
+  c.train.batch_size = 32
+  c.train.log_every = 10
+  c.train.eval_every = 10
+  c.train.checkpoint_every = 0
+  c.train.eval_batch_size = 64
+  for k, v in overrides.items():
+    node = c
+    *path, leaf = k.split(".")
+    for p in path:
+      node = node[p]
+    node[leaf] = v
+  return c
+
+
+def make_trainer(config, dataset=None, **kw):
+  dataset = dataset or tiny_dataset()
+  return Trainer(config, dataset, create_model(config.model,
+                                               dataset.num_classes), **kw)
+
+
+def fit(trainer, seeds, tmp_path, name="run", **kw):
+  writer = MetricWriter(str(tmp_path / name), tensorboard=False)
+  os.makedirs(tmp_path / name, exist_ok=True)
+  return trainer.fit(trainer.init_state(seeds), steps=trainer.config.train.steps,
+                     data_seeds=seeds, writer=writer,
+                     run_labels=[{"seed": s} for s in seeds], **kw)
+
+
+def test_seed_batched_equals_one_by_one(tmp_path):
+  config = tiny_config()
+  trainer = make_trainer(config)
+  batched = fit(trainer, [0, 1, 2], tmp_path, "batched")
+  for r, seed in enumerate([0, 1, 2]):
+    alone = fit(make_trainer(config), [seed], tmp_path, f"seed{seed}")
+    for a, b in zip(jax.tree.leaves(alone.state["params"]),
+                    jax.tree.leaves(batched.state["params"])):
+      np.testing.assert_allclose(a[0], b[r], rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(alone.evals["test"]["accuracy"][0],
+                               batched.evals["test"]["accuracy"][r])
+  # Different seeds really are different runs.
+  p = jax.tree.leaves(batched.state["params"])[0]
+  assert not np.allclose(p[0], p[1])
+
+
+def test_train_step_compiles_once_and_learns(tmp_path):
+  config = tiny_config(**{"train.steps": 60})
+  trainer = make_trainer(config)
+  result = fit(trainer, [0, 1], tmp_path)
+  assert trainer.trace_count == 1  # 6 chunks, 6 evaluations, one trace.
+  assert np.all(result.evals["test"]["accuracy"] > 0.8)
+  rows = read_metrics(str(tmp_path / "run"))
+  train_rows = [r for r in rows if r["split"] == "minibatch"]
+  assert sorted({r["step"] for r in train_rows}) == [10, 20, 30, 40, 50, 60]
+  for key in ("loss", "accuracy", "l2_grads", "l2_params", "l2_updates", "lr"):
+    assert all(np.isfinite(r[key]) for r in train_rows), key
+  assert {r["split"] for r in rows} == {"minibatch", "train", "test"}
+
+
+def test_frozen_parameters_are_bit_identical(tmp_path):
+  config = tiny_config(**{"optim.freeze": "Dense_0"})
+  trainer = make_trainer(config)
+  state0 = jax.device_get(trainer.init_state([0]))
+  result = fit(trainer, [0], tmp_path)
+  before, after = state0["params"], jax.device_get(result.state["params"])
+  np.testing.assert_array_equal(before["Dense_0"]["kernel"],
+                                after["Dense_0"]["kernel"])
+  np.testing.assert_array_equal(before["Dense_0"]["bias"],
+                                after["Dense_0"]["bias"])
+  assert not np.array_equal(before["output"]["kernel"],
+                            after["output"]["kernel"])
+  trainable, total = optim.count_trainable(config.optim, trainer._template["params"])
+  dense0 = before["Dense_0"]["kernel"][0].size + before["Dense_0"]["bias"][0].size
+  assert total - trainable == dense0
+
+
+def test_freeze_pattern_matching_nothing_names_parameters():
+  config = tiny_config(**{"optim.train_only": "nothing_like_this"})
+  with pytest.raises(UserError, match="matches no parameter.*output/kernel"):
+    make_trainer(config)
+
+
+def test_step_schedule_and_warmup():
+  c = tiny_config(**{"optim.schedule": "step", "optim.boundaries": (10, 20),
+                     "optim.lr": 1.0, "optim.warmup_steps": 0})
+  sched = optim.learning_rate_schedule(c.optim, 30)
+  np.testing.assert_allclose([sched(0), sched(10), sched(20)], [1.0, 0.1, 0.01],
+                             rtol=1e-6)
+  c.optim.schedule, c.optim.warmup_steps = "cosine", 5
+  sched = optim.learning_rate_schedule(c.optim, 30)
+  np.testing.assert_allclose([sched(0), sched(5)], [0.0, 1.0], atol=1e-6)
+  assert float(sched(29)) < 0.01
+
+
+def test_divergence_names_step_and_seed(tmp_path):
+  config = tiny_config(**{"optim.name": "sgd", "optim.lr": 1e30,
+                          "model.norm": "none"})
+  with pytest.raises(TrainingDiverged, match=r"at step \d+ of run \{'seed': \d\}"):
+    fit(make_trainer(config), [0, 1], tmp_path)
+
+
+def test_batch_larger_than_dataset_is_refused():
+  with pytest.raises(UserError, match="train.batch_size=512 is larger"):
+    make_trainer(tiny_config(**{"train.batch_size": 512}))
+
+
+def test_data_order_is_a_function_of_seed_and_step():
+  a = batching.batch_indices([3, 4], 0, 20, 100, 10)
+  b = batching.batch_indices([3, 4], 7, 13, 100, 10)
+  np.testing.assert_array_equal(a[7:], b)  # Resuming at step 7 continues.
+  # Each epoch (10 steps) is a permutation of all examples.
+  np.testing.assert_array_equal(np.sort(a[:10, 0].ravel()), np.arange(100))
+  np.testing.assert_array_equal(np.sort(a[10:, 0].ravel()), np.arange(100))
+  assert not np.array_equal(a[:10, 0], a[10:, 0])  # New order each epoch.
+  assert not np.array_equal(a[:, 0], a[:, 1])      # Per-seed order.
+
+
+def test_snapshots_restore_exact_weights(tmp_path):
+  config = tiny_config()
+  trainer = make_trainer(config)
+  state0 = jax.device_get(trainer.init_state([5]))
+  result = fit(trainer, [5], tmp_path, snapshot_dir=str(tmp_path / "snap"),
+               snapshot_steps=(0, 10))
+  restored = trainer.restore_snapshot(str(tmp_path / "snap"), 0, result.state)
+  for a, b in zip(jax.tree.leaves(state0), jax.tree.leaves(restored)):
+    np.testing.assert_array_equal(a, b)
+  at10 = trainer.restore_snapshot(str(tmp_path / "snap"), 10, result.state)
+  assert int(at10["step"][0]) == 10
+
+
+SHARDING_SCRIPT = textwrap.dedent("""
+    import jax, numpy as np, sys
+    sys.path.insert(0, {tests!r})
+    from test_trainer import tiny_config, tiny_dataset, make_trainer
+    from jaxunknowns.metrics import MetricWriter
+    from jaxunknowns.trainer import make_mesh
+    assert jax.device_count() == 8, jax.devices()
+    out = {{}}
+    for n in (1, 8):
+      config = tiny_config(**{{"train.steps": 20}})
+      trainer = make_trainer(config, mesh=make_mesh(jax.devices()[:n]))
+      state = trainer.init_state([0, 1])
+      res = trainer.fit(state, steps=20, data_seeds=[0, 1],
+                        writer=MetricWriter({tmp!r} + str(n), tensorboard=False),
+                        run_labels=[{{"seed": 0}}, {{"seed": 1}}])
+      out[n] = jax.device_get((res.state["params"], res.state["batch_stats"]))
+      if n == 8:
+        spec = trainer._x_train.sharding.spec
+        idx_spec = trainer._index_sharding.spec
+        print("specs", spec, idx_spec)
+    for a, b in zip(jax.tree.leaves(out[1]), jax.tree.leaves(out[8])):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    print("SHARDING-OK")
+""")
+
+
+def test_eight_devices_match_one_device_and_bn_is_global(tmp_path):
+  """8 fake CPU devices give the params and BN statistics of 1 device.
+
+  Per-device BatchNorm would normalize with per-shard variances and change
+  the gradients; equality therefore shows global-batch statistics.
+  """
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  script = SHARDING_SCRIPT.format(tests=str(ROOT / "tests"),
+                                  tmp=str(tmp_path / "w"))
+  proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT,
+                        capture_output=True, text=True, timeout=600)
+  assert "SHARDING-OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_per_device_batch_norm_would_differ():
+  """The check above can fail: BN on shards of 4 differs from BN on 32."""
+  x = np.random.default_rng(0).normal(size=(32, 5)).astype(np.float32)
+  shard_var = x.reshape(8, 4, 5).var(axis=1).mean(0)
+  assert not np.allclose(shard_var, x.var(0), rtol=1e-2)
