@@ -1,0 +1,247 @@
+"""What every model shares: config validation, initializers, normalization.
+
+The model files build their layers from these helpers so that `model.norm`,
+`model.norm_position`, `model.kernel_init`, `model.bn_scale_init` and
+`model.dropout` mean the same thing in every architecture, and every bad value
+fails the same way (a one-line `UserError` naming the field and the valid
+values) when the model is *created*, before anything is traced or written.
+"""
+
+import dataclasses
+from typing import Any, Callable, Iterable, Sequence, Tuple
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxunknowns.errors import UserError
+
+NORMS = ("default", "batch", "group", "layer", "none")
+NORM_POSITIONS = ("before", "after")
+KERNEL_INITS = ("default", "kaiming_normal", "glorot_normal", "lecun_normal",
+                "zeros")
+BN_SCALE_INITS = ("ones", "uniform")
+
+# BatchNorm as PyTorch sets it up (OpenLTH, the papers' code): PyTorch's
+# momentum 0.1 is Flax's momentum 0.9 (Flax: ra = 0.9 * ra + 0.1 * batch) and
+# epsilon 1e-5. One difference remains: PyTorch keeps the *unbiased* batch
+# variance in its running average, Flax the biased one (a factor n/(n-1)).
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+# Group and layer norm use the same epsilon as BN (PyTorch's default too).
+NORM_EPSILON = 1e-5
+
+
+def check_choice(field: str, value: Any, valid: Sequence[str]) -> str:
+  """Returns `value` if it is one of `valid`, else raises a one-line UserError."""
+  if value not in valid:
+    raise UserError(
+        f"unknown {field} {value!r}; valid values: {', '.join(valid)}")
+  return value
+
+
+# ---- Initializers ------------------------------------------------------------
+# "normal" means an untruncated Gaussian, as in PyTorch's kaiming_normal_ /
+# xavier_normal_ and in the papers' text ("Gaussian Glorot", "Kaiming normal").
+# Flax's own named initializers are truncated normals; only the Flax default
+# (what an MLP gets with kernel_init="default") keeps that.
+_INITIALIZERS = {
+    # std = sqrt(2 / fan_in); fan_in = in_features (Dense) or
+    # kernel_h * kernel_w * in_channels (Conv): PyTorch's kaiming_normal_
+    # default mode, used by OpenLTH's ResNet and VGG.
+    "kaiming_normal": nn.initializers.variance_scaling(2.0, "fan_in", "normal"),
+    # std = sqrt(2 / (fan_in + fan_out)).
+    "glorot_normal": nn.initializers.variance_scaling(1.0, "fan_avg", "normal"),
+    # std = sqrt(1 / fan_in).
+    "lecun_normal": nn.initializers.variance_scaling(1.0, "fan_in", "normal"),
+    # All zeros: gradient descent "from 0" (Soudry et al.'s linear models).
+    "zeros": nn.initializers.zeros,
+    # Flax's Dense/Conv default: lecun normal, truncated at 2 std (rescaled
+    # so the variance stays 1 / fan_in). Only reachable through "default".
+    "flax_default": nn.linear.default_kernel_init,
+}
+
+
+def kernel_initializer(name: str, model_default: str) -> Callable:
+  """The kernel initializer for `model.kernel_init`; "default" -> the model's."""
+  check_choice("model.kernel_init", name, KERNEL_INITS)
+  return _INITIALIZERS[model_default if name == "default" else name]
+
+
+def scale_initializer(name: str) -> Callable:
+  """Normalization gamma: ones, or U[0, 1) (Frankle et al. 2020, BN-only)."""
+  check_choice("model.bn_scale_init", name, BN_SCALE_INITS)
+  if name == "uniform":
+    return nn.initializers.uniform(scale=1.0)
+  return nn.initializers.ones
+
+
+# ---- The options a model reads from its config -----------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """The validated options shared by all models (plain, hashable values)."""
+  norm: str = "none"              # "batch", "group", "layer" or "none".
+  norm_position: str = "before"   # Norm "before" or "after" the activation.
+  num_groups: int = 8             # Group norm groups (clipped to the channels).
+  bn_scale_init: str = "ones"     # Gamma of every norm layer: "ones", "uniform".
+  dropout: float = 0.0            # Dropout rate after hidden activations.
+  kernel_init: str = "default"    # A name of KERNEL_INITS.
+  default_init: str = "flax_default"  # What "default" means for this model.
+
+  def kernel_init_fn(self) -> Callable:
+    return kernel_initializer(self.kernel_init, self.default_init)
+
+
+def read_options(cfg, *, default_norm: str = "none",
+                 default_init: str = "flax_default",
+                 channels: Iterable[int] = ()) -> Options:
+  """Reads and validates the shared `model.*` fields of `cfg`.
+
+  `default_norm` replaces `model.norm = "default"`; `channels` are the widths
+  the model normalizes, checked against `model.num_groups` for group norm.
+  """
+  norm = check_choice("model.norm", cfg.get("norm", "none"), NORMS)
+  if norm == "default":
+    norm = default_norm
+  opts = Options(
+      norm=norm,
+      norm_position=check_choice("model.norm_position",
+                                 cfg.get("norm_position", "before"),
+                                 NORM_POSITIONS),
+      num_groups=int(cfg.get("num_groups", 8)),
+      bn_scale_init=check_choice("model.bn_scale_init",
+                                 cfg.get("bn_scale_init", "ones"),
+                                 BN_SCALE_INITS),
+      dropout=float(cfg.get("dropout", 0.0)),
+      kernel_init=check_choice("model.kernel_init",
+                               cfg.get("kernel_init", "default"),
+                               KERNEL_INITS),
+      default_init=default_init,
+  )
+  if not 0.0 <= opts.dropout < 1.0:
+    raise UserError(f"model.dropout must be in [0, 1), got {opts.dropout}")
+  if opts.norm == "group":
+    if opts.num_groups < 1:
+      raise UserError(f"model.num_groups must be >= 1, got {opts.num_groups}")
+    for c in channels:
+      group_count(opts.num_groups, c)
+  return opts
+
+
+def group_count(num_groups: int, channels: int) -> int:
+  """Groups for `channels`: num_groups clipped to channels; must divide them."""
+  groups = min(num_groups, channels)
+  if channels % groups:
+    raise UserError(
+        f"model.num_groups={num_groups} does not divide a layer's {channels} "
+        f"channels; choose a divisor of every width")
+  return groups
+
+
+# ---- Layers (call these inside a module's @nn.compact __call__) -------------
+
+
+def normalize(x: jnp.ndarray, opts: Options, train: bool) -> jnp.ndarray:
+  """The normalization `opts.norm` over the last (channel/feature) axis."""
+  scale_init = scale_initializer(opts.bn_scale_init)
+  if opts.norm == "none":
+    return x
+  if opts.norm == "batch":
+    # train=True: batch statistics, and `batch_stats` is updated (the caller
+    # passes mutable=['batch_stats']); train=False: the running averages.
+    # No axis_name: under jit with a sharded batch the statistics are global.
+    return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
+                        epsilon=BN_EPSILON, scale_init=scale_init)(x)
+  if opts.norm == "group":
+    return nn.GroupNorm(num_groups=group_count(opts.num_groups, x.shape[-1]),
+                        epsilon=NORM_EPSILON, scale_init=scale_init)(x)
+  if opts.norm == "layer":
+    # Statistics over every non-batch axis (C, and H, W for images), as in
+    # Wu & He's GroupNorm comparison (LN = GN with one group); gamma and beta
+    # are per channel.
+    return nn.LayerNorm(epsilon=NORM_EPSILON,
+                        reduction_axes=tuple(range(1, x.ndim)),
+                        feature_axes=-1, scale_init=scale_init)(x)
+  raise UserError(f"unknown model.norm {opts.norm!r}; valid values: "
+                  f"{', '.join(NORMS)}")
+
+
+def dropout(x: jnp.ndarray, opts: Options, train: bool) -> jnp.ndarray:
+  """Dropout at rate `opts.dropout` when training (rng stream 'dropout')."""
+  if opts.dropout <= 0.0:
+    return x
+  return nn.Dropout(rate=opts.dropout, deterministic=not train)(x)
+
+
+def act_norm(x: jnp.ndarray, opts: Options, train: bool,
+             act: Callable = nn.relu) -> jnp.ndarray:
+  """Activation with the norm before (norm -> act) or after (act -> norm) it."""
+  if opts.norm_position == "before":
+    return act(normalize(x, opts, train))
+  return normalize(act(x), opts, train)
+
+
+def hidden_dense(x: jnp.ndarray, features: int, opts: Options,
+                 train: bool) -> jnp.ndarray:
+  """Dense -> norm/ReLU -> dropout: one hidden layer of an MLP."""
+  x = nn.Dense(features, kernel_init=opts.kernel_init_fn())(x)
+  return dropout(act_norm(x, opts, train), opts, train)
+
+
+def output_dense(x: jnp.ndarray, num_classes: int, opts: Options,
+                 use_bias: bool = True) -> jnp.ndarray:
+  """The classifier: a Dense layer named `output` (pruning relies on it)."""
+  return nn.Dense(num_classes, use_bias=use_bias,
+                  kernel_init=opts.kernel_init_fn(), name="output")(x)
+
+
+# ---- Input shapes -------------------------------------------------------------
+
+
+def as_float(x: jnp.ndarray) -> jnp.ndarray:
+  """Integer inputs (raw uint8 pixels) become float32; floats stay as they are."""
+  return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+
+
+def flatten(x: jnp.ndarray) -> jnp.ndarray:
+  """[B, ...] -> [B, prod(...)]."""
+  return x.reshape((x.shape[0], -1))
+
+
+def channels_last(x: jnp.ndarray) -> Tuple[jnp.ndarray, int]:
+  """[B, L] -> [B, L, 1]; returns x and its number of spatial dims (1 or 2...).
+
+  Convolutional models convolve over every axis between batch and channels:
+  Conv1d for [B, L, C] (MNIST-1D), Conv2d for [B, H, W, C] (images).
+  """
+  if x.ndim == 2:
+    x = x[..., None]
+  if x.ndim < 3:
+    raise UserError(
+        f"a convolutional model needs inputs [B, L, C] or [B, H, W, C]; "
+        f"got shape {tuple(x.shape)}")
+  return x, x.ndim - 2
+
+
+def global_avg_pool(x: jnp.ndarray) -> jnp.ndarray:
+  """Mean over the spatial axes: [B, *spatial, C] -> [B, C]."""
+  return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+
+
+def max_pool2(x: jnp.ndarray) -> jnp.ndarray:
+  """2x max pooling with stride 2 over every spatial axis (PyTorch MaxPool(2))."""
+  nd = x.ndim - 2
+  return nn.max_pool(x, window_shape=(2,) * nd, strides=(2,) * nd,
+                     padding="VALID")
+
+
+def pad(p: int, nd: int):
+  """Symmetric explicit padding, PyTorch-style (Flax 'SAME' pads stride-2
+  convs asymmetrically, which shifts the sampling grid)."""
+  return ((p, p),) * nd
+
+
+def scaled(width: int, multiplier: float) -> int:
+  """A layer width times `model.width_multiplier`, at least 1."""
+  return max(1, int(round(width * multiplier)))
