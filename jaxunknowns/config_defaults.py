@@ -43,7 +43,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.name = "mlp"             # Model registry name (see jaxunknowns/models).
   c.model.widths = (100, 100)      # Hidden widths of an MLP.
   c.model.depth = 20               # ResNet depth 6n+2 / VGG depth.
-  c.model.width = 16               # Channels of the first stage (ResNet) / conv width base.
+  c.model.width = 16               # Channels of the first ResNet stage.
+  c.model.width_multiplier = 1.0   # Scales every width of conv2/4/6 and VGG.
+  c.model.use_bias = True          # Bias of the `linear` model.
   c.model.norm = "default"         # "default" (the model's own), "batch", "group", "layer", "none".
   c.model.norm_position = "before"  # Normalization "before" or "after" the activation.
   c.model.num_groups = 8           # Groups for group norm.
@@ -78,6 +80,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 1000  # Steps between checkpoints (multiple of log_every).
   c.train.eval_batch_size = 1000   # Batch size of evaluation.
   c.train.label_smoothing = 0.0    # Cross-entropy label smoothing.
+  c.train.loop = "auto"            # "scan", "python" or "auto" (see Trainer._choose_loop).
   c.train.loss = "cross_entropy"   # "cross_entropy" or "exponential" (see losses.py).
   c.train.eval_train = True        # Also evaluate (eval mode) on the training split.
   c.train.max_train_eval = 0       # Evaluate train metrics on the first N examples (0 = all).

@@ -115,7 +115,7 @@ def test_frozen_parameters_are_bit_identical(tmp_path):
                                 after["Dense_0"]["bias"])
   assert not np.array_equal(before["output"]["kernel"],
                             after["output"]["kernel"])
-  trainable, total = optim.count_trainable(config.optim, trainer._template["params"])
+  trainable, total = optim.count_trainable(config.optim, trainer.params_template)
   dense0 = before["Dense_0"]["kernel"][0].size + before["Dense_0"]["bias"][0].size
   assert total - trainable == dense0
 

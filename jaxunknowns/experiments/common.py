@@ -15,13 +15,13 @@ from jaxunknowns.models import create_model
 from jaxunknowns.trainer import Trainer
 
 
-def build_trainer(config, tx=None, dataset=None) -> Trainer:
+def build_trainer(config, tx_wrapper=None, dataset=None) -> Trainer:
   """Dataset, model and trainer; raises UserError before touching the workdir."""
   dataset = dataset if dataset is not None else load_dataset(config.data)
   model = create_model(config.model, dataset.num_classes)
-  trainer = Trainer(config, dataset, model, tx=tx)
+  trainer = Trainer(config, dataset, model, tx_wrapper=tx_wrapper)
   trainable, total = optim.count_trainable(config.optim,
-                                           trainer._template["params"])  # pylint: disable=protected-access
+                                           trainer.params_template)
   trainer.param_counts = {"trainable": trainable, "total": total}
   logging.info("dataset %s: %d train / %d test, input %s, %d classes",
                dataset.name, len(dataset.train.y), len(dataset.test.y),
