@@ -31,7 +31,7 @@ def register(name: str, validate: Callable = lambda config: None):
 
 def _import_all():
   # Registration happens on import; keep this list in one place.
-  from jaxunknowns.experiments import train  # pylint: disable=g-import-not-at-top,unused-import
+  from jaxunknowns.experiments import imp, train  # pylint: disable=g-import-not-at-top,unused-import
 
 
 _import_all()
