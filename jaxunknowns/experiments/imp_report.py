@@ -2,6 +2,8 @@
 
 import os
 
+import matplotlib
+import matplotlib.ticker  # pylint: disable=unused-import
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -28,6 +30,11 @@ def _series(levels, variant, field):
 
 def _sparsity_axis(ax):
   ax.set_xscale("log")
+  ticks = [100, 70, 50, 30, 20, 10, 7, 5, 3, 2, 1, 0.5, 0.3, 0.2, 0.1]
+  lo, hi = ax.get_xlim()
+  ax.set_xticks([t for t in ticks if min(lo, hi) <= t <= max(lo, hi)] or ticks)
+  ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   ax.invert_xaxis()  # Sparser to the right, as in the paper.
   ax.set_xlabel("weights remaining (%)")
   ax.grid(alpha=0.3, which="both")
