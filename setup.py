@@ -22,7 +22,7 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     "test": ["pytest>=8", "pytest-xdist>=3.6", "chex>=0.1.92"],
     # TFDS catalogue image datasets (MNIST, CIFAR-10, ...) decode with TF.
-    "tfds": ["tensorflow-cpu>=2.18"],
+    "tfds": ["tensorflow>=2.18", "importlib_resources"],
     "cuda": ["jax[cuda12]>=0.10.2"],
     "tpu": ["jax[tpu]>=0.10.2"],
 }
