@@ -34,6 +34,10 @@ class Checkpoints:
     return steps[-1] if steps else None
 
   def save(self, step: int, state: Any):
+    """Saves unless this step is already saved (a resumed run passing a
+    snapshot step it had reached before the interruption)."""
+    if step in self._manager.all_steps():
+      return
     self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
   def restore(self, step: int, target: Any) -> Any:
@@ -43,14 +47,21 @@ class Checkpoints:
   def restore_latest(self, target: Any) -> Optional[Tuple[int, Any]]:
     """(step, state) of the newest readable checkpoint, or None if none."""
     steps = self.steps()
+    unreadable = []
     for step in reversed(steps):
       try:
-        return step, self.restore(step, target)
+        state = self.restore(step, target)
       except Exception as e:  # pylint: disable=broad-except
         logging.warning("checkpoint %s/%d is unreadable (%s: %s); "
                         "falling back to the previous one",
                         self.directory, step, type(e).__name__,
                         str(e).splitlines()[0][:200] if str(e) else "")
+        unreadable.append(step)
+        continue
+      # Training will reach the unreadable steps again and save them anew.
+      for bad in unreadable:
+        self._manager.delete(bad)
+      return step, state
     if steps:
       raise UserError(
           f"no readable checkpoint in {self.directory} (steps {steps} are "

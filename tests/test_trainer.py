@@ -220,3 +220,19 @@ def test_per_device_batch_norm_would_differ():
   x = np.random.default_rng(0).normal(size=(32, 5)).astype(np.float32)
   shard_var = x.reshape(8, 4, 5).var(axis=1).mean(0)
   assert not np.allclose(shard_var, x.var(0), rtol=1e-2)
+
+
+def test_refit_after_interruption_keeps_existing_snapshots(tmp_path):
+  """A run killed after saving a snapshot but before its next checkpoint
+  passes that snapshot step again on resume: it must not fail or overwrite."""
+  config = tiny_config(**{"train.steps": 20})
+  trainer = make_trainer(config)
+  first = fit(trainer, [1], tmp_path, "a", snapshot_dir=str(tmp_path / "snap"),
+              snapshot_steps=(0, 10))
+  again = fit(trainer, [1], tmp_path, "b", snapshot_dir=str(tmp_path / "snap"),
+              snapshot_steps=(0, 10))
+  restored = trainer.restore_snapshot(str(tmp_path / "snap"), 10, first.state)
+  assert int(restored["step"][0]) == 10
+  np.testing.assert_array_equal(
+      jax.tree.leaves(first.state["params"])[0],
+      jax.tree.leaves(again.state["params"])[0])

@@ -30,8 +30,12 @@ def register(name: str, validate: Callable = lambda config: None):
 
 
 def _import_all():
-  # Registration happens on import; keep this list in one place.
-  from jaxunknowns.experiments import imp, train  # pylint: disable=g-import-not-at-top,unused-import
+  """Registration happens on import: every module of this package that
+  calls `register` is imported here, so adding an experiment is adding a file."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  import pkgutil  # pylint: disable=g-import-not-at-top
+  for info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{info.name}")
 
 
 _import_all()
