@@ -51,15 +51,22 @@ class MetricWriter:
     self.path = os.path.join(workdir, METRICS_FILE)
     self.is_writer = jax.process_index() == 0
     self._tb = None
+    self._want_tb = tensorboard and self.is_writer
     if self.is_writer:
       os.makedirs(workdir, exist_ok=True)
-    if tensorboard and self.is_writer:
+
+  def _tensorboard(self):
+    """Created on the first row, so a run that fails before training leaves
+    no event file behind."""
+    if self._tb is None and self._want_tb:
+      self._want_tb = False
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
+        self._tb = SummaryWriter(os.path.join(self.workdir, "tensorboard"),
                                  flush_secs=30)
       except ImportError:  # TensorBoard files are a nicety, not a requirement.
         self._tb = None
+    return self._tb
 
   def write(self, step: int, split: str, run_labels: Sequence[Mapping],
             values: Mapping[str, Sequence[float]]):
@@ -72,7 +79,7 @@ class MetricWriter:
         row = {"step": int(step), "split": split, **labels}
         row.update({n: _jsonable(values[n][r]) for n in names})
         f.write(json.dumps(row) + "\n")
-    if self._tb is not None:
+    if self._tensorboard() is not None:
       for group, members in _groups(run_labels).items():
         prefix = f"{group}/" if group else ""
         for n in names:
@@ -120,8 +127,15 @@ def read_metrics(workdir: str) -> List[Dict[str, Any]]:
   path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path):
     return []
+  rows = []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for line in f:
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError:
+        # A line torn by a kill mid-append; the resumed run rewrites it.
+        continue
+  return rows
 
 
 def select(rows: Iterable[Mapping], **labels) -> List[Mapping]:

@@ -25,6 +25,7 @@ so they can never clash with catalogue names such as `fashion_mnist`.
 """
 
 import contextlib
+import fcntl
 import os
 import random
 import re
@@ -263,20 +264,40 @@ def make_builder(builder_cls, data_dir: str = "", **kwargs) -> ArrayBuilder:
     return builder_cls(data_dir=data_dir or None, **kwargs)
 
 
+@contextlib.contextmanager
+def _build_lock(builder: ArrayBuilder):
+  """An exclusive file lock per dataset folder: two processes starting on a
+  fresh data_dir at once (pytest -n 2, a sweep) would otherwise race to
+  rename their half-built folders into the same place."""
+  root = os.path.dirname(os.path.normpath(builder.data_dir))
+  os.makedirs(root, exist_ok=True)
+  with open(os.path.join(root, ".jaxunknowns-build.lock"), "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def prepare(builder: ArrayBuilder) -> ArrayBuilder:
   """Builds the dataset into its data_dir unless it is already there."""
-  if not builder.is_prepared():
-    logging_name = builder.name
-    if builder.builder_config:
-      logging_name += f"/{builder.builder_config.name}"
-    absl_logging.info("Building %s into %s (first use).", logging_name, builder.data_dir)
-    try:
+  if builder.is_prepared():
+    return builder
+  logging_name = builder.name
+  if builder.builder_config:
+    logging_name += f"/{builder.builder_config.name}"
+  try:
+    with _build_lock(builder):
+      if builder.is_prepared():  # Built by another process while we waited.
+        return builder
+      absl_logging.info("Building %s into %s (first use).", logging_name,
+                        builder.data_dir)
       with _quiet_absl():
         builder.download_and_prepare()
-    except OSError as e:
-      raise UserError(f"could not build dataset {logging_name} into "
-                      f"{builder.data_dir}: {e}; set --config.data.data_dir to "
-                      f"a writable folder") from e
+  except OSError as e:
+    raise UserError(f"could not build dataset {logging_name} into "
+                    f"{builder.data_dir}: {e}; set --config.data.data_dir to "
+                    f"a writable folder") from e
   return builder
 
 
