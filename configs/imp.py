@@ -35,6 +35,7 @@ def imp_fields(c):
   c.prune.rewind_step = 0        # k: survivors rewound to their step-k values.
   c.prune.controls = "random_reinit,random_prune"  # Controls trained each level.
   c.prune.initial_mask = ""      # Optional masks/level_LL.npz to start from.
+  c.prune.one_shot_remaining = 0.0  # >0: one level pruned straight to this density.
   c.stability = ml_collections.ConfigDict()
   c.stability.enabled = False    # Run the linear-mode-connectivity analysis.
   c.stability.rewind_steps = (0,)  # Dense network: instability from each step k.

@@ -59,6 +59,10 @@ def validate(config):
           "in [0, 1), or -1 for prune.fraction")
   for name, v in p.layer_rates.items():
     check(0.0 <= v < 1.0, f"prune.layer_rates.{name}", v, "in [0, 1)")
+  check(0.0 <= p.one_shot_remaining < 1.0, "prune.one_shot_remaining",
+        p.one_shot_remaining, "in [0, 1) (0 = iterative pruning)")
+  check(not p.one_shot_remaining or p.levels == 1, "prune.levels", p.levels,
+        "1 with prune.one_shot_remaining (one-shot pruning is one level)")
   check(p.method in ("layerwise", "global"), "prune.method", p.method,
         "'layerwise' or 'global'")
   check(0 <= p.rewind_step < config.train.steps, "prune.rewind_step",
@@ -124,11 +128,15 @@ class Pruner:
     self.fraction = p.fraction
     self.exclude = ("output",) if p.exclude_output else ()
     self.rates = layer_rates(config, params_template)
+    self.one_shot = p.one_shot_remaining
     if self.method == "global" and self.exclude:
       names = pruning.layer_names(pruning.ones_mask(params_template))
       self.exclude = tuple(n for n in names if pruning.is_output_layer(n))
 
   def __call__(self, params, mask):
+    if self.one_shot:  # Straight from the dense weights to the target density.
+      return pruning.prune_to_sparsity(params, self.one_shot,
+                                       method=self.method, exclude=self.exclude)
     if self.method == "global":
       return pruning.prune_global(params, mask, self.fraction,
                                   exclude=self.exclude)
