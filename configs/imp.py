@@ -30,7 +30,7 @@ def imp_fields(c):
   c.prune.fraction = 0.2         # Fraction of the remaining weights pruned per level.
   c.prune.conv_fraction = -1.0   # Layer-wise rate of conv kernels (-1: prune.fraction).
   c.prune.output_fraction = 0.1  # Layer-wise rate of the output layer (-1: prune.fraction).
-  c.prune.layer_rates = ml_collections.ConfigDict()  # {layer name: rate} overrides.
+  c.prune.layer_rates = ""       # Overrides, e.g. "Dense_0=0.1,output=0.05".
   c.prune.exclude_output = False  # Global pruning: keep the output layer dense.
   c.prune.rewind_step = 0        # k: survivors rewound to their step-k values.
   c.prune.controls = "random_reinit,random_prune"  # Controls trained each level.

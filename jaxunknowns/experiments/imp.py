@@ -57,8 +57,8 @@ def validate(config):
     v = p[field]
     check(v == -1 or 0.0 <= v < 1.0, f"prune.{field}", v,
           "in [0, 1), or -1 for prune.fraction")
-  for name, v in p.layer_rates.items():
-    check(0.0 <= v < 1.0, f"prune.layer_rates.{name}", v, "in [0, 1)")
+  for name, v in parse_layer_rates(p.layer_rates).items():
+    check(0.0 <= v < 1.0, f"prune.layer_rates[{name}]", v, "in [0, 1)")
   check(0.0 <= p.one_shot_remaining < 1.0, "prune.one_shot_remaining",
         p.one_shot_remaining, "in [0, 1) (0 = iterative pruning)")
   check(not p.one_shot_remaining or p.levels == 1, "prune.levels", p.levels,
@@ -97,11 +97,28 @@ def concat_runs(trees: Sequence[Any]):
   return jax.tree.map(lambda *xs: jnp.concatenate(xs), *trees)
 
 
+def parse_layer_rates(text: str) -> Dict[str, float]:
+  """'Dense_0=0.1,output=0.05' -> {'Dense_0': 0.1, 'output': 0.05}."""
+  rates = {}
+  for item in [t.strip() for t in text.split(",") if t.strip()]:
+    name, sep, value = item.partition("=")
+    try:
+      if not sep:
+        raise ValueError
+      rates[name.strip()] = float(value)
+    except ValueError:
+      raise UserError(f"prune.layer_rates={text!r}: write LAYER=RATE pairs "
+                      f"separated by commas, e.g. 'Dense_0=0.1,output=0.05'"
+                      ) from None
+  return rates
+
+
 def layer_rates(config, params_template) -> Dict[str, float]:
   """Per-layer layer-wise rates: conv, output and explicit overrides."""
   p = config.prune
   names = pruning.layer_names(pruning.ones_mask(params_template))
-  unknown = sorted(set(p.layer_rates) - set(names))
+  overrides = parse_layer_rates(p.layer_rates)
+  unknown = sorted(set(overrides) - set(names))
   if unknown:
     raise UserError(f"prune.layer_rates names layers that do not exist "
                     f"({', '.join(unknown)}); the prunable layers are: "
@@ -115,7 +132,7 @@ def layer_rates(config, params_template) -> Dict[str, float]:
       rates[name] = p.output_fraction
     elif len(kernels[name].shape) > 2 and p.conv_fraction != -1:
       rates[name] = p.conv_fraction
-  rates.update(dict(p.layer_rates))
+  rates.update(overrides)
   return rates
 
 
@@ -213,7 +230,8 @@ def run(config, workdir):
                   "fraction": config.prune.fraction,
                   "layer_rates": pruner.rates,
                   "exclude": list(pruner.exclude),
-                  "rewind_step": k, "levels": config.prune.levels},
+                  "rewind_step": k, "levels": config.prune.levels,
+                  "one_shot_remaining": config.prune.one_shot_remaining},
       "levels": levels,
       "parameters": trainer.param_counts,
       "wall_time_s": time.time() - t_start,

@@ -1,0 +1,775 @@
+"""Tests of the `imp` experiment: iterative magnitude pruning with rewinding,
+its random-reinit and random-prune controls, and the instability analysis.
+
+Every run uses `configs/imp.py:<variant>,runlocal` (an MLP 40-32-32-10 on
+MNIST-1D, 2 levels of 40 steps) with 2 seeds. Most tests share a few runs made
+in-process through `jaxunknowns.main.run` while recording every
+`Trainer.fit` call (the state each level starts from and the state it ends
+at), so the tests can check the weights themselves, not only what the run
+reports. The kill-and-resume test and two bad-input tests run the real CLI in
+a subprocess.
+
+Compile time dominates these tiny runs, so the module turns on JAX's
+persistent compilation cache (for this process and its subprocesses) and
+puts the process's JAX config back afterwards. A cached executable is the
+very code a fresh compile gives, so exact comparisons are unaffected.
+"""
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Dict, List
+
+import jax
+import numpy as np
+import optax
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+
+from jaxunknowns import pruning
+from jaxunknowns.errors import UserError
+from jaxunknowns.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+IMP_CONFIG = ROOT / "configs" / "imp.py"
+MNIST1D = "mnist1d,runlocal"
+STABILITY = "stability,runlocal"
+SEEDS = [0, 1]
+S = len(SEEDS)
+VARIANTS = ("ticket", "random_reinit", "random_prune")
+# The runlocal MLP: MNIST-1D inputs of 40, hidden widths (32, 32), 10 classes.
+LAYERS = ("Dense_0", "Dense_1", "output")
+SIZES = {"Dense_0": 40 * 32, "Dense_1": 32 * 32, "output": 32 * 10}
+# Layer-wise rates of configs/imp.py: 20% per level, the output layer 10%.
+RATES = {"Dense_0": Fraction(1, 5), "Dense_1": Fraction(1, 5),
+         "output": Fraction(1, 10)}
+STEPS = 40       # runlocal's train.steps
+EVAL_EVERY = 20  # runlocal's train.eval_every
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+_CACHE_OPTIONS = ("jax_compilation_cache_dir",
+                  "jax_persistent_cache_min_compile_time_secs",
+                  "jax_persistent_cache_min_entry_size_bytes")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compilation_cache(tmp_path_factory):
+  cache = str(tmp_path_factory.mktemp("xla"))
+  before = {name: getattr(jax.config, name) for name in _CACHE_OPTIONS}
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  compilation_cache.set_cache_dir(cache)
+  compilation_cache.reset_cache()  # in case this process compiled already
+  ENV.update(JAX_COMPILATION_CACHE_DIR=cache,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  yield
+  for name, value in before.items():
+    jax.config.update(name, value)
+  compilation_cache.reset_cache()
+
+
+# -----------------------------------------------------------------------------
+# Helpers
+# -----------------------------------------------------------------------------
+def load_config(variant=MNIST1D, overrides=None):
+  """configs/imp.py's get_config(variant), as --config= builds it, with
+  `overrides` ({"prune.levels": 3, ...}) applied like --config.FIELD=VALUE
+  (unlocked, as in --config.FIELD=VALUE)."""
+  spec = importlib.util.spec_from_file_location("_test_imp_config", IMP_CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(variant)
+  overrides = {"seeds": S, **(overrides or {})}
+  with config.unlocked():
+    for dotted, value in overrides.items():
+      *path, leaf = dotted.split(".")
+      node = config
+      for key in path:
+        node = node[key]
+      node[leaf] = value
+  return config
+
+
+def run_in_process(config, workdir, overwrite=False):
+  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
+  return main.run(config, str(workdir), overwrite)
+
+
+def read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def read_rows(workdir):
+  with open(Path(workdir) / "metrics.jsonl") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def host_copy(tree):
+  """A numpy copy of a (possibly donated-later) device pytree."""
+  return jax.tree.map(lambda x: np.array(x, copy=True), tree)
+
+
+@dataclasses.dataclass
+class FitCall:
+  description: str
+  run_labels: List[Dict[str, Any]]
+  data_seeds: List[int]
+  start: Any  # the state handed to fit (numpy)
+  end: Any    # the state fit returned (numpy)
+
+
+@contextlib.contextmanager
+def recording_fits():
+  """Records every Trainer.fit call made inside the block."""
+  calls = []
+  original = Trainer.fit
+
+  def fit(self, state, **kwargs):
+    start = host_copy(state)  # before fit donates its buffers
+    result = original(self, state, **kwargs)
+    calls.append(FitCall(kwargs.get("description", ""),
+                         [dict(l) for l in kwargs["run_labels"]],
+                         list(kwargs["data_seeds"]), start,
+                         host_copy(result.state)))
+    return result
+
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(Trainer, "fit", fit)
+    yield calls
+
+
+@dataclasses.dataclass
+class Run:
+  workdir: Path
+  config: Any
+  summary: Dict[str, Any]
+  calls: List[FitCall]
+
+  def level_call(self, level) -> FitCall:
+    """The fit of IMP level `level` (ticket and controls)."""
+    want = "level 0 (dense)" if level == 0 else f"level {level}"
+    found = [c for c in self.calls if c.description == want]
+    assert len(found) == 1, [c.description for c in self.calls]
+    return found[0]
+
+
+def imp_run(workdir, variant=MNIST1D, overrides=None):
+  config = load_config(variant, overrides)
+  with recording_fits() as calls:
+    summary = run_in_process(config, workdir)
+  assert summary is not None
+  return Run(Path(workdir), config, summary, calls)
+
+
+def kernels(state):
+  return {n: np.asarray(state["params"][n]["kernel"]) for n in LAYERS}
+
+
+def biases(state):
+  return {n: np.asarray(state["params"][n]["bias"]) for n in LAYERS}
+
+
+def opt_masks(state):
+  mask = pruning.get_mask(state["opt_state"])
+  return {n: np.asarray(mask[n]["kernel"]) for n in LAYERS}
+
+
+def saved_masks(workdir, level):
+  with np.load(Path(workdir) / "masks" / f"level_{level:02d}.npz") as z:
+    assert sorted(z.files) == sorted(f"{n}/kernel" for n in LAYERS), z.files
+    return {n: z[f"{n}/kernel"] for n in LAYERS}
+
+
+def adam_states(opt_state):
+  found = [s for s in jax.tree.leaves(
+      opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+           if isinstance(s, optax.ScaleByAdamState)]
+  assert len(found) == 1, opt_state
+  return found[0]
+
+
+def runs_of(call, variant):
+  """Indices of the runs of `variant` in a level's fit, in seed order."""
+  idx = [r for r, l in enumerate(call.run_labels) if l["variant"] == variant]
+  assert [call.run_labels[r]["seed"] for r in idx] == SEEDS, call.run_labels
+  return idx
+
+
+def expected_counts(level):
+  """Surviving weights per layer after `level` levels of ceil-rate pruning."""
+  counts = dict(SIZES)
+  for _ in range(level):
+    counts = {n: c - math.ceil(RATES[n] * c) for n, c in counts.items()}
+  return counts
+
+
+def restore_checkpoint(folder, step, like):
+  from jaxunknowns.checkpoints import Checkpoints  # pylint: disable=g-import-not-at-top
+  ck = Checkpoints(str(folder), max_to_keep=None)
+  try:
+    assert step in ck.steps(), (folder, ck.steps())
+    return host_copy(ck.restore(step, jax.device_put(like)))
+  finally:
+    ck.close()
+
+
+def snapshot(path):
+  """Every entry under `path` with its mtime and (files) content digest."""
+  path = Path(path)
+  if not path.exists():
+    return None
+  out = {}
+  for p in sorted(path.rglob("*")):
+    st = p.stat()
+    digest = (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file()
+              else "dir")
+    out[str(p.relative_to(path))] = (st.st_mtime_ns, digest)
+  return out
+
+
+def assert_png(path):
+  data = Path(path).read_bytes()
+  assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000, path
+
+
+def fmt(stat):
+  return (f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f} "
+          f"(n={len(stat['per_seed'])})")
+
+
+# -----------------------------------------------------------------------------
+# Shared runs
+# -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def rewind0(tmp_path_factory):
+  """mnist1d,runlocal, 2 seeds, rewinding to step 0 (the default)."""
+  return imp_run(tmp_path_factory.mktemp("imp") / "rewind0")
+
+
+@pytest.fixture(scope="module")
+def rewind10(tmp_path_factory):
+  """The same with late rewinding to step 10."""
+  return imp_run(tmp_path_factory.mktemp("imp") / "rewind10",
+                 overrides={"prune.rewind_step": 10})
+
+
+@pytest.fixture(scope="module")
+def stability(tmp_path_factory):
+  """stability,runlocal with a second dense rewind step k=10."""
+  return imp_run(tmp_path_factory.mktemp("imp") / "stability", STABILITY,
+                 overrides={"stability.rewind_steps": (0, 10)})
+
+
+# -----------------------------------------------------------------------------
+# 1. End to end: summary.json, figures, report.md
+# -----------------------------------------------------------------------------
+def test_end_to_end_summary_figures_and_report(rewind0):
+  workdir, summary = rewind0.workdir, rewind0.summary
+  assert read_json(workdir / "summary.json") == json.loads(json.dumps(summary))
+  assert summary["experiment"] == "imp" and summary["seeds"] == SEEDS
+  assert summary["pruning"] == {
+      "method": "layerwise", "fraction": 0.2, "layer_rates": {"output": 0.1},
+      "exclude": [], "rewind_step": 0, "levels": 2, "one_shot_remaining": 0.0}
+  levels = summary["levels"]
+  assert [e["level"] for e in levels] == [0, 1, 2]
+
+  rows = read_rows(workdir)
+  keys = [(r["step"], r["split"], r.get("level"), r.get("variant"), r["seed"])
+          for r in rows]
+  assert len(keys) == len(set(keys)), "duplicate metric rows"
+
+  for entry in levels:
+    level = entry["level"]
+    # Sparsity: each layer loses ceil(rate * remaining) weights per level.
+    counts = expected_counts(level)
+    assert entry["layers_remaining"] == {n: counts[n] / SIZES[n]
+                                         for n in LAYERS}
+    assert entry["weights_remaining"] == (sum(counts.values())
+                                          / sum(SIZES.values()))
+    for n in LAYERS:  # 0.8^L (output 0.9^L), up to a weight per level
+      want = float((1 - RATES[n]) ** level)
+      assert abs(entry["layers_remaining"][n] - want) <= level / SIZES[n], n
+    fractions_ = entry["layers_remaining"].values()
+    assert min(fractions_) <= entry["weights_remaining"] <= max(fractions_)
+    if level:
+      assert min(fractions_) < entry["weights_remaining"] < max(fractions_)
+    masks = saved_masks(workdir, level)
+    for n in LAYERS:
+      assert masks[n].shape == (S,) + masks[n].shape[1:]
+      assert [int(m.sum()) for m in masks[n]] == [counts[n]] * S, n
+
+    variants = VARIANTS if level else ("ticket",)
+    assert ("random_reinit" in entry) == ("random_prune" in entry) == (
+        level >= 1)
+    for variant in variants:
+      block = entry if variant == "ticket" else entry[variant]
+      want_rows = {r["seed"]: r for r in rows
+                   if r.get("level") == level and r.get("variant") == variant}
+      assert sorted(want_rows) == SEEDS, (level, variant)
+      # Final test accuracy per seed: the metrics.jsonl rows at the end.
+      acc = block["test_accuracy"]
+      assert set(acc) == {"mean", "std", "per_seed"}
+      final = {r["seed"]: r["accuracy"] for r in rows
+               if (r.get("level"), r.get("variant"), r["split"], r["step"])
+               == (level, variant, "test", STEPS)}
+      assert acc["per_seed"] == [final[s] for s in SEEDS], (level, variant)
+      assert acc["mean"] == pytest.approx(np.mean(acc["per_seed"]), abs=1e-12)
+      assert acc["std"] == pytest.approx(np.std(acc["per_seed"]), abs=1e-12)
+      assert all(0.15 < a <= 1.0 for a in acc["per_seed"]), acc  # chance 0.10
+      # Early stopping: the step of minimum validation loss (earliest of
+      # equal minima) and the test accuracy there.
+      es_steps, es_accs = [], []
+      for seed in SEEDS:
+        val = sorted((r["loss"], r["step"]) for r in rows
+                     if (r.get("level"), r.get("variant"), r["split"],
+                         r["seed"]) == (level, variant, "validation", seed))
+        assert [s for _, s in sorted(val, key=lambda x: x[1])] == list(
+            range(EVAL_EVERY, STEPS + 1, EVAL_EVERY))
+        step = val[0][1]
+        test = {r["step"]: r["accuracy"] for r in rows
+                if (r.get("level"), r.get("variant"), r["split"], r["seed"])
+                == (level, variant, "test", seed)}
+        es_steps.append(float(step))
+        es_accs.append(test[step])
+      assert block["early_stop_step"]["per_seed"] == es_steps, (level, variant)
+      assert block["early_stop_step"]["mean"] == np.mean(es_steps)
+      assert block["early_stop_accuracy"]["per_seed"] == es_accs
+  # The three variants of a level are different networks.
+  for entry in levels[1:]:
+    accs = [tuple(entry["test_accuracy"]["per_seed"])] + [
+        tuple(entry[v]["test_accuracy"]["per_seed"]) for v in VARIANTS[1:]]
+    assert len(set(accs)) > 1, accs
+
+  for name in ("accuracy_vs_sparsity.png", "early_stop_vs_sparsity.png",
+               "early_stop_accuracy_vs_sparsity.png"):
+    assert_png(workdir / name)
+  report = (workdir / "report.md").read_text()
+  assert "| level | weights remaining | ticket | random_reinit | random_prune |" \
+      in report
+  for entry in levels:
+    line = (f"| {entry['level']} | {100 * entry['weights_remaining']:.2f}% "
+            f"| {fmt(entry['test_accuracy'])} | ")
+    if entry["level"]:
+      line += (f"{fmt(entry['random_reinit']['test_accuracy'])} | "
+               f"{fmt(entry['random_prune']['test_accuracy'])} |")
+    assert line in report, (line, report)
+  for name in ("accuracy_vs_sparsity.png", "early_stop_vs_sparsity.png"):
+    assert f"({name})" in report
+  assert "MNIST-1D authors' lottery-ticket notebook" in report
+
+
+# -----------------------------------------------------------------------------
+# 2. Pruned weights stay exactly zero
+# -----------------------------------------------------------------------------
+@pytest.mark.parametrize("level", [1, 2])
+def test_masked_weights_are_exactly_zero_after_training(rewind0, level):
+  call = rewind0.level_call(level)
+  ticket, reinit, rprune = (runs_of(call, v) for v in VARIANTS)
+  saved = saved_masks(rewind0.workdir, level)
+  masks, start_masks = opt_masks(call.end), opt_masks(call.start)
+  for n in LAYERS:
+    np.testing.assert_array_equal(masks[n], start_masks[n])  # never changes
+    np.testing.assert_array_equal(masks[n][ticket], saved[n])
+    np.testing.assert_array_equal(masks[n][reinit], saved[n])
+    assert not np.array_equal(masks[n][rprune], saved[n])
+
+  # The level's final checkpoint on disk is the state fit returned.
+  on_disk = restore_checkpoint(
+      rewind0.workdir / "levels" / f"level_{level:02d}" / "checkpoints",
+      STEPS, call.end)
+  for a, b in zip(jax.tree.leaves(on_disk), jax.tree.leaves(call.end)):
+    np.testing.assert_array_equal(a, b)
+
+  adam = adam_states(call.end["opt_state"])
+  before, after = kernels(call.start), kernels(call.end)
+  for n in LAYERS:
+    for r in range(3 * S):
+      m = masks[n][r]
+      assert 0 < m.sum() < m.size
+      pruned = after[n][r][~m]
+      assert np.all(pruned == 0.0), (n, call.run_labels[r],
+                                     np.count_nonzero(pruned))
+      # Neither Adam moment of a pruned weight ever moved off zero.
+      assert np.all(np.asarray(adam.mu[n]["kernel"])[r][~m] == 0.0)
+      assert np.all(np.asarray(adam.nu[n]["kernel"])[r][~m] == 0.0)
+      # ... while the survivors trained, and are not zero.
+      alive_before, alive_after = before[n][r][m], after[n][r][m]
+      assert np.mean(alive_after != alive_before) > 0.95, (n, r)
+      assert np.mean(alive_after != 0.0) > 0.99, (n, r)
+      # (Some survivors feed dead ReLUs and get no gradient at all.)
+      assert np.mean(np.asarray(adam.nu[n]["kernel"])[r][m] > 0.0) > 0.9
+
+
+# -----------------------------------------------------------------------------
+# 3. Rewinding restores exactly the saved weights
+# -----------------------------------------------------------------------------
+def assert_fresh_start(call, step):
+  """Every run starts the level at `step`, with a fresh optimizer."""
+  np.testing.assert_array_equal(call.start["step"], [step] * 3 * S)
+  adam = adam_states(call.start["opt_state"])
+  np.testing.assert_array_equal(adam.count, [0] * 3 * S)
+  for leaf in jax.tree.leaves((adam.mu, adam.nu)):
+    assert not np.any(leaf)
+
+
+def assert_rewound_to(call, rewind_state, variant):
+  """The runs of `variant` start from `rewind_state`'s weights x their mask."""
+  runs = runs_of(call, variant)
+  masks, start = opt_masks(call.start), kernels(call.start)
+  want = kernels(rewind_state)
+  for n in LAYERS:
+    expected = np.where(masks[n][runs], want[n][:S], np.float32(0))
+    np.testing.assert_array_equal(start[n][runs], expected, err_msg=n)
+    np.testing.assert_array_equal(biases(call.start)[n][runs],
+                                  biases(rewind_state)[n][:S], err_msg=n)
+  np.testing.assert_array_equal(call.start["rng"][runs],
+                                np.asarray(rewind_state["rng"])[:S])
+
+
+def test_rewinding_to_step_0_restores_the_initialization(rewind0):
+  dense = rewind0.level_call(0)
+  np.testing.assert_array_equal(dense.start["step"], [0] * S)
+  snapshots = rewind0.workdir / "levels" / "level_00" / "snapshots"
+  assert sorted(os.listdir(snapshots)) == ["0"]
+  saved = restore_checkpoint(snapshots, 0, dense.start)
+  for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(dense.start)):
+    np.testing.assert_array_equal(a, b)
+  for level in (1, 2):
+    call = rewind0.level_call(level)
+    assert_fresh_start(call, 0)
+    # Bit for bit: the dense run's initial weights, masked.
+    assert_rewound_to(call, dense.start, "ticket")
+    assert_rewound_to(call, dense.start, "random_prune")
+    np.testing.assert_array_equal(opt_masks(call.start)["Dense_0"][:S],
+                                  saved_masks(rewind0.workdir,
+                                              level)["Dense_0"])
+
+
+def test_late_rewinding_restores_the_step_k_weights(rewind10):
+  from jaxunknowns.experiments import common  # pylint: disable=g-import-not-at-top
+  assert rewind10.summary["pruning"]["rewind_step"] == 10
+  dense = rewind10.level_call(0)
+  snapshots = rewind10.workdir / "levels" / "level_00" / "snapshots"
+  assert sorted(os.listdir(snapshots)) == ["10"]
+  at10 = restore_checkpoint(snapshots, 10, dense.start)
+  np.testing.assert_array_equal(at10["step"], [10] * S)
+
+  # Independently: the dense initialization trained for 10 steps.
+  trainer = common.build_trainer(
+      rewind10.config,
+      tx_wrapper=functools.partial(pruning.with_pruning_mask, mask=None))
+  state = trainer.init_state(SEEDS)
+  for a, b in zip(jax.tree.leaves(host_copy(state)),
+                  jax.tree.leaves(dense.start)):
+    np.testing.assert_array_equal(a, b)
+  state, _ = trainer.train_steps(state, SEEDS, 10)
+  for a, b in zip(jax.tree.leaves(host_copy(state["params"])),
+                  jax.tree.leaves(at10["params"])):
+    np.testing.assert_array_equal(a, b)
+  init, k10 = kernels(dense.start), kernels(at10)
+  for n in LAYERS:  # really another point than the initialization
+    assert np.mean(init[n] != k10[n]) > 0.95, n
+
+  for level in (1, 2):
+    call = rewind10.level_call(level)
+    assert_fresh_start(call, 10)  # the schedule continues from step k
+    assert_rewound_to(call, at10, "ticket")
+    assert_rewound_to(call, at10, "random_prune")
+  # Rewinding elsewhere gives other tickets.
+  assert not np.array_equal(saved_masks(rewind10.workdir, 2)["Dense_0"],
+                            saved_masks(rewind10.workdir, 1)["Dense_0"])
+
+
+# -----------------------------------------------------------------------------
+# 4. The ticket's mask, and the controls' claimed sparsity
+# -----------------------------------------------------------------------------
+@pytest.mark.parametrize("level", [1, 2])
+def test_ticket_is_the_magnitude_mask_of_the_previous_ticket(rewind0, level):
+  previous = rewind0.level_call(level - 1)
+  trained = kernels(previous.end)
+  old, new = saved_masks(rewind0.workdir, level - 1), saved_masks(
+      rewind0.workdir, level)
+  counts, before = expected_counts(level), expected_counts(level - 1)
+  for n in LAYERS:
+    for r in range(S):  # the ticket runs come first
+      assert previous.run_labels[r] == {"level": level - 1,
+                                        "variant": "ticket", "seed": SEEDS[r]}
+      assert not np.any(new[n][r] & ~old[n][r]), n  # nested masks
+      magnitude = np.abs(trained[n][r])
+      dropped, kept = magnitude[old[n][r] & ~new[n][r]], magnitude[new[n][r]]
+      assert dropped.size == before[n] - counts[n]
+      assert dropped.max() <= kept.min(), n  # the smallest went
+
+
+@pytest.mark.parametrize("level", [1, 2])
+def test_controls_have_the_tickets_sparsity(rewind0, level):
+  call = rewind0.level_call(level)
+  dense = rewind0.level_call(0)
+  assert call.data_seeds == SEEDS * 3  # same data order for every variant
+  ticket, reinit, rprune = (runs_of(call, v) for v in VARIANTS)
+  masks, start = opt_masks(call.start), kernels(call.start)
+  init = kernels(dense.start)
+  previous = saved_masks(rewind0.workdir, level - 1)
+  for n in LAYERS:
+    t, p = masks[n][ticket], masks[n][rprune]
+    # random_prune: exactly the ticket's survivors per layer and seed, at
+    # other, random places (the overlap of a random subset is ~ its density).
+    assert [int(m.sum()) for m in p] == [int(m.sum()) for m in t]
+    density = t[0].mean()
+    for r in range(S):
+      assert not np.array_equal(p[r], t[r])
+      overlap = (p[r] & t[r]).sum() / t[r].sum()
+      assert overlap < density + 0.1, (n, overlap, density)
+    assert not np.array_equal(p[0], p[1])  # a mask per seed
+    if level >= 2:  # drawn over the whole layer, not inside the old ticket
+      assert np.any(p & ~previous[n])
+    # random_reinit: the ticket's very mask, on other initial weights.
+    np.testing.assert_array_equal(masks[n][reinit], t)
+    w, w0 = start[n][reinit], np.where(t, init[n][:S], np.float32(0))
+    assert np.all(w[~t] == 0.0)
+    assert np.mean(w[t] != w0[t]) > 0.99, n
+    assert np.std(w[t]) == pytest.approx(np.std(w0[t]), rel=0.25)  # an init
+    assert not np.array_equal(w[0], w[1])
+  # A fresh initialization at every level.
+  other = rewind0.level_call(3 - level)
+  reinit_other = kernels(other.start)["Dense_0"][runs_of(other, "random_reinit")]
+  assert np.mean(start["Dense_0"][reinit] != reinit_other) > 0.5
+  for v in ("random_reinit", "random_prune"):
+    assert call.run_labels[runs_of(call, v)[0]]["level"] == level
+
+
+# -----------------------------------------------------------------------------
+# 5. A killed IMP run resumes to the same results
+# -----------------------------------------------------------------------------
+KILL_FLAGS = ("--config.seeds=2", "--config.train.steps=200",
+              "--config.prune.rewind_step=10")
+KILL_STEPS = 200
+
+
+def cli(workdir, *flags, variant=MNIST1D, timeout=600):
+  return subprocess.run(
+      [sys.executable, "-m", "jaxunknowns.main",
+       f"--config=configs/imp.py:{variant}", f"--workdir={workdir}", *flags],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def step_folders(folder):
+  try:
+    return sorted(int(n) for n in os.listdir(folder) if n.isdigit())
+  except FileNotFoundError:
+    return []
+
+
+def comparable(summary):
+  """summary.json's levels without timings."""
+  return [{k: v for k, v in e.items()
+           if k not in ("steps_per_second", "wall_time_s")}
+          for e in summary["levels"]]
+
+
+def test_killed_imp_run_resumes_to_the_same_summary(tmp_path):
+  killed, straight = tmp_path / "killed", tmp_path / "straight"
+  level1 = killed / "levels" / "level_01" / "checkpoints"
+  log_path = tmp_path / "killed.log"
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxunknowns.main",
+         f"--config=configs/imp.py:{MNIST1D}", f"--workdir={killed}",
+         *KILL_FLAGS], cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+    try:
+      deadline = time.monotonic() + 400
+      while not step_folders(level1):
+        assert proc.poll() is None, (
+            f"run exited ({proc.returncode}) before level 1 checkpointed: "
+            f"{log_path.read_text()[-4000:]}")
+        assert time.monotonic() < deadline, "no level 1 checkpoint"
+        time.sleep(0.005)
+      proc.send_signal(signal.SIGKILL)
+      assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+      proc.kill()
+      proc.wait()
+  at_kill = step_folders(level1)
+  assert at_kill and max(at_kill) < KILL_STEPS, at_kill  # mid-level 1
+  assert not (killed / "summary.json").exists()
+  assert not (killed / "masks" / "level_01.npz").exists()
+  assert (killed / "masks" / "level_00.npz").exists()
+
+  reference = cli(straight, *KILL_FLAGS)
+  assert reference.returncode == 0, reference.stderr[-6000:]
+  resumed = cli(killed, *KILL_FLAGS)
+  assert resumed.returncode == 0, resumed.stderr[-6000:]
+  assert (f"[level 0 (dense)] resuming from the checkpoint at step "
+          f"{KILL_STEPS}") in resumed.stderr
+  resumed_at = [int(line.rsplit(" ", 1)[1]) for line in
+                resumed.stderr.splitlines()
+                if "[level 1] resuming from the checkpoint at step" in line]
+  assert len(resumed_at) == 1 and resumed_at[0] in at_kill, (
+      resumed_at, at_kill)
+
+  got, want = (read_json(w / "summary.json") for w in (killed, straight))
+  assert comparable(got) == comparable(want)  # exactly equal floats on CPU
+  assert got["pruning"] == want["pruning"]
+  for level in range(3):
+    for n, m in saved_masks(killed, level).items():
+      np.testing.assert_array_equal(m, saved_masks(straight, level)[n])
+  key = lambda r: (r["step"], r["split"], r.get("level"), r.get("variant"),
+                   r["seed"])
+  rows, want_rows = read_rows(killed), read_rows(straight)
+  assert len({key(r) for r in rows}) == len(rows), "duplicate metric rows"
+  assert sorted(rows, key=key) == sorted(want_rows, key=key)
+
+
+# -----------------------------------------------------------------------------
+# 6. Bad input: UserError / exit 2, one line, no workdir
+# -----------------------------------------------------------------------------
+def user_error(config, workdir):
+  with pytest.raises(UserError) as info:
+    run_in_process(config, workdir)
+  message = str(info.value)
+  assert message and "\n" not in message, repr(message)
+  assert not Path(workdir).exists()
+  return message
+
+
+BAD_INPUTS = [
+    ({"prune.fraction": 0.0}, ["prune.fraction=0.0", "(0, 1)"]),
+    ({"prune.fraction": 1.2}, ["prune.fraction=1.2", "(0, 1)"]),
+    ({"prune.rewind_step": 40}, ["prune.rewind_step=40", "train.steps=40"]),
+    ({"prune.rewind_step": 100}, ["prune.rewind_step=100", "train.steps=40"]),
+    ({"prune.levels": 0}, ["prune.levels=0", ">= 1"]),
+    ({"prune.layer_rates": "Dense_9=0.1"},
+     ["prune.layer_rates", "Dense_9", "Dense_0", "Dense_1", "output"]),
+    ({"prune.layer_rates": "Dense_0:0.1"},
+     ["prune.layer_rates", "LAYER=RATE"]),
+    ({"prune.layer_rates": "Dense_0=1.5"},
+     ["prune.layer_rates[Dense_0]=1.5", "[0, 1)"]),
+    ({"prune.initial_mask": "/nonexistent/level_01.npz"},
+     ["prune.initial_mask", "/nonexistent/level_01.npz", "does not exist"]),
+]
+
+
+@pytest.mark.parametrize("overrides,needles", BAD_INPUTS,
+                         ids=[",".join(f"{k}={v}" for k, v in o.items())
+                              for o, _ in BAD_INPUTS])
+def test_bad_input_is_refused_before_touching_the_workdir(
+    tmp_path, overrides, needles):
+  message = user_error(load_config(MNIST1D, overrides), tmp_path / "new")
+  for needle in needles:
+    assert needle in message, (needle, message)
+
+
+def test_initial_mask_of_another_architecture_is_refused(rewind0, tmp_path):
+  masks = rewind0.workdir / "masks" / "level_01.npz"
+  config = load_config(MNIST1D, {"prune.initial_mask": str(masks),
+                                 "model.widths": (16, 16)})
+  message = user_error(config, tmp_path / "new")
+  for needle in (str(masks), "another architecture", "Dense_0", "(40, 32)",
+                 "(40, 16)"):
+    assert needle in message, (needle, message)
+  # Not a mask file at all.
+  bogus = tmp_path / "bogus.npz"
+  bogus.write_bytes(b"not a zip file")
+  config = load_config(MNIST1D, {"prune.initial_mask": str(bogus)})
+  assert "is not a mask file" in user_error(config, tmp_path / "new2")
+
+
+def assert_cli_error(proc, *needles):
+  """Exit 2, one `error: ...` line naming every needle, no traceback."""
+  assert proc.returncode == 2, (proc.returncode, proc.stderr[-4000:])
+  assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1, proc.stderr[-4000:]
+  for needle in needles:
+    assert needle in errors[0], (needle, errors[0])
+
+
+def test_cli_bad_fraction_exits_2(tmp_path):
+  proc = cli(tmp_path / "new", "--config.prune.fraction=1.2")
+  assert_cli_error(proc, "prune.fraction=1.2", "(0, 1)")
+  assert not (tmp_path / "new").exists()
+
+
+def test_cli_layer_rate_of_a_missing_layer_exits_2(tmp_path):
+  proc = cli(tmp_path / "new", "--config.prune.layer_rates=Dense_9=0.1")
+  assert not (tmp_path / "new").exists()
+  assert_cli_error(proc, "Dense_9", "Dense_0", "Dense_1", "output")
+
+
+# -----------------------------------------------------------------------------
+# 7. The stability variant
+# -----------------------------------------------------------------------------
+def test_stability_variant_writes_instability(stability, capsys):
+  workdir, summary = stability.workdir, stability.summary
+  assert read_json(workdir / "summary.json") == json.loads(json.dumps(summary))
+  inst = summary["instability"]
+  assert [d["rewind_step"] for d in inst["dense"]] == [0, 10]
+  assert [(t["level"], t["rewind_step"]) for t in inst["tickets"]] == [(1, 0)]
+  assert inst["tickets"][0]["weights_remaining"] == (
+      summary["levels"][1]["weights_remaining"])
+  rows = read_rows(workdir)
+  dense_acc = summary["levels"][0]["test_accuracy"]["per_seed"]
+  ticket_acc = summary["levels"][1]["test_accuracy"]["per_seed"]
+  for entry in inst["dense"] + inst["tickets"]:
+    labels = ({"network": "dense", "rewind_step": entry["rewind_step"]}
+              if "level" not in entry else
+              {"network": "ticket", "level": entry["level"]})
+    match = lambda r: (r.get("analysis") == "stability" and
+                       all(r.get(k) == v for k, v in labels.items()))
+    lmc = {r["seed"]: r for r in rows if r["split"] == "lmc" and match(r)}
+    path = [r for r in rows if r["split"] == "interpolation" and match(r)]
+    assert sorted(lmc) == SEEDS, labels
+    stat = entry["instability"]
+    assert set(stat) == {"mean", "std", "per_seed"}
+    assert stat["per_seed"] == [lmc[s]["instability"] for s in SEEDS]
+    assert stat["mean"] == pytest.approx(np.mean(stat["per_seed"]), abs=1e-12)
+    assert stat["std"] == pytest.approx(np.std(stat["per_seed"]), abs=1e-12)
+    assert entry["alphas"] == [0.0, 0.25, 0.5, 0.75, 1.0]  # 5 points
+    for s in SEEDS:  # max error on the path minus the mean of the two ends
+      errors = {r["alpha"]: r["error"] for r in path if r["seed"] == s}
+      assert sorted(errors) == entry["alphas"]
+      barrier = max(errors.values()) - (errors[0.0] + errors[1.0]) / 2
+      assert lmc[s]["instability"] == pytest.approx(barrier, abs=1e-6)
+      assert lmc[s]["instability"] >= -1e-7
+    # Copy A repeats the run it was branched from (same data order).
+    want = dense_acc if labels["network"] == "dense" else ticket_acc
+    for s, acc in zip(SEEDS, want):
+      assert lmc[s]["error_a"] == pytest.approx(1 - acc, abs=2.01e-3), labels
+  # The copies start at step k from the dense run's step-k weights.
+  dense_start = stability.level_call(0).start
+  at10 = restore_checkpoint(workdir / "levels" / "level_00" / "snapshots", 10,
+                            dense_start)
+  for k, want in ((0, dense_start), (10, at10)):
+    call, = [c for c in stability.calls
+             if c.description == f"stability dense k={k}"]
+    np.testing.assert_array_equal(call.start["step"], [k] * 2 * S)
+    for n in LAYERS:
+      for half in (slice(0, S), slice(S, 2 * S)):
+        np.testing.assert_array_equal(kernels(call.start)[n][half],
+                                      kernels(want)[n])
+
+  assert_png(workdir / "instability_vs_k.png")
+  report = (workdir / "report.md").read_text()
+  assert "## Instability" in report and "(instability_vs_k.png)" in report
+  for d in inst["dense"]:
+    assert f"| {d['rewind_step']} | {fmt(d['instability'])} |" in report
+
+  # A rerun of the finished run is a no-op.
+  capsys.readouterr()
+  before = snapshot(workdir)
+  assert run_in_process(stability.config, workdir) is None
+  assert f"already finished: {workdir / 'summary.json'}" in (
+      capsys.readouterr().out)
+  assert snapshot(workdir) == before
