@@ -19,7 +19,7 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import base_config
+from jaxunknowns.config_defaults import base_config, parse_config_arg
 
 
 def imp_fields(c):
@@ -198,14 +198,10 @@ def runlocal(c):
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  names = [a for a in arg.split(",") if a] if arg else []
-  variant = next((n for n in names if n != "runlocal"), "mnist1d")
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r} of configs/imp.py; "
-                     f"valid: {', '.join(VARIANTS)} (optionally ',runlocal')")
+  variant, small = parse_config_arg(arg, VARIANTS, "mnist1d", "configs/imp.py")
   c = base_config()
   imp_fields(c)
-  VARIANTS[variant](c)
-  if "runlocal" in names:
+  variant(c)
+  if small:
     runlocal(c)
   return c

@@ -12,7 +12,7 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import base_config
+from jaxunknowns.config_defaults import base_config, parse_config_arg
 
 
 def mnist1d_mlp(c):
@@ -92,15 +92,12 @@ def runlocal(c):
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  names = [a for a in arg.split(",") if a] if arg else []
-  variant = next((n for n in names if n != "runlocal"), "mnist1d_mlp")
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r} of configs/train.py; "
-                     f"valid: {', '.join(VARIANTS)} (optionally ',runlocal')")
+  variant, small = parse_config_arg(arg, VARIANTS, "mnist1d_mlp",
+                                    "configs/train.py")
   c = base_config()
   c.experiment = "train"
   c.reference = ml_collections.ConfigDict({"test_accuracy": 0.0, "source": ""})
-  VARIANTS[variant](c)
-  if "runlocal" in names:
+  variant(c)
+  if small:
     runlocal(c)
   return c

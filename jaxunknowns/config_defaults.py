@@ -85,3 +85,19 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_train = True        # Also evaluate (eval mode) on the training split.
   c.train.max_train_eval = 0       # Evaluate train metrics on the first N examples (0 = all).
   return c
+
+
+def parse_config_arg(arg: str, variants, default: str, config_file: str):
+  """'variant[,runlocal]' -> (variant function, runlocal?) for get_config.
+
+  Every configs/*.py takes the same argument: a named variant (or none for
+  `default`), optionally followed by ',runlocal' for a tiny smoke-test size.
+  """
+  names = [a for a in (arg or "").split(",") if a]
+  unknown_flags = [n for n in names[1:] if n != "runlocal"]
+  variant = next((n for n in names if n != "runlocal"), default)
+  if variant not in variants or unknown_flags:
+    raise ValueError(
+        f"unknown variant {(unknown_flags or [variant])[0]!r} of "
+        f"{config_file}; valid: {', '.join(variants)} (optionally ',runlocal')")
+  return variants[variant], "runlocal" in names

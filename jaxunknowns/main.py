@@ -60,11 +60,44 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.get_absl_handler().addFilter(_QuietLibraries())
   try:
-    run(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value)
+    try:
+      config = _CONFIG.value
+      config.experiment  # pylint: disable=pointless-statement
+    except OSError as e:  # config_flags loads the file lazily
+      lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+      raise UserError(f"could not load the config file: {lines[-1]}") from e
+    run(config, _WORKDIR.value, _OVERWRITE.value)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 
 
+def parse_flags(argv):
+  """absl's parser, with config-file errors (an unknown variant, a misspelt
+  --config.field) as one line and exit 2 instead of a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except
+    # Whatever fails while reading the command line is the user's to fix:
+    # a missing config file, a misspelt field (KeyError/AttributeError), ...
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    if isinstance(e, (KeyError, AttributeError)):
+      key = str(e).strip("\"' ")
+      arg = next((a for a in argv if a.startswith("--config.") and
+                  f".{key}" in a.split("=")[0]), key)
+      lines = [f"{arg}: no such config field {key!r} (the config is locked: "
+               f"see the config file and jaxunknowns/config_defaults.py)"]
+    elif not isinstance(e, flags.Error):
+      lines = [f"bad command line ({type(e).__name__})"] + lines
+    last = lines[-1] if lines else str(e)
+    for prefix in ("ValueError: ", "KeyError: ", "AttributeError: "):
+      last = last[len(prefix):] if last.startswith(prefix) else last
+    first = lines[0] if lines else ""
+    detail = last if last != first else ""
+    print(f"error: {first.rstrip(':')}" + (f": {detail}" if detail else ""),
+          file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -475,3 +475,25 @@ def test_fashion_mnist_lenet_trains(tmp_path):
   assert [(r["step"], r["accuracy"]) for r in test_rows] == [(20, test_acc[0])]
   assert read_json(workdir / "summary.json")["final"] == summary["final"]
   assert (workdir / "report.md").exists()
+
+
+@pytest.mark.parametrize("variant,flags,needles", [
+    ("mnist1d_bogus", (), ["unknown variant 'mnist1d_bogus'", "mnist1d_mlp"]),
+    (MNIST1D, ("--config.train.nope=3",),
+     ["--config.train.nope=3", "no such config field 'nope'"]),
+    (MNIST1D, ("--config.seeds=abc",), ["--config.seeds=abc"]),
+])
+def test_cli_command_line_mistakes_are_one_line(tmp_path, variant, flags,
+                                                needles):
+  proc = cli(tmp_path / "new", *flags, variant=variant)
+  assert_cli_error(proc, *needles)
+  assert not (tmp_path / "new").exists()
+
+
+def test_cli_missing_config_file_is_one_line(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "jaxunknowns.main", "--config=configs/nope.py",
+       f"--workdir={tmp_path / 'new'}"], cwd=ROOT, capture_output=True,
+      text=True, timeout=300)
+  assert_cli_error(proc, "could not load the config file", "configs/nope.py")
+  assert not (tmp_path / "new").exists()
