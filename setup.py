@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "tensorboardX>=2.6.5",   # TensorBoard event files without TensorFlow.
     "mnist1d>=0.0.2",        # The MNIST-1D generator (offline default data).
     "scikit-learn>=1.5",     # sklearn digits.
+    "scipy>=1.10",           # The exact hard-margin SVM (max_margin).
 ]
 
 EXTRAS = {

@@ -1,0 +1,200 @@
+"""Hessian analysis: HVPs against finite differences, the top eigenvalues by
+power iteration and by Lanczos against a dense `eigh`, and the trainer
+callback on run-batched states (BatchNorm in eval mode)."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from jaxunknowns import config_defaults
+from jaxunknowns.analysis import hessian
+from jaxunknowns.data import Dataset, Split
+from jaxunknowns.errors import UserError
+from jaxunknowns.losses import LOSSES
+from jaxunknowns.metrics import MetricWriter, read_metrics
+from jaxunknowns.models import create_model
+from jaxunknowns.trainer import Trainer
+
+
+def tiny_problem(norm="batch", seed=0):
+  """An MLP 5-6-3 (BatchNorm with non-trivial running statistics), float64."""
+  cfg = ml_collections.ConfigDict({"name": "mlp", "widths": (6,), "norm": norm})
+  model = create_model(cfg, 3)
+  rng = np.random.default_rng(seed)
+  x = jnp.asarray(rng.standard_normal((32, 5)))
+  y = jnp.asarray(rng.integers(0, 3, 32), jnp.int32)
+  variables = model.init(jax.random.PRNGKey(seed), x, train=False)
+  params = jax.tree.map(lambda p: p.astype(jnp.float64), variables["params"])
+  stats = jax.tree.map(lambda p: p.astype(jnp.float64) + 0.3,
+                       variables.get("batch_stats", {}))
+  loss = hessian.network_loss(model, LOSSES.get("cross_entropy"), x, y,
+                              has_batch_stats=bool(stats))
+  return (lambda p: loss(p, stats)), params
+
+
+def top_by_magnitude(matrix, k):
+  ev = np.linalg.eigvalsh(np.asarray(matrix))
+  return ev[np.argsort(-np.abs(ev))][:k], ev
+
+
+def test_hvp_matches_finite_differences():
+  with jax.enable_x64(True):
+    loss, params = tiny_problem()
+    v = jax.tree.map(lambda p: jnp.asarray(
+        np.random.default_rng(1).normal(size=p.shape)), params)
+    eps = 1e-5
+
+    @jax.jit
+    def hvp_and_fd(params, v):
+      grad = jax.grad(loss)
+      plus = grad(jax.tree.map(lambda p, d: p + eps * d, params, v))
+      minus = grad(jax.tree.map(lambda p, d: p - eps * d, params, v))
+      fd = jax.tree.map(lambda a, b: (a - b) / (2 * eps), plus, minus)
+      return hessian.hvp(loss, params, v), fd
+
+    hv, fd = hvp_and_fd(params, v)
+    a = ravel_pytree(hv)[0]
+    b = ravel_pytree(fd)[0]
+    assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a)) < 1e-7
+    # ... and the flat operator is the dense Hessian's product.
+    matvec, dim, _ = hessian.flat_operator(loss, params)
+    dense = hessian.dense_hessian(loss, params)
+    flat_v = ravel_pytree(v)[0]
+    np.testing.assert_allclose(jax.jit(matvec)(flat_v), dense @ flat_v,
+                               rtol=1e-10, atol=1e-12)
+    assert dim == dense.shape[0] == 69
+
+
+def test_power_and_lanczos_match_dense_eigh():
+  with jax.enable_x64(True):
+    loss, params = tiny_problem("batch")
+    k = 3
+    expected, spectrum = top_by_magnitude(hessian.dense_hessian(loss, params), k)
+    matvec, dim, dtype = hessian.flat_operator(loss, params)
+    key = jax.random.PRNGKey(7)
+    power, _, iters, err = jax.jit(lambda key: hessian.power_iteration(
+        matvec, dim, k, key, num_iters=1000, tol=1e-9, dtype=dtype))(key)
+    lanczos, vectors, _ = jax.jit(lambda key: hessian.lanczos(
+        matvec, dim, k, key, num_steps=30, dtype=dtype))(key)
+    np.testing.assert_allclose(power, expected, rtol=1e-3)
+    np.testing.assert_allclose(lanczos, expected, rtol=1e-3)
+    # Far tighter than the 1e-3 asked for, in float64:
+    np.testing.assert_allclose(lanczos, expected, rtol=1e-8)
+    assert int(iters) < 1000 and float(err) <= 1e-9
+    # Ritz vectors are eigenvectors.
+    hv = jax.vmap(matvec, in_axes=1, out_axes=1)(vectors)
+    np.testing.assert_allclose(hv, vectors * lanczos, atol=1e-8)
+    # Lanczos run to the dimension (through breakdowns) gives every eigenvalue.
+    full, _, _ = jax.jit(lambda key: hessian.lanczos(
+        matvec, dim, dim, key, num_steps=dim, which="SA", dtype=dtype))(key)
+    np.testing.assert_allclose(full, spectrum, atol=1e-10)
+
+
+def test_chunked_subset_loss_is_the_same_function():
+  with jax.enable_x64(True):
+    cfg = ml_collections.ConfigDict({"name": "mlp", "widths": (4,), "norm": "batch"})
+    model = create_model(cfg, 3)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((24, 5)))
+    y = jnp.asarray(np.arange(24) % 3, jnp.int32)
+    v = model.init(jax.random.PRNGKey(0), x, train=False)
+    whole = hessian.network_loss(model, LOSSES.get("cross_entropy"), x, y,
+                                 has_batch_stats=True)
+    chunked = hessian.network_loss(model, LOSSES.get("cross_entropy"), x, y,
+                                   has_batch_stats=True, chunk_size=8)
+    args = (v["params"], v["batch_stats"])
+    assert float(whole(*args)) == pytest.approx(float(chunked(*args)), rel=1e-12)
+    with pytest.raises(UserError, match="chunk_size"):
+      hessian.network_loss(model, LOSSES.get("cross_entropy"), x, y,
+                           has_batch_stats=True, chunk_size=7)
+
+
+# -----------------------------------------------------------------------------
+# The trainer callback: seeds batched, BatchNorm in eval mode
+# -----------------------------------------------------------------------------
+def tiny_trainer():
+  rng = np.random.default_rng(0)
+  centers = rng.normal(size=(3, 6)) * 2
+
+  def split(n):
+    y = rng.integers(0, 3, n).astype(np.int32)
+    return Split((centers[y] + rng.normal(size=(n, 6))).astype(np.float32), y)
+
+  dataset = Dataset(name="tiny", num_classes=3, input_shape=(6,),
+                    train=split(128), test=split(32))
+  c = config_defaults.base_config()
+  c.model.name = "mlp"
+  c.model.widths = (8,)
+  c.model.norm = "batch"
+  c.optim.name = "sgd"
+  c.optim.lr = 0.1
+  c.train.steps = 20
+  c.train.batch_size = 32
+  c.train.log_every = 10
+  c.train.eval_every = 10
+  c.train.checkpoint_every = 0
+  c.train.eval_batch_size = 32
+  return Trainer(c, dataset, create_model(c.model, 3))
+
+
+def test_callback_eigenvalues_per_run_match_dense_eigh(tmp_path):
+  trainer = tiny_trainer()
+  k = 2
+  callback = hessian.hessian_callback(trainer, every=10, k=k, method="lanczos",
+                                      num_steps=40, subset_size=64, seed=3)
+  power = hessian.hessian_callback(trainer, every=20, k=k, method="power",
+                                   num_steps=300, tol=1e-5, subset_size=64,
+                                   seed=3, name="hessian_power")
+  seeds = [0, 1]
+  writer = MetricWriter(str(tmp_path), tensorboard=False)
+  result = trainer.fit(trainer.init_state(seeds), steps=20, data_seeds=seeds,
+                       writer=writer, run_labels=[{"seed": s} for s in seeds],
+                       callbacks=[callback, power])
+  rows = read_metrics(str(tmp_path))
+  for name, steps in (("hessian", (10, 20)), ("hessian_power", (20,))):
+    got = [r for r in rows if r["split"] == name]
+    assert sorted((r["step"], r["seed"]) for r in got) == [
+        (t, s) for t in steps for s in seeds]
+  final = {(r["split"], r["seed"]): r for r in rows if r["step"] == 20
+           and r["split"].startswith("hessian")}
+  # Dense float64 Hessian of the same loss (same subset, eval mode) per run.
+  x, y = hessian.subset(trainer.dataset.train, 64, 3)
+  state = jax.device_get(result.state)
+  with jax.enable_x64(True):
+    loss = hessian.network_loss(trainer.model, trainer.loss_fn,
+                                jnp.asarray(x, jnp.float64), jnp.asarray(y),
+                                has_batch_stats=True)
+    flat, unravel = ravel_pytree(
+        jax.tree.map(lambda a: a[0], state["params"]))
+    dense_fn = jax.jit(jax.hessian(lambda w, stats: loss(unravel(w), stats)))
+    for r, seed in enumerate(seeds):
+      run = jax.tree.map(lambda a: jnp.asarray(a[r], jnp.float64),
+                         {"params": state["params"], "stats": state["batch_stats"]})
+      dense = dense_fn(ravel_pytree(run["params"])[0],
+                       run["stats"])
+      expected, _ = top_by_magnitude(dense, k)
+      for name in ("hessian", "hessian_power"):
+        got = [final[(name, seed)][f"eig_{i}"] for i in range(k)]
+        np.testing.assert_allclose(got, expected, rtol=1e-3)
+  assert expected[0] > 0
+
+
+def test_too_many_eigenvalues_is_a_user_error():
+  trainer = tiny_trainer()
+  num_params = 6 * 8 + 8 + 2 * 8 + 8 * 3 + 3  # dense, bias, BN scale/bias, output
+  with pytest.raises(UserError) as e:
+    hessian.hessian_callback(trainer, every=10, k=num_params + 1)
+  assert f"only {num_params} parameters" in str(e.value)
+  assert "\n" not in str(e.value)
+  with pytest.raises(UserError, match="method"):
+    hessian.hessian_callback(trainer, every=10, method="arnoldi")
+  with pytest.raises(UserError):
+    hessian.lanczos(lambda v: v, 4, 5, jax.random.PRNGKey(0))
+  # From a config section: disabled gives no callback.
+  assert hessian.callback_from_config(trainer, hessian.default_config()) is None
+  cfg = hessian.default_config()
+  cfg.enabled, cfg.k = True, num_params + 5
+  with pytest.raises(UserError, match="hessian.k"):
+    hessian.callback_from_config(trainer, cfg)
