@@ -36,7 +36,7 @@ def _decay(cfg):
 
 @OPTIMIZERS.register("sgd")
 def _sgd(cfg):
-  return optax.chain(*_decay(cfg))
+  return optax.chain(*_decay(cfg)) if cfg.weight_decay else optax.identity()
 
 
 @OPTIMIZERS.register("momentum")
