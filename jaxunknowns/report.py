@@ -5,7 +5,7 @@ an existing workdir (`python -m jaxunknowns.main --report_only ...`).
 """
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 import matplotlib
 

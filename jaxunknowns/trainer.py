@@ -20,7 +20,7 @@ Anatomy (one banner per part): Input, Model & state, Update, Evals, Loop.
 import dataclasses
 import functools
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp

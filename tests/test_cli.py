@@ -8,7 +8,6 @@ data) and a workdir under pytest's tmp_path.
 """
 
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from jaxunknowns import config_loading
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CONFIG = ROOT / "configs" / "train.py"
@@ -67,21 +68,9 @@ def cli_popen(workdir, log_path, *flags, variant=MNIST1D):
 
 
 def load_config(variant=MNIST1D, overrides=None):
-  """configs/train.py's get_config(variant), as --config= builds it, with
-  `overrides` ({"optim.lr": 0.0, ...}) applied like --config.FIELD=VALUE."""
-  spec = importlib.util.spec_from_file_location("_test_cli_train_config",
-                                                TRAIN_CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(variant)
-  with config.unlocked():
-    for dotted, value in (overrides or {}).items():
-      *path, leaf = dotted.split(".")
-      node = config
-      for key in path:
-        node = node[key]
-      node[leaf] = value
-  return config
+  """configs/train.py's get_config(variant) with `overrides` applied, as
+  --config=... --config.FIELD=VALUE builds it."""
+  return config_loading.load_config(f"{TRAIN_CONFIG}:{variant}", overrides)
 
 
 def run_in_process(config, workdir, overwrite=False):

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -37,7 +36,7 @@ import optax
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
-from jaxunknowns import pruning
+from jaxunknowns import config_loading, pruning
 from jaxunknowns.errors import UserError
 from jaxunknowns.trainer import Trainer
 
@@ -83,22 +82,10 @@ def _compilation_cache(tmp_path_factory):
 # Helpers
 # -----------------------------------------------------------------------------
 def load_config(variant=MNIST1D, overrides=None):
-  """configs/imp.py's get_config(variant), as --config= builds it, with
-  `overrides` ({"prune.levels": 3, ...}) applied like --config.FIELD=VALUE
-  (unlocked, as in --config.FIELD=VALUE)."""
-  spec = importlib.util.spec_from_file_location("_test_imp_config", IMP_CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(variant)
-  overrides = {"seeds": S, **(overrides or {})}
-  with config.unlocked():
-    for dotted, value in overrides.items():
-      *path, leaf = dotted.split(".")
-      node = config
-      for key in path:
-        node = node[key]
-      node[leaf] = value
-  return config
+  """configs/imp.py's get_config(variant) with `overrides` applied (and
+  seeds=S), as --config=... --config.FIELD=VALUE builds it."""
+  return config_loading.load_config(f"{IMP_CONFIG}:{variant}",
+                                    {"seeds": S, **(overrides or {})})
 
 
 def run_in_process(config, workdir, overwrite=False):
