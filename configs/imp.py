@@ -19,7 +19,8 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import base_config, parse_config_arg
+from jaxunknowns.config_defaults import (base_config, parse_config_arg,
+                                         shrink_for_local)
 
 
 def imp_fields(c):
@@ -178,17 +179,8 @@ VARIANTS = {f.__name__: f for f in (
 
 def runlocal(c):
   """Three tiny levels of a few steps: for tests and smoke runs."""
-  c.train.steps = 40
-  c.train.log_every = 10
-  c.train.eval_every = 20
-  c.train.checkpoint_every = 20
-  c.train.eval_batch_size = 500
+  shrink_for_local(c, steps=40, checkpoint_every=20)
   c.train.max_train_eval = 500
-  c.data.train_size = min(c.data.train_size or 2000, 2000)
-  c.data.validation_size = min(c.data.validation_size, 200)
-  c.model.widths = tuple(min(w, 32) for w in c.model.widths)
-  c.model.depth = 8 if c.model.name == "resnet" else c.model.depth
-  c.model.width = min(c.model.width, 8)
   c.prune.levels = 2
   c.prune.rewind_step = min(c.prune.rewind_step, 10)
   c.stability.rewind_steps = tuple(k for k in c.stability.rewind_steps if k < 20)

@@ -12,7 +12,8 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import base_config, parse_config_arg
+from jaxunknowns.config_defaults import (base_config, parse_config_arg,
+                                         shrink_for_local)
 
 
 def mnist1d_mlp(c):
@@ -80,15 +81,7 @@ VARIANTS = {f.__name__: f for f in
 
 def runlocal(c):
   """A few steps of a small model: for tests and smoke runs."""
-  c.train.steps = 20
-  c.train.log_every = 10
-  c.train.eval_every = 20
-  c.train.checkpoint_every = 10
-  c.train.eval_batch_size = 500
-  c.data.train_size = min(c.data.train_size or 2000, 2000)
-  c.model.widths = tuple(min(w, 32) for w in c.model.widths)
-  c.model.depth = 8 if c.model.name == "resnet" else c.model.depth
-  c.model.width = min(c.model.width, 8)
+  shrink_for_local(c, steps=20, checkpoint_every=10)
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

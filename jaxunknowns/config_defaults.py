@@ -87,6 +87,21 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def shrink_for_local(c, steps: int, checkpoint_every: int):
+  """The shared part of every config's `runlocal`: a few steps of a small
+  model on at most 2000 training examples (tests and smoke runs)."""
+  c.train.steps = steps
+  c.train.log_every = 10
+  c.train.eval_every = 20
+  c.train.checkpoint_every = checkpoint_every
+  c.train.eval_batch_size = 500
+  c.data.train_size = min(c.data.train_size or 2000, 2000)
+  c.data.validation_size = min(c.data.validation_size, 200)
+  c.model.widths = tuple(min(w, 32) for w in c.model.widths)
+  c.model.depth = 8 if c.model.name == "resnet" else c.model.depth
+  c.model.width = min(c.model.width, 8)
+
+
 def parse_config_arg(arg: str, variants, default: str, config_file: str):
   """'variant[,runlocal]' -> (variant function, runlocal?) for get_config.
 
