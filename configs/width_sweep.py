@@ -1,0 +1,133 @@
+r"""Error and capacity vs width: `--config=configs/width_sweep.py[:VARIANT[,runlocal]]`.
+
+Neyshabur et al. 2015 / 2018: one-hidden-layer networks over widths 2^2 ... 2^k
+trained by SGD without explicit regularization; train error reaches zero
+early and test error keeps falling with width; ||U - U_0||_F falls with width
+and their bound is the only capacity measure that falls too.
+
+Variants (default mnist1d):
+  mnist1d        One hidden layer, widths 2^2 ... 2^12, clean MNIST-1D.
+  mnist1d_noise  The same with 5% label noise (Neyshabur et al. 2015, Fig. 1).
+  mnist1d_deep   Two hidden layers of width h (layer-wise measures only).
+  mnist1d_conv   Conv-2 on MNIST-1D, h channels in the first layer.
+  fashion        One hidden layer on Fashion-MNIST (offline), widths 2^4 ... 2^12.
+  cifar10        One hidden layer on TFDS CIFAR-10, widths 2^6 ... 2^15, the
+                 paper's scale (needs a network and a big machine).
+`runlocal` shrinks any variant to a few steps and widths (tests, smoke runs).
+Fields not set here keep the defaults and comments of
+jaxunknowns/config_defaults.py.
+"""
+
+import ml_collections
+
+from jaxunknowns.config_defaults import base_config
+
+
+def sweep_fields(c):
+  c.experiment = "width_sweep"
+  c.seeds = 3                    # Seeds per width, trained at once.
+  c.sweep = ml_collections.ConfigDict()
+  c.sweep.widths = tuple(2 ** k for k in range(2, 13))  # Strictly increasing grid, 4 ... 4096.
+  c.sweep.depth = 1              # Hidden layers of the MLP (1 = the papers' nets).
+  c.sweep.label_noise = (0.0,)   # Noise levels p; each is a full sweep.
+  c.sweep.stop_train_loss = 0.01  # Stop a width once every seed's train loss <= this (0: fixed budget).
+  c.sweep.check_every = 500      # Steps between checks of the stopping rule.
+  c.sweep.capacity = True        # Compute the capacity measures (analysis/capacity.py).
+  c.sweep.interpolation_error = 0.0  # Mean train error at or below which a width interpolates.
+  c.reference = ml_collections.ConfigDict()
+  c.reference.claim = (           # The paper's finding, quoted in report.md.
+      "Neyshabur et al. 2018 (CIFAR-10, SVHN, MNIST; one hidden layer, widths "
+      "2^6 ... 2^15, SGD, trained to cross-entropy 0.01): train error is zero "
+      "from small widths on while test error keeps falling with width; "
+      "||U - U_0||_F falls and ||U||_F grows with width; their bound "
+      "||V||_F (||U - U_0||_F + ||U_0||_2) / (gamma sqrt(m)) + sqrt(h/m) is "
+      "the only measure that falls with width; spectral bounds and the "
+      "parameter count grow.")
+
+
+def mnist1d(c):
+  c.data.name = "mnist1d"
+  c.model.name = "mlp"
+  c.optim.name = "momentum"      # SGD with momentum, no weight decay,
+  c.optim.lr = 0.05              # a constant learning rate (0.01 needs ~5x the
+  c.optim.momentum = 0.9         # steps to reach loss 0.01 on a CPU budget) ...
+  c.train.batch_size = 100       # ... batch 100 (40 steps an epoch).
+  c.train.steps = 8000           # At most 200 epochs per width.
+  c.train.log_every = 100
+  c.train.eval_every = 500
+  c.train.checkpoint_every = 1000
+
+
+def mnist1d_noise(c):
+  mnist1d(c)
+  c.sweep.label_noise = (0.05,)  # Neyshabur et al. 2015: 5% noise, test error still falls.
+  c.sweep.stop_train_loss = 0.0  # Noisy labels take long to fit: a fixed budget.
+
+
+def mnist1d_deep(c):
+  mnist1d(c)
+  c.sweep.depth = 2              # 40-h-h-10: layer-wise measures, no 2-layer bound.
+  c.sweep.widths = tuple(2 ** k for k in range(2, 11))
+
+
+def mnist1d_conv(c):
+  mnist1d(c)
+  c.model.name = "conv2"         # Conv(h)-Conv(h)-pool-FC(4h)-FC(4h)-output.
+  c.sweep.widths = (2, 4, 8, 16, 32, 64)
+  c.train.steps = 4000
+
+
+def fashion(c):
+  mnist1d(c)
+  c.data.name = "fashion_mnist"  # IDX files of Debian's dataset-fashion-mnist.
+  c.sweep.widths = tuple(2 ** k for k in range(4, 13))
+  c.train.batch_size = 64        # Neyshabur et al.: mini-batches of 64.
+  c.train.steps = 30000          # 32 epochs at most.
+  c.train.eval_every = 1000
+  c.train.checkpoint_every = 2000
+  c.train.max_train_eval = 10000  # Train error and margins on a 10K subset.
+  c.sweep.check_every = 1000
+
+
+def cifar10(c):
+  fashion(c)
+  c.data.name = "cifar10"        # TFDS catalogue (network and [tfds] extra).
+  c.data.augment = "none"        # No explicit regularization of any kind.
+  c.sweep.widths = tuple(2 ** k for k in range(6, 16))
+  c.train.steps = 780000         # 1000 epochs of 50K at batch 64, the paper's cap.
+  c.train.log_every = 500
+  c.train.eval_every = 5000
+  c.train.checkpoint_every = 5000
+  c.sweep.check_every = 5000
+
+
+VARIANTS = {f.__name__: f for f in (mnist1d, mnist1d_noise, mnist1d_deep,
+                                    mnist1d_conv, fashion, cifar10)}
+
+
+def runlocal(c):
+  """Three small widths of a few steps: for tests and smoke runs."""
+  c.seeds = 2
+  c.sweep.widths = tuple(w for w in c.sweep.widths if w <= 16)[:3] or (2, 4, 8)
+  c.sweep.check_every = 20
+  c.train.steps = 40
+  c.train.log_every = 10
+  c.train.eval_every = 20
+  c.train.checkpoint_every = 20
+  c.train.eval_batch_size = 500
+  c.train.max_train_eval = 500
+  c.data.train_size = min(c.data.train_size or 1000, 1000)
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  names = [a for a in arg.split(",") if a] if arg else []
+  variant = next((n for n in names if n != "runlocal"), "mnist1d")
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r} of configs/width_sweep.py; "
+                     f"valid: {', '.join(VARIANTS)} (optionally ',runlocal')")
+  c = base_config()
+  sweep_fields(c)
+  VARIANTS[variant](c)
+  if "runlocal" in names:
+    runlocal(c)
+  return c

@@ -1,0 +1,430 @@
+"""Tests of the over-parameterization experiments: `randomization`,
+`width_sweep`, `double_descent`, and the capacity measures they report.
+
+* The math: analysis/capacity.py against direct numpy computations on a tiny
+  one-hidden-layer net (norms, margins, the 5th-percentile margin, the
+  bounds); the random-shift augmentation; the readings of the curves
+  (interpolation width, the double-descent peak, steps to fit).
+* Each experiment end to end on its `runlocal` config (in-process through
+  `jaxunknowns.main.run`): summary.json, the figures, report.md, one
+  resumable stage folder per stage; a rerun after losing the summary and a
+  stage's result reuses what was finished and gives the same numbers.
+* Bad input (p outside [0, 1], an empty or non-increasing width grid, an
+  unknown randomization name) raises a one-line UserError before anything is
+  written; on the command line, exit status 2 and no workdir.
+
+Compile time dominates these tiny runs, so the module turns on JAX's
+persistent compilation cache (stages of the same shapes then compile once)
+and puts the process's JAX config back afterwards.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+
+from jaxunknowns.analysis import capacity
+from jaxunknowns.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+_CACHE_OPTIONS = ("jax_compilation_cache_dir",
+                  "jax_persistent_cache_min_compile_time_secs",
+                  "jax_persistent_cache_min_entry_size_bytes")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compilation_cache(tmp_path_factory):
+  # Under pytest-xdist every worker has its own basetemp; their parent is
+  # shared, so the end-to-end tests share compiled programs whichever worker
+  # runs them.
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    base = base.parent
+  cache = base / "overparam_xla"
+  cache.mkdir(exist_ok=True)
+  cache = str(cache)
+  before = {name: getattr(jax.config, name) for name in _CACHE_OPTIONS}
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  compilation_cache.set_cache_dir(cache)
+  compilation_cache.reset_cache()
+  yield
+  for name, value in before.items():
+    jax.config.update(name, value)
+  compilation_cache.reset_cache()
+
+
+# -----------------------------------------------------------------------------
+# Helpers
+# -----------------------------------------------------------------------------
+def load_config(name, variant="runlocal", overrides=None):
+  """configs/NAME.py's get_config(variant), with `overrides` applied like
+  --config.FIELD=VALUE."""
+  spec = importlib.util.spec_from_file_location(f"_test_{name}_config",
+                                                ROOT / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(variant)
+  with config.unlocked():
+    for dotted, value in (overrides or {}).items():
+      *path, leaf = dotted.split(".")
+      node = config
+      for key in path:
+        node = node[key]
+      node[leaf] = value
+  return config
+
+
+def run_in_process(config, workdir):
+  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
+  return main.run(config, str(workdir))
+
+
+def read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def read_rows(workdir):
+  with open(Path(workdir) / "metrics.jsonl") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+# -----------------------------------------------------------------------------
+# 1. Capacity measures vs numpy
+# -----------------------------------------------------------------------------
+def _numpy_spectral(m):
+  return np.linalg.svd(m, compute_uv=False)[0]
+
+
+def _numpy_2_1(m):  # kernel [in, out]: sum over units of incoming-weight norms
+  return np.sum(np.linalg.norm(m, axis=0))
+
+
+def test_capacity_measures_match_numpy():
+  from jaxunknowns.models import create_model  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  d, h, c, n, R = 5, 7, 3, 41, 2
+  model = create_model(ml_collections.ConfigDict(
+      {"name": "mlp", "widths": (h,)}), c)
+  x = rng.normal(size=(n, d)).astype(np.float32)
+  y = rng.integers(0, c, size=n).astype(np.int32)
+
+  def params(scale):
+    return {"Dense_0": {"kernel": scale * rng.normal(size=(R, d, h)),
+                        "bias": 0.1 * rng.normal(size=(R, h))},
+            "output": {"kernel": scale * rng.normal(size=(R, h, c)),
+                       "bias": 0.1 * rng.normal(size=(R, c))}}
+
+  p0 = jax.tree.map(lambda a: a.astype(np.float32), params(0.5))
+  p1 = jax.tree.map(lambda a, b: (a + 2.0 * b).astype(np.float32),
+                    p0, params(1.0))
+  m_total = 100  # m of the bound: margins from n examples of a set of 100
+  out = capacity.measure(model, jax.tree.map(jnp.asarray, p1),
+                         jax.tree.map(jnp.asarray, p0), {}, x, y,
+                         num_examples=m_total)
+  num_params = d * h + h + h * c + c
+  for r in range(R):
+    u, u0 = p1["Dense_0"]["kernel"][r], p0["Dense_0"]["kernel"][r]
+    v, v0 = p1["output"]["kernel"][r], p0["output"]["kernel"][r]
+    hidden = np.maximum(x @ u + p1["Dense_0"]["bias"][r], 0)
+    logits = hidden @ v + p1["output"]["bias"][r]
+    others = logits.copy()
+    others[np.arange(n), y] = -np.inf
+    margins = logits[np.arange(n), y] - others.max(1)
+    gamma = np.percentile(margins, 5)
+    x_fro = np.linalg.norm(x) * np.sqrt(m_total / n)
+    expect = {
+        "u_dist_fro": np.linalg.norm(u - u0), "u_fro": np.linalg.norm(u),
+        "u0_fro": np.linalg.norm(u0), "v_fro": np.linalg.norm(v),
+        "v_dist_fro": np.linalg.norm(v - v0),
+        "u_spectral": _numpy_spectral(u), "u0_spectral": _numpy_spectral(u0),
+        "v_spectral": _numpy_spectral(v), "margin": gamma,
+        "bound_vc": np.sqrt(num_params / m_total), "num_params": num_params,
+        "Dense_0/fro": np.linalg.norm(u), "output/fro": np.linalg.norm(v),
+        "Dense_0/dist_fro": np.linalg.norm(u - u0),
+        "output/spectral": _numpy_spectral(v),
+        "dist_fro": np.sqrt(np.linalg.norm(u - u0) ** 2
+                            + np.linalg.norm(v - v0) ** 2),
+        "spectral_product": _numpy_spectral(u) * _numpy_spectral(v),
+    }
+    if gamma > 0:
+      expect["bound_neyshabur2018"] = (
+          np.sqrt(c) * np.linalg.norm(v) * (np.linalg.norm(u - u0)
+                                            + _numpy_spectral(u0))
+          * x_fro / (gamma * m_total) + np.sqrt(h / m_total))
+      expect["bound_spectral"] = (
+          x_fro * _numpy_spectral(u) * _numpy_spectral(v)
+          * ((_numpy_2_1(u - u0) / _numpy_spectral(u)) ** (2 / 3)
+             + (_numpy_2_1(v - v0) / _numpy_spectral(v)) ** (2 / 3)) ** 1.5
+          / (gamma * m_total))
+    else:
+      assert np.isnan(out["bound_neyshabur2018"][r])
+    for name, value in expect.items():
+      np.testing.assert_allclose(out[name][r], value, rtol=2e-4, atol=1e-5,
+                                 err_msg=name)
+  assert out["margin"].shape == (R,)
+
+
+def test_margins_and_bounds_undefined_without_margin():
+  logits = jnp.array([[3.0, 1.0, 0.0], [0.0, 2.0, 5.0], [1.0, 1.0, 1.0]])
+  labels = jnp.array([0, 1, 2])
+  np.testing.assert_allclose(capacity.margins(logits, labels), [2.0, -3.0, 0.0])
+  u = jnp.ones((4, 3))
+  v = jnp.ones((3, 2))
+  out = capacity.two_layer(u, u * 0.5, v, v * 0.5, gamma=jnp.float32(-0.1),
+                           x_fro=1.0, num_examples=10, num_params=23)
+  assert np.isnan(out["bound_neyshabur2018"]) and np.isnan(out["bound_spectral"])
+  assert np.isfinite(out["bound_vc"])
+
+
+def test_conv_kernels_are_read_as_fan_in_by_units():
+  k = np.random.default_rng(1).normal(size=(3, 4, 5)).astype(np.float32)
+  np.testing.assert_allclose(capacity.spectral(jnp.asarray(k)),
+                             _numpy_spectral(k.reshape(12, 5)), rtol=1e-5)
+  np.testing.assert_allclose(capacity.norm_2_1(jnp.asarray(k)),
+                             _numpy_2_1(k.reshape(12, 5)), rtol=1e-5)
+
+
+# -----------------------------------------------------------------------------
+# 2. Small pieces of the experiments
+# -----------------------------------------------------------------------------
+def test_random_shift_translates_with_zero_fill():
+  from jaxunknowns.experiments.randomization import random_shift  # pylint: disable=g-import-not-at-top
+  x = jnp.arange(1, 2 * 10 + 1, dtype=jnp.float32).reshape(2, 10, 1)
+  out = np.asarray(random_shift(jax.random.PRNGKey(3), x, 3))
+  assert out.shape == x.shape
+  for i in range(2):
+    row = np.asarray(x[i, :, 0])
+    matches = [s for s in range(-3, 4)
+               if np.array_equal(out[i, :, 0], np.array(
+                   [row[j - s] if 0 <= j - s < 10 else 0.0
+                    for j in range(10)]))]
+    assert matches, out[i, :, 0]
+
+
+def _curve(widths, test, train):
+  return {"points": [
+      {"width": w, "test_error": {"mean": e, "std": 0.0},
+       "train_error": {"mean": t, "std": 0.0}}
+      for w, e, t in zip(widths, test, train)]}
+
+
+def test_interpolation_width_and_peak():
+  from jaxunknowns.experiments import double_descent, width_sweep  # pylint: disable=g-import-not-at-top
+  widths = [4, 8, 16, 32, 64, 128, 256]
+  test = [0.60, 0.49, 0.50, 0.55, 0.52, 0.47, 0.45]
+  train = [0.50, 0.30, 0.15, 0.05, 0.0, 0.0, 0.0]
+  curve = _curve(widths, test, train)
+  assert width_sweep.interpolation_width(curve["points"], 0.0) == 64
+  # A width that fits but is followed by one that does not is not h*.
+  assert width_sweep.interpolation_width(
+      _curve(widths, test, [0.5, 0, 0.1, 0, 0, 0, 0])["points"], 0.0) == 32
+  curve["interpolation_width"] = 64
+  peak = double_descent.find_peak(curve)
+  assert peak["width"] == 32 and peak["near_interpolation"]
+  assert peak["best_smaller"]["width"] == 8
+  assert peak["best_larger"]["width"] == 256
+  np.testing.assert_allclose([peak["gap_to_best_smaller"],
+                              peak["gap_to_best_larger"]], [0.06, 0.10])
+  assert peak["shows_peak"]
+  flat = _curve(widths, [0.6, 0.5, 0.45, 0.44, 0.43, 0.42, 0.41], train)
+  assert double_descent.find_peak(flat) is None
+
+
+def test_steps_to_fit_reads_the_first_fitted_evaluation():
+  from jaxunknowns.experiments.randomization import steps_to_fit  # pylint: disable=g-import-not-at-top
+  rows = [{"variant": "a", "split": "train", "seed": 0, "step": s,
+           "accuracy": acc} for s, acc in ((20, 0.5), (40, 1.0), (60, 1.0))]
+  rows += [{"variant": "a", "split": "test", "seed": 1, "step": 20,
+            "accuracy": 1.0},
+           {"variant": "b", "split": "train", "seed": 1, "step": 20,
+            "accuracy": 1.0}]
+  assert steps_to_fit(rows, "a", [0, 1], 1.0) == [40, None]
+
+
+# -----------------------------------------------------------------------------
+# 3. End to end
+# -----------------------------------------------------------------------------
+def _check_common_outputs(workdir, figures):
+  files = {p.name for p in Path(workdir).iterdir()}
+  for name in ("config.json", "metrics.jsonl", "summary.json", "report.md",
+               *figures):
+    assert name in files, sorted(files)
+  text = (Path(workdir) / "report.md").read_text()
+  for fig in figures:
+    assert f"]({fig})" in text, fig
+  assert "±" in text and "Where and why we differ" in text
+  return text
+
+
+@pytest.fixture(scope="module")
+def randomization_run(tmp_path_factory):
+  # 100 examples and Adam 1e-2: the true labels fit within the 40 steps, so
+  # the early stop and the steps-to-fit bookkeeping are exercised.
+  config = load_config("randomization", overrides={
+      "data.train_size": 100, "optim.lr": 1e-2})
+  workdir = tmp_path_factory.mktemp("randomization") / "run"
+  summary = run_in_process(config, workdir)
+  return workdir, config, summary
+
+
+def test_randomization_end_to_end(randomization_run):
+  workdir, config, summary = randomization_run
+  text = _check_common_outputs(workdir, ["learning_curves.png",
+                                         "corruption.png"])
+  assert read_json(workdir / "summary.json") == json.loads(json.dumps(summary))
+  st = summary["stages"]
+  # p = 0 and p = 1 are the true- and random-label stages, trained once.
+  assert [c["stage"] for c in summary["corruption"]] == [
+      "true_labels", "corrupt_0.5", "random_labels"]
+  folders = {p.relative_to(workdir / "stages").as_posix()
+             for p in (workdir / "stages").glob("*/*")}
+  assert folders == {
+      "variant/true_labels", "variant/random_labels",
+      "variant/shuffled_pixels", "variant/random_pixels", "variant/gaussian",
+      "corruption/corrupt_0.5",
+      "ablation/true_labels-weight_decay-dropout-augment"}
+  # The true labels fit early; the stage stopped at the check after fitting.
+  true = st["true_labels"]
+  assert true["seeds_fitted"] == 2 and true["steps"] <= config.train.steps
+  fit_steps = true["steps_to_fit_per_seed"]
+  assert true["steps"] == -(-max(fit_steps) // 20) * 20
+  rows = read_rows(workdir)
+  for seed, step in zip(summary["seeds"], fit_steps):
+    accs = {r["step"]: r["accuracy"] for r in rows
+            if r["split"] == "train" and r.get("variant") == "true_labels"
+            and r["seed"] == seed}
+    assert accs[step] == 1.0 and all(a < 1.0 for s, a in accs.items()
+                                     if s < step)
+  assert st["true_labels"]["slowdown"]["mean"] == 1.0
+  # The ablation's regularized stage: weight decay, dropout and the shift.
+  assert st["true_labels-weight_decay-dropout-augment"]["regularizers"] == [
+      "weight_decay", "dropout", "augment"]
+  assert summary["augmentation"] == "random_shift"
+  for key in ("every_variant_fits", "random_labels_at_chance",
+              "test_error_rises_with_p"):
+    assert key in summary["checks"]
+  assert "Zhang et al." in text and "| true labels |" in text
+
+
+def test_randomization_rerun_reuses_finished_stages(randomization_run,
+                                                    tmp_path):
+  workdir, config, summary = randomization_run
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy)
+  (copy / "summary.json").unlink()
+  lost = copy / "stages" / "corruption" / "corrupt_0.5" / "result.json"
+  lost.unlink()
+  kept = copy / "stages" / "variant" / "gaussian" / "result.json"
+  mtime = kept.stat().st_mtime_ns
+  again = run_in_process(config, copy)
+  assert kept.stat().st_mtime_ns == mtime  # not retrained
+  assert lost.exists()
+  for key, entry in summary["stages"].items():
+    for field in ("steps", "train_accuracy", "test_accuracy",
+                  "steps_to_fit_per_seed"):
+      assert again["stages"][key][field] == entry[field], (key, field)
+
+
+def test_width_sweep_end_to_end(tmp_path):
+  config = load_config("width_sweep", overrides={"sweep.widths": (4, 16)})
+  summary = run_in_process(config, tmp_path / "ws")
+  text = _check_common_outputs(tmp_path / "ws", ["errors_vs_width.png",
+                                                 "capacity_vs_width.png"])
+  (curve,) = summary["curves"]
+  assert [q["width"] for q in curve["points"]] == [4, 16]
+  for q in curve["points"]:
+    assert q["num_params"] == 40 * q["width"] + q["width"] + 10 * q["width"] + 10
+    for name in ("u_dist_fro", "u_fro", "v_fro", "u_spectral", "v_spectral",
+                 "margin", "bound_neyshabur2018", "bound_vc"):
+      assert name in q["capacity"], name
+    assert len(q["capacity"]["u_fro"]["per_seed"]) == config.seeds
+  rows = read_rows(tmp_path / "ws")
+  assert {(r["width"], r["label_noise"]) for r in rows} == {(4, 0.0), (16, 0.0)}
+  assert "noise_0" in summary["checks"]
+  assert "Neyshabur et al. 2018" in text and "| 16 |" in text
+  stages = tmp_path / "ws" / "stages" / "noise_0"
+  assert sorted(p.name for p in stages.iterdir()) == ["width_00004",
+                                                      "width_00016"]
+
+
+def test_double_descent_end_to_end(tmp_path):
+  # The width-sweep test's shapes (one hidden layer, widths 4 and 16): the
+  # compilation cache serves both tests.
+  config = load_config("double_descent", overrides={
+      "sweep.widths": (4, 16), "sweep.depth": 1})
+  summary = run_in_process(config, tmp_path / "dd")
+  text = _check_common_outputs(tmp_path / "dd", ["double_descent.png"])
+  assert [c["label_noise"] for c in summary["curves"]] == [0.15, 0.0]
+  for c in summary["curves"]:
+    assert "peak" in c and "interpolation_width" in c
+    assert all("capacity" not in q for q in c["points"])
+  assert "MNIST-1D notebook" in text and "clean labels" in text
+  assert sorted(p.name for p in (tmp_path / "dd" / "stages").iterdir()) == [
+      "noise_0", "noise_0.15"]
+
+
+# -----------------------------------------------------------------------------
+# 4. Bad input
+# -----------------------------------------------------------------------------
+BAD_INPUTS = [
+    ("randomization", {"randomization.corruptions": (0.0, 1.5)},
+     ["randomization.corruptions", "[0, 1]"]),
+    ("randomization", {"randomization.corruptions": (-0.1, 0.5)},
+     ["randomization.corruptions", "[0, 1]"]),
+    ("randomization", {"randomization.variants": ("true_labels", "noisy_pixels")},
+     ["noisy_pixels", "random_pixels"]),
+    ("randomization", {"ablation.true_labels": ("weight_decay+mixup",)},
+     ["mixup", "ablation.true_labels"]),
+    ("width_sweep", {"sweep.widths": ()}, ["sweep.widths", "non-empty"]),
+    ("width_sweep", {"sweep.widths": (8, 4, 16)},
+     ["sweep.widths", "increasing"]),
+    ("width_sweep", {"sweep.widths": (4, 4)}, ["sweep.widths", "increasing"]),
+    ("width_sweep", {"sweep.label_noise": (1.2,)}, ["sweep.label_noise",
+                                                    "[0, 1]"]),
+    ("double_descent", {"sweep.widths": (16, 8)},
+     ["sweep.widths", "increasing"]),
+    ("double_descent", {"model.name": "mnist1d_cnn"}, ["model.name", "conv2"]),
+]
+
+
+@pytest.mark.parametrize("name,overrides,needles", BAD_INPUTS,
+                         ids=[f"{n}:{','.join(f'{k}={v}' for k, v in o.items())}"
+                              for n, o, _ in BAD_INPUTS])
+def test_bad_input_raises_before_writing(tmp_path, name, overrides, needles):
+  config = load_config(name, overrides=overrides)
+  workdir = tmp_path / "run"
+  with pytest.raises(UserError) as info:
+    run_in_process(config, workdir)
+  message = str(info.value)
+  assert message and "\n" not in message, message
+  for needle in needles:
+    assert needle in message, (needle, message)
+  assert not workdir.exists()
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
+  workdir = tmp_path / "run"
+  proc = subprocess.run(
+      [sys.executable, "-m", "jaxunknowns.main",
+       "--config=configs/randomization.py:runlocal", f"--workdir={workdir}",
+       "--config.randomization.corruptions=(0.0,2.0)"],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and "randomization.corruptions" in errors[0], (
+      proc.stderr[-3000:])
+  assert not workdir.exists()
