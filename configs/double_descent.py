@@ -18,7 +18,8 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import base_config
+from jaxunknowns.config_defaults import (base_config, parse_config_arg,
+                                         shrink_for_local)
 
 
 def sweep_fields(c):
@@ -88,27 +89,19 @@ VARIANTS = {f.__name__: f for f in (mnist1d, mnist1d_paper, mnist1d_cnn,
 
 def runlocal(c):
   """Three small widths of a few steps: for tests and smoke runs."""
+  shrink_for_local(c, steps=40, checkpoint_every=20)
   c.seeds = 2
-  c.sweep.widths = tuple(c.sweep.widths[:3])
-  c.train.steps = 40
-  c.train.log_every = 10
-  c.train.eval_every = 20
-  c.train.checkpoint_every = 20
-  c.train.eval_batch_size = 500
+  c.data.train_size = min(c.data.train_size, 1000)
   c.train.max_train_eval = 500
-  c.data.train_size = min(c.data.train_size or 1000, 1000)
-  c.model.depth = 8 if c.model.name == "resnet" else c.model.depth
+  c.sweep.widths = tuple(c.sweep.widths[:3])
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  names = [a for a in arg.split(",") if a] if arg else []
-  variant = next((n for n in names if n != "runlocal"), "mnist1d")
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r} of configs/double_descent.py; "
-                     f"valid: {', '.join(VARIANTS)} (optionally ',runlocal')")
+  variant, small = parse_config_arg(arg, VARIANTS, "mnist1d",
+                                    "configs/double_descent.py")
   c = base_config()
   sweep_fields(c)
-  VARIANTS[variant](c)
-  if "runlocal" in names:
+  variant(c)
+  if small:
     runlocal(c)
   return c

@@ -18,7 +18,8 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import base_config
+from jaxunknowns.config_defaults import (base_config, parse_config_arg,
+                                         shrink_for_local)
 
 
 def randomization_fields(c):
@@ -80,29 +81,21 @@ VARIANTS = {f.__name__: f for f in (mnist1d, fashion_mlp, cifar10_mlp)}
 
 def runlocal(c):
   """Every part, tiny: for tests and smoke runs."""
+  shrink_for_local(c, steps=40, checkpoint_every=20)
   c.seeds = 2
-  c.model.widths = (32,)
+  c.data.train_size = min(c.data.train_size, 500)
   c.randomization.corruptions = (0.0, 0.5, 1.0)
   c.randomization.check_every = 20
   c.ablation.true_labels = ("weight_decay+dropout+augment",)
   c.ablation.random_labels = ()
-  c.train.steps = 40
-  c.train.log_every = 10
-  c.train.eval_every = 20
-  c.train.checkpoint_every = 20
-  c.train.eval_batch_size = 500
-  c.data.train_size = min(c.data.train_size or 500, 500)
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  names = [a for a in arg.split(",") if a] if arg else []
-  variant = next((n for n in names if n != "runlocal"), "mnist1d")
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r} of configs/randomization.py; "
-                     f"valid: {', '.join(VARIANTS)} (optionally ',runlocal')")
+  variant, small = parse_config_arg(arg, VARIANTS, "mnist1d",
+                                    "configs/randomization.py")
   c = base_config()
   randomization_fields(c)
-  VARIANTS[variant](c)
-  if "runlocal" in names:
+  variant(c)
+  if small:
     runlocal(c)
   return c

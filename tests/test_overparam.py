@@ -18,7 +18,6 @@ persistent compilation cache (stages of the same shapes then compile once)
 and puts the process's JAX config back afterwards.
 """
 
-import importlib.util
 import json
 import os
 import shutil
@@ -69,21 +68,10 @@ def _compilation_cache(tmp_path_factory):
 # Helpers
 # -----------------------------------------------------------------------------
 def load_config(name, variant="runlocal", overrides=None):
-  """configs/NAME.py's get_config(variant), with `overrides` applied like
-  --config.FIELD=VALUE."""
-  spec = importlib.util.spec_from_file_location(f"_test_{name}_config",
-                                                ROOT / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(variant)
-  with config.unlocked():
-    for dotted, value in (overrides or {}).items():
-      *path, leaf = dotted.split(".")
-      node = config
-      for key in path:
-        node = node[key]
-      node[leaf] = value
-  return config
+  """configs/NAME.py:VARIANT as --config= builds it, with `overrides` applied
+  like --config.FIELD=VALUE."""
+  from jaxunknowns.config_loading import load_config as load  # pylint: disable=g-import-not-at-top
+  return load(f"configs/{name}.py:{variant}", overrides, root=str(ROOT))
 
 
 def run_in_process(config, workdir):
