@@ -7,7 +7,6 @@ same entry `main()` wraps, in-process to keep the suite fast. Every run uses
 data) and a workdir under pytest's tmp_path.
 """
 
-import hashlib
 import json
 import math
 import os
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 
 from jaxunknowns import config_loading
+from run_helpers import read_json, run_in_process, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CONFIG = ROOT / "configs" / "train.py"
@@ -73,15 +73,6 @@ def load_config(variant=MNIST1D, overrides=None):
   return config_loading.load_config(f"{TRAIN_CONFIG}:{variant}", overrides)
 
 
-def run_in_process(config, workdir, overwrite=False):
-  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
-  return main.run(config, str(workdir), overwrite)
-
-
-def read_json(path):
-  with open(path) as f:
-    return json.load(f)
-
 
 def read_rows(workdir):
   with open(Path(workdir) / "metrics.jsonl") as f:
@@ -100,19 +91,6 @@ def assert_unique_rows(rows):
   dupes = sorted({k for k in keys if keys.count(k) > 1})
   assert not dupes, f"duplicate (step, split, seed) rows: {dupes}"
 
-
-def snapshot(path):
-  """Every entry under `path` with its mtime and (files) content digest."""
-  path = Path(path)
-  if not path.exists():
-    return None
-  out = {}
-  for p in sorted(path.rglob("*")):
-    st = p.stat()
-    digest = (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file()
-              else "dir")
-    out[str(p.relative_to(path))] = (st.st_mtime_ns, digest)
-  return out
 
 
 def checkpoint_steps(workdir):

@@ -18,7 +18,6 @@ very code a fresh compile gives, so exact comparisons are unaffected.
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 import os
@@ -39,6 +38,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from jaxunknowns import config_loading, pruning
 from jaxunknowns.errors import UserError
 from jaxunknowns.trainer import Trainer
+from run_helpers import read_json, run_in_process, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 IMP_CONFIG = ROOT / "configs" / "imp.py"
@@ -87,15 +87,6 @@ def load_config(variant=MNIST1D, overrides=None):
   return config_loading.load_config(f"{IMP_CONFIG}:{variant}",
                                     {"seeds": S, **(overrides or {})})
 
-
-def run_in_process(config, workdir, overwrite=False):
-  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
-  return main.run(config, str(workdir), overwrite)
-
-
-def read_json(path):
-  with open(path) as f:
-    return json.load(f)
 
 
 def read_rows(workdir):
@@ -211,19 +202,6 @@ def restore_checkpoint(folder, step, like):
   finally:
     ck.close()
 
-
-def snapshot(path):
-  """Every entry under `path` with its mtime and (files) content digest."""
-  path = Path(path)
-  if not path.exists():
-    return None
-  out = {}
-  for p in sorted(path.rglob("*")):
-    st = p.stat()
-    digest = (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file()
-              else "dir")
-    out[str(p.relative_to(path))] = (st.st_mtime_ns, digest)
-  return out
 
 
 def assert_png(path):
