@@ -2,7 +2,8 @@
 
 The model files build their layers from these helpers so that `model.norm`,
 `model.norm_position`, `model.kernel_init`, `model.bn_scale_init` and
-`model.dropout` mean the same thing in every architecture, and every bad value
+`model.dropout` (and `model.noise_mean_std` / `model.noise_scale_std` of
+norm="noisy_batch") mean the same thing in every architecture, and every bad value
 fails the same way (a one-line `UserError` naming the field and the valid
 values) when the model is *created*, before anything is traced or written.
 """
@@ -11,11 +12,12 @@ import dataclasses
 from typing import Any, Callable, Iterable, Sequence, Tuple
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from jaxunknowns.errors import UserError
 
-NORMS = ("default", "batch", "group", "layer", "none")
+NORMS = ("default", "batch", "noisy_batch", "group", "layer", "none")
 NORM_POSITIONS = ("before", "after")
 KERNEL_INITS = ("default", "kaiming_normal", "glorot_normal", "lecun_normal",
                 "zeros")
@@ -88,6 +90,8 @@ class Options:
   dropout: float = 0.0            # Dropout rate after hidden activations.
   kernel_init: str = "default"    # A name of KERNEL_INITS.
   default_init: str = "flax_default"  # What "default" means for this model.
+  noise_mean_std: float = 0.0     # noisy_batch: std of the per-step shift.
+  noise_scale_std: float = 0.0    # noisy_batch: std of the per-step log scale.
 
   def kernel_init_fn(self) -> Callable:
     return kernel_initializer(self.kernel_init, self.default_init)
@@ -118,7 +122,12 @@ def read_options(cfg, *, default_norm: str = "none",
                                cfg.get("kernel_init", "default"),
                                KERNEL_INITS),
       default_init=default_init,
+      noise_mean_std=float(cfg.get("noise_mean_std", 0.0)),
+      noise_scale_std=float(cfg.get("noise_scale_std", 0.0)),
   )
+  for field in ("noise_mean_std", "noise_scale_std"):
+    if not getattr(opts, field) >= 0.0:  # also rejects NaN
+      raise UserError(f"model.{field} must be >= 0, got {getattr(opts, field)}")
   if not 0.0 <= opts.dropout < 1.0:
     raise UserError(f"model.dropout must be in [0, 1), got {opts.dropout}")
   if opts.norm == "group":
@@ -147,6 +156,11 @@ def normalize(x: jnp.ndarray, opts: Options, train: bool) -> jnp.ndarray:
   scale_init = scale_initializer(opts.bn_scale_init)
   if opts.norm == "none":
     return x
+  if opts.norm == "noisy_batch":
+    x = normalize(x, dataclasses.replace(opts, norm="batch"), train)
+    if not train:
+      return x
+    return DistributionNoise(opts.noise_mean_std, opts.noise_scale_std)(x)
   if opts.norm == "batch":
     # train=True: batch statistics, and `batch_stats` is updated (the caller
     # passes mutable=['batch_stats']); train=False: the running averages.
@@ -165,6 +179,31 @@ def normalize(x: jnp.ndarray, opts: Options, train: bool) -> jnp.ndarray:
                         feature_axes=-1, scale_init=scale_init)(x)
   raise UserError(f"unknown model.norm {opts.norm!r}; valid values: "
                   f"{', '.join(NORMS)}")
+
+
+class DistributionNoise(nn.Module):
+  """Santurkar et al. (2018, Sec. 2.2)'s "noisy BatchNorm": a BN output whose
+  distribution is moved at every training step.
+
+  Per activation j (every non-batch axis: each unit, and each spatial
+  position of a conv map) and per call, draws a shift m_j ~ N(0, mean_std^2)
+  and a scale s_j = exp(N(0, scale_std^2)), and returns s_j * x + m_j. After
+  BN each activation has batch mean 0 and variance 1; afterwards it has mean
+  m_j != 0 and variance s_j^2 != 1, re-drawn each step because the trainer
+  gives every step a fresh 'dropout' key (fold_in(run rng, step)). Using the
+  'dropout' stream means no trainer change: `Trainer._apply` passes it in
+  train mode. The caller applies this only in train mode (eval: plain BN).
+  """
+  mean_std: float
+  scale_std: float
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    k_shift, k_scale = jax.random.split(self.make_rng("dropout"))
+    shape = x.shape[1:]  # the same draw for every example of the batch
+    shift = self.mean_std * jax.random.normal(k_shift, shape, x.dtype)
+    scale = jnp.exp(self.scale_std * jax.random.normal(k_scale, shape, x.dtype))
+    return x * scale + shift
 
 
 def dropout(x: jnp.ndarray, opts: Options, train: bool) -> jnp.ndarray:

@@ -1,0 +1,288 @@
+"""Summary numbers, figures (in the style of Santurkar et al.'s Figs. 2-4) and
+report.md of a `bn_smoothness` workdir, built from its metrics.jsonl."""
+
+import os
+from typing import Any, Dict, List, Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from jaxunknowns import report
+from jaxunknowns.metrics import curves, read_metrics
+
+LANDSCAPE = ("loss", "loss_min", "loss_max", "loss_range", "gpred_min",
+             "gpred_max", "beta", "grad_norm")
+LABELS = {"none": "no BN", "batch": "BN", "noisy_batch": "noisy BN",
+          "group": "GroupNorm", "layer": "LayerNorm"}
+
+
+def _label(arm):
+  return LABELS.get(arm, arm)
+
+
+def _per_step(rows, split, name, arm) -> Dict[int, np.ndarray]:
+  """{step: values over seeds} for steps every seed has."""
+  per_seed = curves(rows, split, name, arm=arm)
+  if not per_seed:
+    return {}
+  steps = sorted(set.intersection(*[set(c) for c in per_seed.values()]))
+  return {t: np.array([float(per_seed[s][t]) for s in sorted(per_seed)])
+          for t in steps}
+
+
+def _stat(values) -> Dict[str, Any]:
+  v = np.asarray(values, np.float64)
+  return {"mean": float(v.mean()), "std": float(v.std()),
+          "per_seed": [float(x) for x in v]}
+
+
+def summarize(path: str, config, results: Mapping[str, Mapping]) -> Dict:
+  rows = read_metrics(path)
+  arms = list(results)
+  out = {"experiment": "bn_smoothness", "dataset": config.data.name,
+         "model": config.model.name, "optimizer": config.optim.name,
+         "lr": config.optim.lr, "steps": config.train.steps,
+         "step_sizes": list(config.smoothness.step_sizes),
+         "probe_size": config.smoothness.probe_size or config.train.batch_size,
+         "arms": {}}
+  for arm in arms:
+    res = results[arm]
+    arm_out = {"final": res["final"], "parameters": res["parameters"],
+               "wall_time_s": res["wall_time_s"],
+               "steps_per_second": res["steps_per_second"],
+               "layers": res["layers"], "smoothness": {}, "ics": {}}
+    for name in LANDSCAPE:
+      arm_out["smoothness"][name] = {
+          str(t): _stat(v) for t, v in _per_step(rows, "smoothness", name,
+                                                 arm).items()}
+    for layer in res["layers"]:
+      for kind in ("l2", "cos", "gnorm"):
+        arm_out["ics"][f"{kind}_{layer}"] = {
+            str(t): _stat(v) for t, v in _per_step(
+                rows, "ics", f"{kind}_{layer}", arm).items()}
+    out["arms"][arm] = arm_out
+  out["comparison"] = compare(out["arms"])
+  out["reference"] = config.reference.to_dict()
+  return out
+
+
+def compare(arms: Mapping[str, Mapping]) -> Dict[str, Any]:
+  """At how many measured steps the BN arm's seed-mean is below the no-BN
+  arm's, for each landscape measure (steps > 0: at step 0 both are
+  untrained nets of different architectures; reported separately)."""
+  if "batch" not in arms or "none" not in arms:
+    return {}
+  out = {}
+  for name in ("loss_range", "gpred_max", "beta"):
+    bn, plain = arms["batch"]["smoothness"][name], arms["none"]["smoothness"][name]
+    steps = sorted((int(t) for t in bn if t in plain), key=int)
+    later = [t for t in steps if t > 0]
+    lower = [t for t in later if bn[str(t)]["mean"] < plain[str(t)]["mean"]]
+    ratio = [bn[str(t)]["mean"] / max(plain[str(t)]["mean"], 1e-30)
+             for t in later]
+    out[name] = {"bn_lower_at": len(lower), "measured_steps": len(later),
+                 "median_ratio_bn_over_none": float(np.median(ratio))
+                 if ratio else None,
+                 "at_step_0": ({"bn": bn["0"]["mean"], "none": plain["0"]["mean"]}
+                               if "0" in bn and "0" in plain else None)}
+  return out
+
+
+# -----------------------------------------------------------------------------
+# Figures
+# -----------------------------------------------------------------------------
+def _mean_curve(stat_by_step):
+  steps = sorted(int(t) for t in stat_by_step)
+  return (np.array(steps), np.array([stat_by_step[str(t)]["mean"] for t in steps]),
+          np.array([stat_by_step[str(t)]["std"] for t in steps]))
+
+
+def landscape_figure(summary, path):
+  """Fig. 4 style: (a) the band of L(theta - eta g) over eta, (b) the band of
+  ||grad L(theta) - grad L(theta - eta g)|| over eta, (c) beta-smoothness."""
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  for arm, a in summary["arms"].items():
+    s = a["smoothness"]
+    for ax, lo, hi in ((axes[0], "loss_min", "loss_max"),
+                       (axes[1], "gpred_min", "gpred_max")):
+      steps, low, _ = _mean_curve(s[lo])
+      _, high, _ = _mean_curve(s[hi])
+      if len(steps):
+        band = ax.fill_between(steps, low, high, alpha=0.35, label=_label(arm))
+        ax.plot(steps, high, color=band.get_facecolor()[0][:3], lw=0.8)
+        ax.plot(steps, low, color=band.get_facecolor()[0][:3], lw=0.8)
+    steps, mean, std = _mean_curve(s["beta"])
+    if len(steps):
+      line, = axes[2].plot(steps, mean, label=_label(arm))
+      axes[2].fill_between(steps, mean - std, mean + std, alpha=0.2,
+                           color=line.get_color())
+  etas = summary["step_sizes"]
+  axes[0].set_title(f"(a) loss landscape: L(θ − ηg), η ∈ [{min(etas)}, {max(etas)}]")
+  axes[0].set_ylabel("loss (band: min..max over η)")
+  axes[1].set_title("(b) gradient predictiveness")
+  axes[1].set_ylabel("‖∇L(θ) − ∇L(θ − ηg)‖ (band over η)")
+  axes[2].set_title("(c) effective β-smoothness")
+  axes[2].set_ylabel("max_η ‖Δ∇L‖ / ‖ηg‖ (mean ± std)")
+  for ax in axes:
+    ax.set_xlabel("step")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def ics_figure(summary, path):
+  """Fig. 3 style: ||G - G'|| (top) and cos(G, G') (bottom) per layer."""
+  arms = summary["arms"]
+  layer_lists = [a["layers"] for a in arms.values() if a["layers"]]
+  if not layer_lists:
+    return False
+  layer_names = layer_lists[0]
+  n = len(layer_names)
+  fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 6), squeeze=False)
+  for j, layer in enumerate(layer_names):
+    for arm, a in arms.items():
+      for row, kind in enumerate(("l2", "cos")):
+        stat = a["ics"].get(f"{kind}_{layer}", {})
+        steps, mean, std = _mean_curve(stat)
+        if len(steps):
+          line, = axes[row, j].plot(steps, mean, label=_label(arm))
+          axes[row, j].fill_between(steps, mean - std, mean + std, alpha=0.2,
+                                    color=line.get_color())
+    axes[0, j].set_title(f"layer {j + 1}: {layer}", fontsize=9)
+    axes[1, j].set_xlabel("step")
+  axes[0, 0].set_ylabel("‖G − G′‖")
+  axes[1, 0].set_ylabel("cos(G, G′)")
+  for ax in axes.flat:
+    ax.grid(alpha=0.3)
+  axes[0, 0].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return True
+
+
+def accuracy_figure(rows, arms, path):
+  """Fig. 2a style: training (minibatch) and test accuracy per arm."""
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for arm in arms:
+    report.plot_band(axes[0], curves(rows, "minibatch", "accuracy", arm=arm),
+                     _label(arm), scale=100)
+    report.plot_band(axes[1], curves(rows, "test", "accuracy", arm=arm),
+                     _label(arm), scale=100)
+  axes[0].set_title("training accuracy (minibatches)")
+  axes[1].set_title("test accuracy")
+  for ax in axes:
+    ax.set_xlabel("step")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+# -----------------------------------------------------------------------------
+# report.md
+# -----------------------------------------------------------------------------
+def _pick_steps(stat_by_step, count=4) -> List[int]:
+  steps = sorted(int(t) for t in stat_by_step)
+  if len(steps) <= count:
+    return steps
+  idx = np.unique(np.linspace(0, len(steps) - 1, count).round().astype(int))
+  return [steps[i] for i in idx]
+
+
+def _ms(stat, digits=3):
+  if not stat:
+    return "–"
+  return f"{stat['mean']:.{digits}g} ± {stat['std']:.{digits - 1}g}"
+
+
+def write_report(path: str, config, summary):
+  rows = read_metrics(path)
+  arms = summary["arms"]
+  landscape_figure(summary, os.path.join(path, "landscape.png"))
+  has_ics = ics_figure(summary, os.path.join(path, "ics.png"))
+  accuracy_figure(rows, list(arms), os.path.join(path, "accuracy.png"))
+  first = next(iter(arms.values()))
+  steps = _pick_steps(first["smoothness"]["loss_range"])
+  sections = [
+      f"`{config.model.name}` on `{config.data.name}`, {config.optim.name} lr "
+      f"{config.optim.lr}, batch {config.train.batch_size}, "
+      f"{config.train.steps} steps, {len(summary['seeds'])} seeds per arm "
+      f"trained at once; arms (model.norm): "
+      f"{', '.join(_label(a) + f' (`{a}`)' for a in arms)}. Measured every "
+      f"{config.smoothness.every} steps on a fixed probe batch of "
+      f"{summary['probe_size']} training examples in train mode (batch "
+      f"statistics), step sizes η ∈ {tuple(summary['step_sizes'])}. Noisy BN: "
+      f"per activation and step, scale exp(N(0, "
+      f"{config.model.get('noise_scale_std', 0.0)}²)) and shift N(0, "
+      f"{config.model.get('noise_mean_std', 0.0)}²).",
+      "## Claim (paper)\n\n" + summary["reference"]["claim"],
+  ]
+  table = []
+  for arm, a in arms.items():
+    f = a["final"]
+    table.append([_label(arm), report.fmt(f["test"]["accuracy"]),
+                  report.fmt(f.get("train", {}).get("accuracy")),
+                  f"{a['parameters']['trainable']:,}",
+                  f"{a['wall_time_s']:.0f}"])
+  sections.append("## Final accuracy (mean ± std over seeds)\n\n" +
+                  report.markdown_table(["arm", "test acc (%)",
+                                         "train acc (%)", "params",
+                                         "wall time (s)"], table) +
+                  "\n\n![accuracy](accuracy.png)")
+  table = []
+  for arm, a in arms.items():
+    s = a["smoothness"]
+    for t in steps:
+      table.append([_label(arm), t, _ms(s["loss"].get(str(t))),
+                    _ms(s["loss_range"].get(str(t))),
+                    _ms(s["gpred_max"].get(str(t))),
+                    _ms(s["beta"].get(str(t)))])
+  sections.append(
+      "## Landscape along the gradient (Fig. 4)\n\n"
+      "loss range = max − min over η of L(θ − ηg); grad pred = max over η of "
+      "‖∇L(θ) − ∇L(θ − ηg)‖; β = max over η of that / ‖ηg‖.\n\n" +
+      report.markdown_table(["arm", "step", "L(θ)", "loss range",
+                             "grad pred (max)", "β-smoothness"], table) +
+      "\n\n![landscape](landscape.png)")
+  comp = summary.get("comparison") or {}
+  if comp:
+    lines = []
+    for name, label in (("loss_range", "loss variation"),
+                        ("gpred_max", "gradient predictiveness (max change)"),
+                        ("beta", "β-smoothness")):
+      c = comp[name]
+      lines.append(f"- {label}: BN below no-BN at {c['bn_lower_at']} of "
+                   f"{c['measured_steps']} measured steps after step 0; "
+                   f"median ratio BN / no-BN {c['median_ratio_bn_over_none']:.3g}"
+                   + (f"; at step 0 BN {c['at_step_0']['bn']:.3g} vs no-BN "
+                      f"{c['at_step_0']['none']:.3g}" if c["at_step_0"] else ""))
+    sections.append("## Ours vs the paper\n\n" + "\n".join(lines))
+  if has_ics:
+    layer_names = first["layers"]
+    table = []
+    for arm, a in arms.items():
+      for t in steps:
+        cells = [f"{_ms(a['ics'].get(f'l2_{l}', {}).get(str(t)), 2)} / "
+                 f"{_ms(a['ics'].get(f'cos_{l}', {}).get(str(t)), 3)}"
+                 for l in layer_names]
+        table.append([_label(arm), t] + cells)
+    sections.append(
+        "## Internal covariate shift (Fig. 3)\n\n"
+        "Per layer: ‖G − G′‖ / cos(G, G′), G′ the layer's gradient after "
+        "every earlier layer took the trainer's step (mean ± std over "
+        "seeds). Layer 1 has no earlier layers (ICS 0 by definition).\n\n" +
+        report.markdown_table(["arm", "step"] + [f"{j + 1}: {l}" for j, l in
+                                                 enumerate(layer_names)], table)
+        + "\n\n![ics](ics.png)")
+  sections.append(f"Wall time {summary['wall_time_s']:.0f} s on "
+                  f"{summary['machine']['num_devices']} × "
+                  f"{summary['machine']['device_kind']}.")
+  report.write_report(os.path.join(path, "report.md"),
+                      f"bn_smoothness: {config.model.name} on "
+                      f"{config.data.name}", sections)
