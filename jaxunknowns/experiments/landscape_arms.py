@@ -1,0 +1,62 @@
+"""Arms: the named variations of one config that `landscape` and `sharpness`
+compare (small vs large batch, with vs without BN or skip connections).
+
+A config holds `arms`, a ConfigDict of named override sections with the
+config's own structure (`arms.large_batch.train.batch_size = 6000`), and
+`compare`, a comma-separated list of the arm names to run. `epochs` > 0 sets
+each arm's `train.steps` to the same budget in epochs (so a large-batch arm
+takes fewer steps); 0 keeps `train.steps`.
+"""
+
+import math
+from typing import List
+
+from jaxunknowns import validation
+from jaxunknowns.errors import UserError
+
+
+def arm_names(config) -> List[str]:
+  """The arms named by `compare`, validated against `arms` (UserError)."""
+  names = [n.strip() for n in str(config.compare).split(",") if n.strip()]
+  defined = list(config.arms.keys())
+  if not names:
+    raise UserError(f"compare={config.compare!r} names no arm; valid: "
+                    f"{', '.join(defined)}")
+  unknown = [n for n in names if n not in defined]
+  if unknown:
+    raise UserError(f"unknown arm {unknown[0]!r} in compare={config.compare!r};"
+                    f" valid: {', '.join(defined)}")
+  if len(set(names)) != len(names):
+    raise UserError(f"compare={config.compare!r} names an arm twice")
+  return names
+
+
+def _apply(target, overrides, prefix=""):
+  for key, value in overrides.items():
+    if key not in target:
+      raise UserError(f"arms.{prefix}{key}: no such config field to override")
+    if hasattr(value, "items"):
+      _apply(target[key], value, f"{prefix}{key}.")
+    else:
+      target[key] = value
+
+
+def arm_config(config, name: str, num_train: int = 0):
+  """A copy of `config` with arm `name`'s overrides applied and, when
+  `epochs` > 0 and `num_train` is known, its step budget in epochs."""
+  c = config.copy_and_resolve_references()
+  c.unlock()
+  _apply(c, config.arms[name], prefix=f"{name}.")
+  if config.epochs > 0 and num_train > 0:
+    steps_per_epoch = num_train / c.train.batch_size
+    c.train.steps = max(1, int(math.ceil(config.epochs * steps_per_epoch)))
+    c.train.log_every = max(1, min(c.train.log_every, c.train.steps))
+  return c
+
+
+def validate_arms(config):
+  """Base checks of every arm's config, and `epochs`."""
+  validation.check(config.epochs >= 0, "epochs", config.epochs,
+                   ">= 0 (0 = use train.steps)")
+  for name in arm_names(config):
+    validation.validate_base(arm_config(config, name))
