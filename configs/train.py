@@ -94,3 +94,28 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if small:
     runlocal(c)
   return c
+
+
+def get_sweep(arg: str = ""):
+  """Sweeps of this config for `python -m jaxunknowns.sweep` (same argument
+  as get_config; `runlocal` keeps two runs of each, for tests). Values are
+  relative to the variant's own learning rate and batch size."""
+  from jaxunknowns.sweep import grid, zipped  # pylint: disable=g-import-not-at-top
+  c = get_config(arg)
+  lr, batch = c.optim.lr, c.train.batch_size
+  lrs = [round(lr * f, 10) for f in (0.1, 0.3, 1.0, 3.0)]
+  sweeps = {
+      # The learning rate matters more than most other choices.
+      "lr": grid(**{"optim.lr": lrs}),
+      # Goyal et al.'s linear scaling rule: the lr grows with the batch size.
+      "batch_lr": zipped(**{
+          "train.batch_size": [batch // 4, batch // 2, batch, batch * 2],
+          "optim.lr": [round(lr * f, 10) for f in (0.25, 0.5, 1.0, 2.0)]}),
+  }
+  if c.data.name == "mnist1d":
+    # The MNIST-1D paper's MLP vs CNN gap, at every learning rate.
+    sweeps["lr_model"] = grid(**{"optim.lr": lrs,
+                                 "model.name": ["mlp", "mnist1d_cnn"]})
+  if "runlocal" in arg.split(","):
+    sweeps = {name: runs[:2] for name, runs in sweeps.items()}
+  return sweeps

@@ -1,0 +1,517 @@
+r"""Sweeps: many runs of one config, each in its own workdir, and one table.
+
+A config file may declare sweeps beside `get_config` (as big_vision does);
+fields are dotted names, so they are passed as `**{...}`:
+
+    from jaxunknowns.sweep import grid, zipped
+
+    def get_sweep(arg):          # the same argument as get_config
+      return {
+          "lr_model": grid(**{"optim.lr": [1e-3, 1e-2],
+                              "model.name": ["mlp", "mnist1d_cnn"]}),
+          "batch": zipped(**{"train.batch_size": [50, 100, 200],
+                             "optim.lr": [5e-3, 1e-2, 2e-2]}),
+      }
+
+    python -m jaxunknowns.sweep --config=configs/train.py:mnist1d_mlp \
+        --sweep=lr_model --workdir=/tmp/lr_model [--config.seeds=4] \
+        [--dry_run] [--aggregate_only] [--overwrite]
+
+Every run goes to ROOT/<its overrides>, e.g. ROOT/lr=0.001,name=mlp, and runs
+in-process through `jaxunknowns.main.run`, one after another. A finished run
+(summary.json present) is skipped, so rerunning the command resumes a sweep.
+Every run's config is built and checked before the first one starts, so a
+misspelt field fails at once and writes nothing. At the end ROOT/sweep.json,
+sweep.md and sweep.png gather the headline numbers of every run (the "final"
+section of its summary.json).
+
+Importing this module has no side effects (no flags, no JAX), because config
+files import `grid` and `zipped` from it.
+"""
+
+import copy
+import hashlib
+import importlib.util
+import itertools
+import os
+import re
+import shlex
+import sys
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from jaxunknowns.errors import UserError
+
+SWEEP_JSON, SWEEP_MD, SWEEP_PNG = "sweep.json", "sweep.md", "sweep.png"
+Overrides = Dict[str, Any]
+
+
+# -----------------------------------------------------------------------------
+# Declaring sweeps (used by config files)
+# -----------------------------------------------------------------------------
+def _value_lists(kind: str, fields: Mapping[str, Any]) -> Dict[str, list]:
+  if not fields:
+    raise ValueError(f"{kind}() needs at least one field")
+  for name, values in fields.items():
+    if not isinstance(values, (list, tuple)) or not values:
+      raise ValueError(f"{kind}(): the values of {name!r} must be a non-empty "
+                       f"list (got {values!r})")
+  return {name: list(values) for name, values in fields.items()}
+
+
+def grid(**fields: Sequence[Any]) -> List[Overrides]:
+  """Every combination of the fields' values; the last field varies fastest.
+
+  grid(**{"optim.lr": [1e-3, 1e-2], "seed": [0, 1]}) -> 4 override dicts.
+  """
+  fields = _value_lists("grid", fields)
+  return [dict(zip(fields, combo))
+          for combo in itertools.product(*fields.values())]
+
+
+def zipped(**fields: Sequence[Any]) -> List[Overrides]:
+  """The i-th run takes the i-th value of every field (equal lengths).
+
+  zipped(**{"train.batch_size": [50, 100], "optim.lr": [5e-3, 1e-2]}) -> 2.
+  """
+  fields = _value_lists("zipped", fields)
+  lengths = {name: len(v) for name, v in fields.items()}
+  if len(set(lengths.values())) > 1:
+    raise ValueError(f"zipped(): every field needs as many values "
+                     f"(got {lengths})")
+  return [dict(zip(fields, combo)) for combo in zip(*fields.values())]
+
+
+# -----------------------------------------------------------------------------
+# Loading a config file's sweeps
+# -----------------------------------------------------------------------------
+def load_sweeps(spec: str) -> Dict[str, List[Overrides]]:
+  """{name: [overrides, ...]} from the `get_sweep(arg)` of 'file.py[:arg]'."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise UserError(f"config file {path} not found")
+  module_spec = importlib.util.spec_from_file_location(
+      "_jaxunknowns_sweep_" + os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_sweep"):
+    raise UserError(f"{path} declares no sweeps (no get_sweep function; see "
+                    f"configs/train.py for an example)")
+  try:
+    sweeps = module.get_sweep(arg)
+  except ValueError as e:  # grid()/zipped() misuse, or an unknown variant
+    raise UserError(f"{path} get_sweep({arg!r}): {e}") from e
+  ok = isinstance(sweeps, dict) and all(
+      isinstance(runs, list) and all(isinstance(r, dict) for r in runs)
+      for runs in sweeps.values())
+  if not ok or not sweeps:
+    raise UserError(f"{path} get_sweep({arg!r}) must return a non-empty "
+                    f"{{name: [override dict, ...]}} (use grid() or zipped())")
+  return sweeps
+
+
+def choose_sweep(sweeps: Mapping[str, list], name: Optional[str],
+                 config_file: str) -> str:
+  valid = ", ".join(sweeps)
+  if name is None:
+    if len(sweeps) == 1:
+      return next(iter(sweeps))
+    raise UserError(f"{config_file} declares several sweeps: pass "
+                    f"--sweep=NAME, one of: {valid}")
+  if name not in sweeps:
+    raise UserError(f"unknown sweep {name!r} of {config_file}; valid: {valid}")
+  if not sweeps[name]:
+    raise UserError(f"sweep {name!r} of {config_file} has no runs")
+  return name
+
+
+# -----------------------------------------------------------------------------
+# Expanding a sweep into checked runs
+# -----------------------------------------------------------------------------
+def swept_fields(runs: Sequence[Overrides]) -> List[str]:
+  """The sweep's fields in order of first appearance."""
+  return list(dict.fromkeys(k for r in runs for k in r))
+
+
+def _format_value(v: Any) -> str:
+  if isinstance(v, float):
+    text = f"{v:g}"
+  elif isinstance(v, (list, tuple)):
+    text = "-".join(_format_value(x) for x in v) or "none"
+  else:
+    text = str(v)
+  # Folder names that need no quoting in a shell.
+  return re.sub(r"[^A-Za-z0-9._+-]", "_", text)
+
+
+def run_name(overrides: Overrides, fields: Sequence[str]) -> str:
+  """'lr=0.001,name=mlp': each field by its last component, unless two of
+  the sweep's fields share it (model.name, optim.name: then in full)."""
+  leaves = [f.rsplit(".", 1)[-1] for f in fields]
+  short = {f: leaf if leaves.count(leaf) == 1 else f
+           for f, leaf in zip(fields, leaves)}
+  name = ",".join(f"{short[f]}={_format_value(overrides[f])}"
+                  for f in fields if f in overrides) or "base"
+  if len(name) > 100:  # Keep folder names readable and under OS limits.
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    name = f"{name[:90]}...{digest}"
+  return name
+
+
+def apply_overrides(config, overrides: Overrides, where: str):
+  """Sets dotted fields on a copy of the locked `config`; every unknown field
+  or value of the wrong type is a UserError naming the field and `where`."""
+  config = copy.deepcopy(config)
+  for dotted, value in overrides.items():
+    *parents, leaf = dotted.split(".")
+    node = config
+    for i, key in enumerate(parents + [leaf]):
+      if not hasattr(node, "keys") or key not in node:
+        raise UserError(
+            f"{where}: no such config field {dotted!r} (see the config file "
+            f"and jaxunknowns/config_defaults.py)")
+      if i < len(parents):
+        node = node[key]
+    if hasattr(node[leaf], "keys"):
+      raise UserError(f"{where}: {dotted!r} is a group of fields; sweep its "
+                      f"fields one by one (e.g. {dotted}.{next(iter(node[leaf]))})")
+    if isinstance(node[leaf], tuple) and isinstance(value, list):
+      value = tuple(value)
+    try:
+      node[leaf] = value
+    except (TypeError, ValueError) as e:
+      raise UserError(f"{where}: {dotted}={value!r} does not fit the field's "
+                      f"type {type(node[leaf]).__name__}") from e
+  return config
+
+
+def _check_names(config):
+  """Unknown registry names (model, dataset, optimizer, ...) fail here,
+  before any run starts, rather than when the sweep reaches that run."""
+  from jaxunknowns import losses, optim  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.data.core import DATASETS  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.experiments import EXPERIMENTS  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.models import MODELS  # pylint: disable=g-import-not-at-top
+  experiment = EXPERIMENTS.get(config.experiment)
+  experiment.validate(config)
+  for registry in (MODELS, DATASETS, optim.OPTIMIZERS, optim.SCHEDULES,
+                   losses.LOSSES):
+    *parents, leaf = registry.field.split(".")
+    node = config
+    for key in parents:
+      node = node.get(key) if hasattr(node, "get") else None
+    if node is not None and leaf in node:
+      registry.get(node[leaf])
+
+
+class Run:
+  """One run of a sweep: its overrides, full config and workdir."""
+
+  def __init__(self, name, overrides, config, workdir):
+    self.name, self.overrides = name, overrides
+    self.config, self.workdir = config, workdir
+
+  @property
+  def finished(self) -> bool:
+    return os.path.exists(os.path.join(self.workdir, "summary.json"))
+
+  @property
+  def status(self) -> str:
+    if self.finished:
+      return "finished"
+    return "partial" if os.path.isdir(self.workdir) else "new"
+
+
+def plan(base_config, runs: Sequence[Overrides], sweep: str, root: str,
+         overwrite: bool = False) -> List[Run]:
+  """Builds and checks every run's config and workdir (read-only)."""
+  from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
+  fields = swept_fields(runs)
+  planned, names = [], {}
+  for i, overrides in enumerate(runs):
+    name = run_name(overrides, fields)
+    if name in names:
+      raise UserError(f"sweep {sweep!r}: runs {names[name]} and {i} both "
+                      f"become {name!r} (the same overrides twice?)")
+    names[name] = i
+    where = f"sweep {sweep!r}, run {name}"
+    config = apply_overrides(base_config, overrides, where)
+    try:
+      _check_names(config)
+      workdir = os.path.join(root, name)
+      Workdir(workdir, config, overwrite=overwrite).check()
+    except UserError as e:
+      raise UserError(f"{where}: {e}") from e
+    planned.append(Run(name, overrides, config, workdir))
+  return planned
+
+
+def command_line(spec: str, run: Run, base_overrides: Mapping[str, Any]) -> str:
+  """The `jaxunknowns.main` command that reruns one run on its own."""
+  args = ["python", "-m", "jaxunknowns.main", f"--config={spec}",
+          f"--workdir={run.workdir}"]
+  for field, value in {**base_overrides, **run.overrides}.items():
+    args.append(f"--config.{field}={value}")
+  return shlex.join(args)
+
+
+# -----------------------------------------------------------------------------
+# Aggregating summaries
+# -----------------------------------------------------------------------------
+def _is_stats(obj) -> bool:
+  return isinstance(obj, dict) and {"mean", "std"} <= set(obj)
+
+
+def _collect_stats(obj, prefix: str = "", depth: int = 3) -> Dict[str, dict]:
+  """Dotted name -> {mean, std, per_seed} of every statistic in nested dicts
+  (lists, e.g. IMP's per-level rows, are not headline numbers)."""
+  out = {}
+  if not isinstance(obj, dict) or depth == 0:
+    return out
+  for k, v in obj.items():
+    if _is_stats(v):
+      out[f"{prefix}{k}"] = v
+    elif isinstance(v, dict):
+      out.update(_collect_stats(v, f"{prefix}{k}.", depth - 1))
+  return out
+
+
+def headline_numbers(summary: Mapping[str, Any]) -> Dict[str, dict]:
+  """The "final" section (train: {split: {metric: stats}}) if the summary
+  has one, else every statistic the summary holds outside lists."""
+  final = summary.get("final")
+  return _collect_stats(final if isinstance(final, dict) else summary)
+
+
+def _headline(metric_names: Sequence[str]) -> Optional[str]:
+  for pick in ("test.accuracy",):
+    if pick in metric_names:
+      return pick
+  return next((m for m in metric_names if "accuracy" in m),
+              metric_names[0] if metric_names else None)
+
+
+def _is_percent(metric: str) -> bool:
+  return metric.endswith(("accuracy", "error"))
+
+
+def _fmt_stat(metric: str, stat: Optional[Mapping]) -> str:
+  from jaxunknowns import report  # pylint: disable=g-import-not-at-top
+  if _is_percent(metric):
+    return report.fmt(stat)
+  return report.fmt(stat, scale=1.0, digits=4)
+
+
+def _fmt_cell(v) -> str:
+  return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def aggregate(runs: Sequence[Run], root: str, meta: Mapping[str, Any]):
+  """Writes ROOT/sweep.json, sweep.md and sweep.png from the runs' summaries."""
+  from jaxunknowns.metrics import read_json, write_json  # pylint: disable=g-import-not-at-top
+  fields = swept_fields([r.overrides for r in runs])
+  rows = []
+  for run in runs:
+    summary = read_json(os.path.join(run.workdir, "summary.json"))
+    rows.append({"name": run.name, "workdir": run.workdir,
+                 "overrides": run.overrides,
+                 "status": "finished" if summary is not None else "missing",
+                 "metrics": headline_numbers(summary or {})})
+  metric_names = list(dict.fromkeys(m for r in rows for m in r["metrics"]))
+  headline = _headline(metric_names)
+  if headline:  # The headline metric first, the rest as the summaries list them.
+    metric_names.remove(headline)
+    metric_names.insert(0, headline)
+  result = {**meta, "fields": fields, "headline": headline,
+            "metrics": metric_names, "runs": rows}
+  figure = _plot(rows, fields, headline, meta, os.path.join(root, SWEEP_PNG))
+  write_json(os.path.join(root, SWEEP_JSON), result)
+  _write_markdown(os.path.join(root, SWEEP_MD), result, figure)
+  return result
+
+
+def _write_markdown(path: str, result: Mapping, figure: Optional[str]):
+  from jaxunknowns import report  # pylint: disable=g-import-not-at-top
+  fields, metrics = result["fields"], result["metrics"]
+  header = fields + [m + (" (%)" if _is_percent(m) else "") for m in metrics]
+  table = []
+  for row in result["runs"]:
+    cells = [_fmt_cell(row["overrides"].get(f, "–")) for f in fields]
+    if row["status"] == "finished":
+      cells += [_fmt_stat(m, row["metrics"].get(m)) for m in metrics]
+    else:
+      cells += ["not run"] * len(metrics)
+    table.append(cells + [f"`{row['name']}`"])
+  finished = sum(r["status"] == "finished" for r in result["runs"])
+  sections = [
+      f"Config `{result['config']}`, sweep `{result['sweep']}`"
+      + (f", command-line overrides `{result['base_overrides']}`"
+         if result.get("base_overrides") else "")
+      + f": {finished} of {len(result['runs'])} runs finished. Each number is "
+      "the mean ± std over the run's seeds, from its summary.json.",
+      report.markdown_table(header + ["workdir"], table)]
+  if not metrics:
+    sections.append("The runs' summary.json files hold no {mean, std} "
+                    "statistics outside lists: see each run's report.md.")
+  if figure:
+    sections.append(f"![{result['headline']}]({os.path.basename(figure)})")
+  report.write_report(path, f"Sweep {result['sweep']}", sections)
+
+
+def _numeric(values) -> bool:
+  return all(isinstance(v, (int, float)) and not isinstance(v, bool)
+             for v in values)
+
+
+def _plot(rows, fields, headline, meta, path) -> Optional[str]:
+  """The headline metric vs the first swept field, one line per combination
+  of the other fields' values. None if there is nothing to plot."""
+  done = [r for r in rows if headline and headline in r["metrics"]]
+  if not done or not fields:
+    return None
+  from jaxunknowns import report  # pylint: disable=g-import-not-at-top,unused-import (sets the Agg backend)
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  x_field, others = fields[0], fields[1:]
+  x_values = list(dict.fromkeys(_key(r["overrides"].get(x_field))
+                                for r in rows))
+  numeric = _numeric(x_values)
+  scale = 100.0 if _is_percent(headline) else 1.0
+  lines: Dict[tuple, list] = {}
+  for r in done:
+    label = tuple(_key(r["overrides"].get(f)) for f in others)
+    lines.setdefault(label, []).append(r)
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for label, members in lines.items():
+    xs = [_key(r["overrides"].get(x_field)) for r in members]
+    pos = xs if numeric else [x_values.index(x) for x in xs]
+    order = sorted(range(len(pos)), key=lambda i: pos[i])
+    stats = [members[i]["metrics"][headline] for i in order]
+    ax.errorbar([pos[i] for i in order], [s["mean"] * scale for s in stats],
+                yerr=[s["std"] * scale for s in stats], marker="o", capsize=3,
+                label=", ".join(f"{f}={_fmt_cell(v)}"
+                                for f, v in zip(others, label)) or None)
+  if numeric:
+    positive = [float(v) for v in x_values if v is not None and v > 0]
+    if len(positive) == len(x_values) and max(positive) >= 10 * min(positive):
+      ax.set_xscale("log")  # learning rates, widths: log-spaced grids
+  else:
+    ax.set_xticks(range(len(x_values)))
+    ax.set_xticklabels([_fmt_cell(v) for v in x_values], rotation=20)
+  ax.set_xlabel(x_field)
+  ax.set_ylabel(headline + (" (%)" if scale == 100.0 else ""))
+  ax.set_title(f"{meta['config']} — sweep {meta['sweep']}", fontsize=9)
+  ax.grid(alpha=0.3)
+  if others:
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def _key(v):
+  """Hashable form of a swept value (lists become tuples)."""
+  return tuple(v) if isinstance(v, list) else v
+
+
+# -----------------------------------------------------------------------------
+# The driver
+# -----------------------------------------------------------------------------
+def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
+              overrides: Optional[Mapping[str, Any]] = None, *,
+              base_config=None, dry_run: bool = False,
+              aggregate_only: bool = False, overwrite: bool = False,
+              out=sys.stdout) -> Optional[dict]:
+  """Plans, runs (unless finished) and aggregates one sweep of a config.
+
+  `spec` is 'configs/x.py[:arg]'; `overrides` are command-line style
+  {dotted field: value} applied to every run; `base_config` is the config
+  already built with them (the CLI passes its flag's value).
+  """
+  from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
+  if dry_run and aggregate_only:
+    raise UserError("--dry_run and --aggregate_only exclude each other")
+  if os.path.exists(root) and not os.path.isdir(root):
+    raise UserError(f"sweep workdir {root} exists and is not a folder")
+  overrides = dict(overrides or {})
+  config_file = spec.partition(":")[0]
+  sweeps = load_sweeps(spec)
+  name = choose_sweep(sweeps, sweep, config_file)
+  if base_config is None:
+    base = config_loading.load_config(spec)
+    base.lock()
+    base_config = apply_overrides(base, overrides, "command line")
+  root = os.path.abspath(root)
+  runs = plan(base_config, sweeps[name], name, root, overwrite)
+  meta = {"config": spec, "sweep": name, "base_overrides": overrides}
+
+  if dry_run:
+    print(f"sweep {name!r} of {spec}: {len(runs)} runs under {root}",
+          file=out)
+    for run in runs:
+      print(f"[{run.status}] {command_line(spec, run, overrides)}", file=out)
+    return None
+  if aggregate_only:
+    if not any(run.finished for run in runs):
+      raise UserError(f"no finished run of sweep {name!r} under {root}; "
+                      f"run the sweep first (without --aggregate_only)")
+  else:
+    _execute(runs, overwrite, out)
+  return aggregate(runs, root, meta)
+
+
+def _execute(runs: Sequence[Run], overwrite: bool, out):
+  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
+  for i, run in enumerate(runs, 1):
+    if run.finished and not overwrite:
+      print(f"[{i}/{len(runs)}] {run.name}: finished, skipped", file=out)
+      continue
+    print(f"[{i}/{len(runs)}] {run.name}: running", file=out)
+    out.flush()
+    main.run(run.config, run.workdir, overwrite)
+
+
+# -----------------------------------------------------------------------------
+# Command line
+# -----------------------------------------------------------------------------
+def _cli():
+  """Flags are defined here, not on import: config files import this module,
+  and `python -m jaxunknowns.sweep` loads it a second time through them."""
+  from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  # Defines --config (with --config.FIELD=VALUE), --workdir and --overwrite.
+  from jaxunknowns import main as main_lib  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("sweep", None, "Name of a sweep of the config's "
+                      "get_sweep (optional if it declares only one).")
+  flags.DEFINE_bool("dry_run", False, "Print the runs and their commands; "
+                    "run and write nothing.")
+  flags.DEFINE_bool("aggregate_only", False, "Rebuild sweep.json/.md/.png "
+                    "from the finished runs' workdirs; run nothing.")
+  flag_values = flags.FLAGS
+
+  def sweep_main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.get_absl_handler().addFilter(main_lib._QuietLibraries())  # pylint: disable=protected-access
+    try:
+      try:
+        config = flag_values.config
+        config.experiment  # pylint: disable=pointless-statement
+      except OSError as e:  # config_flags loads the file lazily
+        lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+        raise UserError(f"could not load the config file: {lines[-1]}") from e
+      config_flag = flag_values["config"]
+      run_sweep(config_flags.get_config_filename(config_flag),
+                flag_values.workdir, flag_values.sweep,
+                config_flags.get_override_values(config_flag),
+                base_config=config, dry_run=flag_values.dry_run,
+                aggregate_only=flag_values.aggregate_only,
+                overwrite=flag_values.overwrite)
+    except UserError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+
+  app.run(sweep_main, flags_parser=main_lib.parse_flags)
+
+
+if __name__ == "__main__":
+  _cli()
