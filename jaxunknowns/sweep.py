@@ -420,7 +420,7 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
               overrides: Optional[Mapping[str, Any]] = None, *,
               base_config=None, dry_run: bool = False,
               aggregate_only: bool = False, overwrite: bool = False,
-              out=sys.stdout) -> Optional[dict]:
+              out=None) -> Optional[dict]:
   """Plans, runs (unless finished) and aggregates one sweep of a config.
 
   `spec` is 'configs/x.py[:arg]'; `overrides` are command-line style
@@ -428,6 +428,7 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
   already built with them (the CLI passes its flag's value).
   """
   from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
+  out = out or sys.stdout  # Looked up per call: tests capture sys.stdout.
   if dry_run and aggregate_only:
     raise UserError("--dry_run and --aggregate_only exclude each other")
   if os.path.exists(root) and not os.path.isdir(root):

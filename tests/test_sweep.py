@@ -1,0 +1,315 @@
+"""Tests of the sweep runner (`python -m jaxunknowns.sweep`).
+
+Expansion and naming are checked directly; one real 2-run sweep of
+`configs/train.py:mnist1d_mlp,runlocal` (10 steps, 2 seeds each) runs once
+per module and the end-to-end, resume and --aggregate_only tests read it.
+Bad input is checked both in-process and through the real command (exit 2,
+one line on stderr, nothing written).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from jaxunknowns import main as main_lib
+from jaxunknowns import sweep
+from jaxunknowns.errors import UserError
+from run_helpers import read_json, snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = f"{ROOT}/configs/train.py:mnist1d_mlp,runlocal"
+# Even smaller than runlocal: compile time dominates anyway.
+TINY = {"seeds": 2, "train.steps": 10, "train.eval_every": 10,
+        "train.checkpoint_every": 10, "data.train_size": 500}
+ENV = dict(os.environ, JAX_PLATFORMS="cpu")
+
+
+def write_config(tmp_path, sweeps_source: str) -> str:
+  """A config file that is configs/train.py with the given get_sweep body."""
+  path = tmp_path / "cfg.py"
+  path.write_text(textwrap.dedent(f"""
+      import importlib.util
+      from jaxunknowns.sweep import grid, zipped
+
+      _spec = importlib.util.spec_from_file_location(
+          "_train_cfg", {str(ROOT / "configs" / "train.py")!r})
+      _train = importlib.util.module_from_spec(_spec)
+      _spec.loader.exec_module(_train)
+
+      def get_config(arg=""):
+        return _train.get_config(arg)
+
+      def get_sweep(arg=""):
+        return {sweeps_source}
+      """))
+  return f"{path}:mnist1d_mlp,runlocal"
+
+
+def sweep_cli(*args):
+  return subprocess.run([sys.executable, "-m", "jaxunknowns.sweep", *args],
+                        cwd=ROOT, env=ENV, capture_output=True, text=True,
+                        timeout=300)
+
+
+# -----------------------------------------------------------------------------
+# Declaring and naming runs
+# -----------------------------------------------------------------------------
+def test_grid_is_the_product_with_the_last_field_fastest():
+  runs = sweep.grid(**{"optim.lr": [1e-3, 3e-3], "seed": [0, 1, 2]})
+  assert runs == [{"optim.lr": 1e-3, "seed": 0}, {"optim.lr": 1e-3, "seed": 1},
+                  {"optim.lr": 1e-3, "seed": 2}, {"optim.lr": 3e-3, "seed": 0},
+                  {"optim.lr": 3e-3, "seed": 1}, {"optim.lr": 3e-3, "seed": 2}]
+
+
+def test_zipped_pairs_values_and_needs_equal_lengths():
+  runs = sweep.zipped(**{"train.batch_size": [50, 100], "optim.lr": [5e-3, 1e-2]})
+  assert runs == [{"train.batch_size": 50, "optim.lr": 5e-3},
+                  {"train.batch_size": 100, "optim.lr": 1e-2}]
+  with pytest.raises(ValueError, match="as many values"):
+    sweep.zipped(**{"a": [1, 2], "b": [1]})
+  with pytest.raises(ValueError, match="non-empty list"):
+    sweep.grid(**{"a": []})
+  with pytest.raises(ValueError, match="non-empty list"):
+    sweep.grid(**{"a": 0.1})  # A value, not a list of values.
+
+
+def test_run_names_are_short_unique_and_shell_safe():
+  fields = ["optim.lr", "model.widths", "data.name"]
+  assert sweep.run_name({"optim.lr": 0.003, "model.widths": (64, 32),
+                         "data.name": "mnist1d"}, fields) == (
+                             "lr=0.003,widths=64-32,name=mnist1d")
+  # Two fields named "name": both spelt in full.
+  assert sweep.run_name({"model.name": "mlp", "optim.name": "sgd"},
+                        ["model.name", "optim.name"]) == (
+                            "model.name=mlp,optim.name=sgd")
+  assert sweep.run_name({"optim.freeze": "a/b c"}, ["optim.freeze"]) == (
+      "freeze=a_b_c")
+  assert sweep.run_name({}, ["optim.lr"]) == "base"
+  long = sweep.run_name({"optim.freeze": "x" * 300}, ["optim.freeze"])
+  assert len(long) <= 101
+
+
+def test_train_config_declares_sweeps_that_all_check(tmp_path):
+  """Every sweep of configs/train.py builds and checks for each variant."""
+  from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
+  for variant in ("mnist1d_mlp", "mnist1d_cnn", "fashion_lenet"):
+    spec = f"{ROOT}/configs/train.py:{variant}"
+    sweeps = sweep.load_sweeps(spec)
+    assert {"lr", "batch_lr"} <= set(sweeps)
+    assert ("lr_model" in sweeps) == variant.startswith("mnist1d")
+    base = config_loading.load_config(spec)
+    base.lock()
+    for name, runs in sweeps.items():
+      assert len(runs) >= 4
+      planned = sweep.plan(base, runs, name, str(tmp_path / name))
+      assert len({r.workdir for r in planned}) == len(runs)
+  assert not any(tmp_path.iterdir())  # Planning writes nothing.
+  # runlocal keeps two runs of each sweep.
+  assert {k: len(v) for k, v in sweep.load_sweeps(TRAIN).items()} == {
+      "lr": 2, "batch_lr": 2, "lr_model": 2}
+
+
+# -----------------------------------------------------------------------------
+# Bad input: one line, nothing written
+# -----------------------------------------------------------------------------
+def test_unknown_field_fails_before_any_run(tmp_path, monkeypatch):
+  # The misspelt field is in the last run: the first must not start either.
+  spec = write_config(tmp_path, '{"lrs": grid(**{"optim.lr": [1e-3, 3e-3]})'
+                      ' + [{"optim.lrr": 0.1}]}')
+  monkeypatch.setattr(main_lib, "run", _must_not_run)
+  root = tmp_path / "root"
+  with pytest.raises(UserError, match=r"sweep 'lrs'.*'optim.lrr'"):
+    sweep.run_sweep(spec, str(root), "lrs")
+  assert not root.exists()
+
+
+def test_bad_values_fail_before_any_run(tmp_path, monkeypatch):
+  monkeypatch.setattr(main_lib, "run", _must_not_run)
+  root = tmp_path / "root"
+  cases = {
+      '{"s": [{"seed": 0}, {"model.name": "nope"}]}': r"unknown model 'nope'",
+      '{"s": [{"seed": 0}, {"optim.lr": -1.0}]}': r"optim.lr=-1.0 is out of",
+      '{"s": [{"seed": 0}, {"optim.lr": "fast"}]}': r"optim.lr='fast' does not",
+      '{"s": [{"seed": 0}, {"optim": 1}]}': r"'optim' is a group of fields",
+      '{"s": [{"seed": 0}, {"seed": 0}]}': r"the same overrides twice",
+      '{"s": grid(**{"a": [1], "b": [1, 2]})[:0]}': r"has no runs",
+      '[{"seed": 0}]': r"must return a non-empty",
+  }
+  for source, message in cases.items():
+    spec = write_config(tmp_path, source)
+    with pytest.raises(UserError, match=message):
+      sweep.run_sweep(spec, str(root), "s")
+    assert not root.exists()
+  with pytest.raises(UserError, match=r"command line: no such config field"):
+    sweep.run_sweep(TRAIN, str(root), "lr", {"train.stepz": 3})
+  spec = write_config(tmp_path, '{"s": zipped(**{"a": [1, 2], "b": [1]})}')
+  with pytest.raises(UserError, match=r"get_sweep.*as many values"):
+    sweep.run_sweep(spec, str(root), "s")
+  assert not root.exists()
+
+
+def test_unknown_sweep_and_config_without_sweeps(tmp_path):
+  root = tmp_path / "root"
+  with pytest.raises(UserError, match=r"unknown sweep 'nope'.*valid: lr, "
+                     r"batch_lr, lr_model"):
+    sweep.run_sweep(TRAIN, str(root), "nope")
+  with pytest.raises(UserError, match="several sweeps"):
+    sweep.run_sweep(TRAIN, str(root))
+  with pytest.raises(UserError, match="declares no sweeps"):
+    sweep.run_sweep(f"{ROOT}/configs/width_sweep.py:mnist1d,runlocal",
+                    str(root))
+  with pytest.raises(UserError, match="exclude each other"):
+    sweep.run_sweep(TRAIN, str(root), "lr", dry_run=True,
+                    aggregate_only=True)
+  with pytest.raises(UserError, match="no finished run"):
+    sweep.run_sweep(TRAIN, str(root), "lr", aggregate_only=True)
+  assert not root.exists()
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path):
+  spec = write_config(tmp_path, '{"lrs": [{"optim.lr": 1e-3}, '
+                      '{"optim.lrr": 0.1}]}')
+  root = tmp_path / "root"
+  proc = sweep_cli(f"--config={spec}", f"--workdir={root}")
+  assert proc.returncode == 2, proc.stderr
+  assert proc.stderr.strip().splitlines() == [
+      "error: sweep 'lrs', run lrr=0.1: no such config field 'optim.lrr' "
+      "(see the config file and jaxunknowns/config_defaults.py)"]
+  proc = sweep_cli("--config=configs/train.py:mnist1d_mlp", f"--workdir={root}",
+                   "--sweep=nope")
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [
+      "error: unknown sweep 'nope' of configs/train.py; valid: lr, batch_lr, "
+      "lr_model"]
+  assert not root.exists()
+
+
+def test_cli_dry_run_prints_the_runs_and_writes_nothing(tmp_path):
+  root = tmp_path / "root"
+  proc = sweep_cli("--config=configs/train.py:mnist1d_mlp", f"--workdir={root}",
+                   "--sweep=lr_model", "--dry_run", "--config.seeds=2")
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.strip().splitlines()
+  assert lines[0] == (f"sweep 'lr_model' of configs/train.py:mnist1d_mlp: "
+                      f"8 runs under {root}")
+  assert lines[1] == (
+      "[new] python -m jaxunknowns.main --config=configs/train.py:mnist1d_mlp "
+      f"--workdir={root}/lr=0.001,name=mlp --config.seeds=2 "
+      "--config.optim.lr=0.001 --config.model.name=mlp")
+  assert len(lines) == 9
+  assert not root.exists()
+
+
+# -----------------------------------------------------------------------------
+# A real 2-run sweep
+# -----------------------------------------------------------------------------
+def _must_not_run(*args, **kwargs):
+  raise AssertionError(f"main.run called: {args[1:]}")
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+  root = tmp_path_factory.mktemp("sweep") / "root"
+  result = sweep.run_sweep(TRAIN, str(root), "lr", TINY)
+  return root, result
+
+
+def test_sweep_runs_each_in_its_own_workdir_and_aggregates(finished_sweep):
+  root, result = finished_sweep
+  names = ["lr=0.001", "lr=0.003"]
+  assert sorted(p.name for p in root.iterdir()) == sorted(
+      names + ["sweep.json", "sweep.md", "sweep.png"])
+  saved = read_json(root / "sweep.json")
+  assert saved == json.loads(json.dumps(result))
+  assert saved["fields"] == ["optim.lr"] and saved["headline"] == "test.accuracy"
+  assert [r["name"] for r in saved["runs"]] == names
+  for row, lr in zip(saved["runs"], (1e-3, 3e-3)):
+    run_dir = root / row["name"]
+    config = read_json(run_dir / "config.json")
+    assert config["optim"]["lr"] == lr and config["seeds"] == 2
+    assert config["train"]["steps"] == 10
+    summary = read_json(run_dir / "summary.json")
+    assert row["status"] == "finished"
+    assert row["metrics"]["test.accuracy"] == summary["final"]["test"]["accuracy"]
+    assert row["metrics"]["train.loss"] == summary["final"]["train"]["loss"]
+    assert len(row["metrics"]["test.accuracy"]["per_seed"]) == 2
+  md = (root / "sweep.md").read_text()
+  acc = saved["runs"][1]["metrics"]["test.accuracy"]
+  assert (f"| 0.003 | {acc['mean'] * 100:.2f} ± {acc['std'] * 100:.2f} (n=2) |"
+          in md)
+  assert "![test.accuracy](sweep.png)" in md
+  assert (root / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_skips_finished_runs_and_resumes_partial_ones(
+    finished_sweep, monkeypatch, capsys):
+  root, _ = finished_sweep
+  before = {n: snapshot(root / n) for n in ("lr=0.001", "lr=0.003")}
+  monkeypatch.setattr(main_lib, "run", _must_not_run)
+  sweep.run_sweep(TRAIN, str(root), "lr", TINY)
+  assert {n: snapshot(root / n) for n in before} == before
+  assert "lr=0.003: finished, skipped" in capsys.readouterr().out
+
+  # A sweep killed after run 2's last checkpoint, before its summary.
+  summary = read_json(root / "lr=0.003" / "summary.json")
+  os.remove(root / "lr=0.003" / "summary.json")
+  calls = []
+  monkeypatch.undo()
+  real_run = main_lib.run
+
+  def spy(config, workdir, overwrite=False):
+    calls.append(os.path.basename(workdir))
+    return real_run(config, workdir, overwrite)
+  monkeypatch.setattr(main_lib, "run", spy)
+  result = sweep.run_sweep(TRAIN, str(root), "lr", TINY)
+  assert calls == ["lr=0.003"]
+  assert snapshot(root / "lr=0.001") == before["lr=0.001"]
+  resumed = read_json(root / "lr=0.003" / "summary.json")
+  assert resumed["resumed_from_step"] == 10
+  assert resumed["final"] == summary["final"]
+  assert result["runs"][1]["metrics"]["test.accuracy"] == (
+      summary["final"]["test"]["accuracy"])
+
+
+def test_aggregate_only_rebuilds_the_table(finished_sweep, monkeypatch):
+  root, _ = finished_sweep
+  saved = read_json(root / "sweep.json")
+  md = (root / "sweep.md").read_text()
+  for name in ("sweep.json", "sweep.md", "sweep.png"):
+    os.remove(root / name)
+  monkeypatch.setattr(main_lib, "run", _must_not_run)
+  sweep.run_sweep(TRAIN, str(root), "lr", TINY, aggregate_only=True)
+  assert read_json(root / "sweep.json") == saved
+  assert (root / "sweep.md").read_text() == md
+  assert (root / "sweep.png").exists()
+
+
+def test_aggregate_of_two_fields_and_a_missing_run(tmp_path):
+  """lr x model: one line per model in the figure; a run not yet finished is
+  listed as such and left out of the figure."""
+  runs = sweep.grid(**{"optim.lr": [1e-3, 1e-2], "model.name": ["mlp", "cnn"]})
+  planned = []
+  for i, overrides in enumerate(runs):
+    name = sweep.run_name(overrides, ["optim.lr", "model.name"])
+    run = sweep.Run(name, overrides, None, str(tmp_path / name))
+    planned.append(run)
+    if i == 3:
+      continue
+    os.makedirs(run.workdir)
+    acc = {"mean": 0.5 + 0.1 * i, "std": 0.01, "per_seed": [0.49, 0.51]}
+    with open(Path(run.workdir) / "summary.json", "w") as f:
+      json.dump({"final": {"test": {"accuracy": acc, "loss": acc}}}, f)
+  result = sweep.aggregate(planned, str(tmp_path), {
+      "config": "cfg.py", "sweep": "lr_model", "base_overrides": {}})
+  assert result["metrics"] == ["test.accuracy", "test.loss"]
+  assert [r["status"] for r in result["runs"]] == ["finished"] * 3 + ["missing"]
+  md = (tmp_path / "sweep.md").read_text()
+  assert "| 0.01 | cnn | not run | not run | `lr=0.01,name=cnn` |" in md
+  assert "| 0.001 | cnn | 60.00 ± 1.00 (n=2) | 0.6000 ± 0.0100 (n=2) |" in md
+  assert "3 of 4 runs finished" in md
+  assert (tmp_path / "sweep.png").exists()
