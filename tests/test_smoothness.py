@@ -1,0 +1,330 @@
+"""Santurkar et al.'s measures (analysis/smoothness.py), noisy BN and the
+`bn_smoothness` experiment.
+
+* Each landscape measure against a direct computation: L(theta - eta g) and
+  jax.grad at every eta one at a time, on a tiny BN net in float64 (and with
+  noisy BN under a fixed key), runs batched.
+* ICS: zero for a network with one layer; a two-layer linear net against
+  the gradient worked out by hand in numpy; earlier layers move by the
+  trainer's own optimizer step.
+* Noisy BN: changes train-mode outputs, a new key gives new noise, eval mode
+  is plain BN.
+* End to end on a tiny config: summary.json, report.md and figures; bad input
+  (unknown norm, empty eta grid, every < 1) is a one-line UserError before
+  anything is written, exit status 2 on the command line.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from jaxunknowns.analysis import smoothness
+from jaxunknowns.errors import UserError
+from jaxunknowns.losses import LOSSES
+from jaxunknowns.models import create_model
+
+from run_helpers import read_json, run_in_process
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+CE = LOSSES.get("cross_entropy")
+
+
+def tiny_model(norm, widths=(6, 5), **extra):
+  cfg = ml_collections.ConfigDict({"name": "mlp", "widths": widths,
+                                   "norm": norm, **extra})
+  return create_model(cfg, 3)
+
+
+def tiny_batch(n=16, d=4, seed=0):
+  rng = np.random.default_rng(seed)
+  return (jnp.asarray(rng.standard_normal((n, d))),
+          jnp.asarray(rng.integers(0, 3, n), jnp.int32))
+
+
+def stacked_variables(model, x, seeds):
+  vs = [model.init(jax.random.PRNGKey(s), x, train=False) for s in seeds]
+  vs = jax.tree.map(lambda *a: jnp.stack(a).astype(jnp.float64), *vs)
+  return vs["params"], vs.get("batch_stats", {})
+
+
+# -----------------------------------------------------------------------------
+# Landscape
+# -----------------------------------------------------------------------------
+@pytest.mark.parametrize("norm", ["batch", "noisy_batch", "none"])
+def test_landscape_matches_direct_computation(norm):
+  with jax.enable_x64(True):
+    model = tiny_model(norm, noise_mean_std=0.7, noise_scale_std=0.4)
+    x, y = tiny_batch()
+    params, stats = stacked_variables(model, x, seeds=(0, 1))
+    loss = smoothness.train_mode_loss(model, CE, x, y,
+                                      has_batch_stats=norm != "none")
+    etas = (0.05, 0.3, 1.5)
+    key = jax.random.PRNGKey(5)
+    out = smoothness.landscape_fn(loss, etas)(params, stats, key)
+    for r in range(2):
+      p = jax.tree.map(lambda a: a[r], params)
+      s = jax.tree.map(lambda a: a[r], stats)
+      # Jitted separately (dispatching op by op is slow), not vmapped.
+      f = jax.jit(lambda q: loss(q, s, key))
+      grad = jax.jit(jax.grad(f))
+      g = grad(p)
+      g_flat = jnp.concatenate([a.ravel() for a in jax.tree.leaves(g)])
+      losses, diffs = [], []
+      for eta in etas:  # one step size at a time, no vmap
+        moved = jax.tree.map(lambda a, b: a - eta * b, p, g)
+        ge = jnp.concatenate([a.ravel() for a in jax.tree.leaves(
+            grad(moved))])
+        losses.append(float(f(moved)))
+        diffs.append(float(jnp.linalg.norm(g_flat - ge)))
+      losses, diffs = np.array(losses), np.array(diffs)
+      np.testing.assert_allclose(out["losses"][r], losses, rtol=1e-10)
+      np.testing.assert_allclose(out["grad_diffs"][r], diffs, rtol=1e-9)
+      beta = np.max(diffs / (np.array(etas) * float(jnp.linalg.norm(g_flat))))
+      assert float(out["beta"][r]) == pytest.approx(beta, rel=1e-9)
+      assert float(out["loss"][r]) == pytest.approx(float(f(p)), rel=1e-12)
+      values = smoothness.summarize_landscape(jax.device_get(out))
+      assert values["loss_range"][r] == pytest.approx(np.ptp(losses), rel=1e-9)
+      assert values["gpred_max"][r] == pytest.approx(diffs.max(), rel=1e-9)
+      assert values["gpred_eta1"][r] == pytest.approx(diffs[1], rel=1e-9)
+    # The measures see the gradient move: not a constant function.
+    assert np.all(np.asarray(out["grad_diffs"]) > 0)
+
+
+# -----------------------------------------------------------------------------
+# ICS
+# -----------------------------------------------------------------------------
+def test_layer_groups_attach_norms_to_their_layer():
+  model = tiny_model("batch")
+  x, _ = tiny_batch()
+  groups = smoothness.layer_groups(model, model.init(jax.random.PRNGKey(0), x),
+                                   x)
+  assert groups == [(("Dense_0",), [("Dense_0",), ("BatchNorm_0",)]),
+                    (("Dense_1",), [("Dense_1",), ("BatchNorm_1",)]),
+                    (("output",), [("output",)])]
+
+
+def test_ics_of_a_one_layer_network_is_zero():
+  with jax.enable_x64(True):
+    model = tiny_model("none", widths=())
+    x, y = tiny_batch()
+    params, stats = stacked_variables(model, x, seeds=(0, 1))
+    groups = smoothness.layer_groups(model, {"params": jax.tree.map(
+        lambda a: a[0], params)}, x)
+    assert [p for p, _ in groups] == [("output",)]
+    loss = smoothness.train_mode_loss(model, CE, x, y, has_batch_stats=False)
+    update = smoothness.optimizer_update(optax.identity(), lambda step: 0.5)
+    fn = smoothness.ics_fn(loss, groups, update)
+    out = fn(params, stats, {}, jnp.zeros(2, jnp.int32), jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(out["l2"], 0.0)
+    np.testing.assert_allclose(out["cos"], 1.0, rtol=1e-12)
+    assert np.all(np.asarray(out["grad_norm"]) > 0)
+
+
+class TwoLayerLinear(nn.Module):
+  @nn.compact
+  def __call__(self, x, train=False):
+    del train
+    h = nn.Dense(3, use_bias=False)(x)
+    return nn.Dense(2, use_bias=False, name="output")(h)
+
+
+def test_ics_of_a_two_layer_linear_net_matches_hand_computation():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(3)
+    x, t = rng.standard_normal((10, 4)), rng.standard_normal((10, 2))
+    w1, w2 = rng.standard_normal((4, 3)), rng.standard_normal((3, 2))
+    lr = 0.3
+    model = TwoLayerLinear()
+    mse = lambda out, target: 0.5 * jnp.sum((out - target) ** 2, -1)
+    loss = smoothness.train_mode_loss(model, mse, jnp.asarray(x),
+                                      jnp.asarray(t), has_batch_stats=False)
+    params = {"Dense_0": {"kernel": jnp.asarray(w1)},
+              "output": {"kernel": jnp.asarray(w2)}}
+    groups = smoothness.layer_groups(model, {"params": params}, jnp.asarray(x))
+    # The trainer's plain SGD: its optax chain is the identity, times -lr.
+    sgd = smoothness.optimizer_update(optax.identity(), lambda step: lr)
+    runs = jax.tree.map(lambda a: a[None], params)
+    out = smoothness.ics_fn(loss, groups, sgd)(
+        runs, {}, (optax.EmptyState(),), jnp.zeros(1, jnp.int32),
+        jax.random.PRNGKey(0))
+
+    # By hand: L = 1/(2n) sum ||x W1 W2 - t||^2, r = (x W1 W2 - t) / n,
+    # dL/dW2 = (x W1)^T r, dL/dW1 = x^T r W2^T; W1' = W1 - lr dL/dW1.
+    n = len(x)
+    r = (x @ w1 @ w2 - t) / n
+    g2 = (x @ w1).T @ r
+    g1 = x.T @ r @ w2.T
+    w1_new = w1 - lr * g1
+    g2_after = (x @ w1_new).T @ ((x @ w1_new @ w2 - t) / n)
+    expected_l2 = np.linalg.norm(g2 - g2_after)
+    expected_cos = np.sum(g2 * g2_after) / (np.linalg.norm(g2) *
+                                             np.linalg.norm(g2_after))
+    np.testing.assert_allclose(out["l2"][0], [0.0, expected_l2], rtol=1e-10)
+    np.testing.assert_allclose(out["cos"][0], [1.0, expected_cos], rtol=1e-10)
+    np.testing.assert_allclose(out["grad_norm"][0],
+                               [np.linalg.norm(g1), np.linalg.norm(g2)],
+                               rtol=1e-10)
+    assert expected_l2 > 1e-3  # the hand case is not trivially zero
+
+
+def test_ics_moves_earlier_layers_by_the_optimizer_step():
+  """With momentum state m, the earlier layers move by -lr (0.9 m + g), not
+  by -lr g: the trainer's own step from its optimizer state."""
+  with jax.enable_x64(True):
+    model = TwoLayerLinear()
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 4)))
+    t = jnp.asarray(np.random.default_rng(1).standard_normal((8, 2)))
+    mse = lambda out, target: 0.5 * jnp.sum((out - target) ** 2, -1)
+    loss = smoothness.train_mode_loss(model, mse, x, t, has_batch_stats=False)
+    params = model.init(jax.random.PRNGKey(0), x)["params"]
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+    groups = smoothness.layer_groups(model, {"params": params}, x)
+    tx = optax.trace(decay=0.9)
+    state = tx.init(params)
+    state = state._replace(trace=jax.tree.map(jnp.ones_like, state.trace))
+    update = smoothness.optimizer_update(tx, lambda step: 0.1)
+    run = lambda tree: jax.tree.map(lambda a: a[None], tree)
+    out = smoothness.ics_fn(loss, groups, update)(
+        run(params), {}, run(state), jnp.zeros(1, jnp.int32),
+        jax.random.PRNGKey(0))
+    f = lambda p: loss(p, {}, jax.random.PRNGKey(0))
+    g = jax.grad(f)(params)
+    moved = dict(params, Dense_0={"kernel": params["Dense_0"]["kernel"] -
+                                  0.1 * (0.9 + g["Dense_0"]["kernel"])})
+    g_after = jax.grad(f)(moved)["output"]["kernel"]
+    expected = jnp.linalg.norm(g["output"]["kernel"] - g_after)
+    assert float(out["l2"][0, 1]) == pytest.approx(float(expected), rel=1e-10)
+
+
+# -----------------------------------------------------------------------------
+# Noisy BN
+# -----------------------------------------------------------------------------
+def test_noisy_batch_norm_train_noise_resampled_and_off_in_eval():
+  x, _ = tiny_batch(n=32)
+  x = x.astype(jnp.float32)
+  noisy = tiny_model("noisy_batch", noise_mean_std=0.5, noise_scale_std=0.5)
+  plain = tiny_model("batch")
+  v = plain.init(jax.random.PRNGKey(0), x, train=False)
+  # Same parameter and statistics structure: the noise has no parameters.
+  assert jax.tree.structure(noisy.init(jax.random.PRNGKey(0), x)) == \
+      jax.tree.structure(v)
+
+  def train_out(model, key):
+    return model.apply(v, x, train=True, rngs={"dropout": key},
+                       mutable=["batch_stats"])[0]
+
+  k1, k2 = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
+  bn = train_out(plain, k1)
+  a, a_again, b = train_out(noisy, k1), train_out(noisy, k1), train_out(noisy, k2)
+  assert float(jnp.max(jnp.abs(a - bn))) > 0.1      # noise changes outputs
+  np.testing.assert_array_equal(a, a_again)         # a function of the key
+  assert float(jnp.max(jnp.abs(a - b))) > 0.1       # new key, new noise
+  # Eval mode: plain BN with running statistics, no rng needed.
+  np.testing.assert_array_equal(noisy.apply(v, x, train=False),
+                                plain.apply(v, x, train=False))
+  # Zero noise is plain BN in train mode too.
+  silent = tiny_model("noisy_batch", noise_mean_std=0.0, noise_scale_std=0.0)
+  np.testing.assert_allclose(train_out(silent, k1), bn, rtol=1e-6, atol=1e-6)
+
+
+def test_distribution_noise_shifts_mean_and_scales_variance_per_activation():
+  from jaxunknowns.models.layers import DistributionNoise  # pylint: disable=g-import-not-at-top
+  z = jax.random.normal(jax.random.PRNGKey(0), (4096, 64))
+  z = (z - z.mean(0)) / z.std(0)  # what BN hands over: mean 0, variance 1
+  out = DistributionNoise(0.5, 0.5).apply({}, z,
+                                          rngs={"dropout": jax.random.PRNGKey(3)})
+  mean, std = np.asarray(out.mean(0)), np.asarray(out.std(0))
+  # Every example of the batch gets the same shift and scale per activation:
+  # the activation's batch distribution moves to mean m_j, std s_j.
+  assert np.std(mean) == pytest.approx(0.5, rel=0.3)
+  assert np.std(np.log(std)) == pytest.approx(0.5, rel=0.3)
+  assert np.all(std > 0)
+
+
+def test_unknown_norm_and_negative_noise_are_user_errors():
+  with pytest.raises(UserError, match="noisy_batch"):
+    tiny_model("noisy_bn")
+  with pytest.raises(UserError, match="noise_mean_std"):
+    tiny_model("noisy_batch", noise_mean_std=-1.0)
+
+
+# -----------------------------------------------------------------------------
+# The experiment end to end, and bad input
+# -----------------------------------------------------------------------------
+def load_config(overrides=None, variant="runlocal"):
+  from jaxunknowns.config_loading import load_config as load  # pylint: disable=g-import-not-at-top
+  return load(f"configs/bn_smoothness.py:{variant}", overrides, root=str(ROOT))
+
+
+TINY = {"model.widths": (8, 8), "train.steps": 10, "smoothness.every": 5,
+        "train.eval_every": 10, "train.checkpoint_every": 10,
+        "train.eval_train": False, "data.train_size": 500,
+        "smoothness.arms": ("none", "noisy_batch")}
+
+
+def test_end_to_end_writes_summary_report_and_figures(tmp_path):
+  workdir = tmp_path / "run"
+  summary = run_in_process(load_config(TINY), workdir)
+  for name in ("summary.json", "report.md", "landscape.png", "ics.png",
+               "accuracy.png", "metrics.jsonl", "arms/none/result.json"):
+    assert (workdir / name).exists(), name
+  saved = read_json(workdir / "summary.json")
+  assert saved["arms"].keys() == {"none", "noisy_batch"}
+  for arm, a in saved["arms"].items():
+    assert sorted(map(int, a["smoothness"]["beta"])) == [0, 5, 10], arm
+    assert a["layers"] == ["Dense_0", "Dense_1", "output"]
+    assert a["ics"]["l2_Dense_0"]["10"]["mean"] == 0.0
+    assert a["ics"]["l2_output"]["10"]["mean"] > 0.0
+    assert len(a["smoothness"]["loss_range"]["5"]["per_seed"]) == 2
+  report = (workdir / "report.md").read_text()
+  assert "Internal covariate shift" in report and "noisy BN" in report
+  assert summary["arms"]["none"]["final"]["test"]["accuracy"]["mean"] > 0.1
+
+
+BAD_INPUTS = [
+    ({"smoothness.arms": ("none", "bacth")}, ["smoothness.arms", "bacth"]),
+    ({"smoothness.arms": ()}, ["smoothness.arms", "non-empty"]),
+    ({"smoothness.step_sizes": ()}, ["smoothness.step_sizes", "non-empty"]),
+    ({"smoothness.step_sizes": (0.1, -0.2)}, ["smoothness.step_sizes", "> 0"]),
+    ({"smoothness.every": 0}, ["smoothness.every", ">= 1"]),
+    ({"model.noise_scale_std": -0.5}, ["model.noise_scale_std", ">= 0"]),
+    ({"smoothness.probe_size": 100000}, ["probe_size", "training set"]),
+]
+
+
+@pytest.mark.parametrize("overrides,needles", BAD_INPUTS,
+                         ids=[",".join(f"{k}={v}" for k, v in o.items())
+                              for o, _ in BAD_INPUTS])
+def test_bad_input_raises_before_writing(tmp_path, overrides, needles):
+  workdir = tmp_path / "run"
+  with pytest.raises(UserError) as info:
+    run_in_process(load_config({**TINY, **overrides}), workdir)
+  message = str(info.value)
+  assert message and "\n" not in message, message
+  for needle in needles:
+    assert needle in message, (needle, message)
+  assert not workdir.exists()
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
+  workdir = tmp_path / "run"
+  proc = subprocess.run(
+      [sys.executable, "-m", "jaxunknowns.main",
+       "--config=configs/bn_smoothness.py:runlocal", f"--workdir={workdir}",
+       "--config.smoothness.every=0"],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and "smoothness.every" in errors[0], proc.stderr[-3000:]
+  assert not workdir.exists()
