@@ -64,9 +64,41 @@ def validate_base(config):
         t.label_smoothing, "in [0, 1)")
   check(t.max_train_eval >= 0, "train.max_train_eval", t.max_train_eval,
         ">= 0 (0 = all)")
+  check_batch_norm_batch_size(m, t.batch_size)
 
   # Unknown names fail here too, with the list of valid ones.
   from jaxunknowns import losses, optim  # pylint: disable=g-import-not-at-top
   optim.OPTIMIZERS.get(o.name)
   optim.SCHEDULES.get(o.schedule)
   losses.LOSSES.get(t.loss)
+
+
+def uses_batch_norm(model_config) -> bool:
+  """Whether the model normalizes with BatchNorm ("default" resolved by the
+  model's builder: batch for resnet/vgg, none for the rest)."""
+  norm = model_config.get("norm", "none")
+  if norm in ("batch", "none", "group", "layer"):
+    return norm == "batch"
+  # "default" (or a bad name, which create_model reports in its own words):
+  # ask the builder which norm it picks; building a Flax module is cheap.
+  from jaxunknowns.models import create_model  # pylint: disable=g-import-not-at-top
+  opts = getattr(create_model(model_config, 2), "opts", None)
+  return opts is not None and opts.norm == "batch"
+
+
+def check_batch_norm_batch_size(model_config, batch_size, where: str = ""):
+  """Batch norm cannot train on batches of one example.
+
+  With one example the batch mean is the example itself and the batch
+  variance is 0, so every normalized activation of a dense layer is 0 (the
+  layer outputs beta alone and passes no gradient back), and the running
+  averages only ever see single examples. `where` prefixes the message (a
+  grid cell, for instance).
+  """
+  if batch_size != 1 or not uses_batch_norm(model_config):
+    return
+  raise UserError(
+      f"{where}train.batch_size=1 with batch norm: the batch statistics of "
+      f"one example are degenerate (mean = the example, variance = 0, so "
+      f"every normalized activation is 0); use a batch of >= 2 or "
+      f"model.norm=group, layer or none")

@@ -1,0 +1,92 @@
+r"""BN x dropout x weight decay: `--config=configs/bn_regularization.py[:VARIANT[,runlocal]]`.
+
+A grid of batch norm on/off x dropout rate x weight decay on a training set
+small enough to overfit; test accuracy and the train - test gap per cell,
+as heatmaps.
+
+Variants (default fashion_mlp):
+  fashion_mlp     MLP 784-256-256-10 on 2000 Fashion-MNIST examples
+                  (offline), 2 x 3 x 3 cells, SGD momentum, 40 epochs.
+  mnist1d_mlp     The same grid on MNIST-1D (offline, 4000 examples).
+  cifar10_resnet  ResNet-20 on TFDS CIFAR-10 without augmentation (paper scale).
+`runlocal` shrinks any variant to a few steps (tests, smoke runs).
+Fields not set here keep the defaults of jaxunknowns/config_defaults.py.
+"""
+
+import ml_collections
+
+from jaxunknowns.config_defaults import (base_config, parse_config_arg,
+                                         shrink_for_local)
+
+
+def grid_fields(c):
+  c.experiment = "bn_regularization"
+  c.seeds = 3                      # Seeds per cell, trained at once.
+  c.grid = ml_collections.ConfigDict()
+  c.grid.norms = ("batch", "none")  # model.norm: BN on / off.
+  c.grid.dropouts = (0.0, 0.25, 0.5)  # model.dropout after each hidden layer.
+  c.grid.weight_decays = (0.0, 5e-4, 5e-3)  # optim.weight_decay (L2 on every parameter).
+  c.grid.evals_per_cell = 0        # Evaluations during a cell (0 = at the end only).
+
+
+def fashion_mlp(c):
+  c.data.name = "fashion_mnist"    # IDX files of Debian's dataset-fashion-mnist.
+  c.data.train_size = 2000         # Small on purpose: the network can memorize it.
+  c.model.name = "mlp"
+  c.model.widths = (256, 256)
+  c.optim.name = "momentum"
+  c.optim.lr = 0.02
+  c.train.batch_size = 64
+  c.train.steps = 1250             # 40 epochs of 2000 examples.
+  c.train.log_every = 250
+  c.train.eval_batch_size = 2000
+
+
+def mnist1d_mlp(c):
+  fashion_mlp(c)
+  c.data.name = "mnist1d"          # Procedural MNIST-1D: 4000 train / 1000 test.
+  c.data.train_size = 0
+  c.train.steps = 2500             # 40 epochs of 4000 examples.
+
+
+def cifar10_resnet(c):
+  c.data.name = "cifar10"          # TFDS catalogue: needs a network and [tfds].
+  c.data.augment = "none"          # No augmentation: regularization from the grid only.
+  c.model.name = "resnet"
+  c.model.depth = 20
+  c.model.width = 16
+  c.model.kernel_init = "kaiming_normal"
+  c.optim.name = "momentum"
+  c.optim.lr = 0.1
+  c.optim.schedule = "cosine"
+  c.grid.weight_decays = (0.0, 1e-4, 5e-4)
+  c.train.batch_size = 128
+  c.train.steps = 39000            # 100 epochs.
+  c.train.log_every = 500
+  c.train.eval_batch_size = 1000
+  c.train.max_train_eval = 10000
+  c.grid.evals_per_cell = 10
+
+
+VARIANTS = {f.__name__: f for f in (fashion_mlp, mnist1d_mlp, cifar10_resnet)}
+
+
+def runlocal(c):
+  """A 2 x 2 x 1 grid of a few steps: tests and smoke runs."""
+  shrink_for_local(c, steps=20, checkpoint_every=0)
+  c.seeds = 2
+  c.data.train_size = min(c.data.train_size or 400, 400)
+  c.model.widths = (16, 16)
+  c.grid.dropouts = (0.0, 0.5)
+  c.grid.weight_decays = (0.0,)
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  variant, small = parse_config_arg(arg, VARIANTS, "fashion_mlp",
+                                    "configs/bn_regularization.py")
+  c = base_config()
+  grid_fields(c)
+  variant(c)
+  if small:
+    runlocal(c)
+  return c

@@ -1,0 +1,164 @@
+"""`bn_placement`: batch norm before vs after the activation (Dense -> BN ->
+ReLU, the original paper's placement, vs Dense -> ReLU -> BN), several seeds;
+final accuracy, accuracy-vs-step curves, steps to a target accuracy, and
+training speed (steps/s of the fit, and a pure-training throughput measured
+after compilation). An optional `none` cell is the no-norm baseline.
+"""
+
+import os
+
+import numpy as np
+from absl import logging
+
+from jaxunknowns import experiments, report, validation
+from jaxunknowns.experiments import bn_grid, bn_grid_report
+from jaxunknowns.metrics import curves, read_metrics, stats, write_json
+from jaxunknowns.models.layers import NORM_POSITIONS, check_choice
+from jaxunknowns.workdir import SUMMARY_FILE
+
+GRID_NORMS = ("batch", "group", "layer")
+
+
+def axes(config):
+  g = config.grid
+  return [bn_grid.Axis("norm", "model.norm", tuple(g.norms), "grid.norms"),
+          bn_grid.Axis("position", "model.norm_position", tuple(g.positions),
+                       "grid.positions")]
+
+
+def extra_cells(config):
+  return [{"norm": "none", "position": "before"}] if config.grid.baseline else []
+
+
+def validate(config):
+  validation.validate_base(config)
+  bn_grid.check_axes(axes(config))
+  g, check = config.grid, validation.check
+  for norm in g.norms:
+    check_choice("grid.norms", norm, GRID_NORMS)
+  for position in g.positions:
+    check_choice("grid.positions", position, NORM_POSITIONS)
+  check(0.0 < g.target_accuracy <= 1.0, "grid.target_accuracy",
+        g.target_accuracy, "in (0, 1]")
+  check(isinstance(g.evals_per_cell, int) and g.evals_per_cell >= 1,
+        "grid.evals_per_cell", g.evals_per_cell,
+        "an integer >= 1 (the accuracy-vs-step curves)")
+  check(isinstance(g.speed_steps, int) and g.speed_steps >= 0,
+        "grid.speed_steps", g.speed_steps, "an integer >= 0 (0 = no timing)")
+  for norm in g.norms:
+    model = config.model.copy_and_resolve_references()
+    model.norm = norm
+    validation.check_batch_norm_batch_size(
+        model, config.train.batch_size, where=f"grid cell norm={norm}: ")
+
+
+def derive(c, cell, num_train):
+  del cell, num_train
+  bn_grid.set_budget(c, c.train.steps, c.grid.evals_per_cell)
+
+
+def steps_to_target(rows, cell, target):
+  """Per seed: the first evaluated step with test accuracy >= target (None if
+  never reached)."""
+  per_seed = curves(rows, "test", "accuracy", **cell["cell"])
+  out = []
+  for seed in sorted(per_seed):
+    hit = [t for t, a in sorted(per_seed[seed].items()) if a >= target]
+    out.append(hit[0] if hit else None)
+  return out
+
+
+def run(config, workdir):
+  g = config.grid
+  summary = bn_grid.run_grid(config, workdir, axes(config),
+                             derive=derive, extra_cells=extra_cells(config),
+                             speed_steps=g.speed_steps)
+  rows = read_metrics(workdir.path)
+  for q in summary["cells"]:
+    hits = steps_to_target(rows, q, g.target_accuracy)
+    q["steps_to_target"] = hits
+    ok = [h for h in hits if h is not None]
+    q["steps_to_target_mean"] = float(np.mean(ok)) if len(ok) == len(hits) else None
+  summary.update(experiment="bn_placement",
+                 target_accuracy=g.target_accuracy,
+                 readings=readings(summary["cells"], list(g.norms)))
+  write_report(workdir.path, config, summary, rows)
+  write_json(workdir.file(SUMMARY_FILE), summary)
+  logging.info("readings: %s", summary["readings"])
+  return summary
+
+
+def readings(cells, norms):
+  """after - before, per norm: test accuracy (per-seed differences: both
+  positions train from the same seeds and see the same batches) and speed."""
+  out = {}
+  for norm in norms:
+    before = bn_grid.find(cells, norm=norm, position="before")
+    after = bn_grid.find(cells, norm=norm, position="after")
+    if not (before and after):
+      continue
+    b, a = before[0], after[0]
+    out[norm] = {
+        "after_minus_before_test_accuracy": stats(
+            bn_grid.per_seed(a, "test_accuracy")
+            - bn_grid.per_seed(b, "test_accuracy")),
+        "train_steps_per_second_ratio_after_over_before": (
+            a["train_steps_per_second"] / b["train_steps_per_second"]
+            if a.get("train_steps_per_second") and b.get("train_steps_per_second")
+            else None),
+    }
+  return out
+
+
+def write_report(path, config, summary, rows):
+  cells, g = summary["cells"], config.grid
+  title = f"{config.model.name} on {config.data.name}"
+  bn_grid_report.plot_curves(rows, cells, ["norm", "position"],
+                             os.path.join(path, "curves.png"),
+                             title=f"{title}: norm before vs after ReLU")
+  header = ["norm", "position", "test acc (%)", "train acc (%)",
+            f"steps to {100 * g.target_accuracy:g}% test (per seed)",
+            "fit steps/s", "train steps/s", "wall (s)"]
+  table = []
+  for q in cells:
+    tsp = q.get("train_steps_per_second")
+    table.append([q["cell"]["norm"], q["cell"]["position"],
+                  bn_grid_report.pm(q["test_accuracy"]),
+                  bn_grid_report.pm(q["train_accuracy"]),
+                  ", ".join("–" if h is None else str(h)
+                            for h in q["steps_to_target"]),
+                  f"{q['steps_per_second']:.0f}",
+                  f"{tsp:.0f}" if tsp else "–", f"{q['wall_time_s']:.1f}"])
+  lines = []
+  for norm, r in summary["readings"].items():
+    d = r["after_minus_before_test_accuracy"]
+    ratio = r["train_steps_per_second_ratio_after_over_before"]
+    lines.append(
+        f"* {norm} norm, after − before: test accuracy "
+        f"{100 * d['mean']:+.2f} ± {100 * d['std']:.2f} points (per-seed "
+        f"differences); pure training throughput after/before "
+        + (f"{ratio:.2f}×." if ratio else "not measured."))
+  sections = [
+      f"`{config.model.name}` (widths {tuple(config.model.widths)}) on "
+      f"`{config.data.name}` ({summary['train_examples']} training examples), "
+      f"normalization before the ReLU (Dense → norm → ReLU) or after it "
+      f"(Dense → ReLU → norm); {config.optim.name} lr {config.optim.lr:g}, "
+      f"batch {config.train.batch_size}, {cells[0]['steps']} steps, "
+      f"{len(summary['seeds'])} seeds per cell (the same seeds and batches "
+      f"in every cell).",
+      "## What the data show\n\n" + "\n".join(lines),
+      "## Final accuracy and speed (mean ± std over seeds)\n\n"
+      + report.markdown_table(header, table)
+      + "\n\n*fit steps/s*: the training run's rate including its periodic "
+      "evaluations and its final checkpoint (compilation excluded by a "
+      "warm-up); *train steps/s*: "
+      f"{g.speed_steps} steps of pure training timed on a throwaway state "
+      "after compilation, all seeds at once.",
+      "## Accuracy vs step\n\n![curves](curves.png)",
+      bn_grid_report.timing_line(summary),
+  ]
+  report.write_report(os.path.join(path, "report.md"),
+                      f"bn_placement: {config.data.name}", sections)
+
+
+experiments.register("bn_placement", validate=validate)(run)

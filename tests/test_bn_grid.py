@@ -1,0 +1,332 @@
+"""Tests of the BatchNorm grid experiments (`bn_batch_size`, `bn_placement`,
+`bn_regularization`) and their shared runner, experiments/bn_grid.py.
+
+* The grid: expansion order, cell configs, the learning-rate scaling rules,
+  the epoch budget and its chunking.
+* Each experiment end to end on sklearn digits with a tiny MLP and a 2-4
+  cell grid (in-process): summary.json, report.md and the figure; the
+  summary's numbers are the ones metrics.jsonl logged; a rerun reuses the
+  finished cells.
+* Bad input (batch norm at batch 1, in any experiment; an unknown norm; an
+  empty grid): one-line UserError, exit 2 on the command line, nothing
+  written.
+
+Compile time dominates, so the module turns on JAX's persistent compilation
+cache (as test_overparam does) and restores the process's JAX config after.
+"""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import ml_collections
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+
+from jaxunknowns.errors import UserError
+from jaxunknowns.experiments import bn_grid
+from run_helpers import read_json, run_in_process, snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+_CACHE_OPTIONS = ("jax_compilation_cache_dir",
+                  "jax_persistent_cache_min_compile_time_secs",
+                  "jax_persistent_cache_min_entry_size_bytes")
+# A tiny, fast setup shared by the end-to-end runs.
+DIGITS = {"data.name": "digits", "data.train_size": 400, "seeds": 2,
+          "model.widths": (16, 16)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compilation_cache(tmp_path_factory):
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    base = base.parent
+  cache = base / "bn_grid_xla"
+  cache.mkdir(exist_ok=True)
+  ENV.update(JAX_COMPILATION_CACHE_DIR=str(cache),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  before = {name: getattr(jax.config, name) for name in _CACHE_OPTIONS}
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  compilation_cache.set_cache_dir(str(cache))
+  compilation_cache.reset_cache()
+  yield
+  for name, value in before.items():
+    jax.config.update(name, value)
+  compilation_cache.reset_cache()
+
+
+def load_config(name, variant="runlocal", overrides=None):
+  from jaxunknowns.config_loading import load_config as load  # pylint: disable=g-import-not-at-top
+  return load(f"configs/{name}.py:{variant}", overrides, root=str(ROOT))
+
+
+def read_rows(workdir):
+  import json  # pylint: disable=g-import-not-at-top
+  with open(Path(workdir) / "metrics.jsonl") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+# -----------------------------------------------------------------------------
+# 1. The grid
+# -----------------------------------------------------------------------------
+def test_expand_is_the_product_first_axis_slowest():
+  axes = [bn_grid.Axis("norm", "model.norm", ("batch", "none")),
+          bn_grid.Axis("batch_size", "train.batch_size", (2, 8, 32))]
+  cells = bn_grid.expand(axes)
+  assert cells == [{"norm": n, "batch_size": b}
+                   for n in ("batch", "none") for b in (2, 8, 32)]
+  assert bn_grid.cell_name(cells[1]) == "norm_batch/batch_size_8"
+  assert bn_grid.cell_name({"dropout": 0.5, "weight_decay": 5e-4}) == (
+      "dropout_0.5/weight_decay_0.0005")
+
+
+@pytest.mark.parametrize("values,needle", [((), "non-empty"),
+                                           ((2, 2), "distinct")])
+def test_empty_or_repeated_axis_is_refused(values, needle):
+  axes = [bn_grid.Axis("batch_size", "train.batch_size", values,
+                       "grid.batch_sizes")]
+  with pytest.raises(UserError, match=needle) as info:
+    bn_grid.expand(axes)
+  assert "grid.batch_sizes" in str(info.value)
+  assert "\n" not in str(info.value)
+
+
+def test_apply_cell_sets_fields_on_a_copy():
+  base = load_config("bn_regularization")
+  axes = [bn_grid.Axis("dropout", "model.dropout", (0.5,)),
+          bn_grid.Axis("weight_decay", "optim.weight_decay", (1e-3,))]
+  c = bn_grid.apply_cell(base, axes, {"dropout": 0.5, "weight_decay": 1e-3})
+  assert (c.model.dropout, c.optim.weight_decay) == (0.5, 1e-3)
+  assert (base.model.dropout, base.optim.weight_decay) == (0.0, 0.0)
+
+
+def test_lr_scaling_rules():
+  assert bn_grid.scaled_lr(0.1, 32, 128, "linear") == pytest.approx(0.025)
+  assert bn_grid.scaled_lr(0.1, 256, 128, "linear") == pytest.approx(0.2)
+  assert bn_grid.scaled_lr(0.1, 32, 128, "sqrt") == pytest.approx(0.05)
+  assert bn_grid.scaled_lr(0.1, 2, 128, "none") == pytest.approx(0.1)
+  with pytest.raises(UserError, match="grid.lr_rule 'cubic'"):
+    bn_grid.scaled_lr(0.1, 2, 128, "cubic")
+
+
+@pytest.mark.parametrize("steps,log_every", [(7500, 200), (117, 100),
+                                             (58, 200), (1, 10), (1000, 100)])
+def test_budget_chunks_evenly_and_overshoots_by_less_than_a_chunk_count(
+    steps, log_every):
+  total, per_chunk = bn_grid.chunked_budget(steps, log_every)
+  assert total % per_chunk == 0 and per_chunk <= log_every
+  chunks = total // per_chunk
+  assert steps <= total < steps + chunks
+  assert bn_grid.epochs_to_steps(3, 5000, 2) == 7500
+  assert bn_grid.epochs_to_steps(3, 5000, 256) == math.ceil(15000 / 256)
+
+
+def test_batch_size_cells_scale_lr_and_see_the_same_examples():
+  from jaxunknowns.experiments import bn_batch_size  # pylint: disable=g-import-not-at-top
+  config = load_config("bn_batch_size", "fashion_mlp")
+  axes = bn_batch_size.axes(config)
+  cells = bn_grid.expand(axes)
+  configs = bn_grid.cell_configs(config, axes, cells, bn_batch_size.derive,
+                                 5000)
+  for cell, c in zip(cells, configs):
+    b = cell["batch_size"]
+    assert c.optim.lr == pytest.approx(0.05 * b / 128)
+    examples = c.train.steps * b
+    assert 15000 <= examples < 15000 + b * (c.train.steps // c.train.log_every)
+    assert c.train.steps % c.train.log_every == 0
+    assert c.model.norm == cell["norm"]
+
+
+# -----------------------------------------------------------------------------
+# 2. Batch norm at batch size 1 (validation.py: every experiment)
+# -----------------------------------------------------------------------------
+def test_batch_norm_at_batch_one_is_refused_everywhere():
+  from jaxunknowns import validation  # pylint: disable=g-import-not-at-top
+  config = load_config("train", "mnist1d_mlp,runlocal",
+                       {"model.norm": "batch", "train.batch_size": 1})
+  with pytest.raises(UserError, match="degenerate") as info:
+    validation.validate_base(config)
+  assert "train.batch_size=1" in str(info.value)
+  # "default" resolves to the model's own norm: batch for a ResNet.
+  resnet = ml_collections.ConfigDict({"name": "resnet", "norm": "default",
+                                      "depth": 8, "width": 8})
+  with pytest.raises(UserError, match="degenerate"):
+    validation.check_batch_norm_batch_size(resnet, 1)
+  for norm in ("group", "layer", "none"):
+    validation.check_batch_norm_batch_size(
+        ml_collections.ConfigDict({"name": "mlp", "norm": norm}), 1)
+  validation.check_batch_norm_batch_size(
+      ml_collections.ConfigDict({"name": "mlp", "norm": "batch"}), 2)
+
+
+# -----------------------------------------------------------------------------
+# 3. End to end
+# -----------------------------------------------------------------------------
+def _check_cells_match_metrics(workdir, summary):
+  """Each cell's per-seed final accuracies are the rows metrics.jsonl holds."""
+  rows = read_rows(workdir)
+  for q in summary["cells"]:
+    for split, key in (("test", "test_accuracy"), ("train", "train_accuracy")):
+      mine = [r for r in rows if r["split"] == split and
+              all(r.get(k) == v for k, v in q["cell"].items())]
+      last = max(r["step"] for r in mine)
+      assert last == q["steps"]
+      logged = [r["accuracy"] for r in sorted(mine, key=lambda r: r["seed"])
+                if r["step"] == last]
+      assert logged == pytest.approx(q[key]["per_seed"], abs=1e-6)
+    gap = [a - b for a, b in zip(q["train_accuracy"]["per_seed"],
+                                 q["test_accuracy"]["per_seed"])]
+    assert q["gap"]["per_seed"] == pytest.approx(gap)
+    assert q["wall_time_s"] > 0 and q["steps_per_second"] > 0
+
+
+def test_bn_batch_size_end_to_end(tmp_path):
+  config = load_config("bn_batch_size", "runlocal", {
+      **DIGITS, "grid.batch_sizes": (2, 8), "grid.epochs": 0.1,
+      "grid.reference_batch_size": 8})
+  workdir = tmp_path / "bs"
+  summary = run_in_process(config, workdir)
+  assert [q["cell"] for q in summary["cells"]] == [
+      {"norm": n, "batch_size": b} for n in ("batch", "group") for b in (2, 8)]
+  lrs = {q["cell"]["batch_size"]: q["lr"] for q in summary["cells"]}
+  assert lrs[2] == pytest.approx(config.optim.lr / 4)
+  assert lrs[8] == pytest.approx(config.optim.lr)
+  steps = {q["cell"]["batch_size"]: q["steps"] for q in summary["cells"]}
+  assert steps == {2: 20, 8: 5}  # 0.1 epochs of 400 examples
+  for name in ("summary.json", "report.md", "accuracy_vs_batch.png",
+               "config.json"):
+    assert (workdir / name).is_file(), name
+  assert not (workdir / "xla_cache").exists()
+  assert read_json(workdir / "summary.json")["readings"] == summary["readings"]
+  _check_cells_match_metrics(workdir, summary)
+  text = (workdir / "report.md").read_text()
+  assert "linear scaling" in text and "same number of examples" in text
+  assert summary["readings"]["batch"]["smallest_batch"] == 2
+
+  # A rerun after losing summary.json retrains nothing: same numbers.
+  before = snapshot(workdir / "stages")
+  os.remove(workdir / "summary.json")
+  again = run_in_process(config, workdir)
+  assert snapshot(workdir / "stages") == before
+  assert [q["test_accuracy"] for q in again["cells"]] == [
+      q["test_accuracy"] for q in summary["cells"]]
+
+
+def test_bn_placement_end_to_end(tmp_path):
+  config = load_config("bn_placement", "runlocal",
+                       {**DIGITS, "grid.baseline": False})
+  workdir = tmp_path / "placement"
+  summary = run_in_process(config, workdir)
+  assert [q["cell"]["position"] for q in summary["cells"]] == ["before",
+                                                               "after"]
+  for q in summary["cells"]:
+    assert q["train_steps_per_second"] > 0
+    assert len(q["steps_to_target"]) == 2
+  d = summary["readings"]["batch"]["after_minus_before_test_accuracy"]
+  a, b = summary["cells"][1], summary["cells"][0]
+  assert d["per_seed"] == pytest.approx(
+      [x - y for x, y in zip(a["test_accuracy"]["per_seed"],
+                             b["test_accuracy"]["per_seed"])])
+  # The positions really differ: the models are not the same network.
+  assert a["test_accuracy"]["per_seed"] != b["test_accuracy"]["per_seed"]
+  for name in ("summary.json", "report.md", "curves.png"):
+    assert (workdir / name).is_file(), name
+  _check_cells_match_metrics(workdir, summary)
+  rows = read_rows(workdir)
+  evals = {r["step"] for r in rows if r["split"] == "test"}
+  assert len(evals) >= 2  # accuracy-vs-step curves have several points
+
+
+def test_bn_regularization_end_to_end(tmp_path):
+  config = load_config("bn_regularization", "runlocal", {
+      **DIGITS, "grid.dropouts": (0.3,), "grid.weight_decays": (1e-3,)})
+  workdir = tmp_path / "reg"
+  summary = run_in_process(config, workdir)
+  assert [q["cell"] for q in summary["cells"]] == [
+      {"norm": n, "dropout": 0.3, "weight_decay": 1e-3}
+      for n in ("batch", "none")]
+  for name in ("summary.json", "report.md", "heatmap.png"):
+    assert (workdir / name).is_file(), name
+  assert "heatmap.png" in (workdir / "report.md").read_text()
+  _check_cells_match_metrics(workdir, summary)
+  saved = read_json(workdir / "config.json")
+  assert saved["grid"]["dropouts"] == [0.3]
+
+
+# -----------------------------------------------------------------------------
+# 4. Bad input: one line, exit 2, nothing written
+# -----------------------------------------------------------------------------
+BAD = [
+    ("bn_batch_size", {"grid.batch_sizes": (1, 2)},
+     ["grid cell norm=batch, batch_size=1", "train.batch_size=1",
+      "degenerate"]),
+    ("bn_batch_size", {"grid.norms": ("batch", "bogus")},
+     ["unknown grid.norms 'bogus'", "batch, group, layer, none"]),
+    ("bn_batch_size", {"grid.batch_sizes": ()}, ["grid.batch_sizes",
+                                                 "non-empty"]),
+    ("bn_batch_size", {"grid.lr_rule": "cubic"}, ["grid.lr_rule", "'cubic'"]),
+    ("bn_batch_size", {"grid.batch_sizes": (2, 5000)},
+     ["batch_size=5000", "larger than the training set"]),
+    ("bn_placement", {"train.batch_size": 1}, ["train.batch_size=1",
+                                               "degenerate"]),
+    ("bn_placement", {"grid.positions": ("before", "inside")},
+     ["unknown grid.positions 'inside'", "before, after"]),
+    ("bn_regularization", {"grid.weight_decays": ()},
+     ["grid.weight_decays", "non-empty"]),
+    ("bn_regularization", {"grid.dropouts": (0.0, 1.0)},
+     ["grid.dropouts", "[0, 1)"]),
+    ("bn_regularization", {"grid.norms": ("batch", "instance")},
+     ["unknown grid.norms 'instance'"]),
+    ("train", {"model.norm": "batch", "train.batch_size": 1},
+     ["train.batch_size=1", "degenerate"]),
+]
+
+
+@pytest.mark.parametrize("name,overrides,needles", BAD,
+                         ids=[f"{n}:{','.join(o)}" for n, o, _ in BAD])
+def test_bad_input_is_one_line_before_the_workdir(tmp_path, name, overrides,
+                                                  needles):
+  variant = "mnist1d_mlp,runlocal" if name == "train" else "runlocal"
+  config = load_config(name, variant, {**DIGITS, **overrides})
+  workdir = tmp_path / "new"
+  with pytest.raises(UserError) as info:
+    run_in_process(config, workdir)
+  message = str(info.value)
+  assert "\n" not in message
+  for needle in needles:
+    assert needle in message, (needle, message)
+  assert not workdir.exists()
+  existing = tmp_path / "existing"
+  existing.mkdir()
+  (existing / "notes.txt").write_text("keep me")
+  before = snapshot(existing)
+  with pytest.raises(UserError):
+    run_in_process(config, existing)
+  assert snapshot(existing) == before
+
+
+@pytest.mark.parametrize("flags,needles", [
+    (["--config.grid.batch_sizes=(1,2)"], ["batch_size=1", "degenerate"]),
+    (["--config.grid.norms=('batch','bogus')"], ["unknown grid.norms 'bogus'"]),
+    (["--config.grid.batch_sizes=()"], ["grid.batch_sizes", "non-empty"]),
+])
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, flags, needles):
+  workdir = tmp_path / "run"
+  proc = subprocess.run(
+      [sys.executable, "-m", "jaxunknowns.main",
+       "--config=configs/bn_batch_size.py:runlocal", f"--workdir={workdir}",
+       "--config.data.name=digits", *flags],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+  assert "Traceback" not in proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1, proc.stderr[-3000:]
+  for needle in needles:
+    assert needle in errors[0], (needle, errors[0])
+  assert not workdir.exists()
