@@ -323,6 +323,9 @@ def aggregate(runs: Sequence[Run], root: str, meta: Mapping[str, Any]):
     metric_names.insert(0, headline)
   result = {**meta, "fields": fields, "headline": headline,
             "metrics": metric_names, "runs": rows}
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_index() != 0:  # One writer, as for runs (shared workdirs).
+    return result
   figure = _plot(rows, fields, headline, meta, os.path.join(root, SWEEP_PNG))
   write_json(os.path.join(root, SWEEP_JSON), result)
   _write_markdown(os.path.join(root, SWEEP_MD), result, figure)
