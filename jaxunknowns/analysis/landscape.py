@@ -29,6 +29,7 @@ is done with a Flax method interceptor on the first Dense call, so the model
 code is untouched; `first_dense_path` finds that layer (or None).
 """
 
+import functools
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -50,6 +51,7 @@ def _is_filter_leaf(path, leaf) -> bool:
   return name == "kernel" and leaf.ndim >= 2
 
 
+@jax.jit  # One program, not one eager dispatch per leaf and op.
 def filter_normalize(direction: Tree, params: Tree) -> Tree:
   """Each filter of `direction` scaled to the norm of the matching filter of
   `params`; zero for biases and normalization parameters."""
@@ -64,17 +66,25 @@ def filter_normalize(direction: Tree, params: Tree) -> Tree:
   return jax.tree_util.tree_map_with_path(one, direction, params)
 
 
+@jax.jit
 def random_direction(key, params: Tree) -> Tree:
+  """Gaussian N(0, 1) leaves shaped like `params`, from one draw (one
+  random-bits program to compile, not one per leaf)."""
   leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(key, len(leaves))
-  return jax.tree.unflatten(treedef, [
-      jax.random.normal(k, p.shape, p.dtype) for k, p in zip(keys, leaves)])
+  sizes = [int(np.prod(p.shape)) for p in leaves]
+  flat = jax.random.normal(key, (sum(sizes),), jnp.float32)
+  out, start = [], 0
+  for p, n in zip(leaves, sizes):
+    out.append(flat[start:start + n].reshape(p.shape).astype(p.dtype))
+    start += n
+  return jax.tree.unflatten(treedef, out)
 
 
 def filter_normalized_direction(key, params: Tree) -> Tree:
   return filter_normalize(random_direction(key, params), params)
 
 
+@functools.partial(jax.jit, static_argnums=2)
 def filter_normalized_directions(key, params: Tree, k: int) -> Tree:
   """k independent directions stacked on a leading axis (leaves [k, ...])."""
   dirs = [filter_normalized_direction(kk, params)

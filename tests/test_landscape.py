@@ -1,0 +1,191 @@
+"""Loss landscapes: filter normalization, the surface at the centre against
+the trainer's own eval, the fast first-layer path against the plain one, a
+tiny end-to-end run, and bad input (one line, exit 2, nothing written)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxunknowns import config_defaults, config_loading
+from jaxunknowns.analysis import landscape
+from jaxunknowns.data import Dataset, Split
+from jaxunknowns.errors import UserError
+from jaxunknowns.losses import LOSSES
+from jaxunknowns.models import create_model
+from jaxunknowns.trainer import Trainer
+from run_helpers import read_json, run_in_process
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu")
+
+
+def tiny_dataset(n=96, shape=(6, 6, 1), classes=3, seed=0):
+  rng = np.random.default_rng(seed)
+  def split(n):
+    y = rng.integers(0, classes, n).astype(np.int32)
+    x = rng.normal(size=(n,) + shape).astype(np.float32) + y[:, None, None, None]
+    return Split(x, y)
+  return Dataset(name="tiny", num_classes=classes, input_shape=shape,
+                 train=split(n), test=split(32))
+
+
+class ConvBnDense(nn.Module):
+  """Conv -> BatchNorm -> ReLU -> Dense: every kind of leaf, compiled fast."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    x = nn.Conv(5, (3, 3))(x)
+    x = nn.relu(nn.BatchNorm(use_running_average=not train)(x))
+    return nn.Dense(3)(x.reshape(x.shape[0], -1))
+
+
+def test_filter_normalization_matches_each_filter_and_zeroes_bias_and_bn():
+  params = ConvBnDense().init(jax.random.PRNGKey(0), jnp.zeros((1, 6, 6, 2)),
+                              train=False)["params"]
+  # Non-trivial BN parameters: a zero direction must not come from zeros.
+  params = jax.tree.map(lambda p: p + 0.5, params)
+  d = landscape.filter_normalized_direction(jax.random.PRNGKey(1), params)
+  kinds = set()
+  for (path, p), (_, q) in zip(jax.tree_util.tree_flatten_with_path(params)[0],
+                               jax.tree_util.tree_flatten_with_path(d)[0]):
+    names = [getattr(k, "key", str(k)) for k in path]
+    p, q = np.asarray(p), np.asarray(q)
+    if names[-1] == "kernel":
+      kinds.add(p.ndim)
+      axes = tuple(range(p.ndim - 1))
+      np.testing.assert_allclose(np.sqrt((q ** 2).sum(axes)),
+                                 np.sqrt((p ** 2).sum(axes)), rtol=1e-5)
+      assert not np.allclose(q, p)  # A random direction, not the weights.
+    else:  # biases, BatchNorm scale and bias
+      assert np.all(q == 0), names
+  assert kinds == {2, 4}  # Both dense and conv kernels were checked.
+  assert any("BatchNorm" in str(path) for path, _ in
+             jax.tree_util.tree_flatten_with_path(params)[0])
+
+
+def test_empty_grid_is_a_user_error():
+  with pytest.raises(UserError, match="no points"):
+    landscape.axis(-1.0, 1.0, 0, "landscape.points_2d")
+  with pytest.raises(UserError, match="empty"):
+    landscape.axis(1.0, 1.0, 5, "landscape.points_2d")
+
+
+def _trainer(model_cfg, steps=20):
+  c = config_defaults.base_config()
+  c.model.update(model_cfg)
+  c.train.steps, c.train.batch_size, c.train.eval_batch_size = steps, 16, 32
+  ds = tiny_dataset()
+  trainer = Trainer(c, ds, create_model(c.model, ds.num_classes))
+  state, _ = trainer.train_steps(trainer.init_state([0, 1]), [0, 1], steps)
+  return trainer, state
+
+
+def test_centre_is_the_trainers_eval_loss_and_fast_path_is_the_plain_one():
+  trainer, state = _trainer({"name": "mlp", "widths": (12, 8),
+                             "norm": "batch"})  # BN stats moved by training
+  params = landscape.take_run(state["params"], 1)
+  stats = landscape.take_run(state["batch_stats"], 1)
+  dirs = landscape.filter_normalized_directions(jax.random.PRNGKey(3),
+                                                params, 2)
+  path = landscape.first_dense_path(trainer.model, params,
+                                    trainer.dataset.input_shape, stats)
+  assert path == ("Dense_0",)
+  data = trainer._eval_data["train"]  # 96 examples in 3 padded chunks of 32
+  ax = landscape.axis(-1.0, 1.0, 5, "a")
+  coords = landscape.grid_points(ax, ax)
+  plain = landscape.surface(landscape.surface_fn(
+      trainer.model, trainer.loss_fn, has_batch_stats=True,
+      points_per_chunk=7), params, stats, dirs, coords, data)
+  fast = landscape.surface(landscape.surface_fn(
+      trainer.model, trainer.loss_fn, has_batch_stats=True,
+      points_per_chunk=4, dense_path=path), params, stats, dirs, coords, data)
+  expected = trainer.evaluate(state, "train")
+  centre = 12  # (0, 0) of the 5 x 5 grid
+  np.testing.assert_allclose(plain["loss"][centre], expected["loss"][1],
+                             rtol=1e-5)
+  np.testing.assert_allclose(plain["accuracy"][centre],
+                             expected["accuracy"][1], rtol=1e-6)
+  np.testing.assert_allclose(fast["loss"], plain["loss"], rtol=2e-5)
+  np.testing.assert_allclose(fast["accuracy"], plain["accuracy"], atol=1e-6)
+  assert plain["loss"].max() > 2 * plain["loss"][centre]  # not flat
+  # Brute force at a corner: the moved network through the plain model.
+  moved = jax.tree.map(lambda p, d: p - d[0] + d[1], params, dirs)
+  logits = trainer.model.apply({"params": moved, "batch_stats": stats},
+                               trainer.dataset.train.x, train=False)
+  brute = float(jnp.mean(LOSSES.get("cross_entropy")(
+      logits, trainer.dataset.train.y)))
+  np.testing.assert_allclose(fast["loss"][4], brute, rtol=1e-5)  # (-1, +1)
+
+
+def test_conv_first_layer_has_no_fast_path():
+  model = ConvBnDense()
+  v = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                        jnp.zeros((1, 6, 6, 2))))
+  assert landscape.first_dense_path(model, v["params"], (6, 6, 2),
+                                    v["batch_stats"]) is None
+
+
+def tiny_config(variant="batch_size"):
+  return config_loading.load_config(
+      f"configs/landscape.py:{variant},runlocal",
+      {"model.name": "mlp", "model.widths": (16,), "data.train_size": 400,
+       "landscape.num_examples": 128, "landscape.points_2d": 3,
+       "landscape.points_1d": 3, "landscape.points_interp": 3,
+       "epochs": 0.25}, root=str(ROOT))
+
+
+def test_end_to_end_tiny_run(tmp_path):
+  summary = run_in_process(tiny_config(), tmp_path / "run")
+  for f in ("contours.png", "surfaces_3d.png", "slices.png",
+            "interpolation.png", "report.md", "summary.json"):
+    assert (tmp_path / "run" / f).exists(), f
+  saved = read_json(tmp_path / "run" / "summary.json")
+  assert saved["compare"] == ["small_batch", "large_batch"]
+  for name, arm in saved["arms"].items():
+    # The centre of the surface is seed 0's network: its train-subset loss
+    # is what the trainer's final eval reported for seed 0.
+    np.testing.assert_allclose(
+        arm["loss_at_centre"], arm["final"]["train"]["loss"]["per_seed"][0],
+        rtol=1e-5, err_msg=name)
+    assert arm["num_examples"] == 128 and arm["fast_dense"]
+  path = saved["interpolation"]["paths"][0]
+  assert np.asarray(path["loss"]).shape == (2, 3)  # 2 seed pairs x 3 points
+  assert summary["axes"]["interpolation"] == [-0.5, 1.5, 3]
+
+
+def _cli(tmp_path, config, *flags):
+  workdir = tmp_path / "w"
+  proc = subprocess.run(
+      [sys.executable, "-m", "jaxunknowns.main", f"--config={config}",
+       f"--workdir={workdir}", *flags], cwd=ROOT, env=ENV,
+      capture_output=True, text=True, timeout=300)
+  return proc, workdir
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--config.landscape.points_2d=0",), "no points"),
+    (("--config.compare=small_batch,huge_batch",), "unknown arm 'huge_batch'"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, flags, message):
+  proc, workdir = _cli(tmp_path, "configs/landscape.py:batch_size,runlocal",
+                       *flags)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+  assert not workdir.exists()
+
+
+def test_unknown_variant_is_one_line(tmp_path):
+  proc, workdir = _cli(tmp_path, "configs/landscape.py:no_such_variant")
+  assert proc.returncode == 2
+  assert "unknown variant 'no_such_variant'" in proc.stderr
+  assert "Traceback" not in proc.stderr and not workdir.exists()
