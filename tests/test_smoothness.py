@@ -299,6 +299,7 @@ BAD_INPUTS = [
     ({"smoothness.every": 0}, ["smoothness.every", ">= 1"]),
     ({"model.noise_scale_std": -0.5}, ["model.noise_scale_std", ">= 0"]),
     ({"smoothness.probe_size": 100000}, ["probe_size", "training set"]),
+    ({"smoothness.probe_size": 1}, ["smoothness.probe_size", "noisy_batch"]),
 ]
 
 

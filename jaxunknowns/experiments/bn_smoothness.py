@@ -40,6 +40,13 @@ def validate(config):
     layers.check_choice("smoothness.arms entry", arm, ARM_NORMS)
   smoothness.check_settings(every=s.every, step_sizes=s.step_sizes,
                             probe_size=s.probe_size)
+  # validation.uses_batch_norm knows "batch" only; noisy BN is BN too.
+  bn_arms = [a for a in arms if a in ("batch", "noisy_batch")]
+  for field, size in (("train.batch_size", config.train.batch_size),
+                      ("smoothness.probe_size", s.probe_size)):
+    check(not (bn_arms and size == 1), field, size,
+          f">= 2 with batch-norm arms ({', '.join(bn_arms)}): the statistics "
+          f"of one example are degenerate")
   for field in ("noise_mean_std", "noise_scale_std"):
     value = config.model.get(field, 0.0)
     check(value >= 0, f"model.{field}", value, ">= 0")
