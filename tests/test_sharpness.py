@@ -1,0 +1,150 @@
+"""Keskar's eps-sharpness: the box, an analytic and a brute-force quadratic,
+runs batched over seeds, a tiny end-to-end run with the Hessian callback, and
+bad input (one line, exit 2, nothing written)."""
+
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxunknowns import config_loading
+from jaxunknowns.analysis import sharpness
+from jaxunknowns.metrics import read_metrics
+from run_helpers import read_json, run_in_process
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu")
+
+
+def _in_box(delta, params, eps):
+  r = eps * (np.abs(params) + 1.0)
+  return np.all(np.abs(delta) <= r * (1 + 1e-6))
+
+
+def test_diagonal_quadratic_matches_the_analytic_maximum():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(0)
+    a, m = rng.uniform(0.5, 3.0, 10), rng.normal(size=10)
+    x = rng.normal(size=10)
+    loss = lambda p: 0.5 * jnp.sum(a * (p["w"] - m) ** 2)
+    eps = 1e-2
+    out = jax.jit(lambda p: sharpness.epsilon_sharpness(
+        loss, p, eps, iterations=5))({"w": jnp.asarray(x)})
+    # Convex and separable: each coordinate goes to the box end farther
+    # from its minimiser.
+    r = eps * (np.abs(x) + 1)
+    best = 0.5 * np.sum(a * (x + r * np.sign(x - m) - m) ** 2)
+    f0 = 0.5 * np.sum(a * (x - m) ** 2)
+    np.testing.assert_allclose(float(out["max_loss"]), best, rtol=1e-12)
+    np.testing.assert_allclose(float(out["sharpness"]),
+                               100 * (best - f0) / (1 + f0), rtol=1e-10)
+    assert _in_box(np.asarray(out["delta"]["w"]), x, eps)
+
+
+def test_dense_quadratic_matches_brute_force_over_the_vertices():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(1)
+    n = 8
+    q = rng.normal(size=(n, n))
+    h = q @ q.T / n + 2.0 * np.eye(n)  # convex: the max is at a vertex
+    b, x, eps = rng.normal(size=n), rng.normal(size=n), 0.05
+    f = lambda w: 0.5 * w @ h @ w + b @ w
+    loss = lambda p: f(p["w"])
+    out = jax.jit(lambda p: sharpness.epsilon_sharpness(
+        loss, p, eps, iterations=30, step=0.5))({"w": jnp.asarray(x)})
+    r = eps * (np.abs(x) + 1)
+    brute = max(f(x + r * np.array(s))
+                for s in itertools.product((-1.0, 1.0), repeat=n))
+    np.testing.assert_allclose(float(out["max_loss"]), brute, rtol=1e-10)
+    assert _in_box(np.asarray(out["delta"]["w"]), x, eps)
+    assert float(out["loss"]) == pytest.approx(f(x), rel=1e-12)
+
+
+def test_box_holds_for_a_nonconvex_loss_and_estimate_never_falls():
+  x = jnp.linspace(-2.0, 2.0, 20)
+  loss = lambda p: jnp.sum(jnp.sin(3 * p["w"]) * p["w"] ** 2)
+  vals = []
+  for it in (1, 3, 10):
+    out = sharpness.epsilon_sharpness(loss, {"w": x}, 0.1, iterations=it)
+    assert _in_box(np.asarray(out["delta"]["w"]), np.asarray(x), 0.1)
+    np.testing.assert_allclose(float(loss({"w": x + out["delta"]["w"]})),
+                               float(out["max_loss"]), rtol=1e-5)
+    vals.append(float(out["sharpness"]))
+  assert vals[0] > 0 and vals == sorted(vals)
+
+
+def test_runs_are_batched_and_independent():
+  params = {"w": jnp.asarray([[0.5, -1.0, 2.0], [1.0, 1.0, -0.5]])}  # 2 runs
+  loss = lambda p, stats: jnp.sum(jnp.cos(p["w"]) * stats["s"])
+  stats = {"s": jnp.asarray([[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]])}
+  batched = sharpness.network_sharpness_fn(loss, 1e-2, iterations=4)(
+      params, stats)
+  for r in range(2):
+    one = sharpness.epsilon_sharpness(
+        lambda p: loss(p, {"s": stats["s"][r]}), {"w": params["w"][r]}, 1e-2,
+        iterations=4)
+    np.testing.assert_allclose(batched["sharpness"][r], one["sharpness"],
+                               rtol=1e-5)
+
+
+def tiny_config():
+  return config_loading.load_config(
+      "configs/sharpness.py:runlocal",
+      {"model.name": "mlp", "model.widths": (16,), "data.train_size": 400,
+       "arms.large_batch.train.batch_size": 40, "hessian.subset_size": 100,
+       "sharpness.subset_size": 100, "sharpness.chunk_size": 50},
+      root=str(ROOT))
+
+
+def test_end_to_end_tiny_run(tmp_path):
+  summary = run_in_process(tiny_config(), tmp_path / "run")
+  saved = read_json(tmp_path / "run" / "summary.json")
+  assert saved["compare"] == ["small_batch", "large_batch"]
+  rows = read_metrics(str(tmp_path / "run"))
+  for name, arm in summary["arms"].items():
+    assert arm["batch_size"] == {"small_batch": 32, "large_batch": 40}[name]
+    # The same epochs: steps x batch = 0.5 epoch of 400 examples, rounded up.
+    assert arm["steps"] == -(-200 // arm["batch_size"])
+    for eps in ("0.001", "0.0005"):
+      assert all(v >= 0 for v in arm["sharpness"][eps]["per_seed"])
+    # A larger box cannot find a smaller maximum (same start, same steps).
+    assert arm["sharpness"]["0.001"]["mean"] > arm["sharpness"]["0.0005"]["mean"]
+    # The final eigenvalue is the callback's last value along training.
+    along = [r for r in rows if r["split"] == "hessian" and r["arm"] == name]
+    assert len({r["step"] for r in along}) >= 2
+    last = max(r["step"] for r in along)
+    np.testing.assert_allclose(
+        sorted(r["eig_0"] for r in along if r["step"] == last),
+        sorted(arm["top_eigenvalue"]["per_seed"]), rtol=1e-6)
+    assert arm["top_eigenvalue"]["mean"] > 0
+  assert (tmp_path / "run" / "eigenvalue_along_training.png").exists()
+  assert (tmp_path / "run" / "report.md").exists()
+
+
+def _cli(tmp_path, *flags):
+  workdir = tmp_path / "w"
+  proc = subprocess.run(
+      [sys.executable, "-m", "jaxunknowns.main",
+       "--config=configs/sharpness.py:runlocal", f"--workdir={workdir}",
+       *flags], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+  return proc, workdir
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--config.hessian.k=10000000",), "only 266610 parameters"),
+    (("--config.compare=small_batch,medium_batch",),
+     "unknown arm 'medium_batch'"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, flags, message):
+  proc, workdir = _cli(tmp_path, *flags)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+  assert not workdir.exists()
