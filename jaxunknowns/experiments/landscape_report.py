@@ -128,7 +128,7 @@ def write(path, config, summary):
       "## Arms\n\n" + report.markdown_table(
           ["arm", "batch", "steps", "test acc (%)", "loss at centre",
            "slice: mean rise |a|<=0.5", "surface: mean rise", "surface max",
-           "surface time (s)"], rows),
+           "surface time incl. compile (s)"], rows),
       "## Contours\n\n![contours](contours.png)",
       "## 3-D surfaces (log loss)\n\n![surfaces](surfaces_3d.png)",
       "## 1-D slices\n\n![slices](slices.png)",
