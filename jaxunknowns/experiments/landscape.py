@@ -244,11 +244,22 @@ def interpolate(config, trainers, states, alphas) -> Dict[str, Any]:
       raise UserError(f"landscape.interpolation={mode!r}: {e}") from e
     out["paths"].append({"label": label, "loss": path["loss"].tolist(),
                          "error": path["error"].tolist(),
-                         "loss_barrier": stats(
-                             path["loss"].max(-1) - np.maximum(
-                                 path["loss"][:, _index(alphas, 0.0)],
-                                 path["loss"][:, _index(alphas, 1.0)]))})
+                         **path_numbers(alphas, path["loss"])})
   return out
+
+
+def path_numbers(alphas, loss) -> Dict[str, Any]:
+  """Per pair: the barrier, max over t in [0, 1] of the loss minus the larger
+  endpoint loss (only the segment between the solutions: outside it the
+  loss grows anyway); and how far the loss rises past each end (t = lo
+  beyond A, t = hi beyond B): Keskar et al.'s flat vs sharp side."""
+  alphas = np.asarray(alphas)
+  i0, i1 = _index(alphas, 0.0), _index(alphas, 1.0)
+  inside = (alphas >= -1e-9) & (alphas <= 1 + 1e-9)
+  ends = np.maximum(loss[:, i0], loss[:, i1])
+  return {"loss_barrier": stats(loss[:, inside].max(-1) - ends),
+          "rise_beyond_a": stats(loss[:, 0] - loss[:, i0]),
+          "rise_beyond_b": stats(loss[:, -1] - loss[:, i1])}
 
 
 def _index(alphas, value):

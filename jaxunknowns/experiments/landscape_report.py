@@ -134,14 +134,19 @@ def write(path, config, summary):
       "## 1-D slices\n\n![slices](slices.png)",
   ]
   if has_interp:
-    interp_rows = [[p["label"], report.fmt(p["loss_barrier"], scale=1.0,
-                                           digits=4)]
+    interp_rows = [[p["label"]] + [report.fmt(p[k], scale=1.0, digits=4)
+                                   for k in ("loss_barrier", "rise_beyond_a",
+                                             "rise_beyond_b")]
                    for p in summary["interpolation"]["paths"]]
+    lo, hi = summary["interpolation"]["alphas"][0], \
+        summary["interpolation"]["alphas"][-1]
     sections.append(
         f"## Linear interpolation ({summary['interpolation']['mode']})\n\n"
-        "Loss barrier: max over t in the range of the loss minus the larger "
-        "endpoint loss.\n\n" + report.markdown_table(
-            ["path", "loss barrier"], interp_rows) +
+        "Loss barrier: max over t in [0, 1] of the loss minus the larger "
+        f"endpoint loss; rise beyond A: L(t={lo:g}) - L(A); rise beyond B: "
+        f"L(t={hi:g}) - L(B) (mean ± std over pairs).\n\n" +
+        report.markdown_table(["path", "loss barrier", "rise beyond A",
+                               "rise beyond B"], interp_rows) +
         "\n\n![interpolation](interpolation.png)")
   sections.append(f"Wall time {summary['wall_time_s']:.0f} s on "
                   f"{summary['machine']['num_devices']} x "
