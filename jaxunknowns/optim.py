@@ -14,10 +14,11 @@ Frozen parameters go through `optax.set_to_zero`, so no decay touches them.
 """
 
 import re
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import traverse_util
 
@@ -144,3 +145,125 @@ def create_optimizer(cfg, params) -> optax.GradientTransformation:
 def global_norm(tree) -> jax.Array:
   return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
                       for x in jax.tree.leaves(tree)))
+
+
+# -----------------------------------------------------------------------------
+# Per-entry update masks (BN-only training and its controls)
+# -----------------------------------------------------------------------------
+# `freeze` / `train_only` above choose whole leaves, the same for every run.
+# BN-only's controls need finer and per-run choices (two random weights per
+# channel, a different draw per seed) while every arm trains in one compiled
+# program. So the mask is *data*: a params-shaped tree of bool arrays held in
+# the optimizer state (one per run under the trainer's vmap), like the
+# pruning mask of pruning/mask_transform.py but covering every leaf.
+
+
+class UpdateMaskState(NamedTuple):
+  """State of `with_update_mask`: True = this entry trains."""
+  mask: Any
+  inner_state: optax.OptState
+
+
+def _where(mask, tree):
+  # A `where`, not a product: a NaN/inf elsewhere cannot leak as NaN * 0.
+  return jax.tree.map(lambda m, x: jnp.where(m, x, jnp.zeros((), x.dtype)),
+                      mask, tree)
+
+
+def with_update_mask(inner: optax.GradientTransformation
+                     ) -> optax.GradientTransformation:
+  """`inner` restricted to the entries where the mask (in its state) is True.
+
+  The mask starts all True (`init`); `set_update_mask` replaces it. Masked
+  entries get an update of exactly +0.0, so `param - lr * 0` is the param
+  bit for bit: no gradient, momentum or weight decay moves them. The
+  gradients and params going *into* `inner` are masked too, so its moments
+  and any coupled statistic (global-norm clipping) see only trained entries.
+  """
+  def init_fn(params):
+    mask = jax.tree.map(lambda p: jnp.ones(jnp.shape(p), bool), params)
+    return UpdateMaskState(mask=mask, inner_state=inner.init(params))
+
+  def update_fn(updates, state, params=None):
+    m = state.mask
+    updates = _where(m, updates)
+    if params is not None:
+      params = _where(m, params)
+    updates, inner_state = inner.update(updates, state.inner_state, params)
+    return _where(m, updates), UpdateMaskState(m, inner_state)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _is_mask_state(x) -> bool:
+  return isinstance(x, UpdateMaskState)
+
+
+def get_update_mask(opt_state):
+  found = [s for s in jax.tree.leaves(opt_state, is_leaf=_is_mask_state)
+           if _is_mask_state(s)]
+  if len(found) != 1:
+    raise ValueError(f"expected one UpdateMaskState, found {len(found)}; "
+                     "build the optimizer with with_update_mask(...)")
+  return found[0].mask
+
+
+def set_update_mask(opt_state, mask):
+  """`opt_state` with its update mask replaced (same structure and shapes,
+  placed like the old mask so a jitted step does not recompile)."""
+  old = get_update_mask(opt_state)
+  if jax.tree.structure(old) != jax.tree.structure(mask):
+    raise ValueError("the new update mask does not have the params' structure")
+
+  def place(o, n):
+    if np.shape(o) != np.shape(n):
+      raise ValueError(f"update mask leaf has shape {np.shape(n)}, "
+                       f"expected {np.shape(o)}")
+    n = jnp.asarray(n, bool)
+    return jax.device_put(n, o.sharding) if isinstance(o, jax.Array) else n
+  new = jax.tree.map(place, old, mask)
+  return jax.tree.map(lambda s: s._replace(mask=new) if _is_mask_state(s)
+                      else s, opt_state, is_leaf=_is_mask_state)
+
+
+def regex_mask(params, pattern: str, field: str):
+  """True on every entry of the leaves whose path matches `pattern`; a
+  pattern that matches nothing is a UserError naming the paths that exist."""
+  paths = param_paths(params)
+  regex = re.compile(pattern)
+  if not any(regex.search(p) for p in paths):
+    raise UserError(f"{field}={pattern!r} matches no parameter; parameters "
+                    f"are: {', '.join(paths)}")
+  flat = traverse_util.flatten_dict(params)
+  return traverse_util.unflatten_dict({
+      k: np.full(np.shape(v), bool(regex.search("/".join(k))))
+      for k, v in flat.items()})
+
+
+def random_per_channel_mask(params, pattern: str, per_channel: int,
+                            rng: np.random.Generator, field: str):
+  """`per_channel` distinct random entries of every output channel (last
+  axis) of each leaf matching `pattern`; False everywhere else."""
+  base = regex_mask(params, pattern, field)
+  flat = traverse_util.flatten_dict(base)
+  out = {}
+  for k, m in flat.items():
+    if not m.any():
+      out[k] = m
+      continue
+    shape = m.shape
+    fan_in = int(np.prod(shape[:-1]))
+    if fan_in < per_channel:
+      raise UserError(f"{field}: {'/'.join(k)} has only {fan_in} weights per "
+                      f"channel, fewer than {per_channel}")
+    # The first `per_channel` rows of a random ranking of each column.
+    rank = np.argsort(rng.random((fan_in, shape[-1])), axis=0)[:per_channel]
+    chosen = np.zeros((fan_in, shape[-1]), bool)
+    np.put_along_axis(chosen, rank, True, axis=0)
+    out[k] = chosen.reshape(shape)
+  return traverse_util.unflatten_dict(out)
+
+
+def mask_count(mask) -> int:
+  """Entries a mask trains (one run's mask)."""
+  return int(sum(np.sum(np.asarray(m)) for m in jax.tree.leaves(mask)))

@@ -1,0 +1,281 @@
+"""Tests of BN-only training (`bn_only`), the per-entry update mask in
+optim.py, BatchNorm's inference modes (analysis/bn_eval.py) and `bn_modes`.
+
+* Masks: frozen entries are bit-identical after training with weight decay
+  and momentum (the mask transform alone, and through the Trainer); in
+  BN-only mode only gamma and beta change; the two-per-channel control
+  trains exactly two entries per output channel, as many as BN-only.
+* Modes: running-statistics logits equal a direct numpy computation on a
+  tiny BN MLP; batch-statistics logits equal numpy's per-batch computation,
+  and at batch size 1 differ from running-statistics eval.
+* End to end (tiny digits ResNets): summary.json, report.md, figures.
+* Bad input: a pattern matching nothing, a model without BN -> exit 2, one
+  line, no workdir.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from jaxunknowns import optim
+from jaxunknowns.analysis import bn_eval
+from jaxunknowns.errors import UserError
+from jaxunknowns.models import create_model
+
+from run_helpers import read_json, run_in_process  # pylint: disable=g-bad-import-order
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+
+
+def load_config(name, variant, overrides=None):
+  from jaxunknowns.config_loading import load_config as load  # pylint: disable=g-import-not-at-top
+  return load(f"configs/{name}.py:{variant}", overrides, root=str(ROOT))
+
+
+def bits(tree):
+  return [np.asarray(x).view(np.uint32).copy() for x in jax.tree.leaves(tree)]
+
+
+def bn_mlp(width=6):
+  return create_model(ml_collections.ConfigDict(
+      {"name": "mlp", "widths": (width,), "norm": "batch",
+       "bn_scale_init": "uniform"}), 3)
+
+
+# -----------------------------------------------------------------------------
+# The update mask
+# -----------------------------------------------------------------------------
+def test_update_mask_keeps_frozen_entries_bit_identical():
+  rng = np.random.default_rng(0)
+  params = {"a": jnp.asarray(rng.normal(size=(4, 5)), jnp.float32),
+            "b": jnp.asarray(rng.normal(size=(5,)), jnp.float32)}
+  mask = {"a": rng.random((4, 5)) < 0.3, "b": np.zeros(5, bool)}
+  inner = optax.chain(optax.add_decayed_weights(0.1), optax.trace(0.9))
+  tx = optim.with_update_mask(inner)
+  state = optim.set_update_mask(tx.init(params), mask)
+  p = params
+  for _ in range(5):
+    grads = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape),
+                                               jnp.float32), p)
+    d, state = tx.update(grads, state, p)
+    p = jax.tree.map(lambda x, u: x - 0.5 * u, p, d)
+  for before, after, m in zip(bits(params), bits(p), jax.tree.leaves(mask)):
+    np.testing.assert_array_equal(before[~m], after[~m])
+    assert np.all(before[m] != after[m])  # the trained entries did move
+  assert optim.mask_count(mask) == int(mask["a"].sum())
+
+
+def test_regex_mask_names_what_exists():
+  params = {"Dense_0": {"kernel": np.zeros((2, 3))},
+            "output": {"kernel": np.zeros((3, 2))}}
+  with pytest.raises(UserError, match=r"matches no parameter; parameters are: "
+                     r"Dense_0/kernel, output/kernel"):
+    optim.regex_mask(params, "BatchNorm", "bn_only.bn_pattern")
+
+
+def _resnet_template(depth=8, width=4):
+  from jaxunknowns.experiments import bn_only  # pylint: disable=g-import-not-at-top
+  c = load_config("bn_only", "digits")
+  ds = bn_only.dataset_for(c)
+  return c, bn_only.param_template(c, ds, depth, width)
+
+
+def test_two_per_channel_mask_matches_bn_count():
+  from jaxunknowns.experiments import bn_only  # pylint: disable=g-import-not-at-top
+  c, params = _resnet_template(depth=14)
+  bn = bn_only.arm_mask(c, "bn", params, seed=0)
+  r2 = bn_only.arm_mask(c, "random2", params, seed=0)
+  r2b = bn_only.arm_mask(c, "random2", params, seed=1)
+  kernels = 0
+  for path, m in zip(optim.param_paths(r2), jax.tree.leaves(r2)):
+    if path.endswith("kernel") and not path.startswith("output"):
+      per_channel = m.reshape(-1, m.shape[-1]).sum(0)
+      np.testing.assert_array_equal(per_channel, 2)
+      kernels += 1
+    else:
+      assert not m.any(), path
+  assert kernels == 15  # stem + 6 blocks x 2 convs + 2 projections
+  assert optim.mask_count(r2) == optim.mask_count(bn) > 0
+  assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(r2),
+                                             jax.tree.leaves(r2b)))
+  bn_paths = [p for p, m in zip(optim.param_paths(bn), jax.tree.leaves(bn))
+              if m.any()]
+  assert bn_paths and all("BatchNorm" in p for p in bn_paths)
+
+
+def test_trainer_bn_only_changes_only_gamma_beta():
+  """Through the real Trainer (a BN MLP on digits, weight decay on): only
+  BatchNorm's scale and bias move; every other entry is bit-identical."""
+  from jaxunknowns import config_defaults  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.experiments import bn_only, common  # pylint: disable=g-import-not-at-top
+  c = config_defaults.base_config()
+  c.data.name = "digits"
+  c.model.widths = (16,)
+  c.model.norm = "batch"
+  c.model.bn_scale_init = "uniform"
+  c.optim.name = "momentum"
+  c.optim.lr = 0.1
+  c.optim.weight_decay = 1e-2
+  c.train.steps = 15
+  c.train.log_every = 5
+  c.train.eval_every = 0
+  c.bn_only = load_config("bn_only", "digits").bn_only
+  trainer = common.build_trainer(c, tx_wrapper=optim.with_update_mask)
+  state = trainer.init_state([0, 1])
+  one = jax.tree.map(lambda p: p[0], jax.device_get(state["params"]))
+  masks = [bn_only.arm_mask(c, "bn", one, 0), bn_only.arm_mask(c, "full", one, 1)]
+  stacked = jax.tree.map(lambda *m: np.stack(m), *masks)
+  state["opt_state"] = optim.set_update_mask(state["opt_state"], stacked)
+  before = jax.device_get(state["params"])
+  from jaxunknowns.metrics import MetricWriter  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as d:
+    w = MetricWriter(d, tensorboard=False)
+    out = trainer.fit(state, steps=15, data_seeds=[0, 1], writer=w,
+                      run_labels=[{"arm": "bn"}, {"arm": "full"}])
+  after = jax.device_get(out.state["params"])
+  for path, b, a in zip(optim.param_paths(before), jax.tree.leaves(before),
+                        jax.tree.leaves(after)):
+    b32, a32 = np.asarray(b).view(np.uint32), np.asarray(a).view(np.uint32)
+    if "BatchNorm" in path:
+      assert np.any(b32[0] != a32[0]), path        # gamma, beta trained
+    else:
+      np.testing.assert_array_equal(b32[0], a32[0], err_msg=path)
+    assert np.any(b32[1] != a32[1]), path          # the full run moved all
+  assert np.all(bn_only.frozen_max_change(before, after, stacked) == 0)
+
+
+# -----------------------------------------------------------------------------
+# Inference modes vs numpy
+# -----------------------------------------------------------------------------
+def _numpy_bn_mlp(v, x, mean=None, var=None):
+  p = v["params"]
+  h = x @ np.asarray(p["Dense_0"]["kernel"]) + np.asarray(p["Dense_0"]["bias"])
+  if mean is None:
+    mean = np.asarray(v["batch_stats"]["BatchNorm_0"]["mean"])
+    var = np.asarray(v["batch_stats"]["BatchNorm_0"]["var"])
+  bn = p["BatchNorm_0"]
+  h = (h - mean) / np.sqrt(var + 1e-5) * np.asarray(bn["scale"]) + np.asarray(
+      bn["bias"])
+  h = np.maximum(h, 0)
+  return h @ np.asarray(p["output"]["kernel"]) + np.asarray(p["output"]["bias"])
+
+
+def _trained_bn_mlp():
+  model = bn_mlp()
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(16, 5)).astype(np.float32)
+  v = model.init(jax.random.PRNGKey(0), x[:1])
+  # Non-trivial running statistics: a few train-mode passes.
+  stats = bn_eval.recalibrate(model, v["params"], v["batch_stats"],
+                              2.0 * x + 1.0, batch_size=8, num_batches=3)
+  return model, {"params": v["params"], "batch_stats": stats}, x
+
+
+def test_running_mode_matches_numpy():
+  model, v, x = _trained_bn_mlp()
+  assert not np.allclose(v["batch_stats"]["BatchNorm_0"]["mean"], 0)
+  got = bn_eval.running_logits(model, v["params"], v["batch_stats"], x, chunk=5)
+  np.testing.assert_allclose(got, _numpy_bn_mlp(v, x), rtol=1e-5, atol=1e-5)
+
+
+def test_batch_mode_matches_numpy_and_batch_one_differs():
+  model, v, x = _trained_bn_mlp()
+  got, n = bn_eval.batch_stat_logits(model, v["params"], v["batch_stats"],
+                                     x[:15], 4)
+  assert n == 12
+  p = v["params"]["Dense_0"]
+  for i in range(0, 12, 4):
+    h = x[i:i + 4] @ np.asarray(p["kernel"]) + np.asarray(p["bias"])
+    want = _numpy_bn_mlp(v, x[i:i + 4], h.mean(0), h.var(0))
+    np.testing.assert_allclose(got[i:i + 4], want, rtol=1e-4, atol=1e-4)
+  one, _ = bn_eval.batch_stat_logits(model, v["params"], v["batch_stats"], x, 1)
+  running = bn_eval.running_logits(model, v["params"], v["batch_stats"], x)
+  assert np.abs(one - running).max() > 1e-2
+  # A single example normalized by itself: every hidden unit is beta, so
+  # every example gets the same logits.
+  np.testing.assert_allclose(one, np.broadcast_to(one[0], one.shape),
+                             atol=1e-4)
+
+
+def test_recalibrate_converges_to_the_data_statistics():
+  model = bn_mlp()
+  x = np.random.default_rng(2).normal(size=(4000, 5)).astype(np.float32)
+  v = model.init(jax.random.PRNGKey(0), x[:1])
+  stats = bn_eval.recalibrate(model, v["params"], v["batch_stats"], x,
+                              batch_size=500, num_batches=80)
+  p = v["params"]["Dense_0"]
+  h = x @ np.asarray(p["kernel"]) + np.asarray(p["bias"])
+  np.testing.assert_allclose(stats["BatchNorm_0"]["mean"], h.mean(0), atol=0.05)
+  np.testing.assert_allclose(stats["BatchNorm_0"]["var"], h.var(0), rtol=0.1)
+
+
+# -----------------------------------------------------------------------------
+# End to end and bad input
+# -----------------------------------------------------------------------------
+TINY = {"bn_only.depths": (8,), "bn_only.widths": (2,), "train.steps": 4,
+        "train.log_every": 2, "train.checkpoint_every": 2, "seeds": 2}
+
+
+def test_bn_only_end_to_end(tmp_path):
+  c = load_config("bn_only", "digits", TINY)
+  summary = run_in_process(c, tmp_path / "run")
+  for name in ("summary.json", "report.md", "accuracy_vs_depth.png",
+               "gamma_histogram.png"):
+    assert (tmp_path / "run" / name).exists(), name
+  assert read_json(tmp_path / "run" / "summary.json")["arms"] == list(c.bn_only.arms)
+  arms = summary["points"][0]["arms"]
+  assert arms["bn"]["trainable"] == arms["random2"]["trainable"] > 0
+  assert arms["output"]["trainable"] == 2 * 4 * 10 + 10
+  assert arms["full"]["trainable"] == summary["points"][0]["total_params"]
+  assert all(a["frozen_max_change"] == 0 for a in arms.values())
+  assert "BN only" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_bn_modes_end_to_end(tmp_path):
+  c = load_config("bn_modes", "digits", {
+      "model.width": 2, "train.steps": 6, "train.log_every": 3,
+      "train.checkpoint_every": 3, "seeds": 2, "bn_modes.finetune_steps": 3,
+      "bn_modes.eval_batch_sizes": (1, 32)})
+  summary = run_in_process(c, tmp_path / "run")
+  modes = summary["modes"]
+  for k in ("running", "batch_1", "batch_32", "stale_finetune",
+            "fresh_finetune", "shift_stale", "shift_recalibrated",
+            "shift_batch"):
+    assert 0.0 <= modes[k]["mean"] <= 1.0 and len(modes[k]["per_seed"]) == 2
+  text = (tmp_path / "run" / "report.md").read_text()
+  assert "model.eval()" in text and (tmp_path / "run" / "batch_size_eval.png").exists()
+
+
+def _cli(tmp_path, *flags):
+  workdir = tmp_path / "never"
+  proc = subprocess.run(
+      [sys.executable, "-m", "jaxunknowns.main",
+       "--config=configs/bn_only.py:digits,runlocal",
+       f"--workdir={workdir}", *flags],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert len(lines) == 1 and "Traceback" not in proc.stderr
+  assert not workdir.exists()
+  return lines[0]
+
+
+def test_cli_pattern_matching_nothing(tmp_path):
+  line = _cli(tmp_path, "--config.bn_only.bn_pattern=GroupNorm")
+  assert "bn_only.bn_pattern='GroupNorm' matches no parameter" in line
+  assert "BatchNorm_0/scale" in line and "output/kernel" in line
+
+
+def test_cli_model_without_batch_norm(tmp_path):
+  line = _cli(tmp_path, "--config.model.norm=none")
+  assert "model.norm='none' has no BatchNorm" in line
