@@ -81,6 +81,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_batch_size = 1000   # Batch size of evaluation.
   c.train.label_smoothing = 0.0    # Cross-entropy label smoothing.
   c.train.loop = "auto"            # "scan", "python" or "auto" (see Trainer._choose_loop).
+  c.train.seed_devices = 0         # Devices the runs are spread over (mesh axis 'seed'); 0 = auto:
+                                   # all of them when seeds >= devices (gcd), else 1 (data parallel).
   c.train.loss = "cross_entropy"   # "cross_entropy" or "exponential" (see losses.py).
   c.train.eval_train = True        # Also evaluate (eval mode) on the training split.
   c.train.max_train_eval = 0       # Evaluate train metrics on the first N examples (0 = all).

@@ -4,6 +4,11 @@ r"""Runs one experiment from an ml_collections config.
   python -m jaxunknowns.main --config=configs/train.py:mnist1d_cnn \
       --config.seeds=8 --workdir=/tmp/cnn
 
+Multi-host: run the same command on every host. On a Cloud TPU VM (or under
+SLURM/Open MPI, or with JAX_COORDINATOR_ADDRESS set) the processes find each
+other by themselves; elsewhere pass --coordinator_address=HOST:PORT
+--num_processes=N --process_id=I (see jaxunknowns/distributed.py).
+
 Kept short on purpose (as in Flax's examples): flags, device info, then the
 experiment named by `config.experiment`. Mistakes a user can fix end in one
 line on stderr and exit status 2, with the workdir left as it was.
@@ -23,15 +28,26 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder of the run.")
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Delete a workdir that holds a different run.")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "auto", ["auto", "on", "off"],
+    "Start jax.distributed: auto = when --coordinator_address or the "
+    "environment says so.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", "", "HOST:PORT of process 0 (multi-process runs).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Processes in all.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def run(config, workdir_path: str, overwrite: bool = False):
   """Validates, checks the workdir, then runs; raises UserError on bad input."""
   import jax  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
   from jaxunknowns.experiments import EXPERIMENTS  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import Workdir, config_to_dict  # pylint: disable=g-import-not-at-top
 
+  # First, before any process can fail alone: every process must agree.
+  distributed.check_same_config(config_to_dict(config))
   experiment = EXPERIMENTS.get(config.experiment)
   experiment.validate(config)
   workdir = Workdir(workdir_path, config, overwrite=overwrite)
@@ -44,7 +60,10 @@ def run(config, workdir_path: str, overwrite: bool = False):
     return None
   logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__,
                jax.process_index(), jax.process_count(), jax.devices())
-  return experiment.run(config, workdir)
+  try:
+    return experiment.run(config, workdir)
+  finally:
+    workdir.close()
 
 
 class _QuietLibraries(logging_std.Filter):
@@ -60,6 +79,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.get_absl_handler().addFilter(_QuietLibraries())
   try:
+    from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
+    distributed.initialize(
+        _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+        enabled={"auto": None, "on": True, "off": False}[_DISTRIBUTED.value])
     try:
       config = _CONFIG.value
       config.experiment  # pylint: disable=pointless-statement

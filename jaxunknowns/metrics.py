@@ -49,7 +49,9 @@ class MetricWriter:
   def __init__(self, workdir: str, tensorboard: bool = True):
     self.workdir = workdir
     self.path = os.path.join(workdir, METRICS_FILE)
-    self.is_writer = jax.process_index() == 0
+    # Every process writes: in a multi-process run the workdir of processes
+    # other than 0 is a private scratch folder (see workdir.Workdir).
+    self.is_writer = True
     self._tb = None
     self._want_tb = tensorboard and self.is_writer
     if self.is_writer:
@@ -152,8 +154,11 @@ def curves(rows: Iterable[Mapping], split: str, name: str,
   return out
 
 
-def write_json(path: str, obj: Any, only_process_0: bool = True):
-  """Writes atomically (tmp + rename), so a killed run never leaves half a file."""
+def write_json(path: str, obj: Any, only_process_0: bool = False):
+  """Writes atomically (tmp + rename), so a killed run never leaves half a file.
+
+  `only_process_0` is for files written outside a Workdir (whose other
+  processes already write to scratch folders)."""
   if only_process_0 and jax.process_index() != 0:
     return
   tmp = path + ".tmp"

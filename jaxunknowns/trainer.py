@@ -8,10 +8,14 @@ Anatomy (one banner per part): Input, Model & state, Update, Evals, Loop.
 * Datasets live in device memory; a compiled call runs `train.log_every`
   steps with `lax.scan`, gathering each batch by index (`batching.py`) inside
   the loop. The only host->device traffic is the int32 index array.
-* Data parallel: one `Mesh` over all devices with a 'data' axis. The batch
-  indices (and so the gathered batch) are sharded over 'data', the state and
-  the datasets are replicated; under `jit` the compiler inserts the gradient
-  all-reduce, and BatchNorm computes global-batch statistics.
+* One `Mesh` over all devices (of all processes) with two axes, ('seed',
+  'data'). The batch indices (and so the gathered batch) are sharded over
+  'data'; under `jit` the compiler inserts the gradient all-reduce, and
+  BatchNorm computes global-batch statistics. The run axis of the state is
+  sharded over 'seed' (runs spread over devices: an 8-seed sweep on 8 chips
+  needs no all-reduce at all); with a 'seed' axis of 1 the state is
+  replicated and the mesh is plain data parallelism. The datasets are
+  replicated. Multi-process runs use the same code (see distributed.py).
 * The step's rng is `fold_in(run_rng, step)`, so a step is a function of
   (state, batch) alone and a resumed run is bit-identical on CPU.
 * The learning rate is `schedule(state.step)` (see optim.py for why).
@@ -29,7 +33,7 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxunknowns import batching, optim
+from jaxunknowns import batching, distributed, optim
 from jaxunknowns.checkpoints import Checkpoints
 from jaxunknowns.errors import UserError
 from jaxunknowns.losses import LOSSES
@@ -42,10 +46,29 @@ class TrainingDiverged(UserError):
   """A NaN or Inf loss: the message names the step and the run."""
 
 
-def make_mesh(devices=None) -> jax.sharding.Mesh:
+def make_mesh(devices=None, seed_devices: int = 1) -> jax.sharding.Mesh:
+  """A ('seed', 'data') mesh: runs spread over `seed_devices` devices, each
+  run's batch over the remaining factor."""
   devices = devices if devices is not None else jax.devices()
-  return jax.make_mesh((len(devices),), ("data",), devices=devices,
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  n = len(devices)
+  if seed_devices < 1 or n % seed_devices:
+    raise UserError(f"train.seed_devices={seed_devices} must divide the "
+                    f"{n} devices")
+  return jax.make_mesh((seed_devices, n // seed_devices), ("seed", "data"),
+                       devices=devices,
+                       axis_types=(jax.sharding.AxisType.Auto,) * 2)
+
+
+def seed_devices_for(config, num_devices: int) -> int:
+  """train.seed_devices, with 0 (auto) = spread the seeds over the devices
+  when there are at least as many seeds as devices (gcd, so it divides)."""
+  requested = int(config.train.get("seed_devices", 0))
+  if requested < 0:
+    raise UserError(f"train.seed_devices={requested} must be >= 0 (0 = auto)")
+  if requested:
+    return requested
+  seeds = int(config.get("seeds", 1))
+  return int(np.gcd(seeds, num_devices)) if seeds >= num_devices else 1
 
 
 @dataclasses.dataclass
@@ -76,8 +99,12 @@ class Trainer:
     self.config = config
     self.dataset = dataset
     self.model = model
-    self.mesh = mesh if mesh is not None else make_mesh()
-    self.num_devices = self.mesh.devices.size
+    if mesh is None:
+      mesh = make_mesh(seed_devices=seed_devices_for(config, jax.device_count()))
+    self.mesh = mesh
+    # Devices one run's batch is split over (the batch must divide by it).
+    self.num_devices = self.mesh.shape["data"]
+    self.seed_devices = self.mesh.shape["seed"]
     tc = config.train
     self.batch_size = tc.batch_size
     self.chunk = tc.log_every
@@ -101,27 +128,52 @@ class Trainer:
       self.tx = tx_wrapper(self.tx)
     self._put_data()
     self.loop = self._choose_loop(tc.get("loop", "auto"))
-    self._chunk_fn = jax.jit(self._train_chunk, donate_argnums=(0,),
-                             out_shardings=self._replicated)
-    self._step_fn = jax.jit(self._train_one_step, donate_argnums=(0,),
-                            out_shardings=self._replicated,
-                            static_argnames=("with_norms",))
+    # Compiled functions, built once per run-axis sharding (see _jit): a new
+    # jit per call would recompile init at every IMP level.
+    self._jits = {}
     self._eval_fn = jax.jit(self._evaluate, out_shardings=self._replicated)
-    # Built once: a new jit per call would recompile init at every IMP level.
-    self._init_fn = jax.jit(jax.vmap(self._init_one),
-                            out_shardings=self._replicated)
-    self._opt_init_fn = jax.jit(jax.vmap(self.tx.init),
-                                out_shardings=self._replicated)
     self.trace_count = 0  # times the train chunk was traced (tests: == 1)
+
+  def run_sharding(self, num_runs: int) -> NamedSharding:
+    """Where a tree with a leading run axis of `num_runs` lives: spread over
+    'seed' when it divides, else replicated (e.g. 3 arms x 5 seeds on 2)."""
+    if num_runs % self.seed_devices == 0:
+      return NamedSharding(self.mesh, P("seed"))
+    return self._replicated
+
+  def _jit(self, kind: str, num_runs: int):
+    sharding = self.run_sharding(num_runs)
+    key = (kind, sharding.spec)
+    if key not in self._jits:
+      if kind == "chunk":
+        fn = jax.jit(self._train_chunk, donate_argnums=(0,),
+                     out_shardings=(sharding, self._replicated))
+      elif kind == "step":
+        fn = jax.jit(self._train_one_step, donate_argnums=(0,),
+                     out_shardings=(sharding, self._replicated),
+                     static_argnames=("with_norms",))
+      elif kind == "init":
+        fn = jax.jit(jax.vmap(self._init_one), out_shardings=sharding)
+      elif kind == "opt_init":
+        fn = jax.jit(jax.vmap(self.tx.init), out_shardings=sharding)
+      else:  # "place": any run-batched tree onto the run sharding
+        fn = jax.jit(lambda tree: tree, out_shardings=sharding)
+      self._jits[key] = fn
+    return self._jits[key]
+
+  def place(self, tree):
+    """A run-batched tree (state, masks, variables) committed to the mesh the
+    way the train step expects it, so that no second compile happens."""
+    num_runs = jax.tree.leaves(tree)[0].shape[0]
+    return self._jit("place", num_runs)(tree)
 
   # ---------------------------------------------------------------------------
   # Input
   # ---------------------------------------------------------------------------
   def _put_data(self):
     ds = self.dataset
-    self._x_train = jax.device_put(ds.train.x, self._replicated)
-    self._y_train = jax.device_put(ds.train.y, self._replicated)
-    self._index_sharding = NamedSharding(self.mesh, P(None, None, "data"))
+    self._x_train = distributed.to_global(ds.train.x, self._replicated)
+    self._y_train = distributed.to_global(ds.train.y, self._replicated)
     self._eval_data = {}
     splits = {"test": ds.test, "validation": ds.validation}
     if self.config.train.eval_train:
@@ -145,7 +197,7 @@ class Trainer:
     yp = np.concatenate([y, np.zeros((pad,), y.dtype)])
     w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
     sharding = NamedSharding(self.mesh, P(None, "data"))
-    return tuple(jax.device_put(a.reshape((nb, eb) + a.shape[1:]), sharding)
+    return tuple(distributed.to_global(a.reshape((nb, eb) + a.shape[1:]), sharding)
                  for a in (xp, yp, w))
 
   def _augment(self, rng, x):
@@ -168,19 +220,23 @@ class Trainer:
 
   def init_variables(self, seeds: Sequence[int]) -> State:
     """{params, batch_stats, rng} for each seed, stacked on the run axis."""
-    keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
-    return self._init_fn(keys)
+    keys = np.stack([np.asarray(jax.random.key_data(jax.random.PRNGKey(int(s))))
+                     for s in seeds])
+    keys = distributed.to_global(keys, self.run_sharding(len(seeds)))
+    return self._jit("init", len(seeds))(keys)
 
   def init_state(self, seeds: Sequence[int],
                  variables: Optional[State] = None, step: int = 0) -> State:
     """A fresh train state; `variables` (e.g. rewound weights) override init."""
+    R = len(seeds)
     v = variables if variables is not None else self.init_variables(seeds)
-    opt_state = self._opt_init_fn(v["params"])
-    state = {"step": jnp.full((len(seeds),), step, jnp.int32),
-             "params": v["params"], "batch_stats": v["batch_stats"],
-             "opt_state": opt_state, "rng": v["rng"]}
-    # Committed to the mesh like the train step's outputs: no second trace.
-    return jax.device_put(state, self._replicated)
+    v = self.place({k: v[k] for k in ("params", "batch_stats", "rng")})
+    opt_state = self._jit("opt_init", R)(v["params"])
+    steps = distributed.to_global(np.full((R,), step, np.int32),
+                                  self.run_sharding(R))
+    return {"step": steps, "params": v["params"],
+            "batch_stats": v["batch_stats"], "opt_state": opt_state,
+            "rng": v["rng"]}
 
   def _apply(self, params, batch_stats, x, train, rng=None):
     variables = {"params": params}
@@ -283,18 +339,22 @@ class Trainer:
   def train_steps(self, state: State, data_seeds: Sequence[int], num_steps: int):
     """Runs `num_steps` steps; returns (state, metrics) with metrics[name]
     of shape [num_steps, R], and the l2 norms at the last step, [R]."""
-    start = int(jax.device_get(state["step"][0]))
+    start = int(distributed.first_value(state["step"]))
+    R = len(data_seeds)
     idx = batching.batch_indices(data_seeds, start, num_steps,
                                  len(self.dataset.train.y), self.batch_size)
+    run_axis = self.run_sharding(R).spec[0] if self.run_sharding(R).spec else None
     if self.loop == "scan":
-      idx = jax.device_put(idx, self._index_sharding)
-      return self._chunk_fn(state, idx, self._x_train, self._y_train)
-    row_sharding = NamedSharding(self.mesh, P(None, "data"))
+      idx = distributed.to_global(
+          idx, NamedSharding(self.mesh, P(None, run_axis, "data")))
+      return self._jit("chunk", R)(state, idx, self._x_train, self._y_train)
+    row_sharding = NamedSharding(self.mesh, P(run_axis, "data"))
+    step_fn = self._jit("step", R)
     per_step = []
     for t in range(num_steps):
-      state, m = self._step_fn(state, jax.device_put(idx[t], row_sharding),
-                               self._x_train, self._y_train,
-                               with_norms=t == num_steps - 1)
+      state, m = step_fn(state, distributed.to_global(idx[t], row_sharding),
+                         self._x_train, self._y_train,
+                         with_norms=t == num_steps - 1)
       per_step.append(m)
     norms = {k: per_step[-1].pop(k) for k in ("l2_grads", "l2_updates")}
     metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_step)
@@ -326,7 +386,7 @@ class Trainer:
                        f"(have {sorted(self._eval_data)})")
     out = self._eval_fn(state["params"], state["batch_stats"],
                         *self._eval_data[split])
-    return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
+    return {k: np.asarray(v) for k, v in distributed.fetch(out).items()}
 
   def evaluate_all(self, state: State) -> Dict[str, Dict[str, np.ndarray]]:
     return {split: self.evaluate(state, split) for split in self._eval_data}
@@ -361,7 +421,7 @@ class Trainer:
         writer.rewind(_common_labels(run_labels), resumed_from)
         logging.info("%sresuming from the checkpoint at step %d",
                      _prefix(description), resumed_from)
-    step = int(jax.device_get(state["step"][0]))
+    step = int(distributed.first_value(state["step"]))
     if snapshots is not None and step == 0 and 0 in snapshot_steps:
       snapshots.save(0, state)
 
@@ -419,7 +479,7 @@ class Trainer:
     return FitResult(state, evals, rate, wall, resumed_from)
 
   def _log_train(self, writer, run_labels, start, n, metrics):
-    metrics = jax.device_get(metrics)
+    metrics = distributed.fetch(metrics)
     losses = np.asarray(metrics["loss"][:n])
     bad = ~np.isfinite(losses)
     if bad.any():

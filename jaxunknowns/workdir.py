@@ -9,6 +9,7 @@ half-written workdir behind.
 import json
 import os
 import shutil
+import tempfile
 from typing import Any, Dict, List, Optional
 
 import ml_collections
@@ -40,30 +41,55 @@ def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
   return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
 
 
+# Folders written collectively by every process of a multi-process run
+# (orbax checkpoints: each process saves the shards it holds).
+COLLECTIVE_FOLDERS = ("checkpoints", "snapshots")
+
+
 class Workdir:
-  """The output folder of one run."""
+  """The output folder of one run.
+
+  In a multi-process run only process 0 writes the run's files. The other
+  processes run the same experiment code unchanged, but `path` and `file()`
+  point them at a private scratch folder (deleted by `close`), except for
+  checkpoints and snapshots, which orbax writes collectively into the shared
+  folder. So no experiment needs an `if process_index() == 0` of its own.
+  """
 
   def __init__(self, path: str, config: ml_collections.ConfigDict,
                overwrite: bool = False):
-    self.path = os.path.abspath(path)
+    import jax  # pylint: disable=g-import-not-at-top
+    self.shared_path = os.path.abspath(path)
     self.config = config
     self.overwrite = overwrite
+    self.is_main = jax.process_index() == 0
+    self.num_processes = jax.process_count()
+    self.path = self.shared_path
+    if not self.is_main:
+      self.path = tempfile.mkdtemp(prefix=f"jaxunknowns_p{jax.process_index()}_")
 
   def file(self, *names: str) -> str:
+    if not self.is_main and any(n in COLLECTIVE_FOLDERS for n in names):
+      return os.path.join(self.shared_path, *names)
     return os.path.join(self.path, *names)
+
+  def close(self):
+    """Deletes a non-main process's scratch folder."""
+    if not self.is_main:
+      shutil.rmtree(self.path, ignore_errors=True)
 
   @property
   def saved_config(self) -> Optional[Dict[str, Any]]:
-    return read_json(self.file(CONFIG_FILE))
+    return read_json(os.path.join(self.shared_path, CONFIG_FILE))
 
   @property
   def finished(self) -> bool:
-    return os.path.exists(self.file(SUMMARY_FILE))
+    return os.path.exists(os.path.join(self.shared_path, SUMMARY_FILE))
 
   def check(self):
     """Refuses a workdir that holds a different run (read-only)."""
-    if os.path.exists(self.path) and not os.path.isdir(self.path):
-      raise UserError(f"workdir {self.path} exists and is not a folder")
+    if os.path.exists(self.shared_path) and not os.path.isdir(self.shared_path):
+      raise UserError(f"workdir {self.shared_path} exists and is not a folder")
     saved = self.saved_config
     if saved is None or self.overwrite:
       return
@@ -71,15 +97,21 @@ class Workdir:
     if diff:
       shown = ", ".join(diff[:8]) + (" ..." if len(diff) > 8 else "")
       raise UserError(
-          f"workdir {self.path} holds a run with a different config "
+          f"workdir {self.shared_path} holds a run with a different config "
           f"(fields differ: {shown}); use another --workdir, or pass "
           f"--overwrite to delete that run")
 
   def open(self):
     """Creates the folder (emptied first with --overwrite) and config.json."""
-    if self.overwrite and os.path.exists(self.path):
-      shutil.rmtree(self.path)
-      self.overwrite = False
-    os.makedirs(self.path, exist_ok=True)
-    if self.saved_config is None:
-      write_json(self.file(CONFIG_FILE), config_to_dict(self.config))
+    if self.is_main:
+      if self.overwrite and os.path.exists(self.path):
+        shutil.rmtree(self.path)
+      os.makedirs(self.path, exist_ok=True)
+      if self.saved_config is None:
+        write_json(self.file(CONFIG_FILE), config_to_dict(self.config))
+    self.overwrite = False
+    if self.num_processes > 1:
+      # No process may create a checkpoint folder before process 0 has
+      # emptied the workdir.
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices("jaxunknowns workdir open")

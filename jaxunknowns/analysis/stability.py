@@ -46,8 +46,7 @@ def _two_copies(trainer, state, data_seed_offset: int, vary_rng: bool):
         state["rng"])
     doubled["rng"] = jnp.concatenate([state["rng"], rng_b])
   # Committed to the mesh like init_state's output: no second trace of fit.
-  replicated = trainer._replicated  # pylint: disable=protected-access
-  return jax.device_put(doubled, replicated)
+  return trainer.place(doubled)
 
 
 def _split_copies(state, num_runs: int):

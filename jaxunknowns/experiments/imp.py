@@ -259,7 +259,7 @@ def with_masks(trainer, state, masks):
   state = dict(state)
   state["params"] = jax.vmap(pruning.apply_mask)(state["params"], masks)
   state["opt_state"] = pruning.set_mask(state["opt_state"], masks)
-  return jax.device_put(state, trainer._replicated)  # pylint: disable=protected-access
+  return trainer.place(state)
 
 
 def level_start_state(trainer, config, rewind, ticket_masks, seeds, level,

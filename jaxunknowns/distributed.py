@@ -1,0 +1,110 @@
+"""Multi-process (multi-host) runs: JAX's own multi-controller runtime.
+
+Every process runs the same program over one global `Mesh`; `jax.jit`
+compiles it once for all devices and inserts the collectives. What this
+module adds is the little that a single-process program never needs:
+
+* `initialize`: `jax.distributed.initialize` when a flag or the environment
+  asks for it (on a Cloud TPU VM, JAX finds its peers by itself).
+* `to_global`: a host array -> a global `jax.Array`, each process building
+  only the shards its own devices hold (so with the batch sharded over the
+  'data' axis, a process materializes only its part of every batch).
+* `fetch`: a global array -> numpy on every process (replicated values are
+  read from a local shard; sharded ones are all-gathered).
+* `check_same_config`: all processes must run the same config; if not, every
+  process stops with the same one-line error.
+* `is_main`: only process 0 writes metrics, reports and figures.
+"""
+
+import hashlib
+import json
+import os
+from typing import Any, Optional
+
+import jax
+import numpy as np
+
+from jaxunknowns.errors import UserError
+
+# Environment variables that say "this is one process of several".
+_ENV_VARS = ("JAX_COORDINATOR_ADDRESS", "JAXUNKNOWNS_DISTRIBUTED")
+
+
+def initialize(coordinator_address: str = "", num_processes: int = 0,
+               process_id: int = -1, enabled: Optional[bool] = None) -> bool:
+  """Starts the multi-controller runtime if asked; returns whether it did.
+
+  Asked = `enabled`, or an explicit coordinator address, or one of _ENV_VARS
+  set (`jax.distributed.initialize()` then reads the cluster from the
+  environment: Cloud TPU, SLURM, Open MPI, or JAX_COORDINATOR_ADDRESS /
+  JAX_NUM_PROCESSES / JAX_PROCESS_ID).
+  """
+  if enabled is None:
+    enabled = bool(coordinator_address) or any(os.environ.get(v) for v in _ENV_VARS)
+  if not enabled:
+    return False
+  kwargs = {}
+  if coordinator_address:
+    if num_processes < 1 or not 0 <= process_id < num_processes:
+      raise UserError(
+          f"--coordinator_address needs --num_processes >= 1 and 0 <= "
+          f"--process_id < num_processes (got {num_processes}, {process_id})")
+    kwargs = dict(coordinator_address=coordinator_address,
+                  num_processes=num_processes, process_id=process_id)
+  jax.distributed.initialize(**kwargs)
+  return True
+
+
+def is_main() -> bool:
+  return jax.process_index() == 0
+
+
+def to_global(x: np.ndarray, sharding) -> jax.Array:
+  """`x` (the same on every process) as a global array with `sharding`.
+
+  Single-process this is `jax.device_put`. Multi-process, each process is
+  asked only for the slices its addressable devices hold.
+  """
+  if jax.process_count() == 1:
+    return jax.device_put(x, sharding)
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def _fetch_leaf(a):
+  if not isinstance(a, jax.Array) or a.is_fully_addressable:
+    return np.asarray(jax.device_get(a))
+  if a.is_fully_replicated:
+    return np.asarray(a.addressable_data(0))
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+
+def fetch(tree: Any) -> Any:
+  """numpy values of a tree of (possibly global) arrays, on every process."""
+  return jax.tree.map(_fetch_leaf, tree)
+
+
+def first_value(a: jax.Array):
+  """a.flat[0] without gathering: read from this process's first shard.
+  (The trainer's run steps are all equal, so any shard answers.)"""
+  if not isinstance(a, jax.Array):
+    return np.asarray(a).reshape(-1)[0]
+  return np.asarray(a.addressable_data(0)).reshape(-1)[0]
+
+
+def check_same_config(config_dict: Any):
+  """Raises the same UserError on every process if their configs differ."""
+  if jax.process_count() == 1:
+    return
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  text = json.dumps(config_dict, sort_keys=True, default=str)
+  digest = np.frombuffer(hashlib.sha256(text.encode()).digest()[:8], np.uint32)
+  everyone = np.asarray(multihost_utils.process_allgather(digest))
+  differing = [i for i in range(everyone.shape[0])
+               if not np.array_equal(everyone[i], everyone[0])]
+  if differing:
+    raise UserError(
+        f"the {jax.process_count()} processes were given different configs "
+        f"(processes {differing} differ from process 0); launch every process "
+        f"with the same --config and --config.* flags")

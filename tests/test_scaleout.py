@@ -1,0 +1,158 @@
+"""Scale-out: runs spread over a ('seed', 'data') mesh, and multi-process runs.
+
+Each case runs in a subprocess, because the device count (fake CPU devices)
+and jax.distributed are fixed once per process.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from pathlib import Path
+
+from run_helpers import read_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SEED_SHARDING_SCRIPT = textwrap.dedent("""
+    import jax, numpy as np, sys
+    sys.path.insert(0, {tests!r})
+    from test_trainer import tiny_config, make_trainer
+    from jaxunknowns.metrics import MetricWriter
+    from jaxunknowns.trainer import make_mesh
+    from jax.sharding import PartitionSpec as P
+    assert jax.device_count() == 8, jax.devices()
+    seeds = list(range(8))
+    out = {{}}
+    for name, devices, seed_devices in (("one", 1, 1), ("seed8", 8, 8),
+                                        ("seed4x2", 8, 4)):
+      config = tiny_config(**{{"train.steps": 20}})
+      trainer = make_trainer(config, mesh=make_mesh(jax.devices()[:devices],
+                                                    seed_devices=seed_devices))
+      res = trainer.fit(trainer.init_state(seeds), steps=20, data_seeds=seeds,
+                        writer=MetricWriter({tmp!r} + name, tensorboard=False),
+                        run_labels=[{{"seed": s}} for s in seeds])
+      if seed_devices > 1:
+        leaf = jax.tree.leaves(res.state["params"])[0]
+        assert leaf.sharding.spec == P("seed"), leaf.sharding
+        # Each device holds 8 / seed_devices runs, not all 8.
+        assert leaf.addressable_shards[0].data.shape[0] == 8 // seed_devices
+      assert trainer.trace_count == 1, trainer.trace_count
+      out[name] = (jax.device_get(res.state["params"]), res.evals["test"])
+    for name in ("seed8", "seed4x2"):
+      for a, b in zip(jax.tree.leaves(out["one"][0]), jax.tree.leaves(out[name][0])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+      np.testing.assert_allclose(out["one"][1]["accuracy"], out[name][1]["accuracy"])
+    print("SEED-SHARDING-OK")
+""")
+
+
+def _env(devices):
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+  return env
+
+
+def test_seed_sharded_runs_equal_unsharded(tmp_path):
+  """8 seeds spread over 8 devices (and over 4 x 2-way data parallel) train
+  exactly as the 8 seeds on one device, with one trace each."""
+  script = SEED_SHARDING_SCRIPT.format(tests=str(ROOT / "tests"),
+                                       tmp=str(tmp_path / "w"))
+  proc = subprocess.run([sys.executable, "-c", script], env=_env(8), cwd=ROOT,
+                        capture_output=True, text=True, timeout=900)
+  assert "SEED-SHARDING-OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_auto_seed_devices():
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.trainer import seed_devices_for  # pylint: disable=g-import-not-at-top
+  c = lambda seeds, k=0: ml_collections.ConfigDict(
+      {"seeds": seeds, "train": {"seed_devices": k}})
+  assert seed_devices_for(c(8), 8) == 8
+  assert seed_devices_for(c(12), 8) == 4
+  assert seed_devices_for(c(4), 8) == 1   # fewer seeds than devices: data parallel
+  assert seed_devices_for(c(5), 1) == 1
+  assert seed_devices_for(c(1, 2), 8) == 2
+  with pytest.raises(UserError):
+    seed_devices_for(c(1, -1), 8)
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+TINY = ["--config=configs/train.py:mnist1d_mlp,runlocal", "--config.seeds=2",
+        "--config.train.seed_devices=1"]
+
+
+def _main(workdir, *extra):
+  return [sys.executable, "-m", "jaxunknowns.main", *TINY,
+          f"--workdir={workdir}", *extra]
+
+
+def _two_processes(workdir, extra_for=None):
+  port = _free_port()
+  procs = []
+  for pid in range(2):
+    extra = (extra_for or {}).get(pid, [])
+    procs.append(subprocess.Popen(
+        _main(workdir, f"--coordinator_address=localhost:{port}",
+              "--num_processes=2", f"--process_id={pid}", *extra),
+        env=_env(1), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True))
+  outs = []
+  for p in procs:
+    try:
+      out, err = p.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+      for q in procs:
+        q.kill()
+      raise
+    outs.append((p.returncode, out, err))
+  return outs
+
+
+def test_two_processes_give_the_summary_of_one(tmp_path):
+  """Two processes on localhost (one CPU device each, gloo collectives),
+  the batch split between them, produce one workdir whose summary.json
+  equals that of one process driving two devices."""
+  one = subprocess.run(_main(tmp_path / "one"), env=_env(2), cwd=ROOT,
+                       capture_output=True, text=True, timeout=900)
+  assert one.returncode == 0, one.stderr[-3000:]
+  outs = _two_processes(tmp_path / "two")
+  for rc, _, err in outs:
+    assert rc == 0, err[-3000:]
+  a = read_json(tmp_path / "one" / "summary.json")
+  b = read_json(tmp_path / "two" / "summary.json")
+  assert b["machine"]["num_processes"] == 2 and a["machine"]["num_processes"] == 1
+  for split in ("train", "test"):
+    for metric in ("accuracy", "loss"):
+      np.testing.assert_allclose(b["final"][split][metric]["per_seed"],
+                                 a["final"][split][metric]["per_seed"],
+                                 rtol=1e-5, atol=1e-6)
+  # Only process 0 wrote the run's files; both wrote the checkpoints.
+  names = set(os.listdir(tmp_path / "two"))
+  assert {"summary.json", "config.json", "metrics.jsonl", "report.md",
+          "checkpoints"} <= names
+  rows = [json.loads(l) for l in open(tmp_path / "two" / "metrics.jsonl")]
+  rows_one = [json.loads(l) for l in open(tmp_path / "one" / "metrics.jsonl")]
+  assert len(rows) == len(rows_one)  # not written twice
+
+
+def test_processes_with_different_configs_all_stop(tmp_path):
+  outs = _two_processes(tmp_path / "w",
+                        extra_for={1: ["--config.optim.lr=0.5"]})
+  for rc, _, err in outs:
+    assert rc == 2, err[-2000:]
+    assert "different configs" in err.strip().splitlines()[-1]
+  assert not (tmp_path / "w").exists()
