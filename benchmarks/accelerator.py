@@ -1,0 +1,250 @@
+r"""Accelerator benchmarks (issue 7, row 5): one short script for a lent GPU/TPU.
+
+  python benchmarks/accelerator.py [--study_timeout=270] [--out=DIR]
+
+Prints, in one run on whatever `jax.devices()` gives:
+  0. The machine's ceilings, measured here: a large float32 and bfloat16
+     matrix product (TFLOP/s). The "fraction of peak" below is against these.
+  1. ResNet-20 (width 16, BN) on CIFAR-shaped random data through the real
+     trainer, SGD momentum, at batch 128 (the paper's) and 1024: images/s,
+     the step's FLOPs from XLA's cost analysis, achieved TFLOP/s and the
+     fraction of the measured float32 ceiling.
+  2. The Frankle & Carbin LeNet-300-100 study through the real `imp`
+     experiment: 20 levels x 5 seeds x (ticket, random reinit, random prune),
+     50K iterations each (300 trainings; seeds and controls batched in one
+     program per level), on Fashion-MNIST (the offline stand-in for MNIST;
+     the same shapes). Run as a subprocess under a deadline: if it does not
+     finish, the time is projected from the levels that did.
+Compile time is excluded from throughput figures (warm-up calls first) and
+included in the study's wall time (it is what a user waits for).
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from jaxunknowns import config_defaults
+from jaxunknowns.data import Dataset, Split
+from jaxunknowns.models import create_model
+from jaxunknowns.trainer import Trainer
+
+_RESNET_STEPS = flags.DEFINE_integer("resnet_steps", 1000, "Timed ResNet-20 steps.")
+_RESNET_BATCHES = flags.DEFINE_list("resnet_batches", ["128", "1024"],
+                                    "ResNet-20 batch sizes to time.")
+_STUDY_STEPS = flags.DEFINE_integer("study_steps", 50000, "Iterations per IMP level.")
+_STUDY_LEVELS = flags.DEFINE_integer("study_levels", 20, "IMP levels after the dense one.")
+_STUDY_SEEDS = flags.DEFINE_integer("study_seeds", 5, "Seeds of the IMP study.")
+_STUDY_TIMEOUT = flags.DEFINE_float("study_timeout", 270.0, "Seconds the study may run.")
+_SKIP_STUDY = flags.DEFINE_bool("skip_study", False, "Only the ceilings and ResNet.")
+_OUT = flags.DEFINE_string("out", "", "Folder for results.json and the study's log.")
+_FASHION_DIR = flags.DEFINE_string(
+    "fashion_dir", config_defaults.FASHION_MNIST_DIR,
+    "Folder of the Fashion-MNIST IDX files for the study.")
+
+
+def matmul_tflops(dtype, n=8192, reps=10):
+  """Measured rate of an n^3 matrix product: this machine's ceiling."""
+  k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+  a = jax.random.normal(k1, (n, n), dtype)
+  b = jax.random.normal(k2, (n, n), dtype)
+  f = jax.jit(lambda a, b: a @ b)
+  f(a, b).block_until_ready()
+  t0 = time.perf_counter()
+  for _ in range(reps):
+    out = f(a, b)
+  out.block_until_ready()
+  return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e12
+
+
+def cifar_shaped(n=50000):
+  rng = np.random.default_rng(0)
+  split = lambda m: Split(rng.random((m, 32, 32, 3), np.float32),
+                          rng.integers(0, 10, m).astype(np.int32))
+  return Dataset(name="random_cifar", num_classes=10, input_shape=(32, 32, 3),
+                 train=split(n), test=split(1000))
+
+
+def resnet_config(batch_size):
+  c = config_defaults.base_config()
+  c.model.name = "resnet"
+  c.model.depth, c.model.width = 20, 16
+  c.model.norm = "batch"
+  c.optim.name, c.optim.lr, c.optim.momentum = "momentum", 0.1, 0.9
+  c.optim.weight_decay = 1e-4
+  c.train.batch_size = batch_size
+  c.train.log_every = 100
+  c.data.augment = "crop_flip"
+  return c
+
+
+def step_flops(trainer, batch_size):
+  """FLOPs of one training step (forward + backward), from XLA's cost model.
+
+  Counted by XLA:CPU whatever the device: on GPU the compiled program's count
+  leaves out the convolutions (cuDNN custom calls) and the lowered program's
+  count is not available (JAX 0.11, seen on an H100), which would make the
+  figure ~50x too low.
+  """
+  cpu = jax.devices("cpu")[0]
+  template = jax.device_get(jax.tree.map(lambda x: x[0], trainer.init_state([0])))
+  with jax.default_device(cpu):
+    one = jax.device_put(template, cpu)
+    x = jnp.zeros((batch_size, 32, 32, 3), jnp.float32)
+    y = jnp.zeros((batch_size,), jnp.int32)
+
+    def loss(params):
+      logits, _ = trainer.model.apply(
+          {"params": params, "batch_stats": one["batch_stats"]}, x, train=True,
+          mutable=["batch_stats"])
+      return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits),
+                                           y[:, None], axis=1))
+
+    cost = jax.jit(jax.grad(loss)).lower(one["params"]).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", float("nan")))
+
+
+def time_trainer(trainer, seeds, steps):
+  state = trainer.init_state(seeds)
+  state, _ = trainer.train_steps(state, seeds, trainer.chunk)  # Compile.
+  jax.block_until_ready(state)
+  t0 = time.perf_counter()
+  done = 0
+  while done < steps:
+    state, _ = trainer.train_steps(state, seeds, trainer.chunk)
+    done += trainer.chunk
+  jax.block_until_ready(state)
+  return done / (time.perf_counter() - t0)
+
+
+def resnet_rows(data, fp32_peak):
+  rows = []
+  for batch in map(int, _RESNET_BATCHES.value):
+    c = resnet_config(batch)
+    trainer = Trainer(c, data, create_model(c.model, 10))
+    steps_per_s = time_trainer(trainer, [0], _RESNET_STEPS.value)
+    flops = step_flops(trainer, batch)
+    tflops = flops * steps_per_s / 1e12
+    rows.append({"batch": batch, "images_per_s": steps_per_s * batch,
+                 "step_flops": flops, "tflops": tflops,
+                 "fraction_of_fp32_peak": tflops / fp32_peak})
+  return rows
+
+
+_LEVEL_LINE = re.compile(r"level (\d+): ([\d.]+)% of weights remain")
+
+
+def run_study(workdir, log_path):
+  """The IMP study as a user runs it; returns timings (projected if cut)."""
+  steps, levels = _STUDY_STEPS.value, _STUDY_LEVELS.value
+  cmd = [sys.executable, "-m", "jaxunknowns.main",
+         "--config=configs/imp.py:lenet_fashion", f"--workdir={workdir}",
+         f"--config.seeds={_STUDY_SEEDS.value}",
+         f"--config.data.source_dir={os.path.abspath(_FASHION_DIR.value)}",
+         f"--config.prune.levels={levels}", f"--config.train.steps={steps}",
+         "--config.train.log_every=1000", "--config.train.eval_every=5000",
+         "--config.train.checkpoint_every=25000"]
+  if steps < 5000:  # Tiny smoke settings: keep the multiples valid.
+    cmd[-3:] = [f"--config.train.log_every={steps}",
+                f"--config.train.eval_every={steps}",
+                f"--config.train.checkpoint_every={steps}"]
+  t0 = time.time()
+  done_at = {}
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1)
+    try:
+      for line in proc.stdout:
+        log.write(line)
+        m = _LEVEL_LINE.search(line)
+        if m:
+          done_at[int(m.group(1))] = time.time() - t0
+        if time.time() - t0 > _STUDY_TIMEOUT.value:
+          proc.kill()
+          break
+      proc.wait(timeout=60)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+  wall = time.time() - t0
+  finished = proc.returncode == 0
+  out = {"command": " ".join(cmd[1:]), "finished": finished, "wall_s": wall,
+         "levels_done": sorted(done_at),
+         # The dense level trains S runs; each pruned level 3S (ticket + 2 controls).
+         "trainings": _STUDY_SEEDS.value * (1 + 3 * levels)}
+  if len(done_at) >= 2:
+    ks = sorted(done_at)
+    per_level = (done_at[ks[-1]] - done_at[ks[0]]) / (ks[-1] - ks[0])
+    out["seconds_per_pruned_level"] = per_level
+    out["projected_total_s"] = done_at[ks[0]] + per_level * (levels - ks[0])
+  if finished:
+    with open(os.path.join(workdir, "summary.json")) as f:
+      summary = json.load(f)
+    out["accuracy_by_level"] = []
+    for e in summary["levels"]:
+      row = {"level": e["level"], "weights_remaining": e["weights_remaining"],
+             "ticket": e["test_accuracy"]["mean"]}
+      row.update({v: e[v]["test_accuracy"]["mean"]
+                  for v in ("random_reinit", "random_prune") if v in e})
+      out["accuracy_by_level"].append(row)
+  return out
+
+
+def main(argv):
+  del argv
+  out_dir = _OUT.value or tempfile.mkdtemp(prefix="accel_")
+  os.makedirs(out_dir, exist_ok=True)
+  dev = jax.devices()[0]
+  results = {"device": f"{dev.platform} {dev.device_kind}",
+             "num_devices": jax.device_count(), "jax": jax.__version__,
+             "date": time.strftime("%Y-%m-%d")}
+  print(f"devices: {jax.devices()}  jax {jax.__version__}", flush=True)
+  n = 8192 if dev.platform != "cpu" else 1024
+  results["fp32_tflops"] = matmul_tflops(jnp.float32, n)
+  results["bf16_tflops"] = matmul_tflops(jnp.bfloat16, n)
+  print(f"0. ceilings: float32 matmul {results['fp32_tflops']:.1f} TFLOP/s, "
+        f"bfloat16 {results['bf16_tflops']:.1f} TFLOP/s", flush=True)
+  try:
+    results["resnet20"] = resnet_rows(cifar_shaped(), results["fp32_tflops"])
+    print("1. ResNet-20 on CIFAR-shaped data (trainer, SGD momentum, crop+flip)")
+    for r in results["resnet20"]:
+      print(f"   batch {r['batch']:5d}: {r['images_per_s']:10.0f} images/s, "
+            f"{r['step_flops'] / 1e9:.2f} GFLOP/step, {r['tflops']:.2f} TFLOP/s "
+            f"= {100 * r['fraction_of_fp32_peak']:.1f}% of the float32 ceiling",
+            flush=True)
+  except Exception as e:  # pylint: disable=broad-except
+    results["resnet20_error"] = repr(e)
+    print(f"1. ResNet-20 failed: {e!r}", flush=True)
+  if not _SKIP_STUDY.value:
+    study = run_study(os.path.join(out_dir, "imp_study"),
+                      os.path.join(out_dir, "study.log"))
+    results["lenet_imp_study"] = study
+    print(f"2. LeNet-300-100 IMP study, {_STUDY_LEVELS.value} levels x "
+          f"{_STUDY_SEEDS.value} seeds x 3 arms, {_STUDY_STEPS.value} it/level "
+          f"({study['trainings']} trainings):")
+    if study["finished"]:
+      print(f"   finished in {study['wall_s']:.0f} s "
+            f"({study['wall_s'] / 60:.1f} min)")
+    else:
+      print(f"   cut at {study['wall_s']:.0f} s after levels "
+            f"{study['levels_done']}; projected total "
+            f"{study.get('projected_total_s', float('nan')):.0f} s")
+    if "seconds_per_pruned_level" in study:
+      print(f"   {study['seconds_per_pruned_level']:.1f} s per pruned level "
+            f"(15 runs x {_STUDY_STEPS.value} steps, evals included)")
+  with open(os.path.join(out_dir, "results.json"), "w") as f:
+    json.dump(results, f, indent=1)
+  print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+  app.run(main)
