@@ -13,9 +13,10 @@ finished cell is never retrained.
 Per cell the summary holds test and train accuracy (eval mode), the
 train - test gap, test loss (mean ± std over seeds), the steps and examples
 seen, the learning rate, and three timings: the fit's steps/s (periodic
-evals included, compilation excluded by a warm-up), a pure training
-throughput measured on a throwaway state (`grid.speed_steps`), and the
-cell's wall time.
+evals and the final checkpoint included, compilation excluded by a warm-up),
+a pure training throughput measured chunk by chunk on a throwaway state
+(`speed_steps`; median and best chunk, with the machine's load average),
+and the cell's wall time (compilation included).
 """
 
 import contextlib
@@ -173,8 +174,14 @@ def cell_configs(config, axes: Sequence[Axis], cells: Sequence[Cell],
 
 def warm_up_and_time(trainer, seeds: Sequence[int], speed_steps: int):
   """Compiles the cell's train chunk and evaluation on a throwaway state, then
-  times `speed_steps` steps (whole chunks) of pure training: steps/s without
-  compilation, evaluation or logging (None when speed_steps = 0)."""
+  times `speed_steps` steps (whole chunks) of pure training.
+
+  Returns {median, best} steps/s over the timed chunks (no compilation,
+  evaluation or logging), and the 1-minute load average of the machine while
+  timing; None when speed_steps = 0. On a shared CPU other processes slow
+  some chunks down: the median is the typical rate, the best the least
+  disturbed one.
+  """
   chunk = trainer.chunk
   state = trainer.init_state(seeds)
   state, _ = trainer.train_steps(state, seeds, chunk)
@@ -182,16 +189,21 @@ def warm_up_and_time(trainer, seeds: Sequence[int], speed_steps: int):
   jax.block_until_ready(state)
   if speed_steps <= 0:
     return None
-  chunks = max(1, -(-speed_steps // chunk))
-  t0 = time.perf_counter()
-  for _ in range(chunks):
+  rates = []
+  for _ in range(max(2, -(-speed_steps // chunk))):
+    t0 = time.perf_counter()
     state, _ = trainer.train_steps(state, seeds, chunk)
-  jax.block_until_ready(state)
-  return chunks * chunk / (time.perf_counter() - t0)
+    jax.block_until_ready(state)
+    rates.append(chunk / (time.perf_counter() - t0))
+  return {"median": float(np.median(rates)), "best": float(max(rates)),
+          "chunks": len(rates), "steps_per_chunk": chunk,
+          "load_average_1m": os.getloadavg()[0],
+          "cpu_count": os.cpu_count()}
 
 
 def cell_summary(cell: Cell, c, result: Mapping[str, Any],
-                 speed: Optional[float], num_train: int) -> Dict[str, Any]:
+                 speed: Optional[Mapping[str, Any]],
+                 num_train: int) -> Dict[str, Any]:
   ev = result["evals"]
   test, train = ev["test"]["accuracy"], ev["train"]["accuracy"]
   return {
@@ -204,7 +216,7 @@ def cell_summary(cell: Cell, c, result: Mapping[str, Any],
       "epochs": result["steps"] * c.train.batch_size / num_train,
       "lr": c.optim.lr,
       "steps_per_second": result["steps_per_second"],
-      "train_steps_per_second": result.get("train_steps_per_second", speed),
+      "train_speed": result.get("train_speed", speed),
       "warmup_s": result.get("warmup_s"),
       "wall_time_s": result["wall_time_s"],
   }
@@ -215,7 +227,8 @@ def run_grid(config, workdir, axes: Sequence[Axis], *,
              extra_cells: Sequence[Cell] = (),
              speed_steps: int = 0) -> Dict[str, Any]:
   """Trains every cell (plus `extra_cells`, e.g. a baseline) and returns
-  {cells: [...], ...} for the experiment's summary.json.
+  {cells: [...], ...} for the experiment's summary.json. `derive` should end
+  with `set_budget`, so that the warm-up compiles the program the fit runs.
 
   Bad input (an empty axis, an unknown norm, batch norm at batch 1, a batch
   larger than the data) fails before `workdir.open()`.
@@ -283,12 +296,13 @@ def _train_cells(config, workdir, axes, cells, configs, first, dataset,
       speed = warm_up_and_time(trainer, seeds, speed_steps)
       warm = time.time() - t0
       logging.info("[%s] compile + warm-up %.1fs%s", name, warm,
-                   f", {speed:.0f} train steps/s" if speed else "")
+                   f", {speed['median']:.0f} train steps/s (median)"
+                   if speed else "")
     result = train_stage(trainer, workdir=workdir, name=name, labels=cell,
                          seeds=seeds, writer=writer, steps=c.train.steps)
     if done is None:
       # The cell's wall time includes its compile and warm-up.
-      result.update(train_steps_per_second=speed, warmup_s=warm,
+      result.update(train_speed=speed, warmup_s=warm,
                     wall_time_s=result["wall_time_s"] + warm)
       _rewrite_result(workdir, name, result)
     del trainer

@@ -41,9 +41,9 @@ def cell_table(cells: Sequence[Mapping[str, Any]], labels: Sequence[str],
         pm(q["test_accuracy"]), pm(q["train_accuracy"]), pm(q["gap"]),
         f"{q['lr']:.3g}", q["steps"], f"{q['wall_time_s']:.1f}"]
     if speed:
-      tsp = q.get("train_steps_per_second")
+      sp = q.get("train_speed")
       row += [f"{q['steps_per_second']:.0f}",
-              f"{tsp:.0f}" if tsp else "–"]
+              f"{sp['median']:.0f}" if sp else "–"]
     rows.append(row)
   return report.markdown_table(header, rows)
 
@@ -92,7 +92,8 @@ def plot_heatmaps(cells, row_label: str, col_label: str, panel_label: str,
              ("gap", "train − test gap (points)", "magma_r"))
   fig, axes = plt.subplots(len(metrics), len(panels), squeeze=False,
                            figsize=(1.2 + 1.3 * len(cols) * len(panels),
-                                    1.2 + 1.7 * len(rows) * len(metrics) / 1.5))
+                                    1.5 + 1.5 * len(rows) * len(metrics)),
+                           gridspec_kw={"hspace": 0.35})
   for m, (metric, name, cmap) in enumerate(metrics):
     grids = {}
     for p in panels:
@@ -113,8 +114,11 @@ def plot_heatmaps(cells, row_label: str, col_label: str, panel_label: str,
       im = ax.imshow(grid, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
       for i in range(len(rows)):
         for j in range(len(cols)):
+          # Light text on dark squares, whatever the colormap's direction.
+          r, g, b, _ = im.cmap(im.norm(grid[i, j]))
+          dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
           ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7,
-                  color="white" if grid[i, j] < (lo + hi) / 2 else "black")
+                  color="white" if dark else "black")
       ax.set_xticks(range(len(cols)))
       ax.set_xticklabels([f"{c:g}" for c in cols])
       ax.set_yticks(range(len(rows)))

@@ -103,9 +103,8 @@ def readings(cells, norms):
             bn_grid.per_seed(a, "test_accuracy")
             - bn_grid.per_seed(b, "test_accuracy")),
         "train_steps_per_second_ratio_after_over_before": (
-            a["train_steps_per_second"] / b["train_steps_per_second"]
-            if a.get("train_steps_per_second") and b.get("train_steps_per_second")
-            else None),
+            a["train_speed"]["median"] / b["train_speed"]["median"]
+            if a.get("train_speed") and b.get("train_speed") else None),
     }
   return out
 
@@ -118,17 +117,21 @@ def write_report(path, config, summary, rows):
                              title=f"{title}: norm before vs after ReLU")
   header = ["norm", "position", "test acc (%)", "train acc (%)",
             f"steps to {100 * g.target_accuracy:g}% test (per seed)",
-            "fit steps/s", "train steps/s", "wall (s)"]
+            "fit steps/s", "train steps/s: median (best)", "load avg",
+            "wall (s)"]
   table = []
   for q in cells:
-    tsp = q.get("train_steps_per_second")
-    table.append([q["cell"]["norm"], q["cell"]["position"],
+    sp = q.get("train_speed")
+    table.append([q["cell"]["norm"],
+                  q["cell"]["position"] if q["cell"]["norm"] != "none" else "–",
                   bn_grid_report.pm(q["test_accuracy"]),
                   bn_grid_report.pm(q["train_accuracy"]),
                   ", ".join("–" if h is None else str(h)
                             for h in q["steps_to_target"]),
                   f"{q['steps_per_second']:.0f}",
-                  f"{tsp:.0f}" if tsp else "–", f"{q['wall_time_s']:.1f}"])
+                  f"{sp['median']:.0f} ({sp['best']:.0f})" if sp else "–",
+                  f"{sp['load_average_1m']:.1f} / {sp['cpu_count']} cores"
+                  if sp else "–", f"{q['wall_time_s']:.1f}"])
   lines = []
   for norm, r in summary["readings"].items():
     d = r["after_minus_before_test_accuracy"]
@@ -137,7 +140,9 @@ def write_report(path, config, summary, rows):
         f"* {norm} norm, after − before: test accuracy "
         f"{100 * d['mean']:+.2f} ± {100 * d['std']:.2f} points (per-seed "
         f"differences); pure training throughput after/before "
-        + (f"{ratio:.2f}×." if ratio else "not measured."))
+        + (f"{ratio:.2f}× (both placements do the same arithmetic: a ratio "
+           f"far from 1 is the machine's load, see the load average)."
+           if ratio else "not measured."))
   sections = [
       f"`{config.model.name}` (widths {tuple(config.model.widths)}) on "
       f"`{config.data.name}` ({summary['train_examples']} training examples), "
@@ -152,8 +157,10 @@ def write_report(path, config, summary, rows):
       + "\n\n*fit steps/s*: the training run's rate including its periodic "
       "evaluations and its final checkpoint (compilation excluded by a "
       "warm-up); *train steps/s*: "
-      f"{g.speed_steps} steps of pure training timed on a throwaway state "
-      "after compilation, all seeds at once.",
+      f"{g.speed_steps} steps of pure training timed chunk by chunk on a "
+      "throwaway state after compilation, all seeds at once: the median "
+      "chunk's rate and the best; *load avg*: the machine's 1-minute load "
+      "average while timing.",
       "## Accuracy vs step\n\n![curves](curves.png)",
       bn_grid_report.timing_line(summary),
   ]
