@@ -139,9 +139,11 @@ def run(config, workdir):
                        description="train")
   trained = jax.device_get({k: result.state[k]
                             for k in ("params", "batch_stats")})
+  # Its own checkpoints: a resumed first stage must not restore a state
+  # from the middle of fine-tuning.
   result = trainer.fit(result.state, steps=steps + ft, data_seeds=seeds,
                        writer=writer, run_labels=labels,
-                       checkpoint_dir=workdir.file("checkpoints"),
+                       checkpoint_dir=workdir.file("checkpoints_finetune"),
                        description="fine-tune")
   tuned = jax.device_get({k: result.state[k]
                           for k in ("params", "batch_stats")})
