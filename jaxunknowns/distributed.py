@@ -35,12 +35,15 @@ def initialize(coordinator_address: str = "", num_processes: int = 0,
   """Starts the multi-controller runtime if asked; returns whether it did.
 
   Asked = `enabled`, or an explicit coordinator address, or one of _ENV_VARS
-  set (`jax.distributed.initialize()` then reads the cluster from the
-  environment: Cloud TPU, SLURM, Open MPI, or JAX_COORDINATOR_ADDRESS /
-  JAX_NUM_PROCESSES / JAX_PROCESS_ID).
+  set, or a multi-host TPU slice (`jax.distributed.initialize()` then reads
+  the cluster from the environment: Cloud TPU, SLURM, Open MPI, or
+  JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
   """
   if enabled is None:
-    enabled = bool(coordinator_address) or any(os.environ.get(v) for v in _ENV_VARS)
+    enabled = (bool(coordinator_address) or
+               any(os.environ.get(v) for v in _ENV_VARS) or
+               # A multi-host Cloud TPU slice lists its workers here.
+               "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""))
   if not enabled:
     return False
   kwargs = {}
