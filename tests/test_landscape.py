@@ -53,9 +53,12 @@ def test_filter_normalization_matches_each_filter_and_zeroes_bias_and_bn():
   # Non-trivial BN parameters: a zero direction must not come from zeros.
   params = jax.tree.map(lambda p: p + 0.5, params)
   d = landscape.filter_normalized_direction(jax.random.PRNGKey(1), params)
+  raw = jax.tree.leaves(landscape.random_direction(jax.random.PRNGKey(1),
+                                                   params))
   kinds = set()
-  for (path, p), (_, q) in zip(jax.tree_util.tree_flatten_with_path(params)[0],
-                               jax.tree_util.tree_flatten_with_path(d)[0]):
+  for (path, p), (_, q), g in zip(
+      jax.tree_util.tree_flatten_with_path(params)[0],
+      jax.tree_util.tree_flatten_with_path(d)[0], raw):
     names = [getattr(k, "key", str(k)) for k in path]
     p, q = np.asarray(p), np.asarray(q)
     if names[-1] == "kernel":
@@ -64,6 +67,11 @@ def test_filter_normalization_matches_each_filter_and_zeroes_bias_and_bn():
       np.testing.assert_allclose(np.sqrt((q ** 2).sum(axes)),
                                  np.sqrt((p ** 2).sum(axes)), rtol=1e-5)
       assert not np.allclose(q, p)  # A random direction, not the weights.
+      # One scale per filter: q[..., j] = c_j g[..., j] for the raw draw g
+      # (finer scaling, e.g. per input channel, would also match the norms).
+      ratio = (q / np.asarray(g)).reshape(-1, p.shape[-1])
+      np.testing.assert_allclose(ratio, np.broadcast_to(ratio[:1], ratio.shape),
+                                 rtol=1e-4)
     else:  # biases, BatchNorm scale and bias
       assert np.all(q == 0), names
   assert kinds == {2, 4}  # Both dense and conv kernels were checked.
