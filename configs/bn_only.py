@@ -6,8 +6,11 @@ stays far above controls that train the same number of other parameters.
 
 Variants (default fashion):
   fashion   Offline Fashion-MNIST, pooled to 14x14, ResNet-8/14/20 of width 8,
-            a short CPU budget (~15 min for 3 seeds x 3 depths x 4 arms on a
-            2-core CPU).
+            400 steps of batch 32: 3 seeds x 3 depths x 4 arms took 17.5 min
+            on a 2-core CPU shared with other jobs (load 5-11). Measured
+            test accuracy: BN-only 60.0 / 65.0 / 67.8%, output-only 49.1 /
+            43.2 / 38.9%, 2-per-channel 26.6 / 32.5 / 25.8%, full 81.5 /
+            82.2 / 80.7% (means of 3 seeds).
   digits    sklearn digits (8x8): a seconds-long run for tests.
   cifar10   The paper protocol on TFDS CIFAR-10 (network, [tfds] extra, and
             an accelerator): SGD momentum 0.9, lr 0.1 x0.1 at epochs 80 and
