@@ -77,13 +77,14 @@ def uses_batch_norm(model_config) -> bool:
   """Whether the model normalizes with BatchNorm ("default" resolved by the
   model's builder: batch for resnet/vgg, none for the rest)."""
   norm = model_config.get("norm", "none")
-  if norm in ("batch", "none", "group", "layer"):
-    return norm == "batch"
+  batch_norms = ("batch", "noisy_batch")  # noisy BN is BN plus noise
+  if norm in batch_norms + ("none", "group", "layer"):
+    return norm in batch_norms
   # "default" (or a bad name, which create_model reports in its own words):
   # ask the builder which norm it picks; building a Flax module is cheap.
   from jaxunknowns.models import create_model  # pylint: disable=g-import-not-at-top
   opts = getattr(create_model(model_config, 2), "opts", None)
-  return opts is not None and opts.norm == "batch"
+  return opts is not None and opts.norm in batch_norms
 
 
 def check_batch_norm_batch_size(model_config, batch_size, where: str = ""):
