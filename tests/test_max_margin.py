@@ -213,3 +213,35 @@ def test_bad_config_values_are_user_errors():
     node[leaf] = value
     with pytest.raises(UserError, match=field.split(".")[-1]):
       max_margin.validate(config)
+
+
+def test_degenerate_claims_are_judged_by_theory():
+  """On Soudry's symmetric 2-D set ||P_perp w~|| = 0 and the l_inf and L2
+  directions coincide: the rate claim must then ask for an angle falling at
+  least as fast as 1/log t, and the Adam claim must say it cannot be tested."""
+  import json  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.experiments import max_margin  # pylint: disable=g-import-not-at-top
+  stat = lambda v: {"mean": v, "std": 0.0, "per_seed": [v]}
+  final = {"angle": stat(1e-3), "angle_linf": stat(1e-3), "distance": stat(1e-3)}
+  def summary(angle_exponent, limit, l2_vs_linf):
+    fits = {"norm_slope": stat(0.7), "loss_exponent": stat(-1.0),
+            "angle_monotone": [True], "window_start_step": 1000,
+            "angle_falls_from_step": [1], "angle_slope": stat(0.08),
+            "angle_intercept": stat(0.0), "angle_exponent": stat(angle_exponent),
+            "test_loss_change": stat(0.01), "test_error_change": stat(0.0)}
+    return json.loads(json.dumps({
+        "steps": 10 ** 6,
+        "svm": {"norm": stat(0.7071), "angle_log_t_limit": [limit],
+                "angle_l2_vs_linf_deg": [l2_vs_linf]},
+        "optimizers": {"gd": {"final": final, "fits": fits},
+                       "adam": {"final": final, "fits": fits}}}))
+  def find(cs, text):
+    return next(c for c in cs if text in c["claim"])
+  fast = max_margin.claims(summary(-3.0, 0.0, 0.0))
+  assert find(fast, "at least as fast")["holds"] is True
+  assert find(fast, "Adam")["holds"] is None
+  slow = max_margin.claims(summary(-0.5, 0.0, 0.0))
+  assert find(slow, "at least as fast")["holds"] is False
+  generic = max_margin.claims(summary(-1.0, 0.01, 5.0))
+  assert find(generic, "leading-order prediction")["holds"] is False  # 0.08 vs 0.01
+  assert find(generic, "Adam")["holds"] is False  # Adam no further than GD

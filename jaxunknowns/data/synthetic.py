@@ -78,7 +78,7 @@ def gaussian_clouds(num_examples: int, num_classes: int, dim: int,
 SOUDRY_SUPPORT_VECTORS = np.array([[0.5, 1.5], [1.5, 0.5]])
 SOUDRY_MAX_MARGIN = np.array([0.5, 0.5])  # w with y w.x >= 1, equality at the SVs.
 SOUDRY_CENTER = np.array([1.5, 1.5])      # Mean of the random points' cloud (label 1).
-SOUDRY_GAP = 0.25                          # Random training points lie this far beyond the margin.
+SOUDRY_GAP = 1.0                           # Random training points lie this far beyond the margin.
 
 
 def _soudry_cloud(n: int, rng: np.random.Generator, beyond_margin: bool):

@@ -194,7 +194,7 @@ def write(path: str, config, summary: Mapping[str, Any],
       f"{[None if a is None else round(a, 4) for a in s['angle_l2_vs_linf_deg']]}°.")
   claims_table = report.markdown_table(
       ["claim", "paper", "ours", "holds"],
-      [[c["claim"], c["paper"], c["ours"], "yes" if c["holds"] else "**no**"]
+      [[c["claim"], c["paper"], c["ours"], "n/a" if c["holds"] is None else "yes" if c["holds"] else "**no**"]
        for c in summary["claims"]])
   final_rows = []
   for o, v in opt.items():
