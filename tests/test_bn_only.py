@@ -74,6 +74,28 @@ def test_update_mask_keeps_frozen_entries_bit_identical():
   assert optim.mask_count(mask) == int(mask["a"].sum())
 
 
+def test_update_mask_switched_in_late_stops_momentum():
+  """A mask set after some training: momentum remembered from before must
+  not move the newly frozen entries (the post-mask's job)."""
+  rng = np.random.default_rng(3)
+  p = {"a": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)}
+  tx = optim.with_update_mask(optax.trace(0.9))
+  state = tx.init(p)
+
+  def steps(p, state, n):
+    for _ in range(n):
+      g = {"a": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)}
+      d, state = tx.update(g, state, p)
+      p = jax.tree.map(lambda x, u: x - 0.1 * u, p, d)
+    return p, state
+  p, state = steps(p, state, 3)
+  mask = {"a": rng.random((3, 4)) < 0.5}
+  state = optim.set_update_mask(state, mask)
+  frozen_at = bits(p)[0][~mask["a"]]
+  p, state = steps(p, state, 3)
+  np.testing.assert_array_equal(bits(p)[0][~mask["a"]], frozen_at)
+
+
 def test_regex_mask_names_what_exists():
   params = {"Dense_0": {"kernel": np.zeros((2, 3))},
             "output": {"kernel": np.zeros((3, 2))}}
