@@ -21,7 +21,9 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "test": ["pytest>=8", "pytest-xdist>=3.6", "chex>=0.1.92"],
+    # nbclient/nbformat/ipykernel execute the Colab notebooks in tests.
+    "test": ["pytest>=8", "pytest-xdist>=3.6", "chex>=0.1.92",
+             "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
     # TFDS catalogue image datasets (MNIST, CIFAR-10, ...) decode with TF.
     "tfds": ["tensorflow>=2.18", "importlib_resources"],
     "cuda": ["jax[cuda12]>=0.10.2"],

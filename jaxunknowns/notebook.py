@@ -1,0 +1,74 @@
+"""What the Colab notebooks (colabs/) call, so that no cell copies library code.
+
+    from jaxunknowns import notebook
+    summary = notebook.run("configs/imp.py:mnist1d", "/tmp/imp")
+    notebook.show("/tmp/imp")          # report.md and every figure, inline
+
+The scale of every run comes from one place: the environment variable
+JAXUNKNOWNS_NOTEBOOK_SCALE. Empty (the default) runs a config's own variant
+(minutes on a CPU runtime); "runlocal" shrinks every run to seconds (CI
+executes every notebook that way); on a GPU/TPU runtime change a notebook's
+variant or `--config` overrides instead.
+"""
+
+import glob
+import os
+from typing import Any, Mapping, Optional
+
+SCALE_VARIABLE = "JAXUNKNOWNS_NOTEBOOK_SCALE"
+
+
+def find_root(start: str = "") -> str:
+  """The repository root (the folder holding configs/), searched upward
+  from `start` (default: the working directory)."""
+  path = os.path.abspath(start or os.getcwd())
+  while True:
+    if os.path.isdir(os.path.join(path, "configs")) and os.path.isdir(
+        os.path.join(path, "jaxunknowns")):
+      return path
+    parent = os.path.dirname(path)
+    if parent == path:
+      raise FileNotFoundError(
+          "no jaxunknowns checkout above " + os.path.abspath(start or ".") +
+          ": run the notebook from a clone of the repository")
+    path = parent
+
+
+def scaled(spec: str) -> str:
+  """`configs/x.py:variant` with ",runlocal" added when the scale says so."""
+  scale = os.environ.get(SCALE_VARIABLE, "").strip()
+  if not scale:
+    return spec
+  path, _, arg = spec.partition(":")
+  return f"{path}:{arg},{scale}" if arg else f"{path}:{scale}"
+
+
+def run(spec: str, workdir: str, overrides: Optional[Mapping[str, Any]] = None,
+        overwrite: bool = False):
+  """Runs a config as `python -m jaxunknowns.main` would; returns its summary.
+
+  A finished workdir is not rerun (its summary is read back), so re-running
+  a notebook cell is instant.
+  """
+  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.config_loading import load_config  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.metrics import read_json  # pylint: disable=g-import-not-at-top
+  config = load_config(scaled(spec), overrides, root=find_root())
+  summary = main.run(config, workdir, overwrite=overwrite)
+  return summary if summary is not None else read_json(
+      os.path.join(workdir, "summary.json"))
+
+
+def show(workdir: str, figures: bool = True):
+  """Displays the run's report.md and its figures in the notebook."""
+  from IPython.display import Image, Markdown, display  # pylint: disable=g-import-not-at-top
+  report = os.path.join(workdir, "report.md")
+  if os.path.exists(report):
+    with open(report) as f:
+      text = f.read()
+    # Figures are shown below as images; drop the markdown links to them.
+    text = "\n".join(l for l in text.splitlines() if not l.startswith("!["))
+    display(Markdown(text))
+  if figures:
+    for png in sorted(glob.glob(os.path.join(workdir, "*.png"))):
+      display(Image(filename=png))

@@ -1,0 +1,39 @@
+"""Every notebook in colabs/ runs top to bottom (on `runlocal` settings), so
+a notebook can never silently break."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="pip install -e '.[test]' (nbformat)")
+nbclient = pytest.importorskip("nbclient", reason="pip install -e '.[test]' (nbclient)")
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "colabs").glob("*.ipynb"))
+
+
+def test_there_is_a_notebook_per_phenomenon():
+  names = {p.stem for p in NOTEBOOKS}
+  assert {"quickstart", "lottery_tickets", "batchnorm", "overparameterization",
+          "implicit_regularization"} <= names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_executes(path, tmp_path, monkeypatch):
+  monkeypatch.setenv("JAXUNKNOWNS_NOTEBOOK_SCALE", "runlocal")
+  monkeypatch.setenv("TMPDIR", str(tmp_path))
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  notebook = nbformat.read(path, as_version=4)
+  client = nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3",
+                                   resources={"metadata": {"path": str(path.parent)}})
+  client.execute()  # Raises CellExecutionError on the first failing cell.
+  outputs = [o for cell in notebook.cells if cell.cell_type == "code"
+             for o in cell.get("outputs", [])]
+  assert not [o for o in outputs if o.get("output_type") == "error"]
+  # The figures of real runs were displayed inline.
+  assert any("image/png" in o.get("data", {}) for o in outputs), path.name
+  # No library code in the cells: they call jaxunknowns, they do not define it.
+  for cell in notebook.cells:
+    if cell.cell_type == "code":
+      assert "def " not in cell.source and "class " not in cell.source
