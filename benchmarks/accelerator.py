@@ -37,6 +37,8 @@ from jaxunknowns.data import Dataset, Split
 from jaxunknowns.models import create_model
 from jaxunknowns.trainer import Trainer
 
+import timing  # benchmarks/timing.py
+
 _RESNET_STEPS = flags.DEFINE_integer("resnet_steps", 1000, "Timed ResNet-20 steps.")
 _RESNET_BATCHES = flags.DEFINE_list("resnet_batches", ["128", "1024"],
                                     "ResNet-20 batch sizes to time.")
@@ -113,17 +115,7 @@ def step_flops(trainer, batch_size):
   return float(cost.get("flops", float("nan")))
 
 
-def time_trainer(trainer, seeds, steps):
-  state = trainer.init_state(seeds)
-  state, _ = trainer.train_steps(state, seeds, trainer.chunk)  # Compile.
-  jax.block_until_ready(state)
-  t0 = time.perf_counter()
-  done = 0
-  while done < steps:
-    state, _ = trainer.train_steps(state, seeds, trainer.chunk)
-    done += trainer.chunk
-  jax.block_until_ready(state)
-  return done / (time.perf_counter() - t0)
+time_trainer = timing.trainer_steps_per_second
 
 
 def resnet_rows(data, fp32_peak):

@@ -39,6 +39,8 @@ from jaxunknowns.data import Dataset, Split, load_dataset
 from jaxunknowns.models import create_model
 from jaxunknowns.trainer import Trainer
 
+import timing  # benchmarks/timing.py
+
 _STEPS = flags.DEFINE_integer("steps", 3000, "Timed steps per throughput figure.")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "4", "8", "32"], "Seed counts of row 2.")
 _SKIP = flags.DEFINE_list("skip", [], "Rows to skip: torch, imp, pipeline.")
@@ -48,18 +50,7 @@ _OUT = flags.DEFINE_string("out", "", "Also write the figures to this JSON file.
 # ---------------------------------------------------------------------------
 # Timing helpers
 # ---------------------------------------------------------------------------
-def time_trainer(trainer, seeds, steps):
-  """Steps/s of `trainer.train_steps` (all runs advance one step per step)."""
-  state = trainer.init_state(seeds)
-  state, _ = trainer.train_steps(state, seeds, trainer.chunk)  # Compile.
-  jax.block_until_ready(state)
-  t0 = time.perf_counter()
-  done = 0
-  while done < steps:
-    state, _ = trainer.train_steps(state, seeds, trainer.chunk)
-    done += trainer.chunk
-  jax.block_until_ready(state)
-  return done / (time.perf_counter() - t0)
+time_trainer = timing.trainer_steps_per_second
 
 
 def lenet_config():
