@@ -27,3 +27,37 @@ def snapshot(path):
               else "dir")
     out[str(p.relative_to(path))] = (st.st_mtime_ns, digest)
   return out
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def assert_user_error_before_writing(config, workdir, needles=()):
+  """Running `config` raises a one-line UserError naming `needles`, and
+  nothing is written to `workdir`."""
+  import pytest  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+  with pytest.raises(UserError) as info:
+    run_in_process(config, workdir)
+  message = str(info.value)
+  assert message and "\n" not in message, message
+  for needle in needles:
+    assert needle in message, (needle, message)
+  assert not Path(workdir).exists()
+
+
+def assert_cli_one_line_error(args, workdir, needle, env=None):
+  """`python -m jaxunknowns.main ARGS --workdir=W` exits 2 with exactly one
+  `error:` line naming `needle`, no traceback, and writes nothing."""
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  env = env or dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  proc = subprocess.run(
+      [sys.executable, "-m", "jaxunknowns.main", *args, f"--workdir={workdir}"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and needle in errors[0], proc.stderr[-3000:]
+  assert not Path(workdir).exists()

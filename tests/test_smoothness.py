@@ -15,8 +15,6 @@
 """
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import flax.linen as nn
@@ -32,7 +30,9 @@ from jaxunknowns.errors import UserError
 from jaxunknowns.losses import LOSSES
 from jaxunknowns.models import create_model
 
-from run_helpers import read_json, run_in_process
+from run_helpers import (assert_cli_one_line_error,
+                         assert_user_error_before_writing, read_json,
+                         run_in_process)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
@@ -307,25 +307,12 @@ BAD_INPUTS = [
                          ids=[",".join(f"{k}={v}" for k, v in o.items())
                               for o, _ in BAD_INPUTS])
 def test_bad_input_raises_before_writing(tmp_path, overrides, needles):
-  workdir = tmp_path / "run"
-  with pytest.raises(UserError) as info:
-    run_in_process(load_config({**TINY, **overrides}), workdir)
-  message = str(info.value)
-  assert message and "\n" not in message, message
-  for needle in needles:
-    assert needle in message, (needle, message)
-  assert not workdir.exists()
+  assert_user_error_before_writing(load_config({**TINY, **overrides}),
+                                   tmp_path / "run", needles)
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
-  workdir = tmp_path / "run"
-  proc = subprocess.run(
-      [sys.executable, "-m", "jaxunknowns.main",
-       "--config=configs/bn_smoothness.py:runlocal", f"--workdir={workdir}",
-       "--config.smoothness.every=0"],
-      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 2, proc.stderr[-3000:]
-  assert "Traceback" not in proc.stderr
-  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
-  assert len(errors) == 1 and "smoothness.every" in errors[0], proc.stderr[-3000:]
-  assert not workdir.exists()
+  assert_cli_one_line_error(
+      ["--config=configs/bn_smoothness.py:runlocal",
+       "--config.smoothness.every=0"], tmp_path / "run", "smoothness.every",
+      env=ENV)
