@@ -118,11 +118,19 @@ def test_capacity_measures_match_numpy():
   p0 = jax.tree.map(lambda a: a.astype(np.float32), params(0.5))
   p1 = jax.tree.map(lambda a, b: (a + 2.0 * b).astype(np.float32),
                     p0, params(1.0))
+  # Labels: run 0's own predictions, so run 0 has a positive margin
+  # percentile and its bounds are compared with numpy below; run 1, on labels
+  # that are not its own, has none and its bounds must be NaN. (With random
+  # labels both percentiles are negative and no bound would be checked.)
+  hidden0 = np.maximum(x @ p1["Dense_0"]["kernel"][0] + p1["Dense_0"]["bias"][0], 0)
+  y = np.argmax(hidden0 @ p1["output"]["kernel"][0] + p1["output"]["bias"][0],
+                axis=1).astype(np.int32)
   m_total = 100  # m of the bound: margins from n examples of a set of 100
   out = capacity.measure(model, jax.tree.map(jnp.asarray, p1),
                          jax.tree.map(jnp.asarray, p0), {}, x, y,
                          num_examples=m_total)
   num_params = d * h + h + h * c + c
+  bounds_checked = []
   for r in range(R):
     u, u0 = p1["Dense_0"]["kernel"][r], p0["Dense_0"]["kernel"][r]
     v, v0 = p1["output"]["kernel"][r], p0["output"]["kernel"][r]
@@ -159,10 +167,13 @@ def test_capacity_measures_match_numpy():
           / (gamma * m_total))
     else:
       assert np.isnan(out["bound_neyshabur2018"][r])
+      assert np.isnan(out["bound_spectral"][r])
+    bounds_checked.append(gamma > 0)
     for name, value in expect.items():
       np.testing.assert_allclose(out[name][r], value, rtol=2e-4, atol=1e-5,
                                  err_msg=name)
   assert out["margin"].shape == (R,)
+  assert bounds_checked == [True, False]  # Both branches exercised.
 
 
 def test_margins_and_bounds_undefined_without_margin():

@@ -279,11 +279,19 @@ def _budget_note(config, summary) -> str:
   notes = []
   if h is not None and config.sweep.stop_train_loss > 0:
     last = curve["points"][-1]
+    # A width that trained the whole budget did not stop early: read as "not
+    # met" (it could have met the rule exactly at the last step).
+    capped = lambda q: q["steps"]["mean"] >= config.train.steps
+    at_h = (f"is not met in {config.train.steps} steps at h* = {h} (zero "
+            "training error, loss above the threshold)" if capped(pts[h])
+            else f"is met after {pts[h]['steps']['mean']:.0f} steps at "
+                 f"h* = {h}")
+    at_last = (f"not met in {config.train.steps} at h = {last['width']}"
+               if capped(last) else
+               f"met after {last['steps']['mean']:.0f} at h = {last['width']}")
     notes.append(
         f"With SGD lr {config.optim.lr} the stopping rule (training loss ≤ "
-        f"{config.sweep.stop_train_loss}) is met after "
-        f"{pts[h]['steps']['mean']:.0f} steps at h* = {h} and "
-        f"{last['steps']['mean']:.0f} at h = {last['width']}; widths below "
+        f"{config.sweep.stop_train_loss}) {at_h} and {at_last}; widths below "
         f"h* train the full {config.train.steps} steps without meeting it.")
   checks = summary.get("checks", {}).get(f"noise_{curve['label_noise']:g}", {})
   t = checks.get("u_dist_fro", {}).get("past_interpolation")
