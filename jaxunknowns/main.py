@@ -15,6 +15,7 @@ line on stderr and exit status 2, with the workdir left as it was.
 """
 
 import logging as logging_std
+import os
 import sys
 
 from absl import app, flags, logging
@@ -51,16 +52,17 @@ def run(config, workdir_path: str, overwrite: bool = False):
   experiment = EXPERIMENTS.get(config.experiment)
   experiment.validate(config)
   workdir = Workdir(workdir_path, config, overwrite=overwrite)
-  workdir.check()
-  if workdir.finished and not overwrite:
-    logging.info("%s already holds a finished run of this config; nothing "
-                 "to do (see summary.json, or pass --overwrite to rerun)",
-                 workdir.path)
-    print(f"already finished: {workdir.file('summary.json')}")
-    return None
-  logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__,
-               jax.process_index(), jax.process_count(), jax.devices())
-  try:
+  try:  # close() deletes the scratch folder of processes other than 0
+    workdir.check()
+    if workdir.finished and not overwrite:
+      summary_path = os.path.join(workdir.shared_path, "summary.json")
+      logging.info("%s already holds a finished run of this config; nothing "
+                   "to do (see summary.json, or pass --overwrite to rerun)",
+                   workdir.shared_path)
+      print(f"already finished: {summary_path}")
+      return None
+    logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__,
+                 jax.process_index(), jax.process_count(), jax.devices())
     return experiment.run(config, workdir)
   finally:
     workdir.close()

@@ -16,7 +16,6 @@ import math
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
-import jax
 import numpy as np
 
 METRICS_FILE = "metrics.jsonl"
@@ -51,11 +50,9 @@ class MetricWriter:
     self.path = os.path.join(workdir, METRICS_FILE)
     # Every process writes: in a multi-process run the workdir of processes
     # other than 0 is a private scratch folder (see workdir.Workdir).
-    self.is_writer = True
     self._tb = None
-    self._want_tb = tensorboard and self.is_writer
-    if self.is_writer:
-      os.makedirs(workdir, exist_ok=True)
+    self._want_tb = tensorboard
+    os.makedirs(workdir, exist_ok=True)
 
   def _tensorboard(self):
     """Created on the first row, so a run that fails before training leaves
@@ -73,8 +70,6 @@ class MetricWriter:
   def write(self, step: int, split: str, run_labels: Sequence[Mapping],
             values: Mapping[str, Sequence[float]]):
     """One row per run: values[name][r] is run r's value of `name`."""
-    if not self.is_writer:
-      return
     names = sorted(values)
     with open(self.path, "a") as f:
       for r, labels in enumerate(run_labels):
@@ -94,7 +89,7 @@ class MetricWriter:
     Called when a run resumes from a checkpoint at `step`, so rows written
     between that checkpoint and the interruption are not duplicated.
     """
-    if not self.is_writer or not os.path.exists(self.path):
+    if not os.path.exists(self.path):
       return
     kept = [row for row in read_metrics(self.workdir)
             if not (row["step"] > step and
@@ -154,13 +149,10 @@ def curves(rows: Iterable[Mapping], split: str, name: str,
   return out
 
 
-def write_json(path: str, obj: Any, only_process_0: bool = False):
+def write_json(path: str, obj: Any):
   """Writes atomically (tmp + rename), so a killed run never leaves half a file.
-
-  `only_process_0` is for files written outside a Workdir (whose other
-  processes already write to scratch folders)."""
-  if only_process_0 and jax.process_index() != 0:
-    return
+  (In a multi-process run, processes other than 0 write into their scratch
+  workdir: see workdir.Workdir.)"""
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(obj, f, indent=2, sort_keys=False)

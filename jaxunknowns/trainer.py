@@ -134,12 +134,15 @@ class Trainer:
     self._eval_fn = jax.jit(self._evaluate, out_shardings=self._replicated)
     self.trace_count = 0  # times the train chunk was traced (tests: == 1)
 
+  def _run_axis(self, num_runs: int) -> Optional[str]:
+    """The mesh axis of a run axis of `num_runs`: 'seed' when it divides,
+    else None, replicated (e.g. 3 arms x 5 seeds on 2 seed devices)."""
+    return "seed" if num_runs % self.seed_devices == 0 else None
+
   def run_sharding(self, num_runs: int) -> NamedSharding:
-    """Where a tree with a leading run axis of `num_runs` lives: spread over
-    'seed' when it divides, else replicated (e.g. 3 arms x 5 seeds on 2)."""
-    if num_runs % self.seed_devices == 0:
-      return NamedSharding(self.mesh, P("seed"))
-    return self._replicated
+    """Where a tree with a leading run axis of `num_runs` lives."""
+    axis = self._run_axis(num_runs)
+    return NamedSharding(self.mesh, P(axis)) if axis else self._replicated
 
   def _jit(self, kind: str, num_runs: int):
     sharding = self.run_sharding(num_runs)
@@ -343,7 +346,7 @@ class Trainer:
     R = len(data_seeds)
     idx = batching.batch_indices(data_seeds, start, num_steps,
                                  len(self.dataset.train.y), self.batch_size)
-    run_axis = self.run_sharding(R).spec[0] if self.run_sharding(R).spec else None
+    run_axis = self._run_axis(R)
     if self.loop == "scan":
       idx = distributed.to_global(
           idx, NamedSharding(self.mesh, P(None, run_axis, "data")))
