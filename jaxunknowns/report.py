@@ -1,11 +1,16 @@
 """Figures and report.md, built from a workdir's metrics.jsonl and summary.json.
 
-Everything here reads files the run wrote, so a report can be rebuilt from
-an existing workdir (`python -m jaxunknowns.main --report_only ...`).
+Every experiment's report.md has one shape (`Page`): the claim, the config,
+the figures, our numbers beside the paper's, and where and why they differ,
+then the experiment's own detail tables and the machine and time. A report
+reads only files the run wrote (config.json, summary.json, metrics.jsonl,
+saved arrays), so `python -m jaxunknowns.report_cli --workdir=DIR` rebuilds
+it from an existing workdir.
 """
 
+import dataclasses
 import os
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import matplotlib
 
@@ -56,9 +61,7 @@ def learning_curves(rows: Sequence[Mapping], path: str, title: str = "",
   if title:
     fig.suptitle(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path)
 
 
 def fmt(stat: Optional[Mapping[str, Any]], scale: float = 100.0,
@@ -85,4 +88,86 @@ def write_report(path: str, title: str, sections: List[str]):
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     f.write(text)
+  os.replace(tmp, path)  # Never a half-written report.md.
+
+
+def save_figure(fig, path: str, dpi: int = 110) -> str:
+  """fig.savefig, atomically (a killed rebuild leaves the old PNG), then closed."""
+  root, ext = os.path.splitext(path)
+  tmp = f"{root}.tmp{ext}"
+  fig.savefig(tmp, dpi=dpi)
+  plt.close(fig)
   os.replace(tmp, path)
+  return path
+
+
+# The headings of a report, in order; tests check every experiment's
+# report.md against them.
+CLAIM, CONFIG = "**Claim.**", "**Config.**"
+FIGURES, VERSUS = "## Figures", "## Ours beside the paper"
+DIFFER, DETAILS, RUN = "**Where and why we differ.**", "## Details", "**Run.**"
+PAGE_HEADINGS = (CLAIM, CONFIG, FIGURES, VERSUS, DIFFER, DETAILS, RUN)
+
+
+@dataclasses.dataclass
+class Page:
+  """One experiment's report.md.
+
+  claim:       the paper's finding, with its source and numbers.
+  config:      what ran: model, data, optimizer, budget, seeds.
+  figures:     (caption, PNG file name in the workdir), in reading order.
+  versus:      (header, rows): a table of the paper's numbers beside ours
+               (mean ± std over seeds), one quantity a row.
+  differences: where ours differ from the paper's and why (or that they don't).
+  details:     the experiment's own sections (full tables, notes), each
+               starting with a '### ' heading or plain text.
+  run:         machine and time (`run_line`).
+  """
+  title: str
+  claim: str
+  config: str
+  figures: Sequence[Tuple[str, str]]
+  versus: Tuple[Sequence[str], Sequence[Sequence[Any]]]
+  differences: str
+  run: str
+  details: Sequence[str] = ()
+
+  def markdown(self) -> str:
+    figures = "\n\n".join(f"![{caption}]({name})\n\n*{caption}*"
+                           for caption, name in self.figures)
+    header, rows = self.versus
+    sections = [
+        f"{CLAIM} {self.claim.strip()}",
+        f"{CONFIG} {self.config.strip()}",
+        f"{FIGURES}\n\n{figures or 'None.'}",
+        f"{VERSUS}\n\n{markdown_table(header, rows)}",
+        f"{DIFFER} {self.differences.strip()}",
+        f"{DETAILS}\n\n" + ("\n\n".join(d.strip() for d in self.details)
+                             or "None."),
+        f"{RUN} {self.run.strip()}",
+    ]
+    return f"# {self.title}\n\n" + "\n\n".join(sections) + "\n"
+
+
+def write_page(workdir: str, page: Page) -> str:
+  """Writes WORKDIR/report.md atomically; returns its path."""
+  path = os.path.join(workdir, "report.md")
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(page.markdown())
+  os.replace(tmp, path)
+  return path
+
+
+def run_line(summary: Mapping[str, Any], extra: str = "") -> str:
+  """'Wall time 12 s on 1 × cpu, jax 0.10.2.' from a summary's machine and
+  wall time, then any `extra` figures (steps/s, stage times)."""
+  machine = summary.get("machine", {})
+  wall = summary.get("wall_time_s")
+  where = (f"{machine.get('num_devices', '?')} × "
+           f"{machine.get('device_kind', '?')}")
+  if machine.get("num_processes", 1) > 1:
+    where += f" in {machine['num_processes']} processes"
+  text = (f"Wall time {wall:.0f} s" if wall is not None else "Wall time –")
+  text += f" on {where}, jax {machine.get('jax', '?')}."
+  return text + (f" {extra.strip()}" if extra else "")

@@ -61,3 +61,29 @@ def assert_cli_one_line_error(args, workdir, needle, env=None):
   errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
   assert len(errors) == 1 and needle in errors[0], proc.stderr[-3000:]
   assert not Path(workdir).exists()
+
+
+def assert_report_rebuilds(workdir):
+  """report.md has the shape of every report (report.PAGE_HEADINGS, in
+  order), every figure it shows exists, and deleting report.md and the
+  figures then running the report command gives back the same report.md,
+  byte for byte, with the same figures."""
+  import re  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import report, report_cli  # pylint: disable=g-import-not-at-top
+  workdir = Path(workdir)
+  text = (workdir / "report.md").read_text()
+  positions = [text.find("\n" + h) for h in report.PAGE_HEADINGS]
+  assert all(p >= 0 for p in positions), (
+      [h for h, p in zip(report.PAGE_HEADINGS, positions) if p < 0], text[:2000])
+  assert positions == sorted(positions), text[:2000]
+  figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+  assert figures, "a report shows at least one figure"
+  for name in figures:
+    assert (workdir / name).is_file(), name
+  for name in figures:
+    (workdir / name).unlink()
+  (workdir / "report.md").unlink()
+  report_cli.rebuild_run(str(workdir))
+  assert (workdir / "report.md").read_text() == text
+  for name in figures:
+    assert (workdir / name).is_file(), name

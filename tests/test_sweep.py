@@ -313,3 +313,19 @@ def test_aggregate_of_two_fields_and_a_missing_run(tmp_path):
   assert "| 0.001 | cnn | 60.00 ± 1.00 (n=2) | 0.6000 ± 0.0100 (n=2) |" in md
   assert "3 of 4 runs finished" in md
   assert (tmp_path / "sweep.png").exists()
+
+
+def test_report_command_rebuilds_a_sweep_root(finished_sweep, monkeypatch):
+  """`python -m jaxunknowns.report_cli --workdir=ROOT` on a sweep root
+  rebuilds sweep.json/.md/.png from sweep.json alone (no config file)."""
+  from jaxunknowns import report_cli  # pylint: disable=g-import-not-at-top
+  root, _ = finished_sweep
+  saved = read_json(root / "sweep.json")
+  md = (root / "sweep.md").read_text()
+  for name in ("sweep.md", "sweep.png"):
+    os.remove(root / name)
+  monkeypatch.setattr(main_lib, "run", _must_not_run)
+  assert report_cli.rebuild_all([str(root)]) == [str(root / "sweep.md")]
+  assert read_json(root / "sweep.json") == saved
+  assert (root / "sweep.md").read_text() == md
+  assert (root / "sweep.png").exists()

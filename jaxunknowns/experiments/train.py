@@ -4,6 +4,7 @@ The first user of the trainer: every other experiment is this loop plus
 something done between or around training stages.
 """
 
+import os
 import time
 
 from absl import logging
@@ -50,39 +51,52 @@ def run(config, workdir):
 
 
 def write_train_report(path, config, summary):
-  import os  # pylint: disable=g-import-not-at-top
+  """report.md and learning_curves.png from the workdir's files."""
   rows = read_metrics(path)
   report.learning_curves(rows, os.path.join(path, "learning_curves.png"),
                          title=f"{config.model.name} on {config.data.name}")
   final = summary["final"]
-  table = [[split, report.fmt(final[split]["accuracy"]),
-            report.fmt(final[split]["loss"], scale=1.0, digits=4)]
-           for split in ("train", "validation", "test") if split in final]
-  sections = [
-      f"Supervised training of `{config.model.name}` on `{config.data.name}`: "
-      f"{config.optim.name} lr {config.optim.lr}, batch "
-      f"{config.train.batch_size}, {config.train.steps} steps, "
-      f"{len(summary['seeds'])} seeds trained at once.",
-      "## Final metrics (mean ± std over seeds)\n\n" + report.markdown_table(
-          ["split", "accuracy (%)", "loss"], table),
-  ]
-  ref = summary.get("reference")
-  if ref:
-    ours = final["test"]["accuracy"]["mean"] * 100
-    sections.append(
-        f"## Reference\n\n{ref['source']}: {ref['test_accuracy'] * 100:.1f}% "
-        f"test accuracy; ours {ours:.2f}% "
-        f"({ours - ref['test_accuracy'] * 100:+.2f} points).")
-  sections.append("## Learning curves\n\n![learning curves](learning_curves.png)")
-  sections.append(
-      f"{summary['parameters']['trainable']:,} trainable parameters; "
-      f"{summary['steps_per_second']:.0f} steps/s on "
-      f"{summary['machine']['num_devices']} × "
-      f"{summary['machine']['device_kind']}; wall time "
-      f"{summary['wall_time_s']:.0f} s.")
-  report.write_report(os.path.join(path, "report.md"),
-                      f"train: {config.model.name} on {config.data.name}",
-                      sections)
+  ref = summary.get("reference") or {}
+  ours = final["test"]["accuracy"]
+  if ref.get("source"):
+    claim = (f"{ref['source']}: {ref['test_accuracy'] * 100:.1f}% test "
+             f"accuracy for this model and data.")
+    versus = [["test accuracy (%)", f"{ref['test_accuracy'] * 100:.1f}",
+               report.fmt(ours)]]
+    gap = ours["mean"] * 100 - ref["test_accuracy"] * 100
+    differences = (f"Ours is {gap:+.2f} points from the reference with the "
+                   f"budget above; a shorter budget than the reference's, "
+                   f"other augmentation or another initialization moves it.")
+  else:
+    claim = ("None: plain supervised training, the baseline the other "
+             "experiments build on (this variant names no reference number).")
+    versus = [["test accuracy (%)", "–", report.fmt(ours)]]
+    differences = "No reference to differ from."
+  details = ["### Final metrics (mean ± std over seeds)\n\n"
+             + report.markdown_table(
+                 ["split", "accuracy (%)", "loss"],
+                 [[split, report.fmt(final[split]["accuracy"]),
+                   report.fmt(final[split]["loss"], scale=1.0, digits=4)]
+                  for split in ("train", "validation", "test")
+                  if split in final])]
+  report.write_page(path, report.Page(
+      title=f"train: {config.model.name} on {config.data.name}",
+      claim=claim,
+      config=(f"Supervised training of `{config.model.name}` "
+              f"({summary['parameters']['trainable']:,} trainable parameters) "
+              f"on `{config.data.name}`: {config.optim.name} lr "
+              f"{config.optim.lr}, batch {config.train.batch_size}, "
+              f"{config.train.steps} steps, {len(summary['seeds'])} seeds "
+              f"trained at once."),
+      figures=[("Loss and accuracy vs step, mean ± std over seeds",
+                "learning_curves.png")],
+      versus=(["quantity", "reference", "ours (mean ± std over seeds)"],
+              versus),
+      differences=differences,
+      details=details,
+      run=report.run_line(summary, f"{summary['steps_per_second']:.0f} "
+                          f"steps/s.")))
 
 
-experiments.register("train", validate=validation.validate_base)(run)
+experiments.register("train", validate=validation.validate_base,
+                     report=write_train_report)(run)

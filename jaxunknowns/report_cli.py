@@ -1,0 +1,140 @@
+r"""Rebuilds report.md and the figures of finished runs, training nothing.
+
+  python -m jaxunknowns.report_cli --workdir=/tmp/imp
+  python -m jaxunknowns.report_cli --workdir=/tmp/a --workdir=/tmp/b
+  python -m jaxunknowns.report_cli --workdir=/tmp/sweeps/lr   # a sweep root
+
+A run's workdir is read through its experiment's `report` (registered beside
+its `run`): config.json, summary.json and whatever else the run saved there
+(metrics.jsonl, arrays). A sweep root (one holding sweep.json) gets its
+sweep.md, sweep.json and sweep.png rebuilt from its runs' summaries. Use it
+after changing a report's code, or to get a report in today's shape from an
+old run. Only report.md and PNGs are rewritten, each atomically; checkpoints,
+metrics and summaries are never touched.
+
+A workdir without a finished run, a corrupt summary.json or config.json, or
+an experiment this version does not know: one line on stderr, exit 2, and no
+file of that workdir changed.
+"""
+
+import json
+import os
+import sys
+from typing import Any, List
+
+from jaxunknowns.errors import UserError
+
+SWEEP_JSON = "sweep.json"
+
+
+def _read(path: str, what: str, fix: str) -> Any:
+  if not os.path.isfile(path):
+    raise UserError(f"{path} is missing: {fix}")
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise UserError(f"{path} is not readable JSON ({type(e).__name__}): the "
+                    f"{what} is damaged; rerun the experiment into a new "
+                    f"--workdir") from e
+
+
+def _tuples(value):
+  """config.json turned the config's tuples into lists; configs use tuples."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def load_run(path: str):
+  """(config, summary) of the finished run in `path`; UserError otherwise."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import CONFIG_FILE, SUMMARY_FILE  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(path):
+    raise UserError(f"workdir {path} does not exist (pass the --workdir of a "
+                    f"finished run, or a sweep root)")
+  config = _read(os.path.join(path, CONFIG_FILE), "run's config",
+                 "this is not a run's workdir (pass the --workdir the run "
+                 "was started with)")
+  summary = _read(os.path.join(path, SUMMARY_FILE), "run's summary",
+                  "the run has not finished; rerun its command to resume it, "
+                  "and the report is written at the end")
+  if not isinstance(config, dict) or "experiment" not in config:
+    raise UserError(f"{os.path.join(path, CONFIG_FILE)} names no experiment: "
+                    f"this is not a jaxunknowns run's config")
+  return ml_collections.ConfigDict(_tuples(config)), summary
+
+
+def _report_of(config):
+  from jaxunknowns.experiments import EXPERIMENTS  # pylint: disable=g-import-not-at-top
+  experiment = EXPERIMENTS.get(config.experiment)
+  if experiment.report is None:
+    raise UserError(f"experiment {config.experiment!r} has no report to "
+                    f"rebuild")
+  return experiment.report
+
+
+def rebuild_run(path: str) -> str:
+  """report.md and figures of one finished run; returns report.md's path."""
+  path = os.path.abspath(path)
+  config, summary = load_run(path)
+  _report_of(config)(path, config, summary)
+  return os.path.join(path, "report.md")
+
+
+def rebuild_sweep(root: str) -> str:
+  """sweep.json, sweep.md and sweep.png of a sweep root; returns sweep.md."""
+  from jaxunknowns import sweep  # pylint: disable=g-import-not-at-top
+  root = os.path.abspath(root)
+  saved = _read(os.path.join(root, SWEEP_JSON), "sweep's aggregate", "")
+  try:
+    runs = [sweep.Run(r["name"], r["overrides"], None, r["workdir"])
+            for r in saved["runs"]]
+    meta = {k: saved[k] for k in ("config", "sweep", "base_overrides")}
+  except (KeyError, TypeError) as e:
+    raise UserError(f"{os.path.join(root, SWEEP_JSON)} lacks {e}: it was not "
+                    f"written by jaxunknowns.sweep; rerun the sweep with "
+                    f"--aggregate_only") from e
+  sweep.aggregate(runs, root, meta)
+  return os.path.join(root, sweep.SWEEP_MD)
+
+
+def rebuild(path: str) -> str:
+  if os.path.isfile(os.path.join(path, SWEEP_JSON)):
+    return rebuild_sweep(path)
+  return rebuild_run(path)
+
+
+def rebuild_all(paths: List[str]) -> List[str]:
+  """Checks every workdir first, so a bad one among many changes nothing."""
+  for path in paths:
+    if not os.path.isfile(os.path.join(path, SWEEP_JSON)):
+      _report_of(load_run(os.path.abspath(path))[0])
+  return [rebuild(path) for path in paths]
+
+
+def _cli():
+  """Flags are defined here, not on import: tests import this module beside
+  jaxunknowns.main, which owns a --workdir flag of its own."""
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  workdirs = flags.DEFINE_multi_string(
+      "workdir", None, "A finished run's workdir, or a sweep root; repeatable.")
+  flags.mark_flags_as_required(["workdir"])
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+      for written in rebuild_all(workdirs.value):
+        print(f"rebuilt {written}")
+    except UserError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+
+  app.run(main)
+
+
+if __name__ == "__main__":
+  _cli()

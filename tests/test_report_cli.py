@@ -1,0 +1,117 @@
+"""The report command: `python -m jaxunknowns.report_cli --workdir=DIR`.
+
+One tiny `train` run is made per module; each test works on a copy. Every
+experiment's own test checks its report with
+`run_helpers.assert_report_rebuilds`; here is the command itself: its
+output, its exit status, and that bad input changes no file.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxunknowns import config_loading, report_cli
+from jaxunknowns.errors import UserError
+from run_helpers import ROOT, assert_report_rebuilds, run_in_process, snapshot
+
+ENV = dict(os.environ, JAX_PLATFORMS="cpu")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  config = config_loading.load_config(
+      f"{ROOT}/configs/train.py:mnist1d_mlp,runlocal",
+      {"seeds": 2, "train.steps": 10, "train.eval_every": 10,
+       "train.checkpoint_every": 10, "data.train_size": 500})
+  workdir = tmp_path_factory.mktemp("report") / "run"
+  run_in_process(config, workdir)
+  return workdir
+
+
+@pytest.fixture
+def run_copy(finished, tmp_path):
+  copy = tmp_path / "run"
+  shutil.copytree(finished, copy)
+  return copy
+
+
+def report_cli_proc(*workdirs):
+  return subprocess.run(
+      [sys.executable, "-m", "jaxunknowns.report_cli",
+       *[f"--workdir={w}" for w in workdirs]],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def test_train_report_has_the_page_shape_and_rebuilds(run_copy):
+  assert_report_rebuilds(run_copy)
+
+
+def test_command_rebuilds_reports_of_several_runs(run_copy, tmp_path):
+  second = tmp_path / "second"
+  shutil.copytree(run_copy, second)
+  text = (run_copy / "report.md").read_text()
+  for w in (run_copy, second):
+    (w / "report.md").write_text("stale")
+    os.remove(w / "learning_curves.png")
+  metrics = snapshot(run_copy / "checkpoints")
+  proc = report_cli_proc(run_copy, second)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.split() == ["rebuilt", str(run_copy / "report.md"),
+                                 "rebuilt", str(second / "report.md")]
+  for w in (run_copy, second):
+    assert (w / "report.md").read_text() == text
+    assert (w / "learning_curves.png").is_file()
+  assert snapshot(run_copy / "checkpoints") == metrics  # nothing else touched
+
+
+def _corrupt_summary(w):
+  (w / "summary.json").write_text('{"experiment": "tr')
+
+
+def _no_summary(w):
+  os.remove(w / "summary.json")
+
+
+def _unknown_experiment(w):
+  config = json.loads((w / "config.json").read_text())
+  config["experiment"] = "no_such_experiment"
+  (w / "config.json").write_text(json.dumps(config))
+
+
+def _not_a_run(w):
+  os.remove(w / "config.json")
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (_corrupt_summary, "summary.json is not readable JSON"),
+    (_no_summary, "the run has not finished"),
+    (_unknown_experiment, "no_such_experiment"),
+    (_not_a_run, "not a run's workdir"),
+])
+def test_bad_workdir_is_one_line_and_changes_nothing(run_copy, tmp_path,
+                                                     damage, needle):
+  good = tmp_path / "good"
+  shutil.copytree(run_copy, good)
+  damage(run_copy)
+  before = snapshot(tmp_path)
+  with pytest.raises(UserError, match=needle):
+    report_cli.rebuild_all([str(good), str(run_copy)])
+  assert snapshot(tmp_path) == before  # not even the good one was rebuilt
+  proc = report_cli_proc(good, run_copy)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and needle in errors[0], proc.stderr[-3000:]
+  assert snapshot(tmp_path) == before
+
+
+def test_missing_workdir_is_one_line(tmp_path):
+  proc = report_cli_proc(tmp_path / "nowhere")
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  assert proc.stderr.strip().startswith("error: workdir ")
+  assert "does not exist" in proc.stderr
+  assert not (tmp_path / "nowhere").exists()
