@@ -50,12 +50,22 @@ def bn_only_fields(c):
   c.optim.lr = 0.1                 # ... lr 0.1 ...
   c.optim.weight_decay = 1e-4      # ... and wd 1e-4 (never applied to frozen entries).
   c.train.max_train_eval = 1000    # Train accuracy on a 1000-example subset.
+  c.reference = ml_collections.ConfigDict()
+  c.reference.claim = (            # The paper's finding, quoted in report.md.
+      "Frankle, Schwab & Morcos 2020 (ICLR 2021), CIFAR-10 ResNet-(6n+2) of "
+      "stage widths 16/32/64, SGD momentum 0.9, 160 epochs: with every weight "
+      "frozen at its random (Kaiming-normal) init and only BatchNorm's γ and β "
+      "trained, test accuracy grows with depth: ResNet-14 ≈ 48%, ResNet-110 ≈ "
+      "69.5%, ResNet-866 ≈ 82% (full training ≈ 91–93%). The same number of "
+      "randomly chosen weights trained instead (2 per channel), and the output "
+      "layer alone, stay far below. About a quarter to a third of the γ end "
+      "near zero: BN switches features off.")
 
 
 def fashion(c):
   c.data.name = "fashion_mnist"    # IDX files of Debian's dataset-fashion-mnist.
   c.bn_only.downsample = 2         # 14x14: a quarter of the conv cost on a CPU.
-  c.data.train_size = 20000        # First 20K training images (about 6 epochs).
+  c.data.train_size = 20000        # First 20K training images (0.64 epochs).
   c.bn_only.test_size = 2000       # First 2K test images (std error ~1 point).
   c.optim.schedule = "cosine"      # lr 0.1 annealed to 0 over the short budget.
   c.train.batch_size = 32

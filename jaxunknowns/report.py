@@ -76,10 +76,15 @@ def fmt(stat: Optional[Mapping[str, Any]], scale: float = 100.0,
   return s + f" (n={n})"
 
 
+def _cell(value: Any) -> str:
+  # A '|' inside a cell (||w||, |γ|) would split it: escape it.
+  return str(value).replace("|", "\\|")
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-  lines = ["| " + " | ".join(header) + " |",
+  lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
            "|" + "|".join("---" for _ in header) + "|"]
-  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+  lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
   return "\n".join(lines)
 
 
@@ -91,11 +96,11 @@ def write_report(path: str, title: str, sections: List[str]):
   os.replace(tmp, path)  # Never a half-written report.md.
 
 
-def save_figure(fig, path: str, dpi: int = 110) -> str:
+def save_figure(fig, path: str, dpi: int = 110, **savefig_kwargs) -> str:
   """fig.savefig, atomically (a killed rebuild leaves the old PNG), then closed."""
   root, ext = os.path.splitext(path)
   tmp = f"{root}.tmp{ext}"
-  fig.savefig(tmp, dpi=dpi)
+  fig.savefig(tmp, dpi=dpi, **savefig_kwargs)
   plt.close(fig)
   os.replace(tmp, path)
   return path

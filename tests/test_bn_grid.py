@@ -6,7 +6,7 @@
 * Each experiment end to end on sklearn digits with a tiny MLP and a 2-4
   cell grid (in-process): summary.json, report.md and the figure; the
   summary's numbers are the ones metrics.jsonl logged; a rerun reuses the
-  finished cells.
+  finished cells; the report rebuilds byte for byte from the workdir.
 * Bad input (batch norm at batch 1, in any experiment; an unknown norm; an
   empty grid): one-line UserError, exit 2 on the command line, nothing
   written.
@@ -28,7 +28,8 @@ from jax.experimental.compilation_cache import compilation_cache
 
 from jaxunknowns.errors import UserError
 from jaxunknowns.experiments import bn_grid
-from run_helpers import read_json, run_in_process, snapshot
+from run_helpers import (assert_report_rebuilds, read_json, run_in_process,
+                         snapshot)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
@@ -216,6 +217,8 @@ def test_bn_batch_size_end_to_end(tmp_path):
   assert snapshot(workdir / "stages") == before
   assert [q["test_accuracy"] for q in again["cells"]] == [
       q["test_accuracy"] for q in summary["cells"]]
+  assert "Wu & He" in (workdir / "report.md").read_text()
+  assert_report_rebuilds(workdir)
 
 
 def test_bn_placement_end_to_end(tmp_path):
@@ -241,6 +244,7 @@ def test_bn_placement_end_to_end(tmp_path):
   rows = read_rows(workdir)
   evals = {r["step"] for r in rows if r["split"] == "test"}
   assert len(evals) >= 2  # accuracy-vs-step curves have several points
+  assert_report_rebuilds(workdir)
 
 
 def test_bn_regularization_end_to_end(tmp_path):
@@ -257,6 +261,17 @@ def test_bn_regularization_end_to_end(tmp_path):
   _check_cells_match_metrics(workdir, summary)
   saved = read_json(workdir / "config.json")
   assert saved["grid"]["dropouts"] == [0.3]
+  assert_report_rebuilds(workdir)
+
+
+@pytest.mark.parametrize("name", ["bn_batch_size", "bn_placement",
+                                  "bn_regularization"])
+def test_report_claim_fallback_is_the_config_claim(name):
+  """Workdirs written before the configs carried reference.claim get the
+  module's copy of it: the two must not drift apart."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  module = importlib.import_module(f"jaxunknowns.experiments.{name}")
+  assert load_config(name).reference.claim == module.CLAIM
 
 
 # -----------------------------------------------------------------------------

@@ -8,7 +8,8 @@ optim.py, BatchNorm's inference modes (analysis/bn_eval.py) and `bn_modes`.
 * Modes: running-statistics logits equal a direct numpy computation on a
   tiny BN MLP; batch-statistics logits equal numpy's per-batch computation,
   and at batch size 1 differ from running-statistics eval.
-* End to end (tiny digits ResNets): summary.json, report.md, figures.
+* End to end (tiny digits ResNets): summary.json, report.md, figures; the
+  report rebuilds byte for byte from the workdir (report_cli).
 * Bad input: a pattern matching nothing, a model without BN -> exit 2, one
   line, no workdir.
 """
@@ -30,7 +31,8 @@ from jaxunknowns.analysis import bn_eval
 from jaxunknowns.errors import UserError
 from jaxunknowns.models import create_model
 
-from run_helpers import read_json, run_in_process  # pylint: disable=g-bad-import-order
+from run_helpers import (  # pylint: disable=g-bad-import-order
+    assert_report_rebuilds, read_json, run_in_process)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
@@ -260,7 +262,9 @@ def test_bn_only_end_to_end(tmp_path):
   assert arms["output"]["trainable"] == 2 * 4 * 10 + 10
   assert arms["full"]["trainable"] == summary["points"][0]["total_params"]
   assert all(a["frozen_max_change"] == 0 for a in arms.values())
-  assert "BN only" in (tmp_path / "run" / "report.md").read_text()
+  text = (tmp_path / "run" / "report.md").read_text()
+  assert "BN only" in text and "Frankle" in text
+  assert_report_rebuilds(tmp_path / "run")
 
 
 def test_bn_modes_end_to_end(tmp_path):
@@ -277,6 +281,18 @@ def test_bn_modes_end_to_end(tmp_path):
     assert 0.0 <= modes[k]["mean"] <= 1.0 and len(modes[k]["per_seed"]) == 2
   text = (tmp_path / "run" / "report.md").read_text()
   assert "model.eval()" in text and (tmp_path / "run" / "batch_size_eval.png").exists()
+  assert "AdaBN" in text
+  assert_report_rebuilds(tmp_path / "run")
+
+
+@pytest.mark.parametrize("name,module,attr", [
+    ("bn_only", "bn_only_report", "CLAIM"), ("bn_modes", "bn_modes", "CLAIM")])
+def test_report_claim_fallback_is_the_config_claim(name, module, attr):
+  """Workdirs written before the configs carried reference.claim get the
+  report module's copy of it: the two must not drift apart."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  mod = importlib.import_module(f"jaxunknowns.experiments.{module}")
+  assert load_config(name, "digits").reference.claim == getattr(mod, attr)
 
 
 def _cli(tmp_path, *flags):

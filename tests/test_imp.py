@@ -18,9 +18,11 @@ very code a fresh compile gives, so exact comparisons are unaffected.
 import contextlib
 import dataclasses
 import functools
+import importlib.util
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,7 +40,8 @@ from jax.experimental.compilation_cache import compilation_cache
 from jaxunknowns import config_loading, pruning
 from jaxunknowns.errors import UserError
 from jaxunknowns.trainer import Trainer
-from run_helpers import read_json, run_in_process, snapshot
+from run_helpers import (assert_report_rebuilds, read_json, run_in_process,
+                         snapshot)
 
 ROOT = Path(__file__).resolve().parents[1]
 IMP_CONFIG = ROOT / "configs" / "imp.py"
@@ -333,6 +336,30 @@ def test_end_to_end_summary_figures_and_report(rewind0):
   for name in ("accuracy_vs_sparsity.png", "early_stop_vs_sparsity.png"):
     assert f"({name})" in report
   assert "MNIST-1D authors' lottery-ticket notebook" in report
+  # The paper's numbers beside ours: the notebook's dense accuracy and ours.
+  assert (f"| dense test accuracy (%) | 61–66 | "
+          f"{fmt(levels[0]['test_accuracy'])} |") in report
+  # The page shape, and report_cli rebuilds it from the files (on a copy:
+  # the other tests read this workdir).
+  copy = workdir.parent / "rewind0_report"
+  shutil.copytree(workdir, copy)
+  assert_report_rebuilds(copy)
+
+
+def test_every_variant_claim_has_the_papers_numbers():
+  """A variant's reference.claim names a source whose numbers the report
+  knows (imp_report.PAPERS): an edited claim must not lose the table."""
+  from jaxunknowns.experiments import imp_report  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location("_imp_config", IMP_CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  for variant in module.VARIANTS:
+    claim = module.get_config(variant).reference.claim
+    paper = imp_report.paper_of(claim)
+    assert paper is not None and paper.numbers, (variant, claim)
+    for text, _ in paper.numbers.values():  # Numbers quoted from the claim.
+      number = text.split(" ")[0].lstrip("≈").rstrip("%")
+      assert number in claim, (variant, text)
 
 
 # -----------------------------------------------------------------------------
@@ -727,7 +754,7 @@ def test_stability_variant_writes_instability(stability, capsys):
 
   assert_png(workdir / "instability_vs_k.png")
   report = (workdir / "report.md").read_text()
-  assert "## Instability" in report and "(instability_vs_k.png)" in report
+  assert "### Instability" in report and "(instability_vs_k.png)" in report
   for d in inst["dense"]:
     assert f"| {d['rewind_step']} | {fmt(d['instability'])} |" in report
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import jax
 import flax.linen as nn
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -21,7 +20,7 @@ from jaxunknowns.errors import UserError
 from jaxunknowns.losses import LOSSES
 from jaxunknowns.models import create_model
 from jaxunknowns.trainer import Trainer
-from run_helpers import read_json, run_in_process
+from run_helpers import assert_report_rebuilds, read_json, run_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -167,6 +166,15 @@ def test_end_to_end_tiny_run(tmp_path):
   path = saved["interpolation"]["paths"][0]
   assert np.asarray(path["loss"]).shape == (2, 3)  # 2 seed pairs x 3 points
   assert summary["axes"]["interpolation"] == [-0.5, 1.5, 3]
+  report = (tmp_path / "run" / "report.md").read_text()
+  arms = saved["arms"]
+  assert (f"| 2-D surface: mean rise of the loss over the grid | larger for "
+          f"large_batch (Li et al. 2018; Keskar et al. 2017) | "
+          f"{arms['small_batch']['surface_mean_rise']:.4f} | "
+          f"{arms['large_batch']['surface_mean_rise']:.4f} |") in report
+  # The page shape, and report_cli rebuilds it from summary.json and the
+  # arms' landscape.npz.
+  assert_report_rebuilds(tmp_path / "run")
 
 
 def _cli(tmp_path, config, *flags):

@@ -15,6 +15,7 @@ import pytest
 from jaxunknowns.analysis import svm
 from jaxunknowns.data import synthetic
 from jaxunknowns.errors import UserError
+from run_helpers import assert_report_rebuilds
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location(
@@ -160,6 +161,7 @@ def test_record_steps_are_log_spaced_and_end_at_the_total():
 # -----------------------------------------------------------------------------
 def test_runlocal_end_to_end(tmp_path):
   from jaxunknowns import main  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.experiments import max_margin  # pylint: disable=g-import-not-at-top
   config = mm_config.get_config("soudry2d,runlocal")
   summary = main.run(config, str(tmp_path / "mm"))
   wd = tmp_path / "mm"
@@ -179,9 +181,15 @@ def test_runlocal_end_to_end(tmp_path):
   assert {r["seed"] for r in last} == {0, 1} and all(
       r["split"] == "max_margin" for r in rows)
   report = (wd / "report.md").read_text()
-  assert "max_margin.png" in report and "| claim |" in report
+  assert "max_margin.png" in report and "| claim (fits on steps" in report
+  # The claims are judged again from summary.json's numbers: the same verdicts.
+  assert [c["holds"] for c in saved["claims"]] == [
+      c["holds"] for c in max_margin.claims(saved)]
   # A second run of the same config is already finished.
   assert main.run(config, str(wd)) is None
+  # The page shape, and report_cli rebuilds it (and the data panel) from the
+  # workdir's files alone.
+  assert_report_rebuilds(wd)
 
 
 def test_non_separable_data_fails_before_writing(tmp_path):

@@ -34,6 +34,7 @@ from jax.experimental.compilation_cache import compilation_cache
 
 from jaxunknowns.analysis import capacity
 from jaxunknowns.errors import UserError
+from run_helpers import assert_report_rebuilds
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
@@ -316,6 +317,16 @@ def test_randomization_end_to_end(randomization_run):
               "test_error_rises_with_p"):
     assert key in summary["checks"]
   assert "Zhang et al." in text and "| true labels |" in text
+  # The paper's numbers beside ours, one quantity a row.
+  assert "| random labels: test accuracy (%) | 10.61 (MLP 1×512" in text
+  assert "| test error vs label corruption p (%) |" in text
+
+
+def test_randomization_report_rebuilds(randomization_run, tmp_path):
+  # On a copy: the rerun test below reuses the run's workdir.
+  copy = tmp_path / "copy"
+  shutil.copytree(randomization_run[0], copy)
+  assert_report_rebuilds(copy)
 
 
 def test_randomization_rerun_reuses_finished_stages(randomization_run,
@@ -338,7 +349,8 @@ def test_randomization_rerun_reuses_finished_stages(randomization_run,
 
 
 def test_width_sweep_end_to_end(tmp_path):
-  config = load_config("width_sweep", overrides={"sweep.widths": (4, 16)})
+  config = load_config("width_sweep", "mnist1d,runlocal",
+                       overrides={"sweep.widths": (4, 16)})
   summary = run_in_process(config, tmp_path / "ws")
   text = _check_common_outputs(tmp_path / "ws", ["errors_vs_width.png",
                                                  "capacity_vs_width.png"])
@@ -357,6 +369,9 @@ def test_width_sweep_end_to_end(tmp_path):
   stages = tmp_path / "ws" / "stages" / "noise_0"
   assert sorted(p.name for p in stages.iterdir()) == ["width_00004",
                                                       "width_00016"]
+  assert "| train error | zero from small widths on |" in text
+  assert "| test error | falls |" in text
+  assert_report_rebuilds(tmp_path / "ws")
 
 
 def test_double_descent_end_to_end(tmp_path):
@@ -373,6 +388,9 @@ def test_double_descent_end_to_end(tmp_path):
   assert "MNIST-1D notebook" in text and "clean labels" in text
   assert sorted(p.name for p in (tmp_path / "dd" / "stages").iterdir()) == [
       "noise_0", "noise_0.15"]
+  assert "| 15% noise: test-error peak (%) | ≈54 at h ≈ 47 |" in text
+  assert "| clean labels: test-error peak | no clear peak |" in text
+  assert_report_rebuilds(tmp_path / "dd")
 
 
 # -----------------------------------------------------------------------------

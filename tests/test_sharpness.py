@@ -16,7 +16,8 @@ import pytest
 from jaxunknowns import config_loading
 from jaxunknowns.analysis import sharpness
 from jaxunknowns.metrics import read_metrics
-from run_helpers import read_json, run_in_process
+from jaxunknowns.report import fmt
+from run_helpers import assert_report_rebuilds, read_json, run_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -124,7 +125,13 @@ def test_end_to_end_tiny_run(tmp_path):
         sorted(arm["top_eigenvalue"]["per_seed"]), rtol=1e-6)
     assert arm["top_eigenvalue"]["mean"] > 0
   assert (tmp_path / "run" / "eigenvalue_along_training.png").exists()
-  assert (tmp_path / "run" / "report.md").exists()
+  report = (tmp_path / "run" / "report.md").read_text()
+  first, last = summary["arms"]["small_batch"], summary["arms"]["large_batch"]
+  assert (f"| top Hessian eigenvalue | larger with the large batch | "
+          f"{fmt(first['top_eigenvalue'], 1.0, 3)} | "
+          f"{fmt(last['top_eigenvalue'], 1.0, 3)} |") in report
+  # The page shape, and report_cli rebuilds it from the workdir's files.
+  assert_report_rebuilds(tmp_path / "run")
 
 
 def _cli(tmp_path, *flags):

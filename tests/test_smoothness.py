@@ -9,7 +9,8 @@
   trainer's own optimizer step.
 * Noisy BN: changes train-mode outputs, a new key gives new noise, eval mode
   is plain BN.
-* End to end on a tiny config: summary.json, report.md and figures; bad input
+* End to end on a tiny config: summary.json, report.md and figures (the
+  report rebuilds byte for byte from the workdir); bad input
   (unknown norm, empty eta grid, every < 1) is a one-line UserError before
   anything is written, exit status 2 on the command line.
 """
@@ -30,7 +31,7 @@ from jaxunknowns.errors import UserError
 from jaxunknowns.losses import LOSSES
 from jaxunknowns.models import create_model
 
-from run_helpers import (assert_cli_one_line_error,
+from run_helpers import (assert_cli_one_line_error, assert_report_rebuilds,
                          assert_user_error_before_writing, read_json,
                          run_in_process)
 
@@ -289,6 +290,7 @@ def test_end_to_end_writes_summary_report_and_figures(tmp_path):
   report = (workdir / "report.md").read_text()
   assert "Internal covariate shift" in report and "noisy BN" in report
   assert summary["arms"]["none"]["final"]["test"]["accuracy"]["mean"] > 0.1
+  assert_report_rebuilds(workdir)
 
 
 BAD_INPUTS = [

@@ -19,6 +19,36 @@ def pm(stat: Optional[Mapping[str, Any]], scale: float = 100.0,
   return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
 
 
+def claim_of(config, fallback: str) -> str:
+  """config.reference.claim, or `fallback` (the same text) for a workdir
+  whose config.json predates the config's claim."""
+  ref = config.get("reference")
+  return (ref.get("claim") if ref else None) or fallback
+
+
+def paired(a: Mapping[str, Any], b: Mapping[str, Any],
+           metric: str = "test_accuracy") -> dict:
+  """a - b per seed, {mean, std, per_seed}: every cell trains the same seeds
+  (same initial weights where the shapes agree, same data order)."""
+  return metrics_lib.stats(np.subtract(a[metric]["per_seed"],
+                                       b[metric]["per_seed"]))
+
+
+def points(stat: Optional[Mapping[str, Any]], digits: int = 2) -> str:
+  """A difference in points, signed: '+1.23 ± 0.45 (n=3)'."""
+  if not stat:
+    return "–"
+  text = report.fmt(stat, digits=digits)
+  return text if text.startswith("-") else "+" + text
+
+
+def run_extra(summary) -> str:
+  """The grid's own timing, after `report.run_line`'s machine and wall time."""
+  return (f"{len(summary['cells'])} cells × {len(summary['seeds'])} seeds "
+          f"(seeds trained at once); cells {summary['cells_wall_time_s']:.0f}"
+          f" s, compile included.")
+
+
 def values_of(cells, label):
   """The distinct values of one label, in grid order."""
   seen = []
@@ -77,9 +107,7 @@ def plot_vs(cells, x_label: str, series_label: str, path: str, *,
   if title:
     ax.set_title(title, fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return report.save_figure(fig, path)
 
 
 def plot_heatmaps(cells, row_label: str, col_label: str, panel_label: str,
@@ -129,9 +157,8 @@ def plot_heatmaps(cells, row_label: str, col_label: str, panel_label: str,
     fig.colorbar(im, ax=list(axes[m]), shrink=0.8)
   if title:
     fig.suptitle(title, fontsize=10)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  plt.close(fig)
-  return path
+  # bbox_inches="tight": the colorbars sit outside the grid of panels.
+  return report.save_figure(fig, path, bbox_inches="tight")
 
 
 def plot_curves(rows, cells, labels: Sequence[str], path: str,
@@ -155,14 +182,5 @@ def plot_curves(rows, cells, labels: Sequence[str], path: str,
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return report.save_figure(fig, path)
 
-
-def timing_line(summary) -> str:
-  m = summary["machine"]
-  return (f"{len(summary['cells'])} cells × {len(summary['seeds'])} seeds "
-          f"(seeds trained at once) on {m['num_devices']} × "
-          f"{m['device_kind']}; wall time {summary['wall_time_s']:.0f} s "
-          f"(cells: {summary['cells_wall_time_s']:.0f} s, compile included).")

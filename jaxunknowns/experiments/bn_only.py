@@ -37,7 +37,7 @@ from jaxunknowns import experiments, optim, validation
 from jaxunknowns.data import load_dataset
 from jaxunknowns.data.core import Split
 from jaxunknowns.errors import UserError
-from jaxunknowns.experiments import common
+from jaxunknowns.experiments import bn_only_report, common
 from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
 from jaxunknowns.models import create_model
 from jaxunknowns.workdir import SUMMARY_FILE
@@ -359,9 +359,9 @@ def run(config, workdir):
       "machine": common.machine_info(),
   }
   write_json(workdir.file(SUMMARY_FILE), summary)
-  from jaxunknowns.experiments import bn_only_report  # pylint: disable=g-import-not-at-top
   bn_only_report.write(workdir.path, config, summary)
   return summary
 
 
-experiments.register("bn_only", validate=validate)(run)
+experiments.register("bn_only", validate=validate,
+                     report=bn_only_report.write)(run)

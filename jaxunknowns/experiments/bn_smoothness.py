@@ -125,4 +125,5 @@ def run(config, workdir):
   return summary
 
 
-experiments.register("bn_smoothness", validate=validate)(run)
+experiments.register("bn_smoothness", validate=validate,
+                     report=bn_smoothness_report.write_report)(run)

@@ -152,8 +152,7 @@ def landscape_figure(summary, path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  report.save_figure(fig, path)
 
 
 def ics_figure(summary, path):
@@ -186,8 +185,7 @@ def ics_figure(summary, path):
     ax.grid(alpha=0.3)
   axes[0, 0].legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  report.save_figure(fig, path)
   return True
 
 
@@ -207,8 +205,7 @@ def accuracy_figure(rows, arms, path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  report.save_figure(fig, path)
 
 
 # -----------------------------------------------------------------------------
@@ -228,7 +225,138 @@ def _ms(stat, digits=3):
   return f"{stat['mean']:.{digits}g} ± {stat['std']:.{digits - 1}g}"
 
 
+def _seed_ratio(bn_by_step, plain_by_step):
+  """Per seed, the median over measured steps > 0 of BN / no-BN (seeds
+  paired by position: both arms train the same seeds on the same probe
+  batch), as {mean, std, per_seed}; None when no step is shared."""
+  later = sorted((t for t in bn_by_step if t in plain_by_step and int(t) > 0),
+                 key=int)
+  if not later:
+    return None
+  bn = np.array([bn_by_step[t]["per_seed"] for t in later], np.float64)
+  plain = np.array([plain_by_step[t]["per_seed"] for t in later], np.float64)
+  return _stat(np.median(bn / np.maximum(plain, 1e-30), axis=0))
+
+
+def _paired_accuracy(arms, a, b):
+  """Test accuracy of arm a minus arm b, per seed, in points."""
+  return _stat(100 * np.subtract(arms[a]["final"]["test"]["accuracy"]
+                                 ["per_seed"],
+                                 arms[b]["final"]["test"]["accuracy"]
+                                 ["per_seed"]))
+
+
+def _ics_layers(comp):
+  """Layers with earlier layers (layer 1's ICS is 0 in every arm)."""
+  return {layer: c for layer, c in comp.get("ics", {}).items()
+          if not c["median_l2"]["bn"] == c["median_l2"]["none"] == 0.0}
+
+
+LANDSCAPE_ROWS = (
+    ("loss_range", "loss variation (range of L(θ − ηg) over η)", "Fig. 4a"),
+    ("gpred_max", "gradient predictiveness (max over η of the gradient's "
+                  "change)", "Fig. 4b"),
+    ("beta", "effective β-smoothness", "Fig. 4c"))
+
+
+def versus_rows(summary):
+  arms, comp, rows = summary["arms"], summary.get("comparison") or {}, []
+  if comp:
+    for name, label, fig in LANDSCAPE_ROWS:
+      c = comp[name]
+      ratio = _seed_ratio(arms["batch"]["smoothness"][name],
+                          arms["none"]["smoothness"][name])
+      rows.append([f"{label}: BN / no BN, median over steps",
+                   f"below 1 along all of training ({fig})",
+                   f"{report.fmt(ratio, scale=1.0, digits=3)}; BN lower at "
+                   f"{c['bn_lower_at']} of {c['measured_steps']} steps"])
+    for layer, c in _ics_layers(comp).items():
+      ratio = _seed_ratio(arms["batch"]["ics"][f"l2_{layer}"],
+                          arms["none"]["ics"][f"l2_{layer}"])
+      rows.append([f"ICS ‖G − G′‖ of {layer}: BN / no BN, median over steps",
+                   "not below 1 in VGG, nor cos(G, G′) closer to 1; above 1 "
+                   "in deep linear nets (Fig. 3)",
+                   f"{report.fmt(ratio, scale=1.0, digits=3)}; BN lower at "
+                   f"{c['bn_l2_lower_at']} of {c['measured_steps']} steps, "
+                   f"cos(G, G′) higher with BN at {c['bn_cos_higher_at']}"])
+  if "batch" in arms and "none" in arms:
+    rows.append(["BN minus no BN, final test accuracy (points)",
+                 "above (Fig. 2)",
+                 report.fmt(_paired_accuracy(arms, "batch", "none"),
+                            scale=1.0)])
+  if "batch" in arms and "noisy_batch" in arms:
+    rows.append(["noisy BN minus BN, final test accuracy (points)",
+                 "close to 0: noisy BN trains almost as well (Fig. 2)",
+                 report.fmt(_paired_accuracy(arms, "noisy_batch", "batch"),
+                            scale=1.0)])
+  if not rows:
+    rows.append(["–", "–", "– (needs a `none` and a `batch` arm)"])
+  return rows
+
+
+def differences(config, summary) -> str:
+  arms, comp, out = summary["arms"], summary.get("comparison") or {}, []
+  if not comp:
+    return ("The run has no BN and no-BN arms side by side, so the paper's "
+            "comparisons are not made.")
+  for name, label, _ in LANDSCAPE_ROWS:
+    c = comp[name]
+    k, n = c["bn_lower_at"], c["measured_steps"]
+    verdict = ("as in the paper" if k == n else
+               "mostly, as in the paper" if 2 * k > n else
+               "unlike the paper")
+    out.append(f"{label} is lower with BN at {k} of {n} measured steps "
+               f"({verdict})")
+  higher0 = [label.split(" (")[0] for name, label, _ in LANDSCAPE_ROWS
+             if comp[name]["at_step_0"] and comp[name]["at_step_0"]["bn"] >
+             comp[name]["at_step_0"]["none"]]
+  if higher0:
+    out.append(f"at step 0, before any training, BN is higher in "
+               f"{', '.join(higher0)}")
+  ics = _ics_layers(comp)
+  lower = [l for l, c in ics.items() if 2 * c["bn_l2_lower_at"] >
+           c["measured_steps"]]
+  if ics:
+    out.append(
+        (f"ICS ‖G − G′‖ is lower with BN at most steps in {len(lower)} of "
+         f"{len(ics)} layers ({', '.join(lower)}), unlike the paper's VGG "
+         f"(not lower with BN)"
+         if lower else
+         "ICS ‖G − G′‖ is not lower with BN at most steps in any layer, as "
+         "in the paper's VGG"))
+    closer = [l for l, c in ics.items() if 2 * c["bn_cos_higher_at"] >
+              c["measured_steps"]]
+    out.append(f"cos(G, G′) is closer to 1 with BN at most steps in "
+               f"{len(closer)} of {len(ics)} layers"
+               + (", unlike the paper's VGG" if closer else
+                  ", as in the paper's VGG"))
+  if "noisy_batch" in arms:
+    d = _paired_accuracy(arms, "noisy_batch", "batch")
+    plain = _paired_accuracy(arms, "noisy_batch", "none")
+    out.append(f"noisy BN ends {d['mean']:+.2f} ± {d['std']:.2f} points from "
+               f"BN and {plain['mean']:+.2f} ± {plain['std']:.2f} from no BN"
+               + (", almost as well as BN, as in the paper"
+                  if abs(d["mean"]) < 1.0 else
+                  " (over 1 point below BN: less close than the paper's "
+                  "'almost as well')" if d["mean"] < 0 else
+                  ", above BN"))
+  text = "; ".join(out)
+  noise = (f"; and our noisy BN's noise (shift N(0, "
+           f"{config.model.get('noise_mean_std', 0.0)}²), scale exp(N(0, "
+           f"{config.model.get('noise_scale_std', 0.0)}²)) at every BN) is "
+           f"our own choice of strength" if "noisy_batch" in arms else "")
+  return (text[0].upper() + text[1:] + f". Likely reasons for the "
+          f"differences: the {config.model.name} on {config.data.name}, "
+          f"{config.train.steps} steps of {config.optim.name} at lr "
+          f"{config.optim.lr} for every arm, is not the paper's VGG on "
+          f"CIFAR-10; ‖G − G′‖ is not normalized by the gradient's size, "
+          f"which BN changes (the ICS tables give cos(G, G′) too)" + noise
+          + ".")
+
+
 def write_report(path: str, config, summary):
+  """report.md, landscape.png, ics.png and accuracy.png from summary.json
+  and metrics.jsonl."""
   rows = read_metrics(path)
   arms = summary["arms"]
   landscape_figure(summary, os.path.join(path, "landscape.png"))
@@ -236,20 +364,16 @@ def write_report(path: str, config, summary):
   accuracy_figure(rows, list(arms), os.path.join(path, "accuracy.png"))
   first = next(iter(arms.values()))
   steps = _pick_steps(first["smoothness"]["loss_range"])
-  sections = [
-      f"`{config.model.name}` on `{config.data.name}`, {config.optim.name} lr "
-      f"{config.optim.lr}, batch {config.train.batch_size}, "
-      f"{config.train.steps} steps, {len(summary['seeds'])} seeds per arm "
-      f"trained at once; arms (model.norm): "
-      f"{', '.join(_label(a) + f' (`{a}`)' for a in arms)}. Measured every "
-      f"{config.smoothness.every} steps on a fixed probe batch of "
-      f"{summary['probe_size']} training examples in train mode (batch "
-      f"statistics), step sizes η ∈ {tuple(summary['step_sizes'])}. Noisy BN: "
-      f"per activation and step, scale exp(N(0, "
-      f"{config.model.get('noise_scale_std', 0.0)}²)) and shift N(0, "
-      f"{config.model.get('noise_mean_std', 0.0)}²).",
-      "## Claim (paper)\n\n" + summary["reference"]["claim"],
-  ]
+  figures = [("Training (minibatch) and test accuracy per arm, mean ± std "
+              "over seeds (as the paper's Fig. 2)", "accuracy.png"),
+             ("Landscape along the gradient: loss band over η, gradient "
+              "predictiveness band over η, β-smoothness (as the paper's "
+              "Fig. 4)", "landscape.png")]
+  if has_ics:
+    figures.append(("ICS per layer: ‖G − G′‖ (top) and cos(G, G′) (bottom), "
+                    "mean ± std over seeds (as the paper's Fig. 3)",
+                    "ics.png"))
+  details = []
   table = []
   for arm, a in arms.items():
     f = a["final"]
@@ -257,11 +381,10 @@ def write_report(path: str, config, summary):
                   report.fmt(f.get("train", {}).get("accuracy")),
                   f"{a['parameters']['trainable']:,}",
                   f"{a['wall_time_s']:.0f}"])
-  sections.append("## Final accuracy (mean ± std over seeds)\n\n" +
-                  report.markdown_table(["arm", "test acc (%)",
-                                         "train acc (%)", "params",
-                                         "wall time (s)"], table) +
-                  "\n\n![accuracy](accuracy.png)")
+  details.append("### Final accuracy (mean ± std over seeds)\n\n" +
+                 report.markdown_table(["arm", "test acc (%)",
+                                        "train acc (%)", "params",
+                                        "wall time (s)"], table))
   table = []
   for arm, a in arms.items():
     s = a["smoothness"]
@@ -270,13 +393,12 @@ def write_report(path: str, config, summary):
                     _ms(s["loss_range"].get(str(t))),
                     _ms(s["gpred_max"].get(str(t))),
                     _ms(s["beta"].get(str(t)))])
-  sections.append(
-      "## Landscape along the gradient (Fig. 4)\n\n"
+  details.append(
+      "### Landscape along the gradient (Fig. 4)\n\n"
       "loss range = max − min over η of L(θ − ηg); grad pred = max over η of "
       "‖∇L(θ) − ∇L(θ − ηg)‖; β = max over η of that / ‖ηg‖.\n\n" +
       report.markdown_table(["arm", "step", "L(θ)", "loss range",
-                             "grad pred (max)", "β-smoothness"], table) +
-      "\n\n![landscape](landscape.png)")
+                             "grad pred (max)", "β-smoothness"], table))
   comp = summary.get("comparison") or {}
   if comp:
     lines = []
@@ -289,9 +411,7 @@ def write_report(path: str, config, summary):
                    f"median ratio BN / no-BN {c['median_ratio_bn_over_none']:.3g}"
                    + (f"; at step 0 BN {c['at_step_0']['bn']:.3g} vs no-BN "
                       f"{c['at_step_0']['none']:.3g}" if c["at_step_0"] else ""))
-    for layer, c in comp.get("ics", {}).items():
-      if c["median_l2"]["bn"] == c["median_l2"]["none"] == 0.0:
-        continue  # layer 1: no earlier layers, ICS 0 in every arm
+    for layer, c in _ics_layers(comp).items():
       lines.append(
           f"- ICS of {layer}: ‖G − G′‖ lower with BN at {c['bn_l2_lower_at']} "
           f"of {c['measured_steps']} steps (median BN {c['median_l2']['bn']:.3g}"
@@ -301,7 +421,9 @@ def write_report(path: str, config, summary):
     accs = ", ".join(f"{_label(a)} {report.fmt(arms[a]['final']['test']['accuracy'])}"
                      for a in arms)
     lines.append(f"- final test accuracy (%): {accs}")
-    sections.append("## Ours vs the paper\n\n" + "\n".join(lines))
+    details.append("### BN vs no BN, step by step\n\n"
+                   "Medians over the measured steps of the seed-mean curves."
+                   "\n\n" + "\n".join(lines))
   if has_ics:
     layer_names = first["layers"]
     table = []
@@ -311,17 +433,36 @@ def write_report(path: str, config, summary):
                  f"{_ms(a['ics'].get(f'cos_{l}', {}).get(str(t)), 3)}"
                  for l in layer_names]
         table.append([_label(arm), t] + cells)
-    sections.append(
-        "## Internal covariate shift (Fig. 3)\n\n"
+    details.append(
+        "### Internal covariate shift (Fig. 3)\n\n"
         "Per layer: ‖G − G′‖ / cos(G, G′), G′ the layer's gradient after "
         "every earlier layer took the trainer's step (mean ± std over "
         "seeds). Layer 1 has no earlier layers (ICS 0 by definition).\n\n" +
         report.markdown_table(["arm", "step"] + [f"{j + 1}: {l}" for j, l in
-                                                 enumerate(layer_names)], table)
-        + "\n\n![ics](ics.png)")
-  sections.append(f"Wall time {summary['wall_time_s']:.0f} s on "
-                  f"{summary['machine']['num_devices']} × "
-                  f"{summary['machine']['device_kind']}.")
-  report.write_report(os.path.join(path, "report.md"),
-                      f"bn_smoothness: {config.model.name} on "
-                      f"{config.data.name}", sections)
+                                                 enumerate(layer_names)], table))
+  ref = config.get("reference")
+  claim = ((ref.get("claim") if ref else None)
+           or (summary.get("reference") or {}).get("claim") or "–")
+  report.write_page(path, report.Page(
+      title=f"bn_smoothness: {config.model.name} on {config.data.name}",
+      claim=claim,
+      config=(
+          f"`{config.model.name}` on `{config.data.name}`, "
+          f"{config.optim.name} lr {config.optim.lr}, batch "
+          f"{config.train.batch_size}, {config.train.steps} steps, "
+          f"{len(summary['seeds'])} seeds per arm trained at once; arms "
+          f"(model.norm): "
+          f"{', '.join(_label(a) + f' (`{a}`)' for a in arms)}. Measured "
+          f"every {config.smoothness.every} steps on a fixed probe batch of "
+          f"{summary['probe_size']} training examples in train mode (batch "
+          f"statistics), step sizes η ∈ {tuple(summary['step_sizes'])}. "
+          f"Noisy BN: per activation and step, scale exp(N(0, "
+          f"{config.model.get('noise_scale_std', 0.0)}²)) and shift N(0, "
+          f"{config.model.get('noise_mean_std', 0.0)}²)."),
+      figures=figures,
+      versus=(["quantity", "paper (VGG on CIFAR-10; direction only)",
+               "ours (mean ± std over seeds)"], versus_rows(summary)),
+      differences=differences(config, summary),
+      details=details,
+      run=report.run_line(summary, "Per arm: " + ", ".join(
+          f"{_label(a)} {arms[a]['wall_time_s']:.0f} s" for a in arms) + ".")))

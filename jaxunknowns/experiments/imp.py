@@ -35,8 +35,9 @@ from absl import logging
 
 from jaxunknowns import experiments, pruning, validation
 from jaxunknowns.errors import UserError
-from jaxunknowns.experiments import common
-from jaxunknowns.metrics import MetricWriter, read_metrics, stats, write_json
+from jaxunknowns.experiments import common, imp_report
+from jaxunknowns.metrics import (MetricWriter, read_json, read_metrics, stats,
+                                 write_json)
 from jaxunknowns.workdir import SUMMARY_FILE
 
 VARIANTS = ("ticket", "random_reinit", "random_prune")
@@ -244,9 +245,9 @@ def run(config, workdir):
         start_state_fn=lambda level, masks: level_start_state(
             trainer, config, rewind, masks, seeds, level, ["ticket"]))
   writer.close()
-  from jaxunknowns.experiments import imp_report  # pylint: disable=g-import-not-at-top
-  imp_report.write(workdir.path, config, summary)
   write_json(workdir.file(SUMMARY_FILE), summary)
+  # From the saved summary, as `report_cli` rebuilds it: the same page.
+  imp_report.write(workdir.path, config, read_json(workdir.file(SUMMARY_FILE)))
   return summary
 
 
@@ -385,4 +386,4 @@ def load_initial_mask(config, params_template):
   return jax.tree.unflatten(jax.tree.structure(template), leaves)
 
 
-experiments.register("imp", validate=validate)(run)
+experiments.register("imp", validate=validate, report=imp_report.write)(run)

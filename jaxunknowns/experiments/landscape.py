@@ -37,8 +37,8 @@ from jaxunknowns.analysis import interpolation
 from jaxunknowns.analysis import landscape as landscape_lib
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
-from jaxunknowns.experiments import common, landscape_arms
-from jaxunknowns.metrics import MetricWriter, stats, write_json
+from jaxunknowns.experiments import common, landscape_arms, landscape_report
+from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
 from jaxunknowns.workdir import SUMMARY_FILE
 
 INTERPOLATIONS = ("seeds", "arms", "none")
@@ -217,9 +217,10 @@ def run(config, workdir):
       "wall_time_s": time.time() - t_start,
       "machine": common.machine_info(),
   }
-  from jaxunknowns.experiments import landscape_report  # pylint: disable=g-import-not-at-top
-  landscape_report.write(workdir.path, config, summary)
   write_json(workdir.file(SUMMARY_FILE), summary)
+  # From the saved summary, as `report_cli` rebuilds it: the same page.
+  landscape_report.write(workdir.path, config,
+                         read_json(workdir.file(SUMMARY_FILE)))
   return summary
 
 
@@ -266,4 +267,5 @@ def _index(alphas, value):
   return int(np.argmin(np.abs(np.asarray(alphas) - value)))
 
 
-experiments.register("landscape", validate=validate)(run)
+experiments.register("landscape", validate=validate,
+                     report=landscape_report.write)(run)

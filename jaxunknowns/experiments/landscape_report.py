@@ -2,11 +2,27 @@
 landscape.npz files: contours, 3-D surfaces, 1-D slices, interpolation."""
 
 import os
+from typing import Any, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from jaxunknowns import report
 from jaxunknowns.report import plt
+
+CLAIM = ("Li, Xu, Taylor, Studer & Goldstein 2018: plots along "
+         "filter-normalized random directions make the flatness of different "
+         "networks comparable; skip connections and BatchNorm keep deep nets' "
+         "landscapes convex-looking, and small-batch minima look wider than "
+         "large-batch ones.")
+# The arm pairs (first, last) of configs/landscape.py the claim is about:
+# which arm the paper finds flatter, and in whose words.
+FLATTER = {
+    ("small_batch", "large_batch"): ("small_batch", "Li et al. 2018; Keskar "
+                                     "et al. 2017"),
+    ("skip", "noskip"): ("skip", "Li et al. 2018"),
+    ("with_bn", "without_bn"): ("with_bn", "Li et al. 2018"),
+}
+
 
 
 def _load(path, name):
@@ -31,8 +47,7 @@ def contours(path, names):
     ax.set_aspect("equal")
   fig.suptitle("training loss, filter-normalized directions")
   fig.tight_layout()
-  fig.savefig(os.path.join(path, "contours.png"), dpi=110)
-  plt.close(fig)
+  report.save_figure(fig, os.path.join(path, "contours.png"))
 
 
 def surfaces_3d(path, names):
@@ -49,8 +64,7 @@ def surfaces_3d(path, names):
     ax.set_ylabel("d2")
     ax.set_zlabel("log loss")
   fig.tight_layout()
-  fig.savefig(os.path.join(path, "surfaces_3d.png"), dpi=110)
-  plt.close(fig)
+  report.save_figure(fig, os.path.join(path, "surfaces_3d.png"))
 
 
 def slices(path, names):
@@ -67,8 +81,7 @@ def slices(path, names):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(os.path.join(path, "slices.png"), dpi=110)
-  plt.close(fig)
+  report.save_figure(fig, os.path.join(path, "slices.png"))
 
 
 def interpolation_plot(path, summary):
@@ -93,12 +106,85 @@ def interpolation_plot(path, summary):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(os.path.join(path, "interpolation.png"), dpi=110)
-  plt.close(fig)
+  report.save_figure(fig, os.path.join(path, "interpolation.png"))
   return True
 
 
-def write(path, config, summary):
+def paper_of(names) -> Optional[Tuple[str, str]]:
+  """(the flatter arm, source) when the first and last arms are a pair the
+  claim is about; None otherwise."""
+  return FLATTER.get((names[0], names[-1])) if len(names) >= 2 else None
+
+
+def versus(summary) -> Tuple[List[List[Any]], List[Tuple[bool, str]]]:
+  """Rows of the table and (as in the paper?, sentence) per row."""
+  names = summary["compare"]
+  paper = paper_of(names)
+  if paper is None:
+    return [], []
+  flat, source = paper
+  first, last = names[0], names[-1]
+  sharp = last if flat == first else first
+  arms = summary["arms"]
+  rows, verdicts = [], []
+  for key, what in (("slice_mean_rise_half",
+                     "1-D slice: mean rise of the loss for |a| <= 0.5"),
+                    ("surface_mean_rise", "2-D surface: mean rise of the loss "
+                     "over the grid")):
+    ok = arms[sharp][key] > arms[flat][key]
+    rows.append([what, f"larger for {sharp} ({source})",
+                 f"{arms[first][key]:.4f}", f"{arms[last][key]:.4f}",
+                 "yes" if ok else "**no**"])
+    ratio = arms[sharp][key] / max(arms[flat][key], 1e-30)
+    verdicts.append((ok, f"the {what.split(':')[0]}'s mean rise is "
+                     f"{ratio:.2f}x as large for {sharp} as for {flat}"))
+  interp = summary["interpolation"]
+  if (interp["mode"] == "arms" and interp["paths"] and
+      (first, last) == ("small_batch", "large_batch")):
+    p = interp["paths"][0]
+    a, b = p["rise_beyond_a"], p["rise_beyond_b"]
+    ok = b["mean"] > a["mean"]
+    lo, hi = interp["alphas"][0], interp["alphas"][-1]
+    rows.append([f"interpolation {first} -> {last}: rise of the loss past "
+                 f"each end (t = {lo:g} and t = {hi:g})",
+                 f"steeper past {last} (Keskar et al. 2017, Fig. 3)",
+                 report.fmt(a, scale=1.0, digits=4),
+                 report.fmt(b, scale=1.0, digits=4),
+                 "yes" if ok else "**no**"])
+    verdicts.append((ok, f"past the {last} end the interpolated loss rises "
+                     f"{b['mean']:.4f} against {a['mean']:.4f} past the "
+                     f"{first} end"))
+  return rows, verdicts
+
+
+def differences(config, summary, verdicts) -> str:
+  names = summary["compare"]
+  if not verdicts:
+    return (f"No paper statement about the arms {', '.join(names)}: the "
+            f"claim is about {'; '.join(' vs '.join(k) for k in FLATTER)} "
+            f"(first and last arm), so only ours are shown.")
+  held = [s for ok, s in verdicts if ok]
+  failed = [s for ok, s in verdicts if not ok]
+  parts = []
+  if held:
+    parts.append("As in the paper: " + "; ".join(held) + ".")
+  if failed:
+    parts.append("Unlike the paper: " + "; ".join(failed) + ".")
+  why = [f"the surfaces are seed {summary['seeds'][0]}'s network along one "
+         f"draw of two random directions (landscape.seed "
+         f"{config.landscape.seed}), so the rises have no spread over seeds"]
+  if config.data.name != "cifar10":
+    why.append(f"`{config.model.name}` on `{config.data.name}`, not Li et "
+               f"al.'s CIFAR-10 networks")
+  parts.append(("Likely reasons: " if failed else "Caveats: ")
+               + "; ".join(why) + ".")
+  return " ".join(parts)
+
+
+def write(path, config, summary: Mapping[str, Any]):
+  """report.md and the PNGs from the workdir's summary.json and
+  arms/NAME/landscape.npz (the run calls it last; `python -m
+  jaxunknowns.report_cli` on a finished workdir)."""
   names = summary["compare"]
   contours(path, names)
   surfaces_3d(path, names)
@@ -116,23 +202,18 @@ def write(path, config, summary):
                  f"{a['surface_max']:.2f}",
                  f"{a['surface_seconds']:.1f}" + (" (fast)" if a["fast_dense"]
                                                    else "")])
-  sections = [
-      f"Filter-normalized loss landscapes (Li et al. 2018) of "
-      f"`{config.model.name}` on `{config.data.name}`; arms: "
-      f"{', '.join(names)}; {len(summary['seeds'])} seeds trained per arm, "
-      f"landscapes of seed {summary['seeds'][0]}. Loss in eval mode on "
-      f"{summary['arms'][names[0]]['num_examples']} training examples; "
-      f"2-D grid {ax['surface'][2]}x{ax['surface'][2]} on "
-      f"[{ax['surface'][0]}, {ax['surface'][1]}]^2, slice of "
-      f"{ax['slice'][2]} points on [{ax['slice'][0]}, {ax['slice'][1]}].",
-      "## Arms\n\n" + report.markdown_table(
+  details = [
+      "### Arms\n\n" + report.markdown_table(
           ["arm", "batch", "steps", "test acc (%)", "loss at centre",
            "slice: mean rise |a|<=0.5", "surface: mean rise", "surface max",
-           "surface time incl. compile (s)"], rows),
-      "## Contours\n\n![contours](contours.png)",
-      "## 3-D surfaces (log loss)\n\n![surfaces](surfaces_3d.png)",
-      "## 1-D slices\n\n![slices](slices.png)",
-  ]
+           "surface time incl. compile (s)"], rows)]
+  figures = [
+      ("Contours of the training loss on the 2-D grid of two "
+       "filter-normalized directions, one panel per arm (+: the trained "
+       "network)", "contours.png"),
+      ("The same surfaces in 3-D (log loss)", "surfaces_3d.png"),
+      ("1-D slices along the first direction: training loss and accuracy",
+       "slices.png")]
   if has_interp:
     interp_rows = [[p["label"]] + [report.fmt(p[k], scale=1.0, digits=4)
                                    for k in ("loss_barrier", "rise_beyond_a",
@@ -140,17 +221,40 @@ def write(path, config, summary):
                    for p in summary["interpolation"]["paths"]]
     lo, hi = summary["interpolation"]["alphas"][0], \
         summary["interpolation"]["alphas"][-1]
-    sections.append(
-        f"## Linear interpolation ({summary['interpolation']['mode']})\n\n"
+    details.append(
+        f"### Linear interpolation ({summary['interpolation']['mode']})\n\n"
         "Loss barrier: max over t in [0, 1] of the loss minus the larger "
         f"endpoint loss; rise beyond A: L(t={lo:g}) - L(A); rise beyond B: "
         f"L(t={hi:g}) - L(B) (mean ± std over pairs).\n\n" +
         report.markdown_table(["path", "loss barrier", "rise beyond A",
-                               "rise beyond B"], interp_rows) +
-        "\n\n![interpolation](interpolation.png)")
-  sections.append(f"Wall time {summary['wall_time_s']:.0f} s on "
-                  f"{summary['machine']['num_devices']} x "
-                  f"{summary['machine']['device_kind']}.")
-  report.write_report(os.path.join(path, "report.md"),
-                      f"landscape: {config.model.name} on {config.data.name}",
-                      sections)
+                               "rise beyond B"], interp_rows))
+    # No brackets in a caption: it is also the image's alt text.
+    figures.append((f"Training loss and error along (1 - t) A + t B, "
+                    f"t from {lo:g} to {hi:g} "
+                    f"({summary['interpolation']['mode']})",
+                    "interpolation.png"))
+  table, verdicts = versus(summary)
+  first, last = names[0], names[-1]
+  reference = config.get("reference")
+  claim = reference.get("claim", "") if reference is not None else ""
+  seconds = ", ".join(f"{n} {a['train_seconds']:.0f} s training + "
+                      f"{a['surface_seconds'] + a['slice_seconds']:.0f} s "
+                      f"surface and slice" for n, a in summary["arms"].items())
+  report.write_page(path, report.Page(
+      title=f"landscape: {config.model.name} on {config.data.name}",
+      claim=claim or CLAIM,
+      config=(
+          f"Filter-normalized loss landscapes (Li et al. 2018) of "
+          f"`{config.model.name}` on `{config.data.name}`; arms: "
+          f"{', '.join(names)}; {len(summary['seeds'])} seeds trained per "
+          f"arm, landscapes of seed {summary['seeds'][0]}. Loss in eval mode "
+          f"on {summary['arms'][names[0]]['num_examples']} training examples; "
+          f"2-D grid {ax['surface'][2]}x{ax['surface'][2]} on "
+          f"[{ax['surface'][0]}, {ax['surface'][1]}]^2, slice of "
+          f"{ax['slice'][2]} points on [{ax['slice'][0]}, {ax['slice'][1]}]."),
+      figures=figures,
+      versus=(["quantity", "paper", f"ours: {first}", f"ours: {last}",
+               "as in the paper"], table),
+      differences=differences(config, summary, verdicts),
+      details=details,
+      run=report.run_line(summary, f"Per arm: {seconds}.")))

@@ -61,8 +61,8 @@ from jaxunknowns import experiments, optim, validation
 from jaxunknowns.analysis import svm as svm_lib
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
-from jaxunknowns.experiments import common
-from jaxunknowns.metrics import MetricWriter, stats, write_json
+from jaxunknowns.experiments import common, max_margin_report
+from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
 from jaxunknowns.models import create_model
 from jaxunknowns.workdir import SUMMARY_FILE
 
@@ -532,9 +532,8 @@ def _run(config, workdir):
   }
   summary["claims"] = claims(summary)
   write_json(workdir.file(SUMMARY_FILE), summary)
-  from jaxunknowns.experiments import max_margin_report  # pylint: disable=g-import-not-at-top
-  max_margin_report.write(workdir.path, config, summary,
-                          problems=problems)
+  # From the saved summary, as `report_cli` rebuilds it: the same page.
+  write_report(workdir.path, config, read_json(workdir.file(SUMMARY_FILE)))
   gd = results.get("gd")
   if gd:
     logging.info("GD at step %d: angle %.4g deg, distance %.4g; summary in %s",
@@ -551,9 +550,22 @@ def _mean(stat):
   return None if stat is None else stat["mean"]
 
 
+def _ms(stat, fmt: str = ".4g", scale: float = 1.0, unit: str = "") -> str:
+  """'0.7002 ± 0.0022' (mean ± std over seeds; the mean alone for one)."""
+  if stat is None:
+    return "–"
+  text = f"{stat['mean'] * scale:{fmt}}{unit}"
+  if len(stat.get("per_seed", [])) > 1:
+    text += f" ± {stat['std'] * scale:.2g}{unit}"
+  return text
+
+
 def claims(summary) -> List[Dict[str, Any]]:
-  """Each claim: text, the paper's value, ours (mean over seeds), and whether
-  it holds here, by the threshold stated in its text."""
+  """Each claim: its kind, text, the paper's value, ours (mean ± std over
+  seeds), and whether it holds here, by the threshold stated in its text
+  (the means over seeds). A pure function of summary.json's numbers: the
+  report recomputes it, so a rebuilt report judges an old run by today's
+  rules."""
   out = []
   opt = summary["optimizers"]
   w_norm = summary["svm"]["norm"]["mean"]
@@ -562,17 +574,20 @@ def claims(summary) -> List[Dict[str, Any]]:
     f = opt["gd"]["fits"]
     slope = _mean(f["norm_slope"])
     out.append(dict(
+        kind="norm",
         claim="GD: ||w(t)|| ~ ||w_hat|| log t (slope of ||w|| vs log t, "
               "within 15%)",
-        paper=f"{w_norm:.4f}", ours=f"{slope:.4f}" if slope else "–",
+        paper=f"{w_norm:.4f}", ours=_ms(f["norm_slope"], ".4f"),
         holds=bool(slope and abs(slope / w_norm - 1) < 0.15)))
     expo = _mean(f["loss_exponent"])
     out.append(dict(
+        kind="loss",
         claim="GD: training loss ~ 1/t (log-log slope within 0.15 of -1)",
-        paper="-1", ours=f"{expo:.3f}" if expo else "–",
+        paper="-1", ours=_ms(f["loss_exponent"], ".3f"),
         holds=bool(expo and abs(expo + 1) < 0.15)))
     mono = f["angle_monotone"]
     out.append(dict(
+        kind="monotone",
         claim=f"GD: the angle to w_hat falls monotonically on the fit window "
               f"(steps {f['window_start_step']:,} to {steps:,})",
         paper="decreasing",
@@ -589,6 +604,7 @@ def claims(summary) -> List[Dict[str, Any]]:
       # that the angle falls at least as fast as 1/log t.
       e = expo_angle["mean"]
       out.append(dict(
+          kind="rate",
           claim="GD: the angle falls as O(1/log t); here the leading-order "
                 "coefficient ||P_perp w~||/||w_hat|| is 0, so it must fall at "
                 "least as fast (exponent of the angle against log t <= -0.9)",
@@ -598,6 +614,7 @@ def claims(summary) -> List[Dict[str, Any]]:
       pred = float(np.mean(limits))
       fit = a["mean"]
       out.append(dict(
+          kind="rate",
           claim="GD: slope of the angle against 1/log t equals the leading-"
                 "order prediction ||P_perp w~||/||w_hat|| (within 25% or "
                 "0.05°)",
@@ -608,23 +625,29 @@ def claims(summary) -> List[Dict[str, Any]]:
                                             np.radians(0.05)))))
   for name in ("gd", "momentum", "sgd"):
     if name in opt:
-      dist = opt[name]["final"]["distance"]["mean"]
+      dist = opt[name]["final"]["distance"]
       out.append(dict(
+          kind="distance",
           claim=f"{name}: normalised distance to the SVM direction at step "
                 f"{steps:,} below 0.05",
-          paper="→ 0 (O(1/log t))", ours=f"{dist:.4g}", holds=dist < 0.05))
+          paper="→ 0 (O(1/log t))", ours=_ms(dist),
+          holds=dist["mean"] < 0.05))
   if "adam" in opt:
-    a = np.degrees(opt["adam"]["final"]["angle"]["mean"])
-    a_inf = np.degrees(opt["adam"]["final"]["angle_linf"]["mean"])
+    final = opt["adam"]["final"]
+    a = np.degrees(final["angle"]["mean"])
+    a_inf = np.degrees(final["angle_linf"]["mean"])
     gd = opt.get("gd")
     ref = np.degrees(gd["final"]["angle"]["mean"]) if gd else None
-    ref_inf = np.degrees(gd["final"]["angle_linf"]["mean"]) if gd else None
     gaps = [g for g in summary["svm"].get("angle_l2_vs_linf_deg", []) if g is not None]
-    ours = (f"Adam {a:.4g}° from w_hat, {a_inf:.4g}° from the l_inf "
-            f"direction" + (f"; GD {ref:.4g}° and {ref_inf:.4g}°" if gd else ""))
+    deg = dict(scale=180 / np.pi, unit="°")
+    ours = (f"Adam {_ms(final['angle'], **deg)} from w_hat, "
+            f"{_ms(final['angle_linf'], **deg)} from the l_inf direction"
+            + (f"; GD {_ms(gd['final']['angle'], **deg)} and "
+               f"{_ms(gd['final']['angle_linf'], **deg)}" if gd else ""))
     if gaps and max(gaps) < 0.01:
       # Both limits are the same direction here: nothing can tell them apart.
       out.append(dict(
+          kind="adam",
           claim="Adam: not testable on this data set: its l_inf and L2 "
                 "max-margin directions coincide (use the clouds variant)",
           paper="does not converge to w_hat",
@@ -632,6 +655,7 @@ def claims(summary) -> List[Dict[str, Any]]:
           holds=None))
     else:
       out.append(dict(
+          kind="adam",
           claim="Adam: does not converge to the L2 max-margin direction (ends "
                 "further from it than GD, and closer to the l_inf max-margin "
                 "direction, sign descent's limit, than to it)",
@@ -644,12 +668,20 @@ def claims(summary) -> List[Dict[str, Any]]:
     dl = _mean(f["test_loss_change"])
     de = _mean(f["test_error_change"])
     out.append(dict(
+        kind="test",
         claim=f"{name}: on the fit window the test loss rises while the "
               "test error does not",
         paper="test loss up, test error down",
-        ours=f"test loss {dl:+.4g}, test error {100 * de:+.2f} points",
+        ours=f"test loss {_ms(f['test_loss_change'], '+.4g')}, test error "
+             f"{_ms(f['test_error_change'], '+.2f', scale=100)} points",
         holds=bool(dl > 0 and de <= 0)))
   return out
 
 
-experiments.register("max_margin", validate=validate)(run)
+def write_report(path, config, summary):
+  """report.md and max_margin.png from the workdir (see max_margin_report)."""
+  max_margin_report.write(path, config, summary, claims(summary))
+
+
+experiments.register("max_margin", validate=validate,
+                     report=write_report)(run)

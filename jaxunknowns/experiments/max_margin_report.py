@@ -1,4 +1,7 @@
-"""Figure and report.md of a `max_margin` run, from its metrics.jsonl and summary.
+"""Figure and report.md of a `max_margin` run, from its workdir: config.json,
+metrics.jsonl and summary.json (the data panel's points are the first data
+seed's training set, drawn again from the config: the generators are
+deterministic).
 
 `max_margin.png` follows Soudry et al.'s Fig. 1 (log-x panels, one colour
 per optimizer: the mean over data seeds, geometric on log axes, and each
@@ -9,21 +12,24 @@ and the angle against 1/log t with GD's least-squares line.
 """
 
 import os
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import ml_collections
 import numpy as np
 
 from jaxunknowns import metrics as metrics_lib
 from jaxunknowns import report
+from jaxunknowns.data import load_dataset
 
 FIGURE = "max_margin.png"
 SPLIT = "max_margin"
 COLORS = {"gd": "C0", "momentum": "C1", "sgd": "C2", "adam": "C3"}
 LABELS = {"gd": "GD", "momentum": "GD + momentum", "sgd": "SGD", "adam": "Adam"}
+
 
 
 def _curve(rows, name, optimizer, scale=1.0):
@@ -59,14 +65,34 @@ def _band(ax, rows, name, optimizer, scale=1.0, normalize=False, logy=False):
       ax.plot(steps, v, color=color, lw=0.6, alpha=0.35)
 
 
-def _data_panel(ax, problems, summary):
-  p = problems[0]
-  if p.x.shape[1] != 2 or summary["num_classes"] != 2 or summary["use_bias"]:
+def data_dim(summary) -> int:
+  """The inputs' dimension, from the parameter count: d (+1 with a bias)
+  per output, one output for two classes."""
+  outputs = 1 if summary["num_classes"] == 2 else summary["num_classes"]
+  return summary["num_params"] // outputs - int(summary["use_bias"])
+
+
+def first_training_set(config, summary):
+  """(x, y) of the first data seed, as the run drew it; None unless the data
+  are 2-D with two classes and no bias (the only case with a data panel)."""
+  if (summary["num_classes"] != 2 or summary["use_bias"]
+      or data_dim(summary) != 2):
+    return None
+  data_config = ml_collections.ConfigDict(config.data.to_dict())
+  data_config.shuffle_seed = int(summary["data_seeds"][0])
+  ds = load_dataset(data_config)
+  return ds.train.x.astype(np.float64), np.asarray(ds.train.y)
+
+
+def _data_panel(ax, data, summary):
+  if data is None:
     ax.axis("off")
-    ax.text(0.5, 0.5, f"{p.x.shape[1]}-D data: no data panel", ha="center",
-            va="center", transform=ax.transAxes)
+    ax.text(0.5, 0.5, f"{data_dim(summary)}-D data: no data panel",
+            ha="center", va="center", transform=ax.transAxes)
     return
-  x, y = p.x, p.y
+  x, y = data
+  w_hat = np.asarray(summary["svm"]["w_hat"][0], np.float64)
+  margin = summary["svm"]["margin"]["per_seed"][0]
   ax.scatter(*x[y == 1].T, marker="+", color="k", label="y = +1")
   ax.scatter(*x[y == 0].T, marker="o", facecolors="none", edgecolors="k",
              label="y = -1")
@@ -74,15 +100,14 @@ def _data_panel(ax, problems, summary):
   line = np.linspace(-lim, lim, 2)
 
   def separator(w, **kw):
-    w = np.asarray(w, np.float64)
     if abs(w[1]) > abs(w[0]):
       ax.plot(line, -w[0] / w[1] * line, **kw)
     else:
       ax.plot(-w[1] / w[0] * line, line, **kw)
 
-  separator(p.svm.w, color="k", lw=1.5, label="max margin")
+  separator(w_hat, color="k", lw=1.5, label="max margin")
   for sign in (1, -1):  # the margin lines w_hat . x = +-1
-    w = p.svm.w
+    w = w_hat
     pts = np.linspace(-lim, lim, 2)
     if abs(w[1]) > abs(w[0]):
       ax.plot(pts, (sign - w[0] * pts) / w[1], color="k", lw=0.6, ls=":")
@@ -91,19 +116,16 @@ def _data_panel(ax, problems, summary):
   ax.set_xlim(-lim, lim)
   ax.set_ylim(-lim, lim)
   ax.set_aspect("equal")
-  ax.set_title(f"(A) data (seed {p.seed}), SVM margin {p.svm.margin:.4g}",
-               fontsize=9)
+  ax.set_title(f"(A) data (seed {summary['seeds'][0]}), SVM margin "
+               f"{margin:.4g}", fontsize=9)
   ax.legend(fontsize=7, loc="lower right")
 
 
-def plot(path: str, rows, summary, problems=None):
+def plot(path: str, rows, summary, data=None):
   optimizers = list(summary["optimizers"])
   fig, axes = plt.subplots(2, 4, figsize=(17, 7.6))
   ax = axes.ravel()
-  if problems:
-    _data_panel(ax[0], problems, summary)
-  else:
-    ax[0].axis("off")
+  _data_panel(ax[0], data, summary)
   panels = [
       (ax[1], "norm", "(B) ||w(t)|| / ||w(T)||", dict(normalize=True), False),
       (ax[2], "loss", "(C) training loss (mean per example)", {}, True),
@@ -151,9 +173,7 @@ def plot(path: str, rows, summary, problems=None):
                f"loss, {summary['num_train']} points, "
                f"{len(summary['seeds'])} data seeds)", fontsize=11)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return report.save_figure(fig, path, dpi=100)
 
 
 def _fmt(stat, scale=1.0, digits=4, degrees=False):
@@ -166,10 +186,78 @@ def _fmt(stat, scale=1.0, digits=4, degrees=False):
   return f"{mean:.{digits}g}" + (f" ± {std:.2g}" if n > 1 else "")
 
 
+
+
+def _short(claim: str) -> str:
+  """A claim's statement without its threshold: 'GD: training loss ~ 1/t'."""
+  return claim.split("; ")[0].split(" (")[0]
+
+
+def _why_not(c: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
+  """Why a claim that does not hold here fails, from this run's numbers."""
+  steps = summary["steps"]
+  name = c["claim"].split(":")[0].lower()
+  fits = summary["optimizers"].get(name, summary["optimizers"].get("gd", {}))
+  fits = fits.get("fits", {}) if fits else {}
+  window = fits.get("window_start_step")
+  if c["kind"] in ("norm", "loss", "rate"):
+    return (f"the fit window (steps {window:,} to {steps:,}) is still before "
+            f"the asymptotic regime; the rates are limits as t grows, so a "
+            f"longer run (variant soudry2d_long) moves the fit towards them")
+  if c["kind"] == "monotone":
+    return (f"non-support points push w off w_hat first: per seed the angle "
+            f"peaks at step {fits.get('angle_peak_step')} and falls "
+            f"monotonically only from step {fits.get('angle_falls_from_step')}")
+  if c["kind"] == "distance":
+    return (f"the distance falls only like 1/log t, so after {steps:,} steps "
+            f"it is still {c['ours']}: a budget limit (the 0.05 is our "
+            f"threshold; the paper states the limit 0)")
+  if c["kind"] == "adam":
+    return ("Adam ends no further from w_hat than GD, or no closer to the "
+            "l_inf direction than to w_hat, on this data")
+  if c["kind"] == "test":
+    return (f"on this draw the test error does not fall ({c['ours']}): the "
+            f"max-margin direction of {summary['num_train']} training points "
+            f"need not test better than the iterates before it")
+  return "see Details"
+
+
+def differences(claims: List[Dict[str, Any]], summary) -> str:
+  held = [c for c in claims if c["holds"] is True]
+  failed = [c for c in claims if c["holds"] is False]
+  untested = [c for c in claims if c["holds"] is None]
+  parts = []
+  if held:
+    parts.append(f"As in the paper ({len(held)} of {len(held) + len(failed)} "
+                 f"testable claims): " + "; ".join(_short(c["claim"])
+                                                   for c in held) + ".")
+  if failed:
+    parts.append("Unlike the paper: " + "; ".join(
+        f"{_short(c['claim'])}: {_why_not(c, summary)}" for c in failed)
+                 + ".")
+  if untested:
+    parts.append("Not tested: " + "; ".join(_short(c["claim"])
+                                            for c in untested) + ".")
+  if summary["dataset"] == "soudry2d":
+    parts.append("The data are the paper's own 2-D set (Fig. 1), so no "
+                 "difference of data.")
+  else:
+    parts.append(f"The data (`{summary['dataset']}`, {summary['num_train']} "
+                 f"points in {data_dim(summary)}-D) are not the paper's 2-D "
+                 f"set: the rates are the same theorems', the constants are "
+                 f"this data's.")
+  return " ".join(parts)
+
+
 def write(path: str, config, summary: Mapping[str, Any],
-          problems: Optional[Sequence[Any]] = None):
+          claims: List[Dict[str, Any]]):
+  """report.md and max_margin.png from the workdir's files; `claims` are
+  max_margin.claims(summary)."""
   rows = metrics_lib.read_metrics(path)
-  plot(os.path.join(path, FIGURE), rows, summary, problems)
+  data = first_training_set(config, summary)
+  plot(os.path.join(path, FIGURE), rows, summary, data)
+  panel_a = ("(A) the data and the SVM separator" if data is not None else
+             f"(A) none ({data_dim(summary)}-D data)")
   s = summary["svm"]
   opt = summary["optimizers"]
   lrs = ", ".join(
@@ -184,7 +272,8 @@ def write(path: str, config, summary: Mapping[str, Any],
       f"w = 0, {summary['steps']:,} steps, {len(summary['seeds'])} data seeds "
       f"(data.shuffle_seed {summary['data_seeds']}), float64. Steps: {lrs} "
       f"(mean over seeds; GD's is 1/sigma_max(X) unless max_margin.lr is set).")
-  claim = config.reference.claim if "reference" in config else ""
+  reference = config.get("reference")
+  claim = reference.get("claim", "") if reference is not None else ""
   svm_text = (
       f"Hard-margin SVM (exact, KKT residual {s['kkt_residual']:.1e}): margin "
       f"{_fmt(s['margin'], digits=6)}, ||w_hat|| {_fmt(s['norm'], digits=6)}, "
@@ -192,10 +281,10 @@ def write(path: str, config, summary: Mapping[str, Any],
       f"first seed = {np.round(s['w_hat'][0], 6).tolist()}. Angle between "
       f"the L2 and the l_inf max-margin directions: "
       f"{[None if a is None else round(a, 4) for a in s['angle_l2_vs_linf_deg']]}°.")
-  claims_table = report.markdown_table(
-      ["claim", "paper", "ours", "holds"],
-      [[c["claim"], c["paper"], c["ours"], "n/a" if c["holds"] is None else "yes" if c["holds"] else "**no**"]
-       for c in summary["claims"]])
+  window = next(iter(opt.values()))["fits"]["window_start_step"]
+  versus = [[c["claim"], c["paper"], c["ours"],
+             "n/a" if c["holds"] is None else "yes" if c["holds"] else
+             "**no**"] for c in claims]
   final_rows = []
   for o, v in opt.items():
     f = v["final"]
@@ -225,7 +314,6 @@ def write(path: str, config, summary: Mapping[str, Any],
        "angle vs 1/log t: slope (°)", "intercept (°)", "margin-gap exponent in log t"],
       [["prediction", f"{s['norm']['mean']:.4f} (= ||w_hat||)", "-1",
         "≤ -1", limit_text, "0", "≤ -1"]] + fit_rows)
-  window = next(iter(opt.values()))["fits"]["window_start_step"]
   notes = []
   if all(l is not None and l < 1e-6 for l in limits):
     ratios = s.get("nonsupport_margin_ratio") or []
@@ -253,15 +341,11 @@ def write(path: str, config, summary: Mapping[str, Any],
         "GD's: Adam's angle to w_hat is small here, and the difference "
         "between the two biases shows only on data where the two directions "
         "differ (variant `clouds`).")
-  sections = [intro]
-  if claim:
-    sections.append(f"**The paper.** {claim}")
-  sections += [
-      "## The yardstick\n\n" + svm_text,
-      f"## Claims (fits on steps {window} to {summary['steps']:,}; mean over "
-      f"seeds)\n\n" + claims_table,
-      f"## At step {summary['steps']:,} (mean ± std over seeds)\n\n" + final_table,
-      f"## Fitted rates (least squares on steps {window} to "
+  details = [
+      "### The yardstick\n\n" + svm_text,
+      f"### At step {summary['steps']:,} (mean ± std over seeds)\n\n"
+      + final_table,
+      f"### Fitted rates (least squares on steps {window} to "
       f"{summary['steps']:,})\n\n" + fits_table + "\n\n"
       "The angle's predicted slope against 1/log t is ||P_perp w~|| / "
       "||w_hat||, computable from the SVM's duals when the support vectors "
@@ -269,15 +353,23 @@ def write(path: str, config, summary: Mapping[str, Any],
       "trajectory).",
   ]
   if notes:
-    sections.append("## Notes\n\n" + "\n\n".join(notes))
-  sections.append(f"## Figure\n\n![max margin]({FIGURE})")
+    details.append("### Notes\n\n" + "\n\n".join(notes))
   secs = ", ".join(f"{LABELS.get(o, o)} {v['seconds']:.1f} s"
                    for o, v in opt.items())
-  sections.append(
-      f"Wall time {summary['wall_time_s']:.0f} s ({secs}; "
-      f"{summary['steps_per_second']:,.0f} steps/s for all seeds at once) on "
-      f"{summary['machine']['num_devices']} × "
-      f"{summary['machine']['device_kind']}.")
-  report.write_report(os.path.join(path, "report.md"),
-                      f"max_margin: implicit bias on {summary['dataset']}",
-                      sections)
+  report.write_page(path, report.Page(
+      title=f"max_margin: implicit bias on {summary['dataset']}",
+      claim=claim or "None: this config quotes no paper.",
+      config=intro,
+      figures=[(f"After Soudry et al.'s Fig. 1: {panel_a}, (B) ||w(t)|| "
+                "normalised at the last step, (C) training loss, (D) angle to "
+                "w_hat, (E) margin gap, (F) test loss, (G) test error, (H) "
+                "angle vs 1/log t with GD's fit; one colour per optimizer, "
+                "mean over data seeds (thick) and each seed (thin)", FIGURE)],
+      versus=(["claim (fits on steps "
+               f"{window:,} to {summary['steps']:,})", "paper",
+               "ours (mean ± std over seeds)", "holds"], versus),
+      differences=differences(claims, summary),
+      details=details,
+      run=report.run_line(summary, f"Per optimizer: {secs}; "
+                          f"{summary['steps_per_second']:,.0f} steps/s for "
+                          f"all seeds at once.")))

@@ -50,7 +50,7 @@ from jaxunknowns import experiments, optim, validation
 from jaxunknowns.data import load_dataset
 from jaxunknowns.data import pipeline
 from jaxunknowns.errors import UserError
-from jaxunknowns.experiments import common
+from jaxunknowns.experiments import common, randomization_report
 from jaxunknowns.experiments.width_sweep import train_stage
 from jaxunknowns.metrics import MetricWriter, read_metrics, stats, write_json
 from jaxunknowns.models import create_model
@@ -327,9 +327,10 @@ def run(config, workdir):
   }
   add_slowdowns(summary)
   summary["checks"] = checks(summary)
-  from jaxunknowns.experiments import randomization_report  # pylint: disable=g-import-not-at-top
-  randomization_report.write(workdir.path, config, summary, rows)
+  # summary.json first: the report reads only the workdir's files, so
+  # `report_cli` rebuilds the same report.md from them.
   write_json(workdir.file(SUMMARY_FILE), summary)
+  randomization_report.write(workdir.path, config, summary)
   return summary
 
 
@@ -425,4 +426,5 @@ def checks(summary) -> Dict[str, Any]:
   return out
 
 
-experiments.register("randomization", validate=validate)(run)
+experiments.register("randomization", validate=validate,
+                     report=randomization_report.write)(run)

@@ -1,13 +1,15 @@
-"""Figures and report.md of a `randomization` run."""
+"""Figures and report.md of a `randomization` run, from its workdir's files
+(summary.json, metrics.jsonl): `write` is the experiment's registered report."""
 
 import os
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from jaxunknowns import metrics as metrics_lib
 from jaxunknowns import report
+from jaxunknowns.metrics import read_metrics
 
 LABELS = {"true_labels": "true labels", "random_labels": "random labels",
           "shuffled_pixels": "shuffled pixels", "random_pixels": "random pixels",
@@ -88,8 +90,7 @@ def plot_learning_curves(rows, keys: Sequence[str], path: str, title=""):
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  report.save_figure(fig, path)
 
 
 def plot_corruption(summary, path, title=""):
@@ -125,13 +126,116 @@ def plot_corruption(summary, path, title=""):
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  report.save_figure(fig, path)
 
 
 # -----------------------------------------------------------------------------
 # report.md
 # -----------------------------------------------------------------------------
+CLAIM = (
+    "Zhang et al. 2017. Deep networks fit random labels, shuffled pixels, "
+    "random pixels and Gaussian noise inputs to 100% training accuracy with "
+    "unchanged hyper-parameters; random labels take only a constant factor "
+    "longer to fit; test error rises smoothly with the fraction of corrupted "
+    "labels, up to chance; explicit regularization changes test accuracy by "
+    "a few points and does not prevent fitting random labels. (CIFAR-10 MLP "
+    "1×512: 100 / 50.5 train / test accuracy with true labels, 99.3 / 10.6 "
+    "with random labels.)")
+# Zhang et al. Table 1 (CIFAR-10, %): (train, test) of the MLP 1×512, then
+# Inception's, for the two variants the table has.
+PAPER_TABLE1 = {
+    "true_labels": (("100.0", "50.51"), ("100.0", "85.75")),
+    "random_labels": (("99.34", "10.61"), ("100.0", "9.78")),
+}
+PIXEL_VARIANTS = ("shuffled_pixels", "random_pixels", "gaussian")
+
+
+def _versus(summary) -> List[List[str]]:
+  """One row per quantity Zhang et al. state, with our mean ± std beside it;
+  rows whose stages this run did not train are left out."""
+  st = summary["stages"]
+  rows = []
+  for key, ((mlp_train, mlp_test), (inc_train, inc_test)) in (
+      PAPER_TABLE1.items()):
+    if key not in st:
+      continue
+    e = st[key]
+    rows.append([f"{_name(key)}: train accuracy (%)",
+                 f"{mlp_train} (MLP 1×512; Inception {inc_train})",
+                 _pct(e["train_accuracy"])])
+    rows.append([f"{_name(key)}: test accuracy (%)",
+                 f"{mlp_test} (MLP 1×512; Inception {inc_test})",
+                 _pct(e["test_accuracy"])])
+  if "random_labels" in st and "true_labels" in st:
+    rows.append(["random labels: steps to fit ÷ true labels' steps",
+                 "a small constant factor (≈4× in a reproduction)",
+                 _slowdown(st["random_labels"])
+                 if st["random_labels"].get("slowdown") else
+                 f"– (random labels: {_steps(st['random_labels'])}; true "
+                 f"labels: {_steps(st['true_labels'])})"])
+  for key in PIXEL_VARIANTS:
+    if key in summary["variants"]:
+      rows.append([f"{_name(key)}: train accuracy (%)", "fits (Fig. 1a)",
+                   _pct(st[key]["train_accuracy"])])
+  corruption = summary["corruption"]
+  if len(corruption) >= 2:
+    first, last = (st[corruption[i]["stage"]] for i in (0, -1))
+    ends = (f"{_pct(first['test_error'])} (p = {corruption[0]['p']:g}) → "
+            f"{_pct(last['test_error'])} (p = {corruption[-1]['p']:g})")
+    rises = summary["checks"].get("test_error_rises_with_p")
+    rows.append(["test error vs label corruption p (%)",
+                 "rises smoothly with p, up to chance (Fig. 1c)",
+                 f"{ends}: " + ("rises with p" if rises else
+                                "does not rise monotonically with p")
+                 + f"; chance {100 * (1 - 1 / summary['num_classes']):g}"])
+    fitted = [(c["p"], st[c["stage"]]) for c in corruption
+              if st[c["stage"]].get("steps_to_fit")]
+    if len(fitted) >= 2:
+      steps = [e["steps_to_fit"]["mean"] for _, e in fitted]
+      word = ("grows at every step of the grid"
+              if all(b > a for a, b in zip(steps, steps[1:])) else
+              "grows overall" if steps[-1] > steps[0] else "does not grow")
+      rows.append(["steps to fit vs label corruption p",
+                   "grows with p (Fig. 1b)",
+                   f"{_steps(fitted[0][1])} (p = {fitted[0][0]:g}) → "
+                   f"{_steps(fitted[-1][1])} (p = {fitted[-1][0]:g}): {word}"
+                   + ("" if len(fitted) == len(corruption) else
+                      f" ({len(corruption) - len(fitted)} of "
+                      f"{len(corruption)} levels not fitted)")])
+  regularized = [a for a in summary["ablation"]
+                 if st[a["stage"]]["regularizers"]]
+  for a in regularized:
+    e = st[a["stage"]]
+    paper = PAPER_ABLATION.get((a["labels"], tuple(sorted(e["regularizers"]))))
+    if paper:
+      rows.append([f"{_name(a['stage'])}: train / test accuracy (%)",
+                   paper, f"{_pct(e['train_accuracy'])} / "
+                   f"{_pct(e['test_accuracy'])}"])
+  if regularized:
+    rows.append(["explicit regularization: test accuracy against the same "
+                 "labels without it (points)", "changes it by a few points "
+                 "(Table 1)", "; ".join(
+                     f"{_name(a['stage'])} {_delta(summary, a):+.1f}"
+                     for a in regularized)])
+  random_cells = [a for a in regularized if a["labels"] == "random_labels"]
+  if random_cells:
+    rows.append(["random labels with explicit regularization: train accuracy "
+                 "(%)", "still fitted: regularization does not prevent it",
+                 "; ".join(f"{_name(a['stage'])} "
+                           f"{_pct(st[a['stage']]['train_accuracy'])} "
+                           f"({_steps(st[a['stage']])})"
+                           for a in random_cells)])
+  return rows
+
+
+def _delta(summary, ablation_entry) -> float:
+  """Test accuracy (points) of an ablation cell minus that of its labels'
+  unregularized stage, seed means."""
+  st = summary["stages"]
+  mine = st[ablation_entry["stage"]]["test_accuracy"]["mean"]
+  return 100 * (mine - st[ablation_entry["labels"]]["test_accuracy"]["mean"])
+
+
 def _variants_table(summary) -> str:
   st = summary["stages"]
   rows = []
@@ -163,26 +267,29 @@ def _ablation_table(summary, config) -> str:
   for a in summary["ablation"]:
     e = st[a["stage"]]
     regs = tuple(sorted(e["regularizers"]))
-    on = lambda r: "yes" if r in regs else "no"
+    on = lambda r, regs=regs: "yes" if r in regs else "no"
     rows.append([LABELS[a["labels"]], on("augment"), on("weight_decay"),
                  on("dropout"), _pct(e["train_accuracy"]),
                  _pct(e["test_accuracy"]), _steps(e),
                  PAPER_ABLATION.get((a["labels"], regs), "–")])
-  aug = {"random_shift": f"random shift by up to {config.ablation.max_shift} "
-                         "positions",
-         "crop_flip": "random crop (pad 4) + horizontal flip"}.get(
-             summary["augmentation"], summary["augmentation"])
   return (f"Weight decay {config.ablation.weight_decay} (L2 added to the "
           f"gradient), dropout {config.ablation.dropout} after every hidden "
-          f"layer, augmentation: {aug}.\n\n" + report.markdown_table(
+          f"layer, augmentation: {_augmentation(summary, config)}.\n\n"
+          + report.markdown_table(
               ["labels", "augmentation", "weight decay", "dropout",
                "train acc (%)", "test acc (%)", "steps to fit",
                "Zhang et al. Table 1 (train / test %)"], rows))
 
 
+def _augmentation(summary, config) -> str:
+  return {"random_shift": f"random shift by up to {config.ablation.max_shift} "
+                          "positions",
+          "crop_flip": "random crop (pad 4) + horizontal flip"}.get(
+              summary["augmentation"], summary["augmentation"])
+
+
 def _checks_text(summary) -> str:
   c = summary["checks"]
-  st = summary["stages"]
   parts = []
   fitted = c["seeds_fitted"]
   S = len(summary["seeds"])
@@ -211,7 +318,6 @@ def _checks_text(summary) -> str:
             f"{100 * e:.1f}% (p={p:g})" for p, e in c["test_error_vs_p"])
         + (": it rises with p." if c["test_error_rises_with_p"] else
            ": it does not rise monotonically with p."))
-  del st
   return " ".join(parts)
 
 
@@ -223,20 +329,21 @@ def _ablation_text(summary) -> str:
     e = st[a["stage"]]
     if not e["regularizers"]:
       continue
-    base = st[a["labels"]]
-    delta = 100 * (e["test_accuracy"]["mean"] - base["test_accuracy"]["mean"])
     fit = (f"fits in {e['steps_to_fit']['mean']:.0f} steps"
            if e.get("steps_to_fit") else
            f"reaches {100 * e['train_accuracy']['mean']:.2f}% training "
            f"accuracy in {e['steps']} steps")
-    lines.append(f"{_name(a['stage'])}: test accuracy {delta:+.1f} points, "
-                 f"{fit}")
+    lines.append(f"{_name(a['stage'])}: test accuracy "
+                 f"{_delta(summary, a):+.1f} points, {fit}")
   return ("Regularization, against the same labels without it: "
           + "; ".join(lines) + ".") if lines else ""
 
 
 def _differences(summary, config) -> str:
+  """Where this run's numbers stand against Zhang et al.'s, each statement
+  read from the numbers."""
   st = summary["stages"]
+  c = summary["checks"]
   true = st.get("true_labels")
   parts = []
   if true:
@@ -245,6 +352,16 @@ def _differences(summary, config) -> str:
         f" is a property of `{config.data.name}` and `{config.model.name}`, "
         "not comparable in level with the paper's CIFAR-10 numbers (an MLP "
         "gets ≈50% on CIFAR-10; on MNIST-1D the authors' MLP gets ≈65%)")
+  if not c["every_variant_fits"]:
+    S = len(summary["seeds"])
+    parts.append("not every variant fits within the budget, unlike the "
+                 "paper's: " + ", ".join(
+                     f"{_name(k)} {n}/{S} seeds"
+                     for k, n in c["seeds_fitted"].items() if n < S))
+  if "random_labels_at_chance" in c and not c["random_labels_at_chance"]:
+    parts.append(
+        f"random labels test at {100 * c['random_labels_test_accuracy']:.1f}%,"
+        f" more than 2 points from chance ({100 * c['chance']:.0f}%)")
   slow = st.get("random_labels", {}).get("slowdown")
   if slow:
     parts.append(
@@ -252,37 +369,59 @@ def _differences(summary, config) -> str:
         "labels (Zhang et al. report a small constant factor, ≈4× in a "
         f"reproduction); with {summary['train_examples']:,} training "
         "examples instead of 50,000 everything fits in far fewer steps")
-  if config.model.name in ("mlp", "lenet_300_100") and (
-      "shuffled_pixels" in st and "true_labels" in st):
+  shuffled = st.get("shuffled_pixels")
+  if config.model.name in ("mlp", "lenet_300_100") and shuffled and true:
     parts.append(
         "for an MLP, shuffled pixels are the true-label problem with its "
-        "input features renamed (a dense layer is permutation-invariant), so "
-        "their curves coincide; Zhang et al.'s convolutional nets see the "
+        "input features renamed (a dense layer is permutation-invariant): "
+        f"{_steps(shuffled)} steps to fit and "
+        f"{100 * shuffled['test_accuracy']['mean']:.1f}% test accuracy "
+        f"against {_steps(true)} and {100 * true['test_accuracy']['mean']:.1f}%"
+        " for the true labels; Zhang et al.'s convolutional nets see the "
         "lost locality")
-  if summary["augmentation"] == "random_shift":
+  for a in summary["ablation"]:
+    e = st[a["stage"]]
+    if "augment" in e["regularizers"] and summary["augmentation"] == (
+        "random_shift"):
+      # Table 1's random crops alone: 89.31 - 85.75 on Inception.
+      crops = (" (Inception's random crops on CIFAR-10: +3.56, Table 1)"
+               if e["regularizers"] == ["augment"] else "")
+      parts.append(
+          f"{_name(a['stage'])} changes test accuracy by "
+          f"{_delta(summary, a):+.1f} points{crops}: MNIST-1D's generator "
+          "itself shifts its templates, so shifted training examples are "
+          "more draws of the data"
+          + ("" if e.get("steps_to_fit") else
+             f", and with it the training set reaches "
+             f"{100 * e['train_accuracy']['mean']:.2f}% training accuracy, "
+             f"not {100 * summary['fit_accuracy']:g}%, in {e['steps']} steps"))
+  unfitted = [a for a in summary["ablation"]
+              if a["labels"] == "random_labels"
+              and st[a["stage"]]["regularizers"]
+              and not st[a["stage"]].get("steps_to_fit")]
+  if unfitted:
     parts.append(
-        "MNIST-1D's generator itself shifts its templates, so shift "
-        "augmentation helps far more here than random crops on CIFAR-10 (and "
-        "makes the training set too hard to fit exactly in the budget)")
+        "with explicit regularization random labels are not fitted exactly "
+        "within the budget (" + ", ".join(
+            f"{_name(a['stage'])}: "
+            f"{100 * st[a['stage']]['train_accuracy']['mean']:.2f}% in "
+            f"{st[a['stage']]['steps']} steps" for a in unfitted)
+        + "): on this budget we see regularization leave random labels "
+        "nearly fitted, not fitted as the paper has it")
+  if "test_error_rises_with_p" in c and not c["test_error_rises_with_p"]:
+    parts.append("our test error does not rise monotonically with p (more "
+                 "than a 1-point step down, or no rise from p = 0 to the "
+                 "largest p)")
   parts.append(
       "our stages stop as soon as every seed fits (Zhang et al. train a "
       "fixed number of epochs), so test accuracy is measured at the moment "
       "of fitting")
-  return "; ".join(parts) + "."
+  return " ".join(f"{p[0].upper()}{p[1:]}." for p in parts)
 
 
-def write(path, config, summary, rows):
-  title = f"{config.model.name} on {config.data.name}"
-  sections = [
-      "**Claim** (Zhang et al. 2017). Deep networks fit random labels, "
-      "shuffled pixels, random pixels and Gaussian noise inputs to 100% "
-      "training accuracy with unchanged hyper-parameters; random labels take "
-      "only a constant factor longer to fit; test error rises smoothly with "
-      "the fraction of corrupted labels, up to chance; explicit "
-      "regularization changes test accuracy by a few points and does not "
-      "prevent fitting random labels. (CIFAR-10 MLP 1×512: 100 / 50.5 train / "
-      "test accuracy with true labels, 99.3 / 10.6 with random labels.)",
-      f"**Config.** `{config.model.name}` "
+def _config_text(config, summary) -> str:
+  return (
+      f"`{config.model.name}` "
       + (f"(hidden widths {tuple(config.model.widths)}) "
          if config.model.name == "mlp" else "")
       + f"on `{config.data.name}` ({summary['train_examples']:,} training "
@@ -295,31 +434,44 @@ def write(path, config, summary, rows):
       f"accuracy (checked every {config.randomization.check_every} steps) or "
       f"{config.train.steps} steps; steps to fit are read at every "
       f"{config.train.eval_every}-step evaluation. {len(summary['seeds'])} "
-      "seeds per stage, trained at once.",
-  ]
+      "seeds per stage, trained at once.")
+
+
+def write(path, config, summary):
+  """report.md, learning_curves.png and corruption.png from the workdir's
+  summary.json and metrics.jsonl (the experiment's registered report)."""
+  title = f"{config.model.name} on {config.data.name}"
+  figures, details = [], []
   if summary["variants"]:
-    plot_learning_curves(rows, summary["variants"],
+    plot_learning_curves(read_metrics(path), summary["variants"],
                          os.path.join(path, "learning_curves.png"),
                          title=f"{title}: learning curves (Zhang et al. Fig. 1a)")
-    sections.append(
-        "## Randomization tests (mean ± std over seeds)\n\n"
-        + _variants_table(summary)
-        + "\n\n![learning curves](learning_curves.png)")
+    figures.append(("Training loss and training-set accuracy vs step of each "
+                    "variant, mean ± std over seeds (Zhang et al. Fig. 1a)",
+                    "learning_curves.png"))
+    details.append("### Randomization tests (mean ± std over seeds)\n\n"
+                   + _variants_table(summary))
   if summary["corruption"]:
     plot_corruption(summary, os.path.join(path, "corruption.png"),
                     title=f"{title}: label corruption (Zhang et al. Fig. 1b, 1c)")
-    sections.append("## Label corruption\n\n" + _corruption_table(summary)
-                    + "\n\n![label corruption](corruption.png)")
+    figures.append(("Steps to fit, and test and train error, vs label "
+                    "corruption p (Zhang et al. Fig. 1b, 1c)",
+                    "corruption.png"))
+    details.append("### Label corruption\n\n" + _corruption_table(summary))
   if summary["ablation"]:
-    sections.append("## Explicit regularization (Zhang et al. Table 1 in "
-                    "shape)\n\n" + _ablation_table(summary, config))
-  sections.append("## What this run shows\n\n" + _checks_text(summary))
-  sections.append("**Where and why we differ.** "
-                  + _differences(summary, config))
-  sections.append(f"Wall time: {summary['stages_wall_time_s']:.0f} s of "
-                  f"training and measuring over all stages (this invocation: "
-                  f"{summary['wall_time_s']:.0f} s) on "
-                  f"{summary['machine']['num_devices']} × "
-                  f"{summary['machine']['device_kind']}.")
-  report.write_report(os.path.join(path, "report.md"),
-                      f"randomization: {title}", sections)
+    details.append("### Explicit regularization (Zhang et al. Table 1 in "
+                   "shape)\n\n" + _ablation_table(summary, config))
+  details.append("### What this run shows\n\n" + _checks_text(summary))
+  report.write_page(path, report.Page(
+      title=f"randomization: {title}",
+      claim=CLAIM,
+      config=_config_text(config, summary),
+      figures=figures,
+      versus=(["quantity", "Zhang et al. 2017 (CIFAR-10)",
+               "ours (mean ± std over seeds)"], _versus(summary)),
+      differences=_differences(summary, config),
+      details=details,
+      run=report.run_line(
+          summary, f"{summary['stages_wall_time_s']:.0f} s of training and "
+          "measuring over all stages (each stage's own time, summed: the "
+          "whole run's even where this invocation resumed it).")))

@@ -31,8 +31,8 @@ from jaxunknowns import experiments, validation
 from jaxunknowns.analysis import hessian
 from jaxunknowns.analysis import sharpness as sharpness_lib
 from jaxunknowns.data import load_dataset
-from jaxunknowns.experiments import common, landscape_arms
-from jaxunknowns.metrics import MetricWriter, stats, write_json
+from jaxunknowns.experiments import common, landscape_arms, sharpness_report
+from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
 from jaxunknowns.workdir import SUMMARY_FILE
 
 
@@ -185,9 +185,10 @@ def run(config, workdir):
       "wall_time_s": time.time() - t_start,
       "machine": common.machine_info(),
   }
-  from jaxunknowns.experiments import sharpness_report  # pylint: disable=g-import-not-at-top
-  sharpness_report.write(workdir.path, config, summary)
   write_json(workdir.file(SUMMARY_FILE), summary)
+  # From the saved summary, as `report_cli` rebuilds it: the same page.
+  sharpness_report.write(workdir.path, config,
+                         read_json(workdir.file(SUMMARY_FILE)))
   return summary
 
 
@@ -207,4 +208,5 @@ def checks(results, names) -> Dict[str, Any]:
   return out
 
 
-experiments.register("sharpness", validate=validate)(run)
+experiments.register("sharpness", validate=validate,
+                     report=sharpness_report.write)(run)

@@ -38,7 +38,7 @@ from jaxunknowns import experiments, validation
 from jaxunknowns.analysis import capacity
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
-from jaxunknowns.experiments import common
+from jaxunknowns.experiments import common, width_sweep_report
 from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
 from jaxunknowns.models import create_model
 from jaxunknowns.trainer import Trainer
@@ -382,10 +382,12 @@ def run(config, workdir):
   summary = run_sweep(config, workdir, "width_sweep")
   summary["checks"] = {noise_name(c["label_noise"]): checks(c)
                        for c in summary["curves"]}
-  from jaxunknowns.experiments import width_sweep_report  # pylint: disable=g-import-not-at-top
-  width_sweep_report.write(workdir.path, config, summary)
+  # summary.json first: the report reads only the workdir's files, so
+  # `report_cli` rebuilds the same report.md from them.
   write_json(workdir.file(SUMMARY_FILE), summary)
+  width_sweep_report.write(workdir.path, config, summary)
   return summary
 
 
-experiments.register("width_sweep", validate=validate)(run)
+experiments.register("width_sweep", validate=validate,
+                     report=width_sweep_report.write)(run)

@@ -1,8 +1,10 @@
-"""Figures and report.md of a `width_sweep` run; the error-vs-width figure and
-number formatting are shared with `double_descent`."""
+"""Figures and report.md of a `width_sweep` run, from its workdir's files
+(config.json, summary.json): `write` is the experiment's registered report.
+The error-vs-width figure and number formatting are shared with
+`double_descent`."""
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import matplotlib
 import matplotlib.ticker  # pylint: disable=unused-import
@@ -124,8 +126,7 @@ def plot_errors(summary, path, title="", mark_interpolation=True):
   if title:
     ax.set_title(title, fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  report.save_figure(fig, path)
 
 
 def plot_capacity(points, widths, path, title="", h_star=None):
@@ -174,8 +175,7 @@ def plot_capacity(points, widths, path, title="", h_star=None):
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  report.save_figure(fig, path, dpi=100)
 
 
 # -----------------------------------------------------------------------------
@@ -203,40 +203,87 @@ def sweep_table(points: Sequence[Mapping[str, Any]],
   return report.markdown_table(header, rows)
 
 
-def comparison(curve) -> str:
-  """The paper's trend of each quantity beside ours, over all widths and
-  over the widths that fit the training set (every width of the paper's
-  plots does: they train to cross-entropy 0.01)."""
+def _trend_cell(points, name) -> Optional[Dict[str, Any]]:
+  """Our value of `name` at the first and the last width where it is
+  defined (mean ± std over seeds), with trend()'s word for the direction."""
+  t = trend(points, name)
+  if not t:
+    return None
+  scale, digits = (100, 2) if name.endswith("error") else (1, None)
+  by_width = {q["width"]: measure(q, name) for q in points}
+  text = (f"{ms(by_width[t['first_width']], scale, digits)} "
+          f"(h={t['first_width']}) → "
+          f"{ms(by_width[t['last_width']], scale, digits)} "
+          f"(h={t['last_width']}): {t['word']}")
+  return {"text": text, "word": t["word"]}
+
+
+def _past(curve):
+  """The points from the interpolation width h* on ([] without an h*)."""
   h_star = curve.get("interpolation_width")
-  past = [q for q in curve["points"] if h_star is not None and q["width"] >= h_star]
-  rows, agree, differ = [], [], []
+  return [q for q in curve["points"]
+          if h_star is not None and q["width"] >= h_star]
 
-  def cell(points, name, scale):
-    t = trend(points, name)
-    if not t:
-      return "–", None
-    return (f"{t['first'] * scale:.3g} (h={t['first_width']}) → "
-            f"{t['last'] * scale:.3g} (h={t['last_width']}): {t['word']}",
-            t["word"])
 
+def trend_rows(curve, with_paper: bool) -> List[List[str]]:
+  """[label, paper's trend, ours over all widths, ours from h* on] of each
+  quantity of PAPER_TRENDS whose paper trend is stated (with_paper) or not."""
+  rows = []
   for name, label, paper in PAPER_TRENDS:
-    scale = 100 if name.endswith("error") else 1
-    all_text, all_word = cell(curve["points"], name, scale)
-    past_text, past_word = cell(past, name, scale)
-    if all_word is None:
+    if (paper != "–") != with_paper:
       continue
-    rows.append([label, paper, all_text, past_text])
-    word = past_word or all_word
-    if paper in ("falls", "grows"):
-      (agree if word.startswith(paper) else differ).append(label)
-  table = report.markdown_table(
-      ["quantity", "Neyshabur et al. 2018: with width", "ours, all widths",
-       f"ours, from h* = {h_star} on" if h_star else "ours, from h* on"], rows)
-  if agree or differ:
-    table += ("\n\nSame direction as the paper (from h* on where defined): "
-              + (", ".join(agree) or "none") + ". Different: "
-              + (", ".join(differ) or "none") + ".")
-  return table
+    every, past = _trend_cell(curve["points"], name), _trend_cell(
+        _past(curve), name)
+    if every is None:
+      continue
+    rows.append([label, paper, every["text"], past["text"] if past else "–"])
+  return rows
+
+
+def directions(curve) -> Tuple[List[str], List[str]]:
+  """The quantities whose trend (from h* on where defined) has the paper's
+  direction, and those whose trend does not."""
+  agree, differ = [], []
+  for name, label, paper in PAPER_TRENDS:
+    if paper not in ("falls", "grows"):
+      continue
+    cell = _trend_cell(_past(curve), name) or _trend_cell(curve["points"], name)
+    if cell:
+      (agree if cell["word"].startswith(paper) else differ).append(label)
+  return agree, differ
+
+
+def _versus(config, summary) -> Tuple[List[str], List[List[str]]]:
+  curves = summary["curves"]
+  rows = []
+  for curve in curves:
+    tag = ("" if len(curves) == 1 else
+           f"{100 * curve['label_noise']:g}% label noise: ")
+    h = curve.get("interpolation_width")
+    level = (f"≤ {100 * config.sweep.interpolation_error:g}%"
+             if config.sweep.interpolation_error > 0 else "zero")
+    every = _trend_cell(curve["points"], "train_error")
+    rows.append([f"{tag}train error", "zero from small widths on",
+                 (every["text"] if every else "–") + "; " +
+                 (f"mean {level} from h* = {h} on" if h is not None else
+                  f"mean not {level} at any width within the budget"),
+                 f"mean {level} at every width" if h is not None else "–"])
+    for label, paper, all_text, past_text in trend_rows(curve, True):
+      if label == "test error":
+        checks = summary.get("checks", {}).get(
+            f"noise_{curve['label_noise']:g}", {})
+        if "max_rise_past_interpolation" in checks:
+          past_text += (
+              f"; largest step up between neighbouring widths "
+              f"{100 * checks['max_rise_past_interpolation']:+.2f} points ("
+              + ("within" if checks["test_error_does_not_rise"] else "beyond")
+              + " the 1-point tolerance for seed noise)")
+      rows.append([tag + label, paper, all_text, past_text])
+  h_stars = {c.get("interpolation_width") for c in curves}
+  past_header = (f"ours, from h* = {h_stars.pop()} on" if len(h_stars) == 1
+                 and None not in h_stars else "ours, from h* on")
+  return (["quantity", "Neyshabur et al. 2018: with width",
+           "ours, all widths (mean ± std over seeds)", past_header], rows)
 
 
 def _checks_text(checks: Mapping[str, Any]) -> str:
@@ -268,6 +315,33 @@ def _checks_text(checks: Mapping[str, Any]) -> str:
                ", rising monotonically" if t["monotone_increasing"] else
                ", not monotone") + ".")
   return " ".join(lines)
+
+
+def _test_error_verdict(curve, checks: Mapping[str, Any]) -> str:
+  """Whether the paper's test error, falling with width, holds past h*:
+  read from the experiment's check (no step up beyond the tolerance) and
+  the trend from h* to the largest width."""
+  tag = (f" with {100 * curve['label_noise']:g}% label noise"
+         if curve["label_noise"] else "")
+  if "max_rise_past_interpolation" not in checks:
+    return (f"Test error past h*{tag} is not measured: fewer than two widths "
+            "interpolate.")
+  start = 100 * checks["test_error_at_interpolation"]
+  end = 100 * checks["test_error_at_largest"]
+  rise = 100 * checks["max_rise_past_interpolation"]
+  numbers = (f"from {start:.2f}% at h* = {checks['interpolation_width']} to "
+             f"{end:.2f}% at the largest width, largest step up {rise:+.2f} "
+             "points")
+  if not checks["test_error_does_not_rise"]:
+    return (f"The paper's test error keeps falling with width; ours{tag} "
+            f"rises past h* beyond the 1-point tolerance for seed noise "
+            f"({numbers}): on this data the claim fails.")
+  if end < start:
+    return (f"Past h* our test error{tag} does not rise and ends lower "
+            f"({numbers}), as in the paper.")
+  return (f"Past h* our test error{tag} does not rise beyond the 1-point "
+          f"tolerance for seed noise, but does not keep falling either "
+          f"({numbers}).")
 
 
 def _budget_note(config, summary) -> str:
@@ -306,13 +380,47 @@ def _budget_note(config, summary) -> str:
   return " ".join(notes)
 
 
-def write(path, config, summary):
-  title = (f"{config.model.name} on {config.data.name}: error and capacity "
-           f"vs width")
-  plot_errors(summary, os.path.join(path, "errors_vs_width.png"), title=title)
-  sections = [
-      "**Claim** (Neyshabur et al. 2015, 2018). " + config.reference.claim,
-      f"**Config.** `{config.model.name}` ({summary['width_means']}) on "
+def _differences(config, summary) -> str:
+  parts = []
+  for curve in summary["curves"]:
+    tag = ("" if len(summary["curves"]) == 1 else
+           f" ({100 * curve['label_noise']:g}% label noise)")
+    agree, differ = directions(curve)
+    if agree or differ:
+      parts.append(
+          f"Same direction as the paper{tag} (from h* on where defined): "
+          + (", ".join(agree) or "none") + ". Different: "
+          + (", ".join(differ) or "none") + ".")
+    checks = summary.get("checks", {}).get(
+        f"noise_{curve['label_noise']:g}", {})
+    parts.append(_test_error_verdict(curve, checks))
+  budget = _budget_note(config, summary)
+  if budget:
+    parts.append(budget)
+  parts.append(
+      "The paper's numbers are for CIFAR-10, SVHN and MNIST (50–70K "
+      "examples, widths up to 2^15), ours for "
+      f"`{config.data.name}` with {summary['train_examples']:,} "
+      "training examples: the width where training error reaches zero and "
+      "the absolute values of every norm and bound depend on the data and "
+      "the initialization (Flax's LeCun-normal, std 1/√fan_in, so "
+      "‖U₀‖_F grows like √h), and the bounds are stated up to constants and "
+      "log factors, so only their trends with width are comparable. Our "
+      "networks have biases (left out of the norms); the paper's analysed "
+      "f(x) = V[Ux]_+ has none.")
+  return " ".join(parts)
+
+
+BOUND_NOTE = (
+    "### Bound used\n\nanalysis/capacity.py: √c ‖V‖_F (‖U − U₀‖_F + ‖U₀‖₂) "
+    "‖X‖_F / (γ m) + √(h/m), Theorem 1 of Neyshabur et al. 2018 with "
+    "‖U₀X‖_F ≤ ‖U₀‖₂‖X‖_F, constants and logs dropped; γ is the 5th "
+    "percentile of the training margins; undefined (–) where γ ≤ 0.")
+
+
+def _config_text(config, summary) -> str:
+  return (
+      f"`{config.model.name}` ({summary['width_means']}) on "
       f"`{config.data.name}`, widths {', '.join(map(str, summary['widths']))}; "
       f"{config.optim.name} lr {config.optim.lr}"
       + (f" momentum {config.optim.momentum}"
@@ -323,50 +431,64 @@ def write(path, config, summary):
          f"{config.sweep.check_every} steps) or {config.train.steps} steps"
          if config.sweep.stop_train_loss > 0 else
          f"{config.train.steps} steps per width")
-      + f"; {len(summary['seeds'])} seeds per width, trained at once.",
-      "## Error vs width\n\n![errors vs width](errors_vs_width.png)",
-  ]
+      + f"; {len(summary['seeds'])} seeds per width, trained at once.")
+
+
+def stages_run_line(summary) -> str:
+  """report.run_line with the summed time of the stages (kept in each
+  stage's result.json: the whole run's, even when an invocation resumed it)."""
+  return report.run_line(
+      summary, f"{summary['stages_wall_time_s']:.0f} s of training and "
+      "measuring over all stages (each stage's own time, summed: the whole "
+      "run's even where this invocation resumed it).")
+
+
+def write(path, config, summary):
+  """report.md, errors_vs_width.png and the capacity figures from the
+  workdir's config.json and summary.json (the registered report)."""
+  title = (f"{config.model.name} on {config.data.name}: error and capacity "
+           f"vs width")
+  plot_errors(summary, os.path.join(path, "errors_vs_width.png"), title=title)
+  # No '*' in captions (as in h*): the page sets them in *italics*.
+  figures = [("Train (dashed) and test (solid) error vs width, mean ± std "
+              "over seeds; dotted: the interpolation width (the smallest "
+              "width with zero training error)", "errors_vs_width.png")]
+  details = []
   for curve in summary["curves"]:
     p = curve["label_noise"]
     tag = "" if len(summary["curves"]) == 1 else f" ({100 * p:g}% label noise)"
     suffix = "" if curve is summary["curves"][0] else f"_noise_{p:g}"
-    has_capacity = any("capacity" in q for q in curve["points"])
-    block = [f"## Numbers{tag} (mean ± std over seeds)\n\n"
-             + sweep_table(curve["points"])]
-    if has_capacity:
+    if any("capacity" in q for q in curve["points"]):
       fig = f"capacity_vs_width{suffix}.png"
       plot_capacity(curve["points"], summary["widths"], os.path.join(path, fig),
                     title=f"capacity measures{tag} (dotted: h*, the smallest "
                     "width with zero training error)",
                     h_star=curve.get("interpolation_width"))
-      block.append(f"## Capacity measures vs width{tag}\n\n![capacity]({fig})")
-    block.append(f"## The paper beside ours{tag}\n\n" + comparison(curve))
+      figures.append((f"Capacity measures vs width{tag}, mean ± std over "
+                      "seeds, log axes; dotted: the interpolation width", fig))
+    details.append(f"### Numbers{tag} (mean ± std over seeds)\n\n"
+                   + sweep_table(curve["points"]))
+    others = trend_rows(curve, False)
+    if others:
+      details.append(
+          f"### Measures the paper gives no trend for{tag}\n\n"
+          + report.markdown_table(
+              ["quantity", "Neyshabur et al. 2018: with width",
+               "ours, all widths", "ours, from h* on"], others))
     checks = summary.get("checks", {}).get(f"noise_{p:g}")
     if checks:
-      block.append(_checks_text(checks))
-    sections += block
-  sections.append(
-      "**Where and why we differ.** " + _budget_note(config, summary)
-      + " The paper's numbers are for CIFAR-10, "
-      "SVHN and MNIST (50–70K examples, widths up to 2^15), ours for "
-      f"`{config.data.name}` with {summary['train_examples']:,} "
-      "training examples: the width where training error reaches zero and "
-      "the absolute values of every norm and bound depend on the data and "
-      "the initialization (Flax's LeCun-normal, std 1/√fan_in, so "
-      "‖U₀‖_F grows like √h), and the bounds are stated up to constants and "
-      "log factors, so only their trends with width are comparable. Our "
-      "networks have biases (left out of the norms); the paper's analysed "
-      "f(x) = V[Ux]_+ has none.")
-  sections.append(
-      "Bound used (analysis/capacity.py): √c ‖V‖_F (‖U − U₀‖_F + ‖U₀‖₂) "
-      "‖X‖_F / (γ m) + √(h/m), Theorem 1 of Neyshabur et al. 2018 with "
-      "‖U₀X‖_F ≤ ‖U₀‖₂‖X‖_F, constants and logs dropped; γ is the 5th "
-      "percentile of the training margins; undefined (–) where γ ≤ 0.")
-  sections.append(f"Wall time: {summary['stages_wall_time_s']:.0f} s of "
-                  f"training and measuring over all stages (this invocation: "
-                  f"{summary['wall_time_s']:.0f} s) on "
-                  f"{summary['machine']['num_devices']} × "
-                  f"{summary['machine']['device_kind']}.")
-  report.write_report(os.path.join(path, "report.md"),
-                      f"width_sweep: {config.model.name} on {config.data.name}",
-                      sections)
+      details.append(f"### What this run shows{tag}\n\n"
+                     + _checks_text(checks))
+  details.append(BOUND_NOTE)
+  reference = config.get("reference")
+  report.write_page(path, report.Page(
+      title=f"width_sweep: {config.model.name} on {config.data.name}",
+      claim=(reference.claim if reference is not None else
+             "Neyshabur et al. 2015, 2018: test error keeps falling with "
+             "width past the width that fits the training set."),
+      config=_config_text(config, summary),
+      figures=figures,
+      versus=_versus(config, summary),
+      differences=_differences(config, summary),
+      details=details,
+      run=stages_run_line(summary)))
