@@ -32,14 +32,6 @@ def grid_fields(c):
   c.grid.evals_per_cell = 0        # Test/train evaluations during a cell (0 = at the end only).
   c.model.norm = "batch"           # Replaced per cell by grid.norms.
   c.model.num_groups = 8           # Group norm: 8 groups (16 units each at width 128).
-  c.reference = ml_collections.ConfigDict()
-  c.reference.claim = (            # The paper's finding, quoted in report.md.
-      "Wu & He 2018 (Group Normalization, Fig. 1: ResNet-50 on ImageNet, "
-      "per-GPU batch 32 down to 2): batch norm's error increases rapidly as "
-      "the batch shrinks, because its batch statistics get noisy, while group "
-      "norm, which normalizes each example on its own, is stable across batch "
-      "sizes; at batch 2 GN's error is 10.6 points lower than BN's. At typical "
-      "batch sizes GN is comparable to BN.")
 
 
 def fashion_mlp(c):

@@ -40,18 +40,6 @@ def bn_modes_fields(c):
   c.bn_modes.downsample = 1         # Average-pool images k x k (1 = full size).
   c.bn_modes.test_size = 0          # First N test examples (0 = all).
   c.train.max_train_eval = 1000     # Train accuracy on a 1000-example subset.
-  c.reference = ml_collections.ConfigDict()
-  c.reference.claim = (             # The papers' finding, quoted in report.md.
-      "Ioffe & Szegedy 2015 (Sec. 3.1): at inference BatchNorm normalizes with "
-      "population statistics (running averages), so a prediction depends on "
-      "its input only; in training mode each batch is normalized by its own "
-      "statistics. Li et al. 2016 (AdaBN): when the test inputs come from "
-      "another domain, re-estimating BN's statistics on them, weights "
-      "unchanged, recovers accuracy. Neither paper gives a number for the "
-      "mistakes measured here (batch statistics at small eval batches, "
-      "statistics left stale after fine-tuning); the expected directions are "
-      "below running statistics, the more so the smaller the batch, and below "
-      "the same weights with updated statistics.")
 
 
 def fashion(c):

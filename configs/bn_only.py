@@ -50,16 +50,6 @@ def bn_only_fields(c):
   c.optim.lr = 0.1                 # ... lr 0.1 ...
   c.optim.weight_decay = 1e-4      # ... and wd 1e-4 (never applied to frozen entries).
   c.train.max_train_eval = 1000    # Train accuracy on a 1000-example subset.
-  c.reference = ml_collections.ConfigDict()
-  c.reference.claim = (            # The paper's finding, quoted in report.md.
-      "Frankle, Schwab & Morcos 2020 (ICLR 2021), CIFAR-10 ResNet-(6n+2) of "
-      "stage widths 16/32/64, SGD momentum 0.9, 160 epochs: with every weight "
-      "frozen at its random (Kaiming-normal) init and only BatchNorm's γ and β "
-      "trained, test accuracy grows with depth: ResNet-14 ≈ 48%, ResNet-110 ≈ "
-      "69.5%, ResNet-866 ≈ 82% (full training ≈ 91–93%). The same number of "
-      "randomly chosen weights trained instead (2 per channel), and the output "
-      "layer alone, stay far below. About a quarter to a third of the γ end "
-      "near zero: BN switches features off.")
 
 
 def fashion(c):

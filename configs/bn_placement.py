@@ -30,14 +30,6 @@ def grid_fields(c):
   c.grid.evals_per_cell = 30       # Test evaluations per cell (the accuracy-vs-step curves).
   c.grid.target_accuracy = 0.85    # "Steps to target": first evaluation at or above this test accuracy.
   c.grid.speed_steps = 400         # Steps of pure training timed per cell after compiling (0 = none).
-  c.reference = ml_collections.ConfigDict()
-  c.reference.claim = (            # The paper's finding, quoted in report.md.
-      "Ioffe & Szegedy 2015 (Sec. 3.2) put BN immediately before the "
-      "nonlinearity, normalizing Wu + b, which they expect to be closer to "
-      "Gaussian than the layer's input; they compare no other placement. "
-      "Applied to Inception on ImageNet, BN reached the original model's "
-      "accuracy in 14 times fewer training steps (with a raised learning rate "
-      "and other changes, Sec. 4.2) and then beat it.")
 
 
 def fashion_mlp(c):

@@ -27,18 +27,6 @@ def grid_fields(c):
   c.grid.dropouts = (0.0, 0.25, 0.5)  # model.dropout after each hidden layer.
   c.grid.weight_decays = (0.0, 5e-4, 5e-3)  # optim.weight_decay (L2 on every parameter).
   c.grid.evals_per_cell = 0        # Evaluations during a cell (0 = at the end only).
-  c.reference = ml_collections.ConfigDict()
-  c.reference.claim = (            # The papers' findings, quoted in report.md.
-      "Ioffe & Szegedy 2015 (Sec. 3.4, 4.2.1): BN regularizes, since a "
-      "training example is seen together with its batch-mates and the network "
-      "no longer produces deterministic values for it; in a batch-normalized "
-      "Inception dropout could be removed and L2 weight decay reduced 5 times "
-      "without hurting accuracy. Li et al. 2019: dropout before BN shifts the "
-      "variance of activations between training and inference ('variance "
-      "shift'), so the two combined often test worse. van Laarhoven 2017: "
-      "with BN a layer's output does not depend on the scale of the weights "
-      "before it, so L2 decay on them does not regularize but raises their "
-      "effective learning rate. None of these gives a number for an MLP.")
 
 
 def fashion_mlp(c):

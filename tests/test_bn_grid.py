@@ -264,16 +264,6 @@ def test_bn_regularization_end_to_end(tmp_path):
   assert_report_rebuilds(workdir)
 
 
-@pytest.mark.parametrize("name", ["bn_batch_size", "bn_placement",
-                                  "bn_regularization"])
-def test_report_claim_fallback_is_the_config_claim(name):
-  """Workdirs written before the configs carried reference.claim get the
-  module's copy of it: the two must not drift apart."""
-  import importlib  # pylint: disable=g-import-not-at-top
-  module = importlib.import_module(f"jaxunknowns.experiments.{name}")
-  assert load_config(name).reference.claim == module.CLAIM
-
-
 # -----------------------------------------------------------------------------
 # 4. Bad input: one line, exit 2, nothing written
 # -----------------------------------------------------------------------------

@@ -285,16 +285,6 @@ def test_bn_modes_end_to_end(tmp_path):
   assert_report_rebuilds(tmp_path / "run")
 
 
-@pytest.mark.parametrize("name,module,attr", [
-    ("bn_only", "bn_only_report", "CLAIM"), ("bn_modes", "bn_modes", "CLAIM")])
-def test_report_claim_fallback_is_the_config_claim(name, module, attr):
-  """Workdirs written before the configs carried reference.claim get the
-  report module's copy of it: the two must not drift apart."""
-  import importlib  # pylint: disable=g-import-not-at-top
-  mod = importlib.import_module(f"jaxunknowns.experiments.{module}")
-  assert load_config(name, "digits").reference.claim == getattr(mod, attr)
-
-
 def _cli(tmp_path, *flags):
   workdir = tmp_path / "never"
   proc = subprocess.run(

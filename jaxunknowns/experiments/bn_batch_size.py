@@ -101,8 +101,8 @@ def run(config, workdir):
   return summary
 
 
-# The paper's claim (configs/bn_batch_size.py holds the same text as
-# reference.claim); used for workdirs whose config.json predates it.
+# The paper's claim, quoted in report.md (a config's reference.claim,
+# where set, replaces it).
 CLAIM = (
     "Wu & He 2018 (Group Normalization, Fig. 1: ResNet-50 on ImageNet, "
     "per-GPU batch 32 down to 2): batch norm's error increases rapidly as "

@@ -20,8 +20,7 @@ def pm(stat: Optional[Mapping[str, Any]], scale: float = 100.0,
 
 
 def claim_of(config, fallback: str) -> str:
-  """config.reference.claim, or `fallback` (the same text) for a workdir
-  whose config.json predates the config's claim."""
+  """config.reference.claim where a config sets one, else the module's."""
   ref = config.get("reference")
   return (ref.get("claim") if ref else None) or fallback
 

@@ -191,8 +191,8 @@ def mode_label(name, config):
                          f"{max(m.eval_batch_sizes)})"}[name]
 
 
-# The papers' claim (configs/bn_modes.py holds the same text as
-# reference.claim); used for workdirs whose config.json predates it.
+# The papers' claim, quoted in report.md (a config's reference.claim,
+# where set, replaces it).
 CLAIM = (
     "Ioffe & Szegedy 2015 (Sec. 3.1): at inference BatchNorm normalizes with "
     "population statistics (running averages), so a prediction depends on "

@@ -15,8 +15,8 @@ ARM_LABELS = {"bn": "BN only (γ, β)", "bn_output": "BN + output layer",
               "output": "output layer only", "full": "full training"}
 CONTROLS = ("random2", "output")
 
-# The paper's claim (configs/bn_only.py holds the same text as
-# reference.claim); used for workdirs whose config.json predates it.
+# The paper's claim, quoted in report.md (a config's reference.claim,
+# where set, replaces it).
 CLAIM = (
     "Frankle, Schwab & Morcos 2020 (ICLR 2021), CIFAR-10 ResNet-(6n+2) of "
     "stage widths 16/32/64, SGD momentum 0.9, 160 epochs: with every weight "

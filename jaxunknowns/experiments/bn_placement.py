@@ -110,8 +110,8 @@ def readings(cells, norms):
   return out
 
 
-# The paper's claim (configs/bn_placement.py holds the same text as
-# reference.claim); used for workdirs whose config.json predates it.
+# The paper's claim, quoted in report.md (a config's reference.claim,
+# where set, replaces it).
 CLAIM = (
     "Ioffe & Szegedy 2015 (Sec. 3.2) put BN immediately before the "
     "nonlinearity, normalizing Wu + b, which they expect to be closer to "

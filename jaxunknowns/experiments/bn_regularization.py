@@ -87,8 +87,8 @@ def run(config, workdir):
   return summary
 
 
-# The papers' claims (configs/bn_regularization.py holds the same text as
-# reference.claim); used for workdirs whose config.json predates it.
+# The papers' claims, quoted in report.md (a config's reference.claim,
+# where set, replaces it).
 CLAIM = (
     "Ioffe & Szegedy 2015 (Sec. 3.4, 4.2.1): BN regularizes, since a "
     "training example is seen together with its batch-mates and the network "
