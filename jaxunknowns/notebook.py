@@ -13,6 +13,7 @@ variant or `--config` overrides instead.
 
 import glob
 import os
+import re
 from typing import Any, Mapping, Optional
 
 SCALE_VARIABLE = "JAXUNKNOWNS_NOTEBOOK_SCALE"
@@ -60,15 +61,26 @@ def run(spec: str, workdir: str, overrides: Optional[Mapping[str, Any]] = None,
 
 
 def show(workdir: str, figures: bool = True):
-  """Displays the run's report.md and its figures in the notebook."""
+  """Displays the run's report.md with its figures inline, where the report
+  shows them (a notebook cannot resolve the report's relative image links)."""
   from IPython.display import Image, Markdown, display  # pylint: disable=g-import-not-at-top
   report = os.path.join(workdir, "report.md")
-  if os.path.exists(report):
-    with open(report) as f:
-      text = f.read()
-    # Figures are shown below as images; drop the markdown links to them.
-    text = "\n".join(l for l in text.splitlines() if not l.startswith("!["))
-    display(Markdown(text))
-  if figures:
-    for png in sorted(glob.glob(os.path.join(workdir, "*.png"))):
-      display(Image(filename=png))
+  if not os.path.exists(report):
+    if figures:  # No report (an unfinished run): whatever figures there are.
+      for png in sorted(glob.glob(os.path.join(workdir, "*.png"))):
+        display(Image(filename=png))
+    return
+  with open(report) as f:
+    lines = f.read().splitlines()
+  text = []
+  for line in lines:
+    image = re.fullmatch(r"!\[[^\]]*\]\(([^)]+)\)", line.strip())
+    if image is None:
+      text.append(line)
+      continue
+    display(Markdown("\n".join(text)))
+    text = []
+    path = os.path.join(workdir, image.group(1))
+    if figures and os.path.exists(path):
+      display(Image(filename=path))
+  display(Markdown("\n".join(text)))

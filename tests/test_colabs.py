@@ -37,3 +37,22 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
   for cell in notebook.cells:
     if cell.cell_type == "code":
       assert "def " not in cell.source and "class " not in cell.source
+
+
+def test_show_puts_each_figure_where_the_report_shows_it(tmp_path, monkeypatch):
+  """notebook.show: the report's text in pieces, each figure between them
+  as an image (a notebook cannot follow report.md's relative links)."""
+  import IPython.display  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import notebook  # pylint: disable=g-import-not-at-top
+  (tmp_path / "a.png").write_bytes(b"\x89PNG a")
+  (tmp_path / "b.png").write_bytes(b"\x89PNG b")
+  (tmp_path / "report.md").write_text(
+      "# t\n\nbefore\n\n![first](a.png)\n\n*first*\n\n![second](b.png)\n\nafter\n")
+  shown = []
+  monkeypatch.setattr(IPython.display, "display", shown.append)
+  monkeypatch.setattr(IPython.display, "Image",
+                      lambda filename: ("image", os.path.basename(filename)))
+  monkeypatch.setattr(IPython.display, "Markdown", lambda text: ("md", text))
+  notebook.show(str(tmp_path))
+  assert shown == [("md", "# t\n\nbefore\n"), ("image", "a.png"),
+                   ("md", "\n*first*\n"), ("image", "b.png"), ("md", "\nafter")]
