@@ -247,6 +247,36 @@ def test_bn_placement_end_to_end(tmp_path):
   assert_report_rebuilds(workdir)
 
 
+def test_bn_placement_speedup_text_reads_the_steps():
+  """Both arms reaching the target at the same evaluation is no speed-up
+  measured (not '1.00x fewer steps'); a ratio at or below 1 is not called
+  'fewer steps'."""
+  from jaxunknowns.experiments import bn_placement  # pylint: disable=g-import-not-at-top
+  config = load_config("bn_placement", "fashion_mlp,runlocal")
+  acc = lambda *v: {"mean": sum(v) / len(v), "std": 0.01, "per_seed": list(v)}
+  def cell(norm, position, steps):
+    return {"cell": {"norm": norm, "position": position},
+            "steps_to_target": steps, "test_accuracy": acc(0.7, 0.72)}
+  d = {"mean": 0.01, "std": 0.01, "per_seed": [0.0, 0.02]}
+  summary = {"cells": [cell("batch", "before", [10, 10]),
+                       cell("batch", "after", [10, 10]),
+                       cell("none", "before", [10, 10])],
+             "readings": {"batch": {"after_minus_before_test_accuracy": d}},
+             "target_accuracy": 0.3, "train_examples": 400}
+  text = bn_placement.differences(config, summary)
+  assert ("reach 30% test at the same evaluation (step 10 on every seed), so "
+          "this run does not measure the paper's 14× speed-up") in text
+  assert "fewer steps than no norm" not in text
+  assert "BN before the ReLU's final test accuracy is" in text
+  summary["cells"][0]["steps_to_target"] = [20, 20]  # BN slower
+  text = bn_placement.differences(config, summary)
+  assert "takes no fewer steps than no norm to reach 30% test" in text
+  summary["cells"][0]["steps_to_target"] = [10, 5]  # BN faster on one seed
+  summary["cells"][2]["steps_to_target"] = [20, 20]
+  text = bn_placement.differences(config, summary)
+  assert "reaches 30% test in 3.00× fewer steps than no norm" in text
+
+
 def test_bn_regularization_end_to_end(tmp_path):
   config = load_config("bn_regularization", "runlocal", {
       **DIGITS, "grid.dropouts": (0.3,), "grid.weight_decays": (1e-3,)})

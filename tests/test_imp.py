@@ -765,3 +765,30 @@ def test_stability_variant_writes_instability(stability, capsys):
   assert f"already finished: {workdir / 'summary.json'}" in (
       capsys.readouterr().out)
   assert snapshot(workdir) == before
+
+
+def test_reinit_sentence_names_dense_when_it_never_held():
+  """Random reinit below dense from the first pruned level on: the sentence
+  says it falls below *dense* (no 'it' left without a referent); when it
+  held first, 'stays within ... of dense ... and falls below it'."""
+  from jaxunknowns.experiments import imp_report  # pylint: disable=g-import-not-at-top
+  acc = lambda *v: {"mean": float(np.mean(v)), "std": float(np.std(v)),
+                    "per_seed": list(v)}
+  def levels(reinit):
+    out = [{"level": 0, "weights_remaining": 1.0,
+            "test_accuracy": acc(0.75, 0.75)}]
+    for i, r in enumerate(reinit, 1):
+      out.append({"level": i, "weights_remaining": 0.8 ** i,
+                  "test_accuracy": acc(0.77, 0.77),
+                  "random_reinit": {"test_accuracy": acc(r, r)}})
+    return out
+  paper = imp_report.paper_of("Frankle & Carbin 2019, LeNet-300-100 on MNIST")
+  controls = {"random_reinit": True, "random_prune": False}
+  _, verdicts = imp_report.versus_rows(levels([0.70, 0.70]), paper, controls)
+  sentence = next(s for _, s in verdicts if s.startswith("random reinit"))
+  assert sentence.startswith("random reinit falls below dense from 80.00%")
+  _, verdicts = imp_report.versus_rows(levels([0.75, 0.70]), paper, controls)
+  sentence = next(s for _, s in verdicts if s.startswith("random reinit"))
+  assert sentence.startswith(
+      "random reinit stays within 0.3 points of dense down to 80.00% and "
+      "falls below it from 64.00%")

@@ -205,3 +205,34 @@ def test_unknown_variant_is_one_line(tmp_path):
   assert proc.returncode == 2
   assert "unknown variant 'no_such_variant'" in proc.stderr
   assert "Traceback" not in proc.stderr and not workdir.exists()
+
+
+def test_a_rise_at_or_below_zero_is_not_compared():
+  """An arm whose loss falls away from its trained point (mean rise <= 0: no
+  minimum along the directions) has no flatness to compare: the row says
+  n/a and the text 'not tested', never a ratio of a negative rise (a
+  skip,runlocal run gave 'the 1-D slice's mean rise is 4e29x as large')."""
+  from jaxunknowns.experiments import landscape_report  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(
+      "configs/landscape.py:skip,runlocal", root=str(ROOT))
+  arm = lambda slice_rise, surface_rise: {
+      "slice_mean_rise_half": slice_rise, "surface_mean_rise": surface_rise}
+  summary = {"compare": ["skip", "noskip"], "seeds": [0, 1],
+             "arms": {"skip": arm(-0.57, 20.2), "noskip": arm(0.43, 21.8)},
+             "interpolation": {"mode": "seeds", "paths": []}}
+  rows, verdicts = landscape_report.versus(summary)
+  assert [r[-1] for r in rows] == ["n/a", "yes"]
+  assert [ok for ok, _ in verdicts] == [None, True]
+  text = landscape_report.differences(config, summary, verdicts)
+  assert "As in the paper: the 2-D surface's mean rise is 1.08x" in text
+  assert "Not tested by this run: the 1-D slice's mean rise is" in text
+  assert "≤ 0 for skip" in text and "x as large for noskip" not in text.split(
+      "Not tested")[1]
+  assert "Unlike the paper" not in text and "Caveats:" in text
+  # Both rises positive: a ratio and a verdict either way.
+  summary["arms"]["skip"] = arm(0.5, 25.0)
+  rows, verdicts = landscape_report.versus(summary)
+  assert [r[-1] for r in rows] == ["**no**", "**no**"]
+  text = landscape_report.differences(config, summary, verdicts)
+  assert "Unlike the paper: the 1-D slice's mean rise is 0.86x" in text
+  assert "Likely reasons:" in text and "Not tested" not in text

@@ -253,3 +253,65 @@ def test_degenerate_claims_are_judged_by_theory():
   generic = max_margin.claims(summary(-1.0, 0.01, 5.0))
   assert find(generic, "leading-order prediction")["holds"] is False  # 0.08 vs 0.01
   assert find(generic, "Adam")["holds"] is False  # Adam no further than GD
+
+
+def test_differences_state_what_the_numbers_show():
+  """The reasons given for a failed claim are read from this run's numbers:
+  the Adam claim names the half that fails, a non-monotone angle with no
+  peak after step 1 is not explained by a rise to a peak, and the longer
+  run suggested is one on this run's data and loss."""
+  import json  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.experiments import max_margin, max_margin_report  # pylint: disable=g-import-not-at-top
+  stat = lambda *v: {"mean": float(np.mean(v)), "std": float(np.std(v)),
+                     "per_seed": list(v)}
+  deg = np.radians
+
+  def summary(dataset, loss, adam_angle, adam_linf, peaks):
+    fits = {"norm_slope": stat(0.5, 0.5), "loss_exponent": stat(-0.7, -0.7),
+            "angle_monotone": [True, False], "window_start_step": 100,
+            "angle_peak_step": peaks, "angle_falls_from_step": [1, 398],
+            "angle_slope": stat(0.08, 0.08), "angle_intercept": stat(0, 0),
+            "angle_exponent": stat(-1.0, -1.0),
+            "test_loss_change": stat(0.01, 0.01),
+            "test_error_change": stat(0.0, 0.0)}
+    final = lambda a, a_inf: {"angle": stat(deg(a), deg(a)),
+                              "angle_linf": stat(deg(a_inf), deg(a_inf)),
+                              "distance": stat(0.2, 0.2)}
+    return json.loads(json.dumps({
+        "steps": 10_000, "seeds": [0, 1], "dataset": dataset, "loss": loss,
+        "num_train": 100, "num_classes": 2, "use_bias": False,
+        "num_params": 10,
+        "svm": {"norm": stat(0.7071, 0.7071), "angle_log_t_limit": [0.01, 0.01],
+                "angle_l2_vs_linf_deg": [5.0, 5.0]},
+        "optimizers": {"gd": {"final": final(12.0, 17.7), "fits": fits},
+                       "adam": {"final": final(adam_angle, adam_linf),
+                                "fits": fits}}}))
+
+  # Adam closer to w_hat than GD, and closer to w_hat than to l_inf: both
+  # halves fail and both are named, with the angles.
+  s = summary("synthetic", "cross_entropy", 8.0, 11.5, [1, 1])
+  text = max_margin_report.differences(max_margin.claims(s), s)
+  assert "Adam ends no further from w_hat than GD (8° against GD's 12°)" in text
+  assert "no closer to the l_inf direction than to w_hat (11.5° against 8°)" in text
+  # Only the second half fails: the first is not claimed.
+  s = summary("synthetic", "cross_entropy", 24.3, 36.8, [1, 1])
+  text = max_margin_report.differences(max_margin.claims(s), s)
+  assert "no further from w_hat than GD" not in text
+  assert "no closer to the l_inf direction than to w_hat (36.8° against 24.3°)" in text
+  # Not soudry2d: no soudry2d_long to suggest.
+  assert "soudry2d_long" not in text and "a larger train.steps" in text
+  # The angle peaks at step 1 on both seeds: no "rises to a peak".
+  assert "seed 1: peak at step 1, monotone from step 398" in text
+  assert "push w off w_hat first" not in text
+  assert "rises to a peak" not in max_margin_report._before_asymptote(
+      s["optimizers"])
+  # A peak after step 1 is a rise away from w_hat, explained as such.
+  s = summary("soudry2d", "cross_entropy", 24.3, 36.8, [1, 251])
+  text = max_margin_report.differences(max_margin.claims(s), s)
+  assert "push w off w_hat first" in text and "peak at step 251" in text
+  assert "variant soudry2d_long" in text
+  assert "rises to a peak (per seed at step [1, 251])" in (
+      max_margin_report._before_asymptote(s["optimizers"]))
+  s = summary("soudry2d", "exponential", 24.3, 36.8, [1, 1])
+  text = max_margin_report.differences(max_margin.claims(s), s)
+  assert "soudry2d_long" not in text

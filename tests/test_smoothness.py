@@ -318,3 +318,23 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
       ["--config=configs/bn_smoothness.py:runlocal",
        "--config.smoothness.every=0"], tmp_path / "run", "smoothness.every",
       env=ENV)
+
+
+def test_differences_state_bn_against_no_bn_accuracy():
+  """The table's 'BN minus no BN, final test accuracy' row has its sentence
+  in the text, agreeing with the paper only when BN ends above."""
+  from jaxunknowns.config_loading import load_config  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.experiments import bn_smoothness_report  # pylint: disable=g-import-not-at-top
+  config = load_config("configs/bn_smoothness.py:fashion_mlp,runlocal",
+                       root=str(ROOT))
+  arm = lambda *acc: {"final": {"test": {"accuracy": {"per_seed": list(acc)}}}}
+  landscape = {"bn_lower_at": 2, "measured_steps": 2, "at_step_0": None}
+  summary = {"arms": {"batch": arm(0.7, 0.72), "none": arm(0.5, 0.49)},
+             "comparison": {"loss_range": landscape, "gpred_max": landscape,
+                            "beta": landscape}}
+  text = bn_smoothness_report.differences(config, summary)
+  assert ("BN ends +21.50 ± 1.50 points from no BN in final test accuracy, "
+          "above it as in the paper") in text
+  summary["arms"]["batch"] = arm(0.45, 0.47)
+  text = bn_smoothness_report.differences(config, summary)
+  assert "not above it, unlike the paper" in text

@@ -260,11 +260,15 @@ def differences(summary, config) -> str:
                 ", unlike the expected direction"))
   big = _delta(modes, f"batch_{sizes[-1]}", "running")
   if len(sizes) > 1:
+    small_gap = abs(big["mean"]) <= 0.02
+    within = abs(big["mean"]) <= max(2 * big["std"], 0.005)
     out.append(f"at eval batch {sizes[-1]} the difference is "
                f"{100 * big['mean']:+.2f} ± {100 * big['std']:.2f} points"
-               + (" (within the seed spread: batch statistics of large "
-                  "batches are close to the running ones)"
-                  if abs(big["mean"]) <= max(2 * big["std"], 0.005) else ""))
+               + (" (batch statistics of large batches are close to the "
+                  "running ones" + (", within the seed spread)" if within
+                                    else ")") if small_gap else
+                  " (within the seed spread, but not close to the running "
+                  "ones)" if within else ""))
   stale = _delta(modes, "stale_finetune", "fresh_finetune")
   worst = min(stale["per_seed"])
   out.append(f"stale statistics after {summary['finetune_steps']} more steps "

@@ -177,17 +177,28 @@ def differences(config, summary) -> str:
   if before and none:
     s = speedup(none, before)
     target = f"{100 * summary['target_accuracy']:g}%"
-    if s:
-      out.append(f"BN before the ReLU reaches {target} test in "
-                 f"{s['mean']:.2f}× fewer steps than no norm (per-seed "
-                 f"ratios {', '.join(f'{x:.2f}' for x in s['per_seed'])}), "
-                 f"against the paper's {PAPER_SPEEDUP}×")
+    reached = set(before["steps_to_target"]) | set(none["steps_to_target"])
+    if s and len(reached) == 1:
+      out.append(f"BN before the ReLU and no norm reach {target} test at the "
+                 f"same evaluation (step {reached.pop()} on every seed), so "
+                 f"this run does not measure the paper's {PAPER_SPEEDUP}× "
+                 f"speed-up")
+    elif s:
+      ratios = ", ".join(f"{x:.2f}" for x in s["per_seed"])
+      out.append(
+          (f"BN before the ReLU reaches {target} test in {s['mean']:.2f}× "
+           f"fewer steps than no norm" if s["mean"] > 1 else
+           f"BN before the ReLU takes no fewer steps than no norm to reach "
+           f"{target} test (no norm's steps over BN's: {s['mean']:.2f}×)")
+          + f" (per-seed ratios {ratios}), against the paper's "
+          f"{PAPER_SPEEDUP}× fewer")
     else:
       out.append(f"not every seed reached {target} test, so the paper's "
                  f"{PAPER_SPEEDUP}× speed-up is not measured")
     d = bn_grid_report.paired(before, none)
     same = abs(d["mean"]) <= max(2 * d["std"], 0.005)
-    out.append(f"its final test accuracy is {100 * d['mean']:+.2f} ± "
+    out.append(f"BN before the ReLU's final test accuracy is "
+               f"{100 * d['mean']:+.2f} ± "
                f"{100 * d['std']:.2f} points from no norm's"
                + (" (the same within the seed spread, where the paper's BN "
                   "model ends above)" if same else

@@ -330,6 +330,12 @@ def differences(config, summary) -> str:
                f"{len(closer)} of {len(ics)} layers"
                + (", unlike the paper's VGG" if closer else
                   ", as in the paper's VGG"))
+  if "batch" in arms and "none" in arms:
+    d = _paired_accuracy(arms, "batch", "none")
+    out.append(f"BN ends {d['mean']:+.2f} ± {d['std']:.2f} points from no BN "
+               f"in final test accuracy"
+               + (", above it as in the paper" if d["mean"] > 0 else
+                  ", not above it, unlike the paper"))
   if "noisy_batch" in arms:
     d = _paired_accuracy(arms, "noisy_batch", "batch")
     plain = _paired_accuracy(arms, "noisy_batch", "none")

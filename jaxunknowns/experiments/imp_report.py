@@ -317,7 +317,8 @@ def versus_rows(levels, paper: Optional[Paper], has_controls: Dict[str, bool]):
                 (f"stays within {HOLD_POINTS} points of dense down to "
                  f"{100 * held['weights_remaining']:.2f}% and "
                  if held is not None else "") +
-                (f"falls below it from {f:.2f}% of weights" if f is not None
+                (f"falls below {'it' if held is not None else 'dense'} "
+                 f"from {f:.2f}% of weights" if f is not None
                  else f"never falls below dense (down to {sparsest:.2f}%)"))
     add(f"random reinit falls below dense (by > {HOLD_POINTS} points) from "
         f"(% of weights)", text, ours_text, verdict, sentence)

@@ -116,8 +116,28 @@ def paper_of(names) -> Optional[Tuple[str, str]]:
   return FLATTER.get((names[0], names[-1])) if len(names) >= 2 else None
 
 
-def versus(summary) -> Tuple[List[List[Any]], List[Tuple[bool, str]]]:
-  """Rows of the table and (as in the paper?, sentence) per row."""
+def _no_minimum(rises: Mapping[str, float]) -> str:
+  """'' when every arm's rise is positive; else the clause saying which
+  arms' trained points the loss falls away from (then flatness, a rise
+  around a minimum, is not compared)."""
+  lows = [n for n, r in rises.items() if r <= 0]
+  if not lows:
+    return ""
+  return (f"the rise is ≤ 0 for {' and '.join(lows)}: the loss falls away "
+          f"from {'that' if len(lows) == 1 else 'those'} trained "
+          f"point{'' if len(lows) == 1 else 's'} along these directions, "
+          f"which {'is' if len(lows) == 1 else 'are'} no minimum there, so "
+          "flatness is not compared")
+
+
+def _verdict_cell(ok: Optional[bool]) -> str:
+  return "n/a" if ok is None else "yes" if ok else "**no**"
+
+
+def versus(summary) -> Tuple[List[List[Any]], List[Tuple[Optional[bool],
+                                                         str]]]:
+  """Rows of the table and (as in the paper?, sentence) per row: True,
+  False, or None where a rise is not positive (no minimum to compare)."""
   names = summary["compare"]
   paper = paper_of(names)
   if paper is None:
@@ -131,29 +151,39 @@ def versus(summary) -> Tuple[List[List[Any]], List[Tuple[bool, str]]]:
                      "1-D slice: mean rise of the loss for |a| <= 0.5"),
                     ("surface_mean_rise", "2-D surface: mean rise of the loss "
                      "over the grid")):
-    ok = arms[sharp][key] > arms[flat][key]
+    where = what.split(":")[0]
+    rises = {sharp: arms[sharp][key], flat: arms[flat][key]}
+    untested = _no_minimum(rises)
+    if untested:
+      ok = None
+      sentence = (f"the {where}'s mean rise is {rises[sharp]:.4f} for "
+                  f"{sharp} and {rises[flat]:.4f} for {flat}; {untested}")
+    else:
+      ok = rises[sharp] > rises[flat]
+      sentence = (f"the {where}'s mean rise is "
+                  f"{rises[sharp] / rises[flat]:.2f}x as large for {sharp} "
+                  f"as for {flat}")
     rows.append([what, f"larger for {sharp} ({source})",
                  f"{arms[first][key]:.4f}", f"{arms[last][key]:.4f}",
-                 "yes" if ok else "**no**"])
-    ratio = arms[sharp][key] / max(arms[flat][key], 1e-30)
-    verdicts.append((ok, f"the {what.split(':')[0]}'s mean rise is "
-                     f"{ratio:.2f}x as large for {sharp} as for {flat}"))
+                 _verdict_cell(ok)])
+    verdicts.append((ok, sentence))
   interp = summary["interpolation"]
   if (interp["mode"] == "arms" and interp["paths"] and
       (first, last) == ("small_batch", "large_batch")):
     p = interp["paths"][0]
     a, b = p["rise_beyond_a"], p["rise_beyond_b"]
-    ok = b["mean"] > a["mean"]
+    untested = _no_minimum({first: a["mean"], last: b["mean"]})
+    ok = None if untested else b["mean"] > a["mean"]
     lo, hi = interp["alphas"][0], interp["alphas"][-1]
     rows.append([f"interpolation {first} -> {last}: rise of the loss past "
                  f"each end (t = {lo:g} and t = {hi:g})",
                  f"steeper past {last} (Keskar et al. 2017, Fig. 3)",
                  report.fmt(a, scale=1.0, digits=4),
                  report.fmt(b, scale=1.0, digits=4),
-                 "yes" if ok else "**no**"])
+                 _verdict_cell(ok)])
     verdicts.append((ok, f"past the {last} end the interpolated loss rises "
                      f"{b['mean']:.4f} against {a['mean']:.4f} past the "
-                     f"{first} end"))
+                     f"{first} end" + (f"; {untested}" if untested else "")))
   return rows, verdicts
 
 
@@ -163,13 +193,16 @@ def differences(config, summary, verdicts) -> str:
     return (f"No paper statement about the arms {', '.join(names)}: the "
             f"claim is about {'; '.join(' vs '.join(k) for k in FLATTER)} "
             f"(first and last arm), so only ours are shown.")
-  held = [s for ok, s in verdicts if ok]
-  failed = [s for ok, s in verdicts if not ok]
+  held = [s for ok, s in verdicts if ok is True]
+  failed = [s for ok, s in verdicts if ok is False]
+  untested = [s for ok, s in verdicts if ok is None]
   parts = []
   if held:
     parts.append("As in the paper: " + "; ".join(held) + ".")
   if failed:
     parts.append("Unlike the paper: " + "; ".join(failed) + ".")
+  if untested:
+    parts.append("Not tested by this run: " + "; ".join(untested) + ".")
   why = [f"the surfaces are seed {summary['seeds'][0]}'s network along one "
          f"draw of two random directions (landscape.seed "
          f"{config.landscape.seed}), so the rises have no spread over seeds"]

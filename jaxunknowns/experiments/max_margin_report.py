@@ -193,6 +193,55 @@ def _short(claim: str) -> str:
   return claim.split("; ")[0].split(" (")[0]
 
 
+def _longer_run(summary) -> str:
+  """How to run longer on this run's data and loss."""
+  if (summary["dataset"] == "soudry2d" and summary["loss"] == "cross_entropy"
+      and summary["steps"] < 10_000_000):
+    return "a longer run (variant soudry2d_long: 10^7 steps)"
+  return "a longer run (a larger train.steps)"
+
+
+def _angle_not_monotone(fits, summary) -> str:
+  """The seeds whose angle is not monotone on the fit window: where it peaks
+  and from which step it falls for good, and what that says."""
+  window = fits.get("window_start_step")
+  bad = [(seed, peak, falls) for seed, mono, peak, falls in zip(
+      summary["seeds"], fits.get("angle_monotone", []),
+      fits.get("angle_peak_step", []), fits.get("angle_falls_from_step", []))
+         if not mono]
+  where = ", ".join(f"seed {seed}: peak at step {peak:,}, monotone from step "
+                    f"{falls:,}" for seed, peak, falls in bad)
+  if any(peak > 1 for _, peak, _ in bad):
+    # Recorded steps start at 1: a later peak is a rise away from w_hat.
+    return (f"non-support points push w off w_hat first, so the angle rises "
+            f"to a peak and falls monotonically only later, after the fit "
+            f"window's start (step {window:,}): {where}")
+  return (f"the angle is largest at step 1 and falls overall, but rises "
+          f"again for a while inside the fit window (from step {window:,}): "
+          f"{where}")
+
+
+def _adam_why_not(summary) -> str:
+  """Which half of the Adam claim fails, from the final angles."""
+  opt = summary["optimizers"]
+  adam = opt["adam"]["final"]
+  a = np.degrees(adam["angle"]["mean"])
+  a_inf = np.degrees(adam["angle_linf"]["mean"])
+  reasons = []
+  if "gd" not in opt:
+    reasons.append("no GD run to compare Adam's angle with")
+  else:
+    ref = np.degrees(opt["gd"]["final"]["angle"]["mean"])
+    if a <= ref:
+      reasons.append(f"Adam ends no further from w_hat than GD ({a:.3g}° "
+                     f"against GD's {ref:.3g}°)")
+  if a_inf >= a:
+    reasons.append(f"Adam is no closer to the l_inf direction than to w_hat "
+                   f"({a_inf:.3g}° against {a:.3g}°)")
+  return ("; ".join(reasons) + f" after {summary['steps']:,} steps, on this "
+          f"data")
+
+
 def _why_not(c: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
   """Why a claim that does not hold here fails, from this run's numbers."""
   steps = summary["steps"]
@@ -202,19 +251,16 @@ def _why_not(c: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
   window = fits.get("window_start_step")
   if c["kind"] in ("norm", "loss", "rate"):
     return (f"the fit window (steps {window:,} to {steps:,}) is still before "
-            f"the asymptotic regime; the rates are limits as t grows, so a "
-            f"longer run (variant soudry2d_long) moves the fit towards them")
+            f"the asymptotic regime; the rates are limits as t grows, so "
+            f"{_longer_run(summary)} moves the fit towards them")
   if c["kind"] == "monotone":
-    return (f"non-support points push w off w_hat first: per seed the angle "
-            f"peaks at step {fits.get('angle_peak_step')} and falls "
-            f"monotonically only from step {fits.get('angle_falls_from_step')}")
+    return _angle_not_monotone(fits, summary)
   if c["kind"] == "distance":
     return (f"the distance falls only like 1/log t, so after {steps:,} steps "
             f"it is still {c['ours']}: a budget limit (the 0.05 is our "
             f"threshold; the paper states the limit 0)")
   if c["kind"] == "adam":
-    return ("Adam ends no further from w_hat than GD, or no closer to the "
-            "l_inf direction than to w_hat, on this data")
+    return _adam_why_not(summary)
   if c["kind"] == "test":
     return (f"on this draw the test error does not fall ({c['ours']}): the "
             f"max-margin direction of {summary['num_train']} training points "
@@ -247,6 +293,30 @@ def differences(claims: List[Dict[str, Any]], summary) -> str:
                  f"set: the rates are the same theorems', the constants are "
                  f"this data's.")
   return " ".join(parts)
+
+
+def _before_asymptote(opt) -> str:
+  """What GD's angle does before the asymptotic regime, per seed, read from
+  where it peaks and from which step it falls monotonically."""
+  if "gd" not in opt:
+    return ("they can push w off w_hat for a while (no GD run here to show "
+            "it).")
+  fits = opt["gd"]["fits"]
+  peaks, falls = fits["angle_peak_step"], fits["angle_falls_from_step"]
+  window = fits["window_start_step"]
+  if any(p > 1 for p in peaks):  # Recorded steps start at 1.
+    return (f"they push w off w_hat, the angle rises to a peak (per seed at "
+            f"step {peaks}) and only then falls monotonically (per seed from "
+            f"step {falls}), so a fit window that starts before that shows "
+            f"neither monotone decay nor the asymptotic rate.")
+  return (f"they can push w off w_hat for a while; here the angle is largest "
+          f"at step 1 on every seed and falls monotonically from step "
+          f"{falls} per seed (any rise after step 1 ends there), "
+          + ("all at or before the fit window's start (step "
+             f"{window:,}), so it is monotone on the window." if
+             max(falls) <= window else
+             f"some after the fit window's start (step {window:,}), so on "
+             f"the window it is not monotone for every seed."))
 
 
 def write(path: str, config, summary: Mapping[str, Any],
@@ -328,11 +398,7 @@ def write(path: str, config, summary: Mapping[str, Any],
         "leading 1/log t term of the angle vanishes and the predicted slope "
         "against 1/log t is 0: asymptotically the angle falls faster than "
         "1/log t. What it does before that is set by the non-support "
-        f"points{fade}: they push w off w_hat, the angle rises to a peak and "
-        "only then falls monotonically (per seed from step "
-        f"{opt['gd']['fits']['angle_falls_from_step'] if 'gd' in opt else '–'}"
-        "), so a fit window that starts before the peak shows neither "
-        "monotone decay nor the asymptotic rate.")
+        f"points{fade}: " + _before_asymptote(opt))
   linf = s["angle_l2_vs_linf_deg"]
   if "adam" in opt and all(a is not None and a < 1e-3 for a in linf):
     notes.append(

@@ -323,6 +323,12 @@ def _test_error_verdict(curve, checks: Mapping[str, Any]) -> str:
   the trend from h* to the largest width."""
   tag = (f" with {100 * curve['label_noise']:g}% label noise"
          if curve["label_noise"] else "")
+  if curve.get("interpolation_width") is None:
+    return (f"Unlike the paper's networks, which fit their training sets from "
+            f"small widths on, no width{tag} reaches zero mean training "
+            f"error within the budget, so there is no "
+            f"h*: the directions above are read over all widths, and test "
+            f"error past h* is not measured.")
   if "max_rise_past_interpolation" not in checks:
     return (f"Test error past h*{tag} is not measured: fewer than two widths "
             "interpolate.")
@@ -397,6 +403,19 @@ def _differences(config, summary) -> str:
   budget = _budget_note(config, summary)
   if budget:
     parts.append(budget)
+  points = [q for c in summary["curves"] for q in c["points"]]
+  if (any("capacity" in q for q in points) and
+      not any("u_dist_fro" in q["capacity"] for q in points
+              if "capacity" in q)):
+    parts.append(
+        "The paper's norms and bounds are those of one hidden layer "
+        f"(f(x) = V[Ux]_+); this run's `{config.model.name}`"
+        + (f" with {summary['depth']} hidden layers"
+           if config.model.name == "mlp" else "")
+        + " has no such U and V, so of the paper's trends only test error "
+        "and the parameter count are compared, and its own measures (per "
+        "layer and of the whole network) are in the capacity figure and "
+        "Details.")
   parts.append(
       "The paper's numbers are for CIFAR-10, SVHN and MNIST (50–70K "
       "examples, widths up to 2^15), ours for "
@@ -419,9 +438,17 @@ BOUND_NOTE = (
 
 
 def _config_text(config, summary) -> str:
+  # The noise levels are read from the summary's curves (as double_descent
+  # does): a command-line override may leave the config's a bare number.
+  noisy = [c["label_noise"] for c in summary["curves"]]
+  noise = ("" if not any(noisy) else
+           "label noise " + ", ".join(f"{100 * p:g}%" for p in noisy)
+           + " (each training label replaced with probability p by a "
+           "uniformly random class); ")
   return (
       f"`{config.model.name}` ({summary['width_means']}) on "
       f"`{config.data.name}`, widths {', '.join(map(str, summary['widths']))}; "
+      + noise +
       f"{config.optim.name} lr {config.optim.lr}"
       + (f" momentum {config.optim.momentum}"
          if config.optim.name in ("momentum", "nesterov") else "")
