@@ -37,7 +37,6 @@ trainer state; `smoothness_callback` / `ics_callback` wrap them as
 `trainer.Callback`s (splits "smoothness" and "ics").
 """
 
-import functools
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import flax.linen as nn
