@@ -76,6 +76,13 @@ def fmt(stat: Optional[Mapping[str, Any]], scale: float = 100.0,
   return s + f" (n={n})"
 
 
+def within_seed_spread(diff: Mapping[str, Any], floor: float = 0.005) -> bool:
+  """A difference {mean, std} over seeds no larger than twice its std (or
+  than `floor`, for seeds that happen to agree): the reports call it "the
+  same within the seed spread"."""
+  return abs(diff["mean"]) <= max(2 * diff["std"], floor)
+
+
 def _cell(value: Any) -> str:
   # A '|' inside a cell (||w||, |γ|) would split it: escape it.
   return str(value).replace("|", "\\|")
@@ -88,12 +95,17 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
   return "\n".join(lines)
 
 
-def write_report(path: str, title: str, sections: List[str]):
-  text = f"# {title}\n\n" + "\n\n".join(s.strip() for s in sections) + "\n"
+def _write_text(path: str, text: str):
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     f.write(text)
   os.replace(tmp, path)  # Never a half-written report.md.
+
+
+def write_report(path: str, title: str, sections: List[str]):
+  """A markdown page of free-form sections (the sweep's aggregate)."""
+  _write_text(path, f"# {title}\n\n"
+              + "\n\n".join(s.strip() for s in sections) + "\n")
 
 
 def save_figure(fig, path: str, dpi: int = 110, **savefig_kwargs) -> str:
@@ -157,10 +169,7 @@ class Page:
 def write_page(workdir: str, page: Page) -> str:
   """Writes WORKDIR/report.md atomically; returns its path."""
   path = os.path.join(workdir, "report.md")
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(page.markdown())
-  os.replace(tmp, path)
+  _write_text(path, page.markdown())
   return path
 
 

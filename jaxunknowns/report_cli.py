@@ -20,7 +20,7 @@ file of that workdir changed.
 import json
 import os
 import sys
-from typing import Any, List
+from typing import Any, Callable, List
 
 from jaxunknowns.errors import UserError
 
@@ -76,16 +76,20 @@ def _report_of(config):
   return experiment.report
 
 
-def rebuild_run(path: str) -> str:
-  """report.md and figures of one finished run; returns report.md's path."""
+# Each _plan_* reads and checks one workdir and returns the rebuild to run
+# later, so that rebuild_all finds a bad workdir before touching any.
+def _plan_run(path: str) -> Callable[[], str]:
   path = os.path.abspath(path)
   config, summary = load_run(path)
-  _report_of(config)(path, config, summary)
-  return os.path.join(path, "report.md")
+  report = _report_of(config)
+
+  def rebuild():
+    report(path, config, summary)
+    return os.path.join(path, "report.md")
+  return rebuild
 
 
-def rebuild_sweep(root: str) -> str:
-  """sweep.json, sweep.md and sweep.png of a sweep root; returns sweep.md."""
+def _plan_sweep(root: str) -> Callable[[], str]:
   from jaxunknowns import sweep  # pylint: disable=g-import-not-at-top
   root = os.path.abspath(root)
   saved = _read(os.path.join(root, SWEEP_JSON), "sweep's aggregate", "")
@@ -97,22 +101,30 @@ def rebuild_sweep(root: str) -> str:
     raise UserError(f"{os.path.join(root, SWEEP_JSON)} lacks {e}: it was not "
                     f"written by jaxunknowns.sweep; rerun the sweep with "
                     f"--aggregate_only") from e
-  sweep.aggregate(runs, root, meta)
-  return os.path.join(root, sweep.SWEEP_MD)
+
+  def rebuild():
+    sweep.aggregate(runs, root, meta)
+    return os.path.join(root, sweep.SWEEP_MD)
+  return rebuild
 
 
-def rebuild(path: str) -> str:
+def _plan(path: str) -> Callable[[], str]:
   if os.path.isfile(os.path.join(path, SWEEP_JSON)):
-    return rebuild_sweep(path)
-  return rebuild_run(path)
+    return _plan_sweep(path)
+  return _plan_run(path)
+
+
+def rebuild_run(path: str) -> str:
+  """report.md and figures of one finished run; returns report.md's path."""
+  return _plan_run(path)()
 
 
 def rebuild_all(paths: List[str]) -> List[str]:
-  """Checks every workdir first, so a bad one among many changes nothing."""
-  for path in paths:
-    if not os.path.isfile(os.path.join(path, SWEEP_JSON)):
-      _report_of(load_run(os.path.abspath(path))[0])
-  return [rebuild(path) for path in paths]
+  """Rebuilds every workdir (run or sweep root) and returns the reports'
+  paths; every workdir is read and checked first, so a bad one among many
+  changes nothing."""
+  plans = [_plan(path) for path in paths]
+  return [rebuild() for rebuild in plans]
 
 
 def _cli():

@@ -21,8 +21,6 @@ and puts the process's JAX config back afterwards.
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -33,8 +31,9 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 from jaxunknowns.analysis import capacity
-from jaxunknowns.errors import UserError
-from run_helpers import assert_report_rebuilds
+from run_helpers import (assert_cli_one_line_error, assert_report_rebuilds,
+                         assert_user_error_before_writing, read_json,
+                         run_in_process)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
@@ -73,16 +72,6 @@ def load_config(name, variant="runlocal", overrides=None):
   like --config.FIELD=VALUE."""
   from jaxunknowns.config_loading import load_config as load  # pylint: disable=g-import-not-at-top
   return load(f"configs/{name}.py:{variant}", overrides, root=str(ROOT))
-
-
-def run_in_process(config, workdir):
-  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
-  return main.run(config, str(workdir))
-
-
-def read_json(path):
-  with open(path) as f:
-    return json.load(f)
 
 
 def read_rows(workdir):
@@ -540,27 +529,12 @@ BAD_INPUTS = [
                          ids=[f"{n}:{','.join(f'{k}={v}' for k, v in o.items())}"
                               for n, o, _ in BAD_INPUTS])
 def test_bad_input_raises_before_writing(tmp_path, name, overrides, needles):
-  config = load_config(name, overrides=overrides)
-  workdir = tmp_path / "run"
-  with pytest.raises(UserError) as info:
-    run_in_process(config, workdir)
-  message = str(info.value)
-  assert message and "\n" not in message, message
-  for needle in needles:
-    assert needle in message, (needle, message)
-  assert not workdir.exists()
+  assert_user_error_before_writing(load_config(name, overrides=overrides),
+                                   tmp_path / "run", needles)
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
-  workdir = tmp_path / "run"
-  proc = subprocess.run(
-      [sys.executable, "-m", "jaxunknowns.main",
-       "--config=configs/randomization.py:runlocal", f"--workdir={workdir}",
+  assert_cli_one_line_error(
+      ["--config=configs/randomization.py:runlocal",
        "--config.randomization.corruptions=(0.0,2.0)"],
-      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 2, proc.stderr[-3000:]
-  assert "Traceback" not in proc.stderr
-  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
-  assert len(errors) == 1 and "randomization.corruptions" in errors[0], (
-      proc.stderr[-3000:])
-  assert not workdir.exists()
+      tmp_path / "run", "randomization.corruptions", env=ENV)

@@ -114,3 +114,13 @@ def test_missing_workdir_is_one_line(tmp_path):
   assert proc.stderr.strip().startswith("error: workdir ")
   assert "does not exist" in proc.stderr
   assert not (tmp_path / "nowhere").exists()
+
+
+def test_bad_sweep_root_among_runs_changes_nothing(run_copy, tmp_path):
+  sweep_root = tmp_path / "sweep"
+  sweep_root.mkdir()
+  (sweep_root / "sweep.json").write_text('{"runs": []}')  # no config/sweep
+  before = snapshot(tmp_path)
+  with pytest.raises(UserError, match="lacks"):
+    report_cli.rebuild_all([str(run_copy), str(sweep_root)])
+  assert snapshot(tmp_path) == before

@@ -168,9 +168,9 @@ def versus_rows(cells, norms):
   return rows
 
 
-def _within_spread(d) -> bool:
-  """A loss no larger than twice its std over seeds, or under a point."""
-  return d["mean"] <= max(2 * d["std"], 0.01)
+def _within_spread(lost) -> bool:
+  # A loss under a point counts as none, even where seeds agree closely.
+  return report.within_seed_spread(lost, floor=0.01)
 
 
 def differences(config, summary) -> str:

@@ -261,7 +261,7 @@ def differences(summary, config) -> str:
   big = _delta(modes, f"batch_{sizes[-1]}", "running")
   if len(sizes) > 1:
     small_gap = abs(big["mean"]) <= 0.02
-    within = abs(big["mean"]) <= max(2 * big["std"], 0.005)
+    within = report.within_seed_spread(big)
     out.append(f"at eval batch {sizes[-1]} the difference is "
                f"{100 * big['mean']:+.2f} ± {100 * big['std']:.2f} points"
                + (" (batch statistics of large batches are close to the "

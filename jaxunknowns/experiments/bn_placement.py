@@ -165,7 +165,7 @@ def differences(config, summary) -> str:
   cells, out = summary["cells"], []
   for norm, r in summary["readings"].items():
     d = r["after_minus_before_test_accuracy"]
-    same = abs(d["mean"]) <= max(2 * d["std"], 0.005)
+    same = report.within_seed_spread(d)
     out.append(f"{norm} norm after the ReLU ends "
                f"{100 * d['mean']:+.2f} ± {100 * d['std']:.2f} points from "
                f"before it"
@@ -196,7 +196,7 @@ def differences(config, summary) -> str:
       out.append(f"not every seed reached {target} test, so the paper's "
                  f"{PAPER_SPEEDUP}× speed-up is not measured")
     d = bn_grid_report.paired(before, none)
-    same = abs(d["mean"]) <= max(2 * d["std"], 0.005)
+    same = report.within_seed_spread(d)
     out.append(f"BN before the ReLU's final test accuracy is "
                f"{100 * d['mean']:+.2f} ± "
                f"{100 * d['std']:.2f} points from no norm's"

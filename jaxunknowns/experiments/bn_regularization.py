@@ -148,10 +148,6 @@ def versus_rows(cells):
   return rows
 
 
-def _same(d):
-  return abs(d["mean"]) <= max(2 * d["std"], 0.005)
-
-
 def differences(config, summary) -> str:
   cells, out = summary["cells"], []
   d0, d1, w0, w1 = _corners(cells)
@@ -164,7 +160,8 @@ def differences(config, summary) -> str:
              f"{100 * bn['gap']['mean']:.2f} points with BN and "
              f"{100 * none['gap']['mean']:.2f} without"
              + (": BN does not regularize this network on its own, unlike "
-                "the paper's claim" if _same(gap) or gap["mean"] > 0 else
+                "the paper's claim"
+                if report.within_seed_spread(gap) or gap["mean"] > 0 else
                 ": BN regularizes on its own, as the paper says"))
   if d1 > d0:
     shrink = {n: bn_grid_report.paired(_at(cells, n, d0, w0),
@@ -180,7 +177,7 @@ def differences(config, summary) -> str:
                    "dropout feeds every BN but the first)"
                    if config.model.name == "mlp" else
                    " (no variance-shift loss)")
-                  if acc["mean"] >= 0 or _same(acc) else
+                  if acc["mean"] >= 0 or report.within_seed_spread(acc) else
                   ", the loss Li et al. describe"))
   if w1 > w0:
     acc = bn_grid_report.paired(_at(cells, "batch", d0, w1), bn)
