@@ -31,7 +31,7 @@ from absl import app, flags
 from jaxunknowns import config_defaults
 from jaxunknowns.analysis import landscape
 from jaxunknowns.data import load_dataset
-from jaxunknowns.experiments import common
+from jaxunknowns import runs
 
 _POINTS = flags.DEFINE_integer("points", 51, "Grid points per axis.")
 _EXAMPLES = flags.DEFINE_integer("examples", 0,
@@ -63,13 +63,13 @@ def build():
 def main(argv):
   del argv
   config = build()
-  trainer = common.build_trainer(config, dataset=load_dataset(config.data))
+  trainer = runs.build_trainer(config, dataset=load_dataset(config.data))
   state = trainer.init_state([0])
   if _TRAIN_STEPS.value > 0:
     state, _ = trainer.train_steps(state, [0], _TRAIN_STEPS.value)
   params = landscape.take_run(state["params"], 0)
   stats = landscape.take_run(state["batch_stats"], 0)
-  data = trainer._eval_data["train"]  # pylint: disable=protected-access
+  data = trainer.eval_data["train"]
   n_examples = int(np.asarray(data[2]).sum())
   ax = landscape.axis(-1.0, 1.0, _POINTS.value, "--points")
   coords = landscape.grid_points(ax, ax)

@@ -4,7 +4,7 @@ True labels, random labels, shuffled pixels, random pixels and Gaussian
 inputs; labels corrupted with probability p over a grid; and a
 weight-decay / dropout / augmentation ablation on true and random labels --
 all with the same hyper-parameters, each a resumable stage of its own.
-How the stages are organised: jaxunknowns/experiments/randomization.py.
+How the stages are organised: jaxunknowns/overparam/randomization.py.
 
 Variants (default mnist1d):
   mnist1d       MLP 1x512 (Zhang et al.'s MLP 1x512) on MNIST-1D: minutes on a CPU.

@@ -371,8 +371,7 @@ def _plot(rows, fields, headline, meta, path) -> Optional[str]:
   done = [r for r in rows if headline and headline in r["metrics"]]
   if not done or not fields:
     return None
-  from jaxunknowns import report  # pylint: disable=g-import-not-at-top,unused-import (sets the Agg backend)
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.report.plots import plt  # pylint: disable=g-import-not-at-top
   x_field, others = fields[0], fields[1:]
   x_values = list(dict.fromkeys(_key(r["overrides"].get(x_field))
                                 for r in rows))

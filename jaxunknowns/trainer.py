@@ -71,6 +71,14 @@ def seed_devices_for(config, num_devices: int) -> int:
   return int(np.gcd(seeds, num_devices)) if seeds >= num_devices else 1
 
 
+def dataset_augmentation(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+  """The augmentation a dataset asks for, as `augment(rng, x) -> x`."""
+  if name == "crop_flip":
+    from jaxunknowns.data.augment import random_crop_flip  # pylint: disable=g-import-not-at-top
+    return random_crop_flip
+  return lambda rng, x: x
+
+
 @dataclasses.dataclass
 class Callback:
   """A periodic analysis (init2winit style): `fn(trainer, state, step)`
@@ -95,10 +103,16 @@ class Trainer:
 
   def __init__(self, config, dataset, model, *, mesh=None,
                tx_wrapper: Optional[Callable[[optax.GradientTransformation],
-                                             optax.GradientTransformation]] = None):
+                                             optax.GradientTransformation]] = None,
+               augment: Optional[Callable[[jax.Array, jax.Array],
+                                          jax.Array]] = None):
+    """`augment(rng, x) -> x`: a batch augmentation inside the train step
+    (default: the dataset's own, e.g. crop+flip for CIFAR)."""
     self.config = config
     self.dataset = dataset
     self.model = model
+    self.augment = augment if augment is not None else dataset_augmentation(
+        dataset.augment)
     if mesh is None:
       mesh = make_mesh(seed_devices=seed_devices_for(config, jax.device_count()))
     self.mesh = mesh
@@ -119,19 +133,21 @@ class Trainer:
       raise UserError(
           f"train.batch_size={self.batch_size} is larger than the training "
           f"set ({len(dataset.train.y)} examples)")
-    self._replicated = NamedSharding(self.mesh, P())
-    self._template = jax.eval_shape(self._init_one, jax.random.PRNGKey(0))
-    self.has_batch_stats = bool(jax.tree.leaves(self._template["batch_stats"]))
-    self.params_template = self._template["params"]  # shapes of one run
-    self.tx = optim.create_optimizer(config.optim, self._template["params"])
+    self.replicated = NamedSharding(self.mesh, P())
+    self.template = jax.eval_shape(self.init_one, jax.random.PRNGKey(0))
+    self.has_batch_stats = bool(jax.tree.leaves(self.template["batch_stats"]))
+    self.params_template = self.template["params"]  # shapes of one run
+    self.tx = optim.create_optimizer(config.optim, self.template["params"])
     if tx_wrapper is not None:  # e.g. pruning.with_pruning_mask
       self.tx = tx_wrapper(self.tx)
+    trainable, total = optim.count_trainable(config.optim, self.params_template)
+    self.param_counts = {"trainable": trainable, "total": total}
     self._put_data()
     self.loop = self._choose_loop(tc.get("loop", "auto"))
     # Compiled functions, built once per run-axis sharding (see _jit): a new
     # jit per call would recompile init at every IMP level.
     self._jits = {}
-    self._eval_fn = jax.jit(self._evaluate, out_shardings=self._replicated)
+    self._eval_fn = jax.jit(self._evaluate, out_shardings=self.replicated)
     self.trace_count = 0  # times the train chunk was traced (tests: == 1)
 
   def _run_axis(self, num_runs: int) -> Optional[str]:
@@ -142,7 +158,7 @@ class Trainer:
   def run_sharding(self, num_runs: int) -> NamedSharding:
     """Where a tree with a leading run axis of `num_runs` lives."""
     axis = self._run_axis(num_runs)
-    return NamedSharding(self.mesh, P(axis)) if axis else self._replicated
+    return NamedSharding(self.mesh, P(axis)) if axis else self.replicated
 
   def _jit(self, kind: str, num_runs: int):
     sharding = self.run_sharding(num_runs)
@@ -150,13 +166,13 @@ class Trainer:
     if key not in self._jits:
       if kind == "chunk":
         fn = jax.jit(self._train_chunk, donate_argnums=(0,),
-                     out_shardings=(sharding, self._replicated))
+                     out_shardings=(sharding, self.replicated))
       elif kind == "step":
         fn = jax.jit(self._train_one_step, donate_argnums=(0,),
-                     out_shardings=(sharding, self._replicated),
+                     out_shardings=(sharding, self.replicated),
                      static_argnames=("with_norms",))
       elif kind == "init":
-        fn = jax.jit(jax.vmap(self._init_one), out_shardings=sharding)
+        fn = jax.jit(jax.vmap(self.init_one), out_shardings=sharding)
       elif kind == "opt_init":
         fn = jax.jit(jax.vmap(self.tx.init), out_shardings=sharding)
       else:  # "place": any run-batched tree onto the run sharding
@@ -175,9 +191,9 @@ class Trainer:
   # ---------------------------------------------------------------------------
   def _put_data(self):
     ds = self.dataset
-    self._x_train = distributed.to_global(ds.train.x, self._replicated)
-    self._y_train = distributed.to_global(ds.train.y, self._replicated)
-    self._eval_data = {}
+    self._x_train = distributed.to_global(ds.train.x, self.replicated)
+    self._y_train = distributed.to_global(ds.train.y, self.replicated)
+    self.eval_data = {}
     splits = {"test": ds.test, "validation": ds.validation}
     if self.config.train.eval_train:
       splits["train"] = ds.train
@@ -187,7 +203,7 @@ class Trainer:
       x, y = split.x, split.y
       if name == "train" and self.config.train.max_train_eval:
         x, y = x[:self.config.train.max_train_eval], y[:self.config.train.max_train_eval]
-      self._eval_data[name] = self._padded_batches(x, y)
+      self.eval_data[name] = self._padded_batches(x, y)
 
   def _padded_batches(self, x, y):
     """[num_batches, eval_batch, ...] arrays plus 0/1 weights for padding."""
@@ -203,16 +219,10 @@ class Trainer:
     return tuple(distributed.to_global(a.reshape((nb, eb) + a.shape[1:]), sharding)
                  for a in (xp, yp, w))
 
-  def _augment(self, rng, x):
-    if self.dataset.augment == "crop_flip":
-      from jaxunknowns.data.augment import random_crop_flip  # pylint: disable=g-import-not-at-top
-      return random_crop_flip(rng, x)
-    return x
-
   # ---------------------------------------------------------------------------
   # Model & state
   # ---------------------------------------------------------------------------
-  def _init_one(self, key):
+  def init_one(self, key):
     k_params, k_dropout, k_run = jax.random.split(key, 3)
     dummy = jnp.zeros((1,) + tuple(self.dataset.input_shape), jnp.float32)
     variables = self.model.init({"params": k_params, "dropout": k_dropout},
@@ -265,7 +275,7 @@ class Trainer:
     x, y = x_all[idx], y_all[idx]
     rng = jax.random.fold_in(state["rng"], state["step"])
     aug_rng, dropout_rng = jax.random.split(rng)
-    x = self._augment(aug_rng, x)
+    x = self.augment(aug_rng, x)
 
     def loss_fn(params):
       logits, batch_stats = self._apply(params, state["batch_stats"], x,
@@ -384,15 +394,15 @@ class Trainer:
 
   def evaluate(self, state: State, split: str = "test") -> Dict[str, np.ndarray]:
     """{loss, accuracy} per run on a split, BatchNorm in eval mode."""
-    if split not in self._eval_data:
+    if split not in self.eval_data:
       raise ValueError(f"no {split!r} split to evaluate "
-                       f"(have {sorted(self._eval_data)})")
+                       f"(have {sorted(self.eval_data)})")
     out = self._eval_fn(state["params"], state["batch_stats"],
-                        *self._eval_data[split])
+                        *self.eval_data[split])
     return {k: np.asarray(v) for k, v in distributed.fetch(out).items()}
 
   def evaluate_all(self, state: State) -> Dict[str, Dict[str, np.ndarray]]:
-    return {split: self.evaluate(state, split) for split in self._eval_data}
+    return {split: self.evaluate(state, split) for split in self.eval_data}
 
   # ---------------------------------------------------------------------------
   # Loop

@@ -1,5 +1,5 @@
 """Tests of the BatchNorm grid experiments (`bn_batch_size`, `bn_placement`,
-`bn_regularization`) and their shared runner, experiments/bn_grid.py.
+`bn_regularization`) and their shared runner, jaxunknowns/batchnorm/bn_grid.py.
 
 * The grid: expansion order, cell configs, the learning-rate scaling rules,
   the epoch budget and its chunking.
@@ -27,7 +27,7 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 from jaxunknowns.errors import UserError
-from jaxunknowns.experiments import bn_grid
+from jaxunknowns.batchnorm import bn_grid
 from run_helpers import (assert_report_rebuilds, read_json, run_in_process,
                          snapshot)
 
@@ -129,7 +129,7 @@ def test_budget_chunks_evenly_and_overshoots_by_less_than_a_chunk_count(
 
 
 def test_batch_size_cells_scale_lr_and_see_the_same_examples():
-  from jaxunknowns.experiments import bn_batch_size  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.batchnorm import bn_batch_size  # pylint: disable=g-import-not-at-top
   config = load_config("bn_batch_size", "fashion_mlp")
   axes = bn_batch_size.axes(config)
   cells = bn_grid.expand(axes)
@@ -251,7 +251,7 @@ def test_bn_placement_speedup_text_reads_the_steps():
   """Both arms reaching the target at the same evaluation is no speed-up
   measured (not '1.00x fewer steps'); a ratio at or below 1 is not called
   'fewer steps'."""
-  from jaxunknowns.experiments import bn_placement  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.batchnorm import bn_placement  # pylint: disable=g-import-not-at-top
   config = load_config("bn_placement", "fashion_mlp,runlocal")
   acc = lambda *v: {"mean": sum(v) / len(v), "std": 0.01, "per_seed": list(v)}
   def cell(norm, position, steps):

@@ -107,14 +107,14 @@ def test_regex_mask_names_what_exists():
 
 
 def _resnet_template(depth=8, width=4):
-  from jaxunknowns.experiments import bn_only  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.batchnorm import bn_only  # pylint: disable=g-import-not-at-top
   c = load_config("bn_only", "digits")
   ds = bn_only.dataset_for(c)
   return c, bn_only.param_template(c, ds, depth, width)
 
 
 def test_two_per_channel_mask_matches_bn_count():
-  from jaxunknowns.experiments import bn_only  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.batchnorm import bn_only  # pylint: disable=g-import-not-at-top
   c, params = _resnet_template(depth=14)
   bn = bn_only.arm_mask(c, "bn", params, seed=0)
   r2 = bn_only.arm_mask(c, "random2", params, seed=0)
@@ -140,7 +140,8 @@ def test_trainer_bn_only_changes_only_gamma_beta():
   """Through the real Trainer (a BN MLP on digits, weight decay on): only
   BatchNorm's scale and bias move; every other entry is bit-identical."""
   from jaxunknowns import config_defaults  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.experiments import bn_only, common  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.batchnorm import bn_only  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import runs  # pylint: disable=g-import-not-at-top
   c = config_defaults.base_config()
   c.data.name = "digits"
   c.model.widths = (16,)
@@ -153,7 +154,7 @@ def test_trainer_bn_only_changes_only_gamma_beta():
   c.train.log_every = 5
   c.train.eval_every = 0
   c.bn_only = load_config("bn_only", "digits").bn_only
-  trainer = common.build_trainer(c, tx_wrapper=optim.with_update_mask)
+  trainer = runs.build_trainer(c, tx_wrapper=optim.with_update_mask)
   state = trainer.init_state([0, 1])
   one = jax.tree.map(lambda p: p[0], jax.device_get(state["params"]))
   masks = [bn_only.arm_mask(c, "bn", one, 0), bn_only.arm_mask(c, "full", one, 1)]
@@ -313,7 +314,7 @@ def test_cli_model_without_batch_norm(tmp_path):
 def test_above_controls_within_the_seed_spread_is_no_clear_gap():
   """BN-only above its controls on the means but by less than twice the
   seed spread is not called 'as in the paper' (the paper has it far above)."""
-  from jaxunknowns.experiments import bn_only_report  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.batchnorm import bn_only_report  # pylint: disable=g-import-not-at-top
   acc = lambda *v: {"test_accuracy": {"mean": float(np.mean(v)),
                                       "std": float(np.std(v)),
                                       "per_seed": list(v)}}
@@ -337,7 +338,7 @@ def test_bn_modes_large_batch_is_close_only_when_it_is():
   """Batch statistics at the largest eval batch are called close to the
   running ones only within 2 points; a wide seed spread alone is not
   closeness."""
-  from jaxunknowns.experiments import bn_modes  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.batchnorm import bn_modes  # pylint: disable=g-import-not-at-top
   config = load_config("bn_modes", "digits,runlocal")
   acc = lambda *v: {"mean": float(np.mean(v)), "std": float(np.std(v)),
                     "per_seed": list(v)}

@@ -349,7 +349,7 @@ def test_end_to_end_summary_figures_and_report(rewind0):
 def test_every_variant_claim_has_the_papers_numbers():
   """A variant's reference.claim names a source whose numbers the report
   knows (imp_report.PAPERS): an edited claim must not lose the table."""
-  from jaxunknowns.experiments import imp_report  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.lottery import imp_report  # pylint: disable=g-import-not-at-top
   spec = importlib.util.spec_from_file_location("_imp_config", IMP_CONFIG)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -450,7 +450,7 @@ def test_rewinding_to_step_0_restores_the_initialization(rewind0):
 
 
 def test_late_rewinding_restores_the_step_k_weights(rewind10):
-  from jaxunknowns.experiments import common  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import runs  # pylint: disable=g-import-not-at-top
   assert rewind10.summary["pruning"]["rewind_step"] == 10
   dense = rewind10.level_call(0)
   snapshots = rewind10.workdir / "levels" / "level_00" / "snapshots"
@@ -459,7 +459,7 @@ def test_late_rewinding_restores_the_step_k_weights(rewind10):
   np.testing.assert_array_equal(at10["step"], [10] * S)
 
   # Independently: the dense initialization trained for 10 steps.
-  trainer = common.build_trainer(
+  trainer = runs.build_trainer(
       rewind10.config,
       tx_wrapper=functools.partial(pruning.with_pruning_mask, mask=None))
   state = trainer.init_state(SEEDS)
@@ -771,7 +771,7 @@ def test_reinit_sentence_names_dense_when_it_never_held():
   """Random reinit below dense from the first pruned level on: the sentence
   says it falls below *dense* (no 'it' left without a referent); when it
   held first, 'stays within ... of dense ... and falls below it'."""
-  from jaxunknowns.experiments import imp_report  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.lottery import imp_report  # pylint: disable=g-import-not-at-top
   acc = lambda *v: {"mean": float(np.mean(v)), "std": float(np.std(v)),
                     "per_seed": list(v)}
   def levels(reinit):

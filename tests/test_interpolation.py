@@ -107,7 +107,7 @@ def bn():
       lambda x: (rng.uniform(0.3, 3.0, x.shape) if (x > 0).all()
                  else rng.normal(size=x.shape)).astype(x.dtype), stats)
   state_b = dict(state_b, batch_stats=jax.device_put(stats,
-                                                     trainer._replicated))
+                                                     trainer.replicated))
   return trainer, state_a, state_b
 
 

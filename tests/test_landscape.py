@@ -105,7 +105,7 @@ def test_centre_is_the_trainers_eval_loss_and_fast_path_is_the_plain_one():
   path = landscape.first_dense_path(trainer.model, params,
                                     trainer.dataset.input_shape, stats)
   assert path == ("Dense_0",)
-  data = trainer._eval_data["train"]  # 96 examples in 3 padded chunks of 32
+  data = trainer.eval_data["train"]  # 96 examples in 3 padded chunks of 32
   ax = landscape.axis(-1.0, 1.0, 5, "a")
   coords = landscape.grid_points(ax, ax)
   plain = landscape.surface(landscape.surface_fn(
@@ -212,7 +212,7 @@ def test_a_rise_at_or_below_zero_is_not_compared():
   minimum along the directions) has no flatness to compare: the row says
   n/a and the text 'not tested', never a ratio of a negative rise (a
   skip,runlocal run gave 'the 1-D slice's mean rise is 4e29x as large')."""
-  from jaxunknowns.experiments import landscape_report  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.implicit import landscape_report  # pylint: disable=g-import-not-at-top
   config = config_loading.load_config(
       "configs/landscape.py:skip,runlocal", root=str(ROOT))
   arm = lambda slice_rise, surface_rise: {

@@ -69,7 +69,7 @@ def test_svm_matches_a_generic_qp_solver():
 
 def test_multiclass_margins_are_linear_in_the_parameters():
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.experiments import max_margin  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
   with jax.enable_x64(True):
     cfg = ml_collections.ConfigDict({"name": "linear", "use_bias": True,
                                      "kernel_init": "zeros"})
@@ -96,7 +96,7 @@ def test_not_separable_is_detected_with_the_best_margin():
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "exponential"])
 def test_margin_loss_is_the_framework_loss_with_precise_gradients(loss):
-  from jaxunknowns.experiments import max_margin  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
   from jaxunknowns.losses import LOSSES  # pylint: disable=g-import-not-at-top
   with jax.enable_x64(True):
     rng = np.random.default_rng(0)
@@ -123,7 +123,7 @@ def test_margin_loss_is_the_framework_loss_with_precise_gradients(loss):
 # GD's direction
 # -----------------------------------------------------------------------------
 def test_gd_direction_converges_to_the_svm_direction():
-  from jaxunknowns.experiments import max_margin  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
   config = mm_config.get_config("soudry2d,runlocal")
   config.seeds = 1
   config.max_margin.optimizers = "gd"
@@ -149,7 +149,7 @@ def test_gd_direction_converges_to_the_svm_direction():
 
 
 def test_record_steps_are_log_spaced_and_end_at_the_total():
-  from jaxunknowns.experiments import max_margin  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
   steps = max_margin.record_steps(1_000_000, 10)
   assert steps[0] == 1 and steps[-1] == 1_000_000
   assert np.all(np.diff(steps) > 0) and 55 <= len(steps) <= 61
@@ -161,7 +161,7 @@ def test_record_steps_are_log_spaced_and_end_at_the_total():
 # -----------------------------------------------------------------------------
 def test_runlocal_end_to_end(tmp_path):
   from jaxunknowns import main  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.experiments import max_margin  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
   config = mm_config.get_config("soudry2d,runlocal")
   summary = main.run(config, str(tmp_path / "mm"))
   wd = tmp_path / "mm"
@@ -208,7 +208,7 @@ def test_non_separable_data_fails_before_writing(tmp_path):
 
 
 def test_bad_config_values_are_user_errors():
-  from jaxunknowns.experiments import max_margin  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
   for field, value in [("max_margin.optimizers", "gd,rmsprop"),
                        ("max_margin.fit_decades", 9.0),
                        ("model.name", "mlp"),
@@ -228,7 +228,7 @@ def test_degenerate_claims_are_judged_by_theory():
   directions coincide: the rate claim must then ask for an angle falling at
   least as fast as 1/log t, and the Adam claim must say it cannot be tested."""
   import json  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.experiments import max_margin  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
   stat = lambda v: {"mean": v, "std": 0.0, "per_seed": [v]}
   final = {"angle": stat(1e-3), "angle_linf": stat(1e-3), "distance": stat(1e-3)}
   def summary(angle_exponent, limit, l2_vs_linf):
@@ -261,7 +261,8 @@ def test_differences_state_what_the_numbers_show():
   peak after step 1 is not explained by a rise to a peak, and the longer
   run suggested is one on this run's data and loss."""
   import json  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.experiments import max_margin, max_margin_report  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.implicit import max_margin_report  # pylint: disable=g-import-not-at-top
   stat = lambda *v: {"mean": float(np.mean(v)), "std": float(np.std(v)),
                      "per_seed": list(v)}
   deg = np.radians

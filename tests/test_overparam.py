@@ -190,7 +190,7 @@ def test_conv_kernels_are_read_as_fan_in_by_units():
 # 2. Small pieces of the experiments
 # -----------------------------------------------------------------------------
 def test_random_shift_translates_with_zero_fill():
-  from jaxunknowns.experiments.randomization import random_shift  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.data.augment import random_shift  # pylint: disable=g-import-not-at-top
   x = jnp.arange(1, 2 * 10 + 1, dtype=jnp.float32).reshape(2, 10, 1)
   out = np.asarray(random_shift(jax.random.PRNGKey(3), x, 3))
   assert out.shape == x.shape
@@ -211,7 +211,8 @@ def _curve(widths, test, train):
 
 
 def test_interpolation_width_and_peak():
-  from jaxunknowns.experiments import double_descent, width_sweep  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.overparam import double_descent  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.overparam import width_sweep  # pylint: disable=g-import-not-at-top
   widths = [4, 8, 16, 32, 64, 128, 256]
   test = [0.60, 0.49, 0.50, 0.55, 0.52, 0.47, 0.45]
   train = [0.50, 0.30, 0.15, 0.05, 0.0, 0.0, 0.0]
@@ -233,7 +234,7 @@ def test_interpolation_width_and_peak():
 
 
 def test_steps_to_fit_reads_the_first_fitted_evaluation():
-  from jaxunknowns.experiments.randomization import steps_to_fit  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.overparam.randomization import steps_to_fit  # pylint: disable=g-import-not-at-top
   rows = [{"variant": "a", "split": "train", "seed": 0, "step": s,
            "accuracy": acc} for s, acc in ((20, 0.5), (40, 1.0), (60, 1.0))]
   rows += [{"variant": "a", "split": "test", "seed": 1, "step": 20,
@@ -265,7 +266,7 @@ def test_randomization_differences_read_the_numbers():
   named for MNIST-1D data, and a regularizer changing test accuracy by more
   than a few points is said to, with the cause the numbers show (not
   MNIST-1D's shift explanation for a loss)."""
-  from jaxunknowns.experiments import randomization_report as rr  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.overparam import randomization_report as rr  # pylint: disable=g-import-not-at-top
   config = load_config("randomization", "fashion_mlp,runlocal")
   cell = "true_labels-weight_decay-dropout-augment"
   summary = {
@@ -317,7 +318,7 @@ def test_double_descent_short_budget_claims_only_what_the_grid_shows():
   """A grid that ends below the notebook's threshold (h ≈ 61) and never
   interpolates does not show the threshold 'moves right'; a conv sweep's
   widths are not compared with the notebook MLP's h ≈ 9–16."""
-  from jaxunknowns.experiments import double_descent_report as ddr  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.overparam import double_descent_report as ddr  # pylint: disable=g-import-not-at-top
   curve = _curve([8, 12, 16], [0.85, 0.84, 0.8435], [0.8, 0.7, 0.6])
   curve["interpolation_width"], curve["peak"] = None, None
   text = ddr._short_budget(curve)
@@ -335,7 +336,7 @@ def test_double_descent_short_budget_claims_only_what_the_grid_shows():
 def test_width_sweep_without_interpolation_says_so():
   """No width fits the training set: the text says so, unlike the paper,
   and that the directions are read over all widths."""
-  from jaxunknowns.experiments import width_sweep_report as wsr  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.overparam import width_sweep_report as wsr  # pylint: disable=g-import-not-at-top
   curve = _curve([4, 8, 16], [0.86, 0.8, 0.78], [0.85, 0.8, 0.74])
   curve.update(interpolation_width=None, label_noise=0.05)
   text = wsr._test_error_verdict(curve, {})

@@ -324,7 +324,7 @@ def test_differences_state_bn_against_no_bn_accuracy():
   """The table's 'BN minus no BN, final test accuracy' row has its sentence
   in the text, agreeing with the paper only when BN ends above."""
   from jaxunknowns.config_loading import load_config  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.experiments import bn_smoothness_report  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.batchnorm import bn_smoothness_report  # pylint: disable=g-import-not-at-top
   config = load_config("configs/bn_smoothness.py:fashion_mlp,runlocal",
                        root=str(ROOT))
   arm = lambda *acc: {"final": {"test": {"accuracy": {"per_seed": list(acc)}}}}

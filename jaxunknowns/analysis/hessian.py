@@ -309,8 +309,8 @@ def hessian_callback(trainer, *, every: int, k: int = 1,
   if every < 1:
     raise UserError(f"hessian.every={every} is out of range: must be >= 1")
   x, y = subset(trainer.dataset.train, subset_size, seed)
-  x = jax.device_put(x, trainer._replicated)  # pylint: disable=protected-access
-  y = jax.device_put(y, trainer._replicated)  # pylint: disable=protected-access
+  x = jax.device_put(x, trainer.replicated)
+  y = jax.device_put(y, trainer.replicated)
   loss = network_loss(trainer.model, trainer.loss_fn, x, y,
                       has_batch_stats=trainer.has_batch_stats,
                       chunk_size=chunk_size)

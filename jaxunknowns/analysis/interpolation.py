@@ -151,7 +151,7 @@ def evaluate_path(trainer, state_a, state_b, num_points: int = 30,
   error = 1 - accuracy on `split` (BatchNorm in eval mode, running statistics
   interpolated linearly; see the module docstring).
   """
-  eval_splits = trainer._eval_data  # pylint: disable=protected-access
+  eval_splits = trainer.eval_data
   if split not in eval_splits:
     raise ValueError(f"no {split!r} split to evaluate "
                      f"(have {sorted(eval_splits)})")

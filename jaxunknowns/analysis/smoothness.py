@@ -292,7 +292,7 @@ def probe_batch(trainer, probe_size: int, seed: int):
                     f"training set ({n} examples)")
   idx = np.sort(np.random.default_rng([int(seed), 4]).choice(n, size,
                                                             replace=False))
-  put = lambda a: jax.device_put(a, trainer._replicated)  # pylint: disable=protected-access
+  put = lambda a: jax.device_put(a, trainer.replicated)
   return put(trainer.dataset.train.x[idx]), put(trainer.dataset.train.y[idx])
 
 
@@ -337,7 +337,7 @@ def ics_callback(trainer, *, every: int, probe_size: int = 0, seed: int = 0,
   one_params = trainer.params_template
   variables = {"params": one_params}
   if trainer.has_batch_stats:
-    variables["batch_stats"] = trainer._template["batch_stats"]  # pylint: disable=protected-access
+    variables["batch_stats"] = trainer.template["batch_stats"]
   groups = layer_groups(trainer.model, variables, x)
   names = [layer_name(p) for p, _ in groups]
   fn = ics_fn(loss, groups, optimizer_update(trainer.tx, trainer.schedule))

@@ -59,3 +59,14 @@ def apply(name: str, rng: jax.Array, images: jax.Array) -> jax.Array:
   if name == "crop_flip":
     return random_crop_flip(rng, images)
   raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
+
+
+def random_shift(rng: jax.Array, x: jax.Array, max_shift: int) -> jax.Array:
+  """Translates each sequence of x [B, L, ...] by a random offset in
+  [-max_shift, max_shift] along L, filling with zeros."""
+  length = x.shape[1]
+  pad = [(0, 0), (max_shift, max_shift)] + [(0, 0)] * (x.ndim - 2)
+  padded = jnp.pad(x, pad)
+  offsets = jax.random.randint(rng, (x.shape[0],), 0, 2 * max_shift + 1)
+  return jax.vmap(lambda xi, o: jax.lax.dynamic_slice_in_dim(
+      xi, o, length, axis=0))(padded, offsets)

@@ -1,0 +1,348 @@
+"""A grid of trainings: the shared runner of the BatchNorm grid experiments
+(`bn_batch_size`, `bn_placement`, `bn_regularization`).
+
+A grid is a list of `Axis` (a label, the dotted config field it sets, its
+values); `expand` gives the cells (the Cartesian product, first axis
+slowest). Each cell is the base config with the cell's fields set, then
+passed through the experiment's `derive(config, cell)` (e.g. the learning
+rate scaled with the batch size, the step budget of a fixed number of
+epochs). Every cell trains all its seeds at once (one compiled program per
+cell) through `stages.train_stage`, so each cell is resumable and a
+finished cell is never retrained.
+
+Per cell the summary holds test and train accuracy (eval mode), the
+train - test gap, test loss (mean ± std over seeds), the steps and examples
+seen, the learning rate, and three timings: the fit's steps/s (periodic
+evals and the final checkpoint included, compilation excluded by a warm-up),
+a pure training throughput measured chunk by chunk on a throwaway state
+(`speed_steps`; median and best chunk, with the machine's load average),
+and the cell's wall time (compilation included).
+"""
+
+import contextlib
+import dataclasses
+import itertools
+import math
+import os
+import shutil
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+import jax
+import numpy as np
+from absl import logging
+
+from jax.experimental.compilation_cache import compilation_cache
+
+from jaxunknowns import validation
+from jaxunknowns.data import load_dataset
+from jaxunknowns.errors import UserError
+from jaxunknowns import runs
+from jaxunknowns.stages import train_stage
+from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
+from jaxunknowns.models import create_model
+
+Cell = Dict[str, Any]  # axis label -> value, in axis order
+LR_RULES = ("linear", "sqrt", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+  label: str              # Name in metrics rows, stage names and figures.
+  field: str              # Dotted config field the value is written to.
+  values: Sequence[Any]   # The grid's values along this axis.
+  config_name: str = ""   # The config field that lists the values (messages).
+
+
+# -----------------------------------------------------------------------------
+# Grid expansion and cell configs
+# -----------------------------------------------------------------------------
+def check_axes(axes: Sequence[Axis]):
+  """An empty axis, or a repeated value, is a one-line UserError."""
+  for axis in axes:
+    name = axis.config_name or axis.field
+    values = list(axis.values)
+    validation.check(len(values) >= 1, name, tuple(values),
+                     "a non-empty list (an empty grid trains nothing)")
+    validation.check(len(set(map(repr, values))) == len(values), name,
+                     tuple(values), "distinct values")
+
+
+def expand(axes: Sequence[Axis]) -> List[Cell]:
+  """All cells of the grid: the product of the axes, the first axis slowest."""
+  check_axes(axes)
+  labels = [a.label for a in axes]
+  return [dict(zip(labels, combo))
+          for combo in itertools.product(*[list(a.values) for a in axes])]
+
+
+def set_field(config, dotted: str, value):
+  *parents, leaf = dotted.split(".")
+  node = config
+  for key in parents:
+    node = node[key]
+  node[leaf] = value
+
+
+def apply_cell(config, axes: Sequence[Axis], cell: Cell):
+  """A copy of `config` with the cell's values written to their fields."""
+  c = config.copy_and_resolve_references()
+  by_label = {a.label: a for a in axes}
+  for label, value in cell.items():
+    set_field(c, by_label[label].field, value)
+  return c
+
+
+def cell_name(cell: Cell) -> str:
+  """'norm_batch/batch_size_2': the cell's stage folder and log prefix."""
+  return "/".join(f"{k}_{v:g}" if isinstance(v, float) else f"{k}_{v}"
+                  for k, v in cell.items())
+
+
+def describe(cell: Cell) -> str:
+  return ", ".join(f"{k}={v}" for k, v in cell.items())
+
+
+# -----------------------------------------------------------------------------
+# Rules an experiment's `derive` uses
+# -----------------------------------------------------------------------------
+def scaled_lr(base_lr: float, batch_size: int, reference_batch_size: int,
+              rule: str) -> float:
+  """The learning rate at `batch_size` given `base_lr` at the reference batch.
+
+  "linear": lr * B / B_ref (Goyal et al. 2017, SGD: the same expected
+  update per example); "sqrt": lr * sqrt(B / B_ref) (keeps the gradient
+  noise scale, Adam); "none": the same lr at every batch size.
+  """
+  if rule not in LR_RULES:
+    raise UserError(f"unknown grid.lr_rule {rule!r}; valid values: "
+                    f"{', '.join(LR_RULES)}")
+  ratio = batch_size / reference_batch_size
+  return base_lr * {"linear": ratio, "sqrt": math.sqrt(ratio),
+                    "none": 1.0}[rule]
+
+
+def chunked_budget(steps: int, log_every: int):
+  """(steps, log_every) with steps a multiple of log_every: every compiled
+  call then has the same length (one compile per cell, and the warm-up
+  compiles exactly the program the fit runs). Overshoots by < one step per
+  chunk."""
+  steps = max(1, int(steps))
+  chunks = -(-steps // max(1, int(log_every)))
+  per_chunk = -(-steps // chunks)
+  return chunks * per_chunk, per_chunk
+
+
+def set_budget(c, steps: int, evals: int):
+  """train.steps/log_every/eval_every of a cell: `evals` evaluations spread
+  over the run (0: at the end only), each at a chunk boundary."""
+  steps, log_every = chunked_budget(steps, c.train.log_every)
+  c.train.steps = steps
+  c.train.log_every = log_every
+  chunks = steps // log_every
+  c.train.eval_every = (log_every * max(1, chunks // evals)) if evals else 0
+  c.train.checkpoint_every = 0  # End of the cell only: cells are short.
+
+
+def epochs_to_steps(epochs: float, num_train: int, batch_size: int) -> int:
+  """Steps that show each run `epochs` x the training set (same examples seen
+  at every batch size)."""
+  return max(1, int(math.ceil(epochs * num_train / batch_size)))
+
+
+# -----------------------------------------------------------------------------
+# Running the grid
+# -----------------------------------------------------------------------------
+def cell_configs(config, axes: Sequence[Axis], cells: Sequence[Cell],
+                 derive: Callable, num_train: int) -> List[Any]:
+  """Every cell's config, validated; bad input raises before any training."""
+  out = []
+  for cell in cells:
+    c = apply_cell(config, axes, cell)
+    derive(c, cell, num_train)
+    where = f"grid cell {describe(cell)}: "
+    try:
+      validation.validate_base(c)
+    except UserError as e:
+      raise UserError(f"{where}{e}") from e
+    if c.train.batch_size > num_train:
+      raise UserError(f"{where}train.batch_size={c.train.batch_size} is larger "
+                      f"than the training set ({num_train} examples)")
+    out.append(c)
+  return out
+
+
+def warm_up_and_time(trainer, seeds: Sequence[int], speed_steps: int):
+  """Compiles the cell's train chunk and evaluation on a throwaway state, then
+  times `speed_steps` steps (whole chunks) of pure training.
+
+  Returns {median, best} steps/s over the timed chunks (no compilation,
+  evaluation or logging), and the 1-minute load average of the machine while
+  timing; None when speed_steps = 0. On a shared CPU other processes slow
+  some chunks down: the median is the typical rate, the best the least
+  disturbed one.
+  """
+  chunk = trainer.chunk
+  state = trainer.init_state(seeds)
+  state, _ = trainer.train_steps(state, seeds, chunk)
+  trainer.evaluate_all(state)
+  jax.block_until_ready(state)
+  if speed_steps <= 0:
+    return None
+  rates = []
+  for _ in range(max(2, -(-speed_steps // chunk))):
+    t0 = time.perf_counter()
+    state, _ = trainer.train_steps(state, seeds, chunk)
+    jax.block_until_ready(state)
+    rates.append(chunk / (time.perf_counter() - t0))
+  return {"median": float(np.median(rates)), "best": float(max(rates)),
+          "chunks": len(rates), "steps_per_chunk": chunk,
+          "load_average_1m": os.getloadavg()[0],
+          "cpu_count": os.cpu_count()}
+
+
+def cell_summary(cell: Cell, c, result: Mapping[str, Any],
+                 speed: Optional[Mapping[str, Any]],
+                 num_train: int) -> Dict[str, Any]:
+  ev = result["evals"]
+  test, train = ev["test"]["accuracy"], ev["train"]["accuracy"]
+  return {
+      "cell": dict(cell), "name": cell_name(cell),
+      "test_accuracy": stats(test), "train_accuracy": stats(train),
+      "gap": stats([a - b for a, b in zip(train, test)]),
+      "test_loss": stats(ev["test"]["loss"]),
+      "train_loss": stats(ev["train"]["loss"]),
+      "steps": result["steps"], "batch_size": c.train.batch_size,
+      "epochs": result["steps"] * c.train.batch_size / num_train,
+      "lr": c.optim.lr,
+      "steps_per_second": result["steps_per_second"],
+      "train_speed": result.get("train_speed", speed),
+      "warmup_s": result.get("warmup_s"),
+      "wall_time_s": result["wall_time_s"],
+  }
+
+
+def run_grid(config, workdir, axes: Sequence[Axis], *,
+             derive: Callable = lambda c, cell, n: None,
+             extra_cells: Sequence[Cell] = (),
+             speed_steps: int = 0) -> Dict[str, Any]:
+  """Trains every cell (plus `extra_cells`, e.g. a baseline) and returns
+  {cells: [...], ...} for the experiment's summary.json. `derive` should end
+  with `set_budget`, so that the warm-up compiles the program the fit runs.
+
+  Bad input (an empty axis, an unknown norm, batch norm at batch 1, a batch
+  larger than the data) fails before `workdir.open()`.
+  """
+  cells = expand(axes) + [dict(c) for c in extra_cells]
+  dataset = load_dataset(config.data)
+  num_train = len(dataset.train.y)
+  configs = cell_configs(config, axes, cells, derive, num_train)
+  for cell, c in zip(cells, configs):
+    try:
+      create_model(c.model, dataset.num_classes)
+    except UserError as e:
+      raise UserError(f"grid cell {describe(cell)}: {e}") from e
+  first = runs.build_trainer(configs[0], dataset=dataset)
+  workdir.open()
+  with compile_cache(workdir.file("xla_cache")):
+    return _train_cells(config, workdir, axes, cells, configs, first,
+                        dataset, speed_steps)
+
+
+@contextlib.contextmanager
+def compile_cache(path: str):
+  """JAX's persistent compilation cache in `path` while the grid trains,
+  unless the user set one. Cells of one model share their init, optimizer
+  init and evaluation programs (only the train chunk depends on the batch
+  size): under a loaded 2-core CPU that halves a cell's compile time. The
+  folder is removed after a finished grid; the process's settings are
+  restored."""
+  names = ("jax_compilation_cache_dir",
+           "jax_persistent_cache_min_compile_time_secs",
+           "jax_persistent_cache_min_entry_size_bytes")
+  if jax.config.jax_compilation_cache_dir:
+    yield
+    return
+  before = {n: getattr(jax.config, n) for n in names}
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  compilation_cache.set_cache_dir(path)
+  compilation_cache.reset_cache()
+  try:
+    yield
+    shutil.rmtree(path, ignore_errors=True)
+  finally:
+    for n, v in before.items():
+      jax.config.update(n, v)
+    compilation_cache.reset_cache()
+
+
+def _train_cells(config, workdir, axes, cells, configs, first, dataset,
+                 speed_steps):
+  num_train = len(dataset.train.y)
+  writer = MetricWriter(workdir.path)
+  seeds = runs.seeds_of(config)
+  t_start = time.time()
+  out = []
+  for i, (cell, c) in enumerate(zip(cells, configs)):
+    name = cell_name(cell)
+    done = read_json(os.path.join(workdir.file("stages", *name.split("/")),
+                                  "result.json"))
+    trainer = first if i == 0 else (
+        None if done else runs.build_trainer(c, dataset=dataset))
+    speed = None
+    if done is None:
+      t0 = time.time()
+      speed = warm_up_and_time(trainer, seeds, speed_steps)
+      warm = time.time() - t0
+      logging.info("[%s] compile + warm-up %.1fs%s", name, warm,
+                   f", {speed['median']:.0f} train steps/s (median)"
+                   if speed else "")
+    result = train_stage(trainer, workdir=workdir, name=name, labels=cell,
+                         seeds=seeds, writer=writer, steps=c.train.steps)
+    if done is None:
+      # The cell's wall time includes its compile and warm-up.
+      result.update(train_speed=speed, warmup_s=warm,
+                    wall_time_s=result["wall_time_s"] + warm)
+      _rewrite_result(workdir, name, result)
+    del trainer
+    first = None
+    out.append(cell_summary(cell, c, result, speed, num_train))
+    logging.info("[%s] test acc %.2f ± %.2f%%, train acc %.2f%%, %d steps, "
+                 "%.1fs", name, 100 * out[-1]["test_accuracy"]["mean"],
+                 100 * out[-1]["test_accuracy"]["std"],
+                 100 * out[-1]["train_accuracy"]["mean"], result["steps"],
+                 result["wall_time_s"])
+  writer.close()
+  return {
+      "dataset": config.data.name, "model": config.model.name,
+      "train_examples": num_train, "test_examples": len(dataset.test.y),
+      "seeds": seeds, "axes": [{"label": a.label, "field": a.field,
+                                "values": list(a.values)} for a in axes],
+      "cells": out,
+      "wall_time_s": time.time() - t_start,
+      "cells_wall_time_s": sum(q["wall_time_s"] for q in out),
+      "machine": runs.machine_info(),
+  }
+
+
+def _rewrite_result(workdir, name, result):
+  write_json(os.path.join(workdir.file("stages", *name.split("/")),
+                          "result.json"), result)
+
+
+# -----------------------------------------------------------------------------
+# Reading the cells
+# -----------------------------------------------------------------------------
+def find(cells: Sequence[Mapping[str, Any]], **where) -> List[Mapping[str, Any]]:
+  """The cells whose labels match `where`, in grid order."""
+  return [q for q in cells
+          if all(q["cell"].get(k) == v for k, v in where.items())]
+
+
+def mean_of(cell: Mapping[str, Any], metric: str) -> float:
+  return float(cell[metric]["mean"])
+
+
+def per_seed(cell: Mapping[str, Any], metric: str) -> np.ndarray:
+  return np.asarray(cell[metric]["per_seed"], np.float64)

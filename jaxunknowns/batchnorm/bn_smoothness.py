@@ -1,0 +1,130 @@
+"""`bn_smoothness`: why BatchNorm helps (Santurkar et al. 2018).
+
+What runs. One *arm* per entry of `smoothness.arms` (a `model.norm`: "none",
+"batch", "noisy_batch", ...): the config's network with that norm, all
+`seeds` trained at once by the one Trainer, on the same data, optimizer and
+schedule. Two trainer callbacks (analysis/smoothness.py) measure every
+`smoothness.every` steps, at step 0 and at the end, on one fixed probe batch
+in train mode: the landscape along the gradient (split "smoothness") and the
+ICS of every layer (split "ics"). Rows carry an `arm` label.
+
+Arms are resumable: each has a folder arms/ARM with its checkpoints and, once
+finished, result.json; a rerun skips finished arms and resumes the
+interrupted one.
+"""
+
+import os
+import time
+
+from absl import logging
+
+from jaxunknowns import experiments, validation
+from jaxunknowns.analysis import smoothness
+from jaxunknowns.data import load_dataset
+from jaxunknowns.batchnorm import bn_smoothness_report
+from jaxunknowns import runs
+from jaxunknowns.metrics import MetricWriter, read_json, write_json
+from jaxunknowns.models import layers
+from jaxunknowns.workdir import SUMMARY_FILE
+
+ARM_NORMS = tuple(n for n in layers.NORMS if n != "default")
+
+
+def validate(config):
+  validation.validate_base(config)
+  check = validation.check
+  s = config.smoothness
+  arms = tuple(s.arms)
+  check(len(arms) >= 1 and len(set(arms)) == len(arms), "smoothness.arms",
+        arms, "a non-empty tuple of distinct norms")
+  for arm in arms:
+    layers.check_choice("smoothness.arms entry", arm, ARM_NORMS)
+  smoothness.check_settings(every=s.every, step_sizes=s.step_sizes,
+                            probe_size=s.probe_size)
+  # validation.uses_batch_norm knows "batch" only; noisy BN is BN too.
+  bn_arms = [a for a in arms if a in ("batch", "noisy_batch")]
+  for field, size in (("train.batch_size", config.train.batch_size),
+                      ("smoothness.probe_size", s.probe_size)):
+    check(not (bn_arms and size == 1), field, size,
+          f">= 2 with batch-norm arms ({', '.join(bn_arms)}): the statistics "
+          f"of one example are degenerate")
+  for field in ("noise_mean_std", "noise_scale_std"):
+    value = config.model.get(field, 0.0)
+    check(value >= 0, f"model.{field}", value, ">= 0")
+
+
+def arm_config(config, arm: str):
+  c = config.copy_and_resolve_references()
+  c.model.norm = arm
+  return c
+
+
+def build_arms(config):
+  """{arm: (trainer, callbacks)}: every model and callback is built (and any
+  bad input raised) before the workdir is touched."""
+  dataset = load_dataset(config.data)
+  s = config.smoothness
+  arms = {}
+  for arm in s.arms:
+    trainer = runs.build_trainer(arm_config(config, arm), dataset=dataset)
+    callbacks = [smoothness.smoothness_callback(
+        trainer, every=s.every, step_sizes=s.step_sizes,
+        probe_size=s.probe_size, seed=s.seed)]
+    if s.ics:
+      callbacks.append(smoothness.ics_callback(
+          trainer, every=s.every, probe_size=s.probe_size, seed=s.seed))
+    arms[arm] = (trainer, callbacks)
+  return arms
+
+
+def run_arm(workdir, arm, trainer, callbacks, seeds, writer, steps):
+  folder = workdir.file("arms", arm)
+  result_path = os.path.join(folder, "result.json")
+  done = read_json(result_path)
+  if done is not None:
+    logging.info("arm %s already finished; reusing %s", arm, result_path)
+    return done
+  os.makedirs(folder, exist_ok=True)
+  labels = [{"arm": arm, "seed": s} for s in seeds]
+  state = trainer.init_state(seeds)
+  checkpoint_dir = os.path.join(folder, "checkpoints")
+  if not os.path.exists(checkpoint_dir):  # fresh: measure the initial weights
+    for c in callbacks:
+      writer.write(0, c.name, labels, c.fn(trainer, state, 0))
+  t0 = time.time()
+  result = trainer.fit(state, steps=steps, data_seeds=seeds, writer=writer,
+                       run_labels=labels, checkpoint_dir=checkpoint_dir,
+                       callbacks=callbacks, description=f"norm={arm}")
+  out = {"arm": arm, "final": runs.eval_stats(result.evals),
+         "parameters": trainer.param_counts,
+         "steps_per_second": result.steps_per_second,
+         "wall_time_s": time.time() - t0,
+         "resumed_from_step": result.resumed_from,
+         "layers": next((getattr(c, "layers") for c in callbacks
+                         if hasattr(c, "layers")), [])}
+  write_json(result_path, out)
+  return out
+
+
+def run(config, workdir):
+  arms = build_arms(config)
+  workdir.open()
+  seeds = runs.seeds_of(config)
+  writer = MetricWriter(workdir.path)
+  t0 = time.time()
+  results = {}
+  for arm, (trainer, callbacks) in arms.items():
+    results[arm] = run_arm(workdir, arm, trainer, callbacks, seeds, writer,
+                           config.train.steps)
+  writer.close()
+  summary = bn_smoothness_report.summarize(workdir.path, config, results)
+  summary.update({"seeds": seeds, "wall_time_s": time.time() - t0,
+                  "machine": runs.machine_info()})
+  write_json(workdir.file(SUMMARY_FILE), summary)
+  bn_smoothness_report.write_report(workdir.path, config, summary)
+  logging.info("summary in %s", workdir.file(SUMMARY_FILE))
+  return summary
+
+
+experiments.register("bn_smoothness", validate=validate,
+                     report=bn_smoothness_report.write_report)(run)

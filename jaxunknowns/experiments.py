@@ -1,0 +1,99 @@
+"""The experiment registry: `config.experiment` names one of these.
+
+An experiment is a `run(config, workdir)` function, an optional
+`validate(config)` of its own fields, and a `report(path, config, summary)`
+that writes report.md and the figures from the files of a finished workdir
+(`run` calls it last; `python -m jaxunknowns.report_cli` calls it on an
+existing workdir). `run` builds its dataset and model first (bad input fails
+there), then calls `workdir.open()` and trains through the one `Trainer`.
+
+Each experiment lives in its phenomenon's package and registers itself when
+its module is imported. `MODULES` says which module that is, so the CLI
+imports only the experiment it runs (and that experiment imports its report
+code only when it writes a report): a bad config fails in well under a second.
+Adding an experiment is one module and one line here.
+"""
+
+import dataclasses
+import importlib
+from typing import Callable, Optional, Union
+
+from jaxunknowns.errors import UserError
+from jaxunknowns.registry import Registry
+
+# Experiment name -> the module that registers it.
+MODULES = {
+    "train": "jaxunknowns.train",
+    # Lottery tickets.
+    "imp": "jaxunknowns.lottery.imp",
+    # BatchNorm.
+    "bn_only": "jaxunknowns.batchnorm.bn_only",
+    "bn_modes": "jaxunknowns.batchnorm.bn_modes",
+    "bn_batch_size": "jaxunknowns.batchnorm.bn_batch_size",
+    "bn_placement": "jaxunknowns.batchnorm.bn_placement",
+    "bn_regularization": "jaxunknowns.batchnorm.bn_regularization",
+    "bn_smoothness": "jaxunknowns.batchnorm.bn_smoothness",
+    # Over-parameterization.
+    "randomization": "jaxunknowns.overparam.randomization",
+    "width_sweep": "jaxunknowns.overparam.width_sweep",
+    "double_descent": "jaxunknowns.overparam.double_descent",
+    # Implicit regularization.
+    "max_margin": "jaxunknowns.implicit.max_margin",
+    "sharpness": "jaxunknowns.implicit.sharpness",
+    "landscape": "jaxunknowns.implicit.landscape",
+}
+
+
+def _resolve(target: Union[str, Callable, None]) -> Optional[Callable]:
+  """A callable, or 'package.module:function' imported on first use."""
+  if target is None or callable(target):
+    return target
+  module, _, name = target.partition(":")
+  return getattr(importlib.import_module(module), name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  run: Callable  # (config, workdir: Workdir) -> summary dict
+  validate: Callable = lambda config: None
+  # (path, config, summary) -> None: report.md and figures from the workdir's
+  # files; a 'module:function' string is imported only when a report is written.
+  report_fn: Union[str, Callable, None] = None
+
+  @property
+  def report(self) -> Optional[Callable]:
+    return _resolve(self.report_fn)
+
+
+class _Experiments(Registry):
+  """The registry, importing an experiment's module the first time it is asked for."""
+
+  def get(self, name: str) -> Experiment:
+    if name in MODULES and name not in self:
+      importlib.import_module(MODULES[name])
+    if name not in self:
+      raise UserError(f"unknown experiment {name!r} in experiment; valid "
+                      f"names: {', '.join(self.names())}")
+    return super().get(name)
+
+  def names(self):
+    return sorted(set(MODULES) | set(super().names()))
+
+
+EXPERIMENTS = _Experiments("experiment", "experiment")
+
+
+def register(name: str, validate: Callable = lambda config: None,
+             report: Union[str, Callable, None] = None):
+  def decorator(run):
+    EXPERIMENTS.register(name)(
+        Experiment(run=run, validate=validate, report_fn=report))
+    return run
+  return decorator
+
+
+def write_report(name: str, path: str, config, summary):
+  """Writes report.md and the figures of a finished `name` run in `path`."""
+  report = EXPERIMENTS.get(name).report
+  if report is not None:
+    report(path, config, summary)

@@ -1,0 +1,214 @@
+"""`sharpness`: small-batch vs large-batch minima (Keskar et al. 2017).
+
+What runs. Each arm of `compare` (by default batch 64 vs 6000 = 10% of the
+data, the same budget in epochs; see landscape_arms.py) trains `seeds`
+networks at once, resumably (arms/NAME/checkpoints), with the Hessian
+callback of analysis/hessian.py (`hessian` section, `callback_from_config`)
+computing the top eigenvalue along training at `sharpness.hessian_points`
+evenly spaced steps and at the end. At the end, per seed:
+
+* test and train accuracy (train: eval mode, whole training set);
+* the top Hessian eigenvalue of the training loss on the `hessian` subset
+  (Lanczos; BatchNorm in eval mode) -- the callback's last value;
+* Keskar's epsilon-sharpness for each eps of `sharpness.epsilons`
+  (analysis/sharpness.py: box |delta_i| <= eps (|x_i| + 1), projected sign
+  gradient ascent, 100 (max L - L) / (1 + L)) on the training loss of a
+  fixed subset of `sharpness.subset_size` examples.
+
+summary.json holds per-arm mean ± std over seeds; report.md the table and a
+figure of the eigenvalue along training (x axis in epochs, so the arms line up).
+"""
+
+import math
+import time
+from typing import Any, Dict
+
+import jax
+import numpy as np
+from absl import logging
+
+from jaxunknowns import experiments, validation
+from jaxunknowns.analysis import hessian
+from jaxunknowns.analysis import sharpness as sharpness_lib
+from jaxunknowns.data import load_dataset
+from jaxunknowns import runs
+from jaxunknowns.implicit import landscape_arms
+from jaxunknowns.implicit import sharpness_report
+from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
+from jaxunknowns.workdir import SUMMARY_FILE
+
+
+def validate(config):
+  validation.validate_base(config)
+  landscape_arms.validate_arms(config)
+  check = validation.check
+  s = config.sharpness
+  eps = tuple(s.epsilons)
+  check(len(eps) >= 1 and all(isinstance(e, (int, float)) and
+                              not isinstance(e, bool) and e > 0 for e in eps),
+        "sharpness.epsilons", eps, "a non-empty tuple of positive numbers")
+  check(isinstance(s.iterations, int) and s.iterations >= 1,
+        "sharpness.iterations", s.iterations, "an integer >= 1")
+  check(0 < s.step <= 1, "sharpness.step", s.step,
+        "in (0, 1] (a fraction of the box half-width)")
+  check(isinstance(s.subset_size, int) and s.subset_size >= 0,
+        "sharpness.subset_size", s.subset_size, "an integer >= 0 (0 = all)")
+  check(isinstance(s.chunk_size, int) and s.chunk_size >= 0,
+        "sharpness.chunk_size", s.chunk_size, "an integer >= 0 (0 = all at once)")
+  check(isinstance(s.hessian_points, int) and s.hessian_points >= 0,
+        "sharpness.hessian_points", s.hessian_points,
+        "an integer >= 0 (0 = at the end only)")
+  check(config.train.eval_train, "train.eval_train", config.train.eval_train,
+        "True (the report compares training accuracy)")
+
+
+def hessian_section(config, steps: int):
+  """The `hessian` section for one arm: always on (the final eigenvalue is a
+  result), `every` spreading `sharpness.hessian_points` over the arm's steps."""
+  h = config.hessian.copy_and_resolve_references()
+  h.enabled = True
+  points = config.sharpness.hessian_points
+  h.every = max(1, math.ceil(steps / points)) if points > 0 else steps
+  return h
+
+
+def build_arms(config) -> Dict[str, Any]:
+  """{arm: (trainer, hessian callback, sharpness fns, subset)}; everything
+  that can fail on bad input (datasets, models, eigenvalue count > parameter
+  count, subset sizes) fails here, before the workdir is touched."""
+  datasets, out = {}, {}
+  s = config.sharpness
+  for name in landscape_arms.arm_names(config):
+    raw = landscape_arms.arm_config(config, name)
+    key = raw.data.to_json_best_effort(sort_keys=True)
+    if key not in datasets:
+      datasets[key] = load_dataset(raw.data)
+    ds = datasets[key]
+    c = landscape_arms.arm_config(config, name, len(ds.train.y))
+    trainer = runs.build_trainer(c, dataset=ds)
+    callback = hessian.callback_from_config(
+        trainer, hessian_section(config, c.train.steps))
+    x, y = hessian.subset(ds.train, s.subset_size, s.seed)
+    loss = hessian.network_loss(trainer.model, trainer.loss_fn, x, y,
+                                has_batch_stats=trainer.has_batch_stats,
+                                chunk_size=s.chunk_size)
+    fns = {float(e): sharpness_lib.network_sharpness_fn(
+        loss, float(e), iterations=s.iterations, step=s.step)
+           for e in s.epsilons}
+    out[name] = (trainer, callback, fns, len(y))
+  return out
+
+
+class _Last:
+  """Wraps a Callback's fn to keep its last values (the final eigenvalue is
+  then not computed twice)."""
+
+  def __init__(self, callback):
+    self.callback = callback
+    self.values = None
+    inner = callback.fn
+
+    def fn(trainer, state, step):
+      self.values = inner(trainer, state, step)
+      return self.values
+    callback.fn = fn
+
+
+def run_arm(config, workdir, writer, name, trainer, callback, fns):
+  seeds = runs.seeds_of(config)
+  last = _Last(callback)
+  along = [callback] if config.hessian.enabled else []
+  result = trainer.fit(
+      trainer.init_state(seeds), steps=trainer.config.train.steps,
+      data_seeds=seeds, writer=writer,
+      run_labels=[{"arm": name, "seed": s} for s in seeds],
+      checkpoint_dir=workdir.file("arms", name, "checkpoints"),
+      callbacks=along, description=name)
+  state = result.state
+  steps = trainer.config.train.steps
+  t0 = time.time()
+  if last.values is None:  # Along-training off, or resumed at the end.
+    callback.fn(trainer, state, steps)
+  eig = {k: np.asarray(v) for k, v in last.values.items()}
+  t_hessian = time.time() - t0
+  t0 = time.time()
+  sharp = {}
+  for eps, fn in fns.items():
+    out = jax.device_get(fn(state["params"], state["batch_stats"]))
+    sharp[eps] = {k: np.asarray(v) for k, v in out.items()}
+  t_sharp = time.time() - t0
+  labels = [{"arm": name, "seed": s} for s in seeds]
+  writer.write(steps, "sharpness", labels, {
+      **{f"eps_{eps:g}": v["sharpness"] for eps, v in sharp.items()},
+      **{f"max_loss_eps_{eps:g}": v["max_loss"] for eps, v in sharp.items()},
+      "subset_loss": next(iter(sharp.values()))["loss"], **eig})
+  return {
+      "overrides": config.arms[name].to_dict(),
+      "batch_size": trainer.config.train.batch_size, "steps": steps,
+      "steps_per_epoch": len(trainer.dataset.train.y) /
+                         trainer.config.train.batch_size,
+      "final": runs.eval_stats(result.evals),
+      "top_eigenvalue": stats(eig["eig_0"]),
+      "eigenvalues": {k: stats(v) for k, v in eig.items()
+                      if k.startswith("eig_")},
+      "lanczos_residual": stats(eig["residual"]),
+      "sharpness": {f"{eps:g}": stats(v["sharpness"])
+                    for eps, v in sharp.items()},
+      "subset_loss": stats(next(iter(sharp.values()))["loss"]),
+      "train_seconds": result.wall_time, "hessian_final_seconds": t_hessian,
+      "sharpness_seconds": t_sharp,
+  }
+
+
+def run(config, workdir):
+  arms = build_arms(config)
+  workdir.open()
+  writer = MetricWriter(workdir.path)
+  t_start = time.time()
+  results = {}
+  for name, (trainer, callback, fns, _) in arms.items():
+    results[name] = run_arm(config, workdir, writer, name, trainer, callback,
+                            fns)
+    r = results[name]
+    logging.info("[%s] test acc %.2f%%, top eigenvalue %.3f, eps-sharpness %s",
+                 name, 100 * r["final"]["test"]["accuracy"]["mean"],
+                 r["top_eigenvalue"]["mean"],
+                 {e: round(v["mean"], 4) for e, v in r["sharpness"].items()})
+  writer.close()
+  names = list(arms)
+  summary = {
+      "experiment": "sharpness", "dataset": config.data.name,
+      "model": config.model.name, "compare": names,
+      "seeds": runs.seeds_of(config), "epochs": config.epochs,
+      "epsilons": [float(e) for e in config.sharpness.epsilons],
+      "sharpness_subset": arms[names[0]][3],
+      "hessian_subset": config.hessian.subset_size, "arms": results,
+      "checks": checks(results, names),
+      "wall_time_s": time.time() - t_start,
+      "machine": runs.machine_info(),
+  }
+  write_json(workdir.file(SUMMARY_FILE), summary)
+  # From the saved summary, as `report_cli` rebuilds it: the same page.
+  sharpness_report.write(workdir.path, config,
+                         read_json(workdir.file(SUMMARY_FILE)))
+  return summary
+
+
+def checks(results, names) -> Dict[str, Any]:
+  """Keskar's claim, arm by arm: the last arm (large batch) against the first."""
+  if len(names) < 2:
+    return {}
+  a, b = results[names[0]], results[names[-1]]
+  out = {"first": names[0], "last": names[-1],
+         "larger_top_eigenvalue": b["top_eigenvalue"]["mean"] >
+                                  a["top_eigenvalue"]["mean"],
+         "lower_test_accuracy": b["final"]["test"]["accuracy"]["mean"] <
+                                a["final"]["test"]["accuracy"]["mean"]}
+  for eps in a["sharpness"]:
+    out[f"sharper_eps_{eps}"] = (b["sharpness"][eps]["mean"] >
+                                 a["sharpness"][eps]["mean"])
+  return out
+
+
+experiments.register("sharpness", validate=validate,
+                     report=sharpness_report.write)(run)

@@ -1,0 +1,390 @@
+"""`imp`: iterative magnitude pruning with rewinding (Frankle & Carbin 2019),
+its controls, early stopping, and optionally the instability analysis
+(Frankle et al. 2020).
+
+The loop, level by level:
+  level 0   train the dense network (S seeds at once); keep its weights at
+            the rewind step k (k = 0: the initialization).
+  level L   prune `prune.fraction` of the remaining weights of the level
+            L-1 *ticket* by magnitude (layer-wise or global), then train, all
+            in one program (3S runs, same data order per seed):
+              ticket         surviving weights rewound to their step-k values;
+              random_reinit  the same mask on a fresh random initialization;
+              random_prune   a random mask with the ticket's per-layer
+                             sparsity, on the step-k weights.
+
+Optimizer state at a rewind: every level starts from a fresh optimizer
+(zero moments, Adam's count at 0), as OpenLTH re-creates its optimizer each
+level; the learning-rate schedule is a function of the step (optim.py), so a
+late-rewound level continues the schedule from step k.
+
+Each level is a resumable stage: its checkpoints live in
+workdir/levels/level_LL/, and a rerun of a killed job skips finished levels
+and resumes the interrupted one at its last checkpoint.
+"""
+
+import functools
+import os
+import time
+from typing import Any, Dict, List, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from jaxunknowns import experiments, pruning, validation
+from jaxunknowns.errors import UserError
+from jaxunknowns import runs
+from jaxunknowns.lottery import imp_report
+from jaxunknowns.metrics import (MetricWriter, read_json, read_metrics, stats,
+                                 write_json)
+from jaxunknowns.workdir import SUMMARY_FILE
+
+VARIANTS = ("ticket", "random_reinit", "random_prune")
+CONTROLS = VARIANTS[1:]
+# Fresh initializations of the random_reinit control use seed + this offset
+# (times the level), so they never coincide with any ticket's initialization.
+REINIT_SEED_OFFSET = 100_003
+
+
+def validate(config):
+  validation.validate_base(config)
+  p = config.prune
+  check = validation.check
+  check(isinstance(p.levels, int) and p.levels >= 1, "prune.levels", p.levels,
+        "an integer >= 1")
+  check(0.0 < p.fraction < 1.0, "prune.fraction", p.fraction, "in (0, 1)")
+  for field in ("conv_fraction", "output_fraction"):
+    v = p[field]
+    check(v == -1 or 0.0 <= v < 1.0, f"prune.{field}", v,
+          "in [0, 1), or -1 for prune.fraction")
+  for name, v in parse_layer_rates(p.layer_rates).items():
+    check(0.0 <= v < 1.0, f"prune.layer_rates[{name}]", v, "in [0, 1)")
+  check(0.0 <= p.one_shot_remaining < 1.0, "prune.one_shot_remaining",
+        p.one_shot_remaining, "in [0, 1) (0 = iterative pruning)")
+  check(not p.one_shot_remaining or p.levels == 1, "prune.levels", p.levels,
+        "1 with prune.one_shot_remaining (one-shot pruning is one level)")
+  check(p.method in ("layerwise", "global"), "prune.method", p.method,
+        "'layerwise' or 'global'")
+  check(0 <= p.rewind_step < config.train.steps, "prune.rewind_step",
+        p.rewind_step, f"in [0, train.steps={config.train.steps})")
+  controls = [c for c in p.controls.split(",") if c]
+  for c in controls:
+    check(c in CONTROLS, "prune.controls", p.controls,
+          f"a comma-separated subset of {','.join(CONTROLS)}")
+  s = config.stability
+  for k in s.rewind_steps:
+    check(0 <= k < config.train.steps, "stability.rewind_steps", tuple(
+        s.rewind_steps), f"steps in [0, train.steps={config.train.steps})")
+  for level in s.levels:
+    check(1 <= level <= p.levels, "stability.levels", tuple(s.levels),
+          f"levels in [1, prune.levels={p.levels}]")
+  check(s.points >= 3, "stability.points", s.points, ">= 3")
+
+
+# ---------------------------------------------------------------------------
+# Run-axis helpers: masks and params carry a leading run axis in the trainer,
+# while the pruning functions work on one run.
+# ---------------------------------------------------------------------------
+def run_slice(tree, r):
+  return jax.tree.map(lambda x: x[r], tree)
+
+
+def stack_runs(trees: Sequence[Any]):
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def concat_runs(trees: Sequence[Any]):
+  return jax.tree.map(lambda *xs: jnp.concatenate(xs), *trees)
+
+
+def parse_layer_rates(text: str) -> Dict[str, float]:
+  """'Dense_0=0.1,output=0.05' -> {'Dense_0': 0.1, 'output': 0.05}."""
+  rates = {}
+  for item in [t.strip() for t in text.split(",") if t.strip()]:
+    name, sep, value = item.partition("=")
+    try:
+      if not sep:
+        raise ValueError
+      rates[name.strip()] = float(value)
+    except ValueError:
+      raise UserError(f"prune.layer_rates={text!r}: write LAYER=RATE pairs "
+                      f"separated by commas, e.g. 'Dense_0=0.1,output=0.05'"
+                      ) from None
+  return rates
+
+
+def layer_rates(config, params_template) -> Dict[str, float]:
+  """Per-layer layer-wise rates: conv, output and explicit overrides."""
+  p = config.prune
+  names = pruning.layer_names(pruning.ones_mask(params_template))
+  overrides = parse_layer_rates(p.layer_rates)
+  unknown = sorted(set(overrides) - set(names))
+  if unknown:
+    raise UserError(f"prune.layer_rates names layers that do not exist "
+                    f"({', '.join(unknown)}); the prunable layers are: "
+                    f"{', '.join(names)}")
+  kernels = {"/".join(str(getattr(k, "key", k)) for k in path[:-1]): leaf
+             for path, leaf in jax.tree_util.tree_leaves_with_path(
+                 params_template)}
+  rates = {}
+  for name in names:
+    if pruning.is_output_layer(name) and p.output_fraction != -1:
+      rates[name] = p.output_fraction
+    elif len(kernels[name].shape) > 2 and p.conv_fraction != -1:
+      rates[name] = p.conv_fraction
+  rates.update(overrides)
+  return rates
+
+
+class Pruner:
+  """Computes the next level's ticket mask of each run."""
+
+  def __init__(self, config, params_template):
+    p = config.prune
+    self.method = p.method
+    self.fraction = p.fraction
+    self.exclude = ("output",) if p.exclude_output else ()
+    self.rates = layer_rates(config, params_template)
+    self.one_shot = p.one_shot_remaining
+    if self.method == "global" and self.exclude:
+      names = pruning.layer_names(pruning.ones_mask(params_template))
+      self.exclude = tuple(n for n in names if pruning.is_output_layer(n))
+
+  def __call__(self, params, mask):
+    if self.one_shot:  # Straight from the dense weights to the target density.
+      return pruning.prune_to_sparsity(params, self.one_shot,
+                                       method=self.method, exclude=self.exclude)
+    if self.method == "global":
+      return pruning.prune_global(params, mask, self.fraction,
+                                  exclude=self.exclude)
+    return pruning.prune_layerwise(params, mask, self.rates, self.fraction)
+
+
+# ---------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------
+def run(config, workdir):
+  trainer = runs.build_trainer(
+      config, tx_wrapper=functools.partial(pruning.with_pruning_mask, mask=None))
+  pruner = Pruner(config, trainer.params_template)  # Bad layer names fail here.
+  initial_mask = load_initial_mask(config, trainer.params_template)
+  workdir.open()
+  writer = MetricWriter(workdir.path)
+  seeds = runs.seeds_of(config)
+  S, T, k = len(seeds), config.train.steps, config.prune.rewind_step
+  controls = [c for c in config.prune.controls.split(",") if c]
+  variants = ["ticket"] + controls
+  stability_ks = sorted(set(config.stability.rewind_steps)) if (
+      config.stability.enabled) else []
+  t_start = time.time()
+  level_dir = lambda level, *f: workdir.file("levels", f"level_{level:02d}", *f)
+
+  # Level 0: the dense network, with its weights kept at the rewind step(s).
+  state = trainer.init_state(seeds)
+  if initial_mask is not None:
+    state = with_masks(trainer, state, stack_runs([initial_mask] * S))
+  dense = trainer.fit(
+      state, steps=T, data_seeds=seeds, writer=writer,
+      run_labels=[{"level": 0, "variant": "ticket", "seed": s} for s in seeds],
+      checkpoint_dir=level_dir(0, "checkpoints"),
+      snapshot_dir=level_dir(0, "snapshots"),
+      snapshot_steps=tuple(sorted({k, *stability_ks})),
+      description="level 0 (dense)")
+  rewind = trainer.restore_snapshot(level_dir(0, "snapshots"), k, dense.state)
+  levels = [level_entry(0, pruning.get_mask(dense.state["opt_state"]), dense,
+                        ["ticket"], seeds)]
+  save_masks(workdir, 0, pruning.get_mask(dense.state["opt_state"]))
+
+  ticket_params = run_params(dense.state, 0, S)
+  ticket_masks = pruning.get_mask(dense.state["opt_state"])
+  masks_by_level = {0: ticket_masks}
+  for level in range(1, config.prune.levels + 1):
+    masks = [pruner(run_slice(ticket_params, r), run_slice(ticket_masks, r))
+             for r in range(S)]
+    ticket_masks = stack_runs(masks)
+    state = level_start_state(trainer, config, rewind, ticket_masks, seeds,
+                              level, variants)
+    result = trainer.fit(
+        state, steps=T, data_seeds=seeds * len(variants), writer=writer,
+        run_labels=[{"level": level, "variant": v, "seed": s}
+                    for v in variants for s in seeds],
+        checkpoint_dir=level_dir(level, "checkpoints"),
+        description=f"level {level}")
+    entry = level_entry(level, ticket_masks, result, variants, seeds)
+    levels.append(entry)
+    save_masks(workdir, level, ticket_masks)
+    masks_by_level[level] = ticket_masks
+    logging.info("level %d: %.2f%% of weights remain; test accuracy %s",
+                 level, 100 * entry["weights_remaining"], " | ".join(
+                     f"{v} {100 * entry[v]['test_accuracy']['mean']:.2f}"
+                     if v != "ticket" else
+                     f"ticket {100 * entry['test_accuracy']['mean']:.2f}"
+                     for v in variants))
+    ticket_params = run_params(result.state, 0, S)
+
+  add_early_stopping(levels, read_metrics(workdir.path), variants)
+  summary = {
+      "experiment": "imp", "dataset": config.data.name,
+      "model": config.model.name, "seeds": seeds,
+      "pruning": {"method": config.prune.method,
+                  "fraction": config.prune.fraction,
+                  "layer_rates": pruner.rates,
+                  "exclude": list(pruner.exclude),
+                  "rewind_step": k, "levels": config.prune.levels,
+                  "one_shot_remaining": config.prune.one_shot_remaining},
+      "levels": levels,
+      "parameters": trainer.param_counts,
+      "wall_time_s": time.time() - t_start,
+      "machine": runs.machine_info(),
+  }
+  if config.stability.enabled:
+    from jaxunknowns.lottery import stability as imp_stability  # pylint: disable=g-import-not-at-top
+    summary["instability"] = imp_stability.analyse(
+        trainer, config, workdir, writer, dense.state, rewind, masks_by_level,
+        start_state_fn=lambda level, masks: level_start_state(
+            trainer, config, rewind, masks, seeds, level, ["ticket"]))
+  writer.close()
+  write_json(workdir.file(SUMMARY_FILE), summary)
+  # From the saved summary, as `report_cli` rebuilds it: the same page.
+  imp_report.write(workdir.path, config, read_json(workdir.file(SUMMARY_FILE)))
+  return summary
+
+
+def run_params(state, start, count):
+  return jax.tree.map(lambda x: x[start:start + count], state["params"])
+
+
+def with_masks(trainer, state, masks):
+  """`state` with these per-run masks in its optimizer and on its weights."""
+  state = dict(state)
+  state["params"] = jax.vmap(pruning.apply_mask)(state["params"], masks)
+  state["opt_state"] = pruning.set_mask(state["opt_state"], masks)
+  return trainer.place(state)
+
+
+def level_start_state(trainer, config, rewind, ticket_masks, seeds, level,
+                      variants):
+  """The 3S runs of a level at the rewind step: ticket, then the controls."""
+  S = len(seeds)
+  k = config.prune.rewind_step
+  rewound = {"params": run_params(rewind, 0, S),
+             "batch_stats": jax.tree.map(lambda x: x[:S], rewind["batch_stats"]),
+             "rng": rewind["rng"][:S]}
+  parts, masks = [], []
+  for variant in variants:
+    if variant == "ticket":
+      parts.append(rewound)
+      masks.append(ticket_masks)
+    elif variant == "random_reinit":
+      parts.append(trainer.init_variables(
+          [s + REINIT_SEED_OFFSET * level for s in seeds]))
+      masks.append(ticket_masks)
+    elif variant == "random_prune":
+      parts.append(rewound)
+      masks.append(stack_runs([
+          pruning.random_mask_like(run_slice(ticket_masks, r),
+                                   jax.random.PRNGKey(seeds[r] * 1000 + level))
+          for r in range(S)]))
+  variables = concat_runs(parts)
+  state = trainer.init_state([s for _ in variants for s in seeds],
+                             variables=variables, step=k)
+  return with_masks(trainer, state, concat_runs(masks))
+
+
+def level_entry(level, ticket_masks, result, variants, seeds):
+  """summary.json's entry of one level (early stopping is added later)."""
+  S = len(seeds)
+  report = pruning.sparsity_report(run_slice(ticket_masks, 0))
+  entry = {"level": level,
+           "weights_remaining": report["fraction_remaining"],
+           "layers_remaining": {n: l["fraction_remaining"]
+                                for n, l in report["layers"].items()},
+           "steps_per_second": result.steps_per_second,
+           "wall_time_s": result.wall_time}
+  for i, variant in enumerate(variants):
+    runs = range(i * S, (i + 1) * S)
+    block = {"test_accuracy": stats(result.evals["test"]["accuracy"][list(runs)])}
+    if "train" in result.evals:
+      block["train_accuracy"] = stats(
+          result.evals["train"]["accuracy"][list(runs)])
+    if variant == "ticket":
+      entry.update(block)
+    else:
+      entry[variant] = block
+  return entry
+
+
+def add_early_stopping(levels: List[Dict[str, Any]], rows, variants):
+  """Early-stopping step (minimum validation loss) and the test accuracy
+  there, per run, as in Frankle & Carbin's figures. Needs a validation split
+  (`data.validation_size` > 0); without one the fields are left out."""
+  for entry in levels:
+    for variant in variants:
+      block = entry if variant == "ticket" else entry.get(variant)
+      if block is None:
+        continue
+      per_seed = _early_stop_per_seed(rows, entry["level"], variant)
+      if not per_seed:
+        continue
+      seeds = sorted(per_seed)
+      steps = [per_seed[s][0] for s in seeds]
+      accs = [per_seed[s][1] for s in seeds]
+      block["early_stop_step"] = stats(steps)
+      block["early_stop_accuracy"] = stats(accs)
+
+
+def _early_stop_per_seed(rows, level, variant):
+  val, test = {}, {}
+  for row in rows:
+    if row.get("level") != level or row.get("variant") != variant:
+      continue
+    if row["split"] == "validation":
+      val.setdefault(row["seed"], []).append((row["loss"], row["step"]))
+    elif row["split"] == "test":
+      test.setdefault(row["seed"], {})[row["step"]] = row["accuracy"]
+  out = {}
+  for seed, points in val.items():
+    loss, step = min(points)  # Earliest step among equal minima.
+    if step in test.get(seed, {}):
+      out[seed] = (step, test[seed][step])
+  return out
+
+
+def save_masks(workdir, level, masks):
+  """The level's ticket masks (one per seed) as masks/level_LL.npz."""
+  os.makedirs(workdir.file("masks"), exist_ok=True)
+  flat = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(masks)}
+  path = workdir.file("masks", f"level_{level:02d}.npz")
+  np.savez_compressed(path + ".tmp.npz", **flat)
+  os.replace(path + ".tmp.npz", path)
+
+
+def load_initial_mask(config, params_template):
+  """`prune.initial_mask`: a masks/level_LL.npz to start from (seed 0's)."""
+  path = config.prune.initial_mask
+  if not path:
+    return None
+  if not os.path.exists(path):
+    raise UserError(f"prune.initial_mask={path!r} does not exist")
+  template = pruning.ones_mask(params_template)
+  try:
+    saved = dict(np.load(path))
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(f"prune.initial_mask={path!r} is not a mask file "
+                    f"({type(e).__name__})") from e
+  leaves = []
+  for kpath, leaf in jax.tree_util.tree_leaves_with_path(template):
+    name = "/".join(str(getattr(k, "key", k)) for k in kpath)
+    if name not in saved or saved[name].shape[1:] != leaf.shape:
+      raise UserError(
+          f"prune.initial_mask={path!r} is from another architecture: "
+          f"{name} {'is missing' if name not in saved else 'has shape ' + str(saved[name].shape[1:])}"
+          f", model {config.model.name} needs {tuple(leaf.shape)}")
+    leaves.append(jnp.asarray(saved[name][0], bool))
+  return jax.tree.unflatten(jax.tree.structure(template), leaves)
+
+
+experiments.register("imp", validate=validate, report=imp_report.write)(run)

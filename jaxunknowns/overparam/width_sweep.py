@@ -1,0 +1,308 @@
+"""`width_sweep`: train and test error and capacity measures vs width
+(Neyshabur, Tomioka & Srebro 2015; Neyshabur, Li, Bhojanapalli, LeCun &
+Srebro 2018).
+
+What runs. For each label-noise level p of `sweep.label_noise` and each width
+h of `sweep.widths` (strictly increasing), one *stage*: the model with that
+width (`model_config_for_width`: an MLP with `sweep.depth` hidden layers of h
+units, a conv net whose first layer has h channels, or a ResNet of width h)
+trained on the data with label noise p, all `seeds` at once in one compiled
+program (each width compiles once for all its seeds). A stage trains until
+every seed's training loss (eval mode, whole training set) is at most
+`sweep.stop_train_loss` -- Neyshabur et al. 2018 train "until the
+cross-entropy loss reaches 0.01" -- checked every `sweep.check_every` steps,
+or for `train.steps` steps (stop_train_loss = 0: a fixed budget, what the
+double-descent experiment uses). Then the capacity measures of
+analysis/capacity.py are computed from the trained and the initial weights
+(the initial weights are re-created from the seeds: initialization is a pure
+function of the seed, so a resumed stage measures against the same U_0).
+
+Stages are resumable: each has its own folder stages/noise_P/width_HHHHH with
+its checkpoints and, once finished, result.json; a rerun of a killed job
+skips finished stages and resumes the interrupted one at its last checkpoint.
+
+Each stage is a `stages.train_stage`; `double_descent` is this sweep with its
+own defaults and report.
+"""
+
+import time
+from typing import Any, Dict, Mapping, Optional
+
+from absl import logging
+
+from jaxunknowns import experiments, validation
+from jaxunknowns.analysis import capacity
+from jaxunknowns.data import load_dataset
+from jaxunknowns.errors import UserError
+from jaxunknowns import runs
+from jaxunknowns.overparam import width_sweep_report
+from jaxunknowns.metrics import MetricWriter, stats, write_json
+from jaxunknowns.stages import all_below, finite_stats, train_stage
+from jaxunknowns.models import create_model
+from jaxunknowns.trainer import Trainer
+from jaxunknowns.workdir import SUMMARY_FILE
+
+# Models whose width the sweep knows how to set, and how (see
+# model_config_for_width).
+MLP_MODELS = ("mlp", "residual_mlp")
+CONV_MODELS = ("conv2", "conv4", "conv6", "vgg", "vgg11", "vgg13", "vgg16",
+               "vgg19")
+CONV_BASE_WIDTH = 64  # First-layer channels of conv2/4/6 and VGG at multiplier 1.
+RESNET_MODELS = ("resnet",)
+SWEEPABLE = MLP_MODELS + CONV_MODELS + RESNET_MODELS
+
+
+# -----------------------------------------------------------------------------
+# Config
+# -----------------------------------------------------------------------------
+def validate(config):
+  validation.validate_base(config)
+  check = validation.check
+  s = config.sweep
+  widths = list(s.widths)
+  check(len(widths) >= 1, "sweep.widths", tuple(widths),
+        "a non-empty grid of widths")
+  check(all(isinstance(w, int) and not isinstance(w, bool) and w >= 1
+            for w in widths), "sweep.widths", tuple(widths),
+        "positive integers")
+  check(all(a < b for a, b in zip(widths, widths[1:])), "sweep.widths",
+        tuple(widths), "strictly increasing")
+  noise = list(s.label_noise)
+  check(len(noise) >= 1 and all(
+      isinstance(p, (int, float)) and not isinstance(p, bool) and 0.0 <= p <= 1.0
+      for p in noise) and len(set(noise)) == len(noise), "sweep.label_noise",
+        tuple(noise), "distinct probabilities p in [0, 1]")
+  check(isinstance(s.depth, int) and s.depth >= 1, "sweep.depth", s.depth,
+        "an integer >= 1 (hidden layers of the MLP)")
+  check(s.stop_train_loss >= 0, "sweep.stop_train_loss", s.stop_train_loss,
+        ">= 0 (0 = train for train.steps)")
+  check(isinstance(s.check_every, int) and s.check_every >= 1,
+        "sweep.check_every", s.check_every, "an integer >= 1")
+  check(0.0 <= s.interpolation_error < 1.0, "sweep.interpolation_error",
+        s.interpolation_error, "in [0, 1)")
+  check(config.data.label_noise == 0.0, "data.label_noise",
+        config.data.label_noise,
+        "0 here: the sweep sets the noise of each stage (use sweep.label_noise)")
+  check(config.train.eval_train, "train.eval_train", config.train.eval_train,
+        "True (the sweep reports training error)")
+  check(config.model.name in SWEEPABLE, "model.name", config.model.name,
+        f"a model with a width to sweep: {', '.join(SWEEPABLE)}")
+
+
+def model_config_for_width(config, width: int):
+  """config.model with its width set to `width` (a copy)."""
+  model = config.model.copy_and_resolve_references()
+  name = model.name
+  if name in MLP_MODELS:
+    model.widths = (int(width),) * int(config.sweep.depth)
+  elif name in CONV_MODELS:
+    model.width_multiplier = width / CONV_BASE_WIDTH
+  elif name in RESNET_MODELS:
+    model.width = int(width)
+  else:
+    raise UserError(f"model.name={name!r} has no width to sweep; use one of "
+                    f"{', '.join(SWEEPABLE)}")
+  return model
+
+
+def stage_config(config, *, width: Optional[int] = None,
+                 label_noise: Optional[float] = None, **data_fields):
+  """A copy of the config for one stage: its width, noise and data fields."""
+  c = config.copy_and_resolve_references()
+  if width is not None:
+    c.model = model_config_for_width(config, width)
+  if label_noise is not None:
+    c.data.label_noise = float(label_noise)
+  for k, v in data_fields.items():
+    c.data[k] = v
+  return c
+
+
+def width_description(config) -> str:
+  name = config.model.name
+  if name in MLP_MODELS:
+    return f"hidden units per layer ({config.sweep.depth} hidden layer" + (
+        "s)" if config.sweep.depth > 1 else ")")
+  if name in CONV_MODELS:
+    return f"channels of the first conv layer (width_multiplier = h/{CONV_BASE_WIDTH})"
+  return "channels of the first ResNet stage"
+
+
+# -----------------------------------------------------------------------------
+# Stages: one Trainer and one resumable training each
+# -----------------------------------------------------------------------------
+def capacity_measure(trainer: Trainer, state, init_params):
+  """analysis.capacity.measure of every run, on the fitted training labels."""
+  ds = trainer.dataset
+  x, y = ds.train.x, ds.train.y
+  n = trainer.config.train.max_train_eval
+  if n:
+    x, y = x[:n], y[:n]
+  return capacity.measure(trainer.model, state["params"], init_params,
+                          state["batch_stats"], x, y,
+                          num_examples=len(ds.train.y))
+
+
+# -----------------------------------------------------------------------------
+# The sweep
+# -----------------------------------------------------------------------------
+def noise_name(p: float) -> str:
+  return f"noise_{p:g}"
+
+
+def run_sweep(config, workdir, experiment: str) -> Dict[str, Any]:
+  """The width sweep shared by `width_sweep` and `double_descent`: trains
+  every (noise, width) stage and returns the summary (without checks)."""
+  widths = [int(w) for w in config.sweep.widths]
+  noise_levels = [float(p) for p in config.sweep.label_noise]
+  # Everything that can fail on bad input fails here, before workdir.open():
+  # every dataset, every model, and the first stage's trainer.
+  datasets = {p: load_dataset(stage_config(config, label_noise=p).data)
+              for p in noise_levels}
+  for w in widths:
+    create_model(model_config_for_width(config, w),
+                 datasets[noise_levels[0]].num_classes)
+  first = runs.build_trainer(
+      stage_config(config, width=widths[0], label_noise=noise_levels[0]),
+      dataset=datasets[noise_levels[0]])
+  workdir.open()
+  writer = MetricWriter(workdir.path)
+  seeds = runs.seeds_of(config)
+  t_start = time.time()
+  stop = (all_below("train", "loss", config.sweep.stop_train_loss)
+          if config.sweep.stop_train_loss > 0 else None)
+  curves = []
+  for p in noise_levels:
+    points = []
+    for w in widths:
+      trainer = first if first is not None else runs.build_trainer(
+          stage_config(config, width=w, label_noise=p), dataset=datasets[p])
+      first = None
+      result = train_stage(
+          trainer, workdir=workdir, name=f"{noise_name(p)}/width_{w:05d}",
+          labels={"label_noise": p, "width": w}, seeds=seeds, writer=writer,
+          steps=config.train.steps, check_every=config.sweep.check_every,
+          stop=stop,
+          measure=capacity_measure if config.sweep.capacity else None)
+      del trainer
+      points.append(point_summary(w, result))
+      logging.info("[%s] width %d: train error %s%%, test error %s%% after %d "
+                   "steps", noise_name(p), w,
+                   _pct(points[-1]["train_error"]),
+                   _pct(points[-1]["test_error"]), result["steps"])
+    curves.append({"label_noise": p, "points": points,
+                   "interpolation_width": interpolation_width(
+                       points, config.sweep.interpolation_error)})
+  writer.close()
+  summary = {
+      "experiment": experiment, "dataset": config.data.name,
+      "model": config.model.name, "depth": config.sweep.depth,
+      "width_means": width_description(config),
+      "widths": widths, "seeds": seeds,
+      "train_examples": len(datasets[noise_levels[0]].train.y),
+      "test_examples": len(datasets[noise_levels[0]].test.y),
+      "curves": curves,
+      "wall_time_s": time.time() - t_start,
+      # Each stage's own time, kept in its result.json: the whole run's
+      # training time even when this invocation only resumed it.
+      "stages_wall_time_s": sum(q["wall_time_s"] for c in curves
+                                for q in c["points"]),
+      "machine": runs.machine_info(),
+  }
+  return summary
+
+
+def point_summary(width: int, result: Mapping[str, Any]) -> Dict[str, Any]:
+  ev = result["evals"]
+  err = lambda split: stats([1.0 - a for a in ev[split]["accuracy"]])
+  point = {"width": width, "num_params": result["num_params"],
+           "steps": stats([result["steps"]] * len(result["seeds"])),
+           "train_error": err("train"), "test_error": err("test"),
+           "train_loss": stats(ev["train"]["loss"]),
+           "test_loss": stats(ev["test"]["loss"]),
+           "steps_per_second": result["steps_per_second"],
+           "wall_time_s": result["wall_time_s"]}
+  if "measures" in result:
+    point["capacity"] = {k: finite_stats(v)
+                         for k, v in sorted(result["measures"].items())}
+  return point
+
+
+def interpolation_width(points, max_train_error: float) -> Optional[int]:
+  """The smallest width whose mean training error is <= max_train_error
+  (and stays so at every larger width): the interpolation threshold."""
+  found = None
+  for point in reversed(points):
+    if point["train_error"]["mean"] <= max_train_error + 1e-12:
+      found = point["width"]
+    else:
+      break
+  return found
+
+
+def _pct(stat) -> str:
+  return f"{100 * stat['mean']:.2f}±{100 * stat['std']:.2f}"
+
+
+# -----------------------------------------------------------------------------
+# What the sweep shows (the done-when checks of width_sweep)
+# -----------------------------------------------------------------------------
+# Seed-mean test error may wander by this much from one width to the next
+# without counting as "rising" (about 2 std of one seed's test error on
+# MNIST-1D's 1000 test examples, divided by sqrt(3 seeds); on Fashion-MNIST's
+# 10,000 test images the seed means wander less, 0.05-0.16 points std there).
+RISE_TOLERANCE = 0.01
+
+
+def checks(curve: Mapping[str, Any]) -> Dict[str, Any]:
+  """Past the interpolation width h*: does test error rise, does
+  ||U - U_0||_F fall, does the Neyshabur bound fall?"""
+  points = curve["points"]
+  h_star = curve["interpolation_width"]
+  out: Dict[str, Any] = {"interpolation_width": h_star}
+  past = [q for q in points if h_star is not None and q["width"] >= h_star]
+  if len(past) >= 2:
+    errs = [q["test_error"]["mean"] for q in past]
+    rises = [b - a for a, b in zip(errs, errs[1:])]
+    out["test_error_at_interpolation"] = errs[0]
+    out["test_error_at_largest"] = errs[-1]
+    out["max_rise_past_interpolation"] = max(rises)
+    out["test_error_does_not_rise"] = max(rises) <= RISE_TOLERANCE
+  for measure in ("u_dist_fro", "u_fro", "v_fro", "bound_neyshabur2018",
+                  "bound_spectral", "dist_fro"):
+    entry = {}
+    for scope, subset in (("all_widths", points), ("past_interpolation", past)):
+      t = _trend(subset, measure)
+      if t:
+        entry[scope] = t
+    if entry:
+      out[measure] = entry
+  return out
+
+
+def _trend(points, measure) -> Optional[Dict[str, Any]]:
+  vals = [(q["width"], q.get("capacity", {}).get(measure, {}).get("mean"))
+          for q in points]
+  vals = [(w, v) for w, v in vals if v is not None]
+  if len(vals) < 2:
+    return None
+  ys = [v for _, v in vals]
+  return {"widths": [w for w, _ in vals], "first": ys[0], "last": ys[-1],
+          "ratio": ys[-1] / ys[0] if ys[0] else None,
+          "monotone_decreasing": all(b <= a for a, b in zip(ys, ys[1:])),
+          "monotone_increasing": all(b >= a for a, b in zip(ys, ys[1:]))}
+
+
+def run(config, workdir):
+  summary = run_sweep(config, workdir, "width_sweep")
+  summary["checks"] = {noise_name(c["label_noise"]): checks(c)
+                       for c in summary["curves"]}
+  # summary.json first: the report reads only the workdir's files, so
+  # `report_cli` rebuilds the same report.md from them.
+  write_json(workdir.file(SUMMARY_FILE), summary)
+  width_sweep_report.write(workdir.path, config, summary)
+  return summary
+
+
+experiments.register("width_sweep", validate=validate,
+                     report=width_sweep_report.write)(run)

@@ -1,0 +1,34 @@
+"""Reports: one page shape, one comparison protocol, shared plots.
+
+* `page`    the report.md shape (`Page`) and its atomic writer;
+* `compare` the comparison protocol: our numbers beside a paper's, verdicts;
+* `text`    numbers over seeds, markdown tables, the machine-and-time line;
+* `plots`   the figures shared by experiments (imports matplotlib, so it is
+            loaded only when a figure is drawn: `report.plots`).
+
+A report reads only files the run wrote (config.json, summary.json,
+metrics.jsonl, saved arrays), so `python -m jaxunknowns.report_cli
+--workdir=DIR` rebuilds it from an existing workdir.
+"""
+
+import importlib
+
+from jaxunknowns.report.compare import (AGREES, DIFFERS, NOT_TESTABLE,
+                                        Comparison, Reference, comparison)
+from jaxunknowns.report.page import (PAGE_HEADINGS, Page, write_page,
+                                     write_report)
+from jaxunknowns.report.text import (fmt, markdown_table, run_line,
+                                     within_seed_spread)
+
+__all__ = ["AGREES", "DIFFERS", "NOT_TESTABLE", "Comparison", "Reference",
+           "comparison", "PAGE_HEADINGS", "Page", "write_page", "write_report",
+           "fmt", "markdown_table", "run_line", "within_seed_spread"]
+
+_PLOTS = ("plot_band", "learning_curves", "save_figure", "plt")
+
+
+def __getattr__(name):
+  # report.plot_band etc. load matplotlib on first use only.
+  if name in _PLOTS:
+    return getattr(importlib.import_module("jaxunknowns.report.plots"), name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

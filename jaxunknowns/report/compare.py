@@ -1,0 +1,277 @@
+"""The comparison protocol: our numbers beside a paper's, each with a verdict.
+
+Every experiment's report is built from a list of `Comparison`s, one per
+quantity the paper states: the paper's value and where it says so (a
+`Reference` from the phenomenon's papers.py), ours as mean ± std over seeds
+with n, and a verdict decided by a stated rule:
+
+* AGREES       the rule holds for our numbers;
+* DIFFERS      it does not;
+* NOT_TESTABLE this run cannot decide it (the quantity was not measured at
+               this setting, or needs data or a budget we did not use); the
+               comparison says why.
+
+`render` turns the list into the report's table and its "as in the paper /
+unlike the paper / not testable here" paragraph. A difference is explained
+only by the protocol differences the reference declares (model, data, steps,
+optimizer, ...) that differ *materially* from ours (`protocol_differences`);
+never by a trivial mismatch such as 1,500 vs 1,501 steps.
+
+Rules are small functions of {mean, std, per_seed} dicts (`metrics.stats`),
+so a verdict is as testable as the number it judges.
+"""
+
+import dataclasses
+import math
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from jaxunknowns.report.text import markdown_table
+
+AGREES, DIFFERS, NOT_TESTABLE = "agrees", "differs", "not testable here"
+VERDICTS = (AGREES, DIFFERS, NOT_TESTABLE)
+
+# Two numeric protocol settings differ materially when one is at least this
+# many times the other (steps 1,500 vs 1,501 do not; 6,000 vs 50,000 do).
+MATERIAL_RATIO = 1.25
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+  """A paper's finding: what it says, where, and under which protocol.
+
+  statement: the finding in one sentence, in the paper's terms.
+  source:    author(s), year, and table/figure/section ("Frankle & Carbin
+             2019, Fig. 3").
+  value:     the headline number, if the finding has one (in `unit`).
+  protocol:  the setting it was measured under: {"model": ..., "data": ...,
+             "steps": 50000, "optimizer": ...}. Keys are compared with the
+             same keys of our run (`protocol_differences`).
+  """
+  statement: str
+  source: str
+  value: Optional[float] = None
+  unit: str = ""
+  protocol: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def value_text(self, digits: int = 1) -> str:
+    if self.value is None:
+      return "–"
+    return f"{self.value:.{digits}f}{self.unit}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+  """One row of 'Ours beside the paper'.
+
+  quantity: what is compared ("ticket accuracy at 10% weights (%)").
+  paper:    the paper's value as text ("≥ dense", "98.1", "falls with width").
+  source:   where the paper says so.
+  ours:     our value as text, with n ("61.9 ± 1.6 (n=3)").
+  verdict:  AGREES / DIFFERS / NOT_TESTABLE.
+  rule:     the rule that decided the verdict, stated with our numbers.
+  reasons:  for DIFFERS: the material protocol differences; for
+            NOT_TESTABLE: why it cannot be decided here.
+  """
+  quantity: str
+  paper: str
+  source: str
+  ours: str
+  verdict: str
+  rule: str
+  reasons: Tuple[str, ...] = ()
+
+  def __post_init__(self):
+    if self.verdict not in VERDICTS:
+      raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+def verdict_of(holds: Optional[bool]) -> str:
+  """True -> AGREES, False -> DIFFERS, None (undecidable) -> NOT_TESTABLE."""
+  return NOT_TESTABLE if holds is None else (AGREES if holds else DIFFERS)
+
+
+def comparison(quantity: str, reference: Reference, ours: str,
+            holds: Optional[bool], rule: str, *,
+            paper: Optional[str] = None,
+            our_protocol: Optional[Mapping[str, Any]] = None,
+            why_not_testable: str = "") -> Comparison:
+  """A Comparison whose verdict is `holds` (None: not testable here).
+
+  `paper` defaults to the reference's value. On DIFFERS, the reasons are the
+  reference's protocol settings that differ materially from `our_protocol`;
+  on NOT_TESTABLE, `why_not_testable`.
+  """
+  verdict = verdict_of(holds)
+  reasons: Tuple[str, ...] = ()
+  if verdict == DIFFERS and our_protocol is not None:
+    reasons = tuple(protocol_differences(reference.protocol, our_protocol))
+  elif verdict == NOT_TESTABLE:
+    reasons = (why_not_testable or "not measured in this run",)
+  return Comparison(quantity=quantity,
+                    paper=paper if paper is not None else reference.value_text(),
+                    source=reference.source, ours=ours, verdict=verdict,
+                    rule=rule, reasons=reasons)
+
+
+# -----------------------------------------------------------------------------
+# Rules: each returns (holds, rule text) from {mean, std, per_seed} dicts.
+# -----------------------------------------------------------------------------
+Stat = Mapping[str, Any]
+
+
+def _n(stat: Stat) -> int:
+  return len(stat.get("per_seed") or [stat["mean"]])
+
+
+def sample_std(stat: Stat) -> float:
+  """The sample standard deviation (ddof = 1) over the seeds; 0 for n = 1."""
+  values = [v for v in (stat.get("per_seed") or []) if v is not None]
+  if len(values) < 2:
+    return 0.0
+  mean = sum(values) / len(values)
+  return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def at_least(stat: Optional[Stat], threshold: float, *, scale: float = 100.0,
+             unit: str = "", slack: float = 0.0) -> Tuple[Optional[bool], str]:
+  """Ours ≥ threshold − slack (same units as the stat; `scale` for text)."""
+  if not stat or stat.get("mean") is None:
+    return None, "not measured"
+  holds = stat["mean"] >= threshold - slack
+  slack_text = f" − {slack * scale:g}" if slack else ""
+  return holds, (f"mean {stat['mean'] * scale:.2f}{unit} "
+                 f"{'≥' if holds else '<'} {threshold * scale:.2f}{unit}"
+                 f"{slack_text}")
+
+
+def at_most(stat: Optional[Stat], threshold: float, *, scale: float = 100.0,
+            unit: str = "", slack: float = 0.0) -> Tuple[Optional[bool], str]:
+  """Ours ≤ threshold + slack."""
+  if not stat or stat.get("mean") is None:
+    return None, "not measured"
+  holds = stat["mean"] <= threshold + slack
+  slack_text = f" + {slack * scale:g}" if slack else ""
+  return holds, (f"mean {stat['mean'] * scale:.2f}{unit} "
+                 f"{'≤' if holds else '>'} {threshold * scale:.2f}{unit}"
+                 f"{slack_text}")
+
+
+def greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
+            scale: float = 100.0, floor: float = 0.0
+            ) -> Tuple[Optional[bool], str]:
+  """a's mean above b's by more than twice the larger sample std (and more
+  than `floor`): a difference the seeds cannot explain."""
+  if not a or not b or a.get("mean") is None or b.get("mean") is None:
+    return None, "not measured"
+  gap = a["mean"] - b["mean"]
+  margin = max(2 * max(sample_std(a), sample_std(b)), floor)
+  holds = gap > margin
+  return holds, (f"{a_name} − {b_name} = {gap * scale:+.2f}, "
+                 f"{'>' if holds else '≤'} 2 × seed std "
+                 f"({margin * scale:.2f})")
+
+
+def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
+           tolerance: float, scale: float = 100.0
+           ) -> Tuple[Optional[bool], str]:
+  """|a − b| within `tolerance` plus twice the larger sample std."""
+  if not a or not b or a.get("mean") is None or b.get("mean") is None:
+    return None, "not measured"
+  gap = a["mean"] - b["mean"]
+  margin = tolerance + 2 * max(sample_std(a), sample_std(b))
+  holds = abs(gap) <= margin
+  return holds, (f"|{a_name} − {b_name}| = {abs(gap) * scale:.2f} "
+                 f"{'≤' if holds else '>'} {margin * scale:.2f} "
+                 f"(tolerance {tolerance * scale:g} + 2 × seed std)")
+
+
+def monotone(values: Sequence[Optional[float]], *, increasing: bool,
+             what: str, tolerance: float = 0.0) -> Tuple[Optional[bool], str]:
+  """Every step of the sequence goes the stated way (up to `tolerance`)."""
+  vals = [v for v in values if v is not None]
+  if len(vals) < 2:
+    return None, "fewer than two points"
+  steps = [b - a for a, b in zip(vals, vals[1:])]
+  worst = min(steps) if increasing else max(steps)
+  holds = worst >= -tolerance if increasing else worst <= tolerance
+  direction = "rises" if increasing else "falls"
+  return holds, (f"{what} {direction} at every step" if holds else
+                 f"{what} does not {direction.rstrip('s')} at every step "
+                 f"(worst step {worst:+.3g})")
+
+
+# -----------------------------------------------------------------------------
+# Protocol differences
+# -----------------------------------------------------------------------------
+def _material(paper: Any, ours: Any) -> bool:
+  if isinstance(paper, (int, float)) and isinstance(ours, (int, float)):
+    lo, hi = sorted((abs(float(paper)), abs(float(ours))))
+    return hi > 0 and (lo == 0 or hi / lo >= MATERIAL_RATIO)
+  return str(paper).strip().lower() != str(ours).strip().lower()
+
+
+def _text(value: Any) -> str:
+  return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def protocol_differences(paper: Mapping[str, Any],
+                         ours: Mapping[str, Any]) -> List[str]:
+  """'model: LeNet-300-100 in the paper, MLP 40-100-100-10 here' for each
+  key both declare whose values differ materially (see MATERIAL_RATIO)."""
+  return [f"{key}: {_text(paper[key])} in the paper, {_text(ours[key])} here"
+          for key in paper if key in ours and _material(paper[key], ours[key])]
+
+
+# -----------------------------------------------------------------------------
+# The one writer
+# -----------------------------------------------------------------------------
+HEADER = ("quantity", "paper", "ours (mean ± std over seeds, n)", "verdict",
+          "rule")
+
+
+def table(comparisons: Sequence[Comparison]) -> str:
+  rows = [[c.quantity, f"{c.paper} ({c.source})", c.ours, c.verdict, c.rule]
+          for c in comparisons]
+  return markdown_table(HEADER, rows)
+
+
+def paragraph(comparisons: Sequence[Comparison]) -> str:
+  """'As in the paper: …. Unlike the paper: … (where our protocol differs:
+  …). Not testable here: … (why).' from the verdicts alone."""
+  parts = []
+  agree = [c.quantity for c in comparisons if c.verdict == AGREES]
+  if agree:
+    parts.append("As in the paper: " + "; ".join(agree) + ".")
+  differ = [c for c in comparisons if c.verdict == DIFFERS]
+  if differ:
+    items = []
+    for c in differ:
+      why = (f" (where our protocol differs: {'; '.join(c.reasons)})"
+             if c.reasons else " (no declared protocol difference explains it)")
+      items.append(f"{c.quantity}: {c.rule}{why}")
+    parts.append("Unlike the paper: " + "; ".join(items) + ".")
+  untestable = [c for c in comparisons if c.verdict == NOT_TESTABLE]
+  if untestable:
+    parts.append("Not testable here: " + "; ".join(
+        f"{c.quantity} ({'; '.join(c.reasons)})" for c in untestable) + ".")
+  return " ".join(parts) or "No comparison with a paper for this run."
+
+
+def verdict_counts(comparisons: Sequence[Comparison]) -> Dict[str, int]:
+  return {v: sum(c.verdict == v for c in comparisons) for v in VERDICTS}
+
+
+def stat_text(stat: Optional[Stat], scale: float = 100.0, digits: int = 2,
+              unit: str = "") -> str:
+  """'61.90 ± 1.60 (n=3)' with the sample std (ddof = 1)."""
+  if not stat or stat.get("mean") is None:
+    return "–"
+  n = _n(stat)
+  text = f"{stat['mean'] * scale:.{digits}f}{unit}"
+  if n > 1:
+    text += f" ± {sample_std(stat) * scale:.{digits}f}"
+  return text + f" (n={n})"
+

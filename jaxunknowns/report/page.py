@@ -1,0 +1,95 @@
+"""The page every report.md has, built from a workdir's metrics.jsonl and summary.json.
+
+Every experiment's report.md has one shape (`Page`): the claim, the config,
+the figures, our numbers beside the paper's, and where and why they differ,
+then the experiment's own detail tables and the machine and time. A report
+reads only files the run wrote (config.json, summary.json, metrics.jsonl,
+saved arrays), so `python -m jaxunknowns.report_cli --workdir=DIR` rebuilds
+it from an existing workdir.
+"""
+
+import dataclasses
+import os
+from typing import Any, List, Sequence, Tuple
+
+from jaxunknowns.report import compare
+from jaxunknowns.report.text import markdown_table
+
+
+
+def _write_text(path: str, text: str):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)  # Never a half-written report.md.
+
+
+def write_report(path: str, title: str, sections: List[str]):
+  """A markdown page of free-form sections (the sweep's aggregate)."""
+  _write_text(path, f"# {title}\n\n"
+              + "\n\n".join(s.strip() for s in sections) + "\n")
+
+
+# The headings of a report, in order; tests check every experiment's
+# report.md against them.
+CLAIM, CONFIG = "**Claim.**", "**Config.**"
+FIGURES, VERSUS = "## Figures", "## Ours beside the paper"
+DIFFER, DETAILS, RUN = "**Where and why we differ.**", "## Details", "**Run.**"
+PAGE_HEADINGS = (CLAIM, CONFIG, FIGURES, VERSUS, DIFFER, DETAILS, RUN)
+
+
+@dataclasses.dataclass
+class Page:
+  """One experiment's report.md.
+
+  claim:       the paper's finding, with its source and numbers.
+  config:      what ran: model, data, optimizer, budget, seeds.
+  figures:     (caption, PNG file name in the workdir), in reading order.
+  comparisons: the paper's numbers beside ours, one `compare.Comparison` a
+               quantity; rendered as the table and the "where and why we
+               differ" paragraph (report/compare.py).
+  details:     the experiment's own sections (full tables, notes), each
+               starting with a '### ' heading or plain text.
+  run:         machine and time (`run_line`).
+  """
+  title: str
+  claim: str
+  config: str
+  figures: Sequence[Tuple[str, str]]
+  run: str
+  comparisons: Sequence[compare.Comparison] = ()
+  details: Sequence[str] = ()
+  # Legacy form, until every experiment states comparisons: a free table
+  # (header, rows) and a free paragraph.
+  versus: Tuple[Sequence[str], Sequence[Sequence[Any]]] = ((), ())
+  differences: str = ""
+
+  def markdown(self) -> str:
+    figures = "\n\n".join(f"![{caption}]({name})\n\n*{caption}*"
+                           for caption, name in self.figures)
+    if self.comparisons:
+      versus = compare.table(self.comparisons)
+      differences = compare.paragraph(self.comparisons)
+    else:
+      versus = markdown_table(*self.versus)
+      differences = self.differences
+    sections = [
+        f"{CLAIM} {self.claim.strip()}",
+        f"{CONFIG} {self.config.strip()}",
+        f"{FIGURES}\n\n{figures or 'None.'}",
+        f"{VERSUS}\n\n{versus}",
+        f"{DIFFER} {differences.strip()}",
+        f"{DETAILS}\n\n" + ("\n\n".join(d.strip() for d in self.details)
+                             or "None."),
+        f"{RUN} {self.run.strip()}",
+    ]
+    return f"# {self.title}\n\n" + "\n\n".join(sections) + "\n"
+
+
+def write_page(workdir: str, page: Page) -> str:
+  """Writes WORKDIR/report.md atomically; returns its path."""
+  path = os.path.join(workdir, "report.md")
+  _write_text(path, page.markdown())
+  return path
+
+

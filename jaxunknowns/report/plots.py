@@ -1,0 +1,69 @@
+"""Shared plots: mean ± std bands over seeds, learning curves, atomic PNGs.
+
+The only report module that imports matplotlib (headless, Agg), so nothing
+imports it until a figure is drawn.
+"""
+
+import os
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # Headless: CI, TPU VMs, Colab all write PNGs.
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from jaxunknowns import metrics as metrics_lib
+
+
+def _mean_std_curve(per_seed: Mapping[int, Mapping[int, float]]):
+  """Steps present for every seed, with mean and std across seeds."""
+  if not per_seed:
+    return np.array([]), np.array([]), np.array([])
+  common = sorted(set.intersection(*[set(c) for c in per_seed.values()]))
+  vals = np.array([[float(per_seed[s][t]) for t in common] for s in per_seed])
+  return np.array(common), vals.mean(0), vals.std(0)
+
+
+def plot_band(ax, per_seed, label, scale=1.0, **kw):
+  steps, mean, std = _mean_std_curve(per_seed)
+  if len(steps) == 0:
+    return
+  line, = ax.plot(steps, mean * scale, label=label, **kw)
+  if len(per_seed) > 1:
+    ax.fill_between(steps, (mean - std) * scale, (mean + std) * scale,
+                    color=line.get_color(), alpha=0.2)
+
+
+def learning_curves(rows: Sequence[Mapping], path: str, title: str = "",
+                    **labels) -> str:
+  """Train loss and train/test accuracy vs step (mean ± std over seeds)."""
+  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+  for split, style in (("minibatch", "-"), ("train", "-."),
+                       ("validation", ":"), ("test", "--")):
+    loss = metrics_lib.curves(rows, split, "loss", **labels)
+    acc = metrics_lib.curves(rows, split, "accuracy", **labels)
+    plot_band(ax_loss, loss, split, linestyle=style)
+    plot_band(ax_acc, acc, split, scale=100, linestyle=style)
+  ax_loss.set_yscale("log")
+  ax_loss.set_xlabel("step")
+  ax_loss.set_ylabel("loss")
+  ax_acc.set_xlabel("step")
+  ax_acc.set_ylabel("accuracy (%)")
+  for ax in (ax_loss, ax_acc):
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  return save_figure(fig, path)
+
+
+def save_figure(fig, path: str, dpi: int = 110, **savefig_kwargs) -> str:
+  """fig.savefig, atomically (a killed rebuild leaves the old PNG), then closed."""
+  root, ext = os.path.splitext(path)
+  tmp = f"{root}.tmp{ext}"
+  fig.savefig(tmp, dpi=dpi, **savefig_kwargs)
+  plt.close(fig)
+  os.replace(tmp, path)
+  return path

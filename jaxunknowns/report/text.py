@@ -1,0 +1,49 @@
+"""Formatting shared by every report: numbers over seeds, markdown tables,
+the machine-and-time line."""
+
+from typing import Any, Mapping, Optional, Sequence
+
+
+def fmt(stat: Optional[Mapping[str, Any]], scale: float = 100.0,
+        digits: int = 2) -> str:
+  """'88.41 ± 0.12 (n=4)' from a {mean, std, per_seed} dict."""
+  if not stat:
+    return "–"
+  n = len(stat.get("per_seed", []))
+  s = f"{stat['mean'] * scale:.{digits}f}"
+  if n > 1:
+    s += f" ± {stat['std'] * scale:.{digits}f}"
+  return s + f" (n={n})"
+
+
+def within_seed_spread(diff: Mapping[str, Any], floor: float = 0.005) -> bool:
+  """A difference {mean, std} over seeds no larger than twice its std (or
+  than `floor`, for seeds that happen to agree): the reports call it "the
+  same within the seed spread"."""
+  return abs(diff["mean"]) <= max(2 * diff["std"], floor)
+
+
+def _cell(value: Any) -> str:
+  # A '|' inside a cell (||w||, |γ|) would split it: escape it.
+  return str(value).replace("|", "\\|")
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+  lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
+           "|" + "|".join("---" for _ in header) + "|"]
+  lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def run_line(summary: Mapping[str, Any], extra: str = "") -> str:
+  """'Wall time 12 s on 1 × cpu, jax 0.10.2.' from a summary's machine and
+  wall time, then any `extra` figures (steps/s, stage times)."""
+  machine = summary.get("machine", {})
+  wall = summary.get("wall_time_s")
+  where = (f"{machine.get('num_devices', '?')} × "
+           f"{machine.get('device_kind', '?')}")
+  if machine.get("num_processes", 1) > 1:
+    where += f" in {machine['num_processes']} processes"
+  text = (f"Wall time {wall:.0f} s" if wall is not None else "Wall time –")
+  text += f" on {where}, jax {machine.get('jax', '?')}."
+  return text + (f" {extra.strip()}" if extra else "")

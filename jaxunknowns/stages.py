@@ -1,0 +1,129 @@
+"""Resumable stages: the one idiom every multi-part experiment is built from.
+
+A *stage* is a unit of work with its own folder (WORKDIR/stages/NAME/, or a
+folder the experiment names): a training run of all seeds at once, an
+analysis, a grid cell. Its result is a JSON dict kept in the folder's
+result.json, written atomically when the stage finishes. So:
+
+* a finished stage is never redone: `run_stage` returns its result.json;
+* an unfinished one redoes its work, and a training stage resumes from the
+  checkpoints in its folder (Trainer.fit), so a killed job loses at most
+  `train.checkpoint_every` steps of the stage it was in.
+
+OpenLTH's runner has the same shape ("if its output exists, return").
+"""
+
+import math
+import os
+import time
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+
+import jax
+import numpy as np
+from absl import logging
+
+from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
+
+RESULT_FILE = "result.json"
+
+
+def stage_dir(workdir, name: str) -> str:
+  """WORKDIR/stages/NAME (NAME may hold '/': nested folders)."""
+  return workdir.file("stages", *name.split("/"))
+
+
+def run_stage(folder: str, compute: Callable[[], Dict[str, Any]], *,
+              name: str = "") -> Dict[str, Any]:
+  """The stage's result: read from folder/result.json if it finished before,
+  else `compute()`d (it may resume from checkpoints in `folder`) and kept."""
+  path = os.path.join(folder, RESULT_FILE)
+  done = read_json(path)
+  if done is not None:
+    logging.info("[%s] finished before; result in %s", name or folder, path)
+    return done
+  result = compute()
+  os.makedirs(folder, exist_ok=True)
+  write_json(path, result)
+  return result
+
+
+def rewrite_result(folder: str, result: Mapping[str, Any]):
+  """Replaces a finished stage's result (a field added after it finished)."""
+  write_json(os.path.join(folder, RESULT_FILE), dict(result))
+
+
+def train_stage(trainer, *, workdir, name: str,
+                labels: Mapping[str, Any], seeds: Sequence[int],
+                writer: MetricWriter, steps: int, check_every: int = 0,
+                stop: Optional[Callable[[Mapping], bool]] = None,
+                measure: Optional[Callable] = None,
+                folder: Optional[str] = None) -> Dict[str, Any]:
+  """Trains one stage (all seeds at once) and returns its result.
+
+  The stage trains to `steps`, or, when `stop(evals)` says so at one of the
+  checks every `check_every` steps, earlier. `measure(trainer, state,
+  init_params)` adds analyses of the final state ({name: [R]}). The result
+  ({steps, evals, measures, wall time}) is the stage's result.json.
+  """
+  folder = folder or stage_dir(workdir, name)
+
+  def compute():
+    t0 = time.time()
+    state = trainer.init_state(seeds)
+    # The train step donates the state's buffers: copy the init to the host.
+    init_params = jax.device_get(state["params"]) if measure else None
+    run_labels = [{**labels, "seed": s} for s in seeds]
+    every = check_every if (stop is not None and check_every > 0) else steps
+    step, result, trained_steps, train_wall = 0, None, 0, 0.0
+    while True:
+      target = min(steps, (step // every + 1) * every)
+      result = trainer.fit(state, steps=target, data_seeds=seeds,
+                           writer=writer, run_labels=run_labels,
+                           checkpoint_dir=os.path.join(folder, "checkpoints"),
+                           description=name)
+      state = result.state
+      new_step = int(jax.device_get(state["step"][0]))
+      trained_steps += new_step - max(step, result.resumed_from or 0)
+      train_wall += result.wall_time
+      step = new_step
+      if step >= steps or (stop is not None and stop(result.evals)):
+        break
+    out = {"name": name, "labels": dict(labels), "seeds": list(seeds),
+           "steps": step, "stopped_early": step < steps,
+           "evals": {split: {k: np.asarray(v).tolist() for k, v in vals.items()}
+                     for split, vals in result.evals.items()},
+           "num_params": trainer.param_counts["total"],
+           "steps_per_second": trained_steps / train_wall if train_wall else 0.0}
+    if measure is not None:
+      measures = measure(trainer, state, init_params)
+      out["measures"] = {k: [finite_or_none(x) for x in np.asarray(v).tolist()]
+                         for k, v in measures.items()}
+    out["wall_time_s"] = time.time() - t0
+    return out
+
+  return run_stage(folder, compute, name=name)
+
+
+def finite_or_none(x) -> Optional[float]:
+  x = float(x)
+  return x if math.isfinite(x) else None
+
+
+def finite_stats(values: Sequence[Optional[float]]) -> Dict[str, Any]:
+  """{mean, std, per_seed} over the finite values (None where a bound is
+  undefined); mean and std are None when no value is finite."""
+  per_seed = [None if v is None or not math.isfinite(v) else float(v)
+              for v in values]
+  ok = [v for v in per_seed if v is not None]
+  if not ok:
+    return {"mean": None, "std": None, "per_seed": per_seed}
+  s = stats(ok)
+  s["per_seed"] = per_seed
+  return s
+
+
+def all_below(split: str, metric: str, threshold: float):
+  """A `stop` predicate: every run's `metric` on `split` <= threshold."""
+  def stop(evals):
+    return bool(np.all(np.asarray(evals[split][metric]) <= threshold))
+  return stop

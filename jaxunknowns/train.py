@@ -1,0 +1,102 @@
+"""`train`: plain supervised training of `config.seeds` seeds at once.
+
+The first user of the trainer: every other experiment is this loop plus
+something done between or around training stages.
+"""
+
+import os
+import time
+
+from absl import logging
+
+from jaxunknowns import experiments, report, validation
+from jaxunknowns import runs
+from jaxunknowns.metrics import MetricWriter, read_metrics, write_json
+from jaxunknowns.workdir import SUMMARY_FILE
+
+
+def run(config, workdir):
+  trainer = runs.build_trainer(config)
+  workdir.open()
+  seeds = runs.seeds_of(config)
+  writer = MetricWriter(workdir.path)
+  t0 = time.time()
+  result = trainer.fit(
+      trainer.init_state(seeds), steps=config.train.steps, data_seeds=seeds,
+      writer=writer, run_labels=[{"seed": s} for s in seeds],
+      checkpoint_dir=workdir.file("checkpoints"),
+      # The initial weights are kept: rewinding and |W - W0| analyses need them.
+      snapshot_dir=workdir.file("snapshots"), snapshot_steps=(0,),
+      description="train")
+  writer.close()
+  summary = {
+      "experiment": "train",
+      "dataset": config.data.name, "model": config.model.name,
+      "steps": config.train.steps, "seeds": seeds,
+      "final": runs.eval_stats(result.evals),
+      "parameters": trainer.param_counts,
+      "steps_per_second": result.steps_per_second,
+      "wall_time_s": time.time() - t0,
+      "resumed_from_step": result.resumed_from,
+      "machine": runs.machine_info(),
+  }
+  reference = config.get("reference")
+  if reference is not None:
+    summary["reference"] = reference.to_dict()
+  write_json(workdir.file(SUMMARY_FILE), summary)
+  write_train_report(workdir.path, config, summary)
+  logging.info("test accuracy %s; summary in %s", report.fmt(
+      summary["final"]["test"]["accuracy"]), workdir.file(SUMMARY_FILE))
+  return summary
+
+
+def write_train_report(path, config, summary):
+  """report.md and learning_curves.png from the workdir's files."""
+  rows = read_metrics(path)
+  report.learning_curves(rows, os.path.join(path, "learning_curves.png"),
+                         title=f"{config.model.name} on {config.data.name}")
+  final = summary["final"]
+  ref = summary.get("reference") or {}
+  ours = final["test"]["accuracy"]
+  if ref.get("source"):
+    claim = (f"{ref['source']}: {ref['test_accuracy'] * 100:.1f}% test "
+             f"accuracy for this model and data.")
+    versus = [["test accuracy (%)", f"{ref['test_accuracy'] * 100:.1f}",
+               report.fmt(ours)]]
+    gap = ours["mean"] * 100 - ref["test_accuracy"] * 100
+    differences = (f"Ours is {gap:+.2f} points from the reference with the "
+                   f"budget above; a shorter budget than the reference's, "
+                   f"other augmentation or another initialization moves it.")
+  else:
+    claim = ("None: plain supervised training, the baseline the other "
+             "experiments build on (this variant names no reference number).")
+    versus = [["test accuracy (%)", "–", report.fmt(ours)]]
+    differences = "No reference to differ from."
+  details = ["### Final metrics (mean ± std over seeds)\n\n"
+             + report.markdown_table(
+                 ["split", "accuracy (%)", "loss"],
+                 [[split, report.fmt(final[split]["accuracy"]),
+                   report.fmt(final[split]["loss"], scale=1.0, digits=4)]
+                  for split in ("train", "validation", "test")
+                  if split in final])]
+  report.write_page(path, report.Page(
+      title=f"train: {config.model.name} on {config.data.name}",
+      claim=claim,
+      config=(f"Supervised training of `{config.model.name}` "
+              f"({summary['parameters']['trainable']:,} trainable parameters) "
+              f"on `{config.data.name}`: {config.optim.name} lr "
+              f"{config.optim.lr}, batch {config.train.batch_size}, "
+              f"{config.train.steps} steps, {len(summary['seeds'])} seeds "
+              f"trained at once."),
+      figures=[("Loss and accuracy vs step, mean ± std over seeds",
+                "learning_curves.png")],
+      versus=(["quantity", "reference", "ours (mean ± std over seeds)"],
+              versus),
+      differences=differences,
+      details=details,
+      run=report.run_line(summary, f"{summary['steps_per_second']:.0f} "
+                          f"steps/s.")))
+
+
+experiments.register("train", validate=validation.validate_base,
+                     report=write_train_report)(run)
