@@ -17,8 +17,7 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import (base_config, parse_config_arg,
-                                         shrink_for_local)
+from jaxunknowns.config_defaults import make_config, shrink_for_local
 
 
 def bn_modes_fields(c):
@@ -101,11 +100,6 @@ def runlocal(c):
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variant, small = parse_config_arg(arg, VARIANTS, "fashion",
-                                    "configs/bn_modes.py")
-  c = base_config()
-  bn_modes_fields(c)
-  variant(c)
-  if small:
-    runlocal(c)
-  return c
+  return make_config(arg, variants=VARIANTS, default="fashion",
+                     config_file="configs/bn_modes.py", fields=bn_modes_fields,
+                     runlocal=runlocal)

@@ -22,8 +22,7 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import (base_config, parse_config_arg,
-                                         shrink_for_local)
+from jaxunknowns.config_defaults import make_config, shrink_for_local
 
 
 def bn_only_fields(c):
@@ -108,11 +107,6 @@ def runlocal(c):
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variant, small = parse_config_arg(arg, VARIANTS, "fashion",
-                                    "configs/bn_only.py")
-  c = base_config()
-  bn_only_fields(c)
-  variant(c)
-  if small:
-    runlocal(c)
-  return c
+  return make_config(arg, variants=VARIANTS, default="fashion",
+                     config_file="configs/bn_only.py", fields=bn_only_fields,
+                     runlocal=runlocal)

@@ -16,8 +16,7 @@ Fields not set here keep the defaults of jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import (base_config, parse_config_arg,
-                                         shrink_for_local)
+from jaxunknowns.config_defaults import make_config, shrink_for_local
 
 
 def grid_fields(c):
@@ -90,11 +89,6 @@ def runlocal(c):
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variant, small = parse_config_arg(arg, VARIANTS, "fashion_mlp",
-                                    "configs/bn_placement.py")
-  c = base_config()
-  grid_fields(c)
-  variant(c)
-  if small:
-    runlocal(c)
-  return c
+  return make_config(arg, variants=VARIANTS, default="fashion_mlp",
+                     config_file="configs/bn_placement.py", fields=grid_fields,
+                     runlocal=runlocal)

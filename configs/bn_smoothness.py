@@ -20,8 +20,7 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import (base_config, parse_config_arg,
-                                         shrink_for_local)
+from jaxunknowns.config_defaults import make_config, shrink_for_local
 
 
 def smoothness_fields(c):
@@ -103,11 +102,6 @@ def runlocal(c):
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variant, small = parse_config_arg(arg, VARIANTS, "fashion_mlp",
-                                    "configs/bn_smoothness.py")
-  c = base_config()
-  smoothness_fields(c)
-  variant(c)
-  if small:
-    runlocal(c)
-  return c
+  return make_config(arg, variants=VARIANTS, default="fashion_mlp",
+                     config_file="configs/bn_smoothness.py", fields=smoothness_fields,
+                     runlocal=runlocal)

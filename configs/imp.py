@@ -19,8 +19,7 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import (base_config, parse_config_arg,
-                                         shrink_for_local)
+from jaxunknowns.config_defaults import make_config, shrink_for_local
 
 
 def imp_fields(c):
@@ -190,10 +189,6 @@ def runlocal(c):
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variant, small = parse_config_arg(arg, VARIANTS, "mnist1d", "configs/imp.py")
-  c = base_config()
-  imp_fields(c)
-  variant(c)
-  if small:
-    runlocal(c)
-  return c
+  return make_config(arg, variants=VARIANTS, default="mnist1d",
+                     config_file="configs/imp.py", fields=imp_fields,
+                     runlocal=runlocal)

@@ -23,8 +23,7 @@ jaxunknowns/config_defaults.py; `arms.NAME` holds overrides of those fields.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import (base_config, parse_config_arg,
-                                         shrink_for_local)
+from jaxunknowns.config_defaults import make_config, shrink_for_local
 
 
 def arm(**sections) -> ml_collections.ConfigDict:
@@ -126,11 +125,6 @@ def runlocal(c):
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variant, small = parse_config_arg(arg, VARIANTS, "batch_size",
-                                    "configs/landscape.py")
-  c = base_config()
-  landscape_fields(c)
-  variant(c)
-  if small:
-    runlocal(c)
-  return c
+  return make_config(arg, variants=VARIANTS, default="batch_size",
+                     config_file="configs/landscape.py", fields=landscape_fields,
+                     runlocal=runlocal)

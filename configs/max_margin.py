@@ -25,7 +25,7 @@ jaxunknowns/config_defaults.py; `optim.lr` and `optim.name` are not used
 
 import ml_collections
 
-from jaxunknowns.config_defaults import base_config, parse_config_arg
+from jaxunknowns.config_defaults import make_config
 
 
 def max_margin_fields(c):
@@ -109,11 +109,6 @@ def runlocal(c):
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variant, small = parse_config_arg(arg, VARIANTS, "soudry2d",
-                                    "configs/max_margin.py")
-  c = base_config()
-  max_margin_fields(c)
-  variant(c)
-  if small:
-    runlocal(c)
-  return c
+  return make_config(arg, variants=VARIANTS, default="soudry2d",
+                     config_file="configs/max_margin.py", fields=max_margin_fields,
+                     runlocal=runlocal)

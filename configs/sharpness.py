@@ -18,8 +18,7 @@ jaxunknowns/config_defaults.py and analysis/hessian.default_config().
 import ml_collections
 
 from jaxunknowns.analysis import hessian
-from jaxunknowns.config_defaults import (base_config, parse_config_arg,
-                                         shrink_for_local)
+from jaxunknowns.config_defaults import make_config, shrink_for_local
 
 
 def arm(**sections) -> ml_collections.ConfigDict:
@@ -87,11 +86,6 @@ def runlocal(c):
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variant, small = parse_config_arg(arg, VARIANTS, "fashion_lenet",
-                                    "configs/sharpness.py")
-  c = base_config()
-  sharpness_fields(c)
-  variant(c)
-  if small:
-    runlocal(c)
-  return c
+  return make_config(arg, variants=VARIANTS, default="fashion_lenet",
+                     config_file="configs/sharpness.py", fields=sharpness_fields,
+                     runlocal=runlocal)

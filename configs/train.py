@@ -12,8 +12,7 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import (base_config, parse_config_arg,
-                                         shrink_for_local)
+from jaxunknowns.config_defaults import make_config, shrink_for_local
 
 
 def mnist1d_mlp(c):
@@ -84,16 +83,15 @@ def runlocal(c):
   shrink_for_local(c, steps=20, checkpoint_every=10)
 
 
-def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variant, small = parse_config_arg(arg, VARIANTS, "mnist1d_mlp",
-                                    "configs/train.py")
-  c = base_config()
+def train_fields(c):
   c.experiment = "train"
   c.reference = ml_collections.ConfigDict({"test_accuracy": 0.0, "source": ""})
-  variant(c)
-  if small:
-    runlocal(c)
-  return c
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  return make_config(arg, variants=VARIANTS, default="mnist1d_mlp",
+                     config_file="configs/train.py", fields=train_fields,
+                     runlocal=runlocal)
 
 
 def get_sweep(arg: str = ""):

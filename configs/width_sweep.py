@@ -26,8 +26,7 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import (base_config, parse_config_arg,
-                                         shrink_for_local)
+from jaxunknowns.config_defaults import make_config, shrink_for_local
 
 
 def sweep_fields(c):
@@ -158,11 +157,6 @@ def runlocal(c):
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variant, small = parse_config_arg(arg, VARIANTS, "fashion",
-                                    "configs/width_sweep.py")
-  c = base_config()
-  sweep_fields(c)
-  variant(c)
-  if small:
-    runlocal(c)
-  return c
+  return make_config(arg, variants=VARIANTS, default="fashion",
+                     config_file="configs/width_sweep.py", fields=sweep_fields,
+                     runlocal=runlocal)

@@ -118,3 +118,17 @@ def parse_config_arg(arg: str, variants, default: str, config_file: str):
         f"unknown variant {(unknown_flags or [variant])[0]!r} of "
         f"{config_file}; valid: {', '.join(variants)} (optionally ',runlocal')")
   return variants[variant], "runlocal" in names
+
+
+def make_config(arg: str, *, variants, default: str, config_file: str,
+                fields, runlocal) -> ml_collections.ConfigDict:
+  """What every configs/*.py `get_config(arg)` does: the base config, the
+  experiment's own fields (`fields(c)`), the chosen variant, then `runlocal`
+  if ',runlocal' was asked for (see `parse_config_arg`)."""
+  variant, small = parse_config_arg(arg, variants, default, config_file)
+  c = base_config()
+  fields(c)
+  variant(c)
+  if small:
+    runlocal(c)
+  return c

@@ -10,6 +10,8 @@ from typing import Any, Mapping, Optional
 
 import ml_collections
 
+from jaxunknowns.errors import UserError
+
 
 def load_config(spec: str, overrides: Optional[Mapping[str, Any]] = None,
                 root: str = "") -> ml_collections.ConfigDict:
@@ -22,11 +24,32 @@ def load_config(spec: str, overrides: Optional[Mapping[str, Any]] = None,
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   config = module.get_config(arg)
-  with config.unlocked():
-    for dotted, value in (overrides or {}).items():
-      *parents, leaf = dotted.split(".")
-      node = config
-      for key in parents:
-        node = node[key]
-      node[leaf] = value
+  for dotted, value in (overrides or {}).items():
+    set_field(config, dotted, value, where="override")
   return config
+
+
+def set_field(config, dotted: str, value, where: str = "config"):
+  """Sets one dotted field ("optim.lr") of `config` in place: the one setter
+  that overrides, sweeps and grids share. An unknown field, a group of
+  fields, or a value the field's type refuses is a UserError naming the
+  field and `where`; a list given for a tuple field becomes a tuple."""
+  *parents, leaf = dotted.split(".")
+  node = config
+  for i, key in enumerate(parents + [leaf]):
+    if not hasattr(node, "keys") or key not in node:
+      raise UserError(
+          f"{where}: no such config field {dotted!r} (see the config file "
+          f"and jaxunknowns/config_defaults.py)")
+    if i < len(parents):
+      node = node[key]
+  if hasattr(node[leaf], "keys"):
+    raise UserError(f"{where}: {dotted!r} is a group of fields; set its "
+                    f"fields one by one (e.g. {dotted}.{next(iter(node[leaf]))})")
+  if isinstance(node[leaf], tuple) and isinstance(value, list):
+    value = tuple(value)
+  try:
+    node[leaf] = value
+  except (TypeError, ValueError) as e:
+    raise UserError(f"{where}: {dotted}={value!r} does not fit the field's "
+                    f"type {type(node[leaf]).__name__}") from e

@@ -39,6 +39,7 @@ import shlex
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from jaxunknowns import config_loading
 from jaxunknowns.errors import UserError
 
 SWEEP_JSON, SWEEP_MD, SWEEP_PNG = "sweep.json", "sweep.md", "sweep.png"
@@ -158,29 +159,11 @@ def run_name(overrides: Overrides, fields: Sequence[str]) -> str:
 
 
 def apply_overrides(config, overrides: Overrides, where: str):
-  """Sets dotted fields on a copy of the locked `config`; every unknown field
-  or value of the wrong type is a UserError naming the field and `where`."""
+  """A copy of the locked `config` with dotted fields set
+  (`config_loading.set_field`: bad fields are UserErrors naming `where`)."""
   config = copy.deepcopy(config)
   for dotted, value in overrides.items():
-    *parents, leaf = dotted.split(".")
-    node = config
-    for i, key in enumerate(parents + [leaf]):
-      if not hasattr(node, "keys") or key not in node:
-        raise UserError(
-            f"{where}: no such config field {dotted!r} (see the config file "
-            f"and jaxunknowns/config_defaults.py)")
-      if i < len(parents):
-        node = node[key]
-    if hasattr(node[leaf], "keys"):
-      raise UserError(f"{where}: {dotted!r} is a group of fields; sweep its "
-                      f"fields one by one (e.g. {dotted}.{next(iter(node[leaf]))})")
-    if isinstance(node[leaf], tuple) and isinstance(value, list):
-      value = tuple(value)
-    try:
-      node[leaf] = value
-    except (TypeError, ValueError) as e:
-      raise UserError(f"{where}: {dotted}={value!r} does not fit the field's "
-                      f"type {type(node[leaf]).__name__}") from e
+    config_loading.set_field(config, dotted, value, where=where)
   return config
 
 
