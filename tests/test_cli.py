@@ -199,7 +199,7 @@ def test_train_end_to_end_writes_every_artifact(finished):
     assert set(acc) == {"mean", "std", "per_seed"}
     assert len(acc["per_seed"]) == 2
     assert acc["mean"] == pytest.approx(np.mean(acc["per_seed"]), abs=1e-12)
-    assert acc["std"] == pytest.approx(np.std(acc["per_seed"]), abs=1e-12)
+    assert acc["std"] == pytest.approx(np.std(acc["per_seed"], ddof=1), abs=1e-12)
     assert all(0.15 < a <= 1.0 for a in acc["per_seed"]), acc  # chance: 0.10
   test_acc = summary["final"]["test"]["accuracy"]
   assert test_acc["per_seed"] == [test_rows[0]["accuracy"],

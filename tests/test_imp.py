@@ -294,7 +294,7 @@ def test_end_to_end_summary_figures_and_report(rewind0):
                == (level, variant, "test", STEPS)}
       assert acc["per_seed"] == [final[s] for s in SEEDS], (level, variant)
       assert acc["mean"] == pytest.approx(np.mean(acc["per_seed"]), abs=1e-12)
-      assert acc["std"] == pytest.approx(np.std(acc["per_seed"]), abs=1e-12)
+      assert acc["std"] == pytest.approx(np.std(acc["per_seed"], ddof=1), abs=1e-12)
       assert all(0.15 < a <= 1.0 for a in acc["per_seed"]), acc  # chance 0.10
       # Early stopping: the step of minimum validation loss (earliest of
       # equal minima) and the test accuracy there.
@@ -727,7 +727,7 @@ def test_stability_variant_writes_instability(stability, capsys):
     assert set(stat) == {"mean", "std", "per_seed"}
     assert stat["per_seed"] == [lmc[s]["instability"] for s in SEEDS]
     assert stat["mean"] == pytest.approx(np.mean(stat["per_seed"]), abs=1e-12)
-    assert stat["std"] == pytest.approx(np.std(stat["per_seed"]), abs=1e-12)
+    assert stat["std"] == pytest.approx(np.std(stat["per_seed"], ddof=1), abs=1e-12)
     assert entry["alphas"] == [0.0, 0.25, 0.5, 0.75, 1.0]  # 5 points
     for s in SEEDS:  # max error on the path minus the mean of the two ends
       errors = {r["alpha"]: r["error"] for r in path if r["seed"] == s}

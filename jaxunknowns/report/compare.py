@@ -22,10 +22,9 @@ so a verdict is as testable as the number it judges.
 """
 
 import dataclasses
-import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from jaxunknowns.report.text import markdown_table
+from jaxunknowns.report.text import markdown_table, std_of
 
 AGREES, DIFFERS, NOT_TESTABLE = "agrees", "differs", "not testable here"
 VERDICTS = (AGREES, DIFFERS, NOT_TESTABLE)
@@ -66,7 +65,7 @@ class Comparison:
   quantity: what is compared ("ticket accuracy at 10% weights (%)").
   paper:    the paper's value as text ("≥ dense", "98.1", "falls with width").
   source:   where the paper says so.
-  ours:     our value as text, with n ("61.9 ± 1.6 (n=3)").
+  ours:     our value as text, with n (`report.fmt`: "61.90 ± 1.60 (n=3)").
   verdict:  AGREES / DIFFERS / NOT_TESTABLE.
   rule:     the rule that decided the verdict, stated with our numbers.
   reasons:  for DIFFERS: the material protocol differences; for
@@ -122,19 +121,6 @@ def comparison(quantity: str, reference: Reference, ours: str,
 Stat = Mapping[str, Any]
 
 
-def _n(stat: Stat) -> int:
-  return len(stat.get("per_seed") or [stat["mean"]])
-
-
-def sample_std(stat: Stat) -> float:
-  """The sample standard deviation (ddof = 1) over the seeds; 0 for n = 1."""
-  values = [v for v in (stat.get("per_seed") or []) if v is not None]
-  if len(values) < 2:
-    return 0.0
-  mean = sum(values) / len(values)
-  return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def at_least(stat: Optional[Stat], threshold: float, *, scale: float = 100.0,
              unit: str = "", slack: float = 0.0) -> Tuple[Optional[bool], str]:
   """Ours ≥ threshold − slack (same units as the stat; `scale` for text)."""
@@ -167,7 +153,7 @@ def greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
   if not a or not b or a.get("mean") is None or b.get("mean") is None:
     return None, "not measured"
   gap = a["mean"] - b["mean"]
-  margin = max(2 * max(sample_std(a), sample_std(b)), floor)
+  margin = max(2 * max(std_of(a), std_of(b)), floor)
   holds = gap > margin
   return holds, (f"{a_name} − {b_name} = {gap * scale:+.2f}, "
                  f"{'>' if holds else '≤'} 2 × seed std "
@@ -181,7 +167,7 @@ def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
   if not a or not b or a.get("mean") is None or b.get("mean") is None:
     return None, "not measured"
   gap = a["mean"] - b["mean"]
-  margin = tolerance + 2 * max(sample_std(a), sample_std(b))
+  margin = tolerance + 2 * max(std_of(a), std_of(b))
   holds = abs(gap) <= margin
   return holds, (f"|{a_name} − {b_name}| = {abs(gap) * scale:.2f} "
                  f"{'≤' if holds else '>'} {margin * scale:.2f} "
@@ -262,16 +248,3 @@ def paragraph(comparisons: Sequence[Comparison]) -> str:
 
 def verdict_counts(comparisons: Sequence[Comparison]) -> Dict[str, int]:
   return {v: sum(c.verdict == v for c in comparisons) for v in VERDICTS}
-
-
-def stat_text(stat: Optional[Stat], scale: float = 100.0, digits: int = 2,
-              unit: str = "") -> str:
-  """'61.90 ± 1.60 (n=3)' with the sample std (ddof = 1)."""
-  if not stat or stat.get("mean") is None:
-    return "–"
-  n = _n(stat)
-  text = f"{stat['mean'] * scale:.{digits}f}{unit}"
-  if n > 1:
-    text += f" ± {sample_std(stat) * scale:.{digits}f}"
-  return text + f" (n={n})"
-

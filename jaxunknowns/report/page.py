@@ -36,6 +36,9 @@ CLAIM, CONFIG = "**Claim.**", "**Config.**"
 FIGURES, VERSUS = "## Figures", "## Ours beside the paper"
 DIFFER, DETAILS, RUN = "**Where and why we differ.**", "## Details", "**Run.**"
 PAGE_HEADINGS = (CLAIM, CONFIG, FIGURES, VERSUS, DIFFER, DETAILS, RUN)
+# The header line of every page: what "±" means.
+STATS_NOTE = ("*Numbers are mean ± sample standard deviation (ddof = 1) over "
+              "the n seeds stated beside them.*")
 
 
 @dataclasses.dataclass
@@ -83,7 +86,8 @@ class Page:
                              or "None."),
         f"{RUN} {self.run.strip()}",
     ]
-    return f"# {self.title}\n\n" + "\n\n".join(sections) + "\n"
+    return (f"# {self.title}\n\n{STATS_NOTE}\n\n" + "\n\n".join(sections)
+            + "\n")
 
 
 def write_page(workdir: str, page: Page) -> str:

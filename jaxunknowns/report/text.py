@@ -3,17 +3,30 @@ the machine-and-time line."""
 
 from typing import Any, Mapping, Optional, Sequence
 
+from jaxunknowns.metrics import sample_std
+
 
 def fmt(stat: Optional[Mapping[str, Any]], scale: float = 100.0,
         digits: int = 2) -> str:
-  """'88.41 ± 0.12 (n=4)' from a {mean, std, per_seed} dict."""
-  if not stat:
+  """'88.41 ± 0.12 (n=4)' from a {mean, std, per_seed} dict: ± is the sample
+  std (ddof = 1), recomputed from per_seed, so summaries written before the
+  switch from the population std read the same."""
+  if not stat or stat.get("mean") is None:
     return "–"
   n = len(stat.get("per_seed", []))
   s = f"{stat['mean'] * scale:.{digits}f}"
   if n > 1:
-    s += f" ± {stat['std'] * scale:.{digits}f}"
+    s += f" ± {std_of(stat) * scale:.{digits}f}"
   return s + f" (n={n})"
+
+
+def std_of(stat: Mapping[str, Any]) -> float:
+  """The sample std of a {mean, std, per_seed} dict, from its per-seed values
+  when they are all numbers."""
+  values = stat.get("per_seed") or []
+  if values and all(isinstance(v, (int, float)) for v in values):
+    return sample_std(values)
+  return float(stat.get("std") or 0.0)
 
 
 def within_seed_spread(diff: Mapping[str, Any], floor: float = 0.005) -> bool:
