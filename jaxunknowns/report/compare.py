@@ -96,17 +96,21 @@ def comparison(quantity: str, reference: Reference, ours: str,
             holds: Optional[bool], rule: str, *,
             paper: Optional[str] = None,
             our_protocol: Optional[Mapping[str, Any]] = None,
+            declared: Sequence[str] = (),
             why_not_testable: str = "") -> Comparison:
   """A Comparison whose verdict is `holds` (None: not testable here).
 
   `paper` defaults to the reference's value. On DIFFERS, the reasons are the
-  reference's protocol settings that differ materially from `our_protocol`;
-  on NOT_TESTABLE, `why_not_testable`.
+  reference's protocol settings that differ materially from `our_protocol`,
+  plus any differences a config `declared` in words; on NOT_TESTABLE,
+  `why_not_testable`.
   """
   verdict = verdict_of(holds)
   reasons: Tuple[str, ...] = ()
-  if verdict == DIFFERS and our_protocol is not None:
-    reasons = tuple(protocol_differences(reference.protocol, our_protocol))
+  if verdict == DIFFERS:
+    if our_protocol is not None:
+      reasons = tuple(protocol_differences(reference.protocol, our_protocol))
+    reasons += tuple(declared)
   elif verdict == NOT_TESTABLE:
     reasons = (why_not_testable or "not measured in this run",)
   return Comparison(quantity=quantity,
