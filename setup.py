@@ -26,6 +26,8 @@ EXTRAS = {
              "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
     # TFDS catalogue image datasets (MNIST, CIFAR-10, ...) decode with TF.
     "tfds": ["tensorflow>=2.18", "importlib_resources"],
+    # Sweeps on a Ray cluster: python -m jaxunknowns.sweep ... --executor=ray
+    "ray": ["ray>=2.40"],
     "cuda": ["jax[cuda12]>=0.10.2"],
     "tpu": ["jax[tpu]>=0.10.2"],
 }

@@ -39,7 +39,7 @@ import shlex
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from jaxunknowns import config_loading
+from jaxunknowns import config_loading, executors
 from jaxunknowns.errors import UserError
 
 SWEEP_JSON, SWEEP_MD, SWEEP_PNG = "sweep.json", "sweep.md", "sweep.png"
@@ -288,17 +288,22 @@ def _fmt_cell(v) -> str:
   return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def aggregate(runs: Sequence[Run], root: str, meta: Mapping[str, Any]):
-  """Writes ROOT/sweep.json, sweep.md and sweep.png from the runs' summaries."""
+def aggregate(runs: Sequence[Run], root: str, meta: Mapping[str, Any],
+              failures: Optional[Mapping[str, str]] = None):
+  """Writes ROOT/sweep.json, sweep.md and sweep.png from the runs' summaries
+  (`failures`: {run name: why} of the runs that failed this time)."""
   from jaxunknowns.metrics import read_json, write_json  # pylint: disable=g-import-not-at-top
   fields = swept_fields([r.overrides for r in runs])
   rows = []
   for run in runs:
     summary = read_json(os.path.join(run.workdir, "summary.json"))
-    rows.append({"name": run.name, "workdir": run.workdir,
-                 "overrides": run.overrides,
-                 "status": "finished" if summary is not None else "missing",
-                 "metrics": headline_numbers(summary or {})})
+    status = "finished" if summary is not None else "missing"
+    row = {"name": run.name, "workdir": run.workdir,
+           "overrides": run.overrides, "status": status,
+           "metrics": headline_numbers(summary or {})}
+    if summary is None and (failures or {}).get(run.name):
+      row.update(status="failed", error=failures[run.name])
+    rows.append(row)
   metric_names = list(dict.fromkeys(m for r in rows for m in r["metrics"]))
   headline = _headline(metric_names)
   if headline:  # The headline metric first, the rest as the summaries list them.
@@ -325,7 +330,8 @@ def _write_markdown(path: str, result: Mapping, figure: Optional[str]):
     if row["status"] == "finished":
       cells += [_fmt_stat(m, row["metrics"].get(m)) for m in metrics]
     else:
-      cells += ["not run"] * len(metrics)
+      cells += [row["status"] if row["status"] == "failed" else "not run"
+                ] * len(metrics)
     table.append(cells + [f"`{row['name']}`"])
   finished = sum(r["status"] == "finished" for r in result["runs"])
   sections = [
@@ -335,6 +341,10 @@ def _write_markdown(path: str, result: Mapping, figure: Optional[str]):
       + f": {finished} of {len(result['runs'])} runs finished. Each number is "
       "the mean ± std over the run's seeds, from its summary.json.",
       report.markdown_table(header + ["workdir"], table)]
+  failed = [r for r in result["runs"] if r["status"] == "failed"]
+  if failed:
+    sections.append("Failed runs:\n\n" + report.markdown_table(
+        ["run", "why"], [[f"`{r['name']}`", r["error"]] for r in failed]))
   if not metrics:
     sections.append("The runs' summary.json files hold no {mean, std} "
                     "statistics outside lists: see each run's report.md.")
@@ -405,17 +415,25 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
               overrides: Optional[Mapping[str, Any]] = None, *,
               base_config=None, dry_run: bool = False,
               aggregate_only: bool = False, overwrite: bool = False,
+              executor: str = "local",
+              executor_options: Optional[Mapping[str, Any]] = None,
               out=None) -> Optional[dict]:
   """Plans, runs (unless finished) and aggregates one sweep of a config.
 
   `spec` is 'configs/x.py[:arg]'; `overrides` are command-line style
   {dotted field: value} applied to every run; `base_config` is the config
-  already built with them (the CLI passes its flag's value).
+  already built with them (the CLI passes its flag's value). `executor` is
+  "local" (one after another, here) or "ray" (`executors.run_ray`, with
+  `executor_options`). Runs that fail are listed in sweep.json/sweep.md and
+  the sweep then raises a UserError naming them, after aggregating the rest.
   """
   from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
   out = out or sys.stdout  # Looked up per call: tests capture sys.stdout.
   if dry_run and aggregate_only:
     raise UserError("--dry_run and --aggregate_only exclude each other")
+  if executor not in executors.EXECUTORS:
+    raise UserError(f"--executor={executor!r}: must be one of "
+                    f"{', '.join(executors.EXECUTORS)}")
   if os.path.exists(root) and not os.path.isdir(root):
     raise UserError(f"sweep workdir {root} exists and is not a folder")
   overrides = dict(overrides or {})
@@ -436,24 +454,26 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
     for run in runs:
       print(f"[{run.status}] {command_line(spec, run, overrides)}", file=out)
     return None
+  failures = {}
   if aggregate_only:
     if not any(run.finished for run in runs):
       raise UserError(f"no finished run of sweep {name!r} under {root}; "
                       f"run the sweep first (without --aggregate_only)")
+  elif executor == "ray":
+    failures = executors.run_ray(runs, overwrite, out,
+                                 **dict(executor_options or {}))
   else:
-    _execute(runs, overwrite, out)
-  return aggregate(runs, root, meta)
-
-
-def _execute(runs: Sequence[Run], overwrite: bool, out):
-  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
-  for i, run in enumerate(runs, 1):
-    if run.finished and not overwrite:
-      print(f"[{i}/{len(runs)}] {run.name}: finished, skipped", file=out)
-      continue
-    print(f"[{i}/{len(runs)}] {run.name}: running", file=out)
-    out.flush()
-    main.run(run.config, run.workdir, overwrite)
+    failures = executors.run_local(runs, overwrite, out)
+  failures = {k: v for k, v in failures.items() if v}
+  result = aggregate(runs, root, meta, failures)
+  if failures:
+    for run_name, why in failures.items():
+      print(f"FAILED {run_name}: {why}", file=out)
+    raise UserError(
+        f"{len(failures)} of {len(runs)} runs of sweep {name!r} failed "
+        f"({', '.join(failures)}); the others are aggregated in "
+        f"{os.path.join(root, SWEEP_MD)}; rerun the command to retry them")
+  return result
 
 
 # -----------------------------------------------------------------------------
@@ -472,6 +492,18 @@ def _cli():
                     "run and write nothing.")
   flags.DEFINE_bool("aggregate_only", False, "Rebuild sweep.json/.md/.png "
                     "from the finished runs' workdirs; run nothing.")
+  flags.DEFINE_enum("executor", "local", list(executors.EXECUTORS),
+                    "local: runs one after another here; ray: each run a "
+                    "task on the Ray cluster (RAY_ADDRESS or a local one).")
+  flags.DEFINE_string("ray_address", "", "Ray cluster address (default: "
+                      "RAY_ADDRESS, else start a local cluster).")
+  flags.DEFINE_float("ray_cpus", 1, "CPUs each run's Ray task reserves.")
+  flags.DEFINE_float("ray_gpus", 0, "GPUs each run's Ray task reserves.")
+  flags.DEFINE_string("ray_resources", "", "Other Ray resources each task "
+                      "reserves, e.g. TPU=4.")
+  flags.DEFINE_integer("max_retries", 2, "Times a Ray task whose worker died "
+                       "(preemption, OOM kill) is retried; it resumes from "
+                       "its checkpoint.")
   flag_values = flags.FLAGS
 
   def sweep_main(argv):
@@ -491,7 +523,15 @@ def _cli():
                 config_flags.get_override_values(config_flag),
                 base_config=config, dry_run=flag_values.dry_run,
                 aggregate_only=flag_values.aggregate_only,
-                overwrite=flag_values.overwrite)
+                overwrite=flag_values.overwrite,
+                executor=flag_values.executor,
+                executor_options=dict(
+                    address=flag_values.ray_address,
+                    num_cpus=flag_values.ray_cpus,
+                    num_gpus=flag_values.ray_gpus,
+                    resources=executors.parse_resources(
+                        flag_values.ray_resources),
+                    max_retries=flag_values.max_retries))
     except UserError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)

@@ -1,0 +1,110 @@
+"""Where a sweep's runs execute: here, one after another, or on a Ray cluster.
+
+Both executors take the planned runs (each a config and a workdir) and return
+{run name: None if it finished, else why it failed}. A run's workdir is its
+state: a run that stops for any reason resumes from its checkpoints the next
+time it is executed, and a finished one (summary.json present) is skipped.
+So retrying a task is simply running it again, and one run's failure never
+costs another's results: the sweep aggregates what finished and lists the rest.
+
+Ray (`--executor=ray`, `pip install -e '.[ray]'`): every run is one task on the
+cluster named by `--ray_address` or RAY_ADDRESS (else a local cluster is
+started), reserving `--ray_cpus`/`--ray_gpus` (or a TPU resource,
+`--ray_resources=TPU=4`) for its lifetime. A task whose worker dies (a
+preempted node, an out-of-memory kill) is retried up to `--max_retries` times
+and resumes from its checkpoint; an exception raised by the run itself (bad
+input, a diverged loss) is deterministic and is not retried. Every node must
+reach the sweep root at the same path (a shared filesystem): launch/README.md
+says how to start such a cluster.
+"""
+
+import os
+import traceback
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+
+from jaxunknowns.errors import UserError
+
+EXECUTORS = ("local", "ray")
+Outcomes = Dict[str, Optional[str]]
+
+
+def _run_one(config, workdir: str, overwrite: bool) -> Optional[str]:
+  """Runs one sweep run in this process; the failure text, or None."""
+  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
+  try:
+    main.run(config, workdir, overwrite)
+    return None
+  except UserError as e:
+    return str(e)
+  except Exception as e:  # pylint: disable=broad-except
+    # A crash inside one run must not lose the others: keep its last line.
+    last = traceback.format_exception_only(type(e), e)[-1].strip()
+    return f"crashed: {last}"
+
+
+def run_local(runs: Sequence[Any], overwrite: bool, out) -> Outcomes:
+  outcomes = {}
+  for i, run in enumerate(runs, 1):
+    if run.finished and not overwrite:
+      print(f"[{i}/{len(runs)}] {run.name}: finished, skipped", file=out)
+      outcomes[run.name] = None
+      continue
+    print(f"[{i}/{len(runs)}] {run.name}: running", file=out)
+    out.flush()
+    outcomes[run.name] = _run_one(run.config, run.workdir, overwrite)
+  return outcomes
+
+
+def parse_resources(text: str) -> Dict[str, float]:
+  """'TPU=4,accel=1' -> {'TPU': 4.0, 'accel': 1.0} (Ray custom resources)."""
+  resources = {}
+  for item in filter(None, (t.strip() for t in text.split(","))):
+    name, _, amount = item.partition("=")
+    try:
+      resources[name.strip()] = float(amount)
+    except ValueError:
+      raise UserError(f"--ray_resources: {item!r} is not NAME=AMOUNT") from None
+  return resources
+
+
+def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
+            address: str = "", num_cpus: float = 1, num_gpus: float = 0,
+            resources: Optional[Mapping[str, float]] = None,
+            max_retries: int = 2,
+            init: Optional[Callable[..., Any]] = None) -> Outcomes:
+  """Every unfinished run as one Ray task; waits for all of them."""
+  try:
+    import ray  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise UserError("--executor=ray needs Ray: pip install -e '.[ray]'") from None
+  if max_retries < 0 or num_cpus < 0 or num_gpus < 0:
+    raise UserError("--max_retries, --ray_cpus and --ray_gpus must be >= 0")
+  address = address or os.environ.get("RAY_ADDRESS", "")
+  if not ray.is_initialized():
+    (init or ray.init)(address=address or None, log_to_driver=False)
+
+  task = ray.remote(_run_one).options(
+      num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
+      max_retries=max_retries, retry_exceptions=False)
+  outcomes, pending = {}, {}
+  for run in runs:
+    if run.finished and not overwrite:
+      print(f"{run.name}: finished, skipped", file=out)
+      outcomes[run.name] = None
+      continue
+    pending[task.remote(run.config, run.workdir, overwrite)] = run.name
+  print(f"{len(pending)} runs submitted to Ray "
+        f"({address or 'a local cluster'})", file=out)
+  out.flush()
+  while pending:
+    done, _ = ray.wait(list(pending), num_returns=1)
+    name = pending.pop(done[0])
+    try:
+      outcomes[name] = ray.get(done[0])
+    except ray.exceptions.RayError as e:  # retries used up: the worker died
+      outcomes[name] = f"task failed after {max_retries} retries: " + (
+          str(e).strip().splitlines() or [type(e).__name__])[0]
+    print(f"{name}: {'finished' if outcomes[name] is None else 'FAILED'} "
+          f"({len(pending)} left)", file=out)
+    out.flush()
+  return outcomes

@@ -1,0 +1,107 @@
+"""The sweep on a Ray cluster (`--executor=ray`): a local 2-CPU cluster started
+by the test. The same sweep through Ray and through the local executor must
+give the same sweep.json; a task whose worker is killed mid-run is retried
+and resumes from its checkpoint, ending where an uninterrupted run ends.
+"""
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+psutil = pytest.importorskip("psutil")
+
+from jaxunknowns import sweep  # pylint: disable=g-import-not-at-top
+from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+from run_helpers import read_json  # pylint: disable=g-import-not-at-top
+from test_sweep import TINY, TRAIN, write_config  # pylint: disable=g-import-not-at-top
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+           runtime_env={"env_vars": {"JAX_PLATFORMS": "cpu",
+                                     "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}})
+  yield
+  ray.shutdown()
+
+
+def _comparable(result):
+  """sweep.json without what differs between two roots (paths)."""
+  return [(r["name"], r["status"], r["overrides"], r["metrics"])
+          for r in result["runs"]]
+
+
+def test_ray_sweep_equals_the_local_sweep(cluster, tmp_path):
+  spec = write_config(tmp_path, '{"s": grid(**{"optim.lr": [1e-3, 3e-3], '
+                                '"seed": [0, 1]})}')
+  local = sweep.run_sweep(spec, str(tmp_path / "local"), None, TINY)
+  on_ray = sweep.run_sweep(spec, str(tmp_path / "ray"), None, TINY,
+                           executor="ray")
+  assert len(on_ray["runs"]) == 4
+  assert all(r["status"] == "finished" for r in on_ray["runs"])
+  assert _comparable(on_ray) == _comparable(local)
+  assert read_json(tmp_path / "ray" / "sweep.json")["runs"][0]["metrics"] == (
+      local["runs"][0]["metrics"])
+
+
+def _kill_worker_after_checkpoint(workdir: Path, killed: list):
+  """Kills the Ray worker running the task once its first checkpoint lands."""
+  deadline = time.time() + 240
+  while time.time() < deadline and not killed:
+    ckpts = workdir / "checkpoints"
+    if ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir()):
+      for proc in psutil.process_iter(["cmdline"]):
+        if "ray::_run_one" in " ".join(proc.info["cmdline"] or []):
+          proc.kill()
+          killed.append(proc.pid)
+      return
+    time.sleep(0.05)
+
+
+def test_killed_task_is_retried_and_resumes_from_its_checkpoint(cluster,
+                                                                 tmp_path):
+  long = {**TINY, "train.steps": 400, "train.checkpoint_every": 100,
+          "train.eval_every": 100}
+  spec = write_config(tmp_path, '{"s": grid(**{"optim.lr": [1e-3]})}')
+  reference = sweep.run_sweep(spec, str(tmp_path / "local"), None, long)
+  workdir = tmp_path / "ray" / "lr=0.001"
+  killed = []
+  watcher = threading.Thread(target=_kill_worker_after_checkpoint,
+                             args=(workdir, killed))
+  watcher.start()
+  result = sweep.run_sweep(spec, str(tmp_path / "ray"), None, long,
+                           executor="ray",
+                           executor_options={"max_retries": 2})
+  watcher.join()
+  assert killed, "the test never saw the task's worker to kill it"
+  summary = read_json(workdir / "summary.json")
+  assert summary["resumed_from_step"] and summary["resumed_from_step"] >= 100
+  assert _comparable(result) == _comparable(reference)
+
+
+def test_a_failing_run_keeps_the_others_and_is_listed(cluster, tmp_path):
+  # SGD at lr = 1e9 diverges: a deterministic failure, not retried.
+  spec = write_config(tmp_path, '{"s": grid(**{"optim.lr": [1e-3, 1e9]})}')
+  with pytest.raises(UserError, match=r"1 of 2 runs .* failed \(lr=1e\+09\)"):
+    sweep.run_sweep(spec, str(tmp_path / "ray"), None,
+                    {**TINY, "optim.name": "sgd"}, executor="ray",
+                    executor_options={"max_retries": 0})
+  saved = read_json(tmp_path / "ray" / "sweep.json")
+  status = {r["name"]: r["status"] for r in saved["runs"]}
+  assert status == {"lr=0.001": "finished", "lr=1e+09": "failed"}
+  failed = next(r for r in saved["runs"] if r["status"] == "failed")
+  assert "loss became" in failed["error"]
+  assert "Failed runs" in (tmp_path / "ray" / "sweep.md").read_text()
+
+
+def test_unknown_executor_is_one_line():
+  with pytest.raises(UserError, match="--executor='slurm'"):
+    sweep.run_sweep(TRAIN, "/tmp/never_written", None, TINY,
+                    executor="slurm")
