@@ -34,7 +34,7 @@ import numpy as np
 import optax
 from absl import app, flags
 
-from jaxunknowns import batching, config_defaults, pruning
+from jaxunknowns import batching, config_defaults, optim, pruning
 from jaxunknowns.data import Dataset, Split, load_dataset
 from jaxunknowns.models import create_model
 from jaxunknowns.trainer import Trainer
@@ -146,7 +146,7 @@ def row_lenet(results, steps):
   ours = time_trainer(Trainer(c, data, model), [0], steps)
   bare = bare_scan_steps_per_s(data, c, steps)
   masked = time_trainer(Trainer(c, data, model, tx_wrapper=functools.partial(
-      pruning.with_pruning_mask, mask=None)), [0], steps)
+      optim.with_update_mask, initial_mask=pruning.ones_mask)), [0], steps)
   row = {"trainer": ours, "bare_scan": bare, "trainer_with_mask": masked}
   print("\n1. LeNet-300-100, Adam, batch 60 (steps/s)")
   print(f"   jaxunknowns trainer           {ours:8.0f}")
@@ -216,7 +216,7 @@ def row_imp(results, steps):
     return
   model = create_model(config.model, data.num_classes)
   trainer = Trainer(config, data, model, tx_wrapper=functools.partial(
-      pruning.with_pruning_mask, mask=None))
+      optim.with_update_mask, initial_mask=pruning.ones_mask))
   level_rate = time_trainer(trainer, list(range(15)), steps)
   dense_rate = time_trainer(trainer, list(range(5)), steps)
   per_level = 50000 / level_rate

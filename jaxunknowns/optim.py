@@ -148,51 +148,103 @@ def global_norm(tree) -> jax.Array:
 
 
 # -----------------------------------------------------------------------------
-# Per-entry update masks (BN-only training and its controls)
+# The masked-update transform (IMP's pruning masks, BN-only's frozen weights)
 # -----------------------------------------------------------------------------
 # `freeze` / `train_only` above choose whole leaves, the same for every run.
-# BN-only's controls need finer and per-run choices (two random weights per
-# channel, a different draw per seed) while every arm trains in one compiled
-# program. So the mask is *data*: a params-shaped tree of bool arrays held in
-# the optimizer state (one per run under the trainer's vmap), like the
-# pruning mask of pruning/mask_transform.py but covering every leaf.
+# Pruning and BN-only's controls need per-entry, per-run choices (a different
+# ticket or random draw per seed) while every run trains in one compiled
+# program. So the mask is *data*: a params-shaped tree held in the optimizer
+# state, bool arrays (True = the entry trains) with None at leaves that are
+# never masked. Being data, it is vmapped with the state (one mask per run),
+# checkpointed with it (a resumed run keeps its mask), and swapped by
+# `set_update_mask` without retracing the jitted step.
+#
+# Why mask both before and after the inner optimizer: *after* is what keeps
+# masked entries fixed -- given a zero gradient, momentum residue, Adam's
+# leftover moments or weight decay would still move them; masking the final
+# update makes `param - lr * 0` the only possible step (a pruned weight stays
+# exactly 0, a frozen one bit for bit unchanged). *Before* makes the inner
+# optimizer see only the trained entries: their moments stay zero and
+# coordinate-coupled statistics (global-norm clipping, trust ratios) are those
+# of the smaller network. Neither alone is enough.
+#
+# Masking is a `jnp.where`, not a product: it keeps the dtype (a float mask
+# would promote bf16) and a NaN/inf at a masked entry cannot leak as NaN * 0.
+# At an IMP rewind the trainer builds a fresh optimizer state (zero moments,
+# as OpenLTH re-creates its optimizer every level) and sets the mask into it.
 
 
 class UpdateMaskState(NamedTuple):
-  """State of `with_update_mask`: True = this entry trains."""
+  """State of `with_update_mask`: the mask and the wrapped optimizer's state."""
   mask: Any
   inner_state: optax.OptState
 
 
-def _where(mask, tree):
-  # A `where`, not a product: a NaN/inf elsewhere cannot leak as NaN * 0.
-  return jax.tree.map(lambda m, x: jnp.where(m, x, jnp.zeros((), x.dtype)),
-                      mask, tree)
+def _is_none(x) -> bool:
+  return x is None
 
 
-def with_update_mask(inner: optax.GradientTransformation
-                     ) -> optax.GradientTransformation:
+@jax.jit
+def apply_mask(tree, mask):
+  """`tree` (params, grads, updates) with the entries where mask is False set
+  to zero; leaves where the mask is None pass through. With or without a
+  leading run axis (mask and tree must agree on it)."""
+  def mask_leaf(m, x):
+    if m is None or x is None:
+      return x
+    return jnp.where(m, x, jnp.zeros((), jnp.asarray(x).dtype))
+  return jax.tree.map(mask_leaf, mask, tree, is_leaf=_is_none)
+
+
+def _as_bool(mask):
+  return jax.tree.map(lambda m: jnp.asarray(m).astype(bool), mask)
+
+
+def with_update_mask(inner: optax.GradientTransformation, initial_mask=None
+                     ) -> optax.GradientTransformationExtraArgs:
   """`inner` restricted to the entries where the mask (in its state) is True.
 
-  The mask starts all True (`init`); `set_update_mask` replaces it. Masked
-  entries get an update of exactly +0.0, so `param - lr * 0` is the param
-  bit for bit: no gradient, momentum or weight decay moves them. The
-  gradients and params going *into* `inner` are masked too, so its moments
-  and any coupled statistic (global-norm clipping) see only trained entries.
+  `initial_mask`: a mask, or a function params -> mask (IMP passes
+  `pruning.ones_mask`: every prunable kernel kept, None elsewhere); None
+  means every entry of every leaf trains. `set_update_mask` replaces it.
   """
+  inner = optax.with_extra_args_support(inner)
+
   def init_fn(params):
-    mask = jax.tree.map(lambda p: jnp.ones(jnp.shape(p), bool), params)
+    if initial_mask is None:
+      mask = jax.tree.map(lambda p: jnp.ones(jnp.shape(p), bool), params)
+    else:
+      mask = _as_bool(initial_mask(params) if callable(initial_mask)
+                      else initial_mask)
+    _check_matches(mask, params)
     return UpdateMaskState(mask=mask, inner_state=inner.init(params))
 
-  def update_fn(updates, state, params=None):
+  def update_fn(updates, state, params=None, **extra_args):
     m = state.mask
-    updates = _where(m, updates)
+    updates = apply_mask(updates, m)
     if params is not None:
-      params = _where(m, params)
-    updates, inner_state = inner.update(updates, state.inner_state, params)
-    return _where(m, updates), UpdateMaskState(m, inner_state)
+      params = apply_mask(params, m)
+    updates, inner_state = inner.update(updates, state.inner_state, params,
+                                        **extra_args)
+    return apply_mask(updates, m), UpdateMaskState(m, inner_state)
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _check_matches(mask, reference):
+  """The mask must have the reference's tree structure (None leaves aside)
+  and its leaves their shapes."""
+  def check(path, m, r):
+    if m is not None and np.shape(m) != np.shape(r):
+      raise ValueError(f"update mask at {jax.tree_util.keystr(path)} has "
+                       f"shape {np.shape(m)}, expected {np.shape(r)}")
+  try:
+    jax.tree_util.tree_map_with_path(check, mask, reference, is_leaf=_is_none)
+  except ValueError as e:
+    if "update mask at" in str(e):
+      raise
+    raise ValueError(f"the update mask does not have the expected tree "
+                     f"structure: {e}") from e
 
 
 def _is_mask_state(x) -> bool:
@@ -200,6 +252,7 @@ def _is_mask_state(x) -> bool:
 
 
 def get_update_mask(opt_state):
+  """The mask of the (single) `with_update_mask` anywhere in `opt_state`."""
   found = [s for s in jax.tree.leaves(opt_state, is_leaf=_is_mask_state)
            if _is_mask_state(s)]
   if len(found) != 1:
@@ -208,20 +261,32 @@ def get_update_mask(opt_state):
   return found[0].mask
 
 
+def _place_like(old, new):
+  """`new` on `old`'s devices, committed iff `old` is: jit keys its compiled
+  programs on placement too, so anything else would recompile the step."""
+  if isinstance(old, jax.core.Tracer) or isinstance(new, jax.core.Tracer):
+    return new
+  if old.committed:
+    return new if new.committed and new.sharding == old.sharding else (
+        jax.device_put(new, old.sharding))
+  if new.committed:  # Back to an uncommitted, default-placed array.
+    return jnp.asarray(np.asarray(new))
+  return new
+
+
 def set_update_mask(opt_state, mask):
-  """`opt_state` with its update mask replaced (same structure and shapes,
-  placed like the old mask so a jitted step does not recompile)."""
+  """`opt_state` with its update mask replaced. The new mask must have the
+  old one's structure (None leaves included) and shapes (else ValueError);
+  values are cast to bool (nonzero = trains) and placed like the old mask,
+  so a jitted step neither retraces nor recompiles. Only the mask changes."""
   old = get_update_mask(opt_state)
   if jax.tree.structure(old) != jax.tree.structure(mask):
-    raise ValueError("the new update mask does not have the params' structure")
-
-  def place(o, n):
-    if np.shape(o) != np.shape(n):
-      raise ValueError(f"update mask leaf has shape {np.shape(n)}, "
-                       f"expected {np.shape(o)}")
-    n = jnp.asarray(n, bool)
-    return jax.device_put(n, o.sharding) if isinstance(o, jax.Array) else n
-  new = jax.tree.map(place, old, mask)
+    raise ValueError(
+        "the new update mask has a different tree structure from the current "
+        f"one:\n  current: {jax.tree.structure(old)}\n"
+        f"  new:     {jax.tree.structure(mask)}")
+  _check_matches(mask, old)
+  new = jax.tree.map(_place_like, old, _as_bool(mask))
   return jax.tree.map(lambda s: s._replace(mask=new) if _is_mask_state(s)
                       else s, opt_state, is_leaf=_is_mask_state)
 

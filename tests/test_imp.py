@@ -37,7 +37,7 @@ import optax
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
-from jaxunknowns import config_loading, pruning
+from jaxunknowns import config_loading, optim, pruning
 from jaxunknowns.errors import UserError
 from jaxunknowns.trainer import Trainer
 from run_helpers import (assert_report_rebuilds, read_json, run_in_process,
@@ -163,7 +163,7 @@ def biases(state):
 
 
 def opt_masks(state):
-  mask = pruning.get_mask(state["opt_state"])
+  mask = optim.get_update_mask(state["opt_state"])
   return {n: np.asarray(mask[n]["kernel"]) for n in LAYERS}
 
 
@@ -461,7 +461,8 @@ def test_late_rewinding_restores_the_step_k_weights(rewind10):
   # Independently: the dense initialization trained for 10 steps.
   trainer = runs.build_trainer(
       rewind10.config,
-      tx_wrapper=functools.partial(pruning.with_pruning_mask, mask=None))
+      tx_wrapper=functools.partial(optim.with_update_mask,
+                                   initial_mask=pruning.ones_mask))
   state = trainer.init_state(SEEDS)
   for a, b in zip(jax.tree.leaves(host_copy(state)),
                   jax.tree.leaves(dense.start)):

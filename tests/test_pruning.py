@@ -7,14 +7,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from jaxunknowns.errors import UserError
 from jaxunknowns.pruning import (
-    PruningMaskState, apply_mask, get_mask, layer_names, ones_mask,
-    prune_global, prune_layerwise, prune_to_sparsity, random_mask_like,
-    reset_inner_state, set_mask, sparsity_report, with_pruning_mask)
+    layer_names, ones_mask, prune_global, prune_layerwise, prune_to_sparsity,
+    random_mask_like, sparsity_report)
 
 # ---------------------------------------------------------------- Fixtures
 
@@ -56,44 +54,6 @@ def numpy_prune(weights, alive, count):
   alive[order[:count]] = False
   return alive
 
-
-def grad_sequence(params, steps, seed):
-  """`steps` random nonzero gradients per leaf, stacked on a leading axis.
-
-  Drawn with numpy: generating them with jax.random inside the scanned step
-  would dominate the compile time of every test.
-  """
-  r = np.random.RandomState(seed)
-  return jax.tree.map(
-      lambda x: r.normal(size=(steps,) + x.shape).astype(np.float32), params)
-
-
-def make_train(tx):
-  """A jitted `run(params, opt_state, grads)` that scans over the grads."""
-  @jax.jit
-  def run(params, opt_state, grads):
-    def body(carry, g):
-      p, s = carry
-      updates, s = tx.update(g, s, p)
-      return (optax.apply_updates(p, updates), s), None
-    (params, opt_state), _ = jax.lax.scan(body, (params, opt_state), grads)
-    return params, opt_state
-  return run
-
-
-@functools.lru_cache(maxsize=None)
-def masked_trainer(name):
-  """(tx, run) per optimizer, so each is compiled once for the whole file."""
-  tx = with_pruning_mask(OPTIMIZERS[name]())
-  return tx, make_train(tx)
-
-
-OPTIMIZERS = {
-    "adam": lambda: optax.adam(1e-2),
-    "adamw": lambda: optax.adamw(1e-2, weight_decay=0.1),
-    "decay+momentum": lambda: optax.chain(
-        optax.add_decayed_weights(1e-2), optax.sgd(1e-2, momentum=0.9)),
-}
 
 # ---------------------------------------------------------------- Names, masks
 
@@ -141,170 +101,6 @@ def test_layer_names_on_real_flax_modules():
   mask = ones_mask(params)
   assert mask["Block_0"]["BatchNorm_0"] == {"scale": None, "bias": None}
   assert mask["output"]["bias"] is None
-
-
-# ---------------------------------------------------------------- Optimizer
-
-
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
-@pytest.mark.parametrize("switch_in_mid_training", [False, True])
-def test_masked_weights_stay_exactly_zero(name, switch_in_mid_training):
-  params = make_params()
-  mask = prune_global(params, ones_mask(params), 0.5)
-  tx, run = masked_trainer(name)
-  if switch_in_mid_training:
-    # Train dense first, so momentum / Adam moments of every weight are
-    # nonzero when the mask arrives.
-    opt_state = tx.init(params)
-    params, opt_state = run(params, opt_state, grad_sequence(params, 200, 1))
-    inner = jax.tree.leaves(opt_state.inner_state)
-    assert any(float(jnp.abs(x).max()) > 0 for x in inner if x.ndim == 2)
-    opt_state = set_mask(opt_state, mask)
-  else:
-    opt_state = tx.init(params)
-    opt_state = set_mask(opt_state, mask)
-  params = apply_mask(params, mask)
-  before = params
-  params, opt_state = run(params, opt_state, grad_sequence(params, 200, 2))
-
-  for name_, m in masks_by_name(mask).items():
-    w = kernels_by_name(params)[name_]
-    w0 = kernels_by_name(before)[name_]
-    assert np.all(w[~m] == 0.0), f"pruned weights of {name_} moved"
-    assert np.mean(w[m] != w0[m]) > 0.99, f"kept weights of {name_} frozen"
-  # Biases and normalisation params are not masked.
-  assert np.all(np.asarray(params["Conv_0"]["bias"]) !=
-                np.asarray(before["Conv_0"]["bias"]))
-  assert np.all(np.asarray(params["BatchNorm_0"]["scale"]) !=
-                np.asarray(before["BatchNorm_0"]["scale"]))
-  # Moments of pruned weights are zero only if they were zero at the switch.
-  if not switch_in_mid_training and name != "decay+momentum":
-    mu = opt_state.inner_state[0].mu["Dense_0"]["kernel"]
-    assert np.all(np.asarray(mu)[~masks_by_name(mask)["Dense_0"]] == 0.0)
-
-
-def test_masking_gradients_alone_would_revive_pruned_weights():
-  """The control: without the mask after the optimizer, Adam's leftover
-  moments move pruned weights -- so the test above can fail."""
-  params = make_params()
-  mask = prune_global(params, ones_mask(params), 0.5)
-  tx, run = masked_trainer("adam")
-  state = tx.init(params)  # all-ones mask: plain Adam
-  params, state = run(params, state, grad_sequence(params, 200, 1))
-  adam = optax.adam(1e-2)
-  grads_only = optax.GradientTransformation(
-      adam.init, lambda u, s, p=None: adam.update(apply_mask(u, mask), s, p))
-  params = apply_mask(params, mask)
-  params, _ = make_train(grads_only)(params, state.inner_state,
-                                      grad_sequence(params, 20, 2))
-  w = np.asarray(params["Dense_0"]["kernel"])
-  assert np.any(w[~np.asarray(mask["Dense_0"]["kernel"])] != 0.0)
-
-
-def test_mask_swap_does_not_retrace_the_jitted_step():
-  traces = []
-  tx = with_pruning_mask(optax.adamw(1e-2, weight_decay=1e-2))
-
-  @jax.jit
-  def step(params, opt_state, grads):
-    traces.append(1)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
-
-  params = make_params()
-  grads = jax.tree.map(lambda g: g[0], grad_sequence(params, 1, 0))
-  opt_state = tx.init(params)
-  params, opt_state = step(params, opt_state, grads)
-  mask = ones_mask(params)
-  for level in range(3):
-    mask = prune_layerwise(params, mask, {"output": 0.1}, 0.2)
-    params = apply_mask(params, mask)
-    opt_state = set_mask(opt_state, mask)
-    params, opt_state = step(params, opt_state, grads)
-  # A float mask (e.g. loaded from disk) is cast, not retraced either.
-  float_mask = jax.tree.map(lambda m: np.asarray(m, np.float32), mask)
-  opt_state = set_mask(opt_state, float_mask)
-  params, opt_state = step(params, opt_state, grads)
-  opt_state = reset_inner_state(tx, opt_state, params)
-  params, opt_state = step(params, opt_state, grads)
-  assert len(traces) == 1
-  if hasattr(step, "_cache_size"):  # nor recompiled (placement unchanged)
-    assert step._cache_size() == 1
-  got = masks_by_name(get_mask(opt_state))
-  for name, m in masks_by_name(mask).items():
-    np.testing.assert_array_equal(got[name], m)
-  assert sparsity_report(get_mask(opt_state))["remaining"] < sum(
-      v.size for v in kernels_by_name(params).values())
-
-
-def test_set_mask_finds_the_mask_in_a_chain_and_rejects_bad_shapes():
-  params = make_params()
-  tx = optax.chain(optax.clip_by_global_norm(1.0),
-                   with_pruning_mask(optax.sgd(0.1)))
-  state = tx.init(params)
-  assert isinstance(state[1], PruningMaskState)
-  mask = prune_global(params, get_mask(state), 0.3)
-  state = set_mask(state, mask)
-  np.testing.assert_array_equal(get_mask(state)["output"]["kernel"],
-                                mask["output"]["kernel"])
-  bad = dict(mask, output={"kernel": jnp.ones((10, 16), bool), "bias": None})
-  with pytest.raises(ValueError, match="shape"):
-    set_mask(state, bad)
-  with pytest.raises(ValueError, match="structure"):
-    set_mask(state, ones_mask(params, exclude_output=True))
-  with pytest.raises(ValueError, match="PruningMaskState"):
-    get_mask(optax.adam(1e-3).init(params))
-
-
-def test_reset_inner_state_restarts_moments_and_keeps_the_mask():
-  params = make_params()
-  tx, run = masked_trainer("adam")
-  state = tx.init(params)
-  params, state = run(params, state, grad_sequence(params, 200, 0))
-  mask = prune_global(params, get_mask(state), 0.2)
-  state = set_mask(state, mask)
-  fresh = reset_inner_state(tx, state, params)
-  adam_state = fresh.inner_state[0]
-  assert int(adam_state.count) == 0
-  assert all(float(jnp.abs(x).max()) == 0 for x in
-             jax.tree.leaves((adam_state.mu, adam_state.nu)))
-  for name, m in masks_by_name(mask).items():
-    np.testing.assert_array_equal(masks_by_name(get_mask(fresh))[name], m)
-
-
-def test_reset_inner_state_fast_forwards_the_schedule_to_the_rewind_step():
-  params = make_params()
-  schedule = optax.piecewise_constant_schedule(1.0, {5: 0.0})  # lr 0 from 5
-  grads = jax.tree.map(jnp.ones_like, params)
-  for tx in (with_pruning_mask(optax.sgd(schedule, momentum=0.9)),
-             optax.inject_hyperparams(
-                 lambda learning_rate: with_pruning_mask(
-                     optax.adam(learning_rate)))(learning_rate=schedule)):
-    state = tx.init(params)
-    at_0 = reset_inner_state(tx, state, params)
-    at_10 = reset_inner_state(tx, state, params, schedule_step=10)
-    update = jax.jit(tx.update)
-    u0, _ = update(grads, at_0, params)
-    u10, _ = update(grads, at_10, params)
-    assert float(jnp.abs(u0["Dense_0"]["kernel"]).min()) > 0
-    assert float(jnp.abs(u10["Dense_0"]["kernel"]).max()) == 0
-
-
-def test_orbax_round_trip_of_the_masked_state(tmp_path):
-  ocp = pytest.importorskip("orbax.checkpoint")
-  params = make_params()
-  tx = with_pruning_mask(optax.adam(1e-3))
-  state = set_mask(tx.init(params), prune_global(params, ones_mask(params),
-                                                 0.5))
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(tmp_path / "ckpt", state)
-  checkpointer.wait_until_finished()
-  restored = checkpointer.restore(tmp_path / "ckpt",
-                                  jax.eval_shape(tx.init, params))
-  assert jax.tree.structure(restored) == jax.tree.structure(state)
-  for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
-    assert a.dtype == b.dtype
-    np.testing.assert_array_equal(a, b)
 
 
 # ---------------------------------------------------------------- Counts
@@ -531,8 +327,6 @@ def test_everything_works_under_vmap_with_a_run_axis():
   runs = 3
   per_run = [make_params(seed) for seed in range(runs)]
   params = stack(per_run)
-  tx = with_pruning_mask(optax.adamw(1e-2, weight_decay=0.1))
-
   # Pruning: vmapped == run by run.
   masks = jax.vmap(ones_mask)(params)
   masks = jax.vmap(functools.partial(prune_global, fraction=0.6,
@@ -544,50 +338,6 @@ def test_everything_works_under_vmap_with_a_run_axis():
       np.testing.assert_array_equal(masks_by_name(unstack(masks, i))[name], m)
   assert not np.array_equal(masks["Dense_0"]["kernel"][0],
                             masks["Dense_0"]["kernel"][1])
-
-  # Training: each run keeps its own mask exactly, without retracing.
-  traces = []
-
-  @jax.jit
-  @jax.vmap
-  def step(params, opt_state, grads):  # grads: (steps, ...) per run
-    traces.append(1)
-    def body(carry, g):
-      p, s = carry
-      updates, s = tx.update(g, s, p)
-      return (optax.apply_updates(p, updates), s), None
-    return jax.lax.scan(body, (params, opt_state), grads)[0]
-
-  def grads_for_runs(steps, seed):
-    return jax.tree.map(lambda g: np.moveaxis(g, 0, 1),
-                        grad_sequence(params, steps, seed))
-
-  opt_state = jax.vmap(tx.init)(params)
-  assert opt_state.mask["Dense_0"]["kernel"].shape == (runs, 36, 16)
-  # Dense training first, so that moments are nonzero.
-  params, opt_state = step(params, opt_state, grads_for_runs(200, 0))
-  opt_state = set_mask(opt_state, masks)
-  params = apply_mask(params, masks)
-  start = params
-  params, opt_state = step(params, opt_state, grads_for_runs(200, 1))
-  assert len(traces) == 1
-  for i in range(runs):
-    for name, m in masks_by_name(unstack(masks, i)).items():
-      w = kernels_by_name(unstack(params, i))[name]
-      w0 = kernels_by_name(unstack(start, i))[name]
-      assert np.all(w[~m] == 0.0)
-      assert np.mean(w[m] != w0[m]) > 0.99
-
-  # Rewind: fresh moments per run, masks kept.
-  fresh = jax.vmap(lambda s, p: reset_inner_state(tx, s, p))(opt_state, params)
-  assert fresh.inner_state[0].count.shape == (runs,)
-  assert not np.any(np.asarray(fresh.inner_state[0].count))
-  assert all(float(jnp.abs(x).max()) == 0
-             for x in jax.tree.leaves(fresh.inner_state[0].mu))
-  np.testing.assert_array_equal(fresh.mask["Dense_0"]["kernel"],
-                                masks["Dense_0"]["kernel"])
-  params, fresh = step(params, fresh, grads_for_runs(200, 2))
-  assert len(traces) == 1
 
   # Random control, per run.
   shuffled = jax.vmap(random_mask_like)(masks, jax.random.split(

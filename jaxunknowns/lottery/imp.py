@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, pruning, validation
+from jaxunknowns import experiments, optim, pruning, validation
 from jaxunknowns.errors import UserError
 from jaxunknowns import runs
 from jaxunknowns.lottery import imp_report
@@ -167,7 +167,8 @@ class Pruner:
 # ---------------------------------------------------------------------------
 def run(config, workdir):
   trainer = runs.build_trainer(
-      config, tx_wrapper=functools.partial(pruning.with_pruning_mask, mask=None))
+      config, tx_wrapper=functools.partial(optim.with_update_mask,
+                                          initial_mask=pruning.ones_mask))
   pruner = Pruner(config, trainer.params_template)  # Bad layer names fail here.
   initial_mask = load_initial_mask(config, trainer.params_template)
   workdir.open()
@@ -193,12 +194,12 @@ def run(config, workdir):
       snapshot_steps=tuple(sorted({k, *stability_ks})),
       description="level 0 (dense)")
   rewind = trainer.restore_snapshot(level_dir(0, "snapshots"), k, dense.state)
-  levels = [level_entry(0, pruning.get_mask(dense.state["opt_state"]), dense,
-                        ["ticket"], seeds)]
-  save_masks(workdir, 0, pruning.get_mask(dense.state["opt_state"]))
+  levels = [level_entry(0, optim.get_update_mask(dense.state["opt_state"]),
+                        dense, ["ticket"], seeds)]
+  save_masks(workdir, 0, optim.get_update_mask(dense.state["opt_state"]))
 
   ticket_params = run_params(dense.state, 0, S)
-  ticket_masks = pruning.get_mask(dense.state["opt_state"])
+  ticket_masks = optim.get_update_mask(dense.state["opt_state"])
   masks_by_level = {0: ticket_masks}
   for level in range(1, config.prune.levels + 1):
     masks = [pruner(run_slice(ticket_params, r), run_slice(ticket_masks, r))
@@ -259,8 +260,8 @@ def run_params(state, start, count):
 def with_masks(trainer, state, masks):
   """`state` with these per-run masks in its optimizer and on its weights."""
   state = dict(state)
-  state["params"] = jax.vmap(pruning.apply_mask)(state["params"], masks)
-  state["opt_state"] = pruning.set_mask(state["opt_state"], masks)
+  state["params"] = jax.vmap(optim.apply_mask)(state["params"], masks)
+  state["opt_state"] = optim.set_update_mask(state["opt_state"], masks)
   return trainer.place(state)
 
 
