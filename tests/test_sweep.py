@@ -310,7 +310,8 @@ def test_aggregate_of_two_fields_and_a_missing_run(tmp_path):
   assert [r["status"] for r in result["runs"]] == ["finished"] * 3 + ["missing"]
   md = (tmp_path / "sweep.md").read_text()
   assert "| 0.01 | cnn | not run | not run | `lr=0.01,name=cnn` |" in md
-  assert "| 0.001 | cnn | 60.00 ± 1.00 (n=2) | 0.6000 ± 0.0100 (n=2) |" in md
+  # ± is the sample std of per_seed (ddof = 1), not the stored "std".
+  assert "| 0.001 | cnn | 60.00 ± 1.41 (n=2) | 0.6000 ± 0.0141 (n=2) |" in md
   assert "3 of 4 runs finished" in md
   assert (tmp_path / "sweep.png").exists()
 
