@@ -14,7 +14,6 @@ The top eigenvalues of the Hessian of the training loss, without forming it:
   ("LA") or smallest ("SA"). A breakdown (an invariant Krylov subspace)
   restarts from a fresh random vector orthogonal to the basis, so
   `num_steps = dim` returns the whole spectrum.
-* `dense_hessian(loss, params)`: the full matrix, for tests and tiny models.
 
 Networks. `network_loss(model, loss_fn, x, y)` is the mean loss of a fixed
 subset (x, y) of the training data with BatchNorm in *eval* mode (running
@@ -80,12 +79,6 @@ def flat_operator(loss: Callable, params) -> Tuple[Callable, int, Any]:
     return ravel_pytree(out)[0]
 
   return matvec, int(flat.size), flat.dtype
-
-
-def dense_hessian(loss: Callable, params) -> jnp.ndarray:
-  """The full [P, P] Hessian of `loss` over the flat parameters (small models)."""
-  flat, unravel = ravel_pytree(params)
-  return jax.jit(jax.hessian(lambda w: loss(unravel(w))))(flat)
 
 
 def check_num_eigenvalues(k: int, num_params: int, field: str = "hessian.k"):
