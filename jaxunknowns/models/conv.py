@@ -18,6 +18,21 @@ from jaxunknowns.models import layers
 POOL = "M"  # A 2x max pool in a layer plan.
 
 
+
+def conv_stack(x, plan, opts: layers.Options, train: bool):
+  """The plan's 3x3 convs (pad 1) -> [norm] -> ReLU -> [dropout], and 2x max
+  pools at POOL: the body ConvNet and VGG share. Called inside a compact
+  module, so the convs are that module's (Conv_0, Conv_1, ...)."""
+  x, nd = layers.channels_last(layers.as_float(x))
+  for entry in plan:
+    if entry == POOL:
+      x = layers.max_pool2(x)
+      continue
+    x = nn.Conv(entry, kernel_size=(3,) * nd, padding=layers.pad(1, nd),
+                kernel_init=opts.kernel_init_fn())(x)
+    x = layers.dropout(layers.act_norm(x, opts, train), opts, train)
+  return x
+
 class ConvNet(nn.Module):
   """Frankle & Carbin (2019)'s Conv-2/4/6 for CIFAR-10.
 
@@ -32,14 +47,7 @@ class ConvNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-    x, nd = layers.channels_last(layers.as_float(x))
-    for entry in self.plan:
-      if entry == POOL:
-        x = layers.max_pool2(x)
-        continue
-      x = nn.Conv(entry, kernel_size=(3,) * nd, padding=layers.pad(1, nd),
-                  kernel_init=self.opts.kernel_init_fn())(x)
-      x = layers.dropout(layers.act_norm(x, self.opts, train), self.opts, train)
+    x = conv_stack(x, self.plan, self.opts, train)
     x = layers.flatten(x)
     for width in self.fc_widths:
       x = layers.hidden_dense(x, width, self.opts, train)
@@ -92,14 +100,7 @@ class VGG(nn.Module):
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-    x, nd = layers.channels_last(layers.as_float(x))
-    for entry in self.plan:
-      if entry == POOL:
-        x = layers.max_pool2(x)
-        continue
-      x = nn.Conv(entry, kernel_size=(3,) * nd, padding=layers.pad(1, nd),
-                  kernel_init=self.opts.kernel_init_fn())(x)
-      x = layers.dropout(layers.act_norm(x, self.opts, train), self.opts, train)
+    x = conv_stack(x, self.plan, self.opts, train)
     x = layers.global_avg_pool(x)
     return layers.output_dense(x, self.num_classes, self.opts)
 
