@@ -23,6 +23,7 @@ Anatomy (one banner per part): Input, Model & state, Update, Evals, Loop.
 
 import dataclasses
 import functools
+import os
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
@@ -138,7 +139,7 @@ class Trainer:
     self.has_batch_stats = bool(jax.tree.leaves(self.template["batch_stats"]))
     self.params_template = self.template["params"]  # shapes of one run
     self.tx = optim.create_optimizer(config.optim, self.template["params"])
-    if tx_wrapper is not None:  # e.g. pruning.with_pruning_mask
+    if tx_wrapper is not None:  # e.g. optim.with_update_mask
       self.tx = tx_wrapper(self.tx)
     trainable, total = optim.count_trainable(config.optim, self.params_template)
     self.param_counts = {"trainable": trainable, "total": total}
@@ -431,12 +432,22 @@ class Trainer:
       restored = checkpoints.restore_latest(state)
       if restored is not None:
         resumed_from, state = restored
-        writer.rewind(_common_labels(run_labels), resumed_from)
         logging.info("%sresuming from the checkpoint at step %d",
                      _prefix(description), resumed_from)
     step = int(distributed.first_value(state["step"]))
+    if checkpoints is not None:
+      # Rows past the start step are this fit's to write: drop those of an
+      # interrupted attempt, also one killed before its first checkpoint.
+      writer.rewind(_common_labels(run_labels), step)
+
+    def save_snapshot(step, state):
+      # Durable before any later checkpoint lands: a run resumed from a
+      # checkpoint past `step` never passes `step` again to save it.
+      snapshots.save(step, state)
+      snapshots.wait()
+
     if snapshots is not None and step == 0 and 0 in snapshot_steps:
-      snapshots.save(0, state)
+      save_snapshot(0, state)
 
     def boundaries(step):
       """The next step at which something must happen outside the scan."""
@@ -470,10 +481,12 @@ class Trainer:
       for c in callbacks:
         if at(c.every) or step == steps:
           writer.write(step, c.name, run_labels, c.fn(self, state, step))
+      if snapshots is not None and step in snapshot_steps:
+        save_snapshot(step, state)
+      exit_if_asked("logged", step)
       if checkpoints is not None and (at(tc.checkpoint_every) or step == steps):
         checkpoints.save(step, state)
-      if snapshots is not None and step in snapshot_steps:
-        snapshots.save(step, state)
+        exit_if_asked("checkpointed", step, checkpoints)
       now = time.time()
       if now - last_log > 10 or step == steps or (evals and at(tc.eval_every)):
         rate = (step - start_step) / max(now - t0, 1e-9)
@@ -512,6 +525,16 @@ class Trainer:
       return ck.restore(step, target)
     finally:
       ck.close()
+
+
+def exit_if_asked(point: str, step: int, checkpoints=None):
+  """Kill-point tests (tests/test_resume.py): with JAXUNKNOWNS_EXIT_AT set to
+  POINT:STEP, the process ends here at once, with no cleanup, as kill -9
+  would end it (after the checkpoint being saved, if any, has landed)."""
+  if os.environ.get("JAXUNKNOWNS_EXIT_AT") == f"{point}:{step}":
+    if checkpoints is not None:
+      checkpoints.wait()
+    os._exit(137)  # pylint: disable=protected-access
 
 
 def _common_labels(run_labels) -> Dict[str, Any]:

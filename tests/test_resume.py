@@ -1,0 +1,105 @@
+"""Kill points of `Trainer.fit`: a run ended abruptly (os._exit, as kill -9)
+at a chosen point, then rerun, ends identical to a run never interrupted.
+
+The kill point is made deterministic by JAXUNKNOWNS_EXIT_AT=POINT:STEP (see
+trainer.exit_if_asked): the process exits with no cleanup right there.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from run_helpers import read_json
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compilation_cache(tmp_path_factory):
+  """The subprocesses share a persistent XLA cache: same executables, less
+  compile time."""
+  ENV.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("xla")),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
+def cli(config, workdir, *flags, exit_at=None):
+  env = dict(ENV, JAXUNKNOWNS_EXIT_AT=exit_at) if exit_at else ENV
+  return subprocess.run(
+      [sys.executable, "-m", "jaxunknowns.main", f"--config={config}",
+       f"--workdir={workdir}", *flags],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def rows_of(workdir):
+  with open(Path(workdir) / "metrics.jsonl") as f:
+    return [json.loads(line) for line in f]
+
+
+def row_key(row):
+  """(step, split, labels): what identifies a row."""
+  return tuple(sorted((k, v) for k, v in row.items()
+                      if k in ("step", "split") or not isinstance(v, float)))
+
+
+def measured(obj):
+  """A summary without its timings (wall time, steps per second)."""
+  if isinstance(obj, dict):
+    return {k: measured(v) for k, v in obj.items()
+            if k not in ("wall_time_s", "steps_per_second")}
+  if isinstance(obj, list):
+    return [measured(v) for v in obj]
+  return obj
+
+
+def killed_then_rerun(tmp_path, config, flags, exit_at):
+  killed, straight = tmp_path / "killed", tmp_path / "straight"
+  first = cli(config, killed, *flags, exit_at=exit_at)
+  assert first.returncode == 137, first.stderr[-4000:]  # really cut short
+  assert not (killed / "summary.json").exists()
+  rerun = cli(config, killed, *flags)
+  assert rerun.returncode == 0, rerun.stderr[-6000:]
+  reference = cli(config, straight, *flags)
+  assert reference.returncode == 0, reference.stderr[-6000:]
+  return killed, straight, rerun.stderr
+
+
+def assert_same_rows(killed, straight):
+  rows, want = rows_of(killed), rows_of(straight)
+  keys = [row_key(r) for r in rows]
+  duplicated = sorted({k for k in keys if keys.count(k) > 1})
+  assert not duplicated, duplicated[:5]
+  assert sorted(rows, key=row_key) == sorted(want, key=row_key)
+
+
+def test_killed_before_the_first_checkpoint_writes_no_duplicate_rows(tmp_path):
+  """Rows logged before the kill (steps 10 and 20, no checkpoint yet) are
+  written again by the rerun, which starts from step 0: not twice."""
+  killed, straight, _ = killed_then_rerun(
+      tmp_path, "configs/train.py:mnist1d_mlp,runlocal",
+      ("--config.seeds=2", "--config.train.steps=40",
+       "--config.train.checkpoint_every=20"),
+      exit_at="logged:20")
+  assert_same_rows(killed, straight)
+  got, want = (read_json(w / "summary.json") for w in (killed, straight))
+  assert got["final"] == want["final"]  # exactly equal floats on CPU
+
+
+def test_killed_between_checkpoint_and_snapshot_at_the_rewind_step(tmp_path):
+  """The checkpoint at the rewind step k landed, the process died: the rerun
+  resumes after k and must still find the snapshot at k to rewind to."""
+  killed, straight, log = killed_then_rerun(
+      tmp_path, "configs/imp.py:mnist1d,runlocal",
+      ("--config.seeds=2", "--config.prune.levels=1",
+       "--config.prune.rewind_step=20", "--config.train.checkpoint_every=20"),
+      exit_at="checkpointed:20")
+  assert "resuming from the checkpoint at step 20" in log
+  got, want = (read_json(w / "summary.json") for w in (killed, straight))
+  # Exactly equal floats on CPU.
+  assert measured(got["levels"]) == measured(want["levels"])
+  assert_same_rows(killed, straight)
