@@ -40,15 +40,6 @@ def sweep_fields(c):
   c.sweep.check_every = 500      # Steps between checks of the stopping rule.
   c.sweep.capacity = True        # Compute the capacity measures (analysis/capacity.py).
   c.sweep.interpolation_error = 0.0  # Mean train error at or below which a width interpolates.
-  c.reference = ml_collections.ConfigDict()
-  c.reference.claim = (           # The paper's finding, quoted in report.md.
-      "Neyshabur et al. 2018 (CIFAR-10, SVHN, MNIST; one hidden layer, widths "
-      "2^6 ... 2^15, SGD, trained to cross-entropy 0.01): train error is zero "
-      "from small widths on while test error keeps falling with width; "
-      "||U - U_0||_F falls and ||U||_F grows with width; their bound "
-      "||V||_F (||U - U_0||_F + ||U_0||_2) / (gamma sqrt(m)) + sqrt(h/m) is "
-      "the only measure that falls with width; spectral bounds and the "
-      "parameter count grow.")
 
 
 def mnist1d(c):

@@ -32,10 +32,6 @@ PEAK_WINDOW = 4.0
 PEAK_MIN_GAP = 0.03
 
 
-def validate(config):
-  width_sweep.validate(config)
-
-
 def find_peak(curve: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
   """The test-error peak of one curve (see the module docstring), or None
   when the curve has no interior local maximum."""
@@ -76,16 +72,10 @@ def run(config, workdir):
   # summary.json first: the report reads only the workdir's files, so
   # `report_cli` rebuilds the same report.md from them.
   write_json(workdir.file(SUMMARY_FILE), summary)
-  write_report(workdir.path, config, summary)
+  experiments.write_report("double_descent", workdir.path, config, summary)
   return summary
 
 
-def write_report(path, config, summary):
-  """report.md and double_descent.png from the workdir's files."""
-  # Imported here: the report module reads this module's PEAK_MIN_GAP.
-  from jaxunknowns.overparam import double_descent_report  # pylint: disable=g-import-not-at-top
-  double_descent_report.write(path, config, summary)
-
-
-experiments.register("double_descent", validate=validate,
-                     report=write_report)(run)
+experiments.register(
+    "double_descent", validate=width_sweep.validate,
+    report="jaxunknowns.overparam.double_descent_report:write")(run)

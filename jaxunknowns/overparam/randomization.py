@@ -51,7 +51,6 @@ from jaxunknowns.data import pipeline
 from jaxunknowns.data.augment import random_shift
 from jaxunknowns.errors import UserError
 from jaxunknowns import runs
-from jaxunknowns.overparam import randomization_report
 from jaxunknowns.stages import train_stage
 from jaxunknowns.metrics import MetricWriter, read_metrics, stats, write_json
 from jaxunknowns.models import create_model
@@ -297,11 +296,10 @@ def run(config, workdir):
       "machine": runs.machine_info(),
   }
   add_slowdowns(summary)
-  summary["checks"] = checks(summary)
   # summary.json first: the report reads only the workdir's files, so
   # `report_cli` rebuilds the same report.md from them.
   write_json(workdir.file(SUMMARY_FILE), summary)
-  randomization_report.write(workdir.path, config, summary)
+  experiments.write_report("randomization", workdir.path, config, summary)
   return summary
 
 
@@ -361,41 +359,6 @@ def add_slowdowns(summary):
       entry["slowdown"] = None
 
 
-# What "at chance" allows: the brief's +-2 points.
-CHANCE_TOLERANCE = 0.02
-# Seed-mean test error may dip this much from one p to the next without
-# counting against "rises with p" (seed noise on 1000 test examples).
-RISE_TOLERANCE = 0.01
-
-
-def checks(summary) -> Dict[str, Any]:
-  st = summary["stages"]
-  out: Dict[str, Any] = {}
-  variant_entries = [st[k] for k in summary["variants"]]
-  out["every_variant_fits"] = all(
-      e["seeds_fitted"] == len(summary["seeds"]) for e in variant_entries)
-  out["seeds_fitted"] = {k: st[k]["seeds_fitted"] for k in summary["variants"]}
-  chance = 1.0 / summary["num_classes"]
-  if "random_labels" in st:
-    acc = st["random_labels"]["test_accuracy"]["mean"]
-    out["chance"] = chance
-    out["random_labels_test_accuracy"] = acc
-    out["random_labels_at_chance"] = abs(acc - chance) <= CHANCE_TOLERANCE
-    slow = st["random_labels"].get("slowdown")
-    if slow:
-      out["random_labels_slowdown"] = slow["mean"]
-      out["random_labels_fit_slower"] = all(
-          x > 1 for x in slow["per_seed"])
-  curve = [(c["p"], st[c["stage"]]["test_error"]["mean"])
-           for c in summary["corruption"]]
-  if len(curve) >= 2:
-    errs = [e for _, e in curve]
-    out["test_error_vs_p"] = curve
-    out["test_error_rises_with_p"] = (
-        errs[-1] > errs[0] and
-        all(b >= a - RISE_TOLERANCE for a, b in zip(errs, errs[1:])))
-  return out
-
-
-experiments.register("randomization", validate=validate,
-                     report=randomization_report.write)(run)
+experiments.register(
+    "randomization", validate=validate,
+    report="jaxunknowns.overparam.randomization_report:write")(run)

@@ -35,7 +35,6 @@ from jaxunknowns.analysis import capacity
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
 from jaxunknowns import runs
-from jaxunknowns.overparam import width_sweep_report
 from jaxunknowns.metrics import MetricWriter, stats, write_json
 from jaxunknowns.stages import all_below, finite_stats, train_stage
 from jaxunknowns.models import create_model
@@ -152,7 +151,7 @@ def noise_name(p: float) -> str:
 
 def run_sweep(config, workdir, experiment: str) -> Dict[str, Any]:
   """The width sweep shared by `width_sweep` and `double_descent`: trains
-  every (noise, width) stage and returns the summary (without checks)."""
+  every (noise, width) stage and returns the summary."""
   widths = [int(w) for w in config.sweep.widths]
   noise_levels = [float(p) for p in config.sweep.label_noise]
   # Everything that can fail on bad input fails here, before workdir.open():
@@ -186,10 +185,10 @@ def run_sweep(config, workdir, experiment: str) -> Dict[str, Any]:
           measure=capacity_measure if config.sweep.capacity else None)
       del trainer
       points.append(point_summary(w, result))
-      logging.info("[%s] width %d: train error %s%%, test error %s%% after %d "
-                   "steps", noise_name(p), w,
-                   _pct(points[-1]["train_error"]),
-                   _pct(points[-1]["test_error"]), result["steps"])
+      logging.info("[%s] width %d: mean train error %.2f%%, test error "
+                   "%.2f%% after %d steps", noise_name(p), w,
+                   100 * points[-1]["train_error"]["mean"],
+                   100 * points[-1]["test_error"]["mean"], result["steps"])
     curves.append({"label_noise": p, "points": points,
                    "interpolation_width": interpolation_width(
                        points, config.sweep.interpolation_error)})
@@ -240,69 +239,15 @@ def interpolation_width(points, max_train_error: float) -> Optional[int]:
   return found
 
 
-def _pct(stat) -> str:
-  return f"{100 * stat['mean']:.2f}±{100 * stat['std']:.2f}"
-
-
-# -----------------------------------------------------------------------------
-# What the sweep shows (the done-when checks of width_sweep)
-# -----------------------------------------------------------------------------
-# Seed-mean test error may wander by this much from one width to the next
-# without counting as "rising" (about 2 std of one seed's test error on
-# MNIST-1D's 1000 test examples, divided by sqrt(3 seeds); on Fashion-MNIST's
-# 10,000 test images the seed means wander less, 0.05-0.16 points std there).
-RISE_TOLERANCE = 0.01
-
-
-def checks(curve: Mapping[str, Any]) -> Dict[str, Any]:
-  """Past the interpolation width h*: does test error rise, does
-  ||U - U_0||_F fall, does the Neyshabur bound fall?"""
-  points = curve["points"]
-  h_star = curve["interpolation_width"]
-  out: Dict[str, Any] = {"interpolation_width": h_star}
-  past = [q for q in points if h_star is not None and q["width"] >= h_star]
-  if len(past) >= 2:
-    errs = [q["test_error"]["mean"] for q in past]
-    rises = [b - a for a, b in zip(errs, errs[1:])]
-    out["test_error_at_interpolation"] = errs[0]
-    out["test_error_at_largest"] = errs[-1]
-    out["max_rise_past_interpolation"] = max(rises)
-    out["test_error_does_not_rise"] = max(rises) <= RISE_TOLERANCE
-  for measure in ("u_dist_fro", "u_fro", "v_fro", "bound_neyshabur2018",
-                  "bound_spectral", "dist_fro"):
-    entry = {}
-    for scope, subset in (("all_widths", points), ("past_interpolation", past)):
-      t = _trend(subset, measure)
-      if t:
-        entry[scope] = t
-    if entry:
-      out[measure] = entry
-  return out
-
-
-def _trend(points, measure) -> Optional[Dict[str, Any]]:
-  vals = [(q["width"], q.get("capacity", {}).get(measure, {}).get("mean"))
-          for q in points]
-  vals = [(w, v) for w, v in vals if v is not None]
-  if len(vals) < 2:
-    return None
-  ys = [v for _, v in vals]
-  return {"widths": [w for w, _ in vals], "first": ys[0], "last": ys[-1],
-          "ratio": ys[-1] / ys[0] if ys[0] else None,
-          "monotone_decreasing": all(b <= a for a, b in zip(ys, ys[1:])),
-          "monotone_increasing": all(b >= a for a, b in zip(ys, ys[1:]))}
-
-
 def run(config, workdir):
   summary = run_sweep(config, workdir, "width_sweep")
-  summary["checks"] = {noise_name(c["label_noise"]): checks(c)
-                       for c in summary["curves"]}
   # summary.json first: the report reads only the workdir's files, so
   # `report_cli` rebuilds the same report.md from them.
   write_json(workdir.file(SUMMARY_FILE), summary)
-  width_sweep_report.write(workdir.path, config, summary)
+  experiments.write_report("width_sweep", workdir.path, config, summary)
   return summary
 
 
-experiments.register("width_sweep", validate=validate,
-                     report=width_sweep_report.write)(run)
+experiments.register(
+    "width_sweep", validate=validate,
+    report="jaxunknowns.overparam.width_sweep_report:write")(run)

@@ -1,0 +1,72 @@
+"""The papers' findings the over-parameterization reports compare with; their
+protocols under `our_protocol`'s keys, spelled as our configs spell them."""
+
+from jaxunknowns.report import Reference
+
+_ZHANG = {"model": "mlp", "hidden_layers": 1, "data": "cifar10",
+          "train_examples": 50000, "optimizer": "momentum 0.01"}
+ZHANG_FIT = Reference(
+    "Every variant (true labels, random labels, shuffled pixels, random "
+    "pixels, Gaussian inputs) reaches 100% training accuracy with unchanged "
+    "hyper-parameters (MLP 1×512: 100.0 true, 99.34 random labels).",
+    "Zhang et al. 2017, Fig. 1a, Table 1", 100.0, "%", _ZHANG)
+ZHANG_CHANCE = Reference(
+    "Random labels test at chance: 10.61% (MLP 1×512), 9.78% (Inception).",
+    "Zhang et al. 2017, Table 1", 10.61, "%", _ZHANG)
+ZHANG_SLOWDOWN = Reference(
+    "Random labels take a small constant factor longer to fit (≈4× in a "
+    "reproduction).", "Zhang et al. 2017, Fig. 1b", 4.0, "×", _ZHANG)
+ZHANG_CORRUPTION = Reference(
+    "Test error rises smoothly with the fraction p of corrupted labels, up "
+    "to chance; steps to fit grow with p.", "Zhang et al. 2017, Fig. 1b, 1c",
+    protocol=_ZHANG)
+ZHANG_REGULARIZATION = Reference(
+    "Explicit regularization changes test accuracy by a few points (MLP "
+    "1×512 with weight decay 99.80 / 50.39 train / test against 100.0 / "
+    "50.51; Inception's random crops +3.56) and does not prevent fitting "
+    "random labels.", "Zhang et al. 2017, Table 1", protocol=_ZHANG)
+
+_NEYSHABUR = {"model": "mlp", "hidden_layers": 1, "train_examples": 50000,
+              "data": "cifar10, svhn, mnist", "optimizer": "momentum 0.01",
+              "batch": 64, "stop": "train loss 0.01"}
+NEYSHABUR_ERRORS = Reference(
+    "Train error is zero from small widths on while test error keeps falling "
+    "with width (widths 2^6 … 2^15, SGD, no explicit regularization).",
+    "Neyshabur et al. 2018, Fig. 1", protocol=_NEYSHABUR)
+NEYSHABUR_NOISE = Reference(
+    "With 5% label noise test error still falls with width.",
+    "Neyshabur et al. 2015, Fig. 1",
+    protocol={**_NEYSHABUR, "stop": "fixed budget"})
+NEYSHABUR_MEASURES = Reference(
+    "‖U − U₀‖_F falls and ‖U‖_F grows with width; their bound "
+    "‖V‖_F (‖U − U₀‖_F + ‖U₀‖₂) / (γ√m) + √(h/m) is the only measure that "
+    "falls; the spectral bound and the parameter count grow.",
+    "Neyshabur et al. 2018, Fig. 2/3", protocol=_NEYSHABUR)
+
+_NOTEBOOK = {"model": "mlp", "hidden_layers": 2, "data": "mnist1d",
+             "optimizer": "momentum 0.01", "batch": 100, "epochs": 500}
+NOTEBOOK_SMALL = Reference("With 15% label noise, test error ≈ 49% at h ≈ "
+                           "9–16.", "MNIST-1D notebook", 49.0, "%", _NOTEBOOK)
+NOTEBOOK_PEAK = Reference(
+    "It peaks, ≈ 54% at h ≈ 47, below the interpolation threshold (train "
+    "error 0 from h ≈ 61), and falls again beyond it.",
+    "MNIST-1D notebook; Nakkiran et al. 2019, Fig. 1", 54.0, "%", _NOTEBOOK)
+NOTEBOOK_LARGE = Reference("Test error 45.5% at h = 300.", "MNIST-1D notebook",
+                           45.5, "%", _NOTEBOOK)
+NOTEBOOK_CLEAN = Reference("Without label noise: no clear peak.",
+                           "MNIST-1D notebook", protocol=_NOTEBOOK)
+
+
+def our_protocol(config, train_examples: int, **extra):
+  """This run's settings under the keys the references declare."""
+  sweep, steps, batch = (config.get("sweep"), config.train.steps,
+                         config.train.batch_size)
+  return {"model": config.model.name, "data": config.data.name, "batch": batch,
+          "hidden_layers": sweep.depth if sweep else len(config.model.widths),
+          "train_examples": train_examples,
+          "epochs": round(steps * batch / train_examples),
+          "optimizer": f"{config.optim.name} {config.optim.lr:g}", **extra}
+
+
+def claim(*references) -> str:
+  return " ".join(f"{r.source}: {r.statement}" for r in references)
