@@ -64,8 +64,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.eps = 1e-8               # Adam epsilon.
   c.optim.weight_decay = 0.0       # L2 (sgd/momentum/adam) or decoupled (adamw) decay.
   c.optim.schedule = "constant"    # "constant", "step", "cosine".
-  c.optim.warmup_steps = 0         # Linear warmup steps before the schedule.
-  c.optim.boundaries = ()          # Steps where the "step" schedule multiplies lr by decay_factor.
+  c.optim.warmup_steps = 0         # W: lr·t/W for steps t < W, then the schedule at step t:
+                                   # "step" boundaries stay where written (not shifted by W),
+                                   # "cosine" decays from lr at W to 0 at train.steps.
+  c.optim.boundaries = ()          # Absolute steps where the "step" schedule multiplies lr by decay_factor.
   c.optim.decay_factor = 0.1       # Factor of the "step" schedule.
   c.optim.freeze = ""              # Regex over param paths ("a/b/kernel") kept frozen.
   c.optim.train_only = ""          # Regex: if set, only matching params train.

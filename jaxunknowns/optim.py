@@ -79,17 +79,22 @@ def _step(cfg, total_steps):
 
 @SCHEDULES.register("cosine")
 def _cosine(cfg, total_steps):
-  return optax.cosine_decay_schedule(
+  decay = optax.cosine_decay_schedule(
       cfg.lr, max(1, total_steps - cfg.warmup_steps))
+  return lambda step: decay(jnp.maximum(step - cfg.warmup_steps, 0))
 
 
 def learning_rate_schedule(cfg, total_steps: int) -> Callable[[Any], Any]:
-  """`step -> lr`: the named schedule after an optional linear warmup."""
+  """`step -> lr`, the formula of config_defaults.py: lr·t/W for the first
+  W = warmup_steps steps, then the named schedule at the *absolute* step t
+  (step boundaries are the steps written, not shifted by W; cosine decays
+  from lr at W to 0 at total_steps)."""
   schedule = SCHEDULES.get(cfg.schedule)(cfg, total_steps)
-  if cfg.warmup_steps > 0:
-    warmup = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps)
-    schedule = optax.join_schedules([warmup, schedule], [cfg.warmup_steps])
-  return schedule
+  if cfg.warmup_steps <= 0:
+    return schedule
+  warmup = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps)
+  return lambda step: jnp.where(step < cfg.warmup_steps, warmup(step),
+                                schedule(step))
 
 
 def param_paths(params) -> list:

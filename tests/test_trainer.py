@@ -126,16 +126,29 @@ def test_freeze_pattern_matching_nothing_names_parameters():
     make_trainer(config)
 
 
-def test_step_schedule_and_warmup():
+def test_schedules_follow_their_written_formula():
+  """config_defaults.py's formula, by hand: lr·t/W for t < W; then the step
+  schedule multiplies by decay_factor at each boundary <= t (absolute
+  steps, not shifted by the warmup), and cosine decays from lr at W to 0 at
+  train.steps: lr·(1 + cos(π·(t − W)/(T − W)))/2."""
+  T, W = 30, 5
   c = tiny_config(**{"optim.schedule": "step", "optim.boundaries": (10, 20),
-                     "optim.lr": 1.0, "optim.warmup_steps": 0})
-  sched = optim.learning_rate_schedule(c.optim, 30)
-  np.testing.assert_allclose([sched(0), sched(10), sched(20)], [1.0, 0.1, 0.01],
-                             rtol=1e-6)
-  c.optim.schedule, c.optim.warmup_steps = "cosine", 5
-  sched = optim.learning_rate_schedule(c.optim, 30)
-  np.testing.assert_allclose([sched(0), sched(5)], [0.0, 1.0], atol=1e-6)
-  assert float(sched(29)) < 0.01
+                     "optim.decay_factor": 0.1, "optim.lr": 2.0})
+  t = np.arange(T)
+  for warmup in (0, W):
+    c.optim.warmup_steps = warmup
+    sched = optim.learning_rate_schedule(c.optim, T)
+    want = 2.0 * 0.1 ** ((t >= 10).astype(int) + (t >= 20))
+    if warmup:
+      want = np.where(t < W, 2.0 * t / W, want)
+    np.testing.assert_allclose([float(sched(s)) for s in t], want, rtol=1e-6,
+                               atol=1e-7)
+  c.optim.schedule = "cosine"
+  sched = optim.learning_rate_schedule(c.optim, T)
+  want = np.where(t < W, 2.0 * t / W,
+                  (1 + np.cos(np.pi * (t - W) / (T - W))))
+  np.testing.assert_allclose([float(sched(s)) for s in t], want, rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_divergence_names_step_and_seed(tmp_path):
