@@ -36,7 +36,7 @@ def landscape_fields(c):
   c.seeds = 2                     # Seeds per arm (interpolation "seeds" needs 2).
   c.epochs = 5.0                  # Budget per arm in epochs (train.steps = epochs x N / batch); 0 = train.steps.
   c.arms = ml_collections.ConfigDict()  # Named overrides, set by the variants.
-  c.compare = ""                  # Comma-separated arms to run, in order.
+  c.compare = ()                  # Arms to run, in order (a tuple of names of `arms`).
   c.train.eval_every = 0          # Evaluate at the end only (the landscape is the analysis).
   c.train.checkpoint_every = 0    # Checkpoint at the end of each arm (reruns skip it).
   c.landscape = ml_collections.ConfigDict()
@@ -66,7 +66,7 @@ def batch_size(c):
   lenet_fashion(c)
   c.arms.small_batch = arm(train={"batch_size": 64})
   c.arms.large_batch = arm(train={"batch_size": 6000})  # 10% of the 60K training set.
-  c.compare = "small_batch,large_batch"
+  c.compare = ("small_batch", "large_batch")
   c.landscape.interpolation = "arms"
 
 
@@ -74,7 +74,7 @@ def bn(c):
   lenet_fashion(c)
   c.arms.with_bn = arm(model={"norm": "batch"})
   c.arms.without_bn = arm(model={"norm": "none"})
-  c.compare = "with_bn,without_bn"
+  c.compare = ("with_bn", "without_bn")
 
 
 def skip(c):
@@ -89,7 +89,7 @@ def skip(c):
   c.epochs = 10.0
   c.arms.skip = arm(model={"shortcut": True})
   c.arms.noskip = arm(model={"shortcut": False})
-  c.compare = "skip,noskip"
+  c.compare = ("skip", "noskip")
   c.landscape.num_examples = 5000
   c.landscape.examples_per_chunk = 500
   c.landscape.points_per_chunk = 8

@@ -43,8 +43,8 @@ def max_margin_fields(c):
   c.train.steps = 1_000_000       # Optimizer steps (every optimizer, every seed).
   c.train.batch_size = 1          # Minibatch of the `sgd` optimizer (sampled with replacement).
   c.max_margin = ml_collections.ConfigDict()
-  c.max_margin.optimizers = "gd,momentum,sgd,adam"  # Comma-separated subset of gd,
-                                  # momentum, sgd (minibatches), adam; all full batch but sgd.
+  c.max_margin.optimizers = ("gd", "momentum", "sgd", "adam")  # A subset of gd, momentum,
+                                  # sgd (minibatches), adam; all full batch but sgd.
   c.max_margin.lr = 0.0           # Step of gd/momentum/sgd; 0 = Soudry's 1/sigma_max(X) per seed.
   c.max_margin.momentum_same_clock = True  # momentum's step = (1 - optim.momentum) x GD's,
                                   # i.e. GD's effective step lr / (1 - beta). False: GD's step
@@ -54,13 +54,6 @@ def max_margin_fields(c):
   c.max_margin.reduction = "sum"  # "sum": L(w) = sum_n l(y_n w.x_n) as in the paper; or "mean".
   c.max_margin.records_per_decade = 10  # Log-spaced steps at which metrics are recorded.
   c.max_margin.fit_decades = 3.0  # Rates are fitted on the last this-many decades of steps.
-  c.reference = ml_collections.ConfigDict()
-  c.reference.claim = (           # The paper's claim, quoted in report.md.
-      "Soudry et al. 2018 (Fig. 1, Thms. 3-4): GD from 0 with eta = "
-      "1/sigma_max(X) on separable data: ||w(t)|| ~ log t, L(w(t)) ~ 1/t, "
-      "angle and distance to the L2 max-margin direction and the margin gap "
-      "decrease as O(1/log t); GD with momentum (and SGD, Nacson et al. 2019) "
-      "share the limit; Adam does not converge to the L2 max-margin direction.")
 
 
 def soudry2d(c):
@@ -82,7 +75,7 @@ def clouds(c):
   c.data.synthetic.dim = 10
   c.data.synthetic.num_classes = 2
   c.data.synthetic.separation = 2.0  # Means at +-2 std: many points near the margin.
-  c.max_margin.optimizers = "gd,momentum,adam"
+  c.max_margin.optimizers = ("gd", "momentum", "adam")
   c.optim.eps = 1e-30             # Adam with eps -> 0 (the theory's Adam): with 1e-8 it turns
                                   # into heavy-ball GD of step lr/eps once the gradients fall
                                   # below eps, and then drifts to the L2 direction like GD.
@@ -92,7 +85,7 @@ def clouds3(c):
   clouds(c)
   c.data.synthetic.num_classes = 3
   c.data.synthetic.separation = 4.0
-  c.max_margin.optimizers = "gd,adam"
+  c.max_margin.optimizers = ("gd", "adam")
 
 
 VARIANTS = {f.__name__: f for f in (soudry2d, soudry2d_exp, soudry2d_long,

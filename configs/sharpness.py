@@ -33,7 +33,7 @@ def sharpness_fields(c):
   c.arms = ml_collections.ConfigDict()
   c.arms.small_batch = arm(train={"batch_size": 64})    # Keskar's SB (they use 256).
   c.arms.large_batch = arm(train={"batch_size": 6000})  # LB: 10% of the training set.
-  c.compare = "small_batch,large_batch"  # Arms to run, in order (the last is compared to the first).
+  c.compare = ("small_batch", "large_batch")  # Arms to run, in order (the last is compared to the first).
   c.train.eval_every = 0          # Evaluate at the end only.
   c.train.checkpoint_every = 0    # Checkpoint at the end of each arm (reruns skip it).
   c.hessian = hessian.default_config()

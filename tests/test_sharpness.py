@@ -127,9 +127,13 @@ def test_end_to_end_tiny_run(tmp_path):
   assert (tmp_path / "run" / "eigenvalue_along_training.png").exists()
   report = (tmp_path / "run" / "report.md").read_text()
   first, last = summary["arms"]["small_batch"], summary["arms"]["large_batch"]
-  assert (f"| top Hessian eigenvalue | larger with the large batch | "
-          f"{fmt(first['top_eigenvalue'], 1.0, 3)} | "
-          f"{fmt(last['top_eigenvalue'], 1.0, 3)} |") in report
+  assert (f"| top Hessian eigenvalue | larger with the large batch (Keskar "
+          f"et al. 2017) | small_batch {fmt(first['top_eigenvalue'], 1.0, 3)}, "
+          f"large_batch {fmt(last['top_eigenvalue'], 1.0, 3)} |") in report
+  # Each arm is a finished stage; summary.json holds measurements only.
+  assert all((tmp_path / "run" / "arms" / n / "result.json").exists()
+             for n in summary["arms"])
+  assert "checks" not in saved
   # The page shape, and report_cli rebuilds it from the workdir's files.
   assert_report_rebuilds(tmp_path / "run")
 
@@ -145,7 +149,7 @@ def _cli(tmp_path, *flags):
 
 @pytest.mark.parametrize("flags, message", [
     (("--config.hessian.k=10000000",), "only 266610 parameters"),
-    (("--config.compare=small_batch,medium_batch",),
+    (("--config.compare=('small_batch','medium_batch')",),
      "unknown arm 'medium_batch'"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, flags, message):

@@ -39,7 +39,6 @@ from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
 from jaxunknowns import runs
 from jaxunknowns.implicit import landscape_arms
-from jaxunknowns.implicit import landscape_report
 from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
 from jaxunknowns.workdir import SUMMARY_FILE
 
@@ -221,8 +220,8 @@ def run(config, workdir):
   }
   write_json(workdir.file(SUMMARY_FILE), summary)
   # From the saved summary, as `report_cli` rebuilds it: the same page.
-  landscape_report.write(workdir.path, config,
-                         read_json(workdir.file(SUMMARY_FILE)))
+  experiments.write_report("landscape", workdir.path, config,
+                           read_json(workdir.file(SUMMARY_FILE)))
   return summary
 
 
@@ -270,4 +269,4 @@ def _index(alphas, value):
 
 
 experiments.register("landscape", validate=validate,
-                     report=landscape_report.write)(run)
+                     report="jaxunknowns.implicit.landscape_report:write")(run)

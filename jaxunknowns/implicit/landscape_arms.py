@@ -3,7 +3,7 @@ compare (small vs large batch, with vs without BN or skip connections).
 
 A config holds `arms`, a ConfigDict of named override sections with the
 config's own structure (`arms.large_batch.train.batch_size = 6000`), and
-`compare`, a comma-separated list of the arm names to run. `epochs` > 0 sets
+`compare`, the tuple of arm names to run, in order. `epochs` > 0 sets
 each arm's `train.steps` to the same budget in epochs (so a large-batch arm
 takes fewer steps); 0 keeps `train.steps`.
 """
@@ -17,17 +17,14 @@ from jaxunknowns.errors import UserError
 
 def arm_names(config) -> List[str]:
   """The arms named by `compare`, validated against `arms` (UserError)."""
-  names = [n.strip() for n in str(config.compare).split(",") if n.strip()]
-  defined = list(config.arms.keys())
-  if not names:
-    raise UserError(f"compare={config.compare!r} names no arm; valid: "
-                    f"{', '.join(defined)}")
+  names, defined = list(config.compare), list(config.arms.keys())
   unknown = [n for n in names if n not in defined]
-  if unknown:
-    raise UserError(f"unknown arm {unknown[0]!r} in compare={config.compare!r};"
-                    f" valid: {', '.join(defined)}")
-  if len(set(names)) != len(names):
-    raise UserError(f"compare={config.compare!r} names an arm twice")
+  if not names or unknown or len(set(names)) != len(names):
+    problem = (f"unknown arm {unknown[0]!r}" if unknown else "no arm" if not
+               names else "an arm twice")
+    raise UserError(f"compare={tuple(names)} names {problem}; valid: "
+                    f"{', '.join(defined)} (a tuple on the command line: "
+                    f"--config.compare=\"('a','b')\")")
   return names
 
 

@@ -62,7 +62,6 @@ from jaxunknowns.analysis import svm as svm_lib
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
 from jaxunknowns import runs
-from jaxunknowns.implicit import max_margin_report
 from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
 from jaxunknowns.models import create_model
 from jaxunknowns.workdir import SUMMARY_FILE
@@ -75,7 +74,7 @@ METRICS = ("norm", "loss", "error", "angle", "distance", "margin_gap",
 
 
 def optimizer_names(config) -> List[str]:
-  return [o.strip() for o in config.max_margin.optimizers.split(",") if o.strip()]
+  return list(config.max_margin.optimizers)
 
 
 def validate(config):
@@ -85,7 +84,7 @@ def validate(config):
   names = optimizer_names(config)
   check(bool(names) and all(n in OPTIMIZERS for n in names)
         and len(set(names)) == len(names), "max_margin.optimizers",
-        mm.optimizers, f"a comma-separated subset of {','.join(OPTIMIZERS)}")
+        mm.optimizers, f"a tuple, a subset of {OPTIMIZERS}")
   check(mm.lr >= 0, "max_margin.lr", mm.lr, ">= 0 (0 = 1/sigma_max(X))")
   check(mm.adam_lr > 0, "max_margin.adam_lr", mm.adam_lr, "> 0")
   check(mm.reduction in ("sum", "mean"), "max_margin.reduction", mm.reduction,
@@ -531,10 +530,10 @@ def _run(config, workdir):
           sum(timings.values()), 1e-9)),
       "machine": runs.machine_info(),
   }
-  summary["claims"] = claims(summary)
   write_json(workdir.file(SUMMARY_FILE), summary)
   # From the saved summary, as `report_cli` rebuilds it: the same page.
-  write_report(workdir.path, config, read_json(workdir.file(SUMMARY_FILE)))
+  experiments.write_report("max_margin", workdir.path, config,
+                           read_json(workdir.file(SUMMARY_FILE)))
   gd = results.get("gd")
   if gd:
     logging.info("GD at step %d: angle %.4g deg, distance %.4g; summary in %s",
@@ -544,145 +543,5 @@ def _run(config, workdir):
   return summary
 
 
-# ---------------------------------------------------------------------------
-# Claims: the paper's statements checked against this run
-# ---------------------------------------------------------------------------
-def _mean(stat):
-  return None if stat is None else stat["mean"]
-
-
-def _ms(stat, fmt: str = ".4g", scale: float = 1.0, unit: str = "") -> str:
-  """'0.7002 ± 0.0022' (mean ± std over seeds; the mean alone for one)."""
-  if stat is None:
-    return "–"
-  text = f"{stat['mean'] * scale:{fmt}}{unit}"
-  if len(stat.get("per_seed", [])) > 1:
-    text += f" ± {stat['std'] * scale:.2g}{unit}"
-  return text
-
-
-def claims(summary) -> List[Dict[str, Any]]:
-  """Each claim: its kind, text, the paper's value, ours (mean ± std over
-  seeds), and whether it holds here, by the threshold stated in its text
-  (the means over seeds). A pure function of summary.json's numbers: the
-  report recomputes it, so a rebuilt report judges an old run by today's
-  rules."""
-  out = []
-  opt = summary["optimizers"]
-  w_norm = summary["svm"]["norm"]["mean"]
-  steps = summary["steps"]
-  if "gd" in opt:
-    f = opt["gd"]["fits"]
-    slope = _mean(f["norm_slope"])
-    out.append(dict(
-        kind="norm",
-        claim="GD: ||w(t)|| ~ ||w_hat|| log t (slope of ||w|| vs log t, "
-              "within 15%)",
-        paper=f"{w_norm:.4f}", ours=_ms(f["norm_slope"], ".4f"),
-        holds=bool(slope and abs(slope / w_norm - 1) < 0.15)))
-    expo = _mean(f["loss_exponent"])
-    out.append(dict(
-        kind="loss",
-        claim="GD: training loss ~ 1/t (log-log slope within 0.15 of -1)",
-        paper="-1", ours=_ms(f["loss_exponent"], ".3f"),
-        holds=bool(expo and abs(expo + 1) < 0.15)))
-    mono = f["angle_monotone"]
-    out.append(dict(
-        kind="monotone",
-        claim=f"GD: the angle to w_hat falls monotonically on the fit window "
-              f"(steps {f['window_start_step']:,} to {steps:,})",
-        paper="decreasing",
-        ours=f"{sum(mono)}/{len(mono)} seeds; per seed it falls monotonically "
-             f"from step {f['angle_falls_from_step']}",
-        holds=all(mono)))
-    limits = summary["svm"]["angle_log_t_limit"]
-    a = f["angle_slope"]
-    expo_angle = f["angle_exponent"]
-    if (a is not None and expo_angle is not None and
-        all(l is not None for l in limits) and max(limits) < 1e-9):
-      # ||P_perp w~|| = 0 (e.g. Soudry's symmetric 2-D set): the 1/log t term
-      # of the angle vanishes and the next terms fall faster, so the check is
-      # that the angle falls at least as fast as 1/log t.
-      e = expo_angle["mean"]
-      out.append(dict(
-          kind="rate",
-          claim="GD: the angle falls as O(1/log t); here the leading-order "
-                "coefficient ||P_perp w~||/||w_hat|| is 0, so it must fall at "
-                "least as fast (exponent of the angle against log t <= -0.9)",
-          paper="<= -1 (1/log t term vanishes)",
-          ours=f"{e:.2f} ± {expo_angle['std']:.2f}", holds=bool(e <= -0.9)))
-    elif a is not None and all(l is not None for l in limits):
-      pred = float(np.mean(limits))
-      fit = a["mean"]
-      out.append(dict(
-          kind="rate",
-          claim="GD: slope of the angle against 1/log t equals the leading-"
-                "order prediction ||P_perp w~||/||w_hat|| (within 25% or "
-                "0.05°)",
-          paper=f"{np.degrees(pred):.3g}°", ours=f"{np.degrees(fit):.3g}° "
-          f"± {np.degrees(a['std']):.2g}° (intercept "
-          f"{np.degrees(f['angle_intercept']['mean']):+.2g}°)",
-          holds=bool(abs(fit - pred) <= max(0.25 * abs(pred),
-                                            np.radians(0.05)))))
-  for name in ("gd", "momentum", "sgd"):
-    if name in opt:
-      dist = opt[name]["final"]["distance"]
-      out.append(dict(
-          kind="distance",
-          claim=f"{name}: normalised distance to the SVM direction at step "
-                f"{steps:,} below 0.05",
-          paper="→ 0 (O(1/log t))", ours=_ms(dist),
-          holds=dist["mean"] < 0.05))
-  if "adam" in opt:
-    final = opt["adam"]["final"]
-    a = np.degrees(final["angle"]["mean"])
-    a_inf = np.degrees(final["angle_linf"]["mean"])
-    gd = opt.get("gd")
-    ref = np.degrees(gd["final"]["angle"]["mean"]) if gd else None
-    gaps = [g for g in summary["svm"].get("angle_l2_vs_linf_deg", []) if g is not None]
-    deg = dict(scale=180 / np.pi, unit="°")
-    ours = (f"Adam {_ms(final['angle'], **deg)} from w_hat, "
-            f"{_ms(final['angle_linf'], **deg)} from the l_inf direction"
-            + (f"; GD {_ms(gd['final']['angle'], **deg)} and "
-               f"{_ms(gd['final']['angle_linf'], **deg)}" if gd else ""))
-    if gaps and max(gaps) < 0.01:
-      # Both limits are the same direction here: nothing can tell them apart.
-      out.append(dict(
-          kind="adam",
-          claim="Adam: not testable on this data set: its l_inf and L2 "
-                "max-margin directions coincide (use the clouds variant)",
-          paper="does not converge to w_hat",
-          ours=ours + f"; l_inf vs L2 directions {max(gaps):.2g}° apart",
-          holds=None))
-    else:
-      out.append(dict(
-          kind="adam",
-          claim="Adam: does not converge to the L2 max-margin direction (ends "
-                "further from it than GD, and closer to the l_inf max-margin "
-                "direction, sign descent's limit, than to it)",
-          paper="does not converge to w_hat", ours=ours,
-          holds=bool(gd is not None and a > ref and a_inf < a)))
-  for name in ("gd", "momentum", "sgd"):
-    if name not in opt:
-      continue
-    f = opt[name]["fits"]
-    dl = _mean(f["test_loss_change"])
-    de = _mean(f["test_error_change"])
-    out.append(dict(
-        kind="test",
-        claim=f"{name}: on the fit window the test loss rises while the "
-              "test error does not",
-        paper="test loss up, test error down",
-        ours=f"test loss {_ms(f['test_loss_change'], '+.4g')}, test error "
-             f"{_ms(f['test_error_change'], '+.2f', scale=100)} points",
-        holds=bool(dl > 0 and de <= 0)))
-  return out
-
-
-def write_report(path, config, summary):
-  """report.md and max_margin.png from the workdir (see max_margin_report)."""
-  max_margin_report.write(path, config, summary, claims(summary))
-
-
 experiments.register("max_margin", validate=validate,
-                     report=write_report)(run)
+                     report="jaxunknowns.implicit.max_margin_report:write")(run)

@@ -15,8 +15,9 @@ evenly spaced steps and at the end. At the end, per seed:
   gradient ascent, 100 (max L - L) / (1 + L)) on the training loss of a
   fixed subset of `sharpness.subset_size` examples.
 
-summary.json holds per-arm mean ± std over seeds; report.md the table and a
-figure of the eigenvalue along training (x axis in epochs, so the arms line up).
+Each arm is a stage (stages.run_stage in arms/NAME): a finished arm is not
+redone. summary.json holds per-arm mean ± std over seeds; report.md compares
+the last arm (large batch) with the first, as Keskar et al. do.
 """
 
 import math
@@ -27,13 +28,12 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, validation
+from jaxunknowns import experiments, stages, validation
 from jaxunknowns.analysis import hessian
 from jaxunknowns.analysis import sharpness as sharpness_lib
 from jaxunknowns.data import load_dataset
 from jaxunknowns import runs
 from jaxunknowns.implicit import landscape_arms
-from jaxunknowns.implicit import sharpness_report
 from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
 from jaxunknowns.workdir import SUMMARY_FILE
 
@@ -115,49 +115,54 @@ class _Last:
 
 
 def run_arm(config, workdir, writer, name, trainer, callback, fns):
+  """One arm as a stage (arms/NAME): trained (resuming from its
+  checkpoints), then measured; a finished arm is read from its result.json."""
   seeds = runs.seeds_of(config)
-  last = _Last(callback)
-  along = [callback] if config.hessian.enabled else []
-  result = trainer.fit(
-      trainer.init_state(seeds), steps=trainer.config.train.steps,
-      data_seeds=seeds, writer=writer,
-      run_labels=[{"arm": name, "seed": s} for s in seeds],
-      checkpoint_dir=workdir.file("arms", name, "checkpoints"),
-      callbacks=along, description=name)
-  state = result.state
-  steps = trainer.config.train.steps
-  t0 = time.time()
-  if last.values is None:  # Along-training off, or resumed at the end.
-    callback.fn(trainer, state, steps)
-  eig = {k: np.asarray(v) for k, v in last.values.items()}
-  t_hessian = time.time() - t0
-  t0 = time.time()
-  sharp = {}
-  for eps, fn in fns.items():
-    out = jax.device_get(fn(state["params"], state["batch_stats"]))
-    sharp[eps] = {k: np.asarray(v) for k, v in out.items()}
-  t_sharp = time.time() - t0
   labels = [{"arm": name, "seed": s} for s in seeds]
-  writer.write(steps, "sharpness", labels, {
-      **{f"eps_{eps:g}": v["sharpness"] for eps, v in sharp.items()},
-      **{f"max_loss_eps_{eps:g}": v["max_loss"] for eps, v in sharp.items()},
-      "subset_loss": next(iter(sharp.values()))["loss"], **eig})
-  return {
-      "overrides": config.arms[name].to_dict(),
-      "batch_size": trainer.config.train.batch_size, "steps": steps,
-      "steps_per_epoch": len(trainer.dataset.train.y) /
-                         trainer.config.train.batch_size,
-      "final": runs.eval_stats(result.evals),
-      "top_eigenvalue": stats(eig["eig_0"]),
-      "eigenvalues": {k: stats(v) for k, v in eig.items()
-                      if k.startswith("eig_")},
-      "lanczos_residual": stats(eig["residual"]),
-      "sharpness": {f"{eps:g}": stats(v["sharpness"])
-                    for eps, v in sharp.items()},
-      "subset_loss": stats(next(iter(sharp.values()))["loss"]),
-      "train_seconds": result.wall_time, "hessian_final_seconds": t_hessian,
-      "sharpness_seconds": t_sharp,
-  }
+
+  def compute():
+    last = _Last(callback)
+    along = [callback] if config.hessian.enabled else []
+    result = trainer.fit(
+        trainer.init_state(seeds), steps=trainer.config.train.steps,
+        data_seeds=seeds, writer=writer, run_labels=labels,
+        checkpoint_dir=workdir.file("arms", name, "checkpoints"),
+        callbacks=along, description=name)
+    state = result.state
+    steps = trainer.config.train.steps
+    t0 = time.time()
+    if last.values is None:  # Along-training off, or resumed at the end.
+      callback.fn(trainer, state, steps)
+    eig = {k: np.asarray(v) for k, v in last.values.items()}
+    t_hessian = time.time() - t0
+    t0 = time.time()
+    sharp = {}
+    for eps, fn in fns.items():
+      out = jax.device_get(fn(state["params"], state["batch_stats"]))
+      sharp[eps] = {k: np.asarray(v) for k, v in out.items()}
+    t_sharp = time.time() - t0
+    writer.write(steps, "sharpness", labels, {
+        **{f"eps_{eps:g}": v["sharpness"] for eps, v in sharp.items()},
+        **{f"max_loss_eps_{eps:g}": v["max_loss"] for eps, v in sharp.items()},
+        "subset_loss": next(iter(sharp.values()))["loss"], **eig})
+    return {
+        "overrides": config.arms[name].to_dict(),
+        "batch_size": trainer.config.train.batch_size, "steps": steps,
+        "steps_per_epoch": len(trainer.dataset.train.y) /
+                           trainer.config.train.batch_size,
+        "final": runs.eval_stats(result.evals),
+        "top_eigenvalue": stats(eig["eig_0"]),
+        "eigenvalues": {k: stats(v) for k, v in eig.items()
+                        if k.startswith("eig_")},
+        "lanczos_residual": stats(eig["residual"]),
+        "sharpness": {f"{eps:g}": stats(v["sharpness"])
+                      for eps, v in sharp.items()},
+        "subset_loss": stats(next(iter(sharp.values()))["loss"]),
+        "train_seconds": result.wall_time, "hessian_final_seconds": t_hessian,
+        "sharpness_seconds": t_sharp,
+    }
+
+  return stages.run_stage(workdir.file("arms", name), compute, name=name)
 
 
 def run(config, workdir):
@@ -183,32 +188,15 @@ def run(config, workdir):
       "epsilons": [float(e) for e in config.sharpness.epsilons],
       "sharpness_subset": arms[names[0]][3],
       "hessian_subset": config.hessian.subset_size, "arms": results,
-      "checks": checks(results, names),
       "wall_time_s": time.time() - t_start,
       "machine": runs.machine_info(),
   }
   write_json(workdir.file(SUMMARY_FILE), summary)
   # From the saved summary, as `report_cli` rebuilds it: the same page.
-  sharpness_report.write(workdir.path, config,
-                         read_json(workdir.file(SUMMARY_FILE)))
+  experiments.write_report("sharpness", workdir.path, config,
+                           read_json(workdir.file(SUMMARY_FILE)))
   return summary
 
 
-def checks(results, names) -> Dict[str, Any]:
-  """Keskar's claim, arm by arm: the last arm (large batch) against the first."""
-  if len(names) < 2:
-    return {}
-  a, b = results[names[0]], results[names[-1]]
-  out = {"first": names[0], "last": names[-1],
-         "larger_top_eigenvalue": b["top_eigenvalue"]["mean"] >
-                                  a["top_eigenvalue"]["mean"],
-         "lower_test_accuracy": b["final"]["test"]["accuracy"]["mean"] <
-                                a["final"]["test"]["accuracy"]["mean"]}
-  for eps in a["sharpness"]:
-    out[f"sharper_eps_{eps}"] = (b["sharpness"][eps]["mean"] >
-                                 a["sharpness"][eps]["mean"])
-  return out
-
-
 experiments.register("sharpness", validate=validate,
-                     report=sharpness_report.write)(run)
+                     report="jaxunknowns.implicit.sharpness_report:write")(run)

@@ -1,0 +1,48 @@
+"""The findings the implicit-regularization reports compare with, as
+/work/shared/BRIEF.md §3 and the configs state them; `protocol` is what a
+difference may be explained by (report.compare.protocol_differences)."""
+
+from jaxunknowns.report import Reference
+
+SOUDRY_SETTING = {"data": "soudry2d", "model": "linear, no bias",
+                  "loss": "logistic", "init": "w = 0"}
+SOUDRY = tuple(Reference(s, "Soudry et al. 2018, Fig. 1 and Thms. 3-4",
+                         protocol=SOUDRY_SETTING) for s in (
+    "GD: ||w(t)|| grows like ||ŵ|| log t (ŵ: the hard-margin SVM)",
+    "GD: the training loss falls like 1/t",
+    "GD: ||w/||w|| − ŵ/||ŵ|||| and the angle to ŵ fall as O(1/log t)",
+    "GD with momentum and SGD (Nacson et al. 2019) share GD's limit",
+    "The test loss rises while the test error keeps falling",
+    "Adam does not converge to the L2 max-margin direction"))
+(SOUDRY_NORM, SOUDRY_LOSS, SOUDRY_DIRECTION, SOUDRY_OTHERS, SOUDRY_TEST,
+ SOUDRY_ADAM) = SOUDRY
+
+# Keskar, Mudigere, Nocedal, Smelyanskiy & Tang 2017, the same epochs.
+KESKAR_SETTING = {"optimizer": "adam", "small batch": 256,
+                  "large batch": "10% of the training set",
+                  "sharpness maximiser": "L-BFGS-B"}
+KESKAR_SHARP = Reference(
+    "Large batches (10% of the data) converge to sharper minima than small "
+    "batches (ε-sharpness, ε = 1e-3)", "Keskar et al. 2017",
+    protocol=KESKAR_SETTING)
+KESKAR_WORSE = Reference("Large-batch minima generalize worse (lower test "
+                         "accuracy)", "Keskar et al. 2017",
+                         protocol=KESKAR_SETTING)
+KESKAR_INTERPOLATION = Reference(
+    "On the line from the small- to the large-batch solution the loss rises "
+    "more steeply past the large-batch end", "Keskar et al. 2017, Fig. 3",
+    protocol=KESKAR_SETTING)
+
+# Li, Xu, Taylor, Studer & Goldstein 2018, filter-normalized directions:
+# (first arm, last arm) of configs/landscape.py -> (the flatter arm, finding).
+LI_FLATTER = {
+    ("small_batch", "large_batch"): ("small_batch", Reference(
+        "Small-batch minima look wider than large-batch ones",
+        "Li et al. 2018; Keskar et al. 2017", protocol={"data": "cifar10"})),
+    ("skip", "noskip"): ("skip", Reference(
+        "Skip connections keep a deep net's landscape flat and "
+        "convex-looking", "Li et al. 2018", protocol={
+            "data": "cifar10", "model": "ResNet-56", "epochs": 300})),
+    ("with_bn", "without_bn"): ("with_bn", Reference(
+        "BatchNorm keeps the landscape flat and convex-looking",
+        "Li et al. 2018", protocol={"data": "cifar10"}))}
