@@ -36,17 +36,6 @@ def smoothness_fields(c):
   c.smoothness.probe_size = 0    # Probe batch size (0 = train.batch_size, BN's batch).
   c.smoothness.seed = 0          # Seed of the probe batch and of the measurement's noise draw.
   c.smoothness.ics = True        # Measure the ICS of every layer.
-  c.reference = ml_collections.ConfigDict()
-  c.reference.claim = (          # The paper's finding, quoted in report.md.
-      "Santurkar et al. 2018 (VGG on CIFAR-10, deep linear nets): with BN the "
-      "loss varies less along the gradient (Fig. 4a), the gradient changes "
-      "less (Fig. 4b, 'gradient predictiveness') and the effective "
-      "beta-smoothness is lower (Fig. 4c), along all of training. BN does not "
-      "reduce internal covariate shift (Fig. 3: ||G - G'|| is not smaller and "
-      "cos(G, G') not closer to 1 with BN in VGG; in deep linear nets BN "
-      "increases ICS). A network with 'noisy' BN, whose activations' mean and "
-      "variance are changed every step, trains almost as well as with BN "
-      "(Fig. 2).")
 
 
 def fashion_mlp(c):

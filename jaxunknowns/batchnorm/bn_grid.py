@@ -21,7 +21,6 @@ and the cell's wall time (compilation included).
 
 import contextlib
 import dataclasses
-import itertools
 import math
 import os
 import shutil
@@ -34,12 +33,10 @@ from absl import logging
 
 from jax.experimental.compilation_cache import compilation_cache
 
-from jaxunknowns import validation
+from jaxunknowns import config_loading, runs, stages, sweep, validation
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
-from jaxunknowns import runs
-from jaxunknowns.stages import train_stage
-from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
+from jaxunknowns.metrics import MetricWriter, stats
 from jaxunknowns.models import create_model
 
 Cell = Dict[str, Any]  # axis label -> value, in axis order
@@ -69,19 +66,10 @@ def check_axes(axes: Sequence[Axis]):
 
 
 def expand(axes: Sequence[Axis]) -> List[Cell]:
-  """All cells of the grid: the product of the axes, the first axis slowest."""
+  """All cells of the grid: the product of the axes (sweep.grid), the first
+  axis slowest."""
   check_axes(axes)
-  labels = [a.label for a in axes]
-  return [dict(zip(labels, combo))
-          for combo in itertools.product(*[list(a.values) for a in axes])]
-
-
-def set_field(config, dotted: str, value):
-  *parents, leaf = dotted.split(".")
-  node = config
-  for key in parents:
-    node = node[key]
-  node[leaf] = value
+  return sweep.grid(**{a.label: list(a.values) for a in axes})
 
 
 def apply_cell(config, axes: Sequence[Axis], cell: Cell):
@@ -89,7 +77,8 @@ def apply_cell(config, axes: Sequence[Axis], cell: Cell):
   c = config.copy_and_resolve_references()
   by_label = {a.label: a for a in axes}
   for label, value in cell.items():
-    set_field(c, by_label[label].field, value)
+    config_loading.set_field(c, by_label[label].field, value,
+                             where=f"grid cell {describe(cell)}")
   return c
 
 
@@ -286,25 +275,26 @@ def _train_cells(config, workdir, axes, cells, configs, first, dataset,
   out = []
   for i, (cell, c) in enumerate(zip(cells, configs)):
     name = cell_name(cell)
-    done = read_json(os.path.join(workdir.file("stages", *name.split("/")),
-                                  "result.json"))
+    folder = stages.stage_dir(workdir, name)
+    done = os.path.exists(os.path.join(folder, stages.RESULT_FILE))
     trainer = first if i == 0 else (
         None if done else runs.build_trainer(c, dataset=dataset))
     speed = None
-    if done is None:
+    if not done:
       t0 = time.time()
       speed = warm_up_and_time(trainer, seeds, speed_steps)
       warm = time.time() - t0
       logging.info("[%s] compile + warm-up %.1fs%s", name, warm,
                    f", {speed['median']:.0f} train steps/s (median)"
                    if speed else "")
-    result = train_stage(trainer, workdir=workdir, name=name, labels=cell,
-                         seeds=seeds, writer=writer, steps=c.train.steps)
-    if done is None:
+    result = stages.train_stage(trainer, workdir=workdir, name=name,
+                                labels=cell, seeds=seeds, writer=writer,
+                                steps=c.train.steps)
+    if not done:
       # The cell's wall time includes its compile and warm-up.
       result.update(train_speed=speed, warmup_s=warm,
                     wall_time_s=result["wall_time_s"] + warm)
-      _rewrite_result(workdir, name, result)
+      stages.rewrite_result(folder, result)
     del trainer
     first = None
     out.append(cell_summary(cell, c, result, speed, num_train))
@@ -324,11 +314,6 @@ def _train_cells(config, workdir, axes, cells, configs, first, dataset,
       "cells_wall_time_s": sum(q["wall_time_s"] for q in out),
       "machine": runs.machine_info(),
   }
-
-
-def _rewrite_result(workdir, name, result):
-  write_json(os.path.join(workdir.file("stages", *name.split("/")),
-                          "result.json"), result)
 
 
 # -----------------------------------------------------------------------------

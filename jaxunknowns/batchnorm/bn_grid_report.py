@@ -1,185 +1,197 @@
-"""Figures and tables of the BatchNorm grid experiments (read from the
-summary's cells and metrics.jsonl, so a report can be rebuilt from a workdir)."""
+"""report.md and figure of the BatchNorm grids (`bn_batch_size`,
+`bn_placement`, `bn_regularization`), and what every BatchNorm report shares."""
 
-from typing import Any, Mapping, Optional, Sequence
+import os
 
-from jaxunknowns.report.plots import plt  # pylint: disable=g-import-not-at-top
-import numpy as np
-
-from jaxunknowns import metrics as metrics_lib
 from jaxunknowns import report
-from jaxunknowns.batchnorm.bn_grid import find
+from jaxunknowns.batchnorm import bn_grid, papers
+from jaxunknowns.metrics import curves, read_metrics, stats
+from jaxunknowns.report import compare
 
 
-def pm(stat: Optional[Mapping[str, Any]], scale: float = 100.0,
-       digits: int = 2) -> str:
-  """'88.41 ± 0.12' (mean ± std over seeds)."""
-  if not stat:
-    return "–"
-  return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
+def page(path, refs, figures, **fields):
+  """report.md: the papers' findings as the claim; the figures present."""
+  report.write_page(path, report.Page(
+      claim=" ".join(f"{r.statement[:-1]} ({r.source})." for r in refs),
+      figures=[(caption, name) for caption, name in figures
+               if os.path.exists(os.path.join(path, name))], **fields))
 
 
-def claim_of(config, fallback: str) -> str:
-  """config.reference.claim where a config sets one, else the module's."""
-  ref = config.get("reference")
-  return (ref.get("claim") if ref else None) or fallback
+def compared(rows, ours=None):
+  """One comparison per (quantity, reference, paper, tolerance, (a, name),
+  (b, name)) of two {mean, std, per_seed}: a above b beyond the seed spread
+  (tolerance None: compare.greater) or a and b within tolerance."""
+  out = []
+  for quantity, ref, paper, tolerance, (a, a_name), (b, b_name) in rows:
+    holds, rule = (compare.greater(a, b, a_name=a_name, b_name=b_name)
+                   if tolerance is None else
+                   compare.within(a, b, a_name=a_name, b_name=b_name,
+                                  tolerance=tolerance))
+    out.append(compare.comparison(
+        quantity, ref, f"{report.fmt(a)} vs {report.fmt(b)}", holds, rule,
+        paper=paper, our_protocol=ours))
+  return out
 
 
-def paired(a: Mapping[str, Any], b: Mapping[str, Any],
-           metric: str = "test_accuracy") -> dict:
-  """a - b per seed, {mean, std, per_seed}: every cell trains the same seeds
-  (same initial weights where the shapes agree, same data order)."""
-  return metrics_lib.stats(np.subtract(a[metric]["per_seed"],
-                                       b[metric]["per_seed"]))
+def _at(cells, metric="test_accuracy", **where):
+  hit = bn_grid.find(cells, **where)
+  return hit[0][metric] if hit else None
 
 
-def points(stat: Optional[Mapping[str, Any]], digits: int = 2) -> str:
-  """A difference in points, signed: '+1.23 ± 0.45 (n=3)'."""
-  if not stat:
-    return "–"
-  text = report.fmt(stat, digits=digits)
-  return text if text.startswith("-") else "+" + text
+def batch_size(summary, config, ours):
+  from jaxunknowns.batchnorm.bn_batch_size import readings  # pylint: disable=g-import-not-at-top
+  cells, rows = summary["cells"], []
+  r = readings(cells, list(config.grid.norms))
+  for norm, tolerance, paper in (("batch", None, "BN falls"),
+                                 ("group", 0.01, "GN stable")):
+    if norm in r:
+      s, t = r[norm]["smallest_batch"], r[norm]["typical_batch"]
+      rows.append((f"{norm} norm test accuracy (%), batch {t} vs {s}",
+                   papers.BN_SMALL_BATCH, paper, tolerance,
+                   (_at(cells, norm=norm, batch_size=t), f"batch {t}"),
+                   (_at(cells, norm=norm, batch_size=s), f"batch {s}")))
+  if "batch" in r and "group" in r:
+    for b, ref, tolerance in ((r["batch"]["smallest_batch"],
+                               papers.GN_MINUS_BN_AT_2, None),
+                              (r["batch"]["typical_batch"], papers.GN_LIKE_BN,
+                               0.02)):
+      rows.append((f"GN vs BN test accuracy (%) at batch {b}", ref,
+                   "comparable" if tolerance else None, tolerance,
+                   (_at(cells, norm="group", batch_size=b), "GN"),
+                   (_at(cells, norm="batch", batch_size=b), "BN")))
+  return compared(rows, ours)
 
 
-def run_extra(summary) -> str:
-  """The grid's own timing, after `report.run_line`'s machine and wall time."""
-  return (f"{len(summary['cells'])} cells × {len(summary['seeds'])} seeds "
-          f"(seeds trained at once); cells {summary['cells_wall_time_s']:.0f}"
-          f" s, compile included.")
+def placement(summary, config, ours):
+  cells, out = summary["cells"], []
+  for norm in config.grid.norms:
+    before, after = (bn_grid.find(cells, norm=norm, position=p)
+                     for p in ("before", "after"))
+    if before and after:
+      out.append(compare.comparison(
+          f"{norm} norm after minus before the ReLU, test accuracy (points)",
+          papers.PLACEMENT, report.fmt(stats(
+              bn_grid.per_seed(after[0], "test_accuracy")
+              - bn_grid.per_seed(before[0], "test_accuracy"))), None, "–",
+          paper="before", why_not_testable="no other placement in the paper"))
+  bn, none = (bn_grid.find(cells, norm=n, position="before")
+              for n in ("batch", "none"))
+  if not (bn and none):
+    return out
+  target = f"{100 * summary['target_accuracy']:g}% test"
+  hits = [bn[0]["steps_to_target"], none[0]["steps_to_target"]]
+  steps = None if None in hits[0] + hits[1] else [stats(h) for h in hits]
+  holds, rule = (compare.greater(steps[1], steps[0], a_name="no norm",
+                                 b_name="BN", scale=1.0) if steps else
+                 (None, "–"))
+  out.append(compare.comparison(
+      f"steps to {target}, BN before the ReLU vs no norm", papers.SPEEDUP,
+      " vs ".join(report.fmt(s, scale=1.0, digits=0) for s in steps or ()),
+      holds, rule, paper="14× fewer with BN", our_protocol=ours,
+      why_not_testable=f"not every seed reached {target}"))
+  return out + compared([(
+      "final test accuracy (%), BN before the ReLU vs no norm", papers.SPEEDUP,
+      "BN above", None, (bn[0]["test_accuracy"], "BN"),
+      (none[0]["test_accuracy"], "no norm"))], ours)
 
 
-def values_of(cells, label):
-  """The distinct values of one label, in grid order."""
-  seen = []
+def regularization(summary, config, ours):
+  g = config.grid
+  d0, d1, w0, w1 = (f(v) for v in (g.dropouts, g.weight_decays)
+                    for f in (min, max))
+  at = lambda m, n, d, w: (_at(summary["cells"], m, norm=n, dropout=d,  # pylint: disable=unnecessary-lambda-assignment
+                               weight_decay=w), f"{n}, dropout {d:g}, wd {w:g}")
+  rows = [("train − test gap (points), no norm vs BN", papers.REGULARIZES,
+           "smaller with BN", None, at("gap", "none", d0, w0),
+           at("gap", "batch", d0, w0)),
+          ("BN test accuracy (%) without vs with dropout",
+           papers.VARIANCE_SHIFT, "lower with dropout", None,
+           at("test_accuracy", "batch", d0, w0),
+           at("test_accuracy", "batch", d1, w0)),
+          ("BN train − test gap (points) with vs without decay",
+           papers.DECAY_WITH_BN, "unchanged by decay", 0.01,
+           at("gap", "batch", d0, w1), at("gap", "batch", d0, w0))]
+  return compared([r for r in rows if r[4][0] and r[5][0] and r[4][0] is not r[5][0]],
+                  ours)
+
+
+# experiment -> (comparisons, x axis of the accuracy figure, papers).
+EXPERIMENTS = {
+    "bn_batch_size": (batch_size, "batch_size", (
+        papers.BN_SMALL_BATCH, papers.GN_MINUS_BN_AT_2, papers.GN_LIKE_BN)),
+    "bn_placement": (placement, None, (papers.PLACEMENT, papers.SPEEDUP)),
+    "bn_regularization": (regularization, "dropout", (
+        papers.REGULARIZES, papers.VARIANCE_SHIFT, papers.DECAY_WITH_BN))}
+
+
+def accuracy_figure(cells, x, path):
+  """Test (solid) and train (dashed) accuracy vs `x`, one colour per value of
+  the other labels; error bars: std over seeds."""
+  fig, ax = report.plt.subplots(figsize=(6.4, 4.2))
+  series = {}
   for q in cells:
-    v = q["cell"].get(label)
-    if v is not None and v not in seen:
-      seen.append(v)
-  return seen
-
-
-def cell_table(cells: Sequence[Mapping[str, Any]], labels: Sequence[str],
-               speed: bool = False) -> str:
-  header = list(labels) + ["test acc (%)", "train acc (%)", "gap (points)",
-                           "lr", "steps", "wall (s)"]
-  if speed:
-    header += ["fit steps/s", "train steps/s"]
-  rows = []
-  for q in cells:
-    row = [q["cell"].get(k, "–") for k in labels] + [
-        pm(q["test_accuracy"]), pm(q["train_accuracy"]), pm(q["gap"]),
-        f"{q['lr']:.3g}", q["steps"], f"{q['wall_time_s']:.1f}"]
-    if speed:
-      sp = q.get("train_speed")
-      row += [f"{q['steps_per_second']:.0f}",
-              f"{sp['median']:.0f}" if sp else "–"]
-    rows.append(row)
-  return report.markdown_table(header, rows)
-
-
-def plot_vs(cells, x_label: str, series_label: str, path: str, *,
-            title: str = "", log2_x: bool = True, xlabel: str = "") -> str:
-  """Test (solid) and train (dashed) accuracy vs `x_label`, one colour per
-  value of `series_label`; error bars are std over seeds."""
-  fig, ax = plt.subplots(figsize=(6.4, 4.2))
-  for i, s in enumerate(values_of(cells, series_label)):
-    pts = find(cells, **{series_label: s})
-    xs = np.array([q["cell"][x_label] for q in pts], float)
-    color = f"C{i}"
-    for metric, style, suffix in (("test_accuracy", "-", "test"),
-                                  ("train_accuracy", "--", "train")):
-      mean = np.array([q[metric]["mean"] for q in pts]) * 100
-      std = np.array([q[metric]["std"] for q in pts]) * 100
-      ax.errorbar(xs, mean, yerr=std, color=color, linestyle=style,
-                  marker="o" if suffix == "test" else None, markersize=4,
-                  capsize=2, label=f"{s} ({suffix})",
-                  alpha=1.0 if suffix == "test" else 0.6)
-  if log2_x:
-    ax.set_xscale("log", base=2)
-    xs = sorted(values_of(cells, x_label))
-    ax.set_xticks(xs)
-    ax.set_xticklabels([str(x) for x in xs])
-  ax.set_xlabel(xlabel or x_label)
-  ax.set_ylabel("accuracy (%)")
-  ax.grid(alpha=0.3)
+    series.setdefault(", ".join(f"{k}={v}" for k, v in q["cell"].items()
+                                if k != x), []).append(q)
+  for i, (key, pts) in enumerate(series.items()):
+    for metric in [m for m in ("test_accuracy", "train_accuracy")
+                   if pts[0].get(m)]:
+      ax.errorbar([q["cell"][x] for q in pts],
+                  [100 * q[metric]["mean"] for q in pts],
+                  yerr=[100 * report.text.std_of(q[metric]) for q in pts],
+                  color=f"C{i}", linestyle="-" if "test" in metric else "--",
+                  marker="o", capsize=2, label=f"{key} ({metric[:-9]})")
+  ax.set(xlabel=x, ylabel="accuracy (%)", xscale="log" if "batch" in x else
+         "linear")
   ax.legend(fontsize=7, ncol=2)
-  if title:
-    ax.set_title(title, fontsize=10)
-  fig.tight_layout()
-  return report.save_figure(fig, path)
+  report.save_figure(fig, path)
 
 
-def plot_heatmaps(cells, row_label: str, col_label: str, panel_label: str,
-                  path: str, title: str = "") -> str:
-  """Test accuracy and train - test gap as heatmaps: rows x columns, one
-  pair of panels per value of `panel_label`; each square reads mean ± std."""
-  panels = values_of(cells, panel_label)
-  rows, cols = values_of(cells, row_label), values_of(cells, col_label)
-  metrics = (("test_accuracy", "test accuracy (%)", "viridis"),
-             ("gap", "train − test gap (points)", "magma_r"))
-  fig, axes = plt.subplots(len(metrics), len(panels), squeeze=False,
-                           figsize=(1.2 + 1.3 * len(cols) * len(panels),
-                                    1.5 + 1.5 * len(rows) * len(metrics)),
-                           gridspec_kw={"hspace": 0.35})
-  for m, (metric, name, cmap) in enumerate(metrics):
-    grids = {}
-    for p in panels:
-      grid = np.full((len(rows), len(cols)), np.nan)
-      text = [["" for _ in cols] for _ in rows]
-      for i, r in enumerate(rows):
-        for j, c in enumerate(cols):
-          hit = find(cells, **{panel_label: p, row_label: r, col_label: c})
-          if hit:
-            grid[i, j] = hit[0][metric]["mean"] * 100
-            text[i][j] = f"{grid[i, j]:.1f}\n±{hit[0][metric]['std'] * 100:.1f}"
-      grids[p] = (grid, text)
-    lo = np.nanmin([g for g, _ in grids.values()])
-    hi = np.nanmax([g for g, _ in grids.values()])
-    for k, p in enumerate(panels):
-      ax = axes[m][k]
-      grid, text = grids[p]
-      im = ax.imshow(grid, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
-      for i in range(len(rows)):
-        for j in range(len(cols)):
-          # Light text on dark squares, whatever the colormap's direction.
-          r, g, b, _ = im.cmap(im.norm(grid[i, j]))
-          dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-          ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7,
-                  color="white" if dark else "black")
-      ax.set_xticks(range(len(cols)))
-      ax.set_xticklabels([f"{c:g}" for c in cols])
-      ax.set_yticks(range(len(rows)))
-      ax.set_yticklabels([f"{r:g}" for r in rows])
-      ax.set_xlabel(col_label)
-      ax.set_ylabel(row_label)
-      ax.set_title(f"{panel_label}={p}: {name}", fontsize=8)
-    fig.colorbar(im, ax=list(axes[m]), shrink=0.8)
-  if title:
-    fig.suptitle(title, fontsize=10)
-  # bbox_inches="tight": the colorbars sit outside the grid of panels.
-  return report.save_figure(fig, path, bbox_inches="tight")
-
-
-def plot_curves(rows, cells, labels: Sequence[str], path: str,
-                title: str = "") -> str:
-  """Test accuracy and training loss vs step per cell (mean ± std band)."""
-  fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.8))
-  for q in cells:
-    where = {k: q["cell"][k] for k in labels}
-    name = ", ".join(f"{k}={v}" for k, v in where.items())
-    report.plot_band(ax_acc, metrics_lib.curves(rows, "test", "accuracy",
-                                                **where), name, scale=100)
-    report.plot_band(ax_loss, metrics_lib.curves(rows, "minibatch", "loss",
-                                                 **where), name)
-  ax_acc.set_ylabel("test accuracy (%)")
-  ax_loss.set_ylabel("training loss (minibatch)")
-  ax_loss.set_yscale("log")
-  for ax in (ax_acc, ax_loss):
-    ax.set_xlabel("step")
-    ax.grid(alpha=0.3)
+def write(path, config, summary):
+  """report.md and accuracy_vs_X.png (or, from metrics.jsonl, curves.png)."""
+  cells, g = summary["cells"], config.grid
+  comparisons_of, x, refs = EXPERIMENTS[config.experiment]
+  name, rows = f"accuracy_vs_{x}.png" if x else "curves.png", read_metrics(path)
+  if x:
+    accuracy_figure(cells, x, os.path.join(path, name))
+  elif rows:  # A copy of a workdir without metrics.jsonl keeps its PNG.
+    fig, ax = report.plt.subplots(figsize=(6.4, 4.2))
+    for q in cells:
+      report.plot_band(ax, curves(rows, "test", "accuracy", **q["cell"]),
+                       q["name"], scale=100)
+    ax.set(xlabel="step", ylabel="test accuracy (%)")
     ax.legend(fontsize=8)
-  if title:
-    fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  return report.save_figure(fig, path)
-
+    report.save_figure(fig, os.path.join(path, name))
+  labels = list(cells[0]["cell"])
+  extra = ("steps_to_target" in cells[0]) * [
+      f"steps to {100 * summary.get('target_accuracy', 0):g}% test",
+      "train steps/s (median)"]
+  table = [[q["cell"].get(k, "–") for k in labels] + [
+      report.fmt(q[k]) for k in ("test_accuracy", "train_accuracy", "gap")] + [
+          f"{q['lr']:.3g}", q["steps"], f"{q['wall_time_s']:.1f}"] + (
+              [", ".join(map(str, q["steps_to_target"])),
+               f"{(q['train_speed'] or {}).get('median', 0):.0f}"]
+              if extra else [])
+           for q in cells]
+  budget = (f"lr {config.optim.lr:g} at batch {g.reference_batch_size}, "
+            f"{g.lr_rule} scaling (linear scaling: Goyal et al. 2017), "
+            + (f"the same number of examples seen in every cell ({g.epochs:g}"
+               " epochs)" if g.epochs > 0 else "the same steps in every cell")
+            if config.experiment == "bn_batch_size" else
+            f"lr {config.optim.lr:g}, batch {config.train.batch_size}")
+  page(path, refs, [("Accuracy per cell", name)],
+       title=f"{config.experiment}: {config.data.name}",
+       config=(f"`{config.model.name}` on `{config.data.name}` "
+               f"({summary['train_examples']} training examples); cells "
+               + " × ".join(f"{a['label']} {tuple(a['values'])}"
+                            for a in summary["axes"])
+               + f"; {config.optim.name}, {budget}; {len(summary['seeds'])} "
+               f"seeds per cell (the same in every cell); eval mode."),
+       comparisons=comparisons_of(summary, config, {
+           "model": config.model.name, "data": config.data.name,
+           "steps": cells[0]["steps"], "optimizer": config.optim.name}),
+       details=["### Every cell\n\n" + report.markdown_table(labels + [
+           "test acc (%)", "train acc (%)", "gap (points)", "lr", "steps",
+           "wall (s)"] + extra, table)],
+       run=report.run_line(summary, f"{len(cells)} cells × "
+                           f"{len(summary['seeds'])} seeds; cells "
+                           f"{summary['cells_wall_time_s']:.0f} s."))

@@ -27,13 +27,12 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, report, validation
+from jaxunknowns import experiments, runs, validation
 from jaxunknowns.analysis import bn_eval
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
-from jaxunknowns import runs
 from jaxunknowns.batchnorm.bn_only import downsample
-from jaxunknowns.metrics import MetricWriter, read_metrics, stats, write_json
+from jaxunknowns.metrics import MetricWriter, stats, write_json
 from jaxunknowns.workdir import SUMMARY_FILE
 
 BUGS = {
@@ -171,188 +170,10 @@ def run(config, workdir):
       "machine": runs.machine_info(),
   }
   write_json(workdir.file(SUMMARY_FILE), summary)
-  write_report(workdir.path, config, summary)
+  experiments.write_report("bn_modes", workdir.path, config, summary)
   return summary
 
 
-def mode_label(name, config):
-  m = config.bn_modes
-  if name.startswith("batch_"):
-    return f"batch statistics, eval batch {name[6:]}"
-  return {"running": "running statistics",
-          "stale_finetune": f"stale running statistics after "
-                            f"{m.finetune_steps} more steps",
-          "fresh_finetune": "updated running statistics after the same steps",
-          "shift_stale": f"shifted inputs ({m.shift_scale:g}·x + {m.shift:g}),"
-                         f" training statistics",
-          "shift_recalibrated": "shifted inputs, statistics re-estimated "
-                                f"({m.recalibrate_batches} batches)",
-          "shift_batch": f"shifted inputs, batch statistics (batch "
-                         f"{max(m.eval_batch_sizes)})"}[name]
-
-
-# The papers' claim, quoted in report.md (a config's reference.claim,
-# where set, replaces it).
-CLAIM = (
-    "Ioffe & Szegedy 2015 (Sec. 3.1): at inference BatchNorm normalizes with "
-    "population statistics (running averages), so a prediction depends on "
-    "its input only; in training mode each batch is normalized by its own "
-    "statistics. Li et al. 2016 (AdaBN): when the test inputs come from "
-    "another domain, re-estimating BN's statistics on them, weights "
-    "unchanged, recovers accuracy. Neither paper gives a number for the "
-    "mistakes measured here (batch statistics at small eval batches, "
-    "statistics left stale after fine-tuning); the expected directions are "
-    "below running statistics, the more so the smaller the batch, and below "
-    "the same weights with updated statistics.")
-
-
-def claim_of(config) -> str:
-  ref = config.get("reference")
-  return (ref.get("claim") if ref else None) or CLAIM
-
-
-def _delta(modes, a, b):
-  """a - b, per seed (every mode of a seed evaluates the same network)."""
-  return stats(np.subtract(modes[a]["per_seed"], modes[b]["per_seed"]))
-
-
-def versus_rows(modes, config):
-  sizes = sorted(int(k[6:]) for k in modes if k.startswith("batch_"))
-  rows = [["test accuracy (%), running statistics (the inference mode)",
-           "the correct mode; no number for this model",
-           report.fmt(modes["running"])]]
-  for b in sorted({sizes[0], sizes[-1]}):
-    rows.append([f"batch statistics at eval batch {b}, minus running "
-                 f"statistics (points)",
-                 "below running statistics (a prediction depends on its "
-                 "batch-mates)" if b == sizes[0] else
-                 "approaches running statistics as the batch grows",
-                 f"{report.fmt(_delta(modes, f'batch_{b}', 'running'))}; "
-                 f"accuracy {report.fmt(modes[f'batch_{b}'])}"])
-  if len(sizes) > 1:
-    means = [100 * modes[f"batch_{b}"]["mean"] for b in sizes]
-    rising = all(x < y for x, y in zip(means, means[1:]))
-    rows.append(["batch statistics: accuracy rises with the eval batch",
-                 "yes (expected)", f"{'yes' if rising else 'no'}: "
-                 + " → ".join(f"{m:.2f}" for m in means) + " (batch "
-                 + "/".join(map(str, sizes)) + ", means)"])
-  rows.append([f"stale minus updated running statistics after "
-               f"{config.bn_modes.finetune_steps} fine-tuning steps (points)",
-               "below (expected; no paper number)",
-               report.fmt(_delta(modes, "stale_finetune", "fresh_finetune"))])
-  fixed = _delta(modes, "shift_recalibrated", "shift_stale")
-  rows.append(["shifted inputs: re-estimated minus training statistics "
-               "(points)", "above: re-estimating recovers accuracy (AdaBN)",
-               f"{report.fmt(fixed)}; {report.fmt(modes['shift_stale'])} → "
-               f"{report.fmt(modes['shift_recalibrated'])}"])
-  return rows
-
-
-def differences(summary, config) -> str:
-  """Each expected direction, held or not, from the numbers."""
-  modes, out = summary["modes"], []
-  sizes = sorted(int(k[6:]) for k in modes if k.startswith("batch_"))
-  small = _delta(modes, f"batch_{sizes[0]}", "running")
-  out.append(f"batch statistics at eval batch {sizes[0]} are "
-             f"{abs(100 * small['mean']):.1f} points "
-             f"{'below' if small['mean'] < 0 else 'above'} running statistics"
-             + (", as expected" if small["mean"] < 0 else
-                ", unlike the expected direction"))
-  big = _delta(modes, f"batch_{sizes[-1]}", "running")
-  if len(sizes) > 1:
-    small_gap = abs(big["mean"]) <= 0.02
-    within = report.within_seed_spread(big)
-    out.append(f"at eval batch {sizes[-1]} the difference is "
-               f"{100 * big['mean']:+.2f} ± {100 * big['std']:.2f} points"
-               + (" (batch statistics of large batches are close to the "
-                  "running ones" + (", within the seed spread)" if within
-                                    else ")") if small_gap else
-                  " (within the seed spread, but not close to the running "
-                  "ones)" if within else ""))
-  stale = _delta(modes, "stale_finetune", "fresh_finetune")
-  worst = min(stale["per_seed"])
-  out.append(f"stale statistics after {summary['finetune_steps']} more steps "
-             + (f"are {-100 * stale['mean']:.2f} ± {100 * stale['std']:.2f} "
-                f"points below updated ones, as expected (the cost varies by "
-                f"seed, up to {-100 * worst:.1f} points)"
-                if stale["mean"] < 0 else
-                f"are not below updated ones ({100 * stale['mean']:+.2f} ± "
-                f"{100 * stale['std']:.2f} points): the weights moved too "
-                f"little in fine-tuning for the statistics to go stale"))
-  shift = _delta(modes, "shift_recalibrated", "shift_stale")
-  lost = _delta(modes, "shift_stale", "running")
-  out.append(f"the input shift {config.bn_modes.shift_scale:g}·x + "
-             f"{config.bn_modes.shift:g} changes accuracy by "
-             f"{100 * lost['mean']:+.2f} points with the training statistics, "
-             f"and re-estimating them changes it by {100 * shift['mean']:+.2f}"
-             f" ± {100 * shift['std']:.2f} points"
-             + (", the AdaBN direction" if shift["mean"] > 0 else
-                ", not the AdaBN direction"))
-  text = "; ".join(out)
-  why = ("an MLP's BN normalizes each unit over the batch alone, so at batch "
-         "1 every hidden unit is its β and every example gets the same "
-         "prediction" if summary["model"] == "mlp" else
-         "a convolutional BN also normalizes over the image's positions, so "
-         "batch statistics at batch 1 are noisy rather than degenerate")
-  return (text[0].upper() + text[1:] + ". No paper states numbers for these "
-          f"modes, so only the directions compare; the sizes are this "
-          f"model's ({summary['model']}-{summary['depth']} of width "
-          f"{summary['width']} on {summary['dataset']} at input "
-          f"{tuple(summary['input_shape'])}, {summary['steps']} steps): "
-          f"{why}.")
-
-
-def write_report(path, config, summary):
-  """report.md, batch_size_eval.png and learning_curves.png from
-  summary.json and metrics.jsonl."""
-  modes = summary["modes"]
-  rows = [[mode_label(k, config), report.fmt(v), summary["bugs"][k]]
-          for k, v in modes.items()]
-  sizes = sorted(int(k[6:]) for k in modes if k.startswith("batch_"))
-  fig, ax = report.plt.subplots(figsize=(5.5, 3.8))
-  acc = [modes[f"batch_{b}"] for b in sizes]
-  ax.errorbar(sizes, [100 * a["mean"] for a in acc],
-              yerr=[100 * a["std"] for a in acc], marker="o", capsize=3,
-              label="batch statistics")
-  ax.axhline(100 * modes["running"]["mean"], color="k", linestyle="--",
-             label="running statistics")
-  ax.set_xscale("log", base=2)
-  ax.set_xlabel("eval batch size")
-  ax.set_ylabel("test accuracy (%)")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  report.save_figure(fig, os.path.join(path, "batch_size_eval.png"))
-  report.learning_curves(read_metrics(path),
-                         os.path.join(path, "learning_curves.png"))
-  o = config.optim
-  report.write_page(path, report.Page(
-      title=f"bn_modes: {summary['dataset']}",
-      claim=claim_of(config),
-      config=(
-          f"`{summary['model']}`-{summary['depth']} (width "
-          f"{summary['width']}) with batch norm on `{summary['dataset']}` at "
-          f"input {tuple(summary['input_shape'])}, "
-          f"{summary['train_examples']} training / "
-          f"{summary['test_examples']} test examples; {o.name} lr {o.lr}, "
-          f"batch {config.train.batch_size}, {summary['steps']} steps, then "
-          f"{summary['finetune_steps']} more; {len(summary['seeds'])} seeds. "
-          f"Every seed's network is then evaluated in each mode of the "
-          f"table below."),
-      figures=[("Test accuracy with batch statistics vs eval batch size "
-                "(mean ± std over seeds); dashed: running statistics",
-                "batch_size_eval.png"),
-               ("Loss and accuracy vs step (training, then fine-tuning), "
-                "mean ± std over seeds", "learning_curves.png")],
-      versus=(["quantity", "paper / expected", "ours (mean ± std over seeds)"],
-              versus_rows(modes, config)),
-      differences=differences(summary, config),
-      details=[
-          "### Test accuracy (%) by inference mode, mean ± std over seeds\n\n"
-          + report.markdown_table(
-              ["mode", "accuracy", "the bug it corresponds to"], rows)],
-      run=report.run_line(summary, f"Training "
-                          f"{summary['train_wall_time_s']:.0f} s.")))
-
-
-experiments.register("bn_modes", validate=validate, report=write_report)(run)
+experiments.register(
+    "bn_modes", validate=validate,
+    report="jaxunknowns.batchnorm.bn_modes_report:write")(run)

@@ -33,13 +33,11 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, optim, validation
+from jaxunknowns import experiments, optim, runs, stages, validation
 from jaxunknowns.data import load_dataset
 from jaxunknowns.data.core import Split
 from jaxunknowns.errors import UserError
-from jaxunknowns.batchnorm import bn_only_report
-from jaxunknowns import runs
-from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
+from jaxunknowns.metrics import MetricWriter, stats, write_json
 from jaxunknowns.models import create_model
 from jaxunknowns.workdir import SUMMARY_FILE
 
@@ -202,66 +200,65 @@ def stage_name(depth: int, width: int) -> str:
 
 
 def train_stage(config, workdir, writer, ds, depth, width, trainer=None):
-  folder = workdir.file("stages", stage_name(depth, width))
-  done = read_json(os.path.join(folder, "result.json"))
-  if done is not None:
-    logging.info("[%s] finished before", stage_name(depth, width))
-    return done
-  t0 = time.time()
-  seeds, arms = runs.seeds_of(config), list(config.bn_only.arms)
-  arm_runs = [(a, s) for a in arms for s in seeds]
-  if trainer is None:
-    trainer = build_stage_trainer(config, ds, depth, width)
-  state = trainer.init_state([s for _, s in arm_runs],
-                             variables=init_variables(trainer, seeds, len(arms)))
-  one = jax.tree.map(lambda p: p[0], jax.device_get(state["params"]))
-  masks = [arm_mask(config, a, one, s) for a, s in arm_runs]
-  counts = [optim.mask_count(m) for m in masks]
-  for (a, s), n in zip(arm_runs, counts):
-    logging.info("[%s] arm %s seed %d: %d of %d parameters trainable",
-                 stage_name(depth, width), a, s, n,
-                 trainer.param_counts["total"])
-  stacked = jax.tree.map(lambda *m: np.stack(m), *masks)
-  state["opt_state"] = optim.set_update_mask(state["opt_state"], stacked)
-  # The step donates the state's buffers: keep the init on the host.
-  init_params = jax.device_get(state["params"])
-  result = trainer.fit(
-      state, steps=config.train.steps, data_seeds=[s for _, s in arm_runs],
-      writer=writer,
-      run_labels=[{"depth": depth, "width": width, "arm": a, "seed": s}
-                  for a, s in arm_runs],
-      checkpoint_dir=os.path.join(folder, "checkpoints"),
-      description=stage_name(depth, width))
-  final = jax.device_get(result.state["params"])
-  b = config.bn_only
-  g0, g1 = gammas(init_params, b.scale_pattern), gammas(final, b.scale_pattern)
-  thr = b.gamma_threshold
-  frozen = frozen_max_change(init_params, final, stacked)
-  if np.any(frozen != 0):
-    raise AssertionError(f"frozen parameters moved: {frozen.tolist()}")
-  os.makedirs(folder, exist_ok=True)
-  np.savez_compressed(os.path.join(folder, "gammas.npz"), init=g0, final=g1,
-                      arms=np.array([a for a, _ in arm_runs]),
-                      seeds=np.array([s for _, s in arm_runs]))
-  ev = result.evals
-  out = {"depth": depth, "width": width,
-         "total_params": trainer.param_counts["total"],
-         "num_gamma": int(g0.shape[1]),
-         "runs": [{"arm": a, "seed": s, "trainable": counts[r],
-                   "test_accuracy": float(ev["test"]["accuracy"][r]),
-                   "test_loss": float(ev["test"]["loss"][r]),
-                   "train_accuracy": (float(ev["train"]["accuracy"][r])
-                                      if "train" in ev else None),
-                   "gamma_near_zero": float(np.mean(np.abs(g1[r]) < thr)),
-                   "gamma_near_zero_init": float(np.mean(np.abs(g0[r]) < thr)),
-                   "frozen_max_change": float(frozen[r])}
-                  for r, (a, s) in enumerate(arm_runs)],
-         "steps": config.train.steps,
-         "steps_per_second": result.steps_per_second,
-         "train_wall_time_s": result.wall_time,
-         "wall_time_s": time.time() - t0}
-  write_json(os.path.join(folder, "result.json"), out)
-  return out
+  """Every arm and seed of one (depth, width), as a stage (stages.run_stage):
+  trained once, then read from stages/NAME/result.json."""
+  name = stage_name(depth, width)
+  folder = workdir.file("stages", name)
+
+  def compute():
+    t0 = time.time()
+    seeds, arms = runs.seeds_of(config), list(config.bn_only.arms)
+    arm_runs = [(a, s) for a in arms for s in seeds]
+    tr = trainer or build_stage_trainer(config, ds, depth, width)
+    state = tr.init_state([s for _, s in arm_runs],
+                          variables=init_variables(tr, seeds, len(arms)))
+    one = jax.tree.map(lambda p: p[0], jax.device_get(state["params"]))
+    masks = [arm_mask(config, a, one, s) for a, s in arm_runs]
+    counts = [optim.mask_count(m) for m in masks]
+    for (a, s), n in zip(arm_runs, counts):
+      logging.info("[%s] arm %s seed %d: %d of %d parameters trainable", name,
+                   a, s, n, tr.param_counts["total"])
+    stacked = jax.tree.map(lambda *m: np.stack(m), *masks)
+    state["opt_state"] = optim.set_update_mask(state["opt_state"], stacked)
+    # The step donates the state's buffers: keep the init on the host.
+    init_params = jax.device_get(state["params"])
+    result = tr.fit(
+        state, steps=config.train.steps, data_seeds=[s for _, s in arm_runs],
+        writer=writer,
+        run_labels=[{"depth": depth, "width": width, "arm": a, "seed": s}
+                    for a, s in arm_runs],
+        checkpoint_dir=os.path.join(folder, "checkpoints"), description=name)
+    final = jax.device_get(result.state["params"])
+    b = config.bn_only
+    g0, g1 = gammas(init_params, b.scale_pattern), gammas(final, b.scale_pattern)
+    thr = b.gamma_threshold
+    frozen = frozen_max_change(init_params, final, stacked)
+    if np.any(frozen != 0):
+      raise AssertionError(f"frozen parameters moved: {frozen.tolist()}")
+    os.makedirs(folder, exist_ok=True)
+    np.savez_compressed(os.path.join(folder, "gammas.npz"), init=g0, final=g1,
+                        arms=np.array([a for a, _ in arm_runs]),
+                        seeds=np.array([s for _, s in arm_runs]))
+    ev = result.evals
+    return {"depth": depth, "width": width,
+            "total_params": tr.param_counts["total"],
+            "num_gamma": int(g0.shape[1]),
+            "runs": [{"arm": a, "seed": s, "trainable": counts[r],
+                      "test_accuracy": float(ev["test"]["accuracy"][r]),
+                      "test_loss": float(ev["test"]["loss"][r]),
+                      "train_accuracy": (float(ev["train"]["accuracy"][r])
+                                         if "train" in ev else None),
+                      "gamma_near_zero": float(np.mean(np.abs(g1[r]) < thr)),
+                      "gamma_near_zero_init": float(np.mean(np.abs(g0[r])
+                                                            < thr)),
+                      "frozen_max_change": float(frozen[r])}
+                     for r, (a, s) in enumerate(arm_runs)],
+            "steps": config.train.steps,
+            "steps_per_second": result.steps_per_second,
+            "train_wall_time_s": result.wall_time,
+            "wall_time_s": time.time() - t0}
+
+  return stages.run_stage(folder, compute, name=name)
 
 
 def init_variables(trainer, seeds, repeats: int):
@@ -294,29 +291,6 @@ def arm_summary(stage, arm) -> Dict[str, Any]:
          "frozen_max_change": max(r["frozen_max_change"] for r in rs)}
   if rs[0]["train_accuracy"] is not None:
     out["train_accuracy"] = stats([r["train_accuracy"] for r in rs])
-  return out
-
-
-def findings(points: List[Dict[str, Any]], arms, chance: float):
-  """The done-when checks, per width: BN-only above both controls at every
-  depth, and its mean accuracy strictly rising with depth."""
-  out = []
-  for width in sorted({p["width"] for p in points}):
-    row = sorted((p for p in points if p["width"] == width),
-                 key=lambda p: p["depth"])
-    if "bn" not in arms:
-      continue
-    bn = [p["arms"]["bn"]["test_accuracy"]["mean"] for p in row]
-    controls = [a for a in ("random2", "output") if a in arms]
-    out.append({
-        "width": width,
-        "bn_above_controls_every_depth": all(
-            p["arms"]["bn"]["test_accuracy"]["mean"] >
-            p["arms"][a]["test_accuracy"]["mean"] for p in row
-            for a in controls),
-        "bn_rising_with_depth": len(bn) >= 2 and all(
-            x < y for x, y in zip(bn, bn[1:])),
-        "bn_min_over_chance": min(bn) - chance})
   return out
 
 
@@ -354,15 +328,14 @@ def run(config, workdir):
       "steps": config.train.steps,
       "gamma_threshold": b.gamma_threshold,
       "points": points,
-      "findings": findings(points, list(b.arms), 1.0 / ds.num_classes),
       "wall_time_s": time.time() - t0,
       "stages_wall_time_s": sum(p["wall_time_s"] for p in points),
       "machine": runs.machine_info(),
   }
   write_json(workdir.file(SUMMARY_FILE), summary)
-  bn_only_report.write(workdir.path, config, summary)
+  experiments.write_report("bn_only", workdir.path, config, summary)
   return summary
 
 
 experiments.register("bn_only", validate=validate,
-                     report=bn_only_report.write)(run)
+                     report="jaxunknowns.batchnorm.bn_only_report:write")(run)

@@ -16,18 +16,22 @@ interrupted one.
 import os
 import time
 
+from typing import Any, Dict, Mapping
+
 from absl import logging
 
-from jaxunknowns import experiments, validation
+from jaxunknowns import experiments, runs, stages, validation
 from jaxunknowns.analysis import smoothness
 from jaxunknowns.data import load_dataset
-from jaxunknowns.batchnorm import bn_smoothness_report
-from jaxunknowns import runs
-from jaxunknowns.metrics import MetricWriter, read_json, write_json
+from jaxunknowns.metrics import (MetricWriter, curves, read_metrics, stats,
+                                 write_json)
 from jaxunknowns.models import layers
 from jaxunknowns.workdir import SUMMARY_FILE
 
 ARM_NORMS = tuple(n for n in layers.NORMS if n != "default")
+# The landscape measures the smoothness callback logs (split "smoothness").
+LANDSCAPE = ("loss", "loss_min", "loss_max", "loss_range", "gpred_min",
+             "gpred_max", "beta", "grad_norm")
 
 
 def validate(config):
@@ -78,31 +82,61 @@ def build_arms(config):
 
 
 def run_arm(workdir, arm, trainer, callbacks, seeds, writer, steps):
+  """One arm as a stage (stages.run_stage): arms/ARM/result.json once done."""
   folder = workdir.file("arms", arm)
-  result_path = os.path.join(folder, "result.json")
-  done = read_json(result_path)
-  if done is not None:
-    logging.info("arm %s already finished; reusing %s", arm, result_path)
-    return done
-  os.makedirs(folder, exist_ok=True)
-  labels = [{"arm": arm, "seed": s} for s in seeds]
-  state = trainer.init_state(seeds)
-  checkpoint_dir = os.path.join(folder, "checkpoints")
-  if not os.path.exists(checkpoint_dir):  # fresh: measure the initial weights
-    for c in callbacks:
-      writer.write(0, c.name, labels, c.fn(trainer, state, 0))
-  t0 = time.time()
-  result = trainer.fit(state, steps=steps, data_seeds=seeds, writer=writer,
-                       run_labels=labels, checkpoint_dir=checkpoint_dir,
-                       callbacks=callbacks, description=f"norm={arm}")
-  out = {"arm": arm, "final": runs.eval_stats(result.evals),
-         "parameters": trainer.param_counts,
-         "steps_per_second": result.steps_per_second,
-         "wall_time_s": time.time() - t0,
-         "resumed_from_step": result.resumed_from,
-         "layers": next((getattr(c, "layers") for c in callbacks
-                         if hasattr(c, "layers")), [])}
-  write_json(result_path, out)
+
+  def compute():
+    labels = [{"arm": arm, "seed": s} for s in seeds]
+    state = trainer.init_state(seeds)
+    checkpoint_dir = os.path.join(folder, "checkpoints")
+    if not os.path.exists(checkpoint_dir):  # fresh: measure the initial weights
+      for c in callbacks:
+        writer.write(0, c.name, labels, c.fn(trainer, state, 0))
+    t0 = time.time()
+    result = trainer.fit(state, steps=steps, data_seeds=seeds, writer=writer,
+                         run_labels=labels, checkpoint_dir=checkpoint_dir,
+                         callbacks=callbacks, description=f"norm={arm}")
+    return {"arm": arm, "final": runs.eval_stats(result.evals),
+            "parameters": trainer.param_counts,
+            "steps_per_second": result.steps_per_second,
+            "wall_time_s": time.time() - t0,
+            "resumed_from_step": result.resumed_from,
+            "layers": next((getattr(c, "layers") for c in callbacks
+                            if hasattr(c, "layers")), [])}
+
+  return stages.run_stage(folder, compute, name=f"norm={arm}")
+
+
+def per_step(rows, split, name, arm) -> Dict[str, Dict[str, Any]]:
+  """{step: {mean, std, per_seed}} of one measure, at the steps every seed
+  has (seeds in order)."""
+  per_seed = curves(rows, split, name, arm=arm)
+  if not per_seed:
+    return {}
+  steps = sorted(set.intersection(*[set(c) for c in per_seed.values()]))
+  return {str(t): stats([per_seed[s][t] for s in sorted(per_seed)])
+          for t in steps}
+
+
+def summarize(path: str, config, results: Mapping[str, Mapping]) -> Dict:
+  """summary.json: per arm its final accuracies and, per measured step, every
+  landscape measure and every layer's ICS over seeds (from metrics.jsonl)."""
+  rows = read_metrics(path)
+  out = {"experiment": "bn_smoothness", "dataset": config.data.name,
+         "model": config.model.name, "optimizer": config.optim.name,
+         "lr": config.optim.lr, "steps": config.train.steps,
+         "step_sizes": list(config.smoothness.step_sizes),
+         "probe_size": config.smoothness.probe_size or config.train.batch_size,
+         "arms": {}}
+  for arm, res in results.items():
+    out["arms"][arm] = {
+        "final": res["final"], "parameters": res["parameters"],
+        "wall_time_s": res["wall_time_s"],
+        "steps_per_second": res["steps_per_second"], "layers": res["layers"],
+        "smoothness": {name: per_step(rows, "smoothness", name, arm)
+                       for name in LANDSCAPE},
+        "ics": {f"{kind}_{layer}": per_step(rows, "ics", f"{kind}_{layer}", arm)
+                for layer in res["layers"] for kind in ("l2", "cos", "gnorm")}}
   return out
 
 
@@ -117,14 +151,15 @@ def run(config, workdir):
     results[arm] = run_arm(workdir, arm, trainer, callbacks, seeds, writer,
                            config.train.steps)
   writer.close()
-  summary = bn_smoothness_report.summarize(workdir.path, config, results)
+  summary = summarize(workdir.path, config, results)
   summary.update({"seeds": seeds, "wall_time_s": time.time() - t0,
                   "machine": runs.machine_info()})
   write_json(workdir.file(SUMMARY_FILE), summary)
-  bn_smoothness_report.write_report(workdir.path, config, summary)
+  experiments.write_report("bn_smoothness", workdir.path, config, summary)
   logging.info("summary in %s", workdir.file(SUMMARY_FILE))
   return summary
 
 
-experiments.register("bn_smoothness", validate=validate,
-                     report=bn_smoothness_report.write_report)(run)
+experiments.register(
+    "bn_smoothness", validate=validate,
+    report="jaxunknowns.batchnorm.bn_smoothness_report:write_report")(run)
