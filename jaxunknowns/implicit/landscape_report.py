@@ -1,5 +1,5 @@
-"""report.md and figures of `landscape`, from summary.json (the contours and
-slices from the arms' landscape.npz)."""
+"""report.md and figures of `landscape`, from summary.json (contours and
+slices from the arms' landscape.npz; the run's PNGs where those are absent)."""
 
 import os
 
@@ -9,21 +9,18 @@ from jaxunknowns import report
 from jaxunknowns.implicit import papers
 from jaxunknowns.report import compare
 
-RISES = (("slice_mean_rise_half", "1-D slice: mean rise of the loss for "
-          "|a| ≤ 0.5"), ("surface_mean_rise", "2-D surface: mean rise of the "
-                         "loss over the grid"))
+RISES = {"slice_mean_rise_half": "1-D slice: mean rise of the loss for "
+         "|a| ≤ 0.5", "surface_mean_rise": "2-D surface: mean rise of the "
+         "loss over the grid"}
 
 
 def figures(path, summary):
-  """(caption, file) of contours.png, slices.png and interpolation.png; from
-  the arms' landscape.npz, or the run's PNGs where those are not kept."""
   names, interp = summary["compare"], summary["interpolation"]
-  shown = [("Training loss on the 2-D grid of two filter-normalized "
-            "directions, per arm (+: the trained network)", "contours.png"),
-           ("1-D slices along the first direction", "slices.png")]
-  if interp["paths"]:
-    shown.append((f"Training loss along (1 − t) A + t B, {interp['mode']}",
-                  "interpolation.png"))
+  shown = [("Training loss on two filter-normalized directions, per arm (+: "
+            "the trained network)", "contours.png"),
+           ("1-D slices along the first direction", "slices.png")] + [
+               (f"Training loss along (1 − t) A + t B ({interp['mode']})",
+                "interpolation.png")] * bool(interp["paths"])
   npz = [os.path.join(path, "arms", n, "landscape.npz") for n in names]
   if not all(map(os.path.exists, npz)):
     return [f for f in shown if os.path.exists(os.path.join(path, f[1]))]
@@ -31,6 +28,7 @@ def figures(path, summary):
   fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4.2),
                            squeeze=False)
   fig_s, ax_s = plt.subplots(figsize=(5, 3.8))
+  fig_i, ax_i = plt.subplots(figsize=(5, 3.8))
   for ax, name, file in zip(axes[0], names, npz):
     with np.load(file) as d:
       a, loss = d["surface_axis"], d["surface_loss"]
@@ -40,35 +38,31 @@ def figures(path, summary):
     ax.clabel(cs, cs.levels[::5], fontsize=7, fmt="%.2f")
     ax.plot([0], [0], "r+")
     ax.set(title=name, xlabel="d1", ylabel="d2", aspect="equal")
-  ax_s.set(yscale="log", xlabel="a (θ + a d1)", ylabel="training loss")
-  ax_s.legend()
-  report.save_figure(fig, os.path.join(path, "contours.png"))
-  report.save_figure(fig_s, os.path.join(path, "slices.png"))
-  if interp["paths"]:
-    fig, ax = plt.subplots(figsize=(5, 3.8))
-    for p in interp["paths"]:
-      for r, loss in enumerate(p["loss"]):
-        ax.plot(interp["alphas"], loss, label=f"{p['label']} (pair {r})")
-    ax.set(yscale="log", xlabel="t", ylabel="training loss")
-    ax.legend(fontsize=7)
-    report.save_figure(fig, os.path.join(path, "interpolation.png"))
+  for p in interp["paths"]:
+    for r, loss in enumerate(p["loss"]):
+      ax_i.plot(interp["alphas"], loss, label=f"{p['label']} (pair {r})")
+  ax_s.set(xlabel="a (θ + a d1)", ylabel="training loss", yscale="log")
+  ax_i.set(xlabel="t", ylabel="training loss", yscale="log")
+  for f, ax, (_, file) in zip((fig, fig_s, fig_i), (None, ax_s, ax_i), shown):
+    if ax:
+      ax.legend(fontsize=7)
+    report.save_figure(f, os.path.join(path, file))
+  plt.close("all")
   return shown
 
 
 def comparisons(summary, config):
-  """The flatter arm's rises below the other's, when the first and last
-  arms are a pair the papers speak of; a rise ≤ 0 (the loss falls away from
-  the trained point: no minimum) is not compared."""
-  names, arms, interp = summary["compare"], summary["arms"], summary[
-      "interpolation"]
+  """The flatter arm's rises below the other's when the first and last arms
+  are a pair the papers speak of; a rise ≤ 0 (the loss falls away from the
+  trained point: no minimum there) is not compared."""
+  names, arms, interp = (summary[k] for k in ("compare", "arms",
+                                              "interpolation"))
   flat, ref = papers.LI_FLATTER.get((names[0], names[-1]), (None, None))
   if ref is None:
     return []
   sharp = names[-1] if flat == names[0] else names[0]
-  ours = {"data": config.data.name, "model": config.model.name,
-          "epochs": config.epochs}
-  rows = [(what, ref, {sharp: arms[sharp][key], flat: arms[flat][key]})
-          for key, what in RISES]
+  rows = [(what, ref, {n: {"mean": arms[n][key], "per_seed": [arms[n][key]]}
+                       for n in (sharp, flat)}) for key, what in RISES.items()]
   if interp["mode"] == "arms" and interp["paths"] and flat == "small_batch":
     p = interp["paths"][0]
     rows.append((f"interpolation: rise of the loss past each end (t = "
@@ -77,39 +71,37 @@ def comparisons(summary, config):
                  {sharp: p["rise_beyond_b"], flat: p["rise_beyond_a"]}))
   out = []
   for what, reference, rise in rows:
-    rise = {n: v if isinstance(v, dict) else {"mean": v, "per_seed": [v]}
-            for n, v in rise.items()}
     lows = [n for n, v in rise.items() if v["mean"] <= 0]
-    verdict = compare.greater(rise[sharp], rise[flat], a_name=sharp,
-                              b_name=flat, scale=1.0)
     out.append(compare.comparison(
         what, reference, ", ".join(f"{n} {report.fmt(v, 1.0, 4)}"
                                    for n, v in rise.items()),
-        *((None, "") if lows else verdict), paper=f"larger for {sharp}",
-        our_protocol=ours, why_not_testable=f"the rise is ≤ 0 for "
-        f"{' and '.join(lows)}: no minimum along these directions"))
+        *((None, "") if lows else compare.greater(
+            rise[sharp], rise[flat], a_name=sharp, b_name=flat, scale=1.0)),
+        paper=f"larger for {sharp}", why_not_testable=f"the rise is ≤ 0 for "
+        f"{' and '.join(lows)}: no minimum along these directions",
+        our_protocol={"data": config.data.name, "model": config.model.name,
+                      "epochs": config.epochs}))
   return out
 
 
 def write(path, config, summary):
   """report.md and the PNGs from the workdir's files."""
-  names, ax, interp = summary["compare"], summary["axes"], summary[
-      "interpolation"]
-  rows = [[n, a["batch_size"], a["steps"],
-           report.fmt(a["final"]["test"]["accuracy"])]
-          + [f"{a[k]:.4f}" for k in ("loss_at_centre", "slice_mean_rise_half",
-                                     "surface_mean_rise", "surface_max")]
-          for n, a in summary["arms"].items()]
+  names, ax, interp = (summary[k] for k in ("compare", "axes",
+                                            "interpolation"))
+  keys = ("loss_at_centre", *RISES, "surface_max")
   details = ["### Arms (landscapes of the first seed's network)\n\n"
              + report.markdown_table(
                  ["arm", "batch", "steps", "test acc (%)", "loss at centre",
                   "slice: mean rise |a| ≤ 0.5", "surface: mean rise",
-                  "surface max"], rows)]
+                  "surface max"], [[n, a["batch_size"], a["steps"], report.fmt(
+                      a["final"]["test"]["accuracy"])] + [f"{a[k]:.4f}" for k in
+                                                          keys]
+                  for n, a in summary["arms"].items()])]
   if interp["paths"]:
     details.append(
-        "### Linear interpolation (barrier: max over t in [0, 1] of the loss "
+        "### Linear interpolation (barrier: the loss's max over t in [0, 1] "
         "minus the larger end's; rise past A or B: the loss at the range's "
-        "end minus the end's)\n\n" + report.markdown_table(
+        "end minus that end's)\n\n" + report.markdown_table(
             ["path", "loss barrier", "rise past A", "rise past B"],
             [[p["label"]] + [report.fmt(p[k], 1.0, 4) for k in (
                 "loss_barrier", "rise_beyond_a", "rise_beyond_b")]
@@ -119,13 +111,9 @@ def write(path, config, summary):
       claim="; ".join(f"{r.statement} ({r.source})" for _, r in
                       papers.LI_FLATTER.values()) + ".",
       config=(f"`{config.model.name}` on `{config.data.name}`, arms "
-              f"{', '.join(names)}, {len(summary['seeds'])} seeds per arm. "
-              f"Loss in eval mode on {summary['arms'][names[0]]['num_examples']}"
-              f" training examples; 2-D grid {ax['surface'][2]}² on "
-              f"[{ax['surface'][0]}, {ax['surface'][1]}]², slice of "
-              f"{ax['slice'][2]} points on [{ax['slice'][0]}, "
-              f"{ax['slice'][1]}]; one draw of two random directions "
-              f"(landscape.seed {config.landscape.seed})."),
-      figures=figures(path, summary),
-      comparisons=comparisons(summary, config),
+              f"{', '.join(names)}, {len(summary['seeds'])} seeds per arm; "
+              f"eval-mode loss on {summary['arms'][names[0]]['num_examples']} "
+              f"training examples along one draw of two random directions; "
+              f"grid and slice (lo, hi, points): {ax['surface']}, {ax['slice']}."),
+      figures=figures(path, summary), comparisons=comparisons(summary, config),
       details=details, run=report.run_line(summary)))

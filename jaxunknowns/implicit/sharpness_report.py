@@ -1,5 +1,6 @@
 """report.md and eigenvalue_along_training.png of `sharpness`, from
-summary.json (the figure from metrics.jsonl's Hessian rows)."""
+summary.json (the figure from metrics.jsonl's Hessian rows; the run's PNG
+where the workdir has no metrics.jsonl)."""
 
 import os
 
@@ -12,50 +13,46 @@ FIGURE = "eigenvalue_along_training.png"
 
 
 def plot(path, summary) -> bool:
-  """The top eigenvalue along training per arm, epochs on x; without
-  metrics.jsonl (docs/results), the run's figure where the workdir has it."""
   if not os.path.exists(os.path.join(path, metrics_lib.METRICS_FILE)):
     return os.path.exists(os.path.join(path, FIGURE))
   rows, drawn = metrics_lib.read_metrics(path), False
   fig, ax = report.plt.subplots(figsize=(6, 4))
-  for name in summary["compare"]:
-    per_epoch = summary["arms"][name]["steps_per_epoch"]
+  for name, arm in summary["arms"].items():
     curves = metrics_lib.curves(rows, "hessian", "eig_0", arm=name)
-    report.plot_band(ax, {s: {t / per_epoch: v for t, v in c.items()}
-                          for s, c in curves.items()}, name, marker="o")
+    report.plot_band(ax, {s: {t / arm["steps_per_epoch"]: v for t, v in
+                              c.items()} for s, c in curves.items()}, name)
     drawn |= bool(curves)
   ax.set(xlabel="epoch", ylabel="top Hessian eigenvalue (train subset)")
-  ax.grid(alpha=0.3)
   ax.legend()
   report.save_figure(fig, os.path.join(path, FIGURE))
   return drawn
 
 
 def comparisons(summary, config):
-  """Keskar et al.'s directions, the last arm (large batch) against the first."""
-  names = summary["compare"]
-  if len(names) < 2:
-    return []
-  a, b, arms = names[0], names[-1], summary["arms"]
-  small, large = arms[a], arms[b]
+  """Keskar et al.'s directions: the last arm (large batch) against the first."""
+  a, b = summary["compare"][0], summary["compare"][-1]
+  small, large = summary["arms"][a], summary["arms"][b]
   ours = {"optimizer": config.optim.name, "small batch": small["batch_size"],
           "large batch": f"{100 / large['steps_per_epoch']:.0f}% of the "
                          "training set",
           "sharpness maximiser": "projected sign-gradient ascent"}
-  rows = [("test accuracy (%)", papers.KESKAR_WORSE, small["final"]["test"][
-      "accuracy"], large["final"]["test"]["accuracy"], 100.0, 2, True),
+  # (quantity, reference, the arm's stat, scale, digits)
+  rows = [("test accuracy (%)", papers.KESKAR_WORSE,
+           lambda arm: arm["final"]["test"]["accuracy"], 100.0, 2),
           ("top Hessian eigenvalue", papers.KESKAR_SHARP,
-           small["top_eigenvalue"], large["top_eigenvalue"], 1.0, 3, False)]
-  rows += [(f"ε-sharpness, ε = {eps}", papers.KESKAR_SHARP, small["sharpness"][
-      eps], large["sharpness"][eps], 1.0, 4, False) for eps in small["sharpness"]]
+           lambda arm: arm["top_eigenvalue"], 1.0, 3)]
+  rows += [(f"ε-sharpness, ε = {e}", papers.KESKAR_SHARP,
+            lambda arm, e=e: arm["sharpness"][e], 1.0, 4)
+           for e in small["sharpness"]]
   out = []
-  for quantity, ref, s, l, scale, digits, small_higher in rows:
-    hi, lo = ((s, a), (l, b)) if small_higher else ((l, b), (s, a))
+  for quantity, ref, get, scale, digits in rows if a != b else []:
+    worse = ref is papers.KESKAR_WORSE  # the small batch above, not below
+    hi, lo = ((small, a), (large, b)) if worse else ((large, b), (small, a))
     out.append(compare.comparison(
-        quantity, ref, f"{a} {report.fmt(s, scale, digits)}, {b} "
-        f"{report.fmt(l, scale, digits)}",
-        *compare.greater(hi[0], lo[0], a_name=hi[1], b_name=lo[1], scale=scale),
-        paper=f"{'lower' if small_higher else 'larger'} with the large batch",
+        quantity, ref, f"{a} {report.fmt(get(small), scale, digits)}, {b} "
+        f"{report.fmt(get(large), scale, digits)}", *compare.greater(
+            get(hi[0]), get(lo[0]), a_name=hi[1], b_name=lo[1], scale=scale),
+        paper=f"{'lower' if worse else 'larger'} with the large batch",
         our_protocol=ours))
   return out
 
@@ -74,17 +71,14 @@ def write(path, config, summary):
       claim=f"{papers.KESKAR_SHARP.statement}; {papers.KESKAR_WORSE.statement}"
             f" ({papers.KESKAR_SHARP.source}).",
       config=(f"`{config.model.name}` on `{config.data.name}`, "
-              f"{config.optim.name} lr {config.optim.lr}, the same "
-              f"{summary['epochs']:g} epochs per arm, {len(summary['seeds'])} "
-              f"seeds per arm trained at once. Top Hessian eigenvalue: "
-              f"Lanczos on {summary['hessian_subset']} training examples; "
-              f"ε-sharpness 100 (max L − L)/(1 + L) over the box |δ_i| ≤ "
-              f"ε(|x_i| + 1), {config.sharpness.iterations} projected "
-              f"sign-gradient ascent steps on {summary['sharpness_subset']} "
-              f"training examples; BatchNorm (if any) in eval mode."),
-      figures=[("Top Hessian eigenvalue of the training loss (fixed subset) "
-                "along training per arm, mean ± std over seeds", FIGURE)]
-      if plot(path, summary) else [],
+              f"{config.optim.name} lr {config.optim.lr}, {summary['epochs']:g}"
+              f" epochs and {len(summary['seeds'])} seeds per arm; top Hessian "
+              f"eigenvalue by Lanczos on {summary['hessian_subset']} training "
+              f"examples; ε-sharpness 100 (max L − L)/(1 + L) over |δ_i| ≤ "
+              f"ε(|x_i| + 1) by {config.sharpness.iterations} projected "
+              f"sign-gradient steps on {summary['sharpness_subset']} examples."),
+      figures=[("Top Hessian eigenvalue along training, mean ± std over seeds",
+                FIGURE)] if plot(path, summary) else [],
       comparisons=comparisons(summary, config),
       details=["### Arms\n\n" + report.markdown_table(
           ["arm", "batch", "steps", "test acc (%)", "train acc (%)",
