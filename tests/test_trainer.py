@@ -187,10 +187,67 @@ def test_snapshots_restore_exact_weights(tmp_path):
   assert int(at10["step"][0]) == 10
 
 
+def hand_running_stats(trainer, params, seed, steps, shards=1):
+  """Flax BatchNorm's running (mean, var) of the BN after Dense_0 of a tiny
+  MLP whose weights stay fixed (lr 0), by numpy: each step's batch (the data
+  order of `batching`), h = x W + b, and ra = 0.9·ra + 0.1·stat from (0, 1),
+  with the biased batch variance. `shards` > 1: what per-device BN would
+  keep instead (each shard's statistics, averaged)."""
+  data = trainer.dataset.train
+  idx = batching.batch_indices([seed], 0, steps, len(data.y),
+                               trainer.batch_size)[:, 0]
+  w = np.asarray(params["Dense_0"]["kernel"][0], np.float64)
+  b = np.asarray(params["Dense_0"]["bias"][0], np.float64)
+  mean, var = np.zeros(w.shape[1]), np.ones(w.shape[1])
+  for t in range(steps):
+    h = (data.x[idx[t]].astype(np.float64) @ w + b).reshape(shards, -1, len(b))
+    mean = 0.9 * mean + 0.1 * h.mean(1).mean(0)
+    var = 0.9 * var + 0.1 * h.var(1).mean(0)
+  return mean, var
+
+
+def frozen_bn_config(steps):
+  """The tiny BN MLP with lr 0: weights fixed, so the running statistics
+  have a closed form (hand_running_stats)."""
+  return tiny_config(**{"optim.name": "sgd", "optim.lr": 0.0,
+                        "optim.weight_decay": 0.0, "train.steps": steps})
+
+
+def test_fit_updates_batch_stats_and_evaluate_uses_them(tmp_path):
+  trainer = make_trainer(frozen_bn_config(20))
+  result = fit(trainer, [0], tmp_path)
+  state = jax.device_get(result.state)
+  mean, var = hand_running_stats(trainer, state["params"], 0, 20)
+  bn = state["batch_stats"]["BatchNorm_0"]
+  np.testing.assert_allclose(bn["mean"][0], mean, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(bn["var"][0], var, rtol=1e-4, atol=1e-5)
+
+  # Eval mode: the running statistics normalize, by numpy.
+  p = jax.tree.map(lambda a: np.asarray(a[0], np.float64), state["params"])
+  test = trainer.dataset.test
+  h = test.x @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"]
+  h = (h - mean) / np.sqrt(var + 1e-5) * p["BatchNorm_0"]["scale"] + (
+      p["BatchNorm_0"]["bias"])
+  logits = np.maximum(h, 0) @ p["output"]["kernel"] + p["output"]["bias"]
+  logp = logits - logits.max(1, keepdims=True)
+  logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+  got = trainer.evaluate(result.state, "test")
+  np.testing.assert_allclose(got["loss"][0],
+                             -logp[np.arange(len(test.y)), test.y].mean(),
+                             rtol=1e-4)
+  np.testing.assert_allclose(got["accuracy"][0],
+                             np.mean(logits.argmax(1) == test.y))
+  # ... and are left as they were.
+  for a, b in zip(jax.tree.leaves(state["batch_stats"]),
+                  jax.tree.leaves(jax.device_get(result.state["batch_stats"]))):
+    np.testing.assert_array_equal(a, b)
+
+
 SHARDING_SCRIPT = textwrap.dedent("""
     import jax, numpy as np, sys
     sys.path.insert(0, {tests!r})
-    from test_trainer import tiny_config, tiny_dataset, make_trainer
+    from test_trainer import (frozen_bn_config, hand_running_stats,
+                              make_trainer, tiny_config)
     from jaxunknowns.metrics import MetricWriter
     from jaxunknowns.trainer import make_mesh
     assert jax.device_count() == 8, jax.devices()
@@ -208,16 +265,26 @@ SHARDING_SCRIPT = textwrap.dedent("""
               res.state["step"].sharding.spec)
     for a, b in zip(jax.tree.leaves(out[1]), jax.tree.leaves(out[8])):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # BN statistics on 8 devices are those of the global batch of 32, by
+    # numpy, and not what per-device BN (8 shards of 4) would keep.
+    trainer = make_trainer(frozen_bn_config(5), mesh=make_mesh(jax.devices()))
+    res = trainer.fit(trainer.init_state([0]), steps=5, data_seeds=[0],
+                      writer=MetricWriter({tmp!r} + "bn", tensorboard=False),
+                      run_labels=[{{"seed": 0}}])
+    state = jax.device_get(res.state)
+    var = state["batch_stats"]["BatchNorm_0"]["var"][0]
+    _, want = hand_running_stats(trainer, state["params"], 0, 5)
+    _, per_shard = hand_running_stats(trainer, state["params"], 0, 5, shards=8)
+    np.testing.assert_allclose(var, want, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(var, per_shard, rtol=1e-2), (var, per_shard)
     print("SHARDING-OK")
 """)
 
 
 def test_eight_devices_match_one_device_and_bn_is_global(tmp_path):
-  """8 fake CPU devices give the params and BN statistics of 1 device.
-
-  Per-device BatchNorm would normalize with per-shard variances and change
-  the gradients; equality therefore shows global-batch statistics.
-  """
+  """8 fake CPU devices give the params and BN statistics of 1 device, and
+  BN's running variance is the global batch's by numpy, which per-device BN
+  (per-shard variances) would miss: the comparison can fail."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu")
   script = SHARDING_SCRIPT.format(tests=str(ROOT / "tests"),
@@ -227,37 +294,66 @@ def test_eight_devices_match_one_device_and_bn_is_global(tmp_path):
   assert "SHARDING-OK" in proc.stdout, proc.stderr[-3000:]
 
 
-def test_per_device_batch_norm_would_differ():
-  """The check above can fail: BN on shards of 4 differs from BN on 32."""
-  x = np.random.default_rng(0).normal(size=(32, 5)).astype(np.float32)
-  shard_var = x.reshape(8, 4, 5).var(axis=1).mean(0)
-  assert not np.allclose(shard_var, x.var(0), rtol=1e-2)
-
-
 def test_refit_after_interruption_keeps_existing_snapshots(tmp_path):
   """A run killed after saving a snapshot but before its next checkpoint
-  passes that snapshot step again on resume: it must not fail or overwrite."""
-  config = tiny_config(**{"train.steps": 20})
-  trainer = make_trainer(config)
-  first = fit(trainer, [1], tmp_path, "a", snapshot_dir=str(tmp_path / "snap"),
+  passes that snapshot step again on resume: it must not fail or overwrite.
+  The second fit carries different values (another seed), so an overwrite
+  would show."""
+  trainer = make_trainer(tiny_config(**{"train.steps": 20}))
+  snap = str(tmp_path / "snap")
+  first = fit(trainer, [1], tmp_path, "a", snapshot_dir=snap,
               snapshot_steps=(0, 10))
-  again = fit(trainer, [1], tmp_path, "b", snapshot_dir=str(tmp_path / "snap"),
+  kept = [jax.device_get(trainer.restore_snapshot(snap, k, first.state))
+          for k in (0, 10)]
+  other = fit(trainer, [2], tmp_path, "b", snapshot_dir=snap,
               snapshot_steps=(0, 10))
-  restored = trainer.restore_snapshot(str(tmp_path / "snap"), 10, first.state)
-  assert int(restored["step"][0]) == 10
-  np.testing.assert_array_equal(
-      jax.tree.leaves(first.state["params"])[0],
-      jax.tree.leaves(again.state["params"])[0])
+  fit(trainer, [2], tmp_path, "c", snapshot_dir=str(tmp_path / "snap2"),
+      snapshot_steps=(0, 10))
+  for k, want in zip((0, 10), kept):
+    got = jax.device_get(trainer.restore_snapshot(snap, k, other.state))
+    theirs = jax.device_get(trainer.restore_snapshot(str(tmp_path / "snap2"),
+                                                     k, other.state))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(got["params"]), jax.tree.leaves(theirs["params"])))
+
+
+def numpy_directions(name, params, grads, wd, mu=0.9, b1=0.9, b2=0.999,
+                     eps=1e-8, lr=0.1):
+  """The update formulas, in float64 (PyTorch's conventions): the direction
+  d_t, of which the trainer steps -lr·d_t. L2 (g + wd·p) for every optimizer
+  but AdamW, whose decay is decoupled (d = adam(g) + wd·p)."""
+  p = np.asarray(params, np.float64)
+  buf, m, v, out = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p), []
+  for t, g in enumerate(grads, start=1):
+    g = np.asarray(g, np.float64) + (wd * p if name != "adamw" else 0.0)
+    if name == "sgd":
+      d = g
+    elif name in ("momentum", "nesterov"):
+      buf = mu * buf + g
+      d = g + mu * buf if name == "nesterov" else buf
+    else:
+      m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+      d = (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+      d = d + wd * p if name == "adamw" else d
+    out.append(d)
+    p = p - lr * d
+  return out
 
 
 @pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adamw"])
-@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
-def test_every_optimizer_builds_and_steps(name, weight_decay):
-  config = tiny_config(**{"optim.name": name,
-                          "optim.weight_decay": weight_decay})
-  params = {"w": jnp.ones((3,)), "b": jnp.zeros(())}
-  tx = optim.create_optimizer(config.optim, params)
-  grads = {"w": jnp.full((3,), 0.5), "b": jnp.ones(())}
-  direction, _ = tx.update(grads, tx.init(params), params)
-  # The direction points along the gradient (plus decay): a real step.
-  assert float(direction["w"][0]) > 0 and float(direction["b"]) > 0
+def test_optimizers_follow_their_update_formulas(name):
+  wd = 0.05
+  config = tiny_config(**{"optim.name": name, "optim.weight_decay": wd})
+  rng = np.random.default_rng(0)
+  p = rng.normal(size=(4,)).astype(np.float32)
+  grads = rng.normal(size=(5, 4)).astype(np.float32)
+  tx = optim.create_optimizer(config.optim, {"w": jnp.asarray(p)})
+  state, params, got = tx.init({"w": jnp.asarray(p)}), {"w": jnp.asarray(p)}, []
+  for g in grads:
+    d, state = tx.update({"w": jnp.asarray(g)}, state, params)
+    got.append(np.asarray(d["w"]))
+    params = {"w": params["w"] - 0.1 * d["w"]}
+  np.testing.assert_allclose(got, numpy_directions(name, p, grads, wd),
+                             rtol=2e-5, atol=1e-6)
