@@ -192,7 +192,7 @@ def test_runlocal_end_to_end(tmp_path):
       r["split"] == "max_margin" for r in rows)
   report = (wd / "report.md").read_text()
   assert "max_margin.png" in report
-  assert "| GD: slope of \\|\\|w\\|\\| against log t | 0.7071 = " in report
+  assert "| GD: slope of \\|\\|w\\|\\| against log t | 0.7071 (Soudry" in report
   # A second run of the same config is already finished.
   assert main.run(config, str(wd)) is None
   # The page shape, and report_cli rebuilds it (and the data panel) from the

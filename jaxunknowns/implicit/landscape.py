@@ -20,8 +20,8 @@ directions d1, d2 (analysis/landscape.py; zero on biases and BN parameters):
 Loss and accuracy are in eval mode (BatchNorm running statistics, which the
 directions do not move; interpolation moves them linearly) on the first
 `landscape.num_examples` training examples (0 = all). The grids are kept in
-arms/NAME/landscape.npz; summary.json, report.md and PNGs (contours, 3-D
-surfaces, slices, interpolation) are written at the end.
+arms/NAME/landscape.npz; summary.json, report.md and PNGs (contours,
+slices, interpolation) are written at the end.
 """
 
 import os

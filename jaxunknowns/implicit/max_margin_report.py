@@ -1,6 +1,6 @@
 """report.md and max_margin.png of a `max_margin` run, from summary.json and
-metrics.jsonl: Soudry et al.'s statements as comparisons, the curves after
-their Fig. 1, the final values and fitted rates as tables."""
+metrics.jsonl (the run's PNG where that is absent): Soudry et al.'s findings
+as comparisons, the curves, the final values and fitted rates."""
 
 import os
 
@@ -13,32 +13,29 @@ from jaxunknowns.report import compare
 from jaxunknowns.report.text import std_of
 
 FIGURE, DEG = "max_margin.png", 180 / np.pi
-# (metric, title, scale, log y): the figure's panels (first six), the table.
-FINAL = (("norm", "||w||", 1, False), ("loss", "loss", 1, True),
-         ("angle", "angle to ŵ (°)", DEG, True),
-         ("margin_gap", "margin gap", 1, True), ("test_loss", "test loss", 1,
-         False), ("test_error", "test error (%)", 100, False),
-         ("distance", "distance", 1, True),
-         ("angle_linf", "angle to l_inf dir. (°)", DEG, True))
-FITS = (("norm_slope", "d||w||/d log t", 1), ("loss_exponent",
-        "loss exponent", 1), ("angle_exponent", "angle exponent in log t", 1),
+# (metric, title, scale, log y): the figure's panels (the first six) and the
+# table of final values.
+FINAL = (("norm", "||w||", 1, 0), ("loss", "loss", 1, 1),
+         ("angle", "angle to ŵ (°)", DEG, 1), ("margin_gap", "margin gap", 1, 1),
+         ("test_loss", "test loss", 1, 0), ("test_error", "test error (%)", 100,
+         0), ("distance", "distance", 1, 1), ("angle_linf", "angle to l_inf "
+         "direction (°)", DEG, 1))
+FITS = (("norm_slope", "d||w||/d log t", 1), ("loss_exponent", "loss "
+        "exponent", 1), ("angle_exponent", "angle exponent in log t", 1),
         ("angle_slope", "angle vs 1/log t: slope (°)", DEG),
         ("margin_gap_exponent", "margin-gap exponent in log t", 1))
 
 
-def _sig(stat, scale=1.0):
-  """'2.31e-07 ± 1.2e-08 (n=3)': as report.fmt, in significant digits (the
-  losses here reach 1e-30)."""
+def _sig(stat, scale=1):
+  """report.fmt in significant digits (the losses reach 1e-30)."""
   if not stat or stat.get("mean") is None:
     return "–"
   n = len(stat["per_seed"])
-  return (f"{stat['mean'] * scale:.4g}" + (f" ± {std_of(stat) * scale:.2g}"
-                                            if n > 1 else "") + f" (n={n})")
+  std = f" ± {std_of(stat) * scale:.2g}" if n > 1 else ""
+  return f"{stat['mean'] * scale:.4g}{std} (n={n})"
 
 
 def plot(path, summary) -> bool:
-  """Curves from metrics.jsonl; without it (docs/results), the run's figure
-  where the workdir has it."""
   if not os.path.exists(os.path.join(path, metrics_lib.METRICS_FILE)):
     return os.path.exists(os.path.join(path, FIGURE))
   rows = metrics_lib.read_metrics(path)
@@ -49,7 +46,6 @@ def plot(path, summary) -> bool:
                                               optimizer=o), o, scale=scale)
     ax.set(xscale="log", yscale="log" if logy else "linear", title=title,
            xlabel="step t")
-    ax.grid(alpha=0.3, which="both")
   axes[0, 0].legend()
   fig.tight_layout()
   report.save_figure(fig, os.path.join(path, FIGURE), dpi=100)
@@ -61,63 +57,57 @@ def _both(a, b):
 
 
 def comparisons(summary):
-  """Soudry et al.'s statements on this run's numbers (a rebuilt report
-  judges an old run by today's rules). The thresholds are ours: the paper
-  states limits."""
+  """Soudry et al.'s findings on this run's numbers; the thresholds are
+  ours (the paper states limits)."""
   opt, svm, steps = summary["optimizers"], summary["svm"], summary["steps"]
   ours = {"data": summary["dataset"], "init": "w = 0",
           "model": f"linear, {'with' if summary['use_bias'] else 'no'} bias",
-          "loss": {"cross_entropy": "logistic"}.get(summary["loss"],
-                                                    summary["loss"])}
+          "loss": "logistic" if summary["loss"] == "cross_entropy" else
+                  summary["loss"]}
   out = []
 
-  def add(quantity, ref, stat, verdict, paper, why="", scale=1):
-    text = stat if isinstance(stat, str) else _sig(stat, scale)
-    out.append(compare.comparison(quantity, ref, text, *verdict, paper=paper,
-                                  our_protocol=ours, why_not_testable=why))
+  def add(quantity, ref, ours_text, verdict, paper, why=""):
+    out.append(compare.comparison(quantity, ref, ours_text, *verdict,
+                                  paper=paper, our_protocol=ours,
+                                  why_not_testable=why))
 
   if "gd" in opt:
     f, norm = opt["gd"]["fits"], svm["norm"]
     add("GD: slope of ||w|| against log t", papers.SOUDRY_NORM,
-        f["norm_slope"], compare.within(
+        _sig(f["norm_slope"]), compare.within(
             f["norm_slope"], norm, a_name="slope", b_name="||ŵ||",
-            tolerance=0.15 * norm["mean"], scale=1), f"{norm['mean']:.4f} = "
-        "||ŵ||")
+            tolerance=0.15 * norm["mean"], scale=1), f"{norm['mean']:.4f}")
     add("GD: log-log slope of the training loss", papers.SOUDRY_LOSS,
-        f["loss_exponent"], compare.within(f["loss_exponent"], {"mean": -1},
-                                           a_name="slope", b_name="−1",
-                                           tolerance=0.15, scale=1),
-        "−1")
+        _sig(f["loss_exponent"]), compare.within(
+            f["loss_exponent"], {"mean": -1}, a_name="slope", b_name="−1",
+            tolerance=0.15, scale=1), "−1")
     mono = f["angle_monotone"]
     add(f"GD: angle to ŵ monotone on steps {f['window_start_step']:,}+",
         papers.SOUDRY_DIRECTION, f"{sum(mono)}/{len(mono)} seeds (from steps "
         f"{f['angle_falls_from_step']})", (all(mono), "every seed"),
         "decreasing")
-    # O(1/log t): the angle's exponent against log t is -1, or below when
-    # the 1/log t term vanishes (||P_perp w~|| = 0, Soudry's 2-D set).
+    # O(1/log t): an exponent of -1 against log t, or below where the 1/log t
+    # term vanishes (||P_perp w~|| = 0, as on Soudry's 2-D set).
     add("GD: exponent of the angle against log t", papers.SOUDRY_DIRECTION,
-        f["angle_exponent"], compare.at_most(f["angle_exponent"], -0.9,
-                                             scale=1), "≤ −1")
-  for name in ("gd", "momentum", "sgd"):
-    if name in opt:
-      dist, f = opt[name]["final"]["distance"], opt[name]["fits"]
-      add(f"{name}: distance to the SVM direction at step {steps:,}",
-          papers.SOUDRY_DIRECTION if name == "gd" else papers.SOUDRY_OTHERS,
-          dist, compare.at_most(dist, 0.05, scale=1), "→ 0 (O(1/log t))")
-      text = (f"{_sig(f['test_loss_change'])}; "
-              f"{_sig(f['test_error_change'], 100)}")
-      add(f"{name}: change of test loss; of test error (points) on the fit "
-          "window", papers.SOUDRY_TEST, text, _both(
-              compare.at_least(f["test_loss_change"], 0.0, scale=1),
-              compare.at_most(f["test_error_change"], 0.0)), "loss up, error "
-          "down")
+        _sig(f["angle_exponent"]), compare.at_most(f["angle_exponent"], -0.9,
+                                                   scale=1), "≤ −1")
+  for name in [o for o in ("gd", "momentum", "sgd") if o in opt]:
+    dist, f = opt[name]["final"]["distance"], opt[name]["fits"]
+    add(f"{name}: distance to the SVM direction at step {steps:,}",
+        papers.SOUDRY_DIRECTION if name == "gd" else papers.SOUDRY_OTHERS,
+        _sig(dist), compare.at_most(dist, 0.05, scale=1), "→ 0 (O(1/log t))")
+    add(f"{name}: change of test loss; of test error (points) on the fit "
+        "window", papers.SOUDRY_TEST, f"{_sig(f['test_loss_change'])}; "
+        f"{_sig(f['test_error_change'], 100)}", _both(
+            compare.at_least(f["test_loss_change"], 0.0, scale=1),
+            compare.at_most(f["test_error_change"], 0.0)), "loss up, error down")
   if "adam" in opt:
     adam, gd = opt["adam"]["final"], opt.get("gd", {}).get("final")
-    gaps = [g for g in svm["angle_l2_vs_linf_deg"] if g is not None]
+    apart = max([g for g in svm["angle_l2_vs_linf_deg"] if g is not None] or [0])
     add("Adam: angle to ŵ ≥ GD's; to the l_inf max-margin direction ≤ to ŵ",
         papers.SOUDRY_ADAM, f"{_sig(adam['angle'], DEG)}; "
         f"{_sig(adam['angle_linf'], DEG)} (°)",
-        (None, "") if not gd or max(gaps, default=0) < 0.01 else _both(
+        (None, "") if not gd or apart < 0.01 else _both(
             compare.at_least(adam["angle"], gd["angle"]["mean"], scale=DEG),
             compare.at_most(adam["angle_linf"], adam["angle"]["mean"],
                             scale=DEG)), "does not converge to ŵ",
@@ -133,11 +123,12 @@ def _table(summary, part, columns):
 
 
 def write(path, config, summary):
-  """report.md and max_margin.png from the workdir's files."""
   del config  # summary.json states what ran.
   s, steps, refs = summary["svm"], summary["steps"], papers.SOUDRY
   window = next(iter(summary["optimizers"].values()))["fits"][
       "window_start_step"]
+  lrs = ", ".join(f"{o} {np.mean(v['lr']):.4g}"
+                  for o, v in summary["optimizers"].items())
   report.write_page(path, report.Page(
       title=f"max_margin: implicit bias on {summary['dataset']}",
       claim=". ".join(r.statement for r in refs) + f" ({refs[0].source}).",
@@ -146,18 +137,16 @@ def write(path, config, summary):
               f"`{summary['dataset']}` ({summary['num_train']} train / "
               f"{summary['num_test']} test points), {summary['loss']} loss "
               f"({summary['reduction']}), from w = 0, {steps:,} steps in "
-              f"float64, data seeds {summary['data_seeds']}; steps (mean over"
-              " seeds) " + ", ".join(f"{o} {np.mean(v['lr']):.4g}" for o, v
-                                      in summary["optimizers"].items()) + "."),
+              f"float64, data seeds {summary['data_seeds']}; steps {lrs}."),
       figures=[("Per optimizer: mean ± std over data seeds against the step",
                 FIGURE)] if plot(path, summary) else [],
       comparisons=comparisons(summary),
       details=[
-          f"### The exact SVM\n\nmargin {_sig(s['margin'])}, "
-          f"||ŵ|| {_sig(s['norm'])}, support vectors "
-          f"{s['num_support_vectors']}, KKT residual {s['kkt_residual']:.1e};"
-          f" first seed's ŵ {np.round(s['w_hat'][0], 6).tolist()}; L2 vs "
-          f"l_inf directions (°) {[a if a is None else round(a, 4) for a in s['angle_l2_vs_linf_deg']]}.",
+          f"### The exact SVM\n\nmargin {_sig(s['margin'])}, ||ŵ|| "
+          f"{_sig(s['norm'])}, support vectors {s['num_support_vectors']}, "
+          f"KKT residual {s['kkt_residual']:.1e}; first seed's ŵ "
+          f"{np.round(s['w_hat'][0], 6).tolist()}; L2 vs l_inf directions "
+          f"(°) {[a if a is None else round(a, 4) for a in s['angle_l2_vs_linf_deg']]}.",
           f"### At step {steps:,}\n\n" + _table(summary, "final", FINAL),
           f"### Fitted rates (steps {window:,} to {steps:,})\n\n"
           + _table(summary, "fits", FITS)],
