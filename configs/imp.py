@@ -13,6 +13,8 @@ Variants (default mnist1d):
   stability         mnist1d plus the instability analysis of the dense
                     network over rewind steps k and of IMP tickets.
 `runlocal` shrinks any variant to a few steps (tests, smoke runs).
+Global or one-shot pruning of a layer-wise variant: add
+`--config.prune.output_fraction=-1` (layer-wise rates are refused there).
 Fields not set here keep the defaults and comments of
 jaxunknowns/config_defaults.py.
 """
@@ -30,19 +32,21 @@ def imp_fields(c):
   c.prune.fraction = 0.2         # Fraction of the remaining weights pruned per level.
   c.prune.conv_fraction = -1.0   # Layer-wise rate of conv kernels (-1: prune.fraction).
   c.prune.output_fraction = 0.1  # Layer-wise rate of the output layer (-1: prune.fraction).
-  c.prune.layer_rates = ""       # Overrides, e.g. "Dense_0=0.1,output=0.05".
+  c.prune.layer_rates = ()       # Layer-wise overrides: ("Dense_0=0.1", "output=0.05");
+                                 # on the command line "'Dense_0=0.1','output=0.05'".
   c.prune.exclude_output = False  # Global pruning: keep the output layer dense.
   c.prune.rewind_step = 0        # k: survivors rewound to their step-k values.
-  c.prune.controls = "random_reinit,random_prune"  # Controls trained each level.
+  c.prune.controls = ("random_reinit", "random_prune")  # Trained each level.
   c.prune.initial_mask = ""      # Optional masks/level_LL.npz to start from.
   c.prune.one_shot_remaining = 0.0  # >0: one level pruned straight to this density.
+  # Layer-wise rates (conv, output, layer_rates) apply to iterative layer-wise
+  # pruning only; global and one-shot pruning refuse them (set -1 / ()).
   c.stability = ml_collections.ConfigDict()
   c.stability.enabled = False    # Run the linear-mode-connectivity analysis.
   c.stability.rewind_steps = (0,)  # Dense network: instability from each step k.
   c.stability.levels = ()        # IMP levels whose tickets are analysed too.
   c.stability.points = 30        # Points on the line between the two copies.
-  c.reference = ml_collections.ConfigDict()
-  c.reference.claim = ""         # The paper's numbers, quoted in report.md.
+  c.reference = ""               # The findings compared with: a key of lottery/papers.py's TICKETS.
 
 
 def mnist1d(c):
@@ -58,10 +62,7 @@ def mnist1d(c):
   c.train.eval_every = 100       # Early-stopping resolution.
   c.train.checkpoint_every = 500
   c.prune.levels = 11            # About 90% sparsity at the last level.
-  c.reference.claim = (
-      "MNIST-1D authors' lottery-ticket notebook (residual MLP, width 500): "
-      "magnitude tickets reach 72–75% at 86–91% sparsity, while the dense "
-      "net gets 61–66% and random masks about 61% at 91% sparsity.")
+  c.reference = "mnist1d_notebook"
 
 
 def lenet_fashion(c):
@@ -78,11 +79,7 @@ def lenet_fashion(c):
   c.train.max_train_eval = 10000  # Train accuracy on a 10K subset: cheaper.
   c.prune.levels = 14            # 0.8^14 of hidden weights: 4.4% remaining.
   c.prune.output_fraction = 0.1  # 20% per level for hidden layers, 10% output.
-  c.reference.claim = (
-      "Frankle & Carbin 2019, LeNet-300-100 on MNIST: winning tickets match "
-      "or beat the dense accuracy down to ≈3.6% of weights remaining and "
-      "learn faster (earlier early-stop iteration) down to ≈7%; randomly "
-      "reinitialized tickets lose accuracy from ≈26% of weights remaining.")
+  c.reference = "frankle_carbin_lenet"
 
 
 def lenet_mnist(c):
@@ -111,11 +108,7 @@ def _conv(c, name, lr, steps, conv_fraction):
   c.prune.levels = 20
   c.prune.conv_fraction = conv_fraction
   c.prune.output_fraction = 0.1
-  c.reference.claim = (
-      "Frankle & Carbin 2019 (Figure 5): Conv-2/4/6 winning tickets reach "
-      "higher test accuracy than the dense networks (up to +3.4/+3.5/+3.3 "
-      "points) and stop early faster, down to ≈10–20% of weights; random "
-      "reinitialization falls below dense much sooner.")
+  c.reference = "frankle_carbin_conv"
 
 
 def conv2_cifar10(c):
@@ -156,11 +149,7 @@ def resnet20_cifar10(c):
   c.prune.output_fraction = -1.0
   c.prune.levels = 16
   c.prune.rewind_step = 2000     # Late rewinding: stable from ≈2000 iterations.
-  c.reference.claim = (
-      "Frankle et al. 2020: ResNet-20 on CIFAR-10 reaches 91.7% dense; IMP "
-      "tickets rewound to step 0 fall below dense quickly, while rewinding "
-      "to ≈iteration 2000 (where the dense net becomes stable) keeps them at "
-      "dense accuracy down to ≈10–20% of weights.")
+  c.reference = "frankle2020_resnet20"
 
 
 def stability(c):

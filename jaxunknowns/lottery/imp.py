@@ -33,10 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, optim, pruning, validation
+from jaxunknowns import experiments, optim, pruning, runs, validation
 from jaxunknowns.errors import UserError
-from jaxunknowns import runs
-from jaxunknowns.lottery import imp_report
 from jaxunknowns.metrics import (MetricWriter, read_json, read_metrics, stats,
                                  write_json)
 from jaxunknowns.workdir import SUMMARY_FILE
@@ -67,12 +65,12 @@ def validate(config):
         "1 with prune.one_shot_remaining (one-shot pruning is one level)")
   check(p.method in ("layerwise", "global"), "prune.method", p.method,
         "'layerwise' or 'global'")
+  refuse_unused_fields(p)
   check(0 <= p.rewind_step < config.train.steps, "prune.rewind_step",
         p.rewind_step, f"in [0, train.steps={config.train.steps})")
-  controls = [c for c in p.controls.split(",") if c]
-  for c in controls:
-    check(c in CONTROLS, "prune.controls", p.controls,
-          f"a comma-separated subset of {','.join(CONTROLS)}")
+  for c in controls_of(config):
+    check(c in CONTROLS, "prune.controls", tuple(p.controls),
+          f"a subset of {CONTROLS}")
   s = config.stability
   for k in s.rewind_steps:
     check(0 <= k < config.train.steps, "stability.rewind_steps", tuple(
@@ -81,6 +79,37 @@ def validate(config):
     check(1 <= level <= p.levels, "stability.levels", tuple(s.levels),
           f"levels in [1, prune.levels={p.levels}]")
   check(s.points >= 3, "stability.points", s.points, ">= 3")
+
+
+def refuse_unused_fields(p):
+  """A field this pruning would not use is an error, never silently kept:
+  per-layer rates belong to iterative layer-wise pruning, exclude_output to
+  global pruning."""
+  why = ("prune.method='global' (one threshold over all layers)"
+         if p.method == "global" else
+         "one-shot pruning (prune.one_shot_remaining)" if p.one_shot_remaining
+         else "")
+  if why:
+    for field in ("output_fraction", "conv_fraction"):
+      if p[field] != -1:
+        raise UserError(f"prune.{field}={p[field]!r} is a layer-wise rate, "
+                        f"unused by {why}: set it to -1")
+    if items(p.layer_rates):
+      raise UserError(f"prune.layer_rates={tuple(p.layer_rates)!r} are "
+                      f"layer-wise rates, unused by {why}: set it to ()")
+  if p.exclude_output and p.method != "global":
+    raise UserError("prune.exclude_output=True applies to prune.method="
+                    "'global' only; layer-wise pruning keeps the output layer "
+                    "dense with prune.output_fraction=0")
+
+
+def items(values) -> List[str]:
+  """A tuple field's items: ml_collections reads `--config.F=a,b` as ('a,b',)."""
+  return [x.strip() for v in values for x in str(v).split(",") if x.strip()]
+
+
+def controls_of(config) -> List[str]:
+  return items(config.prune.controls)
 
 
 # ---------------------------------------------------------------------------
@@ -99,19 +128,16 @@ def concat_runs(trees: Sequence[Any]):
   return jax.tree.map(lambda *xs: jnp.concatenate(xs), *trees)
 
 
-def parse_layer_rates(text: str) -> Dict[str, float]:
-  """'Dense_0=0.1,output=0.05' -> {'Dense_0': 0.1, 'output': 0.05}."""
+def parse_layer_rates(values) -> Dict[str, float]:
+  """('Dense_0=0.1', 'output=0.05') -> {'Dense_0': 0.1, 'output': 0.05}."""
   rates = {}
-  for item in [t.strip() for t in text.split(",") if t.strip()]:
-    name, sep, value = item.partition("=")
+  for item in items(values):
+    name, _, rate = item.partition("=")
     try:
-      if not sep:
-        raise ValueError
-      rates[name.strip()] = float(value)
+      rates[name.strip()] = float(rate)
     except ValueError:
-      raise UserError(f"prune.layer_rates={text!r}: write LAYER=RATE pairs "
-                      f"separated by commas, e.g. 'Dense_0=0.1,output=0.05'"
-                      ) from None
+      raise UserError(f"prune.layer_rates={tuple(values)!r}: write LAYER=RATE "
+                      f"items, e.g. ('Dense_0=0.1', 'output=0.05')") from None
   return rates
 
 
@@ -145,12 +171,11 @@ class Pruner:
     p = config.prune
     self.method = p.method
     self.fraction = p.fraction
-    self.exclude = ("output",) if p.exclude_output else ()
-    self.rates = layer_rates(config, params_template)
     self.one_shot = p.one_shot_remaining
-    if self.method == "global" and self.exclude:
-      names = pruning.layer_names(pruning.ones_mask(params_template))
-      self.exclude = tuple(n for n in names if pruning.is_output_layer(n))
+    self.rates = layer_rates(config, params_template)  # {} unless layer-wise
+    names = pruning.layer_names(pruning.ones_mask(params_template))
+    self.exclude = tuple(n for n in names if pruning.is_output_layer(n)) if (
+        p.exclude_output) else ()  # Global pruning only (validate).
 
   def __call__(self, params, mask):
     if self.one_shot:  # Straight from the dense weights to the target density.
@@ -161,22 +186,40 @@ class Pruner:
                                   exclude=self.exclude)
     return pruning.prune_layerwise(params, mask, self.rates, self.fraction)
 
+  def used(self) -> Dict[str, Any]:
+    """The pruning as summary.json records it: only the fields it used."""
+    out = {"method": self.method}
+    out.update({"one_shot_remaining": self.one_shot} if self.one_shot
+               else {"fraction": self.fraction})
+    out.update({"exclude": list(self.exclude)} if self.method == "global"
+               else {"layer_rates": self.rates})
+    return out
+
 
 # ---------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------
-def run(config, workdir):
-  trainer = runs.build_trainer(
+def build_trainer(config):
+  """The trainer of every IMP run: its optimizer holds the pruning mask."""
+  return runs.build_trainer(
       config, tx_wrapper=functools.partial(optim.with_update_mask,
                                           initial_mask=pruning.ones_mask))
+
+
+def run(config, workdir):
+  trainer = build_trainer(config)
   pruner = Pruner(config, trainer.params_template)  # Bad layer names fail here.
+  # Here, not in validate: papers.py loads the report package.
+  from jaxunknowns.lottery import papers  # pylint: disable=g-import-not-at-top
+  validation.check(config.reference in ("", *papers.TICKETS), "reference",
+                   config.reference, f"a key of lottery/papers.py's TICKETS "
+                   f"({', '.join(papers.TICKETS)}), or ''")
   initial_mask = load_initial_mask(config, trainer.params_template)
   workdir.open()
   writer = MetricWriter(workdir.path)
   seeds = runs.seeds_of(config)
   S, T, k = len(seeds), config.train.steps, config.prune.rewind_step
-  controls = [c for c in config.prune.controls.split(",") if c]
-  variants = ["ticket"] + controls
+  variants = ["ticket"] + controls_of(config)
   stability_ks = sorted(set(config.stability.rewind_steps)) if (
       config.stability.enabled) else []
   t_start = time.time()
@@ -229,12 +272,8 @@ def run(config, workdir):
   summary = {
       "experiment": "imp", "dataset": config.data.name,
       "model": config.model.name, "seeds": seeds,
-      "pruning": {"method": config.prune.method,
-                  "fraction": config.prune.fraction,
-                  "layer_rates": pruner.rates,
-                  "exclude": list(pruner.exclude),
-                  "rewind_step": k, "levels": config.prune.levels,
-                  "one_shot_remaining": config.prune.one_shot_remaining},
+      "pruning": {**pruner.used(), "rewind_step": k,
+                  "levels": config.prune.levels},
       "levels": levels,
       "parameters": trainer.param_counts,
       "wall_time_s": time.time() - t_start,
@@ -249,7 +288,8 @@ def run(config, workdir):
   writer.close()
   write_json(workdir.file(SUMMARY_FILE), summary)
   # From the saved summary, as `report_cli` rebuilds it: the same page.
-  imp_report.write(workdir.path, config, read_json(workdir.file(SUMMARY_FILE)))
+  experiments.write_report("imp", workdir.path, config,
+                           read_json(workdir.file(SUMMARY_FILE)))
   return summary
 
 
@@ -305,11 +345,10 @@ def level_entry(level, ticket_masks, result, variants, seeds):
            "steps_per_second": result.steps_per_second,
            "wall_time_s": result.wall_time}
   for i, variant in enumerate(variants):
-    runs = range(i * S, (i + 1) * S)
-    block = {"test_accuracy": stats(result.evals["test"]["accuracy"][list(runs)])}
-    if "train" in result.evals:
-      block["train_accuracy"] = stats(
-          result.evals["train"]["accuracy"][list(runs)])
+    idx = list(range(i * S, (i + 1) * S))
+    block = {f"{split}_accuracy": stats(result.evals[split]["accuracy"][idx])
+             for split in ("test", "train", "validation")
+             if split in result.evals}
     if variant == "ticket":
       entry.update(block)
     else:
@@ -388,4 +427,5 @@ def load_initial_mask(config, params_template):
   return jax.tree.unflatten(jax.tree.structure(template), leaves)
 
 
-experiments.register("imp", validate=validate, report=imp_report.write)(run)
+experiments.register("imp", validate=validate,
+                     report="jaxunknowns.lottery.imp_report:write")(run)

@@ -11,43 +11,42 @@ kept there as result.json, so a rerun reuses it instead of retraining.
 import os
 from typing import Any, Dict
 
+import jax
 from absl import logging
 
-from jaxunknowns import pruning
+from jaxunknowns import pruning, runs, stages
 from jaxunknowns.analysis import linear_mode_connectivity
-from jaxunknowns.metrics import read_json, stats, write_json
+from jaxunknowns.metrics import stats
 
 
-def _analyse_one(trainer, config, stage_dir, state_k, labels, writer,
-                 description):
-  cached = read_json(os.path.join(stage_dir, "result.json"))
-  if cached is not None:
-    return cached
-  seeds = [l["seed"] for l in labels]
-  out = linear_mode_connectivity(
-      trainer, state_k, seeds=seeds, steps=config.train.steps, writer=writer,
-      run_labels=labels,
-      workdir_for_checkpoints=os.path.join(stage_dir, "checkpoints"),
-      num_points=config.stability.points, description=description)
-  result = {"instability": stats(out["instability"]),
+def analyse_one(trainer, config, stage_dir, state_k, labels, writer,
+                description):
+  """One resumable stage: two copies per seed from `state_k`, trained to the
+  end, and the test error on the line between them."""
+  def compute():
+    out = linear_mode_connectivity(
+        trainer, state_k, seeds=[l["seed"] for l in labels],
+        steps=config.train.steps, writer=writer, run_labels=labels,
+        workdir_for_checkpoints=os.path.join(stage_dir, "checkpoints"),
+        num_points=config.stability.points, description=description)
+    return {"instability": stats(out["instability"]),
             "endpoint_error": stats((out["error_a"] + out["error_b"]) / 2),
             "alphas": [float(a) for a in out["alphas"]],
             "error_mean": [float(e) for e in out["error"].mean(0)]}
-  write_json(os.path.join(stage_dir, "result.json"), result)
-  return result
+  return stages.run_stage(stage_dir, compute, name=description)
 
 
 def analyse(trainer, config, workdir, writer, dense_state, rewind,
             masks_by_level, start_state_fn) -> Dict[str, Any]:
   """{'dense': [...per k], 'tickets': [...per level]} for summary.json."""
-  seeds = [config.seed + i for i in range(config.seeds)]
+  seeds = runs.seeds_of(config)
   out = {"dense": [], "tickets": []}
   snapshots = workdir.file("levels", "level_00", "snapshots")
   for k in sorted(set(config.stability.rewind_steps)):
     state_k = trainer.restore_snapshot(snapshots, k, dense_state)
     labels = [{"analysis": "stability", "network": "dense", "rewind_step": k,
                "seed": s} for s in seeds]
-    result = _analyse_one(trainer, config,
+    result = analyse_one(trainer, config,
                           workdir.file("stability", f"dense_k{k:06d}"),
                           state_k, labels, writer, f"stability dense k={k}")
     out["dense"].append({"rewind_step": k, **result})
@@ -56,10 +55,11 @@ def analyse(trainer, config, workdir, writer, dense_state, rewind,
   for level in sorted(set(config.stability.levels)):
     masks = masks_by_level[level]
     state = start_state_fn(level, masks)
-    remaining = pruning.sparsity_report(_first(masks))["fraction_remaining"]
+    remaining = pruning.sparsity_report(
+        jax.tree.map(lambda x: x[0], masks))["fraction_remaining"]
     labels = [{"analysis": "stability", "network": "ticket", "level": level,
                "seed": s} for s in seeds]
-    result = _analyse_one(trainer, config,
+    result = analyse_one(trainer, config,
                           workdir.file("stability", f"ticket_level{level:02d}"),
                           state, labels, writer,
                           f"stability ticket level {level}")
@@ -68,8 +68,3 @@ def analyse(trainer, config, workdir, writer, dense_state, rewind,
     logging.info("ticket level %d (%.1f%% weights): instability %.2f points",
                  level, 100 * remaining, 100 * result["instability"]["mean"])
   return out
-
-
-def _first(tree):
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.tree.map(lambda x: x[0], tree)
