@@ -148,7 +148,8 @@ class Trainer:
     # Compiled functions, built once per run-axis sharding (see _jit): a new
     # jit per call would recompile init at every IMP level.
     self._jits = {}
-    self._eval_fn = jax.jit(self._evaluate, out_shardings=self.replicated)
+    self._eval_fn = jax.jit(self.evaluate_batches,
+                            out_shardings=self.replicated)
     self.trace_count = 0  # times the train chunk was traced (tests: == 1)
 
   def _run_axis(self, num_runs: int) -> Optional[str]:
@@ -266,14 +267,16 @@ class Trainer:
   # ---------------------------------------------------------------------------
   # Update
   # ---------------------------------------------------------------------------
-  def _train_step(self, state, idx, x_all, y_all, with_norms=False):
-    """One optimizer step of one run (vmapped over runs by the caller).
+  def train_step(self, state: State, x, y, with_norms: bool = False):
+    """One optimizer step of ONE run on the batch (x, y): pure, returns
+    (new_state, metrics). It is the step the trainer compiles (its loop
+    vmaps it over runs and gathers each batch by index first, see
+    `_indexed_step`); analyses call it directly, under their own jit/vmap.
 
     `with_norms` adds the l2 norms of grads and updates: only on the last
     step of a chunk, where they are logged (every step, they cost ~40% of a
     LeNet step on CPU).
     """
-    x, y = x_all[idx], y_all[idx]
     rng = jax.random.fold_in(state["rng"], state["step"])
     aug_rng, dropout_rng = jax.random.split(rng)
     x = self.augment(aug_rng, x)
@@ -301,6 +304,11 @@ class Trainer:
       metrics["l2_updates"] = optim.global_norm(updates)
     return new_state, metrics
 
+  def _indexed_step(self, state, idx, x_all, y_all, with_norms=False):
+    """`train_step` on the batch gathered by index from the device-resident
+    dataset, inside the compiled loop."""
+    return self.train_step(state, x_all[idx], y_all[idx], with_norms)
+
   def _train_chunk(self, state, idx, x_all, y_all):
     """`lax.scan` of the vmapped step over the rows of idx [K, R, B].
 
@@ -308,9 +316,9 @@ class Trainer:
     a `lax.cond` to skip padded rows instead cost ~10% of every step on CPU).
     """
     self.trace_count += 1
-    step_all = jax.vmap(functools.partial(self._train_step, x_all=x_all,
+    step_all = jax.vmap(functools.partial(self._indexed_step, x_all=x_all,
                                           y_all=y_all))
-    last_step = jax.vmap(functools.partial(self._train_step, x_all=x_all,
+    last_step = jax.vmap(functools.partial(self._indexed_step, x_all=x_all,
                                            y_all=y_all, with_norms=True))
     if idx.shape[0] > 1:
       state, metrics = jax.lax.scan(step_all, state, idx[:-1])
@@ -327,7 +335,7 @@ class Trainer:
   def _train_one_step(self, state, idx, x_all, y_all, with_norms=False):
     self.trace_count += 1
     state, metrics = jax.vmap(functools.partial(
-        self._train_step, x_all=x_all, y_all=y_all,
+        self._indexed_step, x_all=x_all, y_all=y_all,
         with_norms=with_norms))(state, idx)
     return state, metrics
 
@@ -378,14 +386,25 @@ class Trainer:
   # ---------------------------------------------------------------------------
   # Evals
   # ---------------------------------------------------------------------------
-  def _evaluate(self, params, batch_stats, xs, ys, ws):
+  def eval_step(self, state: State, x, y):
+    """Per-example loss and 0/1 correctness of ONE run on a batch, BatchNorm
+    in eval mode (running statistics): pure; `state` needs only params and
+    batch_stats. `evaluate` sums it over a split."""
+    logits, _ = self._apply(state["params"], state["batch_stats"], x,
+                            train=False)
+    return {"loss": self.loss_fn(logits, y),
+            "correct": (jnp.argmax(logits, -1) == y).astype(jnp.float32)}
+
+  def evaluate_batches(self, params, batch_stats, xs, ys, ws):
+    """{loss, accuracy} per run (leading run axis of params/batch_stats) over
+    padded batches xs [N, B, ...] with 0/1 weights ws: pure, for jit."""
     def one_run(params, batch_stats):
       def body(totals, batch):
         x, y, w = batch
-        logits, _ = self._apply(params, batch_stats, x, train=False)
-        loss = self.loss_fn(logits, y)
-        correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
-        return (totals[0] + jnp.sum(loss * w), totals[1] + jnp.sum(correct * w),
+        out = self.eval_step({"params": params, "batch_stats": batch_stats},
+                             x, y)
+        return (totals[0] + jnp.sum(out["loss"] * w),
+                totals[1] + jnp.sum(out["correct"] * w),
                 totals[2] + jnp.sum(w)), None
       zero = jnp.zeros((), jnp.float32)
       (loss, correct, count), _ = jax.lax.scan(body, (zero, zero, zero),

@@ -103,6 +103,31 @@ def test_train_step_compiles_once_and_learns(tmp_path):
   assert {r["split"] for r in rows} == {"minibatch", "train", "test"}
 
 
+def test_public_train_step_is_the_step_fit_runs():
+  """`train_step` (what analyses call) on the batches of the data order
+  gives fit's loop's state bit for bit; `eval_step` summed is `evaluate`."""
+  trainer = make_trainer(tiny_config(**{"train.steps": 10,
+                                        "optim.name": "adamw"}))
+  seeds = [0, 1]
+  looped, _ = trainer.train_steps(trainer.init_state(seeds), seeds, 10)
+  state = jax.device_get(trainer.init_state(seeds))
+  idx = batching.batch_indices(seeds, 0, 10, 256, trainer.batch_size)
+  x, y = trainer.dataset.train.x, trainer.dataset.train.y
+  step = jax.jit(jax.vmap(trainer.train_step))
+  for t in range(10):
+    state, _ = step(state, x[idx[t]], y[idx[t]])
+  for a, b in zip(jax.tree.leaves(jax.device_get(looped)),
+                  jax.tree.leaves(jax.device_get(state))):
+    np.testing.assert_array_equal(a, b)
+  test = trainer.dataset.test
+  per_example = jax.vmap(trainer.eval_step, in_axes=(0, None, None))(
+      state, test.x, test.y)
+  got = trainer.evaluate(state, "test")
+  np.testing.assert_allclose(got["loss"], per_example["loss"].mean(1),
+                             rtol=1e-6)
+  np.testing.assert_allclose(got["accuracy"], per_example["correct"].mean(1))
+
+
 def test_frozen_parameters_are_bit_identical(tmp_path):
   config = tiny_config(**{"optim.freeze": "Dense_0"})
   trainer = make_trainer(config)

@@ -76,8 +76,8 @@ class PathEvaluator:
   """The jitted "gather a chunk of runs, interpolate, evaluate" program.
 
   One per trainer (see `path_evaluator`). It reuses the trainer's own
-  `_evaluate` (BN in eval mode, padded eval batches, vmapped over networks)
-  and adds the interpolation inside the same `jit`, so the P*chunk
+  `evaluate_batches` (BN in eval mode, padded eval batches, vmapped over
+  networks) and adds the interpolation inside the same `jit`, so the P*chunk
   interpolated networks exist only on the device, for one chunk at a time.
   `trace_count` counts traces (tests: one trace for any number of chunks).
   """
@@ -95,7 +95,7 @@ class PathEvaluator:
     take = lambda tree: jax.tree.map(lambda x: jnp.take(x, idx, axis=0), tree)
     params = interpolate(take(params_a), take(params_b), alphas)
     stats = interpolate(take(stats_a), take(stats_b), alphas)
-    out = self._trainer()._evaluate(params, stats, xs, ys, ws)  # [P*C]
+    out = self._trainer().evaluate_batches(params, stats, xs, ys, ws)  # [P*C]
     return {k: v.reshape(alphas.shape[0], idx.shape[0]) for k, v in out.items()}
 
   def __call__(self, idx, alphas, state_a, state_b, eval_data):

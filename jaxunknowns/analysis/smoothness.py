@@ -239,7 +239,7 @@ def ics(loss: Callable, params, update, groups) -> Dict[str, jnp.ndarray]:
 
 def optimizer_update(tx, schedule: Callable) -> Callable:
   """`update(grads, opt_state, params, step)`: the parameter change the
-  trainer's step would apply for these grads (see `Trainer._train_step`)."""
+  trainer's step would apply for these grads (see `Trainer.train_step`)."""
 
   def update(grads, opt_state, params, step):
     direction, _ = tx.update(grads, opt_state, params)
