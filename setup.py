@@ -22,7 +22,7 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     # nbclient/nbformat/ipykernel execute the Colab notebooks in tests.
-    "test": ["pytest>=8", "pytest-xdist>=3.6", "chex>=0.1.92",
+    "test": ["pytest>=8", "pytest-xdist>=3.6",
              "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
     # TFDS catalogue image datasets (MNIST, CIFAR-10, ...) decode with TF.
     "tfds": ["tensorflow>=2.18", "importlib_resources"],
