@@ -275,13 +275,13 @@ def test_width_sweep_verdicts_flip_at_their_thresholds():
 
   v = _verdicts(wsr.comparisons(config, summary(
       [0.5, 0.40, 0.395, 0.40], [3.0, 2.0, 1.5, 1.0])))
-  assert v["test error from h* on (%)"] == "agrees"  # +0.5 points: tolerated
+  assert v["test error (%) (from h* on)"] == "agrees"  # +0.5 points: tolerated
   assert v["‖U−U₀‖_F (from h* on)"] == "agrees"
   assert v["train error ≤ 0% (interpolation width h*)"] == "agrees"
   rows = wsr.comparisons(config, summary([0.5, 0.40, 0.395, 0.41],
                                          [3.0, 2.0, 1.5, 1.6]))
   v = _verdicts(rows)
-  assert v["test error from h* on (%)"] == "differs"  # +1.5 points
+  assert v["test error (%) (from h* on)"] == "differs"  # +1.5 points
   assert v["‖U−U₀‖_F (from h* on)"] == "differs"
   (reasons,) = {c.reasons for c in rows if c.verdict == "differs"}
   assert any(r.startswith("data: cifar10, svhn, mnist in the paper, mnist1d")
@@ -290,7 +290,7 @@ def test_width_sweep_verdicts_flip_at_their_thresholds():
   assert not any(r.startswith(("optimizer", "batch")) for r in reasons)
   v = _verdicts(wsr.comparisons(config, summary(
       [0.5, 0.4, 0.3, 0.2], [3.0, 2.0, 1.5, 1.0], train=(0.3, 0.2, 0.1, 0.1))))
-  assert v["test error from h* on (%)"] == "not testable here"
+  assert v["test error (%) (from h* on)"] == "not testable here"
   assert v["train error ≤ 0% (interpolation width h*)"] == "differs"
 
 

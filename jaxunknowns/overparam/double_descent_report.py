@@ -1,5 +1,4 @@
-"""report.md and double_descent.png of a `double_descent` run, from its
-workdir's config.json and summary.json."""
+"""report.md and double_descent.png of a `double_descent` run."""
 
 import math
 import os
@@ -16,14 +15,12 @@ LEVEL_TOLERANCE = 0.03
 
 def _level(quantity, reference, point, ours):
   """Our test error at `point` beside the reference's value."""
-  paper = {"mean": reference.value / 100, "std": 0.0}
-  holds, rule = compare.within(
-      point and point["test_error"], paper, a_name="ours", b_name="notebook",
-      tolerance=LEVEL_TOLERANCE)
   return compare.comparison(
       quantity, reference, f"{report.fmt(point['test_error'])} at h = "
-      f"{point['width']}" if point else "–", holds, rule, our_protocol=ours,
-      why_not_testable="no width of this grid")
+      f"{point['width']}" if point else "–", *compare.within(
+          point and point["test_error"], {"mean": reference.value / 100},
+          a_name="ours", b_name="notebook", tolerance=LEVEL_TOLERANCE),
+      our_protocol=ours, why_not_testable="no width of this grid")
 
 
 def _peak(quantity, reference, curve, expected, paper, ours):

@@ -59,12 +59,11 @@ NOTEBOOK_CLEAN = Reference("Without label noise: no clear peak.",
 
 def our_protocol(config, train_examples: int, **extra):
   """This run's settings under the keys the references declare."""
-  sweep, steps, batch = (config.get("sweep"), config.train.steps,
-                         config.train.batch_size)
-  return {"model": config.model.name, "data": config.data.name, "batch": batch,
+  t, sweep = config.train, config.get("sweep")
+  return {"model": config.model.name, "data": config.data.name,
           "hidden_layers": sweep.depth if sweep else len(config.model.widths),
-          "train_examples": train_examples,
-          "epochs": round(steps * batch / train_examples),
+          "train_examples": train_examples, "batch": t.batch_size,
+          "epochs": round(t.steps * t.batch_size / train_examples),
           "optimizer": f"{config.optim.name} {config.optim.lr:g}", **extra}
 
 

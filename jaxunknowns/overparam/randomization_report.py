@@ -1,31 +1,24 @@
-"""report.md and figures of a `randomization` run from its workdir's files
-(summary.json; metrics.jsonl for the learning curves)."""
+"""report.md and figures of a `randomization` run from its workdir's files."""
 
 import os
 
 from jaxunknowns import metrics, report
 from jaxunknowns.overparam import papers
 from jaxunknowns.overparam import width_sweep_report as wsr
-from jaxunknowns.overparam.width_sweep_report import ms
 from jaxunknowns.report import compare
-from jaxunknowns.report.text import std_of
 
-NAMES = {"true_labels": "true labels", "random_labels": "random labels",
-         "shuffled_pixels": "shuffled pixels", "random_pixels": "random pixels",
-         "gaussian": "Gaussian inputs", "weight_decay": "weight decay",
-         "augment": "augmentation", "corrupt_": "labels corrupted, p = "}
 # "At chance": within 2 points (the brief). "A few points": Table 1's
 # regularizers move test accuracy by at most +3.56, so within 5.
 CHANCE_TOLERANCE, FEW_POINTS = 0.02, 0.05
 
 
-def _name(key):
-  return " + ".join(NAMES.get(k, k) for k in key.replace(
-      "corrupt_", "corrupt_-").split("-")).replace("= + ", "= ")
+def _name(key):  # 'random_labels-weight_decay': 'random labels + weight decay'
+  return key.replace("_", " ").replace("-", " + ").replace(
+      "corrupt ", "labels corrupted, p = ")
 
 
 def _steps(e):
-  return (ms(e["steps_to_fit"], spec=".0f") if e.get("steps_to_fit") else
+  return (wsr.ms(e["steps_to_fit"], spec=".0f") if e.get("steps_to_fit") else
           f"{e['seeds_fitted']}/{len(e['steps_to_fit_per_seed'])} seeds "
           f"fitted in {e['steps']}")
 
@@ -57,11 +50,10 @@ def comparisons(config, summary):
                                 b_name="true", scale=1), paper="≈4×")]
   stages = [st[c["stage"]] for c in summary["corruption"]]
   if len(stages) > 1:
-    ps = " → ".join(f"{c['p']:g}" for c in summary["corruption"])
     out += [row("test error vs label corruption p (%)",
                 papers.ZHANG_CORRUPTION, " → ".join(
-                    ms(e["test_error"], 100, ".1f") for e in stages)
-                + f" (p = {ps})", compare.monotone(
+                    wsr.ms(e["test_error"], 100, ".1f") for e in stages),
+                compare.monotone(
                     [e["test_error"]["mean"] for e in stages], increasing=True,
                     what="test error (up to 1 point)",
                     tolerance=wsr.RISE_TOLERANCE), paper="rises to chance"),
@@ -77,45 +69,35 @@ def comparisons(config, summary):
                if a["labels"] == "random_labels" else row(
                    f"{name}: test accuracy (%)", papers.ZHANG_REGULARIZATION,
                    f"{report.fmt(e['test_accuracy'])}; without: "
-                   f"{ms(base['test_accuracy'], 100, '.2f')}", compare.within(
-                       e["test_accuracy"], base["test_accuracy"],
-                       a_name="with", b_name="without", tolerance=FEW_POINTS),
-                   paper="± a few points"))
+                   f"{wsr.ms(base['test_accuracy'], 100, '.2f')}",
+                   compare.within(e["test_accuracy"], base["test_accuracy"],
+                                  a_name="with", b_name="without",
+                                  tolerance=FEW_POINTS), paper="a few points"))
   return out
 
 
 def plot_learning_curves(rows, keys, path, title):
-  """Zhang et al.'s Fig. 1a: training loss and training-set accuracy (eval
-  mode) vs step, one line per variant, mean ± std over seeds."""
-  fig, axes = report.plt.subplots(1, 2, figsize=(11, 4))
+  """Zhang et al.'s Fig. 1a: training loss vs step, mean ± std over seeds."""
+  fig, ax = report.plt.subplots(figsize=(7.2, 4.4))
   for i, key in enumerate(keys):
-    for ax, split, metric, scale in ((axes[0], "minibatch", "loss", 1),
-                                     (axes[1], "train", "accuracy", 100)):
-      report.plot_band(ax, metrics.curves(rows, split, metric, variant=key),
-                       _name(key), scale=scale, color=f"C{i}",
-                       linestyle=("-", "--", "-.", ":")[i % 4])
-  for ax, label in zip(axes, ("training loss", "training accuracy (%)")):
-    ax.set(xlabel="step", ylabel=label)
-    ax.legend(fontsize=8)
-  fig.suptitle(title, fontsize=10)
+    report.plot_band(ax, metrics.curves(rows, "minibatch", "loss", variant=key),
+                     _name(key), color=f"C{i}", linestyle="-:--"[i % 3])
+  ax.set(xlabel="step", ylabel="training loss (minibatch)", title=title)
+  ax.legend(fontsize=8)
   report.save_figure(fig, path)
 
 
 def plot_corruption(summary, path, title):
   """Zhang et al.'s Fig. 1b (steps to fit) and 1c (test error) vs p."""
-  entries = [(c["p"], summary["stages"][c["stage"]])
-             for c in summary["corruption"]]
-
-  def line(name, scale, label, fmt):
-    stats = [(p, e[name]) for p, e in entries if e.get(name)]
-    return ([p for p, _ in stats], [scale * s["mean"] for _, s in stats],
-            [scale * std_of(s) for _, s in stats], label, fmt, "C0")
-
-  ps, chance = [p for p, _ in entries], 100 - 100 / summary["num_classes"]
+  points = [{**summary["stages"][c["stage"]], "width": c["p"]}  # x: p
+            for c in summary["corruption"]]
+  ps, chance = [q["width"] for q in points], 100 - 100 / summary["num_classes"]
   wsr.plot_panels(
-      [("steps to fit", False, [line("steps_to_fit", 1, "", "-o")], []),
-       ("test error (%)", False, [line("test_error", 100, "test", "-o"), (
-           ps, [chance] * len(ps), None, "chance", ":", "gray")], [])],
+      [("steps to fit", False,
+        [(*wsr.series(points, "steps_to_fit"), "", "-o", "C0")], []),
+       ("test error (%)", False, [
+           (*wsr.series(points, "test_error", 100), "test", "-o", "C0"),
+           (ps, [chance] * len(ps), None, "chance", ":", "gray")], [])],
       path, title, xlabel="label corruption p", log2=False)
 
 
@@ -127,32 +109,27 @@ def write(path, config, summary):
     plot_learning_curves(rows, summary["variants"], os.path.join(
         path, "learning_curves.png"), f"{title} (Zhang et al. Fig. 1a)")
   if summary["variants"] and os.path.exists(f"{path}/learning_curves.png"):
-    figures.append(("Training loss and training-set accuracy vs step, mean ± "
-                    "std over seeds (Zhang et al. Fig. 1a)",
+    figures.append(("Training loss vs step (Zhang et al. Fig. 1a)",
                     "learning_curves.png"))
   if summary["corruption"]:
     plot_corruption(summary, os.path.join(path, "corruption.png"),
                     f"{title}: label corruption (Zhang et al. Fig. 1b, 1c)")
-    figures.append(("Steps to fit and error vs label corruption p, mean ± std "
-                    "over seeds", "corruption.png"))
+    figures.append(("Steps to fit and test error vs p", "corruption.png"))
   a, n, fit = config.ablation, len(summary["seeds"]), summary["fit_accuracy"]
   table = report.markdown_table(
       ["stage", "train accuracy (%)", "test accuracy (%)", "steps to fit",
        "÷ true labels' steps"],
-      [[_name(k), ms(e["train_accuracy"], 100, ".2f"),
-        ms(e["test_accuracy"], 100, ".2f"), _steps(e),
-        ms(e.get("slowdown"), spec=".2f")]
+      [[_name(k), wsr.ms(e["train_accuracy"], 100, ".2f"),
+        wsr.ms(e["test_accuracy"], 100, ".2f"), _steps(e),
+        wsr.ms(e.get("slowdown"), spec=".2f")]
        for k, e in summary["stages"].items()])
-  report.write_page(path, report.Page(
-      title=f"randomization: {title}", claim=papers.claim(
-          papers.ZHANG_FIT, papers.ZHANG_CHANCE, papers.ZHANG_SLOWDOWN,
-          papers.ZHANG_CORRUPTION, papers.ZHANG_REGULARIZATION),
-      config=wsr.config_text(config, summary, (
-          f"each stage until every seed reaches {100 * fit:g}% training "
-          f"accuracy (checked every {config.randomization.check_every} steps, "
-          f"read every {config.train.eval_every}) or {config.train.steps} "
-          f"steps; ablation: weight decay {a.weight_decay}, dropout "
-          f"{a.dropout}, {summary['augmentation']} augmentation")),
-      figures=figures, comparisons=comparisons(config, summary),
-      details=[f"### Every stage (mean ± std over {n} seeds)\n\n{table}"],
-      run=wsr.run_line(summary)))
+  wsr.write_page(
+      path, config, summary, (papers.ZHANG_FIT, papers.ZHANG_CHANCE,
+                              papers.ZHANG_SLOWDOWN, papers.ZHANG_CORRUPTION,
+                              papers.ZHANG_REGULARIZATION),
+      f"each stage until every seed fits ({100 * fit:g}% train accuracy, "
+      f"checked every {config.randomization.check_every} steps) or "
+      f"{config.train.steps} steps; ablation: weight decay {a.weight_decay}, "
+      f"dropout {a.dropout}, {summary['augmentation']}", figures=figures,
+      comparisons=comparisons(config, summary),
+      details=[f"### Every stage (mean ± std over {n} seeds)\n\n{table}"])

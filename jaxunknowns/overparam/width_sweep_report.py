@@ -1,6 +1,5 @@
-"""report.md and figures of a `width_sweep` run from its workdir's files;
-`write_sweep` also writes `double_descent`'s; `randomization` shares `ms`,
-`plot_panels` and `run_line`."""
+"""report.md and figures of a `width_sweep` run; `write_sweep` also writes
+`double_descent`'s; `randomization` shares `ms`, `plot_panels`, `write_page`."""
 
 import os
 
@@ -9,39 +8,35 @@ from jaxunknowns.overparam import papers
 from jaxunknowns.report import compare
 from jaxunknowns.report.text import std_of
 
-# Seed-mean test error may rise this much between neighbouring widths and
-# still count as falling: about 2 std of one seed's test error on 1000 test
-# examples over √3 seeds.
-RISE_TOLERANCE = 0.01
-ONE_HIDDEN = (("u_dist_fro", "‖U−U₀‖_F"), ("u_fro", "‖U‖_F"),
+RISE_TOLERANCE = 0.01  # Test error may rise this much a step (≈ seed noise).
+ONE_HIDDEN = (("u_dist_fro", "‖U−U₀‖_F"), ("u_fro", "‖U‖_F"), ("margin", "γ"),
               ("v_fro", "‖V‖_F"), ("u_spectral", "‖U‖₂"), ("v_spectral", "‖V‖₂"),
-              ("margin", "γ"), ("bound_neyshabur2018", "their bound"),
+              ("bound_neyshabur2018", "their bound"),
               ("bound_spectral", "spectral bound"))
 NETWORK = (("dist_fro", "‖θ−θ₀‖_F"), ("spectral_product", "∏‖W‖₂"),
            ("margin", "γ"), ("bound_vc", "√(#params / m)"))
 LABELS = dict(ONE_HIDDEN + NETWORK + (("num_params", "#params"),))
 # The paper's trends: measure -> grows with width.
-TRENDS = {"u_dist_fro": False, "u_fro": True, "bound_neyshabur2018": False,
-          "bound_spectral": True, "bound_vc": True}
+TRENDS = {"test_error": False, "u_dist_fro": False, "u_fro": True,
+          "bound_neyshabur2018": False, "bound_spectral": True,
+          "bound_vc": True}
 
 
-def ms(stat, scale=1.0, spec=".3g") -> str:
-  """'mean ± sample std' without n (the headings state n)."""
+def ms(stat, scale=1.0, spec=".3g") -> str:  # Mean ± sample std, no n.
   return "–" if not stat or stat.get("mean") is None else (
       f"{stat['mean'] * scale:{spec}} ± "
       f"{std_of(stat) * scale:{spec.replace('3g', '2g')}}")
 
 
-def value(point, name):
-  """An error of the point, or one of its capacity measures."""
-  return point.get(name) if name.endswith("_error") else point.get(
-      "capacity", {}).get(name)
+def value(point, name):  # A capacity measure, or a stat of the point.
+  return point.get("capacity", {}).get(name, point.get(name))
 
 
 def series(points, name, scale=1.0):
-  """(widths, means, sample stds) where the quantity is defined."""
+  """(widths, means, sample stds) where the quantity is a defined stat."""
   rows = [(q["width"], scale * s["mean"], scale * std_of(s)) for q in points
-          for s in [value(q, name)] if s and s.get("mean") is not None]
+          for s in [value(q, name)] if isinstance(s, dict)
+          and s.get("mean") is not None]
   return tuple(list(c) for c in zip(*rows)) if rows else ([], [], [])
 
 
@@ -49,8 +44,7 @@ def plot_panels(panels, path, title, xlabel="width h", log2=True):
   """One axis per panel (name, log_y, lines, marks): each line (xs, means,
   stds, label, fmt, color) with error bars over seeds; each mark (x, color)
   a dotted vertical line (an interpolation width)."""
-  cols = min(len(panels), 4)
-  rows = -(-len(panels) // cols)
+  cols, rows = min(len(panels), 4), -(-len(panels) // 4)
   fig, axes = report.plt.subplots(rows, cols, squeeze=False, figsize=(
       (7.2, 4.4) if cols == 1 else (3.3 * cols, 2.7 * rows)))
   for ax, (name, log_y, lines, marks) in zip(axes.ravel(), panels):
@@ -59,8 +53,9 @@ def plot_panels(panels, path, title, xlabel="width h", log2=True):
                   capsize=2, label=label)
     for x, color in marks:
       ax.axvline(x, color=color, linestyle=":")
-    ax.set(xscale="log" if log2 else "linear", yscale="log" if log_y else
-           "linear", title=name, xlabel=xlabel)
+    if log2:
+      ax.set_xscale("log", base=2)
+    ax.set(yscale="log" if log_y else "linear", title=name, xlabel=xlabel)
     ax.grid(alpha=0.3)
     if any(line[3] for line in lines):
       ax.legend(fontsize=7)
@@ -95,39 +90,40 @@ def comparisons(config, summary):
         h is not None, f"mean train error ≤ {100 * level:g}% from h = {h} on"
         if h else "above it at every width", paper="from small widths",
         our_protocol=ours))
-    out.append(compare.comparison(
-        f"{tag}test error from h* on (%)",
-        papers.NEYSHABUR_NOISE if p else papers.NEYSHABUR_ERRORS,
-        _ends(past, "test_error", 100, ".2f"), *compare.monotone(
-            series(past, "test_error")[1], increasing=False, what="test error"
-            " (up to 1 point)", tolerance=RISE_TOLERANCE),
-        paper="falls with width", our_protocol=ours,
-        why_not_testable="fewer than two widths fit the training set"))
-    scope, where = (past, "from h* on") if len(past) > 1 else (points, "all")
-    out += [compare.comparison(
-        f"{tag}{LABELS[name]} ({where})", papers.NEYSHABUR_MEASURES,
-        _ends(scope, name), *compare.monotone(
-            series(scope, name)[1], increasing=grows, what=LABELS[name]),
-        paper="grows" if grows else "falls", our_protocol=ours,
-        why_not_testable="; ".join(compare.protocol_differences(
-            papers.NEYSHABUR_MEASURES.protocol, ours)))
-            for name, grows in TRENDS.items()]
+    for name, grows in TRENDS.items():
+      test = name == "test_error"  # Past h* only: the paper's nets all fit.
+      scope, where = ((past, "from h* on") if len(past) > 1 or test else
+                      (points, "all widths"))
+      reference = (papers.NEYSHABUR_MEASURES if not test else
+                   papers.NEYSHABUR_NOISE if p else papers.NEYSHABUR_ERRORS)
+      out.append(compare.comparison(
+          f"{tag}{LABELS.get(name, 'test error (%)')} ({where})", reference,
+          _ends(scope, name, *((100, ".2f") if test else ())),
+          *compare.monotone(series(scope, name)[1], increasing=grows,
+                            what=LABELS.get(name, "test error (up to 1 "
+                                                         "point)"),
+                            tolerance=test * RISE_TOLERANCE),
+          paper="grows" if grows else "falls", our_protocol=ours,
+          why_not_testable="fewer than two widths fit" if test else "; ".join(
+              compare.protocol_differences(reference.protocol, ours))))
   return out
 
 
-def config_text(config, summary, what: str) -> str:
-  """The run's model, data, optimizer and seeds around `what` it trained."""
+def write_page(path, config, summary, references, trained, **page):
+  """report.md with what every overparam page shares: the title, the claim
+  from `references`, the config around what was `trained`, the run line."""
   o = config.optim
-  return (f"`{config.model.name}` on `{config.data.name}` "
+  report.write_page(path, report.Page(
+      title=f"{summary['experiment']}: {config.model.name} on "
+      f"{config.data.name}", claim=papers.claim(*references), config=(
+          f"`{config.model.name}` on `{config.data.name}` "
           f"({summary['train_examples']:,} training examples); {o.name} lr "
-          f"{o.lr}" + (f" momentum {o.momentum}" if o.name == "momentum"
-                       else "") + f", batch {config.train.batch_size}; {what}; "
-          f"{len(summary['seeds'])} seeds, trained at once.")
-
-
-def run_line(summary) -> str:
-  return report.run_line(summary, f"{summary['stages_wall_time_s']:.0f} s of "
-                         "training over all stages (each stage's own).")
+          f"{o.lr}" + (f" momentum {o.momentum}" if o.name == "momentum" else
+                       "") + f", batch {config.train.batch_size}; {trained}; "
+          f"{len(summary['seeds'])} seeds, trained at once."),
+      run=report.run_line(summary, f"{summary['stages_wall_time_s']:.0f} s "
+                          "of training over all stages (each stage's own)."),
+      **page))
 
 
 def write_sweep(path, config, summary, figure, references, comparisons):
@@ -136,8 +132,7 @@ def write_sweep(path, config, summary, figure, references, comparisons):
   title, stop = (f"{config.model.name} on {config.data.name}",
                  config.sweep.stop_train_loss)
   lines, marks, tables = [], [], []
-  figures = [("Train (dashed) and test (solid) error vs width, mean ± std "
-              "over seeds; dotted: each curve's interpolation width h", figure)]
+  figures = [("Train (dashed), test (solid) error; dotted: h", figure)]
   for i, c in enumerate(summary["curves"]):
     p, h, points = c["label_noise"], c.get("interpolation_width"), c["points"]
     tag = f"{100 * p:g}% label noise"
@@ -150,8 +145,7 @@ def write_sweep(path, config, summary, figure, references, comparisons):
     if panels:
       name = "capacity_vs_width" + (f"_noise_{p:g}" if i else "") + ".png"
       plot_panels(panels, os.path.join(path, name), f"capacity, {tag}")
-      figures.append((f"Capacity measures vs width, {tag}, mean ± std over "
-                      "seeds, log axes; dotted: h", name))
+      figures.append((f"Capacity measures, {tag}; dotted: h", name))
     names = [(n, l) for n, l in (ONE_HIDDEN if any(
         value(q, "u_dist_fro") for q in points) else NETWORK)
              if any(value(q, n) for q in points)]
@@ -167,17 +161,14 @@ def write_sweep(path, config, summary, figure, references, comparisons):
                        + [ms(value(q, n)) for n, _ in names] for q in points]))
   plot_panels([("error (%)", False, lines, marks)], os.path.join(path, figure),
               title, xlabel=f"width h: {summary['width_means']}")
-  report.write_page(path, report.Page(
-      title=f"{summary['experiment']}: {title}",
-      claim=papers.claim(*references), config=config_text(
-          config, summary, f"{summary['width_means']}: "
-          f"{', '.join(map(str, summary['widths']))}; label noise "
-          + ", ".join(f"{100 * c['label_noise']:g}%" for c in summary["curves"])
-          + f"; {config.train.steps} steps per width" + (
-              f", or until every seed's training loss is ≤ {stop} (checked "
-              f"every {config.sweep.check_every})" if stop else "")),
-      figures=figures, comparisons=comparisons, details=tables,
-      run=run_line(summary)))
+  write_page(path, config, summary, references, (
+      f"{summary['width_means']}: {', '.join(map(str, summary['widths']))}; "
+      "label noise " + ", ".join(f"{100 * c['label_noise']:g}%"
+                                 for c in summary["curves"])
+      + f"; {config.train.steps} steps per width" + (
+          f", or until every seed's training loss is ≤ {stop} (checked every "
+          f"{config.sweep.check_every})" if stop else "")),
+      figures=figures, comparisons=comparisons, details=tables)
 
 
 def write(path, config, summary):
