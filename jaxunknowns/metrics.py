@@ -90,16 +90,22 @@ class MetricWriter:
           vals = np.asarray([values[n][r] for r in members], np.float64)
           self._tb.add_scalar(f"{prefix}{split}/{n}", float(vals.mean()), step)
 
-  def rewind(self, labels: Mapping[str, Any], step: int):
-    """Drops rows of the runs matching `labels` logged after `step`.
+  def rewind(self, labels: Mapping[str, Any], step: int,
+             until: Optional[int] = None):
+    """Drops rows of the runs matching `labels` logged after `step` (and at
+    or before `until`, if given).
 
-    Called when a run resumes from a checkpoint at `step`, so rows written
-    between that checkpoint and the interruption are not duplicated.
+    `Trainer.fit` calls it at the start of every resumable fit with its
+    start and end steps: the rows it is about to write, left by an attempt
+    that was interrupted (before or after a checkpoint), are not duplicated,
+    and rows of a later fit with the same labels (e.g. fine-tuning past the
+    end) are kept.
     """
     if not os.path.exists(self.path):
       return
+    last = float("inf") if until is None else until
     kept = [row for row in read_metrics(self.workdir)
-            if not (row["step"] > step and
+            if not (step < row["step"] <= last and
                     all(row.get(k) == v for k, v in labels.items()))]
     tmp = self.path + ".tmp"
     with open(tmp, "w") as f:

@@ -455,9 +455,9 @@ class Trainer:
                      _prefix(description), resumed_from)
     step = int(distributed.first_value(state["step"]))
     if checkpoints is not None:
-      # Rows past the start step are this fit's to write: drop those of an
+      # Rows in (start, steps] are this fit's to write: drop those of an
       # interrupted attempt, also one killed before its first checkpoint.
-      writer.rewind(_common_labels(run_labels), step)
+      writer.rewind(_common_labels(run_labels), step, until=steps)
 
     def save_snapshot(step, state):
       # Durable before any later checkpoint lands: a run resumed from a

@@ -103,3 +103,16 @@ def test_killed_between_checkpoint_and_snapshot_at_the_rewind_step(tmp_path):
   # Exactly equal floats on CPU.
   assert measured(got["levels"]) == measured(want["levels"])
   assert_same_rows(killed, straight)
+
+
+def test_rewind_drops_only_the_rows_a_fit_is_about_to_write(tmp_path):
+  """A fit over (10, 20] drops its own leftover rows, and keeps those of
+  other runs and of a later fit with the same labels (fine-tuning to 30)."""
+  from jaxunknowns.metrics import MetricWriter  # pylint: disable=g-import-not-at-top
+  writer = MetricWriter(str(tmp_path), tensorboard=False)
+  runs = [{"arm": "a", "seed": 0}, {"arm": "b", "seed": 0}]
+  for step in (10, 20, 30):
+    writer.write(step, "test", runs, {"loss": [step, -step]})
+  writer.rewind({"arm": "a"}, 10, until=20)
+  assert [(r["step"], r["arm"]) for r in rows_of(tmp_path)] == [
+      (10, "a"), (10, "b"), (20, "b"), (30, "a"), (30, "b")]
