@@ -5,12 +5,11 @@ at exactly zero during training.
 """
 
 from jaxunknowns.pruning.magnitude import (
-    bool_mask, is_output_layer, is_prunable, layer_names, ones_mask,
-    prune_global, prune_layerwise, prune_to_sparsity, random_mask_like,
-    sparsity_report)
+    is_output_layer, is_prunable, layer_names, ones_mask, prune_global,
+    prune_layerwise, prune_to_sparsity, random_mask_like, sparsity_report)
 
 __all__ = [
-    "bool_mask", "is_output_layer", "is_prunable", "layer_names", "ones_mask",
+    "is_output_layer", "is_prunable", "layer_names", "ones_mask",
     "prune_global", "prune_layerwise", "prune_to_sparsity",
     "random_mask_like", "sparsity_report",
 ]
