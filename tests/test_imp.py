@@ -781,6 +781,7 @@ def test_stability_variant_writes_instability(stability, capsys):
   assert f"already finished: {workdir / 'summary.json'}" in (
       capsys.readouterr().out)
   assert snapshot(workdir) == before
+  assert_report_rebuilds(workdir)
 
 
 # -----------------------------------------------------------------------------
@@ -893,6 +894,7 @@ def test_global_pruning_one_threshold_over_the_hidden_layers(global_momentum):
     density = {n: run.summary["levels"][level]["layers_remaining"][n]
                for n in LAYERS[:2]}
     assert density["Dense_0"] != density["Dense_1"]  # not a per-layer rate
+  assert_report_rebuilds(run.workdir)
 
 
 def test_momentum_and_weight_decay_never_move_a_pruned_weight(
@@ -988,6 +990,7 @@ def test_initial_mask_is_the_dense_levels_mask(rewind0, tmp_path):
       sum(counts.values()) / sum(SIZES.values()))
   assert run.summary["levels"][1]["weights_remaining"] == (
       sum(expected_counts(2).values()) / sum(SIZES.values()))
+  assert_report_rebuilds(run.workdir)
 
 
 def test_conv_fraction_is_the_rate_of_conv_kernels(tmp_path):
@@ -1004,6 +1007,7 @@ def test_conv_fraction_is_the_rate_of_conv_kernels(tmp_path):
   assert run.summary["levels"][1]["layers_remaining"] == {
       n: (sizes[n] - math.ceil(rates[n] * sizes[n])) / sizes[n]
       for n in sizes}
+  assert_report_rebuilds(run.workdir)
 
 
 def test_tuple_fields_from_the_command_line():
