@@ -21,17 +21,15 @@ SOUDRY = tuple(Reference(s, "Soudry et al. 2018, Fig. 1 and Thms. 3-4",
 KESKAR_SETTING = {"optimizer": "adam", "small batch": 256,
                   "large batch": "10% of the training set",
                   "sharpness maximiser": "L-BFGS-B"}
-KESKAR_SHARP = Reference(
-    "Large batches (10% of the data) converge to sharper minima than small "
-    "batches (ε-sharpness, ε = 1e-3)", "Keskar et al. 2017",
-    protocol=KESKAR_SETTING)
-KESKAR_WORSE = Reference("Large-batch minima generalize worse (lower test "
-                         "accuracy)", "Keskar et al. 2017",
-                         protocol=KESKAR_SETTING)
-KESKAR_INTERPOLATION = Reference(
-    "On the line from the small- to the large-batch solution the loss rises "
-    "more steeply past the large-batch end", "Keskar et al. 2017, Fig. 3",
-    protocol=KESKAR_SETTING)
+KESKAR_SHARP, KESKAR_WORSE, KESKAR_INTERPOLATION = (
+    Reference(s, source, protocol=KESKAR_SETTING) for s, source in (
+        ("Large batches (10% of the data) converge to sharper minima than "
+         "small batches (ε-sharpness, ε = 1e-3)", "Keskar et al. 2017"),
+        ("Large-batch minima generalize worse (lower test accuracy)",
+         "Keskar et al. 2017"),
+        ("On the line from the small- to the large-batch solution the loss "
+         "rises more steeply past the large-batch end",
+         "Keskar et al. 2017, Fig. 3")))
 
 # Li, Xu, Taylor, Studer & Goldstein 2018, filter-normalized directions:
 # (first arm, last arm) of configs/landscape.py -> (the flatter arm, finding).

@@ -68,7 +68,7 @@ def write(path, config, summary):
           for n, a in summary["arms"].items()]
   report.write_page(path, report.Page(
       title=f"sharpness: {config.model.name} on {config.data.name}",
-      claim=f"{papers.KESKAR_SHARP.statement}; {papers.KESKAR_WORSE.statement}"
+      claim=f"{papers.KESKAR_SHARP.statement}. {papers.KESKAR_WORSE.statement}"
             f" ({papers.KESKAR_SHARP.source}).",
       config=(f"`{config.model.name}` on `{config.data.name}`, "
               f"{config.optim.name} lr {config.optim.lr}, {summary['epochs']:g}"
