@@ -122,7 +122,7 @@ def write_page(path, config, summary, references, trained, **page):
                        "") + f", batch {config.train.batch_size}; {trained}; "
           f"{len(summary['seeds'])} seeds, trained at once."),
       run=report.run_line(summary, f"{summary['stages_wall_time_s']:.0f} s "
-                          "of training over all stages (each stage's own)."),
+                          "of training, the stages' own times summed."),
       **page))
 
 
