@@ -7,6 +7,7 @@ the one before. If none can be read, the error says which folder to delete.
 """
 
 import os
+import weakref
 from typing import Any, Optional, Tuple
 
 import jax
@@ -14,6 +15,23 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from jaxunknowns.errors import UserError
+
+
+# The Checkpoints not yet garbage-collected (see `wait_for_saves`).
+_ALL = weakref.WeakSet()
+
+
+def wait_for_saves():
+  """Lets every save still in flight land: `main` calls it when a run stops
+  on an error (a full disk, say), so the rerun resumes from the checkpoints
+  written before the error."""
+  for checkpoints in list(_ALL):
+    try:
+      checkpoints.wait()
+    except Exception as e:  # pylint: disable=broad-except
+      # The failed save leaves a tmp folder, deleted at the next start.
+      logging.info("a checkpoint save in %s failed: %s", checkpoints.directory,
+                   str(e).splitlines()[0][:200] if str(e) else type(e))
 
 
 class Checkpoints:
@@ -25,6 +43,7 @@ class Checkpoints:
         max_to_keep=max_to_keep, create=True,
         cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
+    _ALL.add(self)
 
   def steps(self):
     return sorted(self._manager.all_steps())

@@ -19,14 +19,19 @@ def load_config(spec: str, overrides: Optional[Mapping[str, Any]] = None,
   `overrides` maps dotted fields to values, e.g. {"optim.lr": 0.01}."""
   path, _, arg = spec.partition(":")
   path = os.path.join(root, path) if root else path
+  config = config_module(path).get_config(arg)
+  for dotted, value in (overrides or {}).items():
+    set_field(config, dotted, value, where="override")
+  return config
+
+
+def config_module(path: str):
+  """The config file at `path`, imported afresh (get_config, VARIANTS)."""
   module_spec = importlib.util.spec_from_file_location(
       "_jaxunknowns_config_" + os.path.basename(path)[:-3], path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  config = module.get_config(arg)
-  for dotted, value in (overrides or {}).items():
-    set_field(config, dotted, value, where="override")
-  return config
+  return module
 
 
 def set_field(config, dotted: str, value, where: str = "config"):

@@ -1,10 +1,89 @@
-"""The one exception type for mistakes a user can fix.
+"""The one exception type for mistakes a user can fix, and the filesystem
+errors that are such mistakes too.
 
 Anything raised as `UserError` is printed by `main` as a single line (no
-traceback) and exits non-zero. Raise it *before* anything is written to the
-workdir, so that bad input never leaves a half-written run behind.
+traceback) and exits with status 2. Raise it *before* anything is written to
+the workdir, so that bad input never leaves a half-written run behind. A full
+disk or a folder that cannot be written is found only while writing; `main`
+turns that `OSError` into one line as well (`user_error`), and the files
+written before it stay a run that the same command resumes.
 """
+
+import errno
+import os
+import re
+import sys
+from typing import NoReturn, Optional, Sequence
+
+from absl import flags
+
+# Writing the workdir failed for a reason outside the program.
+WRITE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "over quota",
+                errno.EROFS: "read-only filesystem",
+                errno.EACCES: "permission denied",
+                errno.EPERM: "not permitted", errno.EFBIG: "file too large"}
 
 
 class UserError(Exception):
   """A bad config value, unknown name or missing file, with what to do."""
+
+
+def _write_error(e: BaseException, workdir: str) -> Optional[OSError]:
+  """The OSError of a full or unwritable workdir behind `e` (libraries such
+  as orbax re-raise it wrapped), or None."""
+  inside = lambda path: path is None or os.path.abspath(path).startswith(
+      os.path.abspath(workdir))
+  while e is not None:
+    if isinstance(e, OSError) and e.errno in WRITE_ERRNOS and inside(
+        e.filename):
+      return e
+    # Tensorstore (orbax's writer) raises a ValueError naming the errno.
+    code = re.search(r"\[os_error_code='(\d+)'\]", str(e))
+    if code and int(code.group(1)) in WRITE_ERRNOS:
+      number = int(code.group(1))
+      return OSError(number, os.strerror(number))
+    e = e.__cause__ or e.__context__
+  return None
+
+
+def user_error(e: BaseException, workdir: str) -> Optional[UserError]:
+  """`e` as the UserError main prints, or None if it is a bug (a traceback)."""
+  if isinstance(e, UserError):
+    return e
+  cause = _write_error(e, workdir)
+  if cause is None:
+    return None
+  return UserError(
+      f"could not write {cause.filename or workdir}: "
+      f"{WRITE_ERRNOS[cause.errno]} ({cause.strerror}); make room or fix the "
+      f"permissions, then rerun the same command: it resumes from the last "
+      f"checkpoint in {workdir}")
+
+
+def command_line_error(e: Exception, argv: Sequence[str]) -> UserError:
+  """What absl's parser raised (for a missing config file, an unknown
+  variant, a misspelt field, a value the field's parser refuses) as one
+  line naming the flag."""
+  lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+  if isinstance(e, (KeyError, AttributeError)):
+    key = str(e).strip("\"' ")
+    arg = next((a for a in argv if a.startswith("--config.") and
+                f".{key}" in a.split("=")[0]), key)
+    lines = [f"{arg}: no such config field {key!r} (the config is locked: "
+             f"see the config file and jaxunknowns/config_defaults.py)"]
+  elif not isinstance(e, flags.Error):
+    lines = [f"bad command line ({type(e).__name__})"] + lines
+  last = lines[-1] if lines else str(e)
+  for prefix in ("ValueError: ", "KeyError: ", "AttributeError: "):
+    last = last[len(prefix):] if last.startswith(prefix) else last
+  first = lines[0] if lines else ""
+  detail = last if last != first else ""
+  return UserError(first.rstrip(":") + (f": {detail}" if detail else ""))
+
+
+def exit_with(error: UserError) -> NoReturn:
+  """How `main` ends on a mistake the user can fix: one line, status 2.
+  The exit handlers are skipped: after a failed write they would only fail
+  again (TensorBoard's last flush to a full disk), with tracebacks."""
+  print(f"error: {error}", file=sys.stderr, flush=True)
+  os._exit(2)  # pylint: disable=protected-access

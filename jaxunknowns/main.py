@@ -21,6 +21,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxunknowns import errors
 from jaxunknowns.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -40,17 +41,17 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def run(config, workdir_path: str, overwrite: bool = False):
-  """Validates, checks the workdir, then runs; raises UserError on bad input."""
+def run(config, workdir_path: str, overwrite: bool = False,
+        references=None):
+  """Validates, checks the workdir, then runs; raises UserError on bad input.
+  `references`: see validation.check_config."""
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.experiments import EXPERIMENTS  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import distributed, validation  # pylint: disable=g-import-not-at-top
   from jaxunknowns.workdir import Workdir, config_to_dict  # pylint: disable=g-import-not-at-top
 
   # First, before any process can fail alone: every process must agree.
   distributed.check_same_config(config_to_dict(config))
-  experiment = EXPERIMENTS.get(config.experiment)
-  experiment.validate(config)
+  experiment = validation.check_config(config, references)
   workdir = Workdir(workdir_path, config, overwrite=overwrite)
   try:  # close() deletes the scratch folder of processes other than 0
     workdir.check()
@@ -69,11 +70,15 @@ def run(config, workdir_path: str, overwrite: bool = False):
 
 
 class _QuietLibraries(logging_std.Filter):
-  """Orbax logs every step of every save at INFO; keep its warnings only."""
+  """Orbax logs every step of every save at INFO; keep its warnings only,
+  without the traceback of a failed background save (the main thread
+  re-raises that error, and `main` reports it)."""
 
   def filter(self, record):
-    return record.levelno >= logging_std.WARNING or not any(
-        f"/{lib}/" in record.pathname for lib in ("orbax", "etils"))
+    if not any(f"/{lib}/" in record.pathname for lib in ("orbax", "etils")):
+      return True
+    record.exc_info, record.exc_text = None, None
+    return record.levelno >= logging_std.WARNING
 
 
 def main(argv):
@@ -81,7 +86,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.get_absl_handler().addFilter(_QuietLibraries())
   try:
-    from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
+    from jaxunknowns import distributed, validation  # pylint: disable=g-import-not-at-top
     distributed.initialize(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
         enabled={"auto": None, "on": True, "off": False}[_DISTRIBUTED.value])
@@ -91,37 +96,26 @@ def main(argv):
     except OSError as e:  # config_flags loads the file lazily
       lines = [l.strip() for l in str(e).splitlines() if l.strip()]
       raise UserError(f"could not load the config file: {lines[-1]}") from e
-    run(config, _WORKDIR.value, _OVERWRITE.value)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    references = validation.references_of(
+        config_flags.get_config_filename(flags.FLAGS["config"]))
+    run(config, _WORKDIR.value, _OVERWRITE.value, references)
+  except Exception as e:  # pylint: disable=broad-except
+    error = errors.user_error(e, _WORKDIR.value)
+    if error is None:  # a bug: its traceback
+      raise
+    if "jaxunknowns.checkpoints" in sys.modules:  # else no save is in flight
+      sys.modules["jaxunknowns.checkpoints"].wait_for_saves()
+    errors.exit_with(error)
 
 
 def parse_flags(argv):
-  """absl's parser, with config-file errors (an unknown variant, a misspelt
-  --config.field) as one line and exit 2 instead of a traceback."""
+  """absl's parser; what fails while reading the command line (a missing
+  config file, an unknown variant, a misspelt --config.field, a value the
+  field's parser refuses) is the user's to fix: one line, exit 2."""
   try:
     return flags.FLAGS(argv)
   except Exception as e:  # pylint: disable=broad-except
-    # Whatever fails while reading the command line is the user's to fix:
-    # a missing config file, a misspelt field (KeyError/AttributeError), ...
-    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-    if isinstance(e, (KeyError, AttributeError)):
-      key = str(e).strip("\"' ")
-      arg = next((a for a in argv if a.startswith("--config.") and
-                  f".{key}" in a.split("=")[0]), key)
-      lines = [f"{arg}: no such config field {key!r} (the config is locked: "
-               f"see the config file and jaxunknowns/config_defaults.py)"]
-    elif not isinstance(e, flags.Error):
-      lines = [f"bad command line ({type(e).__name__})"] + lines
-    last = lines[-1] if lines else str(e)
-    for prefix in ("ValueError: ", "KeyError: ", "AttributeError: "):
-      last = last[len(prefix):] if last.startswith(prefix) else last
-    first = lines[0] if lines else ""
-    detail = last if last != first else ""
-    print(f"error: {first.rstrip(':')}" + (f": {detail}" if detail else ""),
-          file=sys.stderr)
-    sys.exit(2)
+    errors.exit_with(errors.command_line_error(e, argv))
 
 
 if __name__ == "__main__":

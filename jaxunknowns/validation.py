@@ -1,12 +1,21 @@
-"""Range checks of the shared config fields, run before anything compiles.
+"""Checks of a config, run before any data is loaded or anything compiles.
 
-Each failure is a `UserError` naming the field, its value and the valid range.
-Experiments add their own checks (`Experiment.validate`).
+`check_config` is the one entry `main` uses: first every field against the
+values its config file gives it (`check_fields`: kind, finiteness, sign,
+emptiness), then the range checks of the shared fields (`validate_base`) and
+of the experiment's own (`Experiment.validate`). Each failure is a
+`UserError` naming the field, its value and what it expects.
 """
 
-from typing import Any
+import dataclasses
+import math
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import ml_collections
+
+from jaxunknowns import config_defaults, config_loading
 from jaxunknowns.errors import UserError
+from jaxunknowns.experiments import EXPERIMENTS, Experiment
 
 
 def check(cond: bool, field: str, value: Any, valid: str):
@@ -16,6 +25,128 @@ def check(cond: bool, field: str, value: Any, valid: str):
 
 def _is_int(v) -> bool:
   return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _kind(value) -> Optional[str]:
+  """The kind of a field's value: bool, int, float, str or tuple."""
+  for kind in (bool, int, float, str, tuple):
+    if isinstance(value, kind):
+      return kind.__name__
+  return None
+
+
+def leaves(config, prefix: str = "") -> Iterator[Tuple[str, Any]]:
+  """(dotted name, value) of every field of `config`, groups recursed."""
+  for key in config.keys():
+    value = config[key]
+    if hasattr(value, "keys"):
+      yield from leaves(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
+
+
+_ITEMS = {"int": "integers", "float": "finite numbers", "str": "strings"}
+
+
+@dataclasses.dataclass
+class FieldRule:
+  """What a field accepts: what the values its config file gives it (in
+  every variant) have in common. A field refuses a negative number only if
+  no variant gives it one, and an empty tuple only if none gives it one."""
+  kind: str
+  items: set  # kinds of a tuple's elements (empty: no variant shows one)
+  negative_ok: bool
+  empty_ok: bool
+  example: Any
+
+  def _scalar_ok(self, kind: str, value) -> bool:
+    if kind == "float":
+      number = _kind(value) in ("int", "float")
+      return number and math.isfinite(value) and (
+          self.negative_ok or value >= 0)
+    if kind == "int":
+      return _is_int(value) and (self.negative_ok or value >= 0)
+    return _kind(value) == kind
+
+  def _item_kind(self) -> Optional[str]:
+    if self.items <= {"int"}:
+      return "int" if self.items else None
+    return "float" if self.items <= {"int", "float"} else (
+        "str" if self.items == {"str"} else None)
+
+  def accepts(self, value) -> bool:
+    if self.kind != "tuple":
+      return self._scalar_ok(self.kind, value)
+    if _kind(value) != "tuple" or not (value or self.empty_ok):
+      return False
+    item = self._item_kind()
+    if item is None:  # no variant says: any plain number or string
+      return all(_kind(v) in ("int", "float", "str") for v in value)
+    return all(self._scalar_ok(item, v) for v in value)
+
+  def expects(self) -> str:
+    sign = "" if self.negative_ok else " >= 0"
+    if self.kind == "tuple":
+      item = self._item_kind()
+      items = _ITEMS[item] if item else "numbers or strings"
+      return (f"{'a' if self.empty_ok else 'a non-empty'} tuple of {items}"
+              f"{sign if item in ('int', 'float') else ''}")
+    return {"bool": "True or False", "str": "a string",
+            "int": f"an integer{sign}",
+            "float": f"a finite number{sign}"}[self.kind]
+
+
+def field_rules(references: Sequence[ml_collections.ConfigDict]
+                ) -> Dict[str, FieldRule]:
+  """The rule of every field of the `references` (the config file's own
+  values: the chosen variant first, then every variant)."""
+  rules: Dict[str, FieldRule] = {}
+  for reference in references:
+    for name, value in leaves(reference):
+      kind = _kind(value)
+      if kind is None:
+        continue
+      rule = rules.setdefault(name, FieldRule(kind, set(), False, False, value))
+      if rule.example == ():  # an example with elements says more
+        rule.example = value
+      if {rule.kind, kind} == {"int", "float"}:
+        rule.kind = "float"
+      values = value if kind == "tuple" else (value,)
+      rule.items |= {_kind(v) for v in values} if kind == "tuple" else set()
+      rule.empty_ok |= kind == "tuple" and not value
+      rule.negative_ok |= any(_kind(v) in ("int", "float") and v < 0
+                              for v in values)
+  return rules
+
+
+def check_fields(config, references: Sequence[ml_collections.ConfigDict]):
+  """Every field of `config` has a value its rule accepts (`field_rules`)."""
+  rules = field_rules(references)
+  for name, value in leaves(config):
+    rule = rules.get(name)
+    if rule is not None and not rule.accepts(value):
+      raise UserError(f"{name}={value!r}: expects {rule.expects()} "
+                      f"(like {rule.example!r})")
+
+
+def references_of(spec: str) -> List[ml_collections.ConfigDict]:
+  """What `check_fields` compares a config built from `spec`
+  ('configs/x.py:variant') with: the config without overrides, then every
+  variant of its file."""
+  path = spec.partition(":")[0]
+  variants = getattr(config_loading.config_module(path), "VARIANTS", {})
+  return [config_loading.load_config(spec)] + [
+      config_loading.load_config(f"{path}:{v}") for v in variants]
+
+
+def check_config(config, references: Optional[Sequence] = None) -> Experiment:
+  """All checks of `config` (no side effects); returns its experiment.
+  Without `references` (a config built in code, not from a file), the
+  shared fields are compared with config_defaults.base_config()."""
+  check_fields(config, references or [config_defaults.base_config()])
+  experiment = EXPERIMENTS.get(config.experiment)
+  experiment.validate(config)
+  return experiment
 
 
 def validate_base(config):
@@ -46,7 +177,8 @@ def validate_base(config):
   check(o.decay_factor > 0, "optim.decay_factor", o.decay_factor, "> 0")
   check(o.grad_clip >= 0, "optim.grad_clip", o.grad_clip, ">= 0 (0 = off)")
   bounds = list(o.boundaries)
-  check(all(b > 0 for b in bounds) and bounds == sorted(set(bounds)),
+  check(all(_is_int(b) and b > 0 for b in bounds) and
+        bounds == sorted(set(bounds)),
         "optim.boundaries", tuple(bounds), "increasing positive steps")
 
   t = config.train

@@ -88,8 +88,7 @@ class Workdir:
 
   def check(self):
     """Refuses a workdir that holds a different run (read-only)."""
-    if os.path.exists(self.shared_path) and not os.path.isdir(self.shared_path):
-      raise UserError(f"workdir {self.shared_path} exists and is not a folder")
+    self._check_writable()
     saved = self.saved_config
     if saved is None or self.overwrite:
       return
@@ -101,12 +100,33 @@ class Workdir:
           f"(fields differ: {shown}); use another --workdir, or pass "
           f"--overwrite to delete that run")
 
+  def _check_writable(self):
+    """The workdir, or the folder it will be created in, can be written.
+    Read-only: a path that only creating it reveals as impossible (under
+    /proc, say) is refused by `open`."""
+    existing = self.shared_path
+    while not os.path.exists(existing):
+      existing = os.path.dirname(existing)
+    what = "" if existing == self.shared_path else f" (under {existing})"
+    if not os.path.isdir(existing):
+      raise UserError(f"workdir {self.shared_path} cannot be a folder: "
+                      f"{existing} exists and is not a folder; choose another "
+                      f"--workdir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+      raise UserError(f"workdir {self.shared_path} is not writable{what}: "
+                      f"permission denied or a read-only filesystem; choose "
+                      f"another --workdir")
+
   def open(self):
     """Creates the folder (emptied first with --overwrite) and config.json."""
     if self.is_main:
       if self.overwrite and os.path.exists(self.path):
         shutil.rmtree(self.path)
-      os.makedirs(self.path, exist_ok=True)
+      try:
+        os.makedirs(self.path, exist_ok=True)
+      except OSError as e:
+        raise UserError(f"workdir {self.path} cannot be created: "
+                        f"{e.strerror}; choose another --workdir") from e
       if self.saved_config is None:
         write_json(self.file(CONFIG_FILE), config_to_dict(self.config))
     self.overwrite = False

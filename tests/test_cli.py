@@ -23,6 +23,7 @@ import pytest
 
 from jaxunknowns import config_loading
 from run_helpers import read_json, run_in_process, snapshot
+from test_bad_input import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CONFIG = ROOT / "configs" / "train.py"
@@ -99,18 +100,6 @@ def checkpoint_steps(workdir):
   except FileNotFoundError:
     return []
   return sorted(int(n) for n in names if n.isdigit())
-
-
-def assert_cli_error(proc, *needles):
-  """Exit 2, one `error: ...` line naming every needle, no traceback."""
-  assert proc.returncode == 2, (proc.returncode, proc.stderr[-4000:])
-  assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
-  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
-  assert len(errors) == 1, proc.stderr[-4000:]
-  for needle in needles:
-    assert needle in errors[0], (needle, errors[0])
-  assert "already finished" not in proc.stdout
-  return errors[0]
 
 
 def user_error(config, workdir, overwrite=False):
@@ -292,21 +281,15 @@ def test_rerun_of_finished_run_is_a_noop(finished):
 
 # -----------------------------------------------------------------------------
 # 4. Bad input: exit 2, one line naming what is wrong, workdir as it was
+#    (the config fields and workdirs: test_bad_input.py)
 # -----------------------------------------------------------------------------
-def test_cli_unknown_experiment(tmp_path):
-  workdir = tmp_path / "new"
-  proc = cli(workdir, "--config.experiment=nope")
-  assert_cli_error(proc, "'nope'", "experiment", "train")
-  assert not workdir.exists()
-
-
 def test_cli_missing_fashion_mnist_files(tmp_path):
   workdir = tmp_path / "existing"
   workdir.mkdir()
   (workdir / "notes.txt").write_text("keep me")
   before = snapshot(workdir)
   proc = cli(workdir, "--config.data.source_dir=/nonexistent", variant=FASHION)
-  assert_cli_error(proc, "/nonexistent", "dataset-fashion-mnist",
+  assert_one_line_error(proc, "/nonexistent", "dataset-fashion-mnist",
                    "data.source_dir")
   assert snapshot(workdir) == before
 
@@ -315,50 +298,10 @@ def test_cli_refuses_workdir_of_a_different_config(finished):
   workdir, _ = finished
   before = snapshot(workdir)
   proc = cli(workdir, "--config.optim.lr=0.02")  # and seeds 1, not 2
-  line = assert_cli_error(proc, str(workdir), "optim.lr", "seeds",
+  line = assert_one_line_error(proc, str(workdir), "optim.lr", "seeds",
                           "--overwrite")
   assert "train.steps" not in line  # only the fields that differ
   assert snapshot(workdir) == before
-
-
-BAD_INPUTS = [
-    # (overrides, what the message must name)
-    ({"model.name": "nope"},
-     ["'nope'", "model.name", "mlp", "lenet_300_100", "resnet"]),
-    ({"data.name": "nope"},
-     ["'nope'", "data.name", "mnist1d", "fashion_mnist", "synthetic"]),
-    ({"optim.name": "nope"},
-     ["'nope'", "optim.name", "adam", "sgd", "momentum"]),
-    ({"optim.schedule": "nope"},
-     ["'nope'", "optim.schedule", "constant", "cosine", "step"]),
-    ({"optim.lr": 0.0}, ["optim.lr", "0.0", "> 0"]),
-    ({"optim.lr": -0.1}, ["optim.lr", "-0.1", "> 0"]),
-    ({"seeds": 0}, ["seeds", ">= 1"]),
-    ({"train.batch_size": 5000}, ["train.batch_size", "5000", "2000"]),
-    ({"data.label_noise": 1.5}, ["data.label_noise", "1.5", "[0, 1]"]),
-    ({"data.label_noise": -0.1}, ["data.label_noise", "-0.1", "[0, 1]"]),
-    ({"model.dropout": 1.5}, ["model.dropout", "1.5", "[0, 1)"]),
-]
-
-
-@pytest.mark.parametrize("overrides,needles", BAD_INPUTS,
-                         ids=[",".join(f"{k}={v}" for k, v in o.items())
-                              for o, _ in BAD_INPUTS])
-def test_bad_input_is_refused_before_touching_the_workdir(
-    tmp_path, overrides, needles):
-  config = load_config(MNIST1D, overrides)
-  new = tmp_path / "new"
-  message = user_error(config, new)
-  for needle in needles:
-    assert needle in message, (needle, message)
-  assert not new.exists()
-
-  existing = tmp_path / "existing"
-  existing.mkdir()
-  (existing / "notes.txt").write_text("keep me")
-  before = snapshot(existing)
-  assert user_error(config, existing) == message
-  assert snapshot(existing) == before
 
 
 def test_overwrite_replaces_a_run_of_another_config(finished_copy):
@@ -410,7 +353,7 @@ def test_all_checkpoints_corrupt_is_one_line_error(finished_copy):
     corrupt(workdir / "checkpoints" / str(step))
   before = snapshot(workdir)
   proc = cli(workdir, "--config.seeds=2")
-  assert_cli_error(proc, f"{workdir / 'checkpoints'} ", "corrupt",
+  assert_one_line_error(proc, f"{workdir / 'checkpoints'} ", "corrupt",
                    "--overwrite")
   assert not (workdir / "summary.json").exists()
   # The run's files are as they were (TensorBoard files aside, see report).
@@ -442,25 +385,3 @@ def test_fashion_mnist_lenet_trains(tmp_path):
   assert [(r["step"], r["accuracy"]) for r in test_rows] == [(20, test_acc[0])]
   assert read_json(workdir / "summary.json")["final"] == summary["final"]
   assert (workdir / "report.md").exists()
-
-
-@pytest.mark.parametrize("variant,flags,needles", [
-    ("mnist1d_bogus", (), ["unknown variant 'mnist1d_bogus'", "mnist1d_mlp"]),
-    (MNIST1D, ("--config.train.nope=3",),
-     ["--config.train.nope=3", "no such config field 'nope'"]),
-    (MNIST1D, ("--config.seeds=abc",), ["--config.seeds=abc"]),
-])
-def test_cli_command_line_mistakes_are_one_line(tmp_path, variant, flags,
-                                                needles):
-  proc = cli(tmp_path / "new", *flags, variant=variant)
-  assert_cli_error(proc, *needles)
-  assert not (tmp_path / "new").exists()
-
-
-def test_cli_missing_config_file_is_one_line(tmp_path):
-  proc = subprocess.run(
-      [sys.executable, "-m", "jaxunknowns.main", "--config=configs/nope.py",
-       f"--workdir={tmp_path / 'new'}"], cwd=ROOT, capture_output=True,
-      text=True, timeout=300)
-  assert_cli_error(proc, "could not load the config file", "configs/nope.py")
-  assert not (tmp_path / "new").exists()

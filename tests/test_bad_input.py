@@ -1,0 +1,422 @@
+"""Bad input ends in one line on stderr and exit status 2, the workdir as it
+was: every field of every config file and variant given values of the wrong
+kind, and workdirs that cannot be created, are files, are read-only or fill up.
+
+The field walk runs in-process through `validation.check_config`, the check
+`main.run` makes before it touches the workdir or loads data; one CLI call
+per config file checks the real command line path.
+"""
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxunknowns import config_defaults, config_loading, validation
+from jaxunknowns.errors import UserError
+from run_helpers import snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_FILES = sorted(p.name for p in (ROOT / "configs").glob("*.py"))
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+MNIST1D = "mnist1d_mlp,runlocal"
+RUNLOCAL = f"--config=configs/train.py:{MNIST1D}"
+TRIED = []  # (config file, field, bad value) of every bad input tried
+BASE_FIELDS = {name for name, _ in validation.leaves(
+    config_defaults.base_config())}
+
+
+def cli(*args, workdir, command=("-m", "jaxunknowns.main")):
+  return subprocess.run([sys.executable, *command, *args,
+                         f"--workdir={workdir}"], cwd=ROOT, env=ENV,
+                        capture_output=True, text=True, timeout=600)
+
+
+def assert_one_line_error(proc, *needles):
+  """Exit 2, exactly one `error: ...` line naming every needle, no traceback."""
+  assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1, proc.stderr[-3000:]
+  for needle in needles:
+    assert needle in errors[0], (needle, errors[0])
+  assert "already finished" not in proc.stdout
+  return errors[0]
+
+
+def variants_of(config_file):
+  return list(config_loading.config_module(
+      str(ROOT / "configs" / config_file)).VARIANTS)
+
+
+def field_values(configs):
+  """{field: [its value in each config]}."""
+  values = {}
+  for config in configs:
+    for name, value in validation.leaves(config):
+      values.setdefault(name, []).append(value)
+  return values
+
+
+def is_number(v):
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def bad_values(values):
+  """Values of the wrong kind for a field that the config file's variants
+  set to `values` (the first is the variant under test): a word for a
+  number, a number for a tuple or a word, a fraction for an integer, NaN,
+  a negative number where no variant has one, an empty tuple where every
+  variant has a non-empty one, a tuple of the wrong elements."""
+  value = values[0]
+  flat = [x for v in values for x in (v if isinstance(v, tuple) else (v,))]
+  no_negative = not any(is_number(x) and x < 0 for x in flat)
+  if isinstance(value, bool):
+    return ["abc", 2, ()]
+  if isinstance(value, int):
+    return ["abc", 1.5, True, ()] + [-1] * no_negative
+  if isinstance(value, float):
+    return ["abc", math.nan, math.inf, ()] + [-1.0] * no_negative
+  if isinstance(value, str):
+    return [3, (), None]
+  assert isinstance(value, tuple), (type(value), value)
+  bad = ["abc", 3, ((1, 2),)]
+  if all(v for v in values):
+    bad.append(())
+  items = {type(x) for x in flat}
+  if items and items <= {int, float}:
+    bad += [("abc",), (math.nan,)] + [(-1,)] * no_negative
+    bad += [(1.5,)] * (items == {int})
+  if items == {str}:
+    bad.append((3,))
+  return bad
+
+
+def walk(config_file, variant):
+  """Tries every bad value of every field of one variant; returns the
+  failures (field, value, what happened instead of a one-line UserError)."""
+  spec = f"{ROOT / 'configs' / config_file}:{variant}"
+  references = validation.references_of(spec)
+  values = field_values(references)
+  config = copy.deepcopy(references[0])  # the references stay as they are
+  failures = []
+  for name, good in list(validation.leaves(config)):
+    *parents, leaf = name.split(".")
+    node = config
+    for key in parents:
+      node = node[key]
+    for bad in bad_values(values[name]):
+      TRIED.append((config_file, name, bad))
+      with config.ignore_type():
+        node[leaf] = bad
+      try:
+        validation.check_config(config, references)
+        failures.append((name, bad, "accepted"))
+      except UserError as e:
+        message = str(e)
+        if "\n" in message or f"{name}=" not in message:
+          failures.append((name, bad, message))
+      except Exception as e:  # pylint: disable=broad-except
+        failures.append((name, bad, f"{type(e).__name__}: {e}"))
+      finally:
+        with config.ignore_type():
+          node[leaf] = good
+  return failures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_count(request):
+  """Prints how many bad inputs the walk tried (the README quotes it)."""
+  yield
+  capture = request.config.pluginmanager.get_plugin("capturemanager")
+  with capture.global_and_fixture_disabled():
+    if TRIED:
+      print(f"\ntest_bad_input: {len(TRIED)} bad config values tried "
+            f"({len({(f, n) for f, n, _ in TRIED})} fields of "
+            f"{len({f for f, _, _ in TRIED})} config files, every variant)")
+
+
+@pytest.mark.parametrize("config_file", CONFIG_FILES)
+def test_every_field_refuses_values_of_the_wrong_kind(config_file, tmp_path):
+  failures = []
+  for variant in variants_of(config_file):
+    failures += [(variant, *f) for f in walk(config_file, variant)]
+  assert not failures, "\n".join(map(repr, failures[:30]))
+  assert not any(tmp_path.iterdir())
+
+
+def cli_bad_input(config_file):
+  """One (field, command-line value) that the file's first variant refuses:
+  an own field's numeric tuple given a word, else an own count given -1."""
+  spec = f"{ROOT / 'configs' / config_file}:{variants_of(config_file)[0]}"
+  values = field_values(validation.references_of(spec))
+  own = [n for n in values if n not in BASE_FIELDS]
+  for name in own:
+    v = values[name][0]
+    if isinstance(v, tuple) and v and all(is_number(x) for x in v):
+      return name, "abc"
+  for name in own:
+    if "-1" in map(repr, bad_values(values[name])):
+      return name, "-1"
+  return "model.widths", "abc"
+
+
+@pytest.mark.parametrize("config_file", CONFIG_FILES)
+def test_cli_refuses_a_bad_field_in_one_line(config_file, tmp_path):
+  name, value = cli_bad_input(config_file)
+  workdir = tmp_path / "new"
+  proc = cli(f"--config=configs/{config_file}", f"--config.{name}={value}",
+             workdir=workdir)
+  assert_one_line_error(proc, name, "expects")
+  assert not workdir.exists()
+
+
+def user_error_of_run(workdir, config=None):
+  """main.run refuses `config` (default mnist1d_mlp,runlocal) or `workdir`
+  with a one-line UserError; returns it."""
+  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
+  config = config or config_loading.load_config(
+      f"{ROOT}/configs/train.py:{MNIST1D}")
+  with pytest.raises(UserError) as info:
+    main.run(config, str(workdir))
+  assert "\n" not in str(info.value)
+  return str(info.value)
+
+
+# Mistakes of the shared fields and of the command line, with what the
+# message must name.
+BAD_INPUTS = [
+    ({"model.name": "nope"},
+     ["'nope'", "model.name", "mlp", "lenet_300_100", "resnet"]),
+    ({"data.name": "nope"},
+     ["'nope'", "data.name", "mnist1d", "fashion_mnist", "synthetic"]),
+    ({"optim.name": "nope"},
+     ["'nope'", "optim.name", "adam", "sgd", "momentum"]),
+    ({"optim.schedule": "nope"},
+     ["'nope'", "optim.schedule", "constant", "cosine", "step"]),
+    ({"optim.lr": 0.0}, ["optim.lr", "0.0", "> 0"]),
+    ({"optim.lr": -0.1}, ["optim.lr", "-0.1", ">= 0"]),
+    ({"seeds": 0}, ["seeds", ">= 1"]),
+    ({"train.batch_size": 5000}, ["train.batch_size", "5000", "2000"]),
+    ({"data.label_noise": 1.5}, ["data.label_noise", "1.5", "[0, 1]"]),
+    ({"data.label_noise": -0.1}, ["data.label_noise", "-0.1", ">= 0"]),
+    ({"model.dropout": 1.5}, ["model.dropout", "1.5", "[0, 1)"]),
+    ({"experiment": "nope"}, ["'nope'", "experiment", "train"]),
+]
+
+
+@pytest.mark.parametrize("overrides,needles", BAD_INPUTS,
+                         ids=[",".join(f"{k}={v}" for k, v in o.items())
+                              for o, _ in BAD_INPUTS])
+def test_bad_input_is_refused_before_touching_the_workdir(
+    tmp_path, overrides, needles):
+  """In-process (main.run), into a new workdir and into an existing one."""
+  config = config_loading.load_config(f"{ROOT}/configs/train.py:{MNIST1D}",
+                                      overrides)
+  new = tmp_path / "new"
+  message = user_error_of_run(new, config)
+  for needle in needles:
+    assert needle in message, (needle, message)
+  assert not new.exists()
+  existing = tmp_path / "existing"
+  existing.mkdir()
+  (existing / "notes.txt").write_text("keep me")
+  before = snapshot(existing)
+  assert user_error_of_run(existing, config) == message
+  assert snapshot(existing) == before
+
+
+@pytest.mark.parametrize("variant,flags,needles", [
+    ("mnist1d_bogus", (), ["unknown variant 'mnist1d_bogus'", "mnist1d_mlp"]),
+    (MNIST1D, ("--config.train.nope=3",),
+     ["--config.train.nope=3", "no such config field 'nope'"]),
+    (MNIST1D, ("--config.seeds=abc",), ["--config.seeds=abc", "int"]),
+    (MNIST1D, ("--config.experiment=nope",), ["'nope'", "experiment"]),
+])
+def test_cli_command_line_mistakes_are_one_line(tmp_path, variant, flags,
+                                                needles):
+  proc = cli(f"--config=configs/train.py:{variant}", *flags,
+             workdir=tmp_path / "new")
+  assert_one_line_error(proc, *needles)
+  assert not (tmp_path / "new").exists()
+
+
+def test_cli_missing_config_file_is_one_line(tmp_path):
+  proc = cli("--config=configs/nope.py", workdir=tmp_path / "new")
+  assert_one_line_error(proc, "could not load the config file",
+                        "configs/nope.py")
+  assert not (tmp_path / "new").exists()
+
+
+def test_the_issue_example_is_one_line(tmp_path):
+  """Issue 17: `--config.model.widths=abc` used to end in a traceback."""
+  proc = cli("--config=configs/train.py:mnist1d_mlp", "--config.model.widths=abc",
+             workdir=tmp_path / "w")
+  assert_one_line_error(proc, "model.widths=('abc',)", "tuple of integers")
+  assert not (tmp_path / "w").exists()
+
+
+# -----------------------------------------------------------------------------
+# Workdirs
+# -----------------------------------------------------------------------------
+def test_workdir_that_cannot_be_created():
+  proc = cli(RUNLOCAL, workdir="/proc/nope")
+  assert_one_line_error(proc, "/proc/nope", "cannot be created",
+                        "choose another --workdir")
+  assert not os.path.exists("/proc/nope")
+
+
+def test_workdir_that_is_a_file(tmp_path):
+  path = tmp_path / "file"
+  path.write_text("keep me")
+  message = user_error_of_run(path)
+  assert str(path) in message and "not a folder" in message
+  message = user_error_of_run(path / "run")  # under a file
+  assert str(path) in message and "not a folder" in message
+  assert path.read_text() == "keep me"
+  assert_one_line_error(cli(RUNLOCAL, workdir=path), str(path), "not a folder")
+
+
+def in_mount_namespace(script, tmp_path):
+  """Runs the bash `script` as root in a private mount namespace (mounts
+  made there vanish with it); skips where that is not allowed."""
+  probe = subprocess.run(
+      ["unshare", "-m", "--propagation", "private", "sh", "-c",
+       f"mount -t tmpfs -o size=1m tmpfs {tmp_path}"], capture_output=True)
+  if probe.returncode != 0:
+    pytest.skip(f"no private tmpfs mounts here: {probe.stderr[-300:]!r}")
+  return subprocess.run(
+      ["unshare", "-m", "--propagation", "private", "bash", "-euc", script],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+def test_read_only_workdir(tmp_path):
+  """A read-only filesystem refuses root too (os.access says so), so the
+  tests, which run as root, mount one rather than switch users."""
+  mnt = tmp_path / "ro"
+  mnt.mkdir()
+  script = f"""
+    mount -t tmpfs -o ro,size=1m tmpfs {mnt}
+    {sys.executable} -m jaxunknowns.main {RUNLOCAL} --workdir={mnt}/run || echo "rc=$?"
+    test ! -e {mnt}/run && echo "no workdir"
+  """
+  proc = in_mount_namespace(script, tmp_path)
+  assert "rc=2" in proc.stdout and "no workdir" in proc.stdout, proc.stdout
+  error = assert_one_line_error(
+      subprocess.CompletedProcess([], 2, "", proc.stderr),
+      f"{mnt}/run", "not writable", "read-only")
+  assert "choose another --workdir" in error
+
+
+# The CLI with a disk that fills up at step 20 of mnist1d_mlp,runlocal (20
+# steps, checkpoints at 10 and 20): after the checkpoint at step 10, the
+# metrics rows of step 20 get half written (torn line), then ENOSPC.
+METRICS_FULL_AT_20 = """
+import errno, sys
+from absl import app
+from jaxunknowns import main, metrics
+write = metrics.MetricWriter.write
+def write_until_full(self, step, *args, **kwargs):
+  if step == 20:
+    with open(self.path, "a") as f:
+      f.write('{"step": 20, "spl')
+    raise OSError(errno.ENOSPC, "No space left on device", self.path)
+  return write(self, step, *args, **kwargs)
+metrics.MetricWriter.write = write_until_full
+app.run(main.main, flags_parser=main.parse_flags)
+"""
+
+# The same run on a real tmpfs that a filler file fills up just before the
+# checkpoint of step 20 (orbax, writing through tensorstore, hits ENOSPC).
+CHECKPOINT_FULL_AT_20 = """
+import os, sys
+from absl import app
+from jaxunknowns import checkpoints, main
+save = checkpoints.Checkpoints.save
+def save_on_full_disk(self, step, state):
+  if step == 20 and "/checkpoints" in self.directory:
+    with open(os.environ["FILLER"], "wb") as f:
+      try:
+        while True:
+          f.write(b"x" * 65536)
+      except OSError:
+        pass
+  return save(self, step, state)
+checkpoints.Checkpoints.save = save_on_full_disk
+app.run(main.main, flags_parser=main.parse_flags)
+"""
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """metrics.jsonl rows and summary of mnist1d_mlp,runlocal run in one go."""
+  workdir = tmp_path_factory.mktemp("whole") / "run"
+  proc = cli(RUNLOCAL, workdir=workdir)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return rows_of(workdir), json.loads((workdir / "summary.json").read_text())
+
+
+def rows_of(workdir):
+  with open(Path(workdir) / "metrics.jsonl") as f:
+    return [json.loads(line) for line in f
+            if line.endswith("\n") and line.startswith("{")
+            and line.rstrip().endswith("}")]
+
+
+def assert_resumed_without_loss(before_rows, workdir, uninterrupted):
+  """The rerun resumed from checkpoint 10, kept every row written before
+  the disk filled, and ends with the rows of an uninterrupted run."""
+  whole_rows, whole_summary = uninterrupted
+  rows = rows_of(workdir)
+  key = lambda r: (r["step"], r["split"], r["seed"])
+  assert len({key(r) for r in rows}) == len(rows), "duplicate rows"
+  assert all(r in rows for r in before_rows)
+  assert sorted(rows, key=key) == sorted(whole_rows, key=key)
+  summary = json.loads((Path(workdir) / "summary.json").read_text())
+  assert summary["resumed_from_step"] == 10
+  assert summary["final"] == whole_summary["final"]
+
+
+def test_disk_full_writing_metrics_then_rerun_resumes(tmp_path, uninterrupted):
+  workdir = tmp_path / "run"
+  script = tmp_path / "metrics_full_at_20.py"
+  script.write_text(METRICS_FULL_AT_20)
+  proc = cli(RUNLOCAL, workdir=workdir, command=(str(script),))
+  assert_one_line_error(proc, str(workdir / "metrics.jsonl"), "disk is full",
+                        "rerun the same command")
+  before = rows_of(workdir)
+  assert {r["step"] for r in before} == {10}  # step 10's rows, then the tear
+  proc = cli(RUNLOCAL, workdir=workdir)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert_resumed_without_loss(before, workdir, uninterrupted)
+
+
+def test_disk_full_writing_a_checkpoint_then_rerun_resumes(
+    tmp_path, uninterrupted):
+  mnt, saved = tmp_path / "disk", tmp_path / "saved"
+  mnt.mkdir()
+  wrapper = tmp_path / "checkpoint_full_at_20.py"
+  wrapper.write_text(CHECKPOINT_FULL_AT_20)
+  run = f"{sys.executable} {wrapper} {RUNLOCAL} --workdir={mnt}/run"
+  script = f"""
+    mount -t tmpfs -o size=20m tmpfs {mnt}
+    export FILLER={mnt}/filler
+    {run} || echo "first rc=$?"
+    cp -a {mnt}/run {saved}
+    rm {mnt}/filler
+    {sys.executable} -m jaxunknowns.main {RUNLOCAL} --workdir={mnt}/run 2>/dev/null && echo "second rc=0"
+    cp -a {mnt}/run {tmp_path}/final
+  """
+  proc = in_mount_namespace(script, tmp_path)
+  assert "first rc=2" in proc.stdout and "second rc=0" in proc.stdout, (
+      proc.stdout, proc.stderr[-3000:])
+  assert_one_line_error(subprocess.CompletedProcess([], 2, "", proc.stderr),
+                        f"{mnt}/run", "disk is full", "rerun the same command")
+  assert "10" in os.listdir(saved / "checkpoints")
+  assert_resumed_without_loss(rows_of(saved), tmp_path / "final",
+                              uninterrupted)
