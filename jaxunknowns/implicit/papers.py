@@ -1,5 +1,5 @@
-"""The findings the implicit-regularization reports compare with, as
-/work/shared/BRIEF.md §3 and the configs state them; `protocol` is what a
+"""The findings the implicit-regularization reports compare with, as the
+project brief (§3) and the configs state them; `protocol` is what a
 difference may be explained by (report.compare.protocol_differences)."""
 
 from jaxunknowns.report import Reference
