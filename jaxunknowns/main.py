@@ -11,7 +11,10 @@ other by themselves; elsewhere pass --coordinator_address=HOST:PORT
 
 Kept short on purpose (as in Flax's examples): flags, device info, then the
 experiment named by `config.experiment`. Mistakes a user can fix end in one
-line on stderr and exit status 2, with the workdir left as it was.
+line on stderr and exit status 2, with the workdir left as it was: a field's
+value of the wrong kind or range (validation.check_config), a workdir that
+cannot be written. A disk that fills up during the run ends the same way, and
+the same command then resumes the run (see errors.py).
 """
 
 import logging as logging_std

@@ -87,7 +87,8 @@ class Workdir:
     return os.path.exists(os.path.join(self.shared_path, SUMMARY_FILE))
 
   def check(self):
-    """Refuses a workdir that holds a different run (read-only)."""
+    """Refuses a workdir that cannot be written or holds a different run
+    (read-only)."""
     self._check_writable()
     saved = self.saved_config
     if saved is None or self.overwrite:
