@@ -28,11 +28,12 @@ EXECUTORS = ("local", "ray")
 Outcomes = Dict[str, Optional[str]]
 
 
-def _run_one(config, workdir: str, overwrite: bool) -> Optional[str]:
+def _run_one(config, workdir: str, overwrite: bool,
+             references=None) -> Optional[str]:
   """Runs one sweep run in this process; the failure text, or None."""
   from jaxunknowns import main  # pylint: disable=g-import-not-at-top
   try:
-    main.run(config, workdir, overwrite)
+    main.run(config, workdir, overwrite, references)
     return None
   except UserError as e:
     return str(e)
@@ -51,7 +52,8 @@ def run_local(runs: Sequence[Any], overwrite: bool, out) -> Outcomes:
       continue
     print(f"[{i}/{len(runs)}] {run.name}: running", file=out)
     out.flush()
-    outcomes[run.name] = _run_one(run.config, run.workdir, overwrite)
+    outcomes[run.name] = _run_one(run.config, run.workdir, overwrite,
+                                  run.references)
   return outcomes
 
 
@@ -92,7 +94,8 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
       print(f"{run.name}: finished, skipped", file=out)
       outcomes[run.name] = None
       continue
-    pending[task.remote(run.config, run.workdir, overwrite)] = run.name
+    pending[task.remote(run.config, run.workdir, overwrite,
+                        run.references)] = run.name
   print(f"{len(pending)} runs submitted to Ray "
         f"({address or 'a local cluster'})", file=out)
   out.flush()

@@ -72,7 +72,7 @@ def run(config, workdir_path: str, overwrite: bool = False,
     workdir.close()
 
 
-class _QuietLibraries(logging_std.Filter):
+class QuietLibraries(logging_std.Filter):
   """Orbax logs every step of every save at INFO; keep its warnings only,
   without the traceback of a failed background save (the main thread
   re-raises that error, and `main` reports it)."""
@@ -87,7 +87,7 @@ class _QuietLibraries(logging_std.Filter):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  logging.get_absl_handler().addFilter(QuietLibraries())
   try:
     from jaxunknowns import distributed, validation  # pylint: disable=g-import-not-at-top
     distributed.initialize(

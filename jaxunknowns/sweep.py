@@ -167,15 +167,14 @@ def apply_overrides(config, overrides: Overrides, where: str):
   return config
 
 
-def _check_names(config):
+def _check_names(config, references):
   """Unknown registry names (model, dataset, optimizer, ...) fail here,
   before any run starts, rather than when the sweep reaches that run."""
   from jaxunknowns import losses, optim  # pylint: disable=g-import-not-at-top
   from jaxunknowns.data.core import DATASETS  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.experiments import EXPERIMENTS  # pylint: disable=g-import-not-at-top
   from jaxunknowns.models import MODELS  # pylint: disable=g-import-not-at-top
-  experiment = EXPERIMENTS.get(config.experiment)
-  experiment.validate(config)
+  from jaxunknowns import validation  # pylint: disable=g-import-not-at-top
+  validation.check_config(config, references)
   for registry in (MODELS, DATASETS, optim.OPTIMIZERS, optim.SCHEDULES,
                    losses.LOSSES):
     *parents, leaf = registry.field.split(".")
@@ -189,9 +188,10 @@ def _check_names(config):
 class Run:
   """One run of a sweep: its overrides, full config and workdir."""
 
-  def __init__(self, name, overrides, config, workdir):
+  def __init__(self, name, overrides, config, workdir, references=None):
     self.name, self.overrides = name, overrides
     self.config, self.workdir = config, workdir
+    self.references = references  # what main.run checks the fields against
 
   @property
   def finished(self) -> bool:
@@ -205,8 +205,9 @@ class Run:
 
 
 def plan(base_config, runs: Sequence[Overrides], sweep: str, root: str,
-         overwrite: bool = False) -> List[Run]:
-  """Builds and checks every run's config and workdir (read-only)."""
+         overwrite: bool = False, references=None) -> List[Run]:
+  """Builds and checks every run's config and workdir (read-only);
+  `references`: the config file's variants (validation.references_of)."""
   from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
   fields = swept_fields(runs)
   planned, names = [], {}
@@ -219,12 +220,12 @@ def plan(base_config, runs: Sequence[Overrides], sweep: str, root: str,
     where = f"sweep {sweep!r}, run {name}"
     config = apply_overrides(base_config, overrides, where)
     try:
-      _check_names(config)
+      _check_names(config, references)
       workdir = os.path.join(root, name)
       Workdir(workdir, config, overwrite=overwrite).check()
     except UserError as e:
       raise UserError(f"{where}: {e}") from e
-    planned.append(Run(name, overrides, config, workdir))
+    planned.append(Run(name, overrides, config, workdir, references))
   return planned
 
 
@@ -445,7 +446,9 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
     base.lock()
     base_config = apply_overrides(base, overrides, "command line")
   root = os.path.abspath(root)
-  runs = plan(base_config, sweeps[name], name, root, overwrite)
+  from jaxunknowns import validation  # pylint: disable=g-import-not-at-top
+  runs = plan(base_config, sweeps[name], name, root, overwrite,
+              validation.references_of(spec))
   meta = {"config": spec, "sweep": name, "base_overrides": overrides}
 
   if dry_run:
@@ -509,7 +512,7 @@ def _cli():
   def sweep_main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.get_absl_handler().addFilter(main_lib._QuietLibraries())  # pylint: disable=protected-access
+    logging.get_absl_handler().addFilter(main_lib.QuietLibraries())
     try:
       try:
         config = flag_values.config

@@ -133,7 +133,7 @@ def test_bad_values_fail_before_any_run(tmp_path, monkeypatch):
   root = tmp_path / "root"
   cases = {
       '{"s": [{"seed": 0}, {"model.name": "nope"}]}': r"unknown model 'nope'",
-      '{"s": [{"seed": 0}, {"optim.lr": -1.0}]}': r"optim.lr=-1.0 is out of",
+      '{"s": [{"seed": 0}, {"optim.lr": -1.0}]}': r"optim.lr=-1.0: expects a finite number >= 0",
       '{"s": [{"seed": 0}, {"optim.lr": "fast"}]}': r"optim.lr='fast' does not",
       '{"s": [{"seed": 0}, {"optim": 1}]}': r"'optim' is a group of fields",
       '{"s": [{"seed": 0}, {"seed": 0}]}': r"the same overrides twice",
@@ -262,9 +262,9 @@ def test_rerun_skips_finished_runs_and_resumes_partial_ones(
   monkeypatch.undo()
   real_run = main_lib.run
 
-  def spy(config, workdir, overwrite=False):
+  def spy(config, workdir, *args):
     calls.append(os.path.basename(workdir))
-    return real_run(config, workdir, overwrite)
+    return real_run(config, workdir, *args)
   monkeypatch.setattr(main_lib, "run", spy)
   result = sweep.run_sweep(TRAIN, str(root), "lr", TINY)
   assert calls == ["lr=0.003"]

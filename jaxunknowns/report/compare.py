@@ -1,24 +1,13 @@
 """The comparison protocol: our numbers beside a paper's, each with a verdict.
 
-Every experiment's report is built from a list of `Comparison`s, one per
-quantity the paper states: the paper's value and where it says so (a
-`Reference` from the phenomenon's papers.py), ours as mean ± std over seeds
-with n, and a verdict decided by a stated rule:
-
-* AGREES       the rule holds for our numbers;
-* DIFFERS      it does not;
-* NOT_TESTABLE this run cannot decide it (the quantity was not measured at
-               this setting, or needs data or a budget we did not use); the
-               comparison says why.
-
-`render` turns the list into the report's table and its "as in the paper /
-unlike the paper / not testable here" paragraph. A difference is explained
-only by the protocol differences the reference declares (model, data, steps,
-optimizer, ...) that differ *materially* from ours (`protocol_differences`);
-never by a trivial mismatch such as 1,500 vs 1,501 steps.
-
-Rules are small functions of {mean, std, per_seed} dicts (`metrics.stats`),
-so a verdict is as testable as the number it judges.
+A report is a list of `Comparison`s, one per quantity a paper states: the
+paper's value and source (a `Reference` from the phenomenon's papers.py),
+ours as mean ± std over seeds with n, and a verdict (AGREES, DIFFERS,
+NOT_TESTABLE) decided by a stated rule, a small function of {mean, std,
+per_seed} dicts below. `table` and `paragraph` render the list. A difference
+is explained only by the protocol settings the reference declares that
+differ *materially* from ours (`protocol_differences`): never by a trivial
+mismatch such as 1,500 vs 1,501 steps.
 """
 
 import dataclasses
@@ -36,16 +25,10 @@ MATERIAL_RATIO = 1.25
 
 @dataclasses.dataclass(frozen=True)
 class Reference:
-  """A paper's finding: what it says, where, and under which protocol.
-
-  statement: the finding in one sentence, in the paper's terms.
-  source:    author(s), year, and table/figure/section ("Frankle & Carbin
-             2019, Fig. 3").
-  value:     the headline number, if the finding has one (in `unit`).
-  protocol:  the setting it was measured under: {"model": ..., "data": ...,
-             "steps": 50000, "optimizer": ...}. Keys are compared with the
-             same keys of our run (`protocol_differences`).
-  """
+  """A paper's finding: the statement, where it is made ("Frankle & Carbin
+  2019, Fig. 3"), its headline number if any, and the protocol it was
+  measured under ({"model": ..., "data": ..., "steps": 50000}), whose keys
+  are compared with the same keys of our run."""
   statement: str
   source: str
   value: Optional[float] = None
@@ -60,17 +43,9 @@ class Reference:
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-  """One row of 'Ours beside the paper'.
-
-  quantity: what is compared ("ticket accuracy at 10% weights (%)").
-  paper:    the paper's value as text ("≥ dense", "98.1", "falls with width").
-  source:   where the paper says so.
-  ours:     our value as text, with n (`report.fmt`: "61.90 ± 1.60 (n=3)").
-  verdict:  AGREES / DIFFERS / NOT_TESTABLE.
-  rule:     the rule that decided the verdict, stated with our numbers.
-  reasons:  for DIFFERS: the material protocol differences; for
-            NOT_TESTABLE: why it cannot be decided here.
-  """
+  """One row of "Ours beside the paper". `rule` states the decision with our
+  numbers; `reasons` are the material protocol differences (DIFFERS) or why
+  it cannot be decided here (NOT_TESTABLE)."""
   quantity: str
   paper: str
   source: str
@@ -87,17 +62,12 @@ class Comparison:
     return dataclasses.asdict(self)
 
 
-def verdict_of(holds: Optional[bool]) -> str:
-  """True -> AGREES, False -> DIFFERS, None (undecidable) -> NOT_TESTABLE."""
-  return NOT_TESTABLE if holds is None else (AGREES if holds else DIFFERS)
-
-
 def comparison(quantity: str, reference: Reference, ours: str,
-            holds: Optional[bool], rule: str, *,
-            paper: Optional[str] = None,
-            our_protocol: Optional[Mapping[str, Any]] = None,
-            declared: Sequence[str] = (),
-            why_not_testable: str = "") -> Comparison:
+               holds: Optional[bool], rule: str, *,
+               paper: Optional[str] = None,
+               our_protocol: Optional[Mapping[str, Any]] = None,
+               declared: Sequence[str] = (),
+               why_not_testable: str = "") -> Comparison:
   """A Comparison whose verdict is `holds` (None: not testable here).
 
   `paper` defaults to the reference's value. On DIFFERS, the reasons are the
@@ -105,7 +75,7 @@ def comparison(quantity: str, reference: Reference, ours: str,
   plus any differences a config `declared` in words; on NOT_TESTABLE,
   `why_not_testable`.
   """
-  verdict = verdict_of(holds)
+  verdict = NOT_TESTABLE if holds is None else (AGREES if holds else DIFFERS)
   reasons: Tuple[str, ...] = ()
   if verdict == DIFFERS:
     if our_protocol is not None:
@@ -125,28 +95,27 @@ def comparison(quantity: str, reference: Reference, ours: str,
 Stat = Mapping[str, Any]
 
 
+def _bound(stat, threshold, slack, scale, unit, upper):
+  if not stat or stat.get("mean") is None:
+    return None, "not measured"
+  mean = stat["mean"]
+  holds = mean <= threshold + slack if upper else mean >= threshold - slack
+  sign = ("≤" if holds else ">") if upper else ("≥" if holds else "<")
+  slack_text = f" {'+' if upper else '−'} {slack * scale:g}" if slack else ""
+  return holds, (f"mean {mean * scale:.2f}{unit} {sign} "
+                 f"{threshold * scale:.2f}{unit}{slack_text}")
+
+
 def at_least(stat: Optional[Stat], threshold: float, *, scale: float = 100.0,
              unit: str = "", slack: float = 0.0) -> Tuple[Optional[bool], str]:
   """Ours ≥ threshold − slack (same units as the stat; `scale` for text)."""
-  if not stat or stat.get("mean") is None:
-    return None, "not measured"
-  holds = stat["mean"] >= threshold - slack
-  slack_text = f" − {slack * scale:g}" if slack else ""
-  return holds, (f"mean {stat['mean'] * scale:.2f}{unit} "
-                 f"{'≥' if holds else '<'} {threshold * scale:.2f}{unit}"
-                 f"{slack_text}")
+  return _bound(stat, threshold, slack, scale, unit, upper=False)
 
 
 def at_most(stat: Optional[Stat], threshold: float, *, scale: float = 100.0,
             unit: str = "", slack: float = 0.0) -> Tuple[Optional[bool], str]:
   """Ours ≤ threshold + slack."""
-  if not stat or stat.get("mean") is None:
-    return None, "not measured"
-  holds = stat["mean"] <= threshold + slack
-  slack_text = f" + {slack * scale:g}" if slack else ""
-  return holds, (f"mean {stat['mean'] * scale:.2f}{unit} "
-                 f"{'≤' if holds else '>'} {threshold * scale:.2f}{unit}"
-                 f"{slack_text}")
+  return _bound(stat, threshold, slack, scale, unit, upper=True)
 
 
 def greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
@@ -249,6 +218,3 @@ def paragraph(comparisons: Sequence[Comparison]) -> str:
         f"{c.quantity} ({'; '.join(c.reasons)})" for c in untestable) + ".")
   return " ".join(parts) or "No comparison with a paper for this run."
 
-
-def verdict_counts(comparisons: Sequence[Comparison]) -> Dict[str, int]:
-  return {v: sum(c.verdict == v for c in comparisons) for v in VERDICTS}
