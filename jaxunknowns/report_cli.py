@@ -4,17 +4,11 @@ r"""Rebuilds report.md and the figures of finished runs, training nothing.
   python -m jaxunknowns.report_cli --workdir=/tmp/a --workdir=/tmp/b
   python -m jaxunknowns.report_cli --workdir=/tmp/sweeps/lr   # a sweep root
 
-A run's workdir is read through its experiment's `report` (registered beside
-its `run`): config.json, summary.json and whatever else the run saved there
-(metrics.jsonl, arrays). A sweep root (one holding sweep.json) gets its
-sweep.md, sweep.json and sweep.png rebuilt from its runs' summaries. Use it
-after changing a report's code, or to get a report in today's shape from an
-old run. Only report.md and PNGs are rewritten, each atomically; checkpoints,
-metrics and summaries are never touched.
-
-A workdir without a finished run, a corrupt summary.json or config.json, or
-an experiment this version does not know: one line on stderr, exit 2, and no
-file of that workdir changed.
+Each run's report is rebuilt by its experiment's registered `report` from
+the workdir's files; a sweep root (holding sweep.json) gets sweep.md/.json/.png
+rebuilt from its runs' summaries. Only reports and PNGs are rewritten, each
+atomically. An unfinished run, a damaged summary.json or config.json, or an
+unknown experiment: one line, exit 2, and no workdir changed.
 """
 
 import json
@@ -115,7 +109,6 @@ def _plan(path: str) -> Callable[[], str]:
 
 
 def rebuild_run(path: str) -> str:
-  """report.md and figures of one finished run; returns report.md's path."""
   return _plan_run(path)()
 
 

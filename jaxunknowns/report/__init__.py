@@ -6,9 +6,7 @@
 * `plots`   the figures shared by experiments (imports matplotlib, so it is
             loaded only when a figure is drawn: `report.plots`).
 
-A report reads only files the run wrote (config.json, summary.json,
-metrics.jsonl, saved arrays), so `python -m jaxunknowns.report_cli
---workdir=DIR` rebuilds it from an existing workdir.
+A report reads only the workdir's files, so `report_cli` can rebuild it.
 """
 
 import importlib

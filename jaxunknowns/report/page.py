@@ -1,20 +1,10 @@
-"""The page every report.md has, built from a workdir's metrics.jsonl and summary.json.
-
-Every experiment's report.md has one shape (`Page`): the claim, the config,
-the figures, our numbers beside the paper's, and where and why they differ,
-then the experiment's own detail tables and the machine and time. A report
-reads only files the run wrote (config.json, summary.json, metrics.jsonl,
-saved arrays), so `python -m jaxunknowns.report_cli --workdir=DIR` rebuilds
-it from an existing workdir.
-"""
+"""The one shape of every report.md (`Page`), and its atomic writer."""
 
 import dataclasses
 import os
-from typing import Any, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 from jaxunknowns.report import compare
-from jaxunknowns.report.text import markdown_table
-
 
 
 def _write_text(path: str, text: str):
@@ -62,20 +52,12 @@ class Page:
   run: str
   comparisons: Sequence[compare.Comparison] = ()
   details: Sequence[str] = ()
-  # Legacy form, until every experiment states comparisons: a free table
-  # (header, rows) and a free paragraph.
-  versus: Tuple[Sequence[str], Sequence[Sequence[Any]]] = ((), ())
-  differences: str = ""
 
   def markdown(self) -> str:
     figures = "\n\n".join(f"![{caption}]({name})\n\n*{caption}*"
                            for caption, name in self.figures)
-    if self.comparisons:
-      versus = compare.table(self.comparisons)
-      differences = compare.paragraph(self.comparisons)
-    else:
-      versus = markdown_table(*self.versus)
-      differences = self.differences
+    versus = compare.table(self.comparisons)
+    differences = compare.paragraph(self.comparisons)
     sections = [
         f"{CLAIM} {self.claim.strip()}",
         f"{CONFIG} {self.config.strip()}",
