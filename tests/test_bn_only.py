@@ -254,9 +254,16 @@ TINY = {"bn_only.depths": (8,), "bn_only.widths": (2,), "train.steps": 4,
 def test_bn_only_end_to_end(tmp_path):
   c = load_config("bn_only", "digits", TINY)
   summary = run_in_process(c, tmp_path / "run")
-  for name in ("summary.json", "report.md", "accuracy_vs_depth.png",
-               "gamma_histogram.png"):
+  for name in ("summary.json", "report.md", "accuracy_vs_depth.png"):
     assert (tmp_path / "run" / name).exists(), name
+  # The fraction of γ switched off, recomputed from the saved γ with numpy.
+  g = np.load(tmp_path / "run" / "stages" / "depth_0008_width_002" /
+              "gammas.npz")
+  near_zero = np.mean(np.abs(g["final"][g["arms"] == "bn"]) <
+                      c.bn_only.gamma_threshold, axis=1)
+  np.testing.assert_allclose(
+      summary["points"][0]["arms"]["bn"]["gamma_near_zero"]["per_seed"],
+      near_zero)
   assert read_json(tmp_path / "run" / "summary.json")["arms"] == list(c.bn_only.arms)
   arms = summary["points"][0]["arms"]
   assert arms["bn"]["trainable"] == arms["random2"]["trainable"] > 0

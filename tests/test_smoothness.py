@@ -277,7 +277,7 @@ def test_end_to_end_writes_summary_report_and_figures(tmp_path):
   workdir = tmp_path / "run"
   summary = run_in_process(load_config(TINY), workdir)
   for name in ("summary.json", "report.md", "landscape.png", "ics.png",
-               "accuracy.png", "metrics.jsonl", "arms/none/result.json"):
+               "metrics.jsonl", "arms/none/result.json"):
     assert (workdir / name).exists(), name
   saved = read_json(workdir / "summary.json")
   assert saved["arms"].keys() == {"none", "noisy_batch"}
@@ -288,7 +288,7 @@ def test_end_to_end_writes_summary_report_and_figures(tmp_path):
     assert a["ics"]["l2_output"]["10"]["mean"] > 0.0
     assert len(a["smoothness"]["loss_range"]["5"]["per_seed"]) == 2
   report = (workdir / "report.md").read_text()
-  assert "(ics.png)" in report and "noisy BN" in report
+  assert "(ics.png)" in report and "noisy_batch" in report
   assert summary["arms"]["none"]["final"]["test"]["accuracy"]["mean"] > 0.1
   assert_report_rebuilds(workdir)
 

@@ -28,11 +28,7 @@ def axes(config):
 
 
 def validate(config):
-  validation.validate_base(config)
-  bn_grid.check_axes(axes(config))
   g, check = config.grid, validation.check
-  for norm in g.norms:
-    check_choice("grid.norms", norm, GRID_NORMS)
   check(all(isinstance(b, int) and not isinstance(b, bool) and b >= 1
             for b in g.batch_sizes), "grid.batch_sizes", tuple(g.batch_sizes),
         "positive integers")
@@ -43,12 +39,7 @@ def validate(config):
         ">= 0 (0 = train.steps steps in every cell)")
   check(isinstance(g.evals_per_cell, int) and g.evals_per_cell >= 0,
         "grid.evals_per_cell", g.evals_per_cell, "an integer >= 0")
-  for norm in g.norms:
-    model = config.model.copy_and_resolve_references()
-    model.norm = norm
-    for b in g.batch_sizes:
-      validation.check_batch_norm_batch_size(
-          model, b, where=f"grid cell norm={norm}, batch_size={b}: ")
+  bn_grid.validate_grid(config, axes(config), GRID_NORMS, g.batch_sizes)
 
 
 def derive(c, cell, num_train):

@@ -38,6 +38,7 @@ from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, stats
 from jaxunknowns.models import create_model
+from jaxunknowns.models.layers import check_choice
 
 Cell = Dict[str, Any]  # axis label -> value, in axis order
 LR_RULES = ("linear", "sqrt", "none")
@@ -63,6 +64,22 @@ def check_axes(axes: Sequence[Axis]):
                      "a non-empty list (an empty grid trains nothing)")
     validation.check(len(set(map(repr, values))) == len(values), name,
                      tuple(values), "distinct values")
+
+
+def validate_grid(config, axes: Sequence[Axis], norms: Sequence[str],
+                  batch_sizes: Sequence[int] = ()):
+  """The base config, the axes, every grid.norms entry one of `norms`, and no
+  batch norm at batch 1 in any cell (at `batch_sizes`, else the config's)."""
+  validation.validate_base(config)
+  check_axes(axes)
+  for norm in config.grid.norms:
+    check_choice("grid.norms", norm, norms)
+    model = config.model.copy_and_resolve_references()
+    model.norm = norm
+    for b in batch_sizes or (config.train.batch_size,):
+      validation.check_batch_norm_batch_size(model, b, where=(
+          f"grid cell norm={norm}"
+          + (f", batch_size={b}: " if batch_sizes else ": ")))
 
 
 def expand(axes: Sequence[Axis]) -> List[Cell]:

@@ -20,7 +20,6 @@ every run in the modes of analysis/bn_eval.py:
                      AdaBN fix), and with batch statistics.
 """
 
-import os
 import time
 
 import jax

@@ -1,11 +1,9 @@
-"""report.md and figures of `bn_modes` from summary.json (and metrics.jsonl,
-where the workdir has it)."""
+"""report.md and figure of `bn_modes` from summary.json."""
 
 import os
 
 from jaxunknowns import report
 from jaxunknowns.batchnorm import bn_grid_report, papers
-from jaxunknowns.metrics import read_metrics
 from jaxunknowns.report import compare
 
 
@@ -31,37 +29,26 @@ def comparisons(modes, sizes):
 
 
 def write(path, config, summary):
-  """report.md, batch_size_eval.png and learning_curves.png."""
-  modes, m, o = summary["modes"], config.bn_modes, config.optim
+  """report.md and batch_size_eval.png."""
+  modes, m = summary["modes"], config.bn_modes
   sizes = sorted(int(k[6:]) for k in modes if k.startswith("batch_"))
   bn_grid_report.accuracy_figure(
       [{"cell": {"statistics": s, "eval_batch": b},
         "test_accuracy": modes[f"batch_{b}" if s == "batch" else s]}
        for s in ("batch", "running") for b in sizes], "eval_batch",
       os.path.join(path, "batch_size_eval.png"))
-  rows = read_metrics(path)
-  if rows:
-    report.learning_curves(rows, os.path.join(path, "learning_curves.png"))
   bn_grid_report.page(
-      path, [papers.INFERENCE_MODE, papers.ADABN],
+      path, config, summary,
       [("Test accuracy vs eval batch size, batch and running statistics",
-        "batch_size_eval.png"),
-       ("Loss and accuracy vs step (training, then fine-tuning)",
-        "learning_curves.png")],
-      title=f"bn_modes: {summary['dataset']}",
-      config=(f"`{summary['model']}`-{summary['depth']} (width "
-              f"{summary['width']}) with BN on `{summary['dataset']}` at "
-              f"input {tuple(summary['input_shape'])}; {o.name} lr {o.lr}, "
-              f"batch {config.train.batch_size}, {summary['steps']} steps, "
-              f"then {summary['finetune_steps']} more; "
-              f"{len(summary['seeds'])} seeds. Shifted inputs: "
-              f"{m.shift_scale:g}·x + {m.shift:g}; statistics re-estimated on "
-              f"{m.recalibrate_batches} batches of them."),
-      comparisons=comparisons(modes, sizes),
-      details=["### Test accuracy (%) by inference mode\n\n"
-               + report.markdown_table(
-                   ["mode", "accuracy", "the bug it corresponds to"],
-                   [[k, report.fmt(v), summary["bugs"][k]]
-                    for k, v in modes.items()])],
-      run=report.run_line(summary, f"Training "
-                          f"{summary['train_wall_time_s']:.0f} s."))
+        "batch_size_eval.png")], lambda ours: comparisons(modes, sizes),
+      ["### Test accuracy (%) by inference mode\n\n" + report.markdown_table(
+          ["mode", "accuracy", "the bug it corresponds to"],
+          [[k, report.fmt(v), summary["bugs"][k]] for k, v in modes.items()])],
+      steps=summary["steps"],
+      setup=(f"{summary['model']}-{summary['depth']} of width "
+             f"{summary['width']} at input {tuple(summary['input_shape'])}, "
+             f"batch {config.train.batch_size}, {summary['steps']} steps, "
+             f"then {summary['finetune_steps']} more; shifted inputs "
+             f"{m.shift_scale:g}·x + {m.shift:g}, statistics re-estimated on "
+             f"{m.recalibrate_batches} batches of them"),
+      run=f"Training {summary['train_wall_time_s']:.0f} s.")

@@ -27,7 +27,7 @@ finished, result.json (a rerun skips finished stages).
 import json
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import jax
 import numpy as np

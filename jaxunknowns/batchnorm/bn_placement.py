@@ -29,11 +29,7 @@ def extra_cells(config):
 
 
 def validate(config):
-  validation.validate_base(config)
-  bn_grid.check_axes(axes(config))
   g, check = config.grid, validation.check
-  for norm in g.norms:
-    check_choice("grid.norms", norm, GRID_NORMS)
   for position in g.positions:
     check_choice("grid.positions", position, NORM_POSITIONS)
   check(0.0 < g.target_accuracy <= 1.0, "grid.target_accuracy",
@@ -43,11 +39,7 @@ def validate(config):
         "an integer >= 1 (the accuracy-vs-step curves)")
   check(isinstance(g.speed_steps, int) and g.speed_steps >= 0,
         "grid.speed_steps", g.speed_steps, "an integer >= 0 (0 = no timing)")
-  for norm in g.norms:
-    model = config.model.copy_and_resolve_references()
-    model.norm = norm
-    validation.check_batch_norm_batch_size(
-        model, config.train.batch_size, where=f"grid cell norm={norm}: ")
+  bn_grid.validate_grid(config, axes(config), GRID_NORMS)
 
 
 def derive(c, cell, num_train):

@@ -10,7 +10,6 @@ and do dropout and weight decay add to it or fight it?
 from jaxunknowns import experiments, validation
 from jaxunknowns.batchnorm import bn_grid
 from jaxunknowns.metrics import write_json
-from jaxunknowns.models.layers import check_choice
 from jaxunknowns.workdir import SUMMARY_FILE
 
 GRID_NORMS = ("batch", "group", "layer", "none")
@@ -26,20 +25,12 @@ def axes(config):
 
 
 def validate(config):
-  validation.validate_base(config)
-  bn_grid.check_axes(axes(config))
   g, check = config.grid, validation.check
-  for norm in g.norms:
-    check_choice("grid.norms", norm, GRID_NORMS)
   check(all(0.0 <= p < 1.0 for p in g.dropouts), "grid.dropouts",
         tuple(g.dropouts), "rates in [0, 1)")
   check(all(w >= 0.0 for w in g.weight_decays), "grid.weight_decays",
         tuple(g.weight_decays), "values >= 0")
-  for norm in g.norms:
-    model = config.model.copy_and_resolve_references()
-    model.norm = norm
-    validation.check_batch_norm_batch_size(
-        model, config.train.batch_size, where=f"grid cell norm={norm}: ")
+  bn_grid.validate_grid(config, axes(config), GRID_NORMS)
 
 
 def derive(c, cell, num_train):
