@@ -1,0 +1,110 @@
+"""Workdir paths, local or on an object store (gs://, s3://), through etils.epath.
+
+Every file of a workdir is read and written through these helpers, so
+`--workdir=gs://bucket/run` works on a TPU pod (whose hosts share no disk)
+and a local path behaves as it always did. Paths stay strings: `os.path.join`
+joins "gs://bucket/run" and "x" into "gs://bucket/run/x", so experiments
+build paths as before and only the calls that touch a file come here.
+"""
+
+import io
+import os
+from typing import Dict, Union
+
+import numpy as np
+from etils import epath
+
+
+def is_local(path: str) -> bool:
+  return "://" not in str(path)
+
+
+def absolute(path: str) -> str:
+  """An absolute local path; an object-store URL unchanged."""
+  return os.path.abspath(path) if is_local(path) else str(path)
+
+
+def exists(path: str) -> bool:
+  return epath.Path(path).exists()
+
+
+def isdir(path: str) -> bool:
+  return epath.Path(path).is_dir()
+
+
+def isfile(path: str) -> bool:
+  return exists(path) and not isdir(path)
+
+
+def makedirs(path: str):
+  epath.Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def rmtree(path: str):
+  if exists(path):
+    epath.Path(path).rmtree()
+
+
+def open_file(path: str, mode: str = "r"):
+  return epath.Path(path).open(mode)
+
+
+def read_text(path: str) -> str:
+  with open_file(path) as f:
+    return f.read()
+
+
+def write_atomic(path: str, data: Union[str, bytes]):
+  """Writes the whole file so that a reader never sees half of it.
+
+  Locally: a temporary name, then a rename (atomic on POSIX). On an object
+  store a rename is a copy plus a delete, but an object appears only once
+  its upload is complete, so one plain write is already atomic.
+  """
+  mode = "wb" if isinstance(data, bytes) else "w"
+  if not is_local(path):
+    with open_file(path, mode) as f:
+      f.write(data)
+    return
+  root, ext = os.path.splitext(path)
+  tmp = f"{root}.tmp{ext}"  # keeps the extension: np.load, viewers
+  with open(tmp, mode) as f:
+    f.write(data)
+  os.replace(tmp, path)
+
+
+def append_text(path: str, text: str):
+  """Appends to a file. Object stores cannot append to an object: there the
+  file is read and rewritten whole (metrics.jsonl is small, and rewriting
+  keeps every version complete)."""
+  if is_local(path):
+    with open(path, "a") as f:
+      f.write(text)
+    return
+  old = read_text(path) if exists(path) else ""
+  write_atomic(path, old + text)
+
+
+def save_npz(path: str, compressed: bool = True, **arrays: np.ndarray):
+  """np.savez(_compressed), atomically, to any path."""
+  buffer = io.BytesIO()
+  (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
+  write_atomic(path, buffer.getvalue())
+
+
+def load_npz(path: str) -> Dict[str, np.ndarray]:
+  with open_file(path, "rb") as f:
+    data = f.read()
+  with np.load(io.BytesIO(data)) as saved:
+    return dict(saved)
+
+
+def copy_tree(local_dir: str, path: str):
+  """Copies a local folder's files into `path` (any path), overwriting."""
+  for root, _, files in os.walk(local_dir):
+    relative = os.path.relpath(root, local_dir)
+    target = path if relative == "." else os.path.join(path, relative)
+    makedirs(target)
+    for name in files:
+      with open(os.path.join(root, name), "rb") as f:
+        write_atomic(os.path.join(target, name), f.read())
