@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, optim, pruning, runs, validation
+from jaxunknowns import experiments, optim, paths, pruning, runs, validation
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import (MetricWriter, read_json, read_metrics, stats,
                                  write_json)
@@ -394,12 +394,11 @@ def _early_stop_per_seed(rows, level, variant):
 
 def save_masks(workdir, level, masks):
   """The level's ticket masks (one per seed) as masks/level_LL.npz."""
-  os.makedirs(workdir.file("masks"), exist_ok=True)
+  paths.makedirs(workdir.file("masks"))
   flat = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
           for path, leaf in jax.tree_util.tree_leaves_with_path(masks)}
   path = workdir.file("masks", f"level_{level:02d}.npz")
-  np.savez_compressed(path + ".tmp.npz", **flat)
-  os.replace(path + ".tmp.npz", path)
+  paths.save_npz(path, **flat)
 
 
 def load_initial_mask(config, params_template):
@@ -407,11 +406,11 @@ def load_initial_mask(config, params_template):
   path = config.prune.initial_mask
   if not path:
     return None
-  if not os.path.exists(path):
+  if not paths.exists(path):
     raise UserError(f"prune.initial_mask={path!r} does not exist")
   template = pruning.ones_mask(params_template)
   try:
-    saved = dict(np.load(path))
+    saved = paths.load_npz(path)
   except Exception as e:  # pylint: disable=broad-except
     raise UserError(f"prune.initial_mask={path!r} is not a mask file "
                     f"({type(e).__name__})") from e
