@@ -24,7 +24,6 @@ and resumes the interrupted one at its last checkpoint.
 """
 
 import functools
-import os
 import time
 from typing import Any, Dict, List, Sequence
 
