@@ -33,7 +33,7 @@ from absl import logging
 
 from jax.experimental.compilation_cache import compilation_cache
 
-from jaxunknowns import config_loading, runs, stages, sweep, validation
+from jaxunknowns import config_loading, paths, runs, stages, sweep, validation
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, stats
@@ -293,7 +293,7 @@ def _train_cells(config, workdir, axes, cells, configs, first, dataset,
   for i, (cell, c) in enumerate(zip(cells, configs)):
     name = cell_name(cell)
     folder = stages.stage_dir(workdir, name)
-    done = os.path.exists(os.path.join(folder, stages.RESULT_FILE))
+    done = paths.exists(os.path.join(folder, stages.RESULT_FILE))
     trainer = first if i == 0 else (
         None if done else runs.build_trainer(c, dataset=dataset))
     speed = None

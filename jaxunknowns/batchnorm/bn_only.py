@@ -33,7 +33,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, optim, runs, stages, validation
+from jaxunknowns import experiments, optim, paths, runs, stages, validation
 from jaxunknowns.data import load_dataset
 from jaxunknowns.data.core import Split
 from jaxunknowns.errors import UserError
@@ -235,10 +235,10 @@ def train_stage(config, workdir, writer, ds, depth, width, trainer=None):
     frozen = frozen_max_change(init_params, final, stacked)
     if np.any(frozen != 0):
       raise AssertionError(f"frozen parameters moved: {frozen.tolist()}")
-    os.makedirs(folder, exist_ok=True)
-    np.savez_compressed(os.path.join(folder, "gammas.npz"), init=g0, final=g1,
-                        arms=np.array([a for a, _ in arm_runs]),
-                        seeds=np.array([s for _, s in arm_runs]))
+    paths.makedirs(folder)
+    paths.save_npz(os.path.join(folder, "gammas.npz"), init=g0, final=g1,
+                   arms=np.array([a for a, _ in arm_runs]),
+                   seeds=np.array([s for _, s in arm_runs]))
     ev = result.evals
     return {"depth": depth, "width": width,
             "total_params": tr.param_counts["total"],

@@ -20,7 +20,7 @@ from typing import Any, Dict, Mapping
 
 from absl import logging
 
-from jaxunknowns import experiments, runs, stages, validation
+from jaxunknowns import experiments, paths, runs, stages, validation
 from jaxunknowns.analysis import smoothness
 from jaxunknowns.data import load_dataset
 from jaxunknowns.metrics import (MetricWriter, curves, read_metrics, stats,
@@ -89,7 +89,7 @@ def run_arm(workdir, arm, trainer, callbacks, seeds, writer, steps):
     labels = [{"arm": arm, "seed": s} for s in seeds]
     state = trainer.init_state(seeds)
     checkpoint_dir = os.path.join(folder, "checkpoints")
-    if not os.path.exists(checkpoint_dir):  # fresh: measure the initial weights
+    if not paths.exists(checkpoint_dir):  # fresh: measure the initial weights
       for c in callbacks:
         writer.write(0, c.name, labels, c.fn(trainer, state, 0))
     t0 = time.time()
