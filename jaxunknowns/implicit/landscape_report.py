@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from jaxunknowns import report
+from jaxunknowns import paths, report
 from jaxunknowns.implicit import papers
 from jaxunknowns.report import compare
 
@@ -22,15 +22,15 @@ def figures(path, summary):
                (f"Training loss along (1 − t) A + t B ({interp['mode']})",
                 "interpolation.png")] * bool(interp["paths"])
   npz = [os.path.join(path, "arms", n, "landscape.npz") for n in names]
-  if not all(map(os.path.exists, npz)):
-    return [f for f in shown if os.path.exists(os.path.join(path, f[1]))]
+  if not all(map(paths.exists, npz)):
+    return [f for f in shown if paths.exists(os.path.join(path, f[1]))]
   plt = report.plt
   fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4.2),
                            squeeze=False)
   fig_s, ax_s = plt.subplots(figsize=(5, 3.8))
   fig_i, ax_i = plt.subplots(figsize=(5, 3.8))
   for ax, name, file in zip(axes[0], names, npz):
-    with np.load(file) as d:
+    with paths.open_npz(file) as d:
       a, loss = d["surface_axis"], d["surface_loss"]
       ax_s.plot(d["slice_axis"], d["slice_loss"], label=name)
     cs = ax.contour(a, a, loss.T, levels=np.linspace(
