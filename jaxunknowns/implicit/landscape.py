@@ -32,7 +32,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, validation
+from jaxunknowns import experiments, paths, validation
 from jaxunknowns.analysis import interpolation
 from jaxunknowns.analysis import landscape as landscape_lib
 from jaxunknowns.data import load_dataset
@@ -186,10 +186,10 @@ def run(config, workdir):
     result = train_arm(trainer, name, seeds, writer, workdir)
     states[name] = result.state
     out = surfaces(trainer, result.state, config, grid)
-    os.makedirs(workdir.file("arms", name), exist_ok=True)
-    np.savez(workdir.file("arms", name, "landscape.npz"),
-             slice_axis=grid["slice"], surface_axis=grid["surface"],
-             **{k: v for k, v in out.items() if isinstance(v, np.ndarray)})
+    paths.makedirs(workdir.file("arms", name))
+    paths.save_npz(workdir.file("arms", name, "landscape.npz"), compressed=False,
+                   slice_axis=grid["slice"], surface_axis=grid["surface"],
+                   **{k: v for k, v in out.items() if isinstance(v, np.ndarray)})
     arms[name] = {
         "overrides": config.arms[name].to_dict(),
         "steps": trainer.config.train.steps,
