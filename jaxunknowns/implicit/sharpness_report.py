@@ -5,6 +5,7 @@ where the workdir has no metrics.jsonl)."""
 import os
 
 from jaxunknowns import metrics as metrics_lib
+from jaxunknowns import paths
 from jaxunknowns import report
 from jaxunknowns.implicit import papers
 from jaxunknowns.report import compare
@@ -13,8 +14,8 @@ FIGURE = "eigenvalue_along_training.png"
 
 
 def plot(path, summary) -> bool:
-  if not os.path.exists(os.path.join(path, metrics_lib.METRICS_FILE)):
-    return os.path.exists(os.path.join(path, FIGURE))
+  if not paths.exists(os.path.join(path, metrics_lib.METRICS_FILE)):
+    return paths.exists(os.path.join(path, FIGURE))
   rows, drawn = metrics_lib.read_metrics(path), False
   fig, ax = report.plt.subplots(figsize=(6, 4))
   for name, arm in summary["arms"].items():
