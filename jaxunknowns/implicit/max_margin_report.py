@@ -1,12 +1,12 @@
 """report.md and max_margin.png of a `max_margin` run, from summary.json and
-metrics.jsonl (the run's PNG where that is absent): Soudry et al.'s findings
-as comparisons, the curves, the final values and fitted rates."""
+metrics.jsonl (the run's PNG where that is absent)."""
 
 import os
 
 import numpy as np
 
 from jaxunknowns import metrics as metrics_lib
+from jaxunknowns import paths
 from jaxunknowns import report
 from jaxunknowns.implicit import papers
 from jaxunknowns.report import compare
@@ -36,8 +36,8 @@ def _sig(stat, scale=1):
 
 
 def plot(path, summary) -> bool:
-  if not os.path.exists(os.path.join(path, metrics_lib.METRICS_FILE)):
-    return os.path.exists(os.path.join(path, FIGURE))
+  if not paths.exists(os.path.join(path, metrics_lib.METRICS_FILE)):
+    return paths.exists(os.path.join(path, FIGURE))
   rows = metrics_lib.read_metrics(path)
   fig, axes = report.plt.subplots(2, 3, figsize=(14, 7.5))
   for ax, (name, title, scale, logy) in zip(axes.ravel(), FINAL):
@@ -57,13 +57,13 @@ def _both(a, b):
 
 
 def comparisons(summary):
-  """Soudry et al.'s findings on this run's numbers; the thresholds are
-  ours (the paper states limits)."""
+  """Soudry et al.'s findings; the thresholds are ours (the paper states
+  limits)."""
   opt, svm, steps = summary["optimizers"], summary["svm"], summary["steps"]
   ours = {"data": summary["dataset"], "init": "w = 0",
           "model": f"linear, {'with' if summary['use_bias'] else 'no'} bias",
-          "loss": "logistic" if summary["loss"] == "cross_entropy" else
-                  summary["loss"]}
+          "loss": {"cross_entropy": "logistic"}.get(summary["loss"],
+                                                    summary["loss"])}
   out = []
 
   def add(quantity, ref, ours_text, verdict, paper, why=""):
@@ -86,8 +86,7 @@ def comparisons(summary):
         papers.SOUDRY_DIRECTION, f"{sum(mono)}/{len(mono)} seeds (from steps "
         f"{f['angle_falls_from_step']})", (all(mono), "every seed"),
         "decreasing")
-    # O(1/log t): an exponent of -1 against log t, or below where the 1/log t
-    # term vanishes (||P_perp w~|| = 0, as on Soudry's 2-D set).
+    # -0.9, not -1: below -1 where the 1/log t term vanishes (Soudry's 2-D set).
     add("GD: exponent of the angle against log t", papers.SOUDRY_DIRECTION,
         _sig(f["angle_exponent"]), compare.at_most(f["angle_exponent"], -0.9,
                                                    scale=1), "≤ −1")
@@ -125,10 +124,10 @@ def _table(summary, part, columns):
 def write(path, config, summary):
   del config  # summary.json states what ran.
   s, steps, refs = summary["svm"], summary["steps"], papers.SOUDRY
-  window = next(iter(summary["optimizers"].values()))["fits"][
-      "window_start_step"]
-  lrs = ", ".join(f"{o} {np.mean(v['lr']):.4g}"
-                  for o, v in summary["optimizers"].items())
+  opts = summary["optimizers"]
+  window = next(iter(opts.values()))["fits"]["window_start_step"]
+  lrs = ", ".join(f"{o} {np.mean(v['lr']):.4g}" for o, v in opts.items())
+  angles = [a if a is None else round(a, 4) for a in s["angle_l2_vs_linf_deg"]]
   report.write_page(path, report.Page(
       title=f"max_margin: implicit bias on {summary['dataset']}",
       claim=". ".join(r.statement for r in refs) + f" ({refs[0].source}).",
@@ -146,7 +145,7 @@ def write(path, config, summary):
           f"{_sig(s['norm'])}, support vectors {s['num_support_vectors']}, "
           f"KKT residual {s['kkt_residual']:.1e}; first seed's ŵ "
           f"{np.round(s['w_hat'][0], 6).tolist()}; L2 vs l_inf directions "
-          f"(°) {[a if a is None else round(a, 4) for a in s['angle_l2_vs_linf_deg']]}.",
+          f"(°) {angles}.",
           f"### At step {steps:,}\n\n" + _table(summary, "final", FINAL),
           f"### Fitted rates (steps {window:,} to {steps:,})\n\n"
           + _table(summary, "fits", FITS)],
