@@ -2,7 +2,7 @@
 
 import os
 
-from jaxunknowns import metrics, report
+from jaxunknowns import metrics, paths, report
 from jaxunknowns.overparam import papers
 from jaxunknowns.overparam import width_sweep_report as wsr
 from jaxunknowns.report import compare
@@ -108,7 +108,7 @@ def write(path, config, summary):
   if summary["variants"] and rows:  # Else (no metrics.jsonl) keep the run's.
     plot_learning_curves(rows, summary["variants"], os.path.join(
         path, "learning_curves.png"), f"{title} (Zhang et al. Fig. 1a)")
-  if summary["variants"] and os.path.exists(f"{path}/learning_curves.png"):
+  if summary["variants"] and paths.exists(f"{path}/learning_curves.png"):
     figures.append(("Training loss vs step (Zhang et al. Fig. 1a)",
                     "learning_curves.png"))
   if summary["corruption"]:
