@@ -92,10 +92,15 @@ def save_npz(path: str, compressed: bool = True, **arrays: np.ndarray):
   write_atomic(path, buffer.getvalue())
 
 
-def load_npz(path: str) -> Dict[str, np.ndarray]:
+def open_npz(path: str):
+  """np.load of any path: an NpzFile (a mapping and a context manager)."""
   with open_file(path, "rb") as f:
-    data = f.read()
-  with np.load(io.BytesIO(data)) as saved:
+    return np.load(io.BytesIO(f.read()))
+
+
+def load_npz(path: str) -> Dict[str, np.ndarray]:
+  """Every array of an .npz file, read now (a damaged file fails here)."""
+  with open_npz(path) as saved:
     return dict(saved)
 
 
