@@ -24,7 +24,6 @@ arms/NAME/landscape.npz; summary.json, report.md and PNGs (contours,
 slices, interpolation) are written at the end.
 """
 
-import os
 import time
 from typing import Any, Dict
 
