@@ -1,6 +1,4 @@
-"""report.md and figures of an `imp` run, from its workdir's summary.json:
-a `report.Comparison` for each finding of the set the config's `reference`
-names (papers.TICKETS), beside the controls and the instability."""
+"""report.md and figures of an `imp` run, from its workdir's summary.json."""
 
 import itertools
 import os
@@ -68,8 +66,8 @@ def last_of(levels, good):
 
 
 def falls_from(levels, variant):
-  """The densest level from which `variant` stays below dense (by more than
-  HOLD_POINTS) through the sparsest; None if it holds at the last."""
+  """The densest level from which `variant` stays below dense through the
+  sparsest (None if it holds at the last)."""
   first = None
   for entry in levels[1:]:
     first = None if holds(levels, entry, variant) else (first or entry)
@@ -93,29 +91,27 @@ def comparisons(config, summary):
   levels, ours = summary["levels"], our_protocol(config)
   dense, last = levels[0], levels[-1]
   tickets = papers.TICKETS.get(config.get("reference"), papers.Tickets())
+  at_last = f"at the sparsest level ({pct(last):.2f}%)"
+  too_dense = f"the sparsest level run is {pct(last):.2f}% of weights"
   out = []
 
   def add(quantity, ref, ours_text, rule, paper=None, why=""):
-    out.append(compare.comparison(
-        quantity, ref, ours_text, rule[0], rule[1], paper=paper,
-        our_protocol=ours, why_not_testable=why))
+    out.append(compare.comparison(quantity, ref, ours_text, *rule, paper=paper,
+                                  our_protocol=ours, why_not_testable=why))
 
-  def sparsest(name, ref, value, entry):  # <= value % within a factor 2
-    text = ("none: not the first pruned level" if entry is None else
-            f"{pct(entry):.2f}%" + (" (every level run)" if entry is last
-                                    else ""))
-    rule = compare.at_most({"mean": pct(entry)}, value, scale=1, unit="%",
-                           slack=value)
-    if not rule[0] and entry is last:
-      rule = (None, rule[1])
-    add(name, ref, text, rule, why=f"the sparsest level run is "
-        f"{pct(last):.2f}% of weights")
+  def sparsest(name, ref, entry):  # <= ref.value % within a factor 2
+    rule = compare.at_most({"mean": pct(entry)}, ref.value, scale=1, unit="%",
+                           slack=ref.value)
+    add(name, ref, "none: not the first pruned level" if entry is None else
+        f"{pct(entry):.2f}%" + " (every level run)" * (entry is last),
+        (None, rule[1]) if not rule[0] and entry is last else rule,
+        why=too_dense)
 
   def in_range(name, ref_range, stat, why=""):
     ref, (lo, hi) = ref_range
     rule = compare.within(stat, {"mean": (lo + hi) / 200}, a_name="ours",
-                          b_name="the paper's", tolerance=((hi - lo) / 2 + 1)
-                          / 100)
+                          b_name="the paper's",
+                          tolerance=((hi - lo) / 2 + 1) / 100)
     add(name, ref, report.fmt(stat), (None, rule[1]) if why else rule,
         paper=f"{lo:g}–{hi:g}" if hi > lo else f"≈{lo:g}", why=why)
 
@@ -123,29 +119,26 @@ def comparisons(config, summary):
     in_range("dense test accuracy (%)", tickets.dense, dense["test_accuracy"])
   if tickets.holds_to:
     sparsest(f"tickets within {HOLD_POINTS} points of dense down to (% of "
-             f"weights)", tickets.holds_to, tickets.holds_to.value,
+             "weights)", tickets.holds_to,
              last_of(levels, lambda e: holds(levels, e)))
   if tickets.faster_to and "early_stop_step" in dense:
     sparsest("tickets stop early sooner than dense down to (% of weights)",
-             tickets.faster_to, tickets.faster_to.value,
-             last_of(levels, lambda e: e["early_stop_step"]["mean"]
-                     < dense["early_stop_step"]["mean"]))
+             tickets.faster_to, last_of(levels, lambda e: e[
+                 "early_stop_step"]["mean"] < dense["early_stop_step"]["mean"]))
   if tickets.reinit_falls_from and "random_reinit" in last:
-    x = tickets.reinit_falls_from.value
-    falls = falls_from(levels, "random_reinit")
+    x, falls = tickets.reinit_falls_from.value, falls_from(levels,
+                                                           "random_reinit")
     rule = compare.at_least({"mean": pct(falls) if falls else 0.0}, x,
                             scale=1, unit="%", slack=x / 2)
-    if falls is None and pct(last) >= x / 2:
-      rule = (None, rule[1])
     add(f"random reinit below dense (by > {HOLD_POINTS} points) from (% of "
-        f"weights)", tickets.reinit_falls_from,
+        "weights)", tickets.reinit_falls_from,
         f"{pct(falls):.2f}%" if falls else f"never, down to {pct(last):.2f}%",
-        rule, why=f"the sparsest level run is {pct(last):.2f}% of weights")
+        (None, rule[1]) if falls is None and pct(last) >= x / 2 else rule,
+        why=too_dense)
   if tickets.ticket_beats_dense:
     # The level is chosen on validation accuracy: never on test.
-    chosen = [e for e in levels[1:] if "validation_accuracy" in e]
-    best = max(chosen, key=lambda e: e["validation_accuracy"]["mean"],
-               default=None)
+    best = max([e for e in levels[1:] if "validation_accuracy" in e],
+               key=lambda e: e["validation_accuracy"]["mean"], default=None)
     gap = best and stats(np.subtract(best["test_accuracy"]["per_seed"],
                                      dense["test_accuracy"]["per_seed"]))
     add("ticket minus dense at the level of best validation accuracy "
@@ -153,22 +146,20 @@ def comparisons(config, summary):
         f"{report.fmt(gap)} at {pct(best):.2f}% of weights" if best else "–",
         compare.at_least(gap, 0.0, slack=HOLD_POINTS / 100), paper="≥ 0",
         why="no validation split (data.validation_size = 0)")
-  for key, variant in (("ticket_sparse", "ticket"),
-                       ("random_sparse", "random_prune")):
-    if getattr(tickets, key) and block(last, variant):
-      in_range(f"{variant} test accuracy (%) at the sparsest level "
-               f"({pct(last):.2f}%)", getattr(tickets, key),
+  for variant in ("ticket", "random_prune"):
+    ref_range = getattr(tickets, f"{variant}_sparse")
+    if ref_range and block(last, variant):
+      in_range(f"{variant} test accuracy (%) {at_last}", ref_range,
                block(last, variant)["test_accuracy"],
                why="" if pct(last) <= tickets.sparse_at else
                f"the paper's {100 - tickets.sparse_at:g}% sparsity is beyond "
-               f"the sparsest level run")
-  for variant in CONTROLS:
-    if variant in last:
-      t, c = last["test_accuracy"], last[variant]["test_accuracy"]
-      add(f"ticket vs {variant} at the sparsest level ({pct(last):.2f}%)",
-          papers.CONTROLS_FALL_OFF, f"{report.fmt(t)} vs {report.fmt(c)}",
-          compare.greater(t, c, a_name="ticket", b_name=variant),
-          paper="ticket above")
+               "the sparsest level run")
+  for variant in [v for v in CONTROLS if v in last]:
+    t, c = last["test_accuracy"], last[variant]["test_accuracy"]
+    add(f"ticket vs {variant} {at_last}", papers.CONTROLS_FALL_OFF,
+        f"{report.fmt(t)} vs {report.fmt(c)}",
+        compare.greater(t, c, a_name="ticket", b_name=variant),
+        paper="ticket above")
   dense_inst = summary.get("instability", {}).get("dense", [])
   if dense_inst:
     add("dense instability (%) as the rewind step k grows",
@@ -182,9 +173,7 @@ def comparisons(config, summary):
 
 
 def write(path, config, summary):
-  """report.md and figures from the workdir's summary.json (the run calls it
-  last; `python -m jaxunknowns.report_cli` on a finished workdir)."""
-  levels = summary["levels"]
+  levels, p = summary["levels"], summary["pruning"]
   title = f"{config.model.name} on {config.data.name}"
   has_es = "early_stop_step" in levels[0]
   figures = []
@@ -193,14 +182,14 @@ def write(path, config, summary):
                      title)
     figures.append((f"{what} vs weights remaining", name))
   variants = [v for v in CONTROLS if v in levels[-1]]
-  header = ["level", "weights remaining", "ticket"] + variants + (
-      ["ticket early-stop step"] if has_es else [])
   rows = [[e["level"], f"{pct(e):.2f}%", report.fmt(e["test_accuracy"])]
           + [report.fmt(e[v]["test_accuracy"]) if v in e else "–"
              for v in variants]
-          + ([report.fmt(e.get("early_stop_step"), 1, 0)] if has_es else [])
+          + [report.fmt(e.get("early_stop_step"), 1, 0)] * has_es
           for e in levels]
-  details = ["### Test accuracy (%)\n\n" + report.markdown_table(header, rows)]
+  details = ["### Test accuracy (%)\n\n" + report.markdown_table(
+      ["level", "weights remaining", "ticket", *variants]
+      + ["ticket early-stop step"] * has_es, rows)]
   inst = summary.get("instability")
   if inst:
     rows = [[f"{d['rewind_step']}" + (f" (ticket, {pct(d):.1f}%)" if "level"
@@ -211,7 +200,6 @@ def write(path, config, summary):
                    + report.markdown_table(
                        ["k", "instability (%)", "endpoint error (%)"], rows))
   found, tickets = comparisons(config, summary)
-  p = summary["pruning"]
   how = (f"one-shot {p['method']} pruning to "
          f"{100 * p['one_shot_remaining']:.1f}% of the weights"
          if p.get("one_shot_remaining") else

@@ -1,6 +1,6 @@
-"""The lottery-ticket findings the `imp` report compares with (numbers as
-/work/shared/BRIEF.md quotes them); a config's `reference` names its set in
-TICKETS. Protocols use the config's names, so like is compared with like."""
+"""The lottery-ticket findings the `imp` report compares with (numbers as the
+project brief quotes them); a config's `reference` names its set in TICKETS.
+Protocols use the config's names, so like is compared with like."""
 
 import dataclasses
 from typing import Optional, Tuple
@@ -61,7 +61,7 @@ class Tickets:
   ticket_beats_dense: Optional[Reference] = None
   dense: Range = None  # Accuracy ranges (lo, hi) %; "sparse" is <= sparse_at %
   ticket_sparse: Range = None                    # of the weights remaining.
-  random_sparse: Range = None
+  random_prune_sparse: Range = None
   sparse_at: float = 100.0
 
   @property
@@ -82,5 +82,5 @@ TICKETS = {
     "mnist1d_notebook": Tickets(
         dense=(MNIST1D_DENSE, (61.0, 66.0)),
         ticket_sparse=(MNIST1D_TICKETS, (72.0, 75.0)),
-        random_sparse=(MNIST1D_RANDOM, (61.0, 61.0)), sparse_at=14.0),
+        random_prune_sparse=(MNIST1D_RANDOM, (61.0, 61.0)), sparse_at=14.0),
 }
