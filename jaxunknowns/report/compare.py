@@ -133,6 +133,25 @@ def greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
                  f"({margin * scale:.2f})")
 
 
+def paired_greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str,
+                   b_name: str, scale: float = 100.0,
+                   floor: float = 0.0) -> Tuple[Optional[bool], str]:
+  """For arms trained on the same seeds (same init and data order): the
+  per-seed differences a − b have a mean above twice their sample std (and
+  above `floor`). Pairing removes the seed-to-seed spread both arms share,
+  which `greater` (unpaired) counts against the difference."""
+  pa, pb = ((s or {}).get("per_seed") or [] for s in (a, b))
+  if not pa or len(pa) != len(pb) or None in pa or None in pb:
+    return None, "not measured on the same seeds"
+  diffs = [x - y for x, y in zip(pa, pb)]
+  mean = sum(diffs) / len(diffs)
+  margin = max(2 * std_of({"per_seed": diffs}), floor)
+  holds = mean > margin
+  return holds, (f"{a_name} − {b_name} per seed = {mean * scale:+.2f}, "
+                 f"{'>' if holds else '≤'} 2 × its std "
+                 f"({margin * scale:.2f})")
+
+
 def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
            tolerance: float, scale: float = 100.0
            ) -> Tuple[Optional[bool], str]:

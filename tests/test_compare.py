@@ -1,0 +1,73 @@
+"""The comparison protocol (report/compare.py) against hand-made numbers:
+each rule flips exactly where its stated threshold says, reasons come only
+from material protocol differences, and the writer groups by verdict."""
+
+import pytest
+
+from jaxunknowns.report import compare
+
+
+def stat(*values):
+  return {"mean": sum(values) / len(values), "per_seed": list(values)}
+
+
+def test_bounds_flip_at_the_threshold_with_slack():
+  assert compare.at_least(stat(0.89), 0.90, slack=0.01)[0] is True
+  assert compare.at_least(stat(0.8899), 0.90, slack=0.01)[0] is False
+  assert compare.at_most(stat(0.105), 0.10, slack=0.005)[0] is True
+  assert compare.at_most(stat(0.1051), 0.10, slack=0.005)[0] is False
+  assert compare.at_least(None, 0.5) == (None, "not measured")
+
+
+def test_greater_needs_twice_the_larger_sample_std():
+  # Sample std of (0.5, 0.7) is 0.1414: the gap must exceed 0.2828.
+  a, b = stat(0.5, 0.7), stat(0.2, 0.2)
+  assert compare.greater(stat(0.88, 0.89), b, a_name="a", b_name="b")[0]
+  assert compare.greater(a, stat(0.32, 0.32), a_name="a", b_name="b")[0] is False
+  assert compare.greater(a, stat(0.31, 0.31), a_name="a", b_name="b")[0] is True
+
+
+def test_paired_removes_the_spread_both_arms_share():
+  a = stat(0.80, 0.85, 0.90)
+  b = stat(0.78, 0.83, 0.88)      # always 2 points lower, same seeds
+  assert compare.greater(a, b, a_name="a", b_name="b")[0] is False
+  assert compare.paired_greater(a, b, a_name="a", b_name="b")[0] is True
+  noisy = stat(0.82, 0.80, 0.89)  # per-seed differences -2, +5, +1 points
+  assert compare.paired_greater(a, noisy, a_name="a", b_name="b")[0] is False
+  assert compare.paired_greater(a, stat(0.8, 0.8), a_name="a",
+                                b_name="b")[0] is None
+
+
+def test_within_and_monotone():
+  assert compare.within(stat(0.549), stat(0.54), a_name="a", b_name="b",
+                        tolerance=0.01)[0] is True
+  assert compare.within(stat(0.56), stat(0.54), a_name="a", b_name="b",
+                        tolerance=0.01)[0] is False
+  assert compare.monotone([3, 2, 2.05], increasing=False, what="x",
+                          tolerance=0.1)[0] is True
+  assert compare.monotone([3, 2, 2.2], increasing=False, what="x",
+                          tolerance=0.1)[0] is False
+  assert compare.monotone([1], increasing=True, what="x")[0] is None
+
+
+def test_only_material_protocol_differences_are_reasons():
+  paper = {"steps": 1501, "model": "MLP", "data": "MNIST", "lr": 0.01}
+  ours = {"steps": 1500, "model": "mlp", "data": "MNIST-1D", "lr": 0.02}
+  reasons = compare.protocol_differences(paper, ours)
+  assert reasons == ["data: MNIST in the paper, MNIST-1D here",
+                     "lr: 0.01 in the paper, 0.02 here"]
+  ref = compare.Reference("x", "Someone 2020, Fig. 1", value=50.0, unit="%",
+                          protocol=paper)
+  agrees = compare.comparison("q", ref, "51", True, "r", our_protocol=ours)
+  differs = compare.comparison("q", ref, "40", False, "r", our_protocol=ours)
+  untested = compare.comparison("q", ref, "–", None, "r",
+                                why_not_testable="needs CIFAR-10")
+  assert agrees.reasons == () and agrees.paper == "50.0%"
+  assert differs.verdict == compare.DIFFERS and differs.reasons == tuple(reasons)
+  assert untested.reasons == ("needs CIFAR-10",)
+  text = compare.paragraph([agrees, differs, untested])
+  assert text.startswith("As in the paper: q.")
+  assert "Unlike the paper: q: r (where our protocol differs: data" in text
+  assert text.endswith("Not testable here: q (needs CIFAR-10).")
+  with pytest.raises(ValueError):
+    compare.Comparison("q", "p", "s", "o", "maybe", "r")
