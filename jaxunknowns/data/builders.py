@@ -309,8 +309,9 @@ def _all_records(source):
     return [source[i] for i in range(n)]
 
 
-def _generic_read(source, input_key, label_key):
-  """A split through TFDS's own decoder (about 100 us per example)."""
+def read_split(source, input_key, label_key):
+  """(x, y) of a TFDS data source through TFDS's own decoder (about 100 us
+  per example)."""
   records = _all_records(source)
   x = np.stack([np.asarray(r[input_key]) for r in records])
   y = np.asarray([r[label_key] for r in records], dtype=np.int32)
@@ -322,7 +323,7 @@ def _fast_read(source, features, input_key, label_key):
 
   The layout is fixed by `ArrayBuilder._info` (BYTES-encoded input tensor,
   int64 label), so each record needs one protobuf parse and no per-feature
-  Python: about 5x faster than `_generic_read`, which tests compare it with.
+  Python: about 5x faster than `read_split`, which tests compare it with.
   """
   from tensorflow_datasets.proto import tf_example_pb2  # pylint: disable=g-import-not-at-top
   spec = features[input_key]
@@ -354,7 +355,7 @@ def read_arrays(builder, input_key: str = "input", label_key: str = "label",
       except Exception as e:  # pylint: disable=broad-except
         absl_logging.warning("Fast read of %s failed (%s); using TFDS's decoder.",
                              builder.name, e)
-    out[str(split)] = result or _generic_read(source, input_key, label_key)
+    out[str(split)] = result or read_split(source, input_key, label_key)
   return out
 
 

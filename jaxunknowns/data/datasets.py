@@ -166,9 +166,7 @@ def _from_data_sources(tfds, tfds_name: str, data_dir):
       raise error
     info = source.dataset_info
     input_key, label_key = _supervised_keys(info)
-    records = builders._all_records(source)  # pylint: disable=protected-access
-    out[split] = (np.stack([np.asarray(r[input_key]) for r in records]),
-                  np.asarray([r[label_key] for r in records], np.int32))
+    out[split] = builders.read_split(source, input_key, label_key)
   return out, int(info.features[_supervised_keys(info)[1]].num_classes)
 
 
