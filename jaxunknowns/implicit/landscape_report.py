@@ -52,9 +52,8 @@ def figures(path, summary):
 
 
 def comparisons(summary, config):
-  """The flatter arm's rises below the other's when the first and last arms
-  are a pair the papers speak of; a rise ≤ 0 (the loss falls away from the
-  trained point: no minimum there) is not compared."""
+  """The flatter arm's rises below the other's, for the pairs of arms the
+  papers speak of; a rise ≤ 0 (no minimum there) is not compared."""
   names, arms, interp = (summary[k] for k in ("compare", "arms",
                                               "interpolation"))
   flat, ref = papers.LI_FLATTER.get((names[0], names[-1]), (None, None))
@@ -85,7 +84,6 @@ def comparisons(summary, config):
 
 
 def write(path, config, summary):
-  """report.md and the PNGs from the workdir's files."""
   names, ax, interp = (summary[k] for k in ("compare", "axes",
                                             "interpolation"))
   keys = ("loss_at_centre", *RISES, "surface_max")

@@ -13,8 +13,7 @@ from jaxunknowns.report import compare
 from jaxunknowns.report.text import std_of
 
 FIGURE, DEG = "max_margin.png", 180 / np.pi
-# (metric, title, scale, log y): the figure's panels (the first six) and the
-# table of final values.
+# (metric, title, scale, log y): the figure's six panels, then the table.
 FINAL = (("norm", "||w||", 1, 0), ("loss", "loss", 1, 1),
          ("angle", "angle to ŵ (°)", DEG, 1), ("margin_gap", "margin gap", 1, 1),
          ("test_loss", "test loss", 1, 0), ("test_error", "test error (%)", 100,

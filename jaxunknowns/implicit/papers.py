@@ -1,6 +1,5 @@
-"""The findings the implicit-regularization reports compare with, as the
-project brief (§3) and the configs state them; `protocol` is what a
-difference may be explained by (report.compare.protocol_differences)."""
+"""The findings the implicit-regularization reports compare with (the project
+brief, §3); `protocol`: what a difference may be explained by."""
 
 from jaxunknowns.report import Reference
 
@@ -18,18 +17,16 @@ SOUDRY = tuple(Reference(s, "Soudry et al. 2018, Fig. 1 and Thms. 3-4",
  SOUDRY_ADAM) = SOUDRY
 
 # Keskar, Mudigere, Nocedal, Smelyanskiy & Tang 2017, the same epochs.
-KESKAR_SETTING = {"optimizer": "adam", "small batch": 256,
-                  "large batch": "10% of the training set",
-                  "sharpness maximiser": "L-BFGS-B"}
+KESKAR, KESKAR_SETTING = "Keskar et al. 2017", {
+    "optimizer": "adam", "small batch": 256, "sharpness maximiser": "L-BFGS-B",
+    "large batch": "10% of the training set"}
 KESKAR_SHARP, KESKAR_WORSE, KESKAR_INTERPOLATION = (
     Reference(s, source, protocol=KESKAR_SETTING) for s, source in (
         ("Large batches (10% of the data) converge to sharper minima than "
-         "small batches (ε-sharpness, ε = 1e-3)", "Keskar et al. 2017"),
-        ("Large-batch minima generalize worse (lower test accuracy)",
-         "Keskar et al. 2017"),
+         "small batches (ε-sharpness, ε = 1e-3)", KESKAR),
+        ("Large-batch minima generalize worse (lower test accuracy)", KESKAR),
         ("On the line from the small- to the large-batch solution the loss "
-         "rises more steeply past the large-batch end",
-         "Keskar et al. 2017, Fig. 3")))
+         "rises more steeply past the large-batch end", KESKAR + ", Fig. 3")))
 
 # Li, Xu, Taylor, Studer & Goldstein 2018, filter-normalized directions:
 # (first arm, last arm) of configs/landscape.py -> (the flatter arm, finding).

@@ -1,6 +1,5 @@
 """report.md and eigenvalue_along_training.png of `sharpness`, from
-summary.json (the figure from metrics.jsonl's Hessian rows; the run's PNG
-where the workdir has no metrics.jsonl)."""
+summary.json and metrics.jsonl (the run's PNG where that is absent)."""
 
 import os
 
@@ -59,7 +58,6 @@ def comparisons(summary, config):
 
 
 def write(path, config, summary):
-  """report.md and the figure from the workdir's files."""
   eps = [f"{e:g}" for e in summary["epsilons"]]
   rows = [[n, a["batch_size"], a["steps"],
            report.fmt(a["final"]["test"]["accuracy"]),

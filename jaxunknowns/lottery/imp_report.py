@@ -66,8 +66,7 @@ def last_of(levels, good):
 
 
 def falls_from(levels, variant):
-  """The densest level from which `variant` stays below dense through the
-  sparsest (None if it holds at the last)."""
+  """The densest level from which `variant` stays below dense to the end."""
   first = None
   for entry in levels[1:]:
     first = None if holds(levels, entry, variant) else (first or entry)

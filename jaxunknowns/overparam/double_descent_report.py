@@ -60,7 +60,6 @@ def comparisons(config, summary):
 
 
 def write(path, config, summary):
-  """report.md and double_descent.png."""
   wsr.write_sweep(path, config, summary, "double_descent.png", (
       papers.NOTEBOOK_SMALL, papers.NOTEBOOK_PEAK, papers.NOTEBOOK_LARGE,
       papers.NOTEBOOK_CLEAN), comparisons(config, summary))

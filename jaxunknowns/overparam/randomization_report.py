@@ -102,7 +102,6 @@ def plot_corruption(summary, path, title):
 
 
 def write(path, config, summary):
-  """report.md, learning_curves.png and corruption.png."""
   title, figures = f"{config.model.name} on {config.data.name}", []
   rows = metrics.read_metrics(path)
   if summary["variants"] and rows:  # Else (no metrics.jsonl) keep the run's.

@@ -172,7 +172,6 @@ def write_sweep(path, config, summary, figure, references, comparisons):
 
 
 def write(path, config, summary):
-  """report.md, errors_vs_width.png and capacity_vs_width*.png."""
   write_sweep(path, config, summary, "errors_vs_width.png",
               (papers.NEYSHABUR_ERRORS, papers.NEYSHABUR_MEASURES),
               comparisons(config, summary))
