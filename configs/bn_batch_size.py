@@ -16,13 +16,12 @@ Fields not set here keep the defaults of jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import make_config, shrink_for_local
+from jaxunknowns.batchnorm import grid_config
+from jaxunknowns.config_defaults import make_config, resnet20_cifar10
 
 
 def grid_fields(c):
-  c.experiment = "bn_batch_size"
-  c.seeds = 3                      # Seeds per cell, trained at once.
-  c.grid = ml_collections.ConfigDict()
+  grid_config.fields(c, "bn_batch_size")
   c.grid.norms = ("batch", "group", "layer", "none")  # model.norm of each row of the grid.
   c.grid.batch_sizes = (2, 4, 8, 16, 64, 256)  # Per-step batch sizes (train.batch_size), 2 ... 256.
   c.grid.lr_rule = "linear"        # lr(B) = optim.lr x B/B_ref ("linear"), x sqrt(B/B_ref) ("sqrt"), or "none".
@@ -53,19 +52,10 @@ def mnist1d_mlp(c):
 
 
 def cifar10_resnet(c):
-  c.data.name = "cifar10"          # TFDS catalogue: needs a network and [tfds].
-  c.data.augment = "crop_flip"
-  c.model.name = "resnet"
-  c.model.depth = 20               # ResNet-20 (OpenLTH), widths 16/32/64.
-  c.model.width = 16
+  resnet20_cifar10(c)              # OpenLTH's ResNet-20, lr 0.1 at batch 128.
   c.model.num_groups = 8           # 2 channels per group in the first stage.
-  c.model.kernel_init = "kaiming_normal"
-  c.optim.name = "momentum"
-  c.optim.lr = 0.1                 # At batch 128 (OpenLTH's ResNet-20 protocol).
   c.optim.weight_decay = 1e-4
   c.optim.schedule = "cosine"      # A step schedule's boundaries would not scale with the budget.
-  c.train.batch_size = 128
-  c.train.log_every = 500
   c.train.eval_batch_size = 1000
   c.grid.batch_sizes = tuple(2 ** k for k in range(1, 9))  # Every power of 2, 2 ... 256.
   c.grid.epochs = 30.0             # 30 epochs per cell (the paper's 160 x 32 cells is days).
@@ -77,10 +67,7 @@ VARIANTS = {f.__name__: f for f in (fashion_mlp, mnist1d_mlp, cifar10_resnet)}
 
 def runlocal(c):
   """Two norms x three small batch sizes, a few steps: tests, smoke runs."""
-  shrink_for_local(c, steps=20, checkpoint_every=0)
-  c.seeds = 2
-  c.data.train_size = min(c.data.train_size or 400, 400)
-  c.model.widths = (16, 16)
+  grid_config.shrink_for_local(c)
   c.grid.norms = ("batch", "group")
   c.grid.batch_sizes = (2, 8, 32)
   c.grid.reference_batch_size = 8

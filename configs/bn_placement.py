@@ -16,13 +16,12 @@ Fields not set here keep the defaults of jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import make_config, shrink_for_local
+from jaxunknowns.batchnorm import grid_config
+from jaxunknowns.config_defaults import make_config, openlth_resnet20_cifar10
 
 
 def grid_fields(c):
-  c.experiment = "bn_placement"
-  c.seeds = 3                      # Seeds per cell, trained at once.
-  c.grid = ml_collections.ConfigDict()
+  grid_config.fields(c, "bn_placement")
   c.grid.norms = ("batch",)        # Norms compared (each before and after).
   c.grid.positions = ("before", "after")  # model.norm_position of each cell.
   c.grid.baseline = True           # Add one cell without normalization.
@@ -53,20 +52,7 @@ def mnist1d_mlp(c):
 
 
 def cifar10_resnet(c):
-  c.data.name = "cifar10"          # TFDS catalogue: needs a network and [tfds].
-  c.data.augment = "crop_flip"
-  c.model.name = "resnet"
-  c.model.depth = 20
-  c.model.width = 16
-  c.model.kernel_init = "kaiming_normal"
-  c.optim.name = "momentum"
-  c.optim.lr = 0.1
-  c.optim.weight_decay = 1e-4
-  c.optim.schedule = "step"
-  c.optim.boundaries = (32000, 48000)  # OpenLTH's ResNet-20 protocol.
-  c.train.batch_size = 128
-  c.train.steps = 63000
-  c.train.log_every = 500
+  openlth_resnet20_cifar10(c)
   c.train.eval_batch_size = 1000
   c.train.max_train_eval = 10000
   c.grid.evals_per_cell = 63
@@ -79,10 +65,7 @@ VARIANTS = {f.__name__: f for f in (fashion_mlp, mnist1d_mlp, cifar10_resnet)}
 
 def runlocal(c):
   """A few steps of a small MLP: tests and smoke runs."""
-  shrink_for_local(c, steps=20, checkpoint_every=0)
-  c.seeds = 2
-  c.data.train_size = min(c.data.train_size or 400, 400)
-  c.model.widths = (16, 16)
+  grid_config.shrink_for_local(c)
   c.grid.evals_per_cell = 2
   c.grid.target_accuracy = 0.3
   c.grid.speed_steps = 10

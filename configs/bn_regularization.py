@@ -15,13 +15,12 @@ Fields not set here keep the defaults of jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import make_config, shrink_for_local
+from jaxunknowns.batchnorm import grid_config
+from jaxunknowns.config_defaults import make_config, resnet20_cifar10
 
 
 def grid_fields(c):
-  c.experiment = "bn_regularization"
-  c.seeds = 3                      # Seeds per cell, trained at once.
-  c.grid = ml_collections.ConfigDict()
+  grid_config.fields(c, "bn_regularization")
   c.grid.norms = ("batch", "none")  # model.norm: BN on / off.
   c.grid.dropouts = (0.0, 0.25, 0.5)  # model.dropout after each hidden layer.
   c.grid.weight_decays = (0.0, 5e-4, 5e-3)  # optim.weight_decay (L2 on every parameter).
@@ -49,19 +48,11 @@ def mnist1d_mlp(c):
 
 
 def cifar10_resnet(c):
-  c.data.name = "cifar10"          # TFDS catalogue: needs a network and [tfds].
+  resnet20_cifar10(c)
   c.data.augment = "none"          # No augmentation: regularization from the grid only.
-  c.model.name = "resnet"
-  c.model.depth = 20
-  c.model.width = 16
-  c.model.kernel_init = "kaiming_normal"
-  c.optim.name = "momentum"
-  c.optim.lr = 0.1
   c.optim.schedule = "cosine"
   c.grid.weight_decays = (0.0, 1e-4, 5e-4)
-  c.train.batch_size = 128
   c.train.steps = 39000            # 100 epochs.
-  c.train.log_every = 500
   c.train.eval_batch_size = 1000
   c.train.max_train_eval = 10000
   c.grid.evals_per_cell = 10
@@ -72,10 +63,7 @@ VARIANTS = {f.__name__: f for f in (fashion_mlp, mnist1d_mlp, cifar10_resnet)}
 
 def runlocal(c):
   """A 2 x 2 x 1 grid of a few steps: tests and smoke runs."""
-  shrink_for_local(c, steps=20, checkpoint_every=0)
-  c.seeds = 2
-  c.data.train_size = min(c.data.train_size or 400, 400)
-  c.model.widths = (16, 16)
+  grid_config.shrink_for_local(c)
   c.grid.dropouts = (0.0, 0.5)
   c.grid.weight_decays = (0.0,)
 

@@ -21,7 +21,8 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import make_config, shrink_for_local
+from jaxunknowns.config_defaults import (make_config, openlth_resnet20_cifar10,
+                                         shrink_for_local)
 
 
 def imp_fields(c):
@@ -124,23 +125,9 @@ def conv6_cifar10(c):
 
 
 def resnet20_cifar10(c):
-  c.data.name = "cifar10"
+  openlth_resnet20_cifar10(c)
   c.data.validation_size = 5000
-  c.data.augment = "crop_flip"
-  c.model.name = "resnet"
-  c.model.depth = 20
-  c.model.width = 16
   c.model.norm = "batch"
-  c.model.kernel_init = "kaiming_normal"
-  c.optim.name = "momentum"
-  c.optim.lr = 0.1
-  c.optim.momentum = 0.9
-  c.optim.weight_decay = 1e-4
-  c.optim.schedule = "step"
-  c.optim.boundaries = (32000, 48000)
-  c.train.batch_size = 128
-  c.train.steps = 63000
-  c.train.log_every = 500
   c.train.eval_every = 2000
   c.train.checkpoint_every = 2000
   c.train.max_train_eval = 10000

@@ -12,7 +12,8 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import make_config, shrink_for_local
+from jaxunknowns.config_defaults import (make_config, openlth_resnet20_cifar10,
+                                         shrink_for_local)
 
 
 def mnist1d_mlp(c):
@@ -54,22 +55,8 @@ def fashion_lenet(c):
 
 
 def cifar10_resnet20(c):
-  c.data.name = "cifar10"         # TFDS catalogue: needs a network and [tfds].
-  c.data.augment = "crop_flip"    # Pad-4 random crop + horizontal flip.
-  c.model.name = "resnet"
-  c.model.depth = 20              # ResNet-20: 3 stages x 3 basic blocks.
-  c.model.width = 16
+  openlth_resnet20_cifar10(c)
   c.model.norm = "batch"
-  c.model.kernel_init = "kaiming_normal"
-  c.optim.name = "momentum"
-  c.optim.lr = 0.1
-  c.optim.momentum = 0.9
-  c.optim.weight_decay = 1e-4
-  c.optim.schedule = "step"
-  c.optim.boundaries = (32000, 48000)  # x0.1 at 32K and 48K (OpenLTH).
-  c.train.batch_size = 128
-  c.train.steps = 63000
-  c.train.log_every = 500
   c.train.eval_every = 5000
   c.train.checkpoint_every = 5000
   c.reference = ml_collections.ConfigDict({

@@ -91,6 +91,34 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def resnet20_cifar10(c):
+  """ResNet-20 (widths 16/32/64, Kaiming-normal weights) on TFDS CIFAR-10
+  with pad-4 crop + flip, SGD momentum 0.9 at lr 0.1 and batch 128: OpenLTH's
+  model, data and optimizer, without its schedule."""
+  c.data.name = "cifar10"          # TFDS catalogue: needs a network and [tfds].
+  c.data.augment = "crop_flip"     # Pad-4 random crop + horizontal flip.
+  c.model.name = "resnet"
+  c.model.depth = 20               # ResNet-20: 3 stages x 3 basic blocks.
+  c.model.width = 16
+  c.model.kernel_init = "kaiming_normal"
+  c.optim.name = "momentum"
+  c.optim.lr = 0.1
+  c.optim.momentum = 0.9
+  c.train.batch_size = 128
+  c.train.log_every = 500
+
+
+def openlth_resnet20_cifar10(c):
+  """OpenLTH's CIFAR-10 ResNet-20 protocol (cifar_resnet_20, Frankle et al.
+  2020): `resnet20_cifar10`, weight decay 1e-4, lr x0.1 at steps 32K and 48K
+  of 63K."""
+  resnet20_cifar10(c)
+  c.optim.weight_decay = 1e-4
+  c.optim.schedule = "step"
+  c.optim.boundaries = (32000, 48000)
+  c.train.steps = 63000
+
+
 def shrink_for_local(c, steps: int, checkpoint_every: int):
   """The shared part of every config's `runlocal`: a few steps of a small
   model on at most 2000 training examples (tests and smoke runs)."""
