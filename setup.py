@@ -28,8 +28,10 @@ EXTRAS = {
     "tfds": ["tensorflow>=2.18", "importlib_resources"],
     # Sweeps on a Ray cluster: python -m jaxunknowns.sweep ... --executor=ray
     "ray": ["ray>=2.40"],
-    "cuda": ["jax[cuda12]>=0.10.2"],
-    "tpu": ["jax[tpu]>=0.10.2"],
+    # --workdir=gs://BUCKET/PATH: gcsfs is etils.epath's gs:// backend, and
+    # orbax asks google-cloud-storage about the bucket.
+    "cuda": ["jax[cuda12]>=0.10.2", "gcsfs>=2024.2", "google-cloud-storage"],
+    "tpu": ["jax[tpu]>=0.10.2", "gcsfs>=2024.2", "google-cloud-storage"],
 }
 
 setup(

@@ -6,14 +6,15 @@ without atomic renames, a file damaged later), it says so and falls back to
 the one before. If none can be read, the error says which folder to delete.
 """
 
-import os
 import weakref
 from typing import Any, Optional, Tuple
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
+from jaxunknowns import paths
 from jaxunknowns.errors import UserError
 
 
@@ -38,11 +39,13 @@ class Checkpoints:
   """A folder of step-numbered states, saved asynchronously by orbax."""
 
   def __init__(self, directory: str, max_to_keep: Optional[int] = 2):
-    self.directory = os.path.abspath(directory)
+    self.directory = paths.absolute(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True,
         cleanup_tmp_directories=True)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    # orbax reads and writes local folders and gs:// alike through epath.
+    self._manager = ocp.CheckpointManager(epath.Path(self.directory),
+                                          options=options)
     _ALL.add(self)
 
   def steps(self):

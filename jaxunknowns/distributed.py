@@ -13,17 +13,21 @@ module adds is the little that a single-process program never needs:
   read from a local shard; sharded ones are all-gathered).
 * `check_same_config`: all processes must run the same config; if not, every
   process stops with the same one-line error.
+* `check_shared_workdir`: all processes must see one workdir (a gs:// path
+  or a shared filesystem); if not, every process stops with one line.
 * `is_main`: only process 0 writes metrics, reports and figures.
 """
 
 import hashlib
 import json
 import os
+import time
 from typing import Any, Optional
 
 import jax
 import numpy as np
 
+from jaxunknowns import errors, paths
 from jaxunknowns.errors import UserError
 
 # Environment variables that say "this is one process of several".
@@ -111,3 +115,67 @@ def check_same_config(config_dict: Any):
         f"the {jax.process_count()} processes were given different configs "
         f"(processes {differing} differ from process 0); launch every process "
         f"with the same --config and --config.* flags")
+
+
+# The file process 0 writes into the workdir for `check_shared_workdir`.
+TOKEN_FILE = ".jaxunknowns_shared_check"
+# How long a process waits for that file: a network filesystem may show
+# another host's new file only once its attribute cache expires (NFS caches
+# a directory for up to 60 s by default). Tests shorten it.
+SHARED_CHECK_SECONDS = float(
+    os.environ.get("JAXUNKNOWNS_SHARED_CHECK_SECONDS", "60"))
+
+
+def check_shared_workdir(path: str):
+  """Raises the same UserError on every process unless all see one workdir.
+
+  Process 0 writes a random token (new for every run) into the workdir;
+  every process reads it back, waiting at most SHARED_CHECK_SECONDS; an
+  all-gather of the answers then decides for all, so no process is left
+  waiting in a later collective while another stops. Process 0 removes the
+  token (and the folder, if it created it): the check leaves nothing behind.
+  """
+  if jax.process_count() == 1:
+    return
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  token_file = os.path.join(path, TOKEN_FILE)
+  token = np.frombuffer(os.urandom(16), np.int32).copy()
+  created, write_error = False, None
+  if is_main():
+    try:
+      created = not paths.exists(path)
+      paths.makedirs(path)
+      paths.write_atomic(token_file, token.tobytes().hex())
+    except OSError as e:
+      write_error = e
+      token[:] = 0  # tells the others that there is nothing to read
+  token = np.asarray(multihost_utils.broadcast_one_to_all(token))
+  seen = not token.any() or _read_back(token_file, token.tobytes().hex())
+  everyone = np.asarray(multihost_utils.process_allgather(
+      np.asarray([seen], np.int32)))
+  if is_main() and created:
+    paths.rmtree(path)
+  elif is_main():
+    paths.remove(token_file)
+  if write_error is not None:
+    raise UserError(f"workdir {path} cannot be written: "
+                    f"{write_error.strerror or write_error}; choose another "
+                    f"--workdir") from write_error
+  if not token.any():
+    raise UserError(f"process 0 could not write the workdir {path}; see its "
+                    f"error")
+  if not everyone.all():
+    raise UserError(errors.WORKDIR_NOT_SHARED)
+
+
+def _read_back(token_file: str, expected: str) -> bool:
+  deadline = time.monotonic() + SHARED_CHECK_SECONDS
+  while True:
+    try:
+      if paths.read_text(token_file) == expected:
+        return True
+    except Exception:  # pylint: disable=broad-except
+      pass  # not there (yet), or not readable: both mean "not seen"
+    if time.monotonic() > deadline:
+      return False
+    time.sleep(0.5)

@@ -17,6 +17,14 @@ from typing import NoReturn, Optional, Sequence
 
 from absl import flags
 
+from jaxunknowns import paths
+
+# A multi-host run whose hosts see different workdirs (each its own local
+# disk): orbax's collective checkpoints could never be finalized or resumed.
+# launch/tpu_vm.py refuses such a workdir with the same words.
+WORKDIR_NOT_SHARED = ("the workdir is not shared between hosts: use a gs:// "
+                      "path or a shared filesystem")
+
 # Writing the workdir failed for a reason outside the program.
 WRITE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "over quota",
                 errno.EROFS: "read-only filesystem",
@@ -31,8 +39,8 @@ class UserError(Exception):
 def _write_error(e: BaseException, workdir: str) -> Optional[OSError]:
   """The OSError of a full or unwritable workdir behind `e` (libraries such
   as orbax re-raise it wrapped), or None."""
-  inside = lambda path: path is None or os.path.abspath(path).startswith(
-      os.path.abspath(workdir))
+  inside = lambda path: path is None or paths.absolute(path).startswith(
+      paths.absolute(workdir))
   while e is not None:
     if isinstance(e, OSError) and e.errno in WRITE_ERRNOS and inside(
         e.filename):

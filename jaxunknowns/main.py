@@ -7,7 +7,9 @@ r"""Runs one experiment from an ml_collections config.
 Multi-host: run the same command on every host. On a Cloud TPU VM (or under
 SLURM/Open MPI, or with JAX_COORDINATOR_ADDRESS set) the processes find each
 other by themselves; elsewhere pass --coordinator_address=HOST:PORT
---num_processes=N --process_id=I (see jaxunknowns/distributed.py).
+--num_processes=N --process_id=I (see jaxunknowns/distributed.py). Every
+host must see the same workdir: a gs:// path (--workdir=gs://bucket/run) or a
+shared filesystem; a run whose hosts do not stops at once, in one line.
 
 Kept short on purpose (as in Flax's examples): flags, device info, then the
 experiment named by `config.experiment`. Mistakes a user can fix end in one
@@ -49,12 +51,14 @@ def run(config, workdir_path: str, overwrite: bool = False,
   """Validates, checks the workdir, then runs; raises UserError on bad input.
   `references`: see validation.check_config."""
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxunknowns import distributed, validation  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import distributed, paths, validation  # pylint: disable=g-import-not-at-top
   from jaxunknowns.workdir import Workdir, config_to_dict  # pylint: disable=g-import-not-at-top
 
   # First, before any process can fail alone: every process must agree.
   distributed.check_same_config(config_to_dict(config))
   experiment = validation.check_config(config, references)
+  # Then, before any process reads or writes the workdir: one workdir for all.
+  distributed.check_shared_workdir(paths.absolute(workdir_path))
   workdir = Workdir(workdir_path, config, overwrite=overwrite)
   try:  # close() deletes the scratch folder of processes other than 0
     workdir.check()

@@ -8,15 +8,20 @@ plus l2 norms of grads, params and updates), and the evaluated splits
 plus whatever labels the experiment attaches to a run (an IMP run adds
 "level" and "variant"). TensorBoard gets the mean over seeds of each group of
 runs (tensorboardX writes event files without TensorFlow).
-Only process 0 writes (multi-host runs share one workdir).
+Only process 0 writes (multi-host runs share one workdir). Every file goes
+through `paths`, so the workdir may be on an object store (gs://).
 """
 
 import json
 import math
 import os
+import shutil
+import tempfile
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
+
+from jaxunknowns import paths
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -58,8 +63,9 @@ class MetricWriter:
     # Every process writes: in a multi-process run the workdir of processes
     # other than 0 is a private scratch folder (see workdir.Workdir).
     self._tb = None
+    self._tb_local = None  # where tensorboardX writes, if not the workdir
     self._want_tb = tensorboard
-    os.makedirs(workdir, exist_ok=True)
+    paths.makedirs(workdir)
 
   def _tensorboard(self):
     """Created on the first row, so a run that fails before training leaves
@@ -68,8 +74,13 @@ class MetricWriter:
       self._want_tb = False
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-        self._tb = SummaryWriter(os.path.join(self.workdir, "tensorboard"),
-                                 flush_secs=30)
+        folder = os.path.join(self.workdir, "tensorboard")
+        if not paths.is_local(folder):
+          # tensorboardX writes local files only (its own GCS writer needs
+          # another client library and credentials of its own): it writes
+          # into a local folder that flush() and close() copy to the workdir.
+          self._tb_local = tempfile.mkdtemp(prefix="jaxunknowns_tb_")
+        self._tb = SummaryWriter(self._tb_local or folder, flush_secs=30)
       except ImportError:  # TensorBoard files are a nicety, not a requirement.
         self._tb = None
     return self._tb
@@ -78,11 +89,12 @@ class MetricWriter:
             values: Mapping[str, Sequence[float]]):
     """One row per run: values[name][r] is run r's value of `name`."""
     names = sorted(values)
-    with open(self.path, "a") as f:
-      for r, labels in enumerate(run_labels):
-        row = {"step": int(step), "split": split, **labels}
-        row.update({n: _jsonable(values[n][r]) for n in names})
-        f.write(json.dumps(row) + "\n")
+    lines = []
+    for r, labels in enumerate(run_labels):
+      row = {"step": int(step), "split": split, **labels}
+      row.update({n: _jsonable(values[n][r]) for n in names})
+      lines.append(json.dumps(row) + "\n")
+    paths.append_text(self.path, "".join(lines))
     if self._tensorboard() is not None:
       for group, members in _groups(run_labels).items():
         prefix = f"{group}/" if group else ""
@@ -101,26 +113,31 @@ class MetricWriter:
     and rows of a later fit with the same labels (e.g. fine-tuning past the
     end) are kept.
     """
-    if not os.path.exists(self.path):
+    if not paths.exists(self.path):
       return
     last = float("inf") if until is None else until
     kept = [row for row in read_metrics(self.workdir)
             if not (step < row["step"] <= last and
                     all(row.get(k) == v for k, v in labels.items()))]
-    tmp = self.path + ".tmp"
-    with open(tmp, "w") as f:
-      for row in kept:
-        f.write(json.dumps(row) + "\n")
-    os.replace(tmp, self.path)
+    paths.write_atomic(self.path,
+                       "".join(json.dumps(row) + "\n" for row in kept))
 
   def flush(self):
     if self._tb is not None:
       self._tb.flush()
+      self._copy_tensorboard()
 
   def close(self):
     if self._tb is not None:
       self._tb.close()
       self._tb = None
+      self._copy_tensorboard()
+      if self._tb_local:
+        shutil.rmtree(self._tb_local, ignore_errors=True)
+
+  def _copy_tensorboard(self):
+    if self._tb_local:
+      paths.copy_tree(self._tb_local, os.path.join(self.workdir, "tensorboard"))
 
 
 def _groups(run_labels: Sequence[Mapping]) -> Dict[str, List[int]]:
@@ -135,16 +152,15 @@ def _groups(run_labels: Sequence[Mapping]) -> Dict[str, List[int]]:
 
 def read_metrics(workdir: str) -> List[Dict[str, Any]]:
   path = os.path.join(workdir, METRICS_FILE)
-  if not os.path.exists(path):
+  if not paths.exists(path):
     return []
   rows = []
-  with open(path) as f:
-    for line in f:
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError:
-        # A line torn by a kill mid-append; the resumed run rewrites it.
-        continue
+  for line in paths.read_text(path).splitlines():
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError:
+      # A line torn by a kill mid-append; the resumed run rewrites it.
+      continue
   return rows
 
 
@@ -163,18 +179,13 @@ def curves(rows: Iterable[Mapping], split: str, name: str,
 
 
 def write_json(path: str, obj: Any):
-  """Writes atomically (tmp + rename), so a killed run never leaves half a file.
-  (In a multi-process run, processes other than 0 write into their scratch
-  workdir: see workdir.Workdir.)"""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=False)
-    f.write("\n")
-  os.replace(tmp, path)
+  """Writes atomically (paths.write_atomic), so a killed run never leaves half
+  a file. (In a multi-process run, processes other than 0 write into their
+  scratch workdir: see workdir.Workdir.)"""
+  paths.write_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str) -> Optional[Any]:
-  if not os.path.exists(path):
+  if not paths.exists(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(paths.read_text(path))

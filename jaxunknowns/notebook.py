@@ -11,7 +11,6 @@ executes every notebook that way); on a GPU/TPU runtime change a notebook's
 variant or `--config` overrides instead.
 """
 
-import glob
 import os
 import re
 from typing import Any, Mapping, Optional
@@ -64,14 +63,15 @@ def show(workdir: str, figures: bool = True):
   """Displays the run's report.md with its figures inline, where the report
   shows them (a notebook cannot resolve the report's relative image links)."""
   from IPython.display import Image, Markdown, display  # pylint: disable=g-import-not-at-top
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import paths  # pylint: disable=g-import-not-at-top
   report = os.path.join(workdir, "report.md")
-  if not os.path.exists(report):
+  if not paths.exists(report):
     if figures:  # No report (an unfinished run): whatever figures there are.
-      for png in sorted(glob.glob(os.path.join(workdir, "*.png"))):
-        display(Image(filename=png))
+      for png in sorted(epath.Path(workdir).glob("*.png")):
+        display(Image(data=png.read_bytes(), format="png"))
     return
-  with open(report) as f:
-    lines = f.read().splitlines()
+  lines = paths.read_text(report).splitlines()
   text = []
   for line in lines:
     image = re.fullmatch(r"!\[[^\]]*\]\(([^)]+)\)", line.strip())
@@ -81,6 +81,7 @@ def show(workdir: str, figures: bool = True):
     display(Markdown("\n".join(text)))
     text = []
     path = os.path.join(workdir, image.group(1))
-    if figures and os.path.exists(path):
-      display(Image(filename=path))
+    if figures and paths.exists(path):
+      display(Image(data=epath.Path(path).read_bytes(),
+                    format=os.path.splitext(path)[1].lstrip(".")))
   display(Markdown("\n".join(text)))

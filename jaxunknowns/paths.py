@@ -45,6 +45,10 @@ def rmtree(path: str):
     epath.Path(path).rmtree()
 
 
+def remove(path: str):
+  epath.Path(path).unlink(missing_ok=True)
+
+
 def open_file(path: str, mode: str = "r"):
   return epath.Path(path).open(mode)
 

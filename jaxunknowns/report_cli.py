@@ -16,17 +16,17 @@ import os
 import sys
 from typing import Any, Callable, List
 
+from jaxunknowns import paths
 from jaxunknowns.errors import UserError
 
 SWEEP_JSON = "sweep.json"
 
 
 def _read(path: str, what: str, fix: str) -> Any:
-  if not os.path.isfile(path):
+  if not paths.isfile(path):
     raise UserError(f"{path} is missing: {fix}")
   try:
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(paths.read_text(path))
   except (OSError, ValueError) as e:
     raise UserError(f"{path} is not readable JSON ({type(e).__name__}): the "
                     f"{what} is damaged; rerun the experiment into a new "
@@ -46,7 +46,7 @@ def load_run(path: str):
   """(config, summary) of the finished run in `path`; UserError otherwise."""
   import ml_collections  # pylint: disable=g-import-not-at-top
   from jaxunknowns.workdir import CONFIG_FILE, SUMMARY_FILE  # pylint: disable=g-import-not-at-top
-  if not os.path.isdir(path):
+  if not paths.isdir(path):
     raise UserError(f"workdir {path} does not exist (pass the --workdir of a "
                     f"finished run, or a sweep root)")
   config = _read(os.path.join(path, CONFIG_FILE), "run's config",
@@ -73,7 +73,7 @@ def _report_of(config):
 # Each _plan_* reads and checks one workdir and returns the rebuild to run
 # later, so that rebuild_all finds a bad workdir before touching any.
 def _plan_run(path: str) -> Callable[[], str]:
-  path = os.path.abspath(path)
+  path = paths.absolute(path)
   config, summary = load_run(path)
   report = _report_of(config)
 
@@ -85,7 +85,7 @@ def _plan_run(path: str) -> Callable[[], str]:
 
 def _plan_sweep(root: str) -> Callable[[], str]:
   from jaxunknowns import sweep  # pylint: disable=g-import-not-at-top
-  root = os.path.abspath(root)
+  root = paths.absolute(root)
   saved = _read(os.path.join(root, SWEEP_JSON), "sweep's aggregate", "")
   try:
     runs = [sweep.Run(r["name"], r["overrides"], None, r["workdir"])
@@ -103,7 +103,7 @@ def _plan_sweep(root: str) -> Callable[[], str]:
 
 
 def _plan(path: str) -> Callable[[], str]:
-  if os.path.isfile(os.path.join(path, SWEEP_JSON)):
+  if paths.isfile(os.path.join(path, SWEEP_JSON)):
     return _plan_sweep(path)
   return _plan_run(path)
 

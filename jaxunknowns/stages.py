@@ -22,6 +22,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from jaxunknowns import paths
 from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
 
 RESULT_FILE = "result.json"
@@ -42,7 +43,7 @@ def run_stage(folder: str, compute: Callable[[], Dict[str, Any]], *,
     logging.info("[%s] finished before; result in %s", name or folder, path)
     return done
   result = compute()
-  os.makedirs(folder, exist_ok=True)
+  paths.makedirs(folder)
   write_json(path, result)
   return result
 

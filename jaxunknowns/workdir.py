@@ -3,7 +3,8 @@
 `check` is read-only and runs before anything is built; `open` creates the
 folder and writes config.json, and experiments call it only after their
 dataset and model were built without error, so bad input never leaves a
-half-written workdir behind.
+half-written workdir behind. The workdir may be local or on an object store
+(gs://...): every file goes through `paths`.
 """
 
 import json
@@ -14,6 +15,7 @@ from typing import Any, Dict, List, Optional
 
 import ml_collections
 
+from jaxunknowns import paths
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import read_json, write_json
 
@@ -59,7 +61,7 @@ class Workdir:
   def __init__(self, path: str, config: ml_collections.ConfigDict,
                overwrite: bool = False):
     import jax  # pylint: disable=g-import-not-at-top
-    self.shared_path = os.path.abspath(path)
+    self.shared_path = paths.absolute(path)
     self.config = config
     self.overwrite = overwrite
     self.is_main = jax.process_index() == 0
@@ -84,7 +86,7 @@ class Workdir:
 
   @property
   def finished(self) -> bool:
-    return os.path.exists(os.path.join(self.shared_path, SUMMARY_FILE))
+    return paths.exists(os.path.join(self.shared_path, SUMMARY_FILE))
 
   def check(self):
     """Refuses a workdir that cannot be written or holds a different run
@@ -104,7 +106,10 @@ class Workdir:
   def _check_writable(self):
     """The workdir, or the folder it will be created in, can be written.
     Read-only: a path that only creating it reveals as impossible (under
-    /proc, say) is refused by `open`."""
+    /proc, say) is refused by `open`. An object store's permissions are
+    known only by writing: its first write says."""
+    if not paths.is_local(self.shared_path):
+      return
     existing = self.shared_path
     while not os.path.exists(existing):
       existing = os.path.dirname(existing)
@@ -121,10 +126,10 @@ class Workdir:
   def open(self):
     """Creates the folder (emptied first with --overwrite) and config.json."""
     if self.is_main:
-      if self.overwrite and os.path.exists(self.path):
-        shutil.rmtree(self.path)
+      if self.overwrite:
+        paths.rmtree(self.path)
       try:
-        os.makedirs(self.path, exist_ok=True)
+        paths.makedirs(self.path)
       except OSError as e:
         raise UserError(f"workdir {self.path} cannot be created: "
                         f"{e.strerror}; choose another --workdir") from e

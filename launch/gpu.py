@@ -69,9 +69,8 @@ def commands(args):
   if "run" in args.steps:
     steps.append(lc.Step("run", ssh + [lc.run_command(args)]))
   if "fetch" in args.steps:
-    steps.append(lc.Step("fetch", ["mkdir", "-p", args.fetch_to]))
-    steps.append(lc.Step("fetch", rsync + [
-        f"{args.host}:{lc.remote_workdir(args)}", f"{args.fetch_to}/"]))
+    steps += lc.fetch_steps(args, rsync + [
+        f"{args.host}:{lc.remote_workdir(args)}", f"{args.fetch_to}/"])
   return steps
 
 

@@ -20,6 +20,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UV_URL = "https://astral.sh/uv/install.sh"
 
 
+# The words of jaxunknowns/errors.py's WORKDIR_NOT_SHARED (this module imports
+# nothing of the project; tests/test_launch.py checks they stay equal).
+WORKDIR_NOT_SHARED = ("the workdir is not shared between hosts: use a gs:// "
+                      "path or a shared filesystem")
+
+
 class LaunchError(Exception):
   """A mistake the user can fix, or a failed step: one line, exit non-zero."""
 
@@ -43,8 +49,9 @@ class Step:
 
 def add_run_arguments(p: Parser):
   p.add_argument("--config", help="Config spec, e.g. configs/train.py:mnist1d_cnn")
-  p.add_argument("--workdir", help="Run folder on the remote machine, "
-                 "relative to --remote_dir unless absolute; fetched back")
+  p.add_argument("--workdir", help="Run folder: gs://BUCKET/PATH (nothing to "
+                 "fetch), or a folder on the remote machine, relative to "
+                 "--remote_dir unless absolute, fetched back")
   p.add_argument("--sweep", help="Run this sweep of the config through "
                  "jaxunknowns.sweep instead of a single run")
   p.add_argument("--remote_dir", default="jaxunknowns",
@@ -95,11 +102,28 @@ def home_relative(path: str) -> str:
   return path[2:] if path.startswith("~/") else path
 
 
+def on_object_store(workdir: str) -> bool:
+  """gs://... (or s3://...): every worker writes to it, nothing to fetch."""
+  return "://" in workdir
+
+
 def check_workdir(args):
   """The run cds into --remote_dir, so '~' would mean two different things."""
+  if args.workdir and on_object_store(args.workdir):
+    return
   if args.workdir and args.workdir.startswith("~"):
     raise LaunchError(f"--workdir={args.workdir}: give a path relative to "
                       f"--remote_dir ({args.remote_dir}) or an absolute one")
+
+
+def fetch_steps(args, copy: Sequence[str]) -> List[Step]:
+  """mkdir FETCH_TO, then `copy`; for a gs:// workdir only a line saying
+  where the results are."""
+  if on_object_store(args.workdir):
+    return [Step("fetch", f"nothing to fetch: the results are in "
+                          f"{args.workdir}".split(), action=lambda: None)]
+  return [Step("fetch", ["mkdir", "-p", args.fetch_to]),
+          Step("fetch", list(copy))]
 
 
 def remote_workdir(args) -> str:

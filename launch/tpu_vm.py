@@ -2,7 +2,7 @@ r"""Run a config on a Cloud TPU VM or pod slice, then fetch its workdir.
 
   python launch/tpu_vm.py --name=my-tpu --zone=us-central2-b \
       --accelerator_type=v4-8 --config=configs/train.py:mnist1d_cnn \
-      --workdir=workdirs/cnn [--project=P] [--spot] [--delete] \
+      --workdir=gs://BUCKET/cnn [--project=P] [--spot] [--delete] \
       [--config.seeds=8] [--dry_run]
 
 Steps, in order (--steps picks some; delete only with --delete or
@@ -12,7 +12,10 @@ Steps, in order (--steps picks some; delete only with --delete or
            worker, unpack and `uv pip install -e '.[tpu]'` on every worker
   run      python -m jaxunknowns.main (or .sweep with --sweep) on every worker
            at once: on a TPU VM jax.distributed finds the other workers itself
-  fetch    scp the workdir back from worker 0 (only process 0 writes it)
+  fetch    scp the workdir back from worker 0 (only process 0 writes it);
+           nothing for a gs:// workdir
+Every worker must see the workdir: a gs:// path. A folder on the VM's own
+disk needs --allow_local_workdir and a single-host slice.
   delete   gcloud compute tpus tpu-vm delete --quiet
 See launch/README.md.
 """
@@ -46,6 +49,9 @@ def parser() -> lc.Parser:
                  help="Delete the VM after fetching the workdir")
   p.add_argument("--steps", default="create,install,run,fetch",
                  help=f"Comma list of {','.join(STEPS)}")
+  p.add_argument("--allow_local_workdir", action="store_true",
+                 help="Let a single-host slice (v4-8, v5litepod-8, ...) run "
+                 "into a folder on its own disk instead of gs://")
   p.add_argument("--tarball", help="Where the project is packed (default: "
                  "TMPDIR/jaxunknowns-NAME.tar.gz)")
   lc.add_run_arguments(p)
@@ -60,6 +66,32 @@ def runtime_for(accelerator_type: str) -> str:
                        f"{accelerator_type}; pass --version=RUNTIME")
 
 
+def is_multi_host(accelerator_type: str) -> bool:
+  """A slice larger than 8 cores or chips spans several hosts (v4-16,
+  v5litepod-16); v4-8, v5litepod-8, v5p-8 and v6e-8 are one host."""
+  size = accelerator_type.rsplit("-", 1)[-1]
+  return not size.isdigit() or int(size) > 8
+
+
+def check_shared_workdir(args):
+  """Every worker runs the job and orbax writes checkpoints collectively,
+  so a folder on each worker's own disk cannot hold a multi-host run."""
+  if "run" not in args.steps or lc.on_object_store(args.workdir):
+    return
+  kind = args.accelerator_type
+  if kind and is_multi_host(kind):
+    raise lc.LaunchError(f"--workdir={args.workdir} on {kind} (several "
+                         f"hosts): {lc.WORKDIR_NOT_SHARED}")
+  if not args.allow_local_workdir:
+    raise lc.LaunchError(
+        f"--workdir={args.workdir} is a folder on the TPU VM's own disk: pass "
+        f"--workdir=gs://BUCKET/PATH, or --allow_local_workdir on a "
+        f"single-host slice (v4-8, v5litepod-8, v5p-8, v6e-8)")
+  if not kind:
+    raise lc.LaunchError("--allow_local_workdir needs --accelerator_type, to "
+                         "tell that the slice has a single host")
+
+
 def parse_args(argv):
   args = lc.parse(parser(), argv)
   args.steps = lc.parse_steps(args.steps + (",delete" if args.delete else ""),
@@ -72,6 +104,7 @@ def parse_args(argv):
   if "create" in args.steps:
     args.version = args.version or runtime_for(args.accelerator_type)
   lc.check_workdir(args)
+  check_shared_workdir(args)
   args.tarball = args.tarball or os.path.join(
       tempfile.gettempdir(), f"jaxunknowns-{args.name}.tar.gz")
   return args
@@ -105,10 +138,9 @@ def commands(args):
         "ssh", args.name, *where, "--worker=all",
         f"--command={lc.run_command(args)}"]))
   if "fetch" in args.steps:
-    steps.append(lc.Step("fetch", ["mkdir", "-p", args.fetch_to]))
-    steps.append(lc.Step("fetch", tpu + [
+    steps += lc.fetch_steps(args, tpu + [
         "scp", "--recurse", f"{args.name}:{lc.remote_workdir(args)}",
-        args.fetch_to, *where, "--worker=0"]))
+        args.fetch_to, *where, "--worker=0"])
   if "delete" in args.steps:
     steps.append(lc.Step("delete", tpu + [
         "delete", args.name, *where, "--quiet"]))

@@ -22,7 +22,7 @@ import tpu_vm  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TPU_ARGS = ["--name=my-tpu", "--zone=us-central2-b", "--accelerator_type=v4-8",
             "--config=configs/train.py:mnist1d_cnn", "--workdir=workdirs/cnn",
-            "--tarball=/tmp/p.tar.gz"]
+            "--allow_local_workdir", "--tarball=/tmp/p.tar.gz"]
 GPU_ARGS = ["--host=me@gpu-box", "--config=configs/train.py:mnist1d_cnn",
             "--workdir=workdirs/cnn"]
 INSTALL = ("cd jaxunknowns && export PATH=\"$HOME/.local/bin:$PATH\" && "
@@ -81,7 +81,7 @@ def test_tpu_defaults_steps_runtime_and_sweeps():
                                ("v5p-8", "v2-alpha-tpuv5"),
                                ("v6e-8", "v2-alpha-tpuv6e")):
     assert f"--version={runtime}" in tpu_commands(
-        f"--accelerator_type={accelerator}")[0]
+        f"--accelerator_type={accelerator}", "--workdir=gs://b/r")[0]
   assert "--version=custom" in tpu_commands("--version=custom")[0]
   # A sweep on an existing VM with another project folder.
   got = tpu_commands("--steps=run,fetch", "--sweep=lr", "--remote_dir=~/src")
@@ -124,6 +124,39 @@ def test_tpu_dry_run_prints_exact_lines_and_runs_nothing(tmp_path):
   assert not (tmp_path / "calls.jsonl").exists()
 
 
+def test_tpu_gs_workdir_on_a_pod_slice_fetches_nothing(tmp_path):
+  """A gs:// workdir on a multi-host slice: every worker runs into it, and
+  the fetch step only says where the results are."""
+  env = fake_path(tmp_path)
+  args = [a for a in TPU_ARGS if not a.startswith(("--workdir", "--accel",
+                                                   "--allow"))]
+  proc = script("tpu_vm.py", *args, "--accelerator_type=v5litepod-16",
+                "--workdir=gs://my-bucket/runs/cnn", "--steps=run,fetch",
+                "--dry_run", env=env)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.splitlines() == [
+      "gcloud compute tpus tpu-vm ssh my-tpu --zone=us-central2-b --worker=all "
+      "'--command=cd jaxunknowns && .venv/bin/python -m jaxunknowns.main "
+      "--config=configs/train.py:mnist1d_cnn "
+      "--workdir=gs://my-bucket/runs/cnn'",
+      "# nothing to fetch: the results are in gs://my-bucket/runs/cnn"]
+  assert not (tmp_path / "calls.jsonl").exists()
+
+
+@pytest.mark.parametrize("accelerator,multi_host", [
+    ("v4-8", False), ("v5litepod-8", False), ("v6e-8", False),
+    ("v5p-8", False), ("v2-8", False), ("v5litepod-4", False),
+    ("v4-16", True), ("v5litepod-16", True), ("v6e-256", True),
+    ("v5p-32", True)])
+def test_multi_host_slices(accelerator, multi_host):
+  assert tpu_vm.is_multi_host(accelerator) == multi_host
+
+
+def test_the_launcher_and_the_run_refuse_in_the_same_words():
+  from jaxunknowns import errors  # pylint: disable=g-import-not-at-top
+  assert launch_common.WORKDIR_NOT_SHARED == errors.WORKDIR_NOT_SHARED
+
+
 # -----------------------------------------------------------------------------
 # GPU command lines
 # -----------------------------------------------------------------------------
@@ -161,6 +194,18 @@ def test_gpu_dry_run_prints_exact_lines(tmp_path):
   assert not (tmp_path / "calls.jsonl").exists()
 
 
+def test_gpu_gs_workdir_fetches_nothing(tmp_path):
+  env = fake_path(tmp_path)
+  args = [a for a in GPU_ARGS if not a.startswith("--workdir")]
+  proc = script("gpu.py", *args, "--workdir=gs://my-bucket/cnn",
+                "--steps=run,fetch", "--dry_run", env=env)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.splitlines() == [
+      "ssh me@gpu-box 'cd jaxunknowns && .venv/bin/python -m jaxunknowns.main "
+      "--config=configs/train.py:mnist1d_cnn --workdir=gs://my-bucket/cnn'",
+      "# nothing to fetch: the results are in gs://my-bucket/cnn"]
+
+
 # -----------------------------------------------------------------------------
 # Bad input: one line, exit 2, nothing run
 # -----------------------------------------------------------------------------
@@ -189,6 +234,25 @@ def test_gpu_dry_run_prints_exact_lines(tmp_path):
      "(jaxunknowns) or an absolute one"),
     ("gpu.py", ["--host=h", "--steps=sync", "--port=ssh"],
      "error: argument --port: invalid int value: 'ssh'"),
+    # A folder on each worker's own disk cannot hold a multi-host run, even
+    # with --allow_local_workdir.
+    ("tpu_vm.py", ["--name=t", "--zone=z", "--accelerator_type=v4-16",
+                   "--config=c", "--workdir=w", "--allow_local_workdir"],
+     "error: --workdir=w on v4-16 (several hosts): the workdir is not shared "
+     "between hosts: use a gs:// path or a shared filesystem"),
+    ("tpu_vm.py", ["--name=t", "--zone=z", "--accelerator_type=v5litepod-16",
+                   "--config=c", "--workdir=/data/w", "--steps=create,run"],
+     "error: --workdir=/data/w on v5litepod-16 (several hosts): the workdir "
+     "is not shared between hosts: use a gs:// path or a shared filesystem"),
+    ("tpu_vm.py", ["--name=t", "--zone=z", "--accelerator_type=v4-8",
+                   "--config=c", "--workdir=w"],
+     "error: --workdir=w is a folder on the TPU VM's own disk: pass "
+     "--workdir=gs://BUCKET/PATH, or --allow_local_workdir on a single-host "
+     "slice (v4-8, v5litepod-8, v5p-8, v6e-8)"),
+    ("tpu_vm.py", ["--name=t", "--zone=z", "--steps=run,fetch", "--config=c",
+                   "--workdir=w", "--allow_local_workdir"],
+     "error: --allow_local_workdir needs --accelerator_type, to tell that "
+     "the slice has a single host"),
 ])
 def test_bad_arguments_are_one_line(tmp_path, name, args, message):
   proc = script(name, *args, env=fake_path(tmp_path))

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -100,20 +101,22 @@ def _main(workdir, *extra):
           f"--workdir={workdir}", *extra]
 
 
-def _two_processes(workdir, extra_for=None):
+def _two_processes(workdir, extra_for=None, env=None, timeout=900):
+  """`workdir`: both processes' workdir, or a list of one per process."""
   port = _free_port()
   procs = []
+  workdirs = workdir if isinstance(workdir, list) else [workdir] * 2
   for pid in range(2):
     extra = (extra_for or {}).get(pid, [])
     procs.append(subprocess.Popen(
-        _main(workdir, f"--coordinator_address=localhost:{port}",
+        _main(workdirs[pid], f"--coordinator_address=localhost:{port}",
               "--num_processes=2", f"--process_id={pid}", *extra),
-        env=_env(1), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True))
+        env={**_env(1), **(env or {})}, cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True))
   outs = []
   for p in procs:
     try:
-      out, err = p.communicate(timeout=900)
+      out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
       for q in procs:
         q.kill()
@@ -156,3 +159,20 @@ def test_processes_with_different_configs_all_stop(tmp_path):
     assert rc == 2, err[-2000:]
     assert "different configs" in err.strip().splitlines()[-1]
   assert not (tmp_path / "w").exists()
+
+
+def test_processes_that_see_different_workdirs_all_stop(tmp_path):
+  """Two processes given different local workdir roots (two TPU hosts, each
+  with its own disk) stop at once, before building anything: one line,
+  exit 2, on both, and neither root holds a file."""
+  roots = [tmp_path / "host0" / "w", tmp_path / "host1" / "w"]
+  start = time.monotonic()
+  outs = _two_processes(roots, env={"JAXUNKNOWNS_SHARED_CHECK_SECONDS": "2"},
+                        timeout=240)
+  for rc, _, err in outs:
+    assert rc == 2, err[-2000:]
+    assert err.strip().splitlines()[-1] == (
+        "error: the workdir is not shared between hosts: use a gs:// path or "
+        "a shared filesystem"), err[-2000:]
+  assert time.monotonic() - start < 120
+  assert not any(r.exists() for r in roots)

@@ -4,14 +4,12 @@ import dataclasses
 import os
 from typing import List, Sequence, Tuple
 
+from jaxunknowns import paths
 from jaxunknowns.report import compare
 
 
 def _write_text(path: str, text: str):
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)  # Never a half-written report.md.
+  paths.write_atomic(path, text)  # Never a half-written report.md.
 
 
 def write_report(path: str, title: str, sections: List[str]):

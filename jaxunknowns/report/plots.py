@@ -4,6 +4,7 @@ The only report module that imports matplotlib (headless, Agg), so nothing
 imports it until a figure is drawn.
 """
 
+import io
 import os
 from typing import Mapping, Sequence
 
@@ -14,6 +15,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from jaxunknowns import metrics as metrics_lib
+from jaxunknowns import paths
 
 
 def _mean_std_curve(per_seed: Mapping[int, Mapping[int, float]]):
@@ -60,10 +62,12 @@ def learning_curves(rows: Sequence[Mapping], path: str, title: str = "",
 
 
 def save_figure(fig, path: str, dpi: int = 110, **savefig_kwargs) -> str:
-  """fig.savefig, atomically (a killed rebuild leaves the old PNG), then closed."""
-  root, ext = os.path.splitext(path)
-  tmp = f"{root}.tmp{ext}"
-  fig.savefig(tmp, dpi=dpi, **savefig_kwargs)
+  """fig.savefig, atomically (a killed rebuild leaves the old PNG), then
+  closed; drawn in memory, so the path may be on an object store."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, dpi=dpi,
+              format=os.path.splitext(path)[1].lstrip(".") or "png",
+              **savefig_kwargs)
   plt.close(fig)
-  os.replace(tmp, path)
+  paths.write_atomic(path, buffer.getvalue())
   return path

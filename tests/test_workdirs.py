@@ -1,0 +1,160 @@
+"""Workdirs on an object store: every workdir file goes through `paths`
+(etils.epath), so a gs:// workdir behaves as a local one.
+
+No bucket is reachable offline: tests/fake_gcs.py serves gs://BUCKET/PATH
+from a local folder behind epath's gs:// backend (and orbax's TensorStore
+kvstore), so the code under test takes its object-store branches and orbax
+its GCS path. The multi-host check (processes that do not share a workdir)
+is in test_scaleout.py.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fake_gcs
+from run_helpers import read_json
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+CONFIG = ["--config=" + str(ROOT / "configs/train.py") + ":mnist1d_mlp,runlocal",
+          "--config.seeds=2", "--config.train.steps=40",
+          "--config.train.checkpoint_every=20"]
+
+
+def command(module, bucket_root, *flags, cwd, exit_at=None):
+  """`python -m MODULE FLAGS` with gs:// served from `bucket_root` (None: no
+  fake), run from `cwd`."""
+  fake = [str(ROOT / "tests" / "fake_gcs.py"), str(bucket_root), "-m"]
+  argv = [sys.executable] + (fake if bucket_root else ["-m"]) + [module]
+  env = dict(ENV, PYTHONPATH=str(ROOT))
+  if exit_at:
+    env["JAXUNKNOWNS_EXIT_AT"] = exit_at
+  return subprocess.run(argv + list(flags), cwd=cwd, env=env,
+                        capture_output=True, text=True, timeout=600)
+
+
+def measured(obj):
+  """A summary without its timings and machine."""
+  if isinstance(obj, dict):
+    return {k: measured(v) for k, v in obj.items()
+            if k not in ("wall_time_s", "steps_per_second", "machine",
+                         "resumed_from_step")}
+  if isinstance(obj, list):
+    return [measured(v) for v in obj]
+  return obj
+
+
+def test_killed_run_on_gs_resumes_and_reports_as_a_local_run(tmp_path):
+  bucket_root, cwd = tmp_path / "buckets", tmp_path / "cwd"
+  cwd.mkdir()
+  run = bucket_root / "bucket" / "run"   # what gs://bucket/run is
+  # Killed right after the checkpoint at step 20 landed.
+  first = command("jaxunknowns.main", bucket_root, *CONFIG,
+                  "--workdir=gs://bucket/run", cwd=cwd,
+                  exit_at="checkpointed:20")
+  assert first.returncode == 137, first.stderr[-4000:]
+  assert (run / "checkpoints" / "20").is_dir(), first.stderr[-4000:]
+  assert not (run / "summary.json").exists()
+  # orbax took its GCS path (a commit file instead of a rename).
+  assert (run / "checkpoints" / "20" / "commit_success.txt").exists()
+  rerun = command("jaxunknowns.main", bucket_root, *CONFIG,
+                  "--workdir=gs://bucket/run", cwd=cwd)
+  assert rerun.returncode == 0, rerun.stderr[-4000:]
+  assert "resuming from the checkpoint at step 20" in rerun.stderr
+  local = tmp_path / "local"
+  straight = command("jaxunknowns.main", None, *CONFIG, f"--workdir={local}",
+                     cwd=ROOT)
+  assert straight.returncode == 0, straight.stderr[-4000:]
+
+  # Exactly the local run's numbers (CPU floats are deterministic) and rows.
+  assert read_json(run / "summary.json")["resumed_from_step"] == 20
+  assert measured(read_json(run / "summary.json")) == measured(
+      read_json(local / "summary.json"))
+  rows = lambda w: sorted(json.dumps(json.loads(l), sort_keys=True) for l in
+                          (w / "metrics.jsonl").read_text().splitlines())
+  assert rows(run) == rows(local)
+  assert {"config.json", "report.md", "learning_curves.png", "tensorboard",
+          "snapshots"} <= set(os.listdir(run))
+  assert list((run / "tensorboard").iterdir())  # copied from a local folder
+  assert not list(cwd.iterdir())  # nothing written under a mangled "gs:/..."
+
+  # The report rebuilds from the bucket, byte for byte.
+  report = (run / "report.md").read_text()
+  (run / "report.md").unlink()
+  (run / "learning_curves.png").unlink()
+  rebuilt = command("jaxunknowns.report_cli", bucket_root,
+                    "--workdir=gs://bucket/run", cwd=cwd)
+  assert rebuilt.returncode == 0, rebuilt.stderr[-4000:]
+  assert (run / "report.md").read_text() == report
+  assert (run / "learning_curves.png").exists()
+  # A finished run on gs:// is recognized as finished.
+  again = command("jaxunknowns.main", bucket_root, *CONFIG,
+                  "--workdir=gs://bucket/run", cwd=cwd)
+  assert again.returncode == 0 and "already finished" in again.stdout
+
+
+@pytest.fixture
+def bucket(tmp_path, monkeypatch):
+  """gs://b/... served from tmp_path/b/... in this process."""
+  return fake_gcs.install(str(tmp_path), patch=monkeypatch.setattr)
+
+
+def test_paths_on_gs_write_whole_objects(bucket, tmp_path):
+  from jaxunknowns import paths  # pylint: disable=g-import-not-at-top
+  assert not paths.is_local("gs://b/x") and paths.is_local("/x")
+  assert paths.absolute("gs://b/x") == "gs://b/x"
+  assert paths.absolute("x") == os.path.join(os.getcwd(), "x")
+  paths.write_atomic("gs://b/run/a.json", "{}")
+  # The fake cannot append, as a bucket cannot: appending rewrites.
+  paths.append_text("gs://b/run/m.jsonl", "1\n")
+  paths.append_text("gs://b/run/m.jsonl", "2\n")
+  assert (tmp_path / "b/run/m.jsonl").read_text() == "1\n2\n"
+  arrays = {"w": np.arange(6.0).reshape(2, 3), "m": np.array([True, False])}
+  paths.save_npz("gs://b/run/masks/x.npz", **arrays)
+  got = paths.load_npz("gs://b/run/masks/x.npz")
+  assert got.keys() == arrays.keys()
+  for k, v in arrays.items():
+    np.testing.assert_array_equal(got[k], v)
+  # No temporary names left behind on the bucket.
+  assert sorted(p.name for p in (tmp_path / "b/run").rglob("*")) == [
+      "a.json", "m.jsonl", "masks", "x.npz"]
+  assert paths.isdir("gs://b/run/masks") and paths.isfile("gs://b/run/a.json")
+  paths.rmtree("gs://b/run")
+  assert not paths.exists("gs://b/run") and bucket.calls > 0
+
+
+def test_local_writes_are_atomic_renames(tmp_path, monkeypatch):
+  """Locally a file is written under a temporary name and renamed: a kill
+  mid-write leaves the old file whole."""
+  from jaxunknowns import paths  # pylint: disable=g-import-not-at-top
+  target = tmp_path / "summary.json"
+  target.write_text("old")
+  renames = []
+  real_replace = os.replace
+  monkeypatch.setattr(os, "replace", lambda a, b: (
+      renames.append((a, b)), real_replace(a, b)))
+  paths.write_atomic(str(target), "new")
+  assert target.read_text() == "new"
+  assert renames == [(str(tmp_path / "summary.tmp.json"), str(target))]
+
+
+def test_metric_writer_on_gs(bucket, tmp_path):
+  """metrics.jsonl appended and rewound on gs://, TensorBoard files written
+  locally and copied into the workdir at flush and close."""
+  from jaxunknowns.metrics import MetricWriter, read_metrics  # pylint: disable=g-import-not-at-top
+  writer = MetricWriter("gs://b/run")
+  runs = [{"seed": 0}, {"seed": 1}]
+  for step in (10, 20, 30):
+    writer.write(step, "test", runs, {"loss": [step, -step]})
+  writer.rewind({"seed": 0}, 10, until=20)
+  assert [(r["step"], r["seed"]) for r in read_metrics("gs://b/run")] == [
+      (10, 0), (10, 1), (20, 1), (30, 0), (30, 1)]
+  writer.flush()
+  assert list((tmp_path / "b/run/tensorboard").iterdir())
+  writer.close()
