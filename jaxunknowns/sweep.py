@@ -39,7 +39,7 @@ import shlex
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from jaxunknowns import config_loading, executors
+from jaxunknowns import config_loading, executors, paths
 from jaxunknowns.errors import UserError
 
 SWEEP_JSON, SWEEP_MD, SWEEP_PNG = "sweep.json", "sweep.md", "sweep.png"
@@ -195,13 +195,13 @@ class Run:
 
   @property
   def finished(self) -> bool:
-    return os.path.exists(os.path.join(self.workdir, "summary.json"))
+    return paths.exists(os.path.join(self.workdir, "summary.json"))
 
   @property
   def status(self) -> str:
     if self.finished:
       return "finished"
-    return "partial" if os.path.isdir(self.workdir) else "new"
+    return "partial" if paths.isdir(self.workdir) else "new"
 
 
 def plan(base_config, runs: Sequence[Overrides], sweep: str, root: str,
@@ -435,7 +435,7 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
   if executor not in executors.EXECUTORS:
     raise UserError(f"--executor={executor!r}: must be one of "
                     f"{', '.join(executors.EXECUTORS)}")
-  if os.path.exists(root) and not os.path.isdir(root):
+  if paths.exists(root) and not paths.isdir(root):
     raise UserError(f"sweep workdir {root} exists and is not a folder")
   overrides = dict(overrides or {})
   config_file = spec.partition(":")[0]
@@ -445,7 +445,7 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
     base = config_loading.load_config(spec)
     base.lock()
     base_config = apply_overrides(base, overrides, "command line")
-  root = os.path.abspath(root)
+  root = paths.absolute(root)
   from jaxunknowns import validation  # pylint: disable=g-import-not-at-top
   runs = plan(base_config, sweeps[name], name, root, overwrite,
               validation.references_of(spec))
