@@ -112,6 +112,7 @@ def write(path, config, summary):
               f"{', '.join(names)}, {len(summary['seeds'])} seeds per arm; "
               f"eval-mode loss on {summary['arms'][names[0]]['num_examples']} "
               f"training examples along one draw of two random directions; "
-              f"grid and slice (lo, hi, points): {ax['surface']}, {ax['slice']}."),
+              f"grid and slice (lo, hi, points): {ax['surface']}, "
+              f"{ax['slice']}."),
       figures=figures(path, summary), comparisons=comparisons(summary, config),
       details=details, run=report.run_line(summary)))

@@ -15,10 +15,10 @@ from jaxunknowns.report.text import std_of
 FIGURE, DEG = "max_margin.png", 180 / np.pi
 # (metric, title, scale, log y): the figure's six panels, then the table.
 FINAL = (("norm", "||w||", 1, 0), ("loss", "loss", 1, 1),
-         ("angle", "angle to ŵ (°)", DEG, 1), ("margin_gap", "margin gap", 1, 1),
-         ("test_loss", "test loss", 1, 0), ("test_error", "test error (%)", 100,
-         0), ("distance", "distance", 1, 1), ("angle_linf", "angle to l_inf "
-         "direction (°)", DEG, 1))
+         ("angle", "angle to ŵ (°)", DEG, 1),
+         ("margin_gap", "margin gap", 1, 1), ("test_loss", "test loss", 1, 0),
+         ("test_error", "test error (%)", 100, 0), ("distance", "distance", 1,
+         1), ("angle_linf", "angle to l_inf direction (°)", DEG, 1))
 FITS = (("norm_slope", "d||w||/d log t", 1), ("loss_exponent", "loss "
         "exponent", 1), ("angle_exponent", "angle exponent in log t", 1),
         ("angle_slope", "angle vs 1/log t: slope (°)", DEG),
@@ -98,10 +98,12 @@ def comparisons(summary):
         "window", papers.SOUDRY_TEST, f"{_sig(f['test_loss_change'])}; "
         f"{_sig(f['test_error_change'], 100)}", _both(
             compare.at_least(f["test_loss_change"], 0.0, scale=1),
-            compare.at_most(f["test_error_change"], 0.0)), "loss up, error down")
+            compare.at_most(f["test_error_change"], 0.0)),
+        "loss up, error down")
   if "adam" in opt:
     adam, gd = opt["adam"]["final"], opt.get("gd", {}).get("final")
-    apart = max([g for g in svm["angle_l2_vs_linf_deg"] if g is not None] or [0])
+    apart = max((g for g in svm["angle_l2_vs_linf_deg"] if g is not None),
+                default=0)
     add("Adam: angle to ŵ ≥ GD's; to the l_inf max-margin direction ≤ to ŵ",
         papers.SOUDRY_ADAM, f"{_sig(adam['angle'], DEG)}; "
         f"{_sig(adam['angle_linf'], DEG)} (°)",

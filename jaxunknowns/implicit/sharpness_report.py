@@ -29,7 +29,8 @@ def plot(path, summary) -> bool:
 
 
 def comparisons(summary, config):
-  """Keskar et al.'s directions: the last arm (large batch) against the first."""
+  """Keskar et al.'s directions: the last arm (large batch) against the
+  first."""
   a, b = summary["compare"][0], summary["compare"][-1]
   small, large = summary["arms"][a], summary["arms"][b]
   ours = {"optimizer": config.optim.name, "small batch": small["batch_size"],
@@ -73,9 +74,10 @@ def write(path, config, summary):
               f"{config.optim.name} lr {config.optim.lr}, {summary['epochs']:g}"
               f" epochs and {len(summary['seeds'])} seeds per arm; top Hessian "
               f"eigenvalue by Lanczos on {summary['hessian_subset']} training "
-              f"examples; ε-sharpness 100 (max L − L)/(1 + L) over |δ_i| ≤ "
-              f"ε(|x_i| + 1) by {config.sharpness.iterations} projected "
-              f"sign-gradient steps on {summary['sharpness_subset']} examples."),
+              f"examples; ε-sharpness 100 (max L − L)/(1 + L) over |δ_i| "
+              f"≤ ε(|x_i| + 1) by {config.sharpness.iterations} projected "
+              f"sign-gradient steps on {summary['sharpness_subset']} "
+              "examples."),
       figures=[("Top Hessian eigenvalue along training, mean ± std over seeds",
                 FIGURE)] if plot(path, summary) else [],
       comparisons=comparisons(summary, config),

@@ -204,7 +204,8 @@ def write(path, config, summary):
          if p.get("one_shot_remaining") else
          f"{p['method']} pruning of {100 * p['fraction']:.0f}% of the "
          f"remaining weights per level")
-  how += "".join(f", {k} {p[k]}" for k in ("layer_rates", "exclude") if p.get(k))
+  how += "".join(f", {k} {p[k]}" for k in ("layer_rates", "exclude")
+                 if p.get(k))
   speeds = [e.get("steps_per_second") or np.nan for e in levels]
   report.write_page(path, report.Page(
       title=f"imp: {title}",

@@ -65,7 +65,3 @@ def our_protocol(config, train_examples: int, **extra):
           "train_examples": train_examples, "batch": t.batch_size,
           "epochs": round(t.steps * t.batch_size / train_examples),
           "optimizer": f"{config.optim.name} {config.optim.lr:g}", **extra}
-
-
-def claim(*references) -> str:
-  return " ".join(f"{r.source}: {r.statement}" for r in references)

@@ -10,8 +10,8 @@ from jaxunknowns.report.text import std_of
 
 RISE_TOLERANCE = 0.01  # Test error may rise this much a step (≈ seed noise).
 ONE_HIDDEN = (("u_dist_fro", "‖U−U₀‖_F"), ("u_fro", "‖U‖_F"), ("margin", "γ"),
-              ("v_fro", "‖V‖_F"), ("u_spectral", "‖U‖₂"), ("v_spectral", "‖V‖₂"),
-              ("bound_neyshabur2018", "their bound"),
+              ("v_fro", "‖V‖_F"), ("u_spectral", "‖U‖₂"),
+              ("v_spectral", "‖V‖₂"), ("bound_neyshabur2018", "their bound"),
               ("bound_spectral", "spectral bound"))
 NETWORK = (("dist_fro", "‖θ−θ₀‖_F"), ("spectral_product", "∏‖W‖₂"),
            ("margin", "γ"), ("bound_vc", "√(#params / m)"))
@@ -115,7 +115,8 @@ def write_page(path, config, summary, references, trained, **page):
   o = config.optim
   report.write_page(path, report.Page(
       title=f"{summary['experiment']}: {config.model.name} on "
-      f"{config.data.name}", claim=papers.claim(*references), config=(
+      f"{config.data.name}", claim=" ".join(
+          f"{r.source}: {r.statement}" for r in references), config=(
           f"`{config.model.name}` on `{config.data.name}` "
           f"({summary['train_examples']:,} training examples); {o.name} lr "
           f"{o.lr}" + (f" momentum {o.momentum}" if o.name == "momentum" else
