@@ -86,6 +86,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.seed_devices = 0         # Devices the runs are spread over (mesh axis 'seed'); 0 = auto:
                                    # all of them when seeds >= devices (gcd), else 1 (data parallel).
   c.train.loss = "cross_entropy"   # "cross_entropy" or "exponential" (see losses.py).
+  c.train.precision = "float32"    # Compute dtype: "float32" or "bfloat16" (float32 master
+                                   # weights, optimizer state and BatchNorm statistics;
+                                   # no loss scaling: bf16 has float32's exponent range).
   c.train.eval_train = True        # Also evaluate (eval mode) on the training split.
   c.train.max_train_eval = 0       # Evaluate train metrics on the first N examples (0 = all).
   return c

@@ -11,10 +11,15 @@ buffers accumulate gradients, the learning rate multiplies afterwards).
 Weight decay: for sgd/momentum/nesterov/adam it is an L2 term added to the
 gradient (PyTorch and OpenLTH); for adamw it is decoupled (Loshchilov & Hutter).
 Frozen parameters go through `optax.set_to_zero`, so no decay touches them.
+
+Per-run hyperparameters (`RUN_HPARAMS`, see hparams.py): the transform and
+the schedule are built from `with_values(cfg, values)`, where `values` may be
+traced scalars (one per run under vmap); only their values change, never the
+state's shapes, so R runs with R learning rates share one compiled program.
 """
 
 import re
-from typing import Any, Callable, NamedTuple, Tuple
+from typing import Any, Callable, Mapping, NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -28,16 +33,48 @@ from jaxunknowns.registry import Registry
 OPTIMIZERS: Registry = Registry("optimizer", "optim.name")
 SCHEDULES: Registry = Registry("schedule", "optim.schedule")
 
+# config.optim fields that may differ between the runs of one compiled
+# program: they are numbers inside the update, not shapes or structure.
+RUN_HPARAMS = ("lr", "weight_decay", "momentum", "b1", "b2", "eps")
+
+
+class ConfigWithValues:
+  """config.optim read through, some fields replaced (see `with_values`)."""
+
+  def __init__(self, cfg, values: Mapping[str, Any]):
+    self._cfg, self._values = cfg, dict(values)
+
+  def __getattr__(self, name):
+    if name in self._values:
+      return self._values[name]
+    return getattr(self._cfg, name)
+
+  def get(self, name, default=None):
+    return self._values.get(name, self._cfg.get(name, default))
+
+
+def with_values(cfg, values: Mapping[str, Any]) -> ConfigWithValues:
+  """`cfg` (config.optim) with `values` ({field of RUN_HPARAMS: a number or
+  a traced scalar}) in place of its own: what `create_optimizer` and
+  `learning_rate_schedule` read to build one run's update inside vmap."""
+  unknown = set(values) - set(RUN_HPARAMS)
+  if unknown:
+    raise ValueError(f"not per-run optimizer fields: {sorted(unknown)}")
+  return ConfigWithValues(cfg, values)
+
 
 def _decay(cfg):
   """Weight decay, or nothing: a zero decay still costs a pass over the
-  params every step (17% of a LeNet step on CPU)."""
-  return [optax.add_decayed_weights(cfg.weight_decay)] if cfg.weight_decay else []
+  params every step (17% of a LeNet step on CPU). A per-run decay (an
+  array) is always applied: some runs may have it nonzero."""
+  wd = cfg.weight_decay
+  return [optax.add_decayed_weights(wd)] if isinstance(wd, jax.Array) or wd else []
 
 
 @OPTIMIZERS.register("sgd")
 def _sgd(cfg):
-  return optax.chain(*_decay(cfg)) if cfg.weight_decay else optax.identity()
+  decay = _decay(cfg)
+  return optax.chain(*decay) if decay else optax.identity()
 
 
 @OPTIMIZERS.register("momentum")

@@ -14,12 +14,14 @@ from jaxunknowns.models import create_model
 from jaxunknowns.trainer import Trainer
 
 
-def build_trainer(config, tx_wrapper=None, dataset=None, augment=None) -> Trainer:
-  """Dataset, model and trainer; raises UserError before touching the workdir."""
+def build_trainer(config, tx_wrapper=None, dataset=None, augment=None,
+                  hparams=()) -> Trainer:
+  """Dataset, model and trainer; raises UserError before touching the workdir.
+  `hparams`: optimizer fields that differ per run (Trainer)."""
   dataset = dataset if dataset is not None else load_dataset(config.data)
   model = create_model(config.model, dataset.num_classes)
   trainer = Trainer(config, dataset, model, tx_wrapper=tx_wrapper,
-                    augment=augment)
+                    augment=augment, hparams=hparams)
   logging.info("dataset %s: %d train / %d test, input %s, %d classes",
                dataset.name, len(dataset.train.y), len(dataset.test.y),
                tuple(dataset.input_shape), dataset.num_classes)

@@ -29,6 +29,12 @@ def run(config, workdir):
       snapshot_dir=workdir.file("snapshots"), snapshot_steps=(0,),
       description="train")
   writer.close()
+  return finish(config, workdir, trainer, result, seeds, time.time() - t0)
+
+
+def finish(config, workdir, trainer, result, seeds, wall_time):
+  """summary.json and the report of a finished fit of `seeds` (also called
+  by hparams.train_together for each run of a vmapped sweep)."""
   summary = {
       "experiment": "train",
       "dataset": config.data.name, "model": config.model.name,
@@ -36,7 +42,7 @@ def run(config, workdir):
       "final": runs.eval_stats(result.evals),
       "parameters": trainer.param_counts,
       "steps_per_second": result.steps_per_second,
-      "wall_time_s": time.time() - t0,
+      "wall_time_s": wall_time,
       "resumed_from_step": result.resumed_from,
       "machine": runs.machine_info(),
   }

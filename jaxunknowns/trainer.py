@@ -19,6 +19,18 @@ Anatomy (one banner per part): Input, Model & state, Update, Evals, Loop.
 * The step's rng is `fold_in(run_rng, step)`, so a step is a function of
   (state, batch) alone and a resumed run is bit-identical on CPU.
 * The learning rate is `schedule(state.step)` (see optim.py for why).
+* Hyperparameters as a run axis: with `hparams=("lr", ...)` (fields of
+  optim.RUN_HPARAMS) the state carries {name: value} per run in
+  state["hparams"], and each run's step builds its optimizer and schedule
+  from its own values, so 8 learning rates x 4 seeds are 32 runs of one
+  compiled program. Without it the state has no "hparams" and the step is
+  the plain one (the same compiled program as before).
+* Mixed precision (`train.precision="bfloat16"`): the forward and backward
+  passes compute in bfloat16 on a bfloat16 copy of the params, while the
+  params themselves (master weights), the optimizer state, the gradients they
+  receive, the loss and BatchNorm's statistics stay float32. No loss scaling:
+  bfloat16 has float32's 8 exponent bits (range ~1e-38..3e38), so gradients
+  that fit float32 do not underflow it (loss scaling is for float16's 5 bits).
 """
 
 import dataclasses
@@ -41,6 +53,8 @@ from jaxunknowns.losses import LOSSES
 from jaxunknowns.metrics import MetricWriter, format_stats
 
 State = Dict[str, Any]
+
+PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class TrainingDiverged(UserError):
@@ -106,9 +120,12 @@ class Trainer:
                tx_wrapper: Optional[Callable[[optax.GradientTransformation],
                                              optax.GradientTransformation]] = None,
                augment: Optional[Callable[[jax.Array, jax.Array],
-                                          jax.Array]] = None):
+                                          jax.Array]] = None,
+               hparams: Sequence[str] = ()):
     """`augment(rng, x) -> x`: a batch augmentation inside the train step
-    (default: the dataset's own, e.g. crop+flip for CIFAR)."""
+    (default: the dataset's own, e.g. crop+flip for CIFAR). `hparams`:
+    config.optim fields (of optim.RUN_HPARAMS) whose values differ per run,
+    given to `init_state`."""
     self.config = config
     self.dataset = dataset
     self.model = model
@@ -126,6 +143,18 @@ class Trainer:
     self.schedule = optim.learning_rate_schedule(config.optim, tc.steps)
     self.loss_fn = functools.partial(LOSSES.get(tc.loss),
                                      label_smoothing=tc.label_smoothing)
+    precision = tc.get("precision", "float32")
+    if precision not in PRECISIONS:
+      raise UserError(f"train.precision={precision!r}: must be one of "
+                      f"{', '.join(PRECISIONS)}")
+    self.compute_dtype = PRECISIONS[precision]
+    unknown = [h for h in hparams if h not in optim.RUN_HPARAMS]
+    if unknown:
+      raise UserError(f"optim.{unknown[0]} cannot differ between the runs of "
+                      f"one program; per-run fields: "
+                      f"{', '.join(optim.RUN_HPARAMS)}")
+    self.hparams = tuple(hparams)
+    self.tx_wrapper = tx_wrapper
     if self.batch_size % self.num_devices:
       raise UserError(
           f"train.batch_size={self.batch_size} must be divisible by the "
@@ -138,9 +167,10 @@ class Trainer:
     self.template = jax.eval_shape(self.init_one, jax.random.PRNGKey(0))
     self.has_batch_stats = bool(jax.tree.leaves(self.template["batch_stats"]))
     self.params_template = self.template["params"]  # shapes of one run
-    self.tx = optim.create_optimizer(config.optim, self.template["params"])
-    if tx_wrapper is not None:  # e.g. optim.with_update_mask
-      self.tx = tx_wrapper(self.tx)
+    # With per-run hparams, placeholders: the state's structure is all that
+    # init reads (a per-run weight decay is always in the chain).
+    self.tx, _ = self._optimizer(
+        {h: jnp.float32(config.optim[h]) for h in self.hparams})
     trainable, total = optim.count_trainable(config.optim, self.params_template)
     self.param_counts = {"trainable": trainable, "total": total}
     self._put_data()
@@ -151,6 +181,16 @@ class Trainer:
     self._eval_fn = jax.jit(self.evaluate_batches,
                             out_shardings=self.replicated)
     self.trace_count = 0  # times the train chunk was traced (tests: == 1)
+
+  def _optimizer(self, values):
+    """(direction transform, lr schedule) of one run whose RUN_HPARAMS
+    fields take `values` (else the config's)."""
+    cfg = optim.with_values(self.config.optim, values) if values else (
+        self.config.optim)
+    tx = optim.create_optimizer(cfg, self.template["params"])
+    if self.tx_wrapper is not None:  # e.g. optim.with_update_mask
+      tx = self.tx_wrapper(tx)
+    return tx, optim.learning_rate_schedule(cfg, self.config.train.steps)
 
   def _run_axis(self, num_runs: int) -> Optional[str]:
     """The mesh axis of a run axis of `num_runs`: 'seed' when it divides,
@@ -241,19 +281,44 @@ class Trainer:
     return self._jit("init", len(seeds))(keys)
 
   def init_state(self, seeds: Sequence[int],
-                 variables: Optional[State] = None, step: int = 0) -> State:
-    """A fresh train state; `variables` (e.g. rewound weights) override init."""
+                 variables: Optional[State] = None, step: int = 0,
+                 hparams: Optional[Mapping[str, Sequence[float]]] = None
+                 ) -> State:
+    """A fresh train state; `variables` (e.g. rewound weights) override init;
+    `hparams`: {field: one value per run} of the trainer's `hparams`."""
     R = len(seeds)
+    if set(hparams or {}) != set(self.hparams):
+      raise ValueError(f"init_state needs values of exactly {self.hparams}, "
+                       f"got {sorted(hparams or {})}")
     v = variables if variables is not None else self.init_variables(seeds)
     v = self.place({k: v[k] for k in ("params", "batch_stats", "rng")})
     opt_state = self._jit("opt_init", R)(v["params"])
     steps = distributed.to_global(np.full((R,), step, np.int32),
                                   self.run_sharding(R))
-    return {"step": steps, "params": v["params"],
-            "batch_stats": v["batch_stats"], "opt_state": opt_state,
-            "rng": v["rng"]}
+    state = {"step": steps, "params": v["params"],
+             "batch_stats": v["batch_stats"], "opt_state": opt_state,
+             "rng": v["rng"]}
+    if self.hparams:
+      state["hparams"] = distributed.to_global(
+          {h: np.asarray(hparams[h], np.float32).reshape(R)
+           for h in self.hparams}, self.run_sharding(R))
+    return state
 
   def _apply(self, params, batch_stats, x, train, rng=None):
+    """(logits, batch_stats); in `compute_dtype` on a cast copy of the params
+    (gradients flow back through the cast to the float32 params). Flax
+    layers compute in their inputs' dtype, BatchNorm computes its statistics
+    in float32 and keeps its running averages float32, and the logits leave
+    as float32, so the loss is float32."""
+    if self.compute_dtype == jnp.float32:
+      return self._forward(params, batch_stats, x, train, rng)
+    low = lambda a: a.astype(self.compute_dtype) if jnp.issubdtype(
+        a.dtype, jnp.floating) else a
+    logits, batch_stats = self._forward(jax.tree.map(low, params), batch_stats,
+                                        low(x), train, rng)
+    return logits.astype(jnp.float32), batch_stats
+
+  def _forward(self, params, batch_stats, x, train, rng=None):
     variables = {"params": params}
     if self.has_batch_stats:
       variables["batch_stats"] = batch_stats
@@ -288,14 +353,18 @@ class Trainer:
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state["params"])
-    direction, opt_state = self.tx.update(grads, state["opt_state"],
-                                          state["params"])
-    lr = self.schedule(state["step"])
+    tx, schedule = (self._optimizer(state["hparams"]) if "hparams" in state
+                    else (self.tx, self.schedule))
+    direction, opt_state = tx.update(grads, state["opt_state"],
+                                     state["params"])
+    lr = schedule(state["step"])
     updates = jax.tree.map(lambda d: (-lr * d).astype(d.dtype), direction)
     params = optax.apply_updates(state["params"], updates)
     new_state = {"step": state["step"] + 1, "params": params,
                  "batch_stats": batch_stats, "opt_state": opt_state,
                  "rng": state["rng"]}
+    if "hparams" in state:
+      new_state["hparams"] = state["hparams"]
     metrics = {"loss": loss,
                "accuracy": jnp.mean(jnp.argmax(logits, -1) == y),
                "lr": jnp.asarray(lr, jnp.float32)}

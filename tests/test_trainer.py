@@ -382,3 +382,54 @@ def test_optimizers_follow_their_update_formulas(name):
     params = {"w": params["w"] - 0.1 * d["w"]}
   np.testing.assert_allclose(got, numpy_directions(name, p, grads, wd),
                              rtol=2e-5, atol=1e-6)
+
+
+# -----------------------------------------------------------------------------
+# Hyperparameters as a run axis
+# -----------------------------------------------------------------------------
+@pytest.mark.parametrize("name,schedule,values", [
+    # lr, weight decay (one run at 0: the per-run chain always decays) and
+    # momentum per run, under a step schedule.
+    ("momentum", "step", {"lr": [0.05, 0.02, 0.1],
+                          "weight_decay": [1e-3, 0.0, 5e-3],
+                          "momentum": [0.9, 0.5, 0.0]}),
+    # Adam's betas and eps per run, under cosine with warmup. Without
+    # BatchNorm: the bias before a BN layer has a zero gradient in exact
+    # arithmetic, which Adam divides by its own rounding noise (+-lr per
+    # step, whatever the batching: seeds vmapped differ from one alone too).
+    ("adam", "cosine", {"lr": [1e-2, 3e-3, 1e-2], "b1": [0.9, 0.8, 0.5],
+                        "b2": [0.999, 0.99, 0.9], "eps": [1e-8, 1e-3, 1e-6]}),
+])
+def test_per_run_hyperparameters_equal_separate_programs(name, schedule,
+                                                         values):
+  """R runs with per-run optimizer values in one program end where R
+  programs of their own, each built from a config holding its values, end."""
+  overrides = {"optim.name": name, "optim.schedule": schedule,
+               "model.norm": "batch" if name == "momentum" else "none",
+               "optim.boundaries": (8,), "optim.warmup_steps": 4,
+               "train.steps": 20}
+  seeds = [0, 0, 1]
+  together = make_trainer(tiny_config(**overrides), hparams=tuple(values))
+  state, metrics = together.train_steps(
+      together.init_state(seeds, hparams=values), seeds, 20)
+  assert together.trace_count == 1
+  for r, seed in enumerate(seeds):
+    own = {f"optim.{h}": v[r] for h, v in values.items()}
+    alone = make_trainer(tiny_config(**overrides, **own))
+    state_r, metrics_r = alone.train_steps(alone.init_state([seed]), [seed], 20)
+    for a, b in zip(jax.tree.leaves(state_r["params"]),
+                    jax.tree.leaves(state["params"])):
+      np.testing.assert_allclose(a[0], b[r], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(metrics_r["lr"][:, 0], metrics["lr"][:, r],
+                               rtol=1e-6)
+  # The values matter: runs 0 and 1 share a seed but not their end.
+  p = jax.tree.leaves(state["params"])[0]
+  assert not np.allclose(p[0], p[1])
+
+
+def test_per_run_hyperparameters_only_from_the_allowed_fields():
+  with pytest.raises(UserError, match=r"optim.freeze cannot differ"):
+    make_trainer(tiny_config(), hparams=("freeze",))
+  trainer = make_trainer(tiny_config(), hparams=("lr",))
+  with pytest.raises(ValueError, match="needs values of exactly"):
+    trainer.init_state([0])

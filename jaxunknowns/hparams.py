@@ -1,0 +1,133 @@
+"""Hyperparameters as a run axis: configs that differ only in fields that
+change no shape train as the runs of one compiled program.
+
+`python -m jaxunknowns.sweep ... --vmap` (sweep.py) hands the unfinished runs
+of a `train` sweep to `train_together`: one Trainer whose run axis holds every
+(config, seed) pair, so 8 learning rates x 4 seeds are 32 runs at once. Each
+run's per-run values (`optim.RUN_HPARAMS`) live in state["hparams"]; its seed
+gives its initialization and data order as in a run of its own. When the
+program has finished, every run's workdir receives what a run of its own
+would have written: config.json, metrics.jsonl, its initial snapshot, its
+final checkpoint, summary.json and the report.
+
+Fields that change shapes or the program (model, batch size, steps, dataset,
+optimizer name, ...) cannot share a program: `program_fields` names them and
+the sweep falls back to separate runs. `data.label_noise` is one of them for
+now: the labels live on the device once for all runs, so per-run corrupted
+labels would need a per-run label array (not done yet).
+"""
+
+import hashlib
+import os
+import time
+from typing import List, Sequence
+
+import jax
+import numpy as np
+from absl import logging
+
+from jaxunknowns import optim, paths
+
+# The fields whose values may differ between the runs of one program.
+RUN_AXIS_FIELDS = ("seed",) + tuple(f"optim.{h}" for h in optim.RUN_HPARAMS)
+
+
+def program_fields(fields: Sequence[str]) -> List[str]:
+  """The fields among `fields` that need a program of their own."""
+  return [f for f in fields if f not in RUN_AXIS_FIELDS]
+
+
+class RunWriters:
+  """The metric writer `Trainer.fit` sees, splitting every row to the
+  MetricWriter of the run (workdir) that owns it."""
+
+  def __init__(self, writers, members: Sequence[Sequence[int]]):
+    self.writers, self.members = writers, [list(m) for m in members]
+
+  def write(self, step, split, run_labels, values):
+    for writer, m in zip(self.writers, self.members):
+      writer.write(step, split, [run_labels[i] for i in m],
+                   {k: np.asarray(v)[m] for k, v in values.items()})
+
+  def rewind(self, labels, step, until=None):
+    for writer in self.writers:
+      writer.rewind(labels, step, until=until)
+
+  def flush(self):
+    for writer in self.writers:
+      writer.flush()
+
+  def close(self):
+    for writer in self.writers:
+      writer.close()
+
+
+def _runs_of(state, members):
+  """One run's slice of the state, as a run of its own would hold it."""
+  state = {k: v for k, v in state.items() if k != "hparams"}
+  index = np.asarray(members)
+  return jax.tree.map(lambda a: a[index], state)
+
+
+def train_together(configs, workdirs, scratch: str):
+  """Trains the `train` experiment of every config (same program, per-run
+  values of RUN_AXIS_FIELDS) as one vmapped program and writes each
+  config's `workdirs` entry (a checked, unopened workdir.Workdir).
+  `scratch`: a folder for the group's own checkpoints (a rerun of the same
+  group resumes from them; deleted when every workdir is written)."""
+  from jaxunknowns import runs, train  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.checkpoints import Checkpoints  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.metrics import MetricWriter  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.trainer import FitResult  # pylint: disable=g-import-not-at-top
+  base = configs[0]
+  varying = [h for h in optim.RUN_HPARAMS
+             if len({c.optim[h] for c in configs}) > 1]
+  trainer = runs.build_trainer(base, hparams=varying)
+  seeds, members, values = [], [], {h: [] for h in varying}
+  for config in configs:
+    own = runs.seeds_of(config)
+    members.append(range(len(seeds), len(seeds) + len(own)))
+    seeds += own
+    for h in varying:
+      values[h] += [config.optim[h]] * len(own)
+  for workdir in workdirs:
+    workdir.open()
+  writer = RunWriters([MetricWriter(w.path) for w in workdirs], members)
+  state = trainer.init_state(seeds, hparams=values)
+  t0 = time.time()
+  logging.info("training %d configs x their seeds = %d runs as one program "
+               "(per-run fields: %s)", len(configs), len(seeds),
+               ", ".join(["seed"] + [f"optim.{h}" for h in varying]))
+  result = trainer.fit(
+      state, steps=base.train.steps, data_seeds=seeds, writer=writer,
+      run_labels=[{"seed": s} for s in seeds],
+      checkpoint_dir=os.path.join(scratch, "checkpoints"),
+      snapshot_dir=os.path.join(scratch, "snapshots"), snapshot_steps=(0,),
+      description=f"train x{len(configs)}")
+  writer.close()
+  wall = time.time() - t0
+  initial = Checkpoints(os.path.join(scratch, "snapshots"), max_to_keep=None)
+  first = initial.restore(0, result.state)  # `state` was donated
+  initial.close()
+  summaries = []
+  for config, workdir, m in zip(configs, workdirs, members):
+    for folder, step, tree in (("snapshots", 0, first),
+                               ("checkpoints", base.train.steps, result.state)):
+      ck = Checkpoints(workdir.file(folder), max_to_keep=None)
+      ck.save(step, _runs_of(tree, m))
+      ck.close()
+    evals = {split: {k: np.asarray(v)[list(m)] for k, v in metrics.items()}
+             for split, metrics in result.evals.items()}
+    own = FitResult(None, evals, result.steps_per_second, wall,
+                    result.resumed_from)
+    summaries.append(train.finish(config, workdir, trainer, own,
+                                  [seeds[i] for i in m], wall))
+  paths.rmtree(scratch)
+  return summaries
+
+
+def scratch_folder(root: str, names: Sequence[str]) -> str:
+  """Where a group of runs keeps its checkpoints while it trains: named by
+  the runs, so rerunning the same sweep resumes the same group."""
+  digest = hashlib.sha1("\n".join(names).encode()).hexdigest()[:10]
+  return os.path.join(root, f".vmapped-{digest}")

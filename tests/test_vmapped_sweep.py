@@ -1,0 +1,119 @@
+"""`sweep --vmap`: the runs of a sweep over per-run fields train as one
+compiled program and leave what separate runs leave (hparams.py)."""
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxunknowns import hparams, sweep
+from jaxunknowns.errors import UserError
+from run_helpers import assert_report_rebuilds, read_json
+from test_sweep import TINY, TRAIN, write_config
+
+RUNS = ('[{"optim.lr": 0.03, "optim.weight_decay": 0.0, "optim.momentum": 0.9},'
+        ' {"optim.lr": 0.1, "optim.weight_decay": 1e-3, "optim.momentum": 0.5},'
+        ' {"optim.lr": 0.03, "optim.weight_decay": 1e-3, "seed": 5}]')
+# Momentum SGD: Adam divides by sqrt(v), which turns float32 rounding
+# (vmapped vs single matmuls) into 1e-4 differences within 10 steps; Adam's
+# per-run values are checked in test_trainer without that noise.
+MOMENTUM = {**TINY, "optim.name": "momentum"}
+
+
+def _files(folder: Path):
+  """What a run leaves: its files, and the steps of its checkpoints and
+  snapshots (orbax names its files by content; TensorBoard by time)."""
+  return sorted({"/".join(p.relative_to(folder).parts[
+      :1 if p.relative_to(folder).parts[0] == "tensorboard" else 2])
+                 for p in folder.rglob("*") if p.is_file()})
+
+
+def _rows(workdir: Path):
+  return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_vmapped_sweep_leaves_what_separate_runs_leave(tmp_path, capsys):
+  spec = write_config(tmp_path, '{"s": ' + RUNS + '}')
+  together = sweep.run_sweep(spec, str(tmp_path / "vmapped"), "s", MOMENTUM,
+                             vmap=True)
+  assert "3 runs as one vmapped program" in capsys.readouterr().out
+  apart = sweep.run_sweep(spec, str(tmp_path / "apart"), "s", MOMENTUM,
+                          vmap=False)
+  assert "vmapped" not in capsys.readouterr().out
+  assert sorted(os.listdir(tmp_path / "vmapped")) == sorted(
+      os.listdir(tmp_path / "apart"))  # the group's scratch folder is gone
+  for a, b in zip(together["runs"], apart["runs"]):
+    assert (a["name"], a["overrides"], a["status"]) == (
+        b["name"], b["overrides"], "finished")
+    run_a, run_b = Path(a["workdir"]), Path(b["workdir"])
+    assert _files(run_a) == _files(run_b)
+    assert read_json(run_a / "config.json") == read_json(run_b / "config.json")
+    sa, sb = read_json(run_a / "summary.json"), read_json(run_b / "summary.json")
+    assert sa["seeds"] == sb["seeds"]
+    for split in ("train", "test"):
+      for metric in ("accuracy", "loss"):
+        np.testing.assert_allclose(sa["final"][split][metric]["per_seed"],
+                                   sb["final"][split][metric]["per_seed"],
+                                   rtol=1e-5)
+    rows_a, rows_b = _rows(run_a), _rows(run_b)
+    assert [(r["step"], r["split"], r["seed"]) for r in rows_a] == [
+        (r["step"], r["split"], r["seed"]) for r in rows_b]
+    for ra, rb in zip(rows_a, rows_b):
+      assert ra.keys() == rb.keys()
+      np.testing.assert_allclose([ra[k] for k in sorted(ra) if k != "split"],
+                                 [rb[k] for k in sorted(rb) if k != "split"],
+                                 rtol=1e-4, atol=1e-6)
+  # Different values really train differently.
+  finals = [r["metrics"]["train.loss"]["mean"] for r in together["runs"]]
+  assert len(set(finals)) == 3
+  assert_report_rebuilds(Path(together["runs"][1]["workdir"]))
+
+  # A rerun trains nothing: every run is finished.
+  def must_not_train(*args, **kwargs):
+    raise AssertionError("trained again")
+  hparams_train = hparams.train_together
+  try:
+    hparams.train_together = must_not_train
+    sweep.run_sweep(spec, str(tmp_path / "vmapped"), "s", MOMENTUM, vmap=True)
+  finally:
+    hparams.train_together = hparams_train
+  assert capsys.readouterr().out.count("finished, skipped") == 3
+
+
+def test_fields_that_change_the_program_fall_back_naming_them(tmp_path):
+  spec = write_config(tmp_path, '{"s": grid(**{"optim.lr": [1e-3, 1e-2], '
+                      '"model.name": ["mlp", "mnist1d_cnn"], '
+                      '"train.batch_size": [50]})}')
+  base = sweep.apply_overrides(
+      __import__("jaxunknowns.config_loading").config_loading.load_config(spec),
+      TINY, "test")
+  runs = sweep.plan(base, sweep.load_sweeps(spec)["s"], "s",
+                    str(tmp_path / "root"))
+  out = io.StringIO()
+  assert sweep.run_vmapped(runs, str(tmp_path / "root"), False, out,
+                           asked=True) == ({}, runs)
+  assert ("--vmap: swept fields model.name, train.batch_size change the "
+          "compiled program") in out.getvalue()
+  assert not (tmp_path / "root").exists()
+  with pytest.raises(UserError, match="does not combine with --executor=ray"):
+    sweep.run_sweep(TRAIN, str(tmp_path / "ray"), "lr", TINY, vmap=True,
+                    executor="ray")
+  assert hparams.program_fields(["seed", "optim.lr", "data.label_noise"]) == [
+      "data.label_noise"]
+
+
+def test_one_diverging_run_does_not_fail_the_others(tmp_path, capsys):
+  spec = write_config(tmp_path, '{"s": [{"optim.lr": 1e-3}, '
+                      '{"optim.lr": 1e30}]}')
+  root = tmp_path / "root"
+  with pytest.raises(UserError, match=r"1 of 2 runs of sweep 's' failed"):
+    sweep.run_sweep(spec, str(root), "s", TINY, vmap=True)
+  out = capsys.readouterr().out
+  assert "the runs train as separate programs" in out
+  saved = read_json(root / "sweep.json")
+  assert [r["status"] for r in saved["runs"]] == ["finished", "failed"]
+  assert "loss became" in saved["runs"][1]["error"]
+  assert not [p for p in os.listdir(root) if p.startswith(".vmapped")]
