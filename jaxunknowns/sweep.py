@@ -418,6 +418,7 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
               aggregate_only: bool = False, overwrite: bool = False,
               executor: str = "local",
               executor_options: Optional[Mapping[str, Any]] = None,
+              vmap: Optional[bool] = None,
               out=None) -> Optional[dict]:
   """Plans, runs (unless finished) and aggregates one sweep of a config.
 
@@ -427,6 +428,8 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
   "local" (one after another, here) or "ray" (`executors.run_ray`, with
   `executor_options`). Runs that fail are listed in sweep.json/sweep.md and
   the sweep then raises a UserError naming them, after aggregating the rest.
+  `vmap`: train the unfinished runs as one vmapped program (`run_vmapped`);
+  None: whenever they can, False: never.
   """
   from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
   out = out or sys.stdout  # Looked up per call: tests capture sys.stdout.
@@ -463,10 +466,15 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
       raise UserError(f"no finished run of sweep {name!r} under {root}; "
                       f"run the sweep first (without --aggregate_only)")
   elif executor == "ray":
+    if vmap:
+      raise UserError("--vmap trains here, in one program: it does not "
+                      "combine with --executor=ray")
     failures = executors.run_ray(runs, overwrite, out,
                                  **dict(executor_options or {}))
   else:
-    failures = executors.run_local(runs, overwrite, out)
+    failures, rest = ({}, runs) if vmap is False else run_vmapped(
+        runs, root, overwrite, out, asked=bool(vmap))
+    failures.update(executors.run_local(rest, overwrite, out))
   failures = {k: v for k, v in failures.items() if v}
   result = aggregate(runs, root, meta, failures)
   if failures:
@@ -477,6 +485,49 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
         f"({', '.join(failures)}); the others are aggregated in "
         f"{os.path.join(root, SWEEP_MD)}; rerun the command to retry them")
   return result
+
+
+def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
+                asked: bool):
+  """Trains the unfinished runs as the runs of one compiled program when
+  they may share it (hparams.py: only per-run fields swept, the `train`
+  experiment, at least two runs); returns ({name: None or why it failed} of
+  those runs, the runs left to the executor). `asked`: say why not."""
+  from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.trainer import TrainingDiverged  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
+  todo = [r for r in runs if overwrite or not r.finished]
+  other = hparams.program_fields(swept_fields([r.overrides for r in runs]))
+  experiment = runs[0].config.experiment
+  why = (f"swept fields {', '.join(other)} change the compiled program"
+         if other else f"experiment {experiment!r} is not 'train'"
+         if experiment != "train" else "fewer than two runs to train"
+         if len(todo) < 2 else None)
+  if why:
+    if asked:
+      print(f"--vmap: {why}; the runs train as separate programs", file=out)
+    return {}, runs
+  print(f"{len(todo)} runs as one vmapped program: "
+        f"{', '.join(r.name for r in todo)}", file=out)
+  out.flush()
+  scratch = hparams.scratch_folder(root, [r.name for r in todo])
+  if overwrite:
+    paths.rmtree(scratch)
+  try:
+    hparams.train_together(
+        [r.config for r in todo],
+        [Workdir(r.workdir, r.config, overwrite=overwrite) for r in todo],
+        scratch)
+    outcome = None
+  except TrainingDiverged as e:
+    # One run's divergence must not fail the others: train each on its own
+    # (each resumes nothing and rewrites the rows the group logged).
+    print(f"--vmap: {e}; the runs train as separate programs", file=out)
+    paths.rmtree(scratch)
+    return {}, runs
+  except UserError as e:
+    outcome = str(e)
+  return {r.name: outcome for r in todo}, [r for r in runs if r not in todo]
 
 
 # -----------------------------------------------------------------------------
@@ -504,6 +555,9 @@ def _cli():
   flags.DEFINE_float("ray_gpus", 0, "GPUs each run's Ray task reserves.")
   flags.DEFINE_string("ray_resources", "", "Other Ray resources each task "
                       "reserves, e.g. TPU=4.")
+  flags.DEFINE_bool("vmap", None, "Train the runs as one vmapped program "
+                    "(per-run lr, weight decay, momentum, Adam betas/eps, "
+                    "seed); default: whenever only such fields are swept.")
   flags.DEFINE_integer("max_retries", 2, "Times a Ray task whose worker died "
                        "(preemption, OOM kill) is retried; it resumes from "
                        "its checkpoint.")
@@ -527,7 +581,7 @@ def _cli():
                 base_config=config, dry_run=flag_values.dry_run,
                 aggregate_only=flag_values.aggregate_only,
                 overwrite=flag_values.overwrite,
-                executor=flag_values.executor,
+                executor=flag_values.executor, vmap=flag_values.vmap,
                 executor_options=dict(
                     address=flag_values.ray_address,
                     num_cpus=flag_values.ray_cpus,
