@@ -266,7 +266,7 @@ def test_bn_placement_speedup_verdict_reads_the_steps():
   """Both arms reaching the target at the same evaluation is no speed-up
   (differs, not agrees); BN's steps clearly fewer than no norm's agrees; a
   seed that never reached the target makes it not testable."""
-  from jaxunknowns.batchnorm import bn_grid_report  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.batchnorm import bn_report  # pylint: disable=g-import-not-at-top
   config = load_config("bn_placement", "fashion_mlp,runlocal")
   acc = lambda *v: {"mean": sum(v) / len(v), "per_seed": list(v)}
   def cell(norm, position, steps):
@@ -277,10 +277,10 @@ def test_bn_placement_speedup_verdict_reads_the_steps():
                        cell("none", "before", [10, 10])],
              "target_accuracy": 0.3, "readings": {}}
   def speedup():
-    rows = bn_grid_report.placement(summary, config, {})
+    rows = bn_report.placement(summary, config, {})
     return next(c for c in rows if c.quantity.startswith("steps to 30% test"))
   assert speedup().verdict == "differs"
-  assert "no norm − BN = +0.00" in speedup().rule
+  assert "no norm − BN per seed = +0.00" in speedup().rule
   summary["cells"][0]["steps_to_target"] = [4, 5]
   summary["cells"][2]["steps_to_target"] = [20, 21]
   assert speedup().verdict == "agrees"

@@ -321,9 +321,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
 
 
 def test_bn_against_no_bn_accuracy_verdicts():
-  """'BN above no BN' agrees only when BN ends above by more than the seed
-  spread; the smoothness ratios are per-seed medians over steps > 0."""
-  from jaxunknowns.batchnorm import bn_smoothness_report  # pylint: disable=g-import-not-at-top
+  """'BN above no BN' agrees only when BN ends above on every seed by more
+  than the spread of the per-seed differences; the smoothness ratios are
+  per-seed medians over steps > 0."""
+  from jaxunknowns.batchnorm import bn_report  # pylint: disable=g-import-not-at-top
   by_step = lambda *seeds: {str(t): {"mean": float(np.mean(v)),
                                      "per_seed": list(v)}
                             for t, v in enumerate(zip(*seeds))}
@@ -338,7 +339,7 @@ def test_bn_against_no_bn_accuracy_verdicts():
                       "none": arm((0.5, 0.49), by_step((1, 2, 2, 2),
                                                        (1, 4, 8, 8)))}}
   rows = {c.quantity: c for c in
-          bn_smoothness_report.comparisons(summary, {})}
+          bn_report.smoothness(summary, None, {})}
   accuracy = rows["final test accuracy (%), BN vs no BN"]
   assert accuracy.verdict == "agrees"
   # Seed 0: median(1/2, 2/2, 3/2) = 1; seed 1: median(1, 1/2, 1/2) = 0.5.
@@ -346,5 +347,17 @@ def test_bn_against_no_bn_accuracy_verdicts():
   assert loss.ours.startswith("0.750 ± 0.354 (n=2)")
   summary["arms"]["batch"] = arm((0.45, 0.47), by_step((1, 1), (1, 1)))
   rows = {c.quantity: c for c in
-          bn_smoothness_report.comparisons(summary, {})}
+          bn_report.smoothness(summary, None, {})}
+  assert rows["final test accuracy (%), BN vs no BN"].verdict == "differs"
+  # The arms train the same seeds: the verdict reads the per-seed
+  # differences (+0.02 on both seeds), not the seeds' shared spread of 0.07
+  # that an unpaired test would count against BN.
+  summary["arms"]["batch"] = arm((0.70, 0.80), by_step((1, 1), (1, 1)))
+  summary["arms"]["none"] = arm((0.68, 0.78), by_step((1, 1), (1, 1)))
+  rows = {c.quantity: c for c in
+          bn_report.smoothness(summary, None, {})}
+  assert rows["final test accuracy (%), BN vs no BN"].verdict == "agrees"
+  summary["arms"]["none"] = arm((0.66, 0.80), by_step((1, 1), (1, 1)))
+  rows = {c.quantity: c for c in
+          bn_report.smoothness(summary, None, {})}
   assert rows["final test accuracy (%), BN vs no BN"].verdict == "differs"

@@ -92,4 +92,4 @@ def run(config, workdir):
 
 experiments.register(
     "bn_batch_size", validate=validate,
-    report="jaxunknowns.batchnorm.bn_grid_report:write")(run)
+    report="jaxunknowns.batchnorm.bn_report:write_grid")(run)

@@ -342,8 +342,10 @@ def find(cells: Sequence[Mapping[str, Any]], **where) -> List[Mapping[str, Any]]
           if all(q["cell"].get(k) == v for k, v in where.items())]
 
 
-def mean_of(cell: Mapping[str, Any], metric: str) -> float:
-  return float(cell[metric]["mean"])
+def stat(cells: Sequence[Mapping[str, Any]], metric: str, **where):
+  """`metric` of the first cell matching `where`; None if none does."""
+  hit = find(cells, **where)
+  return hit[0][metric] if hit else None
 
 
 def per_seed(cell: Mapping[str, Any], metric: str) -> np.ndarray:

@@ -175,4 +175,4 @@ def run(config, workdir):
 
 experiments.register(
     "bn_modes", validate=validate,
-    report="jaxunknowns.batchnorm.bn_modes_report:write")(run)
+    report="jaxunknowns.batchnorm.bn_report:write_modes")(run)

@@ -338,4 +338,4 @@ def run(config, workdir):
 
 
 experiments.register("bn_only", validate=validate,
-                     report="jaxunknowns.batchnorm.bn_only_report:write")(run)
+                     report="jaxunknowns.batchnorm.bn_report:write_only")(run)

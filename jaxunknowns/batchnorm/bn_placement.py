@@ -102,4 +102,4 @@ def readings(cells, norms):
 
 experiments.register(
     "bn_placement", validate=validate,
-    report="jaxunknowns.batchnorm.bn_grid_report:write")(run)
+    report="jaxunknowns.batchnorm.bn_report:write_grid")(run)

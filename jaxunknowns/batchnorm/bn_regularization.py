@@ -50,4 +50,4 @@ def run(config, workdir):
 
 experiments.register(
     "bn_regularization", validate=validate,
-    report="jaxunknowns.batchnorm.bn_grid_report:write")(run)
+    report="jaxunknowns.batchnorm.bn_report:write_grid")(run)

@@ -162,4 +162,4 @@ def run(config, workdir):
 
 experiments.register(
     "bn_smoothness", validate=validate,
-    report="jaxunknowns.batchnorm.bn_smoothness_report:write_report")(run)
+    report="jaxunknowns.batchnorm.bn_report:write_smoothness")(run)

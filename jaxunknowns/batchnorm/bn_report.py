@@ -1,0 +1,322 @@
+"""report.md and figures of every BatchNorm experiment, from summary.json."""
+
+import os
+
+import numpy as np
+
+from jaxunknowns import report
+from jaxunknowns.batchnorm import bn_batch_size, bn_grid, papers
+from jaxunknowns.metrics import stats
+from jaxunknowns.report import compare, fmt
+
+
+def page(path, config, summary, comparisons, figures, details, *, setup,
+         run="", steps=None):
+  """report.md; the claim: papers.py's findings that the comparisons cite."""
+  o = config.optim
+  comparisons = comparisons(summary, config, {
+      "model": config.model.name, "data": config.data.name, "optimizer": o.name,
+      "steps": steps or summary.get("steps") or config.train.steps})
+  refs = [r for v in vars(papers).values() for r in (
+      v.values() if isinstance(v, dict) else [v]) if isinstance(
+          r, report.Reference) and r.source in {c.source for c in comparisons}]
+  report.write_page(path, report.Page(
+      title=f"{config.experiment}: {config.data.name}",
+      claim=" ".join(f"{r.statement[:-1]} ({r.source})." for r in refs),
+      config=(f"`{config.model.name}` on `{config.data.name}`, {o.name} lr "
+              f"{o.lr:g}, {len(summary['seeds'])} seeds (the same initial "
+              f"weights and batches in every arm or cell); {setup}."),
+      figures=figures, comparisons=comparisons, details=details,
+      run=report.run_line(summary, run)))
+
+
+def versus(rows, ours):
+  """Rows (quantity, ref, paper, a, b[, tolerance[, scale]]) of measured
+  (stat, name) arms trained on the same seeds: a above b beyond the per-seed
+  differences' spread, or within `tolerance` of b (a paper's {mean})."""
+  def one(quantity, ref, paper, a, b, tolerance=None, scale=100.0):
+    names = {"a_name": a[1], "b_name": b[1], "scale": scale}
+    holds, rule = (
+        compare.within(a[0], b[0], tolerance=tolerance, **names) if tolerance
+        else compare.paired_greater(a[0], b[0], **names))
+    return compare.comparison(quantity, ref, " vs ".join(
+        fmt(x, scale, 2 if scale > 1 else 0) for x, _ in (a, b)
+        if "per_seed" in x), holds, rule, paper=paper, our_protocol=ours)
+  return [one(*row) for row in rows
+          if row[3][0] and row[4][0] and row[3][0] is not row[4][0]]
+
+
+def trend(quantity, ref, paper, stats_, ours):
+  """The means of `stats_` rise at every step."""
+  means = [s["mean"] for s in stats_]
+  holds, rule = compare.monotone(means, increasing=True, what="mean accuracy")
+  return compare.comparison(
+      quantity, ref, " → ".join(f"{100 * m:.2f}" for m in means), holds,
+      rule, paper=paper, our_protocol=ours)
+
+
+def accuracy_figure(cells, x, path):
+  """Test (solid) and train (dashed) accuracy vs `x`, mean ± std."""
+  fig, ax = report.plt.subplots(figsize=(6.4, 4.2))
+  series = {}
+  for q in cells:
+    key = ", ".join(f"{k}={v}" for k, v in q["cell"].items() if k != x)
+    series.setdefault(key, []).append(q)
+  for i, (key, pts) in enumerate(series.items()):
+    for metric, style in (("test_accuracy", "-"), ("train_accuracy", "--")):
+      if pts[0].get(metric):
+        ax.errorbar([q["cell"][x] for q in pts],
+                    [100 * q[metric]["mean"] for q in pts],
+                    yerr=[100 * report.text.std_of(q[metric]) for q in pts],
+                    color=f"C{i}", linestyle=style, marker="o", capsize=2,
+                    label=f"{key} ({metric[:-9]})")
+  ax.set(xlabel=x, ylabel="accuracy (%)",
+         **({"xscale": "log"} if "batch" in x else {}))
+  ax.legend(fontsize=7, ncol=2)
+  report.save_figure(fig, path)
+
+
+def table(cells, keys) -> str:
+  """Each cell's labels, then its `keys` (statistics in %, mean ± std)."""
+  return report.markdown_table(list(cells[0]["cell"]) + list(keys), [
+      list(q["cell"].values()) + [fmt(q[k]) if isinstance(q.get(k), dict)
+                                  else q.get(k, "–") for k in keys]
+      for q in cells])
+
+
+# ---- The grids: the cells of a grid train the same seeds. ----
+def batch_size(summary, config, ours):
+  sizes = config.grid.batch_sizes
+  s, t = min(sizes), bn_batch_size.typical_batch(sizes)
+  def at(norm, b, name):
+    return bn_grid.stat(summary["cells"], "test_accuracy", norm=norm,
+                        batch_size=b), name
+  return versus([
+      (f"{n} norm test accuracy (%), batch {t} vs {s}", papers.BN_SMALL_BATCH,
+       paper, at(n, t, f"batch {t}"), at(n, s, f"batch {s}"), tolerance)
+      for n, paper, tolerance in (("batch", "BN falls", None),
+                                  ("group", "GN stable", 0.01))] + [
+          (f"GN vs BN test accuracy (%) at batch {b}", ref, paper,
+           at("group", b, "GN"), at("batch", b, "BN"), tolerance)
+          for b, ref, paper, tolerance in (
+              (s, papers.GN_MINUS_BN_AT_2, None, None),
+              (t, papers.GN_LIKE_BN, "comparable", 0.02))], ours)
+
+
+def placement(summary, config, ours):
+  def at(norm, name, metric="test_accuracy"):
+    return bn_grid.stat(summary["cells"], metric, norm=norm,
+                        position="before"), name
+  def steps(norm, name):  # No mean unless every seed reached the target.
+    q = at(norm, name, "steps_to_target")[0]
+    return q and (stats(q) if None not in q else {"per_seed": q}), name
+  return [compare.comparison(
+      f"{norm} norm after minus before the ReLU, test accuracy (points)",
+      papers.PLACEMENT, fmt(r["after_minus_before_test_accuracy"]), None,
+      "–", paper="before", why_not_testable="no other placement in the "
+      "paper") for norm, r in summary["readings"].items()] + versus([
+          (f"steps to {100 * summary['target_accuracy']:g}% test (all "
+           "seeds), no norm vs BN before the ReLU", papers.SPEEDUP,
+           "14× more without BN", steps("none", "no norm"),
+           steps("batch", "BN"), None, 1.0),
+          ("final test accuracy (%), BN before the ReLU vs no norm",
+           papers.SPEEDUP, "BN above", at("batch", "BN"),
+           at("none", "no norm"))], ours)
+
+
+def regularization(summary, config, ours):
+  g = config.grid
+  d0, d1, w0, w1 = (f(v) for v in (g.dropouts, g.weight_decays)
+                    for f in (min, max))
+  def at(metric, norm, d, w):
+    return (bn_grid.stat(summary["cells"], metric, norm=norm, dropout=d,
+                         weight_decay=w), f"{norm}, dropout {d:g}, wd {w:g}")
+  return versus([
+      ("train − test gap (points), no norm vs BN", papers.REGULARIZES,
+       "smaller with BN", at("gap", "none", d0, w0),
+       at("gap", "batch", d0, w0)),
+      ("BN test accuracy (%) without vs with dropout", papers.VARIANCE_SHIFT,
+       "lower with dropout", at("test_accuracy", "batch", d0, w0),
+       at("test_accuracy", "batch", d1, w0)),
+      ("BN train − test gap (points) with vs without decay",
+       papers.DECAY_WITH_BN, "unchanged by decay", at("gap", "batch", d0, w1),
+       at("gap", "batch", d0, w0), 0.01)], ours)
+
+
+def write_grid(path, config, summary):
+  """accuracy_vs_X.png, X the grid's second axis, and report.md."""
+  cells, g, x = summary["cells"], config.grid, summary["axes"][1]["label"]
+  accuracy_figure(cells, x, os.path.join(path, f"accuracy_vs_{x}.png"))
+  budget = (f"lr at batch {g.reference_batch_size}, {g.lr_rule} scaling "
+            "(Goyal et al. 2017); the same number of "
+            f"{'examples' if g.epochs > 0 else 'steps'} in every cell"
+            if "lr_rule" in g else
+            f"batch {config.train.batch_size}, {cells[0]['steps']} steps")
+  axes = " × ".join(f"{a['label']} {tuple(a['values'])}"
+                    for a in summary["axes"])
+  keys = [k for k in ("test_accuracy", "train_accuracy", "gap", "steps", "lr",
+                      "steps_to_target") if k in cells[0]]
+  page(path, config, summary, {
+      "bn_batch_size": batch_size, "bn_placement": placement,
+      "bn_regularization": regularization}[config.experiment],
+       [("Accuracy per cell", f"accuracy_vs_{x}.png")],
+       ["### Every cell\n\n" + table(cells, keys)], steps=cells[0]["steps"],
+       setup=f"{summary['train_examples']} training examples; cells {axes}; "
+       f"{budget}; accuracies in eval mode",
+       run=f"{len(cells)} cells × {len(summary['seeds'])} seeds; cells "
+       f"{summary['cells_wall_time_s']:.0f} s.")
+
+
+# ---- bn_only: the arms of a depth train the same seeds. ----
+def bn_only(summary, config, ours):
+  points, at = summary["points"], papers.BN_ONLY_AT_DEPTH
+  if "bn" not in summary["arms"]:
+    return []
+  def acc(p, arm="bn"):
+    return p["arms"][arm]["test_accuracy"]
+  out = versus([
+      (f"BN-only test accuracy (%), ResNet-{p['depth']} width {p['width']}",
+       at[p["depth"]], None, (acc(p), "ours"),
+       ({"mean": at[p["depth"]].value / 100}, "paper"), 0.02)
+      for p in points if p["depth"] in at], ours)
+  for width in summary["widths"]:
+    pts = sorted((p for p in points if p["width"] == width),
+                 key=lambda p: p["depth"])
+    out.append(trend(f"BN-only vs depth (width {width})", papers.BN_ONLY_DEPTH,
+                     "rises", [acc(p) for p in pts], ours))
+    pairs = [(p, a) for p in pts for a in ("random2", "output")
+             if a in summary["arms"]]
+    if pairs:  # The closest control over depths decides.
+      p, a = min(pairs, key=lambda t: acc(t[0])["mean"] - acc(*t)["mean"])
+      out += versus([(f"BN-only vs the closest control, {a} at ResNet-"
+                      f"{p['depth']} (width {width})", papers.BN_ONLY_CONTROLS,
+                      "far above", (acc(p), "BN-only"), (acc(p, a), a))], ours)
+  deepest = max(points, key=lambda p: (p["depth"], p["width"]))
+  g = deepest["arms"]["bn"]["gamma_near_zero"]
+  (low, low_rule), (high, high_rule) = (compare.at_least(g, 0.25),
+                                        compare.at_most(g, 1 / 3))
+  return out + [compare.comparison(
+      f"γ below {summary['gamma_threshold']:g} in magnitude (%), "
+      f"ResNet-{deepest['depth']}", papers.GAMMA_OFF, fmt(g), low and high,
+      f"{low_rule}; {high_rule}", paper="25–33", our_protocol=ours)]
+
+
+def write_only(path, config, summary):
+  s = summary
+  cells = [{"cell": {"arm": a, "width": p["width"], "depth": p["depth"]},
+            **p["arms"][a]} for a in s["arms"] for p in s["points"]]
+  accuracy_figure(cells, "depth", os.path.join(path, "accuracy_vs_depth.png"))
+  page(path, config, s, bn_only,
+       [("Test and train accuracy vs ResNet depth per arm",
+         "accuracy_vs_depth.png")],
+       [f"### Every arm (γ near zero: below {s['gamma_threshold']:g} in "
+        "magnitude)\n\n" + table(cells, (
+            "trainable", "test_accuracy", "train_accuracy", "gamma_near_zero",
+            "gamma_near_zero_init", "frozen_max_change"))],
+       setup=(f"input {tuple(s['input_shape'])}, {s['train_examples']} "
+              f"training / {s['test_examples']} test examples, batch "
+              f"{config.train.batch_size}, {s['steps']} steps"))
+
+
+# ---- bn_modes: every mode evaluates each seed's trained weights. ----
+def bn_modes(summary, config, ours):
+  m = summary["modes"]
+  sizes = sorted(int(k[6:]) for k in m if k.startswith("batch_"))
+  return versus([
+      (f"test accuracy (%): running vs batch statistics at eval batch "
+       f"{sizes[0]}", papers.INFERENCE_MODE, "batch statistics below",
+       (m["running"], "running"), (m[f"batch_{sizes[0]}"], "batch")),
+      ("test accuracy (%) after fine-tuning: updated vs stale running "
+       "statistics", papers.INFERENCE_MODE, "stale below",
+       (m["fresh_finetune"], "updated"), (m["stale_finetune"], "stale")),
+      ("test accuracy (%) on shifted inputs: statistics re-estimated on them "
+       "vs the training ones", papers.ADABN, "re-estimated above",
+       (m["shift_recalibrated"], "re-estimated"),
+       (m["shift_stale"], "training"))], ours) + [trend(
+           f"batch statistics: accuracy vs eval batch {sizes}",
+           papers.INFERENCE_MODE, "rises towards running statistics",
+           [m[f"batch_{b}"] for b in sizes], ours)]
+
+
+def write_modes(path, config, summary):
+  s, m = summary, config.bn_modes
+  page(path, config, s, bn_modes, [], [
+      "### Test accuracy (%) by inference mode\n\n" + report.markdown_table(
+          ["mode", "accuracy", "the bug it corresponds to"],
+          [[k, fmt(v), s["bugs"][k]] for k, v in s["modes"].items()])],
+      setup=(f"{s['model']}-{s['depth']} of width {s['width']} at input "
+             f"{tuple(s['input_shape'])}, batch {config.train.batch_size}, "
+             f"{s['steps']} steps, then {s['finetune_steps']} more; shifted "
+             f"inputs {m.shift_scale:g}·x + {m.shift:g}, statistics "
+             f"re-estimated on {m.recalibrate_batches} batches of them"))
+
+
+# ---- bn_smoothness: arms train the same seeds, probed on one batch. ----
+MEASURES = {"loss_range": "loss variation", "beta": "β-smoothness",
+            "gpred_max": "gradient predictiveness (largest change)"}
+
+
+def smoothness(summary, config, ours):
+  """Per seed, the median over steps > 0 of BN / no BN of each measure."""
+  arms = summary["arms"]
+  if "batch" not in arms or "none" not in arms:
+    return []
+  def ratio(quantity, ref, group, key, rule, paper):
+    a, b = arms["batch"][group][key], arms["none"][group][key]
+    later = [t for t in a if t in b and int(t) > 0]
+    r = stats(np.median([np.divide(a[t]["per_seed"], b[t]["per_seed"])
+                         for t in later], axis=0))
+    lower = sum(a[t]["mean"] < b[t]["mean"] for t in later)
+    return compare.comparison(
+        f"{quantity}: BN / no BN, median over steps", ref,
+        f"{fmt(r, 1.0, 3)}; BN lower at {lower} of {len(later)}",
+        *rule(r, 1.0, scale=1.0), paper=paper, our_protocol=ours)
+  final = {a: (v["final"]["test"]["accuracy"], a) for a, v in arms.items()}
+  return [ratio(MEASURES[k], ref, "smoothness", k, compare.at_most, "below 1")
+          for k, ref in papers.SMOOTHER.items()] + [
+              ratio(f"ICS ‖G − G′‖ of {layer}", papers.ICS, "ics",
+                    f"l2_{layer}", compare.at_least, "not below 1")
+              for layer in arms["batch"]["layers"][1:]] + versus([
+                  ("final test accuracy (%), BN vs no BN",
+                   papers.BN_TRAINS_BETTER, "BN above", final["batch"],
+                   final["none"]),
+                  ("final test accuracy (%), noisy BN vs BN", papers.NOISY_BN,
+                   "almost as well", final.get("noisy_batch", (None, "")),
+                   final["batch"], 0.01)], ours)
+
+
+def smoothness_figures(path, arms):
+  """landscape.png (Fig. 4) and ics.png (Fig. 3): mean ± std over seeds."""
+  for name, panels in (
+      ("landscape", [("smoothness", k, v) for k, v in
+                     {"loss": "probe loss L(θ)", **MEASURES}.items()]),
+      ("ics", [("ics", f"{kind}_{layer}", f"{layer}: {kind}")
+               for kind in ("l2", "cos")
+               for layer in next(iter(arms.values()))["layers"]])):
+    fig, axes = report.plt.subplots(1, len(panels), squeeze=False,
+                                    figsize=(3.6 * len(panels), 3.6))
+    for ax, (group, key, title) in zip(axes[0], panels):
+      for arm, a in arms.items():
+        by_step = a[group][key]
+        seeds = len(next(iter(by_step.values()))["per_seed"])
+        report.plot_band(ax, {i: {int(t): v["per_seed"][i] for t, v in
+                                  by_step.items()} for i in range(seeds)}, arm)
+      ax.set(title=title, xlabel="step",
+             yscale="log" if name == "landscape" else "linear")
+    axes[0, 0].legend(fontsize=8)
+    report.save_figure(fig, os.path.join(path, f"{name}.png"))
+
+
+def write_smoothness(path, config, summary):
+  arms, t = summary["arms"], config.train
+  smoothness_figures(path, arms)
+  page(path, config, summary, smoothness,
+       [("Loss landscape along the gradient (Fig. 4)", "landscape.png"),
+        ("ICS per layer: ‖G − G′‖ (l2), cos(G, G′) (Fig. 3)", "ics.png")],
+       [],
+       setup=(f"batch {t.batch_size}, {t.steps} steps; every "
+              f"{config.smoothness.every} steps on a fixed probe batch of "
+              f"{summary['probe_size']} examples in train mode, η ∈ "
+              f"{tuple(summary['step_sizes'])}"),
+       run="Per arm: " + ", ".join(f"{a} {v['wall_time_s']:.0f} s"
+                                   for a, v in arms.items()) + ".")
