@@ -1,13 +1,16 @@
 r"""The benchmark table (issue 7): every row a ratio measured in this one run.
 
-  python benchmarks/suite.py [--steps=3000] [--skip=imp,torch] [--out=FILE.json]
+  python benchmarks/suite.py [--steps=3000] [--repeats=3]
+      [--skip=torch,imp,pipeline,sweep] [--out=FILE.json]
 
 Rows:
   1. LeNet-300-100, Adam 1.2e-3, batch 60 (Frankle & Carbin's setting), steps/s
      of our trainer vs a plain eager PyTorch loop of the same model, optimizer
      and batch (the loop OpenLTH runs; skipped with a message if torch is not
      installed), vs a bare jit(lax.scan) loop with no framework (our
-     overhead), and with an IMP pruning mask in the optimizer (its cost).
+     overhead: trainer and bare loop alternate `--repeats` times, the
+     spread of the ratio is printed), and with an IMP pruning mask in the
+     optimizer (its cost).
   2. Seed batching: S = 1, 4, 8, 32 MNIST-1D MLP seeds in one vmapped program
      vs S sequential runs (seed-steps/s ratio).
   3. The default `configs/imp.py` end to end (wall time, compile included),
@@ -16,6 +19,10 @@ Rows:
      Carbin study (20 levels, 50K iterations) on this machine.
   4. The input pipeline (batch indices for a chunk, built on the host and
      sent to the device) vs the training it feeds, in examples/s.
+  5. A sweep of 8 learning rates of the MNIST-1D MLP as one vmapped program
+     (per-run lr, `sweep --vmap`) vs 8 sequential runs: run-steps/s
+     (compile excluded) and the wall time of the whole sweep (build and
+     compile included).
 Compile time is excluded from every throughput (each path is warmed up
 first). Accelerator rows (ResNet-20 images/s, the whole study on one GPU)
 are benchmarks/accelerator.py's; their results are in benchmarks/RESULTS.md.
@@ -43,7 +50,10 @@ import timing  # benchmarks/timing.py
 
 _STEPS = flags.DEFINE_integer("steps", 3000, "Timed steps per throughput figure.")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "4", "8", "32"], "Seed counts of row 2.")
-_SKIP = flags.DEFINE_list("skip", [], "Rows to skip: torch, imp, pipeline.")
+_SKIP = flags.DEFINE_list("skip", [], "Rows to skip: torch, imp, pipeline, "
+                          "sweep.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Alternating repetitions of "
+                                "the trainer vs bare-scan comparison.")
 _OUT = flags.DEFINE_string("out", "", "Also write the figures to this JSON file.")
 
 
@@ -143,14 +153,24 @@ def row_lenet(results, steps):
   data = random_mnist_shaped()
   c = lenet_config()
   model = create_model(c.model, 10)
-  ours = time_trainer(Trainer(c, data, model), [0], steps)
-  bare = bare_scan_steps_per_s(data, c, steps)
+  trainer = Trainer(c, data, model)
+  # Alternating, so that both sides see the same load (the machine is shared).
+  pairs = [(time_trainer(trainer, [0], steps),
+            bare_scan_steps_per_s(data, c, steps))
+           for _ in range(_REPEATS.value)]
+  ratios = [a / b for a, b in pairs]
+  ours = float(np.median([a for a, _ in pairs]))
+  bare = float(np.median([b for _, b in pairs]))
   masked = time_trainer(Trainer(c, data, model, tx_wrapper=functools.partial(
       optim.with_update_mask, initial_mask=pruning.ones_mask)), [0], steps)
-  row = {"trainer": ours, "bare_scan": bare, "trainer_with_mask": masked}
-  print("\n1. LeNet-300-100, Adam, batch 60 (steps/s)")
+  row = {"trainer": ours, "bare_scan": bare, "trainer_with_mask": masked,
+         "trainer_over_bare_per_repeat": ratios}
+  print("\n1. LeNet-300-100, Adam, batch 60 (steps/s; medians of "
+        f"{len(pairs)} alternating repeats)")
   print(f"   jaxunknowns trainer           {ours:8.0f}")
-  print(f"   bare jit(lax.scan) loop       {bare:8.0f}   trainer/bare = {ours / bare:.2f}")
+  print(f"   bare jit(lax.scan) loop       {bare:8.0f}   trainer/bare = "
+        f"{np.median(ratios):.2f} (repeats: "
+        f"{', '.join(f'{r:.2f}' for r in ratios)})")
   print(f"   trainer + IMP pruning mask    {masked:8.0f}   mask cost = "
         f"{100 * (1 - masked / ours):+.1f}%")
   if "torch" in _SKIP.value:
@@ -263,6 +283,54 @@ def row_pipeline(results, steps):
                          "train_examples_per_s": train_rate}
 
 
+# ---------------------------------------------------------------------------
+# Row 5: hyperparameters as a run axis
+# ---------------------------------------------------------------------------
+def row_lr_sweep(results, steps, num_lrs=8):
+  c = config_defaults.base_config()  # MNIST-1D MLP 40-100-100-10, Adam, batch 100.
+  c.train.log_every = 500
+  data = load_dataset(c.data)
+  model = create_model(c.model, data.num_classes)
+  lrs = [float(lr) for lr in np.geomspace(1e-3, 3e-2, num_lrs)]
+  steps = max(steps // c.train.log_every, 1) * c.train.log_every
+
+  def sweep_wall(together: bool):
+    """Wall time of the whole sweep: build, compile, `steps` steps."""
+    t0 = time.perf_counter()
+    if together:
+      trainer = Trainer(c, data, model, hparams=("lr",))
+      state = trainer.init_state([0] * num_lrs, hparams={"lr": lrs})
+      state, _ = trainer.train_steps(state, [0] * num_lrs, steps)
+      jax.block_until_ready(state)
+    else:
+      for lr in lrs:
+        c.optim.lr = lr
+        trainer = Trainer(c, data, model)
+        state, _ = trainer.train_steps(trainer.init_state([0]), [0], steps)
+        jax.block_until_ready(state)
+    return time.perf_counter() - t0
+
+  together_rate = num_lrs * time_trainer(
+      Trainer(c, data, model, hparams=("lr",)), [0] * num_lrs, steps,
+      hparams={"lr": lrs})
+  c.optim.lr = lrs[0]
+  single_rate = time_trainer(Trainer(c, data, model), [0], steps)
+  wall_together, wall_apart = sweep_wall(True), sweep_wall(False)
+  print(f"\n5. MNIST-1D MLP, Adam, batch 100: {num_lrs} learning rates "
+        f"({lrs[0]:g}..{lrs[-1]:g}) as one vmapped program vs {num_lrs} "
+        f"sequential runs")
+  print(f"   run-steps/s: one program {together_rate:8.0f}   sequential "
+        f"{single_rate:8.0f}   ratio = {together_rate / single_rate:.2f}x")
+  print(f"   whole sweep of {steps} steps, compile included: one program "
+        f"{wall_together:.1f} s   sequential {wall_apart:.1f} s   ratio = "
+        f"{wall_apart / wall_together:.2f}x")
+  results["lr_sweep"] = {"lrs": lrs, "steps": steps,
+                         "vmapped_run_steps_per_s": together_rate,
+                         "sequential_run_steps_per_s": single_rate,
+                         "vmapped_wall_s": wall_together,
+                         "sequential_wall_s": wall_apart}
+
+
 def main(argv):
   del argv
   steps = _STEPS.value
@@ -270,15 +338,19 @@ def main(argv):
   results = {"device": f"{dev.platform} {dev.device_kind}",
              "devices": jax.device_count(), "cpu_count": os.cpu_count(),
              "jax": jax.__version__, "python": platform.python_version(),
-             "date": time.strftime("%Y-%m-%d %H:%M"), "steps": steps}
+             "date": time.strftime("%Y-%m-%d %H:%M"), "steps": steps,
+             "load_average": os.getloadavg()}
   print(f"jaxunknowns benchmark suite: {results['device']} x {jax.device_count()}, "
-        f"{os.cpu_count()} CPUs, jax {jax.__version__}, {results['date']}")
+        f"{os.cpu_count()} CPUs, jax {jax.__version__}, {results['date']}, "
+        f"load average {results['load_average'][0]:.1f}")
   row_lenet(results, steps)
   row_seed_batching(results, steps)
   if "imp" not in _SKIP.value:
     row_imp(results, steps)
   if "pipeline" not in _SKIP.value:
     row_pipeline(results, steps)
+  if "sweep" not in _SKIP.value:
+    row_lr_sweep(results, steps)
   if _OUT.value:
     with open(_OUT.value, "w") as f:
       json.dump(results, f, indent=1)
