@@ -47,7 +47,6 @@ def versus(rows, ours):
 
 
 def trend(quantity, ref, paper, stats_, ours):
-  """The means of `stats_` rise at every step."""
   means = [s["mean"] for s in stats_]
   holds, rule = compare.monotone(means, increasing=True, what="mean accuracy")
   return compare.comparison(
@@ -126,8 +125,7 @@ def placement(summary, config, ours):
 
 def regularization(summary, config, ours):
   g = config.grid
-  d0, d1, w0, w1 = (f(v) for v in (g.dropouts, g.weight_decays)
-                    for f in (min, max))
+  (d0, d1), (w0, w1) = ((min(v), max(v)) for v in (g.dropouts, g.weight_decays))
   def at(metric, norm, d, w):
     return (bn_grid.stat(summary["cells"], metric, norm=norm, dropout=d,
                          weight_decay=w), f"{norm}, dropout {d:g}, wd {w:g}")
@@ -144,7 +142,7 @@ def regularization(summary, config, ours):
 
 
 def write_grid(path, config, summary):
-  """accuracy_vs_X.png, X the grid's second axis, and report.md."""
+  """accuracy_vs_X.png and report.md; X, the grid's second axis, names it."""
   cells, g, x = summary["cells"], config.grid, summary["axes"][1]["label"]
   accuracy_figure(cells, x, os.path.join(path, f"accuracy_vs_{x}.png"))
   budget = (f"lr at batch {g.reference_batch_size}, {g.lr_rule} scaling "
@@ -156,15 +154,12 @@ def write_grid(path, config, summary):
                     for a in summary["axes"])
   keys = [k for k in ("test_accuracy", "train_accuracy", "gap", "steps", "lr",
                       "steps_to_target") if k in cells[0]]
-  page(path, config, summary, {
-      "bn_batch_size": batch_size, "bn_placement": placement,
-      "bn_regularization": regularization}[config.experiment],
+  page(path, config, summary, {"batch_size": batch_size, "position": placement,
+                               "dropout": regularization}[x],
        [("Accuracy per cell", f"accuracy_vs_{x}.png")],
        ["### Every cell\n\n" + table(cells, keys)], steps=cells[0]["steps"],
        setup=f"{summary['train_examples']} training examples; cells {axes}; "
-       f"{budget}; accuracies in eval mode",
-       run=f"{len(cells)} cells × {len(summary['seeds'])} seeds; cells "
-       f"{summary['cells_wall_time_s']:.0f} s.")
+       f"{budget}; accuracies in eval mode")
 
 
 # ---- bn_only: the arms of a depth train the same seeds. ----
@@ -239,16 +234,22 @@ def bn_modes(summary, config, ours):
 
 
 def write_modes(path, config, summary):
-  s, m = summary, config.bn_modes
-  page(path, config, s, bn_modes, [], [
-      "### Test accuracy (%) by inference mode\n\n" + report.markdown_table(
-          ["mode", "accuracy", "the bug it corresponds to"],
-          [[k, fmt(v), s["bugs"][k]] for k, v in s["modes"].items()])],
-      setup=(f"{s['model']}-{s['depth']} of width {s['width']} at input "
-             f"{tuple(s['input_shape'])}, batch {config.train.batch_size}, "
-             f"{s['steps']} steps, then {s['finetune_steps']} more; shifted "
-             f"inputs {m.shift_scale:g}·x + {m.shift:g}, statistics "
-             f"re-estimated on {m.recalibrate_batches} batches of them"))
+  s, m, modes = summary, config.bn_modes, summary["modes"]
+  accuracy_figure([{"cell": {"statistics": k, "eval_batch": int(b[6:])},
+                    "test_accuracy": modes[b if k == "batch" else k]}
+                   for k in ("batch", "running") for b in modes
+                   if b.startswith("batch_")], "eval_batch",
+                  os.path.join(path, "batch_size_eval.png"))
+  page(path, config, s, bn_modes,
+       [("Test accuracy vs eval batch size", "batch_size_eval.png")],
+       ["### Test accuracy (%) by inference mode\n\n" + report.markdown_table(
+           ["mode", "accuracy", "the bug it corresponds to"],
+           [[k, fmt(v), s["bugs"][k]] for k, v in modes.items()])],
+       setup=(f"{s['model']}-{s['depth']} of width {s['width']} at input "
+              f"{tuple(s['input_shape'])}, batch {config.train.batch_size}, "
+              f"{s['steps']} steps, then {s['finetune_steps']} more; shifted "
+              f"inputs {m.shift_scale:g}·x + {m.shift:g}, statistics "
+              f"re-estimated on {m.recalibrate_batches} batches of them"))
 
 
 # ---- bn_smoothness: arms train the same seeds, probed on one batch. ----
@@ -287,15 +288,14 @@ def smoothness(summary, config, ours):
 
 def smoothness_figures(path, arms):
   """landscape.png (Fig. 4) and ics.png (Fig. 3): mean ± std over seeds."""
-  for name, panels in (
-      ("landscape", [("smoothness", k, v) for k, v in
-                     {"loss": "probe loss L(θ)", **MEASURES}.items()]),
-      ("ics", [("ics", f"{kind}_{layer}", f"{layer}: {kind}")
-               for kind in ("l2", "cos")
-               for layer in next(iter(arms.values()))["layers"]])):
+  layers = next(iter(arms.values()))["layers"]
+  for name, group, panels in (
+      ("landscape", "smoothness", {"loss": "probe loss L(θ)", **MEASURES}),
+      ("ics", "ics", {f"{kind}_{layer}": f"{layer}: {kind}"
+                      for kind in ("l2", "cos") for layer in layers})):
     fig, axes = report.plt.subplots(1, len(panels), squeeze=False,
                                     figsize=(3.6 * len(panels), 3.6))
-    for ax, (group, key, title) in zip(axes[0], panels):
+    for ax, (key, title) in zip(axes[0], panels.items()):
       for arm, a in arms.items():
         by_step = a[group][key]
         seeds = len(next(iter(by_step.values()))["per_seed"])
