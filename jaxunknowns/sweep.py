@@ -492,7 +492,8 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
   """Trains the unfinished runs as the runs of one compiled program when
   they may share it (hparams.py: only per-run fields swept, the `train`
   experiment, at least two runs); returns ({name: None or why it failed} of
-  those runs, the runs left to the executor). `asked`: say why not."""
+  those runs, the runs left to the executor). Says why not when `asked`
+  (--vmap) or when swept fields need programs of their own."""
   from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
   from jaxunknowns.trainer import TrainingDiverged  # pylint: disable=g-import-not-at-top
   from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
@@ -504,8 +505,8 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
          if experiment != "train" else "fewer than two runs to train"
          if len(todo) < 2 else None)
   if why:
-    if asked:
-      print(f"--vmap: {why}; the runs train as separate programs", file=out)
+    if asked or other:
+      print(f"vmap: {why}; the runs train as separate programs", file=out)
     return {}, runs
   print(f"{len(todo)} runs as one vmapped program: "
         f"{', '.join(r.name for r in todo)}", file=out)
@@ -522,7 +523,7 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
   except TrainingDiverged as e:
     # One run's divergence must not fail the others: train each on its own
     # (each resumes nothing and rewrites the rows the group logged).
-    print(f"--vmap: {e}; the runs train as separate programs", file=out)
+    print(f"vmap: {e}; the runs train as separate programs", file=out)
     paths.rmtree(scratch)
     return {}, runs
   except UserError as e:

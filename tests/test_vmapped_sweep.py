@@ -95,8 +95,9 @@ def test_fields_that_change_the_program_fall_back_naming_them(tmp_path):
   out = io.StringIO()
   assert sweep.run_vmapped(runs, str(tmp_path / "root"), False, out,
                            asked=True) == ({}, runs)
-  assert ("--vmap: swept fields model.name, train.batch_size change the "
-          "compiled program") in out.getvalue()
+  assert ("vmap: swept fields model.name, train.batch_size change the "
+          "compiled program; the runs train as separate programs") in (
+              out.getvalue())
   assert not (tmp_path / "root").exists()
   with pytest.raises(UserError, match="does not combine with --executor=ray"):
     sweep.run_sweep(TRAIN, str(tmp_path / "ray"), "lr", TINY, vmap=True,
