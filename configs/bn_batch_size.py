@@ -16,12 +16,12 @@ Fields not set here keep the defaults of jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.batchnorm import grid_config
+from jaxunknowns.batchnorm import bn_config
 from jaxunknowns.config_defaults import make_config, resnet20_cifar10
 
 
 def grid_fields(c):
-  grid_config.fields(c, "bn_batch_size")
+  bn_config.grid_fields(c, "bn_batch_size")
   c.grid.norms = ("batch", "group", "layer", "none")  # model.norm of each row of the grid.
   c.grid.batch_sizes = (2, 4, 8, 16, 64, 256)  # Per-step batch sizes (train.batch_size), 2 ... 256.
   c.grid.lr_rule = "linear"        # lr(B) = optim.lr x B/B_ref ("linear"), x sqrt(B/B_ref) ("sqrt"), or "none".
@@ -67,7 +67,7 @@ VARIANTS = {f.__name__: f for f in (fashion_mlp, mnist1d_mlp, cifar10_resnet)}
 
 def runlocal(c):
   """Two norms x three small batch sizes, a few steps: tests, smoke runs."""
-  grid_config.shrink_for_local(c)
+  bn_config.shrink_grid_for_local(c)
   c.grid.norms = ("batch", "group")
   c.grid.batch_sizes = (2, 8, 32)
   c.grid.reference_batch_size = 8

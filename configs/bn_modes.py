@@ -17,7 +17,8 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import make_config, shrink_for_local
+from jaxunknowns.batchnorm import bn_config
+from jaxunknowns.config_defaults import make_config
 
 
 def bn_modes_fields(c):
@@ -54,18 +55,12 @@ def fashion(c):
 
 
 def digits(c):
-  c.data.train_size = 1400         # Of 1437 (runlocal's cap of 2000 must fit).
-  c.data.name = "digits"            # sklearn digits, 8x8.
+  bn_config.digits(c, batch_size=32)
   c.model.width = 4
   c.bn_modes.test_size = 256
   c.bn_modes.finetune_steps = 20
   c.bn_modes.recalibrate_batches = 10
   c.bn_modes.eval_batch_sizes = (1, 4, 32)
-  c.train.batch_size = 32
-  c.train.steps = 40
-  c.train.log_every = 10
-  c.train.eval_every = 0
-  c.train.checkpoint_every = 20
 
 
 def cifar10(c):
@@ -88,15 +83,12 @@ VARIANTS = {f.__name__: f for f in (fashion, digits, cifar10)}
 
 def runlocal(c):
   """A few steps of a small net: tests and smoke runs."""
-  shrink_for_local(c, steps=20, checkpoint_every=10)
-  c.seeds = 2
+  bn_config.shrink_resnet_for_local(c)
   c.bn_modes.finetune_steps = 10
   c.bn_modes.recalibrate_batches = 5
   c.bn_modes.test_size = min(c.bn_modes.test_size or 256, 256)
   c.bn_modes.eval_batch_sizes = tuple(b for b in c.bn_modes.eval_batch_sizes
                                       if b <= 32)
-  c.train.eval_every = 0
-  c.train.max_train_eval = 300
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -22,7 +22,8 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import make_config, shrink_for_local
+from jaxunknowns.batchnorm import bn_config
+from jaxunknowns.config_defaults import make_config
 
 
 def bn_only_fields(c):
@@ -65,16 +66,10 @@ def fashion(c):
 
 
 def digits(c):
-  c.data.train_size = 1400         # Of 1437 (runlocal's cap of 2000 must fit).
-  c.data.name = "digits"           # sklearn digits, 8x8: tests and smoke runs.
+  bn_config.digits(c, batch_size=64)
   c.bn_only.depths = (8, 14)
   c.bn_only.widths = (4,)
   c.optim.schedule = "cosine"
-  c.train.batch_size = 64
-  c.train.steps = 40
-  c.train.log_every = 10
-  c.train.eval_every = 0
-  c.train.checkpoint_every = 20
 
 
 def cifar10(c):
@@ -97,13 +92,10 @@ VARIANTS = {f.__name__: f for f in (fashion, digits, cifar10)}
 
 def runlocal(c):
   """Two small depths, a few steps: for tests and smoke runs."""
-  shrink_for_local(c, steps=20, checkpoint_every=10)
-  c.seeds = 2
+  bn_config.shrink_resnet_for_local(c)
   c.bn_only.depths = (8, 14)
   c.bn_only.widths = (min(c.bn_only.widths[0], 4),)
   c.bn_only.test_size = min(c.bn_only.test_size or 300, 300)
-  c.train.eval_every = 0
-  c.train.max_train_eval = 300
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -16,12 +16,12 @@ Fields not set here keep the defaults of jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.batchnorm import grid_config
+from jaxunknowns.batchnorm import bn_config
 from jaxunknowns.config_defaults import make_config, openlth_resnet20_cifar10
 
 
 def grid_fields(c):
-  grid_config.fields(c, "bn_placement")
+  bn_config.grid_fields(c, "bn_placement")
   c.grid.norms = ("batch",)        # Norms compared (each before and after).
   c.grid.positions = ("before", "after")  # model.norm_position of each cell.
   c.grid.baseline = True           # Add one cell without normalization.
@@ -65,7 +65,7 @@ VARIANTS = {f.__name__: f for f in (fashion_mlp, mnist1d_mlp, cifar10_resnet)}
 
 def runlocal(c):
   """A few steps of a small MLP: tests and smoke runs."""
-  grid_config.shrink_for_local(c)
+  bn_config.shrink_grid_for_local(c)
   c.grid.evals_per_cell = 2
   c.grid.target_accuracy = 0.3
   c.grid.speed_steps = 10

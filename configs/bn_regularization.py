@@ -15,12 +15,12 @@ Fields not set here keep the defaults of jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.batchnorm import grid_config
+from jaxunknowns.batchnorm import bn_config
 from jaxunknowns.config_defaults import make_config, resnet20_cifar10
 
 
 def grid_fields(c):
-  grid_config.fields(c, "bn_regularization")
+  bn_config.grid_fields(c, "bn_regularization")
   c.grid.norms = ("batch", "none")  # model.norm: BN on / off.
   c.grid.dropouts = (0.0, 0.25, 0.5)  # model.dropout after each hidden layer.
   c.grid.weight_decays = (0.0, 5e-4, 5e-3)  # optim.weight_decay (L2 on every parameter).
@@ -63,7 +63,7 @@ VARIANTS = {f.__name__: f for f in (fashion_mlp, mnist1d_mlp, cifar10_resnet)}
 
 def runlocal(c):
   """A 2 x 2 x 1 grid of a few steps: tests and smoke runs."""
-  grid_config.shrink_for_local(c)
+  bn_config.shrink_grid_for_local(c)
   c.grid.dropouts = (0.0, 0.5)
   c.grid.weight_decays = (0.0,)
 
