@@ -15,7 +15,7 @@ fields are dotted names, so they are passed as `**{...}`:
 
     python -m jaxunknowns.sweep --config=configs/train.py:mnist1d_mlp \
         --sweep=lr_model --workdir=/tmp/lr_model [--config.seeds=4] \
-        [--dry_run] [--aggregate_only] [--overwrite]
+        [--dry_run] [--aggregate_only] [--overwrite] [--vmap | --novmap]
 
 Every run goes to ROOT/<its overrides>, e.g. ROOT/lr=0.001,name=mlp, and runs
 in-process through `jaxunknowns.main.run`, one after another. A finished run
@@ -23,7 +23,9 @@ in-process through `jaxunknowns.main.run`, one after another. A finished run
 Every run's config is built and checked before the first one starts, so a
 misspelt field fails at once and writes nothing. At the end ROOT/sweep.json,
 sweep.md and sweep.png gather the headline numbers of every run (the "final"
-section of its summary.json).
+section of its summary.json). A `train` sweep over per-run fields only (seed,
+optim.lr/weight_decay/momentum/b1/b2/eps) trains its runs as one vmapped
+program (`run_vmapped`, hparams.py) unless --novmap.
 
 Importing this module has no side effects (no flags, no JAX), because config
 files import `grid` and `zipped` from it.
