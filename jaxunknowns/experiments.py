@@ -66,7 +66,7 @@ class Experiment:
 
 
 class _Experiments(Registry):
-  """The registry, importing an experiment's module the first time it is asked for."""
+  """The registry; imports an experiment's module when first asked for it."""
 
   def get(self, name: str) -> Experiment:
     if name in MODULES and name not in self:
@@ -97,3 +97,15 @@ def write_report(name: str, path: str, config, summary):
   report = EXPERIMENTS.get(name).report
   if report is not None:
     report(path, config, summary)
+
+
+def finish(name: str, workdir, config, summary):
+  """How every run ends: summary.json (which marks the run finished), then
+  the report from the saved file, exactly as `report_cli` rebuilds it."""
+  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.metrics import read_json, write_json
+  from jaxunknowns.workdir import SUMMARY_FILE
+  path = workdir.file(SUMMARY_FILE)
+  write_json(path, summary)
+  write_report(name, workdir.path, config, read_json(path))
+  return summary

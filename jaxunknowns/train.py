@@ -11,7 +11,7 @@ from absl import logging
 
 from jaxunknowns import experiments, validation
 from jaxunknowns import runs
-from jaxunknowns.metrics import MetricWriter, format_stats, read_metrics, write_json
+from jaxunknowns.metrics import MetricWriter, format_stats, read_metrics
 from jaxunknowns.workdir import SUMMARY_FILE
 
 
@@ -49,8 +49,7 @@ def finish(config, workdir, trainer, result, seeds, wall_time):
   reference = config.get("reference")
   if reference is not None:
     summary["reference"] = reference.to_dict()
-  write_json(workdir.file(SUMMARY_FILE), summary)
-  write_train_report(workdir.path, config, summary)
+  experiments.finish("train", workdir, config, summary)
   logging.info("test accuracy %s%%; summary in %s", format_stats(
       summary["final"]["test"]["accuracy"]["per_seed"], 100),
                workdir.file(SUMMARY_FILE))

@@ -13,9 +13,8 @@ from absl import logging
 
 from jaxunknowns import experiments, validation
 from jaxunknowns.batchnorm import bn_grid
-from jaxunknowns.metrics import stats, write_json
+from jaxunknowns.metrics import stats
 from jaxunknowns.models.layers import check_choice
-from jaxunknowns.workdir import SUMMARY_FILE
 
 GRID_NORMS = ("batch", "group", "layer", "none")
 
@@ -83,9 +82,7 @@ def run(config, workdir):
       reference_batch_size=g.reference_batch_size,
       reference_lr=config.optim.lr, epochs=g.epochs,
       readings=readings(summary["cells"], list(g.norms)))
-  # summary.json first: the report is rebuilt from it.
-  write_json(workdir.file(SUMMARY_FILE), summary)
-  experiments.write_report("bn_batch_size", workdir.path, config, summary)
+  experiments.finish("bn_batch_size", workdir, config, summary)
   logging.info("readings: %s", summary["readings"])
   return summary
 

@@ -31,8 +31,7 @@ from jaxunknowns.analysis import bn_eval
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
 from jaxunknowns.batchnorm.bn_only import downsample
-from jaxunknowns.metrics import MetricWriter, stats, write_json
-from jaxunknowns.workdir import SUMMARY_FILE
+from jaxunknowns.metrics import MetricWriter, stats
 
 BUGS = {
     "running": "none: the correct inference mode (`train=False`, "
@@ -168,8 +167,7 @@ def run(config, workdir):
       "train_wall_time_s": train_wall, "wall_time_s": time.time() - t0,
       "machine": runs.machine_info(),
   }
-  write_json(workdir.file(SUMMARY_FILE), summary)
-  experiments.write_report("bn_modes", workdir.path, config, summary)
+  experiments.finish("bn_modes", workdir, config, summary)
   return summary
 
 

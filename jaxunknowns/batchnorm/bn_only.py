@@ -37,9 +37,8 @@ from jaxunknowns import experiments, optim, paths, runs, stages, validation
 from jaxunknowns.data import load_dataset
 from jaxunknowns.data.core import Split
 from jaxunknowns.errors import UserError
-from jaxunknowns.metrics import MetricWriter, stats, write_json
+from jaxunknowns.metrics import MetricWriter, stats
 from jaxunknowns.models import create_model
-from jaxunknowns.workdir import SUMMARY_FILE
 
 ARMS = ("bn", "bn_output", "random2", "output", "full")
 
@@ -332,8 +331,7 @@ def run(config, workdir):
       "stages_wall_time_s": sum(p["wall_time_s"] for p in points),
       "machine": runs.machine_info(),
   }
-  write_json(workdir.file(SUMMARY_FILE), summary)
-  experiments.write_report("bn_only", workdir.path, config, summary)
+  experiments.finish("bn_only", workdir, config, summary)
   return summary
 
 

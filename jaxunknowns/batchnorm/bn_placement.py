@@ -10,9 +10,8 @@ from absl import logging
 
 from jaxunknowns import experiments, validation
 from jaxunknowns.batchnorm import bn_grid
-from jaxunknowns.metrics import curves, read_metrics, stats, write_json
+from jaxunknowns.metrics import curves, read_metrics, stats
 from jaxunknowns.models.layers import NORM_POSITIONS, check_choice
-from jaxunknowns.workdir import SUMMARY_FILE
 
 GRID_NORMS = ("batch", "group", "layer")
 
@@ -72,9 +71,7 @@ def run(config, workdir):
   summary.update(experiment="bn_placement",
                  target_accuracy=g.target_accuracy,
                  readings=readings(summary["cells"], list(g.norms)))
-  # summary.json first: the report is rebuilt from it.
-  write_json(workdir.file(SUMMARY_FILE), summary)
-  experiments.write_report("bn_placement", workdir.path, config, summary)
+  experiments.finish("bn_placement", workdir, config, summary)
   logging.info("readings: %s", summary["readings"])
   return summary
 

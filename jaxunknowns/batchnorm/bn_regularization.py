@@ -9,8 +9,6 @@ and do dropout and weight decay add to it or fight it?
 
 from jaxunknowns import experiments, validation
 from jaxunknowns.batchnorm import bn_grid
-from jaxunknowns.metrics import write_json
-from jaxunknowns.workdir import SUMMARY_FILE
 
 GRID_NORMS = ("batch", "group", "layer", "none")
 
@@ -42,9 +40,7 @@ def run(config, workdir):
   summary = bn_grid.run_grid(config, workdir, axes(config),
                              derive=derive)
   summary["experiment"] = "bn_regularization"
-  # summary.json first: the report is rebuilt from it.
-  write_json(workdir.file(SUMMARY_FILE), summary)
-  experiments.write_report("bn_regularization", workdir.path, config, summary)
+  experiments.finish("bn_regularization", workdir, config, summary)
   return summary
 
 

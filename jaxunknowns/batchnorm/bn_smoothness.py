@@ -23,8 +23,7 @@ from absl import logging
 from jaxunknowns import experiments, paths, runs, stages, validation
 from jaxunknowns.analysis import smoothness
 from jaxunknowns.data import load_dataset
-from jaxunknowns.metrics import (MetricWriter, curves, read_metrics, stats,
-                                 write_json)
+from jaxunknowns.metrics import MetricWriter, curves, read_metrics, stats
 from jaxunknowns.models import layers
 from jaxunknowns.workdir import SUMMARY_FILE
 
@@ -154,8 +153,7 @@ def run(config, workdir):
   summary = summarize(workdir.path, config, results)
   summary.update({"seeds": seeds, "wall_time_s": time.time() - t0,
                   "machine": runs.machine_info()})
-  write_json(workdir.file(SUMMARY_FILE), summary)
-  experiments.write_report("bn_smoothness", workdir.path, config, summary)
+  experiments.finish("bn_smoothness", workdir, config, summary)
   logging.info("summary in %s", workdir.file(SUMMARY_FILE))
   return summary
 

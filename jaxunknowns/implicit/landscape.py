@@ -38,8 +38,7 @@ from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
 from jaxunknowns import runs
 from jaxunknowns.implicit import landscape_arms
-from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
-from jaxunknowns.workdir import SUMMARY_FILE
+from jaxunknowns.metrics import MetricWriter, stats
 
 INTERPOLATIONS = ("seeds", "arms", "none")
 
@@ -217,10 +216,7 @@ def run(config, workdir):
       "wall_time_s": time.time() - t_start,
       "machine": runs.machine_info(),
   }
-  write_json(workdir.file(SUMMARY_FILE), summary)
-  # From the saved summary, as `report_cli` rebuilds it: the same page.
-  experiments.write_report("landscape", workdir.path, config,
-                           read_json(workdir.file(SUMMARY_FILE)))
+  experiments.finish("landscape", workdir, config, summary)
   return summary
 
 

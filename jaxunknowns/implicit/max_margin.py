@@ -62,7 +62,7 @@ from jaxunknowns.analysis import svm as svm_lib
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
 from jaxunknowns import runs
-from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
+from jaxunknowns.metrics import MetricWriter, stats
 from jaxunknowns.models import create_model
 from jaxunknowns.workdir import SUMMARY_FILE
 
@@ -530,10 +530,7 @@ def _run(config, workdir):
           sum(timings.values()), 1e-9)),
       "machine": runs.machine_info(),
   }
-  write_json(workdir.file(SUMMARY_FILE), summary)
-  # From the saved summary, as `report_cli` rebuilds it: the same page.
-  experiments.write_report("max_margin", workdir.path, config,
-                           read_json(workdir.file(SUMMARY_FILE)))
+  experiments.finish("max_margin", workdir, config, summary)
   gd = results.get("gd")
   if gd:
     logging.info("GD at step %d: angle %.4g deg, distance %.4g; summary in %s",

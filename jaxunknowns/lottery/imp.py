@@ -34,9 +34,7 @@ from absl import logging
 
 from jaxunknowns import experiments, optim, paths, pruning, runs, validation
 from jaxunknowns.errors import UserError
-from jaxunknowns.metrics import (MetricWriter, read_json, read_metrics, stats,
-                                 write_json)
-from jaxunknowns.workdir import SUMMARY_FILE
+from jaxunknowns.metrics import MetricWriter, read_metrics, stats
 
 VARIANTS = ("ticket", "random_reinit", "random_prune")
 CONTROLS = VARIANTS[1:]
@@ -285,10 +283,7 @@ def run(config, workdir):
         start_state_fn=lambda level, masks: level_start_state(
             trainer, config, rewind, masks, seeds, level, ["ticket"]))
   writer.close()
-  write_json(workdir.file(SUMMARY_FILE), summary)
-  # From the saved summary, as `report_cli` rebuilds it: the same page.
-  experiments.write_report("imp", workdir.path, config,
-                           read_json(workdir.file(SUMMARY_FILE)))
+  experiments.finish("imp", workdir, config, summary)
   return summary
 
 

@@ -21,8 +21,6 @@ from typing import Any, Dict, Mapping, Optional
 
 from jaxunknowns import experiments
 from jaxunknowns.overparam import width_sweep
-from jaxunknowns.metrics import write_json
-from jaxunknowns.workdir import SUMMARY_FILE
 
 # How far (a factor in width) from the interpolation threshold a test-error
 # peak may lie and still count as "near" it.
@@ -69,10 +67,7 @@ def run(config, workdir):
   summary["interpolation_error"] = config.sweep.interpolation_error
   for curve in summary["curves"]:
     curve["peak"] = find_peak(curve)
-  # summary.json first: the report reads only the workdir's files, so
-  # `report_cli` rebuilds the same report.md from them.
-  write_json(workdir.file(SUMMARY_FILE), summary)
-  experiments.write_report("double_descent", workdir.path, config, summary)
+  experiments.finish("double_descent", workdir, config, summary)
   return summary
 
 

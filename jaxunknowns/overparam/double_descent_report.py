@@ -1,7 +1,6 @@
 """report.md and double_descent.png of a `double_descent` run."""
 
 import math
-import os
 
 from jaxunknowns import report
 from jaxunknowns.overparam import papers

@@ -52,10 +52,9 @@ from jaxunknowns.data.augment import random_shift
 from jaxunknowns.errors import UserError
 from jaxunknowns import runs
 from jaxunknowns.stages import train_stage
-from jaxunknowns.metrics import MetricWriter, read_metrics, stats, write_json
+from jaxunknowns.metrics import MetricWriter, read_metrics, stats
 from jaxunknowns.models import create_model
 from jaxunknowns.trainer import Trainer
-from jaxunknowns.workdir import SUMMARY_FILE
 
 # Zhang et al.'s variants: the name used here -> data.randomization.
 VARIANTS = collections.OrderedDict([
@@ -296,10 +295,7 @@ def run(config, workdir):
       "machine": runs.machine_info(),
   }
   add_slowdowns(summary)
-  # summary.json first: the report reads only the workdir's files, so
-  # `report_cli` rebuilds the same report.md from them.
-  write_json(workdir.file(SUMMARY_FILE), summary)
-  experiments.write_report("randomization", workdir.path, config, summary)
+  experiments.finish("randomization", workdir, config, summary)
   return summary
 
 

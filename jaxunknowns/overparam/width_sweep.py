@@ -35,11 +35,10 @@ from jaxunknowns.analysis import capacity
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
 from jaxunknowns import runs
-from jaxunknowns.metrics import MetricWriter, stats, write_json
+from jaxunknowns.metrics import MetricWriter, stats
 from jaxunknowns.stages import all_below, finite_stats, train_stage
 from jaxunknowns.models import create_model
 from jaxunknowns.trainer import Trainer
-from jaxunknowns.workdir import SUMMARY_FILE
 
 # Models whose width the sweep knows how to set, and how (see
 # model_config_for_width).
@@ -241,10 +240,7 @@ def interpolation_width(points, max_train_error: float) -> Optional[int]:
 
 def run(config, workdir):
   summary = run_sweep(config, workdir, "width_sweep")
-  # summary.json first: the report reads only the workdir's files, so
-  # `report_cli` rebuilds the same report.md from them.
-  write_json(workdir.file(SUMMARY_FILE), summary)
-  experiments.write_report("width_sweep", workdir.path, config, summary)
+  experiments.finish("width_sweep", workdir, config, summary)
   return summary
 
 
