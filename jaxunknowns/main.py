@@ -82,7 +82,7 @@ class QuietLibraries(logging_std.Filter):
   re-raises that error, and `main` reports it)."""
 
   def filter(self, record):
-    if not any(f"/{lib}/" in record.pathname for lib in ("orbax", "etils")):
+    if not any(f"/{lib}/" in record.pathname for lib in ("orbax", "etils", "asyncio", "concurrent")):
       return True
     record.exc_info, record.exc_text = None, None
     return record.levelno >= logging_std.WARNING
