@@ -34,7 +34,6 @@ from absl import logging
 from jaxunknowns import experiments, paths, validation
 from jaxunknowns.analysis import interpolation
 from jaxunknowns.analysis import landscape as landscape_lib
-from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
 from jaxunknowns import runs
 from jaxunknowns.implicit import landscape_arms
@@ -85,14 +84,8 @@ def validate(config):
 def build_arms(config) -> Dict[str, Any]:
   """{arm: trainer}; every dataset and model is built here (bad input fails
   before the workdir is touched)."""
-  datasets, trainers = {}, {}
-  for name in landscape_arms.arm_names(config):
-    raw = landscape_arms.arm_config(config, name)
-    key = raw.data.to_json_best_effort(sort_keys=True)
-    if key not in datasets:
-      datasets[key] = load_dataset(raw.data)
-    ds = datasets[key]
-    c = landscape_arms.arm_config(config, name, len(ds.train.y))
+  trainers = {}
+  for name, c, ds in landscape_arms.arms_with_data(config):
     c.train.eval_train = True
     c.train.max_train_eval = config.landscape.num_examples
     c.train.eval_batch_size = config.landscape.examples_per_chunk

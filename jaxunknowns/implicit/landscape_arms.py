@@ -9,7 +9,7 @@ takes fewer steps); 0 keeps `train.steps`.
 """
 
 import math
-from typing import List
+from typing import Iterator, List, Tuple
 
 from jaxunknowns import validation
 from jaxunknowns.errors import UserError
@@ -57,3 +57,16 @@ def validate_arms(config):
                    ">= 0 (0 = use train.steps)")
   for name in arm_names(config):
     validation.validate_base(arm_config(config, name))
+
+
+def arms_with_data(config) -> Iterator[Tuple[str, object, object]]:
+  """(arm name, its config, its dataset) for each arm; arms on the same data
+  share one loaded dataset. Loading is where bad data settings fail."""
+  from jaxunknowns.data import load_dataset  # pylint: disable=g-import-not-at-top
+  datasets = {}
+  for name in arm_names(config):
+    key = arm_config(config, name).data.to_json_best_effort(sort_keys=True)
+    if key not in datasets:
+      datasets[key] = load_dataset(arm_config(config, name).data)
+    ds = datasets[key]
+    yield name, arm_config(config, name, len(ds.train.y)), ds

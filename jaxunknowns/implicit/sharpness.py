@@ -31,7 +31,6 @@ from absl import logging
 from jaxunknowns import experiments, stages, validation
 from jaxunknowns.analysis import hessian
 from jaxunknowns.analysis import sharpness as sharpness_lib
-from jaxunknowns.data import load_dataset
 from jaxunknowns import runs
 from jaxunknowns.implicit import landscape_arms
 from jaxunknowns.metrics import MetricWriter, stats
@@ -75,15 +74,9 @@ def build_arms(config) -> Dict[str, Any]:
   """{arm: (trainer, hessian callback, sharpness fns, subset)}; everything
   that can fail on bad input (datasets, models, eigenvalue count > parameter
   count, subset sizes) fails here, before the workdir is touched."""
-  datasets, out = {}, {}
+  out = {}
   s = config.sharpness
-  for name in landscape_arms.arm_names(config):
-    raw = landscape_arms.arm_config(config, name)
-    key = raw.data.to_json_best_effort(sort_keys=True)
-    if key not in datasets:
-      datasets[key] = load_dataset(raw.data)
-    ds = datasets[key]
-    c = landscape_arms.arm_config(config, name, len(ds.train.y))
+  for name, c, ds in landscape_arms.arms_with_data(config):
     trainer = runs.build_trainer(c, dataset=ds)
     callback = hessian.callback_from_config(
         trainer, hessian_section(config, c.train.steps))
