@@ -56,11 +56,21 @@ def assert_cli_one_line_error(args, workdir, needle, env=None):
   proc = subprocess.run(
       [sys.executable, "-m", "jaxunknowns.main", *args, f"--workdir={workdir}"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 2, proc.stderr[-3000:]
-  assert "Traceback" not in proc.stderr
-  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
-  assert len(errors) == 1 and needle in errors[0], proc.stderr[-3000:]
+  assert_one_line_error(proc, needle)
   assert not Path(workdir).exists()
+
+
+def assert_one_line_error(proc, *needles):
+  """A finished process exited 2 with exactly one `error: ...` line naming
+  every needle, and no traceback; returns that line."""
+  assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1, proc.stderr[-3000:]
+  for needle in needles:
+    assert needle in errors[0], (needle, errors[0])
+  assert "already finished" not in (proc.stdout or "")
+  return errors[0]
 
 
 def assert_report_rebuilds(workdir):

@@ -19,7 +19,8 @@ import pytest
 
 from jaxunknowns import config_defaults, config_loading, validation
 from jaxunknowns.errors import UserError
-from run_helpers import assert_user_error_before_writing, snapshot
+from run_helpers import (assert_one_line_error,
+                         assert_user_error_before_writing, snapshot)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILES = sorted(p.name for p in (ROOT / "configs").glob("*.py"))
@@ -35,18 +36,6 @@ def cli(*args, workdir, command=("-m", "jaxunknowns.main")):
   return subprocess.run([sys.executable, *command, *args,
                          f"--workdir={workdir}"], cwd=ROOT, env=ENV,
                         capture_output=True, text=True, timeout=600)
-
-
-def assert_one_line_error(proc, *needles):
-  """Exit 2, exactly one `error: ...` line naming every needle, no traceback."""
-  assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
-  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
-  assert len(errors) == 1, proc.stderr[-3000:]
-  for needle in needles:
-    assert needle in errors[0], (needle, errors[0])
-  assert "already finished" not in proc.stdout
-  return errors[0]
 
 
 def variants_of(config_file):

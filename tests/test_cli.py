@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from jaxunknowns import config_loading
-from run_helpers import read_json, run_in_process, snapshot
-from test_bad_input import assert_one_line_error
+from run_helpers import (assert_one_line_error, read_json, run_in_process,
+                         snapshot)
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CONFIG = ROOT / "configs" / "train.py"

@@ -40,8 +40,8 @@ from jaxunknowns import config_loading, optim
 from jaxunknowns.errors import UserError
 from jaxunknowns.lottery import imp
 from jaxunknowns.trainer import Trainer
-from run_helpers import (assert_report_rebuilds, read_json, run_in_process,
-                         snapshot)
+from run_helpers import (assert_one_line_error, assert_report_rebuilds,
+                         read_json, run_in_process, snapshot)
 
 ROOT = Path(__file__).resolve().parents[1]
 IMP_CONFIG = ROOT / "configs" / "imp.py"
@@ -89,7 +89,6 @@ def load_config(variant=MNIST1D, overrides=None):
   seeds=S), as --config=... --config.FIELD=VALUE builds it."""
   return config_loading.load_config(f"{IMP_CONFIG}:{variant}",
                                     {"seeds": S, **(overrides or {})})
-
 
 
 def read_rows(workdir):
@@ -204,7 +203,6 @@ def restore_checkpoint(folder, step, like):
     return host_copy(ck.restore(step, jax.device_put(like)))
   finally:
     ck.close()
-
 
 
 def assert_png(path):
@@ -689,19 +687,9 @@ def test_initial_mask_of_another_architecture_is_refused(rewind0, tmp_path):
   assert "is not a mask file" in user_error(config, tmp_path / "new2")
 
 
-def assert_cli_error(proc, *needles):
-  """Exit 2, one `error: ...` line naming every needle, no traceback."""
-  assert proc.returncode == 2, (proc.returncode, proc.stderr[-4000:])
-  assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
-  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
-  assert len(errors) == 1, proc.stderr[-4000:]
-  for needle in needles:
-    assert needle in errors[0], (needle, errors[0])
-
-
 def test_cli_bad_fraction_exits_2(tmp_path):
   proc = cli(tmp_path / "new", "--config.prune.fraction=1.2")
-  assert_cli_error(proc, "prune.fraction=1.2", "(0, 1)")
+  assert_one_line_error(proc, "prune.fraction=1.2", "(0, 1)")
   assert not (tmp_path / "new").exists()
 
 
@@ -709,7 +697,7 @@ def test_cli_layer_rate_of_a_missing_layer_exits_2(tmp_path):
   proc = cli(tmp_path / "new",
              "--config.prune.layer_rates='Dense_1=0.1','Dense_9=0.1'")
   assert not (tmp_path / "new").exists()
-  assert_cli_error(proc, "Dense_9", "Dense_0", "Dense_1", "output")
+  assert_one_line_error(proc, "Dense_9", "Dense_0", "Dense_1", "output")
 
 
 # -----------------------------------------------------------------------------
@@ -815,7 +803,7 @@ def test_fields_the_pruning_would_ignore_are_refused(tmp_path, overrides,
 
 def test_cli_exclude_output_under_layerwise_pruning_exits_2(tmp_path):
   proc = cli(tmp_path / "new", "--config.prune.exclude_output=True")
-  assert_cli_error(proc, "prune.exclude_output=True", "global")
+  assert_one_line_error(proc, "prune.exclude_output=True", "global")
   assert not (tmp_path / "new").exists()
 
 
