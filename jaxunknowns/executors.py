@@ -22,6 +22,8 @@ import os
 import traceback
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
+from absl import logging
+
 from jaxunknowns.errors import UserError
 
 EXECUTORS = ("local", "ray")
@@ -38,7 +40,9 @@ def _run_one(config, workdir: str, overwrite: bool,
   except UserError as e:
     return str(e)
   except Exception as e:  # pylint: disable=broad-except
-    # A crash inside one run must not lose the others: keep its last line.
+    # A crash inside one run must not lose the others: the traceback goes to
+    # the log, its last line to the sweep's table of failures.
+    logging.exception("run in %s crashed", workdir)
     last = traceback.format_exception_only(type(e), e)[-1].strip()
     return f"crashed: {last}"
 
