@@ -33,14 +33,17 @@ MODULES = {
     "bn_placement": "jaxunknowns.batchnorm.bn_placement",
     "bn_regularization": "jaxunknowns.batchnorm.bn_regularization",
     "bn_smoothness": "jaxunknowns.batchnorm.bn_smoothness",
+    "bn_stability": "jaxunknowns.batchnorm.bn_stability",
     # Over-parameterization.
     "randomization": "jaxunknowns.overparam.randomization",
     "width_sweep": "jaxunknowns.overparam.width_sweep",
     "double_descent": "jaxunknowns.overparam.double_descent",
+    "memorization": "jaxunknowns.overparam.memorization",
     # Implicit regularization.
     "max_margin": "jaxunknowns.implicit.max_margin",
     "sharpness": "jaxunknowns.implicit.sharpness",
     "landscape": "jaxunknowns.implicit.landscape",
+    "hessian_spectrum": "jaxunknowns.implicit.hessian_spectrum",
 }
 
 
