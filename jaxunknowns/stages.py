@@ -58,12 +58,14 @@ def train_stage(trainer, *, workdir, name: str,
                 writer: MetricWriter, steps: int, check_every: int = 0,
                 stop: Optional[Callable[[Mapping], bool]] = None,
                 measure: Optional[Callable] = None,
-                folder: Optional[str] = None) -> Dict[str, Any]:
+                folder: Optional[str] = None,
+                callbacks: Sequence = ()) -> Dict[str, Any]:
   """Trains one stage (all seeds at once) and returns its result.
 
   The stage trains to `steps`, or, when `stop(evals)` says so at one of the
   checks every `check_every` steps, earlier. `measure(trainer, state,
-  init_params)` adds analyses of the final state ({name: [R]}). The result
+  init_params)` adds analyses of the final state ({name: [R]});
+  `callbacks` (trainer.Callback) run during training. The result
   ({steps, evals, measures, wall time}) is the stage's result.json.
   """
   folder = folder or stage_dir(workdir, name)
@@ -81,7 +83,7 @@ def train_stage(trainer, *, workdir, name: str,
       result = trainer.fit(state, steps=target, data_seeds=seeds,
                            writer=writer, run_labels=run_labels,
                            checkpoint_dir=os.path.join(folder, "checkpoints"),
-                           description=name)
+                           callbacks=callbacks, description=name)
       state = result.state
       new_step = int(jax.device_get(state["step"][0]))
       trained_steps += new_step - max(step, result.resumed_from or 0)

@@ -98,10 +98,11 @@ def dataset_augmentation(name: str) -> Callable[[jax.Array, jax.Array], jax.Arra
 class Callback:
   """A periodic analysis (init2winit style): `fn(trainer, state, step)`
   returns {name: per-run values}, written as split `name` every `every` steps
-  and at the end."""
+  (0: never), at each of `steps` (e.g. log-spaced) and at the end."""
   name: str
   every: int
   fn: Callable[["Trainer", State, int], Mapping[str, Any]]
+  steps: Sequence[int] = ()
 
 
 @dataclasses.dataclass
@@ -545,6 +546,7 @@ class Trainer:
         if every > 0:
           events.append((step // every + 1) * every)
       events += [s for s in snapshot_steps if s > step]
+      events += [s for c in callbacks for s in c.steps if s > step]
       return min(e for e in events if e > step)
 
     t0 = time.time()
@@ -558,16 +560,17 @@ class Trainer:
       pending = (step, n, metrics)
       step += n
       at = lambda every: every > 0 and step % every == 0
+      due = [at(c.every) or step in c.steps for c in callbacks]
       if at(tc.eval_every) or step == steps or at(tc.checkpoint_every) or (
-          step in snapshot_steps) or any(at(c.every) for c in callbacks):
+          step in snapshot_steps) or any(due):
         self._log_train(writer, run_labels, *pending)
         pending = None
       if at(tc.eval_every) or step == steps:
         evals = self.evaluate_all(state)
         for split, values in evals.items():
           writer.write(step, split, run_labels, values)
-      for c in callbacks:
-        if at(c.every) or step == steps:
+      for c, c_due in zip(callbacks, due):
+        if c_due or step == steps:
           writer.write(step, c.name, run_labels, c.fn(self, state, step))
       if snapshots is not None and step in snapshot_steps:
         save_snapshot(step, state)
