@@ -323,6 +323,24 @@ def aggregate(runs: Sequence[Run], root: str, meta: Mapping[str, Any],
   return result
 
 
+def rebuild(root: str):
+  """A function that rewrites ROOT's sweep.json/.md/.png from its runs'
+  summaries (`report_cli`); reading the saved sweep.json fails first, with
+  one line, if it was not written by a sweep."""
+  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import read_saved  # pylint: disable=g-import-not-at-top
+  saved = read_saved(os.path.join(root, SWEEP_JSON), "sweep's aggregate", "")
+  try:
+    runs = [Run(r["name"], r["overrides"], None, r["workdir"])
+            for r in saved["runs"]]
+    meta = {k: saved[k] for k in ("config", "sweep", "base_overrides")}
+  except (KeyError, TypeError) as e:
+    raise UserError(f"{os.path.join(root, SWEEP_JSON)} lacks {e}: it was not "
+                    f"written by jaxunknowns.sweep; rerun the sweep with "
+                    f"--aggregate_only") from e
+  return lambda: aggregate(runs, root, meta)
+
+
 def _write_markdown(path: str, result: Mapping, figure: Optional[str]):
   from jaxunknowns import report  # pylint: disable=g-import-not-at-top
   fields, metrics = result["fields"], result["metrics"]

@@ -43,6 +43,45 @@ def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
   return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
 
 
+def read_saved(path: str, what: str, missing: str) -> Any:
+  """A JSON file a run wrote; a UserError that says what to do when it is
+  missing (`missing`: the fix) or damaged."""
+  if not paths.isfile(path):
+    raise UserError(f"{path} is missing: {missing}")
+  try:
+    return json.loads(paths.read_text(path))
+  except (OSError, ValueError) as e:
+    raise UserError(f"{path} is not readable JSON ({type(e).__name__}): the "
+                    f"{what} is damaged; rerun the experiment into a new "
+                    f"--workdir") from e
+
+
+def _tuples(value):
+  """config.json turned the config's tuples into lists; configs use tuples."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def load_finished(path: str):
+  """(config, summary) of the finished run in `path`; UserError otherwise."""
+  if not paths.isdir(path):
+    raise UserError(f"workdir {path} does not exist (pass the --workdir of a "
+                    f"finished run, or a sweep root)")
+  config = read_saved(os.path.join(path, CONFIG_FILE), "run's config",
+                      "this is not a run's workdir (pass the --workdir the "
+                      "run was started with)")
+  summary = read_saved(os.path.join(path, SUMMARY_FILE), "run's summary",
+                       "the run has not finished; rerun its command to resume "
+                       "it, and the report is written at the end")
+  if not isinstance(config, dict) or "experiment" not in config:
+    raise UserError(f"{os.path.join(path, CONFIG_FILE)} names no experiment: "
+                    f"this is not a jaxunknowns run's config")
+  return ml_collections.ConfigDict(_tuples(config)), summary
+
+
 # Folders written collectively by every process of a multi-process run
 # (orbax checkpoints: each process saves the shards it holds).
 COLLECTIVE_FOLDERS = ("checkpoints", "snapshots")

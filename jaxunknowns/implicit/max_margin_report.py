@@ -10,7 +10,6 @@ from jaxunknowns import paths
 from jaxunknowns import report
 from jaxunknowns.implicit import papers
 from jaxunknowns.report import compare
-from jaxunknowns.report.text import std_of
 
 FIGURE, DEG = "max_margin.png", 180 / np.pi
 # (metric, title, scale, log y): the figure's six panels, then the table.
@@ -25,13 +24,8 @@ FITS = (("norm_slope", "d||w||/d log t", 1), ("loss_exponent", "loss "
         ("margin_gap_exponent", "margin-gap exponent in log t", 1))
 
 
-def _sig(stat, scale=1):
-  """report.fmt in significant digits (the losses reach 1e-30)."""
-  if not stat or stat.get("mean") is None:
-    return "–"
-  n = len(stat["per_seed"])
-  std = f" ± {std_of(stat) * scale:.2g}" if n > 1 else ""
-  return f"{stat['mean'] * scale:.4g}{std} (n={n})"
+def _sig(stat, scale=1):  # Significant digits: the losses reach 1e-30.
+  return report.fmt(stat, scale, 4, sig=True)
 
 
 def plot(path, summary) -> bool:

@@ -5,7 +5,7 @@ import os
 from jaxunknowns import metrics, paths, report
 from jaxunknowns.overparam import papers
 from jaxunknowns.overparam import width_sweep_report as wsr
-from jaxunknowns.report import compare
+from jaxunknowns.report import compare, fmt
 
 # "At chance": within 2 points (the brief). "A few points" (Table 1's largest
 # change is Inception's random crops, papers.ZHANG_REGULARIZATION): within 5.
@@ -18,7 +18,7 @@ def _name(key):  # 'random_labels-weight_decay': 'random labels + weight decay'
 
 
 def _steps(e):
-  return (wsr.ms(e["steps_to_fit"], spec=".0f") if e.get("steps_to_fit") else
+  return (fmt(e["steps_to_fit"], 1, 0, n=False) if e.get("steps_to_fit") else
           f"{e['seeds_fitted']}/{len(e['steps_to_fit_per_seed'])} seeds "
           f"fitted in {e['steps']}")
 
@@ -52,7 +52,7 @@ def comparisons(config, summary):
   if len(stages) > 1:
     out += [row("test error vs label corruption p (%)",
                 papers.ZHANG_CORRUPTION, " → ".join(
-                    wsr.ms(e["test_error"], 100, ".1f") for e in stages),
+                    fmt(e["test_error"], 100, 1, n=False) for e in stages),
                 compare.monotone(
                     [e["test_error"]["mean"] for e in stages], increasing=True,
                     what="test error (up to 1 point)",
@@ -69,7 +69,7 @@ def comparisons(config, summary):
                if a["labels"] == "random_labels" else row(
                    f"{name}: test accuracy (%)", papers.ZHANG_REGULARIZATION,
                    f"{report.fmt(e['test_accuracy'])}; without: "
-                   f"{wsr.ms(base['test_accuracy'], 100, '.2f')}",
+                   f"{fmt(base['test_accuracy'], n=False)}",
                    compare.within(e["test_accuracy"], base["test_accuracy"],
                                   a_name="with", b_name="without",
                                   tolerance=FEW_POINTS), paper="a few points"))
@@ -118,9 +118,9 @@ def write(path, config, summary):
   table = report.markdown_table(
       ["stage", "train accuracy (%)", "test accuracy (%)", "steps to fit",
        "÷ true labels' steps"],
-      [[_name(k), wsr.ms(e["train_accuracy"], 100, ".2f"),
-        wsr.ms(e["test_accuracy"], 100, ".2f"), _steps(e),
-        wsr.ms(e.get("slowdown"), spec=".2f")]
+      [[_name(k), fmt(e["train_accuracy"], n=False),
+        fmt(e["test_accuracy"], n=False), _steps(e),
+        fmt(e.get("slowdown"), 1, n=False)]
        for k, e in summary["stages"].items()])
   wsr.write_page(
       path, config, summary, (papers.ZHANG_FIT, papers.ZHANG_CHANCE,

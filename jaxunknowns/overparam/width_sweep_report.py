@@ -6,7 +6,7 @@ import os
 from jaxunknowns import report
 from jaxunknowns.overparam import papers
 from jaxunknowns.report import compare
-from jaxunknowns.report.text import std_of
+from jaxunknowns.report import text
 
 RISE_TOLERANCE = 0.01  # Test error may rise this much a step (≈ seed noise).
 ONE_HIDDEN = (("u_dist_fro", "‖U−U₀‖_F"), ("u_fro", "‖U‖_F"), ("margin", "γ"),
@@ -22,10 +22,8 @@ TRENDS = {"test_error": False, "u_dist_fro": False, "u_fro": True,
           "bound_vc": True}
 
 
-def ms(stat, scale=1.0, spec=".3g") -> str:  # Mean ± sample std, no n.
-  return "–" if not stat or stat.get("mean") is None else (
-      f"{stat['mean'] * scale:{spec}} ± "
-      f"{std_of(stat) * scale:{spec.replace('3g', '2g')}}")
+def ms(stat, scale=1.0, digits=3, sig=True) -> str:  # The tables state n.
+  return text.fmt(stat, scale, digits, sig=sig, n=False)
 
 
 def value(point, name):  # A capacity measure, or a stat of the point.
@@ -34,7 +32,7 @@ def value(point, name):  # A capacity measure, or a stat of the point.
 
 def series(points, name, scale=1.0):
   """(widths, means, sample stds) where the quantity is a defined stat."""
-  rows = [(q["width"], scale * s["mean"], scale * std_of(s)) for q in points
+  rows = [(q["width"], scale * s["mean"], scale * text.std_of(s)) for q in points
           for s in [value(q, name)] if isinstance(s, dict)
           and s.get("mean") is not None]
   return tuple(list(c) for c in zip(*rows)) if rows else ([], [], [])
@@ -66,11 +64,11 @@ def plot_panels(panels, path, title, xlabel="width h", log2=True):
   report.save_figure(fig, path, dpi=100)
 
 
-def _ends(points, name, scale=1.0, spec=".3g") -> str:
+def _ends(points, name, *spec) -> str:
   """Ours at the first and the last width where defined."""
   q = [q for q in points if (value(q, name) or {}).get("mean") is not None]
-  return (f"{ms(value(q[0], name), scale, spec)} → "
-          f"{ms(value(q[-1], name), scale, spec)} (h = {q[0]['width']} → "
+  return (f"{ms(value(q[0], name), *spec)} → "
+          f"{ms(value(q[-1], name), *spec)} (h = {q[0]['width']} → "
           f"{q[-1]['width']}, n={len(value(q[0], name)['per_seed'])})"
           if q else "–")
 
@@ -98,7 +96,7 @@ def comparisons(config, summary):
                    papers.NEYSHABUR_NOISE if p else papers.NEYSHABUR_ERRORS)
       out.append(compare.comparison(
           f"{tag}{LABELS.get(name, 'test error (%)')} ({where})", reference,
-          _ends(scope, name, *((100, ".2f") if test else ())),
+          _ends(scope, name, *((100, 2, False) if test else ())),
           *compare.monotone(series(scope, name)[1], increasing=grows,
                             what=LABELS.get(name, "test error (up to 1 "
                                                          "point)"),
@@ -157,8 +155,8 @@ def write_sweep(path, config, summary, figure, references, comparisons):
                        "test error (%)"] + [l for _, l in names],
                       [[q["width"], f"{q['num_params']:,}",
                         f"{q['steps']['mean']:.0f}",
-                        ms(q["train_error"], 100, ".2f"),
-                        ms(q["test_error"], 100, ".2f")]
+                        ms(q["train_error"], 100, 2, False),
+                        ms(q["test_error"], 100, 2, False)]
                        + [ms(value(q, n)) for n, _ in names] for q in points]))
   plot_panels([("error (%)", False, lines, marks)], os.path.join(path, figure),
               title, xlabel=f"width h: {summary['width_means']}")

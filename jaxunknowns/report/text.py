@@ -7,17 +7,20 @@ from jaxunknowns.metrics import sample_std
 
 
 def fmt(stat: Optional[Mapping[str, Any]], scale: float = 100.0,
-        digits: int = 2) -> str:
+        digits: int = 2, *, sig: bool = False, n: bool = True) -> str:
   """'88.41 ± 0.12 (n=4)' from a {mean, std, per_seed} dict: ± is the sample
   std (ddof = 1), recomputed from per_seed, so summaries written before the
-  switch from the population std read the same."""
+  switch from the population std read the same. `sig`: `digits` significant
+  digits for the mean and two for the std (losses reach 1e-30); `n=False`
+  leaves out the count (a table that states it once)."""
   if not stat or stat.get("mean") is None:
     return "–"
-  n = len(stat.get("per_seed", []))
-  s = f"{stat['mean'] * scale:.{digits}f}"
-  if n > 1:
-    s += f" ± {std_of(stat) * scale:.{digits}f}"
-  return s + f" (n={n})"
+  count = len(stat.get("per_seed", []))
+  spec = f".{digits}{'g' if sig else 'f'}"
+  s = f"{stat['mean'] * scale:{spec}}"
+  if count > 1 or not n:
+    s += f" ± {std_of(stat) * scale:{'.2g' if sig else spec}}"
+  return s + f" (n={count})" * n
 
 
 def std_of(stat: Mapping[str, Any]) -> float:
