@@ -13,11 +13,13 @@ The top eigenvalues of the Hessian of the training loss, without forming it:
   of the tridiagonal matrix: the k of largest magnitude ("LM"), largest
   ("LA") or smallest ("SA"). A breakdown (an invariant Krylov subspace)
   restarts from a fresh random vector orthogonal to the basis, so
-  `num_steps = dim` returns the whole spectrum.
+  `num_steps = dim` returns the whole spectrum. `lanczos_tridiagonal` is its
+  core from a given start vector (analysis/spectrum.py's quadrature uses it).
 
 Networks. `network_loss(model, loss_fn, x, y)` is the mean loss of a fixed
 subset (x, y) of the training data with BatchNorm in *eval* mode (running
-statistics from `batch_stats`, no dropout), so the loss is a deterministic
+statistics from `batch_stats`, no dropout; `bn_mode="batch"`: each chunk's
+own statistics, as training sees them), so the loss is a deterministic
 function of the parameters; any model of the registry works.
 `spectrum_fn(...)` vmaps the whole computation over the run axis of a
 trainer state (seeds batched in one compiled program), and
@@ -44,6 +46,7 @@ from jaxunknowns.errors import UserError
 
 METHODS = ("lanczos", "power")
 WHICH = ("LM", "LA", "SA")
+BN_MODES = ("eval", "batch")  # BatchNorm: population or batch statistics.
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -148,26 +151,24 @@ def power_iteration(matvec: Callable, dim: int, k: int, key, *,
 # ---------------------------------------------------------------------------
 # Lanczos with full reorthogonalisation
 # ---------------------------------------------------------------------------
-def lanczos(matvec: Callable, dim: int, k: int, key, *, num_steps: int = 40,
-            which: str = "LM", dtype=jnp.float32):
-  """k extreme eigenpairs from `num_steps` Lanczos steps (clipped to dim).
+def lanczos_tridiagonal(matvec: Callable, v0, num_steps: int, key):
+  """`num_steps` Lanczos steps from v0 with full reorthogonalisation.
 
-  Returns (eigenvalues [k] ordered by `which`, Ritz vectors [dim, k],
-  residual estimates [k] = |beta_m s_{m,i}|). Works under jit and vmap.
+  Returns (basis [m + 1, dim] (orthonormal rows, v0 / ||v0|| first), alphas
+  [m], betas [m]): T = tridiag(betas[:-1], alphas, betas[:-1]) is the
+  projection of the operator on the first m rows. A breakdown (an invariant
+  Krylov subspace) continues from a fresh random vector orthogonal to the
+  basis (`key`) with beta = 0, so T stays exact (block diagonal) and the
+  first component of T's eigenvectors (quadrature weights) is unchanged.
   """
-  check_num_eigenvalues(k, dim, field="k")
-  if which not in WHICH:
-    raise UserError(f"which={which!r}: must be one of {', '.join(WHICH)}")
-  m = max(k, min(int(num_steps), dim))
+  dim, dtype, m = v0.shape[0], v0.dtype, int(num_steps)
   eps = jnp.finfo(dtype).eps
-  key_start, key_restart = jax.random.split(key)
 
   def orthogonalize(basis, w):
     for _ in range(2):  # "twice is enough" (Kahan, Parlett)
       w = w - basis.T @ (basis @ w)
     return w
 
-  v0 = jax.random.normal(key_start, (dim,), dtype)
   basis = jnp.zeros((m + 1, dim), dtype).at[0].set(v0 / jnp.linalg.norm(v0))
 
   def body(j, carry):
@@ -183,7 +184,7 @@ def lanczos(matvec: Callable, dim: int, k: int, key, *, num_steps: int = 40,
     # Invariant subspace found: continue from a fresh orthogonal direction
     # (beta = 0 makes T block diagonal; its eigenvalues stay exact).
     r = orthogonalize(basis, jax.random.normal(
-        jax.random.fold_in(key_restart, j), (dim,), dtype))
+        jax.random.fold_in(key, j), (dim,), dtype))
     v_next = jnp.where(breakdown, r / jnp.maximum(jnp.linalg.norm(r), eps),
                        w / jnp.where(breakdown, 1.0, beta))
     beta = jnp.where(breakdown, 0.0, beta)
@@ -193,8 +194,29 @@ def lanczos(matvec: Callable, dim: int, k: int, key, *, num_steps: int = 40,
   basis, alphas, betas, _ = jax.lax.fori_loop(
       0, m, body, (basis, jnp.zeros((m,), dtype), jnp.zeros((m,), dtype),
                    jnp.zeros((), dtype)))
-  tri = (jnp.diag(alphas) + jnp.diag(betas[:-1], 1) + jnp.diag(betas[:-1], -1))
-  evals, s = jnp.linalg.eigh(tri)
+  return basis, alphas, betas
+
+
+def tridiagonal(alphas, betas):
+  """The [m, m] Lanczos matrix of `lanczos_tridiagonal`'s coefficients."""
+  return jnp.diag(alphas) + jnp.diag(betas[:-1], 1) + jnp.diag(betas[:-1], -1)
+
+
+def lanczos(matvec: Callable, dim: int, k: int, key, *, num_steps: int = 40,
+            which: str = "LM", dtype=jnp.float32):
+  """k extreme eigenpairs from `num_steps` Lanczos steps (clipped to dim).
+
+  Returns (eigenvalues [k] ordered by `which`, Ritz vectors [dim, k],
+  residual estimates [k] = |beta_m s_{m,i}|). Works under jit and vmap.
+  """
+  check_num_eigenvalues(k, dim, field="k")
+  if which not in WHICH:
+    raise UserError(f"which={which!r}: must be one of {', '.join(WHICH)}")
+  m = max(k, min(int(num_steps), dim))
+  key_start, key_restart = jax.random.split(key)
+  basis, alphas, betas = lanczos_tridiagonal(
+      matvec, jax.random.normal(key_start, (dim,), dtype), m, key_restart)
+  evals, s = jnp.linalg.eigh(tridiagonal(alphas, betas))
   order = _order(evals, which)[:k]
   vectors = basis[:m].T @ s[:, order]
   residuals = jnp.abs(betas[-1] * s[-1, order])
@@ -205,20 +227,32 @@ def lanczos(matvec: Callable, dim: int, k: int, key, *, num_steps: int = 40,
 # Networks: a fixed data subset, BatchNorm in eval mode, runs vmapped
 # ---------------------------------------------------------------------------
 def network_loss(model, loss_fn: Callable, x, y, *, has_batch_stats: bool,
-                 chunk_size: int = 0) -> Callable:
-  """`loss(params, batch_stats)`: mean loss on (x, y), eval mode.
+                 chunk_size: int = 0, bn_mode: str = "eval") -> Callable:
+  """`loss(params, batch_stats)`: mean loss on (x, y), no dropout.
 
-  With 0 < chunk_size < len(y), the subset goes through the model in chunks
-  (a lax.map; len(y) must be a multiple of chunk_size) and the mean is the
-  same function, with less memory per forward pass.
+  BatchNorm: `bn_mode` "eval" normalizes with the running (population)
+  statistics `batch_stats`; "batch" with each chunk's own statistics, as in
+  a training step (Flax train=True, the statistics' update discarded), so
+  a chunk is one BN batch and `batch_stats` is not read. Either way the loss
+  is a deterministic function of the parameters. With 0 < chunk_size <
+  len(y), the subset goes through the model in chunks (a lax.map; len(y)
+  must be a multiple of chunk_size); in eval mode the mean is the same
+  function, with less memory per forward pass.
   """
+  if bn_mode not in BN_MODES:
+    raise UserError(f"unknown BatchNorm mode {bn_mode!r}; valid: "
+                    f"{', '.join(BN_MODES)}")
   n = int(y.shape[0])
 
   def chunk_loss(params, batch_stats, xb, yb):
     variables = {"params": params}
     if has_batch_stats:
       variables["batch_stats"] = batch_stats
-    logits = model.apply(variables, xb, train=False)
+    if has_batch_stats and bn_mode == "batch":
+      logits, _ = model.apply(variables, xb, train=True,
+                              mutable=["batch_stats"])
+    else:
+      logits = model.apply(variables, xb, train=False)
     return jnp.sum(loss_fn(logits, yb))
 
   if chunk_size and chunk_size < n:
