@@ -13,21 +13,17 @@ from jaxunknowns.report import compare, fmt
 def page(path, config, summary, comparisons, figures, details, *, setup,
          run="", steps=None):
   """report.md; the claim: papers.py's findings that the comparisons cite."""
-  o = config.optim
   comparisons = comparisons(summary, config, {
-      "model": config.model.name, "data": config.data.name, "optimizer": o.name,
+      "model": config.model.name, "data": config.data.name,
+      "optimizer": config.optim.name,
       "steps": steps or summary.get("steps") or config.train.steps})
   refs = [r for v in vars(papers).values() for r in (
       v.values() if isinstance(v, dict) else [v]) if isinstance(
           r, report.Reference) and r.source in {c.source for c in comparisons}]
-  report.write_page(path, report.Page(
-      title=f"{config.experiment}: {config.data.name}",
-      claim=" ".join(f"{r.statement[:-1]} ({r.source})." for r in refs),
-      config=(f"`{config.model.name}` on `{config.data.name}`, {o.name} lr "
-              f"{o.lr:g}, {len(summary['seeds'])} seeds (the same initial "
-              f"weights and batches in every arm or cell); {setup}."),
-      figures=figures, comparisons=comparisons, details=details,
-      run=report.run_line(summary, run)))
+  report.write_page(path, report.experiment_page(
+      config, summary, references=refs, setup="the same initial weights and "
+      f"batches in every arm or cell; {setup}", figures=figures,
+      comparisons=comparisons, details=details, run=run))
 
 
 def versus(rows, ours):
@@ -158,7 +154,7 @@ def write_grid(path, config, summary):
                                "dropout": regularization}[x],
        [("Accuracy per cell", f"accuracy_vs_{x}.png")],
        ["### Every cell\n\n" + table(cells, keys)], steps=cells[0]["steps"],
-       setup=f"{summary['train_examples']} training examples; cells {axes}; "
+       setup=f"cells {axes}; "
        f"{budget}; accuracies in eval mode")
 
 
@@ -208,8 +204,8 @@ def write_only(path, config, summary):
         "magnitude)\n\n" + table(cells, (
             "trainable", "test_accuracy", "train_accuracy", "gamma_near_zero",
             "gamma_near_zero_init", "frozen_max_change"))],
-       setup=(f"input {tuple(s['input_shape'])}, {s['train_examples']} "
-              f"training / {s['test_examples']} test examples, batch "
+       setup=(f"input {tuple(s['input_shape'])}, {s['test_examples']} test "
+              f"examples, batch "
               f"{config.train.batch_size}, {s['steps']} steps"))
 
 

@@ -13,14 +13,14 @@ import importlib
 
 from jaxunknowns.report.compare import (AGREES, DIFFERS, NOT_TESTABLE,
                                         Comparison, Reference, comparison)
-from jaxunknowns.report.page import (PAGE_HEADINGS, Page, write_page,
-                                     write_report)
-from jaxunknowns.report.text import (fmt, markdown_table, run_line,
-                                     within_seed_spread)
+from jaxunknowns.report.page import (PAGE_HEADINGS, Page, claim,
+                                     experiment_page, write_page, write_report)
+from jaxunknowns.report.text import fmt, markdown_table, run_line
 
 __all__ = ["AGREES", "DIFFERS", "NOT_TESTABLE", "Comparison", "Reference",
-           "comparison", "PAGE_HEADINGS", "Page", "write_page", "write_report",
-           "fmt", "markdown_table", "run_line", "within_seed_spread"]
+           "comparison", "PAGE_HEADINGS", "Page", "claim", "experiment_page",
+           "write_page", "write_report",
+           "fmt", "markdown_table", "run_line"]
 
 _PLOTS = ("plot_band", "learning_curves", "save_figure", "plt")
 

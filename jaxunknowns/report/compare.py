@@ -11,7 +11,7 @@ mismatch such as 1,500 vs 1,501 steps.
 """
 
 import dataclasses
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from jaxunknowns.report.text import markdown_table, std_of
 
@@ -35,11 +35,6 @@ class Reference:
   unit: str = ""
   protocol: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
-  def value_text(self, digits: int = 1) -> str:
-    if self.value is None:
-      return "–"
-    return f"{self.value:.{digits}f}{self.unit}"
-
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
@@ -57,9 +52,6 @@ class Comparison:
   def __post_init__(self):
     if self.verdict not in VERDICTS:
       raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
-
-  def to_dict(self) -> Dict[str, Any]:
-    return dataclasses.asdict(self)
 
 
 def comparison(quantity: str, reference: Reference, ours: str,
@@ -83,10 +75,11 @@ def comparison(quantity: str, reference: Reference, ours: str,
     reasons += tuple(declared)
   elif verdict == NOT_TESTABLE:
     reasons = (why_not_testable or "not measured in this run",)
-  return Comparison(quantity=quantity,
-                    paper=paper if paper is not None else reference.value_text(),
-                    source=reference.source, ours=ours, verdict=verdict,
-                    rule=rule, reasons=reasons)
+  if paper is None:
+    paper = ("–" if reference.value is None else
+             f"{reference.value:.1f}{reference.unit}")
+  return Comparison(quantity=quantity, paper=paper, source=reference.source,
+                    ours=ours, verdict=verdict, rule=rule, reasons=reasons)
 
 
 # -----------------------------------------------------------------------------
@@ -96,7 +89,7 @@ Stat = Mapping[str, Any]
 
 
 def _bound(stat, threshold, slack, scale, unit, upper):
-  if not stat or stat.get("mean") is None:
+  if not _measured(stat):
     return None, "not measured"
   mean = stat["mean"]
   holds = mean <= threshold + slack if upper else mean >= threshold - slack
@@ -118,12 +111,16 @@ def at_most(stat: Optional[Stat], threshold: float, *, scale: float = 100.0,
   return _bound(stat, threshold, slack, scale, unit, upper=True)
 
 
+def _measured(*stats) -> bool:
+  return all(s and s.get("mean") is not None for s in stats)
+
+
 def greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
             scale: float = 100.0, floor: float = 0.0
             ) -> Tuple[Optional[bool], str]:
   """a's mean above b's by more than twice the larger sample std (and more
   than `floor`): a difference the seeds cannot explain."""
-  if not a or not b or a.get("mean") is None or b.get("mean") is None:
+  if not _measured(a, b):
     return None, "not measured"
   gap = a["mean"] - b["mean"]
   margin = max(2 * max(std_of(a), std_of(b)), floor)
@@ -156,7 +153,7 @@ def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
            tolerance: float, scale: float = 100.0
            ) -> Tuple[Optional[bool], str]:
   """|a − b| within `tolerance` plus twice the larger sample std."""
-  if not a or not b or a.get("mean") is None or b.get("mean") is None:
+  if not _measured(a, b):
     return None, "not measured"
   gap = a["mean"] - b["mean"]
   margin = tolerance + 2 * max(std_of(a), std_of(b))

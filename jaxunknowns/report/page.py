@@ -6,6 +6,7 @@ from typing import List, Sequence, Tuple
 
 from jaxunknowns import paths
 from jaxunknowns.report import compare
+from jaxunknowns.report.text import run_line
 
 
 def _write_text(path: str, text: str):
@@ -68,6 +69,29 @@ class Page:
     ]
     return (f"# {self.title}\n\n{STATS_NOTE}\n\n" + "\n\n".join(sections)
             + "\n")
+
+
+def claim(references) -> str:
+  """The claim paragraph: each paper's finding with its source."""
+  return " ".join(f"{r.statement.rstrip('.')} ({r.source})." for r in references)
+
+
+def experiment_page(config, summary, *, references=(), setup: str,
+                    run: str = "", **fields) -> Page:
+  """The page of a run: title '{experiment}: {model} on {data}', the claim
+  of the papers' `references`, the config line every run shares (model,
+  data, training set, optimizer, seeds) then the experiment's own `setup`,
+  and the run line (`run`: extra figures such as steps/s)."""
+  o, m, d = config.optim, config.model.name, config.data.name
+  examples = summary.get("train_examples")
+  shared = (f"`{m}` on `{d}`" + (f" ({examples:,} training examples)" if
+                                 examples else "") + f", {o.name} lr {o.lr:g}"
+            + (f" momentum {o.momentum:g}" if o.name == "momentum" else "")
+            + f", {len(summary['seeds'])} seeds trained at once")
+  fields.setdefault("title", f"{config.experiment}: {m} on {d}")
+  fields.setdefault("claim", claim(references))
+  return Page(config=f"{shared}; {setup.strip().rstrip('.')}.",
+              run=run_line(summary, run), **fields)
 
 
 def write_page(workdir: str, page: Page) -> str:

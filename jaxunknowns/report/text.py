@@ -32,13 +32,6 @@ def std_of(stat: Mapping[str, Any]) -> float:
   return float(stat.get("std") or 0.0)
 
 
-def within_seed_spread(diff: Mapping[str, Any], floor: float = 0.005) -> bool:
-  """A difference {mean, std} over seeds no larger than twice its std (or
-  than `floor`, for seeds that happen to agree): the reports call it "the
-  same within the seed spread"."""
-  return abs(diff["mean"]) <= max(2 * diff["std"], floor)
-
-
 def _cell(value: Any) -> str:
   # A '|' inside a cell (||w||, |γ|) would split it: escape it.
   return str(value).replace("|", "\\|")
