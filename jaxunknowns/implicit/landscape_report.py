@@ -104,15 +104,10 @@ def write(path, config, summary):
             [[p["label"]] + [report.fmt(p[k], 1.0, 4) for k in (
                 "loss_barrier", "rise_beyond_a", "rise_beyond_b")]
              for p in interp["paths"]]))
-  report.write_page(path, report.Page(
-      title=f"landscape: {config.model.name} on {config.data.name}",
-      claim="; ".join(f"{r.statement} ({r.source})" for _, r in
-                      papers.LI_FLATTER.values()) + ".",
-      config=(f"`{config.model.name}` on `{config.data.name}`, arms "
-              f"{', '.join(names)}, {len(summary['seeds'])} seeds per arm; "
-              f"eval-mode loss on {summary['arms'][names[0]]['num_examples']} "
-              f"training examples along one draw of two random directions; "
-              f"grid and slice (lo, hi, points): {ax['surface']}, "
-              f"{ax['slice']}."),
-      figures=figures(path, summary), comparisons=comparisons(summary, config),
-      details=details, run=report.run_line(summary)))
+  report.write_page(path, report.experiment_page(
+      config, summary, references=[r for _, r in papers.LI_FLATTER.values()],
+      setup=f"arms {', '.join(names)}; eval-mode loss on "
+      f"{summary['arms'][names[0]]['num_examples']} training examples along "
+      "one draw of two random directions; grid and slice (lo, hi, points): "
+      f"{ax['surface']}, {ax['slice']}", figures=figures(path, summary),
+      comparisons=comparisons(summary, config), details=details))

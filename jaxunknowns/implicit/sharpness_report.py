@@ -66,22 +66,16 @@ def write(path, config, summary):
            report.fmt(a["top_eigenvalue"], 1.0, 3)]
           + [report.fmt(a["sharpness"][e], 1.0, 4) for e in eps]
           for n, a in summary["arms"].items()]
-  report.write_page(path, report.Page(
-      title=f"sharpness: {config.model.name} on {config.data.name}",
-      claim=f"{papers.KESKAR_SHARP.statement}. {papers.KESKAR_WORSE.statement}"
-            f" ({papers.KESKAR_SHARP.source}).",
-      config=(f"`{config.model.name}` on `{config.data.name}`, "
-              f"{config.optim.name} lr {config.optim.lr}, {summary['epochs']:g}"
-              f" epochs and {len(summary['seeds'])} seeds per arm; top Hessian "
-              f"eigenvalue by Lanczos on {summary['hessian_subset']} training "
-              f"examples; ε-sharpness 100 (max L − L)/(1 + L) over |δ_i| "
-              f"≤ ε(|x_i| + 1) by {config.sharpness.iterations} projected "
-              f"sign-gradient steps on {summary['sharpness_subset']} "
-              "examples."),
+  report.write_page(path, report.experiment_page(
+      config, summary, references=(papers.KESKAR_SHARP, papers.KESKAR_WORSE),
+      setup=f"{summary['epochs']:g} epochs per arm; top Hessian eigenvalue by "
+      f"Lanczos on {summary['hessian_subset']} training examples; ε-sharpness "
+      "100 (max L − L)/(1 + L) over |δ_i| ≤ ε(|x_i| + 1) by "
+      f"{config.sharpness.iterations} projected sign-gradient steps on "
+      f"{summary['sharpness_subset']} examples",
       figures=[("Top Hessian eigenvalue along training, mean ± std over seeds",
                 FIGURE)] if plot(path, summary) else [],
       comparisons=comparisons(summary, config),
       details=["### Arms\n\n" + report.markdown_table(
           ["arm", "batch", "steps", "test acc (%)", "train acc (%)",
-           "top eigenvalue"] + [f"ε-sharpness {e}" for e in eps], rows)],
-      run=report.run_line(summary)))
+           "top eigenvalue"] + [f"ε-sharpness {e}" for e in eps], rows)]))

@@ -207,16 +207,12 @@ def write(path, config, summary):
   how += "".join(f", {k} {p[k]}" for k in ("layer_rates", "exclude")
                  if p.get(k))
   speeds = [e.get("steps_per_second") or np.nan for e in levels]
-  report.write_page(path, report.Page(
-      title=f"imp: {title}",
-      claim=tickets.claim if config.get("reference") else "None.",
-      config=(f"`{config.model.name}` ({summary['parameters']['trainable']:,} "
-              f"trainable parameters) on `{config.data.name}`: {how}; rewind "
-              f"to step {p['rewind_step']}, {p['levels']} levels of "
-              f"{config.train.steps} steps, {config.optim.name} lr "
-              f"{config.optim.lr}, batch {config.train.batch_size}, "
-              f"{len(summary['seeds'])} seeds; a level's runs train in one "
-              f"program."),
+  report.write_page(path, report.experiment_page(
+      config, summary, claim=tickets.claim if config.get("reference") else
+      "None.", setup=f"{summary['parameters']['trainable']:,} trainable "
+      f"parameters; {how}; rewind to step {p['rewind_step']}, {p['levels']} "
+      f"levels of {config.train.steps} steps, batch "
+      f"{config.train.batch_size}; a level's runs train in one program",
       figures=figures, comparisons=found, details=details,
-      run=report.run_line(summary, f"{len(levels)} levels at "
-                          f"{np.nanmean(speeds):.0f} steps/s on average.")))
+      run=f"{len(levels)} levels at {np.nanmean(speeds):.0f} steps/s on "
+      "average."))

@@ -1,5 +1,6 @@
 """report.md and figures of a `width_sweep` run; `write_sweep` also writes
-`double_descent`'s; `randomization` shares `ms`, `plot_panels`, `write_page`."""
+`double_descent`'s; `randomization` shares `ms`, `plot_panels`, `write_page`.
+"""
 
 import os
 
@@ -108,21 +109,13 @@ def comparisons(config, summary):
 
 
 def write_page(path, config, summary, references, trained, **page):
-  """report.md with what every overparam page shares: the title, the claim
-  from `references`, the config around what was `trained`, the run line."""
-  o = config.optim
-  report.write_page(path, report.Page(
-      title=f"{summary['experiment']}: {config.model.name} on "
-      f"{config.data.name}", claim=" ".join(
-          f"{r.source}: {r.statement}" for r in references), config=(
-          f"`{config.model.name}` on `{config.data.name}` "
-          f"({summary['train_examples']:,} training examples); {o.name} lr "
-          f"{o.lr}" + (f" momentum {o.momentum}" if o.name == "momentum" else
-                       "") + f", batch {config.train.batch_size}; {trained}; "
-          f"{len(summary['seeds'])} seeds, trained at once."),
-      run=report.run_line(summary, f"{summary['stages_wall_time_s']:.0f} s "
-                          "of training, the stages' own times summed."),
-      **page))
+  """report.md: the experiment page around what was `trained`, with the
+  stages' summed training time."""
+  report.write_page(path, report.experiment_page(
+      config, summary, references=references,
+      setup=f"batch {config.train.batch_size}; {trained}",
+      run=f"{summary['stages_wall_time_s']:.0f} s of training, the stages' "
+      "own times summed.", **page))
 
 
 def write_sweep(path, config, summary, figure, references, comparisons):
