@@ -52,23 +52,20 @@ def trend(quantity, ref, paper, stats_, ours):
 
 def accuracy_figure(cells, x, path):
   """Test (solid) and train (dashed) accuracy vs `x`, mean ± std."""
-  fig, ax = report.plt.subplots(figsize=(6.4, 4.2))
   series = {}
   for q in cells:
     key = ", ".join(f"{k}={v}" for k, v in q["cell"].items() if k != x)
     series.setdefault(key, []).append(q)
-  for i, (key, pts) in enumerate(series.items()):
-    for metric, style in (("test_accuracy", "-"), ("train_accuracy", "--")):
-      if pts[0].get(metric):
-        ax.errorbar([q["cell"][x] for q in pts],
-                    [100 * q[metric]["mean"] for q in pts],
-                    yerr=[100 * report.text.std_of(q[metric]) for q in pts],
-                    color=f"C{i}", linestyle=style, marker="o", capsize=2,
-                    label=f"{key} ({metric[:-9]})")
-  ax.set(xlabel=x, ylabel="accuracy (%)",
-         **({"xscale": "log"} if "batch" in x else {}))
-  ax.legend(fontsize=7, ncol=2)
-  report.save_figure(fig, path)
+  with report.figure(path) as (ax,):
+    for i, (key, pts) in enumerate(series.items()):
+      for metric, style in (("test_accuracy", "-"), ("train_accuracy", "--")):
+        if pts[0].get(metric):
+          report.errorbars(ax, [q["cell"][x] for q in pts],
+                           [q[metric] for q in pts], 100, color=f"C{i}",
+                           linestyle=style, marker="o",
+                           label=f"{key} ({metric[:-9]})")
+    ax.set(xlabel=x, ylabel="accuracy (%)",
+           **({"xscale": "log"} if "batch" in x else {}))
 
 
 def table(cells, keys) -> str:
@@ -289,18 +286,17 @@ def smoothness_figures(path, arms):
       ("landscape", "smoothness", {"loss": "probe loss L(θ)", **MEASURES}),
       ("ics", "ics", {f"{kind}_{layer}": f"{layer}: {kind}"
                       for kind in ("l2", "cos") for layer in layers})):
-    fig, axes = report.plt.subplots(1, len(panels), squeeze=False,
-                                    figsize=(3.6 * len(panels), 3.6))
-    for ax, (key, title) in zip(axes[0], panels.items()):
-      for arm, a in arms.items():
-        by_step = a[group][key]
-        seeds = len(next(iter(by_step.values()))["per_seed"])
-        report.plot_band(ax, {i: {int(t): v["per_seed"][i] for t, v in
-                                  by_step.items()} for i in range(seeds)}, arm)
-      ax.set(title=title, xlabel="step",
-             yscale="log" if name == "landscape" else "linear")
-    axes[0, 0].legend(fontsize=8)
-    report.save_figure(fig, os.path.join(path, f"{name}.png"))
+    with report.figure(os.path.join(path, f"{name}.png"), len(panels),
+                       (3.6, 3.6)) as axes:
+      for ax, (key, title) in zip(axes, panels.items()):
+        for arm, a in arms.items():
+          by_step = a[group][key]
+          seeds = len(next(iter(by_step.values()))["per_seed"])
+          report.plot_band(ax, {i: {int(t): v["per_seed"][i] for t, v in
+                                    by_step.items()} for i in range(seeds)},
+                           arm)
+        ax.set(title=title, xlabel="step",
+               yscale="log" if name == "landscape" else "linear")
 
 
 def write_smoothness(path, config, summary):

@@ -24,30 +24,25 @@ def figures(path, summary):
   npz = [os.path.join(path, "arms", n, "landscape.npz") for n in names]
   if not all(map(paths.exists, npz)):
     return [f for f in shown if paths.exists(os.path.join(path, f[1]))]
-  plt = report.plt
-  fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4.2),
-                           squeeze=False)
-  fig_s, ax_s = plt.subplots(figsize=(5, 3.8))
-  fig_i, ax_i = plt.subplots(figsize=(5, 3.8))
-  for ax, name, file in zip(axes[0], names, npz):
-    with paths.open_npz(file) as d:
-      a, loss = d["surface_axis"], d["surface_loss"]
-      ax_s.plot(d["slice_axis"], d["slice_loss"], label=name)
-    cs = ax.contour(a, a, loss.T, levels=np.linspace(
-        loss.min(), min(loss.max(), loss.min() + 10), 30))
-    ax.clabel(cs, cs.levels[::5], fontsize=7, fmt="%.2f")
-    ax.plot([0], [0], "r+")
-    ax.set(title=name, xlabel="d1", ylabel="d2", aspect="equal")
-  for p in interp["paths"]:
-    for r, loss in enumerate(p["loss"]):
-      ax_i.plot(interp["alphas"], loss, label=f"{p['label']} (pair {r})")
-  ax_s.set(xlabel="a (θ + a d1)", ylabel="training loss", yscale="log")
-  ax_i.set(xlabel="t", ylabel="training loss", yscale="log")
-  for f, ax, (_, file) in zip((fig, fig_s, fig_i), (None, ax_s, ax_i), shown):
-    if ax:
-      ax.legend(fontsize=7)
-    report.save_figure(f, os.path.join(path, file))
-  plt.close("all")
+  files = [os.path.join(path, file) for _, file in shown]
+  with report.figure(files[0], len(names), (4.6, 4.2)) as axes, \
+      report.figure(files[1], size=(5, 3.8)) as (ax_s,):
+    for ax, name, file in zip(axes, names, npz):
+      with paths.open_npz(file) as d:
+        a, loss = d["surface_axis"], d["surface_loss"]
+        ax_s.plot(d["slice_axis"], d["slice_loss"], label=name)
+      cs = ax.contour(a, a, loss.T, levels=np.linspace(
+          loss.min(), min(loss.max(), loss.min() + 10), 30))
+      ax.clabel(cs, cs.levels[::5], fontsize=7, fmt="%.2f")
+      ax.plot([0], [0], "r+")
+      ax.set(title=name, xlabel="d1", ylabel="d2", aspect="equal")
+    ax_s.set(xlabel="a (θ + a d1)", ylabel="training loss", yscale="log")
+  if interp["paths"]:
+    with report.figure(files[2], size=(5, 3.8)) as (ax_i,):
+      for p in interp["paths"]:
+        for r, loss in enumerate(p["loss"]):
+          ax_i.plot(interp["alphas"], loss, label=f"{p['label']} (pair {r})")
+      ax_i.set(xlabel="t", ylabel="training loss", yscale="log")
   return shown
 
 

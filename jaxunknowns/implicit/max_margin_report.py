@@ -32,16 +32,14 @@ def plot(path, summary) -> bool:
   if not paths.exists(os.path.join(path, metrics_lib.METRICS_FILE)):
     return paths.exists(os.path.join(path, FIGURE))
   rows = metrics_lib.read_metrics(path)
-  fig, axes = report.plt.subplots(2, 3, figsize=(14, 7.5))
-  for ax, (name, title, scale, logy) in zip(axes.ravel(), FINAL):
-    for o in summary["optimizers"]:
-      report.plot_band(ax, metrics_lib.curves(rows, "max_margin", name,
-                                              optimizer=o), o, scale=scale)
-    ax.set(xscale="log", yscale="log" if logy else "linear", title=title,
-           xlabel="step t")
-  axes[0, 0].legend()
-  fig.tight_layout()
-  report.save_figure(fig, os.path.join(path, FIGURE), dpi=100)
+  with report.figure(os.path.join(path, FIGURE), 6, (14 / 3, 7.5 / 2),
+                     cols=3, dpi=100) as axes:
+    for ax, (name, title, scale, logy) in zip(axes, FINAL):
+      for o in summary["optimizers"]:
+        report.plot_band(ax, metrics_lib.curves(rows, "max_margin", name,
+                                                optimizer=o), o, scale=scale)
+      ax.set(xscale="log", yscale="log" if logy else "linear", title=title,
+             xlabel="step t")
   return True
 
 

@@ -16,15 +16,13 @@ def plot(path, summary) -> bool:
   if not paths.exists(os.path.join(path, metrics_lib.METRICS_FILE)):
     return paths.exists(os.path.join(path, FIGURE))
   rows, drawn = metrics_lib.read_metrics(path), False
-  fig, ax = report.plt.subplots(figsize=(6, 4))
-  for name, arm in summary["arms"].items():
-    curves = metrics_lib.curves(rows, "hessian", "eig_0", arm=name)
-    report.plot_band(ax, {s: {t / arm["steps_per_epoch"]: v for t, v in
-                              c.items()} for s, c in curves.items()}, name)
-    drawn |= bool(curves)
-  ax.set(xlabel="epoch", ylabel="top Hessian eigenvalue (train subset)")
-  ax.legend()
-  report.save_figure(fig, os.path.join(path, FIGURE))
+  with report.figure(os.path.join(path, FIGURE), size=(6, 4)) as (ax,):
+    for name, arm in summary["arms"].items():
+      curves = metrics_lib.curves(rows, "hessian", "eig_0", arm=name)
+      report.plot_band(ax, {s: {t / arm["steps_per_epoch"]: v for t, v in
+                                c.items()} for s, c in curves.items()}, name)
+      drawn |= bool(curves)
+    ax.set(xlabel="epoch", ylabel="top Hessian eigenvalue (train subset)")
   return drawn
 
 

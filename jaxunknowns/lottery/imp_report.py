@@ -31,26 +31,20 @@ def block(entry, variant):
 
 
 def plot_vs_sparsity(levels, field, ylabel, path, scale=100.0, title=""):
-  fig, ax = report.plt.subplots(figsize=(6.4, 4.2))
-  for variant, style in STYLE.items():
-    rows = [(100 * e["weights_remaining"], block(e, variant)[field])
-            for e in levels if field in (block(e, variant) or {})]
-    if rows:
-      ax.errorbar([x for x, _ in rows], [s["mean"] * scale for _, s in rows],
-                  yerr=[report.text.std_of(s) * scale for _, s in rows],
-                  capsize=3, **style)
-  ax.set_xscale("log")
-  ax.minorticks_off()  # Labelled major ticks only, at round percentages.
-  lo, hi = sorted(ax.get_xlim())
-  ticks = [t for t in (100, 70, 50, 30, 20, 10, 7, 5, 3, 2, 1, 0.5, 0.3, 0.2,
-                       0.1) if lo <= t <= hi]
-  ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
-  ax.invert_xaxis()  # Sparser to the right, as in the paper.
-  ax.set(xlabel="weights remaining (%)", ylabel=ylabel, title=title)
-  ax.grid(alpha=0.3, which="both")
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  report.save_figure(fig, path)
+  with report.figure(path) as (ax,):
+    for variant, style in STYLE.items():
+      rows = [(100 * e["weights_remaining"], block(e, variant)[field])
+              for e in levels if field in (block(e, variant) or {})]
+      if rows:
+        report.errorbars(ax, *zip(*rows), scale, **style)
+    ax.set_xscale("log")
+    ax.minorticks_off()  # Labelled major ticks only, at round percentages.
+    lo, hi = sorted(ax.get_xlim())
+    ticks = [t for t in (100, 70, 50, 30, 20, 10, 7, 5, 3, 2, 1, 0.5, 0.3,
+                         0.2, 0.1) if lo <= t <= hi]
+    ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
+    ax.invert_xaxis()  # Sparser to the right, as in the paper.
+    ax.set(xlabel="weights remaining (%)", ylabel=ylabel, title=title)
 
 
 def holds(levels, entry, variant="ticket") -> bool:

@@ -78,13 +78,12 @@ def comparisons(config, summary):
 
 def plot_learning_curves(rows, keys, path, title):
   """Zhang et al.'s Fig. 1a: training loss vs step, mean ± std over seeds."""
-  fig, ax = report.plt.subplots(figsize=(7.2, 4.4))
-  for i, key in enumerate(keys):
-    report.plot_band(ax, metrics.curves(rows, "minibatch", "loss", variant=key),
-                     _name(key), color=f"C{i}", linestyle="-:--"[i % 3])
-  ax.set(xlabel="step", ylabel="training loss (minibatch)", title=title)
-  ax.legend(fontsize=8)
-  report.save_figure(fig, path)
+  with report.figure(path, size=(7.2, 4.4)) as (ax,):
+    for i, key in enumerate(keys):
+      report.plot_band(ax, metrics.curves(rows, "minibatch", "loss",
+                                          variant=key),
+                       _name(key), color=f"C{i}", linestyle="-:--"[i % 3])
+    ax.set(xlabel="step", ylabel="training loss (minibatch)", title=title)
 
 
 def plot_corruption(summary, path, title):

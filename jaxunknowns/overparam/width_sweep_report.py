@@ -43,26 +43,17 @@ def plot_panels(panels, path, title, xlabel="width h", log2=True):
   """One axis per panel (name, log_y, lines, marks): each line (xs, means,
   stds, label, fmt, color) with error bars over seeds; each mark (x, color)
   a dotted vertical line (an interpolation width)."""
-  cols, rows = min(len(panels), 4), -(-len(panels) // 4)
-  fig, axes = report.plt.subplots(rows, cols, squeeze=False, figsize=(
-      (7.2, 4.4) if cols == 1 else (3.3 * cols, 2.7 * rows)))
-  for ax, (name, log_y, lines, marks) in zip(axes.ravel(), panels):
-    for xs, mean, std, label, fmt, color in lines:
-      ax.errorbar(xs, mean, yerr=std, fmt=fmt, color=color, markersize=3,
-                  capsize=2, label=label)
-    for x, color in marks:
-      ax.axvline(x, color=color, linestyle=":")
-    if log2:
-      ax.set_xscale("log", base=2)
-    ax.set(yscale="log" if log_y else "linear", title=name, xlabel=xlabel)
-    ax.grid(alpha=0.3)
-    if any(line[3] for line in lines):
-      ax.legend(fontsize=7)
-  for ax in axes.ravel()[len(panels):]:
-    ax.axis("off")
-  fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  report.save_figure(fig, path, dpi=100)
+  with report.figure(path, len(panels), (7.2, 4.4) if len(panels) == 1 else
+                     (3.3, 2.7), title, min(len(panels), 4), 100) as axes:
+    for ax, (name, log_y, lines, marks) in zip(axes, panels):
+      for xs, mean, std, label, fmt, color in lines:
+        ax.errorbar(xs, mean, yerr=std, fmt=fmt, color=color, markersize=3,
+                    capsize=2, label=label)
+      for x, color in marks:
+        ax.axvline(x, color=color, linestyle=":")
+      if log2:
+        ax.set_xscale("log", base=2)
+      ax.set(yscale="log" if log_y else "linear", title=name, xlabel=xlabel)
 
 
 def _ends(points, name, *spec) -> str:

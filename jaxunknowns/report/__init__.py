@@ -22,7 +22,8 @@ __all__ = ["AGREES", "DIFFERS", "NOT_TESTABLE", "Comparison", "Reference",
            "write_page", "write_report",
            "fmt", "markdown_table", "run_line"]
 
-_PLOTS = ("plot_band", "learning_curves", "save_figure", "plt")
+_PLOTS = ("plot_band", "learning_curves", "save_figure", "plt", "figure",
+          "errorbars")
 
 
 def __getattr__(name):

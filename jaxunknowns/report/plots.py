@@ -1,12 +1,14 @@
-"""Shared plots: mean ± std bands over seeds, learning curves, atomic PNGs.
+"""Shared plots: figures written atomically, mean ± std bands and error bars
+over seeds, learning curves.
 
 The only report module that imports matplotlib (headless, Agg), so nothing
 imports it until a figure is drawn.
 """
 
+import contextlib
 import io
 import os
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, Tuple
 
 import matplotlib
 
@@ -16,6 +18,40 @@ import numpy as np
 
 from jaxunknowns import metrics as metrics_lib
 from jaxunknowns import paths
+from jaxunknowns.report.text import std_of
+
+
+@contextlib.contextmanager
+def figure(path: str, panels: int = 1, size: Tuple[float, float] = (6.4, 4.2),
+           title: str = "", cols: int = 0, dpi: int = 110):
+  """Yields the panels' axes (a flat list); then gives each panel a light
+  grid and a legend where its labelled lines differ from an earlier panel's,
+  hides unused panels and writes the PNG atomically. `size`: one panel's."""
+  cols = cols or panels
+  rows = -(-panels // cols)
+  fig, axes = plt.subplots(rows, cols, squeeze=False,
+                           figsize=(size[0] * cols, size[1] * rows))
+  axes = list(axes.ravel())
+  yield axes[:panels]
+  shown = set()
+  for ax in axes[:panels]:
+    ax.grid(alpha=0.3)
+    labels = tuple(ax.get_legend_handles_labels()[1])
+    if labels and labels not in shown:
+      ax.legend(fontsize=7)
+    shown.add(labels)
+  for ax in axes[panels:]:
+    ax.axis("off")
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  save_figure(fig, path, dpi=dpi)
+
+
+def errorbars(ax, xs, stats, scale: float = 1.0, **kw):
+  """Means ± sample std over seeds of {mean, std, per_seed} dicts at `xs`."""
+  ax.errorbar(xs, [scale * s["mean"] for s in stats],
+              yerr=[scale * std_of(s) for s in stats], capsize=2, **kw)
 
 
 def _mean_std_curve(per_seed: Mapping[int, Mapping[int, float]]):
