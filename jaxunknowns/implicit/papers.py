@@ -41,3 +41,21 @@ LI_FLATTER = {
     ("with_bn", "without_bn"): ("with_bn", Reference(
         "BatchNorm keeps the landscape flat and convex-looking",
         "Li et al. 2018", protocol={"data": "cifar10"}))}
+
+# Ghorbani, Krishnan & Xiao 2019 (Hessian eigenvalue density by stochastic
+# Lanczos quadrature) and Yao, Gholami, Keutzer & Mahoney 2020 (PyHessian).
+GHORBANI, GHORBANI_SETTING = "Ghorbani et al. 2019", {
+    "data": "cifar10", "model": "ResNet-32", "optimizer": "momentum"}
+GHORBANI_OUTLIERS, GHORBANI_BN, GHORBANI_POPULATION = (
+    Reference(s, source, protocol=GHORBANI_SETTING) for s, source in (
+        ("Without BatchNorm a few large outlier eigenvalues stand apart from "
+         "the bulk of the Hessian's spectrum", GHORBANI + ", Sec. 4"),
+        ("With BatchNorm (the Hessian with batch statistics) the outliers "
+         "shrink or vanish", GHORBANI + ", Sec. 4"),
+        ("With BatchNorm's population statistics the outliers return",
+         GHORBANI + ", Sec. 4")))
+YAO_TRACE = Reference(
+    "Removing BatchNorm gives a larger Hessian trace (a sharper landscape) "
+    "at the end of training", "Yao et al. 2020 (PyHessian), Sec. 4",
+    protocol={"data": "cifar10", "model": "ResNet-20",
+              "hessian batch norm": "eval"})

@@ -1,0 +1,221 @@
+"""`hessian_spectrum`: the Hessian's trace and eigenvalue density with and
+without BatchNorm (Ghorbani, Krishnan & Xiao 2019; Yao et al. 2020).
+
+What runs. Each arm of `compare` (by default the same network without and
+with BN, landscape_arms.py) is a stage (arms/NAME, resumable): its `seeds`
+networks are measured at initialization, trained at once, and measured
+again at the end. A measurement (analysis/spectrum.py, every run of the run
+axis in one compiled program) takes the mean loss of a fixed training subset
+of `spectrum.subset_size` examples and gives, for the whole model and (with
+`spectrum.layers`) each block's own Hessian H_bb:
+
+* Hutchinson's trace over `trace_probes` Rademacher probes (per block from
+  the same probes);
+* stochastic Lanczos quadrature with k = `num_probes` probes of m =
+  `num_steps` steps: the density, Gaussian-smoothed (std `sigma` x the
+  nodes' range) on a grid of `grid_size` points (the mean over seeds); the
+  top `num_eigenvalues` eigenvalues (the first probe's largest Ritz
+  values); the bulk edge and the number of outliers (spectrum.py's rule,
+  `bulk_count` and `outlier_gap`).
+
+Each is done for every BatchNorm mode of `spectrum.bn_modes`: "eval"
+(population statistics, as PyHessian and analysis/hessian.py do) and "batch"
+(each chunk of `chunk_size` examples normalized by its own statistics, the
+loss training sees). A network without BN has one loss; it is measured once,
+as "eval". summary.json: per arm, point ("init", "end") and mode, the
+whole model's and each block's statistics over seeds; wall times and the
+measured Hessian-vector products per second.
+"""
+
+import time
+from typing import Any, Dict
+
+import jax
+import numpy as np
+from absl import logging
+
+from jaxunknowns import experiments, runs, stages, validation
+from jaxunknowns.analysis import hessian, spectrum
+from jaxunknowns.implicit import landscape_arms
+from jaxunknowns.metrics import MetricWriter, stats
+
+POINTS = ("init", "end")
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def validate(config):
+  validation.validate_base(config)
+  landscape_arms.validate_arms(config)
+  check, s = validation.check, config.spectrum
+  for field in ("num_probes", "num_steps", "trace_probes", "num_eigenvalues",
+                "subset_size"):
+    check(_is_int(s[field]) and s[field] >= 1, f"spectrum.{field}", s[field],
+          "an integer >= 1")
+  check(s.num_eigenvalues <= s.num_steps, "spectrum.num_eigenvalues",
+        s.num_eigenvalues, f"<= spectrum.num_steps={s.num_steps} (m Lanczos "
+        "steps give at most m eigenvalues)")
+  modes = tuple(s.bn_modes)
+  check(len(modes) >= 1 and len(set(modes)) == len(modes) and
+        all(m in hessian.BN_MODES for m in modes), "spectrum.bn_modes", modes,
+        f"a non-empty tuple of distinct modes of {hessian.BN_MODES}")
+  check(isinstance(s.layers, bool), "spectrum.layers", s.layers,
+        "True or False")
+  check(_is_int(s.chunk_size) and s.chunk_size >= 0, "spectrum.chunk_size",
+        s.chunk_size, "an integer >= 0 (0 = the whole subset at once)")
+  check(_is_int(s.grid_size) and s.grid_size >= 2, "spectrum.grid_size",
+        s.grid_size, "an integer >= 2")
+  check(s.sigma > 0, "spectrum.sigma", s.sigma, "> 0")
+  check(s.bulk_count > 0, "spectrum.bulk_count", s.bulk_count, "> 0")
+  check(s.outlier_gap >= 0, "spectrum.outlier_gap", s.outlier_gap, ">= 0")
+  check(_is_int(s.seed) and s.seed >= 0, "spectrum.seed", s.seed,
+        "an integer >= 0")
+  for name in landscape_arms.arm_names(config):
+    dropout = landscape_arms.arm_config(config, name).model.dropout
+    check(dropout == 0, f"arms.{name}: model.dropout", dropout,
+          "0 (dropout would make the loss of the Hessian random)")
+
+
+def build_arms(config) -> Dict[str, Any]:
+  """{arm: (trainer, {mode: measure fn}, block sizes)}; everything that can
+  fail on bad input (data, model, more eigenvalues than parameters, a chunk
+  that does not divide the subset) fails here, before the workdir exists."""
+  s, out = config.spectrum, {}
+  for name, c, ds in landscape_arms.arms_with_data(config):
+    trainer = runs.build_trainer(c, dataset=ds)
+    template = trainer.params_template
+    sizes = {b: int(sum(np.prod(x.shape) for x in jax.tree.leaves(template[b])))
+             for b in spectrum.blocks_of(template)}
+    spectrum.check_counts(s.num_probes, s.num_steps, s.trace_probes,
+                          s.num_eigenvalues, sum(sizes.values()),
+                          prefix="spectrum.")
+    x, y = hessian.subset(ds.train, s.subset_size, s.seed)
+    if s.chunk_size and len(y) % s.chunk_size:
+      validation.check(False, "spectrum.chunk_size", s.chunk_size,
+                       f"a divisor of the subset's {len(y)} examples")
+    modes = tuple(s.bn_modes) if trainer.has_batch_stats else ("eval",)
+    fns = {mode: spectrum.measure_fn(
+        hessian.network_loss(trainer.model, trainer.loss_fn, x, y,
+                             has_batch_stats=trainer.has_batch_stats,
+                             chunk_size=s.chunk_size, bn_mode=mode),
+        num_probes=s.num_probes, num_steps=s.num_steps,
+        trace_probes=s.trace_probes, layers=s.layers) for mode in modes}
+    out[name] = (trainer, fns, sizes)
+  return out
+
+
+def summarize(raw, num_params: int, s) -> Dict[str, Any]:
+  """Statistics over seeds of one spectrum (whole model or a block): raw
+  arrays [R, ...] of `spectrum.measure`."""
+  nodes = np.asarray(raw["nodes"], np.float64)     # [R, k, m]
+  weights = np.asarray(raw["weights"], np.float64)
+  trace = np.asarray(raw["trace"], np.float64)     # [R, T]
+  tops = -np.sort(-nodes[:, 0, :], axis=1)[:, :s.num_eigenvalues]
+  edge_count = [spectrum.bulk_and_outliers(n, w, num_params, s.bulk_count,
+                                           s.outlier_gap)
+                for n, w in zip(nodes, weights)]
+  edges = np.array([e for e, _ in edge_count])
+  lo, hi = nodes.min(), nodes.max()
+  sigma = s.sigma * max(hi - lo, 1e-12)
+  grid = np.linspace(lo - 3 * sigma, hi + 3 * sigma, s.grid_size)
+  dens = np.mean([spectrum.density(n, w, grid, sigma)
+                  for n, w in zip(nodes, weights)], axis=0)
+  # lambda_max / bulk edge: how far the largest eigenvalue stands apart.
+  ratio = [float(t / e) if e > 0 else None for t, e in zip(tops[:, 0], edges)]
+  return {
+      "num_params": num_params,
+      "trace": stats(trace.mean(axis=1)),
+      "trace_sem": stats(trace.std(axis=1, ddof=1) / np.sqrt(trace.shape[1])
+                         if trace.shape[1] > 1 else np.zeros(len(trace))),
+      "slq_trace": stats(num_params * spectrum.moments(nodes, weights, 1)
+                         .mean(axis=1)),
+      "lambda_max": stats(tops[:, 0]),
+      "top_eigenvalues": [stats(tops[:, i]) for i in range(tops.shape[1])],
+      "bulk_edge": stats(edges),
+      "outliers": stats([c for _, c in edge_count]),
+      "max_over_edge": stats(ratio) if None not in ratio else None,
+      "density": {"sigma": sigma, "grid": [float(f"{g:.6g}") for g in grid],
+                  "density": [float(f"{d:.5g}") for d in dens]},
+  }
+
+
+def measure_point(fns, sizes, state, key, s) -> Dict[str, Any]:
+  """{mode: {"whole": ..., "layers": {block: ...}, "seconds", "hvps"}}."""
+  num_runs = int(np.shape(state["step"])[0])
+  keys = jax.random.split(key, num_runs)
+  dims = {"whole": sum(sizes.values()), **(sizes if s.layers else {})}
+  out = {}
+  for mode, fn in fns.items():
+    t0 = time.time()
+    raw = jax.device_get(fn(state["params"], state["batch_stats"], keys))
+    seconds = time.time() - t0
+    out[mode] = {
+        "whole": summarize(raw, dims["whole"], s),
+        "layers": {b: summarize(r, sizes[b], s)
+                   for b, r in raw["blocks"].items()},
+        "seconds": seconds,
+        "hvps": spectrum.hvps_per_call(
+            num_runs, dims, num_probes=s.num_probes, num_steps=s.num_steps,
+            trace_probes=s.trace_probes)}
+  return out
+
+
+def run_arm(config, workdir, writer, name, trainer, fns, sizes):
+  seeds = runs.seeds_of(config)
+  s = config.spectrum
+  key = jax.random.PRNGKey(s.seed)  # the same probes at both points
+
+  def compute():
+    state = trainer.init_state(seeds)
+    points = {"init": measure_point(fns, sizes, state, key, s)}
+    result = trainer.fit(
+        state, steps=trainer.config.train.steps, data_seeds=seeds,
+        writer=writer, run_labels=[{"arm": name, "seed": sd} for sd in seeds],
+        checkpoint_dir=workdir.file("arms", name, "checkpoints"),
+        description=name)
+    points["end"] = measure_point(fns, sizes, result.state, key, s)
+    return {"overrides": config.arms[name].to_dict(),
+            "norm": trainer.config.model.norm,
+            "steps": trainer.config.train.steps,
+            "final": runs.eval_stats(result.evals),
+            "train_seconds": result.wall_time, "points": points}
+
+  return stages.run_stage(workdir.file("arms", name), compute, name=name)
+
+
+def run(config, workdir):
+  arms = build_arms(config)
+  workdir.open()
+  writer = MetricWriter(workdir.path)
+  t_start = time.time()
+  results = {}
+  for name, (trainer, fns, sizes) in arms.items():
+    results[name] = r = run_arm(config, workdir, writer, name, trainer, fns,
+                                sizes)
+    for point in POINTS:
+      for mode, m in r["points"][point].items():
+        logging.info("[%s] %s, BN %s: trace %.2f, lambda_max %.3f, %s "
+                     "outliers", name, point, mode, m["whole"]["trace"]["mean"],
+                     m["whole"]["lambda_max"]["mean"],
+                     m["whole"]["outliers"]["mean"])
+  writer.close()
+  # The end points only: the init points include compilation.
+  measured = [m for r in results.values() for m in r["points"]["end"].values()]
+  summary = {
+      "experiment": "hessian_spectrum", "dataset": config.data.name,
+      "model": config.model.name, "compare": list(arms),
+      "seeds": runs.seeds_of(config), "epochs": config.epochs,
+      "subset_size": config.spectrum.subset_size, "arms": results,
+      "hvps_per_second": sum(m["hvps"] for m in measured) /
+                         sum(m["seconds"] for m in measured),
+      "wall_time_s": time.time() - t_start, "machine": runs.machine_info(),
+  }
+  experiments.finish("hessian_spectrum", workdir, config, summary)
+  return summary
+
+
+experiments.register(
+    "hessian_spectrum", validate=validate,
+    report="jaxunknowns.implicit.hessian_spectrum_report:write")(run)

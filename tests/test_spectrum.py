@@ -1,0 +1,243 @@
+"""Hessian trace and density (analysis/spectrum.py) against the dense Hessian
+of a tiny MLP (np.linalg.eigh of jax.hessian of a loss written here by
+hand), the outlier rule on a spectrum built by hand, BatchNorm with batch
+statistics against a hand-written forward pass, and the `hessian_spectrum`
+experiment end to end with its bad input."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from jaxunknowns import config_loading
+from jaxunknowns.analysis import hessian, spectrum
+from jaxunknowns.losses import LOSSES
+from jaxunknowns.models import create_model
+from run_helpers import (ROOT, assert_cli_one_line_error,
+                         assert_report_rebuilds, assert_user_error_before_writing,
+                         read_json, run_in_process)
+
+
+def hand_loss(params, x, y, bn_stats=None):
+  """MLP x -> Dense_0 -> [BatchNorm_0 with the batch's mean and biased
+  variance, or `bn_stats`] -> ReLU -> output; mean softmax cross-entropy."""
+  h = x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"]
+  if "BatchNorm_0" in params:
+    mean, var = ((h.mean(0), h.var(0)) if bn_stats is None
+                 else (bn_stats["mean"], bn_stats["var"]))
+    bn = params["BatchNorm_0"]
+    h = (h - mean) / jnp.sqrt(var + 1e-5) * bn["scale"] + bn["bias"]
+  logits = jnp.maximum(h, 0) @ params["output"]["kernel"] + params["output"]["bias"]
+  return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(y)), y])
+
+
+def tiny(norm="none", seed=0, n=40, dtype=jnp.float64):
+  """(model, params, x, y): an MLP 4-5-3 (43, with BatchNorm 53 parameters)."""
+  model = create_model(ml_collections.ConfigDict(
+      {"name": "mlp", "widths": (5,), "norm": norm}), 3)
+  rng = np.random.default_rng(seed)
+  x = jnp.asarray(rng.standard_normal((n, 4)))
+  y = jnp.asarray(rng.integers(0, 3, n), jnp.int32)
+  variables = model.init(jax.random.PRNGKey(seed), x, train=False)
+  params = jax.tree.map(lambda p: (p + 0.5 * rng.standard_normal(p.shape)
+                                   ).astype(dtype), variables["params"])
+  return model, params, x, y
+
+
+def dense(f, params):
+  flat, unravel = ravel_pytree(params)
+  return np.asarray(jax.hessian(lambda w: f(unravel(w)))(flat))
+
+
+def test_hutchinson_trace_within_2_percent_and_blocks_sum_exactly():
+  with jax.enable_x64(True):
+    _, params, x, y = tiny()
+    f = lambda p: hand_loss(p, x, y)
+    h = dense(f, params)
+    whole, blocks = jax.jit(lambda k: spectrum.hutchinson(
+        f, params, k, 4000))(jax.random.PRNGKey(0))
+    whole = np.asarray(whole)
+    assert abs(whole.mean() - np.trace(h)) < 0.02 * abs(np.trace(h))
+    # Per probe, the block terms add up to v^T H v exactly.
+    np.testing.assert_allclose(sum(np.asarray(b) for b in blocks.values()),
+                               whole, rtol=1e-10, atol=1e-12)
+    # Each block's mean estimates the trace of its diagonal block.
+    start = 0
+    for name in sorted(params):
+      size = ravel_pytree(params[name])[0].size
+      ref = np.trace(h[start:start + size, start:start + size])
+      sem = np.asarray(blocks[name]).std() / np.sqrt(4000)
+      assert abs(np.asarray(blocks[name]).mean() - ref) < 4 * sem + 1e-9
+      start += size
+
+
+def test_quadrature_moments_are_exact_per_probe():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((30, 30))
+    h = a @ a.T / 30 - np.eye(30)
+    v = rng.choice([-1.0, 1.0], 30)
+    nodes, weights = spectrum.quadrature(lambda u: h @ u, jnp.asarray(v), 6,
+                                         jax.random.PRNGKey(0))
+    assert np.isclose(np.sum(weights), 1.0)
+    for p in (1, 2, 3, 11):  # Gauss quadrature: exact for p < 2m = 12
+      np.testing.assert_allclose(
+          spectrum.moments(nodes, weights, p),
+          v @ np.linalg.matrix_power(h, p) @ v / 30, rtol=1e-9)
+
+
+def test_slq_moments_match_dense_traces_and_top_node_is_lambda_max():
+  with jax.enable_x64(True):
+    _, params, x, y = tiny()
+    f = lambda p: hand_loss(p, x, y)
+    h = dense(f, params)
+    n = h.shape[0]
+    evals = np.linalg.eigvalsh(h)
+    matvec, dim, _ = hessian.flat_operator(f, params)
+    nodes, weights = jax.jit(lambda k: spectrum.slq(
+        matvec, dim, k, num_probes=400, num_steps=20, dtype=jnp.float64))(
+            jax.random.PRNGKey(1))
+    m1 = spectrum.moments(nodes, weights, 1)
+    m2 = spectrum.moments(nodes, weights, 2)
+    for m, ref in ((m1, np.trace(h) / n), (m2, np.trace(h @ h) / n)):
+      sem = m.std() / np.sqrt(len(m))
+      assert abs(m.mean() - ref) < max(4 * sem, 1e-9), (m.mean(), ref, sem)
+      assert abs(m.mean() - ref) < 0.05 * abs(ref)
+    # 20 Lanczos steps of 43 dims: the top Ritz value has converged.
+    np.testing.assert_allclose(np.asarray(nodes).max(axis=1), evals[-1],
+                               rtol=1e-6)
+    # The density integrates to 1 and has the quadrature's mean.
+    grid = np.linspace(evals[0] - 1, evals[-1] + 1, 4001)
+    d = spectrum.density(nodes, weights, grid, sigma=0.01)
+    step = grid[1] - grid[0]
+    assert abs(d.sum() * step - 1) < 1e-6
+    assert abs((grid * d).sum() * step - m1.mean()) < 1e-6
+
+
+@pytest.mark.parametrize("edge_shape", ["flat", "square_root"])
+def test_outlier_rule_on_a_bulk_with_three_spikes(edge_shape):
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(0)
+    n = 1500
+    u = rng.uniform(0, 1, n - 3)
+    # Density near the edge 1: flat, or ~ sqrt(1 - x) like Marchenko-Pastur.
+    bulk = u if edge_shape == "flat" else 1 - u ** (2 / 3)
+    q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    h = (q * np.concatenate([bulk, [10.0, 20.0, 30.0]])) @ q.T
+    nodes, weights = spectrum.slq(lambda v: h @ v, n, jax.random.PRNGKey(0),
+                                  num_probes=4, num_steps=40,
+                                  dtype=jnp.float64)
+    edge, count = spectrum.bulk_and_outliers(nodes, weights, n, 10.0, 0.25)
+    assert count == 3
+    assert 0.8 < edge <= 1.0
+    # Without the gap, the bulk's own top nodes would count as outliers.
+    assert spectrum.bulk_and_outliers(nodes, weights, n, 10.0, 0.0)[1] > 3
+
+
+def test_batch_mode_uses_the_chunk_statistics_and_eval_mode_the_running_ones():
+  with jax.enable_x64(True):
+    model, params, x, y = tiny("batch")
+    stats = {"BatchNorm_0": {"mean": jnp.full(5, 0.3), "var": jnp.full(5, 2.0)}}
+    ce = LOSSES.get("cross_entropy")
+    batch = hessian.network_loss(model, ce, x, y, has_batch_stats=True,
+                                 chunk_size=20, bn_mode="batch")
+    evals = hessian.network_loss(model, ce, x, y, has_batch_stats=True,
+                                 bn_mode="eval")
+    ref = np.mean([hand_loss(params, x[i:i + 20], y[i:i + 20])
+                   for i in (0, 20)])
+    np.testing.assert_allclose(batch(params, stats), ref, rtol=1e-12)
+    np.testing.assert_allclose(evals(params, stats), hand_loss(
+        params, x, y, stats["BatchNorm_0"]), rtol=1e-12)
+
+
+def test_measure_batches_runs_and_blocks_against_dense_hessians():
+  with jax.enable_x64(True):
+    runs = [tiny(seed=r)[1:] for r in range(2)]
+    params = jax.tree.map(lambda a, b: jnp.stack([a, b]), runs[0][0],
+                          runs[1][0])
+    loss = lambda p, s: hand_loss(p, runs[0][1], runs[0][2])
+    # m = 43 >= every dimension: each probe's nodes are exact eigenvalues.
+    out = spectrum.measure_fn(loss, num_probes=2, num_steps=43,
+                              trace_probes=3, layers=True)(
+                                  params, {}, jax.random.split(
+                                      jax.random.PRNGKey(0), 2))
+    assert sorted(out["blocks"]) == ["Dense_0", "output"]
+    for r in range(2):
+      p = runs[r][0]
+      f = lambda q: hand_loss(q, runs[0][1], runs[0][2])
+      h = dense(f, p)
+      np.testing.assert_allclose(out["nodes"][r].max(axis=1),
+                                 np.linalg.eigvalsh(h)[-1], rtol=1e-8)
+      np.testing.assert_allclose(
+          sum(b["trace"][r] for b in out["blocks"].values()),
+          out["trace"][r], rtol=1e-10)
+      for name, b in out["blocks"].items():
+        hb = dense(lambda q: f({**p, name: q}), p[name])
+        assert b["nodes"].shape[1:] == (2, hb.shape[0])
+        np.testing.assert_allclose(b["nodes"][r].max(axis=1),
+                                   np.linalg.eigvalsh(hb)[-1], rtol=1e-8)
+    assert spectrum.hvps_per_call(2, {"whole": 43, "Dense_0": 25,
+                                      "output": 18}, num_probes=2,
+                                  num_steps=43, trace_probes=3) == 2 * (
+                                      3 + 2 * (43 + 25 + 18))
+
+
+# ---------------------------------------------------------------------------
+# The experiment
+# ---------------------------------------------------------------------------
+def tiny_config(**overrides):
+  return config_loading.load_config(
+      "configs/hessian_spectrum.py:runlocal", overrides, root=str(ROOT))
+
+
+def test_end_to_end_tiny_run(tmp_path):
+  summary = run_in_process(tiny_config(), tmp_path / "run")
+  saved = read_json(tmp_path / "run" / "summary.json")
+  assert saved["compare"] == ["without_bn", "with_bn"]
+  assert set(summary["arms"]["with_bn"]["points"]["end"]) == {"eval", "batch"}
+  # Without BN the two modes are one loss: measured once.
+  assert set(summary["arms"]["without_bn"]["points"]["end"]) == {"eval"}
+  for arm in summary["arms"].values():
+    for point in ("init", "end"):
+      for s in arm["points"][point].values():
+        whole = s["whole"]
+        assert len(whole["trace"]["per_seed"]) == 2
+        assert len(whole["top_eigenvalues"]) == 3
+        tops = [t["mean"] for t in whole["top_eigenvalues"]]
+        assert tops == sorted(tops, reverse=True)
+        assert whole["lambda_max"]["mean"] == tops[0]
+        assert whole["bulk_edge"]["mean"] <= tops[0] + 1e-6
+        grid, dens = whole["density"]["grid"], whole["density"]["density"]
+        assert len(grid) == len(dens) == 64
+        assert abs(sum(dens) * (grid[1] - grid[0]) - 1) < 0.05
+        assert set(s["layers"]) >= {"Dense_0", "output"}
+  assert summary["hvps_per_second"] > 0
+  assert_report_rebuilds(tmp_path / "run")
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"spectrum.num_probes": 0}, "spectrum.num_probes"),
+    ({"spectrum.num_steps": 0}, "spectrum.num_steps"),
+    ({"spectrum.num_eigenvalues": 9}, "spectrum.num_eigenvalues"),
+    ({"spectrum.bn_modes": ("eval", "train")}, "spectrum.bn_modes"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, overrides, needle):
+  assert_user_error_before_writing(tiny_config(**overrides), tmp_path / "w",
+                                   needles=(needle,))
+
+
+def test_more_eigenvalues_than_parameters_fails_before_writing(tmp_path):
+  config = tiny_config(**{"model.name": "linear", "spectrum.num_steps": 200,
+                          "spectrum.num_eigenvalues": 100,
+                          "data.name": "synthetic"})
+  assert_user_error_before_writing(config, tmp_path / "w",
+                                   needles=("num_eigenvalues", "parameters"))
+
+
+def test_cli_bad_mode_exits_2(tmp_path):
+  assert_cli_one_line_error(
+      ["--config=configs/hessian_spectrum.py:runlocal",
+       "--config.spectrum.bn_modes=('population',)"], tmp_path / "w",
+      "spectrum.bn_modes")
