@@ -65,3 +65,28 @@ def our_protocol(config, train_examples: int, **extra):
           "train_examples": train_examples, "batch": t.batch_size,
           "epochs": round(t.steps * t.batch_size / train_examples),
           "optimizer": f"{config.optim.name} {config.optim.lr:g}", **extra}
+
+# Arpit et al. 2017, "A closer look at memorization in deep networks" (ICML):
+# MLPs on MNIST and CNNs on CIFAR-10, labels or inputs replaced by noise. The
+# findings are qualitative (curves, no headline numbers), so none is quoted.
+_ARPIT = {"data": "mnist, cifar10"}
+ARPIT_CLEAN_FIRST = Reference(
+    "With noisy labels, networks fit the examples with clean labels well "
+    "before they memorize the noisy ones (they learn simple patterns first).",
+    "Arpit et al. 2017, Sec. 4", protocol=_ARPIT)
+ARPIT_TRUE_LABEL = Reference(
+    "Early in training the network classifies many noisy-label training "
+    "examples as their true class: it has learned the pattern, not the noise.",
+    "Arpit et al. 2017, Sec. 4", protocol=_ARPIT)
+ARPIT_EARLY_STOP = Reference(
+    "Validation accuracy peaks before the noise is memorized and falls as it "
+    "is, so validation-based early stopping keeps most of the generalization.",
+    "Arpit et al. 2017, Sec. 4-5", protocol=_ARPIT)
+ARPIT_REGULARIZATION = Reference(
+    "Explicit regularization (dropout most of all, also weight decay) slows "
+    "or prevents the memorization of noise while barely hurting the learning "
+    "of real data.", "Arpit et al. 2017, Sec. 5", protocol=_ARPIT)
+ARPIT_ORDER = Reference(
+    "Which examples are learned early is consistent across runs for real "
+    "data (\"easy examples\") and much less so for random labels.",
+    "Arpit et al. 2017, Sec. 3.1", protocol=_ARPIT)

@@ -1,0 +1,171 @@
+"""Tests of `memorization` (Arpit et al.'s clean-first / noise-later study).
+
+* One tiny run (the `runlocal` config, three corruptions) end to end, in
+  process: summary.json, report.md and its figures, rebuilt byte for byte.
+* The clean/corrupted split it recorded is the label transform's own mask,
+  recomputed here from data.shuffle_seed with numpy alone.
+* Every per-subset accuracy in the summary equals a direct computation from
+  the saved predictions; the saved test predictions give the trainer's own
+  eval_step accuracy; first-fit steps and the learning-order correlation
+  against a loop over examples and a hand-made rank correlation.
+* Bad input (p outside [0, 1], an empty grid, an unknown regularizer): one
+  line, exit 2, nothing written.
+"""
+
+import itertools
+import json
+import os
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+
+from jaxunknowns.data import core, load_dataset
+from jaxunknowns.overparam import memorization
+from run_helpers import (assert_cli_one_line_error, assert_report_rebuilds,
+                         assert_user_error_before_writing, read_json,
+                         run_in_process)
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+
+
+def load_config(variant="mnist1d,runlocal", overrides=None):
+  from jaxunknowns.config_loading import load_config as load  # pylint: disable=g-import-not-at-top
+  return load(f"configs/memorization.py:{variant}", overrides, root=str(ROOT))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  # The stages of one arm compile the same programs: share them.
+  cache = str(tmp_path_factory.mktemp("memorization_xla"))
+  names = ("jax_compilation_cache_dir",
+           "jax_persistent_cache_min_compile_time_secs")
+  before = {n: getattr(jax.config, n) for n in names}
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  compilation_cache.set_cache_dir(cache)
+  compilation_cache.reset_cache()
+  config = load_config()
+  workdir = tmp_path_factory.mktemp("memorization") / "run"
+  summary = run_in_process(config, workdir)
+  yield config, workdir, summary
+  for n, v in before.items():
+    jax.config.update(n, v)
+  compilation_cache.reset_cache()
+
+
+def test_split_is_the_transforms_mask(run):
+  config, workdir, summary = run
+  truth = load_dataset(config.data)  # data.label_noise is 0 in the config
+  y_true, k = truth.train.y, truth.num_classes
+  for p in summary["corruptions"]:
+    saved = np.load(workdir / "stages" / f"p{p:g}" / "labels.npz")
+    # transforms.label_noise by hand: one uniform draw per example decides
+    # the replacement, then one class per example, from the label stream.
+    rng = np.random.default_rng([config.data.shuffle_seed,
+                                 core.STREAM_LABEL_NOISE])
+    replace = rng.random(len(y_true)) < p
+    drawn = rng.integers(0, k, size=len(y_true))
+    np.testing.assert_array_equal(saved["y_true"], y_true)
+    np.testing.assert_array_equal(saved["y_given"],
+                                  np.where(replace, drawn, y_true))
+    np.testing.assert_array_equal(saved["corrupted"],
+                                  replace & (drawn != y_true))
+    assert summary["stages"][f"p{p:g}-none"]["corrupted_examples"] == (
+        replace & (drawn != y_true)).sum()
+  assert 0 < saved["corrupted"].sum() < len(y_true)  # p = 1: some draw the truth
+
+
+def _ranks(x):
+  """Average ranks (ties share the mean of their positions)."""
+  order = np.argsort(x, kind="stable")
+  ranks = np.empty(len(x))
+  ranks[order] = np.arange(len(x), dtype=float)
+  for v in np.unique(x):
+    ranks[x == v] = ranks[x == v].mean()
+  return ranks
+
+
+def test_subset_accuracies_from_saved_predictions(run):
+  config, workdir, summary = run
+  steps = summary["record_steps"]
+  for key, st in summary["stages"].items():
+    p, arm = st["p"], st["arm"]
+    labels = np.load(workdir / "stages" / f"p{p:g}" / "labels.npz")
+    given, true, bad = labels["y_given"], labels["y_true"], labels["corrupted"]
+    fits = []
+    for t, step in enumerate(steps):
+      pred = np.load(workdir / "stages" / f"p{p:g}" / arm / "predictions"
+                     / f"{step:08d}.npz")
+      train, test = pred["train"], pred["test"]
+      fits.append(train == given)
+      for r in range(len(summary["seeds"])):
+        want = {"clean_accuracy": np.mean(train[r][~bad] == given[~bad]),
+                "test_accuracy": np.mean(test[r] == labels["y_test"])}
+        if bad.any():
+          want["corrupted_accuracy"] = np.mean(train[r][bad] == given[bad])
+          want["true_label_fraction"] = np.mean(train[r][bad] == true[bad])
+        for name, value in want.items():
+          got = st["curves"][name][t]["per_seed"][r]
+          assert got == pytest.approx(value, abs=1e-12), (key, step, name)
+    # The predictions are the trainer's own: its eval_step's test accuracy.
+    result = read_json(workdir / "stages" / f"p{p:g}" / arm / "result.json")
+    np.testing.assert_allclose(
+        [c for c in st["curves"]["test_accuracy"][-1]["per_seed"]],
+        result["evals"]["test"]["accuracy"], atol=1e-6)
+    # First fit: the first recorded step from which the example stays fitted.
+    fits = np.stack(fits)
+    first = np.full(fits.shape[1:], np.inf)
+    for r, n in itertools.product(*map(range, fits.shape[1:])):
+      for t in range(len(steps)):
+        if fits[t:, r, n].all():
+          first[r, n] = steps[t]
+          break
+    np.testing.assert_array_equal(memorization.first_fit(fits, steps), first)
+    last = np.where(np.isinf(first), np.max(first[np.isfinite(first)],
+                                            initial=0) + 1, first)
+    rhos = [np.corrcoef(_ranks(last[a]), _ranks(last[b]))[0, 1]
+            for a, b in itertools.combinations(range(len(last)), 2)]
+    order = st["learning_order"]["all"]
+    if order is not None:
+      np.testing.assert_allclose(order["pairs"],
+                                 [r for r in rhos if np.isfinite(r)], atol=1e-9)
+  rows = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
+  logged = [r for r in rows if r["split"] == memorization.SPLIT]
+  assert sorted({r["step"] for r in logged}) == steps
+
+
+def test_report_rebuilds(run):
+  _, workdir, summary = run
+  assert len(summary["stages"]) == 6
+  assert_report_rebuilds(workdir)
+
+
+def test_record_steps_keep_few_chunk_lengths():
+  steps = memorization.record_steps(8000, 40, 100)
+  assert steps[0] == 1 and steps[-1] == 8000
+  gaps = set(np.diff([0] + [s for s in steps if s <= 100]))
+  assert gaps <= {1, 2, 4, 8, 16, 32, 36}
+  assert all(s % 100 == 0 for s in steps if s >= 100)
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    ({"memorization.corruptions": (0.0, 1.5)}, "memorization.corruptions"),
+    ({"memorization.corruptions": (-0.1,)}, "memorization.corruptions"),
+    ({"memorization.corruptions": ()}, "memorization.corruptions"),
+    ({"memorization.arms": ("none", "mixup")}, "mixup"),
+    ({"memorization.arms": ()}, "memorization.arms"),
+    ({"data.label_noise": 0.2}, "data.label_noise"),
+])
+def test_bad_input(tmp_path, overrides, needle):
+  assert_user_error_before_writing(load_config(overrides=overrides),
+                                   tmp_path / "run", (needle,))
+
+
+def test_bad_input_cli(tmp_path):
+  assert_cli_one_line_error(
+      ["--config=configs/memorization.py:mnist1d,runlocal",
+       "--config.memorization.arms=none,mixup"], tmp_path / "run", "mixup",
+      env=ENV)
