@@ -51,6 +51,7 @@ from jaxunknowns.checkpoints import Checkpoints
 from jaxunknowns.errors import UserError
 from jaxunknowns.losses import LOSSES
 from jaxunknowns.metrics import MetricWriter, format_stats
+from jaxunknowns.models import scale_kernels
 
 State = Dict[str, Any]
 
@@ -216,6 +217,8 @@ class Trainer:
                      static_argnames=("with_norms",))
       elif kind == "init":
         fn = jax.jit(jax.vmap(self.init_one), out_shardings=sharding)
+      elif kind == "scale":
+        fn = jax.jit(jax.vmap(scale_kernels), out_shardings=sharding)
       elif kind == "opt_init":
         fn = jax.jit(jax.vmap(self.tx.init), out_shardings=sharding)
       else:  # "place": any run-batched tree onto the run sharding
@@ -274,12 +277,22 @@ class Trainer:
             "batch_stats": variables.get("batch_stats", {}),
             "rng": k_run}
 
-  def init_variables(self, seeds: Sequence[int]) -> State:
-    """{params, batch_stats, rng} for each seed, stacked on the run axis."""
+  def init_variables(self, seeds: Sequence[int],
+                     init_scale: Optional[Sequence[float]] = None) -> State:
+    """{params, batch_stats, rng} for each seed, stacked on the run axis.
+    `init_scale` (one number per seed) multiplies each run's kernels
+    (`models.scale_kernels`): runs of one program may start at different
+    weight scales."""
     keys = np.stack([np.asarray(jax.random.key_data(jax.random.PRNGKey(int(s))))
                      for s in seeds])
     keys = distributed.to_global(keys, self.run_sharding(len(seeds)))
-    return self._jit("init", len(seeds))(keys)
+    variables = self._jit("init", len(seeds))(keys)
+    if init_scale is None:
+      return variables
+    scale = np.asarray(init_scale, np.float32).reshape(len(seeds))
+    scale = distributed.to_global(scale, self.run_sharding(len(seeds)))
+    return {**variables, "params": self._jit("scale", len(seeds))(
+        variables["params"], scale)}
 
   def init_state(self, seeds: Sequence[int],
                  variables: Optional[State] = None, step: int = 0,

@@ -33,6 +33,7 @@ builder), bn_scale_init.
 """
 
 import flax.linen as nn
+import jax
 
 from jaxunknowns.models import conv, linear, mlp, resnet
 from jaxunknowns.registry import Registry
@@ -68,4 +69,15 @@ def create_model(model_config, num_classes: int) -> nn.Module:
                                                      int(num_classes))
 
 
-__all__ = ["MODELS", "create_model"]
+def scale_kernels(params, scale):
+  """`params` with every `kernel` leaf (the conv and dense weights, see the
+  naming convention above) multiplied by `scale`; biases and the norms'
+  scale and bias unchanged. Every initializer here is zero-mean, so a fresh
+  init scaled by s has exactly s times its std: the init-scale axis of
+  initialization-sensitivity studies."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, leaf: leaf * scale if getattr(path[-1], "key", None) == (
+          "kernel") else leaf, params)
+
+
+__all__ = ["MODELS", "create_model", "scale_kernels"]
