@@ -127,13 +127,14 @@ def test_outlier_rule_on_a_bulk_with_three_spikes(edge_shape):
     q = np.linalg.qr(rng.standard_normal((n, n)))[0]
     h = (q * np.concatenate([bulk, [10.0, 20.0, 30.0]])) @ q.T
     nodes, weights = spectrum.slq(lambda v: h @ v, n, jax.random.PRNGKey(0),
-                                  num_probes=4, num_steps=40,
+                                  num_probes=30, num_steps=30,
                                   dtype=jnp.float64)
     edge, count = spectrum.bulk_and_outliers(nodes, weights, n, 10.0, 0.25)
-    assert count == 3
+    # n (v.u)^2 per spike: mean 1, variance 2 / 30 over the 30 probes.
+    assert abs(count - 3) < 1.0, count
     assert 0.8 < edge <= 1.0
     # Without the gap, the bulk's own top nodes would count as outliers.
-    assert spectrum.bulk_and_outliers(nodes, weights, n, 10.0, 0.0)[1] > 3
+    assert spectrum.bulk_and_outliers(nodes, weights, n, 10.0, 0.0)[1] > 5
 
 
 def test_batch_mode_uses_the_chunk_statistics_and_eval_mode_the_running_ones():

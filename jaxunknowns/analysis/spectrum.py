@@ -26,12 +26,14 @@ analysis/hessian.py, forward-over-reverse):
 * The bulk edge and the outliers (the rule every report states): in each
   probe, a node stands for n w_j eigenvalues (an isolated eigenvalue's node
   for about one: n (v . u)^2 / ||v||^2 has mean 1, while a bulk node stands
-  for many); the bulk edge is the largest node standing for at least
-  `bulk_count` eigenvalues, and the outliers are the nodes above the edge by
-  more than `outlier_gap` times the bulk's width (edge - smallest node):
-  the gap keeps the few nodes that resolve the bulk's own upper edge (a
-  square-root edge gives them small weights too) out of the count. Both
-  are medians over probes.
+  for many). The bulk edge is the largest node standing for at least
+  `bulk_count` eigenvalues (median over probes); the outliers are the
+  eigenvalues above the edge by more than `outlier_gap` times the bulk's
+  width (edge - smallest node, medians over probes), counted by the
+  quadrature: n x (the measure's mass above that threshold), the mean over
+  probes -- an estimate of how many eigenvalues lie there, not a count of
+  nodes. The gap keeps the bulk's own upper edge (a square-root edge gives
+  its nodes small weights too) out of the count.
 
 Networks: `measure_fn(loss, ...)` is jit(vmap) over the run axis of a
 trainer state (params [R, ...], batch_stats [R, ...], keys [R, 2]): the
@@ -136,16 +138,18 @@ def density(nodes, weights, grid, sigma: float) -> np.ndarray:
 
 def bulk_and_outliers(nodes, weights, num_params: int, bulk_count: float,
                       outlier_gap: float):
-  """(bulk edge, outlier count) of one run's SLQ (nodes, weights [k, m]):
-  medians over probes of the rule in the module docstring."""
-  edges, counts = [], []
-  for theta, w in zip(np.asarray(nodes), np.asarray(weights)):
+  """(bulk edge, outlier count) of one run's SLQ (nodes, weights [k, m]),
+  by the rule in the module docstring."""
+  nodes, weights = np.asarray(nodes), np.asarray(weights)
+  edges, lows = [], []
+  for theta, w in zip(nodes, weights):
     bulk = theta[num_params * w >= bulk_count]
-    edge = float(bulk.max()) if bulk.size else float(theta.max())
-    width = edge - float(theta.min())
-    edges.append(edge)
-    counts.append(int(np.sum(theta > edge + outlier_gap * width)))
-  return float(np.median(edges)), float(np.median(counts))
+    edges.append(float(bulk.max()) if bulk.size else float(theta.max()))
+    lows.append(float(theta.min()))
+  edge = float(np.median(edges))
+  threshold = edge + outlier_gap * (edge - float(np.median(lows)))
+  count = num_params * np.mean(np.sum(weights * (nodes > threshold), axis=-1))
+  return edge, float(count)
 
 
 # ---------------------------------------------------------------------------

@@ -22,9 +22,11 @@ Each is done for every BatchNorm mode of `spectrum.bn_modes`: "eval"
 (population statistics, as PyHessian and analysis/hessian.py do) and "batch"
 (each chunk of `chunk_size` examples normalized by its own statistics, the
 loss training sees). A network without BN has one loss; it is measured once,
-as "eval". summary.json: per arm, point ("init", "end") and mode, the
-whole model's and each block's statistics over seeds; wall times and the
-measured Hessian-vector products per second.
+as "eval". Each stage keeps its raw measurements (nodes, weights, probe
+values) in arms/NAME/spectra.npz; summary.json holds, per arm, point
+("init", "end") and mode, the whole model's and each block's statistics
+over seeds computed from them, wall times and the measured Hessian-vector
+products per second (end points: compilation excluded).
 """
 
 import time
@@ -34,12 +36,13 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, runs, stages, validation
+from jaxunknowns import experiments, paths, runs, stages, validation
 from jaxunknowns.analysis import hessian, spectrum
 from jaxunknowns.implicit import landscape_arms
 from jaxunknowns.metrics import MetricWriter, stats
 
 POINTS = ("init", "end")
+SPECTRA = "spectra.npz"  # a stage's raw quadrature: nodes, weights, probes
 
 
 def _is_int(v) -> bool:
@@ -79,7 +82,7 @@ def validate(config):
 
 
 def build_arms(config) -> Dict[str, Any]:
-  """{arm: (trainer, {mode: measure fn}, block sizes)}; everything that can
+  """{arm: (trainer, {mode: measure fn}, block sizes, subset size)}; all that can
   fail on bad input (data, model, more eigenvalues than parameters, a chunk
   that does not divide the subset) fails here, before the workdir exists."""
   s, out = config.spectrum, {}
@@ -102,7 +105,7 @@ def build_arms(config) -> Dict[str, Any]:
                              chunk_size=s.chunk_size, bn_mode=mode),
         num_probes=s.num_probes, num_steps=s.num_steps,
         trace_probes=s.trace_probes, layers=s.layers) for mode in modes}
-    out[name] = (trainer, fns, sizes)
+    out[name] = (trainer, fns, sizes, len(y))
   return out
 
 
@@ -141,48 +144,73 @@ def summarize(raw, num_params: int, s) -> Dict[str, Any]:
   }
 
 
-def measure_point(fns, sizes, state, key, s) -> Dict[str, Any]:
-  """{mode: {"whole": ..., "layers": {block: ...}, "seconds", "hvps"}}."""
-  num_runs = int(np.shape(state["step"])[0])
-  keys = jax.random.split(key, num_runs)
-  dims = {"whole": sum(sizes.values()), **(sizes if s.layers else {})}
+def measure_point(fns, state, key) -> Dict[str, Any]:
+  """{mode: (raw arrays [R, ...] of spectrum.measure, seconds)}."""
+  keys = jax.random.split(key, int(np.shape(state["step"])[0]))
   out = {}
   for mode, fn in fns.items():
     t0 = time.time()
     raw = jax.device_get(fn(state["params"], state["batch_stats"], keys))
-    seconds = time.time() - t0
-    out[mode] = {
-        "whole": summarize(raw, dims["whole"], s),
-        "layers": {b: summarize(r, sizes[b], s)
-                   for b, r in raw["blocks"].items()},
-        "seconds": seconds,
+    out[mode] = (raw, time.time() - t0)
+  return out
+
+
+def _flat(point, mode, raw):
+  """npz entries POINT/MODE/BLOCK/{trace,nodes,weights} (BLOCK "whole")."""
+  parts = {"whole": raw, **raw["blocks"]}
+  return {f"{point}/{mode}/{b}/{k}": np.asarray(r[k]) for b, r in parts.items()
+          for k in ("trace", "nodes", "weights")}
+
+
+def summarize_arm(arrays, sizes, s, num_runs) -> Dict[str, Any]:
+  """{point: {mode: {"whole", "layers": {block}, "hvps"}}} from the
+  stage's spectra.npz."""
+  out = {}
+  for key in sorted({k.rsplit("/", 2)[0] for k in arrays}):
+    point, mode = key.split("/")
+    raw = lambda b: {k: arrays[f"{key}/{b}/{k}"]
+                     for k in ("trace", "nodes", "weights")}
+    blocks = [b for b in sizes if f"{key}/{b}/nodes" in arrays]
+    dims = {"whole": sum(sizes.values()), **{b: sizes[b] for b in blocks}}
+    out.setdefault(point, {})[mode] = {
+        "whole": summarize(raw("whole"), dims["whole"], s),
+        "layers": {b: summarize(raw(b), sizes[b], s) for b in blocks},
         "hvps": spectrum.hvps_per_call(
             num_runs, dims, num_probes=s.num_probes, num_steps=s.num_steps,
             trace_probes=s.trace_probes)}
   return out
 
 
-def run_arm(config, workdir, writer, name, trainer, fns, sizes):
+def run_arm(config, workdir, writer, name, trainer, fns):
+  """One arm as a stage (arms/NAME): measured at init, trained (resuming
+  from its checkpoints), measured at the end; the quadrature's nodes,
+  weights and probe values kept in arms/NAME/spectra.npz."""
   seeds = runs.seeds_of(config)
-  s = config.spectrum
-  key = jax.random.PRNGKey(s.seed)  # the same probes at both points
+  key = jax.random.PRNGKey(config.spectrum.seed)  # the same probes twice
+  folder = workdir.file("arms", name)
 
   def compute():
     state = trainer.init_state(seeds)
-    points = {"init": measure_point(fns, sizes, state, key, s)}
+    measured = {"init": measure_point(fns, state, key)}
     result = trainer.fit(
         state, steps=trainer.config.train.steps, data_seeds=seeds,
         writer=writer, run_labels=[{"arm": name, "seed": sd} for sd in seeds],
         checkpoint_dir=workdir.file("arms", name, "checkpoints"),
         description=name)
-    points["end"] = measure_point(fns, sizes, result.state, key, s)
+    measured["end"] = measure_point(fns, result.state, key)
+    arrays = {k: v for p, m in measured.items() for mode, (raw, _) in m.items()
+              for k, v in _flat(p, mode, raw).items()}
+    paths.makedirs(folder)
+    paths.save_npz(workdir.file("arms", name, SPECTRA), **arrays)
     return {"overrides": config.arms[name].to_dict(),
             "norm": trainer.config.model.norm,
             "steps": trainer.config.train.steps,
             "final": runs.eval_stats(result.evals),
-            "train_seconds": result.wall_time, "points": points}
+            "train_seconds": result.wall_time,
+            "seconds": {p: {mode: t for mode, (_, t) in m.items()}
+                        for p, m in measured.items()}}
 
-  return stages.run_stage(workdir.file("arms", name), compute, name=name)
+  return stages.run_stage(folder, compute, name=name)
 
 
 def run(config, workdir):
@@ -191,25 +219,29 @@ def run(config, workdir):
   writer = MetricWriter(workdir.path)
   t_start = time.time()
   results = {}
-  for name, (trainer, fns, sizes) in arms.items():
-    results[name] = r = run_arm(config, workdir, writer, name, trainer, fns,
-                                sizes)
+  for name, (trainer, fns, sizes, _) in arms.items():
+    r = run_arm(config, workdir, writer, name, trainer, fns)
+    r["points"] = summarize_arm(
+        paths.load_npz(workdir.file("arms", name, SPECTRA)), sizes,
+        config.spectrum, config.seeds)
+    results[name] = r
     for point in POINTS:
       for mode, m in r["points"][point].items():
-        logging.info("[%s] %s, BN %s: trace %.2f, lambda_max %.3f, %s "
+        logging.info("[%s] %s, BN %s: trace %.2f, lambda_max %.3f, %.1f "
                      "outliers", name, point, mode, m["whole"]["trace"]["mean"],
                      m["whole"]["lambda_max"]["mean"],
                      m["whole"]["outliers"]["mean"])
   writer.close()
   # The end points only: the init points include compilation.
-  measured = [m for r in results.values() for m in r["points"]["end"].values()]
+  hvps = sum(m["hvps"] for r in results.values()
+             for m in r["points"]["end"].values())
+  seconds = sum(sum(r["seconds"]["end"].values()) for r in results.values())
   summary = {
       "experiment": "hessian_spectrum", "dataset": config.data.name,
       "model": config.model.name, "compare": list(arms),
       "seeds": runs.seeds_of(config), "epochs": config.epochs,
-      "subset_size": config.spectrum.subset_size, "arms": results,
-      "hvps_per_second": sum(m["hvps"] for m in measured) /
-                         sum(m["seconds"] for m in measured),
+      "subset_size": arms[next(iter(arms))][3], "arms": results,
+      "hvps_per_second": hvps / seconds,
       "wall_time_s": time.time() - t_start, "machine": runs.machine_info(),
   }
   experiments.finish("hessian_spectrum", workdir, config, summary)
