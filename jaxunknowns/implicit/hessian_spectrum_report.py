@@ -11,11 +11,13 @@ from jaxunknowns.report import compare
 
 FIGURE, LAYERS = "density.png", "density_layers.png"
 MODE = {"eval": "population stats", "batch": "batch stats"}
+REFERENCES = (papers.GHORBANI_OUTLIERS, papers.GHORBANI_BN,
+              papers.GHORBANI_POPULATION, papers.YAO_TRACE)
 
 
 def spectra(summary, point):
-  """[(label, arm, mode, measurement)] of every spectrum at `point`."""
-  return [(n if a["norm"] == "none" else f"{n}, BN {MODE[m]}", n, m, s)
+  """[(label, measurement)] of every spectrum at `point`."""
+  return [(n if a["norm"] == "none" else f"{n}, BN {MODE[m]}", s)
           for n, a in summary["arms"].items()
           for m, s in a["points"][point].items()]
 
@@ -23,36 +25,26 @@ def spectra(summary, point):
 def _curve(ax, s, label):
   d = np.maximum(np.asarray(s["density"]["density"]), 1e-30)
   ax.semilogy(s["density"]["grid"], d, label=label)
-  ax.set_ylim(bottom=max(d.max() * 1e-7, 1e-30))
+  ax.set_ylim(bottom=max(ax.get_ylim()[0], d.max() * 1e-7))
 
 
 def plot(path, summary):
-  fig, axes = report.plt.subplots(1, 2, figsize=(11, 4))
-  for ax, point in zip(axes, ("init", "end")):
-    for label, _, _, s in spectra(summary, point):
-      _curve(ax, s["whole"], label)
-    ax.set(title=f"whole model, {point}", xlabel="eigenvalue",
-           ylabel="density (log)")
-    ax.legend(fontsize=8)
-  report.save_figure(fig, os.path.join(path, FIGURE))
-  blocks = sorted({b for _, _, _, s in spectra(summary, "end")
-                   for b in s["layers"]})
+  with report.figure(os.path.join(path, FIGURE), 2) as axes:
+    for ax, point in zip(axes, ("init", "end")):
+      for label, s in spectra(summary, point):
+        _curve(ax, s["whole"], label)
+      ax.set(title=f"whole model, {point}", xlabel="eigenvalue",
+             ylabel="density (log scale)")
+  blocks = sorted({b for _, s in spectra(summary, "end") for b in s["layers"]})
   if not blocks:
     return [FIGURE]
-  cols = min(3, len(blocks))
-  rows = -(-len(blocks) // cols)
-  fig, axes = report.plt.subplots(rows, cols, figsize=(4 * cols, 3.3 * rows),
-                                  squeeze=False)
-  for ax, b in zip(axes.flat, blocks):
-    for label, _, _, s in spectra(summary, "end"):
-      if b in s["layers"]:
-        _curve(ax, s["layers"][b], label)
-    ax.set(title=f"{b}, end", xlabel="eigenvalue")
-    ax.legend(fontsize=6)
-  for ax in list(axes.flat)[len(blocks):]:
-    ax.axis("off")
-  fig.tight_layout()
-  report.save_figure(fig, os.path.join(path, LAYERS))
+  with report.figure(os.path.join(path, LAYERS), len(blocks), (4, 3.2),
+                     cols=3) as axes:
+    for ax, b in zip(axes, blocks):
+      for label, s in spectra(summary, "end"):
+        if b in s["layers"]:
+          _curve(ax, s["layers"][b], label)
+      ax.set(title=f"{b}, end", xlabel="eigenvalue")
   return [FIGURE, LAYERS]
 
 
@@ -63,83 +55,76 @@ def comparisons(summary, config):
   bn = next((n for n, a in arms.items() if a["norm"] == "batch"), None)
   if plain is None or bn is None:
     return []
-  end = lambda n, m: arms[n]["points"]["end"].get(m, {}).get("whole", {})
-  a, b_batch, b_eval = end(plain, "eval"), end(bn, "batch"), end(bn, "eval")
+  end = lambda n, m, q: arms[n]["points"]["end"].get(m, {}).get(
+      "whole", {}).get(q)
   ours = {"data": summary["dataset"], "model": summary["model"],
           "optimizer": config.optim.name, "hessian batch norm": "eval"}
-  fmt = lambda s: report.fmt(s, 1.0, 2)
   ratio = "λ_max / bulk edge"
+  # (quantity, reference, paper, a, b, rule, names)
   rows = [
-      ("outliers without BN", papers.GHORBANI_OUTLIERS, fmt(a.get("outliers")),
-       compare.at_least(a.get("outliers"), 1, scale=1.0), "a few (≥ 1)"),
+      ("outliers without BN", papers.GHORBANI_OUTLIERS, "a few (≥ 1)",
+       end(plain, "eval", "outliers"), None, compare.at_least, ()),
       (f"{ratio}: without BN vs with BN (batch stats)", papers.GHORBANI_BN,
-       f"{fmt(a.get('max_over_edge'))} vs {fmt(b_batch.get('max_over_edge'))}",
-       compare.greater(a.get("max_over_edge"), b_batch.get("max_over_edge"),
-                       a_name="without BN", b_name="BN", scale=1.0), "larger"),
+       "larger without BN", end(plain, "eval", "max_over_edge"),
+       end(bn, "batch", "max_over_edge"), compare.greater, ("no BN", "BN")),
       ("outliers: without BN vs with BN (batch stats)", papers.GHORBANI_BN,
-       f"{fmt(a.get('outliers'))} vs {fmt(b_batch.get('outliers'))}",
-       compare.greater(a.get("outliers"), b_batch.get("outliers"),
-                       a_name="without BN", b_name="BN", scale=1.0), "more"),
+       "more without BN", end(plain, "eval", "outliers"),
+       end(bn, "batch", "outliers"), compare.greater, ("no BN", "BN")),
       (f"{ratio} with BN: population vs batch stats",
-       papers.GHORBANI_POPULATION, f"{fmt(b_eval.get('max_over_edge'))} vs "
-       f"{fmt(b_batch.get('max_over_edge'))}", compare.paired_greater(
-           b_eval.get("max_over_edge"), b_batch.get("max_over_edge"),
-           a_name="population", b_name="batch", scale=1.0), "larger"),
+       papers.GHORBANI_POPULATION, "larger with population stats",
+       end(bn, "eval", "max_over_edge"), end(bn, "batch", "max_over_edge"),
+       compare.paired_greater, ("population", "batch")),
       ("trace: without BN vs with BN (population stats)", papers.YAO_TRACE,
-       f"{fmt(a.get('trace'))} vs {fmt(b_eval.get('trace'))}",
-       compare.greater(a.get("trace"), b_eval.get("trace"),
-                       a_name="without BN", b_name="BN", scale=1.0), "larger")]
-  return [compare.comparison(q, ref, ours_text, *verdict, paper=paper,
-                             our_protocol=ours,
-                             why_not_testable="a BN mode not measured")
-          for q, ref, ours_text, verdict, paper in rows]
+       "larger without BN", end(plain, "eval", "trace"),
+       end(bn, "eval", "trace"), compare.greater, ("no BN", "BN"))]
+  out = []
+  for quantity, ref, paper, a, b, rule, names in rows:
+    verdict = (rule(a, 1, scale=1.0) if not names else
+               rule(a, b, a_name=names[0], b_name=names[1], scale=1.0))
+    text = " vs ".join(report.fmt(x, 1.0, 2) for x in ((a,) if not names
+                                                       else (a, b)))
+    out.append(compare.comparison(quantity, ref, text, *verdict, paper=paper,
+                                  our_protocol=ours))
+  return out
 
 
 def table(summary, level):
-  head = ["arm, BN mode", "point", "block", "trace (Hutchinson)", "λ_max",
-          "bulk edge", "outliers", "λ_max / edge"]
   rows = []
   for point in ("init", "end"):
-    for label, _, _, s in spectra(summary, point):
-      parts = [("whole", s["whole"])] if level == "whole" else sorted(
-          s["layers"].items())
-      rows += [[label, point, b, report.fmt(x["trace"], 1.0, 3, sig=True),
-                report.fmt(x["lambda_max"], 1.0, 3, sig=True),
-                report.fmt(x["bulk_edge"], 1.0, 3, sig=True),
-                report.fmt(x["outliers"], 1.0, 1),
-                report.fmt(x["max_over_edge"], 1.0, 1)] for b, x in parts]
-  return report.markdown_table(head, rows)
+    for label, s in spectra(summary, point):
+      parts = ([("whole", s["whole"])] if level == "whole" else
+               sorted(s["layers"].items()))
+      rows += [[label, point, b] + [report.fmt(x[q], 1.0, 3, sig=True) for q in
+                                    ("trace", "lambda_max", "bulk_edge")]
+               + [report.fmt(x[q], 1.0, 1) for q in ("outliers", "max_over_edge")]
+               for b, x in parts]
+  return report.markdown_table(
+      ["arm, BN mode", "point", "block", "trace (Hutchinson)", "λ_max",
+       "bulk edge", "outliers", "λ_max / edge"], rows)
 
 
 def write(path, config, summary):
   s = config.spectrum
-  figures = plot(path, summary)
   caption = {FIGURE: "Hessian eigenvalue density (SLQ, log scale, mean over "
                      "seeds) at initialization and at the end",
              LAYERS: "Each block's own Hessian H_bb at the end"}
-  report.write_page(path, report.Page(
-      title=f"hessian_spectrum: {config.model.name} on {config.data.name}",
-      claim=" ".join(f"{r.statement} ({r.source})." for r in (
-          papers.GHORBANI_OUTLIERS, papers.GHORBANI_BN,
-          papers.GHORBANI_POPULATION, papers.YAO_TRACE)),
-      config=(f"`{config.model.name}` on `{config.data.name}`, without and "
-              f"with BatchNorm, {config.optim.name} lr {config.optim.lr}, "
-              f"batch {config.train.batch_size}, {config.epochs:g} epochs, "
-              f"{len(summary['seeds'])} seeds per arm. The loss of "
-              f"{summary['subset_size']} fixed training examples; trace by "
-              f"Hutchinson ({s.trace_probes} Rademacher probes); density by "
-              f"SLQ, k = {s.num_probes} probes × m = {s.num_steps} Lanczos "
-              f"steps, Gaussian std {s.sigma:g} × range. BN with population "
-              f"statistics or batch statistics (BN batches of "
-              f"{s.chunk_size or summary['subset_size']} examples). "
-              "Outlier rule: the bulk edge is the largest quadrature node "
-              f"standing for ≥ {s.bulk_count:g} eigenvalues (n·w ≥ "
-              f"{s.bulk_count:g}); outliers are nodes above the edge by more "
-              f"than {s.outlier_gap:g} × the bulk's width (edge − smallest "
-              "node); medians over probes. λ_max: the largest Ritz value."),
-      figures=[(caption[f], f) for f in figures],
+  report.write_page(path, report.experiment_page(
+      config, summary, references=REFERENCES,
+      setup=(f"without and with BatchNorm, batch {config.train.batch_size}, "
+             f"{config.epochs:g} epochs. The loss of {summary['subset_size']} "
+             f"fixed training examples; trace by Hutchinson ({s.trace_probes} "
+             f"Rademacher probes); density by SLQ, k = {s.num_probes} probes × "
+             f"m = {s.num_steps} Lanczos steps, Gaussian std {s.sigma:g} × "
+             "the nodes' range; BN with population statistics or batch "
+             f"statistics (BN batches of {s.chunk_size or summary['subset_size']}"
+             " examples). Bulk edge: the largest quadrature node standing for "
+             f"≥ {s.bulk_count:g} eigenvalues (n·w ≥ {s.bulk_count:g}), median "
+             "over probes; outliers: the quadrature's count of eigenvalues "
+             f"above the edge by more than {s.outlier_gap:g} × the bulk's "
+             "width (edge − smallest node); λ_max: the largest Ritz value"),
+      figures=[(caption[f], f) for f in plot(path, summary)],
       comparisons=comparisons(summary, config),
       details=["### Whole model\n\n" + table(summary, "whole"),
                "### Per block\n\n" + table(summary, "layers")],
-      run=report.run_line(summary, f"Hessian-vector products: "
-                          f"{summary['hvps_per_second']:.0f} per second.")))
+      run=f"Hessian-vector products: {summary['hvps_per_second']:.0f} per "
+          "second (all runs, compilation excluded)."))
