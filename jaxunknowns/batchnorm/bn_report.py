@@ -312,3 +312,125 @@ def write_smoothness(path, config, summary):
               f"{tuple(summary['step_sizes'])}"),
        run="Per arm: " + ", ".join(f"{a} {v['wall_time_s']:.0f} s"
                                    for a, v in arms.items()) + ".")
+
+
+
+# ---- bn_stability: lr × init scale cells per norm, on the same seeds. ----
+def stability(summary, ours):
+  r, gap, budget = summary["readings"], summary.get("gaps"), summary["steps"] + 1
+  if not {"batch", "none"} <= set(r):
+    return []
+  def at(norm, key):  # A seed that never reached the target counts budget + 1.
+    s = r[norm][key]
+    return (stats([budget if v is None else v for v in s["per_seed"]])
+            if key.startswith("steps") else s), {"batch": "BN",
+                                                 "none": "no norm"}[norm]
+  def paired(quantity, ref, paper, a, b, digits=1, scale=1.0):
+    holds, rule = compare.paired_greater(a[0], b[0], a_name=a[1],
+                                         b_name=b[1], scale=scale)
+    return compare.comparison(quantity, ref, ", ".join(
+        f"{n} {fmt(x, scale, digits)}" for x, n in (a, b)), holds, rule,
+                              paper=paper, our_protocol=ours)
+  steps = "steps_to_target_at_best_lr"
+  return [paired(q, ref, "larger with BN", at("batch", k), at("none", k), d)
+          for q, ref, k, d in (
+              (f"init scales with a trainable cell (of "
+               f"{len(summary['init_scales'])})", papers.LESS_CAREFUL_INIT,
+               "region_init_scales", 1),
+              (f"learning rates with a trainable cell (of "
+               f"{len(summary['lrs'])})", papers.LARGER_LR, "region_lrs", 1),
+              ("largest lr never diverging at init scale 1", papers.HIGHER_LR,
+               "max_stable_lr", 3))] + [paired(
+                   f"steps to {100 * summary['target_accuracy']:g}% training "
+                   f"accuracy, each at its best lr (never: {budget})",
+                   papers.ACCELERATES, "fewer with BN", at("none", steps),
+                   at("batch", steps), 0)] + ([paired(
+                       "BN − no norm test accuracy (points): each at its best "
+                       f"lr vs both at lr {gap['smallest_lr']:g}",
+                       papers.SMALL_LR_GAP, "smaller at a small lr",
+                       (gap["at_best_lrs"], "best lrs"),
+                       (gap["at_smallest_lr"], f"lr {gap['smallest_lr']:g}"),
+                       2, 100.0)] if gap else [])
+
+
+def stability_figures(path, summary):
+  """heatmaps.png: mean test accuracy and steps to target per (lr, init
+  scale), a column per norm, one colour scale per row; ×k: k seeds
+  diverged, ∞: a seed never reached the target. region.png: the trainable
+  region's size per norm."""
+  lrs, scales, r = summary["lrs"], summary["init_scales"], summary["readings"]
+  fig, axes = report.plt.subplots(2, len(r), squeeze=False, layout=(
+      "constrained"), figsize=(2.6 * len(r) + 1, 6))
+  for row, (key, scale, vmax, label) in enumerate((
+      ("test_accuracy", 100, 100, "test accuracy (%)"),
+      ("steps_to_target", 1, summary["steps"],
+       f"steps to {summary['target_accuracy']:g}"))):
+    for ax, norm in zip(axes[row], r):
+      by = {(q["cell"]["lr"], q["cell"]["init_scale"]): q
+            for q in bn_grid.find(summary["cells"], norm=norm)}
+      grid = np.array([[np.nan if by[lr, s][key]["mean"] is None else scale
+                        * by[lr, s][key]["mean"] for s in scales] for lr in lrs])
+      im = ax.imshow(grid, origin="lower", aspect="auto", vmin=0, vmax=vmax)
+      for (i, lr), (j, s) in ((a, b) for a in enumerate(lrs)
+                              for b in enumerate(scales)):
+        d = sum(v is not None for v in by[lr, s]["diverged_at"])
+        ax.text(j, i, f"×{d}" if d else "∞" if np.isnan(grid[i, j]) else
+                f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                color="red" if d else "k", bbox={"fc": "w", "alpha": 0.6,
+                                                 "lw": 0, "pad": 1})
+      ax.set(xticks=range(len(scales)), xticklabels=[f"{s:g}" for s in scales],
+             yticks=range(len(lrs)), yticklabels=[f"{v:g}" for v in lrs],
+             xlabel="init scale", title=norm)
+    axes[row, 0].set_ylabel("learning rate")
+    fig.colorbar(im, ax=list(axes[row]), label=label)
+  report.save_figure(fig, os.path.join(path, "heatmaps.png"))
+  with report.figure(os.path.join(path, "region.png")) as (ax,):
+    for k, key in enumerate(("region_cells", "region_lrs",
+                             "region_init_scales")):
+      report.errorbars(ax, [i + 0.2 * (k - 1) for i in range(len(r))],
+                       [v[key] for v in r.values()], fmt="o",
+                       label=key.replace("_", " "))
+    ax.set(xticks=range(len(r)), xticklabels=list(r), ylabel="trainable "
+           f"(within {100 * summary['region_tolerance']:g} points of best)")
+
+
+def write_stability(path, config, summary):
+  s, keys = summary, ("region_cells", "region_lrs", "region_init_scales",
+                      "max_stable_lr", "steps_to_target_at_best_lr")
+  stability_figures(path, s)
+  refs = [papers.LESS_CAREFUL_INIT, papers.ACCELERATES, papers.HIGHER_LR,
+          papers.LARGER_LR, papers.SMALL_LR_GAP]
+  cells = [[*q["cell"].values(), fmt(q["test_accuracy"]),
+            fmt(q["validation_accuracy"]), q["diverged_at"],
+            q["steps_to_target"]["per_seed"]] for q in s["cells"]]
+  report.write_page(path, report.Page(
+      title=f"bn_stability: {s['model']} on {s['dataset']}",
+      claim=report.claim(refs), comparisons=stability(s, {
+          "model": s["model"], "data": s["dataset"], "steps": s["steps"],
+          "optimizer": config.optim.name}),
+      config=(f"`{s['model']}` on `{s['dataset']}` ({s['train_examples']:,} "
+              f"examples), {config.optim.name} {config.optim.momentum:g}, "
+              f"batch {config.train.batch_size}, {s['steps']} steps, "
+              f"{len(s['seeds'])} seeds; lrs {tuple(s['lrs'])} × init scales "
+              f"{tuple(s['init_scales'])} (of every kernel) × norms "
+              f"{tuple(s['readings'])}, a program per norm. Trainable: never "
+              f"diverged (NaN/Inf loss), test accuracy within "
+              f"{100 * s['region_tolerance']:g} points of the seed's best for "
+              "the norm. Best lr: by validation accuracy at init scale 1. "
+              f"Steps to target: the first {config.train.log_every}-step "
+              "chunk whose mean minibatch accuracy reaches it."),
+      figures=[("Mean test accuracy and steps to target per (lr, init "
+                "scale); ×k: k seeds diverged", "heatmaps.png"),
+               ("Trainable region per norm", "region.png")],
+      details=["### Per norm\n\n" + report.markdown_table(
+          ["norm", "best lr", *(k.replace("_", " ") for k in keys)],
+          [[n, v["best_lr"], *(fmt(v[k], 1, 2) for k in keys)]
+           for n, v in s["readings"].items()]),
+               "### Every cell (diverged at, steps to target: per seed)\n\n"
+               + report.markdown_table(
+                   ["norm", "lr", "init scale", "test acc (%)",
+                    "validation acc (%)", "diverged at", "steps to target"],
+                   cells)],
+      run=report.run_line(s, "Per norm: " + ", ".join(
+          f"{n} {p['wall_time_s']:.0f} s ({p['runs']} runs)"
+          for n, p in s["programs"].items()) + ".")))

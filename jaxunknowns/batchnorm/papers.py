@@ -61,3 +61,19 @@ BN_TRAINS_BETTER = Ref("BN trains faster and ends more accurate.", f"{WHY} 2",
 NOISY_BN = Ref("BN with noise re-drawn every step in its outputs' mean and "
                "variance trains almost as well as BN.", f"{WHY} 2",
                protocol=_WHY)
+
+ARTICLE = "The article, Sec. 1 ('beneficial in three ways')"
+ACCELERATES = Ref("BN accelerates training.", ARTICLE)
+LESS_CAREFUL_INIT = Ref("BN reduces the sensitivity to initial conditions: "
+                        "less careful weight initialization is needed.",
+                        ARTICLE)
+HIGHER_LR = Ref("BN enables higher learning rates: a layer's output does not "
+                "change with its weights' scale.", f"{IOFFE} 3.3",
+                protocol=_IOFFE)
+BJORCK, _BJORCK = "Bjorck et al. 2018, Sec. 2", {"model": "resnet110",
+                                                 "data": "cifar10"}
+LARGER_LR = Ref("BN's main benefit is the much larger learning rates it "
+                "permits; without BN they diverge.", BJORCK,
+                protocol=_BJORCK)
+SMALL_LR_GAP = Ref("At a small learning rate BN and unnormalized networks "
+                   "train to similar accuracy.", BJORCK, protocol=_BJORCK)

@@ -1,0 +1,157 @@
+"""Tests of `bn_stability` (jaxunknowns/batchnorm/bn_stability.py) and the
+per-run init scale it relies on (`Trainer.init_variables(init_scale=...)`).
+
+* The init scale multiplies every kernel of a run's init exactly (its std
+  by exactly the scale), and nothing else, against the unscaled init.
+* End to end on sklearn digits with a tiny MLP and a 2 x 2 grid of two
+  norms: a learning rate that diverges is recorded as diverged (with its
+  step) while the other runs of the same program complete; a rerun after
+  losing summary.json and one norm's stage retrains only that norm; the
+  report rebuilds byte for byte.
+* The verdicts: a norm that never reaches the target counts as budget + 1.
+* Bad input (an empty grid, a non-positive lr or scale, an unknown norm):
+  one-line UserError, exit 2 on the command line, nothing written.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jaxunknowns import runs
+from run_helpers import (assert_cli_one_line_error, assert_report_rebuilds,
+                         assert_user_error_before_writing, run_in_process,
+                         snapshot)
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = {"data.name": "digits", "data.train_size": 400,
+          "data.validation_size": 100}
+
+
+def load_config(overrides=None, variant="runlocal"):
+  from jaxunknowns.config_loading import load_config as load  # pylint: disable=g-import-not-at-top
+  return load(f"configs/bn_stability.py:{variant}",
+              {**DIGITS, **(overrides or {})}, root=str(ROOT))
+
+
+def test_init_scale_multiplies_every_kernel_exactly():
+  config = load_config({"model.norm": "batch"})
+  trainer = runs.build_trainer(config)
+  plain = jax.device_get(trainer.init_variables([0, 1]))
+  scales = [3.0, 0.25]
+  scaled = jax.device_get(trainer.init_variables([0, 1], init_scale=scales))
+  flat = jax.tree_util.tree_flatten_with_path
+  kernels = 0
+  for (path, a), (_, b) in zip(flat(plain["params"])[0],
+                               flat(scaled["params"])[0]):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if path[-1].key != "kernel":  # Biases, BN's scale and bias: untouched.
+      np.testing.assert_array_equal(a, b)
+      continue
+    kernels += 1
+    for r, s in enumerate(scales):
+      np.testing.assert_allclose(b[r], s * a[r], rtol=1e-6)
+      assert np.std(b[r]) / np.std(a[r]) == pytest.approx(s, rel=1e-6)
+  assert kernels == 3  # Dense_0, Dense_1 and output.
+  np.testing.assert_array_equal(jax.device_get(
+      trainer.init_variables([0, 1], init_scale=[1.0, 1.0]))["params"][
+          "output"]["kernel"], plain["params"]["output"]["kernel"])
+
+
+def _rows(workdir):
+  with open(Path(workdir) / "metrics.jsonl") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def test_diverging_cell_recorded_others_complete_and_resume(tmp_path):
+  config = load_config({"grid.lrs": (0.1, 1000.0)})
+  workdir = tmp_path / "stability"
+  summary = run_in_process(config, workdir)
+  cells = {(q["cell"]["norm"], q["cell"]["lr"], q["cell"]["init_scale"]): q
+           for q in summary["cells"]}
+  assert len(cells) == 8
+  for (norm, lr, scale), q in cells.items():
+    if lr == 1000.0 and norm == "batch":  # NaN in every seed, in the budget.
+      assert all(d is not None and 1 <= d <= 20 for d in q["diverged_at"])
+      assert q["steps_to_target"]["per_seed"] == [None, None]
+      assert q["test_loss"]["per_seed"] == [None, None]
+    elif lr == 0.1:  # Same program, trained to the end with finite numbers.
+      assert q["diverged_at"] == [None, None], (norm, lr, scale)
+      assert all(np.isfinite(q["test_loss"]["per_seed"]))
+  # The log holds no row of a run after it diverged.
+  rows = [r for r in _rows(workdir) if r["split"] == "minibatch"]
+  for r in rows:
+    q = cells[r["norm"], r["lr"], r["init_scale"]]
+    d = q["diverged_at"][summary["seeds"].index(r["seed"])]
+    assert d is None or r["step"] < d
+  read = summary["readings"]
+  assert read["batch"]["max_stable_lr"]["per_seed"] == [0.1, 0.1]
+  assert read["batch"]["region_lrs"]["per_seed"] == [1.0, 1.0]  # lr 0.1 only
+  for name in ("summary.json", "report.md", "heatmaps.png", "region.png",
+               "config.json"):
+    assert (workdir / name).is_file(), name
+  assert "Bjorck et al. 2018" in (workdir / "report.md").read_text()
+
+  # A rerun after losing summary.json and the batch norm program retrains
+  # that program only (the other's stage untouched), to the same numbers,
+  # and its log rows are not duplicated.
+  stages = workdir / "stages"
+  before = snapshot(stages / "norm_none")
+  os.remove(workdir / "summary.json")
+  shutil.rmtree(stages / "norm_batch")
+  again = run_in_process(config, workdir)
+  assert snapshot(stages / "norm_none") == before
+  assert (stages / "norm_batch" / "result.json").is_file()
+  for a, b in zip(summary["cells"], again["cells"]):
+    assert a["test_accuracy"]["per_seed"] == pytest.approx(
+        b["test_accuracy"]["per_seed"], abs=1e-6)
+    assert a["diverged_at"] == b["diverged_at"]
+  assert len([r for r in _rows(workdir) if r["split"] == "minibatch"]) == len(
+      rows)
+  assert_report_rebuilds(workdir)
+
+
+def test_steps_verdict_counts_never_as_budget_plus_one():
+  from jaxunknowns.batchnorm import bn_report  # pylint: disable=g-import-not-at-top
+  def stat(*v):
+    return {"mean": float(np.mean(v)), "per_seed": list(v)}
+  def norm(steps):
+    return {k: stat(1.0, 1.0) for k in (
+        "region_cells", "region_lrs", "region_init_scales", "max_stable_lr")
+            } | {"steps_to_target_at_best_lr": {"per_seed": steps}}
+  summary = {"steps": 100, "target_accuracy": 0.8, "lrs": [0.1],
+             "init_scales": [1.0],
+             "readings": {"none": norm([None, None]), "batch": norm([20, 40])}}
+  def steps_row():
+    return next(c for c in bn_report.stability(summary, {})
+                if c.quantity.startswith("steps to"))
+  assert steps_row().verdict == "agrees"
+  assert "no norm − BN per seed = +71.00" in steps_row().rule
+  summary["readings"]["batch"] = norm([None, None])
+  assert steps_row().verdict == "differs"  # Both never: no speed-up shown.
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    ({"grid.lrs": ()}, "grid.lrs"),
+    ({"grid.init_scales": ()}, "grid.init_scales"),
+    ({"grid.norms": ()}, "grid.norms"),
+    ({"grid.lrs": (0.1, 0.0)}, "grid.lrs"),
+    ({"grid.lrs": (-0.1,)}, "grid.lrs"),
+    ({"grid.init_scales": (1.0, -2.0)}, "grid.init_scales"),
+    ({"grid.init_scales": (0.0, 1.0)}, "grid.init_scales"),
+    ({"grid.init_scales": (0.5, 2.0)}, "1.0"),
+    ({"grid.norms": ("batch", "weight")}, "weight"),
+])
+def test_bad_grid_is_one_line_and_writes_nothing(tmp_path, overrides, needle):
+  assert_user_error_before_writing(load_config(overrides), tmp_path / "w",
+                                   [needle])
+
+
+def test_unknown_norm_on_the_command_line(tmp_path):
+  assert_cli_one_line_error(
+      ["--config=configs/bn_stability.py:fashion_mlp,runlocal",
+       "--config.grid.norms=('batch','weight')"], tmp_path / "w", "weight")
