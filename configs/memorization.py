@@ -30,7 +30,7 @@ def memorization_fields(c):
   c.memorization.arms = ("none", "dropout", "weight_decay")  # Regularizers, one stage each per p.
   c.memorization.dropout = 0.5        # Dropout rate after every hidden layer (arm "dropout").
   c.memorization.weight_decay = 1e-3  # L2 coefficient (arm "weight_decay").
-  c.memorization.record_points = 40   # Log-spaced steps in [1, train.steps] where the sets are classified.
+  c.memorization.record_points = 80   # Log-spaced steps in [1, train.steps] where the sets are classified.
   c.memorization.fit_level = 0.9      # Accuracy that counts as "fitted" for the steps-to-level numbers.
   c.train.eval_every = 0         # The trainer's own evals only at the end: the recording does the rest.
 

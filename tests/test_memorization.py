@@ -132,6 +132,15 @@ def test_subset_accuracies_from_saved_predictions(run):
     if order is not None:
       np.testing.assert_allclose(order["pairs"],
                                  [r for r in rhos if np.isfinite(r)], atol=1e-9)
+  # A regularizer's cost per subset: the accuracy it loses, averaged over the
+  # recorded steps, seed by seed.
+  for p in summary["corruptions"]:
+    none, drop = (summary["stages"][f"p{p:g}-{a}"] for a in ("none", "dropout"))
+    for subset, stat in drop["accuracy_drop"].items():
+      curve = lambda st: np.array([c["per_seed"] for c in
+                                   st["curves"][f"{subset}_accuracy"]])
+      np.testing.assert_allclose(stat["per_seed"],
+                                 (curve(none) - curve(drop)).mean(0), atol=1e-12)
   rows = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
   logged = [r for r in rows if r["split"] == memorization.SPLIT]
   assert sorted({r["step"] for r in logged}) == steps

@@ -261,6 +261,7 @@ def run(config, workdir):
       results[key] = stage_summary(p, arm, result, folder, labels, steps,
                                    m.fit_level)
   writer.close()
+  add_regularization_effects(results, ps, arms)
   summary = {
       "experiment": "memorization", "dataset": config.data.name,
       "model": config.model.name, "seeds": seeds,
@@ -376,6 +377,25 @@ def stage_summary(p, arm, result, folder, labels, steps, level):
         "step": stats(steps_arr[stop].tolist()),
         **{k: _at(v, stop) for k, v in curves.items()}}
   return out
+
+
+def add_regularization_effects(results, ps, arms):
+  """Per regularized stage and subset: how far its training accuracy stays
+  below the unregularized stage's of the same p, averaged over the recorded
+  (log-spaced) steps, seed by seed (the same seeds: the same init and data
+  order). Averaging over log time counts both slower and never-finished
+  fitting."""
+  for p, arm in itertools.product(ps, arms):
+    if arm == "none" or "none" not in arms:
+      continue
+    mine, base = results[stage_key(p, arm)], results[stage_key(p, "none")]
+    mean = lambda st, key: np.mean(
+        [c["per_seed"] for c in st["curves"][key]], axis=0)
+    mine["accuracy_drop"] = {
+        subset: stats(mean(base, key) - mean(mine, key))
+        for subset, key in (("clean", "clean_accuracy"),
+                            ("corrupted", "corrupted_accuracy"))
+        if key in mine["curves"]}
 
 
 experiments.register(
