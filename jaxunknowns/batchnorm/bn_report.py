@@ -317,6 +317,8 @@ def write_smoothness(path, config, summary):
 
 # ---- bn_stability: lr × init scale cells per norm, on the same seeds. ----
 def stability(summary, ours):
+  """Rows (quantity, reference, paper, a, b, digits, scale): a above b per
+  seed beyond the differences' spread (paired_greater)."""
   r, gap, budget = summary["readings"], summary.get("gaps"), summary["steps"] + 1
   if not {"batch", "none"} <= set(r):
     return []
@@ -331,26 +333,26 @@ def stability(summary, ours):
     return compare.comparison(quantity, ref, ", ".join(
         f"{n} {fmt(x, scale, digits)}" for x, n in (a, b)), holds, rule,
                               paper=paper, our_protocol=ours)
-  steps = "steps_to_target_at_best_lr"
-  return [paired(q, ref, "larger with BN", at("batch", k), at("none", k), d)
-          for q, ref, k, d in (
-              (f"init scales with a trainable cell (of "
-               f"{len(summary['init_scales'])})", papers.LESS_CAREFUL_INIT,
-               "region_init_scales", 1),
-              (f"learning rates with a trainable cell (of "
-               f"{len(summary['lrs'])})", papers.LARGER_LR, "region_lrs", 1),
-              ("largest lr never diverging at init scale 1", papers.HIGHER_LR,
-               "max_stable_lr", 3))] + [paired(
-                   f"steps to {100 * summary['target_accuracy']:g}% training "
-                   f"accuracy, each at its best lr (never: {budget})",
-                   papers.ACCELERATES, "fewer with BN", at("none", steps),
-                   at("batch", steps), 0)] + ([paired(
-                       "BN − no norm test accuracy (points): each at its best "
-                       f"lr vs both at lr {gap['smallest_lr']:g}",
-                       papers.SMALL_LR_GAP, "smaller at a small lr",
-                       (gap["at_best_lrs"], "best lrs"),
-                       (gap["at_smallest_lr"], f"lr {gap['smallest_lr']:g}"),
-                       2, 100.0)] if gap else [])
+  n, steps = len(summary["init_scales"]), "steps_to_target_at_best_lr"
+  rows = [(f"init scales with a trainable cell (of {n})",
+           papers.LESS_CAREFUL_INIT, "more with BN",
+           at("batch", "region_init_scales"), at("none", "region_init_scales")),
+          (f"learning rates with a trainable cell (of {len(summary['lrs'])})",
+           papers.LARGER_LR, "more with BN", at("batch", "region_lrs"),
+           at("none", "region_lrs")),
+          ("largest lr never diverging at init scale 1", papers.HIGHER_LR,
+           "higher with BN", at("batch", "max_stable_lr"),
+           at("none", "max_stable_lr"), 3),
+          (f"steps to {100 * summary['target_accuracy']:g}% training accuracy,"
+           f" each at its best lr (never: {budget})", papers.ACCELERATES,
+           "fewer with BN", at("none", steps), at("batch", steps), 0)]
+  if gap:
+    small = f"lr {gap['smallest_lr']:g}"
+    rows.append((f"BN − no norm test accuracy (points): each at its best lr "
+                 f"vs both at {small}", papers.SMALL_LR_GAP, "smaller at a "
+                 "small lr", (gap["at_best_lrs"], "best lrs"),
+                 (gap["at_smallest_lr"], small), 2, 100.0))
+  return [paired(*row) for row in rows]
 
 
 def stability_figures(path, summary):
