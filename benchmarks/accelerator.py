@@ -8,8 +8,14 @@ Prints, in one run on whatever `jax.devices()` gives:
   1. ResNet-20 (width 16, BN) on CIFAR-shaped random data through the real
      trainer, SGD momentum, at batch 128 (the paper's) and 1024: images/s,
      the step's FLOPs from XLA's cost analysis, achieved TFLOP/s and the
-     fraction of the measured float32 ceiling.
-  2. The Frankle & Carbin LeNet-300-100 study through the real `imp`
+     fraction of the measured float32 ceiling. Then 8 seeds of it vmapped in
+     one program in bfloat16 (`train.precision`): images/s over all seeds
+     and the fraction of the measured bfloat16 ceiling.
+  3. A 32-run vmapped LeNet-300-100 sweep (32 learning rates, Adam, batch
+     60, MNIST-shaped data) as one program vs one run of it: run-steps/s
+     of each and the wall-time ratio of the same number of steps (32 runs
+     cost this many times one run; 32 would mean no gain from batching).
+  4. The Frankle & Carbin LeNet-300-100 study through the real `imp`
      experiment: 20 levels x 5 seeds x (ticket, random reinit, random prune),
      50K iterations each (300 trainings; seeds and controls batched in one
      program per level), on Fashion-MNIST (the offline stand-in for MNIST;
@@ -42,11 +48,17 @@ import timing  # benchmarks/timing.py
 _RESNET_STEPS = flags.DEFINE_integer("resnet_steps", 1000, "Timed ResNet-20 steps.")
 _RESNET_BATCHES = flags.DEFINE_list("resnet_batches", ["128", "1024"],
                                     "ResNet-20 batch sizes to time.")
+_BF16_SEEDS = flags.DEFINE_integer("bf16_seeds", 8,
+                                   "Seeds of the vmapped bfloat16 ResNet-20 row.")
+_SWEEP_RUNS = flags.DEFINE_integer("sweep_runs", 32, "Runs of the vmapped LeNet sweep.")
+_SWEEP_STEPS = flags.DEFINE_integer("sweep_steps", 5000, "Timed steps of the LeNet sweep.")
 _STUDY_STEPS = flags.DEFINE_integer("study_steps", 50000, "Iterations per IMP level.")
 _STUDY_LEVELS = flags.DEFINE_integer("study_levels", 20, "IMP levels after the dense one.")
 _STUDY_SEEDS = flags.DEFINE_integer("study_seeds", 5, "Seeds of the IMP study.")
 _STUDY_TIMEOUT = flags.DEFINE_float("study_timeout", 270.0, "Seconds the study may run.")
-_SKIP_STUDY = flags.DEFINE_bool("skip_study", False, "Only the ceilings and ResNet.")
+_SKIP_STUDY = flags.DEFINE_bool("skip_study", False, "Leave out the IMP study.")
+_SKIP_RESNET = flags.DEFINE_bool(
+    "skip_resnet", False, "Leave out the ResNet-20 rows (minutes on a CPU).")
 _OUT = flags.DEFINE_string("out", "", "Folder for results.json and the study's log.")
 _FASHION_DIR = flags.DEFINE_string(
     "fashion_dir", config_defaults.FASHION_MNIST_DIR,
@@ -132,6 +144,48 @@ def resnet_rows(data, fp32_peak):
   return rows
 
 
+def resnet_bf16_row(data, bf16_peak):
+  """ResNet-20 at batch 128, `--bf16_seeds` seeds vmapped, bfloat16 compute
+  with float32 master weights (the trainer's `train.precision`)."""
+  c = resnet_config(128)
+  c.train.precision = "bfloat16"
+  trainer = Trainer(c, data, create_model(c.model, 10))
+  seeds = list(range(_BF16_SEEDS.value))
+  steps_per_s = time_trainer(trainer, seeds, _RESNET_STEPS.value)
+  tflops = step_flops(trainer, 128) * len(seeds) * steps_per_s / 1e12
+  return {"batch": 128, "seeds": len(seeds),
+          "images_per_s": steps_per_s * 128 * len(seeds), "tflops": tflops,
+          "fraction_of_bf16_peak": tflops / bf16_peak}
+
+
+def mnist_shaped(n=60000):
+  rng = np.random.default_rng(0)
+  split = lambda m: Split(rng.random((m, 28, 28, 1), np.float32),
+                          rng.integers(0, 10, m).astype(np.int32))
+  return Dataset(name="random_mnist", num_classes=10, input_shape=(28, 28, 1),
+                 train=split(n), test=split(1000))
+
+
+def lenet_sweep_row(data):
+  """32 learning rates of LeNet-300-100 (Adam, batch 60) as one vmapped
+  program (per-run `optim.lr`, hparams.py) vs one run of the same program."""
+  c = config_defaults.base_config()
+  c.model.name = "lenet_300_100"
+  c.optim.name, c.optim.lr = "adam", 1.2e-3
+  c.train.batch_size, c.train.log_every = 60, 500
+  trainer = Trainer(c, data, create_model(c.model, 10), hparams=("lr",))
+  runs = _SWEEP_RUNS.value
+  rates = {}
+  for n in (1, runs):
+    lrs = list(np.geomspace(1e-4, 1e-2, n)) if n > 1 else [1.2e-3]
+    rates[n] = time_trainer(trainer, list(range(n)), _SWEEP_STEPS.value,
+                            hparams={"lr": lrs})
+  return {"runs": runs, "one_run_steps_per_s": rates[1],
+          "sweep_steps_per_s": rates[runs],
+          "sweep_run_steps_per_s": rates[runs] * runs,
+          "wall_time_ratio": rates[1] / rates[runs]}
+
+
 _LEVEL_LINE = re.compile(r"level (\d+): ([\d.]+)% of weights remain")
 
 
@@ -206,6 +260,8 @@ def main(argv):
   print(f"0. ceilings: float32 matmul {results['fp32_tflops']:.1f} TFLOP/s, "
         f"bfloat16 {results['bf16_tflops']:.1f} TFLOP/s", flush=True)
   try:
+    if _SKIP_RESNET.value:
+      raise RuntimeError("skipped (--skip_resnet)")
     results["resnet20"] = resnet_rows(cifar_shaped(), results["fp32_tflops"])
     print("1. ResNet-20 on CIFAR-shaped data (trainer, SGD momentum, crop+flip)")
     for r in results["resnet20"]:
@@ -213,14 +269,29 @@ def main(argv):
             f"{r['step_flops'] / 1e9:.2f} GFLOP/step, {r['tflops']:.2f} TFLOP/s "
             f"= {100 * r['fraction_of_fp32_peak']:.1f}% of the float32 ceiling",
             flush=True)
+    r = results["resnet20_bf16"] = resnet_bf16_row(cifar_shaped(),
+                                                   results["bf16_tflops"])
+    print(f"   {r['seeds']} seeds vmapped, bfloat16, batch 128: "
+          f"{r['images_per_s']:10.0f} images/s, {r['tflops']:.2f} TFLOP/s = "
+          f"{100 * r['fraction_of_bf16_peak']:.1f}% of the bfloat16 ceiling",
+          flush=True)
   except Exception as e:  # pylint: disable=broad-except
     results["resnet20_error"] = repr(e)
     print(f"1. ResNet-20 failed: {e!r}", flush=True)
+  try:
+    r = results["lenet_sweep"] = lenet_sweep_row(mnist_shaped())
+    print(f"3. LeNet-300-100, {r['runs']} learning rates in one program: "
+          f"{r['sweep_run_steps_per_s']:.0f} run-steps/s vs one run's "
+          f"{r['one_run_steps_per_s']:.0f} steps/s; {r['runs']} runs take "
+          f"{r['wall_time_ratio']:.2f}x the wall time of one", flush=True)
+  except Exception as e:  # pylint: disable=broad-except
+    results["lenet_sweep_error"] = repr(e)
+    print(f"3. LeNet sweep failed: {e!r}", flush=True)
   if not _SKIP_STUDY.value:
     study = run_study(os.path.join(out_dir, "imp_study"),
                       os.path.join(out_dir, "study.log"))
     results["lenet_imp_study"] = study
-    print(f"2. LeNet-300-100 IMP study, {_STUDY_LEVELS.value} levels x "
+    print(f"4. LeNet-300-100 IMP study, {_STUDY_LEVELS.value} levels x "
           f"{_STUDY_SEEDS.value} seeds x 3 arms, {_STUDY_STEPS.value} it/level "
           f"({study['trainings']} trainings):")
     if study["finished"]:
