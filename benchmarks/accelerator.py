@@ -79,12 +79,17 @@ def matmul_tflops(dtype, n=8192, reps=10):
   return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e12
 
 
-def cifar_shaped(n=50000):
+def random_data(name, shape, n):
+  """Uniform random inputs of `shape` and 10 random classes: speed only."""
   rng = np.random.default_rng(0)
-  split = lambda m: Split(rng.random((m, 32, 32, 3), np.float32),
+  split = lambda m: Split(rng.random((m,) + shape, np.float32),
                           rng.integers(0, 10, m).astype(np.int32))
-  return Dataset(name="random_cifar", num_classes=10, input_shape=(32, 32, 3),
+  return Dataset(name=name, num_classes=10, input_shape=shape,
                  train=split(n), test=split(1000))
+
+
+def cifar_shaped(n=50000):
+  return random_data("random_cifar", (32, 32, 3), n)
 
 
 def resnet_config(batch_size):
@@ -156,14 +161,6 @@ def resnet_bf16_row(data, bf16_peak):
   return {"batch": 128, "seeds": len(seeds),
           "images_per_s": steps_per_s * 128 * len(seeds), "tflops": tflops,
           "fraction_of_bf16_peak": tflops / bf16_peak}
-
-
-def mnist_shaped(n=60000):
-  rng = np.random.default_rng(0)
-  split = lambda m: Split(rng.random((m, 28, 28, 1), np.float32),
-                          rng.integers(0, 10, m).astype(np.int32))
-  return Dataset(name="random_mnist", num_classes=10, input_shape=(28, 28, 1),
-                 train=split(n), test=split(1000))
 
 
 def lenet_sweep_row(data):
@@ -279,7 +276,8 @@ def main(argv):
     results["resnet20_error"] = repr(e)
     print(f"1. ResNet-20 failed: {e!r}", flush=True)
   try:
-    r = results["lenet_sweep"] = lenet_sweep_row(mnist_shaped())
+    r = results["lenet_sweep"] = lenet_sweep_row(
+        random_data("random_mnist", (28, 28, 1), 60000))
     print(f"3. LeNet-300-100, {r['runs']} learning rates in one program: "
           f"{r['sweep_run_steps_per_s']:.0f} run-steps/s vs one run's "
           f"{r['one_run_steps_per_s']:.0f} steps/s; {r['runs']} runs take "
