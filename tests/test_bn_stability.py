@@ -8,6 +8,8 @@ per-run init scale it relies on (`Trainer.init_variables(init_scale=...)`).
   step) while the other runs of the same program complete; a rerun after
   losing summary.json and one norm's stage retrains only that norm; the
   report rebuilds byte for byte.
+* The readings by hand: the trainable region per seed (a diverged run never
+  in it), the best lr picked on validation, the largest stable lr.
 * The verdicts: a norm that never reaches the target counts as budget + 1.
 * Bad input (an empty grid, a non-positive lr or scale, an unknown norm):
   one-line UserError, exit 2 on the command line, nothing written.
@@ -113,6 +115,34 @@ def test_diverging_cell_recorded_others_complete_and_resume(tmp_path):
   assert len([r for r in _rows(workdir) if r["split"] == "minibatch"]) == len(
       rows)
   assert_report_rebuilds(workdir)
+
+
+def test_region_readings_by_hand():
+  """2 lrs x 2 scales, 2 seeds: the region is each seed's cells within the
+  tolerance of that seed's best, a diverged run never in it."""
+  from jaxunknowns.batchnorm import bn_stability  # pylint: disable=g-import-not-at-top
+  config = load_config({"grid.norms": ("batch",), "grid.lrs": (0.1, 1.0),
+                        "grid.init_scales": (1.0, 3.0),
+                        "grid.region_tolerance": 0.02})
+  acc = {(0.1, 1.0): [0.805, 0.70], (0.1, 3.0): [0.79, 0.60],
+         (1.0, 1.0): [0.81, 0.69], (1.0, 3.0): [0.90, 0.10]}
+  diverged = {(1.0, 3.0): [5, None]}  # Seed 0's best cell diverged.
+  steps = {(0.1, 1.0): [40, None], (1.0, 1.0): [20, 30]}
+  cells = [{"cell": {"norm": "batch", "lr": lr, "init_scale": s},
+            "test_accuracy": {"per_seed": a},
+            "validation_accuracy": {"mean": 0.7 + 0.01 * lr},
+            "diverged_at": diverged.get((lr, s), [None, None]),
+            "steps_to_target": {"per_seed": steps.get((lr, s), [None] * 2)}}
+           for (lr, s), a in acc.items()]
+  r = bn_stability.readings(cells, config, 20)["batch"]
+  # Seed 0: best 0.81 (the 0.90 diverged) -> 0.805, 0.79, 0.81 trainable;
+  # seed 1: best 0.70 -> 0.70 and 0.69.
+  assert r["region_cells"]["per_seed"] == [3, 2]
+  assert r["region_lrs"]["per_seed"] == [2, 2]
+  assert r["region_init_scales"]["per_seed"] == [2, 1]
+  assert r["best_lr"] == 1.0  # On validation (test would pick lr 0.1).
+  assert r["steps_to_target_at_best_lr"]["per_seed"] == [20, 30]
+  assert r["max_stable_lr"]["per_seed"] == [1.0, 1.0]
 
 
 def test_steps_verdict_counts_never_as_budget_plus_one():

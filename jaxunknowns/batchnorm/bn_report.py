@@ -422,7 +422,8 @@ def write_stability(path, config, summary):
               f"Steps to target: the first {config.train.log_every}-step "
               "chunk whose mean minibatch accuracy reaches it."),
       figures=[("Mean test accuracy and steps to target per (lr, init "
-                "scale); ×k: k seeds diverged", "heatmaps.png"),
+                "scale); ×k: k seeds diverged, ∞: a seed never reached the "
+                "target", "heatmaps.png"),
                ("Trainable region per norm", "region.png")],
       details=["### Per norm\n\n" + report.markdown_table(
           ["norm", "best lr", *(k.replace("_", " ") for k in keys)],
