@@ -210,9 +210,10 @@ def test_end_to_end_tiny_run(tmp_path):
         assert tops == sorted(tops, reverse=True)
         assert whole["lambda_max"]["mean"] == tops[0]
         assert whole["bulk_edge"]["mean"] <= tops[0] + 1e-6
-        grid, dens = whole["density"]["grid"], whole["density"]["density"]
-        assert len(grid) == len(dens) == 64
-        assert abs(sum(dens) * (grid[1] - grid[0]) - 1) < 0.05
+        g = whole["density"]
+        assert g["num"] == len(g["density"]) == 64
+        step = (g["stop"] - g["start"]) / (g["num"] - 1)
+        assert abs(sum(g["density"]) * step - 1) < 0.05
         assert set(s["layers"]) >= {"Dense_0", "output"}
   assert summary["hvps_per_second"] > 0
   assert_report_rebuilds(tmp_path / "run")

@@ -139,8 +139,11 @@ def summarize(raw, num_params: int, s) -> Dict[str, Any]:
       "bulk_edge": stats(edges),
       "outliers": stats([c for _, c in edge_count]),
       "max_over_edge": stats(ratio) if None not in ratio else None,
-      "density": {"sigma": sigma, "grid": [float(f"{g:.6g}") for g in grid],
-                  "density": [float(f"{d:.5g}") for d in dens]},
+      # The grid is np.linspace(start, stop, num); 3 significant digits
+      # keep summary.json small (a log-scale plot needs no more).
+      "density": {"sigma": sigma, "start": float(grid[0]),
+                  "stop": float(grid[-1]), "num": len(grid),
+                  "density": [float(f"{d:.3g}") for d in dens]},
   }
 
 

@@ -23,8 +23,9 @@ def spectra(summary, point):
 
 
 def _curve(ax, s, label):
-  d = np.maximum(np.asarray(s["density"]["density"]), 1e-30)
-  ax.semilogy(s["density"]["grid"], d, label=label)
+  g = s["density"]
+  d = np.maximum(np.asarray(g["density"]), 1e-30)
+  ax.semilogy(np.linspace(g["start"], g["stop"], g["num"]), d, label=label)
   ax.set_ylim(bottom=max(ax.get_ylim()[0], d.max() * 1e-7))
 
 
