@@ -108,12 +108,12 @@ def test_subset_accuracies_from_saved_predictions(run):
           want["corrupted_accuracy"] = np.mean(train[r][bad] == given[bad])
           want["true_label_fraction"] = np.mean(train[r][bad] == true[bad])
         for name, value in want.items():
-          got = st["curves"][name][t]["per_seed"][r]
+          got = st["curves"][name]["per_seed"][r][t]
           assert got == pytest.approx(value, abs=1e-12), (key, step, name)
     # The predictions are the trainer's own: its eval_step's test accuracy.
     result = read_json(workdir / "stages" / f"p{p:g}" / arm / "result.json")
     np.testing.assert_allclose(
-        [c for c in st["curves"]["test_accuracy"][-1]["per_seed"]],
+        [c[-1] for c in st["curves"]["test_accuracy"]["per_seed"]],
         result["evals"]["test"]["accuracy"], atol=1e-6)
     # First fit: the first recorded step from which the example stays fitted.
     fits = np.stack(fits)
@@ -137,10 +137,10 @@ def test_subset_accuracies_from_saved_predictions(run):
   for p in summary["corruptions"]:
     none, drop = (summary["stages"][f"p{p:g}-{a}"] for a in ("none", "dropout"))
     for subset, stat in drop["accuracy_drop"].items():
-      curve = lambda st: np.array([c["per_seed"] for c in
-                                   st["curves"][f"{subset}_accuracy"]])
+      curve = lambda st: np.array(st["curves"][f"{subset}_accuracy"][
+          "per_seed"])
       np.testing.assert_allclose(stat["per_seed"],
-                                 (curve(none) - curve(drop)).mean(0), atol=1e-12)
+                                 (curve(none) - curve(drop)).mean(1), atol=1e-12)
   rows = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
   logged = [r for r in rows if r["split"] == memorization.SPLIT]
   assert sorted({r["step"] for r in logged}) == steps

@@ -326,6 +326,14 @@ def _steps_to(curve: np.ndarray, steps: Sequence[int], level: float):
   return {"mean": None, "std": None, "per_seed": out, "reached": len(reached)}
 
 
+def curve_stats(curve: np.ndarray) -> Dict[str, Any]:
+  """{mean, std, per_seed} of a curve [T, R] over the recorded steps: mean
+  and std [T], per_seed [R][T] (a dict a step would repeat T times)."""
+  at = [stats(row) for row in curve]
+  return {"mean": [s["mean"] for s in at], "std": [s["std"] for s in at],
+          "per_seed": curve.T.tolist()}
+
+
 def _at(curve: np.ndarray, index: np.ndarray) -> Dict[str, Any]:
   """stats of curve [T, R] at one step index per run."""
   return stats([curve[i, r] for r, i in enumerate(index)])
@@ -349,8 +357,8 @@ def stage_summary(p, arm, result, folder, labels, steps, level):
       "p": p, "arm": arm, "steps": result["steps"],
       "corrupted_examples": int(bad.sum()),
       "corrupted_fraction": float(bad.mean()),
-      "curves": {k: [stats(v[t]) for t in range(len(steps))]
-                 for k, v in curves.items()},
+      "curves": {k: curve_stats(v) for k, v in curves.items()
+                 if k != "train_accuracy"},
       "steps_to_level": {
           subset: _steps_to(curves[f"{subset}_accuracy"], steps, level)
           for subset in ("clean", "corrupted")
@@ -389,8 +397,7 @@ def add_regularization_effects(results, ps, arms):
     if arm == "none" or "none" not in arms:
       continue
     mine, base = results[stage_key(p, arm)], results[stage_key(p, "none")]
-    mean = lambda st, key: np.mean(
-        [c["per_seed"] for c in st["curves"][key]], axis=0)
+    mean = lambda st, key: np.mean(st["curves"][key]["per_seed"], axis=1)
     mine["accuracy_drop"] = {
         subset: stats(mean(base, key) - mean(mine, key))
         for subset, key in (("clean", "clean_accuracy"),

@@ -36,11 +36,11 @@ def comparisons(summary):
     st = _stage(summary, p)
     to, pt, es = (st["steps_to_level"], st["peak_true_label"],
                   st.get("early_stopping", {}))
-    out += [row(f"p = {p:g}: steps to {lvl}, corrupted after clean",
+    out += [row(f"p = {p:g}: corrupted fit after clean (steps to {lvl})",
                 papers.ARPIT_CLEAN_FIRST, to["corrupted"], to["clean"],
                 ("corrupted", "clean"), 1.0, 0),
-            row(f"p = {p:g}, step {pt['step']['mean']:.0f}: corrupted predicted "
-                "as their true > as their given label (%)",
+            row(f"p = {p:g}: corrupted predicted as true > as given label "
+                f"(%, step {pt['step']['mean']:.0f})",
                 papers.ARPIT_TRUE_LABEL, pt["fraction"],
                 pt["corrupted_accuracy"], ("true", "given")),
             row(f"p = {p:g}: test accuracy early-stopped > final (%)",
@@ -50,15 +50,14 @@ def comparisons(summary):
     for arm in [a for a in summary["arms"] if a != "none"]:
       drop = _stage(summary, p, arm)["accuracy_drop"]
       out.append(row(
-          f"p = {p:g}, {arm}: train accuracy lost vs no regularization, "
-          "corrupted > clean (points, mean over the log-spaced steps)",
+          f"p = {p:g}, {arm}: costs corrupted > clean (points)",
           papers.ARPIT_REGULARIZATION, drop.get("corrupted"),
           drop.get("clean"), ("corrupted", "clean")))
   orders = [s and s["learning_order"]["all"] for s in
             (_stage(summary, 0.0), _stage(summary, 1.0))]
   return out + [row(
-      "learning order: Spearman ρ of first-fit steps across seeds, real > "
-      "random labels", papers.ARPIT_ORDER, *[o and {
+      "learning order across seeds (ρ): real > random labels",
+      papers.ARPIT_ORDER, *[o and {
           "mean": o["mean"], "per_seed": o["pairs"]} for o in orders],
       ("real", "random"), 1.0, rule=compare.greater,
       n=f"{seeds * (seeds - 1) // 2} seed pairs", paper="real > random",
@@ -66,12 +65,11 @@ def comparisons(summary):
 
 
 def _band(ax, summary, stage, key, label, **kw):
-  curve = stage and stage["curves"].get(key)
+  curve, steps = stage and stage["curves"].get(key), summary["record_steps"]
   if curve:
-    report.plot_band(ax, {r: {t: c["per_seed"][r] for t, c in zip(
-        summary["record_steps"], curve)} for r in range(len(summary["seeds"]))},
-                     label, scale=100, **kw)
-    return max(zip((c["mean"] for c in curve), summary["record_steps"]))
+    report.plot_band(ax, {r: dict(zip(steps, c)) for r, c in enumerate(
+        curve["per_seed"])}, label, scale=100, **kw)
+    return max(zip(curve["mean"], steps))
 
 
 def plot(path, summary):
@@ -88,7 +86,7 @@ def plot(path, summary):
   axes[0][0].set_ylabel("train accuracy vs given labels (%)")
   axes[0][0].legend(fontsize=6, ncol=2, loc="upper left")
   fig.tight_layout()
-  report.save_figure(fig, os.path.join(path, FIT))
+  report.save_figure(fig, os.path.join(path, FIT), dpi=80)
   for name, key in ((TRUE, "true_label_fraction"), (TEST, "test_accuracy")):
     fig, ax = plt.subplots(figsize=(6, 4))
     for p in ps:
@@ -101,7 +99,7 @@ def plot(path, summary):
            ylabel=("corrupted predicted as their TRUE label (%)"
                    if name == TRUE else "test accuracy (%)"))
     ax.legend(fontsize=8)
-    report.save_figure(fig, os.path.join(path, name))
+    report.save_figure(fig, os.path.join(path, name), dpi=90)
 
 
 def answer(summary, rows):
@@ -114,7 +112,7 @@ def answer(summary, rows):
   pct = lambda s: f"{100 * s['mean']:.0f}%" if s else "–"
   first = [f"{p:g}" for p in noisy if all(
       r.verdict == compare.AGREES for r in rows[:-1] if r.quantity.startswith(
-          f"p = {p:g}") and ("after" in r.quantity or "true" in r.quantity))]
+          f"p = {p:g}") and ("after" in r.quantity or "true >" in r.quantity))]
   return (
       f"**Memorize or learn patterns?** At p = {st['p']:g} and step "
       f"{pt['step']['mean']:.0f}, {pct(pt['fraction'])} of the corrupted "
@@ -149,7 +147,11 @@ def write(path, config, summary):
           f"with probability p ∈ {summary['corruptions']} (corrupted: the "
           f"label changed); arms {', '.join(summary['arms'])} (dropout "
           f"{m.dropout:g}, weight decay {m.weight_decay:g}); every split "
-          f"classified at {len(summary['record_steps'])} log-spaced steps."),
+          f"classified at {len(summary['record_steps'])} log-spaced steps. "
+          "A regularizer's cost: the training accuracy it loses on a subset "
+          "against no regularization, in points, averaged over those steps; "
+          "learning order: mean Spearman ρ over seed pairs of the step from "
+          "which each example stays fitted."),
       figures=[("Clean (solid) and corrupted (dashed) training accuracy "
                 "against the given labels, per arm", FIT),
                ("Corrupted examples predicted as their true label", TRUE),
