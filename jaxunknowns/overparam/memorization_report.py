@@ -112,7 +112,7 @@ def answer(summary, rows):
   pct = lambda s: f"{100 * s['mean']:.0f}%" if s else "–"
   first = [f"{p:g}" for p in noisy if all(
       r.verdict == compare.AGREES for r in rows[:-1] if r.quantity.startswith(
-          f"p = {p:g}") and ("after" in r.quantity or "true >" in r.quantity))]
+          f"p = {p:g}:") and ("after" in r.quantity or "true >" in r.quantity))]
   return (
       f"**Memorize or learn patterns?** At p = {st['p']:g} and step "
       f"{pt['step']['mean']:.0f}, {pct(pt['fraction'])} of the corrupted "
