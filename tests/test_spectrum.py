@@ -13,11 +13,14 @@ from jax.flatten_util import ravel_pytree
 
 from jaxunknowns import config_loading
 from jaxunknowns.analysis import hessian, spectrum
+from jaxunknowns.errors import UserError
 from jaxunknowns.losses import LOSSES
+from jaxunknowns.metrics import MetricWriter, read_metrics
 from jaxunknowns.models import create_model
 from run_helpers import (ROOT, assert_cli_one_line_error,
                          assert_report_rebuilds, assert_user_error_before_writing,
                          read_json, run_in_process)
+from test_hessian import reference_hessian, tiny_trainer
 
 
 def hand_loss(params, x, y, bn_stats=None):
@@ -183,6 +186,34 @@ def test_measure_batches_runs_and_blocks_against_dense_hessians():
                                       "output": 18}, num_probes=2,
                                   num_steps=43, trace_probes=3) == 2 * (
                                       3 + 2 * (43 + 25 + 18))
+
+
+def test_callback_per_run_trace_and_lambda_max_match_dense(tmp_path):
+  trainer = tiny_trainer()  # an MLP 6-8(BN)-3: 99 parameters
+  callback = spectrum.spectrum_callback(
+      trainer, every=10, num_probes=1, num_steps=99, trace_probes=400,
+      subset_size=64, seed=3)
+  seeds = [0, 1]
+  result = trainer.fit(trainer.init_state(seeds), steps=10, data_seeds=seeds,
+                       writer=MetricWriter(str(tmp_path), tensorboard=False),
+                       run_labels=[{"seed": s} for s in seeds],
+                       callbacks=[callback])
+  rows = {r["seed"]: r for r in read_metrics(str(tmp_path))
+          if r["split"] == "spectrum"}
+  assert sorted(rows) == seeds
+  x, y = hessian.subset(trainer.dataset.train, 64, 3)
+  state = jax.device_get(result.state)
+  with jax.enable_x64(True):
+    for r, seed in enumerate(seeds):
+      run = jax.tree.map(lambda a: jnp.asarray(a[r], jnp.float64),
+                         (state["params"], state["batch_stats"]))
+      h = reference_hessian(*run, jnp.asarray(x, jnp.float64), jnp.asarray(y))
+      np.testing.assert_allclose(rows[seed]["lambda_max"],
+                                 np.linalg.eigvalsh(h)[-1], rtol=1e-3)
+      assert abs(rows[seed]["trace"] - np.trace(h)) < 4 * rows[seed][
+          "trace_sem"] + 1e-4
+  with pytest.raises(UserError, match="num_steps"):
+    spectrum.spectrum_callback(trainer, every=10, num_steps=0)
 
 
 # ---------------------------------------------------------------------------

@@ -40,7 +40,9 @@ trainer state (params [R, ...], batch_stats [R, ...], keys [R, 2]): the
 whole model and, with `layers`, every block, each with its own SLQ on the
 block's Hessian H_bb. `loss(params, batch_stats)` comes from
 `hessian.network_loss` (a fixed subset; BatchNorm with population ("eval")
-or batch statistics).
+or batch statistics). `spectrum_callback(trainer, every=...)` wraps the
+whole model's trace and lambda_max as a `trainer.Callback` (along training,
+written as split "spectrum").
 """
 
 import functools
@@ -197,3 +199,41 @@ def hvps_per_call(num_runs: int, dims: Dict[str, int], *, num_probes: int,
   whole model (`dims["whole"]`) and each block, per run."""
   return num_runs * (trace_probes + sum(
       num_probes * min(num_steps, d) for d in dims.values()))
+
+
+def spectrum_callback(trainer, *, every: int, num_probes: int = 4,
+                      num_steps: int = 64, trace_probes: int = 64,
+                      subset_size: int = 1000, chunk_size: int = 0,
+                      bn_mode: str = "eval", seed: int = 0,
+                      name: str = "spectrum"):
+  """A `trainer.Callback` writing, per run, Hutchinson's `trace` and its
+  standard error `trace_sem` and SLQ's `lambda_max` (the largest node) of
+  the whole model, on a fixed subset (the same probes at every step).
+  Validates everything here, before anything runs or is written."""
+  from jaxunknowns.trainer import Callback  # pylint: disable=g-import-not-at-top
+  num_params = int(sum(np.prod(x.shape) for x in
+                       jax.tree.leaves(trainer.params_template)))
+  check_counts(num_probes, num_steps, trace_probes, 1, num_params)
+  if every < 1:
+    raise UserError(f"every={every} is out of range: must be >= 1")
+  x, y = hessian.subset(trainer.dataset.train, subset_size, seed)
+  loss = hessian.network_loss(trainer.model, trainer.loss_fn,
+                              jax.device_put(x, trainer.replicated),
+                              jax.device_put(y, trainer.replicated),
+                              has_batch_stats=trainer.has_batch_stats,
+                              chunk_size=chunk_size, bn_mode=bn_mode)
+  fn = measure_fn(loss, num_probes=num_probes, num_steps=num_steps,
+                  trace_probes=trace_probes, layers=False)
+
+  def run(trainer_, state, step):
+    del trainer_, step
+    keys = jax.random.split(jax.random.PRNGKey(seed),
+                            int(np.shape(state["step"])[0]))
+    out = jax.device_get(fn(state["params"], state["batch_stats"], keys))
+    trace = np.asarray(out["trace"], np.float64)
+    return {"trace": trace.mean(axis=1),
+            "trace_sem": trace.std(axis=1, ddof=1) / np.sqrt(trace.shape[1])
+                         if trace_probes > 1 else np.zeros(len(trace)),
+            "lambda_max": np.asarray(out["nodes"]).max(axis=(1, 2))}
+
+  return Callback(name=name, every=int(every), fn=run)
