@@ -15,7 +15,10 @@ Variants (default fashion_lenet):
                   lr 0.02, batch 128, 3 epochs, 3 seeds per arm; minutes on a
                   2-core CPU.
   fashion_resnet  A small ResNet (depth 8, width 8) on Fashion-MNIST, the
-                  same protocol, 2 epochs; BN vs no normalization.
+                  same protocol, 2 epochs, a 500-example subset; BN vs no
+                  normalization. Slow on a 2-core CPU (vmapped convolutions'
+                  HVPs; far over an hour): for an accelerator. Its runlocal
+                  smoke run takes about 5 minutes, mostly compilation.
   cifar_resnet    ResNet-20 on TFDS CIFAR-10 (needs a network), 20 epochs:
                   the papers' data, closer to their ResNet-32 protocol.
 `runlocal` shrinks any variant to seconds (tests, smoke runs).
