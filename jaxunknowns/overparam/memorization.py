@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats as scipy_stats
 
-from jaxunknowns import experiments, paths, runs, validation
+from jaxunknowns import distributed, experiments, paths, runs, validation
 from jaxunknowns.data import load_dataset, pipeline
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, stats
@@ -184,8 +184,10 @@ def recorder(trainer, folder: str, labels, ds, steps: Sequence[int]):
   splits = [(name, len(s.y)) for name, s in (("train", ds.train),
             ("validation", ds.validation), ("test", ds.test))
             if s is not None and len(s.y)]
-  xs = _padded(np.concatenate([getattr(ds, name).x for name, _ in splits]),
-               trainer.config.train.eval_batch_size)
+  # On the device once, not sent again at every recorded step.
+  xs = distributed.to_global(_padded(
+      np.concatenate([getattr(ds, name).x for name, _ in splits]),
+      trainer.config.train.eval_batch_size), trainer.replicated)
   ends = np.cumsum([n for _, n in splits])
 
   def fn(_, state, step):
