@@ -26,6 +26,7 @@ MODULES = {
     "train": "jaxunknowns.train",
     # Lottery tickets.
     "imp": "jaxunknowns.lottery.imp",
+    "prune_init": "jaxunknowns.lottery.prune_init",
     # BatchNorm.
     "bn_only": "jaxunknowns.batchnorm.bn_only",
     "bn_modes": "jaxunknowns.batchnorm.bn_modes",
@@ -44,6 +45,8 @@ MODULES = {
     "sharpness": "jaxunknowns.implicit.sharpness",
     "landscape": "jaxunknowns.implicit.landscape",
     "hessian_spectrum": "jaxunknowns.implicit.hessian_spectrum",
+    "edge_of_stability": "jaxunknowns.implicit.edge_of_stability",
+    "sam": "jaxunknowns.implicit.sam",
 }
 
 
