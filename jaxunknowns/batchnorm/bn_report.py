@@ -27,17 +27,14 @@ def page(path, config, summary, comparisons, figures, details, *, setup,
 
 
 def versus(rows, ours):
-  """Rows (quantity, ref, paper, a, b[, tolerance[, scale]]) of measured
-  (stat, name) arms trained on the same seeds: a above b beyond the per-seed
+  """Rows (quantity, ref, paper, (a, name), (b, name)[, tolerance[, scale]])
+  of arms trained on the same seeds: a above b beyond the per-seed
   differences' spread, or within `tolerance` of b (a paper's {mean})."""
   def one(quantity, ref, paper, a, b, tolerance=None, scale=100.0):
-    names = {"a_name": a[1], "b_name": b[1], "scale": scale}
-    holds, rule = (
-        compare.within(a[0], b[0], tolerance=tolerance, **names) if tolerance
-        else compare.paired_greater(a[0], b[0], **names))
-    return compare.comparison(quantity, ref, " vs ".join(
-        fmt(x, scale, 2 if scale > 1 else 0) for x, _ in (a, b)
-        if "per_seed" in x), holds, rule, paper=paper, our_protocol=ours)
+    within = {"rule": compare.within, "tolerance": tolerance} if tolerance else {}
+    return compare.versus(quantity, ref, a[0], b[0], (a[1], b[1]),
+                          scale=scale, digits=2 if scale > 1 else 0,
+                          paper=paper, our_protocol=ours, **within)
   return [one(*row) for row in rows
           if row[3][0] and row[4][0] and row[3][0] is not row[4][0]]
 
@@ -328,11 +325,9 @@ def stability(summary, ours):
             if key.startswith("steps") else s), {"batch": "BN",
                                                  "none": "no norm"}[norm]
   def paired(quantity, ref, paper, a, b, digits=1, scale=1.0):
-    holds, rule = compare.paired_greater(a[0], b[0], a_name=a[1],
-                                         b_name=b[1], scale=scale)
-    return compare.comparison(quantity, ref, ", ".join(
-        f"{n} {fmt(x, scale, digits)}" for x, n in (a, b)), holds, rule,
-                              paper=paper, our_protocol=ours)
+    return compare.versus(quantity, ref, a[0], b[0], (a[1], b[1]),
+                          scale=scale, digits=digits, paper=paper,
+                          our_protocol=ours)
   n, steps = len(summary["init_scales"]), "steps_to_target_at_best_lr"
   rows = [(f"init scales with a trainable cell (of {n})",
            papers.LESS_CAREFUL_INIT, "more with BN",

@@ -78,15 +78,12 @@ def comparisons(summary, config):
       ("trace: without BN vs with BN (population stats)", papers.YAO_TRACE,
        "larger without BN", end(plain, "eval", "trace"),
        end(bn, "eval", "trace"), compare.greater, ("no BN", "BN"))]
-  out = []
-  for quantity, ref, paper, a, b, rule, names in rows:
-    verdict = (rule(a, 1, scale=1.0) if not names else
-               rule(a, b, a_name=names[0], b_name=names[1], scale=1.0))
-    text = " vs ".join(report.fmt(x, 1.0, 2) for x in ((a,) if not names
-                                                       else (a, b)))
-    out.append(compare.comparison(quantity, ref, text, *verdict, paper=paper,
-                                  our_protocol=ours))
-  return out
+  return [compare.versus(q, ref, a, b, names, rule=rule, scale=1.0,
+                         paper=paper, our_protocol=ours)
+          if names else compare.comparison(
+              q, ref, report.fmt(a, 1.0, 2), *rule(a, 1, scale=1.0),
+              paper=paper, our_protocol=ours)
+          for q, ref, paper, a, b, rule, names in rows]
 
 
 def table(summary, level):

@@ -66,15 +66,14 @@ def comparisons(summary, config):
   out = []
   for what, reference, rise in rows:
     lows = [n for n, v in rise.items() if v["mean"] <= 0]
-    out.append(compare.comparison(
-        what, reference, ", ".join(f"{n} {report.fmt(v, 1.0, 4)}"
-                                   for n, v in rise.items()),
-        *((None, "") if lows else compare.greater(
-            rise[sharp], rise[flat], a_name=sharp, b_name=flat, scale=1.0)),
-        paper=f"larger for {sharp}", why_not_testable=f"the rise is ≤ 0 for "
-        f"{' and '.join(lows)}: no minimum along these directions",
-        our_protocol={"data": config.data.name, "model": config.model.name,
-                      "epochs": config.epochs}))
+    out.append(compare.versus(
+        what, reference, rise[sharp], rise[flat], (sharp, flat),
+        rule=(lambda *a, **k: (None, "")) if lows else compare.greater,
+        scale=1.0, digits=4, paper=f"larger for {sharp}",
+        why_not_testable=f"the rise is ≤ 0 for {' and '.join(lows)}: no "
+        "minimum along these directions", our_protocol={
+            "data": config.data.name, "model": config.model.name,
+            "epochs": config.epochs}))
   return out
 
 

@@ -47,10 +47,9 @@ def comparisons(summary, config):
   for quantity, ref, get, scale, digits in rows if a != b else []:
     worse = ref is papers.KESKAR_WORSE  # the small batch above, not below
     hi, lo = ((small, a), (large, b)) if worse else ((large, b), (small, a))
-    out.append(compare.comparison(
-        quantity, ref, f"{a} {report.fmt(get(small), scale, digits)}, {b} "
-        f"{report.fmt(get(large), scale, digits)}", *compare.greater(
-            get(hi[0]), get(lo[0]), a_name=hi[1], b_name=lo[1], scale=scale),
+    out.append(compare.versus(
+        quantity, ref, get(hi[0]), get(lo[0]), (hi[1], lo[1]),
+        rule=compare.greater, scale=scale, digits=digits,
         paper=f"{'lower' if worse else 'larger'} with the large batch",
         our_protocol=ours))
   return out

@@ -13,7 +13,7 @@ mismatch such as 1,500 vs 1,501 steps.
 import dataclasses
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-from jaxunknowns.report.text import markdown_table, std_of
+from jaxunknowns.report.text import fmt, markdown_table, std_of
 
 AGREES, DIFFERS, NOT_TESTABLE = "agrees", "differs", "not testable here"
 VERDICTS = (AGREES, DIFFERS, NOT_TESTABLE)
@@ -80,6 +80,26 @@ def comparison(quantity: str, reference: Reference, ours: str,
              f"{reference.value:.1f}{reference.unit}")
   return Comparison(quantity=quantity, paper=paper, source=reference.source,
                     ours=ours, verdict=verdict, rule=rule, reasons=reasons)
+
+
+def versus(quantity: str, reference: Reference, a: Optional["Stat"],
+           b: Optional["Stat"], names: Tuple[str, str], *, rule=None,
+           scale: float = 100.0, digits: int = 2, sig: bool = False,
+           paper: Optional[str] = None,
+           our_protocol: Optional[Mapping[str, Any]] = None,
+           why_not_testable: str = "", **rule_kw) -> Comparison:
+  """Two measured stats side by side, 'A 88.41 ± 0.12, B 80.03 ± 1.10
+  (n=3)', decided by `rule(a, b)` (default `paired_greater`: arms trained on
+  the same seeds)."""
+  holds, text = (rule or paired_greater)(a, b, a_name=names[0],
+                                         b_name=names[1], scale=scale,
+                                         **rule_kw)
+  n = len((a or {}).get("per_seed") or ())
+  ours = ", ".join(f"{name} {fmt(s, scale, digits, sig=sig, n=False)}"
+                   for name, s in zip(names, (a, b))) + f" (n={n})" * bool(n)
+  return comparison(quantity, reference, ours, holds, text, paper=paper,
+                    our_protocol=our_protocol,
+                    why_not_testable=why_not_testable)
 
 
 # -----------------------------------------------------------------------------

@@ -12,15 +12,16 @@ def fmt(stat: Optional[Mapping[str, Any]], scale: float = 100.0,
   std (ddof = 1), recomputed from per_seed, so summaries written before the
   switch from the population std read the same. `sig`: `digits` significant
   digits for the mean and two for the std (losses reach 1e-30); `n=False`
-  leaves out the count (a table that states it once)."""
+  leaves out the count (a table that states it once). One seed has no ±;
+  a bare {mean} (a paper's number) reads as the number alone."""
   if not stat or stat.get("mean") is None:
     return "–"
   count = len(stat.get("per_seed", []))
   spec = f".{digits}{'g' if sig else 'f'}"
   s = f"{stat['mean'] * scale:{spec}}"
-  if count > 1 or not n:
+  if count > 1 or (not count and "std" in stat):  # No spread from 1 seed.
     s += f" ± {std_of(stat) * scale:{'.2g' if sig else spec}}"
-  return s + f" (n={count})" * n
+  return s + f" (n={count})" * (n and count > 0)
 
 
 def std_of(stat: Mapping[str, Any]) -> float:
