@@ -25,6 +25,19 @@ def load_config(spec: str, overrides: Optional[Mapping[str, Any]] = None,
   return config
 
 
+def from_flag(flag) -> ml_collections.ConfigDict:
+  """The config of a `config_flags` flag (its holder or the Flag), read now:
+  the flag loads its file lazily, so a missing or broken file surfaces here,
+  as a UserError with the loader's last line."""
+  try:
+    config = flag.value
+    config.experiment  # pylint: disable=pointless-statement
+  except OSError as e:
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    raise UserError(f"could not load the config file: {lines[-1]}") from e
+  return config
+
+
 def config_module(path: str):
   """The config file at `path`, imported afresh (get_config, VARIANTS)."""
   module_spec = importlib.util.spec_from_file_location(

@@ -26,8 +26,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxunknowns import errors
-from jaxunknowns.errors import UserError
+from jaxunknowns import config_loading, errors
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/train.py:variant.",
@@ -97,12 +96,7 @@ def main(argv):
     distributed.initialize(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
         enabled={"auto": None, "on": True, "off": False}[_DISTRIBUTED.value])
-    try:
-      config = _CONFIG.value
-      config.experiment  # pylint: disable=pointless-statement
-    except OSError as e:  # config_flags loads the file lazily
-      lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-      raise UserError(f"could not load the config file: {lines[-1]}") from e
+    config = config_loading.from_flag(_CONFIG)
     references = validation.references_of(
         config_flags.get_config_filename(flags.FLAGS["config"]))
     run(config, _WORKDIR.value, _OVERWRITE.value, references)

@@ -589,13 +589,8 @@ def _cli():
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.get_absl_handler().addFilter(main_lib.QuietLibraries())
     try:
-      try:
-        config = flag_values.config
-        config.experiment  # pylint: disable=pointless-statement
-      except OSError as e:  # config_flags loads the file lazily
-        lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-        raise UserError(f"could not load the config file: {lines[-1]}") from e
       config_flag = flag_values["config"]
+      config = config_loading.from_flag(config_flag)
       run_sweep(config_flags.get_config_filename(config_flag),
                 flag_values.workdir, flag_values.sweep,
                 config_flags.get_override_values(config_flag),
