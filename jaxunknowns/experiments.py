@@ -40,6 +40,7 @@ MODULES = {
     "width_sweep": "jaxunknowns.overparam.width_sweep",
     "double_descent": "jaxunknowns.overparam.double_descent",
     "memorization": "jaxunknowns.overparam.memorization",
+    "mode_connectivity": "jaxunknowns.overparam.mode_connectivity",
     # Implicit regularization.
     "max_margin": "jaxunknowns.implicit.max_margin",
     "sharpness": "jaxunknowns.implicit.sharpness",
