@@ -41,6 +41,7 @@ MODULES = {
     "double_descent": "jaxunknowns.overparam.double_descent",
     "memorization": "jaxunknowns.overparam.memorization",
     "mode_connectivity": "jaxunknowns.overparam.mode_connectivity",
+    "ntk": "jaxunknowns.overparam.ntk",
     # Implicit regularization.
     "max_margin": "jaxunknowns.implicit.max_margin",
     "sharpness": "jaxunknowns.implicit.sharpness",
