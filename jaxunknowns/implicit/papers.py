@@ -42,6 +42,17 @@ LI_FLATTER = {
         "BatchNorm keeps the landscape flat and convex-looking",
         "Li et al. 2018", protocol={"data": "cifar10"}))}
 
+# Li et al. 2018, Sec. 7 (Fig. 9): optimization paths on their PCA plane.
+LI_PATH_SETTING = {"data": "cifar10", "model": "VGG-9", "batch": "128, 8192"}
+LI_PATH_LOW_DIM, LI_RANDOM_MISSES = (
+    Reference(s, "Li et al. 2018, Sec. 7", value, "%", LI_PATH_SETTING)
+    for s, value in (
+        ("The optimization path lies in a very low-dimensional space: 40–90% "
+         "of its variation falls on its top two PCA directions", 40.0),
+        ("Two random directions capture almost none of the path's variation "
+         "(random vectors in high dimension are nearly orthogonal), so "
+         "random planes cannot show the path", None)))
+
 # Ghorbani, Krishnan & Xiao 2019 (Hessian eigenvalue density by stochastic
 # Lanczos quadrature) and Yao, Gholami, Keutzer & Mahoney 2020 (PyHessian).
 GHORBANI, GHORBANI_SETTING = "Ghorbani et al. 2019", {
