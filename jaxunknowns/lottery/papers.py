@@ -84,3 +84,26 @@ TICKETS = {
         ticket_sparse=(MNIST1D_TICKETS, (72.0, 75.0)),
         random_prune_sparse=(MNIST1D_RANDOM, (61.0, 61.0)), sparse_at=14.0),
 }
+
+# ---- prune_init: pruning at initialization and its sanity checks ----------
+SNIP_LENET = Reference(
+    "SNIP prunes LeNet-300-100 on MNIST at initialization to 98% sparsity "
+    "with 2.4% test error (dense 1.7%)", "Lee, Ajanthan & Torr 2019, Table 1",
+    2.4, "% error", {"model": "lenet_300_100", "data": "mnist",
+                     "optimizer": "momentum", "lr": 0.1, "batch": 100})
+TANAKA_COLLAPSE = Reference(
+    "SynFlow reaches maximal compression without layer collapse, while SNIP "
+    "and GraSP collapse a layer before it", "Tanaka, Kunin, Yamins & Ganguli "
+    "2020", protocol={"data": "cifar10/cifar100/tiny_imagenet"})
+FRANKLE21_INIT = Reference(
+    "shuffling each layer's mask or reinitializing the kept weights leaves "
+    "SNIP, GraSP and SynFlow about unchanged or better (only the per-layer "
+    "densities matter)", "Frankle, Dziugaite, Roy & Carbin 2021",
+    protocol={"data": "cifar10/tiny_imagenet/imagenet"})
+FRANKLE21_TICKET = Reference(
+    "shuffling or reinitializing hurts magnitude pruning after training and "
+    "IMP tickets with rewinding", "Frankle, Dziugaite, Roy & Carbin 2021",
+    protocol={"data": "cifar10/tiny_imagenet/imagenet"})
+ZHOU_SIGNS = Reference(
+    "a ticket fails with the signs of its kept initial weights flipped",
+    "Zhou, Lan, Liu & Yosinski 2019", protocol={"data": "mnist/cifar10"})

@@ -1,0 +1,134 @@
+r"""Pruning at initialization and its sanity checks: `--config=configs/prune_init.py[:VARIANT[,runlocal]]`.
+
+SNIP, GraSP, SynFlow, magnitude and random masks found at initialization,
+beside the IMP ticket (one-shot magnitude after training, rewound to the
+init), over a density grid down to 0.1% of the weights; layer collapse per
+method (Tanaka et al. 2020); and Frankle et al. (2021)'s sanity checks: each
+mask trained as found, shuffled within each layer, on reinitialized weights,
+and inverted; the ticket also with its signs flipped (Zhou et al. 2019).
+Every variant of a density, with the seeds, is one vmapped program.
+
+Variants (default mnist1d):
+  mnist1d          MLP 40-100-100-10 on offline MNIST-1D, Adam 1e-2, batch
+                   100, 1000 steps, 3 seeds, global budget: about 10 minutes
+                   on a loaded 2-core CPU.
+  mnist1d_budgets  The same with the layer-wise uniform and ERK budgets too
+                   (three times as long).
+  lenet_fashion    LeNet-300-100 on Fashion-MNIST (offline), SNIP's protocol
+                   (SGD momentum 0.9, lr 0.1, batch 100, wd 5e-4), 3000 steps:
+                   about an hour on a 2-core CPU.
+  vgg16_cifar10    VGG-16 (BN) on TFDS CIFAR-10, Tanaka et al.'s protocol
+  resnet20_cifar10 ResNet-20 on TFDS CIFAR-10; both need a network and an
+                   accelerator (160 epochs per stage).
+`runlocal` shrinks any variant to seconds (tests, smoke runs).
+Fields not set here keep the defaults and comments of
+jaxunknowns/config_defaults.py.
+"""
+
+import ml_collections
+
+from jaxunknowns.config_defaults import make_config, shrink_for_local
+from jaxunknowns.config_defaults import resnet20_cifar10 as openlth_resnet20
+
+
+def prune_init_fields(c):
+  c.experiment = "prune_init"
+  c.seeds = 3
+  c.prune_init = ml_collections.ConfigDict()
+  c.prune_init.methods = ("snip", "grasp", "grasp_magnitude", "synflow",
+                           "magnitude", "random")  # Scores (pruning/init_scores.py);
+                                       # grasp_magnitude: |w ⊙ Hg|, lowest pruned.
+  c.prune_init.budgets = ("global",)   # Layer budgets: "global", "uniform", "erk".
+  c.prune_init.densities = (0.2, 0.05, 0.02, 0.01, 0.003, 0.001)  # Fractions of the
+                                       # prunable weights kept (the dense net is the 100% row).
+  c.prune_init.variants = ("found", "shuffled", "reinit", "inverted",
+                           "sign_flip")  # Sanity checks; sign_flip: the IMP ticket only.
+  c.prune_init.rounds = 100            # SynFlow's iterations (exponential density schedule).
+  c.prune_init.score_batch = 100       # Examples SNIP/GraSP score on (10 x classes, as the reference code).
+  c.prune_init.grasp_temperature = 200.0  # GraSP's logit temperature T (reference code).
+  c.prune_init.imp = "oneshot"         # IMP ticket: "oneshot" (computed here), an imp workdir's
+                                       # masks/level_LL.npz, or "" for none.
+  c.train.eval_every = 0               # Evaluate at the end of each stage.
+  c.train.checkpoint_every = 0
+
+
+def mnist1d(c):
+  c.data.name = "mnist1d"
+  c.model.name = "mlp"
+  c.model.widths = (100, 100)          # The MNIST-1D paper's MLP.
+  c.optim.name = "adam"
+  c.optim.lr = 1e-2                    # The MNIST-1D authors' Adam setting.
+  c.train.batch_size = 100
+  c.train.steps = 1000
+  c.train.log_every = 100
+
+
+def mnist1d_budgets(c):
+  mnist1d(c)
+  c.prune_init.budgets = ("global", "uniform", "erk")
+
+
+def lenet_fashion(c):
+  c.data.name = "fashion_mnist"        # Debian's dataset-fashion-mnist IDX files.
+  c.model.name = "lenet_300_100"
+  c.optim.name = "momentum"            # SNIP's LeNet protocol: SGD momentum 0.9,
+  c.optim.lr = 0.1                     # lr 0.1, batch 100, weight decay 5e-4
+  c.optim.weight_decay = 5e-4          # (their 250K iterations; 3000 here).
+  c.train.batch_size = 100
+  c.train.steps = 3000
+  c.train.log_every = 500
+  c.train.max_train_eval = 10000
+  c.prune_init.densities = (0.2, 0.05, 0.02, 0.01, 0.003, 0.001)
+  c.prune_init.variants = ("found", "shuffled", "reinit", "inverted",
+                           "sign_flip")
+
+
+def vgg16_cifar10(c):
+  c.data.name = "cifar10"              # TFDS catalogue: needs a network and [tfds].
+  c.data.augment = "crop_flip"
+  c.model.name = "vgg16"               # With BatchNorm (Tanaka et al.'s VGG-16).
+  c.optim.name = "momentum"            # Tanaka et al.: SGD momentum, lr 0.1,
+  c.optim.lr = 0.1                     # x0.1 at epochs 60 and 120 of 160,
+  c.optim.weight_decay = 1e-4          # batch 128, wd 1e-4.
+  c.optim.schedule = "step"
+  c.optim.boundaries = (23460, 46920)
+  c.train.batch_size = 128
+  c.train.steps = 62560
+  c.train.log_every = 391
+  c.train.max_train_eval = 10000
+  c.prune_init.score_batch = 100       # 10 x 10 classes.
+  c.prune_init.densities = (0.1, 0.03, 0.01, 0.003, 0.001)
+
+
+def resnet20_cifar10(c):
+  vgg16_cifar10(c)
+  openlth_resnet20(c)                  # ResNet-20 widths 16/32/64, Kaiming init,
+  c.optim.weight_decay = 1e-4          # the same 160-epoch schedule as VGG-16.
+  c.optim.schedule = "step"
+  c.optim.boundaries = (23460, 46920)
+  c.train.steps = 62560
+  c.train.log_every = 391
+
+
+VARIANTS = {f.__name__: f for f in (mnist1d, mnist1d_budgets, lenet_fashion,
+                                    vgg16_cifar10, resnet20_cifar10)}
+
+
+def runlocal(c):
+  """A few steps, 2 seeds, 3 densities, 5 SynFlow rounds: tests, smoke runs."""
+  shrink_for_local(c, steps=20, checkpoint_every=0)
+  c.train.eval_every = 0
+  c.train.max_train_eval = 500
+  c.seeds = 2
+  c.model.name = "mlp" if c.model.name in ("lenet_300_100", "vgg16") else (
+      c.model.name)
+  c.model.widths = (16, 16)
+  c.prune_init.densities = (0.1, 0.01)
+  c.prune_init.rounds = 5
+  c.prune_init.score_batch = 20
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  return make_config(arg, variants=VARIANTS, default="mnist1d",
+                     config_file="configs/prune_init.py",
+                     fields=prune_init_fields, runlocal=runlocal)

@@ -1,0 +1,244 @@
+"""Pruning at initialization (lottery/prune_init.py, pruning/init_scores.py,
+pruning/budgets.py): each score against an independent computation, the
+budgets against their formulas, the sanity-check variants, the experiment
+end to end and its bad input."""
+
+import os
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxunknowns import pruning
+from jaxunknowns.pruning import budgets, init_scores
+from run_helpers import (assert_cli_one_line_error, assert_report_rebuilds,
+                         assert_user_error_before_writing, run_in_process)
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+
+
+def load_config(variant="mnist1d,runlocal", overrides=None):
+  from jaxunknowns.config_loading import load_config as load  # pylint: disable=g-import-not-at-top
+  return load(f"configs/prune_init.py:{variant}", overrides, root=str(ROOT))
+
+
+class MLP(nn.Module):
+  widths: tuple = (6, 5)
+  bias: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    for w in self.widths:
+      x = nn.relu(nn.Dense(w, use_bias=self.bias)(x))
+    return nn.Dense(3, use_bias=self.bias, name="output")(x)
+
+
+def tiny(widths=(6, 5), bias=True, seed=0, din=4):
+  model = MLP(widths, bias)
+  params = model.init(jax.random.PRNGKey(seed), jnp.ones((1, din)))["params"]
+  if bias:  # non-zero biases: the scores must ignore them
+    params = jax.tree_util.tree_map_with_path(
+        lambda p, x: x + 0.1 if p[-1].key == "bias" else x, params)
+  return model, params
+
+
+def xent(logits, y):
+  return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits),
+                                       y[:, None], 1))
+
+
+def test_snip_is_grad_times_weight_on_a_linear_model():
+  rng = np.random.RandomState(0)
+  W = rng.randn(5, 3).astype(np.float32)
+  x = rng.randn(8, 5).astype(np.float32)
+  y = rng.randint(0, 3, 8)
+  params = {"output": {"kernel": jnp.asarray(W)}}
+  loss = lambda p: xent(x @ p["output"]["kernel"], y)
+  scores = init_scores.snip(loss, params, pruning.ones_mask(params))
+  # By hand: dL/dW = xᵀ (softmax − onehot) / n.
+  z = x @ W
+  p = np.exp(z - z.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  grad = x.T @ (p - np.eye(3)[y]) / len(y)
+  np.testing.assert_allclose(scores["output"]["kernel"], np.abs(grad * W),
+                             rtol=1e-5, atol=1e-7)
+
+
+def test_grasp_hg_is_dense_hessian_times_g_and_prunes_the_highest():
+  model, params = tiny((4,), din=3)
+  x = jax.random.normal(jax.random.PRNGKey(1), (7, 3))
+  y = jnp.array([0, 1, 2, 0, 1, 2, 0])
+  loss = lambda p: xent(model.apply({"params": p}, x), y)
+  mask = pruning.ones_mask(params)
+  flat, unravel = jax.flatten_util.ravel_pytree(params)
+  H = jax.hessian(lambda v: loss(unravel(v)))(flat)
+  is_kernel = jax.flatten_util.ravel_pytree(jax.tree_util.tree_map_with_path(
+      lambda p, a: jnp.full(a.shape, p[-1].key == "kernel"), params))[0] > 0
+  g = np.where(is_kernel, jax.grad(lambda v: loss(unravel(v)))(flat), 0.0)
+  dense_hg = np.where(is_kernel, np.asarray(H) @ g, 0.0)
+  hg = jax.flatten_util.ravel_pytree(
+      init_scores.hessian_gradient(loss, params, mask))[0]
+  np.testing.assert_allclose(hg, dense_hg, rtol=1e-4, atol=1e-6)
+  # The paper's score is −w ⊙ Hg and its highest are pruned: kept = lowest.
+  s = init_scores.grasp(loss, params, mask)
+  w = params["Dense_0"]["kernel"]
+  want = -w * unravel(jnp.asarray(dense_hg))["Dense_0"]["kernel"]
+  np.testing.assert_allclose(s["Dense_0"]["kernel"], want, rtol=1e-4,
+                             atol=1e-6)
+  kept = budgets.select(init_scores.keep_scores("grasp", s), mask, 0.5,
+                        "uniform")["Dense_0"]["kernel"]
+  order = np.argsort(np.asarray(want).ravel(), kind="stable")
+  assert set(np.flatnonzero(np.asarray(kept).ravel())) == set(order[:6])
+  mag = init_scores.grasp(loss, params, mask, magnitude=True)
+  np.testing.assert_allclose(mag["Dense_0"]["kernel"], np.abs(want),
+                             rtol=1e-4, atol=1e-6)
+
+
+def test_synflow_conserves_the_summed_score_of_every_layer():
+  model, params = tiny((7, 6, 5), bias=False, seed=3)
+  mask = pruning.ones_mask(params)
+  R = lambda p: jnp.sum(model.apply({"params": p}, jnp.ones((1, 4))))
+  scores = init_scores.synflow(R, params, mask)
+  sums = [float(jnp.sum(s)) for _, s in budgets.mask_layers(scores)]
+  assert len(sums) == 4
+  np.testing.assert_allclose(sums, sums[0], rtol=1e-5)
+  # ... and equals R of the linearized network (Tanaka et al., Thm. 2).
+  np.testing.assert_allclose(sums[0], R(jax.tree.map(jnp.abs, params)),
+                             rtol=1e-5)
+
+
+def test_erk_matches_its_formula_and_the_budget_exactly():
+  shapes = [(3, 3, 3, 16), (3, 3, 16, 32), (512, 100), (100, 10)]
+  sizes = [int(np.prod(s)) for s in shapes]
+  for d in (0.5, 0.1, 0.01):
+    dens, capped = budgets.erk_densities(shapes, d)
+    np.testing.assert_allclose(np.dot(dens, sizes), d * sum(sizes),
+                               rtol=1e-9)
+    free = [i for i in range(4) if i not in capped]
+    eps = [dens[i] * np.prod(shapes[i]) / np.sum(shapes[i]) for i in free]
+    np.testing.assert_allclose(eps, eps[0], rtol=1e-9)  # one ε
+    assert all(dens[i] == 1.0 for i in capped) and max(dens) <= 1.0
+    c = budgets.layer_counts(shapes, d, "erk")
+    assert sum(c["counts"]) == c["total"] == round(d * sum(sizes))
+  # At 50% the densest-by-formula layers (output, first conv) are capped:
+  # their ε·Σshape/Πshape would exceed 1; the others stay below 1.
+  raw = [np.sum(s) / np.prod(s) for s in shapes]
+  dens, capped = budgets.erk_densities(shapes, 0.5)
+  assert capped == [0, 3]
+  assert min(raw[i] for i in capped) > max(raw[i] for i in (1, 2))
+  assert dens[1] < 1 and dens[2] < 1
+
+
+def test_sanity_variants():
+  _, params = tiny((20,), seed=5, din=10)
+  mask = pruning.ones_mask(params)
+  keep = init_scores.magnitude(params, mask)
+  found = budgets.select(keep, mask, 0.3, "global")
+  counts = init_scores.layer_counts_of(found)
+  shuffled = pruning.random_mask_like(found, jax.random.PRNGKey(0))
+  assert init_scores.layer_counts_of(shuffled) == counts
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(found), jax.tree.leaves(shuffled)))
+  inv = init_scores.inverted(keep, found)
+  assert init_scores.layer_counts_of(inv) == counts
+  for (_, f), (_, i), (_, k) in zip(budgets.mask_layers(found),
+                                    budgets.mask_layers(inv),
+                                    budgets.mask_layers(keep)):
+    k = np.abs(np.asarray(k))
+    lo = np.sort(k.ravel())[:int(np.sum(i))]
+    np.testing.assert_allclose(np.sort(k[np.asarray(i)]), lo)  # lowest end
+    if 0 < np.sum(f) and np.sum(i) < k.size - np.sum(f) + 1:
+      assert k[np.asarray(i)].max() <= k[np.asarray(f)].min()
+  flipped = init_scores.sign_flipped(params, found)
+  for path, w in jax.tree_util.tree_leaves_with_path(params):
+    got = flipped
+    for key in path:
+      got = got[key.key]
+    m = found[path[0].key].get(path[1].key) if path[1].key == "kernel" else None
+    want = np.where(m, -w, w) if m is not None else w
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.abs(got), np.abs(w))
+
+
+def test_global_uniform_budgets_and_iterative_schedule():
+  _, params = tiny((30, 20), seed=2, din=10)
+  mask = pruning.ones_mask(params)
+  keep = init_scores.magnitude(params, mask)
+  sizes = [m.size for _, m in budgets.mask_layers(mask)]
+  uni = budgets.select(keep, mask, 0.25, "uniform")
+  assert sum(init_scores.layer_counts_of(uni)) == round(0.25 * sum(sizes))
+  glob = budgets.select(keep, mask, 0.25, "global")
+  allw = np.concatenate([np.abs(np.asarray(k)).ravel()
+                         for _, k in budgets.mask_layers(keep)])
+  kept = np.concatenate([np.asarray(k).ravel()
+                         for _, k in budgets.mask_layers(glob)])
+  assert kept.sum() == round(0.25 * allw.size)
+  assert allw[kept].min() >= allw[~kept].max()
+  seen = []
+  final = init_scores.iterative(lambda m: (seen.append(m), keep)[1], mask,
+                                0.01, "global", 4)
+  assert sum(init_scores.layer_counts_of(final)) == round(0.01 * allw.size)
+  assert [sum(init_scores.layer_counts_of(m)) for m in seen[1:]] == [
+      round(0.01 ** (k / 4) * allw.size) for k in (1, 2, 3)]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  config = load_config()
+  workdir = tmp_path_factory.mktemp("prune_init") / "run"
+  return config, workdir, run_in_process(config, workdir)
+
+
+def test_runlocal_end_to_end(run):
+  config, workdir, summary = run
+  res = summary["results"]
+  keys = {(r["method"], r["variant"], r["density"]) for r in res}
+  for d in config.prune_init.densities:
+    for m in ("snip", "grasp", "synflow", "magnitude", "random"):
+      for v in ("found", "shuffled", "reinit", "inverted"):
+        assert (m, v, d) in keys
+      assert (m, "sign_flip", d) not in keys
+    assert ("imp", "sign_flip", d) in keys
+  for r in res:
+    assert len(r["test_accuracy"]["per_seed"]) == config.seeds
+    assert r["collapsed"] == any(r["collapsed_seeds"])
+    if r["empty_layers"]:
+      assert r["collapsed"]
+    if r["method"] != "dense":
+      assert abs(r["weights_remaining"] - r["density"]) < 0.01
+  assert set(summary["max_compression"]["global"]) == set(summary["methods"])
+  assert_report_rebuilds(workdir)
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    ({"prune_init.densities": (0.1, 1.5)}, "prune_init.densities"),
+    ({"prune_init.densities": (0.0,)}, "prune_init.densities"),
+    ({"prune_init.methods": ("snip", "snipp")}, "snipp"),
+    ({"prune_init.budgets": ("erk", "layerwise")}, "layerwise"),
+    ({"prune_init.rounds": 0}, "prune_init.rounds"),
+])
+def test_bad_input(tmp_path, overrides, needle):
+  assert_user_error_before_writing(load_config(overrides=overrides),
+                                   tmp_path / "run", (needle,))
+
+
+def test_mask_file_from_another_architecture(tmp_path, run):
+  _, workdir, _ = run
+  path = tmp_path / "level_01.npz"
+  np.savez(path, **{"Dense_0": np.ones((2, 40, 7), bool),
+                    "output": np.ones((2, 7, 10), bool)})
+  assert_user_error_before_writing(
+      load_config(overrides={"prune_init.imp": str(path)}), tmp_path / "run",
+      ("another architecture",))
+
+
+def test_bad_input_cli(tmp_path):
+  assert_cli_one_line_error(
+      ["--config=configs/prune_init.py:mnist1d,runlocal",
+       "--config.prune_init.densities=0.1,2.0"], tmp_path / "run",
+      "prune_init.densities", env=ENV)
