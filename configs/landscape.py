@@ -11,6 +11,9 @@ Variants (default batch_size), each a comparison of two arms (`compare`):
                 the small-batch to the large-batch solution (Keskar et al. Fig. 3).
   bn            LeNet-300-100 with vs without BatchNorm; interpolation
                 between two seeds of each arm.
+  trajectory    batch_size's two arms, 3 seeds, each landscape on the top-2
+                PCA directions of its own optimization path, the path drawn
+                on it (Li et al. Fig. 9); minutes on a 2-core CPU.
   skip          ResNet-20 (width 16, BN) on Fashion-MNIST with vs without skip
                 connections (model.shortcut); conv nets are slow on CPU: a
                 GPU-sized run.
@@ -52,6 +55,8 @@ def landscape_fields(c):
   c.landscape.examples_per_chunk = 2000  # Examples per data chunk of the scan.
   c.landscape.points_per_chunk = 51  # Grid points vmapped together (memory ~ this x chunk).
   c.landscape.fast_dense = True   # First-layer algebra for dense-first nets (same numbers).
+  c.landscape.directions = "random"  # "random" (filter-normalized) or "pca" (the path's top two).
+  c.landscape.path_points = 0     # Iterates kept along training for "pca" (0 … the end, evenly).
 
 
 def lenet_fashion(c):
@@ -75,6 +80,16 @@ def bn(c):
   c.arms.with_bn = arm(model={"norm": "batch"})
   c.arms.without_bn = arm(model={"norm": "none"})
   c.compare = ("with_bn", "without_bn")
+
+
+def trajectory(c):
+  """Li et al. Fig. 9: the small- and large-batch arms, each drawn on the
+  plane of its own optimization path."""
+  batch_size(c)
+  c.seeds = 3                     # Explained variance over 3 paths per arm.
+  c.landscape.interpolation = "none"
+  c.landscape.directions = "pca"
+  c.landscape.path_points = 41    # Every 1/40 of training, both ends included.
 
 
 def skip(c):
@@ -104,7 +119,8 @@ def skip_cifar10(c):
   c.landscape.num_examples = 0    # The whole training set, as they do.
 
 
-VARIANTS = {f.__name__: f for f in (batch_size, bn, skip, skip_cifar10)}
+VARIANTS = {f.__name__: f for f in (batch_size, bn, trajectory, skip,
+                                    skip_cifar10)}
 
 
 def runlocal(c):
@@ -122,6 +138,8 @@ def runlocal(c):
   c.landscape.num_examples = 256
   c.landscape.examples_per_chunk = 128
   c.landscape.points_per_chunk = 8
+  if c.landscape.path_points:
+    c.landscape.path_points = 5
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

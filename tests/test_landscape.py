@@ -170,10 +170,60 @@ def test_end_to_end_tiny_run(tmp_path):
   arms = saved["arms"]
   assert (f"| 2-D surface: mean rise of the loss over the grid | larger for "
           f"large_batch (Li et al. 2018; Keskar et al. 2017) | large_batch "
-          f"{arms['large_batch']['surface_mean_rise']:.4f} (n=1), small_batch "
+          f"{arms['large_batch']['surface_mean_rise']:.4f}, small_batch "
           f"{arms['small_batch']['surface_mean_rise']:.4f} (n=1) |") in report
   # The page shape, and report_cli rebuilds it from summary.json and the
   # arms' landscape.npz.
+  assert_report_rebuilds(tmp_path / "run")
+
+
+def test_path_pca_matches_numpy_svd():
+  """Li et al.'s PCA of a path (rows θ_i − θ_n, centred), from the Gram
+  matrix, against numpy's SVD of the n × P matrix; the coordinates are the
+  uncentred rows projected; `captured_variance` of any plane against an
+  explicit least-squares projection."""
+  rng = np.random.default_rng(3)
+  steps = rng.normal(size=(9, 300)) * np.linspace(2.0, 0.05, 300)
+  path = np.cumsum(steps, 0)
+  out = landscape.path_pca(path)
+  m = path[:-1] - path[-1]
+  _, s, vt = np.linalg.svd(m - m.mean(0), full_matrices=False)
+  np.testing.assert_allclose(out["explained"], s**2 / np.sum(s**2), atol=1e-12)
+  signs = np.sign(np.sum(out["directions"] * vt[:2], axis=1))
+  np.testing.assert_allclose(out["directions"] * signs[:, None], vt[:2],
+                             atol=1e-9)
+  np.testing.assert_allclose(out["coords"] * signs, (path - path[-1]) @ vt[:2].T,
+                             atol=1e-9)
+  assert np.allclose(out["coords"][-1], 0)
+  np.testing.assert_allclose(
+      landscape.captured_variance(path, out["directions"]),
+      out["explained"][:2].sum(), rtol=1e-10)
+  plane = rng.normal(size=(2, 300))
+  centred = m - m.mean(0)
+  fit = plane.T @ np.linalg.lstsq(plane.T, centred.T, rcond=None)[0]
+  np.testing.assert_allclose(landscape.captured_variance(path, plane),
+                             np.sum(fit**2) / np.sum(centred**2), rtol=1e-8)
+
+
+def test_trajectory_variant_end_to_end(tmp_path):
+  config = tiny_config("trajectory")
+  config.landscape.path_points, config.epochs = 4, 2.0
+  run_in_process(config, tmp_path / "run")
+  saved = read_json(tmp_path / "run" / "summary.json")
+  assert saved["directions"] == "pca"
+  for name, arm in saved["arms"].items():
+    p = arm["path"]
+    steps = arm["steps"]
+    assert p["steps"] == sorted({round(t) for t in np.linspace(0, steps, 4)})
+    assert np.asarray(p["coords"]).shape == (len(p["steps"]), 2)
+    assert np.allclose(p["coords"][-1], 0)  # the trained network: the origin
+    assert len(p["explained_top2"]["per_seed"]) == config.seeds
+    assert 0 < p["random_captured"]["mean"] < p["explained_top2"]["mean"] <= 1
+    # The surface spans the path: its largest first coordinate, +10%.
+    hi = 1.1 * np.abs(np.asarray(p["coords"])[:, 0]).max()
+    np.testing.assert_allclose(p["axes"]["surface"][:2], [-hi, hi], rtol=1e-6)
+  report = (tmp_path / "run" / "report.md").read_text()
+  assert "path variance on the top two PCA directions" in report
   assert_report_rebuilds(tmp_path / "run")
 
 
@@ -190,6 +240,10 @@ def _cli(tmp_path, config, *flags):
     (("--config.landscape.points_2d=0",), "no points"),
     (("--config.compare=('small_batch','huge_batch')",),
      "unknown arm 'huge_batch'"),
+    (("--config.landscape.path_points=5",), "only for landscape.directions"),
+    (("--config.landscape.directions=pcb",), "random or pca"),
+    (("--config.landscape.directions=pca", "--config.landscape.path_points=50"),
+     "too few for landscape.path_points=50"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, flags, message):
   proc, workdir = _cli(tmp_path, "configs/landscape.py:batch_size,runlocal",

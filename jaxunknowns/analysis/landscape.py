@@ -93,6 +93,42 @@ def filter_normalized_directions(key, params: Tree, k: int) -> Tree:
 
 
 # ---------------------------------------------------------------------------
+# The optimization path's own plane (Li et al. 2018, Sec. 7)
+# ---------------------------------------------------------------------------
+def path_pca(path: np.ndarray, k: int = 2) -> Dict[str, np.ndarray]:
+  """PCA of an optimization path: `path` [n, P] holds the flattened iterates
+  in order, the trained network last. As Li et al. (and their code) do, the
+  rows M = θ_i − θ_n (i < n) are centred for the PCA and left uncentred for
+  the coordinates. Returns `directions` [k, P] (orthonormal), `explained`
+  (every component's share of M's centred variance, largest first) and
+  `coords` [n, k]: each iterate's projection relative to θ_n (the last is 0).
+
+  n ≪ P, so the principal directions come from the n × n Gram matrix of the
+  centred rows in float64 rather than from an SVD of the n × P matrix."""
+  path = np.asarray(path, np.float64)
+  m = path[:-1] - path[-1]
+  centred = m - m.mean(0)
+  eigvals, eigvecs = np.linalg.eigh(centred @ centred.T)
+  order = np.argsort(eigvals)[::-1]
+  eigvals, eigvecs = np.maximum(eigvals[order], 0.0), eigvecs[:, order]
+  dirs = (centred.T @ eigvecs[:, :k]) / np.sqrt(eigvals[:k])
+  return {"directions": dirs.T, "explained": eigvals / eigvals.sum(),
+          "coords": (path - path[-1]) @ dirs}
+
+
+def captured_variance(path: np.ndarray, directions: np.ndarray) -> float:
+  """The share of the path's centred variance (as `path_pca` measures it)
+  that lies in the span of `directions` [k, P] (any basis, e.g. random
+  filter-normalized directions): Li et al.'s reason random planes miss the
+  path."""
+  path = np.asarray(path, np.float64)
+  m = path[:-1] - path[-1]
+  centred = m - m.mean(0)
+  basis, _ = np.linalg.qr(np.asarray(directions, np.float64).T)
+  return float(np.sum((centred @ basis) ** 2) / np.sum(centred ** 2))
+
+
+# ---------------------------------------------------------------------------
 # Grids
 # ---------------------------------------------------------------------------
 def axis(lo: float, hi: float, num: int, field: str) -> np.ndarray:
@@ -262,7 +298,7 @@ def take_run(tree: Tree, r: int) -> Tree:
   return jax.tree.map(lambda x: x[r], tree)
 
 
-__all__ = ["filter_normalize", "filter_normalized_direction",
+__all__ = ["path_pca", "captured_variance", "filter_normalize", "filter_normalized_direction",
            "filter_normalized_directions", "random_direction", "axis",
            "grid_points", "first_dense_path", "surface_fn", "surface",
            "forward_flops_per_example", "take_run"]

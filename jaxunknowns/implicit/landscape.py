@@ -17,6 +17,16 @@ directions d1, d2 (analysis/landscape.py; zero on biases and BN parameters):
   arm (`interpolation = "seeds"`), or between the two arms' networks seed by
   seed (`"arms"`, Keskar et al.'s small-to-large-batch plot).
 
+With `landscape.directions = "pca"` (Li et al. 2018, Sec. 7, Fig. 9: a
+trajectory landscape) the plane is instead the top two principal directions
+of each run's optimization path: its parameters at `landscape.path_points`
+evenly spaced steps are kept (arms/NAME/path, resumable snapshots), PCA'd
+(analysis/landscape.path_pca), and the slice and surface are drawn on that
+plane around the trained network, the axes `range_1d`/`range_2d` in units of
+the path's largest coordinate on each direction, with the path projected on
+it. Every run's explained variance is kept, and beside it the share two
+filter-normalized random directions capture (why random planes miss paths).
+
 Loss and accuracy are in eval mode (BatchNorm running statistics, which the
 directions do not move; interpolation moves them linearly) on the first
 `landscape.num_examples` training examples (0 = all). The grids are kept in
@@ -28,7 +38,9 @@ import time
 from typing import Any, Dict
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from absl import logging
 
 from jaxunknowns import experiments, paths, validation
@@ -40,6 +52,8 @@ from jaxunknowns.implicit import landscape_arms
 from jaxunknowns.metrics import MetricWriter, stats
 
 INTERPOLATIONS = ("seeds", "arms", "none")
+DIRECTIONS = ("random", "pca")
+PATH_MARGIN = 1.1  # A "pca" surface spans the path's largest coordinate +10%.
 
 
 def axes(config) -> Dict[str, np.ndarray]:
@@ -73,6 +87,16 @@ def validate(config):
     n = len(landscape_arms.arm_names(config))
     check(n == 2, "compare", config.compare,
           "exactly two arms for landscape.interpolation='arms'")
+  check(l.directions in DIRECTIONS, "landscape.directions", l.directions,
+        " or ".join(DIRECTIONS))
+  if l.directions == "pca":
+    check(isinstance(l.path_points, int) and l.path_points >= 4,
+          "landscape.path_points", l.path_points, "an integer >= 4 (iterates "
+          "of the path for landscape.directions='pca'; two components of "
+          "the centred differences need four)")
+  else:
+    check(l.path_points == 0, "landscape.path_points", l.path_points,
+          "0: the path is kept only for landscape.directions='pca'")
   check(isinstance(l.points_per_chunk, int) and l.points_per_chunk >= 1,
         "landscape.points_per_chunk", l.points_per_chunk, "an integer >= 1")
   check(isinstance(l.num_examples, int) and l.num_examples >= 0,
@@ -90,6 +114,11 @@ def build_arms(config) -> Dict[str, Any]:
     c.train.max_train_eval = config.landscape.num_examples
     c.train.eval_batch_size = config.landscape.examples_per_chunk
     trainers[name] = runs.build_trainer(c, dataset=ds)
+    if len(path_steps(config, c.train.steps)) not in (0, config.landscape.path_points):
+      raise UserError(
+          f"arm {name} trains {c.train.steps} steps, too few for "
+          f"landscape.path_points={config.landscape.path_points} distinct "
+          "iterates; train longer (epochs) or lower path_points")
   if config.landscape.interpolation == "arms":
     a, b = (jax.tree.map(np.shape, t.params_template)
             for t in trainers.values())
@@ -100,23 +129,70 @@ def build_arms(config) -> Dict[str, Any]:
   return trainers
 
 
-def train_arm(trainer, name, seeds, writer, workdir):
-  result = trainer.fit(
-      trainer.init_state(seeds), steps=trainer.config.train.steps,
-      data_seeds=seeds, writer=writer,
+def path_steps(config, steps: int):
+  """The steps whose iterates make the path ('pca'): 0 … the end, evenly."""
+  n = config.landscape.path_points
+  return sorted({int(round(t)) for t in np.linspace(0, steps, n)}) if n else []
+
+
+def train_arm(trainer, name, seeds, writer, workdir, config):
+  steps = trainer.config.train.steps
+  return trainer.fit(
+      trainer.init_state(seeds), steps=steps, data_seeds=seeds, writer=writer,
       run_labels=[{"arm": name, "seed": s} for s in seeds],
       checkpoint_dir=workdir.file("arms", name, "checkpoints"),
-      description=name)
-  return result
+      snapshot_dir=workdir.file("arms", name, "path"),
+      snapshot_steps=path_steps(config, steps), description=name)
 
 
-def surfaces(trainer, state, config, grid) -> Dict[str, np.ndarray]:
-  """Slice and 2-D surface of run 0 of `state` (see the module docstring)."""
+def flat_runs(params) -> np.ndarray:
+  """[R, P]: each run's parameters as one vector (ravel_pytree's order)."""
+  return np.stack([np.asarray(ravel_pytree(landscape_lib.take_run(params, r))[0])
+                   for r in range(jax.tree.leaves(params)[0].shape[0])])
+
+
+def path_plane(trainer, state, config, directory):
+  """Per run: PCA of its path (explained variance, coordinates) and the
+  variance two random filter-normalized directions capture; the plane of
+  run 0 as direction trees [2, ...] and its two axes."""
+  l, steps = config.landscape, trainer.config.train.steps
+  path = np.stack([flat_runs(trainer.restore_snapshot(directory, t, state)[
+      "params"]) for t in path_steps(config, steps)], 1)  # [R, n, P]
+  key = jax.random.PRNGKey(l.seed)
+  pcas, random = [], []
+  for r, runs_path in enumerate(path):
+    params = landscape_lib.take_run(state["params"], r)
+    pcas.append(landscape_lib.path_pca(runs_path))
+    rand = landscape_lib.filter_normalized_directions(key, params, 2)
+    random.append(landscape_lib.captured_variance(runs_path, flat_runs(rand)))
+  unravel = ravel_pytree(landscape_lib.take_run(state["params"], 0))[1]
+  dirs = jax.tree.map(lambda *d: jnp.stack(d), *[
+      unravel(jnp.asarray(d, jnp.float32)) for d in pcas[0]["directions"]])
+  reach = PATH_MARGIN * np.abs(pcas[0]["coords"]).max(0)
+  axes_ = [landscape_lib.axis(*(reach[i] * np.asarray(rng)), num, field)
+           for i, (rng, num, field) in enumerate((
+               (l.range_2d, l.points_2d, "landscape.points_2d"),) * 2)]
+  slice_axis = landscape_lib.axis(*(reach[0] * np.asarray(l.range_1d)),
+                                  l.points_1d, "landscape.points_1d")
+  summary = {
+      "steps": path_steps(config, steps),
+      "explained": [stats([p["explained"][i] for p in pcas]) for i in (0, 1)],
+      "explained_top2": stats([p["explained"][:2].sum() for p in pcas]),
+      "random_captured": stats(random), "unit": float(reach[0]),
+      "coords": pcas[0]["coords"].tolist()}
+  return dirs, {"slice": slice_axis, "surface": axes_[0],
+                "surface_b": axes_[1]}, summary
+
+
+def surfaces(trainer, state, config, grid, dirs=None) -> Dict[str, np.ndarray]:
+  """Slice and 2-D surface of run 0 of `state` (see the module docstring)
+  along `dirs` (default: two filter-normalized random directions)."""
   l = config.landscape
   params = landscape_lib.take_run(state["params"], 0)
   stats_ = landscape_lib.take_run(state["batch_stats"], 0)
-  dirs = landscape_lib.filter_normalized_directions(
-      jax.random.PRNGKey(l.seed), params, 2)
+  if dirs is None:
+    dirs = landscape_lib.filter_normalized_directions(
+        jax.random.PRNGKey(l.seed), params, 2)
   dense = (landscape_lib.first_dense_path(
       trainer.model, params, trainer.dataset.input_shape, stats_)
            if l.fast_dense else None)
@@ -129,24 +205,26 @@ def surfaces(trainer, state, config, grid) -> Dict[str, np.ndarray]:
   one = jax.tree.map(lambda d: d[:1], dirs)
   s = landscape_lib.surface(fn, params, stats_, one,
                             grid["slice"][:, None], data)
-  coords = landscape_lib.grid_points(grid["surface"], grid["surface"])
+  b = grid.get("surface_b", grid["surface"])
+  coords = landscape_lib.grid_points(grid["surface"], b)
   t1 = time.time()
   g = landscape_lib.surface(fn, params, stats_, dirs, coords, data)
-  n = len(grid["surface"])
+  shape = (len(grid["surface"]), len(b))
   return {"slice_loss": s["loss"], "slice_accuracy": s["accuracy"],
-          "surface_loss": g["loss"].reshape(n, n),
-          "surface_accuracy": g["accuracy"].reshape(n, n),
+          "surface_loss": g["loss"].reshape(shape),
+          "surface_accuracy": g["accuracy"].reshape(shape),
           "surface_seconds": time.time() - t1, "slice_seconds": t1 - t0,
           "fast_dense": dense is not None,
           "num_examples": int(np.asarray(data[2]).sum())}
 
 
-def flatness(grid, out) -> Dict[str, float]:
-  """Numbers for the table: the loss at the centre and how fast it rises."""
-  centre = float(out["surface_loss"][len(grid["surface"]) // 2,
-                                      len(grid["surface"]) // 2])
+def flatness(grid, out, unit: float = 1.0) -> Dict[str, float]:
+  """Numbers for the table: the loss at the centre and how fast it rises
+  (on a "pca" plane in the path's units, so not comparable across arms)."""
+  mid = tuple(n // 2 for n in out["surface_loss"].shape)
+  centre = float(out["surface_loss"][mid])
   a = grid["slice"]
-  half = np.abs(a) <= 0.5 + 1e-9
+  half = np.abs(a) <= (0.5 + 1e-9) * unit  # unit: the axes' scale ("pca")
   return {"loss_at_centre": centre,
           "surface_min": float(out["surface_loss"].min()),
           "surface_max": float(out["surface_loss"].max()),
@@ -154,8 +232,7 @@ def flatness(grid, out) -> Dict[str, float]:
           "slice_mean_rise_half": float(out["slice_loss"][half].mean() -
                                         float(out["slice_loss"][np.argmin(
                                             np.abs(a))])),
-          "accuracy_at_centre": float(out["surface_accuracy"][
-              len(grid["surface"]) // 2, len(grid["surface"]) // 2])}
+          "accuracy_at_centre": float(out["surface_accuracy"][mid])}
 
 
 def _runs(state, idx):
@@ -174,12 +251,20 @@ def run(config, workdir):
   states, arms = {}, {}
   for name in names:
     trainer = trainers[name]
-    result = train_arm(trainer, name, seeds, writer, workdir)
+    result = train_arm(trainer, name, seeds, writer, workdir, config)
     states[name] = result.state
-    out = surfaces(trainer, result.state, config, grid)
+    plane, axes_, path = grid, {}, None
+    if config.landscape.directions == "pca":
+      dirs, axes_, path = path_plane(trainer, result.state, config,
+                                     workdir.file("arms", name, "path"))
+      plane = {**grid, **axes_}
+    out = surfaces(trainer, result.state, config, plane,
+                   dirs if path else None)
     paths.makedirs(workdir.file("arms", name))
     paths.save_npz(workdir.file("arms", name, "landscape.npz"), compressed=False,
-                   slice_axis=grid["slice"], surface_axis=grid["surface"],
+                   slice_axis=plane["slice"], surface_axis=plane["surface"],
+                   **({"surface_axis_b": plane["surface_b"],
+                       "path_coords": np.asarray(path["coords"])} if path else {}),
                    **{k: v for k, v in out.items() if isinstance(v, np.ndarray)})
     arms[name] = {
         "overrides": config.arms[name].to_dict(),
@@ -191,8 +276,11 @@ def run(config, workdir):
         "num_examples": out["num_examples"],
         "surface_seconds": out["surface_seconds"],
         "slice_seconds": out["slice_seconds"],
-        **flatness(grid, out),
+        **flatness(plane, out, path["unit"] if path else 1.0),
         "slice_loss": out["slice_loss"].tolist(),
+        **({"path": {**path, "axes": {k: [float(v[0]), float(v[-1]), len(v)]
+                                      for k, v in axes_.items()}}}
+           if path else {}),
     }
     logging.info("[%s] surface %dx%d in %.1f s: loss at centre %.4f, max %.4f",
                  name, len(grid["surface"]), len(grid["surface"]),
@@ -203,6 +291,7 @@ def run(config, workdir):
   summary = {
       "experiment": "landscape", "dataset": config.data.name,
       "compare": names, "seeds": seeds,
+      "directions": config.landscape.directions,
       "axes": {k: [float(v[0]), float(v[-1]), len(v)] for k, v in grid.items()},
       "slice_axis": grid["slice"].tolist(),
       "arms": arms, "interpolation": interp,

@@ -16,8 +16,10 @@ RISES = {"slice_mean_rise_half": "1-D slice: mean rise of the loss for "
 
 def figures(path, summary):
   names, interp = summary["compare"], summary["interpolation"]
-  shown = [("Training loss on two filter-normalized directions, per arm (+: "
-            "the trained network)", "contours.png"),
+  pca = summary.get("directions") == "pca"
+  shown = [(f"Training loss on {'the top two PCA directions of the run' if pca else 'two filter-normalized'}"
+            f"{chr(39) + 's path (dots: the path, o its start)' if pca else ' directions'}, per arm (+: the "
+            "trained network)", "contours.png"),
            ("1-D slices along the first direction", "slices.png")] + [
                (f"Training loss along (1 − t) A + t B ({interp['mode']})",
                 "interpolation.png")] * bool(interp["paths"])
@@ -30,12 +32,20 @@ def figures(path, summary):
     for ax, name, file in zip(axes, names, npz):
       with paths.open_npz(file) as d:
         a, loss = d["surface_axis"], d["surface_loss"]
+        b = d["surface_axis_b"] if "surface_axis_b" in d else a
         ax_s.plot(d["slice_axis"], d["slice_loss"], label=name)
-      cs = ax.contour(a, a, loss.T, levels=np.linspace(
+        if "path_coords" in d:  # The path, start marked, on its PCA plane.
+          ax.plot(*d["path_coords"].T, "k.-", markersize=3, linewidth=0.8)
+          ax.plot(*d["path_coords"][0], "ko", fillstyle="none")
+      cs = ax.contour(a, b, loss.T, levels=np.linspace(
           loss.min(), min(loss.max(), loss.min() + 10), 30))
       ax.clabel(cs, cs.levels[::5], fontsize=7, fmt="%.2f")
       ax.plot([0], [0], "r+")
-      ax.set(title=name, xlabel="d1", ylabel="d2", aspect="equal")
+      pc = summary["arms"][name].get("path", {}).get("explained")
+      ax.set(title=name, aspect="equal" if pc is None else "auto",
+             **({"xlabel": "d1", "ylabel": "d2"} if pc is None else {
+                 f"{x}label": f"PC{i + 1}: {100 * pc[i]['mean']:.1f}%"
+                 for i, x in enumerate("xy")}))
     ax_s.set(xlabel="a (θ + a d1)", ylabel="training loss", yscale="log")
   if interp["paths"]:
     with report.figure(files[2], size=(5, 3.8)) as (ax_i,):
@@ -51,6 +61,8 @@ def comparisons(summary, config):
   papers speak of; a rise ≤ 0 (no minimum there) is not compared."""
   names, arms, interp = (summary[k] for k in ("compare", "arms",
                                               "interpolation"))
+  if summary.get("directions") == "pca":
+    return trajectory(arms, config)
   flat, ref = papers.LI_FLATTER.get((names[0], names[-1]), (None, None))
   if ref is None:
     return []
@@ -77,6 +89,23 @@ def comparisons(summary, config):
   return out
 
 
+def trajectory(arms, config):
+  """Per arm: the path's variance on its top two PCA directions, and beside
+  it on two random filter-normalized ones."""
+  ours = {"data": config.data.name, "model": config.model.name}
+  return [row for n, a in arms.items() for row in (
+      compare.comparison(
+          f"{n}: path variance on the top two PCA directions (%)",
+          papers.LI_PATH_LOW_DIM, report.fmt(a["path"]["explained_top2"]),
+          *compare.at_least(a["path"]["explained_top2"], 0.4), paper="40–90",
+          our_protocol=ours),
+      compare.versus(
+          f"{n}: path variance on PCA vs random directions (%)",
+          papers.LI_RANDOM_MISSES, a["path"]["explained_top2"],
+          a["path"]["random_captured"], ("PCA", "random"), digits=3, sig=True,
+          paper="random ≈ 0", our_protocol=ours))]
+
+
 def write(path, config, summary):
   names, ax, interp = (summary[k] for k in ("compare", "axes",
                                             "interpolation"))
@@ -98,10 +127,25 @@ def write(path, config, summary):
             [[p["label"]] + [report.fmt(p[k], 1.0, 4) for k in (
                 "loss_barrier", "rise_beyond_a", "rise_beyond_b")]
              for p in interp["paths"]]))
+  pca = summary.get("directions") == "pca"
+  if pca:
+    details.append("### Paths (explained variance over seeds; the plane and "
+                   "figures are the first seed's)\n\n" + report.markdown_table(
+                       ["arm", "PC1 (%)", "PC2 (%)", "random plane (%)",
+                        "iterates at steps"], [[n, *(report.fmt(s) for s in (
+                            *a["path"]["explained"], a["path"]["random_captured"])),
+                            f"0, {a['path']['steps'][1]}, …, {a['path']['steps'][-1]}"]
+                                               for n, a in summary["arms"].items()]))
   report.write_page(path, report.experiment_page(
-      config, summary, references=[r for _, r in papers.LI_FLATTER.values()],
+      config, summary, references=[papers.LI_PATH_LOW_DIM,
+                                   papers.LI_RANDOM_MISSES] if pca else [
+                                       r for _, r in papers.LI_FLATTER.values()],
       setup=f"arms {', '.join(names)}; eval-mode loss on "
       f"{summary['arms'][names[0]]['num_examples']} training examples along "
-      "one draw of two random directions; grid and slice (lo, hi, points): "
-      f"{ax['surface']}, {ax['slice']}", figures=figures(path, summary),
+      + ("the top two PCA directions of each arm's path (its parameters at "
+         f"{config.landscape.path_points} evenly spaced steps), ranges in units"
+         " of the path's largest coordinate on each" if pca else
+         "one draw of two random directions") + "; grid and slice (lo, hi, "
+      f"points): {config.landscape.range_2d if pca else ax['surface']}, "
+      f"{config.landscape.range_1d if pca else ax['slice']}", figures=figures(path, summary),
       comparisons=comparisons(summary, config), details=details))
