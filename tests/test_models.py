@@ -97,6 +97,7 @@ TINY = [
     ("mlp", dict(widths=(8, 6)), (3, 40, 1)),
     ("lenet_300_100", {}, (2, 8, 8, 1)),
     ("residual_mlp", dict(widths=(8, 8, 8)), (3, 40)),
+    ("ntk_mlp", dict(widths=(8, 6)), (3, 40, 1)),
     ("conv2", dict(width_multiplier=1 / 16), (2, 8, 8, 3)),
     ("conv4", dict(width_multiplier=1 / 16), (2, 8, 8, 3)),
     ("conv6", dict(width_multiplier=1 / 16), (2, 8, 8, 3)),

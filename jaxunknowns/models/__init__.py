@@ -45,6 +45,7 @@ for _name, _build in [
     ("mlp", mlp.build_mlp),
     ("lenet_300_100", mlp.build_lenet_300_100),
     ("residual_mlp", mlp.build_residual_mlp),
+    ("ntk_mlp", mlp.build_ntk_mlp),
     ("conv2", conv.build_conv2),
     ("conv4", conv.build_conv4),
     ("conv6", conv.build_conv6),

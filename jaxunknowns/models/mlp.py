@@ -90,3 +90,58 @@ def build_residual_mlp(cfg, num_classes: int) -> nn.Module:
   return ResidualMLP(width=widths[0], num_blocks=len(widths) - 1,
                      num_classes=num_classes,
                      opts=layers.read_options(cfg, channels=widths))
+
+
+# ---- NTK parameterization ---------------------------------------------------
+# Jacot et al. (2018); Lee et al. (2019, eq. 1), neural-tangents' Dense with
+# parameterization="ntk": every weight and bias is N(0, 1) and the layer
+# scales its output, z = (w_std / sqrt(fan_in)) x W + b_std b. The forward
+# pass at init equals the standard parameterization's with W ~ N(0,
+# w_std^2 / fan_in), but the gradient of each weight is 1/sqrt(fan_in)
+# smaller, so with a width-independent learning rate the weights move by
+# O(1/sqrt(width)) relative to their size: the parameterization in which Lee
+# et al. state the lazy-regime scaling.
+NTK_W_STD = 2.0 ** 0.5  # He's gain for ReLU hidden layers (output layer: 1).
+NTK_B_STD = 0.1         # Bias scale (neural-tangents' examples use 0.05-0.1).
+
+
+class NTKDense(nn.Module):
+  """Dense layer in NTK parameterization; params `kernel` and `bias`."""
+  features: int
+  w_std: float = 1.0
+  b_std: float = NTK_B_STD
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    normal = nn.initializers.normal(stddev=1.0)
+    kernel = self.param("kernel", normal, (x.shape[-1], self.features))
+    bias = self.param("bias", normal, (self.features,))
+    return (self.w_std / x.shape[-1] ** 0.5) * (x @ kernel) + self.b_std * bias
+
+
+class NTKMLP(nn.Module):
+  """NTKDense(w) -> ReLU for each w, then NTKDense `output` (w_std 1)."""
+  widths: Tuple[int, ...] = (512,)
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    del train  # no norm or dropout: the NTK limit's plain network
+    x = layers.flatten(layers.as_float(x))
+    for width in self.widths:
+      x = nn.relu(NTKDense(width, w_std=NTK_W_STD)(x))
+    return NTKDense(self.num_classes, name="output")(x)
+
+
+def build_ntk_mlp(cfg, num_classes: int) -> nn.Module:
+  """`ntk_mlp`: hidden layers `model.widths` in NTK parameterization (see
+  NTKDense); no norm, dropout or kernel_init options (they would leave the
+  parameterization)."""
+  widths = _widths(cfg)
+  for field, plain in (("norm", ("none", "default")), ("dropout", (0, 0.0)),
+                       ("kernel_init", ("default",))):
+    if cfg.get(field, plain[0]) not in plain:
+      raise UserError(f"model.{field}={cfg.get(field)!r} does not apply to "
+                      f"ntk_mlp (NTK parameterization: N(0, 1) weights, no "
+                      f"norm or dropout)")
+  return NTKMLP(widths=widths, num_classes=num_classes)
