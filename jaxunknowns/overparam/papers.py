@@ -90,3 +90,27 @@ ARPIT_ORDER = Reference(
     "Which examples are learned early is consistent across runs for real "
     "data (\"easy examples\") and much less so for random labels.",
     "Arpit et al. 2017, Sec. 3.1", protocol=_ARPIT)
+
+# Lee et al. 2019, "Wide neural networks of any depth evolve as linear models
+# under gradient descent" (NeurIPS), and Fort et al. 2020, "Deep learning
+# versus kernel learning: an empirical study of loss landscape geometry and
+# the time evolution of the neural tangent kernel" (NeurIPS): `ntk`.
+_LEE = {"model": "ntk_mlp", "data": "cifar10", "optimizer": "sgd",
+        "loss": "mse"}
+LEE_WEIGHTS = Reference(
+    "In NTK parameterization the weights' relative change over training, "
+    "||w_T − w_0|| / ||w_0||, shrinks with width n like 1/√n (slope −1/2 on "
+    "log-log axes).", "Lee et al. 2019, Sec. 2.3, Fig. 1", -0.5, "", _LEE)
+LEE_KERNEL = Reference(
+    "The empirical NTK stays closer to its initial value as width grows: "
+    "||Θ_t − Θ_0||_F / ||Θ_0||_F = O(1/√n).", "Lee et al. 2019, Sec. 2.3, "
+    "Fig. 1", -0.5, "", _LEE)
+LEE_LINEAR = Reference(
+    "As width grows the network's outputs approach those of its "
+    "linearization around w_0, and its test accuracy that of kernel "
+    "regression with Θ_0.", "Lee et al. 2019, Sec. 2-3",
+    protocol=_LEE)
+FORT_EARLY = Reference(
+    "The empirical NTK changes fastest early in training (its velocity falls "
+    "over the first epochs), then slowly.", "Fort et al. 2020, Sec. 4",
+    protocol={"model": "resnet", "data": "cifar10"})

@@ -1,0 +1,294 @@
+"""`ntk`: the empirical NTK and the lazy regime over a width sweep (Jacot et
+al. 2018; Lee et al. 2019; Fort et al. 2020).
+
+What runs. For each hidden width h of `ntk.widths` (strictly increasing),
+one resumable stage (`stages.train_stage`, stages/width_HHHHH) trains the
+model with `ntk.depth` hidden layers of h units (`model.name` "ntk_mlp":
+NTK parameterization, models/mlp.py; or "mlp": the standard one) on the
+training set, all `seeds` at once. The default trains with the squared loss
+and full-batch gradient descent, the setting of Lee et al.'s linearization
+theorem. The initial weights w_0 are re-created from the seeds (init is a
+pure function of the seed), so a resumed stage measures against the same
+w_0 and K_0.
+
+What is recorded (analysis/ntk.py, every seed in one compiled call). The
+probe batch is the first `ntk.probe_size` training examples; its empirical
+NTK K (trace over the outputs, [n, n]) at init, K_0, and at
+`ntk.record_points` log-spaced steps (and train.steps // 10, the end of the
+"early" phase), where a trainer callback keeps, in the stage's
+records/STEP.npz, per seed:
+
+  weight_change   ||w_t - w_0|| / ||w_0|| over all parameters;
+  kernel_change   ||K_t - K_0||_F / ||K_0||_F;
+  kernel          K_t itself (the kernel's speed between records is computed
+                  from it: ||K_t2 - K_t1||_F / ||K_0||_F / (t2 - t1));
+  linearization   ||f(w_t) - f_lin(w_t)|| / ||f(w_t) - f(w_0)|| on the probe,
+                  f_lin the first-order Taylor expansion around w_0.
+
+At the end of a stage (its `measure`), the linearized model's test accuracy:
+kernel regression with K_0 on the whole training set (the linearized network
+trained to convergence on the squared loss, Lee et al. eq. 9; a ridge of
+`ntk.ridge` x mean diagonal), on the first `ntk.test_size` test examples,
+beside the trained network's accuracy on the same examples, and the fraction
+of examples on which the two predict the same class.
+
+summary.json: per width, the curves over the recorded steps and the final
+values ({mean, std, per_seed}); across widths, the log-log slopes of the
+final weight and kernel change against width, fitted per seed.
+"""
+
+import os
+import time
+from typing import Any, Dict, List, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxunknowns import experiments, paths, runs, validation
+from jaxunknowns.analysis import ntk
+from jaxunknowns.data import load_dataset
+from jaxunknowns.losses import jax_one_hot
+from jaxunknowns.metrics import MetricWriter, stats
+from jaxunknowns.models import create_model
+from jaxunknowns.stages import stage_dir, train_stage
+from jaxunknowns.trainer import Callback
+
+MODELS = ("ntk_mlp", "mlp")  # Dense nets whose hidden widths the sweep sets.
+SPLIT = "ntk"  # The callback's rows in metrics.jsonl.
+RECORDED = ("weight_change", "kernel_change", "linearization")
+
+
+# -----------------------------------------------------------------------------
+# Config
+# -----------------------------------------------------------------------------
+def _is_int(v) -> bool:
+  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def validate(config):
+  validation.validate_base(config)
+  check, s = validation.check, config.ntk
+  widths = list(s.widths)
+  check(bool(widths) and all(_is_int(w) and w >= 1 for w in widths),
+        "ntk.widths", tuple(widths), "a non-empty tuple of integers >= 1")
+  check(all(a < b for a, b in zip(widths, widths[1:])), "ntk.widths",
+        tuple(widths), "strictly increasing")
+  check(config.model.name in MODELS, "model.name", config.model.name,
+        f"one of {', '.join(MODELS)} (dense nets whose width ntk.widths sets)")
+  for field in ("depth", "probe_size", "test_size", "chunk_size"):
+    check(_is_int(s[field]) and s[field] >= 1, f"ntk.{field}", s[field],
+          "an integer >= 1")
+  check(_is_int(s.record_points) and s.record_points >= 2,
+        "ntk.record_points", s.record_points, "an integer >= 2")
+  check(s.ridge >= 0, "ntk.ridge", s.ridge, ">= 0")
+  check(config.train.steps >= 10, "train.steps", config.train.steps,
+        ">= 10 (the early phase is the first tenth)")
+  check(config.model.dropout == 0, "model.dropout", config.model.dropout,
+        "0 (the kernel of a random network is not defined)")
+
+
+def stage_config(config, width: int):
+  c = config.copy_and_resolve_references()
+  c.model.widths = (int(width),) * config.ntk.depth
+  return c
+
+
+def record_steps(steps: int, points: int) -> List[int]:
+  """About `points` log-spaced steps in [1, steps], with steps // 10."""
+  out = {int(round(s)) for s in np.geomspace(1, steps, points)}
+  return sorted(out | {steps // 10, steps})
+
+
+def block_size(chunk: int, sizes: Dict[str, int]) -> int:
+  """The Jacobian block: `ntk.chunk_size` or the smallest set if smaller;
+  every set must split into whole blocks."""
+  block = min(chunk, *sizes.values())
+  for what, n in sizes.items():
+    validation.check(n % block == 0, "ntk.chunk_size", chunk,
+                     f"a divisor of the {n} {what} examples (blocks of "
+                     f"{block})")
+  return block
+
+
+# -----------------------------------------------------------------------------
+# Measurements (one compiled program per width for all seeds)
+# -----------------------------------------------------------------------------
+class Meter:
+  """The kernel, weight and linearization measures of one width."""
+
+  def __init__(self, trainer, probe, chunk):
+    model = trainer.model
+    f = lambda p, x: model.apply({"params": p}, x, train=False)
+    self.f = f
+
+    def probe_measures(p, p0, k0):
+      k = ntk.empirical_ntk(f, p, probe, chunk=chunk)
+      out, lin, out0 = f(p, probe), ntk.linearize(f, p0)(p, probe), f(p0, probe)
+      return {"kernel": k,
+              "weight_change": ntk.relative_change(p, p0),
+              "kernel_change": ntk.relative_change(k, k0),
+              "linearization": ntk.tree_norm(out - lin) /
+                               ntk.tree_norm(out - out0)}
+    self._kernel = jax.jit(jax.vmap(
+        lambda p: ntk.empirical_ntk(f, p, probe, chunk=chunk)))
+    self._measures = jax.jit(jax.vmap(probe_measures))
+
+  def kernel(self, params):
+    return self._kernel(params)
+
+  def measures(self, params, params0, k0) -> Dict[str, np.ndarray]:
+    return {k: np.asarray(v) for k, v in jax.device_get(
+        self._measures(params, params0, k0)).items()}
+
+
+def regression_fn(f, x_train, y_train, x_test, num_classes, chunk, ridge):
+  """(params_0, params_T) of one run -> (kernel-regression test classes,
+  trained network's test classes)."""
+  y = jax_one_hot(jnp.asarray(y_train), num_classes)
+
+  def one(p0, p):
+    k_xx = ntk.empirical_ntk(f, p0, x_train, chunk=chunk)
+    k_tx = ntk.empirical_ntk(f, p0, x_test, x_train, chunk=chunk)
+    lam = ridge * jnp.trace(k_xx) / k_xx.shape[0]
+    pred = ntk.kernel_regression(k_xx, k_tx, y, f(p0, x_train), f(p0, x_test),
+                                 ridge=lam)
+    return jnp.argmax(pred, -1), jnp.argmax(f(p, x_test), -1)
+  # One run at a time: the Jacobian blocks of a wide net are large.
+  return jax.jit(lambda p0, p: jax.lax.map(lambda a: one(*a), (p0, p)))
+
+
+def record_file(folder: str, step: int) -> str:
+  return os.path.join(folder, "records", f"{step:08d}.npz")
+
+
+def recorder(meter, params0, k0, folder, steps):
+  def fn(_, state, step):
+    out = meter.measures(state["params"], params0, k0)
+    paths.makedirs(os.path.dirname(record_file(folder, step)))
+    paths.save_npz(record_file(folder, step), **out)
+    return {k: out[k] for k in RECORDED}
+  return Callback(SPLIT, every=0, fn=fn, steps=tuple(steps))
+
+
+# -----------------------------------------------------------------------------
+# The run
+# -----------------------------------------------------------------------------
+def run(config, workdir):
+  s = config.ntk
+  widths = [int(w) for w in s.widths]
+  ds = load_dataset(config.data)
+  for w in widths:  # bad model settings fail before the workdir exists
+    create_model(stage_config(config, w).model, ds.num_classes)
+  probe = ds.train.x[:s.probe_size]
+  x_test = ds.test.x[:s.test_size]
+  chunk = block_size(s.chunk_size, {"probe": len(probe), "test": len(x_test),
+                                    "training": len(ds.train.x)})
+  y_test = np.asarray(ds.test.y[:len(x_test)])
+  workdir.open()
+  writer = MetricWriter(workdir.path)
+  seeds = runs.seeds_of(config)
+  steps = record_steps(config.train.steps, s.record_points)
+  t_start, results = time.time(), {}
+  for w in widths:
+    name = f"width_{w:05d}"
+    folder = stage_dir(workdir, name)
+    trainer = runs.build_trainer(stage_config(config, w), dataset=ds)
+    meter = Meter(trainer, probe, chunk)
+    params0 = trainer.init_variables(seeds)["params"]
+    k0 = meter.kernel(params0)
+    paths.makedirs(folder)
+    paths.save_npz(os.path.join(folder, "kernel0.npz"),
+                   kernel=np.asarray(jax.device_get(k0)))
+    regress = regression_fn(meter.f, ds.train.x, ds.train.y, x_test,
+                            ds.num_classes, chunk, s.ridge)
+
+    def measure(_, state, init_params, regress=regress):
+      kr, net = map(np.asarray, jax.device_get(
+          regress(init_params, state["params"])))
+      return {"kernel_regression_accuracy": (kr == y_test).mean(1),
+              "network_accuracy": (net == y_test).mean(1),
+              "agreement": (kr == net).mean(1)}
+
+    result = train_stage(
+        trainer, workdir=workdir, name=name, labels={"width": w},
+        seeds=seeds, writer=writer, steps=config.train.steps, measure=measure,
+        callbacks=[recorder(meter, params0, k0, folder, steps)])
+    results[str(w)] = width_summary(w, result, folder, steps)
+  writer.close()
+  final = lambda key: [results[str(w)]["final"][key]["per_seed"]
+                       for w in widths]
+  summary = {
+      "experiment": "ntk", "dataset": config.data.name,
+      "model": config.model.name, "depth": s.depth, "widths": widths,
+      "seeds": seeds, "train_examples": len(ds.train.y),
+      "test_examples": len(y_test), "probe_size": len(probe),
+      "record_steps": steps, "early_step": config.train.steps // 10,
+      "stages": results,
+      "slopes": {key: slopes(widths, final(key))
+                 for key in RECORDED},
+      "wall_time_s": time.time() - t_start,
+      "stages_wall_time_s": sum(r["wall_time_s"] for r in results.values()),
+      "machine": runs.machine_info(),
+  }
+  experiments.finish("ntk", workdir, config, summary)
+  return summary
+
+
+# -----------------------------------------------------------------------------
+# Summaries
+# -----------------------------------------------------------------------------
+def slopes(widths: Sequence[int], per_width: Sequence[Sequence[float]]):
+  """Log-log slope against width, fitted per seed: {mean, std, per_seed}."""
+  per_seed = np.asarray(per_width, float).T  # [R, W]
+  fits = [ntk.loglog_slope(widths, row) for row in per_seed]
+  return stats(fits) if None not in fits else None
+
+
+def curve_stats(curve: np.ndarray) -> Dict[str, Any]:
+  """{mean, std [T], per_seed [R][T]} of a curve [T, R]."""
+  at = [stats(row) for row in curve]
+  return {"mean": [a["mean"] for a in at], "std": [a["std"] for a in at],
+          "per_seed": curve.T.tolist()}
+
+
+def kernel_speed(folder, steps, early: int) -> Dict[str, Any]:
+  """||K_t2 - K_t1||_F / ||K_0||_F / (t2 - t1) between records [T, R], and
+  its mean speed (the path length over the steps) before and after `early`."""
+  k0 = paths.load_npz(os.path.join(folder, "kernel0.npz"))["kernel"]
+  ks = [k0] + [paths.load_npz(record_file(folder, t))["kernel"]
+               for t in steps]
+  ts = [0] + list(steps)
+  norm0 = np.sqrt((k0.astype(float) ** 2).sum((1, 2)))
+  moved = np.stack([np.sqrt(((b.astype(float) - a) ** 2).sum((1, 2))) / norm0
+                    for a, b in zip(ks, ks[1:])])  # [T, R]
+  i = ts.index(early)
+  return {"speed": curve_stats(moved / np.diff(ts)[:, None]),
+          "early_speed": stats(moved[:i].sum(0) / early),
+          "late_speed": stats(moved[i:].sum(0) / (ts[-1] - early))}
+
+
+def width_summary(width, result, folder, steps) -> Dict[str, Any]:
+  files = [paths.load_npz(record_file(folder, t)) for t in steps]
+  curves = {k: np.stack([f[k] for f in files]) for k in RECORDED}  # [T, R]
+  m = result["measures"]
+  return {
+      "width": width, "num_params": result["num_params"],
+      "steps": result["steps"],
+      "curves": {k: curve_stats(v) for k, v in curves.items()},
+      "final": {k: stats(v[-1]) for k, v in curves.items()},
+      **kernel_speed(folder, steps, result["steps"] // 10),
+      "kernel_regression_accuracy": stats(m["kernel_regression_accuracy"]),
+      "network_accuracy": stats(m["network_accuracy"]),
+      "agreement": stats(m["agreement"]),
+      "test_accuracy": stats(result["evals"]["test"]["accuracy"]),
+      "train_loss": stats(result["evals"]["train"]["loss"]),
+      "train_accuracy": stats(result["evals"]["train"]["accuracy"]),
+      "wall_time_s": result["wall_time_s"],
+      "steps_per_second": result["steps_per_second"],
+  }
+
+
+experiments.register(
+    "ntk", validate=validate,
+    report="jaxunknowns.overparam.ntk_report:write")(run)
