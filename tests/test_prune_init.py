@@ -242,3 +242,33 @@ def test_bad_input_cli(tmp_path):
       ["--config=configs/prune_init.py:mnist1d,runlocal",
        "--config.prune_init.densities=0.1,2.0"], tmp_path / "run",
       "prune_init.densities", env=ENV)
+
+
+@pytest.mark.parametrize("variant,methods", [
+    ("vgg16_cifar10", ("magnitude",)),
+    ("resnet20_cifar10", ("grasp", "synflow", "magnitude"))])
+def test_cifar_variants_score_on_mock_data(variant, methods):
+  """The CIFAR variants validate, build on (mock) CIFAR-10 and find masks of
+  the asked density on BN conv nets (no training: compiles are slow)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.lottery import imp, prune_init  # pylint: disable=g-import-not-at-top
+  config = load_config(f"{variant},runlocal", {"data.train_size": 0})
+  prune_init.validate(config)
+  assert load_config(variant).data.name == "cifar10"
+  with tfds.testing.mock_data(num_examples=64):
+    trainer = imp.build_trainer(config)
+  assert trainer.has_batch_stats
+  scorer = prune_init.Scorer(trainer, config)
+  init = jax.device_get(trainer.init_variables([0]))
+  w, bs = imp.run_slice(init["params"], 0), imp.run_slice(init["batch_stats"], 0)
+  ones = pruning.ones_mask(w)
+  total = sum(m.size for _, m in budgets.mask_layers(ones))
+  for method in methods:
+    for budget in ("global", "erk") if method == "magnitude" else ("global",):
+      mask = scorer.found(method, w, bs, ones, 0.05, budget, 0)
+      assert sum(init_scores.layer_counts_of(mask)) == round(0.05 * total)
+  empty, cut = scorer.collapsed(w, bs, mask)
+  assert not empty and not cut
+  no_output = jax.tree.map(lambda m: m, mask)
+  no_output["output"]["kernel"] = jnp.zeros_like(mask["output"]["kernel"])
+  assert scorer.collapsed(w, bs, no_output) == (["output"], True)
