@@ -1,9 +1,22 @@
-"""Linear interpolation between networks, and the error barrier along the path.
+"""Paths between networks: the straight line, and curves through bends.
 
-Used by the linear-mode-connectivity analysis (Frankle et al. 2020, see
-stability.py), but works for any two run-batched train states of one trainer:
-two seeds, a ticket and its dense parent, a network before and after
-fine-tuning.
+The straight line serves the linear-mode-connectivity analysis (Frankle et
+al. 2020, see stability.py), but works for any two run-batched train states
+of one trainer: two seeds, a ticket and its dense parent, a network before
+and after fine-tuning. The curves serve mode connectivity (Garipov et al.
+2018): a path phi(t), t in [0, 1], through K control points theta_0 = a,
+theta_1 ... theta_{K-2} (the bends), theta_{K-1} = b, each point of the path
+a weighted sum sum_k w_k(t) theta_k (`curve_coefficients`, `combine`):
+
+  "line"       (1 - t) a + t b (the bends unused);
+  "bezier"     Bernstein weights C(K-1, k) t^k (1 - t)^(K-1-k): for K = 3
+               (1 - t)^2 a + 2 t (1 - t) theta + t^2 b;
+  "polychain"  the polygonal chain through the K points at t = k / (K - 1)
+               (hat-function weights).
+
+`plane_basis` gives the plane through three points (Garipov et al.'s Fig. 1
+planes), `plane_networks` networks at coordinates of it, and
+`barrier_height` the barrier of a path as max over t minus the larger end.
 
 Layout. Every tree here has a leading *run* axis R (the trainer's convention).
 `interpolate(a, b, alphas)` returns a tree with a leading axis of P*R networks,
@@ -21,8 +34,9 @@ pass, and the same network the two endpoints define); a barrier measured on a
 BatchNorm network therefore includes the statistics' contribution.
 """
 
+import math
 import weakref
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -202,3 +216,122 @@ def instability(error) -> np.ndarray:
     raise ValueError(f"error needs >= 2 points on its last axis, got "
                      f"shape {error.shape}")
   return error.max(-1) - 0.5 * (error[..., 0] + error[..., -1])
+
+
+# -----------------------------------------------------------------------------
+# Curves through bends (Garipov et al. 2018)
+# -----------------------------------------------------------------------------
+CURVES = ("line", "bezier", "polychain")
+
+
+def curve_coefficients(kind: str, num_points: int, ts):
+  """[T, K] weights w_k(t) of the K = `num_points` control points (the two
+  ends included) at each t of `ts` [T]; rows sum to 1. numpy in, numpy out;
+  jax arrays (inside jit) in, jax out. At t = 0 and t = 1 the row is exactly
+  one-hot on an end, so `combine` returns the end bit for bit."""
+  if kind not in CURVES:
+    raise ValueError(f"unknown curve {kind!r}; valid: {', '.join(CURVES)}")
+  if num_points < 2 or (kind != "line" and num_points < 3):
+    raise ValueError(f"a {kind} needs >= {2 if kind == 'line' else 3} "
+                     f"points (the two ends and a bend), got {num_points}")
+  xp = np if isinstance(ts, (np.ndarray, list, tuple, float)) else jnp
+  t = xp.asarray(ts, np.float32 if xp is np else jnp.float32)[..., None]
+  k = np.arange(num_points, dtype=np.float32)
+  n = num_points - 1
+  if kind == "line":
+    w = [1 - t] + [0 * t] * (n - 1) + [t]
+    return xp.concatenate(w, axis=-1)
+  if kind == "bezier":
+    binom = np.array([math.comb(n, int(i)) for i in k], np.float32)
+    return binom * t ** k * (1 - t) ** (n - k)
+  return xp.maximum(0.0, 1.0 - xp.abs(t * n - k))
+
+
+def combine(points: Tree, weights) -> Tree:
+  """sum_k weights[p, k] * points[k] for each row p: `points` leaves
+  [K, R, ...] (the control points stacked), `weights` [P, K]; returns leaves
+  [P*R, ...], row-major like `interpolate` (network p * R + r)."""
+  weights = jnp.asarray(weights)
+
+  def one(x):
+    x = jnp.asarray(x)
+    _check_float(x)
+    if x.shape[0] != weights.shape[-1]:
+      raise ValueError(f"{weights.shape[-1]} weights per row for "
+                       f"{x.shape[0]} control points")
+    out = jnp.tensordot(weights.astype(x.dtype), x, axes=(1, 0))  # [P, R, ...]
+    return out.reshape((-1,) + x.shape[2:])
+
+  return jax.tree.map(one, points)
+
+
+def stack_points(end_a: Tree, bends: Tree, end_b: Tree) -> Tree:
+  """The control points [K, R, ...]: a, the bends (leaves [K-2, R, ...]),
+  b."""
+  return jax.tree.map(lambda a, m, b: jnp.concatenate(
+      [jnp.asarray(a)[None], jnp.asarray(m), jnp.asarray(b)[None]]),
+                      end_a, bends, end_b)
+
+
+def curve_points(kind: str, end_a: Tree, bends: Tree, end_b: Tree,
+                 ts) -> Tree:
+  """The networks phi(t) of the curve at each t of `ts`: [T*R, ...]."""
+  num = jax.tree.leaves(bends)[0].shape[0] + 2
+  return combine(stack_points(end_a, bends, end_b),
+                 curve_coefficients(kind, num, ts))
+
+
+def flatten_runs(tree: Tree) -> jax.Array:
+  """[R, D]: each run's leaves raveled and concatenated (tree order)."""
+  leaves = jax.tree.leaves(tree)
+  return jnp.concatenate([jnp.reshape(x, (x.shape[0], -1)) for x in leaves],
+                         axis=1)
+
+
+def unflatten_runs(flat, template: Tree) -> Tree:
+  """Inverse of `flatten_runs`: [N, D] -> leaves [N, ...], each shaped like
+  one run of `template` (a tree whose leaves have a leading run axis)."""
+  leaves, treedef = jax.tree.flatten(template)
+  out, start = [], 0
+  for x in leaves:
+    size = int(np.prod(x.shape[1:]))
+    out.append(flat[:, start:start + size].reshape(
+        (flat.shape[0],) + tuple(x.shape[1:])))
+    start += size
+  return jax.tree.unflatten(treedef, out)
+
+
+def plane_basis(a: Tree, theta: Tree, b: Tree
+                ) -> Tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """The plane through a, theta and b, per run (Garipov et al.'s planes):
+  origin a [R, D], orthonormal u = (b - a) / |b - a| and v (theta - a with
+  its u part removed, normalized) [R, D], and the three points' coordinates
+  [R, 3, 2] (a at (0, 0), b at (|b - a|, 0), theta above the u axis)."""
+  fa, ft, fb = (flatten_runs(t) for t in (a, theta, b))
+  du, dt = fb - fa, ft - fa
+  u = du / jnp.linalg.norm(du, axis=1, keepdims=True)
+  w = dt - jnp.sum(dt * u, axis=1, keepdims=True) * u
+  v = w / jnp.linalg.norm(w, axis=1, keepdims=True)
+  coord = lambda d: jnp.stack([jnp.sum(d * u, 1), jnp.sum(d * v, 1)], -1)
+  coords = jnp.stack([coord(fa - fa), coord(dt), coord(du)], axis=1)
+  return fa, u, v, coords
+
+
+def plane_networks(origin, u, v, coords, template: Tree) -> Tree:
+  """Networks origin + x u + y v of one run (origin, u, v: [D]) at each of
+  `coords` [N, 2]: a tree of leaves [N, ...] shaped like `template`'s runs."""
+  coords = jnp.asarray(coords, origin.dtype)
+  flat = origin[None] + coords[:, :1] * u[None] + coords[:, 1:] * v[None]
+  return unflatten_runs(flat, template)
+
+
+def barrier_height(values) -> np.ndarray:
+  """Barrier of a path (Garipov et al.'s and Draxler et al.'s reading): the
+  maximum over t of `values` [..., T] minus the larger of its two ends
+  (the first and last entries). >= 0; 0 when no point rises above both
+  ends. (`instability` subtracts the mean of the ends instead.)"""
+  values = np.asarray(values, np.float64)
+  if values.ndim < 1 or values.shape[-1] < 2:
+    raise ValueError(f"values need >= 2 points on their last axis, got "
+                     f"shape {values.shape}")
+  return values.max(-1) - np.maximum(values[..., 0], values[..., -1])

@@ -91,6 +91,31 @@ ARPIT_ORDER = Reference(
     "data (\"easy examples\") and much less so for random labels.",
     "Arpit et al. 2017, Sec. 3.1", protocol=_ARPIT)
 
+# Garipov et al. 2018, "Loss surfaces, mode connectivity, and fast ensembling
+# of DNNs" (NeurIPS), and Draxler et al. 2018, "Essentially no barriers in
+# neural network energy landscape" (ICML): `mode_connectivity`.
+_GARIPOV = {"model": "vgg16", "data": "cifar10", "optimizer": "momentum 0.015"}
+GARIPOV_LINE = Reference(
+    "The straight line between two independently trained minima climbs a "
+    "high barrier of train loss and test error.",
+    "Garipov et al. 2018, Sec. 1, Fig. 1 left; Goodfellow et al. 2015",
+    protocol=_GARIPOV)
+GARIPOV_CURVE = Reference(
+    "A quadratic Bézier curve or a polygonal chain with one bend, trained on "
+    "the loss expected along it, joins the same minima with train loss and "
+    "test error nearly constant: far below the line's barrier.",
+    "Garipov et al. 2018, Sec. 3, 5, Fig. 1 middle/right, Fig. 2",
+    protocol=_GARIPOV)
+GARIPOV_VGG = Reference(
+    "VGG-16 on CIFAR-10: test error 6.79–7.75% along the Bézier curve, a "
+    "rise of about 1 point over the minima.", "Garipov et al. 2018, Sec. 5",
+    0.96, " points", _GARIPOV)
+DRAXLER_NO_BARRIER = Reference(
+    "Paths between minima of independently trained networks (found by "
+    "AutoNEB) have essentially no barrier of training loss.",
+    "Draxler et al. 2018, Sec. 4, Fig. 3", protocol={"data": "cifar10, "
+                                                     "cifar100"})
+
 # Lee et al. 2019, "Wide neural networks of any depth evolve as linear models
 # under gradient descent" (NeurIPS), and Fort et al. 2020, "Deep learning
 # versus kernel learning: an empirical study of loss landscape geometry and
