@@ -104,11 +104,11 @@ GARIPOV_CURVE = Reference(
     "A quadratic Bézier curve or a polygonal chain with one bend, trained on "
     "the loss expected along it, joins the same minima with train loss and "
     "test error nearly constant: far below the line's barrier.",
-    "Garipov et al. 2018, Sec. 3, 5, Fig. 1 middle/right, Fig. 2",
+    "Garipov et al. 2018, Sec. 3, Fig. 1 middle/right, Fig. 2",
     protocol=_GARIPOV)
 GARIPOV_VGG = Reference(
     "VGG-16 on CIFAR-10: test error 6.79–7.75% along the Bézier curve, a "
-    "rise of about 1 point over the minima.", "Garipov et al. 2018, Sec. 5",
+    "rise of about 1 point over the minima.", "Garipov et al. 2018, Sec. 3.3",
     0.96, " points", _GARIPOV)
 DRAXLER_NO_BARRIER = Reference(
     "Paths between minima of independently trained networks (found by "
