@@ -72,6 +72,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.freeze = ""              # Regex over param paths ("a/b/kernel") kept frozen.
   c.optim.train_only = ""          # Regex: if set, only matching params train.
   c.optim.grad_clip = 0.0          # Global-norm gradient clipping (0 = off).
+  c.optim.sam_rho = 0.0            # SAM's radius rho (Foret et al. 2021; 0 = off): the gradient
+                                   # at w + rho g/||g|| applied at w, two gradients a step (sam.py).
+  c.optim.sam_adaptive = False     # ASAM (Kwon et al. 2021): the ascent scaled by T = |w| + sam_eta.
+  c.optim.sam_eta = 0.01           # ASAM's eta (T = 1 on biases).
+  c.optim.sam_m = 0                # m-sharpness: one ascent per sub-batch of m examples, their
+                                   # gradients averaged (0 = the whole batch; must divide it).
 
   # ---- Training loop ----------------------------------------------------------
   c.train = ml_collections.ConfigDict()

@@ -12,6 +12,12 @@ Weight decay: for sgd/momentum/nesterov/adam it is an L2 term added to the
 gradient (PyTorch and OpenLTH); for adamw it is decoupled (Loshchilov & Hutter).
 Frozen parameters go through `optax.set_to_zero`, so no decay touches them.
 
+Sharpness-aware minimization (sam.py): with optim.sam_rho > 0 (or ρ per run)
+the whole direction transform is wrapped by `sam.sam`, whose update needs
+`grad_fn` (the trainer's train_step passes it); frozen leaves are not
+perturbed, and `with_update_mask` masks grad_fn's gradients as it masks the
+first one (a pruned weight is neither perturbed nor seen by the moments).
+
 Per-run hyperparameters (`RUN_HPARAMS`, see hparams.py): the transform and
 the schedule are built from `with_values(cfg, values)`, where `values` may be
 traced scalars (one per run under vmap); only their values change, never the
@@ -27,6 +33,7 @@ import numpy as np
 import optax
 from flax import traverse_util
 
+from jaxunknowns import sam as sam_lib
 from jaxunknowns.errors import UserError
 from jaxunknowns.registry import Registry
 
@@ -35,7 +42,8 @@ SCHEDULES: Registry = Registry("schedule", "optim.schedule")
 
 # config.optim fields that may differ between the runs of one compiled
 # program: they are numbers inside the update, not shapes or structure.
-RUN_HPARAMS = ("lr", "weight_decay", "momentum", "b1", "b2", "eps")
+RUN_HPARAMS = ("lr", "weight_decay", "momentum", "b1", "b2", "eps",
+               "sam_rho")
 
 
 class ConfigWithValues:
@@ -172,15 +180,38 @@ def count_trainable(cfg, params) -> Tuple[int, int]:
   return int(trainable), int(sum(sizes.values()))
 
 
+def uses_sam(cfg) -> bool:
+  """SAM is on when optim.sam_rho > 0 or is a per-run value (an array; a
+  run at ρ = 0 then steps exactly as without SAM). Configs written before
+  SAM existed have no sam_rho: off."""
+  rho = cfg.get("sam_rho", 0.0)
+  return isinstance(rho, jax.Array) or rho > 0
+
+
+def sam_sub_batches(cfg, batch_size: int) -> int:
+  """k, the m-sharpness sub-batches of a step (optim.sam_m = m examples
+  each); 0 when SAM takes the whole batch at once (sam_m = 0)."""
+  m = int(cfg.get("sam_m", 0) or 0)
+  return batch_size // m if uses_sam(cfg) and m > 0 else 0
+
+
 def create_optimizer(cfg, params) -> optax.GradientTransformation:
   """The lr-free direction transform for `params` (one run's tree)."""
   direction = OPTIMIZERS.get(cfg.name)(cfg)
   if cfg.grad_clip > 0:
     direction = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), direction)
+  labels = None
   if cfg.freeze or cfg.train_only:
+    labels = trainable_labels(cfg, params)
     direction = optax.partition(
-        {"train": direction, "frozen": optax.set_to_zero()},
-        trainable_labels(cfg, params))
+        {"train": direction, "frozen": optax.set_to_zero()}, labels)
+  if uses_sam(cfg):
+    direction = sam_lib.sam(
+        direction, cfg.sam_rho, adaptive=bool(cfg.get("sam_adaptive", False)),
+        eta=float(cfg.get("sam_eta", 0.01)),
+        sub_batches=bool(cfg.get("sam_m", 0)),
+        perturb=None if labels is None else jax.tree.map(
+            lambda label: label == "train", labels))
   return direction
 
 
@@ -266,6 +297,9 @@ def with_update_mask(inner: optax.GradientTransformation, initial_mask=None
     updates = apply_mask(updates, m)
     if params is not None:
       params = apply_mask(params, m)
+    if extra_args.get("grad_fn") is not None:  # SAM's second gradient
+      grad_fn = extra_args["grad_fn"]
+      extra_args["grad_fn"] = lambda p: apply_mask(grad_fn(p), m)
     updates, inner_state = inner.update(updates, state.inner_state, params,
                                         **extra_args)
     return apply_mask(updates, m), UpdateMaskState(m, inner_state)

@@ -19,6 +19,9 @@ Anatomy (one banner per part): Input, Model & state, Update, Evals, Loop.
 * The step's rng is `fold_in(run_rng, step)`, so a step is a function of
   (state, batch) alone and a resumed run is bit-identical on CPU.
 * The learning rate is `schedule(state.step)` (see optim.py for why).
+* SAM (optim.sam_rho > 0, sam.py): `train_step` gives the optimizer
+  `grad_fn`, the same minibatch loss's gradient at any parameters; the
+  BatchNorm statistics, loss and accuracy come from the first pass only.
 * Hyperparameters as a run axis: with `hparams=("lr", ...)` (fields of
   optim.RUN_HPARAMS) the state carries {name: value} per run in
   state["hparams"], and each run's step builds its optimizer and schedule
@@ -157,6 +160,15 @@ class Trainer:
                       f"{', '.join(optim.RUN_HPARAMS)}")
     self.hparams = tuple(hparams)
     self.tx_wrapper = tx_wrapper
+    # SAM (optim.sam_rho, sam.py): a second gradient per step, through
+    # grad_fn; with per-run rho it is on for every run of the program.
+    self.sam = "sam_rho" in self.hparams or optim.uses_sam(config.optim)
+    self.sam_sub_batches = (optim.sam_sub_batches(
+        optim.with_values(config.optim, {"sam_rho": jnp.float32(0)})
+        if "sam_rho" in self.hparams else config.optim, self.batch_size))
+    if self.sam_sub_batches and self.batch_size % config.optim.sam_m:
+      raise UserError(f"optim.sam_m={config.optim.sam_m} must divide "
+                      f"train.batch_size={self.batch_size}")
     if self.batch_size % self.num_devices:
       raise UserError(
           f"train.batch_size={self.batch_size} must be divisible by the "
@@ -360,17 +372,37 @@ class Trainer:
     aug_rng, dropout_rng = jax.random.split(rng)
     x = self.augment(aug_rng, x)
 
-    def loss_fn(params):
+    def loss_fn(params, x, y, rng):
       logits, batch_stats = self._apply(params, state["batch_stats"], x,
-                                        train=True, rng=dropout_rng)
+                                        train=True, rng=rng)
       return jnp.mean(self.loss_fn(logits, y)), (logits, batch_stats)
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state["params"])
+    grad_of = jax.value_and_grad(loss_fn, has_aux=True)
+    sam_fn = {}  # SAM's second gradient: the loss alone, statistics dropped
+    if self.sam_sub_batches:  # m-sharpness: k sub-batches, each its own ascent
+      k = self.sam_sub_batches
+      xs, ys = (a.reshape((k, -1) + a.shape[1:]) for a in (x, y))
+      rngs = jax.random.split(dropout_rng, k)
+      (losses, (logits, stats)), grads = jax.vmap(
+          grad_of, in_axes=(None, 0, 0, 0))(state["params"], xs, ys, rngs)
+      loss, logits = jnp.mean(losses), logits.reshape((-1,) + logits.shape[2:])
+      # Each sub-batch normalized by its own statistics (as on Foret et
+      # al.'s accelerators); the running averages move by their mean.
+      batch_stats = jax.tree.map(lambda s: jnp.mean(s, axis=0), stats)
+      sam_fn["grad_fn"] = lambda p: jax.vmap(jax.grad(
+          lambda q, *b: loss_fn(q, *b)[0]))(p, xs, ys, rngs)
+    else:
+      (loss, (logits, batch_stats)), grads = grad_of(state["params"], x, y,
+                                                     dropout_rng)
+      if self.sam:
+        sam_fn["grad_fn"] = jax.grad(
+            lambda q: loss_fn(q, x, y, dropout_rng)[0])
     tx, schedule = (self._optimizer(state["hparams"]) if "hparams" in state
                     else (self.tx, self.schedule))
     direction, opt_state = tx.update(grads, state["opt_state"],
-                                     state["params"])
+                                     state["params"], **sam_fn)
+    if self.sam_sub_batches:  # the logged norm: the whole batch's gradient
+      grads = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
     lr = schedule(state["step"])
     updates = jax.tree.map(lambda d: (-lr * d).astype(d.dtype), direction)
     params = optax.apply_updates(state["params"], updates)

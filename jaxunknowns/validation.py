@@ -176,6 +176,7 @@ def validate_base(config):
   check(o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, ">= 0")
   check(o.decay_factor > 0, "optim.decay_factor", o.decay_factor, "> 0")
   check(o.grad_clip >= 0, "optim.grad_clip", o.grad_clip, ">= 0 (0 = off)")
+  check_sam(o, config.train.batch_size)
   bounds = list(o.boundaries)
   check(all(_is_int(b) and b > 0 for b in bounds) and
         bounds == sorted(set(bounds)),
@@ -203,6 +204,28 @@ def validate_base(config):
   optim.OPTIMIZERS.get(o.name)
   optim.SCHEDULES.get(o.schedule)
   losses.LOSSES.get(t.loss)
+
+
+def check_sam(o, batch_size):
+  """optim.sam_*: rho >= 0; eta > 0; m >= 0 dividing the batch; ASAM and m
+  only with rho > 0 (a setting that is not used is refused, not recorded).
+  Configs from before SAM lack the fields: off."""
+  rho, m = o.get("sam_rho", 0.0), o.get("sam_m", 0)
+  adaptive = o.get("sam_adaptive", False)
+  check(isinstance(rho, (int, float)) and not isinstance(rho, bool) and
+        math.isfinite(rho) and rho >= 0, "optim.sam_rho", rho,
+        ">= 0 (0 = SAM off)")
+  check(o.get("sam_eta", 0.01) > 0, "optim.sam_eta", o.get("sam_eta"), "> 0")
+  check(isinstance(adaptive, bool), "optim.sam_adaptive", adaptive,
+        "True or False")
+  check(_is_int(m) and m >= 0, "optim.sam_m", m,
+        "an integer >= 0 (0 = the whole batch)")
+  if rho == 0:
+    check(not adaptive, "optim.sam_adaptive", adaptive,
+          "False while optim.sam_rho = 0 (SAM is off)")
+    check(m == 0, "optim.sam_m", m, "0 while optim.sam_rho = 0 (SAM is off)")
+  check(m == 0 or (_is_int(batch_size) and batch_size % m == 0),
+        "optim.sam_m", m, f"a divisor of train.batch_size={batch_size}")
 
 
 def uses_batch_norm(model_config) -> bool:
