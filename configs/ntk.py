@@ -68,7 +68,7 @@ VARIANTS = {f.__name__: f for f in (mnist1d, mnist1d_standard)}
 
 def runlocal(c):
   """Tiny: three widths, 64 examples, 2 seeds; for tests and smoke runs."""
-  shrink_for_local(c, steps=40, checkpoint_every=20)
+  shrink_for_local(c, steps=20, checkpoint_every=0)
   c.train.eval_every = 0
   c.data.train_size = 64
   c.train.batch_size = 64

@@ -3,8 +3,6 @@ summary.json."""
 
 import os
 
-import numpy as np
-
 from jaxunknowns import report
 from jaxunknowns.overparam import papers
 from jaxunknowns.report import compare
@@ -14,99 +12,95 @@ REFERENCES = (papers.LEE_WEIGHTS, papers.LEE_KERNEL, papers.LEE_LINEAR,
               papers.FORT_EARLY)
 
 
+def _mean(x, key):  # a final value of the curves, or a stage's own
+  return (x["final"].get(key) or x[key])["mean"]
+
+
 def plot(path, s):
   ws, st = s["widths"], [s["stages"][str(w)] for w in s["widths"]]
   with report.figure(os.path.join(path, WIDTH), 3, (4.4, 3.6)) as axes:
     for ax, key in zip(axes, ("weight_change", "kernel_change")):
       report.errorbars(ax, ws, [x["final"][key] for x in st], label="ours")
-      y0 = st[0]["final"][key]["mean"]
-      ax.loglog(ws, [y0 * (w / ws[0]) ** -0.5 for w in ws], "k--",
-                label="∝ width^-1/2")
+      ax.loglog(ws, [_mean(st[-1], key) * (w / ws[-1]) ** -0.5 for w in ws],
+                "k--", label="∝ width^-1/2")
       ax.set(xlabel="width", title=f"relative {key.split('_')[0]} change, end")
-    for key, label in (("network_accuracy", "network"),
-                       ("kernel_regression_accuracy", "kernel regression K_0")):
-      report.errorbars(axes[2], ws, [x[key] for x in st], 100, label=label)
+    for key in ("network_accuracy", "kernel_regression_accuracy"):
+      report.errorbars(axes[2], ws, [x[key] for x in st], 100, label=key[:-9])
     axes[2].set(xscale="log", xlabel="width", ylabel="test accuracy (%)")
   with report.figure(os.path.join(path, STEPS), 2, (4.8, 3.6)) as axes:
-    steps = np.asarray(s["record_steps"])
-    for w, x in zip(ws, st):
-      axes[0].semilogx(steps, x["curves"]["kernel_change"]["mean"],
-                       label=f"width {w}")
-      axes[1].loglog(steps, x["speed"]["mean"], label=f"width {w}")
-    axes[0].set(xlabel="step", title="||K_t − K_0||_F / ||K_0||_F")
-    axes[1].set(xlabel="step", title="kernel speed per step")
-    for ax in axes:
+    for ax, curve, title in zip(axes, (lambda x: x["curves"]["kernel_change"],
+                                       lambda x: x["speed"]),
+                                ("||K_t − K_0||_F / ||K_0||_F", "kernel speed "
+                                 "per step")):
+      for w, x in zip(ws, st):
+        ax.loglog(s["record_steps"], curve(x)["mean"], label=f"width {w}")
+      ax.set(xlabel="step", title=title)
       ax.axvline(s["early_step"], color="gray", ls=":")
-  return [WIDTH, STEPS]
 
 
 def comparisons(s):
   ws, st = s["widths"], [s["stages"][str(w)] for w in s["widths"]]
   ours = {"model": s["model"], "data": s["dataset"], "loss": "mse"}
-  means = lambda key: [x["final"][key]["mean"] for x in st]
-  trend = lambda q, ref, vals, up, what: compare.comparison(
-      q, ref, ", ".join(f"{v:.3g}" for v in vals),
-      *compare.monotone(vals, increasing=up, what=what), paper="yes",
-      our_protocol=ours)
-  slope = lambda q, ref, key: compare.versus(
-      q, ref, s["slopes"][key], {"mean": -0.5}, ("ours", "paper"),
-      rule=compare.within, tolerance=0.1, scale=1.0, paper="−0.5",
-      our_protocol=ours)
-  wide, narrow = st[-1], st[0]
-  rows = [slope("log-log slope of weight change vs width", papers.LEE_WEIGHTS,
-                "weight_change"),
-          trend("weight change falls with width", papers.LEE_WEIGHTS,
-                means("weight_change"), False, "weight change"),
-          slope("log-log slope of kernel change vs width", papers.LEE_KERNEL,
-                "kernel_change"),
-          trend("kernel change falls with width", papers.LEE_KERNEL,
-                means("kernel_change"), False, "kernel change"),
-          trend("linearization error on the probe falls with width",
-                papers.LEE_LINEAR, means("linearization"), False,
-                "linearization error"),
-          trend("network / kernel-regression agreement rises with width",
-                papers.LEE_LINEAR, [100 * x["agreement"]["mean"] for x in st],
-                True, "agreement (%)"),
-          compare.versus(f"width {ws[-1]}: test accuracy, network vs "
-                         "kernel regression (%)", papers.LEE_LINEAR,
-                         wide["network_accuracy"],
-                         wide["kernel_regression_accuracy"],
-                         ("network", "K_0"), rule=compare.within,
-                         tolerance=0.02, paper="equal", our_protocol=ours)]
-  return rows + [compare.versus(
-      f"width {x['width']}: kernel speed before vs after step "
-      f"{s['early_step']}", papers.FORT_EARLY, x["early_speed"],
-      x["late_speed"], ("early", "late"), scale=1.0, digits=3, sig=True,
-      paper="early > late", our_protocol=ours) for x in (narrow, wide)]
+  vs = lambda q, ref, a, b, names, paper, **kw: compare.versus(
+      q, ref, a, b, names, paper=paper, our_protocol=ours, **kw)
+  trend = lambda q, ref, key, up=False, k=1: compare.comparison(
+      f"{q} {'rises' if up else 'falls'} with width", ref,
+      ", ".join(f"{k * _mean(x, key):.3g}" for x in st),
+      *compare.monotone([k * _mean(x, key) for x in st], increasing=up,
+                        what=q), paper="yes", our_protocol=ours)
+  wide, kernel = st[-1], s["slopes"]["kernel_change"]
+  fits = (("all widths", s["slopes"]),
+          (f"widths ≥ {ws[len(ws) // 2]}", s["slopes_wide"]))
+  return ([vs(f"log-log slope of weight change vs width, {over}",
+              papers.LEE_WEIGHTS, fit["weight_change"], {"mean": -0.5},
+              ("ours", "paper"), "−0.5", rule=compare.within, tolerance=0.1,
+              scale=1.0) for over, fit in fits]
+          + [trend("weight change", papers.LEE_WEIGHTS, "weight_change"),
+             compare.comparison(
+                 "log-log slope of kernel change vs width, all widths",
+                 papers.LEE_KERNEL, report.fmt(kernel, 1.0),
+                 *compare.at_most(kernel, -0.5, scale=1.0, slack=0.1),
+                 paper="≤ −0.5 (an O(1/√n) bound)", our_protocol=ours),
+             trend("kernel change", papers.LEE_KERNEL, "kernel_change"),
+             trend("linearization error on the probe", papers.LEE_LINEAR,
+                   "linearization"),
+             trend("network / kernel-regression agreement (%)",
+                   papers.LEE_LINEAR, "agreement", True, 100),
+             vs(f"width {ws[-1]}: test accuracy, network vs kernel regression"
+                " (%)", papers.LEE_LINEAR, wide["network_accuracy"],
+                wide["kernel_regression_accuracy"], ("network", "K_0"),
+                "equal", rule=compare.within, tolerance=0.02)]
+          + [vs(f"width {x['width']}: kernel speed (10⁻³ / step) before vs "
+                f"after step {s['early_step']}", papers.FORT_EARLY,
+                x["early_speed"], x["late_speed"], ("early", "late"),
+                "early > late", scale=1e3, digits=3, sig=True)
+             for x in (st[0], wide)])
 
 
 def table(s):
-  cols = ("weight_change", "kernel_change", "linearization")
+  keys = ("weight_change", "kernel_change", "linearization", "train_loss")
+  accs = ("network_accuracy", "kernel_regression_accuracy", "agreement")
   return report.markdown_table(
-      ["width", "params", "weight change", "kernel change",
-       "linearization error", "train loss", "test acc. network (%)",
+      ["width", "params", *keys, "test acc. network (%)",
        "test acc. kernel regression (%)", "agreement (%)"],
-      [[w, x["num_params"]] + [report.fmt(x["final"][k], 1.0, 3, sig=True,
-                                           n=False) for k in cols]
-       + [report.fmt(x["train_loss"], 1.0, 3, sig=True, n=False)]
-       + [report.fmt(x[k], n=False) for k in (
-           "network_accuracy", "kernel_regression_accuracy", "agreement")]
+      [[w, x["num_params"]] + [report.fmt(x["final"].get(k) or x[k], 1.0, 3,
+                                          sig=True, n=False) for k in keys]
+       + [report.fmt(x[k], n=False) for k in accs]
        for w, x in ((w, s["stages"][str(w)]) for w in s["widths"])])
 
 
 def write(path, config, summary):
-  n = config.ntk
+  n, t = config.ntk, config.train
   plot(path, summary)
   report.write_page(path, report.experiment_page(
       config, summary, references=REFERENCES,
-      setup=(f"{config.train.loss} loss, batch {config.train.batch_size}, "
-             f"{config.train.steps} steps; {n.depth} hidden layer(s) of width "
-             f"{', '.join(map(str, summary['widths']))}. Kernel: the empirical "
-             f"NTK traced over the outputs on the first {summary['probe_size']}"
-             " training examples; kernel regression with K_0 (the linearized "
-             "network trained to convergence, ridge "
-             f"{n.ridge:g} × mean diagonal) on the whole training set, tested "
-             f"on the first {summary['test_examples']} test examples"),
+      setup=(f"{t.loss} loss, batch {t.batch_size}, {t.steps} steps; "
+             f"{n.depth} hidden layer(s) of width {summary['widths']}. K: the"
+             f" empirical NTK traced over the outputs, on the first "
+             f"{summary['probe_size']} training examples; kernel regression "
+             f"with K_0 (ridge {n.ridge:g} × mean diagonal) on the whole "
+             f"training set, tested on the first {summary['test_examples']} "
+             "test examples"),
       figures=[("Relative change of weights and kernel at the end, and test "
                 "accuracy, vs width (mean ± std over seeds)", WIDTH),
                ("Kernel change and speed over training (dotted: the end of "

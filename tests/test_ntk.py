@@ -1,0 +1,178 @@
+"""Tests of the empirical NTK (analysis/ntk.py) and the `ntk` experiment.
+
+* The empirical NTK of a one-hidden-layer net in NTK parameterization, full
+  per-logit and traced, whole and blockwise, equals its closed form written
+  out by hand in numpy (the derivatives of each layer, summed).
+* The linearized model equals f(w_0) + J (w - w_0) with J the flattened
+  forward-mode Jacobian (jax.jacfwd over ravel_pytree: no JVP of ours).
+* Kernel regression equals numpy's float64 solve; the relative change and
+  the log-log slope against direct formulas.
+* One tiny run (`runlocal`) end to end in process: the report rebuilds byte
+  for byte, and the kernel change and speeds of summary.json equal numpy
+  computations from the saved kernels.
+* Bad input (an empty or a non-increasing width list, a model whose width
+  the sweep cannot set): one line, exit 2, nothing written.
+"""
+
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from jaxunknowns.analysis import ntk
+from jaxunknowns.models import mlp
+from run_helpers import (assert_cli_one_line_error, assert_report_rebuilds,
+                         assert_user_error_before_writing, run_in_process)
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+D, H, C, N = 5, 7, 3, 6
+
+
+def load_config(variant="mnist1d,runlocal", overrides=None):
+  from jaxunknowns.config_loading import load_config as load  # pylint: disable=g-import-not-at-top
+  return load(f"configs/ntk.py:{variant}", overrides, root=str(ROOT))
+
+
+@pytest.fixture(scope="module")
+def net():
+  model = mlp.NTKMLP(widths=(H,), num_classes=C)
+  x = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (N, D)))
+  params = model.init(jax.random.PRNGKey(0), x)["params"]
+  f = lambda p, xs: model.apply({"params": p}, xs)
+  return f, params, x
+
+
+def closed_form(params, x1, x2):
+  """Theta(x, x')_{ab} of f = (1/sqrt(H)) relu(z) V + b_std c, z = (w_std /
+  sqrt(D)) x W + b_std b: sum over V, c, W, b of products of derivatives."""
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  W, b = p["NTKDense_0"]["kernel"], p["NTKDense_0"]["bias"]
+  V = p["output"]["kernel"]
+  ws, bs = mlp.NTK_W_STD, mlp.NTK_B_STD
+  z1 = ws / np.sqrt(D) * x1 @ W + bs * b
+  z2 = ws / np.sqrt(D) * x2 @ W + bs * b
+  phi1, phi2 = np.maximum(z1, 0), np.maximum(z2, 0)
+  r1, r2 = (z1 > 0).astype(float), (z2 > 0).astype(float)
+  # Output layer: d f_a / d V_ka = phi_k / sqrt(H), d f_a / d c_a = b_std.
+  out = (phi1 @ phi2.T / H + bs ** 2)[:, :, None, None] * np.eye(C)
+  # Hidden layer: d f_a / d W_jk = V_ka r_k ws x_j / sqrt(H D), d / d b_k:
+  # V_ka r_k bs / sqrt(H).
+  inner = ws ** 2 / D * x1 @ x2.T + bs ** 2                    # [n1, n2]
+  hidden = np.einsum("ik,jk,ka,kb->ijab", r1, r2, V, V) / H
+  return out + inner[:, :, None, None] * hidden
+
+
+def test_ntk_equals_the_closed_form(net):
+  f, params, x = net
+  want = closed_form(params, x, x[:4])
+  full = ntk.empirical_ntk(f, params, x, x[:4], trace=False)
+  np.testing.assert_allclose(full, want, rtol=1e-4, atol=1e-5)
+  traced = ntk.empirical_ntk(f, params, x, x[:4])
+  np.testing.assert_allclose(traced, np.einsum("ijaa->ij", want), rtol=1e-4,
+                             atol=1e-5)
+  blocks = ntk.empirical_ntk(f, params, x, trace=False, chunk=2)
+  np.testing.assert_allclose(blocks, closed_form(params, x, x), rtol=1e-4,
+                             atol=1e-5)
+
+
+def test_ntk_equals_flattened_jacobians(net):
+  """Any network: J J^T from jax.jacfwd over the flat parameter vector."""
+  model = mlp.NTKMLP(widths=(6, 5), num_classes=C)
+  x = net[2]
+  params = model.init(jax.random.PRNGKey(3), x)["params"]
+  flat, unravel = ravel_pytree(params)
+  jac = np.asarray(jax.jacfwd(lambda w: model.apply(
+      {"params": unravel(w)}, x))(flat), np.float64)      # [N, C, P]
+  f = lambda p, xs: model.apply({"params": p}, xs)
+  np.testing.assert_allclose(
+      ntk.empirical_ntk(f, params, x, chunk=3),
+      np.einsum("iap,jap->ij", jac, jac), rtol=1e-4, atol=1e-5)
+
+
+def test_linearized_model_is_the_first_order_taylor_expansion(net):
+  f, params0, x = net
+  flat0, unravel = ravel_pytree(params0)
+  jac = np.asarray(jax.jacfwd(lambda w: f(unravel(w), x))(flat0), np.float64)
+  step = 0.3 * jax.random.normal(jax.random.PRNGKey(5), flat0.shape)
+  params = unravel(flat0 + step)
+  want = np.asarray(f(params0, x), np.float64) + jac @ np.asarray(step,
+                                                                  np.float64)
+  f_lin = ntk.linearize(f, params0)
+  np.testing.assert_allclose(f_lin(params, x), want, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(f_lin(params0, x), f(params0, x), atol=1e-6)
+  # A far step: the network leaves its linearization, f_lin does not bend.
+  assert np.abs(np.asarray(f(params, x)) - want).max() > 1e-3
+
+
+def test_kernel_regression_and_helpers():
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=(8, 12))
+  k = a @ a.T
+  k_test = rng.normal(size=(3, 12)) @ a.T
+  y, f0, f0t = (rng.normal(size=s) for s in ((8, 4), (8, 4), (3, 4)))
+  want = f0t + k_test @ np.linalg.solve(k + 0.1 * np.eye(8), y - f0)
+  got = ntk.kernel_regression(jnp.asarray(k, jnp.float32),
+                              jnp.asarray(k_test, jnp.float32),
+                              jnp.asarray(y, jnp.float32), f0, f0t, ridge=0.1)
+  np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+  tree = {"a": rng.normal(size=(3, 2)), "b": rng.normal(size=4)}
+  moved = {"a": tree["a"] + 1.0, "b": tree["b"]}
+  norm = np.sqrt((tree["a"] ** 2).sum() + (tree["b"] ** 2).sum())
+  np.testing.assert_allclose(ntk.relative_change(moved, tree),
+                             np.sqrt(6.0) / norm, rtol=1e-6)
+  widths = np.array([16, 64, 256, 1024])
+  assert ntk.loglog_slope(widths, 3.0 * widths ** -0.5) == pytest.approx(-0.5)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  config = load_config()
+  workdir = tmp_path_factory.mktemp("ntk") / "run"
+  return config, workdir, run_in_process(config, workdir)
+
+
+def test_run_end_to_end(run):
+  config, workdir, summary = run
+  assert_report_rebuilds(workdir)
+  assert summary["widths"] == list(config.ntk.widths)
+  for w in summary["widths"]:
+    st = summary["stages"][str(w)]
+    folder = workdir / "stages" / f"width_{w:05d}"
+    k0 = np.load(folder / "kernel0.npz")["kernel"].astype(np.float64)
+    ks = [np.load(folder / "records" / f"{t:08d}.npz")["kernel"]
+          .astype(np.float64) for t in summary["record_steps"]]
+    norm0 = np.linalg.norm(k0, axis=(1, 2))
+    np.testing.assert_allclose(
+        st["final"]["kernel_change"]["per_seed"],
+        np.linalg.norm(ks[-1] - k0, axis=(1, 2)) / norm0, rtol=1e-4)
+    ts = [0] + summary["record_steps"]
+    steps = np.diff(ts)
+    moved = [np.linalg.norm(b - a, axis=(1, 2)) / norm0
+             for a, b in zip([k0] + ks, ks)]
+    early = ts.index(summary["early_step"])
+    np.testing.assert_allclose(st["early_speed"]["per_seed"],
+                               np.sum(moved[:early], 0) / ts[early],
+                               rtol=1e-4)
+    np.testing.assert_allclose(st["speed"]["mean"],
+                               np.mean(moved, 1) / steps, rtol=1e-4)
+    assert 0 < st["final"]["weight_change"]["mean"] < 1
+    assert 0 <= st["agreement"]["mean"] <= 1
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    ({"ntk.widths": (64, 32)}, "strictly increasing"),
+    ({"model.name": "resnet"}, "model.name")])
+def test_bad_input_before_writing(tmp_path, overrides, needle):
+  assert_user_error_before_writing(load_config(overrides=overrides),
+                                   tmp_path / "run", [needle])
+
+
+def test_empty_widths_cli(tmp_path):
+  assert_cli_one_line_error(
+      ["--config=configs/ntk.py:mnist1d,runlocal", "--config.ntk.widths=()"],
+      tmp_path / "run", "non-empty", env=ENV)
