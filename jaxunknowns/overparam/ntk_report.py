@@ -81,8 +81,9 @@ def table(s):
   keys = ("weight_change", "kernel_change", "linearization", "train_loss")
   accs = ("network_accuracy", "kernel_regression_accuracy", "agreement")
   return report.markdown_table(
-      ["width", "params", *keys, "test acc. network (%)",
-       "test acc. kernel regression (%)", "agreement (%)"],
+      ["width", "params", *(k.replace("_", " ") for k in keys),
+       "test acc. network (%)", "test acc. kernel regression (%)",
+       "agreement (%)"],
       [[w, x["num_params"]] + [report.fmt(x["final"].get(k) or x[k], 1.0, 3,
                                           sig=True, n=False) for k in keys]
        + [report.fmt(x[k], n=False) for k in accs]
