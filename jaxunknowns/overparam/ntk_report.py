@@ -43,38 +43,37 @@ def comparisons(s):
   ours = {"model": s["model"], "data": s["dataset"], "loss": "mse"}
   vs = lambda q, ref, a, b, names, paper, **kw: compare.versus(
       q, ref, a, b, names, paper=paper, our_protocol=ours, **kw)
-  trend = lambda q, ref, key, up=False, k=1: compare.comparison(
+  one = lambda q, ref, text, rule, paper="yes": compare.comparison(
+      q, ref, text, *rule, paper=paper, our_protocol=ours)
+  trend = lambda q, ref, key, up=False, k=1: one(
       f"{q} {'rises' if up else 'falls'} with width", ref,
-      ", ".join(f"{k * _mean(x, key):.3g}" for x in st),
-      *compare.monotone([k * _mean(x, key) for x in st], increasing=up,
-                        what=q), paper="yes", our_protocol=ours)
-  wide, kernel = st[-1], s["slopes"]["kernel_change"]
-  fits = (("all widths", s["slopes"]),
-          (f"widths ≥ {ws[len(ws) // 2]}", s["slopes_wide"]))
+      ", ".join(f"{k * _mean(x, key):.3g}" for x in st), compare.monotone(
+          [k * _mean(x, key) for x in st], increasing=up, what=q))
+  slope, half = s["slopes"]["kernel_change"], f"widths ≥ {ws[len(ws) // 2]}"
   return ([vs(f"log-log slope of weight change vs width, {over}",
-              papers.LEE_WEIGHTS, fit["weight_change"], {"mean": -0.5},
+              papers.LEE_WEIGHTS, s[key]["weight_change"], {"mean": -0.5},
               ("ours", "paper"), "−0.5", rule=compare.within, tolerance=0.1,
-              scale=1.0) for over, fit in fits]
+              scale=1.0)
+           for over, key in (("all widths", "slopes"), (half, "slopes_wide"))]
           + [trend("weight change", papers.LEE_WEIGHTS, "weight_change"),
-             compare.comparison(
-                 "log-log slope of kernel change vs width, all widths",
-                 papers.LEE_KERNEL, report.fmt(kernel, 1.0),
-                 *compare.at_most(kernel, -0.5, scale=1.0, slack=0.1),
-                 paper="≤ −0.5 (an O(1/√n) bound)", our_protocol=ours),
+             one("log-log slope of kernel change vs width, all widths",
+                 papers.LEE_KERNEL, report.fmt(slope, 1.0), compare.at_most(
+                     slope, -0.5, scale=1.0, slack=0.1),
+                 "≤ −0.5 (an O(1/√n) bound)"),
              trend("kernel change", papers.LEE_KERNEL, "kernel_change"),
              trend("linearization error on the probe", papers.LEE_LINEAR,
                    "linearization"),
              trend("network / kernel-regression agreement (%)",
                    papers.LEE_LINEAR, "agreement", True, 100),
              vs(f"width {ws[-1]}: test accuracy, network vs kernel regression"
-                " (%)", papers.LEE_LINEAR, wide["network_accuracy"],
-                wide["kernel_regression_accuracy"], ("network", "K_0"),
+                " (%)", papers.LEE_LINEAR, st[-1]["network_accuracy"],
+                st[-1]["kernel_regression_accuracy"], ("network", "K_0"),
                 "equal", rule=compare.within, tolerance=0.02)]
           + [vs(f"width {x['width']}: kernel speed (10⁻³ / step) before vs "
                 f"after step {s['early_step']}", papers.FORT_EARLY,
                 x["early_speed"], x["late_speed"], ("early", "late"),
                 "early > late", scale=1e3, digits=3, sig=True)
-             for x in (st[0], wide)])
+             for x in (st[0], st[-1])])
 
 
 def table(s):
@@ -82,8 +81,7 @@ def table(s):
   accs = ("network_accuracy", "kernel_regression_accuracy", "agreement")
   return report.markdown_table(
       ["width", "params", *(k.replace("_", " ") for k in keys),
-       "test acc. network (%)", "test acc. kernel regression (%)",
-       "agreement (%)"],
+       *(f"test {k.replace('_', ' ')} (%)" for k in accs)],
       [[w, x["num_params"]] + [report.fmt(x["final"].get(k) or x[k], 1.0, 3,
                                           sig=True, n=False) for k in keys]
        + [report.fmt(x[k], n=False) for k in accs]
