@@ -1,8 +1,10 @@
-r"""Model-wise double descent: `--config=configs/double_descent.py[:VARIANT[,runlocal]]`.
+r"""Double descent: `--config=configs/double_descent.py[:VARIANT[,runlocal]]`.
 
 Nakkiran et al. 2019 and the MNIST-1D authors' notebook: with label noise,
 test error vs width peaks near the interpolation threshold and falls again
-beyond it; without noise there is no clear peak.
+beyond it; without noise there is no clear peak. Nakkiran et al.'s other
+two forms: over training (epoch-wise) and over the training-set size
+(sample-wise), `double_descent.mode`.
 
 Variants (default mnist1d):
   mnist1d          MLP 40-h-h-10 on MNIST-1D, SGD 0.01, momentum 0.9, batch
@@ -10,6 +12,10 @@ Variants (default mnist1d):
   mnist1d_paper    The same at the notebook's 500 epochs and widths to 300
                    (~11 min on 2 CPU cores: peak at h = 47, threshold 56;
                    docs/results/double_descent/mnist1d_paper).
+  mnist1d_epochwise  Epoch-wise: test error over training (40 log-spaced
+                   steps of the 500 epochs) at widths 8 … 512, 15% noise.
+  mnist1d_samplewise Sample-wise: test error vs training-set size (250 …
+                   4000, nested) at widths 8 … 64, 15% noise, 10000 steps.
   mnist1d_cnn      Conv-2 on MNIST-1D, h channels in the first conv layer.
   cifar10_resnet   Nakkiran et al.'s setting on TFDS CIFAR-10: ResNet widths
                    1 ... 64, Adam 1e-4, 15% noise, 4K epochs (paper scale).
@@ -35,6 +41,11 @@ def sweep_fields(c):
   c.sweep.check_every = 1000     # (Only used with stop_train_loss > 0.)
   c.sweep.capacity = False       # Capacity measures (width_sweep's analysis) off.
   c.sweep.interpolation_error = 0.01  # Mean train error at or below which a width interpolates.
+  c.double_descent = ml_collections.ConfigDict()
+  c.double_descent.mode = "model"  # "model" (error vs width), "epoch" (vs step), "sample" (vs n).
+  c.double_descent.record_points = 0  # mode "epoch": ~log-spaced steps recording the errors
+                                     # (snapped to powers of 2 / multiples of train.log_every).
+  c.double_descent.train_sizes = ()  # mode "sample": nested training-set sizes, increasing.
 
 
 def mnist1d(c):
@@ -58,6 +69,30 @@ def mnist1d_paper(c):
   c.train.steps = 20000          # 500 epochs, as the notebook.
   c.train.eval_every = 2000
   c.train.checkpoint_every = 4000
+
+
+def mnist1d_epochwise(c):
+  """Epoch-wise: test error over 500 epochs for widths below, at and far
+  above the interpolation threshold (h* ≈ 56 at this budget), 15% noise."""
+  mnist1d_paper(c)
+  c.double_descent.mode = "epoch"
+  c.double_descent.record_points = 40
+  c.sweep.widths = (8, 16, 32, 56, 128, 512)
+  c.sweep.label_noise = (0.15,)
+
+
+def mnist1d_samplewise(c):
+  """Sample-wise: test error vs training-set size (nested subsets of the
+  4000 examples, 15% noise, the same 10000 steps for every size) at widths
+  around the threshold."""
+  mnist1d(c)
+  c.double_descent.mode = "sample"
+  c.double_descent.train_sizes = (250, 500, 1000, 1500, 2000, 3000, 4000)
+  c.sweep.widths = (8, 16, 32, 64)
+  c.sweep.label_noise = (0.15,)
+  c.train.steps = 10000
+  c.train.eval_every = 0         # Evaluate at the end of each stage only.
+  c.train.checkpoint_every = 5000
 
 
 def mnist1d_cnn(c):
@@ -84,7 +119,8 @@ def cifar10_resnet(c):
   c.train.max_train_eval = 10000
 
 
-VARIANTS = {f.__name__: f for f in (mnist1d, mnist1d_paper, mnist1d_cnn,
+VARIANTS = {f.__name__: f for f in (mnist1d, mnist1d_paper, mnist1d_epochwise,
+                                    mnist1d_samplewise, mnist1d_cnn,
                                     cifar10_resnet)}
 
 
@@ -95,6 +131,11 @@ def runlocal(c):
   c.data.train_size = min(c.data.train_size, 1000)
   c.train.max_train_eval = 500
   c.sweep.widths = tuple(c.sweep.widths[:3])
+  if c.double_descent.mode == "epoch":
+    c.double_descent.record_points = 6
+  if c.double_descent.mode == "sample":
+    c.double_descent.train_sizes = (100, 200, 400)
+    c.data.train_size = 0
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

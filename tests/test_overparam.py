@@ -481,6 +481,85 @@ def test_double_descent_end_to_end(tmp_path):
   assert_report_rebuilds(tmp_path / "dd")
 
 
+def test_over_training_reading_matches_brute_force():
+  """double_descent.over_training against an exhaustive reading of small
+  curves: the peak k maximizes min(rise above the minimum before k, fall to
+  the minimum from k on; a curve that only falls has no rise); early
+  stopping's gain is final − best."""
+  from jaxunknowns.overparam import double_descent  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  curves = [np.array([0.5, 0.3, 0.4, 0.2, 0.25]),   # descent, rise, descent
+            np.array([0.5, 0.4, 0.3, 0.2, 0.1]),    # monotone: no rise
+            np.array([0.5, 0.2, 0.3, 0.35, 0.4])]   # a U: early stopping wins
+  curves += [rng.random(9) for _ in range(20)]
+  for e in curves:
+    rise = lambda k, e=e: max(e[k] - min(e[:k]), 0.0)
+    best = max(range(1, len(e) - 1), key=lambda k, e=e: min(
+        rise(k), e[k] - min(e[k:])))
+    r = double_descent.over_training(e)
+    assert r["rise"] == pytest.approx(rise(best))
+    assert r["fall"] == pytest.approx(e[best] - min(e[best:]))
+    assert r["early_stopping_gain"] == pytest.approx(e[-1] - e.min())
+  assert double_descent.over_training(curves[0])["second_descent"] == (
+      pytest.approx(0.1))
+  assert double_descent.over_training(curves[1])["rise"] == 0.0
+  assert double_descent.over_training(curves[2])["early_stopping_gain"] == (
+      pytest.approx(0.2))
+
+
+@pytest.mark.parametrize("mode", ["epoch", "sample"])
+def test_double_descent_epoch_and_sample_modes_end_to_end(tmp_path, mode):
+  variant = {"epoch": "mnist1d_epochwise", "sample": "mnist1d_samplewise"}[mode]
+  config = load_config("double_descent", f"{variant},runlocal", overrides={
+      "sweep.widths": (4, 16), "sweep.depth": 1})
+  summary = run_in_process(config, tmp_path / mode)
+  assert summary["mode"] == mode
+  if mode == "epoch":
+    from jaxunknowns.overparam import double_descent  # pylint: disable=g-import-not-at-top
+    steps = double_descent.record_steps(config)
+    assert steps[0] == 1 and steps[-1] == config.train.steps
+    rows = [r for r in read_rows(tmp_path / mode)
+            if r["split"] == "over_training"]
+    for q in summary["curves"][0]["points"]:
+      o = q["over_training"]
+      assert o["steps"] == steps
+      mine = [r for r in rows if r["width"] == q["width"]]
+      assert len(mine) == len(steps) * config.seeds
+      # The last recorded test error is the stage's final evaluation.
+      np.testing.assert_allclose([c[-1] for c in o["test_error"]["per_seed"]],
+                                 q["test_error"]["per_seed"], atol=1e-6)
+      assert o["rise"]["per_seed"] == [double_descent_reading(c)["rise"]
+                                       for c in o["test_error"]["per_seed"]]
+  else:
+    sizes = list(config.double_descent.train_sizes)
+    assert [c["width"] for c in summary["curves"]] == [4, 16]
+    for c in summary["curves"]:
+      assert [q["train_size"] for q in c["points"]] == sizes
+    stages = tmp_path / mode / "stages" / "noise_0.15" / "width_00004"
+    assert sorted(p.name for p in stages.iterdir()) == [
+        f"n_{n:06d}" for n in sizes]
+  assert_report_rebuilds(tmp_path / mode)
+
+
+def double_descent_reading(curve):
+  from jaxunknowns.overparam import double_descent  # pylint: disable=g-import-not-at-top
+  return double_descent.over_training(np.asarray(curve))
+
+
+def test_sample_mode_subsets_are_nested_with_the_same_noisy_labels():
+  """mode 'sample' trains on prefixes of ONE noisy set: loading each size
+  with data.train_size would redraw the noise (the generator's stream
+  depends on n), so the subsets would not be nested."""
+  from jaxunknowns.data import load_dataset  # pylint: disable=g-import-not-at-top
+  config = load_config("double_descent", "mnist1d_samplewise")
+  data = config.data.copy_and_resolve_references()
+  data.label_noise = 0.15
+  full = load_dataset(data).train.y
+  data.train_size = 1000
+  redrawn = load_dataset(data).train.y
+  assert not np.array_equal(redrawn, full[:1000])  # why prefixes are taken
+
+
 # -----------------------------------------------------------------------------
 # 4. Bad input
 # -----------------------------------------------------------------------------
@@ -502,6 +581,19 @@ BAD_INPUTS = [
     ("double_descent", {"sweep.widths": (16, 8)},
      ["sweep.widths", "increasing"]),
     ("double_descent", {"model.name": "mnist1d_cnn"}, ["model.name", "conv2"]),
+    ("double_descent", {"double_descent.mode": "width"},
+     ["double_descent.mode", "model or epoch or sample"]),
+    ("double_descent", {"double_descent.record_points": 10},
+     ["double_descent.record_points", "only mode='epoch'"]),
+    ("double_descent", {"double_descent.mode": "sample",
+                        "double_descent.train_sizes": (500, 250)},
+     ["double_descent.train_sizes", "increasing"]),
+    ("double_descent", {"double_descent.mode": "sample", "data.train_size": 0,
+                        "double_descent.train_sizes": (500, 9000)},
+     ["double_descent.train_sizes", "at most the 4000"]),
+    ("double_descent", {"double_descent.mode": "epoch",
+                        "double_descent.record_points": 2},
+     ["double_descent.record_points", ">= 3"]),
 ]
 
 

@@ -1,5 +1,6 @@
-"""`double_descent`: model-wise double descent (Nakkiran et al. 2019; the
-MNIST-1D authors' notebook).
+"""`double_descent` in Nakkiran et al.'s (2020) three forms, by
+`double_descent.mode`: model-wise (the MNIST-1D authors' notebook), epoch-wise
+and sample-wise.
 
 What runs: the width sweep of `width_sweep` (same stages, same resumable
 folders stages/noise_P/width_HHHHH), by default an MLP 40-h-h-10 on MNIST-1D
@@ -14,13 +15,34 @@ without. What it adds is the reading of the curves:
   error within two octaves of the threshold (else the highest interior local
   maximum anywhere), and how far it stands above the best smaller width and
   the best larger width.
+
+mode = "epoch": the same stages record train and test error at
+`double_descent.record_points` log-spaced steps (a trainer Callback; the
+rows go to metrics.jsonl, split "over_training"). Each seed's test-error
+curve is read as: its largest rise above an earlier minimum at a step k and
+its fall after k (k maximizing the smaller of the two; a second descent
+when both are >= PEAK_MIN_GAP), and early stopping's gain, final minus best.
+
+mode = "sample": for every width and each size n of
+`double_descent.train_sizes`, a stage trains on the first n examples of the
+training set (nested subsets of one noisy, normalized set: the labels and
+the normalization do not change with n) for the same `train.steps`.
 """
 
 import math
+import time
 from typing import Any, Dict, Mapping, Optional
 
-from jaxunknowns import experiments
+import numpy as np
+
+from jaxunknowns import experiments, metrics, runs, validation
+from jaxunknowns.data import load_dataset
 from jaxunknowns.overparam import width_sweep
+from jaxunknowns.stages import train_stage
+from jaxunknowns.trainer import Callback
+
+MODES = ("model", "epoch", "sample")
+OVER_TRAINING = "over_training"  # metrics.jsonl split of mode "epoch"
 
 # How far (a factor in width) from the interpolation threshold a test-error
 # peak may lie and still count as "near" it.
@@ -62,15 +84,155 @@ def find_peak(curve: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
   }
 
 
+def _positive_ints(values) -> bool:
+  return all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+             for v in values)
+
+
+def validate(config):
+  width_sweep.validate(config)
+  d, check = config.double_descent, validation.check
+  check(d.mode in MODES, "double_descent.mode", d.mode, " or ".join(MODES))
+  if d.mode == "epoch":
+    check(_positive_ints([d.record_points]) and d.record_points >= 3,
+          "double_descent.record_points", d.record_points,
+          "an integer >= 3 (steps at which mode='epoch' records the errors)")
+  else:
+    check(d.record_points == 0, "double_descent.record_points",
+          d.record_points, "0: only mode='epoch' records errors over training")
+  sizes = tuple(d.train_sizes)
+  if d.mode == "sample":
+    check(len(sizes) >= 2 and _positive_ints(sizes) and all(
+        a < b for a, b in zip(sizes, sizes[1:])), "double_descent.train_sizes",
+          sizes, "at least two strictly increasing training-set sizes")
+    check(config.data.train_size == 0, "data.train_size",
+          config.data.train_size, "0 with mode='sample' (the sizes are "
+          "double_descent.train_sizes)")
+  else:
+    check(not sizes, "double_descent.train_sizes", sizes,
+          "(): only mode='sample' varies the training set")
+
+
+def record_steps(config):
+  """About `record_points` log-spaced steps, snapped to powers of two below
+  `train.log_every` and to its multiples above: the trainer compiles one
+  scan per distinct chunk length, so a raw log grid (35 lengths) would
+  compile ~35 times per width; this one about ten."""
+  n, steps, chunk = (config.double_descent.record_points, config.train.steps,
+                     config.train.log_every)
+  snap = lambda t: (2 ** round(np.log2(t)) if t < chunk else
+                    min(steps, chunk * round(t / chunk)))
+  return sorted({int(snap(t)) for t in np.geomspace(1, steps, n)} | {steps})
+
+
+def error_recorder(trainer, name):
+  """Train and test error of every run at the recorded steps."""
+  del name
+  def fn(tr, state, step):
+    del step
+    return {f"{split}_error": 1.0 - ev["accuracy"]
+            for split, ev in tr.evaluate_all(state).items()
+            if split in ("train", "test")}
+  return [Callback(OVER_TRAINING, every=0, fn=fn,
+                   steps=tuple(record_steps(trainer.config)))]
+
+
+def over_training(errors: np.ndarray) -> Dict[str, float]:
+  """One seed's test-error curve over the recorded steps (module doc)."""
+  best_k, best = 1, (-np.inf, 0.0, 0.0)
+  for k in range(1, len(errors) - 1):
+    rise = max(errors[k] - errors[:k].min(), 0.0)  # none below: no rise
+    fall = errors[k] - errors[k:].min()
+    if min(rise, fall) > best[0]:
+      best_k, best = k, (min(rise, fall), rise, fall)
+  return {"rise": float(best[1]), "fall": float(best[2]),
+          "second_descent": float(best[0]), "peak_index": best_k,
+          "early_stopping_gain": float(errors[-1] - errors.min())}
+
+
+def add_curves(summary, workdir):
+  """mode 'epoch': every point's recorded curves and their reading."""
+  rows = list(metrics.read_metrics(workdir.path))
+  for c in summary["curves"]:
+    for q in c["points"]:
+      labels = {"label_noise": c["label_noise"], "width": q["width"]}
+      curves = {k: metrics.curves(rows, OVER_TRAINING, k, **labels)
+                for k in ("train_error", "test_error")}
+      seeds = sorted(curves["test_error"])
+      steps = sorted(curves["test_error"][seeds[0]])
+      per_seed = {k: np.array([[v[s][t] for t in steps] for s in seeds])
+                  for k, v in curves.items()}
+      readings = [over_training(e) for e in per_seed["test_error"]]
+      q["over_training"] = {
+          "steps": steps,
+          **{k: {"mean": v.mean(0).tolist(), "per_seed": v.tolist()}
+             for k, v in per_seed.items()},
+          **{k: metrics.stats([r[k] for r in readings])
+             for k in ("rise", "fall", "second_descent",
+                       "early_stopping_gain")}}
+
+
+def run_samples(config, workdir) -> Dict[str, Any]:
+  """mode 'sample': a stage per (noise, width, size) on nested subsets."""
+  widths = [int(w) for w in config.sweep.widths]
+  sizes = [int(n) for n in config.double_descent.train_sizes]
+  full = {p: load_dataset(width_sweep.stage_config(config, label_noise=p).data)
+          for p in map(float, config.sweep.label_noise)}
+  for p, ds in full.items():
+    validation.check(sizes[-1] <= len(ds.train.y), "double_descent.train_sizes",
+                     tuple(sizes), f"at most the {len(ds.train.y)} training "
+                     "examples")
+  seeds, t_start = runs.seeds_of(config), time.time()
+  trainers = {(p, w, n): runs.build_trainer(
+      width_sweep.stage_config(config, width=w, label_noise=p),
+      dataset=ds.replace(train=ds.train.take(slice(0, n))))
+              for p, ds in full.items() for w in widths for n in sizes}
+  workdir.open()
+  writer = metrics.MetricWriter(workdir.path)
+  curves = []
+  for p in full:
+    for w in widths:
+      points = []
+      for n in sizes:
+        result = train_stage(
+            trainers.pop((p, w, n)), workdir=workdir, seeds=seeds,
+            name=f"{width_sweep.noise_name(p)}/width_{w:05d}/n_{n:06d}",
+            labels={"label_noise": p, "width": w, "train_size": n},
+            writer=writer, steps=config.train.steps)
+        points.append({"train_size": n,
+                       **width_sweep.point_summary(w, result)})
+      curves.append({"label_noise": p, "width": w, "points": points})
+  writer.close()
+  return {
+      "experiment": "double_descent", "dataset": config.data.name,
+      "model": config.model.name, "depth": config.sweep.depth,
+      "width_means": width_sweep.width_description(config), "widths": widths,
+      "train_sizes": sizes, "seeds": seeds,
+      "train_examples": sizes[-1], "curves": curves,
+      "wall_time_s": time.time() - t_start,
+      "stages_wall_time_s": sum(q["wall_time_s"] for c in curves
+                                for q in c["points"]),
+      "machine": runs.machine_info()}
+
+
 def run(config, workdir):
-  summary = width_sweep.run_sweep(config, workdir, "double_descent")
+  mode = config.double_descent.mode
+  if mode == "sample":
+    summary = run_samples(config, workdir)
+  else:
+    summary = width_sweep.run_sweep(
+        config, workdir, "double_descent",
+        **({"callbacks": error_recorder} if mode == "epoch" else {}))
+    for curve in summary["curves"]:
+      curve["peak"] = find_peak(curve)
+    if mode == "epoch":
+      add_curves(summary, workdir)
+  summary["mode"] = mode
   summary["interpolation_error"] = config.sweep.interpolation_error
-  for curve in summary["curves"]:
-    curve["peak"] = find_peak(curve)
   experiments.finish("double_descent", workdir, config, summary)
   return summary
 
 
 experiments.register(
-    "double_descent", validate=width_sweep.validate,
+    "double_descent", validate=validate,
     report="jaxunknowns.overparam.double_descent_report:write")(run)

@@ -1,6 +1,9 @@
-"""report.md and double_descent.png of a `double_descent` run."""
+"""report.md and the figure of a `double_descent` run, by its mode: error
+vs width (double_descent.png), over training (over_training.png) or vs the
+training-set size (over_samples.png)."""
 
 import math
+import os
 
 from jaxunknowns import report
 from jaxunknowns.overparam import papers
@@ -58,7 +61,121 @@ def comparisons(config, summary):
                 for c in summary["curves"] if c["label_noise"] == 0][:1]
 
 
+def epoch_comparisons(config, summary):
+  """The smallest width, the interpolating one (h*, else the widest) and the
+  widest: no rise; early stopping wins; a second descent (module doc)."""
+  c, gap = summary["curves"][0], PEAK_MIN_GAP
+  points, h = c["points"], c.get("interpolation_width")
+  at = {q["width"]: q["over_training"] for q in points}
+  ours = papers.our_protocol(config, summary["train_examples"])
+  rows = [(points[0]["width"], "rise", compare.at_most,
+           papers.NAKKIRAN_EPOCH_SMALL, "no rise"),
+          (h or points[-1]["width"], "early_stopping_gain", compare.at_least,
+           papers.NAKKIRAN_EPOCH_MEDIUM, "final above best"),
+          (points[-1]["width"], "second_descent", compare.at_least,
+           papers.NAKKIRAN_EPOCH_LARGE, "rise and fall")]
+  label = {"rise": "rise above an earlier minimum",
+           "early_stopping_gain": "final − best test error",
+           "second_descent": "smaller of its rise and later fall"}
+  return [compare.comparison(
+      f"h = {w}{' (h*)' * (w == h)}: {label[key]} (points)", ref,
+      report.fmt(at[w][key]), *rule(at[w][key], gap), paper=paper,
+      our_protocol=ours) for w, key, rule, ref, paper in rows]
+
+
+def size_peak(curve):
+  """The n of the highest interior local maximum of mean test error vs n."""
+  e = [q["test_error"]["mean"] for q in curve["points"]]
+  inner = [i for i in range(1, len(e) - 1) if e[i - 1] <= e[i] >= e[i + 1]]
+  return (curve["points"][max(inner, key=e.__getitem__)]["train_size"]
+          if inner else None)
+
+
+def sample_comparisons(config, summary):
+  """The largest rise of test error between consecutive sizes (paired over
+  seeds), and where each width's test error peaks."""
+  ours = papers.our_protocol(config, summary["train_examples"])
+  err = lambda q: q["test_error"]
+  rises = [(err(b)["mean"] - err(a)["mean"], c["width"], a, b)
+           for c in summary["curves"]
+           for a, b in zip(c["points"], c["points"][1:])]
+  _, w, a, b = max(rises, key=lambda r: r[0])
+  peaks = [n for n in map(size_peak, summary["curves"]) if n is not None]
+  return [compare.versus(
+      f"h = {w}: test error (%) at n = {b['train_size']} vs n = "
+      f"{a['train_size']} (the largest rise)", papers.NAKKIRAN_SAMPLE,
+      err(b), err(a), (f"n={b['train_size']}", f"n={a['train_size']}"),
+      paper="more data hurts", our_protocol=ours),
+          compare.comparison(
+              "n of the test-error peak vs width", papers.NAKKIRAN_SAMPLE_SHIFT,
+              ", ".join(f"h = {c['width']}: {size_peak(c) or 'no peak'}"
+                        for c in summary["curves"]), *compare.monotone(
+                  peaks, increasing=True, what="the peak's n"),
+              paper="grows with width", our_protocol=ours)]
+
+
+def plot_modes(path, summary, x):
+  """Test (solid) and train (dashed) error per width against the step
+  ("epoch") or the training-set size ("sample"), mean ± std over seeds."""
+  if x == "step":  # (width, xs, {key: [R][len(xs)]})
+    series = [(q["width"], q["over_training"]["steps"], {
+        k: q["over_training"][k]["per_seed"] for k in ("test_error",
+                                                       "train_error")})
+              for q in summary["curves"][0]["points"]]
+  else:
+    series = [(c["width"], [q["train_size"] for q in c["points"]], {
+        k: list(zip(*[q[k]["per_seed"] for q in c["points"]]))
+        for k in ("test_error", "train_error")}) for c in summary["curves"]]
+  figure = {"step": "over_training.png", "n": "over_samples.png"}[x]
+  with report.figure(os.path.join(path, figure), size=(7, 4.4)) as (ax,):
+    for i, (w, xs, per_seed) in enumerate(series):
+      for key, style in (("test_error", "-"), ("train_error", "--")):
+        report.plot_band(ax, {r: dict(zip(xs, v)) for r, v in enumerate(
+            per_seed[key])}, f"h = {w}" if style == "-" else None,
+                         scale=100, color=f"C{i}", linestyle=style)
+    ax.set(xscale="log", xlabel={"step": "step", "n": "training examples n"}[x],
+           ylabel="error (%): test solid, train dashed")
+  return figure
+
+
+def write_mode(path, config, summary, mode):
+  x = {"epoch": "step", "sample": "n"}[mode]
+  figure = plot_modes(path, summary, x)
+  rows = (epoch_comparisons if mode == "epoch" else sample_comparisons)(
+      config, summary)
+  refs = ((papers.NAKKIRAN_EPOCH_SMALL, papers.NAKKIRAN_EPOCH_MEDIUM,
+           papers.NAKKIRAN_EPOCH_LARGE) if mode == "epoch" else
+          (papers.NAKKIRAN_SAMPLE, papers.NAKKIRAN_SAMPLE_SHIFT))
+  d, ms = config.double_descent, lambda s: wsr.ms(s, 100, 2, False)
+  details = [report.markdown_table(
+      ["width", "final train error (%)", "final test error (%)",
+       "rise (points)", "fall (points)", "early stopping gain (points)"],
+      [[q["width"], ms(q["train_error"]), ms(q["test_error"])] + [
+          ms(q["over_training"][k]) for k in ("rise", "fall",
+                                              "early_stopping_gain")]
+       for q in summary["curves"][0]["points"]])] if mode == "epoch" else [
+           report.markdown_table(["width", *(f"n = {n}" for n in
+                                             summary["train_sizes"])],
+                                 [[c["width"], *(ms(q["test_error"]) for q in
+                                                 c["points"])]
+                                  for c in summary["curves"]])]
+  wsr.write_page(path, config, summary, refs, (
+      f"{summary['width_means']}: {', '.join(map(str, summary['widths']))}; "
+      "label noise " + ", ".join(f"{100 * p:g}%" for p in config.sweep.label_noise)
+      + f"; {config.train.steps} steps per stage; " + (
+          f"train and test error at {d.record_points} log-spaced steps"
+          if mode == "epoch" else "training sets: the first n of one noisy "
+          f"set, n ∈ {tuple(d.train_sizes)}")), figures=[(
+              f"Error against the {'step' if mode == 'epoch' else 'training-set size'}"
+              ", per width", figure)], comparisons=rows,
+      details=[f"### Every width (test error: mean ± std over "
+               f"{len(summary['seeds'])} seeds)\n\n" + details[0]])
+
+
 def write(path, config, summary):
+  mode = summary.get("mode", "model")
+  if mode != "model":
+    return write_mode(path, config, summary, mode)
   wsr.write_sweep(path, config, summary, "double_descent.png", (
       papers.NOTEBOOK_SMALL, papers.NOTEBOOK_PEAK, papers.NOTEBOOK_LARGE,
       papers.NOTEBOOK_CLEAN), comparisons(config, summary))

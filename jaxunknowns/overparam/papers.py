@@ -57,6 +57,23 @@ NOTEBOOK_CLEAN = Reference("Without label noise: no clear peak.",
                            "MNIST-1D notebook", protocol=_NOTEBOOK)
 
 
+# Nakkiran et al. 2020 ("Deep double descent"), the two other forms:
+_NAKKIRAN = {"model": "ResNet18 (widths 1–64)", "data": "cifar10",
+             "label noise": "20%", "optimizer": "adam"}
+NAKKIRAN_EPOCH_SMALL, NAKKIRAN_EPOCH_MEDIUM, NAKKIRAN_EPOCH_LARGE = (
+    Reference(s, "Nakkiran et al. 2020, Sec. 6, Fig. 9", protocol=_NAKKIRAN)
+    for s in ("Over training, a small model's test error falls (no rise).",
+              "A medium model, one that barely reaches zero train error, "
+              "follows a U over training: early stopping wins.",
+              "A sufficiently large model's test error descends twice over "
+              "training (epoch-wise double descent)."))
+NAKKIRAN_SAMPLE, NAKKIRAN_SAMPLE_SHIFT = (
+    Reference(s, "Nakkiran et al. 2020, Sec. 7, Fig. 11", protocol=_NAKKIRAN)
+    for s in ("Near the critical training-set size more data does not help "
+              "and can hurt: test error rises with n.",
+              "The critical size grows with the model: the test-error peak "
+              "moves to larger n for wider models."))
+
 def our_protocol(config, train_examples: int, **extra):
   """This run's settings under the keys the references declare."""
   t, sweep = config.train, config.get("sweep")

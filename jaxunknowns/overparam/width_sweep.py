@@ -148,9 +148,11 @@ def noise_name(p: float) -> str:
   return f"noise_{p:g}"
 
 
-def run_sweep(config, workdir, experiment: str) -> Dict[str, Any]:
+def run_sweep(config, workdir, experiment: str,
+              callbacks=lambda trainer, name: ()) -> Dict[str, Any]:
   """The width sweep shared by `width_sweep` and `double_descent`: trains
-  every (noise, width) stage and returns the summary."""
+  every (noise, width) stage and returns the summary. `callbacks(trainer,
+  stage name)`: trainer.Callbacks to run while a stage trains."""
   widths = [int(w) for w in config.sweep.widths]
   noise_levels = [float(p) for p in config.sweep.label_noise]
   # Everything that can fail on bad input fails here, before workdir.open():
@@ -176,11 +178,12 @@ def run_sweep(config, workdir, experiment: str) -> Dict[str, Any]:
       trainer = first if first is not None else runs.build_trainer(
           stage_config(config, width=w, label_noise=p), dataset=datasets[p])
       first = None
+      name = f"{noise_name(p)}/width_{w:05d}"
       result = train_stage(
-          trainer, workdir=workdir, name=f"{noise_name(p)}/width_{w:05d}",
+          trainer, workdir=workdir, name=name,
           labels={"label_noise": p, "width": w}, seeds=seeds, writer=writer,
           steps=config.train.steps, check_every=config.sweep.check_every,
-          stop=stop,
+          stop=stop, callbacks=callbacks(trainer, name),
           measure=capacity_measure if config.sweep.capacity else None)
       del trainer
       points.append(point_summary(w, result))
