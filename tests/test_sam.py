@@ -113,6 +113,7 @@ def mnist1d(train_size):
   return load_dataset(c.data)
 
 
+@functools.lru_cache(maxsize=None)  # a trainer (and its compiled step) once
 def make_trainer(norm="none", hparams=(), **optim_fields):
   c = config_defaults.base_config()
   c.data.name, c.data.train_size = "mnist1d", 256
@@ -129,7 +130,9 @@ def one_step(trainer, x, y):
   """(state after one train_step, the state before) of one run, seed 0."""
   v = jax.jit(trainer.init_one)(jax.random.PRNGKey(0))
   state = {"step": jnp.int32(0), **v, "opt_state": trainer.tx.init(v["params"])}
-  return jax.jit(trainer.train_step)(state, x, y)[0], state
+  if not hasattr(trainer, "jitted_step"):
+    trainer.jitted_step = jax.jit(trainer.train_step)
+  return trainer.jitted_step(state, x, y)[0], state
 
 
 def batch(trainer):
