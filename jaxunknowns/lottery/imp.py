@@ -13,10 +13,22 @@ The loop, level by level:
               random_prune   a random mask with the ticket's per-layer
                              sparsity, on the step-k weights.
 
+Retraining after each pruning (`prune.retrain`; Renda, Frankle & Carbin 2020):
+  rewind_weights  survivors back to their step-k values, the lr schedule
+                  replayed from step k (the loop above);
+  rewind_lr       the trained weights of the previous level kept, the lr
+                  schedule replayed from step k (train.steps - k steps);
+  finetune        the trained weights kept, train.steps - k steps at the
+                  schedule's final lr (a second trainer with that constant lr).
+`prune.compare_retrain` adds the other modes as arms: each its own IMP
+lineage (its own masks, pruned at the same rates), trained level by level
+after the main runs, in levels/level_LL/MODE/.
+
 Optimizer state at a rewind: every level starts from a fresh optimizer
 (zero moments, Adam's count at 0), as OpenLTH re-creates its optimizer each
-level; the learning-rate schedule is a function of the step (optim.py), so a
-late-rewound level continues the schedule from step k.
+level; the learning-rate schedule is a function of the run's step counter
+(optim.py), and every retrained level starts that counter at k, so both
+rewinding modes replay the schedule from step k with no offset to carry.
 
 Each level is a resumable stage: its checkpoints live in
 workdir/levels/level_LL/, and a rerun of a killed job skips finished levels
@@ -38,6 +50,7 @@ from jaxunknowns.metrics import MetricWriter, read_metrics, stats
 
 VARIANTS = ("ticket", "random_reinit", "random_prune")
 CONTROLS = VARIANTS[1:]
+RETRAIN = ("rewind_weights", "rewind_lr", "finetune")
 # Fresh initializations of the random_reinit control use seed + this offset
 # (times the level), so they never coincide with any ticket's initialization.
 REINIT_SEED_OFFSET = 100_003
@@ -63,6 +76,7 @@ def validate(config):
   check(p.method in ("layerwise", "global"), "prune.method", p.method,
         "'layerwise' or 'global'")
   refuse_unused_fields(p)
+  check_retrain(config)
   check(0 <= p.rewind_step < config.train.steps, "prune.rewind_step",
         p.rewind_step, f"in [0, train.steps={config.train.steps})")
   for c in controls_of(config):
@@ -98,6 +112,38 @@ def refuse_unused_fields(p):
     raise UserError("prune.exclude_output=True applies to prune.method="
                     "'global' only; layer-wise pruning keeps the output layer "
                     "dense with prune.output_fraction=0")
+
+
+def check_retrain(config):
+  """`prune.retrain` and its arms; a setting no chosen mode would use is an
+  error: a rewind step with fine-tuning only, lr rewinding of a schedule that
+  never changes (it would be fine-tuning), the instability of tickets that
+  were not weight-rewound."""
+  p, o = config.prune, config.optim
+  modes = retrain_modes(config)
+  validation.check(p.retrain in RETRAIN, "prune.retrain", p.retrain,
+                   f"one of {RETRAIN}")
+  validation.check(
+      all(m in RETRAIN for m in modes) and len(set(modes)) == len(modes),
+      "prune.compare_retrain", tuple(modes[1:]),
+      f"modes of {RETRAIN} other than prune.retrain={p.retrain!r}")
+  if p.rewind_step and modes == ["finetune"]:
+    raise UserError(f"prune.rewind_step={p.rewind_step} rewinds weights or "
+                    "the lr schedule; prune.retrain='finetune' rewinds "
+                    "nothing: set it to 0")
+  if "rewind_lr" in modes and o.schedule == "constant" and not o.warmup_steps:
+    raise UserError("prune.retrain/compare_retrain 'rewind_lr' replays the lr "
+                    "schedule, and optim.schedule='constant' has nothing to "
+                    "replay (it would be 'finetune'): set optim.schedule")
+  if config.stability.levels and p.retrain != "rewind_weights":
+    raise UserError(f"stability.levels={tuple(config.stability.levels)} "
+                    "analyses weight-rewound tickets; prune.retrain="
+                    f"{p.retrain!r}: set stability.levels=()")
+
+
+def retrain_modes(config) -> List[str]:
+  """The main retraining mode, then the compared arms."""
+  return [config.prune.retrain] + items(config.prune.compare_retrain)
 
 
 def items(values) -> List[str]:
@@ -238,39 +284,54 @@ def run(config, workdir):
                         dense, ["ticket"], seeds)]
   save_masks(workdir, 0, optim.get_update_mask(dense.state["opt_state"]))
 
-  ticket_params = run_params(dense.state, 0, S)
-  ticket_masks = optim.get_update_mask(dense.state["opt_state"])
-  masks_by_level = {0: ticket_masks}
+  modes = retrain_modes(config)
+  trainers = {m: finetune_trainer(config, trainer) if m == "finetune"
+              else trainer for m in modes}
+  # Each mode's lineage: the last level's ticket state (S runs first) and masks.
+  lineage = {m: (dense.state, optim.get_update_mask(dense.state["opt_state"]))
+             for m in modes}
+  masks_by_level = {0: lineage[modes[0]][1]}
   for level in range(1, config.prune.levels + 1):
-    masks = [pruner(run_slice(ticket_params, r), run_slice(ticket_masks, r))
-             for r in range(S)]
-    ticket_masks = stack_runs(masks)
-    state = level_start_state(trainer, config, rewind, ticket_masks, seeds,
-                              level, variants)
-    result = trainer.fit(
-        state, steps=T, data_seeds=seeds * len(variants), writer=writer,
-        run_labels=[{"level": level, "variant": v, "seed": s}
-                    for v in variants for s in seeds],
-        checkpoint_dir=level_dir(level, "checkpoints"),
-        description=f"level {level}")
-    entry = level_entry(level, ticket_masks, result, variants, seeds)
+    entry = None
+    for mode in modes:
+      last, last_masks = lineage[mode]
+      ticket_masks = stack_runs([
+          pruner(run_slice(run_params(last, 0, S), r), run_slice(last_masks, r))
+          for r in range(S)])
+      arms = variants if mode == modes[0] else [mode]
+      start = rewind if mode == "rewind_weights" else last
+      state = level_start_state(trainers[mode], config, start, ticket_masks,
+                                seeds, level, arms)
+      result = trainers[mode].fit(
+          state, steps=T, data_seeds=seeds * len(arms), writer=writer,
+          run_labels=[{"level": level, "variant": v, "seed": s}
+                      for v in arms for s in seeds],
+          checkpoint_dir=level_dir(level, *[mode] * (mode != modes[0]),
+                                   "checkpoints"),
+          description=f"level {level}" + f" ({mode})" * (mode != modes[0]))
+      lineage[mode] = (result.state, ticket_masks)
+      if entry is None:  # The main mode: tickets and controls.
+        entry = level_entry(level, ticket_masks, result, arms, seeds)
+        save_masks(workdir, level, ticket_masks)
+        masks_by_level[level] = ticket_masks
+      else:
+        entry[mode] = level_entry(level, ticket_masks, result, ["ticket"],
+                                  seeds)
+        for key in ("level", "layers_remaining"):
+          entry[mode].pop(key)
     levels.append(entry)
-    save_masks(workdir, level, ticket_masks)
-    masks_by_level[level] = ticket_masks
     logging.info("level %d: %.2f%% of weights remain; test accuracy %s",
                  level, 100 * entry["weights_remaining"], " | ".join(
-                     f"{v} {100 * entry[v]['test_accuracy']['mean']:.2f}"
-                     if v != "ticket" else
-                     f"ticket {100 * entry['test_accuracy']['mean']:.2f}"
-                     for v in variants))
-    ticket_params = run_params(result.state, 0, S)
+                     f"{v} {100 * block['test_accuracy']['mean']:.2f}"
+                     for v, block in [("ticket", entry)] + [
+                         (v, entry[v]) for v in variants[1:] + modes[1:]]))
 
-  add_early_stopping(levels, read_metrics(workdir.path), variants)
+  add_early_stopping(levels, read_metrics(workdir.path), variants + modes[1:])
   summary = {
       "experiment": "imp", "dataset": config.data.name,
       "model": config.model.name, "seeds": seeds,
-      "pruning": {**pruner.used(), "rewind_step": k,
-                  "levels": config.prune.levels},
+      "pruning": {**pruner.used(), "levels": config.prune.levels,
+                  **retrain_used(config, modes)},
       "levels": levels,
       "parameters": trainer.param_counts,
       "wall_time_s": time.time() - t_start,
@@ -287,6 +348,36 @@ def run(config, workdir):
   return summary
 
 
+def retrain_used(config, modes) -> Dict[str, Any]:
+  """The retraining as summary.json records it: the rewind step only where
+  a mode rewinds, the fine-tuning lr only where a mode fine-tunes."""
+  out = {"retrain": modes[0]}
+  out.update({"compare_retrain": modes[1:]} if modes[1:] else {})
+  if set(modes) - {"finetune"}:
+    out["rewind_step"] = config.prune.rewind_step
+  if "finetune" in modes:
+    out["finetune_lr"] = final_lr(config)
+  return out
+
+
+def final_lr(config) -> float:
+  """The lr of the dense run's last step: what fine-tuning continues at."""
+  T = config.train.steps
+  return float(optim.learning_rate_schedule(config.optim, T)(T - 1))
+
+
+def finetune_trainer(config, trainer):
+  """A trainer like `trainer` whose schedule is the constant final lr."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.optim.update(schedule="constant", lr=final_lr(config),
+                        warmup_steps=0, boundaries=())
+  return runs.build_trainer(
+      config, dataset=trainer.dataset,
+      tx_wrapper=functools.partial(optim.with_update_mask,
+                                   initial_mask=pruning.ones_mask))
+
+
 def run_params(state, start, count):
   return jax.tree.map(lambda x: x[start:start + count], state["params"])
 
@@ -299,17 +390,21 @@ def with_masks(trainer, state, masks):
   return trainer.place(state)
 
 
-def level_start_state(trainer, config, rewind, ticket_masks, seeds, level,
+def level_start_state(trainer, config, start, ticket_masks, seeds, level,
                       variants):
-  """The 3S runs of a level at the rewind step: ticket, then the controls."""
+  """The runs of a level at step k: ticket, then the controls. The ticket
+  and random_prune start from `start`'s first S runs: the step-k weights
+  (weight rewinding) or the last level's trained ticket (the other modes);
+  random_reinit from fresh weights. Fine-tuning also starts its counter at k:
+  the same train.steps - k steps on the same batches as the other modes."""
   S = len(seeds)
   k = config.prune.rewind_step
-  rewound = {"params": run_params(rewind, 0, S),
-             "batch_stats": jax.tree.map(lambda x: x[:S], rewind["batch_stats"]),
-             "rng": rewind["rng"][:S]}
+  rewound = {"params": run_params(start, 0, S),
+             "batch_stats": jax.tree.map(lambda x: x[:S], start["batch_stats"]),
+             "rng": start["rng"][:S]}
   parts, masks = [], []
   for variant in variants:
-    if variant == "ticket":
+    if variant not in CONTROLS:  # The ticket, or a retrain arm's ticket.
       parts.append(rewound)
       masks.append(ticket_masks)
     elif variant == "random_reinit":

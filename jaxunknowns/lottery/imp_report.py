@@ -10,20 +10,19 @@ from jaxunknowns.lottery import papers
 from jaxunknowns.metrics import stats
 from jaxunknowns.report import compare
 
-STYLE = {"ticket": dict(color="C0", marker="o", label="winning ticket"),
-         "random_reinit": dict(color="C3", marker="s",
-                               label="random reinit (same mask)"),
-         "random_prune": dict(color="C2", marker="^",
-                              label="random pruning (same sparsity)")}
+STYLE = {k: dict(color=c, marker=m, label=l) for k, c, m, l in (
+    ("ticket", "C0", "o", "winning ticket"),
+    ("random_reinit", "C3", "s", "random reinit (same mask)"),
+    ("random_prune", "C2", "^", "random pruning (same sparsity)"),
+    ("rewind_lr", "C1", "D", "lr rewinding"), ("finetune", "C4", "v",
+                                                "fine-tuning"),
+    ("rewind_weights", "C5", "P", "weight rewinding"))}
 CONTROLS = ("random_reinit", "random_prune")
-FIGURES = (("test_accuracy", "test accuracy at the end (%)", 100.0,
-            "accuracy_vs_sparsity.png"),
-           ("early_stop_step", "early-stop iteration (minimum validation "
-            "loss)", 1.0, "early_stop_vs_sparsity.png"),
-           ("early_stop_accuracy", "test accuracy at early stop (%)", 100.0,
-            "early_stop_accuracy_vs_sparsity.png"))
-# "Matches dense": at most this many points below it (means over seeds).
-HOLD_POINTS = 0.3
+FIGURES = (("test_accuracy", "test accuracy at the end (%)", 100, "accuracy"),
+           ("early_stop_step", "early-stop iteration (minimum validation loss)",
+            1, "early_stop"), ("early_stop_accuracy",
+                               "test accuracy at early stop (%)", 100, "early_stop_accuracy"))
+HOLD_POINTS = 0.3  # "Matches dense": at most this many points below (means).
 
 
 def block(entry, variant):
@@ -33,30 +32,27 @@ def block(entry, variant):
 def plot_vs_sparsity(levels, field, ylabel, path, scale=100.0, title=""):
   with report.figure(path) as (ax,):
     for variant, style in STYLE.items():
-      rows = [(100 * e["weights_remaining"], block(e, variant)[field])
-              for e in levels if field in (block(e, variant) or {})]
-      if rows:
+      if rows := [(pct(e), block(e, variant)[field]) for e in levels
+                  if field in (block(e, variant) or {})]:
         report.errorbars(ax, *zip(*rows), scale, **style)
     ax.set_xscale("log")
     ax.minorticks_off()  # Labelled major ticks only, at round percentages.
     lo, hi = sorted(ax.get_xlim())
-    ticks = [t for t in (100, 70, 50, 30, 20, 10, 7, 5, 3, 2, 1, 0.5, 0.3,
-                         0.2, 0.1) if lo <= t <= hi]
+    ticks = [t for t in (100, 70, 50, 30, 20, 10, 7, 5, 3, 2, 1, .5, .3, .2,
+                         .1) if lo <= t <= hi]
     ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
     ax.invert_xaxis()  # Sparser to the right, as in the paper.
     ax.set(xlabel="weights remaining (%)", ylabel=ylabel, title=title)
 
 
-def holds(levels, entry, variant="ticket") -> bool:
-  """`variant` at this level within HOLD_POINTS of dense, or above it."""
+def holds(levels, entry, variant="ticket") -> bool:  # Within HOLD_POINTS.
   return block(entry, variant)["test_accuracy"]["mean"] >= (
       levels[0]["test_accuracy"]["mean"] - HOLD_POINTS / 100)
 
 
 def last_of(levels, good):
   """The sparsest level down to which every pruned level is `good` (None)."""
-  run = list(itertools.takewhile(good, levels[1:]))
-  return run[-1] if run else None
+  return ([None] + list(itertools.takewhile(good, levels[1:])))[-1]
 
 
 def falls_from(levels, variant):
@@ -72,12 +68,20 @@ def pct(entry) -> float:
 
 
 def our_protocol(config):
-  m = config.model
-  model = {"resnet": f"resnet{m.get('depth')}", "mlp": "mlp " + "-".join(
-      map(str, m.get("widths", ())))}.get(m.name, m.name)
-  return {"model": model, "data": config.data.name, "steps": config.train.steps,
-          "optimizer": config.optim.name, "lr": config.optim.lr,
-          "batch": config.train.batch_size}
+  m, w, t = config.model, config.model.get("widths", (0,)), config.train
+  model = {"resnet": f"resnet{m.get('depth')}", "mlp": "mlp " + "-".join(map(
+      str, w)), "residual_mlp": f"residual MLP, width {w[0]}"}.get(m.name, m.name)
+  return {"model": model, "data": config.data.name, "steps": t.steps,
+          "optimizer": config.optim.name, "lr": config.optim.lr, "batch": t.batch_size}
+
+
+def modes_of(p):  # The main retrain mode first.
+  return [p.get("retrain", "rewind_weights"), *p.get("compare_retrain", [])]
+
+
+def not_below(a, b, *, a_name, b_name, scale):  # a ≥ b: b not above a, paired
+  up, text = compare.paired_greater(b, a, a_name=b_name, b_name=a_name, scale=scale)
+  return (None if up is None else not up), text
 
 
 def comparisons(config, summary):
@@ -103,8 +107,7 @@ def comparisons(config, summary):
   def in_range(name, ref_range, stat, why=""):
     ref, (lo, hi) = ref_range
     rule = compare.within(stat, {"mean": (lo + hi) / 200}, a_name="ours",
-                          b_name="the paper's",
-                          tolerance=((hi - lo) / 2 + 1) / 100)
+                          b_name="the paper's", tolerance=((hi - lo) / 2 + 1) / 100)
     add(name, ref, report.fmt(stat), (None, rule[1]) if why else rule,
         paper=f"{lo:g}–{hi:g}" if hi > lo else f"≈{lo:g}", why=why)
 
@@ -129,8 +132,7 @@ def comparisons(config, summary):
         (None, rule[1]) if falls is None and pct(last) >= x / 2 else rule,
         why=too_dense)
   if tickets.ticket_beats_dense:
-    # The level is chosen on validation accuracy: never on test.
-    best = max([e for e in levels[1:] if "validation_accuracy" in e],
+    best = max([e for e in levels[1:] if "validation_accuracy" in e],  # Never test.
                key=lambda e: e["validation_accuracy"]["mean"], default=None)
     gap = best and stats(np.subtract(best["test_accuracy"]["per_seed"],
                                      dense["test_accuracy"]["per_seed"]))
@@ -147,66 +149,64 @@ def comparisons(config, summary):
                why="" if pct(last) <= tickets.sparse_at else
                f"the paper's {100 - tickets.sparse_at:g}% sparsity is beyond "
                "the sparsest level run")
-  for variant in [v for v in CONTROLS if v in last]:
-    t, c = last["test_accuracy"], last[variant]["test_accuracy"]
-    add(f"ticket vs {variant} {at_last}", papers.CONTROLS_FALL_OFF,
-        f"{report.fmt(t)} vs {report.fmt(c)}",
-        compare.greater(t, c, a_name="ticket", b_name=variant),
-        paper="ticket above")
-  dense_inst = summary.get("instability", {}).get("dense", [])
-  if dense_inst:
+  modes = modes_of(summary["pruning"])  # Controls, then Renda et al.'s order:
+  pairs = [("ticket", v, "CONTROLS_FALL_OFF", compare.greater, "above")
+           for v in CONTROLS if v in last] + [x for x in (
+               ("rewind_lr", "rewind_weights", "RENDA_LR", not_below, "≥"),
+               ("rewind_weights", "finetune", "RENDA_FT", None, ">"))
+                                              if {x[0], x[1]} <= set(modes)]
+  acc = lambda v: block(last, "ticket" if v == modes[0] else v)["test_accuracy"]
+  for a, b, ref, rule, sign in pairs:
+    out.append(compare.versus(f"{a} vs {b} {at_last}", getattr(papers, ref),
+                              acc(a), acc(b), (a, b), rule=rule, paper=f"{a} "
+                              f"{sign} {b}", our_protocol=ours))
+  if dense_inst := summary.get("instability", {}).get("dense", []):
     add("dense instability (%) as the rewind step k grows",
         papers.DENSE_INSTABILITY_FALLS, " → ".join(
             f"k={d['rewind_step']}: {report.fmt(d['instability'])}"
-            for d in dense_inst),
-        compare.monotone([d["instability"]["mean"] for d in dense_inst],
-                         increasing=False, what="instability"),
+            for d in dense_inst), compare.monotone([d["instability"]["mean"]
+        for d in dense_inst], increasing=False, what="instability"),
         paper="falls", why="one rewind step k only")
   return out, tickets
 
 
 def write(path, config, summary):
   levels, p = summary["levels"], summary["pruning"]
-  title = f"{config.model.name} on {config.data.name}"
   has_es = "early_stop_step" in levels[0]
   figures = []
   for field, what, scale, name in FIGURES[:1] + FIGURES[1:] * has_es:
+    name = f"{name}_vs_sparsity.png"
     plot_vs_sparsity(levels, field, what, os.path.join(path, name), scale,
-                     title)
+                     f"{config.model.name} on {config.data.name}")
     figures.append((f"{what} vs weights remaining", name))
-  variants = [v for v in CONTROLS if v in levels[-1]]
-  rows = [[e["level"], f"{pct(e):.2f}%", report.fmt(e["test_accuracy"])]
-          + [report.fmt(e[v]["test_accuracy"]) if v in e else "–"
-             for v in variants]
-          + [report.fmt(e.get("early_stop_step"), 1, 0)] * has_es
-          for e in levels]
+  modes = modes_of(p)
+  variants = ["ticket"] + [v for v in (*CONTROLS, *modes[1:]) if v in levels[-1]]
+  rows = [[e["level"], f"{pct(e):.2f}%"] + [report.fmt(block(e, v)["test_accuracy"])
+                                            if block(e, v) else "–" for v in variants]
+          + [report.fmt(e.get("early_stop_step"), 1, 0)] * has_es for e in levels]
   details = ["### Test accuracy (%)\n\n" + report.markdown_table(
-      ["level", "weights remaining", "ticket", *variants]
-      + ["ticket early-stop step"] * has_es, rows)]
-  inst = summary.get("instability")
-  if inst:
-    rows = [[f"{d['rewind_step']}" + (f" (ticket, {pct(d):.1f}%)" if "level"
-                                       in d else ""),
-             report.fmt(d["instability"]), report.fmt(d["endpoint_error"])]
+      ["level", "weights remaining", *variants] + ["ticket early-stop step"] * has_es, rows)]
+  if inst := summary.get("instability"):
+    rows = [[f"{d['rewind_step']}" + ("level" in d and f" (ticket, {pct(d):.1f}%)" or "")]
+            + [report.fmt(d[k]) for k in ("instability", "endpoint_error")]
             for d in inst.get("dense", []) + inst.get("tickets", [])]
-    details.append("### Instability (linear mode connectivity)\n\n"
-                   + report.markdown_table(
-                       ["k", "instability (%)", "endpoint error (%)"], rows))
+    details.append("### Instability (linear mode connectivity)\n\n" + report
+                   .markdown_table(["k", "instability (%)", "endpoint error "
+                                    "(%)"], rows))
   found, tickets = comparisons(config, summary)
-  how = (f"one-shot {p['method']} pruning to "
-         f"{100 * p['one_shot_remaining']:.1f}% of the weights"
-         if p.get("one_shot_remaining") else
-         f"{p['method']} pruning of {100 * p['fraction']:.0f}% of the "
-         f"remaining weights per level")
-  how += "".join(f", {k} {p[k]}" for k in ("layer_rates", "exclude")
-                 if p.get(k))
-  speeds = [e.get("steps_per_second") or np.nan for e in levels]
+  how = (f"one-shot {p['method']} pruning to {100 * p['one_shot_remaining']:.1f}% of "
+         "the weights" if p.get("one_shot_remaining") else f"{p['method']} pruning of "
+         f"{100 * p['fraction']:.0f}% of the remaining weights per level")
+  how += "".join(f", {k} {p[k]}" for k in ("layer_rates", "exclude") if p.get(k))
+  how += "; retrain: " + " vs ".join(modes) + f", rewind to step {p.get('rewind_step')}" * (
+      "rewind_step" in p) + f", fine-tuning at lr {p.get('finetune_lr', 0):.3g}" * ("finetune_lr" in p)
+  claims = [tickets.claim] * bool(config.get("reference")) + [f"{r.statement} ({r.source})."
+                                                             for r in (papers.RENDA_LR, papers.RENDA_FT)] * (len(modes) > 1)
+  speeds, n, t = ([e.get("steps_per_second") or np.nan for e in levels],
+                  summary["parameters"]["trainable"], config.train)
   report.write_page(path, report.experiment_page(
-      config, summary, claim=tickets.claim if config.get("reference") else
-      "None.", setup=f"{summary['parameters']['trainable']:,} trainable "
-      f"parameters; {how}; rewind to step {p['rewind_step']}, {p['levels']} "
-      f"levels of {config.train.steps} steps, batch "
-      f"{config.train.batch_size}; a level's runs train in one program",
+      config, summary, claim=" ".join(claims) or "None.", setup=f"{n:,} "
+      f"trainable parameters; {how}; {p['levels']} levels of {t.steps} steps, "
+      f"batch {t.batch_size}; a level's runs train in one program",
       figures=figures, comparisons=found, details=details,
-      run=f"{len(levels)} levels at {np.nanmean(speeds):.0f} steps/s on "
-      "average."))
+      run=f"{len(levels)} levels at {np.nanmean(speeds):.0f} steps/s on average."))

@@ -107,3 +107,12 @@ FRANKLE21_TICKET = Reference(
 ZHOU_SIGNS = Reference(
     "a ticket fails with the signs of its kept initial weights flipped",
     "Zhou, Lan, Liu & Yosinski 2019", protocol={"data": "mnist/cifar10"})
+
+# ---- imp: rewinding vs fine-tuning (Renda, Frankle & Carbin 2020) ----------
+RENDA = "Renda, Frankle & Carbin 2020"
+RENDA_LR = Reference("learning-rate rewinding (trained weights, the lr "
+                     "schedule replayed) matches or beats weight rewinding "
+                     "at every sparsity", RENDA, protocol=RESNET20)
+RENDA_FT = Reference("weight rewinding beats fine-tuning at the final lr "
+                     "for the same retraining budget", RENDA,
+                     protocol=RESNET20)
