@@ -103,7 +103,8 @@ def load_imp_masks(path, params_template, num_seeds):
                     f"({type(e).__name__})") from e
   template = pruning.ones_mask(params_template)
   leaves = []
-  for name, leaf in budgets.mask_layers(template):
+  for kpath, leaf in jax.tree_util.tree_leaves_with_path(template):
+    name = "/".join(str(getattr(k, "key", k)) for k in kpath)  # imp.save_masks
     got = saved.get(name)
     if got is None or got.shape[1:] != leaf.shape:
       raise UserError(
@@ -295,6 +296,18 @@ def run_stage(trainer, scorer, config, workdir, writer, init, reinit, trained,
   return stages.run_stage(folder, compute, name=name)
 
 
+def used_settings(p) -> Dict[str, Any]:
+  """The scoring settings the run's methods use (and only those)."""
+  out = {}
+  if "synflow" in p.methods:
+    out["rounds"] = p.rounds
+  if set(p.methods) & set(init_scores.NEEDS_DATA):
+    out["score_batch"] = p.score_batch
+  if {"grasp", "grasp_magnitude"} & set(p.methods):
+    out["grasp_temperature"] = p.grasp_temperature
+  return out
+
+
 def max_compression(rows, method, budget, num_seeds):
   """Per seed, the largest 1/density of the found masks before the first
   collapse along the grid (densest first); the whole grid if none."""
@@ -367,8 +380,7 @@ def run(config, workdir):
       "train_examples": int(len(trainer.dataset.train.y)),
       "methods": methods, "budgets": list(p.budgets),
       "densities": densities, "variants": list(p.variants),
-      "imp_source": p.imp, "rounds": p.rounds, "score_batch": p.score_batch,
-      "results": results,
+      "imp_source": p.imp, **used_settings(p), "results": results,
       "max_compression": {b: {m: max_compression(results, m, b, len(seeds))
                               for m in methods} for b in p.budgets},
       "stages": stage_info, "parameters": trainer.param_counts,

@@ -10,6 +10,8 @@ from jaxunknowns.report import compare
 REFERENCES = (papers.SNIP_LENET, papers.TANAKA_COLLAPSE, papers.FRANKLE21_INIT,
               papers.FRANKLE21_TICKET, papers.ZHOU_SIGNS)
 FIGURES = ("accuracy_vs_density.png", "sanity_deltas.png", "layer_density.png")
+SETTINGS = (("rounds", "SynFlow rounds"), ("score_batch", "SNIP/GraSP batch"),
+            ("grasp_temperature", "GraSP temperature"))
 SANITY = 0.05  # The density of the sanity-check comparisons (95% sparsity).
 
 
@@ -100,9 +102,9 @@ def write(path, config, summary):
   report.write_page(path, report.experiment_page(
       config, s, references=REFERENCES,
       setup=(f"{config.train.steps} steps a run; methods {', '.join(s['methods'])}; "
-             f"budgets {', '.join(s['budgets'])}; SynFlow {p.rounds} rounds; SNIP and "
-             f"GraSP on {p.score_batch} examples (GraSP T = {p.grasp_temperature:g});"
-             f" IMP ticket: {p.imp or 'none'}; variants {', '.join(s['variants'])}"),
+             f"budgets {', '.join(s['budgets'])}; " + "".join(
+                 f"{label} {s[k]:g}; " for k, label in SETTINGS if k in s) + f"IMP ticket: {p.imp or 'none'}; variants "
+             f"{', '.join(s['variants'])}"),
       figures=list(zip(("Test accuracy vs density, masks as found", "Sanity checks: "
                         f"variant minus found, paired by seed ({s['budgets'][0]} budget)",
                         "Per-layer density of the masks as found"), plot(path, s))),
