@@ -18,7 +18,7 @@ Variants (default mnist1d_mlp):
   mnist1d_mlp_bn  The same MLP with BatchNorm after each hidden layer: the
                   statistics of every evaluated network re-estimated on the
                   training set (the step the reference code takes at each
-                  of its points). A few minutes on a 2-core CPU.
+                  of its points). 2 minutes on a loaded 2-core CPU.
   fashion_lenet   LeNet-300-100 on Fashion-MNIST (offline), 4 epochs per
                   minimum, 8 per curve; not timed here (the path and plane
                   measurements pass over all 60k training images).

@@ -119,14 +119,14 @@ def test_bend_gradient_is_the_chain_rule_and_a_finite_difference(trained):
   theta = jax.tree.map(lambda x, y: 0.5 * (x + y) + 0.3, one(a), one(b))
   ds = trainer.dataset.train
   x, y, t = jnp.asarray(ds.x[:64]), jnp.asarray(ds.y[:64]), jnp.float32(0.3)
-  loss = lambda m: mc.curve_loss(trainer, "bezier", jax.tree.map(
-      lambda q: q[None], m), one(a), one(b), {}, x, y, t)
-  grad = jax.grad(loss)(theta)
+  loss = jax.jit(lambda m: mc.curve_loss(trainer, "bezier", jax.tree.map(
+      lambda q: q[None], m), one(a), one(b), {}, x, y, t))
+  grad = jax.jit(jax.grad(loss))(theta)
   # d/dtheta L(phi(t)) = 2 t (1 - t) * grad L at phi(t).
   phi = jax.tree.map(lambda p, q, r: (1 - t) ** 2 * p + 2 * t * (1 - t) * q
                      + t ** 2 * r, one(a), theta, one(b))
-  direct = jax.grad(lambda p: jnp.mean(trainer.loss_fn(
-      trainer.model.apply({"params": p}, x), y)))(phi)
+  direct = jax.jit(jax.grad(lambda p: jnp.mean(trainer.loss_fn(
+      trainer.model.apply({"params": p}, x), y))))(phi)
   for g, d in zip(jax.tree.leaves(grad), jax.tree.leaves(direct)):
     np.testing.assert_allclose(g, 2 * 0.3 * 0.7 * d, rtol=1e-4, atol=1e-6)
   # And a central finite difference along a random direction (float64).
@@ -235,6 +235,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, overrides,
                                                  needle):
   assert_user_error_before_writing(load_config(overrides=overrides),
                                    tmp_path / "run", [needle])
+
+
+def test_curve_kinds_from_the_command_line_split_at_commas():
+  config = load_config(overrides={"curve.kinds": ("bezier,polychain",)})
+  assert mc.kinds_of(config) == ("bezier", "polychain")
+  mc.validate(config)
 
 
 def test_bad_input_cli(tmp_path):

@@ -36,7 +36,7 @@ BatchNorm network therefore includes the statistics' contribution.
 
 import math
 import weakref
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp

@@ -13,7 +13,8 @@ loss along the curve: each step draws t ~ U[0, 1] per pair and takes a step
 of the minibatch loss of phi(t) with respect to the bends (BatchNorm, if
 any, in train mode), from bends on the straight line (Garipov et al.'s
 init), with config.optim's optimizer at `curve.lr` for `curve.steps` steps.
-The bends are kept in the stage's bends.npz.
+The bends are kept in the stage's bends.npz (they are not checkpointed:
+a run killed during a curve redoes that curve).
 
 What is measured. At `curve.points` evenly spaced t (ends included) of the
 straight line and of each curve: train loss and error (whole training set)
@@ -36,7 +37,6 @@ from typing import Any, Dict
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import traverse_util
 
 from jaxunknowns import batching, experiments, optim, paths, runs, validation
@@ -55,10 +55,19 @@ def _is_int(v) -> bool:
   return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
+def kinds_of(config):
+  """curve.kinds as names; an entry may hold several, comma-separated (the
+  command line turns --config.curve.kinds=a,b into the tuple ('a,b',))."""
+  items = [config.curve.kinds] if isinstance(config.curve.kinds, str) else (
+      config.curve.kinds)
+  return tuple(v.strip() for item in items for v in str(item).split(",")
+               if v.strip())
+
+
 def validate(config):
   validation.validate_base(config)
   check, m = validation.check, config.curve
-  kinds = tuple(m.kinds)
+  kinds = kinds_of(config)
   for kind in kinds:
     if kind not in KINDS:
       raise UserError(f"unknown curve {kind!r} in curve.kinds; valid names: "
@@ -344,7 +353,7 @@ def run(config, workdir):
   writer = MetricWriter(workdir.path)
   t_start = time.time()
   endpoints, minima = train_endpoints(config, workdir, writer, trainer)
-  evens, odds = np.arange(0, 2 * config.seeds, 2), np.arange(1, 2 * config.seeds, 2)
+  evens, odds = np.arange(config.seeds) * 2, np.arange(config.seeds) * 2 + 1
   end_a, end_b = take(minima["params"], evens), take(minima["params"], odds)
   stats_a = take(minima["batch_stats"], evens)
   measure = Measurer(trainer, m.bn_batches)
@@ -353,7 +362,7 @@ def run(config, workdir):
   paths_out = {"line": path_summary(path_metrics(measure, "line", end_a,
                                                  end_b, None, ts))}
   path_seconds, curves, bends = time.time() - t0, {}, {}
-  for kind in m.kinds:
+  for kind in kinds_of(config):
     curves[kind], bends[kind] = train_curve(config, workdir, writer, trainer,
                                             kind, end_a, end_b, stats_a)
     t0 = time.time()
@@ -361,7 +370,7 @@ def run(config, workdir):
                                                 bends[kind], ts))
     path_seconds += time.time() - t0
   t0 = time.time()
-  plane = plane_metrics(measure, end_a, end_b, bends[m.kinds[0]],
+  plane = plane_metrics(measure, end_a, end_b, next(iter(bends.values())),
                         m.plane_points, m.plane_margin)
   writer.close()
   summary = {
@@ -374,7 +383,7 @@ def run(config, workdir):
       "test_examples": len(trainer.dataset.test.y),
       "endpoints": endpoints, "curves": curves, "ts": ts.tolist(),
       "paths": paths_out,
-      "plane": {"kind": m.kinds[0], "pairs": plane},
+      "plane": {"kind": next(iter(bends)), "pairs": plane},
       "seconds": {"paths": path_seconds, "plane": time.time() - t0},
       "wall_time_s": time.time() - t_start, "machine": runs.machine_info(),
   }

@@ -70,14 +70,15 @@ def comparisons(summary, config):
 
 
 def write(path, config, summary):
-  m, curves = config.curve, summary["curves"].values()
-  bn = ("BN statistics re-estimated at every network (reset, cumulative "
-        "average over the training set)" if summary["has_batch_norm"] else "no BN")
+  m, curves = config.curve, summary["curves"]
+  seconds = sum(c["wall_time_s"] for c in curves.values())
+  bn = ("BN statistics re-estimated at every network (reset, cumulative average"
+        " over the training set)" if summary["has_batch_norm"] else "no BN")
   plot(path, summary)
   report.write_page(path, report.experiment_page(
       config, summary, references=REFERENCES,
       setup=(f"{summary['pairs']} pairs of minima ({config.train.steps} steps"
-             f" each), joined by a {' and a '.join(m.kinds)} of {m.num_bends} "
+             f" each), joined by a {' and a '.join(curves)} of {m.num_bends} "
              f"points, bends trained {m.steps} steps at lr {m.lr:g} "
              f"({m.schedule}) on the loss at t ~ U[0, 1]; paths measured at "
              f"{m.points} t on the whole train and test sets, {bn}. Barrier: "
@@ -86,6 +87,6 @@ def write(path, config, summary):
                 "pairs)", PATHS), ("The plane through the minima (red), the "
                 "bend (white dot) and the curve (white)", PLANE)],
       comparisons=comparisons(summary, config),
-      run=f"Curves trained in {sum(c['wall_time_s'] for c in curves):.0f} s; "
+      run=f"Curves trained in {seconds:.0f} s; "
           f"paths measured in {summary['seconds']['paths']:.0f} s, plane in "
           f"{summary['seconds']['plane']:.0f} s."))
