@@ -30,5 +30,15 @@ def exponential(logits, labels, label_smoothing: float = 0.0):
   return jnp.sum(others, axis=-1) - 1.0  # drop the j = y term, exp(0) = 1
 
 
+@LOSSES.register("mse")
+def mse(logits, labels, label_smoothing: float = 0.0):
+  """Squared loss on one-hot targets, 1/2 ||f(x) - onehot(y)||^2 per example:
+  the loss of Cohen et al. 2021's reference code (`SquaredLoss`, whose sum
+  over a dataset they divide by its size, as the trainer's mean does)."""
+  del label_smoothing
+  return 0.5 * jnp.sum(jnp.square(logits - jax_one_hot(labels, logits.shape[-1])),
+                       axis=-1)
+
+
 def jax_one_hot(labels, num_classes):
   return (labels[..., None] == jnp.arange(num_classes)).astype(jnp.float32)

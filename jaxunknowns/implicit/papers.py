@@ -85,3 +85,23 @@ DAVDA_WRN = Reference(
     "WRN-16-8 on CIFAR-10, 200 epochs: test error SGD 3.20%, SAM 2.86%, "
     "ASAM 2.55%", "davda54/sam README, Experiments (unofficial PyTorch SAM)",
     protocol={"data": "cifar10", "model": "WRN-16-8", "epochs": 200})
+
+# Cohen, Kaur, Li, Kolter & Talwalkar 2021 (ICLR), "Gradient descent on
+# neural networks typically occurs at the edge of stability"; their code:
+# github.com/locuslab/edge-of-stability (gd.py, flow.py: RK4 gradient flow).
+COHEN, COHEN_SETTING = "Cohen et al. 2021", {
+    "data": "cifar10", "train examples": 5000, "model": "fc_tanh",
+    "batch": "full", "loss": "mse"}
+COHEN_SHARPENING, COHEN_HOVER, COHEN_LOSS, COHEN_FLOW, COHEN_MOMENTUM = (
+    Reference(s, f"{COHEN}, {where}", protocol=COHEN_SETTING)
+    for s, where in (
+        ("Progressive sharpening: λ_max rises from below 2/η until it "
+         "reaches 2/η", "Sec. 3, Fig. 1"),
+        ("Then λ_max hovers just above 2/η (the edge of stability)",
+         "Sec. 3, Fig. 1"),
+        ("Meanwhile the training loss keeps falling over long times, "
+         "non-monotonically", "Sec. 3, Fig. 1"),
+        ("Gradient flow does not stop at 2/η: its sharpness keeps rising",
+         "Sec. 3; gradient flow by RK4 in their flow.py"),
+        ("With Polyak momentum β, λ_max settles at (2 + 2β)/η",
+         "their momentum appendix")))

@@ -1,0 +1,117 @@
+"""report.md, sharpness.png and flow.png of `edge_of_stability`, from
+summary.json alone."""
+
+import os
+
+import numpy as np
+
+from jaxunknowns import report
+from jaxunknowns.implicit import papers
+from jaxunknowns.report import compare
+
+REFERENCES = (papers.COHEN_SHARPENING, papers.COHEN_HOVER, papers.COHEN_LOSS,
+              papers.COHEN_FLOW, papers.COHEN_MOMENTUM)
+CAPTIONS = {"sharpness.png": "Sharpness (mean over seeds), each threshold "
+            "dashed, the full-batch train loss beneath (as Cohen et al.'s "
+            "Fig. 1)", "flow.png": "λ_max against time t = η × step: "
+            "gradient flow and the GD runs"}
+
+
+def label(r):
+  return f"{r['kind']} η={r['lr']:.3g}" + (f" β={r['momentum']:g}"
+                                           if r["momentum"] else "")
+
+
+def curve(ax, r, x_scale=1.0, threshold=True):
+  c = r["curves"]
+  line, = ax.plot(np.asarray(c["sharp_steps"]) * x_scale,
+                  np.mean(c["lambda_max"], 0), label=label(r))
+  _ = threshold and ax.axhline(r["threshold"], ls="--", color=line.get_color())
+  return line.get_color()
+
+
+def plot(path, summary):
+  losses = list(dict.fromkeys(r["loss"] for r in summary["runs"]))
+  n, flow = len(losses), summary["flow"]
+  with report.figure(os.path.join(path, "sharpness.png"), 2 * n, (6, 3.6),
+                     cols=n) as axes:
+    for i, loss in enumerate(losses):
+      for r in (r for r in summary["runs"] if r["loss"] == loss):
+        axes[n + i].semilogy(r["curves"]["loss_steps"], np.mean(
+            r["curves"]["loss"], 0), color=curve(axes[i], r), label=label(r))
+      axes[i].set(title=f"{loss}: sharpness", ylabel="λ_max")
+      axes[n + i].set(title=f"{loss}: train loss", xlabel="step")
+  with report.figure(os.path.join(path, "flow.png"), 1, (6.4, 4)) as (ax,):
+    for r in summary["runs"]:
+      if r["loss"] == flow["loss"] and r["kind"] == "gd":
+        curve(ax, r, r["lr"])
+    curve(ax, flow, flow["lr"], threshold=False)
+    ax.set(title=f"{flow['loss']}: gradient flow vs GD", ylabel="λ_max",
+           xlabel="time t = η × step", xlim=(0, flow["lr"] * flow["steps"]))
+  return list(CAPTIONS)
+
+
+def comparisons(summary, config):
+  e, out = config.eos, []
+  for r in summary["runs"]:
+    ours = {"data": summary["dataset"], "model": summary["model"],
+            "train examples": summary["train_examples"], "batch": "full",
+            "loss": r["loss"]}
+    name, n = f"{r['loss']}, {label(r)}", len(r["reached"]["per_seed"])
+    row = lambda q, ref, paper, text, v: out.append(compare.comparison(
+        f"{name}: {q}", ref, text, *v, paper=paper, our_protocol=ours))
+    if r["kind"] == "gd":
+      row(f"λ_max from λ_max(0) to {e.near:g} × 2/η", papers.COHEN_SHARPENING,
+          "all seeds", f"λ_max(0) = {report.fmt(r['init_ratio'], 1, 2, n=False)}"
+          f" × 2/η; {r['reached']['mean'] * n:.0f}/{n} seeds reach it, at step "
+          f"{report.fmt(r['reach_step'], 1, 0, n=False)}",
+          compare.at_least(r["reached"], 1.0, scale=1.0))
+    row("λ_max / threshold, second half", papers.COHEN_HOVER if r["kind"] ==
+        "gd" else papers.COHEN_MOMENTUM, f"≈ 1 (threshold {r['threshold']:.3g})",
+        report.fmt(r["ratio_last_half"], 1, 3), compare.within(
+            r["ratio_last_half"], {"mean": 1.0}, a_name="ours", b_name="1",
+            tolerance=e.tolerance, scale=1.0))
+    out.append(compare.versus(f"{name}: loss on reaching vs at the end",
+                              papers.COHEN_LOSS, r["loss_at_reach"],
+                              r["loss_end"], ("reach", "end"), scale=1.0,
+                              sig=True, paper="falls", our_protocol=ours))
+    row("rises of the loss after reaching", papers.COHEN_LOSS,
+        f"≥ 1 (non-monotone; loss every {e.loss_every} steps)",
+        report.fmt(r["loss_rises"], 1, 1),
+        compare.at_least(r["loss_rises"], 1.0, scale=1.0))
+  for v in summary["flow_versus_gd"]:
+    out.append(compare.versus(
+        f"λ_max at t = {v['time']:g}: flow vs GD η={v['lr']:.3g} (2/η = "
+        f"{v['threshold']:.3g})", papers.COHEN_FLOW, v["flow"], v["gd"],
+        ("flow", "GD"), scale=1.0, paper="flow above 2/η, GD at it"))
+  return out
+
+
+COLUMNS = {"init_ratio": "λ_max(0)/thr", "reach_step": "reach step",
+           "ratio_last_half": "λ_max/thr, 2nd half", "max_ratio": "max "
+           "λ_max/thr", "loss_at_reach": "loss at reach", "loss_end":
+           "loss end", "loss_rises": "loss rises", "accuracy_end": "train acc"}
+
+
+def write(path, config, summary):
+  e, f = config.eos, summary["flow"]
+  rows = [[r["loss"], label(r), f"{r['threshold']:.3g}"] + [report.fmt(
+      r[k], 1, 3, sig=True, n=False) for k in COLUMNS] for r in summary["runs"]]
+  residual = max(r["lanczos_residual_max"] for r in summary["runs"])
+  report.write_page(path, report.experiment_page(
+      config, summary, references=REFERENCES,
+      setup=(f"full-batch GD, {summary['steps']} steps, each η with every "
+             f"seed in one program; λ_max every {e.every} steps by "
+             f"{e.lanczos_steps} Lanczos steps on the whole training loss "
+             f"(largest relative residual {residual:.1g}); \"reach\": λ_max "
+             f"≥ {e.near:g} × threshold; thresholds 2/η, (2 + 2β)/η (Polyak),"
+             " (2 + 2β)/((1 + 2β)η) (Nesterov); gradient flow: Euler steps "
+             f"η = {f['lr']:g} to t = {f['lr'] * f['steps']:g} (largest "
+             f"η·λ_max {f['max_lr_lambda']:.2f})"),
+      figures=[(CAPTIONS[name], name) for name in plot(path, summary)],
+      comparisons=comparisons(summary, config),
+      details=["### Every run (mean ± std over seeds)\n\n" + report.
+               markdown_table(["loss", "run", "threshold", *COLUMNS.values()],
+                              rows)],
+      run=" ".join(f"{n}: {s['train_seconds']:.0f} s." for n, s in
+                   summary["stages"].items())))

@@ -1,0 +1,182 @@
+"""`edge_of_stability`: the sharpness against the dense Hessian of a tiny
+tanh net (numpy eigvalsh of a loss written here by hand), the momentum
+thresholds against the stability of the optimizers themselves on a
+quadratic, the per-run step-size grid against separate single-η runs, the
+per-run summary on curves built by hand, the `runlocal` run end to end with
+its report rebuilding, and bad input."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from jaxunknowns import config_loading, optim
+from jaxunknowns.data.core import Dataset, Split
+from jaxunknowns.implicit import edge_of_stability as eos
+from jaxunknowns.losses import LOSSES
+from jaxunknowns.trainer import Trainer
+from run_helpers import (ROOT, assert_cli_one_line_error,
+                         assert_report_rebuilds, assert_user_error_before_writing,
+                         read_json, run_in_process)
+
+CONFIG = f"{ROOT}/configs/edge_of_stability.py"
+
+
+def hand_mse(params, x, y, num_classes):
+  """fc-tanh 4-5-3 by hand: mean over examples of 1/2 ||f(x) - onehot(y)||^2."""
+  h = jnp.tanh(x @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"])
+  f = h @ params["output"]["kernel"] + params["output"]["bias"]
+  return 0.5 * jnp.mean(jnp.sum((f - jnp.eye(num_classes)[y]) ** 2, axis=1))
+
+
+def test_mse_is_half_the_squared_distance_to_the_one_hot_target():
+  logits = np.array([[0.5, -1.0, 2.0], [0.0, 0.3, 0.1]], np.float32)
+  labels = np.array([2, 0])
+  want = [0.5 * (0.25 + 1 + 1), 0.5 * (1 + 0.09 + 0.01)]
+  np.testing.assert_allclose(LOSSES.get("mse")(logits, labels), want,
+                             rtol=1e-6)
+
+
+def test_sharpness_is_the_top_eigenvalue_of_the_dense_hessian():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((30, 4)))
+    y = jnp.asarray(rng.integers(0, 3, 30), jnp.int32)
+    model = eos.FcTanh(widths=(5,), num_classes=3)
+    runs = []
+    for seed in range(2):  # two runs of the run axis, different weights
+      p = model.init(jax.random.PRNGKey(seed), x)["params"]
+      runs.append(jax.tree.map(lambda a: (a * 3).astype(jnp.float64), p))
+    params = jax.tree.map(lambda *a: jnp.stack(a), *runs)
+    assert ravel_pytree(runs[0])[0].size == 43
+    fn = eos.sharpness_fn(model, LOSSES.get("mse"), x, y, num_steps=25)
+    out = fn(params, {}, jax.random.split(jax.random.PRNGKey(1), 2))
+    for r, p in enumerate(runs):
+      flat, unravel = ravel_pytree(p)
+      h = jax.hessian(lambda w: hand_mse(unravel(w), x, y, 3))(flat)
+      top = np.linalg.eigvalsh(np.asarray(h))[-1]
+      np.testing.assert_allclose(out["lambda_max"][r], top, rtol=1e-7)
+
+
+def _stable(kind, lr, beta, curvature, steps=3000):
+  """Whether optim's own momentum/nesterov transform (the step the trainer
+  takes: params -= lr * direction) converges on f(w) = curvature w^2 / 2."""
+  cfg = config_loading.load_config(f"{CONFIG}:mnist1d").optim
+  cfg.name, cfg.momentum = kind, beta
+  tx = optim.create_optimizer(cfg, jnp.zeros(2))
+  def body(_, carry):
+    w, state = carry
+    d, state = tx.update(curvature * w, state, w)
+    return optax.apply_updates(w, -lr * d), state
+
+  w0 = jnp.array([1.0, -0.5])
+  w, _ = jax.jit(lambda w: jax.lax.fori_loop(0, steps, body, (w, tx.init(w))))(
+      w0)
+  return bool(jnp.linalg.norm(w) < 1.0)
+
+
+@pytest.mark.parametrize("kind,beta", [("momentum", 0.0), ("momentum", 0.9),
+                                       ("momentum", 0.5), ("nesterov", 0.9),
+                                       ("nesterov", 0.5)])
+def test_thresholds_are_where_the_optimizer_turns_unstable(kind, beta):
+  lr = 0.1
+  thr = eos.threshold(lr, beta, "gd" if beta == 0 else kind)
+  closed = {"momentum": (2 + 2 * beta) / lr,
+            "nesterov": (2 + 2 * beta) / ((1 + 2 * beta) * lr)}[kind]
+  assert thr == pytest.approx(closed)
+  assert _stable(kind, lr, beta, 0.99 * thr)
+  assert not _stable(kind, lr, beta, 1.01 * thr)
+
+
+def tiny_dataset(n=64):
+  rng = np.random.default_rng(0)
+  centers = rng.normal(size=(3, 6)) * 2
+
+  def split(n):
+    y = rng.integers(0, 3, n).astype(np.int32)
+    return Split((centers[y] + rng.normal(size=(n, 6))).astype(np.float32), y)
+  return Dataset(name="tiny", num_classes=3, input_shape=(6,), train=split(n),
+                 test=split(32))
+
+
+def test_per_run_step_sizes_match_separate_single_eta_runs():
+  ds = tiny_dataset()
+  c = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal")
+  c.train.batch_size, c.train.loss = 64, "mse"
+  model = eos.FcTanh(widths=(8,), num_classes=3)
+  grid = [("gd", 0.5, 0.0), ("momentum", 0.1, 0.9)]
+  together = Trainer(c, ds, model, hparams=("lr", "momentum"))
+  state = together.init_state([0, 1] * 2, hparams={
+      "lr": [a[1] for a in grid for _ in (0, 1)],
+      "momentum": [a[2] for a in grid for _ in (0, 1)]})
+  state, _ = together.train_steps(state, [0, 1] * 2, 8)
+  for i, (kind, lr, beta) in enumerate(grid):
+    single = ml_collections.ConfigDict(c.to_dict())
+    single.optim.name = "sgd" if kind == "gd" else "momentum"
+    single.optim.lr, single.optim.momentum = lr, beta
+    alone = Trainer(single, ds, model)
+    s, _ = alone.train_steps(alone.init_state([0, 1]), [0, 1], 8)
+    for a, b in zip(jax.tree.leaves(s["params"]),
+                    jax.tree.leaves(state["params"])):
+      np.testing.assert_allclose(np.asarray(b)[2 * i:2 * i + 2], a,
+                                 rtol=2e-5, atol=2e-6)
+
+
+def test_run_summary_on_curves_by_hand():
+  r = eos.run_summary(10.0, [0, 10, 20, 30, 40],
+                      [[5, 8, 9.5, 10.2, 9.8], [5, 7, 8, 8.5, 8.8]],
+                      [0, 10, 20, 30, 40],
+                      [[1.0, 0.8, 0.6, 0.7, 0.5], [1.0, 0.9, 0.8, 0.7, 0.6]],
+                      0.9, 40)
+  assert r["reach_step"]["per_seed"] == [20, None]
+  assert r["reach_step"]["mean"] is None and r["reached"]["mean"] == 0.5
+  # second half: steps 20, 30, 40
+  np.testing.assert_allclose(r["ratio_last_half"]["per_seed"],
+                             [(9.5 + 10.2 + 9.8) / 30, (8 + 8.5 + 8.8) / 30])
+  assert r["loss_at_reach"]["per_seed"] == [0.6, 1.0]  # never reached: step 0
+  assert r["loss_rises"]["per_seed"] == [1.0, 0.0]
+  assert r["nonmonotone"] == [True, False] and r["loss_fell"] == [True, True]
+
+
+def test_runlocal_end_to_end_and_report_rebuilds(tmp_path):
+  config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal", {
+      "eos.losses": ("mse",), "eos.lrs.cross_entropy": (),
+      "train.steps": 20, "eos.flow_steps": 20, "eos.flow_every": 10})
+  summary = run_in_process(config, tmp_path / "run")
+  assert read_json(tmp_path / "run" / "summary.json") == summary
+  runs = summary["runs"]
+  assert [(r["kind"], r["lr"]) for r in runs] == [
+      ("gd", 0.2), ("gd", 0.15), ("momentum", 0.2)]
+  for r in runs:
+    want = eos.threshold(r["lr"], r["momentum"], r["kind"])
+    assert r["threshold"] == pytest.approx(want)
+    c = r["curves"]
+    assert c["sharp_steps"] == [0, 10, 20] and c["loss_steps"][-1] == 20
+    assert len(c["lambda_max"]) == 2 and r["lanczos_residual_max"] < 0.5
+    # All runs share the seeds' initial weights: the same loss at step 0.
+    assert [l[0] for l in c["loss"]] == [l[0] for l in runs[0]["curves"][
+        "loss"]]
+  assert summary["flow"]["max_lr_lambda"] < 2
+  assert_report_rebuilds(tmp_path / "run")
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    ({"eos.lrs.mse": (0.2, 0.0)}, "eos.lrs.mse"),
+    ({"eos.losses": ("mse", "hinge")}, "eos.losses"),
+    ({"eos.lanczos_steps": 0}, "eos.lanczos_steps"),
+    ({"eos.flow_lr": 0.0}, "eos.flow_lr"),
+    ({"train.batch_size": 128}, "train.batch_size"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, overrides, needle):
+  config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal", overrides)
+  assert_user_error_before_writing(config, tmp_path / "new", [needle])
+
+
+def test_cli_refuses_a_negative_step_size(tmp_path):
+  assert_cli_one_line_error(
+      ["--config=configs/edge_of_stability.py:mnist1d,runlocal",
+       "--config.eos.momentum_lrs.mse=(-0.1,)"], tmp_path / "new",
+      "eos.momentum_lrs.mse")
