@@ -111,7 +111,8 @@ def sample_comparisons(config, summary):
               ", ".join(f"h = {c['width']}: {size_peak(c) or 'no peak'}"
                         for c in summary["curves"]), *compare.monotone(
                   peaks, increasing=True, what="the peak's n"),
-              paper="grows with width", our_protocol=ours)]
+              paper="grows with width", our_protocol=ours,
+              why_not_testable="fewer than two widths peak inside the sizes")]
 
 
 def plot_modes(path, summary, x):
@@ -156,8 +157,9 @@ def write_mode(path, config, summary, mode):
        for q in summary["curves"][0]["points"]])] if mode == "epoch" else [
            report.markdown_table(["width", *(f"n = {n}" for n in
                                              summary["train_sizes"])],
-                                 [[c["width"], *(ms(q["test_error"]) for q in
-                                                 c["points"])]
+                                 [[c["width"], *(f"{ms(q['test_error'])} "
+                                                 f"({ms(q['train_error'])})"
+                                                 for q in c["points"])]
                                   for c in summary["curves"]])]
   wsr.write_page(path, config, summary, refs, (
       f"{summary['width_means']}: {', '.join(map(str, summary['widths']))}; "
@@ -168,8 +170,9 @@ def write_mode(path, config, summary, mode):
           f"set, n ∈ {tuple(d.train_sizes)}")), figures=[(
               f"Error against the {'step' if mode == 'epoch' else 'training-set size'}"
               ", per width", figure)], comparisons=rows,
-      details=[f"### Every width (test error: mean ± std over "
-               f"{len(summary['seeds'])} seeds)\n\n" + details[0]])
+      details=[f"### Every width (test error{'' if mode == 'epoch' else ' (train error)'}"
+               f", %: mean ± std over {len(summary['seeds'])} seeds)\n\n"
+               + details[0]])
 
 
 def write(path, config, summary):
