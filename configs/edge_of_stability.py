@@ -16,12 +16,13 @@ Variants (default mnist1d):
             MNIST-1D training examples (offline), MSE and cross-entropy,
             3 seeds: MSE GD η in {0.2, 0.15} (2/η = 10, 13.3) and Polyak
             β = 0.5 at η = 0.2 (threshold 15; β = 0.9 at η = 0.19 diverged),
-            cross-entropy GD η = 0.4
-            (2/η = 5); 1000 steps; the flow at η = 0.04 to time 80. About
-            4 minutes on an idle 2-core CPU (see the README for a loaded one).
+            cross-entropy GD η = 0.4 (2/η = 5); 1000 steps; the flow at
+            η = 0.04 to time 80. 24 minutes on the 2-core CPU under load
+            16-21 (docs/results/edge_of_stability/README.md).
   fashion   The same on 5000 Fashion-MNIST images (offline; 784 inputs, so
-            4x the parameters): MSE only, a guessed grid, 1000 steps; tens
-            of minutes on a 2-core CPU (not run here).
+            4x the parameters): MSE only; λ_max at init is 36-39 here (2
+            seeds, measured once), so 2/η = 60, 80, 120; 2000 steps. Not
+            run here beyond its runlocal smoke run.
   cifar10   Cohen et al.'s own setting: fc-tanh on the first 5000 CIFAR-10
             training images (TFDS: needs a network), MSE, η in {0.01, 0.02,
             0.04} (their README's example is η = 0.01), 20000 steps: for an
@@ -83,10 +84,11 @@ def fashion(c):
   c.data.train_size = 5000
   c.train.batch_size = 5000
   c.eos.losses = ("mse",)
-  c.eos.lrs = per_loss(mse=(0.1, 0.05, 0.03))
-  c.eos.flow_lr = 0.01
-  c.eos.flow_steps = 10000
-  c.eos.flow_every = 500
+  c.train.steps = 2000
+  c.eos.lrs = per_loss(mse=(2 / 60, 0.025, 2 / 120))
+  c.eos.flow_lr = 0.005
+  c.eos.flow_steps = 20000
+  c.eos.flow_every = 1000
 
 
 def cifar10(c):

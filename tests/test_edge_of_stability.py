@@ -180,3 +180,20 @@ def test_cli_refuses_a_negative_step_size(tmp_path):
       ["--config=configs/edge_of_stability.py:mnist1d,runlocal",
        "--config.eos.momentum_lrs.mse=(-0.1,)"], tmp_path / "new",
       "eos.momentum_lrs.mse")
+
+
+def test_cifar_variant_builds_and_measures_on_mock_data():
+  """The CIFAR-10 variant (a network in real use) validates, builds its
+  stages on mock CIFAR-10 and measures λ_max at init (no training)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(f"{CONFIG}:cifar10,runlocal", {
+      "data.train_size": 64, "train.batch_size": 64})
+  eos.validate(config)
+  with tfds.testing.mock_data(num_examples=64):
+    ds, stages = eos.build(config)
+  assert ds.input_shape == (32, 32, 3) and list(stages) == ["mse", "flow"]
+  trainer, loss, arms = stages["mse"]
+  assert loss == "mse" and [a[1] for a in arms] == [0.04, 0.02, 0.01]
+  state = trainer.init_state([0], hparams={"lr": [0.04], "momentum": [0.0]})
+  sharp = eos.callbacks(trainer, 10, 5, 8, 0)[0].fn(trainer, state, 0)
+  assert np.isfinite(sharp["lambda_max"]).all() and sharp["lambda_max"][0] > 0
