@@ -8,6 +8,10 @@ users and scripts can rely on the same names everywhere (`experiment`, `seed`,
 
 import ml_collections
 
+# experiment -> its config before any variant: the value a field had in runs
+# written before the field existed (workdir.check resumes them).
+FIELD_DEFAULTS = {}
+
 # Where Debian's `dataset-fashion-mnist` package puts the IDX files.
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -167,6 +171,7 @@ def make_config(arg: str, *, variants, default: str, config_file: str,
   variant, small = parse_config_arg(arg, variants, default, config_file)
   c = base_config()
   fields(c)
+  FIELD_DEFAULTS[c.experiment] = c.copy_and_resolve_references()
   variant(c)
   if small:
     runlocal(c)

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 
 import ml_collections
 
-from jaxunknowns import paths
+from jaxunknowns import config_defaults, paths
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import read_json, write_json
 
@@ -38,9 +38,15 @@ def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
   return out
 
 
-def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
-  fa, fb = _flatten(a), _flatten(b)
-  return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+def config_differences(saved: Dict[str, Any], new: Dict[str, Any],
+                       defaults: Optional[Dict[str, Any]] = None) -> List[str]:
+  """Fields whose values differ. A field the saved config lacks (it was
+  added to the code after that run was written) counts as equal when the
+  new config leaves it at its default (`defaults`): the run used that
+  behaviour without a name for it."""
+  fa, fb, fd = _flatten(saved), _flatten(new), _flatten(defaults or {})
+  return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k) and
+                not (k not in fa and k in fd and fd[k] == fb[k]))
 
 
 def read_saved(path: str, what: str, missing: str) -> Any:
@@ -134,7 +140,9 @@ class Workdir:
     saved = self.saved_config
     if saved is None or self.overwrite:
       return
-    diff = config_differences(saved, config_to_dict(self.config))
+    defaults = config_defaults.FIELD_DEFAULTS.get(self.config.get("experiment"))
+    diff = config_differences(saved, config_to_dict(self.config),
+                              defaults and config_to_dict(defaults))
     if diff:
       shown = ", ".join(diff[:8]) + (" ..." if len(diff) > 8 else "")
       raise UserError(

@@ -158,3 +158,22 @@ def test_metric_writer_on_gs(bucket, tmp_path):
   writer.flush()
   assert list((tmp_path / "b/run/tensorboard").iterdir())
   writer.close()
+
+
+def test_a_run_written_before_a_field_existed_still_resumes(tmp_path):
+  """A config.json without a field the code added later (optim.sam_rho was
+  added after many runs were made) is the same run when the new config
+  leaves that field at its default, and a different run when it does not."""
+  from jaxunknowns import config_loading, errors, main  # pylint: disable=g-import-not-at-top
+  root = Path(__file__).resolve().parents[1]
+  load = lambda **o: config_loading.load_config(
+      "configs/train.py:runlocal", o, root=str(root))
+  workdir = tmp_path / "run"
+  main.run(load(), str(workdir), False)
+  saved = read_json(workdir / "config.json")
+  for field in ("sam_rho", "sam_adaptive", "sam_eta", "sam_m"):
+    del saved["optim"][field]
+  (workdir / "config.json").write_text(json.dumps(saved))
+  main.run(load(), str(workdir), False)  # finished: no error, nothing redone
+  with pytest.raises(errors.UserError, match="optim.sam_rho"):
+    main.run(load(**{"optim.sam_rho": 0.1}), str(workdir), False)
