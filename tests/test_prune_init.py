@@ -244,8 +244,8 @@ def test_bad_input_cli(tmp_path):
 
 
 @pytest.mark.parametrize("variant,methods", [
-    ("vgg16_cifar10", ()),  # builds: its compiles are slow on a CPU
-    ("resnet20_cifar10", ("grasp", "synflow", "magnitude"))])
+    ("vgg16_cifar10", ()),
+    ("resnet20_cifar10", ("synflow", "magnitude"))])
 def test_cifar_variants_score_on_mock_data(variant, methods):
   """The CIFAR variants validate, build on (mock) CIFAR-10 and find masks of
   the asked density on BN conv nets (no training: compiles are slow)."""
@@ -254,6 +254,8 @@ def test_cifar_variants_score_on_mock_data(variant, methods):
   config = load_config(f"{variant},runlocal", {"data.train_size": 0})
   prune_init.validate(config)
   assert load_config(variant).data.name == "cifar10"
+  if not methods:
+    return  # VGG-16's vmapped compiles take too long for a CPU test
   with tfds.testing.mock_data(num_examples=64):
     trainer = imp.build_trainer(config)
   assert trainer.has_batch_stats
@@ -263,11 +265,8 @@ def test_cifar_variants_score_on_mock_data(variant, methods):
   ones = pruning.ones_mask(w)
   total = sum(m.size for _, m in budgets.mask_layers(ones))
   for method in methods:
-    for budget in ("global", "erk") if method == "magnitude" else ("global",):
-      mask = scorer.found(method, w, bs, ones, 0.05, budget, 0)
-      assert sum(init_scores.layer_counts_of(mask)) == round(0.05 * total)
-  if not methods:
-    return
+    mask = scorer.found(method, w, bs, ones, 0.05, "erk", 0)
+    assert sum(init_scores.layer_counts_of(mask)) == round(0.05 * total)
   empty, cut = scorer.collapsed(w, bs, mask)
   assert not empty and not cut
   no_output = jax.tree.map(lambda m: m, mask)

@@ -106,8 +106,8 @@ def write(path, config, summary):
       config, s, references=REFERENCES,
       setup=(f"{config.train.steps} steps a run; methods {', '.join(s['methods'])}; "
              f"budgets {', '.join(s['budgets'])}; " + "".join(
-                 f"{label} {s[k]:g}; " for k, label in SETTINGS if k in s) + f"IMP ticket: {p.imp or 'none'}; variants "
-             f"{', '.join(s['variants'])}"),
+                 f"{label} {s[k]:g}; " for k, label in SETTINGS if k in s) +
+             f"IMP ticket: {p.imp or 'none'}; variants {', '.join(s['variants'])}"),
       figures=list(zip(("Test accuracy vs density, masks as found", "Sanity checks: "
                         f"variant minus found, paired by seed ({s['budgets'][0]} budget)",
                         "Per-layer density of the masks as found"), plot(path, s))),
