@@ -10,14 +10,15 @@ Every variant of a density, with the seeds, is one vmapped program.
 
 Variants (default mnist1d):
   mnist1d          MLP 40-100-100-10 on offline MNIST-1D, Adam 1e-2, batch
-                   100, 1000 steps, 3 seeds, global budget: 3 minutes on a
-                   2-core CPU, 7 under a load of 18.
-  mnist1d_budgets  The same with the layer-wise uniform and ERK budgets too
-                   (three times as long).
+                   100, 1000 steps, 3 seeds, global budget: 2.5 minutes on a
+                   2-core CPU at load 3, 6.5 at load 18.
+  mnist1d_budgets  The same with the layer-wise uniform and ERK budgets too:
+                   6.5 minutes at load 3-8.
   lenet_fashion    LeNet-300-100 on Fashion-MNIST (offline), Adam 1.2e-3,
                    batch 100, 1000 steps; SNIP, GraSP, SynFlow, random and the
                    IMP ticket at 2%, 0.5% and 0.1%, variants found, shuffled,
-                   reinit (and sign_flip): about half an hour on a 2-core CPU.
+                   reinit (and sign_flip): 26 minutes on a 2-core CPU at load
+                   16-20.
   vgg16_cifar10    VGG-16 (BN) on TFDS CIFAR-10, Tanaka et al.'s protocol
   resnet20_cifar10 ResNet-20 on TFDS CIFAR-10; both need a network and an
                    accelerator (160 epochs per stage).
