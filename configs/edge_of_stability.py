@@ -17,8 +17,8 @@ Variants (default mnist1d):
             3 seeds: MSE GD η in {0.2, 0.15} (2/η = 10, 13.3) and Polyak
             β = 0.5 at η = 0.2 (threshold 15; β = 0.9 at η = 0.19 diverged),
             cross-entropy GD η = 0.4 (2/η = 5); 1000 steps; the flow at
-            η = 0.04 to time 80. 24 minutes on the 2-core CPU under load
-            16-21 (docs/results/edge_of_stability/README.md).
+            η = 0.04 to time 80. 8 minutes on the shared 2-core CPU at
+            load 5-7, 24 at load 16-21 (docs/results/edge_of_stability).
   fashion   The same on 5000 Fashion-MNIST images (offline; 784 inputs, so
             4x the parameters): MSE only; λ_max at init is 36-39 here (2
             seeds, measured once), so 2/η = 60, 80, 120; 2000 steps. Not
