@@ -95,7 +95,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.loop = "auto"            # "scan", "python" or "auto" (see Trainer._choose_loop).
   c.train.seed_devices = 0         # Devices the runs are spread over (mesh axis 'seed'); 0 = auto:
                                    # all of them when seeds >= devices (gcd), else 1 (data parallel).
-  c.train.loss = "cross_entropy"   # "cross_entropy" or "exponential" (see losses.py).
+  c.train.loss = "cross_entropy"   # "cross_entropy", "exponential" or "mse" (½‖f − onehot‖²; losses.py).
   c.train.precision = "float32"    # Compute dtype: "float32" or "bfloat16" (float32 master
                                    # weights, optimizer state and BatchNorm statistics;
                                    # no loss scaling: bf16 has float32's exponent range).
