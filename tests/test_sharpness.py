@@ -127,9 +127,11 @@ def test_end_to_end_tiny_run(tmp_path):
   assert (tmp_path / "run" / "eigenvalue_along_training.png").exists()
   report = (tmp_path / "run" / "report.md").read_text()
   first, last = summary["arms"]["small_batch"], summary["arms"]["large_batch"]
+  n = len(last["top_eigenvalue"]["per_seed"])
   assert (f"| top Hessian eigenvalue | larger with the large batch (Keskar "
-          f"et al. 2017) | small_batch {fmt(first['top_eigenvalue'], 1.0, 3)}, "
-          f"large_batch {fmt(last['top_eigenvalue'], 1.0, 3)} |") in report
+          f"et al. 2017) | large_batch "
+          f"{fmt(last['top_eigenvalue'], 1.0, 3, n=False)}, small_batch "
+          f"{fmt(first['top_eigenvalue'], 1.0, 3, n=False)} (n={n}) |") in report
   # Each arm is a finished stage; summary.json holds measurements only.
   assert all((tmp_path / "run" / "arms" / n / "result.json").exists()
              for n in summary["arms"])
