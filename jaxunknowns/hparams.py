@@ -12,9 +12,10 @@ final checkpoint, summary.json and the report.
 
 Fields that change shapes or the program (model, batch size, steps, dataset,
 optimizer name, ...) cannot share a program: `program_fields` names them and
-the sweep falls back to separate runs. `data.label_noise` is one of them for
-now: the labels live on the device once for all runs, so per-run corrupted
-labels would need a per-run label array (not done yet).
+the sweep falls back to separate runs. `data.label_noise` shares one: each
+run's own noisy labels (its config's, drawn as a run of its own draws them)
+are rows of a per-run label array (`Trainer.use_run_labels`); the inputs
+stay shared.
 """
 
 import hashlib
@@ -29,7 +30,8 @@ from absl import logging
 from jaxunknowns import optim, paths
 
 # The fields whose values may differ between the runs of one program.
-RUN_AXIS_FIELDS = ("seed",) + tuple(f"optim.{h}" for h in optim.RUN_HPARAMS)
+RUN_AXIS_FIELDS = (("seed", "data.label_noise")
+                   + tuple(f"optim.{h}" for h in optim.RUN_HPARAMS))
 
 
 def program_fields(fields: Sequence[str]) -> List[str]:
@@ -93,11 +95,19 @@ def train_together(configs, workdirs, scratch: str):
   for workdir in workdirs:
     workdir.open()
   writer = RunWriters([MetricWriter(w.path) for w in workdirs], members)
+  if len({c.data.label_noise for c in configs}) > 1:
+    from jaxunknowns.data import load_dataset  # pylint: disable=g-import-not-at-top
+    labels = {c.data.label_noise: load_dataset(c.data).train.y for c in configs}
+    trainer.use_run_labels(np.stack([
+        labels[c.data.label_noise] for c, m in zip(configs, members)
+        for _ in m]))
   state = trainer.init_state(seeds, hparams=values)
   t0 = time.time()
   logging.info("training %d configs x their seeds = %d runs as one program "
                "(per-run fields: %s)", len(configs), len(seeds),
-               ", ".join(["seed"] + [f"optim.{h}" for h in varying]))
+               ", ".join(["seed"] + [f"optim.{h}" for h in varying] + [
+                   "data.label_noise"] * (len({c.data.label_noise
+                                               for c in configs}) > 1)))
   result = trainer.fit(
       state, steps=base.train.steps, data_seeds=seeds, writer=writer,
       run_labels=[{"seed": s} for s in seeds],

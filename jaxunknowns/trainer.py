@@ -277,6 +277,25 @@ class Trainer:
     return tuple(distributed.to_global(a.reshape((nb, eb) + a.shape[1:]), sharding)
                  for a in (xp, yp, w))
 
+  def use_run_labels(self, labels):
+    """Per-run training labels [R, N] (e.g. each run's own label noise, as
+    `sweep --vmap` over data.label_noise gives): the train step and the
+    train-split evaluation of run r read row r. Inputs stay shared."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.shape[1] != len(self.dataset.train.y):
+      raise ValueError(f"per-run labels must be [runs, {len(self.dataset.train.y)}]"
+                       f", got {labels.shape}")
+    self._y_train = distributed.to_global(labels, self.run_sharding(len(labels)))
+    if "train" in self.eval_data:  # padded as _padded_batches pads
+      xs, _, ws = self.eval_data["train"]
+      nb, eb = xs.shape[:2]
+      n = min(self.config.train.max_train_eval or labels.shape[1],
+              labels.shape[1])
+      ys = np.zeros((len(labels), nb * eb), labels.dtype)
+      ys[:, :n] = labels[:, :n]
+      self.eval_data["train"] = (xs, distributed.to_global(
+          ys.reshape(len(labels), nb, eb), self.run_sharding(len(labels))), ws)
+
   # ---------------------------------------------------------------------------
   # Model & state
   # ---------------------------------------------------------------------------
@@ -431,10 +450,8 @@ class Trainer:
     a `lax.cond` to skip padded rows instead cost ~10% of every step on CPU).
     """
     self.trace_count += 1
-    step_all = jax.vmap(functools.partial(self._indexed_step, x_all=x_all,
-                                          y_all=y_all))
-    last_step = jax.vmap(functools.partial(self._indexed_step, x_all=x_all,
-                                           y_all=y_all, with_norms=True))
+    step_all = self._vmapped_step(x_all, y_all)
+    last_step = self._vmapped_step(x_all, y_all, with_norms=True)
     if idx.shape[0] > 1:
       state, metrics = jax.lax.scan(step_all, state, idx[:-1])
     state, last = last_step(state, idx[-1])
@@ -449,10 +466,16 @@ class Trainer:
 
   def _train_one_step(self, state, idx, x_all, y_all, with_norms=False):
     self.trace_count += 1
-    state, metrics = jax.vmap(functools.partial(
-        self._indexed_step, x_all=x_all, y_all=y_all,
-        with_norms=with_norms))(state, idx)
-    return state, metrics
+    return self._vmapped_step(x_all, y_all, with_norms)(state, idx)
+
+  def _vmapped_step(self, x_all, y_all, with_norms=False):
+    """(state, idx) -> the step of every run; labels shared [N] or per run
+    [R, N] (use_run_labels), inputs shared."""
+    per_run = y_all.ndim == 2
+    step = jax.vmap(lambda s, i, y: self._indexed_step(s, i, x_all, y,
+                                                       with_norms),
+                    in_axes=(0, 0, 0 if per_run else None))
+    return lambda state, idx: step(state, idx, y_all)
 
   def _choose_loop(self, loop: str) -> str:
     """"scan" (many steps per compiled call) or "python" (one per call).
@@ -513,7 +536,7 @@ class Trainer:
   def evaluate_batches(self, params, batch_stats, xs, ys, ws):
     """{loss, accuracy} per run (leading run axis of params/batch_stats) over
     padded batches xs [N, B, ...] with 0/1 weights ws: pure, for jit."""
-    def one_run(params, batch_stats):
+    def one_run(params, batch_stats, ys):
       def body(totals, batch):
         x, y, w = batch
         out = self.eval_step({"params": params, "batch_stats": batch_stats},
@@ -525,7 +548,9 @@ class Trainer:
       (loss, correct, count), _ = jax.lax.scan(body, (zero, zero, zero),
                                                (xs, ys, ws))
       return {"loss": loss / count, "accuracy": correct / count}
-    return jax.vmap(one_run)(params, batch_stats)
+    per_run = ys.ndim == ws.ndim + 1  # use_run_labels: [R, N, B]
+    return jax.vmap(one_run, in_axes=(0, 0, 0 if per_run else None))(
+        params, batch_stats, ys)
 
   def evaluate(self, state: State, split: str = "test") -> Dict[str, np.ndarray]:
     """{loss, accuracy} per run on a split, BatchNorm in eval mode."""

@@ -102,8 +102,33 @@ def test_fields_that_change_the_program_fall_back_naming_them(tmp_path):
   with pytest.raises(UserError, match="does not combine with --executor=ray"):
     sweep.run_sweep(TRAIN, str(tmp_path / "ray"), "lr", TINY, vmap=True,
                     executor="ray")
-  assert hparams.program_fields(["seed", "optim.lr", "data.label_noise"]) == [
-      "data.label_noise"]
+  assert hparams.program_fields(["seed", "optim.lr", "data.label_noise",
+                                 "data.train_size"]) == ["data.train_size"]
+
+
+def test_label_noise_is_a_run_axis_with_each_runs_own_labels(tmp_path, capsys):
+  """Runs that differ in data.label_noise share one program, each with the
+  noisy labels a run of its own draws: the same numbers as separate runs,
+  the train split measured against each run's own labels."""
+  spec = write_config(tmp_path, '{"s": [{"data.label_noise": 0.0}, '
+                      '{"data.label_noise": 0.5}, '
+                      '{"data.label_noise": 0.5, "optim.lr": 0.1}]}')
+  together = sweep.run_sweep(spec, str(tmp_path / "vmapped"), "s", MOMENTUM,
+                             vmap=True)
+  assert "3 runs as one vmapped program" in capsys.readouterr().out
+  apart = sweep.run_sweep(spec, str(tmp_path / "apart"), "s", MOMENTUM,
+                          vmap=False)
+  finals = []
+  for a, b in zip(together["runs"], apart["runs"]):
+    sa = read_json(Path(a["workdir"]) / "summary.json")
+    sb = read_json(Path(b["workdir"]) / "summary.json")
+    for split in ("train", "test"):
+      for metric in ("accuracy", "loss"):
+        np.testing.assert_allclose(sa["final"][split][metric]["per_seed"],
+                                   sb["final"][split][metric]["per_seed"],
+                                   rtol=1e-5, err_msg=(a["name"], split))
+    finals.append(sa["final"]["train"]["loss"]["mean"])
+  assert finals[0] != finals[1]  # the noisy labels reached the noisy run
 
 
 def test_one_diverging_run_does_not_fail_the_others(tmp_path, capsys):
