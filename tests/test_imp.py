@@ -796,9 +796,22 @@ UNUSED_FIELDS = [
 ]
 
 
-@pytest.mark.parametrize("overrides,needles", UNUSED_FIELDS,
+RETRAIN_BAD = [
+    ({"prune.retrain": "rewind"}, ["prune.retrain='rewind'", "finetune"]),
+    ({"prune.compare_retrain": ("rewind_weights",)},
+     ["prune.compare_retrain=('rewind_weights',)", "other than"]),
+    ({"prune.retrain": "finetune", "prune.rewind_step": 10},
+     ["prune.rewind_step=10", "finetune", "set it to 0"]),
+    ({"prune.retrain": "rewind_lr"},
+     ["rewind_lr", "optim.schedule='constant'"]),
+    ({"prune.retrain": "rewind_lr", "optim.schedule": "cosine",
+      "stability.levels": (1,)}, ["stability.levels=(1,)", "rewind_lr"]),
+]
+
+
+@pytest.mark.parametrize("overrides,needles", UNUSED_FIELDS + RETRAIN_BAD,
                          ids=[",".join(f"{k}={v}" for k, v in o.items())
-                              for o, _ in UNUSED_FIELDS])
+                              for o, _ in UNUSED_FIELDS + RETRAIN_BAD])
 def test_fields_the_pruning_would_ignore_are_refused(tmp_path, overrides,
                                                      needles):
   message = user_error(load_config(MNIST1D, overrides), tmp_path / "new")
@@ -1119,29 +1132,6 @@ def test_weight_rewinding_arm_rewinds_to_step_k(retrain):
                  "Renda, Frankle & Carbin 2020"):
     assert needle in report, needle
   assert_report_rebuilds(retrain.workdir)
-
-
-RETRAIN_BAD = [
-    ({"prune.retrain": "rewind"}, ["prune.retrain='rewind'", "finetune"]),
-    ({"prune.compare_retrain": ("rewind_weights",)},
-     ["prune.compare_retrain=('rewind_weights',)", "other than"]),
-    ({"prune.retrain": "finetune", "prune.rewind_step": 10},
-     ["prune.rewind_step=10", "finetune", "set it to 0"]),
-    ({"prune.retrain": "rewind_lr"},
-     ["rewind_lr", "optim.schedule='constant'"]),
-    ({"prune.retrain": "rewind_lr", "optim.schedule": "cosine",
-      "stability.levels": (1,)}, ["stability.levels=(1,)", "rewind_lr"]),
-]
-
-
-@pytest.mark.parametrize("overrides,needles", RETRAIN_BAD,
-                         ids=[",".join(f"{k}={v}" for k, v in o.items())
-                              for o, _ in RETRAIN_BAD])
-def test_retrain_fields_that_do_not_apply_are_refused(tmp_path, overrides,
-                                                      needles):
-  message = user_error(load_config(MNIST1D, overrides), tmp_path / "new")
-  for needle in needles:
-    assert needle in message, (needle, message)
 
 
 def test_cli_finetune_with_a_rewind_step_exits_2(tmp_path):
