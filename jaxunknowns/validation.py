@@ -12,6 +12,7 @@ import math
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import ml_collections
+import numpy as np
 
 from jaxunknowns import config_defaults, config_loading
 from jaxunknowns.errors import UserError
@@ -23,8 +24,10 @@ def check(cond: bool, field: str, value: Any, valid: str):
     raise UserError(f"{field}={value!r} is out of range: must be {valid}")
 
 
-def _is_int(v) -> bool:
-  return isinstance(v, int) and not isinstance(v, bool)
+def is_int(v) -> bool:
+  """An integer (Python or numpy), not a bool: the check every `validate`
+  makes of a count."""
+  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _kind(value) -> Optional[str]:
@@ -65,7 +68,7 @@ class FieldRule:
       return number and math.isfinite(value) and (
           self.negative_ok or value >= 0)
     if kind == "int":
-      return _is_int(value) and (self.negative_ok or value >= 0)
+      return is_int(value) and (self.negative_ok or value >= 0)
     return _kind(value) == kind
 
   def _item_kind(self) -> Optional[str]:
@@ -151,9 +154,9 @@ def check_config(config, references: Optional[Sequence] = None) -> Experiment:
 
 def validate_base(config):
   """Checks the fields of config_defaults.base_config()."""
-  check(_is_int(config.seeds) and config.seeds >= 1, "seeds", config.seeds,
+  check(is_int(config.seeds) and config.seeds >= 1, "seeds", config.seeds,
         "an integer >= 1")
-  check(_is_int(config.seed) and config.seed >= 0, "seed", config.seed,
+  check(is_int(config.seed) and config.seed >= 0, "seed", config.seed,
         "an integer >= 0")
 
   d = config.data
@@ -178,14 +181,14 @@ def validate_base(config):
   check(o.grad_clip >= 0, "optim.grad_clip", o.grad_clip, ">= 0 (0 = off)")
   check_sam(o, config.train.batch_size)
   bounds = list(o.boundaries)
-  check(all(_is_int(b) and b > 0 for b in bounds) and
+  check(all(is_int(b) and b > 0 for b in bounds) and
         bounds == sorted(set(bounds)),
         "optim.boundaries", tuple(bounds), "increasing positive steps")
 
   t = config.train
-  check(_is_int(t.steps) and t.steps >= 1, "train.steps", t.steps,
+  check(is_int(t.steps) and t.steps >= 1, "train.steps", t.steps,
         "an integer >= 1")
-  check(_is_int(t.batch_size) and t.batch_size >= 1, "train.batch_size",
+  check(is_int(t.batch_size) and t.batch_size >= 1, "train.batch_size",
         t.batch_size, "an integer >= 1")
   check(t.log_every >= 1, "train.log_every", t.log_every, ">= 1")
   check(t.eval_every >= 0, "train.eval_every", t.eval_every, ">= 0 (0 = end only)")
@@ -218,13 +221,13 @@ def check_sam(o, batch_size):
   check(o.get("sam_eta", 0.01) > 0, "optim.sam_eta", o.get("sam_eta"), "> 0")
   check(isinstance(adaptive, bool), "optim.sam_adaptive", adaptive,
         "True or False")
-  check(_is_int(m) and m >= 0, "optim.sam_m", m,
+  check(is_int(m) and m >= 0, "optim.sam_m", m,
         "an integer >= 0 (0 = the whole batch)")
   if rho == 0:
     check(not adaptive, "optim.sam_adaptive", adaptive,
           "False while optim.sam_rho = 0 (SAM is off)")
     check(m == 0, "optim.sam_m", m, "0 while optim.sam_rho = 0 (SAM is off)")
-  check(m == 0 or (_is_int(batch_size) and batch_size % m == 0),
+  check(m == 0 or (is_int(batch_size) and batch_size % m == 0),
         "optim.sam_m", m, f"a divisor of train.batch_size={batch_size}")
 
 

@@ -114,10 +114,6 @@ def threshold(lr: float, momentum: float = 0.0, kind: str = "gd") -> float:
 # ---------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------
-def _is_int(v) -> bool:
-  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
 def _is_number(v) -> bool:
   return isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
 
@@ -164,11 +160,11 @@ def validate(config):
   check(e.flow_lr > 0, "eos.flow_lr", e.flow_lr, "> 0")
   for field in ("every", "loss_every", "lanczos_steps", "flow_steps",
                 "flow_every"):
-    check(_is_int(e[field]) and e[field] >= 1, f"eos.{field}", e[field],
+    check(validation.is_int(e[field]) and e[field] >= 1, f"eos.{field}", e[field],
           "an integer >= 1")
   check(0 < e.near <= 1, "eos.near", e.near, "in (0, 1]")
   check(e.tolerance > 0, "eos.tolerance", e.tolerance, "> 0")
-  check(_is_int(e.seed) and e.seed >= 0, "eos.seed", e.seed, "an integer >= 0")
+  check(validation.is_int(e.seed) and e.seed >= 0, "eos.seed", e.seed, "an integer >= 0")
 
 
 # ---------------------------------------------------------------------------

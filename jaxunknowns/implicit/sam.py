@@ -41,10 +41,6 @@ QUANTITIES = ("test_accuracy", "train_accuracy", "train_loss", "trace",
               "lambda_max", "sharpness")
 
 
-def _is_int(v) -> bool:
-  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
 def rhos_of(config, name: str) -> List[float]:
   return {"sam": [float(r) for r in config.sam.rhos],
           "asam": [float(r) for r in config.sam.asam_rhos]}.get(name, [0.0])
@@ -85,14 +81,14 @@ def validate(config):
           "a non-empty tuple of distinct numbers > 0")
   for field in ("subset_size", "trace_probes", "lanczos_steps",
                 "sharpness_iterations"):
-    check(_is_int(m[field]) and m[field] >= 1, f"measure.{field}", m[field],
+    check(validation.is_int(m[field]) and m[field] >= 1, f"measure.{field}", m[field],
           "an integer >= 1")
-  check(_is_int(m.chunk_size) and m.chunk_size >= 0 and (
+  check(validation.is_int(m.chunk_size) and m.chunk_size >= 0 and (
       m.chunk_size == 0 or m.subset_size % m.chunk_size == 0),
         "measure.chunk_size", m.chunk_size,
         f"0 or a divisor of measure.subset_size={m.subset_size}")
   check(m.epsilon > 0, "measure.epsilon", m.epsilon, "> 0")
-  check(_is_int(m.seed) and m.seed >= 0, "measure.seed", m.seed,
+  check(validation.is_int(m.seed) and m.seed >= 0, "measure.seed", m.seed,
         "an integer >= 0")
   check(config.train.eval_train, "train.eval_train", config.train.eval_train,
         "True (train accuracy and loss are results)")

@@ -85,8 +85,7 @@ def find_peak(curve: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
 
 
 def _positive_ints(values) -> bool:
-  return all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
-             for v in values)
+  return all(validation.is_int(v) and v >= 1 for v in values)
 
 
 def validate(config):

@@ -63,24 +63,20 @@ RECORDED = ("weight_change", "kernel_change", "linearization")
 # -----------------------------------------------------------------------------
 # Config
 # -----------------------------------------------------------------------------
-def _is_int(v) -> bool:
-  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
 def validate(config):
   validation.validate_base(config)
   check, s = validation.check, config.ntk
   widths = list(s.widths)
-  check(bool(widths) and all(_is_int(w) and w >= 1 for w in widths),
+  check(bool(widths) and all(validation.is_int(w) and w >= 1 for w in widths),
         "ntk.widths", tuple(widths), "a non-empty tuple of integers >= 1")
   check(all(a < b for a, b in zip(widths, widths[1:])), "ntk.widths",
         tuple(widths), "strictly increasing")
   check(config.model.name in MODELS, "model.name", config.model.name,
         f"one of {', '.join(MODELS)} (dense nets whose width ntk.widths sets)")
   for field in ("depth", "probe_size", "test_size", "chunk_size"):
-    check(_is_int(s[field]) and s[field] >= 1, f"ntk.{field}", s[field],
+    check(validation.is_int(s[field]) and s[field] >= 1, f"ntk.{field}", s[field],
           "an integer >= 1")
-  check(_is_int(s.record_points) and s.record_points >= 2,
+  check(validation.is_int(s.record_points) and s.record_points >= 2,
         "ntk.record_points", s.record_points, "an integer >= 2")
   check(s.ridge >= 0, "ntk.ridge", s.ridge, ">= 0")
   check(config.train.steps >= 10, "train.steps", config.train.steps,
