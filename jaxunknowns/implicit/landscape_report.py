@@ -17,9 +17,10 @@ RISES = {"slice_mean_rise_half": "1-D slice: mean rise of the loss for "
 def figures(path, summary):
   names, interp = summary["compare"], summary["interpolation"]
   pca = summary.get("directions") == "pca"
-  shown = [(f"Training loss on {'the top two PCA directions of the run' if pca else 'two filter-normalized'}"
-            f"{chr(39) + 's path (dots: the path, o its start)' if pca else ' directions'}, per arm (+: the "
-            "trained network)", "contours.png"),
+  plane = ("the top two PCA directions of the run's path (dots: the path, "
+           "o its start)" if pca else "two filter-normalized directions")
+  shown = [(f"Training loss on {plane}, per arm (+: the trained network)",
+            "contours.png"),
            ("1-D slices along the first direction", "slices.png")] + [
                (f"Training loss along (1 − t) A + t B ({interp['mode']})",
                 "interpolation.png")] * bool(interp["paths"])
