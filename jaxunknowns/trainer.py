@@ -40,7 +40,7 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -107,6 +107,21 @@ class Callback:
   every: int
   fn: Callable[["Trainer", State, int], Mapping[str, Any]]
   steps: Sequence[int] = ()
+
+
+def log_spaced_steps(steps: int, points: int, chunk: int) -> List[int]:
+  """About `points` log-spaced steps in [1, steps] for `Callback(steps=...)`,
+  rounded to powers of two below `chunk` (train.log_every) and to multiples
+  of it above, and `steps`: `fit` compiles one scan per distinct chunk
+  length, so a raw log grid (~35 lengths) would compile ~35 times; this one
+  stays at 1, 2, 4, ..., then `chunk`."""
+  out = {steps}
+  for s in np.geomspace(1, steps, points):
+    if s < chunk:
+      out.add(min(2 ** int(round(np.log2(s))), chunk))
+    else:
+      out.add(min(int(round(s / chunk)) * chunk, steps))
+  return sorted(out)
 
 
 @dataclasses.dataclass

@@ -24,6 +24,7 @@ from jax.experimental.compilation_cache import compilation_cache
 
 from jaxunknowns.data import core, load_dataset
 from jaxunknowns.overparam import memorization
+from jaxunknowns.trainer import log_spaced_steps
 from run_helpers import (assert_cli_one_line_error, assert_report_rebuilds,
                          assert_user_error_before_writing, read_json,
                          run_in_process)
@@ -153,7 +154,7 @@ def test_report_rebuilds(run):
 
 
 def test_record_steps_keep_few_chunk_lengths():
-  steps = memorization.record_steps(8000, 40, 100)
+  steps = log_spaced_steps(8000, 40, 100)
   assert steps[0] == 1 and steps[-1] == 8000
   gaps = set(np.diff([0] + [s for s in steps if s <= 100]))
   assert gaps <= {1, 2, 4, 8, 16, 32, 36}

@@ -39,7 +39,7 @@ from jaxunknowns import experiments, metrics, runs, validation
 from jaxunknowns.data import load_dataset
 from jaxunknowns.overparam import width_sweep
 from jaxunknowns.stages import train_stage
-from jaxunknowns.trainer import Callback
+from jaxunknowns.trainer import Callback, log_spaced_steps
 
 MODES = ("model", "epoch", "sample")
 OVER_TRAINING = "over_training"  # metrics.jsonl split of mode "epoch"
@@ -113,15 +113,11 @@ def validate(config):
 
 
 def record_steps(config):
-  """About `record_points` log-spaced steps, snapped to powers of two below
-  `train.log_every` and to its multiples above: the trainer compiles one
-  scan per distinct chunk length, so a raw log grid (35 lengths) would
-  compile ~35 times per width; this one about ten."""
-  n, steps, chunk = (config.double_descent.record_points, config.train.steps,
-                     config.train.log_every)
-  snap = lambda t: (2 ** round(np.log2(t)) if t < chunk else
-                    min(steps, chunk * round(t / chunk)))
-  return sorted({int(snap(t)) for t in np.geomspace(1, steps, n)} | {steps})
+  """mode 'epoch': about `record_points` log-spaced steps that keep the
+  trainer's compiled chunk lengths few (trainer.log_spaced_steps)."""
+  return log_spaced_steps(config.train.steps,
+                          config.double_descent.record_points,
+                          config.train.log_every)
 
 
 def error_recorder(trainer, name):

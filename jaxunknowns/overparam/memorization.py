@@ -51,7 +51,7 @@ from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, stats
 from jaxunknowns.models import create_model
 from jaxunknowns.stages import stage_dir, train_stage
-from jaxunknowns.trainer import Callback
+from jaxunknowns.trainer import Callback, log_spaced_steps
 
 ARMS = ("none", "dropout", "weight_decay")
 SPLIT = "memorization"  # The callback's rows in metrics.jsonl.
@@ -121,20 +121,6 @@ def stage_config(config, p: float, arm: str):
   if arm == "weight_decay":
     c.optim.weight_decay = config.memorization.weight_decay
   return c
-
-
-def record_steps(steps: int, points: int, chunk: int) -> List[int]:
-  """About `points` log-spaced steps in [1, steps], rounded to powers of two
-  below `chunk` (train.log_every) and to multiples of it above, and `steps`:
-  the trainer compiles one scan per distinct chunk length, so the lengths
-  between recordings stay few (1, 2, 4, ..., then `chunk`)."""
-  out = {steps}
-  for s in np.geomspace(1, steps, points):
-    if s < chunk:
-      out.add(min(2 ** int(round(np.log2(s))), chunk))
-    else:
-      out.add(min(int(round(s / chunk)) * chunk, steps))
-  return sorted(out)
 
 
 def _padded(x: np.ndarray, batch: int) -> np.ndarray:
@@ -245,7 +231,7 @@ def run(config, workdir):
   workdir.open()
   writer = MetricWriter(workdir.path)
   seeds = runs.seeds_of(config)
-  steps = record_steps(config.train.steps, m.record_points,
+  steps = log_spaced_steps(config.train.steps, m.record_points,
                        config.train.log_every)
   t_start, results = time.time(), {}
   for p in ps:
