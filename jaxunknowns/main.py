@@ -87,10 +87,24 @@ class QuietLibraries(logging_std.Filter):
     return record.levelno >= logging_std.WARNING
 
 
+def quiet_closed_event_loops(unraisable):
+  """After a failed background save (a full disk), tensorstore may finish a
+  write once orbax has closed its asyncio loop, and posting the result there
+  raises 'Event loop is closed' in a thread no one joins. Python would print
+  that traceback to stderr; the failed save itself reaches the main thread,
+  which reports it in one line. Every other unraisable error is printed."""
+  value = unraisable.exc_value
+  if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+    logging.info("ignored after a failed save: %s", value)
+    return
+  sys.__unraisablehook__(unraisable)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.get_absl_handler().addFilter(QuietLibraries())
+  sys.unraisablehook = quiet_closed_event_loops
   try:
     from jaxunknowns import distributed, validation  # pylint: disable=g-import-not-at-top
     distributed.initialize(
