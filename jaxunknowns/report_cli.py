@@ -38,8 +38,8 @@ def _plan(path: str) -> Callable[[], str]:
     write, written = lambda: report(path, config, summary), "report.md"
 
   def rebuild():
-    write()
-    return os.path.join(path, written)
+    wrote = write()  # The article returns its page (ARTICLE.md).
+    return wrote if isinstance(wrote, str) else os.path.join(path, written)
   return rebuild
 
 

@@ -227,10 +227,14 @@ HEADER = ("quantity", "paper", "ours (mean ± std over seeds, n)", "verdict",
           "rule")
 
 
-def table(comparisons: Sequence[Comparison]) -> str:
-  rows = [[c.quantity, f"{c.paper} ({c.source})", c.ours, c.verdict, c.rule]
+def rows(comparisons: Sequence[Comparison]) -> List[List[str]]:
+  """The cells of `table` under HEADER (the article renders them too)."""
+  return [[c.quantity, f"{c.paper} ({c.source})", c.ours, c.verdict, c.rule]
           for c in comparisons]
-  return markdown_table(HEADER, rows)
+
+
+def table(comparisons: Sequence[Comparison]) -> str:
+  return markdown_table(HEADER, rows(comparisons))
 
 
 def paragraph(comparisons: Sequence[Comparison]) -> str:

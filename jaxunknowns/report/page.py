@@ -1,6 +1,7 @@
 """The one shape of every report.md (`Page`), and its atomic writer."""
 
 import dataclasses
+import json
 import os
 from typing import List, Sequence, Tuple
 
@@ -94,9 +95,23 @@ def experiment_page(config, summary, *, references=(), setup: str,
               run=run_line(summary, run), **fields)
 
 
+PAGE_JSON = "page.json"
+
+
+def page_data(page: Page) -> dict:
+  """What other pages reuse (the article): title, claim, figures and the
+  comparisons with their verdicts, as data rather than rendered markdown."""
+  return {"title": page.title, "claim": page.claim,
+          "figures": [list(f) for f in page.figures],
+          "comparisons": [dataclasses.asdict(c) for c in page.comparisons]}
+
+
 def write_page(workdir: str, page: Page) -> str:
-  """Writes WORKDIR/report.md atomically; returns its path."""
+  """Writes WORKDIR/report.md and its data, page.json, atomically; returns
+  report.md's path."""
   path = os.path.join(workdir, "report.md")
+  _write_text(os.path.join(workdir, PAGE_JSON),
+              json.dumps(page_data(page), indent=1) + "\n")
   _write_text(path, page.markdown())
   return path
 
