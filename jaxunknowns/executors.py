@@ -19,6 +19,7 @@ says how to start such a cluster.
 """
 
 import os
+import sys
 import traceback
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
@@ -30,10 +31,21 @@ EXECUTORS = ("local", "ray")
 Outcomes = Dict[str, Optional[str]]
 
 
-def _run_one(config, workdir: str, overwrite: bool,
-             references=None) -> Optional[str]:
-  """Runs one sweep run in this process; the failure text, or None."""
+def _main_module():
+  """jaxunknowns.main, also while it runs as `python -m jaxunknowns.main`
+  (the article's stages): importing it anew would define its flags twice."""
+  running = sys.modules.get("__main__")
+  if getattr(getattr(running, "__spec__", None), "name", "") == (
+      "jaxunknowns.main"):
+    return running
   from jaxunknowns import main  # pylint: disable=g-import-not-at-top
+  return main
+
+
+def run_one(config, workdir: str, overwrite: bool,
+            references=None) -> Optional[str]:
+  """Runs one run in this process; the failure text, or None."""
+  main = _main_module()
   try:
     main.run(config, workdir, overwrite, references)
     return None
@@ -56,7 +68,7 @@ def run_local(runs: Sequence[Any], overwrite: bool, out) -> Outcomes:
       continue
     print(f"[{i}/{len(runs)}] {run.name}: running", file=out)
     out.flush()
-    outcomes[run.name] = _run_one(run.config, run.workdir, overwrite,
+    outcomes[run.name] = run_one(run.config, run.workdir, overwrite,
                                   run.references)
   return outcomes
 
@@ -89,7 +101,7 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
   if not ray.is_initialized():
     (init or ray.init)(address=address or None, log_to_driver=False)
 
-  task = ray.remote(_run_one).options(
+  task = ray.remote(run_one).options(
       num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
       max_retries=max_retries, retry_exceptions=False)
   outcomes, pending = {}, {}

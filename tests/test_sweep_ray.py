@@ -61,7 +61,7 @@ def _kill_worker_after_checkpoint(workdir: Path, killed: list):
     ckpts = workdir / "checkpoints"
     if ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir()):
       for proc in psutil.process_iter(["cmdline"]):
-        if "ray::_run_one" in " ".join(proc.info["cmdline"] or []):
+        if "ray::run_one" in " ".join(proc.info["cmdline"] or []):
           proc.kill()
           killed.append(proc.pid)
       return
@@ -109,3 +109,22 @@ def test_unknown_executor_is_one_line():
   with pytest.raises(UserError, match="--executor='slurm'"):
     sweep.run_sweep(TRAIN, "/tmp/never_written", None, TINY,
                     executor="slurm")
+
+
+def test_the_article_fans_its_stages_out_over_ray(cluster, tmp_path):
+  """`article.executor=ray`: every stage a Ray task, the page as here."""
+  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import config_loading, main
+  from jaxunknowns.article import outline
+  stages = ("max_margin", "imp")
+  config = config_loading.load_config(
+      f"{ROOT}/configs/article.py:runlocal",
+      {"article.executor": "ray",
+       "article.skip": ",".join(s for s in outline.STAGES if s not in stages)})
+  summary = main.run(config, str(tmp_path / "article"))
+  assert list(summary["stages"]) == list(stages)
+  for stage in stages:
+    assert summary["stages"][stage]["status"] == "finished"
+    assert (tmp_path / "article" / "stages" / stage / "page.json").exists()
+  text = (tmp_path / "article" / "ARTICLE.md").read_text()
+  assert "stage `max_margin`" in text and "stage `imp`" in text
