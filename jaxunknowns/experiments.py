@@ -49,6 +49,8 @@ MODULES = {
     "hessian_spectrum": "jaxunknowns.implicit.hessian_spectrum",
     "edge_of_stability": "jaxunknowns.implicit.edge_of_stability",
     "sam": "jaxunknowns.implicit.sam",
+    # Every phenomenon's headline experiment, one page.
+    "article": "jaxunknowns.article.experiment",
 }
 
 

@@ -152,7 +152,10 @@ def cli_bad_input(config_file):
   for name in own:
     if "-1" in map(repr, bad_values(values[name])):
       return name, "-1"
-  return "model.widths", "abc"
+  if "model.widths" in values:
+    return "model.widths", "abc"
+  # A config of names only (the article): a name that is not one.
+  return next(n for n in own if isinstance(values[n][0], str)), "nonsense"
 
 
 @pytest.mark.parametrize("config_file", CONFIG_FILES)
@@ -161,7 +164,8 @@ def test_cli_refuses_a_bad_field_in_one_line(config_file, tmp_path):
   workdir = tmp_path / "new"
   proc = cli(f"--config=configs/{config_file}", f"--config.{name}={value}",
              workdir=workdir)
-  assert_one_line_error(proc, name, "expects")
+  line = assert_one_line_error(proc, name)
+  assert "expects" in line or "must be" in line, line
   assert not workdir.exists()
 
 

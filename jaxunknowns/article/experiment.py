@@ -1,0 +1,161 @@
+"""The `article` experiment: every claim of the article, one stage each.
+
+A stage is an ordinary run of one experiment in WORKDIR/stages/NAME, so a
+finished stage is skipped on a rerun, an unfinished one resumes from its
+checkpoints, and `report_cli` rebuilds it alone. The stages run one after
+another here (one progress line as each starts and ends, with the time left
+estimated from the stages run so far) or fan out as Ray tasks
+(`article.executor=ray`). A stage that fails is kept on the page as failed,
+with its error; the others still run, the page is still written, and the
+run then ends with one line naming the failures (summary.json is written
+only when every stage finished, so a rerun retries the failed ones).
+"""
+
+import os
+import sys
+import time
+from typing import Any, Dict, List
+
+from jaxunknowns import config_loading, executors, experiments
+from jaxunknowns.article import outline
+from jaxunknowns.errors import UserError
+from jaxunknowns.metrics import read_json, write_json
+from jaxunknowns.validation import check
+
+PROGRESS_FILE = "stages.json"  # Every stage's status, also while running.
+# The repository root: stage specs name configs/*.py relative to it.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def chosen(config) -> List[str]:
+  """The stages the page shows, in the article's order."""
+  skip = {s.strip() for s in config.article.skip.split(",") if s.strip()}
+  return [stage for stage in outline.STAGES if stage not in skip]
+
+
+def stage_folder(root: str, stage: str) -> str:
+  return os.path.join(root, "stages", stage)
+
+
+def validate(config):
+  a = config.article
+  check(a.scale in outline.SCALES, "article.scale", a.scale,
+        f"one of {', '.join(outline.SCALES)}")
+  check(a.executor in executors.EXECUTORS, "article.executor", a.executor,
+        f"one of {', '.join(executors.EXECUTORS)}")
+  given, known = set(a.stages.keys()), set(outline.STAGES)
+  check(given == known, "article.stages", sorted(given ^ known),
+        f"exactly the stages {', '.join(outline.STAGES)} (leave one out "
+        f"with article.skip)")
+  skipped = {s.strip() for s in a.skip.split(",") if s.strip()}
+  check(skipped <= known, "article.skip", a.skip,
+        f"comma-separated names among {', '.join(outline.STAGES)}")
+  check(bool(chosen(config)), "article.skip", a.skip, "to leave a stage to run")
+  for stage in chosen(config):
+    check(isinstance(a.stages[stage], str) and ".py" in a.stages[stage],
+          f"article.stages.{stage}", a.stages[stage], "'configs/FILE.py[:ARG]'")
+
+
+def _resolve(spec: str) -> str:
+  """The spec with its file found here, or else in the repository."""
+  path, sep, arg = spec.partition(":")
+  if not os.path.exists(path) and os.path.exists(os.path.join(ROOT, path)):
+    path = os.path.join(ROOT, path)
+  return path + sep + arg
+
+
+def plan(config, root: str) -> list:
+  """Every chosen stage's config and workdir, built and checked (read-only):
+  a bad stage spec fails here, before anything is written."""
+  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import sweep, validation
+  from jaxunknowns.workdir import Workdir
+  runs = []
+  for stage in chosen(config):
+    spec = config.article.stages[stage]
+    where = f"article.stages.{stage}={spec!r}"
+    try:
+      resolved = _resolve(spec)
+      stage_config = config_loading.load_config(resolved)
+      references = validation.references_of(resolved)
+      validation.check_config(stage_config, references)
+      folder = stage_folder(root, stage)
+      Workdir(folder, stage_config).check()
+    except (UserError, ValueError, OSError) as e:
+      raise UserError(f"{where}: {str(e).splitlines()[0]}") from e
+    runs.append(sweep.Run(stage, {}, stage_config, folder, references))
+  return runs
+
+
+def _minutes(seconds: float) -> str:
+  return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _stage_result(run, error, seconds) -> Dict[str, Any]:
+  summary = read_json(os.path.join(run.workdir, "summary.json")) or {}
+  return {"status": "failed" if error else "finished", "error": error or "",
+          "seconds": round(seconds if seconds is not None else
+                           summary.get("wall_time_s", 0.0), 1),
+          "seeds": len(summary.get("seeds", ())),
+          "experiment": run.config.experiment}
+
+
+def run_here(runs, progress: Dict[str, Any], save, out) -> None:
+  """Runs the stages one after another, printing a line as each starts and
+  ends with the time left: the mean time of the stages run so far times the
+  stages still to run."""
+  ran: List[float] = []
+  for i, run in enumerate(runs, 1):
+    head = f"article [{i}/{len(runs)}] {run.name}"
+    if run.finished:
+      progress[run.name] = _stage_result(run, None, None)
+      print(f"{head}: finished before, skipped", file=out, flush=True)
+      continue
+    left = len(runs) - i + 1
+    eta = (f"about {_minutes(sum(ran) / len(ran) * left)} left" if ran
+           else "time left known after the first stage")
+    print(f"{head}: started ({eta})", file=out, flush=True)
+    t0 = time.time()
+    error = executors.run_one(run.config, run.workdir, False, run.references)
+    seconds = time.time() - t0
+    ran.append(seconds)
+    progress[run.name] = _stage_result(run, error, seconds)
+    save()
+    left -= 1
+    eta = f"; about {_minutes(sum(ran) / len(ran) * left)} left" if left else ""
+    verb = f"FAILED after {_minutes(seconds)}: {error}" if error else (
+        f"finished in {_minutes(seconds)}")
+    print(f"{head}: {verb}{eta}", file=out, flush=True)
+
+
+@experiments.register("article", validate=validate,
+                      report="jaxunknowns.article.page:write")
+def run(config, workdir):
+  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.runs import machine_info
+  runs = plan(config, workdir.path)
+  workdir.open()
+  t0, out = time.time(), sys.stdout
+  progress_path = workdir.file(PROGRESS_FILE)
+  progress = {}
+  save = lambda: write_json(progress_path, progress)
+  if config.article.executor == "ray":
+    outcomes = executors.run_ray(runs, False, out)
+    for r in runs:
+      progress[r.name] = _stage_result(r, outcomes.get(r.name), None)
+  else:
+    run_here(runs, progress, save, out)
+  save()
+  summary = {"scale": config.article.scale, "stages": progress,
+             "wall_time_s": time.time() - t0, "machine": machine_info()}
+  failed = [name for name, p in progress.items() if p["status"] == "failed"]
+  if not failed:
+    return experiments.finish("article", workdir, config, summary)
+  experiments.write_report("article", workdir.path, config, summary)
+  raise UserError(
+      f"{len(failed)} of {len(runs)} stages of the article failed "
+      f"({', '.join(failed)}); {os.path.join(workdir.path, 'ARTICLE.md')} "
+      f"shows them with their errors; fix them and rerun the same command "
+      f"(finished stages are kept)")
+

@@ -1,0 +1,186 @@
+"""Tests of the article (`configs/article.py`, jaxunknowns/article/).
+
+The runlocal article runs once per module through the real command; its
+page is checked against the stages' own files (every phenomenon appears,
+every verdict is the count of its stage's comparisons, which a rebuild of
+the stage's report gives back; the HTML embeds every figure and needs
+nothing from outside). A killed article resumes at the stage it stopped in;
+a stage that fails is shown as failed beside the others.
+"""
+
+import base64
+import collections
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jaxunknowns import config_loading, executors, report_cli
+from jaxunknowns.article import outline, page
+from jaxunknowns.errors import UserError
+from run_helpers import run_in_process
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+RUNLOCAL = "--config=configs/article.py:runlocal"
+# Three quick stages, one per kind of run, for the resume and failure tests.
+FEW = ["mode_connectivity", "max_margin", "imp"]  # in the outline's order
+
+
+def article_cli(workdir, *extra):
+  return subprocess.Popen(
+      [sys.executable, "-m", "jaxunknowns.main", RUNLOCAL,
+       f"--workdir={workdir}", *extra], cwd=ROOT, env=ENV, text=True,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def skip_all_but(stages):
+  return ",".join(s for s in outline.STAGES if s not in stages)
+
+
+@pytest.fixture(scope="module")
+def article(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("article") / "run"
+  proc = article_cli(workdir)
+  out, err = proc.communicate(timeout=1500)
+  assert proc.returncode == 0, err[-3000:]
+  return workdir, out
+
+
+def test_every_phenomenon_and_stage_appears(article):
+  workdir, out = article
+  text = (workdir / page.MARKDOWN).read_text()
+  for question in outline.QUESTIONS:
+    assert f". {question.title}\n" in text
+  for number, stage in enumerate(outline.STAGES, 1):
+    assert f"stage `{stage}`" in text
+    assert (workdir / "stages" / stage / "summary.json").exists()
+    # One line as each stage starts and one as it ends.
+    assert f"article [{number}/21] {stage}: started" in out
+    assert re.search(rf"article \[{number}/21\] {stage}: finished in ", out)
+  assert "left" in out.splitlines()[1]  # the time left, once one stage ran
+
+
+def test_every_verdict_is_its_stages_comparisons_counted(article, tmp_path):
+  workdir, _ = article
+  summary = json.loads((workdir / "summary.json").read_text())
+  text = (workdir / page.MARKDOWN).read_text()
+  for stage in outline.STAGES:
+    folder = workdir / "stages" / stage
+    data = json.loads((folder / "page.json").read_text())
+    # page.json is what the stage's own report writes: a rebuild of that
+    # report from the stage's summary gives the same comparisons back.
+    copy = tmp_path / stage
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(
+        "checkpoints", "tensorboard", "snapshots"))
+    (copy / "page.json").unlink()
+    report_cli.rebuild_run(str(copy))
+    assert json.loads((copy / "page.json").read_text()) == data
+    counts = collections.Counter(c["verdict"] for c in data["comparisons"])
+    assert summary["stages"][stage]["status"] == "finished"
+    if len(counts) == 1:
+      (verdict, n), = counts.items()
+      expected = f"{verdict} ({n} of {n})"
+    else:
+      expected = "mixed: " + ", ".join(
+          f"{counts[v]} {'agree' if v == 'agrees' else 'differ' if v == 'differs' else v}"
+          for v in ("agrees", "differs", "not testable here") if counts[v])
+    assert f"| {stage} | {expected} |" in text, (stage, expected)
+    for c in data["comparisons"]:  # every row, with its verdict and rule
+      assert c["verdict"] in text and c["ours"].replace("|", "\\|") in text
+
+
+def test_the_html_embeds_every_figure_and_needs_nothing_else(article):
+  workdir, _ = article
+  html = (workdir / page.HTML).read_text()
+  sources = re.findall(r'<img [^>]*src="([^"]+)"', html)
+  figures = [json.loads((workdir / "stages" / s / "page.json").read_text())
+             ["figures"] for s in outline.STAGES]
+  assert len(sources) == sum(1 for f in figures if f) >= 20
+  for src in sources:
+    assert src.startswith("data:image/png;base64,")
+    assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+  assert not re.search(r'(src|href)="(https?:)?//', html)
+  assert "<link" not in html and "<script" not in html
+  assert "Figure missing" not in html
+
+
+def test_the_article_rebuilds_byte_for_byte(article):
+  workdir, _ = article
+  before = [(workdir / f).read_bytes() for f in (page.MARKDOWN, page.HTML)]
+  for f in (page.MARKDOWN, page.HTML):
+    (workdir / f).unlink()
+  assert report_cli.rebuild_run(str(workdir)) == str(workdir / page.MARKDOWN)
+  assert [(workdir / f).read_bytes()
+          for f in (page.MARKDOWN, page.HTML)] == before
+
+
+def test_a_killed_article_resumes_at_the_stage_it_stopped_in(tmp_path):
+  workdir = tmp_path / "run"
+  skip = f"--config.article.skip={skip_all_but(FEW)}"
+  proc = article_cli(workdir, skip)
+  first = workdir / "stages" / FEW[0] / "summary.json"
+  deadline = time.time() + 600
+  while not first.exists() and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.2)
+  assert first.exists(), proc.communicate()[1][-3000:]
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (workdir / "summary.json").exists()
+  stamp = first.stat().st_mtime_ns
+  proc = article_cli(workdir, skip)
+  out, err = proc.communicate(timeout=900)
+  assert proc.returncode == 0, err[-3000:]
+  assert f"article [1/3] {FEW[0]}: finished before, skipped" in out
+  assert f"article [2/3] {FEW[1]}: started" in out  # resumed, not skipped
+  assert f"article [3/3] {FEW[2]}: finished in" in out
+  assert first.stat().st_mtime_ns == stamp  # not redone
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert list(summary["stages"]) == FEW
+  assert all(s["status"] == "finished" for s in summary["stages"].values())
+
+
+def test_a_failed_stage_is_shown_and_the_others_still_appear(
+    tmp_path, monkeypatch):
+  real = executors.run_one
+
+  def mode_connectivity_fails(config, workdir, *args):
+    if config.experiment == "mode_connectivity":
+      return "crashed: RuntimeError: made to fail by the test"
+    return real(config, workdir, *args)
+  monkeypatch.setattr(executors, "run_one", mode_connectivity_fails)
+  config = config_loading.load_config(
+      f"{ROOT}/configs/article.py:runlocal",
+      {"article.skip": skip_all_but(FEW)})
+  with pytest.raises(UserError, match=r"1 of 3 stages .*\(mode_connectivity\)"):
+    run_in_process(config, tmp_path / "run")
+  text = (tmp_path / "run" / page.MARKDOWN).read_text()
+  assert "| mode_connectivity | failed |" in text
+  assert "**The stage failed.** crashed: RuntimeError: made to fail" in text
+  for stage in ("max_margin", "imp"):
+    assert f"stage `{stage}`" in text and f"| {stage} | failed |" not in text
+  assert "1.1 BatchNorm" not in text  # left out, not shown as missing
+  assert not (tmp_path / "run" / "summary.json").exists()  # a rerun retries
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("article.scale", "huge", "article.scale"),
+    ("article.executor", "slurm", "article.executor"),
+    ("article.skip", "bn_only,nonsense", "article.skip"),
+    ("article.stages.bn_only", "configs/bn_only.py:nonsense",
+     "article.stages.bn_only"),
+])
+def test_a_bad_article_config_is_one_line_and_writes_nothing(
+    tmp_path, field, value, needle):
+  config = config_loading.load_config(f"{ROOT}/configs/article.py:runlocal",
+                                      {field: value})
+  with pytest.raises(UserError, match=re.escape(needle)):
+    run_in_process(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
