@@ -11,8 +11,8 @@ which config each stage runs at each scale.
 Scales (default laptop):
   runlocal  Every stage's `runlocal` size: seconds each (tests, smoke runs).
   laptop    Every stage's default variant: offline data (MNIST-1D, Fashion-
-            MNIST, synthetic), >= 3 seeds, on a 2-core CPU (see README for
-            the measured time).
+            MNIST, synthetic), at least 3 seeds (article.min_seeds), on a
+            2-core CPU (see README for the measured time).
   gpu       The offline variants closest to the papers' protocols (longer
             runs, bigger models, all training examples): for an accelerator.
   paper     The papers' datasets from the TFDS catalogue (CIFAR-10, MNIST):
@@ -79,6 +79,8 @@ def get_config(arg=""):
       {stage: stage_spec(stage, scale) for stage in STAGES})
   c.article.skip = ""              # Comma-separated stages left out of the page.
   c.article.executor = "local"     # "local": one after another here; "ray".
+  # Stages with fewer seeds run this many (0: each stage's own).
+  c.article.min_seeds = 3 if scale in ("laptop", "gpu") else 0
   return c
 
 

@@ -173,6 +173,7 @@ def test_a_failed_stage_is_shown_and_the_others_still_appear(
 @pytest.mark.parametrize("field, value, needle", [
     ("article.scale", "huge", "article.scale"),
     ("article.executor", "slurm", "article.executor"),
+    ("article.min_seeds", -1, "article.min_seeds"),
     ("article.skip", "bn_only,nonsense", "article.skip"),
     ("article.stages.bn_only", "configs/bn_only.py:nonsense",
      "article.stages.bn_only"),
@@ -183,4 +184,27 @@ def test_a_bad_article_config_is_one_line_and_writes_nothing(
                                       {field: value})
   with pytest.raises(UserError, match=re.escape(needle)):
     run_in_process(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
+def test_min_seeds_raises_a_stage_and_its_command_says_so(tmp_path):
+  """laptop: every stage >= 3 seeds; a stage whose variant has fewer (the
+  landscape's 2) runs 3 and carries the override its command prints."""
+  from jaxunknowns.article import experiment  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(f"{ROOT}/configs/article.py:laptop")
+  runs = experiment.plan(config, str(tmp_path / "run"))
+  assert len(runs) == 21 and all(r.config.seeds >= 3 for r in runs)
+  raised = {r.name: r.overrides for r in runs if r.overrides}
+  own = {r.name: config_loading.load_config(
+      f"{ROOT}/{config.article.stages[r.name]}").seeds for r in runs}
+  assert raised == {n: {"seeds": 3} for n, s in own.items() if s < 3}
+  status = {"status": "finished", "seconds": 1.0, "seeds": 3,
+            "overrides": {"seeds": 3}}
+  section = next(s for s in outline.SECTIONS if s.stage == "landscape")
+  commands = [b.text for b in page._section("3.3", section, config, status,
+                                            None, [], "agrees")
+              if b.kind == "command"]
+  assert commands == ["python -m jaxunknowns.main --config=configs/"
+                      "landscape.py:batch_size --workdir=DIR/stages/landscape"
+                      " --config.seeds=3"]
   assert not (tmp_path / "run").exists()

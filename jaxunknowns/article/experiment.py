@@ -20,7 +20,7 @@ from jaxunknowns import config_loading, executors, experiments
 from jaxunknowns.article import outline
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import read_json, write_json
-from jaxunknowns.validation import check
+from jaxunknowns.validation import check, is_int
 
 PROGRESS_FILE = "stages.json"  # Every stage's status, also while running.
 # The repository root: stage specs name configs/*.py relative to it.
@@ -52,6 +52,8 @@ def validate(config):
   check(skipped <= known, "article.skip", a.skip,
         f"comma-separated names among {', '.join(outline.STAGES)}")
   check(bool(chosen(config)), "article.skip", a.skip, "to leave a stage to run")
+  check(is_int(a.min_seeds) and a.min_seeds >= 0, "article.min_seeds",
+        a.min_seeds, "an integer >= 0 (0: each stage's own)")
   for stage in chosen(config):
     check(isinstance(a.stages[stage], str) and ".py" in a.stages[stage],
           f"article.stages.{stage}", a.stages[stage], "'configs/FILE.py[:ARG]'")
@@ -78,13 +80,18 @@ def plan(config, root: str) -> list:
     try:
       resolved = _resolve(spec)
       stage_config = config_loading.load_config(resolved)
+      # More seeds than the variant's own: the override its command shows.
+      overrides = ({"seeds": config.article.min_seeds} if
+                   stage_config.seeds < config.article.min_seeds else {})
+      for field, value in overrides.items():
+        stage_config[field] = value
       references = validation.references_of(resolved)
       validation.check_config(stage_config, references)
       folder = stage_folder(root, stage)
       Workdir(folder, stage_config).check()
     except (UserError, ValueError, OSError) as e:
       raise UserError(f"{where}: {str(e).splitlines()[0]}") from e
-    runs.append(sweep.Run(stage, {}, stage_config, folder, references))
+    runs.append(sweep.Run(stage, overrides, stage_config, folder, references))
   return runs
 
 
@@ -98,6 +105,7 @@ def _stage_result(run, error, seconds) -> Dict[str, Any]:
           "seconds": round(seconds if seconds is not None else
                            summary.get("wall_time_s", 0.0), 1),
           "seeds": len(summary.get("seeds", ())),
+          "overrides": dict(run.overrides),  # on the page's command
           "experiment": run.config.experiment}
 
 

@@ -110,7 +110,9 @@ def _section(number, section, config, status, page, comparisons, said):
                f"{_minutes(status['seconds'])}.", label="Verdict."),
          Block("command", "python -m jaxunknowns.main "
                f"--config={config.article.stages[stage]} "
-               f"--workdir=DIR/{folder}")]
+               f"--workdir=DIR/{folder}" + "".join(
+                   f" --config.{k}={v}"
+                   for k, v in status.get("overrides", {}).items()))]
   if status.get("status") == "failed":
     return out + [Block("text", status.get("error") or "no error recorded",
                         label="The stage failed.")]
