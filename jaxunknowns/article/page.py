@@ -30,10 +30,10 @@ SUMMARY_HEADER = ("", "claim", "stage", "verdict", "seeds", "time")
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-  kind: str             # heading1..3 | text | command | figure | table
+  kind: str             # heading1..3 | text | link | command | figure | table
   text: str = ""        # figure: the caption; table: unused
   label: str = ""       # text: a bold lead-in ('Verdict.')
-  path: str = ""        # figure: its file, relative to the article's folder
+  path: str = ""        # figure, link: a file relative to the article's folder
   rows: Sequence[Sequence[str]] = ()  # table: header row first
 
 
@@ -128,7 +128,8 @@ def _section(number, section, config, status, page, comparisons, said):
   if comparisons:
     out.append(Block("table", rows=[list(compare.HEADER)]
                      + compare.rows(comparisons)))
-  return out + [Block("text", f"{folder}/report.md", label="Full report:")]
+  return out + [Block("link", f"{folder}/report.md", label="Full report:",
+                      path=f"{folder}/report.md")]
 
 
 # -----------------------------------------------------------------------------
@@ -141,6 +142,8 @@ def markdown(page: Sequence[Block]) -> str:
       parts.append("#" * int(b.kind[-1]) + " " + b.text)
     elif b.kind == "text":
       parts.append((f"**{b.label}** " if b.label else "") + b.text)
+    elif b.kind == "link":
+      parts.append(f"**{b.label}** [{b.text}]({b.path})")
     elif b.kind == "command":
       parts.append(f"```\n{b.text}\n```")
     elif b.kind == "figure":
@@ -185,6 +188,9 @@ def to_html(root: str, page: Sequence[Block]) -> str:
     elif b.kind == "text":
       label = f"<strong>{html.escape(b.label)}</strong> " if b.label else ""
       parts.append(f"<p>{label}{_inline(b.text)}</p>")
+    elif b.kind == "link":
+      parts.append(f"<p><strong>{html.escape(b.label)}</strong> <a href="
+                   f"\"{html.escape(b.path)}\">{html.escape(b.text)}</a></p>")
     elif b.kind == "command":
       parts.append(f"<pre><code>{html.escape(b.text)}</code></pre>")
     elif b.kind == "figure":
