@@ -20,6 +20,7 @@ from jaxunknowns import config_loading, executors, experiments
 from jaxunknowns.article import outline
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import read_json, write_json
+from jaxunknowns.report.text import duration
 from jaxunknowns.validation import check, is_int
 
 PROGRESS_FILE = "stages.json"  # Every stage's status, also while running.
@@ -28,10 +29,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
 
+def _skipped(config) -> set:
+  return {s.strip() for s in config.article.skip.split(",") if s.strip()}
+
+
 def chosen(config) -> List[str]:
   """The stages the page shows, in the article's order."""
-  skip = {s.strip() for s in config.article.skip.split(",") if s.strip()}
-  return [stage for stage in outline.STAGES if stage not in skip]
+  return [stage for stage in outline.STAGES if stage not in _skipped(config)]
 
 
 def stage_folder(root: str, stage: str) -> str:
@@ -48,8 +52,7 @@ def validate(config):
   check(given == known, "article.stages", sorted(given ^ known),
         f"exactly the stages {', '.join(outline.STAGES)} (leave one out "
         f"with article.skip)")
-  skipped = {s.strip() for s in a.skip.split(",") if s.strip()}
-  check(skipped <= known, "article.skip", a.skip,
+  check(_skipped(config) <= known, "article.skip", a.skip,
         f"comma-separated names among {', '.join(outline.STAGES)}")
   check(bool(chosen(config)), "article.skip", a.skip, "to leave a stage to run")
   check(is_int(a.min_seeds) and a.min_seeds >= 0, "article.min_seeds",
@@ -95,18 +98,13 @@ def plan(config, root: str) -> list:
   return runs
 
 
-def _minutes(seconds: float) -> str:
-  return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
-
-
 def _stage_result(run, error, seconds) -> Dict[str, Any]:
   summary = read_json(os.path.join(run.workdir, "summary.json")) or {}
   return {"status": "failed" if error else "finished", "error": error or "",
           "seconds": round(seconds if seconds is not None else
                            summary.get("wall_time_s", 0.0), 1),
           "seeds": len(summary.get("seeds", ())),
-          "overrides": dict(run.overrides),  # on the page's command
-          "experiment": run.config.experiment}
+          "overrides": dict(run.overrides)}  # on the page's command
 
 
 def run_here(runs, progress: Dict[str, Any], save, out) -> None:
@@ -114,26 +112,29 @@ def run_here(runs, progress: Dict[str, Any], save, out) -> None:
   ends with the time left: the mean time of the stages run so far times the
   stages still to run."""
   ran: List[float] = []
+
+  def time_left(stages: int) -> str:
+    if not ran:
+      return "time left known after the first stage"
+    return f"about {duration(sum(ran) / len(ran) * stages)} left"
+
   for i, run in enumerate(runs, 1):
     head = f"article [{i}/{len(runs)}] {run.name}"
     if run.finished:
       progress[run.name] = _stage_result(run, None, None)
       print(f"{head}: finished before, skipped", file=out, flush=True)
       continue
-    left = len(runs) - i + 1
-    eta = (f"about {_minutes(sum(ran) / len(ran) * left)} left" if ran
-           else "time left known after the first stage")
-    print(f"{head}: started ({eta})", file=out, flush=True)
+    print(f"{head}: started ({time_left(len(runs) - i + 1)})", file=out,
+          flush=True)
     t0 = time.time()
     error = executors.run_one(run.config, run.workdir, False, run.references)
     seconds = time.time() - t0
     ran.append(seconds)
     progress[run.name] = _stage_result(run, error, seconds)
     save()
-    left -= 1
-    eta = f"; about {_minutes(sum(ran) / len(ran) * left)} left" if left else ""
-    verb = f"FAILED after {_minutes(seconds)}: {error}" if error else (
-        f"finished in {_minutes(seconds)}")
+    eta = f"; {time_left(len(runs) - i)}" if i < len(runs) else ""
+    verb = f"FAILED after {duration(seconds)}: {error}" if error else (
+        f"finished in {duration(seconds)}")
     print(f"{head}: {verb}{eta}", file=out, flush=True)
 
 

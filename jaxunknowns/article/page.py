@@ -21,7 +21,7 @@ from jaxunknowns.article import outline
 from jaxunknowns.metrics import read_json
 from jaxunknowns.report import compare
 from jaxunknowns.report.page import PAGE_JSON, STATS_NOTE
-from jaxunknowns.report.text import markdown_table, run_line
+from jaxunknowns.report.text import duration, markdown_table, run_line
 
 TITLE = "What we still don't understand about machine learning, measured"
 MARKDOWN, HTML = "ARTICLE.md", "article.html"
@@ -37,12 +37,8 @@ class Block:
   rows: Sequence[Sequence[str]] = ()  # table: header row first
 
 
-def _minutes(seconds: float) -> str:
-  return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
-
-
 def verdict(status: Mapping[str, Any], comparisons) -> str:
-  """'agrees (3 of 3)', 'mixed: 2 agree, 1 differs', 'failed', ... counted
+  """'agrees (3 of 3)', 'mixed: 2 agree, 1 differ', 'failed', ... counted
   from the stage's comparisons."""
   if not status:
     return "not run"
@@ -71,7 +67,7 @@ def blocks(root: str, config, summary) -> List[Block]:
   total = sum(stages[s.stage]["seconds"] for s in shown)
   out = [Block("heading1", TITLE), Block("text", (
       f"Every claim of the article, tested by a run of jaxunknowns at scale "
-      f"`{scale}`: {len(shown)} stages, {_minutes(total)} of stage time in "
+      f"`{scale}`: {len(shown)} stages, {duration(total)} of stage time in "
       f"all. " + run_line(summary))), Block("text", STATS_NOTE.strip("*")),
       Block("text", "Verdicts are those of each experiment's own comparison "
             "protocol (agrees / differs / not testable here), counted; the "
@@ -94,7 +90,7 @@ def blocks(root: str, config, summary) -> List[Block]:
       said = verdict(status, comparisons)
       seeds = str(status.get("seeds") or "–")
       summary_rows.append([number, section.claim, section.stage, said, seeds,
-                           _minutes(status["seconds"])])
+                           duration(status["seconds"])])
       body += _section(number, section, config, status, page, comparisons,
                        said)
   return out + [Block("heading2", "The claims and their verdicts"),
@@ -107,7 +103,7 @@ def _section(number, section, config, status, page, comparisons, said):
   out = [Block("heading3", f"{number} {section.claim}"),
          Block("text", f"{said}; stage `{stage}`, "
                f"{status.get('seeds') or '–'} seeds, "
-               f"{_minutes(status['seconds'])}.", label="Verdict."),
+               f"{duration(status['seconds'])}.", label="Verdict."),
          Block("command", "python -m jaxunknowns.main "
                f"--config={config.article.stages[stage]} "
                f"--workdir=DIR/{folder}" + "".join(
@@ -172,7 +168,7 @@ def _figure(root: str, b: Block) -> str:
   file = os.path.join(root, b.path)
   if not paths.exists(file):
     return f"<p><em>Figure missing: {html.escape(b.path)}</em></p>"
-  with open(file, "rb") as f:
+  with paths.open_file(file, "rb") as f:  # a gs:// workdir too
     data = base64.b64encode(f.read()).decode("ascii")
   return (f'<figure><img alt="{html.escape(b.text)}" '
           f'src="data:image/png;base64,{data}"><figcaption>'

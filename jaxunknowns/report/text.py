@@ -45,6 +45,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
   return "\n".join(lines)
 
 
+def duration(seconds: float) -> str:
+  """'42 s' under a minute, else '3.5 min' (progress lines, the article)."""
+  return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def run_line(summary: Mapping[str, Any], extra: str = "") -> str:
   """'Wall time 12 s on 1 × cpu, jax 0.10.2.' from a summary's machine and
   wall time, then any `extra` figures (steps/s, stage times)."""
