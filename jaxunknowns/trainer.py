@@ -7,7 +7,11 @@ Anatomy (one banner per part): Input, Model & state, Update, Evals, Loop.
   experiment's variants × seeds) train in one compiled program via `jax.vmap`.
 * Datasets live in device memory; a compiled call runs `train.log_every`
   steps with `lax.scan`, gathering each batch by index (`batching.py`) inside
-  the loop. The only host->device traffic is the int32 index array.
+  the loop. The only host->device traffic is the int32 index array. A
+  shorter chunk runs as scans of a few fixed lengths (`scan_lengths`:
+  powers of two, then one step), so a trainer compiles at most
+  2 + ceil(log2(train.log_every)) train programs, whatever steps its
+  callbacks stop at (e.g. a log-spaced grid).
 * One `Mesh` over all devices (of all processes) with two axes, ('seed',
   'data'). The batch indices (and so the gathered batch) are sharded over
   'data'; under `jit` the compiler inserts the gradient all-reduce, and
@@ -40,7 +44,8 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 import jax
 import jax.numpy as jnp
@@ -109,12 +114,48 @@ class Callback:
   steps: Sequence[int] = ()
 
 
+def scan_lengths(num_steps: int, chunk: int) -> List[Tuple[int, bool]]:
+  """The compiled calls `Trainer.train_steps` runs `num_steps` steps as:
+  (length, with_norms) of each `lax.scan`, in order; `with_norms`: its last
+  step also returns the l2 norms `fit` logs for a chunk.
+
+  Whole chunks (train.log_every steps) are one call each, as before. A
+  chunk of K < log_every steps (fit stops there for a callback, an eval, a
+  snapshot: a log-spaced grid stops at 1, 2, 3, 5, 8, 13, ...) runs its
+  first K - 1 steps as scans whose lengths are the binary digits of K - 1,
+  largest first, then one step with the norms: log_every 100, K 48 ->
+  32, 8, 4, 2, 1, then 1 with norms. Every length is the chunk, a power of
+  two, or the 1-step norm call, so a trainer compiles at most
+  2 + ceil(log2(log_every)) train programs, reused by every chunk, where
+  one scan per K compiled a program for every distinct chunk length.
+
+  The steps are the same steps in the same order, so the numbers are those
+  of one scan of K (bit for bit on CPU: tests/test_trainer_chunks.py), and
+  nothing is skipped inside a scan, so a step costs what it cost (a padded
+  scan with a per-step `lax.cond` cost ~10% of every step on CPU; a
+  `while_loop` with a run-time trip count syncs a GPU with its host at
+  every iteration: XLA's WhileThunk).
+  """
+  if num_steps < 0 or chunk < 1:
+    raise ValueError(f"scan_lengths({num_steps}, {chunk})")
+  out = [(chunk, True)] * (num_steps // chunk)
+  rest = num_steps % chunk
+  if rest:
+    rest -= 1
+    while rest:
+      out.append((1 << (rest.bit_length() - 1), False))
+      rest -= out[-1][0]
+    out.append((1, True))
+  return out
+
+
 def log_spaced_steps(steps: int, points: int, chunk: int) -> List[int]:
   """About `points` log-spaced steps in [1, steps] for `Callback(steps=...)`,
   rounded to powers of two below `chunk` (train.log_every) and to multiples
-  of it above, and `steps`: `fit` compiles one scan per distinct chunk
-  length, so a raw log grid (~35 lengths) would compile ~35 times; this one
-  stays at 1, 2, 4, ..., then `chunk`."""
+  of it above, and `steps`. (Written when `fit` compiled one scan per
+  distinct chunk length; with `scan_lengths` any grid compiles at most
+  2 + ceil(log2(chunk)) programs, and this rounding now only saves calls:
+  a chunk of 2^k steps is k + 1 calls, one of `chunk` steps is one.)"""
   out = {steps}
   for s in np.geomspace(1, steps, points):
     if s < chunk:
@@ -237,7 +278,8 @@ class Trainer:
     if key not in self._jits:
       if kind == "chunk":
         fn = jax.jit(self._train_chunk, donate_argnums=(0,),
-                     out_shardings=(sharding, self.replicated))
+                     out_shardings=(sharding, self.replicated),
+                     static_argnames=("with_norms",))
       elif kind == "step":
         fn = jax.jit(self._train_one_step, donate_argnums=(0,),
                      out_shardings=(sharding, self.replicated),
@@ -458,14 +500,14 @@ class Trainer:
     dataset, inside the compiled loop."""
     return self.train_step(state, x_all[idx], y_all[idx], with_norms)
 
-  def _train_chunk(self, state, idx, x_all, y_all):
-    """`lax.scan` of the vmapped step over the rows of idx [K, R, B].
-
-    K is train.log_every except for a final partial chunk (one more compile;
-    a `lax.cond` to skip padded rows instead cost ~10% of every step on CPU).
-    """
+  def _train_chunk(self, state, idx, x_all, y_all, with_norms=True):
+    """`lax.scan` of the vmapped step over the rows of idx [K, R, B]; with
+    `with_norms`, the last step outside the scan, adding the l2 norms. One
+    compile per (K, with_norms) of `scan_lengths`."""
     self.trace_count += 1
     step_all = self._vmapped_step(x_all, y_all)
+    if not with_norms:
+      return jax.lax.scan(step_all, state, idx)
     last_step = self._vmapped_step(x_all, y_all, with_norms=True)
     if idx.shape[0] > 1:
       state, metrics = jax.lax.scan(step_all, state, idx[:-1])
@@ -514,15 +556,27 @@ class Trainer:
   def train_steps(self, state: State, data_seeds: Sequence[int], num_steps: int):
     """Runs `num_steps` steps; returns (state, metrics) with metrics[name]
     of shape [num_steps, R], and the l2 norms at the last step, [R]."""
+    state, parts = self._dispatch(state, data_seeds, num_steps)
+    return state, join_metrics(parts)
+
+  def _dispatch(self, state: State, data_seeds: Sequence[int], num_steps: int):
+    """`train_steps`, its metrics left as the list of the compiled calls'
+    (dispatched, not waited for; `fit` joins them on the host)."""
     start = int(distributed.first_value(state["step"]))
     R = len(data_seeds)
     idx = batching.batch_indices(data_seeds, start, num_steps,
                                  len(self.dataset.train.y), self.batch_size)
     run_axis = self._run_axis(R)
     if self.loop == "scan":
-      idx = distributed.to_global(
-          idx, NamedSharding(self.mesh, P(None, run_axis, "data")))
-      return self._jit("chunk", R)(state, idx, self._x_train, self._y_train)
+      sharding = NamedSharding(self.mesh, P(None, run_axis, "data"))
+      chunk_fn, parts, t = self._jit("chunk", R), [], 0
+      for length, with_norms in scan_lengths(num_steps, self.chunk):
+        state, metrics = chunk_fn(
+            state, distributed.to_global(idx[t:t + length], sharding),
+            self._x_train, self._y_train, with_norms=with_norms)
+        parts.append(metrics)
+        t += length
+      return state, parts
     row_sharding = NamedSharding(self.mesh, P(run_axis, "data"))
     step_fn = self._jit("step", R)
     per_step = []
@@ -534,7 +588,7 @@ class Trainer:
     norms = {k: per_step[-1].pop(k) for k in ("l2_grads", "l2_updates")}
     metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_step)
     norms["l2_params"] = jax.vmap(optim.global_norm)(state["params"])
-    return state, {**metrics, **norms}
+    return state, [{**metrics, **norms}]
 
   # ---------------------------------------------------------------------------
   # Evals
@@ -639,7 +693,7 @@ class Trainer:
     pending = None  # metrics of the last dispatched chunk, fetched lazily
     while step < steps:
       n = boundaries(step) - step
-      state, metrics = self.train_steps(state, data_seeds, n)
+      state, metrics = self._dispatch(state, data_seeds, n)
       if pending is not None:
         self._log_train(writer, run_labels, *pending)
       pending = (step, n, metrics)
@@ -680,8 +734,8 @@ class Trainer:
     rate = (step - start_step) / wall if step > start_step and wall > 0 else 0.0
     return FitResult(state, evals, rate, wall, resumed_from)
 
-  def _log_train(self, writer, run_labels, start, n, metrics):
-    metrics = distributed.fetch(metrics)
+  def _log_train(self, writer, run_labels, start, n, parts):
+    metrics = join_metrics(distributed.fetch(parts), np)
     losses = np.asarray(metrics["loss"][:n])
     bad = ~np.isfinite(losses)
     if bad.any():
@@ -701,6 +755,16 @@ class Trainer:
       return ck.restore(step, target)
     finally:
       ck.close()
+
+
+def join_metrics(parts, xp=jnp):
+  """The metrics of consecutive calls as one: per-step values [steps, R]
+  concatenated, the l2 norms (of the last step) from the last call."""
+  if len(parts) == 1:
+    return parts[0]
+  return {k: v if k.startswith("l2_") else
+          xp.concatenate([p[k] for p in parts])
+          for k, v in parts[-1].items()}
 
 
 def exit_if_asked(point: str, step: int, checkpoints=None):

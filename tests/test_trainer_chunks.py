@@ -1,0 +1,195 @@
+"""The trainer's chunking (`trainer.scan_lengths`): a run that stops at
+arbitrary steps (a log-spaced callback grid: 1, 2, 3, 5, 8, 13, ...) trains
+as scans of a few fixed lengths.
+
+* The lengths: they sum to the steps, each is the chunk (with the l2 norms
+  at its end), a power of two below it (no norms) or the final one step
+  with the norms; at most 2 + ceil(log2(chunk)) distinct calls.
+* `fit` with a raw log grid of callback steps equals the same steps run one
+  at a time (`jax.jit(jax.vmap(trainer.train_step))` on the batches of the
+  data order, no scan at all): the states at every recorded step bit for
+  bit, and the logged minibatch rows (chunk means, l2 norms at the chunk's
+  last step).
+* `train_steps` of a number of steps that is no single scan: per-step
+  metrics of every step, in order, and the final state, as one at a time.
+* A long log grid (40 points over 3000 steps) compiles at most
+  2 + ceil(log2(train.log_every)) train programs, where one program per
+  distinct chunk length would have been many more.
+"""
+
+import math
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from jaxunknowns import batching
+from jaxunknowns.metrics import MetricWriter, read_metrics
+from jaxunknowns.trainer import Callback, scan_lengths
+from test_trainer import make_trainer, tiny_config
+
+P, N = False, True  # with_norms of a scan: plain, or the l2 norms at its end
+
+
+def bound(chunk):
+  return 2 + math.ceil(math.log2(chunk))
+
+
+@pytest.mark.parametrize("num_steps,chunk,want", [
+    (237, 100, [(100, N), (100, N), (32, P), (4, P), (1, N)]),
+    (100, 100, [(100, N)]),
+    (48, 100, [(32, P), (8, P), (4, P), (2, P), (1, P), (1, N)]),
+    (99, 100, [(64, P), (32, P), (2, P), (1, N)]),
+    (1, 100, [(1, N)]),
+    (2, 12, [(1, P), (1, N)]),
+    (12, 12, [(12, N)]),
+    (0, 10, []),
+])
+def test_scan_lengths_examples(num_steps, chunk, want):
+  assert scan_lengths(num_steps, chunk) == want
+
+
+def test_scan_lengths_cover_every_count_with_few_programs():
+  for chunk in (1, 2, 7, 10, 12, 64, 100):
+    allowed = {(chunk, N), (1, N)} | {(2 ** j, P) for j in range(
+        chunk.bit_length()) if 2 ** j < chunk}
+    assert len(allowed) <= bound(chunk)
+    for n in range(0, 3 * chunk + 2):
+      pieces = scan_lengths(n, chunk)
+      assert sum(k for k, _ in pieces) == n
+      assert set(pieces) <= allowed, (n, chunk, pieces)
+      assert not pieces or pieces[-1][1] == N  # the norms of the last step
+      plain = [k for k, norms in pieces if not norms]
+      assert plain == sorted(plain, reverse=True)
+
+
+def raw_log_grid(steps, points):
+  """The grid ntk.record_steps gives: rounded geomspace, no snapping."""
+  return sorted({int(round(s)) for s in np.geomspace(1, steps, points)}
+                | {steps})
+
+
+def chunk_lengths(steps, chunk, at):
+  """The chunks `fit` runs when it must stop at `at` (no evals/checkpoints)."""
+  out, step = [], 0
+  while step < steps:
+    n = min([steps, step + chunk] + [s for s in at if s > step]) - step
+    out.append(n)
+    step += n
+  return out
+
+
+def one_at_a_time(trainer, seeds, steps):
+  """States after each step and per-step metrics (with the l2 norms), each
+  step its own jitted call on the batch of the data order. The states come
+  from the plain step (the one the trainer scans), the norms from the same
+  step asked for them on the same state."""
+  state = jax.device_get(trainer.init_state(seeds))
+  idx = batching.batch_indices(seeds, 0, steps, len(trainer.dataset.train.y),
+                               trainer.batch_size)
+  x, y = trainer.dataset.train.x, trainer.dataset.train.y
+  step = jax.jit(jax.vmap(trainer.train_step))
+  with_norms = jax.jit(jax.vmap(lambda s, xb, yb: trainer.train_step(
+      s, xb, yb, with_norms=True)))
+  states, metrics = {}, []
+  for t in range(steps):
+    _, m = with_norms(state, x[idx[t]], y[idx[t]])
+    state, _ = step(state, x[idx[t]], y[idx[t]])
+    state = jax.device_get(state)
+    metrics.append(jax.device_get(m))
+    states[t + 1] = state
+  return states, metrics
+
+
+def assert_trees_equal(a, b, what):
+  for (path, u), v in zip(jax.tree_util.tree_leaves_with_path(a),
+                          jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(u), np.asarray(v),
+                                  err_msg=f"{what} {path}")
+
+
+def test_log_grid_fit_equals_steps_one_at_a_time(tmp_path):
+  steps, chunk, seeds = 60, 12, [0, 1]
+  trainer = make_trainer(tiny_config(**{
+      "train.steps": steps, "train.log_every": chunk, "train.eval_every": 0,
+      "train.loop": "scan"}))
+  grid = raw_log_grid(steps, 12)  # 1, 2, 3, 4, 5, 8, 11, 15, 21, 30, 43, 60
+  kept = {}
+
+  def keep(_, state, step):
+    kept[step] = jax.device_get({k: state[k] for k in
+                                 ("params", "batch_stats", "opt_state")})
+    return {"kept": np.full(len(seeds), step, np.float32)}
+
+  writer = MetricWriter(str(tmp_path), tensorboard=False)
+  result = trainer.fit(trainer.init_state(seeds), steps=steps,
+                       data_seeds=seeds, writer=writer,
+                       run_labels=[{"seed": s} for s in seeds],
+                       callbacks=[Callback("grid", 0, keep, steps=grid)])
+  writer.close()
+  lengths = chunk_lengths(steps, chunk, grid)
+  # The grid needs more chunk lengths than the trainer compiled programs.
+  assert len(set(lengths)) > bound(chunk)
+  assert trainer.trace_count == len({p for n in lengths
+                                     for p in scan_lengths(n, chunk)})
+  assert trainer.trace_count <= bound(chunk)
+
+  states, metrics = one_at_a_time(trainer, seeds, steps)
+  assert sorted(kept) == grid
+  for t in grid:
+    assert_trees_equal(kept[t], {k: states[t][k] for k in
+                                 ("params", "batch_stats", "opt_state")},
+                       f"step {t}")
+  assert_trees_equal(jax.device_get(result.state["params"]),
+                     states[steps]["params"], "final")
+
+  rows = [r for r in read_metrics(str(tmp_path)) if r["split"] == "minibatch"]
+  ends = np.cumsum(lengths).tolist()
+  assert sorted({r["step"] for r in rows}) == ends
+  for start, end in zip([0] + ends[:-1], ends):
+    for r, seed in enumerate(seeds):
+      row, = [q for q in rows if q["step"] == end and q["seed"] == seed]
+      loss = np.mean([metrics[t]["loss"][r] for t in range(start, end)])
+      acc = np.mean([metrics[t]["accuracy"][r] for t in range(start, end)])
+      assert row["loss"] == pytest.approx(loss, rel=1e-5), (end, seed)
+      assert row["accuracy"] == pytest.approx(acc, rel=1e-6), (end, seed)
+      for key in ("l2_grads", "l2_updates"):
+        assert row[key] == pytest.approx(metrics[end - 1][key][r],
+                                         rel=1e-5), (key, end, seed)
+
+
+def test_train_steps_of_no_single_scan_equals_one_at_a_time():
+  steps, seeds = 37, [0, 1, 2]  # chunk 10: 10, 10, 10, then 4, 2, 1 steps
+  trainer = make_trainer(tiny_config(**{"train.loop": "scan",
+                                        "optim.name": "adamw"}))
+  state, metrics = trainer.train_steps(trainer.init_state(seeds), seeds, steps)
+  assert trainer.trace_count == 4  # (10, N), (4, P), (2, P), (1, N)
+  states, want = one_at_a_time(trainer, seeds, steps)
+  assert_trees_equal(jax.device_get(state), states[steps], "state")
+  for key in ("loss", "accuracy", "lr"):
+    assert metrics[key].shape == (steps, len(seeds)), key
+    np.testing.assert_allclose(metrics[key], np.stack([m[key] for m in want]),
+                               rtol=1e-5, atol=1e-7, err_msg=key)
+  for key in ("l2_grads", "l2_updates"):
+    np.testing.assert_allclose(metrics[key], want[-1][key], rtol=1e-5)
+
+
+def test_long_log_grid_compiles_few_programs(tmp_path):
+  steps, chunk, seeds = 3000, 100, [0]
+  trainer = make_trainer(tiny_config(**{
+      "train.steps": steps, "train.log_every": chunk, "train.eval_every": 0,
+      "train.batch_size": 16, "model.norm": "none", "train.loop": "scan"}))
+  grid = raw_log_grid(steps, 40)
+  lengths = chunk_lengths(steps, chunk, grid)
+  assert len(set(lengths)) >= 20  # one program per length: >= 20 compiles
+  os.makedirs(tmp_path / "run")
+  writer = MetricWriter(str(tmp_path / "run"), tensorboard=False)
+  seen = []
+  trainer.fit(trainer.init_state(seeds), steps=steps, data_seeds=seeds,
+              writer=writer, run_labels=[{"seed": 0}],
+              callbacks=[Callback("grid", 0, lambda _, s, t: seen.append(t)
+                                  or {}, steps=grid)])
+  writer.close()
+  assert seen == grid
+  assert trainer.trace_count <= bound(chunk)  # 9
