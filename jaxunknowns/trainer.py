@@ -115,26 +115,24 @@ class Callback:
 
 
 def scan_lengths(num_steps: int, chunk: int) -> List[Tuple[int, bool]]:
-  """The compiled calls `Trainer.train_steps` runs `num_steps` steps as:
+  """`num_steps` steps cut into compiled calls of a few fixed lengths:
   (length, with_norms) of each `lax.scan`, in order; `with_norms`: its last
   step also returns the l2 norms `fit` logs for a chunk.
 
-  Whole chunks (train.log_every steps) are one call each, as before. A
-  chunk of K < log_every steps (fit stops there for a callback, an eval, a
-  snapshot: a log-spaced grid stops at 1, 2, 3, 5, 8, 13, ...) runs its
-  first K - 1 steps as scans whose lengths are the binary digits of K - 1,
-  largest first, then one step with the norms: log_every 100, K 48 ->
-  32, 8, 4, 2, 1, then 1 with norms. Every length is the chunk, a power of
-  two, or the 1-step norm call, so a trainer compiles at most
-  2 + ceil(log2(log_every)) train programs, reused by every chunk, where
-  one scan per K compiled a program for every distinct chunk length.
+  Whole chunks (train.log_every steps) are one call each. The rest, K
+  steps, runs its first K - 1 steps as scans whose lengths are the binary
+  digits of K - 1, largest first, then one step with the norms: log_every
+  100, K 48 -> 32, 8, 4, 2, 1, then 1 with norms. Every length is the
+  chunk, a power of two, or the 1-step norm call, so chunks of any lengths
+  (a log-spaced grid of callback steps stops at 1, 2, 3, 5, 8, 13, ...)
+  need at most 2 + ceil(log2(log_every)) programs between them.
 
-  The steps are the same steps in the same order, so the numbers are those
-  of one scan of K (bit for bit on CPU: tests/test_trainer_chunks.py), and
-  nothing is skipped inside a scan, so a step costs what it cost (a padded
-  scan with a per-step `lax.cond` cost ~10% of every step on CPU; a
-  `while_loop` with a run-time trip count syncs a GPU with its host at
-  every iteration: XLA's WhileThunk).
+  The steps are the same steps in the same order as one scan of K (bit for
+  bit on CPU: tests/test_trainer_chunks.py), and nothing is skipped inside
+  a scan, so a step costs what it cost (a padded scan with a per-step
+  `lax.cond` cost ~10% of every step on CPU; a `while_loop` with a run-time
+  trip count syncs a GPU with its host at every iteration: XLA's
+  WhileThunk).
   """
   if num_steps < 0 or chunk < 1:
     raise ValueError(f"scan_lengths({num_steps}, {chunk})")
@@ -149,13 +147,28 @@ def scan_lengths(num_steps: int, chunk: int) -> List[Tuple[int, bool]]:
   return out
 
 
+def plan_scans(chunks: Sequence[int], chunk: int
+               ) -> Dict[int, List[Tuple[int, bool]]]:
+  """{K: its compiled calls} for a run whose chunks have the lengths
+  `chunks`: each chunk one scan of its own length (one program per distinct
+  length), or, when that needs fewer programs, cut by `scan_lengths`.
+
+  Cutting pays when a run stops at many steps (ntk's log grid of 1000
+  steps: 10 lengths -> 8 programs); a run whose only short chunk is the
+  last (1000 steps of 390: 390, 390, 220) keeps 2 programs, not 8."""
+  whole = {k: [(k, True)] for k in set(chunks)}
+  cut = {k: scan_lengths(k, chunk) for k in set(chunks)}
+  programs = lambda plan: len({c for calls in plan.values() for c in calls})
+  return cut if programs(cut) < programs(whole) else whole
+
+
 def log_spaced_steps(steps: int, points: int, chunk: int) -> List[int]:
   """About `points` log-spaced steps in [1, steps] for `Callback(steps=...)`,
   rounded to powers of two below `chunk` (train.log_every) and to multiples
-  of it above, and `steps`. (Written when `fit` compiled one scan per
-  distinct chunk length; with `scan_lengths` any grid compiles at most
-  2 + ceil(log2(chunk)) programs, and this rounding now only saves calls:
-  a chunk of 2^k steps is k + 1 calls, one of `chunk` steps is one.)"""
+  of it above, and `steps`: each chunk is one scan of a length among 1, 2,
+  4, ..., `chunk` (~8 programs). (`fit` now also bounds the programs of a
+  raw log grid, `plan_scans`, to 2 + ceil(log2(chunk)), but cuts its short
+  chunks into several calls.)"""
   out = {steps}
   for s in np.geomspace(1, steps, points):
     if s < chunk:
@@ -553,15 +566,27 @@ class Trainer:
     on_cpu = self.mesh.devices.flat[0].platform == "cpu"
     return "python" if (has_conv and on_cpu) else "scan"
 
-  def train_steps(self, state: State, data_seeds: Sequence[int], num_steps: int):
+  def train_steps(self, state: State, data_seeds: Sequence[int],
+                  num_steps: int,
+                  scans: Optional[Sequence[Tuple[int, bool]]] = None):
     """Runs `num_steps` steps; returns (state, metrics) with metrics[name]
-    of shape [num_steps, R], and the l2 norms at the last step, [R]."""
-    state, parts = self._dispatch(state, data_seeds, num_steps)
+    of shape [num_steps, R], and the l2 norms at the last step, [R].
+
+    `scans`: the compiled calls, (length, with_norms) summing to num_steps,
+    the last with norms (e.g. `scan_lengths(num_steps, trainer.chunk)`, so
+    that many different step counts share a few programs); default: one
+    scan of num_steps. The python loop ignores it (one step per call)."""
+    state, parts = self._dispatch(state, data_seeds, num_steps, scans)
     return state, join_metrics(parts)
 
-  def _dispatch(self, state: State, data_seeds: Sequence[int], num_steps: int):
+  def _dispatch(self, state: State, data_seeds: Sequence[int], num_steps: int,
+                scans: Optional[Sequence[Tuple[int, bool]]] = None):
     """`train_steps`, its metrics left as the list of the compiled calls'
     (dispatched, not waited for; `fit` joins them on the host)."""
+    scans = [(num_steps, True)] if scans is None else list(scans)
+    if sum(k for k, _ in scans) != num_steps or not scans[-1][1]:
+      raise ValueError(f"scans {scans} must sum to {num_steps} steps and end "
+                       "with the norms")
     start = int(distributed.first_value(state["step"]))
     R = len(data_seeds)
     idx = batching.batch_indices(data_seeds, start, num_steps,
@@ -570,7 +595,7 @@ class Trainer:
     if self.loop == "scan":
       sharding = NamedSharding(self.mesh, P(None, run_axis, "data"))
       chunk_fn, parts, t = self._jit("chunk", R), [], 0
-      for length, with_norms in scan_lengths(num_steps, self.chunk):
+      for length, with_norms in scans:
         state, metrics = chunk_fn(
             state, distributed.to_global(idx[t:t + length], sharding),
             self._x_train, self._y_train, with_norms=with_norms)
@@ -688,12 +713,22 @@ class Trainer:
       events += [s for c in callbacks for s in c.steps if s > step]
       return min(e for e in events if e > step)
 
+    def chunks(start):
+      out = []
+      while start < steps:
+        out.append(boundaries(start) - start)
+        start += out[-1]
+      return out
+
+    # The run's chunks from step 0 (a resumed run plans as the whole one
+    # did, so it runs the same programs) and from here (a start off those).
+    plan = plan_scans(chunks(0) + chunks(step), self.chunk)
     t0 = time.time()
     start_step, last_log, evals = step, t0, {}
     pending = None  # metrics of the last dispatched chunk, fetched lazily
     while step < steps:
       n = boundaries(step) - step
-      state, metrics = self._dispatch(state, data_seeds, n)
+      state, metrics = self._dispatch(state, data_seeds, n, plan[n])
       if pending is not None:
         self._log_train(writer, run_labels, *pending)
       pending = (step, n, metrics)

@@ -10,8 +10,11 @@ as scans of a few fixed lengths.
   data order, no scan at all): the states at every recorded step bit for
   bit, and the logged minibatch rows (chunk means, l2 norms at the chunk's
   last step).
-* `train_steps` of a number of steps that is no single scan: per-step
-  metrics of every step, in order, and the final state, as one at a time.
+* `train_steps` of a number of steps that is no single scan, as one scan or
+  cut by `scan_lengths`: per-step metrics of every step, in order, and the
+  final state, as one at a time.
+* `fit` cuts only when it saves programs (`plan_scans`): a run whose only
+  short chunk is its last keeps its two programs.
 * A long log grid (40 points over 3000 steps) compiles at most
   2 + ceil(log2(train.log_every)) train programs, where one program per
   distinct chunk length would have been many more.
@@ -26,8 +29,8 @@ import pytest
 
 from jaxunknowns import batching
 from jaxunknowns.metrics import MetricWriter, read_metrics
-from jaxunknowns.trainer import Callback, scan_lengths
-from test_trainer import make_trainer, tiny_config
+from jaxunknowns.trainer import Callback, plan_scans, scan_lengths
+from test_trainer import fit, make_trainer, tiny_config
 
 P, N = False, True  # with_norms of a scan: plain, or the l2 norms at its end
 
@@ -159,12 +162,15 @@ def test_log_grid_fit_equals_steps_one_at_a_time(tmp_path):
                                          rel=1e-5), (key, end, seed)
 
 
-def test_train_steps_of_no_single_scan_equals_one_at_a_time():
-  steps, seeds = 37, [0, 1, 2]  # chunk 10: 10, 10, 10, then 4, 2, 1 steps
+@pytest.mark.parametrize("scans", [None, scan_lengths(37, 10)])
+def test_train_steps_cut_or_whole_equals_one_at_a_time(scans):
+  steps, seeds = 37, [0, 1, 2]  # cut: 10, 10, 10, then 4, 2, 1 steps
   trainer = make_trainer(tiny_config(**{"train.loop": "scan",
                                         "optim.name": "adamw"}))
-  state, metrics = trainer.train_steps(trainer.init_state(seeds), seeds, steps)
-  assert trainer.trace_count == 4  # (10, N), (4, P), (2, P), (1, N)
+  state, metrics = trainer.train_steps(trainer.init_state(seeds), seeds, steps,
+                                       scans=scans)
+  # (37, N) alone, or (10, N), (4, P), (2, P), (1, N).
+  assert trainer.trace_count == (1 if scans is None else 4)
   states, want = one_at_a_time(trainer, seeds, steps)
   assert_trees_equal(jax.device_get(state), states[steps], "state")
   for key in ("loss", "accuracy", "lr"):
@@ -173,6 +179,38 @@ def test_train_steps_of_no_single_scan_equals_one_at_a_time():
                                rtol=1e-5, atol=1e-7, err_msg=key)
   for key in ("l2_grads", "l2_updates"):
     np.testing.assert_allclose(metrics[key], want[-1][key], rtol=1e-5)
+
+
+def test_train_steps_refuses_scans_that_do_not_add_up():
+  trainer = make_trainer(tiny_config(**{"train.loop": "scan"}))
+  state = trainer.init_state([0])
+  for scans in ([(4, True)], [(4, True), (1, False)]):
+    with pytest.raises(ValueError, match="must sum to 5 steps"):
+      trainer.train_steps(state, [0], 5, scans=scans)
+
+
+def test_plan_cuts_only_when_it_saves_programs():
+  # ntk's default (1000 steps, log_every 100, 8 log-spaced record steps):
+  # 10 chunk lengths as 10 programs, or 8 when cut.
+  ntk = [1, 2, 4, 12, 33, 48, 39, 100, 34, 27]
+  plan = plan_scans(ntk, 100)
+  assert plan == {k: scan_lengths(k, 100) for k in ntk}
+  assert len({c for calls in plan.values() for c in calls}) == 8
+  # A last short chunk alone stays one scan (2 programs, not 8).
+  assert plan_scans([390, 390, 220], 390) == {390: [(390, N)],
+                                              220: [(220, N)]}
+  # A tie keeps the fewer calls: 1, 2, 5, 10 -> (1, N), (1, P), (4, P), (10, N).
+  assert plan_scans([1, 1, 2, 5, 1, 10], 10) == {
+      k: [(k, N)] for k in (1, 2, 5, 10)}
+
+
+def test_fit_whose_last_chunk_is_short_compiles_two_programs(tmp_path):
+  trainer = make_trainer(tiny_config(**{
+      "train.steps": 47, "train.log_every": 20, "train.eval_every": 0,
+      "train.loop": "scan"}))
+  result = fit(trainer, [0, 1], tmp_path)  # chunks 20, 20, 7
+  assert trainer.trace_count == 2
+  assert int(result.state["step"][0]) == 47
 
 
 def test_long_log_grid_compiles_few_programs(tmp_path):
