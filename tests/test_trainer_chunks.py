@@ -15,6 +15,8 @@ as scans of a few fixed lengths.
   final state, as one at a time.
 * `fit` cuts only when it saves programs (`plan_scans`): a run whose only
   short chunk is its last keeps its two programs.
+* On a ('seed', 'data') mesh of 8 fake CPU devices the cut chunks train as
+  on one device (a subprocess: the device count is fixed per process).
 * A long log grid (40 points over 3000 steps) compiles at most
   2 + ceil(log2(train.log_every)) train programs, where one program per
   distinct chunk length would have been many more.
@@ -22,6 +24,10 @@ as scans of a few fixed lengths.
 
 import math
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -231,3 +237,46 @@ def test_long_log_grid_compiles_few_programs(tmp_path):
   writer.close()
   assert seen == grid
   assert trainer.trace_count <= bound(chunk)  # 9
+
+
+MESH_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    import jax, numpy as np
+    from test_trainer import make_trainer, tiny_config
+    from test_trainer_chunks import raw_log_grid
+    from jaxunknowns.metrics import MetricWriter
+    from jaxunknowns.trainer import Callback, make_mesh
+    assert jax.device_count() == 8, jax.devices()
+    seeds, out = list(range(8)), {{}}
+    for name, devices, seed_devices in (("one", 1, 1), ("seed4x2", 8, 4)):
+      trainer = make_trainer(
+          tiny_config(**{{"train.steps": 40, "train.log_every": 12,
+                          "train.eval_every": 0, "train.loop": "scan"}}),
+          mesh=make_mesh(jax.devices()[:devices], seed_devices=seed_devices))
+      res = trainer.fit(
+          trainer.init_state(seeds), steps=40, data_seeds=seeds,
+          writer=MetricWriter({tmp!r} + name, tensorboard=False),
+          run_labels=[{{"seed": s}} for s in seeds],
+          callbacks=[Callback("grid", 0, lambda *a: {{}},
+                              steps=raw_log_grid(40, 10))])
+      out[name] = (trainer.trace_count, jax.device_get(res.state["params"]))
+    assert out["one"][0] == out["seed4x2"][0] > 4, out["one"][0]
+    for a, b in zip(jax.tree.leaves(out["one"][1]),
+                    jax.tree.leaves(out["seed4x2"][1])):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    print("MESH-OK")
+""")
+
+
+def test_cut_chunks_on_a_mesh_equal_one_device(tmp_path):
+  tests = Path(__file__).resolve().parent
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env["PYTHONPATH"] = os.pathsep.join([str(tests.parent),
+                                       env.get("PYTHONPATH", "")])
+  proc = subprocess.run(
+      [sys.executable, "-c", MESH_SCRIPT.format(tests=str(tests),
+                                                tmp=str(tmp_path / "w"))],
+      env=env, cwd=tests.parent, capture_output=True, text=True, timeout=900)
+  assert "MESH-OK" in proc.stdout, proc.stderr[-3000:]
