@@ -14,7 +14,11 @@ normalization is never retrained.
 
 A run whose training loss becomes NaN or Inf is recorded as diverged (at
 that step) and the others go on: vmapped runs share no numbers, so a NaN
-stays in its own run. Steps to target: the end of the first chunk
+stays in its own run. (Hence its own loop over `Trainer.train_steps`, not
+`Trainer.fit`: fit raises TrainingDiverged at the first non-finite loss of
+any run, writes minibatch rows for every run, and hands its callbacks the
+state, not the chunk's minibatch metrics that divergence and steps to
+target are read from.) Steps to target: the end of the first chunk
 (`train.log_every` steps) whose mean minibatch training accuracy reaches
 `grid.target_accuracy` (None = never). Each normalization's best learning
 rate is picked on the validation split at init scale 1, never on test.
