@@ -7,11 +7,12 @@ Anatomy (one banner per part): Input, Model & state, Update, Evals, Loop.
   experiment's variants × seeds) train in one compiled program via `jax.vmap`.
 * Datasets live in device memory; a compiled call runs `train.log_every`
   steps with `lax.scan`, gathering each batch by index (`batching.py`) inside
-  the loop. The only host->device traffic is the int32 index array. A
-  shorter chunk runs as scans of a few fixed lengths (`scan_lengths`:
-  powers of two, then one step), so a trainer compiles at most
-  2 + ceil(log2(train.log_every)) train programs, whatever steps its
-  callbacks stop at (e.g. a log-spaced grid).
+  the loop. The only host->device traffic is the int32 index array. `fit`
+  compiles one scan per distinct chunk length or, when that needs fewer
+  programs (a run stopping at many steps, e.g. a log-spaced callback grid),
+  cuts its short chunks into scans of a few fixed lengths (`plan_scans`,
+  `scan_lengths`: powers of two, then one step): at most
+  2 + ceil(log2(train.log_every)) train programs, whatever the grid.
 * One `Mesh` over all devices (of all processes) with two axes, ('seed',
   'data'). The batch indices (and so the gathered batch) are sharded over
   'data'; under `jit` the compiler inserts the gradient all-reduce, and
