@@ -46,7 +46,7 @@ def edge_of_stability_fields(c):
   c.experiment = "edge_of_stability"
   c.seeds = 3                     # Seeds; every step size trains each of them (same inits).
   c.data.train_size = 4000        # The fixed training subset (its first N examples).
-  c.model.name = "fc_tanh"        # Cohen et al.'s fc-tanh (built by the experiment), or a registry model.
+  c.model.name = "fc_tanh"        # Cohen et al.'s fc-tanh (tanh MLP, PyTorch's init), or another registry model.
   c.model.widths = (200, 200)     # Hidden widths.
   c.optim.name = "momentum"       # Heavy ball with per-run lr and β (β = 0: plain GD).
   c.optim.lr = 0.1                # Not used: every run takes its η from eos.*lrs.

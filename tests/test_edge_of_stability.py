@@ -13,7 +13,7 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jaxunknowns import config_loading, optim
+from jaxunknowns import config_loading, models, optim
 from jaxunknowns.data.core import Dataset, Split
 from jaxunknowns.implicit import edge_of_stability as eos
 from jaxunknowns.losses import LOSSES
@@ -23,6 +23,11 @@ from run_helpers import (ROOT, assert_cli_one_line_error,
                          read_json, run_in_process)
 
 CONFIG = f"{ROOT}/configs/edge_of_stability.py"
+
+
+def fc_tanh(widths, num_classes=3):
+  return models.create_model(ml_collections.ConfigDict(
+      {"name": "fc_tanh", "widths": widths}), num_classes)
 
 
 def hand_mse(params, x, y, num_classes):
@@ -45,7 +50,7 @@ def test_sharpness_is_the_top_eigenvalue_of_the_dense_hessian():
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((30, 4)))
     y = jnp.asarray(rng.integers(0, 3, 30), jnp.int32)
-    model = eos.FcTanh(widths=(5,), num_classes=3)
+    model = fc_tanh((5,))
     runs = []
     for seed in range(2):  # two runs of the run axis, different weights
       p = model.init(jax.random.PRNGKey(seed), x)["params"]
@@ -106,7 +111,7 @@ def test_per_run_step_sizes_match_separate_single_eta_runs():
   ds = tiny_dataset()
   c = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal")
   c.train.batch_size, c.train.loss = 64, "mse"
-  model = eos.FcTanh(widths=(8,), num_classes=3)
+  model = fc_tanh((8,))
   grid = [("gd", 0.5, 0.0), ("momentum", 0.1, 0.9)]
   together = Trainer(c, ds, model, hparams=("lr", "momentum"))
   state = together.init_state([0, 1] * 2, hparams={

@@ -98,6 +98,7 @@ TINY = [
     ("lenet_300_100", {}, (2, 8, 8, 1)),
     ("residual_mlp", dict(widths=(8, 8, 8)), (3, 40)),
     ("ntk_mlp", dict(widths=(8, 6)), (3, 40, 1)),
+    ("fc_tanh", dict(widths=(8, 6)), (3, 40, 1)),
     ("conv2", dict(width_multiplier=1 / 16), (2, 8, 8, 3)),
     ("conv4", dict(width_multiplier=1 / 16), (2, 8, 8, 3)),
     ("conv6", dict(width_multiplier=1 / 16), (2, 8, 8, 3)),
@@ -452,6 +453,28 @@ def test_model_default_inits():
   assert kernel.shape == (784, 300)
   np.testing.assert_allclose(kernel.std(), np.sqrt(2 / (784 + 300)), rtol=0.02)
   np.testing.assert_array_equal(variables["params"]["Dense_0"]["bias"], 0.0)
+
+
+def test_fc_tanh_is_a_tanh_mlp_with_pytorch_init():
+  # Cohen et al.'s fc-tanh: kernel AND bias of every layer U(±1/sqrt(fan_in))
+  # (PyTorch nn.Linear's default), tanh between the layers.
+  module = build("fc_tanh", 10, widths=(300, 100))
+  params = jax.jit(lambda k: module.init(k, jnp.zeros((1, 28, 28, 1)),
+                                         train=False))(key(6))["params"]
+  for name, fan_in in (("Dense_0", 784), ("Dense_1", 300), ("output", 100)):
+    bound = 1 / np.sqrt(fan_in)
+    kernel, bias = (np.asarray(params[name][k]) for k in ("kernel", "bias"))
+    assert np.abs(kernel).max() <= bound and np.abs(bias).max() <= bound
+    assert np.abs(bias).max() > bound / 2  # not Flax's zero bias
+    np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.02)
+  module = build("fc_tanh", 3, widths=(8, 6))
+  variables, x = fake_init(module, (4, 40)), inputs((4, 40))
+  p = variables["params"]
+  dense = lambda h, name: h @ p[name]["kernel"] + p[name]["bias"]
+  want = dense(jnp.tanh(dense(jnp.tanh(dense(x, "Dense_0")), "Dense_1")),
+               "output")
+  np.testing.assert_allclose(eval_fn(module)(variables, x), want, rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_linear_defaults_to_zero_init_and_bias_option():

@@ -36,19 +36,16 @@ The gradient-flow reference (stages/flow): the same network and loss
 i.e. up to time T = η_flow x steps. Its λ_max is compared with each GD run's
 at the same time t = η k (a GD run at step k has travelled time ηk).
 
-The model `fc_tanh` is Cohen et al.'s fully connected tanh network (Dense
-→ tanh per width of `model.widths`, then a Dense `output`) with PyTorch's
-nn.Linear default initialization, as their code uses: kernel and bias
-uniform in ±1/sqrt(fan_in). It is built here because the registry's MLPs
-are ReLU networks with Flax initializers; any registry model also works
-(`model.name`), e.g. `mlp` for their fc-relu.
+The configs' model `fc_tanh` is Cohen et al.'s fully connected tanh network
+with PyTorch's nn.Linear default initialization, as their code uses (the
+registry's, models/mlp.py); any registry model works (`model.name`), e.g.
+`mlp` for their fc-relu (with Flax's initializers).
 """
 
 import copy
 import time
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,45 +57,13 @@ from jaxunknowns.data import load_dataset
 from jaxunknowns.metrics import MetricWriter, read_metrics, select, stats
 from jaxunknowns.trainer import Callback, Trainer
 
-OWN_MODELS = ("fc_tanh",)
 SHARPNESS, LOSS = "sharpness", "fullbatch"  # metrics.jsonl splits
 KINDS = ("gd", "momentum", "nesterov")
 
 
 # ---------------------------------------------------------------------------
-# Model and thresholds
+# Thresholds
 # ---------------------------------------------------------------------------
-def torch_uniform(fan_in: int):
-  """PyTorch nn.Linear's default init of weight and bias: U(±1/sqrt(fan_in))."""
-  bound = 1.0 / np.sqrt(fan_in)
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-      key, shape, dtype, -bound, bound)
-
-
-class FcTanh(nn.Module):
-  """Cohen et al.'s fc-tanh: Dense -> tanh per width, then Dense `output`."""
-  widths: Sequence[int] = (200, 200)
-  num_classes: int = 10
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    del train
-    x = x.reshape((x.shape[0], -1)).astype(jnp.float32)
-    for width in self.widths:
-      init = torch_uniform(x.shape[-1])
-      x = jnp.tanh(nn.Dense(width, kernel_init=init, bias_init=init)(x))
-    init = torch_uniform(x.shape[-1])
-    return nn.Dense(self.num_classes, kernel_init=init, bias_init=init,
-                    name="output")(x)
-
-
-def build_model(model_config, num_classes: int) -> nn.Module:
-  if model_config.name == "fc_tanh":
-    return FcTanh(widths=tuple(int(w) for w in model_config.widths),
-                  num_classes=int(num_classes))
-  return models.create_model(model_config, num_classes)
-
-
 def threshold(lr: float, momentum: float = 0.0, kind: str = "gd") -> float:
   """The largest curvature a quadratic may have for the method to be stable:
   2/η (GD), (2 + 2β)/η (Polyak), (2 + 2β)/((1 + 2β)η) (Nesterov)."""
@@ -121,9 +86,8 @@ def _is_number(v) -> bool:
 def validate(config):
   validation.validate_base(config)
   check, e = validation.check, config.eos
-  check(config.model.name in OWN_MODELS or config.model.name in
-        models.MODELS.names(), "model.name", config.model.name,
-        f"one of {', '.join(OWN_MODELS + tuple(models.MODELS.names()))}")
+  check(config.model.name in models.MODELS, "model.name", config.model.name,
+        f"one of {', '.join(models.MODELS.names())}")
   check(config.optim.name == "momentum", "optim.name", config.optim.name,
         "'momentum' (the program's heavy-ball step; β = 0 is plain GD, "
         "eos.nesterov_lrs adds Nesterov runs)")
@@ -297,7 +261,7 @@ def build(config):
   if len(ds.train.y) != config.train.batch_size:
     validation.check(False, "train.batch_size", config.train.batch_size,
                      f"the training set's {len(ds.train.y)} examples")
-  model = build_model(config.model, ds.num_classes)
+  model = models.create_model(config.model, ds.num_classes)
   e, out = config.eos, {}
   for loss in e.losses:
     for name, arms in arms_of(config, loss).items():

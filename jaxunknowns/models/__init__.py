@@ -44,6 +44,7 @@ for _name, _build in [
     ("linear", linear.build_linear),
     ("mlp", mlp.build_mlp),
     ("lenet_300_100", mlp.build_lenet_300_100),
+    ("fc_tanh", mlp.build_fc_tanh),
     ("residual_mlp", mlp.build_residual_mlp),
     ("ntk_mlp", mlp.build_ntk_mlp),
     ("conv2", conv.build_conv2),

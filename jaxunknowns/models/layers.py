@@ -9,11 +9,12 @@ values) when the model is *created*, before anything is traced or written.
 """
 
 import dataclasses
-from typing import Any, Callable, Iterable, Sequence, Tuple
+from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxunknowns.errors import UserError
 
@@ -22,6 +23,8 @@ NORM_POSITIONS = ("before", "after")
 KERNEL_INITS = ("default", "kaiming_normal", "glorot_normal", "lecun_normal",
                 "zeros")
 BN_SCALE_INITS = ("ones", "uniform")
+# Hidden activations a model may take (the MLP's `activation`).
+ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh}
 
 # BatchNorm as PyTorch sets it up (OpenLTH, the papers' code): PyTorch's
 # momentum 0.1 is Flax's momentum 0.9 (Flax: ra = 0.9 * ra + 0.1 * batch) and
@@ -61,6 +64,19 @@ _INITIALIZERS = {
     # so the variance stays 1 / fan_in). Only reachable through "default".
     "flax_default": nn.linear.default_kernel_init,
 }
+
+
+# PyTorch nn.Linear's default init, of weight AND bias: U(±1/sqrt(fan_in)).
+# It needs the layer's fan_in for the bias too, so it is no entry of the table
+# above: only a dense model's `default_init` names it (`dense` builds it).
+PYTORCH_UNIFORM = "pytorch_uniform"
+
+
+def pytorch_uniform(fan_in: int) -> Callable:
+  """PyTorch nn.Linear's default init of weight and bias: U(±1/sqrt(fan_in))."""
+  bound = 1.0 / np.sqrt(fan_in)
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+      key, shape, dtype, -bound, bound)
 
 
 def kernel_initializer(name: str, model_default: str) -> Callable:
@@ -221,18 +237,32 @@ def act_norm(x: jnp.ndarray, opts: Options, train: bool,
   return normalize(act(x), opts, train)
 
 
-def hidden_dense(x: jnp.ndarray, features: int, opts: Options,
-                 train: bool) -> jnp.ndarray:
-  """Dense -> norm/ReLU -> dropout: one hidden layer of an MLP."""
-  x = nn.Dense(features, kernel_init=opts.kernel_init_fn())(x)
-  return dropout(act_norm(x, opts, train), opts, train)
+def dense(x: jnp.ndarray, features: int, opts: Options, *,
+          use_bias: bool = True, name: Optional[str] = None) -> jnp.ndarray:
+  """A Dense layer with the model's initializers: the kernel's from
+  `opts` (`model.kernel_init`), a zero bias; for a model whose default is
+  PYTORCH_UNIFORM (and kernel_init "default"), kernel and bias both
+  U(±1/sqrt(fan_in))."""
+  if opts.kernel_init == "default" and opts.default_init == PYTORCH_UNIFORM:
+    init = pytorch_uniform(x.shape[-1])
+    return nn.Dense(features, use_bias=use_bias, kernel_init=init,
+                    bias_init=init, name=name)(x)
+  return nn.Dense(features, use_bias=use_bias,
+                  kernel_init=opts.kernel_init_fn(), name=name)(x)
+
+
+def hidden_dense(x: jnp.ndarray, features: int, opts: Options, train: bool,
+                 act: Callable = nn.relu) -> jnp.ndarray:
+  """Dense -> norm/activation (ReLU unless `act`) -> dropout: one hidden
+  layer of an MLP."""
+  x = dense(x, features, opts)
+  return dropout(act_norm(x, opts, train, act), opts, train)
 
 
 def output_dense(x: jnp.ndarray, num_classes: int, opts: Options,
                  use_bias: bool = True) -> jnp.ndarray:
   """The classifier: a Dense layer named `output` (pruning relies on it)."""
-  return nn.Dense(num_classes, use_bias=use_bias,
-                  kernel_init=opts.kernel_init_fn(), name="output")(x)
+  return dense(x, num_classes, opts, use_bias=use_bias, name="output")
 
 
 # ---- Input shapes -------------------------------------------------------------

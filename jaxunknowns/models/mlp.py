@@ -1,4 +1,5 @@
-"""Fully connected models: MLP, LeNet-300-100, and the MNIST-1D residual MLP.
+"""Fully connected models: MLP, LeNet-300-100, Cohen et al.'s fc-tanh, and
+the MNIST-1D residual MLP.
 
 All flatten every axis after the batch axis, so they take images, MNIST-1D
 sequences and tabular rows alike.
@@ -14,7 +15,9 @@ from jaxunknowns.models import layers
 
 
 class MLP(nn.Module):
-  """Dense(w) -> [norm] -> ReLU -> [dropout] for each w, then Dense `output`.
+  """Dense(w) -> [norm] -> activation -> [dropout] for each w, then Dense
+  `output`; the activation is ReLU unless `activation` names another of
+  layers.ACTIVATIONS.
 
   Hidden layers are auto-named `Dense_0`, `Dense_1`, ...; norm layers
   `BatchNorm_i` / `GroupNorm_i` / `LayerNorm_i`.
@@ -22,12 +25,14 @@ class MLP(nn.Module):
   widths: Tuple[int, ...] = (100, 100)
   num_classes: int = 10
   opts: layers.Options = layers.Options()
+  activation: str = "relu"
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    act = layers.ACTIVATIONS[self.activation]
     x = layers.flatten(layers.as_float(x))
     for width in self.widths:
-      x = layers.hidden_dense(x, width, self.opts, train)
+      x = layers.hidden_dense(x, width, self.opts, train, act)
     return layers.output_dense(x, self.num_classes, self.opts)
 
 
@@ -77,6 +82,18 @@ def build_lenet_300_100(cfg, num_classes: int) -> nn.Module:
   widths = (300, 100)
   return MLP(widths=widths, num_classes=num_classes,
              opts=layers.read_options(cfg, default_init="glorot_normal",
+                                      channels=widths))
+
+
+def build_fc_tanh(cfg, num_classes: int) -> nn.Module:
+  """`fc_tanh`: Cohen, Kaur, Li, Kolter & Talwalkar (2021)'s fully connected
+  tanh network, hidden layers `model.widths` (Dense -> tanh), then Dense
+  `output`, with PyTorch's nn.Linear default init as their code uses: kernel
+  and bias U(±1/sqrt(fan_in)) (`model.kernel_init` other than "default"
+  takes the kernel's instead, with zero biases)."""
+  widths = _widths(cfg)
+  return MLP(widths=widths, num_classes=num_classes, activation="tanh",
+             opts=layers.read_options(cfg, default_init=layers.PYTORCH_UNIFORM,
                                       channels=widths))
 
 
