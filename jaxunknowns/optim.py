@@ -147,25 +147,25 @@ def param_paths(params) -> list:
   return ["/".join(k) for k in traverse_util.flatten_dict(params)]
 
 
+def _path_pattern(field: str, regex: str, paths):
+  """The config field `field`'s regex over parameter paths, compiled; one
+  that matches no path is a UserError naming the paths that exist."""
+  pattern = re.compile(regex)
+  if not any(pattern.search(p) for p in paths):
+    raise UserError(f"{field}={regex!r} matches no parameter; parameters "
+                    f"are: {', '.join(paths)}")
+  return pattern
+
+
 def trainable_labels(cfg, params):
   """A tree of 'train'/'frozen' labels from optim.freeze / optim.train_only."""
   paths = param_paths(params)
   frozen = {p: False for p in paths}
   if cfg.train_only:
-    pattern = re.compile(cfg.train_only)
-    matched = [p for p in paths if pattern.search(p)]
-    if not matched:
-      raise UserError(
-          f"optim.train_only={cfg.train_only!r} matches no parameter; "
-          f"parameters are: {', '.join(paths)}")
+    pattern = _path_pattern("optim.train_only", cfg.train_only, paths)
     frozen = {p: not pattern.search(p) for p in paths}
   if cfg.freeze:
-    pattern = re.compile(cfg.freeze)
-    matched = [p for p in paths if pattern.search(p)]
-    if not matched:
-      raise UserError(
-          f"optim.freeze={cfg.freeze!r} matches no parameter; "
-          f"parameters are: {', '.join(paths)}")
+    pattern = _path_pattern("optim.freeze", cfg.freeze, paths)
     frozen = {p: frozen[p] or bool(pattern.search(p)) for p in paths}
   flat = {tuple(p.split("/")): ("frozen" if frozen[p] else "train")
           for p in paths}
@@ -370,11 +370,7 @@ def set_update_mask(opt_state, mask):
 def regex_mask(params, pattern: str, field: str):
   """True on every entry of the leaves whose path matches `pattern`; a
   pattern that matches nothing is a UserError naming the paths that exist."""
-  paths = param_paths(params)
-  regex = re.compile(pattern)
-  if not any(regex.search(p) for p in paths):
-    raise UserError(f"{field}={pattern!r} matches no parameter; parameters "
-                    f"are: {', '.join(paths)}")
+  regex = _path_pattern(field, pattern, param_paths(params))
   flat = traverse_util.flatten_dict(params)
   return traverse_util.unflatten_dict({
       k: np.full(np.shape(v), bool(regex.search("/".join(k))))
