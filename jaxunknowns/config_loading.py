@@ -6,7 +6,7 @@
 
 import importlib.util
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, Optional
 
 import ml_collections
 
@@ -23,6 +23,15 @@ def load_config(spec: str, overrides: Optional[Mapping[str, Any]] = None,
   for dotted, value in (overrides or {}).items():
     set_field(config, dotted, value, where="override")
   return config
+
+
+def name_list(value) -> List[str]:
+  """The names a tuple-of-names field holds. An entry may hold several,
+  comma-separated (the command line turns --config.x=a,b into the one-entry
+  tuple ('a,b',)); a bare string is one entry."""
+  items = [value] if isinstance(value, str) else list(value)
+  return [v.strip() for item in items for v in str(item).split(",")
+          if v.strip()]
 
 
 def from_flag(flag) -> ml_collections.ConfigDict:

@@ -30,6 +30,22 @@ def is_int(v) -> bool:
   return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
+def is_number(v) -> bool:
+  """A real number (Python or numpy), not a bool."""
+  return isinstance(v, (int, float, np.integer, np.floating)) and not (
+      isinstance(v, bool))
+
+
+def check_corruption_grid(field: str, ps):
+  """A grid of label-corruption probabilities: each p in [0, 1], strictly
+  increasing (an empty grid passes: the caller says if it may be empty)."""
+  ps = tuple(ps)
+  check(all(is_number(p) and 0.0 <= p <= 1.0 for p in ps), field, ps,
+        "label corruption probabilities p in [0, 1]")
+  check(all(a < b for a, b in zip(ps, ps[1:])), field, ps,
+        "strictly increasing")
+
+
 def _kind(value) -> Optional[str]:
   """The kind of a field's value: bool, int, float, str or tuple."""
   for kind in (bool, int, float, str, tuple):

@@ -79,10 +79,6 @@ def threshold(lr: float, momentum: float = 0.0, kind: str = "gd") -> float:
 # ---------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------
-def _is_number(v) -> bool:
-  return isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
-
-
 def validate(config):
   validation.validate_base(config)
   check, e = validation.check, config.eos
@@ -110,7 +106,7 @@ def validate(config):
   for group in ("lrs", "momentum_lrs", "nesterov_lrs"):
     for loss in e[group].keys():
       lrs = tuple(e[group][loss])
-      check(all(_is_number(lr) and lr > 0 for lr in lrs) and
+      check(all(validation.is_number(lr) and lr > 0 for lr in lrs) and
             len(set(lrs)) == len(lrs), f"eos.{group}.{loss}", lrs,
             "distinct step sizes η > 0")
       check(not lrs or loss in e.losses, f"eos.{group}.{loss}", lrs,

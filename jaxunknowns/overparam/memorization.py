@@ -38,7 +38,7 @@ labels and that mask. From the predictions:
 import itertools
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +46,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from jaxunknowns import distributed, experiments, paths, runs, validation
+from jaxunknowns.config_loading import name_list
 from jaxunknowns.data import load_dataset, pipeline
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, stats
@@ -60,27 +61,14 @@ SPLIT = "memorization"  # The callback's rows in metrics.jsonl.
 # -----------------------------------------------------------------------------
 # Config
 # -----------------------------------------------------------------------------
-def _names(value) -> List[str]:
-  """A tuple of names; an entry may hold several, comma-separated (the
-  command line turns --config.x=a,b into the one-entry tuple ('a,b',))."""
-  items = [value] if isinstance(value, str) else list(value)
-  return [v.strip() for item in items for v in str(item).split(",")
-          if v.strip()]
-
-
 def validate(config):
   validation.validate_base(config)
   check = validation.check
   m = config.memorization
   ps = list(m.corruptions)
   check(bool(ps), "memorization.corruptions", tuple(ps), "a non-empty grid")
-  for p in ps:
-    check(isinstance(p, (int, float)) and not isinstance(p, bool)
-          and 0.0 <= p <= 1.0, "memorization.corruptions", tuple(ps),
-          "label corruption probabilities p in [0, 1]")
-  check(all(a < b for a, b in zip(ps, ps[1:])), "memorization.corruptions",
-        tuple(ps), "strictly increasing")
-  arms = _names(m.arms)
+  validation.check_corruption_grid("memorization.corruptions", ps)
+  arms = name_list(m.arms)
   check(bool(arms), "memorization.arms", tuple(arms), "non-empty")
   for arm in arms:
     if arm not in ARMS:
@@ -215,7 +203,7 @@ def corruption_labels(clean, noisy) -> Dict[str, np.ndarray]:
 # -----------------------------------------------------------------------------
 def run(config, workdir):
   m = config.memorization
-  ps, arms = [float(p) for p in m.corruptions], _names(m.arms)
+  ps, arms = [float(p) for p in m.corruptions], name_list(m.arms)
   # Bad input fails here, before workdir.open(): data settings, the data
   # itself and every arm's model.
   for p, arm in itertools.product(ps, arms):

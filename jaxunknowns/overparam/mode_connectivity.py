@@ -40,6 +40,7 @@ import numpy as np
 from flax import traverse_util
 
 from jaxunknowns import batching, experiments, optim, paths, runs, validation
+from jaxunknowns.config_loading import name_list
 from jaxunknowns.analysis import interpolation
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, stats
@@ -52,12 +53,8 @@ BENDS, MINIMA = "bends.npz", "minima.npz"
 
 
 def kinds_of(config):
-  """curve.kinds as names; an entry may hold several, comma-separated (the
-  command line turns --config.curve.kinds=a,b into the tuple ('a,b',))."""
-  items = [config.curve.kinds] if isinstance(config.curve.kinds, str) else (
-      config.curve.kinds)
-  return tuple(v.strip() for item in items for v in str(item).split(",")
-               if v.strip())
+  """curve.kinds as names (`name_list`: "a,b" entries split)."""
+  return tuple(name_list(config.curve.kinds))
 
 
 def validate(config):

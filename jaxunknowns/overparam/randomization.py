@@ -46,6 +46,7 @@ import numpy as np
 from absl import logging
 
 from jaxunknowns import experiments, validation
+from jaxunknowns.config_loading import name_list
 from jaxunknowns.data import load_dataset
 from jaxunknowns.data import pipeline
 from jaxunknowns.data.augment import random_shift
@@ -72,14 +73,6 @@ ABLATION_LABELS = ("true_labels", "random_labels")
 # -----------------------------------------------------------------------------
 # Config
 # -----------------------------------------------------------------------------
-def _names(value) -> List[str]:
-  """A tuple of names; any entry may hold several, comma-separated (the
-  command line turns --config.x=a,b into the one-entry tuple ('a,b',))."""
-  items = [value] if isinstance(value, str) else list(value)
-  return [v.strip() for item in items for v in str(item).split(",")
-          if v.strip()]
-
-
 def cell_regularizers(cell: str) -> List[str]:
   return [] if cell in ("", "none") else cell.split("+")
 
@@ -88,7 +81,7 @@ def validate(config):
   validation.validate_base(config)
   check = validation.check
   r, a = config.randomization, config.ablation
-  variants = _names(r.variants)
+  variants = name_list(r.variants)
   for v in variants:
     if v not in VARIANTS:
       raise UserError(f"unknown randomization {v!r} in randomization.variants; "
@@ -96,15 +89,10 @@ def validate(config):
   check(len(set(variants)) == len(variants), "randomization.variants",
         tuple(variants), "distinct names")
   ps = list(r.corruptions)
-  cells = {labels: _names(a[labels]) for labels in ABLATION_LABELS}
+  cells = {labels: name_list(a[labels]) for labels in ABLATION_LABELS}
   check(bool(variants or ps or any(cells.values())), "randomization.variants",
         tuple(variants), "non-empty (or a corruption grid or ablation cells)")
-  for p in ps:
-    check(isinstance(p, (int, float)) and not isinstance(p, bool)
-          and 0.0 <= p <= 1.0, "randomization.corruptions", tuple(ps),
-          "label corruption probabilities p in [0, 1]")
-  check(all(a_ < b for a_, b in zip(ps, ps[1:])), "randomization.corruptions",
-        tuple(ps), "strictly increasing")
+  validation.check_corruption_grid("randomization.corruptions", ps)
   check(0.0 < r.fit_accuracy <= 1.0, "randomization.fit_accuracy",
         r.fit_accuracy, "in (0, 1]")
   check(isinstance(r.check_every, int) and r.check_every >= 1,
@@ -182,12 +170,14 @@ def plan(config) -> Dict[str, Any]:
     stages.setdefault(stage.key, stage)
     return stage.key
 
-  variants = [add(variant_stage(v)) for v in _names(config.randomization.variants)]
+  variants = [add(variant_stage(v))
+              for v in name_list(config.randomization.variants)]
   corruption = [(float(p), add(corruption_stage(float(p))))
                 for p in config.randomization.corruptions]
   ablation = []
   for labels in ABLATION_LABELS:
-    cells = [c for c in _names(config.ablation[labels]) if cell_regularizers(c)]
+    cells = [c for c in name_list(config.ablation[labels])
+             if cell_regularizers(c)]
     if cells:
       for cell in ["none"] + cells:
         ablation.append((labels, cell, add(ablation_stage(labels, cell))))
