@@ -30,6 +30,13 @@ def is_int(v) -> bool:
   return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
+def check_int(value, field: str, minimum: int, note: str = ""):
+  """`value` is an integer (not a bool) >= minimum, else the UserError of
+  `check`: "must be an integer >= minimum (note)"."""
+  check(is_int(value) and value >= minimum, field, value,
+        f"an integer >= {minimum}" + (f" ({note})" if note else ""))
+
+
 def is_number(v) -> bool:
   """A real number (Python or numpy), not a bool."""
   return isinstance(v, (int, float, np.integer, np.floating)) and not (

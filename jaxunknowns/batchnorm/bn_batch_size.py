@@ -32,12 +32,10 @@ def validate(config):
             for b in g.batch_sizes), "grid.batch_sizes", tuple(g.batch_sizes),
         "positive integers")
   check_choice("grid.lr_rule", g.lr_rule, bn_grid.LR_RULES)
-  check(isinstance(g.reference_batch_size, int) and g.reference_batch_size >= 1,
-        "grid.reference_batch_size", g.reference_batch_size, "an integer >= 1")
+  validation.check_int(g.reference_batch_size, "grid.reference_batch_size", 1)
   check(g.epochs >= 0, "grid.epochs", g.epochs,
         ">= 0 (0 = train.steps steps in every cell)")
-  check(isinstance(g.evals_per_cell, int) and g.evals_per_cell >= 0,
-        "grid.evals_per_cell", g.evals_per_cell, "an integer >= 0")
+  validation.check_int(g.evals_per_cell, "grid.evals_per_cell", 0)
   bn_grid.validate_grid(config, axes(config), GRID_NORMS, g.batch_sizes)
 
 

@@ -33,11 +33,9 @@ def validate(config):
     check_choice("grid.positions", position, NORM_POSITIONS)
   check(0.0 < g.target_accuracy <= 1.0, "grid.target_accuracy",
         g.target_accuracy, "in (0, 1]")
-  check(isinstance(g.evals_per_cell, int) and g.evals_per_cell >= 1,
-        "grid.evals_per_cell", g.evals_per_cell,
-        "an integer >= 1 (the accuracy-vs-step curves)")
-  check(isinstance(g.speed_steps, int) and g.speed_steps >= 0,
-        "grid.speed_steps", g.speed_steps, "an integer >= 0 (0 = no timing)")
+  validation.check_int(g.evals_per_cell, "grid.evals_per_cell", 1,
+                       "the accuracy-vs-step curves")
+  validation.check_int(g.speed_steps, "grid.speed_steps", 0, "0 = no timing")
   bn_grid.validate_grid(config, axes(config), GRID_NORMS)
 
 

@@ -120,11 +120,10 @@ def validate(config):
   check(e.flow_lr > 0, "eos.flow_lr", e.flow_lr, "> 0")
   for field in ("every", "loss_every", "lanczos_steps", "flow_steps",
                 "flow_every"):
-    check(validation.is_int(e[field]) and e[field] >= 1, f"eos.{field}", e[field],
-          "an integer >= 1")
+    validation.check_int(e[field], f"eos.{field}", 1)
   check(0 < e.near <= 1, "eos.near", e.near, "in (0, 1]")
   check(e.tolerance > 0, "eos.tolerance", e.tolerance, "> 0")
-  check(validation.is_int(e.seed) and e.seed >= 0, "eos.seed", e.seed, "an integer >= 0")
+  validation.check_int(e.seed, "eos.seed", 0)
 
 
 # ---------------------------------------------------------------------------

@@ -51,8 +51,7 @@ def validate(config):
   check, s = validation.check, config.spectrum
   for field in ("num_probes", "num_steps", "trace_probes", "num_eigenvalues",
                 "subset_size"):
-    check(validation.is_int(s[field]) and s[field] >= 1, f"spectrum.{field}", s[field],
-          "an integer >= 1")
+    validation.check_int(s[field], f"spectrum.{field}", 1)
   check(s.num_eigenvalues <= s.num_steps, "spectrum.num_eigenvalues",
         s.num_eigenvalues, f"<= spectrum.num_steps={s.num_steps} (m Lanczos "
         "steps give at most m eigenvalues)")
@@ -62,15 +61,13 @@ def validate(config):
         f"a non-empty tuple of distinct modes of {hessian.BN_MODES}")
   check(isinstance(s.layers, bool), "spectrum.layers", s.layers,
         "True or False")
-  check(validation.is_int(s.chunk_size) and s.chunk_size >= 0, "spectrum.chunk_size",
-        s.chunk_size, "an integer >= 0 (0 = the whole subset at once)")
-  check(validation.is_int(s.grid_size) and s.grid_size >= 2, "spectrum.grid_size",
-        s.grid_size, "an integer >= 2")
+  validation.check_int(s.chunk_size, "spectrum.chunk_size", 0,
+                       "0 = the whole subset at once")
+  validation.check_int(s.grid_size, "spectrum.grid_size", 2)
   check(s.sigma > 0, "spectrum.sigma", s.sigma, "> 0")
   check(s.bulk_count > 0, "spectrum.bulk_count", s.bulk_count, "> 0")
   check(s.outlier_gap >= 0, "spectrum.outlier_gap", s.outlier_gap, ">= 0")
-  check(validation.is_int(s.seed) and s.seed >= 0, "spectrum.seed", s.seed,
-        "an integer >= 0")
+  validation.check_int(s.seed, "spectrum.seed", 0)
   for name in landscape_arms.arm_names(config):
     dropout = landscape_arms.arm_config(config, name).model.dropout
     check(dropout == 0, f"arms.{name}: model.dropout", dropout,

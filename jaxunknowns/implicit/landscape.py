@@ -90,19 +90,16 @@ def validate(config):
   check(l.directions in DIRECTIONS, "landscape.directions", l.directions,
         " or ".join(DIRECTIONS))
   if l.directions == "pca":
-    check(isinstance(l.path_points, int) and l.path_points >= 4,
-          "landscape.path_points", l.path_points, "an integer >= 4 (iterates "
-          "of the path for landscape.directions='pca'; two components of "
-          "the centred differences need four)")
+    validation.check_int(l.path_points, "landscape.path_points", 4,
+                         "iterates of the path for landscape.directions="
+                         "'pca'; two components of the centred differences "
+                         "need four")
   else:
     check(l.path_points == 0, "landscape.path_points", l.path_points,
           "0: the path is kept only for landscape.directions='pca'")
-  check(isinstance(l.points_per_chunk, int) and l.points_per_chunk >= 1,
-        "landscape.points_per_chunk", l.points_per_chunk, "an integer >= 1")
-  check(isinstance(l.num_examples, int) and l.num_examples >= 0,
-        "landscape.num_examples", l.num_examples, "an integer >= 0 (0 = all)")
-  check(isinstance(l.examples_per_chunk, int) and l.examples_per_chunk >= 1,
-        "landscape.examples_per_chunk", l.examples_per_chunk, "an integer >= 1")
+  validation.check_int(l.points_per_chunk, "landscape.points_per_chunk", 1)
+  validation.check_int(l.num_examples, "landscape.num_examples", 0, "0 = all")
+  validation.check_int(l.examples_per_chunk, "landscape.examples_per_chunk", 1)
 
 
 def build_arms(config) -> Dict[str, Any]:

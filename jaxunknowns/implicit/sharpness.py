@@ -42,20 +42,16 @@ def validate(config):
   check = validation.check
   s = config.sharpness
   eps = tuple(s.epsilons)
-  check(len(eps) >= 1 and all(isinstance(e, (int, float)) and
-                              not isinstance(e, bool) and e > 0 for e in eps),
+  check(len(eps) >= 1 and all(validation.is_number(e) and e > 0 for e in eps),
         "sharpness.epsilons", eps, "a non-empty tuple of positive numbers")
-  check(isinstance(s.iterations, int) and s.iterations >= 1,
-        "sharpness.iterations", s.iterations, "an integer >= 1")
+  validation.check_int(s.iterations, "sharpness.iterations", 1)
   check(0 < s.step <= 1, "sharpness.step", s.step,
         "in (0, 1] (a fraction of the box half-width)")
-  check(isinstance(s.subset_size, int) and s.subset_size >= 0,
-        "sharpness.subset_size", s.subset_size, "an integer >= 0 (0 = all)")
-  check(isinstance(s.chunk_size, int) and s.chunk_size >= 0,
-        "sharpness.chunk_size", s.chunk_size, "an integer >= 0 (0 = all at once)")
-  check(isinstance(s.hessian_points, int) and s.hessian_points >= 0,
-        "sharpness.hessian_points", s.hessian_points,
-        "an integer >= 0 (0 = at the end only)")
+  validation.check_int(s.subset_size, "sharpness.subset_size", 0, "0 = all")
+  validation.check_int(s.chunk_size, "sharpness.chunk_size", 0,
+                       "0 = all at once")
+  validation.check_int(s.hessian_points, "sharpness.hessian_points", 0,
+                       "0 = at the end only")
   check(config.train.eval_train, "train.eval_train", config.train.eval_train,
         "True (the report compares training accuracy)")
 

@@ -78,9 +78,7 @@ def validate(config):
         "distinct names")
   check(0.0 < m.dropout < 1.0, "memorization.dropout", m.dropout, "in (0, 1)")
   check(m.weight_decay > 0, "memorization.weight_decay", m.weight_decay, "> 0")
-  check(isinstance(m.record_points, int) and not isinstance(
-      m.record_points, bool) and m.record_points >= 2,
-        "memorization.record_points", m.record_points, "an integer >= 2")
+  validation.check_int(m.record_points, "memorization.record_points", 2)
   check(0.0 < m.fit_level <= 1.0, "memorization.fit_level", m.fit_level,
         "in (0, 1]")
   d = config.data

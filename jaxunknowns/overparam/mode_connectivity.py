@@ -67,24 +67,21 @@ def validate(config):
                       f"{', '.join(KINDS)}")
   check(len(kinds) >= 1 and len(set(kinds)) == len(kinds), "curve.kinds",
         kinds, "a non-empty tuple of distinct curve names")
-  check(validation.is_int(m.num_bends) and m.num_bends >= 3, "curve.num_bends",
-        m.num_bends, "an integer >= 3 (the curve's points: the two minima "
-        "and at least one bend)")
-  check(validation.is_int(m.steps) and m.steps >= 1, "curve.steps", m.steps,
-        "an integer >= 1")
+  validation.check_int(m.num_bends, "curve.num_bends", 3,
+                       "the curve's points: the two minima and at least one "
+                       "bend")
+  validation.check_int(m.steps, "curve.steps", 1)
   check(m.lr > 0, "curve.lr", m.lr, "> 0")
   check(m.weight_decay >= 0, "curve.weight_decay", m.weight_decay, ">= 0")
   check(m.schedule in ("constant", "cosine"), "curve.schedule", m.schedule,
         "'constant' or 'cosine'")
-  check(validation.is_int(m.points) and m.points >= 3, "curve.points", m.points,
-        "an integer >= 3 (the two ends and the middle)")
-  check(validation.is_int(m.plane_points) and m.plane_points >= 2, "curve.plane_points",
-        m.plane_points, "an integer >= 2")
+  validation.check_int(m.points, "curve.points", 3,
+                       "the two ends and the middle")
+  validation.check_int(m.plane_points, "curve.plane_points", 2)
   check(m.plane_margin >= 0, "curve.plane_margin", m.plane_margin, ">= 0")
-  check(validation.is_int(m.bn_batches) and m.bn_batches >= 0, "curve.bn_batches",
-        m.bn_batches, "an integer >= 0 (0 = every full training batch)")
-  check(validation.is_int(m.seed) and m.seed >= 0, "curve.seed", m.seed,
-        "an integer >= 0")
+  validation.check_int(m.bn_batches, "curve.bn_batches", 0,
+                       "0 = every full training batch")
+  validation.check_int(m.seed, "curve.seed", 0)
   check(config.model.dropout == 0, "model.dropout", config.model.dropout,
         "0 (a random network at each t would make the path's loss random)")
   check(config.model.norm != "noisy_batch", "model.norm", config.model.norm,

@@ -95,8 +95,7 @@ def validate(config):
   validation.check_corruption_grid("randomization.corruptions", ps)
   check(0.0 < r.fit_accuracy <= 1.0, "randomization.fit_accuracy",
         r.fit_accuracy, "in (0, 1]")
-  check(isinstance(r.check_every, int) and r.check_every >= 1,
-        "randomization.check_every", r.check_every, "an integer >= 1")
+  validation.check_int(r.check_every, "randomization.check_every", 1)
   for labels, label_cells in cells.items():
     for cell in label_cells:
       regs = cell_regularizers(cell)
@@ -106,8 +105,7 @@ def validate(config):
             f"cell is 'none' or '+'-joined names from {', '.join(REGULARIZERS)}")
   check(a.weight_decay > 0, "ablation.weight_decay", a.weight_decay, "> 0")
   check(0.0 < a.dropout < 1.0, "ablation.dropout", a.dropout, "in (0, 1)")
-  check(isinstance(a.max_shift, int) and a.max_shift >= 1, "ablation.max_shift",
-        a.max_shift, "an integer >= 1")
+  validation.check_int(a.max_shift, "ablation.max_shift", 1)
   d = config.data
   check(d.randomization in ("", "none"), "data.randomization", d.randomization,
         "'none' here: the experiment sets each stage's randomization "
