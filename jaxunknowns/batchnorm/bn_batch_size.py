@@ -20,10 +20,9 @@ GRID_NORMS = ("batch", "group", "layer", "none")
 
 
 def axes(config):
-  g = config.grid
-  return [bn_grid.Axis("norm", "model.norm", tuple(g.norms), "grid.norms"),
-          bn_grid.Axis("batch_size", "train.batch_size", tuple(g.batch_sizes),
-                       "grid.batch_sizes")]
+  return [bn_grid.norm_axis(config),
+          bn_grid.Axis("batch_size", "train.batch_size",
+                       tuple(config.grid.batch_sizes), "grid.batch_sizes")]
 
 
 def validate(config):

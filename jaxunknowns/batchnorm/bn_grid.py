@@ -52,6 +52,11 @@ class Axis:
   config_name: str = ""   # The config field that lists the values (messages).
 
 
+def norm_axis(config) -> Axis:
+  """The axis every BN grid has first: `grid.norms`, set as `model.norm`."""
+  return Axis("norm", "model.norm", tuple(config.grid.norms), "grid.norms")
+
+
 # -----------------------------------------------------------------------------
 # Grid expansion and cell configs
 # -----------------------------------------------------------------------------

@@ -17,10 +17,9 @@ GRID_NORMS = ("batch", "group", "layer")
 
 
 def axes(config):
-  g = config.grid
-  return [bn_grid.Axis("norm", "model.norm", tuple(g.norms), "grid.norms"),
-          bn_grid.Axis("position", "model.norm_position", tuple(g.positions),
-                       "grid.positions")]
+  return [bn_grid.norm_axis(config),
+          bn_grid.Axis("position", "model.norm_position",
+                       tuple(config.grid.positions), "grid.positions")]
 
 
 def extra_cells(config):

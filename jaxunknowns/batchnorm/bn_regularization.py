@@ -15,7 +15,7 @@ GRID_NORMS = ("batch", "group", "layer", "none")
 
 def axes(config):
   g = config.grid
-  return [bn_grid.Axis("norm", "model.norm", tuple(g.norms), "grid.norms"),
+  return [bn_grid.norm_axis(config),
           bn_grid.Axis("dropout", "model.dropout", tuple(g.dropouts),
                        "grid.dropouts"),
           bn_grid.Axis("weight_decay", "optim.weight_decay",
