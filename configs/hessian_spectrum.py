@@ -28,7 +28,7 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import make_config, shrink_for_local
+from jaxunknowns.config_defaults import make_config, resnet20, shrink_for_local
 
 
 def arm(**sections) -> ml_collections.ConfigDict:
@@ -82,10 +82,7 @@ def fashion_resnet(c):
 def cifar_resnet(c):
   fashion_lenet(c)
   c.data.name = "cifar10"         # TFDS catalogue: needs a network and [tfds].
-  c.model.name = "resnet"
-  c.model.depth = 20
-  c.model.width = 16
-  c.model.kernel_init = "kaiming_normal"
+  resnet20(c)                     # OpenLTH's ResNet-20 (Kaiming-normal weights).
   c.optim.lr = 0.05
   c.epochs = 20.0
   c.spectrum.num_steps = 90       # Ghorbani et al.'s m.

@@ -31,7 +31,7 @@ jaxunknowns/config_defaults.py.
 
 import ml_collections
 
-from jaxunknowns.config_defaults import make_config, shrink_for_local
+from jaxunknowns.config_defaults import make_config, resnet20, shrink_for_local
 
 
 def sam_fields(c):
@@ -78,10 +78,7 @@ def cifar_resnet(c):
   fashion_lenet(c)
   c.data.name = "cifar10"         # TFDS catalogue: needs a network and [tfds].
   c.data.augment = "crop_flip"
-  c.model.name = "resnet"
-  c.model.depth = 20
-  c.model.width = 16
-  c.model.kernel_init = "kaiming_normal"
+  resnet20(c)                     # OpenLTH's ResNet-20 (Kaiming-normal weights).
   c.optim.lr = 0.1
   c.optim.weight_decay = 5e-4
   c.optim.schedule = "cosine"

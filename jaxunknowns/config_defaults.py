@@ -104,16 +104,21 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def resnet20_cifar10(c):
-  """ResNet-20 (widths 16/32/64, Kaiming-normal weights) on TFDS CIFAR-10
-  with pad-4 crop + flip, SGD momentum 0.9 at lr 0.1 and batch 128: OpenLTH's
-  model, data and optimizer, without its schedule."""
-  c.data.name = "cifar10"          # TFDS catalogue: needs a network and [tfds].
-  c.data.augment = "crop_flip"     # Pad-4 random crop + horizontal flip.
+def resnet20(c):
+  """OpenLTH's CIFAR ResNet-20: widths 16/32/64, Kaiming-normal weights."""
   c.model.name = "resnet"
   c.model.depth = 20               # ResNet-20: 3 stages x 3 basic blocks.
   c.model.width = 16
   c.model.kernel_init = "kaiming_normal"
+
+
+def resnet20_cifar10(c):
+  """`resnet20` on TFDS CIFAR-10 with pad-4 crop + flip, SGD momentum 0.9 at
+  lr 0.1 and batch 128: OpenLTH's model, data and optimizer, without its
+  schedule."""
+  c.data.name = "cifar10"          # TFDS catalogue: needs a network and [tfds].
+  c.data.augment = "crop_flip"     # Pad-4 random crop + horizontal flip.
+  resnet20(c)
   c.optim.name = "momentum"
   c.optim.lr = 0.1
   c.optim.momentum = 0.9
