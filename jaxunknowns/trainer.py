@@ -619,12 +619,18 @@ class Trainer:
   # ---------------------------------------------------------------------------
   # Evals
   # ---------------------------------------------------------------------------
+  def logits(self, state: State, x):
+    """ONE run's float32 logits on a batch, as evaluation computes them
+    (BatchNorm with running statistics, in `train.precision`): pure; `state`
+    needs only params and batch_stats."""
+    return self._apply(state["params"], state["batch_stats"], x,
+                       train=False)[0]
+
   def eval_step(self, state: State, x, y):
     """Per-example loss and 0/1 correctness of ONE run on a batch, BatchNorm
     in eval mode (running statistics): pure; `state` needs only params and
     batch_stats. `evaluate` sums it over a split."""
-    logits, _ = self._apply(state["params"], state["batch_stats"], x,
-                            train=False)
+    logits = self.logits(state, x)
     return {"loss": self.loss_fn(logits, y),
             "correct": (jnp.argmax(logits, -1) == y).astype(jnp.float32)}
 

@@ -179,3 +179,34 @@ def test_bad_input_cli(tmp_path):
       ["--config=configs/memorization.py:mnist1d,runlocal",
        "--config.memorization.arms=none,mixup"], tmp_path / "run", "mixup",
       env=ENV)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_predictions_are_the_trainers_evaluation(precision):
+  """The recorded classes are those the trainer's evaluation scores: the
+  float32 model applied directly (BatchNorm's running statistics), and in
+  bfloat16 the accuracy `Trainer.evaluate` reports."""
+  import sys  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.dirname(__file__))
+  from test_trainer import make_trainer, tiny_config  # pylint: disable=g-import-not-at-top
+  trainer = make_trainer(tiny_config(**{"train.precision": precision}))
+  seeds = [0, 1]
+  state, _ = trainer.train_steps(trainer.init_state(seeds), seeds, 20)
+  test = trainer.dataset.test
+  batch = 32
+  n = len(test.y) // batch * batch
+  xs = test.x[:n].reshape((-1, batch) + test.x.shape[1:])
+  pred = memorization.predictor(trainer)(state, xs)
+  assert pred.shape == (2, n)
+  if precision == "float32":
+    for r in range(2):
+      variables = {"params": jax.tree.map(lambda a: a[r], state["params"]),
+                   "batch_stats": jax.tree.map(lambda a: a[r],
+                                               state["batch_stats"])}
+      logits = trainer.model.apply(variables, test.x[:n], train=False)
+      np.testing.assert_array_equal(pred[r], np.argmax(logits, -1))
+  else:
+    assert n == len(test.y)
+    accuracy = (pred == test.y[None]).mean(1)
+    np.testing.assert_allclose(
+        accuracy, trainer.evaluate(state, "test")["accuracy"], atol=1e-6)

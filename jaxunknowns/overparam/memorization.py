@@ -117,15 +117,11 @@ def _padded(x: np.ndarray, batch: int) -> np.ndarray:
 
 
 def predictor(trainer):
-  """predict(state, xs) -> [R, num_batches * batch] classes, eval mode (as
-  the trainer's eval_step, in float32)."""
+  """predict(state, xs) -> [R, num_batches * batch] classes, as the
+  trainer's evaluation computes them (`Trainer.logits`)."""
   def one_run(params, batch_stats, xs):
-    variables = {"params": params}
-    if trainer.has_batch_stats:
-      variables["batch_stats"] = batch_stats
-
-    def batch(x):
-      return jnp.argmax(trainer.model.apply(variables, x, train=False), -1)
+    state = {"params": params, "batch_stats": batch_stats}
+    batch = lambda x: jnp.argmax(trainer.logits(state, x), -1)
     return jax.lax.map(batch, xs).reshape(-1)
   fn = jax.jit(jax.vmap(one_run, in_axes=(0, 0, None)))
   return lambda state, xs: np.asarray(jax.device_get(
