@@ -41,7 +41,7 @@ GRID_NORMS = ("none", "batch", "group", "layer")
 
 def axes(config):
   g = config.grid
-  return [bn_grid.Axis("norm", "model.norm", tuple(g.norms), "grid.norms"),
+  return [bn_grid.norm_axis(config),
           bn_grid.Axis("lr", "optim.lr", tuple(g.lrs), "grid.lrs"),
           bn_grid.Axis("init_scale", "", tuple(g.init_scales),
                        "grid.init_scales")]

@@ -45,6 +45,7 @@ import numpy as np
 from absl import logging
 
 from jaxunknowns import experiments, optim, paths, pruning, runs, validation
+from jaxunknowns.config_loading import name_list
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, read_metrics, stats
 
@@ -105,7 +106,7 @@ def refuse_unused_fields(p):
       if p[field] != -1:
         raise UserError(f"prune.{field}={p[field]!r} is a layer-wise rate, "
                         f"unused by {why}: set it to -1")
-    if items(p.layer_rates):
+    if name_list(p.layer_rates):
       raise UserError(f"prune.layer_rates={tuple(p.layer_rates)!r} are "
                       f"layer-wise rates, unused by {why}: set it to ()")
   if p.exclude_output and p.method != "global":
@@ -143,16 +144,11 @@ def check_retrain(config):
 
 def retrain_modes(config) -> List[str]:
   """The main retraining mode, then the compared arms."""
-  return [config.prune.retrain] + items(config.prune.compare_retrain)
-
-
-def items(values) -> List[str]:
-  """A tuple field's items: ml_collections reads `--config.F=a,b` as ('a,b',)."""
-  return [x.strip() for v in values for x in str(v).split(",") if x.strip()]
+  return [config.prune.retrain] + name_list(config.prune.compare_retrain)
 
 
 def controls_of(config) -> List[str]:
-  return items(config.prune.controls)
+  return name_list(config.prune.controls)
 
 
 # ---------------------------------------------------------------------------
@@ -174,7 +170,7 @@ def concat_runs(trees: Sequence[Any]):
 def parse_layer_rates(values) -> Dict[str, float]:
   """('Dense_0=0.1', 'output=0.05') -> {'Dense_0': 0.1, 'output': 0.05}."""
   rates = {}
-  for item in items(values):
+  for item in name_list(values):
     name, _, rate = item.partition("=")
     try:
       rates[name.strip()] = float(rate)
