@@ -21,7 +21,7 @@ from jaxunknowns.article import outline
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import read_json, write_json
 from jaxunknowns.report.text import duration
-from jaxunknowns.validation import check, is_int
+from jaxunknowns.validation import check, check_int
 
 PROGRESS_FILE = "stages.json"  # Every stage's status, also while running.
 # The repository root: stage specs name configs/*.py relative to it.
@@ -55,8 +55,7 @@ def validate(config):
   check(_skipped(config) <= known, "article.skip", a.skip,
         f"comma-separated names among {', '.join(outline.STAGES)}")
   check(bool(chosen(config)), "article.skip", a.skip, "to leave a stage to run")
-  check(is_int(a.min_seeds) and a.min_seeds >= 0, "article.min_seeds",
-        a.min_seeds, "an integer >= 0 (0: each stage's own)")
+  check_int(a.min_seeds, "article.min_seeds", 0, "0: each stage's own")
   for stage in chosen(config):
     check(isinstance(a.stages[stage], str) and ".py" in a.stages[stage],
           f"article.stages.{stage}", a.stages[stage], "'configs/FILE.py[:ARG]'")

@@ -61,14 +61,10 @@ def validate(config):
   sizes = list(m.eval_batch_sizes)
   check(len(sizes) >= 1 and all(isinstance(b, int) and b >= 1 for b in sizes),
         "bn_modes.eval_batch_sizes", tuple(sizes), "positive integers")
-  check(isinstance(m.finetune_steps, int) and m.finetune_steps >= 1,
-        "bn_modes.finetune_steps", m.finetune_steps, "an integer >= 1")
-  check(isinstance(m.recalibrate_batches, int) and m.recalibrate_batches >= 1,
-        "bn_modes.recalibrate_batches", m.recalibrate_batches,
-        "an integer >= 1")
+  validation.check_int(m.finetune_steps, "bn_modes.finetune_steps", 1)
+  validation.check_int(m.recalibrate_batches, "bn_modes.recalibrate_batches", 1)
   check(m.test_size >= 0, "bn_modes.test_size", m.test_size, ">= 0 (0 = all)")
-  check(isinstance(m.downsample, int) and m.downsample >= 1,
-        "bn_modes.downsample", m.downsample, "an integer >= 1")
+  validation.check_int(m.downsample, "bn_modes.downsample", 1)
   if config.model.norm not in ("default", "batch"):
     raise UserError(f"bn_modes studies BatchNorm's modes, but model.norm="
                     f"{config.model.norm!r} has no BatchNorm; use "

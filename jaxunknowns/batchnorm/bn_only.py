@@ -60,12 +60,10 @@ def validate(config):
   check(len(arms) >= 1 and all(a in ARMS for a in arms) and
         len(set(arms)) == len(arms), "bn_only.arms", tuple(arms),
         f"distinct names of {', '.join(ARMS)}")
-  check(isinstance(b.per_channel, int) and b.per_channel >= 1,
-        "bn_only.per_channel", b.per_channel, "an integer >= 1")
+  validation.check_int(b.per_channel, "bn_only.per_channel", 1)
   check(b.gamma_threshold > 0, "bn_only.gamma_threshold", b.gamma_threshold,
         "> 0")
-  check(isinstance(b.downsample, int) and b.downsample >= 1,
-        "bn_only.downsample", b.downsample, "an integer >= 1 (1 = none)")
+  validation.check_int(b.downsample, "bn_only.downsample", 1, "1 = none")
   check(b.test_size >= 0, "bn_only.test_size", b.test_size, ">= 0 (0 = all)")
   check(config.model.name == "resnet", "model.name", config.model.name,
         "'resnet' (the experiment sweeps ResNet-(6n+2) depths)")

@@ -89,9 +89,8 @@ def validate(config):
   check(mm.adam_lr > 0, "max_margin.adam_lr", mm.adam_lr, "> 0")
   check(mm.reduction in ("sum", "mean"), "max_margin.reduction", mm.reduction,
         "'sum' or 'mean'")
-  check(isinstance(mm.records_per_decade, int) and mm.records_per_decade >= 1,
-        "max_margin.records_per_decade", mm.records_per_decade,
-        "an integer >= 1")
+  validation.check_int(mm.records_per_decade,
+                       "max_margin.records_per_decade", 1)
   steps = config.train.steps
   check(steps >= 10, "train.steps", steps, ">= 10")
   check(0 < mm.fit_decades <= math.log10(steps / 2.0), "max_margin.fit_decades",

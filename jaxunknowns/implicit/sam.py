@@ -81,15 +81,13 @@ def validate(config):
           "a non-empty tuple of distinct numbers > 0")
   for field in ("subset_size", "trace_probes", "lanczos_steps",
                 "sharpness_iterations"):
-    check(validation.is_int(m[field]) and m[field] >= 1, f"measure.{field}", m[field],
-          "an integer >= 1")
+    validation.check_int(m[field], f"measure.{field}", 1)
   check(validation.is_int(m.chunk_size) and m.chunk_size >= 0 and (
       m.chunk_size == 0 or m.subset_size % m.chunk_size == 0),
         "measure.chunk_size", m.chunk_size,
         f"0 or a divisor of measure.subset_size={m.subset_size}")
   check(m.epsilon > 0, "measure.epsilon", m.epsilon, "> 0")
-  check(validation.is_int(m.seed) and m.seed >= 0, "measure.seed", m.seed,
-        "an integer >= 0")
+  validation.check_int(m.seed, "measure.seed", 0)
   check(config.train.eval_train, "train.eval_train", config.train.eval_train,
         "True (train accuracy and loss are results)")
   for name in names:

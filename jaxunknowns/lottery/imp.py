@@ -61,8 +61,7 @@ def validate(config):
   validation.validate_base(config)
   p = config.prune
   check = validation.check
-  check(isinstance(p.levels, int) and p.levels >= 1, "prune.levels", p.levels,
-        "an integer >= 1")
+  validation.check_int(p.levels, "prune.levels", 1)
   check(0.0 < p.fraction < 1.0, "prune.fraction", p.fraction, "in (0, 1)")
   for field in ("conv_fraction", "output_fraction"):
     v = p[field]

@@ -75,10 +75,8 @@ def validate(config):
           f"a subset of {VARIANTS}")
   check("found" in p.variants, "prune_init.variants", tuple(p.variants),
         "including 'found'")
-  check(isinstance(p.rounds, int) and p.rounds >= 1, "prune_init.rounds",
-        p.rounds, "an integer >= 1 (SynFlow's iterations)")
-  check(isinstance(p.score_batch, int) and p.score_batch >= 1,
-        "prune_init.score_batch", p.score_batch, "an integer >= 1")
+  validation.check_int(p.rounds, "prune_init.rounds", 1, "SynFlow's iterations")
+  validation.check_int(p.score_batch, "prune_init.score_batch", 1)
   check(p.grasp_temperature > 0, "prune_init.grasp_temperature",
         p.grasp_temperature, "> 0")
   check(p.imp == "" or p.imp == "oneshot" or p.imp.endswith(".npz"),

@@ -74,10 +74,8 @@ def validate(config):
   check(config.model.name in MODELS, "model.name", config.model.name,
         f"one of {', '.join(MODELS)} (dense nets whose width ntk.widths sets)")
   for field in ("depth", "probe_size", "test_size", "chunk_size"):
-    check(validation.is_int(s[field]) and s[field] >= 1, f"ntk.{field}", s[field],
-          "an integer >= 1")
-  check(validation.is_int(s.record_points) and s.record_points >= 2,
-        "ntk.record_points", s.record_points, "an integer >= 2")
+    validation.check_int(s[field], f"ntk.{field}", 1)
+  validation.check_int(s.record_points, "ntk.record_points", 2)
   check(s.ridge >= 0, "ntk.ridge", s.ridge, ">= 0")
   check(config.train.steps >= 10, "train.steps", config.train.steps,
         ">= 10 (the early phase is the first tenth)")

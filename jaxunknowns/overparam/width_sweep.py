@@ -70,12 +70,10 @@ def validate(config):
       isinstance(p, (int, float)) and not isinstance(p, bool) and 0.0 <= p <= 1.0
       for p in noise) and len(set(noise)) == len(noise), "sweep.label_noise",
         tuple(noise), "distinct probabilities p in [0, 1]")
-  check(isinstance(s.depth, int) and s.depth >= 1, "sweep.depth", s.depth,
-        "an integer >= 1 (hidden layers of the MLP)")
+  validation.check_int(s.depth, "sweep.depth", 1, "hidden layers of the MLP")
   check(s.stop_train_loss >= 0, "sweep.stop_train_loss", s.stop_train_loss,
         ">= 0 (0 = train for train.steps)")
-  check(isinstance(s.check_every, int) and s.check_every >= 1,
-        "sweep.check_every", s.check_every, "an integer >= 1")
+  validation.check_int(s.check_every, "sweep.check_every", 1)
   check(0.0 <= s.interpolation_error < 1.0, "sweep.interpolation_error",
         s.interpolation_error, "in [0, 1)")
   check(config.data.label_noise == 0.0, "data.label_noise",
