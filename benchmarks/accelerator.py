@@ -17,10 +17,11 @@ Prints, in one run on whatever `jax.devices()` gives:
      cost this many times one run; 32 would mean no gain from batching).
   4. The Frankle & Carbin LeNet-300-100 study through the real `imp`
      experiment: 20 levels x 5 seeds x (ticket, random reinit, random prune),
-     50K iterations each (300 trainings; seeds and controls batched in one
-     program per level), on Fashion-MNIST (the offline stand-in for MNIST;
-     the same shapes). Run as a subprocess under a deadline: if it does not
-     finish, the time is projected from the levels that did.
+     50K iterations each (5 dense + 20 x 15 = 305 trainings; seeds and
+     controls batched in one program per level), on Fashion-MNIST (the
+     offline stand-in for MNIST; the same shapes). Run as a subprocess
+     under a deadline: if it does not finish, the time is projected from
+     the levels that did.
 Compile time is excluded from throughput figures (warm-up calls first) and
 included in the study's wall time (it is what a user waits for).
 """
@@ -100,7 +101,7 @@ def resnet_config(batch_size):
   c.optim.name, c.optim.lr, c.optim.momentum = "momentum", 0.1, 0.9
   c.optim.weight_decay = 1e-4
   c.train.batch_size = batch_size
-  c.train.log_every = 100
+  c.train.log_every = min(100, _RESNET_STEPS.value)  # Tiny CPU smoke runs.
   c.data.augment = "crop_flip"
   return c
 
@@ -169,7 +170,7 @@ def lenet_sweep_row(data):
   c = config_defaults.base_config()
   c.model.name = "lenet_300_100"
   c.optim.name, c.optim.lr = "adam", 1.2e-3
-  c.train.batch_size, c.train.log_every = 60, 500
+  c.train.batch_size, c.train.log_every = 60, min(500, _SWEEP_STEPS.value)
   trainer = Trainer(c, data, create_model(c.model, 10), hparams=("lr",))
   runs = _SWEEP_RUNS.value
   rates = {}
@@ -183,6 +184,7 @@ def lenet_sweep_row(data):
           "wall_time_ratio": rates[1] / rates[runs]}
 
 
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LEVEL_LINE = re.compile(r"level (\d+): ([\d.]+)% of weights remain")
 
 
@@ -190,7 +192,8 @@ def run_study(workdir, log_path):
   """The IMP study as a user runs it; returns timings (projected if cut)."""
   steps, levels = _STUDY_STEPS.value, _STUDY_LEVELS.value
   cmd = [sys.executable, "-m", "jaxunknowns.main",
-         "--config=configs/imp.py:lenet_fashion", f"--workdir={workdir}",
+         "--config=configs/imp.py:lenet_fashion",
+         f"--workdir={os.path.abspath(workdir)}",
          f"--config.seeds={_STUDY_SEEDS.value}",
          f"--config.data.source_dir={os.path.abspath(_FASHION_DIR.value)}",
          f"--config.prune.levels={levels}", f"--config.train.steps={steps}",
@@ -204,7 +207,7 @@ def run_study(workdir, log_path):
   done_at = {}
   with open(log_path, "w") as log:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1)
+                            text=True, bufsize=1, cwd=_REPO)  # configs/ is there.
     try:
       for line in proc.stdout:
         log.write(line)
@@ -221,6 +224,7 @@ def run_study(workdir, log_path):
   wall = time.time() - t0
   finished = proc.returncode == 0
   out = {"command": " ".join(cmd[1:]), "finished": finished, "wall_s": wall,
+         "returncode": proc.returncode,
          "levels_done": sorted(done_at),
          # The dense level trains S runs; each pruned level 3S (ticket + 2 controls).
          "trainings": _STUDY_SEEDS.value * (1 + 3 * levels)}
@@ -296,12 +300,15 @@ def main(argv):
       print(f"   finished in {study['wall_s']:.0f} s "
             f"({study['wall_s'] / 60:.1f} min)")
     else:
-      print(f"   cut at {study['wall_s']:.0f} s after levels "
-            f"{study['levels_done']}; projected total "
-            f"{study.get('projected_total_s', float('nan')):.0f} s")
+      print(f"   cut at {study['wall_s']:.0f} s (exit code "
+            f"{study['returncode']}) after levels {study['levels_done']}; "
+            f"projected total "
+            f"{study.get('projected_total_s', float('nan')):.0f} s; log: "
+            f"{os.path.join(out_dir, 'study.log')}")
     if "seconds_per_pruned_level" in study:
       print(f"   {study['seconds_per_pruned_level']:.1f} s per pruned level "
-            f"(15 runs x {_STUDY_STEPS.value} steps, evals included)")
+            f"({3 * _STUDY_SEEDS.value} runs x {_STUDY_STEPS.value} steps, evals "
+            "included)")
   with open(os.path.join(out_dir, "results.json"), "w") as f:
     json.dump(results, f, indent=1)
   print(json.dumps(results, indent=1))

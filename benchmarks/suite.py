@@ -1,16 +1,19 @@
 r"""The benchmark table (issue 7): every row a ratio measured in this one run.
 
   python benchmarks/suite.py [--steps=3000] [--repeats=3]
-      [--skip=torch,imp,pipeline,sweep] [--out=FILE.json]
+      [--skip=torch,seeds,imp,pipeline,sweep] [--out=FILE.json]
+      [--torch_compile_mode=MODE] [--torch_mkl_avx512]
 
 Rows:
   1. LeNet-300-100, Adam 1.2e-3, batch 60 (Frankle & Carbin's setting), steps/s
-     of our trainer vs a plain eager PyTorch loop of the same model, optimizer
-     and batch (the loop OpenLTH runs; skipped with a message if torch is not
-     installed), vs a bare jit(lax.scan) loop with no framework (our
-     overhead: trainer and bare loop alternate `--repeats` times, the
-     spread of the ratio is printed), and with an IMP pruning mask in the
-     optimizer (its cost).
+     of our trainer vs a bare jit(lax.scan) loop with no framework (our
+     overhead) and vs three PyTorch loops of the same model, optimizer, batch
+     and data (skipped with a message if torch is not installed): the eager
+     loop OpenLTH runs, the fastest eager loop (fused Adam, indices drawn per
+     chunk), and torch.compile of the whole step (see `torch_loops`). The
+     trainer, the bare loop and each PyTorch loop alternate `--repeats`
+     times; each ratio's median and spread over the repeats is printed. Also
+     the trainer with an IMP pruning mask in the optimizer (its cost).
   2. Seed batching: S = 1, 4, 8, 32 MNIST-1D MLP seeds in one vmapped program
      vs S sequential runs (seed-steps/s ratio).
   3. The default `configs/imp.py` end to end (wall time, compile included),
@@ -50,11 +53,20 @@ import timing  # benchmarks/timing.py
 
 _STEPS = flags.DEFINE_integer("steps", 3000, "Timed steps per throughput figure.")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "4", "8", "32"], "Seed counts of row 2.")
-_SKIP = flags.DEFINE_list("skip", [], "Rows to skip: torch, imp, pipeline, "
-                          "sweep.")
+_SKIP = flags.DEFINE_list("skip", [], "Rows to skip: torch (row 1's PyTorch "
+                          "loops), seeds (row 2), imp, pipeline, sweep.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Alternating repetitions of "
-                                "the trainer vs bare-scan comparison.")
+                                "row 1 (trainer, bare scan, PyTorch loops).")
 _OUT = flags.DEFINE_string("out", "", "Also write the figures to this JSON file.")
+_TORCH_COMPILE_MODE = flags.DEFINE_string(
+    "torch_compile_mode", "", "torch.compile mode of the compiled PyTorch row "
+    "('' = default; max-autotune-no-cudagraphs measured no faster here).")
+_TORCH_MKL_AVX512 = flags.DEFINE_bool(
+    "torch_mkl_avx512", False, "Run under an LD_PRELOAD shim that makes MKL "
+    "take its AVX-512 code path on AMD CPUs (MKL picks AVX2 there: half "
+    "the float32 matmul rate of XLA on an AVX-512 EPYC). Needs a C compiler; "
+    "JAX does not use MKL.")
+_SHIM_ENV = "JAXUNKNOWNS_MKL_SHIM"
 
 
 # ---------------------------------------------------------------------------
@@ -120,33 +132,145 @@ def bare_scan_steps_per_s(dataset, config, steps):
   return done / (time.perf_counter() - t0)
 
 
-def torch_steps_per_s(dataset, config, steps):
-  """An eager PyTorch loop of LeNet-300-100 as OpenLTH writes it: tensors in
-  memory, a random batch each step, forward, backward, Adam step."""
-  import torch  # pylint: disable=g-import-not-at-top
-  torch.manual_seed(0)
-  x = torch.from_numpy(dataset.train.x.reshape(len(dataset.train.y), -1))
-  y = torch.from_numpy(dataset.train.y.astype(np.int64))
-  model = torch.nn.Sequential(
-      torch.nn.Linear(784, 300), torch.nn.ReLU(),
-      torch.nn.Linear(300, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
-  opt = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
-  loss_fn = torch.nn.CrossEntropyLoss()
-  batch = config.train.batch_size
-
-  def step():
-    i = torch.randint(0, len(y), (batch,))
-    opt.zero_grad()
-    loss = loss_fn(model(x[i]), y[i])
-    loss.backward()
-    opt.step()
-
-  for _ in range(200):  # warm-up
-    step()
+def matmul_gflops(product, n=1024, reps=20):
+  """float32 rate of `product()`, an n^3 matrix product (the ceiling each
+  framework's matrix products reach on this machine)."""
+  jax.block_until_ready(product())
   t0 = time.perf_counter()
-  for _ in range(steps):
-    step()
-  return steps / (time.perf_counter() - t0), torch.__version__, torch.get_num_threads()
+  for _ in range(reps):
+    out = product()
+  jax.block_until_ready(out)
+  return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def torch_loops(dataset, config):
+  """The PyTorch baselines of row 1, built and warmed up (compile and warm-up
+  excluded from what they time). Same model (LeNet-300-100, nn.Linear's
+  init), optimizer (Adam, the config's lr and torch's defaults otherwise),
+  batch and data as the trainer. Returns [(key, label, steps_per_s(steps))]:
+
+    openlth  the eager loop as OpenLTH writes it: a random batch drawn each
+             step, `opt.zero_grad()`, forward, `loss.backward()`, `opt.step()`
+             with torch.optim.Adam's default (for-loop) implementation.
+    eager    the fastest eager loop measured here: batch indices drawn per
+             chunk of `log_every` steps (as the trainer and bare scan do),
+             `Adam(fused=True)` (one kernel for all parameters; foreach where
+             fused is not supported), `zero_grad(set_to_none=True)`,
+             `F.cross_entropy`, no `.item()`.
+    compile  `torch.compile` of the whole step as one graph: batch gather,
+             forward, loss, backward (`torch.func.grad` of a
+             `functional_call`) and Adam's update (torch.optim.Adam's
+             arithmetic, written out: lerp, addcmul, bias corrections,
+             addcdiv) in one compiled function, mode `--torch_compile_mode`.
+  """
+  import torch  # pylint: disable=g-import-not-at-top
+  import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
+  n = len(dataset.train.y)
+  x = torch.from_numpy(dataset.train.x.reshape(n, -1))
+  y = torch.from_numpy(dataset.train.y.astype(np.int64))
+  lr, batch, chunk = config.optim.lr, config.train.batch_size, config.train.log_every
+
+  def lenet():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(784, 300), torch.nn.ReLU(),
+        torch.nn.Linear(300, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
+
+  def per_chunk(run_chunk):
+    """steps/s of `run_chunk(idx)` over chunks of `chunk` steps; the indices
+    are drawn inside the timed loop, as the bare scan's are."""
+    def steps_per_s(steps):
+      t0 = time.perf_counter()
+      done = 0
+      while done < steps:
+        run_chunk(torch.randint(0, n, (chunk, batch)))
+        done += chunk
+      return done / (time.perf_counter() - t0)
+    return steps_per_s
+
+  # openlth: the loop of the earlier tables, unchanged.
+  model_a = lenet()
+  opt_a = torch.optim.Adam(model_a.parameters(), lr=lr)
+  loss_a = torch.nn.CrossEntropyLoss()
+
+  def openlth_step():
+    i = torch.randint(0, n, (batch,))
+    opt_a.zero_grad()
+    loss = loss_a(model_a(x[i]), y[i])
+    loss.backward()
+    opt_a.step()
+
+  def openlth(steps):
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      openlth_step()
+    return steps / (time.perf_counter() - t0)
+
+  # eager: the fastest eager loop.
+  model_b = lenet()
+  try:
+    opt_b, adam_b = torch.optim.Adam(model_b.parameters(), lr=lr, fused=True), "fused"
+  except (RuntimeError, ValueError):  # Fused Adam needs torch >= 2.4 on CPU.
+    opt_b, adam_b = torch.optim.Adam(model_b.parameters(), lr=lr, foreach=True), "foreach"
+
+  def eager_chunk(idx):
+    for i in idx:
+      opt_b.zero_grad(set_to_none=True)
+      F.cross_entropy(model_b(x[i]), y[i]).backward()
+      opt_b.step()
+
+  # compile: the whole step in one compiled function.
+  model_c = lenet()
+  names = [k for k, _ in model_c.named_parameters()]
+  params = [p.detach().clone() for p in model_c.parameters()]
+  moments = ([torch.zeros_like(p) for p in params],
+             [torch.zeros_like(p) for p in params])
+  count = torch.zeros(())
+  beta1, beta2, eps = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults.
+
+  def loss_c(ps, i):
+    logits = torch.func.functional_call(model_c, dict(zip(names, ps)), (x[i],))
+    return F.cross_entropy(logits, y[i])
+
+  mode = _TORCH_COMPILE_MODE.value or None
+
+  @torch.compile(mode=mode)
+  def compiled_step(ps, m1, m2, count, i):
+    grads = torch.func.grad(loss_c)(ps, i)
+    count.add_(1)
+    step_size = lr / (1 - beta1 ** count)
+    bias2_sqrt = (1 - beta2 ** count).sqrt()
+    for p, m, v, g in zip(ps, m1, m2, grads):
+      m.lerp_(g, 1 - beta1)
+      v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+      p.sub_(step_size * m / (v.sqrt() / bias2_sqrt + eps))
+
+  def compile_chunk(idx):
+    for i in idx:
+      compiled_step(params, *moments, count, i)
+
+  draw = lambda k: torch.randint(0, n, (k, batch))
+  loops = [("openlth", "eager, OpenLTH's loop", openlth,
+            lambda: openlth(200)),
+           ("eager", f"eager, Adam {adam_b}, best", per_chunk(eager_chunk),
+            lambda: eager_chunk(draw(200))),
+           ("compile", f"torch.compile({mode or 'default'}) step",
+            per_chunk(compile_chunk), lambda: compile_chunk(draw(200)))]
+  warmup = {}
+  for key, _, _, warm in loops:  # Compile and warm up: 200 steps each.
+    t0 = time.perf_counter()
+    warm()
+    warmup[key] = time.perf_counter() - t0
+  loops = [loop[:3] for loop in loops]
+  a = torch.randn(1024, 1024)
+  return loops, warmup, {"version": torch.__version__,
+                         "threads": torch.get_num_threads(),
+                         "cpu_capability": getattr(
+                             torch.backends.cpu, "get_cpu_capability",
+                             lambda: "?")(),
+                         "matmul_1024_gflops": matmul_gflops(lambda: a @ a),
+                         "adam_eager": adam_b, "compile_mode": mode or "default",
+                         "mkl_avx512_shim": bool(os.environ.get(_SHIM_ENV))}
 
 
 def row_lenet(results, steps):
@@ -154,36 +278,59 @@ def row_lenet(results, steps):
   c = lenet_config()
   model = create_model(c.model, 10)
   trainer = Trainer(c, data, model)
-  # Alternating, so that both sides see the same load (the machine is shared).
-  pairs = [(time_trainer(trainer, [0], steps),
-            bare_scan_steps_per_s(data, c, steps))
-           for _ in range(_REPEATS.value)]
-  ratios = [a / b for a, b in pairs]
-  ours = float(np.median([a for a, _ in pairs]))
-  bare = float(np.median([b for _, b in pairs]))
+  loops, torch_info = [], None
+  if "torch" in _SKIP.value:
+    skipped = "skipped (--skip=torch)"
+  else:
+    try:
+      loops, warmup, torch_info = torch_loops(data, c)
+      skipped = ""
+    except ImportError:
+      skipped = "skipped: torch is not installed (pip install torch)"
+  # Alternating, so that every side sees the same load (the machine is
+  # shared): trainer, bare scan, then each PyTorch loop, `--repeats` times.
+  reps = []
+  for _ in range(_REPEATS.value):
+    rep = {"trainer": time_trainer(trainer, [0], steps),
+           "bare": bare_scan_steps_per_s(data, c, steps)}
+    for key, _, rate in loops:
+      rep[key] = rate(steps)
+    reps.append(rep)
+  med = lambda k: float(np.median([r[k] for r in reps]))
+  ratios = lambda k: [r["trainer"] / r[k] for r in reps]
+  ours, bare = med("trainer"), med("bare")
   masked = time_trainer(Trainer(c, data, model, tx_wrapper=functools.partial(
       optim.with_update_mask, initial_mask=pruning.ones_mask)), [0], steps)
   row = {"trainer": ours, "bare_scan": bare, "trainer_with_mask": masked,
-         "trainer_over_bare_per_repeat": ratios}
+         "trainer_over_bare_per_repeat": ratios("bare"),
+         "per_repeat": reps}
+  fmt = lambda rs: ", ".join(f"{r:.2f}" for r in rs)
+  a, mm = jnp.ones((1024, 1024), jnp.float32), jax.jit(jnp.matmul)
+  row["jax_matmul_1024_gflops"] = matmul_gflops(lambda: mm(a, a))
   print("\n1. LeNet-300-100, Adam, batch 60 (steps/s; medians of "
-        f"{len(pairs)} alternating repeats)")
-  print(f"   jaxunknowns trainer           {ours:8.0f}")
-  print(f"   bare jit(lax.scan) loop       {bare:8.0f}   trainer/bare = "
-        f"{np.median(ratios):.2f} (repeats: "
-        f"{', '.join(f'{r:.2f}' for r in ratios)})")
-  print(f"   trainer + IMP pruning mask    {masked:8.0f}   mask cost = "
+        f"{len(reps)} alternating repeats; ratio: median (min..max; repeats))")
+  print(f"   {'jaxunknowns trainer':38s} {ours:8.0f}")
+  rs = ratios("bare")
+  print(f"   {'bare jit(lax.scan) loop':38s} {bare:8.0f}   trainer/bare = "
+        f"{np.median(rs):.2f} ({min(rs):.2f}..{max(rs):.2f}; {fmt(rs)})")
+  print(f"   {'trainer + IMP pruning mask':38s} {masked:8.0f}   mask cost = "
         f"{100 * (1 - masked / ours):+.1f}%")
-  if "torch" in _SKIP.value:
-    print("   PyTorch eager loop            skipped (--skip=torch)")
+  if skipped:
+    print(f"   {'PyTorch loops':38s} {skipped}")
   else:
-    try:
-      torch_rate, version, threads = torch_steps_per_s(data, c, steps)
-      row.update(torch=torch_rate, torch_version=version, torch_threads=threads)
-      print(f"   PyTorch {version} eager loop  {torch_rate:8.0f}   "
-            f"trainer/PyTorch = {ours / torch_rate:.2f}  ({threads} threads)")
-    except ImportError:
-      print("   PyTorch eager loop            skipped: torch is not installed "
-            "(pip install torch)")
+    print(f"   PyTorch {torch_info['version']}, {torch_info['threads']} threads, "
+          f"CPU capability {torch_info['cpu_capability']}, MKL AVX-512 shim "
+          f"{'on' if torch_info['mkl_avx512_shim'] else 'off'}; warm-up/compile "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in warmup.items()))
+    print(f"   1024^3 float32 matmul: JAX {row['jax_matmul_1024_gflops']:.0f}, "
+          f"PyTorch {torch_info['matmul_1024_gflops']:.0f} GFLOP/s")
+    row["torch_info"], row["torch_warmup_s"] = torch_info, warmup
+    for key, label, _ in loops:
+      rate, rs = med(key), ratios(key)
+      row[f"torch_{key}"] = rate
+      row[f"trainer_over_torch_{key}_per_repeat"] = rs
+      print(f"   {'PyTorch ' + label:38s} {rate:8.0f}   trainer/PyTorch = "
+            f"{np.median(rs):.2f} ({min(rs):.2f}..{max(rs):.2f}; {fmt(rs)})")
   results["lenet"] = row
 
 
@@ -331,7 +478,31 @@ def row_lr_sweep(results, steps, num_lrs=8):
                          "sequential_wall_s": wall_apart}
 
 
+def reexec_with_mkl_shim():
+  """Restarts this process with LD_PRELOAD of a two-line shim that answers
+  MKL's "is this an Intel CPU?" with yes, so that MKL dispatches its AVX-512
+  kernels on AMD CPUs (a known workaround; it changes only which of MKL's
+  kernels run). The shim must be loaded before MKL, hence the restart."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  folder = tempfile.mkdtemp(prefix="mkl_shim_")
+  src, lib = os.path.join(folder, "shim.c"), os.path.join(folder, "shim.so")
+  with open(src, "w") as f:
+    f.write("int mkl_serv_intel_cpu_true(void) { return 1; }\n")
+  try:
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", lib, src], check=True)
+  except (OSError, subprocess.CalledProcessError) as e:
+    print(f"--torch_mkl_avx512: could not build the shim ({e}); running "
+          "without it")
+    return
+  env = dict(os.environ, **{_SHIM_ENV: lib})
+  env["LD_PRELOAD"] = ":".join(filter(None, [lib, env.get("LD_PRELOAD")]))
+  os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
 def main(argv):
+  if _TORCH_MKL_AVX512.value and not os.environ.get(_SHIM_ENV):
+    reexec_with_mkl_shim()
   del argv
   steps = _STEPS.value
   dev = jax.devices()[0]
@@ -344,7 +515,8 @@ def main(argv):
         f"{os.cpu_count()} CPUs, jax {jax.__version__}, {results['date']}, "
         f"load average {results['load_average'][0]:.1f}")
   row_lenet(results, steps)
-  row_seed_batching(results, steps)
+  if "seeds" not in _SKIP.value:
+    row_seed_batching(results, steps)
   if "imp" not in _SKIP.value:
     row_imp(results, steps)
   if "pipeline" not in _SKIP.value:
