@@ -93,9 +93,8 @@ def validate(config):
   d, check = config.double_descent, validation.check
   check(d.mode in MODES, "double_descent.mode", d.mode, " or ".join(MODES))
   if d.mode == "epoch":
-    check(_positive_ints([d.record_points]) and d.record_points >= 3,
-          "double_descent.record_points", d.record_points,
-          "an integer >= 3 (steps at which mode='epoch' records the errors)")
+    validation.check_int(d.record_points, "double_descent.record_points", 3,
+                         "steps at which mode='epoch' records the errors")
   else:
     check(d.record_points == 0, "double_descent.record_points",
           d.record_points, "0: only mode='epoch' records errors over training")
