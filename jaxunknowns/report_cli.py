@@ -1,14 +1,10 @@
 r"""Rebuilds report.md and the figures of finished runs, training nothing.
 
-  python -m jaxunknowns.report_cli --workdir=/tmp/imp
-  python -m jaxunknowns.report_cli --workdir=/tmp/a --workdir=/tmp/b
-  python -m jaxunknowns.report_cli --workdir=/tmp/sweeps/lr   # a sweep root
+  python -m jaxunknowns.report_cli --workdir=/tmp/imp [--workdir=/tmp/b]
 
-Each run's report is rebuilt by its experiment's registered `report` from
-the workdir's files (`workdir.load_finished`); a sweep root (holding
-sweep.json) gets sweep.md/.json/.png rebuilt from its runs' summaries
-(`sweep.rebuild`). Every workdir is read and checked before any is touched:
-an unfinished run, a damaged summary.json or config.json, or an unknown
+A run's report is rebuilt by its experiment's registered `report`; a sweep
+root (sweep.json) gets sweep.md/.json/.png (`sweep.rebuild`). Every workdir
+is checked before any is touched: an unfinished or damaged run or an unknown
 experiment is one line, exit 2, and no workdir changed.
 """
 
@@ -54,8 +50,7 @@ def rebuild_all(workdirs: List[str]) -> List[str]:
 
 
 def _cli():
-  """Flags are defined here, not on import: tests import this module beside
-  jaxunknowns.main, which owns a --workdir flag of its own."""
+  """Flags defined here, not on import (main owns a --workdir flag too)."""
   from absl import app, flags  # pylint: disable=g-import-not-at-top
   workdirs = flags.DEFINE_multi_string(
       "workdir", None, "A finished run's workdir, or a sweep root; repeatable.")

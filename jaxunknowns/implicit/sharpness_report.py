@@ -31,10 +31,11 @@ def comparisons(summary, config):
   first."""
   a, b = summary["compare"][0], summary["compare"][-1]
   small, large = summary["arms"][a], summary["arms"][b]
-  ours = {"optimizer": config.optim.name, "small batch": small["batch_size"],
-          "large batch": f"{100 / large['steps_per_epoch']:.0f}% of the "
-                         "training set",
-          "sharpness maximiser": "projected sign-gradient ascent"}
+  out = report.Rows({
+      "optimizer": config.optim.name, "small batch": small["batch_size"],
+      "large batch": f"{100 / large['steps_per_epoch']:.0f}% of the training "
+                     "set", "sharpness maximiser": "projected sign-gradient "
+                                                   "ascent"})
   # (quantity, reference, the arm's stat, scale, digits)
   rows = [("test accuracy (%)", papers.KESKAR_WORSE,
            lambda arm: arm["final"]["test"]["accuracy"], 100.0, 2),
@@ -43,15 +44,12 @@ def comparisons(summary, config):
   rows += [(f"ε-sharpness, ε = {e}", papers.KESKAR_SHARP,
             lambda arm, e=e: arm["sharpness"][e], 1.0, 4)
            for e in small["sharpness"]]
-  out = []
   for quantity, ref, get, scale, digits in rows if a != b else []:
     worse = ref is papers.KESKAR_WORSE  # the small batch above, not below
     hi, lo = ((small, a), (large, b)) if worse else ((large, b), (small, a))
-    out.append(compare.versus(
-        quantity, ref, get(hi[0]), get(lo[0]), (hi[1], lo[1]),
-        rule=compare.greater, scale=scale, digits=digits,
-        paper=f"{'lower' if worse else 'larger'} with the large batch",
-        our_protocol=ours))
+    out.versus(quantity, ref, get(hi[0]), get(lo[0]), (hi[1], lo[1]),
+               rule=compare.greater, scale=scale, digits=digits,
+               paper=f"{'lower' if worse else 'larger'} with the large batch")
   return out
 
 
@@ -63,8 +61,9 @@ def write(path, config, summary):
            report.fmt(a["top_eigenvalue"], 1.0, 3)]
           + [report.fmt(a["sharpness"][e], 1.0, 4) for e in eps]
           for n, a in summary["arms"].items()]
-  report.write_page(path, report.experiment_page(
-      config, summary, references=(papers.KESKAR_SHARP, papers.KESKAR_WORSE),
+  report.write(
+      path, config, summary, references=(papers.KESKAR_SHARP,
+                                         papers.KESKAR_WORSE),
       setup=f"{summary['epochs']:g} epochs per arm; top Hessian eigenvalue by "
       f"Lanczos on {summary['hessian_subset']} training examples; ε-sharpness "
       "100 (max L − L)/(1 + L) over |δ_i| ≤ ε(|x_i| + 1) by "
@@ -75,4 +74,4 @@ def write(path, config, summary):
       comparisons=comparisons(summary, config),
       details=["### Arms\n\n" + report.markdown_table(
           ["arm", "batch", "steps", "test acc (%)", "train acc (%)",
-           "top eigenvalue"] + [f"ε-sharpness {e}" for e in eps], rows)]))
+           "top eigenvalue"] + [f"ε-sharpness {e}" for e in eps], rows)])

@@ -18,10 +18,11 @@ STYLE = {k: dict(color=c, marker=m, label=l) for k, c, m, l in (
                                                 "fine-tuning"),
     ("rewind_weights", "C5", "P", "weight rewinding"))}
 CONTROLS = ("random_reinit", "random_prune")
-FIGURES = (("test_accuracy", "test accuracy at the end (%)", 100, "accuracy"),
-           ("early_stop_step", "early-stop iteration (minimum validation loss)",
-            1, "early_stop"), ("early_stop_accuracy",
-                               "test accuracy at early stop (%)", 100, "early_stop_accuracy"))
+FIGURES = (
+    ("test_accuracy", "test accuracy at the end (%)", 100, "accuracy"),
+    ("early_stop_step", "early-stop iteration (minimum validation loss)", 1,
+     "early_stop"), ("early_stop_accuracy", "test accuracy at early stop (%)",
+                     100, "early_stop_accuracy"))
 HOLD_POINTS = 0.3  # "Matches dense": at most this many points below (means).
 
 
@@ -69,47 +70,46 @@ def pct(entry) -> float:
 
 def our_protocol(config):
   m, w, t = config.model, config.model.get("widths", (0,)), config.train
-  model = {"resnet": f"resnet{m.get('depth')}", "mlp": "mlp " + "-".join(map(
-      str, w)), "residual_mlp": f"residual MLP, width {w[0]}"}.get(m.name, m.name)
+  model = {"resnet": f"resnet{m.get('depth')}", "mlp": "mlp " + "-".join(
+      map(str, w)), "residual_mlp": f"residual MLP, width {w[0]}"}.get(
+          m.name, m.name)
   return {"model": model, "data": config.data.name, "steps": t.steps,
-          "optimizer": config.optim.name, "lr": config.optim.lr, "batch": t.batch_size}
+          "optimizer": config.optim.name, "lr": config.optim.lr,
+          "batch": t.batch_size}
 
 
 def modes_of(p):  # The main retrain mode first.
   return [p.get("retrain", "rewind_weights"), *p.get("compare_retrain", [])]
 
 
-def not_below(a, b, *, a_name, b_name, scale):  # a ≥ b: b not above a, paired
-  up, text = compare.paired_greater(b, a, a_name=b_name, b_name=a_name, scale=scale)
+def not_below(a, b, *, a_name, b_name, scale):  # a ≥ b: b not above a
+  up, text = compare.paired_greater(b, a, a_name=b_name, b_name=a_name,
+                                    scale=scale)
   return (None if up is None else not up), text
 
 
 def comparisons(config, summary):
-  levels, ours = summary["levels"], our_protocol(config)
+  levels, out = summary["levels"], report.Rows(our_protocol(config))
   dense, last = levels[0], levels[-1]
   tickets = papers.TICKETS.get(config.get("reference"), papers.Tickets())
   at_last = f"at the sparsest level ({pct(last):.2f}%)"
   too_dense = f"the sparsest level run is {pct(last):.2f}% of weights"
-  out = []
-
-  def add(quantity, ref, ours_text, rule, paper=None, why=""):
-    out.append(compare.comparison(quantity, ref, ours_text, *rule, paper=paper,
-                                  our_protocol=ours, why_not_testable=why))
 
   def sparsest(name, ref, entry):  # <= ref.value % within a factor 2
     rule = compare.at_most({"mean": pct(entry)}, ref.value, scale=1, unit="%",
                            slack=ref.value)
-    add(name, ref, "none: not the first pruned level" if entry is None else
-        f"{pct(entry):.2f}%" + " (every level run)" * (entry is last),
-        (None, rule[1]) if not rule[0] and entry is last else rule,
-        why=too_dense)
+    out.check(name, ref, "none: not the first pruned level" if entry is None
+              else f"{pct(entry):.2f}%" + " (every level run)" * (
+                  entry is last), (None, rule[1]) if not rule[0] and
+              entry is last else rule, why=too_dense)
 
   def in_range(name, ref_range, stat, why=""):
     ref, (lo, hi) = ref_range
     rule = compare.within(stat, {"mean": (lo + hi) / 200}, a_name="ours",
-                          b_name="the paper's", tolerance=((hi - lo) / 2 + 1) / 100)
-    add(name, ref, report.fmt(stat), (None, rule[1]) if why else rule,
-        paper=f"{lo:g}–{hi:g}" if hi > lo else f"≈{lo:g}", why=why)
+                          b_name="the paper's",
+                          tolerance=((hi - lo) / 2 + 1) / 100)
+    out.check(name, ref, report.fmt(stat), (None, rule[1]) if why else rule,
+              paper=f"{lo:g}–{hi:g}" if hi > lo else f"≈{lo:g}", why=why)
 
   if tickets.dense:
     in_range("dense test accuracy (%)", tickets.dense, dense["test_accuracy"])
@@ -126,21 +126,22 @@ def comparisons(config, summary):
                                                            "random_reinit")
     rule = compare.at_least({"mean": pct(falls) if falls else 0.0}, x,
                             scale=1, unit="%", slack=x / 2)
-    add(f"random reinit below dense (by > {HOLD_POINTS} points) from (% of "
-        "weights)", tickets.reinit_falls_from,
-        f"{pct(falls):.2f}%" if falls else f"never, down to {pct(last):.2f}%",
-        (None, rule[1]) if falls is None and pct(last) >= x / 2 else rule,
-        why=too_dense)
-  if tickets.ticket_beats_dense:
-    best = max([e for e in levels[1:] if "validation_accuracy" in e],  # Never test.
+    out.check(f"random reinit below dense (by > {HOLD_POINTS} points) from "
+              "(% of weights)", tickets.reinit_falls_from, f"{pct(falls):.2f}%"
+              if falls else f"never, down to {pct(last):.2f}%",
+              (None, rule[1]) if falls is None and pct(last) >= x / 2 else
+              rule, why=too_dense)
+  if tickets.ticket_beats_dense:  # The level by validation, never test.
+    best = max([e for e in levels[1:] if "validation_accuracy" in e],
                key=lambda e: e["validation_accuracy"]["mean"], default=None)
     gap = best and stats(np.subtract(best["test_accuracy"]["per_seed"],
                                      dense["test_accuracy"]["per_seed"]))
-    add("ticket minus dense at the level of best validation accuracy "
-        "(points)", tickets.ticket_beats_dense,
-        f"{report.fmt(gap)} at {pct(best):.2f}% of weights" if best else "–",
-        compare.at_least(gap, 0.0, slack=HOLD_POINTS / 100), paper="≥ 0",
-        why="no validation split (data.validation_size = 0)")
+    out.check("ticket minus dense at the level of best validation accuracy "
+              "(points)", tickets.ticket_beats_dense, f"{report.fmt(gap)} at "
+              f"{pct(best):.2f}% of weights" if best else "–",
+              compare.at_least(gap, 0.0, slack=HOLD_POINTS / 100),
+              paper="≥ 0", why="no validation split (data.validation_size "
+              "= 0)")
   for variant in ("ticket", "random_prune"):
     ref_range = getattr(tickets, f"{variant}_sparse")
     if ref_range and block(last, variant):
@@ -155,58 +156,69 @@ def comparisons(config, summary):
                ("rewind_lr", "rewind_weights", "RENDA_LR", not_below, "≥"),
                ("rewind_weights", "finetune", "RENDA_FT", None, ">"))
                                               if {x[0], x[1]} <= set(modes)]
-  acc = lambda v: block(last, "ticket" if v == modes[0] else v)["test_accuracy"]
+  acc = lambda v: block(last, "ticket" if v == modes[0] else v)[
+      "test_accuracy"]
   for a, b, ref, rule, sign in pairs:
-    out.append(compare.versus(f"{a} vs {b} {at_last}", getattr(papers, ref),
-                              acc(a), acc(b), (a, b), rule=rule, paper=f"{a} "
-                              f"{sign} {b}", our_protocol=ours))
+    out.versus(f"{a} vs {b} {at_last}", getattr(papers, ref), acc(a),
+               acc(b), (a, b), rule=rule, paper=f"{a} {sign} {b}")
   if dense_inst := summary.get("instability", {}).get("dense", []):
-    add("dense instability (%) as the rewind step k grows",
-        papers.DENSE_INSTABILITY_FALLS, " → ".join(
-            f"k={d['rewind_step']}: {report.fmt(d['instability'])}"
-            for d in dense_inst), compare.monotone([d["instability"]["mean"]
-        for d in dense_inst], increasing=False, what="instability"),
-        paper="falls", why="one rewind step k only")
+    out.check("dense instability (%) as the rewind step k grows",
+              papers.DENSE_INSTABILITY_FALLS, " → ".join(
+                  f"k={d['rewind_step']}: {report.fmt(d['instability'])}"
+                  for d in dense_inst), compare.monotone(
+                      [d["instability"]["mean"] for d in dense_inst],
+                      increasing=False, what="instability"),
+              paper="falls", why="one rewind step k only")
   return out, tickets
 
 
 def write(path, config, summary):
-  levels, p = summary["levels"], summary["pruning"]
-  has_es = "early_stop_step" in levels[0]
+  levels, p, t = summary["levels"], summary["pruning"], config.train
+  has_es, modes = "early_stop_step" in levels[0], modes_of(p)
   figures = []
   for field, what, scale, name in FIGURES[:1] + FIGURES[1:] * has_es:
     name = f"{name}_vs_sparsity.png"
     plot_vs_sparsity(levels, field, what, os.path.join(path, name), scale,
                      f"{config.model.name} on {config.data.name}")
     figures.append((f"{what} vs weights remaining", name))
-  modes = modes_of(p)
-  variants = ["ticket"] + [v for v in (*CONTROLS, *modes[1:]) if v in levels[-1]]
-  rows = [[e["level"], f"{pct(e):.2f}%"] + [report.fmt(block(e, v)["test_accuracy"])
-                                            if block(e, v) else "–" for v in variants]
-          + [report.fmt(e.get("early_stop_step"), 1, 0)] * has_es for e in levels]
-  details = ["### Test accuracy (%)\n\n" + report.markdown_table(
-      ["level", "weights remaining", *variants] + ["ticket early-stop step"] * has_es, rows)]
+  variants = ["ticket"] + [v for v in (*CONTROLS, *modes[1:])
+                           if v in levels[-1]]
+  cell = lambda v: lambda e: report.fmt((block(e, v) or {}).get(
+      "test_accuracy"))
+  details = ["### Test accuracy (%)\n\n" + report.table(levels, [
+      ("level", lambda e: e["level"]),
+      ("weights remaining", lambda e: f"{pct(e):.2f}%")] + [
+          (v, cell(v)) for v in variants] + [
+              ("ticket early-stop step", lambda e: report.fmt(
+                  e.get("early_stop_step"), 1, 0))] * has_es)]
   if inst := summary.get("instability"):
-    rows = [[f"{d['rewind_step']}" + ("level" in d and f" (ticket, {pct(d):.1f}%)" or "")]
-            + [report.fmt(d[k]) for k in ("instability", "endpoint_error")]
-            for d in inst.get("dense", []) + inst.get("tickets", [])]
-    details.append("### Instability (linear mode connectivity)\n\n" + report
-                   .markdown_table(["k", "instability (%)", "endpoint error "
-                                    "(%)"], rows))
+    details.append("### Instability (linear mode connectivity)\n\n"
+                   + report.table(inst.get("dense", []) + inst.get(
+                       "tickets", []), [
+                           ("k", lambda d: f"{d['rewind_step']}" + (
+                               "level" in d and f" (ticket, {pct(d):.1f}%)"
+                               or "")),
+                           ("instability (%)", "instability"),
+                           ("endpoint error (%)", "endpoint_error")]))
   found, tickets = comparisons(config, summary)
-  how = (f"one-shot {p['method']} pruning to {100 * p['one_shot_remaining']:.1f}% of "
-         "the weights" if p.get("one_shot_remaining") else f"{p['method']} pruning of "
+  how = (f"one-shot {p['method']} pruning to "
+         f"{100 * p['one_shot_remaining']:.1f}% of the weights"
+         if p.get("one_shot_remaining") else f"{p['method']} pruning of "
          f"{100 * p['fraction']:.0f}% of the remaining weights per level")
-  how += "".join(f", {k} {p[k]}" for k in ("layer_rates", "exclude") if p.get(k))
-  how += "; retrain: " + " vs ".join(modes) + f", rewind to step {p.get('rewind_step')}" * (
-      "rewind_step" in p) + f", fine-tuning at lr {p.get('finetune_lr', 0):.3g}" * ("finetune_lr" in p)
-  claims = [tickets.claim] * bool(config.get("reference")) + [f"{r.statement} ({r.source})."
-                                                             for r in (papers.RENDA_LR, papers.RENDA_FT)] * (len(modes) > 1)
-  speeds, n, t = ([e.get("steps_per_second") or np.nan for e in levels],
-                  summary["parameters"]["trainable"], config.train)
-  report.write_page(path, report.experiment_page(
-      config, summary, claim=" ".join(claims) or "None.", setup=f"{n:,} "
-      f"trainable parameters; {how}; {p['levels']} levels of {t.steps} steps, "
-      f"batch {t.batch_size}; a level's runs train in one program",
-      figures=figures, comparisons=found, details=details,
-      run=f"{len(levels)} levels at {np.nanmean(speeds):.0f} steps/s on average."))
+  how += "".join(f", {k} {p[k]}" for k in ("layer_rates", "exclude")
+                 if p.get(k))
+  how += "; retrain: " + " vs ".join(modes) + (
+      f", rewind to step {p.get('rewind_step')}" * ("rewind_step" in p)
+      + f", fine-tuning at lr {p.get('finetune_lr', 0):.3g}" * (
+          "finetune_lr" in p))
+  claims = [tickets.claim] * bool(config.get("reference")) + [
+      f"{r.statement} ({r.source})." for r in (
+          papers.RENDA_LR, papers.RENDA_FT)] * (len(modes) > 1)
+  speeds = [e.get("steps_per_second") or np.nan for e in levels]
+  report.write(
+      path, config, summary, claim=" ".join(claims) or "None.",
+      setup=f"{summary['parameters']['trainable']:,} trainable parameters; "
+      f"{how}; {p['levels']} levels of {t.steps} steps, batch "
+      f"{t.batch_size}; a level's runs train in one program", figures=figures,
+      comparisons=found, details=details, run=f"{len(levels)} levels at "
+      f"{np.nanmean(speeds):.0f} steps/s on average.")

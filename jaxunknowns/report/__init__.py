@@ -1,26 +1,21 @@
-"""Reports: one page shape, one comparison protocol, shared plots.
-
-* `page`    the report.md shape (`Page`) and its atomic writer;
-* `compare` the comparison protocol: our numbers beside a paper's, verdicts;
-* `text`    numbers over seeds, markdown tables, the machine-and-time line;
-* `plots`   the figures shared by experiments (imports matplotlib, so it is
-            loaded only when a figure is drawn: `report.plots`).
-
-A report reads only the workdir's files, so `report_cli` can rebuild it.
-"""
+"""Reports: the page shape (`page`), the comparison protocol (`compare`),
+numbers and tables (`text`), figures (`plots`, matplotlib, loaded on first
+use). A report reads only the workdir's files: `report_cli` rebuilds it."""
 
 import importlib
 
 from jaxunknowns.report.compare import (AGREES, DIFFERS, NOT_TESTABLE,
-                                        Comparison, Reference, comparison)
+                                        Comparison, Reference, Rows,
+                                        comparison)
 from jaxunknowns.report.page import (PAGE_HEADINGS, Page, claim,
-                                     experiment_page, write_page, write_report)
-from jaxunknowns.report.text import fmt, markdown_table, run_line
+                                     experiment_page, write, write_page,
+                                     write_report)
+from jaxunknowns.report.text import fmt, markdown_table, run_line, table
 
 __all__ = ["AGREES", "DIFFERS", "NOT_TESTABLE", "Comparison", "Reference",
-           "comparison", "PAGE_HEADINGS", "Page", "claim", "experiment_page",
-           "write_page", "write_report",
-           "fmt", "markdown_table", "run_line"]
+           "Rows", "comparison", "PAGE_HEADINGS", "Page", "claim",
+           "experiment_page", "write", "write_page", "write_report", "fmt",
+           "markdown_table", "run_line", "table"]
 
 _PLOTS = ("plot_band", "learning_curves", "save_figure", "plt", "figure",
           "errorbars")

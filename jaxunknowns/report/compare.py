@@ -1,13 +1,10 @@
 """The comparison protocol: our numbers beside a paper's, each with a verdict.
 
-A report is a list of `Comparison`s, one per quantity a paper states: the
-paper's value and source (a `Reference` from the phenomenon's papers.py),
-ours as mean ± std over seeds with n, and a verdict (AGREES, DIFFERS,
-NOT_TESTABLE) decided by a stated rule, a small function of {mean, std,
-per_seed} dicts below. `table` and `paragraph` render the list. A difference
-is explained only by the protocol settings the reference declares that
-differ *materially* from ours (`protocol_differences`): never by a trivial
-mismatch such as 1,500 vs 1,501 steps.
+A report is a list of `Comparison`s, one per quantity a paper states (a
+`Reference` of the phenomenon's papers.py): ours as mean ± std over seeds
+with n, and a verdict (AGREES, DIFFERS, NOT_TESTABLE) by a stated rule below.
+A difference is explained only by the reference's protocol settings that
+differ *materially* from ours: never by 1,500 vs 1,501 steps.
 """
 
 import dataclasses
@@ -25,10 +22,9 @@ MATERIAL_RATIO = 1.25
 
 @dataclasses.dataclass(frozen=True)
 class Reference:
-  """A paper's finding: the statement, where it is made ("Frankle & Carbin
-  2019, Fig. 3"), its headline number if any, and the protocol it was
-  measured under ({"model": ..., "data": ..., "steps": 50000}), whose keys
-  are compared with the same keys of our run."""
+  """A paper's finding, its source ("Frankle & Carbin 2019, Fig. 3"), its
+  headline number if any, and its protocol ({"steps": 50000, ...}), whose
+  keys are compared with the same keys of our run."""
   statement: str
   source: str
   value: Optional[float] = None
@@ -38,9 +34,8 @@ class Reference:
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-  """One row of "Ours beside the paper". `rule` states the decision with our
-  numbers; `reasons` are the material protocol differences (DIFFERS) or why
-  it cannot be decided here (NOT_TESTABLE)."""
+  """One row of "Ours beside the paper"; `reasons`: the material protocol
+  differences (DIFFERS) or why it cannot be decided here (NOT_TESTABLE)."""
   quantity: str
   paper: str
   source: str
@@ -60,13 +55,8 @@ def comparison(quantity: str, reference: Reference, ours: str,
                our_protocol: Optional[Mapping[str, Any]] = None,
                declared: Sequence[str] = (),
                why_not_testable: str = "") -> Comparison:
-  """A Comparison whose verdict is `holds` (None: not testable here).
-
-  `paper` defaults to the reference's value. On DIFFERS, the reasons are the
-  reference's protocol settings that differ materially from `our_protocol`,
-  plus any differences a config `declared` in words; on NOT_TESTABLE,
-  `why_not_testable`.
-  """
+  """A Comparison whose verdict is `holds` (None: not testable here, for
+  `why_not_testable`); `paper` defaults to the reference's value."""
   verdict = NOT_TESTABLE if holds is None else (AGREES if holds else DIFFERS)
   reasons: Tuple[str, ...] = ()
   if verdict == DIFFERS:
@@ -88,9 +78,8 @@ def versus(quantity: str, reference: Reference, a: Optional["Stat"],
            paper: Optional[str] = None,
            our_protocol: Optional[Mapping[str, Any]] = None,
            why_not_testable: str = "", **rule_kw) -> Comparison:
-  """Two measured stats side by side, 'A 88.41 ± 0.12, B 80.03 ± 1.10
-  (n=3)', decided by `rule(a, b)` (default `paired_greater`: arms trained on
-  the same seeds)."""
+  """'A 88.41 ± 0.12, B 80.03 ± 1.10 (n=3)', decided by `rule(a, b)`
+  (default `paired_greater`: arms trained on the same seeds)."""
   holds, text = (rule or paired_greater)(a, b, a_name=names[0],
                                          b_name=names[1], scale=scale,
                                          **rule_kw)
@@ -102,9 +91,28 @@ def versus(quantity: str, reference: Reference, a: Optional["Stat"],
                     why_not_testable=why_not_testable)
 
 
-# -----------------------------------------------------------------------------
+class Rows(list):
+  """The comparisons of one run, measured under its protocol `ours`."""
+
+  def __init__(self, ours: Optional[Mapping[str, Any]] = None):
+    super().__init__()
+    self.ours = ours
+
+  def check(self, quantity, reference, text, verdict, paper=None, why=""):
+    """One text of ours, decided by a rule's (holds, rule text)."""
+    self.append(comparison(quantity, reference, text, *verdict, paper=paper,
+                           our_protocol=self.ours, why_not_testable=why))
+
+  def versus(self, quantity, reference, a, b, names, **kw):
+    """Two stats side by side (`versus`); skipped where either is missing
+    or both are one."""
+    if kw.pop("present", False) and (not a or not b or a is b):
+      return
+    self.append(versus(quantity, reference, a, b, names,
+                       our_protocol=self.ours, **kw))
+
+
 # Rules: each returns (holds, rule text) from {mean, std, per_seed} dicts.
-# -----------------------------------------------------------------------------
 Stat = Mapping[str, Any]
 
 
@@ -144,29 +152,26 @@ def greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
     return None, "not measured"
   gap = a["mean"] - b["mean"]
   margin = max(2 * max(std_of(a), std_of(b)), floor)
-  holds = gap > margin
-  return holds, (f"{a_name} − {b_name} = {gap * scale:+.2f}, "
-                 f"{'>' if holds else '≤'} 2 × seed std "
-                 f"({margin * scale:.2f})")
+  return gap > margin, (f"{a_name} − {b_name} = {gap * scale:+.2f}, "
+                        f"{'>' if gap > margin else '≤'} 2 × seed std "
+                        f"({margin * scale:.2f})")
 
 
 def paired_greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str,
                    b_name: str, scale: float = 100.0,
                    floor: float = 0.0) -> Tuple[Optional[bool], str]:
-  """For arms trained on the same seeds (same init and data order): the
-  per-seed differences a − b have a mean above twice their sample std (and
-  above `floor`). Pairing removes the seed-to-seed spread both arms share,
-  which `greater` (unpaired) counts against the difference."""
+  """Arms on the same seeds: the per-seed differences a − b have a mean
+  above twice their sample std (and above `floor`); pairing removes the
+  seed-to-seed spread both arms share."""
   pa, pb = ((s or {}).get("per_seed") or [] for s in (a, b))
   if not pa or len(pa) != len(pb) or None in pa or None in pb:
     return None, "not measured on the same seeds"
   diffs = [x - y for x, y in zip(pa, pb)]
   mean = sum(diffs) / len(diffs)
   margin = max(2 * std_of({"per_seed": diffs}), floor)
-  holds = mean > margin
-  return holds, (f"{a_name} − {b_name} per seed = {mean * scale:+.2f}, "
-                 f"{'>' if holds else '≤'} 2 × its std "
-                 f"({margin * scale:.2f})")
+  return mean > margin, (f"{a_name} − {b_name} per seed = {mean * scale:+.2f}"
+                         f", {'>' if mean > margin else '≤'} 2 × its std "
+                         f"({margin * scale:.2f})")
 
 
 def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
@@ -175,12 +180,12 @@ def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
   """|a − b| within `tolerance` plus twice the larger sample std."""
   if not _measured(a, b):
     return None, "not measured"
-  gap = a["mean"] - b["mean"]
+  gap = abs(a["mean"] - b["mean"])
   margin = tolerance + 2 * max(std_of(a), std_of(b))
-  holds = abs(gap) <= margin
-  return holds, (f"|{a_name} − {b_name}| = {abs(gap) * scale:.2f} "
-                 f"{'≤' if holds else '>'} {margin * scale:.2f} "
-                 f"(tolerance {tolerance * scale:g} + 2 × seed std)")
+  return gap <= margin, (f"|{a_name} − {b_name}| = {gap * scale:.2f} "
+                         f"{'≤' if gap <= margin else '>'} "
+                         f"{margin * scale:.2f} (tolerance "
+                         f"{tolerance * scale:g} + 2 × seed std)")
 
 
 def monotone(values: Sequence[Optional[float]], *, increasing: bool,
@@ -198,9 +203,6 @@ def monotone(values: Sequence[Optional[float]], *, increasing: bool,
                  f"(worst step {worst:+.3g})")
 
 
-# -----------------------------------------------------------------------------
-# Protocol differences
-# -----------------------------------------------------------------------------
 def _material(paper: Any, ours: Any) -> bool:
   if isinstance(paper, (int, float)) and isinstance(ours, (int, float)):
     lo, hi = sorted((abs(float(paper)), abs(float(ours))))
@@ -220,9 +222,7 @@ def protocol_differences(paper: Mapping[str, Any],
           for key in paper if key in ours and _material(paper[key], ours[key])]
 
 
-# -----------------------------------------------------------------------------
-# The one writer
-# -----------------------------------------------------------------------------
+# The one writer.
 HEADER = ("quantity", "paper", "ours (mean ± std over seeds, n)", "verdict",
           "rule")
 
@@ -240,21 +240,17 @@ def table(comparisons: Sequence[Comparison]) -> str:
 def paragraph(comparisons: Sequence[Comparison]) -> str:
   """'As in the paper: …. Unlike the paper: … (where our protocol differs:
   …). Not testable here: … (why).' from the verdicts alone."""
-  parts = []
-  agree = [c.quantity for c in comparisons if c.verdict == AGREES]
-  if agree:
-    parts.append("As in the paper: " + "; ".join(agree) + ".")
-  differ = [c for c in comparisons if c.verdict == DIFFERS]
+  agree, differ, untestable = ([c for c in comparisons if c.verdict == v]
+                               for v in VERDICTS)
+  parts = ["As in the paper: " + "; ".join(c.quantity for c in agree) + "."
+           ] * bool(agree)
   if differ:
-    items = []
-    for c in differ:
-      why = (f" (where our protocol differs: {'; '.join(c.reasons)})"
-             if c.reasons else " (no declared protocol difference explains it)")
-      items.append(f"{c.quantity}: {c.rule}{why}")
-    parts.append("Unlike the paper: " + "; ".join(items) + ".")
-  untestable = [c for c in comparisons if c.verdict == NOT_TESTABLE]
+    parts.append("Unlike the paper: " + "; ".join(
+        f"{c.quantity}: {c.rule} (" + (
+            f"where our protocol differs: {'; '.join(c.reasons)}" if c.reasons
+            else "no declared protocol difference explains it") + ")"
+        for c in differ) + ".")
   if untestable:
     parts.append("Not testable here: " + "; ".join(
         f"{c.quantity} ({'; '.join(c.reasons)})" for c in untestable) + ".")
   return " ".join(parts) or "No comparison with a paper for this run."
-

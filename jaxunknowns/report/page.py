@@ -10,41 +10,28 @@ from jaxunknowns.report import compare
 from jaxunknowns.report.text import run_line
 
 
-def _write_text(path: str, text: str):
-  paths.write_atomic(path, text)  # Never a half-written report.md.
-
-
 def write_report(path: str, title: str, sections: List[str]):
   """A markdown page of free-form sections (the sweep's aggregate)."""
-  _write_text(path, f"# {title}\n\n"
-              + "\n\n".join(s.strip() for s in sections) + "\n")
+  paths.write_atomic(path, f"# {title}\n\n"
+                     + "\n\n".join(s.strip() for s in sections) + "\n")
 
 
-# The headings of a report, in order; tests check every experiment's
-# report.md against them.
+# A report's headings, in order (tests check every report.md against them).
 CLAIM, CONFIG = "**Claim.**", "**Config.**"
 FIGURES, VERSUS = "## Figures", "## Ours beside the paper"
 DIFFER, DETAILS, RUN = "**Where and why we differ.**", "## Details", "**Run.**"
 PAGE_HEADINGS = (CLAIM, CONFIG, FIGURES, VERSUS, DIFFER, DETAILS, RUN)
-# The header line of every page: what "±" means.
 STATS_NOTE = ("*Numbers are mean ± sample standard deviation (ddof = 1) over "
               "the n seeds stated beside them.*")
+PAGE_JSON = "page.json"
 
 
 @dataclasses.dataclass
 class Page:
-  """One experiment's report.md.
-
-  claim:       the paper's finding, with its source and numbers.
-  config:      what ran: model, data, optimizer, budget, seeds.
-  figures:     (caption, PNG file name in the workdir), in reading order.
-  comparisons: the paper's numbers beside ours, one `compare.Comparison` a
-               quantity; rendered as the table and the "where and why we
-               differ" paragraph (report/compare.py).
-  details:     the experiment's own sections (full tables, notes), each
-               starting with a '### ' heading or plain text.
-  run:         machine and time (`run_line`).
-  """
+  """One experiment's report.md: the papers' `claim`, what ran (`config`),
+  `figures` (caption, PNG name), the `comparisons` (their table and the
+  "where and why we differ" paragraph), `details` (the experiment's own
+  sections) and the `run` line (`run_line`)."""
   title: str
   claim: str
   config: str
@@ -55,26 +42,22 @@ class Page:
 
   def markdown(self) -> str:
     figures = "\n\n".join(f"![{caption}]({name})\n\n*{caption}*"
-                           for caption, name in self.figures)
-    versus = compare.table(self.comparisons)
-    differences = compare.paragraph(self.comparisons)
+                          for caption, name in self.figures)
+    details = "\n\n".join(d.strip() for d in self.details)
     sections = [
-        f"{CLAIM} {self.claim.strip()}",
-        f"{CONFIG} {self.config.strip()}",
+        f"{CLAIM} {self.claim.strip()}", f"{CONFIG} {self.config.strip()}",
         f"{FIGURES}\n\n{figures or 'None.'}",
-        f"{VERSUS}\n\n{versus}",
-        f"{DIFFER} {differences.strip()}",
-        f"{DETAILS}\n\n" + ("\n\n".join(d.strip() for d in self.details)
-                             or "None."),
-        f"{RUN} {self.run.strip()}",
-    ]
+        f"{VERSUS}\n\n{compare.table(self.comparisons)}",
+        f"{DIFFER} {compare.paragraph(self.comparisons).strip()}",
+        f"{DETAILS}\n\n{details or 'None.'}", f"{RUN} {self.run.strip()}"]
     return (f"# {self.title}\n\n{STATS_NOTE}\n\n" + "\n\n".join(sections)
             + "\n")
 
 
 def claim(references) -> str:
   """The claim paragraph: each paper's finding with its source."""
-  return " ".join(f"{r.statement.rstrip('.')} ({r.source})." for r in references)
+  return " ".join(f"{r.statement.rstrip('.')} ({r.source})."
+                  for r in references)
 
 
 def experiment_page(config, summary, *, references=(), setup: str,
@@ -95,24 +78,22 @@ def experiment_page(config, summary, *, references=(), setup: str,
               run=run_line(summary, run), **fields)
 
 
-PAGE_JSON = "page.json"
-
-
 def page_data(page: Page) -> dict:
-  """What other pages reuse (the article): title, claim, figures and the
-  comparisons with their verdicts, as data rather than rendered markdown."""
+  """What the article reuses: title, claim, figures, comparisons."""
   return {"title": page.title, "claim": page.claim,
           "figures": [list(f) for f in page.figures],
           "comparisons": [dataclasses.asdict(c) for c in page.comparisons]}
 
 
+def write(path: str, config, summary, **fields) -> str:
+  """report.md of the `experiment_page` of a run (its `fields`)."""
+  return write_page(path, experiment_page(config, summary, **fields))
+
+
 def write_page(workdir: str, page: Page) -> str:
-  """Writes WORKDIR/report.md and its data, page.json, atomically; returns
-  report.md's path."""
+  """WORKDIR/report.md and page.json, atomically; returns report.md's path."""
   path = os.path.join(workdir, "report.md")
-  _write_text(os.path.join(workdir, PAGE_JSON),
-              json.dumps(page_data(page), indent=1) + "\n")
-  _write_text(path, page.markdown())
+  paths.write_atomic(os.path.join(workdir, PAGE_JSON),
+                     json.dumps(page_data(page), indent=1) + "\n")
+  paths.write_atomic(path, page.markdown())
   return path
-
-

@@ -1,9 +1,5 @@
-"""Shared plots: figures written atomically, mean ± std bands and error bars
-over seeds, learning curves.
-
-The only report module that imports matplotlib (headless, Agg), so nothing
-imports it until a figure is drawn.
-"""
+"""Figures written atomically, mean ± std bands and error bars over seeds,
+learning curves: the only module that imports matplotlib (headless, Agg)."""
 
 import contextlib
 import io
@@ -63,7 +59,10 @@ def _mean_std_curve(per_seed: Mapping[int, Mapping[int, float]]):
   return np.array(common), vals.mean(0), vals.std(0)
 
 
-def plot_band(ax, per_seed, label, scale=1.0, **kw):
+def plot_band(ax, per_seed, label, scale=1.0, xs=None, **kw):
+  """Mean ± std over seeds of {seed: {x: value}}, or of rows over `xs`."""
+  if xs is not None:
+    per_seed = {r: dict(zip(xs, row)) for r, row in enumerate(per_seed)}
   steps, mean, std = _mean_std_curve(per_seed)
   if len(steps) == 0:
     return
@@ -76,25 +75,15 @@ def plot_band(ax, per_seed, label, scale=1.0, **kw):
 def learning_curves(rows: Sequence[Mapping], path: str, title: str = "",
                     **labels) -> str:
   """Train loss and train/test accuracy vs step (mean ± std over seeds)."""
-  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-  for split, style in (("minibatch", "-"), ("train", "-."),
-                       ("validation", ":"), ("test", "--")):
-    loss = metrics_lib.curves(rows, split, "loss", **labels)
-    acc = metrics_lib.curves(rows, split, "accuracy", **labels)
-    plot_band(ax_loss, loss, split, linestyle=style)
-    plot_band(ax_acc, acc, split, scale=100, linestyle=style)
-  ax_loss.set_yscale("log")
-  ax_loss.set_xlabel("step")
-  ax_loss.set_ylabel("loss")
-  ax_acc.set_xlabel("step")
-  ax_acc.set_ylabel("accuracy (%)")
-  for ax in (ax_loss, ax_acc):
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-  if title:
-    fig.suptitle(title)
-  fig.tight_layout()
-  return save_figure(fig, path)
+  with figure(path, 2, (5, 3.8), title) as (ax_loss, ax_acc):
+    for split, style in (("minibatch", "-"), ("train", "-."),
+                         ("validation", ":"), ("test", "--")):
+      for ax, key, scale in ((ax_loss, "loss", 1), (ax_acc, "accuracy", 100)):
+        plot_band(ax, metrics_lib.curves(rows, split, key, **labels), split,
+                  scale=scale, linestyle=style)
+    ax_loss.set(yscale="log", xlabel="step", ylabel="loss")
+    ax_acc.set(xlabel="step", ylabel="accuracy (%)")
+  return path
 
 
 def save_figure(fig, path: str, dpi: int = 110, **savefig_kwargs) -> str:

@@ -1,19 +1,16 @@
-"""Formatting shared by every report: numbers over seeds, markdown tables,
-the machine-and-time line."""
+"""Numbers over seeds, markdown tables, the machine-and-time line."""
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from jaxunknowns.metrics import sample_std
 
 
 def fmt(stat: Optional[Mapping[str, Any]], scale: float = 100.0,
         digits: int = 2, *, sig: bool = False, n: bool = True) -> str:
-  """'88.41 ± 0.12 (n=4)' from a {mean, std, per_seed} dict: ± is the sample
-  std (ddof = 1), recomputed from per_seed, so summaries written before the
-  switch from the population std read the same. `sig`: `digits` significant
-  digits for the mean and two for the std (losses reach 1e-30); `n=False`
-  leaves out the count (a table that states it once). One seed has no ±;
-  a bare {mean} (a paper's number) reads as the number alone."""
+  """'88.41 ± 0.12 (n=4)' from a {mean, std, per_seed} dict, ± the sample
+  std (`std_of`). `sig`: `digits` significant digits for the mean, two for
+  the std (losses reach 1e-30); `n=False`: no count (a table states it once).
+  One seed has no ±; a bare {mean} (a paper's number) is the number alone."""
   if not stat or stat.get("mean") is None:
     return "–"
   count = len(stat.get("per_seed", []))
@@ -43,6 +40,15 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
            "|" + "|".join("---" for _ in header) + "|"]
   lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
   return "\n".join(lines)
+
+
+def table(items: Sequence[Any], columns: Sequence[Tuple[str, Any]],
+          **kw) -> str:
+  """A row per item; columns (header, cell): cell a function of the item, or
+  a key whose stat `fmt` writes with `kw`."""
+  return markdown_table([h for h, _ in columns], [
+      [c(x) if callable(c) else fmt(x.get(c), **kw) for _, c in columns]
+      for x in items])
 
 
 def duration(seconds: float) -> str:
