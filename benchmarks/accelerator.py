@@ -11,6 +11,15 @@ Prints, in one run on whatever `jax.devices()` gives:
      fraction of the measured float32 ceiling. Then 8 seeds of it vmapped in
      one program in bfloat16 (`train.precision`): images/s over all seeds
      and the fraction of the measured bfloat16 ceiling.
+  2. The step of one IMP level's program (LeNet-300-100, 3 arms x 5 seeds
+     vmapped, Adam, batch 60, the pruning mask transform) under the XLA
+     options that cut its per-step latency, each variant in its own process
+     (XLA reads its flags once): a scan unrolled (`train.unroll`: one loop
+     condition, one host round trip, per K steps), the whole while loop
+     recorded as one CUDA graph (`--xla_gpu_enable_command_buffer=+WHILE`),
+     and both. Steps/s, microseconds per step and the mean loss after the
+     same steps (a variant whose loss differs is not used). The fastest
+     variant runs the study (4).
   3. A 32-run vmapped LeNet-300-100 sweep (32 learning rates, Adam, batch
      60, MNIST-shaped data) as one program vs one run of it: run-steps/s
      of each and the wall-time ratio of the same number of steps (32 runs
@@ -19,13 +28,14 @@ Prints, in one run on whatever `jax.devices()` gives:
      experiment: 20 levels x 5 seeds x (ticket, random reinit, random prune),
      50K iterations each (5 dense + 20 x 15 = 305 trainings; seeds and
      controls batched in one program per level), on Fashion-MNIST (the
-     offline stand-in for MNIST; the same shapes). Run as a subprocess
-     under a deadline: if it does not finish, the time is projected from
-     the levels that did.
+     offline stand-in for MNIST; the same shapes), with the fastest variant
+     of (2). Run as a subprocess under a deadline: if it does not finish,
+     the time is projected from the levels that did.
 Compile time is excluded from throughput figures (warm-up calls first) and
 included in the study's wall time (it is what a user waits for).
 """
 
+import functools
 import json
 import os
 import re
@@ -39,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from jaxunknowns import config_defaults
+from jaxunknowns import config_defaults, optim, pruning
 from jaxunknowns.data import Dataset, Split
 from jaxunknowns.models import create_model
 from jaxunknowns.trainer import Trainer
@@ -57,9 +67,24 @@ _STUDY_STEPS = flags.DEFINE_integer("study_steps", 50000, "Iterations per IMP le
 _STUDY_LEVELS = flags.DEFINE_integer("study_levels", 20, "IMP levels after the dense one.")
 _STUDY_SEEDS = flags.DEFINE_integer("study_seeds", 5, "Seeds of the IMP study.")
 _STUDY_TIMEOUT = flags.DEFINE_float("study_timeout", 270.0, "Seconds the study may run.")
+_DEADLINE = flags.DEFINE_float(
+    "deadline_s", 0.0, "Seconds the whole script may take (0: no limit): the "
+    "study's deadline is cut to what is left, minus a minute for its files.")
 _SKIP_STUDY = flags.DEFINE_bool("skip_study", False, "Leave out the IMP study.")
 _SKIP_RESNET = flags.DEFINE_bool(
     "skip_resnet", False, "Leave out the ResNet-20 rows (minutes on a CPU).")
+_VARIANTS = flags.DEFINE_list(
+    "variants", ["default", "unroll_8", "unroll_32", "while_graph",
+                 "while_graph_unroll_8", "while_graph_unrolled"],
+    "Variants of the IMP level program to time (row 2; LEVEL_VARIANTS); "
+    "empty: none, and the study runs as configured.")
+_PROBE_STEPS = flags.DEFINE_integer("probe_steps", 5000,
+                                    "Timed steps of each level-program variant.")
+_PROBE = flags.DEFINE_string(
+    "probe", "", "Internal: time this one variant in this process and print "
+    "its row as JSON (main runs one process per variant).")
+_STUDY_DIR = flags.DEFINE_string(
+    "study_dir", "", "The study's workdir (default: OUT/imp_study).")
 _OUT = flags.DEFINE_string("out", "", "Folder for results.json and the study's log.")
 _FASHION_DIR = flags.DEFINE_string(
     "fashion_dir", config_defaults.FASHION_MNIST_DIR,
@@ -184,13 +209,110 @@ def lenet_sweep_row(data):
           "wall_time_ratio": rates[1] / rates[runs]}
 
 
+# Row 2's variants: (XLA_FLAGS added, train.unroll). XLA's command buffers
+# (CUDA graphs) already record runs of kernels by default; +WHILE records a
+# whole while loop, condition included, so a scan of K steps launches once
+# instead of reading its condition back to the host K times.
+_WHILE = "--xla_gpu_enable_command_buffer=+WHILE"
+LEVEL_VARIANTS = {
+    "default": ("", 1),
+    "unroll_8": ("", 8),
+    "unroll_32": ("", 32),
+    "while_graph": (_WHILE, 1),
+    "while_graph_unroll_8": (_WHILE, 8),
+    "while_graph_unrolled": (
+        _WHILE + " --xla_gpu_command_buffer_unroll_loops=true", 1),
+}
+LEVEL_RUNS = 15  # 3 arms (ticket, random reinit, random prune) x 5 seeds
+
+
+def level_trainer(data, unroll):
+  """The program of one IMP level of the LeNet-300-100 study: the imp
+  experiment's settings (configs/imp.py:lenet_fashion), every run's mask in
+  the optimizer state (all ones here: the values do not change the work)."""
+  c = config_defaults.base_config()
+  c.model.name = "lenet_300_100"
+  c.optim.name, c.optim.lr = "adam", 1.2e-3
+  c.train.batch_size, c.train.log_every = 60, min(1000, _PROBE_STEPS.value)
+  c.train.loop, c.train.unroll = "scan", unroll
+  return Trainer(c, data, create_model(c.model, 10), tx_wrapper=functools.partial(
+      optim.with_update_mask, initial_mask=pruning.ones_mask))
+
+
+def probe_level(name):
+  """Row 2, one variant, in this process (its XLA_FLAGS already set)."""
+  _, unroll = LEVEL_VARIANTS[name]
+  t0 = time.perf_counter()
+  trainer = level_trainer(random_data("random_mnist", (28, 28, 1), 60000), unroll)
+  seeds = list(range(LEVEL_RUNS))
+  state = trainer.init_state(seeds)
+  state, _ = trainer.train_steps(state, seeds, trainer.chunk)  # Compile.
+  jax.block_until_ready(state)
+  setup_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  done, losses = 0, None
+  while done < _PROBE_STEPS.value:
+    state, metrics = trainer.train_steps(state, seeds, trainer.chunk)
+    done += trainer.chunk
+  jax.block_until_ready(state)
+  rate = done / (time.perf_counter() - t0)
+  losses = np.asarray(metrics["loss"])
+  return {"variant": name, "xla_flags": LEVEL_VARIANTS[name][0],
+          "unroll": unroll, "runs": LEVEL_RUNS, "steps_per_s": rate,
+          "us_per_step": 1e6 / rate, "setup_and_compile_s": setup_s,
+          "last_chunk_mean_loss": float(losses.mean())}
+
+
+def level_rows(log_path):
+  """Row 2: every variant of `--variants` in its own process."""
+  rows = []
+  with open(log_path, "w") as log:
+    for name in _VARIANTS.value:
+      extra, _ = LEVEL_VARIANTS[name]
+      env = dict(os.environ)
+      env["XLA_FLAGS"] = " ".join(f for f in (env.get("XLA_FLAGS", ""), extra)
+                                  if f)
+      cmd = [sys.executable, os.path.abspath(__file__), f"--probe={name}",
+             f"--probe_steps={_PROBE_STEPS.value}"]
+      proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                            timeout=150)
+      log.write(f"== {name}: XLA_FLAGS={env['XLA_FLAGS']!r}\n"
+                f"{proc.stdout}{proc.stderr[-4000:]}\n")
+      found = [l for l in proc.stdout.splitlines() if l.startswith("PROBE ")]
+      row = (json.loads(found[-1][len("PROBE "):]) if found else
+             {"variant": name, "error": f"exit {proc.returncode}: "
+              f"{(proc.stderr.strip().splitlines() or [''])[-1][:300]}"})
+      rows.append(row)
+      print(f"   {name:22s} " + (
+          f"{row['steps_per_s']:8.0f} steps/s ({row['us_per_step']:6.1f} us/step), "
+          f"loss {row['last_chunk_mean_loss']:.4f}, setup+compile "
+          f"{row['setup_and_compile_s']:.0f} s" if "error" not in row
+          else row["error"]), flush=True)
+  return rows
+
+
+def fastest_variant(rows):
+  """The fastest variant whose loss matches the default's (to 2%): the same
+  training, only launched differently."""
+  ok = [r for r in rows if "error" not in r]
+  base = next((r for r in ok if r["variant"] == "default"), None)
+  if base is not None:
+    ok = [r for r in ok if abs(r["last_chunk_mean_loss"] -
+                               base["last_chunk_mean_loss"]) <= 0.02 * abs(
+                                   base["last_chunk_mean_loss"])]
+  return max(ok, key=lambda r: r["steps_per_s"]) if ok else None
+
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LEVEL_LINE = re.compile(r"level (\d+): ([\d.]+)% of weights remain")
 
 
-def run_study(workdir, log_path):
-  """The IMP study as a user runs it; returns timings (projected if cut)."""
+def run_study(workdir, log_path, variant=None, timeout=None):
+  """The IMP study as a user runs it, with row 2's `variant` (its XLA_FLAGS
+  and train.unroll; None: as configured); returns timings (projected if
+  cut)."""
   steps, levels = _STUDY_STEPS.value, _STUDY_LEVELS.value
+  timeout = _STUDY_TIMEOUT.value if timeout is None else timeout
   cmd = [sys.executable, "-m", "jaxunknowns.main",
          "--config=configs/imp.py:lenet_fashion",
          f"--workdir={os.path.abspath(workdir)}",
@@ -203,18 +325,25 @@ def run_study(workdir, log_path):
     cmd[-3:] = [f"--config.train.log_every={steps}",
                 f"--config.train.eval_every={steps}",
                 f"--config.train.checkpoint_every={steps}"]
+  env = dict(os.environ)
+  if variant is not None:
+    cmd.append(f"--config.train.unroll={variant['unroll']}")
+    env["XLA_FLAGS"] = " ".join(f for f in (env.get("XLA_FLAGS", ""),
+                                            variant["xla_flags"]) if f)
   t0 = time.time()
   done_at = {}
   with open(log_path, "w") as log:
+    log.write(f"XLA_FLAGS={env.get('XLA_FLAGS', '')!r}\n")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1, cwd=_REPO)  # configs/ is there.
+                            text=True, bufsize=1, cwd=_REPO,  # configs/ is there.
+                            env=env)
     try:
       for line in proc.stdout:
         log.write(line)
         m = _LEVEL_LINE.search(line)
         if m:
           done_at[int(m.group(1))] = time.time() - t0
-        if time.time() - t0 > _STUDY_TIMEOUT.value:
+        if time.time() - t0 > timeout:
           proc.kill()
           break
       proc.wait(timeout=60)
@@ -223,7 +352,8 @@ def run_study(workdir, log_path):
         proc.kill()
   wall = time.time() - t0
   finished = proc.returncode == 0
-  out = {"command": " ".join(cmd[1:]), "finished": finished, "wall_s": wall,
+  out = {"command": " ".join(cmd[1:]), "xla_flags": env.get("XLA_FLAGS", ""),
+         "finished": finished, "wall_s": wall,
          "returncode": proc.returncode,
          "levels_done": sorted(done_at),
          # The dense level trains S runs; each pruned level 3S (ticket + 2 controls).
@@ -248,37 +378,32 @@ def run_study(workdir, log_path):
 
 def main(argv):
   del argv
+  if _PROBE.value:
+    print("PROBE " + json.dumps(probe_level(_PROBE.value)), flush=True)
+    return
+  unknown = [v for v in _VARIANTS.value if v not in LEVEL_VARIANTS]
+  if unknown:
+    raise app.UsageError(f"--variants: unknown {unknown}; known: "
+                         f"{', '.join(LEVEL_VARIANTS)}")
   out_dir = _OUT.value or tempfile.mkdtemp(prefix="accel_")
   os.makedirs(out_dir, exist_ok=True)
+  started = time.time()
   dev = jax.devices()[0]
   results = {"device": f"{dev.platform} {dev.device_kind}",
              "num_devices": jax.device_count(), "jax": jax.__version__,
              "date": time.strftime("%Y-%m-%d")}
+
+  def save():  # after every row: a run cut short keeps what it measured
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+      json.dump(results, f, indent=1)
+
   print(f"devices: {jax.devices()}  jax {jax.__version__}", flush=True)
   n = 8192 if dev.platform != "cpu" else 1024
   results["fp32_tflops"] = matmul_tflops(jnp.float32, n)
   results["bf16_tflops"] = matmul_tflops(jnp.bfloat16, n)
   print(f"0. ceilings: float32 matmul {results['fp32_tflops']:.1f} TFLOP/s, "
         f"bfloat16 {results['bf16_tflops']:.1f} TFLOP/s", flush=True)
-  try:
-    if _SKIP_RESNET.value:
-      raise RuntimeError("skipped (--skip_resnet)")
-    results["resnet20"] = resnet_rows(cifar_shaped(), results["fp32_tflops"])
-    print("1. ResNet-20 on CIFAR-shaped data (trainer, SGD momentum, crop+flip)")
-    for r in results["resnet20"]:
-      print(f"   batch {r['batch']:5d}: {r['images_per_s']:10.0f} images/s, "
-            f"{r['step_flops'] / 1e9:.2f} GFLOP/step, {r['tflops']:.2f} TFLOP/s "
-            f"= {100 * r['fraction_of_fp32_peak']:.1f}% of the float32 ceiling",
-            flush=True)
-    r = results["resnet20_bf16"] = resnet_bf16_row(cifar_shaped(),
-                                                   results["bf16_tflops"])
-    print(f"   {r['seeds']} seeds vmapped, bfloat16, batch 128: "
-          f"{r['images_per_s']:10.0f} images/s, {r['tflops']:.2f} TFLOP/s = "
-          f"{100 * r['fraction_of_bf16_peak']:.1f}% of the bfloat16 ceiling",
-          flush=True)
-  except Exception as e:  # pylint: disable=broad-except
-    results["resnet20_error"] = repr(e)
-    print(f"1. ResNet-20 failed: {e!r}", flush=True)
+  save()
   try:
     r = results["lenet_sweep"] = lenet_sweep_row(
         random_data("random_mnist", (28, 28, 1), 60000))
@@ -289,13 +414,50 @@ def main(argv):
   except Exception as e:  # pylint: disable=broad-except
     results["lenet_sweep_error"] = repr(e)
     print(f"3. LeNet sweep failed: {e!r}", flush=True)
+  save()
+  try:
+    if _SKIP_RESNET.value:
+      raise RuntimeError("skipped (--skip_resnet)")
+    results["resnet20"] = resnet_rows(cifar_shaped(), results["fp32_tflops"])
+    print("1. ResNet-20 on CIFAR-shaped data (trainer, SGD momentum, crop+flip)")
+    for r in results["resnet20"]:
+      print(f"   batch {r['batch']:5d}: {r['images_per_s']:10.0f} images/s, "
+            f"{r['step_flops'] / 1e9:.2f} GFLOP/step, {r['tflops']:.2f} TFLOP/s "
+            f"= {100 * r['fraction_of_fp32_peak']:.1f}% of the float32 ceiling",
+            flush=True)
+    save()
+    r = results["resnet20_bf16"] = resnet_bf16_row(cifar_shaped(),
+                                                   results["bf16_tflops"])
+    print(f"   {r['seeds']} seeds vmapped, bfloat16, batch 128: "
+          f"{r['images_per_s']:10.0f} images/s, {r['tflops']:.2f} TFLOP/s = "
+          f"{100 * r['fraction_of_bf16_peak']:.1f}% of the bfloat16 ceiling",
+          flush=True)
+  except Exception as e:  # pylint: disable=broad-except
+    results["resnet20_error"] = repr(e)
+    print(f"1. ResNet-20 failed: {e!r}", flush=True)
+  save()
+  variant = None
+  if _VARIANTS.value:
+    print(f"2. One IMP level's program ({LEVEL_RUNS} runs of LeNet-300-100, "
+          f"Adam, batch 60, masks), {_PROBE_STEPS.value} steps per variant:",
+          flush=True)
+    results["level_variants"] = level_rows(os.path.join(out_dir, "probes.log"))
+    variant = fastest_variant(results["level_variants"])
+    print(f"   fastest with the default's loss: "
+          f"{variant['variant'] if variant else 'none'}", flush=True)
+    save()
   if not _SKIP_STUDY.value:
-    study = run_study(os.path.join(out_dir, "imp_study"),
-                      os.path.join(out_dir, "study.log"))
+    timeout = _STUDY_TIMEOUT.value
+    if _DEADLINE.value:
+      timeout = min(timeout, _DEADLINE.value - (time.time() - started) - 60)
+    study = run_study(_STUDY_DIR.value or os.path.join(out_dir, "imp_study"),
+                      os.path.join(out_dir, "study.log"), variant, timeout)
+    study["variant"] = variant["variant"] if variant else "as configured"
     results["lenet_imp_study"] = study
+    save()
     print(f"4. LeNet-300-100 IMP study, {_STUDY_LEVELS.value} levels x "
           f"{_STUDY_SEEDS.value} seeds x 3 arms, {_STUDY_STEPS.value} it/level "
-          f"({study['trainings']} trainings):")
+          f"({study['trainings']} trainings), variant {study['variant']}:")
     if study["finished"]:
       print(f"   finished in {study['wall_s']:.0f} s "
             f"({study['wall_s'] / 60:.1f} min)")
@@ -309,8 +471,7 @@ def main(argv):
       print(f"   {study['seconds_per_pruned_level']:.1f} s per pruned level "
             f"({3 * _STUDY_SEEDS.value} runs x {_STUDY_STEPS.value} steps, evals "
             "included)")
-  with open(os.path.join(out_dir, "results.json"), "w") as f:
-    json.dump(results, f, indent=1)
+  save()
   print(json.dumps(results, indent=1))
 
 

@@ -259,6 +259,15 @@ class Trainer:
     self.param_counts = {"trainable": trainable, "total": total}
     self._put_data()
     self.loop = self._choose_loop(tc.get("loop", "auto"))
+    # Steps per iteration of the compiled loop: on a GPU every iteration of
+    # a while loop reads its condition back to the host, a round trip that
+    # dominates a small model's step (benchmarks/accelerator.py measures it).
+    self.unroll = tc.get("unroll", 1)
+    if self.unroll != 1 and self.loop != "scan":
+      raise UserError(f"train.unroll={self.unroll} applies to the scan loop "
+                      f"only; this run steps from Python (train.loop="
+                      f"{tc.get('loop', 'auto')!r}): set train.unroll=1 or "
+                      "train.loop='scan'")
     # Compiled functions, built once per run-axis sharding (see _jit): a new
     # jit per call would recompile init at every IMP level.
     self._jits = {}
@@ -520,11 +529,13 @@ class Trainer:
     compile per (K, with_norms) of `scan_lengths`."""
     self.trace_count += 1
     step_all = self._vmapped_step(x_all, y_all)
+    scan = functools.partial(jax.lax.scan, step_all,
+                             unroll=min(self.unroll, max(idx.shape[0], 1)))
     if not with_norms:
-      return jax.lax.scan(step_all, state, idx)
+      return scan(state, idx)
     last_step = self._vmapped_step(x_all, y_all, with_norms=True)
     if idx.shape[0] > 1:
-      state, metrics = jax.lax.scan(step_all, state, idx[:-1])
+      state, metrics = scan(state, idx[:-1])
     state, last = last_step(state, idx[-1])
     norms = {k: last.pop(k) for k in ("l2_grads", "l2_updates")}
     if idx.shape[0] > 1:

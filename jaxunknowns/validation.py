@@ -214,6 +214,7 @@ def validate_base(config):
   check(is_int(t.batch_size) and t.batch_size >= 1, "train.batch_size",
         t.batch_size, "an integer >= 1")
   check(t.log_every >= 1, "train.log_every", t.log_every, ">= 1")
+  check_int(t.get("unroll", 1), "train.unroll", 1)
   check(t.eval_every >= 0, "train.eval_every", t.eval_every, ">= 0 (0 = end only)")
   check(t.checkpoint_every >= 0, "train.checkpoint_every", t.checkpoint_every,
         ">= 0 (0 = end only)")

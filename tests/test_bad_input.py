@@ -200,6 +200,9 @@ BAD_INPUTS = [
     ({"data.label_noise": -0.1}, ["data.label_noise", "-0.1", ">= 0"]),
     ({"model.dropout": 1.5}, ["model.dropout", "1.5", "[0, 1)"]),
     ({"experiment": "nope"}, ["'nope'", "experiment", "train"]),
+    ({"train.unroll": 0}, ["train.unroll", "0", ">= 1"]),
+    ({"train.loop": "python", "train.unroll": 4},
+     ["train.unroll=4", "scan loop only", "train.loop='scan'"]),
 ]
 
 

@@ -187,6 +187,32 @@ def test_train_steps_cut_or_whole_equals_one_at_a_time(scans):
     np.testing.assert_allclose(metrics[key], want[-1][key], rtol=1e-5)
 
 
+@pytest.mark.parametrize("unroll", [3, 64])
+def test_unrolled_scan_equals_one_at_a_time(unroll):
+  # 37 steps cut into 10, 10, 10, 4, 2, 1: unroll 3 leaves remainders in
+  # every piece; 64 is longer than any piece.
+  steps, seeds = 37, [0, 1]
+  trainer = make_trainer(tiny_config(**{"train.loop": "scan",
+                                        "train.unroll": unroll}))
+  state, metrics = trainer.train_steps(trainer.init_state(seeds), seeds, steps,
+                                       scans=scan_lengths(steps, 10))
+  states, want = one_at_a_time(trainer, seeds, steps)
+  # Unrolled steps may fuse differently: equal to float32 rounding.
+  for (path, u), v in zip(
+      jax.tree_util.tree_leaves_with_path(jax.device_get(state)),
+      jax.tree.leaves(states[steps])):
+    np.testing.assert_allclose(u, v, rtol=2e-5, atol=1e-6, err_msg=str(path))
+  np.testing.assert_allclose(metrics["loss"], np.stack([m["loss"] for m in want]),
+                             rtol=2e-5)
+
+
+def test_unroll_applies_to_the_scan_loop_only():
+  from jaxunknowns.errors import UserError
+  with pytest.raises(UserError, match="train.unroll=4 applies to the scan"):
+    make_trainer(tiny_config(**{"train.loop": "python", "train.unroll": 4}))
+  make_trainer(tiny_config(**{"train.loop": "python", "train.unroll": 1}))
+
+
 def test_train_steps_refuses_scans_that_do_not_add_up():
   trainer = make_trainer(tiny_config(**{"train.loop": "scan"}))
   state = trainer.init_state([0])
