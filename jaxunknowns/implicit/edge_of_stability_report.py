@@ -52,14 +52,14 @@ def plot(path, summary):
 
 
 def comparisons(summary, config):
-  e, out = config.eos, []
+  e, out = config.eos, report.Rows()
   for r in summary["runs"]:
-    ours = {"data": summary["dataset"], "model": summary["model"],
-            "train examples": summary["train_examples"], "batch": "full",
-            "loss": r["loss"]}
+    out.ours = {"data": summary["dataset"], "model": summary["model"],
+                "train examples": summary["train_examples"], "batch": "full",
+                "loss": r["loss"]}
     name, n = f"{r['loss']}, {label(r)}", len(r["reached"]["per_seed"])
-    row = lambda q, ref, paper, text, v: out.append(compare.comparison(
-        f"{name}: {q}", ref, text, *v, paper=paper, our_protocol=ours))
+    row = lambda q, ref, paper, text, v: out.check(f"{name}: {q}", ref, text,
+                                                   v, paper)
     if r["kind"] == "gd":
       row(f"λ_max from λ_max(0) to {e.near:g} × 2/η", papers.COHEN_SHARPENING,
           "all seeds", f"λ_max(0) = {report.fmt(r['init_ratio'], 1, 2, n=False)}"
@@ -71,19 +71,19 @@ def comparisons(summary, config):
         report.fmt(r["ratio_last_half"], 1, 3), compare.within(
             r["ratio_last_half"], {"mean": 1.0}, a_name="ours", b_name="1",
             tolerance=e.tolerance, scale=1.0))
-    out.append(compare.versus(f"{name}: loss on reaching vs at the end",
-                              papers.COHEN_LOSS, r["loss_at_reach"],
-                              r["loss_end"], ("reach", "end"), scale=1.0,
-                              sig=True, paper="falls", our_protocol=ours))
+    out.versus(f"{name}: loss on reaching vs at the end", papers.COHEN_LOSS,
+               r["loss_at_reach"], r["loss_end"], ("reach", "end"),
+               scale=1.0, sig=True, paper="falls")
     row("rises of the loss after reaching", papers.COHEN_LOSS,
         f"≥ 1 (non-monotone; loss every {e.loss_every} steps)",
         report.fmt(r["loss_rises"], 1, 1),
         compare.at_least(r["loss_rises"], 1.0, scale=1.0))
+  out.ours = None
   for v in summary["flow_versus_gd"]:
-    out.append(compare.versus(
-        f"λ_max at t = {v['time']:g}: flow vs GD η={v['lr']:.3g} (2/η = "
-        f"{v['threshold']:.3g})", papers.COHEN_FLOW, v["flow"], v["gd"],
-        ("flow", "GD"), scale=1.0, paper="flow above 2/η, GD at it"))
+    out.versus(f"λ_max at t = {v['time']:g}: flow vs GD η={v['lr']:.3g} (2/η "
+               f"= {v['threshold']:.3g})", papers.COHEN_FLOW, v["flow"],
+               v["gd"], ("flow", "GD"), scale=1.0,
+               paper="flow above 2/η, GD at it")
   return out
 
 
@@ -98,8 +98,8 @@ def write(path, config, summary):
   rows = [[r["loss"], label(r), f"{r['threshold']:.3g}"] + [report.fmt(
       r[k], 1, 3, sig=True, n=False) for k in COLUMNS] for r in summary["runs"]]
   residual = max(r["lanczos_residual_max"] for r in summary["runs"])
-  report.write_page(path, report.experiment_page(
-      config, summary, references=REFERENCES,
+  report.write(
+      path, config, summary, references=REFERENCES,
       setup=(f"full-batch GD, {summary['steps']} steps, each η with every "
              f"seed in one program; λ_max every {e.every} steps by "
              f"{e.lanczos_steps} Lanczos steps on the whole training loss "
@@ -114,4 +114,4 @@ def write(path, config, summary):
                markdown_table(["loss", "run", "threshold", *COLUMNS.values()],
                               rows)],
       run=" ".join(f"{n}: {s['train_seconds']:.0f} s." for n, s in
-                   summary["stages"].items())))
+                   summary["stages"].items()))

@@ -58,8 +58,9 @@ def comparisons(summary, config):
     return []
   end = lambda n, m, q: arms[n]["points"]["end"].get(m, {}).get(
       "whole", {}).get(q)
-  ours = {"data": summary["dataset"], "model": summary["model"],
-          "optimizer": config.optim.name, "hessian batch norm": "eval"}
+  out = report.Rows({"data": summary["dataset"], "model": summary["model"],
+                     "optimizer": config.optim.name,
+                     "hessian batch norm": "eval"})
   ratio = "λ_max / bulk edge"
   # (quantity, reference, paper, a, b, rule, names)
   rows = [
@@ -78,12 +79,12 @@ def comparisons(summary, config):
       ("trace: without BN vs with BN (population stats)", papers.YAO_TRACE,
        "larger without BN", end(plain, "eval", "trace"),
        end(bn, "eval", "trace"), compare.greater, ("no BN", "BN"))]
-  return [compare.versus(q, ref, a, b, names, rule=rule, scale=1.0,
-                         paper=paper, our_protocol=ours)
-          if names else compare.comparison(
-              q, ref, report.fmt(a, 1.0, 2), *rule(a, 1, scale=1.0),
-              paper=paper, our_protocol=ours)
-          for q, ref, paper, a, b, rule, names in rows]
+  for q, ref, paper, a, b, rule, names in rows:
+    if names:
+      out.versus(q, ref, a, b, names, rule=rule, scale=1.0, paper=paper)
+    else:
+      out.check(q, ref, report.fmt(a, 1.0, 2), rule(a, 1, scale=1.0), paper)
+  return out
 
 
 def table(summary, level):
@@ -106,8 +107,8 @@ def write(path, config, summary):
   caption = {FIGURE: "Hessian eigenvalue density (SLQ, log scale, mean over "
                      "seeds) at initialization and at the end",
              LAYERS: "Each block's own Hessian H_bb at the end"}
-  report.write_page(path, report.experiment_page(
-      config, summary, references=REFERENCES,
+  report.write(
+      path, config, summary, references=REFERENCES,
       setup=(f"without and with BatchNorm, batch {config.train.batch_size}, "
              f"{config.epochs:g} epochs. The loss of {summary['subset_size']} "
              f"fixed training examples; trace by Hutchinson ({s.trace_probes} "
@@ -125,4 +126,4 @@ def write(path, config, summary):
       details=["### Whole model\n\n" + table(summary, "whole"),
                "### Per block\n\n" + table(summary, "layers")],
       run=f"Hessian-vector products: {summary['hvps_per_second']:.0f} per "
-          "second (all runs, compilation excluded)."))
+          "second (all runs, compilation excluded).")

@@ -51,17 +51,12 @@ def comparisons(summary):
   """Soudry et al.'s findings; the thresholds are ours (the paper states
   limits)."""
   opt, svm, steps = summary["optimizers"], summary["svm"], summary["steps"]
-  ours = {"data": summary["dataset"], "init": "w = 0",
-          "model": f"linear, {'with' if summary['use_bias'] else 'no'} bias",
-          "loss": {"cross_entropy": "logistic"}.get(summary["loss"],
-                                                    summary["loss"])}
-  out = []
-
-  def add(quantity, ref, ours_text, verdict, paper, why=""):
-    out.append(compare.comparison(quantity, ref, ours_text, *verdict,
-                                  paper=paper, our_protocol=ours,
-                                  why_not_testable=why))
-
+  out = report.Rows({
+      "data": summary["dataset"], "init": "w = 0",
+      "model": f"linear, {'with' if summary['use_bias'] else 'no'} bias",
+      "loss": {"cross_entropy": "logistic"}.get(summary["loss"],
+                                                summary["loss"])})
+  add = out.check
   if "gd" in opt:
     f, norm = opt["gd"]["fits"], svm["norm"]
     add("GD: slope of ||w|| against log t", papers.SOUDRY_NORM,

@@ -4,13 +4,15 @@ import os
 
 from jaxunknowns import report
 from jaxunknowns.implicit import papers
-from jaxunknowns.report import compare
 
 FIGURE = "sam.png"
-PAPER_ERROR = {"sam": "SGD 3.20 %, SAM 2.86 %", "asam": "SGD 3.20 %, ASAM 2.55 %"}
+PAPER_ERROR = {"sam": "SGD 3.20 %, SAM 2.86 %",
+               "asam": "SGD 3.20 %, ASAM 2.55 %"}
 PANELS = (("test_accuracy", "test accuracy (%)", 100.0),
           ("lambda_max", "λ_max (train subset)", 1.0),
           ("trace", "Hessian trace (Hutchinson)", 1.0))
+COLUMNS = ("test_accuracy", "train_accuracy", "train_loss", "lambda_max",
+           "trace", "sharpness")
 
 
 def groups(summary):
@@ -20,74 +22,70 @@ def groups(summary):
           for rho, s in arm["by_rho"].items()]
 
 
-def error(stat):
-  return {"mean": 1 - stat["mean"], "per_seed": [1 - v for v in stat["per_seed"]]}
-
-
 def comparisons(summary, config):
-  base = {n: g[3] for g in groups(summary) for n in (g[1],) if n.startswith("sgd")}
-  if "sgd" not in base:
-    return []
-  sgd, out = base["sgd"], []
-  for label, arm, rho, s in groups(summary):
+  base = {g[1]: g[3] for g in groups(summary) if g[1].startswith("sgd")}
+  error = lambda s: {"mean": 1 - s["mean"],
+                     "per_seed": [1 - v for v in s["per_seed"]]}
+  out, sgd = report.Rows(), base.get("sgd")
+  for label, arm, rho, s in groups(summary) if sgd else ():
     if arm.startswith("sgd"):
       continue
-    ours = {"data": summary["dataset"], "model": summary["model"],
-            "optimizer": config.optim.name, "rho": float(rho),
-            "epochs": summary["epochs"]}
-    # (quantity, reference, paper, a, b, names, scale, digits)
-    rows = [(f"test error (%): sgd vs {label}", papers.DAVDA_WRN,
-             PAPER_ERROR[arm], error(sgd["test_accuracy"]),
-             error(s["test_accuracy"]), ("sgd", label), 100.0, 2)]
-    rows += [(f"{q}: sgd vs {label}", papers.FORET_FLAT, "smaller with SAM",
-              sgd[key], s[key], ("sgd", label), 1.0, 3)
-             for q, key in (("λ_max", "lambda_max"), ("Hessian trace", "trace"),
-                            ("ε-sharpness", "sharpness"))]
+    out.ours = {"data": summary["dataset"], "model": summary["model"],
+                "optimizer": config.optim.name, "rho": float(rho),
+                "epochs": summary["epochs"]}
+    out.versus(f"test error (%): sgd vs {label}", papers.DAVDA_WRN,
+               error(sgd["test_accuracy"]), error(s["test_accuracy"]),
+               ("sgd", label), paper=PAPER_ERROR[arm])
+    for q, key in (("λ_max", "lambda_max"), ("Hessian trace", "trace"),
+                   ("ε-sharpness", "sharpness")):
+      out.versus(f"{q}: sgd vs {label}", papers.FORET_FLAT, sgd[key], s[key],
+                 ("sgd", label), scale=1.0, digits=3, sig=True,
+                 paper="smaller with SAM")
     if "sgd_2x" in base:
-      rows.append((f"test accuracy (%): {label} vs sgd_2x (equal gradients)",
-                   papers.FORET_COMPUTE, "higher with SAM", s["test_accuracy"],
-                   base["sgd_2x"]["test_accuracy"], (label, "sgd_2x"), 100.0, 2))
-    out += [compare.versus(q, ref, a, b, names, scale=scale, digits=digits,
-                           sig=scale == 1.0, paper=paper, our_protocol=ours)
-            for q, ref, paper, a, b, names, scale, digits in rows]
+      out.versus(f"test accuracy (%): {label} vs sgd_2x (equal gradients)",
+                 papers.FORET_COMPUTE, s["test_accuracy"],
+                 base["sgd_2x"]["test_accuracy"], (label, "sgd_2x"),
+                 paper="higher with SAM")
   return out
 
 
 def plot(path, summary):
   gs = groups(summary)
-  with report.figure(os.path.join(path, FIGURE), len(PANELS), (4, 3.4)) as axes:
+  with report.figure(os.path.join(path, FIGURE), len(PANELS),
+                     (4, 3.4)) as axes:
     for ax, (key, label, scale) in zip(axes, PANELS):
       report.errorbars(ax, range(len(gs)), [g[3][key] for g in gs], scale,
                        fmt="o", linestyle="none")
-      ax.set_xticks(range(len(gs)), [g[0] for g in gs], rotation=30, fontsize=8)
+      ax.set_xticks(range(len(gs)), [g[0] for g in gs], rotation=30,
+                    fontsize=8)
       ax.set(ylabel=label)
 
 
 def write(path, config, summary):
-  m, o = config.measure, config.optim
+  m, o, arms = config.measure, config.optim, summary["arms"]
   plot(path, summary)
-  rows = [[label, summary["arms"][arm]["steps"],
-           summary["arms"][arm]["steps"] * summary["arms"][arm]["gradients_per_step"]]
-          + [report.fmt(s[q], 100.0 if "acc" in q else 1.0, 2 if "acc" in q else 3,
-                        sig="acc" not in q, n=False) for q in
-             ("test_accuracy", "train_accuracy", "train_loss", "lambda_max",
-              "trace", "sharpness")] for label, arm, _, s in groups(summary)]
-  report.write_page(path, report.experiment_page(
-      config, summary, references=(papers.FORET_FLAT, papers.FORET_COMPUTE,
-                                   papers.DAVDA_WRN),
+  rows = [[label, arms[arm]["steps"], arms[arm]["steps"] * arms[arm][
+      "gradients_per_step"]] + [report.fmt(
+          s[q], 100.0, 2, n=False) if "acc" in q else report.fmt(
+              s[q], 1.0, 3, sig=True, n=False) for q in COLUMNS]
+          for label, arm, _, s in groups(summary)]
+  report.write(
+      path, config, summary, references=(papers.FORET_FLAT,
+                                         papers.FORET_COMPUTE,
+                                         papers.DAVDA_WRN),
       setup=f"batch {config.train.batch_size}, {summary['epochs']:g} epochs "
       "(sgd_2x: twice), every arm on the same seeds; SAM ascent "
       f"w + ρ g/‖g‖ (ASAM: T = |w| + {o.sam_eta:g}), "
       + (f"m-sharpness m = {o.sam_m}" if o.sam_m else "one ascent per batch")
-      + f", BN statistics from the first pass. At the end, on {summary['subset_size']} "
-      f"fixed training examples (BN in eval mode): Hutchinson trace "
-      f"({m.trace_probes} Rademacher probes), λ_max (largest Ritz value of "
-      f"{m.lanczos_steps} Lanczos steps), ε-sharpness (ε = {m.epsilon:g}, "
-      f"{m.sharpness_iterations} projected sign-gradient steps)",
-      figures=[("Test accuracy, λ_max and Hessian trace per arm and ρ, mean ± "
-                "std over seeds", FIGURE)],
+      + ", BN statistics from the first pass. At the end, on "
+      f"{summary['subset_size']} fixed training examples (BN in eval mode): "
+      f"Hutchinson trace ({m.trace_probes} Rademacher probes), λ_max "
+      f"(largest Ritz value of {m.lanczos_steps} Lanczos steps), ε-sharpness "
+      f"(ε = {m.epsilon:g}, {m.sharpness_iterations} projected sign-gradient "
+      "steps)", figures=[("Test accuracy, λ_max and Hessian trace per arm and "
+                          "ρ, mean ± std over seeds", FIGURE)],
       comparisons=comparisons(summary, config),
       details=["### Arms\n\n" + report.markdown_table(
           ["arm", "steps", "gradient evaluations", "test acc (%)",
            "train acc (%)", "train loss", "λ_max", "trace", "ε-sharpness"],
-          rows)]))
+          rows)])

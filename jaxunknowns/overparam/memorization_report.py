@@ -1,5 +1,6 @@
 """report.md and three figures of a `memorization` run, from summary.json."""
 
+import functools
 import os
 
 from jaxunknowns import report
@@ -21,50 +22,41 @@ def _noisy(summary):
 
 def comparisons(summary):
   lvl = f"{100 * summary['fit_level']:g}%"
-
-  def row(quantity, ref, a, b, names, scale=100.0, digits=2,
-          rule=compare.paired_greater, paper="yes", why=""):
-    return compare.versus(quantity, ref, a, b, names, rule=rule, scale=scale,
-                          digits=digits, paper=paper, why_not_testable=why,
-                          our_protocol={"data": summary["dataset"]})
-
-  out = []
+  out = report.Rows({"data": summary["dataset"]})
+  row = functools.partial(out.versus, paper="yes")
   for p in _noisy(summary):
     st = _stage(summary, p)
     to, pt, es = (st["steps_to_level"], st["peak_true_label"],
                   st.get("early_stopping", {}))
-    out += [row(f"p = {p:g}: corrupted fit after clean (steps to {lvl})",
-                papers.ARPIT_CLEAN_FIRST, to["corrupted"], to["clean"],
-                ("corrupted", "clean"), 1.0, 0),
-            row(f"p = {p:g}: corrupted predicted as true > as given label "
-                f"(%, step {pt['step']['mean']:.0f})",
-                papers.ARPIT_TRUE_LABEL, pt["fraction"],
-                pt["corrupted_accuracy"], ("true", "given")),
-            row(f"p = {p:g}: test accuracy early-stopped > final (%)",
-                papers.ARPIT_EARLY_STOP, es.get("test_accuracy"),
-                st["final"]["test_accuracy"], ("stopped", "final"),
-                why="no validation split (data.validation_size = 0)")]
+    row(f"p = {p:g}: corrupted fit after clean (steps to {lvl})",
+        papers.ARPIT_CLEAN_FIRST, to["corrupted"], to["clean"],
+        ("corrupted", "clean"), scale=1.0, digits=0)
+    row(f"p = {p:g}: corrupted predicted as true > as given label (%, step "
+        f"{pt['step']['mean']:.0f})", papers.ARPIT_TRUE_LABEL,
+        pt["fraction"], pt["corrupted_accuracy"], ("true", "given"))
+    row(f"p = {p:g}: test accuracy early-stopped > final (%)",
+        papers.ARPIT_EARLY_STOP, es.get("test_accuracy"),
+        st["final"]["test_accuracy"], ("stopped", "final"),
+        why="no validation split (data.validation_size = 0)")
     for arm in [a for a in summary["arms"] if a != "none"]:
       drop = _stage(summary, p, arm)["accuracy_drop"]
-      out.append(row(
-          f"p = {p:g}, {arm}: costs corrupted > clean (points)",
+      row(f"p = {p:g}, {arm}: costs corrupted > clean (points)",
           papers.ARPIT_REGULARIZATION, drop.get("corrupted"),
-          drop.get("clean"), ("corrupted", "clean")))
+          drop.get("clean"), ("corrupted", "clean"))
   orders = [s and s["learning_order"]["all"] for s in
             (_stage(summary, 0.0), _stage(summary, 1.0))]
-  return out + [row(
-      "learning order over seed pairs (ρ; n: pairs): real > random labels",
-      papers.ARPIT_ORDER, *[o and {
-          "mean": o["mean"], "per_seed": o["pairs"]} for o in orders],
-      ("real", "random"), 1.0, rule=compare.greater, paper="real > random",
-      why="needs p = 0 and p = 1 in the grid")]
+  row("learning order over seed pairs (ρ; n: pairs): real > random labels",
+      papers.ARPIT_ORDER, *[o and {"mean": o["mean"], "per_seed": o["pairs"]}
+                            for o in orders], ("real", "random"), scale=1.0,
+      rule=compare.greater, paper="real > random",
+      why="needs p = 0 and p = 1 in the grid")
+  return out
 
 
 def _band(ax, summary, stage, key, label, **kw):
   curve, steps = stage and stage["curves"].get(key), summary["record_steps"]
   if curve:
-    report.plot_band(ax, {r: dict(zip(steps, c)) for r, c in enumerate(
-        curve["per_seed"])}, label, scale=100, **kw)
+    report.plot_band(ax, curve["per_seed"], label, 100, steps, **kw)
     return max(zip(curve["mean"], steps))
 
 
@@ -84,18 +76,16 @@ def plot(path, summary):
   fig.tight_layout()
   report.save_figure(fig, os.path.join(path, FIT), dpi=80)
   for name, key in ((TRUE, "true_label_fraction"), (TEST, "test_accuracy")):
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for p in ps:
-      top = _band(ax, summary, _stage(summary, p), key, f"p={p:g}",
-                  color=color[p])
-      if top and key == "test_accuracy":  # the peak of the mean curve
-        ax.plot(top[1], 100 * top[0], "*", color=color[p], markersize=12,
-                markeredgecolor="k")
-    ax.set(xscale="log", xlabel="step (no regularization)",
-           ylabel=("corrupted predicted as their TRUE label (%)"
-                   if name == TRUE else "test accuracy (%)"))
-    ax.legend(fontsize=8)
-    report.save_figure(fig, os.path.join(path, name), dpi=90)
+    with report.figure(os.path.join(path, name), 1, (6, 4), dpi=90) as (ax,):
+      for p in ps:
+        top = _band(ax, summary, _stage(summary, p), key, f"p={p:g}",
+                    color=color[p])
+        if top and key == "test_accuracy":  # the peak of the mean curve
+          ax.plot(top[1], 100 * top[0], "*", color=color[p], markersize=12,
+                  markeredgecolor="k")
+      ax.set(xscale="log", xlabel="step (no regularization)",
+             ylabel=("corrupted predicted as their TRUE label (%)"
+                     if name == TRUE else "test accuracy (%)"))
 
 
 def answer(summary, rows):

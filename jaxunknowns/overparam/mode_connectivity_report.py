@@ -22,9 +22,8 @@ def plot(path, summary):
   with report.figure(os.path.join(path, PATHS), 2) as axes:
     for ax, (key, label, scale) in zip(axes, METRICS):
       for kind, p in summary["paths"].items():
-        report.plot_band(ax, {r: dict(zip(summary["ts"], row)) for r, row in
-                              enumerate(p[key]["per_seed"])}, NAMES[kind],
-                         scale=scale)
+        report.plot_band(ax, p[key]["per_seed"], NAMES[kind], scale,
+                         summary["ts"])
       ax.set(xlabel="t", ylabel=label, yscale="log" if scale == 1 else "linear")
   planes, k = summary["plane"]["pairs"], summary["num_bends"]
   w = interpolation.curve_coefficients(summary["plane"]["kind"], k,
@@ -47,26 +46,27 @@ def plot(path, summary):
 
 def comparisons(summary, config):
   p = summary["paths"]
-  ours = {"model": summary["model"], "data": summary["dataset"],
-          "optimizer": f"{config.optim.name} {config.curve.lr:g}"}
-  rows = [compare.versus(
-      f"{label} along the line: max vs the larger end", papers.GARIPOV_LINE,
-      p["line"][key]["max"], p["line"][key]["ends"], ("max", "end"),
-      scale=scale, sig=True, paper="a high barrier", our_protocol=ours)
-          for key, label, scale in METRICS]
-  rows += [compare.versus(
-      f"{label} barrier: line vs {NAMES[kind]}", papers.DRAXLER_NO_BARRIER
-      if (kind, key) == ("polychain", "train_loss") else papers.GARIPOV_CURVE,
-      p["line"][key]["barrier"], p[kind][key]["barrier"],
-      ("line", NAMES[kind]), scale=scale, sig=True, paper="line ≫ curve ≈ 0",
-      our_protocol=ours)
-           for kind in p if kind != "line" for key, label, scale in METRICS]
+  out = report.Rows({"model": summary["model"], "data": summary["dataset"],
+                     "optimizer": f"{config.optim.name} {config.curve.lr:g}"})
+  for key, label, scale in METRICS:
+    out.versus(f"{label} along the line: max vs the larger end",
+               papers.GARIPOV_LINE, p["line"][key]["max"],
+               p["line"][key]["ends"], ("max", "end"), scale=scale, sig=True,
+               paper="a high barrier")
+  for kind, (key, label, scale) in [(k, m) for k in p if k != "line"
+                                    for m in METRICS]:
+    out.versus(f"{label} barrier: line vs {NAMES[kind]}",
+               papers.DRAXLER_NO_BARRIER if (kind, key) == (
+                   "polychain", "train_loss") else papers.GARIPOV_CURVE,
+               p["line"][key]["barrier"], p[kind][key]["barrier"],
+               ("line", NAMES[kind]), scale=scale, sig=True,
+               paper="line ≫ curve ≈ 0")
   ref, stat = papers.GARIPOV_VGG, p.get("bezier", {}).get(
       "test_error", {}).get("barrier")
-  return rows + [compare.comparison(
-      "test error barrier of the Bézier curve (points)", ref, report.fmt(
-          stat), *compare.at_most(stat, ref.value / 100, unit=" points"),
-      our_protocol=ours)]
+  out.check("test error barrier of the Bézier curve (points)", ref,
+            report.fmt(stat), compare.at_most(stat, ref.value / 100,
+                                              unit=" points"))
+  return out
 
 
 def write(path, config, summary):
@@ -75,8 +75,8 @@ def write(path, config, summary):
   bn = ("BN statistics re-estimated at every network (reset, cumulative average"
         " over the training set)" if summary["has_batch_norm"] else "no BN")
   plot(path, summary)
-  report.write_page(path, report.experiment_page(
-      config, summary, references=REFERENCES,
+  report.write(
+      path, config, summary, references=REFERENCES,
       setup=(f"{summary['pairs']} pairs of minima ({config.train.steps} steps"
              f" each), joined by a {' and a '.join(curves)} of {m.num_bends} "
              f"points, bends trained {m.steps} steps at lr {m.lr:g} "
@@ -89,4 +89,4 @@ def write(path, config, summary):
       comparisons=comparisons(summary, config),
       run=f"Curves trained in {seconds:.0f} s; "
           f"paths measured in {summary['seconds']['paths']:.0f} s, plane in "
-          f"{summary['seconds']['plane']:.0f} s."))
+          f"{summary['seconds']['plane']:.0f} s.")

@@ -40,40 +40,36 @@ def plot(path, s):
 
 def comparisons(s):
   ws, st = s["widths"], [s["stages"][str(w)] for w in s["widths"]]
-  ours = {"model": s["model"], "data": s["dataset"], "loss": "mse"}
-  vs = lambda q, ref, a, b, names, paper, **kw: compare.versus(
-      q, ref, a, b, names, paper=paper, our_protocol=ours, **kw)
-  one = lambda q, ref, text, rule, paper="yes": compare.comparison(
-      q, ref, text, *rule, paper=paper, our_protocol=ours)
-  trend = lambda q, ref, key, up=False, k=1: one(
+  out = report.Rows({"model": s["model"], "data": s["dataset"], "loss": "mse"})
+  trend = lambda q, ref, key, up=False, k=1: out.check(
       f"{q} {'rises' if up else 'falls'} with width", ref,
       ", ".join(f"{k * _mean(x, key):.3g}" for x in st), compare.monotone(
-          [k * _mean(x, key) for x in st], increasing=up, what=q))
+          [k * _mean(x, key) for x in st], increasing=up, what=q), "yes")
   slope, half = s["slopes"]["kernel_change"], f"widths ≥ {ws[len(ws) // 2]}"
-  return ([vs(f"log-log slope of weight change vs width, {over}",
-              papers.LEE_WEIGHTS, s[key]["weight_change"], {"mean": -0.5},
-              ("ours", "paper"), "−0.5", rule=compare.within, tolerance=0.1,
-              scale=1.0)
-           for over, key in (("all widths", "slopes"), (half, "slopes_wide"))]
-          + [trend("weight change", papers.LEE_WEIGHTS, "weight_change"),
-             one("log-log slope of kernel change vs width, all widths",
-                 papers.LEE_KERNEL, report.fmt(slope, 1.0), compare.at_most(
-                     slope, -0.5, scale=1.0, slack=0.1),
-                 "≤ −0.5 (an O(1/√n) bound)"),
-             trend("kernel change", papers.LEE_KERNEL, "kernel_change"),
-             trend("linearization error on the probe", papers.LEE_LINEAR,
-                   "linearization"),
-             trend("network / kernel-regression agreement (%)",
-                   papers.LEE_LINEAR, "agreement", True, 100),
-             vs(f"width {ws[-1]}: test accuracy, network vs kernel regression"
-                " (%)", papers.LEE_LINEAR, st[-1]["network_accuracy"],
-                st[-1]["kernel_regression_accuracy"], ("network", "K_0"),
-                "equal", rule=compare.within, tolerance=0.02)]
-          + [vs(f"width {x['width']}: kernel speed (10⁻³ / step) before vs "
-                f"after step {s['early_step']}", papers.FORT_EARLY,
-                x["early_speed"], x["late_speed"], ("early", "late"),
-                "early > late", scale=1e3, digits=3, sig=True)
-             for x in (st[0], st[-1])])
+  for over, key in (("all widths", "slopes"), (half, "slopes_wide")):
+    out.versus(f"log-log slope of weight change vs width, {over}",
+               papers.LEE_WEIGHTS, s[key]["weight_change"], {"mean": -0.5},
+               ("ours", "paper"), paper="−0.5", rule=compare.within,
+               tolerance=0.1, scale=1.0)
+  trend("weight change", papers.LEE_WEIGHTS, "weight_change")
+  out.check("log-log slope of kernel change vs width, all widths",
+            papers.LEE_KERNEL, report.fmt(slope, 1.0), compare.at_most(
+                slope, -0.5, scale=1.0, slack=0.1), "≤ −0.5 (an O(1/√n) bound)")
+  trend("kernel change", papers.LEE_KERNEL, "kernel_change")
+  trend("linearization error on the probe", papers.LEE_LINEAR,
+        "linearization")
+  trend("network / kernel-regression agreement (%)", papers.LEE_LINEAR,
+        "agreement", True, 100)
+  out.versus(f"width {ws[-1]}: test accuracy, network vs kernel regression "
+             "(%)", papers.LEE_LINEAR, st[-1]["network_accuracy"],
+             st[-1]["kernel_regression_accuracy"], ("network", "K_0"),
+             paper="equal", rule=compare.within, tolerance=0.02)
+  for x in (st[0], st[-1]):
+    out.versus(f"width {x['width']}: kernel speed (10⁻³ / step) before vs "
+               f"after step {s['early_step']}", papers.FORT_EARLY,
+               x["early_speed"], x["late_speed"], ("early", "late"),
+               paper="early > late", scale=1e3, digits=3, sig=True)
+  return out
 
 
 def table(s):
@@ -91,8 +87,8 @@ def table(s):
 def write(path, config, summary):
   n, t = config.ntk, config.train
   plot(path, summary)
-  report.write_page(path, report.experiment_page(
-      config, summary, references=REFERENCES,
+  report.write(
+      path, config, summary, references=REFERENCES,
       setup=(f"{t.loss} loss, batch {t.batch_size}, {t.steps} steps; "
              f"{n.depth} hidden layer(s) of width {summary['widths']}. K: the"
              f" empirical NTK traced over the outputs, on the first "
@@ -104,4 +100,4 @@ def write(path, config, summary):
                 "accuracy, vs width (mean ± std over seeds)", WIDTH),
                ("Kernel change and speed over training (dotted: the end of "
                 "the early phase)", STEPS)],
-      comparisons=comparisons(summary), details=[table(summary)]))
+      comparisons=comparisons(summary), details=[table(summary)])

@@ -25,54 +25,46 @@ def _steps(e):
 
 def comparisons(config, summary):
   st, fit = summary["stages"], summary["fit_accuracy"]
-  ours = papers.our_protocol(config, summary["train_examples"])
-
-  def row(quantity, reference, ours_text, rule, paper=None):
-    return compare.comparison(quantity, reference, ours_text, *rule,
-                              paper=paper, our_protocol=ours,
-                              why_not_testable="a stage did not fit")
-
-  out = [row(f"{_name(k)}: train accuracy (%)", papers.ZHANG_FIT,
-             report.fmt(st[k]["train_accuracy"]),
-             compare.at_least(st[k]["train_accuracy"], fit))
-         for k in summary["variants"]]
+  out = report.Rows(papers.our_protocol(config, summary["train_examples"]),
+                    why="a stage did not fit")
+  row = out.check
+  for k in summary["variants"]:
+    row(f"{_name(k)}: train accuracy (%)", papers.ZHANG_FIT,
+        report.fmt(st[k]["train_accuracy"]),
+        compare.at_least(st[k]["train_accuracy"], fit))
   if "random_labels" in st:
     e = st["random_labels"]
-    out += [row("random labels: test accuracy (%)", papers.ZHANG_CHANCE,
-                report.fmt(e["test_accuracy"]), compare.within(
-                    e["test_accuracy"], {"mean": 1 / summary["num_classes"]},
-                    a_name="ours", b_name="chance",
-                    tolerance=CHANCE_TOLERANCE)),
-            row("random labels: steps to fit ÷ true labels'",
-                papers.ZHANG_SLOWDOWN, report.fmt(e.get("slowdown"), 1),
-                compare.greater(e.get("steps_to_fit"), st.get(
-                    "true_labels", {}).get("steps_to_fit"), a_name="random",
-                                b_name="true", scale=1))]
+    row("random labels: test accuracy (%)", papers.ZHANG_CHANCE,
+        report.fmt(e["test_accuracy"]), compare.within(
+            e["test_accuracy"], {"mean": 1 / summary["num_classes"]},
+            a_name="ours", b_name="chance", tolerance=CHANCE_TOLERANCE))
+    row("random labels: steps to fit ÷ true labels'", papers.ZHANG_SLOWDOWN,
+        report.fmt(e.get("slowdown"), 1), compare.greater(
+            e.get("steps_to_fit"), st.get("true_labels", {}).get(
+                "steps_to_fit"), a_name="random", b_name="true", scale=1))
   stages = [st[c["stage"]] for c in summary["corruption"]]
   if len(stages) > 1:
-    out += [row("test error vs label corruption p (%)",
-                papers.ZHANG_CORRUPTION, " → ".join(
-                    fmt(e["test_error"], 100, 1, n=False) for e in stages),
-                compare.monotone(
-                    [e["test_error"]["mean"] for e in stages], increasing=True,
-                    what="test error (up to 1 point)",
-                    tolerance=wsr.RISE_TOLERANCE), paper="rises to chance"),
-            row("steps to fit vs label corruption p", papers.ZHANG_CORRUPTION,
-                " → ".join(_steps(e) for e in stages), compare.monotone(
-                    [(e.get("steps_to_fit") or {}).get("mean") for e in stages],
-                    increasing=True, what="steps to fit"), paper="grow with p")]
+    row("test error vs label corruption p (%)", papers.ZHANG_CORRUPTION,
+        " → ".join(fmt(e["test_error"], 100, 1, n=False) for e in stages),
+        compare.monotone([e["test_error"]["mean"] for e in stages],
+                         increasing=True, what="test error (up to 1 point)",
+                         tolerance=wsr.RISE_TOLERANCE), paper="rises to chance")
+    row("steps to fit vs label corruption p", papers.ZHANG_CORRUPTION,
+        " → ".join(_steps(e) for e in stages), compare.monotone(
+            [(e.get("steps_to_fit") or {}).get("mean") for e in stages],
+            increasing=True, what="steps to fit"), paper="grow with p")
   for a in [a for a in summary["ablation"] if st[a["stage"]]["regularizers"]]:
     e, base, name = st[a["stage"]], st[a["labels"]], _name(a["stage"])
-    out.append(row(f"{name}: train accuracy (%)", papers.ZHANG_REGULARIZATION,
-                   report.fmt(e["train_accuracy"]), compare.at_least(
-                       e["train_accuracy"], fit), paper="still fitted")
-               if a["labels"] == "random_labels" else row(
-                   f"{name}: test accuracy (%)", papers.ZHANG_REGULARIZATION,
-                   f"{report.fmt(e['test_accuracy'])}; without: "
-                   f"{fmt(base['test_accuracy'], n=False)}",
-                   compare.within(e["test_accuracy"], base["test_accuracy"],
-                                  a_name="with", b_name="without",
-                                  tolerance=FEW_POINTS), paper="a few points"))
+    if a["labels"] == "random_labels":
+      row(f"{name}: train accuracy (%)", papers.ZHANG_REGULARIZATION,
+          report.fmt(e["train_accuracy"]), compare.at_least(
+              e["train_accuracy"], fit), paper="still fitted")
+    else:
+      row(f"{name}: test accuracy (%)", papers.ZHANG_REGULARIZATION,
+          f"{report.fmt(e['test_accuracy'])}; without: "
+          f"{fmt(base['test_accuracy'], n=False)}", compare.within(
+              e["test_accuracy"], base["test_accuracy"], a_name="with",
+              b_name="without", tolerance=FEW_POINTS), paper="a few points")
   return out
 
 

@@ -92,24 +92,27 @@ def versus(quantity: str, reference: Reference, a: Optional["Stat"],
 
 
 class Rows(list):
-  """The comparisons of one run, measured under its protocol `ours`."""
+  """The comparisons of one run, measured under its protocol `ours`; `why`:
+  the default reason a row is not testable."""
 
-  def __init__(self, ours: Optional[Mapping[str, Any]] = None):
+  def __init__(self, ours: Optional[Mapping[str, Any]] = None, why=""):
     super().__init__()
-    self.ours = ours
+    self.ours, self.why = ours, why
 
   def check(self, quantity, reference, text, verdict, paper=None, why=""):
     """One text of ours, decided by a rule's (holds, rule text)."""
     self.append(comparison(quantity, reference, text, *verdict, paper=paper,
-                           our_protocol=self.ours, why_not_testable=why))
+                           our_protocol=self.ours,
+                           why_not_testable=why or self.why))
 
-  def versus(self, quantity, reference, a, b, names, **kw):
-    """Two stats side by side (`versus`); skipped where either is missing
-    or both are one."""
+  def versus(self, quantity, reference, a, b, names, why="", **kw):
+    """Two stats side by side (`versus`); `present`: skipped where either
+    is missing or both are one."""
     if kw.pop("present", False) and (not a or not b or a is b):
       return
     self.append(versus(quantity, reference, a, b, names,
-                       our_protocol=self.ours, **kw))
+                       our_protocol=self.ours,
+                       why_not_testable=why or self.why, **kw))
 
 
 # Rules: each returns (holds, rule text) from {mean, std, per_seed} dicts.
