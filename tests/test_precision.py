@@ -42,12 +42,24 @@ def test_unknown_precision_is_refused():
     make_trainer(tiny_config(**{"train.precision": "float16"}))
 
 
+# Both precisions are on their plateau by then (test accuracy, mean of the
+# 3 seeds, measured 2026-12-04; the config's full budget is 6000 steps):
+#   steps      1000   2000   3000   4000   5000   6000
+#   float32    91.8   93.9   94.3   94.4   94.3   94.2
+#   bfloat16   92.1   91.1   93.6   93.6   93.5   93.4
+# At 2000 steps bfloat16 is still climbing (a budget that short would compare
+# unfinished runs); from 3000 on neither moves by more than 0.2 points, and
+# the gap stays 0.6-0.8 points. 3000 steps halve the test's ~2 minutes.
+CNN_STEPS = 3000
+
+
 def _mnist1d_cnn_accuracy(precision):
   """Test accuracy of 3 seeds of configs/train.py:mnist1d_cnn (the MNIST-1D
-  paper's protocol: Adam 1e-2, batch 100, 6000 steps)."""
+  paper's protocol: Adam 1e-2, batch 100), trained for CNN_STEPS steps."""
   config = config_loading.load_config(f"{ROOT}/configs/train.py:mnist1d_cnn")
   config.train.precision = precision
   config.seeds = 3
+  config.train.steps = CNN_STEPS
   config.train.eval_every = config.train.steps
   config.train.eval_train = False
   trainer = runs.build_trainer(config)
@@ -58,10 +70,9 @@ def _mnist1d_cnn_accuracy(precision):
 
 
 def test_bfloat16_reaches_float32_accuracy_of_the_mnist1d_cnn():
-  """The full 6000 steps (~2 min on 2 CPU cores): at 2000 steps float32 is
-  at 93.9% but bfloat16 still climbs (91.1%), so a shorter budget would
-  compare unfinished runs. Measured: float32 94.2%, bfloat16 93.4%."""
+  """Measured at 3000 steps: float32 94.3%, bfloat16 93.6% (chance: 10%)."""
   f32 = _mnist1d_cnn_accuracy("float32")
   bf16 = _mnist1d_cnn_accuracy("bfloat16")
-  assert f32.mean() > 0.92  # the float32 run itself reproduces the paper
+  # The float32 run itself reproduces the paper (92.3%).
+  assert f32.mean() > 0.92, f32
   assert bf16.mean() >= f32.mean() - 0.01, (bf16, f32)
