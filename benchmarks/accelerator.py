@@ -71,6 +71,8 @@ _DEADLINE = flags.DEFINE_float(
     "deadline_s", 0.0, "Seconds the whole script may take (0: no limit): the "
     "study's deadline is cut to what is left, minus a minute for its files.")
 _SKIP_STUDY = flags.DEFINE_bool("skip_study", False, "Leave out the IMP study.")
+_SKIP_SWEEP = flags.DEFINE_bool("skip_sweep", False,
+                                 "Leave out the LeNet sweep row (3).")
 _SKIP_RESNET = flags.DEFINE_bool(
     "skip_resnet", False, "Leave out the ResNet-20 rows (minutes on a CPU).")
 _VARIANTS = flags.DEFINE_list(
@@ -224,27 +226,45 @@ LEVEL_VARIANTS = {
         _WHILE + " --xla_gpu_command_buffer_unroll_loops=true", 1),
 }
 LEVEL_RUNS = 15  # 3 arms (ticket, random reinit, random prune) x 5 seeds
+# Diagnostics (not candidates for the study): the unroll_8 program with one
+# thing changed, to split its step time into a fixed part and per-run work
+# (runs), the mask transform, Adam's state, and the matrix products (bf16).
+LEVEL_DIAGNOSTICS = {
+    "unroll_8_1_run": {"runs": 1},
+    "unroll_8_5_runs": {"runs": 5},
+    "unroll_8_no_mask": {"mask": False},
+    "unroll_8_sgd": {"optimizer": "sgd"},
+    "unroll_8_bf16": {"precision": "bfloat16"},
+}
+for _name in LEVEL_DIAGNOSTICS:
+  LEVEL_VARIANTS[_name] = LEVEL_VARIANTS["unroll_8"]
 
 
-def level_trainer(data, unroll):
+def level_trainer(data, unroll, optimizer="adam", precision="float32",
+                  mask=True):
   """The program of one IMP level of the LeNet-300-100 study: the imp
   experiment's settings (configs/imp.py:lenet_fashion), every run's mask in
   the optimizer state (all ones here: the values do not change the work)."""
   c = config_defaults.base_config()
   c.model.name = "lenet_300_100"
-  c.optim.name, c.optim.lr = "adam", 1.2e-3
+  c.optim.name, c.optim.lr = optimizer, 1.2e-3
   c.train.batch_size, c.train.log_every = 60, min(1000, _PROBE_STEPS.value)
   c.train.loop, c.train.unroll = "scan", unroll
-  return Trainer(c, data, create_model(c.model, 10), tx_wrapper=functools.partial(
-      optim.with_update_mask, initial_mask=pruning.ones_mask))
+  c.train.precision = precision
+  wrapper = functools.partial(optim.with_update_mask,
+                              initial_mask=pruning.ones_mask) if mask else None
+  return Trainer(c, data, create_model(c.model, 10), tx_wrapper=wrapper)
 
 
 def probe_level(name):
   """Row 2, one variant, in this process (its XLA_FLAGS already set)."""
   _, unroll = LEVEL_VARIANTS[name]
+  change = dict(LEVEL_DIAGNOSTICS.get(name, {}))
+  runs = change.pop("runs", LEVEL_RUNS)
   t0 = time.perf_counter()
-  trainer = level_trainer(random_data("random_mnist", (28, 28, 1), 60000), unroll)
-  seeds = list(range(LEVEL_RUNS))
+  trainer = level_trainer(random_data("random_mnist", (28, 28, 1), 60000),
+                          unroll, **change)
+  seeds = list(range(runs))
   state = trainer.init_state(seeds)
   state, _ = trainer.train_steps(state, seeds, trainer.chunk)  # Compile.
   jax.block_until_ready(state)
@@ -258,7 +278,8 @@ def probe_level(name):
   rate = done / (time.perf_counter() - t0)
   losses = np.asarray(metrics["loss"])
   return {"variant": name, "xla_flags": LEVEL_VARIANTS[name][0],
-          "unroll": unroll, "runs": LEVEL_RUNS, "steps_per_s": rate,
+          "unroll": unroll, "runs": runs, "diagnostic": name in LEVEL_DIAGNOSTICS,
+          "steps_per_s": rate,
           "us_per_step": 1e6 / rate, "setup_and_compile_s": setup_s,
           "last_chunk_mean_loss": float(losses.mean())}
 
@@ -294,7 +315,7 @@ def level_rows(log_path):
 def fastest_variant(rows):
   """The fastest variant whose loss matches the default's (to 2%): the same
   training, only launched differently."""
-  ok = [r for r in rows if "error" not in r]
+  ok = [r for r in rows if "error" not in r and not r["diagnostic"]]
   base = next((r for r in ok if r["variant"] == "default"), None)
   if base is not None:
     ok = [r for r in ok if abs(r["last_chunk_mean_loss"] -
@@ -405,6 +426,8 @@ def main(argv):
         f"bfloat16 {results['bf16_tflops']:.1f} TFLOP/s", flush=True)
   save()
   try:
+    if _SKIP_SWEEP.value:
+      raise RuntimeError("skipped (--skip_sweep)")
     r = results["lenet_sweep"] = lenet_sweep_row(
         random_data("random_mnist", (28, 28, 1), 60000))
     print(f"3. LeNet-300-100, {r['runs']} learning rates in one program: "
