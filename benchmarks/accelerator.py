@@ -47,6 +47,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from absl import app, flags
 
 from jaxunknowns import config_defaults, optim, pruning
@@ -219,11 +220,17 @@ _WHILE = "--xla_gpu_enable_command_buffer=+WHILE"
 LEVEL_VARIANTS = {
     "default": ("", 1),
     "unroll_8": ("", 8),
-    "unroll_32": ("", 32),
     "while_graph": (_WHILE, 1),
     "while_graph_unroll_8": (_WHILE, 8),
     "while_graph_unrolled": (
         _WHILE + " --xla_gpu_command_buffer_unroll_loops=true", 1),
+    "unroll_32": ("", 32),
+    # Independent kernels of a step (e.g. the weight and input gradients of
+    # a layer) may overlap inside its CUDA graph.
+    "unroll_8_concurrent": (
+        "--xla_gpu_command_buffer_scheduling_mode=CONCURRENT", 8),
+    "unroll_8_concurrent_regions": (
+        "--xla_gpu_command_buffer_scheduling_mode=CONCURRENT_REGIONS", 8),
 }
 LEVEL_RUNS = 15  # 3 arms (ticket, random reinit, random prune) x 5 seeds
 # Diagnostics (not candidates for the study): the unroll_8 program with one
@@ -235,13 +242,16 @@ LEVEL_DIAGNOSTICS = {
     "unroll_8_no_mask": {"mask": False},
     "unroll_8_sgd": {"optimizer": "sgd"},
     "unroll_8_bf16": {"precision": "bfloat16"},
+    # Adam over one flat vector of all parameters (optax.flatten): one
+    # update kernel instead of one per leaf, at the price of concatenations.
+    "unroll_8_flat_adam": {"flatten": True},
 }
 for _name in LEVEL_DIAGNOSTICS:
   LEVEL_VARIANTS[_name] = LEVEL_VARIANTS["unroll_8"]
 
 
 def level_trainer(data, unroll, optimizer="adam", precision="float32",
-                  mask=True):
+                  mask=True, flatten=False):
   """The program of one IMP level of the LeNet-300-100 study: the imp
   experiment's settings (configs/imp.py:lenet_fashion), every run's mask in
   the optimizer state (all ones here: the values do not change the work)."""
@@ -253,6 +263,9 @@ def level_trainer(data, unroll, optimizer="adam", precision="float32",
   c.train.precision = precision
   wrapper = functools.partial(optim.with_update_mask,
                               initial_mask=pruning.ones_mask) if mask else None
+  if flatten:
+    wrapper = lambda tx: optim.with_update_mask(
+        optax.flatten(tx), initial_mask=pruning.ones_mask)
   return Trainer(c, data, create_model(c.model, 10), tx_wrapper=wrapper)
 
 
