@@ -20,10 +20,10 @@ def page(path, config, summary, comparisons, figures, details, *, setup,
   refs = [r for v in vars(papers).values() for r in (
       v.values() if isinstance(v, dict) else [v]) if isinstance(
           r, report.Reference) and r.source in {c.source for c in comparisons}]
-  report.write_page(path, report.experiment_page(
-      config, summary, references=refs, setup="the same initial weights and "
-      f"batches in every arm or cell; {setup}", figures=figures,
-      comparisons=comparisons, details=details, run=run))
+  report.write(path, config, summary, references=refs, setup="the same "
+               f"initial weights and batches in every arm or cell; {setup}",
+               figures=figures, comparisons=comparisons, details=details,
+               run=run)
 
 
 def versus(rows, ours):

@@ -137,8 +137,8 @@ def write(path, config, summary):
                             *a["path"]["explained"], a["path"]["random_captured"])),
                             f"0, {a['path']['steps'][1]}, …, {a['path']['steps'][-1]}"]
                                                for n, a in summary["arms"].items()]))
-  report.write_page(path, report.experiment_page(
-      config, summary, references=[papers.LI_PATH_LOW_DIM,
+  report.write(
+      path, config, summary, references=[papers.LI_PATH_LOW_DIM,
                                    papers.LI_RANDOM_MISSES] if pca else [
                                        r for _, r in papers.LI_FLATTER.values()],
       setup=f"arms {', '.join(names)}; eval-mode loss on "
@@ -148,5 +148,6 @@ def write(path, config, summary):
          " of the path's largest coordinate on each" if pca else
          "one draw of two random directions") + "; grid and slice (lo, hi, "
       f"points): {config.landscape.range_2d if pca else ax['surface']}, "
-      f"{config.landscape.range_1d if pca else ax['slice']}", figures=figures(path, summary),
-      comparisons=comparisons(summary, config), details=details))
+      f"{config.landscape.range_1d if pca else ax['slice']}",
+      figures=figures(path, summary),
+      comparisons=comparisons(summary, config), details=details)

@@ -183,23 +183,22 @@ def write(path, config, summary):
     figures.append((f"{what} vs weights remaining", name))
   variants = ["ticket"] + [v for v in (*CONTROLS, *modes[1:])
                            if v in levels[-1]]
-  cell = lambda v: lambda e: report.fmt((block(e, v) or {}).get(
-      "test_accuracy"))
-  details = ["### Test accuracy (%)\n\n" + report.table(levels, [
-      ("level", lambda e: e["level"]),
-      ("weights remaining", lambda e: f"{pct(e):.2f}%")] + [
-          (v, cell(v)) for v in variants] + [
-              ("ticket early-stop step", lambda e: report.fmt(
-                  e.get("early_stop_step"), 1, 0))] * has_es)]
+  rows = [[e["level"], f"{pct(e):.2f}%"] + [
+      report.fmt(block(e, v)["test_accuracy"]) if block(e, v) else "–"
+      for v in variants] + [report.fmt(e.get("early_stop_step"), 1, 0)] * has_es
+          for e in levels]
+  details = ["### Test accuracy (%)\n\n" + report.markdown_table(
+      ["level", "weights remaining", *variants]
+      + ["ticket early-stop step"] * has_es, rows)]
   if inst := summary.get("instability"):
     details.append("### Instability (linear mode connectivity)\n\n"
                    + report.table(inst.get("dense", []) + inst.get(
-                       "tickets", []), [
-                           ("k", lambda d: f"{d['rewind_step']}" + (
-                               "level" in d and f" (ticket, {pct(d):.1f}%)"
-                               or "")),
-                           ("instability (%)", "instability"),
-                           ("endpoint error (%)", "endpoint_error")]))
+                       "tickets", []), [("k", lambda d: f"{d['rewind_step']}"
+                                         + ("level" in d and " (ticket, "
+                                            f"{pct(d):.1f}%)" or "")),
+                                        ("instability (%)", "instability"),
+                                        ("endpoint error (%)",
+                                         "endpoint_error")]))
   found, tickets = comparisons(config, summary)
   how = (f"one-shot {p['method']} pruning to "
          f"{100 * p['one_shot_remaining']:.1f}% of the weights"

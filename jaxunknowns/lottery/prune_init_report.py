@@ -102,8 +102,8 @@ def details(s):
 
 def write(path, config, summary):
   p, s = config.prune_init, summary
-  report.write_page(path, report.experiment_page(
-      config, s, references=REFERENCES,
+  report.write(
+      path, config, s, references=REFERENCES,
       setup=(f"{config.train.steps} steps a run; methods {', '.join(s['methods'])}; "
              f"budgets {', '.join(s['budgets'])}; " + "".join(
                  f"{label} {s[k]:g}; " for k, label in SETTINGS if k in s) +
@@ -111,4 +111,4 @@ def write(path, config, summary):
       figures=list(zip(("Test accuracy vs density, masks as found", "Sanity checks: "
                         f"variant minus found, paired by seed ({s['budgets'][0]} budget)",
                         "Per-layer density of the masks as found"), plot(path, s))),
-      comparisons=comparisons(s), details=details(s)))
+      comparisons=comparisons(s), details=details(s))

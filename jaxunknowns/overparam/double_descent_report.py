@@ -131,48 +131,48 @@ def plot_modes(path, summary, x):
   with report.figure(os.path.join(path, figure), size=(7, 4.4)) as (ax,):
     for i, (w, xs, per_seed) in enumerate(series):
       for key, style in (("test_error", "-"), ("train_error", "--")):
-        report.plot_band(ax, {r: dict(zip(xs, v)) for r, v in enumerate(
-            per_seed[key])}, f"h = {w}" if style == "-" else None,
-                         scale=100, color=f"C{i}", linestyle=style)
+        report.plot_band(ax, per_seed[key], f"h = {w}" if style == "-"
+                         else None, 100, xs, color=f"C{i}", linestyle=style)
     ax.set(xscale="log", xlabel={"step": "step", "n": "training examples n"}[x],
            ylabel="error (%): test solid, train dashed")
   return figure
 
 
 def write_mode(path, config, summary, mode):
-  x = {"epoch": "step", "sample": "n"}[mode]
-  figure = plot_modes(path, summary, x)
-  rows = (epoch_comparisons if mode == "epoch" else sample_comparisons)(
-      config, summary)
-  refs = ((papers.NAKKIRAN_EPOCH_SMALL, papers.NAKKIRAN_EPOCH_MEDIUM,
-           papers.NAKKIRAN_EPOCH_LARGE) if mode == "epoch" else
-          (papers.NAKKIRAN_SAMPLE, papers.NAKKIRAN_SAMPLE_SHIFT))
-  d, ms = config.double_descent, lambda s: wsr.ms(s, 100, 2, False)
-  details = [report.markdown_table(
-      ["width", "final train error (%)", "final test error (%)",
-       "rise (points)", "fall (points)", "early stopping gain (points)"],
-      [[q["width"], ms(q["train_error"]), ms(q["test_error"])] + [
-          ms(q["over_training"][k]) for k in ("rise", "fall",
-                                              "early_stopping_gain")]
-       for q in summary["curves"][0]["points"]])] if mode == "epoch" else [
-           report.markdown_table(["width", *(f"n = {n}" for n in
-                                             summary["train_sizes"])],
-                                 [[c["width"], *(f"{ms(q['test_error'])} "
-                                                 f"({ms(q['train_error'])})"
-                                                 for q in c["points"])]
-                                  for c in summary["curves"]])]
+  epoch, d = mode == "epoch", config.double_descent
+  ms = lambda s: wsr.ms(s, 100, 2, False)
+  if epoch:
+    refs = (papers.NAKKIRAN_EPOCH_SMALL, papers.NAKKIRAN_EPOCH_MEDIUM,
+            papers.NAKKIRAN_EPOCH_LARGE)
+    table = report.markdown_table(
+        ["width", "final train error (%)", "final test error (%)",
+         "rise (points)", "fall (points)", "early stopping gain (points)"],
+        [[q["width"], ms(q["train_error"]), ms(q["test_error"])] + [
+            ms(q["over_training"][k]) for k in ("rise", "fall",
+                                                "early_stopping_gain")]
+         for q in summary["curves"][0]["points"]])
+  else:
+    refs = (papers.NAKKIRAN_SAMPLE, papers.NAKKIRAN_SAMPLE_SHIFT)
+    table = report.markdown_table(
+        ["width", *(f"n = {n}" for n in summary["train_sizes"])],
+        [[c["width"], *(f"{ms(q['test_error'])} ({ms(q['train_error'])})"
+                        for q in c["points"])] for c in summary["curves"]])
   wsr.write_page(path, config, summary, refs, (
       f"{summary['width_means']}: {', '.join(map(str, summary['widths']))}; "
-      "label noise " + ", ".join(f"{100 * p:g}%" for p in config.sweep.label_noise)
+      "label noise " + ", ".join(f"{100 * p:g}%"
+                                 for p in config.sweep.label_noise)
       + f"; {config.train.steps} steps per stage; " + (
           f"train and test error at {d.record_points} log-spaced steps"
-          if mode == "epoch" else "training sets: the first n of one noisy "
-          f"set, n ∈ {tuple(d.train_sizes)}")), figures=[(
-              f"Error against the {'step' if mode == 'epoch' else 'training-set size'}"
-              ", per width", figure)], comparisons=rows,
-      details=[f"### Every width (test error{'' if mode == 'epoch' else ' (train error)'}"
+          if epoch else "training sets: the first n of one noisy set, n ∈ "
+          f"{tuple(d.train_sizes)}")), figures=[(
+              "Error against the "
+              f"{'step' if epoch else 'training-set size'}, per width",
+              plot_modes(path, summary, "step" if epoch else "n"))],
+      comparisons=(epoch_comparisons if epoch else sample_comparisons)(
+          config, summary),
+      details=[f"### Every width (test error{'' if epoch else ' (train error)'}"
                f", %: mean ± std over {len(summary['seeds'])} seeds)\n\n"
-               + details[0]])
+               + table])
 
 
 def write(path, config, summary):
