@@ -311,7 +311,6 @@ def write_smoothness(path, config, summary):
                                    for a, v in arms.items()) + ".")
 
 
-
 # ---- bn_stability: lr × init scale cells per norm, on the same seeds. ----
 def stability(summary, ours):
   """Rows (quantity, reference, paper, a, b, digits, scale): a above b per
