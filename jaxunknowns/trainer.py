@@ -524,39 +524,57 @@ class Trainer:
     return self.train_step(state, x_all[idx], y_all[idx], with_norms)
 
   def _train_chunk(self, state, idx, x_all, y_all, with_norms=True):
-    """`lax.scan` of the vmapped step over the rows of idx [K, R, B]; with
-    `with_norms`, the last step outside the scan, adding the l2 norms. One
-    compile per (K, with_norms) of `scan_lengths`."""
+    """`lax.scan` of the step of every run over the rows of idx [K, R, B];
+    with `with_norms`, the last step outside the scan, adding the l2 norms.
+    One compile per (K, with_norms) of `scan_lengths`."""
     self.trace_count += 1
-    step_all = self._vmapped_step(x_all, y_all)
+    batched = idx.shape[1] > 1
+    if not batched:  # one run: no run axis inside the loop (see _step_fn)
+      state, idx = _without_run_axis(state), idx[:, 0]
+    step_all = self._step_fn(x_all, y_all, batched)
     scan = functools.partial(jax.lax.scan, step_all,
                              unroll=min(self.unroll, max(idx.shape[0], 1)))
     if not with_norms:
-      return scan(state, idx)
-    last_step = self._vmapped_step(x_all, y_all, with_norms=True)
-    if idx.shape[0] > 1:
-      state, metrics = scan(state, idx[:-1])
-    state, last = last_step(state, idx[-1])
-    norms = {k: last.pop(k) for k in ("l2_grads", "l2_updates")}
-    if idx.shape[0] > 1:
-      metrics = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]),
-                             metrics, last)
+      state, metrics = scan(state, idx)
     else:
-      metrics = jax.tree.map(lambda b: b[None], last)
-    norms["l2_params"] = jax.vmap(optim.global_norm)(state["params"])
-    return state, {**metrics, **norms}
+      last_step = self._step_fn(x_all, y_all, batched, with_norms=True)
+      if idx.shape[0] > 1:
+        state, metrics = scan(state, idx[:-1])
+      state, last = last_step(state, idx[-1])
+      norms = {k: last.pop(k) for k in ("l2_grads", "l2_updates")}
+      if idx.shape[0] > 1:
+        metrics = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]),
+                               metrics, last)
+      else:
+        metrics = jax.tree.map(lambda b: b[None], last)
+      norms["l2_params"] = (jax.vmap(optim.global_norm) if batched else
+                            optim.global_norm)(state["params"])
+      metrics = {**metrics, **norms}
+    return (state, metrics) if batched else _with_run_axis(state, metrics)
 
   def _train_one_step(self, state, idx, x_all, y_all, with_norms=False):
     self.trace_count += 1
-    return self._vmapped_step(x_all, y_all, with_norms)(state, idx)
+    if idx.shape[0] > 1:
+      return self._step_fn(x_all, y_all, True, with_norms)(state, idx)
+    return _with_run_axis(*self._step_fn(x_all, y_all, False, with_norms)(
+        _without_run_axis(state), idx[0]))
 
-  def _vmapped_step(self, x_all, y_all, with_norms=False):
-    """(state, idx) -> the step of every run; labels shared [N] or per run
-    [R, N] (use_run_labels), inputs shared."""
+  def _step_fn(self, x_all, y_all, batched, with_norms=False):
+    """(state, idx) -> one optimizer step: of every run, vmapped over the
+    run axis (`batched`), or of ONE run whose state and idx come without
+    it. Labels shared [N] or per run [R, N] (use_run_labels), inputs shared.
+
+    One run steps unbatched because vmapped, XLA:CPU computes each kernel
+    gradient transposed and every optimizer update reads it strided
+    (LeNet-300-100: a vmapped step of one run at 0.86-0.94x the unbatched
+    one). The run axis is dropped outside the loop: inside, each reshape of
+    the carry would copy the whole state every step."""
     per_run = y_all.ndim == 2
-    step = jax.vmap(lambda s, i, y: self._indexed_step(s, i, x_all, y,
-                                                       with_norms),
-                    in_axes=(0, 0, 0 if per_run else None))
+    one_run = lambda s, i, y: self._indexed_step(s, i, x_all, y, with_norms)
+    if not batched:
+      y = y_all[0] if per_run else y_all
+      return lambda state, idx: one_run(state, idx, y)
+    step = jax.vmap(one_run, in_axes=(0, 0, 0 if per_run else None))
     return lambda state, idx: step(state, idx, y_all)
 
   def _choose_loop(self, loop: str) -> str:
@@ -808,6 +826,18 @@ class Trainer:
       return ck.restore(step, target)
     finally:
       ck.close()
+
+
+def _without_run_axis(state):
+  """ONE run's state from a run-batched one of a single run."""
+  return jax.tree.map(lambda a: a[0], state)
+
+
+def _with_run_axis(state, metrics):
+  """A single run's (state, metrics) with the run axis back: state leaves
+  [1, ...], metrics [..., 1] (per step) or [1] (at the end)."""
+  return (jax.tree.map(lambda a: a[None], state),
+          jax.tree.map(lambda v: jnp.expand_dims(v, -1), metrics))
 
 
 def join_metrics(parts, xp=jnp):

@@ -187,6 +187,37 @@ def test_train_steps_cut_or_whole_equals_one_at_a_time(scans):
     np.testing.assert_allclose(metrics[key], want[-1][key], rtol=1e-5)
 
 
+@pytest.mark.parametrize("loop", ["scan", "python"])
+def test_one_run_trains_unbatched_and_equals_its_steps(loop):
+  """One run steps without the run axis (no vmap): the scan and the python
+  loop equal `train_step` jitted and applied one step at a time (to float32
+  rounding: the programs fuse differently), and the outputs keep the run axis ([1, ...] state, [steps, 1] metrics,
+  [1] norms)."""
+  steps, seeds = 23, [5]  # cut: 10, 10, 2, 1
+  trainer = make_trainer(tiny_config(**{"train.loop": loop}))
+  state, metrics = trainer.train_steps(trainer.init_state(seeds), seeds, steps,
+                                       scans=scan_lengths(steps, 10))
+  one = jax.device_get(jax.tree.map(lambda a: a[0], trainer.init_state(seeds)))
+  idx = batching.batch_indices(seeds, 0, steps, len(trainer.dataset.train.y),
+                               trainer.batch_size)[:, 0]
+  x, y = trainer.dataset.train.x, trainer.dataset.train.y
+  step = jax.jit(trainer.train_step)
+  losses = []
+  for t in range(steps):
+    one, m = step(one, x[idx[t]], y[idx[t]])
+    losses.append(float(m["loss"]))
+  assert jax.tree.structure(state) == jax.tree.structure(one)
+  for (path, u), v in zip(jax.tree_util.tree_leaves_with_path(state),
+                          jax.tree.leaves(one)):
+    assert u.shape == (1,) + np.shape(v), path
+    np.testing.assert_allclose(np.asarray(u)[0], np.asarray(v), rtol=1e-5,
+                               atol=1e-6, err_msg=str(path))
+  assert metrics["loss"].shape == (steps, 1)
+  np.testing.assert_allclose(np.asarray(metrics["loss"])[:, 0],
+                             np.float32(losses), rtol=1e-5)
+  assert metrics["l2_params"].shape == (1,)
+
+
 @pytest.mark.parametrize("unroll", [3, 64])
 def test_unrolled_scan_equals_one_at_a_time(unroll):
   # 37 steps cut into 10, 10, 10, 4, 2, 1: unroll 3 leaves remainders in
