@@ -4,7 +4,9 @@ Anatomy (one banner per part): Input, Model & state, Update, Evals, Loop.
 
 * The state is a plain dict {step, params, batch_stats, opt_state, rng} whose
   every leaf has a leading *run* axis R: R independent runs (seeds, or an
-  experiment's variants × seeds) train in one compiled program via `jax.vmap`.
+  experiment's variants × seeds) train in one compiled program via `jax.vmap`
+  (one run trains unbatched, its run axis dropped outside the loop: see
+  `_step_fn`).
 * Datasets live in device memory; a compiled call runs `train.log_every`
   steps with `lax.scan`, gathering each batch by index (`batching.py`) inside
   the loop. The only host->device traffic is the int32 index array. `fit`
@@ -13,6 +15,8 @@ Anatomy (one banner per part): Input, Model & state, Update, Evals, Loop.
   cuts its short chunks into scans of a few fixed lengths (`plan_scans`,
   `scan_lengths`: powers of two, then one step): at most
   2 + ceil(log2(train.log_every)) train programs, whatever the grid.
+  `train.unroll` steps run per loop iteration (on a GPU each iteration pays a
+  host round trip; benchmarks/RESULTS.md measures it).
 * One `Mesh` over all devices (of all processes) with two axes, ('seed',
   'data'). The batch indices (and so the gathered batch) are sharded over
   'data'; under `jit` the compiler inserts the gradient all-reduce, and
