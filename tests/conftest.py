@@ -1,0 +1,128 @@
+"""What every test module shares: one persistent XLA compilation cache for
+the whole test session, and (under `-n N`) whole modules handed to the
+xdist workers, the slowest first.
+
+Most runs in these tests are tiny (`runlocal`), so compiling dominates them,
+and many tests compile the very same programs: the same config run in
+process by one test, through the CLI in a subprocess by another, in a
+notebook's kernel, in a Ray worker, or again by a new `Trainer` in the same
+process (a new jit, a new compile). JAX's persistent cache serves every one
+of those after the first: the variables below reach this process, both
+xdist workers and every subprocess they start (which copy os.environ). A
+cached executable is the very code a fresh compile gives, so exact
+comparisons between runs are unaffected; modules that want a cache of their
+own (test_cli.py, test_imp.py) still set theirs.
+
+The cache lives in a fresh folder per session (removed at its end), so a
+test never sees an executable from an earlier checkout. A size limit turns
+on the cache's file lock: two workers may write the same entry at once.
+Set JAX_COMPILATION_CACHE_DIR yourself to use (and keep) a folder of yours.
+
+Scheduling (`pytest -n 2 tests`, the README's command, when --dist is not
+given): the slowest test decides the wall time when it starts last, and a
+module's expensive module-scoped fixture (a shared run, a Ray cluster) is
+set up once per worker that runs any of its tests. So each worker takes
+whole modules (xdist's `loadfile`), the modules in SLOW_MODULES' order (the
+slowest first, measured with --durations), then the others in their usual
+order; a worker that finishes a module takes the next one. Within a module
+the order is pytest's. An explicit --dist=... is left alone.
+"""
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+_OWNER = "JAXUNKNOWNS_TEST_XLA_CACHE_OWNER"
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(
+      prefix="jaxunknowns_test_xla_")
+  os.environ[_OWNER] = str(os.getpid())
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+  os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))
+
+
+def pytest_configure(config):
+  del config
+  # In case a plugin imported jax before this file set the variables.
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update("jax_compilation_cache_dir",
+                    os.environ["JAX_COMPILATION_CACHE_DIR"])
+  for name in ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+               "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
+               "JAX_COMPILATION_CACHE_MAX_SIZE"):
+    if name in os.environ:
+      value = os.environ[name]
+      jax.config.update(name.lower(),
+                        float(value) if "TIME" in name else int(value))
+
+
+def pytest_unconfigure(config):
+  del config
+  if os.environ.get(_OWNER) == str(os.getpid()):
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+
+# Seconds of one module on 2 busy cores (--durations, summed per module,
+# 2026-12-04): only the order matters; a module not listed runs after these.
+SLOW_MODULES = (
+    ("test_colabs.py", 517), ("test_bad_input.py", 319), ("test_imp.py", 308),
+    ("test_article.py", 251), ("test_sweep_ray.py", 200),
+    ("test_overparam.py", 197), ("test_prune_init.py", 174),
+    ("test_spectrum.py", 170), ("test_ntk.py", 165), ("test_hessian.py", 130),
+    ("test_resume.py", 123), ("test_cli.py", 106), ("test_precision.py", 100),
+    ("test_smoothness.py", 94), ("test_scaleout.py", 90),
+    ("test_models.py", 87), ("test_bn_grid.py", 85), ("test_sharpness.py", 82),
+    ("test_trainer.py", 82), ("test_landscape.py", 81), ("test_sam.py", 77),
+    ("test_edge_of_stability.py", 68), ("test_bn_only.py", 65),
+    ("test_workdirs.py", 64), ("test_vmapped_sweep.py", 60),
+    ("test_mode_connectivity.py", 56), ("test_sweep.py", 51),
+    ("test_bn_stability.py", 50), ("test_trainer_chunks.py", 45),
+    ("test_memorization.py", 42), ("test_report_cli.py", 36),
+)
+_RANK = {name: i for i, (name, _) in enumerate(SLOW_MODULES)}
+
+
+def _whole_modules(config) -> bool:
+  """Under xdist, unless the command line chose a --dist of its own (asked
+  on the controller, and on each worker, whose own options say dist=no)."""
+  def chose_dist(args):
+    return any(str(a).startswith(("--dist", "-d")) for a in args)
+  workerinput = getattr(config, "workerinput", None)
+  if workerinput is not None:
+    return not chose_dist(workerinput["mainargv"][1:])
+  return (config.pluginmanager.hasplugin("xdist")
+          and bool(getattr(config.option, "numprocesses", None))
+          and config.getoption("dist", "no") == "load"
+          and not chose_dist(config.invocation_params.args))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+  if not _whole_modules(config):
+    return
+  # A stable sort: each module's tests stay together, in pytest's order.
+  first_seen = {}
+  for item in items:
+    first_seen.setdefault(item.path.name, len(first_seen))
+  items.sort(key=lambda item: (_RANK.get(item.path.name, len(_RANK)),
+                               first_seen[item.path.name]))
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+  if not _whole_modules(config):
+    return None
+  from xdist.scheduler import LoadFileScheduling  # pylint: disable=g-import-not-at-top
+
+  class SlowestModulesFirst(LoadFileScheduling):
+    """loadfile, its modules in collection order (not by test count)."""
+
+    def schedule(self):
+      self.config.option.loadscopereorder = False
+      super().schedule()
+
+  return SlowestModulesFirst(config, log)
