@@ -11,21 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from run_helpers import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
+# The subprocesses share the session's persistent XLA cache (its variables
+# are in os.environ: tests/conftest.py): same executables, less compile time.
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compilation_cache(tmp_path_factory):
-  """The subprocesses share a persistent XLA cache: same executables, less
-  compile time."""
-  ENV.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("xla")),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
 
 def cli(config, workdir, *flags, exit_at=None):

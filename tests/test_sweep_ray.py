@@ -25,9 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def cluster():
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  # The workers share the session's XLA cache (tests/conftest.py): a Ray run
+  # loads what the same run compiled here, as a resumed run would.
+  cache = {k: v for k, v in os.environ.items()
+           if k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
   ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
            runtime_env={"env_vars": {"JAX_PLATFORMS": "cpu",
-                                     "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}})
+                                     "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}",
+                                     **cache}})
   yield
   ray.shutdown()
 
