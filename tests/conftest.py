@@ -81,7 +81,9 @@ SLOW_MODULES = (
     ("test_workdirs.py", 64), ("test_vmapped_sweep.py", 60),
     ("test_mode_connectivity.py", 56), ("test_sweep.py", 51),
     ("test_bn_stability.py", 50), ("test_trainer_chunks.py", 45),
-    ("test_memorization.py", 42), ("test_report_cli.py", 36),
+    ("test_memorization.py", 42), ("test_max_margin.py", 40),
+    ("test_report_cli.py", 36), ("test_interpolation.py", 23),
+    ("test_data.py", 17), ("test_pruning.py", 14), ("test_masking.py", 11),
 )
 _RANK = {name: i for i, (name, _) in enumerate(SLOW_MODULES)}
 
