@@ -20,7 +20,8 @@ from jaxunknowns.models import create_model
 from run_helpers import (ROOT, assert_cli_one_line_error,
                          assert_report_rebuilds, assert_user_error_before_writing,
                          read_json, run_in_process)
-from test_hessian import reference_hessian, tiny_trainer
+import test_hessian
+from test_hessian import tiny_trainer
 
 
 def hand_loss(params, x, y, bn_stats=None):
@@ -43,15 +44,27 @@ def tiny(norm="none", seed=0, n=40, dtype=jnp.float64):
   rng = np.random.default_rng(seed)
   x = jnp.asarray(rng.standard_normal((n, 4)))
   y = jnp.asarray(rng.integers(0, 3, n), jnp.int32)
-  variables = model.init(jax.random.PRNGKey(seed), x, train=False)
+  variables = jax.jit(model.init, static_argnames="train")(
+      jax.random.PRNGKey(seed), x, train=False)
   params = jax.tree.map(lambda p: (p + 0.5 * rng.standard_normal(p.shape)
                                    ).astype(dtype), variables["params"])
   return model, params, x, y
 
 
-def dense(f, params):
+def reference_hessian(params, stats, x, y):
+  """test_hessian.reference_hessian (jax.hessian of its hand-written loss),
+  compiled whole rather than run op by op: the same derivatives."""
   flat, unravel = ravel_pytree(params)
-  return np.asarray(jax.hessian(lambda w: f(unravel(w)))(flat))
+  h = jax.jit(jax.hessian(lambda w, s, x, y: test_hessian.hand_loss(
+      unravel(w), s, x, y)))
+  return np.asarray(h(flat, stats, x, y))
+
+
+def dense(f, params):
+  """The dense Hessian of f at params, jax.hessian compiled whole (the same
+  derivatives; op by op, each first call costs seconds of dispatch)."""
+  flat, unravel = ravel_pytree(params)
+  return np.asarray(jax.jit(jax.hessian(lambda w: f(unravel(w))))(flat))
 
 
 def test_hutchinson_trace_within_2_percent_and_blocks_sum_exactly():
@@ -149,10 +162,12 @@ def test_batch_mode_uses_the_chunk_statistics_and_eval_mode_the_running_ones():
                                  chunk_size=20, bn_mode="batch")
     evals = hessian.network_loss(model, ce, x, y, has_batch_stats=True,
                                  bn_mode="eval")
-    ref = np.mean([hand_loss(params, x[i:i + 20], y[i:i + 20])
+    # Compiled, not op by op (the same arithmetic, seconds less dispatch).
+    batch, evals, ref_loss = jax.jit(batch), jax.jit(evals), jax.jit(hand_loss)
+    ref = np.mean([ref_loss(params, x[i:i + 20], y[i:i + 20])
                    for i in (0, 20)])
     np.testing.assert_allclose(batch(params, stats), ref, rtol=1e-12)
-    np.testing.assert_allclose(evals(params, stats), hand_loss(
+    np.testing.assert_allclose(evals(params, stats), ref_loss(
         params, x, y, stats["BatchNorm_0"]), rtol=1e-12)
 
 
