@@ -42,7 +42,7 @@ def load_config(variant="mnist1d,runlocal", overrides=None):
 def net():
   model = mlp.NTKMLP(widths=(H,), num_classes=C)
   x = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (N, D)))
-  params = model.init(jax.random.PRNGKey(0), x)["params"]
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), x)["params"]
   f = lambda p, xs: model.apply({"params": p}, xs)
   return f, params, x
 
@@ -84,10 +84,11 @@ def test_ntk_equals_flattened_jacobians(net):
   """Any network: J J^T from jax.jacfwd over the flat parameter vector."""
   model = mlp.NTKMLP(widths=(6, 5), num_classes=C)
   x = net[2]
-  params = model.init(jax.random.PRNGKey(3), x)["params"]
+  params = jax.jit(model.init)(jax.random.PRNGKey(3), x)["params"]
   flat, unravel = ravel_pytree(params)
-  jac = np.asarray(jax.jacfwd(lambda w: model.apply(
-      {"params": unravel(w)}, x))(flat), np.float64)      # [N, C, P]
+  # Compiled whole (jit), not dispatched op by op: the same derivatives.
+  jac = np.asarray(jax.jit(jax.jacfwd(lambda w: model.apply(
+      {"params": unravel(w)}, x)))(flat), np.float64)      # [N, C, P]
   f = lambda p, xs: model.apply({"params": p}, xs)
   np.testing.assert_allclose(
       ntk.empirical_ntk(f, params, x, chunk=3),
@@ -97,7 +98,8 @@ def test_ntk_equals_flattened_jacobians(net):
 def test_linearized_model_is_the_first_order_taylor_expansion(net):
   f, params0, x = net
   flat0, unravel = ravel_pytree(params0)
-  jac = np.asarray(jax.jacfwd(lambda w: f(unravel(w), x))(flat0), np.float64)
+  jac = np.asarray(jax.jit(jax.jacfwd(lambda w: f(unravel(w), x)))(flat0),
+                   np.float64)
   step = 0.3 * jax.random.normal(jax.random.PRNGKey(5), flat0.shape)
   params = unravel(flat0 + step)
   want = np.asarray(f(params0, x), np.float64) + jac @ np.asarray(step,
