@@ -53,7 +53,8 @@ def tiny_batch(n=16, d=4, seed=0):
 
 
 def stacked_variables(model, x, seeds):
-  vs = [model.init(jax.random.PRNGKey(s), x, train=False) for s in seeds]
+  init = jax.jit(model.init, static_argnames="train")  # not op by op
+  vs = [init(jax.random.PRNGKey(s), x, train=False) for s in seeds]
   vs = jax.tree.map(lambda *a: jnp.stack(a).astype(jnp.float64), *vs)
   return vs["params"], vs.get("batch_stats", {})
 
@@ -107,8 +108,8 @@ def test_landscape_matches_direct_computation(norm):
 def test_layer_groups_attach_norms_to_their_layer():
   model = tiny_model("batch")
   x, _ = tiny_batch()
-  groups = smoothness.layer_groups(model, model.init(jax.random.PRNGKey(0), x),
-                                   x)
+  groups = smoothness.layer_groups(
+      model, jax.jit(model.init)(jax.random.PRNGKey(0), x), x)
   assert groups == [(("Dense_0",), [("Dense_0",), ("BatchNorm_0",)]),
                     (("Dense_1",), [("Dense_1",), ("BatchNorm_1",)]),
                     (("output",), [("output",)])]
@@ -187,7 +188,7 @@ def test_ics_moves_earlier_layers_by_the_optimizer_step():
     t = jnp.asarray(np.random.default_rng(1).standard_normal((8, 2)))
     mse = lambda out, target: 0.5 * jnp.sum((out - target) ** 2, -1)
     loss = smoothness.train_mode_loss(model, mse, x, t, has_batch_stats=False)
-    params = model.init(jax.random.PRNGKey(0), x)["params"]
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), x)["params"]
     params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
     groups = smoothness.layer_groups(model, {"params": params}, x)
     tx = optax.trace(decay=0.9)
@@ -199,10 +200,11 @@ def test_ics_moves_earlier_layers_by_the_optimizer_step():
         run(params), {}, run(state), jnp.zeros(1, jnp.int32),
         jax.random.PRNGKey(0))
     f = lambda p: loss(p, {}, jax.random.PRNGKey(0))
-    g = jax.grad(f)(params)
+    grad = jax.jit(jax.grad(f))  # compiled, not dispatched op by op
+    g = grad(params)
     moved = dict(params, Dense_0={"kernel": params["Dense_0"]["kernel"] -
                                   0.1 * (0.9 + g["Dense_0"]["kernel"])})
-    g_after = jax.grad(f)(moved)["output"]["kernel"]
+    g_after = grad(moved)["output"]["kernel"]
     expected = jnp.linalg.norm(g["output"]["kernel"] - g_after)
     assert float(out["l2"][0, 1]) == pytest.approx(float(expected), rel=1e-10)
 
