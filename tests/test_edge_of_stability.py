@@ -52,8 +52,9 @@ def test_sharpness_is_the_top_eigenvalue_of_the_dense_hessian():
     y = jnp.asarray(rng.integers(0, 3, 30), jnp.int32)
     model = fc_tanh((5,))
     runs = []
+    init = jax.jit(model.init)  # compiled, not dispatched op by op
     for seed in range(2):  # two runs of the run axis, different weights
-      p = model.init(jax.random.PRNGKey(seed), x)["params"]
+      p = init(jax.random.PRNGKey(seed), x)["params"]
       runs.append(jax.tree.map(lambda a: (a * 3).astype(jnp.float64), p))
     params = jax.tree.map(lambda *a: jnp.stack(a), *runs)
     assert ravel_pytree(runs[0])[0].size == 43
@@ -61,7 +62,9 @@ def test_sharpness_is_the_top_eigenvalue_of_the_dense_hessian():
     out = fn(params, {}, jax.random.split(jax.random.PRNGKey(1), 2))
     for r, p in enumerate(runs):
       flat, unravel = ravel_pytree(p)
-      h = jax.hessian(lambda w: hand_mse(unravel(w), x, y, 3))(flat)
+      # jax.hessian of the hand-written loss, compiled whole (the same
+      # derivatives; op by op, the first call costs seconds of dispatch).
+      h = jax.jit(jax.hessian(lambda w: hand_mse(unravel(w), x, y, 3)))(flat)
       top = np.linalg.eigvalsh(np.asarray(h))[-1]
       np.testing.assert_allclose(out["lambda_max"][r], top, rtol=1e-7)
 
