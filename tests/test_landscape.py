@@ -47,8 +47,8 @@ class ConvBnDense(nn.Module):
 
 
 def test_filter_normalization_matches_each_filter_and_zeroes_bias_and_bn():
-  params = ConvBnDense().init(jax.random.PRNGKey(0), jnp.zeros((1, 6, 6, 2)),
-                              train=False)["params"]
+  params = jax.jit(ConvBnDense().init, static_argnames="train")(
+      jax.random.PRNGKey(0), jnp.zeros((1, 6, 6, 2)), train=False)["params"]
   # Non-trivial BN parameters: a zero direction must not come from zeros.
   params = jax.tree.map(lambda p: p + 0.5, params)
   d = landscape.filter_normalized_direction(jax.random.PRNGKey(1), params)
@@ -125,8 +125,9 @@ def test_centre_is_the_trainers_eval_loss_and_fast_path_is_the_plain_one():
   assert plain["loss"].max() > 2 * plain["loss"][centre]  # not flat
   # Brute force at a corner: the moved network through the plain model.
   moved = jax.tree.map(lambda p, d: p - d[0] + d[1], params, dirs)
-  logits = trainer.model.apply({"params": moved, "batch_stats": stats},
-                               trainer.dataset.train.x, train=False)
+  logits = jax.jit(trainer.model.apply, static_argnames="train")(
+      {"params": moved, "batch_stats": stats}, trainer.dataset.train.x,
+      train=False)
   brute = float(jnp.mean(LOSSES.get("cross_entropy")(
       logits, trainer.dataset.train.y)))
   np.testing.assert_allclose(fast["loss"][4], brute, rtol=1e-5)  # (-1, +1)
