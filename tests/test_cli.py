@@ -32,18 +32,10 @@ FASHION = "fashion_lenet,runlocal"
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 EVAL_SPLITS = {"train", "validation", "test"}
 # The subprocess CLI runs on the CPU: resumed runs are bit-identical there.
+# The subprocesses share the session's persistent XLA cache (its variables
+# are in os.environ: tests/conftest.py); a cached executable is the very code
+# a fresh compile gives, so exact comparisons between runs are unaffected.
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compilation_cache(tmp_path_factory):
-  """Subprocesses share a persistent XLA cache (only they do: the pytest
-  process keeps its JAX config). Runs of the same config then skip most of
-  their compile time; a cached executable is the very code a fresh compile
-  gives, so exact comparisons between runs are unaffected."""
-  ENV.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("xla")),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
 
 # -----------------------------------------------------------------------------

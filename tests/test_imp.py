@@ -9,10 +9,10 @@ at), so the tests can check the weights themselves, not only what the run
 reports. The kill-and-resume test and two bad-input tests run the real CLI in
 a subprocess.
 
-Compile time dominates these tiny runs, so the module turns on JAX's
-persistent compilation cache (for this process and its subprocesses) and
-puts the process's JAX config back afterwards. A cached executable is the
-very code a fresh compile gives, so exact comparisons are unaffected.
+Compile time dominates these tiny runs: this process and its subprocesses
+use the session's persistent XLA compilation cache (tests/conftest.py). A
+cached executable is the very code a fresh compile gives, so exact
+comparisons are unaffected.
 """
 
 import contextlib
@@ -34,7 +34,6 @@ import jax
 import numpy as np
 import optax
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 from jaxunknowns import config_loading, optim
 from jaxunknowns.errors import UserError
@@ -59,26 +58,6 @@ RATES = {"Dense_0": Fraction(1, 5), "Dense_1": Fraction(1, 5),
 STEPS = 40       # runlocal's train.steps
 EVAL_EVERY = 20  # runlocal's train.eval_every
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-_CACHE_OPTIONS = ("jax_compilation_cache_dir",
-                  "jax_persistent_cache_min_compile_time_secs",
-                  "jax_persistent_cache_min_entry_size_bytes")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compilation_cache(tmp_path_factory):
-  cache = str(tmp_path_factory.mktemp("xla"))
-  before = {name: getattr(jax.config, name) for name in _CACHE_OPTIONS}
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  compilation_cache.set_cache_dir(cache)
-  compilation_cache.reset_cache()  # in case this process compiled already
-  ENV.update(JAX_COMPILATION_CACHE_DIR=cache,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-  yield
-  for name, value in before.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
 
 
 # -----------------------------------------------------------------------------
