@@ -12,14 +12,15 @@ Prints, in one run on whatever `jax.devices()` gives:
      one program in bfloat16 (`train.precision`): images/s over all seeds
      and the fraction of the measured bfloat16 ceiling.
   2. The step of one IMP level's program (LeNet-300-100, 3 arms x 5 seeds
-     vmapped, Adam, batch 60, the pruning mask transform) under the XLA
-     options that cut its per-step latency, each variant in its own process
+     vmapped, Adam, batch 60, the pruning mask transform) under options
+     that may cut its per-step latency, each variant in its own process
      (XLA reads its flags once): a scan unrolled (`train.unroll`: one loop
      condition, one host round trip, per K steps), the whole while loop
      recorded as one CUDA graph (`--xla_gpu_enable_command_buffer=+WHILE`),
-     and both. Steps/s, microseconds per step and the mean loss after the
-     same steps (a variant whose loss differs is not used). The fastest
-     variant runs the study (4).
+     and both; diagnostics (LEVEL_DIAGNOSTICS) change one thing each to split
+     the step's time. Steps/s, microseconds per step and the mean loss after
+     the same steps (a variant whose loss differs is not used). The fastest
+     variant that is not a diagnostic runs the study (4).
   3. A 32-run vmapped LeNet-300-100 sweep (32 learning rates, Adam, batch
      60, MNIST-shaped data) as one program vs one run of it: run-steps/s
      of each and the wall-time ratio of the same number of steps (32 runs
@@ -246,8 +247,8 @@ LEVEL_DIAGNOSTICS = {
     # update kernel instead of one per leaf, at the price of concatenations.
     "unroll_8_flat_adam": {"flatten": True},
 }
-for _name in LEVEL_DIAGNOSTICS:
-  LEVEL_VARIANTS[_name] = LEVEL_VARIANTS["unroll_8"]
+LEVEL_VARIANTS.update({name: LEVEL_VARIANTS["unroll_8"]
+                       for name in LEVEL_DIAGNOSTICS})
 
 
 def level_trainer(data, unroll, optimizer="adam", precision="float32",
@@ -283,7 +284,7 @@ def probe_level(name):
   jax.block_until_ready(state)
   setup_s = time.perf_counter() - t0
   t0 = time.perf_counter()
-  done, losses = 0, None
+  done = 0
   while done < _PROBE_STEPS.value:
     state, metrics = trainer.train_steps(state, seeds, trainer.chunk)
     done += trainer.chunk

@@ -15,8 +15,9 @@ Anatomy (one banner per part): Input, Model & state, Update, Evals, Loop.
   cuts its short chunks into scans of a few fixed lengths (`plan_scans`,
   `scan_lengths`: powers of two, then one step): at most
   2 + ceil(log2(train.log_every)) train programs, whatever the grid.
-  `train.unroll` steps run per loop iteration (on a GPU each iteration pays a
-  host round trip; benchmarks/RESULTS.md measures it).
+  `train.unroll` steps run per loop iteration (fewer loop iterations: 8 gave
+  1.13-1.15x faster steps to IMP's LeNet program on an H200, see
+  benchmarks/RESULTS.md; on CPU it was not measured to help).
 * One `Mesh` over all devices (of all processes) with two axes, ('seed',
   'data'). The batch indices (and so the gathered batch) are sharded over
   'data'; under `jit` the compiler inserts the gradient all-reduce, and
@@ -263,9 +264,8 @@ class Trainer:
     self.param_counts = {"trainable": trainable, "total": total}
     self._put_data()
     self.loop = self._choose_loop(tc.get("loop", "auto"))
-    # Steps per iteration of the compiled loop: on a GPU every iteration of
-    # a while loop reads its condition back to the host, a round trip that
-    # dominates a small model's step (benchmarks/accelerator.py measures it).
+    # Steps per iteration of the compiled loop (lax.scan's unroll): fewer
+    # iterations, each with its loop condition (benchmarks/accelerator.py).
     self.unroll = tc.get("unroll", 1)
     if self.unroll != 1 and self.loop != "scan":
       raise UserError(f"train.unroll={self.unroll} applies to the scan loop "
