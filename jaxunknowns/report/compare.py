@@ -56,7 +56,9 @@ def comparison(quantity: str, reference: Reference, ours: str,
                declared: Sequence[str] = (),
                why_not_testable: str = "") -> Comparison:
   """A Comparison whose verdict is `holds` (None: not testable here, for
-  `why_not_testable`); `paper` defaults to the reference's value."""
+  `why_not_testable`); `paper` defaults to the reference's value. On
+  DIFFERS the reasons are the reference's protocol settings that differ
+  materially from `our_protocol`, plus those a config `declared` in words."""
   verdict = NOT_TESTABLE if holds is None else (AGREES if holds else DIFFERS)
   reasons: Tuple[str, ...] = ()
   if verdict == DIFFERS:
@@ -106,10 +108,7 @@ class Rows(list):
                            why_not_testable=why or self.why))
 
   def versus(self, quantity, reference, a, b, names, why="", **kw):
-    """Two stats side by side (`versus`); `present`: skipped where either
-    is missing or both are one."""
-    if kw.pop("present", False) and (not a or not b or a is b):
-      return
+    """Two stats side by side (`versus`)."""
     self.append(versus(quantity, reference, a, b, names,
                        our_protocol=self.ours,
                        why_not_testable=why or self.why, **kw))
