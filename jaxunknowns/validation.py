@@ -145,9 +145,8 @@ def field_rules(references: Sequence[ml_collections.ConfigDict]
   return rules
 
 
-def check_fields(config, references: Sequence[ml_collections.ConfigDict]):
+def check_fields(config, rules: Dict[str, FieldRule]):
   """Every field of `config` has a value its rule accepts (`field_rules`)."""
-  rules = field_rules(references)
   for name, value in leaves(config):
     rule = rules.get(name)
     if rule is not None and not rule.accepts(value):
@@ -165,11 +164,16 @@ def references_of(spec: str) -> List[ml_collections.ConfigDict]:
       config_loading.load_config(f"{path}:{v}") for v in variants]
 
 
-def check_config(config, references: Optional[Sequence] = None) -> Experiment:
+def check_config(config, references: Optional[Sequence] = None, *,
+                 rules: Optional[Dict[str, FieldRule]] = None) -> Experiment:
   """All checks of `config` (no side effects); returns its experiment.
   Without `references` (a config built in code, not from a file), the
-  shared fields are compared with config_defaults.base_config()."""
-  check_fields(config, references or [config_defaults.base_config()])
+  shared fields are compared with config_defaults.base_config(). `rules`:
+  `field_rules(references)` made once by a caller that checks many configs
+  of one file (the bad-input walk: 28K configs; 1.6 ms of rules each for
+  imp.py and its 10 variants)."""
+  check_fields(config, rules or field_rules(
+      references or [config_defaults.base_config()]))
   experiment = EXPERIMENTS.get(config.experiment)
   experiment.validate(config)
   return experiment
