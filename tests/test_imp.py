@@ -639,6 +639,8 @@ BAD_INPUTS = [
      ["prune.layer_rates[Dense_0]=1.5", "[0, 1)"]),
     ({"prune.controls": ("random_reinit", "bogus")},
      ["prune.controls=('random_reinit', 'bogus')", "random_prune"]),
+    ({"prune.controls": ("random_reinit", "random_reinit")},
+     ["prune.controls=('random_reinit', 'random_reinit')", "distinct"]),
     ({"reference": "frankle_carbin"},
      ["reference='frankle_carbin'", "frankle_carbin_lenet"]),
     ({"prune.initial_mask": "/nonexistent/level_01.npz"},

@@ -79,9 +79,12 @@ def validate(config):
   check_retrain(config)
   check(0 <= p.rewind_step < config.train.steps, "prune.rewind_step",
         p.rewind_step, f"in [0, train.steps={config.train.steps})")
-  for c in controls_of(config):
+  controls = controls_of(config)
+  for c in controls:
     check(c in CONTROLS, "prune.controls", tuple(p.controls),
           f"a subset of {CONTROLS}")
+  check(len(set(controls)) == len(controls), "prune.controls",
+        tuple(p.controls), "distinct names (each control trains once)")
   s = config.stability
   for k in s.rewind_steps:
     check(0 <= k < config.train.steps, "stability.rewind_steps", tuple(
