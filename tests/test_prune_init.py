@@ -221,6 +221,10 @@ def test_runlocal_end_to_end(run):
     ({"prune_init.methods": ("snip", "snipp")}, "snipp"),
     ({"prune_init.budgets": ("erk", "layerwise")}, "layerwise"),
     ({"prune_init.rounds": 0}, "prune_init.rounds"),
+    ({"prune_init.variants": ("found", "found")},
+     "prune_init.variants=('found', 'found')"),
+    ({"prune_init.budgets": ("global", "global")},
+     "prune_init.budgets=('global', 'global')"),
 ])
 def test_bad_input(tmp_path, overrides, needle):
   assert_user_error_before_writing(load_config(overrides=overrides),

@@ -63,8 +63,9 @@ def validate(config):
         "prune_init.methods", tuple(p.methods), "distinct methods, at least one")
   for b in p.budgets:
     budgets.check_budget(b)
-  check(len(p.budgets) >= 1, "prune_init.budgets", tuple(p.budgets),
-        f"at least one of {budgets.BUDGETS}")
+  check(len(p.budgets) >= 1 and len(set(p.budgets)) == len(p.budgets),
+        "prune_init.budgets", tuple(p.budgets),
+        f"distinct names, at least one of {budgets.BUDGETS}")
   for d in p.densities:
     check(isinstance(d, (int, float)) and 0 < d <= 1, "prune_init.densities",
           tuple(p.densities), "densities in (0, 1]")
@@ -75,6 +76,8 @@ def validate(config):
           f"a subset of {VARIANTS}")
   check("found" in p.variants, "prune_init.variants", tuple(p.variants),
         "including 'found'")
+  check(len(set(p.variants)) == len(p.variants), "prune_init.variants",
+        tuple(p.variants), "distinct names (each variant trains once)")
   validation.check_int(p.rounds, "prune_init.rounds", 1, "SynFlow's iterations")
   validation.check_int(p.score_batch, "prune_init.score_batch", 1)
   check(p.grasp_temperature > 0, "prune_init.grasp_temperature",
