@@ -310,3 +310,18 @@ def test_imp_ticket_loaded_from_an_imp_mask_file(tmp_path):
   assert rows[("imp", "sign_flip", 0.25)]["weights_remaining"] == 0.25
   config.seeds = 3
   assert_user_error_before_writing(config, tmp_path / "run3", ("2 seeds",))
+
+
+def test_one_density_runs_and_writes_its_report(tmp_path):
+  """One density (--config.prune_init.densities='(1.0,)') once trained every
+  stage, then crashed in the report (it unpacked the two sparsest levels)
+  after the workdir was written; now the collapse rows of snip and grasp are
+  'not testable' and the run finishes with its report."""
+  config = load_config(overrides={"prune_init.methods": ("snip", "synflow"),
+                                  "prune_init.densities": (1.0,),
+                                  "prune_init.variants": ("found",),
+                                  "prune_init.imp": ""})
+  summary = run_in_process(config, tmp_path / "run")
+  assert summary["densities"] == [1.0]
+  text = (tmp_path / "run" / "report.md").read_text()
+  assert "one density: no second-sparsest level" in text
