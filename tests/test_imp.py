@@ -787,6 +787,8 @@ RETRAIN_BAD = [
      ["rewind_lr", "optim.schedule='constant'"]),
     ({"prune.retrain": "rewind_lr", "optim.schedule": "cosine",
       "stability.levels": (1,)}, ["stability.levels=(1,)", "rewind_lr"]),
+    ({"stability.levels": (1,)}, ["stability.levels=(1,)",
+                                  "stability.enabled=False"]),
 ]
 
 

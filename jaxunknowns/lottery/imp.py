@@ -93,6 +93,8 @@ def validate(config):
     check(1 <= level <= p.levels, "stability.levels", tuple(s.levels),
           f"levels in [1, prune.levels={p.levels}]")
   check(s.points >= 3, "stability.points", s.points, ">= 3")
+  check(s.enabled or not s.levels, "stability.levels", tuple(s.levels),
+        "() while stability.enabled=False (no instability analysis runs)")
 
 
 def refuse_unused_fields(p):
