@@ -230,6 +230,7 @@ def test_report_rebuilds(run):
     ({"curve.kinds": ("bezier", "spline")}, "'spline'"),
     ({"curve.points": 2}, "curve.points"),
     ({"model.dropout": 0.1}, "model.dropout"),
+    ({"curve.bn_batches": 5}, "curve.bn_batches=5"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, overrides,
                                                  needle):
