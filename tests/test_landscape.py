@@ -239,6 +239,7 @@ def _cli(tmp_path, config, *flags):
 
 @pytest.mark.parametrize("flags, message", [
     (("--config.landscape.points_2d=0",), "no points"),
+    (("--config.landscape.points_2d=1",), "landscape.points_2d=1"),
     (("--config.compare=('small_batch','huge_batch')",),
      "unknown arm 'huge_batch'"),
     (("--config.landscape.path_points=5",), "only for landscape.directions"),

@@ -78,6 +78,8 @@ def validate(config):
     check(len(tuple(l[field])) == 2, f"landscape.{field}", tuple(l[field]),
           "a pair (lo, hi)")
   axes(config)
+  validation.check_int(l.points_2d, "landscape.points_2d", 2,
+                       "a surface of one point has no contours to draw")
   check(l.interpolation in INTERPOLATIONS, "landscape.interpolation",
         l.interpolation, " or ".join(INTERPOLATIONS))
   if l.interpolation == "seeds":
