@@ -348,3 +348,19 @@ def test_above_controls_within_the_seed_spread_is_no_clear_gap():
     return row.verdict
   assert verdict(0.09, 0.16) == "differs"
   assert verdict(0.30, 0.32) == "agrees"
+
+
+@pytest.mark.parametrize("name,overrides,needle", [
+    ("bn_only", {"bn_only.depths": (8, 8)}, "bn_only.depths=(8, 8)"),
+    ("bn_only", {"bn_only.widths": (4, 4)}, "bn_only.widths=(4, 4)"),
+    ("bn_modes", {"bn_modes.eval_batch_sizes": (4, 4)},
+     "bn_modes.eval_batch_sizes=(4, 4)"),
+])
+def test_a_list_entry_given_twice_is_refused(tmp_path, name, overrides,
+                                             needle):
+  """A depth, width or eval batch size given twice trained (or evaluated) it
+  twice and listed it twice, exit 0; now one line before the workdir."""
+  from run_helpers import assert_user_error_before_writing  # pylint: disable=g-import-not-at-top
+  variant = "digits,runlocal"
+  assert_user_error_before_writing(load_config(name, variant, overrides),
+                                   tmp_path / "run", (needle, "distinct"))

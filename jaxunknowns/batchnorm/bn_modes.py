@@ -61,6 +61,8 @@ def validate(config):
   sizes = list(m.eval_batch_sizes)
   check(len(sizes) >= 1 and all(isinstance(b, int) and b >= 1 for b in sizes),
         "bn_modes.eval_batch_sizes", tuple(sizes), "positive integers")
+  check(len(set(sizes)) == len(sizes), "bn_modes.eval_batch_sizes",
+        tuple(sizes), "distinct batch sizes (each is one result)")
   validation.check_int(m.finetune_steps, "bn_modes.finetune_steps", 1)
   validation.check_int(m.recalibrate_batches, "bn_modes.recalibrate_batches", 1)
   check(m.test_size >= 0, "bn_modes.test_size", m.test_size, ">= 0 (0 = all)")

@@ -54,9 +54,13 @@ def validate(config):
   check(len(depths) >= 1 and all(isinstance(d, int) and d >= 8 and
                                  (d - 2) % 6 == 0 for d in depths),
         "bn_only.depths", tuple(depths), "ResNet depths 6n+2 >= 8")
+  check(len(set(depths)) == len(depths), "bn_only.depths", tuple(depths),
+        "distinct depths (each trains once)")
   check(len(widths) >= 1 and all(isinstance(w, int) and w >= 1
                                  for w in widths),
         "bn_only.widths", tuple(widths), "positive integers")
+  check(len(set(widths)) == len(widths), "bn_only.widths", tuple(widths),
+        "distinct widths (each trains once)")
   check(len(arms) >= 1 and all(a in ARMS for a in arms) and
         len(set(arms)) == len(arms), "bn_only.arms", tuple(arms),
         f"distinct names of {', '.join(ARMS)}")
