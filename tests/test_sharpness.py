@@ -153,6 +153,9 @@ def _cli(tmp_path, *flags):
     (("--config.hessian.k=10000000",), "only 266610 parameters"),
     (("--config.compare=('small_batch','medium_batch')",),
      "unknown arm 'medium_batch'"),
+    # The error names the field that was set, not hessian.chunk_size.
+    (("--config.sharpness.chunk_size=7",),
+     "sharpness.chunk_size=7 must divide the subset size 400"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, flags, message):
   proc, workdir = _cli(tmp_path, *flags)

@@ -227,7 +227,8 @@ def lanczos(matvec: Callable, dim: int, k: int, key, *, num_steps: int = 40,
 # Networks: a fixed data subset, BatchNorm in eval mode, runs vmapped
 # ---------------------------------------------------------------------------
 def network_loss(model, loss_fn: Callable, x, y, *, has_batch_stats: bool,
-                 chunk_size: int = 0, bn_mode: str = "eval") -> Callable:
+                 chunk_size: int = 0, bn_mode: str = "eval",
+                 chunk_field: str = "hessian.chunk_size") -> Callable:
   """`loss(params, batch_stats)`: mean loss on (x, y), no dropout.
 
   BatchNorm: `bn_mode` "eval" normalizes with the running (population)
@@ -237,7 +238,8 @@ def network_loss(model, loss_fn: Callable, x, y, *, has_batch_stats: bool,
   is a deterministic function of the parameters. With 0 < chunk_size <
   len(y), the subset goes through the model in chunks (a lax.map; len(y)
   must be a multiple of chunk_size); in eval mode the mean is the same
-  function, with less memory per forward pass.
+  function, with less memory per forward pass. `chunk_field` is the config
+  field that set chunk_size, for the error when it does not divide len(y).
   """
   if bn_mode not in BN_MODES:
     raise UserError(f"unknown BatchNorm mode {bn_mode!r}; valid: "
@@ -257,7 +259,7 @@ def network_loss(model, loss_fn: Callable, x, y, *, has_batch_stats: bool,
 
   if chunk_size and chunk_size < n:
     if n % chunk_size:
-      raise UserError(f"hessian.chunk_size={chunk_size} must divide the "
+      raise UserError(f"{chunk_field}={chunk_size} must divide the "
                       f"subset size {n}")
     xs = x.reshape((n // chunk_size, chunk_size) + x.shape[1:])
     ys = y.reshape((n // chunk_size, chunk_size) + y.shape[1:])

@@ -109,7 +109,8 @@ def build_arms(config) -> Dict[str, Any]:
                             trainer.param_counts["total"], prefix="measure.")
       loss = hessian.network_loss(trainer.model, trainer.loss_fn, x, y,
                                   has_batch_stats=trainer.has_batch_stats,
-                                  chunk_size=m.chunk_size)
+                                  chunk_size=m.chunk_size,
+                                  chunk_field="measure.chunk_size")
       fns = {"spectrum": spectrum.measure_fn(
           loss, num_probes=1, num_steps=m.lanczos_steps,
           trace_probes=m.trace_probes, layers=False),

@@ -79,7 +79,8 @@ def build_arms(config) -> Dict[str, Any]:
     x, y = hessian.subset(ds.train, s.subset_size, s.seed)
     loss = hessian.network_loss(trainer.model, trainer.loss_fn, x, y,
                                 has_batch_stats=trainer.has_batch_stats,
-                                chunk_size=s.chunk_size)
+                                chunk_size=s.chunk_size,
+                                chunk_field="sharpness.chunk_size")
     fns = {float(e): sharpness_lib.network_sharpness_fn(
         loss, float(e), iterations=s.iterations, step=s.step)
            for e in s.epsilons}
