@@ -496,6 +496,13 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
         runs, root, overwrite, out, asked=bool(vmap))
     failures.update(executors.run_local(rest, overwrite, out))
   failures = {k: v for k, v in failures.items() if v}
+  if failures and not paths.isdir(root):
+    # Every run stopped on bad input before writing anything (a check that
+    # needs the data, e.g. a batch larger than the training set): nothing to
+    # aggregate, and the sweep workdir stays as it was (absent).
+    run_name, why = next(iter(failures.items()))
+    raise UserError(f"all {len(runs)} runs of sweep {name!r} failed before "
+                    f"writing anything; {run_name}: {why}")
   result = aggregate(runs, root, meta, failures)
   if failures:
     for run_name, why in failures.items():

@@ -153,6 +153,21 @@ def test_bad_values_fail_before_any_run(tmp_path, monkeypatch):
   assert not root.exists()
 
 
+def test_every_run_refused_on_its_data_is_one_line_and_writes_nothing(
+    tmp_path):
+  """A batch larger than the training set is found only when a run loads
+  its data: every run failed, nothing was written, and aggregating into the
+  absent sweep root raised FileNotFoundError (a traceback, exit 1)."""
+  root = tmp_path / "root"
+  with pytest.raises(UserError) as info:
+    sweep.run_sweep(TRAIN, str(root), "lr", {"train.batch_size": 100000})
+  message = str(info.value)
+  assert "\n" not in message, message
+  assert "failed before writing anything" in message, message
+  assert "train.batch_size=100000 is larger than the training set" in message
+  assert not root.exists()
+
+
 def test_unknown_sweep_and_config_without_sweeps(tmp_path):
   root = tmp_path / "root"
   with pytest.raises(UserError, match=r"unknown sweep 'nope'.*valid: lr, "
