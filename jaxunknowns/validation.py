@@ -37,6 +37,23 @@ def check_int(value, field: str, minimum: int, note: str = ""):
         f"an integer >= {minimum}" + (f" ({note})" if note else ""))
 
 
+def check_applies(config, field: str, applies: bool, when: str):
+  """A field moved from its experiment's default while it `applies` to
+  nothing chosen is an error, never a silently unused setting; `when`
+  says what would use it. (Left at the default, it may stay unused.)"""
+  defaults = config_defaults.FIELD_DEFAULTS.get(config.get("experiment"))
+  if applies or defaults is None:
+    return
+  *parents, leaf = field.split(".")
+  value, default = config, defaults
+  for key in parents:
+    value, default = value[key], default[key]
+  value, default = value.get(leaf), default.get(leaf)
+  if value != default:
+    raise UserError(f"{field}={value!r} is unused here: it applies {when}; "
+                    f"leave it at {default!r}")
+
+
 def is_number(v) -> bool:
   """A real number (Python or numpy), not a bool."""
   return isinstance(v, (int, float, np.integer, np.floating)) and not (

@@ -789,6 +789,8 @@ RETRAIN_BAD = [
       "stability.levels": (1,)}, ["stability.levels=(1,)", "rewind_lr"]),
     ({"stability.levels": (1,)}, ["stability.levels=(1,)",
                                   "stability.enabled=False"]),
+    ({"stability.rewind_steps": (0, 5)}, ["stability.rewind_steps=(0, 5)",
+                                          "stability.enabled=True"]),
 ]
 
 

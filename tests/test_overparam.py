@@ -573,6 +573,8 @@ BAD_INPUTS = [
     ("randomization", {"ablation.true_labels": ("weight_decay+mixup",)},
      ["mixup", "ablation.true_labels"]),
     ("width_sweep", {"sweep.widths": ()}, ["sweep.widths", "non-empty"]),
+    ("width_sweep", {"sweep.stop_train_loss": 0.0, "sweep.check_every": 100},
+     ["sweep.check_every=100", "stop_train_loss > 0"]),
     ("width_sweep", {"sweep.widths": (8, 4, 16)},
      ["sweep.widths", "increasing"]),
     ("width_sweep", {"sweep.widths": (4, 4)}, ["sweep.widths", "increasing"]),

@@ -244,7 +244,10 @@ def test_runlocal_end_to_end(tmp_path):
     ({"optim.sam_m": 7, "compare": ("sam",)}, "optim.sam_m"),
     ({"optim.sam_rho": 0.1}, "optim.sam_rho"),
     ({"compare": ("sgd", "nope")}, "compare"),
-    ({"measure.lanczos_steps": 0}, "measure.lanczos_steps")])
+    ({"measure.lanczos_steps": 0}, "measure.lanczos_steps"),
+    # A ρ of an arm that does not run would be recorded, never used.
+    ({"compare": ("sgd", "asam"), "sam.rhos": (0.1,)}, "sam.rhos"),
+    ({"compare": ("sgd", "sam"), "sam.asam_rhos": (0.1,)}, "sam.asam_rhos")])
 def test_bad_input_in_process(tmp_path, overrides, needle):
   assert_user_error_before_writing(small_config(**overrides), tmp_path / "w",
                                    (needle,))

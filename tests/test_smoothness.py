@@ -304,6 +304,8 @@ BAD_INPUTS = [
     ({"model.noise_scale_std": -0.5}, ["model.noise_scale_std", ">= 0"]),
     ({"smoothness.probe_size": 100000}, ["probe_size", "training set"]),
     ({"smoothness.probe_size": 1}, ["smoothness.probe_size", "noisy_batch"]),
+    ({"smoothness.arms": ("none", "batch"), "model.noise_mean_std": 0.3},
+     ["model.noise_mean_std=0.3", "noisy_batch"]),
 ]
 
 

@@ -54,6 +54,9 @@ def validate(config):
   for field in ("noise_mean_std", "noise_scale_std"):
     value = config.model.get(field, 0.0)
     check(value >= 0, f"model.{field}", value, ">= 0")
+    validation.check_applies(config, f"model.{field}", "noisy_batch" in arms,
+                             "to the arm 'noisy_batch' only "
+                             f"(smoothness.arms={tuple(arms)})")
 
 
 def arm_config(config, arm: str):

@@ -95,6 +95,8 @@ def validate(config):
   check(s.points >= 3, "stability.points", s.points, ">= 3")
   check(s.enabled or not s.levels, "stability.levels", tuple(s.levels),
         "() while stability.enabled=False (no instability analysis runs)")
+  validation.check_applies(config, "stability.rewind_steps", s.enabled,
+                           "with stability.enabled=True only")
 
 
 def refuse_unused_fields(p):

@@ -74,6 +74,9 @@ def validate(config):
   check(s.stop_train_loss >= 0, "sweep.stop_train_loss", s.stop_train_loss,
         ">= 0 (0 = train for train.steps)")
   validation.check_int(s.check_every, "sweep.check_every", 1)
+  validation.check_applies(config, "sweep.check_every", s.stop_train_loss > 0,
+                           "with sweep.stop_train_loss > 0 only (the stopping "
+                           "rule's checks)")
   check(0.0 <= s.interpolation_error < 1.0, "sweep.interpolation_error",
         s.interpolation_error, "in [0, 1)")
   check(config.data.label_noise == 0.0, "data.label_noise",
