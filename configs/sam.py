@@ -104,6 +104,7 @@ def runlocal(c):
   c.epochs = 0.5
   c.compare = ("sgd", "sam", "asam", "sgd_2x")
   c.measure.subset_size = 100
+  c.measure.chunk_size = 0  # The subset is small: one pass (cifar_resnet chunks).
   c.measure.trace_probes = 4
   c.measure.lanczos_steps = 6
   c.measure.sharpness_iterations = 3

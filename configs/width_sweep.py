@@ -144,7 +144,8 @@ def runlocal(c):
   c.train.max_train_eval = 500
   small = tuple(w for w in c.sweep.widths if w <= 16)[:3]
   c.sweep.widths = small if len(small) >= 2 else (4, 8, 16)
-  c.sweep.check_every = 20
+  if c.sweep.stop_train_loss > 0:  # Checks of the stopping rule only.
+    c.sweep.check_every = 20
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from jaxunknowns import config_defaults, config_loading, validation
+from jaxunknowns.data import datasets
 from jaxunknowns.errors import UserError
 from run_helpers import (assert_one_line_error,
                          assert_user_error_before_writing, snapshot)
@@ -119,6 +120,35 @@ def walk(config_file, variant):
         with node.ignore_type():
           node[leaf] = good
   return failures
+
+
+def needs_network(config) -> bool:
+  """A TFDS catalogue dataset: its checks would download it."""
+  name = config.get("data", {}).get("name", "")
+  return name in datasets.CATALOGUE_ALIASES or name.startswith(
+      datasets.TFDS_PREFIX)
+
+
+@pytest.mark.parametrize("config_file", [f for f in CONFIG_FILES
+                                         if f != "article.py"])
+def test_every_variant_and_its_runlocal_pass_the_checks(config_file):
+  """What a user runs first: each variant, and its `,runlocal` smoke size,
+  passes check_config as the file gives it (runlocal once set a field that
+  its variant left unused, and a chunk size that no longer divided the
+  shrunk subset). The article's variants are scales, checked in
+  test_article."""
+  refused = []
+  for variant in variants_of(config_file):
+    for spec in (variant, f"{variant},runlocal"):
+      path = f"{ROOT / 'configs' / config_file}:{spec}"
+      config = config_loading.load_config(path)
+      if needs_network(config):
+        continue
+      try:
+        validation.check_config(config, validation.references_of(path))
+      except UserError as e:
+        refused.append(f"{config_file}:{spec}: {e}")
+  assert not refused, "\n".join(refused)
 
 
 @pytest.fixture(scope="module", autouse=True)
