@@ -47,8 +47,10 @@ def check_applies(config, field: str, applies: bool, when: str):
   *parents, leaf = field.split(".")
   value, default = config, defaults
   for key in parents:
-    value, default = value[key], default[key]
-  value, default = value.get(leaf), default.get(leaf)
+    value, default = value.get(key, {}), default.get(key, {})
+  if leaf not in default:  # no default to compare with: no opinion
+    return
+  value, default = value.get(leaf), default[leaf]
   if value != default:
     raise UserError(f"{field}={value!r} is unused here: it applies {when}; "
                     f"leave it at {default!r}")
