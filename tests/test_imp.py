@@ -788,9 +788,9 @@ RETRAIN_BAD = [
     ({"prune.retrain": "rewind_lr", "optim.schedule": "cosine",
       "stability.levels": (1,)}, ["stability.levels=(1,)", "rewind_lr"]),
     ({"stability.levels": (1,)}, ["stability.levels=(1,)",
-                                  "stability.enabled=False"]),
+                                  "stability.enabled=True only"]),
     ({"stability.rewind_steps": (0, 5)}, ["stability.rewind_steps=(0, 5)",
-                                          "stability.enabled=True"]),
+                                          "stability.enabled=True only"]),
 ]
 
 

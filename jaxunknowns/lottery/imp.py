@@ -93,10 +93,9 @@ def validate(config):
     check(1 <= level <= p.levels, "stability.levels", tuple(s.levels),
           f"levels in [1, prune.levels={p.levels}]")
   check(s.points >= 3, "stability.points", s.points, ">= 3")
-  check(s.enabled or not s.levels, "stability.levels", tuple(s.levels),
-        "() while stability.enabled=False (no instability analysis runs)")
-  validation.check_applies(config, "stability.rewind_steps", s.enabled,
-                           "with stability.enabled=True only")
+  for field in ("levels", "rewind_steps"):
+    validation.check_applies(config, f"stability.{field}", s.enabled,
+                             "with stability.enabled=True only (it is False)")
 
 
 def refuse_unused_fields(p):

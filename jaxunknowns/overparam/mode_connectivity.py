@@ -81,9 +81,10 @@ def validate(config):
   check(m.plane_margin >= 0, "curve.plane_margin", m.plane_margin, ">= 0")
   validation.check_int(m.bn_batches, "curve.bn_batches", 0,
                        "0 = every full training batch")
-  check(m.bn_batches == 0 or validation.uses_batch_norm(config.model),
-        "curve.bn_batches", m.bn_batches, f"0 with model.norm="
-        f"{config.model.norm!r} (no BatchNorm statistics to re-estimate)")
+  validation.check_applies(
+      config, "curve.bn_batches", validation.uses_batch_norm(config.model),
+      f"to BatchNorm statistics, which model.norm={config.model.norm!r} has "
+      "none of")
   validation.check_int(m.seed, "curve.seed", 0)
   check(config.model.dropout == 0, "model.dropout", config.model.dropout,
         "0 (a random network at each t would make the path's loss random)")
