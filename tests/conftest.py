@@ -21,7 +21,8 @@ Set JAX_COMPILATION_CACHE_DIR yourself to use (and keep) a folder of yours.
 XLA's LLVM backend optimizes at level 0 in the tests (XLA_FLAGS, appended
 here unless it already names a level): most of a tiny run's time is its
 compile, and level 0 spends less of it optimizing machine code (XLA's own
-HLO passes run as before). Exact comparisons are between runs of the same
+HLO passes run as before; the multi-device tests append their device
+count to these flags). Exact comparisons are between runs of the same
 session, compiled alike; references (numpy, closed forms) have tolerances.
 Measured on 2 cores, the whole suite under -n 2: 925 s at the
 default level, 743 and 738 s at level 0, every test passing; the compute-bound

@@ -56,7 +56,8 @@ SEED_SHARDING_SCRIPT = textwrap.dedent("""
 
 def _env(devices):
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+             XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+             + f" --xla_force_host_platform_device_count={devices}")
   env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
   return env
 

@@ -310,8 +310,8 @@ def test_eight_devices_match_one_device_and_bn_is_global(tmp_path):
   """8 fake CPU devices give the params and BN statistics of 1 device, and
   BN's running variance is the global batch's by numpy, which per-device BN
   (per-shard variances) would miss: the comparison can fail."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get(
+      "XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8")
   script = SHARDING_SCRIPT.format(tests=str(ROOT / "tests"),
                                   tmp=str(tmp_path / "w"))
   proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT,

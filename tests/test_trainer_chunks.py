@@ -329,7 +329,8 @@ MESH_SCRIPT = textwrap.dedent("""
 def test_cut_chunks_on_a_mesh_equal_one_device(tmp_path):
   tests = Path(__file__).resolve().parent
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=8")
+             XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+             + " --xla_force_host_platform_device_count=8")
   env["PYTHONPATH"] = os.pathsep.join([str(tests.parent),
                                        env.get("PYTHONPATH", "")])
   proc = subprocess.run(
