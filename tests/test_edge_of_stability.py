@@ -175,6 +175,8 @@ def test_runlocal_end_to_end_and_report_rebuilds(tmp_path):
     ({"eos.lrs.mse": (0.2, 0.0)}, "eos.lrs.mse"),
     ({"eos.losses": ("mse", "hinge")}, "eos.losses"),
     ({"eos.lanczos_steps": 0}, "eos.lanczos_steps"),
+    # More steps than parameters would be recorded, never run.
+    ({"eos.lanczos_steps": 10**7}, "eos.lanczos_steps"),
     ({"eos.flow_lr": 0.0}, "eos.flow_lr"),
     ({"train.batch_size": 128}, "train.batch_size"),
 ])

@@ -210,6 +210,9 @@ def test_too_many_eigenvalues_is_a_user_error():
     hessian.hessian_callback(trainer, every=10, k=num_params + 1)
   assert f"only {num_params} parameters" in str(e.value)
   assert "\n" not in str(e.value)
+  with pytest.raises(UserError, match=f"hessian.num_steps.*only {num_params} "):
+    hessian.hessian_callback(trainer, every=10, num_steps=num_params + 1)
+  hessian.hessian_callback(trainer, every=10, num_steps=num_params)
   with pytest.raises(UserError, match="method"):
     hessian.hessian_callback(trainer, every=10, method="arnoldi")
   with pytest.raises(UserError):

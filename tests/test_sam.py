@@ -245,6 +245,7 @@ def test_runlocal_end_to_end(tmp_path):
     ({"optim.sam_rho": 0.1}, "optim.sam_rho"),
     ({"compare": ("sgd", "nope")}, "compare"),
     ({"measure.lanczos_steps": 0}, "measure.lanczos_steps"),
+    ({"measure.lanczos_steps": 10**7}, "measure.lanczos_steps"),
     # A ρ of an arm that does not run would be recorded, never used.
     ({"compare": ("sgd", "asam"), "sam.rhos": (0.1,)}, "sam.rhos"),
     ({"compare": ("sgd", "sam"), "sam.asam_rhos": (0.1,)}, "sam.asam_rhos")])

@@ -284,6 +284,15 @@ def test_more_eigenvalues_than_parameters_fails_before_writing(tmp_path):
                                    needles=("num_eigenvalues", "parameters"))
 
 
+def test_more_lanczos_steps_than_parameters_fails_before_writing(tmp_path):
+  """Past the parameter count the Krylov space is exhausted: the steps
+  would be recorded in config.json but never run."""
+  config = tiny_config(**{"model.name": "linear", "spectrum.num_steps": 10**6,
+                          "data.name": "synthetic"})
+  assert_user_error_before_writing(
+      config, tmp_path / "w", needles=("spectrum.num_steps", "parameters"))
+
+
 def test_cli_bad_mode_exits_2(tmp_path):
   assert_cli_one_line_error(
       ["--config=configs/hessian_spectrum.py:runlocal",

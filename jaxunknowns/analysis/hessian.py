@@ -93,6 +93,15 @@ def check_num_eigenvalues(k: int, num_params: int, field: str = "hessian.k"):
                     f"{num_params}): ask for at most {num_params}")
 
 
+def check_lanczos_steps(num_steps: int, num_params: int, field: str):
+  """UserError (one line) for more Lanczos steps than the model has
+  parameters: the Krylov space is exhausted after num_params steps, so the
+  rest would not run (or would run on noise) while the config recorded them."""
+  if num_steps > num_params:
+    raise UserError(f"{field}={num_steps} Lanczos steps, but the model has only "
+                    f"{num_params} parameters: use at most {num_params}")
+
+
 def _order(values, which: str):
   if which == "LM":
     return jnp.argsort(-jnp.abs(values))
@@ -332,7 +341,9 @@ def hessian_callback(trainer, *, every: int, k: int = 1,
                     f"{', '.join(METHODS)}")
   if num_steps < 1:
     raise UserError(f"hessian.num_steps={num_steps} is out of range: must be >= 1")
-  if method == "lanczos" and min(num_steps, num_params) < k:
+  if method == "lanczos":
+    check_lanczos_steps(num_steps, num_params, "hessian.num_steps")
+  if method == "lanczos" and num_steps < k:
     raise UserError(f"hessian.num_steps={num_steps} Lanczos steps cannot give "
                     f"k={k} eigenvalues: use num_steps >= k")
   if every < 1:

@@ -58,10 +58,12 @@ from jaxunknowns.errors import UserError
 
 
 def check_counts(num_probes: int, num_steps: int, trace_probes: int,
-                 num_eigenvalues: int, num_params: int, prefix: str = ""):
+                 num_eigenvalues: int, num_params: int, prefix: str = "",
+                 steps_field: str = "num_steps"):
   """UserError (one line) for k, m or probe counts < 1, or more eigenvalues
-  than Lanczos steps or than the model has parameters."""
-  for field, value in (("num_probes", num_probes), ("num_steps", num_steps),
+  than Lanczos steps, or eigenvalues or Lanczos steps than the model has
+  parameters."""
+  for field, value in (("num_probes", num_probes), (steps_field, num_steps),
                        ("trace_probes", trace_probes)):
     if not isinstance(value, (int, np.integer)) or isinstance(
         value, bool) or value < 1:
@@ -69,10 +71,13 @@ def check_counts(num_probes: int, num_steps: int, trace_probes: int,
                       "an integer >= 1")
   hessian.check_num_eigenvalues(num_eigenvalues, num_params,
                                 field=f"{prefix}num_eigenvalues")
+  # Per block, m is min(num_steps, the block's size) by design (`slq`).
+  hessian.check_lanczos_steps(num_steps, num_params,
+                              f"{prefix}{steps_field}")
   if num_eigenvalues > num_steps:
     raise UserError(f"{prefix}num_eigenvalues={num_eigenvalues} > "
-                    f"{prefix}num_steps={num_steps}: m Lanczos steps give at "
-                    "most m eigenvalues")
+                    f"{prefix}{steps_field}={num_steps}: m Lanczos steps give "
+                    "at most m eigenvalues")
 
 
 def rademacher(key, shape, dtype):

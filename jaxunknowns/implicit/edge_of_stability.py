@@ -267,7 +267,7 @@ def build(config):
   out["flow"] = (Trainer(flow, ds, model, hparams=("lr", "momentum")),
                  e.losses[0], [("flow", float(e.flow_lr), 0.0)])
   num_params = out["flow"][0].param_counts["total"]
-  hessian.check_num_eigenvalues(1, num_params, field="eos.lanczos_steps")
+  hessian.check_lanczos_steps(e.lanczos_steps, num_params, "eos.lanczos_steps")
   return ds, out
 
 

@@ -109,7 +109,8 @@ def build_arms(config) -> Dict[str, Any]:
         c, dataset=ds, hparams=("sam_rho",) if name in ("sam", "asam") else ())
     if fns is None:  # every arm has the same model: one set of compiled fns
       spectrum.check_counts(1, m.lanczos_steps, m.trace_probes, 1,
-                            trainer.param_counts["total"], prefix="measure.")
+                            trainer.param_counts["total"], prefix="measure.",
+                            steps_field="lanczos_steps")
       loss = hessian.network_loss(trainer.model, trainer.loss_fn, x, y,
                                   has_batch_stats=trainer.has_batch_stats,
                                   chunk_size=m.chunk_size,
