@@ -124,3 +124,24 @@ def test_bad_sweep_root_among_runs_changes_nothing(run_copy, tmp_path):
   with pytest.raises(UserError, match="lacks"):
     report_cli.rebuild_all([str(run_copy), str(sweep_root)])
   assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("summary", ["{}", "[1, 2]", '{"seeds": "x"}'])
+def test_summary_the_report_cannot_read_puts_every_workdir_back(
+    run_copy, tmp_path, summary):
+  """Found only while writing: the good run rebuilt before it (its stale
+  report.md replaced, its figure rewritten) is put back too."""
+  good = tmp_path / "good"
+  shutil.copytree(run_copy, good)
+  (good / "report.md").write_text("stale")
+  os.remove(good / "learning_curves.png")
+  (run_copy / "summary.json").write_text(summary)
+  before = snapshot(tmp_path)
+  with pytest.raises(UserError, match="could not be rebuilt"):
+    report_cli.rebuild_all([str(good), str(run_copy)])
+  assert snapshot(tmp_path) == before
+  proc = report_cli_proc(good, run_copy)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and "damaged" in errors[0], proc.stderr[-3000:]
+  assert snapshot(tmp_path) == before
