@@ -17,7 +17,7 @@ import ml_collections
 
 from jaxunknowns import config_defaults, paths
 from jaxunknowns.errors import UserError
-from jaxunknowns.metrics import read_json, write_json
+from jaxunknowns.metrics import write_json
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -127,7 +127,21 @@ class Workdir:
 
   @property
   def saved_config(self) -> Optional[Dict[str, Any]]:
-    return read_json(os.path.join(self.shared_path, CONFIG_FILE))
+    """The config.json of the run in the workdir; None if there is none. A
+    damaged one (a kill mid-copy, an edit) is a UserError: which run the
+    workdir holds is unknown, so resuming it could mix two configs."""
+    path = os.path.join(self.shared_path, CONFIG_FILE)
+    if not paths.exists(path):
+      return None
+    try:
+      saved = json.loads(paths.read_text(path))
+    except (OSError, ValueError) as e:
+      saved = e
+    if not isinstance(saved, dict):
+      raise UserError(f"{path} is damaged (not a JSON object of a config): "
+                      f"use another --workdir, or pass --overwrite to delete "
+                      f"that run")
+    return saved
 
   @property
   def finished(self) -> bool:
@@ -137,8 +151,10 @@ class Workdir:
     """Refuses a workdir that cannot be written or holds a different run
     (read-only)."""
     self._check_writable()
+    if self.overwrite:  # the run there is deleted unread, damaged or not
+      return
     saved = self.saved_config
-    if saved is None or self.overwrite:
+    if saved is None:
       return
     defaults = config_defaults.FIELD_DEFAULTS.get(self.config.get("experiment"))
     diff = config_differences(saved, config_to_dict(self.config),

@@ -308,6 +308,19 @@ def test_workdir_that_is_a_file(tmp_path):
   assert_one_line_error(cli(RUNLOCAL, workdir=path), str(path), "not a folder")
 
 
+@pytest.mark.parametrize("text", ['{"experiment": "tr', "[]", "\x00\xff"])
+def test_damaged_config_json_is_one_line_and_kept(tmp_path, text):
+  """A workdir whose config.json is torn or not an object: which run it
+  holds is unknown (it was a JSONDecodeError or AttributeError traceback)."""
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text(text)
+  before = snapshot(workdir)
+  message = user_error_of_run(workdir)
+  assert str(workdir / "config.json") in message and "--overwrite" in message
+  assert snapshot(workdir) == before
+
+
 def in_mount_namespace(script, tmp_path):
   """Runs the bash `script` as root in a private mount namespace (mounts
   made there vanish with it); skips where that is not allowed."""
