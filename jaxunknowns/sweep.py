@@ -452,7 +452,9 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
   None: whenever they can, False: never.
   """
   from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import require_path  # pylint: disable=g-import-not-at-top
   out = out or sys.stdout  # Looked up per call: tests capture sys.stdout.
+  root = require_path(root)
   if dry_run and aggregate_only:
     raise UserError("--dry_run and --aggregate_only exclude each other")
   if executor not in executors.EXECUTORS:

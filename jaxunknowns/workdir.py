@@ -88,6 +88,15 @@ def load_finished(path: str):
   return ml_collections.ConfigDict(_tuples(config)), summary
 
 
+def require_path(path: Optional[str], flag: str = "--workdir") -> str:
+  """`path` unless it is empty: an empty --workdir would resolve to the
+  current folder, so a run would write (and --overwrite delete) there."""
+  if not str(path or "").strip():
+    raise UserError(f"{flag} is empty: pass the folder of the run, e.g. "
+                    f"{flag}=/tmp/run")
+  return path
+
+
 # Folders written collectively by every process of a multi-process run
 # (orbax checkpoints: each process saves the shards it holds).
 COLLECTIVE_FOLDERS = ("checkpoints", "snapshots")
@@ -106,7 +115,7 @@ class Workdir:
   def __init__(self, path: str, config: ml_collections.ConfigDict,
                overwrite: bool = False):
     import jax  # pylint: disable=g-import-not-at-top
-    self.shared_path = paths.absolute(path)
+    self.shared_path = paths.absolute(require_path(path))
     self.config = config
     self.overwrite = overwrite
     self.is_main = jax.process_index() == 0

@@ -308,6 +308,18 @@ def test_workdir_that_is_a_file(tmp_path):
   assert_one_line_error(cli(RUNLOCAL, workdir=path), str(path), "not a folder")
 
 
+def test_empty_workdir_writes_nothing_into_the_current_folder(
+    tmp_path, monkeypatch):
+  """An empty --workdir resolved to the current folder: the run wrote its
+  files there (and --overwrite would have deleted it first)."""
+  from jaxunknowns import sweep  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(tmp_path)
+  assert "--workdir is empty" in user_error_of_run("")
+  with pytest.raises(UserError, match="--workdir is empty"):
+    sweep.run_sweep(f"{ROOT}/configs/train.py:{MNIST1D}", "", dry_run=True)
+  assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("text", ['{"experiment": "tr', "[]", "\x00\xff"])
 def test_damaged_config_json_is_one_line_and_kept(tmp_path, text):
   """A workdir whose config.json is torn or not an object: which run it
