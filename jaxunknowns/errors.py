@@ -89,6 +89,16 @@ def command_line_error(e: Exception, argv: Sequence[str]) -> UserError:
   return UserError(first.rstrip(":") + (f": {detail}" if detail else ""))
 
 
+def refuse_arguments(argv: Sequence[str]):
+  """A command's positional arguments (argv[1:]) are a mistake: every
+  option is a --flag. absl's app.UsageError would exit 1 with no `error:`
+  line; this is the user's to fix, so it ends as every bad input does."""
+  if len(argv) > 1:
+    exit_with(UserError(
+        f"unexpected arguments: {' '.join(argv[1:])} (every option is "
+        f"--name=value, e.g. --config.seeds=2; see --help)"))
+
+
 def exit_with(error: UserError) -> NoReturn:
   """How `main` ends on a mistake the user can fix: one line, status 2.
   The exit handlers are skipped: after a failed write they would only fail

@@ -101,8 +101,7 @@ def quiet_closed_event_loops(unraisable):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  errors.refuse_arguments(argv)
   logging.get_absl_handler().addFilter(QuietLibraries())
   sys.unraisablehook = quiet_closed_event_loops
   try:

@@ -569,6 +569,7 @@ def _cli():
   from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   # Defines --config (with --config.FIELD=VALUE), --workdir and --overwrite.
+  from jaxunknowns import errors  # pylint: disable=g-import-not-at-top
   from jaxunknowns import main as main_lib  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("sweep", None, "Name of a sweep of the config's "
                       "get_sweep (optional if it declares only one).")
@@ -594,8 +595,7 @@ def _cli():
   flag_values = flags.FLAGS
 
   def sweep_main(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    errors.refuse_arguments(argv)
     logging.get_absl_handler().addFilter(main_lib.QuietLibraries())
     try:
       config_flag = flag_values["config"]

@@ -333,6 +333,15 @@ def test_damaged_config_json_is_one_line_and_kept(tmp_path, text):
   assert snapshot(workdir) == before
 
 
+@pytest.mark.parametrize("module", ["jaxunknowns.main", "jaxunknowns.sweep"])
+def test_cli_positional_arguments_are_one_line(tmp_path, module):
+  """They were absl's UsageError: exit 1 and no `error:` line."""
+  proc = cli(RUNLOCAL, "seeds=2", workdir=tmp_path / "new",
+             command=("-m", module))
+  assert_one_line_error(proc, "unexpected arguments: seeds=2")
+  assert not (tmp_path / "new").exists()
+
+
 def in_mount_namespace(script, tmp_path):
   """Runs the bash `script` as root in a private mount namespace (mounts
   made there vanish with it); skips where that is not allowed."""
