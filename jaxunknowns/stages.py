@@ -13,6 +13,7 @@ result.json, written atomically when the stage finishes. So:
 OpenLTH's runner has the same shape ("if its output exists, return").
 """
 
+import json
 import math
 import os
 import time
@@ -21,9 +22,11 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 
 from jaxunknowns import paths
-from jaxunknowns.metrics import MetricWriter, read_json, stats, write_json
+from jaxunknowns.errors import UserError
+from jaxunknowns.metrics import MetricWriter, stats, write_json
 
 RESULT_FILE = "result.json"
 
@@ -33,12 +36,52 @@ def stage_dir(workdir, name: str) -> str:
   return workdir.file("stages", *name.split("/"))
 
 
+# Folders of a workdir that hold no stage results: skipped by
+# `check_results`, as they hold most of a run's files.
+_NO_RESULTS = ("checkpoints", "snapshots", "tensorboard")
+
+
+def read_result(path: str) -> Optional[Dict[str, Any]]:
+  """A finished stage's result.json, or None if the stage has not finished.
+  It is written atomically, so a damaged one was damaged afterwards (a
+  partial copy, an edit): a UserError naming the folder to delete."""
+  if not paths.exists(path):
+    return None
+  try:
+    result = json.loads(paths.read_text(path))
+  except (OSError, ValueError) as e:
+    result = e
+  if not isinstance(result, dict):
+    raise UserError(
+        f"{path} is damaged (not a JSON object): delete the folder "
+        f"{os.path.dirname(path)} to redo that stage, or pass --overwrite to "
+        f"rerun the whole experiment")
+  return result
+
+
+def check_results(root: str):
+  """Reads every stage result under the workdir `root`, so that a damaged
+  one stops the run before it writes anything (Workdir.check), rather than
+  when the experiment reaches that stage."""
+  if paths.is_local(root):
+    found = []
+    for folder, subfolders, files in os.walk(root):
+      subfolders[:] = [f for f in subfolders if f not in _NO_RESULTS]
+      if RESULT_FILE in files:
+        found.append(os.path.join(folder, RESULT_FILE))
+  else:
+    found = [str(p) for p in epath.Path(root).rglob(RESULT_FILE)
+             if not set(p.parts) & set(_NO_RESULTS)]
+  for path in sorted(found):
+    read_result(path)
+
+
 def run_stage(folder: str, compute: Callable[[], Dict[str, Any]], *,
               name: str = "") -> Dict[str, Any]:
   """The stage's result: read from folder/result.json if it finished before,
   else `compute()`d (it may resume from checkpoints in `folder`) and kept."""
   path = os.path.join(folder, RESULT_FILE)
-  done = read_json(path)
+  done = read_result(path)
   if done is not None:
     logging.info("[%s] finished before; result in %s", name or folder, path)
     return done

@@ -174,6 +174,9 @@ class Workdir:
           f"workdir {self.shared_path} holds a run with a different config "
           f"(fields differ: {shown}); use another --workdir, or pass "
           f"--overwrite to delete that run")
+    if not self.finished:  # else no stage is read again: nothing to do
+      from jaxunknowns import stages  # pylint: disable=g-import-not-at-top
+      stages.check_results(self.shared_path)
 
   def _check_writable(self):
     """The workdir, or the folder it will be created in, can be written.

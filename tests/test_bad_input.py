@@ -333,6 +333,28 @@ def test_damaged_config_json_is_one_line_and_kept(tmp_path, text):
   assert snapshot(workdir) == before
 
 
+@pytest.mark.parametrize("text", ['{"evals": {"te', "[1, 2]"])
+def test_damaged_stage_result_stops_the_resume_before_writing(tmp_path, text):
+  """A finished stage's result.json damaged after the fact (a partial copy)
+  was a JSONDecodeError traceback once the experiment reached that stage,
+  after the earlier stages had written; now the resume stops before any."""
+  from jaxunknowns import stages  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import config_to_dict  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(f"{ROOT}/configs/train.py:{MNIST1D}")
+  workdir = tmp_path / "run"
+  stage = workdir / "arms" / "small_batch"
+  stage.mkdir(parents=True)
+  (workdir / "config.json").write_text(json.dumps(config_to_dict(config)))
+  (stage / "result.json").write_text(text)
+  before = snapshot(workdir)
+  message = user_error_of_run(workdir, config)
+  assert str(stage / "result.json") in message, message
+  assert f"delete the folder {stage}" in message, message
+  assert snapshot(workdir) == before
+  with pytest.raises(UserError, match="is damaged"):  # reached mid-run
+    stages.run_stage(str(stage), lambda: pytest.fail("recomputed"))
+
+
 @pytest.mark.parametrize("module", ["jaxunknowns.main", "jaxunknowns.sweep"])
 def test_cli_positional_arguments_are_one_line(tmp_path, module):
   """They were absl's UsageError: exit 1 and no `error:` line."""
