@@ -20,6 +20,7 @@ import tempfile
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
+from absl import logging
 
 from jaxunknowns import paths
 
@@ -151,16 +152,29 @@ def _groups(run_labels: Sequence[Mapping]) -> Dict[str, List[int]]:
 
 
 def read_metrics(workdir: str) -> List[Dict[str, Any]]:
+  """The rows of metrics.jsonl. A line that is no row (torn by a kill
+  mid-append, or damaged later: bytes that are not UTF-8, JSON that is not
+  an object with an integer step) is skipped, and the resumed run's rewind
+  drops it; every reader (rewind, reports) may index row["step"]."""
   path = os.path.join(workdir, METRICS_FILE)
   if not paths.exists(path):
     return []
-  rows = []
-  for line in paths.read_text(path).splitlines():
+  with paths.open_file(path, "rb") as f:
+    text = f.read().decode("utf-8", errors="replace")
+  rows, skipped = [], 0
+  for line in text.splitlines():
     try:
-      rows.append(json.loads(line))
+      row = json.loads(line)
     except json.JSONDecodeError:
-      # A line torn by a kill mid-append; the resumed run rewrites it.
-      continue
+      row = None
+    if (isinstance(row, dict) and isinstance(row.get("step"), int) and
+        not isinstance(row["step"], bool)):
+      rows.append(row)
+    else:
+      skipped += 1
+  if skipped:
+    logging.warning("%s: skipped %d line(s) that are not metric rows (torn "
+                    "or damaged)", path, skipped)
   return rows
 
 

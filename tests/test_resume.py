@@ -107,3 +107,19 @@ def test_rewind_drops_only_the_rows_a_fit_is_about_to_write(tmp_path):
   writer.rewind({"arm": "a"}, 10, until=20)
   assert [(r["step"], r["arm"]) for r in rows_of(tmp_path)] == [
       (10, "a"), (10, "b"), (20, "b"), (30, "a"), (30, "b")]
+
+
+def test_rewind_drops_damaged_lines_instead_of_a_traceback(tmp_path):
+  """A resume whose metrics.jsonl holds a line that is no row ({}, a bare
+  number, bytes that are not UTF-8) ended in KeyError / TypeError /
+  UnicodeDecodeError tracebacks in the rewind; such a line is now skipped,
+  as a torn one always was, and the rewind leaves only the rows."""
+  from jaxunknowns.metrics import MetricWriter, read_metrics  # pylint: disable=g-import-not-at-top
+  writer = MetricWriter(str(tmp_path), tensorboard=False)
+  writer.write(10, "test", [{"seed": 0}], {"loss": [1.0]})
+  with open(tmp_path / "metrics.jsonl", "ab") as f:
+    f.write(b'{}\n7\n{"step": "x"}\n\xff\xfe garbage\n{"step": 2')
+  writer.write(20, "test", [{"seed": 0}], {"loss": [2.0]})
+  assert [r["step"] for r in read_metrics(str(tmp_path))] == [10]
+  writer.rewind({"seed": 0}, 10)
+  assert [r["step"] for r in rows_of(tmp_path)] == [10]
