@@ -295,8 +295,10 @@ def with_update_mask(inner: optax.GradientTransformation, initial_mask=None
   def update_fn(updates, state, params=None, **extra_args):
     m = state.mask
     updates = apply_mask(updates, m)
-    if params is not None:
-      params = apply_mask(params, m)
+    # `params` go to the inner optimizer as they are, not masked: they are
+    # the weights the model runs with (a frozen entry is not 0), and SAM
+    # evaluates its second gradient at params + eps. A pruned weight is 0
+    # already; per-entry terms of a masked entry (decay) are masked after.
     if extra_args.get("grad_fn") is not None:  # SAM's second gradient
       grad_fn = extra_args["grad_fn"]
       extra_args["grad_fn"] = lambda p: apply_mask(grad_fn(p), m)
