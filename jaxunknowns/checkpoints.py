@@ -66,6 +66,22 @@ class Checkpoints:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
+  def restore_kept(self, step: int, target: Any) -> Any:
+    """The state saved at `step`, which a later part of the run starts from
+    (a rewind snapshot): there is no older one to fall back to, so a
+    missing or unreadable one is a UserError saying how to retrain it."""
+    fix = "rerun with --overwrite to retrain the run, or use another --workdir"
+    if step not in self.steps():
+      raise UserError(f"the state saved at step {step} in {self.directory} "
+                      f"is missing; {fix}")
+    try:
+      return self.restore(step, target)
+    except Exception as e:  # pylint: disable=broad-except
+      detail = str(e).splitlines()[0][:120] if str(e) else ""
+      raise UserError(
+          f"the state saved at step {step} in {self.directory} is "
+          f"unreadable ({type(e).__name__}: {detail}); {fix}") from e
+
   def restore_latest(self, target: Any) -> Optional[Tuple[int, Any]]:
     """(step, state) of the newest readable checkpoint, or None if none."""
     steps = self.steps()

@@ -828,7 +828,7 @@ class Trainer:
   def restore_snapshot(self, snapshot_dir: str, step: int, target: State) -> State:
     ck = Checkpoints(snapshot_dir, max_to_keep=None)
     try:
-      return ck.restore(step, target)
+      return ck.restore_kept(step, target)
     finally:
       ck.close()
 

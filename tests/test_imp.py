@@ -673,6 +673,31 @@ def test_initial_mask_of_another_architecture_is_refused(rewind0, tmp_path):
   assert "is not a mask file" in user_error(config, tmp_path / "new2")
 
 
+@pytest.mark.parametrize("damage", ["garbage", "missing"])
+def test_damaged_rewind_snapshot_is_one_line(rewind0, tmp_path, damage):
+  """A resumed run whose rewind snapshot (levels/level_00/snapshots/0) was
+  damaged or deleted ended in a JSONDecodeError / orbax ValueError
+  traceback; there is no older state to fall back to, so it is one line
+  saying to retrain."""
+  workdir = tmp_path / "run"
+  shutil.copytree(rewind0.workdir, workdir)
+  (workdir / "summary.json").unlink()
+  snapshot0 = workdir / "levels" / "level_00" / "snapshots" / "0"
+  if damage == "missing":
+    shutil.rmtree(snapshot0)
+  else:
+    for p in snapshot0.rglob("*"):
+      if p.is_file():
+        p.write_bytes(b"garbage")
+  with pytest.raises(UserError) as info:
+    run_in_process(load_config(MNIST1D), workdir)
+  message = str(info.value)
+  assert "\n" not in message, message
+  for needle in (str(snapshot0.parent), "step 0", damage if damage ==
+                 "missing" else "unreadable", "--overwrite"):
+    assert needle in message, (needle, message)
+
+
 def test_cli_bad_fraction_exits_2(tmp_path):
   proc = cli(tmp_path / "new", "--config.prune.fraction=1.2")
   assert_one_line_error(proc, "prune.fraction=1.2", "(0, 1)")
