@@ -36,6 +36,11 @@ def isfile(path: str) -> bool:
   return exists(path) and not isdir(path)
 
 
+def listdir(path: str):
+  """The names of a folder's entries."""
+  return sorted(p.name for p in epath.Path(path).iterdir())
+
+
 def makedirs(path: str):
   epath.Path(path).mkdir(parents=True, exist_ok=True)
 

@@ -161,6 +161,7 @@ class Workdir:
     (read-only)."""
     self._check_writable()
     if self.overwrite:  # the run there is deleted unread, damaged or not
+      self._check_deletable()
       return
     saved = self.saved_config
     if saved is None:
@@ -177,6 +178,21 @@ class Workdir:
     if not self.finished:  # else no stage is read again: nothing to do
       from jaxunknowns import stages  # pylint: disable=g-import-not-at-top
       stages.check_results(self.shared_path)
+
+  def _check_deletable(self):
+    """--overwrite deletes a run's workdir: one with its config.json. A
+    folder of other files (a home folder, a typo for another path) is not
+    deleted."""
+    if not paths.isdir(self.shared_path) or paths.exists(
+        os.path.join(self.shared_path, CONFIG_FILE)):
+      return
+    names = paths.listdir(self.shared_path)
+    if names:
+      shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+      raise UserError(
+          f"workdir {self.shared_path} holds files but no run (no "
+          f"{CONFIG_FILE}; it has {shown}): --overwrite deletes only a run's "
+          f"workdir; choose another --workdir")
 
   def _check_writable(self):
     """The workdir, or the folder it will be created in, can be written.

@@ -355,6 +355,24 @@ def test_damaged_stage_result_stops_the_resume_before_writing(tmp_path, text):
     stages.run_stage(str(stage), lambda: pytest.fail("recomputed"))
 
 
+def test_overwrite_never_deletes_a_folder_that_holds_no_run(tmp_path):
+  """--overwrite deleted any existing --workdir, a folder of the user's own
+  files included (a typo for the run's path), then ran there, exit 0."""
+  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / "thesis"
+  (workdir / "chapters").mkdir(parents=True)
+  (workdir / "chapters" / "one.tex").write_text("keep me")
+  before = snapshot(workdir)
+  config = config_loading.load_config(f"{ROOT}/configs/train.py:{MNIST1D}")
+  with pytest.raises(UserError) as info:
+    main.run(config, str(workdir), overwrite=True)
+  message = str(info.value)
+  for needle in (str(workdir), "no run", "config.json", "chapters",
+                 "choose another --workdir"):
+    assert needle in message, (needle, message)
+  assert snapshot(workdir) == before
+
+
 @pytest.mark.parametrize("module", ["jaxunknowns.main", "jaxunknowns.sweep"])
 def test_cli_positional_arguments_are_one_line(tmp_path, module):
   """They were absl's UsageError: exit 1 and no `error:` line."""
