@@ -104,11 +104,14 @@ def load_sweeps(spec: str) -> Dict[str, List[Overrides]]:
   except ValueError as e:  # grid()/zipped() misuse, or an unknown variant
     raise UserError(f"{path} get_sweep({arg!r}): {e}") from e
   ok = isinstance(sweeps, dict) and all(
-      isinstance(runs, list) and all(isinstance(r, dict) for r in runs)
+      isinstance(runs, list) and all(
+          isinstance(r, dict) and all(isinstance(k, str) for k in r)
+          for r in runs)
       for runs in sweeps.values())
   if not ok or not sweeps:
     raise UserError(f"{path} get_sweep({arg!r}) must return a non-empty "
-                    f"{{name: [override dict, ...]}} (use grid() or zipped())")
+                    f"{{name: [{{'dotted.field': value}}, ...]}} (use grid() "
+                    f"or zipped())")
   return sweeps
 
 

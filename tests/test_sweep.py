@@ -139,6 +139,8 @@ def test_bad_values_fail_before_any_run(tmp_path, monkeypatch):
       '{"s": [{"seed": 0}, {"seed": 0}]}': r"the same overrides twice",
       '{"s": grid(**{"a": [1], "b": [1, 2]})[:0]}': r"has no runs",
       '[{"seed": 0}]': r"must return a non-empty",
+      # A field that is no string was an AttributeError traceback.
+      '{"s": [{"seed": 0}, {1: 0.1}]}': r"must return a non-empty",
   }
   for source, message in cases.items():
     spec = write_config(tmp_path, source)
