@@ -469,6 +469,14 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
   config_file = spec.partition(":")[0]
   sweeps = load_sweeps(spec)
   name = choose_sweep(sweeps, sweep, config_file)
+  # Each run's own value replaces the command line's, so a swept field given
+  # there too would be recorded in sweep.json as an override no run used.
+  clash = [f for f in overrides if f in swept_fields(sweeps[name])]
+  if clash:
+    raise UserError(
+        f"--config.{clash[0]}={overrides[clash[0]]!r}: sweep {name!r} sets "
+        f"{clash[0]} in every run, so this value would be unused; drop it "
+        f"from the command line (or choose another sweep)")
   if base_config is None:
     base = config_loading.load_config(spec)
     base.lock()

@@ -155,6 +155,22 @@ def test_bad_values_fail_before_any_run(tmp_path, monkeypatch):
   assert not root.exists()
 
 
+def test_a_swept_field_set_on_the_command_line_too_is_refused(
+    tmp_path, monkeypatch):
+  """--config.optim.lr=0.5 over the lr sweep: every run trained with its own
+  lr, and sweep.json/sweep.md recorded the unused 0.5 as an override."""
+  monkeypatch.setattr(main_lib, "run", _must_not_run)
+  root = tmp_path / "root"
+  with pytest.raises(UserError) as info:
+    sweep.run_sweep(TRAIN, str(root), "lr", {"optim.lr": 0.5})
+  message = str(info.value)
+  assert "\n" not in message, message
+  for needle in ("--config.optim.lr=0.5", "sweep 'lr' sets optim.lr",
+                 "unused"):
+    assert needle in message, (needle, message)
+  assert not root.exists()
+
+
 def test_every_run_refused_on_its_data_is_one_line_and_writes_nothing(
     tmp_path):
   """A batch larger than the training set is found only when a run loads
