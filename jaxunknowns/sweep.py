@@ -234,6 +234,37 @@ def plan(base_config, runs: Sequence[Overrides], sweep: str, root: str,
   return planned
 
 
+def check_root(root: str, meta: Mapping[str, Any]):
+  """A sweep root holds one sweep: its sweep.json, if readable, must be of
+  this sweep (its name, config file and variant, command-line overrides),
+  else aggregating would replace another sweep's table with this one's
+  (read-only). Its runs may differ: a grid extended since is the same
+  sweep. The config file is compared by name, as one may name it relative
+  or absolute."""
+  import json  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.metrics import read_json  # pylint: disable=g-import-not-at-top
+  path = os.path.join(root, SWEEP_JSON)
+  try:
+    saved = read_json(path)
+  except (OSError, ValueError):
+    return  # a damaged aggregate: rebuilt from the runs' summaries
+  if not isinstance(saved, dict):
+    return
+
+  def key(m):
+    file, _, arg = str(m.get("config")).partition(":")
+    # As sweep.json holds them: tuples become lists.
+    return (m.get("sweep"), os.path.basename(file), arg,
+            json.loads(json.dumps(m.get("base_overrides"))))
+
+  if key(saved) != key(meta):
+    raise UserError(
+        f"sweep workdir {root} holds another sweep ({path}: sweep "
+        f"{saved.get('sweep')!r} of {saved.get('config')}, command-line "
+        f"overrides {saved.get('base_overrides')}); use another --workdir, "
+        f"or pass --overwrite to replace its aggregate")
+
+
 def command_line(spec: str, run: Run, base_overrides: Mapping[str, Any]) -> str:
   """The `jaxunknowns.main` command that reruns one run on its own."""
   args = ["python", "-m", "jaxunknowns.main", f"--config={spec}",
@@ -486,6 +517,8 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
   runs = plan(base_config, sweeps[name], name, root, overwrite,
               validation.references_of(spec))
   meta = {"config": spec, "sweep": name, "base_overrides": overrides}
+  if not overwrite:
+    check_root(root, meta)
 
   if dry_run:
     print(f"sweep {name!r} of {spec}: {len(runs)} runs under {root}",

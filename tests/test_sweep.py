@@ -279,6 +279,27 @@ def test_sweep_runs_each_in_its_own_workdir_and_aggregates(finished_sweep):
   assert (root / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_root_holding_another_sweep_is_refused(finished_sweep, monkeypatch,
+                                                capsys):
+  """Sweep batch_lr into the root of sweep lr ran its runs beside lr's and
+  replaced lr's sweep.json/.md/.png with its own, exit 0."""
+  root, _ = finished_sweep
+  monkeypatch.setattr(main_lib, "run", _must_not_run)
+  before = snapshot(root)
+  with pytest.raises(UserError) as info:
+    sweep.run_sweep(TRAIN, str(root), "batch_lr", TINY)
+  message = str(info.value)
+  for needle in (f"{root} holds another sweep", "sweep 'lr'",
+                 "use another --workdir"):
+    assert needle in message, (needle, message)
+  assert snapshot(root) == before
+  # The same sweep, its config file named another way, is that sweep.
+  relative = os.path.relpath(TRAIN.partition(":")[0])
+  sweep.run_sweep(f"{relative}:mnist1d_mlp,runlocal", str(root), "lr", TINY,
+                  dry_run=True)
+  assert "[finished]" in capsys.readouterr().out
+
+
 def test_rerun_skips_finished_runs_and_resumes_partial_ones(
     finished_sweep, monkeypatch, capsys):
   root, _ = finished_sweep
