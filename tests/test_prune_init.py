@@ -112,6 +112,49 @@ def test_synflow_conserves_the_summed_score_of_every_layer():
                              rtol=1e-5)
 
 
+
+def test_synflow_scores_the_masked_network():
+  """Iterative SynFlow rescores the current mask: the pruned weights are
+  out of the linearized network. Conservation then holds on the masked
+  network: each layer's summed score is R(|masked params|), which differs
+  from R(|params|) (scored unmasked, the rounds would not compound)."""
+  model, params = tiny((7, 6, 5), bias=False, seed=3)
+  ones = pruning.ones_mask(params)
+  mask = budgets.select(init_scores.magnitude(params, ones), ones, 0.4,
+                        "uniform")
+  R = lambda p: jnp.sum(model.apply({"params": p}, jnp.ones((1, 4))))
+  scores = init_scores.synflow(R, params, mask)
+  masked = jax.tree.map(lambda m, w: jnp.abs(jnp.where(m, w, 0.0)),
+                        mask, params)
+  want = float(R(masked))
+  assert want < 0.5 * float(R(jax.tree.map(jnp.abs, params)))
+  for (_, s), (_, m) in zip(budgets.mask_layers(scores),
+                            budgets.mask_layers(mask)):
+    np.testing.assert_allclose(float(jnp.sum(s)), want, rtol=1e-5)
+    assert not np.any(np.asarray(s)[~np.asarray(m)])
+
+
+def test_uniform_budget_keeps_the_same_fraction_of_every_layer():
+  """By hand: 25% of layers of 300, 600 and 60 weights is 75, 150 and 15,
+  each layer's largest |w| (a global threshold would keep other counts)."""
+  _, params = tiny((30, 20), seed=2, din=10)
+  params["output"]["kernel"] *= 100.0  # all of a global top-k would go here
+  mask = pruning.ones_mask(params)
+  keep = init_scores.magnitude(params, mask)
+  kept = budgets.select(keep, mask, 0.25, "uniform")
+  assert init_scores.layer_counts_of(kept) == [75, 150, 15]
+  for (_, k), (_, w) in zip(budgets.mask_layers(kept),
+                            budgets.mask_layers(keep)):
+    k, w = np.asarray(k), np.asarray(w)
+    assert w[k].min() >= w[~k].max()
+
+
+def test_apportion_rounds_by_largest_remainder_within_the_sizes():
+  # Floors 1, 1, 0 leave one weight: to the largest fractional part (0.6).
+  assert budgets.apportion([1.6, 1.2, 0.2], [5, 5, 5], 3) == [2, 1, 0]
+  # A real count above the layer's size is capped there first.
+  assert budgets.apportion([3.2, 0.5], [2, 5], 3) == [2, 1]
+
 def test_erk_matches_its_formula_and_the_budget_exactly():
   shapes = [(3, 3, 3, 16), (3, 3, 16, 32), (512, 100), (100, 10)]
   sizes = [int(np.prod(s)) for s in shapes]

@@ -223,6 +223,26 @@ def test_global_exclude_keeps_the_output_layer_full():
   assert report["remaining"] == 160 + in_scope - math.ceil(0.5 * in_scope)
 
 
+
+def test_global_exclude_leaves_an_already_pruned_layer_as_it_was():
+  """An excluded layer pruned before (here by a layerwise level) keeps its
+  holes: exclude means "as it is", not "dense again"; the other layers
+  follow the numpy reference over their own survivors."""
+  params = make_params()
+  mask = prune_layerwise(params, ones_mask(params), None, 0.3)
+  before = masks_by_name(mask)
+  mask = prune_global(params, mask, 0.5, exclude=("output",))
+  after = masks_by_name(mask)
+  np.testing.assert_array_equal(after["output"], before["output"])
+  assert not before["output"].all()
+  names = [n for n in LAYERS if n != "output"]
+  weights = kernels_by_name(params)
+  flat = np.concatenate([weights[n].reshape(-1) for n in names])
+  alive = np.concatenate([before[n].reshape(-1) for n in names])
+  want = numpy_prune(flat, alive, math.ceil(0.5 * alive.sum()))
+  np.testing.assert_array_equal(
+      np.concatenate([after[n].reshape(-1) for n in names]), want)
+
 def test_global_ties_are_broken_by_layer_order_then_index():
   params = {"a": {"kernel": jnp.ones((2, 3))},
             "b": {"kernel": -jnp.ones((2, 2))}}
