@@ -248,8 +248,10 @@ def check_root(root: str, meta: Mapping[str, Any]):
     saved = read_json(path)
   except (OSError, ValueError):
     return  # a damaged aggregate: rebuilt from the runs' summaries
-  if not isinstance(saved, dict):
-    return
+  try:
+    saved_sweep(root, saved)
+  except UserError:
+    return  # not a sweep's aggregate: rebuilt from the runs' summaries
 
   def key(m):
     file, _, arg = str(m.get("config")).partition(":")
@@ -357,21 +359,62 @@ def aggregate(runs: Sequence[Run], root: str, meta: Mapping[str, Any],
   return result
 
 
+def _is_value(v) -> bool:
+  """A config value as JSON holds it: a scalar, or a list of values."""
+  if isinstance(v, list):
+    return all(_is_value(x) for x in v)
+  return v is None or isinstance(v, (str, int, float, bool))
+
+
+def saved_sweep(root: str, saved: Any):
+  """(runs, meta) of a sweep.json's contents `saved`; a UserError naming
+  what is wrong if a sweep did not write it. A run's workdir is ROOT/NAME
+  (as `plan` made it), not the absolute path saved: a root copied or moved
+  elsewhere is rebuilt from its own runs, not from the old place."""
+  path = os.path.join(root, SWEEP_JSON)
+
+  def refuse(what):
+    return UserError(f"{path} {what}: it was not written by "
+                     f"jaxunknowns.sweep; rerun the sweep's command with "
+                     f"--aggregate_only")
+
+  if not isinstance(saved, dict):
+    raise refuse(f"is a JSON {type(saved).__name__}, not an object")
+  missing = [k for k in ("config", "sweep", "base_overrides", "runs")
+             if k not in saved]
+  if missing:
+    raise refuse(f"lacks {', '.join(missing)}")
+  kinds = {"config": (str, "a string"), "sweep": (str, "a string"),
+           "base_overrides": (dict, "an object"), "runs": (list, "a list")}
+  for key, (kind, words) in kinds.items():
+    if not isinstance(saved[key], kind):
+      raise refuse(f"has a {key!r} that is not {words}")
+  if not saved["runs"]:
+    raise refuse("lists no runs")
+  runs, names = [], set()
+  for i, r in enumerate(saved["runs"]):
+    name = r.get("name") if isinstance(r, dict) else None
+    # A plain folder name: ROOT/NAME must stay inside the root.
+    if (not isinstance(name, str) or name in ("", ".", "..") or
+        "/" in name or os.sep in name or name in names):
+      raise refuse(f"has run {i} without a distinct folder name")
+    overrides = r.get("overrides")
+    if not isinstance(overrides, dict) or not all(
+        _is_value(v) for v in overrides.values()):
+      raise refuse(f"has run {name!r} without overrides {{field: value}}")
+    names.add(name)
+    runs.append(Run(name, overrides, None, os.path.join(root, name)))
+  meta = {k: saved[k] for k in ("config", "sweep", "base_overrides")}
+  return runs, meta
+
+
 def rebuild(root: str):
   """A function that rewrites ROOT's sweep.json/.md/.png from its runs'
   summaries (`report_cli`); reading the saved sweep.json fails first, with
   one line, if it was not written by a sweep."""
-  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
   from jaxunknowns.workdir import read_saved  # pylint: disable=g-import-not-at-top
   saved = read_saved(os.path.join(root, SWEEP_JSON), "sweep's aggregate", "")
-  try:
-    runs = [Run(r["name"], r["overrides"], None, r["workdir"])
-            for r in saved["runs"]]
-    meta = {k: saved[k] for k in ("config", "sweep", "base_overrides")}
-  except (KeyError, TypeError) as e:
-    raise UserError(f"{os.path.join(root, SWEEP_JSON)} lacks {e}: it was not "
-                    f"written by jaxunknowns.sweep; rerun the sweep with "
-                    f"--aggregate_only") from e
+  runs, meta = saved_sweep(root, saved)
   return lambda: aggregate(runs, root, meta)
 
 
@@ -459,8 +502,8 @@ def _plot(rows, fields, headline, meta, path) -> Optional[str]:
 
 
 def _key(v):
-  """Hashable form of a swept value (lists become tuples)."""
-  return tuple(v) if isinstance(v, list) else v
+  """Hashable form of a swept value (lists, nested too, become tuples)."""
+  return tuple(_key(x) for x in v) if isinstance(v, list) else v
 
 
 # -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ one line on stderr, nothing written).
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -384,3 +385,50 @@ def test_report_command_rebuilds_a_sweep_root(finished_sweep, monkeypatch):
   assert read_json(root / "sweep.json") == saved
   assert (root / "sweep.md").read_text() == md
   assert (root / "sweep.png").exists()
+
+
+def test_report_of_a_copied_root_reads_its_own_runs(finished_sweep, tmp_path):
+  """sweep.json holds each run's absolute workdir: rebuilding a root copied
+  or moved elsewhere read the runs at the old place (or, gone, listed them
+  all as missing), exit 0. A run's folder is ROOT/NAME, as plan made it."""
+  from jaxunknowns import report_cli  # pylint: disable=g-import-not-at-top
+  copy = tmp_path / "copy"
+  shutil.copytree(finished_sweep[0], copy)
+  (copy / "lr=0.003" / "summary.json").unlink()
+  report_cli.rebuild_all([str(copy)])
+  saved = read_json(copy / "sweep.json")
+  assert [r["workdir"] for r in saved["runs"]] == [
+      str(copy / "lr=0.001"), str(copy / "lr=0.003")]
+  assert [r["status"] for r in saved["runs"]] == ["finished", "missing"]
+
+
+@pytest.mark.parametrize("damage,needle", [
+    (lambda s: s.update(base_overrides=[1]), "'base_overrides' that is not"),
+    (lambda s: s.update(sweep=5), "'sweep' that is not a string"),
+    (lambda s: s.update(runs=[]), "lists no runs"),
+    (lambda s: s["runs"][0].update(name="../elsewhere"), "folder name"),
+    (lambda s: s["runs"][1].update(name=s["runs"][0]["name"]), "distinct"),
+    (lambda s: s["runs"][0].update(overrides={"optim.lr": {"a": 1}}),
+     "without overrides"),
+    (lambda s: s.update(runs=[1, 2]), "run 0"),
+], ids=["base_overrides", "sweep", "no_runs", "name_outside", "name_twice",
+        "overrides", "runs"])
+def test_report_of_a_damaged_sweep_json_is_one_line(finished_sweep, tmp_path,
+                                                     damage, needle):
+  """Each was rebuilt into a table anyway (exit 0), or ended in a message
+  quoting a Python TypeError ('sweep.json lacks string indices must be
+  integers'), or in a TypeError from the figure."""
+  from jaxunknowns import report_cli  # pylint: disable=g-import-not-at-top
+  copy = tmp_path / "copy"
+  shutil.copytree(finished_sweep[0], copy)
+  saved = read_json(copy / "sweep.json")
+  damage(saved)
+  (copy / "sweep.json").write_text(json.dumps(saved))
+  before = snapshot(tmp_path)
+  with pytest.raises(UserError) as info:
+    report_cli.rebuild_all([str(copy)])
+  message = str(info.value)
+  assert "\n" not in message, message
+  for want in (str(copy / "sweep.json"), needle, "--aggregate_only"):
+    assert want in message, (want, message)
+  assert snapshot(tmp_path) == before
