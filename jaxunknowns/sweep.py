@@ -35,6 +35,7 @@ import copy
 import hashlib
 import importlib.util
 import itertools
+import json
 import os
 import re
 import shlex
@@ -228,6 +229,8 @@ def plan(base_config, runs: Sequence[Overrides], sweep: str, root: str,
       _check_names(config, references)
       workdir = os.path.join(root, name)
       Workdir(workdir, config, overwrite=overwrite).check()
+      if not overwrite:
+        _check_summary(workdir)
     except UserError as e:
       raise UserError(f"{where}: {e}") from e
     planned.append(Run(name, overrides, config, workdir, references))
@@ -241,7 +244,6 @@ def check_root(root: str, meta: Mapping[str, Any]):
   (read-only). Its runs may differ: a grid extended since is the same
   sweep. The config file is compared by name, as one may name it relative
   or absolute."""
-  import json  # pylint: disable=g-import-not-at-top
   from jaxunknowns.metrics import read_json  # pylint: disable=g-import-not-at-top
   path = os.path.join(root, SWEEP_JSON)
   try:
@@ -265,6 +267,21 @@ def check_root(root: str, meta: Mapping[str, Any]):
         f"{saved.get('sweep')!r} of {saved.get('config')}, command-line "
         f"overrides {saved.get('base_overrides')}); use another --workdir, "
         f"or pass --overwrite to replace its aggregate")
+
+
+def _check_summary(workdir: str):
+  """A finished run's summary.json is what `aggregate` reads: a damaged one
+  stops the sweep before it runs anything (it was a traceback at the end)."""
+  path = os.path.join(workdir, "summary.json")
+  if not paths.exists(path):
+    return
+  try:
+    summary = json.loads(paths.read_text(path))
+  except (OSError, ValueError):
+    summary = None
+  if not isinstance(summary, dict):
+    raise UserError(f"{path} is damaged (not a JSON object); delete it and "
+                    f"rerun the sweep: that run resumes from its checkpoints")
 
 
 def command_line(spec: str, run: Run, base_overrides: Mapping[str, Any]) -> str:

@@ -432,3 +432,25 @@ def test_report_of_a_damaged_sweep_json_is_one_line(finished_sweep, tmp_path,
   for want in (str(copy / "sweep.json"), needle, "--aggregate_only"):
     assert want in message, (want, message)
   assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("text", ['{"final": {"te', "[1]"])
+def test_damaged_run_summary_stops_the_sweep_before_it_runs(
+    finished_sweep, tmp_path, monkeypatch, text):
+  """A finished run's summary.json damaged afterwards: rerunning the sweep
+  (or --aggregate_only) skipped that run, then aggregating ended in a
+  JSONDecodeError / AttributeError traceback."""
+  copy = tmp_path / "copy"
+  shutil.copytree(finished_sweep[0], copy)
+  summary = copy / "lr=0.001" / "summary.json"
+  summary.write_text(text)
+  monkeypatch.setattr(main_lib, "run", _must_not_run)
+  before = snapshot(copy)
+  for aggregate_only in (False, True):
+    with pytest.raises(UserError) as info:
+      sweep.run_sweep(TRAIN, str(copy), "lr", TINY,
+                      aggregate_only=aggregate_only)
+    message = str(info.value)
+    for needle in (str(summary), "damaged", "delete it and rerun the sweep"):
+      assert needle in message, (needle, message)
+  assert snapshot(copy) == before
