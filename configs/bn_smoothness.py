@@ -81,11 +81,10 @@ VARIANTS = {f.__name__: f for f in (fashion_mlp, mnist1d_mlp, cifar10_vgg)}
 
 def runlocal(c):
   """A few steps of a small model: for tests and smoke runs."""
-  shrink_for_local(c, steps=20, checkpoint_every=10)
+  shrink_for_local(c, steps=20, checkpoint_every=10, width_multiplier=1 / 16)
   c.seeds = 2
   c.train.batch_size = 32
   c.train.max_train_eval = 500
-  c.model.width_multiplier = min(c.model.width_multiplier, 1 / 16)
   c.smoothness.every = 10
   c.smoothness.step_sizes = (0.1, 0.4)
 

@@ -43,11 +43,9 @@ def grid_fields(c):
   c.train.checkpoint_every = 0     # No checkpoints: a program is minutes; a finished one is kept.
 
 
-def fashion_mlp(c):
+def fashion(c):
   c.data.name = "fashion_mnist"    # IDX files of Debian's dataset-fashion-mnist.
   c.data.train_size = 10000        # A subset (after the validation split).
-  c.model.name = "mlp"
-  c.model.widths = (128, 128)      # Two hidden layers, each normalized.
   c.model.num_groups = 8           # Group norm: 8 groups of 16 units.
   c.train.batch_size = 128
   c.train.steps = 600              # About 7.7 epochs of the subset.
@@ -56,8 +54,14 @@ def fashion_mlp(c):
   c.train.max_train_eval = 2000    # Final train accuracy on the first 2000 examples.
 
 
+def fashion_mlp(c):
+  fashion(c)
+  c.model.name = "mlp"
+  c.model.widths = (128, 128)      # Two hidden layers, each normalized.
+
+
 def fashion_resnet(c):
-  fashion_mlp(c)
+  fashion(c)
   c.model.name = "resnet"
   c.model.depth = 8                # One basic block per stage.
   c.model.width = 8                # Stage widths 8/16/32.

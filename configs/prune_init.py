@@ -117,13 +117,13 @@ VARIANTS = {f.__name__: f for f in (mnist1d, mnist1d_budgets, lenet_fashion,
 
 def runlocal(c):
   """A few steps, 2 seeds, 3 densities, 5 SynFlow rounds: tests, smoke runs."""
-  shrink_for_local(c, steps=20, checkpoint_every=0)
+  c.model.name = "mlp" if c.model.name == "lenet_300_100" else c.model.name
+  # An MLP 16-16, VGG-16 with 4..32 channels.
+  shrink_for_local(c, steps=20, checkpoint_every=0, widths=(16, 16),
+                   width_multiplier=1 / 16)
   c.train.eval_every = 0
   c.train.max_train_eval = 500
   c.seeds = 2
-  c.model.name = "mlp" if c.model.name == "lenet_300_100" else c.model.name
-  c.model.widths = (16, 16)
-  c.model.width_multiplier = 1 / 16    # VGG-16 with 4..32 channels.
   c.train.batch_size = min(c.train.batch_size, 32)
   c.prune_init.densities = (0.1, 0.01)
   c.prune_init.rounds = 5

@@ -95,11 +95,10 @@ VARIANTS = {f.__name__: f for f in (fashion_lenet, fashion_resnet,
 
 def runlocal(c):
   """Tiny: a small MLP, 1000 examples, 2 seeds, all four arms."""
-  shrink_for_local(c, steps=20, checkpoint_every=0)
+  c.model.name = "mlp" if c.model.name == "lenet_300_100" else c.model.name
+  shrink_for_local(c, steps=20, checkpoint_every=0, widths=(16,))
   c.train.eval_every = 0
   c.data.train_size = 1000
-  c.model.name = "mlp" if c.model.name == "lenet_300_100" else c.model.name
-  c.model.widths = (16,)
   c.seeds = 2
   c.epochs = 0.5
   c.compare = ("sgd", "sam", "asam", "sgd_2x")

@@ -140,9 +140,12 @@ def openlth_resnet20_cifar10(c):
   c.train.steps = 63000
 
 
-def shrink_for_local(c, steps: int, checkpoint_every: int):
+def shrink_for_local(c, steps: int, checkpoint_every: int,
+                     widths: tuple = (), width_multiplier: float = 0.0):
   """The shared part of every config's `runlocal`: a few steps of a small
-  model on at most 2000 training examples (tests and smoke runs)."""
+  model on at most 2000 training examples (tests and smoke runs); MLPs with
+  hidden `widths` if given, conv nets and VGGs at most `width_multiplier`
+  wide if given (each only where the model reads the field)."""
   c.train.steps = steps
   c.train.log_every = 10
   c.train.eval_every = 20
@@ -150,9 +153,18 @@ def shrink_for_local(c, steps: int, checkpoint_every: int):
   c.train.eval_batch_size = 500
   c.data.train_size = min(c.data.train_size or 2000, 2000)
   c.data.validation_size = min(c.data.validation_size, 200)
-  c.model.widths = tuple(min(w, 32) for w in c.model.widths)
-  c.model.depth = 8 if c.model.name == "resnet" else c.model.depth
-  c.model.width = min(c.model.width, 8)
+  # Only what the model reads: a field it does not read, moved, would be a
+  # setting recorded but unused (validation.check_choices refuses those).
+  from jaxunknowns import validation  # pylint: disable=g-import-not-at-top
+  read = validation.model_fields_read(c.model) or set(c.model)
+  if "widths" in read:
+    c.model.widths = tuple(widths) or tuple(min(w, 32) for w in c.model.widths)
+  if "depth" in read and c.model.name == "resnet":
+    c.model.depth = 8
+  if "width" in read:
+    c.model.width = min(c.model.width, 8)
+  if width_multiplier and "width_multiplier" in read:
+    c.model.width_multiplier = min(c.model.width_multiplier, width_multiplier)
 
 
 def parse_config_arg(arg: str, variants, default: str, config_file: str):

@@ -69,6 +69,9 @@ class Experiment:
   # (path, config, summary) -> None: report.md and figures from the workdir's
   # files; a 'module:function' string is imported only when a report is written.
   report_fn: Union[str, Callable, None] = None
+  # Whether it trains with optimizers of its own (max_margin), so that
+  # optim.name does not decide which optim.* fields are read.
+  own_optimizers: bool = False
 
   @property
   def report(self) -> Optional[Callable]:
@@ -94,10 +97,12 @@ EXPERIMENTS = _Experiments("experiment", "experiment")
 
 
 def register(name: str, validate: Callable = lambda config: None,
-             report: Union[str, Callable, None] = None):
+             report: Union[str, Callable, None] = None,
+             own_optimizers: bool = False):
   def decorator(run):
     EXPERIMENTS.register(name)(
-        Experiment(run=run, validate=validate, report_fn=report))
+        Experiment(run=run, validate=validate, report_fn=report,
+                   own_optimizers=own_optimizers))
     return run
   return decorator
 

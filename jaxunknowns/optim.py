@@ -46,6 +46,18 @@ RUN_HPARAMS = ("lr", "weight_decay", "momentum", "b1", "b2", "eps",
                "sam_rho")
 
 
+# The config.optim fields that only some optimizers or schedules read: moved
+# from its default while the chosen one does not read it, a field is refused
+# (validation.check_choices), not recorded unused. tests/test_shared_checks.py
+# checks these tables against what each builder reads.
+ADAM_FIELDS = ("b1", "b2", "eps")
+OPTIMIZER_FIELDS = {"sgd": (), "momentum": ("momentum",),
+                    "nesterov": ("momentum",), "adam": ADAM_FIELDS,
+                    "adamw": ADAM_FIELDS}
+SCHEDULE_FIELDS = {"constant": (), "step": ("boundaries", "decay_factor"),
+                   "cosine": ()}
+
+
 class ConfigWithValues:
   """config.optim read through, some fields replaced (see `with_values`)."""
 

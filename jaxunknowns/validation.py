@@ -195,6 +195,8 @@ def check_config(config, references: Optional[Sequence] = None, *,
       references or [config_defaults.base_config()]))
   experiment = EXPERIMENTS.get(config.experiment)
   experiment.validate(config)
+  # Last: an experiment's own message (a model it cannot use) says more.
+  check_choices(config, optimizer=not experiment.own_optimizers)
   return experiment
 
 
@@ -254,6 +256,73 @@ def validate_base(config):
   optim.OPTIMIZERS.get(o.name)
   optim.SCHEDULES.get(o.schedule)
   losses.LOSSES.get(t.loss)
+
+
+class ReadRecorder:
+  """A config section read through, remembering which fields were read
+  (`read`): what a builder such as create_model uses of it."""
+
+  def __init__(self, section):
+    self._section, self.read = section, set()
+
+  def get(self, key, default=None):
+    self.read.add(key)
+    return self._section.get(key, default)
+
+  def __getattr__(self, key):
+    self.read.add(key)
+    return getattr(self._section, key)
+
+  def __getitem__(self, key):
+    self.read.add(key)
+    return self._section[key]
+
+  def __contains__(self, key):
+    return key in self._section
+
+
+def model_fields_read(model_config) -> Optional[set]:
+  """The model.* fields the chosen model's builder reads; None when it
+  refuses the config (its own error comes where the model is built)."""
+  from jaxunknowns.models import create_model  # pylint: disable=g-import-not-at-top
+  recorder = ReadRecorder(model_config)
+  try:
+    create_model(recorder, 2)
+  except UserError:
+    return None
+  return recorder.read
+
+
+def check_choices(config, optimizer: bool = True):
+  """A field that only some choices read (an optimizer's momentum or betas,
+  the step schedule's boundaries, a model's widths or depth, the synthetic
+  data's shape), moved from its default while the chosen one does not read
+  it: one line, instead of a run that silently ignores it. `optimizer`:
+  False for an experiment with optimizers of its own (max_margin, which
+  checks them itself). `check_config` runs it after the experiment's own
+  checks, on the config as given (not on arms or cells derived from it)."""
+  from jaxunknowns import optim  # pylint: disable=g-import-not-at-top
+  o, names = config.optim, " or ".join
+  if optimizer:
+    for choices, field, name in ((optim.OPTIMIZER_FIELDS, "name", o.name),
+                                 (optim.SCHEDULE_FIELDS, "schedule",
+                                  o.schedule)):
+      for f in sorted({f for fs in choices.values() for f in fs}):
+        readers = [n for n, fs in choices.items() if f in fs]
+        check_applies(config, f"optim.{f}", name in readers,
+                      f"to optim.{field} {names(map(repr, readers))}, not "
+                      f"{name!r}")
+  from jaxunknowns.data import datasets  # pylint: disable=g-import-not-at-top
+  for f in config.data.get("synthetic", {}):
+    readers = [n for n, fs in datasets.SYNTHETIC_FIELDS.items() if f in fs]
+    check_applies(config, f"data.synthetic.{f}", config.data.name in readers,
+                  f"to data.name {names(map(repr, readers))}, not "
+                  f"{config.data.name!r}")
+  read = model_fields_read(config.model)
+  for f in config.model if read is not None else ():
+    check_applies(config, f"model.{f}", f in read or f == "name",
+                  f"to models that read it, not model.name "
+                  f"{config.model.name!r}")
 
 
 def check_sam(o, batch_size):

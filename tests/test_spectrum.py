@@ -276,10 +276,14 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, overrides, needle):
                                    needles=(needle,))
 
 
+# runlocal's MLP widths back at their default: a linear model reads none.
+LINEAR = {"model.widths": (100, 100)}
+
+
 def test_more_eigenvalues_than_parameters_fails_before_writing(tmp_path):
   config = tiny_config(**{"model.name": "linear", "spectrum.num_steps": 200,
                           "spectrum.num_eigenvalues": 100,
-                          "data.name": "synthetic"})
+                          "data.name": "synthetic", **LINEAR})
   assert_user_error_before_writing(config, tmp_path / "w",
                                    needles=("num_eigenvalues", "parameters"))
 
@@ -288,7 +292,7 @@ def test_more_lanczos_steps_than_parameters_fails_before_writing(tmp_path):
   """Past the parameter count the Krylov space is exhausted: the steps
   would be recorded in config.json but never run."""
   config = tiny_config(**{"model.name": "linear", "spectrum.num_steps": 10**6,
-                          "data.name": "synthetic"})
+                          "data.name": "synthetic", **LINEAR})
   assert_user_error_before_writing(
       config, tmp_path / "w", needles=("spectrum.num_steps", "parameters"))
 

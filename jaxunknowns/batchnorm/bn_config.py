@@ -18,10 +18,10 @@ def grid_fields(c, experiment: str):
 def shrink_grid_for_local(c):
   """A grid's `runlocal`: a few steps of a small MLP on 400 examples, 2
   seeds (tests and smoke runs)."""
-  config_defaults.shrink_for_local(c, steps=20, checkpoint_every=0)
+  config_defaults.shrink_for_local(c, steps=20, checkpoint_every=0,
+                                   widths=(16, 16))
   c.seeds = 2
   c.data.train_size = min(c.data.train_size or 400, 400)
-  c.model.widths = (16, 16)
 
 
 def digits(c, batch_size: int):

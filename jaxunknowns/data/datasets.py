@@ -94,6 +94,13 @@ def digits(cfg) -> Dataset:
   return _dataset("digits", arrays, _num_classes(builder), scale=16.0)
 
 
+# The data.synthetic.* fields each generated dataset reads; any other
+# dataset reads none (validation.check_choices refuses them moved).
+SYNTHETIC_FIELDS = {"synthetic": ("num_train", "num_test", "dim",
+                                  "num_classes", "separation"),
+                    "soudry2d": ("num_test",)}
+
+
 def _synthetic_field(cfg, field, default, minimum, kind=int):
   sub = cfg.get("synthetic", None)
   value = sub.get(field, default) if sub is not None else default

@@ -85,6 +85,11 @@ def validate(config):
   check(bool(names) and all(n in OPTIMIZERS for n in names)
         and len(set(names)) == len(names), "max_margin.optimizers",
         mm.optimizers, f"a tuple, a subset of {OPTIMIZERS}")
+  # Its own optimizers, not optim.name's, read optim.momentum and the betas.
+  for field, reader in (("momentum", "momentum"), ("b1", "adam"),
+                        ("b2", "adam"), ("eps", "adam")):
+    validation.check_applies(config, f"optim.{field}", reader in names,
+                             f"to the {reader!r} of max_margin.optimizers")
   check(mm.lr >= 0, "max_margin.lr", mm.lr, ">= 0 (0 = 1/sigma_max(X))")
   check(mm.adam_lr > 0, "max_margin.adam_lr", mm.adam_lr, "> 0")
   check(mm.reduction in ("sum", "mean"), "max_margin.reduction", mm.reduction,
@@ -540,4 +545,5 @@ def _run(config, workdir):
 
 
 experiments.register("max_margin", validate=validate,
-                     report="jaxunknowns.implicit.max_margin_report:write")(run)
+                     report="jaxunknowns.implicit.max_margin_report:write",
+                     own_optimizers=True)(run)

@@ -1,0 +1,201 @@
+"""A field that only some choices read (an optimizer's momentum or betas,
+the step schedule's boundaries, a model's widths or depth, the synthetic
+data's shape), moved while the chosen one does not read it, is refused
+(`validation.check_choices`) instead of recorded in config.json unused.
+
+The tables behind the check are tested against what the builders actually
+read, through `validation.ReadRecorder`, and "not read" against the built
+thing: changing an unread field must build the same module or optimizer.
+"""
+
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxunknowns import config_defaults, config_loading, optim, validation
+from jaxunknowns.data import DATASETS, datasets
+from jaxunknowns.errors import UserError
+from jaxunknowns.models import MODELS, create_model
+from run_helpers import ROOT, assert_cli_one_line_error
+
+CHOICE_FIELDS = sorted({f for fs in itertools.chain(
+    optim.OPTIMIZER_FIELDS.values(), optim.SCHEDULE_FIELDS.values())
+                        for f in fs})
+
+
+def optim_config(**fields):
+  c = config_defaults.base_config().optim
+  c.update(fields)
+  return c
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS.names()))
+def test_optimizer_table_is_what_each_optimizer_reads(name):
+  assert set(optim.OPTIMIZER_FIELDS) == set(optim.OPTIMIZERS.names())
+  recorder = validation.ReadRecorder(optim_config(name=name))
+  optim.OPTIMIZERS.get(name)(recorder)
+  assert recorder.read & set(CHOICE_FIELDS) == set(
+      optim.OPTIMIZER_FIELDS[name])
+
+
+@pytest.mark.parametrize("name", sorted(optim.SCHEDULES.names()))
+def test_schedule_table_is_what_each_schedule_reads(name):
+  assert set(optim.SCHEDULE_FIELDS) == set(optim.SCHEDULES.names())
+  recorder = validation.ReadRecorder(optim_config(
+      schedule=name, boundaries=(5,), warmup_steps=2))
+  schedule = optim.learning_rate_schedule(recorder, 10)
+  schedule(jnp.asarray(7))  # a schedule may read its fields when called
+  assert recorder.read & set(CHOICE_FIELDS) == set(
+      optim.SCHEDULE_FIELDS[name])
+
+
+def first_update(name, **fields):
+  params = {"w": jnp.array([1.0, -2.0, 3.0])}
+  tx = optim.OPTIMIZERS.get(name)(optim_config(name=name, **fields))
+  state = tx.init(params)
+  grads = {"w": jnp.array([0.5, 0.25, -1.0])}
+  for _ in range(2):
+    updates, state = tx.update(grads, state, params)
+  return np.asarray(updates["w"])
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS.names()))
+def test_a_field_outside_the_table_changes_nothing(name):
+  """The independent side: every choice field the table leaves out for this
+  optimizer can change without changing its updates."""
+  base = first_update(name)
+  for field in set(CHOICE_FIELDS) - set(optim.OPTIMIZER_FIELDS[name]):
+    if field in ("boundaries", "decay_factor"):
+      continue  # schedule fields: not the direction's
+    value = {"momentum": 0.5, "b1": 0.5, "b2": 0.5, "eps": 0.5}[field]
+    np.testing.assert_array_equal(first_update(name, **{field: value}), base)
+
+
+def model_config(**fields):
+  c = config_defaults.base_config().model
+  c.update(fields)
+  return c
+
+
+SHAPE_FIELDS = {"widths": (7, 5), "width": 4, "depth": 14,
+                "width_multiplier": 0.5, "use_bias": False, "shortcut": False}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS.names()))
+def test_a_model_field_not_read_builds_the_same_module(name):
+  """model_fields_read says what the builder reads; each shape field it
+  does not read, changed, builds an equal module (and the read ones a
+  different one, where the field has a say)."""
+  base = model_config(name=name, **{"residual_mlp": {"widths": (6, 6)},
+                                    "vgg": {"depth": 11}}.get(name, {}))
+  read = validation.model_fields_read(base)
+  assert read is not None and "name" in read
+  module = create_model(base, 3)
+  for field, value in SHAPE_FIELDS.items():
+    changed = model_config(**{**base.to_dict(), field: value})
+    try:
+      other = create_model(changed, 3)
+    except UserError:
+      assert field in read  # refused by the builder: it reads the field
+      continue
+    if field not in read:
+      assert other == module, (name, field)
+    else:
+      assert other != module, (name, field)
+
+
+def test_model_reads_match_the_registry_by_hand():
+  """An independent list for the models researchers use most."""
+  for name, reads, ignores in (
+      ("mlp", {"widths"}, {"width", "depth", "shortcut", "use_bias"}),
+      ("lenet_300_100", set(), {"widths", "width", "depth"}),
+      ("resnet", {"width", "depth", "shortcut"}, {"widths", "use_bias"}),
+      ("linear", {"use_bias"}, {"widths", "width", "depth"}),
+      ("vgg16", {"width_multiplier"}, {"widths", "width", "shortcut"})):
+    read = validation.model_fields_read(model_config(name=name))
+    assert reads <= read and not ignores & read, (name, read)
+
+
+class DataView:
+  """config.data whose `synthetic` section is read through a recorder."""
+
+  def __init__(self, data, recorder):
+    self._data, self._recorder = data, recorder
+
+  def get(self, key, default=None):
+    return self._recorder if key == "synthetic" else self._data.get(
+        key, default)
+
+  def __getattr__(self, key):
+    return self.get(key) if key == "synthetic" else getattr(self._data, key)
+
+
+@pytest.mark.parametrize("name", sorted(datasets.SYNTHETIC_FIELDS))
+def test_synthetic_table_is_what_each_generator_reads(name):
+  data = config_defaults.base_config().data
+  data.name = name
+  recorder = validation.ReadRecorder(data.synthetic)
+  DATASETS.get(name)(DataView(data, recorder))
+  assert recorder.read == set(datasets.SYNTHETIC_FIELDS[name])
+
+
+def train_config(**overrides):
+  return config_loading.load_config(
+      f"{ROOT}/configs/train.py:mnist1d_mlp,runlocal", overrides)
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"optim.momentum": 0.5}, "optim.momentum=0.5 is unused here"),
+    ({"optim.name": "momentum", "optim.b2": 0.9}, "optim.b2"),
+    ({"optim.boundaries": (5,)}, "optim.schedule 'step'"),
+    ({"optim.schedule": "cosine", "optim.decay_factor": 0.5},
+     "optim.decay_factor"),
+    ({"model.width": 64}, "model.width=64 is unused here"),
+    ({"model.depth": 56}, "model.depth"),
+    # A variant's (here runlocal's) MLP widths, unused by the ResNet asked
+    # for on the command line, would be recorded: reset them too.
+    ({"model.name": "resnet"}, r"model.widths=\(32, 32\) is unused"),
+    ({"data.synthetic.dim": 5}, "data.name 'synthetic'"),
+])
+def test_a_field_the_choice_does_not_read_is_refused(overrides, needle):
+  with pytest.raises(UserError, match=needle):
+    validation.check_config(train_config(**overrides))
+
+
+@pytest.mark.parametrize("overrides", [
+    {"optim.name": "momentum", "optim.momentum": 0.5},
+    {"optim.name": "nesterov", "optim.momentum": 0.5},
+    {"optim.b2": 0.99, "optim.eps": 1e-6},
+    {"optim.schedule": "step", "optim.boundaries": (5,),
+     "optim.decay_factor": 0.5},
+    {"model.widths": (8,)},
+    # runlocal moved the MLP's widths: back to the default for a ResNet.
+    {"model.name": "resnet", "model.width": 4, "model.depth": 8,
+     "model.widths": (100, 100)},
+    {"data.name": "synthetic", "data.synthetic.dim": 5},
+    {"data.name": "soudry2d", "data.synthetic.num_test": 50},
+])
+def test_a_field_the_choice_reads_passes(overrides):
+  validation.check_config(train_config(**overrides))
+
+
+def test_cli_refuses_momentum_of_adam_before_writing(tmp_path):
+  assert_cli_one_line_error(
+      ["--config=configs/train.py:mnist1d_mlp,runlocal",
+       "--config.optim.momentum=0.5"], tmp_path / "w", "optim.momentum")
+
+
+def test_max_margin_momentum_applies_to_its_own_optimizers():
+  """max_margin's optimizers read optim.momentum and the betas themselves:
+  optim.name is not the judge there, max_margin.optimizers is."""
+  path = f"{ROOT}/configs/max_margin.py:soudry2d,runlocal"
+  validation.check_config(config_loading.load_config(
+      path, {"optim.momentum": 0.5}))
+  with pytest.raises(UserError, match="optim.momentum"):
+    validation.check_config(config_loading.load_config(
+        path, {"optim.momentum": 0.5, "max_margin.optimizers": ("gd",)}))
+  with pytest.raises(UserError, match="optim.b1"):
+    validation.check_config(config_loading.load_config(
+        path, {"optim.b1": 0.5, "max_margin.optimizers": ("gd", "sgd")}))
