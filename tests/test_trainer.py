@@ -128,6 +128,25 @@ def test_public_train_step_is_the_step_fit_runs():
   np.testing.assert_allclose(got["accuracy"], per_example["correct"].mean(1))
 
 
+
+def test_each_step_draws_fresh_dropout():
+  """The step's randomness is fold_in(run rng, step): the same params and
+  batch at steps 0 and 1 see different dropout masks (one mask reused at
+  every step would be a fixed subnetwork, not dropout), and a step
+  repeated sees the same one (resuming reproduces the run)."""
+  trainer = make_trainer(tiny_config(**{"model.dropout": 0.5,
+                                        "model.norm": "none"}))
+  state = jax.tree.map(lambda a: a[0], jax.device_get(trainer.init_state([0])))
+  x, y = trainer.dataset.train.x[:32], trainer.dataset.train.y[:32]
+  step = jax.jit(trainer.train_step)
+
+  def loss_at(t):
+    at_t = dict(state, step=jnp.asarray(t, state["step"].dtype))
+    return float(step(at_t, x, y)[1]["loss"])
+
+  assert loss_at(0) == loss_at(0)
+  assert loss_at(0) != loss_at(1)
+
 def test_frozen_parameters_are_bit_identical(tmp_path):
   config = tiny_config(**{"optim.freeze": "Dense_0"})
   trainer = make_trainer(config)
@@ -179,7 +198,9 @@ def test_schedules_follow_their_written_formula():
 def test_divergence_names_step_and_seed(tmp_path):
   config = tiny_config(**{"optim.name": "sgd", "optim.lr": 1e30,
                           "model.norm": "none"})
-  with pytest.raises(TrainingDiverged, match=r"at step \d+ of run \{'seed': \d\}"):
+  # Step 1's loss is at the initial weights; its update (lr 1e30) makes
+  # step 2's loss NaN, in both runs: the first run is named, at step 2.
+  with pytest.raises(TrainingDiverged, match=r"at step 2 of run \{'seed': 0\}"):
     fit(make_trainer(config), [0, 1], tmp_path)
 
 
@@ -256,12 +277,23 @@ def test_fit_updates_batch_stats_and_evaluate_uses_them(tmp_path):
   logits = np.maximum(h, 0) @ p["output"]["kernel"] + p["output"]["bias"]
   logp = logits - logits.max(1, keepdims=True)
   logp -= np.log(np.exp(logp).sum(1, keepdims=True))
-  got = trainer.evaluate(result.state, "test")
-  np.testing.assert_allclose(got["loss"][0],
-                             -logp[np.arange(len(test.y)), test.y].mean(),
-                             rtol=1e-4)
-  np.testing.assert_allclose(got["accuracy"][0],
-                             np.mean(logits.argmax(1) == test.y))
+  # Eval batches of 24 leave a last one of 16 examples and 8 of padding,
+  # which count in neither mean: the same numbers as one batch of 64.
+  uneven = frozen_bn_config(20)
+  uneven.train.eval_batch_size = 24
+  for t in (trainer, make_trainer(uneven, trainer.dataset)):
+    got = t.evaluate(result.state, "test")
+    np.testing.assert_allclose(got["loss"][0],
+                               -logp[np.arange(len(test.y)), test.y].mean(),
+                               rtol=1e-4)
+    np.testing.assert_allclose(got["accuracy"][0],
+                               np.mean(logits.argmax(1) == test.y))
+  # Padding has label 0: with class 0 predicted everywhere, padded examples
+  # would be correct if they counted.
+  biased = jax.tree.map(np.array, state)
+  biased["params"]["output"]["bias"][0, 0] += 1e3
+  got = make_trainer(uneven, trainer.dataset).evaluate(biased, "test")
+  np.testing.assert_allclose(got["accuracy"][0], np.mean(test.y == 0))
   # ... and are left as they were.
   for a, b in zip(jax.tree.leaves(state["batch_stats"]),
                   jax.tree.leaves(jax.device_get(result.state["batch_stats"]))):
