@@ -416,6 +416,51 @@ def test_optimizers_follow_their_update_formulas(name):
                              rtol=2e-5, atol=1e-6)
 
 
+
+@pytest.mark.parametrize("name", ["momentum", "adam"])
+def test_grad_clip_clips_the_raw_gradient_before_the_optimizer(name):
+  """optim.grad_clip is PyTorch's clip_grad_norm_ before optimizer.step:
+  the gradient is clipped to norm c, then decay and momentum / Adam's
+  moments see it (clipping their output instead is another optimizer)."""
+  wd, c = 0.05, 0.5
+  config = tiny_config(**{"optim.name": name, "optim.weight_decay": wd,
+                          "optim.grad_clip": c})
+  rng = np.random.default_rng(1)
+  p = rng.normal(size=(4,)).astype(np.float32)
+  grads = (3 * rng.normal(size=(5, 4))).astype(np.float32)  # norms > c
+  tx = optim.create_optimizer(config.optim, {"w": jnp.asarray(p)})
+  state, params, got = tx.init({"w": jnp.asarray(p)}), {"w": jnp.asarray(p)}, []
+  for g in grads:
+    d, state = tx.update({"w": jnp.asarray(g)}, state, params)
+    got.append(np.asarray(d["w"]))
+    params = {"w": params["w"] - 0.1 * d["w"]}
+  norms = np.linalg.norm(grads.astype(np.float64), axis=1, keepdims=True)
+  clipped = grads * np.minimum(1.0, c / norms)
+  np.testing.assert_allclose(got, numpy_directions(name, p, clipped, wd),
+                             rtol=2e-5, atol=1e-6)
+
+
+def test_sam_does_not_perturb_frozen_parameters():
+  """optim.freeze with SAM: eps = rho g/|g| over the trained leaves only, the
+  frozen leaf neither perturbed nor in |g|, by numpy for the loss
+  f(a, b) = (c.a + d.b)^2 + sum(a^4)/4 with b frozen."""
+  config = tiny_config(**{"optim.name": "sgd", "optim.weight_decay": 0.0,
+                          "optim.freeze": "^b$", "optim.sam_rho": 0.3})
+  rng = np.random.default_rng(2)
+  c, d, a, b = (rng.normal(size=3) for _ in range(4))
+  f = lambda q: (jnp.dot(jnp.asarray(c, jnp.float32), q["a"]) + jnp.dot(
+      jnp.asarray(d, jnp.float32), q["b"])) ** 2 + jnp.sum(q["a"] ** 4) / 4
+  params = {"a": jnp.asarray(a, jnp.float32), "b": jnp.asarray(b, jnp.float32)}
+  tx = optim.create_optimizer(config.optim, params)
+  direction, _ = tx.update(jax.grad(f)(params), tx.init(params), params,
+                           grad_fn=jax.grad(f))
+  grad_a = lambda a: 2 * (c @ a + d @ b) * c + a ** 3
+  g = grad_a(a)
+  np.testing.assert_allclose(direction["a"],
+                             grad_a(a + 0.3 * g / np.linalg.norm(g)),
+                             rtol=1e-5)
+  np.testing.assert_array_equal(direction["b"], np.zeros(3))
+
 # -----------------------------------------------------------------------------
 # Hyperparameters as a run axis
 # -----------------------------------------------------------------------------
