@@ -195,12 +195,16 @@ def test_schedules_follow_their_written_formula():
                              atol=1e-6)
 
 
-def test_divergence_names_step_and_seed(tmp_path):
-  config = tiny_config(**{"optim.name": "sgd", "optim.lr": 1e30,
-                          "model.norm": "none"})
-  # Step 1's loss is at the initial weights; its update (lr 1e30) makes
-  # step 2's loss NaN, in both runs: the first run is named, at step 2.
-  with pytest.raises(TrainingDiverged, match=r"at step 2 of run \{'seed': 0\}"):
+@pytest.mark.parametrize("loss,lr,value", [("cross_entropy", 1e30, "nan"),
+                                           ("mse", 1e10, "inf")])
+def test_divergence_names_step_and_seed(tmp_path, loss, lr, value):
+  """Step 1's loss is at the initial weights; its update makes step 2's
+  loss NaN, or with MSE an overflowed but NaN-free inf, which is divergence
+  too. Both runs diverge there: the first is named, at step 2."""
+  config = tiny_config(**{"optim.name": "sgd", "optim.lr": lr,
+                          "model.norm": "none", "train.loss": loss})
+  with pytest.raises(TrainingDiverged,
+                     match=rf"became {value} at step 2 of run \{{'seed': 0\}}"):
     fit(make_trainer(config), [0, 1], tmp_path)
 
 
