@@ -28,7 +28,7 @@ import pytest
 from jaxunknowns import config_loading, executors, report_cli
 from jaxunknowns.article import outline, page
 from jaxunknowns.errors import UserError
-from run_helpers import run_in_process
+from run_helpers import run_in_process, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
@@ -200,6 +200,13 @@ def test_a_failed_stage_is_shown_and_the_others_still_appear(
     ("article.skip", "bn_only,nonsense", "article.skip"),
     ("article.stages.bn_only", "configs/bn_only.py:nonsense",
      "article.stages.bn_only"),
+    # Ran the train run and showed its comparisons as the ntk claim's
+    # verdict; configs/article.py (no seeds field) was an AttributeError.
+    ("article.stages.ntk", "configs/train.py:mnist1d_mlp,runlocal",
+     "article.stages.ntk='configs/train.py:mnist1d_mlp,runlocal': runs "
+     "experiment 'train', not 'ntk'"),
+    ("article.stages.ntk", "configs/article.py:runlocal",
+     "runs experiment 'article', not 'ntk'"),
 ])
 def test_a_bad_article_config_is_one_line_and_writes_nothing(
     tmp_path, field, value, needle):

@@ -82,6 +82,13 @@ def plan(config, root: str) -> list:
     try:
       resolved = _resolve(spec)
       stage_config = config_loading.load_config(resolved)
+      # The page shows the stage's results under its claim: a config of
+      # another experiment would answer that claim with other numbers.
+      if stage_config.experiment != stage:
+        raise UserError(
+            f"runs experiment {stage_config.experiment!r}, not {stage!r}; "
+            f"name a config file of experiment {stage!r} (e.g. "
+            f"configs/{stage}.py:VARIANT)")
       # More seeds than the variant's own: the override its command shows.
       overrides = ({"seeds": config.article.min_seeds} if
                    stage_config.seeds < config.article.min_seeds else {})
