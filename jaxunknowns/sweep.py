@@ -229,8 +229,6 @@ def plan(base_config, runs: Sequence[Overrides], sweep: str, root: str,
       _check_names(config, references)
       workdir = os.path.join(root, name)
       Workdir(workdir, config, overwrite=overwrite).check()
-      if not overwrite:
-        _check_summary(workdir)
     except UserError as e:
       raise UserError(f"{where}: {e}") from e
     planned.append(Run(name, overrides, config, workdir, references))
@@ -267,21 +265,6 @@ def check_root(root: str, meta: Mapping[str, Any]):
         f"{saved.get('sweep')!r} of {saved.get('config')}, command-line "
         f"overrides {saved.get('base_overrides')}); use another --workdir, "
         f"or pass --overwrite to replace its aggregate")
-
-
-def _check_summary(workdir: str):
-  """A finished run's summary.json is what `aggregate` reads: a damaged one
-  stops the sweep before it runs anything (it was a traceback at the end)."""
-  path = os.path.join(workdir, "summary.json")
-  if not paths.exists(path):
-    return
-  try:
-    summary = json.loads(paths.read_text(path))
-  except (OSError, ValueError):
-    summary = None
-  if not isinstance(summary, dict):
-    raise UserError(f"{path} is damaged (not a JSON object); delete it and "
-                    f"rerun the sweep: that run resumes from its checkpoints")
 
 
 def command_line(spec: str, run: Run, base_overrides: Mapping[str, Any]) -> str:

@@ -175,9 +175,25 @@ class Workdir:
           f"workdir {self.shared_path} holds a run with a different config "
           f"(fields differ: {shown}); use another --workdir, or pass "
           f"--overwrite to delete that run")
-    if not self.finished:  # else no stage is read again: nothing to do
+    if self.finished:
+      self._check_summary()
+    else:
       from jaxunknowns import stages  # pylint: disable=g-import-not-at-top
       stages.check_results(self.shared_path)
+
+  def _check_summary(self):
+    """A finished run's summary.json is what sweeps, the article and reports
+    read back: a damaged one (an edit, a partial copy) is refused here, not
+    a traceback once they read it. The run can make it again."""
+    path = os.path.join(self.shared_path, SUMMARY_FILE)
+    try:
+      summary = json.loads(paths.read_text(path))
+    except (OSError, ValueError):
+      summary = None
+    if not isinstance(summary, dict):
+      raise UserError(f"{path} is damaged (not a JSON object); delete it and "
+                      f"rerun the same command: the run resumes from its "
+                      f"checkpoints and writes it again")
 
   def _check_deletable(self):
     """--overwrite deletes a run's workdir: one with its config.json. A

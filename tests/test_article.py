@@ -238,3 +238,27 @@ def test_min_seeds_raises_a_stage_and_its_command_says_so(tmp_path):
                       "landscape.py:batch_size --workdir=DIR/stages/landscape"
                       " --config.seeds=3"]
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text", ['{"final": {"te', "[1]"])
+def test_a_damaged_stage_summary_is_one_line_before_any_stage_runs(
+    article, tmp_path, text):
+  """A finished stage's summary.json damaged afterwards: the rerun skipped
+  that stage, then reading it for the page was a JSONDecodeError /
+  AttributeError traceback."""
+  workdir = tmp_path / "run"
+  shutil.copytree(article[0], workdir)
+  (workdir / "summary.json").unlink()
+  summary = workdir / "stages" / "max_margin" / "summary.json"
+  summary.write_text(text)
+  before = snapshot(workdir)
+  config = config_loading.load_config(
+      f"{ROOT}/configs/article.py:runlocal",
+      {"article.skip": skip_all_but(ONE_PER_QUESTION)})
+  with pytest.raises(UserError) as info:
+    run_in_process(config, workdir)
+  message = str(info.value)
+  for needle in ("article.stages.max_margin", str(summary), "damaged",
+                 "delete it and rerun"):
+    assert needle in message, (needle, message)
+  assert snapshot(workdir) == before

@@ -373,6 +373,25 @@ def test_overwrite_never_deletes_a_folder_that_holds_no_run(tmp_path):
   assert snapshot(workdir) == before
 
 
+@pytest.mark.parametrize("text", ['{"final": {"te', "[1]"])
+def test_damaged_summary_of_a_finished_run_is_one_line(tmp_path, text):
+  """A finished run's summary.json damaged afterwards: the rerun said
+  'already finished' about it, and a sweep or the article reading it back
+  ended in a JSONDecodeError / AttributeError traceback."""
+  from jaxunknowns.workdir import config_to_dict  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(f"{ROOT}/configs/train.py:{MNIST1D}")
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text(json.dumps(config_to_dict(config)))
+  (workdir / "summary.json").write_text(text)
+  before = snapshot(workdir)
+  message = user_error_of_run(workdir, config)
+  for needle in (str(workdir / "summary.json"), "damaged",
+                 "delete it and rerun the same command"):
+    assert needle in message, (needle, message)
+  assert snapshot(workdir) == before
+
+
 @pytest.mark.parametrize("module", ["jaxunknowns.main", "jaxunknowns.sweep"])
 def test_cli_positional_arguments_are_one_line(tmp_path, module):
   """They were absl's UsageError: exit 1 and no `error:` line."""

@@ -451,6 +451,6 @@ def test_damaged_run_summary_stops_the_sweep_before_it_runs(
       sweep.run_sweep(TRAIN, str(copy), "lr", TINY,
                       aggregate_only=aggregate_only)
     message = str(info.value)
-    for needle in (str(summary), "damaged", "delete it and rerun the sweep"):
+    for needle in (str(summary), "damaged", "delete it and rerun"):
       assert needle in message, (needle, message)
   assert snapshot(copy) == before
