@@ -134,6 +134,20 @@ def test_synflow_scores_the_masked_network():
     assert not np.any(np.asarray(s)[~np.asarray(m)])
 
 
+
+def test_random_scores_are_independent_across_layers_of_one_shape():
+  """The random baseline draws each layer's scores with its own key: two
+  layers of one shape (VGG's, a ResNet's blocks) must not get the same
+  scores, hence the same mask."""
+  _, params = tiny((5, 5, 5), bias=False, din=5)
+  mask = pruning.ones_mask(params)
+  scores = [np.asarray(s) for _, s in budgets.mask_layers(
+      init_scores.random(mask, jax.random.PRNGKey(0)))]
+  assert [s.shape for s in scores[:3]] == [(5, 5)] * 3
+  assert not np.array_equal(scores[0], scores[1])
+  assert not np.array_equal(scores[1], scores[2])
+  assert all(((s >= 0) & (s < 1)).all() for s in scores)
+
 def test_uniform_budget_keeps_the_same_fraction_of_every_layer():
   """By hand: 25% of layers of 300, 600 and 60 weights is 75, 150 and 15,
   each layer's largest |w| (a global threshold would keep other counts)."""
