@@ -19,7 +19,11 @@ def load_config(spec: str, overrides: Optional[Mapping[str, Any]] = None,
   `overrides` maps dotted fields to values, e.g. {"optim.lr": 0.01}."""
   path, _, arg = spec.partition(":")
   path = os.path.join(root, path) if root else path
-  config = config_module(path).get_config(arg)
+  module = config_module(path)
+  if not hasattr(module, "get_config"):
+    raise UserError(f"{path} defines no get_config(arg) function: it is not "
+                    f"a config file (see configs/train.py)")
+  config = checked(module.get_config(arg), path)
   for dotted, value in (overrides or {}).items():
     set_field(config, dotted, value, where="override")
   return config
@@ -40,10 +44,29 @@ def from_flag(flag) -> ml_collections.ConfigDict:
   as a UserError with the loader's last line."""
   try:
     config = flag.value
-    config.experiment  # pylint: disable=pointless-statement
+    # A file that failed to load is an object whose every attribute raises
+    # the loader's OSError.
+    getattr(config, "experiment", None)
   except OSError as e:
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
     raise UserError(f"could not load the config file: {lines[-1]}") from e
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  return checked(config, config_flags.get_config_filename(
+      flags.FLAGS[flag.name]))
+
+
+def checked(config, path: str) -> ml_collections.ConfigDict:
+  """`config` if it is one jaxunknowns can run: a ConfigDict that names
+  its experiment (what every check and `main.run` read first)."""
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise UserError(f"{path}: get_config() returned a "
+                    f"{type(config).__name__}, not an ml_collections."
+                    f"ConfigDict (see configs/train.py)")
+  if "experiment" not in config:
+    raise UserError(f"{path}: get_config() returned a config without an "
+                    f"'experiment' field: it is not a jaxunknowns config "
+                    f"(see configs/train.py)")
   return config
 
 

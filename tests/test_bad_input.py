@@ -11,6 +11,7 @@ import copy
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -277,6 +278,30 @@ def test_cli_missing_config_file_is_one_line(tmp_path):
   assert_one_line_error(proc, "could not load the config file",
                         "configs/nope.py")
   assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("source,needle", [
+    ("x = 1\n", "defines no get_config(arg) function"),
+    ("def get_config(arg=''):\n  return {'seeds': 1}\n",
+     "get_config() returned a dict, not an ml_collections.ConfigDict"),
+    ("import ml_collections\ndef get_config(arg=''):\n"
+     "  return ml_collections.ConfigDict({'seeds': 1})\n",
+     "without an 'experiment' field"),
+], ids=["no_get_config", "a_dict", "no_experiment"])
+def test_a_file_that_is_no_config_is_one_line(tmp_path, source, needle):
+  """A file without get_config named a 'no such config field' that the
+  user never set; get_config returning a dict, or a config without its
+  experiment, ended in AttributeError tracebacks (main and sweep alike,
+  and article.stages.NAME through load_config)."""
+  path = tmp_path / "cfg.py"
+  path.write_text(source)
+  for module in ("jaxunknowns.main", "jaxunknowns.sweep"):
+    proc = cli(f"--config={path}", workdir=tmp_path / "new",
+               command=("-m", module))
+    assert_one_line_error(proc, str(path), needle)
+    assert not (tmp_path / "new").exists()
+  with pytest.raises(UserError, match=re.escape(needle)):
+    config_loading.load_config(str(path))
 
 
 def test_the_issue_example_is_one_line(tmp_path):
