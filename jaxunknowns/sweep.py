@@ -104,6 +104,11 @@ def load_sweeps(spec: str) -> Dict[str, List[Overrides]]:
     sweeps = module.get_sweep(arg)
   except ValueError as e:  # grid()/zipped() misuse, or an unknown variant
     raise UserError(f"{path} get_sweep({arg!r}): {e}") from e
+  except Exception as e:  # pylint: disable=broad-except
+    # The file's own mistake: the user's to fix, in one line, as `main`
+    # says it for a get_config that fails.
+    raise UserError(f"{path} get_sweep({arg!r}) failed: {type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else ''}") from e
   ok = isinstance(sweeps, dict) and all(
       isinstance(runs, list) and all(
           isinstance(r, dict) and all(isinstance(k, str) for k in r)

@@ -142,6 +142,9 @@ def test_bad_values_fail_before_any_run(tmp_path, monkeypatch):
       '[{"seed": 0}]': r"must return a non-empty",
       # A field that is no string was an AttributeError traceback.
       '{"s": [{"seed": 0}, {1: 0.1}]}': r"must return a non-empty",
+      # So was any failure but a ValueError (ZeroDivisionError here).
+      '{"s": [{"seed": 1 // 0}]}':
+          r"get_sweep\('mnist1d_mlp,runlocal'\) failed: ZeroDivisionError",
   }
   for source, message in cases.items():
     spec = write_config(tmp_path, source)
