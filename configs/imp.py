@@ -201,7 +201,8 @@ def runlocal(c):
   c.stability.rewind_steps = tuple(k for k in c.stability.rewind_steps if k < 20)
   c.stability.levels = tuple(l for l in c.stability.levels if l <= 2) or (
       (1,) if c.stability.enabled else ())
-  c.stability.points = 5
+  if c.stability.enabled:  # Off, the points would be recorded, never used.
+    c.stability.points = 5
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -16,7 +16,7 @@ Adding an experiment is one module and one line here.
 
 import dataclasses
 import importlib
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Tuple, Union
 
 from jaxunknowns.errors import UserError
 from jaxunknowns.registry import Registry
@@ -69,9 +69,10 @@ class Experiment:
   # (path, config, summary) -> None: report.md and figures from the workdir's
   # files; a 'module:function' string is imported only when a report is written.
   report_fn: Union[str, Callable, None] = None
-  # Whether it trains with optimizers of its own (max_margin), so that
-  # optim.name does not decide which optim.* fields are read.
-  own_optimizers: bool = False
+  # Shared fields whose use the experiment judges itself, not by the shared
+  # choices (max_margin's optimizers read optim.momentum whatever optim.name
+  # says): validation.check_choices leaves them to its `validate`.
+  own_fields: Tuple[str, ...] = ()
 
   @property
   def report(self) -> Optional[Callable]:
@@ -98,11 +99,11 @@ EXPERIMENTS = _Experiments("experiment", "experiment")
 
 def register(name: str, validate: Callable = lambda config: None,
              report: Union[str, Callable, None] = None,
-             own_optimizers: bool = False):
+             own_fields: Tuple[str, ...] = ()):
   def decorator(run):
     EXPERIMENTS.register(name)(
         Experiment(run=run, validate=validate, report_fn=report,
-                   own_optimizers=own_optimizers))
+                   own_fields=tuple(own_fields)))
     return run
   return decorator
 

@@ -196,7 +196,7 @@ def check_config(config, references: Optional[Sequence] = None, *,
   experiment = EXPERIMENTS.get(config.experiment)
   experiment.validate(config)
   # Last: an experiment's own message (a model it cannot use) says more.
-  check_choices(config, optimizer=not experiment.own_optimizers)
+  check_choices(config, experiment.own_fields)
   return experiment
 
 
@@ -293,31 +293,36 @@ def model_fields_read(model_config) -> Optional[set]:
   return recorder.read
 
 
-def check_choices(config, optimizer: bool = True):
+def check_choices(config, own_fields: Sequence[str] = ()):
   """A field that only some choices read (an optimizer's momentum or betas,
   the step schedule's boundaries, a model's widths or depth, the synthetic
   data's shape), moved from its default while the chosen one does not read
-  it: one line, instead of a run that silently ignores it. `optimizer`:
-  False for an experiment with optimizers of its own (max_margin, which
-  checks them itself). `check_config` runs it after the experiment's own
-  checks, on the config as given (not on arms or cells derived from it)."""
-  from jaxunknowns import optim  # pylint: disable=g-import-not-at-top
-  o, names = config.optim, " or ".join
-  if optimizer:
-    for choices, field, name in ((optim.OPTIMIZER_FIELDS, "name", o.name),
+  it: one line, instead of a run that silently ignores it. `own_fields`:
+  those the experiment judges itself (`Experiment.own_fields`).
+  `check_config` runs it after the experiment's own checks, on the config
+  as given (not on arms or cells derived from it)."""
+  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import optim
+  from jaxunknowns.data import datasets
+  o, d, names = config.optim, config.data, " or ".join
+  def applies(field, readers, selector, chosen):
+    if field not in own_fields:
+      check_applies(config, field, chosen in readers,
+                    f"to {selector} {names(map(repr, readers))}, not "
+                    f"{chosen!r}")
+  for choices, field, chosen in ((optim.OPTIMIZER_FIELDS, "name", o.name),
                                  (optim.SCHEDULE_FIELDS, "schedule",
                                   o.schedule)):
-      for f in sorted({f for fs in choices.values() for f in fs}):
-        readers = [n for n, fs in choices.items() if f in fs]
-        check_applies(config, f"optim.{f}", name in readers,
-                      f"to optim.{field} {names(map(repr, readers))}, not "
-                      f"{name!r}")
-  from jaxunknowns.data import datasets  # pylint: disable=g-import-not-at-top
-  for f in config.data.get("synthetic", {}):
-    readers = [n for n, fs in datasets.SYNTHETIC_FIELDS.items() if f in fs]
-    check_applies(config, f"data.synthetic.{f}", config.data.name in readers,
-                  f"to data.name {names(map(repr, readers))}, not "
-                  f"{config.data.name!r}")
+    for f in sorted({f for fs in choices.values() for f in fs}):
+      applies(f"optim.{f}", [n for n, fs in choices.items() if f in fs],
+              f"optim.{field}", chosen)
+  applies("optim.sam_eta", [True], "ASAM: optim.sam_adaptive",
+          o.get("sam_adaptive", False))
+  for f in d.get("synthetic", {}):
+    applies(f"data.synthetic.{f}", [n for n, fs in datasets.SYNTHETIC_FIELDS
+                                    .items() if f in fs], "data.name", d.name)
+  applies("data.source_dir", datasets.SOURCE_DIR_DATASETS, "data.name",
+          d.name)
   read = model_fields_read(config.model)
   for f in config.model if read is not None else ():
     check_applies(config, f"model.{f}", f in read or f == "name",

@@ -645,6 +645,10 @@ BAD_INPUTS = [
      ["reference='frankle_carbin'", "frankle_carbin_lenet"]),
     ({"prune.initial_mask": "/nonexistent/level_01.npz"},
      ["prune.initial_mask", "/nonexistent/level_01.npz", "does not exist"]),
+    # Set but unused: an MLP has no conv layer; the study is off.
+    ({"prune.conv_fraction": 0.3},
+     ["prune.conv_fraction=0.3", "has none", "set it to -1"]),
+    ({"stability.points": 9}, ["stability.points=9", "stability.enabled"]),
 ]
 
 

@@ -199,3 +199,40 @@ def test_max_margin_momentum_applies_to_its_own_optimizers():
   with pytest.raises(UserError, match="optim.b1"):
     validation.check_config(config_loading.load_config(
         path, {"optim.b1": 0.5, "max_margin.optimizers": ("gd", "sgd")}))
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"optim.sam_eta": 0.1}, "optim.sam_eta=0.1 is unused here"),
+    ({"optim.sam_rho": 0.05, "optim.sam_eta": 0.1}, "optim.sam_adaptive"),
+    ({"data.source_dir": "/tmp"}, "data.name 'fashion_mnist', not 'mnist1d'"),
+])
+def test_sam_eta_without_asam_and_source_dir_without_idx_are_refused(
+    overrides, needle):
+  with pytest.raises(UserError, match=needle):
+    validation.check_config(train_config(**overrides))
+  validation.check_config(train_config(**{  # where they are read
+      "optim.sam_rho": 0.05, "optim.sam_adaptive": True, "optim.sam_eta": 0.1}))
+
+
+def test_sam_experiment_judges_eta_by_its_asam_arm():
+  path = f"{ROOT}/configs/sam.py:runlocal"
+  validation.check_config(config_loading.load_config(
+      path, {"optim.sam_eta": 0.1}))  # compare has 'asam'
+  with pytest.raises(UserError, match="optim.sam_eta"):
+    validation.check_config(config_loading.load_config(
+        path, {"optim.sam_eta": 0.1, "compare": ("sgd", "sam")}))
+
+
+def test_only_the_idx_datasets_read_source_dir():
+  """The table against the loaders: an unreadable source_dir fails the
+  datasets that read it and no other."""
+  for name in ("mnist1d", "digits", "synthetic", "soudry2d", "fashion_mnist"):
+    data = config_defaults.base_config().data
+    data.name, data.source_dir = name, "/nonexistent/idx"
+    data.train_size = 0
+    try:
+      DATASETS.get(name)(data)
+      read = False
+    except UserError as e:
+      read = "/nonexistent/idx" in str(e)
+    assert read == (name in datasets.SOURCE_DIR_DATASETS), name

@@ -101,6 +101,10 @@ SYNTHETIC_FIELDS = {"synthetic": ("num_train", "num_test", "dim",
                     "soudry2d": ("num_test",)}
 
 
+# The datasets read from data.source_dir's IDX files.
+SOURCE_DIR_DATASETS = ("fashion_mnist",)
+
+
 def _synthetic_field(cfg, field, default, minimum, kind=int):
   sub = cfg.get("synthetic", None)
   value = sub.get(field, default) if sub is not None else default

@@ -77,6 +77,11 @@ def optimizer_names(config) -> List[str]:
   return list(config.max_margin.optimizers)
 
 
+# The optim.* fields its own optimizers read, and which one reads each.
+OWN_FIELDS = {"optim.momentum": "momentum", "optim.b1": "adam",
+              "optim.b2": "adam", "optim.eps": "adam"}
+
+
 def validate(config):
   validation.validate_base(config)
   check = validation.check
@@ -86,9 +91,8 @@ def validate(config):
         and len(set(names)) == len(names), "max_margin.optimizers",
         mm.optimizers, f"a tuple, a subset of {OPTIMIZERS}")
   # Its own optimizers, not optim.name's, read optim.momentum and the betas.
-  for field, reader in (("momentum", "momentum"), ("b1", "adam"),
-                        ("b2", "adam"), ("eps", "adam")):
-    validation.check_applies(config, f"optim.{field}", reader in names,
+  for field, reader in OWN_FIELDS.items():
+    validation.check_applies(config, field, reader in names,
                              f"to the {reader!r} of max_margin.optimizers")
   check(mm.lr >= 0, "max_margin.lr", mm.lr, ">= 0 (0 = 1/sigma_max(X))")
   check(mm.adam_lr > 0, "max_margin.adam_lr", mm.adam_lr, "> 0")
@@ -546,4 +550,4 @@ def _run(config, workdir):
 
 experiments.register("max_margin", validate=validate,
                      report="jaxunknowns.implicit.max_margin_report:write",
-                     own_optimizers=True)(run)
+                     own_fields=OWN_FIELDS)(run)

@@ -79,8 +79,9 @@ def validate(config):
           all(isinstance(r, (int, float)) and not isinstance(r, bool) and
               math.isfinite(r) and r > 0 for r in rhos), f"sam.{field}", rhos,
           "a non-empty tuple of distinct numbers > 0")
-  for field, arm in (("rhos", "sam"), ("asam_rhos", "asam")):
-    validation.check_applies(config, f"sam.{field}", arm in names,
+  for field, arm in (("sam.rhos", "sam"), ("sam.asam_rhos", "asam"),
+                     ("optim.sam_eta", "asam")):
+    validation.check_applies(config, field, arm in names,
                              f"to the arm {arm!r} only (compare={names})")
   for field in ("subset_size", "trace_probes", "lanczos_steps",
                 "sharpness_iterations"):
@@ -210,4 +211,5 @@ def run(config, workdir):
 
 
 experiments.register("sam", validate=validate,
-                     report="jaxunknowns.implicit.sam_report:write")(run)
+                     report="jaxunknowns.implicit.sam_report:write",
+                     own_fields=("optim.sam_eta",))(run)

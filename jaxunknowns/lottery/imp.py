@@ -93,7 +93,7 @@ def validate(config):
     check(1 <= level <= p.levels, "stability.levels", tuple(s.levels),
           f"levels in [1, prune.levels={p.levels}]")
   check(s.points >= 3, "stability.points", s.points, ">= 3")
-  for field in ("levels", "rewind_steps"):
+  for field in ("levels", "rewind_steps", "points"):
     validation.check_applies(config, f"stability.{field}", s.enabled,
                              "with stability.enabled=True only (it is False)")
 
@@ -198,6 +198,11 @@ def layer_rates(config, params_template) -> Dict[str, float]:
   kernels = {"/".join(str(getattr(k, "key", k)) for k in path[:-1]): leaf
              for path, leaf in jax.tree_util.tree_leaves_with_path(
                  params_template)}
+  if p.conv_fraction != -1 and not any(
+      len(kernels[name].shape) > 2 for name in names):
+    raise UserError(f"prune.conv_fraction={p.conv_fraction!r} applies to conv "
+                    f"layers, and model.name={config.model.name!r} has none: "
+                    "set it to -1 (prune.fraction)")
   rates = {}
   for name in names:
     if pruning.is_output_layer(name) and p.output_fraction != -1:
