@@ -97,6 +97,12 @@ def require_path(path: Optional[str], flag: str = "--workdir") -> str:
   return path
 
 
+# What runs write under a workdir, by name: folders (orbax's and
+# TensorBoard's first), and files.
+RUN_FOLDERS = ("checkpoints", "snapshots", "tensorboard", "stages")
+RUN_FILES = (CONFIG_FILE, SUMMARY_FILE, "metrics.jsonl", "result.json")
+
+
 # Folders written collectively by every process of a multi-process run
 # (orbax checkpoints: each process saves the shards it holds).
 COLLECTIVE_FOLDERS = ("checkpoints", "snapshots")
@@ -178,8 +184,32 @@ class Workdir:
     if self.finished:
       self._check_summary()
     else:
+      self._check_layout()
       from jaxunknowns import stages  # pylint: disable=g-import-not-at-top
       stages.check_results(self.shared_path)
+
+  def _check_layout(self):
+    """No file where a run keeps a folder, nor a folder where it keeps a
+    file (a hand-made mess): resuming would train, rewrite metrics.jsonl,
+    then fail on it with a NotADirectoryError/IsADirectoryError traceback.
+    Local workdirs: an object store has no such thing as a file where a
+    folder should be."""
+    if not paths.is_local(self.shared_path):
+      return
+    for folder, subfolders, files in os.walk(self.shared_path):
+      for name in files:
+        if name in RUN_FOLDERS:
+          self._damaged(os.path.join(folder, name), "a file", "folder")
+      for name in subfolders:
+        if name in RUN_FILES:
+          self._damaged(os.path.join(folder, name), "a folder", "file")
+      # orbax and TensorBoard own what is inside theirs.
+      subfolders[:] = [f for f in subfolders if f not in RUN_FOLDERS[:3]]
+
+  def _damaged(self, path: str, kind: str, expected: str):
+    raise UserError(f"{path} is {kind} where a run keeps its {expected}: the "
+                    f"workdir is damaged; move it away to resume, or pass "
+                    f"--overwrite to rerun from scratch")
 
   def _check_summary(self):
     """A finished run's summary.json is what sweeps, the article and reports

@@ -398,6 +398,31 @@ def test_overwrite_never_deletes_a_folder_that_holds_no_run(tmp_path):
   assert snapshot(workdir) == before
 
 
+@pytest.mark.parametrize("entry,kind", [("checkpoints", "file"),
+                                        ("metrics.jsonl", "folder")])
+def test_a_file_where_a_run_keeps_a_folder_is_one_line(tmp_path, entry, kind):
+  """checkpoints/ replaced by a file: the resume trained from scratch,
+  rewrote metrics.jsonl, then failed saving (NotADirectoryError traceback);
+  metrics.jsonl a folder: an IsADirectoryError traceback."""
+  from jaxunknowns.workdir import config_to_dict  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(f"{ROOT}/configs/train.py:{MNIST1D}")
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text(json.dumps(config_to_dict(config)))
+  (workdir / "metrics.jsonl").write_text('{"step": 10, "split": "test"}\n')
+  if kind == "file":
+    (workdir / entry).write_text("x")
+  else:
+    (workdir / entry).unlink()
+    (workdir / entry).mkdir()
+  before = snapshot(workdir)
+  message = user_error_of_run(workdir, config)
+  for needle in (str(workdir / entry), f"is a {kind} where a run keeps",
+                 "--overwrite"):
+    assert needle in message, (needle, message)
+  assert snapshot(workdir) == before
+
+
 @pytest.mark.parametrize("text", ['{"final": {"te', "[1]"])
 def test_damaged_summary_of_a_finished_run_is_one_line(tmp_path, text):
   """A finished run's summary.json damaged afterwards: the rerun said
