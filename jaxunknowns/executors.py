@@ -79,10 +79,24 @@ def parse_resources(text: str) -> Dict[str, float]:
   for item in filter(None, (t.strip() for t in text.split(","))):
     name, _, amount = item.partition("=")
     try:
-      resources[name.strip()] = float(amount)
+      value = float(amount)
     except ValueError:
-      raise UserError(f"--ray_resources: {item!r} is not NAME=AMOUNT") from None
+      value = None
+    # A nameless or negative resource: Ray would refuse the task only once
+    # the runs were submitted.
+    if not name.strip() or value is None or not value >= 0:
+      raise UserError(f"--ray_resources: {item!r} is not NAME=AMOUNT (an "
+                      f"amount >= 0)")
+    resources[name.strip()] = value
   return resources
+
+
+def check_ray_options(num_cpus: float = 1, num_gpus: float = 0,
+                      max_retries: int = 2, **unused) -> None:
+  """The --ray_* and --max_retries values, before anything runs."""
+  del unused  # address, resources: checked where they are read
+  if max_retries < 0 or not num_cpus >= 0 or not num_gpus >= 0:
+    raise UserError("--max_retries, --ray_cpus and --ray_gpus must be >= 0")
 
 
 def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
@@ -95,8 +109,7 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
     import ray  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise UserError("--executor=ray needs Ray: pip install -e '.[ray]'") from None
-  if max_retries < 0 or num_cpus < 0 or num_gpus < 0:
-    raise UserError("--max_retries, --ray_cpus and --ray_gpus must be >= 0")
+  check_ray_options(num_cpus, num_gpus, max_retries)
   address = address or os.environ.get("RAY_ADDRESS", "")
   if not ray.is_initialized():
     (init or ray.init)(address=address or None, log_to_driver=False)

@@ -542,6 +542,8 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
   if executor not in executors.EXECUTORS:
     raise UserError(f"--executor={executor!r}: must be one of "
                     f"{', '.join(executors.EXECUTORS)}")
+  if executor == "ray":  # before --dry_run says the sweep would run
+    executors.check_ray_options(**dict(executor_options or {}))
   if paths.exists(root) and not paths.isdir(root):
     raise UserError(f"sweep workdir {root} exists and is not a folder")
   overrides = dict(overrides or {})
@@ -688,6 +690,15 @@ def _cli():
 
   def sweep_main(argv):
     errors.refuse_arguments(argv)
+    ray_flags = [f"--{n}" for n in ("ray_address", "ray_cpus", "ray_gpus",
+                                    "ray_resources", "max_retries")
+                 if flag_values[n].present]
+    if ray_flags and flag_values.executor != "ray":
+      # They configure Ray tasks: with the local executor none would apply.
+      errors.exit_with(UserError(
+          f"{', '.join(ray_flags)} apply to --executor=ray only (now "
+          f"--executor={flag_values.executor}); drop them or pass "
+          f"--executor=ray"))
     logging.get_absl_handler().addFilter(main_lib.QuietLibraries())
     try:
       config_flag = flag_values["config"]

@@ -226,6 +226,26 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
   assert not root.exists()
 
 
+@pytest.mark.parametrize("flags,needle", [
+    (["--ray_cpus=2"], "--ray_cpus apply to --executor=ray only"),
+    (["--executor=ray", "--ray_cpus=-1"], "must be >= 0"),
+    (["--executor=ray", "--ray_resources==4"], "'=4' is not NAME=AMOUNT"),
+    (["--executor=ray", "--ray_resources=TPU=-4"], "'TPU=-4' is not NAME"),
+], ids=["local", "cpus", "nameless", "negative"])
+def test_cli_ray_options_are_checked_before_anything(tmp_path, flags,
+                                                     needle):
+  """--ray_* with the local executor were ignored, exit 0; a negative
+  --ray_cpus passed --dry_run and a nameless or negative resource reached
+  Ray only once the runs were submitted."""
+  root = tmp_path / "root"
+  proc = sweep_cli("--config=configs/train.py:mnist1d_mlp,runlocal",
+                   f"--workdir={root}", "--sweep=lr", "--dry_run", *flags)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and needle in errors[0], proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr and not root.exists()
+
+
 def test_cli_dry_run_prints_the_runs_and_writes_nothing(tmp_path):
   root = tmp_path / "root"
   proc = sweep_cli("--config=configs/train.py:mnist1d_mlp", f"--workdir={root}",
