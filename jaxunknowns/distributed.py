@@ -43,6 +43,13 @@ def initialize(coordinator_address: str = "", num_processes: int = 0,
   the cluster from the environment: Cloud TPU, SLURM, Open MPI, or
   JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
   """
+  if not coordinator_address and (num_processes or process_id != -1):
+    # Without an address they reach no runtime: each host would run the
+    # whole experiment alone, all writing the one shared workdir.
+    raise UserError(
+        f"--num_processes={num_processes} / --process_id={process_id} apply "
+        f"only with --coordinator_address=HOST:PORT; pass it, or drop them "
+        f"(a cluster's environment gives both by itself)")
   if enabled is None:
     enabled = (bool(coordinator_address) or
                any(os.environ.get(v) for v in _ENV_VARS) or
@@ -58,7 +65,13 @@ def initialize(coordinator_address: str = "", num_processes: int = 0,
           f"--process_id < num_processes (got {num_processes}, {process_id})")
     kwargs = dict(coordinator_address=coordinator_address,
                   num_processes=num_processes, process_id=process_id)
-  jax.distributed.initialize(**kwargs)
+  try:
+    jax.distributed.initialize(**kwargs)
+  except ValueError as e:  # --distributed=on where nothing names a cluster
+    raise UserError(
+        f"--distributed=on found no cluster to join ({e}); pass "
+        f"--coordinator_address=HOST:PORT --num_processes=N --process_id=I, "
+        f"or run under SLURM, Open MPI or a Cloud TPU VM") from e
   return True
 
 

@@ -264,6 +264,12 @@ def test_bad_input_is_refused_before_touching_the_workdir(
      ["--config.train.nope=3", "no such config field 'nope'"]),
     (MNIST1D, ("--config.seeds=abc",), ["--config.seeds=abc", "int"]),
     (MNIST1D, ("--config.experiment=nope",), ["'nope'", "experiment"]),
+    # Ignored without an address: each host ran the whole run alone into
+    # the shared workdir, exit 0.
+    (MNIST1D, ("--num_processes=2", "--process_id=1"),
+     ["--num_processes=2 / --process_id=1", "--coordinator_address"]),
+    # jax's ValueError traceback, exit 1.
+    (MNIST1D, ("--distributed=on",), ["--distributed=on found no cluster"]),
 ])
 def test_cli_command_line_mistakes_are_one_line(tmp_path, variant, flags,
                                                 needles):
