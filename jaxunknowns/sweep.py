@@ -699,6 +699,15 @@ def _cli():
           f"{', '.join(ray_flags)} apply to --executor=ray only (now "
           f"--executor={flag_values.executor}); drop them or pass "
           f"--executor=ray"))
+    # main's flags for a multi-process run: a sweep starts no runtime (its
+    # runs go one after another here, or to Ray), so they would be unused.
+    multi = [f"--{n}" for n in ("distributed", "coordinator_address",
+                                "num_processes", "process_id")
+             if flag_values[n].present]
+    if multi:
+      errors.exit_with(UserError(
+          f"{', '.join(multi)} apply to python -m jaxunknowns.main only: a "
+          f"sweep starts no multi-process runtime; drop them"))
     logging.get_absl_handler().addFilter(main_lib.QuietLibraries())
     try:
       config_flag = flag_values["config"]

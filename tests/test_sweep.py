@@ -231,7 +231,11 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     (["--executor=ray", "--ray_cpus=-1"], "must be >= 0"),
     (["--executor=ray", "--ray_resources==4"], "'=4' is not NAME=AMOUNT"),
     (["--executor=ray", "--ray_resources=TPU=-4"], "'TPU=-4' is not NAME"),
-], ids=["local", "cpus", "nameless", "negative"])
+    # main's multi-process flags: the sweep ignored them, exit 0.
+    (["--coordinator_address=h:1", "--num_processes=2"],
+     "--coordinator_address, --num_processes apply to python -m "
+     "jaxunknowns.main only"),
+], ids=["local", "cpus", "nameless", "negative", "multi_process"])
 def test_cli_ray_options_are_checked_before_anything(tmp_path, flags,
                                                      needle):
   """--ray_* with the local executor were ignored, exit 0; a negative
