@@ -323,6 +323,11 @@ def check_choices(config, own_fields: Sequence[str] = ()):
                                     .items() if f in fs], "data.name", d.name)
   applies("data.source_dir", datasets.SOURCE_DIR_DATASETS, "data.name",
           d.name)
+  if "data.data_dir" not in own_fields:
+    check_applies(config, "data.data_dir",
+                  d.name not in datasets.GENERATED_DATASETS,
+                  f"to datasets kept in TFDS's folder, not the generated "
+                  f"{d.name!r}")
   read = model_fields_read(config.model)
   for f in config.model if read is not None else ():
     check_applies(config, f"model.{f}", f in read or f == "name",

@@ -199,12 +199,21 @@ def test_max_margin_momentum_applies_to_its_own_optimizers():
   with pytest.raises(UserError, match="optim.b1"):
     validation.check_config(config_loading.load_config(
         path, {"optim.b1": 0.5, "max_margin.optimizers": ("gd", "sgd")}))
+  # Its own float64 loop: the shared trainer's fields would be unused.
+  for field, value in (("train.precision", "bfloat16"), ("optim.lr", 0.5),
+                       ("train.unroll", 4), ("train.eval_every", 100)):
+    with pytest.raises(UserError, match=f"{field}=.* is unused here"):
+      validation.check_config(config_loading.load_config(
+          path, {field: value}))
 
 
 @pytest.mark.parametrize("overrides, needle", [
     ({"optim.sam_eta": 0.1}, "optim.sam_eta=0.1 is unused here"),
     ({"optim.sam_rho": 0.05, "optim.sam_eta": 0.1}, "optim.sam_adaptive"),
-    ({"data.source_dir": "/tmp"}, "data.name 'fashion_mnist', not 'mnist1d'"),
+    ({"data.source_dir": "/tmp"},
+     "data.name 'fashion_mnist' or 'idx', not 'mnist1d'"),
+    ({"data.name": "synthetic", "data.data_dir": "/tmp/tfds"},
+     "not the generated 'synthetic'"),
 ])
 def test_sam_eta_without_asam_and_source_dir_without_idx_are_refused(
     overrides, needle):
@@ -226,7 +235,11 @@ def test_sam_experiment_judges_eta_by_its_asam_arm():
 def test_only_the_idx_datasets_read_source_dir():
   """The table against the loaders: an unreadable source_dir fails the
   datasets that read it and no other."""
-  for name in ("mnist1d", "digits", "synthetic", "soudry2d", "fashion_mnist"):
+  offline = ("mnist1d", "digits", "synthetic", "soudry2d", "fashion_mnist",
+             "idx")  # the rest are TFDS's catalogue: no source_dir
+  assert set(datasets.DATASETS.names()) - set(offline) == set(
+      datasets.CATALOGUE_ALIASES)
+  for name in offline:
     data = config_defaults.base_config().data
     data.name, data.source_dir = name, "/nonexistent/idx"
     data.train_size = 0

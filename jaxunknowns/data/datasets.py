@@ -102,7 +102,10 @@ SYNTHETIC_FIELDS = {"synthetic": ("num_train", "num_test", "dim",
 
 
 # The datasets read from data.source_dir's IDX files.
-SOURCE_DIR_DATASETS = ("fashion_mnist",)
+SOURCE_DIR_DATASETS = ("fashion_mnist", "idx")
+# The datasets generated in memory: they read and write nothing in
+# data.data_dir (TFDS's folder, where the others are prepared or cached).
+GENERATED_DATASETS = ("synthetic", "soudry2d")
 
 
 def _synthetic_field(cfg, field, default, minimum, kind=int):

@@ -80,6 +80,15 @@ def optimizer_names(config) -> List[str]:
 # The optim.* fields its own optimizers read, and which one reads each.
 OWN_FIELDS = {"optim.momentum": "momentum", "optim.b1": "adam",
               "optim.b2": "adam", "optim.eps": "adam"}
+# Shared fields of the shared trainer's loop, which this experiment does not
+# use (its own float64 loop, records at log-spaced steps, no checkpoints):
+# moved, they would be recorded but never read.
+UNUSED_FIELDS = (
+    "optim.name", "optim.lr", "optim.schedule", "optim.warmup_steps",
+    "optim.sam_m", "train.checkpoint_every", "train.eval_every",
+    "train.eval_batch_size", "train.eval_train", "train.log_every",
+    "train.loop", "train.max_train_eval", "train.precision",
+    "train.seed_devices", "train.unroll")
 
 
 def validate(config):
@@ -94,6 +103,9 @@ def validate(config):
   for field, reader in OWN_FIELDS.items():
     validation.check_applies(config, field, reader in names,
                              f"to the {reader!r} of max_margin.optimizers")
+  for field in UNUSED_FIELDS:
+    validation.check_applies(config, field, False, "to the shared trainer's "
+                             "loop; max_margin runs its own (max_margin.*)")
   check(mm.lr >= 0, "max_margin.lr", mm.lr, ">= 0 (0 = 1/sigma_max(X))")
   check(mm.adam_lr > 0, "max_margin.adam_lr", mm.adam_lr, "> 0")
   check(mm.reduction in ("sum", "mean"), "max_margin.reduction", mm.reduction,
