@@ -20,8 +20,12 @@ def is_local(path: str) -> bool:
 
 
 def absolute(path: str) -> str:
-  """An absolute local path; an object-store URL unchanged."""
-  return os.path.abspath(path) if is_local(path) else str(path)
+  """An absolute local path; an object-store URL unchanged. A leading ~ is
+  the home folder: the shell leaves --workdir=~/run as it is (~ follows
+  '='), and a run would go to a folder named '~' under the current one."""
+  if not is_local(path):
+    return str(path)
+  return os.path.abspath(os.path.expanduser(path))
 
 
 def exists(path: str) -> bool:

@@ -129,6 +129,22 @@ def test_paths_on_gs_write_whole_objects(bucket, tmp_path):
   assert not paths.exists("gs://b/run") and bucket.calls > 0
 
 
+def test_a_workdir_under_the_home_folder_written_with_a_tilde(
+    tmp_path, monkeypatch):
+  """--workdir=~/runs/a (the shell does not expand ~ after '='): the run
+  went to a folder named '~' under the current one, exit 0."""
+  from jaxunknowns import config_loading, paths  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  monkeypatch.chdir(tmp_path)
+  assert paths.absolute("~/runs/a") == str(tmp_path / "home" / "runs" / "a")
+  assert paths.absolute("gs://b/~/a") == "gs://b/~/a"
+  config = config_loading.load_config(
+      f"{Path(__file__).resolve().parents[1]}/configs/train.py:mnist1d_mlp")
+  assert Workdir("~/runs/a", config).path == str(
+      tmp_path / "home" / "runs" / "a")
+
+
 def test_local_writes_are_atomic_renames(tmp_path, monkeypatch):
   """Locally a file is written under a temporary name and renamed: a kill
   mid-write leaves the old file whole."""
