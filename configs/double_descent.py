@@ -99,7 +99,6 @@ def mnist1d_cnn(c):
   mnist1d(c)
   c.model.name = "conv2"         # Conv(h)-Conv(h)-pool-FC(4h)-FC(4h)-output.
   c.sweep.widths = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
-  c.sweep.depth = 1              # (Not used by conv models.)
 
 
 def cifar10_resnet(c):
@@ -126,7 +125,7 @@ VARIANTS = {f.__name__: f for f in (mnist1d, mnist1d_paper, mnist1d_epochwise,
 
 def runlocal(c):
   """Three small widths of a few steps: for tests and smoke runs."""
-  shrink_for_local(c, steps=40, checkpoint_every=20)
+  shrink_for_local(c, steps=40, checkpoint_every=20, sweeps_width=True)
   c.seeds = 2
   c.data.train_size = min(c.data.train_size, 1000)
   c.train.max_train_eval = 500

@@ -138,7 +138,7 @@ VARIANTS = {f.__name__: f for f in (fashion, fashion_full, mnist1d,
 
 def runlocal(c):
   """Three small widths of a few steps: for tests and smoke runs."""
-  shrink_for_local(c, steps=40, checkpoint_every=20)
+  shrink_for_local(c, steps=40, checkpoint_every=20, sweeps_width=True)
   c.seeds = 2
   c.data.train_size = min(c.data.train_size, 1000)
   c.train.max_train_eval = 500

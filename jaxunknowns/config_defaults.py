@@ -141,11 +141,13 @@ def openlth_resnet20_cifar10(c):
 
 
 def shrink_for_local(c, steps: int, checkpoint_every: int,
-                     widths: tuple = (), width_multiplier: float = 0.0):
+                     widths: tuple = (), width_multiplier: float = 0.0,
+                     sweeps_width: bool = False):
   """The shared part of every config's `runlocal`: a few steps of a small
   model on at most 2000 training examples (tests and smoke runs); MLPs with
   hidden `widths` if given, conv nets and VGGs at most `width_multiplier`
-  wide if given (each only where the model reads the field)."""
+  wide if given (each only where the model reads the field). `sweeps_width`:
+  the experiment sets the width itself (a width sweep): only depth shrinks."""
   c.train.steps = steps
   c.train.log_every = 10
   c.train.eval_every = 20
@@ -157,6 +159,8 @@ def shrink_for_local(c, steps: int, checkpoint_every: int,
   # setting recorded but unused (validation.check_choices refuses those).
   from jaxunknowns import validation  # pylint: disable=g-import-not-at-top
   read = validation.model_fields_read(c.model) or set(c.model)
+  if sweeps_width:
+    read -= {"widths", "width", "width_multiplier"}
   if "widths" in read:
     c.model.widths = tuple(widths) or tuple(min(w, 32) for w in c.model.widths)
   if "depth" in read and c.model.name == "resnet":

@@ -249,3 +249,18 @@ def test_only_the_idx_datasets_read_source_dir():
     except UserError as e:
       read = "/nonexistent/idx" in str(e)
     assert read == (name in datasets.SOURCE_DIR_DATASETS), name
+
+
+def test_width_sweep_refuses_the_width_its_stages_set():
+  """Each stage sets the model's width from sweep.widths: a width given to
+  the base model, or sweep.depth for a model that is no MLP, is unused."""
+  for path, overrides, needle in (
+      ("width_sweep.py:mnist1d", {"model.widths": (64, 64)}, "model.widths"),
+      ("double_descent.py:mnist1d_cnn", {"model.width_multiplier": 2.0},
+       "model.width_multiplier"),
+      ("double_descent.py:mnist1d_cnn", {"sweep.depth": 3}, "sweep.depth")):
+    with pytest.raises(UserError, match=f"{needle}=.* is unused here"):
+      validation.check_config(config_loading.load_config(
+          f"{ROOT}/configs/{path}", overrides))
+  validation.check_config(config_loading.load_config(
+      f"{ROOT}/configs/width_sweep.py:mnist1d", {"sweep.depth": 3}))

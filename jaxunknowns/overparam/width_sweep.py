@@ -86,6 +86,14 @@ def validate(config):
         "True (the sweep reports training error)")
   check(config.model.name in SWEEPABLE, "model.name", config.model.name,
         f"a model with a width to sweep: {', '.join(SWEEPABLE)}")
+  # The stages set the model's width themselves (model_config_for_width).
+  name = config.model.name
+  swept = ("widths" if name in MLP_MODELS else "width_multiplier"
+           if name in CONV_MODELS else "width")
+  validation.check_applies(config, f"model.{swept}", False,
+                           "to no stage: each stage sets it from sweep.widths")
+  validation.check_applies(config, "sweep.depth", name in MLP_MODELS,
+                           f"to MLPs ({', '.join(MLP_MODELS)}) only")
 
 
 def model_config_for_width(config, width: int):
