@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
-from jaxunknowns import paths
+from jaxunknowns import errors, paths
 from jaxunknowns.errors import UserError
 
 
@@ -24,8 +24,8 @@ def _plan(path: str) -> Callable[[], str]:
   # pylint: disable=g-import-not-at-top
   from jaxunknowns import sweep
   from jaxunknowns.experiments import EXPERIMENTS
-  from jaxunknowns.workdir import load_finished
-  path = paths.absolute(path)
+  from jaxunknowns.workdir import load_finished, require_path
+  path = paths.absolute(require_path(path))
   if paths.isfile(os.path.join(path, sweep.SWEEP_JSON)):
     write, written = sweep.rebuild(path), sweep.SWEEP_MD
   else:
@@ -104,8 +104,7 @@ def _cli():
   flags.mark_flags_as_required(["workdir"])
 
   def main(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    errors.refuse_arguments(argv)
     try:
       for written in rebuild_all(workdirs.value):
         print(f"rebuilt {written}")

@@ -145,3 +145,19 @@ def test_summary_the_report_cannot_read_puts_every_workdir_back(
   errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
   assert len(errors) == 1 and "damaged" in errors[0], proc.stderr[-3000:]
   assert snapshot(tmp_path) == before
+
+
+def test_positional_argument_and_empty_workdir_are_one_line(run_copy):
+  """A stray argument was absl's UsageError (exit 1, no `error:` line); an
+  empty --workdir= resolved to the current folder (here the repository)."""
+  for args, needle in ((["--workdir=" + str(run_copy), "extra"],
+                        "unexpected arguments: extra"),
+                       (["--workdir="], "--workdir is empty")):
+    before = snapshot(run_copy)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxunknowns.report_cli", *args], cwd=ROOT,
+        env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+    assert len(errors) == 1 and needle in errors[0], proc.stderr[-3000:]
+    assert snapshot(run_copy) == before
