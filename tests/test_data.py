@@ -492,6 +492,45 @@ def test_gaussian_inputs_pipeline(data_dir):
   np.testing.assert_allclose(s1, s0, rtol=0.03)
 
 
+def test_gaussian_inputs_are_drawn_afresh_for_every_split(data_dir):
+  # Each split has its own noise stream: with one stream for all, the test
+  # (and validation) inputs would be copies of the first training inputs,
+  # and a network that memorized them would "generalize" on noise.
+  ds = load_dataset(data_config("digits", data_dir, normalize=False,
+                                validation_size=100, randomization="gaussian"))
+  train = set(rows(ds.train.x))
+  for split in (ds.validation, ds.test):
+    assert not train & set(rows(split.x))
+  assert not set(rows(ds.validation.x)) & set(rows(ds.test.x))
+
+
+def test_holdout_indices_partition_in_increasing_order():
+  keep, held = transforms.holdout_indices(50, 12, seed=3)
+  assert len(held) == 12 and len(keep) == 38
+  np.testing.assert_array_equal(np.sort(np.concatenate([keep, held])),
+                                np.arange(50))
+  # Increasing: the kept examples stay in their original order, so
+  # train_size's "first n" are the first n of the original set's order.
+  assert (np.diff(keep) > 0).all() and (np.diff(held) > 0).all()
+  other, _ = transforms.holdout_indices(50, 12, seed=4)
+  assert not np.array_equal(keep, other)
+
+
+def test_standardize_leaves_constant_features_at_zero():
+  # A constant feature (a bias column, or a feature that a small training
+  # subset never varies) has std 0: it must become 0, not NaN everywhere.
+  rng = np.random.default_rng(0)
+  x = np.concatenate([rng.normal(3.0, 2.0, (500, 2)),
+                      np.full((500, 1), 7.0)], axis=1).astype(np.float32)
+  mean, std = transforms.input_moments(x)
+  np.testing.assert_allclose(mean, x.astype(np.float64).mean(0), rtol=1e-6)
+  np.testing.assert_allclose(std, x.astype(np.float64).std(0), rtol=1e-5)
+  out = transforms.standardize(x, mean, std)
+  assert np.isfinite(out).all() and (out[:, 2] == 0).all()
+  np.testing.assert_allclose(out[:, :2].mean(0), 0, atol=1e-5)
+  np.testing.assert_allclose(out[:, :2].std(0), 1, rtol=1e-5)
+
+
 def test_validation_and_train_size(data_dir):
   full = load_dataset(data_config("mnist1d", data_dir, normalize=False))
   ds = load_dataset(data_config("mnist1d", data_dir, normalize=False, validation_size=500))

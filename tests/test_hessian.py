@@ -139,6 +139,88 @@ def test_chunked_subset_loss_is_the_same_function():
                            has_batch_stats=True, chunk_size=7)
 
 
+def test_lanczos_residuals_are_the_true_ritz_residuals_and_which_orders():
+  # The callback's `residual` is how a user judges whether num_steps was
+  # enough; for Lanczos it is the estimate |beta_m s_{m,i}|, which equals
+  # ||A y_i - theta_i y_i|| exactly (A V_m = V_m T + beta_m v_{m+1} e_m^T).
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((40, 40))
+    a = jnp.asarray((q + q.T) / 2)
+    matvec = lambda v: a @ v
+    key = jax.random.PRNGKey(0)
+    evals, vectors, res = hessian.lanczos(matvec, 40, 3, key, num_steps=12,
+                                          dtype=jnp.float64)
+    true = np.linalg.norm(np.asarray(a @ vectors - vectors * evals), axis=0)
+    assert true.min() > 1e-3  # 12 of 40 steps: not converged, a real test.
+    np.testing.assert_allclose(res, true, rtol=1e-6)
+    # Whole spectrum: "LA" is the largest first, "SA" the smallest first.
+    exact = np.linalg.eigvalsh(np.asarray(a))
+    for which, want in (("LA", exact[::-1][:3]), ("SA", exact[:3]),
+                        ("LM", exact[np.argsort(-np.abs(exact))][:3])):
+      got, _, res = hessian.lanczos(matvec, 40, 3, key, num_steps=40,
+                                    which=which, dtype=jnp.float64)
+      np.testing.assert_allclose(got, want, rtol=1e-9)
+      assert np.max(res) < 1e-8  # Krylov space exhausted: exact pairs.
+
+
+def test_lanczos_basis_stays_orthonormal_in_float32():
+  # Without the second Gram-Schmidt pass the basis drifts ~100x further
+  # from orthonormal (3e-5 here), the start of Lanczos' ghost eigenvalues
+  # on the long float32 runs of the callbacks.
+  rng = np.random.default_rng(0)
+  n, m = 200, 60
+  q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+  ev = np.concatenate([[100.0, 50.0, 20.0], rng.uniform(-1, 1, n - 3)])
+  a = jnp.asarray((q * ev) @ q.T, jnp.float32)
+  key = jax.random.PRNGKey(0)
+  basis, alphas, betas = jax.jit(lambda k: hessian.lanczos_tridiagonal(
+      lambda v: a @ v, jax.random.normal(k, (n,)), m, k))(key)
+  b = np.asarray(basis[:m], np.float64)
+  assert np.abs(b @ b.T - np.eye(m)).max() < 2e-6
+  top = np.linalg.eigvalsh(np.asarray(hessian.tridiagonal(alphas, betas)))
+  np.testing.assert_allclose(top[-3:], [20.0, 50.0, 100.0], rtol=1e-5)
+
+
+def test_power_iteration_residual_is_relative_to_lambda_1():
+  # `tol` and the callback's `residual` are documented relative to
+  # |lambda_1|, so a loss scaled by 1000 must stop at the same iteration
+  # with the same residual; the reference residual is recomputed here.
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((30, 30)))
+    a = jnp.asarray((q * np.linspace(-1.0, 3.0, 30)) @ q.T)
+    key = jax.random.PRNGKey(1)
+    runs = []
+    for scale in (1.0, 1000.0):
+      evals, vecs, iters, err = hessian.power_iteration(
+          lambda v, s=scale: s * (a @ v), 30, 2, key, num_iters=500,
+          tol=1e-6, dtype=jnp.float64)
+      true = np.linalg.norm(scale * np.asarray(a @ vecs)
+                            - np.asarray(vecs * evals), axis=0)
+      np.testing.assert_allclose(float(err), true.max() / abs(evals[0]),
+                                 rtol=1e-6)
+      runs.append((int(iters), float(err)))
+      np.testing.assert_allclose(evals, scale * np.array([3.0, 3.0 - 4 / 29]),
+                                 rtol=1e-6)
+    assert runs[0][0] == runs[1][0] < 500
+    assert runs[0][1] == pytest.approx(runs[1][1], rel=1e-6)
+
+
+def test_subset_is_drawn_by_its_seed_without_replacement():
+  # hessian.seed (and spectrum's) names the subset the curvature is taken
+  # on: another seed must give another subset, each example at most once.
+  x = np.arange(200, dtype=np.float32)[:, None]
+  split = Split(x, np.arange(200, dtype=np.int32) % 3)
+  a, ya = hessian.subset(split, 50, 0)
+  b, _ = hessian.subset(split, 50, 1)
+  assert len(np.unique(a)) == 50 and (np.diff(a[:, 0]) > 0).all()
+  np.testing.assert_array_equal(ya, a[:, 0].astype(np.int32) % 3)
+  assert not np.array_equal(a, b)
+  np.testing.assert_array_equal(hessian.subset(split, 50, 0)[0], a)
+  assert hessian.subset(split, 200, 0)[0] is x  # size >= N: all of it.
+
+
 # -----------------------------------------------------------------------------
 # The trainer callback: seeds batched, BatchNorm in eval mode
 # -----------------------------------------------------------------------------

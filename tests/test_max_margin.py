@@ -119,6 +119,26 @@ def test_margin_loss_is_the_framework_loss_with_precise_gradients(loss):
     assert float(grad) == pytest.approx(-np.exp(-50.0), rel=1e-12)
 
 
+def test_asymptotic_offset_is_where_gradient_descent_goes():
+  # Soudry et al. (2018, Thm. 3): GD with step lr on sum_m exp(-z_m . w)
+  # follows w(t) = w_hat log t + w~ + o(1). The reference is GD itself,
+  # run in numpy; two support vectors span R^2, so w~ is determined.
+  z = np.array([[1.0, 0.3], [0.2, 1.5], [2.0, 2.5], [3.0, 1.0]])
+  result = svm.hard_margin_svm(z)
+  np.testing.assert_array_equal(result.support, [0, 1])
+  lr, steps = 0.5, 20_000
+  offset = svm.asymptotic_offset(result, z, lr)
+  # Its defining equation on the support: lr exp(-z_m . w~) = alpha_m.
+  np.testing.assert_allclose(lr * np.exp(-z[:2] @ offset), result.alpha[:2],
+                             rtol=1e-10)
+  w = np.zeros(2)
+  for _ in range(steps):
+    w = w + lr * (np.exp(-z @ w) @ z)
+  # The o(1) term is ~0.04 after 2e4 steps; w~ is ~(-0.66, 0.66).
+  np.testing.assert_allclose(w - result.w * np.log(steps), offset, atol=0.06)
+  assert np.linalg.norm(offset) > 0.5
+
+
 # -----------------------------------------------------------------------------
 # GD's direction
 # -----------------------------------------------------------------------------

@@ -67,6 +67,27 @@ def test_dense_quadratic_matches_brute_force_over_the_vertices():
     assert float(out["loss"]) == pytest.approx(f(x), rel=1e-12)
 
 
+def test_sign_steps_are_a_fraction_of_each_coordinates_box():
+  # A loss whose maximum is inside the box, at c * r with c a multiple of
+  # the step (0.25): steps of 0.25 r reach it exactly and then stay (the
+  # gradient is zero there). Steps that ignored r would bang against the
+  # box's faces and never see the interior maximum.
+  with jax.enable_x64(True):
+    x = np.array([-2.0, 0.5, 3.0])
+    eps = 1e-2
+    r = eps * (np.abs(x) + 1)
+    c = np.array([0.5, -0.25, 0.75])
+    loss = lambda p: -jnp.sum((p["w"] - (x + c * r)) ** 2)
+    out = jax.jit(lambda p: sharpness.epsilon_sharpness(
+        loss, p, eps, iterations=5))({"w": jnp.asarray(x)})
+    np.testing.assert_allclose(np.asarray(out["delta"]["w"]), c * r,
+                               rtol=1e-12)
+    assert abs(float(out["max_loss"])) < 1e-20
+    base = -np.sum((c * r) ** 2)
+    np.testing.assert_allclose(float(out["sharpness"]),
+                               100 * (0 - base) / (1 + base), rtol=1e-10)
+
+
 def test_box_holds_for_a_nonconvex_loss_and_estimate_never_falls():
   x = jnp.linspace(-2.0, 2.0, 20)
   loss = lambda p: jnp.sum(jnp.sin(3 * p["w"]) * p["w"] ** 2)

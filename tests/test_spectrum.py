@@ -153,6 +153,26 @@ def test_outlier_rule_on_a_bulk_with_three_spikes(edge_shape):
     assert spectrum.bulk_and_outliers(nodes, weights, n, 10.0, 0.0)[1] > 5
 
 
+def test_outlier_gap_is_measured_from_the_smallest_node():
+  # Hand-made quadrature (n = 1000, three probes) with a bulk reaching
+  # into negative curvature, as early in training: the bulk's width is
+  # edge - smallest node = 1 - (-5) = 6 (medians over probes), so the
+  # threshold is 1 + 0.25 * 6 = 2.5. Only the nodes at 3.0 and 4.0 are
+  # above it (n w = 1 and 2 eigenvalues: mean 1); the one at 2.0 is not.
+  nodes = np.array([[-5.0, 0.0, 1.0, 3.0],
+                    [-4.0, 0.5, 1.2, 2.0],
+                    [-6.0, 0.2, 0.8, 4.0]])
+  weights = np.array([[0.3, 0.4, 0.299, 0.001],
+                      [0.3, 0.4, 0.299, 0.001],
+                      [0.3, 0.4, 0.298, 0.002]])
+  edge, count = spectrum.bulk_and_outliers(nodes, weights, 1000, 10.0, 0.25)
+  assert edge == 1.0
+  assert count == pytest.approx(1.0, abs=1e-9)
+  # A gap of 0.1 (threshold 1.6) takes the node at 2.0 in as well.
+  _, count = spectrum.bulk_and_outliers(nodes, weights, 1000, 10.0, 0.1)
+  assert count == pytest.approx(4.0 / 3.0, abs=1e-9)
+
+
 def test_batch_mode_uses_the_chunk_statistics_and_eval_mode_the_running_ones():
   with jax.enable_x64(True):
     model, params, x, y = tiny("batch")
@@ -229,6 +249,32 @@ def test_callback_per_run_trace_and_lambda_max_match_dense(tmp_path):
           "trace_sem"] + 1e-4
   with pytest.raises(UserError, match="num_steps"):
     spectrum.spectrum_callback(trainer, every=10, num_steps=0)
+
+
+def test_callback_trace_sem_is_the_standard_error_over_probes():
+  # trace_sem is what a reader uses to judge whether two traces differ:
+  # the sample standard deviation of the probe values (ddof=1) over
+  # sqrt(trace_probes); with 5 probes, ddof=0 would shrink it by 11%.
+  trainer = tiny_trainer()
+  callback = spectrum.spectrum_callback(
+      trainer, every=1, num_probes=2, num_steps=5, trace_probes=5,
+      subset_size=64, seed=3)
+  state = trainer.init_state([0, 1])
+  got = callback.fn(trainer, state, 0)
+  x, y = hessian.subset(trainer.dataset.train, 64, 3)
+  loss = hessian.network_loss(trainer.model, trainer.loss_fn, x, y,
+                              has_batch_stats=True)
+  out = jax.device_get(spectrum.measure_fn(
+      loss, num_probes=2, num_steps=5, trace_probes=5, layers=False)(
+          state["params"], state["batch_stats"],
+          jax.random.split(jax.random.PRNGKey(3), 2)))
+  probes = np.asarray(out["trace"], np.float64)  # [runs, probes]
+  np.testing.assert_allclose(got["trace"], probes.mean(1), rtol=1e-5)
+  np.testing.assert_allclose(got["trace_sem"],
+                             probes.std(1, ddof=1) / np.sqrt(5), rtol=1e-5)
+  np.testing.assert_allclose(got["lambda_max"],
+                             np.asarray(out["nodes"]).max(axis=(1, 2)),
+                             rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------
