@@ -4,6 +4,7 @@
     config = load_config("configs/imp.py:mnist1d,runlocal", {"seeds": 2})
 """
 
+import ast
 import importlib.util
 import os
 from typing import Any, List, Mapping, Optional
@@ -20,9 +21,6 @@ def load_config(spec: str, overrides: Optional[Mapping[str, Any]] = None,
   path, _, arg = spec.partition(":")
   path = os.path.join(root, path) if root else path
   module = config_module(path)
-  if not hasattr(module, "get_config"):
-    raise UserError(f"{path} defines no get_config(arg) function: it is not "
-                    f"a config file (see configs/train.py)")
   config = checked(module.get_config(arg), path)
   for dotted, value in (overrides or {}).items():
     set_field(config, dotted, value, where="override")
@@ -70,8 +68,30 @@ def checked(config, path: str) -> ml_collections.ConfigDict:
   return config
 
 
+def check_config_file(path: str):
+  """UserError unless the Python file at `path` defines get_config at its
+  top level, read without running it: a file that is no config (setup.py,
+  a training script) would otherwise run its own code, exit or print."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      tree = ast.parse(f.read(), filename=path)
+  except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+    return  # the loader's own error names it
+  names = {n.name for n in tree.body if isinstance(
+      n, (ast.FunctionDef, ast.AsyncFunctionDef))} | {
+          t.id for n in tree.body if isinstance(n, ast.Assign)
+          for t in n.targets if isinstance(t, ast.Name)} | {
+              a.asname or a.name for n in tree.body
+              if isinstance(n, ast.ImportFrom) for a in n.names}
+  if "get_config" not in names:
+    raise UserError(f"{path} defines no get_config(arg) function: it is not "
+                    f"a config file (see configs/train.py)")
+
+
 def config_module(path: str):
-  """The config file at `path`, imported afresh (get_config, VARIANTS)."""
+  """The config file at `path`, imported afresh (get_config, VARIANTS),
+  once `check_config_file` has found its get_config."""
+  check_config_file(path)
   module_spec = importlib.util.spec_from_file_location(
       "_jaxunknowns_config_" + os.path.basename(path)[:-3], path)
   module = importlib.util.module_from_spec(module_spec)

@@ -126,6 +126,12 @@ def parse_flags(argv):
   """absl's parser; what fails while reading the command line (a missing
   config file, an unknown variant, a misspelt --config.field, a value the
   field's parser refuses) is the user's to fix: one line, exit 2."""
+  for arg in argv[1:]:  # before absl runs the file: is it a config at all?
+    if arg.startswith("--config="):
+      try:
+        config_loading.check_config_file(arg[len("--config="):].split(":")[0])
+      except errors.UserError as e:
+        errors.exit_with(e)
   try:
     return flags.FLAGS(argv)
   except Exception as e:  # pylint: disable=broad-except

@@ -300,7 +300,10 @@ def check_choices(config, own_fields: Sequence[str] = ()):
   it: one line, instead of a run that silently ignores it. `own_fields`:
   those the experiment judges itself (`Experiment.own_fields`).
   `check_config` runs it after the experiment's own checks, on the config
-  as given (not on arms or cells derived from it)."""
+  as given (not on arms or cells derived from it). A config without the
+  shared sections (the article's: its stages have their own) has none."""
+  if not {"optim", "data", "model"} <= set(config):
+    return
   # pylint: disable=g-import-not-at-top
   from jaxunknowns import optim
   from jaxunknowns.data import datasets

@@ -288,12 +288,16 @@ def test_cli_missing_config_file_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("source,needle", [
     ("x = 1\n", "defines no get_config(arg) function"),
+    # A script that is no config (setup.py) ran its own code: setuptools
+    # printed its own error and exited 1. It is read now, never run.
+    ("import sys\nopen(__file__ + '.ran', 'w').close()\nsys.exit('boom')\n",
+     "defines no get_config(arg) function"),
     ("def get_config(arg=''):\n  return {'seeds': 1}\n",
      "get_config() returned a dict, not an ml_collections.ConfigDict"),
     ("import ml_collections\ndef get_config(arg=''):\n"
      "  return ml_collections.ConfigDict({'seeds': 1})\n",
      "without an 'experiment' field"),
-], ids=["no_get_config", "a_dict", "no_experiment"])
+], ids=["no_get_config", "a_script", "a_dict", "no_experiment"])
 def test_a_file_that_is_no_config_is_one_line(tmp_path, source, needle):
   """A file without get_config named a 'no such config field' that the
   user never set; get_config returning a dict, or a config without its
@@ -308,6 +312,7 @@ def test_a_file_that_is_no_config_is_one_line(tmp_path, source, needle):
     assert not (tmp_path / "new").exists()
   with pytest.raises(UserError, match=re.escape(needle)):
     config_loading.load_config(str(path))
+  assert not (tmp_path / "cfg.py.ran").exists()
 
 
 def test_the_issue_example_is_one_line(tmp_path):
