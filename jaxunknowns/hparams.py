@@ -117,7 +117,7 @@ def train_together(configs, workdirs, scratch: str):
   writer.close()
   wall = time.time() - t0
   initial = Checkpoints(os.path.join(scratch, "snapshots"), max_to_keep=None)
-  first = initial.restore(0, result.state)  # `state` was donated
+  first = initial.restore_kept(0, result.state)  # `state` was donated
   initial.close()
   summaries = []
   for config, workdir, m in zip(configs, workdirs, members):
