@@ -225,8 +225,11 @@ def plan(base_config, runs: Sequence[Overrides], sweep: str, root: str,
   for i, overrides in enumerate(runs):
     name = run_name(overrides, fields)
     if name in names:
+      why = ("the same overrides twice" if runs[names[name]] == overrides
+             else "their values differ only beyond the 6 significant digits "
+             "a run's name shows: make them differ there")
       raise UserError(f"sweep {sweep!r}: runs {names[name]} and {i} both "
-                      f"become {name!r} (the same overrides twice?)")
+                      f"become {name!r} ({why})")
     names[name] = i
     where = f"sweep {sweep!r}, run {name}"
     config = apply_overrides(base_config, overrides, where)

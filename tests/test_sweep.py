@@ -138,6 +138,9 @@ def test_bad_values_fail_before_any_run(tmp_path, monkeypatch):
       '{"s": [{"seed": 0}, {"optim.lr": "fast"}]}': r"optim.lr='fast' does not",
       '{"s": [{"seed": 0}, {"optim": 1}]}': r"'optim' is a group of fields",
       '{"s": [{"seed": 0}, {"seed": 0}]}': r"the same overrides twice",
+      # Values that print alike in a run's name were called the same twice.
+      '{"s": [{"optim.lr": 0.1}, {"optim.lr": 0.1000001}]}':
+          r"differ only beyond the 6 significant digits",
       '{"s": grid(**{"a": [1], "b": [1, 2]})[:0]}': r"has no runs",
       '[{"seed": 0}]': r"must return a non-empty",
       # A field that is no string was an AttributeError traceback.
