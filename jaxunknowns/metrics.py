@@ -203,3 +203,20 @@ def read_json(path: str) -> Optional[Any]:
   if not paths.exists(path):
     return None
   return json.loads(paths.read_text(path))
+
+
+def read_json_object(path: str, fix: str,
+                     what: str = "a JSON object") -> Optional[Dict[str, Any]]:
+  """The JSON object a run wrote at `path`, or None if there is none. Runs
+  write atomically, so a torn or wrong-kind one was damaged afterwards (an
+  edit, a partial copy): a UserError naming it and saying what to do (`fix`)."""
+  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+  if not paths.exists(path):
+    return None
+  try:
+    value = json.loads(paths.read_text(path))
+  except (OSError, ValueError):
+    value = None
+  if not isinstance(value, dict):
+    raise UserError(f"{path} is damaged (not {what}): {fix}")
+  return value

@@ -13,7 +13,6 @@ result.json, written atomically when the stage finishes. So:
 OpenLTH's runner has the same shape ("if its output exists, return").
 """
 
-import json
 import math
 import os
 import time
@@ -25,8 +24,8 @@ from absl import logging
 from etils import epath
 
 from jaxunknowns import paths
-from jaxunknowns.errors import UserError
-from jaxunknowns.metrics import MetricWriter, stats, write_json
+from jaxunknowns.metrics import (MetricWriter, read_json_object, stats,
+                                 write_json)
 
 RESULT_FILE = "result.json"
 
@@ -45,33 +44,25 @@ def read_result(path: str) -> Optional[Dict[str, Any]]:
   """A finished stage's result.json, or None if the stage has not finished.
   It is written atomically, so a damaged one was damaged afterwards (a
   partial copy, an edit): a UserError naming the folder to delete."""
-  if not paths.exists(path):
-    return None
-  try:
-    result = json.loads(paths.read_text(path))
-  except (OSError, ValueError) as e:
-    result = e
-  if not isinstance(result, dict):
-    raise UserError(
-        f"{path} is damaged (not a JSON object): delete the folder "
-        f"{os.path.dirname(path)} to redo that stage, or pass --overwrite to "
-        f"rerun the whole experiment")
+  return read_json_object(
+      path, f"delete the folder {os.path.dirname(path)} to redo that stage, "
+      "or pass --overwrite to rerun the whole experiment")
   return result
 
 
 def check_results(root: str):
   """Reads every stage result under the workdir `root`, so that a damaged
   one stops the run before it writes anything (Workdir.check), rather than
-  when the experiment reaches that stage."""
-  if paths.is_local(root):
-    found = []
-    for folder, subfolders, files in os.walk(root):
-      subfolders[:] = [f for f in subfolders if f not in _NO_RESULTS]
-      if RESULT_FILE in files:
-        found.append(os.path.join(folder, RESULT_FILE))
-  else:
-    found = [str(p) for p in epath.Path(root).rglob(RESULT_FILE)
-             if not set(p.parts) & set(_NO_RESULTS)]
+  when the experiment reaches that stage. A walk by hand, not rglob: GCS
+  refuses recursive `**` patterns, and checkpoints need not be listed."""
+  found, folders = [], [root]
+  while folders:
+    folder = folders.pop()
+    for entry in epath.Path(folder).iterdir():
+      if entry.name == RESULT_FILE:
+        found.append(str(entry))
+      elif entry.name not in _NO_RESULTS and entry.is_dir():
+        folders.append(str(entry))
   for path in sorted(found):
     read_result(path)
 

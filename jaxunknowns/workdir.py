@@ -17,7 +17,7 @@ import ml_collections
 
 from jaxunknowns import config_defaults, paths
 from jaxunknowns.errors import UserError
-from jaxunknowns.metrics import write_json
+from jaxunknowns.metrics import read_json_object, write_json
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -145,18 +145,9 @@ class Workdir:
     """The config.json of the run in the workdir; None if there is none. A
     damaged one (a kill mid-copy, an edit) is a UserError: which run the
     workdir holds is unknown, so resuming it could mix two configs."""
-    path = os.path.join(self.shared_path, CONFIG_FILE)
-    if not paths.exists(path):
-      return None
-    try:
-      saved = json.loads(paths.read_text(path))
-    except (OSError, ValueError) as e:
-      saved = e
-    if not isinstance(saved, dict):
-      raise UserError(f"{path} is damaged (not a JSON object of a config): "
-                      f"use another --workdir, or pass --overwrite to delete "
-                      f"that run")
-    return saved
+    return read_json_object(
+        os.path.join(self.shared_path, CONFIG_FILE), "use another --workdir, "
+        "or pass --overwrite to delete that run", "a JSON object of a config")
 
   @property
   def finished(self) -> bool:
@@ -215,15 +206,9 @@ class Workdir:
     """A finished run's summary.json is what sweeps, the article and reports
     read back: a damaged one (an edit, a partial copy) is refused here, not
     a traceback once they read it. The run can make it again."""
-    path = os.path.join(self.shared_path, SUMMARY_FILE)
-    try:
-      summary = json.loads(paths.read_text(path))
-    except (OSError, ValueError):
-      summary = None
-    if not isinstance(summary, dict):
-      raise UserError(f"{path} is damaged (not a JSON object); delete it and "
-                      f"rerun the same command: the run resumes from its "
-                      f"checkpoints and writes it again")
+    read_json_object(os.path.join(self.shared_path, SUMMARY_FILE),
+                     "delete it and rerun the same command: the run resumes "
+                     "from its checkpoints and writes it again")
 
   def _check_deletable(self):
     """--overwrite deletes a run's workdir: one with its config.json. A
