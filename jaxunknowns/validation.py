@@ -37,10 +37,12 @@ def check_int(value, field: str, minimum: int, note: str = ""):
         f"an integer >= {minimum}" + (f" ({note})" if note else ""))
 
 
-def check_applies(config, field: str, applies: bool, when: str):
+def check_applies(config, field: str, applies: bool, when: str,
+                  file_values: Sequence[Any] = ()):
   """A field moved from its experiment's default while it `applies` to
   nothing chosen is an error, never a silently unused setting; `when`
-  says what would use it. (Left at the default, it may stay unused.)"""
+  says what would use it. (Left at the default, it may stay unused; so may
+  `file_values`, values the config file itself gives it.)"""
   defaults = config_defaults.FIELD_DEFAULTS.get(config.get("experiment"))
   if applies or defaults is None:
     return
@@ -51,7 +53,7 @@ def check_applies(config, field: str, applies: bool, when: str):
   if leaf not in default:  # no default to compare with: no opinion
     return
   value, default = value.get(leaf), default[leaf]
-  if value != default:
+  if value != default and value not in file_values:
     raise UserError(f"{field}={value!r} is unused here: it applies {when}; "
                     f"leave it at {default!r}")
 
@@ -196,7 +198,7 @@ def check_config(config, references: Optional[Sequence] = None, *,
   experiment = EXPERIMENTS.get(config.experiment)
   experiment.validate(config)
   # Last: an experiment's own message (a model it cannot use) says more.
-  check_choices(config, experiment.own_fields)
+  check_choices(config, experiment.own_fields, references)
   return experiment
 
 
@@ -281,6 +283,15 @@ class ReadRecorder:
     return key in self._section
 
 
+def value_at(config, dotted: str) -> Any:
+  """The value of a dotted field, or None where `config` lacks it."""
+  for key in dotted.split("."):
+    if not hasattr(config, "get"):
+      return None
+    config = config.get(key)
+  return config
+
+
 def model_fields_read(model_config) -> Optional[set]:
   """The model.* fields the chosen model's builder reads; None when it
   refuses the config (its own error comes where the model is built)."""
@@ -293,12 +304,16 @@ def model_fields_read(model_config) -> Optional[set]:
   return recorder.read
 
 
-def check_choices(config, own_fields: Sequence[str] = ()):
+def check_choices(config, own_fields: Sequence[str] = (),
+                  references: Optional[Sequence] = None):
   """A field that only some choices read (an optimizer's momentum or betas,
   the step schedule's boundaries, a model's widths or depth, the synthetic
   data's shape), moved from its default while the chosen one does not read
   it: one line, instead of a run that silently ignores it. `own_fields`:
-  those the experiment judges itself (`Experiment.own_fields`).
+  those the experiment judges itself (`Experiment.own_fields`). A value
+  one of the config file's own configs gives (`references`: a variant's
+  MLP widths once the command line asks for a ResNet) is the file's, not
+  the user's: left alone, like a default.
   `check_config` runs it after the experiment's own checks, on the config
   as given (not on arms or cells derived from it). A config without the
   shared sections (the article's: its stages have their own) has none."""
@@ -308,11 +323,13 @@ def check_choices(config, own_fields: Sequence[str] = ()):
   from jaxunknowns import optim
   from jaxunknowns.data import datasets
   o, d, names = config.optim, config.data, " or ".join
+  def given(field):
+    return [value_at(r, field) for r in references or ()]
   def applies(field, readers, selector, chosen):
     if field not in own_fields:
       check_applies(config, field, chosen in readers,
                     f"to {selector} {names(map(repr, readers))}, not "
-                    f"{chosen!r}")
+                    f"{chosen!r}", given(field))
   for choices, field, chosen in ((optim.OPTIMIZER_FIELDS, "name", o.name),
                                  (optim.SCHEDULE_FIELDS, "schedule",
                                   o.schedule)):
@@ -330,12 +347,12 @@ def check_choices(config, own_fields: Sequence[str] = ()):
     check_applies(config, "data.data_dir",
                   d.name not in datasets.GENERATED_DATASETS,
                   f"to datasets kept in TFDS's folder, not the generated "
-                  f"{d.name!r}")
+                  f"{d.name!r}", given("data.data_dir"))
   read = model_fields_read(config.model)
   for f in config.model if read is not None else ():
     check_applies(config, f"model.{f}", f in read or f == "name",
                   f"to models that read it, not model.name "
-                  f"{config.model.name!r}")
+                  f"{config.model.name!r}", given(f"model.{f}"))
 
 
 def check_sam(o, batch_size):

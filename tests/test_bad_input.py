@@ -146,7 +146,11 @@ def test_every_variant_and_its_runlocal_pass_the_checks(config_file):
       if needs_network(config):
         continue
       try:
-        validation.check_config(config, validation.references_of(path))
+        experiment = validation.check_config(
+            config, validation.references_of(path))
+        # Without references: the file's own values must be read too (a
+        # variant may not set what its model or optimizer never reads).
+        validation.check_choices(config, experiment.own_fields)
       except UserError as e:
         refused.append(f"{config_file}:{spec}: {e}")
   assert not refused, "\n".join(refused)

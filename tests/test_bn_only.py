@@ -284,7 +284,9 @@ def test_bn_modes_end_to_end(tmp_path):
   shifted inputs in batch mode score exactly as clean ones."""
   from jaxunknowns.batchnorm import bn_modes  # pylint: disable=g-import-not-at-top
   c = load_config("bn_modes", "digits", {
-      "model.name": "mlp", "model.widths": (16,), "train.steps": 6, "train.log_every": 3,
+      # The variant's ResNet width back to the default: an MLP reads none.
+      "model.name": "mlp", "model.width": 8, "model.widths": (16,),
+      "train.steps": 6, "train.log_every": 3,
       "train.checkpoint_every": 3, "seeds": 2, "bn_modes.finetune_steps": 3,
       "bn_modes.eval_batch_sizes": (1, 32)})
   summary = run_in_process(c, tmp_path / "run")

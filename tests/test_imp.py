@@ -1017,7 +1017,9 @@ def test_initial_mask_is_the_dense_levels_mask(rewind0, tmp_path):
 
 def test_conv_fraction_is_the_rate_of_conv_kernels(tmp_path):
   run = imp_run(tmp_path / "conv", overrides={
-      "model.name": "mnist1d_cnn", "prune.conv_fraction": 0.1,
+      # runlocal's MLP widths back to the default: the CNN reads none.
+      "model.name": "mnist1d_cnn", "model.widths": (100, 100),
+      "prune.conv_fraction": 0.1,
       "prune.fraction": 0.3, "prune.output_fraction": 0.2, "prune.levels": 1,
       "prune.controls": ()})
   sizes = {"Conv_0": 5 * 1 * 25, "Conv_1": 3 * 25 * 25,

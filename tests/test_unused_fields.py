@@ -264,3 +264,15 @@ def test_width_sweep_refuses_the_width_its_stages_set():
           f"{ROOT}/configs/{path}", overrides))
   validation.check_config(config_loading.load_config(
       f"{ROOT}/configs/width_sweep.py:mnist1d", {"sweep.depth": 3}))
+
+
+def test_the_files_own_values_are_left_alone_on_the_command_line(tmp_path):
+  """--config.model.name=resnet on an MLP variant: the variant's (here
+  runlocal's) widths are the file's, not the user's, so the command line
+  (which knows the file) accepts it; a config built in code cannot tell
+  them apart and asks for them back at the default."""
+  spec = f"{ROOT}/configs/train.py:mnist1d_mlp,runlocal"
+  config = config_loading.load_config(spec, {"model.name": "resnet"})
+  validation.check_config(config, validation.references_of(spec))
+  with pytest.raises(UserError, match="model.widths"):
+    validation.check_config(config)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxunknowns import hparams, sweep
+from jaxunknowns import hparams, sweep, validation
 from jaxunknowns.errors import UserError
 from run_helpers import assert_report_rebuilds, read_json
 from test_sweep import TINY, TRAIN, write_config
@@ -90,8 +90,11 @@ def test_fields_that_change_the_program_fall_back_naming_them(tmp_path):
   base = sweep.apply_overrides(
       __import__("jaxunknowns.config_loading").config_loading.load_config(spec),
       TINY, "test")
+  # As run_sweep does: the file's own values (runlocal's MLP widths, which
+  # the CNN does not read) are left alone.
   runs = sweep.plan(base, sweep.load_sweeps(spec)["s"], "s",
-                    str(tmp_path / "root"))
+                    str(tmp_path / "root"),
+                    references=validation.references_of(spec))
   out = io.StringIO()
   assert sweep.run_vmapped(runs, str(tmp_path / "root"), False, out,
                            asked=True) == ({}, runs)
