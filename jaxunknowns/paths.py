@@ -9,7 +9,7 @@ build paths as before and only the calls that touch a file come here.
 
 import io
 import os
-from typing import Dict, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 from etils import epath
@@ -126,3 +126,34 @@ def copy_tree(local_dir: str, path: str):
     for name in files:
       with open(os.path.join(root, name), "rb") as f:
         write_atomic(os.path.join(target, name), f.read())
+
+
+# The files directly in a folder: {path: (bytes, mtime_ns or None on an
+# object store)}, the folder's own time under "".
+Snapshot = Dict[str, Tuple[Optional[bytes], Optional[int]]]
+
+
+def snapshot_files(folder: str) -> Snapshot:
+  """What `restore_files` puts back: the folder's files (not its
+  subfolders), contents and times."""
+  mtime = lambda p: os.stat(p).st_mtime_ns if is_local(p) else None
+  out = {str(f): (f.read_bytes(), mtime(str(f)))
+         for f in epath.Path(folder).iterdir() if f.is_file()}
+  return {**out, "": (None, mtime(folder))}
+
+
+def restore_files(folder: str, before: Snapshot):
+  """The folder's files as `before` found them: new ones removed, changed
+  ones rewritten, and on a local disk the times too (a failed command
+  leaves the workdir as it was)."""
+  now = snapshot_files(folder)
+  for name in set(now) - set(before):
+    remove(name)
+  for name, (data, mtime) in before.items():
+    if name and now.get(name) != (data, mtime):
+      if now.get(name, (None,))[0] != data:
+        write_atomic(name, data)
+      if mtime is not None:
+        os.utime(name, ns=(mtime, mtime))
+  if before[""][1] is not None:  # last: restoring files touched the folder
+    os.utime(folder, ns=(before[""][1], before[""][1]))

@@ -13,7 +13,7 @@ back as they were, then the same one line and exit 2.
 
 import os
 import sys
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List
 
 from jaxunknowns import errors, paths
 from jaxunknowns.errors import UserError
@@ -46,48 +46,21 @@ def rebuild_run(path: str) -> str:
   return rebuild_all([path])[0]
 
 
-# What a failed rebuild may have half-replaced: the files directly in the
-# workdir (report.md, page.json, the figures, sweep.*, ARTICLE.md, ...), as
-# {path: (bytes, mtime_ns)}; the folder itself under "".
-Snapshot = Dict[str, Tuple[Optional[bytes], Optional[int]]]
-
-
-def _snapshot(path: str) -> Snapshot:
-  from etils import epath  # pylint: disable=g-import-not-at-top
-  mtime = lambda p: os.stat(p).st_mtime_ns if paths.is_local(p) else None
-  out = {str(f): (f.read_bytes(), mtime(str(f)))
-         for f in epath.Path(path).iterdir() if f.is_file()}
-  return {**out, "": (None, mtime(path))}
-
-
-def _restore(path: str, before: Snapshot):
-  """Back as it was: the contents, and on a local disk the times too."""
-  now = _snapshot(path)
-  for name in set(now) - set(before):
-    paths.remove(name)
-  for name, (data, mtime) in before.items():
-    if name and now.get(name) != (data, mtime):
-      if now.get(name, (None,))[0] != data:
-        paths.write_atomic(name, data)
-      if mtime is not None:
-        os.utime(name, ns=(mtime, mtime))
-  if before[""][1] is not None:  # last: restoring files touched the folder
-    os.utime(path, ns=(before[""][1], before[""][1]))
-
-
 def rebuild_all(workdirs: List[str]) -> List[str]:
   """Rebuilds every workdir (run or sweep root); returns the reports' paths.
   All or none: a rebuild that fails puts every workdir back."""
   plans = [(paths.absolute(path), _plan(path)) for path in workdirs]
   written, done = [], []
   for path, rebuild in plans:
-    before = _snapshot(path)
+    # What a failed rebuild may have half-replaced: the files directly in
+    # the workdir (report.md, page.json, figures, sweep.*, ARTICLE.md).
+    before = paths.snapshot_files(path)
     done.append((path, before))
     try:
       written.append(rebuild())
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
       for p, b in done:
-        _restore(p, b)
+        paths.restore_files(p, b)
       raise UserError(
           f"{path}: the report could not be rebuilt from its files "
           f"({type(e).__name__}: {e}): summary.json or sweep.json is damaged "

@@ -62,6 +62,11 @@ def read_saved(path: str, what: str, missing: str) -> Any:
                     f"--workdir") from e
 
 
+def first(names: List[str], n: int) -> str:
+  """The first n names, for a one-line message."""
+  return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
+
+
 def _tuples(value):
   """config.json turned the config's tuples into lists; configs use tuples."""
   if isinstance(value, dict):
@@ -167,10 +172,9 @@ class Workdir:
     diff = config_differences(saved, config_to_dict(self.config),
                               defaults and config_to_dict(defaults))
     if diff:
-      shown = ", ".join(diff[:8]) + (" ..." if len(diff) > 8 else "")
       raise UserError(
           f"workdir {self.shared_path} holds a run with a different config "
-          f"(fields differ: {shown}); use another --workdir, or pass "
+          f"(fields differ: {first(diff, 8)}); use another --workdir, or pass "
           f"--overwrite to delete that run")
     if self.finished:
       self._check_summary()
@@ -219,11 +223,10 @@ class Workdir:
       return
     names = paths.listdir(self.shared_path)
     if names:
-      shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
       raise UserError(
           f"workdir {self.shared_path} holds files but no run (no "
-          f"{CONFIG_FILE}; it has {shown}): --overwrite deletes only a run's "
-          f"workdir; choose another --workdir")
+          f"{CONFIG_FILE}; it has {first(names, 3)}): --overwrite deletes "
+          "only a run's workdir; choose another --workdir")
 
   def _check_writable(self):
     """The workdir, or the folder it will be created in, can be written.
