@@ -403,6 +403,18 @@ def numpy_directions(name, params, grads, wd, mu=0.9, b1=0.9, b2=0.999,
   return out
 
 
+def optimizer_directions(config, p, grads):
+  """The directions config.optim's optimizer gives for `grads` in turn,
+  stepping the params by lr 0.1 (as numpy_directions does)."""
+  tx = optim.create_optimizer(config.optim, {"w": jnp.asarray(p)})
+  state, params, got = tx.init({"w": jnp.asarray(p)}), {"w": jnp.asarray(p)}, []
+  for g in grads:
+    d, state = tx.update({"w": jnp.asarray(g)}, state, params)
+    got.append(np.asarray(d["w"]))
+    params = {"w": params["w"] - 0.1 * d["w"]}
+  return got
+
+
 @pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adamw"])
 def test_optimizers_follow_their_update_formulas(name):
   wd = 0.05
@@ -410,15 +422,9 @@ def test_optimizers_follow_their_update_formulas(name):
   rng = np.random.default_rng(0)
   p = rng.normal(size=(4,)).astype(np.float32)
   grads = rng.normal(size=(5, 4)).astype(np.float32)
-  tx = optim.create_optimizer(config.optim, {"w": jnp.asarray(p)})
-  state, params, got = tx.init({"w": jnp.asarray(p)}), {"w": jnp.asarray(p)}, []
-  for g in grads:
-    d, state = tx.update({"w": jnp.asarray(g)}, state, params)
-    got.append(np.asarray(d["w"]))
-    params = {"w": params["w"] - 0.1 * d["w"]}
+  got = optimizer_directions(config, p, grads)
   np.testing.assert_allclose(got, numpy_directions(name, p, grads, wd),
                              rtol=2e-5, atol=1e-6)
-
 
 
 @pytest.mark.parametrize("name", ["momentum", "adam"])
@@ -432,12 +438,7 @@ def test_grad_clip_clips_the_raw_gradient_before_the_optimizer(name):
   rng = np.random.default_rng(1)
   p = rng.normal(size=(4,)).astype(np.float32)
   grads = (3 * rng.normal(size=(5, 4))).astype(np.float32)  # norms > c
-  tx = optim.create_optimizer(config.optim, {"w": jnp.asarray(p)})
-  state, params, got = tx.init({"w": jnp.asarray(p)}), {"w": jnp.asarray(p)}, []
-  for g in grads:
-    d, state = tx.update({"w": jnp.asarray(g)}, state, params)
-    got.append(np.asarray(d["w"]))
-    params = {"w": params["w"] - 0.1 * d["w"]}
+  got = optimizer_directions(config, p, grads)
   norms = np.linalg.norm(grads.astype(np.float64), axis=1, keepdims=True)
   clipped = grads * np.minimum(1.0, c / norms)
   np.testing.assert_allclose(got, numpy_directions(name, p, clipped, wd),
