@@ -21,7 +21,6 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 import jax
 import numpy as np
 from absl import logging
-from etils import epath
 
 from jaxunknowns import paths
 from jaxunknowns.metrics import (MetricWriter, read_json_object, stats,
@@ -35,11 +34,6 @@ def stage_dir(workdir, name: str) -> str:
   return workdir.file("stages", *name.split("/"))
 
 
-# Folders of a workdir that hold no stage results: skipped by
-# `check_results`, as they hold most of a run's files.
-_NO_RESULTS = ("checkpoints", "snapshots", "tensorboard")
-
-
 def read_result(path: str) -> Optional[Dict[str, Any]]:
   """A finished stage's result.json, or None if the stage has not finished.
   It is written atomically, so a damaged one was damaged afterwards (a
@@ -47,24 +41,6 @@ def read_result(path: str) -> Optional[Dict[str, Any]]:
   return read_json_object(
       path, f"delete the folder {os.path.dirname(path)} to redo that stage, "
       "or pass --overwrite to rerun the whole experiment")
-  return result
-
-
-def check_results(root: str):
-  """Reads every stage result under the workdir `root`, so that a damaged
-  one stops the run before it writes anything (Workdir.check), rather than
-  when the experiment reaches that stage. A walk by hand, not rglob: GCS
-  refuses recursive `**` patterns, and checkpoints need not be listed."""
-  found, folders = [], [root]
-  while folders:
-    folder = folders.pop()
-    for entry in epath.Path(folder).iterdir():
-      if entry.name == RESULT_FILE:
-        found.append(str(entry))
-      elif entry.name not in _NO_RESULTS and entry.is_dir():
-        folders.append(str(entry))
-  for path in sorted(found):
-    read_result(path)
 
 
 def run_stage(folder: str, compute: Callable[[], Dict[str, Any]], *,

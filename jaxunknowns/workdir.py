@@ -14,6 +14,7 @@ import tempfile
 from typing import Any, Dict, List, Optional
 
 import ml_collections
+from etils import epath
 
 from jaxunknowns import config_defaults, paths
 from jaxunknowns.errors import UserError
@@ -179,27 +180,28 @@ class Workdir:
     if self.finished:
       self._check_summary()
     else:
-      self._check_layout()
-      from jaxunknowns import stages  # pylint: disable=g-import-not-at-top
-      stages.check_results(self.shared_path)
+      self._check_contents()
 
-  def _check_layout(self):
-    """No file where a run keeps a folder, nor a folder where it keeps a
-    file (a hand-made mess): resuming would train, rewrite metrics.jsonl,
-    then fail on it with a NotADirectoryError/IsADirectoryError traceback.
-    Local workdirs: an object store has no such thing as a file where a
-    folder should be."""
-    if not paths.is_local(self.shared_path):
-      return
-    for folder, subfolders, files in os.walk(self.shared_path):
-      for name in files:
-        if name in RUN_FOLDERS:
-          self._damaged(os.path.join(folder, name), "a file", "folder")
-      for name in subfolders:
-        if name in RUN_FILES:
-          self._damaged(os.path.join(folder, name), "a folder", "file")
-      # orbax and TensorBoard own what is inside theirs.
-      subfolders[:] = [f for f in subfolders if f not in RUN_FOLDERS[:3]]
+  def _check_contents(self):
+    """One walk of an unfinished run's workdir (by hand, not rglob: GCS
+    refuses recursive patterns), before anything is written: no file where
+    a run keeps a folder nor a folder where it keeps a file (resuming would
+    train, rewrite metrics.jsonl, then fail on it with a traceback), and
+    every finished stage's result.json readable (not a traceback once the
+    experiment reaches that stage)."""
+    from jaxunknowns import stages  # pylint: disable=g-import-not-at-top
+    folders = [self.shared_path]
+    while folders:
+      for entry in sorted(epath.Path(folders.pop()).iterdir()):
+        name, is_dir = entry.name, entry.is_dir()
+        if name in RUN_FOLDERS and not is_dir:
+          self._damaged(str(entry), "a file", "folder")
+        elif name in RUN_FILES and is_dir:
+          self._damaged(str(entry), "a folder", "file")
+        elif name == stages.RESULT_FILE:
+          stages.read_result(str(entry))
+        elif is_dir and name not in RUN_FOLDERS[:3]:
+          folders.append(str(entry))  # orbax and TensorBoard own theirs
 
   def _damaged(self, path: str, kind: str, expected: str):
     raise UserError(f"{path} is {kind} where a run keeps its {expected}: the "
