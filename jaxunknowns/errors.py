@@ -73,12 +73,7 @@ def command_line_error(e: Exception, argv: Sequence[str]) -> UserError:
   variant, a misspelt field, a value the field's parser refuses) as one
   line naming the flag."""
   lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-  config = next((a.split("=", 1)[1] for a in argv
-                 if a.startswith("--config=")), "the config file")
-  if "has no attribute 'get_config'" in str(e):  # not a field: the file
-    lines = [f"{config.partition(':')[0]} defines no get_config(arg) "
-             f"function: it is not a config file (see configs/train.py)"]
-  elif isinstance(e, (KeyError, AttributeError)):
+  if isinstance(e, (KeyError, AttributeError)):
     key = str(e).strip("\"' ")
     arg = next((a for a in argv if a.startswith("--config.") and
                 f".{key}" in a.split("=")[0]), key)

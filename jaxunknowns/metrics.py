@@ -23,6 +23,7 @@ import numpy as np
 from absl import logging
 
 from jaxunknowns import paths
+from jaxunknowns.errors import UserError
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -210,7 +211,6 @@ def read_json_object(path: str, fix: str,
   """The JSON object a run wrote at `path`, or None if there is none. Runs
   write atomically, so a torn or wrong-kind one was damaged afterwards (an
   edit, a partial copy): a UserError naming it and saying what to do (`fix`)."""
-  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
   if not paths.exists(path):
     return None
   try:

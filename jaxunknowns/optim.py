@@ -48,7 +48,7 @@ RUN_HPARAMS = ("lr", "weight_decay", "momentum", "b1", "b2", "eps",
 
 # The config.optim fields that only some optimizers or schedules read: moved
 # from its default while the chosen one does not read it, a field is refused
-# (validation.check_choices), not recorded unused. tests/test_shared_checks.py
+# (validation.check_choices), not recorded unused. tests/test_unused_fields.py
 # checks these tables against what each builder reads.
 ADAM_FIELDS = ("b1", "b2", "eps")
 OPTIMIZER_FIELDS = {"sgd": (), "momentum": ("momentum",),

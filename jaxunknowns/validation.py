@@ -322,37 +322,36 @@ def check_choices(config, own_fields: Sequence[str] = (),
   # pylint: disable=g-import-not-at-top
   from jaxunknowns import optim
   from jaxunknowns.data import datasets
-  o, d, names = config.optim, config.data, " or ".join
-  def given(field):
-    return [value_at(r, field) for r in references or ()]
-  def applies(field, readers, selector, chosen):
+  o, d = config.optim, config.data
+
+  def applies(field, ok, when):
     if field not in own_fields:
-      check_applies(config, field, chosen in readers,
-                    f"to {selector} {names(map(repr, readers))}, not "
-                    f"{chosen!r}", given(field))
-  for choices, field, chosen in ((optim.OPTIMIZER_FIELDS, "name", o.name),
-                                 (optim.SCHEDULE_FIELDS, "schedule",
-                                  o.schedule)):
+      check_applies(config, field, ok, when,
+                    [value_at(r, field) for r in references or ()])
+
+  def read_by(field, readers, selector, chosen):
+    applies(field, chosen in readers, f"to {selector} "
+            f"{' or '.join(map(repr, readers))}, not {chosen!r}")
+
+  for choices, selector, chosen in ((optim.OPTIMIZER_FIELDS, "name", o.name),
+                                    (optim.SCHEDULE_FIELDS, "schedule",
+                                     o.schedule)):
     for f in sorted({f for fs in choices.values() for f in fs}):
-      applies(f"optim.{f}", [n for n, fs in choices.items() if f in fs],
-              f"optim.{field}", chosen)
-  applies("optim.sam_eta", [True], "ASAM: optim.sam_adaptive",
+      read_by(f"optim.{f}", [n for n, fs in choices.items() if f in fs],
+              f"optim.{selector}", chosen)
+  read_by("optim.sam_eta", [True], "ASAM: optim.sam_adaptive",
           o.get("sam_adaptive", False))
   for f in d.get("synthetic", {}):
-    applies(f"data.synthetic.{f}", [n for n, fs in datasets.SYNTHETIC_FIELDS
+    read_by(f"data.synthetic.{f}", [n for n, fs in datasets.SYNTHETIC_FIELDS
                                     .items() if f in fs], "data.name", d.name)
-  applies("data.source_dir", datasets.SOURCE_DIR_DATASETS, "data.name",
+  read_by("data.source_dir", datasets.SOURCE_DIR_DATASETS, "data.name",
           d.name)
-  if "data.data_dir" not in own_fields:
-    check_applies(config, "data.data_dir",
-                  d.name not in datasets.GENERATED_DATASETS,
-                  f"to datasets kept in TFDS's folder, not the generated "
-                  f"{d.name!r}", given("data.data_dir"))
+  applies("data.data_dir", d.name not in datasets.GENERATED_DATASETS,
+          f"to datasets kept in TFDS's folder, not the generated {d.name!r}")
   read = model_fields_read(config.model)
   for f in config.model if read is not None else ():
-    check_applies(config, f"model.{f}", f in read or f == "name",
-                  f"to models that read it, not model.name "
-                  f"{config.model.name!r}", given(f"model.{f}"))
+    applies(f"model.{f}", f in read or f == "name", "to models that read "
+            f"it, not model.name {config.model.name!r}")
 
 
 def check_sam(o, batch_size):

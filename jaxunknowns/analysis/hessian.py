@@ -343,9 +343,9 @@ def hessian_callback(trainer, *, every: int, k: int = 1,
     raise UserError(f"hessian.num_steps={num_steps} is out of range: must be >= 1")
   if method == "lanczos":
     check_lanczos_steps(num_steps, num_params, "hessian.num_steps")
-  if method == "lanczos" and num_steps < k:
-    raise UserError(f"hessian.num_steps={num_steps} Lanczos steps cannot give "
-                    f"k={k} eigenvalues: use num_steps >= k")
+    if num_steps < k:
+      raise UserError(f"hessian.num_steps={num_steps} Lanczos steps cannot "
+                      f"give k={k} eigenvalues: use num_steps >= k")
   if every < 1:
     raise UserError(f"hessian.every={every} is out of range: must be >= 1")
   x, y = subset(trainer.dataset.train, subset_size, seed)

@@ -562,4 +562,4 @@ def _run(config, workdir):
 
 experiments.register("max_margin", validate=validate,
                      report="jaxunknowns.implicit.max_margin_report:write",
-                     own_fields=OWN_FIELDS)(run)
+                     own_fields=tuple(OWN_FIELDS))(run)
