@@ -23,6 +23,7 @@ import numpy as np
 from absl import logging
 
 from jaxunknowns import paths
+from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import (MetricWriter, read_json_object, stats,
                                  write_json)
 
@@ -34,13 +35,57 @@ def stage_dir(workdir, name: str) -> str:
   return workdir.file("stages", *name.split("/"))
 
 
+def _redo(path: str) -> str:
+  return (f"delete the folder {os.path.dirname(path)} to redo that stage, "
+          "or pass --overwrite to rerun the whole experiment")
+
+
+class MissingField(UserError, KeyError):
+  """A field a finished stage's result.json lacks: the file was edited or
+  cut after the stage wrote it whole. Still a KeyError for code that asks
+  `except KeyError`; main reports it in one line as the user's to fix."""
+
+  def __str__(self):  # KeyError would quote the message.
+    return str(self.args[0])
+
+
+class StageResult(dict):
+  """A result read back from result.json: a missing field (at any depth)
+  raises MissingField naming the file, not a bare KeyError from deep in an
+  experiment. Stage results are data the experiment wrote; there is no
+  schema to check them against, so the first read of a missing field is
+  where the damage shows."""
+
+  def __init__(self, value, path: str):
+    super().__init__({k: _wrap(v, path) for k, v in value.items()})
+    self.path = path
+
+  def __missing__(self, key):
+    raise MissingField(f"{self.path} is damaged (it has no field {key!r}): "
+                       + _redo(self.path))
+
+  def __reduce__(self):  # pickles (Ray) and copies as a plain dict
+    return dict, (dict(self),)
+
+
+def _wrap(value, path):
+  if isinstance(value, dict):
+    return StageResult(value, path)
+  if isinstance(value, list):
+    return [_wrap(v, path) for v in value]
+  return value
+
+
 def read_result(path: str) -> Optional[Dict[str, Any]]:
-  """A finished stage's result.json, or None if the stage has not finished.
-  It is written atomically, so a damaged one was damaged afterwards (a
-  partial copy, an edit): a UserError naming the folder to delete."""
-  return read_json_object(
-      path, f"delete the folder {os.path.dirname(path)} to redo that stage, "
-      "or pass --overwrite to rerun the whole experiment")
+  """A finished stage's result.json (a StageResult), or None if the stage
+  has not finished. It is written atomically, so a damaged one was damaged
+  afterwards (a partial copy, an edit): a UserError naming the folder to
+  delete: at once if it is no JSON object or an empty one, else on the
+  first use of a field it lacks."""
+  value = read_json_object(path, _redo(path))
+  if value == {}:  # every stage writes some fields: checked before any run
+    raise UserError(f"{path} is damaged (an empty object): {_redo(path)}")
+  return None if value is None else StageResult(value, path)
 
 
 def run_stage(folder: str, compute: Callable[[], Dict[str, Any]], *,

@@ -11,6 +11,7 @@ import copy
 import json
 import math
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -373,7 +374,7 @@ def test_damaged_config_json_is_one_line_and_kept(tmp_path, text):
   assert snapshot(workdir) == before
 
 
-@pytest.mark.parametrize("text", ['{"evals": {"te', "[1, 2]"])
+@pytest.mark.parametrize("text", ['{"evals": {"te', "[1, 2]", "{}"])
 def test_damaged_stage_result_stops_the_resume_before_writing(tmp_path, text):
   """A finished stage's result.json damaged after the fact (a partial copy)
   was a JSONDecodeError traceback once the experiment reached that stage,
@@ -393,6 +394,33 @@ def test_damaged_stage_result_stops_the_resume_before_writing(tmp_path, text):
   assert snapshot(workdir) == before
   with pytest.raises(UserError, match="is damaged"):  # reached mid-run
     stages.run_stage(str(stage), lambda: pytest.fail("recomputed"))
+
+
+def test_stage_result_missing_a_field_is_one_line_at_its_first_use(tmp_path):
+  """A finished stage's result.json that parses but lost a field (an edit)
+  was a KeyError traceback deep in the experiment that read it: now the
+  read names the file and the folder to delete, at any depth, and is still
+  a KeyError for code that tests for one."""
+  from jaxunknowns import errors, stages  # pylint: disable=g-import-not-at-top
+  stage = tmp_path / "run" / "arms" / "a"
+  stage.mkdir(parents=True)
+  (stage / "result.json").write_text(json.dumps(
+      {"steps": 3, "final": {"test": {}}, "runs": [{"seed": 0}]}))
+  result = stages.run_stage(str(stage), lambda: pytest.fail("recomputed"))
+  assert result["steps"] == 3 and result.get("evals") is None
+  for read in (lambda r: r["evals"], lambda r: r["final"]["test"]["loss"],
+               lambda r: r["runs"][0]["accuracy"]):
+    with pytest.raises(KeyError) as caught:
+      read(result)
+    error = errors.user_error(caught.value, str(tmp_path / "run"))
+    assert isinstance(error, UserError), caught.value
+    message = str(error)
+    assert "\n" not in message and str(stage / "result.json") in message
+    assert f"delete the folder {stage}" in message, message
+  # Copies (Ray's pickles, deepcopy) are the plain data.
+  for twin in (pickle.loads(pickle.dumps(result)), copy.deepcopy(result)):
+    assert twin == json.loads((stage / "result.json").read_text())
+    assert type(twin) is dict and type(twin["final"]) is dict
 
 
 def test_overwrite_never_deletes_a_folder_that_holds_no_run(tmp_path):
