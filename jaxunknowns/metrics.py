@@ -118,11 +118,16 @@ class MetricWriter:
     if not paths.exists(self.path):
       return
     last = float("inf") if until is None else until
-    kept = [row for row in read_metrics(self.workdir)
-            if not (step < row["step"] <= last and
-                    all(row.get(k) == v for k, v in labels.items()))]
-    paths.write_atomic(self.path,
-                       "".join(json.dumps(row) + "\n" for row in kept))
+    kept = "".join(json.dumps(row) + "\n" for row in read_metrics(
+        self.workdir) if not (step < row["step"] <= last and all(
+            row.get(k) == v for k, v in labels.items())))
+    with paths.open_file(self.path, "rb") as f:
+      # Rows round-trip through JSON: with nothing to drop (no row, no torn
+      # line) the text is the same, and the file stays as it is, time and
+      # all (a resume that then fails leaves the workdir as it was).
+      if f.read() == kept.encode():
+        return
+    paths.write_atomic(self.path, kept)
 
   def flush(self):
     if self._tb is not None:

@@ -21,6 +21,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -693,6 +694,7 @@ def test_damaged_rewind_snapshot_is_one_line(rewind0, tmp_path, damage):
     for p in snapshot0.rglob("*"):
       if p.is_file():
         p.write_bytes(b"garbage")
+  before = files_of(workdir)
   with pytest.raises(UserError) as info:
     run_in_process(load_config(MNIST1D), workdir)
   message = str(info.value)
@@ -700,6 +702,33 @@ def test_damaged_rewind_snapshot_is_one_line(rewind0, tmp_path, damage):
   for needle in (str(snapshot0.parent), "step 0", damage if damage ==
                  "missing" else "unreadable", "--overwrite"):
     assert needle in message, (needle, message)
+  # The workdir as it was: the finished dense run's resume rewrote
+  # metrics.jsonl and masks/level_00.npz (the same rows, new times).
+  assert files_of(workdir) == before
+
+
+def files_of(workdir):
+  return {p: (p.read_bytes(), p.stat().st_mtime_ns)
+          for p in workdir.rglob("*") if p.is_file()}
+
+
+def test_unreadable_checkpoints_of_a_later_level_leave_the_workdir(
+    rewind0, tmp_path):
+  """Every checkpoint of level 1 garbage: one line, and the resume, which
+  had already passed the finished dense run, rewrote its masks file and
+  metrics.jsonl before it reached level 1 (the same contents, new times)."""
+  workdir = tmp_path / "run"
+  shutil.copytree(rewind0.workdir, workdir)
+  (workdir / "summary.json").unlink()
+  level1 = workdir / "levels" / "level_01" / "checkpoints"
+  for p in level1.rglob("*"):
+    if p.is_file():
+      p.write_bytes(b"garbage")
+  before = files_of(workdir)
+  with pytest.raises(UserError, match="no readable checkpoint in "
+                     + re.escape(str(level1))):
+    run_in_process(load_config(MNIST1D), workdir)
+  assert files_of(workdir) == before
 
 
 def test_cli_bad_fraction_exits_2(tmp_path):
