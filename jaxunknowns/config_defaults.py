@@ -11,6 +11,11 @@ import ml_collections
 # experiment -> its config before any variant: the value a field had in runs
 # written before the field existed (workdir.check resumes them).
 FIELD_DEFAULTS = {}
+# experiment -> (fields, variants, runlocal) of its config file as last
+# loaded: what `file_values` rebuilds the file's every config from (once,
+# on first use: _FILE_CONFIGS).
+_FILE_RECIPES = {}
+_FILE_CONFIGS = {}
 
 # Where Debian's `dataset-fashion-mnist` package puts the IDX files.
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -196,7 +201,58 @@ def make_config(arg: str, *, variants, default: str, config_file: str,
   c = base_config()
   fields(c)
   FIELD_DEFAULTS[c.experiment] = c.copy_and_resolve_references()
+  _FILE_RECIPES[c.experiment] = (fields, tuple(variants.values()), runlocal)
+  _FILE_CONFIGS.pop(c.experiment, None)
   variant(c)
   if small:
     runlocal(c)
   return c
+
+
+def _file_configs(experiment: str):
+  if experiment not in _FILE_CONFIGS:
+    fields, variants, runlocal = _FILE_RECIPES[experiment]
+    out = []
+    for variant in variants:
+      for small in (False, True):
+        c = base_config()
+        fields(c)
+        if variant is not None:
+          variant(c)
+        if small:
+          runlocal(c)
+        out.append(c)
+    _FILE_CONFIGS[experiment] = out
+  return _FILE_CONFIGS[experiment]
+
+
+class _FileValues:
+  """The values of one field in a config file's every config, built on the
+  first membership test (check_applies asks only for a moved value)."""
+
+  def __init__(self, experiment: str, dotted: str):
+    self.experiment, self.dotted = experiment, dotted
+
+  def _values(self) -> list:
+    if self.experiment not in _FILE_RECIPES:
+      return []
+    values = []
+    for c in _file_configs(self.experiment):
+      for key in self.dotted.split("."):
+        c = c.get(key) if hasattr(c, "get") else None
+      values.append(c)
+    return values
+
+  def __contains__(self, value) -> bool:
+    return value in self._values()
+
+  def __iter__(self):
+    return iter(self._values())
+
+
+def file_values(experiment: str, dotted: str) -> _FileValues:
+  """The values `dotted` takes in the config file of `experiment` (every
+  variant, with and without runlocal): values the file itself gives, not
+  the user (validation.check_applies leaves them alone); none for an
+  experiment whose config was not made by `make_config`."""
+  return _FileValues(experiment, dotted)

@@ -331,6 +331,15 @@ BAD = [
      ["unknown grid.norms 'instance'"]),
     ("train", {"model.norm": "batch", "train.batch_size": 1},
      ["train.batch_size=1", "degenerate"]),
+    # A field a grid axis writes in every cell: recorded, never trained.
+    ("bn_batch_size", {"train.batch_size": 7},
+     ["train.batch_size=7 is unused here", "grid.batch_sizes"]),
+    ("bn_placement", {"model.norm": "layer"},
+     ["model.norm='layer' is unused here", "grid.norms"]),
+    ("bn_regularization", {"model.dropout": 0.3},
+     ["model.dropout=0.3 is unused here", "grid.dropouts"]),
+    ("bn_regularization", {"optim.weight_decay": 0.1},
+     ["optim.weight_decay=0.1 is unused here", "grid.weight_decays"]),
 ]
 
 

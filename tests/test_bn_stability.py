@@ -175,6 +175,8 @@ def test_steps_verdict_counts_never_as_budget_plus_one():
     ({"grid.init_scales": (0.0, 1.0)}, "grid.init_scales"),
     ({"grid.init_scales": (0.5, 2.0)}, "1.0"),
     ({"grid.norms": ("batch", "weight")}, "weight"),
+    # Each run takes its lr from grid.lrs: optim.lr would be recorded only.
+    ({"optim.lr": 0.5}, "optim.lr=0.5 is unused here"),
 ])
 def test_bad_grid_is_one_line_and_writes_nothing(tmp_path, overrides, needle):
   assert_user_error_before_writing(load_config(overrides), tmp_path / "w",

@@ -33,7 +33,8 @@ from absl import logging
 
 from jax.experimental.compilation_cache import compilation_cache
 
-from jaxunknowns import config_loading, paths, runs, stages, sweep, validation
+from jaxunknowns import (config_defaults, config_loading, paths, runs, stages,
+                         sweep, validation)
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, stats
@@ -77,6 +78,14 @@ def validate_grid(config, axes: Sequence[Axis], norms: Sequence[str],
   batch norm at batch 1 in any cell (at `batch_sizes`, else the config's)."""
   validation.validate_base(config)
   check_axes(axes)
+  # Every cell writes its axis value over the field: a value given to the
+  # field itself would be recorded in config.json but train nothing.
+  for axis in axes:
+    if axis.field:
+      validation.check_applies(
+          config, axis.field, False, "to no cell: each cell sets it from "
+          f"{axis.config_name or 'the grid'} (give the values there)",
+          config_defaults.file_values(config.experiment, axis.field))
   for norm in config.grid.norms:
     check_choice("grid.norms", norm, norms)
     model = config.model.copy_and_resolve_references()
