@@ -179,6 +179,11 @@ def test_runlocal_end_to_end_and_report_rebuilds(tmp_path):
     ({"eos.lanczos_steps": 10**7}, "eos.lanczos_steps"),
     ({"eos.flow_lr": 0.0}, "eos.flow_lr"),
     ({"train.batch_size": 128}, "train.batch_size"),
+    # Every run takes its η from eos.*lrs: optim.lr would be recorded only;
+    # so would β with no momentum or Nesterov run.
+    ({"optim.lr": 0.5}, "optim.lr=0.5 is unused here"),
+    ({"optim.momentum": 0.3, "eos.momentum_lrs.mse": ()},
+     "optim.momentum=0.3 is unused here"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, overrides, needle):
   config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal", overrides)

@@ -51,7 +51,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, losses, models, runs, stages, validation
+from jaxunknowns import (config_defaults, experiments, losses, models, runs,
+                         stages, validation)
 from jaxunknowns.analysis import hessian
 from jaxunknowns.data import load_dataset
 from jaxunknowns.metrics import MetricWriter, read_metrics, select, stats
@@ -118,6 +119,18 @@ def validate(config):
           f"eos.lrs.{loss}", tuple(e.lrs[loss]),
           "at least one step size (with eos.momentum_lrs)")
   check(e.flow_lr > 0, "eos.flow_lr", e.flow_lr, "> 0")
+  # Every run takes its η from the grids (and β from optim.momentum only in
+  # the momentum and Nesterov runs): anything else would be recorded only.
+  validation.check_applies(
+      config, "optim.lr", False, "to no run: each takes its step size from "
+      "eos.lrs, eos.momentum_lrs, eos.nesterov_lrs or eos.flow_lr",
+      config_defaults.file_values("edge_of_stability", "optim.lr"))
+  validation.check_applies(
+      config, "optim.momentum", any(
+          lrs for g in ("momentum_lrs", "nesterov_lrs")
+          for lrs in e[g].values()),
+      "to the runs of eos.momentum_lrs and eos.nesterov_lrs (both empty)",
+      config_defaults.file_values("edge_of_stability", "optim.momentum"))
   for field in ("every", "loss_every", "lanczos_steps", "flow_steps",
                 "flow_every"):
     validation.check_int(e[field], f"eos.{field}", 1)
