@@ -168,7 +168,9 @@ def test_run_end_to_end(run):
 
 @pytest.mark.parametrize("overrides,needle", [
     ({"ntk.widths": (64, 32)}, "strictly increasing"),
-    ({"model.name": "resnet"}, "model.name")])
+    ({"model.name": "resnet"}, "model.name"),
+    # Each stage sets the widths from ntk.widths: recorded, never used.
+    ({"model.widths": (8,)}, "model.widths=(8,) is unused here")])
 def test_bad_input_before_writing(tmp_path, overrides, needle):
   assert_user_error_before_writing(load_config(overrides=overrides),
                                    tmp_path / "run", [needle])

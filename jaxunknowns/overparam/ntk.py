@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxunknowns import experiments, paths, runs, validation
+from jaxunknowns import config_defaults, experiments, paths, runs, validation
 from jaxunknowns.analysis import ntk
 from jaxunknowns.data import load_dataset
 from jaxunknowns.losses import jax_one_hot
@@ -81,6 +81,11 @@ def validate(config):
         ">= 10 (the early phase is the first tenth)")
   check(config.model.dropout == 0, "model.dropout", config.model.dropout,
         "0 (the kernel of a random network is not defined)")
+  # stage_config writes every stage's widths: a value here is recorded only.
+  validation.check_applies(
+      config, "model.widths", False, "to no stage: each stage sets it from "
+      "ntk.widths and ntk.depth",
+      config_defaults.file_values("ntk", "model.widths"))
 
 
 def stage_config(config, width: int):
