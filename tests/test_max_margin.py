@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from jaxunknowns import config_loading, validation
 from jaxunknowns.analysis import svm
 from jaxunknowns.data import synthetic
 from jaxunknowns.errors import UserError
@@ -249,6 +250,18 @@ def test_bad_config_values_are_user_errors():
     node[leaf] = value
     with pytest.raises(UserError, match=field.split(".")[-1]):
       max_margin.validate(config)
+
+
+@pytest.mark.parametrize("field, value", [("model.dropout", 0.3),
+                                          ("model.norm", "layer")])
+def test_model_options_the_linear_model_ignores_are_refused(field, value):
+  """The linear model has no hidden layer: a dropout rate or a norm would
+  be recorded in config.json and never applied."""
+  spec = "configs/max_margin.py:soudry2d,runlocal"
+  config = config_loading.load_config(spec, {field: value}, root=str(ROOT))
+  with pytest.raises(UserError, match=f"{field}=.* is unused here"):
+    validation.check_config(config, validation.references_of(
+        str(ROOT / spec)))
 
 
 def _stat(*values):

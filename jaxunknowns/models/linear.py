@@ -7,10 +7,9 @@ from jaxunknowns.models import layers
 
 
 class Linear(nn.Module):
-  """A single Dense layer named `output` on the flattened input.
-
-  Norm and dropout options are ignored: there is no hidden layer.
-  """
+  """A single Dense layer named `output` on the flattened input (no hidden
+  layer: no norm, no dropout; its builder reads only `model.kernel_init`
+  and `model.use_bias`, so validation.check_choices refuses the others)."""
   num_classes: int = 10
   use_bias: bool = True
   opts: layers.Options = layers.Options()
@@ -29,4 +28,6 @@ def build_linear(cfg, num_classes: int) -> nn.Module:
   problem needs no symmetry breaking). `model.use_bias` (default True)."""
   return Linear(num_classes=num_classes,
                 use_bias=bool(cfg.get("use_bias", True)),
-                opts=layers.read_options(cfg, default_init="zeros"))
+                opts=layers.Options(kernel_init=layers.check_choice(
+                    "model.kernel_init", cfg.get("kernel_init", "default"),
+                    layers.KERNEL_INITS), default_init="zeros"))
