@@ -248,7 +248,9 @@ def test_runlocal_end_to_end(tmp_path):
     ({"measure.lanczos_steps": 10**7}, "measure.lanczos_steps"),
     # A ρ of an arm that does not run would be recorded, never used.
     ({"compare": ("sgd", "asam"), "sam.rhos": (0.1,)}, "sam.rhos"),
-    ({"compare": ("sgd", "sam"), "sam.asam_rhos": (0.1,)}, "sam.asam_rhos")])
+    ({"compare": ("sgd", "sam"), "sam.asam_rhos": (0.1,)}, "sam.asam_rhos"),
+    # Every arm's steps come from epochs: train.steps would be recorded only.
+    ({"train.steps": 3}, "train.steps=3 is unused here")])
 def test_bad_input_in_process(tmp_path, overrides, needle):
   assert_user_error_before_writing(small_config(**overrides), tmp_path / "w",
                                    (needle,))

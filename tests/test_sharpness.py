@@ -170,6 +170,24 @@ def _cli(tmp_path, *flags):
   return proc, workdir
 
 
+@pytest.mark.parametrize("overrides, message", [
+    # Every arm sets its own batch size: the shared one is recorded only.
+    ({"train.batch_size": 7}, "train.batch_size=7 is unused here"),
+    # Under an epoch budget each arm's steps come from epochs.
+    ({"train.steps": 7}, "train.steps=7 is unused here"),
+])
+def test_a_shared_field_no_arm_reads_is_refused(overrides, message):
+  from jaxunknowns import validation  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+  spec = str(ROOT / "configs/sharpness.py") + ":runlocal"
+  with pytest.raises(UserError, match=message):
+    validation.check_config(config_loading.load_config(spec, overrides),
+                            validation.references_of(spec))
+  # With epochs=0 train.steps is every arm's budget: accepted.
+  validation.check_config(config_loading.load_config(
+      spec, {"train.steps": 7, "epochs": 0.0}), validation.references_of(spec))
+
+
 @pytest.mark.parametrize("flags, message", [
     (("--config.hessian.k=10000000",), "only 266610 parameters"),
     (("--config.compare=('small_batch','medium_batch')",),

@@ -11,7 +11,7 @@ takes fewer steps); 0 keeps `train.steps`.
 import math
 from typing import Iterator, List, Tuple
 
-from jaxunknowns import validation
+from jaxunknowns import config_defaults, validation
 from jaxunknowns.errors import UserError
 
 
@@ -55,8 +55,31 @@ def validate_arms(config):
   """Base checks of every arm's config, and `epochs`."""
   validation.check(config.epochs >= 0, "epochs", config.epochs,
                    ">= 0 (0 = use train.steps)")
-  for name in arm_names(config):
+  names = arm_names(config)
+  for name in names:
     validation.validate_base(arm_config(config, name))
+  # A shared field every compared arm overrides, or train.steps under an
+  # epoch budget, is written to config.json but trains nothing.
+  def file_values(field):
+    return config_defaults.file_values(config.experiment, field)
+  for field in sorted(set.intersection(*(set(_fields(config.arms[n]))
+                                         for n in names))):
+    validation.check_applies(
+        config, field, False, f"to no arm: every arm of compare sets its own "
+        f"(arms.NAME.{field})", file_values(field))
+  validation.check_applies(
+      config, "train.steps", config.epochs == 0, "only with epochs=0: each "
+      f"arm trains epochs={config.epochs:g} of its training set",
+      file_values("train.steps"))
+
+
+def _fields(overrides, prefix=""):
+  """The dotted fields an arm's overrides set."""
+  for key, value in overrides.items():
+    if hasattr(value, "items"):
+      yield from _fields(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}"
 
 
 def arms_with_data(config) -> Iterator[Tuple[str, object, object]]:

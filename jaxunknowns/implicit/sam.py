@@ -32,7 +32,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, runs, stages, validation
+from jaxunknowns import config_defaults, experiments, runs, stages, validation
 from jaxunknowns.analysis import hessian, sharpness, spectrum
 from jaxunknowns.metrics import MetricWriter, stats
 
@@ -69,6 +69,11 @@ def validate(config):
         all(n in ARMS for n in names), "compare", names,
         f"a non-empty tuple of distinct arms of {ARMS}")
   check(config.epochs > 0, "epochs", config.epochs, "> 0")
+  # Every arm's steps come from epochs (arm_config): train.steps is unused.
+  validation.check_applies(
+      config, "train.steps", False, "to no arm: each trains epochs="
+      f"{config.epochs:g} of its training set (sgd_2x twice); set epochs",
+      config_defaults.file_values("sam", "train.steps"))
   check(config.optim.sam_rho == 0, "optim.sam_rho", config.optim.sam_rho,
         "0: the arms set ρ (sam.rhos, sam.asam_rhos)")
   check(not config.optim.sam_adaptive, "optim.sam_adaptive",
