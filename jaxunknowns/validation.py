@@ -381,8 +381,13 @@ def uses_batch_norm(model_config) -> bool:
   model's builder: batch for resnet/vgg, none for the rest)."""
   norm = model_config.get("norm", "none")
   batch_norms = ("batch", "noisy_batch")  # noisy BN is BN plus noise
-  if norm in batch_norms + ("none", "group", "layer"):
-    return norm in batch_norms
+  if norm in batch_norms:
+    # A model without a norm layer (linear) does not read model.norm at all:
+    # check_choices then refuses the field itself, in its own words.
+    read = model_fields_read(model_config)
+    return read is None or "norm" in read
+  if norm in ("none", "group", "layer"):
+    return False
   # "default" (or a bad name, which create_model reports in its own words):
   # ask the builder which norm it picks; building a Flax module is cheap.
   from jaxunknowns.models import create_model  # pylint: disable=g-import-not-at-top

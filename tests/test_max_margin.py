@@ -253,7 +253,10 @@ def test_bad_config_values_are_user_errors():
 
 
 @pytest.mark.parametrize("field, value", [("model.dropout", 0.3),
-                                          ("model.norm", "layer")])
+                                          ("model.norm", "layer"),
+                                          # Not "train.batch_size=1 with
+                                          # batch norm": there is none.
+                                          ("model.norm", "batch")])
 def test_model_options_the_linear_model_ignores_are_refused(field, value):
   """The linear model has no hidden layer: a dropout rate or a norm would
   be recorded in config.json and never applied."""
