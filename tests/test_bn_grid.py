@@ -340,6 +340,14 @@ BAD = [
      ["model.dropout=0.3 is unused here", "grid.dropouts"]),
     ("bn_regularization", {"optim.weight_decay": 0.1},
      ["optim.weight_decay=0.1 is unused here", "grid.weight_decays"]),
+    # Fields set_budget writes in every cell, and train.steps under an
+    # epoch budget: recorded, never used.
+    ("bn_placement", {"train.eval_every": 50},
+     ["train.eval_every=50 is unused here", "grid.evals_per_cell"]),
+    ("bn_regularization", {"train.checkpoint_every": 50},
+     ["train.checkpoint_every=50 is unused here", "grid.evals_per_cell"]),
+    ("bn_batch_size", {"train.steps": 13},
+     ["train.steps=13 is unused here", "grid.epochs"]),
 ]
 
 

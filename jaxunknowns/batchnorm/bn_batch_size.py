@@ -11,7 +11,7 @@ examples (steps = epochs x train size / B), else every cell trains
 
 from absl import logging
 
-from jaxunknowns import experiments, validation
+from jaxunknowns import config_defaults, experiments, validation
 from jaxunknowns.batchnorm import bn_grid
 from jaxunknowns.metrics import stats
 from jaxunknowns.models.layers import check_choice
@@ -36,6 +36,11 @@ def validate(config):
         ">= 0 (0 = train.steps steps in every cell)")
   validation.check_int(g.evals_per_cell, "grid.evals_per_cell", 0)
   bn_grid.validate_grid(config, axes(config), GRID_NORMS, g.batch_sizes)
+  bn_grid.refuse_budget_fields(config)
+  validation.check_applies(
+      config, "train.steps", g.epochs == 0, "only with grid.epochs=0: each "
+      f"cell trains grid.epochs={g.epochs:g} of the training set",
+      config_defaults.file_values("bn_batch_size", "train.steps"))
 
 
 def derive(c, cell, num_train):

@@ -153,6 +153,16 @@ def chunked_budget(steps: int, log_every: int):
   return chunks * per_chunk, per_chunk
 
 
+def refuse_budget_fields(config):
+  """The fields `set_budget` writes in every cell (train.eval_every,
+  train.checkpoint_every): a value given to them is recorded, never used."""
+  for field in ("train.eval_every", "train.checkpoint_every"):
+    validation.check_applies(
+        config, field, False, "to no cell: each cell evaluates "
+        "grid.evals_per_cell times and checkpoints at its end",
+        config_defaults.file_values(config.experiment, field))
+
+
 def set_budget(c, steps: int, evals: int):
   """train.steps/log_every/eval_every of a cell: `evals` evaluations spread
   over the run (0: at the end only), each at a chunk boundary."""

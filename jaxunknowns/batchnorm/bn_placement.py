@@ -36,6 +36,7 @@ def validate(config):
                        "the accuracy-vs-step curves")
   validation.check_int(g.speed_steps, "grid.speed_steps", 0, "0 = no timing")
   bn_grid.validate_grid(config, axes(config), GRID_NORMS)
+  bn_grid.refuse_budget_fields(config)
 
 
 def derive(c, cell, num_train):

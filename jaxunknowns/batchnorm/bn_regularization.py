@@ -29,6 +29,7 @@ def validate(config):
   check(all(w >= 0.0 for w in g.weight_decays), "grid.weight_decays",
         tuple(g.weight_decays), "values >= 0")
   bn_grid.validate_grid(config, axes(config), GRID_NORMS)
+  bn_grid.refuse_budget_fields(config)
 
 
 def derive(c, cell, num_train):
