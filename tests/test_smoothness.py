@@ -306,6 +306,9 @@ BAD_INPUTS = [
     ({"smoothness.probe_size": 1}, ["smoothness.probe_size", "noisy_batch"]),
     ({"smoothness.arms": ("none", "batch"), "model.noise_mean_std": 0.3},
      ["model.noise_mean_std=0.3", "noisy_batch"]),
+    # Each arm sets its own norm: model.norm would be recorded only.
+    ({"model.norm": "layer"}, ["model.norm='layer' is unused here",
+                               "smoothness.arms"]),
 ]
 
 

@@ -20,7 +20,8 @@ from typing import Any, Dict, Mapping
 
 from absl import logging
 
-from jaxunknowns import experiments, paths, runs, stages, validation
+from jaxunknowns import (config_defaults, experiments, paths, runs, stages,
+                         validation)
 from jaxunknowns.analysis import smoothness
 from jaxunknowns.data import load_dataset
 from jaxunknowns.metrics import MetricWriter, curves, read_metrics, stats
@@ -44,6 +45,11 @@ def validate(config):
     layers.check_choice("smoothness.arms entry", arm, ARM_NORMS)
   smoothness.check_settings(every=s.every, step_sizes=s.step_sizes,
                             probe_size=s.probe_size)
+  # arm_config writes each arm's norm: a model.norm given here is unused.
+  validation.check_applies(
+      config, "model.norm", False, "to no arm: each arm sets it from "
+      "smoothness.arms", config_defaults.file_values("bn_smoothness",
+                                                     "model.norm"))
   # validation.uses_batch_norm knows "batch" only; noisy BN is BN too.
   bn_arms = [a for a in arms if a in ("batch", "noisy_batch")]
   for field, size in (("train.batch_size", config.train.batch_size),
