@@ -112,7 +112,8 @@ def test_model_reads_match_the_registry_by_hand():
       ("mlp", {"widths"}, {"width", "depth", "shortcut", "use_bias"}),
       ("lenet_300_100", set(), {"widths", "width", "depth"}),
       ("resnet", {"width", "depth", "shortcut"}, {"widths", "use_bias"}),
-      ("linear", {"use_bias"}, {"widths", "width", "depth"}),
+      ("linear", {"use_bias", "kernel_init"},
+       {"widths", "width", "depth", "dropout", "norm"}),
       ("vgg16", {"width_multiplier"}, {"widths", "width", "shortcut"})):
     read = validation.model_fields_read(model_config(name=name))
     assert reads <= read and not ignores & read, (name, read)
