@@ -38,6 +38,24 @@ def test_paired_removes_the_spread_both_arms_share():
                                 b_name="b")[0] is None
 
 
+def test_one_seed_is_not_testable_by_the_seed_spread_rules():
+  """One seed has a sample std of 0, so '> 2 × std' passed on any gap (a
+  published landscape report judged n=1 rows 'agrees' so)."""
+  paper = {"mean": 0.5}  # a paper's number: no seeds of ours
+  for a, b in ((stat(0.9), stat(0.1)), (stat(0.9), paper),
+               (paper, stat(0.1)), (stat(0.9, 0.91), stat(0.1))):
+    assert compare.greater(a, b, a_name="a", b_name="b") == (
+        None, compare.ONE_SEED)
+  assert compare.paired_greater(stat(0.9), stat(0.1), a_name="a",
+                                b_name="b") == (None, compare.ONE_SEED)
+  # Two seeds judge: a paper's number beside two seeds of ours too.
+  assert compare.greater(stat(0.9, 0.91), paper, a_name="a", b_name="b")[0]
+  row = compare.versus("q", compare.Reference("s", "src"), stat(0.9),
+                       stat(0.1), ("a", "b"), why_not_testable="other")
+  assert (row.verdict, row.reasons) == (compare.NOT_TESTABLE,
+                                        (compare.ONE_SEED,))
+
+
 def test_within_and_monotone():
   assert compare.within(stat(0.549), stat(0.54), a_name="a", b_name="b",
                         tolerance=0.01)[0] is True

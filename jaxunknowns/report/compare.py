@@ -14,6 +14,8 @@ from jaxunknowns.report.text import fmt, markdown_table, std_of
 
 AGREES, DIFFERS, NOT_TESTABLE = "agrees", "differs", "not testable here"
 VERDICTS = (AGREES, DIFFERS, NOT_TESTABLE)
+# Why a seed-spread rule (greater, paired_greater) cannot decide.
+ONE_SEED = "one seed: no spread over seeds to judge the difference by"
 
 # Two numeric protocol settings differ materially when one is at least this
 # many times the other (steps 1,500 vs 1,501 do not; 6,000 vs 50,000 do).
@@ -65,8 +67,9 @@ def comparison(quantity: str, reference: Reference, ours: str,
     if our_protocol is not None:
       reasons = tuple(protocol_differences(reference.protocol, our_protocol))
     reasons += tuple(declared)
-  elif verdict == NOT_TESTABLE:
-    reasons = (why_not_testable or "not measured in this run",)
+  elif verdict == NOT_TESTABLE:  # a rule's own reason comes first
+    reasons = (ONE_SEED if rule == ONE_SEED else why_not_testable
+               or "not measured in this run",)
   if paper is None:
     paper = ("–" if reference.value is None else
              f"{reference.value:.1f}{reference.unit}")
@@ -145,6 +148,12 @@ def _measured(*stats) -> bool:
   return all(s and s.get("mean") is not None for s in stats)
 
 
+def _one_seed(*stats) -> bool:
+  """A stat of ours from a single seed (a paper's {mean} has no per_seed):
+  its sample std is 0, so any difference would pass '> 2 × std'."""
+  return any(len((s or {}).get("per_seed") or ()) == 1 for s in stats)
+
+
 def greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
             scale: float = 100.0, floor: float = 0.0
             ) -> Tuple[Optional[bool], str]:
@@ -152,6 +161,8 @@ def greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
   than `floor`): a difference the seeds cannot explain."""
   if not _measured(a, b):
     return None, "not measured"
+  if _one_seed(a, b):
+    return None, ONE_SEED
   gap = a["mean"] - b["mean"]
   margin = max(2 * max(std_of(a), std_of(b)), floor)
   return gap > margin, (f"{a_name} − {b_name} = {gap * scale:+.2f}, "
@@ -168,6 +179,8 @@ def paired_greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str,
   pa, pb = ((s or {}).get("per_seed") or [] for s in (a, b))
   if not pa or len(pa) != len(pb) or None in pa or None in pb:
     return None, "not measured on the same seeds"
+  if len(pa) == 1:
+    return None, ONE_SEED
   diffs = [x - y for x, y in zip(pa, pb)]
   mean = sum(diffs) / len(diffs)
   margin = max(2 * std_of({"per_seed": diffs}), floor)
