@@ -149,6 +149,33 @@ def test_run_summary_on_curves_by_hand():
   assert r["nonmonotone"] == [True, False] and r["loss_fell"] == [True, True]
 
 
+def test_loss_after_reaching_is_not_judged_when_a_seed_never_reached():
+  """A seed that never reaches the edge has its whole run as its loss
+  'after reaching', so 'the loss keeps falling at the edge' was judged on
+  the loss from step 0 (the seeds above: 'agrees'); now not testable."""
+  from jaxunknowns.implicit import edge_of_stability_report as eos_report  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.report import NOT_TESTABLE  # pylint: disable=g-import-not-at-top
+  curves = ([0, 10, 20, 30, 40], [[5, 8, 9.5, 10.2, 9.8], [5, 9, 9.5, 9.9, 9]],
+            [0, 10, 20, 30, 40],
+            [[1.0, 0.8, 0.6, 0.7, 0.5], [1.0, 0.9, 0.8, 0.7, 0.6]])
+  config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal")
+  def rows(lam):
+    r = eos.run_summary(10.0, curves[0], lam, *curves[2:], 0.9, 40)
+    r.update(loss="mse", kind="gd", lr=0.2, momentum=0.0)
+    summary = {"runs": [r], "flow_versus_gd": [], "dataset": "mnist1d",
+               "model": "mlp", "train_examples": 100}
+    return {c.quantity.split(": ", 1)[1]: c
+            for c in eos_report.comparisons(summary, config)}
+  both = rows(curves[1])  # both seeds reach 9 = 0.9 × 2/η
+  assert both["loss on reaching vs at the end"].verdict != NOT_TESTABLE
+  assert both["rises of the loss after reaching"].verdict != NOT_TESTABLE
+  one = rows([curves[1][0], [5, 7, 8, 8.5, 8.8]])  # seed 2 never does
+  for q in ("loss on reaching vs at the end",
+            "rises of the loss after reaching"):
+    assert one[q].verdict == NOT_TESTABLE, one[q]
+    assert one[q].reasons == ("1/2 seeds never reach 0.9 × 2/η",), one[q]
+
+
 def test_runlocal_end_to_end_and_report_rebuilds(tmp_path):
   config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal", {
       "eos.losses": ("mse",), "eos.lrs.cross_entropy": (),
