@@ -552,6 +552,9 @@ from jaxunknowns import checkpoints, main
 save = checkpoints.Checkpoints.save
 def save_on_full_disk(self, step, state):
   if step == 20 and "/checkpoints" in self.directory:
+    # Step 10's save (asynchronous) lands first: else filling the disk
+    # raced it, and a fast machine left 10 half-written (seen once in CI).
+    checkpoints.wait_for_saves()
     with open(os.environ["FILLER"], "wb") as f:
       try:
         while True:
