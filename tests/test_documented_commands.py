@@ -39,6 +39,9 @@ def documented_commands():
 
 
 COMMANDS = documented_commands()
+# ml_collections loads each config file with importlib's old load_module.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:the load_module\\(\\) method is deprecated:DeprecationWarning")
 
 
 def test_the_docs_hold_commands_of_every_kind():
