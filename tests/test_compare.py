@@ -83,6 +83,9 @@ def test_only_material_protocol_differences_are_reasons():
   assert agrees.reasons == () and agrees.paper == "50.0%"
   assert differs.verdict == compare.DIFFERS and differs.reasons == tuple(reasons)
   assert untested.reasons == ("needs CIFAR-10",)
+  # A row decided by no rule shows '–' in the rule column, not a blank cell.
+  blank = compare.comparison("q", ref, "–", None, "")
+  assert blank.rule == "–" and compare.rows([blank])[0][-1] == "–"
   text = compare.paragraph([agrees, differs, untested])
   assert text.startswith("As in the paper: q.")
   assert "Unlike the paper: q: r (where our protocol differs: data" in text

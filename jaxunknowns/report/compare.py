@@ -73,8 +73,10 @@ def comparison(quantity: str, reference: Reference, ours: str,
   if paper is None:
     paper = ("–" if reference.value is None else
              f"{reference.value:.1f}{reference.unit}")
+  # An undecided row may have no rule text; its cell says so, never blank.
   return Comparison(quantity=quantity, paper=paper, source=reference.source,
-                    ours=ours, verdict=verdict, rule=rule, reasons=reasons)
+                    ours=ours, verdict=verdict, rule=rule or "–",
+                    reasons=reasons)
 
 
 def versus(quantity: str, reference: Reference, a: Optional["Stat"],
