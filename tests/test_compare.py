@@ -68,6 +68,18 @@ def test_within_and_monotone():
   assert compare.monotone([1], increasing=True, what="x")[0] is None
 
 
+def test_rule_texts_tell_the_two_numbers_apart():
+  """'0.14 > 0.14' (a published edge_of_stability row) reads as a bug: the
+  text shows as many decimals as it takes to tell them apart (up to 6)."""
+  holds, text = compare.within(stat(1.1400), {"mean": 1.0}, a_name="ours",
+                               b_name="1", tolerance=0.1399, scale=1)
+  assert holds is False and text.startswith("|ours − 1| = 0.1400 > 0.1399")
+  assert compare.at_most(stat(0.00086), 0.05, scale=1)[1] == (
+      "mean 0.001 ≤ 0.050")  # not 'mean 0.00'
+  assert compare.greater(stat(0.5, 0.7), stat(0.2, 0.2), a_name="a",
+                         b_name="b")[1] == "a − b = +40.00, > 2 × seed std (28.28)"
+
+
 def test_only_material_protocol_differences_are_reasons():
   paper = {"steps": 1501, "model": "MLP", "data": "MNIST", "lr": 0.01}
   ours = {"steps": 1500, "model": "mlp", "data": "MNIST-1D", "lr": 0.02}

@@ -69,8 +69,10 @@ def comparisons(summary):
             tolerance=0.15, scale=1), "−1")
     mono = f["angle_monotone"]
     add(f"GD: angle to ŵ monotone on steps {f['window_start_step']:,}+",
-        papers.SOUDRY_DIRECTION, f"{sum(mono)}/{len(mono)} seeds (from steps "
-        f"{f['angle_falls_from_step']})", (all(mono), "every seed"),
+        papers.SOUDRY_DIRECTION, f"{sum(mono)}/{len(mono)} seeds (falling "
+        "for good from step " + ", ".join(
+            f"{t:,}" for t in f["angle_falls_from_step"]) + " per seed)",
+        (all(mono), "every seed"),
         "decreasing")
     # -0.9, not -1: below -1 where the 1/log t term vanishes (Soudry's 2-D set).
     add("GD: exponent of the angle against log t", papers.SOUDRY_DIRECTION,

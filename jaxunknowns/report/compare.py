@@ -123,15 +123,27 @@ class Rows(list):
 Stat = Mapping[str, Any]
 
 
+def _digits(x: float, y: float) -> int:
+  """Decimals (2 to 6) that tell x from y and show a nonzero x or y as
+  nonzero: a rule's text never reads '0.14 > 0.14' or 'mean 0.00'."""
+  for d in range(2, 6):
+    a, b = f"{x:.{d}f}", f"{y:.{d}f}"
+    if ((a != b or x == y) and (float(a) or not x) and (float(b) or not y)):
+      return d
+  return 6
+
+
 def _bound(stat, threshold, slack, scale, unit, upper):
   if not _measured(stat):
     return None, "not measured"
   mean = stat["mean"]
-  holds = mean <= threshold + slack if upper else mean >= threshold - slack
+  edge = threshold + slack if upper else threshold - slack
+  holds = mean <= edge if upper else mean >= edge
   sign = ("≤" if holds else ">") if upper else ("≥" if holds else "<")
   slack_text = f" {'+' if upper else '−'} {slack * scale:g}" if slack else ""
-  return holds, (f"mean {mean * scale:.2f}{unit} {sign} "
-                 f"{threshold * scale:.2f}{unit}{slack_text}")
+  d = _digits(mean * scale, edge * scale)
+  return holds, (f"mean {mean * scale:.{d}f}{unit} {sign} "
+                 f"{threshold * scale:.{d}f}{unit}{slack_text}")
 
 
 def at_least(stat: Optional[Stat], threshold: float, *, scale: float = 100.0,
@@ -167,9 +179,10 @@ def greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
     return None, ONE_SEED
   gap = a["mean"] - b["mean"]
   margin = max(2 * max(std_of(a), std_of(b)), floor)
-  return gap > margin, (f"{a_name} − {b_name} = {gap * scale:+.2f}, "
+  d = _digits(gap * scale, margin * scale)
+  return gap > margin, (f"{a_name} − {b_name} = {gap * scale:+.{d}f}, "
                         f"{'>' if gap > margin else '≤'} 2 × seed std "
-                        f"({margin * scale:.2f})")
+                        f"({margin * scale:.{d}f})")
 
 
 def paired_greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str,
@@ -186,9 +199,11 @@ def paired_greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str,
   diffs = [x - y for x, y in zip(pa, pb)]
   mean = sum(diffs) / len(diffs)
   margin = max(2 * std_of({"per_seed": diffs}), floor)
-  return mean > margin, (f"{a_name} − {b_name} per seed = {mean * scale:+.2f}"
-                         f", {'>' if mean > margin else '≤'} 2 × its std "
-                         f"({margin * scale:.2f})")
+  d = _digits(mean * scale, margin * scale)
+  return mean > margin, (f"{a_name} − {b_name} per seed = "
+                         f"{mean * scale:+.{d}f}, "
+                         f"{'>' if mean > margin else '≤'} 2 × its std "
+                         f"({margin * scale:.{d}f})")
 
 
 def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
@@ -199,9 +214,10 @@ def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
     return None, "not measured"
   gap = abs(a["mean"] - b["mean"])
   margin = tolerance + 2 * max(std_of(a), std_of(b))
-  return gap <= margin, (f"|{a_name} − {b_name}| = {gap * scale:.2f} "
+  d = _digits(gap * scale, margin * scale)
+  return gap <= margin, (f"|{a_name} − {b_name}| = {gap * scale:.{d}f} "
                          f"{'≤' if gap <= margin else '>'} "
-                         f"{margin * scale:.2f} (tolerance "
+                         f"{margin * scale:.{d}f} (tolerance "
                          f"{tolerance * scale:g} + 2 × seed std)")
 
 
