@@ -116,19 +116,22 @@ def placement(summary, config, ours):
 def regularization(summary, config, ours):
   g = config.grid
   (d0, d1), (w0, w1) = ((min(v), max(v)) for v in (g.dropouts, g.weight_decays))
-  def at(metric, norm, d, w):
+  def at(metric, name, norm, d, w):  # named by what its row varies
     return (bn_grid.stat(summary["cells"], metric, norm=norm, dropout=d,
-                         weight_decay=w), f"{norm}, dropout {d:g}, wd {w:g}")
+                         weight_decay=w), name)
+  bare, drop, decay = f"{d0:g}, wd {w0:g}", f"dropout {d1:g}", f"wd {w1:g}"
   return versus([
-      ("train − test gap (points), no norm vs BN", papers.REGULARIZES,
-       "smaller with BN", at("gap", "none", d0, w0),
-       at("gap", "batch", d0, w0)),
-      ("BN test accuracy (%) without vs with dropout", papers.VARIANCE_SHIFT,
-       "lower with dropout", at("test_accuracy", "batch", d0, w0),
-       at("test_accuracy", "batch", d1, w0)),
-      ("BN train − test gap (points) with vs without decay",
-       papers.DECAY_WITH_BN, "unchanged by decay", at("gap", "batch", d0, w1),
-       at("gap", "batch", d0, w0), 0.01)], ours)
+      (f"train − test gap (points), no norm vs BN (dropout {bare})",
+       papers.REGULARIZES, "smaller with BN",
+       at("gap", "no norm", "none", d0, w0), at("gap", "BN", "batch", d0, w0)),
+      (f"BN test accuracy (%) without vs with {drop} (wd {w0:g})",
+       papers.VARIANCE_SHIFT, "lower with dropout",
+       at("test_accuracy", f"dropout {d0:g}", "batch", d0, w0),
+       at("test_accuracy", drop, "batch", d1, w0)),
+      (f"BN train − test gap (points) with vs without {decay} (dropout "
+       f"{d0:g})", papers.DECAY_WITH_BN, "unchanged by decay",
+       at("gap", decay, "batch", d0, w1),
+       at("gap", f"wd {w0:g}", "batch", d0, w0), 0.01)], ours)
 
 
 def write_grid(path, config, summary):
