@@ -16,6 +16,7 @@ Adding an experiment is one module and one line here.
 
 import dataclasses
 import importlib
+import json
 from typing import Callable, Optional, Tuple, Union
 
 from jaxunknowns.errors import UserError
@@ -116,12 +117,16 @@ def write_report(name: str, path: str, config, summary):
 
 
 def finish(name: str, workdir, config, summary):
-  """How every run ends: summary.json (which marks the run finished), then
-  the report from the saved file, exactly as `report_cli` rebuilds it."""
+  """How every run ends: the report, then summary.json, which marks the run
+  finished. Written last, so a run killed while its report is drawn (its
+  figures take seconds) is not finished yet: the rerun recomputes the
+  summary from the finished stages and writes the report (with summary.json
+  first, the rerun found the run finished and never wrote report.md). The
+  report reads the summary as the file holds it (a JSON round trip), exactly
+  as `report_cli` rebuilds it."""
   # pylint: disable=g-import-not-at-top
-  from jaxunknowns.metrics import read_json, write_json
+  from jaxunknowns.metrics import write_json
   from jaxunknowns.workdir import SUMMARY_FILE
-  path = workdir.file(SUMMARY_FILE)
-  write_json(path, summary)
-  write_report(name, workdir.path, config, read_json(path))
+  write_report(name, workdir.path, config, json.loads(json.dumps(summary)))
+  write_json(workdir.file(SUMMARY_FILE), summary)
   return summary

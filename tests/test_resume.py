@@ -123,3 +123,35 @@ def test_rewind_drops_damaged_lines_instead_of_a_traceback(tmp_path):
   assert [r["step"] for r in read_metrics(str(tmp_path))] == [10]
   writer.rewind({"seed": 0}, 10)
   assert [r["step"] for r in rows_of(tmp_path)] == [10]
+
+
+class _Killed(BaseException):
+  """Ends a run where a kill would (no `except Exception` catches it)."""
+
+
+def test_killed_while_writing_the_report_is_not_finished(tmp_path,
+                                                          monkeypatch):
+  """A run killed while its report was drawn (figures take seconds) had
+  written summary.json, which marks a run finished: its rerun printed
+  'already finished' and report.md was never written. summary.json is now
+  written after the report, and the rerun writes both."""
+  from jaxunknowns import config_loading, experiments  # pylint: disable=g-import-not-at-top
+  from run_helpers import run_in_process  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(
+      str(ROOT / "configs/train.py:mnist1d_mlp,runlocal"),
+      {"train.steps": 20, "train.eval_every": 10})
+
+  def killed(*args):
+    del args
+    raise _Killed()
+
+  with monkeypatch.context() as patch:
+    patch.setattr(experiments, "write_report", killed)
+    try:
+      run_in_process(config, tmp_path)
+    except _Killed:
+      pass
+  assert not (tmp_path / "summary.json").exists()
+  assert run_in_process(config, tmp_path) is not None  # not 'already finished'
+  assert (tmp_path / "report.md").is_file()
+  assert (tmp_path / "summary.json").is_file()
