@@ -2,7 +2,9 @@
 the trainer's own eval, the fast first-layer path against the plain one, a
 tiny end-to-end run, and bad input (one line, exit 2, nothing written)."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxunknowns import config_defaults, config_loading
+from jaxunknowns import config_defaults, config_loading, report, report_cli
 from jaxunknowns.analysis import landscape
 from jaxunknowns.data import Dataset, Split
 from jaxunknowns.errors import UserError
 from jaxunknowns.losses import LOSSES
+from jaxunknowns.report import compare
 from jaxunknowns.models import create_model
 from jaxunknowns.trainer import Trainer
 from run_helpers import assert_report_rebuilds, read_json, run_in_process
@@ -157,25 +160,108 @@ def test_end_to_end_tiny_run(tmp_path):
     assert (tmp_path / "run" / f).exists(), f
   saved = read_json(tmp_path / "run" / "summary.json")
   assert saved["compare"] == ["small_batch", "large_batch"]
+  seeds = saved["seeds"]
+  assert len(seeds) == 2
   for name, arm in saved["arms"].items():
-    # The centre of the surface is seed 0's network: its train-subset loss
-    # is what the trainer's final eval reported for seed 0.
+    # Every seed's surface is centred on its own network: its train-subset
+    # loss is what the trainer's final eval reported for that seed.
+    assert arm["landscape_seeds"] == seeds
+    assert len(arm["loss_at_centre"]["per_seed"]) == len(seeds)
     np.testing.assert_allclose(
-        arm["loss_at_centre"], arm["final"]["train"]["loss"]["per_seed"][0],
-        rtol=1e-5, err_msg=name)
+        arm["loss_at_centre"]["per_seed"],
+        arm["final"]["train"]["loss"]["per_seed"], rtol=1e-5, err_msg=name)
     assert arm["num_examples"] == 128 and arm["fast_dense"]
+    with np.load(tmp_path / "run" / "arms" / name / "landscape.npz") as d:
+      assert d["slice_loss"].shape == (2, 3)
+      assert d["surface_loss"].shape == (2, 3, 3)
+      assert list(d["seeds"]) == seeds
+      rise = d["surface_loss"].mean((1, 2)) - d["surface_loss"][:, 1, 1]
+    np.testing.assert_allclose(arm["surface_mean_rise"]["per_seed"], rise,
+                               rtol=1e-12)
   path = saved["interpolation"]["paths"][0]
   assert np.asarray(path["loss"]).shape == (2, 3)  # 2 seed pairs x 3 points
   assert summary["axes"]["interpolation"] == [-0.5, 1.5, 3]
-  report = (tmp_path / "run" / "report.md").read_text()
+  page = (tmp_path / "run" / "report.md").read_text()
   arms = saved["arms"]
-  assert (f"| 2-D surface: mean rise of the loss over the grid | larger for "
-          f"large_batch (Li et al. 2018; Keskar et al. 2017) | large_batch "
-          f"{arms['large_batch']['surface_mean_rise']:.4f}, small_batch "
-          f"{arms['small_batch']['surface_mean_rise']:.4f} (n=1) |") in report
+  row = next(l for l in page.splitlines()
+             if l.startswith("| 2-D surface: mean rise"))
+  large, small = (report.fmt(arms[n]["surface_mean_rise"], 1.0, 4, n=False)
+                  for n in ("large_batch", "small_batch"))
+  assert (f"| large_batch {large}, small_batch {small} (n=2) |") in row
+  # Two seeds: decided by the paired rule, never "one seed: not testable".
+  assert ("| agrees | large_batch − small_batch per seed" in row
+          or "| differs | large_batch − small_batch per seed" in row), row
+  assert "every seed's network" in page
   # The page shape, and report_cli rebuilds it from summary.json and the
   # arms' landscape.npz.
   assert_report_rebuilds(tmp_path / "run")
+  # A workdir written before every seed was measured: the first seed's
+  # numbers as plain floats, landscape.npz without a seed axis. report_cli
+  # still rebuilds it, as one seed (not testable), as it was measured.
+  old = tmp_path / "old"
+  shutil.copytree(tmp_path / "run", old)
+  for name, arm in saved["arms"].items():
+    for k, v in arm.items():
+      if isinstance(v, dict) and "per_seed" in v and k != "final":
+        arm[k] = v["per_seed"][0]
+    del arm["landscape_seeds"]
+    npz = old / "arms" / name / "landscape.npz"
+    with np.load(npz) as d:
+      arrays = {k: d[k][0] if k in ("slice_loss", "slice_accuracy",
+                                    "surface_loss", "surface_accuracy")
+                else d[k] for k in d.files if k != "seeds"}
+    np.savez(npz, **arrays)
+  (old / "summary.json").write_text(json.dumps(saved))
+  report_cli.rebuild_run(str(old))
+  text = (old / "report.md").read_text()
+  row = next(l for l in text.splitlines()
+             if l.startswith("| 2-D surface: mean rise"))
+  assert (f"large_batch {arms['large_batch']['surface_mean_rise']:.4f}, "
+          f"small_batch {arms['small_batch']['surface_mean_rise']:.4f} (n=1)"
+          f" | not testable here | {compare.ONE_SEED} |") in row
+  assert "first seed's network" in text and "one draw of two" in text
+
+
+def test_every_seeds_surface_is_its_own_networks():
+  """Run r's slice and surface (`surfaces`, fast path, one program reused
+  over runs) against a direct plain-path surface of take_run(params, r)
+  along directions drawn from landscape.seed folded with r; and the
+  flatness numbers against numpy on those direct surfaces."""
+  from jaxunknowns.implicit import landscape as experiment  # pylint: disable=g-import-not-at-top
+  trainer, state = _trainer({"name": "mlp", "widths": (12, 8),
+                             "norm": "batch"})
+  config = tiny_config()
+  config.landscape.seed = 7
+  ax = landscape.axis(-1.0, 1.0, 3, "a")
+  grid = {"slice": landscape.axis(-1.0, 1.0, 5, "a"), "surface": ax}
+  out = experiment.surfaces(trainer, state, config, grid)
+  assert out["runs"] == [0, 1] and out["fast_dense"]
+  assert out["slice_loss"].shape == (2, 5)
+  assert out["surface_loss"].shape == (2, 3, 3)
+  plain = landscape.surface_fn(trainer.model, trainer.loss_fn,
+                               has_batch_stats=True, points_per_chunk=5)
+  data = trainer.eval_data["train"]
+  rises = []
+  for r in (0, 1):
+    params = landscape.take_run(state["params"], r)
+    stats = landscape.take_run(state["batch_stats"], r)
+    dirs = landscape.filter_normalized_directions(
+        jax.random.fold_in(jax.random.PRNGKey(7), r), params, 2)
+    s = landscape.surface(plain, params, stats,
+                          jax.tree.map(lambda d: d[:1], dirs),
+                          grid["slice"][:, None], data)
+    g = landscape.surface(plain, params, stats, dirs,
+                          landscape.grid_points(ax, ax), data)
+    np.testing.assert_allclose(out["slice_loss"][r], s["loss"], rtol=2e-5)
+    np.testing.assert_allclose(out["surface_loss"][r].ravel(), g["loss"],
+                               rtol=2e-5)
+    rises.append(g["loss"].mean() - g["loss"][4])
+  # Different networks along different directions: different slices.
+  assert not np.allclose(out["slice_loss"][0], out["slice_loss"][1])
+  flat = experiment.flatness(grid, out)
+  np.testing.assert_allclose(flat["surface_mean_rise"]["per_seed"], rises,
+                             rtol=1e-4)
+  assert flat["surface_mean_rise"]["std"] > 0
 
 
 def test_path_pca_matches_numpy_svd():
@@ -223,8 +309,12 @@ def test_trajectory_variant_end_to_end(tmp_path):
     # The surface spans the path: its largest first coordinate, +10%.
     hi = 1.1 * np.abs(np.asarray(p["coords"])[:, 0]).max()
     np.testing.assert_allclose(p["axes"]["surface"][:2], [-hi, hi], rtol=1e-6)
+    # The surface is the first seed's only, on its own path's plane: n = 1.
+    assert arm["landscape_seeds"] == saved["seeds"][:1]
+    assert len(arm["surface_mean_rise"]["per_seed"]) == 1
   report = (tmp_path / "run" / "report.md").read_text()
   assert "path variance on the top two PCA directions" in report
+  assert "landscapes of the first seed's network" in report
   assert_report_rebuilds(tmp_path / "run")
 
 
@@ -268,10 +358,11 @@ def test_a_rise_at_or_below_zero_is_not_compared():
   """An arm whose loss falls away from its trained point (mean rise <= 0: no
   minimum along the directions) has no flatness to compare: that row is
   'not testable here', never a ratio of a negative rise (a skip,runlocal run
-  once gave 'the 1-D slice's mean rise is 4e29x as large'). The slice and
-  surface are measured once per arm (one seed's network), so positive rises
-  are not testable either: one value has no seed spread to judge a
-  difference by (they were 'agrees' by '> 2 × seed std (0.00)')."""
+  once gave 'the 1-D slice's mean rise is 4e29x as large'). A summary
+  from before every seed was measured (one network per arm, plain floats)
+  leaves positive rises not testable either: one value has no seed spread
+  to judge a difference by (they were 'agrees' by '> 2 × seed std (0.00)').
+  Measured on two seeds, they are decided per seed (paired_greater)."""
   from jaxunknowns.implicit import landscape_report  # pylint: disable=g-import-not-at-top
   from jaxunknowns.report import NOT_TESTABLE, compare  # pylint: disable=g-import-not-at-top
   config = config_loading.load_config(
@@ -287,6 +378,16 @@ def test_a_rise_at_or_below_zero_is_not_compared():
                              "these directions",)
   assert rows[1].reasons == (compare.ONE_SEED,)
   assert "noskip 21.8000, skip 20.2000 (n=1)" == rows[1].ours
+  two = lambda *v: {"mean": float(np.mean(v)), "per_seed": list(v)}
+  summary["arms"] = {"skip": arm(two(0.1, 0.3), two(1.0, 3.0)),
+                     "noskip": arm(two(0.4, 0.5), two(1.5, 2.0))}
+  rows = landscape_report.comparisons(summary, config)
+  # Slice: noskip − skip per seed +0.3, +0.2 (2 × std 0.14): agrees, where
+  # unpaired means (gap 0.25 ≤ 2 × skip's std 0.28) would not. Surface:
+  # +0.5, −1.0: differs.
+  assert [c.verdict for c in rows] == ["agrees", "differs"], rows
+  assert rows[0].rule == "noskip − skip per seed = +0.25, > 2 × its std (0.14)"
+  assert rows[0].ours == "noskip 0.4500 ± 0.0707, skip 0.2000 ± 0.1414 (n=2)"
   # A pair of arms no paper speaks of: no comparison.
   summary["compare"] = ["noskip", "skip"]
   assert landscape_report.comparisons(summary, config) == []

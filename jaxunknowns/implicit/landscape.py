@@ -3,9 +3,11 @@
 
 What runs. For each arm of `compare` (see landscape_arms.py: small vs large
 batch, with vs without BN, with vs without skip connections), `seeds`
-networks train at once, resumably (arms/NAME/checkpoints). Then, for the
-first seed's network theta of each arm, with two filter-normalized random
-directions d1, d2 (analysis/landscape.py; zero on biases and BN parameters):
+networks train at once, resumably (arms/NAME/checkpoints). Then, for every
+seed's network theta of each arm, with two filter-normalized random
+directions d1, d2 of its own (analysis/landscape.py; zero on biases and BN
+parameters; drawn from `direction_key`, so seed i of both arms starts from
+the same Gaussian draw):
 
 * a 1-D slice: theta + a d1 for a on `landscape.range_1d`;
 * a 2-D surface: theta + a d1 + b d2 on `landscape.range_2d`^2
@@ -26,12 +28,18 @@ plane around the trained network, the axes `range_1d`/`range_2d` in units of
 the path's largest coordinate on each direction, with the path projected on
 it. Every run's explained variance is kept, and beside it the share two
 filter-normalized random directions capture (why random planes miss paths).
+The slice and surface are drawn for the first seed only: each seed's plane
+is its own path's, its axes in its own path's units, so the flatness
+numbers on it are neither comparable across seeds nor across arms (the
+report compares none of them; `flatness` then has n = 1).
 
 Loss and accuracy are in eval mode (BatchNorm running statistics, which the
 directions do not move; interpolation moves them linearly) on the first
 `landscape.num_examples` training examples (0 = all). The grids are kept in
-arms/NAME/landscape.npz; summary.json, report.md and PNGs (contours,
-slices, interpolation) are written at the end.
+arms/NAME/landscape.npz (slice and surface arrays with a leading axis over
+the measured seeds, `seeds`); summary.json (the flatness numbers as {mean,
+std, per_seed} over those seeds), report.md and PNGs (contours, slices,
+interpolation) are written at the end.
 """
 
 import time
@@ -183,55 +191,86 @@ def path_plane(trainer, state, config, directory):
                 "surface_b": axes_[1]}, summary
 
 
-def surfaces(trainer, state, config, grid, dirs=None) -> Dict[str, np.ndarray]:
-  """Slice and 2-D surface of run 0 of `state` (see the module docstring)
-  along `dirs` (default: two filter-normalized random directions)."""
+def direction_key(config, r: int):
+  """The key of run r's two random directions: landscape.seed folded with
+  the run's index. Each network needs directions of its own anyway (filter
+  normalization scales them to its own filters); drawing them per seed puts
+  the draw's chance into the seed spread the comparison judges by, and run
+  r of every arm starts from the same Gaussian draw (same parameter shapes),
+  so the arms' paired difference at seed r is not one of draws."""
+  return jax.random.fold_in(jax.random.PRNGKey(config.landscape.seed), r)
+
+
+def surfaces(trainer, state, config, grid, dirs=None) -> Dict[str, Any]:
+  """Slice and 2-D surface of every run of `state`, each along two
+  filter-normalized random directions of its own (`direction_key`), or of
+  run 0 only along `dirs` (its "pca" plane: see the module docstring). The
+  arrays have a leading axis over the measured `runs`; the seconds are
+  their sums."""
   l = config.landscape
-  params = landscape_lib.take_run(state["params"], 0)
-  stats_ = landscape_lib.take_run(state["batch_stats"], 0)
-  if dirs is None:
-    dirs = landscape_lib.filter_normalized_directions(
-        jax.random.PRNGKey(l.seed), params, 2)
+  count = jax.tree.leaves(state["params"])[0].shape[0]
+  runs_ = [0] if dirs is not None else list(range(count))
+  take = lambda r: tuple(landscape_lib.take_run(state[k], r)
+                         for k in ("params", "batch_stats"))
+  params, stats_ = take(0)
+  # The fast path's layer is structural, the same for every run.
   dense = (landscape_lib.first_dense_path(
       trainer.model, params, trainer.dataset.input_shape, stats_)
            if l.fast_dense else None)
+  # One program for every run (same shapes, one compile each for the slice
+  # and the surface); runs go one after another rather than vmapped, which
+  # would hold every run's points x examples activations at once.
   fn = landscape_lib.surface_fn(trainer.model, trainer.loss_fn,
                                 has_batch_stats=trainer.has_batch_stats,
                                 points_per_chunk=l.points_per_chunk,
                                 dense_path=dense)
   data = trainer.eval_data["train"]
-  t0 = time.time()
-  one = jax.tree.map(lambda d: d[:1], dirs)
-  s = landscape_lib.surface(fn, params, stats_, one,
-                            grid["slice"][:, None], data)
   b = grid.get("surface_b", grid["surface"])
   coords = landscape_lib.grid_points(grid["surface"], b)
-  t1 = time.time()
-  g = landscape_lib.surface(fn, params, stats_, dirs, coords, data)
   shape = (len(grid["surface"]), len(b))
-  return {"slice_loss": s["loss"], "slice_accuracy": s["accuracy"],
-          "surface_loss": g["loss"].reshape(shape),
-          "surface_accuracy": g["accuracy"].reshape(shape),
-          "surface_seconds": time.time() - t1, "slice_seconds": t1 - t0,
+  out = {"runs": runs_, "slice_seconds": 0.0, "surface_seconds": 0.0}
+  for r in runs_:
+    params, stats_ = take(r)
+    d = dirs if dirs is not None else (
+        landscape_lib.filter_normalized_directions(direction_key(config, r),
+                                                   params, 2))
+    t0 = time.time()
+    s = landscape_lib.surface(fn, params, stats_,
+                              jax.tree.map(lambda x: x[:1], d),
+                              grid["slice"][:, None], data)
+    t1 = time.time()
+    g = landscape_lib.surface(fn, params, stats_, d, coords, data)
+    out["slice_seconds"] += t1 - t0
+    out["surface_seconds"] += time.time() - t1
+    for key, v in (("slice_loss", s["loss"]), ("slice_accuracy", s["accuracy"]),
+                   ("surface_loss", g["loss"].reshape(shape)),
+                   ("surface_accuracy", g["accuracy"].reshape(shape))):
+      out.setdefault(key, []).append(v)
+  return {**out, **{k: np.stack(v) for k, v in out.items()
+                    if isinstance(v, list) and k != "runs"},
           "fast_dense": dense is not None,
           "num_examples": int(np.asarray(data[2]).sum())}
 
 
-def flatness(grid, out, unit: float = 1.0) -> Dict[str, float]:
-  """Numbers for the table: the loss at the centre and how fast it rises
-  (on a "pca" plane in the path's units, so not comparable across arms)."""
-  mid = tuple(n // 2 for n in out["surface_loss"].shape)
-  centre = float(out["surface_loss"][mid])
+def flatness(grid, out, unit: float = 1.0) -> Dict[str, Dict[str, Any]]:
+  """Numbers for the table, each {mean, std, per_seed} over the measured
+  runs: the loss at the centre and how fast it rises (on a "pca" plane in
+  the path's units, so not comparable across arms)."""
   a = grid["slice"]
   half = np.abs(a) <= (0.5 + 1e-9) * unit  # unit: the axes' scale ("pca")
-  return {"loss_at_centre": centre,
-          "surface_min": float(out["surface_loss"].min()),
-          "surface_max": float(out["surface_loss"].max()),
-          "surface_mean_rise": float(out["surface_loss"].mean() - centre),
-          "slice_mean_rise_half": float(out["slice_loss"][half].mean() -
-                                        float(out["slice_loss"][np.argmin(
-                                            np.abs(a))])),
-          "accuracy_at_centre": float(out["surface_accuracy"][mid])}
+  per_run = []
+  for sl, loss, acc in zip(out["slice_loss"], out["surface_loss"],
+                           out["surface_accuracy"]):
+    mid = tuple(n // 2 for n in loss.shape)
+    centre = float(loss[mid])
+    per_run.append({
+        "loss_at_centre": centre, "surface_min": float(loss.min()),
+        "surface_max": float(loss.max()),
+        "surface_mean_rise": float(loss.mean() - centre),
+        "slice_mean_rise_half": float(sl[half].mean() -
+                                      sl[np.argmin(np.abs(a))]),
+        "accuracy_at_centre": float(acc[mid])})
+  return {k: stats([p[k] for p in per_run]) for k in per_run[0]}
 
 
 def _runs(state, idx):
@@ -264,6 +303,7 @@ def run(config, workdir):
                    slice_axis=plane["slice"], surface_axis=plane["surface"],
                    **({"surface_axis_b": plane["surface_b"],
                        "path_coords": np.asarray(path["coords"])} if path else {}),
+                   seeds=np.asarray([seeds[r] for r in out["runs"]]),
                    **{k: v for k, v in out.items() if isinstance(v, np.ndarray)})
     arms[name] = {
         "overrides": config.arms[name].to_dict(),
@@ -275,16 +315,18 @@ def run(config, workdir):
         "num_examples": out["num_examples"],
         "surface_seconds": out["surface_seconds"],
         "slice_seconds": out["slice_seconds"],
+        "landscape_seeds": [seeds[r] for r in out["runs"]],
         **flatness(plane, out, path["unit"] if path else 1.0),
         "slice_loss": out["slice_loss"].tolist(),
         **({"path": {**path, "axes": {k: [float(v[0]), float(v[-1]), len(v)]
                                       for k, v in axes_.items()}}}
            if path else {}),
     }
-    logging.info("[%s] surface %dx%d in %.1f s: loss at centre %.4f, max %.4f",
+    logging.info("[%s] surfaces %dx%d in %.1f s: loss at centre %.4f, max "
+                 "%.4f (means over seeds)",
                  name, len(grid["surface"]), len(grid["surface"]),
-                 out["surface_seconds"], arms[name]["loss_at_centre"],
-                 arms[name]["surface_max"])
+                 out["surface_seconds"], arms[name]["loss_at_centre"]["mean"],
+                 arms[name]["surface_max"]["mean"])
   interp = interpolate(config, trainers, states, grid["interpolation"])
   writer.close()
   summary = {

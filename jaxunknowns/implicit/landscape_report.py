@@ -1,5 +1,10 @@
 """report.md and figures of `landscape`, from summary.json (contours and
-slices from the arms' landscape.npz; the run's PNGs where those are absent)."""
+slices from the arms' landscape.npz; the run's PNGs where those are absent).
+
+A summary written before the slice and surface were measured on every seed
+holds the first seed's flatness numbers as plain floats (and landscape.npz
+arrays without a seed axis): they are read as one seed (n = 1, not
+testable), as they were measured."""
 
 import os
 
@@ -9,6 +14,21 @@ from jaxunknowns import paths, report
 from jaxunknowns.implicit import papers
 from jaxunknowns.report import compare
 
+
+def measured(arm, key):
+  """{mean, std, per_seed} of one flatness number of an arm; an old summary's
+  float is one seed's."""
+  v = arm[key]
+  return v if isinstance(v, dict) else {"mean": v, "std": 0.0,
+                                        "per_seed": [v]}
+
+
+def seeds_measured(summary) -> int:
+  """How many seeds' networks the slices and surfaces were drawn for."""
+  arm = summary["arms"][summary["compare"][0]]
+  return len(measured(arm, "loss_at_centre")["per_seed"])
+
+
 RISES = {"slice_mean_rise_half": "1-D slice: mean rise of the loss for "
          "|a| ≤ 0.5", "surface_mean_rise": "2-D surface: mean rise of the "
          "loss over the grid"}
@@ -17,11 +37,15 @@ RISES = {"slice_mean_rise_half": "1-D slice: mean rise of the loss for "
 def figures(path, summary):
   names, interp = summary["compare"], summary["interpolation"]
   pca = summary.get("directions") == "pca"
-  plane = ("the top two PCA directions of the run's path (dots: the path, "
-           "o its start)" if pca else "two filter-normalized directions")
-  shown = [(f"Training loss on {plane}, per arm (+: the trained network)",
-            "contours.png"),
-           ("1-D slices along the first direction", "slices.png")] + [
+  plane = ("the top two PCA directions of its path (dots: the path, o its "
+           "start)" if pca else "two filter-normalized directions")
+  many = seeds_measured(summary) > 1
+  shown = [(f"Training loss of the first seed's network on {plane}, per arm "
+            "(+: the trained network)", "contours.png"),
+           ("1-D slices along the first direction" + (
+               ", every seed's network along its own (thick: the first "
+               "seed's)" if many else " (the first seed's network)"),
+            "slices.png")] + [
                (f"Training loss along (1 − t) A + t B ({interp['mode']})",
                 "interpolation.png")] * bool(interp["paths"])
   npz = [os.path.join(path, "arms", n, "landscape.npz") for n in names]
@@ -32,9 +56,15 @@ def figures(path, summary):
       report.figure(files[1], size=(5, 3.8)) as (ax_s,):
     for ax, name, file in zip(axes, names, npz):
       with paths.open_npz(file) as d:
-        a, loss = d["surface_axis"], d["surface_loss"]
+        a = d["surface_axis"]
         b = d["surface_axis_b"] if "surface_axis_b" in d else a
-        ax_s.plot(d["slice_axis"], d["slice_loss"], label=name)
+        # [seeds, ...]; an old file's arrays have no seed axis.
+        loss = d["surface_loss"].reshape(-1, len(a), len(b))[0]
+        slices = d["slice_loss"].reshape(-1, len(d["slice_axis"]))
+        line, = ax_s.plot(d["slice_axis"], slices[0], label=name)
+        for other in slices[1:]:
+          ax_s.plot(d["slice_axis"], other, color=line.get_color(),
+                    linewidth=0.7, alpha=0.6)
         if "path_coords" in d:  # The path, start marked, on its PCA plane.
           ax.plot(*d["path_coords"].T, "k.-", markersize=3, linewidth=0.8)
           ax.plot(*d["path_coords"][0], "ko", fillstyle="none")
@@ -68,8 +98,8 @@ def comparisons(summary, config):
   if ref is None:
     return []
   sharp = names[-1] if flat == names[0] else names[0]
-  rows = [(what, ref, {n: {"mean": arms[n][key], "per_seed": [arms[n][key]]}
-                       for n in (sharp, flat)}) for key, what in RISES.items()]
+  rows = [(what, ref, {n: measured(arms[n], key) for n in (sharp, flat)})
+          for key, what in RISES.items()]
   if interp["mode"] == "arms" and interp["paths"] and flat == "small_batch":
     p = interp["paths"][0]
     rows.append((f"interpolation: rise of the loss past each end (t = "
@@ -81,7 +111,9 @@ def comparisons(summary, config):
     lows = [n for n, v in rise.items() if v["mean"] <= 0]
     out.append(compare.versus(
         what, reference, rise[sharp], rise[flat], (sharp, flat),
-        rule=(lambda *a, **k: (None, "")) if lows else compare.greater,
+        # Both arms train (and draw directions, and pair interpolation
+        # ends) on the same seeds: seed r's difference is one measurement.
+        rule=(lambda *a, **k: (None, "")) if lows else compare.paired_greater,
         scale=1.0, digits=4, paper=f"larger for {sharp}",
         why_not_testable=f"the rise is ≤ 0 for {' and '.join(lows)}: no "
         "minimum along these directions", our_protocol={
@@ -111,14 +143,16 @@ def write(path, config, summary):
   names, ax, interp = (summary[k] for k in ("compare", "axes",
                                             "interpolation"))
   keys = ("loss_at_centre", *RISES, "surface_max")
-  details = ["### Arms (landscapes of the first seed's network)\n\n"
-             + report.markdown_table(
-                 ["arm", "batch", "steps", "test acc (%)", "loss at centre",
-                  "slice: mean rise |a| ≤ 0.5", "surface: mean rise",
-                  "surface max"], [[n, a["batch_size"], a["steps"], report.fmt(
-                      a["final"]["test"]["accuracy"])] + [f"{a[k]:.4f}" for k in
-                                                          keys]
-                  for n, a in summary["arms"].items()])]
+  many = seeds_measured(summary) > 1
+  details = [("### Arms (landscapes of every seed's network, each along its "
+              "own directions)" if many else "### Arms (landscapes of the "
+              "first seed's network)") + "\n\n" + report.markdown_table(
+                  ["arm", "batch", "steps", "test acc (%)", "loss at centre",
+                   "slice: mean rise |a| ≤ 0.5", "surface: mean rise",
+                   "surface max"], [[n, a["batch_size"], a["steps"], report.fmt(
+                       a["final"]["test"]["accuracy"])] + [report.fmt(
+                           measured(a, k), 1.0, 4) for k in keys]
+                                    for n, a in summary["arms"].items()])]
   if interp["paths"]:
     details.append(
         "### Linear interpolation (barrier: the loss's max over t in [0, 1] "
@@ -146,7 +180,8 @@ def write(path, config, summary):
       + ("the top two PCA directions of each arm's path (its parameters at "
          f"{config.landscape.path_points} evenly spaced steps), ranges in units"
          " of the path's largest coordinate on each" if pca else
-         "one draw of two random directions") + "; grid and slice (lo, hi, "
+         ("two random directions drawn per seed" if many else
+          "one draw of two random directions")) + "; grid and slice (lo, hi, "
       f"points): {config.landscape.range_2d if pca else ax['surface']}, "
       f"{config.landscape.range_1d if pca else ax['slice']}",
       figures=figures(path, summary),
