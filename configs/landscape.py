@@ -43,7 +43,7 @@ def landscape_fields(c):
   c.train.eval_every = 0          # Evaluate at the end only (the landscape is the analysis).
   c.train.checkpoint_every = 0    # Checkpoint at the end of each arm (reruns skip it).
   c.landscape = ml_collections.ConfigDict()
-  c.landscape.seed = 0            # Seed of the two random directions.
+  c.landscape.seed = 0            # Directions' seed (run r: it folded with r).
   c.landscape.points_1d = 51      # Points of the 1-D slice.
   c.landscape.range_1d = (-1.0, 1.0)  # Slice range (Li et al.: [-1, 1]).
   c.landscape.points_2d = 51      # Points per axis of the 2-D surface (51 x 51).
