@@ -17,7 +17,8 @@ import math
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
+                    Sequence)
 
 import numpy as np
 from absl import logging
@@ -115,12 +116,27 @@ class MetricWriter:
     and rows of a later fit with the same labels (e.g. fine-tuning past the
     end) are kept.
     """
+    last = float("inf") if until is None else until
+    self._drop(lambda row: step < row["step"] <= last and _matches(row, labels))
+
+  def rewrite(self, step: int, split: str, run_labels: Sequence[Mapping],
+              values: Mapping[str, Sequence[float]]):
+    """`write`, for rows a stage writes outside `Trainer.fit` (a measure of
+    its final state) that a rerun writes again: a stage killed after them,
+    before its result.json landed, is redone, and fit's rewind, resumed at
+    the end step, drops nothing. The runs' rows of this step and split from
+    the interrupted attempt are dropped first."""
+    self._drop(lambda row: row["step"] == step and row.get("split") == split
+               and any(_matches(row, labels) for labels in run_labels))
+    self.write(step, split, run_labels, values)
+
+  def _drop(self, dropped: Callable[[Mapping[str, Any]], bool]):
+    """Rewrites metrics.jsonl without the rows `dropped` says (and without
+    torn or damaged lines)."""
     if not paths.exists(self.path):
       return
-    last = float("inf") if until is None else until
     kept = "".join(json.dumps(row) + "\n" for row in read_metrics(
-        self.workdir) if not (step < row["step"] <= last and all(
-            row.get(k) == v for k, v in labels.items())))
+        self.workdir) if not dropped(row))
     with paths.open_file(self.path, "rb") as f:
       # Rows round-trip through JSON: with nothing to drop (no row, no torn
       # line) the text is the same, and the file stays as it is, time and
@@ -145,6 +161,10 @@ class MetricWriter:
   def _copy_tensorboard(self):
     if self._tb_local:
       paths.copy_tree(self._tb_local, os.path.join(self.workdir, "tensorboard"))
+
+
+def _matches(row: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
+  return all(row.get(k) == v for k, v in labels.items())
 
 
 def _groups(run_labels: Sequence[Mapping]) -> Dict[str, List[int]]:

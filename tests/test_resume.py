@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from run_helpers import read_json
+import pytest
+from run_helpers import read_json, run_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 # The subprocesses share the session's persistent XLA cache (its variables
@@ -60,11 +61,15 @@ def killed_then_rerun(tmp_path, config, flags, exit_at):
   return killed, straight, rerun.stderr
 
 
-def assert_same_rows(killed, straight):
-  rows, want = rows_of(killed), rows_of(straight)
-  keys = [row_key(r) for r in rows]
+def assert_rows_once(workdir):
+  keys = [row_key(r) for r in rows_of(workdir)]
   duplicated = sorted({k for k in keys if keys.count(k) > 1})
   assert not duplicated, duplicated[:5]
+
+
+def assert_same_rows(killed, straight):
+  assert_rows_once(killed)
+  rows, want = rows_of(killed), rows_of(straight)
   assert sorted(rows, key=row_key) == sorted(want, key=row_key)
 
 
@@ -136,7 +141,6 @@ def test_killed_while_writing_the_report_is_not_finished(tmp_path,
   'already finished' and report.md was never written. summary.json is now
   written after the report, and the rerun writes both."""
   from jaxunknowns import config_loading, experiments  # pylint: disable=g-import-not-at-top
-  from run_helpers import run_in_process  # pylint: disable=g-import-not-at-top
   config = config_loading.load_config(
       str(ROOT / "configs/train.py:mnist1d_mlp,runlocal"),
       {"train.steps": 20, "train.eval_every": 10})
@@ -155,3 +159,83 @@ def test_killed_while_writing_the_report_is_not_finished(tmp_path,
   assert run_in_process(config, tmp_path) is not None  # not 'already finished'
   assert (tmp_path / "report.md").is_file()
   assert (tmp_path / "summary.json").is_file()
+
+
+def killed_at_result(monkeypatch, folder):
+  """Makes the first write of FOLDER/result.json raise _Killed: the stage
+  did its work (rows included), and died before its result landed."""
+  from jaxunknowns import stages  # pylint: disable=g-import-not-at-top
+  write, seen = stages.write_json, []
+
+  def write_json(path, obj):
+    if path.endswith(f"{folder}/result.json") and not seen:
+      seen.append(path)
+      raise _Killed()
+    write(path, obj)
+
+  monkeypatch.setattr(stages, "write_json", write_json)
+  return seen
+
+
+# (config, overrides, the stage folder whose result.json the kill precedes):
+# stages that write rows after their fit (sam, as sharpness and imp's linear
+# mode connectivity do: measures of the final state) or train without
+# checkpoints (mode_connectivity's curves).
+ROWS_THEN_RESULT = {
+    "sam": ("configs/sam.py:fashion_lenet,runlocal", {"compare": ("sgd",)},
+            "arms/sgd"),
+    "mode_connectivity": ("configs/mode_connectivity.py:mnist1d_mlp,runlocal",
+                          {"curve.kinds": ("bezier",)}, "curves/bezier"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROWS_THEN_RESULT))
+def test_stage_killed_before_its_result_writes_its_rows_once(
+    tmp_path, monkeypatch, name):
+  """A stage killed after writing its rows, before its result.json landed,
+  is redone by the rerun, which wrote those rows a second time (sam's 'end'
+  rows: its fit, resumed at the end step, rewinds nothing;
+  mode_connectivity's curve rows: the curve trains again from step 0). Now
+  each row is there once."""
+  from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
+  spec, overrides, folder = ROWS_THEN_RESULT[name]
+  config = config_loading.load_config(str(ROOT / spec), overrides)
+  with monkeypatch.context() as patch:
+    seen = killed_at_result(patch, folder)
+    with pytest.raises(_Killed):
+      run_in_process(config, tmp_path)
+  assert seen
+  run_in_process(config, tmp_path)
+  assert_rows_once(tmp_path)
+
+
+def test_bn_smoothness_killed_between_its_step0_measures(tmp_path,
+                                                         monkeypatch):
+  """bn_smoothness measures the initial weights (step 0) once per callback
+  before its fit makes the checkpoint folder; an attempt killed while the
+  second callback ran (compiling) had written the first one's rows, and the
+  rerun, finding no folder, wrote them again."""
+  from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.analysis import smoothness  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(
+      str(ROOT / "configs/bn_smoothness.py:mnist1d_mlp,runlocal"),
+      {"smoothness.arms": ("batch",)})
+  ics_callback = smoothness.ics_callback
+
+  def killed_at_its_first_call(*args, **kwargs):
+    callback = ics_callback(*args, **kwargs)
+
+    def fn(*args_):
+      del args_
+      raise _Killed()
+
+    callback.fn = fn
+    return callback
+
+  with monkeypatch.context() as patch:
+    patch.setattr(smoothness, "ics_callback", killed_at_its_first_call)
+    with pytest.raises(_Killed):
+      run_in_process(config, tmp_path)
+  assert any(r["split"] == "smoothness" for r in rows_of(tmp_path))
+  run_in_process(config, tmp_path)
+  assert_rows_once(tmp_path)

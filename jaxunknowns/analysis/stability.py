@@ -122,14 +122,17 @@ def linear_mode_connectivity(
       "data_seed_offset": int(data_seed_offset), "vary_rng": bool(vary_rng),
       "state_a": state_a, "state_b": state_b, "fit": fit,
   }
-  writer.write(steps, "lmc", run_labels,
-               {"instability": inst, "error_a": error[:, 0],
-                "error_b": error[:, -1], "max_error": error.max(-1),
-                "loss_barrier": result["loss_barrier"]})
-  for p, alpha in enumerate(path["alphas"]):
-    writer.write(steps, "interpolation",
+  # rewrite: a rerun of a stage killed after these rows, before its result
+  # landed, writes them again (its fit resumes at `steps`, rewinding none).
+  writer.rewrite(steps, "lmc", run_labels,
+                 {"instability": inst, "error_a": error[:, 0],
+                  "error_b": error[:, -1], "max_error": error.max(-1),
+                  "loss_barrier": result["loss_barrier"]})
+  # One row per (alpha, run), alpha slowest: error[:, p] of every p in turn.
+  writer.rewrite(steps, "interpolation",
                  [{**labels, "alpha": round(float(alpha), 6)}
-                  for labels in run_labels],
-                 {"error": error[:, p], "loss": loss[:, p]})
+                  for alpha in path["alphas"] for labels in run_labels],
+                 {"error": np.asarray(error).T.reshape(-1),
+                  "loss": np.asarray(loss).T.reshape(-1)})
   writer.flush()
   return result

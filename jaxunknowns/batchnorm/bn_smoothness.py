@@ -99,7 +99,9 @@ def run_arm(workdir, arm, trainer, callbacks, seeds, writer, steps):
     checkpoint_dir = os.path.join(folder, "checkpoints")
     if not paths.exists(checkpoint_dir):  # fresh: measure the initial weights
       for c in callbacks:
-        writer.write(0, c.name, labels, c.fn(trainer, state, 0))
+        # rewrite: an attempt killed between two callbacks (the next one
+        # compiling) left the first one's rows, and fit makes the folder.
+        writer.rewrite(0, c.name, labels, c.fn(trainer, state, 0))
     t0 = time.time()
     result = trainer.fit(state, steps=steps, data_seeds=seeds, writer=writer,
                          run_labels=labels, checkpoint_dir=checkpoint_dir,

@@ -168,7 +168,7 @@ def run_arm(config, workdir, writer, name, trainer, fns):
         description=name)
     t0 = time.time()
     values = measure(config, fns, result.state, result.evals)
-    writer.write(trainer.config.train.steps, "end", labels, values)
+    writer.rewrite(trainer.config.train.steps, "end", labels, values)
     return {"rhos": rhos, "steps": trainer.config.train.steps,
             "gradients_per_step": 2 if trainer.sam else 1,
             "sam_m": int(trainer.config.optim.sam_m), "runs": values,

@@ -130,7 +130,7 @@ def run_arm(config, workdir, writer, name, trainer, callback, fns):
       out = jax.device_get(fn(state["params"], state["batch_stats"]))
       sharp[eps] = {k: np.asarray(v) for k, v in out.items()}
     t_sharp = time.time() - t0
-    writer.write(steps, "sharpness", labels, {
+    writer.rewrite(steps, "sharpness", labels, {
         **{f"eps_{eps:g}": v["sharpness"] for eps, v in sharp.items()},
         **{f"max_loss_eps_{eps:g}": v["max_loss"] for eps, v in sharp.items()},
         "subset_loss": next(iter(sharp.values()))["loss"], **eig})

@@ -217,6 +217,9 @@ def train_curve(config, workdir, writer, trainer, kind, end_a, end_b, stats_):
                   for p in range(num)]
     key = jax.random.PRNGKey(m.seed + KINDS.index(kind))
     labels = [{"stage": f"curve_{kind}", "pair": p} for p in range(num)]
+    # The curve keeps no checkpoints: a killed attempt trains it again from
+    # step 0, and the rows it had written would be there twice.
+    writer.rewind({"stage": f"curve_{kind}"}, 0)
     chunk, last = config.train.log_every, None
     for start in range(0, m.steps, chunk):
       n = min(chunk, m.steps - start)
