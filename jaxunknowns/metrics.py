@@ -90,12 +90,19 @@ class MetricWriter:
 
   def write(self, step: int, split: str, run_labels: Sequence[Mapping],
             values: Mapping[str, Sequence[float]]):
-    """One row per run: values[name][r] is run r's value of `name`."""
+    """One row per run: values[name][r] is run r's value of `name`.
+
+    A value named like one of the run's labels is left out: the label names
+    the run, and `rewind` and every reader find the run's rows by it. (The
+    trainer's per-step "lr" of a run labelled by its learning rate, as in
+    edge_of_stability, replaced the label 0.05 by float32's 0.0500000007:
+    the rewind of a resumed fit missed those rows, and they were doubled.)"""
     names = sorted(values)
     lines = []
     for r, labels in enumerate(run_labels):
       row = {"step": int(step), "split": split, **labels}
-      row.update({n: _jsonable(values[n][r]) for n in names})
+      row.update({n: _jsonable(values[n][r]) for n in names
+                  if n not in labels})
       lines.append(json.dumps(row) + "\n")
     paths.append_text(self.path, "".join(lines))
     if self._tensorboard() is not None:

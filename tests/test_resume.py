@@ -209,6 +209,43 @@ def test_stage_killed_before_its_result_writes_its_rows_once(
   assert_rows_once(tmp_path)
 
 
+def test_rewind_finds_rows_of_runs_labelled_by_their_lr(tmp_path):
+  """Runs labelled by their learning rate (edge_of_stability's stages) also
+  log the trainer's per-step "lr", which overwrote the label in their
+  minibatch rows (0.05 became float32's 0.05000000074505806): a fit resumed
+  after a kill before its first checkpoint missed those rows in its rewind
+  and wrote them a second time."""
+  from jaxunknowns import config_loading, runs  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.metrics import MetricWriter  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.trainer import Callback  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(
+      str(ROOT / "configs/train.py:mnist1d_mlp,runlocal"),
+      {"optim.lr": 0.05, "train.checkpoint_every": 0})
+  trainer = runs.build_trainer(config)
+  writer = MetricWriter(str(tmp_path), tensorboard=False)
+  labels, attempts = [{"lr": 0.05, "seed": 0}], []
+
+  def killed_at_10(trainer_, state, step):
+    del trainer_, state
+    if step == 10 and not attempts:  # after the rows of step 10
+      attempts.append(step)
+      raise _Killed()
+    return {"x": [0.0]}
+
+  for _ in range(2):
+    try:
+      trainer.fit(trainer.init_state([0]), steps=20, data_seeds=[0],
+                  writer=writer, run_labels=labels,
+                  checkpoint_dir=str(tmp_path / "checkpoints"),
+                  callbacks=[Callback("probe", 10, killed_at_10)])
+    except _Killed:
+      pass
+  rows = rows_of(tmp_path)
+  minibatch = [r["step"] for r in rows if r["split"] == "minibatch"]
+  assert minibatch == [10, 20], minibatch
+  assert all(r["lr"] == 0.05 for r in rows)
+
+
 def test_bn_smoothness_killed_between_its_step0_measures(tmp_path,
                                                          monkeypatch):
   """bn_smoothness measures the initial weights (step 0) once per callback
