@@ -262,6 +262,34 @@ def test_bn_placement_end_to_end(tmp_path):
   assert_report_rebuilds(workdir)
 
 
+class _Killed(BaseException):
+  """Ends a run where a kill would (no `except Exception` catches it)."""
+
+
+def test_cell_killed_before_its_timing_landed_is_timed_again(tmp_path,
+                                                             monkeypatch):
+  """A cell's result.json is written by its stage, then rewritten with its
+  train speed: a run killed between the two had, after the rerun, no
+  train_speed for that cell (nor its after/before speed ratio)."""
+  from jaxunknowns import stages  # pylint: disable=g-import-not-at-top
+  config = load_config("bn_placement", "runlocal",
+                       {**DIGITS, "grid.baseline": False})
+
+  def killed(folder, result):
+    del folder, result
+    raise _Killed()
+
+  with monkeypatch.context() as patch:
+    patch.setattr(stages, "rewrite_result", killed)
+    with pytest.raises(_Killed):
+      run_in_process(config, tmp_path)
+  summary = run_in_process(config, tmp_path)
+  assert all(q["train_speed"] and q["train_speed"]["median"] > 0
+             for q in summary["cells"])
+  assert all(r["train_steps_per_second_ratio_after_over_before"]
+             for r in summary["readings"].values())
+
+
 def test_bn_placement_speedup_verdict_reads_the_steps():
   """Both arms reaching the target at the same evaluation is no speed-up
   (differs, not agrees); BN's steps clearly fewer than no norm's agrees; a

@@ -33,8 +33,8 @@ from absl import logging
 
 from jax.experimental.compilation_cache import compilation_cache
 
-from jaxunknowns import (config_defaults, config_loading, paths, runs, stages,
-                         sweep, validation)
+from jaxunknowns import (config_defaults, config_loading, runs, stages, sweep,
+                         validation)
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, stats
@@ -317,7 +317,12 @@ def _train_cells(config, workdir, axes, cells, configs, first, dataset,
   for i, (cell, c) in enumerate(zip(cells, configs)):
     name = cell_name(cell)
     folder = stages.stage_dir(workdir, name)
-    done = paths.exists(os.path.join(folder, stages.RESULT_FILE))
+    # Done once its result holds its timing too: a run killed between the
+    # stage's result.json and the rewrite below had lost the cell's
+    # train_speed for good (the rerun skipped the timing). Such a cell is
+    # timed again; its training, finished, is not redone.
+    saved = stages.read_result(os.path.join(folder, stages.RESULT_FILE))
+    done = saved is not None and "train_speed" in saved
     trainer = first if i == 0 else (
         None if done else runs.build_trainer(c, dataset=dataset))
     speed = None
