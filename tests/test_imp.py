@@ -326,6 +326,23 @@ def test_end_to_end_summary_figures_and_report(rewind0):
   assert_report_rebuilds(copy)
 
 
+def test_report_of_levels_with_no_measured_speed_says_no_nan(rewind0,
+                                                            tmp_path):
+  """A level whose training ended in an attempt killed before its result
+  landed records 0 steps/s (its rerun trained no step): with every level
+  so, the run line read '3 levels at nan steps/s on average'."""
+  from jaxunknowns import experiments  # pylint: disable=g-import-not-at-top
+  copy = tmp_path / "resumed"
+  shutil.copytree(rewind0.workdir, copy)
+  summary = json.loads((copy / "summary.json").read_text())
+  for entry in summary["levels"]:
+    entry["steps_per_second"] = 0.0
+  experiments.write_report("imp", str(copy), rewind0.config, summary)
+  text = (copy / "report.md").read_text()
+  assert "nan" not in text
+  assert f"{len(summary['levels'])} levels." in text
+
+
 def test_every_variant_names_findings_whose_numbers_it_states():
   """A variant's `reference` is a key of papers.TICKETS; each finding's
   value is in its statement; no immaterial protocol difference (the MNIST-1D

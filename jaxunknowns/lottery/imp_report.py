@@ -213,11 +213,15 @@ def write(path, config, summary):
   claims = [tickets.claim] * bool(config.get("reference")) + [
       f"{r.statement} ({r.source})." for r in (
           papers.RENDA_LR, papers.RENDA_FT)] * (len(modes) > 1)
-  speeds = [e.get("steps_per_second") or np.nan for e in levels]
+  # 0: not measured (a level whose training ended in an attempt that was
+  # killed before its result landed: the rerun trained no step of it).
+  speeds = [e["steps_per_second"] for e in levels
+            if e.get("steps_per_second")]
+  speed = f" at {np.mean(speeds):.0f} steps/s on average" if speeds else ""
   report.write(
       path, config, summary, claim=" ".join(claims) or "None.",
       setup=f"{summary['parameters']['trainable']:,} trainable parameters; "
       f"{how}; {p['levels']} levels of {t.steps} steps, batch "
       f"{t.batch_size}; a level's runs train in one program", figures=figures,
-      comparisons=found, details=details, run=f"{len(levels)} levels at "
-      f"{np.nanmean(speeds):.0f} steps/s on average.")
+      comparisons=found, details=details,
+      run=f"{len(levels)} levels{speed}.")
