@@ -104,3 +104,26 @@ def test_only_material_protocol_differences_are_reasons():
   assert text.endswith("Not testable here: q (needs CIFAR-10).")
   with pytest.raises(ValueError):
     compare.Comparison("q", "p", "s", "o", "maybe", "r")
+
+
+def test_each_rule_at_its_exact_boundary():
+  """The rules' stated inequalities, at equality (exact binary fractions):
+  'more than' twice the std or the floor is strict, 'within' a tolerance
+  and 'at least' a ratio of MATERIAL_RATIO are not, and monotone's
+  tolerance forgives a small step the wrong way in both directions."""
+  a, b = stat(0.5, 0.5), stat(0.25, 0.25)  # gap 0.25 exactly, std 0
+  for rule in (compare.greater, compare.paired_greater):
+    assert rule(a, b, a_name="a", b_name="b", floor=0.25)[0] is False
+    assert rule(a, b, a_name="a", b_name="b", floor=0.125)[0] is True
+  assert compare.within(stat(0.5), stat(0.25), a_name="a", b_name="b",
+                        tolerance=0.25)[0] is True
+  assert compare.within(stat(0.5), stat(0.25), a_name="a", b_name="b",
+                        tolerance=0.125)[0] is False
+  assert compare.protocol_differences({"steps": 100}, {"steps": 125}) == [
+      "steps: 100 in the paper, 125 here"]  # 125 / 100 == MATERIAL_RATIO
+  assert compare.protocol_differences({"steps": 100}, {"steps": 124}) == []
+  assert compare.monotone([1, 2, 1.95], increasing=True, what="x",
+                          tolerance=0.1)[0] is True
+  assert compare.monotone([1, 2, 1.8], increasing=True, what="x",
+                          tolerance=0.1)[0] is False
+  assert compare.monotone([1, 2, 2], increasing=True, what="x")[0] is True
