@@ -621,3 +621,22 @@ def test_random_crop_flip():
   np.testing.assert_array_equal(augment.apply("none", key, x), x)
   with pytest.raises(ValueError):
     augment.apply("mixup", key, x)
+
+
+def test_random_crop_reaches_every_offset_from_0_to_2_pad():
+  """Offsets are uniform on {0, ..., 2 pad} per axis: all (2 pad + 1)^2
+  crops occur (pad 1: 9 of them, over 400 examples)."""
+  pad, n = 1, 400
+  image = np.arange(1, 10, dtype=np.float32).reshape(3, 3, 1)
+  x = jnp.asarray(np.broadcast_to(image, (n, 3, 3, 1)))
+  out = np.asarray(augment.random_crop_flip(jax.random.key(0), x, pad,
+                                            flip=False))
+  padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+  crops = {(dy, dx): padded[dy:dy + 3, dx:dx + 3]
+           for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)}
+  seen = set()
+  for o in out:
+    match = [k for k, c in crops.items() if np.array_equal(o, c)]
+    assert len(match) == 1
+    seen.add(match[0])
+  assert seen == set(crops)
