@@ -95,6 +95,27 @@ def test_ntk_equals_flattened_jacobians(net):
       np.einsum("iap,jap->ij", jac, jac), rtol=1e-4, atol=1e-5)
 
 
+def test_full_per_logit_ntk_equals_flattened_jacobians(net):
+  """The full kernel Theta(x_i, x_j)_{ab} = J_a(x_i) . J_b(x_j) of a
+  two-hidden-layer net, whose blocks for i != j are not symmetric in (a, b)
+  (the one-hidden-layer closed form's are, so a transposed block passes
+  it), against jax.jacfwd over the flat parameter vector."""
+  model = mlp.NTKMLP(widths=(6, 5), num_classes=C)
+  x = net[2]
+  params = jax.jit(model.init)(jax.random.PRNGKey(3), x)["params"]
+  flat, unravel = ravel_pytree(params)
+  jac = np.asarray(jax.jit(jax.jacfwd(lambda w: model.apply(
+      {"params": unravel(w)}, x)))(flat), np.float64)      # [N, C, P]
+  f = lambda p, xs: model.apply({"params": p}, xs)
+  want = np.einsum("iap,jbp->ijab", jac, jac)
+  assert not np.allclose(want, want.transpose(0, 1, 3, 2), atol=1e-3)
+  np.testing.assert_allclose(ntk.empirical_ntk(f, params, x, trace=False),
+                             want, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+      ntk.empirical_ntk(f, params, x, trace=False, chunk=3), want,
+      rtol=1e-4, atol=1e-5)
+
+
 def test_linearized_model_is_the_first_order_taylor_expansion(net):
   f, params0, x = net
   flat0, unravel = ravel_pytree(params0)
