@@ -196,6 +196,25 @@ def test_m_sharpness():
     np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
 
 
+def test_m_sharpness_bn_statistics_are_the_mean_over_sub_batches():
+  """With sam_m and BatchNorm, each sub-batch is normalized by its own
+  statistics and the running averages move by their mean over the
+  sub-batches (not by the first sub-batch's, nor the whole batch's)."""
+  trainer = make_trainer(norm="batch", sam_rho=0.1, sam_m=16)
+  x, y = batch(trainer)
+  new, old = one_step(trainer, x, y)
+  loss = forward_loss(trainer, x, y)
+  stats_at = jax.jit(lambda p, s, xb, yb: loss(p, s, xb, yb, True)[1][
+      "batch_stats"])
+  subs = [stats_at(old["params"], old["batch_stats"], x[i:i + 16],
+                   y[i:i + 16]) for i in (0, 16)]
+  want = jax.tree.map(lambda a, b: (a + b) / 2, *subs)
+  for got, w, first in zip(jax.tree.leaves(new["batch_stats"]),
+                           jax.tree.leaves(want), jax.tree.leaves(subs[0])):
+    np.testing.assert_allclose(got, w, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, first, rtol=1e-5, atol=1e-6)
+
+
 def test_rho_as_a_run_axis_and_old_configs():
   together = make_trainer(hparams=("sam_rho",))
   x, y = batch(together)
