@@ -123,10 +123,16 @@ def finish(name: str, workdir, config, summary):
   summary from the finished stages and writes the report (with summary.json
   first, the rerun found the run finished and never wrote report.md). The
   report reads the summary as the file holds it (a JSON round trip), exactly
-  as `report_cli` rebuilds it."""
+  as `report_cli` rebuilds it. A report that raises (a bug in its code)
+  still leaves summary.json, so the results of a long run are kept and
+  `report_cli` can write the report once the bug is fixed."""
   # pylint: disable=g-import-not-at-top
   from jaxunknowns.metrics import write_json
   from jaxunknowns.workdir import SUMMARY_FILE
-  write_report(name, workdir.path, config, json.loads(json.dumps(summary)))
+  try:
+    write_report(name, workdir.path, config, json.loads(json.dumps(summary)))
+  except Exception:  # not a kill (KeyboardInterrupt): that stays unfinished
+    write_json(workdir.file(SUMMARY_FILE), summary)
+    raise
   write_json(workdir.file(SUMMARY_FILE), summary)
   return summary

@@ -276,3 +276,25 @@ def test_bn_smoothness_killed_between_its_step0_measures(tmp_path,
   assert any(r["split"] == "smoothness" for r in rows_of(tmp_path))
   run_in_process(config, tmp_path)
   assert_rows_once(tmp_path)
+
+
+def test_a_report_that_raises_keeps_the_summary(tmp_path, monkeypatch):
+  """A bug in a report's code must not cost the run its results: the summary
+  is written all the same (report_cli writes the report once it is fixed),
+  unlike a kill mid-report, which leaves the run to be finished by a rerun."""
+  from jaxunknowns import config_loading, experiments  # pylint: disable=g-import-not-at-top
+  from run_helpers import run_in_process  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(
+      str(ROOT / "configs/train.py:mnist1d_mlp,runlocal"),
+      {"train.steps": 20, "train.eval_every": 10})
+
+  def buggy(*args):
+    del args
+    raise KeyError("a field the report reads")
+
+  with monkeypatch.context() as patch:
+    patch.setattr(experiments, "write_report", buggy)
+    with pytest.raises(KeyError):
+      run_in_process(config, tmp_path)
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert summary["experiment"] == "train" and not (tmp_path / "report.md").exists()
