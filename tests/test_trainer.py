@@ -195,6 +195,32 @@ def test_schedules_follow_their_written_formula():
                              atol=1e-6)
 
 
+def test_step_t_moves_by_the_schedules_lr_at_t():
+  """train_step at step t steps by lr(t), not lr(t + 1): under a linear
+  warmup lr(t) = lr·t/W, so step 0 moves nothing and, from the same
+  params and batch, step 2 moves exactly twice as far as step 1 (SGD)."""
+  trainer = make_trainer(tiny_config(**{
+      "optim.name": "sgd", "optim.weight_decay": 0.0, "optim.lr": 0.4,
+      "optim.warmup_steps": 4, "model.norm": "none"}))
+  state = jax.tree.map(lambda a: a[0], jax.device_get(trainer.init_state([0])))
+  x, y = trainer.dataset.train.x[:32], trainer.dataset.train.y[:32]
+  step = jax.jit(trainer.train_step)
+
+  def moved(t):
+    new, metrics = step(dict(state, step=jnp.asarray(t, state["step"].dtype)),
+                        x, y)
+    delta = [np.asarray(a, np.float64) - np.asarray(b, np.float64) for a, b in
+             zip(jax.tree.leaves(new["params"]),
+                 jax.tree.leaves(state["params"]))]
+    return delta, float(metrics["lr"])
+
+  (d0, lr0), (d1, lr1), (d2, lr2) = moved(0), moved(1), moved(2)
+  np.testing.assert_allclose([lr0, lr1, lr2], [0.0, 0.1, 0.2], rtol=1e-6)
+  assert all(not a.any() for a in d0)
+  for a, b in zip(d1, d2):
+    np.testing.assert_allclose(b, 2 * a, rtol=1e-4, atol=1e-7)
+
+
 @pytest.mark.parametrize("loss,lr,value", [("cross_entropy", 1e30, "nan"),
                                            ("mse", 1e10, "inf")])
 def test_divergence_names_step_and_seed(tmp_path, loss, lr, value):
