@@ -114,10 +114,10 @@ def mnist1d(train_size):
 
 
 @functools.lru_cache(maxsize=None)  # a trainer (and its compiled step) once
-def make_trainer(norm="none", hparams=(), **optim_fields):
+def make_trainer(norm="none", hparams=(), dropout=0.0, **optim_fields):
   c = config_defaults.base_config()
   c.data.name, c.data.train_size = "mnist1d", 256
-  c.model.widths, c.model.norm = (16,), norm
+  c.model.widths, c.model.norm, c.model.dropout = (16,), norm, dropout
   c.optim.name, c.optim.lr = "sgd", 0.1
   c.train.batch_size, c.train.steps, c.train.eval_train = 32, 4, False
   for k, v in optim_fields.items():
@@ -172,6 +172,37 @@ def test_trainer_step_matches_hand_sam_and_bn_statistics_once():
                      jax.tree.leaves(first), jax.tree.leaves(second)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert not np.allclose(a, c, rtol=1e-6, atol=1e-7)  # not updated twice
+
+
+def test_second_gradient_sees_the_first_passs_dropout_mask():
+  """With dropout, h = grad L(w + eps) is taken with the same dropout mask
+  as g = grad L(w) (the step's dropout key, fold_in(run rng, step) split
+  after the augmentation key): a mask drawn afresh would make the second
+  gradient that of another subnetwork."""
+  trainer = make_trainer(dropout=0.5, sam_rho=0.1)
+  x, y = batch(trainer)
+  new, old = one_step(trainer, x, y)
+
+  def hand_step(key):
+    def loss(p):
+      logits = trainer.model.apply({"params": p}, x, train=True,
+                                   rngs={"dropout": key})
+      return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+          logits, y))
+    grad = jax.jit(jax.grad(loss))
+    w = old["params"]
+    g = grad(w)
+    h = grad(jax.tree.map(lambda a, b: a + 0.1 * b / optax.tree.norm(g), w,
+                          g))
+    return jax.tree.map(lambda a, b: a - 0.1 * b, w, h)
+
+  aug_key, dropout_key = jax.random.split(
+      jax.random.fold_in(old["rng"], old["step"]))
+  for got, want in zip(jax.tree.leaves(new["params"]),
+                       jax.tree.leaves(hand_step(dropout_key))):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  assert not all(np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(
+      jax.tree.leaves(new["params"]), jax.tree.leaves(hand_step(aug_key))))
 
 
 def test_m_sharpness():
