@@ -203,6 +203,24 @@ def test_random_shift_translates_with_zero_fill():
     assert matches, out[i, :, 0]
 
 
+def test_random_shift_reaches_every_offset_in_both_directions():
+  """Shifts are uniform on {-max_shift, ..., max_shift}: over 300 copies of
+  one sequence every one of the 2 max_shift + 1 shifts occurs (max_shift 2:
+  5 of them), each output matching exactly one shift."""
+  from jaxunknowns.data.augment import random_shift  # pylint: disable=g-import-not-at-top
+  row = np.arange(1, 9, dtype=np.float32)
+  x = jnp.asarray(np.broadcast_to(row[None, :, None], (300, 8, 1)))
+  out = np.asarray(random_shift(jax.random.PRNGKey(0), x, 2))[:, :, 0]
+  shifted = {s: np.array([row[j - s] if 0 <= j - s < 8 else 0.0
+                          for j in range(8)]) for s in range(-2, 3)}
+  seen = set()
+  for o in out:
+    match = [s for s, r in shifted.items() if np.array_equal(o, r)]
+    assert len(match) == 1, o
+    seen.add(match[0])
+  assert seen == set(shifted)
+
+
 def _curve(widths, test, train):
   return {"points": [
       {"width": w, "test_error": {"mean": e, "std": 0.0},
