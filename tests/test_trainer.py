@@ -164,6 +164,39 @@ def test_frozen_parameters_are_bit_identical(tmp_path):
   assert total - trainable == dense0
 
 
+def test_train_only_trains_exactly_the_matching_parameters():
+  """optim.train_only: only the parameters whose path matches train (with
+  optim.freeze on top: a match of freeze stays frozen); one step moves
+  exactly those and leaves every other leaf bit-identical."""
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  config = tiny_config(**{"optim.train_only": "BatchNorm",
+                          "optim.weight_decay": 0.0})
+  trainer = make_trainer(config)
+  template = trainer.params_template
+  paths = ["/".join(k) for k in traverse_util.flatten_dict(template)]
+  labels = {"/".join(k): v for k, v in traverse_util.flatten_dict(
+      optim.trainable_labels(config.optim, template)).items()}
+  assert labels == {p: "train" if p.startswith("BatchNorm") else "frozen"
+                    for p in paths}
+  bn_size = sum(np.size(v) for v in jax.tree.leaves(template["BatchNorm_0"]))
+  assert optim.count_trainable(config.optim, template) == (
+      bn_size, sum(np.size(v) for v in jax.tree.leaves(template)))
+  config.optim.freeze = "scale"
+  labels = {"/".join(k): v for k, v in traverse_util.flatten_dict(
+      optim.trainable_labels(config.optim, template)).items()}
+  assert [p for p, v in labels.items() if v == "train"] == [
+      "BatchNorm_0/bias"]
+
+  state = jax.tree.map(lambda a: a[0], jax.device_get(trainer.init_state([0])))
+  new, _ = jax.jit(trainer.train_step)(state, trainer.dataset.train.x[:32],
+                                       trainer.dataset.train.y[:32])
+  before = traverse_util.flatten_dict(state["params"])
+  after = traverse_util.flatten_dict(jax.device_get(new["params"]))
+  for k in before:
+    moved = not np.array_equal(before[k], after[k])
+    assert moved == (k[0] == "BatchNorm_0"), k
+
+
 def test_freeze_pattern_matching_nothing_names_parameters():
   config = tiny_config(**{"optim.train_only": "nothing_like_this"})
   with pytest.raises(UserError, match="matches no parameter.*output/kernel"):
