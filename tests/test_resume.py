@@ -298,3 +298,22 @@ def test_a_report_that_raises_keeps_the_summary(tmp_path, monkeypatch):
       run_in_process(config, tmp_path)
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert summary["experiment"] == "train" and not (tmp_path / "report.md").exists()
+
+
+def test_rewrite_replaces_only_its_own_step_split_and_runs(tmp_path):
+  """MetricWriter.rewrite drops the given runs' rows of that step AND
+  split before writing them again: the same step's rows of other splits
+  (fit's eval rows at the stage's end step) and of other runs stay."""
+  from jaxunknowns.metrics import MetricWriter, read_metrics  # pylint: disable=g-import-not-at-top
+  writer = MetricWriter(str(tmp_path), tensorboard=False)
+  runs = [{"seed": 0}, {"seed": 1}]
+  writer.write(10, "test", runs, {"loss": [1.0, 2.0]})
+  writer.write(10, "sharpness", runs, {"s": [5.0, 6.0]})
+  writer.write(20, "sharpness", runs, {"s": [7.0, 8.0]})
+  writer.rewrite(10, "sharpness", [{"seed": 0}], {"s": [9.0]})
+  writer.rewrite(10, "sharpness", [{"seed": 0}], {"s": [9.5]})
+  rows = sorted((r["step"], r["split"], r["seed"], r.get("loss", r.get("s")))
+                for r in read_metrics(str(tmp_path)))
+  assert rows == [(10, "sharpness", 0, 9.5), (10, "sharpness", 1, 6.0),
+                  (10, "test", 0, 1.0), (10, "test", 1, 2.0),
+                  (20, "sharpness", 0, 7.0), (20, "sharpness", 1, 8.0)]
