@@ -80,33 +80,34 @@ def test_ntk_equals_the_closed_form(net):
                              atol=1e-5)
 
 
-def test_ntk_equals_flattened_jacobians(net):
-  """Any network: J J^T from jax.jacfwd over the flat parameter vector."""
+@pytest.fixture(scope="module")
+def deep(net):
+  """A two-hidden-layer net, its apply f, params, inputs x and the
+  Jacobian [N, C, P] from jax.jacfwd over the flat parameter vector
+  (compiled whole, not dispatched op by op: the same derivatives)."""
   model = mlp.NTKMLP(widths=(6, 5), num_classes=C)
   x = net[2]
   params = jax.jit(model.init)(jax.random.PRNGKey(3), x)["params"]
   flat, unravel = ravel_pytree(params)
-  # Compiled whole (jit), not dispatched op by op: the same derivatives.
   jac = np.asarray(jax.jit(jax.jacfwd(lambda w: model.apply(
-      {"params": unravel(w)}, x)))(flat), np.float64)      # [N, C, P]
-  f = lambda p, xs: model.apply({"params": p}, xs)
+      {"params": unravel(w)}, x)))(flat), np.float64)
+  return lambda p, xs: model.apply({"params": p}, xs), params, x, jac
+
+
+def test_ntk_equals_flattened_jacobians(deep):
+  """Any network: J J^T from jax.jacfwd over the flat parameter vector."""
+  f, params, x, jac = deep
   np.testing.assert_allclose(
       ntk.empirical_ntk(f, params, x, chunk=3),
       np.einsum("iap,jap->ij", jac, jac), rtol=1e-4, atol=1e-5)
 
 
-def test_full_per_logit_ntk_equals_flattened_jacobians(net):
+def test_full_per_logit_ntk_equals_flattened_jacobians(deep):
   """The full kernel Theta(x_i, x_j)_{ab} = J_a(x_i) . J_b(x_j) of a
   two-hidden-layer net, whose blocks for i != j are not symmetric in (a, b)
   (the one-hidden-layer closed form's are, so a transposed block passes
   it), against jax.jacfwd over the flat parameter vector."""
-  model = mlp.NTKMLP(widths=(6, 5), num_classes=C)
-  x = net[2]
-  params = jax.jit(model.init)(jax.random.PRNGKey(3), x)["params"]
-  flat, unravel = ravel_pytree(params)
-  jac = np.asarray(jax.jit(jax.jacfwd(lambda w: model.apply(
-      {"params": unravel(w)}, x)))(flat), np.float64)      # [N, C, P]
-  f = lambda p, xs: model.apply({"params": p}, xs)
+  f, params, x, jac = deep
   want = np.einsum("iap,jbp->ijab", jac, jac)
   assert not np.allclose(want, want.transpose(0, 1, 3, 2), atol=1e-3)
   np.testing.assert_allclose(ntk.empirical_ntk(f, params, x, trace=False),
