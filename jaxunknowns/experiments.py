@@ -118,14 +118,11 @@ def write_report(name: str, path: str, config, summary):
 
 def finish(name: str, workdir, config, summary):
   """How every run ends: the report, then summary.json, which marks the run
-  finished. Written last, so a run killed while its report is drawn (its
-  figures take seconds) is not finished yet: the rerun recomputes the
-  summary from the finished stages and writes the report (with summary.json
-  first, the rerun found the run finished and never wrote report.md). The
-  report reads the summary as the file holds it (a JSON round trip), exactly
-  as `report_cli` rebuilds it. A report that raises (a bug in its code)
-  still leaves summary.json, so the results of a long run are kept and
-  `report_cli` can write the report once the bug is fixed."""
+  finished, so a run killed mid-report is redone by its rerun (from its
+  finished stages) rather than left without report.md. The report reads the
+  summary through a JSON round trip, as `report_cli` does. A report that
+  raises (a bug) still writes summary.json: the run keeps its results, and
+  `report_cli` writes the report once the bug is fixed."""
   # pylint: disable=g-import-not-at-top
   from jaxunknowns.metrics import write_json
   from jaxunknowns.workdir import SUMMARY_FILE

@@ -77,7 +77,7 @@ def comparisons(summary, config):
     why = f"{never}/{n} seeds never reach {e.near:g} × 2/η" if never else ""
     out.versus(f"{name}: loss on reaching vs at the end", papers.COHEN_LOSS,
                r["loss_at_reach"], r["loss_end"], ("reach", "end"),
-               rule=(lambda *a, **k: (None, why)) if never else None,
+               rule=compare.undecided(why) if never else None,
                why=why, scale=1.0, sig=True, paper="falls")
     out.check(f"{name}: rises of the loss after reaching", papers.COHEN_LOSS,
               report.fmt(r["loss_rises"], 1, 1), (None, why) if never else

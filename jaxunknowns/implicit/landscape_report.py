@@ -113,7 +113,7 @@ def comparisons(summary, config):
         what, reference, rise[sharp], rise[flat], (sharp, flat),
         # Both arms train (and draw directions, and pair interpolation
         # ends) on the same seeds: seed r's difference is one measurement.
-        rule=(lambda *a, **k: (None, "")) if lows else compare.paired_greater,
+        rule=compare.undecided() if lows else compare.paired_greater,
         scale=1.0, digits=4, paper=f"larger for {sharp}",
         why_not_testable=f"the rise is ≤ 0 for {' and '.join(lows)}: no "
         "minimum along these directions", our_protocol={

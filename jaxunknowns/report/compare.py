@@ -236,6 +236,12 @@ def monotone(values: Sequence[Optional[float]], *, increasing: bool,
                  f"(worst step {worst:+.3g})")
 
 
+def undecided(why: str = ""):
+  """A rule that decides nothing (`versus`'s rule where the row cannot be
+  judged here, e.g. no seed reached the edge): the row is not testable."""
+  return lambda *args, **kwargs: (None, why)
+
+
 def _material(paper: Any, ours: Any) -> bool:
   if isinstance(paper, (int, float)) and isinstance(ours, (int, float)):
     lo, hi = sorted((abs(float(paper)), abs(float(ours))))
