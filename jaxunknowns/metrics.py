@@ -93,10 +93,11 @@ class MetricWriter:
     """One row per run: values[name][r] is run r's value of `name`.
 
     A value named like one of the run's labels is left out: the label names
-    the run, and `rewind` and every reader find the run's rows by it. (The
-    trainer's per-step "lr" of a run labelled by its learning rate, as in
+    the run, and `rewind` and every reader find the run's rows by it. (A
+    value "lr" in a run labelled by its learning rate, as in
     edge_of_stability, replaced the label 0.05 by float32's 0.0500000007:
-    the rewind of a resumed fit missed those rows, and they were doubled.)"""
+    the rewind of a resumed fit missed those rows, and they were doubled.
+    The trainer therefore logs its per-step rate as "learning_rate".)"""
     names = sorted(values)
     lines = []
     for r, labels in enumerate(run_labels):

@@ -516,7 +516,9 @@ class Trainer:
       new_state["hparams"] = state["hparams"]
     metrics = {"loss": loss,
                "accuracy": jnp.mean(jnp.argmax(logits, -1) == y),
-               "lr": jnp.asarray(lr, jnp.float32)}
+               # Not "lr": runs may be labelled by their optim.lr (a label
+               # wins over a value of its name in metrics.jsonl).
+               "learning_rate": jnp.asarray(lr, jnp.float32)}
     if with_norms:
       metrics["l2_grads"] = optim.global_norm(grads)
       metrics["l2_updates"] = optim.global_norm(updates)
@@ -820,7 +822,7 @@ class Trainer:
           f"loss became {losses[t, r]} at step {start + t + 1} of run "
           f"{dict(run_labels[r])}; lower optim.lr (now "
           f"{self.config.optim.lr}) or add optim.grad_clip")
-    # Loss, accuracy, lr: means over the chunk; l2 norms: at its last step.
+    # Loss, accuracy, learning rate: means over the chunk; l2 norms: at its last step.
     values = {k: np.asarray(v[:n]).mean(0) if not k.startswith("l2_")
               else np.asarray(v) for k, v in metrics.items()}
     writer.write(start + n, "minibatch", run_labels, values)

@@ -1122,7 +1122,7 @@ def logged_lr(run, level, variant):
   for r in read_rows(run.workdir):
     if (r["split"], r.get("level"), r.get("variant")) == (
         "minibatch", level, variant):
-      out.setdefault(r["step"], set()).add(r["lr"])
+      out.setdefault(r["step"], set()).add(r["learning_rate"])
   assert all(len(v) == 1 for v in out.values()), out
   return {t: v.pop() for t, v in sorted(out.items())}
 

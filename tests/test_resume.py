@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from run_helpers import read_json, run_in_process
 
@@ -244,6 +245,28 @@ def test_rewind_finds_rows_of_runs_labelled_by_their_lr(tmp_path):
   minibatch = [r["step"] for r in rows if r["split"] == "minibatch"]
   assert minibatch == [10, 20], minibatch
   assert all(r["lr"] == 0.05 for r in rows)
+
+
+def test_a_run_labelled_by_its_lr_keeps_its_scheduled_rate(tmp_path):
+  """The label wins over a value of its name (above), so the trainer logs
+  its per-step rate under a name of its own: a run labelled lr = 0.05 under
+  a step schedule (x0.1 at step 10) keeps both, the rate as a mean over each
+  chunk of 5 steps."""
+  from jaxunknowns import config_loading, runs  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.metrics import MetricWriter  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(
+      str(ROOT / "configs/train.py:mnist1d_mlp,runlocal"),
+      {"optim.lr": 0.05, "optim.schedule": "step", "optim.boundaries": [10],
+       "optim.decay_factor": 0.1, "train.checkpoint_every": 0,
+       "train.log_every": 5, "train.eval_every": 20})
+  trainer = runs.build_trainer(config)
+  writer = MetricWriter(str(tmp_path), tensorboard=False)
+  trainer.fit(trainer.init_state([0]), steps=20, data_seeds=[0],
+              writer=writer, run_labels=[{"lr": 0.05, "seed": 0}])
+  rows = [r for r in rows_of(tmp_path) if r["split"] == "minibatch"]
+  assert [r["lr"] for r in rows] == [0.05] * 4
+  np.testing.assert_allclose([r["learning_rate"] for r in rows],
+                             [0.05, 0.05, 0.005, 0.005], rtol=1e-6)
 
 
 def test_bn_smoothness_killed_between_its_step0_measures(tmp_path,

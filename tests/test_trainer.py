@@ -98,7 +98,8 @@ def test_train_step_compiles_once_and_learns(tmp_path):
   rows = read_metrics(str(tmp_path / "run"))
   train_rows = [r for r in rows if r["split"] == "minibatch"]
   assert sorted({r["step"] for r in train_rows}) == [10, 20, 30, 40, 50, 60]
-  for key in ("loss", "accuracy", "l2_grads", "l2_params", "l2_updates", "lr"):
+  for key in ("loss", "accuracy", "l2_grads", "l2_params", "l2_updates",
+              "learning_rate"):
     assert all(np.isfinite(r[key]) for r in train_rows), key
   assert {r["split"] for r in rows} == {"minibatch", "train", "test"}
 
@@ -245,7 +246,7 @@ def test_step_t_moves_by_the_schedules_lr_at_t():
     delta = [np.asarray(a, np.float64) - np.asarray(b, np.float64) for a, b in
              zip(jax.tree.leaves(new["params"]),
                  jax.tree.leaves(state["params"]))]
-    return delta, float(metrics["lr"])
+    return delta, float(metrics["learning_rate"])
 
   (d0, lr0), (d1, lr1), (d2, lr2) = moved(0), moved(1), moved(2)
   np.testing.assert_allclose([lr0, lr1, lr2], [0.0, 0.1, 0.2], rtol=1e-6)
@@ -561,7 +562,8 @@ def test_per_run_hyperparameters_equal_separate_programs(name, schedule,
     for a, b in zip(jax.tree.leaves(state_r["params"]),
                     jax.tree.leaves(state["params"])):
       np.testing.assert_allclose(a[0], b[r], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(metrics_r["lr"][:, 0], metrics["lr"][:, r],
+    np.testing.assert_allclose(metrics_r["learning_rate"][:, 0],
+                               metrics["learning_rate"][:, r],
                                rtol=1e-6)
   # The values matter: runs 0 and 1 share a seed but not their end.
   p = jax.tree.leaves(state["params"])[0]

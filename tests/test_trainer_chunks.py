@@ -179,7 +179,7 @@ def test_train_steps_cut_or_whole_equals_one_at_a_time(scans):
   assert trainer.trace_count == (1 if scans is None else 4)
   states, want = one_at_a_time(trainer, seeds, steps)
   assert_trees_equal(jax.device_get(state), states[steps], "state")
-  for key in ("loss", "accuracy", "lr"):
+  for key in ("loss", "accuracy", "learning_rate"):
     assert metrics[key].shape == (steps, len(seeds)), key
     np.testing.assert_allclose(metrics[key], np.stack([m[key] for m in want]),
                                rtol=1e-5, atol=1e-7, err_msg=key)
