@@ -340,3 +340,53 @@ def test_rewrite_replaces_only_its_own_step_split_and_runs(tmp_path):
   assert rows == [(10, "sharpness", 0, 9.5), (10, "sharpness", 1, 6.0),
                   (10, "test", 0, 1.0), (10, "test", 1, 2.0),
                   (20, "sharpness", 0, 7.0), (20, "sharpness", 1, 8.0)]
+
+
+def test_a_fit_resumed_at_its_end_keeps_its_pace(tmp_path):
+  """A stage killed after its training, before its result.json (in its
+  measures), resumes its fit at the last step and trains nothing: its pace
+  was 0 steps/s. The steps and seconds behind each checkpoint are kept
+  beside it, so the rerun reports the pace its steps were trained at; a
+  fit that resumes halfway adds its own steps and seconds to them."""
+  from jaxunknowns import config_loading, runs, stages  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.metrics import MetricWriter  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(
+      str(ROOT / "configs/train.py:mnist1d_mlp,runlocal"),
+      {"train.checkpoint_every": 20, "train.log_every": 10,
+       "train.eval_every": 20})
+  trainer = runs.build_trainer(config)
+  writer = MetricWriter(str(tmp_path), tensorboard=False)
+  fit = lambda steps: trainer.fit(
+      trainer.init_state([0]), steps=steps, data_seeds=[0], writer=writer,
+      run_labels=[{"seed": 0}], checkpoint_dir=str(tmp_path / "checkpoints"))
+  first = fit(20)
+  timing = read_json(tmp_path / "checkpoints" / "timing.json")
+  assert timing["step"] == timing["steps"] == 20 and timing["seconds"] > 0
+  again = fit(20)  # resumed at its end
+  assert again.resumed_from == 20
+  # (plus its own few microseconds of wall time, training nothing)
+  assert again.steps_per_second == pytest.approx(20 / timing["seconds"],
+                                                 rel=0.05)
+  assert again.steps_per_second == pytest.approx(first.steps_per_second,
+                                                 rel=0.5)
+  longer = fit(40)  # 20 more steps, timed on top of the first 20
+  timing2 = read_json(tmp_path / "checkpoints" / "timing.json")
+  assert timing2["steps"] == 40 and timing2["seconds"] > timing["seconds"]
+  assert longer.steps_per_second == pytest.approx(
+      40 / (timing["seconds"] + longer.wall_time), rel=0.05)
+
+  calls = []
+
+  def measure(*args):  # killed the first time, after the training
+    del args
+    calls.append(1)
+    if len(calls) == 1:
+      raise _Killed()
+    return {"x": [1.0]}
+
+  stage = lambda: stages.train_stage(
+      trainer, workdir=None, name="s", labels={}, seeds=[0], writer=writer,
+      steps=20, measure=measure, folder=str(tmp_path / "stage"))
+  with pytest.raises(_Killed):
+    stage()
+  assert stage()["steps_per_second"] > 0
