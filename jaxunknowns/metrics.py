@@ -143,15 +143,15 @@ class MetricWriter:
     torn or damaged lines)."""
     if not paths.exists(self.path):
       return
-    kept = "".join(json.dumps(row) + "\n" for row in read_metrics(
-        self.workdir) if not dropped(row))
     with paths.open_file(self.path, "rb") as f:
-      # Rows round-trip through JSON: with nothing to drop (no row, no torn
-      # line) the text is the same, and the file stays as it is, time and
-      # all (a resume that then fails leaves the workdir as it was).
-      if f.read() == kept.encode():
-        return
-    paths.write_atomic(self.path, kept)
+      text = f.read()  # once: every fit starts here, on a file that grows
+    kept = "".join(json.dumps(row) + "\n" for row in _rows(text, self.path)
+                   if not dropped(row))
+    # Rows round-trip through JSON: with nothing to drop (no row, no torn
+    # line) the text is the same, and the file stays as it is, time and all
+    # (a resume that then fails leaves the workdir as it was).
+    if text != kept.encode():
+      paths.write_atomic(self.path, kept)
 
   def flush(self):
     if self._tb is not None:
@@ -194,9 +194,12 @@ def read_metrics(workdir: str) -> List[Dict[str, Any]]:
   if not paths.exists(path):
     return []
   with paths.open_file(path, "rb") as f:
-    text = f.read().decode("utf-8", errors="replace")
+    return _rows(f.read(), path)
+
+
+def _rows(data: bytes, path: str) -> List[Dict[str, Any]]:
   rows, skipped = [], 0
-  for line in text.splitlines():
+  for line in data.decode("utf-8", errors="replace").splitlines():
     try:
       row = json.loads(line)
     except json.JSONDecodeError:
