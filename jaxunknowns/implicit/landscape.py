@@ -160,17 +160,18 @@ def flat_runs(params) -> np.ndarray:
 
 def path_plane(trainer, state, config, directory):
   """Per run: PCA of its path (explained variance, coordinates) and the
-  variance two random filter-normalized directions capture; the plane of
+  variance two random filter-normalized directions capture (drawn per run
+  as for the random-direction landscapes: `direction_key`); the plane of
   run 0 as direction trees [2, ...] and its two axes."""
   l, steps = config.landscape, trainer.config.train.steps
   path = np.stack([flat_runs(trainer.restore_snapshot(directory, t, state)[
       "params"]) for t in path_steps(config, steps)], 1)  # [R, n, P]
-  key = jax.random.PRNGKey(l.seed)
   pcas, random = [], []
   for r, runs_path in enumerate(path):
     params = landscape_lib.take_run(state["params"], r)
     pcas.append(landscape_lib.path_pca(runs_path))
-    rand = landscape_lib.filter_normalized_directions(key, params, 2)
+    rand = landscape_lib.filter_normalized_directions(
+        direction_key(config, r), params, 2)
     random.append(landscape_lib.captured_variance(runs_path, flat_runs(rand)))
   unravel = ravel_pytree(landscape_lib.take_run(state["params"], 0))[1]
   dirs = jax.tree.map(lambda *d: jnp.stack(d), *[
