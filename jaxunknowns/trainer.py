@@ -190,6 +190,8 @@ class FitResult:
   state: State
   evals: Dict[str, Dict[str, np.ndarray]]  # split -> metric -> [R]
   steps_per_second: float
+  # Seconds of training behind the returned state: this call's, plus those
+  # of earlier attempts up to the checkpoint it resumed from.
   wall_time: float
   resumed_from: Optional[int]
 
@@ -816,7 +818,7 @@ class Trainer:
     timed_steps += step - start_step
     timed_seconds += wall
     rate = timed_steps / timed_seconds if timed_steps and timed_seconds else 0.0
-    return FitResult(state, evals, rate, wall, resumed_from)
+    return FitResult(state, evals, rate, timed_seconds, resumed_from)
 
   def _log_train(self, writer, run_labels, start, n, parts):
     metrics = join_metrics(distributed.fetch(parts), np)
