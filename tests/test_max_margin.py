@@ -191,6 +191,45 @@ def test_record_steps_are_log_spaced_and_end_at_the_total():
 # -----------------------------------------------------------------------------
 # End to end and bad input
 # -----------------------------------------------------------------------------
+def test_large_non_separable_data_skip_the_hinge_program(monkeypatch):
+  """Past HINGE_LP_MAX_CONSTRAINTS the message comes from the l_inf program
+  alone: the hinge LP has a slack per constraint (MNIST-1D's 36,000 margins
+  ran past 300 s)."""
+  def never(z):
+    raise AssertionError(f"best_separator called on {len(z)} constraints")
+  monkeypatch.setattr(svm, "best_separator", never)
+  rng = np.random.default_rng(0)
+  m = svm.HINGE_LP_MAX_CONSTRAINTS + 1
+  x = rng.normal(size=(m, 2))
+  y = rng.integers(0, 2, size=m)  # random labels: not separable
+  with pytest.raises(svm.NotSeparable) as e:
+    svm.check_separable(svm.binary_constraints(x, y))
+  msg = str(e.value)
+  assert "not linearly separable" in msg and "data.train_size" in msg
+  assert "\n" not in msg
+
+
+def test_a_training_set_too_large_for_the_exact_svm_is_refused_first(
+    tmp_path, monkeypatch):
+  """The dense margin matrix is never built past MAX_MARGIN_ENTRIES (on
+  Fashion-MNIST it would be 34 GB: XLA aborted the process); the error names
+  data.train_size and the most examples that fit, and nothing is written."""
+  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
+  def never(*args):
+    raise AssertionError("margin matrix built")
+  monkeypatch.setattr(max_margin.svm_lib, "margin_matrix", never)
+  config = config_loading.load_config(
+      "configs/max_margin.py:clouds,runlocal",
+      {"data.synthetic.dim": 2000, "data.synthetic.num_train": 10_001},
+      root=str(ROOT))
+  with pytest.raises(UserError) as e:
+    main.run(config, str(tmp_path / "mm"))
+  msg = str(e.value)
+  assert msg.startswith("data.train_size") and "at most 10000" in msg, msg
+  assert not (tmp_path / "mm").exists()
+
+
 def test_runlocal_end_to_end(tmp_path):
   from jaxunknowns import main  # pylint: disable=g-import-not-at-top
   config = mm_config.get_config("soudry2d,runlocal")
