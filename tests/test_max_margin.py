@@ -228,6 +228,16 @@ def test_a_training_set_too_large_for_the_exact_svm_is_refused_first(
   msg = str(e.value)
   assert msg.startswith("data.train_size") and "at most 10000" in msg, msg
   assert not (tmp_path / "mm").exists()
+  # Few parameters, too many constraints for the linear programs (MNIST-1D:
+  # 4000 examples x 9 margins ran past 300 s): the constraint count decides.
+  config = config_loading.load_config(
+      "configs/max_margin.py:clouds3,runlocal",
+      {"data.synthetic.num_train": max_margin.MAX_MARGIN_CONSTRAINTS},
+      root=str(ROOT))
+  with pytest.raises(UserError) as e:
+    main.run(config, str(tmp_path / "mm"))
+  assert f"at most {max_margin.MAX_MARGIN_CONSTRAINTS // 2}" in str(e.value)
+  assert not (tmp_path / "mm").exists()
 
 
 def test_runlocal_end_to_end(tmp_path):

@@ -198,21 +198,28 @@ class Problem:
 # runlocal on a 2-core CPU. Fashion-MNIST's 60,000 x 9 x 7850 would need
 # 34 GB (XLA aborts the process while building it).
 MAX_MARGIN_ENTRIES = 20_000_000
+# The most margin constraints: check_separable's l_inf linear program took
+# 3-9 s at 9000 (MNIST-1D's first 1000 examples) and ran past 190 s at
+# 36,000 (all 4000); digits' 12,933 run in the 96 s above.
+MAX_MARGIN_CONSTRAINTS = 15_000
 
 
 def check_problem_size(ds, model: LinearModel) -> None:
   """Refuses, before Z is built, a training set too large for the exact SVM."""
   per_example = 1 if model.binary else model.num_classes - 1
   rows = ds.train.num_examples * per_example
-  if rows * model.num_params <= MAX_MARGIN_ENTRIES:
+  if (rows * model.num_params <= MAX_MARGIN_ENTRIES
+      and rows <= MAX_MARGIN_CONSTRAINTS):
     return
-  most = max(1, MAX_MARGIN_ENTRIES // (per_example * model.num_params))
+  most = max(1, min(MAX_MARGIN_ENTRIES // (per_example * model.num_params),
+                    MAX_MARGIN_CONSTRAINTS // per_example))
   raise UserError(
-      f"data.train_size: max_margin solves the SVM exactly on a dense margin "
-      f"matrix, and {ds.name}'s {ds.train.num_examples} training examples give "
-      f"{rows} margin constraints x {model.num_params} parameters "
-      f"({rows * model.num_params * 8 / 1e9:.1f} GB); set "
-      f"--config.data.train_size to at most {most}")
+      f"data.train_size: max_margin solves the SVM exactly (linear programs "
+      f"on a dense margin matrix), and {ds.name}'s {ds.train.num_examples} "
+      f"training examples give {rows} margin constraints x {model.num_params} "
+      f"parameters ({rows * model.num_params * 8 / 1e9:.2f} GB), more than "
+      f"{MAX_MARGIN_CONSTRAINTS} constraints or {MAX_MARGIN_ENTRIES:.0e} "
+      f"entries; set --config.data.train_size to at most {most}")
 
 
 def build_problems(config) -> Tuple[List[Problem], LinearModel, Any]:
