@@ -109,6 +109,18 @@ def runlocal(c):
   c.spectrum.subset_size = 100
   c.spectrum.chunk_size = 0
   c.spectrum.grid_size = 64
+  if c.model.name == "resnet":
+    # fashion_resnet, cifar_resnet. A vmapped ResNet's Hessian-vector
+    # product costs seconds on a CPU and a measurement made ~100 of them per
+    # run (whole model and every block): each of cifar_resnet's 6
+    # measurements took 3 minutes at width 8 on 100 examples. Each block is
+    # one more copy of the network's HVP in the compiled program (~3 s of
+    # compilation each, twice with BN's two modes): the per-block spectra
+    # are left to the MLP's runlocal (the tests).
+    c.model.width = 4
+    c.spectrum.subset_size = 20
+    c.spectrum.num_steps = 4
+    c.spectrum.layers = False
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
