@@ -218,6 +218,18 @@ def test_conv_models_use_conv1d_on_sequences():
     assert logits.shape == (2, 10)
 
 
+@pytest.mark.parametrize("name, overrides", [
+    ("mnist1d_cnn", {}),                     # flatten: ZeroDivisionError in Dense's init
+    ("vgg", dict(depth=11, width_multiplier=1 / 16)),  # global pool: a mean over nothing
+])
+def test_inputs_too_small_for_the_convolutions_are_a_user_error(name, overrides):
+  """2-D points (synthetic, soudry2d) through a conv net: the strided convs
+  and pools shrink the length to 0; one UserError naming model.name."""
+  module = build(name, 10, **overrides)
+  with pytest.raises(UserError, match="model.name: .*too small"):
+    abstract_init(module, (2, 2))
+
+
 def test_batch_norm_train_updates_stats_and_eval_leaves_them():
   module = build("resnet", depth=8, width=4, norm="batch")
   variables = fake_init(module, (4, 8, 8, 3))

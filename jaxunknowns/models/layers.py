@@ -273,9 +273,22 @@ def as_float(x: jnp.ndarray) -> jnp.ndarray:
   return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
 
 
+def require_features(x: jnp.ndarray) -> jnp.ndarray:
+  """x itself, unless the convolutions and poolings before have shrunk a
+  spatial axis to nothing (inputs too small for the model): a UserError then,
+  not a ZeroDivisionError in the next layer's init or a NaN mean."""
+  if any(d == 0 for d in x.shape[1:]):
+    raise UserError(
+        f"model.name: its convolutions and poolings leave no features of "
+        f"these inputs (shape {tuple(x.shape[1:])} after them): the inputs "
+        f"are too small for this model; use an MLP (--config.model.name=mlp) "
+        f"or a dataset with larger inputs")
+  return x
+
+
 def flatten(x: jnp.ndarray) -> jnp.ndarray:
   """[B, ...] -> [B, prod(...)]."""
-  return x.reshape((x.shape[0], -1))
+  return require_features(x).reshape((x.shape[0], -1))
 
 
 def channels_last(x: jnp.ndarray) -> Tuple[jnp.ndarray, int]:
@@ -295,7 +308,7 @@ def channels_last(x: jnp.ndarray) -> Tuple[jnp.ndarray, int]:
 
 def global_avg_pool(x: jnp.ndarray) -> jnp.ndarray:
   """Mean over the spatial axes: [B, *spatial, C] -> [B, C]."""
-  return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+  return jnp.mean(require_features(x), axis=tuple(range(1, x.ndim - 1)))
 
 
 def max_pool2(x: jnp.ndarray) -> jnp.ndarray:
