@@ -18,10 +18,12 @@ Variants (default fashion_lenet):
                   same protocol, 2 epochs, a 500-example subset; BN vs no
                   normalization. Slow on a 2-core CPU (vmapped convolutions'
                   HVPs; far over an hour): for an accelerator. Its runlocal
-                  smoke run takes about 5 minutes, mostly compilation.
+                  smoke run (width 4, no per-block spectra) took 3 minutes
+                  on a 2-core CPU at load 5, mostly compilation.
   cifar_resnet    ResNet-20 on TFDS CIFAR-10 (needs a network), 20 epochs:
                   the papers' data, closer to their ResNet-32 protocol.
-`runlocal` shrinks any variant to seconds (tests, smoke runs).
+`runlocal` shrinks any variant to seconds (tests, smoke runs; the ResNets to
+2-3 minutes on a 2-core CPU, mostly compilation).
 Fields not set here keep the defaults and comments of
 jaxunknowns/config_defaults.py.
 """
