@@ -27,7 +27,9 @@ def mnist1d_mlp(c):
   c.train.eval_every = 1000       # Test accuracy every 1000 steps.
   c.reference = ml_collections.ConfigDict({
       "test_accuracy": 0.651,     # Published MLP accuracy to compare against.
-      "source": "MNIST-1D paper (Greydanus & Kobak), MLP"})
+      "source": "MNIST-1D paper (Greydanus & Kobak), MLP",
+      "data": "mnist1d",          # The data and model the number is for: another
+      "model": "mlp"})            # data.name or model.name is not judged by it.
 
 
 def mnist1d_cnn(c):
@@ -35,6 +37,7 @@ def mnist1d_cnn(c):
   c.model.name = "mnist1d_cnn"    # 3 x Conv1d(25 channels) + linear head.
   c.reference.test_accuracy = 0.923
   c.reference.source = "MNIST-1D paper (Greydanus & Kobak), CNN"
+  c.reference.model = "mnist1d_cnn"
 
 
 def fashion_lenet(c):
@@ -49,6 +52,7 @@ def fashion_lenet(c):
   c.reference = ml_collections.ConfigDict({
       "test_accuracy": 0.883,     # Fashion-MNIST benchmark, MLP 256-128-100.
       "source": "Fashion-MNIST benchmark (Xiao et al.), MLP 256-128-100",
+      "data": "fashion_mnist", "model": "lenet_300_100",
       # What our run does differently from the reference's (report reasons).
       "protocol_differences": ("model: MLP 256-128-100 in the benchmark, "
                                "LeNet-300-100 here",)})
@@ -61,7 +65,8 @@ def cifar10_resnet20(c):
   c.train.checkpoint_every = 5000
   c.reference = ml_collections.ConfigDict({
       "test_accuracy": 0.917,
-      "source": "OpenLTH cifar_resnet_20 (Frankle et al. 2020)"})
+      "source": "OpenLTH cifar_resnet_20 (Frankle et al. 2020)",
+      "data": "cifar10", "model": "resnet"})
 
 
 VARIANTS = {f.__name__: f for f in
@@ -76,7 +81,8 @@ def runlocal(c):
 def train_fields(c):
   c.experiment = "train"
   c.reference = ml_collections.ConfigDict({"test_accuracy": 0.0, "source": "",
-                                           "protocol_differences": ()})
+                                           "protocol_differences": (),
+                                           "data": "", "model": ""})
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -50,6 +50,23 @@ def test_train_report_has_the_page_shape_and_rebuilds(run_copy):
   assert_report_rebuilds(run_copy)
 
 
+def test_train_reference_judges_only_its_own_data_and_model(run_copy):
+  """configs/train.py's number is for the variant's data and model: the
+  MNIST-1D MLP run is judged by it; the same run on digits (summary's
+  dataset) is not testable, naming both (it said 'agrees' with 65.1%)."""
+  text = (run_copy / "report.md").read_text()
+  assert "65.1% test accuracy for mlp on mnist1d." in text
+  assert "| test accuracy (%) | 65.1%" in text and "not testable" not in text
+  summary = json.loads((run_copy / "summary.json").read_text())
+  summary["dataset"] = "digits"
+  (run_copy / "summary.json").write_text(json.dumps(summary))
+  report_cli.rebuild_run(str(run_copy))
+  text = (run_copy / "report.md").read_text()
+  assert "| not testable here |" in text
+  assert ("the reference is for mlp on mnist1d; this run trains mlp on "
+          "digits") in text
+
+
 def test_command_rebuilds_reports_of_several_runs(run_copy, tmp_path):
   second = tmp_path / "second"
   shutil.copytree(run_copy, second)
