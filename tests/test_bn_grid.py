@@ -27,7 +27,7 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 from jaxunknowns.errors import UserError
-from jaxunknowns.batchnorm import bn_grid
+from jaxunknowns.batchnorm import bn_grid, bn_report
 from run_helpers import (assert_report_rebuilds, read_json, run_in_process,
                          snapshot)
 
@@ -246,6 +246,12 @@ def test_bn_placement_end_to_end(tmp_path):
   for q in summary["cells"]:
     assert q["train_speed"]["best"] >= q["train_speed"]["median"] > 0
     assert len(q["steps_to_target"]) == 2
+  # Per-seed steps as text, ∞ for a seed that never reached the target.
+  table = bn_report.table([{"cell": {"norm": "none"},
+                            "steps_to_target": [None, 120]}],
+                          ["steps_to_target"])
+  assert table.splitlines()[-1] == "| none | ∞, 120 |"
+  assert "None" not in (workdir / "report.md").read_text()
   d = summary["readings"]["batch"]["after_minus_before_test_accuracy"]
   a, b = summary["cells"][1], summary["cells"][0]
   assert d["per_seed"] == pytest.approx(
@@ -294,7 +300,6 @@ def test_bn_placement_speedup_verdict_reads_the_steps():
   """Both arms reaching the target at the same evaluation is no speed-up
   (differs, not agrees); BN's steps clearly fewer than no norm's agrees; a
   seed that never reached the target makes it not testable."""
-  from jaxunknowns.batchnorm import bn_report  # pylint: disable=g-import-not-at-top
   config = load_config("bn_placement", "fashion_mlp,runlocal")
   acc = lambda *v: {"mean": sum(v) / len(v), "per_seed": list(v)}
   def cell(norm, position, steps):

@@ -65,11 +65,21 @@ def accuracy_figure(cells, x, path):
            **({"xscale": "log"} if "batch" in x else {}))
 
 
+def per_seed(values, missing: str) -> str:
+  """A per-seed list as text, `missing` where a seed has no value (never
+  reached the target: ∞; never diverged: –)."""
+  return ", ".join(missing if v is None else f"{v:g}" for v in values)
+
+
 def table(cells, keys) -> str:
-  """Each cell's labels, then its `keys` (statistics in %, mean ± std)."""
+  """Each cell's labels, then its `keys` (statistics in %, mean ± std;
+  per-seed steps to the target with ∞ for a seed that never reached it)."""
+  def cell(value):
+    if isinstance(value, dict):
+      return fmt(value)
+    return per_seed(value, "∞") if isinstance(value, list) else value
   return report.markdown_table(list(cells[0]["cell"]) + list(keys), [
-      list(q["cell"].values()) + [fmt(q[k]) if isinstance(q.get(k), dict)
-                                  else q.get(k, "–") for k in keys]
+      list(q["cell"].values()) + [cell(q.get(k, "–")) for k in keys]
       for q in cells])
 
 
@@ -150,7 +160,9 @@ def write_grid(path, config, summary):
   page(path, config, summary, {"batch_size": batch_size, "position": placement,
                                "dropout": regularization}[x],
        [("Accuracy per cell", f"accuracy_vs_{x}.png")],
-       ["### Every cell\n\n" + table(cells, keys)], steps=cells[0]["steps"],
+       ["### Every cell" + (" (steps to target: per seed; ∞: never reached)"
+                            if "steps_to_target" in keys else "") + "\n\n"
+        + table(cells, keys)], steps=cells[0]["steps"],
        setup=f"cells {axes}; "
        f"{budget}; accuracies in eval mode")
 
@@ -400,8 +412,9 @@ def write_stability(path, config, summary):
   refs = [papers.LESS_CAREFUL_INIT, papers.ACCELERATES, papers.HIGHER_LR,
           papers.LARGER_LR, papers.SMALL_LR_GAP]
   cells = [[*q["cell"].values(), fmt(q["test_accuracy"]),
-            fmt(q["validation_accuracy"]), q["diverged_at"],
-            q["steps_to_target"]["per_seed"]] for q in s["cells"]]
+            fmt(q["validation_accuracy"]), per_seed(q["diverged_at"], "–"),
+            per_seed(q["steps_to_target"]["per_seed"], "∞")]
+           for q in s["cells"]]
   report.write_page(path, report.Page(
       title=f"bn_stability: {s['model']} on {s['dataset']}",
       claim=report.claim(refs), comparisons=stability(s, {
@@ -426,7 +439,8 @@ def write_stability(path, config, summary):
           ["norm", "best lr", *(k.replace("_", " ") for k in keys)],
           [[n, v["best_lr"], *(fmt(v[k], 1, 2) for k in keys)]
            for n, v in s["readings"].items()]),
-               "### Every cell (diverged at, steps to target: per seed)\n\n"
+               "### Every cell (diverged at, steps to target: per seed; –: "
+               "never diverged, ∞: never reached)\n\n"
                + report.markdown_table(
                    ["norm", "lr", "init scale", "test acc (%)",
                     "validation acc (%)", "diverged at", "steps to target"],
