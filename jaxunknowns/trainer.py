@@ -829,7 +829,9 @@ class Trainer:
       raise TrainingDiverged(
           f"loss became {losses[t, r]} at step {start + t + 1} of run "
           f"{dict(run_labels[r])}; lower optim.lr (now "
-          f"{self.config.optim.lr}) or add optim.grad_clip")
+          f"{self.config.optim.lr}) or add optim.grad_clip, and rerun in a "
+          "new --workdir or with --overwrite (this one holds the diverged "
+          "run)")
     # Loss, accuracy, learning rate: means over the chunk; l2 norms: at its last step.
     values = {k: np.asarray(v[:n]).mean(0) if not k.startswith("l2_")
               else np.asarray(v) for k, v in metrics.items()}
