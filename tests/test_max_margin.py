@@ -240,6 +240,28 @@ def test_a_training_set_too_large_for_the_exact_svm_is_refused_first(
   assert not (tmp_path / "mm").exists()
 
 
+def test_seeds_of_a_fixed_dataset_are_refused(tmp_path):
+  """Data seeds of a fixed dataset (digits) draw the same training set:
+  GD's runs would be copies reported as n = 2. Refused, nothing written;
+  one seed runs, and a validation hold-out gives each seed its own set."""
+  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
+  digits = {"data.name": "digits", "data.train_size": 60}
+  config = config_loading.load_config(
+      "configs/max_margin.py:runlocal", digits, root=str(ROOT))
+  with pytest.raises(UserError, match=r"^seeds=2: .* --config.seeds=1"):
+    max_margin.build_problems(config)
+  config = config_loading.load_config(
+      "configs/max_margin.py:runlocal", {**digits, "seeds": 1},
+      root=str(ROOT))
+  assert len(max_margin.build_problems(config)[0]) == 1
+  config = config_loading.load_config(
+      "configs/max_margin.py:runlocal",
+      {**digits, "data.validation_size": 100}, root=str(ROOT))
+  problems = max_margin.build_problems(config)[0]
+  assert not np.array_equal(problems[0].x, problems[1].x)
+
+
 def test_runlocal_end_to_end(tmp_path):
   from jaxunknowns import main  # pylint: disable=g-import-not-at-top
   config = mm_config.get_config("soudry2d,runlocal")

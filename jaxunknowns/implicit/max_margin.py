@@ -236,6 +236,15 @@ def build_problems(config) -> Tuple[List[Problem], LinearModel, Any]:
           or ds.test.x.shape != first.test.x.shape):
       raise UserError(f"data seeds give different shapes ({ds.train.x.shape} "
                       f"vs {first.train.x.shape}): they cannot train together")
+    elif (np.array_equal(ds.train.x, first.train.x)
+          and np.array_equal(ds.train.y, first.train.y)):
+      # A fixed dataset (digits, mnist1d, ...): every seed would be the same
+      # problem, and GD's runs copies of one run reported as n seeds.
+      raise UserError(
+          f"seeds={config.seeds}: max_margin's seeds are data seeds "
+          f"(data.shuffle_seed + s), and {ds.name} gives each the same "
+          "training set; set --config.seeds=1, or draw a different training "
+          "set per seed with data.validation_size > 0")
     check_problem_size(ds, model)
     x = ds.train.x.astype(np.float64)
     x_test = ds.test.x.astype(np.float64)
