@@ -798,7 +798,7 @@ class Trainer:
       exit_if_asked("logged", step)
       if checkpoints is not None and (at(tc.checkpoint_every) or step == steps):
         checkpoints.save(step, state)
-        _keep_time_behind(checkpoint_dir, step, timed_steps + step - start_step,
+        keep_time_behind(checkpoint_dir, step, timed_steps + step - start_step,
                           timed_seconds + time.time() - t0)
         exit_if_asked("checkpointed", step, checkpoints)
       now = time.time()
@@ -900,7 +900,9 @@ def _time_behind(checkpoint_dir, resumed_from) -> Tuple[int, float]:
   return 0, 0.0
 
 
-def _keep_time_behind(checkpoint_dir, step: int, steps: int, seconds: float):
+def keep_time_behind(checkpoint_dir, step: int, steps: int, seconds: float):
+  """Records beside the checkpoint at `step` that `steps` steps took
+  `seconds` to train (also for checkpoints written outside `fit`)."""
   if jax.process_index() == 0:  # the folder is shared by every process
     write_json(os.path.join(checkpoint_dir, TIMING_FILE),
                {"step": step, "steps": steps, "seconds": seconds})
