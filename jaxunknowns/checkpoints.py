@@ -6,6 +6,8 @@ without atomic renames, a file damaged later), it says so and falls back to
 the one before. If none can be read, the error says which folder to delete.
 """
 
+import json
+import os
 import weakref
 from typing import Any, Optional, Tuple
 
@@ -106,6 +108,36 @@ class Checkpoints:
           f"corrupt); delete that folder to retrain from scratch, or rerun "
           f"with --overwrite")
     return None
+
+  # Beside the step folders: the steps behind the newest checkpoint and the
+  # seconds they took to train, so a fit resumed from it (a killed job's
+  # rerun, or one resumed at its very end to measure) reports the pace of
+  # the whole fit, not of its last attempt alone (0 steps/s when that
+  # attempt trained none).
+  TIMING_FILE = "timing.json"
+
+  def keep_timing(self, step: int, steps: int, seconds: float):
+    """Records that the `steps` steps behind the checkpoint at `step` took
+    `seconds` to train."""
+    if jax.process_index() == 0:  # the folder is shared by every process
+      paths.write_atomic(
+          os.path.join(self.directory, self.TIMING_FILE),
+          json.dumps({"step": step, "steps": steps, "seconds": seconds}))
+
+  def timing(self, step: Optional[int]) -> Tuple[int, float]:
+    """(steps, seconds) behind the checkpoint at `step`; (0, 0.0) when none
+    was kept, or the file speaks of another step (a kill between the
+    checkpoint and the file): timing is a report's nicety, never a reason
+    to stop."""
+    if step is not None:
+      try:
+        t = json.loads(paths.read_text(
+            os.path.join(self.directory, self.TIMING_FILE)))
+        if t["step"] == step:
+          return int(t["steps"]), float(t["seconds"])
+      except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return 0, 0.0
 
   def wait(self):
     self._manager.wait_until_finished()

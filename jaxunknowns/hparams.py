@@ -80,7 +80,7 @@ def train_together(configs, workdirs, scratch: str):
   from jaxunknowns import runs, train  # pylint: disable=g-import-not-at-top
   from jaxunknowns.checkpoints import Checkpoints  # pylint: disable=g-import-not-at-top
   from jaxunknowns.metrics import MetricWriter  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.trainer import FitResult, keep_time_behind  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.trainer import FitResult  # pylint: disable=g-import-not-at-top
   base = configs[0]
   varying = [h for h in optim.RUN_HPARAMS
              if len({c.optim[h] for c in configs}) > 1]
@@ -125,10 +125,9 @@ def train_together(configs, workdirs, scratch: str):
                                ("checkpoints", base.train.steps, result.state)):
       ck = Checkpoints(workdir.file(folder), max_to_keep=None)
       ck.save(step, _runs_of(tree, m))
+      if folder == "checkpoints":  # as a run trained alone keeps it
+        ck.keep_timing(step, step, result.wall_time)
       ck.close()
-    # As a run trained alone keeps it: its steps took the group's time.
-    keep_time_behind(workdir.file("checkpoints"), base.train.steps,
-                     base.train.steps, result.wall_time)
     evals = {split: {k: np.asarray(v)[list(m)] for k, v in metrics.items()}
              for split, metrics in result.evals.items()}
     own = FitResult(None, evals, result.steps_per_second, wall,

@@ -48,7 +48,6 @@ Anatomy (one banner per part): Input, Model & state, Update, Evals, Loop.
 
 import dataclasses
 import functools
-import json
 import os
 import time
 from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
@@ -61,11 +60,11 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxunknowns import batching, distributed, optim, paths
+from jaxunknowns import batching, distributed, optim
 from jaxunknowns.checkpoints import Checkpoints
 from jaxunknowns.errors import UserError
 from jaxunknowns.losses import LOSSES
-from jaxunknowns.metrics import MetricWriter, format_stats, write_json
+from jaxunknowns.metrics import MetricWriter, format_stats
 from jaxunknowns.models import scale_kernels
 
 State = Dict[str, Any]
@@ -734,7 +733,8 @@ class Trainer:
         logging.info("%sresuming from the checkpoint at step %d",
                      _prefix(description), resumed_from)
     step = int(distributed.first_value(state["step"]))
-    timed_steps, timed_seconds = _time_behind(checkpoint_dir, resumed_from)
+    timed_steps, timed_seconds = (checkpoints.timing(resumed_from)
+                                  if checkpoints is not None else (0, 0.0))
     if checkpoints is not None:
       # Rows in (start, steps] are this fit's to write: drop those of an
       # interrupted attempt, also one killed before its first checkpoint.
@@ -798,8 +798,8 @@ class Trainer:
       exit_if_asked("logged", step)
       if checkpoints is not None and (at(tc.checkpoint_every) or step == steps):
         checkpoints.save(step, state)
-        keep_time_behind(checkpoint_dir, step, timed_steps + step - start_step,
-                          timed_seconds + time.time() - t0)
+        checkpoints.keep_timing(step, timed_steps + step - start_step,
+                                timed_seconds + time.time() - t0)
         exit_if_asked("checkpointed", step, checkpoints)
       now = time.time()
       if now - last_log > 10 or step == steps or (evals and at(tc.eval_every)):
@@ -875,37 +875,6 @@ def exit_if_asked(point: str, step: int, checkpoints=None):
     if checkpoints is not None:
       checkpoints.wait()
     os._exit(137)  # pylint: disable=protected-access
-
-
-# Beside the checkpoints: the steps behind the newest one and the seconds
-# they took to train, so a fit resumed from it (a killed job's rerun, or one
-# resumed at its very end to measure) reports the pace of the whole fit,
-# not of its last attempt alone (0 steps/s when that attempt trained none).
-TIMING_FILE = "timing.json"
-
-
-def _time_behind(checkpoint_dir, resumed_from) -> Tuple[int, float]:
-  """(steps, seconds) of the training that led to the checkpoint at
-  `resumed_from`; (0, 0.0) when there is none, or the file speaks of
-  another step (a kill between the checkpoint and the file): timing is a
-  report's nicety, never a reason to stop."""
-  if checkpoint_dir is None or resumed_from is None:
-    return 0, 0.0
-  try:
-    t = json.loads(paths.read_text(os.path.join(checkpoint_dir, TIMING_FILE)))
-    if t["step"] == resumed_from:
-      return int(t["steps"]), float(t["seconds"])
-  except (OSError, ValueError, KeyError, TypeError):
-    pass
-  return 0, 0.0
-
-
-def keep_time_behind(checkpoint_dir, step: int, steps: int, seconds: float):
-  """Records beside the checkpoint at `step` that `steps` steps took
-  `seconds` to train (also for checkpoints written outside `fit`)."""
-  if jax.process_index() == 0:  # the folder is shared by every process
-    write_json(os.path.join(checkpoint_dir, TIMING_FILE),
-               {"step": step, "steps": steps, "seconds": seconds})
 
 
 def _common_labels(run_labels) -> Dict[str, Any]:
