@@ -240,17 +240,21 @@ def test_a_training_set_too_large_for_the_exact_svm_is_refused_first(
   assert not (tmp_path / "mm").exists()
 
 
-def test_seeds_of_a_fixed_dataset_are_refused(tmp_path):
+def test_seeds_of_a_fixed_dataset_are_refused(monkeypatch):
   """Data seeds of a fixed dataset (digits) draw the same training set:
-  GD's runs would be copies reported as n = 2. Refused, nothing written;
-  one seed runs, and a validation hold-out gives each seed its own set."""
-  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
+  GD's runs would be copies reported as n = 2. Refused before any SVM is
+  solved; one seed runs, and a validation hold-out gives each seed its own
+  set."""
   from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
   digits = {"data.name": "digits", "data.train_size": 60}
   config = config_loading.load_config(
       "configs/max_margin.py:runlocal", digits, root=str(ROOT))
-  with pytest.raises(UserError, match=r"^seeds=2: .* --config.seeds=1"):
-    max_margin.build_problems(config)
+  with monkeypatch.context() as patch:
+    def never(*args, **kwargs):
+      raise AssertionError("an SVM solved before the refusal")
+    patch.setattr(max_margin.svm_lib, "hard_margin_svm", never)
+    with pytest.raises(UserError, match=r"^seeds=2: .* --config.seeds=1"):
+      max_margin.build_problems(config)
   config = config_loading.load_config(
       "configs/max_margin.py:runlocal", {**digits, "seeds": 1},
       root=str(ROOT))

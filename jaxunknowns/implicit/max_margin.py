@@ -223,8 +223,9 @@ def check_problem_size(ds, model: LinearModel) -> None:
 
 
 def build_problems(config) -> Tuple[List[Problem], LinearModel, Any]:
-  """Loads every seed's data and solves its SVM; raises UserError first."""
-  problems, model, first = [], None, None
+  """Loads every seed's data, then solves each SVM: every UserError about
+  the data comes before the first (slow) solve."""
+  loaded, model, first = [], None, None
   for seed in runs.seeds_of(config):
     data_config = ml_collections.ConfigDict(config.data.to_dict())
     data_config.shuffle_seed = int(config.data.shuffle_seed) + seed
@@ -246,25 +247,29 @@ def build_problems(config) -> Tuple[List[Problem], LinearModel, Any]:
           "training set; set --config.seeds=1, or draw a different training "
           "set per seed with data.validation_size > 0")
     check_problem_size(ds, model)
-    x = ds.train.x.astype(np.float64)
-    x_test = ds.test.x.astype(np.float64)
-    z = model.constraint_matrix(x, ds.train.y)
-    svm_lib.check_separable(
-        z, what=f"the training data of {ds.name} (data.shuffle_seed="
-        f"{data_config.shuffle_seed})")
-    result = svm_lib.hard_margin_svm(z, check=False)
-    offset = svm_lib.asymptotic_offset(result, z, lr=1.0)
-    limit = None
-    if offset is not None:
-      u = result.direction
-      limit = float(np.linalg.norm(offset - (offset @ u) * u) / result.norm)
-      limit = 0.0 if limit < 1e-9 else limit  # rounding of an exact zero
-    problems.append(Problem(
-        seed=seed, data_seed=int(data_config.shuffle_seed), x=x,
-        y=ds.train.y, x_test=x_test, y_test=ds.test.y, z=z, svm=result,
-        linf=svm_lib.linf_max_margin(z),
-        sigma_max=float(np.linalg.norm(z, ord=2)), angle_log_t_limit=limit))
-  return problems, model, first
+    loaded.append((seed, int(data_config.shuffle_seed), ds))
+  return [solve(model, *one) for one in loaded], model, first
+
+
+def solve(model: LinearModel, seed: int, data_seed: int, ds) -> Problem:
+  """One seed's Problem: its margin matrix, SVM and yardsticks."""
+  x = ds.train.x.astype(np.float64)
+  x_test = ds.test.x.astype(np.float64)
+  z = model.constraint_matrix(x, ds.train.y)
+  svm_lib.check_separable(
+      z, what=f"the training data of {ds.name} (data.shuffle_seed="
+      f"{data_seed})")
+  result = svm_lib.hard_margin_svm(z, check=False)
+  offset = svm_lib.asymptotic_offset(result, z, lr=1.0)
+  limit = None
+  if offset is not None:
+    u = result.direction
+    limit = float(np.linalg.norm(offset - (offset @ u) * u) / result.norm)
+    limit = 0.0 if limit < 1e-9 else limit  # rounding of an exact zero
+  return Problem(
+      seed=seed, data_seed=data_seed, x=x, y=ds.train.y, x_test=x_test,
+      y_test=ds.test.y, z=z, svm=result, linf=svm_lib.linf_max_margin(z),
+      sigma_max=float(np.linalg.norm(z, ord=2)), angle_log_t_limit=limit)
 
 
 def margin_loss(name: str, logits, y):
