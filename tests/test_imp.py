@@ -919,6 +919,34 @@ def test_best_ticket_level_is_chosen_on_validation_not_test(tmp_path):
   assert "| 2.00 ± 0.00 (n=2) at 80.00%" in row, row  # level 1 minus dense
 
 
+@pytest.mark.parametrize("pruning, words", [
+    ({"method": "layerwise", "layer_rates": {"Dense_0": 0.5, "output": 0.05}},
+     "layer rates Dense_0 50%, output 5%"),
+    ({"method": "global", "exclude": ["output"]}, "kept dense: output")])
+def test_config_line_names_layer_rates_in_words(tmp_path, pruning, words):
+  """The report's Config line gave the summary's Python dict or list
+  ("layer_rates {'output': 0.1}", "exclude ['output']"), and "1 levels"
+  for a one-shot run."""
+  from jaxunknowns.lottery import imp_report  # pylint: disable=g-import-not-at-top
+  acc = {"mean": 0.5, "std": 0.0, "per_seed": [0.5, 0.5]}
+  levels = [{"level": i, "weights_remaining": w, "test_accuracy": acc,
+             "validation_accuracy": acc, "layers_remaining": {},
+             "steps_per_second": 10.0, "wall_time_s": 1.0}
+            for i, w in enumerate((1.0, 0.8))]
+  summary = {"experiment": "imp", "dataset": "mnist1d", "model": "mlp",
+             "seeds": [0, 1], "levels": levels,
+             "pruning": {"fraction": 0.2, "rewind_step": 0, "levels": 1,
+                         **pruning},
+             "parameters": {"trainable": 1000, "total": 1000},
+             "wall_time_s": 2.0, "machine": {}}
+  config = config_loading.load_config(f"{IMP_CONFIG}:mnist1d,runlocal")
+  imp_report.write(str(tmp_path), config, summary)
+  line, = [l for l in (tmp_path / "report.md").read_text().splitlines()
+           if l.startswith("**Config.**")]
+  assert words in line and not any(c in line for c in "{}[]"), line
+  assert "; 1 level of 40 steps" in line, line  # One-shot runs: one level.
+
+
 # -----------------------------------------------------------------------------
 # 10. Global pruning, one-shot pruning, an initial mask, conv rates, and
 #     momentum with weight decay: end to end

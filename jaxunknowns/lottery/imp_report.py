@@ -204,8 +204,12 @@ def write(path, config, summary):
          f"{100 * p['one_shot_remaining']:.1f}% of the weights"
          if p.get("one_shot_remaining") else f"{p['method']} pruning of "
          f"{100 * p['fraction']:.0f}% of the remaining weights per level")
-  how += "".join(f", {k} {p[k]}" for k in ("layer_rates", "exclude")
-                 if p.get(k))
+  # In words, not the summary's dict and list ({'output': 0.1}, ['output']).
+  if p.get("layer_rates"):
+    how += ", layer rates " + ", ".join(
+        f"{name} {100 * rate:.3g}%" for name, rate in p["layer_rates"].items())
+  if p.get("exclude"):
+    how += ", kept dense: " + ", ".join(p["exclude"])
   how += "; retrain: " + " vs ".join(modes) + (
       f", rewind to step {p.get('rewind_step')}" * ("rewind_step" in p)
       + f", fine-tuning at lr {p.get('finetune_lr', 0):.3g}" * (
@@ -221,7 +225,8 @@ def write(path, config, summary):
   report.write(
       path, config, summary, claim=" ".join(claims) or "None.",
       setup=f"{summary['parameters']['trainable']:,} trainable parameters; "
-      f"{how}; {p['levels']} levels of {t.steps} steps, batch "
+      f"{how}; {p['levels']} level{'s' * (p['levels'] != 1)} of {t.steps} "
+      f"steps, batch "
       f"{t.batch_size}; a level's runs train in one program", figures=figures,
       comparisons=found, details=details,
       run=f"{len(levels)} levels{speed}.")
