@@ -352,6 +352,12 @@ def check_choices(config, own_fields: Sequence[str] = (),
   for f in config.model if read is not None else ():
     applies(f"model.{f}", f in read or f == "name", "to models that read "
             f"it, not model.name {config.model.name!r}")
+  # losses.py's mse and exponential losses drop label smoothing: only the
+  # cross-entropy reads it (an experiment whose stages set the loss, such as
+  # edge_of_stability's eos.losses, judges the field itself).
+  if "train" in config:
+    read_by("train.label_smoothing", ["cross_entropy"], "train.loss",
+            config.train.get("loss", "cross_entropy"))
 
 
 def check_sam(o, batch_size):

@@ -13,7 +13,7 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jaxunknowns import config_loading, models, optim
+from jaxunknowns import config_loading, models, optim, validation
 from jaxunknowns.data.core import Dataset, Split
 from jaxunknowns.implicit import edge_of_stability as eos
 from jaxunknowns.losses import LOSSES
@@ -211,10 +211,21 @@ def test_runlocal_end_to_end_and_report_rebuilds(tmp_path):
     ({"optim.lr": 0.5}, "optim.lr=0.5 is unused here"),
     ({"optim.momentum": 0.3, "eos.momentum_lrs.mse": ()},
      "optim.momentum=0.3 is unused here"),
+    # Each stage sets train.loss from eos.losses: the field was recorded in
+    # config.json, never read; label smoothing without a cross-entropy
+    # stage likewise.
+    ({"train.loss": "exponential"}, "train.loss='exponential' is unused"),
+    ({"train.label_smoothing": 0.1, "eos.losses": ("mse",),
+      "eos.lrs.cross_entropy": ()}, "train.label_smoothing=0.1 is unused"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, overrides, needle):
   config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal", overrides)
   assert_user_error_before_writing(config, tmp_path / "new", [needle])
+
+
+def test_label_smoothing_of_a_cross_entropy_stage_passes():
+  validation.check_config(config_loading.load_config(
+      f"{CONFIG}:mnist1d,runlocal", {"train.label_smoothing": 0.1}))
 
 
 def test_cli_refuses_a_negative_step_size(tmp_path):

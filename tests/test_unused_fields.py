@@ -159,6 +159,11 @@ def train_config(**overrides):
     # for on the command line, would be recorded: reset them too.
     ({"model.name": "resnet"}, r"model.widths=\(32, 32\) is unused"),
     ({"data.synthetic.dim": 5}, "data.name 'synthetic'"),
+    # losses.py's mse and exponential losses drop the smoothing.
+    ({"train.loss": "mse", "train.label_smoothing": 0.1},
+     "train.label_smoothing=0.1 is unused here.*'mse'"),
+    ({"train.loss": "exponential", "train.label_smoothing": 0.1},
+     "train.label_smoothing"),
 ])
 def test_a_field_the_choice_does_not_read_is_refused(overrides, needle):
   with pytest.raises(UserError, match=needle):
@@ -177,6 +182,7 @@ def test_a_field_the_choice_does_not_read_is_refused(overrides, needle):
      "model.widths": (100, 100)},
     {"data.name": "synthetic", "data.synthetic.dim": 5},
     {"data.name": "soudry2d", "data.synthetic.num_test": 50},
+    {"train.label_smoothing": 0.1},
 ])
 def test_a_field_the_choice_reads_passes(overrides):
   validation.check_config(train_config(**overrides))
