@@ -195,6 +195,23 @@ class FitResult:
   resumed_from: Optional[int]
 
 
+def init_compiler_options(mesh) -> Optional[Dict[str, Any]]:
+  """XLA options of the init program: LLVM at -O1 on CPU.
+
+  Init is one threefry draw per parameter, run once (milliseconds), but at
+  XLA:CPU's default -O3 LLVM fully unrolls each draw's small fused loops:
+  a ResNet-8's init compiled in 10-19 s, 2-3 s at -O1
+  (benchmarks/init_compile.py). Levels 1 to 3 give bit-identical
+  variables (level 0 rounds some kernels 1 ulp differently), tested against a
+  per-seed `jit(model.init)` at the default level
+  (tests/test_trainer.py). A level set in XLA_FLAGS (the test suite's 0)
+  is left to apply, so init there stays as the rest of the program."""
+  if (mesh.devices.flat[0].platform != "cpu" or
+      "xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", "")):
+    return None
+  return {"xla_backend_optimization_level": 1}
+
+
 class Trainer:
   """Trains R runs of one model on one dataset; see the module docstring."""
 
@@ -314,7 +331,8 @@ class Trainer:
                      out_shardings=(sharding, self.replicated),
                      static_argnames=("with_norms",))
       elif kind == "init":
-        fn = jax.jit(jax.vmap(self.init_one), out_shardings=sharding)
+        fn = jax.jit(jax.vmap(self.init_one), out_shardings=sharding,
+                     compiler_options=init_compiler_options(self.mesh))
       elif kind == "scale":
         fn = jax.jit(jax.vmap(scale_kernels), out_shardings=sharding)
       elif kind == "opt_init":

@@ -2,6 +2,7 @@
 schedules, divergence, data order, snapshots."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -577,3 +578,86 @@ def test_per_run_hyperparameters_only_from_the_allowed_fields():
   trainer = make_trainer(tiny_config(), hparams=("lr",))
   with pytest.raises(ValueError, match="needs values of exactly"):
     trainer.init_state([0])
+
+
+def image_dataset(shape=(8, 8, 3), n=64, classes=3):
+  rng = np.random.default_rng(0)
+  split = lambda: Split(x=rng.normal(size=(n,) + shape).astype(np.float32),
+                        y=rng.integers(0, classes, n).astype(np.int32))
+  return Dataset(name="tiny_images", train=split(), test=split(),
+                 validation=None, num_classes=classes, input_shape=shape,
+                 augment="none")
+
+
+def check_init_is_model_init_per_seed():
+  """Trainer.init_variables (all seeds in one program) against the reference
+  written out here: per seed, split(PRNGKey(seed)) into params / dropout /
+  run keys and `jit(model.init)`, compared bit for bit. A changed key
+  (split order, a fold-in) or initializer moves every draw: this fails.
+  Run in process and, below, in a subprocess at XLA's default level."""
+  models = {
+      "mlp_bn": (tiny_config(), tiny_dataset()),
+      "conv2": (tiny_config(**{"model.name": "conv2", "model.norm": "none"}),
+                image_dataset()),
+      "resnet8_bn": (tiny_config(**{"model.name": "resnet",
+                                    "model.norm": "batch", "model.depth": 8,
+                                    "model.width": 16,
+                                    "model.bn_scale_init": "uniform"}),
+                     image_dataset()),
+  }
+  seeds = (0, 1, 7)
+  for name, (config, dataset) in models.items():
+    trainer = make_trainer(config, dataset)
+    got = jax.device_get(trainer.init_variables(seeds))
+    model = trainer.model
+    dummy = jnp.zeros((1,) + dataset.input_shape, jnp.float32)
+
+    @jax.jit
+    def reference(seed_key):
+      k_params, k_dropout, k_run = jax.random.split(seed_key, 3)
+      v = model.init({"params": k_params, "dropout": k_dropout}, dummy,
+                     train=False)  # pylint: disable=cell-var-from-loop
+      return {"params": v["params"], "batch_stats": v.get("batch_stats", {}),
+              "rng": k_run}
+
+    for r, seed in enumerate(seeds):
+      want = jax.device_get(reference(jax.random.PRNGKey(seed)))
+      assert (jax.tree.structure(want) ==
+              jax.tree.structure(jax.tree.map(lambda a: a[r], got)))
+      for (path, w), g in zip(jax.tree_util.tree_flatten_with_path(want)[0],
+                              jax.tree.leaves(got)):
+        # Bit for bit: the same floats, not merely close ones.
+        np.testing.assert_array_equal(
+            np.asarray(g[r]).view(np.uint32), np.asarray(w).view(np.uint32),
+            err_msg=f"{name} seed {seed} {jax.tree_util.keystr(path)}")
+    if name == "resnet8_bn":
+      assert jax.tree.leaves(got["batch_stats"])
+
+
+def test_init_is_model_init_per_seed_bit_for_bit():
+  """At the suite's XLA level (conftest: 0, init compiled as the rest)."""
+  check_init_is_model_init_per_seed()
+
+
+def test_init_at_default_xla_level_is_model_init_bit_for_bit():
+  """At XLA's default level, as users run: the trainer compiles init at
+  -O1 (trainer.init_compiler_options), the reference at the default -O3;
+  the variables must still be the same bits. A subprocess, since the
+  suite's XLA_FLAGS pin level 0 for the whole process."""
+  flags = re.sub(r"--xla_backend_optimization_level=\d+", "",
+                 os.environ.get("XLA_FLAGS", "")).strip()
+  script = textwrap.dedent(f"""
+      import sys
+      sys.path.insert(0, {str(ROOT / 'tests')!r})
+      import test_trainer
+      from jaxunknowns.trainer import init_compiler_options
+      t = test_trainer.make_trainer(test_trainer.tiny_config())
+      assert init_compiler_options(t.mesh) == {{
+          "xla_backend_optimization_level": 1}}, init_compiler_options(t.mesh)
+      test_trainer.check_init_is_model_init_per_seed()
+      print("INIT-OK")
+  """)
+  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT,
+                        env=dict(os.environ, XLA_FLAGS=flags),
+                        capture_output=True, text=True, timeout=600)
+  assert "INIT-OK" in proc.stdout, proc.stderr[-3000:]
