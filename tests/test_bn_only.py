@@ -366,3 +366,17 @@ def test_a_list_entry_given_twice_is_refused(tmp_path, name, overrides,
   variant = "digits,runlocal"
   assert_user_error_before_writing(load_config(name, variant, overrides),
                                    tmp_path / "run", (needle, "distinct"))
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    ({"model.depth": 14}, "model.depth=14 is unused here"),
+    ({"model.width": 12}, "model.width=12 is unused here")])
+def test_model_depth_or_width_the_stages_set_is_refused(tmp_path, overrides,
+                                                         needle):
+  """Every stage sets the ResNet's depth and width from bn_only.depths and
+  bn_only.widths: model.depth=14 was recorded in config.json and never
+  built (exit 0); now one line before the workdir, naming the grids."""
+  from run_helpers import assert_user_error_before_writing  # pylint: disable=g-import-not-at-top
+  assert_user_error_before_writing(
+      load_config("bn_only", "digits,runlocal", overrides), tmp_path / "run",
+      (needle, "bn_only.depths" if "depth" in needle else "bn_only.widths"))

@@ -33,7 +33,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, optim, paths, runs, stages, validation
+from jaxunknowns import (config_defaults, experiments, optim, paths, runs,
+                         stages, validation)
 from jaxunknowns.data import load_dataset
 from jaxunknowns.data.core import Split
 from jaxunknowns.errors import UserError
@@ -71,6 +72,13 @@ def validate(config):
   check(b.test_size >= 0, "bn_only.test_size", b.test_size, ">= 0 (0 = all)")
   check(config.model.name == "resnet", "model.name", config.model.name,
         "'resnet' (the experiment sweeps ResNet-(6n+2) depths)")
+  # Every stage sets the ResNet's depth and width (stage_config):
+  # model.depth / model.width were recorded in config.json, never built.
+  for field, grid in (("depth", "depths"), ("width", "widths")):
+    validation.check_applies(
+        config, f"model.{field}", False, f"to no stage: each stage sets it "
+        f"from bn_only.{grid} (give the values there)",
+        config_defaults.file_values("bn_only", f"model.{field}"))
   for field in ("freeze", "train_only"):
     if config.optim[field]:
       raise UserError(f"optim.{field}={config.optim[field]!r}: bn_only sets "
