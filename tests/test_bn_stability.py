@@ -148,6 +148,26 @@ def test_region_readings_by_hand():
   assert r["max_stable_lr"]["per_seed"] == [1.0, 1.0]
 
 
+def test_a_seed_whose_every_run_diverged_has_no_trainable_cell():
+  """At lrs 100 and 1000 every run of a seed diverged: its best was -inf and
+  all its (diverged) cells counted as the trainable region, so a grid where
+  nothing trained reported 2 of 2 trainable lrs for BN and no norm alike."""
+  from jaxunknowns.batchnorm import bn_stability  # pylint: disable=g-import-not-at-top
+  config = load_config({"grid.norms": ("batch",), "grid.lrs": (100.0, 1000.0),
+                        "grid.init_scales": (1.0, 3.0)})
+  cells = [{"cell": {"norm": "batch", "lr": lr, "init_scale": s},
+            "test_accuracy": {"per_seed": [0.1, 0.1]},
+            "validation_accuracy": {"mean": 0.1},
+            # Seed 1 never diverged at lr 100, init scale 3.
+            "diverged_at": [6, None if (lr, s) == (100.0, 3.0) else 7],
+            "steps_to_target": {"per_seed": [None, None]}}
+           for lr in (100.0, 1000.0) for s in (1.0, 3.0)]
+  r = bn_stability.readings(cells, config, 20)["batch"]
+  assert r["region_cells"]["per_seed"] == [0, 1]
+  assert r["region_lrs"]["per_seed"] == [0, 1]
+  assert r["region_init_scales"]["per_seed"] == [0, 1]
+
+
 def test_steps_verdict_counts_never_as_budget_plus_one():
   from jaxunknowns.batchnorm import bn_report  # pylint: disable=g-import-not-at-top
   def stat(*v):

@@ -165,7 +165,10 @@ def readings(cells, config, steps):
   for norm in g.norms:
     own = bn_grid.find(cells, norm=norm)
     acc, by = accuracy_grid(own, lrs, scales)
-    region = acc >= acc.max(axis=(1, 2), keepdims=True) - g.region_tolerance
+    # A seed whose every run diverged has best -inf, and -inf >= -inf - tol:
+    # without isfinite its diverged runs all counted as trainable.
+    region = np.isfinite(acc) & (
+        acc >= acc.max(axis=(1, 2), keepdims=True) - g.region_tolerance)
     val = {lr: by[lr, 1.0]["validation_accuracy"]["mean"] or 0.0 for lr in lrs}
     best = max(lrs, key=lambda lr: val[lr])
     hits = by[best, 1.0]["steps_to_target"]["per_seed"]
