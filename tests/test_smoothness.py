@@ -300,6 +300,9 @@ BAD_INPUTS = [
     ({"smoothness.arms": ()}, ["smoothness.arms", "non-empty"]),
     ({"smoothness.step_sizes": ()}, ["smoothness.step_sizes", "non-empty"]),
     ({"smoothness.step_sizes": (0.1, -0.2)}, ["smoothness.step_sizes", "> 0"]),
+    # A repeated step size was measured twice and listed twice (exit 0).
+    ({"smoothness.step_sizes": (0.4, 0.1, 0.4)},
+     ["smoothness.step_sizes=(0.4, 0.1, 0.4)", "distinct"]),
     ({"smoothness.every": 0}, ["smoothness.every", ">= 1"]),
     ({"model.noise_scale_std": -0.5}, ["model.noise_scale_std", ">= 0"]),
     ({"smoothness.probe_size": 100000}, ["probe_size", "training set"]),

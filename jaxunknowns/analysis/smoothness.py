@@ -278,6 +278,9 @@ def check_settings(*, every, step_sizes, probe_size,
              and np.isfinite(e) and e > 0 for e in etas):
     raise UserError(f"{field}.step_sizes={etas!r} is out of range: every step "
                     f"size must be a finite number > 0")
+  if len(set(etas)) != len(etas):  # A repeat is measured twice, listed twice.
+    raise UserError(f"{field}.step_sizes={etas!r} is out of range: must be "
+                    f"distinct step sizes")
   if not isinstance(probe_size, (int, np.integer)) or probe_size < 0:
     raise UserError(f"{field}.probe_size={probe_size!r} is out of range: must "
                     f"be an integer >= 0 (0 = train.batch_size)")
