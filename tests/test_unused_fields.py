@@ -273,6 +273,16 @@ def test_width_sweep_refuses_the_width_its_stages_set():
       f"{ROOT}/configs/width_sweep.py:mnist1d", {"sweep.depth": 3}))
 
 
+@pytest.mark.parametrize("spec", ["width_sweep.py:fashion_full",
+                                  "width_sweep.py:mnist1d,runlocal"])
+def test_a_fixed_budget_keeps_the_variants_own_check_every(spec):
+  """fashion_full checks the stopping rule every 2000 steps (runlocal: 20):
+  --config.sweep.stop_train_loss=0 (a fixed budget) was refused as
+  'sweep.check_every=2000 is unused', a value the user never gave."""
+  validation.check_config(config_loading.load_config(
+      f"{ROOT}/configs/{spec}", {"sweep.stop_train_loss": 0.0}))
+
+
 def test_the_files_own_values_are_left_alone_on_the_command_line(tmp_path):
   """--config.model.name=resnet on an MLP variant: the variant's (here
   runlocal's) widths are the file's, not the user's, so the command line

@@ -30,7 +30,7 @@ from typing import Any, Dict, Mapping, Optional
 
 from absl import logging
 
-from jaxunknowns import experiments, validation
+from jaxunknowns import config_defaults, experiments, validation
 from jaxunknowns.analysis import capacity
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
@@ -74,9 +74,12 @@ def validate(config):
   check(s.stop_train_loss >= 0, "sweep.stop_train_loss", s.stop_train_loss,
         ">= 0 (0 = train for train.steps)")
   validation.check_int(s.check_every, "sweep.check_every", 1)
+  # A variant's own check_every (fashion_full's 2000, runlocal's 20) is the
+  # file's: a fixed budget (stop_train_loss=0) must not need it reset too.
   validation.check_applies(config, "sweep.check_every", s.stop_train_loss > 0,
                            "with sweep.stop_train_loss > 0 only (the stopping "
-                           "rule's checks)")
+                           "rule's checks)", config_defaults.file_values(
+                               config.experiment, "sweep.check_every"))
   check(0.0 <= s.interpolation_error < 1.0, "sweep.interpolation_error",
         s.interpolation_error, "in [0, 1)")
   check(config.data.label_noise == 0.0, "data.label_noise",
