@@ -528,14 +528,20 @@ def test_over_training_reading_matches_brute_force():
 @pytest.mark.parametrize("mode", ["epoch", "sample"])
 def test_double_descent_epoch_and_sample_modes_end_to_end(tmp_path, mode):
   variant = {"epoch": "mnist1d_epochwise", "sample": "mnist1d_samplewise"}[mode]
+  # Epoch: 12 points asked of 40 steps in chunks of 10 give 8 steps.
   config = load_config("double_descent", f"{variant},runlocal", overrides={
-      "sweep.widths": (4, 16), "sweep.depth": 1})
+      "sweep.widths": (4, 16), "sweep.depth": 1,
+      **({"double_descent.record_points": 12} if mode == "epoch" else {})})
   summary = run_in_process(config, tmp_path / mode)
   assert summary["mode"] == mode
   if mode == "epoch":
     from jaxunknowns.overparam import double_descent  # pylint: disable=g-import-not-at-top
     steps = double_descent.record_steps(config)
     assert steps[0] == 1 and steps[-1] == config.train.steps
+    # The report names the steps recorded, not the 12 asked for.
+    report = (tmp_path / mode / "report.md").read_text()
+    assert f"error at {len(steps)} log-spaced steps" in report
+    assert len(steps) == 8, steps
     rows = [r for r in read_rows(tmp_path / mode)
             if r["split"] == "over_training"]
     for q in summary["curves"][0]["points"]:
