@@ -178,3 +178,19 @@ def test_positional_argument_and_empty_workdir_are_one_line(run_copy):
     errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
     assert len(errors) == 1 and needle in errors[0], proc.stderr[-3000:]
     assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("name, words", [("nesterov", "momentum 0.5"),
+                                         ("adam", "")])
+def test_config_line_of_one_seed_and_nesterov(name, words):
+  """The config line every report shares said '1 seeds trained at once'
+  and left out Nesterov's β (which it reads, as momentum does)."""
+  from jaxunknowns.report import page  # pylint: disable=g-import-not-at-top
+  overrides = {"optim.name": name, "optim.lr": 0.1, "seeds": 1}
+  if name == "nesterov":
+    overrides["optim.momentum"] = 0.5
+  config = config_loading.load_config(
+      f"{ROOT}/configs/train.py:mnist1d_mlp,runlocal", overrides)
+  line = page.experiment_page(config, {"seeds": [0]}, setup="x",
+                              figures=[]).config
+  assert f"{name} lr 0.1{' ' * bool(words)}{words}, 1 seed trained" in line

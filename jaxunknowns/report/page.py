@@ -60,6 +60,11 @@ def claim(references) -> str:
                   for r in references)
 
 
+def seeds(n: int) -> str:
+  """'1 seed', '3 seeds'."""
+  return f"{n} seed{'s' * (n != 1)}"
+
+
 def experiment_page(config, summary, *, references=(), setup: str,
                     run: str = "", **fields) -> Page:
   """The page of a run: title '{experiment}: {model} on {data}', the claim
@@ -70,8 +75,10 @@ def experiment_page(config, summary, *, references=(), setup: str,
   examples = summary.get("train_examples")
   shared = (f"`{m}` on `{d}`" + (f" ({examples:,} training examples)" if
                                  examples else "") + f", {o.name} lr {o.lr:g}"
-            + (f" momentum {o.momentum:g}" if o.name == "momentum" else "")
-            + f", {len(summary['seeds'])} seeds trained at once")
+            # Nesterov reads β too (optim.OPTIMIZER_FIELDS).
+            + (f" momentum {o.momentum:g}" if o.name in ("momentum",
+                                                         "nesterov") else "")
+            + f", {seeds(len(summary['seeds']))} trained at once")
   fields.setdefault("title", f"{config.experiment}: {m} on {d}")
   fields.setdefault("claim", claim(references))
   return Page(config=f"{shared}; {setup.strip().rstrip('.')}.",
