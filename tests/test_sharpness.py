@@ -188,6 +188,18 @@ def test_a_shared_field_no_arm_reads_is_refused(overrides, message):
       spec, {"train.steps": 7, "epochs": 0.0}), validation.references_of(spec))
 
 
+def test_a_repeated_epsilon_is_refused():
+  """sharpness.epsilons=(1e-3, 1e-3) measured one value, keyed twice, and the
+  report's table had two identical 'ε-sharpness 0.001' columns (exit 0)."""
+  from jaxunknowns import validation  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+  spec = str(ROOT / "configs/sharpness.py") + ":runlocal"
+  with pytest.raises(UserError, match=r"sharpness.epsilons=\(0.001, 0.001\)"
+                     ".*distinct"):
+    validation.check_config(config_loading.load_config(
+        spec, {"sharpness.epsilons": (1e-3, 1e-3)}))
+
+
 @pytest.mark.parametrize("flags, message", [
     (("--config.hessian.k=10000000",), "only 266610 parameters"),
     (("--config.compare=('small_batch','medium_batch')",),

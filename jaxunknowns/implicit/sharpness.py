@@ -44,6 +44,9 @@ def validate(config):
   eps = tuple(s.epsilons)
   check(len(eps) >= 1 and all(validation.is_number(e) and e > 0 for e in eps),
         "sharpness.epsilons", eps, "a non-empty tuple of positive numbers")
+  # A repeat keyed the same measurement twice: one value, two table columns.
+  check(len(set(eps)) == len(eps), "sharpness.epsilons", eps,
+        "distinct values of ε")
   validation.check_int(s.iterations, "sharpness.iterations", 1)
   check(0 < s.step <= 1, "sharpness.step", s.step,
         "in (0, 1] (a fraction of the box half-width)")
