@@ -149,7 +149,8 @@ def tiny_config(variant="batch_size"):
       f"configs/landscape.py:{variant},runlocal",
       {"model.name": "mlp", "model.widths": (16,), "data.train_size": 400,
        "landscape.num_examples": 128, "landscape.points_2d": 3,
-       "landscape.points_1d": 3, "landscape.points_interp": 3,
+       # 5 points on [-0.5, 1.5]: t = 0 and t = 1, the solutions, on it.
+       "landscape.points_1d": 3, "landscape.points_interp": 5,
        "epochs": 0.25}, root=str(ROOT))
 
 
@@ -179,8 +180,13 @@ def test_end_to_end_tiny_run(tmp_path):
     np.testing.assert_allclose(arm["surface_mean_rise"]["per_seed"], rise,
                                rtol=1e-12)
   path = saved["interpolation"]["paths"][0]
-  assert np.asarray(path["loss"]).shape == (2, 3)  # 2 seed pairs x 3 points
-  assert summary["axes"]["interpolation"] == [-0.5, 1.5, 3]
+  loss = np.asarray(path["loss"])
+  assert loss.shape == (2, 5)  # 2 seed pairs x 5 points
+  assert summary["axes"]["interpolation"] == [-0.5, 1.5, 5]
+  # The barrier is measured from the solutions, t = 0 and 1 (points 1, 3).
+  np.testing.assert_allclose(
+      path["loss_barrier"]["per_seed"],
+      loss[:, 1:4].max(1) - np.maximum(loss[:, 1], loss[:, 3]), rtol=1e-6)
   page = (tmp_path / "run" / "report.md").read_text()
   arms = saved["arms"]
   row = next(l for l in page.splitlines()
@@ -336,6 +342,10 @@ def _cli(tmp_path, config, *flags):
     (("--config.landscape.directions=pcb",), "random or pca"),
     (("--config.landscape.directions=pca", "--config.landscape.path_points=50"),
      "too few for landscape.path_points=50"),
+    # The barrier reads the solutions at t = 0 and 1: 2 points on [-0.5, 1.5]
+    # crashed (none inside [0, 1]), 4 took t = 1/6 and 5/6 as the solutions.
+    (("--config.landscape.points_interp=2",), "holds t = 0 and t = 1"),
+    (("--config.landscape.points_interp=4",), "holds t = 0 and t = 1"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, flags, message):
   proc, workdir = _cli(tmp_path, "configs/landscape.py:batch_size,runlocal",

@@ -97,6 +97,15 @@ def validate(config):
     n = len(landscape_arms.arm_names(config))
     check(n == 2, "compare", config.compare,
           "exactly two arms for landscape.interpolation='arms'")
+  if l.interpolation != "none":
+    # path_numbers reads the two solutions at the grid's t = 0 and t = 1:
+    # off the grid it took the nearest points (points_interp=2: t = -0.5
+    # and 1.5) as the endpoints, and crashed with none inside [0, 1].
+    t = axes(config)["interpolation"]
+    check(all(np.isclose(t, end, atol=1e-6).any() for end in (0.0, 1.0)),
+          "landscape.points_interp", l.points_interp,
+          f"a grid on landscape.range_interp={tuple(l.range_interp)} that "
+          "holds t = 0 and t = 1 (the two solutions)")
   check(l.directions in DIRECTIONS, "landscape.directions", l.directions,
         " or ".join(DIRECTIONS))
   if l.directions == "pca":
