@@ -15,6 +15,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxunknowns import config_loading, models, optim, validation
 from jaxunknowns.data.core import Dataset, Split
+from jaxunknowns.errors import UserError
 from jaxunknowns.implicit import edge_of_stability as eos
 from jaxunknowns.losses import LOSSES
 from jaxunknowns.trainer import Trainer
@@ -221,6 +222,20 @@ def test_runlocal_end_to_end_and_report_rebuilds(tmp_path):
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, overrides, needle):
   config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal", overrides)
   assert_user_error_before_writing(config, tmp_path / "new", [needle])
+
+
+def test_a_loss_left_out_keeps_the_files_grid():
+  """eos.losses=('cross_entropy',) on mnist1d was refused ('eos.lrs.mse must
+  be ()'), and --config.eos.lrs.mse='()' too (no variant leaves that grid
+  empty): no command line could drop the mse stage. The file's own grid is
+  now left alone; a grid the user gives a loss left out is still refused."""
+  spec = f"{CONFIG}:mnist1d,runlocal"
+  refs = validation.references_of(spec)
+  validation.check_config(config_loading.load_config(
+      spec, {"eos.losses": ("cross_entropy",)}), refs)
+  with pytest.raises(UserError, match=r"eos.lrs.mse=\(0.3,\).*leaves 'mse'"):
+    validation.check_config(config_loading.load_config(
+        spec, {"eos.losses": ("cross_entropy",), "eos.lrs.mse": (0.3,)}), refs)
 
 
 def test_label_smoothing_of_a_cross_entropy_stage_passes():
