@@ -306,6 +306,15 @@ def test_bad_input_in_process(tmp_path, overrides, needle):
                                    (needle,))
 
 
+def test_a_variants_own_rho_of_an_arm_left_out_passes():
+  """fashion_resnet sets sam.rhos=(0.05,): compare=('sgd','asam') was refused
+  as 'sam.rhos=(0.05,) is unused here ... leave it at (0.05, 0.2)', a value
+  the user never gave."""
+  validation.check_config(config_loading.load_config(
+      f"{ROOT}/configs/sam.py:fashion_resnet,runlocal",
+      {"compare": ("sgd", "asam")}))
+
+
 def test_bad_input_cli(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
   proc = subprocess.run(

@@ -86,8 +86,11 @@ def validate(config):
           "a non-empty tuple of distinct numbers > 0")
   for field, arm in (("sam.rhos", "sam"), ("sam.asam_rhos", "asam"),
                      ("optim.sam_eta", "asam")):
+    # A variant's own ρ (fashion_resnet's sam.rhos=(0.05,)) is the file's:
+    # compare=('sgd','asam') must not ask the user to reset it.
     validation.check_applies(config, field, arm in names,
-                             f"to the arm {arm!r} only (compare={names})")
+                             f"to the arm {arm!r} only (compare={names})",
+                             config_defaults.file_values("sam", field))
   for field in ("subset_size", "trace_probes", "lanczos_steps",
                 "sharpness_iterations"):
     validation.check_int(m[field], f"measure.{field}", 1)
