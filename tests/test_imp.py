@@ -36,7 +36,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxunknowns import config_loading, optim
+from jaxunknowns import config_loading, optim, validation
 from jaxunknowns.errors import UserError
 from jaxunknowns.lottery import imp
 from jaxunknowns.trainer import Trainer
@@ -862,7 +862,8 @@ RETRAIN_BAD = [
      ["rewind_lr", "optim.schedule='constant'"]),
     ({"prune.retrain": "rewind_lr", "optim.schedule": "cosine",
       "stability.levels": (1,)}, ["stability.levels=(1,)", "rewind_lr"]),
-    ({"stability.levels": (1,)}, ["stability.levels=(1,)",
+    # (1,) is the stability variant's own runlocal value: left alone.
+    ({"stability.levels": (2,)}, ["stability.levels=(2,)",
                                   "stability.enabled=True only"]),
     ({"stability.rewind_steps": (0, 5)}, ["stability.rewind_steps=(0, 5)",
                                           "stability.enabled=True only"]),
@@ -877,6 +878,14 @@ def test_fields_the_pruning_would_ignore_are_refused(tmp_path, overrides,
   message = user_error(load_config(MNIST1D, overrides), tmp_path / "new")
   for needle in needles:
     assert needle in message, (needle, message)
+
+
+def test_stability_variant_with_the_study_turned_off_passes():
+  """--config.stability.enabled=False on the stability variant was refused
+  as 'stability.levels=(1,) is unused here': the variant's own levels and
+  rewind steps, not the user's."""
+  validation.check_config(config_loading.load_config(
+      f"{IMP_CONFIG}:stability,runlocal", {"stability.enabled": False}))
 
 
 def test_cli_exclude_output_under_layerwise_pruning_exits_2(tmp_path):

@@ -44,7 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, optim, paths, pruning, runs, validation
+from jaxunknowns import (config_defaults, experiments, optim, paths, pruning,
+                         runs, validation)
 from jaxunknowns.config_loading import name_list
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, read_metrics, stats
@@ -93,9 +94,13 @@ def validate(config):
     check(1 <= level <= p.levels, "stability.levels", tuple(s.levels),
           f"levels in [1, prune.levels={p.levels}]")
   check(s.points >= 3, "stability.points", s.points, ">= 3")
+  # The stability variant's own levels and steps are the file's: turning
+  # the study off must not ask the user to reset fields they never gave.
   for field in ("levels", "rewind_steps", "points"):
     validation.check_applies(config, f"stability.{field}", s.enabled,
-                             "with stability.enabled=True only (it is False)")
+                             "with stability.enabled=True only (it is False)",
+                             config_defaults.file_values(
+                                 "imp", f"stability.{field}"))
 
 
 def refuse_unused_fields(p):
