@@ -198,10 +198,11 @@ class FitResult:
 def init_compiler_options(mesh) -> Optional[Dict[str, Any]]:
   """XLA options of the init program: LLVM at -O1 on CPU.
 
-  Init is one threefry draw per parameter, run once (milliseconds), but at
-  XLA:CPU's default -O3 LLVM fully unrolls each draw's small fused loops:
-  a ResNet-8's init compiled in 10-19 s, 2-3 s at -O1
-  (benchmarks/init_compile.py). Levels 1 to 3 give bit-identical
+  Init is one threefry draw per parameter, run once (milliseconds), but
+  XLA:CPU's default -O3 compiled a ResNet-8's in 10-19 s, slower the
+  narrower the layers, and ~2 s at -O1 (benchmarks/init_compile.py); most
+  of it is LLVM unrolling the draws' small fused loops (-O3 with
+  -unroll-threshold=0: 15 -> 5 s, width 4). Levels 1 to 3 give bit-identical
   variables (level 0 rounds some kernels 1 ulp differently), tested against a
   per-seed `jit(model.init)` at the default level
   (tests/test_trainer.py). A level set in XLA_FLAGS (the test suite's 0)
