@@ -53,7 +53,7 @@ def hessian_spectrum_fields(c):
   c.spectrum.trace_probes = 64    # Rademacher probes of Hutchinson's trace.
   c.spectrum.num_eigenvalues = 10  # Top eigenvalues listed (the first probe's largest nodes; <= m).
   c.spectrum.layers = True        # Also every block (top-level module) on its own.
-  c.spectrum.shared_hvp = False   # Blocks through one whole-model HVP: less compile, slower runs.
+  c.spectrum.shared_hvp = False   # With layers: blocks through one whole-model HVP (less compile, slower runs).
   c.spectrum.bn_modes = ("eval", "batch")  # BN with population ("eval") / batch statistics.
   c.spectrum.subset_size = 1000   # Fixed random training subset of the loss.
   c.spectrum.chunk_size = 250     # Examples per forward pass; in "batch" mode, one BN batch.
@@ -127,7 +127,6 @@ def runlocal(c):
     c.spectrum.subset_size = 20
     c.spectrum.num_steps = 4
     c.spectrum.layers = False
-    c.spectrum.shared_hvp = False
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -69,8 +69,6 @@ def validate(config):
         "True or False")
   check(isinstance(s.shared_hvp, bool), "spectrum.shared_hvp", s.shared_hvp,
         "True or False")
-  validation.check_applies(config, "spectrum.shared_hvp", s.layers,
-                           "with spectrum.layers=True (per-block spectra)")
   validation.check_int(s.chunk_size, "spectrum.chunk_size", 0,
                        "0 = the whole subset at once")
   validation.check_int(s.grid_size, "spectrum.grid_size", 2)
