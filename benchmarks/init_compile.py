@@ -40,6 +40,9 @@ MODELS = {
     "resnet8_w16": ({"name": "resnet", "depth": 8, "width": 16}, (32, 32, 3)),
     "resnet20_w16": ({"name": "resnet", "depth": 20, "width": 16},
                      (32, 32, 3)),
+    # bn_only's runlocal (depths 8 and 14, width 4, 14 x 14 Fashion-MNIST).
+    "resnet14_w4": ({"name": "resnet", "depth": 14, "width": 4},
+                    (14, 14, 1)),
 }
 
 _MODELS = flags.DEFINE_list("models", list(MODELS), "Models to time.")
