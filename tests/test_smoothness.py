@@ -295,6 +295,17 @@ def test_end_to_end_writes_summary_report_and_figures(tmp_path):
   assert_report_rebuilds(workdir)
 
 
+def test_without_ics_the_report_has_no_ics_figure(tmp_path):
+  """smoothness.ics=False measures no layer: the report crashed drawing an
+  ics.png of zero panels (ZeroDivisionError in report.figure), exit 1."""
+  workdir = tmp_path / "run"
+  run_in_process(load_config({**TINY, "smoothness.ics": False}), workdir)
+  report = (workdir / "report.md").read_text()
+  assert "(landscape.png)" in report and "ics.png" not in report
+  assert not (workdir / "ics.png").exists()
+  assert_report_rebuilds(workdir)
+
+
 BAD_INPUTS = [
     ({"smoothness.arms": ("none", "bacth")}, ["smoothness.arms", "bacth"]),
     ({"smoothness.arms": ()}, ["smoothness.arms", "non-empty"]),

@@ -292,12 +292,20 @@ def smoothness(summary, config, ours):
 
 
 def smoothness_figures(path, arms):
-  """landscape.png (Fig. 4) and ics.png (Fig. 3): mean ± std over seeds."""
+  """landscape.png (Fig. 4) and ics.png (Fig. 3): mean ± std over seeds;
+  returns the (caption, file) of each figure drawn (no ics.png without ICS:
+  smoothness.ics=False measures no layer)."""
   layers = next(iter(arms.values()))["layers"]
-  for name, group, panels in (
-      ("landscape", "smoothness", {"loss": "probe loss L(θ)", **MEASURES}),
+  drawn = []
+  for name, group, panels, caption in (
+      ("landscape", "smoothness", {"loss": "probe loss L(θ)", **MEASURES},
+       "Loss landscape along the gradient (Fig. 4)"),
       ("ics", "ics", {f"{kind}_{layer}": f"{layer}: {kind}"
-                      for kind in ("l2", "cos") for layer in layers})):
+                      for kind in ("l2", "cos") for layer in layers},
+       "ICS per layer: ‖G − G′‖ (l2), cos(G, G′) (Fig. 3)")):
+    if not panels:  # A figure of no panels crashed report.figure.
+      continue
+    drawn.append((caption, f"{name}.png"))
     with report.figure(os.path.join(path, f"{name}.png"), len(panels),
                        (3.6, 3.6)) as axes:
       for ax, (key, title) in zip(axes, panels.items()):
@@ -309,14 +317,12 @@ def smoothness_figures(path, arms):
                            arm)
         ax.set(title=title, xlabel="step",
                yscale="log" if name == "landscape" else "linear")
+  return drawn
 
 
 def write_smoothness(path, config, summary):
   arms, t = summary["arms"], config.train
-  smoothness_figures(path, arms)
-  page(path, config, summary, smoothness,
-       [("Loss landscape along the gradient (Fig. 4)", "landscape.png"),
-        ("ICS per layer: ‖G − G′‖ (l2), cos(G, G′) (Fig. 3)", "ics.png")],
+  page(path, config, summary, smoothness, smoothness_figures(path, arms),
        [],
        setup=(f"batch {t.batch_size}, {t.steps} steps; every "
               f"{config.smoothness.every} steps on a fixed probe batch of "
