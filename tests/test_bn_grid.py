@@ -381,6 +381,13 @@ BAD = [
      ["train.checkpoint_every=50 is unused here", "grid.evals_per_cell"]),
     ("bn_batch_size", {"train.steps": 13},
      ["train.steps=13 is unused here", "grid.epochs"]),
+    # Recorded in config.json, never read: the lr is not scaled under 'none',
+    # and no cell builds a group norm without 'group' in grid.norms.
+    ("bn_batch_size", {"grid.lr_rule": "none", "grid.reference_batch_size": 64},
+     ["grid.reference_batch_size=64 is unused here", "'none'"]),
+    ("bn_batch_size", {"grid.norms": ("batch", "layer"),
+                       "model.num_groups": 4},
+     ["model.num_groups=4 is unused here", "group-norm cells only"]),
 ]
 
 

@@ -32,6 +32,10 @@ def validate(config):
         "positive integers")
   check_choice("grid.lr_rule", g.lr_rule, bn_grid.LR_RULES)
   validation.check_int(g.reference_batch_size, "grid.reference_batch_size", 1)
+  validation.check_applies(
+      config, "grid.reference_batch_size", g.lr_rule != "none",
+      "to grid.lr_rule 'linear' or 'sqrt' (the lr is not scaled with 'none')",
+      config_defaults.file_values("bn_batch_size", "grid.reference_batch_size"))
   check(g.epochs >= 0, "grid.epochs", g.epochs,
         ">= 0 (0 = train.steps steps in every cell)")
   validation.check_int(g.evals_per_cell, "grid.evals_per_cell", 0)
