@@ -53,7 +53,6 @@ def hessian_spectrum_fields(c):
   c.spectrum.trace_probes = 64    # Rademacher probes of Hutchinson's trace.
   c.spectrum.num_eigenvalues = 10  # Top eigenvalues listed (the first probe's largest nodes; <= m).
   c.spectrum.layers = True        # Also every block (top-level module) on its own.
-  c.spectrum.shared_hvp = False   # With layers: blocks through one whole-model HVP (less compile, slower runs).
   c.spectrum.bn_modes = ("eval", "batch")  # BN with population ("eval") / batch statistics.
   c.spectrum.subset_size = 1000   # Fixed random training subset of the loss.
   c.spectrum.chunk_size = 250     # Examples per forward pass; in "batch" mode, one BN batch.
@@ -112,9 +111,6 @@ def runlocal(c):
   c.spectrum.subset_size = 100
   c.spectrum.chunk_size = 0
   c.spectrum.grid_size = 64
-  # One HVP copy in the compiled program instead of one per block: compile
-  # 1.5-1.6x faster, a call up to 0.03 s slower (benchmarks/RESULTS.md).
-  c.spectrum.shared_hvp = True
   if c.model.name == "resnet":
     # fashion_resnet, cifar_resnet. A vmapped ResNet's Hessian-vector
     # product costs seconds on a CPU and a measurement made ~100 of them per

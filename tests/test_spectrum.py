@@ -223,11 +223,10 @@ def test_measure_batches_runs_and_blocks_against_dense_hessians():
                                       3 + 2 * (43 + 25 + 18))
 
 
-@pytest.mark.parametrize("norm,m,shared", [
-    ("none", 43, False), ("none", 43, True), ("batch", 12, False),
-    ("batch", 12, True), ("batch", 4, True)])
+@pytest.mark.parametrize("norm,m", [("none", 43), ("batch", 12),
+                                    ("batch", 4)])
 def test_each_blocks_quadrature_is_its_dense_hessian_block_on_its_probes(
-    norm, m, shared):
+    norm, m):
   """Every block's SLQ against H_bb, the diagonal block of the dense
   Hessian, on the very probes the documented keys give (block i: probe p is
   rademacher(split(split(fold_in(k_blocks, i), k)[p])[0], [size_b])), so a
@@ -235,10 +234,8 @@ def test_each_blocks_quadrature_is_its_dense_hessian_block_on_its_probes(
   wrong offset fails: each probe's moments sum_j w_j theta_j^p equal
   v^T H_bb^p v / ||v||^2 exactly for p < 2 m_b (Gauss quadrature); with
   m_b = size_b (m=43) its nodes are H_bb's eigenvalues and its density the
-  dense one; Hutchinson's per-block values are v_b^T (H v)_b. Each block
-  on its own operator, or (`shared`) all through one HVP, padded to the
-  widest segment (spectrum.segment_slq): m=12 puts BatchNorm_0 (10
-  parameters, m_b = 10) in a group of its own."""
+  dense one; Hutchinson's per-block values are v_b^T (H v)_b. At m=12
+  BatchNorm_0 (10 parameters) runs m_b = 10 steps, fewer than the others."""
   k, trace_probes = 2, 3
   with jax.enable_x64(True):
     _, params, x, y = tiny(norm=norm)
@@ -246,7 +243,7 @@ def test_each_blocks_quadrature_is_its_dense_hessian_block_on_its_probes(
     key = jax.random.PRNGKey(5)
     out = jax.jit(lambda p: spectrum.measure(
         lambda q, s: f(q), p, {}, key, num_probes=k, num_steps=m,
-        trace_probes=trace_probes, layers=True, shared_hvp=shared))(params)
+        trace_probes=trace_probes, layers=True))(params)
     h = dense(f, params)
     k_trace, _, k_blocks = jax.random.split(key, 3)
     flat, unravel = ravel_pytree(params)
@@ -283,77 +280,6 @@ def test_each_blocks_quadrature_is_its_dense_hessian_block_on_its_probes(
                                0.02), rtol=1e-7, atol=1e-9)
     if norm == "batch":
       assert sorted(out["blocks"]) == ["BatchNorm_0", "Dense_0", "output"]
-
-
-def test_segment_slq_is_slq_of_each_diagonal_block_after_breakdowns():
-  """segment_slq (one operator, segments padded to the widest) against slq
-  on each diagonal block alone, same keys. The middle block's eigenvalues
-  are 1, 2, 3, 4 three times each: a probe's Krylov space breaks down after
-  4 steps and the remaining steps find the repeated copies from random
-  restarts, which must be drawn inside the segment (drawn in the padding
-  too, they would find the padding's zeros instead)."""
-  with jax.enable_x64(True):
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((30, 30))
-    h = (a + a.T) / 4
-    q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
-    h[10:22, 10:22] = q @ np.diag(np.repeat([1.0, 2.0, 3.0, 4.0], 3)) @ q.T
-    h = jnp.asarray(h)
-    keys = jax.random.split(jax.random.PRNGKey(4), 3)
-    segments = [(keys[0], 0, 30), (keys[1], 0, 10), (keys[2], 10, 12)]
-    nodes, weights = jax.jit(lambda: spectrum.segment_slq(
-        lambda v: h @ v, 30, segments, num_probes=2, num_steps=9,
-        dtype=jnp.float64))()
-    for s, (key, offset, size) in enumerate(segments):
-      hb = h[offset:offset + size, offset:offset + size]
-      want_nodes, want_weights = jax.jit(lambda: spectrum.slq(
-          lambda v: hb @ v, size, key, num_probes=2, num_steps=9,
-          dtype=jnp.float64))()
-      np.testing.assert_allclose(nodes[s], want_nodes, atol=1e-10)
-      for power in range(4):
-        np.testing.assert_allclose(
-            spectrum.moments(nodes[s], weights[s], power),
-            spectrum.moments(want_nodes, want_weights, power), rtol=1e-10)
-    # Past the first breakdown (4 steps) a restart found each eigenvalue's
-    # second copy (4 more); the last step is a Rayleigh quotient.
-    for value in (1, 2, 3, 4):
-      assert np.sum(np.isclose(nodes[2][0], value, atol=1e-8)) >= 2, nodes[2]
-
-
-@pytest.mark.parametrize("m", [8, 16])
-def test_blocks_through_one_hvp_equal_each_blocks_own_operator(m):
-  """measure with shared_hvp (spectrum.segment_slq: each block's vectors
-  padded to the widest segment, placed into the whole parameter vector)
-  against each block on its own operator (the jvp of the gradient in that
-  block's parameters only), same keys: the same nodes and density up to
-  rounding. At m=16 the output block's Lanczos breaks down (its Hessian
-  has rank <= 12 of 18: 6 inputs x 2 softmax directions) and restarts.
-  Weights are compared through the density and the moments: among equal
-  nodes (H_bb's zero eigenvalue, several times) either may carry the
-  weight."""
-  with jax.enable_x64(True):
-    _, params, x, y = tiny()
-    run = lambda shared: jax.jit(lambda p: spectrum.measure(
-        lambda q, s: hand_loss(q, x, y), p, {}, jax.random.PRNGKey(2),
-        num_probes=2, num_steps=m, trace_probes=1, layers=True,
-        shared_hvp=shared))(params)
-    shared, own = run(True), run(False)
-    for name in ["whole"] + sorted(params):
-      got = shared if name == "whole" else shared["blocks"][name]
-      want = own if name == "whole" else own["blocks"][name]
-      nodes, weights = np.asarray(want["nodes"]), np.asarray(want["weights"])
-      np.testing.assert_allclose(got["nodes"], nodes, atol=1e-12, rtol=1e-9,
-                                 err_msg=name)
-      for power in range(4):
-        np.testing.assert_allclose(
-            spectrum.moments(got["nodes"], got["weights"], power),
-            spectrum.moments(nodes, weights, power), rtol=1e-9, atol=1e-14)
-      grid = np.linspace(nodes.min() - 0.1, nodes.max() + 0.1, 100)
-      np.testing.assert_allclose(
-          spectrum.density(got["nodes"], got["weights"], grid, 0.02),
-          spectrum.density(nodes, weights, grid, 0.02), rtol=1e-8,
-          atol=1e-10)
-      np.testing.assert_array_equal(got["trace"], want["trace"])
 
 
 def test_callback_per_run_trace_and_lambda_max_match_dense(tmp_path):

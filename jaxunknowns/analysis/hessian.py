@@ -160,8 +160,7 @@ def power_iteration(matvec: Callable, dim: int, k: int, key, *,
 # ---------------------------------------------------------------------------
 # Lanczos with full reorthogonalisation
 # ---------------------------------------------------------------------------
-def lanczos_tridiagonal(matvec: Callable, v0, num_steps: int, key,
-                        mask=None):
+def lanczos_tridiagonal(matvec: Callable, v0, num_steps: int, key):
   """`num_steps` Lanczos steps from v0 with full reorthogonalisation.
 
   Returns (basis [m + 1, dim] (orthonormal rows, v0 / ||v0|| first), alphas
@@ -170,8 +169,6 @@ def lanczos_tridiagonal(matvec: Callable, v0, num_steps: int, key,
   Krylov subspace) continues from a fresh random vector orthogonal to the
   basis (`key`) with beta = 0, so T stays exact (block diagonal) and the
   first component of T's eigenvectors (quadrature weights) is unchanged.
-  `mask` [dim] (bool): the operator lives on the masked-in coordinates only
-  (a padded vector, spectrum.segment_slq); a fresh vector is zeroed outside.
   """
   dim, dtype, m = v0.shape[0], v0.dtype, int(num_steps)
   eps = jnp.finfo(dtype).eps
@@ -195,10 +192,8 @@ def lanczos_tridiagonal(matvec: Callable, v0, num_steps: int, key,
     breakdown = beta <= eps ** 0.75 * scale
     # Invariant subspace found: continue from a fresh orthogonal direction
     # (beta = 0 makes T block diagonal; its eigenvalues stay exact).
-    r = jax.random.normal(jax.random.fold_in(key, j), (dim,), dtype)
-    if mask is not None:
-      r = jnp.where(mask, r, 0)
-    r = orthogonalize(basis, r)
+    r = orthogonalize(basis, jax.random.normal(
+        jax.random.fold_in(key, j), (dim,), dtype))
     v_next = jnp.where(breakdown, r / jnp.maximum(jnp.linalg.norm(r), eps),
                        w / jnp.where(breakdown, 1.0, beta))
     beta = jnp.where(breakdown, 0.0, beta)

@@ -38,11 +38,7 @@ analysis/hessian.py, forward-over-reverse):
 Networks: `measure_fn(loss, ...)` is jit(vmap) over the run axis of a
 trainer state (params [R, ...], batch_stats [R, ...], keys [R, 2]): the
 whole model and, with `layers`, every block, each with its own SLQ on the
-block's Hessian H_bb: by default each on the HVP in that block's
-parameters (the compiled program holds one copy of the network's HVP per
-block), or with `shared_hvp` all through one HVP of the whole model
-(`spectra`: a block's vector placed into the whole parameter vector, the
-product cut back to the block; one copy, a whole HVP per step). `loss(params, batch_stats)` comes from
+block's Hessian H_bb. `loss(params, batch_stats)` comes from
 `hessian.network_loss` (a fixed subset; BatchNorm with population ("eval")
 or batch statistics). `spectrum_callback(trainer, every=...)` wraps the
 whole model's trace and lambda_max as a `trainer.Callback` (along training,
@@ -109,76 +105,25 @@ def hutchinson(loss: Callable, params, key, num_probes: int):
 # ---------------------------------------------------------------------------
 # Stochastic Lanczos quadrature
 # ---------------------------------------------------------------------------
-def quadrature(matvec: Callable, v0, num_steps: int, key, mask=None):
+def quadrature(matvec: Callable, v0, num_steps: int, key):
   """(nodes [m], weights [m]) of m Lanczos steps from v0 (m <= dim)."""
-  _, alphas, betas = hessian.lanczos_tridiagonal(matvec, v0, num_steps, key,
-                                                 mask=mask)
+  _, alphas, betas = hessian.lanczos_tridiagonal(matvec, v0, num_steps, key)
   nodes, vectors = jnp.linalg.eigh(hessian.tridiagonal(alphas, betas))
   return nodes, vectors[0] ** 2
 
 
 def slq(matvec: Callable, dim: int, key, *, num_probes: int, num_steps: int,
-        dtype=jnp.float32, size=None):
+        dtype=jnp.float32):
   """(nodes [k, m], weights [k, m]) for k Rademacher probes; m is clipped to
-  the dimension (m = dim gives the exact spectral measure of each probe).
-
-  `size` (<= dim, may be traced): the operator acts on the first `size`
-  coordinates of its dim-vectors, the rest are padding kept at zero (probes
-  and restarts drawn at [dim] and cut to [size]). Under JAX's default
-  threefry (jax_threefry_partitionable) a draw's first `size` entries are
-  those of a draw of shape [size] from the same key, so the probes are the
-  unpadded ones (tests/test_spectrum.py checks the equality)."""
+  the dimension (m = dim gives the exact spectral measure of each probe)."""
   m = min(int(num_steps), dim)
-  mask = None if size is None else jnp.arange(dim) < size
 
   def one(k):
     k_probe, k_restart = jax.random.split(k)
-    v0 = rademacher(k_probe, (dim,), dtype)
-    if mask is not None:
-      v0 = jnp.where(mask, v0, 0)
-    return quadrature(matvec, v0, m, k_restart, mask=mask)
+    return quadrature(matvec, rademacher(k_probe, (dim,), dtype), m,
+                      k_restart)
 
   return jax.lax.map(one, jax.random.split(key, num_probes))
-
-
-def segment_slq(matvec: Callable, dim: int, segments, *, num_probes: int,
-                num_steps: int, dtype=jnp.float32):
-  """SLQ of several diagonal blocks H_ss of one Hessian through ONE HVP.
-
-  `matvec`: the whole Hessian on flat [dim] vectors; `segments`: (key,
-  offset, size) triples, each a contiguous slice of the flat parameters
-  with m = min(num_steps, size) the same for all. Each segment's Lanczos
-  runs on vectors padded to the largest size; its product is the whole
-  Hessian's on the vector placed at `offset` (zeros elsewhere), cut back to
-  the slice: H_ss v_s. The segments go through a lax.map, so the compiled
-  program holds one copy of the network's HVP however many segments there
-  are; each step costs a whole HVP (the parameter gradients of every other
-  block are computed, then dropped), where a block's own operator skips
-  them. Returns (nodes [S, k, m], weights [S, k, m]): for each segment what
-  `slq(H_ss, size, key)` returns, up to float rounding."""
-  width = max(size for _, _, size in segments)
-  m = min(int(num_steps), width)
-  assert all(min(m, size) == m for _, _, size in segments), segments
-  keys = jnp.stack([key for key, _, _ in segments])
-  offsets = jnp.asarray([offset for _, offset, _ in segments], jnp.int32)
-  sizes = jnp.asarray([size for _, _, size in segments], jnp.int32)
-  pad = lambda v: jnp.concatenate([v, jnp.zeros((width,), v.dtype)])
-
-  def one(segment):
-    key, offset, size = segment
-    inside = jnp.arange(width) < size
-
-    def block_matvec(v):
-      # The padding of v is zero: written past the slice, it writes zeros.
-      hv = matvec(jax.lax.dynamic_update_slice(pad(jnp.zeros((dim,), v.dtype)),
-                                               v, (offset,))[:dim])
-      return jnp.where(inside, jax.lax.dynamic_slice(pad(hv), (offset,),
-                                                     (width,)), 0)
-
-    return slq(block_matvec, width, key, num_probes=num_probes, num_steps=m,
-               dtype=dtype, size=size)
-
-  return jax.lax.map(one, (keys, offsets, sizes))
 
 
 def moments(nodes, weights, power: int):
@@ -223,38 +168,17 @@ def blocks_of(params) -> Sequence[str]:
 
 
 def measure(loss: Callable, params, batch_stats, key, *, num_probes: int,
-            num_steps: int, trace_probes: int, layers: bool,
-            shared_hvp: bool = False) -> Dict[str, Any]:
+            num_steps: int, trace_probes: int, layers: bool
+            ) -> Dict[str, Any]:
   """One run: {"trace": [T], "nodes": [k, m], "weights": [k, m],
-  "blocks": {b: {"trace": [T], "nodes": [k, m_b], "weights": [k, m_b]}}}.
-
-  Block i's probes come from fold_in(k_blocks, i). Its SLQ runs on its own
-  operator, the HVP in that block's parameters only (one compiled copy of
-  the network's HVP per block), or with `shared_hvp` all blocks' and the
-  whole model's through one HVP of the whole model (`spectra`): the same
-  numbers up to rounding, one copy, but each block's step costs a whole
-  HVP. benchmarks/spectrum_blocks.py: on the MLP runlocal, compile 1.5-1.6x
-  faster and run ~1.3x slower (0.05 -> 0.07 s); on LeNet-300-100 (1000
-  examples, m = 64) compile 1.7-2.5x faster (4-7 s saved) but run 1.7-3.2x
-  slower (+33 to +95 s a call): shared for smoke runs, not paper scale."""
+  "blocks": {b: {"trace": [T], "nodes": [k, m_b], "weights": [k, m_b]}}}."""
   full = lambda p: loss(p, batch_stats)
   k_trace, k_slq, k_blocks = jax.random.split(key, 3)
   trace, block_trace = hutchinson(full, params, k_trace, trace_probes)
   matvec, dim, dtype = hessian.flat_operator(full, params)
-  out = {"trace": trace, "blocks": {}}
-  if layers and shared_hvp:
-    segments = {None: (k_slq, 0, dim)}  # None: the whole model, offset 0
-    segments.update(block_segments(params, k_blocks))
-    found = spectra(matvec, dim, segments, num_probes=num_probes,
-                    num_steps=num_steps, dtype=dtype)
-    out["nodes"], out["weights"] = found.pop(None)
-    for b, (n_b, w_b) in found.items():
-      out["blocks"][b] = {"trace": block_trace[b], "nodes": n_b,
-                          "weights": w_b}
-    return out
-  out["nodes"], out["weights"] = slq(matvec, dim, k_slq,
-                                     num_probes=num_probes,
-                                     num_steps=num_steps, dtype=dtype)
+  nodes, weights = slq(matvec, dim, k_slq, num_probes=num_probes,
+                       num_steps=num_steps, dtype=dtype)
+  out = {"trace": trace, "nodes": nodes, "weights": weights, "blocks": {}}
   for i, b in enumerate(blocks_of(params) if layers else ()):
     sub = lambda q, b=b: full({**params, b: q})
     mv, d, dt = hessian.flat_operator(sub, params[b])
@@ -264,55 +188,20 @@ def measure(loss: Callable, params, batch_stats, key, *, num_probes: int,
   return out
 
 
-def block_segments(params, key) -> Dict[str, Any]:
-  """{block: (fold_in(key, i), offset, size)}: block i of `blocks_of` and
-  its slice of the flat parameters (contiguous, in `blocks_of` order:
-  ravel_pytree sorts dict keys as `blocks_of` does)."""
-  out, offset = {}, 0
-  for i, b in enumerate(blocks_of(params)):
-    size = int(sum(np.prod(x.shape) for x in jax.tree.leaves(params[b])))
-    out[b] = (jax.random.fold_in(key, i), offset, size)
-    offset += size
-  return out
-
-
-def spectra(matvec: Callable, dim: int, segments, *, num_probes: int,
-            num_steps: int, dtype=jnp.float32) -> Dict[Any, Any]:
-  """{name: (nodes [k, m_s], weights [k, m_s])}: SLQ of each segment's
-  diagonal block H_ss, `segments` {name: (key, offset, size)}, m_s =
-  min(num_steps, size). Segments of the same m_s share one `segment_slq`,
-  so one HVP copy each: usually one in all (a block smaller than m, e.g. a
-  stem's BatchNorm, gets its own)."""
-  groups = {}
-  for name, segment in segments.items():
-    groups.setdefault(min(int(num_steps), segment[2]), []).append(
-        (name, segment))
-  out = {}
-  for members in groups.values():
-    nodes, weights = segment_slq(matvec, dim, [s for _, s in members],
-                                 num_probes=num_probes, num_steps=num_steps,
-                                 dtype=dtype)
-    for j, (name, _) in enumerate(members):
-      out[name] = (nodes[j], weights[j])
-  return {name: out[name] for name in segments}
-
-
 def measure_fn(loss: Callable, *, num_probes: int, num_steps: int,
-               trace_probes: int, layers: bool = True,
-               shared_hvp: bool = False) -> Callable:
+               trace_probes: int, layers: bool = True) -> Callable:
   """jit(vmap(measure)) over the run axis:
   fn(params [R, ...], batch_stats [R, ...], keys [R, 2]) -> arrays [R, ...]."""
   one = functools.partial(measure, loss, num_probes=num_probes,
                           num_steps=num_steps, trace_probes=trace_probes,
-                          layers=layers, shared_hvp=shared_hvp)
+                          layers=layers)
   return jax.jit(jax.vmap(one))
 
 
 def hvps_per_call(num_runs: int, dims: Dict[str, int], *, num_probes: int,
                   num_steps: int, trace_probes: int) -> int:
   """HVPs one `measure_fn` call makes: Hutchinson's probes plus k x m for the
-  whole model (`dims["whole"]`) and each block, per run (with shared_hvp a
-  block's step is one HVP of the whole model, see `segment_slq`)."""
+  whole model (`dims["whole"]`) and each block, per run."""
   return num_runs * (trace_probes + sum(
       num_probes * min(num_steps, d) for d in dims.values()))
 

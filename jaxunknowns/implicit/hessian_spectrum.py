@@ -18,12 +18,6 @@ of `spectrum.subset_size` examples and gives, for the whole model and (with
   values); the bulk edge and the number of outliers (spectrum.py's rule,
   `bulk_count` and `outlier_gap`).
 
-The blocks' SLQs run each on the HVP in its block's parameters (one
-compiled copy of the network's HVP per block) or, with `spectrum.shared_hvp`,
-all through one HVP of the whole model (one copy; each block step a whole
-HVP): the same numbers up to rounding, less compilation, slower runs
-(benchmarks/RESULTS.md).
-
 Each is done for every BatchNorm mode of `spectrum.bn_modes`: "eval"
 (population statistics, as PyHessian and analysis/hessian.py do) and "batch"
 (each chunk of `chunk_size` examples normalized by its own statistics, the
@@ -67,8 +61,6 @@ def validate(config):
         f"a non-empty tuple of distinct modes of {hessian.BN_MODES}")
   check(isinstance(s.layers, bool), "spectrum.layers", s.layers,
         "True or False")
-  check(isinstance(s.shared_hvp, bool), "spectrum.shared_hvp", s.shared_hvp,
-        "True or False")
   validation.check_int(s.chunk_size, "spectrum.chunk_size", 0,
                        "0 = the whole subset at once")
   validation.check_int(s.grid_size, "spectrum.grid_size", 2)
@@ -105,8 +97,7 @@ def build_arms(config) -> Dict[str, Any]:
                              has_batch_stats=trainer.has_batch_stats,
                              chunk_size=s.chunk_size, bn_mode=mode),
         num_probes=s.num_probes, num_steps=s.num_steps,
-        trace_probes=s.trace_probes, layers=s.layers,
-        shared_hvp=s.shared_hvp) for mode in modes}
+        trace_probes=s.trace_probes, layers=s.layers) for mode in modes}
     out[name] = (trainer, fns, sizes, len(y))
   return out
 
