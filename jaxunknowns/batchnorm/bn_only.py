@@ -271,12 +271,13 @@ def train_stage(config, workdir, writer, ds, depth, width, trainer=None):
 
 
 def init_variables(trainer, seeds, repeats: int):
-  """What `trainer.init_variables(seeds * repeats)` returns, one seed at a
-  time: the trainer's vmapped init turns every conv into a grouped conv that
-  XLA:CPU took ~100 s to compile for a ResNet-14 (measured on this 2-core
-  machine); unbatched, the same function compiles in seconds. Same keys,
-  same values (the trainer's own `_init_one`). A public per-seed init in the
-  trainer would make this unnecessary."""
+  """`trainer.init_variables(seeds * repeats)`'s draws, one seed at a time
+  through `trainer.init_one` (same keys, same initializers), run op by op.
+  The vmapped init once took ~100 s to compile for a ResNet-14 here; it now
+  takes ~1.3 s (`trainer.init_compiler_options`, benchmarks/RESULTS.md), but
+  op-by-op rounding differs from the compiled init's in the last 1-2 ulp of
+  some kernel entries, so switching would move every committed bn_only run
+  (docs/results/bn_only) by those bits: kept as it is."""
   one = trainer.init_one
   per_seed = [jax.device_get(one(jax.random.PRNGKey(int(s)))) for s in seeds]
   runs = [v for _ in range(repeats) for v in per_seed]
