@@ -168,6 +168,12 @@ def test_record_steps_keep_few_chunk_lengths():
     ({"memorization.arms": ("none", "mixup")}, "mixup"),
     ({"memorization.arms": ()}, "memorization.arms"),
     ({"data.label_noise": 0.2}, "data.label_noise"),
+    # An arm's rate without the arm: recorded in config.json only.
+    ({"memorization.arms": ("none",), "memorization.dropout": 0.3},
+     "memorization.dropout=0.3 is unused here"),
+    ({"memorization.arms": ("none", "dropout"),
+      "memorization.weight_decay": 0.01},
+     "memorization.weight_decay=0.01 is unused here"),
 ])
 def test_bad_input(tmp_path, overrides, needle):
   assert_user_error_before_writing(load_config(overrides=overrides),

@@ -282,6 +282,13 @@ def test_runlocal_end_to_end(run):
      "prune_init.variants=('found', 'found')"),
     ({"prune_init.budgets": ("global", "global")},
      "prune_init.budgets=('global', 'global')"),
+    # A method's setting without the method: recorded in config.json only.
+    ({"prune_init.methods": ("random",), "prune_init.rounds": 7},
+     "prune_init.rounds=7 is unused here"),
+    ({"prune_init.methods": ("synflow", "random"),
+      "prune_init.score_batch": 50}, "prune_init.score_batch=50 is unused"),
+    ({"prune_init.methods": ("snip",), "prune_init.grasp_temperature": 10.0},
+     "prune_init.grasp_temperature=10.0 is unused"),
 ])
 def test_bad_input(tmp_path, overrides, needle):
   assert_user_error_before_writing(load_config(overrides=overrides),

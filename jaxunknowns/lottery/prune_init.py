@@ -43,7 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, paths, pruning, runs, stages, validation
+from jaxunknowns import (config_defaults, experiments, paths, pruning, runs,
+                         stages, validation)
 from jaxunknowns.errors import UserError
 from jaxunknowns.lottery import imp
 from jaxunknowns.metrics import MetricWriter, stats
@@ -82,6 +83,15 @@ def validate(config):
   validation.check_int(p.score_batch, "prune_init.score_batch", 1)
   check(p.grasp_temperature > 0, "prune_init.grasp_temperature",
         p.grasp_temperature, "> 0")
+  # What used_settings reports: a setting of a method not run was recorded
+  # in config.json and never read.
+  for field, readers in (("rounds", {"synflow"}),
+                         ("score_batch", set(init_scores.NEEDS_DATA)),
+                         ("grasp_temperature", {"grasp", "grasp_magnitude"})):
+    validation.check_applies(
+        config, f"prune_init.{field}", bool(readers & set(p.methods)),
+        f"to prune_init.methods {', '.join(sorted(readers))} only",
+        config_defaults.file_values("prune_init", f"prune_init.{field}"))
   check(p.imp == "" or p.imp == "oneshot" or p.imp.endswith(".npz"),
         "prune_init.imp", p.imp, "'', 'oneshot' or an imp workdir's "
         "masks/level_LL.npz")

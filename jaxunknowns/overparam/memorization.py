@@ -45,7 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats as scipy_stats
 
-from jaxunknowns import distributed, experiments, paths, runs, validation
+from jaxunknowns import (config_defaults, distributed, experiments, paths,
+                         runs, validation)
 from jaxunknowns.config_loading import name_list
 from jaxunknowns.data import load_dataset, pipeline
 from jaxunknowns.errors import UserError
@@ -78,6 +79,12 @@ def validate(config):
         "distinct names")
   check(0.0 < m.dropout < 1.0, "memorization.dropout", m.dropout, "in (0, 1)")
   check(m.weight_decay > 0, "memorization.weight_decay", m.weight_decay, "> 0")
+  # Each rate belongs to its arm: without the arm it was recorded, unused.
+  for field in ("dropout", "weight_decay"):
+    validation.check_applies(
+        config, f"memorization.{field}", field in arms,
+        f"to the arm {field!r} only (memorization.arms={tuple(arms)})",
+        config_defaults.file_values("memorization", f"memorization.{field}"))
   validation.check_int(m.record_points, "memorization.record_points", 2)
   check(0.0 < m.fit_level <= 1.0, "memorization.fit_level", m.fit_level,
         "in (0, 1]")
