@@ -596,6 +596,10 @@ BAD_INPUTS = [
      ["noisy_pixels", "random_pixels"]),
     ("randomization", {"ablation.true_labels": ("weight_decay+mixup",)},
      ["mixup", "ablation.true_labels"]),
+    # A regularizer's setting with no ablation cell using it: recorded only.
+    ("randomization", {"ablation.true_labels": ("dropout",),
+                       "ablation.weight_decay": 0.01},
+     ["ablation.weight_decay=0.01 is unused here", "('dropout',)"]),
     ("width_sweep", {"sweep.widths": ()}, ["sweep.widths", "non-empty"]),
     ("width_sweep", {"sweep.stop_train_loss": 0.0, "sweep.check_every": 100},
      ["sweep.check_every=100", "stop_train_loss > 0"]),

@@ -45,7 +45,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, validation
+from jaxunknowns import config_defaults, experiments, validation
 from jaxunknowns.config_loading import name_list
 from jaxunknowns.data import load_dataset
 from jaxunknowns.data import pipeline
@@ -106,6 +106,18 @@ def validate(config):
   check(a.weight_decay > 0, "ablation.weight_decay", a.weight_decay, "> 0")
   check(0.0 < a.dropout < 1.0, "ablation.dropout", a.dropout, "in (0, 1)")
   validation.check_int(a.max_shift, "ablation.max_shift", 1)
+  # A regularizer's setting with no ablation cell using it was recorded in
+  # config.json and never read.
+  used = {x for label_cells in cells.values() for cell in label_cells
+          for x in cell_regularizers(cell)}
+  for field, reg in (("weight_decay", "weight_decay"), ("dropout", "dropout"),
+                     ("max_shift", "augment")):
+    validation.check_applies(
+        config, f"ablation.{field}", reg in used,
+        f"to ablation cells with {reg!r} only (ablation.true_labels="
+        f"{tuple(cells['true_labels'])}, ablation.random_labels="
+        f"{tuple(cells['random_labels'])})",
+        config_defaults.file_values("randomization", f"ablation.{field}"))
   d = config.data
   check(d.randomization in ("", "none"), "data.randomization", d.randomization,
         "'none' here: the experiment sets each stage's randomization "
