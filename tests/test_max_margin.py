@@ -289,6 +289,10 @@ def test_runlocal_end_to_end(tmp_path):
   report = (wd / "report.md").read_text()
   assert "max_margin.png" in report
   assert "| GD: slope of \\|\\|w\\|\\| against log t | 0.7071 (Soudry" in report
+  # Per-seed values as text, not Python's lists ('data seeds [0, 1]').
+  assert "data seeds 0, 1;" in report and "support vectors per seed 4, 4," in (
+      report) and "ŵ (0.5, 0.5)" in report and "[" not in report.replace(
+          "](max_margin.png)", "").replace("![", ""), report
   # A second run of the same config is already finished.
   assert main.run(config, str(wd)) is None
   # The page shape, and report_cli rebuilds it (and the data panel) from the

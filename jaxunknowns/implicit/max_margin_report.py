@@ -24,6 +24,12 @@ FITS = (("norm_slope", "d||w||/d log t", 1), ("loss_exponent", "loss "
         ("margin_gap_exponent", "margin-gap exponent in log t", 1))
 
 
+def _listed(values) -> str:
+  """Per-seed values as text ('7, 7, 6'; '–' where there is none), not
+  Python's list ('[7, 7, 6]', 'None')."""
+  return ", ".join("–" if v is None else f"{v}" for v in values)
+
+
 def _sig(stat, scale=1):  # Significant digits: the losses reach 1e-30.
   return report.fmt(stat, scale, 4, sig=True)
 
@@ -126,16 +132,18 @@ def write(path, config, summary):
               f"`{summary['dataset']}` ({summary['num_train']} train / "
               f"{summary['num_test']} test points), {summary['loss']} loss "
               f"({summary['reduction']}), from w = 0, {steps:,} steps in "
-              f"float64, data seeds {summary['data_seeds']}; steps {lrs}."),
+              f"float64, data seeds {_listed(summary['data_seeds'])}; steps "
+              f"{lrs}."),
       figures=[("Per optimizer: mean ± std over data seeds against the step",
                 FIGURE)] if plot(path, summary) else [],
       comparisons=comparisons(summary),
       details=[
           f"### The exact SVM\n\nmargin {_sig(s['margin'])}, ||ŵ|| "
-          f"{_sig(s['norm'])}, support vectors {s['num_support_vectors']}, "
-          f"KKT residual {s['kkt_residual']:.1e}; first seed's ŵ "
-          f"{np.round(s['w_hat'][0], 6).tolist()}; L2 vs l_inf directions "
-          f"(°) {angles}.",
+          f"{_sig(s['norm'])}, support vectors per seed "
+          f"{_listed(s['num_support_vectors'])}, KKT residual "
+          f"{s['kkt_residual']:.1e}; first seed's ŵ "
+          f"({_listed(np.round(s['w_hat'][0], 6).tolist())}); L2 vs l_inf "
+          f"directions (°) per seed {_listed(angles)}.",
           f"### At step {steps:,}\n\n" + _table(summary, "final", FINAL),
           f"### Fitted rates (steps {window:,} to {steps:,})\n\n"
           + _table(summary, "fits", FITS)],
