@@ -151,6 +151,13 @@ def test_report_rebuilds(run):
   _, workdir, summary = run
   assert len(summary["stages"]) == 6
   assert_report_rebuilds(workdir)
+  # The Config line in words, not Python's tuple and list ("`mlp` (32,)",
+  # "p ∈ [0.0, 0.5, 1.0]"), with the rates of the arms run only.
+  line, = [l for l in (workdir / "report.md").read_text().splitlines()
+           if l.startswith("**Config.**")]
+  assert "`mlp` with hidden widths 32," in line, line
+  assert "p = 0, 0.5, 1 (" in line and "arms none, dropout (dropout 0.5);" in (
+      line) and not any(c in line for c in "[]"), line
 
 
 def test_record_steps_keep_few_chunk_lengths():

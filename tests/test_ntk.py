@@ -163,6 +163,9 @@ def run(tmp_path_factory):
 def test_run_end_to_end(run):
   config, workdir, summary = run
   assert_report_rebuilds(workdir)
+  # The widths as text, not Python's list ("of width [16, 32, 64]").
+  assert "hidden layer(s) of width 16, 32, 64 (a stage each)" in (
+      workdir / "report.md").read_text()
   assert summary["widths"] == list(config.ntk.widths)
   for w in summary["widths"]:
     st = summary["stages"][str(w)]

@@ -117,6 +117,11 @@ def answer(summary, rows):
 def write(path, config, summary):
   plot(path, summary)
   rows, m = comparisons(summary), config.memorization
+  # The rates of the arms run only (an arm left out reads none).
+  rates = [f"{name} {rate:g}" for name, rate, arm in (
+      ("dropout", m.dropout, "dropout"),
+      ("weight decay", m.weight_decay, "weight_decay"))
+           if arm in summary["arms"]]
   report.write_page(path, report.Page(
       title=f"memorization: {summary['model']} on {summary['dataset']}",
       claim=" ".join(r.statement for r in (
@@ -124,15 +129,17 @@ def write(path, config, summary):
           papers.ARPIT_EARLY_STOP, papers.ARPIT_REGULARIZATION,
           papers.ARPIT_ORDER)) + " (Arpit et al. 2017.)",
       config=(
-          f"`{summary['model']}` {tuple(config.model.widths)}, "
+          f"`{summary['model']}` with hidden widths "
+          f"{', '.join(map(str, config.model.widths))}, "
           f"{summary['train_examples']} training and "
           f"{summary['validation_examples']} clean validation examples, "
           f"{config.optim.name} {config.optim.lr:g}, batch "
           f"{config.train.batch_size}, {config.train.steps} steps, "
-          f"{len(summary['seeds'])} seeds; labels replaced by a random class "
-          f"with probability p ∈ {summary['corruptions']} (corrupted: the "
-          f"label changed); arms {', '.join(summary['arms'])} (dropout "
-          f"{m.dropout:g}, weight decay {m.weight_decay:g}); every split "
+          f"{report.page.seeds(len(summary['seeds']))}; labels replaced by "
+          f"a random class with probability p = "
+          f"{', '.join(f'{p:g}' for p in summary['corruptions'])} (corrupted:"
+          f" the label changed); arms {', '.join(summary['arms'])}"
+          + (f" ({', '.join(rates)})" if rates else "") + "; every split "
           f"classified at {len(summary['record_steps'])} log-spaced steps. "
           "A regularizer's cost: the training accuracy it loses on a subset "
           "against no regularization, in points, averaged over those steps; "

@@ -90,7 +90,8 @@ def write(path, config, summary):
   report.write(
       path, config, summary, references=REFERENCES,
       setup=(f"{t.loss} loss, batch {t.batch_size}, {t.steps} steps; "
-             f"{n.depth} hidden layer(s) of width {summary['widths']}. K: the"
+             f"{n.depth} hidden layer(s) of width "
+             f"{', '.join(map(str, summary['widths']))} (a stage each). K: the"
              f" empirical NTK traced over the outputs, on the first "
              f"{summary['probe_size']} training examples; kernel regression "
              f"with K_0 (ridge {n.ridge:g} × mean diagonal) on the whole "
