@@ -640,3 +640,13 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
       ["--config=configs/randomization.py:runlocal",
        "--config.randomization.corruptions=(0.0,2.0)"],
       tmp_path / "run", "randomization.corruptions", env=ENV)
+
+
+def test_one_seed_reads_one_seed(tmp_path):
+  """A width sweep of one seed said 'mean ± std over 1 seeds' (and the BN
+  grids '1 seeds', mode_connectivity '1 pairs of minima')."""
+  config = load_config("width_sweep", "mnist1d,runlocal", overrides={
+      "seeds": 1, "sweep.widths": (2, 4)})
+  run_in_process(config, tmp_path / "run")
+  report = (tmp_path / "run" / "report.md").read_text()
+  assert "over 1 seed)" in report and "1 seeds" not in report
