@@ -302,6 +302,8 @@ def test_bn_modes_end_to_end(tmp_path):
   text = (tmp_path / "run" / "report.md").read_text()
   assert "model.eval()" in text and (tmp_path / "run" / "batch_size_eval.png").exists()
   assert "AdaBN" in text
+  # The eval batch sizes as text, not Python's list ('eval batch [1, 32]').
+  assert "| batch statistics: accuracy vs eval batch 1, 32 |" in text
   assert_report_rebuilds(tmp_path / "run")
 
 

@@ -233,7 +233,9 @@ def bn_modes(summary, config, ours):
        "vs the training ones", papers.ADABN, "re-estimated above",
        (m["shift_recalibrated"], "re-estimated"),
        (m["shift_stale"], "training"))], ours) + [trend(
-           f"batch statistics: accuracy vs eval batch {sizes}",
+           # The sizes as text, not Python's list ('[1, 2, 8]').
+           f"batch statistics: accuracy vs eval batch "
+           f"{', '.join(map(str, sizes))}",
            papers.INFERENCE_MODE, "rises towards running statistics",
            [m[f"batch_{b}"] for b in sizes], ours)]
 
