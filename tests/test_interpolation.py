@@ -137,6 +137,29 @@ def test_path_endpoints_equal_trainer_evaluate_and_midpoint_is_interpolated(bn):
                          ev_mid["loss"], rtol=1e-3)
 
 
+def test_extrapolated_variances_are_clipped_not_nan(bn):
+  """Past the ends (t = -2 or 3) a linearly extrapolated running variance
+  falls below 0 (state_b's lie in [0.3, 3], state_a's are 1): the loss was
+  NaN. The path's networks there are those with the variances clipped at 0."""
+  trainer, state_a, state_b = bn
+  path = evaluate_path(trainer, state_a, state_b, alphas=[-2.0, 3.0])
+  assert np.isfinite(path["loss"]).all(), path["loss"]
+  for p, t in enumerate((-2.0, 3.0)):
+    net = {k: jax.tree.map(lambda a, b: (1 - t) * a + t * b, state_a[k],
+                           state_b[k]) for k in ("params", "batch_stats")}
+    assert any((np.asarray(v) < 0).any()
+               for v in jax.tree.leaves(net["batch_stats"]))
+    net["batch_stats"] = jax.tree.map(
+        lambda x: np.maximum(x, 0), net["batch_stats"])
+    net["batch_stats"] = {  # Only the variances: means may be negative.
+        layer: {"mean": jax.tree.map(
+            lambda a, b: (1 - t) * a + t * b, state_a["batch_stats"][layer],
+            state_b["batch_stats"][layer])["mean"], "var": stats["var"]}
+        for layer, stats in net["batch_stats"].items()}
+    np.testing.assert_allclose(path["loss"][:, p],
+                               trainer.evaluate(net)["loss"], rtol=1e-4)
+
+
 def test_eval_program_traced_once_for_many_chunks(bn):
   trainer, state_a, state_b = bn
   ev = path_evaluator(trainer)

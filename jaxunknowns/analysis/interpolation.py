@@ -52,6 +52,17 @@ def _check_float(x):
                     f" of shape {x.shape}")
 
 
+def nonnegative_variances(batch_stats: Tree) -> Tree:
+  """BatchNorm's running variances ('var' leaves) clipped at 0. Inside [0, 1]
+  the line mixes two variances and never needs it; extrapolated (the
+  landscape's t = -0.5 or 1.5) a variance can fall below 0, and the eval's
+  rsqrt(var + eps) then made the loss NaN (a report's 'rise past A: nan')."""
+  def clip(path, v):
+    last = path[-1] if path else None
+    return jnp.maximum(v, 0) if getattr(last, "key", None) == "var" else v
+  return jax.tree_util.tree_map_with_path(clip, batch_stats)
+
+
 def interpolate(tree_a: Tree, tree_b: Tree, alphas) -> Tree:
   """(1 - alpha) * a + alpha * b for every alpha, as a [P*R, ...] tree.
 
@@ -108,7 +119,8 @@ class PathEvaluator:
     self.trace_count += 1
     take = lambda tree: jax.tree.map(lambda x: jnp.take(x, idx, axis=0), tree)
     params = interpolate(take(params_a), take(params_b), alphas)
-    stats = interpolate(take(stats_a), take(stats_b), alphas)
+    stats = nonnegative_variances(
+        interpolate(take(stats_a), take(stats_b), alphas))
     out = self._trainer().evaluate_batches(params, stats, xs, ys, ws)  # [P*C]
     return {k: v.reshape(alphas.shape[0], idx.shape[0]) for k, v in out.items()}
 
