@@ -270,6 +270,22 @@ def test_divergence_names_step_and_seed(tmp_path, loss, lr, value):
     fit(make_trainer(config), [0, 1], tmp_path)
 
 
+def test_divergence_of_a_per_run_lr_names_the_runs_lr_not_optim_lr(
+    tmp_path):
+  """With lr a run axis (hparams), optim.lr is not what ran (experiments
+  with an lr grid refuse it): the advice names the run's own lr."""
+  config = tiny_config(**{"optim.name": "sgd", "model.norm": "none"})
+  trainer = make_trainer(config, hparams=("lr",))
+  writer = MetricWriter(str(tmp_path / "run"), tensorboard=False)
+  with pytest.raises(TrainingDiverged) as e:
+    trainer.fit(trainer.init_state([0, 1], hparams={"lr": [0.01, 1e30]}),
+                steps=config.train.steps, data_seeds=[0, 1], writer=writer,
+                run_labels=[{"seed": 0, "lr": 0.01}, {"seed": 1, "lr": 1e30}])
+  message = str(e.value)
+  assert "'lr': 1e+30" in message and "lower this run's lr" in message
+  assert "optim.lr (now" not in message
+
+
 def test_batch_larger_than_dataset_is_refused():
   with pytest.raises(UserError, match="train.batch_size=512 is larger"):
     make_trainer(tiny_config(**{"train.batch_size": 512}))
