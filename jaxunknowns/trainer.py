@@ -845,16 +845,17 @@ class Trainer:
     bad = ~np.isfinite(losses)
     if bad.any():
       t, r = map(int, np.argwhere(bad)[0])
-      # A per-run lr (hparams) is the experiment's grid value, not
-      # optim.lr, which such experiments refuse: name the run's own.
+      # A per-run lr (hparams) is a grid value, not optim.lr, which such
+      # experiments refuse (edge_of_stability refuses grad_clip too, the
+      # step being plain GD): name the run's own lr, and only that.
       lower = ("lower this run's lr (its grid value, not optim.lr)"
                if "lr" in self.hparams else
-               f"lower optim.lr (now {self.config.optim.lr})")
+               f"lower optim.lr (now {self.config.optim.lr}) or add "
+               "optim.grad_clip")
       raise TrainingDiverged(
           f"loss became {losses[t, r]} at step {start + t + 1} of run "
-          f"{dict(run_labels[r])}; {lower} or add optim.grad_clip, and rerun "
-          "in a new --workdir or with --overwrite (this one holds the "
-          "diverged run)")
+          f"{dict(run_labels[r])}; {lower}, and rerun in a new --workdir "
+          "or with --overwrite (this one holds the diverged run)")
     # Loss, accuracy, learning rate: means over the chunk; l2 norms: at its last step.
     values = {k: np.asarray(v[:n]).mean(0) if not k.startswith("l2_")
               else np.asarray(v) for k, v in metrics.items()}

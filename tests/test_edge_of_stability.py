@@ -207,6 +207,9 @@ def test_runlocal_end_to_end_and_report_rebuilds(tmp_path):
     ({"eos.lanczos_steps": 10**7}, "eos.lanczos_steps"),
     ({"eos.flow_lr": 0.0}, "eos.flow_lr"),
     ({"train.batch_size": 128}, "train.batch_size"),
+    # The step is plain GD: each is named when it is the one given.
+    ({"optim.grad_clip": 1.0}, "optim.grad_clip=1.0 is out of range"),
+    ({"optim.weight_decay": 1e-4}, "optim.weight_decay=0.0001 is out"),
     # Every run takes its η from eos.*lrs: optim.lr would be recorded only;
     # so would β with no momentum or Nesterov run.
     ({"optim.lr": 0.5}, "optim.lr=0.5 is unused here"),

@@ -91,9 +91,9 @@ def validate(config):
   check(config.optim.schedule == "constant" and config.optim.warmup_steps == 0,
         "optim.schedule", config.optim.schedule,
         "'constant' with no warmup (the thresholds assume a fixed η)")
-  check(config.optim.weight_decay == 0 and config.optim.grad_clip == 0,
-        "optim.weight_decay", config.optim.weight_decay,
-        "0 with optim.grad_clip 0 (the step is plain GD on the loss)")
+  for field in ("weight_decay", "grad_clip"):
+    check(config.optim[field] == 0, f"optim.{field}", config.optim[field],
+          "0 (the step is plain GD on the loss)")
   check(config.model.dropout == 0, "model.dropout", config.model.dropout,
         "0 (dropout would make the full-batch loss random)")
   check(config.data.train_size >= 1, "data.train_size",
