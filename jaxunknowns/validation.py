@@ -349,15 +349,43 @@ def check_choices(config, own_fields: Sequence[str] = (),
   applies("data.data_dir", d.name not in datasets.GENERATED_DATASETS,
           f"to datasets kept in TFDS's folder, not the generated {d.name!r}")
   read = model_fields_read(config.model)
+  from jaxunknowns.models import layers  # pylint: disable=g-import-not-at-top
   for f in config.model if read is not None else ():
-    applies(f"model.{f}", f in read or f == "name", "to models that read "
-            f"it, not model.name {config.model.name!r}")
+    readers = layers.NORM_FIELDS.get(f)  # a norm's own field: say which
+    when = (f"to {' or '.join(map(repr, readers))} norms, not model.norm "
+            f"{norm_of(config.model)!r}" if readers else "to models that "
+            f"read it, not model.name {config.model.name!r}")
+    applies(f"model.{f}", f in read or f == "name", when)
   # losses.py's mse and exponential losses drop label smoothing: only the
   # cross-entropy reads it (an experiment whose stages set the loss, such as
   # edge_of_stability's eos.losses, judges the field itself).
   if "train" in config:
     read_by("train.label_smoothing", ["cross_entropy"], "train.loss",
             config.train.get("loss", "cross_entropy"))
+
+
+def norm_of(model_config) -> str:
+  """model.norm, with "default" resolved by the model's builder (batch for
+  resnet/vgg, none for the rest)."""
+  norm = model_config.get("norm", "none")
+  if norm != "default":
+    return norm
+  from jaxunknowns.models import create_model  # pylint: disable=g-import-not-at-top
+  opts = getattr(create_model(model_config, 2), "opts", None)
+  return opts.norm if opts is not None else "none"
+
+
+def check_norm_fields(config, norms: Sequence[str], where: str):
+  """For an experiment whose arms or cells set model.norm (registered with
+  own_fields=layers.NORM_FIELD_PATHS): each norm's own field (num_groups,
+  norm_position, ...) moved from its default only if one of the `norms`
+  it trains reads it; `where` names them ("grid.norms=(...)")."""
+  from jaxunknowns.models import layers  # pylint: disable=g-import-not-at-top
+  for field, readers in layers.NORM_FIELDS.items():
+    check_applies(config, f"model.{field}", any(n in readers for n in norms),
+                  f"to {' or '.join(map(repr, readers))} norms, not {where}",
+                  config_defaults.file_values(config.experiment,
+                                              f"model.{field}"))
 
 
 def check_sam(o, batch_size):

@@ -387,7 +387,11 @@ BAD = [
      ["grid.reference_batch_size=64 is unused here", "'none'"]),
     ("bn_batch_size", {"grid.norms": ("batch", "layer"),
                        "model.num_groups": 4},
-     ["model.num_groups=4 is unused here", "group-norm cells only"]),
+     ["model.num_groups=4 is unused here", "'group' norms, not grid.norms"]),
+    # A norm's own field with no norm in the grid that reads it.
+    ("bn_regularization", {"grid.norms": ("none",),
+                           "model.bn_scale_init": "uniform"},
+     ["model.bn_scale_init='uniform' is unused here", "grid.norms=('none',)"]),
 ]
 
 

@@ -399,9 +399,11 @@ def test_unknown_model_lists_valid_names():
     ("bn_scale_init", "zeros", ("ones", "uniform")),
 ])
 def test_unknown_option_lists_valid_values(field, value, valid):
+  # A norm's own fields are read under a norm only (the MLP's is none).
+  norm = {"norm": "batch"} if field in layers.NORM_FIELDS else {}
   for name in ("mlp", "resnet", "vgg11"):
     with pytest.raises(UserError) as err:
-      build(name, **{field: value})
+      build(name, **norm, **{field: value})
     message = str(err.value)
     assert f"model.{field}" in message and value in message
     assert "\n" not in message

@@ -9,6 +9,7 @@ thing: changing an unread field must build the same module or optimizer.
 """
 
 import itertools
+import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -164,6 +165,13 @@ def train_config(**overrides):
      "train.label_smoothing=0.1 is unused here.*'mse'"),
     ({"train.loss": "exponential", "train.label_smoothing": 0.1},
      "train.label_smoothing"),
+    # A norm's own fields, under a norm that does not read them (the MLP's
+    # default norm is none).
+    ({"model.norm_position": "after"},
+     "model.norm_position='after' is unused here.*not model.norm 'none'"),
+    ({"model.bn_scale_init": "uniform"}, "model.bn_scale_init"),
+    ({"model.norm": "batch", "model.num_groups": 4},
+     "model.num_groups=4 is unused here: it applies to 'group' norms"),
 ])
 def test_a_field_the_choice_does_not_read_is_refused(overrides, needle):
   with pytest.raises(UserError, match=needle):
@@ -183,6 +191,9 @@ def test_a_field_the_choice_does_not_read_is_refused(overrides, needle):
     {"data.name": "synthetic", "data.synthetic.dim": 5},
     {"data.name": "soudry2d", "data.synthetic.num_test": 50},
     {"train.label_smoothing": 0.1},
+    {"model.norm": "batch", "model.norm_position": "after",
+     "model.bn_scale_init": "uniform"},
+    {"model.norm": "group", "model.num_groups": 4},
 ])
 def test_a_field_the_choice_reads_passes(overrides):
   validation.check_config(train_config(**overrides))
@@ -293,3 +304,33 @@ def test_the_files_own_values_are_left_alone_on_the_command_line(tmp_path):
   validation.check_config(config, validation.references_of(spec))
   with pytest.raises(UserError, match="model.widths"):
     validation.check_config(config)
+
+
+@pytest.mark.parametrize("spec,overrides,needle", [
+    # Arms or cells set model.norm: a norm's field is judged by their norms,
+    # not by the base config's (registered own_fields).
+    ("bn_smoothness.py:runlocal", {"model.noise_mean_std": 0.3}, None),
+    ("bn_smoothness.py:runlocal", {"model.noise_mean_std": 0.3,
+                                   "smoothness.arms": ("none", "batch")},
+     "model.noise_mean_std=0.3 is unused here: it applies to 'noisy_batch'"),
+    ("bn_batch_size.py:runlocal", {"model.num_groups": 4}, None),
+    ("bn_stability.py:runlocal", {"model.num_groups": 2},
+     "model.num_groups=2 is unused here: it applies to 'group' norms, not "
+     "grid.norms=('none', 'batch')"),
+    ("hessian_spectrum.py:runlocal", {"model.bn_scale_init": "uniform"},
+     None),
+    ("hessian_spectrum.py:runlocal", {"model.num_groups": 4},
+     "not the arms' norms ('none', 'batch')"),
+    ("landscape.py:runlocal", {"model.bn_scale_init": "uniform"},
+     "not the arms' norms ('none', 'none')"),
+])
+def test_norm_fields_of_arms_and_cells_are_judged_by_their_norms(
+    spec, overrides, needle):
+  spec = f"{ROOT}/configs/{spec}"
+  config = config_loading.load_config(spec, overrides)
+  refs = validation.references_of(spec)
+  if needle is None:
+    validation.check_config(config, refs)
+  else:
+    with pytest.raises(UserError, match=re.escape(needle)):
+      validation.check_config(config, refs)

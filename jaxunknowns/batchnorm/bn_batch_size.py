@@ -14,6 +14,7 @@ from absl import logging
 from jaxunknowns import config_defaults, experiments, validation
 from jaxunknowns.batchnorm import bn_grid
 from jaxunknowns.metrics import stats
+from jaxunknowns.models import layers
 from jaxunknowns.models.layers import check_choice
 
 GRID_NORMS = ("batch", "group", "layer", "none")
@@ -94,5 +95,5 @@ def run(config, workdir):
 
 
 experiments.register(
-    "bn_batch_size", validate=validate,
+    "bn_batch_size", validate=validate, own_fields=layers.NORM_FIELD_PATHS,
     report="jaxunknowns.batchnorm.bn_report:write_grid")(run)

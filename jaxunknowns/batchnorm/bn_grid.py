@@ -86,12 +86,11 @@ def validate_grid(config, axes: Sequence[Axis], norms: Sequence[str],
           config, axis.field, False, "to no cell: each cell sets it from "
           f"{axis.config_name or 'the grid'} (give the values there)",
           config_defaults.file_values(config.experiment, axis.field))
-  # Only a group-norm cell reads num_groups: with none in the grid a value
-  # given to it was recorded in config.json and never built.
-  validation.check_applies(
-      config, "model.num_groups", "group" in tuple(config.grid.norms),
-      f"to group-norm cells only (grid.norms={tuple(config.grid.norms)})",
-      config_defaults.file_values(config.experiment, "model.num_groups"))
+  # The cells set model.norm: a norm's own field (num_groups, ...) is used
+  # only if a norm of the grid reads it (experiments with a grid register
+  # own_fields=layers.NORM_FIELD_PATHS).
+  validation.check_norm_fields(config, tuple(config.grid.norms),
+                               f"grid.norms={tuple(config.grid.norms)}")
   for norm in config.grid.norms:
     check_choice("grid.norms", norm, norms)
     model = config.model.copy_and_resolve_references()

@@ -11,6 +11,7 @@ from absl import logging
 from jaxunknowns import experiments, validation
 from jaxunknowns.batchnorm import bn_grid
 from jaxunknowns.metrics import curves, read_metrics, stats
+from jaxunknowns.models import layers
 from jaxunknowns.models.layers import NORM_POSITIONS, check_choice
 
 GRID_NORMS = ("batch", "group", "layer")
@@ -96,5 +97,5 @@ def readings(cells, norms):
 
 
 experiments.register(
-    "bn_placement", validate=validate,
+    "bn_placement", validate=validate, own_fields=layers.NORM_FIELD_PATHS,
     report="jaxunknowns.batchnorm.bn_report:write_grid")(run)

@@ -9,6 +9,7 @@ and do dropout and weight decay add to it or fight it?
 
 from jaxunknowns import experiments, validation
 from jaxunknowns.batchnorm import bn_grid
+from jaxunknowns.models import layers
 
 GRID_NORMS = ("batch", "group", "layer", "none")
 
@@ -46,5 +47,5 @@ def run(config, workdir):
 
 
 experiments.register(
-    "bn_regularization", validate=validate,
+    "bn_regularization", validate=validate, own_fields=layers.NORM_FIELD_PATHS,
     report="jaxunknowns.batchnorm.bn_report:write_grid")(run)

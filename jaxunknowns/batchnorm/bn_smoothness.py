@@ -60,9 +60,8 @@ def validate(config):
   for field in ("noise_mean_std", "noise_scale_std"):
     value = config.model.get(field, 0.0)
     check(value >= 0, f"model.{field}", value, ">= 0")
-    validation.check_applies(config, f"model.{field}", "noisy_batch" in arms,
-                             "to the arm 'noisy_batch' only "
-                             f"(smoothness.arms={tuple(arms)})")
+  # Each arm sets model.norm: a norm's own field is used if an arm reads it.
+  validation.check_norm_fields(config, arms, f"smoothness.arms={arms}")
 
 
 def arm_config(config, arm: str):
@@ -170,5 +169,5 @@ def run(config, workdir):
 
 
 experiments.register(
-    "bn_smoothness", validate=validate,
+    "bn_smoothness", validate=validate, own_fields=layers.NORM_FIELD_PATHS,
     report="jaxunknowns.batchnorm.bn_report:write_smoothness")(run)

@@ -34,7 +34,7 @@ from jaxunknowns.batchnorm import bn_grid
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, stats
-from jaxunknowns.models import create_model
+from jaxunknowns.models import create_model, layers
 
 GRID_NORMS = ("none", "batch", "group", "layer")
 
@@ -241,5 +241,5 @@ def run(config, workdir):
 
 
 experiments.register(
-    "bn_stability", validate=validate,
+    "bn_stability", validate=validate, own_fields=layers.NORM_FIELD_PATHS,
     report="jaxunknowns.batchnorm.bn_report:write_stability")(run)

@@ -40,6 +40,7 @@ from jaxunknowns import experiments, paths, runs, stages, validation
 from jaxunknowns.analysis import hessian, spectrum
 from jaxunknowns.implicit import landscape_arms
 from jaxunknowns.metrics import MetricWriter, stats
+from jaxunknowns.models import layers
 
 POINTS = ("init", "end")
 SPECTRA = "spectra.npz"  # a stage's raw quadrature: nodes, weights, probes
@@ -245,5 +246,5 @@ def run(config, workdir):
 
 
 experiments.register(
-    "hessian_spectrum", validate=validate,
+    "hessian_spectrum", validate=validate, own_fields=layers.NORM_FIELD_PATHS,
     report="jaxunknowns.implicit.hessian_spectrum_report:write")(run)

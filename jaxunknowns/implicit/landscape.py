@@ -58,6 +58,7 @@ from jaxunknowns.errors import UserError
 from jaxunknowns import runs
 from jaxunknowns.implicit import landscape_arms
 from jaxunknowns.metrics import MetricWriter, stats
+from jaxunknowns.models import layers
 
 INTERPOLATIONS = ("seeds", "arms", "none")
 DIRECTIONS = ("random", "pca")
@@ -397,4 +398,5 @@ def _index(alphas, value):
 
 
 experiments.register("landscape", validate=validate,
+                     own_fields=layers.NORM_FIELD_PATHS,
                      report="jaxunknowns.implicit.landscape_report:write")(run)

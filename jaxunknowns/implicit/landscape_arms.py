@@ -67,6 +67,10 @@ def validate_arms(config):
     validation.check_applies(
         config, field, False, f"to no arm: every arm of compare sets its own "
         f"(arms.NAME.{field})", file_values(field))
+  # Arms may set model.norm: a norm's own field is used if an arm's norm
+  # reads it (the experiments register own_fields=layers.NORM_FIELD_PATHS).
+  norms = tuple(validation.norm_of(arm_config(config, n).model) for n in names)
+  validation.check_norm_fields(config, norms, f"the arms' norms {norms}")
   validation.check_applies(
       config, "train.steps", config.epochs == 0, "only with epochs=0: each "
       f"arm trains epochs={config.epochs:g} of its training set",

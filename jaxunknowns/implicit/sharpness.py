@@ -34,6 +34,7 @@ from jaxunknowns.analysis import sharpness as sharpness_lib
 from jaxunknowns import runs
 from jaxunknowns.implicit import landscape_arms
 from jaxunknowns.metrics import MetricWriter, stats
+from jaxunknowns.models import layers
 
 
 def validate(config):
@@ -188,4 +189,5 @@ def run(config, workdir):
 
 
 experiments.register("sharpness", validate=validate,
+                     own_fields=layers.NORM_FIELD_PATHS,
                      report="jaxunknowns.implicit.sharpness_report:write")(run)

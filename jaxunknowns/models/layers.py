@@ -19,6 +19,14 @@ import numpy as np
 from jaxunknowns.errors import UserError
 
 NORMS = ("default", "batch", "noisy_batch", "group", "layer", "none")
+# The model.* fields only some norms read: {field: the norms that read it}.
+_NORMALIZING = ("batch", "noisy_batch", "group", "layer")
+NORM_FIELDS = {"norm_position": _NORMALIZING, "bn_scale_init": _NORMALIZING,
+               "num_groups": ("group",), "noise_mean_std": ("noisy_batch",),
+               "noise_scale_std": ("noisy_batch",)}
+# What an experiment whose arms or cells set model.norm registers as its
+# own_fields, judging them by its norms (validation.check_norm_fields).
+NORM_FIELD_PATHS = tuple(f"model.{f}" for f in NORM_FIELDS)
 NORM_POSITIONS = ("before", "after")
 KERNEL_INITS = ("default", "kaiming_normal", "glorot_normal", "lecun_normal",
                 "zeros")
@@ -124,22 +132,27 @@ def read_options(cfg, *, default_norm: str = "none",
   norm = check_choice("model.norm", cfg.get("norm", "none"), NORMS)
   if norm == "default":
     norm = default_norm
+  # A norm's own fields (NORM_FIELDS) are read only under that norm: a field
+  # the builder reads passes validation.check_choices, so one read but unused
+  # (num_groups without group norm) would be recorded for a run that
+  # ignored it.
+  def own(field, default):
+    return cfg.get(field, default) if norm in NORM_FIELDS[field] else default
   opts = Options(
       norm=norm,
       norm_position=check_choice("model.norm_position",
-                                 cfg.get("norm_position", "before"),
+                                 own("norm_position", "before"),
                                  NORM_POSITIONS),
-      num_groups=int(cfg.get("num_groups", 8)),
+      num_groups=int(own("num_groups", 8)),
       bn_scale_init=check_choice("model.bn_scale_init",
-                                 cfg.get("bn_scale_init", "ones"),
-                                 BN_SCALE_INITS),
+                                 own("bn_scale_init", "ones"), BN_SCALE_INITS),
       dropout=float(cfg.get("dropout", 0.0)),
       kernel_init=check_choice("model.kernel_init",
                                cfg.get("kernel_init", "default"),
                                KERNEL_INITS),
       default_init=default_init,
-      noise_mean_std=float(cfg.get("noise_mean_std", 0.0)),
-      noise_scale_std=float(cfg.get("noise_scale_std", 0.0)),
+      noise_mean_std=float(own("noise_mean_std", 0.0)),
+      noise_scale_std=float(own("noise_scale_std", 0.0)),
   )
   for field in ("noise_mean_std", "noise_scale_std"):
     if not getattr(opts, field) >= 0.0:  # also rejects NaN
