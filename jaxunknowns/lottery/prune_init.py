@@ -36,7 +36,7 @@ input. summary.json gives per method and budget the largest compression
 """
 
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import jax
 import jax.numpy as jnp
