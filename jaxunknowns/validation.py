@@ -251,6 +251,11 @@ def validate_base(config):
         t.label_smoothing, "in [0, 1)")
   check(t.max_train_eval >= 0, "train.max_train_eval", t.max_train_eval,
         ">= 0 (0 = all)")
+  # The cap is on the training split's evaluation: none, nothing to cap.
+  check_applies(config, "train.max_train_eval", t.eval_train,
+                "only with train.eval_train=True (the training split's "
+                "evaluation it caps)", config_defaults.file_values(
+                    config.get("experiment", ""), "train.max_train_eval"))
   check_batch_norm_batch_size(m, t.batch_size)
 
   # Unknown names fail here too, with the list of valid ones.

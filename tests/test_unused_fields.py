@@ -172,6 +172,9 @@ def train_config(**overrides):
     ({"model.bn_scale_init": "uniform"}, "model.bn_scale_init"),
     ({"model.norm": "batch", "model.num_groups": 4},
      "model.num_groups=4 is unused here: it applies to 'group' norms"),
+    ({"train.eval_train": False, "train.max_train_eval": 100},
+     "train.max_train_eval=100 is unused here: it applies only with "
+     "train.eval_train=True"),
 ])
 def test_a_field_the_choice_does_not_read_is_refused(overrides, needle):
   with pytest.raises(UserError, match=needle):
@@ -194,6 +197,7 @@ def test_a_field_the_choice_does_not_read_is_refused(overrides, needle):
     {"model.norm": "batch", "model.norm_position": "after",
      "model.bn_scale_init": "uniform"},
     {"model.norm": "group", "model.num_groups": 4},
+    {"train.max_train_eval": 100},
 ])
 def test_a_field_the_choice_reads_passes(overrides):
   validation.check_config(train_config(**overrides))
