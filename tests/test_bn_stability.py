@@ -100,6 +100,8 @@ def test_diverging_cell_recorded_others_complete_and_resume(tmp_path):
   assert "Bjorck et al. 2018" in report
   # Per-seed lists as text: '–' never diverged, not Python's [None, None].
   assert "None" not in report and "| –, – |" in report
+  # The max stable lr in 3 significant digits (an lr of 0.003 is no "0.00").
+  assert "| 0.1 ± 0 (n=2) |" in report
 
   # A rerun after losing summary.json and the batch norm program retrains
   # that program only (the other's stage untouched), to the same numbers,

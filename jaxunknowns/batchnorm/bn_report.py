@@ -443,9 +443,15 @@ def write_stability(path, config, summary):
                 "scale); ×k: k seeds diverged, ∞: a seed never reached the "
                 "target", "heatmaps.png"),
                ("Trainable region per norm", "region.png")],
-      details=["### Per norm\n\n" + report.markdown_table(
+      details=["### Per norm" + (" (max stable lr 0: every lr of the grid "
+                                 "diverged)") * any(
+          0.0 in v["max_stable_lr"]["per_seed"] for v in s["readings"].values())
+               + "\n\n" + report.markdown_table(
           ["norm", "best lr", *(k.replace("_", " ") for k in keys)],
-          [[n, v["best_lr"], *(fmt(v[k], 1, 2) for k in keys)]
+          # An lr keeps 3 significant digits (0.003 is not "0.00").
+          [[n, v["best_lr"], *(fmt(v[k], 1, 3, sig=True) if k ==
+                               "max_stable_lr" else fmt(v[k], 1, 2)
+                               for k in keys)]
            for n, v in s["readings"].items()]),
                "### Every cell (diverged at, steps to target: per seed; –: "
                "never diverged, ∞: never reached)\n\n"
