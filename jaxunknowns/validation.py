@@ -371,7 +371,7 @@ def check_choices(config, own_fields: Sequence[str] = (),
 
 def norm_of(model_config) -> str:
   """model.norm, with "default" resolved by the model's builder (batch for
-  resnet/vgg, none for the rest)."""
+  resnet/vgg, none for the rest and for a model without norm layers)."""
   norm = model_config.get("norm", "none")
   if norm != "default":
     return norm
@@ -428,10 +428,8 @@ def uses_batch_norm(model_config) -> bool:
   if norm in ("none", "group", "layer"):
     return False
   # "default" (or a bad name, which create_model reports in its own words):
-  # ask the builder which norm it picks; building a Flax module is cheap.
-  from jaxunknowns.models import create_model  # pylint: disable=g-import-not-at-top
-  opts = getattr(create_model(model_config, 2), "opts", None)
-  return opts is not None and opts.norm in batch_norms
+  # the builder's choice; building a Flax module is cheap.
+  return norm_of(model_config) in batch_norms
 
 
 def check_batch_norm_batch_size(model_config, batch_size, where: str = ""):
