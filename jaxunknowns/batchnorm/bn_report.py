@@ -431,7 +431,7 @@ def write_stability(path, config, summary):
       config=(f"`{s['model']}` on `{s['dataset']}` ({s['train_examples']:,} "
               f"examples), {config.optim.name} {config.optim.momentum:g}, "
               f"batch {config.train.batch_size}, {s['steps']} steps, "
-              f"{report.page.seeds(len(s['seeds']))}; lrs {tuple(s['lrs'])} × init scales "
+              f"{report.count(len(s['seeds']), 'seed')}; lrs {tuple(s['lrs'])} × init scales "
               f"{tuple(s['init_scales'])} (of every kernel) × norms "
               f"{tuple(s['readings'])}, a program per norm. Trainable: never "
               f"diverged (NaN/Inf loss), test accuracy within "

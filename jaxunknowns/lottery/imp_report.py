@@ -225,7 +225,7 @@ def write(path, config, summary):
   report.write(
       path, config, summary, claim=" ".join(claims) or "None.",
       setup=f"{summary['parameters']['trainable']:,} trainable parameters; "
-      f"{how}; {p['levels']} level{'s' * (p['levels'] != 1)} of {t.steps} "
+      f"{how}; {report.count(p['levels'], 'level')} of {t.steps} "
       f"steps, batch "
       f"{t.batch_size}; a level's runs train in one program", figures=figures,
       comparisons=found, details=details,

@@ -135,7 +135,7 @@ def write(path, config, summary):
           f"{summary['validation_examples']} clean validation examples, "
           f"{config.optim.name} {config.optim.lr:g}, batch "
           f"{config.train.batch_size}, {config.train.steps} steps, "
-          f"{report.page.seeds(len(summary['seeds']))}; labels replaced by "
+          f"{report.count(len(summary['seeds']), 'seed')}; labels replaced by "
           f"a random class with probability p = "
           f"{', '.join(f'{p:g}' for p in summary['corruptions'])} (corrupted:"
           f" the label changed); arms {', '.join(summary['arms'])}"

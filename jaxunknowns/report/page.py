@@ -7,7 +7,7 @@ from typing import List, Sequence, Tuple
 
 from jaxunknowns import paths
 from jaxunknowns.report import compare
-from jaxunknowns.report.text import run_line
+from jaxunknowns.report.text import count, run_line
 
 
 def write_report(path: str, title: str, sections: List[str]):
@@ -60,11 +60,6 @@ def claim(references) -> str:
                   for r in references)
 
 
-def seeds(n: int) -> str:
-  """'1 seed', '3 seeds'."""
-  return f"{n} seed{'s' * (n != 1)}"
-
-
 def experiment_page(config, summary, *, references=(), setup: str,
                     run: str = "", **fields) -> Page:
   """The page of a run: title '{experiment}: {model} on {data}', the claim
@@ -78,7 +73,7 @@ def experiment_page(config, summary, *, references=(), setup: str,
             # Nesterov reads β too (optim.OPTIMIZER_FIELDS).
             + (f" momentum {o.momentum:g}" if o.name in ("momentum",
                                                          "nesterov") else "")
-            + f", {seeds(len(summary['seeds']))} trained at once")
+            + f", {count(len(summary['seeds']), 'seed')} trained at once")
   fields.setdefault("title", f"{config.experiment}: {m} on {d}")
   fields.setdefault("claim", claim(references))
   return Page(config=f"{shared}; {setup.strip().rstrip('.')}.",

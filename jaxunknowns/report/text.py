@@ -51,6 +51,11 @@ def table(items: Sequence[Any], columns: Sequence[Tuple[str, Any]],
       for x in items])
 
 
+def count(n: int, noun: str) -> str:
+  """'1 seed', '3 seeds', '1 pair': a count and its noun, singular for 1."""
+  return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def duration(seconds: float) -> str:
   """'42 s' under a minute, else '3.5 min' (progress lines, the article)."""
   return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
