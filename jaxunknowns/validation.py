@@ -38,11 +38,13 @@ def check_int(value, field: str, minimum: int, note: str = ""):
 
 
 def check_applies(config, field: str, applies: bool, when: str,
-                  file_values: Sequence[Any] = ()):
+                  file_values: Optional[Sequence[Any]] = None):
   """A field moved from its experiment's default while it `applies` to
   nothing chosen is an error, never a silently unused setting; `when`
-  says what would use it. (Left at the default, it may stay unused; so may
-  `file_values`, values the config file itself gives it.)"""
+  says what would use it. Left at the default it may stay unused; so may
+  a value the config file itself gives it (a variant's own, which the user
+  never set): `file_values`, by default the experiment's
+  (`config_defaults.file_values`)."""
   defaults = config_defaults.FIELD_DEFAULTS.get(config.get("experiment"))
   if applies or defaults is None:
     return
@@ -53,6 +55,8 @@ def check_applies(config, field: str, applies: bool, when: str,
   if leaf not in default:  # no default to compare with: no opinion
     return
   value, default = value.get(leaf), default[leaf]
+  if file_values is None:
+    file_values = config_defaults.file_values(config.get("experiment"), field)
   if value != default and value not in file_values:
     raise UserError(f"{field}={value!r} is unused here: it applies {when}; "
                     f"leave it at {default!r}")
@@ -254,8 +258,7 @@ def validate_base(config):
   # The cap is on the training split's evaluation: none, nothing to cap.
   check_applies(config, "train.max_train_eval", t.eval_train,
                 "only with train.eval_train=True (the training split's "
-                "evaluation it caps)", config_defaults.file_values(
-                    config.get("experiment", ""), "train.max_train_eval"))
+                "evaluation it caps)")
   check_batch_norm_batch_size(m, t.batch_size)
 
   # Unknown names fail here too, with the list of valid ones.
@@ -388,9 +391,7 @@ def check_norm_fields(config, norms: Sequence[str], where: str):
   from jaxunknowns.models import layers  # pylint: disable=g-import-not-at-top
   for field, readers in layers.NORM_FIELDS.items():
     check_applies(config, f"model.{field}", any(n in readers for n in norms),
-                  f"to {' or '.join(map(repr, readers))} norms, not {where}",
-                  config_defaults.file_values(config.experiment,
-                                              f"model.{field}"))
+                  f"to {' or '.join(map(repr, readers))} norms, not {where}")
 
 
 def check_sam(o, batch_size):

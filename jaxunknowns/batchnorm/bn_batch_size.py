@@ -11,7 +11,7 @@ examples (steps = epochs x train size / B), else every cell trains
 
 from absl import logging
 
-from jaxunknowns import config_defaults, experiments, validation
+from jaxunknowns import experiments, validation
 from jaxunknowns.batchnorm import bn_grid
 from jaxunknowns.metrics import stats
 from jaxunknowns.models import layers
@@ -35,8 +35,7 @@ def validate(config):
   validation.check_int(g.reference_batch_size, "grid.reference_batch_size", 1)
   validation.check_applies(
       config, "grid.reference_batch_size", g.lr_rule != "none",
-      "to grid.lr_rule 'linear' or 'sqrt' (the lr is not scaled with 'none')",
-      config_defaults.file_values("bn_batch_size", "grid.reference_batch_size"))
+      "to grid.lr_rule 'linear' or 'sqrt' (the lr is not scaled with 'none')")
   check(g.epochs >= 0, "grid.epochs", g.epochs,
         ">= 0 (0 = train.steps steps in every cell)")
   validation.check_int(g.evals_per_cell, "grid.evals_per_cell", 0)
@@ -44,8 +43,7 @@ def validate(config):
   bn_grid.refuse_budget_fields(config)
   validation.check_applies(
       config, "train.steps", g.epochs == 0, "only with grid.epochs=0: each "
-      f"cell trains grid.epochs={g.epochs:g} of the training set",
-      config_defaults.file_values("bn_batch_size", "train.steps"))
+      f"cell trains grid.epochs={g.epochs:g} of the training set")
 
 
 def derive(c, cell, num_train):

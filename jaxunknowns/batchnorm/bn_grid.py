@@ -33,8 +33,7 @@ from absl import logging
 
 from jax.experimental.compilation_cache import compilation_cache
 
-from jaxunknowns import (config_defaults, config_loading, runs, stages, sweep,
-                         validation)
+from jaxunknowns import config_loading, runs, stages, sweep, validation
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, stats
@@ -84,8 +83,7 @@ def validate_grid(config, axes: Sequence[Axis], norms: Sequence[str],
     if axis.field:
       validation.check_applies(
           config, axis.field, False, "to no cell: each cell sets it from "
-          f"{axis.config_name or 'the grid'} (give the values there)",
-          config_defaults.file_values(config.experiment, axis.field))
+          f"{axis.config_name or 'the grid'} (give the values there)")
   # The cells set model.norm: a norm's own field (num_groups, ...) is used
   # only if a norm of the grid reads it (experiments with a grid register
   # own_fields=layers.NORM_FIELD_PATHS).
@@ -164,8 +162,7 @@ def refuse_budget_fields(config):
   for field in ("train.eval_every", "train.checkpoint_every"):
     validation.check_applies(
         config, field, False, "to no cell: each cell evaluates "
-        "grid.evals_per_cell times and checkpoints at its end",
-        config_defaults.file_values(config.experiment, field))
+        "grid.evals_per_cell times and checkpoints at its end")
 
 
 def set_budget(c, steps: int, evals: int):

@@ -33,8 +33,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import (config_defaults, experiments, optim, paths, runs,
-                         stages, validation)
+from jaxunknowns import experiments, optim, paths, runs, stages, validation
 from jaxunknowns.data import load_dataset
 from jaxunknowns.data.core import Split
 from jaxunknowns.errors import UserError
@@ -77,8 +76,7 @@ def validate(config):
   for field, grid in (("depth", "depths"), ("width", "widths")):
     validation.check_applies(
         config, f"model.{field}", False, f"to no stage: each stage sets it "
-        f"from bn_only.{grid} (give the values there)",
-        config_defaults.file_values("bn_only", f"model.{field}"))
+        f"from bn_only.{grid} (give the values there)")
   for field in ("freeze", "train_only"):
     if config.optim[field]:
       raise UserError(f"optim.{field}={config.optim[field]!r}: bn_only sets "

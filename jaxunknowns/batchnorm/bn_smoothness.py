@@ -20,8 +20,7 @@ from typing import Any, Dict, Mapping
 
 from absl import logging
 
-from jaxunknowns import (config_defaults, experiments, paths, runs, stages,
-                         validation)
+from jaxunknowns import experiments, paths, runs, stages, validation
 from jaxunknowns.analysis import smoothness
 from jaxunknowns.data import load_dataset
 from jaxunknowns.metrics import MetricWriter, curves, read_metrics, stats
@@ -48,8 +47,7 @@ def validate(config):
   # arm_config writes each arm's norm: a model.norm given here is unused.
   validation.check_applies(
       config, "model.norm", False, "to no arm: each arm sets it from "
-      "smoothness.arms", config_defaults.file_values("bn_smoothness",
-                                                     "model.norm"))
+      "smoothness.arms")
   # validation.uses_batch_norm knows "batch" only; noisy BN is BN too.
   bn_arms = [a for a in arms if a in ("batch", "noisy_batch")]
   for field, size in (("train.batch_size", config.train.batch_size),

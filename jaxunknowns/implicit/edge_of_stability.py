@@ -128,25 +128,20 @@ def validate(config):
   # the momentum and Nesterov runs): anything else would be recorded only.
   validation.check_applies(
       config, "optim.lr", False, "to no run: each takes its step size from "
-      "eos.lrs, eos.momentum_lrs, eos.nesterov_lrs or eos.flow_lr",
-      config_defaults.file_values("edge_of_stability", "optim.lr"))
+      "eos.lrs, eos.momentum_lrs, eos.nesterov_lrs or eos.flow_lr")
   # Each stage trains one loss of eos.losses (stage_config): train.loss is
   # never read, and label smoothing only by a cross-entropy stage.
   validation.check_applies(
       config, "train.loss", False, "to no stage: each trains one loss of "
-      "eos.losses", config_defaults.file_values("edge_of_stability",
-                                                "train.loss"))
+      "eos.losses")
   validation.check_applies(
       config, "train.label_smoothing", "cross_entropy" in e.losses,
-      f"to a cross_entropy stage, and eos.losses={tuple(e.losses)} has none",
-      config_defaults.file_values("edge_of_stability",
-                                  "train.label_smoothing"))
+      f"to a cross_entropy stage, and eos.losses={tuple(e.losses)} has none")
   validation.check_applies(
       config, "optim.momentum", any(
           lrs for g in ("momentum_lrs", "nesterov_lrs")
           for lrs in e[g].values()),
-      "to the runs of eos.momentum_lrs and eos.nesterov_lrs (both empty)",
-      config_defaults.file_values("edge_of_stability", "optim.momentum"))
+      "to the runs of eos.momentum_lrs and eos.nesterov_lrs (both empty)")
   for field in ("every", "loss_every", "lanczos_steps", "flow_steps",
                 "flow_every"):
     validation.check_int(e[field], f"eos.{field}", 1)

@@ -11,7 +11,7 @@ takes fewer steps); 0 keeps `train.steps`.
 import math
 from typing import Iterator, List, Tuple
 
-from jaxunknowns import config_defaults, validation
+from jaxunknowns import validation
 from jaxunknowns.errors import UserError
 
 
@@ -60,21 +60,18 @@ def validate_arms(config):
     validation.validate_base(arm_config(config, name))
   # A shared field every compared arm overrides, or train.steps under an
   # epoch budget, is written to config.json but trains nothing.
-  def file_values(field):
-    return config_defaults.file_values(config.experiment, field)
   for field in sorted(set.intersection(*(set(_fields(config.arms[n]))
                                          for n in names))):
     validation.check_applies(
         config, field, False, f"to no arm: every arm of compare sets its own "
-        f"(arms.NAME.{field})", file_values(field))
+        f"(arms.NAME.{field})")
   # Arms may set model.norm: a norm's own field is used if an arm's norm
   # reads it (the experiments register own_fields=layers.NORM_FIELD_PATHS).
   norms = tuple(validation.norm_of(arm_config(config, n).model) for n in names)
   validation.check_norm_fields(config, norms, f"the arms' norms {norms}")
   validation.check_applies(
       config, "train.steps", config.epochs == 0, "only with epochs=0: each "
-      f"arm trains epochs={config.epochs:g} of its training set",
-      file_values("train.steps"))
+      f"arm trains epochs={config.epochs:g} of its training set")
 
 
 def _fields(overrides, prefix=""):

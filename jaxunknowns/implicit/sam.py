@@ -32,7 +32,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import config_defaults, experiments, runs, stages, validation
+from jaxunknowns import experiments, runs, stages, validation
 from jaxunknowns.analysis import hessian, sharpness, spectrum
 from jaxunknowns.metrics import MetricWriter, stats
 
@@ -72,8 +72,7 @@ def validate(config):
   # Every arm's steps come from epochs (arm_config): train.steps is unused.
   validation.check_applies(
       config, "train.steps", False, "to no arm: each trains epochs="
-      f"{config.epochs:g} of its training set (sgd_2x twice); set epochs",
-      config_defaults.file_values("sam", "train.steps"))
+      f"{config.epochs:g} of its training set (sgd_2x twice); set epochs")
   check(config.optim.sam_rho == 0, "optim.sam_rho", config.optim.sam_rho,
         "0: the arms set ρ (sam.rhos, sam.asam_rhos)")
   check(not config.optim.sam_adaptive, "optim.sam_adaptive",
@@ -89,8 +88,7 @@ def validate(config):
     # A variant's own ρ (fashion_resnet's sam.rhos=(0.05,)) is the file's:
     # compare=('sgd','asam') must not ask the user to reset it.
     validation.check_applies(config, field, arm in names,
-                             f"to the arm {arm!r} only (compare={names})",
-                             config_defaults.file_values("sam", field))
+                             f"to the arm {arm!r} only (compare={names})")
   for field in ("subset_size", "trace_probes", "lanczos_steps",
                 "sharpness_iterations"):
     validation.check_int(m[field], f"measure.{field}", 1)

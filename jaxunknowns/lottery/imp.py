@@ -44,8 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxunknowns import (config_defaults, experiments, optim, paths, pruning,
-                         runs, validation)
+from jaxunknowns import experiments, optim, paths, pruning, runs, validation
 from jaxunknowns.config_loading import name_list
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, read_metrics, stats
@@ -98,9 +97,7 @@ def validate(config):
   # the study off must not ask the user to reset fields they never gave.
   for field in ("levels", "rewind_steps", "points"):
     validation.check_applies(config, f"stability.{field}", s.enabled,
-                             "with stability.enabled=True only (it is False)",
-                             config_defaults.file_values(
-                                 "imp", f"stability.{field}"))
+                             "with stability.enabled=True only (it is False)")
 
 
 def refuse_unused_fields(p):

@@ -43,8 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxunknowns import (config_defaults, experiments, paths, pruning, runs,
-                         stages, validation)
+from jaxunknowns import experiments, paths, pruning, runs, stages, validation
 from jaxunknowns.errors import UserError
 from jaxunknowns.lottery import imp
 from jaxunknowns.metrics import MetricWriter, stats
@@ -90,8 +89,7 @@ def validate(config):
                          ("grasp_temperature", {"grasp", "grasp_magnitude"})):
     validation.check_applies(
         config, f"prune_init.{field}", bool(readers & set(p.methods)),
-        f"to prune_init.methods {', '.join(sorted(readers))} only",
-        config_defaults.file_values("prune_init", f"prune_init.{field}"))
+        f"to prune_init.methods {', '.join(sorted(readers))} only")
   check(p.imp == "" or p.imp == "oneshot" or p.imp.endswith(".npz"),
         "prune_init.imp", p.imp, "'', 'oneshot' or an imp workdir's "
         "masks/level_LL.npz")

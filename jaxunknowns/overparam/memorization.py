@@ -45,8 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats as scipy_stats
 
-from jaxunknowns import (config_defaults, distributed, experiments, paths,
-                         runs, validation)
+from jaxunknowns import distributed, experiments, paths, runs, validation
 from jaxunknowns.config_loading import name_list
 from jaxunknowns.data import load_dataset, pipeline
 from jaxunknowns.errors import UserError
@@ -83,8 +82,7 @@ def validate(config):
   for field in ("dropout", "weight_decay"):
     validation.check_applies(
         config, f"memorization.{field}", field in arms,
-        f"to the arm {field!r} only (memorization.arms={tuple(arms)})",
-        config_defaults.file_values("memorization", f"memorization.{field}"))
+        f"to the arm {field!r} only (memorization.arms={tuple(arms)})")
   validation.check_int(m.record_points, "memorization.record_points", 2)
   check(0.0 < m.fit_level <= 1.0, "memorization.fit_level", m.fit_level,
         "in (0, 1]")

@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxunknowns import config_defaults, experiments, paths, runs, validation
+from jaxunknowns import experiments, paths, runs, validation
 from jaxunknowns.analysis import ntk
 from jaxunknowns.data import load_dataset
 from jaxunknowns.losses import jax_one_hot
@@ -84,8 +84,7 @@ def validate(config):
   # stage_config writes every stage's widths: a value here is recorded only.
   validation.check_applies(
       config, "model.widths", False, "to no stage: each stage sets it from "
-      "ntk.widths and ntk.depth",
-      config_defaults.file_values("ntk", "model.widths"))
+      "ntk.widths and ntk.depth")
 
 
 def stage_config(config, width: int):

@@ -45,7 +45,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from absl import logging
 
-from jaxunknowns import config_defaults, experiments, validation
+from jaxunknowns import experiments, validation
 from jaxunknowns.config_loading import name_list
 from jaxunknowns.data import load_dataset
 from jaxunknowns.data import pipeline
@@ -116,8 +116,7 @@ def validate(config):
         config, f"ablation.{field}", reg in used,
         f"to ablation cells with {reg!r} only (ablation.true_labels="
         f"{tuple(cells['true_labels'])}, ablation.random_labels="
-        f"{tuple(cells['random_labels'])})",
-        config_defaults.file_values("randomization", f"ablation.{field}"))
+        f"{tuple(cells['random_labels'])})")
   d = config.data
   check(d.randomization in ("", "none"), "data.randomization", d.randomization,
         "'none' here: the experiment sets each stage's randomization "

@@ -30,7 +30,7 @@ from typing import Any, Dict, Mapping, Optional
 
 from absl import logging
 
-from jaxunknowns import config_defaults, experiments, validation
+from jaxunknowns import experiments, validation
 from jaxunknowns.analysis import capacity
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
@@ -78,8 +78,7 @@ def validate(config):
   # file's: a fixed budget (stop_train_loss=0) must not need it reset too.
   validation.check_applies(config, "sweep.check_every", s.stop_train_loss > 0,
                            "with sweep.stop_train_loss > 0 only (the stopping "
-                           "rule's checks)", config_defaults.file_values(
-                               config.experiment, "sweep.check_every"))
+                           "rule's checks)")
   check(0.0 <= s.interpolation_error < 1.0, "sweep.interpolation_error",
         s.interpolation_error, "in [0, 1)")
   check(config.data.label_noise == 0.0, "data.label_noise",
