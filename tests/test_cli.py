@@ -379,3 +379,18 @@ def test_fashion_mnist_lenet_trains(tmp_path):
   assert [(r["step"], r["accuracy"]) for r in test_rows] == [(20, test_acc[0])]
   assert read_json(workdir / "summary.json")["final"] == summary["final"]
   assert (workdir / "report.md").exists()
+
+
+def test_one_seed_on_digits_report_reads_one_seed(tmp_path):
+  """A researcher's first edit, another dataset: train's runlocal (1 seed) on
+  scikit-learn's digits with a training set they hold. The report names the
+  data and counts the seed in the singular ('1 seeds' was written)."""
+  workdir = tmp_path / "digits"
+  summary = run_in_process(load_config(MNIST1D, {
+      "data.name": "digits", "data.train_size": 500}), workdir)
+  assert summary["dataset"] == "digits" and len(summary["seeds"]) == 1
+  # MLP 64-32-32-10 (runlocal widths) on the flattened 8x8 images.
+  assert summary["parameters"]["total"] == 64 * 32 + 32 + 32 * 32 + 32 + 330
+  text = (workdir / "report.md").read_text()
+  assert "on `digits`" in text and "1 seed trained at once" in text
+  assert "1 seeds" not in text
