@@ -32,7 +32,8 @@ from jaxunknowns.errors import UserError
 from jaxunknowns.models import create_model
 
 from run_helpers import (  # pylint: disable=g-bad-import-order
-    assert_report_rebuilds, read_json, run_in_process)
+    assert_report_rebuilds, assert_user_error_before_writing, read_json,
+    run_in_process)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
@@ -305,6 +306,39 @@ def test_bn_modes_end_to_end(tmp_path):
   # The eval batch sizes as text, not Python's list ('eval batch [1, 32]').
   assert "| batch statistics: accuracy vs eval batch 1, 32 |" in text
   assert_report_rebuilds(tmp_path / "run")
+
+
+def test_downsample_averages_k_by_k_blocks():
+  from jaxunknowns.batchnorm.bn_only import downsample  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.data.core import Dataset, Split  # pylint: disable=g-import-not-at-top
+  x = np.random.default_rng(0).standard_normal((3, 4, 6, 2)).astype(np.float32)
+  y = np.arange(3, dtype=np.int32)
+  ds = downsample(Dataset("toy", 3, (4, 6, 2), Split(x, y), Split(x, y)), 2)
+  # Each output pixel is the mean of its 2x2 block, by hand.
+  want = np.zeros((3, 2, 3, 2), np.float32)
+  for i in range(2):
+    for j in range(3):
+      want[:, i, j] = (x[:, 2 * i, 2 * j] + x[:, 2 * i + 1, 2 * j]
+                       + x[:, 2 * i, 2 * j + 1] + x[:, 2 * i + 1, 2 * j + 1]) / 4
+  np.testing.assert_allclose(ds.train.x, want, rtol=1e-6)
+  assert ds.input_shape == (2, 3, 2)
+
+
+@pytest.mark.parametrize("name, overrides, needles", [
+    # bn_modes has its own downsample field: the error named bn_only's, and
+    # neither said what to do.
+    ("bn_modes", {"data.name": "mnist1d"},
+     ("bn_modes.downsample=2 needs images", "set bn_modes.downsample=1")),
+    ("bn_only", {"data.name": "mnist1d"},
+     ("bn_only.downsample=2 needs images", "set bn_only.downsample=1")),
+    ("bn_modes", {"data.name": "digits", "data.train_size": 500,
+                  "bn_modes.downsample": 3},
+     ("bn_modes.downsample=3 does not divide the 8x8", "or 1")),
+])
+def test_downsample_of_non_images_names_the_field_to_set(tmp_path, name,
+                                                         overrides, needles):
+  assert_user_error_before_writing(
+      load_config(name, "runlocal", overrides), tmp_path / "run", needles)
 
 
 def _cli(tmp_path, *flags):

@@ -81,7 +81,7 @@ def load(config):
   ds = load_dataset(config.data)
   m = config.bn_modes
   if m.downsample > 1:
-    ds = downsample(ds, m.downsample)
+    ds = downsample(ds, m.downsample, "bn_modes.downsample")
   if m.test_size:
     ds = ds.replace(test=ds.test.take(np.arange(min(m.test_size,
                                                     len(ds.test.y)))))

@@ -116,16 +116,17 @@ def dataset_for(config):
   return _DATASETS[key]
 
 
-def downsample(ds, k: int):
+def downsample(ds, k: int, field: str = "bn_only.downsample"):
   """Average-pool images by k x k (CPU budget: a quarter of the conv cost
-  at k = 2; Fashion-MNIST stays recognisable at 14 x 14)."""
+  at k = 2; Fashion-MNIST stays recognisable at 14 x 14). `field` is the
+  config field that asked for it (bn_modes has its own), for the errors."""
   if len(ds.input_shape) != 3:
-    raise UserError(f"bn_only.downsample={k} needs images [H, W, C]; "
-                    f"{ds.name} has input shape {ds.input_shape}")
+    raise UserError(f"{field}={k} needs images [H, W, C]; {ds.name} has "
+                    f"input shape {ds.input_shape}: set {field}=1")
   h, w, c = ds.input_shape
   if h % k or w % k:
-    raise UserError(f"bn_only.downsample={k} does not divide the "
-                    f"{h}x{w} images of {ds.name}")
+    raise UserError(f"{field}={k} does not divide the {h}x{w} images of "
+                    f"{ds.name}: set a divisor of {h} and {w}, or 1")
 
   def pool(split):
     if split is None:
