@@ -103,11 +103,12 @@ _ITEMS = {"int": "integers", "float": "finite numbers", "str": "strings"}
 class FieldRule:
   """What a field accepts: what the values its config file gives it (in
   every variant) have in common. A field refuses a negative number only if
-  no variant gives it one, and an empty tuple only if none gives it one."""
+  no variant gives it one. Any tuple field takes an empty tuple here: its
+  experiment's validate says where an empty grid trains nothing (every
+  variant may list arms a researcher drops, e.g. ablation.true_labels=())."""
   kind: str
   items: set  # kinds of a tuple's elements (empty: no variant shows one)
   negative_ok: bool
-  empty_ok: bool
   example: Any
 
   def _scalar_ok(self, kind: str, value) -> bool:
@@ -128,7 +129,7 @@ class FieldRule:
   def accepts(self, value) -> bool:
     if self.kind != "tuple":
       return self._scalar_ok(self.kind, value)
-    if _kind(value) != "tuple" or not (value or self.empty_ok):
+    if _kind(value) != "tuple":
       return False
     item = self._item_kind()
     if item is None:  # no variant says: any plain number or string
@@ -140,8 +141,7 @@ class FieldRule:
     if self.kind == "tuple":
       item = self._item_kind()
       items = _ITEMS[item] if item else "numbers or strings"
-      return (f"{'a' if self.empty_ok else 'a non-empty'} tuple of {items}"
-              f"{sign if item in ('int', 'float') else ''}")
+      return f"a tuple of {items}{sign if item in ('int', 'float') else ''}"
     return {"bool": "True or False", "str": "a string",
             "int": f"an integer{sign}",
             "float": f"a finite number{sign}"}[self.kind]
@@ -157,14 +157,13 @@ def field_rules(references: Sequence[ml_collections.ConfigDict]
       kind = _kind(value)
       if kind is None:
         continue
-      rule = rules.setdefault(name, FieldRule(kind, set(), False, False, value))
+      rule = rules.setdefault(name, FieldRule(kind, set(), False, value))
       if rule.example == ():  # an example with elements says more
         rule.example = value
       if {rule.kind, kind} == {"int", "float"}:
         rule.kind = "float"
       values = value if kind == "tuple" else (value,)
       rule.items |= {_kind(v) for v in values} if kind == "tuple" else set()
-      rule.empty_ok |= kind == "tuple" and not value
       rule.negative_ok |= any(_kind(v) in ("int", "float") and v < 0
                               for v in values)
   return rules

@@ -167,6 +167,26 @@ def test_lenet_300_100_param_count():
   assert param_count(build("lenet_300_100", 10), (1, 28, 28, 1)) == 266_610
 
 
+@pytest.mark.parametrize("name", ["mlp", "fc_tanh"])
+def test_an_mlp_without_hidden_layers_is_a_linear_model(name):
+  """widths () is logistic regression: W x + b, (40 + 1) × 10 parameters,
+  logits equal to the hand product; a norm or dropout would act on no layer,
+  so they are refused (a BatchNorm grid's arms would train one network)."""
+  module = build(name, widths=())
+  assert param_count(module, (3, 40, 1)) == (40 + 1) * NUM_CLASSES
+  x = jax.random.normal(key(2), (3, 40, 1))
+  variables = module.init({"params": key(0)}, x, train=False)
+  out = variables["params"]["output"]
+  np.testing.assert_allclose(
+      module.apply(variables, x, train=False),
+      np.asarray(x).reshape(3, 40) @ np.asarray(out["kernel"]) + np.asarray(
+          out["bias"]), rtol=1e-5, atol=1e-5)
+  for field, value in (("norm", "batch"), ("norm", "layer"),
+                       ("dropout", 0.1)):
+    with pytest.raises(UserError, match=f"model.{field} acts on hidden layers"):
+      build(name, widths=(), **{field: value})
+
+
 def test_resnet20_param_count():
   # 0.27M (He et al. 2016); with 1x1 projection shortcuts + BN as in OpenLTH.
   module = build("resnet", 10, depth=20, norm="batch")

@@ -116,3 +116,29 @@ def test_train_stage_stops_at_the_first_check_that_says_so(tmp_path,
       stop=stages.all_below("test", "loss", threshold))
   assert result["steps"] == steps
   assert result["stopped_early"] == (steps < 30)
+
+
+def test_an_empty_tuple_is_the_experiments_call_not_the_field_rules():
+  """The field rules judge a tuple's kind, not its length: randomization
+  takes an empty ablation (its validate wants *some* stage, not every
+  part), which the rules once refused because no variant leaves it empty;
+  an empty grid that trains nothing is refused by its experiment, in one
+  line naming the field; a tuple of the wrong elements still by the rules."""
+  from jaxunknowns.overparam import randomization  # pylint: disable=g-import-not-at-top
+  spec = "configs/randomization.py:mnist1d,runlocal"
+  references = validation.references_of(spec)
+  config = config_loading.load_config(spec, {"ablation.true_labels": (),
+                                             "ablation.random_labels": ()})
+  validation.check_config(config, references)
+  plan = randomization.plan(config)
+  assert plan["ablation"] == [] and plan["variants"]
+  config = config_loading.load_config(spec, {"randomization.variants": (),
+                                             "randomization.corruptions": (),
+                                             "ablation.true_labels": (),
+                                             "ablation.random_labels": ()})
+  with pytest.raises(UserError, match="randomization.variants=()"):
+    validation.check_config(config, references)
+  config = config_loading.load_config(spec, {"randomization.corruptions":
+                                             ("abc",)})
+  with pytest.raises(UserError, match="expects a tuple of finite numbers"):
+    validation.check_config(config, references)

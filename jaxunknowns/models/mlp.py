@@ -67,11 +67,24 @@ def _widths(cfg) -> Tuple[int, ...]:
   return widths
 
 
+def _hidden_options(cfg, widths, **kw) -> layers.Options:
+  """The options of an MLP's hidden layers. Without one (widths (): a
+  linear model) a norm or dropout would be recorded but act on nothing, and
+  a BatchNorm grid's arms would train the same network."""
+  opts = layers.read_options(cfg, channels=widths, **kw)
+  if not widths and (opts.norm != "none" or opts.dropout):
+    field = "model.norm" if opts.norm != "none" else "model.dropout"
+    raise UserError(f"{field} acts on hidden layers, and model.widths=() has "
+                    "none: give model.widths a hidden layer, or leave "
+                    f"{field} at its default")
+  return opts
+
+
 def build_mlp(cfg, num_classes: int) -> nn.Module:
   """`mlp`: hidden layers `model.widths` (any number, may be empty)."""
   widths = _widths(cfg)
   return MLP(widths=widths, num_classes=num_classes,
-             opts=layers.read_options(cfg, channels=widths))
+             opts=_hidden_options(cfg, widths))
 
 
 def build_lenet_300_100(cfg, num_classes: int) -> nn.Module:
@@ -93,8 +106,8 @@ def build_fc_tanh(cfg, num_classes: int) -> nn.Module:
   takes the kernel's instead, with zero biases)."""
   widths = _widths(cfg)
   return MLP(widths=widths, num_classes=num_classes, activation="tanh",
-             opts=layers.read_options(cfg, default_init=layers.PYTORCH_UNIFORM,
-                                      channels=widths))
+             opts=_hidden_options(cfg, widths,
+                                  default_init=layers.PYTORCH_UNIFORM))
 
 
 def build_residual_mlp(cfg, num_classes: int) -> nn.Module:
