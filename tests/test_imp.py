@@ -1238,3 +1238,16 @@ def test_cli_finetune_with_a_rewind_step_exits_2(tmp_path):
              "--config.prune.rewind_step=5")
   assert_one_line_error(proc, "prune.rewind_step=5", "finetune")
   assert not (tmp_path / "new").exists()
+
+
+def test_report_protocol_names_an_mlp_of_any_depth():
+  """The report's protocol line for an MLP without hidden layers (a linear
+  model, model.widths=()) raised IndexError after the whole run trained: it
+  built the residual MLP's text (w[0]) for every model."""
+  from jaxunknowns.lottery import imp_report  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config("configs/imp.py:runlocal")
+  for widths, text in (((), "mlp (linear)"), ((300, 100), "mlp 300-100")):
+    config.model.name, config.model.widths = "mlp", widths
+    assert imp_report.our_protocol(config)["model"] == text
+  config.model.name, config.model.widths = "residual_mlp", (8, 8)
+  assert imp_report.our_protocol(config)["model"] == "residual MLP, width 8"

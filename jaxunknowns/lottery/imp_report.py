@@ -69,10 +69,13 @@ def pct(entry) -> float:
 
 
 def our_protocol(config):
-  m, w, t = config.model, config.model.get("widths", (0,)), config.train
-  model = {"resnet": f"resnet{m.get('depth')}", "mlp": "mlp " + "-".join(
-      map(str, w)), "residual_mlp": f"residual MLP, width {w[0]}"}.get(
-          m.name, m.name)
+  m, w, t = config.model, tuple(config.model.get("widths", ())), config.train
+  # Each name's text is built only for its own model: an MLP without hidden
+  # layers (widths ()) has no w[0].
+  model = {"resnet": lambda: f"resnet{m.get('depth')}",
+           "mlp": lambda: f"mlp {'-'.join(map(str, w)) or '(linear)'}",
+           "residual_mlp": lambda: f"residual MLP, width {w[0]}"}.get(
+               m.name, lambda: m.name)()
   return {"model": model, "data": config.data.name, "steps": t.steps,
           "optimizer": config.optim.name, "lr": config.optim.lr,
           "batch": t.batch_size}
