@@ -392,6 +392,15 @@ BAD = [
     ("bn_regularization", {"grid.norms": ("none",),
                            "model.bn_scale_init": "uniform"},
      ["model.bn_scale_init='uniform' is unused here", "grid.norms=('none',)"]),
+    # A training set smaller than a cell's batch (soudry2d's 16 points): the
+    # error names the field that sets the batch, not train.batch_size, which
+    # the batch-size grid refuses as unused.
+    ("bn_batch_size", {"data.name": "soudry2d", "data.train_size": 0},
+     ["batch_size=32 is larger than the training set (16 examples)",
+      "lower grid.batch_sizes to at most 16"]),
+    ("bn_placement", {"data.name": "soudry2d", "data.train_size": 0},
+     ["train.batch_size=64 is larger than the training set (16 examples)",
+      "lower train.batch_size to at most 16"]),
 ]
 
 

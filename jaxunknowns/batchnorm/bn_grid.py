@@ -185,6 +185,13 @@ def epochs_to_steps(epochs: float, num_train: int, batch_size: int) -> int:
 # -----------------------------------------------------------------------------
 # Running the grid
 # -----------------------------------------------------------------------------
+def batch_size_source(axes: Sequence[Axis]) -> str:
+  """The field a user sets to change the cells' batch size: the grid's own
+  list where an axis sets it (a cell overwrites train.batch_size)."""
+  return next((a.config_name or a.field for a in axes
+               if a.field == "train.batch_size"), "train.batch_size")
+
+
 def cell_configs(config, axes: Sequence[Axis], cells: Sequence[Cell],
                  derive: Callable, num_train: int) -> List[Any]:
   """Every cell's config, validated; bad input raises before any training."""
@@ -199,7 +206,8 @@ def cell_configs(config, axes: Sequence[Axis], cells: Sequence[Cell],
       raise UserError(f"{where}{e}") from e
     if c.train.batch_size > num_train:
       raise UserError(f"{where}train.batch_size={c.train.batch_size} is larger "
-                      f"than the training set ({num_train} examples)")
+                      f"than the training set ({num_train} examples): lower "
+                      f"{batch_size_source(axes)} to at most {num_train}")
     out.append(c)
   return out
 
