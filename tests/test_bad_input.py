@@ -664,3 +664,15 @@ FailsOtherwise()
   assert proc.returncode == 0, proc.stderr
   assert "Event loop is closed" not in proc.stderr, proc.stderr
   assert "ValueError: a real bug" in proc.stderr, proc.stderr
+
+
+def test_a_stage_regularizer_on_a_linear_model_names_the_stage(tmp_path):
+  """randomization's ablation sets dropout per stage: on an MLP without
+  hidden layers the refusal names that stage (the user set no dropout), and
+  the workdir is never made."""
+  config = config_loading.load_config(
+      f"{ROOT}/configs/randomization.py:runlocal", {"model.widths": ()})
+  message = user_error_of_run(tmp_path / "new", config)
+  assert message.startswith("stage true_labels-") and (
+      "model.dropout=0.2 acts on hidden layers" in message), message
+  assert not (tmp_path / "new").exists()

@@ -183,7 +183,7 @@ def test_an_mlp_without_hidden_layers_is_a_linear_model(name):
           out["bias"]), rtol=1e-5, atol=1e-5)
   for field, value in (("norm", "batch"), ("norm", "layer"),
                        ("dropout", 0.1)):
-    with pytest.raises(UserError, match=f"model.{field} acts on hidden layers"):
+    with pytest.raises(UserError, match=f"model.{field}=.* acts on hidden layers"):
       build(name, widths=(), **{field: value})
 
 

@@ -73,10 +73,11 @@ def _hidden_options(cfg, widths, **kw) -> layers.Options:
   a BatchNorm grid's arms would train the same network."""
   opts = layers.read_options(cfg, channels=widths, **kw)
   if not widths and (opts.norm != "none" or opts.dropout):
-    field = "model.norm" if opts.norm != "none" else "model.dropout"
-    raise UserError(f"{field} acts on hidden layers, and model.widths=() has "
-                    "none: give model.widths a hidden layer, or leave "
-                    f"{field} at its default")
+    field, value = (("model.norm", opts.norm) if opts.norm != "none" else
+                    ("model.dropout", opts.dropout))
+    raise UserError(f"{field}={value!r} acts on hidden layers and "
+                    "model.widths=() has none: give the MLP a hidden layer, "
+                    f"or run without {field}")
   return opts
 
 

@@ -246,8 +246,11 @@ def run(config, workdir):
   if any("augment" in s.regularizers for s in stages):
     augment = augmentation_for(first_data.input_shape)
   for stage in stages:
-    create_model(stage_config(config, stage, augment).model,
-                 first_data.num_classes)
+    try:
+      create_model(stage_config(config, stage, augment).model,
+                   first_data.num_classes)
+    except UserError as e:  # the stage, not the user, set its regularizer
+      raise UserError(f"stage {stage.key}: {e}") from e
   # The first stage never has a regularizer (the plan puts every "none"
   # cell first), so the dataset just loaded is its own.
   first = build_stage_trainer(config, first_stage, augment, dataset=first_data)
