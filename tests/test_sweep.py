@@ -484,3 +484,30 @@ def test_damaged_run_summary_stops_the_sweep_before_it_runs(
     for needle in (str(summary), "damaged", "delete it and rerun"):
       assert needle in message, (needle, message)
   assert snapshot(copy) == before
+
+
+def test_a_sweep_over_the_norm_judges_each_norms_fields_per_run(
+    tmp_path, monkeypatch):
+  """model.num_groups is read under group norm only: swept beside the norm
+  (zipped, the batch-norm run at its default) every run plans; set for the
+  whole sweep, the batch-norm run would record a num_groups it never read,
+  so the sweep is refused in one line naming that run, before any run."""
+  monkeypatch.setattr(main_lib, "run", _must_not_run)
+  root = tmp_path / "root"
+  spec = write_config(tmp_path, '{"s": zipped(**{"model.norm": ["batch", '
+                      '"group"], "model.num_groups": [8, 2]})}')
+  from jaxunknowns import config_loading, validation  # pylint: disable=g-import-not-at-top
+  base = config_loading.load_config(spec)
+  base.lock()
+  planned = sweep.plan(base, sweep.load_sweeps(spec)["s"], "s", str(root),
+                       references=validation.references_of(spec))
+  assert [(r.config.model.norm, r.config.model.num_groups) for r in planned
+          ] == [("batch", 8), ("group", 2)]
+  spec = write_config(tmp_path, '{"s": grid(**{"model.norm": ["batch", '
+                      '"group"]})}')
+  with pytest.raises(UserError) as info:
+    sweep.run_sweep(spec, str(root), "s", {"model.num_groups": 2})
+  message = str(info.value)
+  assert "\n" not in message and "norm=batch" in message, message
+  assert "model.num_groups" in message, message
+  assert not root.exists()
