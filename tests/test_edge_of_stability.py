@@ -177,6 +177,29 @@ def test_loss_after_reaching_is_not_judged_when_a_seed_never_reached():
     assert one[q].reasons == ("1/2 seeds never reach 0.9 × 2/η",), one[q]
 
 
+def test_sharpening_is_not_judged_when_a_seed_starts_at_the_edge():
+  """On a sharper dataset than the step sizes were chosen for (MNIST-1D's
+  lrs on Fashion-MNIST: λ_max(0) ≈ 5 × 2/η) every seed 'reached' 0.9 × 2/η
+  at step 0 and 'λ_max rises from below 2/η to it' read 'agrees'."""
+  from jaxunknowns.implicit import edge_of_stability_report as eos_report  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.report import AGREES, NOT_TESTABLE  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal")
+  steps, loss = [0, 10, 20, 30, 40], [[1.0, 0.8, 0.6, 0.7, 0.5]] * 2
+  def sharpening(lam):
+    r = eos.run_summary(10.0, steps, lam, steps, loss, 0.9, 40)
+    r.update(loss="mse", kind="gd", lr=0.2, momentum=0.0)
+    summary = {"runs": [r], "flow_versus_gd": [], "dataset": "fashion_mnist",
+               "model": "fc_tanh", "train_examples": 256}
+    return next(c for c in eos_report.comparisons(summary, config)
+                if "λ_max from λ_max(0)" in c.quantity)
+  rising = sharpening([[5, 8, 9.5, 10.2, 9.8], [4, 7, 9.2, 9.9, 10]])
+  assert rising.verdict == AGREES, rising
+  # Seed 2 starts at 50 = 5 × 2/η and falls to the edge: it never sharpened.
+  started = sharpening([[5, 8, 9.5, 10.2, 9.8], [50, 30, 12, 10.5, 10]])
+  assert started.verdict == NOT_TESTABLE, started
+  assert started.reasons == ("1/2 seeds start at λ_max(0) ≥ 0.9 × 2/η",)
+
+
 def test_runlocal_end_to_end_and_report_rebuilds(tmp_path):
   config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal", {
       "eos.losses": ("mse",), "eos.lrs.cross_entropy": (),

@@ -61,11 +61,18 @@ def comparisons(summary, config):
     row = lambda q, ref, paper, text, v: out.check(f"{name}: {q}", ref, text,
                                                    v, paper)
     if r["kind"] == "gd":
-      row(f"λ_max from λ_max(0) to {e.near:g} × 2/η", papers.COHEN_SHARPENING,
-          "all seeds", f"λ_max(0) = {report.fmt(r['init_ratio'], 1, 2, n=False)}"
-          f" × 2/η; {r['reached']['mean'] * n:.0f}/{n} seeds reach it, at step "
-          f"{report.fmt(r['reach_step'], 1, 0, n=False)}",
-          compare.at_least(r["reached"], 1.0, scale=1.0))
+      # A seed that starts at the edge (a sharper dataset than the step
+      # sizes were chosen for) "reaches" it at step 0: no sharpening to see.
+      above = sum(x >= e.near for x in r["init_ratio"]["per_seed"])
+      start = f"{above}/{n} seeds start at λ_max(0) ≥ {e.near:g} × 2/η"
+      out.check(f"{name}: λ_max from λ_max(0) to {e.near:g} × 2/η",
+                papers.COHEN_SHARPENING,
+                f"λ_max(0) = {report.fmt(r['init_ratio'], 1, 2, n=False)}"
+                f" × 2/η; {r['reached']['mean'] * n:.0f}/{n} seeds reach it, "
+                f"at step {report.fmt(r['reach_step'], 1, 0, n=False)}",
+                (None, start) if above else
+                compare.at_least(r["reached"], 1.0, scale=1.0), "all seeds",
+                start if above else "")
     row("λ_max / threshold, second half", papers.COHEN_HOVER if r["kind"] ==
         "gd" else papers.COHEN_MOMENTUM, f"≈ 1 (threshold {r['threshold']:.3g})",
         report.fmt(r["ratio_last_half"], 1, 3), compare.within(
