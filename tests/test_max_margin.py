@@ -412,6 +412,22 @@ def test_comparisons_judge_hand_made_numbers(field, value, quantity):
   assert bad[quantity].reasons == ()
 
 
+def test_test_error_zero_throughout_is_not_testable():
+  """On clouds separated far wider than Soudry's set (runlocal on
+  data.name=synthetic) no test point is ever misclassified: 'test loss up,
+  test error down' read 'agrees' on a loss change of 1e-10 and 0 <= 0."""
+  from jaxunknowns.report import AGREES, NOT_TESTABLE  # pylint: disable=g-import-not-at-top
+  quantity = "gd: change of test loss; of test error (points)"
+  summary = hand_summary("synthetic", test_loss=(1e-10, 2e-10),
+                         test_error=(0.0, 0.0))
+  summary["optimizers"]["gd"]["final"]["test_error"] = _stat(0.0, 0.0)
+  row = verdicts(summary)[quantity]
+  assert row.verdict == NOT_TESTABLE and "test error 0" in row.reasons[0], row
+  # One seed misclassifies a test point at the end: judged again.
+  summary["optimizers"]["gd"]["final"]["test_error"] = _stat(0.0, 0.005)
+  assert verdicts(summary)[quantity].verdict == AGREES
+
+
 def test_comparison_reasons_are_declared_protocol_differences():
   from jaxunknowns.report import DIFFERS, NOT_TESTABLE  # pylint: disable=g-import-not-at-top
   c = verdicts(hand_summary("synthetic", "exponential", distance=(0.2, 0.3)))
