@@ -127,3 +127,40 @@ def test_each_rule_at_its_exact_boundary():
   assert compare.monotone([1, 2, 1.8], increasing=True, what="x",
                           tolerance=0.1)[0] is False
   assert compare.monotone([1, 2, 2], increasing=True, what="x")[0] is True
+
+
+def test_trend_judges_reversals_by_the_seeds_spread():
+  """randomization's steps to fit at seeds 1000..1002: 7200 ± 300 → 7100 ±
+  436 at p = 0.8 → 1.0; `monotone` on the means called the whole trend
+  'differs' on that 100-step dip, so the verdict followed the seeds drawn."""
+  grid = [stat(3300, 3000, 2800), stat(4400, 4600, 4700),
+          stat(6000, 6700, 6300), stat(6500, 6800, 6600),
+          stat(7200, 6900, 7500), stat(6800, 6900, 7600)]
+  means = [s["mean"] for s in grid]
+  assert compare.monotone(means, increasing=True, what="x")[0] is False
+  holds, text = compare.trend(grid, increasing=True, what="x")
+  # First → last: +4067 against 2 × max(std 252, std 436) = 872 (by hand).
+  assert holds is True
+  assert text == ("x rises 3033 → 7100 (> 2 × seed std, 872); a step falls "
+                  "by 100, within 2 × its seed std (872)")
+  # A fall larger than its two points' spread is a reversal.
+  dip = grid[:4] + [stat(5000, 5100, 4900)] + grid[5:]
+  holds, text = compare.trend(dip, increasing=True, what="x")
+  # 6633 → 5000, against 2 × max(std 153, std 100) = 306 (by hand).
+  assert holds is False and text.endswith(
+      "a step falls by 1633, more than 2 × its seed std (306)")
+  # No rise beyond the ends' spread: not a trend, even if every step rises.
+  flat = [stat(100, 300, 200), stat(150, 350, 250), stat(200, 400, 300)]
+  assert compare.monotone([s["mean"] for s in flat], increasing=True,
+                          what="x")[0] is True
+  assert compare.trend(flat, increasing=True, what="x")[0] is False
+  assert compare.trend(flat[::-1], increasing=False, what="x")[0] is False
+  falling = [stat(9, 10, 11), stat(5, 6, 7), stat(1, 2, 3)]
+  assert compare.trend(falling, increasing=False, what="x") == (
+      True, "x falls 10 → 2 (> 2 × seed std, 2); no step rises")
+  # Unmeasured points are left out; one seed or one point decide nothing.
+  assert compare.trend([falling[0], None, falling[2]], increasing=False,
+                       what="x")[0] is True
+  assert compare.trend([stat(1), stat(5)], increasing=True,
+                       what="x") == (None, compare.ONE_SEED)
+  assert compare.trend([stat(1, 2)], increasing=True, what="x")[0] is None

@@ -236,6 +236,40 @@ def monotone(values: Sequence[Optional[float]], *, increasing: bool,
                  f"(worst step {worst:+.3g})")
 
 
+def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
+          scale: float = 1.0, digits: int = 0) -> Tuple[Optional[bool], str]:
+  """A trend over a grid of stats over seeds ('grows with p'): the last
+  point beyond the first by more than twice the larger sample std
+  (`greater`), and no step the wrong way by more than twice the larger
+  std of its two points. `monotone` on the means decides a row by a
+  reversal the seeds' spread explains (randomization's steps to fit, 7200 ±
+  300 → 7100 ± 436 at seeds 1000..1002), so the verdict followed the seeds
+  drawn; unmeasured points are left out, as `monotone` leaves them."""
+  vals = [s for s in stats if _measured(s)]
+  if len(vals) < 2:
+    return None, "fewer than two points"
+  if _one_seed(*vals):
+    return None, ONE_SEED
+  sign = 1 if increasing else -1
+  margin = lambda a, b: 2 * max(std_of(a), std_of(b))
+  gap = sign * (vals[-1]["mean"] - vals[0]["mean"])
+  worst, allowed = min(((sign * (b["mean"] - a["mean"]), margin(a, b))
+                        for a, b in zip(vals, vals[1:])),
+                       key=lambda step: step[0] + step[1])
+  overall, reversal = gap > margin(vals[0], vals[-1]), worst < -allowed
+  direction = "rises" if increasing else "falls"
+  against = "falls" if increasing else "rises"
+  f = lambda x: f"{x * scale:.{digits}f}"
+  return overall and not reversal, (
+      f"{what} {direction} {f(vals[0]['mean'])} → {f(vals[-1]['mean'])} "
+      f"({'>' if overall else '≤'} 2 × seed std, "
+      f"{f(margin(vals[0], vals[-1]))}); "
+      + (f"no step {against}" if worst >= 0 else
+         f"a step {against} by {f(-worst)}, "
+         f"{'more than' if reversal else 'within'} 2 × its seed std "
+         f"({f(allowed)})"))
+
+
 def undecided(why: str = ""):
   """A rule that decides nothing (`versus`'s rule where the row cannot be
   judged here, e.g. no seed reached the edge): the row is not testable."""
