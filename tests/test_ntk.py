@@ -195,7 +195,10 @@ def test_run_end_to_end(run):
     ({"ntk.widths": (64, 32)}, "strictly increasing"),
     ({"model.name": "resnet"}, "model.name"),
     # Each stage sets the widths from ntk.widths: recorded, never used.
-    ({"model.widths": (8,)}, "model.widths=(8,) is unused here")])
+    ({"model.widths": (8,)}, "model.widths=(8,) is unused here"),
+    # The trainer's own checks: config.json was written before them.
+    ({"data.name": "soudry2d", "data.train_size": 0},
+     "train.batch_size=64 is larger than the training set (16 examples)")])
 def test_bad_input_before_writing(tmp_path, overrides, needle):
   assert_user_error_before_writing(load_config(overrides=overrides),
                                    tmp_path / "run", [needle])

@@ -51,7 +51,6 @@ from jaxunknowns.analysis import ntk
 from jaxunknowns.data import load_dataset
 from jaxunknowns.losses import jax_one_hot
 from jaxunknowns.metrics import MetricWriter, stats
-from jaxunknowns.models import create_model
 from jaxunknowns.stages import stage_dir, train_stage
 from jaxunknowns.trainer import Callback
 
@@ -177,8 +176,10 @@ def run(config, workdir):
   s = config.ntk
   widths = [int(w) for w in s.widths]
   ds = load_dataset(config.data)
-  for w in widths:  # bad model settings fail before the workdir exists
-    create_model(stage_config(config, w).model, ds.num_classes)
+  # Bad model or trainer settings (a batch larger than the training set)
+  # fail before the workdir exists.
+  trainers = {w: runs.build_trainer(stage_config(config, w), dataset=ds)
+              for w in widths}
   probe = ds.train.x[:s.probe_size]
   x_test = ds.test.x[:s.test_size]
   chunk = block_size(s.chunk_size, {"probe": len(probe), "test": len(x_test),
@@ -192,7 +193,7 @@ def run(config, workdir):
   for w in widths:
     name = f"width_{w:05d}"
     folder = stage_dir(workdir, name)
-    trainer = runs.build_trainer(stage_config(config, w), dataset=ds)
+    trainer = trainers[w]
     meter = Meter(trainer, probe, chunk)
     params0 = trainer.init_variables(seeds)["params"]
     k0 = meter.kernel(params0)
