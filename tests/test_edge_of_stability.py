@@ -200,6 +200,36 @@ def test_sharpening_is_not_judged_when_a_seed_starts_at_the_edge():
   assert started.reasons == ("1/2 seeds start at λ_max(0) ≥ 0.9 × 2/η",)
 
 
+def test_flow_versus_gd_is_not_judged_before_gd_reaches_the_edge():
+  """On a flatter dataset (soudry2d) GD's λ_max stays far below 2/η: flow
+  3.92 vs GD 3.82 with 2/η = 10 read 'flow above 2/η, GD at it: agrees'."""
+  from jaxunknowns.implicit import edge_of_stability_report as eos_report  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.report import AGREES, NOT_TESTABLE  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal")
+  steps, loss = [0, 10, 20, 30, 40], [[1.0, 0.8, 0.6, 0.7, 0.5]] * 2
+  def flow_row(lam, flow):
+    r = eos.run_summary(10.0, steps, lam, steps, loss, 0.9, 40)
+    r.update(loss="mse", kind="gd", lr=0.2, momentum=0.0)
+    gd_at_20 = {"mean": float(np.mean([l[2] for l in lam])),
+                "per_seed": [l[2] for l in lam], "std": 0.1}
+    summary = {"runs": [r], "flow": {"loss": "mse"}, "dataset": "soudry2d",
+               "model": "fc_tanh", "train_examples": 16, "flow_versus_gd": [
+                   {"lr": 0.2, "threshold": 10.0, "time": 4.0, "gd_step": 20,
+                    "gd": gd_at_20, "flow": {"mean": float(np.mean(flow)),
+                                             "per_seed": flow, "std": 0.1}}]}
+    return next(c for c in eos_report.comparisons(summary, config)
+                if c.quantity.startswith("λ_max at t"))
+  at_edge = flow_row([[5, 8, 9.5, 10.2, 9.8], [4, 9.1, 9.2, 9.9, 10]],
+                     [30.0, 31.0])
+  assert at_edge.verdict == AGREES, at_edge
+  # Seed 2 reaches 9 only at step 30, after the step compared (20).
+  late = flow_row([[5, 8, 9.5, 10.2, 9.8], [3, 3.5, 3.8, 9.9, 10]],
+                  [30.0, 31.0])
+  assert late.verdict == NOT_TESTABLE, late
+  assert late.reasons == ("1/2 seeds of GD η=0.2 do not reach 0.9 × 2/η by "
+                          "step 20",)
+
+
 def test_runlocal_end_to_end_and_report_rebuilds(tmp_path):
   config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal", {
       "eos.losses": ("mse",), "eos.lrs.cross_entropy": (),

@@ -92,11 +92,30 @@ def comparisons(summary, config):
               f"≥ 1 (non-monotone; loss every {e.loss_every} steps)", why)
   out.ours = None
   for v in summary["flow_versus_gd"]:
+    # GD below the edge at t (data flatter than the step sizes were chosen
+    # for): flow above GD is then no sign of GD being held at 2/η.
+    late = _not_at_edge_by(summary, v)
+    why = (f"{late} seeds of GD η={v['lr']:.3g} do not reach {e.near:g} × "
+           f"2/η by step {v['gd_step']}" if late else "")
     out.versus(f"λ_max at t = {v['time']:g}: flow vs GD η={v['lr']:.3g} (2/η "
                f"= {v['threshold']:.3g})", papers.COHEN_FLOW, v["flow"],
                v["gd"], ("flow", "GD"), scale=1.0,
+               rule=compare.undecided(why) if late else None, why=why,
                paper="flow above 2/η, GD at it")
   return out
+
+
+def _not_at_edge_by(summary, v) -> str:
+  """'k/n' seeds of the GD run compared with the flow in `v` that have not
+  reached the edge by its step (never, or later), or '' if all have."""
+  loss = summary.get("flow", {}).get("loss", "mse")
+  run = next((r for r in summary["runs"] if r["kind"] == "gd"
+              and r["loss"] == loss and r["lr"] == v["lr"]), None)
+  if run is None:
+    return ""
+  steps = run["reach_step"]["per_seed"]
+  late = sum(s is None or s > v["gd_step"] for s in steps)
+  return f"{late}/{len(steps)}" if late else ""
 
 
 COLUMNS = {"init_ratio": "λ_max(0)/thr", "reach_step": "reach step",
