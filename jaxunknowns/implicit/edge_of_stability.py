@@ -215,6 +215,22 @@ def first_reach(steps, values, level):
   return int(hit[0]) if hit else None
 
 
+# "The loss at the end" is its median over this last fraction of the run:
+# at the edge the loss spikes (the rises counted below), and the last
+# recording alone was one spike of the article's momentum run (a seed at
+# 0.208 one recording before its last, 0.324 at it): the row "loss on
+# reaching vs at the end" read 'differs' at seeds 0-2 on that one spike.
+END_WINDOW = 0.1
+
+
+def end_loss(loss_steps, loss) -> List[float]:
+  """Per seed: the median of loss [S, T] over the recordings at steps ≥
+  (1 − END_WINDOW) × the last recorded step."""
+  steps = np.asarray(loss_steps)
+  window = steps >= (1 - END_WINDOW) * steps[-1]
+  return [float(np.median(np.asarray(l, np.float64)[window])) for l in loss]
+
+
 def run_summary(thr: float, sharp_steps, lam, loss_steps, loss, near: float,
                 total_steps: int) -> Dict[str, Any]:
   """Per seed: lam [S, T_l] (λ_max at sharp_steps), loss [S, T] at
