@@ -852,9 +852,11 @@ class Trainer:
                if "lr" in self.hparams else
                f"lower optim.lr (now {self.config.optim.lr}) or add "
                "optim.grad_clip")
+      # The run by its labels in words ('width 16, seed 0'), not a dict.
+      which = ", ".join(f"{k} {v}" for k, v in dict(run_labels[r]).items())
       raise TrainingDiverged(
-          f"loss became {losses[t, r]} at step {start + t + 1} of run "
-          f"{dict(run_labels[r])}; {lower}, and rerun in a new --workdir "
+          f"loss became {losses[t, r]} at step {start + t + 1} of the run "
+          f"with {which}; {lower}, and rerun in a new --workdir "
           "or with --overwrite (this one holds the diverged run)")
     # Loss, accuracy, learning rate: means over the chunk; l2 norms: at its last step.
     values = {k: np.asarray(v[:n]).mean(0) if not k.startswith("l2_")
