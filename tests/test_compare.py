@@ -129,6 +129,19 @@ def test_each_rule_at_its_exact_boundary():
   assert compare.monotone([1, 2, 2], increasing=True, what="x")[0] is True
 
 
+def test_monotone_needs_the_whole_sequence_to_move():
+  """double_descent's sample-wise peaks on digits were n = 200 at h = 8 and
+  200 at h = 32 ('no peak' at 16): 'the peak's n rises at every step' and
+  'grows with width: agrees' on no growth at all."""
+  holds, text = compare.monotone([200, 200], increasing=True, what="the n")
+  assert holds is False and text == "the n does not rise overall (200 → 200)"
+  assert compare.monotone([100, 100, 100], increasing=False, what="x")[0] is False
+  # A tolerance states 'never the wrong way by more than it': flat holds.
+  assert compare.monotone([3, 2.95, 3], increasing=False, what="x",
+                          tolerance=0.1)[0] is True
+  assert compare.monotone([200, 200, 400], increasing=True, what="x")[0] is True
+
+
 def test_trend_judges_reversals_by_the_seeds_spread():
   """randomization's steps to fit at seeds 1000..1002: 7200 ± 300 → 7100 ±
   436 at p = 0.8 → 1.0; `monotone` on the means called the whole trend

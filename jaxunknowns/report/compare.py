@@ -223,7 +223,11 @@ def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
 
 def monotone(values: Sequence[Optional[float]], *, increasing: bool,
              what: str, tolerance: float = 0.0) -> Tuple[Optional[bool], str]:
-  """Every step of the sequence goes the stated way (up to `tolerance`)."""
+  """Every step of the sequence goes the stated way (up to `tolerance`).
+  Without a tolerance the whole of it must too: a flat sequence (the same n
+  at every width, a saturated 100% at every depth) neither rises nor falls.
+  (A tolerance states a claim of 'never the wrong way by more', where flat
+  holds: width_sweep's test error past h*.)"""
   vals = [v for v in values if v is not None]
   if len(vals) < 2:
     return None, "fewer than two points"
@@ -231,6 +235,10 @@ def monotone(values: Sequence[Optional[float]], *, increasing: bool,
   worst = min(steps) if increasing else max(steps)
   holds = worst >= -tolerance if increasing else worst <= tolerance
   direction = "rises" if increasing else "falls"
+  if holds and not tolerance and (vals[-1] <= vals[0] if increasing
+                                  else vals[-1] >= vals[0]):
+    return False, (f"{what} does not {direction.rstrip('s')} overall "
+                   f"({vals[0]:.3g} → {vals[-1]:.3g})")
   return holds, (f"{what} {direction} at every step" if holds else
                  f"{what} does not {direction.rstrip('s')} at every step "
                  f"(worst step {worst:+.3g})")
