@@ -677,3 +677,17 @@ def test_one_seed_reads_one_seed(tmp_path):
   run_in_process(config, tmp_path / "run")
   report = (tmp_path / "run" / "report.md").read_text()
   assert "over 1 seed)" in report and "1 seeds" not in report
+
+
+def test_augment_on_vectors_names_only_the_lists_asking_for_it(tmp_path):
+  """runlocal on data.name=synthetic: 2-D points have no augmentation; the
+  error said to drop 'augment' from ablation.random_labels too, which holds
+  none (weight_decay, dropout)."""
+  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+  config = load_config("randomization", overrides={
+      "data.name": "synthetic", "data.train_size": 500})
+  with pytest.raises(UserError) as e:
+    run_in_process(config, tmp_path / "run")
+  assert str(e.value).endswith("drop 'augment' from ablation.true_labels")
+  assert "inputs of shape (2,) have no augmentation" in str(e.value)
+  assert not (tmp_path / "run").exists()

@@ -194,8 +194,10 @@ def plan(config) -> Dict[str, Any]:
           "corruption": corruption, "ablation": ablation}
 
 
-def augmentation_for(input_shape) -> str:
-  """The ablation's augmentation for inputs of this shape (see docstring)."""
+def augmentation_for(input_shape, fields=("ablation.true_labels",
+                                          "ablation.random_labels")) -> str:
+  """The ablation's augmentation for inputs of this shape (see docstring);
+  `fields`: the lists that ask for it (named by the error)."""
   if len(input_shape) == 3:
     return "crop_flip"
   if len(input_shape) == 2:
@@ -203,8 +205,7 @@ def augmentation_for(input_shape) -> str:
   raise UserError(
       f"an ablation cell asks for 'augment', but inputs of shape "
       f"{tuple(input_shape)} have no augmentation here (images get crop+flip, "
-      f"sequences a random shift); drop 'augment' from ablation.true_labels "
-      f"and ablation.random_labels")
+      f"sequences a random shift); drop 'augment' from {' and '.join(fields)}")
 
 
 def stage_config(config, stage: Stage, augment: str):
@@ -244,7 +245,10 @@ def run(config, workdir):
   first_data = load_dataset(stage_config(config, first_stage, "none").data)
   augment = "none"
   if any("augment" in s.regularizers for s in stages):
-    augment = augmentation_for(first_data.input_shape)
+    augment = augmentation_for(first_data.input_shape, [
+        f"ablation.{k}" for k in ABLATION_LABELS
+        if any("augment" in cell_regularizers(c)
+               for c in name_list(config.ablation[k]))])
   for stage in stages:
     try:
       create_model(stage_config(config, stage, augment).model,
