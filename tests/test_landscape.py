@@ -346,6 +346,12 @@ def _cli(tmp_path, config, *flags):
     # crashed (none inside [0, 1]), 4 took t = 1/6 and 5/6 as the solutions.
     (("--config.landscape.points_interp=2",), "holds t = 0 and t = 1"),
     (("--config.landscape.points_interp=4",), "holds t = 0 and t = 1"),
+    # soudry2d's 16 points: the trainer's 'train.batch_size=64 is larger'
+    # sent the user to train.batch_size, refused as unused (each arm sets
+    # its own); the error names the arm's field.
+    (("--config.data.name=soudry2d", "--config.data.train_size=0"),
+     "arm small_batch: train.batch_size=64 is larger than the training set "
+     "(16 examples): lower arms.small_batch.train.batch_size to at most 16"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, flags, message):
   proc, workdir = _cli(tmp_path, "configs/landscape.py:batch_size,runlocal",

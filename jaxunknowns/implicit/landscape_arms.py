@@ -93,4 +93,18 @@ def arms_with_data(config) -> Iterator[Tuple[str, object, object]]:
     if key not in datasets:
       datasets[key] = load_dataset(arm_config(config, name).data)
     ds = datasets[key]
-    yield name, arm_config(config, name, len(ds.train.y)), ds
+    c = arm_config(config, name, len(ds.train.y))
+    _check_batch(config, name, c.train.batch_size, len(ds.train.y))
+    yield name, c, ds
+
+
+def _check_batch(config, name: str, batch_size: int, num_train: int):
+  """The trainer's own check, naming the field to lower: an arm's batch
+  (arms.NAME.train.batch_size) is not the shared train.batch_size, which
+  validate_arms refuses as unused when every arm sets its own."""
+  if batch_size > num_train:
+    own = "train.batch_size" in set(_fields(config.arms[name]))
+    field = f"arms.{name}.train.batch_size" if own else "train.batch_size"
+    raise UserError(f"arm {name}: train.batch_size={batch_size} is larger "
+                    f"than the training set ({num_train} examples): lower "
+                    f"{field} to at most {num_train}")
