@@ -177,3 +177,44 @@ def test_trend_judges_reversals_by_the_seeds_spread():
   assert compare.trend([stat(1), stat(5)], increasing=True,
                        what="x") == (None, compare.ONE_SEED)
   assert compare.trend([stat(1, 2)], increasing=True, what="x")[0] is None
+
+
+def test_a_papers_level_is_not_testable_on_other_data():
+  """A paper's accuracy or error level belongs to its dataset: judged on
+  another (a stand-in, or data the user chose), the row is not testable
+  and says which data, whatever the rule found; on the paper's data, or
+  one of the data it names, the rule decides. A direction (level=False) is
+  judged across data, with the data as a reason when it differs."""
+  ref = compare.Reference("48% test", "P", 48.0, "%",
+                          {"data": "cifar10", "steps": 100})
+  many = compare.Reference("x", "Q", protocol={"data": "cifar10, svhn/mnist"})
+  for holds in (True, False):
+    c = compare.comparison("q", ref, "65", holds, "rule text", level=True,
+                           our_protocol={"data": "fashion_mnist", "steps": 100})
+    assert c.verdict == compare.NOT_TESTABLE and c.rule == "rule text"
+    assert c.reasons == ("the paper's level is on cifar10, ours on "
+                         "fashion_mnist",)
+    same = compare.comparison("q", ref, "47", holds, "r", level=True,
+                              our_protocol={"data": "CIFAR10", "steps": 100})
+    assert same.verdict == (compare.AGREES if holds else compare.DIFFERS)
+  for data in ("svhn", "mnist", "cifar10"):
+    assert compare.comparison("q", many, "1", True, "r", level=True,
+                              our_protocol={"data": data}
+                              ).verdict == compare.AGREES
+  # Undeclared data on either side: the rule decides.
+  assert compare.comparison("q", compare.Reference("x", "R"), "1", True, "r",
+                            level=True, our_protocol={"data": "digits"}
+                            ).verdict == compare.AGREES
+  direction = compare.comparison("q", ref, "1", False, "r",
+                                 our_protocol={"data": "digits"})
+  assert direction.verdict == compare.DIFFERS
+  assert direction.reasons == ("data: cifar10 in the paper, digits here",)
+  # versus and Rows carry it too; an unmeasured row keeps its own reason.
+  stat = {"mean": 0.65, "per_seed": [0.64, 0.65, 0.66]}
+  v = compare.versus("q", ref, stat, {"mean": 0.48}, ("ours", "paper"),
+                     rule=compare.within, tolerance=0.02, level=True,
+                     our_protocol={"data": "fashion_mnist"})
+  assert v.verdict == compare.NOT_TESTABLE and "cifar10" in v.reasons[0]
+  rows = compare.Rows({"data": "fashion_mnist"})
+  rows.check("q", ref, "–", (None, "not measured"), level=True, why="no run")
+  assert rows[0].reasons == ("no run",)

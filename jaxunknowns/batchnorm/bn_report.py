@@ -174,11 +174,11 @@ def bn_only(summary, config, ours):
     return []
   def acc(p, arm="bn"):
     return p["arms"][arm]["test_accuracy"]
-  out = versus([
-      (f"BN-only test accuracy (%), ResNet-{p['depth']} width {p['width']}",
-       at[p["depth"]], None, (acc(p), "ours"),
-       ({"mean": at[p["depth"]].value / 100}, "paper"), 0.02)
-      for p in points if p["depth"] in at], ours)
+  out = [compare.versus(
+      f"BN-only test accuracy (%), ResNet-{p['depth']} width {p['width']}",
+      at[p["depth"]], acc(p), {"mean": at[p["depth"]].value / 100},
+      ("ours", "paper"), rule=compare.within, tolerance=0.02,
+      our_protocol=ours, level=True) for p in points if p["depth"] in at]
   for width in summary["widths"]:
     pts = sorted((p for p in points if p["width"] == width),
                  key=lambda p: p["depth"])

@@ -112,7 +112,8 @@ def comparisons(config, summary):
                           b_name="the paper's",
                           tolerance=((hi - lo) / 2 + 1) / 100)
     out.check(name, ref, report.fmt(stat), (None, rule[1]) if why else rule,
-              paper=f"{lo:g}–{hi:g}" if hi > lo else f"≈{lo:g}", why=why)
+              paper=f"{lo:g}–{hi:g}" if hi > lo else f"≈{lo:g}", why=why,
+              level=True)
 
   if tickets.dense:
     in_range("dense test accuracy (%)", tickets.dense, dense["test_accuracy"])

@@ -28,7 +28,7 @@ def _level(quantity, reference, point, ours):
       f"{point['width']}" if point else "–", *compare.within(
           point and point["test_error"], {"mean": reference.value / 100},
           a_name="ours", b_name="notebook", tolerance=LEVEL_TOLERANCE),
-      our_protocol=ours, why_not_testable="no width of this grid")
+      our_protocol=ours, why_not_testable="no width of this grid", level=True)
 
 
 def _peak(quantity, reference, curve, expected, paper, ours):

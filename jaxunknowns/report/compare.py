@@ -8,6 +8,7 @@ differ *materially* from ours: never by 1,500 vs 1,501 steps.
 """
 
 import dataclasses
+import re
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from jaxunknowns.report.text import fmt, markdown_table, std_of
@@ -51,16 +52,40 @@ class Comparison:
       raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
 
 
+def data_names(value: Any) -> List[str]:
+  """The datasets a protocol's "data" names ('mnist/cifar10', 'cifar10,
+  svhn, mnist': a finding shown on each)."""
+  return [n.strip().lower() for n in re.split(r"[,/]", str(value)) if n.strip()]
+
+
+def level_elsewhere(reference: Reference,
+                    ours: Optional[Mapping[str, Any]]) -> str:
+  """Why the paper's own accuracy or error level cannot judge ours: a level
+  belongs to its dataset, and ours was measured on another (a stand-in
+  such as Fashion-MNIST for CIFAR-10, or data the user chose); '' when the
+  data is the paper's or either side does not declare it. Directions (BN
+  above no BN, tickets above random) are judged across data; levels not."""
+  theirs, here = reference.protocol.get("data"), (ours or {}).get("data")
+  if theirs is None or here is None or str(here).lower() in data_names(theirs):
+    return ""
+  return f"the paper's level is on {theirs}, ours on {here}"
+
+
 def comparison(quantity: str, reference: Reference, ours: str,
                holds: Optional[bool], rule: str, *,
                paper: Optional[str] = None,
                our_protocol: Optional[Mapping[str, Any]] = None,
                declared: Sequence[str] = (),
-               why_not_testable: str = "") -> Comparison:
+               why_not_testable: str = "", level: bool = False) -> Comparison:
   """A Comparison whose verdict is `holds` (None: not testable here, for
   `why_not_testable`); `paper` defaults to the reference's value. On
   DIFFERS the reasons are the reference's protocol settings that differ
-  materially from `our_protocol`, plus those a config `declared` in words."""
+  materially from `our_protocol`, plus those a config `declared` in words.
+  `level`: ours is judged by the paper's own accuracy or error level, which
+  is not testable on other data (`level_elsewhere`)."""
+  elsewhere = level_elsewhere(reference, our_protocol) if level else ""
+  if elsewhere and holds is not None:
+    holds, why_not_testable = None, elsewhere
   verdict = NOT_TESTABLE if holds is None else (AGREES if holds else DIFFERS)
   reasons: Tuple[str, ...] = ()
   if verdict == DIFFERS:
@@ -84,7 +109,8 @@ def versus(quantity: str, reference: Reference, a: Optional["Stat"],
            scale: float = 100.0, digits: int = 2, sig: bool = False,
            paper: Optional[str] = None,
            our_protocol: Optional[Mapping[str, Any]] = None,
-           why_not_testable: str = "", **rule_kw) -> Comparison:
+           why_not_testable: str = "", level: bool = False,
+           **rule_kw) -> Comparison:
   """'A 88.41 ± 0.12, B 80.03 ± 1.10 (n=3)', decided by `rule(a, b)`
   (default `paired_greater`: arms trained on the same seeds)."""
   holds, text = (rule or paired_greater)(a, b, a_name=names[0],
@@ -95,7 +121,7 @@ def versus(quantity: str, reference: Reference, a: Optional["Stat"],
                    for name, s in zip(names, (a, b))) + f" (n={n})" * bool(n)
   return comparison(quantity, reference, ours, holds, text, paper=paper,
                     our_protocol=our_protocol,
-                    why_not_testable=why_not_testable)
+                    why_not_testable=why_not_testable, level=level)
 
 
 class Rows(list):
@@ -106,11 +132,12 @@ class Rows(list):
     super().__init__()
     self.ours, self.why = ours, why
 
-  def check(self, quantity, reference, text, verdict, paper=None, why=""):
+  def check(self, quantity, reference, text, verdict, paper=None, why="",
+            level=False):
     """One text of ours, decided by a rule's (holds, rule text)."""
     self.append(comparison(quantity, reference, text, *verdict, paper=paper,
                            our_protocol=self.ours,
-                           why_not_testable=why or self.why))
+                           why_not_testable=why or self.why, level=level))
 
   def versus(self, quantity, reference, a, b, names, why="", **kw):
     """Two stats side by side (`versus`)."""
