@@ -62,6 +62,16 @@ def check_applies(config, field: str, applies: bool, when: str,
                     f"leave it at {default!r}")
 
 
+def check_above_chance(field: str, accuracy: float, num_classes: int):
+  """A target accuracy above chance, 1/num_classes: one at or below it is
+  met by an untrained network in the first chunk, so the steps to reach
+  it measure nothing (runlocal's 0.3 on two-class data)."""
+  chance = 1.0 / num_classes
+  check(accuracy > chance, field, accuracy,
+        f"above chance (1/{num_classes} = {chance:.3g} on these "
+        f"{num_classes} classes), which an untrained network reaches")
+
+
 def is_number(v) -> bool:
   """A real number (Python or numpy), not a bool."""
   return isinstance(v, (int, float, np.integer, np.floating)) and not (

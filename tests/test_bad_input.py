@@ -676,3 +676,23 @@ def test_a_stage_regularizer_on_a_linear_model_names_the_stage(tmp_path):
   assert message.startswith("stage true_labels-") and (
       "model.dropout=0.2 acts on hidden layers" in message), message
   assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("config_file", ["bn_stability.py", "bn_placement.py"])
+def test_a_target_accuracy_at_chance_is_refused(config_file, tmp_path):
+  """runlocal's target 0.3 on two-class data (synthetic): every network
+  'reached' it in its first chunk, so the steps to target compared nothing.
+  Refused at chance, 1/classes, before the workdir exists; just above
+  chance passes (validation.check_above_chance by hand)."""
+  config = config_loading.load_config(
+      f"{ROOT}/configs/{config_file}:runlocal",
+      {"data.name": "synthetic", "data.train_size": 500})
+  message = user_error_of_run(tmp_path / "new", config)
+  assert message.startswith("grid.target_accuracy=0.3") and (
+      "above chance (1/2 = 0.5" in message), message
+  assert not (tmp_path / "new").exists()
+  for target, classes in ((0.5, 2), (0.1, 10)):
+    with pytest.raises(UserError, match="above chance"):
+      validation.check_above_chance("grid.target_accuracy", target, classes)
+    validation.check_above_chance("grid.target_accuracy", target + 1e-3,
+                                  classes)

@@ -275,6 +275,10 @@ def run_grid(config, workdir, axes: Sequence[Axis], *,
   """
   cells = expand(axes) + [dict(c) for c in extra_cells]
   dataset = load_dataset(config.data)
+  if "target_accuracy" in config.grid:  # bn_placement's steps to target
+    validation.check_above_chance("grid.target_accuracy",
+                                  config.grid.target_accuracy,
+                                  dataset.num_classes)
   num_train = len(dataset.train.y)
   configs = cell_configs(config, axes, cells, derive, num_train)
   for cell, c in zip(cells, configs):

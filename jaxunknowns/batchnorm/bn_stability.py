@@ -203,6 +203,9 @@ def gaps(cells, config, best):
 
 def run(config, workdir):
   dataset = load_dataset(config.data)
+  validation.check_above_chance("grid.target_accuracy",
+                                config.grid.target_accuracy,
+                                dataset.num_classes)
   configs = {norm: program_config(config, norm) for norm in config.grid.norms}
   for norm, c in configs.items():
     try:
