@@ -265,20 +265,20 @@ def cell_summary(cell: Cell, c, result: Mapping[str, Any],
 def run_grid(config, workdir, axes: Sequence[Axis], *,
              derive: Callable = lambda c, cell, n: None,
              extra_cells: Sequence[Cell] = (),
-             speed_steps: int = 0) -> Dict[str, Any]:
+             speed_steps: int = 0,
+             check_data: Callable = lambda dataset: None) -> Dict[str, Any]:
   """Trains every cell (plus `extra_cells`, e.g. a baseline) and returns
   {cells: [...], ...} for the experiment's summary.json. `derive` should end
   with `set_budget`, so that the warm-up compiles the program the fit runs.
+  `check_data(dataset)`: the experiment's own checks of the loaded data,
+  before the workdir opens.
 
   Bad input (an empty axis, an unknown norm, batch norm at batch 1, a batch
   larger than the data) fails before `workdir.open()`.
   """
   cells = expand(axes) + [dict(c) for c in extra_cells]
   dataset = load_dataset(config.data)
-  if "target_accuracy" in config.grid:  # bn_placement's steps to target
-    validation.check_above_chance("grid.target_accuracy",
-                                  config.grid.target_accuracy,
-                                  dataset.num_classes)
+  check_data(dataset)
   num_train = len(dataset.train.y)
   configs = cell_configs(config, axes, cells, derive, num_train)
   for cell, c in zip(cells, configs):

@@ -58,9 +58,11 @@ def steps_to_target(rows, cell, target):
 
 def run(config, workdir):
   g = config.grid
-  summary = bn_grid.run_grid(config, workdir, axes(config),
-                             derive=derive, extra_cells=extra_cells(config),
-                             speed_steps=g.speed_steps)
+  summary = bn_grid.run_grid(
+      config, workdir, axes(config), derive=derive,
+      extra_cells=extra_cells(config), speed_steps=g.speed_steps,
+      check_data=lambda ds: validation.check_above_chance(
+          "grid.target_accuracy", g.target_accuracy, ds.num_classes))
   rows = read_metrics(workdir.path)
   for q in summary["cells"]:
     hits = steps_to_target(rows, q, g.target_accuracy)
