@@ -105,7 +105,8 @@ def write_train_report(path, config, summary):
               f"on `{config.data.name}`: {config.optim.name} lr "
               f"{config.optim.lr}, batch {config.train.batch_size}, "
               f"{config.train.steps} steps, "
-              f"{report.count(len(summary['seeds']), 'seed')} trained at once."),
+              f"{report.count(len(summary['seeds']), 'seed')} trained at "
+              "once."),
       figures=[("Loss and accuracy vs step, mean ± std over seeds",
                 "learning_curves.png")],
       comparisons=comparisons, details=details,

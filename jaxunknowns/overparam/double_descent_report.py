@@ -180,7 +180,8 @@ def write_mode(path, config, summary, mode):
       comparisons=(epoch_comparisons if epoch else sample_comparisons)(
           config, summary),
       details=[f"### Every width (test error{'' if epoch else ' (train error)'}"
-               f", %: mean ± std over {report.count(len(summary['seeds']), 'seed')})\n\n"
+               f", %: mean ± std over "
+               f"{report.count(len(summary['seeds']), 'seed')})\n\n"
                + table])
 
 

@@ -77,7 +77,8 @@ def write(path, config, summary):
   plot(path, summary)
   report.write(
       path, config, summary, references=REFERENCES,
-      setup=(f"{report.count(summary['pairs'], 'pair')} of minima ({config.train.steps} steps"
+      setup=(f"{report.count(summary['pairs'], 'pair')} of minima "
+             f"({config.train.steps} steps"
              f" each), joined by a {' and a '.join(curves)} of {m.num_bends} "
              f"points, bends trained {m.steps} steps at lr {m.lr:g} "
              f"({m.schedule}) on the loss at t ~ U[0, 1]; paths measured at "

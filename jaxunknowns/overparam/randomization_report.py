@@ -124,4 +124,5 @@ def write(path, config, summary):
       f"{config.train.steps} steps; ablation: weight decay {a.weight_decay}, "
       f"dropout {a.dropout}, {summary['augmentation']}", figures=figures,
       comparisons=comparisons(config, summary),
-      details=[f"### Every stage (mean ± std over {report.count(n, 'seed')})\n\n{table}"])
+      details=[f"### Every stage (mean ± std over "
+               f"{report.count(n, 'seed')})\n\n{table}"])

@@ -133,7 +133,8 @@ def write_sweep(path, config, summary, figure, references, comparisons):
         value(q, "u_dist_fro") for q in points) else NETWORK)
              if any(value(q, n) for q in points)]
     tables.append(f"### Every width, {tag}: h* = {h or 'not reached'} (mean "
-                  f"± std over {report.count(len(summary['seeds']), 'seed')})\n\n"
+                  f"± std over "
+                  f"{report.count(len(summary['seeds']), 'seed')})\n\n"
                   + report.markdown_table(
                       ["width", "params", "steps", "train error (%)",
                        "test error (%)"] + [l for _, l in names],
