@@ -326,7 +326,7 @@ def test_the_files_own_values_are_left_alone_on_the_command_line(tmp_path):
     ("hessian_spectrum.py:runlocal", {"model.num_groups": 4},
      "not the arms' norms ('none', 'batch')"),
     ("landscape.py:runlocal", {"model.bn_scale_init": "uniform"},
-     "not the arms' norms ('none', 'none')"),
+     "not the arms' norms ('none',)"),
 ])
 def test_norm_fields_of_arms_and_cells_are_judged_by_their_norms(
     spec, overrides, needle):

@@ -67,7 +67,8 @@ def validate_arms(config):
         f"(arms.NAME.{field})")
   # Arms may set model.norm: a norm's own field is used if an arm's norm
   # reads it (the experiments register own_fields=layers.NORM_FIELD_PATHS).
-  norms = tuple(validation.norm_of(arm_config(config, n).model) for n in names)
+  norms = tuple(dict.fromkeys(  # each norm once, in the arms' order
+      validation.norm_of(arm_config(config, n).model) for n in names))
   validation.check_norm_fields(config, norms, f"the arms' norms {norms}")
   validation.check_applies(
       config, "train.steps", config.epochs == 0, "only with epochs=0: each "
