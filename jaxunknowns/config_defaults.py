@@ -76,7 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.warmup_steps = 0         # W: lr·t/W for steps t < W, then the schedule at step t:
                                    # "step" boundaries stay where written (not shifted by W),
                                    # "cosine" decays from lr at W to 0 at train.steps.
-  c.optim.boundaries = ()          # Absolute steps where the "step" schedule multiplies lr by decay_factor.
+  c.optim.boundaries = ()          # Absolute steps where the "step" schedule multiplies lr by decay_factor
+                                   # (each below the run's steps, as warmup_steps: one never reached is refused;
+                                   # runlocal moves both to the same fractions of its shorter run).
   c.optim.decay_factor = 0.1       # Factor of the "step" schedule.
   c.optim.freeze = ""              # Regex over param paths ("a/b/kernel") kept frozen.
   c.optim.train_only = ""          # Regex: if set, only matching params train.
@@ -205,8 +207,22 @@ def make_config(arg: str, *, variants, default: str, config_file: str,
   _FILE_CONFIGS.pop(c.experiment, None)
   variant(c)
   if small:
-    runlocal(c)
+    run_small(runlocal, c)
   return c
+
+
+def run_small(runlocal, c):
+  """`runlocal(c)`, with the lr schedule shrunk with the run: step
+  boundaries and the warm-up at the same fractions of train.steps (imp's
+  runlocal of 40 steps decays at 50% and 75% of them, not at steps 750 and
+  1125, which it never reaches and validation refuses)."""
+  steps = c.train.steps
+  runlocal(c)
+  if c.train.steps < steps:
+    f = c.train.steps / steps
+    c.optim.boundaries = tuple(sorted({max(1, int(b * f))
+                                       for b in c.optim.boundaries}))
+    c.optim.warmup_steps = int(c.optim.warmup_steps * f)
 
 
 def _file_configs(experiment: str):
@@ -220,7 +236,7 @@ def _file_configs(experiment: str):
         if variant is not None:
           variant(c)
         if small:
-          runlocal(c)
+          run_small(runlocal, c)
         out.append(c)
     _FILE_CONFIGS[experiment] = out
   return _FILE_CONFIGS[experiment]

@@ -60,7 +60,7 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxunknowns import batching, distributed, optim
+from jaxunknowns import batching, distributed, optim, validation
 from jaxunknowns.checkpoints import Checkpoints
 from jaxunknowns.errors import UserError
 from jaxunknowns.losses import LOSSES
@@ -240,6 +240,9 @@ class Trainer:
     tc = config.train
     self.batch_size = tc.batch_size
     self.chunk = tc.log_every
+    # Here too, not only in validate_base: a run whose steps come from an
+    # epoch budget is checked once the data size has set them.
+    validation.check_schedule_fits(config.optim, tc.steps)
     self.schedule = optim.learning_rate_schedule(config.optim, tc.steps)
     self.loss_fn = functools.partial(LOSSES.get(tc.loss),
                                      label_smoothing=tc.label_smoothing)

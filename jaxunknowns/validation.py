@@ -72,6 +72,21 @@ def check_above_chance(field: str, accuracy: float, num_classes: int):
         f"{num_classes} classes), which an untrained network reaches")
 
 
+def check_schedule_fits(optim_config, steps: int):
+  """A warm-up or a step boundary that a run of `steps` steps never reaches
+  is refused: config.json would record an lr change that never happened.
+  (Step t = 0 .. steps − 1 trains at schedule(t); a boundary b lowers the
+  lr from step b on.)"""
+  o = optim_config
+  late = [b for b in o.boundaries if b >= steps] if o.schedule == "step" else []
+  check(not late, "optim.boundaries", tuple(o.boundaries),
+        f"steps below the run's {steps}: the lr never reaches boundary "
+        f"{late[:1]} (drop it, or train longer)")
+  check(o.warmup_steps < steps, "optim.warmup_steps", o.warmup_steps,
+        f"below the run's {steps} steps, else the lr never reaches "
+        f"optim.lr={o.lr:g}")
+
+
 def is_number(v) -> bool:
   """A real number (Python or numpy), not a bool."""
   return isinstance(v, (int, float, np.integer, np.floating)) and not (
@@ -253,6 +268,10 @@ def validate_base(config):
         "an integer >= 1")
   check(is_int(t.batch_size) and t.batch_size >= 1, "train.batch_size",
         t.batch_size, "an integer >= 1")
+  # An epoch budget sets each run's steps once the data is loaded; its
+  # trainers check the schedule then (Trainer), still before the workdir.
+  if not (config.get("epochs", 0) or config.get("grid", {}).get("epochs", 0)):
+    check_schedule_fits(o, t.steps)
   check(t.log_every >= 1, "train.log_every", t.log_every, ">= 1")
   check_int(t.get("unroll", 1), "train.unroll", 1)
   check(t.eval_every >= 0, "train.eval_every", t.eval_every, ">= 0 (0 = end only)")

@@ -696,3 +696,60 @@ def test_a_target_accuracy_at_chance_is_refused(config_file, tmp_path):
       validation.check_above_chance("grid.target_accuracy", target, classes)
     validation.check_above_chance("grid.target_accuracy", target + 1e-3,
                                   classes)
+
+
+def test_a_schedule_change_is_refused_exactly_when_no_step_sees_it():
+  """Brute force over the lr of every step 0 .. T−1 (optim's own schedule):
+  a step boundary b, or a warm-up of W steps, is accepted exactly when some
+  step trains at an lr it set (b: lr·decay at some step; W: lr reached)."""
+  from jaxunknowns import optim  # pylint: disable=g-import-not-at-top
+  base = config_loading.load_config(f"{ROOT}/configs/train.py:{MNIST1D}")
+  T = 6
+  for field, values in (("boundaries", [(b,) for b in range(1, T + 3)]),
+                        ("warmup_steps", range(1, T + 3))):
+    for value in values:
+      o = base.optim.copy_and_resolve_references()
+      o.schedule, o.lr, o[field] = "step", 1.0, value
+      lrs = [float(optim.learning_rate_schedule(o, T)(t)) for t in range(T)]
+      seen = (any(lr < 1.0 - 1e-6 for lr in lrs) if field == "boundaries"
+              else max(lrs) == 1.0)
+      if seen:
+        validation.check_schedule_fits(o, T)
+      else:
+        with pytest.raises(UserError, match=f"optim.{field}="):
+          validation.check_schedule_fits(o, T)
+
+
+@pytest.mark.parametrize("spec,overrides,needles", [
+    # imp's mnist1d step schedule (lr x0.1 at 750, 1125) on a shorter run.
+    ("imp.py:retrain", {"train.steps": 700},
+     ["optim.boundaries=(750, 1125)", "below the run's 700", "[750]"]),
+    (f"train.py:{MNIST1D}", {"optim.warmup_steps": 20},
+     ["optim.warmup_steps=20", "below the run's 20 steps"]),
+    # Epoch budgets: the arm's and the cell's steps are known once the data
+    # is loaded; still refused before the workdir exists.
+    ("landscape.py:runlocal", {"optim.schedule": "step",
+                               "optim.boundaries": (100000,)},
+     ["optim.boundaries=(100000,)", "below the run's"]),
+    ("bn_batch_size.py:runlocal", {"optim.schedule": "step",
+                                   "optim.boundaries": (30,)},
+     ["grid cell", "optim.boundaries=(30,)", "below the run's"]),
+    # Fine-tuning goes on past train.steps, where cosine's lr is 0.
+    ("bn_modes.py:runlocal", {"optim.schedule": "cosine"},
+     ["optim.schedule='cosine'", "fine-tunes after train.steps"]),
+])
+def test_an_lr_change_the_run_never_reaches_is_refused(tmp_path, spec,
+                                                       overrides, needles):
+  config = config_loading.load_config(f"{ROOT}/configs/{spec}", overrides)
+  message = user_error_of_run(tmp_path / "new", config)
+  assert all(n in message for n in needles), message
+  assert not (tmp_path / "new").exists()
+
+
+def test_runlocal_keeps_the_schedule_at_the_same_fractions_of_the_run():
+  """imp's retrain decays at 50% and 75% of 1500 steps; its runlocal of 40
+  steps at steps 20 and 30 (not 750 and 1125, which it never reaches)."""
+  full = config_loading.load_config(f"{ROOT}/configs/imp.py:retrain")
+  small = config_loading.load_config(f"{ROOT}/configs/imp.py:retrain,runlocal")
+  assert (full.train.steps, tuple(full.optim.boundaries)) == (1500, (750, 1125))
+  assert (small.train.steps, tuple(small.optim.boundaries)) == (40, (20, 30))

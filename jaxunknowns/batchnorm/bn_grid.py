@@ -284,6 +284,9 @@ def run_grid(config, workdir, axes: Sequence[Axis], *,
   for cell, c in zip(cells, configs):
     try:
       create_model(c.model, dataset.num_classes)
+      # A cell's steps may come from an epoch budget; the other cells'
+      # trainers are built after the workdir opens.
+      validation.check_schedule_fits(c.optim, c.train.steps)
     except UserError as e:
       raise UserError(f"grid cell {describe(cell)}: {e}") from e
   first = runs.build_trainer(configs[0], dataset=dataset)

@@ -64,6 +64,12 @@ def validate(config):
   check(len(set(sizes)) == len(sizes), "bn_modes.eval_batch_sizes",
         tuple(sizes), "distinct batch sizes (each is one result)")
   validation.check_int(m.finetune_steps, "bn_modes.finetune_steps", 1)
+  # Fine-tuning goes on from train.steps, where a cosine schedule has
+  # reached lr 0: the weights would not move, and "updated vs stale
+  # statistics" would compare two copies of the same network.
+  check(config.optim.schedule != "cosine", "optim.schedule",
+        config.optim.schedule, "'constant' or 'step': bn_modes fine-tunes "
+        "after train.steps, where the cosine schedule's lr is 0")
   validation.check_int(m.recalibrate_batches, "bn_modes.recalibrate_batches", 1)
   check(m.test_size >= 0, "bn_modes.test_size", m.test_size, ">= 0 (0 = all)")
   validation.check_int(m.downsample, "bn_modes.downsample", 1)
