@@ -956,6 +956,35 @@ def test_config_line_names_layer_rates_in_words(tmp_path, pruning, words):
   assert "; 1 level of 40 steps" in line, line  # One-shot runs: one level.
 
 
+def test_ticket_vs_controls_is_decided_per_seed():
+  """A level's ticket and controls are runs of the same seeds (seed r's data
+  order; ticket r's mask or step-k weights), so 'ticket above control' is
+  the paired rule on per-seed differences. Here the seeds spread the
+  accuracy by 10 points, which both arms share: the ticket is about 1 point
+  above on every seed, which the unpaired rule (gap 1.03 ≤ 2 × seed std
+  20.10) called 'differs'."""
+  from jaxunknowns.lottery import imp_report  # pylint: disable=g-import-not-at-top
+  acc = lambda *v: {"mean": float(np.mean(v)),
+                    "std": float(np.std(v, ddof=1)), "per_seed": list(v)}
+  dense = acc(0.75, 0.85, 0.95)
+  ticket, control = acc(0.700, 0.800, 0.900), acc(0.690, 0.788, 0.891)
+  levels = [{"level": 0, "weights_remaining": 1.0, "test_accuracy": dense},
+            {"level": 1, "weights_remaining": 0.8, "test_accuracy": ticket,
+             "random_reinit": {"test_accuracy": control},
+             "random_prune": {"test_accuracy": control}}]
+  summary = {"levels": levels, "seeds": [0, 1, 2],
+             "pruning": {"method": "layerwise", "fraction": 0.2,
+                         "rewind_step": 0, "levels": 1}}
+  config = config_loading.load_config(f"{IMP_CONFIG}:mnist1d,runlocal")
+  rows, _ = imp_report.comparisons(config, summary)
+  for control_name in imp_report.CONTROLS:
+    row, = [c for c in rows if c.quantity.startswith(
+        f"ticket vs {control_name} ")]
+    assert row.verdict == "agrees", row
+    assert row.rule == (f"ticket − {control_name} per seed = +1.03, > 2 × its "
+                        "std (0.31)"), row.rule
+
+
 # -----------------------------------------------------------------------------
 # 10. Global pruning, one-shot pruning, an initial mask, conv rates, and
 #     momentum with weight decay: end to end

@@ -161,6 +161,33 @@ def test_end_to_end_tiny_run(tmp_path):
   assert_report_rebuilds(tmp_path / "run")
 
 
+def test_small_vs_large_batch_is_decided_per_seed():
+  """Both arms train the same seeds (the same init key and data seed per
+  seed), so each row is the paired rule on per-seed differences. The seeds
+  spread every quantity far more than the arms differ, and the arms differ
+  the same way on every seed: the unpaired rule (gap ≤ 2 × the larger seed
+  std) called all three rows 'differs'."""
+  from jaxunknowns.implicit import sharpness_report  # pylint: disable=g-import-not-at-top
+  stat = lambda *v: {"mean": float(np.mean(v)),
+                     "std": float(np.std(v, ddof=1)), "per_seed": list(v)}
+  arm = lambda batch, acc, eig, sharp: {
+      "batch_size": batch, "steps_per_epoch": 400 / batch,
+      "final": {"test": {"accuracy": stat(*acc)}},
+      "top_eigenvalue": stat(*eig), "sharpness": {"0.001": stat(*sharp)}}
+  summary = {"compare": ["small_batch", "large_batch"], "seeds": [0, 1, 2],
+             "arms": {"small_batch": arm(32, (0.700, 0.800, 0.900),
+                                         (10.0, 20.0, 30.0), (1.0, 2.0, 3.0)),
+                      "large_batch": arm(40, (0.690, 0.788, 0.891),
+                                         (11.0, 21.2, 30.9),
+                                         (1.10, 2.12, 3.09))}}
+  rows = sharpness_report.comparisons(summary, tiny_config())
+  assert [c.verdict for c in rows] == ["agrees"] * 3, rows
+  assert [c.rule for c in rows] == [
+      "small_batch − large_batch per seed = +1.03, > 2 × its std (0.31)",
+      "large_batch − small_batch per seed = +1.03, > 2 × its std (0.31)",
+      "large_batch − small_batch per seed = +0.10, > 2 × its std (0.03)"]
+
+
 def _cli(tmp_path, *flags):
   workdir = tmp_path / "w"
   proc = subprocess.run(

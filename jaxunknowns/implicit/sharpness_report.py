@@ -7,7 +7,6 @@ from jaxunknowns import metrics as metrics_lib
 from jaxunknowns import paths
 from jaxunknowns import report
 from jaxunknowns.implicit import papers
-from jaxunknowns.report import compare
 
 FIGURE = "eigenvalue_along_training.png"
 
@@ -47,8 +46,10 @@ def comparisons(summary, config):
   for quantity, ref, get, scale, digits in rows if a != b else []:
     worse = ref is papers.KESKAR_WORSE  # the small batch above, not below
     hi, lo = ((small, a), (large, b)) if worse else ((large, b), (small, a))
+    # Paired (versus's default): every arm trains the same seeds (the same
+    # init key and data seed per seed), per_seed in seed order.
     out.versus(quantity, ref, get(hi[0]), get(lo[0]), (hi[1], lo[1]),
-               rule=compare.greater, scale=scale, digits=digits,
+               scale=scale, digits=digits,
                paper=f"{'lower' if worse else 'larger'} with the large batch")
   return out
 

@@ -155,7 +155,10 @@ def comparisons(config, summary):
                f"the paper's {100 - tickets.sparse_at:g}% sparsity is beyond "
                "the sparsest level run")
   modes = modes_of(summary["pruning"])  # Controls, then Renda et al.'s order:
-  pairs = [("ticket", v, "CONTROLS_FALL_OFF", compare.greater, "above")
+  # Paired (versus's default): a level's ticket and controls are runs of the
+  # same seeds in seed order, each control's seed r on seed r's data order
+  # and on ticket r's mask (random_reinit) or step-k weights (random_prune).
+  pairs = [("ticket", v, "CONTROLS_FALL_OFF", None, "above")
            for v in CONTROLS if v in last] + [x for x in (
                ("rewind_lr", "rewind_weights", "RENDA_LR", not_below, "≥"),
                ("rewind_weights", "finetune", "RENDA_FT", None, ">"))
