@@ -68,6 +68,37 @@ def test_within_and_monotone():
   assert compare.monotone([1], increasing=True, what="x")[0] is None
 
 
+def test_within_agrees_only_inside_the_tolerance():
+  """A gap past the tolerance but inside the seeds' spread was 'agrees'
+  (e.g. a 3.37-point gap 'within' a 1-point tolerance, as 2 × std was 5.6):
+  now agreement needs the gap within the tolerance, a difference needs it
+  beyond the tolerance plus 2 × std, and in between the row is not
+  testable, with the spread as its reason."""
+  noisy = stat(0.50, 0.56, 0.62)  # mean 0.56, sample std 0.06
+  paper = {"mean": 0.48}  # 8 points below ours
+  cases = {0.05: None, 0.09: True, 0.2: True}  # tolerance -> verdict
+  for tolerance, want in cases.items():
+    holds, text = compare.within(noisy, paper, a_name="ours", b_name="paper",
+                                 tolerance=tolerance)
+    assert holds is want, (tolerance, holds, text)
+  holds, text = compare.within(noisy, {"mean": 0.30}, a_name="ours",
+                               b_name="paper", tolerance=0.05)
+  assert holds is False and text == ("|ours − paper| = 26.00 > 17.00 "
+                                     "(tolerance 5 + 2 × seed std)")
+  row = compare.versus("q", compare.Reference("s", "src"), noisy, paper,
+                       ("ours", "paper"), rule=compare.within, tolerance=0.05)
+  assert row.verdict == compare.NOT_TESTABLE and row.reasons == (
+      compare.SPREAD,), row
+  assert row.rule == ("|ours − paper| = 8.00 > tolerance 5, ≤ 17.00 "
+                      "(tolerance 5 + 2 × seed std): " + compare.SPREAD)
+  # A paper's level on other data: not testable for that, not the spread.
+  level = compare.Reference("s", "src", protocol={"data": "cifar10"})
+  row = compare.versus("q", level, noisy, paper, ("ours", "paper"),
+                       rule=compare.within, tolerance=0.05, level=True,
+                       our_protocol={"data": "mnist1d"})
+  assert row.reasons == ("the paper's level is on cifar10, ours on mnist1d",)
+
+
 def test_rule_texts_tell_the_two_numbers_apart():
   """'0.14 > 0.14' (a published edge_of_stability row) reads as a bug: the
   text shows as many decimals as it takes to tell them apart (up to 6)."""

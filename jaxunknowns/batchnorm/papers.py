@@ -30,10 +30,13 @@ SPEEDUP = Ref("BN-Inception reached the original accuracy in 14 times fewer "
 REGULARIZES = Ref("BN regularizes: dropout could be removed and L2 decay "
                   "reduced 5 times.", f"{IOFFE} 3.4, 4.2.1", protocol=_IOFFE)
 ADABN = Ref("Re-estimating BN's statistics on inputs from another domain, "
-            "weights unchanged, recovers accuracy.", "Li et al. 2016 (AdaBN)")
+            "weights unchanged, recovers accuracy.", "Li et al. 2016 (AdaBN)",
+            protocol={"model": "inception-bn", "data": "office-31"})
 VARIANCE_SHIFT = Ref("Dropout before BN shifts the variance between training "
                      "and inference: combined they often test worse.",
-                     "Li et al. 2019")
+                     "Li et al. 2019", protocol={
+                         "model": "preresnet, resnext, wrn, densenet",
+                         "data": "cifar10, cifar100"})
 DECAY_WITH_BN = Ref("L2 decay on weights followed by BN does not regularize.",
                     "van Laarhoven 2017")
 

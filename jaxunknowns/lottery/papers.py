@@ -25,7 +25,8 @@ LENET_REINIT_FALLS = Reference("randomly reinitialized LeNet tickets lose "
                                "accuracy from ~26% of the weights", FC, 26.0,
                                "%", LENET)
 CONTROLS_FALL_OFF = Reference("randomly reinitialized tickets and randomly "
-                              "pruned networks fall off much sooner", FC)
+                              "pruned networks fall off much sooner", FC,
+                              protocol=LENET)  # first shown on LeNet (MNIST)
 CONV_HOLDS = Reference("Conv-2/4/6 winning tickets at 10–20% of the weights "
                        "match or beat the dense accuracy", FC, 20.0, "%", CONV)
 CONV_BEATS = Reference("Conv-2/4/6 winning tickets beat the dense accuracy",

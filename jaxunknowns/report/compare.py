@@ -17,6 +17,9 @@ AGREES, DIFFERS, NOT_TESTABLE = "agrees", "differs", "not testable here"
 VERDICTS = (AGREES, DIFFERS, NOT_TESTABLE)
 # Why a seed-spread rule (greater, paired_greater) cannot decide.
 ONE_SEED = "one seed: no spread over seeds to judge the difference by"
+# Why `within` cannot decide: the gap is past the tolerance by less than
+# the seeds' spread.
+SPREAD = "the seeds' spread cannot tell"
 
 # Two numeric protocol settings differ materially when one is at least this
 # many times the other (steps 1,500 vs 1,501 do not; 6,000 vs 50,000 do).
@@ -84,8 +87,9 @@ def comparison(quantity: str, reference: Reference, ours: str,
   `level`: ours is judged by the paper's own accuracy or error level, which
   is not testable on other data (`level_elsewhere`)."""
   elsewhere = level_elsewhere(reference, our_protocol) if level else ""
-  if elsewhere and holds is not None:
-    holds, why_not_testable = None, elsewhere
+  spread = (rule or "").endswith(SPREAD)  # `within` undecided by the seeds
+  if elsewhere and (holds is not None or spread):
+    holds, why_not_testable, spread = None, elsewhere, False
   verdict = NOT_TESTABLE if holds is None else (AGREES if holds else DIFFERS)
   reasons: Tuple[str, ...] = ()
   if verdict == DIFFERS:
@@ -93,8 +97,8 @@ def comparison(quantity: str, reference: Reference, ours: str,
       reasons = tuple(protocol_differences(reference.protocol, our_protocol))
     reasons += tuple(declared)
   elif verdict == NOT_TESTABLE:  # a rule's own reason comes first
-    reasons = (ONE_SEED if rule == ONE_SEED else why_not_testable
-               or "not measured in this run",)
+    reasons = (ONE_SEED if rule == ONE_SEED else SPREAD if spread
+               else why_not_testable or "not measured in this run",)
   if paper is None:
     paper = ("–" if reference.value is None else
              f"{reference.value:.1f}{reference.unit}")
@@ -236,16 +240,22 @@ def paired_greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str,
 def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
            tolerance: float, scale: float = 100.0
            ) -> Tuple[Optional[bool], str]:
-  """|a − b| within `tolerance` plus twice the larger sample std."""
+  """Agrees when |a − b| is within `tolerance`; differs when it is beyond
+  the tolerance plus twice the larger sample std; in between the seeds
+  cannot tell (not testable, SPREAD): an agreement needs the means within
+  the tolerance, not a spread wide enough to hide the gap."""
   if not _measured(a, b):
     return None, "not measured"
   gap = abs(a["mean"] - b["mean"])
   margin = tolerance + 2 * max(std_of(a), std_of(b))
-  d = _digits(gap * scale, margin * scale)
-  return gap <= margin, (f"|{a_name} − {b_name}| = {gap * scale:.{d}f} "
-                         f"{'≤' if gap <= margin else '>'} "
-                         f"{margin * scale:.{d}f} (tolerance "
-                         f"{tolerance * scale:g} + 2 × seed std)")
+  d = _digits(gap * scale, (tolerance if gap <= tolerance else margin) * scale)
+  head = f"|{a_name} − {b_name}| = {gap * scale:.{d}f}"
+  if gap <= tolerance:
+    return True, f"{head} ≤ tolerance {tolerance * scale:g}"
+  spread = f"{margin * scale:.{d}f} (tolerance {tolerance * scale:g} + 2 × seed std)"
+  if gap > margin:
+    return False, f"{head} > {spread}"
+  return None, f"{head} > tolerance {tolerance * scale:g}, ≤ {spread}: {SPREAD}"
 
 
 def monotone(values: Sequence[Optional[float]], *, increasing: bool,
