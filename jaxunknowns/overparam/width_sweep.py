@@ -182,6 +182,9 @@ def run_sweep(config, workdir, experiment: str,
   t_start = time.time()
   stop = (all_below("train", "loss", config.sweep.stop_train_loss)
           if config.sweep.stop_train_loss > 0 else None)
+  num_train = len(datasets[noise_levels[0]].train.y)
+  # The training error is measured on the first max_train_eval examples.
+  train_evaluated = min(config.train.max_train_eval or num_train, num_train)
   curves = []
   for p in noise_levels:
     points = []
@@ -204,14 +207,15 @@ def run_sweep(config, workdir, experiment: str,
                    100 * points[-1]["test_error"]["mean"], result["steps"])
     curves.append({"label_noise": p, "points": points,
                    "interpolation_width": interpolation_width(
-                       points, config.sweep.interpolation_error)})
+                       points, config.sweep.interpolation_error,
+                       train_evaluated)})
   writer.close()
   summary = {
       "experiment": experiment, "dataset": config.data.name,
       "model": config.model.name, "depth": config.sweep.depth,
       "width_means": width_description(config),
       "widths": widths, "seeds": seeds,
-      "train_examples": len(datasets[noise_levels[0]].train.y),
+      "train_examples": num_train,
       "test_examples": len(datasets[noise_levels[0]].test.y),
       "curves": curves,
       "wall_time_s": time.time() - t_start,
@@ -240,12 +244,18 @@ def point_summary(width: int, result: Mapping[str, Any]) -> Dict[str, Any]:
   return point
 
 
-def interpolation_width(points, max_train_error: float) -> Optional[int]:
+def interpolation_width(points, max_train_error: float,
+                        num_evaluated: int) -> Optional[int]:
   """The smallest width whose mean training error is <= max_train_error
-  (and stays so at every larger width): the interpolation threshold."""
+  (and stays so at every larger width): the interpolation threshold.
+  Judged in misclassified examples of the `num_evaluated` the error is
+  measured on, each seed's rounded to a whole example: one example of
+  10,000 is 1.00017e-4 as 1 − a float32 accuracy, and failed 1e-4."""
+  limit = max_train_error * num_evaluated
   found = None
   for point in reversed(points):
-    if point["train_error"]["mean"] <= max_train_error + 1e-12:
+    wrong = [round(e * num_evaluated) for e in point["train_error"]["per_seed"]]
+    if sum(wrong) / len(wrong) <= limit + 1e-9:
       found = point["width"]
     else:
       break
