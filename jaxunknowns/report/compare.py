@@ -246,6 +246,8 @@ def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
   the tolerance, not a spread wide enough to hide the gap."""
   if not _measured(a, b):
     return None, "not measured"
+  if _one_seed(a, b):  # no spread to tell a gap past the tolerance by
+    return None, ONE_SEED
   gap = abs(a["mean"] - b["mean"])
   margin = tolerance + 2 * max(std_of(a), std_of(b))
   d = _digits(gap * scale, (tolerance if gap <= tolerance else margin) * scale)
