@@ -457,9 +457,11 @@ class Trainer:
            for h in self.hparams}, self.run_sharding(R))
     return state
 
-  def _apply(self, params, batch_stats, x, train, rng=None):
-    """(logits, batch_stats); in `compute_dtype` on a cast copy of the params
-    (gradients flow back through the cast to the float32 params). Flax
+  def apply(self, params, batch_stats, x, train, rng=None):
+    """(logits, batch_stats) of ONE run, as the train and eval steps compute
+    them (an analysis that trains through its own loss calls it too, so
+    train.precision holds there); in `compute_dtype` on a cast copy of the
+    params (gradients flow back through the cast to the float32 params). Flax
     layers compute in their inputs' dtype, BatchNorm computes its statistics
     in float32 and keeps its running averages float32, and the logits leave
     as float32, so the loss is float32."""
@@ -500,7 +502,7 @@ class Trainer:
     x = self.augment(aug_rng, x)
 
     def loss_fn(params, x, y, rng):
-      logits, batch_stats = self._apply(params, state["batch_stats"], x,
+      logits, batch_stats = self.apply(params, state["batch_stats"], x,
                                         train=True, rng=rng)
       return jnp.mean(self.loss_fn(logits, y)), (logits, batch_stats)
 
@@ -683,7 +685,7 @@ class Trainer:
     """ONE run's float32 logits on a batch, as evaluation computes them
     (BatchNorm with running statistics, in `train.precision`): pure; `state`
     needs only params and batch_stats."""
-    return self._apply(state["params"], state["batch_stats"], x,
+    return self.apply(state["params"], state["batch_stats"], x,
                        train=False)[0]
 
   def eval_step(self, state: State, x, y):

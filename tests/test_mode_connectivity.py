@@ -140,6 +140,31 @@ def test_bend_gradient_is_the_chain_rule_and_a_finite_difference(trained):
   assert abs(fd - dot) <= 0.02 * abs(dot) + 1e-4, (fd, dot)
 
 
+def test_the_curve_trains_in_train_precision(trained):
+  """train.precision=bfloat16 was recorded but the bends trained in
+  float32 (curve_loss applied the model itself). Now the curve's loss is
+  the network's on bfloat16 copies of the point's weights and inputs,
+  computed here by hand with the model alone."""
+  trainer, a, b = trained
+  config = trainer.config.copy_and_resolve_references()
+  with config.unlocked():
+    config.train.precision = "bfloat16"
+  low = make_trainer(config, trainer.dataset)
+  one = lambda tree: jax.tree.map(lambda x: x[0], tree)
+  mid = jax.tree.map(lambda x, y: 0.5 * (x + y), one(a), one(b))
+  ds = trainer.dataset.train
+  x, y, t = jnp.asarray(ds.x[:64]), jnp.asarray(ds.y[:64]), jnp.float32(0.5)
+  loss = lambda tr: float(mc.curve_loss(tr, "bezier", jax.tree.map(
+      lambda q: q[None], mid), one(a), one(b), {}, x, y, t))
+  bf16 = lambda q: q.astype(jnp.bfloat16)
+  phi = jax.tree.map(lambda p, q, r: 0.25 * p + 0.5 * q + 0.25 * r, one(a),
+                     mid, one(b))
+  by_hand = float(jnp.mean(trainer.loss_fn(trainer.model.apply(
+      {"params": jax.tree.map(bf16, phi)}, bf16(x)).astype(jnp.float32), y)))
+  assert loss(low) == pytest.approx(by_hand, rel=1e-6)
+  assert loss(low) != loss(trainer)  # float32's loss is another number
+
+
 def test_training_the_bend_lowers_the_mid_curve_loss(trained):
   """From the bend on the line, steps on the expected loss bring phi(1/2)'s
   loss well below the line's midpoint."""

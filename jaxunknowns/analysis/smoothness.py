@@ -66,7 +66,7 @@ def train_mode_loss(model, loss_fn: Callable, x, y, *,
                     has_batch_stats: bool) -> Callable:
   """`loss(params, batch_stats, rng)`: mean loss of (x, y), train mode.
 
-  As `Trainer._apply(train=True)`: batch statistics, the 'dropout' stream
+  As `Trainer.apply(train=True)`: batch statistics, the 'dropout' stream
   from `rng`; the updated running averages are dropped.
   """
 

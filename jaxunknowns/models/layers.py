@@ -220,7 +220,7 @@ class DistributionNoise(nn.Module):
   BN each activation has batch mean 0 and variance 1; afterwards it has mean
   m_j != 0 and variance s_j^2 != 1, re-drawn each step because the trainer
   gives every step a fresh 'dropout' key (fold_in(run rng, step)). Using the
-  'dropout' stream means no trainer change: `Trainer._apply` passes it in
+  'dropout' stream means no trainer change: `Trainer.apply` passes it in
   train mode. The caller applies this only in train mode (eval: plain BN).
   """
   mean_std: float

@@ -156,13 +156,8 @@ def curve_loss(trainer, kind, bends, end_a, end_b, stats_, x, y, t):
   w = interpolation.curve_coefficients(kind, jax.tree.leaves(points)[0]
                                        .shape[0], t[None])
   params = jax.tree.map(lambda p: p[0], interpolation.combine(points, w))
-  variables = {"params": params}
-  if trainer.has_batch_stats:  # batch statistics, as in training
-    variables["batch_stats"] = stats_
-    logits, _ = trainer.model.apply(variables, x, train=True,
-                                    mutable=["batch_stats"])
-  else:
-    logits = trainer.model.apply(variables, x, train=True)
+  # Batch statistics, as in training; in train.precision, as the endpoints.
+  logits, _ = trainer.apply(params, stats_, x, train=True)
   return jnp.mean(trainer.loss_fn(logits, y))
 
 
