@@ -114,8 +114,11 @@ def first_value(a: jax.Array):
 
 
 def check_same_config(config_dict: Any):
-  """Raises the same UserError on every process if their configs differ."""
-  if jax.process_count() == 1:
+  """Raises the same UserError on every process if their configs differ.
+  One process (no runtime started) returns without starting JAX's
+  backends: a bad config's refusal stays the only line on stderr, not
+  after backend-probe logs ("Unable to initialize backend 'tpu'")."""
+  if not jax.distributed.is_initialized() or jax.process_count() == 1:
     return
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   text = json.dumps(config_dict, sort_keys=True, default=str)

@@ -330,6 +330,18 @@ def test_the_issue_example_is_one_line(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
+def test_a_refused_config_is_the_only_line_on_stderr(tmp_path):
+  """A config refused by its checks prints nothing but the error: the
+  one-process run no longer starts JAX's backends to compare configs
+  across processes, whose probe logged "Unable to initialize backend
+  'tpu'" at INFO before the error line."""
+  proc = cli("--config=configs/max_margin.py:runlocal",
+             "--config.train.precision=bfloat16", workdir=tmp_path / "w")
+  line = assert_one_line_error(proc, "train.precision='bfloat16'")
+  assert proc.stderr.strip().splitlines() == [line], proc.stderr
+  assert not (tmp_path / "w").exists()
+
+
 # -----------------------------------------------------------------------------
 # Workdirs
 # -----------------------------------------------------------------------------
