@@ -503,7 +503,7 @@ class Trainer:
 
     def loss_fn(params, x, y, rng):
       logits, batch_stats = self.apply(params, state["batch_stats"], x,
-                                        train=True, rng=rng)
+                                       train=True, rng=rng)
       return jnp.mean(self.loss_fn(logits, y)), (logits, batch_stats)
 
     grad_of = jax.value_and_grad(loss_fn, has_aux=True)
@@ -686,7 +686,7 @@ class Trainer:
     (BatchNorm with running statistics, in `train.precision`): pure; `state`
     needs only params and batch_stats."""
     return self.apply(state["params"], state["batch_stats"], x,
-                       train=False)[0]
+                      train=False)[0]
 
   def eval_step(self, state: State, x, y):
     """Per-example loss and 0/1 correctness of ONE run on a batch, BatchNorm

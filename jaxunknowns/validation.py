@@ -80,8 +80,9 @@ def check_schedule_fits(optim_config, steps: int):
   o = optim_config
   late = [b for b in o.boundaries if b >= steps] if o.schedule == "step" else []
   check(not late, "optim.boundaries", tuple(o.boundaries),
-        f"steps below the run's {steps}: the lr never reaches boundary "
-        f"{late[:1]} (drop it, or train longer)")
+        f"steps below the run's {steps}: it never reaches step "
+        f"{late[0] if late else ''}, where the lr would fall (drop it, or "
+        "train longer)")
   check(o.warmup_steps < steps, "optim.warmup_steps", o.warmup_steps,
         f"below the run's {steps} steps, else the lr never reaches "
         f"optim.lr={o.lr:g}")
