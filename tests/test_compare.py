@@ -20,20 +20,31 @@ def test_bounds_flip_at_the_threshold_with_slack():
 
 
 def test_greater_needs_twice_the_larger_sample_std():
-  # Sample std of (0.5, 0.7) is 0.1414: the gap must exceed 0.2828.
+  """Sample std of (0.5, 0.7) is 0.1414: a gap above 0.2828 agrees, one at
+  or below −0.2828 differs, and in between the seeds cannot tell."""
   a, b = stat(0.5, 0.7), stat(0.2, 0.2)
   assert compare.greater(stat(0.88, 0.89), b, a_name="a", b_name="b")[0]
-  assert compare.greater(a, stat(0.32, 0.32), a_name="a", b_name="b")[0] is False
   assert compare.greater(a, stat(0.31, 0.31), a_name="a", b_name="b")[0] is True
+  for other in (0.32, 0.6, 0.88):  # gaps +0.28, 0, −0.28
+    assert compare.greater(a, stat(other, other), a_name="a",
+                           b_name="b")[0] is None
+  assert compare.greater(a, stat(0.89, 0.89), a_name="a",
+                         b_name="b")[0] is False
 
 
 def test_paired_removes_the_spread_both_arms_share():
   a = stat(0.80, 0.85, 0.90)
   b = stat(0.78, 0.83, 0.88)      # always 2 points lower, same seeds
-  assert compare.greater(a, b, a_name="a", b_name="b")[0] is False
+  assert compare.greater(a, b, a_name="a", b_name="b")[0] is None
   assert compare.paired_greater(a, b, a_name="a", b_name="b")[0] is True
+  assert compare.paired_greater(b, a, a_name="b", b_name="a")[0] is False
   noisy = stat(0.82, 0.80, 0.89)  # per-seed differences -2, +5, +1 points
-  assert compare.paired_greater(a, noisy, a_name="a", b_name="b")[0] is False
+  assert compare.paired_greater(a, noisy, a_name="a", b_name="b") == (
+      None, "a − b per seed = +1.33, within ± 2 × its std (7.02): "
+      + compare.SPREAD)
+  # Equal on every seed: no rise at all, not an undecided one.
+  assert compare.paired_greater(a, a, a_name="a", b_name="b") == (
+      False, "a − b per seed = +0.00, ≤ 0 − 2 × its std (0.00)")
   assert compare.paired_greater(a, stat(0.8, 0.8), a_name="a",
                                 b_name="b")[0] is None
 
@@ -143,13 +154,17 @@ def test_only_material_protocol_differences_are_reasons():
 
 def test_each_rule_at_its_exact_boundary():
   """The rules' stated inequalities, at equality (exact binary fractions):
-  'more than' twice the std or the floor is strict, 'within' a tolerance
-  and 'at least' a ratio of MATERIAL_RATIO are not, and monotone's
+  'more than' twice the std is strict, 'at or below' minus it, 'within' a
+  tolerance and 'at least' a ratio of MATERIAL_RATIO are not, and monotone's
   tolerance forgives a small step the wrong way in both directions."""
   a, b = stat(0.5, 0.5), stat(0.25, 0.25)  # gap 0.25 exactly, std 0
   for rule in (compare.greater, compare.paired_greater):
-    assert rule(a, b, a_name="a", b_name="b", floor=0.25)[0] is False
-    assert rule(a, b, a_name="a", b_name="b", floor=0.125)[0] is True
+    assert rule(a, b, a_name="a", b_name="b")[0] is True
+    # Gap +0.25 and −0.25 against 2 × std 0.125 (0.375, 0.5, 0.625 minus
+    # 0.25 each, or their per-seed differences from 0.5 and 0.75).
+    c = stat(0.375, 0.5, 0.625)
+    assert rule(c, stat(0.25, 0.25, 0.25), a_name="a", b_name="b")[0] is None
+    assert rule(c, stat(0.75, 0.75, 0.75), a_name="a", b_name="b")[0] is False
   assert compare.within(a, b, a_name="a", b_name="b", tolerance=0.25)[0] is True
   assert compare.within(a, b, a_name="a", b_name="b", tolerance=0.125)[0] is False
   assert compare.protocol_differences({"steps": 100}, {"steps": 125}) == [
@@ -199,8 +214,13 @@ def test_trend_judges_reversals_by_the_seeds_spread():
   flat = [stat(100, 300, 200), stat(150, 350, 250), stat(200, 400, 300)]
   assert compare.monotone([s["mean"] for s in flat], increasing=True,
                           what="x")[0] is True
-  assert compare.trend(flat, increasing=True, what="x")[0] is False
-  assert compare.trend(flat[::-1], increasing=False, what="x")[0] is False
+  for holds, text in (compare.trend(flat, increasing=True, what="x"),
+                      compare.trend(flat[::-1], increasing=False, what="x")):
+    assert holds is None and text.endswith(compare.SPREAD), text
+  # Ends the wrong way by more than their spread: differs, step or none.
+  assert compare.trend(flat[::-1], increasing=True, what="x")[0] is None
+  assert compare.trend([stat(300, 310, 320), stat(250, 260, 270)],
+                       increasing=True, what="x")[0] is False
   falling = [stat(9, 10, 11), stat(5, 6, 7), stat(1, 2, 3)]
   assert compare.trend(falling, increasing=False, what="x") == (
       True, "x falls 10 → 2 (> 2 × seed std, 2); no step rises")

@@ -158,7 +158,7 @@ def test_loss_after_reaching_is_not_judged_when_a_seed_never_reached():
   from jaxunknowns.report import NOT_TESTABLE  # pylint: disable=g-import-not-at-top
   curves = ([0, 10, 20, 30, 40], [[5, 8, 9.5, 10.2, 9.8], [5, 9, 9.5, 9.9, 9]],
             [0, 10, 20, 30, 40],
-            [[1.0, 0.8, 0.6, 0.7, 0.5], [1.0, 0.9, 0.8, 0.7, 0.6]])
+            [[1.0, 0.8, 0.6, 0.7, 0.5], [1.0, 0.8, 0.7, 0.65, 0.6]])
   config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal")
   def rows(lam):
     r = eos.run_summary(10.0, curves[0], lam, *curves[2:], 0.9, 40)

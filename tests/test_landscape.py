@@ -400,7 +400,12 @@ def test_a_rise_at_or_below_zero_is_not_compared():
   rows = landscape_report.comparisons(summary, config)
   # Slice: noskip − skip per seed +0.3, +0.2 (2 × std 0.14): agrees, where
   # unpaired means (gap 0.25 ≤ 2 × skip's std 0.28) would not. Surface:
-  # +0.5, −1.0: differs.
+  # +0.5, −1.0 (mean −0.25, 2 × std 2.12): the seeds cannot tell.
+  assert [c.verdict for c in rows] == ["agrees", NOT_TESTABLE], rows
+  assert rows[1].reasons == (compare.SPREAD,)
+  # Surface −1.0, −1.1 per seed (2 × std 0.14): noskip flatter, differs.
+  summary["arms"]["noskip"] = arm(two(0.4, 0.5), two(0.0, 1.9))
+  rows = landscape_report.comparisons(summary, config)
   assert [c.verdict for c in rows] == ["agrees", "differs"], rows
   assert rows[0].rule == "noskip − skip per seed = +0.25, > 2 × its std (0.14)"
   assert rows[0].ours == "noskip 0.4500 ± 0.0707, skip 0.2000 ± 0.1414 (n=2)"

@@ -366,10 +366,14 @@ def test_bn_against_no_bn_accuracy_verdicts():
   # Seed 0: median(1/2, 2/2, 3/2) = 1; seed 1: median(1, 1/2, 1/2) = 0.5.
   loss = rows["loss variation: BN / no BN, median over steps"]
   assert loss.ours.startswith("0.750 ± 0.354 (n=2)")
-  summary["arms"]["batch"] = arm((0.45, 0.47), by_step((1, 1), (1, 1)))
-  rows = {c.quantity: c for c in
-          bn_report.smoothness(summary, None, {})}
-  assert rows["final test accuracy (%), BN vs no BN"].verdict == "differs"
+  # BN below on both seeds (−5, −2 points; 2 × std 4.2): the seeds hold
+  # both no gain and a small one. At −10, −8 (2 × std 2.8): no gain, differs.
+  for batch, verdict in (((0.45, 0.47), "not testable here"),
+                         ((0.40, 0.41), "differs")):
+    summary["arms"]["batch"] = arm(batch, by_step((1, 1), (1, 1)))
+    rows = {c.quantity: c for c in
+            bn_report.smoothness(summary, None, {})}
+    assert rows["final test accuracy (%), BN vs no BN"].verdict == verdict
   # The arms train the same seeds: the verdict reads the per-seed
   # differences (+0.02 on both seeds), not the seeds' shared spread of 0.07
   # that an unpaired test would count against BN.
@@ -378,7 +382,9 @@ def test_bn_against_no_bn_accuracy_verdicts():
   rows = {c.quantity: c for c in
           bn_report.smoothness(summary, None, {})}
   assert rows["final test accuracy (%), BN vs no BN"].verdict == "agrees"
+  # Differences +0.04, 0: within twice their std of zero, undecided.
   summary["arms"]["none"] = arm((0.66, 0.80), by_step((1, 1), (1, 1)))
   rows = {c.quantity: c for c in
           bn_report.smoothness(summary, None, {})}
-  assert rows["final test accuracy (%), BN vs no BN"].verdict == "differs"
+  assert rows["final test accuracy (%), BN vs no BN"].verdict == (
+      "not testable here")

@@ -88,6 +88,9 @@ def modes_of(p):  # The main retrain mode first.
 def not_below(a, b, *, a_name, b_name, scale):  # a ≥ b: b not above a
   up, text = compare.paired_greater(b, a, a_name=b_name, b_name=a_name,
                                     scale=scale)
+  if text.endswith(compare.SPREAD):  # b not shown above a: a ≥ b holds
+    return True, (text.removesuffix(compare.SPREAD)
+                  + f"{b_name} not above {a_name}")
   return (None if up is None else not up), text
 
 

@@ -199,28 +199,40 @@ def _one_seed(*stats) -> bool:
   return any(len((s or {}).get("per_seed") or ()) == 1 for s in stats)
 
 
+def _direction(gap: float, spread: float, head: str, spread_name: str,
+               scale: float) -> Tuple[Optional[bool], str]:
+  """A claim 'a above b' from the gap a − b and twice the seeds' std: agrees
+  when the gap is above the spread; differs when it is at or below minus
+  the spread (no rise is left within the seeds' spread: equal arms on every
+  seed differ); in between the seeds' spread holds both a rise and none, so
+  it cannot tell (a 3-seed run whose gap has the paper's sign is not
+  'unlike the paper')."""
+  d = _digits(gap * scale, spread * scale)
+  text, s = f"{head} = {gap * scale:+.{d}f}", f"{spread * scale:.{d}f}"
+  if gap > spread:
+    return True, f"{text}, > {spread_name} ({s})"
+  if gap <= -spread:
+    return False, f"{text}, ≤ 0 − {spread_name} ({s})"
+  return None, f"{text}, within ± {spread_name} ({s}): {SPREAD}"
+
+
 def greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
-            scale: float = 100.0, floor: float = 0.0
-            ) -> Tuple[Optional[bool], str]:
-  """a's mean above b's by more than twice the larger sample std (and more
-  than `floor`): a difference the seeds cannot explain."""
+            scale: float = 100.0) -> Tuple[Optional[bool], str]:
+  """a's mean above b's by more than twice the larger sample std: a
+  difference the seeds cannot explain (`_direction`)."""
   if not _measured(a, b):
     return None, "not measured"
   if _one_seed(a, b):
     return None, ONE_SEED
-  gap = a["mean"] - b["mean"]
-  margin = max(2 * max(std_of(a), std_of(b)), floor)
-  d = _digits(gap * scale, margin * scale)
-  return gap > margin, (f"{a_name} − {b_name} = {gap * scale:+.{d}f}, "
-                        f"{'>' if gap > margin else '≤'} 2 × seed std "
-                        f"({margin * scale:.{d}f})")
+  return _direction(a["mean"] - b["mean"], 2 * max(std_of(a), std_of(b)),
+                    f"{a_name} − {b_name}", "2 × seed std", scale)
 
 
 def paired_greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str,
-                   b_name: str, scale: float = 100.0,
-                   floor: float = 0.0) -> Tuple[Optional[bool], str]:
+                   b_name: str, scale: float = 100.0
+                   ) -> Tuple[Optional[bool], str]:
   """Arms on the same seeds: the per-seed differences a − b have a mean
-  above twice their sample std (and above `floor`); pairing removes the
+  above twice their sample std (`_direction`); pairing removes the
   seed-to-seed spread both arms share."""
   pa, pb = ((s or {}).get("per_seed") or [] for s in (a, b))
   if not pa or len(pa) != len(pb) or None in pa or None in pb:
@@ -228,13 +240,9 @@ def paired_greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str,
   if len(pa) == 1:
     return None, ONE_SEED
   diffs = [x - y for x, y in zip(pa, pb)]
-  mean = sum(diffs) / len(diffs)
-  margin = max(2 * std_of({"per_seed": diffs}), floor)
-  d = _digits(mean * scale, margin * scale)
-  return mean > margin, (f"{a_name} − {b_name} per seed = "
-                         f"{mean * scale:+.{d}f}, "
-                         f"{'>' if mean > margin else '≤'} 2 × its std "
-                         f"({margin * scale:.{d}f})")
+  return _direction(sum(diffs) / len(diffs),
+                    2 * std_of({"per_seed": diffs}),
+                    f"{a_name} − {b_name} per seed", "2 × its std", scale)
 
 
 def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
@@ -288,10 +296,12 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
   """A trend over a grid of stats over seeds ('grows with p'): the last
   point beyond the first by more than twice the larger sample std
   (`greater`), and no step the wrong way by more than twice the larger
-  std of its two points. `monotone` on the means decides a row by a
-  reversal the seeds' spread explains (randomization's steps to fit, 7200 ±
-  300 → 7100 ± 436 at seeds 1000..1002), so the verdict followed the seeds
-  drawn; unmeasured points are left out, as `monotone` leaves them."""
+  std of its two points. A reversal, or ends no further apart than minus
+  that spread, differ; otherwise the seeds' spread cannot tell. `monotone`
+  on the means decides a row by a reversal the seeds' spread explains
+  (randomization's steps to fit, 7200 ± 300 → 7100 ± 436 at seeds
+  1000..1002), so the verdict followed the seeds drawn; unmeasured points
+  are left out, as `monotone` leaves them."""
   vals = [s for s in stats if _measured(s)]
   if len(vals) < 2:
     return None, "fewer than two points"
@@ -307,14 +317,19 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
   direction = "rises" if increasing else "falls"
   against = "falls" if increasing else "rises"
   f = lambda x: f"{x * scale:.{digits}f}"
-  return overall and not reversal, (
-      f"{what} {direction} {f(vals[0]['mean'])} → {f(vals[-1]['mean'])} "
-      f"({'>' if overall else '≤'} 2 × seed std, "
-      f"{f(margin(vals[0], vals[-1]))}); "
-      + (f"no step {against}" if worst >= 0 else
-         f"a step {against} by {f(-worst)}, "
-         f"{'more than' if reversal else 'within'} 2 × its seed std "
-         f"({f(allowed)})"))
+  text = (f"{what} {direction} {f(vals[0]['mean'])} → {f(vals[-1]['mean'])} "
+          f"({'>' if overall else '≤'} 2 × seed std, "
+          f"{f(margin(vals[0], vals[-1]))}); "
+          + (f"no step {against}" if worst >= 0 else
+             f"a step {against} by {f(-worst)}, "
+             f"{'more than' if reversal else 'within'} 2 × its seed std "
+             f"({f(allowed)})"))
+  if overall and not reversal:
+    return True, text
+  # Differs on a reversal, or ends no further on than `_direction` allows.
+  if reversal or gap <= -margin(vals[0], vals[-1]):
+    return False, text
+  return None, f"{text}: {SPREAD}"
 
 
 def undecided(why: str = ""):
