@@ -19,6 +19,25 @@ def test_bounds_flip_at_the_threshold_with_slack():
   assert compare.at_least(None, 0.5) == (None, "not measured")
 
 
+def test_a_bound_with_a_spread_is_the_one_sided_within():
+  """With `spread`, a mean past the edge by at most the spread is not
+  testable (the seeds hold both sides); without it (what every seed must
+  meet, a level beside a paper's number) the mean alone decides."""
+  ratio = stat(0.93, 0.99, 1.05)  # mean 0.99, sample std 0.06
+  spread = 2 * 0.06
+  assert compare.at_least(ratio, 1.0, scale=1)[0] is False
+  holds, text = compare.at_least(ratio, 1.0, scale=1, spread=spread)
+  assert holds is None and text == (
+      "mean 0.99 < 1.00, by at most 2 × seed std (0.12): " + compare.SPREAD)
+  assert compare.at_least(ratio, 1.2, scale=1, spread=spread)[0] is False
+  assert compare.at_most(ratio, 0.9, scale=1, spread=spread)[0] is None
+  assert compare.at_most(ratio, 0.8, scale=1, spread=spread)[0] is False
+  assert compare.at_most(ratio, 1.0, scale=1, spread=spread)[0] is True
+  # At the edge exactly (binary fractions): 'at most the spread' is open.
+  assert compare.at_least(stat(0.5), 0.75, spread=0.25)[0] is None
+  assert compare.at_least(stat(0.5), 0.875, spread=0.25)[0] is False
+
+
 def test_greater_needs_twice_the_larger_sample_std():
   """Sample std of (0.5, 0.7) is 0.1414: a gap above 0.2828 agrees, one at
   or below −0.2828 differs, and in between the seeds cannot tell."""

@@ -8,6 +8,7 @@ from jaxunknowns import report
 from jaxunknowns.batchnorm import bn_batch_size, bn_grid, papers
 from jaxunknowns.metrics import stats
 from jaxunknowns.report import compare, fmt
+from jaxunknowns.report.text import std_of
 
 
 def page(path, config, summary, comparisons, figures, details, *, setup,
@@ -279,7 +280,8 @@ def smoothness(summary, config, ours):
     return compare.comparison(
         f"{quantity}: BN / no BN, median over steps", ref,
         f"{fmt(r, 1.0, 3)}; BN lower at {lower} of {len(later)}",
-        *rule(r, 1.0, scale=1.0), paper=paper, our_protocol=ours)
+        *rule(r, 1.0, scale=1.0, spread=2 * std_of(r)), paper=paper,
+        our_protocol=ours)
   final = {a: (v["final"]["test"]["accuracy"], a) for a, v in arms.items()}
   return [ratio(MEASURES[k], ref, "smoothness", k, compare.at_most, "below 1")
           for k, ref in papers.SMOOTHER.items()] + [
