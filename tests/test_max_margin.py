@@ -428,6 +428,20 @@ def test_test_error_zero_throughout_is_not_testable():
   assert verdicts(summary)[quantity].verdict == AGREES
 
 
+def test_test_changes_inside_the_seeds_spread_are_open():
+  """'Test loss up, test error down' is judged on per-seed changes: an
+  error rise of +0.5 ± 1.4 points (clouds' momentum: +0.77 ± 0.49) is
+  within the seeds' spread, not a rise; a clear loss fall still differs,
+  whatever the error row says."""
+  from jaxunknowns.report import DIFFERS, NOT_TESTABLE, compare  # pylint: disable=g-import-not-at-top
+  quantity = "gd: change of test loss; of test error (points)"
+  row = verdicts(hand_summary(test_error=(-0.005, 0.015)))[quantity]
+  assert row.verdict == NOT_TESTABLE and row.reasons == (compare.SPREAD,), row
+  row = verdicts(hand_summary(test_loss=(-0.02, -0.021),
+                              test_error=(-0.005, 0.015)))[quantity]
+  assert row.verdict == DIFFERS, row
+
+
 def test_comparison_reasons_are_declared_protocol_differences():
   from jaxunknowns.report import DIFFERS, NOT_TESTABLE  # pylint: disable=g-import-not-at-top
   c = verdicts(hand_summary("synthetic", "exponential", distance=(0.2, 0.3)))

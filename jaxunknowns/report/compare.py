@@ -87,7 +87,7 @@ def comparison(quantity: str, reference: Reference, ours: str,
   `level`: ours is judged by the paper's own accuracy or error level, which
   is not testable on other data (`level_elsewhere`)."""
   elsewhere = level_elsewhere(reference, our_protocol) if level else ""
-  spread = (rule or "").endswith(SPREAD)  # `within` undecided by the seeds
+  spread = SPREAD in (rule or "")  # a rule undecided by the seeds' spread
   if elsewhere and (holds is not None or spread):
     holds, why_not_testable, spread = None, elsewhere, False
   verdict = NOT_TESTABLE if holds is None else (AGREES if holds else DIFFERS)
