@@ -177,9 +177,10 @@ def comparisons(config, summary):
     out.check("dense instability (%) as the rewind step k grows",
               papers.DENSE_INSTABILITY_FALLS, " → ".join(
                   f"k={d['rewind_step']}: {report.fmt(d['instability'])}"
-                  for d in dense_inst), compare.monotone(
-                      [d["instability"]["mean"] for d in dense_inst],
-                      increasing=False, what="instability"),
+                  for d in dense_inst), compare.trend(
+                      [d["instability"] for d in dense_inst],
+                      increasing=False, what="instability", scale=100,
+                      digits=2),
               paper="falls", why="one rewind step k only")
   return out, tickets
 

@@ -175,9 +175,11 @@ def _bound(stat, threshold, slack, scale, unit, upper, spread):
   d = _digits(mean * scale, edge * scale)
   text = (f"mean {mean * scale:.{d}f}{unit} {sign} "
           f"{threshold * scale:.{d}f}{unit}{slack_text}")
-  if not holds and abs(mean - edge) <= spread:
-    return None, (f"{text}, by at most 2 × seed std "
-                  f"({spread * scale:.{d}f}): {SPREAD}")
+  if spread and not holds:  # say which side of the seeds' spread it is
+    beyond = abs(mean - edge) > spread
+    text += (f", by {'more than' if beyond else 'at most'} 2 × seed std "
+             f"({spread * scale:.{d}f})") + f": {SPREAD}" * (not beyond)
+    return (False if beyond else None), text
   return holds, text
 
 
