@@ -12,8 +12,12 @@ REFERENCES = (papers.LEE_WEIGHTS, papers.LEE_KERNEL, papers.LEE_LINEAR,
               papers.FORT_EARLY)
 
 
-def _mean(x, key):  # a final value of the curves, or a stage's own
-  return (x["final"].get(key) or x[key])["mean"]
+def _stat(x, key):  # a final value of the curves, or a stage's own
+  return x["final"].get(key) or x[key]
+
+
+def _mean(x, key):
+  return _stat(x, key)["mean"]
 
 
 def plot(path, s):
@@ -43,8 +47,9 @@ def comparisons(s):
   out = report.Rows({"model": s["model"], "data": s["dataset"], "loss": "mse"})
   trend = lambda q, ref, key, up=False, k=1: out.check(
       f"{q} {'rises' if up else 'falls'} with width", ref,
-      ", ".join(f"{k * _mean(x, key):.3g}" for x in st), compare.monotone(
-          [k * _mean(x, key) for x in st], increasing=up, what=q), "yes")
+      ", ".join(f"{k * _mean(x, key):.3g}" for x in st), compare.trend(
+          [_stat(x, key) for x in st], increasing=up, what=q, scale=k,
+          digits=1 if up else 3), "yes")
   slope, half = s["slopes"]["kernel_change"], f"widths ≥ {ws[len(ws) // 2]}"
   for over, key in (("all widths", "slopes"), (half, "slopes_wide")):
     out.versus(f"log-log slope of weight change vs width, {over}",
