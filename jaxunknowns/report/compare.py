@@ -308,8 +308,9 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
   """A trend over a grid of stats over seeds ('grows with p'): the last
   point beyond the first by more than twice the larger sample std
   (`greater`), and no step the wrong way by more than twice the larger
-  std of its two points. A reversal, or ends no further apart than minus
-  that spread, differ; otherwise the seeds' spread cannot tell. `monotone`
+  std of its two points. A reversal, or a last point on the wrong side of
+  the first by that spread or more, differs; otherwise the seeds' spread
+  cannot tell. `monotone`
   on the means decides a row by a reversal the seeds' spread explains
   (randomization's steps to fit, 7200 ± 300 → 7100 ± 436 at seeds
   1000..1002), so the verdict followed the seeds drawn; unmeasured points
@@ -338,7 +339,7 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
              f"({f(allowed)})"))
   if overall and not reversal:
     return True, text
-  # Differs on a reversal, or ends no further on than `_direction` allows.
+  # Differs on a reversal, or ends the wrong way by the spread or more.
   if reversal or gap <= -margin(vals[0], vals[-1]):
     return False, text
   return None, f"{text}: {SPREAD}"
