@@ -91,14 +91,19 @@ def make_mesh(devices=None, seed_devices: int = 1) -> jax.sharding.Mesh:
 
 def seed_devices_for(config, num_devices: int) -> int:
   """train.seed_devices, with 0 (auto) = spread the seeds over the devices
-  when there are at least as many seeds as devices (gcd, so it divides)."""
+  when there are at least as many seeds as devices (gcd, so it divides),
+  else split each run's batch over them; then, if the batch does not divide
+  over the rest, the fewest more seed devices that let it (the papers'
+  batch 100 or 60 on 8 devices: 2 x 4, the runs replicated over the pair)."""
   requested = int(config.train.get("seed_devices", 0))
   if requested < 0:
     raise UserError(f"train.seed_devices={requested} must be >= 0 (0 = auto)")
   if requested:
     return requested
-  seeds = int(config.get("seeds", 1))
-  return int(np.gcd(seeds, num_devices)) if seeds >= num_devices else 1
+  seeds, batch = int(config.get("seeds", 1)), int(config.train.batch_size)
+  wanted = int(np.gcd(seeds, num_devices)) if seeds >= num_devices else 1
+  return next(s for s in range(wanted, num_devices + 1)
+              if num_devices % s == 0 and batch % (num_devices // s) == 0)
 
 
 def dataset_augmentation(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
@@ -270,7 +275,9 @@ class Trainer:
     if self.batch_size % self.num_devices:
       raise UserError(
           f"train.batch_size={self.batch_size} must be divisible by the "
-          f"{self.num_devices} devices")
+          f"{self.num_devices} devices each run's batch is split over (the "
+          f"mesh's data axis): change it, or set train.seed_devices so "
+          f"that {self.mesh.size} / seed_devices divides it")
     if self.batch_size > len(dataset.train.y):
       raise UserError(
           f"train.batch_size={self.batch_size} is larger than the training "

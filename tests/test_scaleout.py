@@ -76,8 +76,8 @@ def test_auto_seed_devices():
   import ml_collections  # pylint: disable=g-import-not-at-top
   from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
   from jaxunknowns.trainer import seed_devices_for  # pylint: disable=g-import-not-at-top
-  c = lambda seeds, k=0: ml_collections.ConfigDict(
-      {"seeds": seeds, "train": {"seed_devices": k}})
+  c = lambda seeds, k=0, batch=64: ml_collections.ConfigDict(
+      {"seeds": seeds, "train": {"seed_devices": k, "batch_size": batch}})
   assert seed_devices_for(c(8), 8) == 8
   assert seed_devices_for(c(12), 8) == 4
   assert seed_devices_for(c(4), 8) == 1   # fewer seeds than devices: data parallel
@@ -85,6 +85,43 @@ def test_auto_seed_devices():
   assert seed_devices_for(c(1, 2), 8) == 2
   with pytest.raises(UserError):
     seed_devices_for(c(1, -1), 8)
+  # The papers' batches on 8 devices: 100 and 60 split over 4 (2 seed
+  # devices), 2 over 2, 7 over none; 12 seeds of 100 keep gcd 4 (100 / 2).
+  for seeds, batch, want in ((3, 100, 2), (9, 100, 2), (3, 60, 2), (3, 2, 4),
+                             (3, 7, 8), (12, 100, 4), (3, 64, 1)):
+    assert seed_devices_for(c(seeds, batch=batch), 8) == want, (seeds, batch)
+  # Brute force: the least seed split from the unforced one up that divides
+  # the devices and leaves a data axis the batch divides by.
+  for n in (1, 2, 4, 6, 8):
+    for seeds in range(1, 13):
+      for batch in range(1, 61):
+        got = seed_devices_for(c(seeds, batch=batch), n)
+        start = np.gcd(seeds, n) if seeds >= n else 1
+        fits = [s for s in range(1, n + 1)
+                if n % s == 0 and batch % (n // s) == 0 and s >= start]
+        assert got == min(fits), (n, seeds, batch, got)
+
+
+def test_default_batches_run_on_eight_devices_with_few_seeds(tmp_path):
+  """configs/train.py's batch 100 with 3 seeds on 8 devices was refused
+  ('must be divisible by the 8 devices'): 8 of 21 configs' default commands
+  stopped so on an 8-chip host. Now 2 seed devices × 4: the same numbers as
+  on one device, up to float32 rounding of the split batch."""
+  cmd = lambda w: [sys.executable, "-m", "jaxunknowns.main",
+                   "--config=configs/train.py:runlocal", "--config.seeds=3",
+                   f"--workdir={w}"]
+  runs = {}
+  for devices in (1, 8):
+    proc = subprocess.run(cmd(tmp_path / str(devices)), env=_env(devices),
+                          cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs[devices] = read_json(tmp_path / str(devices) / "summary.json")
+  assert runs[8]["machine"]["num_devices"] == 8
+  for split in ("train", "test"):
+    np.testing.assert_allclose(
+        runs[8]["final"][split]["accuracy"]["per_seed"],
+        runs[1]["final"][split]["accuracy"]["per_seed"], atol=0.02)
 
 
 def _free_port():
