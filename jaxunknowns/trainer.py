@@ -281,7 +281,8 @@ class Trainer:
     if self.batch_size > len(dataset.train.y):
       raise UserError(
           f"train.batch_size={self.batch_size} is larger than the training "
-          f"set ({len(dataset.train.y)} examples)")
+          f"set ({len(dataset.train.y)} examples): lower it to at most "
+          f"{len(dataset.train.y)}, or give the data more examples")
     self.replicated = NamedSharding(self.mesh, P())
     self.template = jax.eval_shape(self.init_one, jax.random.PRNGKey(0))
     self.has_batch_stats = bool(jax.tree.leaves(self.template["batch_stats"]))

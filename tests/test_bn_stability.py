@@ -202,6 +202,11 @@ def test_steps_verdict_counts_never_as_budget_plus_one():
     ({"grid.norms": ("batch", "weight")}, "weight"),
     # Each run takes its lr from grid.lrs: optim.lr would be recorded only.
     ({"optim.lr": 0.5}, "optim.lr=0.5 is unused here"),
+    # A batch the data cannot hold: the trainers were built after the
+    # workdir opened, so its config.json then refused the corrected rerun.
+    ({"data.name": "digits", "data.train_size": 20},
+     "train.batch_size=32 is larger than the training set (20 examples): "
+     "lower it to at most 20"),
 ])
 def test_bad_grid_is_one_line_and_writes_nothing(tmp_path, overrides, needle):
   assert_user_error_before_writing(load_config(overrides), tmp_path / "w",

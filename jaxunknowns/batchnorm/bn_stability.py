@@ -212,12 +212,18 @@ def run(config, workdir):
       create_model(c.model, dataset.num_classes)
     except UserError as e:
       raise UserError(f"grid norm={norm}: {e}") from e
+  # The first norm's trainer before the workdir opens: a batch the data
+  # cannot hold (every norm trains the same batch) is refused with the
+  # workdir as it was.
+  built = {next(iter(configs)): runs.build_trainer(
+      next(iter(configs.values())), dataset=dataset, hparams=("lr",))}
   workdir.open()
   writer = MetricWriter(workdir.path)
   t0, results = time.time(), []
   for norm, c in configs.items():
     def compute(c=c, norm=norm):
-      trainer = runs.build_trainer(c, dataset=dataset, hparams=("lr",))
+      trainer = built.pop(norm, None) or runs.build_trainer(
+          c, dataset=dataset, hparams=("lr",))
       return train_program(trainer, c, norm, writer)
     results.append(stages.run_stage(stages.stage_dir(workdir, f"norm_{norm}"),
                                     compute, name=f"norm {norm}"))
