@@ -83,6 +83,30 @@ def test_multiclass_margins_are_linear_in_the_parameters():
     np.testing.assert_allclose(z @ w, np.asarray(direct), atol=1e-12)
 
 
+@pytest.mark.parametrize("dim, n", [(3, 40), (300, 5)])
+def test_margin_matrix_is_the_closed_form_either_way_round(dim, n):
+  """Z of the binary linear model is s_n x_n (binary_constraints), whether
+  built forward (fewer parameters than margins) or in reverse (more: a
+  CIFAR-10 image has 3,072 inputs, and forward mode's P x P basis took
+  7.5 GB for its 10 classes); reverse mode never forms the P x P basis."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
+  with jax.enable_x64(True):
+    cfg = ml_collections.ConfigDict({"name": "linear", "use_bias": False,
+                                     "kernel_init": "zeros"})
+    model = max_margin.LinearModel(cfg, 2, (dim,))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(n, dim)), rng.integers(0, 2, size=n)
+    z = model.constraint_matrix(x, y)
+    np.testing.assert_array_equal(z, svm.binary_constraints(x, y))
+    calls = []
+    real = jax.jacrev
+    with pytest.MonkeyPatch.context() as mp:
+      mp.setattr(jax, "jacrev", lambda f: calls.append(f) or real(f))
+      model.constraint_matrix(x, y)
+    assert bool(calls) == (dim > n)
+
+
 def test_not_separable_is_detected_with_the_best_margin():
   x, y = soudry_set(0)
   y = y.copy()

@@ -82,8 +82,11 @@ def margin_matrix(margins_fn: Callable, num_params: int) -> np.ndarray:
   (call inside `jax.enable_x64(True)`) to keep the rows exact.
   """
   zero = np.zeros((num_params,), np.float64)
-  jac = jax.jacfwd(margins_fn)(zero)
-  z = np.asarray(jac, np.float64)
+  rows = jax.eval_shape(margins_fn, zero).shape[0]
+  # Forward mode pushes a P x P identity through the model, reverse mode an
+  # M x M one: the smaller (CIFAR-10's P = 30,720 made jacfwd's 7.5 GB).
+  jacobian = jax.jacfwd if num_params <= rows else jax.jacrev
+  z = np.asarray(jacobian(margins_fn)(zero), np.float64)
   offset = np.asarray(margins_fn(zero), np.float64)
   if np.max(np.abs(offset), initial=0.0) > 0:
     raise ValueError("margins are not linear in the parameters (nonzero at w=0)")
