@@ -221,9 +221,10 @@ def run(config, workdir):
   writer = MetricWriter(workdir.path)
   t0, results = time.time(), []
   for norm, c in configs.items():
-    def compute(c=c, norm=norm):
-      trainer = built.pop(norm, None) or runs.build_trainer(
-          c, dataset=dataset, hparams=("lr",))
+    # Popped here, not in compute: a resumed run whose stage is done drops it.
+    def compute(c=c, norm=norm, trainer=built.pop(norm, None)):
+      trainer = trainer or runs.build_trainer(c, dataset=dataset,
+                                              hparams=("lr",))
       return train_program(trainer, c, norm, writer)
     results.append(stages.run_stage(stages.stage_dir(workdir, f"norm_{norm}"),
                                     compute, name=f"norm {norm}"))
