@@ -107,6 +107,21 @@ def test_margin_matrix_is_the_closed_form_either_way_round(dim, n):
     assert bool(calls) == (dim > n)
 
 
+def test_wide_linf_max_margin_reaches_the_simplex_optimum():
+  """More weights than margins (images) solve by interior point: its
+  direction attains the l_inf max margin the simplex finds."""
+  from scipy.optimize import linprog  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  z = rng.normal(size=(30, 400)) + 0.3
+  u = svm.linf_max_margin(z)
+  m, p = z.shape
+  ref = linprog(np.r_[np.zeros(p), -1.0], A_ub=np.c_[-z, np.ones(m)],
+                b_ub=np.zeros(m), bounds=[(-1, 1)] * p + [(None, None)],
+                method="highs-ds")
+  u_box = u / np.max(np.abs(u))  # the same direction inside |u|_inf <= 1
+  assert np.min(z @ u_box) == pytest.approx(-ref.fun, rel=1e-6)
+
+
 def test_not_separable_is_detected_with_the_best_margin():
   x, y = soudry_set(0)
   y = y.copy()
