@@ -104,7 +104,7 @@ def base_config() -> ml_collections.ConfigDict:
                                    # unroll; the scan loop only). 8: 1.13-1.15x faster small
                                    # LeNet steps on an H200 (benchmarks/RESULTS.md).
   c.train.seed_devices = 0         # Devices the runs are spread over (mesh axis 'seed'); 0 = auto:
-                                   # all of them when seeds >= devices (gcd), else 1 (data parallel),
+                                   # gcd(seeds, devices) when seeds >= devices, else 1 (data parallel),
                                    # raised until the batch divides over the rest (trainer.py).
   c.train.loss = "cross_entropy"   # "cross_entropy", "exponential" or "mse" (½‖f − onehot‖²; losses.py).
   c.train.precision = "float32"    # Compute dtype: "float32" or "bfloat16" (float32 master

@@ -38,6 +38,23 @@ def test_a_bound_with_a_spread_is_the_one_sided_within():
   assert compare.at_least(stat(0.5), 0.875, spread=0.25)[0] is False
 
 
+def test_beyond_a_number_is_a_direction_by_the_seeds_spread():
+  """'BN / no BN below 1': agrees only past 1 by more than 2 × std; a mean
+  of 0.99 from 0.70 and 1.28 cannot tell; above 1 by that much differs."""
+  assert compare.beyond(stat(0.12, 0.13, 0.14), 1.0, below=True,
+                        scale=1) == (
+      True, "1 − mean = +0.87, > 2 × seed std (0.02)")
+  holds, text = compare.beyond(stat(0.70, 1.28), 1.0, below=True, scale=1)
+  assert holds is None and text.endswith(compare.SPREAD)
+  assert compare.beyond(stat(1.2, 1.3), 1.0, below=True, scale=1)[0] is False
+  assert compare.beyond(stat(1.2, 1.3), 1.0, below=False, scale=1)[0] is True
+  assert compare.beyond(stat(0.5), 1.0, below=True) == (None, compare.ONE_SEED)
+  # A diverged seed: not finite, never 'the spread cannot tell'.
+  holds, text = compare.beyond(stat(0.5, float("nan")), 1.0, below=True)
+  assert holds is None and "not finite" in text
+  assert "not finite" in compare.at_least({"mean": float("inf")}, 1.0)[1]
+
+
 def test_greater_needs_twice_the_larger_sample_std():
   """Sample std of (0.5, 0.7) is 0.1414: a gap above 0.2828 agrees, one at
   or below −0.2828 differs, and in between the seeds cannot tell."""
@@ -236,10 +253,15 @@ def test_trend_judges_reversals_by_the_seeds_spread():
   for holds, text in (compare.trend(flat, increasing=True, what="x"),
                       compare.trend(flat[::-1], increasing=False, what="x")):
     assert holds is None and text.endswith(compare.SPREAD), text
-  # Ends the wrong way by more than their spread: differs, step or none.
+  # Ends the wrong way within their spread: open; a step down by more
+  # than its spread: differs.
   assert compare.trend(flat[::-1], increasing=True, what="x")[0] is None
   assert compare.trend([stat(300, 310, 320), stat(250, 260, 270)],
                        increasing=True, what="x")[0] is False
+  # Ends the wrong way by 2 × std or more, in steps each within theirs.
+  gentle = [stat(m - 1, m, m + 1) for m in (10, 9.5, 9, 8.5, 8)]
+  assert compare.trend(gentle, increasing=True, what="x", digits=1) == (
+      False, "x falls 10.0 → 8.0, by 2.0 ≥ 2 × seed std (2.0)")
   falling = [stat(9, 10, 11), stat(5, 6, 7), stat(1, 2, 3)]
   assert compare.trend(falling, increasing=False, what="x") == (
       True, "x falls 10 → 2 (> 2 × seed std, 2); no step rises")

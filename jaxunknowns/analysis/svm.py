@@ -118,8 +118,9 @@ def linf_max_margin(z: np.ndarray) -> np.ndarray:
   c[-1] = -1.0
   a_ub = sparse.hstack([sparse.csr_matrix(-z), np.ones((m, 1))], format="csr")
   # Wider than tall (more weights than margins: images), HiGHS' interior
-  # point method (with its crossover to a vertex) is the faster: 17 s
-  # against the simplex's 158 s at 576 x 30,720 (CIFAR-10's linear model).
+  # point method (with its crossover to a vertex) is the faster: 16 s
+  # against the dual simplex's 147 s at 576 x 30,720 (CIFAR-10's linear
+  # model; benchmarks/svm_lp.py).
   res = _linprog(c, A_ub=a_ub, b_ub=np.zeros(m),
                  bounds=[(-1, 1)] * p + [(None, None)],
                  method="highs-ipm" if p > m else "highs")

@@ -280,13 +280,17 @@ def smoothness(summary, config, ours):
     return compare.comparison(
         f"{quantity}: BN / no BN, median over steps", ref,
         f"{fmt(r, 1.0, 3)}; BN lower at {lower} of {len(later)}",
-        *rule(r, 1.0, scale=1.0, spread=2 * std_of(r)), paper=paper,
-        our_protocol=ours)
+        *rule(r), paper=paper, our_protocol=ours)
+  # Smoother with BN: a direction, below 1 by more than the seeds' spread.
+  # ICS no lower with BN: at least 1, below it by at most the spread open.
+  smoother = lambda r: compare.beyond(r, 1.0, below=True, scale=1.0)
+  no_lower = lambda r: compare.at_least(r, 1.0, scale=1.0,
+                                        spread=2 * std_of(r))
   final = {a: (v["final"]["test"]["accuracy"], a) for a, v in arms.items()}
-  return [ratio(MEASURES[k], ref, "smoothness", k, compare.at_most, "below 1")
+  return [ratio(MEASURES[k], ref, "smoothness", k, smoother, "below 1")
           for k, ref in papers.SMOOTHER.items()] + [
               ratio(f"ICS ‖G − G′‖ of {layer}", papers.ICS, "ics",
-                    f"l2_{layer}", compare.at_least, "not below 1")
+                    f"l2_{layer}", no_lower, "not below 1")
               for layer in arms["batch"]["layers"][1:]] + versus([
                   ("final test accuracy (%), BN vs no BN",
                    papers.BN_TRAINS_BETTER, "BN above", final["batch"],

@@ -8,6 +8,7 @@ differ *materially* from ours: never by 1,500 vs 1,501 steps.
 """
 
 import dataclasses
+import math
 import re
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
@@ -15,10 +16,9 @@ from jaxunknowns.report.text import fmt, markdown_table, std_of
 
 AGREES, DIFFERS, NOT_TESTABLE = "agrees", "differs", "not testable here"
 VERDICTS = (AGREES, DIFFERS, NOT_TESTABLE)
-# Why a seed-spread rule (greater, paired_greater) cannot decide.
+# Why a rule judged by the seeds' spread cannot decide on one seed.
 ONE_SEED = "one seed: no spread over seeds to judge the difference by"
-# Why `within` cannot decide: the gap is past the tolerance by less than
-# the seeds' spread.
+# Why a rule cannot decide on more: the seeds' spread holds both outcomes.
 SPREAD = "the seeds' spread cannot tell"
 
 # Two numeric protocol settings differ materially when one is at least this
@@ -168,6 +168,8 @@ def _bound(stat, threshold, slack, scale, unit, upper, spread):
   if not _measured(stat):
     return None, "not measured"
   mean = stat["mean"]
+  if not math.isfinite(mean):
+    return None, f"mean {mean}: not finite (a seed diverged)"
   edge = threshold + slack if upper else threshold - slack
   holds = mean <= edge if upper else mean >= edge
   sign = ("≤" if holds else ">") if upper else ("≥" if holds else "<")
@@ -219,6 +221,8 @@ def _direction(gap: float, spread: float, head: str, spread_name: str,
   seed differ); in between the seeds' spread holds both a rise and none, so
   it cannot tell (a 3-seed run whose gap has the paper's sign is not
   'unlike the paper')."""
+  if not (math.isfinite(gap) and math.isfinite(spread)):
+    return None, f"{head} = {gap * scale:+g}: not finite (a seed diverged)"
   d = _digits(gap * scale, spread * scale)
   text, s = f"{head} = {gap * scale:+.{d}f}", f"{spread * scale:.{d}f}"
   if gap > spread:
@@ -226,6 +230,22 @@ def _direction(gap: float, spread: float, head: str, spread_name: str,
   if gap <= -spread:
     return False, f"{text}, ≤ 0 − {spread_name} ({s})"
   return None, f"{text}, within ± {spread_name} ({s}): {SPREAD}"
+
+
+def beyond(stat: Optional[Stat], threshold: float, *, below: bool,
+           scale: float = 100.0) -> Tuple[Optional[bool], str]:
+  """Ours past a fixed number (below it, or above) by more than twice the
+  seeds' std (`_direction`): a direction against a number, such as BN's
+  loss variation over no BN's below 1."""
+  if not _measured(stat):
+    return None, "not measured"
+  if _one_seed(stat):
+    return None, ONE_SEED
+  t = f"{threshold * scale:g}"
+  return _direction(threshold - stat["mean"] if below else
+                    stat["mean"] - threshold, 2 * std_of(stat),
+                    f"{t} − mean" if below else f"mean − {t}",
+                    "2 × seed std", scale)
 
 
 def greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
@@ -339,9 +359,12 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
              f"({f(allowed)})"))
   if overall and not reversal:
     return True, text
-  # Differs on a reversal, or ends the wrong way by the spread or more.
-  if reversal or gap <= -margin(vals[0], vals[-1]):
+  if reversal:
     return False, text
+  if gap <= -margin(vals[0], vals[-1]):  # ends the wrong way, beyond spread
+    return False, (f"{what} {against} {f(vals[0]['mean'])} → "
+                   f"{f(vals[-1]['mean'])}, by {f(-gap)} ≥ 2 × seed std "
+                   f"({f(margin(vals[0], vals[-1]))})")
   return None, f"{text}: {SPREAD}"
 
 
