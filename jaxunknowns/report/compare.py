@@ -346,13 +346,13 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
   worst, allowed = min(((sign * (b["mean"] - a["mean"]), margin(a, b))
                         for a, b in zip(vals, vals[1:])),
                        key=lambda step: step[0] + step[1])
-  overall, reversal = gap > margin(vals[0], vals[-1]), worst < -allowed
+  ends = margin(vals[0], vals[-1])
+  overall, reversal = gap > ends, worst < -allowed
   direction = "rises" if increasing else "falls"
   against = "falls" if increasing else "rises"
   f = lambda x: f"{x * scale:.{digits}f}"
   text = (f"{what} {direction} {f(vals[0]['mean'])} → {f(vals[-1]['mean'])} "
-          f"({'>' if overall else '≤'} 2 × seed std, "
-          f"{f(margin(vals[0], vals[-1]))}); "
+          f"({'>' if overall else '≤'} 2 × seed std, {f(ends)}); "
           + (f"no step {against}" if worst >= 0 else
              f"a step {against} by {f(-worst)}, "
              f"{'more than' if reversal else 'within'} 2 × its seed std "
@@ -361,10 +361,10 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
     return True, text
   if reversal:
     return False, text
-  if gap <= -margin(vals[0], vals[-1]):  # ends the wrong way, beyond spread
+  if gap <= -ends:  # ends the wrong way, beyond the ends' spread
     return False, (f"{what} {against} {f(vals[0]['mean'])} → "
                    f"{f(vals[-1]['mean'])}, by {f(-gap)} ≥ 2 × seed std "
-                   f"({f(margin(vals[0], vals[-1]))})")
+                   f"({f(ends)})")
   return None, f"{text}: {SPREAD}"
 
 
