@@ -19,7 +19,8 @@ Scales (default laptop):
             network, the [tfds] extra and accelerators.
 
 Change one stage: `--config.article.stages.bn_only=configs/bn_only.py:digits`;
-leave stages out: `--config.article.skip=ntk,sam`; fan the stages out over a
+leave stages out: `--config.article.skip=ntk,sam`; re-run every stage on
+other seeds: `--config.article.seed_offset=1000`; fan the stages out over a
 Ray cluster: `--config.article.executor=ray` (RAY_ADDRESS, or a local one).
 """
 
@@ -81,6 +82,9 @@ def get_config(arg=""):
   c.article.executor = "local"     # "local": one after another here; "ray".
   # Stages with fewer seeds run this many (0: each stage's own).
   c.article.min_seeds = 3 if scale in ("laptop", "gpu") else 0
+  # Added to every stage's first seed (0: the stages' own, seeds 0, 1, ...):
+  # the whole page re-run on seeds it has not seen.
+  c.article.seed_offset = 0
   return c
 
 

@@ -197,6 +197,7 @@ def test_a_failed_stage_is_shown_and_the_others_still_appear(
     ("article.scale", "huge", "article.scale"),
     ("article.executor", "slurm", "article.executor"),
     ("article.min_seeds", -1, "article.min_seeds"),
+    ("article.seed_offset", -5, "article.seed_offset"),
     ("article.skip", "bn_only,nonsense", "article.skip"),
     ("article.stages.bn_only", "configs/bn_only.py:nonsense",
      "article.stages.bn_only"),
@@ -237,6 +238,25 @@ def test_min_seeds_raises_a_stage_and_its_command_says_so(tmp_path):
   assert commands == ["python -m jaxunknowns.main --config=configs/"
                       "landscape.py:batch_size --workdir=DIR/stages/landscape"
                       " --config.seeds=3"]
+  assert not (tmp_path / "run").exists()
+
+
+def test_seed_offset_moves_every_stage_to_other_seeds_and_says_so(tmp_path):
+  """The page re-run on seeds it has not seen: every stage's first seed is
+  its own plus the offset, and each stage's command carries it."""
+  from jaxunknowns.article import experiment  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(f"{ROOT}/configs/article.py:laptop",
+                                      {"article.seed_offset": 1000})
+  runs = experiment.plan(config, str(tmp_path / "run"))
+  own = {r.name: config_loading.load_config(
+      f"{ROOT}/{config.article.stages[r.name]}").seed for r in runs}
+  assert {r.name: r.config.seed for r in runs} == {
+      n: s + 1000 for n, s in own.items()}
+  assert all(r.overrides["seed"] == r.config.seed for r in runs)
+  # Without it, no stage carries a seed override.
+  default = config_loading.load_config(f"{ROOT}/configs/article.py:laptop")
+  assert not any("seed" in r.overrides
+                 for r in experiment.plan(default, str(tmp_path / "run")))
   assert not (tmp_path / "run").exists()
 
 

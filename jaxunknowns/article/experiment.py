@@ -56,6 +56,8 @@ def validate(config):
         f"comma-separated names among {', '.join(outline.STAGES)}")
   check(bool(chosen(config)), "article.skip", a.skip, "to leave a stage to run")
   check_int(a.min_seeds, "article.min_seeds", 0, "0: each stage's own")
+  check_int(a.seed_offset, "article.seed_offset", 0,
+            "0: each stage's own seeds")
   for stage in chosen(config):
     check(isinstance(a.stages[stage], str) and ".py" in a.stages[stage],
           f"article.stages.{stage}", a.stages[stage], "'configs/FILE.py[:ARG]'")
@@ -89,9 +91,12 @@ def plan(config, root: str) -> list:
             f"runs experiment {stage_config.experiment!r}, not {stage!r}; "
             f"name a config file of experiment {stage!r} (e.g. "
             f"configs/{stage}.py:VARIANT)")
-      # More seeds than the variant's own: the override its command shows.
+      # More seeds than the variant's own, or other seeds (a re-run of the
+      # page on seeds not run before): the overrides its command shows.
       overrides = ({"seeds": config.article.min_seeds} if
                    stage_config.seeds < config.article.min_seeds else {})
+      if config.article.seed_offset:
+        overrides["seed"] = stage_config.seed + config.article.seed_offset
       for field, value in overrides.items():
         stage_config[field] = value
       references = validation.references_of(resolved)
