@@ -273,6 +273,30 @@ def test_trend_judges_reversals_by_the_seeds_spread():
   assert compare.trend([stat(1, 2)], increasing=True, what="x")[0] is None
 
 
+def test_a_paired_trend_judges_each_change_by_its_per_seed_spread():
+  """bn_modes evaluates each seed's one trained network at every eval batch:
+  the seed-to-seed spread (about 10 here) is shared by every point, and
+  only the per-seed changes' spread can hide a rise (by hand below)."""
+  grid = [stat(10, 20, 30), stat(13, 22, 33), stat(16, 25, 35)]
+  assert compare.trend(grid, increasing=True, what="x")[0] is None
+  # Changes first → last per seed: 6, 5, 5; std 0.577, 2 × = 1.15.
+  assert compare.trend(grid, increasing=True, what="x", paired=True,
+                       digits=2) == (
+      True, "x rises 20.00 → 25.33 (> 2 × std of the per-seed changes, "
+      "1.15); no step falls")
+  # Every seed falls by 1 at the second point: a reversal, though the
+  # unpaired spread (2 × 10) would hide it.
+  dip = [grid[0], stat(9, 19, 29), grid[2]]
+  assert compare.trend(dip, increasing=True, what="x")[0] is None
+  holds, text = compare.trend(dip, increasing=True, what="x", paired=True)
+  assert holds is False and text.endswith(
+      "a step falls by 1, more than 2 × its per-seed std (0)")
+  # Points on other seeds (or a seed missing) cannot be paired.
+  assert compare.trend([stat(1, 2, 3), stat(5, 6)], increasing=True,
+                       what="x", paired=True) == (
+      None, "not measured on the same seeds")
+
+
 def test_a_papers_level_is_not_testable_on_other_data():
   """A paper's accuracy or error level belongs to its dataset: judged on
   another (a stand-in, or data the user chose), the row is not testable

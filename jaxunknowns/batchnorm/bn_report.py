@@ -41,12 +41,13 @@ def versus(rows, ours):
 
 
 def trend(quantity, ref, paper, stats_, ours):
-  """A rise over a grid of arms on the same seeds, judged by the seeds'
-  spread (`compare.trend`), not by its means' every step."""
+  """A rise over a grid of arms on the same seeds, judged by the spread of
+  the per-seed changes (`compare.trend`, paired), not by its means' every
+  step."""
   return compare.comparison(
       quantity, ref, " → ".join(f"{100 * s['mean']:.2f}" for s in stats_),
       *compare.trend(stats_, increasing=True, what="accuracy", scale=100,
-                     digits=2), paper=paper, our_protocol=ours)
+                     digits=2, paired=True), paper=paper, our_protocol=ours)
 
 
 def accuracy_figure(cells, x, path):

@@ -180,7 +180,7 @@ def comparisons(config, summary):
                   for d in dense_inst), compare.trend(
                       [d["instability"] for d in dense_inst],
                       increasing=False, what="instability", scale=100,
-                      digits=2),
+                      digits=2, paired=True),
               paper="falls", why="one rewind step k only")
   return out, tickets
 

@@ -49,7 +49,7 @@ def comparisons(s):
       f"{q} {'rises' if up else 'falls'} with width", ref,
       ", ".join(f"{k * _mean(x, key):.3g}" for x in st), compare.trend(
           [_stat(x, key) for x in st], increasing=up, what=q, scale=k,
-          digits=1 if up else 3), "yes")
+          digits=1 if up else 3, paired=True), "yes")
   slope, half = s["slopes"]["kernel_change"], f"widths ≥ {ws[len(ws) // 2]}"
   for over, key in (("all widths", "slopes"), (half, "slopes_wide")):
     out.versus(f"log-log slope of weight change vs width, {over}",

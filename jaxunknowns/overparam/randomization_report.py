@@ -50,11 +50,12 @@ def comparisons(config, summary):
                          increasing=True, what="test error (up to 1 point)",
                          tolerance=wsr.RISE_TOLERANCE), paper="rises to chance")
     # By the seeds' spread: neighbouring p differ by about one eval interval
-    # near p = 1, less than the seeds' ±300 steps (compare.trend).
+    # near p = 1, less than the seeds' ±300 steps (compare.trend), paired:
+    # every p trains the same seeds.
     row("steps to fit vs label corruption p", papers.ZHANG_CORRUPTION,
         " → ".join(_steps(e) for e in stages), compare.trend(
             [e.get("steps_to_fit") for e in stages], increasing=True,
-            what="steps to fit"), paper="grow with p")
+            what="steps to fit", paired=True), paper="grow with p")
   for a in [a for a in summary["ablation"] if st[a["stage"]]["regularizers"]]:
     e, base, name = st[a["stage"]], st[a["labels"]], _name(a["stage"])
     if a["labels"] == "random_labels":

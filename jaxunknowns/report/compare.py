@@ -324,13 +324,17 @@ def monotone(values: Sequence[Optional[float]], *, increasing: bool,
 
 
 def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
-          scale: float = 1.0, digits: int = 0) -> Tuple[Optional[bool], str]:
+          scale: float = 1.0, digits: int = 0, paired: bool = False
+          ) -> Tuple[Optional[bool], str]:
   """A trend over a grid of stats over seeds ('grows with p'): the last
   point beyond the first by more than twice the larger sample std
   (`greater`), and no step the wrong way by more than twice the larger
   std of its two points. A reversal, or a last point on the wrong side of
   the first by that spread or more, differs; otherwise the seeds' spread
-  cannot tell. `monotone`
+  cannot tell. `paired`: the points are runs of the same seeds (one
+  network evaluated in several modes, arms of one seed), so each change is
+  judged by the spread of its per-seed changes (`paired_greater`), which
+  leaves out the seed-to-seed spread the points share. `monotone`
   on the means decides a row by a reversal the seeds' spread explains
   (randomization's steps to fit, 7200 ± 300 → 7100 ± 436 at seeds
   1000..1002), so the verdict followed the seeds drawn; unmeasured points
@@ -340,8 +344,16 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
     return None, "fewer than two points"
   if _one_seed(*vals):
     return None, ONE_SEED
+  if paired:
+    seeds = [s.get("per_seed") or [] for s in vals]
+    if any(len(p) != len(seeds[0]) or None in p for p in seeds):
+      return None, "not measured on the same seeds"
+    margin = lambda a, b: 2 * std_of({"per_seed": [
+        y - x for x, y in zip(a["per_seed"], b["per_seed"])]})
+  else:
+    margin = lambda a, b: 2 * max(std_of(a), std_of(b))
+  std = "std of the per-seed changes" if paired else "seed std"
   sign = 1 if increasing else -1
-  margin = lambda a, b: 2 * max(std_of(a), std_of(b))
   gap = sign * (vals[-1]["mean"] - vals[0]["mean"])
   worst, allowed = min(((sign * (b["mean"] - a["mean"]), margin(a, b))
                         for a, b in zip(vals, vals[1:])),
@@ -352,18 +364,18 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
   against = "falls" if increasing else "rises"
   f = lambda x: f"{x * scale:.{digits}f}"
   text = (f"{what} {direction} {f(vals[0]['mean'])} → {f(vals[-1]['mean'])} "
-          f"({'>' if overall else '≤'} 2 × seed std, {f(ends)}); "
+          f"({'>' if overall else '≤'} 2 × {std}, {f(ends)}); "
           + (f"no step {against}" if worst >= 0 else
              f"a step {against} by {f(-worst)}, "
-             f"{'more than' if reversal else 'within'} 2 × its seed std "
-             f"({f(allowed)})"))
+             f"{'more than' if reversal else 'within'} 2 × its "
+             f"{'per-seed std' if paired else 'seed std'} ({f(allowed)})"))
   if overall and not reversal:
     return True, text
   if reversal:
     return False, text
   if gap <= -ends:  # ends the wrong way, beyond the ends' spread
     return False, (f"{what} {against} {f(vals[0]['mean'])} → "
-                   f"{f(vals[-1]['mean'])}, by {f(-gap)} ≥ 2 × seed std "
+                   f"{f(vals[-1]['mean'])}, by {f(-gap)} ≥ 2 × {std} "
                    f"({f(ends)})")
   return None, f"{text}: {SPREAD}"
 
