@@ -226,6 +226,14 @@ def test_monotone_needs_the_whole_sequence_to_move():
   assert compare.monotone([200, 200, 400], increasing=True, what="x")[0] is True
 
 
+def test_a_bounds_spread_is_printed_nonzero():
+  """BN / no BN ratios sit near 1 with a small spread: the text read
+  'by more than 2 × seed std (0.00)' where the spread was 0.004."""
+  ratio = {"mean": 0.99, "per_seed": [0.988, 0.99, 0.992]}
+  assert compare.at_least(ratio, 1.0, scale=1.0, spread=0.004) == (
+      False, "mean 0.990 < 1.000, by more than 2 × seed std (0.004)")
+
+
 def test_trend_judges_reversals_by_the_seeds_spread():
   """randomization's steps to fit at seeds 1000..1002: 7200 ± 300 → 7100 ±
   436 at p = 0.8 → 1.0; `monotone` on the means called the whole trend

@@ -174,7 +174,9 @@ def _bound(stat, threshold, slack, scale, unit, upper, spread):
   holds = mean <= edge if upper else mean >= edge
   sign = ("≤" if holds else ">") if upper else ("≥" if holds else "<")
   slack_text = f" {'+' if upper else '−'} {slack * scale:g}" if slack else ""
-  d = _digits(mean * scale, edge * scale)
+  # Enough digits to show a nonzero spread too (never '2 × seed std (0.00)').
+  d = max(_digits(mean * scale, edge * scale),
+          _digits(spread * scale, spread * scale))
   text = (f"mean {mean * scale:.{d}f}{unit} {sign} "
           f"{threshold * scale:.{d}f}{unit}{slack_text}")
   if spread and not holds:  # say which side of the seeds' spread it is
