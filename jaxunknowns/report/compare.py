@@ -262,20 +262,29 @@ def greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
                     f"{a_name} − {b_name}", "2 × seed std", scale)
 
 
-def paired_greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str,
-                   b_name: str, scale: float = 100.0
-                   ) -> Tuple[Optional[bool], str]:
-  """Arms on the same seeds: the per-seed differences a − b have a mean
-  above twice their sample std (`_direction`); pairing removes the
-  seed-to-seed spread both arms share."""
+def per_seed_differences(a: Optional[Stat], b: Optional[Stat]
+                         ) -> Tuple[Optional[Stat], str]:
+  """The per-seed differences a − b of arms on the same seeds, as a stat
+  ({mean, per_seed}); or None and why they cannot be taken."""
   pa, pb = ((s or {}).get("per_seed") or [] for s in (a, b))
   if not pa or len(pa) != len(pb) or None in pa or None in pb:
     return None, "not measured on the same seeds"
   if len(pa) == 1:
     return None, ONE_SEED
   diffs = [x - y for x, y in zip(pa, pb)]
-  return _direction(sum(diffs) / len(diffs),
-                    2 * std_of({"per_seed": diffs}),
+  return {"mean": sum(diffs) / len(diffs), "per_seed": diffs}, ""
+
+
+def paired_greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str,
+                   b_name: str, scale: float = 100.0
+                   ) -> Tuple[Optional[bool], str]:
+  """Arms on the same seeds: the per-seed differences a − b have a mean
+  above twice their sample std (`_direction`); pairing removes the
+  seed-to-seed spread both arms share."""
+  diffs, why = per_seed_differences(a, b)
+  if diffs is None:
+    return None, why
+  return _direction(diffs["mean"], 2 * std_of(diffs),
                     f"{a_name} − {b_name} per seed", "2 × its std", scale)
 
 
@@ -347,11 +356,10 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
   if _one_seed(*vals):
     return None, ONE_SEED
   if paired:
-    seeds = [s.get("per_seed") or [] for s in vals]
-    if any(len(p) != len(seeds[0]) or None in p for p in seeds):
+    steps = [per_seed_differences(b, a) for a, b in zip(vals, vals[1:])]
+    if any(d is None for d, _ in steps):
       return None, "not measured on the same seeds"
-    margin = lambda a, b: 2 * std_of({"per_seed": [
-        y - x for x, y in zip(a["per_seed"], b["per_seed"])]})
+    margin = lambda a, b: 2 * std_of(per_seed_differences(b, a)[0])
   else:
     margin = lambda a, b: 2 * max(std_of(a), std_of(b))
   std = "std of the per-seed changes" if paired else "seed std"
