@@ -112,10 +112,8 @@ def test_within_and_monotone():
                         tolerance=0.01)[0] is True
   assert compare.within(stat(0.56, 0.56), stat(0.54, 0.54), a_name="a", b_name="b",
                         tolerance=0.01)[0] is False
-  assert compare.monotone([3, 2, 2.05], increasing=False, what="x",
-                          tolerance=0.1)[0] is True
-  assert compare.monotone([3, 2, 2.2], increasing=False, what="x",
-                          tolerance=0.1)[0] is False
+  assert compare.monotone([3, 2, 1.5], increasing=False, what="x")[0] is True
+  assert compare.monotone([3, 2, 2.05], increasing=False, what="x")[0] is False
   assert compare.monotone([1], increasing=True, what="x")[0] is None
 
 
@@ -191,8 +189,9 @@ def test_only_material_protocol_differences_are_reasons():
 def test_each_rule_at_its_exact_boundary():
   """The rules' stated inequalities, at equality (exact binary fractions):
   'more than' twice the std is strict, 'at or below' minus it, 'within' a
-  tolerance and 'at least' a ratio of MATERIAL_RATIO are not, and monotone's
-  tolerance forgives a small step the wrong way in both directions."""
+  tolerance and 'at least' a ratio of MATERIAL_RATIO are not; a trend's
+  ends 'more than' their spread apart agree, the wrong way 'at or beyond'
+  it differ."""
   a, b = stat(0.5, 0.5), stat(0.25, 0.25)  # gap 0.25 exactly, std 0
   for rule in (compare.greater, compare.paired_greater):
     assert rule(a, b, a_name="a", b_name="b")[0] is True
@@ -206,11 +205,11 @@ def test_each_rule_at_its_exact_boundary():
   assert compare.protocol_differences({"steps": 100}, {"steps": 125}) == [
       "steps: 100 in the paper, 125 here"]  # 125 / 100 == MATERIAL_RATIO
   assert compare.protocol_differences({"steps": 100}, {"steps": 124}) == []
-  assert compare.monotone([1, 2, 1.95], increasing=True, what="x",
-                          tolerance=0.1)[0] is True
-  assert compare.monotone([1, 2, 1.8], increasing=True, what="x",
-                          tolerance=0.1)[0] is False
   assert compare.monotone([1, 2, 2], increasing=True, what="x")[0] is True
+  # Ends 0.25 apart, 2 × std 0.25 (0.125 each, as above).
+  up = [stat(0.375, 0.5, 0.625), stat(0.625, 0.75, 0.875)]
+  assert compare.trend(up, increasing=True, what="x")[0] is None
+  assert compare.trend(up, increasing=False, what="x")[0] is False
 
 
 def test_monotone_needs_the_whole_sequence_to_move():
@@ -220,9 +219,6 @@ def test_monotone_needs_the_whole_sequence_to_move():
   holds, text = compare.monotone([200, 200], increasing=True, what="the n")
   assert holds is False and text == "the n does not rise overall (200 → 200)"
   assert compare.monotone([100, 100, 100], increasing=False, what="x")[0] is False
-  # A tolerance states 'never the wrong way by more than it': flat holds.
-  assert compare.monotone([3, 2.95, 3], increasing=False, what="x",
-                          tolerance=0.1)[0] is True
   assert compare.monotone([200, 200, 400], increasing=True, what="x")[0] is True
 
 
@@ -246,8 +242,8 @@ def test_trend_judges_reversals_by_the_seeds_spread():
   holds, text = compare.trend(grid, increasing=True, what="x")
   # First → last: +4067 against 2 × max(std 252, std 436) = 872 (by hand).
   assert holds is True
-  assert text == ("x rises 3033 → 7100 (> 2 × seed std, 872); a step falls "
-                  "by 100, within 2 × its seed std (872)")
+  assert text == ("x rises 3033 → 7100, by 4067 (> 2 × seed std, 872); a "
+                  "step falls by 100, within 2 × its seed std (872)")
   # A fall larger than its two points' spread is a reversal.
   dip = grid[:4] + [stat(5000, 5100, 4900)] + grid[5:]
   holds, text = compare.trend(dip, increasing=True, what="x")
@@ -269,10 +265,17 @@ def test_trend_judges_reversals_by_the_seeds_spread():
   # Ends the wrong way by 2 × std or more, in steps each within theirs.
   gentle = [stat(m - 1, m, m + 1) for m in (10, 9.5, 9, 8.5, 8)]
   assert compare.trend(gentle, increasing=True, what="x", digits=1) == (
-      False, "x falls 10.0 → 8.0, by 2.0 ≥ 2 × seed std (2.0)")
+      False, "x falls 10.0 → 8.0, by 2.0 (≥ 2 × seed std, 2.0); a step "
+      "falls by 0.5, within 2 × its seed std (2.0)")
   falling = [stat(9, 10, 11), stat(5, 6, 7), stat(1, 2, 3)]
   assert compare.trend(falling, increasing=False, what="x") == (
-      True, "x falls 10 → 2 (> 2 × seed std, 2); no step rises")
+      True, "x falls 10 → 2, by 8 (> 2 × seed std, 2); no step rises")
+  # A small fall behind a large allowance is still named (it read 'no step
+  # falls', from the step nearest to reversing: +5 against 2).
+  hidden = [stat(0, 1, 2), stat(5, 6, 7), stat(0.5, 5.5, 10.5)]
+  assert compare.trend(hidden, increasing=True, what="x", digits=1)[1] == (
+      "x rises 1.0 → 5.5, by 4.5 (≤ 2 × seed std, 10.0); a step falls by "
+      "0.5, within 2 × its seed std (10.0): " + compare.SPREAD)
   # Unmeasured points are left out; one seed or one point decide nothing.
   assert compare.trend([falling[0], None, falling[2]], increasing=False,
                        what="x")[0] is True
@@ -290,8 +293,8 @@ def test_a_paired_trend_judges_each_change_by_its_per_seed_spread():
   # Changes first → last per seed: 6, 5, 5; std 0.577, 2 × = 1.15.
   assert compare.trend(grid, increasing=True, what="x", paired=True,
                        digits=2) == (
-      True, "x rises 20.00 → 25.33 (> 2 × std of the per-seed changes, "
-      "1.15); no step falls")
+      True, "x rises 20.00 → 25.33, by 5.33 (> 2 × std of the per-seed "
+      "changes, 1.15); no step falls")
   # Every seed falls by 1 at the second point: a reversal, though the
   # unpaired spread (2 × 10) would hide it.
   dip = [grid[0], stat(9, 19, 29), grid[2]]

@@ -46,9 +46,9 @@ def comparisons(config, summary):
   if len(stages) > 1:
     row("test error vs label corruption p (%)", papers.ZHANG_CORRUPTION,
         " → ".join(fmt(e["test_error"], 100, 1, n=False) for e in stages),
-        compare.monotone([e["test_error"]["mean"] for e in stages],
-                         increasing=True, what="test error (up to 1 point)",
-                         tolerance=wsr.RISE_TOLERANCE), paper="rises to chance")
+        compare.trend([e["test_error"] for e in stages], increasing=True,
+                      what="test error (%)", scale=100, digits=1,
+                      paired=True), paper="rises to chance")
     # By the seeds' spread: neighbouring p differ by about one eval interval
     # near p = 1, less than the seeds' ±300 steps (compare.trend), paired:
     # every p trains the same seeds.

@@ -312,21 +312,19 @@ def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
 
 
 def monotone(values: Sequence[Optional[float]], *, increasing: bool,
-             what: str, tolerance: float = 0.0) -> Tuple[Optional[bool], str]:
-  """Every step of the sequence goes the stated way (up to `tolerance`).
-  Without a tolerance the whole of it must too: a flat sequence (the same n
-  at every width, a saturated 100% at every depth) neither rises nor falls.
-  (A tolerance states a claim of 'never the wrong way by more', where flat
-  holds: width_sweep's test error past h*.)"""
+             what: str) -> Tuple[Optional[bool], str]:
+  """Every step of the sequence goes the stated way, and so does the whole
+  of it: a flat sequence (the same n at every width, a saturated 100% at
+  every depth) neither rises nor falls. For numbers without a spread over
+  seeds (double_descent's peak n); a grid of stats over seeds is `trend`'s."""
   vals = [v for v in values if v is not None]
   if len(vals) < 2:
     return None, "fewer than two points"
   steps = [b - a for a, b in zip(vals, vals[1:])]
   worst = min(steps) if increasing else max(steps)
-  holds = worst >= -tolerance if increasing else worst <= tolerance
+  holds = worst >= 0 if increasing else worst <= 0
   direction = "rises" if increasing else "falls"
-  if holds and not tolerance and (vals[-1] <= vals[0] if increasing
-                                  else vals[-1] >= vals[0]):
+  if holds and (vals[-1] <= vals[0] if increasing else vals[-1] >= vals[0]):
     return False, (f"{what} does not {direction.rstrip('s')} overall "
                    f"({vals[0]:.3g} → {vals[-1]:.3g})")
   return holds, (f"{what} {direction} at every step" if holds else
@@ -335,8 +333,8 @@ def monotone(values: Sequence[Optional[float]], *, increasing: bool,
 
 
 def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
-          scale: float = 1.0, digits: int = 0, paired: bool = False
-          ) -> Tuple[Optional[bool], str]:
+          scale: float = 1.0, digits: int = 0, sig: bool = False,
+          paired: bool = False) -> Tuple[Optional[bool], str]:
   """A trend over a grid of stats over seeds ('grows with p'): the last
   point beyond the first by more than twice the larger sample std
   (`greater`), and no step the wrong way by more than twice the larger
@@ -345,7 +343,8 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
   cannot tell. `paired`: the points are runs of the same seeds (one
   network evaluated in several modes, arms of one seed), so each change is
   judged by the spread of its per-seed changes (`paired_greater`), which
-  leaves out the seed-to-seed spread the points share. `monotone`
+  leaves out the seed-to-seed spread the points share. `sig`: numbers
+  with `digits` significant digits (measures spanning decades). `monotone`
   on the means decides a row by a reversal the seeds' spread explains
   (randomization's steps to fit, 7200 ± 300 → 7100 ± 436 at seeds
   1000..1002), so the verdict followed the seeds drawn; unmeasured points
@@ -365,29 +364,29 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
   std = "std of the per-seed changes" if paired else "seed std"
   sign = 1 if increasing else -1
   gap = sign * (vals[-1]["mean"] - vals[0]["mean"])
-  worst, allowed = min(((sign * (b["mean"] - a["mean"]), margin(a, b))
-                        for a, b in zip(vals, vals[1:])),
-                       key=lambda step: step[0] + step[1])
   ends = margin(vals[0], vals[-1])
-  overall, reversal = gap > ends, worst < -allowed
-  direction = "rises" if increasing else "falls"
-  against = "falls" if increasing else "rises"
-  f = lambda x: f"{x * scale:.{digits}f}"
-  text = (f"{what} {direction} {f(vals[0]['mean'])} → {f(vals[-1]['mean'])} "
-          f"({'>' if overall else '≤'} 2 × {std}, {f(ends)}); "
-          + (f"no step {against}" if worst >= 0 else
-             f"a step {against} by {f(-worst)}, "
-             f"{'more than' if reversal else 'within'} 2 × its "
-             f"{'per-seed std' if paired else 'seed std'} ({f(allowed)})"))
-  if overall and not reversal:
-    return True, text
-  if reversal:
+  # Each step's change the claimed way, and its allowance: a reversal goes
+  # the wrong way by more than it; the text names the worst reversal, else
+  # the largest step the wrong way (never 'no step falls' over a fall).
+  steps = [(sign * (b["mean"] - a["mean"]), margin(a, b))
+           for a, b in zip(vals, vals[1:])]
+  reversals = [s for s in steps if s[0] < -s[1]]
+  wrong = (min(reversals, key=lambda s: s[0] + s[1]) if reversals else
+           min((s for s in steps if s[0] < 0), default=None))
+  direction, against = ("rises", "falls") if increasing else ("falls", "rises")
+  f = lambda x: f"{x * scale:.{digits}{'g' if sig else 'f'}}"
+  beyond = gap > ends if gap > 0 else -gap >= ends
+  text = (f"{what} {direction if gap > 0 else against} "
+          f"{f(vals[0]['mean'])} → {f(vals[-1]['mean'])}, by {f(abs(gap))} "
+          f"({('>' if beyond else '≤') if gap > 0 else ('≥' if beyond else '<')}"
+          f" 2 × {std}, {f(ends)}); " + (
+              f"no step {against}" if wrong is None else
+              f"a step {against} by {f(-wrong[0])}, "
+              f"{'more than' if reversals else 'within'} 2 × its "
+              f"{'per-seed std' if paired else 'seed std'} ({f(wrong[1])})"))
+  if reversals or (gap <= 0 and beyond):  # a reversal, or ends the wrong way
     return False, text
-  if gap <= -ends:  # ends the wrong way, beyond the ends' spread
-    return False, (f"{what} {against} {f(vals[0]['mean'])} → "
-                   f"{f(vals[-1]['mean'])}, by {f(-gap)} ≥ 2 × {std} "
-                   f"({f(ends)})")
-  return None, f"{text}: {SPREAD}"
+  return (True, text) if gap > 0 and beyond else (None, f"{text}: {SPREAD}")
 
 
 def undecided(why: str = ""):
