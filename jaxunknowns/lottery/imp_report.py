@@ -9,6 +9,7 @@ from jaxunknowns import report
 from jaxunknowns.lottery import papers
 from jaxunknowns.metrics import stats
 from jaxunknowns.report import compare
+from jaxunknowns.report.text import std_of
 
 STYLE = {k: dict(color=c, marker=m, label=l) for k, c, m, l in (
     ("ticket", "C0", "o", "winning ticket"),
@@ -94,7 +95,7 @@ def not_below(a, b, *, a_name, b_name, scale):
   if diffs is None:
     return None, why
   holds, text = compare.at_least(diffs, 0.0, scale=scale,
-                                 spread=2 * report.text.std_of(diffs))
+                                 spread=2 * std_of(diffs))
   return holds, f"{a_name} − {b_name} per seed: {text}"
 
 
