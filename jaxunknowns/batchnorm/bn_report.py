@@ -166,8 +166,7 @@ def write_grid(path, config, summary):
        ["### Every cell" + (" (steps to target: per seed; ∞: never reached)"
                             if "steps_to_target" in keys else "") + "\n\n"
         + table(cells, keys)], steps=cells[0]["steps"],
-       setup=f"cells {axes}; "
-       f"{budget}; accuracies in eval mode")
+       setup=f"cells {axes}; {budget}; accuracies in eval mode")
 
 
 # ---- bn_only: the arms of a depth train the same seeds. ----
@@ -217,8 +216,7 @@ def write_only(path, config, summary):
             "trainable", "test_accuracy", "train_accuracy", "gamma_near_zero",
             "gamma_near_zero_init", "frozen_max_change"))],
        setup=(f"input {tuple(s['input_shape'])}, {s['test_examples']} test "
-              f"examples, batch "
-              f"{config.train.batch_size}, {s['steps']} steps"))
+              f"examples, batch {config.train.batch_size}, {s['steps']} steps"))
 
 
 # ---- bn_modes: every mode evaluates each seed's trained weights. ----
@@ -332,8 +330,7 @@ def smoothness_figures(path, arms):
 
 def write_smoothness(path, config, summary):
   arms, t = summary["arms"], config.train
-  page(path, config, summary, smoothness, smoothness_figures(path, arms),
-       [],
+  page(path, config, summary, smoothness, smoothness_figures(path, arms), [],
        setup=(f"batch {t.batch_size}, {t.steps} steps; every "
               f"{config.smoothness.every} steps on a fixed probe batch of "
               f"{summary['probe_size']} examples in train mode, η ∈ "

@@ -60,8 +60,6 @@ def comparisons(summary, config):
                 "train examples": summary["train_examples"], "batch": "full",
                 "loss": r["loss"]}
     name, n = f"{r['loss']}, {label(r)}", len(r["reached"]["per_seed"])
-    row = lambda q, ref, paper, text, v: out.check(f"{name}: {q}", ref, text,
-                                                   v, paper)
     if r["kind"] == "gd":
       # A seed that starts at the edge (a sharper dataset than the step
       # sizes were chosen for) "reaches" it at step 0: no sharpening to see.
@@ -75,11 +73,12 @@ def comparisons(summary, config):
                 (None, start) if above else
                 compare.at_least(r["reached"], 1.0, scale=1.0), "all seeds",
                 start if above else "")
-    row("λ_max / threshold, second half", papers.COHEN_HOVER if r["kind"] ==
-        "gd" else papers.COHEN_MOMENTUM, f"≈ 1 (threshold {r['threshold']:.3g})",
-        report.fmt(r["ratio_last_half"], 1, 3), compare.within(
-            r["ratio_last_half"], {"mean": 1.0}, a_name="ours", b_name="1",
-            tolerance=e.tolerance, scale=1.0))
+    out.check(f"{name}: λ_max / threshold, second half", papers.COHEN_HOVER
+              if r["kind"] == "gd" else papers.COHEN_MOMENTUM,
+              report.fmt(r["ratio_last_half"], 1, 3), compare.within(
+                  r["ratio_last_half"], {"mean": 1.0}, a_name="ours",
+                  b_name="1", tolerance=e.tolerance, scale=1.0),
+              f"≈ 1 (threshold {r['threshold']:.3g})")
     # The loss "after reaching" of a seed that never reached is its whole
     # run's: no edge of stability to judge the claim by.
     never = round(n * (1 - r["reached"]["mean"]))

@@ -88,8 +88,7 @@ def comparisons(summary):
         papers.SOUDRY_DIRECTION, f"{sum(mono)}/{len(mono)} seeds (falling "
         "for good from step " + ", ".join(
             f"{t:,}" for t in f["angle_falls_from_step"]) + " per seed)",
-        (all(mono), "every seed"),
-        "decreasing")
+        (all(mono), "every seed"), "decreasing")
     # -0.9, not -1: below -1 where the 1/log t term vanishes (Soudry's 2-D set).
     add("GD: exponent of the angle against log t", papers.SOUDRY_DIRECTION,
         _sig(f["angle_exponent"]), compare.at_most(f["angle_exponent"], -0.9,

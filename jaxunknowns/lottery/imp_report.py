@@ -15,8 +15,8 @@ STYLE = {k: dict(color=c, marker=m, label=l) for k, c, m, l in (
     ("ticket", "C0", "o", "winning ticket"),
     ("random_reinit", "C3", "s", "random reinit (same mask)"),
     ("random_prune", "C2", "^", "random pruning (same sparsity)"),
-    ("rewind_lr", "C1", "D", "lr rewinding"), ("finetune", "C4", "v",
-                                                "fine-tuning"),
+    ("rewind_lr", "C1", "D", "lr rewinding"),
+    ("finetune", "C4", "v", "fine-tuning"),
     ("rewind_weights", "C5", "P", "weight rewinding"))}
 CONTROLS = ("random_reinit", "random_prune")
 FIGURES = (
@@ -209,14 +209,13 @@ def write(path, config, summary):
       ["level", "weights remaining", *variants]
       + ["ticket early-stop step"] * has_es, rows)]
   if inst := summary.get("instability"):
+    k = lambda d: f"{d['rewind_step']}" + (
+        f" (ticket, {pct(d):.1f}%)" if "level" in d else "")
+    runs = inst.get("dense", []) + inst.get("tickets", [])
     details.append("### Instability (linear mode connectivity)\n\n"
-                   + report.table(inst.get("dense", []) + inst.get(
-                       "tickets", []), [("k", lambda d: f"{d['rewind_step']}"
-                                         + ("level" in d and " (ticket, "
-                                            f"{pct(d):.1f}%)" or "")),
-                                        ("instability (%)", "instability"),
-                                        ("endpoint error (%)",
-                                         "endpoint_error")]))
+                   + report.table(runs, [
+                       ("k", k), ("instability (%)", "instability"),
+                       ("endpoint error (%)", "endpoint_error")]))
   found, tickets = comparisons(config, summary)
   how = (f"one-shot {p['method']} pruning to "
          f"{100 * p['one_shot_remaining']:.1f}% of the weights"
@@ -243,8 +242,7 @@ def write(path, config, summary):
   report.write(
       path, config, summary, claim=" ".join(claims) or "None.",
       setup=f"{summary['parameters']['trainable']:,} trainable parameters; "
-      f"{how}; {report.count(p['levels'], 'level')} of {t.steps} "
-      f"steps, batch "
+      f"{how}; {report.count(p['levels'], 'level')} of {t.steps} steps, batch "
       f"{t.batch_size}; a level's runs train in one program", figures=figures,
       comparisons=found, details=details,
       run=f"{len(levels)} levels{speed}.")

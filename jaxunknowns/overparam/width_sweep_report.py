@@ -133,9 +133,8 @@ def write_sweep(path, config, summary, figure, references, comparisons):
     names = [(n, l) for n, l in (ONE_HIDDEN if any(
         value(q, "u_dist_fro") for q in points) else NETWORK)
              if any(value(q, n) for q in points)]
-    tables.append(f"### Every width, {tag}: h* = {h or 'not reached'} (mean "
-                  f"± std over "
-                  f"{report.count(len(summary['seeds']), 'seed')})\n\n"
+    tables.append(f"### Every width, {tag}: h* = {h or 'not reached'} (mean ± "
+                  f"std over {report.count(len(summary['seeds']), 'seed')})\n\n"
                   + report.markdown_table(
                       ["width", "params", "steps", "train error (%)",
                        "test error (%)"] + [l for _, l in names],

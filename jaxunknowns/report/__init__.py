@@ -16,8 +16,7 @@ from jaxunknowns.report.text import (count, fmt, markdown_table, run_line,
 __all__ = ["AGREES", "DIFFERS", "NOT_TESTABLE", "Comparison", "Reference",
            "Rows", "comparison", "PAGE_HEADINGS", "Page", "claim",
            "experiment_page", "write", "write_page", "write_report", "count",
-           "fmt",
-           "markdown_table", "run_line", "table"]
+           "fmt", "markdown_table", "run_line", "table"]
 
 _PLOTS = ("plot_band", "learning_curves", "save_figure", "plt", "figure",
           "errorbars")

@@ -86,13 +86,12 @@ def learning_curves(rows: Sequence[Mapping], path: str, title: str = "",
   return path
 
 
-def save_figure(fig, path: str, dpi: int = 110, **savefig_kwargs) -> str:
+def save_figure(fig, path: str, dpi: int = 110) -> str:
   """fig.savefig, atomically (a killed rebuild leaves the old PNG), then
   closed; drawn in memory, so the path may be on an object store."""
   buffer = io.BytesIO()
   fig.savefig(buffer, dpi=dpi,
-              format=os.path.splitext(path)[1].lstrip(".") or "png",
-              **savefig_kwargs)
+              format=os.path.splitext(path)[1].lstrip(".") or "png")
   plt.close(fig)
   paths.write_atomic(path, buffer.getvalue())
   return path
