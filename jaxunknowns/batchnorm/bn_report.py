@@ -283,8 +283,7 @@ def smoothness(summary, config, ours):
   # Smoother with BN: a direction, below 1 by more than the seeds' spread.
   # ICS no lower with BN: at least 1, below it by at most the spread open.
   smoother = lambda r: compare.beyond(r, 1.0, below=True, scale=1.0)
-  no_lower = lambda r: compare.at_least(r, 1.0, scale=1.0,
-                                        spread=2 * std_of(r))
+  no_lower = lambda r: compare.at_least(r, 1.0, scale=1.0, spread=2 * std_of(r))
   final = {a: (v["final"]["test"]["accuracy"], a) for a, v in arms.items()}
   return [ratio(MEASURES[k], ref, "smoothness", k, smoother, "below 1")
           for k, ref in papers.SMOOTHER.items()] + [
@@ -378,10 +377,9 @@ def stability(summary, ours):
 
 
 def stability_figures(path, summary):
-  """heatmaps.png: mean test accuracy and steps to target per (lr, init
-  scale), a column per norm, one colour scale per row; ×k: k seeds
-  diverged, ∞: a seed never reached the target. region.png: the trainable
-  region's size per norm."""
+  """heatmaps.png: mean test accuracy and steps to target per (lr, init scale),
+  a column per norm, one colour scale per row; ×k: k seeds diverged, ∞: a seed
+  never reached the target. region.png: the trainable region's size per norm."""
   lrs, scales, r = summary["lrs"], summary["init_scales"], summary["readings"]
   fig, axes = report.plt.subplots(2, len(r), squeeze=False, layout=(
       "constrained"), figsize=(2.6 * len(r) + 1, 6))
@@ -436,11 +434,10 @@ def write_stability(path, config, summary):
       config=(f"`{s['model']}` on `{s['dataset']}` ({s['train_examples']:,} "
               f"examples), {config.optim.name} {config.optim.momentum:g}, "
               f"batch {config.train.batch_size}, {s['steps']} steps, "
-              f"{report.count(len(s['seeds']), 'seed')}; lrs "
-              f"{tuple(s['lrs'])} × init scales "
-              f"{tuple(s['init_scales'])} (of every kernel) × norms "
-              f"{tuple(s['readings'])}, a program per norm. Trainable: never "
-              f"diverged (NaN/Inf loss), test accuracy within "
+              f"{report.count(len(s['seeds']), 'seed')}; lrs {tuple(s['lrs'])} "
+              f"× init scales {tuple(s['init_scales'])} (of every kernel) × "
+              f"norms {tuple(s['readings'])}, a program per norm. Trainable: "
+              "never diverged (NaN/Inf loss), test accuracy within "
               f"{100 * s['region_tolerance']:g} points of the seed's best for "
               "the norm. Best lr: by validation accuracy at init scale 1. "
               f"Steps to target: the first {config.train.log_every}-step "
@@ -460,8 +457,7 @@ def write_stability(path, config, summary):
                                for k in keys)]
            for n, v in s["readings"].items()]),
                "### Every cell (diverged at, steps to target: per seed; –: "
-               "never diverged, ∞: never reached)\n\n"
-               + report.markdown_table(
+               "never diverged, ∞: never reached)\n\n" + report.markdown_table(
                    ["norm", "lr", "init scale", "test acc (%)",
                     "validation acc (%)", "diverged at", "steps to target"],
                    cells)],

@@ -76,7 +76,6 @@ HIGHER_LR = Ref("BN enables higher learning rates: a layer's output does not "
 BJORCK, _BJORCK = "Bjorck et al. 2018, Sec. 2", {"model": "resnet110",
                                                  "data": "cifar10"}
 LARGER_LR = Ref("BN's main benefit is the much larger learning rates it "
-                "permits; without BN they diverge.", BJORCK,
-                protocol=_BJORCK)
+                "permits; without BN they diverge.", BJORCK, protocol=_BJORCK)
 SMALL_LR_GAP = Ref("At a small learning rate BN and unnormalized networks "
                    "train to similar accuracy.", BJORCK, protocol=_BJORCK)

@@ -19,8 +19,7 @@ def measured(arm, key):
   """{mean, std, per_seed} of one flatness number of an arm; an old summary's
   float is one seed's."""
   v = arm[key]
-  return v if isinstance(v, dict) else {"mean": v, "std": 0.0,
-                                        "per_seed": [v]}
+  return v if isinstance(v, dict) else {"mean": v, "std": 0.0, "per_seed": [v]}
 
 
 def seeds_measured(summary) -> int:
@@ -140,8 +139,7 @@ def trajectory(arms, config):
 
 
 def write(path, config, summary):
-  names, ax, interp = (summary[k] for k in ("compare", "axes",
-                                            "interpolation"))
+  names, ax, interp = (summary[k] for k in ("compare", "axes", "interpolation"))
   keys = ("loss_at_centre", *RISES, "surface_max")
   many = seeds_measured(summary) > 1
   details = [("### Arms (landscapes of every seed's network, each along its "

@@ -51,13 +51,11 @@ def comparisons(summary, config):
 
 def plot(path, summary):
   gs = groups(summary)
-  with report.figure(os.path.join(path, FIGURE), len(PANELS),
-                     (4, 3.4)) as axes:
+  with report.figure(os.path.join(path, FIGURE), len(PANELS), (4, 3.4)) as axes:
     for ax, (key, label, scale) in zip(axes, PANELS):
       report.errorbars(ax, range(len(gs)), [g[3][key] for g in gs], scale,
                        fmt="o", linestyle="none")
-      ax.set_xticks(range(len(gs)), [g[0] for g in gs], rotation=30,
-                    fontsize=8)
+      ax.set_xticks(range(len(gs)), [g[0] for g in gs], rotation=30, fontsize=8)
       ax.set(ylabel=label)
 
 

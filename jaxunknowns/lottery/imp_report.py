@@ -154,8 +154,7 @@ def comparisons(config, summary):
               "(points)", tickets.ticket_beats_dense, f"{report.fmt(gap)} at "
               f"{pct(best):.2f}% of weights" if best else "–",
               compare.at_least(gap, 0.0, slack=HOLD_POINTS / 100),
-              paper="≥ 0", why="no validation split (data.validation_size "
-              "= 0)")
+              paper="≥ 0", why="no validation split (data.validation_size = 0)")
   for variant in ("ticket", "random_prune"):
     ref_range = getattr(tickets, f"{variant}_sparse")
     if ref_range and block(last, variant):
@@ -244,5 +243,4 @@ def write(path, config, summary):
       setup=f"{summary['parameters']['trainable']:,} trainable parameters; "
       f"{how}; {report.count(p['levels'], 'level')} of {t.steps} steps, batch "
       f"{t.batch_size}; a level's runs train in one program", figures=figures,
-      comparisons=found, details=details,
-      run=f"{len(levels)} levels{speed}.")
+      comparisons=found, details=details, run=f"{len(levels)} levels{speed}.")

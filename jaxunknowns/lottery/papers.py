@@ -115,5 +115,4 @@ RENDA_LR = Reference("learning-rate rewinding (trained weights, the lr "
                      "schedule replayed) matches or beats weight rewinding "
                      "at every sparsity", RENDA, protocol=RESNET20)
 RENDA_FT = Reference("weight rewinding beats fine-tuning at the final lr "
-                     "for the same retraining budget", RENDA,
-                     protocol=RESNET20)
+                     "for the same retraining budget", RENDA, protocol=RESNET20)

@@ -170,8 +170,7 @@ def write_mode(path, config, summary, mode):
       + f"; {config.train.steps} steps per stage; " + (
           # The steps recorded, not record_points: log_spaced_steps keeps
           # chunk boundaries, so 40 asked over 10000 steps give 25.
-          f"train and test error at {recorded_steps(summary)} log-spaced "
-          "steps"
+          f"train and test error at {recorded_steps(summary)} log-spaced steps"
           if epoch else "training sets: the first n of one noisy set, n ∈ "
           f"{tuple(d.train_sizes)}")), figures=[(
               "Error against the "
@@ -181,8 +180,7 @@ def write_mode(path, config, summary, mode):
           config, summary),
       details=[f"### Every width (test error{'' if epoch else ' (train error)'}"
                f", %: mean ± std over "
-               f"{report.count(len(summary['seeds']), 'seed')})\n\n"
-               + table])
+               f"{report.count(len(summary['seeds']), 'seed')})\n\n" + table])
 
 
 def write(path, config, summary):

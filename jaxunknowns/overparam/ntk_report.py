@@ -61,8 +61,7 @@ def comparisons(s):
             papers.LEE_KERNEL, report.fmt(slope, 1.0), compare.at_most(
                 slope, -0.5, scale=1.0, slack=0.1), "≤ −0.5 (an O(1/√n) bound)")
   trend("kernel change", papers.LEE_KERNEL, "kernel_change")
-  trend("linearization error on the probe", papers.LEE_LINEAR,
-        "linearization")
+  trend("linearization error on the probe", papers.LEE_LINEAR, "linearization")
   trend("network / kernel-regression agreement (%)", papers.LEE_LINEAR,
         "agreement", True, 100)
   out.versus(f"width {ws[-1]}: test accuracy, network vs kernel regression "

@@ -150,8 +150,7 @@ LEE_KERNEL = Reference(
 LEE_LINEAR = Reference(
     "As width grows the network's outputs approach those of its "
     "linearization around w_0, and its test accuracy that of kernel "
-    "regression with Θ_0.", "Lee et al. 2019, Sec. 2-3",
-    protocol=_LEE)
+    "regression with Θ_0.", "Lee et al. 2019, Sec. 2-3", protocol=_LEE)
 FORT_EARLY = Reference(
     "The empirical NTK changes fastest early in training (its velocity falls "
     "over the first epochs), then slowly.", "Fort et al. 2020, Sec. 4",

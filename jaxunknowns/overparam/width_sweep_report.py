@@ -1,6 +1,5 @@
 """report.md and figures of a `width_sweep` run; `write_sweep` also writes
-`double_descent`'s; `randomization` shares `ms`, `plot_panels`, `write_page`.
-"""
+`double_descent`'s; `randomization` shares `ms`, `plot_panels`, `write_page`."""
 
 import os
 
@@ -103,11 +102,10 @@ def comparisons(config, summary):
 def write_page(path, config, summary, references, trained, **page):
   """report.md: the experiment page around what was `trained`, with the
   stages' summed training time."""
-  report.write_page(path, report.experiment_page(
-      config, summary, references=references,
-      setup=f"batch {config.train.batch_size}; {trained}",
-      run=f"{summary['stages_wall_time_s']:.0f} s of training, the stages' "
-      "own times summed.", **page))
+  report.write(path, config, summary, references=references,
+               setup=f"batch {config.train.batch_size}; {trained}",
+               run=f"{summary['stages_wall_time_s']:.0f} s of training, the "
+               "stages' own times summed.", **page)
 
 
 def write_sweep(path, config, summary, figure, references, comparisons):

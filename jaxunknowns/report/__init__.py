@@ -5,8 +5,7 @@ use). A report reads only the workdir's files: `report_cli` rebuilds it."""
 import importlib
 
 from jaxunknowns.report.compare import (AGREES, DIFFERS, NOT_TESTABLE,
-                                        Comparison, Reference, Rows,
-                                        comparison)
+                                        Comparison, Reference, Rows, comparison)
 from jaxunknowns.report.page import (PAGE_HEADINGS, Page, claim,
                                      experiment_page, write, write_page,
                                      write_report)
