@@ -60,7 +60,7 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxunknowns import batching, distributed, optim, validation
+from jaxunknowns import batching, distributed, optim, prng, validation
 from jaxunknowns.checkpoints import Checkpoints
 from jaxunknowns.errors import UserError
 from jaxunknowns.losses import LOSSES
@@ -430,7 +430,7 @@ class Trainer:
     `init_scale` (one number per seed) multiplies each run's kernels
     (`models.scale_kernels`): runs of one program may start at different
     weight scales."""
-    keys = np.stack([np.asarray(jax.random.key_data(jax.random.PRNGKey(int(s))))
+    keys = np.stack([np.asarray(jax.random.key_data(prng.key(s)))
                      for s in seeds])
     keys = distributed.to_global(keys, self.run_sharding(len(seeds)))
     variables = self._jit("init", len(seeds))(keys)

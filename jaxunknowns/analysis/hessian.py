@@ -42,6 +42,7 @@ import ml_collections
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from jaxunknowns import prng
 from jaxunknowns.errors import UserError
 
 METHODS = ("lanczos", "power")
@@ -355,7 +356,7 @@ def hessian_callback(trainer, *, every: int, k: int = 1,
                       has_batch_stats=trainer.has_batch_stats,
                       chunk_size=chunk_size)
   fn = spectrum_fn(loss, k=k, method=method, num_steps=num_steps, tol=tol)
-  base_key = jax.random.PRNGKey(seed)
+  base_key = prng.key(seed)
 
   def run(trainer_, state, step):
     del trainer_

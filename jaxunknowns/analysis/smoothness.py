@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxunknowns import prng
 from jaxunknowns.errors import UserError
 
 
@@ -306,7 +307,7 @@ def _probe_loss(trainer, probe_size, seed):
 
 
 def _step_key(seed: int, step: int):
-  return jax.random.fold_in(jax.random.PRNGKey(int(seed) + 1), int(step))
+  return jax.random.fold_in(prng.key(int(seed) + 1), int(step))
 
 
 def smoothness_callback(trainer, *, every: int, step_sizes: Sequence[float],

@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from jaxunknowns import prng
 from jaxunknowns.analysis import hessian
 from jaxunknowns.errors import UserError
 
@@ -232,7 +233,7 @@ def spectrum_callback(trainer, *, every: int, num_probes: int = 4,
 
   def run(trainer_, state, step):
     del trainer_, step
-    keys = jax.random.split(jax.random.PRNGKey(seed),
+    keys = jax.random.split(prng.key(seed),
                             int(np.shape(state["step"])[0]))
     out = jax.device_get(fn(state["params"], state["batch_stats"], keys))
     trace = np.asarray(out["trace"], np.float64)

@@ -33,7 +33,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, optim, paths, runs, stages, validation
+from jaxunknowns import (experiments, optim, paths, prng, runs, stages,
+                         validation)
 from jaxunknowns.data import load_dataset
 from jaxunknowns.data.core import Split
 from jaxunknowns.errors import UserError
@@ -278,7 +279,7 @@ def init_variables(trainer, seeds, repeats: int):
   some kernel entries, so switching would move every committed bn_only run
   (docs/results/bn_only) by those bits: kept as it is."""
   one = trainer.init_one
-  per_seed = [jax.device_get(one(jax.random.PRNGKey(int(s)))) for s in seeds]
+  per_seed = [jax.device_get(one(prng.key(s))) for s in seeds]
   runs = [v for _ in range(repeats) for v in per_seed]
   return jax.tree.map(lambda *xs: np.stack(xs), *runs)
 

@@ -51,8 +51,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxunknowns import (config_defaults, experiments, losses, models, runs,
-                         stages, validation)
+from jaxunknowns import (config_defaults, experiments, losses, models, prng,
+                         runs, stages, validation)
 from jaxunknowns.analysis import hessian
 from jaxunknowns.data import load_dataset
 from jaxunknowns.metrics import MetricWriter, read_metrics, select, stats
@@ -197,7 +197,7 @@ def callbacks(trainer: Trainer, every: int, loss_every: int,
       del trainer_, step
       args = (state["params"], state["batch_stats"])
       if keys:  # the same start vectors at every step
-        args += (jax.random.split(jax.random.PRNGKey(seed),
+        args += (jax.random.split(prng.key(seed),
                                   int(np.shape(state["step"])[0])),)
       return {k: np.asarray(v) for k, v in jax.device_get(fn(*args)).items()}
     return run

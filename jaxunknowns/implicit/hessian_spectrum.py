@@ -36,7 +36,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, paths, runs, stages, validation
+from jaxunknowns import experiments, paths, prng, runs, stages, validation
 from jaxunknowns.analysis import hessian, spectrum
 from jaxunknowns.implicit import landscape_arms
 from jaxunknowns.metrics import MetricWriter, stats
@@ -183,7 +183,7 @@ def run_arm(config, workdir, writer, name, trainer, fns):
   from its checkpoints), measured at the end; the quadrature's nodes,
   weights and probe values kept in arms/NAME/spectra.npz."""
   seeds = runs.seeds_of(config)
-  key = jax.random.PRNGKey(config.spectrum.seed)  # the same probes twice
+  key = prng.key(config.spectrum.seed)  # the same probes twice
   folder = workdir.file("arms", name)
 
   def compute():

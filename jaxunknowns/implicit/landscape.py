@@ -51,7 +51,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from absl import logging
 
-from jaxunknowns import experiments, paths, validation
+from jaxunknowns import experiments, paths, prng, validation
 from jaxunknowns.analysis import interpolation
 from jaxunknowns.analysis import landscape as landscape_lib
 from jaxunknowns.errors import UserError
@@ -209,7 +209,7 @@ def direction_key(config, r: int):
   the draw's chance into the seed spread the comparison judges by, and run
   r of every arm starts from the same Gaussian draw (same parameter shapes),
   so the arms' paired difference at seed r is not one of draws."""
-  return jax.random.fold_in(jax.random.PRNGKey(config.landscape.seed), r)
+  return jax.random.fold_in(prng.key(config.landscape.seed), r)
 
 
 def surfaces(trainer, state, config, grid, dirs=None) -> Dict[str, Any]:

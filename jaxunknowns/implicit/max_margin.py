@@ -57,7 +57,7 @@ import numpy as np
 from absl import logging
 from jax.flatten_util import ravel_pytree
 
-from jaxunknowns import experiments, optim, validation
+from jaxunknowns import experiments, optim, prng, validation
 from jaxunknowns.analysis import svm as svm_lib
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
@@ -147,7 +147,7 @@ class LinearModel:
 
   def init(self, seed: int):
     dummy = jnp.zeros((1,) + self.input_shape, jnp.float64)
-    params = self.module.init(jax.random.PRNGKey(seed), dummy)["params"]
+    params = self.module.init(prng.key(seed), dummy)["params"]
     return jax.tree.map(lambda p: p.astype(jnp.float64), params)
 
   def logits(self, params, x):
@@ -365,7 +365,7 @@ class Runner:
     return {"step": jnp.zeros((len(seeds),), jnp.int32),
             "params": params, "batch_stats": {},
             "opt_state": jax.vmap(self.tx.init)(params),
-            "rng": jnp.stack([jax.random.PRNGKey(s) for s in seeds])}
+            "rng": jnp.stack([prng.key(s) for s in seeds])}
 
   def _objective(self, params, x, y):
     per_example = self.loss_fn(self.model.logits(params, x), y)

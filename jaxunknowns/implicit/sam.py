@@ -32,7 +32,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, runs, stages, validation
+from jaxunknowns import experiments, prng, runs, stages, validation
 from jaxunknowns.analysis import hessian, sharpness, spectrum
 from jaxunknowns.metrics import MetricWriter, stats
 
@@ -136,7 +136,7 @@ def measure(config, fns, state, evals) -> Dict[str, list]:
   measured `seeds` runs at a time (one ρ's runs), so every arm calls the
   same compiled functions, with the same probes for every ρ and arm."""
   num_runs, n = int(np.shape(state["step"])[0]), config.seeds
-  keys = jax.random.split(jax.random.PRNGKey(config.measure.seed), n)
+  keys = jax.random.split(prng.key(config.measure.seed), n)
   trace, lam, sharp = [], [], []
   for i in range(0, num_runs, n):
     p, b = (jax.tree.map(lambda a: a[i:i + n], state[k])

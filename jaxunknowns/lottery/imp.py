@@ -44,7 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, optim, paths, pruning, runs, validation
+from jaxunknowns import (experiments, optim, paths, prng, pruning, runs,
+                         validation)
 from jaxunknowns.config_loading import name_list
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, read_metrics, stats
@@ -423,7 +424,7 @@ def level_start_state(trainer, config, start, ticket_masks, seeds, level,
       parts.append(rewound)
       masks.append(stack_runs([
           pruning.random_mask_like(run_slice(ticket_masks, r),
-                                   jax.random.PRNGKey(seeds[r] * 1000 + level))
+                                   prng.key(seeds[r] * 1000 + level))
           for r in range(S)]))
   variables = concat_runs(parts)
   state = trainer.init_state([s for _ in variants for s in seeds],

@@ -43,7 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, paths, pruning, runs, stages, validation
+from jaxunknowns import (experiments, paths, prng, pruning, runs, stages,
+                         validation)
 from jaxunknowns.errors import UserError
 from jaxunknowns.lottery import imp
 from jaxunknowns.metrics import MetricWriter, stats
@@ -177,7 +178,7 @@ class Scorer:
     elif method in ("magnitude", "imp"):
       raw = init_scores.magnitude(params, mask)
     else:
-      raw = init_scores.random(mask, jax.random.PRNGKey(seed))
+      raw = init_scores.random(mask, prng.key(seed))
     return raw if method == "imp" else init_scores.keep_scores(method, raw)
 
   def found(self, method, params, bs, ones, density, budget, seed):
@@ -230,7 +231,7 @@ def stage_runs(scorer, config, init, reinit, trained, imp_masks, density,
       for variant in flip_variants(p.variants, method):
         w, m = w0, found
         if variant == "shuffled":
-          m = pruning.random_mask_like(found, jax.random.PRNGKey(
+          m = pruning.random_mask_like(found, prng.key(
               SHUFFLE_SEED_OFFSET + seed))
         elif variant == "reinit":
           w = imp.run_slice(reinit["params"], r)

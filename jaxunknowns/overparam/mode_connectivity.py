@@ -39,7 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxunknowns import batching, experiments, optim, paths, runs, validation
+from jaxunknowns import (batching, experiments, optim, paths, prng, runs,
+                         validation)
 from jaxunknowns.config_loading import name_list
 from jaxunknowns.analysis import interpolation
 from jaxunknowns.errors import UserError
@@ -210,7 +211,7 @@ def train_curve(config, workdir, writer, trainer, kind, end_a, end_b, stats_):
                                              trainer.dataset.train.y))
     data_seeds = [m.seed + 1000 * (1 + KINDS.index(kind)) + p
                   for p in range(num)]
-    key = jax.random.PRNGKey(m.seed + KINDS.index(kind))
+    key = prng.key(m.seed + KINDS.index(kind))
     labels = [{"stage": f"curve_{kind}", "pair": p} for p in range(num)]
     # The curve keeps no checkpoints: a killed attempt trains it again from
     # step 0, and the rows it had written would be there twice.

@@ -1,0 +1,36 @@
+"""prng.key: PRNGKey's key below 2**32, distinct keys above it."""
+
+import jax
+import numpy as np
+
+from jaxunknowns import prng
+from tests.test_trainer import make_trainer, tiny_config
+
+
+def data(key):
+  return np.asarray(jax.random.key_data(key)).tolist()
+
+
+def test_a_seed_below_2_32_keeps_prngkeys_key():
+  # Every recorded run drew these keys: they must not move.
+  for seed in (0, 1, 2, 1000, 100_003, 4_294_967_295):
+    assert data(prng.key(seed)) == data(jax.random.PRNGKey(seed))
+
+
+def test_larger_seeds_do_not_alias_their_low_32_bits():
+  """Without jax_enable_x64, PRNGKey(2**32) is PRNGKey(0)'s key: seed 2**32
+  drew seed 0's initialization (and imp's seed * 1000 + level wraps past
+  seed 4,294,967)."""
+  assert data(jax.random.PRNGKey(2 ** 32)) == data(jax.random.PRNGKey(0))
+  seeds = [0, 5, 2 ** 32, 2 ** 32 + 5, 2 ** 33, 2 ** 64, 2 ** 64 + 2 ** 32,
+           5_000_000 * 1000 + 1]
+  keys = [tuple(data(prng.key(s))) for s in seeds]
+  assert len(set(keys)) == len(seeds)
+  assert keys == [tuple(data(prng.key(s))) for s in seeds]  # deterministic
+
+
+def test_a_run_on_seed_2_32_starts_from_its_own_weights():
+  trainer = make_trainer(tiny_config())
+  a, b = (jax.tree_util.tree_leaves(trainer.init_variables([s])["params"])
+          for s in (0, 2 ** 32))
+  assert not all(np.array_equal(x, y) for x, y in zip(a, b))
