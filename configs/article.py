@@ -82,8 +82,9 @@ def get_config(arg=""):
   c.article.executor = "local"     # "local": one after another here; "ray".
   # Stages with fewer seeds run this many (0: each stage's own).
   c.article.min_seeds = 3 if scale in ("laptop", "gpu") else 0
-  # Added to every stage's first seed (0: the stages' own, seeds 0, 1, ...):
-  # the whole page re-run on seeds it has not seen.
+  # Added to every stage's first training seed (0: the stages' own, seeds
+  # 0, 1, ...): the whole page re-run from other initializations and batch
+  # orders; the data and each measurement's own seed stay as they are.
   c.article.seed_offset = 0
   return c
 
