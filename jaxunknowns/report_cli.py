@@ -48,8 +48,13 @@ def rebuild_run(path: str) -> str:
 
 def rebuild_all(workdirs: List[str]) -> List[str]:
   """Rebuilds every workdir (run or sweep root); returns the reports' paths.
-  All or none: a rebuild that fails puts every workdir back."""
+  All or none: a rebuild that fails puts every workdir back. A workdir
+  inside another given one is rebuilt first: an article's page reads its
+  stages' page.json, so `--workdir=A --workdir=A/stages/S` would otherwise
+  show S's old comparisons."""
   plans = [(paths.absolute(path), _plan(path)) for path in workdirs]
+  roots = [path.rstrip("/") + "/" for path, _ in plans]
+  plans.sort(key=lambda plan: -sum(plan[0].startswith(r) for r in roots))
   written, done = [], []
   for path, rebuild in plans:
     # What a failed rebuild may have half-replaced: the files directly in

@@ -145,6 +145,22 @@ def test_the_article_rebuilds_byte_for_byte(article):
           for f in (page.MARKDOWN, page.HTML)] == before
 
 
+def test_a_stage_given_with_its_article_is_rebuilt_before_the_page(
+    article, tmp_path):
+  """report_cli --workdir=ARTICLE --workdir=ARTICLE/stages/imp: the page
+  reads the stage's page.json, so the stage goes first whatever the order
+  given (root first, the page said 'page.json is missing')."""
+  workdir = tmp_path / "run"
+  shutil.copytree(article[0], workdir, ignore=shutil.ignore_patterns(
+      "checkpoints", "tensorboard", "snapshots"))
+  before = (workdir / page.MARKDOWN).read_text()
+  stage = workdir / "stages" / "imp"
+  (stage / "page.json").unlink()
+  written = report_cli.rebuild_all([str(workdir), str(stage)])
+  assert written == [str(stage / "report.md"), str(workdir / page.MARKDOWN)]
+  assert (workdir / page.MARKDOWN).read_text() == before
+
+
 def test_a_killed_article_resumes_at_the_stage_it_stopped_in(tmp_path):
   workdir = tmp_path / "run"
   skip = f"--config.article.skip={skip_all_but(FEW)}"
