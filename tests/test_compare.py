@@ -276,6 +276,12 @@ def test_trend_judges_reversals_by_the_seeds_spread():
   assert compare.trend(hidden, increasing=True, what="x", digits=1)[1] == (
       "x rises 1.0 → 5.5, by 4.5 (≤ 2 × seed std, 10.0); a step falls by "
       "0.5, within 2 × its seed std (10.0): " + compare.SPREAD)
+  # Flat with no spread differs; a diverged seed is not a trend.
+  assert compare.trend([stat(5, 5), stat(5, 5)], increasing=True,
+                       what="x") == (
+      False, "x is flat 5 → 5, by 0 (≥ 2 × seed std, 0); no step falls")
+  assert compare.trend([stat(1, 2), stat(float("nan"), 3)], increasing=True,
+                       what="x") == (None, "x: not finite (a seed diverged)")
   # Unmeasured points are left out; one seed or one point decide nothing.
   assert compare.trend([falling[0], None, falling[2]], increasing=False,
                        what="x")[0] is True

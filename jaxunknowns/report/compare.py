@@ -354,9 +354,12 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
     return None, "fewer than two points"
   if _one_seed(*vals):
     return None, ONE_SEED
+  if not all(math.isfinite(v) for s in vals
+             for v in [s["mean"], *(s.get("per_seed") or [])] if v is not None):
+    return None, f"{what}: not finite (a seed diverged)"
   if paired:
-    steps = [per_seed_differences(b, a) for a, b in zip(vals, vals[1:])]
-    if any(d is None for d, _ in steps):
+    if any(per_seed_differences(b, a)[0] is None
+           for a, b in zip(vals, vals[1:])):
       return None, "not measured on the same seeds"
     margin = lambda a, b: 2 * std_of(per_seed_differences(b, a)[0])
   else:
@@ -376,10 +379,10 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
   direction, against = ("rises", "falls") if increasing else ("falls", "rises")
   f = lambda x: f"{x * scale:.{digits}{'g' if sig else 'f'}}"
   beyond = gap > ends if gap > 0 else -gap >= ends
-  text = (f"{what} {direction if gap > 0 else against} "
-          f"{f(vals[0]['mean'])} → {f(vals[-1]['mean'])}, by {f(abs(gap))} "
-          f"({('>' if beyond else '≤') if gap > 0 else ('≥' if beyond else '<')}"
-          f" 2 × {std}, {f(ends)}); " + (
+  verb = direction if gap > 0 else against if gap < 0 else "is flat"
+  relation = ("≥" if beyond else "<") if gap <= 0 else (">" if beyond else "≤")
+  text = (f"{what} {verb} {f(vals[0]['mean'])} → {f(vals[-1]['mean'])}, by "
+          f"{f(abs(gap))} ({relation} 2 × {std}, {f(ends)}); " + (
               f"no step {against}" if wrong is None else
               f"a step {against} by {f(-wrong[0])}, "
               f"{'more than' if reversals else 'within'} 2 × its "
