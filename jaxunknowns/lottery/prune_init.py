@@ -163,7 +163,7 @@ class Scorer:
 
   def batch(self, seed):
     train = self.trainer.dataset.train
-    idx = np.random.RandomState(seed).choice(
+    idx = prng.random_state(seed).choice(
         len(train.y), min(self.p.score_batch, len(train.y)), replace=False)
     return jnp.asarray(train.x[idx]), jnp.asarray(train.y[idx])
 
