@@ -46,15 +46,22 @@ def rebuild_run(path: str) -> str:
   return rebuild_all([path])[0]
 
 
+def inner_first(workdirs: List[str]) -> List[str]:
+  """The workdirs, absolute, each after every given workdir inside it."""
+  from jaxunknowns.workdir import require_path  # pylint: disable=g-import-not-at-top
+  found = [paths.absolute(require_path(p)).rstrip("/")  # gs://b/A/ is A
+           for p in workdirs]
+  inside = lambda p: sum(p.startswith(q + "/") for q in set(found))
+  return sorted(found, key=lambda p: -inside(p))
+
+
 def rebuild_all(workdirs: List[str]) -> List[str]:
   """Rebuilds every workdir (run or sweep root); returns the reports' paths.
   All or none: a rebuild that fails puts every workdir back. A workdir
   inside another given one is rebuilt first: an article's page reads its
   stages' page.json, so `--workdir=A --workdir=A/stages/S` would otherwise
   show S's old comparisons."""
-  plans = [(paths.absolute(path), _plan(path)) for path in workdirs]
-  roots = [path.rstrip("/") + "/" for path, _ in plans]
-  plans.sort(key=lambda plan: -sum(plan[0].startswith(r) for r in roots))
+  plans = [(path, _plan(path)) for path in inner_first(workdirs)]
   written, done = [], []
   for path, rebuild in plans:
     # What a failed rebuild may have half-replaced: the files directly in
@@ -64,7 +71,7 @@ def rebuild_all(workdirs: List[str]) -> List[str]:
     try:
       written.append(rebuild())
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
-      for p, b in done:
+      for p, b in reversed(done):  # a path given twice: its first snapshot
         paths.restore_files(p, b)
       raise UserError(
           f"{path}: the report could not be rebuilt from its files "

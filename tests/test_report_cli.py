@@ -194,3 +194,13 @@ def test_config_line_of_one_seed_and_nesterov(name, words):
   line = page.experiment_page(config, {"seeds": [0]}, setup="x",
                               figures=[]).config
   assert f"{name} lr 0.1{' ' * bool(words)}{words}, 1 seed trained" in line
+
+
+def test_inner_workdirs_come_first_whatever_the_spelling():
+  """An article's stages before its page: on an object store a trailing
+  slash (gs://b/A/) counted the root as inside itself and kept it first."""
+  from jaxunknowns.report_cli import inner_first  # pylint: disable=g-import-not-at-top
+  assert inner_first(["gs://b/A/", "gs://b/A/stages/S", "gs://b/AB"]) == [
+      "gs://b/A/stages/S", "gs://b/A", "gs://b/AB"]
+  order = inner_first(["/w/x", "/w/x/y/z", "/w/x/y"])
+  assert order.index("/w/x/y/z") < order.index("/w/x/y") < order.index("/w/x")
