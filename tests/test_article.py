@@ -269,6 +269,12 @@ def test_seed_offset_moves_every_stage_to_other_seeds_and_says_so(tmp_path):
   assert {r.name: r.config.seed for r in runs} == {
       n: s + 1000 for n, s in own.items()}
   assert all(r.overrides["seed"] == r.config.seed for r in runs)
+  # The page's own command says so too (it read as a rerun of seeds 0-2).
+  commands = [b.text for b in page.blocks(str(tmp_path), config, {
+      "stages": {}, "scale": "laptop"}) if b.kind == "command"]
+  assert commands == ["python -m jaxunknowns.main --config=configs/"
+                      "article.py:laptop --workdir=DIR "
+                      "--config.article.seed_offset=1000"]
   # Without it, no stage carries a seed override.
   default = config_loading.load_config(f"{ROOT}/configs/article.py:laptop")
   assert not any("seed" in r.overrides

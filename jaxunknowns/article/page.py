@@ -73,7 +73,11 @@ def blocks(root: str, config, summary) -> List[Block]:
             "protocol (agrees / differs / not testable here), counted; the "
             "stage's report gives every number and rule."),
       Block("command", "python -m jaxunknowns.main "
-            f"--config=configs/article.py:{scale} --workdir=DIR")]
+            f"--config=configs/article.py:{scale} --workdir=DIR" + "".join(
+                f" --config.article.{k}={v}" for k, v in (
+                    ("skip", config.article.get("skip", "")),
+                    ("seed_offset", config.article.get("seed_offset", 0)))
+                if v))]
   pages = {s.stage: read_json(os.path.join(root, "stages", s.stage,
                                            PAGE_JSON)) for s in shown}
   summary_rows, body = [list(SUMMARY_HEADER)], []
