@@ -276,6 +276,11 @@ def test_trend_judges_reversals_by_the_seeds_spread():
   assert compare.trend(hidden, increasing=True, what="x", digits=1)[1] == (
       "x rises 1.0 → 5.5, by 4.5 (≤ 2 × seed std, 10.0); a step falls by "
       "0.5, within 2 × its seed std (10.0): " + compare.SPREAD)
+  # Digits enough to show the ends apart and a change as nonzero.
+  assert compare.trend([stat(1, 1, 1), stat(1.001, 1.001, 1.001)],
+                       increasing=True, what="x")[1] == (
+      "x rises 1.000 → 1.001, by 0.001 (> 2 × seed std, 0.000); no step "
+      "falls")
   # Flat with no spread differs; a diverged seed is not a trend.
   assert compare.trend([stat(5, 5), stat(5, 5)], increasing=True,
                        what="x") == (
@@ -308,10 +313,12 @@ def test_a_paired_trend_judges_each_change_by_its_per_seed_spread():
   holds, text = compare.trend(dip, increasing=True, what="x", paired=True)
   assert holds is False and text.endswith(
       "a step falls by 1, more than 2 × its per-seed std (0)")
-  # Points on other seeds (or a seed missing) cannot be paired.
-  assert compare.trend([stat(1, 2, 3), stat(5, 6)], increasing=True,
-                       what="x", paired=True) == (
-      None, "not measured on the same seeds")
+  # A seed unmeasured at a point (width_sweep's bound where γ ≤ 0): judged
+  # unpaired, as said (it was 'not measured on the same seeds').
+  missing = [stat(1, 2, 3), {"mean": 5.5, "per_seed": [5, 6, None]}]
+  assert compare.trend(missing, increasing=True, what="x", paired=True) == (
+      True, "x rises 2 → 6, by 4 (> 2 × seed std (unpaired: a seed is "
+      "unmeasured at some point), 2); no step falls")
 
 
 def test_a_papers_level_is_not_testable_on_other_data():

@@ -1299,7 +1299,7 @@ def test_not_below_is_judged_as_every_not_below():
   ok, text = holds((0.80, 0.82, 0.78), (0.81, 0.80, 0.80))
   assert ok is None and text == (
       "rewind_lr − rewind_weights per seed: mean -0.33 < 0.00, by at most "
-      "2 × seed std (4.16): " + compare.SPREAD), text
+      "2 × their std (4.16): " + compare.SPREAD), text
   assert holds((0.81, 0.80, 0.80), (0.80, 0.82, 0.78))[0] is True
   assert holds((0.80, 0.82, 0.78), (0.70, 0.71, 0.69))[0] is True
   assert holds((0.70, 0.71, 0.69), (0.80, 0.82, 0.78))[0] is False

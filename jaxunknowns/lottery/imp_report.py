@@ -95,7 +95,8 @@ def not_below(a, b, *, a_name, b_name, scale):
   if diffs is None:
     return None, why
   holds, text = compare.at_least(diffs, 0.0, scale=scale,
-                                 spread=2 * std_of(diffs))
+                                 spread=2 * std_of(diffs),
+                                 spread_name="2 × their std")
   return holds, f"{a_name} − {b_name} per seed: {text}"
 
 

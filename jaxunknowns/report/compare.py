@@ -164,7 +164,8 @@ def _digits(x: float, y: float) -> int:
   return 6
 
 
-def _bound(stat, threshold, slack, scale, unit, upper, spread):
+def _bound(stat, threshold, slack, scale, unit, upper, spread,
+           spread_name="2 × seed std"):
   if not _measured(stat):
     return None, "not measured"
   mean = stat["mean"]
@@ -181,21 +182,23 @@ def _bound(stat, threshold, slack, scale, unit, upper, spread):
           f"{threshold * scale:.{d}f}{unit}{slack_text}")
   if spread and not holds:  # say which side of the seeds' spread it is
     beyond = abs(mean - edge) > spread
-    text += (f", by {'more than' if beyond else 'at most'} 2 × seed std "
+    text += (f", by {'more than' if beyond else 'at most'} {spread_name} "
              f"({spread * scale:.{d}f})") + f": {SPREAD}" * (not beyond)
     return (False if beyond else None), text
   return holds, text
 
 
 def at_least(stat: Optional[Stat], threshold: float, *, scale: float = 100.0,
-             unit: str = "", slack: float = 0.0, spread: float = 0.0
-             ) -> Tuple[Optional[bool], str]:
+             unit: str = "", slack: float = 0.0, spread: float = 0.0,
+             spread_name: str = "2 × seed std") -> Tuple[Optional[bool], str]:
   """Ours ≥ threshold − slack (same units as the stat; `scale` for text).
   `spread` (twice the seeds' std, for a mean over seeds that may fall on
   either side, where `within` would be two-sided): below the edge by at
   most it, the seeds cannot tell (SPREAD); left 0 for what every seed must
-  meet (all seeds reach the edge) or for a level beside a paper's number."""
-  return _bound(stat, threshold, slack, scale, unit, False, spread)
+  meet (all seeds reach the edge) or for a level beside a paper's number.
+  `spread_name`: what the spread is twice the std of, in the text."""
+  return _bound(stat, threshold, slack, scale, unit, False, spread,
+                spread_name)
 
 
 def at_most(stat: Optional[Stat], threshold: float, *, scale: float = 100.0,
@@ -343,7 +346,8 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
   cannot tell. `paired`: the points are runs of the same seeds (one
   network evaluated in several modes, arms of one seed), so each change is
   judged by the spread of its per-seed changes (`paired_greater`), which
-  leaves out the seed-to-seed spread the points share. `sig`: numbers
+  leaves out the seed-to-seed spread the points share; unpaired where a
+  seed is unmeasured at some point. `sig`: numbers
   with `digits` significant digits (measures spanning decades). `monotone`
   on the means decides a row by a reversal the seeds' spread explains
   (randomization's steps to fit, 7200 ± 300 → 7100 ± 436 at seeds
@@ -357,14 +361,17 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
   if not all(math.isfinite(v) for s in vals
              for v in [s["mean"], *(s.get("per_seed") or [])] if v is not None):
     return None, f"{what}: not finite (a seed diverged)"
+  # A seed unmeasured at some point (a bound undefined where γ ≤ 0) leaves
+  # no per-seed change there: the points are judged unpaired, and say so.
+  unpaired = paired and any(per_seed_differences(b, a)[0] is None
+                            for a, b in zip(vals, vals[1:]))
+  paired = paired and not unpaired
   if paired:
-    if any(per_seed_differences(b, a)[0] is None
-           for a, b in zip(vals, vals[1:])):
-      return None, "not measured on the same seeds"
     margin = lambda a, b: 2 * std_of(per_seed_differences(b, a)[0])
   else:
     margin = lambda a, b: 2 * max(std_of(a), std_of(b))
-  std = "std of the per-seed changes" if paired else "seed std"
+  std = ("std of the per-seed changes" if paired else "seed std"
+         + " (unpaired: a seed is unmeasured at some point)" * unpaired)
   sign = 1 if increasing else -1
   gap = sign * (vals[-1]["mean"] - vals[0]["mean"])
   ends = margin(vals[0], vals[-1])
@@ -377,11 +384,18 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
   wrong = (min(reversals, key=lambda s: s[0] + s[1]) if reversals else
            min((s for s in steps if s[0] < 0), default=None))
   direction, against = ("rises", "falls") if increasing else ("falls", "rises")
-  f = lambda x: f"{x * scale:.{digits}{'g' if sig else 'f'}}"
+  # `digits` or more, up to 4 more: enough to tell the ends apart and show
+  # a nonzero change or spread as nonzero (never 'rises 1 → 1, by 0').
+  fmt = lambda x, d: f"{x * scale:.{d}{'g' if sig else 'f'}}"
+  first, last = vals[0]["mean"], vals[-1]["mean"]
+  shown = lambda d: (fmt(first, d) != fmt(last, d) or first == last) and all(
+      float(fmt(x, d)) or not x for x in (gap, ends, *(wrong or ())))
+  d = next((d for d in range(digits, digits + 5) if shown(d)), digits + 4)
+  f = lambda x: fmt(x, d)
   beyond = gap > ends if gap > 0 else -gap >= ends
   verb = direction if gap > 0 else against if gap < 0 else "is flat"
   relation = ("≥" if beyond else "<") if gap <= 0 else (">" if beyond else "≤")
-  text = (f"{what} {verb} {f(vals[0]['mean'])} → {f(vals[-1]['mean'])}, by "
+  text = (f"{what} {verb} {f(first)} → {f(last)}, by "
           f"{f(abs(gap))} ({relation} 2 × {std}, {f(ends)}); " + (
               f"no step {against}" if wrong is None else
               f"a step {against} by {f(-wrong[0])}, "
