@@ -287,6 +287,13 @@ def test_trend_judges_reversals_by_the_seeds_spread():
       False, "x is flat 5 → 5, by 0 (≥ 2 × seed std, 0); no step falls")
   assert compare.trend([stat(1, 2), stat(float("nan"), 3)], increasing=True,
                        what="x") == (None, "x: not finite (a seed diverged)")
+  # The row names it as its reason, not the caller's default (width_sweep's
+  # 'fewer than two widths fit').
+  row = compare.comparison("q", compare.Reference("x", "P"), "–", *
+                           compare.trend([stat(1, 2), stat(float("nan"), 3)],
+                                         increasing=True, what="x"),
+                           why_not_testable="fewer than two widths fit")
+  assert row.reasons == (compare.DIVERGED,)
   # Unmeasured points are left out; one seed or one point decide nothing.
   assert compare.trend([falling[0], None, falling[2]], increasing=False,
                        what="x")[0] is True

@@ -23,7 +23,6 @@ def test_larger_seeds_do_not_alias_their_low_32_bits():
   """Without jax_enable_x64, PRNGKey(2**32) is PRNGKey(0)'s key: seed 2**32
   drew seed 0's initialization (and imp's seed * 1000 + level wraps past
   seed 4,294,967)."""
-  assert data(jax.random.PRNGKey(2 ** 32)) == data(jax.random.PRNGKey(0))
   seeds = [0, 5, 2 ** 32, 2 ** 32 + 5, 2 ** 33, 2 ** 64, 2 ** 64 + 2 ** 32,
            5_000_000 * 1000 + 1]
   keys = [tuple(data(prng.key(s))) for s in seeds]

@@ -20,6 +20,8 @@ VERDICTS = (AGREES, DIFFERS, NOT_TESTABLE)
 ONE_SEED = "one seed: no spread over seeds to judge the difference by"
 # Why a rule cannot decide on more: the seeds' spread holds both outcomes.
 SPREAD = "the seeds' spread cannot tell"
+# Why a rule cannot decide on a non-finite mean or value.
+DIVERGED = "not finite (a seed diverged)"
 
 # Two numeric protocol settings differ materially when one is at least this
 # many times the other (steps 1,500 vs 1,501 do not; 6,000 vs 50,000 do).
@@ -98,6 +100,7 @@ def comparison(quantity: str, reference: Reference, ours: str,
     reasons += tuple(declared)
   elif verdict == NOT_TESTABLE:  # a rule's own reason comes first
     reasons = (ONE_SEED if rule == ONE_SEED else SPREAD if spread
+               else DIVERGED if (rule or "").endswith(DIVERGED)
                else why_not_testable or "not measured in this run",)
   if paper is None:
     paper = ("–" if reference.value is None else
@@ -170,7 +173,7 @@ def _bound(stat, threshold, slack, scale, unit, upper, spread,
     return None, "not measured"
   mean = stat["mean"]
   if not math.isfinite(mean):
-    return None, f"mean {mean}: not finite (a seed diverged)"
+    return None, f"mean {mean}: {DIVERGED}"
   edge = threshold + slack if upper else threshold - slack
   holds = mean <= edge if upper else mean >= edge
   sign = ("≤" if holds else ">") if upper else ("≥" if holds else "<")
@@ -227,7 +230,7 @@ def _direction(gap: float, spread: float, head: str, spread_name: str,
   it cannot tell (a 3-seed run whose gap has the paper's sign is not
   'unlike the paper')."""
   if not (math.isfinite(gap) and math.isfinite(spread)):
-    return None, f"{head} = {gap * scale:+g}: not finite (a seed diverged)"
+    return None, f"{head} = {gap * scale:+g}: {DIVERGED}"
   d = _digits(gap * scale, spread * scale)
   text, s = f"{head} = {gap * scale:+.{d}f}", f"{spread * scale:.{d}f}"
   if gap > spread:
@@ -360,7 +363,7 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
     return None, ONE_SEED
   if not all(math.isfinite(v) for s in vals
              for v in [s["mean"], *(s.get("per_seed") or [])] if v is not None):
-    return None, f"{what}: not finite (a seed diverged)"
+    return None, f"{what}: {DIVERGED}"
   # A seed unmeasured at some point (a bound undefined where γ ≤ 0) leaves
   # no per-seed change there: the points are judged unpaired, and say so.
   unpaired = paired and any(per_seed_differences(b, a)[0] is None
@@ -370,8 +373,9 @@ def trend(stats: Sequence[Optional[Stat]], *, increasing: bool, what: str,
     margin = lambda a, b: 2 * std_of(per_seed_differences(b, a)[0])
   else:
     margin = lambda a, b: 2 * max(std_of(a), std_of(b))
-  std = ("std of the per-seed changes" if paired else "seed std"
-         + " (unpaired: a seed is unmeasured at some point)" * unpaired)
+  std = ("std of the per-seed changes" if paired else
+         "seed std (unpaired: a seed is unmeasured at some point)" if unpaired
+         else "seed std")
   sign = 1 if increasing else -1
   gap = sign * (vals[-1]["mean"] - vals[0]["mean"])
   ends = margin(vals[0], vals[-1])
