@@ -24,8 +24,9 @@ Every run's config is built and checked before the first one starts, so a
 misspelt field fails at once and writes nothing. At the end ROOT/sweep.json,
 sweep.md and sweep.png gather the headline numbers of every run (the "final"
 section of its summary.json). A `train` sweep over per-run fields only (seed,
-optim.lr/weight_decay/momentum/b1/b2/eps) trains its runs as one vmapped
-program (`run_vmapped`, hparams.py) unless --novmap.
+data.label_noise, optim.lr/weight_decay/momentum/b1/b2/eps/sam_rho:
+hparams.RUN_AXIS_FIELDS) trains its runs as one vmapped program
+(`run_vmapped`, hparams.py) unless --novmap.
 
 Importing this module has no side effects (no flags, no JAX), because config
 files import `grid` and `zipped` from it.
@@ -685,7 +686,7 @@ def _cli():
                       "reserves, e.g. TPU=4.")
   flags.DEFINE_bool("vmap", None, "Train the runs as one vmapped program "
                     "(per-run lr, weight decay, momentum, Adam betas/eps, "
-                    "seed); default: whenever only such fields are swept.")
+                    "SAM rho, label noise, seed); default: whenever only such fields are swept.")
   flags.DEFINE_integer("max_retries", 2, "Times a Ray task whose worker died "
                        "(preemption, OOM kill) is retried; it resumes from "
                        "its checkpoint.")
