@@ -50,6 +50,11 @@ def initialize(coordinator_address: str = "", num_processes: int = 0,
         f"--num_processes={num_processes} / --process_id={process_id} apply "
         f"only with --coordinator_address=HOST:PORT; pass it, or drop them "
         f"(a cluster's environment gives both by itself)")
+  if enabled is False and coordinator_address:
+    # Each host would run the whole experiment alone, the address unused.
+    raise UserError(
+        f"--coordinator_address={coordinator_address} applies only to a "
+        f"multi-process run, and --distributed=off asks for none; drop one")
   if enabled is None:
     enabled = (bool(coordinator_address) or
                any(os.environ.get(v) for v in _ENV_VARS) or

@@ -58,6 +58,12 @@ def user_error(e: BaseException, workdir: str) -> Optional[UserError]:
   """`e` as the UserError main prints, or None if it is a bug (a traceback)."""
   if isinstance(e, UserError):
     return e
+  if out_of_memory(e):
+    return UserError(
+        f"out of memory ({_first_line(e)}): lower config.seeds, "
+        "train.batch_size or the model's size, or free the device, then "
+        "rerun (a changed config where checkpoints were saved needs "
+        "--overwrite or another --workdir)")
   cause = _write_error(e, workdir)
   if cause is None:
     return None
@@ -66,6 +72,23 @@ def user_error(e: BaseException, workdir: str) -> Optional[UserError]:
       f"{WRITE_ERRNOS[cause.errno]} ({cause.strerror}); make room or fix the "
       f"permissions, then rerun the same command: it resumes from the last "
       f"checkpoint in {workdir}")
+
+
+def out_of_memory(e: BaseException) -> bool:
+  """XLA's RESOURCE_EXHAUSTED (a device or host allocation it could not
+  make) or Python's MemoryError, anywhere in `e`'s chain."""
+  while e is not None:
+    if isinstance(e, MemoryError) or (
+        type(e).__name__ in ("XlaRuntimeError", "JaxRuntimeError")
+        and "RESOURCE_EXHAUSTED" in str(e)):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
+def _first_line(e: BaseException) -> str:
+  lines = str(e).strip().splitlines()
+  return (lines[0] if lines else type(e).__name__)[:200]
 
 
 def command_line_error(e: Exception, argv: Sequence[str]) -> UserError:
@@ -87,6 +110,16 @@ def command_line_error(e: Exception, argv: Sequence[str]) -> UserError:
   first = lines[0] if lines else ""
   detail = last if last != first else ""
   return UserError(first.rstrip(":") + (f": {detail}" if detail else ""))
+
+
+def parse_flags(argv: Sequence[str]):
+  """absl's parser as an app's `flags_parser`: a missing required flag or an
+  unknown one is one line and exit 2, not absl's FATAL line, usage hint and
+  exit 1."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except
+    exit_with(command_line_error(e, argv))
 
 
 def refuse_arguments(argv: Sequence[str]):

@@ -59,6 +59,7 @@ def run(config, workdir_path: str, overwrite: bool = False,
   # Then, before any process reads or writes the workdir: one workdir for all.
   distributed.check_shared_workdir(paths.absolute(workdir_path))
   workdir = Workdir(workdir_path, config, overwrite=overwrite)
+  created = not paths.exists(workdir.shared_path)
   try:  # close() deletes the scratch folder of processes other than 0
     workdir.check()
     if workdir.finished and not overwrite:
@@ -71,6 +72,13 @@ def run(config, workdir_path: str, overwrite: bool = False,
     logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__,
                  jax.process_index(), jax.process_count(), jax.devices())
     return experiment.run(config, workdir)
+  except Exception as e:
+    # Too large to run (found only by running): a workdir this command made
+    # goes again unless a checkpoint landed, so a smaller config can use it.
+    if (created and errors.out_of_memory(e) and workdir.num_processes == 1
+        and not workdir.holds_progress()):
+      paths.rmtree(workdir.shared_path)
+    raise
   finally:
     workdir.close()
 
@@ -132,10 +140,7 @@ def parse_flags(argv):
         config_loading.check_config_file(arg[len("--config="):].split(":")[0])
       except errors.UserError as e:
         errors.exit_with(e)
-  try:
-    return flags.FLAGS(argv)
-  except Exception as e:  # pylint: disable=broad-except
-    errors.exit_with(errors.command_line_error(e, argv))
+  return errors.parse_flags(argv)
 
 
 if __name__ == "__main__":

@@ -70,14 +70,17 @@ def rebuild_all(workdirs: List[str]) -> List[str]:
     done.append((path, before))
     try:
       written.append(rebuild())
-    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError,
+            OSError) as e:  # OSError: a file a report reads is a folder
       for p, b in reversed(done):  # a path given twice: its first snapshot
         paths.restore_files(p, b)
+      what = ("a file it reads cannot be read" if isinstance(e, OSError) else
+              "summary.json or sweep.json is damaged or from another version "
+              "of jaxunknowns")
       raise UserError(
           f"{path}: the report could not be rebuilt from its files "
-          f"({type(e).__name__}: {e}): summary.json or sweep.json is damaged "
-          "or from another version of jaxunknowns; rerun the run's command "
-          "in a fresh workdir") from e
+          f"({type(e).__name__}: {e}): {what}; rerun the run's command in a "
+          "fresh workdir") from e
   return written
 
 
@@ -97,7 +100,7 @@ def _cli():
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
 
-  app.run(main)
+  app.run(main, flags_parser=errors.parse_flags)
 
 
 if __name__ == "__main__":

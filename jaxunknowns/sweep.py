@@ -244,6 +244,17 @@ def plan(base_config, runs: Sequence[Overrides], sweep: str, root: str,
   return planned
 
 
+def check_not_a_run(root: str):
+  """A run's workdir is no sweep root: the runs' folders and sweep.* would
+  land among its files, which --overwrite (of the runs) never deletes."""
+  from jaxunknowns.workdir import CONFIG_FILE, SUMMARY_FILE  # pylint: disable=g-import-not-at-top
+  found = [n for n in (CONFIG_FILE, SUMMARY_FILE)
+           if paths.exists(os.path.join(root, n))]
+  if found:
+    raise UserError(f"sweep workdir {root} is a run's workdir (it holds "
+                    f"{', '.join(found)}): give the sweep a folder of its own")
+
+
 def check_root(root: str, meta: Mapping[str, Any]):
   """A sweep root holds one sweep: its sweep.json, if readable, must be of
   this sweep (its name, config file and variant, command-line overrides),
@@ -571,8 +582,12 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
   runs = plan(base_config, sweeps[name], name, root, overwrite,
               validation.references_of(spec))
   meta = {"config": spec, "sweep": name, "base_overrides": overrides}
+  check_not_a_run(root)
   if not overwrite:
     check_root(root, meta)
+  if vmap and cannot_vmap(runs):  # asked for, it must be what runs
+    raise UserError(f"--vmap: {cannot_vmap(runs)}, so the runs cannot train "
+                    "as one vmapped program; drop --vmap")
 
   if dry_run:
     print(f"sweep {name!r} of {spec}: {len(runs)} runs under {root}",
@@ -614,6 +629,17 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
   return result
 
 
+def cannot_vmap(runs: Sequence[Run]) -> str:
+  """Why the sweep's runs can never share one program (swept fields that
+  change it, an experiment other than `train`), or ''."""
+  from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
+  other = hparams.program_fields(swept_fields([r.overrides for r in runs]))
+  experiment = runs[0].config.experiment
+  return (f"swept fields {', '.join(other)} change the compiled program"
+          if other else f"experiment {experiment!r} is not 'train'"
+          if experiment != "train" else "")
+
+
 def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
                 asked: bool):
   """Trains the unfinished runs as the runs of one compiled program when
@@ -626,11 +652,8 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
   from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
   todo = [r for r in runs if overwrite or not r.finished]
   other = hparams.program_fields(swept_fields([r.overrides for r in runs]))
-  experiment = runs[0].config.experiment
-  why = (f"swept fields {', '.join(other)} change the compiled program"
-         if other else f"experiment {experiment!r} is not 'train'"
-         if experiment != "train" else "fewer than two runs to train"
-         if len(todo) < 2 else None)
+  why = cannot_vmap(runs) or ("fewer than two runs to train"
+                              if len(todo) < 2 else None)
   if why:
     if asked or other:
       print(f"vmap: {why}; the runs train as separate programs", file=out)

@@ -62,6 +62,23 @@ def check_applies(config, field: str, applies: bool, when: str,
                     f"leave it at {default!r}")
 
 
+SHUFFLE_SEED_READERS = ("to a validation split (data.validation_size), label "
+                        "noise, data.randomization or data drawn from it "
+                        "(synthetic, soudry2d)")
+
+
+def shuffle_seed_read(data_config, corrupts: bool = False) -> bool:
+  """Whether data.shuffle_seed seeds anything (data/pipeline.py): the
+  validation split, label noise, randomized inputs, a generated dataset's
+  draw. `corrupts`: the experiment sets the noise of its stages itself."""
+  from jaxunknowns.data import datasets  # pylint: disable=g-import-not-at-top
+  d = data_config
+  return bool(corrupts or d.get("validation_size", 0)
+              or d.get("label_noise", 0.0)
+              or d.get("randomization", "none") not in ("", "none")
+              or d.get("name") in datasets.SEEDED_DATASETS)
+
+
 def check_above_chance(field: str, accuracy: float, num_classes: int):
   """A target accuracy above chance, 1/num_classes: one at or below it is
   met by an untrained network in the first chunk, so the steps to reach
@@ -123,6 +140,14 @@ def leaves(config, prefix: str = "") -> Iterator[Tuple[str, Any]]:
 
 
 _ITEMS = {"int": "integers", "float": "finite numbers", "str": "strings"}
+# Every float field reaches the device as float32: outside its range a
+# value becomes inf (lr 1e300: a diverged run) or 0 (Adam eps 1e-300: a
+# division by zero), so it is refused, not trained with.
+FLOAT32_MAX, FLOAT32_TINY = 3.4028234e38, 1.1754944e-38
+
+
+def _float32_holds(value) -> bool:
+  return value == 0 or FLOAT32_TINY <= abs(value) <= FLOAT32_MAX
 
 
 @dataclasses.dataclass
@@ -140,13 +165,13 @@ class FieldRule:
   def _scalar_ok(self, kind: str, value) -> bool:
     if kind == "float":
       number = _kind(value) in ("int", "float")
-      return number and math.isfinite(value) and (
+      return number and math.isfinite(value) and _float32_holds(value) and (
           self.negative_ok or value >= 0)
     if kind == "int":
       return is_int(value) and (self.negative_ok or value >= 0)
     return _kind(value) == kind
 
-  def _item_kind(self) -> Optional[str]:
+  def item_kind(self) -> Optional[str]:
     if self.items <= {"int"}:
       return "int" if self.items else None
     return "float" if self.items <= {"int", "float"} else (
@@ -157,7 +182,7 @@ class FieldRule:
       return self._scalar_ok(self.kind, value)
     if _kind(value) != "tuple":
       return False
-    item = self._item_kind()
+    item = self.item_kind()
     if item is None:  # no variant says: any plain number or string
       return all(_kind(v) in ("int", "float", "str") for v in value)
     return all(self._scalar_ok(item, v) for v in value)
@@ -165,7 +190,7 @@ class FieldRule:
   def expects(self) -> str:
     sign = "" if self.negative_ok else " >= 0"
     if self.kind == "tuple":
-      item = self._item_kind()
+      item = self.item_kind()
       items = _ITEMS[item] if item else "numbers or strings"
       return f"a tuple of {items}{sign if item in ('int', 'float') else ''}"
     return {"bool": "True or False", "str": "a string",
@@ -200,6 +225,13 @@ def check_fields(config, rules: Dict[str, FieldRule]):
   for name, value in leaves(config):
     rule = rules.get(name)
     if rule is not None and not rule.accepts(value):
+      lost = [v for v in (value if isinstance(value, tuple) else (value,))
+              if is_number(v) and math.isfinite(v) and not _float32_holds(v)]
+      if lost and "float" in (rule.kind, rule.item_kind()):
+        raise UserError(f"{name}={value!r}: float32 cannot hold {lost[0]!r} "
+                        f"(it would become {'-' * (lost[0] < 0)}"
+                        f"{'inf' if abs(lost[0]) > 1 else 0}); "
+                        "use 0 or a magnitude from 1.2e-38 to 3.4e38")
       raise UserError(f"{name}={value!r}: expects {rule.expects()} "
                       f"(like {rule.example!r})")
 
@@ -385,6 +417,7 @@ def check_choices(config, own_fields: Sequence[str] = (),
           d.name)
   applies("data.data_dir", d.name not in datasets.GENERATED_DATASETS,
           f"to datasets kept in TFDS's folder, not the generated {d.name!r}")
+  applies("data.shuffle_seed", shuffle_seed_read(d), SHUFFLE_SEED_READERS)
   read = model_fields_read(config.model)
   from jaxunknowns.models import layers  # pylint: disable=g-import-not-at-top
   for f in config.model if read is not None else ():

@@ -22,6 +22,7 @@ from jaxunknowns.metrics import read_json_object, write_json
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
+SWEEP_FILE = "sweep.json"  # a sweep root's aggregate (sweep.SWEEP_JSON)
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> Dict[str, Any]:
@@ -80,7 +81,8 @@ def _tuples(value):
 def load_finished(path: str):
   """(config, summary) of the finished run in `path`; UserError otherwise."""
   if not paths.isdir(path):
-    raise UserError(f"workdir {path} does not exist (pass the --workdir of a "
+    what = "is a file, not a folder" if paths.exists(path) else "does not exist"
+    raise UserError(f"workdir {path} {what} (pass the --workdir of a "
                     f"finished run, or a sweep root)")
   config = read_saved(os.path.join(path, CONFIG_FILE), "run's config",
                       "this is not a run's workdir (pass the --workdir the "
@@ -163,11 +165,17 @@ class Workdir:
     """Refuses a workdir that cannot be written or holds a different run
     (read-only)."""
     self._check_writable()
+    if paths.exists(os.path.join(self.shared_path, SWEEP_FILE)):
+      raise UserError(
+          f"workdir {self.shared_path} is a sweep's root (it holds "
+          f"{SWEEP_FILE}; its runs are the folders under it): give a run its "
+          "own --workdir")
     if self.overwrite:  # the run there is deleted unread, damaged or not
       self._check_deletable()
       return
     saved = self.saved_config
     if saved is None:
+      self._check_no_run_files()
       return
     defaults = config_defaults.FIELD_DEFAULTS.get(self.config.get("experiment"))
     diff = config_differences(saved, config_to_dict(self.config),
@@ -202,6 +210,36 @@ class Workdir:
           stages.read_result(str(entry))
         elif is_dir and name not in RUN_FOLDERS[:3]:
           folders.append(str(entry))  # orbax and TensorBoard own theirs
+
+  def _check_no_run_files(self):
+    """A run writes config.json before anything else, so a workdir with a
+    run's files but none is damaged (a partial copy, a deleted file): which
+    config made them is unknown, and resuming could mix two runs."""
+    if not paths.isdir(self.shared_path):
+      return
+    found = sorted(set(paths.listdir(self.shared_path))
+                   & set(RUN_FOLDERS + RUN_FILES))
+    if found:
+      raise UserError(
+          f"workdir {self.shared_path} holds a run's files ({first(found, 3)}) "
+          f"but no {CONFIG_FILE}, so which config made them is unknown; move "
+          "it away, or choose another --workdir")
+
+  def holds_progress(self) -> bool:
+    """Whether anything here would spare a rerun work: a checkpoint or
+    snapshot step (a digit-named folder), a stage's result.json, a
+    summary.json, anywhere in the tree."""
+    folders = [self.shared_path] if paths.isdir(self.shared_path) else []
+    while folders:
+      folder = folders.pop()
+      for name in paths.listdir(folder):
+        path = os.path.join(folder, name)
+        if name in ("result.json", SUMMARY_FILE) or (
+            name.isdigit() and os.path.basename(folder) in COLLECTIVE_FOLDERS):
+          return True
+        if paths.isdir(path):
+          folders.append(path)
+    return False
 
   def _damaged(self, path: str, kind: str, expected: str):
     raise UserError(f"{path} is {kind} where a run keeps its {expected}: the "

@@ -277,6 +277,9 @@ def test_bad_input_is_refused_before_touching_the_workdir(
      ["--num_processes=2 / --process_id=1", "--coordinator_address"]),
     # jax's ValueError traceback, exit 1.
     (MNIST1D, ("--distributed=on",), ["--distributed=on found no cluster"]),
+    # A single-process run, the address silently unused, exit 0.
+    (MNIST1D, ("--distributed=off", "--coordinator_address=localhost:1234"),
+     ["--coordinator_address=localhost:1234", "--distributed=off"]),
 ])
 def test_cli_command_line_mistakes_are_one_line(tmp_path, variant, flags,
                                                 needles):
@@ -766,3 +769,111 @@ def test_runlocal_keeps_the_schedule_at_the_same_fractions_of_the_run():
   small = config_loading.load_config(f"{ROOT}/configs/imp.py:retrain,runlocal")
   assert (full.train.steps, tuple(full.optim.boundaries)) == (1500, (750, 1125))
   assert (small.train.steps, tuple(small.optim.boundaries)) == (40, (20, 30))
+
+
+@pytest.mark.parametrize("present", [("summary.json",), ("checkpoints",),
+                                     ("metrics.jsonl", "snapshots")])
+def test_a_run_s_files_without_its_config_are_one_line(tmp_path, present):
+  """config.json deleted from a run: a finished one said 'already
+  finished' to any config; an unfinished one took the new config, wrote
+  its config.json, and called the other run's checkpoints corrupt."""
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  for name in present:
+    if "." in name:
+      (workdir / name).write_text("{}")
+    else:
+      (workdir / name).mkdir()
+  before = snapshot(workdir)
+  message = user_error_of_run(workdir)
+  for needle in (str(workdir), present[0], "but no config.json",
+                 "which config made them is unknown"):
+    assert needle in message, (needle, message)
+  assert snapshot(workdir) == before
+
+
+def test_a_sweep_root_is_not_a_run_s_workdir(tmp_path):
+  """main wrote a run's files beside sweep.json and the sweep's runs."""
+  root = tmp_path / "sweep"
+  (root / "lr=0.001").mkdir(parents=True)
+  (root / "sweep.json").write_text("{}")
+  before = snapshot(root)
+  message = user_error_of_run(root)
+  assert "is a sweep's root" in message and "own --workdir" in message
+  assert snapshot(root) == before
+
+
+def test_a_run_s_workdir_is_not_a_sweep_root(tmp_path):
+  """The sweep put its runs' folders and sweep.* among a run's files."""
+  from jaxunknowns.workdir import config_to_dict  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(f"{ROOT}/configs/train.py:{MNIST1D}")
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text(json.dumps(config_to_dict(config)))
+  before = snapshot(workdir)
+  proc = cli(RUNLOCAL, "--sweep=lr", workdir=workdir,
+             command=("-m", "jaxunknowns.sweep"))
+  assert_one_line_error(proc, str(workdir), "is a run's workdir",
+                        "config.json")
+  assert snapshot(workdir) == before
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"optim.lr": 1e300}, "optim.lr=1e+300: float32 cannot hold 1e+300 "
+     "(it would become inf)"),
+    ({"optim.name": "adam", "optim.eps": 1e-300},
+     "optim.eps=1e-300: float32 cannot hold 1e-300 (it would become 0)"),
+    ({"optim.grad_clip": 1e39}, "float32 cannot hold 1e+39")])
+def test_a_float_that_float32_cannot_hold_is_refused(overrides, needle):
+  """lr 1e300 trained until the loss was NaN (the workdir written, the
+  advice to lower lr); eps 1e-300 divided by zero; a clip of 1e300 was no
+  clip, exit 0. The device computes in float32 (or less)."""
+  config = config_loading.load_config(f"{ROOT}/configs/train.py:{MNIST1D}",
+                                      overrides)
+  with pytest.raises(UserError) as info:
+    validation.check_config(config)
+  assert needle in str(info.value), str(info.value)
+  config = config_loading.load_config(f"{ROOT}/configs/train.py:{MNIST1D}",
+                                      {k: (v if isinstance(v, str) else 1e-3)
+                                       for k, v in overrides.items()})
+  validation.check_config(config)  # the same fields in range pass
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_out_of_memory_is_one_line_and_leaves_no_workdir_it_made(
+    tmp_path, monkeypatch, progress):
+  """model.widths=(10**9,): XLA's RESOURCE_EXHAUSTED was a traceback, exit
+  1, and the new workdir's config.json then refused the smaller config. A
+  workdir with a checkpoint stays: it resumes."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import errors, experiments, main  # pylint: disable=g-import-not-at-top
+
+  def run(config, workdir):
+    del config
+    workdir.open()
+    if progress:
+      os.makedirs(workdir.file("checkpoints", "10"))
+    raise jax.errors.JaxRuntimeError(
+        "RESOURCE_EXHAUSTED: Out of memory allocating 160000000000 bytes.")
+  monkeypatch.setattr(validation, "check_config",
+                      lambda *_: experiments.Experiment(run=run))
+  config = config_loading.load_config(f"{ROOT}/configs/train.py:{MNIST1D}")
+  workdir = tmp_path / "run"
+  with pytest.raises(jax.errors.JaxRuntimeError) as info:
+    main.run(config, str(workdir))
+  message = str(errors.user_error(info.value, str(workdir)))
+  assert message.startswith("out of memory (RESOURCE_EXHAUSTED: Out of memory")
+  assert "\n" not in message and "lower config.seeds" in message
+  assert workdir.exists() == progress
+  assert "out of memory" in str(errors.user_error(MemoryError(), "w"))
+  assert errors.user_error(RuntimeError("INTERNAL: x"), "w") is None  # a bug
+
+
+def test_vmap_asked_for_where_it_cannot_apply_is_one_line(tmp_path):
+  """--vmap on a sweep of model.name trained separate programs, exit 0,
+  with only a stdout line (none at all with --dry_run)."""
+  proc = cli(RUNLOCAL, "--sweep=lr_model", "--vmap", "--dry_run",
+             workdir=tmp_path / "sweep", command=("-m", "jaxunknowns.sweep"))
+  assert_one_line_error(proc, "--vmap: swept fields model.name change the "
+                        "compiled program", "drop --vmap")
+  assert not (tmp_path / "sweep").exists()

@@ -338,3 +338,43 @@ def test_norm_fields_of_arms_and_cells_are_judged_by_their_norms(
   else:
     with pytest.raises(UserError, match=re.escape(needle)):
       validation.check_config(config, refs)
+
+
+@pytest.mark.parametrize("data, read", [
+    ({}, False), ({"name": "digits"}, False),
+    ({"validation_size": 100}, True), ({"label_noise": 0.2}, True),
+    ({"randomization": "shuffled_pixels"}, True),
+    ({"name": "synthetic"}, True), ({"name": "soudry2d"}, True)])
+def test_shuffle_seed_is_refused_exactly_where_it_changes_no_data(data, read):
+  """data.shuffle_seed=5 was recorded and silently unused on clean data
+  with no validation split. Judged against the data itself: another seed
+  must load other arrays exactly where the check says it is read."""
+  from jaxunknowns.data import load_dataset  # pylint: disable=g-import-not-at-top
+  config = train_config(**{f"data.{k}": v for k, v in data.items()})
+  config.data.train_size = 0 if "name" in data else 1000
+  loaded = []
+  for seed in (0, 5):
+    config.data.shuffle_seed = seed
+    ds = load_dataset(config.data)
+    loaded.append([a for s in (ds.train, ds.validation, ds.test) if s
+                   for a in (s.x, s.y)])
+  changed = any(a.shape != b.shape or not np.array_equal(a, b)
+                for a, b in zip(*loaded))
+  assert validation.shuffle_seed_read(config.data) == read == changed
+  if not read:
+    with pytest.raises(UserError, match="data.shuffle_seed=5 is unused here"):
+      validation.check_config(config)
+  else:
+    validation.check_config(config)
+
+
+def test_width_sweep_reads_shuffle_seed_only_with_label_noise():
+  """The sweep sets each stage's noise (sweep.label_noise), so the check on
+  data.* alone would refuse the seed of its noisy stages."""
+  def config(noise):
+    return config_loading.load_config(
+        f"{ROOT}/configs/width_sweep.py:runlocal",
+        {"data.shuffle_seed": 5, "sweep.label_noise": noise})
+  validation.check_config(config((0.0, 0.2)))
+  with pytest.raises(UserError, match="sweep.label_noise"):
+    validation.check_config(config((0.0,)))

@@ -106,6 +106,8 @@ SOURCE_DIR_DATASETS = ("fashion_mnist", "idx")
 # The datasets generated in memory: they read and write nothing in
 # data.data_dir (TFDS's folder, where the others are prepared or cached).
 GENERATED_DATASETS = ("synthetic", "soudry2d")
+# The datasets drawn from data.shuffle_seed (the others' examples are fixed).
+SEEDED_DATASETS = ("synthetic", "soudry2d")
 
 
 def _synthetic_field(cfg, field, default, minimum, kind=int):

@@ -117,8 +117,11 @@ def transform(ds: Dataset, settings: dict, keeps_coordinates: bool = False) -> D
   if n_keep:
     available = ds.train.num_examples
     if n_keep > available:
+      # A variant may have set it (runlocal's 2000, for MNIST-1D's 4000).
       raise UserError(f"data.train_size must be in [0, {available}] (0 = all) for "
-                      f"{name} after validation_size={n_val}, got {n_keep}")
+                      f"{name} after validation_size={n_val}, got {n_keep} (set "
+                      f"by the command line or the config's variant): pass "
+                      f"--config.data.train_size=0 or a size up to {available}")
     ds = ds.replace(train=ds.train.take(slice(0, n_keep)))
 
   # 3. Labels.

@@ -607,4 +607,5 @@ def _run(config, workdir):
 
 experiments.register("max_margin", validate=validate,
                      report="jaxunknowns.implicit.max_margin_report:write",
-                     own_fields=tuple(OWN_FIELDS))(run)
+                     # Every data seed draws with data.shuffle_seed + s.
+                     own_fields=tuple(OWN_FIELDS) + ("data.shuffle_seed",))(run)

@@ -12,9 +12,9 @@ FIGURE = "eigenvalue_along_training.png"
 
 
 def plot(path, summary) -> bool:
-  if not paths.exists(os.path.join(path, metrics_lib.METRICS_FILE)):
-    return paths.exists(os.path.join(path, FIGURE))
   rows, drawn = metrics_lib.read_metrics(path), False
+  if not rows:  # metrics.jsonl gone or unreadable: the run's PNG stays
+    return paths.exists(os.path.join(path, FIGURE))
   with report.figure(os.path.join(path, FIGURE), size=(6, 4)) as (ax,):
     for name, arm in summary["arms"].items():
       curves = metrics_lib.curves(rows, "hessian", "eig_0", arm=name)

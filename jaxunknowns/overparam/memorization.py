@@ -386,5 +386,5 @@ def add_regularization_effects(results, ps, arms):
 
 
 experiments.register(
-    "memorization", validate=validate,
+    "memorization", validate=validate, own_fields=("data.shuffle_seed",),
     report="jaxunknowns.overparam.memorization_report:write")(run)

@@ -362,5 +362,5 @@ def add_slowdowns(summary):
 
 
 experiments.register(
-    "randomization", validate=validate,
+    "randomization", validate=validate, own_fields=("data.shuffle_seed",),
     report="jaxunknowns.overparam.randomization_report:write")(run)

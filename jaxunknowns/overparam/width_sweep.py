@@ -84,6 +84,11 @@ def validate(config):
   check(config.data.label_noise == 0.0, "data.label_noise",
         config.data.label_noise,
         "0 here: the sweep sets the noise of each stage (use sweep.label_noise)")
+  validation.check_applies(
+      config, "data.shuffle_seed", validation.shuffle_seed_read(
+          config.data, corrupts=any(p > 0 for p in noise)),
+      validation.SHUFFLE_SEED_READERS.replace("label noise", "label noise "
+                                              "(sweep.label_noise)"))
   check(config.train.eval_train, "train.eval_train", config.train.eval_train,
         "True (the sweep reports training error)")
   check(config.model.name in SWEEPABLE, "model.name", config.model.name,
@@ -269,5 +274,5 @@ def run(config, workdir):
 
 
 experiments.register(
-    "width_sweep", validate=validate,
+    "width_sweep", validate=validate, own_fields=("data.shuffle_seed",),
     report="jaxunknowns.overparam.width_sweep_report:write")(run)

@@ -22,7 +22,7 @@ from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import read_json_object
 from jaxunknowns.report.compare import AGREES, DIFFERS, NOT_TESTABLE
 from jaxunknowns.report.page import PAGE_JSON
-from jaxunknowns.report.text import markdown_table
+from jaxunknowns.report.text import count, markdown_table
 
 Key = Tuple[str, str]  # (stage, quantity); stage '' for a single run.
 
@@ -138,14 +138,14 @@ def _cli():
     errors.refuse_arguments(argv)
     try:
       if len(workdirs.value) != 2:
-        raise UserError(f"--workdir given {len(workdirs.value)} times: give "
+        raise UserError(f"--workdir given {count(len(workdirs.value), 'time')}: give "
                         "exactly two, A then B")
       a, b = workdirs.value
       print(markdown(a, rows(a), b, rows(b)), end="")
     except UserError as e:
       errors.exit_with(e)
 
-  app.run(main)
+  app.run(main, flags_parser=errors.parse_flags)
 
 
 if __name__ == "__main__":
