@@ -9,7 +9,7 @@ import time
 
 from absl import logging
 
-from jaxunknowns import experiments, validation
+from jaxunknowns import experiments, paths, validation
 from jaxunknowns import runs
 from jaxunknowns.metrics import MetricWriter, format_stats, read_metrics
 from jaxunknowns.workdir import SUMMARY_FILE
@@ -60,9 +60,10 @@ def write_train_report(path, config, summary):
   """report.md and learning_curves.png from the workdir's files."""
   from jaxunknowns import report  # pylint: disable=g-import-not-at-top
   from jaxunknowns.report import compare, plots  # pylint: disable=g-import-not-at-top
-  plots.learning_curves(read_metrics(path),
-                        os.path.join(path, "learning_curves.png"),
-                        title=f"{config.model.name} on {config.data.name}")
+  rows, figure = read_metrics(path), os.path.join(path, "learning_curves.png")
+  if rows:  # else (metrics.jsonl gone or unreadable) the run's PNG stays
+    plots.learning_curves(rows, figure,
+                          title=f"{config.model.name} on {config.data.name}")
   final = summary["final"]
   ours = final["test"]["accuracy"]
   ref = summary.get("reference") or {}
@@ -102,16 +103,19 @@ def write_train_report(path, config, summary):
       claim=claim,
       config=(f"Supervised training of `{config.model.name}` "
               f"({summary['parameters']['trainable']:,} trainable parameters) "
-              f"on `{config.data.name}`: {config.optim.name} lr "
+              f"on `{config.data.name}`"
+              + f" with {compare.corruption(config.data)}" * bool(
+                  compare.corruption(config.data))
+              + f": {config.optim.name} lr "
               f"{config.optim.lr}, batch {config.train.batch_size}, "
               f"{config.train.steps} steps, "
               f"{report.count(len(summary['seeds']), 'seed')} trained at "
               "once."),
       figures=[("Loss and accuracy vs step, mean ± std over seeds",
-                "learning_curves.png")],
+                "learning_curves.png")] * paths.exists(figure),
       comparisons=comparisons, details=details,
       run=report.run_line(summary, f"{summary['steps_per_second']:.0f} "
-                          f"steps/s.")))
+                          f"steps/s.")), config)
 
 
 experiments.register("train", validate=validation.validate_base,

@@ -34,8 +34,14 @@ def test_a_bound_with_a_spread_is_the_one_sided_within():
   assert compare.at_most(ratio, 0.8, scale=1, spread=spread)[0] is False
   assert compare.at_most(ratio, 1.0, scale=1, spread=spread)[0] is True
   # At the edge exactly (binary fractions): 'at most the spread' is open.
-  assert compare.at_least(stat(0.5), 0.75, spread=0.25)[0] is None
-  assert compare.at_least(stat(0.5), 0.875, spread=0.25)[0] is False
+  assert compare.at_least(stat(0.5, 0.5), 0.75, spread=0.25)[0] is None
+  assert compare.at_least(stat(0.5, 0.5), 0.875, spread=0.25)[0] is False
+  # One seed has no spread (its std is 0): a spread rule cannot decide, as
+  # `within` cannot (prune_init's 'shuffled ≥ found' differed on one seed).
+  for rule in (compare.at_least, compare.at_most):
+    assert rule(stat(0.5), 0.9, spread=0.0) == (None, compare.ONE_SEED)
+    assert rule(stat(0.5), 0.1, spread=0.0) == (None, compare.ONE_SEED)
+  assert compare.at_least(stat(0.5), 0.9)[0] is False  # no spread rule
 
 
 def test_beyond_a_number_is_a_direction_by_the_seeds_spread():
@@ -367,3 +373,25 @@ def test_a_papers_level_is_not_testable_on_other_data():
   rows = compare.Rows({"data": "fashion_mnist"})
   rows.check("q", ref, "–", (None, "not measured"), level=True, why="no run")
   assert rows[0].reasons == ("no run",)
+
+
+def test_corrupted_data_decides_no_row():
+  """A paper's finding is on its data as published: on a run that corrupts
+  its own, every verdict is 'not testable here' with the corruption named;
+  on clean data nothing changes."""
+  ref = compare.Reference("s", "S", 65.0, "%")
+  rows = [compare.comparison("a", ref, "10", True, "r"),
+          compare.comparison("b", ref, "10", False, "r"),
+          compare.comparison("c", ref, "10", None, "r", why_not_testable="w")]
+  assert compare.on_data_of(rows, {"label_noise": 0.0,
+                                   "randomization": "none"}) == rows
+  for data, what in (({"label_noise": 0.5}, "50% label noise"),
+                     ({"randomization": "random_labels"}, "random labels"),
+                     ({"randomization": "gaussian", "label_noise": 0.2},
+                      "gaussian and 20% label noise")):
+    assert compare.corruption(data) == what
+    out = compare.on_data_of(rows, data)
+    assert [c.verdict for c in out] == [compare.NOT_TESTABLE] * 3
+    assert all(c.reasons == (f"the papers' data are as published; this run "
+                             f"trains on {what}",) for c in out)
+    assert [c.ours for c in out] == ["10"] * 3

@@ -169,7 +169,13 @@ def test_positional_argument_and_empty_workdir_are_one_line(run_copy):
   empty --workdir= resolved to the current folder (here the repository)."""
   for args, needle in ((["--workdir=" + str(run_copy), "extra"],
                         "unexpected arguments: extra"),
-                       (["--workdir="], "--workdir is empty")):
+                       (["--workdir="], "--workdir is empty"),
+                       # absl's FATAL line, usage hint and exit 1:
+                       ([], "Flag --workdir must have a value"),
+                       (["--workdir=" + str(run_copy), "--bogus=1"],
+                        "Unknown command line flag 'bogus'"),
+                       (["--workdir=" + str(run_copy / "report.md")],
+                        "is a file, not a folder")):
     before = snapshot(run_copy)
     proc = subprocess.run(
         [sys.executable, "-m", "jaxunknowns.report_cli", *args], cwd=ROOT,
@@ -204,3 +210,45 @@ def test_inner_workdirs_come_first_whatever_the_spelling():
       "gs://b/A/stages/S", "gs://b/A", "gs://b/AB"]
   order = inner_first(["/w/x", "/w/x/y/z", "/w/x/y"])
   assert order.index("/w/x/y/z") < order.index("/w/x/y") < order.index("/w/x")
+
+
+def test_metrics_gone_keeps_the_run_s_figure(run_copy):
+  """Without metrics.jsonl (or with only unreadable lines) the rebuild
+  replaced learning_curves.png with empty axes, exit 0."""
+  figure = (run_copy / "learning_curves.png").read_bytes()
+  for damage in ("garbage{\n", None):
+    if damage is None:
+      os.remove(run_copy / "metrics.jsonl")
+    else:
+      (run_copy / "metrics.jsonl").write_text(damage)
+    report_cli.rebuild_run(str(run_copy))
+    assert (run_copy / "learning_curves.png").read_bytes() == figure
+    assert "(learning_curves.png)" in (run_copy / "report.md").read_text()
+
+
+def test_a_file_a_report_reads_that_is_a_folder_is_one_line(run_copy):
+  """metrics.jsonl a folder: an IsADirectoryError traceback, exit 1."""
+  os.remove(run_copy / "metrics.jsonl")
+  (run_copy / "metrics.jsonl").mkdir()
+  before = snapshot(run_copy)
+  proc = report_cli_proc(run_copy)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1, proc.stderr[-3000:]
+  assert "a file it reads cannot be read" in errors[0]
+  assert "metrics.jsonl" in errors[0]
+  assert snapshot(run_copy) == before
+
+
+def test_a_run_on_random_labels_is_judged_by_no_paper(run_copy):
+  """A run on random labels (or label noise) was judged against the
+  clean-label number, 'differs' with no protocol difference named, and its
+  report never said the labels were random."""
+  config = json.loads((run_copy / "config.json").read_text())
+  config["data"]["randomization"] = "random_labels"
+  (run_copy / "config.json").write_text(json.dumps(config))
+  report_cli.rebuild_run(str(run_copy))
+  text = (run_copy / "report.md").read_text()
+  assert "on `mnist1d` with random labels:" in text
+  assert "| agrees |" not in text and "| differs |" not in text
+  assert ("this run trains on random labels" in text)

@@ -463,4 +463,4 @@ def write_stability(path, config, summary):
                    cells)],
       run=report.run_line(s, "Per norm: " + ", ".join(
           f"{n} {p['wall_time_s']:.0f} s ({p['runs']} runs)"
-          for n, p in s["programs"].items()) + ".")))
+          for n, p in s["programs"].items()) + ".")), config)

@@ -60,16 +60,18 @@ def comparisons(summary, config):
                 "train examples": summary["train_examples"], "batch": "full",
                 "loss": r["loss"]}
     name, n = f"{r['loss']}, {label(r)}", len(r["reached"]["per_seed"])
+    # A seed that starts at the edge (a sharper dataset or model than the
+    # step sizes were chosen for) "reaches" it at step 0: no sharpening to
+    # see, and its loss "on reaching" is the initial loss.
+    above = sum(x >= e.near for x in r["init_ratio"]["per_seed"])
+    edge = f"{e.near:g} × " + ("2/η" if r["kind"] == "gd" else "the threshold")
+    start = f"{above}/{n} seeds start at λ_max(0) ≥ {edge}"
     if r["kind"] == "gd":
-      # A seed that starts at the edge (a sharper dataset than the step
-      # sizes were chosen for) "reaches" it at step 0: no sharpening to see.
-      above = sum(x >= e.near for x in r["init_ratio"]["per_seed"])
-      start = f"{above}/{n} seeds start at λ_max(0) ≥ {e.near:g} × 2/η"
       out.check(f"{name}: λ_max from λ_max(0) to {e.near:g} × 2/η",
                 papers.COHEN_SHARPENING,
                 f"λ_max(0) = {report.fmt(r['init_ratio'], 1, 2, n=False)}"
                 f" × 2/η; {r['reached']['mean'] * n:.0f}/{n} seeds reach it, "
-                f"at step {report.fmt(r['reach_step'], 1, 0, n=False)}",
+                f"at step {reach_steps(r['reach_step'])}",
                 (None, start) if above else
                 compare.at_least(r["reached"], 1.0, scale=1.0), "all seeds",
                 start if above else "")
@@ -82,7 +84,9 @@ def comparisons(summary, config):
     # The loss "after reaching" of a seed that never reached is its whole
     # run's: no edge of stability to judge the claim by.
     never = round(n * (1 - r["reached"]["mean"]))
-    why = f"{never}/{n} seeds never reach {e.near:g} × 2/η" if never else ""
+    why = "; ".join([f"{never}/{n} seeds never reach {edge}"]
+                    * bool(never) + [start] * bool(above))
+    never = never or above
     # "At the end": the median over the run's last tenth (eos.end_loss),
     # from the curves, so that one spike at the last recording cannot
     # decide the row; the table keeps the last recorded value.
@@ -101,27 +105,41 @@ def comparisons(summary, config):
   for v in summary["flow_versus_gd"]:
     # GD below the edge at t (data flatter than the step sizes were chosen
     # for): flow above GD is then no sign of GD being held at 2/η.
-    late = _not_at_edge_by(summary, v)
+    late, gd = _not_at_edge_by(summary, v, e.near), v["gd"]["mean"]
     why = (f"{late} seeds of GD η={v['lr']:.3g} do not reach {e.near:g} × "
-           f"2/η by step {v['gd_step']}" if late else "")
+           f"2/η by step {v['gd_step']}" if late else
+           # Started above the edge, then fell away from it: not held there.
+           f"GD's λ_max at t is {gd:.3g}, below {e.near:g} × 2/η"
+           if gd < e.near * v["threshold"] else "")
     out.versus(f"λ_max at t = {v['time']:g}: flow vs GD η={v['lr']:.3g} (2/η "
                f"= {v['threshold']:.3g})", papers.COHEN_FLOW, v["flow"],
                v["gd"], ("flow", "GD"), scale=1.0,
-               rule=compare.undecided(why) if late else None, why=why,
+               rule=compare.undecided(why) if why else None, why=why,
                paper="flow above 2/η, GD at it")
   return out
 
 
-def _not_at_edge_by(summary, v) -> str:
+def reach_steps(stat) -> str:
+  """The mean step of reaching the edge, or per seed where one never did
+  ('200, never')."""
+  steps = stat["per_seed"]
+  if None not in steps:
+    return report.fmt(stat, 1, 0, n=False)
+  return ", ".join("never" if s is None else f"{s:g}" for s in steps)
+
+
+def _not_at_edge_by(summary, v, near: float) -> str:
   """'k/n' seeds of the GD run compared with the flow in `v` that have not
-  reached the edge by its step (never, or later), or '' if all have."""
+  reached the edge by its step (never, or later), or '' if all have. A seed
+  that starts above it (step 0) never reached it by sharpening."""
   loss = summary.get("flow", {}).get("loss", "mse")
   run = next((r for r in summary["runs"] if r["kind"] == "gd"
               and r["loss"] == loss and r["lr"] == v["lr"]), None)
   if run is None:
     return ""
   steps = run["reach_step"]["per_seed"]
-  late = sum(s is None or s > v["gd_step"] for s in steps)
+  late = sum(s is None or s > v["gd_step"] or ratio >= near
+             for s, ratio in zip(steps, run["init_ratio"]["per_seed"]))
   return f"{late}/{len(steps)}" if late else ""
 
 

@@ -36,9 +36,9 @@ def _sig(stat, scale=1):  # Significant digits: the losses reach 1e-30.
 
 
 def plot(path, summary) -> bool:
-  if not paths.exists(os.path.join(path, metrics_lib.METRICS_FILE)):
-    return paths.exists(os.path.join(path, FIGURE))
   rows = metrics_lib.read_metrics(path)
+  if not rows:  # metrics.jsonl gone or unreadable: the run's PNG stays
+    return paths.exists(os.path.join(path, FIGURE))
   with report.figure(os.path.join(path, FIGURE), 6, (14 / 3, 7.5 / 2),
                      cols=3, dpi=100) as axes:
     for ax, (name, title, scale, logy) in zip(axes, FINAL):
@@ -138,7 +138,6 @@ def _table(summary, part, columns):
 
 
 def write(path, config, summary):
-  del config  # summary.json states what ran.
   s, steps, refs = summary["svm"], summary["steps"], papers.SOUDRY
   opts = summary["optimizers"]
   window = next(iter(opts.values()))["fits"]["window_start_step"]
@@ -168,4 +167,4 @@ def write(path, config, summary):
           f"### Fitted rates (steps {window:,} to {steps:,})\n\n"
           + _table(summary, "fits", FITS)],
       run=report.run_line(summary, f"{summary['steps_per_second']:,.0f} "
-                          "steps/s for all seeds at once.")))
+                          "steps/s for all seeds at once.")), config)

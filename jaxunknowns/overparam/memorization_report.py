@@ -151,4 +151,4 @@ def write(path, config, summary):
                ("Test accuracy, its peak starred", TEST)],
       comparisons=rows, details=[answer(summary, rows)],
       run=report.run_line(summary, f"Training {summary['stages_wall_time_s']:.0f}"
-                          f" s over {len(summary['stages'])} stages.")))
+                          f" s over {len(summary['stages'])} stages.")), config)

@@ -174,6 +174,9 @@ def _bound(stat, threshold, slack, scale, unit, upper, spread,
   mean = stat["mean"]
   if not math.isfinite(mean):
     return None, f"mean {mean}: {DIVERGED}"
+  if spread is not None and _one_seed(stat):  # as `within`: no spread
+    return None, ONE_SEED
+  spread = spread or 0.0
   edge = threshold + slack if upper else threshold - slack
   holds = mean <= edge if upper else mean >= edge
   sign = ("≤" if holds else ">") if upper else ("≥" if holds else "<")
@@ -192,12 +195,13 @@ def _bound(stat, threshold, slack, scale, unit, upper, spread,
 
 
 def at_least(stat: Optional[Stat], threshold: float, *, scale: float = 100.0,
-             unit: str = "", slack: float = 0.0, spread: float = 0.0,
+             unit: str = "", slack: float = 0.0, spread: Optional[float] = None,
              spread_name: str = "2 × seed std") -> Tuple[Optional[bool], str]:
   """Ours ≥ threshold − slack (same units as the stat; `scale` for text).
   `spread` (twice the seeds' std, for a mean over seeds that may fall on
   either side, where `within` would be two-sided): below the edge by at
-  most it, the seeds cannot tell (SPREAD); left 0 for what every seed must
+  most it, the seeds cannot tell (SPREAD), and one seed has no spread to
+  judge by (ONE_SEED, as in `within`); left None for what every seed must
   meet (all seeds reach the edge) or for a level beside a paper's number.
   `spread_name`: what the spread is twice the std of, in the text."""
   return _bound(stat, threshold, slack, scale, unit, False, spread,
@@ -205,8 +209,8 @@ def at_least(stat: Optional[Stat], threshold: float, *, scale: float = 100.0,
 
 
 def at_most(stat: Optional[Stat], threshold: float, *, scale: float = 100.0,
-            unit: str = "", slack: float = 0.0, spread: float = 0.0
-            ) -> Tuple[Optional[bool], str]:
+            unit: str = "", slack: float = 0.0,
+            spread: Optional[float] = None) -> Tuple[Optional[bool], str]:
   """Ours ≤ threshold + slack (`spread` as in `at_least`)."""
   return _bound(stat, threshold, slack, scale, unit, True, spread)
 
@@ -425,6 +429,28 @@ def _material(paper: Any, ours: Any) -> bool:
 
 def _text(value: Any) -> str:
   return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def corruption(data_config: Mapping[str, Any]) -> str:
+  """What the run's own data.randomization and data.label_noise do to its
+  data ('random labels', '50% label noise'); '' for the data as published."""
+  r = data_config.get("randomization") or "none"
+  p = float(data_config.get("label_noise") or 0.0)
+  return " and ".join([r.replace("_", " ")] * (r != "none")
+                      + [f"{100 * p:g}% label noise"] * (p > 0))
+
+
+def on_data_of(comparisons: Sequence[Comparison],
+               data_config: Mapping[str, Any]) -> List[Comparison]:
+  """The papers' findings are on their data as published: where a run
+  corrupts its own (random labels, label noise; an experiment that corrupts
+  per stage, as memorization does, keeps data.* clean), no row is decided,
+  and each says why (else 10% accuracy on random labels 'differs' from
+  65%, with no protocol difference named)."""
+  what = corruption(data_config)
+  why = f"the papers' data are as published; this run trains on {what}"
+  return [dataclasses.replace(c, verdict=NOT_TESTABLE, reasons=(why,))
+          for c in comparisons] if what else list(comparisons)
 
 
 def protocol_differences(paper: Mapping[str, Any],

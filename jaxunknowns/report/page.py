@@ -68,8 +68,10 @@ def experiment_page(config, summary, *, references=(), setup: str,
   and the run line (`run`: extra figures such as steps/s)."""
   o, m, d = config.optim, config.model.name, config.data.name
   examples = summary.get("train_examples")
-  shared = (f"`{m}` on `{d}`" + (f" ({examples:,} training examples)" if
-                                 examples else "") + f", {o.name} lr {o.lr:g}"
+  corrupted = compare.corruption(config.data)
+  shared = (f"`{m}` on `{d}`" + f" with {corrupted}" * bool(corrupted)
+            + (f" ({examples:,} training examples)" if examples else "")
+            + f", {o.name} lr {o.lr:g}"
             # Nesterov reads β too (optim.OPTIMIZER_FIELDS).
             + (f" momentum {o.momentum:g}" if o.name in ("momentum",
                                                          "nesterov") else "")
@@ -89,11 +91,14 @@ def page_data(page: Page) -> dict:
 
 def write(path: str, config, summary, **fields) -> str:
   """report.md of the `experiment_page` of a run (its `fields`)."""
-  return write_page(path, experiment_page(config, summary, **fields))
+  return write_page(path, experiment_page(config, summary, **fields), config)
 
 
-def write_page(workdir: str, page: Page) -> str:
-  """WORKDIR/report.md and page.json, atomically; returns report.md's path."""
+def write_page(workdir: str, page: Page, config) -> str:
+  """WORKDIR/report.md and page.json, atomically; returns report.md's path.
+  `config`: the run's, whose data may not be the papers' (compare.on_data_of)."""
+  page = dataclasses.replace(page, comparisons=compare.on_data_of(
+      page.comparisons, config.data))
   path = os.path.join(workdir, "report.md")
   paths.write_atomic(os.path.join(workdir, PAGE_JSON),
                      json.dumps(page_data(page), indent=1) + "\n")
