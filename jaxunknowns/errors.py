@@ -36,7 +36,7 @@ class UserError(Exception):
   """A bad config value, unknown name or missing file, with what to do."""
 
 
-def _write_error(e: BaseException, workdir: str) -> Optional[OSError]:
+def write_error(e: BaseException, workdir: str) -> Optional[OSError]:
   """The OSError of a full or unwritable workdir behind `e` (libraries such
   as orbax re-raise it wrapped), or None."""
   inside = lambda path: path is None or paths.absolute(path).startswith(
@@ -64,7 +64,7 @@ def user_error(e: BaseException, workdir: str) -> Optional[UserError]:
         "train.batch_size or the model's size, or free the device, then "
         "rerun (a changed config where checkpoints were saved needs "
         "--overwrite or another --workdir)")
-  cause = _write_error(e, workdir)
+  cause = write_error(e, workdir)
   if cause is None:
     return None
   return UserError(

@@ -74,6 +74,9 @@ class Experiment:
   # choices (max_margin's optimizers read optim.momentum whatever optim.name
   # says): validation.check_choices leaves them to its `validate`.
   own_fields: Tuple[str, ...] = ()
+  # Computes in float64 (jax.enable_x64): its floats need not fit float32
+  # (max_margin's Adam eps -> 0), so validation.check_float32 is skipped.
+  float64: bool = False
 
   @property
   def report(self) -> Optional[Callable]:
@@ -100,11 +103,11 @@ EXPERIMENTS = _Experiments("experiment", "experiment")
 
 def register(name: str, validate: Callable = lambda config: None,
              report: Union[str, Callable, None] = None,
-             own_fields: Tuple[str, ...] = ()):
+             own_fields: Tuple[str, ...] = (), float64: bool = False):
   def decorator(run):
     EXPERIMENTS.register(name)(
         Experiment(run=run, validate=validate, report_fn=report,
-                   own_fields=tuple(own_fields)))
+                   own_fields=tuple(own_fields), float64=float64))
     return run
   return decorator
 

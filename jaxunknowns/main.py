@@ -59,7 +59,12 @@ def run(config, workdir_path: str, overwrite: bool = False,
   # Then, before any process reads or writes the workdir: one workdir for all.
   distributed.check_shared_workdir(paths.absolute(workdir_path))
   workdir = Workdir(workdir_path, config, overwrite=overwrite)
-  created = not paths.exists(workdir.shared_path)
+  # What an attempt too large for memory leaves (below): nothing, or an
+  # empty folder, where no run was (--overwrite: the old one is gone).
+  was = ("absent" if not paths.exists(workdir.shared_path) else "empty"
+         if overwrite or (paths.isdir(workdir.shared_path)
+                          and not paths.listdir(workdir.shared_path))
+         else "a run")
   try:  # close() deletes the scratch folder of processes other than 0
     workdir.check()
     if workdir.finished and not overwrite:
@@ -73,11 +78,14 @@ def run(config, workdir_path: str, overwrite: bool = False,
                  jax.process_index(), jax.process_count(), jax.devices())
     return experiment.run(config, workdir)
   except Exception as e:
-    # Too large to run (found only by running): a workdir this command made
-    # goes again unless a checkpoint landed, so a smaller config can use it.
-    if (created and errors.out_of_memory(e) and workdir.num_processes == 1
-        and not workdir.holds_progress()):
+    # Too large to run (found only by running): unless a checkpoint or a
+    # result landed, the workdir goes back to what it was, so a smaller
+    # config can use it.
+    if (was != "a run" and errors.out_of_memory(e)
+        and workdir.num_processes == 1 and not workdir.holds_progress()):
       paths.rmtree(workdir.shared_path)
+      if was == "empty":
+        paths.makedirs(workdir.shared_path)
     raise
   finally:
     workdir.close()

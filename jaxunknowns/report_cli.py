@@ -74,6 +74,12 @@ def rebuild_all(workdirs: List[str]) -> List[str]:
             OSError) as e:  # OSError: a file a report reads is a folder
       for p, b in reversed(done):  # a path given twice: its first snapshot
         paths.restore_files(p, b)
+      cause = errors.write_error(e, path)
+      if cause is not None:  # a full disk or a folder it may not write
+        raise UserError(
+            f"{path}: could not write the report: "
+            f"{errors.WRITE_ERRNOS[cause.errno]} ({cause.strerror}); make "
+            "room or fix the permissions, then rerun the same command") from e
       what = ("a file it reads cannot be read" if isinstance(e, OSError) else
               "summary.json or sweep.json is damaged or from another version "
               "of jaxunknowns")

@@ -43,7 +43,7 @@ import shlex
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from jaxunknowns import config_loading, executors, paths
+from jaxunknowns import config_loading, errors, executors, paths
 from jaxunknowns.errors import UserError
 
 SWEEP_JSON, SWEEP_MD, SWEEP_PNG = "sweep.json", "sweep.md", "sweep.png"
@@ -678,6 +678,15 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
     return {}, runs
   except UserError as e:
     outcome = str(e)
+  except Exception as e:  # pylint: disable=broad-except
+    if not errors.out_of_memory(e):
+      raise
+    # N runs in one program hold N times one run's memory: each may fit
+    # alone (their config.json, written already, is the same config).
+    print(f"vmap: out of memory for {len(todo)} runs at once; the runs train "
+          "as separate programs", file=out)
+    paths.rmtree(scratch)
+    return {}, runs
   return {r.name: outcome for r in todo}, [r for r in runs if r not in todo]
 
 

@@ -140,9 +140,10 @@ def leaves(config, prefix: str = "") -> Iterator[Tuple[str, Any]]:
 
 
 _ITEMS = {"int": "integers", "float": "finite numbers", "str": "strings"}
-# Every float field reaches the device as float32: outside its range a
-# value becomes inf (lr 1e300: a diverged run) or 0 (Adam eps 1e-300: a
-# division by zero), so it is refused, not trained with.
+# A float field reaches the device as float32 (but in a float64 experiment,
+# Experiment.float64): outside its range a value becomes inf (lr 1e300: a
+# diverged run) or 0 (Adam eps 1e-300: a division by zero), so it is
+# refused, not trained with.
 FLOAT32_MAX, FLOAT32_TINY = 3.4028234e38, 1.1754944e-38
 
 
@@ -165,13 +166,13 @@ class FieldRule:
   def _scalar_ok(self, kind: str, value) -> bool:
     if kind == "float":
       number = _kind(value) in ("int", "float")
-      return number and math.isfinite(value) and _float32_holds(value) and (
+      return number and math.isfinite(value) and (
           self.negative_ok or value >= 0)
     if kind == "int":
       return is_int(value) and (self.negative_ok or value >= 0)
     return _kind(value) == kind
 
-  def item_kind(self) -> Optional[str]:
+  def _item_kind(self) -> Optional[str]:
     if self.items <= {"int"}:
       return "int" if self.items else None
     return "float" if self.items <= {"int", "float"} else (
@@ -182,7 +183,7 @@ class FieldRule:
       return self._scalar_ok(self.kind, value)
     if _kind(value) != "tuple":
       return False
-    item = self.item_kind()
+    item = self._item_kind()
     if item is None:  # no variant says: any plain number or string
       return all(_kind(v) in ("int", "float", "str") for v in value)
     return all(self._scalar_ok(item, v) for v in value)
@@ -190,7 +191,7 @@ class FieldRule:
   def expects(self) -> str:
     sign = "" if self.negative_ok else " >= 0"
     if self.kind == "tuple":
-      item = self.item_kind()
+      item = self._item_kind()
       items = _ITEMS[item] if item else "numbers or strings"
       return f"a tuple of {items}{sign if item in ('int', 'float') else ''}"
     return {"bool": "True or False", "str": "a string",
@@ -225,15 +226,22 @@ def check_fields(config, rules: Dict[str, FieldRule]):
   for name, value in leaves(config):
     rule = rules.get(name)
     if rule is not None and not rule.accepts(value):
-      lost = [v for v in (value if isinstance(value, tuple) else (value,))
-              if is_number(v) and math.isfinite(v) and not _float32_holds(v)]
-      if lost and "float" in (rule.kind, rule.item_kind()):
-        raise UserError(f"{name}={value!r}: float32 cannot hold {lost[0]!r} "
-                        f"(it would become {'-' * (lost[0] < 0)}"
-                        f"{'inf' if abs(lost[0]) > 1 else 0}); "
-                        "use 0 or a magnitude from 1.2e-38 to 3.4e38")
       raise UserError(f"{name}={value!r}: expects {rule.expects()} "
                       f"(like {rule.example!r})")
+
+
+def check_float32(config):
+  """Every float field of an experiment that computes in float32 (or less)
+  is a value float32 holds (FLOAT32_MAX, FLOAT32_TINY)."""
+  for name, value in leaves(config):
+    lost = [v for v in (value if isinstance(value, tuple) else (value,))
+            if isinstance(v, (float, np.floating)) and math.isfinite(v)
+            and not _float32_holds(v)]
+    if lost:
+      raise UserError(f"{name}={value!r}: float32 cannot hold {lost[0]!r} "
+                      f"(it would become {'-' * (lost[0] < 0)}"
+                      f"{'inf' if abs(lost[0]) > 1 else 0}); use 0 or a "
+                      "magnitude from 1.2e-38 to 3.4e38")
 
 
 def references_of(spec: str) -> List[ml_collections.ConfigDict]:
@@ -257,6 +265,8 @@ def check_config(config, references: Optional[Sequence] = None, *,
   check_fields(config, rules or field_rules(
       references or [config_defaults.base_config()]))
   experiment = EXPERIMENTS.get(config.experiment)
+  if not experiment.float64:
+    check_float32(config)
   experiment.validate(config)
   # Last: an experiment's own message (a model it cannot use) says more.
   check_choices(config, experiment.own_fields, references)

@@ -839,12 +839,21 @@ def test_a_float_that_float32_cannot_hold_is_refused(overrides, needle):
   validation.check_config(config)  # the same fields in range pass
 
 
+def test_a_float64_experiment_takes_floats_float32_cannot_hold():
+  """max_margin computes in float64, studying Adam as eps -> 0."""
+  spec = f"{ROOT}/configs/max_margin.py"
+  config = config_loading.load_config(spec, {"optim.eps": 1e-50})
+  validation.check_config(config, validation.references_of(spec))
+
+
 @pytest.mark.parametrize("progress", [False, True])
+@pytest.mark.parametrize("before", ["absent", "empty", "overwritten"])
 def test_out_of_memory_is_one_line_and_leaves_no_workdir_it_made(
-    tmp_path, monkeypatch, progress):
+    tmp_path, monkeypatch, progress, before):
   """model.widths=(10**9,): XLA's RESOURCE_EXHAUSTED was a traceback, exit
   1, and the new workdir's config.json then refused the smaller config. A
-  workdir with a checkpoint stays: it resumes."""
+  workdir with a checkpoint stays: it resumes. A folder made beforehand
+  (mkdir, mktemp -d), or emptied by --overwrite, is left empty."""
   import jax  # pylint: disable=g-import-not-at-top
   from jaxunknowns import errors, experiments, main  # pylint: disable=g-import-not-at-top
 
@@ -859,12 +868,21 @@ def test_out_of_memory_is_one_line_and_leaves_no_workdir_it_made(
                       lambda *_: experiments.Experiment(run=run))
   config = config_loading.load_config(f"{ROOT}/configs/train.py:{MNIST1D}")
   workdir = tmp_path / "run"
+  if before != "absent":
+    workdir.mkdir()
+  if before == "overwritten":
+    (workdir / "config.json").write_text("{}")  # an old run
   with pytest.raises(jax.errors.JaxRuntimeError) as info:
-    main.run(config, str(workdir))
+    main.run(config, str(workdir), overwrite=before == "overwritten")
   message = str(errors.user_error(info.value, str(workdir)))
   assert message.startswith("out of memory (RESOURCE_EXHAUSTED: Out of memory")
   assert "\n" not in message and "lower config.seeds" in message
-  assert workdir.exists() == progress
+  if progress:
+    assert (workdir / "config.json").exists()
+  elif before == "absent":
+    assert not workdir.exists()
+  else:
+    assert workdir.is_dir() and not list(workdir.iterdir())
   assert "out of memory" in str(errors.user_error(MemoryError(), "w"))
   assert errors.user_error(RuntimeError("INTERNAL: x"), "w") is None  # a bug
 

@@ -395,3 +395,13 @@ def test_corrupted_data_decides_no_row():
     assert all(c.reasons == (f"the papers' data are as published; this run "
                              f"trains on {what}",) for c in out)
     assert [c.ours for c in out] == ["10"] * 3
+
+
+def test_two_rules_joined_on_one_seed_give_the_one_seed_reason():
+  """max_margin joins two rules ('…; …'): on one seed the row fell back to
+  its own reason, which said something untrue of the run."""
+  ref = compare.Reference("s", "S")
+  row = compare.comparison("q", ref, "0.01 (n=1)", None,
+                           f"{compare.ONE_SEED}; {compare.ONE_SEED}",
+                           why_not_testable="test error 0 on every seed")
+  assert row.reasons == (compare.ONE_SEED,)

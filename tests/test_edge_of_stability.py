@@ -233,13 +233,11 @@ def test_flow_versus_gd_is_not_judged_before_gd_reaches_the_edge():
   fell = flow_row([[14, 9.5, 3, 2.6, 2.5], [13, 9.2, 2.6, 2.5, 2.4]],
                   [3.7, 3.8])
   assert fell.verdict == NOT_TESTABLE, fell
-  assert fell.reasons == ("2/2 seeds of GD η=0.2 do not reach 0.9 × 2/η by "
-                          "step 20",)
-  # Reached by sharpening, then well below the edge at t: not held there.
-  below = flow_row([[5, 9.5, 3, 2.6, 2.5], [4, 9.2, 2.6, 2.5, 2.4]],
-                   [30.0, 31.0])
-  assert below.verdict == NOT_TESTABLE, below
-  assert below.reasons == ("GD's λ_max at t is 2.8, below 0.9 × 2/η",)
+  assert fell.reasons == ("GD's λ_max at t is 2.8, below 0.9 × 2/η",)
+  # Above the edge at step 0, down, then back at the edge by t: judged.
+  back = flow_row([[14, 5, 9.8, 10.1, 9.9], [13, 4, 9.7, 10, 10]],
+                  [30.0, 31.0])
+  assert back.verdict == AGREES, back
 
 
 def test_loss_after_reaching_is_not_judged_when_a_seed_starts_at_the_edge():

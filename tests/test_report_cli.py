@@ -252,3 +252,22 @@ def test_a_run_on_random_labels_is_judged_by_no_paper(run_copy):
   assert "on `mnist1d` with random labels:" in text
   assert "| agrees |" not in text and "| differs |" not in text
   assert ("this run trains on random labels" in text)
+
+
+def test_a_full_disk_while_rebuilding_says_make_room(run_copy, monkeypatch):
+  """Every OSError read 'a file it reads cannot be read; rerun the run's
+  command in a fresh workdir': retraining, for a full disk."""
+  import errno  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import paths  # pylint: disable=g-import-not-at-top
+
+  def full(path, data):
+    del data
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+  before = snapshot(run_copy)
+  monkeypatch.setattr(paths, "write_atomic", full)
+  with pytest.raises(UserError) as info:
+    report_cli.rebuild_all([str(run_copy)])
+  message = str(info.value)
+  assert "could not write the report: the disk is full" in message
+  assert "make room" in message and "fresh workdir" not in message
+  assert snapshot(run_copy) == before

@@ -146,3 +146,27 @@ def test_one_diverging_run_does_not_fail_the_others(tmp_path, capsys):
   assert [r["status"] for r in saved["runs"]] == ["finished", "failed"]
   assert "loss became" in saved["runs"][1]["error"]
   assert not [p for p in os.listdir(root) if p.startswith(".vmapped")]
+
+
+def test_out_of_memory_at_once_trains_the_runs_one_by_one(tmp_path, capsys,
+                                                          monkeypatch):
+  """N runs in one program need N times the memory: an out-of-memory there
+  ended the sweep (and each run's written config.json then refused the
+  smaller config the message advised)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  spec = write_config(tmp_path, '{"s": [{"optim.lr": 1e-3}, '
+                      '{"optim.lr": 3e-3}]}')
+
+  def too_large(configs, workdirs, scratch):
+    del configs, scratch
+    for w in workdirs:
+      w.open()
+    raise jax.errors.JaxRuntimeError(
+        "RESOURCE_EXHAUSTED: Out of memory allocating 1 bytes.")
+  monkeypatch.setattr(hparams, "train_together", too_large)
+  root = tmp_path / "root"
+  sweep.run_sweep(spec, str(root), "s", TINY, vmap=True)
+  assert "out of memory for 2 runs at once" in capsys.readouterr().out
+  saved = read_json(root / "sweep.json")
+  assert [r["status"] for r in saved["runs"]] == ["finished", "finished"]
+  assert not [p for p in os.listdir(root) if p.startswith(".vmapped")]

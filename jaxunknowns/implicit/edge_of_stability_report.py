@@ -105,7 +105,7 @@ def comparisons(summary, config):
   for v in summary["flow_versus_gd"]:
     # GD below the edge at t (data flatter than the step sizes were chosen
     # for): flow above GD is then no sign of GD being held at 2/η.
-    late, gd = _not_at_edge_by(summary, v, e.near), v["gd"]["mean"]
+    late, gd = _not_at_edge_by(summary, v), v["gd"]["mean"]
     why = (f"{late} seeds of GD η={v['lr']:.3g} do not reach {e.near:g} × "
            f"2/η by step {v['gd_step']}" if late else
            # Started above the edge, then fell away from it: not held there.
@@ -128,18 +128,17 @@ def reach_steps(stat) -> str:
   return ", ".join("never" if s is None else f"{s:g}" for s in steps)
 
 
-def _not_at_edge_by(summary, v, near: float) -> str:
+def _not_at_edge_by(summary, v) -> str:
   """'k/n' seeds of the GD run compared with the flow in `v` that have not
-  reached the edge by its step (never, or later), or '' if all have. A seed
-  that starts above it (step 0) never reached it by sharpening."""
+  reached the edge by its step (never, or later), or '' if all have. (A
+  seed that starts above it, at step 0, is judged by GD's λ_max at t.)"""
   loss = summary.get("flow", {}).get("loss", "mse")
   run = next((r for r in summary["runs"] if r["kind"] == "gd"
               and r["loss"] == loss and r["lr"] == v["lr"]), None)
   if run is None:
     return ""
   steps = run["reach_step"]["per_seed"]
-  late = sum(s is None or s > v["gd_step"] or ratio >= near
-             for s, ratio in zip(steps, run["init_ratio"]["per_seed"]))
+  late = sum(s is None or s > v["gd_step"] for s in steps)
   return f"{late}/{len(steps)}" if late else ""
 
 

@@ -608,4 +608,5 @@ def _run(config, workdir):
 experiments.register("max_margin", validate=validate,
                      report="jaxunknowns.implicit.max_margin_report:write",
                      # Every data seed draws with data.shuffle_seed + s.
-                     own_fields=tuple(OWN_FIELDS) + ("data.shuffle_seed",))(run)
+                     own_fields=tuple(OWN_FIELDS) + ("data.shuffle_seed",),
+                     float64=True)(run)

@@ -99,7 +99,8 @@ def comparison(quantity: str, reference: Reference, ours: str,
       reasons = tuple(protocol_differences(reference.protocol, our_protocol))
     reasons += tuple(declared)
   elif verdict == NOT_TESTABLE:  # a rule's own reason comes first
-    reasons = (ONE_SEED if rule == ONE_SEED else SPREAD if spread
+    # ONE_SEED inside a rule's text: two rules joined ('…; …') on one seed.
+    reasons = (ONE_SEED if ONE_SEED in (rule or "") else SPREAD if spread
                else DIVERGED if (rule or "").endswith(DIVERGED)
                else why_not_testable or "not measured in this run",)
   if paper is None:
