@@ -59,12 +59,12 @@ def run(config, workdir_path: str, overwrite: bool = False,
   # Then, before any process reads or writes the workdir: one workdir for all.
   distributed.check_shared_workdir(paths.absolute(workdir_path))
   workdir = Workdir(workdir_path, config, overwrite=overwrite)
-  # What an attempt too large for memory leaves (below): nothing, or an
-  # empty folder, where no run was (--overwrite: the old one is gone).
-  was = ("absent" if not paths.exists(workdir.shared_path) else "empty"
-         if overwrite or (paths.isdir(workdir.shared_path)
-                          and not paths.listdir(workdir.shared_path))
-         else "a run")
+  # Whether an attempt too large for memory may undo itself (below): the
+  # folder held no run (absent, empty, or emptied by --overwrite).
+  existed = paths.exists(workdir.shared_path)
+  held_no_run = overwrite or not existed or (
+      paths.isdir(workdir.shared_path)
+      and not paths.listdir(workdir.shared_path))
   try:  # close() deletes the scratch folder of processes other than 0
     workdir.check()
     if workdir.finished and not overwrite:
@@ -79,12 +79,12 @@ def run(config, workdir_path: str, overwrite: bool = False,
     return experiment.run(config, workdir)
   except Exception as e:
     # Too large to run (found only by running): unless a checkpoint or a
-    # result landed, the workdir goes back to what it was, so a smaller
+    # result landed, the workdir goes back to absent or empty, so a smaller
     # config can use it.
-    if (was != "a run" and errors.out_of_memory(e)
+    if (held_no_run and errors.out_of_memory(e)
         and workdir.num_processes == 1 and not workdir.holds_progress()):
       paths.rmtree(workdir.shared_path)
-      if was == "empty":
+      if existed:
         paths.makedirs(workdir.shared_path)
     raise
   finally:

@@ -585,9 +585,10 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
   check_not_a_run(root)
   if not overwrite:
     check_root(root, meta)
-  if vmap and cannot_vmap(runs):  # asked for, it must be what runs
-    raise UserError(f"--vmap: {cannot_vmap(runs)}, so the runs cannot train "
-                    "as one vmapped program; drop --vmap")
+  why_not = vmap and cannot_vmap(runs)
+  if why_not:  # asked for, it must be what runs
+    raise UserError(f"--vmap: {why_not}, so the runs cannot train as one "
+                    "vmapped program; drop --vmap")
 
   if dry_run:
     print(f"sweep {name!r} of {spec}: {len(runs)} runs under {root}",
@@ -718,7 +719,8 @@ def _cli():
                       "reserves, e.g. TPU=4.")
   flags.DEFINE_bool("vmap", None, "Train the runs as one vmapped program "
                     "(per-run lr, weight decay, momentum, Adam betas/eps, "
-                    "SAM rho, label noise, seed); default: whenever only such fields are swept.")
+                    "SAM rho, label noise, seed); default: whenever only "
+                    "such fields are swept.")
   flags.DEFINE_integer("max_retries", 2, "Times a Ray task whose worker died "
                        "(preemption, OOM kill) is retried; it resumes from "
                        "its checkpoint.")

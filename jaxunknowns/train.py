@@ -61,6 +61,7 @@ def write_train_report(path, config, summary):
   from jaxunknowns import report  # pylint: disable=g-import-not-at-top
   from jaxunknowns.report import compare, plots  # pylint: disable=g-import-not-at-top
   rows, figure = read_metrics(path), os.path.join(path, "learning_curves.png")
+  corrupted = compare.corruption(config.data)
   if rows:  # else (metrics.jsonl gone or unreadable) the run's PNG stays
     plots.learning_curves(rows, figure,
                           title=f"{config.model.name} on {config.data.name}")
@@ -103,10 +104,8 @@ def write_train_report(path, config, summary):
       claim=claim,
       config=(f"Supervised training of `{config.model.name}` "
               f"({summary['parameters']['trainable']:,} trainable parameters) "
-              f"on `{config.data.name}`"
-              + f" with {compare.corruption(config.data)}" * bool(
-                  compare.corruption(config.data))
-              + f": {config.optim.name} lr "
+              f"on `{config.data.name}`" + f" with {corrupted}" * bool(
+                  corrupted) + f": {config.optim.name} lr "
               f"{config.optim.lr}, batch {config.train.batch_size}, "
               f"{config.train.steps} steps, "
               f"{report.count(len(summary['seeds']), 'seed')} trained at "

@@ -62,9 +62,12 @@ def check_applies(config, field: str, applies: bool, when: str,
                     f"leave it at {default!r}")
 
 
-SHUFFLE_SEED_READERS = ("to a validation split (data.validation_size), label "
-                        "noise, data.randomization or data drawn from it "
-                        "(synthetic, soudry2d)")
+def shuffle_seed_readers(noise: str = "data.label_noise") -> str:
+  """What reads data.shuffle_seed, for `check_applies`; `noise`: the field
+  that sets label noise (a width sweep's sweep.label_noise)."""
+  return (f"to a validation split (data.validation_size), label noise "
+          f"({noise}), data.randomization or data drawn from it (synthetic, "
+          "soudry2d)")
 
 
 def shuffle_seed_read(data_config, corrupts: bool = False) -> bool:
@@ -427,7 +430,7 @@ def check_choices(config, own_fields: Sequence[str] = (),
           d.name)
   applies("data.data_dir", d.name not in datasets.GENERATED_DATASETS,
           f"to datasets kept in TFDS's folder, not the generated {d.name!r}")
-  applies("data.shuffle_seed", shuffle_seed_read(d), SHUFFLE_SEED_READERS)
+  applies("data.shuffle_seed", shuffle_seed_read(d), shuffle_seed_readers())
   read = model_fields_read(config.model)
   from jaxunknowns.models import layers  # pylint: disable=g-import-not-at-top
   for f in config.model if read is not None else ():

@@ -86,7 +86,7 @@ def comparisons(summary, config):
     never = round(n * (1 - r["reached"]["mean"]))
     why = "; ".join([f"{never}/{n} seeds never reach {edge}"]
                     * bool(never) + [start] * bool(above))
-    never = never or above
+    undecided = never or above
     # "At the end": the median over the run's last tenth (eos.end_loss),
     # from the curves, so that one spike at the last recording cannot
     # decide the row; the table keeps the last recorded value.
@@ -95,10 +95,10 @@ def comparisons(summary, config):
     out.versus(f"{name}: loss on reaching vs at the end", papers.COHEN_LOSS,
                r["loss_at_reach"], end, ("reach", "end (median of the last "
                                          f"{eos.END_WINDOW:.0%})"),
-               rule=compare.undecided(why) if never else None,
+               rule=compare.undecided(why) if undecided else None,
                why=why, scale=1.0, sig=True, paper="falls")
     out.check(f"{name}: rises of the loss after reaching", papers.COHEN_LOSS,
-              report.fmt(r["loss_rises"], 1, 1), (None, why) if never else
+              report.fmt(r["loss_rises"], 1, 1), (None, why) if undecided else
               compare.at_least(r["loss_rises"], 1.0, scale=1.0),
               f"≥ 1 (non-monotone; loss every {e.loss_every} steps)", why)
   out.ours = None

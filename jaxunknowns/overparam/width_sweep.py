@@ -87,8 +87,7 @@ def validate(config):
   validation.check_applies(
       config, "data.shuffle_seed", validation.shuffle_seed_read(
           config.data, corrupts=any(p > 0 for p in noise)),
-      validation.SHUFFLE_SEED_READERS.replace("label noise", "label noise "
-                                              "(sweep.label_noise)"))
+      validation.shuffle_seed_readers("sweep.label_noise"))
   check(config.train.eval_train, "train.eval_train", config.train.eval_train,
         "True (the sweep reports training error)")
   check(config.model.name in SWEEPABLE, "model.name", config.model.name,

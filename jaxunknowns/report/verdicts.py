@@ -8,9 +8,10 @@ so each side is judged by the rules its report was written under; rebuild
 both with `report_cli` first to judge them by today's. Rows are matched by
 stage and quantity, then the rest of a stage by quantity with its numbers
 masked, in page order: a row that names where it was measured ('step 333'
-on A, 'step 400' on B) is still the same row. Prints each side's counts, how many rows kept their
-verdict, and a markdown table of the rows that moved, then the rows that
-only one side has (a grid of other sizes, an arm left out).
+on A, 'step 400' on B) is still the same row. Prints each side's counts,
+how many rows kept their verdict, and a markdown table of the rows that
+moved, then the rows that only one side has (a grid of other sizes, an arm
+left out).
 """
 
 import os
@@ -138,8 +139,8 @@ def _cli():
     errors.refuse_arguments(argv)
     try:
       if len(workdirs.value) != 2:
-        raise UserError(f"--workdir given {count(len(workdirs.value), 'time')}: give "
-                        "exactly two, A then B")
+        raise UserError(f"--workdir given {count(len(workdirs.value), 'time')}"
+                        ": give exactly two, A then B")
       a, b = workdirs.value
       print(markdown(a, rows(a), b, rows(b)), end="")
     except UserError as e:
