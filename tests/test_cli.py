@@ -394,3 +394,18 @@ def test_one_seed_on_digits_report_reads_one_seed(tmp_path):
   text = (workdir / "report.md").read_text()
   assert "on `digits`" in text and "1 seed trained at once" in text
   assert "1 seeds" not in text
+
+
+def test_a_wheel_holds_every_module():
+  """`pip install .` (not -e) ships only what setup.py's find_packages finds:
+  a folder without __init__.py is left out, and every experiment in it fails
+  with ModuleNotFoundError outside the checkout. Every folder of .py files is
+  a package it finds."""
+  import setuptools  # pylint: disable=g-import-not-at-top
+  found = set(setuptools.find_packages(
+      str(ROOT), include=["jaxunknowns", "jaxunknowns.*"]))
+  folders = {".".join(p.parent.relative_to(ROOT).parts)
+             for p in (ROOT / "jaxunknowns").rglob("*.py")}
+  assert folders <= found, sorted(folders - found)
+  from jaxunknowns import experiments  # pylint: disable=g-import-not-at-top
+  assert {m.rpartition(".")[0] for m in experiments.MODULES.values()} <= found
