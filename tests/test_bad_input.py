@@ -159,6 +159,38 @@ def test_every_variant_and_its_runlocal_pass_the_checks(config_file):
   assert not refused, "\n".join(refused)
 
 
+# Right kind, out of range: validation.validate_base's checks, which each
+# experiment's validate must call (on its config or on each arm's).
+BASE_OUT_OF_RANGE = (("seeds", 0), ("seed", -1), ("optim.lr", 0.0),
+                     ("train.batch_size", 0), ("model.dropout", 1.0),
+                     ("data.label_noise", 2.0))
+
+
+@pytest.mark.parametrize("config_file", [f for f in CONFIG_FILES
+                                         if f != "article.py"])
+def test_every_experiment_applies_the_shared_checks(config_file):
+  """An experiment whose validate forgot validate_base trained at lr 0 (the
+  walk above tries values of the wrong kind only, which check_fields
+  refuses for every experiment)."""
+  accepted = []
+  for variant in variants_of(config_file):
+    path = f"{ROOT / 'configs' / config_file}:{variant}"
+    references = validation.references_of(path)
+    for name, bad in BASE_OUT_OF_RANGE:
+      config = copy.deepcopy(references[0])
+      *parents, leaf = name.split(".")
+      node = config
+      for key in parents:
+        node = node[key]
+      node[leaf] = bad
+      try:
+        validation.check_config(config, references)
+        accepted.append(f"{variant}: {name}={bad}")
+      except UserError:
+        pass
+  assert not accepted, accepted
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _print_count(request):
   """Prints how many bad inputs the walk tried (the README quotes it)."""
