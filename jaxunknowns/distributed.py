@@ -11,8 +11,8 @@ module adds is the little that a single-process program never needs:
   'data' axis, a process materializes only its part of every batch).
 * `fetch`: a global array -> numpy on every process (replicated values are
   read from a local shard; sharded ones are all-gathered).
-* `check_same_config`: all processes must run the same config; if not, every
-  process stops with the same one-line error.
+* `check_same_config`: all processes must run the same config (and the same
+  --overwrite); if not, every process stops with the same one-line error.
 * `check_shared_workdir`: all processes must see one workdir (a gs:// path
   or a shared filesystem); if not, every process stops with one line.
 * `is_main`: only process 0 writes metrics, reports and figures.
@@ -118,24 +118,30 @@ def first_value(a: jax.Array):
   return np.asarray(a.addressable_data(0)).reshape(-1)[0]
 
 
-def check_same_config(config_dict: Any):
-  """Raises the same UserError on every process if their configs differ.
-  One process (no runtime started) returns without starting JAX's
-  backends: a bad config's refusal stays the only line on stderr, not
+def check_same_config(config_dict: Any, overwrite: bool = False):
+  """Raises the same UserError on every process if their configs, or their
+  --overwrite, differ (process 0 alone would delete the old run, and the
+  others stop). One process (no runtime started) returns without starting
+  JAX's backends: a bad config's refusal stays the only line on stderr, not
   after backend-probe logs ("Unable to initialize backend 'tpu'")."""
   if not jax.distributed.is_initialized() or jax.process_count() == 1:
     return
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   text = json.dumps(config_dict, sort_keys=True, default=str)
   digest = np.frombuffer(hashlib.sha256(text.encode()).digest()[:8], np.uint32)
-  everyone = np.asarray(multihost_utils.process_allgather(digest))
-  differing = [i for i in range(everyone.shape[0])
-               if not np.array_equal(everyone[i], everyone[0])]
-  if differing:
-    raise UserError(
-        f"the {jax.process_count()} processes were given different configs "
-        f"(processes {differing} differ from process 0); launch every process "
-        f"with the same --config and --config.* flags")
+  mine = np.concatenate([digest, np.asarray([overwrite], np.uint32)])
+  everyone = np.asarray(multihost_utils.process_allgather(mine))
+  for what, columns, flags in (("configs", slice(0, 2), "--config and "
+                                "--config.* flags"),
+                               ("--overwrite", slice(2, 3), "--overwrite "
+                                "(on all or none)")):
+    differing = [i for i in range(everyone.shape[0]) if not np.array_equal(
+        everyone[i, columns], everyone[0, columns])]
+    if differing:
+      raise UserError(
+          f"the {jax.process_count()} processes were given different {what} "
+          f"(processes {differing} differ from process 0); launch every "
+          f"process with the same {flags}")
 
 
 # The file process 0 writes into the workdir for `check_shared_workdir`.

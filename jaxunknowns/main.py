@@ -54,7 +54,7 @@ def run(config, workdir_path: str, overwrite: bool = False,
   from jaxunknowns.workdir import Workdir, config_to_dict  # pylint: disable=g-import-not-at-top
 
   # First, before any process can fail alone: every process must agree.
-  distributed.check_same_config(config_to_dict(config))
+  distributed.check_same_config(config_to_dict(config), overwrite)
   experiment = validation.check_config(config, references)
   # Then, before any process reads or writes the workdir: one workdir for all.
   distributed.check_shared_workdir(paths.absolute(workdir_path))

@@ -17,7 +17,7 @@ import pytest
 
 from pathlib import Path
 
-from run_helpers import read_json
+from run_helpers import read_json, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -197,6 +197,23 @@ def test_processes_with_different_configs_all_stop(tmp_path):
     assert rc == 2, err[-2000:]
     assert "different configs" in err.strip().splitlines()[-1]
   assert not (tmp_path / "w").exists()
+
+
+def test_overwrite_on_one_process_only_deletes_nothing(tmp_path):
+  """--overwrite given to process 0 alone once deleted the old run, then
+  hung when process 1 refused the new config: the processes agree on it
+  first, like the config, and the old run stays."""
+  done = subprocess.run(_main(tmp_path / "w"), env=_env(2), cwd=ROOT,
+                        capture_output=True, text=True, timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+  before = snapshot(tmp_path / "w")
+  outs = _two_processes(tmp_path / "w", extra_for={
+      0: ["--config.optim.lr=0.05", "--overwrite"],
+      1: ["--config.optim.lr=0.05"]}, timeout=240)
+  for rc, _, err in outs:
+    assert rc == 2, err[-2000:]
+    assert "different --overwrite" in err.strip().splitlines()[-1], err[-2000:]
+  assert snapshot(tmp_path / "w") == before
 
 
 def test_processes_that_see_different_workdirs_all_stop(tmp_path):
