@@ -18,9 +18,12 @@ module adds is the little that a single-process program never needs:
 * `is_main`: only process 0 writes metrics, reports and figures.
 """
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
+import threading
 import time
 from typing import Any, Optional
 
@@ -40,9 +43,19 @@ def initialize(coordinator_address: str = "", num_processes: int = 0,
 
   Asked = `enabled`, or an explicit coordinator address, or one of _ENV_VARS
   set, or a multi-host TPU slice (`jax.distributed.initialize()` then reads
-  the cluster from the environment: Cloud TPU, SLURM, Open MPI, or
-  JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
+  the cluster from the environment: Cloud TPU, SLURM, Open MPI). The flags'
+  environment form, JAX_COORDINATOR_ADDRESS with JAX_NUM_PROCESSES and
+  JAX_PROCESS_ID, is read here: JAX itself reads only the address.
   """
+  if not coordinator_address and os.environ.get(_ENV_VARS[0]) and (
+      os.environ.get("JAX_NUM_PROCESSES") or os.environ.get("JAX_PROCESS_ID")):
+    coordinator_address = os.environ[_ENV_VARS[0]]
+    try:
+      num_processes = int(os.environ.get("JAX_NUM_PROCESSES", "0"))
+      process_id = int(os.environ.get("JAX_PROCESS_ID", "-1"))
+    except ValueError as e:
+      raise UserError(f"JAX_NUM_PROCESSES / JAX_PROCESS_ID must be integers "
+                      f"({e})") from e
   if not coordinator_address and (num_processes or process_id != -1):
     # Without an address they reach no runtime: each host would run the
     # whole experiment alone, all writing the one shared workdir.
@@ -55,11 +68,9 @@ def initialize(coordinator_address: str = "", num_processes: int = 0,
     raise UserError(
         f"--coordinator_address={coordinator_address} applies only to a "
         f"multi-process run, and --distributed=off asks for none; drop one")
+  auto = cluster_in_environment() if enabled is None else ""
   if enabled is None:
-    enabled = (bool(coordinator_address) or
-               any(os.environ.get(v) for v in _ENV_VARS) or
-               # A multi-host Cloud TPU slice lists its workers here.
-               "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""))
+    enabled = bool(coordinator_address or auto)
   if not enabled:
     return False
   kwargs = {}
@@ -71,13 +82,58 @@ def initialize(coordinator_address: str = "", num_processes: int = 0,
     kwargs = dict(coordinator_address=coordinator_address,
                   num_processes=num_processes, process_id=process_id)
   try:
-    jax.distributed.initialize(**kwargs)
-  except ValueError as e:  # --distributed=on where nothing names a cluster
+    with _joined_within(JOIN_SECONDS, num_processes):
+      jax.distributed.initialize(
+          **kwargs, initialization_timeout=int(JOIN_SECONDS) + 60)
+  except ValueError as e:  # nothing names a cluster (or only its address)
     raise UserError(
-        f"--distributed=on found no cluster to join ({e}); pass "
-        f"--coordinator_address=HOST:PORT --num_processes=N --process_id=I, "
-        f"or run under SLURM, Open MPI or a Cloud TPU VM") from e
+        f"{auto or '--distributed=on'}, but no cluster to join was found "
+        f"({e}); pass --coordinator_address=HOST:PORT --num_processes=N "
+        f"--process_id=I (or JAX_NUM_PROCESSES and JAX_PROCESS_ID beside "
+        f"JAX_COORDINATOR_ADDRESS), or run under SLURM, Open MPI or a Cloud "
+        f"TPU VM") from e
   return True
+
+
+# How long a process waits for all the others to join. JAX's own timeout
+# (300 s) ends in a C++ abort and its stack, saying "another task died" of
+# a process that never started; the watchdog below ends first, in one line.
+JOIN_SECONDS = float(os.environ.get("JAXUNKNOWNS_JOIN_SECONDS", "300"))
+
+
+@contextlib.contextmanager
+def _joined_within(seconds: float, num_processes: int):
+  """Ends the process with one line on stderr and exit status 2 unless the
+  block (jax.distributed.initialize, which waits with the GIL released)
+  returns within `seconds`."""
+  def give_up():
+    every = f"all {num_processes}" if num_processes else "all the"
+    sys.stderr.write(
+        f"error: {every} processes did not join within {seconds:g} s (a "
+        f"process not started, started twice with one --process_id, or "
+        f"unable to reach the coordinator); start each process once, the "
+        f"same command with its own process id, within "
+        f"JAXUNKNOWNS_JOIN_SECONDS={seconds:g} s of the first\n")
+    sys.stderr.flush()
+    os._exit(2)  # pylint: disable=protected-access
+  timer = threading.Timer(seconds, give_up)
+  timer.daemon = True
+  timer.start()
+  try:
+    yield
+  finally:
+    timer.cancel()
+
+
+def cluster_in_environment() -> str:
+  """What in the environment says this is one process of several: one of
+  _ENV_VARS, or a multi-host Cloud TPU slice (it lists its workers); ''."""
+  for name in _ENV_VARS:
+    if os.environ.get(name):
+      return f"{name} is set"
+  if "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+    return "this TPU VM is one host of a multi-host slice"
+  return ""
 
 
 def is_main() -> bool:

@@ -5,9 +5,10 @@ r"""Runs one experiment from an ml_collections config.
       --config.seeds=8 --workdir=/tmp/cnn
 
 Multi-host: run the same command on every host. On a Cloud TPU VM (or under
-SLURM/Open MPI, or with JAX_COORDINATOR_ADDRESS set) the processes find each
-other by themselves; elsewhere pass --coordinator_address=HOST:PORT
---num_processes=N --process_id=I (see jaxunknowns/distributed.py). Every
+SLURM/Open MPI) the processes find each other by themselves; elsewhere pass
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I, or set
+JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (see
+jaxunknowns/distributed.py). Every
 host must see the same workdir: a gs:// path (--workdir=gs://bucket/run) or a
 shared filesystem; a run whose hosts do not stops at once, in one line.
 
@@ -19,6 +20,7 @@ cannot be written. A disk that fills up during the run ends the same way, and
 the same command then resumes the run (see errors.py).
 """
 
+import contextlib
 import logging as logging_std
 import os
 import sys
@@ -51,13 +53,25 @@ def run(config, workdir_path: str, overwrite: bool = False,
   `references`: see validation.check_config."""
   import jax  # pylint: disable=g-import-not-at-top
   from jaxunknowns import distributed, paths, validation  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.workdir import Workdir, config_to_dict  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import config_to_dict  # pylint: disable=g-import-not-at-top
 
   # First, before any process can fail alone: every process must agree.
   distributed.check_same_config(config_to_dict(config), overwrite)
   experiment = validation.check_config(config, references)
   # Then, before any process reads or writes the workdir: one workdir for all.
   distributed.check_shared_workdir(paths.absolute(workdir_path))
+  # One run at a time in a workdir (process 0 writes it; the others keep
+  # scratch folders of their own).
+  with (paths.machine_lock(workdir_path, "workdir")
+        if jax.process_index() == 0 else contextlib.nullcontext()):
+    return _run_in(experiment, config, workdir_path, overwrite)
+
+
+def _run_in(experiment, config, workdir_path, overwrite):
+  """`run` once the workdir is this process's."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import paths  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
   workdir = Workdir(workdir_path, config, overwrite=overwrite)
   # Whether an attempt too large for memory may undo itself (below): the
   # folder held no run (absent, empty, or emptied by --overwrite).

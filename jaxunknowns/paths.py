@@ -7,8 +7,12 @@ joins "gs://bucket/run" and "x" into "gs://bucket/run/x", so experiments
 build paths as before and only the calls that touch a file come here.
 """
 
+import contextlib
+import hashlib
 import io
 import os
+import socket
+import tempfile
 from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -157,3 +161,43 @@ def restore_files(folder: str, before: Snapshot):
         os.utime(name, ns=(mtime, mtime))
   if before[""][1] is not None:  # last: restoring files touched the folder
     os.utime(folder, ns=(before[""][1], before[""][1]))
+
+
+@contextlib.contextmanager
+def machine_lock(path: str, what: str):
+  """Holds `path` for this process against others on this machine (two
+  sweeps started at once into one root interleaved their checkpoints and
+  wrote every metrics row twice). The lock is an flock on a file under the
+  temp folder named by the path, not a file in the folder: the folder stays
+  as it was for a refusal, and the kernel releases the lock when a process
+  dies, so a killed run never leaves a stale one. An object-store path has
+  no such lock (its hosts share no kernel): nothing is held."""
+  import fcntl  # pylint: disable=g-import-not-at-top
+  if not is_local(path):
+    yield
+    return
+  key = os.path.realpath(absolute(path))
+  folder = os.path.join(tempfile.gettempdir(), "jaxunknowns-locks")
+  try:
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(os.path.join(folder, hashlib.sha256(
+        key.encode()).hexdigest()[:24] + ".lock"), os.O_RDWR | os.O_CREAT,
+                 0o666)
+  except OSError:  # no usable temp folder: run unlocked, as before
+    yield
+    return
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+      from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+      raise UserError(
+          f"{what} {key} is in use by another process ({holder or 'unknown'});"
+          f" wait for it to end or stop it, or choose another --workdir"
+      ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+    yield
+  finally:
+    os.close(fd)  # closing releases the flock

@@ -32,6 +32,7 @@ Importing this module has no side effects (no flags, no JAX), because config
 files import `grid` and `zipped` from it.
 """
 
+import contextlib
 import copy
 import hashlib
 import importlib.util
@@ -242,6 +243,12 @@ def plan(base_config, runs: Sequence[Overrides], sweep: str, root: str,
       raise UserError(f"{where}: {e}") from e
     planned.append(Run(name, overrides, config, workdir, references))
   return planned
+
+
+# What to do instead of one sweep per host of a multi-host cluster.
+SEVERAL_HOSTS = ("run the sweep's runs one by one with python -m "
+                 "jaxunknowns.main (each uses every host), or run the sweep on "
+                 "one host, or with --executor=ray (launch/README.md)")
 
 
 def check_not_a_run(root: str):
@@ -579,55 +586,58 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
     base_config = apply_overrides(base, overrides, "command line")
   root = paths.absolute(root)
   from jaxunknowns import validation  # pylint: disable=g-import-not-at-top
-  runs = plan(base_config, sweeps[name], name, root, overwrite,
-              validation.references_of(spec))
-  meta = {"config": spec, "sweep": name, "base_overrides": overrides}
-  check_not_a_run(root)
-  if not overwrite:
-    check_root(root, meta)
-  why_not = vmap and cannot_vmap(runs)
-  if why_not:  # asked for, it must be what runs
-    raise UserError(f"--vmap: {why_not}, so the runs cannot train as one "
-                    "vmapped program; drop --vmap")
+  # One sweep at a time in a root (a dry run writes nothing: it needs none).
+  with (contextlib.nullcontext() if dry_run else
+        paths.machine_lock(root, "sweep workdir")):
+    runs = plan(base_config, sweeps[name], name, root, overwrite,
+                validation.references_of(spec))
+    meta = {"config": spec, "sweep": name, "base_overrides": overrides}
+    check_not_a_run(root)
+    if not overwrite:
+      check_root(root, meta)
+    why_not = vmap and cannot_vmap(runs)
+    if why_not:  # asked for, it must be what runs
+      raise UserError(f"--vmap: {why_not}, so the runs cannot train as one "
+                      "vmapped program; drop --vmap")
 
-  if dry_run:
-    print(f"sweep {name!r} of {spec}: {len(runs)} runs under {root}",
-          file=out)
-    for run in runs:
-      print(f"[{run.status}] {command_line(spec, run, overrides)}", file=out)
-    return None
-  failures = {}
-  if aggregate_only:
-    if not any(run.finished for run in runs):
-      raise UserError(f"no finished run of sweep {name!r} under {root}; "
-                      f"run the sweep first (without --aggregate_only)")
-  elif executor == "ray":
-    if vmap:
-      raise UserError("--vmap trains here, in one program: it does not "
-                      "combine with --executor=ray")
-    failures = executors.run_ray(runs, overwrite, out,
-                                 **dict(executor_options or {}))
-  else:
-    failures, rest = ({}, runs) if vmap is False else run_vmapped(
-        runs, root, overwrite, out, asked=bool(vmap))
-    failures.update(executors.run_local(rest, overwrite, out))
-  failures = {k: v for k, v in failures.items() if v}
-  if failures and not paths.isdir(root):
-    # Every run stopped on bad input before writing anything (a check that
-    # needs the data, e.g. a batch larger than the training set): nothing to
-    # aggregate, and the sweep workdir stays as it was (absent).
-    run_name, why = next(iter(failures.items()))
-    raise UserError(f"all {len(runs)} runs of sweep {name!r} failed before "
-                    f"writing anything; {run_name}: {why}")
-  result = aggregate(runs, root, meta, failures)
-  if failures:
-    for run_name, why in failures.items():
-      print(f"FAILED {run_name}: {why}", file=out)
-    raise UserError(
-        f"{len(failures)} of {len(runs)} runs of sweep {name!r} failed "
-        f"({', '.join(failures)}); the others are aggregated in "
-        f"{os.path.join(root, SWEEP_MD)}; rerun the command to retry them")
-  return result
+    if dry_run:
+      print(f"sweep {name!r} of {spec}: {len(runs)} runs under {root}",
+            file=out)
+      for run in runs:
+        print(f"[{run.status}] {command_line(spec, run, overrides)}", file=out)
+      return None
+    failures = {}
+    if aggregate_only:
+      if not any(run.finished for run in runs):
+        raise UserError(f"no finished run of sweep {name!r} under {root}; "
+                        f"run the sweep first (without --aggregate_only)")
+    elif executor == "ray":
+      if vmap:
+        raise UserError("--vmap trains here, in one program: it does not "
+                        "combine with --executor=ray")
+      failures = executors.run_ray(runs, overwrite, out,
+                                   **dict(executor_options or {}))
+    else:
+      failures, rest = ({}, runs) if vmap is False else run_vmapped(
+          runs, root, overwrite, out, asked=bool(vmap))
+      failures.update(executors.run_local(rest, overwrite, out))
+    failures = {k: v for k, v in failures.items() if v}
+    if failures and not paths.isdir(root):
+      # Every run stopped on bad input before writing anything (a check
+      # that needs the data, e.g. a batch larger than the training set):
+      # nothing to aggregate, and the sweep workdir stays as it was.
+      run_name, why = next(iter(failures.items()))
+      raise UserError(f"all {len(runs)} runs of sweep {name!r} failed before "
+                      f"writing anything; {run_name}: {why}")
+    result = aggregate(runs, root, meta, failures)
+    if failures:
+      for run_name, why in failures.items():
+        print(f"FAILED {run_name}: {why}", file=out)
+      raise UserError(
+          f"{len(failures)} of {len(runs)} runs of sweep {name!r} failed "
+          f"({', '.join(failures)}); the others are aggregated in "
+          f"{os.path.join(root, SWEEP_MD)}; rerun the command to retry them")
+    return result
 
 
 def cannot_vmap(runs: Sequence[Run]) -> str:
@@ -746,6 +756,13 @@ def _cli():
       errors.exit_with(UserError(
           f"{', '.join(multi)} apply to python -m jaxunknowns.main only: a "
           f"sweep starts no multi-process runtime; drop them"))
+    from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
+    cluster = distributed.cluster_in_environment()
+    if cluster and flag_values.executor == "local":
+      # Each host would run the whole sweep alone into the one root.
+      errors.exit_with(UserError(
+          f"{cluster}: a sweep here would run once per host, every copy "
+          f"writing the same runs; {SEVERAL_HOSTS}"))
     logging.get_absl_handler().addFilter(main_lib.QuietLibraries())
     try:
       config_flag = flag_values["config"]

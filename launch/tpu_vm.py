@@ -105,6 +105,15 @@ def parse_args(argv):
     args.version = args.version or runtime_for(args.accelerator_type)
   lc.check_workdir(args)
   check_shared_workdir(args)
+  if args.sweep and "run" in args.steps and args.accelerator_type and (
+      is_multi_host(args.accelerator_type)):
+    # Every worker would run the whole sweep into the one root (the sweep
+    # refuses there too, for a slice whose type was not given here).
+    raise lc.LaunchError(
+        f"--sweep on {args.accelerator_type} (several hosts): every worker "
+        f"would run the whole sweep; run its runs one by one without "
+        f"--sweep (each uses every host), use a single-host slice, or "
+        f"--executor=ray (launch/README.md)")
   args.tarball = args.tarball or os.path.join(
       tempfile.gettempdir(), f"jaxunknowns-{args.name}.tar.gz")
   return args

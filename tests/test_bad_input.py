@@ -308,7 +308,7 @@ def test_bad_input_is_refused_before_touching_the_workdir(
     (MNIST1D, ("--num_processes=2", "--process_id=1"),
      ["--num_processes=2 / --process_id=1", "--coordinator_address"]),
     # jax's ValueError traceback, exit 1.
-    (MNIST1D, ("--distributed=on",), ["--distributed=on found no cluster"]),
+    (MNIST1D, ("--distributed=on",), ["--distributed=on, but no cluster to join"]),
     # A single-process run, the address silently unused, exit 0.
     (MNIST1D, ("--distributed=off", "--coordinator_address=localhost:1234"),
      ["--coordinator_address=localhost:1234", "--distributed=off"]),
@@ -318,6 +318,17 @@ def test_cli_command_line_mistakes_are_one_line(tmp_path, variant, flags,
   proc = cli(f"--config=configs/train.py:{variant}", *flags,
              workdir=tmp_path / "new")
   assert_one_line_error(proc, *needles)
+  assert not (tmp_path / "new").exists()
+
+
+def test_an_address_in_the_environment_without_a_cluster_is_one_line(
+    tmp_path, monkeypatch):
+  """It said '--distributed=on found no cluster', a flag never given."""
+  monkeypatch.setattr(sys.modules[__name__], "ENV", dict(
+      ENV, JAX_COORDINATOR_ADDRESS="localhost:1234"))
+  proc = cli(RUNLOCAL, workdir=tmp_path / "new")
+  assert_one_line_error(proc, "JAX_COORDINATOR_ADDRESS is set, but no "
+                        "cluster to join", "JAX_NUM_PROCESSES")
   assert not (tmp_path / "new").exists()
 
 

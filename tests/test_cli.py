@@ -396,6 +396,19 @@ def test_one_seed_on_digits_report_reads_one_seed(tmp_path):
   assert "1 seeds" not in text
 
 
+def test_a_workdir_in_use_by_another_run_is_refused(finished_copy):
+  """Two runs at once in one workdir (a second terminal, a relaunch while
+  the first still trains) both wrote its checkpoints and metrics: the
+  second stops in one line and leaves the workdir as it was."""
+  from jaxunknowns import paths  # pylint: disable=g-import-not-at-top
+  before = snapshot(finished_copy)
+  with paths.machine_lock(str(finished_copy), "workdir"):
+    proc = cli(finished_copy, "--config.optim.lr=0.05", "--overwrite")
+  assert_one_line_error(proc, "in use by another process",
+                        f"pid {os.getpid()}")
+  assert snapshot(finished_copy) == before
+
+
 def test_a_wheel_holds_every_module():
   """`pip install .` (not -e) ships only what setup.py's find_packages finds:
   a folder without __init__.py is left out, and every experiment in it fails

@@ -249,6 +249,12 @@ def test_gpu_gs_workdir_fetches_nothing(tmp_path):
      "error: --workdir=w is a folder on the TPU VM's own disk: pass "
      "--workdir=gs://BUCKET/PATH, or --allow_local_workdir on a single-host "
      "slice (v4-8, v5litepod-8, v5p-8, v6e-8)"),
+    # Every worker of the slice ran the whole sweep into the one root.
+    ("tpu_vm.py", ["--name=t", "--zone=z", "--accelerator_type=v4-16",
+                   "--config=c", "--workdir=gs://b/w", "--sweep=lr"],
+     "error: --sweep on v4-16 (several hosts): every worker would run the "
+     "whole sweep; run its runs one by one without --sweep (each uses every "
+     "host), use a single-host slice, or --executor=ray (launch/README.md)"),
     ("tpu_vm.py", ["--name=t", "--zone=z", "--steps=run,fetch", "--config=c",
                    "--workdir=w", "--allow_local_workdir"],
      "error: --allow_local_workdir needs --accelerator_type, to tell that "

@@ -216,6 +216,41 @@ def test_overwrite_on_one_process_only_deletes_nothing(tmp_path):
   assert snapshot(tmp_path / "w") == before
 
 
+def test_the_environment_form_of_the_flags_joins_the_processes(tmp_path):
+  """JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID instead of
+  the flags (JAX reads only the address: both processes once stopped with
+  'found no cluster'). Joined, they compare configs, and stop together."""
+  port = _free_port()
+  procs = [subprocess.Popen(
+      _main(tmp_path / "w", *(["--config.optim.lr=0.5"] * pid)),
+      env={**_env(1), "JAX_COORDINATOR_ADDRESS": f"localhost:{port}",
+           "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(pid)},
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for pid in range(2)]
+  for p in procs:
+    _, err = p.communicate(timeout=240)
+    assert p.returncode == 2, err[-2000:]
+    assert "different configs" in err.strip().splitlines()[-1], err[-2000:]
+  assert not (tmp_path / "w").exists()
+
+
+def test_a_process_left_alone_stops_in_one_line(tmp_path):
+  """Process 1 never started: process 0 waited 5 min in silence, then
+  aborted with a C++ stack saying 'another task died'."""
+  start = time.monotonic()
+  proc = subprocess.run(
+      _main(tmp_path / "w", f"--coordinator_address=localhost:{_free_port()}",
+            "--num_processes=2", "--process_id=0"),
+      env={**_env(1), "JAXUNKNOWNS_JOIN_SECONDS": "3"}, cwd=ROOT,
+      capture_output=True, text=True, timeout=240)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      "error: all 2 processes did not join within 3 s"), proc.stderr[-2000:]
+  assert "Check failure" not in proc.stderr
+  assert time.monotonic() - start < 60
+  assert not (tmp_path / "w").exists()
+
+
 def test_processes_that_see_different_workdirs_all_stop(tmp_path):
   """Two processes given different local workdir roots (two TPU hosts, each
   with its own disk) stop at once, before building anything: one line,

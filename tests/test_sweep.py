@@ -229,6 +229,21 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
   assert not root.exists()
 
 
+def test_a_sweep_on_one_host_of_several_is_refused(tmp_path, monkeypatch):
+  """launch/tpu_vm.py ran the sweep command on every worker of a multi-host
+  slice: each ran the whole sweep into the one root."""
+  monkeypatch.setattr(sys.modules[__name__], "ENV", dict(
+      ENV, TPU_WORKER_HOSTNAMES="10.0.0.2,10.0.0.3"))
+  root = tmp_path / "root"
+  proc = sweep_cli(f"--config={TRAIN}", f"--workdir={root}", "--sweep=lr")
+  assert proc.returncode == 2, proc.stderr
+  assert proc.stderr.strip().splitlines() == [
+      "error: this TPU VM is one host of a multi-host slice: a sweep here "
+      f"would run once per host, every copy writing the same runs; "
+      f"{sweep.SEVERAL_HOSTS}"]
+  assert not root.exists()
+
+
 @pytest.mark.parametrize("flags,needle", [
     (["--ray_cpus=2"], "--ray_cpus apply to --executor=ray only"),
     (["--executor=ray", "--ray_cpus=-1"], "must be >= 0"),
@@ -511,3 +526,34 @@ def test_a_sweep_over_the_norm_judges_each_norms_fields_per_run(
   assert "\n" not in message and "norm=batch" in message, message
   assert "model.num_groups" in message, message
   assert not root.exists()
+
+
+def test_a_root_in_use_by_another_sweep_is_refused(tmp_path, monkeypatch):
+  """Two sweeps started at once into one root interleaved their checkpoints
+  (one crashed, the root unreadable after) and wrote every metrics row
+  twice: the second is refused in one line, the root as it was; the lock
+  goes with the process that held it."""
+  monkeypatch.setattr(main_lib, "run", _must_not_run)
+  from jaxunknowns import paths  # pylint: disable=g-import-not-at-top
+  root = tmp_path / "root"
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys, time; from jaxunknowns import paths\n"
+       f"with paths.machine_lock({str(root)!r}, 'sweep workdir'):\n"
+       "  print('held', flush=True); time.sleep(600)"],
+      cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(UserError) as info:
+      sweep.run_sweep(TRAIN, str(root), "lr", TINY)
+    message = str(info.value)
+    assert "\n" not in message and "in use by another process" in message
+    assert f"pid {holder.pid}" in message, message
+    assert not root.exists()
+    # A dry run writes nothing and takes no lock.
+    sweep.run_sweep(TRAIN, str(root), "lr", TINY, dry_run=True,
+                    out=open(os.devnull, "w"))
+  finally:
+    holder.kill()
+    holder.wait()
+  with paths.machine_lock(str(root), "sweep workdir"):  # released by the kill
+    pass
