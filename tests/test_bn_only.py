@@ -418,3 +418,31 @@ def test_model_depth_or_width_the_stages_set_is_refused(tmp_path, overrides,
   assert_user_error_before_writing(
       load_config("bn_only", "digits,runlocal", overrides), tmp_path / "run",
       (needle, "bn_only.depths" if "depth" in needle else "bn_only.widths"))
+
+
+def test_recalibrate_averages_every_batch_it_draws():
+  """bn_eval.recalibrate against the running-average recursion by hand:
+  num_batches batches of the seed's draw, momentum 0.9, from mean 0."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
+  class Norm(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+      return nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+
+  model = Norm()
+  x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+  v = model.init(jax.random.PRNGKey(0), x[:2], train=False)
+  stats = bn_eval.recalibrate(model, v["params"], v["batch_stats"], x,
+                              batch_size=8, num_batches=2, seed=0)
+  want = np.zeros(3)
+  for rows in np.random.default_rng(0).integers(0, 64, size=(2, 8)):
+    want = 0.9 * want + 0.1 * x[rows].mean(0)
+  np.testing.assert_allclose(stats["BatchNorm_0"]["mean"], want, rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_accuracy_scores_logits_against_their_own_labels():
+  """Batch mode drops a last partial batch: its logits are the first
+  examples', scored against the first labels."""
+  assert bn_eval.accuracy(np.eye(3)[[0, 1]], np.array([0, 1, 2])) == 1.0

@@ -405,3 +405,13 @@ def test_two_rules_joined_on_one_seed_give_the_one_seed_reason():
                            f"{compare.ONE_SEED}; {compare.ONE_SEED}",
                            why_not_testable="test error 0 on every seed")
   assert row.reasons == (compare.ONE_SEED,)
+
+
+def test_within_and_at_most_at_their_exact_edges():
+  """The boundaries the docstrings state, at equality: `within` differs only
+  *beyond* tolerance + 2 × std (here gap 0.5 = 0.25 + 2 × 0.125: the seeds
+  cannot tell), and `at_most` holds at mean == threshold (+ slack)."""
+  a, b = stat(0.875, 1.0, 1.125), stat(0.5, 0.5, 0.5)
+  assert compare.within(a, b, a_name="a", b_name="b", tolerance=0.25)[0] is None
+  assert compare.at_most({"mean": 0.5}, 0.5)[0] is True
+  assert compare.at_most({"mean": 0.5}, 0.25, slack=0.25)[0] is True

@@ -492,3 +492,10 @@ def test_comparison_reasons_are_declared_protocol_differences():
   adam = verdicts(hand_summary(l2_vs_linf=1e-14, adam=(0.03, 0.03)))
   assert adam["Adam: angle to ŵ ≥ GD's; to the l_inf max-margin direction ≤ "
               "to ŵ"].verdict == NOT_TESTABLE
+
+
+def test_no_direction_separates_points_at_zero_margin():
+  """Signed examples z = y·x of (1, 0) and (−1, 0) admit no u with both
+  z·u > 0: the ℓ∞ max-margin LP's optimum is 0, and the direction returned
+  is zero (not separable), not a vertex that separates nothing."""
+  assert not np.any(svm.linf_max_margin(np.array([[1.0, 0.0], [-1.0, 0.0]])))

@@ -208,3 +208,10 @@ def test_empty_widths_cli(tmp_path):
   assert_cli_one_line_error(
       ["--config=configs/ntk.py:mnist1d,runlocal", "--config.ntk.widths=()"],
       tmp_path / "run", "non-empty", env=ENV)
+
+
+def test_loglog_slope_leaves_out_values_without_a_log():
+  """A zero (a kernel that did not move at one width) has no logarithm:
+  the slope is fitted to the other points (y = x/2 here: slope 1)."""
+  from jaxunknowns.analysis import ntk  # pylint: disable=g-import-not-at-top
+  assert ntk.loglog_slope([1.0, 2.0, 4.0], [0.0, 1.0, 2.0]) == pytest.approx(1.0)

@@ -721,3 +721,13 @@ def test_augment_on_vectors_names_only_the_lists_asking_for_it(tmp_path):
   assert str(e.value).endswith("drop 'augment' from ablation.true_labels")
   assert "inputs of shape (2,) have no augmentation" in str(e.value)
   assert not (tmp_path / "run").exists()
+
+
+def test_bounds_are_undefined_at_a_zero_margin():
+  """The margin bounds divide by γ: at γ = 0 (all logits equal) they are NaN,
+  as at γ < 0, never inf."""
+  u, v = jnp.ones((4, 3)), jnp.ones((3, 2))
+  out = capacity.two_layer(u, u * 0.5, v, v * 0.5, gamma=jnp.float32(0.0),
+                           x_fro=1.0, num_examples=10, num_params=23)
+  assert np.isnan(out["bound_neyshabur2018"])
+  assert np.isnan(out["bound_spectral"])

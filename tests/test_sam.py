@@ -327,3 +327,30 @@ def test_bad_input_cli(tmp_path):
   with pytest.raises(UserError, match="optim.sam_adaptive"):
     validation.check_sam(ml_collections.ConfigDict(
         {"sam_rho": 0.0, "sam_adaptive": True, "sam_m": 0}), 32)
+
+
+def test_the_inner_optimizer_sees_the_weights_not_the_ascent_point():
+  """SAM takes its gradient at w + ε but applies the update at w: weight
+  decay is λ·w, not λ·(w + ε) (only ρ = 0 was tested, where they agree)."""
+  params = {"w": jnp.array([1.0, -2.0, 3.0])}
+  grads = {"w": jnp.array([0.5, 0.5, -1.0])}
+  tx = sam.sam(optax.add_decayed_weights(0.1), 0.3)
+  update, _ = tx.update(grads, tx.init(params), params,
+                        grad_fn=lambda p: jax.tree.map(jnp.zeros_like, p))
+  np.testing.assert_allclose(update["w"], 0.1 * params["w"], rtol=1e-6)
+
+
+def test_m_sharpness_logs_the_whole_batch_gradient_norm():
+  """With m-sharpness the logged gradient norm is of the mean of the
+  sub-batches' gradients (= the whole batch's, without BN), not their sum."""
+  trainer = make_trainer(sam_rho=0.1, sam_m=16)
+  x, y = batch(trainer)
+  v = jax.jit(trainer.init_one)(jax.random.PRNGKey(0))
+  state = {"step": jnp.int32(0), **v, "opt_state": trainer.tx.init(v["params"])}
+  _, metrics = jax.jit(
+      lambda s: trainer.train_step(s, x, y, with_norms=True))(state)
+  g = jax.grad(lambda p: forward_loss(trainer, x, y)(p, None, x, y, False)[0])(
+      v["params"])
+  want = np.sqrt(sum(np.sum(np.square(np.asarray(a)))
+                     for a in jax.tree.leaves(g)))
+  np.testing.assert_allclose(metrics["l2_grads"], want, rtol=1e-5)

@@ -407,3 +407,12 @@ def test_cli_bad_mode_exits_2(tmp_path):
       ["--config=configs/hessian_spectrum.py:runlocal",
        "--config.spectrum.bn_modes=('population',)"], tmp_path / "w",
       "spectrum.bn_modes")
+
+
+def test_a_node_standing_for_exactly_bulk_count_eigenvalues_is_bulk():
+  """n·w ≥ bulk_count, at equality: 4 parameters, weights 0.25/0.5/0.25
+  stand for 1, 2, 1 eigenvalues; with bulk_count 2 the edge is node 5."""
+  nodes, weights = np.array([[1.0, 5.0, 10.0]]), np.array([[0.25, 0.5, 0.25]])
+  edge, _ = spectrum.bulk_and_outliers(nodes, weights, 4, bulk_count=2.0,
+                                       outlier_gap=0.0)
+  assert edge == 5.0

@@ -18,7 +18,8 @@ from jaxunknowns.data import Dataset, Split
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, read_metrics
 from jaxunknowns.models import create_model
-from jaxunknowns.trainer import Trainer, TrainingDiverged
+from jaxunknowns.trainer import (Callback, Trainer, TrainingDiverged,
+                                 log_spaced_steps)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -677,3 +678,42 @@ def test_init_at_default_xla_level_is_model_init_bit_for_bit():
                         env=dict(os.environ, XLA_FLAGS=flags),
                         capture_output=True, text=True, timeout=600)
   assert "INIT-OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_log_spaced_steps_round_to_the_nearest_power_of_two():
+  """Below `chunk` a log-spaced point s becomes 2^round(log2 s): 46.4 of
+  geomspace(1, 1000, 10) is 64 (log2 = 5.54), not 32."""
+  assert log_spaced_steps(1000, 10, 100) == [1, 2, 4, 8, 16, 64, 100, 200,
+                                              500, 1000]
+
+
+def test_callbacks_also_run_at_the_last_step(tmp_path):
+  """An analysis every 20 of 30 steps also runs at the end: the Hessian or
+  spectrum "at the end" is the trained network's."""
+  trainer = make_trainer(tiny_config())  # 30 steps
+  seen = []
+  fit(trainer, [0], tmp_path, callbacks=[
+      Callback("c", 20, lambda _, s, t: seen.append(t) or {})])
+  assert seen == [20, 30]
+
+
+def test_a_snapshot_off_the_chunk_grid_is_taken_at_its_step(tmp_path):
+  """IMP's rewind point need not be a multiple of log_every: step 7 is made
+  a chunk boundary, and the snapshot holds the state after step 7."""
+  trainer = make_trainer(tiny_config())
+  snap = str(tmp_path / "snap")
+  result = fit(trainer, [0], tmp_path, snapshot_dir=snap,
+               snapshot_steps=(0, 7))
+  s7 = trainer.restore_snapshot(snap, 7, result.state)
+  assert int(np.asarray(s7["step"]).reshape(-1)[0]) == 7
+
+
+def test_a_boundary_at_the_end_of_warmup_applies_at_that_step():
+  """Warm-up is lr·t/W for t < W only; a step boundary at W applies at W."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  cfg = ml_collections.ConfigDict(dict(
+      lr=1.0, schedule="step", boundaries=(10,), decay_factor=0.1,
+      warmup_steps=10))
+  f = optim.learning_rate_schedule(cfg, 100)
+  np.testing.assert_allclose([f(5), f(9), f(10), f(11)], [0.5, 0.9, 0.1, 0.1],
+                             rtol=1e-6)
