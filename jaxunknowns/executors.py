@@ -42,13 +42,23 @@ def _main_module():
   return main
 
 
+# What a sweep's diverged run needs before a rerun can retry it.
+DIVERGED_ADVICE = ("it diverges again as it is: change its value in the "
+                   "sweep (a new run folder), or lower the sweep's lr")
+
+
 def run_one(config, workdir: str, overwrite: bool,
             references=None) -> Optional[str]:
   """Runs one run in this process; the failure text, or None."""
+  from jaxunknowns.trainer import TrainingDiverged  # pylint: disable=g-import-not-at-top
   main = _main_module()
   try:
     main.run(config, workdir, overwrite, references)
     return None
+  except TrainingDiverged as e:
+    # Rerun as it is, it diverges again; --overwrite of the sweep would
+    # retrain every run, finished ones too.
+    return f"{e.what}; {DIVERGED_ADVICE}"
   except UserError as e:
     return str(e)
   except Exception as e:  # pylint: disable=broad-except

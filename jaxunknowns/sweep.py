@@ -363,7 +363,10 @@ def aggregate(runs: Sequence[Run], root: str, meta: Mapping[str, Any],
   rows = []
   for run in runs:
     summary = read_json(os.path.join(run.workdir, "summary.json"))
-    status = "finished" if summary is not None else "missing"
+    # Unfinished: its folder holds checkpoints of a run killed or failed
+    # midway (the command resumes it); missing: never started.
+    status = ("finished" if summary is not None else "unfinished"
+              if paths.isdir(run.workdir) else "missing")
     row = {"name": run.name, "workdir": run.workdir,
            "overrides": run.overrides, "status": status,
            "metrics": headline_numbers(summary or {})}
@@ -455,7 +458,7 @@ def _write_markdown(path: str, result: Mapping, figure: Optional[str]):
     if row["status"] == "finished":
       cells += [_fmt_stat(m, row["metrics"].get(m)) for m in metrics]
     else:
-      cells += [row["status"] if row["status"] == "failed" else "not run"
+      cells += [{"missing": "not run"}.get(row["status"], row["status"])
                 ] * len(metrics)
     table.append(cells + [f"`{row['name']}`"])
   finished = sum(r["status"] == "finished" for r in result["runs"])

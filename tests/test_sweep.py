@@ -444,7 +444,9 @@ def test_report_of_a_copied_root_reads_its_own_runs(finished_sweep, tmp_path):
   saved = read_json(copy / "sweep.json")
   assert [r["workdir"] for r in saved["runs"]] == [
       str(copy / "lr=0.001"), str(copy / "lr=0.003")]
-  assert [r["status"] for r in saved["runs"]] == ["finished", "missing"]
+  # Its folder is there without summary.json: begun, not finished.
+  assert [r["status"] for r in saved["runs"]] == ["finished", "unfinished"]
+  assert "| unfinished |" in (copy / "sweep.md").read_text()
 
 
 @pytest.mark.parametrize("damage,needle", [
