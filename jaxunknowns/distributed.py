@@ -136,6 +136,19 @@ def cluster_in_environment() -> str:
   return ""
 
 
+# What a collective says when a peer process died (gloo on CPU: 'Connection
+# reset by peer'; the coordination service: a missed heartbeat).
+_PEER_LOST = ("by peer", "heartbeat", "UNAVAILABLE", "Gloo")
+
+
+def lost_a_process(e: BaseException) -> bool:
+  """A collective of a multi-process run failed because another process
+  stopped (killed, preempted): its error is no bug of this one."""
+  return (type(e).__name__ == "JaxRuntimeError"
+          and jax.distributed.is_initialized() and jax.process_count() > 1
+          and any(s in str(e) for s in _PEER_LOST))
+
+
 def is_main() -> bool:
   return jax.process_index() == 0
 

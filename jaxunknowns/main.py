@@ -145,6 +145,16 @@ def main(argv):
     run(config, _WORKDIR.value, _OVERWRITE.value, references)
   except Exception as e:  # pylint: disable=broad-except
     error = errors.user_error(e, _WORKDIR.value)
+    distributed = sys.modules.get("jaxunknowns.distributed")
+    if error is None and distributed and distributed.lost_a_process(e):
+      # Not a bug here, and exiting normally would wait in JAX's shutdown
+      # for the lost process (~75 s), then abort with a C++ stack.
+      sys.stderr.write(
+          f"error: another process of this run stopped ("
+          f"{str(e).splitlines()[0][:200]}); rerun every process with the "
+          f"same command: the run resumes from its last checkpoint\n")
+      sys.stderr.flush()
+      os._exit(2)  # pylint: disable=protected-access
     if error is None:  # a bug: its traceback
       raise
     if "jaxunknowns.checkpoints" in sys.modules:  # else no save is in flight

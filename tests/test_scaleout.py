@@ -251,6 +251,36 @@ def test_a_process_left_alone_stops_in_one_line(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
+def test_a_process_whose_peer_dies_stops_in_one_line(tmp_path):
+  """Process 1 killed mid-run: process 0's next collective fails. It
+  printed a traceback, waited ~75 s in JAX's shutdown for the dead process,
+  then aborted with a C++ stack; now it says what to do, at once. (A dead
+  process 0 takes the coordination service with it: the others' abort
+  comes from JAX's own thread, which no Python code sees.)"""
+  port = _free_port()
+  procs = [subprocess.Popen(
+      _main(tmp_path / "w", "--config.train.steps=100000",
+            f"--coordinator_address=localhost:{port}", "--num_processes=2",
+            f"--process_id={pid}"), env=_env(1), cwd=ROOT,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for pid in range(2)]
+  try:
+    for line in procs[0].stderr:  # until it trains
+      if "steps/s" in line:
+        break
+    procs[1].kill()
+    start = time.monotonic()
+    _, err = procs[0].communicate(timeout=120)
+  finally:
+    for p in procs:
+      p.kill()
+  assert procs[0].returncode == 2, err[-2000:]
+  assert err.strip().splitlines()[-1].startswith(
+      "error: another process of this run stopped"), err[-2000:]
+  assert "Traceback" not in err
+  assert time.monotonic() - start < 30
+
+
 def test_processes_that_see_different_workdirs_all_stop(tmp_path):
   """Two processes given different local workdir roots (two TPU hosts, each
   with its own disk) stop at once, before building anything: one line,
