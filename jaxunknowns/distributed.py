@@ -21,6 +21,7 @@ module adds is the little that a single-process program never needs:
 import contextlib
 import hashlib
 import json
+import math
 import os
 import sys
 import threading
@@ -41,18 +42,23 @@ def initialize(coordinator_address: str = "", num_processes: int = 0,
                process_id: int = -1, enabled: Optional[bool] = None) -> bool:
   """Starts the multi-controller runtime if asked; returns whether it did.
 
-  Asked = `enabled`, or an explicit coordinator address, or one of _ENV_VARS
-  set, or a multi-host TPU slice (`jax.distributed.initialize()` then reads
-  the cluster from the environment: Cloud TPU, SLURM, Open MPI). The flags'
-  environment form, JAX_COORDINATOR_ADDRESS with JAX_NUM_PROCESSES and
-  JAX_PROCESS_ID, is read here: JAX itself reads only the address.
+  Asked = `enabled` (--distributed=on: under SLURM or Open MPI, whose
+  cluster `jax.distributed.initialize()` then reads), or an explicit
+  coordinator address, or one of _ENV_VARS set, or a multi-host Cloud TPU
+  slice. The flags' environment form, JAX_COORDINATOR_ADDRESS with
+  JAX_NUM_PROCESSES and JAX_PROCESS_ID, is read here: JAX itself reads only
+  the address.
   """
-  if not coordinator_address and os.environ.get(_ENV_VARS[0]) and (
-      os.environ.get("JAX_NUM_PROCESSES") or os.environ.get("JAX_PROCESS_ID")):
-    coordinator_address = os.environ[_ENV_VARS[0]]
+  env = os.environ
+  if (enabled is not False and not coordinator_address
+      and env.get("JAX_COORDINATOR_ADDRESS")
+      and (env.get("JAX_NUM_PROCESSES") or env.get("JAX_PROCESS_ID"))):
+    # The environment fills what the flags leave unset.
+    coordinator_address = env["JAX_COORDINATOR_ADDRESS"]
     try:
-      num_processes = int(os.environ.get("JAX_NUM_PROCESSES", "0"))
-      process_id = int(os.environ.get("JAX_PROCESS_ID", "-1"))
+      num_processes = num_processes or int(env.get("JAX_NUM_PROCESSES", 0))
+      if process_id == -1:
+        process_id = int(env.get("JAX_PROCESS_ID", -1))
     except ValueError as e:
       raise UserError(f"JAX_NUM_PROCESSES / JAX_PROCESS_ID must be integers "
                       f"({e})") from e
@@ -81,10 +87,11 @@ def initialize(coordinator_address: str = "", num_processes: int = 0,
           f"--process_id < num_processes (got {num_processes}, {process_id})")
     kwargs = dict(coordinator_address=coordinator_address,
                   num_processes=num_processes, process_id=process_id)
+  seconds = join_seconds()
   try:
-    with _joined_within(JOIN_SECONDS, num_processes):
+    with _joined_within(seconds, num_processes):
       jax.distributed.initialize(
-          **kwargs, initialization_timeout=int(JOIN_SECONDS) + 60)
+          **kwargs, initialization_timeout=int(seconds) + 60)
   except ValueError as e:  # nothing names a cluster (or only its address)
     raise UserError(
         f"{auto or '--distributed=on'}, but no cluster to join was found "
@@ -95,10 +102,20 @@ def initialize(coordinator_address: str = "", num_processes: int = 0,
   return True
 
 
-# How long a process waits for all the others to join. JAX's own timeout
-# (300 s) ends in a C++ abort and its stack, saying "another task died" of
-# a process that never started; the watchdog below ends first, in one line.
-JOIN_SECONDS = float(os.environ.get("JAXUNKNOWNS_JOIN_SECONDS", "300"))
+def join_seconds() -> float:
+  """How long a process waits for all the others to join
+  (JAXUNKNOWNS_JOIN_SECONDS, default 300). JAX's own timeout ends in a C++
+  abort and its stack, saying "another task died" of a process that never
+  started; the watchdog below ends first, in one line."""
+  text = os.environ.get("JAXUNKNOWNS_JOIN_SECONDS", "300")
+  try:
+    seconds = float(text)
+  except ValueError:
+    seconds = math.nan
+  if not 0 < seconds < 1e6:
+    raise UserError(f"JAXUNKNOWNS_JOIN_SECONDS={text!r}: must be seconds in "
+                    f"(0, 1e6); unset it for the default, 300")
+  return seconds
 
 
 @contextlib.contextmanager
@@ -133,6 +150,8 @@ def cluster_in_environment() -> str:
       return f"{name} is set"
   if "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
     return "this TPU VM is one host of a multi-host slice"
+  # SLURM and Open MPI are not guessed (a batch script's own process sees
+  # its allocation's task count too): --distributed=on asks for them.
   return ""
 
 

@@ -42,25 +42,23 @@ def _main_module():
   return main
 
 
-# What a sweep's diverged run needs before a rerun can retry it.
-DIVERGED_ADVICE = ("it diverges again as it is: change its value in the "
-                   "sweep (a new run folder), or lower the sweep's lr")
+# What a sweep's diverged run needs before a rerun can retry it (a single
+# run's advice, --overwrite, would retrain every run of the sweep).
+IN_A_SWEEP = ("as it is, a rerun diverges again: change or drop its value in "
+              "the sweep, or rerun the sweep so changed into a new --workdir")
 
 
-def run_one(config, workdir: str, overwrite: bool,
-            references=None) -> Optional[str]:
-  """Runs one run in this process; the failure text, or None."""
-  from jaxunknowns.trainer import TrainingDiverged  # pylint: disable=g-import-not-at-top
+def run_one(config, workdir: str, overwrite: bool, references=None,
+            in_sweep: bool = False) -> Optional[str]:
+  """Runs one run in this process; the failure text, or None. `in_sweep`:
+  a diverged run's text gives a sweep's way out, not a single run's."""
   main = _main_module()
   try:
     main.run(config, workdir, overwrite, references)
     return None
-  except TrainingDiverged as e:
-    # Rerun as it is, it diverges again; --overwrite of the sweep would
-    # retrain every run, finished ones too.
-    return f"{e.what}; {DIVERGED_ADVICE}"
   except UserError as e:
-    return str(e)
+    what = getattr(e, "what", None)  # a TrainingDiverged's, without advice
+    return f"{what}; {IN_A_SWEEP}" if in_sweep and what else str(e)
   except Exception as e:  # pylint: disable=broad-except
     # A crash inside one run must not lose the others: the traceback goes to
     # the log, its last line to the sweep's table of failures.
@@ -79,7 +77,7 @@ def run_local(runs: Sequence[Any], overwrite: bool, out) -> Outcomes:
     print(f"[{i}/{len(runs)}] {run.name}: running", file=out)
     out.flush()
     outcomes[run.name] = run_one(run.config, run.workdir, overwrite,
-                                  run.references)
+                                  run.references, in_sweep=True)
   return outcomes
 
 
@@ -134,7 +132,7 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
       outcomes[run.name] = None
       continue
     pending[task.remote(run.config, run.workdir, overwrite,
-                        run.references)] = run.name
+                        run.references, in_sweep=True)] = run.name
   print(f"{len(pending)} runs submitted to Ray "
         f"({address or 'a local cluster'})", file=out)
   out.flush()

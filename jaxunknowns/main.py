@@ -4,8 +4,9 @@ r"""Runs one experiment from an ml_collections config.
   python -m jaxunknowns.main --config=configs/train.py:mnist1d_cnn \
       --config.seeds=8 --workdir=/tmp/cnn
 
-Multi-host: run the same command on every host. On a Cloud TPU VM (or under
-SLURM/Open MPI) the processes find each other by themselves; elsewhere pass
+Multi-host: run the same command on every host. On a Cloud TPU VM the
+processes find each other by themselves (under SLURM or Open MPI, with
+--distributed=on); elsewhere pass
 --coordinator_address=HOST:PORT --num_processes=N --process_id=I, or set
 JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (see
 jaxunknowns/distributed.py). Every
@@ -20,7 +21,6 @@ cannot be written. A disk that fills up during the run ends the same way, and
 the same command then resumes the run (see errors.py).
 """
 
-import contextlib
 import logging as logging_std
 import os
 import sys
@@ -60,10 +60,11 @@ def run(config, workdir_path: str, overwrite: bool = False,
   experiment = validation.check_config(config, references)
   # Then, before any process reads or writes the workdir: one workdir for all.
   distributed.check_shared_workdir(paths.absolute(workdir_path))
-  # One run at a time in a workdir (process 0 writes it; the others keep
-  # scratch folders of their own).
-  with (paths.machine_lock(workdir_path, "workdir")
-        if jax.process_index() == 0 else contextlib.nullcontext()):
+  # One run at a time in a workdir. Not for a multi-process run: process 0
+  # alone would be refused while the others waited for it (its workdir is
+  # on gs:// or a shared disk, where no machine's lock holds anyway).
+  with paths.machine_lock(workdir_path, "workdir",
+                          enabled=jax.process_count() == 1):
     return _run_in(experiment, config, workdir_path, overwrite)
 
 

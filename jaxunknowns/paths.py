@@ -164,28 +164,22 @@ def restore_files(folder: str, before: Snapshot):
 
 
 @contextlib.contextmanager
-def machine_lock(path: str, what: str):
-  """Holds `path` for this process against others on this machine (two
-  sweeps started at once into one root interleaved their checkpoints and
-  wrote every metrics row twice). The lock is an flock on a file under the
-  temp folder named by the path, not a file in the folder: the folder stays
-  as it was for a refusal, and the kernel releases the lock when a process
-  dies, so a killed run never leaves a stale one. An object-store path has
-  no such lock (its hosts share no kernel): nothing is held."""
+def machine_lock(path: str, what: str, enabled: bool = True):
+  """Holds `path` for this process against others of this user on this
+  machine (two sweeps started at once into one root interleaved their
+  checkpoints and wrote every metrics row twice). The lock is an flock on a
+  file in /tmp/jaxunknowns-locks-UID (fixed, not TMPDIR, which a scheduler
+  may give each job), named by the path: the folder itself stays as it was
+  for a refusal, and the kernel releases the lock when a process dies, so a
+  killed run never leaves a stale one. Not re-entrant: one process holds a
+  path once. Nothing is held for an object-store path (its hosts share no
+  kernel), without POSIX flock, or where the lock folder cannot be made
+  safely (then as before: unlocked)."""
+  fd = _lock_file(path) if enabled and is_local(path) else None
+  if fd is None:
+    yield
+    return
   import fcntl  # pylint: disable=g-import-not-at-top
-  if not is_local(path):
-    yield
-    return
-  key = os.path.realpath(absolute(path))
-  folder = os.path.join(tempfile.gettempdir(), "jaxunknowns-locks")
-  try:
-    os.makedirs(folder, exist_ok=True)
-    fd = os.open(os.path.join(folder, hashlib.sha256(
-        key.encode()).hexdigest()[:24] + ".lock"), os.O_RDWR | os.O_CREAT,
-                 0o666)
-  except OSError:  # no usable temp folder: run unlocked, as before
-    yield
-    return
   try:
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -193,11 +187,34 @@ def machine_lock(path: str, what: str):
       holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
       from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
       raise UserError(
-          f"{what} {key} is in use by another process ({holder or 'unknown'});"
-          f" wait for it to end or stop it, or choose another --workdir"
-      ) from None
+          f"{what} {os.path.realpath(absolute(path))} is in use by another "
+          f"process ({holder or 'unknown'}); wait for it to end or stop it, "
+          f"or choose another --workdir") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
     yield
   finally:
     os.close(fd)  # closing releases the flock
+
+
+def _lock_file(path: str) -> Optional[int]:
+  """An open descriptor of `path`'s lock file, or None where none can be
+  had safely: no fcntl (not POSIX), or a lock folder that is not this
+  user's own (another user could plant a link at a predictable name)."""
+  try:
+    import fcntl  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return None
+  base = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+  folder = os.path.join(base, f"jaxunknowns-locks-{os.getuid()}")
+  name = hashlib.sha256(os.path.realpath(absolute(path)).encode()).hexdigest()
+  try:
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    info = os.lstat(folder)
+    if info.st_uid != os.getuid() or not os.path.isdir(folder) or (
+        os.path.islink(folder) or info.st_mode & 0o077):
+      return None
+    return os.open(os.path.join(folder, name[:24] + ".lock"),
+                   os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+  except OSError:
+    return None

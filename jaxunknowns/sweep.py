@@ -32,7 +32,6 @@ Importing this module has no side effects (no flags, no JAX), because config
 files import `grid` and `zipped` from it.
 """
 
-import contextlib
 import copy
 import hashlib
 import importlib.util
@@ -363,10 +362,12 @@ def aggregate(runs: Sequence[Run], root: str, meta: Mapping[str, Any],
   rows = []
   for run in runs:
     summary = read_json(os.path.join(run.workdir, "summary.json"))
-    # Unfinished: its folder holds checkpoints of a run killed or failed
-    # midway (the command resumes it); missing: never started.
-    status = ("finished" if summary is not None else "unfinished"
-              if paths.isdir(run.workdir) else "missing")
+    if summary is not None:
+      status = "finished"
+    elif paths.isdir(run.workdir):  # begun, no summary.json (killed, failed)
+      status = "unfinished"
+    else:
+      status = "missing"
     row = {"name": run.name, "workdir": run.workdir,
            "overrides": run.overrides, "status": status,
            "metrics": headline_numbers(summary or {})}
@@ -590,8 +591,7 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
   root = paths.absolute(root)
   from jaxunknowns import validation  # pylint: disable=g-import-not-at-top
   # One sweep at a time in a root (a dry run writes nothing: it needs none).
-  with (contextlib.nullcontext() if dry_run else
-        paths.machine_lock(root, "sweep workdir")):
+  with paths.machine_lock(root, "sweep workdir", enabled=not dry_run):
     runs = plan(base_config, sweeps[name], name, root, overwrite,
                 validation.references_of(spec))
     meta = {"config": spec, "sweep": name, "base_overrides": overrides}
@@ -761,7 +761,8 @@ def _cli():
           f"sweep starts no multi-process runtime; drop them"))
     from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
     cluster = distributed.cluster_in_environment()
-    if cluster and flag_values.executor == "local":
+    if (cluster and flag_values.executor == "local"
+        and not flag_values.dry_run):
       # Each host would run the whole sweep alone into the one root.
       errors.exit_with(UserError(
           f"{cluster}: a sweep here would run once per host, every copy "

@@ -74,7 +74,8 @@ PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 class TrainingDiverged(UserError):
   """A NaN or Inf loss: the message names the step and the run; `what`, the
-  same without the advice of a single run (a sweep gives its own)."""
+  same without a single run's way out (a new --workdir or --overwrite),
+  which a sweep replaces with its own."""
 
   def __init__(self, message: str, what: str = ""):
     super().__init__(message)
@@ -873,10 +874,10 @@ class Trainer:
       # The run by its labels in words ('width 16, seed 0'), not a dict.
       which = ", ".join(f"{k} {v}" for k, v in dict(run_labels[r]).items())
       what = (f"loss became {losses[t, r]} at step {start + t + 1} of the "
-              f"run with {which}")
+              f"run with {which}; {lower}")
       raise TrainingDiverged(
-          f"{what}; {lower}, and rerun in a new --workdir or with "
-          "--overwrite (this one holds the diverged run)", what)
+          f"{what}, and rerun in a new --workdir or with --overwrite (this "
+          "one holds the diverged run)", what)
     # Loss, accuracy, learning rate: means over the chunk; l2 norms: at its last step.
     values = {k: np.asarray(v[:n]).mean(0) if not k.startswith("l2_")
               else np.asarray(v) for k, v in metrics.items()}

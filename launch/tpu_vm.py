@@ -112,8 +112,8 @@ def parse_args(argv):
     raise lc.LaunchError(
         f"--sweep on {args.accelerator_type} (several hosts): every worker "
         f"would run the whole sweep; run its runs one by one without "
-        f"--sweep (each uses every host), use a single-host slice, or "
-        f"--executor=ray (launch/README.md)")
+        f"--sweep (each uses every host), use a single-host slice, or run "
+        f"it as a Ray sweep (launch/README.md)")
   args.tarball = args.tarball or os.path.join(
       tempfile.gettempdir(), f"jaxunknowns-{args.name}.tar.gz")
   return args

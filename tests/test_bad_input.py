@@ -186,8 +186,9 @@ def test_every_experiment_applies_the_shared_checks(config_file):
       try:
         validation.check_config(config, references)
         accepted.append(f"{variant}: {name}={bad}")
-      except UserError:
-        pass
+      except UserError as e:
+        if f"{name}=" not in str(e):  # refused, but for another reason
+          accepted.append(f"{variant}: {name}={bad}: {e}")
   assert not accepted, accepted
 
 
@@ -330,6 +331,32 @@ def test_an_address_in_the_environment_without_a_cluster_is_one_line(
   assert_one_line_error(proc, "JAX_COORDINATOR_ADDRESS is set, but no "
                         "cluster to join", "JAX_NUM_PROCESSES")
   assert not (tmp_path / "new").exists()
+
+
+def test_a_bad_join_timeout_is_one_line(tmp_path, monkeypatch):
+  monkeypatch.setattr(sys.modules[__name__], "ENV", dict(
+      ENV, JAXUNKNOWNS_JOIN_SECONDS="abc"))
+  proc = cli(RUNLOCAL, "--coordinator_address=localhost:1",
+             "--num_processes=2", "--process_id=0", workdir=tmp_path / "new")
+  assert_one_line_error(proc, "JAXUNKNOWNS_JOIN_SECONDS='abc'")
+  assert not (tmp_path / "new").exists()
+
+
+def test_the_environment_fills_only_what_the_flags_leave(monkeypatch):
+  """JAX_NUM_PROCESSES / JAX_PROCESS_ID beside JAX_COORDINATOR_ADDRESS: a
+  flag given wins, and --distributed=off reads none of them."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
+  joined = []
+  monkeypatch.setattr(jax.distributed, "initialize",
+                      lambda **kw: joined.append(kw))
+  for name, value in (("JAX_COORDINATOR_ADDRESS", "localhost:1"),
+                      ("JAX_NUM_PROCESSES", "2"), ("JAX_PROCESS_ID", "0")):
+    monkeypatch.setenv(name, value)
+  assert distributed.initialize(enabled=False) is False and not joined
+  assert distributed.initialize(process_id=1) is True
+  assert joined[-1]["coordinator_address"] == "localhost:1"
+  assert (joined[-1]["num_processes"], joined[-1]["process_id"]) == (2, 1)
 
 
 def test_cli_missing_config_file_is_one_line(tmp_path):

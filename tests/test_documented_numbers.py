@@ -11,14 +11,19 @@ ROOT = Path(__file__).resolve().parents[1]
 MEAN_STD = re.compile(r"(-?\d+(?:\.\d+)?) ± (\d+(?:\.\d+)?)")
 
 
+def text_of(path):
+  """A page's text with the minus sign as '-' (a dropped sign is caught)."""
+  return path.read_text().replace("\u2212", "-")
+
+
 def quoted():
   """(where, text) of the hand-written pages."""
   for name in ("README.md", "docs/GALLERY.md"):
-    yield name, (ROOT / name).read_text()
+    yield name, text_of(ROOT / name)
   for path in sorted((ROOT / "colabs").glob("*.ipynb")):
     for cell in json.loads(path.read_text())["cells"]:
       if cell["cell_type"] == "markdown":
-        yield path.name, "".join(cell["source"])
+        yield path.name, "".join(cell["source"]).replace("\u2212", "-")
 
 
 def stated():
@@ -26,7 +31,7 @@ def stated():
   pages = [p for p in (ROOT / "docs").rglob("*.md") if p.name != "GALLERY.md"]
   pages.append(ROOT / "benchmarks" / "RESULTS.md")
   return {(float(m), float(s)) for p in pages
-          for m, s in MEAN_STD.findall(p.read_text())}
+          for m, s in MEAN_STD.findall(text_of(p))}
 
 
 def decimals(text):

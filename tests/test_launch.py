@@ -254,7 +254,8 @@ def test_gpu_gs_workdir_fetches_nothing(tmp_path):
                    "--config=c", "--workdir=gs://b/w", "--sweep=lr"],
      "error: --sweep on v4-16 (several hosts): every worker would run the "
      "whole sweep; run its runs one by one without --sweep (each uses every "
-     "host), use a single-host slice, or --executor=ray (launch/README.md)"),
+     "host), use a single-host slice, or run it as a Ray sweep "
+     "(launch/README.md)"),
     ("tpu_vm.py", ["--name=t", "--zone=z", "--steps=run,fetch", "--config=c",
                    "--workdir=w", "--allow_local_workdir"],
      "error: --allow_local_workdir needs --accelerator_type, to tell that "

@@ -7,6 +7,7 @@ Bad input is checked both in-process and through the real command (exit 2,
 one line on stderr, nothing written).
 """
 
+import io
 import json
 import os
 import shutil
@@ -553,7 +554,7 @@ def test_a_root_in_use_by_another_sweep_is_refused(tmp_path, monkeypatch):
     assert not root.exists()
     # A dry run writes nothing and takes no lock.
     sweep.run_sweep(TRAIN, str(root), "lr", TINY, dry_run=True,
-                    out=open(os.devnull, "w"))
+                    out=io.StringIO())
   finally:
     holder.kill()
     holder.wait()

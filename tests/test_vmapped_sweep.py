@@ -147,7 +147,8 @@ def test_one_diverging_run_does_not_fail_the_others(tmp_path, capsys):
   error = saved["runs"][1]["error"]
   assert "loss became" in error
   # A single run's advice (--overwrite) would retrain every run of a sweep.
-  assert "--overwrite" not in error and "change its value" in error, error
+  assert "--overwrite" not in error and "change or drop its value" in error
+  assert "lower optim.lr" in error, error
   assert not [p for p in os.listdir(root) if p.startswith(".vmapped")]
 
 
