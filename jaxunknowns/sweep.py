@@ -609,7 +609,15 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
       for run in runs:
         print(f"[{run.status}] {command_line(spec, run, overrides)}", file=out)
       return None
-    failures = {}
+    failures, named = {}, False
+    created = not paths.exists(root)
+    if not aggregate_only and (overwrite or not paths.exists(
+        os.path.join(root, SWEEP_JSON))):
+      # The root names its sweep before any run writes: one killed in its
+      # first run leaves no root that another sweep could mix runs into.
+      paths.makedirs(root)
+      aggregate(runs, root, meta)
+      named = True
     if aggregate_only:
       if not any(run.finished for run in runs):
         raise UserError(f"no finished run of sweep {name!r} under {root}; "
@@ -625,10 +633,16 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
           runs, root, overwrite, out, asked=bool(vmap))
       failures.update(executors.run_local(rest, overwrite, out))
     failures = {k: v for k, v in failures.items() if v}
-    if failures and not paths.isdir(root):
+    if failures and not any(paths.isdir(r.workdir) for r in runs):
       # Every run stopped on bad input before writing anything (a check
       # that needs the data, e.g. a batch larger than the training set):
-      # nothing to aggregate, and the sweep workdir stays as it was.
+      # nothing to aggregate, and the sweep workdir goes back as it was.
+      if created:
+        paths.rmtree(root)
+      elif named:
+        for name_ in (SWEEP_JSON, SWEEP_MD, SWEEP_PNG):
+          if paths.exists(os.path.join(root, name_)):
+            paths.remove(os.path.join(root, name_))
       run_name, why = next(iter(failures.items()))
       raise UserError(f"all {len(runs)} runs of sweep {name!r} failed before "
                       f"writing anything; {run_name}: {why}")

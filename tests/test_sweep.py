@@ -560,3 +560,25 @@ def test_a_root_in_use_by_another_sweep_is_refused(tmp_path, monkeypatch):
     holder.wait()
   with paths.machine_lock(str(root), "sweep workdir"):  # released by the kill
     pass
+
+
+def test_a_sweep_killed_in_its_first_run_still_names_its_root(tmp_path,
+                                                              monkeypatch):
+  """sweep.json was written only at the end: a sweep killed during its
+  first run left run folders and no name, and another sweep then trained
+  into the same root, mixing the two."""
+  spec = write_config(tmp_path, '{"a": [{"optim.lr": 1e-3}, '
+                      '{"optim.lr": 3e-3}], "b": [{"seed": 0}, {"seed": 1}]}')
+  root = tmp_path / "root"
+
+  def killed(config, workdir, *args, **kwargs):
+    os.makedirs(workdir)  # a run that had begun to write
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(main_lib, "run", killed)
+  with pytest.raises(KeyboardInterrupt):
+    sweep.run_sweep(spec, str(root), "a", TINY, vmap=False)
+  assert read_json(root / "sweep.json")["sweep"] == "a"
+  monkeypatch.setattr(main_lib, "run", _must_not_run)
+  with pytest.raises(UserError, match=r"holds another sweep"):
+    sweep.run_sweep(spec, str(root), "b", TINY)
