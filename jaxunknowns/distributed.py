@@ -280,7 +280,10 @@ def check_shared_workdir(path: str):
     raise UserError(f"process 0 could not write the workdir {path}; see its "
                     f"error")
   if not everyone.all():
-    raise UserError(errors.WORKDIR_NOT_SHARED)
+    # Also what processes given different --workdir paths see: a process
+    # cannot tell that from a disk that is not shared.
+    raise UserError(f"{errors.WORKDIR_NOT_SHARED} (or the processes were "
+                    f"given different --workdir paths)")
 
 
 def _read_back(token_file: str, expected: str) -> bool:

@@ -141,9 +141,13 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
     name = pending.pop(done[0])
     try:
       outcomes[name] = ray.get(done[0])
-    except ray.exceptions.RayError as e:  # retries used up: the worker died
-      outcomes[name] = f"task failed after {max_retries} retries: " + (
-          str(e).strip().splitlines() or [type(e).__name__])[0]
+    except ray.exceptions.RayError as e:  # the worker died, or Ray itself
+      # Ray retries a dead worker up to max_retries times, but not every
+      # failure (a raylet or runtime-env agent gone fails at once).
+      outcomes[name] = (f"Ray task failed (retried up to {max_retries} times "
+                        f"if its worker died): " + (
+                            str(e).strip().splitlines()
+                            or [type(e).__name__])[0])
     print(f"{name}: {'finished' if outcomes[name] is None else 'FAILED'} "
           f"({len(pending)} left)", file=out)
     out.flush()

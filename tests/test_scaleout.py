@@ -293,6 +293,7 @@ def test_processes_that_see_different_workdirs_all_stop(tmp_path):
     assert rc == 2, err[-2000:]
     assert err.strip().splitlines()[-1] == (
         "error: the workdir is not shared between hosts: use a gs:// path or "
-        "a shared filesystem"), err[-2000:]
+        "a shared filesystem (or the processes were given different "
+        "--workdir paths)"), err[-2000:]
   assert time.monotonic() - start < 120
   assert not any(r.exists() for r in roots)
