@@ -65,7 +65,8 @@ def comparisons(summary, config):
       "test_error", {}).get("barrier")
   out.check("test error barrier of the Bézier curve (points)", ref,
             report.fmt(stat), compare.at_most(stat, ref.value / 100,
-                                              unit=" points"), level=True)
+                                              unit=" points"),
+            paper=f"{ref.value:g}{ref.unit}", level=True)
   return out
 
 

@@ -41,7 +41,8 @@ def comparisons(config, summary):
     row("random labels: steps to fit ÷ true labels'", papers.ZHANG_SLOWDOWN,
         report.fmt(e.get("slowdown"), 1), compare.greater(
             e.get("steps_to_fit"), st.get("true_labels", {}).get(
-                "steps_to_fit"), a_name="random", b_name="true", scale=1))
+                "steps_to_fit"), a_name="random", b_name="true", scale=1),
+        paper="slower")
   stages = [st[c["stage"]] for c in summary["corruption"]]
   if len(stages) > 1:
     row("test error vs label corruption p (%)", papers.ZHANG_CORRUPTION,
