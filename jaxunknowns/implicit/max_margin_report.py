@@ -145,7 +145,9 @@ def write(path, config, summary):
   angles = [a if a is None else round(a, 4) for a in s["angle_l2_vs_linf_deg"]]
   report.write_page(path, report.Page(
       title=f"max_margin: implicit bias on {summary['dataset']}",
-      claim=". ".join(r.statement for r in refs) + f" ({refs[0].source}).",
+      claim=(". ".join(r.statement for r in refs) + f" ({refs[0].source})."
+             f" {papers.SOUDRY_TEST.statement} "
+             f"({papers.SOUDRY_TEST.source})."),
       config=(f"`linear` model ({summary['num_params']} parameters, "
               f"{'with' if summary['use_bias'] else 'no'} bias) on "
               f"`{summary['dataset']}` ({summary['num_train']} train / "
