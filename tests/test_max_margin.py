@@ -447,8 +447,16 @@ def test_comparisons_judge_hand_made_numbers(field, value, quantity):
   bad = verdicts(hand_summary(**{field: value}))
   assert bad[quantity].verdict == DIFFERS
   assert [q for q, c in bad.items() if c.verdict != AGREES] == [quantity]
-  # The paper's own 2-D set and loss: no declared protocol difference.
-  assert bad[quantity].reasons == ()
+  # The paper's own 2-D set and loss: no declared protocol difference,
+  # except for the test loss's rise, which Soudry et al. show on a convnet
+  # on CIFAR-10 (their Fig. 2), not on the 2-D set.
+  if field == "test_error":
+    assert bad[quantity].reasons == (
+        "data: cifar10 in the paper, soudry2d here",
+        "model: convnet in the paper, linear, no bias here",
+        "loss: cross-entropy in the paper, logistic here")
+  else:
+    assert bad[quantity].reasons == ()
 
 
 def test_test_error_zero_throughout_is_not_testable():
