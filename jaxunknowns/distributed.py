@@ -219,12 +219,11 @@ def check_same_config(config_dict: Any, overwrite: bool = False):
   digest = np.frombuffer(hashlib.sha256(text.encode()).digest()[:8], np.uint32)
   mine = np.concatenate([digest, np.asarray([overwrite], np.uint32)])
   everyone = np.asarray(multihost_utils.process_allgather(mine))
-  for what, columns, flags in (("configs", slice(0, 2), "--config and "
-                                "--config.* flags"),
-                               ("--overwrite", slice(2, 3), "--overwrite "
-                                "(on all or none)")):
-    differing = [i for i in range(everyone.shape[0]) if not np.array_equal(
-        everyone[i, columns], everyone[0, columns])]
+  for what, column, flags in (
+      ("configs", everyone[:, :2], "--config and --config.* flags"),
+      ("--overwrite", everyone[:, 2:], "--overwrite (on all or none)")):
+    differing = [i for i, row in enumerate(column)
+                 if not np.array_equal(row, column[0])]
     if differing:
       raise UserError(
           f"the {jax.process_count()} processes were given different {what} "

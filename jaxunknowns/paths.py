@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import socket
+import stat
 import tempfile
 from typing import Dict, Optional, Tuple, Union
 
@@ -210,9 +211,9 @@ def _lock_file(path: str) -> Optional[int]:
   name = hashlib.sha256(os.path.realpath(absolute(path)).encode()).hexdigest()
   try:
     os.makedirs(folder, mode=0o700, exist_ok=True)
-    info = os.lstat(folder)
-    if info.st_uid != os.getuid() or not os.path.isdir(folder) or (
-        os.path.islink(folder) or info.st_mode & 0o077):
+    info = os.lstat(folder)  # a link is no directory here
+    if (info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode)
+        or info.st_mode & 0o077):
       return None
     return os.open(os.path.join(folder, name[:24] + ".lock"),
                    os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)

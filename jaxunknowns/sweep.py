@@ -609,15 +609,15 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
       for run in runs:
         print(f"[{run.status}] {command_line(spec, run, overrides)}", file=out)
       return None
-    failures, named = {}, False
+    failures = {}
     created = not paths.exists(root)
-    if not aggregate_only and (overwrite or not paths.exists(
-        os.path.join(root, SWEEP_JSON))):
-      # The root names its sweep before any run writes: one killed in its
-      # first run leaves no root that another sweep could mix runs into.
+    # The root names its sweep before any run writes: one killed in its
+    # first run leaves no root that another sweep could mix runs into.
+    named = not aggregate_only and not paths.exists(
+        os.path.join(root, SWEEP_JSON))
+    if named:
       paths.makedirs(root)
       aggregate(runs, root, meta)
-      named = True
     if aggregate_only:
       if not any(run.finished for run in runs):
         raise UserError(f"no finished run of sweep {name!r} under {root}; "
