@@ -45,8 +45,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from jaxunknowns import config_loading, errors, executors, paths
 from jaxunknowns.errors import UserError
+from jaxunknowns.workdir import (CONFIG_FILE, SUMMARY_FILE, Workdir,
+                                 read_saved, require_path)
+from jaxunknowns.workdir import SWEEP_FILE as SWEEP_JSON
 
-SWEEP_JSON, SWEEP_MD, SWEEP_PNG = "sweep.json", "sweep.md", "sweep.png"
+SWEEP_MD, SWEEP_PNG = "sweep.md", "sweep.png"
 Overrides = Dict[str, Any]
 
 
@@ -220,7 +223,6 @@ def plan(base_config, runs: Sequence[Overrides], sweep: str, root: str,
          overwrite: bool = False, references=None) -> List[Run]:
   """Builds and checks every run's config and workdir (read-only);
   `references`: the config file's variants (validation.references_of)."""
-  from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
   fields = swept_fields(runs)
   planned, names = [], {}
   for i, overrides in enumerate(runs):
@@ -253,7 +255,6 @@ SEVERAL_HOSTS = ("run the sweep's runs one by one with python -m "
 def check_not_a_run(root: str):
   """A run's workdir is no sweep root: the runs' folders and sweep.* would
   land among its files, which --overwrite (of the runs) never deletes."""
-  from jaxunknowns.workdir import CONFIG_FILE, SUMMARY_FILE  # pylint: disable=g-import-not-at-top
   found = [n for n in (CONFIG_FILE, SUMMARY_FILE)
            if paths.exists(os.path.join(root, n))]
   if found:
@@ -443,7 +444,6 @@ def rebuild(root: str):
   """A function that rewrites ROOT's sweep.json/.md/.png from its runs'
   summaries (`report_cli`); reading the saved sweep.json fails first, with
   one line, if it was not written by a sweep."""
-  from jaxunknowns.workdir import read_saved  # pylint: disable=g-import-not-at-top
   saved = read_saved(os.path.join(root, SWEEP_JSON), "sweep's aggregate", "")
   runs, meta = saved_sweep(root, saved)
   return lambda: aggregate(runs, root, meta)
@@ -560,7 +560,6 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
   None: whenever they can, False: never.
   """
   from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.workdir import require_path  # pylint: disable=g-import-not-at-top
   out = out or sys.stdout  # Looked up per call: tests capture sys.stdout.
   root = require_path(root)
   if dry_run and aggregate_only:
@@ -677,7 +676,6 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
   (--vmap) or when swept fields need programs of their own."""
   from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
   from jaxunknowns.trainer import TrainingDiverged  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
   todo = [r for r in runs if overwrite or not r.finished]
   other = hparams.program_fields(swept_fields([r.overrides for r in runs]))
   why = cannot_vmap(runs) or ("fewer than two runs to train"

@@ -22,7 +22,7 @@ from jaxunknowns.metrics import read_json_object, write_json
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
-SWEEP_FILE = "sweep.json"  # a sweep root's aggregate (sweep.SWEEP_JSON)
+SWEEP_FILE = "sweep.json"  # a sweep root's aggregate (sweep.py's SWEEP_JSON)
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> Dict[str, Any]:
