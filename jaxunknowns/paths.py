@@ -176,31 +176,56 @@ def machine_lock(path: str, what: str, enabled: bool = True):
   path once. Nothing is held for an object-store path (its hosts share no
   kernel), without POSIX flock, or where the lock folder cannot be made
   safely (then as before: unlocked)."""
-  fd = _lock_file(path) if enabled and is_local(path) else None
-  if fd is None:
-    yield
-    return
-  import fcntl  # pylint: disable=g-import-not-at-top
+  lock = _locked_file(path, what) if enabled and is_local(path) else None
   try:
+    yield
+  finally:
+    if lock is not None:
+      # The holder removes its file before releasing it, so lock files do
+      # not pile up; a process that opened the old file meanwhile finds it
+      # unlinked once it gets the lock, and opens the path anew.
+      name, fd = lock
+      try:
+        os.unlink(name)
+      except OSError:
+        pass
+      os.close(fd)  # closing releases the flock
+
+
+def _locked_file(path: str, what: str) -> Optional[Tuple[str, int]]:
+  """(name, descriptor) of `path`'s lock file, flocked by this process; None
+  where no lock can be had safely (`_lock_file`); UserError where another
+  process holds it."""
+  import fcntl  # pylint: disable=g-import-not-at-top
+  while True:
+    opened = _lock_file(path)
+    if opened is None:
+      return None
+    name, fd = opened
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+      os.close(fd)
       from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
       raise UserError(
           f"{what} {os.path.realpath(absolute(path))} is in use by another "
           f"process ({holder or 'unknown'}); wait for it to end or stop it, "
           f"or choose another --workdir") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
-    yield
-  finally:
-    os.close(fd)  # closing releases the flock
+    try:  # still the file at `name`, not one its last holder removed
+      if os.path.samestat(os.fstat(fd), os.lstat(name)):
+        break
+    except OSError:
+      pass
+    os.close(fd)
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+  return name, fd
 
 
-def _lock_file(path: str) -> Optional[int]:
-  """An open descriptor of `path`'s lock file, or None where none can be
-  had safely: no fcntl (not POSIX), or a lock folder that is not this
+def _lock_file(path: str) -> Optional[Tuple[str, int]]:
+  """(name, open descriptor) of `path`'s lock file, or None where none can
+  be had safely: no fcntl (not POSIX), or a lock folder that is not this
   user's own (another user could plant a link at a predictable name)."""
   try:
     import fcntl  # pylint: disable=g-import-not-at-top,unused-import
@@ -215,7 +240,7 @@ def _lock_file(path: str) -> Optional[int]:
     if (info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode)
         or info.st_mode & 0o077):
       return None
-    return os.open(os.path.join(folder, name[:24] + ".lock"),
-                   os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    name = os.path.join(folder, name[:24] + ".lock")
+    return name, os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
   except OSError:
     return None

@@ -562,6 +562,33 @@ def test_a_root_in_use_by_another_sweep_is_refused(tmp_path, monkeypatch):
     pass
 
 
+def test_a_released_lock_leaves_no_file_and_no_second_holder(tmp_path,
+                                                             monkeypatch):
+  """Every workdir and sweep root left a lock file behind in
+  /tmp/jaxunknowns-locks-UID. The holder now removes it; a process that had
+  opened the old file meanwhile gets a lock on an unlinked file, which must
+  not count: it opens the path anew, so a third process is still refused."""
+  from jaxunknowns import paths  # pylint: disable=g-import-not-at-top
+  root = str(tmp_path / "root")
+  stale_name, stale_fd = paths._lock_file(root)  # opened before the release
+  with paths.machine_lock(root, "sweep workdir"):
+    assert os.path.exists(stale_name)
+  assert not os.path.exists(stale_name)
+  opened = [(stale_name, stale_fd)]
+  real = paths._lock_file
+  monkeypatch.setattr(paths, "_lock_file",
+                      lambda p: opened.pop() if opened else real(p))
+  with paths.machine_lock(root, "sweep workdir"):
+    assert os.path.exists(stale_name)  # the path's own file, held
+    probe = subprocess.run(
+        [sys.executable, "-c", "from jaxunknowns import paths\n"
+         f"with paths.machine_lock({root!r}, 'sweep workdir'): pass"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert probe.returncode != 0 and "in use by another process" in (
+        probe.stderr), probe.stderr[-500:]
+  assert not os.path.exists(stale_name)
+
+
 def test_a_sweep_killed_in_its_first_run_still_names_its_root(tmp_path,
                                                               monkeypatch):
   """sweep.json was written only at the end: a sweep killed during its
