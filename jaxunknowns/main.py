@@ -83,11 +83,10 @@ def _run_in(experiment, config, workdir_path, overwrite):
   try:  # close() deletes the scratch folder of processes other than 0
     workdir.check()
     if workdir.finished and not overwrite:
-      summary_path = os.path.join(workdir.shared_path, "summary.json")
       logging.info("%s already holds a finished run of this config; nothing "
                    "to do (see summary.json, or pass --overwrite to rerun)",
                    workdir.shared_path)
-      print(f"already finished: {summary_path}")
+      print(f"already finished: {workdir.summary_path}")
       return None
     logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__,
                  jax.process_index(), jax.process_count(), jax.devices())

@@ -12,7 +12,6 @@ from absl import logging
 from jaxunknowns import experiments, paths, validation
 from jaxunknowns import runs
 from jaxunknowns.metrics import MetricWriter, format_stats, read_metrics
-from jaxunknowns.workdir import SUMMARY_FILE
 
 
 def run(config, workdir):
@@ -52,7 +51,7 @@ def finish(config, workdir, trainer, result, seeds, wall_time):
   experiments.finish("train", workdir, config, summary)
   logging.info("test accuracy %s%%; summary in %s", format_stats(
       summary["final"]["test"]["accuracy"]["per_seed"], 100),
-               workdir.file(SUMMARY_FILE))
+               workdir.summary_path)
   return summary
 
 

@@ -158,8 +158,14 @@ class Workdir:
         "or pass --overwrite to delete that run", "a JSON object of a config")
 
   @property
+  def summary_path(self) -> str:
+    """The run's summary.json, in the shared folder on every process (its
+    log lines name this one, not a scratch copy)."""
+    return os.path.join(self.shared_path, SUMMARY_FILE)
+
+  @property
   def finished(self) -> bool:
-    return paths.exists(os.path.join(self.shared_path, SUMMARY_FILE))
+    return paths.exists(self.summary_path)
 
   def check(self):
     """Refuses a workdir that cannot be written or holds a different run
@@ -250,7 +256,7 @@ class Workdir:
     """A finished run's summary.json is what sweeps, the article and reports
     read back: a damaged one (an edit, a partial copy) is refused here, not
     a traceback once they read it. The run can make it again."""
-    read_json_object(os.path.join(self.shared_path, SUMMARY_FILE),
+    read_json_object(self.summary_path,
                      "delete it and rerun the same command: the run resumes "
                      "from its checkpoints and writes it again")
 

@@ -173,6 +173,8 @@ def test_two_processes_give_the_summary_of_one(tmp_path):
   outs = _two_processes(tmp_path / "two")
   for rc, _, err in outs:
     assert rc == 0, err[-3000:]
+    # Each process names the shared summary, not process 1's scratch copy.
+    assert f"summary in {tmp_path / 'two' / 'summary.json'}" in err, err[-3000:]
   a = read_json(tmp_path / "one" / "summary.json")
   b = read_json(tmp_path / "two" / "summary.json")
   assert b["machine"]["num_processes"] == 2 and a["machine"]["num_processes"] == 1

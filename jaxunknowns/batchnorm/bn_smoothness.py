@@ -25,7 +25,6 @@ from jaxunknowns.analysis import smoothness
 from jaxunknowns.data import load_dataset
 from jaxunknowns.metrics import MetricWriter, curves, read_metrics, stats
 from jaxunknowns.models import layers
-from jaxunknowns.workdir import SUMMARY_FILE
 
 ARM_NORMS = tuple(n for n in layers.NORMS if n != "default")
 # The landscape measures the smoothness callback logs (split "smoothness").
@@ -162,7 +161,7 @@ def run(config, workdir):
   summary.update({"seeds": seeds, "wall_time_s": time.time() - t0,
                   "machine": runs.machine_info()})
   experiments.finish("bn_smoothness", workdir, config, summary)
-  logging.info("summary in %s", workdir.file(SUMMARY_FILE))
+  logging.info("summary in %s", workdir.summary_path)
   return summary
 
 

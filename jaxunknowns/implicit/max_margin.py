@@ -64,7 +64,6 @@ from jaxunknowns.errors import UserError
 from jaxunknowns import runs
 from jaxunknowns.metrics import MetricWriter, stats
 from jaxunknowns.models import create_model
-from jaxunknowns.workdir import SUMMARY_FILE
 
 OPTIMIZERS = ("gd", "momentum", "sgd", "adam")
 SPLIT = "max_margin"
@@ -601,7 +600,7 @@ def _run(config, workdir):
     logging.info("GD at step %d: angle %.4g deg, distance %.4g; summary in %s",
                  config.train.steps,
                  np.degrees(gd["final"]["angle"]["mean"]),
-                 gd["final"]["distance"]["mean"], workdir.file(SUMMARY_FILE))
+                 gd["final"]["distance"]["mean"], workdir.summary_path)
   return summary
 
 
