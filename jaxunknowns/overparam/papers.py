@@ -10,6 +10,12 @@ ZHANG_FIT = Reference(
     "pixels, Gaussian inputs) reaches 100% training accuracy with unchanged "
     "hyper-parameters (MLP 1×512: 100.0 true, 99.34 random labels).",
     "Zhang et al. 2017, Fig. 1a, Table 1", 100.0, "%", _ZHANG)
+# What "fits" means: Zhang et al. call every Table 1 run fitted, the lowest
+# being MLP 1×512 on random labels at 99.34% training accuracy (with weight
+# decay, on true labels, 99.80%). Our train-accuracy rows judge by that
+# level, not by the stages' own stopping criterion (randomization.fit_accuracy,
+# 100% by default), which a regularized stage may never reach.
+ZHANG_FITTED = 0.9934
 ZHANG_CHANCE = Reference(
     "Random labels test at chance: 10.61% (MLP 1×512), 9.78% (Inception).",
     "Zhang et al. 2017, Table 1", 10.61, "%", _ZHANG)
