@@ -1,11 +1,16 @@
-"""Every mean ± std that README.md, docs/GALLERY.md or a notebook's text
-quotes is one a committed run states: a report, a run's README under docs/,
-or benchmarks/RESULTS.md, to the quoted number's own decimals (a rerun that
-moved a number left the quick start notebook quoting the old one)."""
+"""Every mean ± std that README.md, docs/GALLERY.md, a run's README under
+docs/ or a notebook's text quotes is one a committed run states, to the
+quoted number's own decimals: a generated page (report.md, ARTICLE.md),
+benchmarks/RESULTS.md, or a run's JSON files, as the mean and sample std
+(ddof = 1, the reports' convention) of its per-seed values. A rerun that
+moved a number left the quick start notebook quoting the old one, and run
+READMEs written by hand quoted population stds beside their reports'."""
 
 import json
 import re
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MEAN_STD = re.compile(r"(-?\d+(?:\.\d+)?) ± (\d+(?:\.\d+)?)")
@@ -18,8 +23,9 @@ def text_of(path):
 
 def quoted():
   """(where, text) of the hand-written pages."""
-  for name in ("README.md", "docs/GALLERY.md"):
-    yield name, text_of(ROOT / name)
+  for path in [ROOT / "README.md", ROOT / "docs" / "GALLERY.md",
+               *sorted((ROOT / "docs").rglob("README.md"))]:
+    yield str(path.relative_to(ROOT)), text_of(path)
   for path in sorted((ROOT / "colabs").glob("*.ipynb")):
     for cell in json.loads(path.read_text())["cells"]:
       if cell["cell_type"] == "markdown":
@@ -27,11 +33,40 @@ def quoted():
 
 
 def stated():
-  """Every (mean, std) pair the committed runs' pages state."""
-  pages = [p for p in (ROOT / "docs").rglob("*.md") if p.name != "GALLERY.md"]
+  """Every (mean, std) pair the committed runs state: on their generated
+  pages, and in their JSON files, as percentages too."""
+  pages = [p for p in (ROOT / "docs").rglob("*.md")
+           if p.name not in ("GALLERY.md", "README.md")]
   pages.append(ROOT / "benchmarks" / "RESULTS.md")
-  return {(float(m), float(s)) for p in pages
-          for m, s in MEAN_STD.findall(text_of(p))}
+  pairs = {(float(m), float(s)) for p in pages
+           for m, s in MEAN_STD.findall(text_of(p))}
+  for path in (ROOT / "docs").rglob("*.json"):
+    for m, s in json_stats(json.loads(path.read_text())):
+      pairs |= {(m, s), (100 * m, 100 * s)}
+  return pairs
+
+
+def json_stats(value):
+  """(mean, sample std) of each {mean, std} object without per-seed values,
+  and of each per-seed list (of a 2-D one, each column: a curve's points)."""
+  if isinstance(value, dict):
+    if "per_seed" not in value and all(
+        isinstance(value.get(k), (int, float)) for k in ("mean", "std")):
+      yield float(value["mean"]), float(value["std"])
+    for key, item in value.items():
+      if key == "per_seed" and isinstance(item, list) and len(item) > 1:
+        try:
+          seeds = np.asarray(item, dtype=float)
+        except (TypeError, ValueError):  # None for an unfinished seed
+          continue
+        for column in seeds.reshape(len(item), -1).T:
+          if np.all(np.isfinite(column)):
+            yield float(column.mean()), float(column.std(ddof=1))
+      else:
+        yield from json_stats(item)
+  elif isinstance(value, list):
+    for item in value:
+      yield from json_stats(item)
 
 
 def decimals(text):
@@ -57,3 +92,13 @@ def test_quoted_means_are_measured():
 def test_a_stale_number_is_caught():
   assert matches("0.76", "0.00", {(0.7565, 0.0043)})
   assert not matches("67.00", "0.64", {(67.60, 0.93)})
+
+
+def test_a_population_std_is_caught():
+  """width_sweep's README quoted 13.57 ± 0.15 (ddof = 0) for seeds whose
+  report states 13.57 ± 0.19."""
+  seeds = [0.1337, 0.1357, 0.1377]
+  assert matches("13.57", "0.20", set(json_stats({"per_seed": seeds})) | {
+      (100 * m, 100 * s) for m, s in json_stats({"per_seed": seeds})})
+  assert not matches("13.57", "0.16", {
+      (100 * m, 100 * s) for m, s in json_stats({"per_seed": seeds})})
