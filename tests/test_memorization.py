@@ -237,3 +237,35 @@ def test_rank_consistency_skips_a_seed_with_no_ranking_without_a_warning():
     warnings.simplefilter("error")
     out = memorization.rank_consistency(first)
   np.testing.assert_allclose(out["pairs"], [1 - 6 * 2 / (4 * 15)])
+
+
+def test_a_regularizers_cost_on_real_data_is_judged_seed_by_seed():
+  """Arpit et al.'s Sec. 5 has two halves: a regularizer slows memorizing
+  noise (the corrupted > clean rows) while barely hurting real data. The
+  second: at p = 0, each seed's test accuracy with the regularizer minus
+  without, agreeing down to −1 point, open within twice its spread."""
+  from jaxunknowns.overparam import memorization_report as mr  # pylint: disable=g-import-not-at-top
+
+  def verdict(none, dropout, grid=(0.0, 1.0)):
+    stage = lambda acc: {"final": {"test_accuracy": {
+        "mean": float(np.mean(acc)), "std": float(np.std(acc, ddof=1)),
+        "per_seed": list(acc)}}}
+    summary = {"dataset": "mnist1d", "corruptions": list(grid),
+               "arms": ["none", "dropout"], "fit_level": 0.9, "stages": {
+                   f"p{p:g}-none": stage(none) for p in grid}}
+    summary["stages"].update({f"p{p:g}-dropout": stage(dropout)
+                              for p in grid})
+    for p in grid:
+      for arm in summary["arms"]:
+        summary["stages"][f"p{p:g}-{arm}"]["learning_order"] = {
+            "all": {"mean": 0.5, "pairs": [0.5, 0.5, 0.5]}}
+    row, = [c for c in mr.comparisons(summary) if c.quantity.startswith(
+        "p = 0, dropout − none")]
+    return row.verdict
+
+  none = [0.60, 0.55, 0.50]  # seeds differ by more than the regularizer
+  assert verdict(none, [0.595, 0.543, 0.494]) == "agrees"  # −0.6 points
+  assert verdict(none, [0.580, 0.531, 0.479]) == "differs"  # −2.0 ± 0.1
+  assert verdict(none, [0.610, 0.520, 0.470]) == "not testable here"
+  assert verdict(none, [0.61, 0.56, 0.51], grid=(1.0,)) == (
+      "not testable here")  # no p = 0 stage

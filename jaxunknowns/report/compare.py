@@ -210,10 +210,11 @@ def at_least(stat: Optional[Stat], threshold: float, *, scale: float = 100.0,
 
 
 def at_most(stat: Optional[Stat], threshold: float, *, scale: float = 100.0,
-            unit: str = "", slack: float = 0.0,
-            spread: Optional[float] = None) -> Tuple[Optional[bool], str]:
+            unit: str = "", slack: float = 0.0, spread: Optional[float] = None,
+            spread_name: str = "2 × seed std") -> Tuple[Optional[bool], str]:
   """Ours ≤ threshold + slack (`spread` as in `at_least`)."""
-  return _bound(stat, threshold, slack, scale, unit, True, spread)
+  return _bound(stat, threshold, slack, scale, unit, True, spread,
+                spread_name)
 
 
 def _measured(*stats) -> bool:
