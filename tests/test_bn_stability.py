@@ -187,7 +187,9 @@ def test_steps_verdict_counts_never_as_budget_plus_one():
   assert steps_row().verdict == "agrees"
   assert "no norm − BN per seed = +71.00" in steps_row().rule
   summary["readings"]["batch"] = norm([None, None])
-  assert steps_row().verdict == "differs"  # Both never: no speed-up shown.
+  # Both never (both at the cap): a tie the budget cannot break.
+  assert steps_row().verdict == "not testable here"
+  assert steps_row().reasons == ("a tie the measurement cannot break",)
 
 
 @pytest.mark.parametrize("overrides,needle", [

@@ -84,9 +84,9 @@ def test_paired_removes_the_spread_both_arms_share():
   assert compare.paired_greater(a, noisy, a_name="a", b_name="b") == (
       None, "a − b per seed = +1.33, within ± 2 × its std (7.02): "
       + compare.SPREAD)
-  # Equal on every seed: no rise at all, not an undecided one.
+  # Equal on every seed: a tie the measurement cannot break (below).
   assert compare.paired_greater(a, a, a_name="a", b_name="b") == (
-      False, "a − b per seed = +0.00, ≤ 0 − 2 × its std (0.00)")
+      None, "a − b per seed = 0 on every seed: " + compare.TIE)
   assert compare.paired_greater(a, stat(0.8, 0.8), a_name="a",
                                 b_name="b")[0] is None
 
@@ -415,3 +415,24 @@ def test_within_and_at_most_at_their_exact_edges():
   assert compare.within(a, b, a_name="a", b_name="b", tolerance=0.25)[0] is None
   assert compare.at_most({"mean": 0.5}, 0.5)[0] is True
   assert compare.at_most({"mean": 0.5}, 0.25, slack=0.25)[0] is True
+
+
+def test_arms_equal_on_every_seed_are_a_tie_not_a_difference():
+  """bn_stability with one init scale compared 1 trainable scale with 1,
+  and two arms that never reached a target (both at the cap) or the best lr
+  being the reference lr itself: a gap of 0 on every seed read 'differs'.
+  A tie is not testable; a gap of 0 with a spread is still judged by it."""
+  tie = (stat(601, 601), stat(601, 601))
+  for rule in (compare.greater, compare.paired_greater):
+    holds, text = rule(*tie, a_name="a", b_name="b", scale=1)
+    assert holds is None and text.endswith(compare.TIE), text
+    row = compare.comparison("q", compare.Reference("s", "S"), "o", holds,
+                             text)
+    assert row.verdict == compare.NOT_TESTABLE
+    assert row.reasons == (compare.TIE,)
+  # Not a tie: equal means, unequal seeds (their spread decides), and a
+  # constant gap below zero.
+  assert compare.greater(stat(1, 3), stat(2, 2), a_name="a", b_name="b",
+                         scale=1)[0] is None
+  assert compare.paired_greater(stat(1, 1), stat(2, 2), a_name="a",
+                                b_name="b", scale=1)[0] is False

@@ -22,6 +22,8 @@ ONE_SEED = "one seed: no spread over seeds to judge the difference by"
 SPREAD = "the seeds' spread cannot tell"
 # Why a rule cannot decide on a non-finite mean or value.
 DIVERGED = "not finite (a seed diverged)"
+# Why a direction cannot be decided between arms equal on every seed.
+TIE = "a tie the measurement cannot break"
 
 # Two numeric protocol settings differ materially when one is at least this
 # many times the other (steps 1,500 vs 1,501 do not; 6,000 vs 50,000 do).
@@ -101,8 +103,9 @@ def comparison(quantity: str, reference: Reference, ours: str,
   elif verdict == NOT_TESTABLE:  # a rule's own reason comes first
     # ONE_SEED inside a rule's text: two rules joined ('…; …') on one seed.
     reasons = (ONE_SEED if ONE_SEED in (rule or "") else SPREAD if spread
-               else DIVERGED if (rule or "").endswith(DIVERGED)
-               else why_not_testable or "not measured in this run",)
+               else next((r for r in (DIVERGED, TIE)
+                          if (rule or "").endswith(r)), None)
+               or why_not_testable or "not measured in this run",)
   if paper is None:
     paper = ("–" if reference.value is None else
              f"{reference.value:.1f}{reference.unit}")
@@ -231,12 +234,16 @@ def _direction(gap: float, spread: float, head: str, spread_name: str,
                scale: float) -> Tuple[Optional[bool], str]:
   """A claim 'a above b' from the gap a − b and twice the seeds' std: agrees
   when the gap is above the spread; differs when it is at or below minus
-  the spread (no rise is left within the seeds' spread: equal arms on every
-  seed differ); in between the seeds' spread holds both a rise and none, so
-  it cannot tell (a 3-seed run whose gap has the paper's sign is not
-  'unlike the paper')."""
+  the spread (no rise is left within the seeds' spread); in between the
+  seeds' spread holds both a rise and none, so it cannot tell (a 3-seed run
+  whose gap has the paper's sign is not 'unlike the paper'). Arms equal on
+  every seed are a tie the measurement could not break, not a difference:
+  both at a grid's edge or a cap (never reached), one grid value, or the
+  best setting being the reference itself."""
   if not (math.isfinite(gap) and math.isfinite(spread)):
     return None, f"{head} = {gap * scale:+g}: {DIVERGED}"
+  if gap == 0 and spread == 0:
+    return None, f"{head} = 0 on every seed: {TIE}"
   d = _digits(gap * scale, spread * scale)
   text, s = f"{head} = {gap * scale:+.{d}f}", f"{spread * scale:.{d}f}"
   if gap > spread:
