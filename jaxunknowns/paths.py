@@ -14,6 +14,8 @@ import os
 import socket
 import stat
 import tempfile
+import zipfile
+import zlib
 from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -110,16 +112,22 @@ def save_npz(path: str, compressed: bool = True, **arrays: np.ndarray):
   write_atomic(path, buffer.getvalue())
 
 
-def open_npz(path: str):
-  """np.load of any path: an NpzFile (a mapping and a context manager)."""
-  with open_file(path, "rb") as f:
-    return np.load(io.BytesIO(f.read()))
-
-
 def load_npz(path: str) -> Dict[str, np.ndarray]:
-  """Every array of an .npz file, read now (a damaged file fails here)."""
-  with open_npz(path) as saved:
-    return dict(saved)
+  """Every array of an .npz file of any path, read now. save_npz writes
+  whole files, so a damaged one was damaged afterwards (a partial copy, a
+  full disk elsewhere): a UserError naming it, not a zipfile traceback."""
+  with open_file(path, "rb") as f:
+    data = f.read()
+  try:
+    with np.load(io.BytesIO(data)) as saved:
+      return dict(saved)
+  except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError,
+          OSError) as e:
+    from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+    raise UserError(
+        f"{path} is damaged ({type(e).__name__}): pass --overwrite to rerun "
+        "the experiment from scratch, or rerun it into a new --workdir"
+    ) from None
 
 
 def copy_tree(local_dir: str, path: str):

@@ -269,3 +269,22 @@ def test_a_regularizers_cost_on_real_data_is_judged_seed_by_seed():
   assert verdict(none, [0.610, 0.520, 0.470]) == "not testable here"
   assert verdict(none, [0.61, 0.56, 0.51], grid=(1.0,)) == (
       "not testable here")  # no p = 0 stage
+
+
+def test_a_damaged_predictions_file_is_one_line(run, tmp_path):
+  """A finished stage's .npz damaged afterwards (a partial copy) ended in a
+  zipfile traceback when the summary was rebuilt from it: now one line
+  naming the file and what to do."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+  config, workdir, _ = run
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+  (copy / "summary.json").unlink()
+  damaged = sorted(copy.glob("stages/*/*/predictions/*.npz"))[0]
+  os.truncate(damaged, 100)
+  with pytest.raises(UserError) as info:
+    run_in_process(config, copy)
+  message = str(info.value)
+  assert "\n" not in message and str(damaged) in message, message
+  assert "is damaged (BadZipFile)" in message and "--overwrite" in message

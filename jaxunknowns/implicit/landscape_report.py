@@ -54,19 +54,19 @@ def figures(path, summary):
   with report.figure(files[0], len(names), (4.6, 4.2)) as axes, \
       report.figure(files[1], size=(5, 3.8)) as (ax_s,):
     for ax, name, file in zip(axes, names, npz):
-      with paths.open_npz(file) as d:
-        a = d["surface_axis"]
-        b = d["surface_axis_b"] if "surface_axis_b" in d else a
-        # [seeds, ...]; an old file's arrays have no seed axis.
-        loss = d["surface_loss"].reshape(-1, len(a), len(b))[0]
-        slices = d["slice_loss"].reshape(-1, len(d["slice_axis"]))
-        line, = ax_s.plot(d["slice_axis"], slices[0], label=name)
-        for other in slices[1:]:
-          ax_s.plot(d["slice_axis"], other, color=line.get_color(),
-                    linewidth=0.7, alpha=0.6)
-        if "path_coords" in d:  # The path, start marked, on its PCA plane.
-          ax.plot(*d["path_coords"].T, "k.-", markersize=3, linewidth=0.8)
-          ax.plot(*d["path_coords"][0], "ko", fillstyle="none")
+      d = paths.load_npz(file)
+      a = d["surface_axis"]
+      b = d["surface_axis_b"] if "surface_axis_b" in d else a
+      # [seeds, ...]; an old file's arrays have no seed axis.
+      loss = d["surface_loss"].reshape(-1, len(a), len(b))[0]
+      slices = d["slice_loss"].reshape(-1, len(d["slice_axis"]))
+      line, = ax_s.plot(d["slice_axis"], slices[0], label=name)
+      for other in slices[1:]:
+        ax_s.plot(d["slice_axis"], other, color=line.get_color(),
+                  linewidth=0.7, alpha=0.6)
+      if "path_coords" in d:  # The path, start marked, on its PCA plane.
+        ax.plot(*d["path_coords"].T, "k.-", markersize=3, linewidth=0.8)
+        ax.plot(*d["path_coords"][0], "ko", fillstyle="none")
       cs = ax.contour(a, b, loss.T, levels=np.linspace(
           loss.min(), min(loss.max(), loss.min() + 10), 30))
       ax.clabel(cs, cs.levels[::5], fontsize=7, fmt="%.2f")

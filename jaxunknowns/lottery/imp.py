@@ -497,10 +497,10 @@ def save_masks(workdir, level, masks):
           for path, leaf in jax.tree_util.tree_leaves_with_path(masks)}
   path = workdir.file("masks", f"level_{level:02d}.npz")
   if paths.exists(path):  # a resume recomputes a finished level's masks
-    with paths.open_npz(path) as saved:
-      if set(saved.files) == set(flat) and all(
-          np.array_equal(saved[k], v) for k, v in flat.items()):
-        return  # the same: leave the file (and its time) alone
+    saved = paths.load_npz(path)
+    if set(saved) == set(flat) and all(
+        np.array_equal(saved[k], v) for k, v in flat.items()):
+      return  # the same: leave the file (and its time) alone
   paths.save_npz(path, **flat)
 
 
