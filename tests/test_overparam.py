@@ -757,3 +757,33 @@ def test_bounds_are_undefined_at_a_zero_margin():
                            x_fro=1.0, num_examples=10, num_params=23)
   assert np.isnan(out["bound_neyshabur2018"])
   assert np.isnan(out["bound_spectral"])
+
+
+def test_double_descent_needs_a_grid_that_can_show_a_peak():
+  """A settings probe's 2-width grid read 'none: differs' for the noisy
+  peak and 'agrees' for the clean one, a grid never interpolating 'differs',
+  and a grid ending at h = 16 was judged against the notebook's h = 300:
+  each is not testable, with its reason."""
+  from jaxunknowns.overparam import double_descent_report as ddr  # pylint: disable=g-import-not-at-top
+  dd = load_config("double_descent", "mnist1d")
+
+  def verdicts(widths, h):
+    curves = []
+    for noise in (0.15, 0.0):
+      c = _curve(widths, [0.5] * len(widths), [0.1] * len(widths))
+      c.update(label_noise=noise, interpolation_width=h, peak=None)
+      curves.append(c)
+    return {c.quantity: (c.verdict, c.reasons) for c in ddr.comparisons(
+        dd, {"curves": curves, "train_examples": 4000})}
+
+  v = verdicts([8, 16], None)
+  for q in ("15% noise: a peak near h*", "clean labels: a peak near h*"):
+    assert v[q] == ("not testable here",
+                    ("fewer than 3 widths: no interior point",)), v[q]
+  assert v["15% noise: test error at the largest width (%)"] == (
+      "not testable here", ("no width of this grid",))
+  v = verdicts([8, 16, 300], None)
+  assert v["15% noise: a peak near h*"] == (
+      "not testable here", ("no width of this grid interpolates (no h*)",))
+  assert v["clean labels: a peak near h*"][0] == "agrees"  # no peak: as said
+  assert v["15% noise: test error at the largest width (%)"][0] == "differs"

@@ -63,8 +63,9 @@ def comparisons(s):
   # "collapses before the maximal" rows are then not testable.
   mc, sparsest = s["max_compression"][b], [1 / d for d in sorted(s["densities"])[:2]]
   top, nxt = sparsest[0], (sparsest[1] if len(sparsest) > 1 else None)
-  below = lambda stat: (compare.at_most(stat, nxt, scale=1) if nxt is not None
-                        else (None, "one density: no second-sparsest level"))
+  one = (None, "one density: no second-sparsest level")  # SynFlow's "the
+  # maximal" is then the only density there is: true by construction.
+  below = lambda stat: compare.at_most(stat, nxt, scale=1) if nxt else one
   at = min(s["densities"], key=lambda d: abs(d - SANITY))
   get = lambda m, v: acc(s, method=m, budget=b, variant=v, density=at)
   vs = lambda a, c: f"{report.fmt(a)} vs {report.fmt(c)}"
@@ -85,8 +86,8 @@ def comparisons(s):
       paper="+0.7 (2.4 vs 1.7%; ours judged by ≤ 1)", our_protocol=ours)
   out = [(f"{m}: compression before layer collapse", papers.TANAKA_COLLAPSE,
            f"{'' if m == 'synflow' else 'below '}the maximal ({top:g}×)",
-           report.fmt(mc[m], 1, 0), compare.at_least(mc[m], top, scale=1) if m == "synflow"
-           else below(mc[m]))
+           report.fmt(mc[m], 1, 0), below(mc[m]) if m != "synflow" else
+           compare.at_least(mc[m], top, scale=1) if nxt else one)
           for m in ("synflow", "snip", "grasp") if m in mc]
   # Within a point of found; below it by at most the seeds' spread: open.
   no_worse = lambda a, f: compare.at_least(
