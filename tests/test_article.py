@@ -304,3 +304,23 @@ def test_a_damaged_stage_summary_is_one_line_before_any_stage_runs(
                  "delete it and rerun"):
     assert needle in message, (needle, message)
   assert snapshot(workdir) == before
+
+
+def test_the_pages_command_names_every_field_that_changes_it():
+  """The page's headline command kept only skip and seed_offset: a page
+  made with another stage config or min_seeds did not come back from it.
+  Every article field that differs from the scale's own is named; the
+  executor (where the stages run, not what they measure) is not."""
+  config = config_loading.load_config(
+      "configs/article.py:runlocal", {
+          "article.stages.bn_modes": "configs/bn_modes.py:digits,runlocal",
+          "article.min_seeds": 1, "article.executor": "ray",
+          "article.skip": "ntk"}, root=str(ROOT))
+  assert page.command(config, "runlocal") == (
+      "python -m jaxunknowns.main --config=configs/article.py:runlocal "
+      "--workdir=DIR --config.article.min_seeds=1 --config.article.skip=ntk "
+      "--config.article.stages.bn_modes=configs/bn_modes.py:digits,runlocal")
+  plain = config_loading.load_config("configs/article.py:laptop", root=str(ROOT))
+  assert page.command(plain, "laptop") == (
+      "python -m jaxunknowns.main --config=configs/article.py:laptop "
+      "--workdir=DIR")

@@ -60,6 +60,35 @@ def _comparisons(page) -> List[compare.Comparison]:
           for c in (page or {}).get("comparisons", ())]
 
 
+def command(config, scale: str) -> str:
+  """The command that makes this page: configs/article.py at its scale with
+  every article field that differs from the scale's own (the executor
+  changes where the stages run, not what they measure). Without the
+  repository's configs/ (a wheel), skip and seed_offset where set."""
+  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import config_loading
+  from jaxunknowns.article.experiment import ROOT
+  ours = _dotted(config.article.to_dict())
+  try:
+    default = _dotted(config_loading.load_config(os.path.join(
+        ROOT, "configs", f"article.py:{scale}")).article.to_dict())
+  except (OSError, ValueError, ImportError):
+    default = {k: v for k, v in ours.items()
+               if k not in ("skip", "seed_offset")}
+  flags = [f" --config.article.{k}={v}" for k, v in ours.items()
+           if k != "executor" and default.get(k) != v]
+  return ("python -m jaxunknowns.main --config=configs/article.py:"
+          f"{scale} --workdir=DIR" + "".join(flags))
+
+
+def _dotted(tree: Mapping[str, Any], prefix: str = "") -> dict:
+  out = {}
+  for k, v in tree.items():
+    out.update(_dotted(v, f"{prefix}{k}.") if isinstance(v, Mapping)
+               else {f"{prefix}{k}": v})
+  return out
+
+
 def blocks(root: str, config, summary) -> List[Block]:
   """The whole page, in reading order."""
   stages, scale = summary["stages"], summary["scale"]
@@ -72,12 +101,7 @@ def blocks(root: str, config, summary) -> List[Block]:
       Block("text", "Verdicts are those of each experiment's own comparison "
             "protocol (agrees / differs / not testable here), counted; the "
             "stage's report gives every number and rule."),
-      Block("command", "python -m jaxunknowns.main "
-            f"--config=configs/article.py:{scale} --workdir=DIR" + "".join(
-                f" --config.article.{k}={v}" for k, v in (
-                    ("skip", config.article.get("skip", "")),
-                    ("seed_offset", config.article.get("seed_offset", 0)))
-                if v))]
+      Block("command", command(config, scale))]
   pages = {s.stage: read_json(os.path.join(root, "stages", s.stage,
                                            PAGE_JSON)) for s in shown}
   summary_rows, body = [list(SUMMARY_HEADER)], []
