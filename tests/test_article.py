@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from unittest import mock
 from pathlib import Path
 
 import pytest
@@ -324,3 +325,8 @@ def test_the_pages_command_names_every_field_that_changes_it():
   assert page.command(plain, "laptop") == (
       "python -m jaxunknowns.main --config=configs/article.py:laptop "
       "--workdir=DIR")
+  # A wheel has no configs/: the fields it can tell without them.
+  with mock.patch.object(config_loading, "load_config",
+                         side_effect=OSError("no configs/")):
+    assert page.command(config, "runlocal").endswith(
+        "--workdir=DIR --config.article.skip=ntk")

@@ -73,8 +73,7 @@ def command(config, scale: str) -> str:
     default = _dotted(config_loading.load_config(os.path.join(
         ROOT, "configs", f"article.py:{scale}")).article.to_dict())
   except (OSError, ValueError, ImportError):
-    default = {k: v for k, v in ours.items()
-               if k not in ("skip", "seed_offset")}
+    default = {**ours, "skip": "", "seed_offset": 0}
   flags = [f" --config.article.{k}={v}" for k, v in ours.items()
            if k != "executor" and default.get(k) != v]
   return ("python -m jaxunknowns.main --config=configs/article.py:"
