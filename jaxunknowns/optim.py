@@ -392,21 +392,26 @@ def regex_mask(params, pattern: str, field: str):
 
 
 def random_per_channel_mask(params, pattern: str, per_channel: int,
-                            rng: np.random.Generator, field: str):
+                            rng: np.random.Generator, fields: Tuple[str, str]):
   """`per_channel` distinct random entries of every output channel (last
-  axis) of each leaf matching `pattern`; False everywhere else."""
-  base = regex_mask(params, pattern, field)
+  axis) of each leaf matching `pattern`; False everywhere else. `fields`:
+  the config's names of the pattern and the count, for a refusal."""
+  base = regex_mask(params, pattern, fields[0])
   flat = traverse_util.flatten_dict(base)
+  fan_ins = {k: int(np.prod(m.shape[:-1])) for k, m in flat.items() if m.any()}
+  if fan_ins and min(fan_ins.values()) < per_channel:
+    k = min(fan_ins, key=fan_ins.get)
+    raise UserError(
+        f"{fields[1]}={per_channel}: {'/'.join(k)} (matched by {fields[0]}) "
+        f"has only {fan_ins[k]} weights per output channel; use "
+        f"{fields[1]} <= {fan_ins[k]}, or a {fields[0]} that leaves it out")
   out = {}
   for k, m in flat.items():
     if not m.any():
       out[k] = m
       continue
     shape = m.shape
-    fan_in = int(np.prod(shape[:-1]))
-    if fan_in < per_channel:
-      raise UserError(f"{field}: {'/'.join(k)} has only {fan_in} weights per "
-                      f"channel, fewer than {per_channel}")
+    fan_in = fan_ins[k]
     # The first `per_channel` rows of a random ranking of each column.
     rank = np.argsort(rng.random((fan_in, shape[-1])), axis=0)[:per_channel]
     chosen = np.zeros((fan_in, shape[-1]), bool)

@@ -334,9 +334,13 @@ def test_downsample_averages_k_by_k_blocks():
     ("bn_modes", {"data.name": "digits", "data.train_size": 500,
                   "bn_modes.downsample": 3},
      ("bn_modes.downsample=3 does not divide the 8x8", "or 1")),
+    # It named bn_only.kernel_pattern and no count that would do.
+    ("bn_only", {"data.name": "digits", "data.train_size": 500,
+                 "bn_only.downsample": 2, "bn_only.per_channel": 30},
+     ("bn_only.per_channel=30:", "use bn_only.per_channel <= 4")),
 ])
-def test_downsample_of_non_images_names_the_field_to_set(tmp_path, name,
-                                                         overrides, needles):
+def test_a_refused_bn_field_names_the_field_to_set(tmp_path, name,
+                                                   overrides, needles):
   assert_user_error_before_writing(
       load_config(name, "runlocal", overrides), tmp_path / "run", needles)
 
@@ -381,7 +385,8 @@ def test_above_controls_within_the_seed_spread_is_no_clear_gap():
                           "gamma_near_zero": acc(0.3, 0.3)},
                    "random2": {"test_accuracy": acc(0.10, 0.12)},
                    "output": {"test_accuracy": acc(0.09, 0.10)}}}]}
-    rows = bn_report.bn_only(summary, None, {"data": "digits"})
+    rows = bn_report.bn_only(summary, load_config("bn_only", "runlocal"),
+                             {"data": "digits"})
     row = next(c for c in rows if "closest control" in c.quantity)
     assert "random2 at ResNet-14" in row.quantity
     return row.verdict

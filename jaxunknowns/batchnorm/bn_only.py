@@ -176,7 +176,8 @@ def arm_mask(config, arm: str, params, seed: int):
     # Its own stream per seed: the draw does not depend on the other arms.
     rng = np.random.default_rng([int(seed), 2020])
     return optim.random_per_channel_mask(
-        params, b.kernel_pattern, b.per_channel, rng, "bn_only.kernel_pattern")
+        params, b.kernel_pattern, b.per_channel, rng,
+        ("bn_only.kernel_pattern", "bn_only.per_channel"))
   raise UserError(f"unknown bn_only arm {arm!r}; valid: {', '.join(ARMS)}")
 
 

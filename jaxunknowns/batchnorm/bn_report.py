@@ -192,7 +192,9 @@ def bn_only(summary, config, ours):
       p, a = min(pairs, key=lambda t: acc(t[0])["mean"] - acc(*t)["mean"])
       out += versus([(f"BN-only vs the closest control, {a} at ResNet-"
                       f"{p['depth']} (width {width})", papers.BN_ONLY_CONTROLS,
-                      "far above", (acc(p), "BN-only"), (acc(p, a), a))], ours)
+                      "far above", (acc(p), "BN-only"), (acc(p, a), a))], {
+                          **ours, "random weights per channel":
+                          config.bn_only.per_channel})
   deepest = max(points, key=lambda p: (p["depth"], p["width"]))
   g = deepest["arms"]["bn"]["gamma_near_zero"]
   (low, low_rule), (high, high_rule) = (compare.at_least(g, 0.25),

@@ -13,7 +13,8 @@ BN_ONLY_DEPTH = Ref("Training only BN's γ and β of a random ResNet: accuracy "
                     "grows with depth.", FRANKLE, protocol=_FRANKLE)
 BN_ONLY_CONTROLS = Ref("BN-only stays far above as many random weights "
                        "trained (2 per channel) and the output layer alone.",
-                       FRANKLE, protocol=_FRANKLE)
+                       FRANKLE, protocol={**_FRANKLE,
+                                          "random weights per channel": 2})
 GAMMA_OFF = Ref("About a quarter to a third of the γ end near zero.", FRANKLE,
                 protocol=_FRANKLE)
 
