@@ -246,6 +246,10 @@ def bn_modes(summary, config, ours):
 
 def write_modes(path, config, summary):
   s, m, modes = summary, config.bn_modes, summary["modes"]
+  # Batch statistics use whole batches only (bn_eval.batch_stat_logits): a
+  # size that does not divide the test set leaves its last examples out.
+  n = s["test_examples"]
+  whole = {b: n - n % b for b in m.eval_batch_sizes if n % b}
   accuracy_figure([{"cell": {"statistics": k, "eval_batch": int(b[6:])},
                     "test_accuracy": modes[b if k == "batch" else k]}
                    for k in ("batch", "running") for b in modes
@@ -260,7 +264,10 @@ def write_modes(path, config, summary):
               f"{tuple(s['input_shape'])}, batch {config.train.batch_size}, "
               f"{s['steps']} steps, then {s['finetune_steps']} more; shifted "
               f"inputs {m.shift_scale:g}·x + {m.shift:g}, statistics "
-              f"re-estimated on {m.recalibrate_batches} batches of them"))
+              f"re-estimated on {m.recalibrate_batches} batches of them; "
+              f"{n} test examples" + "".join(
+                  f", batch {b} on the first {k} (whole batches)"
+                  for b, k in whole.items())))
 
 
 # ---- bn_smoothness: arms train the same seeds, probed on one batch. ----
