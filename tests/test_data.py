@@ -640,3 +640,20 @@ def test_random_crop_reaches_every_offset_from_0_to_2_pad():
     assert len(match) == 1
     seen.add(match[0])
   assert seen == set(crops)
+
+
+@pytest.mark.parametrize("separation,words", [
+    (0.0, ["data.synthetic.separation=0.0 must be > 0", "e.g. 3"]),
+    (-1.0, ["data.synthetic.separation=-1.0 must be > 0"])])
+def test_a_separation_without_separable_clouds_is_one_line(separation, words):
+  """separation=0 put every class mean at the origin: numpy warned of a
+  division by zero above the error, which said nothing of what to use."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.data import synthetic  # pylint: disable=g-import-not-at-top
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # a numpy warning fails the test
+    with pytest.raises(UserError) as e:
+      synthetic.gaussian_clouds(40, 2, 2, separation,
+                                np.random.default_rng(0))
+  for word in words:
+    assert word in str(e.value), str(e.value)

@@ -51,6 +51,9 @@ def gaussian_clouds(num_examples: int, num_classes: int, dim: int,
   Samples falling within CLOUD_MARGIN of a bisector between class means (or
   beyond it) are redrawn, so `argmax_k means[k] . x` classifies all correctly.
   """
+  if not separation > 0:  # equal means: no bisector to be separated by
+    raise UserError(f"data.synthetic.separation={separation} must be > 0 "
+                    "(each class mean's distance from the origin), e.g. 3")
   means = cloud_means(num_classes, dim, separation)
   counts = np.full(num_classes, num_examples // num_classes)
   counts[:num_examples % num_classes] += 1
@@ -62,7 +65,8 @@ def gaussian_clouds(num_examples: int, num_classes: int, dim: int,
       if tries > 1000:
         raise UserError(
             f"data.synthetic.separation={separation} is too small to draw "
-            f"separable clouds for {num_classes} classes in dim={dim}")
+            f"separable clouds for {num_classes} classes in dim={dim}; use "
+            f"a larger one (e.g. {max(2 * separation, 3):g})")
       batch = means[c] + rng.standard_normal((max(2 * need, 64), dim))
       batch = batch[_margins(batch, c, means) >= CLOUD_MARGIN][:need]
       kept.append(batch)
