@@ -16,6 +16,13 @@ from jaxunknowns.config_defaults import (make_config, openlth_resnet20_cifar10,
                                          shrink_for_local)
 
 
+def protocol_of(c) -> dict:
+  """The training settings a variant reproduces its reference with."""
+  return {"optimizer": c.optim.name, "lr": c.optim.lr,
+          "batch": c.train.batch_size, "steps": c.train.steps,
+          "schedule": c.optim.schedule}
+
+
 def mnist1d_mlp(c):
   c.data.name = "mnist1d"
   c.model.name = "mlp"
@@ -29,7 +36,9 @@ def mnist1d_mlp(c):
       "test_accuracy": 0.651,     # Published MLP accuracy to compare against.
       "source": "MNIST-1D paper (Greydanus & Kobak), MLP",
       "data": "mnist1d",          # The data and model the number is for: another
-      "model": "mlp"})            # data.name or model.name is not judged by it.
+      "model": "mlp",             # data.name or model.name is not judged by it.
+      # The training the number came from: a run that differs names it.
+      "protocol": protocol_of(c)})
 
 
 def mnist1d_cnn(c):
@@ -66,7 +75,7 @@ def cifar10_resnet20(c):
   c.reference = ml_collections.ConfigDict({
       "test_accuracy": 0.917,
       "source": "OpenLTH cifar_resnet_20 (Frankle et al. 2020)",
-      "data": "cifar10", "model": "resnet"})
+      "data": "cifar10", "model": "resnet", "protocol": protocol_of(c)})
 
 
 VARIANTS = {f.__name__: f for f in
@@ -82,7 +91,8 @@ def train_fields(c):
   c.experiment = "train"
   c.reference = ml_collections.ConfigDict({"test_accuracy": 0.0, "source": "",
                                            "protocol_differences": (),
-                                           "data": "", "model": ""})
+                                           "data": "", "model": "",
+                                           "protocol": {}})
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

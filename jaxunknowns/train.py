@@ -71,7 +71,8 @@ def write_train_report(path, config, summary):
   if ref.get("source"):
     paper = report.Reference(
         statement=f"{ref['test_accuracy'] * 100:.1f}% test accuracy",
-        source=ref["source"], value=ref["test_accuracy"] * 100, unit="%")
+        source=ref["source"], value=ref["test_accuracy"] * 100, unit="%",
+        protocol=ref.get("protocol") or {})
     # A reproduction: within one point of the reference, or above it.
     holds, rule = compare.at_least(ours, ref["test_accuracy"], slack=0.01)
     # The number is for the variant's data and model: a run on another
@@ -85,6 +86,9 @@ def write_train_report(path, config, summary):
              f"trains {summary['model']} on {summary['dataset']}")
     comparisons.append(compare.comparison(
         "test accuracy (%)", paper, report.fmt(ours), holds, rule,
+        our_protocol=dict(zip(("optimizer", "lr", "batch", "steps", "schedule"), (
+            config.optim.name, config.optim.lr, config.train.batch_size,
+            config.train.steps, config.optim.schedule))),
         declared=ref.get("protocol_differences", ()), why_not_testable=why))
   if not ref.get("source"):
     claim = ("None: plain supervised training, the baseline the other "

@@ -193,3 +193,13 @@ def test_a_run_written_before_a_field_existed_still_resumes(tmp_path):
   main.run(load(), str(workdir), False)  # finished: no error, nothing redone
   with pytest.raises(errors.UserError, match="optim.sam_rho"):
     main.run(load(**{"optim.sam_rho": 0.1}), str(workdir), False)
+  # A reference's description added later (reference.protocol: the training
+  # its number came from) trains nothing: the run is still the same.
+  assert load().reference.protocol.steps == 6000
+  del saved["reference"]["protocol"]
+  (workdir / "config.json").write_text(json.dumps(saved))
+  main.run(load(), str(workdir), False)
+  # And its report names that protocol where the run differs from it.
+  text = (workdir / "report.md").read_text()
+  assert "(where our protocol differs: steps: 6,000 in the paper, 20 here)" in (
+      text), text[-1500:]
