@@ -143,6 +143,11 @@ def main(argv):
     references = validation.references_of(
         config_flags.get_config_filename(flags.FLAGS["config"]))
     run(config, _WORKDIR.value, _OVERWRITE.value, references)
+  except KeyboardInterrupt:  # Ctrl-C: as a kill, which resumes; no traceback
+    sys.stderr.write("interrupted: rerun the same command to resume from the "
+                     "last checkpoint\n")
+    sys.stderr.flush()
+    os._exit(130)  # pylint: disable=protected-access
   except Exception as e:  # pylint: disable=broad-except
     error = errors.user_error(e, _WORKDIR.value)
     distributed = sys.modules.get("jaxunknowns.distributed")

@@ -391,3 +391,30 @@ def test_a_fit_resumed_at_its_end_keeps_its_pace(tmp_path):
   with pytest.raises(_Killed):
     stage()
   assert stage()["steps_per_second"] > 0
+
+
+def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path):
+  """Ctrl-C (SIGINT) printed some 80 lines of KeyboardInterrupt traceback
+  from wherever Python was; now one line, exit 130 (128 + SIGINT), and the
+  same command finishes the run as after a kill."""
+  import signal  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / "run"
+  config = f"{ROOT}/configs/train.py:mnist1d_mlp,runlocal"
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "jaxunknowns.main", f"--config={config}",
+       f"--workdir={workdir}"], cwd=ROOT, env=ENV, text=True,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  lines = []
+  for line in proc.stderr:  # until the run starts, then Ctrl-C
+    lines.append(line)
+    if "devices:" in line:
+      proc.send_signal(signal.SIGINT)
+      break
+  err = "".join(lines) + proc.stderr.read()
+  assert proc.wait(timeout=300) == 130, err[-3000:]
+  assert "Traceback" not in err, err[-3000:]
+  assert err.strip().splitlines()[-1] == (
+      "interrupted: rerun the same command to resume from the last checkpoint")
+  again = cli(config, workdir)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert (workdir / "summary.json").exists()
