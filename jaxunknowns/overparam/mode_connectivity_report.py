@@ -60,7 +60,7 @@ def comparisons(summary, config):
                    "polychain", "train_loss") else papers.GARIPOV_CURVE,
                p["line"][key]["barrier"], p[kind][key]["barrier"],
                ("line", NAMES[kind]), scale=scale, sig=True,
-               paper="line ≫ curve ≈ 0")
+               paper="higher on the line")  # the rule: the sign, per seed
   ref, stat = papers.GARIPOV_VGG, p.get("bezier", {}).get(
       "test_error", {}).get("barrier")
   out.check("test error barrier of the Bézier curve (points)", ref,
