@@ -412,3 +412,21 @@ def test_a_rise_at_or_below_zero_is_not_compared():
   # A pair of arms no paper speaks of: no comparison.
   summary["compare"] = ["noskip", "skip"]
   assert landscape_report.comparisons(summary, config) == []
+
+
+def test_a_path_of_three_iterates_decides_nothing():
+  """n iterates span at most n − 1 directions: on 3, the top two PCA
+  directions hold 100% of the path's variance whatever training did, which
+  read 'agrees' with Li et al.'s 40–90%."""
+  from jaxunknowns.implicit import landscape_report as lr  # pylint: disable=g-import-not-at-top
+  stat = lambda v: {"mean": v, "per_seed": [v, v]}
+  arm = lambda steps: {"path": {"steps": list(range(steps)),
+                                "explained_top2": stat(1.0),
+                                "random_captured": stat(0.01)}}
+  config = tiny_config("trajectory")
+  rows = {steps: lr.trajectory({"a": arm(steps)}, config)[0]
+          for steps in (3, 4)}
+  assert rows[3].verdict == "not testable here"
+  assert rows[3].reasons == ("3 iterates: two directions hold all of their "
+                             "variance",)
+  assert rows[4].verdict == "agrees"
