@@ -112,9 +112,10 @@ def write(path, config, summary):
              f"fixed training examples; trace by Hutchinson ({s.trace_probes} "
              f"Rademacher probes); density by SLQ, k = {s.num_probes} probes × "
              f"m = {s.num_steps} Lanczos steps, Gaussian std {s.sigma:g} × "
-             "the nodes' range; BN with population statistics or batch "
-             f"statistics (BN batches of {s.chunk_size or summary['subset_size']}"
-             " examples). Bulk edge: the largest quadrature node standing for "
+             "the nodes' range; BN with " + " and with ".join(
+                 MODE[m] for m in s.bn_modes) + (
+                 f" (BN batches of {s.chunk_size or summary['subset_size']} "
+                 "examples)" if "batch" in s.bn_modes else "") + ". Bulk edge: the largest quadrature node standing for "
              f"≥ {s.bulk_count:g} eigenvalues (n·w ≥ {s.bulk_count:g}), median "
              "over probes; outliers: the quadrature's count of eigenvalues "
              f"above the edge by more than {s.outlier_gap:g} × the bulk's "
