@@ -70,8 +70,10 @@ def write(path, config, summary):
                                          papers.FORET_COMPUTE,
                                          papers.DAVDA_WRN),
       setup=f"batch {config.train.batch_size}, {summary['epochs']:g} epochs "
-      "(sgd_2x: twice), every arm on the same seeds; SAM ascent "
-      f"w + ρ g/‖g‖ (ASAM: T = |w| + {o.sam_eta:g}), "
+      + ("(sgd_2x: twice), " if "sgd_2x" in summary["arms"] else "")
+      + "every arm on the same seeds; SAM ascent w + ρ g/‖g‖"
+      + (f" (ASAM: T = |w| + {o.sam_eta:g})" if "asam" in summary["arms"]
+         else "") + ", "
       + (f"m-sharpness m = {o.sam_m}" if o.sam_m else "one ascent per batch")
       + ", BN statistics from the first pass. At the end, on "
       f"{summary['subset_size']} fixed training examples (BN in eval mode): "
