@@ -128,8 +128,9 @@ def finish(name: str, workdir, config, summary):
   raises (a bug) still writes summary.json: the run keeps its results, and
   `report_cli` writes the report once the bug is fixed."""
   # pylint: disable=g-import-not-at-top
-  from jaxunknowns.metrics import write_json
+  from jaxunknowns.metrics import METRICS_FILE, drop_rows, write_json
   from jaxunknowns.workdir import SUMMARY_FILE
+  drop_rows(workdir.file(METRICS_FILE))  # a finished file of whole rows
   try:
     write_report(name, workdir.path, config, json.loads(json.dumps(summary)))
   except Exception:  # not a kill (KeyboardInterrupt): that stays unfinished

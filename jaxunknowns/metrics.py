@@ -139,19 +139,7 @@ class MetricWriter:
     self.write(step, split, run_labels, values)
 
   def _drop(self, dropped: Callable[[Mapping[str, Any]], bool]):
-    """Rewrites metrics.jsonl without the rows `dropped` says (and without
-    torn or damaged lines)."""
-    if not paths.exists(self.path):
-      return
-    with paths.open_file(self.path, "rb") as f:
-      text = f.read()  # once: every fit starts here, on a file that grows
-    kept = "".join(json.dumps(row) + "\n" for row in _rows(text, self.path)
-                   if not dropped(row))
-    # Rows round-trip through JSON: with nothing to drop (no row, no torn
-    # line) the text is the same, and the file stays as it is, time and all
-    # (a resume that then fails leaves the workdir as it was).
-    if text != kept.encode():
-      paths.write_atomic(self.path, kept)
+    drop_rows(self.path, dropped)
 
   def flush(self):
     if self._tb is not None:
@@ -183,6 +171,24 @@ def _groups(run_labels: Sequence[Mapping]) -> Dict[str, List[int]]:
                    if k != "seed")
     groups.setdefault(key, []).append(r)
   return groups
+
+
+def drop_rows(path: str, dropped: Callable[[Mapping[str, Any]], bool] = (
+    lambda row: False)):
+  """Rewrites metrics.jsonl at `path` without the rows `dropped` says, and
+  without torn or damaged lines (alone, as a finished run does: a line torn
+  by a kill that no later fit rewound stayed in the file for good)."""
+  if not paths.exists(path):
+    return
+  with paths.open_file(path, "rb") as f:
+    text = f.read()  # once: every fit starts here, on a file that grows
+  kept = "".join(json.dumps(row) + "\n" for row in _rows(text, path)
+                 if not dropped(row))
+  # Rows round-trip through JSON: with nothing to drop (no row, no torn
+  # line) the text is the same, and the file stays as it is, time and all
+  # (a resume that then fails leaves the workdir as it was).
+  if text != kept.encode():
+    paths.write_atomic(path, kept)
 
 
 def read_metrics(workdir: str) -> List[Dict[str, Any]]:

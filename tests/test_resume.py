@@ -418,3 +418,23 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path):
   again = cli(config, workdir)
   assert again.returncode == 0, again.stderr[-3000:]
   assert (workdir / "summary.json").exists()
+
+
+def test_a_finished_run_leaves_no_torn_metrics_line(tmp_path):
+  """A line torn by a kill (or damaged later) that no resumed fit rewound
+  stayed in the finished metrics.jsonl, failing any strict JSON-lines
+  reader; finishing the run now drops it, and leaves a clean file as it
+  was. (sam: its finished stages are read back, no fit rewinds the file.)"""
+  workdir = tmp_path / "run"
+  config = f"{ROOT}/configs/sam.py:runlocal"
+  assert cli(config, workdir).returncode == 0
+  metrics = workdir / "metrics.jsonl"
+  clean = metrics.read_text()
+  (workdir / "summary.json").unlink()
+  with open(metrics, "a") as f:
+    f.write('{"step": 3, "spl')
+  again = cli(config, workdir)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert metrics.read_text() == clean
+  for line in clean.splitlines():
+    json.loads(line)
