@@ -424,9 +424,10 @@ def test_a_finished_run_leaves_no_torn_metrics_line(tmp_path):
   """A line torn by a kill (or damaged later) that no resumed fit rewound
   stayed in the finished metrics.jsonl, failing any strict JSON-lines
   reader; finishing the run now drops it, and leaves a clean file as it
-  was. (sam: its finished stages are read back, no fit rewinds the file.)"""
+  was. (randomization: its finished stages are read back, no fit rewinds
+  the file.)"""
   workdir = tmp_path / "run"
-  config = f"{ROOT}/configs/sam.py:runlocal"
+  config = f"{ROOT}/configs/randomization.py:runlocal"
   assert cli(config, workdir).returncode == 0
   metrics = workdir / "metrics.jsonl"
   clean = metrics.read_text()
