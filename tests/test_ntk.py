@@ -215,3 +215,24 @@ def test_loglog_slope_leaves_out_values_without_a_log():
   the slope is fitted to the other points (y = x/2 here: slope 1)."""
   from jaxunknowns.analysis import ntk  # pylint: disable=g-import-not-at-top
   assert ntk.loglog_slope([1.0, 2.0, 4.0], [0.0, 1.0, 2.0]) == pytest.approx(1.0)
+
+
+def test_a_run_on_another_loss_names_it_as_a_protocol_difference():
+  """Lee et al.'s theorems are for the squared loss; a run with
+  train.loss=cross_entropy that differs did not say so (the report's side
+  of the protocol was 'mse' whatever the run used)."""
+  import json  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.overparam import ntk_report  # pylint: disable=g-import-not-at-top
+  root = Path(__file__).resolve().parents[1]
+  summary = json.loads((root / "docs/results/ntk/summary.json").read_text())
+  summary["slopes"]["kernel_change"] = {"mean": 0.2, "per_seed": [0.2] * 3}
+  row = "log-log slope of kernel change vs width, all widths"
+  for loss, reason in (("mse", ()), ("cross_entropy", (
+      "loss: mse in the paper, cross_entropy here",))):
+    config = config_loading.load_config("configs/ntk.py", {"train.loss": loss},
+                                        root=str(root))
+    got = {c.quantity: c for c in ntk_report.comparisons(summary, config)}[row]
+    assert got.verdict == "differs"
+    assert reason == tuple(r for r in got.reasons if r.startswith("loss")), (
+        got.reasons)

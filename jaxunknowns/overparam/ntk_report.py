@@ -42,9 +42,10 @@ def plot(path, s):
       ax.axvline(s["early_step"], color="gray", ls=":")
 
 
-def comparisons(s):
+def comparisons(s, config):
   ws, st = s["widths"], [s["stages"][str(w)] for w in s["widths"]]
-  out = report.Rows({"model": s["model"], "data": s["dataset"], "loss": "mse"})
+  out = report.Rows({"model": s["model"], "data": s["dataset"],
+                     "loss": config.train.loss})
   trend = lambda q, ref, key, up=False, k=1: out.check(
       f"{q} {'rises' if up else 'falls'} with width", ref,
       ", ".join(f"{k * _mean(x, key):.3g}" for x in st), compare.trend(
@@ -105,4 +106,4 @@ def write(path, config, summary):
                 "accuracy, vs width (mean ± std over seeds)", WIDTH),
                ("Kernel change and speed over training (dotted: the end of "
                 "the early phase)", STEPS)],
-      comparisons=comparisons(summary), details=[table(summary)])
+      comparisons=comparisons(summary, config), details=[table(summary)])
