@@ -787,3 +787,29 @@ def test_double_descent_needs_a_grid_that_can_show_a_peak():
       "not testable here", ("no width of this grid interpolates (no h*)",))
   assert v["clean labels: a peak near h*"][0] == "agrees"  # no peak: as said
   assert v["15% noise: test error at the largest width (%)"][0] == "differs"
+
+
+def test_a_measure_of_one_hidden_layer_says_why_it_is_missing():
+  """A deeper net (width_sweep:mnist1d_deep) has no ‖U−U₀‖_F or two-layer
+  bound: their rows said 'fewer than two points'; they now say the measure
+  is of a one-hidden-layer network, or that capacity measures were off."""
+  from jaxunknowns.overparam import width_sweep_report as wsr  # pylint: disable=g-import-not-at-top
+  config = load_config("width_sweep", "mnist1d,runlocal")
+
+  def reasons(capacity):
+    curve = _curve([4, 8, 16], [0.5, 0.4, 0.3], [0.1, 0.0, 0.0])
+    for q in curve["points"]:
+      q["test_error"] = _stat(q["test_error"]["mean"], q["test_error"]["mean"])
+      if capacity is not None:
+        q["capacity"] = dict(capacity)
+    curve.update(label_noise=0.0, interpolation_width=8)
+    rows = wsr.comparisons(config, {"curves": [curve], "train_examples": 1000,
+                                    "seeds": [0, 1]})
+    return {c.quantity: c.reasons for c in rows}
+
+  deep = reasons({"bound_vc": _stat(1.0, 1.1)})
+  assert deep["‖U−U₀‖_F (from h* on)"] == (
+      "not defined here: the measure is of a one-hidden-layer network",)
+  off = reasons(None)
+  assert off["‖U−U₀‖_F (from h* on)"] == (
+      "capacity measures off (sweep.capacity = False)",)

@@ -94,9 +94,19 @@ def comparisons(config, summary):
                          **({"scale": 100, "digits": 2} if test else
                             {"digits": 3, "sig": True}), paired=True),
           paper="grows" if grows else "falls", our_protocol=ours,
-          why_not_testable="fewer than two widths fit" if test else "; ".join(
+          why_not_testable="fewer than two widths fit" if test else
+          _unmeasured(points, name) or "; ".join(
               compare.protocol_differences(reference.protocol, ours))))
   return out
+
+
+def _unmeasured(points, name) -> str:
+  """Why a capacity measure has no value at any width, or ''."""
+  if any(value(q, name) is not None for q in points):
+    return ""
+  if not any("capacity" in q for q in points):
+    return "capacity measures off (sweep.capacity = False)"
+  return "not defined here: the measure is of a one-hidden-layer network"
 
 
 def write_page(path, config, summary, references, trained, **page):
