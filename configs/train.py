@@ -13,14 +13,7 @@ jaxunknowns/config_defaults.py.
 import ml_collections
 
 from jaxunknowns.config_defaults import (make_config, openlth_resnet20_cifar10,
-                                         shrink_for_local)
-
-
-def protocol_of(c) -> dict:
-  """The training settings a variant reproduces its reference with."""
-  return {"optimizer": c.optim.name, "lr": c.optim.lr,
-          "batch": c.train.batch_size, "steps": c.train.steps,
-          "schedule": c.optim.schedule}
+                                         shrink_for_local, training_protocol)
 
 
 def mnist1d_mlp(c):
@@ -38,7 +31,7 @@ def mnist1d_mlp(c):
       "data": "mnist1d",          # The data and model the number is for: another
       "model": "mlp",             # data.name or model.name is not judged by it.
       # The training the number came from: a run that differs names it.
-      "protocol": protocol_of(c)})
+      "protocol": training_protocol(c)})
 
 
 def mnist1d_cnn(c):
@@ -75,7 +68,8 @@ def cifar10_resnet20(c):
   c.reference = ml_collections.ConfigDict({
       "test_accuracy": 0.917,
       "source": "OpenLTH cifar_resnet_20 (Frankle et al. 2020)",
-      "data": "cifar10", "model": "resnet", "protocol": protocol_of(c)})
+      "data": "cifar10", "model": "resnet",
+      "protocol": training_protocol(c)})
 
 
 VARIANTS = {f.__name__: f for f in

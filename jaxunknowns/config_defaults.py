@@ -137,6 +137,15 @@ def resnet20_cifar10(c):
   c.train.log_every = 500
 
 
+def training_protocol(c) -> dict:
+  """The training settings a reference's number is compared under: a
+  variant records its own as the reference's, and the report compares them
+  with the run's (a material difference is a reason)."""
+  return {"optimizer": c.optim.name, "lr": c.optim.lr,
+          "batch": c.train.batch_size, "steps": c.train.steps,
+          "schedule": c.optim.schedule}
+
+
 def openlth_resnet20_cifar10(c):
   """OpenLTH's CIFAR-10 ResNet-20 protocol (cifar_resnet_20, Frankle et al.
   2020): `resnet20_cifar10`, weight decay 1e-4, lr x0.1 at steps 32K and 48K

@@ -11,6 +11,7 @@ from absl import logging
 
 from jaxunknowns import experiments, paths, validation
 from jaxunknowns import runs
+from jaxunknowns.config_defaults import training_protocol
 from jaxunknowns.metrics import MetricWriter, format_stats, read_metrics
 
 
@@ -86,9 +87,7 @@ def write_train_report(path, config, summary):
              f"trains {summary['model']} on {summary['dataset']}")
     comparisons.append(compare.comparison(
         "test accuracy (%)", paper, report.fmt(ours), holds, rule,
-        our_protocol=dict(zip(("optimizer", "lr", "batch", "steps", "schedule"), (
-            config.optim.name, config.optim.lr, config.train.batch_size,
-            config.train.steps, config.optim.schedule))),
+        our_protocol=training_protocol(config),
         declared=ref.get("protocol_differences", ()), why_not_testable=why))
   if not ref.get("source"):
     claim = ("None: plain supervised training, the baseline the other "
