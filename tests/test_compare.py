@@ -436,3 +436,21 @@ def test_arms_equal_on_every_seed_are_a_tie_not_a_difference():
                          scale=1)[0] is None
   assert compare.paired_greater(stat(1, 1), stat(2, 2), a_name="a",
                                 b_name="b", scale=1)[0] is False
+
+
+def test_a_paired_bound_judges_the_per_seed_differences():
+  """Differences +0.5, +1.5, +1.0 (mean 1.0, 2 × std 1.0) against 'at
+  most 0.25': above it by 0.75, within the spread, so undecided; against
+  'at most 1.0' it holds; a constant +1.5 against 1.0 differs; one seed
+  or mismatched seeds cannot be paired."""
+  a, b = stat(1.5, 2.5, 2.0), stat(1.0, 1.0, 1.0)
+  assert compare.paired_bound(a, b, 0.25, upper=True, scale=1)[0] is None
+  assert compare.paired_bound(a, b, 1.0, upper=True, scale=1)[0] is True
+  assert compare.paired_bound(a, b, 1.25, upper=False, slack=0.25,
+                              scale=1)[0] is True
+  assert compare.paired_bound(stat(2.5, 2.5), stat(1.0, 1.0), 1.0,
+                              upper=True, scale=1)[0] is False
+  assert compare.paired_bound(stat(1.0), stat(0.0), 1.0, upper=True) == (
+      None, compare.ONE_SEED)
+  assert compare.paired_bound(stat(1.0, 2.0), stat(0.0), 1.0,
+                              upper=True)[0] is None

@@ -307,6 +307,19 @@ def paired_greater(a: Optional[Stat], b: Optional[Stat], *, a_name: str,
                     f"{a_name} − {b_name} per seed", "2 × its std", scale)
 
 
+def paired_bound(a: Optional[Stat], b: Optional[Stat], threshold: float, *,
+                 upper: bool, slack: float = 0.0, scale: float = 100.0
+                 ) -> Tuple[Optional[bool], str]:
+  """Arms on the same seeds: the mean per-seed difference a − b against a
+  bound (at most threshold + slack when `upper`, else at least threshold −
+  slack), undecided within twice the differences' std of it (`at_least`)."""
+  diffs, why = per_seed_differences(a, b)
+  if diffs is None:
+    return None, why
+  return _bound(diffs, threshold, slack, scale, "", upper, 2 * std_of(diffs),
+                "2 × its std")
+
+
 def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
            tolerance: float, scale: float = 100.0
            ) -> Tuple[Optional[bool], str]:
