@@ -750,14 +750,24 @@ class Trainer:
           snapshot_dir: Optional[str] = None,
           snapshot_steps: Sequence[int] = (),
           callbacks: Sequence[Callback] = (),
-          description: str = "") -> FitResult:
+          description: str = "",
+          on_divergence: str = "raise") -> FitResult:
     """Trains every run from its current step up to `steps`.
 
     With `checkpoint_dir`, resumes from the newest checkpoint there and saves
     every `train.checkpoint_every` steps and at the end (a finished stage is
     not retrained). States at `snapshot_steps` are kept in `snapshot_dir` for
     good (lottery-ticket rewinding needs them).
+
+    A NaN or Inf training loss raises TrainingDiverged; with `on_divergence`
+    "record" the run instead gets one row of split "diverged" (at the step
+    whose loss it was) and no row of any split after it,
+    while the program's other runs train on: under vmap they are
+    independent, and where divergence is a result (a step-size grid) one
+    diverging run must not end the others. A run resumed with non-finite
+    parameters diverged before the checkpoint, whose rows hold its row.
     """
+    assert on_divergence in ("raise", "record"), on_divergence
     tc = self.config.train
     assert len(data_seeds) == len(run_labels) == state["step"].shape[0]
     checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir else None
@@ -786,6 +796,7 @@ class Trainer:
 
     if snapshots is not None and step == 0 and 0 in snapshot_steps:
       save_snapshot(0, state)
+    alive = self.finite_runs(state) if on_divergence == "record" else None
 
     def boundaries(step):
       """The next step at which something must happen outside the scan."""
@@ -815,22 +826,23 @@ class Trainer:
       n = boundaries(step) - step
       state, metrics = self._dispatch(state, data_seeds, n, plan[n])
       if pending is not None:
-        self._log_train(writer, run_labels, *pending)
+        self._log_train(writer, run_labels, *pending, alive)
       pending = (step, n, metrics)
       step += n
       at = lambda every: every > 0 and step % every == 0
       due = [at(c.every) or step in c.steps for c in callbacks]
       if at(tc.eval_every) or step == steps or at(tc.checkpoint_every) or (
           step in snapshot_steps) or any(due):
-        self._log_train(writer, run_labels, *pending)
+        self._log_train(writer, run_labels, *pending, alive)
         pending = None
       if at(tc.eval_every) or step == steps:
         evals = self.evaluate_all(state)
         for split, values in evals.items():
-          writer.write(step, split, run_labels, values)
+          writer.write(step, split, *_living(run_labels, values, alive))
       for c, c_due in zip(callbacks, due):
         if c_due or step == steps:
-          writer.write(step, c.name, run_labels, c.fn(self, state, step))
+          writer.write(step, c.name, *_living(
+              run_labels, c.fn(self, state, step), alive))
       if snapshots is not None and step in snapshot_steps:
         save_snapshot(step, state)
       exit_if_asked("logged", step)
@@ -845,7 +857,7 @@ class Trainer:
         logging.info("%s", _progress(description, step, steps, rate, evals))
         last_log = now
     if pending is not None:
-      self._log_train(writer, run_labels, *pending)
+      self._log_train(writer, run_labels, *pending, alive)
     wall = time.time() - t0
     if not evals:  # already finished (resumed at the end): measure again
       evals = self.evaluate_all(state)
@@ -858,10 +870,20 @@ class Trainer:
     rate = timed_steps / timed_seconds if timed_steps and timed_seconds else 0.0
     return FitResult(state, evals, rate, timed_seconds, resumed_from)
 
-  def _log_train(self, writer, run_labels, start, n, parts):
+  def finite_runs(self, state: State) -> np.ndarray:
+    """[R] bool: the runs whose parameters are all finite."""
+    return np.array(distributed.fetch(_finite_runs(state["params"])), bool)
+
+  def _log_train(self, writer, run_labels, start, n, parts, alive=None):
     metrics = join_metrics(distributed.fetch(parts), np)
     losses = np.asarray(metrics["loss"][:n])
     bad = ~np.isfinite(losses)
+    if alive is not None:  # on_divergence="record": a row, not an error
+      for r in np.flatnonzero(bad.any(0) & alive):
+        t = int(np.flatnonzero(bad[:, r])[0])
+        writer.write(start + t + 1, "diverged", [run_labels[r]], {})
+        alive[r] = False
+      bad[:] = False
     if bad.any():
       t, r = map(int, np.argwhere(bad)[0])
       # A per-run lr (hparams) is a grid value, not optim.lr, which such
@@ -881,7 +903,7 @@ class Trainer:
     # Loss, accuracy, learning rate: means over the chunk; l2 norms: at its last step.
     values = {k: np.asarray(v[:n]).mean(0) if not k.startswith("l2_")
               else np.asarray(v) for k, v in metrics.items()}
-    writer.write(start + n, "minibatch", run_labels, values)
+    writer.write(start + n, "minibatch", *_living(run_labels, values, alive))
 
   def restore_snapshot(self, snapshot_dir: str, step: int, target: State) -> State:
     ck = Checkpoints(snapshot_dir, max_to_keep=None)
@@ -889,6 +911,22 @@ class Trainer:
       return ck.restore_kept(step, target)
     finally:
       ck.close()
+
+
+@jax.jit
+def _finite_runs(params):
+  leaves = [jnp.isfinite(l).reshape(l.shape[0], -1).all(1)
+            for l in jax.tree.leaves(params)]
+  return functools.reduce(jnp.logical_and, leaves)
+
+
+def _living(run_labels, values, alive):
+  """(labels, values) of the runs not diverged (all where `alive` is None)."""
+  if alive is None:
+    return run_labels, values
+  keep = np.flatnonzero(alive)
+  return ([run_labels[r] for r in keep],
+          {k: np.asarray(v)[keep] for k, v in values.items()})
 
 
 def _without_run_axis(state):

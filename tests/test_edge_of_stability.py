@@ -18,6 +18,7 @@ from jaxunknowns.data.core import Dataset, Split
 from jaxunknowns.errors import UserError
 from jaxunknowns.implicit import edge_of_stability as eos
 from jaxunknowns.losses import LOSSES
+from jaxunknowns.metrics import read_metrics, select
 from jaxunknowns.trainer import Trainer
 from run_helpers import (ROOT, assert_cli_one_line_error,
                          assert_report_rebuilds, assert_user_error_before_writing,
@@ -299,11 +300,23 @@ def test_loss_at_the_end_is_the_median_of_the_last_tenth():
 
 
 def test_runlocal_end_to_end_and_report_rebuilds(tmp_path):
+  """η = 50 (2/η = 0.04, far below λ_max(0)) diverges: a result of the
+  grid, recorded and reported, while the others run to the end."""
   config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal", {
       "eos.losses": ("mse",), "eos.lrs.cross_entropy": (),
+      "eos.lrs.mse": (0.2, 50.0, 0.15),
       "train.steps": 20, "eos.flow_steps": 20, "eos.flow_every": 10})
   summary = run_in_process(config, tmp_path / "run")
   assert read_json(tmp_path / "run" / "summary.json") == summary
+  (bad,) = summary["diverged"]
+  assert (bad["kind"], bad["lr"], bad["threshold"]) == ("gd", 50.0, 0.04)
+  assert all(1 <= t <= 20 for t in bad["diverged_at"])
+  assert min(bad["init_ratio"]["per_seed"]) > 1
+  rows = read_metrics(tmp_path / "run")
+  for seed, t in zip(summary["seeds"], bad["diverged_at"]):
+    assert [r["split"] for r in select(rows, lr=50.0, seed=seed)
+            if r["step"] >= t] == ["diverged"]
+  assert "### Diverged runs" in (tmp_path / "run" / "report.md").read_text()
   runs = summary["runs"]
   assert [(r["kind"], r["lr"]) for r in runs] == [
       ("gd", 0.2), ("gd", 0.15), ("momentum", 0.2)]

@@ -287,6 +287,51 @@ def test_divergence_of_a_per_run_lr_names_the_runs_lr_not_optim_lr(
   assert "optim.lr (now" not in message
 
 
+def _rows_by_run(path):
+  """{(split, step, lr): row} of a metrics file (one seed per lr here)."""
+  return {(r["split"], r["step"], r["lr"]): r for r in read_metrics(path)}
+
+
+def test_recorded_divergence_keeps_the_other_runs_as_if_alone(tmp_path):
+  """on_divergence="record": the diverging run gets one "diverged" row at
+  the first step whose loss is not finite (found here by stepping it alone)
+  and no row after; the run beside it logs what it logs when trained
+  alone; and a resume past the divergence adds no second row."""
+  config = tiny_config(**{"optim.name": "sgd", "model.norm": "none",
+                          "train.checkpoint_every": 10})
+  trainer = make_trainer(config, hparams=("lr",))
+  steps, lrs = config.train.steps, [0.05, 1e30]
+
+  def run(name, lrs, stops, checkpoints=True):
+    writer = MetricWriter(str(tmp_path / name), tensorboard=False)
+    for stop in stops:  # each fit resumes from the last one's checkpoint
+      result = trainer.fit(
+          trainer.init_state([0] * len(lrs), hparams={"lr": lrs}),
+          steps=stop, data_seeds=[0] * len(lrs), writer=writer,
+          run_labels=[{"seed": 0, "lr": lr} for lr in lrs],
+          on_divergence="record", checkpoint_dir=str(
+              tmp_path / name / "ck") if checkpoints else None)
+    return result, _rows_by_run(tmp_path / name)
+
+  result, together = run("together", lrs, [steps])
+  _, alone = run("alone", lrs[:1], [steps])
+  _, resumed = run("resumed", lrs, [20, steps])
+  state = trainer.init_state([0], hparams={"lr": lrs[1:]})
+  _, m = trainer.train_steps(state, [0], steps)
+  first_bad = int(np.flatnonzero(~np.isfinite(m["loss"][:, 0]))[0]) + 1
+  assert first_bad < 10  # diverged before the resume's checkpoint
+  diverged = [k for k in together if k[0] == "diverged"]
+  assert diverged == [("diverged", first_bad, 1e30)]
+  assert [k for k in together if k[2] == 1e30] == diverged
+  assert {k for k in together if k[2] == lrs[0]} == set(alone)
+  for k, row in alone.items():
+    for name, v in row.items():
+      if isinstance(v, float):
+        assert together[k][name] == pytest.approx(v, rel=1e-5), (k, name)
+  assert set(resumed) == set(together)
+  assert trainer.finite_runs(result.state).tolist() == [True, False]
+
+
 def test_batch_larger_than_dataset_is_refused():
   with pytest.raises(UserError, match="train.batch_size=512 is larger"):
     make_trainer(tiny_config(**{"train.batch_size": 512}))

@@ -29,6 +29,13 @@ the mean of λ_max / threshold over the second half of training, the loss at
 that step and at the end, and the number of times the measured loss rose
 after it (non-monotone descent).
 
+A step size far past the edge can diverge (a NaN or Inf loss): that run
+gets a "diverged" row in metrics.jsonl, at its first such step, and no row
+after, while the program's other runs train on; summary.json lists the
+(loss, kind, η) whose seeds diverged under "diverged" (the step per seed,
+and λ_max(0) against the threshold), and they are left out of the curves
+and comparisons. The flow is meant to be smooth: its divergence is an error.
+
 The gradient-flow reference (stages/flow): the same network and loss
 (`eos.losses[0]`), every seed, GD with a step `eos.flow_lr` far below every
 2/η of the grid (Euler steps of the flow; the summary keeps the largest
@@ -331,31 +338,45 @@ def train(config, workdir, writer, name, trainer, arms):
     writer.rewind({"stage": name}, -1, until=0)  # step 0 of an earlier try
     for cb in cbs:
       writer.write(0, cb.name, labels, cb.fn(trainer, state, 0))
+    # A step size past the edge may diverge: that run is a result of the
+    # grid (recorded, below), not an error ending the others. The flow's
+    # Euler steps must not: it raises, naming eos.flow_lr's run.
     result = trainer.fit(
         state, steps=steps, data_seeds=[s for _, s in runs_], writer=writer,
         run_labels=labels, callbacks=cbs, description=name,
-        checkpoint_dir=workdir.file("stages", name, "checkpoints"))
+        checkpoint_dir=workdir.file("stages", name, "checkpoints"),
+        on_divergence="raise" if flow else "record")
     rows = read_metrics(workdir.path)
-    out = []
+    out, diverged = [], []
     for (kind, lr, beta) in arms:
       curve = lambda split, metric: [
           sorted((r["step"], r[metric]) for r in select(
               rows, split=split, stage=name, lr=lr, kind=kind, seed=s))
           for s in seeds]
       lam, loss = curve(SHARPNESS, "lambda_max"), curve(LOSS, "loss")
+      thr = threshold(lr, beta, "gd" if flow else kind)
+      common = {"loss": trainer.config.train.loss, "kind": kind, "lr": lr,
+                "momentum": beta, "steps": steps, "threshold": thr}
+      # The first "diverged" row of a seed (a resumed run repeats none).
+      at = [min((t for t, _ in c), default=None)
+            for c in curve("diverged", "step")]
+      if any(t is not None for t in at):
+        diverged.append({**common, "diverged_at": at, "init_ratio": stats(
+            [c[0][1] / thr for c in lam])})
+        continue
       acc = curve(LOSS, "accuracy")
       res = curve(SHARPNESS, "residual")
-      thr = threshold(lr, beta, "gd" if flow else kind)
       r = run_summary(thr, [t for t, _ in lam[0]], [[v for _, v in c] for c in lam],
                       [t for t, _ in loss[0]], [[v for _, v in c] for c in loss],
                       e.near, steps)
-      r.update({"loss": trainer.config.train.loss, "kind": kind, "lr": lr,
-                "momentum": beta, "steps": steps,
-                "accuracy_end": stats([c[-1][1] for c in acc]),
+      r.update({**common, "accuracy_end": stats([c[-1][1] for c in acc]),
                 "lanczos_residual_max": max(v for c in res for _, v in c)})
       out.append(r)
-    return {"runs": out, "train_seconds": result.wall_time,
-            "final": runs.eval_stats(result.evals)}
+    finite = np.flatnonzero(trainer.finite_runs(result.state))
+    return {"runs": out, "diverged": diverged,
+            "train_seconds": result.wall_time,
+            "final": runs.eval_stats(result.evals, finite) if finite.size
+            else {}}
 
   return stages.run_stage(workdir.file("stages", name), compute, name=name)
 
@@ -392,7 +413,11 @@ def run(config, workdir):
   flow["max_lr_lambda"] = flow["lr"] * max(max(l) for l in
                                            flow["curves"]["lambda_max"])
   rows = [r for n, s in results.items() if n != "flow" for r in s["runs"]]
+  diverged = [r for s in results.values() for r in s.get("diverged", ())]
   gd = [r for r in rows if r["kind"] == "gd" and r["loss"] == flow["loss"]]
+  for r in diverged:
+    logging.info("%s %s lr %g: threshold %.1f, diverged at %s", r["loss"],
+                 r["kind"], r["lr"], r["threshold"], r["diverged_at"])
   for r in rows:
     logging.info("%s %s lr %g: threshold %.1f, reached at %s, lambda/thr "
                  "over the last half %.3f", r["loss"], r["kind"], r["lr"],
@@ -402,8 +427,9 @@ def run(config, workdir):
       "experiment": "edge_of_stability", "dataset": config.data.name,
       "model": config.model.name, "seeds": runs.seeds_of(config),
       "train_examples": len(ds.train.y), "steps": config.train.steps,
-      "runs": rows, "flow": flow, "flow_versus_gd": flow_versus(flow, gd),
-      "stages": {n: {k: v for k, v in s.items() if k != "runs"}
+      "runs": rows, "diverged": diverged, "flow": flow, "flow_versus_gd": flow_versus(flow, gd),
+      "stages": {n: {k: v for k, v in s.items()
+                     if k not in ("runs", "diverged")}
                  for n, s in results.items()},
       "wall_time_s": time.time() - t0, "machine": runs.machine_info(),
   }

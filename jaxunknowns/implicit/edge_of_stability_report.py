@@ -1,6 +1,7 @@
 """report.md, sharpness.png and flow.png of `edge_of_stability`, from
 summary.json alone."""
 
+import contextlib
 import os
 
 import numpy as np
@@ -36,7 +37,7 @@ def plot(path, summary):
   losses = list(dict.fromkeys(r["loss"] for r in summary["runs"]))
   n, flow = len(losses), summary["flow"]
   with report.figure(os.path.join(path, "sharpness.png"), 2 * n, (6, 3.6),
-                     cols=n) as axes:
+                     cols=n) if n else contextlib.nullcontext() as axes:
     for i, loss in enumerate(losses):
       for r in (r for r in summary["runs"] if r["loss"] == loss):
         axes[n + i].semilogy(r["curves"]["loss_steps"], np.mean(
@@ -50,7 +51,7 @@ def plot(path, summary):
     curve(ax, flow, flow["lr"], threshold=False)
     ax.set(title=f"{flow['loss']}: gradient flow vs GD", ylabel="λ_max",
            xlabel="time t = η × step", xlim=(0, flow["lr"] * flow["steps"]))
-  return list(CAPTIONS)
+  return list(CAPTIONS)[not n:]
 
 
 def comparisons(summary, config):
@@ -152,7 +153,14 @@ def write(path, config, summary):
   e, f = config.eos, summary["flow"]
   rows = [[r["loss"], label(r), f"{r['threshold']:.3g}"] + [report.fmt(
       r[k], 1, 3, sig=True, n=False) for k in COLUMNS] for r in summary["runs"]]
-  residual = max(r["lanczos_residual_max"] for r in summary["runs"])
+  residual = max([r["lanczos_residual_max"] for r in summary["runs"]] +
+                 [f["lanczos_residual_max"]])
+  # A run past the edge that diverged (no curve, no comparison): when, and
+  # how far above its threshold it started.
+  diverged = [[r["loss"], label(r), f"{r['threshold']:.3g}", report.fmt(
+      r["init_ratio"], 1, 3, sig=True, n=False), ", ".join(
+          "—" if t is None else f"{t:g}" for t in r["diverged_at"])]
+              for r in summary.get("diverged", ())]
   report.write(
       path, config, summary, references=REFERENCES,
       setup=(f"full-batch GD, {summary['steps']} steps, each η with every "
@@ -167,6 +175,10 @@ def write(path, config, summary):
       comparisons=comparisons(summary, config),
       details=["### Every run (mean ± std over seeds)\n\n" + report.
                markdown_table(["loss", "run", "threshold", *COLUMNS.values()],
-                              rows)],
+                              rows)] + ["### Diverged runs (left out above)"
+                                        "\n\n" + report.markdown_table(
+          ["loss", "run", "threshold", COLUMNS["init_ratio"],
+           "diverged at step, per seed (—: did not)"], diverged)] * bool(
+               diverged),
       run=" ".join(f"{n}: {s['train_seconds']:.0f} s." for n, s in
                    summary["stages"].items()))
