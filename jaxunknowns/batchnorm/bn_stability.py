@@ -14,13 +14,10 @@ normalization is never retrained.
 
 A run whose training loss becomes NaN or Inf is recorded as diverged (at
 that step) and the others go on: vmapped runs share no numbers, so a NaN
-stays in its own run. (Hence its own loop over `Trainer.train_steps`, not
-`Trainer.fit`: fit raises TrainingDiverged at the first non-finite loss of
-any run, writes minibatch rows for every run, and hands its callbacks the
-state, not the chunk's minibatch metrics that divergence and steps to
-target are read from.) Steps to target: the end of the first chunk
-(`train.log_every` steps) whose mean minibatch training accuracy reaches
-`grid.target_accuracy` (None = never). Each normalization's best learning
+stays in its own run (`Trainer.fit(on_divergence="record")`). Steps to
+target: the end of the first chunk (`train.log_every` steps) whose mean
+minibatch training accuracy reaches `grid.target_accuracy` (None = never),
+read from the chunk's row in metrics.jsonl. Each normalization's best learning
 rate is picked on the validation split at init scale 1, never on test.
 """
 
@@ -29,11 +26,11 @@ import time
 import numpy as np
 from absl import logging
 
-from jaxunknowns import distributed, experiments, runs, stages, validation
+from jaxunknowns import experiments, runs, stages, validation
 from jaxunknowns.batchnorm import bn_grid
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
-from jaxunknowns.metrics import MetricWriter, stats
+from jaxunknowns.metrics import MetricWriter, read_metrics, stats
 from jaxunknowns.models import create_model, layers
 
 GRID_NORMS = ("none", "batch", "group", "layer")
@@ -92,32 +89,29 @@ def train_program(trainer, config, norm, writer):
   state = trainer.init_state(
       seeds, variables=trainer.init_variables(seeds, init_scale=scales),
       hparams={"lr": lrs})
-  R, total, target = len(seeds), config.train.steps, config.grid.target_accuracy
-  diverged_at, hit = [None] * R, [None] * R
-  step = 0
-  while step < total:
-    n = min(trainer.chunk, total - step)
-    state, m = trainer.train_steps(state, seeds, n)
-    m = distributed.fetch(m)
-    loss, acc = np.asarray(m["loss"]), np.asarray(m["accuracy"]).mean(0)
-    for r in range(R):
-      bad = np.flatnonzero(~np.isfinite(loss[:, r]))
-      if diverged_at[r] is None and bad.size:
-        diverged_at[r] = step + int(bad[0]) + 1
-      if diverged_at[r] is None and hit[r] is None and acc[r] >= target:
-        hit[r] = step + n
-    step += n
-    alive = [r for r in range(R) if diverged_at[r] is None]
-    writer.write(step, "minibatch", [labels[r] for r in alive],
-                 {"loss": loss.mean(0)[alive], "accuracy": acc[alive]})
-  evals = trainer.evaluate_all(state)
-  logging.info("[norm %s] %d runs, %d diverged, %.0f s", norm, R,
-               R - len(alive), time.time() - t0)
+  result = trainer.fit(state, steps=config.train.steps, data_seeds=seeds,
+                       writer=writer, run_labels=labels,
+                       description=f"norm {norm}", on_divergence="record")
+  # Divergence and steps to target, from the rows fit wrote: a run's
+  # "diverged" row, and its first chunk (minibatch row) at the target.
+  first = {}
+  for row in read_metrics(writer.workdir):
+    key = row["split"], row.get("lr"), row.get("init_scale"), row.get("seed")
+    if row.get("norm") == norm and (
+        row["split"] == "diverged" or row["split"] == "minibatch" and
+        row["accuracy"] >= config.grid.target_accuracy):
+      first[key] = min(first.get(key, row["step"]), row["step"])
+  at = lambda split: [first.get((split, l["lr"], l["init_scale"], l["seed"]))
+                      for l in labels]
+  diverged_at = at("diverged")
+  logging.info("[norm %s] %d runs, %d diverged, %.0f s", norm, len(seeds),
+               sum(d is not None for d in diverged_at), time.time() - t0)
   return {"norm": norm, "lr": lrs, "init_scale": scales, "seed": seeds,
-          "diverged_at": diverged_at, "steps_to_target": hit, "steps": step,
+          "diverged_at": diverged_at, "steps_to_target": at("minibatch"),
+          "steps": config.train.steps,
           "evals": {split: {k: [stages.finite_or_none(x) for x in v]
                             for k, v in vals.items()}
-                    for split, vals in evals.items()},
+                    for split, vals in result.evals.items()},
           "wall_time_s": time.time() - t0}
 
 
