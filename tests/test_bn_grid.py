@@ -2,7 +2,7 @@
 `bn_regularization`) and their shared runner, jaxunknowns/batchnorm/bn_grid.py.
 
 * The grid: expansion order, cell configs, the learning-rate scaling rules,
-  the epoch budget and its chunking.
+  the epoch budget and its chunking; a requested train.steps runs exactly.
 * Each experiment end to end on sklearn digits with a tiny MLP and a 2-4
   cell grid (in-process): summary.json, report.md and the figure; the
   summary's numbers are the ones metrics.jsonl logged; a rerun reuses the
@@ -15,6 +15,7 @@ Compile time dominates, so the module turns on JAX's persistent compilation
 cache (as test_overparam does) and restores the process's JAX config after.
 """
 
+import importlib
 import math
 import os
 import subprocess
@@ -126,6 +127,23 @@ def test_budget_chunks_evenly_and_overshoots_by_less_than_a_chunk_count(
   assert steps <= total < steps + chunks
   assert bn_grid.epochs_to_steps(3, 5000, 2) == 7500
   assert bn_grid.epochs_to_steps(3, 5000, 256) == math.ceil(15000 / 256)
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("bn_placement", {}), ("bn_regularization", {}),
+    ("bn_batch_size", {"grid.epochs": 0.0})])
+def test_requested_steps_are_the_steps_of_every_cell(name, overrides):
+  """A train.steps that is not a whole number of chunks (25 of log_every 10)
+  was rounded up to 27 in every cell while config.json recorded 25: each
+  cell now runs 25, the last chunk shorter, at the log_every recorded."""
+  module = importlib.import_module(f"jaxunknowns.batchnorm.{name}")
+  config = load_config(name, "runlocal", {**overrides, "train.steps": 25,
+                                          "train.log_every": 10})
+  axes = module.axes(config)
+  cells = bn_grid.expand(axes)
+  for c in bn_grid.cell_configs(config, axes, cells, module.derive, 400):
+    assert (c.train.steps, c.train.log_every) == (25, 10)
+    assert c.train.eval_every % 10 == 0  # evaluations at chunk boundaries
 
 
 def test_batch_size_cells_scale_lr_and_see_the_same_examples():
@@ -337,6 +355,33 @@ def test_bn_regularization_end_to_end(tmp_path):
   saved = read_json(workdir / "config.json")
   assert saved["grid"]["dropouts"] == [0.3]
   assert_report_rebuilds(workdir)
+
+
+def test_requested_steps_run_exactly_and_the_warm_up_compiles_the_tail(
+    tmp_path, monkeypatch):
+  """train.steps=25 at log_every 10 trains 25 steps (10, 10, then 5), as
+  config.json says; the warm-up compiles the short last chunk too, so the
+  fit traces nothing (its steps/s exclude compilation)."""
+  config = load_config("bn_regularization", "runlocal", {
+      **DIGITS, "grid.norms": ("none",), "grid.dropouts": (0.0,),
+      "grid.weight_decays": (0.0,), "train.steps": 25,
+      "train.log_every": 10})
+  warmed = []
+  warm_up = bn_grid.warm_up_and_time
+  def recording(trainer, seeds, speed_steps):
+    out = warm_up(trainer, seeds, speed_steps)
+    warmed.append((trainer, trainer.trace_count))
+    return out
+  monkeypatch.setattr(bn_grid, "warm_up_and_time", recording)
+  workdir = tmp_path / "steps"
+  summary = run_in_process(config, workdir)
+  assert [q["steps"] for q in summary["cells"]] == [25]
+  assert read_json(workdir / "config.json")["train"]["steps"] == 25
+  assert "25 steps" in (workdir / "report.md").read_text()
+  assert sorted({r["step"] for r in read_rows(workdir)
+                 if r["split"] == "minibatch"}) == [10, 20, 25]
+  _check_cells_match_metrics(workdir, summary)
+  assert [t.trace_count for t, _ in warmed] == [n for _, n in warmed]
 
 
 # -----------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def derive(c, cell, num_train):
                                  g.lr_rule)
   steps = (bn_grid.epochs_to_steps(g.epochs, num_train, b) if g.epochs > 0
            else c.train.steps)
-  bn_grid.set_budget(c, steps, g.evals_per_cell)
+  bn_grid.set_budget(c, steps, g.evals_per_cell, round_up=g.epochs > 0)
 
 
 def typical_batch(batch_sizes) -> int:

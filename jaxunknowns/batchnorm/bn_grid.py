@@ -147,9 +147,10 @@ def scaled_lr(base_lr: float, batch_size: int, reference_batch_size: int,
 
 def chunked_budget(steps: int, log_every: int):
   """(steps, log_every) with steps a multiple of log_every: every compiled
-  call then has the same length (one compile per cell, and the warm-up
-  compiles exactly the program the fit runs). Overshoots by < one step per
-  chunk."""
+  call then has the same length (one compile per cell). Overshoots by < one
+  step per chunk: only for a budget that is itself a rounding (an epoch
+  budget, `set_budget(..., round_up=True)`), never for a requested
+  train.steps."""
   steps = max(1, int(steps))
   chunks = -(-steps // max(1, int(log_every)))
   per_chunk = -(-steps // chunks)
@@ -165,13 +166,24 @@ def refuse_budget_fields(config):
         "grid.evals_per_cell times and checkpoints at its end")
 
 
-def set_budget(c, steps: int, evals: int):
+def set_budget(c, steps: int, evals: int, round_up: bool = False):
   """train.steps/log_every/eval_every of a cell: `evals` evaluations spread
-  over the run (0: at the end only), each at a chunk boundary."""
-  steps, log_every = chunked_budget(steps, c.train.log_every)
+  over the run (0: at the end only), each at a chunk boundary.
+
+  A requested train.steps runs exactly: whole chunks of train.log_every,
+  then a shorter last chunk where steps is not a multiple of it (its own
+  program, compiled by the warm-up too). Rounding it up to whole chunks ran
+  steps that config.json did not record (25 requested, 27 run).
+  `round_up`: a budget that is already a rounding (steps of an epoch
+  budget, ceil(epochs x N / B)) is rounded up to equal chunks
+  (`chunked_budget`), as the committed bn_batch_size runs were; each cell's
+  steps as run are in report.md, with its epochs in summary.json."""
+  log_every = max(1, min(int(c.train.log_every), int(steps)))
+  if round_up:
+    steps, log_every = chunked_budget(steps, log_every)
   c.train.steps = steps
   c.train.log_every = log_every
-  chunks = steps // log_every
+  chunks = -(-steps // log_every)  # the last one maybe shorter
   c.train.eval_every = (log_every * max(1, chunks // evals)) if evals else 0
   c.train.checkpoint_every = 0  # End of the cell only: cells are short.
 
@@ -225,6 +237,9 @@ def warm_up_and_time(trainer, seeds: Sequence[int], speed_steps: int):
   chunk = trainer.chunk
   state = trainer.init_state(seeds)
   state, _ = trainer.train_steps(state, seeds, chunk)
+  tail = trainer.config.train.steps % chunk
+  if tail:  # The fit's shorter last chunk (set_budget): a program of its own.
+    state, _ = trainer.train_steps(state, seeds, tail)
   trainer.evaluate_all(state)
   jax.block_until_ready(state)
   if speed_steps <= 0:
