@@ -21,7 +21,7 @@ stay shared.
 import hashlib
 import os
 import time
-from typing import List, Sequence
+from typing import Any, List, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -43,13 +43,21 @@ class RunWriters:
   """The metric writer `Trainer.fit` sees, splitting every row to the
   MetricWriter of the run (workdir) that owns it."""
 
-  def __init__(self, writers, members: Sequence[Sequence[int]]):
-    self.writers, self.members = writers, [list(m) for m in members]
+  def __init__(self, writers, members: Sequence[Sequence[int]],
+               run_labels: Sequence[Mapping[str, Any]]):
+    # A row's run is known by its labels object, not its position: fit
+    # leaves diverged runs out of later rows (on_divergence="record").
+    self.writers = writers
+    self.owner = {id(run_labels[i]): w for w, m in enumerate(members)
+                  for i in m}
 
   def write(self, step, split, run_labels, values):
-    for writer, m in zip(self.writers, self.members):
-      writer.write(step, split, [run_labels[i] for i in m],
-                   {k: np.asarray(v)[m] for k, v in values.items()})
+    for w, writer in enumerate(self.writers):
+      mine = [p for p, labels in enumerate(run_labels)
+              if self.owner[id(labels)] == w]
+      if mine:
+        writer.write(step, split, [run_labels[p] for p in mine],
+                     {k: np.asarray(v)[mine] for k, v in values.items()})
 
   def rewind(self, labels, step, until=None):
     for writer in self.writers:
@@ -74,7 +82,8 @@ def _runs_of(state, members):
 def train_together(configs, workdirs, scratch: str):
   """Trains the `train` experiment of every config (same program, per-run
   values of RUN_AXIS_FIELDS) as one vmapped program and writes each
-  config's `workdirs` entry (a checked, unopened workdir.Workdir).
+  config's `workdirs` entry (a checked, unopened workdir.Workdir); returns
+  per config None, or why it failed (a run of it diverged).
   `scratch`: a folder for the group's own checkpoints (a rerun of the same
   group resumes from them; deleted when every workdir is written)."""
   from jaxunknowns import runs, train  # pylint: disable=g-import-not-at-top
@@ -94,7 +103,9 @@ def train_together(configs, workdirs, scratch: str):
       values[h] += [config.optim[h]] * len(own)
   for workdir in workdirs:
     workdir.open()
-  writer = RunWriters([MetricWriter(w.path) for w in workdirs], members)
+  run_labels = [{"seed": s} for s in seeds]
+  writer = RunWriters([MetricWriter(w.path) for w in workdirs], members,
+                      run_labels)
   if len({c.data.label_noise for c in configs}) > 1:
     from jaxunknowns.data import load_dataset  # pylint: disable=g-import-not-at-top
     labels = {c.data.label_noise: load_dataset(c.data).train.y for c in configs}
@@ -108,19 +119,24 @@ def train_together(configs, workdirs, scratch: str):
                ", ".join(["seed"] + [f"optim.{h}" for h in varying] + [
                    "data.label_noise"] * (len({c.data.label_noise
                                                for c in configs}) > 1)))
+  # One config's diverging run must not end the others' (each its own
+  # config): it fails alone, with what it would have said trained alone.
   result = trainer.fit(
       state, steps=base.train.steps, data_seeds=seeds, writer=writer,
-      run_labels=[{"seed": s} for s in seeds],
+      run_labels=run_labels,
       checkpoint_dir=os.path.join(scratch, "checkpoints"),
       snapshot_dir=os.path.join(scratch, "snapshots"), snapshot_steps=(0,),
-      description=f"train x{len(configs)}")
+      description=f"train x{len(configs)}", on_divergence="record")
   writer.close()
   wall = time.time() - t0
   initial = Checkpoints(os.path.join(scratch, "snapshots"), max_to_keep=None)
   first = initial.restore_kept(0, result.state)  # `state` was donated
   initial.close()
-  summaries = []
+  finite, outcomes = trainer.finite_runs(result.state), []
   for config, workdir, m in zip(configs, workdirs, members):
+    if not finite[list(m)].all():
+      outcomes.append(diverged(config, workdir))
+      continue
     for folder, step, tree in (("snapshots", 0, first),
                                ("checkpoints", base.train.steps, result.state)):
       ck = Checkpoints(workdir.file(folder), max_to_keep=None)
@@ -132,10 +148,22 @@ def train_together(configs, workdirs, scratch: str):
              for split, metrics in result.evals.items()}
     own = FitResult(None, evals, result.steps_per_second, wall,
                     result.resumed_from)
-    summaries.append(train.finish(config, workdir, trainer, own,
-                                  [seeds[i] for i in m], wall))
+    train.finish(config, workdir, trainer, own, [seeds[i] for i in m], wall)
+    outcomes.append(None)
   paths.rmtree(scratch)
-  return summaries
+  return outcomes
+
+
+def diverged(config, workdir) -> str:
+  """A diverged config's failure, as trainer.TrainingDiverged's `what`
+  says it of a run trained alone: its first "diverged" row."""
+  from jaxunknowns import trainer  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.metrics import read_metrics, select  # pylint: disable=g-import-not-at-top
+  row = min(select(read_metrics(workdir.path), split="diverged"),
+            key=lambda r: r["step"])
+  return trainer.diverged_text(row["loss"], row["step"],
+                               {"seed": row["seed"]},
+                               trainer.lower_lr(config))
 
 
 def scratch_folder(root: str, names: Sequence[str]) -> str:

@@ -111,7 +111,9 @@ class MetricWriter:
         prefix = f"{group}/" if group else ""
         for n in names:
           vals = np.asarray([values[n][r] for r in members], np.float64)
-          self._tb.add_scalar(f"{prefix}{split}/{n}", float(vals.mean()), step)
+          if np.isfinite(vals).all():  # a diverged run's loss is in the rows
+            self._tb.add_scalar(f"{prefix}{split}/{n}", float(vals.mean()),
+                                step)
 
   def rewind(self, labels: Mapping[str, Any], step: int,
              until: Optional[int] = None):

@@ -675,7 +675,6 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
   those runs, the runs left to the executor). Says why not when `asked`
   (--vmap) or when swept fields need programs of their own."""
   from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.trainer import TrainingDiverged  # pylint: disable=g-import-not-at-top
   todo = [r for r in runs if overwrite or not r.finished]
   other = hparams.program_fields(swept_fields([r.overrides for r in runs]))
   why = cannot_vmap(runs) or ("fewer than two runs to train"
@@ -691,19 +690,14 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
   if overwrite:
     paths.rmtree(scratch)
   try:
-    hparams.train_together(
-        [r.config for r in todo],
-        [Workdir(r.workdir, r.config, overwrite=overwrite) for r in todo],
-        scratch)
-    outcome = None
-  except TrainingDiverged as e:
-    # One run's divergence must not fail the others: train each on its own
-    # (each resumes nothing and rewrites the rows the group logged).
-    print(f"vmap: {e}; the runs train as separate programs", file=out)
-    paths.rmtree(scratch)
-    return {}, runs
+    # A run that diverges fails alone; the others finish in the program.
+    outcomes = [what and f"{what}; {executors.IN_A_SWEEP}"
+                for what in hparams.train_together(
+                    [r.config for r in todo],
+                    [Workdir(r.workdir, r.config, overwrite=overwrite)
+                     for r in todo], scratch)]
   except UserError as e:
-    outcome = str(e)
+    outcomes = [str(e)] * len(todo)
   except Exception as e:  # pylint: disable=broad-except
     if not errors.out_of_memory(e):
       raise
@@ -713,7 +707,8 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
           "as separate programs", file=out)
     paths.rmtree(scratch)
     return {}, runs
-  return {r.name: outcome for r in todo}, [r for r in runs if r not in todo]
+  return ({r.name: o for r, o in zip(todo, outcomes)},
+          [r for r in runs if r not in todo])
 
 
 # -----------------------------------------------------------------------------

@@ -761,7 +761,7 @@ class Trainer:
 
     A NaN or Inf training loss raises TrainingDiverged; with `on_divergence`
     "record" the run instead gets one row of split "diverged" (at the step
-    whose loss it was) and no row of any split after it,
+    whose loss it was, with that loss) and no row of any split after it,
     while the program's other runs train on: under vmap they are
     independent, and where divergence is a result (a step-size grid) one
     diverging run must not end the others. A run resumed with non-finite
@@ -881,7 +881,8 @@ class Trainer:
     if alive is not None:  # on_divergence="record": a row, not an error
       for r in np.flatnonzero(bad.any(0) & alive):
         t = int(np.flatnonzero(bad[:, r])[0])
-        writer.write(start + t + 1, "diverged", [run_labels[r]], {})
+        writer.write(start + t + 1, "diverged", [run_labels[r]],
+                     {"loss": [losses[t, r]]})
         alive[r] = False
       bad[:] = False
     if bad.any():
@@ -889,14 +890,10 @@ class Trainer:
       # A per-run lr (hparams) is a grid value, not optim.lr, which such
       # experiments refuse (edge_of_stability refuses grad_clip too, the
       # step being plain GD): name the run's own lr, and only that.
-      lower = ("lower this run's lr (its grid value, not optim.lr)"
-               if "lr" in self.hparams else
-               f"lower optim.lr (now {self.config.optim.lr}) or add "
-               "optim.grad_clip")
-      # The run by its labels in words ('width 16, seed 0'), not a dict.
-      which = ", ".join(f"{k} {v}" for k, v in dict(run_labels[r]).items())
-      what = (f"loss became {losses[t, r]} at step {start + t + 1} of the "
-              f"run with {which}; {lower}")
+      what = diverged_text(
+          losses[t, r], start + t + 1, run_labels[r],
+          "lower this run's lr (its grid value, not optim.lr)"
+          if "lr" in self.hparams else lower_lr(self.config))
       raise TrainingDiverged(
           f"{what}, and rerun in a new --workdir or with --overwrite (this "
           "one holds the diverged run)", what)
@@ -911,6 +908,19 @@ class Trainer:
       return ck.restore_kept(step, target)
     finally:
       ck.close()
+
+
+def lower_lr(config) -> str:
+  return (f"lower optim.lr (now {config.optim.lr}) or add optim.grad_clip")
+
+
+def diverged_text(loss, step: int, labels: Mapping[str, Any],
+                  lower: str) -> str:
+  """What a diverged run's error says: the loss, the step, the run by its
+  labels in words ('width 16, seed 0', not a dict), and `lower`, the way
+  out."""
+  which = ", ".join(f"{k} {v}" for k, v in dict(labels).items())
+  return f"loss became {loss} at step {step} of the run with {which}; {lower}"
 
 
 @jax.jit

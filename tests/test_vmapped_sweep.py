@@ -135,21 +135,34 @@ def test_label_noise_is_a_run_axis_with_each_runs_own_labels(tmp_path, capsys):
 
 
 def test_one_diverging_run_does_not_fail_the_others(tmp_path, capsys):
-  spec = write_config(tmp_path, '{"s": [{"optim.lr": 1e-3}, '
-                      '{"optim.lr": 1e30}]}')
-  root = tmp_path / "root"
-  with pytest.raises(UserError, match=r"1 of 2 runs of sweep 's' failed"):
-    sweep.run_sweep(spec, str(root), "s", TINY, vmap=True)
-  out = capsys.readouterr().out
-  assert "the runs train as separate programs" in out
-  saved = read_json(root / "sweep.json")
+  """The diverging run fails alone and the other finishes in the same
+  program (no fallback to separate programs), each as it would apart: the
+  same error text, the same final numbers."""
+  runs = '{"s": [{"optim.lr": 1e-3}, {"optim.lr": 1e30}]}'
+  spec = write_config(tmp_path, runs)
+  outcome = {}
+  for mode, vmap in (("together", True), ("apart", False)):
+    root = tmp_path / mode
+    with pytest.raises(UserError, match=r"1 of 2 runs of sweep 's' failed"):
+      sweep.run_sweep(spec, str(root), "s", TINY, vmap=vmap)
+    outcome[mode] = (capsys.readouterr().out, read_json(root / "sweep.json"))
+  out, saved = outcome["together"]
+  assert "2 runs as one vmapped program" in out
+  assert "separate programs" not in out
   assert [r["status"] for r in saved["runs"]] == ["finished", "failed"]
   error = saved["runs"][1]["error"]
+  assert error == outcome["apart"][1]["runs"][1]["error"]
   assert "loss became" in error
   # A single run's advice (--overwrite) would retrain every run of a sweep.
   assert "--overwrite" not in error and "change or drop its value" in error
-  assert "lower optim.lr" in error, error
+  assert "lower optim.lr (now 1e+30)" in error, error
+  root = tmp_path / "together"
   assert not [p for p in os.listdir(root) if p.startswith(".vmapped")]
+  a, b = (read_json(Path(outcome[m][1]["runs"][0]["workdir"]) / "summary.json")
+          for m in ("together", "apart"))
+  np.testing.assert_allclose(a["final"]["test"]["accuracy"]["per_seed"],
+                             b["final"]["test"]["accuracy"]["per_seed"],
+                             rtol=1e-5)
 
 
 def test_out_of_memory_at_once_trains_the_runs_one_by_one(tmp_path, capsys,
