@@ -112,8 +112,13 @@ def comparisons(summary, config):
            # Started above the edge, then fell away from it: not held there.
            f"GD's λ_max at t is {gd:.3g}, below {e.near:g} × 2/η"
            if gd < e.near * v["threshold"] else "")
+    # GD's λ_max is measured every eos.every steps: at the measured step
+    # nearest t, whose own time the row names where it is not t.
+    t_gd = v["lr"] * v["gd_step"]
+    at_gd = (f", GD's at step {v['gd_step']}, t = {t_gd:.3g}"
+             if abs(t_gd - v["time"]) > 1e-9 * v["time"] else "")
     out.versus(f"λ_max at t = {v['time']:g}: flow vs GD η={v['lr']:.3g} (2/η "
-               f"= {v['threshold']:.3g})", papers.COHEN_FLOW, v["flow"],
+               f"= {v['threshold']:.3g}{at_gd})", papers.COHEN_FLOW, v["flow"],
                v["gd"], ("flow", "GD"), scale=1.0,
                rule=compare.undecided(why) if why else None, why=why,
                paper="flow above 2/η, GD at it")
