@@ -16,7 +16,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-from jaxunknowns import paths
+from jaxunknowns import metrics, paths
 from jaxunknowns.errors import UserError
 
 
@@ -101,6 +101,7 @@ class Checkpoints:
       # Training will reach the unreadable steps again and save them anew.
       for bad in unreadable:
         self._manager.delete(bad)
+      self._check_metrics(step)
       return step, state
     if steps:
       raise UserError(
@@ -118,11 +119,40 @@ class Checkpoints:
 
   def keep_timing(self, step: int, steps: int, seconds: float):
     """Records that the `steps` steps behind the checkpoint at `step` took
-    `seconds` to train."""
+    `seconds` to train, and how many rows the run's metrics.jsonl holds now
+    (metrics.ROWS_FIELD; `restore_latest` compares): every row of the fit
+    up to `step` is written before its checkpoint."""
     if jax.process_index() == 0:  # the folder is shared by every process
-      paths.write_atomic(
-          os.path.join(self.directory, self.TIMING_FILE),
-          json.dumps({"step": step, "steps": steps, "seconds": seconds}))
+      timing = {"step": step, "steps": steps, "seconds": seconds}
+      rows = metrics.rows_to_record(self.directory)
+      if rows is not None:
+        timing[metrics.ROWS_FIELD] = rows
+      paths.write_atomic(os.path.join(self.directory, self.TIMING_FILE),
+                         json.dumps(timing))
+
+  def _check_metrics(self, step: int):
+    """A fit resumed from the checkpoint at `step` keeps the run's rows up
+    to it and skips the training behind it (all of it, at the fit's end), so
+    metrics.jsonl must still hold the rows it held when that checkpoint was
+    kept; else (cut or deleted since) a UserError before the fit writes
+    anything, not a summary read back wrong. Only for the step timing.json
+    speaks of: a record of a later step that never landed, or was unreadable
+    and deleted, counts rows that the fit rewinds. Not in a multi-process
+    run: process 0 may be rewriting the shared file (a stage's own step-0
+    rows, dropped and logged again before its fit) while another process
+    reads it, and one process alone would stop; Workdir.check's look at
+    finished stages, before anything is written, is made on every process
+    alike."""
+    if jax.process_count() > 1:
+      return
+    path = os.path.join(self.directory, self.TIMING_FILE)
+    try:
+      t = json.loads(paths.read_text(path))
+    except (OSError, ValueError):
+      return  # timing is a nicety (see `timing`): nothing recorded to check
+    if isinstance(t, dict) and t.get("step") == step:
+      metrics.check_rows(metrics.run_folder(self.directory),
+                         t.get(metrics.ROWS_FIELD), path)
 
   def timing(self, step: Optional[int]) -> Tuple[int, float]:
     """(steps, seconds) behind the checkpoint at `step`; (0, 0.0) when none

@@ -193,6 +193,80 @@ def drop_rows(path: str, dropped: Callable[[Mapping[str, Any]], bool] = (
     paths.write_atomic(path, kept)
 
 
+# A finished stage's result.json and a checkpoint's timing.json record how
+# many rows the run's metrics.jsonl held when they were written (torn lines
+# not counted). No flow of a run takes the file below such a count: a
+# resumed fit rewinds only rows past its checkpoint, written after it; a
+# stage rewinds or rewrites only its own rows, written after the stages
+# before it finished, and rows it drops and logs again before its fit
+# (edge_of_stability's step 0) are back before that fit resumes; a finished
+# file loses only torn lines. So fewer rows than a record says is damage
+# from outside (a partial copy, a deleted file), and a rerun that skips the
+# work behind the record would read wrong rows back, and exit 0.
+ROWS_FIELD = "metrics_jsonl_rows"
+
+
+def run_folder(folder: str) -> Optional[str]:
+  """The workdir of the run `folder` is in: the nearest folder, `folder` or
+  up from it, that holds the config.json every run writes first (a stage of
+  the article is a run of its own). None outside a run: a sweep's scratch
+  folder, the scratch workdir of a process other than 0."""
+  from jaxunknowns.workdir import CONFIG_FILE  # pylint: disable=g-import-not-at-top
+  folder = paths.absolute(folder)
+  while True:
+    if paths.exists(os.path.join(folder, CONFIG_FILE)):
+      return folder
+    parent = os.path.dirname(folder)
+    if parent == folder or not paths.is_local(folder) and "/" not in (
+        parent.split("://", 1)[-1]):  # past / or a bucket's top folder
+      return None
+    folder = parent
+
+
+def count_rows(workdir: str) -> int:
+  """How many rows metrics.jsonl holds (torn or damaged lines not counted);
+  0 without the file."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if not paths.exists(path):
+    return 0
+  with paths.open_file(path, "rb") as f:
+    return len(_rows(f.read(), path, quiet=True))
+
+
+def rows_to_record(folder: str) -> Optional[int]:
+  """The ROWS_FIELD value for a record written in `folder` now; None where
+  there is nothing to record (outside a run, or no row yet): the record is
+  then written as before."""
+  run = run_folder(folder)
+  rows = count_rows(run) if run is not None else 0
+  return rows or None
+
+
+def check_rows(run: Optional[str], recorded: Any, record: str,
+               counted: Optional[Dict[str, int]] = None):
+  """A UserError if the metrics.jsonl of the run in folder `run` (None:
+  none) holds fewer rows than `record` (a file) says it held (`recorded`).
+  A record that is no count (from an edit) checks nothing. `counted`:
+  counts already made, by run."""
+  if run is None or not isinstance(recorded, int) or isinstance(
+      recorded, bool):
+    return
+  if counted is None or run not in counted:
+    rows = count_rows(run)
+    if counted is not None:
+      counted[run] = rows
+  else:
+    rows = counted[run]
+  if rows < recorded:
+    path = os.path.join(run, METRICS_FILE)
+    held = f"holds {rows} metric rows" if paths.exists(path) else "is missing"
+    raise UserError(
+        f"{path} {held}, but it held {recorded} when {record} was written: it "
+        f"was cut or deleted since, and the run would read wrong results "
+        f"back from it; pass --overwrite to rerun the experiment from "
+        f"scratch, or rerun it into a new --workdir")
+
+
 def read_metrics(workdir: str) -> List[Dict[str, Any]]:
   """The rows of metrics.jsonl. A line that is no row (torn by a kill
   mid-append, or damaged later: bytes that are not UTF-8, JSON that is not
@@ -205,7 +279,8 @@ def read_metrics(workdir: str) -> List[Dict[str, Any]]:
     return _rows(f.read(), path)
 
 
-def _rows(data: bytes, path: str) -> List[Dict[str, Any]]:
+def _rows(data: bytes, path: str,
+          quiet: bool = False) -> List[Dict[str, Any]]:
   rows, skipped = [], 0
   for line in data.decode("utf-8", errors="replace").splitlines():
     try:
@@ -217,7 +292,7 @@ def _rows(data: bytes, path: str) -> List[Dict[str, Any]]:
       rows.append(row)
     else:
       skipped += 1
-  if skipped:
+  if skipped and not quiet:
     logging.warning("%s: skipped %d line(s) that are not metric rows (torn "
                     "or damaged)", path, skipped)
   return rows

@@ -8,7 +8,10 @@ result.json, written atomically when the stage finishes. So:
 * a finished stage is never redone: `run_stage` returns its result.json;
 * an unfinished one redoes its work, and a training stage resumes from the
   checkpoints in its folder (Trainer.fit), so a killed job loses at most
-  `train.checkpoint_every` steps of the stage it was in.
+  `train.checkpoint_every` steps of the stage it was in;
+* result.json also records how many rows metrics.jsonl held when the stage
+  finished (dropped on reading it back), so a rerun that would skip the
+  stage refuses a file cut or deleted since (`check_finished`).
 
 OpenLTH's runner has the same shape ("if its output exists, return").
 """
@@ -24,8 +27,9 @@ from absl import logging
 
 from jaxunknowns import paths
 from jaxunknowns.errors import UserError
-from jaxunknowns.metrics import (MetricWriter, read_json_object, stats,
-                                 write_json)
+from jaxunknowns.metrics import (ROWS_FIELD, MetricWriter, check_rows,
+                                 read_json_object, rows_to_record,
+                                 run_folder, stats, write_json)
 
 RESULT_FILE = "result.json"
 
@@ -76,22 +80,55 @@ def _wrap(value, path):
   return value
 
 
+def _read_saved(path: str) -> Optional[Dict[str, Any]]:
+  """result.json as written, with its count of metrics rows (ROWS_FIELD)."""
+  value = read_json_object(path, _redo(path))
+  if value == {}:  # every stage writes some fields: checked before any run
+    raise UserError(f"{path} is damaged (an empty object): {_redo(path)}")
+  return value
+
+
 def read_result(path: str) -> Optional[Dict[str, Any]]:
   """A finished stage's result.json (a StageResult), or None if the stage
   has not finished. It is written atomically, so a damaged one was damaged
   afterwards (a partial copy, an edit): a UserError naming the folder to
   delete: at once if it is no JSON object or an empty one, else on the
-  first use of a field it lacks."""
-  value = read_json_object(path, _redo(path))
-  if value == {}:  # every stage writes some fields: checked before any run
-    raise UserError(f"{path} is damaged (an empty object): {_redo(path)}")
-  return None if value is None else StageResult(value, path)
+  first use of a field it lacks. Without the count of metrics rows that
+  run_stage adds: the experiment gets what its stage computed, as on the
+  run that computed it (summaries of resumed runs stay the same)."""
+  value = _read_saved(path)
+  if value is None:
+    return None
+  value.pop(ROWS_FIELD, None)
+  return StageResult(value, path)
+
+
+def check_finished(path: str, counted: Dict[str, int]):
+  """Workdir.check's look at a finished stage's result.json before a rerun
+  writes anything: readable (read_result), and the run's metrics.jsonl
+  still holds the rows it held when the stage finished: the rerun skips the
+  stage, and an experiment that reads rows back after its stages (imp's
+  early stopping, curves) would build a wrong summary from a cut file.
+  `counted`: rows counted so far, by run (one read per run). A result
+  without the count (an older run's, a run with no rows then) checks only
+  that it is readable."""
+  value = _read_saved(path)
+  if value is None or ROWS_FIELD not in value:
+    return
+  from jaxunknowns.workdir import SUMMARY_FILE  # pylint: disable=g-import-not-at-top
+  run = run_folder(os.path.dirname(path))
+  # A finished run's own stages (a finished stage of the article) are not
+  # run again: it is not resumed, and its files are read as they are.
+  if run is not None and not paths.exists(os.path.join(run, SUMMARY_FILE)):
+    check_rows(run, value[ROWS_FIELD], path, counted)
 
 
 def run_stage(folder: str, compute: Callable[[], Dict[str, Any]], *,
               name: str = "") -> Dict[str, Any]:
   """The stage's result: read from folder/result.json if it finished before,
-  else `compute()`d (it may resume from checkpoints in `folder`) and kept."""
+  else `compute()`d (it may resume from checkpoints in `folder`) and kept,
+  with the number of rows the run's metrics.jsonl holds now (see
+  metrics.ROWS_FIELD; `check_finished` compares)."""
   path = os.path.join(folder, RESULT_FILE)
   done = read_result(path)
   if done is not None:
@@ -99,13 +136,25 @@ def run_stage(folder: str, compute: Callable[[], Dict[str, Any]], *,
     return done
   result = compute()
   paths.makedirs(folder)
-  write_json(path, result)
+  write_json(path, _with_rows(folder, result, rows_to_record(folder)))
   return result
 
 
+def _with_rows(folder: str, result: Mapping[str, Any],
+               rows: Optional[int]) -> Dict[str, Any]:
+  if ROWS_FIELD in result:  # read_result would drop the stage's own field
+    raise ValueError(f"{folder}: a stage result may not have a field "
+                     f"{ROWS_FIELD!r} (the count of metrics rows is kept there)")
+  return dict(result) if rows is None else {**result, ROWS_FIELD: rows}
+
+
 def rewrite_result(folder: str, result: Mapping[str, Any]):
-  """Replaces a finished stage's result (a field added after it finished)."""
-  write_json(os.path.join(folder, RESULT_FILE), dict(result))
+  """Replaces a finished stage's result (a field added after it finished),
+  keeping the count of metrics rows it recorded when it finished (rows
+  logged since, by later stages, are not the stage's)."""
+  path = os.path.join(folder, RESULT_FILE)
+  saved = _read_saved(path) or {}
+  write_json(path, _with_rows(folder, result, saved.get(ROWS_FIELD)))
 
 
 def train_stage(trainer, *, workdir, name: str,

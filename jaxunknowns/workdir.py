@@ -205,8 +205,10 @@ class Workdir:
     a run keeps a folder nor a folder where it keeps a file (resuming would
     train, rewrite metrics.jsonl, then fail on it with a traceback), and
     every finished stage's result.json readable (not a traceback once the
-    experiment reaches that stage)."""
+    experiment reaches that stage), and metrics.jsonl still holding the rows
+    it held when each finished (stages.check_finished)."""
     from jaxunknowns import stages  # pylint: disable=g-import-not-at-top
+    counted = {}  # metrics rows, by run (the article's stages are runs)
     folders = [self.shared_path]
     while folders:
       for entry in sorted(epath.Path(folders.pop()).iterdir()):
@@ -216,7 +218,7 @@ class Workdir:
         elif name in RUN_FILES and is_dir:
           self._damaged(str(entry), "a folder", "file")
         elif name == stages.RESULT_FILE:
-          stages.read_result(str(entry))
+          stages.check_finished(str(entry), counted)
         elif is_dir and name not in RUN_FOLDERS[:3]:
           folders.append(str(entry))  # orbax and TensorBoard own theirs
 

@@ -748,6 +748,48 @@ def test_unreadable_checkpoints_of_a_later_level_leave_the_workdir(
   assert files_of(workdir) == before
 
 
+@pytest.mark.parametrize("damage", ["none", "cut", "deleted"])
+def test_a_cut_metrics_file_stops_the_resume_of_finished_levels(
+    rewind0, tmp_path, damage):
+  """A run whose report never landed (no summary.json) resumes every level
+  at its last checkpoint and reads the early-stopping step back from
+  metrics.jsonl. Cut to half its lines (level 1's rows partly gone) or
+  deleted, the rerun left early_stop_step out where 40 had been (or read
+  20), and exit 0. Now level 1's checkpoint record (timing.json: the rows the
+  file held then) stops it in one line, with the files as they were; with
+  the file whole, the same summary."""
+  workdir = tmp_path / "run"
+  shutil.copytree(rewind0.workdir, workdir)
+  (workdir / "summary.json").unlink()
+  rows = workdir / "metrics.jsonl"
+  level1 = workdir / "levels" / "level_01" / "checkpoints" / "timing.json"
+  if damage == "none":  # the records are there, and hold
+    timing = lambda level: read_json(
+        workdir / "levels" / f"level_{level:02d}" / "checkpoints" /
+        "timing.json")["metrics_jsonl_rows"]
+    # The last level's record: every row; level 1's: more than half of them.
+    total = len(rows.read_text().splitlines())
+    assert timing(2) == total and total // 2 < timing(1) < total
+    summary = run_in_process(load_config(MNIST1D), workdir)
+    assert comparable(summary) == comparable(rewind0.summary)
+    assert summary["levels"][2]["early_stop_step"]["per_seed"]
+    return
+  if damage == "cut":
+    lines = rows.read_text().splitlines(keepends=True)
+    rows.write_text("".join(lines[:len(lines) // 2]))
+  else:
+    rows.unlink()
+  before = files_of(workdir)
+  with pytest.raises(UserError) as info:
+    run_in_process(load_config(MNIST1D), workdir)
+  message = str(info.value)
+  assert "\n" not in message, message
+  for needle in (str(rows), "--overwrite", str(level1) if damage == "cut"
+                 else "is missing"):
+    assert needle in message, (needle, message)
+  assert files_of(workdir) == before
+
+
 def test_cli_bad_fraction_exits_2(tmp_path):
   proc = cli(tmp_path / "new", "--config.prune.fraction=1.2")
   assert_one_line_error(proc, "prune.fraction=1.2", "(0, 1)")
