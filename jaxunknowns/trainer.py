@@ -689,7 +689,7 @@ class Trainer:
       per_step.append(m)
     norms = {k: per_step[-1].pop(k) for k in ("l2_grads", "l2_updates")}
     metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_step)
-    norms["l2_params"] = jax.vmap(optim.global_norm)(state["params"])
+    norms["l2_params"] = _params_norms(state["params"])
     return state, [{**metrics, **norms}]
 
   # ---------------------------------------------------------------------------
@@ -921,6 +921,13 @@ def diverged_text(loss, step: int, labels: Mapping[str, Any],
   out."""
   which = ", ".join(f"{k} {v}" for k, v in dict(labels).items())
   return f"loss became {loss} at step {step} of the run with {which}; {lower}"
+
+
+# Compiled, not eager: eagerly each of its ops on the sharded parameters is
+# a program of its own with its own collectives (where a bn_only run on 8
+# fake CPU devices of a loaded 2-core machine once waited past XLA:CPU's
+# fixed 40 s rendezvous timeout and aborted); compiled, one program.
+_params_norms = jax.jit(jax.vmap(optim.global_norm))
 
 
 @jax.jit
