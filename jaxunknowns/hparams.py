@@ -166,8 +166,11 @@ def diverged(config, workdir) -> str:
                                trainer.lower_lr(config))
 
 
+SCRATCH_PREFIX = ".vmapped-"
+
+
 def scratch_folder(root: str, names: Sequence[str]) -> str:
   """Where a group of runs keeps its checkpoints while it trains: named by
   the runs, so rerunning the same sweep resumes the same group."""
   digest = hashlib.sha1("\n".join(names).encode()).hexdigest()[:10]
-  return os.path.join(root, f".vmapped-{digest}")
+  return os.path.join(root, f"{SCRATCH_PREFIX}{digest}")

@@ -646,6 +646,8 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
       raise UserError(f"all {len(runs)} runs of sweep {name!r} failed before "
                       f"writing anything; {run_name}: {why}")
     result = aggregate(runs, root, meta, failures)
+    if all(run.finished for run in runs):
+      drop_group_scratch(root)
     if failures:
       for run_name, why in failures.items():
         print(f"FAILED {run_name}: {why}", file=out)
@@ -654,6 +656,17 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
           f"({', '.join(failures)}); the others are aggregated in "
           f"{os.path.join(root, SWEEP_MD)}; rerun the command to retry them")
     return result
+
+
+def drop_group_scratch(root: str):
+  """Removes the checkpoints a killed vmapped group left (its scratch
+  folder) once every run of the sweep is finished, trained apart since
+  (--novmap, or a group that changed): nothing resumes from them then, and
+  they held a checkpoint of every run."""
+  from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
+  for entry in paths.listdir(root):
+    if entry.startswith(hparams.SCRATCH_PREFIX):
+      paths.rmtree(os.path.join(root, entry))
 
 
 def cannot_vmap(runs: Sequence[Run]) -> str:

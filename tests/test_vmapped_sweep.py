@@ -165,6 +165,32 @@ def test_one_diverging_run_does_not_fail_the_others(tmp_path, capsys):
                              rtol=1e-5)
 
 
+def test_a_killed_groups_scratch_goes_once_every_run_finished_apart(
+    tmp_path, monkeypatch):
+  """A vmapped group killed mid-training leaves its checkpoints in a scratch
+  folder; rerun with --novmap, the runs train apart, and once all are
+  finished nothing resumes from that folder: it is removed."""
+  spec = write_config(tmp_path, '{"s": [{"optim.lr": 1e-3}, '
+                      '{"optim.lr": 3e-3}]}')
+  root = tmp_path / "root"
+
+  def killed(configs, workdirs, scratch):
+    del configs
+    for w in workdirs:
+      w.open()
+    os.makedirs(os.path.join(scratch, "checkpoints", "10"))
+    raise KeyboardInterrupt
+
+  with monkeypatch.context() as m:
+    m.setattr(hparams, "train_together", killed)
+    with pytest.raises(KeyboardInterrupt):
+      sweep.run_sweep(spec, str(root), "s", TINY, vmap=True)
+  assert [p for p in os.listdir(root) if p.startswith(".vmapped-")]
+  saved = sweep.run_sweep(spec, str(root), "s", TINY, vmap=False)
+  assert [r["status"] for r in saved["runs"]] == ["finished", "finished"]
+  assert not [p for p in os.listdir(root) if p.startswith(".vmapped-")]
+
+
 def test_out_of_memory_at_once_trains_the_runs_one_by_one(tmp_path, capsys,
                                                           monkeypatch):
   """N runs in one program need N times the memory: an out-of-memory there
