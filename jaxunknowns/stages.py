@@ -115,12 +115,18 @@ def check_finished(path: str, counted: Dict[str, int]):
   value = _read_saved(path)
   if value is None or ROWS_FIELD not in value:
     return
+  run = run_folder(os.path.dirname(path))
+  if run is not None and not in_finished_run(path):
+    check_rows(run, value[ROWS_FIELD], path, counted)
+
+
+def in_finished_run(path: str) -> bool:
+  """Whether `path` is in a run that has its summary.json: a finished run's
+  own files (a finished stage of the article) are not resumed from, and are
+  read as they are."""
   from jaxunknowns.workdir import SUMMARY_FILE  # pylint: disable=g-import-not-at-top
   run = run_folder(os.path.dirname(path))
-  # A finished run's own stages (a finished stage of the article) are not
-  # run again: it is not resumed, and its files are read as they are.
-  if run is not None and not paths.exists(os.path.join(run, SUMMARY_FILE)):
-    check_rows(run, value[ROWS_FIELD], path, counted)
+  return run is not None and paths.exists(os.path.join(run, SUMMARY_FILE))
 
 
 def run_stage(folder: str, compute: Callable[[], Dict[str, Any]], *,

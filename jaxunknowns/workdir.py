@@ -206,7 +206,8 @@ class Workdir:
     train, rewrite metrics.jsonl, then fail on it with a traceback), and
     every finished stage's result.json readable (not a traceback once the
     experiment reaches that stage), and metrics.jsonl still holding the rows
-    it held when each finished (stages.check_finished)."""
+    it held when each finished (stages.check_finished), and every .npz
+    readable."""
     from jaxunknowns import stages  # pylint: disable=g-import-not-at-top
     counted = {}  # metrics rows, by run (the article's stages are runs)
     folders = [self.shared_path]
@@ -219,6 +220,10 @@ class Workdir:
           self._damaged(str(entry), "a folder", "file")
         elif name == stages.RESULT_FILE:
           stages.check_finished(str(entry), counted)
+        elif name.endswith(".npz") and not stages.in_finished_run(str(entry)):
+          # Written whole (paths.save_npz): a damaged one is outside damage,
+          # refused now, not once a resumed stage has rewritten others.
+          paths.load_npz(str(entry))
         elif is_dir and name not in RUN_FOLDERS[:3]:
           folders.append(str(entry))  # orbax and TensorBoard own theirs
 

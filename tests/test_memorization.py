@@ -27,7 +27,7 @@ from jaxunknowns.overparam import memorization
 from jaxunknowns.trainer import log_spaced_steps
 from run_helpers import (assert_cli_one_line_error, assert_report_rebuilds,
                          assert_user_error_before_writing, read_json,
-                         run_in_process)
+                         run_in_process, snapshot)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
@@ -281,10 +281,14 @@ def test_a_damaged_predictions_file_is_one_line(run, tmp_path):
   copy = tmp_path / "run"
   shutil.copytree(workdir, copy)
   (copy / "summary.json").unlink()
-  damaged = sorted(copy.glob("stages/*/*/predictions/*.npz"))[0]
+  # The last file in reading order: refused before any stage rewrote
+  # another (Workdir.check reads every .npz of an unfinished run).
+  damaged = sorted(copy.glob("stages/*/*/predictions/*.npz"))[-1]
   os.truncate(damaged, 100)
+  before = snapshot(copy)
   with pytest.raises(UserError) as info:
     run_in_process(config, copy)
   message = str(info.value)
   assert "\n" not in message and str(damaged) in message, message
   assert "is damaged (BadZipFile)" in message and "--overwrite" in message
+  assert snapshot(copy) == before
