@@ -130,6 +130,15 @@ def quiet_closed_event_loops(unraisable):
   sys.__unraisablehook__(unraisable)
 
 
+def exit_interrupted():
+  """Ctrl-C: as a kill, which resumes; one line, no traceback, exit 130
+  (os._exit: an interrupted save's threads are not waited for)."""
+  sys.stderr.write("interrupted: rerun the same command to resume from the "
+                   "last checkpoint\n")
+  sys.stderr.flush()
+  os._exit(130)  # pylint: disable=protected-access
+
+
 def main(argv):
   errors.refuse_arguments(argv)
   logging.get_absl_handler().addFilter(QuietLibraries())
@@ -143,11 +152,8 @@ def main(argv):
     references = validation.references_of(
         config_flags.get_config_filename(flags.FLAGS["config"]))
     run(config, _WORKDIR.value, _OVERWRITE.value, references)
-  except KeyboardInterrupt:  # Ctrl-C: as a kill, which resumes; no traceback
-    sys.stderr.write("interrupted: rerun the same command to resume from the "
-                     "last checkpoint\n")
-    sys.stderr.flush()
-    os._exit(130)  # pylint: disable=protected-access
+  except KeyboardInterrupt:
+    exit_interrupted()
   except Exception as e:  # pylint: disable=broad-except
     error = errors.user_error(e, _WORKDIR.value)
     distributed = sys.modules.get("jaxunknowns.distributed")

@@ -808,6 +808,8 @@ def _cli():
     except UserError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
+    except KeyboardInterrupt:  # finished runs stay; the rest resume
+      main_lib.exit_interrupted()
 
   app.run(sweep_main, flags_parser=main_lib.parse_flags)
 

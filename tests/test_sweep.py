@@ -609,3 +609,31 @@ def test_a_sweep_killed_in_its_first_run_still_names_its_root(tmp_path,
   monkeypatch.setattr(main_lib, "run", _must_not_run)
   with pytest.raises(UserError, match=r"holds another sweep"):
     sweep.run_sweep(spec, str(root), "b", TINY)
+
+
+def test_ctrl_c_in_a_sweep_is_one_line_and_the_rerun_resumes(tmp_path):
+  """Ctrl-C in a sweep's run printed a traceback (orbax's threads, or Ray's
+  wait) where `main` prints one line: now the same line and exit 130, and
+  the same command finishes the sweep."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  command = [sys.executable, "-m", "jaxunknowns.sweep", f"--config={TRAIN}",
+             f"--workdir={tmp_path / 'root'}", "--sweep=lr", "--novmap",
+             "--config.train.steps=600"]
+  proc = subprocess.Popen(command, cwd=ROOT, env=ENV, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  for line in proc.stdout:  # the first run has started: Ctrl-C in it
+    if ": running" in line:
+      time.sleep(3)
+      proc.send_signal(signal.SIGINT)
+      break
+  err = proc.stderr.read()
+  assert proc.wait(timeout=300) == 130, err[-3000:]
+  assert "Traceback" not in err, err[-3000:]
+  assert err.strip().splitlines()[-1] == (
+      "interrupted: rerun the same command to resume from the last checkpoint")
+  again = subprocess.run(command, cwd=ROOT, env=ENV, text=True,
+                         capture_output=True, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  saved = read_json(tmp_path / "root" / "sweep.json")
+  assert {r["status"] for r in saved["runs"]} == {"finished"}
