@@ -18,6 +18,7 @@ reach the sweep root at the same path (a shared filesystem): launch/README.md
 says how to start such a cluster.
 """
 
+import importlib.util
 import os
 import sys
 import traceback
@@ -99,12 +100,18 @@ def parse_resources(text: str) -> Dict[str, float]:
   return resources
 
 
+RAY_MISSING = "--executor=ray needs Ray: pip install -e '.[ray]'"
+
+
 def check_ray_options(num_cpus: float = 1, num_gpus: float = 0,
                       max_retries: int = 2, **unused) -> None:
-  """The --ray_* and --max_retries values, before anything runs."""
+  """The --ray_* and --max_retries values, and Ray itself, before anything
+  runs (a refusal after the sweep's root was named left it named)."""
   del unused  # address, resources: checked where they are read
   if max_retries < 0 or not num_cpus >= 0 or not num_gpus >= 0:
     raise UserError("--max_retries, --ray_cpus and --ray_gpus must be >= 0")
+  if importlib.util.find_spec("ray") is None:
+    raise UserError(RAY_MISSING)
 
 
 def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
@@ -116,7 +123,7 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
   try:
     import ray  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise UserError("--executor=ray needs Ray: pip install -e '.[ray]'") from None
+    raise UserError(RAY_MISSING) from None
   check_ray_options(num_cpus, num_gpus, max_retries)
   address = address or os.environ.get("RAY_ADDRESS", "")
   if not ray.is_initialized():

@@ -569,6 +569,9 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
                     f"{', '.join(executors.EXECUTORS)}")
   if executor == "ray":  # before --dry_run says the sweep would run
     executors.check_ray_options(**dict(executor_options or {}))
+    if vmap and not aggregate_only:  # before the root is named
+      raise UserError("--vmap trains here, in one program: it does not "
+                      "combine with --executor=ray")
   if paths.exists(root) and not paths.isdir(root):
     raise UserError(f"sweep workdir {root} exists and is not a folder")
   overrides = dict(overrides or {})
@@ -622,9 +625,6 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
         raise UserError(f"no finished run of sweep {name!r} under {root}; "
                         f"run the sweep first (without --aggregate_only)")
     elif executor == "ray":
-      if vmap:
-        raise UserError("--vmap trains here, in one program: it does not "
-                        "combine with --executor=ray")
       failures = executors.run_ray(runs, overwrite, out,
                                    **dict(executor_options or {}))
     else:

@@ -105,6 +105,7 @@ def test_fields_that_change_the_program_fall_back_naming_them(tmp_path):
   with pytest.raises(UserError, match="does not combine with --executor=ray"):
     sweep.run_sweep(TRAIN, str(tmp_path / "ray"), "lr", TINY, vmap=True,
                     executor="ray")
+  assert not (tmp_path / "ray").exists()  # refused before naming a root
   assert hparams.program_fields(["seed", "optim.lr", "data.label_noise",
                                  "data.train_size"]) == ["data.train_size"]
 
