@@ -357,12 +357,25 @@ def _fmt_cell(v) -> str:
 def aggregate(runs: Sequence[Run], root: str, meta: Mapping[str, Any],
               failures: Optional[Mapping[str, str]] = None):
   """Writes ROOT/sweep.json, sweep.md and sweep.png from the runs' summaries
-  (`failures`: {run name: why} of the runs that failed this time)."""
+  (`failures`: {run name: why} of the runs that failed this time; a run not
+  rerun keeps the failure the last aggregate of the same sweep gave it)."""
   from jaxunknowns.metrics import read_json, write_json  # pylint: disable=g-import-not-at-top
   fields = swept_fields([r.overrides for r in runs])
+  # Why a run failed, as the last aggregate said: kept while the run is not
+  # rerun (--aggregate_only, report_cli), which says nothing of it.
+  saved = read_json(os.path.join(root, SWEEP_JSON)) or {}
+  same = all(saved.get(k) == v for k, v in meta.items())
+  failed_before = {r.get("name"): r.get("error") for r in saved.get("runs", ())
+                   if same and isinstance(r, dict) and r.get("status") == "failed"}
+  failed_now = {k: v for k, v in (failures or {}).items() if v}
   rows = []
   for run in runs:
     summary = read_json(os.path.join(run.workdir, "summary.json"))
+    if run.name in failed_now:
+      # Failed this time: a summary.json there is an earlier run's, put
+      # back by --overwrite's refusal, not a result of this config.
+      summary = None
+    why = failed_now.get(run.name) or failed_before.get(run.name)
     if summary is not None:
       status = "finished"
     elif paths.isdir(run.workdir):  # begun, no summary.json (killed, failed)
@@ -372,8 +385,8 @@ def aggregate(runs: Sequence[Run], root: str, meta: Mapping[str, Any],
     row = {"name": run.name, "workdir": run.workdir,
            "overrides": run.overrides, "status": status,
            "metrics": headline_numbers(summary or {})}
-    if summary is None and (failures or {}).get(run.name):
-      row.update(status="failed", error=failures[run.name])
+    if summary is None and why:
+      row.update(status="failed", error=why)
     rows.append(row)
   metric_names = list(dict.fromkeys(m for r in rows for m in r["metrics"]))
   headline = _headline(metric_names)
@@ -567,6 +580,12 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
   if executor not in executors.EXECUTORS:
     raise UserError(f"--executor={executor!r}: must be one of "
                     f"{', '.join(executors.EXECUTORS)}")
+  if aggregate_only and overwrite:
+    # Nothing is rerun: the sweep would be recorded with this command's
+    # overrides over runs trained with others.
+    raise UserError("--aggregate_only retrains nothing, so --overwrite would "
+                    "only record this command's settings over runs made "
+                    "with others: drop --overwrite")
   if executor == "ray":  # before --dry_run says the sweep would run
     executors.check_ray_options(**dict(executor_options or {}))
     if vmap and not aggregate_only:  # before the root is named
@@ -613,6 +632,9 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
       return None
     failures = {}
     created = not paths.exists(root)
+    # What each run's config.json was: unchanged by a failed attempt, the
+    # run wrote nothing (a refusal puts back what --overwrite removed).
+    configs_before = {r.name: _config_bytes(r) for r in runs}
     # The root names its sweep before any run writes: one killed in its
     # first run leaves no root that another sweep could mix runs into.
     named = not aggregate_only and not paths.exists(
@@ -632,7 +654,8 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
           runs, root, overwrite, out, asked=bool(vmap))
       failures.update(executors.run_local(rest, overwrite, out))
     failures = {k: v for k, v in failures.items() if v}
-    if failures and not any(paths.isdir(r.workdir) for r in runs):
+    if len(failures) == len(runs) and all(
+        _config_bytes(r) == configs_before[r.name] for r in runs):
       # Every run stopped on bad input before writing anything (a check
       # that needs the data, e.g. a batch larger than the training set):
       # nothing to aggregate, and the sweep workdir goes back as it was.
@@ -656,6 +679,14 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
           f"({', '.join(failures)}); the others are aggregated in "
           f"{os.path.join(root, SWEEP_MD)}; rerun the command to retry them")
     return result
+
+
+def _config_bytes(run: Run) -> Optional[bytes]:
+  path = os.path.join(run.workdir, "config.json")
+  if not paths.exists(path):
+    return None
+  with paths.open_file(path, "rb") as f:
+    return f.read()
 
 
 def drop_group_scratch(root: str):

@@ -390,6 +390,28 @@ def test_aggregate_only_rebuilds_the_table(finished_sweep, monkeypatch):
   assert (root / "sweep.png").exists()
 
 
+def test_overwrite_refused_on_every_run_leaves_the_root_as_it_was(
+    finished_sweep, tmp_path):
+  """--overwrite with a base override every run refuses on its data: the
+  runs' folders were put back, but sweep.json and sweep.md were rewritten
+  with the new override over the old runs' numbers, as finished. Now one
+  line and the root as it was; and --aggregate_only, which reruns nothing,
+  refuses --overwrite (it recorded the command's overrides over runs made
+  with others)."""
+  copy = tmp_path / "root"
+  shutil.copytree(finished_sweep[0], copy)
+  before = snapshot(copy)
+  with pytest.raises(UserError, match="failed before writing anything"):
+    sweep.run_sweep(TRAIN, str(copy), "lr", {**TINY,
+                                              "train.batch_size": 100000},
+                    overwrite=True)
+  assert snapshot(copy) == before
+  with pytest.raises(UserError, match="--aggregate_only retrains nothing"):
+    sweep.run_sweep(TRAIN, str(copy), "lr", {**TINY, "train.steps": 30},
+                    aggregate_only=True, overwrite=True)
+  assert snapshot(copy) == before
+
+
 def test_aggregate_of_two_fields_and_a_missing_run(tmp_path):
   """lr x model: one line per model in the figure; a run not yet finished is
   listed as such and left out of the figure."""

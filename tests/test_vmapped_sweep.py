@@ -159,6 +159,9 @@ def test_one_diverging_run_does_not_fail_the_others(tmp_path, capsys):
   assert "lower optim.lr (now 1e+30)" in error, error
   root = tmp_path / "together"
   assert not [p for p in os.listdir(root) if p.startswith(".vmapped")]
+  # Aggregating again reruns nothing and keeps why the run failed.
+  sweep.run_sweep(spec, str(root), "s", TINY, aggregate_only=True)
+  assert read_json(root / "sweep.json")["runs"] == saved["runs"]
   a, b = (read_json(Path(outcome[m][1]["runs"][0]["workdir"]) / "summary.json")
           for m in ("together", "apart"))
   np.testing.assert_allclose(a["final"]["test"]["accuracy"]["per_seed"],
