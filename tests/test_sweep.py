@@ -659,3 +659,13 @@ def test_ctrl_c_in_a_sweep_is_one_line_and_the_rerun_resumes(tmp_path):
   assert again.returncode == 0, again.stderr[-3000:]
   saved = read_json(tmp_path / "root" / "sweep.json")
   assert {r["status"] for r in saved["runs"]} == {"finished"}
+
+
+def test_headline_numbers_of_an_experiment_without_a_final_section():
+  """A sweep of sam found none of its numbers (five dicts deep), and its
+  sweep.md said the summaries held none."""
+  stat = {"mean": 0.9, "std": 0.01, "per_seed": [0.89, 0.91]}
+  summary = {"experiment": "sam", "arms": {"sam": {"by_rho": {"0.05": {
+      "test_accuracy": stat}}}}, "levels": [{"test_accuracy": stat}]}
+  assert sweep.headline_numbers(summary) == {
+      "arms.sam.by_rho.0.05.test_accuracy": stat}
