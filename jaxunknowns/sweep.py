@@ -692,6 +692,11 @@ def _config_bytes(run: Run) -> Optional[bytes]:
     return f.read()
 
 
+def _has_checkpoints(run: Run) -> bool:
+  folder = os.path.join(run.workdir, "checkpoints")
+  return paths.isdir(folder) and bool(paths.listdir(folder))
+
+
 def drop_group_scratch(root: str):
   """Removes the checkpoints a killed vmapped group left (its scratch
   folder) once every run of the sweep is finished, trained apart since
@@ -723,6 +728,14 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
   (--vmap) or when swept fields need programs of their own."""
   from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
   todo = [r for r in runs if overwrite or not r.finished]
+  # A run with checkpoints of its own (trained apart, then killed) resumes
+  # from them apart: a group would train it again from step 0, and leave
+  # those checkpoints beside its own.
+  apart = [] if overwrite else [r for r in todo if _has_checkpoints(r)]
+  if apart:
+    print(f"vmap: {', '.join(r.name for r in apart)} resume from their own "
+          "checkpoints, apart", file=out)
+    todo = [r for r in todo if r not in apart]
   other = hparams.program_fields(swept_fields([r.overrides for r in runs]))
   why = cannot_vmap(runs) or ("fewer than two runs to train"
                               if len(todo) < 2 else None)

@@ -669,3 +669,22 @@ def test_headline_numbers_of_an_experiment_without_a_final_section():
       "test_accuracy": stat}}}}, "levels": [{"test_accuracy": stat}]}
   assert sweep.headline_numbers(summary) == {
       "arms.sam.by_rho.0.05.test_accuracy": stat}
+
+
+def test_a_run_with_its_own_checkpoints_resumes_apart_not_in_a_group(
+    finished_sweep, tmp_path, capsys):
+  """Killed while trained apart (--novmap), a run has checkpoints of its
+  own: the next sweep (vmapped by default) trained it again from step 0 in
+  a group. Now it resumes from them alone; a run with none trains afresh."""
+  copy = tmp_path / "root"
+  shutil.copytree(finished_sweep[0], copy)
+  for name in ("lr=0.001", "lr=0.003"):
+    os.remove(copy / name / "summary.json")
+  shutil.rmtree(copy / "lr=0.001" / "checkpoints")
+  result = sweep.run_sweep(TRAIN, str(copy), "lr", TINY)
+  assert "lr=0.003 resume from their own checkpoints" in capsys.readouterr().out
+  assert [r["status"] for r in result["runs"]] == ["finished", "finished"]
+  resumed = read_json(copy / "lr=0.003" / "summary.json")
+  assert resumed["resumed_from_step"] == TINY["train.steps"]
+  assert read_json(copy / "lr=0.001" / "summary.json")[
+      "resumed_from_step"] is None
