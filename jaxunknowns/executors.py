@@ -20,6 +20,7 @@ says how to start such a cluster.
 
 import importlib.util
 import os
+import socket
 import sys
 import traceback
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
@@ -114,6 +115,25 @@ def check_ray_options(num_cpus: float = 1, num_gpus: float = 0,
     raise UserError(RAY_MISSING)
 
 
+def check_ray_address(address: str = "", seconds: float = 10.0,
+                      **unused) -> None:
+  """One line, not an endless wait, where a Ray cluster's address (HOST:PORT
+  or ray://HOST:PORT, else RAY_ADDRESS) takes no connection: ray.init
+  retried an unreachable one for minutes, saying nothing."""
+  del unused
+  address = address or os.environ.get("RAY_ADDRESS", "")
+  host, _, port = address.split("://")[-1].rpartition(":")
+  if not host or not port.isdigit():
+    return  # "auto", or empty: a local cluster, started by ray.init
+  try:
+    socket.create_connection((host, int(port)), timeout=seconds).close()
+  except OSError as e:
+    raise UserError(
+        f"no Ray cluster answers at {address} ({e.strerror or e}); check "
+        "--ray_address (or RAY_ADDRESS), or drop it for a local cluster"
+    ) from None
+
+
 def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
             address: str = "", num_cpus: float = 1, num_gpus: float = 0,
             resources: Optional[Mapping[str, float]] = None,
@@ -128,6 +148,16 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
   address = address or os.environ.get("RAY_ADDRESS", "")
   if not ray.is_initialized():
     (init or ray.init)(address=address or None, log_to_driver=False)
+  if not address:  # a local cluster: what it has is all there will be
+    have = ray.cluster_resources()
+    want = {"CPU": num_cpus, "GPU": num_gpus, **dict(resources or {})}
+    short = [f"{k}={v:g} (it has {have.get(k, 0):g})"
+             for k, v in want.items() if v > have.get(k, 0)]
+    if short:  # else every task waits for them, forever and silently
+      raise UserError(
+          f"each run asks the local Ray cluster for {', '.join(short)}: "
+          "lower --ray_cpus, --ray_gpus or --ray_resources, or pass "
+          "--ray_address of a cluster that has them")
 
   task = ray.remote(run_one).options(
       num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),

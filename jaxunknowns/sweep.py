@@ -633,6 +633,8 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
       for run in runs:
         print(f"[{run.status}] {command_line(spec, run, overrides)}", file=out)
       return None
+    if executor == "ray" and not aggregate_only:  # before naming the root
+      executors.check_ray_address(**dict(executor_options or {}))
     failures = {}
     created = not paths.exists(root)
     # What each run's config.json was: unchanged by a failed attempt, the

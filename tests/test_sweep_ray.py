@@ -133,3 +133,28 @@ def test_the_article_fans_its_stages_out_over_ray(cluster, tmp_path):
     assert (tmp_path / "article" / "stages" / stage / "page.json").exists()
   text = (tmp_path / "article" / "ARTICLE.md").read_text()
   assert "stage `max_margin`" in text and "stage `imp`" in text
+
+
+def test_an_address_no_cluster_answers_is_one_line_before_the_root(tmp_path):
+  """ray.init retried an unreachable --ray_address for minutes, saying
+  nothing, after the sweep's root was named."""
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:  # a port nothing listens on
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  root = tmp_path / "root"
+  with pytest.raises(UserError, match=f"no Ray cluster answers at "
+                     f"127.0.0.1:{port}"):
+    sweep.run_sweep(TRAIN, str(root), "lr", TINY, executor="ray",
+                    executor_options={"address": f"127.0.0.1:{port}"})
+  assert not root.exists()
+
+
+def test_resources_the_local_cluster_lacks_are_one_line(cluster, tmp_path):
+  """--ray_resources=TPU=4 on a local cluster without TPUs: every task
+  waited for them, forever and silently."""
+  del cluster
+  with pytest.raises(UserError, match=r"asks the local Ray cluster for "
+                     r"TPU=4 \(it has 0\)"):
+    sweep.run_sweep(TRAIN, str(tmp_path / "root"), "lr", TINY,
+                    executor="ray", executor_options={"resources": {"TPU": 4}})
