@@ -682,7 +682,10 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
       raise UserError(
           f"{len(failures)} of {len(runs)} runs of sweep {name!r} failed "
           f"({', '.join(failures)}); the others are aggregated in "
-          f"{os.path.join(root, SWEEP_MD)}; rerun the command to retry them")
+          f"{os.path.join(root, SWEEP_MD)}; rerun the command to retry them"
+          + (" once each diverged run's value is changed or dropped" if any(
+              executors.IN_A_SWEEP in why for why in failures.values())
+             else ""))
     return result
 
 
