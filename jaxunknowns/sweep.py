@@ -637,9 +637,9 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
       executors.check_ray_address(**dict(executor_options or {}))
     failures = {}
     created = not paths.exists(root)
-    # What each run's config.json was: unchanged by a failed attempt, the
-    # run wrote nothing (a refusal puts back what --overwrite removed).
-    configs_before = {r.name: _config_bytes(r) for r in runs}
+    # What each run's folder was: unchanged by a failed attempt, the run
+    # wrote nothing (a refusal puts back what --overwrite removed).
+    folders_before = {r.name: _folder_state(r) for r in runs}
     # The root names its sweep before any run writes: one killed in its
     # first run leaves no root that another sweep could mix runs into.
     named = not aggregate_only and not paths.exists(
@@ -660,7 +660,7 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
       failures.update(executors.run_local(rest, overwrite, out))
     failures = {k: v for k, v in failures.items() if v}
     if len(failures) == len(runs) and all(
-        _config_bytes(r) == configs_before[r.name] for r in runs):
+        _folder_state(r) == folders_before[r.name] for r in runs):
       # Every run stopped on bad input before writing anything (a check
       # that needs the data, e.g. a batch larger than the training set):
       # nothing to aggregate, and the sweep workdir goes back as it was.
@@ -689,7 +689,15 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
     return result
 
 
-def _config_bytes(run: Run) -> Optional[bytes]:
+def _folder_state(run: Run):
+  """What changes when a run writes anything: on a local disk every file's
+  path, size and time under its folder (a refusal restores the times too);
+  elsewhere its config.json (an object store keeps no times to restore)."""
+  if paths.is_local(run.workdir):
+    return sorted((os.path.join(top, name), st.st_size, st.st_mtime_ns)
+                  for top, _, names in os.walk(run.workdir)
+                  for name in names
+                  for st in [os.stat(os.path.join(top, name))])
   path = os.path.join(run.workdir, "config.json")
   if not paths.exists(path):
     return None
