@@ -116,7 +116,7 @@ def check_finished(path: str, counted: Dict[str, int]):
   if value is None or ROWS_FIELD not in value:
     return
   run = run_folder(os.path.dirname(path))
-  if run is not None and not in_finished_run(path):
+  if run is not None and not _finished(run):
     check_rows(run, value[ROWS_FIELD], path, counted)
 
 
@@ -124,9 +124,13 @@ def in_finished_run(path: str) -> bool:
   """Whether `path` is in a run that has its summary.json: a finished run's
   own files (a finished stage of the article) are not resumed from, and are
   read as they are."""
-  from jaxunknowns.workdir import SUMMARY_FILE  # pylint: disable=g-import-not-at-top
   run = run_folder(os.path.dirname(path))
-  return run is not None and paths.exists(os.path.join(run, SUMMARY_FILE))
+  return run is not None and _finished(run)
+
+
+def _finished(run: str) -> bool:
+  from jaxunknowns.workdir import SUMMARY_FILE  # pylint: disable=g-import-not-at-top
+  return paths.exists(os.path.join(run, SUMMARY_FILE))
 
 
 def run_stage(folder: str, compute: Callable[[], Dict[str, Any]], *,
