@@ -52,12 +52,12 @@ class RunWriters:
                   for i in m}
 
   def write(self, step, split, run_labels, values):
-    for w, writer in enumerate(self.writers):
-      mine = [p for p, labels in enumerate(run_labels)
-              if self.owner[id(labels)] == w]
-      if mine:
-        writer.write(step, split, [run_labels[p] for p in mine],
-                     {k: np.asarray(v)[mine] for k, v in values.items()})
+    positions = {}  # writer -> the positions of its runs' rows
+    for p, labels in enumerate(run_labels):
+      positions.setdefault(self.owner[id(labels)], []).append(p)
+    for w, mine in positions.items():
+      self.writers[w].write(step, split, [run_labels[p] for p in mine],
+                            {k: np.asarray(v)[mine] for k, v in values.items()})
 
   def rewind(self, labels, step, until=None):
     for writer in self.writers:
