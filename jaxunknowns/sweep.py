@@ -294,10 +294,11 @@ def check_root(root: str, meta: Mapping[str, Any]):
         f"or pass --overwrite to replace its aggregate")
 
 
-def command_line(spec: str, run: Run, base_overrides: Mapping[str, Any]) -> str:
+def command_line(spec: str, run: Run, base_overrides: Mapping[str, Any],
+                 overwrite: bool = False) -> str:
   """The `jaxunknowns.main` command that reruns one run on its own."""
   args = ["python", "-m", "jaxunknowns.main", f"--config={spec}",
-          f"--workdir={run.workdir}"]
+          f"--workdir={run.workdir}"] + ["--overwrite"] * overwrite
   for field, value in {**base_overrides, **run.overrides}.items():
     args.append(f"--config.{field}={value}")
   return shlex.join(args)
@@ -631,7 +632,12 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
       print(f"sweep {name!r} of {spec}: {len(runs)} runs under {root}",
             file=out)
       for run in runs:
-        print(f"[{run.status}] {command_line(spec, run, overrides)}", file=out)
+        # What this command would do to each: --overwrite retrains a run
+        # even when finished, from its first step.
+        status = (f"{run.status}, --overwrite retrains it"
+                  if overwrite and run.status != "new" else run.status)
+        print(f"[{status}] {command_line(spec, run, overrides, overwrite)}",
+              file=out)
       return None
     if executor == "ray" and not aggregate_only:  # before naming the root
       executors.check_ray_address(**dict(executor_options or {}))

@@ -345,6 +345,15 @@ def test_a_root_holding_another_sweep_is_refused(finished_sweep, monkeypatch,
   sweep.run_sweep(f"{relative}:mnist1d_mlp,runlocal", str(root), "lr", TINY,
                   dry_run=True)
   assert "[finished]" in capsys.readouterr().out
+  # With --overwrite the dry run says the finished runs would be retrained,
+  # and each command it prints does so (it ignored --overwrite).
+  sweep.run_sweep(TRAIN, str(root), "lr", TINY, dry_run=True, overwrite=True)
+  lines = capsys.readouterr().out.splitlines()[1:]
+  assert len(lines) == 2 and all(
+      line.startswith("[finished, --overwrite retrains it] python -m "
+                      "jaxunknowns.main") and " --overwrite " in line
+      for line in lines), lines
+  assert snapshot(root) == before
 
 
 def test_rerun_skips_finished_runs_and_resumes_partial_ones(
