@@ -386,7 +386,8 @@ def aggregate(runs: Sequence[Run], root: str, meta: Mapping[str, Any],
     else:
       status = "missing"
     row = {"name": run.name, "workdir": run.workdir,
-           "overrides": run.overrides, "status": status,
+           "overrides": run.overrides, "values": _values_used(run, fields),
+           "status": status,
            "metrics": headline_numbers(summary or {})}
     if summary is None and why:
       row.update(status="failed", error=why)
@@ -405,6 +406,30 @@ def aggregate(runs: Sequence[Run], root: str, meta: Mapping[str, Any],
   write_json(os.path.join(root, SWEEP_JSON), result)
   _write_markdown(os.path.join(root, SWEEP_MD), result, figure)
   return result
+
+
+def _values_used(run: Run, fields: Sequence[str]) -> Dict[str, Any]:
+  """{swept field: the value the run trains with}: its override, else its
+  config's own (a run of a mixed sweep that does not set a field keeps the
+  base value, which the table and figure showed as '–' and 'None'). The
+  config is the planned one, else the run's config.json (a rebuild from
+  sweep.json alone); a field of neither is left out (unknown)."""
+  config = run.config
+  if config is None:
+    from jaxunknowns.metrics import read_json  # pylint: disable=g-import-not-at-top
+    try:
+      config = read_json(os.path.join(run.workdir, CONFIG_FILE))
+    except (OSError, ValueError):
+      config = None  # damaged: the value stays unknown
+  values = {}
+  for field in fields:
+    if field in run.overrides:
+      values[field] = run.overrides[field]
+    elif config is not None and hasattr(config, "get"):
+      from jaxunknowns.validation import value_at  # pylint: disable=g-import-not-at-top
+      # As sweep.json holds values (tuples become lists).
+      values[field] = json.loads(json.dumps(value_at(config, field)))
+  return values
 
 
 def _is_value(v) -> bool:
@@ -471,7 +496,7 @@ def _write_markdown(path: str, result: Mapping, figure: Optional[str]):
   header = fields + [m + (" (%)" if _is_percent(m) else "") for m in metrics]
   table = []
   for row in result["runs"]:
-    cells = [_fmt_cell(row["overrides"].get(f, "–")) for f in fields]
+    cells = [_fmt_cell(_used(row, f, "–")) for f in fields]
     if row["status"] == "finished":
       cells += [_fmt_stat(m, row["metrics"].get(m)) for m in metrics]
     else:
@@ -507,22 +532,25 @@ def _numeric(values) -> bool:
 def _plot(rows, fields, headline, meta, path) -> Optional[str]:
   """The headline metric vs the first swept field, one line per combination
   of the other fields' values. None if there is nothing to plot."""
-  done = [r for r in rows if headline and headline in r["metrics"]]
-  if not done or not fields:
+  if not fields:
+    return None
+  x_field, others = fields[0], fields[1:]
+  # Ticks for every run whose value is known, finished or not.
+  known = [r for r in rows if x_field in r.get("values", r["overrides"])]
+  done = [r for r in known if headline and headline in r["metrics"]]
+  if not done:
     return None
   from jaxunknowns.report.plots import plt  # pylint: disable=g-import-not-at-top
-  x_field, others = fields[0], fields[1:]
-  x_values = list(dict.fromkeys(_key(r["overrides"].get(x_field))
-                                for r in rows))
+  x_values = list(dict.fromkeys(_key(_used(r, x_field)) for r in known))
   numeric = _numeric(x_values)
   scale = 100.0 if _is_percent(headline) else 1.0
   lines: Dict[tuple, list] = {}
   for r in done:
-    label = tuple(_key(r["overrides"].get(f)) for f in others)
+    label = tuple(_key(_used(r, f)) for f in others)
     lines.setdefault(label, []).append(r)
   fig, ax = plt.subplots(figsize=(6, 4))
   for label, members in lines.items():
-    xs = [_key(r["overrides"].get(x_field)) for r in members]
+    xs = [_key(_used(r, x_field)) for r in members]
     pos = xs if numeric else [x_values.index(x) for x in xs]
     order = sorted(range(len(pos)), key=lambda i: pos[i])
     stats = [members[i]["metrics"][headline] for i in order]
@@ -547,6 +575,13 @@ def _plot(rows, fields, headline, meta, path) -> Optional[str]:
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path
+
+
+def _used(row: Mapping[str, Any], field: str, unknown: Any = None) -> Any:
+  """A row's value of a swept field (`_values_used`; its override in a
+  sweep.json written before rows held values)."""
+  values = row.get("values", row["overrides"])
+  return values.get(field, row["overrides"].get(field, unknown))
 
 
 def _key(v):

@@ -448,6 +448,48 @@ def test_aggregate_of_two_fields_and_a_missing_run(tmp_path):
   assert (tmp_path / "sweep.png").exists()
 
 
+def test_a_mixed_sweep_shows_the_base_value_a_run_keeps(tmp_path,
+                                                       monkeypatch):
+  """Runs that set different fields: a run keeps the base value of a field
+  it does not set, and the table and figure showed '–' and 'None' for it.
+  The value comes from the planned config, else the run's config.json (a
+  rebuild from sweep.json alone)."""
+  from jaxunknowns.report.plots import plt  # pylint: disable=g-import-not-at-top
+  base = {"optim": {"lr": 0.003}, "model": {"name": "mlp"}}
+  runs = [{"optim.lr": 0.001}, {"optim.lr": 0.03}, {"model.name": "cnn"}]
+  fields = sweep.swept_fields(runs)
+  planned = []
+  for i, overrides in enumerate(runs):
+    name = sweep.run_name(overrides, fields)
+    # The last run is read back from its config.json.
+    planned.append(sweep.Run(name, overrides, base if i < 2 else None,
+                             str(tmp_path / name)))
+    os.makedirs(planned[-1].workdir)
+    acc = {"mean": 0.5 + 0.1 * i, "std": 0.01, "per_seed": [0.49, 0.51]}
+    with open(Path(planned[-1].workdir) / "summary.json", "w") as f:
+      json.dump({"final": {"test": {"accuracy": acc}}}, f)
+  with open(Path(planned[-1].workdir) / "config.json", "w") as f:
+    json.dump(base, f)
+  made, subplots = [], plt.subplots
+  monkeypatch.setattr(plt, "subplots",
+                      lambda *a, **k: made.append(subplots(*a, **k)) or made[-1])
+  result = sweep.aggregate(planned, str(tmp_path), {
+      "config": "cfg.py", "sweep": "mixed", "base_overrides": {}})
+  assert [r["values"] for r in result["runs"]] == [
+      {"optim.lr": 0.001, "model.name": "mlp"},
+      {"optim.lr": 0.03, "model.name": "mlp"},
+      {"optim.lr": 0.003, "model.name": "cnn"}]
+  md = (tmp_path / "sweep.md").read_text()
+  assert "| 0.003 | cnn | 70.00 ± 1.41 (n=2) |" in md, md
+  assert "None" not in md and "| – |" not in md
+  (_, ax), = made
+  assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+      "model.name=mlp", "model.name=cnn"]
+  assert ax.get_xscale() == "log"  # every x numeric: 0.001, 0.03, 0.003
+  assert [list(c.lines[0].get_xdata()) for c in ax.containers] == [
+      [0.001, 0.03], [0.003]]
+
+
 def test_report_command_rebuilds_a_sweep_root(finished_sweep, monkeypatch):
   """`python -m jaxunknowns.report_cli --workdir=ROOT` on a sweep root
   rebuilds sweep.json/.md/.png from sweep.json alone (no config file)."""
