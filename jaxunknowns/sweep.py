@@ -262,13 +262,15 @@ def check_not_a_run(root: str):
                     f"{', '.join(found)}): give the sweep a folder of its own")
 
 
-def check_root(root: str, meta: Mapping[str, Any]):
+def check_root(root: str, meta: Mapping[str, Any], base_config=None):
   """A sweep root holds one sweep: its sweep.json, if readable, must be of
   this sweep (its name, config file and variant, command-line overrides),
   else aggregating would replace another sweep's table with this one's
   (read-only). Its runs may differ: a grid extended since is the same
   sweep. The config file is compared by name, as one may name it relative
-  or absolute."""
+  or absolute. Overrides written differently that build the same config
+  (one equal to the file's own value, given or left out) are the same
+  sweep: compared with `base_config`, the config this command built."""
   from jaxunknowns.metrics import read_json  # pylint: disable=g-import-not-at-top
   path = os.path.join(root, SWEEP_JSON)
   try:
@@ -280,18 +282,37 @@ def check_root(root: str, meta: Mapping[str, Any]):
   except UserError:
     return  # not a sweep's aggregate: rebuilt from the runs' summaries
 
-  def key(m):
+  def key(m, overrides=True):
     file, _, arg = str(m.get("config")).partition(":")
     # As sweep.json holds them: tuples become lists.
     return (m.get("sweep"), os.path.basename(file), arg,
-            json.loads(json.dumps(m.get("base_overrides"))))
+            json.loads(json.dumps(m.get("base_overrides")))
+            if overrides else None)
 
-  if key(saved) != key(meta):
-    raise UserError(
-        f"sweep workdir {root} holds another sweep ({path}: sweep "
-        f"{saved.get('sweep')!r} of {saved.get('config')}, command-line "
-        f"overrides {saved.get('base_overrides')}); use another --workdir, "
-        f"or pass --overwrite to replace its aggregate")
+  if key(saved) == key(meta) or (
+      key(saved, False) == key(meta, False) and base_config is not None
+      and _same_base(meta["config"], saved["base_overrides"], base_config)):
+    return
+  raise UserError(
+      f"sweep workdir {root} holds another sweep ({path}: sweep "
+      f"{saved.get('sweep')!r} of {saved.get('config')}, command-line "
+      f"overrides {saved.get('base_overrides')}); use another --workdir, "
+      f"or pass --overwrite to replace its aggregate")
+
+
+def _same_base(spec: str, saved_overrides: Mapping[str, Any],
+               base_config) -> bool:
+  """Whether the config file `spec` with a saved sweep's command-line
+  overrides is `base_config`, field for field."""
+  from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import config_to_dict  # pylint: disable=g-import-not-at-top
+  try:
+    saved = config_loading.load_config(spec)
+    saved.lock()
+    saved = apply_overrides(saved, saved_overrides, "sweep.json")
+  except UserError:
+    return False  # a field the file no longer has: not this sweep's base
+  return config_to_dict(saved) == config_to_dict(base_config)
 
 
 def command_line(spec: str, run: Run, base_overrides: Mapping[str, Any],
@@ -657,7 +678,7 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
     meta = {"config": spec, "sweep": name, "base_overrides": overrides}
     check_not_a_run(root)
     if not overwrite:
-      check_root(root, meta)
+      check_root(root, meta, base_config)
     why_not = vmap and cannot_vmap(runs)
     if why_not:  # asked for, it must be what runs
       raise UserError(f"--vmap: {why_not}, so the runs cannot train as one "

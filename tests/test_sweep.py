@@ -356,6 +356,26 @@ def test_a_root_holding_another_sweep_is_refused(finished_sweep, monkeypatch,
   assert snapshot(root) == before
 
 
+def test_an_override_equal_to_the_files_value_is_the_same_sweep(
+    finished_sweep, monkeypatch, capsys):
+  """The sweep's command again with an override of the value the config
+  file already has (Adam b2 0.999): it was refused as another sweep, the
+  overrides compared as text. Then the first command again, against the
+  aggregate the second wrote."""
+  root, _ = finished_sweep
+  runs = ("lr=0.001", "lr=0.003")
+  before = {n: snapshot(root / n) for n in runs}
+  monkeypatch.setattr(main_lib, "run", _must_not_run)
+  sweep.run_sweep(TRAIN, str(root), "lr", {**TINY, "optim.b2": 0.999})
+  assert "lr=0.003: finished, skipped" in capsys.readouterr().out
+  sweep.run_sweep(TRAIN, str(root), "lr", TINY)
+  assert read_json(root / "sweep.json")["base_overrides"] == TINY
+  assert {n: snapshot(root / n) for n in runs} == before
+  # A value that differs is still refused (by its runs' configs first).
+  with pytest.raises(UserError, match="fields differ: optim.b2"):
+    sweep.run_sweep(TRAIN, str(root), "lr", {**TINY, "optim.b2": 0.99})
+
+
 def test_rerun_skips_finished_runs_and_resumes_partial_ones(
     finished_sweep, monkeypatch, capsys):
   root, _ = finished_sweep
