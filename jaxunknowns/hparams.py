@@ -148,7 +148,9 @@ def train_together(configs, workdirs, scratch: str):
              for split, metrics in result.evals.items()}
     own = FitResult(None, evals, result.steps_per_second, wall,
                     result.resumed_from)
-    train.finish(config, workdir, trainer, own, [seeds[i] for i in m], wall)
+    train.finish(config, workdir, trainer, own, [seeds[i] for i in m], wall,
+                 trained_together={"configs": len(configs),
+                                   "runs": len(seeds)})
     outcomes.append(None)
   paths.rmtree(scratch)
   return outcomes

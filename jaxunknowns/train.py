@@ -32,9 +32,12 @@ def run(config, workdir):
   return finish(config, workdir, trainer, result, seeds, time.time() - t0)
 
 
-def finish(config, workdir, trainer, result, seeds, wall_time):
+def finish(config, workdir, trainer, result, seeds, wall_time,
+           trained_together=None):
   """summary.json and the report of a finished fit of `seeds` (also called
-  by hparams.train_together for each run of a vmapped sweep)."""
+  by hparams.train_together for each run of a vmapped sweep, whose wall
+  time and steps/s are the group's: `trained_together` {configs, runs}
+  says so in the summary and the report)."""
   summary = {
       "experiment": "train",
       "dataset": config.data.name, "model": config.model.name,
@@ -46,6 +49,8 @@ def finish(config, workdir, trainer, result, seeds, wall_time):
       "resumed_from_step": result.resumed_from,
       "machine": runs.machine_info(),
   }
+  if trained_together:
+    summary["trained_together"] = dict(trained_together)
   reference = config.get("reference")
   if reference is not None:
     summary["reference"] = reference.to_dict()
@@ -96,6 +101,12 @@ def write_train_report(path, config, summary):
     claim = (f"{ref['source']}: {ref['test_accuracy'] * 100:.1f}% test "
              "accuracy for " + (f"{theirs[0]} on {theirs[1]}." if ref.get("data")
                                 else "this model and data."))
+  # A run of a vmapped sweep: its time is the group's program's.
+  group = summary.get("trained_together")
+  together = (f", both of the one vmapped program that trained "
+              f"{report.count(group['configs'], 'config')} of the sweep "
+              f"together ({report.count(group['runs'], 'run')} of config × "
+              f"seed)" if group else "")
   details = ["### Final metrics\n\n" + report.markdown_table(
       ["split", "accuracy (%)", "loss"],
       [[split, report.fmt(final[split]["accuracy"]),
@@ -116,7 +127,7 @@ def write_train_report(path, config, summary):
                 "learning_curves.png")] * paths.exists(figure),
       comparisons=comparisons, details=details,
       run=report.run_line(summary, f"{summary['steps_per_second']:.0f} "
-                          f"steps/s.")), config)
+                          f"steps/s{together}.")), config)
 
 
 experiments.register("train", validate=validation.validate_base,

@@ -53,6 +53,13 @@ def test_vmapped_sweep_leaves_what_separate_runs_leave(tmp_path, capsys):
     assert read_json(run_a / "config.json") == read_json(run_b / "config.json")
     sa, sb = read_json(run_a / "summary.json"), read_json(run_b / "summary.json")
     assert sa["seeds"] == sb["seeds"]
+    # The wall time and steps/s are the group's program's, and say so: 3
+    # configs of 2 seeds.
+    assert sa["trained_together"] == {"configs": 3, "runs": 6}
+    assert "trained_together" not in sb
+    assert ("steps/s, both of the one vmapped program that trained 3 "
+            "configs of the sweep together (6 runs of config × seed)."
+            in (run_a / "report.md").read_text())
     for split in ("train", "test"):
       for metric in ("accuracy", "loss"):
         np.testing.assert_allclose(sa["final"][split][metric]["per_seed"],
