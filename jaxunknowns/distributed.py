@@ -15,6 +15,8 @@ module adds is the little that a single-process program never needs:
   --overwrite); if not, every process stops with the same one-line error.
 * `check_shared_workdir`: all processes must see one workdir (a gs:// path
   or a shared filesystem); if not, every process stops with one line.
+* `workdir_lock`: one run at a time in a workdir, also across machines
+  (`leases`), every process refused together.
 * `is_main`: only process 0 writes metrics, reports and figures.
 """
 
@@ -283,6 +285,51 @@ def check_shared_workdir(path: str):
     # cannot tell that from a disk that is not shared.
     raise UserError(f"{errors.WORKDIR_NOT_SHARED} (or the processes were "
                     f"given different --workdir paths)")
+
+
+@contextlib.contextmanager
+def workdir_lock(path: str):
+  """Holds the workdir `path` for this run, or raises a UserError on every
+  process. One process on a local disk: an flock (`paths.machine_lock`),
+  after checking that no multi-process run renews a lease on it. On gs://
+  (no kernel to hold an flock) or with several processes: a lease that
+  every machine sees (`leases`), held by process 0, also under the flock
+  of its own machine; its answer goes to every process, so none is left
+  waiting in a collective while process 0 stops."""
+  from jaxunknowns import leases  # pylint: disable=g-import-not-at-top
+  if jax.process_count() == 1 and paths.is_local(path):
+    with paths.machine_lock(path, "workdir"):
+      file = leases.lease_file(path)
+      holder = leases.live_holder(file, remove_stale=True)
+      if holder:
+        raise leases.in_use(path, file, holder)
+      yield
+    return
+  refusal = ""
+  with contextlib.ExitStack() as held:
+    if is_main():
+      try:
+        held.enter_context(paths.machine_lock(path, "workdir"))
+        lease = leases.Lease(path)
+        lease.acquire()
+        held.callback(lease.release)
+      except UserError as e:
+        refusal = str(e)
+    if jax.process_count() > 1:
+      refusal = _broadcast_text(refusal)
+    if refusal:
+      raise UserError(refusal)
+    yield
+
+
+def _broadcast_text(text: str, size: int = 1024) -> str:
+  """Process 0's `text` (its first `size` bytes) on every process."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  data = np.zeros(size, np.int32)
+  raw = np.frombuffer(text.encode()[:size], np.uint8)
+  data[:len(raw)] = raw
+  data = np.asarray(multihost_utils.broadcast_one_to_all(data))
+  return bytes(data.astype(np.uint8)).rstrip(b"\0").decode(errors="replace")
 
 
 def _read_back(token_file: str, expected: str) -> bool:

@@ -51,7 +51,6 @@ def run(config, workdir_path: str, overwrite: bool = False,
         references=None):
   """Validates, checks the workdir, then runs; raises UserError on bad input.
   `references`: see validation.check_config."""
-  import jax  # pylint: disable=g-import-not-at-top
   from jaxunknowns import distributed, paths, validation  # pylint: disable=g-import-not-at-top
   from jaxunknowns.workdir import config_to_dict  # pylint: disable=g-import-not-at-top
 
@@ -60,11 +59,9 @@ def run(config, workdir_path: str, overwrite: bool = False,
   experiment = validation.check_config(config, references)
   # Then, before any process reads or writes the workdir: one workdir for all.
   distributed.check_shared_workdir(paths.absolute(workdir_path))
-  # One run at a time in a workdir. Not for a multi-process run: process 0
-  # alone would be refused while the others waited for it (its workdir is
-  # on gs:// or a shared disk, where no machine's lock holds anyway).
-  with paths.machine_lock(workdir_path, "workdir",
-                          enabled=jax.process_count() == 1):
+  # One run at a time in a workdir, also of a multi-process run whose
+  # hosts share only the disk.
+  with distributed.workdir_lock(workdir_path):
     return _run_in(experiment, config, workdir_path, overwrite)
 
 

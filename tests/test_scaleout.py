@@ -283,6 +283,65 @@ def test_a_process_whose_peer_dies_stops_in_one_line(tmp_path):
   assert time.monotonic() - start < 30
 
 
+def test_a_second_multi_process_run_into_a_running_workdir_stops(tmp_path):
+  """A two-process run resubmitted while the first still trains: both jobs
+  wrote the workdir. The second's processes now stop in the same one line
+  and the first trains on. Here process 0's flock refuses it (one machine);
+  hosts sharing only the disk see the lease the first renews beside the
+  workdir, which refuses the same way (a lease held by a process on no
+  flock, below), and goes stale once its job is killed."""
+  from jaxunknowns import leases  # pylint: disable=g-import-not-at-top
+  env = {"JAXUNKNOWNS_LEASE_SECONDS": "0.5"}
+  steps = ["--config.train.steps=100000"]
+  workdir, port = tmp_path / "w", _free_port()
+  file = leases.lease_file(str(workdir))
+  first = [subprocess.Popen(
+      _main(workdir, *steps, f"--coordinator_address=localhost:{port}",
+            "--num_processes=2", f"--process_id={pid}"),
+      env={**_env(1), **env}, cwd=ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True) for pid in range(2)]
+  try:
+    for line in first[0].stderr:  # until it trains
+      if "steps/s" in line:
+        break
+    assert json.loads(Path(file).read_text())["pid"] == first[0].pid
+    outs = _two_processes(workdir, extra_for={0: steps, 1: steps}, env=env,
+                          timeout=240)
+    assert [rc for rc, _, _ in outs] == [2, 2], outs[0][2][-2000:]
+    assert outs[0][2].strip().splitlines()[-1] == (
+        outs[1][2].strip().splitlines()[-1]) == (
+            f"error: workdir {workdir} is in use by another process (pid "
+            f"{first[0].pid} on {socket.gethostname()}); wait for it to end "
+            f"or stop it, or choose another --workdir")
+    assert all(p.poll() is None for p in first)  # still training
+  finally:
+    for p in first:
+      p.kill()
+      p.communicate()
+  # Killed outright: the lease stays, unrenewed; a process of another host
+  # (no flock here) takes it over, and a second run is refused by it.
+  script = ("import time\n"
+            "from jaxunknowns import leases\n"
+            "leases.LEASE_SECONDS = 0.5\n"
+            f"leases.Lease({str(workdir)!r}).acquire()\n"
+            "print('held', flush=True); time.sleep(120)\n")
+  holder = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
+                            env=_env(1), stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    outs = _two_processes(workdir, extra_for={0: steps, 1: steps}, env=env,
+                          timeout=240)
+    for rc, _, err in outs:
+      assert rc == 2, err[-2000:]
+      assert err.strip().splitlines()[-1] == (
+          f"error: workdir {workdir} is in use by another run (pid "
+          f"{holder.pid} on {socket.gethostname()}; it renews {file}); wait "
+          f"for it to end or stop it, or choose another --workdir")
+  finally:
+    holder.kill()
+    holder.wait()
+
+
 def test_processes_that_see_different_workdirs_all_stop(tmp_path):
   """Two processes given different local workdir roots (two TPU hosts, each
   with its own disk) stop at once, before building anything: one line,

@@ -21,7 +21,9 @@ import fake_gcs
 from run_helpers import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+# A killed run's lease (on gs://, leases.py) is stale after 2.5 renewals.
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1",
+           JAXUNKNOWNS_LEASE_SECONDS="0.5")
 CONFIG = ["--config=" + str(ROOT / "configs/train.py") + ":mnist1d_mlp,runlocal",
           "--config.seeds=2", "--config.train.steps=40",
           "--config.train.checkpoint_every=20"]
@@ -63,10 +65,16 @@ def test_killed_run_on_gs_resumes_and_reports_as_a_local_run(tmp_path):
   assert not (run / "summary.json").exists()
   # orbax took its GCS path (a commit file instead of a rename).
   assert (run / "checkpoints" / "20" / "commit_success.txt").exists()
+  # No flock holds an object store: the run held a lease beside its
+  # workdir, left behind by the kill.
+  lease = bucket_root / "bucket" / ".run.jaxunknowns-lease"
+  assert json.loads(lease.read_text())["pid"] > 0
   rerun = command("jaxunknowns.main", bucket_root, *CONFIG,
                   "--workdir=gs://bucket/run", cwd=cwd)
   assert rerun.returncode == 0, rerun.stderr[-4000:]
   assert "resuming from the checkpoint at step 20" in rerun.stderr
+  assert "was not renewed for 1 s" in rerun.stderr  # taken over
+  assert not lease.exists()  # and released
   local = tmp_path / "local"
   straight = command("jaxunknowns.main", None, *CONFIG, f"--workdir={local}",
                      cwd=ROOT)

@@ -1,0 +1,146 @@
+"""The lease a multi-process run holds on its workdir (leases.py): live while
+its job renews it, taken over once it stops changing, and respected by a
+single-process run."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jaxunknowns import config_loading, leases, main as main_lib
+from jaxunknowns.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def fast_leases(monkeypatch):
+  monkeypatch.setattr(leases, "LEASE_SECONDS", 0.2)
+  monkeypatch.setattr(leases, "SETTLE_SECONDS", 0.05)
+
+
+def test_the_lease_lies_beside_the_workdir(tmp_path):
+  assert leases.lease_file(str(tmp_path / "w")) == str(
+      tmp_path / ".w.jaxunknowns-lease")
+  assert leases.lease_file(str(tmp_path / "w") + "/") == str(
+      tmp_path / ".w.jaxunknowns-lease")
+
+
+def test_a_renewed_lease_refuses_a_second_job(tmp_path):
+  first = leases.Lease(str(tmp_path / "w"))
+  first.acquire()
+  try:
+    start = time.monotonic()
+    with pytest.raises(UserError) as info:
+      leases.Lease(str(tmp_path / "w")).acquire()
+    message = str(info.value)
+    assert "\n" not in message and "in use by another run" in message
+    assert f"pid {os.getpid()} on " in message
+    # Decided at the first renewal seen, not after the whole watch.
+    assert time.monotonic() - start < leases.STALE_AFTER * 0.2
+    assert json.loads(Path(first.file).read_text())["owner"] == first.owner
+  finally:
+    first.release()
+  assert not Path(first.file).exists()
+  assert not (tmp_path / "w").exists()  # a lease never creates the workdir
+
+
+def test_a_lease_its_job_stopped_renewing_is_taken_over(tmp_path):
+  """A job killed outright leaves its lease: unchanged for 2.5 renewals, it
+  is stale, and the next job takes it (and removes it when done)."""
+  file = Path(leases.lease_file(str(tmp_path / "w")))
+  file.write_text(json.dumps({"owner": "dead", "pid": 1, "host": "gone",
+                              "beat": 7}))
+  start = time.monotonic()
+  lease = leases.Lease(str(tmp_path / "w"))
+  lease.acquire()
+  assert time.monotonic() - start >= leases.STALE_AFTER * 0.2
+  time.sleep(0.5)  # renewed meanwhile
+  saved = json.loads(file.read_text())
+  assert saved["owner"] == lease.owner and saved["beat"] >= 1
+  lease.release()
+  assert not file.exists()
+
+
+def test_release_leaves_a_lease_taken_over_by_another(tmp_path):
+  lease = leases.Lease(str(tmp_path / "w"))
+  lease.acquire()
+  lease._stop.set()  # its renewals stop, as when its host stalls
+  lease._thread.join()
+  other = leases.Lease(str(tmp_path / "w"))
+  other.acquire()
+  lease.release()
+  assert json.loads(Path(other.file).read_text())["owner"] == other.owner
+  other.release()
+
+
+def test_a_single_process_run_respects_a_live_lease(tmp_path):
+  """A one-process run (an flock, which other hosts cannot see) into the
+  workdir of a multi-process run still training: refused in one line,
+  nothing written; once that lease is stale, it runs and removes it."""
+  workdir = tmp_path / "w"
+  config = config_loading.load_config(
+      f"{ROOT}/configs/train.py:mnist1d_mlp,runlocal",
+      {"train.steps": 2, "train.eval_every": 2, "data.train_size": 200})
+  holder = leases.Lease(str(workdir))
+  holder.acquire()
+  try:
+    with pytest.raises(UserError, match="in use by another run"):
+      main_lib.run(config, str(workdir))
+    assert not workdir.exists()
+  finally:
+    holder._stop.set()  # killed: the file stays, unrenewed
+    holder._thread.join()
+  assert Path(holder.file).exists()
+  main_lib.run(config, str(workdir))
+  assert (workdir / "summary.json").exists()
+  assert not Path(holder.file).exists()
+
+
+def test_a_lease_renewed_by_another_process_is_live(tmp_path):
+  """The renewals of another process (as another host's would be) are seen
+  through the file alone."""
+  workdir = str(tmp_path / "w")
+  script = ("import sys, time\n"
+            "from jaxunknowns import leases\n"
+            "leases.LEASE_SECONDS = 0.2\n"
+            f"lease = leases.Lease({workdir!r}); lease.acquire()\n"
+            "print('held', flush=True); time.sleep(60)\n")
+  holder = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(UserError, match=f"pid {holder.pid} on "):
+      leases.Lease(workdir).acquire()
+  finally:
+    holder.kill()
+    holder.wait()
+  # Killed: its lease is stale after 2.5 renewals.
+  assert leases.live_holder(leases.lease_file(workdir)) is None
+
+
+def test_a_run_on_gs_is_refused_while_another_renews_its_lease(
+    tmp_path, monkeypatch):
+  """gs:// has no flock: two runs into one bucket folder both wrote it.
+  Each now holds a lease beside the folder (in the bucket)."""
+  import fake_gcs  # pylint: disable=g-import-not-at-top
+  fake_gcs.install(str(tmp_path), patch=monkeypatch.setattr)
+  config = config_loading.load_config(
+      f"{ROOT}/configs/train.py:mnist1d_mlp,runlocal",
+      {"train.steps": 2, "train.eval_every": 2, "data.train_size": 200})
+  holder = leases.Lease("gs://b/w")
+  holder.acquire()
+  try:
+    assert (tmp_path / "b" / ".w.jaxunknowns-lease").exists()
+    with pytest.raises(UserError, match="in use by another run"):
+      main_lib.run(config, "gs://b/w")
+    assert not (tmp_path / "b" / "w").exists()
+  finally:
+    holder.release()
+  main_lib.run(config, "gs://b/w")
+  assert (tmp_path / "b" / "w" / "summary.json").exists()
+  assert not (tmp_path / "b" / ".w.jaxunknowns-lease").exists()
