@@ -114,15 +114,19 @@ class QuietLibraries(logging_std.Filter):
     return record.levelno >= logging_std.WARNING
 
 
-def quiet_closed_event_loops(unraisable):
-  """After a failed background save (a full disk), tensorstore may finish a
-  write once orbax has closed its asyncio loop, and posting the result there
-  raises 'Event loop is closed' in a thread no one joins. Python would print
-  that traceback to stderr; the failed save itself reaches the main thread,
-  which reports it in one line. Every other unraisable error is printed."""
+def quiet_unraisables(unraisable):
+  """Two errors Python cannot raise, which would print a traceback to stderr
+  beside the one line the CLI gives. After a failed background save (a full
+  disk), tensorstore may finish a write once orbax has closed its asyncio
+  loop, and posting the result there raises 'Event loop is closed' in a
+  thread no one joins; the failed save itself reaches the main thread,
+  which reports it. A Ctrl-C that landed in a gc callback or a __del__ is
+  delivered again (`deliver_ctrl_c`). Every other one is printed."""
   value = unraisable.exc_value
   if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
     logging.info("ignored after a failed save: %s", value)
+    return
+  if isinstance(value, KeyboardInterrupt):
     return
   sys.__unraisablehook__(unraisable)
 
@@ -136,10 +140,32 @@ def exit_interrupted():
   os._exit(130)  # pylint: disable=protected-access
 
 
+def deliver_ctrl_c():
+  """Ctrl-C raises KeyboardInterrupt wherever the main thread is; inside a
+  gc callback (JAX registers one) or a __del__, Python prints 'Exception
+  ignored' and goes on, so one Ctrl-C in a few was lost and the run went on
+  to exit 0. Each SIGINT now also interrupts the main thread again a second
+  later: the CLI exits on the first KeyboardInterrupt it sees
+  (`exit_interrupted`), so only a lost one is repeated."""
+  import _thread  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
+  import threading  # pylint: disable=g-import-not-at-top
+
+  def on_sigint(signum, frame):
+    del signum, frame
+    again = threading.Timer(1.0, _thread.interrupt_main)
+    again.daemon = True
+    again.start()
+    raise KeyboardInterrupt
+
+  signal.signal(signal.SIGINT, on_sigint)
+
+
 def main(argv):
   errors.refuse_arguments(argv)
+  deliver_ctrl_c()
   logging.get_absl_handler().addFilter(QuietLibraries())
-  sys.unraisablehook = quiet_closed_event_loops
+  sys.unraisablehook = quiet_unraisables
   try:
     from jaxunknowns import distributed, validation  # pylint: disable=g-import-not-at-top
     distributed.initialize(

@@ -732,7 +732,7 @@ def test_a_closed_event_loop_after_a_failed_save_prints_nothing():
   program = """
 import asyncio, sys
 from jaxunknowns import main
-sys.unraisablehook = main.quiet_closed_event_loops
+sys.unraisablehook = main.quiet_unraisables
 loop = asyncio.new_event_loop()
 loop.close()
 class PostsToTheClosedLoop:

@@ -420,6 +420,43 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path):
   assert (workdir / "summary.json").exists()
 
 
+LOST_CTRL_C = """
+import gc, os, signal, sys, time
+from jaxunknowns import main
+main.deliver_ctrl_c()
+sys.unraisablehook = main.quiet_unraisables
+fired = []
+def callback(phase, info):  # as JAX's own gc callback
+  if phase == "start" and not fired:
+    fired.append(1)
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(10000):
+      pass  # the handler runs here: Python ignores what it raises
+gc.callbacks.append(callback)
+gc.collect()
+start = time.monotonic()
+try:
+  while time.monotonic() - start < 10:
+    time.sleep(0.05)
+  print("lost")
+except KeyboardInterrupt:
+  print(f"interrupted after {time.monotonic() - start:.1f} s")
+"""
+
+
+def test_a_ctrl_c_that_lands_in_a_gc_callback_is_not_lost():
+  """Once in a few Ctrl-C's the run went on to exit 0: the KeyboardInterrupt
+  was raised inside JAX's gc callback, where Python prints 'Exception
+  ignored' and goes on. The CLI's handler interrupts again a second later,
+  silently."""
+  proc = subprocess.run([sys.executable, "-c", LOST_CTRL_C], cwd=ROOT,
+                        env=ENV, capture_output=True, text=True, timeout=120)
+  assert proc.stdout.startswith("interrupted after"), (proc.stdout,
+                                                        proc.stderr[-2000:])
+  assert float(proc.stdout.split()[2]) < 3
+  assert "Traceback" not in proc.stderr and "ignored" not in proc.stderr
+
+
 def test_a_finished_run_leaves_no_torn_metrics_line(tmp_path):
   """A line torn by a kill (or damaged later) that no resumed fit rewound
   stayed in the finished metrics.jsonl, failing any strict JSON-lines
