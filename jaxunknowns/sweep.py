@@ -561,7 +561,7 @@ def _plot(rows, fields, headline, meta, path) -> Optional[str]:
   done = [r for r in known if headline and headline in r["metrics"]]
   if not done:
     return None
-  from jaxunknowns.report.plots import plt  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.report import plots  # pylint: disable=g-import-not-at-top
   x_values = list(dict.fromkeys(_key(_used(r, x_field)) for r in known))
   numeric = _numeric(x_values)
   scale = 100.0 if _is_percent(headline) else 1.0
@@ -569,7 +569,7 @@ def _plot(rows, fields, headline, meta, path) -> Optional[str]:
   for r in done:
     label = tuple(_key(_used(r, f)) for f in others)
     lines.setdefault(label, []).append(r)
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = plots.subplots(figsize=(6, 4))
   for label, members in lines.items():
     xs = [_key(_used(r, x_field)) for r in members]
     pos = xs if numeric else [x_values.index(x) for x in xs]
@@ -593,8 +593,7 @@ def _plot(rows, fields, headline, meta, path) -> Optional[str]:
   if others:
     ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  plots.save_figure(fig, path, dpi=110)
   return path
 
 

@@ -271,3 +271,21 @@ def test_a_full_disk_while_rebuilding_says_make_room(run_copy, monkeypatch):
   assert "could not write the report: the disk is full" in message
   assert "make room" in message and "fresh workdir" not in message
   assert snapshot(run_copy) == before
+
+
+def test_writing_figures_leaves_the_users_matplotlib_as_it_was(tmp_path):
+  """In a notebook, any run switched matplotlib to Agg for good (pyplot's
+  backend is process-wide): the user's inline plots were gone for the rest
+  of the session. Figures are now drawn without pyplot."""
+  script = (
+      "import sys, matplotlib\n"
+      "matplotlib.use('svg')  # the user's backend, as a notebook's inline\n"
+      "from jaxunknowns.report import plots\n"
+      "rows = [{'step': s, 'split': sp, 'seed': 0, 'loss': 1.0 / (s + 1),\n"
+      "         'accuracy': 0.5} for s in range(3) for sp in ('train', 'test')]\n"
+      f"plots.learning_curves(rows, {str(tmp_path / 'c.png')!r})\n"
+      "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n")
+  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.stdout.split() == ["svg", "False"], proc.stderr[-2000:]
+  assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -474,7 +474,7 @@ def test_a_mixed_sweep_shows_the_base_value_a_run_keeps(tmp_path,
   it does not set, and the table and figure showed '–' and 'None' for it.
   The value comes from the planned config, else the run's config.json (a
   rebuild from sweep.json alone)."""
-  from jaxunknowns.report.plots import plt  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.report import plots  # pylint: disable=g-import-not-at-top
   base = {"optim": {"lr": 0.003}, "model": {"name": "mlp"}}
   runs = [{"optim.lr": 0.001}, {"optim.lr": 0.03}, {"model.name": "cnn"}]
   fields = sweep.swept_fields(runs)
@@ -490,8 +490,8 @@ def test_a_mixed_sweep_shows_the_base_value_a_run_keeps(tmp_path,
       json.dump({"final": {"test": {"accuracy": acc}}}, f)
   with open(Path(planned[-1].workdir) / "config.json", "w") as f:
     json.dump(base, f)
-  made, subplots = [], plt.subplots
-  monkeypatch.setattr(plt, "subplots",
+  made, subplots = [], plots.subplots
+  monkeypatch.setattr(plots, "subplots",
                       lambda *a, **k: made.append(subplots(*a, **k)) or made[-1])
   result = sweep.aggregate(planned, str(tmp_path), {
       "config": "cfg.py", "sweep": "mixed", "base_overrides": {}})

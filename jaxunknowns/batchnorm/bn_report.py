@@ -391,7 +391,7 @@ def stability_figures(path, summary):
   a column per norm, one colour scale per row; ×k: k seeds diverged, ∞: a seed
   never reached the target. region.png: the trainable region's size per norm."""
   lrs, scales, r = summary["lrs"], summary["init_scales"], summary["readings"]
-  fig, axes = report.plt.subplots(2, len(r), squeeze=False, layout=(
+  fig, axes = report.subplots(2, len(r), squeeze=False, layout=(
       "constrained"), figsize=(2.6 * len(r) + 1, 6))
   for row, (key, scale, vmax, label) in enumerate((
       ("test_accuracy", 100, 100, "test accuracy (%)"),

@@ -72,10 +72,11 @@ def _band(ax, summary, stage, key, label, **kw):
 
 
 def plot(path, summary):
-  plt, ps, arms = report.plt, summary["corruptions"], summary["arms"]
-  color = {p: plt.cm.viridis(i / max(len(ps) - 1, 1)) for i, p in enumerate(ps)}
-  fig, axes = plt.subplots(1, len(arms), figsize=(4.5 * len(arms), 3.8),
-                           squeeze=False, sharey=True)
+  ps, arms, viridis = (summary["corruptions"], summary["arms"],
+                       report.colormap("viridis"))
+  color = {p: viridis(i / max(len(ps) - 1, 1)) for i, p in enumerate(ps)}
+  fig, axes = report.subplots(1, len(arms), figsize=(4.5 * len(arms), 3.8),
+                              squeeze=False, sharey=True)
   for ax, arm in zip(axes[0], arms):
     for p in ps:
       for key, style in (("clean", "-"), ("corrupted", "--")):

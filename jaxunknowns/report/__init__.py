@@ -17,8 +17,8 @@ __all__ = ["AGREES", "DIFFERS", "NOT_TESTABLE", "Comparison", "Reference",
            "experiment_page", "write", "write_page", "write_report", "count",
            "fmt", "markdown_table", "run_line", "table"]
 
-_PLOTS = ("plot_band", "learning_curves", "save_figure", "plt", "figure",
-          "errorbars")
+_PLOTS = ("plot_band", "learning_curves", "save_figure", "subplots",
+          "colormap", "figure", "errorbars")
 
 
 def __getattr__(name):

@@ -1,5 +1,8 @@
 """Figures written atomically, mean ± std bands and error bars over seeds,
-learning curves: the only module that imports matplotlib (headless, Agg)."""
+learning curves: the only module that imports matplotlib. Without pyplot:
+each figure is a `Figure` of its own, drawn by Agg when saved, so the
+user's backend and open figures stay as they were (pyplot's global backend
+switch turned a notebook's inline plots off for the rest of its session)."""
 
 import contextlib
 import io
@@ -7,14 +10,23 @@ import os
 from typing import Mapping, Sequence, Tuple
 
 import matplotlib
-
-matplotlib.use("Agg")  # Headless: CI, TPU VMs, Colab all write PNGs.
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib.figure import Figure
 import numpy as np
 
 from jaxunknowns import metrics as metrics_lib
 from jaxunknowns import paths
 from jaxunknowns.report.text import std_of
+
+
+def subplots(rows: int = 1, cols: int = 1, *, figsize=None, layout=None,
+             **kw):
+  """(figure, axes) as pyplot.subplots gives them, outside pyplot."""
+  fig = Figure(figsize=figsize, layout=layout)
+  return fig, fig.subplots(rows, cols, **kw)
+
+
+def colormap(name: str):
+  return matplotlib.colormaps[name]
 
 
 @contextlib.contextmanager
@@ -25,8 +37,8 @@ def figure(path: str, panels: int = 1, size: Tuple[float, float] = (6.4, 4.2),
   hides unused panels and writes the PNG atomically. `size`: one panel's."""
   cols = cols or panels
   rows = -(-panels // cols)
-  fig, axes = plt.subplots(rows, cols, squeeze=False,
-                           figsize=(size[0] * cols, size[1] * rows))
+  fig, axes = subplots(rows, cols, squeeze=False,
+                       figsize=(size[0] * cols, size[1] * rows))
   axes = list(axes.ravel())
   yield axes[:panels]
   shown = set()
@@ -87,11 +99,10 @@ def learning_curves(rows: Sequence[Mapping], path: str, title: str = "",
 
 
 def save_figure(fig, path: str, dpi: int = 110) -> str:
-  """fig.savefig, atomically (a killed rebuild leaves the old PNG), then
-  closed; drawn in memory, so the path may be on an object store."""
+  """fig.savefig, atomically (a killed rebuild leaves the old PNG); drawn
+  in memory, so the path may be on an object store."""
   buffer = io.BytesIO()
   fig.savefig(buffer, dpi=dpi,
               format=os.path.splitext(path)[1].lstrip(".") or "png")
-  plt.close(fig)
   paths.write_atomic(path, buffer.getvalue())
   return path
