@@ -37,6 +37,22 @@ def wait_for_saves():
                    str(e).splitlines()[0][:200] if str(e) else type(e))
 
 
+def open_now() -> set:
+  return set(_ALL)
+
+
+def close_opened_since(before) -> None:
+  """Closes every Checkpoints made since `before` (`open_now()`) and still
+  open: a run that stops on an error or Ctrl-C leaves its managers open,
+  and in a notebook their threads outlive it. Their saves land first
+  (`wait_for_saves`); a failing one is the error already on its way."""
+  for checkpoints in [c for c in list(_ALL) if c not in before]:
+    try:
+      checkpoints.close()
+    except Exception as e:  # pylint: disable=broad-except
+      logging.info("closing %s: %s", checkpoints.directory, e)
+
+
 class Checkpoints:
   """A folder of step-numbered states, saved asynchronously by orbax."""
 
@@ -173,5 +189,6 @@ class Checkpoints:
     self._manager.wait_until_finished()
 
   def close(self):
+    _ALL.discard(self)
     self._manager.wait_until_finished()
     self._manager.close()

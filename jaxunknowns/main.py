@@ -21,6 +21,7 @@ cannot be written. A disk that fills up during the run ends the same way, and
 the same command then resumes the run (see errors.py).
 """
 
+import contextlib
 import logging as logging_std
 import os
 import sys
@@ -61,8 +62,28 @@ def run(config, workdir_path: str, overwrite: bool = False,
   distributed.check_shared_workdir(paths.absolute(workdir_path))
   # One run at a time in a workdir, also of a multi-process run whose
   # hosts share only the disk.
-  with distributed.workdir_lock(workdir_path):
+  with distributed.workdir_lock(workdir_path), _closing_what_it_opens():
     return _run_in(experiment, config, workdir_path, overwrite)
+
+
+# What a run opens and leaves open when it stops on an error or Ctrl-C.
+_CLOSED_AFTER_A_RUN = ("jaxunknowns.metrics", "jaxunknowns.checkpoints")
+
+
+@contextlib.contextmanager
+def _closing_what_it_opens():
+  """Closes the TensorBoard writers and checkpoint managers the run opened,
+  however it ends: in a notebook a failed run's threads and files stayed
+  open for the session (the modules are looked up, not imported: a run
+  that never loads orbax pays nothing for this)."""
+  before = {name: sys.modules[name].open_now() for name in _CLOSED_AFTER_A_RUN
+            if name in sys.modules}
+  try:
+    yield
+  finally:
+    for name in _CLOSED_AFTER_A_RUN:
+      if name in sys.modules:
+        sys.modules[name].close_opened_since(before.get(name, set()))
 
 
 def _run_in(experiment, config, workdir_path, overwrite):

@@ -965,3 +965,29 @@ def test_vmap_asked_for_where_it_cannot_apply_is_one_line(tmp_path):
   assert_one_line_error(proc, "--vmap: swept fields model.name change the "
                         "compiled program", "drop --vmap")
   assert not (tmp_path / "sweep").exists()
+
+
+def test_a_failed_run_leaves_no_writer_or_manager_open(tmp_path):
+  """From Python (a notebook), each run that stopped on an error left its
+  TensorBoard writer (2 threads, 3 files) and checkpoint managers open for
+  the session. Here: a run that diverges after its first rows and its first
+  checkpoint, then a second one; the process is back where it was."""
+  import threading  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import main as main_lib  # pylint: disable=g-import-not-at-top
+
+  def config(lr):
+    return config_loading.load_config(
+        f"{ROOT}/configs/train.py:{MNIST1D}", {
+            "optim.name": "sgd", "optim.lr": lr, "train.loss": "mse",
+            "train.steps": 400, "train.log_every": 5,
+            "train.checkpoint_every": 5, "data.train_size": 500})
+
+  with pytest.raises(UserError, match="loss became"):  # warm: imports, jit
+    main_lib.run(config(50.0), str(tmp_path / "warm"))
+  threads, files = threading.active_count(), len(os.listdir("/proc/self/fd"))
+  for i, lr in enumerate((50.0, 200.0)):
+    with pytest.raises(UserError, match="loss became"):
+      main_lib.run(config(lr), str(tmp_path / f"w{i}"))
+    assert (tmp_path / f"w{i}" / "tensorboard").is_dir()
+  assert threading.active_count() == threads, threading.enumerate()
+  assert len(os.listdir("/proc/self/fd")) == files
