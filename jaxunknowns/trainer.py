@@ -224,6 +224,29 @@ def init_compiler_options(mesh) -> Optional[Dict[str, Any]]:
   return {"xla_backend_optimization_level": 1}
 
 
+def _check_labels(dataset):
+  """Integer labels in [0, num_classes): one out of range is a NaN loss (a
+  one-hot row of zeros, a gather out of bounds) that read as divergence,
+  with advice to lower the learning rate. A dataset of one's own is where
+  it happens (labels 1..K, or num_classes one short)."""
+  for name in ("train", "validation", "test"):
+    split = getattr(dataset, name)
+    if split is None or len(split.y) == 0:
+      continue
+    y = np.asarray(split.y)
+    if not np.issubdtype(y.dtype, np.integer):
+      raise UserError(f"dataset {dataset.name!r}: {name} labels are "
+                      f"{y.dtype}, not integer class indices in [0, "
+                      f"{dataset.num_classes})")
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= dataset.num_classes:
+      raise UserError(
+          f"dataset {dataset.name!r}: {name} labels run {low}..{high}, "
+          f"outside [0, {dataset.num_classes}) for its num_classes="
+          f"{dataset.num_classes}: number the classes from 0, or give the "
+          f"dataset num_classes={high + 1}")
+
+
 class Trainer:
   """Trains R runs of one model on one dataset; see the module docstring."""
 
@@ -289,6 +312,7 @@ class Trainer:
           f"train.batch_size={self.batch_size} is larger than the training "
           f"set ({len(dataset.train.y)} examples): lower it to at most "
           f"{len(dataset.train.y)}, or give the data more examples")
+    _check_labels(dataset)
     self.replicated = NamedSharding(self.mesh, P())
     self.template = jax.eval_shape(self.init_one, jax.random.PRNGKey(0))
     self.has_batch_stats = bool(jax.tree.leaves(self.template["batch_stats"]))
@@ -652,7 +676,12 @@ class Trainer:
     `scans`: the compiled calls, (length, with_norms) summing to num_steps,
     the last with norms (e.g. `scan_lengths(num_steps, trainer.chunk)`, so
     that many different step counts share a few programs); default: one
-    scan of num_steps. The python loop ignores it (one step per call)."""
+    scan of num_steps. The python loop ignores it (one step per call).
+
+    `state` is donated to the compiled step (its buffers become the new
+    state's: no second copy of it in memory): it is deleted, and reading
+    it raises "Array has been deleted". Keep a copy first
+    (`jax.tree.map(jnp.copy, state)`) to use the state you passed in."""
     state, parts = self._dispatch(state, data_seeds, num_steps, scans)
     return state, join_metrics(parts)
 
@@ -752,7 +781,8 @@ class Trainer:
           callbacks: Sequence[Callback] = (),
           description: str = "",
           on_divergence: str = "raise") -> FitResult:
-    """Trains every run from its current step up to `steps`.
+    """Trains every run from its current step up to `steps`. `state` is
+    donated, as by `train_steps`: use the returned one.
 
     With `checkpoint_dir`, resumes from the newest checkpoint there and saves
     every `train.checkpoint_every` steps and at the end (a finished stage is

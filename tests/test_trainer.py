@@ -762,3 +762,19 @@ def test_a_boundary_at_the_end_of_warmup_applies_at_that_step():
   f = optim.learning_rate_schedule(cfg, 100)
   np.testing.assert_allclose([f(5), f(9), f(10), f(11)], [0.5, 0.9, 0.1, 0.1],
                              rtol=1e-6)
+
+
+@pytest.mark.parametrize("shift, classes, why", [
+    (1, 3, "train labels run 1..3, outside [0, 3)"),
+    (0, 2, "train labels run 0..2, outside [0, 2)"),
+    (-1, 3, "train labels run -1..1, outside [0, 3)")])
+def test_labels_outside_the_classes_are_refused(shift, classes, why):
+  """Labels 1..K of one's own dataset (or num_classes one short) trained to
+  a NaN loss at step 1, reported as divergence with advice to lower the
+  learning rate."""
+  data = tiny_dataset()
+  data = data.replace(num_classes=classes,
+                      train=Split(data.train.x, data.train.y + shift))
+  with pytest.raises(UserError) as info:
+    make_trainer(tiny_config(), data)
+  assert why in str(info.value) and "\n" not in str(info.value)
