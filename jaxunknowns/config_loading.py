@@ -17,13 +17,24 @@ from jaxunknowns.errors import UserError
 def load_config(spec: str, overrides: Optional[Mapping[str, Any]] = None,
                 root: str = "") -> ml_collections.ConfigDict:
   """`spec` is 'path/to/config.py[:arg]' (relative to `root` if given);
-  `overrides` maps dotted fields to values, e.g. {"optim.lr": 0.01}."""
+  `overrides` maps dotted fields to values, e.g. {"optim.lr": 0.01}.
+  Locked, as the command line's: a misspelt field set afterwards
+  (config.train.step = 50) is an error, not a new field that no code reads
+  and config.json records. A missing file or an unknown variant is a
+  UserError, as on the command line."""
   path, _, arg = spec.partition(":")
   path = os.path.join(root, path) if root else path
+  if not os.path.isfile(path):
+    raise UserError(f"config file {path} not found")
   module = config_module(path)
-  config = checked(module.get_config(arg), path)
+  try:
+    config = module.get_config(arg)
+  except ValueError as e:  # an unknown variant (parse_config_arg)
+    raise UserError(f"{path}: {e}") from e
+  config = checked(config, path)
   for dotted, value in (overrides or {}).items():
     set_field(config, dotted, value, where="override")
+  config.lock()
   return config
 
 

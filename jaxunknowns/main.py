@@ -51,7 +51,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def run(config, workdir_path: str, overwrite: bool = False,
         references=None):
   """Validates, checks the workdir, then runs; raises UserError on bad input.
-  `references`: see validation.check_config."""
+  `references`: see validation.check_config; from Python, pass
+  `validation.references_of(spec)` for the checks the command line makes
+  against the config file's variants (`notebook.run` does)."""
   from jaxunknowns import distributed, paths, validation  # pylint: disable=g-import-not-at-top
   from jaxunknowns.workdir import config_to_dict  # pylint: disable=g-import-not-at-top
 

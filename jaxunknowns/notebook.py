@@ -50,11 +50,16 @@ def run(spec: str, workdir: str, overrides: Optional[Mapping[str, Any]] = None,
   A finished workdir is not rerun (its summary is read back), so re-running
   a notebook cell is instant.
   """
-  from jaxunknowns import main  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import main, validation  # pylint: disable=g-import-not-at-top
   from jaxunknowns.config_loading import load_config  # pylint: disable=g-import-not-at-top
   from jaxunknowns.metrics import read_json  # pylint: disable=g-import-not-at-top
-  config = load_config(scaled(spec), overrides, root=find_root())
-  summary = main.run(config, workdir, overwrite=overwrite)
+  spec = scaled(spec)
+  if not os.path.isabs(spec):  # a config file of the checkout
+    spec = os.path.join(find_root(), spec)
+  config = load_config(spec, overrides)
+  # Checked against its file's variants, as the command line checks it.
+  summary = main.run(config, workdir, overwrite=overwrite,
+                     references=validation.references_of(spec))
   return summary if summary is not None else read_json(
       os.path.join(workdir, "summary.json"))
 
