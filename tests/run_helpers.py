@@ -1,7 +1,11 @@
 """Helpers shared by the end-to-end tests (test_cli.py, test_imp.py)."""
 
+import contextlib
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -97,3 +101,24 @@ def assert_report_rebuilds(workdir):
   assert (workdir / "report.md").read_text() == text
   for name in figures:
     assert (workdir / name).is_file(), name
+
+
+@contextlib.contextmanager
+def lease_held_elsewhere(workdir, lease_seconds: float):
+  """A process of its own, as on another host (no flock shared with this
+  one), holding the lease of `workdir` (leases.py), renewed every
+  `lease_seconds`; yields its Popen once it holds it, kills it after."""
+  script = ("import time\n"
+            "from jaxunknowns import leases\n"
+            f"leases.LEASE_SECONDS = {lease_seconds}\n"
+            f"leases.Lease({str(workdir)!r}).acquire()\n"
+            "print('held', flush=True); time.sleep(300)\n")
+  holder = subprocess.Popen(
+      [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+      text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    yield holder
+  finally:
+    holder.kill()
+    holder.wait()

@@ -4,8 +4,6 @@ single-process run."""
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 
 from jaxunknowns import config_loading, leases, main as main_lib
 from jaxunknowns.errors import UserError
+from run_helpers import lease_held_elsewhere
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,20 +104,9 @@ def test_a_lease_renewed_by_another_process_is_live(tmp_path):
   """The renewals of another process (as another host's would be) are seen
   through the file alone."""
   workdir = str(tmp_path / "w")
-  script = ("import sys, time\n"
-            "from jaxunknowns import leases\n"
-            "leases.LEASE_SECONDS = 0.2\n"
-            f"lease = leases.Lease({workdir!r}); lease.acquire()\n"
-            "print('held', flush=True); time.sleep(60)\n")
-  holder = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
-  try:
-    assert holder.stdout.readline().strip() == "held"
+  with lease_held_elsewhere(workdir, 0.2) as holder:
     with pytest.raises(UserError, match=f"pid {holder.pid} on "):
       leases.Lease(workdir).acquire()
-  finally:
-    holder.kill()
-    holder.wait()
   # Killed: its lease is stale after 2.5 renewals.
   assert leases.live_holder(leases.lease_file(workdir)) is None
 

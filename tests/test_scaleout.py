@@ -17,7 +17,7 @@ import pytest
 
 from pathlib import Path
 
-from run_helpers import read_json, snapshot
+from run_helpers import lease_held_elsewhere, read_json, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -320,15 +320,7 @@ def test_a_second_multi_process_run_into_a_running_workdir_stops(tmp_path):
       p.communicate()
   # Killed outright: the lease stays, unrenewed; a process of another host
   # (no flock here) takes it over, and a second run is refused by it.
-  script = ("import time\n"
-            "from jaxunknowns import leases\n"
-            "leases.LEASE_SECONDS = 0.5\n"
-            f"leases.Lease({str(workdir)!r}).acquire()\n"
-            "print('held', flush=True); time.sleep(120)\n")
-  holder = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
-                            env=_env(1), stdout=subprocess.PIPE, text=True)
-  try:
-    assert holder.stdout.readline().strip() == "held"
+  with lease_held_elsewhere(workdir, 0.5) as holder:
     outs = _two_processes(workdir, extra_for={0: steps, 1: steps}, env=env,
                           timeout=240)
     for rc, _, err in outs:
@@ -337,9 +329,6 @@ def test_a_second_multi_process_run_into_a_running_workdir_stops(tmp_path):
           f"error: workdir {workdir} is in use by another run (pid "
           f"{holder.pid} on {socket.gethostname()}; it renews {file}); wait "
           f"for it to end or stop it, or choose another --workdir")
-  finally:
-    holder.kill()
-    holder.wait()
 
 
 def test_processes_that_see_different_workdirs_all_stop(tmp_path):
