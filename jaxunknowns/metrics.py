@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 import weakref
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
                     Sequence)
@@ -71,7 +72,46 @@ def close_opened_since(before) -> None:
   that stops on an error or Ctrl-C leaves its TensorBoard writer open (2
   threads and 3 files each, for the rest of a notebook's session)."""
   for writer in [w for w in list(_OPEN) if w not in before]:
-    writer.close()
+    try:
+      writer.close()
+    except OSError as e:  # a full disk: the run's own error says so
+      logging.info("closing the TensorBoard file of %s: %s", writer.workdir, e)
+
+
+class _EventFile:
+  """A TensorBoard event file written in the calling thread. tensorboardX's
+  SummaryWriter writes from a thread of its own: when a full disk killed
+  that thread, the next events filled its queue and the run hung forever
+  (with the thread's traceback on stderr). Here a failed write raises where
+  the row was written, and `main` says it in one line."""
+
+  def __init__(self, folder: str):
+    # pylint: disable=g-import-not-at-top
+    from tensorboardX.event_file_writer import EventsWriter
+    from tensorboardX.proto import event_pb2
+    from tensorboardX.summary import scalar
+    os.makedirs(folder, exist_ok=True)
+    self._writer = EventsWriter(os.path.join(folder, "events"))
+    self._event, self._scalar = event_pb2.Event, scalar
+    self._flushed = time.monotonic()
+
+  def add_scalar(self, tag: str, value: float, step: int):
+    self._writer.write_event(self._event(
+        summary=self._scalar(tag, value), step=int(step),
+        wall_time=time.time()))
+
+  def flush_every(self, seconds: float):
+    """Flushes when `seconds` have passed since the last flush: a running
+    job's curves show in TensorBoard without a flush per row."""
+    if time.monotonic() - self._flushed >= seconds:
+      self.flush()
+
+  def flush(self):
+    self._writer.flush()
+    self._flushed = time.monotonic()
+
+  def close(self):
+    self._writer.close()
 
 
 class MetricWriter:
@@ -93,14 +133,13 @@ class MetricWriter:
     if self._tb is None and self._want_tb:
       self._want_tb = False
       try:
-        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
         folder = os.path.join(self.workdir, "tensorboard")
         if not paths.is_local(folder):
           # tensorboardX writes local files only (its own GCS writer needs
           # another client library and credentials of its own): it writes
           # into a local folder that flush() and close() copy to the workdir.
           self._tb_local = tempfile.mkdtemp(prefix="jaxunknowns_tb_")
-        self._tb = SummaryWriter(self._tb_local or folder, flush_secs=30)
+        self._tb = _EventFile(self._tb_local or folder)
         _OPEN.add(self)
       except ImportError:  # TensorBoard files are a nicety, not a requirement.
         self._tb = None
@@ -132,6 +171,7 @@ class MetricWriter:
           if np.isfinite(vals).all():  # a diverged run's loss is in the rows
             self._tb.add_scalar(f"{prefix}{split}/{n}", float(vals.mean()),
                                 step)
+      self._tb.flush_every(30.0)
 
   def rewind(self, labels: Mapping[str, Any], step: int,
              until: Optional[int] = None):
@@ -168,12 +208,14 @@ class MetricWriter:
 
   def close(self):
     _OPEN.discard(self)
-    if self._tb is not None:
-      self._tb.close()
-      self._tb = None
-      self._copy_tensorboard()
-      if self._tb_local:
-        shutil.rmtree(self._tb_local, ignore_errors=True)
+    tb, self._tb = self._tb, None  # closed once, even if closing fails
+    if tb is not None:
+      try:
+        tb.close()
+        self._copy_tensorboard()
+      finally:
+        if self._tb_local:
+          shutil.rmtree(self._tb_local, ignore_errors=True)
 
   def _copy_tensorboard(self):
     if self._tb_local:

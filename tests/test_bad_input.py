@@ -991,3 +991,23 @@ def test_a_failed_run_leaves_no_writer_or_manager_open(tmp_path):
     assert (tmp_path / f"w{i}" / "tensorboard").is_dir()
   assert threading.active_count() == threads, threading.enumerate()
   assert len(os.listdir("/proc/self/fd")) == files
+
+
+def test_a_file_size_limit_reached_by_tensorboard_is_one_line(tmp_path):
+  """TensorBoard events were written by tensorboardX's own thread: a full
+  disk (or, here, the shell's file-size limit, `ulimit -f 150`) killed that
+  thread with a traceback, and the run then hung forever on its queue. The
+  events are now written where the rows are: one line, exit 2."""
+  import resource  # pylint: disable=g-import-not-at-top
+
+  def limit_files():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (150 * 1024, 150 * 1024))
+
+  proc = subprocess.run(
+      [sys.executable, "-m", "jaxunknowns.main", RUNLOCAL,
+       f"--workdir={tmp_path / 'run'}", "--config.train.steps=20000",
+       "--config.train.log_every=10", "--config.train.eval_every=50",
+       "--config.train.checkpoint_every=500"],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+      preexec_fn=limit_files)
+  assert_one_line_error(proc, "file too large", "rerun the same command")
