@@ -143,13 +143,22 @@ def quiet_unraisables(unraisable):
   disk), tensorstore may finish a write once orbax has closed its asyncio
   loop, and posting the result there raises 'Event loop is closed' in a
   thread no one joins; the failed save itself reaches the main thread,
-  which reports it. A Ctrl-C that landed in a gc callback or a __del__ is
-  delivered again (`deliver_ctrl_c`). Every other one is printed."""
+  which reports it. A Ctrl-C raised inside a gc callback (JAX registers
+  one) or a __del__ is ignored by Python, so one Ctrl-C in a few was lost
+  and the run went on to exit 0: it is delivered again, once, to wherever
+  the main thread is next. Every other one is printed."""
   value = unraisable.exc_value
   if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
     logging.info("ignored after a failed save: %s", value)
     return
   if isinstance(value, KeyboardInterrupt):
+    # From another thread, a moment later: raised here, inside the hook,
+    # it would be ignored again.
+    import _thread  # pylint: disable=g-import-not-at-top
+    import threading  # pylint: disable=g-import-not-at-top
+    again = threading.Timer(0.1, _thread.interrupt_main)
+    again.daemon = True
+    again.start()
     return
   sys.__unraisablehook__(unraisable)
 
@@ -163,30 +172,8 @@ def exit_interrupted():
   os._exit(130)  # pylint: disable=protected-access
 
 
-def deliver_ctrl_c():
-  """Ctrl-C raises KeyboardInterrupt wherever the main thread is; inside a
-  gc callback (JAX registers one) or a __del__, Python prints 'Exception
-  ignored' and goes on, so one Ctrl-C in a few was lost and the run went on
-  to exit 0. Each SIGINT now also interrupts the main thread again a second
-  later: the CLI exits on the first KeyboardInterrupt it sees
-  (`exit_interrupted`), so only a lost one is repeated."""
-  import _thread  # pylint: disable=g-import-not-at-top
-  import signal  # pylint: disable=g-import-not-at-top
-  import threading  # pylint: disable=g-import-not-at-top
-
-  def on_sigint(signum, frame):
-    del signum, frame
-    again = threading.Timer(1.0, _thread.interrupt_main)
-    again.daemon = True
-    again.start()
-    raise KeyboardInterrupt
-
-  signal.signal(signal.SIGINT, on_sigint)
-
-
 def main(argv):
   errors.refuse_arguments(argv)
-  deliver_ctrl_c()
   logging.get_absl_handler().addFilter(QuietLibraries())
   sys.unraisablehook = quiet_unraisables
   try:

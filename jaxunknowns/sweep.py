@@ -882,7 +882,6 @@ def _cli():
 
   def sweep_main(argv):
     errors.refuse_arguments(argv)
-    main_lib.deliver_ctrl_c()
     sys.unraisablehook = main_lib.quiet_unraisables
     ray_flags = [f"--{n}" for n in ("ray_address", "ray_cpus", "ray_gpus",
                                     "ray_resources", "max_retries")

@@ -720,7 +720,7 @@ def test_ctrl_c_in_a_sweep_is_one_line_and_the_rerun_resumes(tmp_path):
       time.sleep(3)
       break
   # Once: one that lands in a gc callback is delivered again by the CLI
-  # (main.deliver_ctrl_c; the sweep went on to exit 0 once in a few).
+  # (main.quiet_unraisables; the sweep went on to exit 0 once in a few).
   proc.send_signal(signal.SIGINT)
   err = proc.stderr.read()
   assert proc.wait(timeout=300) == 130, err[-3000:]
