@@ -190,5 +190,7 @@ class Checkpoints:
 
   def close(self):
     _ALL.discard(self)
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self._manager.wait_until_finished()
+    finally:  # a failed save still lets the manager's threads go
+      self._manager.close()

@@ -269,10 +269,13 @@ def check_shared_workdir(path: str):
   seen = not token.any() or _read_back(token_file, token.tobytes().hex())
   everyone = np.asarray(multihost_utils.process_allgather(
       np.asarray([seen], np.int32)))
-  if is_main() and created:
-    paths.rmtree(path)
-  elif is_main():
-    paths.remove(token_file)
+  if is_main():
+    if token.any():
+      paths.remove(token_file)
+    # The folder it made, if still empty: a run started at the same moment
+    # (refused later by the lease) may be writing into it already.
+    if created and paths.isdir(path) and not paths.listdir(path):
+      paths.rmtree(path)
   if write_error is not None:
     raise UserError(f"workdir {path} cannot be written: "
                     f"{write_error.strerror or write_error}; choose another "
@@ -322,7 +325,7 @@ def workdir_lock(path: str):
     yield
 
 
-def _broadcast_text(text: str, size: int = 1024) -> str:
+def _broadcast_text(text: str, size: int = 4096) -> str:
   """Process 0's `text` (its first `size` bytes) on every process."""
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   data = np.zeros(size, np.int32)

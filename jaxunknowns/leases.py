@@ -19,11 +19,16 @@ outright costs the next run a wait of about 2.5 renewals (25 s), once.
 Not a lock: two jobs that find no lease within the same second may both
 write theirs; each reads back its own after SETTLE_SECONDS, and the one
 that finds the other's stops, which covers all but writes that far apart.
+A holder whose renewals stalled long enough for another job to take over
+finds that at its next renewal and stops at once. Where the lease cannot
+be written (a parent folder this run may not write), the run goes on
+unheld, with a warning, as it did before leases.
 """
 
 import json
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -120,10 +125,12 @@ class Lease:
       raise in_use(self.workdir, self.file, holder)
     try:
       self._write(0)
-    except OSError as e:
-      raise UserError(f"cannot write {self.file}, the lease that holds the "
-                      f"workdir for this run: {e.strerror or e}; choose "
-                      f"another --workdir") from e
+    except Exception as e:  # pylint: disable=broad-except
+      # The workdir's parent may be read-only to this run (a bucket role
+      # limited to the workdir's prefix): as before leases, unheld.
+      logging.warning("could not write %s (%s): the workdir is not held "
+                      "against another run", self.file, e)
+      return
     time.sleep(SETTLE_SECONDS)  # a job that wrote at the same moment shows
     now = _read(self.file)
     if _owner(now) != self.owner:
@@ -133,6 +140,7 @@ class Lease:
     self._thread.start()
 
   def release(self):
+    """Stops renewing and removes the lease, if it is still this run's."""
     self._stop.set()
     if self._thread is not None:
       self._thread.join()
@@ -149,8 +157,25 @@ class Lease:
     while not self._stop.wait(LEASE_SECONDS):
       beat += 1
       try:
+        now = _read(self.file)
+        if now is not None and _owner(now) != self.owner:
+          self._taken_over(now)
         self._write(beat)
       except Exception as e:  # pylint: disable=broad-except
         # A slow or failing disk: the run goes on; a lease left unrenewed
-        # for STALE_AFTER renewals may be taken over.
+        # for STALE_AFTER renewals may be taken over, which the next
+        # renewal finds.
         logging.warning("could not renew %s: %s", self.file, e)
+
+  def _taken_over(self, now: str):
+    """Another run took the lease while this one's renewals stalled (a
+    paused machine, a store that failed for STALE_AFTER renewals): both
+    would write the workdir. This one stops at once, as a kill would stop
+    it; its last checkpoint stays for a rerun."""
+    sys.stderr.write(
+        f"error: workdir {paths.absolute(self.workdir)} was taken over by "
+        f"another run ({_holder(now)}) while this run's lease went "
+        f"unrenewed; this run stops, and its last checkpoint stays: rerun "
+        f"once the other run ends\n")
+    sys.stderr.flush()
+    os._exit(2)  # pylint: disable=protected-access

@@ -325,8 +325,9 @@ def test_the_pages_command_names_every_field_that_changes_it():
   assert page.command(plain, "laptop") == (
       "python -m jaxunknowns.main --config=configs/article.py:laptop "
       "--workdir=DIR")
-  # A wheel has no configs/: the fields it can tell without them.
-  with mock.patch.object(config_loading, "load_config",
-                         side_effect=OSError("no configs/")):
+  # A wheel has no configs/: the fields it can tell without them (a missing
+  # config file is a UserError since load_config says it in one line).
+  from jaxunknowns.article import experiment  # pylint: disable=g-import-not-at-top
+  with mock.patch.object(experiment, "ROOT", "/nonexistent/site-packages"):
     assert page.command(config, "runlocal").endswith(
         "--workdir=DIR --config.article.skip=ntk")

@@ -132,3 +132,47 @@ def test_a_run_on_gs_is_refused_while_another_renews_its_lease(
   main_lib.run(config, "gs://b/w")
   assert (tmp_path / "b" / "w" / "summary.json").exists()
   assert not (tmp_path / "b" / ".w.jaxunknowns-lease").exists()
+
+
+def test_a_holder_whose_lease_was_taken_over_stops(tmp_path):
+  """A run whose renewals stalled (a paused machine) long enough for another
+  to take its lease over went on renewing it, overwriting the other's:
+  both trained into the workdir. It now stops at its next renewal."""
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  workdir = str(tmp_path / "w")
+  script = ("import time\n"
+            "from jaxunknowns import leases\n"
+            "leases.LEASE_SECONDS = 0.2\n"
+            f"leases.Lease({workdir!r}).acquire()\n"
+            "print('held', flush=True); time.sleep(60); print('went on')\n")
+  holder = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    Path(leases.lease_file(workdir)).write_text(json.dumps(
+        {"owner": "other", "pid": 7, "host": "elsewhere", "beat": 0}))
+    out, err = holder.communicate(timeout=30)
+  finally:
+    holder.kill()
+  assert holder.returncode == 2 and "went on" not in out
+  assert err.strip().splitlines()[-1] == (
+      f"error: workdir {workdir} was taken over by another run (pid 7 on "
+      f"elsewhere) while this run's lease went unrenewed; this run stops, "
+      f"and its last checkpoint stays: rerun once the other run ends")
+  # The other run's lease is left as it is.
+  assert json.loads(Path(leases.lease_file(workdir)).read_text())[
+      "owner"] == "other"
+
+
+def test_a_lease_that_cannot_be_written_leaves_the_run_unheld(
+    tmp_path, monkeypatch):
+  """A parent folder the run may not write (a bucket role limited to the
+  workdir's prefix): the run goes on, unheld, as before leases."""
+  def refuse(path, data):
+    raise PermissionError(13, "Permission denied", path)
+  monkeypatch.setattr(leases.paths, "write_atomic", refuse)
+  lease = leases.Lease(str(tmp_path / "w"))
+  lease.acquire()
+  lease.release()
+  assert not Path(lease.file).exists()

@@ -18,6 +18,7 @@ from typing import Any, List, Mapping, Sequence
 
 from jaxunknowns import paths
 from jaxunknowns.article import outline
+from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import read_json
 from jaxunknowns.report import compare
 from jaxunknowns.report.page import PAGE_JSON, STATS_NOTE
@@ -72,7 +73,7 @@ def command(config, scale: str) -> str:
   try:
     default = _dotted(config_loading.load_config(os.path.join(
         ROOT, "configs", f"article.py:{scale}")).article.to_dict())
-  except (OSError, ValueError, ImportError):
+  except (OSError, ValueError, ImportError, UserError):  # no configs/ here
     default = {**ours, "skip": "", "seed_offset": 0}
   flags = [f" --config.article.{k}={v}" for k, v in ours.items()
            if k != "executor" and default.get(k) != v]
