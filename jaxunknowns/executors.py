@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 from absl import logging
 
+from jaxunknowns import errors
 from jaxunknowns.errors import UserError
 
 EXECUTORS = ("local", "ray")
@@ -51,9 +52,13 @@ IN_A_SWEEP = ("as it is, a rerun diverges again: change or drop its value in "
 
 
 def run_one(config, workdir: str, overwrite: bool, references=None,
-            in_sweep: bool = False) -> Optional[str]:
+            in_sweep: bool = False, stop_on_write_errors: bool = True
+            ) -> Optional[str]:
   """Runs one run in this process; the failure text, or None. `in_sweep`:
-  a diverged run's text gives a sweep's way out, not a single run's."""
+  a diverged run's text gives a sweep's way out, not a single run's.
+  `stop_on_write_errors`: a full or unwritable disk is raised (a UserError),
+  not returned: every later run here would fail on it the same way (a Ray
+  task, on a machine of its own, returns it)."""
   main = _main_module()
   try:
     main.run(config, workdir, overwrite, references)
@@ -62,6 +67,11 @@ def run_one(config, workdir: str, overwrite: bool, references=None,
     what = getattr(e, "what", None)  # a TrainingDiverged's, without advice
     return f"{what}; {IN_A_SWEEP}" if in_sweep and what else str(e)
   except Exception as e:  # pylint: disable=broad-except
+    error = errors.user_error(e, workdir)  # a full disk, out of memory
+    if error is not None:
+      if stop_on_write_errors and errors.write_error(e, workdir) is not None:
+        raise error from e
+      return str(error)
     # A crash inside one run must not lose the others: the traceback goes to
     # the log, its last line to the sweep's table of failures.
     logging.exception("run in %s crashed", workdir)
@@ -169,7 +179,8 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
       outcomes[run.name] = None
       continue
     pending[task.remote(run.config, run.workdir, overwrite,
-                        run.references, in_sweep=True)] = run.name
+                        run.references, in_sweep=True,
+                        stop_on_write_errors=False)] = run.name
   print(f"{len(pending)} runs submitted to Ray "
         f"({address or 'a local cluster'})", file=out)
   out.flush()

@@ -88,9 +88,16 @@ def write_atomic(path: str, data: Union[str, bytes]):
     return
   root, ext = os.path.splitext(path)
   tmp = f"{root}.tmp{ext}"  # keeps the extension: np.load, viewers
-  with open(tmp, mode) as f:
-    f.write(data)
-  os.replace(tmp, path)
+  try:
+    with open(tmp, mode) as f:
+      f.write(data)
+    os.replace(tmp, path)
+  except BaseException:
+    # A full disk (or a kill's KeyboardInterrupt) mid-write: no torn
+    # `.tmp` file is left beside the file.
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise
 
 
 def append_text(path: str, text: str):

@@ -927,11 +927,16 @@ def _cli():
                     resources=executors.parse_resources(
                         flag_values.ray_resources),
                     max_retries=flag_values.max_retries))
-    except UserError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
     except KeyboardInterrupt:  # finished runs stay; the rest resume
       main_lib.exit_interrupted()
+    except Exception as e:  # pylint: disable=broad-except
+      # A full or unwritable disk under the root (the aggregate's own
+      # files), as `main` says it for a run; anything else is a bug.
+      error = errors.user_error(e, flag_values.workdir or ".")
+      if error is None:
+        raise
+      print(f"error: {error}", file=sys.stderr)
+      sys.exit(2)
 
   app.run(sweep_main, flags_parser=main_lib.parse_flags)
 

@@ -309,13 +309,19 @@ class Workdir:
     if self.is_main:
       if self.overwrite:
         paths.rmtree(self.path)
+      created = not paths.exists(self.path)
       try:
         paths.makedirs(self.path)
       except OSError as e:
         raise UserError(f"workdir {self.path} cannot be created: "
                         f"{e.strerror}; choose another --workdir") from e
       if self.saved_config is None:
-        write_json(self.file(CONFIG_FILE), config_to_dict(self.config))
+        try:
+          write_json(self.file(CONFIG_FILE), config_to_dict(self.config))
+        except BaseException:
+          if created:  # a full disk: the workdir goes back to absent
+            paths.rmtree(self.path)
+          raise
     self.overwrite = False
     if self.num_processes > 1:
       # No process may create a checkpoint folder before process 0 has

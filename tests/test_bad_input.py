@@ -1011,3 +1011,39 @@ def test_a_file_size_limit_reached_by_tensorboard_is_one_line(tmp_path):
       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
       preexec_fn=limit_files)
   assert_one_line_error(proc, "file too large", "rerun the same command")
+
+
+@pytest.mark.parametrize("size", ["300k", "700k"])
+def test_a_sweep_on_a_full_disk_is_one_line(tmp_path, size):
+  """A sweep whose disk fills: the full disk was logged as each run's crash
+  (tracebacks), the sweep went on to the next run on the same disk, and
+  its aggregate's OSError ended it with rc 1. Now the first write error
+  stops the sweep in one line, exit 2."""
+  mnt = tmp_path / "disk"
+  mnt.mkdir()
+  script = f"""
+    mount -t tmpfs -o size={size} tmpfs {mnt}
+    {sys.executable} -m jaxunknowns.sweep {RUNLOCAL} --sweep=lr --novmap --workdir={mnt}/root || echo "rc=$?"
+  """
+  proc = in_mount_namespace(script, tmp_path)
+  assert "rc=2" in proc.stdout, (proc.stdout, proc.stderr[-3000:])
+  assert_one_line_error(subprocess.CompletedProcess([], 2, "", proc.stderr),
+                        "disk is full")
+
+
+def test_a_disk_full_before_the_first_write_leaves_no_workdir(tmp_path):
+  """A disk already full: the run stopped in one line but left its new
+  workdir holding a 0-byte config.tmp.json."""
+  mnt = tmp_path / "disk"
+  mnt.mkdir()
+  script = f"""
+    mount -t tmpfs -o size=64k tmpfs {mnt}
+    dd if=/dev/zero of={mnt}/filler bs=4k 2>/dev/null || true
+    {sys.executable} -m jaxunknowns.main {RUNLOCAL} --workdir={mnt}/run || echo "rc=$?"
+    ls -A {mnt}
+  """
+  proc = in_mount_namespace(script, tmp_path)
+  assert proc.stdout.split() == ["rc=2", "filler"], (proc.stdout,
+                                                     proc.stderr[-3000:])
+  assert_one_line_error(subprocess.CompletedProcess([], 2, "", proc.stderr),
+                        "disk is full")
