@@ -175,7 +175,9 @@ def restore_files(folder: str, before: Snapshot):
         write_atomic(name, data)
       if mtime is not None:
         os.utime(name, ns=(mtime, mtime))
-  if before[""][1] is not None:  # last: restoring files touched the folder
+  # Last: restoring files touched the folder. Only where its time changed:
+  # on a read-only disk (nothing written, nothing to restore) utime fails.
+  if before[""][1] is not None and os.stat(folder).st_mtime_ns != before[""][1]:
     os.utime(folder, ns=(before[""][1], before[""][1]))
 
 

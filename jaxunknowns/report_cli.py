@@ -15,6 +15,8 @@ import os
 import sys
 from typing import Callable, List
 
+from absl import logging
+
 from jaxunknowns import errors, paths
 from jaxunknowns.errors import UserError
 
@@ -73,7 +75,10 @@ def rebuild_all(workdirs: List[str]) -> List[str]:
     except (KeyError, IndexError, TypeError, AttributeError, ValueError,
             OSError) as e:  # OSError: a file a report reads is a folder
       for p, b in reversed(done):  # a path given twice: its first snapshot
-        paths.restore_files(p, b)
+        try:
+          paths.restore_files(p, b)
+        except OSError as undo:  # the error below says what went wrong
+          logging.warning("could not put %s back as it was: %s", p, undo)
       cause = errors.write_error(e, path)
       if cause is not None:  # a full disk or a folder it may not write
         raise UserError(

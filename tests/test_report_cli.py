@@ -16,7 +16,8 @@ import pytest
 
 from jaxunknowns import config_loading, report_cli
 from jaxunknowns.errors import UserError
-from run_helpers import ROOT, assert_report_rebuilds, run_in_process, snapshot
+from run_helpers import (ROOT, assert_one_line_error, assert_report_rebuilds,
+                         run_in_process, snapshot)
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 
@@ -289,3 +290,27 @@ def test_writing_figures_leaves_the_users_matplotlib_as_it_was(tmp_path):
                         capture_output=True, text=True, timeout=120)
   assert proc.stdout.split() == ["svg", "False"], proc.stderr[-2000:]
   assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_report_on_a_read_only_disk_is_one_line(tmp_path, finished):
+  """The first write failed with EROFS as it should, then putting the folder
+  back called utime on it (nothing had changed) and that second EROFS
+  ended report_cli in a traceback."""
+  mnt = tmp_path / "ro"
+  mnt.mkdir()
+  script = f"""
+    mount -t tmpfs -o size=20m tmpfs {mnt}
+    cp -a {finished} {mnt}/run
+    mount -o remount,ro {mnt}
+    {sys.executable} -m jaxunknowns.report_cli --workdir={mnt}/run || echo "rc=$?"
+  """
+  probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"],
+                         capture_output=True)
+  if probe.returncode != 0:
+    pytest.skip("no private mount namespaces here")
+  proc = subprocess.run(
+      ["unshare", "-m", "--propagation", "private", "bash", "-euc", script],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+  assert "rc=2" in proc.stdout, (proc.stdout, proc.stderr[-3000:])
+  assert_one_line_error(subprocess.CompletedProcess([], 2, "", proc.stderr),
+                        "could not write the report", "read-only")
