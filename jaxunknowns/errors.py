@@ -29,7 +29,8 @@ WORKDIR_NOT_SHARED = ("the workdir is not shared between hosts: use a gs:// "
 WRITE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "over quota",
                 errno.EROFS: "read-only filesystem",
                 errno.EACCES: "permission denied",
-                errno.EPERM: "not permitted", errno.EFBIG: "file too large"}
+                errno.EPERM: "not permitted", errno.EFBIG: "file too large",
+                errno.ENAMETOOLONG: "a path too long"}
 
 
 class UserError(Exception):

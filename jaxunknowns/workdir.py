@@ -119,6 +119,10 @@ RUN_FILES = (CONFIG_FILE, SUMMARY_FILE, "metrics.jsonl", "result.json")
 COLLECTIVE_FOLDERS = ("checkpoints", "snapshots")
 
 
+# Characters a run's deepest file needs below its workdir (`_check_writable`).
+PATH_ROOM = 256
+
+
 class Workdir:
   """The output folder of one run.
 
@@ -303,6 +307,16 @@ class Workdir:
       raise UserError(f"workdir {self.shared_path} is not writable{what}: "
                       f"permission denied or a read-only filesystem; choose "
                       f"another --workdir")
+    # A run's files lie up to ~150 characters below it (an article stage's
+    # orbax temporary folders): a path that leaves less room than that
+    # failed mid-run with ENAMETOOLONG, leaving files a rerun fails on too.
+    limit = os.pathconf(existing, "PC_PATH_MAX")
+    if len(self.shared_path) + PATH_ROOM > limit:
+      raise UserError(f"workdir {self.shared_path[:60]}... is "
+                      f"{len(self.shared_path)} characters long: a run's "
+                      f"files need it under {limit - PATH_ROOM} (the "
+                      f"filesystem's limit is {limit}); choose a shorter "
+                      f"--workdir")
 
   def open(self):
     """Creates the folder (emptied first with --overwrite) and config.json."""

@@ -1047,3 +1047,14 @@ def test_a_disk_full_before_the_first_write_leaves_no_workdir(tmp_path):
                                                      proc.stderr[-3000:])
   assert_one_line_error(subprocess.CompletedProcess([], 2, "", proc.stderr),
                         "disk is full")
+
+
+def test_a_workdir_path_too_long_for_a_runs_files_is_refused(tmp_path):
+  """A 4,003-character path passed every check, then failed mid-run with
+  ENAMETOOLONG (orbax's folders lie deeper), leaving files a rerun failed
+  on too. Refused first now, nothing made."""
+  workdir = tmp_path.joinpath(*["c" * 200] * 19, "d" * 100)
+  assert len(str(workdir)) > 3900
+  proc = cli(RUNLOCAL, workdir=workdir)
+  assert_one_line_error(proc, "characters long", "choose a shorter --workdir")
+  assert not (tmp_path / ("c" * 200)).exists()
