@@ -83,9 +83,13 @@ def _closing_what_it_opens():
   try:
     yield
   finally:
-    for name in _CLOSED_AFTER_A_RUN:
-      if name in sys.modules:
-        sys.modules[name].close_opened_since(before.get(name, set()))
+    # Not with several processes: closing a checkpoint manager syncs them
+    # all, and after a peer died that wait ended in JAX's abort (the CLI
+    # exits at once instead, and a notebook runs one process).
+    if sys.modules["jax"].process_count() == 1:
+      for name in _CLOSED_AFTER_A_RUN:
+        if name in sys.modules:
+          sys.modules[name].close_opened_since(before.get(name, set()))
 
 
 def _run_in(experiment, config, workdir_path, overwrite):
