@@ -69,7 +69,10 @@ def run_one(config, workdir: str, overwrite: bool, references=None,
   except Exception as e:  # pylint: disable=broad-except
     error = errors.user_error(e, workdir)  # a full disk, out of memory
     if error is not None:
-      if stop_on_write_errors and errors.write_error(e, workdir) is not None:
+      cause = errors.write_error(e, workdir)
+      # Only a file of the run's own that could not be written: an OSError
+      # naming no file (a full /dev/shm, a refused socket) is this run's.
+      if stop_on_write_errors and cause is not None and cause.filename:
         raise error from e
       return str(error)
     # A crash inside one run must not lose the others: the traceback goes to

@@ -25,6 +25,7 @@ be written (a parent folder this run may not write), the run goes on
 unheld, with a warning, as it did before leases.
 """
 
+import errno
 import json
 import os
 import socket
@@ -102,6 +103,16 @@ def live_holder(file: str, remove_stale: bool = False) -> Optional[str]:
   return None
 
 
+def _refused(e: Exception) -> bool:
+  """A write refused for good (permissions, a read-only disk; an object
+  store's 403), not one that failed this time."""
+  if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM,
+                                             errno.EROFS):
+    return True
+  return any(word in type(e).__name__ for word in ("Forbidden",
+                                                   "PermissionDenied"))
+
+
 def in_use(workdir: str, file: str, holder: str) -> UserError:
   return UserError(
       f"workdir {paths.absolute(workdir)} is in use by another run "
@@ -126,6 +137,9 @@ class Lease:
     try:
       self._write(0)
     except Exception as e:  # pylint: disable=broad-except
+      if not _refused(e):  # a transient failure: no run without a lease
+        raise UserError(f"could not write {self.file}, the lease that holds "
+                        f"the workdir: {e}; rerun the same command") from e
       # The workdir's parent may be read-only to this run (a bucket role
       # limited to the workdir's prefix): as before leases, unheld.
       logging.warning("could not write %s (%s): the workdir is not held "
@@ -148,9 +162,11 @@ class Lease:
       paths.remove(self.file)
 
   def _write(self, beat: int):
+    # Its own temporary name: two runs may write the lease at once.
     paths.write_atomic(self.file, json.dumps({
         "owner": self.owner, "pid": os.getpid(),
-        "host": socket.gethostname(), "beat": beat}))
+        "host": socket.gethostname(), "beat": beat}),
+                       writer=f"-{self.owner[:12]}")
 
   def _renew(self):
     beat = 0
@@ -158,7 +174,7 @@ class Lease:
       beat += 1
       try:
         now = _read(self.file)
-        if now is not None and _owner(now) != self.owner:
+        if _owner(now) not in (None, self.owner):  # unreadable: not taken
           self._taken_over(now)
         self._write(beat)
       except Exception as e:  # pylint: disable=broad-except

@@ -83,13 +83,13 @@ def _closing_what_it_opens():
   try:
     yield
   finally:
-    # Not with several processes: closing a checkpoint manager syncs them
-    # all, and after a peer died that wait ended in JAX's abort (the CLI
-    # exits at once instead, and a notebook runs one process).
-    if sys.modules["jax"].process_count() == 1:
-      for name in _CLOSED_AFTER_A_RUN:
-        if name in sys.modules:
-          sys.modules[name].close_opened_since(before.get(name, set()))
+    # Checkpoint managers not with several processes: closing one syncs
+    # them all, and after a peer died that wait ended in JAX's abort (the
+    # CLI exits at once instead, and a notebook runs one process).
+    several = sys.modules["jax"].process_count() > 1
+    for name in _CLOSED_AFTER_A_RUN:
+      if name in sys.modules and not (several and name.endswith("checkpoints")):
+        sys.modules[name].close_opened_since(before.get(name, set()))
 
 
 def _run_in(experiment, config, workdir_path, overwrite):
@@ -157,10 +157,12 @@ def quiet_unraisables(unraisable):
     return
   if isinstance(value, KeyboardInterrupt):
     # From another thread, a moment later: raised here, inside the hook,
-    # it would be ignored again.
-    import _thread  # pylint: disable=g-import-not-at-top
+    # it would be ignored again. A real SIGINT, which also wakes a main
+    # thread blocked in a wait (interrupt_main only sets a flag).
+    import signal  # pylint: disable=g-import-not-at-top
     import threading  # pylint: disable=g-import-not-at-top
-    again = threading.Timer(0.1, _thread.interrupt_main)
+    again = threading.Timer(0.1, signal.pthread_kill, (
+        threading.main_thread().ident, signal.SIGINT))
     again.daemon = True
     again.start()
     return

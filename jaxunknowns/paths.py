@@ -74,12 +74,14 @@ def read_text(path: str) -> str:
     return f.read()
 
 
-def write_atomic(path: str, data: Union[str, bytes]):
+def write_atomic(path: str, data: Union[str, bytes], writer: str = ""):
   """Writes the whole file so that a reader never sees half of it.
 
   Locally: a temporary name, then a rename (atomic on POSIX). On an object
   store a rename is a copy plus a delete, but an object appears only once
-  its upload is complete, so one plain write is already atomic.
+  its upload is complete, so one plain write is already atomic. `writer`:
+  a name of the writing process in the temporary name, where several may
+  write one file at once (a lease).
   """
   mode = "wb" if isinstance(data, bytes) else "w"
   if not is_local(path):
@@ -87,7 +89,7 @@ def write_atomic(path: str, data: Union[str, bytes]):
       f.write(data)
     return
   root, ext = os.path.splitext(path)
-  tmp = f"{root}.tmp{ext}"  # keeps the extension: np.load, viewers
+  tmp = f"{root}.tmp{writer}{ext}"  # keeps the extension: np.load, viewers
   try:
     with open(tmp, mode) as f:
       f.write(data)

@@ -311,12 +311,12 @@ class Workdir:
     # orbax temporary folders): a path that leaves less room than that
     # failed mid-run with ENAMETOOLONG, leaving files a rerun fails on too.
     limit = os.pathconf(existing, "PC_PATH_MAX")
-    if len(self.shared_path) + PATH_ROOM > limit:
-      raise UserError(f"workdir {self.shared_path[:60]}... is "
-                      f"{len(self.shared_path)} characters long: a run's "
-                      f"files need it under {limit - PATH_ROOM} (the "
-                      f"filesystem's limit is {limit}); choose a shorter "
-                      f"--workdir")
+    length = len(os.fsencode(self.shared_path))  # the limit is in bytes
+    if length + PATH_ROOM > limit:
+      raise UserError(f"workdir {self.shared_path[:60]}... is {length} "
+                      f"bytes long: a run's files need it under "
+                      f"{limit - PATH_ROOM} (the filesystem's limit is "
+                      f"{limit}); choose a shorter --workdir")
 
   def open(self):
     """Creates the folder (emptied first with --overwrite) and config.json."""

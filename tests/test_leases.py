@@ -168,11 +168,43 @@ def test_a_holder_whose_lease_was_taken_over_stops(tmp_path):
 def test_a_lease_that_cannot_be_written_leaves_the_run_unheld(
     tmp_path, monkeypatch):
   """A parent folder the run may not write (a bucket role limited to the
-  workdir's prefix): the run goes on, unheld, as before leases."""
-  def refuse(path, data):
-    raise PermissionError(13, "Permission denied", path)
-  monkeypatch.setattr(leases.paths, "write_atomic", refuse)
-  lease = leases.Lease(str(tmp_path / "w"))
-  lease.acquire()
-  lease.release()
-  assert not Path(lease.file).exists()
+  workdir's prefix): the run goes on, unheld, as before leases. A write
+  that failed this time (an I/O error) is refused instead: a run going on
+  unheld could be joined by another."""
+  import errno  # pylint: disable=g-import-not-at-top
+  for code in (errno.EACCES, errno.EIO):
+    def fail(path, data, writer="", code=code):
+      raise OSError(code, os.strerror(code), path)
+    monkeypatch.setattr(leases.paths, "write_atomic", fail)
+    lease = leases.Lease(str(tmp_path / "w"))
+    if code == errno.EIO:
+      with pytest.raises(UserError, match="rerun the same command"):
+        lease.acquire()
+    else:
+      lease.acquire()
+      lease.release()
+    assert not Path(lease.file).exists()
+
+
+def test_an_unreadable_lease_is_renewed_not_taken_for_another_run(tmp_path):
+  """A lease file torn or edited (not JSON) names no owner: its holder
+  rewrites it rather than stopping as if another run had taken it."""
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  workdir = str(tmp_path / "w")
+  script = ("import time\n"
+            "from jaxunknowns import leases\n"
+            "leases.LEASE_SECONDS = 0.2\n"
+            f"lease = leases.Lease({workdir!r}); lease.acquire()\n"
+            "print('held', flush=True); time.sleep(1.5)\n"
+            "lease.release(); print('released', flush=True)\n")
+  holder = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    Path(leases.lease_file(workdir)).write_text("{torn")
+    out, err = holder.communicate(timeout=30)
+  finally:
+    holder.kill()
+  assert holder.returncode == 0 and out.strip() == "released", err[-2000:]
+  assert not Path(leases.lease_file(workdir)).exists()
