@@ -998,18 +998,13 @@ def test_a_file_size_limit_reached_by_tensorboard_is_one_line(tmp_path):
   disk (or, here, the shell's file-size limit, `ulimit -f 150`) killed that
   thread with a traceback, and the run then hung forever on its queue. The
   events are now written where the rows are: one line, exit 2."""
-  import resource  # pylint: disable=g-import-not-at-top
-
-  def limit_files():
-    resource.setrlimit(resource.RLIMIT_FSIZE, (150 * 1024, 150 * 1024))
-
+  # The shell sets the limit (a preexec_fn would fork this JAX process).
   proc = subprocess.run(
-      [sys.executable, "-m", "jaxunknowns.main", RUNLOCAL,
-       f"--workdir={tmp_path / 'run'}", "--config.train.steps=20000",
-       "--config.train.log_every=10", "--config.train.eval_every=50",
-       "--config.train.checkpoint_every=500"],
-      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
-      preexec_fn=limit_files)
+      ["bash", "-c", 'ulimit -f 150 && exec "$@"', "bash", sys.executable,
+       "-m", "jaxunknowns.main", RUNLOCAL, f"--workdir={tmp_path / 'run'}",
+       "--config.train.steps=20000", "--config.train.log_every=10",
+       "--config.train.eval_every=50", "--config.train.checkpoint_every=500"],
+      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
   assert_one_line_error(proc, "file too large", "rerun the same command")
 
 
