@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 import weakref
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
                     Sequence)
@@ -91,7 +92,10 @@ class _EventFile:
     from tensorboardX.proto import event_pb2
     from tensorboardX.summary import scalar
     os.makedirs(folder, exist_ok=True)
-    self._writer = EventsWriter(os.path.join(folder, "events"))
+    # The file is named by the second it opens and the host: a resume in
+    # the same second would truncate the earlier attempt's file.
+    self._writer = EventsWriter(os.path.join(folder, "events"),
+                                filename_suffix=f".{uuid.uuid4().hex[:8]}")
     self._event, self._scalar = event_pb2.Event, scalar
     self._flushed = time.monotonic()
 

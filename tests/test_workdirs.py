@@ -211,3 +211,32 @@ def test_a_run_written_before_a_field_existed_still_resumes(tmp_path):
   text = (workdir / "report.md").read_text()
   assert "(where our protocol differs: steps: 6,000 in the paper, 20 here)" in (
       text), text[-1500:]
+
+
+def _events(path):
+  """(tag, step, value) of every scalar in a TensorBoard event file, read
+  record by record (length, its crc, data, its crc) without TensorFlow."""
+  import struct  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  data, out, i = Path(path).read_bytes(), [], 0
+  while i < len(data):
+    length, = struct.unpack("<Q", data[i:i + 8])
+    event = event_pb2.Event.FromString(data[i + 12:i + 12 + length])
+    i += 12 + length + 4
+    out += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
+  return out
+
+
+def test_two_writers_in_one_second_keep_both_event_files(tmp_path):
+  """An event file is named by the second it opens and the host: a run
+  resumed within the same second (a notebook's quick retry) truncated the
+  first attempt's file. Each writer now has a file of its own."""
+  from jaxunknowns.metrics import MetricWriter  # pylint: disable=g-import-not-at-top
+  for step in (1, 2):
+    writer = MetricWriter(str(tmp_path))
+    writer.write(step, "test", [{"seed": 0}], {"accuracy": [0.25 * step]})
+    writer.close()
+  files = sorted((tmp_path / "tensorboard").iterdir())
+  assert len(files) == 2
+  assert sorted(e for f in files for e in _events(f)) == [
+      ("test/accuracy", 1, 0.25), ("test/accuracy", 2, 0.5)]
