@@ -134,28 +134,37 @@ def test_a_run_on_gs_is_refused_while_another_renews_its_lease(
   assert not (tmp_path / "b" / ".w.jaxunknowns-lease").exists()
 
 
-def test_a_holder_whose_lease_was_taken_over_stops(tmp_path):
-  """A run whose renewals stalled (a paused machine) long enough for another
-  to take its lease over went on renewing it, overwriting the other's:
-  both trained into the workdir. It now stops at its next renewal."""
+def _holder_changing_its_lease(workdir, then, lease_text):
+  """A process holding the lease of `workdir` (renewed every 0.2 s), whose
+  file is replaced by `lease_text` once it holds it; then runs `then`.
+  Returns (returncode, stdout, stderr)."""
   import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
-  workdir = str(tmp_path / "w")
   script = ("import time\n"
             "from jaxunknowns import leases\n"
             "leases.LEASE_SECONDS = 0.2\n"
-            f"leases.Lease({workdir!r}).acquire()\n"
-            "print('held', flush=True); time.sleep(60); print('went on')\n")
+            f"lease = leases.Lease({workdir!r}); lease.acquire()\n"
+            f"print('held', flush=True); {then}\n")
   holder = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
   try:
     assert holder.stdout.readline().strip() == "held"
-    Path(leases.lease_file(workdir)).write_text(json.dumps(
-        {"owner": "other", "pid": 7, "host": "elsewhere", "beat": 0}))
+    Path(leases.lease_file(workdir)).write_text(lease_text)
     out, err = holder.communicate(timeout=30)
   finally:
     holder.kill()
-  assert holder.returncode == 2 and "went on" not in out
+  return holder.returncode, out, err
+
+
+def test_a_holder_whose_lease_was_taken_over_stops(tmp_path):
+  """A run whose renewals stalled (a paused machine) long enough for another
+  to take its lease over went on renewing it, overwriting the other's:
+  both trained into the workdir. It now stops at its next renewal."""
+  workdir = str(tmp_path / "w")
+  rc, out, err = _holder_changing_its_lease(
+      workdir, "time.sleep(60); print('went on')", json.dumps(
+          {"owner": "other", "pid": 7, "host": "elsewhere", "beat": 0}))
+  assert rc == 2 and "went on" not in out
   assert err.strip().splitlines()[-1] == (
       f"error: workdir {workdir} was taken over by another run (pid 7 on "
       f"elsewhere) while this run's lease went unrenewed; this run stops, "
@@ -189,22 +198,8 @@ def test_a_lease_that_cannot_be_written_leaves_the_run_unheld(
 def test_an_unreadable_lease_is_renewed_not_taken_for_another_run(tmp_path):
   """A lease file torn or edited (not JSON) names no owner: its holder
   rewrites it rather than stopping as if another run had taken it."""
-  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
   workdir = str(tmp_path / "w")
-  script = ("import time\n"
-            "from jaxunknowns import leases\n"
-            "leases.LEASE_SECONDS = 0.2\n"
-            f"lease = leases.Lease({workdir!r}); lease.acquire()\n"
-            "print('held', flush=True); time.sleep(1.5)\n"
-            "lease.release(); print('released', flush=True)\n")
-  holder = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-  try:
-    assert holder.stdout.readline().strip() == "held"
-    Path(leases.lease_file(workdir)).write_text("{torn")
-    out, err = holder.communicate(timeout=30)
-  finally:
-    holder.kill()
-  assert holder.returncode == 0 and out.strip() == "released", err[-2000:]
+  rc, out, err = _holder_changing_its_lease(
+      workdir, "time.sleep(1.5); lease.release(); print('released')", "{torn")
+  assert rc == 0 and out.strip() == "released", err[-2000:]
   assert not Path(leases.lease_file(workdir)).exists()
