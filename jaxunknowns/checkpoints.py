@@ -44,8 +44,8 @@ def open_now() -> set:
 def close_opened_since(before) -> None:
   """Closes every Checkpoints made since `before` (`open_now()`) and still
   open: a run that stops on an error or Ctrl-C leaves its managers open,
-  and in a notebook their threads outlive it. Their saves land first
-  (`wait_for_saves`); a failing one is the error already on its way."""
+  and in a notebook their threads outlive it. `close` lets their saves
+  land first; a failing one is the error already on its way."""
   for checkpoints in [c for c in list(_ALL) if c not in before]:
     try:
       checkpoints.close()

@@ -68,28 +68,28 @@ def run(config, workdir_path: str, overwrite: bool = False,
     return _run_in(experiment, config, workdir_path, overwrite)
 
 
-# What a run opens and leaves open when it stops on an error or Ctrl-C.
-_CLOSED_AFTER_A_RUN = ("jaxunknowns.metrics", "jaxunknowns.checkpoints")
-
-
 @contextlib.contextmanager
 def _closing_what_it_opens():
   """Closes the TensorBoard writers and checkpoint managers the run opened,
   however it ends: in a notebook a failed run's threads and files stayed
-  open for the session (the modules are looked up, not imported: a run
-  that never loads orbax pays nothing for this)."""
-  before = {name: sys.modules[name].open_now() for name in _CLOSED_AFTER_A_RUN
-            if name in sys.modules}
+  open for the session. The modules are looked up, not imported: a run
+  that never loaded them pays nothing for this."""
+  writers, checkpoints = (sys.modules.get(f"jaxunknowns.{name}")
+                          for name in ("metrics", "checkpoints"))
+  writers_before = writers.open_now() if writers else set()
+  checkpoints_before = checkpoints.open_now() if checkpoints else set()
   try:
     yield
   finally:
-    # Checkpoint managers not with several processes: closing one syncs
-    # them all, and after a peer died that wait ended in JAX's abort (the
-    # CLI exits at once instead, and a notebook runs one process).
-    several = sys.modules["jax"].process_count() > 1
-    for name in _CLOSED_AFTER_A_RUN:
-      if name in sys.modules and not (several and name.endswith("checkpoints")):
-        sys.modules[name].close_opened_since(before.get(name, set()))
+    writers = sys.modules.get("jaxunknowns.metrics")
+    if writers:
+      writers.close_opened_since(writers_before)
+    # Not with several processes: closing a checkpoint manager syncs them
+    # all, and after a peer died that wait ended in JAX's abort (the CLI
+    # exits at once instead, and a notebook runs one process).
+    checkpoints = sys.modules.get("jaxunknowns.checkpoints")
+    if checkpoints and sys.modules["jax"].process_count() == 1:
+      checkpoints.close_opened_since(checkpoints_before)
 
 
 def _run_in(experiment, config, workdir_path, overwrite):

@@ -306,10 +306,9 @@ def _same_base(spec: str, saved_overrides: Mapping[str, Any],
   overrides is `base_config`, field for field."""
   from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
   from jaxunknowns.workdir import config_to_dict  # pylint: disable=g-import-not-at-top
-  try:
-    saved = config_loading.load_config(spec)
-    saved.lock()
-    saved = apply_overrides(saved, saved_overrides, "sweep.json")
+  try:  # load_config's config is locked, as the command line's
+    saved = apply_overrides(config_loading.load_config(spec),
+                            saved_overrides, "sweep.json")
   except UserError:
     return False  # a field the file no longer has: not this sweep's base
   return config_to_dict(saved) == config_to_dict(base_config)
@@ -435,9 +434,10 @@ def _values_used(run: Run, fields: Sequence[str]) -> Dict[str, Any]:
   base value, which the table and figure showed as '–' and 'None'). The
   config is the planned one, else the run's config.json (a rebuild from
   sweep.json alone); a field of neither is left out (unknown)."""
+  from jaxunknowns.metrics import read_json  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.validation import value_at  # pylint: disable=g-import-not-at-top
   config = run.config
   if config is None:
-    from jaxunknowns.metrics import read_json  # pylint: disable=g-import-not-at-top
     try:
       config = read_json(os.path.join(run.workdir, CONFIG_FILE))
     except (OSError, ValueError):
@@ -446,8 +446,7 @@ def _values_used(run: Run, fields: Sequence[str]) -> Dict[str, Any]:
   for field in fields:
     if field in run.overrides:
       values[field] = run.overrides[field]
-    elif config is not None and hasattr(config, "get"):
-      from jaxunknowns.validation import value_at  # pylint: disable=g-import-not-at-top
+    elif hasattr(config, "get"):
       # As sweep.json holds values (tuples become lists).
       values[field] = json.loads(json.dumps(value_at(config, field)))
   return values
@@ -557,7 +556,7 @@ def _plot(rows, fields, headline, meta, path) -> Optional[str]:
     return None
   x_field, others = fields[0], fields[1:]
   # Ticks for every run whose value is known, finished or not.
-  known = [r for r in rows if x_field in r.get("values", r["overrides"])]
+  known = [r for r in rows if x_field in r["values"]]
   done = [r for r in known if headline and headline in r["metrics"]]
   if not done:
     return None
@@ -598,10 +597,9 @@ def _plot(rows, fields, headline, meta, path) -> Optional[str]:
 
 
 def _used(row: Mapping[str, Any], field: str, unknown: Any = None) -> Any:
-  """A row's value of a swept field (`_values_used`; its override in a
-  sweep.json written before rows held values)."""
-  values = row.get("values", row["overrides"])
-  return values.get(field, row["overrides"].get(field, unknown))
+  """A row's value of a swept field (`_values_used`: aggregate makes every
+  row anew, so a row always has them)."""
+  return row["values"].get(field, unknown)
 
 
 def _key(v):
