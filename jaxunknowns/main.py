@@ -50,7 +50,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def run(config, workdir_path: str, overwrite: bool = False,
         references=None):
-  """Validates, checks the workdir, then runs; raises UserError on bad input.
+  """Validates, checks the workdir, then runs; returns the run's summary (a
+  finished workdir's is read back, not rerun); raises UserError on bad input.
   `references`: see validation.check_config; from Python, pass
   `validation.references_of(spec)` for the checks the command line makes
   against the config file's variants (`notebook.run` does)."""
@@ -96,6 +97,7 @@ def _run_in(experiment, config, workdir_path, overwrite):
   """`run` once the workdir is this process's."""
   import jax  # pylint: disable=g-import-not-at-top
   from jaxunknowns import paths  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.metrics import read_json  # pylint: disable=g-import-not-at-top
   from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
   workdir = Workdir(workdir_path, config, overwrite=overwrite)
   # Whether an attempt too large for memory may undo itself (below): the
@@ -111,7 +113,7 @@ def _run_in(experiment, config, workdir_path, overwrite):
                    "to do (see summary.json, or pass --overwrite to rerun)",
                    workdir.shared_path)
       print(f"already finished: {workdir.summary_path}")
-      return None
+      return read_json(workdir.summary_path)
     logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__,
                  jax.process_index(), jax.process_count(), jax.devices())
     return experiment.run(config, workdir)

@@ -52,16 +52,13 @@ def run(spec: str, workdir: str, overrides: Optional[Mapping[str, Any]] = None,
   """
   from jaxunknowns import main, validation  # pylint: disable=g-import-not-at-top
   from jaxunknowns.config_loading import load_config  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.metrics import read_json  # pylint: disable=g-import-not-at-top
   spec = scaled(spec)
   if not os.path.isabs(spec):  # a config file of the checkout
     spec = os.path.join(find_root(), spec)
   config = load_config(spec, overrides)
   # Checked against its file's variants, as the command line checks it.
-  summary = main.run(config, workdir, overwrite=overwrite,
-                     references=validation.references_of(spec))
-  return summary if summary is not None else read_json(
-      os.path.join(workdir, "summary.json"))
+  return main.run(config, workdir, overwrite=overwrite,
+                  references=validation.references_of(spec))
 
 
 def show(workdir: str, figures: bool = True):

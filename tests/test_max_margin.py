@@ -337,8 +337,10 @@ def test_runlocal_end_to_end(tmp_path):
   assert "data seeds 0, 1;" in report and "support vectors per seed 4, 4," in (
       report) and "ŵ (0.5, 0.5)" in report and "[" not in report.replace(
           "](max_margin.png)", "").replace("![", ""), report
-  # A second run of the same config is already finished.
-  assert main.run(config, str(wd)) is None
+  # A second run of the same config is already finished: its summary is
+  # read back, not rerun.
+  assert main.run(config, str(wd)) == json.loads(
+      (wd / "summary.json").read_text())
   # The page shape, and report_cli rebuilds it (and the data panel) from the
   # workdir's files alone.
   assert_report_rebuilds(wd)
