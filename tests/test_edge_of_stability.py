@@ -149,6 +149,13 @@ def test_run_summary_on_curves_by_hand():
   assert r["loss_at_reach"]["per_seed"] == [0.6, 1.0]  # never reached: step 0
   assert r["loss_rises"]["per_seed"] == [1.0, 0.0]
   assert r["nonmonotone"] == [True, False] and r["loss_fell"] == [True, True]
+  # A spike at the last recording: the end is the median over the last tenth
+  # (steps 90..100 here: 0.3, 0.2, 1.5 → 0.3), below the loss on reaching.
+  steps = list(range(0, 101, 5))
+  spike = eos.run_summary(10.0, steps, [[10.0] * len(steps)], steps,
+                          [[1.0] * 18 + [0.3, 0.2, 1.5]], 0.9, 100)
+  assert spike["loss_at_reach"]["per_seed"] == [1.0]
+  assert spike["loss_end"]["per_seed"] == [1.5] and spike["loss_fell"] == [True]
 
 
 def test_loss_after_reaching_is_not_judged_when_a_seed_never_reached():

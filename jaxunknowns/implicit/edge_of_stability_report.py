@@ -151,7 +151,7 @@ def _not_at_edge_by(summary, v) -> str:
 COLUMNS = {"init_ratio": "λ_max(0)/thr", "reach_step": "reach step",
            "ratio_last_half": "λ_max/thr, 2nd half", "max_ratio": "max "
            "λ_max/thr", "loss_at_reach": "loss at reach", "loss_end":
-           "loss end", "loss_rises": "loss rises", "accuracy_end": "train acc"}
+           "loss at the last step", "loss_rises": "loss rises", "accuracy_end": "train acc"}
 
 
 def write(path, config, summary):
