@@ -12,6 +12,13 @@ One SAM step at the parameters w, with g = ∇L(w) on the minibatch:
                                        dropout mask
     the inner optimizer's update of h, applied at w (not at w + ε).
 
+L is the data loss alone: weight decay (optim.weight_decay) is the inner
+optimizer's, added to h at w, so it neither turns ε nor is taken at w + ε.
+That is PyTorch SAM's and ASAM's code (decay in the base optimizer);
+google-research/sam puts the L2 term in the loss, so its ε follows g + λw
+and its second gradient holds λ(w + ε). The two ε's part most late in
+training, where ‖g‖ shrinks towards ‖λw‖.
+
 ε maximizes the first-order loss over the ball ‖ε‖ ≤ ρ (ASAM: over
 ‖T⁻¹ε‖ ≤ ρ), so ‖ε‖ = ρ (‖T⁻¹ε‖ = ρ) exactly; a zero gradient gives ε = 0.
 

@@ -338,10 +338,13 @@ def plane_networks(origin, u, v, coords, template: Tree) -> Tree:
 
 
 def barrier_height(values) -> np.ndarray:
-  """Barrier of a path (Garipov et al.'s and Draxler et al.'s reading): the
-  maximum over t of `values` [..., T] minus the larger of its two ends
-  (the first and last entries). >= 0; 0 when no point rises above both
-  ends. (`instability` subtracts the mean of the ends instead.)"""
+  """Barrier of a path, our definition: the maximum over t of `values`
+  [..., T] minus the larger of its two ends (the first and last entries),
+  i.e. how far the path rises above the worse end. Garipov et al. and
+  Draxler et al. show the loss along a path beside its ends without one
+  formula; Frankle et al.'s `instability` subtracts the mean of the ends,
+  and Entezari et al. the straight line between them. >= 0; 0 when no
+  point rises above both ends."""
   values = np.asarray(values, np.float64)
   if values.ndim < 1 or values.shape[-1] < 2:
     raise ValueError(f"values need >= 2 points on their last axis, got "

@@ -20,9 +20,13 @@ analysis/hessian.py, forward-over-reverse):
   theta_j^p equal v^T H^p v / ||v||^2 exactly for p < 2m, so their mean
   over probes estimates tr(H^p) / n. The largest node of each probe is a
   Lanczos Ritz value: it converges to lambda_max from below.
-* `density`: the measure smoothed by a Gaussian of std `sigma` on a grid
-  (PyHessian's convention, a width relative to the spectrum's range), so it
-  integrates to 1 and can be drawn on a log axis like the papers' figures.
+* `density`: the measure smoothed by a Gaussian of std `sigma` on a grid,
+  so it integrates to 1 and can be drawn on a log axis like the papers'
+  figures. hessian_spectrum passes a std of `spectrum.sigma` (0.01) times
+  the spectrum's range; PyHessian's `density_generate` uses a *variance* of
+  1e-5 x max(1, range), so its curves are far narrower (about 40x at a
+  range of 150). Only the drawn density depends on it: the bulk edge and
+  the outlier counts below are read from the nodes and weights.
 * The bulk edge and the outliers (the rule every report states): in each
   probe, a node stands for n w_j eigenvalues (an isolated eigenvalue's node
   for about one: n (v . u)^2 / ||v||^2 has mean 1, while a bulk node stands

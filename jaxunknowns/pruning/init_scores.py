@@ -8,7 +8,10 @@ an array at each prunable kernel, None elsewhere).
   Hessian of the loss over the prunable kernels (the reference code's
   `weights`: biases and norms are neither in g nor differentiated), Hg by a
   forward-over-reverse Hessian-vector product; the loss on logits / T
-  (T = 200 in the reference code). The HIGHEST scores are pruned: the sign
+  (T = 200 in the reference code). Scored on the network's own
+  initialization: the reference code first redraws the Linear layers of its
+  scoring copy (xavier_normal, `reinit=True`), which is not done here. The
+  HIGHEST scores are pruned: the sign
   and the pruned end flip together (pruning the lowest −w ⊙ Hg is the known
   wrong variant). "grasp_magnitude": |w ⊙ Hg|, lowest pruned (Lubana & Dick
   2021's magnitude variant).
