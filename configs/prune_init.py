@@ -49,6 +49,9 @@ def prune_init_fields(c):
   c.prune_init.rounds = 100            # SynFlow's iterations (exponential density schedule).
   c.prune_init.score_batch = 100       # Examples SNIP/GraSP score on (10 x classes, as the reference code).
   c.prune_init.grasp_temperature = 200.0  # GraSP's logit temperature T (reference code).
+  c.prune_init.score_statistics = "running"  # BatchNorm while SNIP/GraSP score: "running"
+                                       # (eval mode, Synaptic-Flow's code) or "batch" (the
+                                       # scoring batch's own statistics, train mode, as GraSP's code).
   c.prune_init.imp = "oneshot"         # IMP ticket: "oneshot" (computed here), an imp workdir's
                                        # masks/level_LL.npz, or "" for none.
   c.train.eval_every = 0               # Evaluate at the end of each stage.

@@ -289,6 +289,14 @@ def test_runlocal_end_to_end(run):
       "prune_init.score_batch": 50}, "prune_init.score_batch=50 is unused"),
     ({"prune_init.methods": ("snip",), "prune_init.grasp_temperature": 10.0},
      "prune_init.grasp_temperature=10.0 is unused"),
+    ({"prune_init.score_statistics": "eval"}, "prune_init.score_statistics"),
+    ({"prune_init.methods": ("synflow",), "model.norm": "batch",
+      "prune_init.score_statistics": "batch"},
+     "prune_init.score_statistics='batch' is unused"),
+    # The default MLP has no BatchNorm: no statistics to choose.
+    ({"prune_init.score_statistics": "batch"}, "a model with BatchNorm only"),
+    ({"model.norm": "batch", "model.dropout": 0.1,
+      "prune_init.score_statistics": "batch"}, "model.dropout=0.1"),
 ])
 def test_bad_input(tmp_path, overrides, needle):
   assert_user_error_before_writing(load_config(overrides=overrides),
@@ -340,6 +348,35 @@ def test_cifar_variants_score_on_mock_data(variant, methods):
   no_output = jax.tree.map(lambda m: m, mask)
   no_output["output"]["kernel"] = jnp.zeros_like(mask["output"]["kernel"])
   assert scorer.collapsed(w, bs, no_output) == (["output"], True)
+
+
+def test_score_statistics_decide_what_snip_sees_of_batchnorm():
+  """A first kernel that feeds BatchNorm, scaled by 3: with the scoring
+  batch's statistics BN divides the scale out, so SNIP's |g ⊙ w| (g / 3,
+  w × 3) is unchanged at every layer; with the running ones (mean 0,
+  variance 1 at init: BN is the identity) the network's output, and so the
+  scores, change with the scale."""
+  from jaxunknowns.lottery import imp, prune_init  # pylint: disable=g-import-not-at-top
+  scores = {}
+  for statistics in prune_init.SCORE_STATISTICS:
+    config = load_config(overrides={"model.norm": "batch",
+                                    "prune_init.score_statistics": statistics})
+    prune_init.validate(config)
+    trainer = imp.build_trainer(config)
+    scorer = prune_init.Scorer(trainer, config)
+    init = jax.device_get(trainer.init_variables([0]))
+    w, bs = imp.run_slice(init["params"], 0), imp.run_slice(init["batch_stats"], 0)
+    x, y = scorer.batch(0)
+    ones = pruning.ones_mask(w)
+    first = min(k for k in w if k.startswith("Dense"))
+    scaled = {**w, first: {**w[first], "kernel": 3 * w[first]["kernel"]}}
+    scores[statistics] = [
+        jax.flatten_util.ravel_pytree(scorer.snip(p, bs, ones, x, y))[0]
+        for p in (w, scaled)]
+  plain, scaled = scores["batch"]
+  np.testing.assert_allclose(scaled, plain, rtol=1e-3, atol=1e-4 * plain.max())
+  plain, scaled = scores["running"]
+  assert np.abs(scaled - plain).max() > 0.1 * plain.max()
 
 
 def test_imp_ticket_loaded_from_an_imp_mask_file(tmp_path):

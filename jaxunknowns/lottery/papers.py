@@ -104,7 +104,8 @@ FRANKLE21_INIT = Reference(
 FRANKLE21_TICKET = Reference(
     "shuffling or reinitializing hurts magnitude pruning after training and "
     "IMP tickets with rewinding", "Frankle, Dziugaite, Roy & Carbin 2021",
-    protocol={"data": "cifar10/tiny_imagenet/imagenet"})
+    protocol={"data": "cifar10/tiny_imagenet/imagenet",
+              "rewinding": "to an early step of training"})
 ZHOU_SIGNS = Reference(
     "a ticket fails with the signs of its kept initial weights flipped",
     "Zhou, Lan, Liu & Yosinski 2019", protocol={"data": "mnist/cifar10"})

@@ -28,6 +28,13 @@ to an `imp` workdir's masks/level_LL.npz (its per-seed tickets; the run's
 seeds must be the imp run's and the model the same), whose density joins the
 grid. Its inversion uses |trained w|, so a loaded ticket has no inverted run.
 
+SNIP and GraSP score a BatchNorm net with its running statistics (eval
+mode, as Synaptic-Flow's code scores every method) unless
+`prune_init.score_statistics = "batch"` (the scoring batch's own, train mode,
+as GraSP's code). At init the running statistics make BN the identity, so
+the two rank the layers of a deep BN net differently; the choice is recorded
+in summary.json and report.md.
+
 Layer collapse: a mask collapses when a layer keeps no weight or no path
 joins input to output (the mask, as 0/1 weights with zero biases and BN in
 eval mode, gives R = 1ᵀ f(1) = 0): the net's output no longer depends on its
@@ -51,6 +58,7 @@ from jaxunknowns.metrics import MetricWriter, stats
 from jaxunknowns.pruning import budgets, init_scores
 
 VARIANTS = ("found", "shuffled", "reinit", "inverted", "sign_flip")
+SCORE_STATISTICS = ("running", "batch")  # BatchNorm's while SNIP/GraSP score
 REINIT_SEED_OFFSET = 200_003   # Fresh inits never coincide with a seed's.
 SHUFFLE_SEED_OFFSET = 300_007
 
@@ -83,14 +91,30 @@ def validate(config):
   validation.check_int(p.score_batch, "prune_init.score_batch", 1)
   check(p.grasp_temperature > 0, "prune_init.grasp_temperature",
         p.grasp_temperature, "> 0")
+  check(p.score_statistics in SCORE_STATISTICS, "prune_init.score_statistics",
+        p.score_statistics, f"one of {SCORE_STATISTICS}")
   # What used_settings reports: a setting of a method not run was recorded
   # in config.json and never read.
   for field, readers in (("rounds", {"synflow"}),
                          ("score_batch", set(init_scores.NEEDS_DATA)),
-                         ("grasp_temperature", {"grasp", "grasp_magnitude"})):
+                         ("grasp_temperature", {"grasp", "grasp_magnitude"}),
+                         ("score_statistics", set(init_scores.NEEDS_DATA))):
     validation.check_applies(
         config, f"prune_init.{field}", bool(readers & set(p.methods)),
         f"to prune_init.methods {', '.join(sorted(readers))} only")
+  validation.check_applies(
+      config, "prune_init.score_statistics",
+      validation.uses_batch_norm(config.model),
+      "to a model with BatchNorm only (model.norm)")
+  # Train mode would also drop units, or add noisy BN's noise, while
+  # scoring: the choice is of BN's statistics only.
+  noisy = ([f"model.dropout={config.model.dropout:g}"] * bool(
+      config.model.dropout) + ["model.norm='noisy_batch'"] * (
+          config.model.norm == "noisy_batch"))
+  check(p.score_statistics == "running" or not noisy,
+        "prune_init.score_statistics", p.score_statistics,
+        f"'running' with {' and '.join(noisy)} (train mode would also "
+        "perturb the network while it is scored)")
   check(p.imp == "" or p.imp == "oneshot" or p.imp.endswith(".npz"),
         "prune_init.imp", p.imp, "'', 'oneshot' or an imp workdir's "
         "masks/level_LL.npz")
@@ -140,12 +164,21 @@ class Scorer:
     loss_fn = trainer.loss_fn
     ones = jnp.ones((1,) + tuple(trainer.dataset.input_shape), jnp.float32)
 
-    def apply(params, batch_stats, x):  # eval mode, as the reference code
+    def apply(params, batch_stats, x, batch_statistics=False):
       v = {"params": params, **({"batch_stats": batch_stats} if bn else {})}
+      if batch_statistics and bn:  # the batch's own; the update is dropped
+        return model.apply(v, x, train=True, mutable=["batch_stats"])[0]
       return model.apply(v, x, train=False)
 
+    # SNIP and GraSP see BatchNorm as `score_statistics` says: "running"
+    # (eval mode: at init mean 0 and variance 1, so BN is the identity and
+    # the scores are an unnormalized network's), as Synaptic-Flow's code
+    # scores every method; "batch", as GraSP's own code (train mode), where
+    # scaling a kernel that feeds BN leaves the scores unchanged.
+    by_batch = self.p.score_statistics == "batch"
+
     def loss(params, bs, x, y, temperature=1.0):
-      return jnp.mean(loss_fn(apply(params, bs, x) / temperature, y))
+      return jnp.mean(loss_fn(apply(params, bs, x, by_batch) / temperature, y))
 
     def output_sum(params, bs):  # R = 1ᵀ f(1), linearized statistics
       return jnp.sum(apply(params, jax.tree.map(jnp.abs, bs), ones))
@@ -306,15 +339,18 @@ def run_stage(trainer, scorer, config, workdir, writer, init, reinit, trained,
   return stages.run_stage(folder, compute, name=name)
 
 
-def used_settings(p) -> Dict[str, Any]:
-  """The scoring settings the run's methods use (and only those)."""
-  out = {}
+def used_settings(config) -> Dict[str, Any]:
+  """The scoring settings the run's methods and model use (and only those)."""
+  p, out = config.prune_init, {}
   if "synflow" in p.methods:
     out["rounds"] = p.rounds
   if set(p.methods) & set(init_scores.NEEDS_DATA):
     out["score_batch"] = p.score_batch
   if {"grasp", "grasp_magnitude"} & set(p.methods):
     out["grasp_temperature"] = p.grasp_temperature
+  if (set(p.methods) & set(init_scores.NEEDS_DATA)
+      and validation.uses_batch_norm(config.model)):
+    out["score_statistics"] = p.score_statistics
   return out
 
 
@@ -390,7 +426,7 @@ def run(config, workdir):
       "train_examples": int(len(trainer.dataset.train.y)),
       "methods": methods, "budgets": list(p.budgets),
       "densities": densities, "variants": list(p.variants),
-      "imp_source": p.imp, **used_settings(p), "results": results,
+      "imp_source": p.imp, **used_settings(config), "results": results,
       "max_compression": {b: {m: max_compression(results, m, b, len(seeds))
                               for m in methods} for b in p.budgets},
       "stages": stage_info, "parameters": trainer.param_counts,

@@ -12,7 +12,8 @@ REFERENCES = (papers.SNIP_LENET, papers.TANAKA_COLLAPSE, papers.FRANKLE21_INIT,
               papers.FRANKLE21_TICKET, papers.ZHOU_SIGNS)
 FIGURES = ("accuracy_vs_density.png", "sanity_deltas.png", "layer_density.png")
 SETTINGS = (("rounds", "SynFlow rounds"), ("score_batch", "SNIP/GraSP batch"),
-            ("grasp_temperature", "GraSP temperature"))
+            ("grasp_temperature", "GraSP temperature"),
+            ("score_statistics", "BatchNorm statistics while scoring"))
 SANITY = 0.05  # The density of the sanity-check comparisons (95% sparsity).
 
 
@@ -56,7 +57,9 @@ def plot(path, s):
 
 
 def comparisons(s):
-  b, ours = s["budgets"][0], {"model": s["model"], "data": s["dataset"]}
+  # Every ticket here trains from the initial weights, a loaded one too.
+  b, ours = s["budgets"][0], {"model": s["model"], "data": s["dataset"],
+                              "rewinding": "to initialization (step 0)"}
   snip = acc(s, method="snip", budget=b, variant="found", density=0.02)
   err = snip and stats([1 - x for x in snip["per_seed"]])
   # The two sparsest levels; a run of one density has no second one, so the
@@ -128,7 +131,8 @@ def write(path, config, summary):
       path, config, s, references=REFERENCES,
       setup=(f"{config.train.steps} steps a run; methods {', '.join(s['methods'])}; "
              f"budgets {', '.join(s['budgets'])}; " + "".join(
-                 f"{label} {s[k]:g}; " for k, label in SETTINGS if k in s) +
+                 f"{label} {s[k] if isinstance(s[k], str) else f'{s[k]:g}'}; "
+                 for k, label in SETTINGS if k in s) +
              f"IMP ticket: {p.imp or 'none'}; variants {', '.join(s['variants'])}"),
       figures=list(zip(("Test accuracy vs density, masks as found", "Sanity checks: "
                         f"variant minus found, paired by seed ({s['budgets'][0]} budget)",
