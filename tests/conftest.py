@@ -48,6 +48,7 @@ the order is pytest's. An explicit --dist=... is left alone.
 
 import os
 import shutil
+import signal
 import tempfile
 
 import pytest
@@ -64,6 +65,15 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = " ".join(filter(None, (
       os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0")))
+
+
+# The Ctrl-C tests press Ctrl-C on a child process. A shell without job
+# control starts a background job (`pytest ... &`, as a CI script may) with
+# SIGINT ignored, and an ignored signal stays ignored across exec: the
+# children never saw the Ctrl-C and ran on to exit 0. This process, and so
+# every child it starts, handles SIGINT as an interactive one does.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+  signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_configure(config):
