@@ -13,7 +13,7 @@ import errno
 import os
 import re
 import sys
-from typing import NoReturn, Optional, Sequence
+from typing import NoReturn, Optional, Sequence, Tuple
 
 from absl import flags
 
@@ -98,11 +98,12 @@ def command_line_error(e: Exception, argv: Sequence[str]) -> UserError:
   line naming the flag."""
   lines = [l.strip() for l in str(e).splitlines() if l.strip()]
   if isinstance(e, (KeyError, AttributeError)):
-    key = str(e).strip("\"' ")
+    key, close = _missing_field(e)
     arg = next((a for a in argv if a.startswith("--config.") and
                 f".{key}" in a.split("=")[0]), key)
-    lines = [f"{arg}: no such config field {key!r} (the config is locked: "
-             f"see the config file and jaxunknowns/config_defaults.py)"]
+    lines = [f"{arg}: no such config field {key!r} ("
+             + f"did you mean {close!r}? " * bool(close) + "the config is "
+             "locked: see the config file and jaxunknowns/config_defaults.py)"]
   elif not isinstance(e, flags.Error):
     lines = [f"bad command line ({type(e).__name__})"] + lines
   last = lines[-1] if lines else str(e)
@@ -111,6 +112,22 @@ def command_line_error(e: Exception, argv: Sequence[str]) -> UserError:
   first = lines[0] if lines else ""
   detail = last if last != first else ""
   return UserError(first.rstrip(":") + (f": {detail}" if detail else ""))
+
+
+def _missing_field(e: BaseException) -> Tuple[str, str]:
+  """The field a locked ConfigDict refused, and the one it suggests ('' if
+  none). Its KeyError (inside an AttributeError for a nested field) holds
+  the key quoted, then 'Did you mean "steps" ...' on a line of its own:
+  str() of it showed the quotes and the newline escaped."""
+  while e.args and isinstance(e.args[0], BaseException):
+    e = e.args[0]
+  text = str(e.args[0]) if e.args else str(e)
+  first = text.splitlines()[0] if text.strip() else ""
+  named = (re.search(r'Key "([^"]+)"', first)
+           or re.search(r"^'([^']+)'$", first.strip()))
+  close = re.search(r'Did you mean "([^"]+)"', text)
+  return (named.group(1) if named else first.strip("\"' "),
+          close.group(1) if close else "")
 
 
 def parse_flags(argv: Sequence[str]):

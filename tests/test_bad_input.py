@@ -302,6 +302,10 @@ def test_bad_input_is_refused_before_touching_the_workdir(
     ("mnist1d_bogus", (), ["unknown variant 'mnist1d_bogus'", "mnist1d_mlp"]),
     (MNIST1D, ("--config.train.nope=3",),
      ["--config.train.nope=3", "no such config field 'nope'"]),
+    # A near miss: ml_collections' suggestion, not its escaped KeyError text.
+    (MNIST1D, ("--config.train.step=3",),
+     ["--config.train.step=3: no such config field 'step' (did you mean "
+      "'steps'?"]),
     (MNIST1D, ("--config.seeds=abc",), ["--config.seeds=abc", "int"]),
     (MNIST1D, ("--config.experiment=nope",), ["'nope'", "experiment"]),
     # Ignored without an address: each host ran the whole run alone into
