@@ -13,7 +13,7 @@ REFERENCES = (papers.SNIP_LENET, papers.TANAKA_COLLAPSE, papers.FRANKLE21_INIT,
 FIGURES = ("accuracy_vs_density.png", "sanity_deltas.png", "layer_density.png")
 SETTINGS = (("rounds", "SynFlow rounds"), ("score_batch", "SNIP/GraSP batch"),
             ("grasp_temperature", "GraSP temperature"),
-            ("score_statistics", "BatchNorm statistics while scoring"))
+            ("score_statistics", "SNIP/GraSP BatchNorm statistics:"))
 SANITY = 0.05  # The density of the sanity-check comparisons (95% sparsity).
 
 
