@@ -75,7 +75,9 @@ def recalibrate(model, params, batch_stats, x, batch_size: int,
                 num_batches: int, seed: int = 0):
   """Running averages after `num_batches` train-mode passes over random
   batches of `x` (weights untouched). With Flax's momentum 0.9 the old
-  statistics keep a weight of 0.9**num_batches (0.5% at 50)."""
+  statistics keep a weight of 0.9**num_batches (0.5% at 50). AdaBN (Li et
+  al.) computes the target domain's population statistics outright; this
+  moving average approaches them, weighting later batches more."""
   rng = np.random.default_rng(seed)
   idx = rng.integers(0, len(x), size=(num_batches, batch_size))
   return jax.device_get(_recalibrate(model, params, batch_stats,

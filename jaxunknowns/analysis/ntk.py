@@ -6,9 +6,13 @@ of inputs x_i, x_j is
     Theta(x_i, x_j)_{ab} = sum_p  df_a(w, x_i)/dw_p  df_b(w, x_j)/dw_p,
 
 a C x C block per pair: J(x_i) J(x_j)^T with J the [C, P] Jacobian. Which
-kernel: as neural-tangents' `empirical_ntk_fn` with its default
-`trace_axes=(-1,)`, `empirical_ntk(..., trace=True)` is the trace over the
-outputs, K_ij = sum_a Theta_{aa} ([n1, n2]); `trace=False` is the full
+kernel: `empirical_ntk(..., trace=True)` is the trace over the outputs,
+K_ij = sum_a Theta_{aa} ([n1, n2]): the kernel neural-tangents'
+`empirical_ntk_fn` gives with its default `trace_axes=(-1,)` times C, since
+it divides by the traced size (a mean over outputs). Every use here is
+scale-free (relative changes, kernel regression with a ridge relative to
+the mean diagonal); the absolute values in kernel0.npz and the records are
+C times neural-tangents'. `trace=False` is the full
 per-logit kernel [n1, n2, C, C]. In the infinite-width limit Theta = K/C (x) I,
 so the trace kernel loses nothing there; at finite width it drops the
 off-diagonal logit blocks (small in NTK parameterization).

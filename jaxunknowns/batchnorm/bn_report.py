@@ -144,7 +144,10 @@ def regularization(summary, config, ours):
       (f"BN train − test gap (points) with vs without {decay} (dropout "
        f"{d0:g})", papers.DECAY_WITH_BN, "unchanged by decay",
        at("gap", decay, "batch", d0, w1),
-       at("gap", f"wd {w0:g}", "batch", d0, w0), 0.01)], ours)
+       at("gap", f"wd {w0:g}", "batch", d0, w0), 0.01)],
+                # optim.weight_decay decays every parameter (the output layer,
+                # γ and β too), not only the kernels BN follows.
+                {**ours, "decay on": "every parameter"})
 
 
 def write_grid(path, config, summary):
@@ -305,7 +308,12 @@ def smoothness(summary, config, ours):
                    final["none"]),
                   ("final test accuracy (%), noisy BN vs BN", papers.NOISY_BN,
                    "almost as well", final.get("noisy_batch", (None, "")),
-                   final["batch"], 0.01)], ours)
+                   final["batch"], 0.01)], {**ours, "noise": NOISE_HERE})
+
+
+# Our noisy BN (layers.DistributionNoise) moves each activation's mean and
+# scale with one draw per step that every example shares.
+NOISE_HERE = "one draw per activation and step, shared by the batch"
 
 
 def smoothness_figures(path, arms):

@@ -39,7 +39,8 @@ VARIANCE_SHIFT = Ref("Dropout before BN shifts the variance between training "
                          "model": "preresnet, resnext, wrn, densenet",
                          "data": "cifar10, cifar100"})
 DECAY_WITH_BN = Ref("L2 decay on weights followed by BN does not regularize.",
-                    "van Laarhoven 2017")
+                    "van Laarhoven 2017",
+                    protocol={"decay on": "the weights followed by BN"})
 
 WU_HE, _WU_HE = "Wu & He 2018, Fig. 1", {"model": "resnet50",
                                         "data": "imagenet"}
@@ -64,7 +65,7 @@ BN_TRAINS_BETTER = Ref("BN trains faster and ends more accurate.", f"{WHY} 2",
                        protocol=_WHY)
 NOISY_BN = Ref("BN with noise re-drawn every step in its outputs' mean and "
                "variance trains almost as well as BN.", f"{WHY} 2",
-               protocol=_WHY)
+               protocol={**_WHY, "noise": "i.i.d. per example and activation"})
 
 # The article names these two of BN's benefits (Sec. 1, 'beneficial in three
 # ways'); both are Ioffe & Szegedy's own claims.

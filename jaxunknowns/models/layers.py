@@ -222,6 +222,12 @@ class DistributionNoise(nn.Module):
   gives every step a fresh 'dropout' key (fold_in(run rng, step)). Using the
   'dropout' stream means no trainer change: `Trainer.apply` passes it in
   train mode. The caller applies this only in train mode (eval: plain BN).
+
+  Santurkar et al. perturb "each activation for each sample in the batch"
+  with i.i.d. noise; here one draw per activation is shared by the batch,
+  so the perturbation is an exact affine map of each activation (the
+  batch's distribution moves; no example gets noise of its own). The
+  report's noisy-BN row declares this difference.
   """
   mean_std: float
   scale_std: float

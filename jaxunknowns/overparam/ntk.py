@@ -257,7 +257,10 @@ def curve_stats(curve: np.ndarray) -> Dict[str, Any]:
 
 def kernel_speed(folder, steps, early: int) -> Dict[str, Any]:
   """||K_t2 - K_t1||_F / ||K_0||_F / (t2 - t1) between records [T, R], and
-  its mean speed (the path length over the steps) before and after `early`."""
+  its mean speed (the path length over the steps) before and after `early`.
+  Not Fort et al.'s kernel velocity, whose distance 1 - <K1, K2>_F /
+  (||K1||_F ||K2||_F) leaves out a change of the kernel's scale: this one
+  counts it (the report's row declares the difference)."""
   k0 = paths.load_npz(os.path.join(folder, "kernel0.npz"))["kernel"]
   ks = [k0] + [paths.load_npz(record_file(folder, t))["kernel"]
                for t in steps]

@@ -45,7 +45,8 @@ def plot(path, s):
 def comparisons(s, config):
   ws, st = s["widths"], [s["stages"][str(w)] for w in s["widths"]]
   out = report.Rows({"model": s["model"], "data": s["dataset"],
-                     "loss": config.train.loss})
+                     "loss": config.train.loss,  # ntk.kernel_speed's
+                     "kernel distance": "‖ΔK‖_F / ‖K_0‖_F"})
   trend = lambda q, ref, key, up=False, k=1: out.check(
       f"{q} {'rises' if up else 'falls'} with width", ref,
       ", ".join(f"{k * _mean(x, key):.3g}" for x in st), compare.trend(

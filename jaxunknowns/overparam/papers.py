@@ -73,8 +73,10 @@ NAKKIRAN_EPOCH_SMALL, NAKKIRAN_EPOCH_MEDIUM, NAKKIRAN_EPOCH_LARGE = (
               "follows a U over training: early stopping wins.",
               "A sufficiently large model's test error descends twice over "
               "training (epoch-wise double descent)."))
+# Sample-wise: their CIFAR-10 figure trains 5-layer CNNs, not ResNet18s.
 NAKKIRAN_SAMPLE, NAKKIRAN_SAMPLE_SHIFT = (
-    Reference(s, "Nakkiran et al. 2020, Sec. 7, Fig. 11", protocol=_NAKKIRAN)
+    Reference(s, "Nakkiran et al. 2020, Sec. 7", protocol={
+        **_NAKKIRAN, "model": "5-layer CNN (widths 1–64)"})
     for s in ("Near the critical training-set size more data does not help "
               "and can hurt: test error rises with n.",
               "The critical size grows with the model: the test-error peak "
@@ -160,4 +162,5 @@ LEE_LINEAR = Reference(
 FORT_EARLY = Reference(
     "The empirical NTK changes fastest early in training (its velocity falls "
     "over the first epochs), then slowly.", "Fort et al. 2020, Sec. 4",
-    protocol={"model": "resnet", "data": "cifar10"})
+    protocol={"model": "resnet", "data": "cifar10",
+              "kernel distance": "1 − cosine of the two kernels"})
