@@ -63,12 +63,14 @@ def errorbars(ax, xs, stats, scale: float = 1.0, **kw):
 
 
 def _mean_std_curve(per_seed: Mapping[int, Mapping[int, float]]):
-  """Steps present for every seed, with mean and std across seeds."""
+  """Steps present for every seed, with mean and sample std (ddof = 1, as
+  every ± of the reports; 0 for one seed) across seeds."""
   if not per_seed:
     return np.array([]), np.array([]), np.array([])
   common = sorted(set.intersection(*[set(c) for c in per_seed.values()]))
   vals = np.array([[float(per_seed[s][t]) for t in common] for s in per_seed])
-  return np.array(common), vals.mean(0), vals.std(0)
+  std = vals.std(0, ddof=1) if len(vals) > 1 else np.zeros(len(common))
+  return np.array(common), vals.mean(0), std
 
 
 def plot_band(ax, per_seed, label, scale=1.0, xs=None, **kw):
