@@ -323,7 +323,12 @@ def test_runlocal_end_to_end_and_report_rebuilds(tmp_path):
   for seed, t in zip(summary["seeds"], bad["diverged_at"]):
     assert [r["split"] for r in select(rows, lr=50.0, seed=seed)
             if r["step"] >= t] == ["diverged"]
-  assert "### Diverged runs" in (tmp_path / "run" / "report.md").read_text()
+  page = (tmp_path / "run" / "report.md").read_text()
+  assert "### Diverged runs" in page
+  # optim.lr is no run's step size: the config line does not state it.
+  config_line = next(l for l in page.splitlines() if l.startswith("**Config"))
+  assert f"lr {config.optim.lr:g}" not in config_line, config_line
+  assert "at each run's η" in config_line, config_line
   runs = summary["runs"]
   assert [(r["kind"], r["lr"]) for r in runs] == [
       ("gd", 0.2), ("gd", 0.15), ("momentum", 0.2)]

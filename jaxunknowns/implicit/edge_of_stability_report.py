@@ -168,6 +168,9 @@ def write(path, config, summary):
               for r in summary.get("diverged", ())]
   report.write(
       path, config, summary, references=REFERENCES,
+      # optim.lr is no run's: each takes its η from the eos grids.
+      optimizer=("GD and momentum (β = "
+                 f"{config.optim.momentum:g}) at each run's η below"),
       setup=(f"full-batch GD, {summary['steps']} steps, each η with every "
              f"seed in one program; λ_max every {e.every} steps by "
              f"{e.lanczos_steps} Lanczos steps on the whole training loss "

@@ -61,20 +61,23 @@ def claim(references) -> str:
 
 
 def experiment_page(config, summary, *, references=(), setup: str,
-                    run: str = "", **fields) -> Page:
+                    run: str = "", optimizer: str = "", **fields) -> Page:
   """The page of a run: title '{experiment}: {model} on {data}', the claim
   of the papers' `references`, the config line every run shares (model,
   data, training set, optimizer, seeds) then the experiment's own `setup`,
-  and the run line (`run`: extra figures such as steps/s)."""
+  and the run line (`run`: extra figures such as steps/s). `optimizer`:
+  the words for an experiment whose runs take their own step sizes, in
+  place of config.optim's name and lr, which no run then used."""
   o, m, d = config.optim, config.model.name, config.data.name
   examples = summary.get("train_examples")
   corrupted = compare.corruption(config.data)
+  # Nesterov reads β too (optim.OPTIMIZER_FIELDS).
+  optimizer = optimizer or (f"{o.name} lr {o.lr:g}" + (
+      f" momentum {o.momentum:g}" if o.name in ("momentum", "nesterov")
+      else ""))
   shared = (f"`{m}` on `{d}`" + f" with {corrupted}" * bool(corrupted)
             + (f" ({examples:,} training examples)" if examples else "")
-            + f", {o.name} lr {o.lr:g}"
-            # Nesterov reads β too (optim.OPTIMIZER_FIELDS).
-            + (f" momentum {o.momentum:g}" if o.name in ("momentum",
-                                                         "nesterov") else "")
+            + f", {optimizer}"
             + f", {count(len(summary['seeds']), 'seed')} trained at once")
   fields.setdefault("title", f"{config.experiment}: {m} on {d}")
   fields.setdefault("claim", claim(references))
