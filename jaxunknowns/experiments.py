@@ -17,6 +17,7 @@ lists the rest (its config, report, papers entry and tests).
 
 import dataclasses
 import importlib
+import importlib.util
 import json
 from typing import Callable, Optional, Tuple, Union
 
@@ -92,7 +93,8 @@ class _Experiments(Registry):
       importlib.import_module(MODULES[name])
     if name not in self:
       raise UserError(f"unknown experiment {name!r} in experiment; valid "
-                      f"names: {', '.join(self.names())}")
+                      f"names: {', '.join(self.names())} (an experiment of "
+                      "your own also needs its module in experiments.MODULES)")
     return super().get(name)
 
   def names(self):
@@ -105,6 +107,14 @@ EXPERIMENTS = _Experiments("experiment", "experiment")
 def register(name: str, validate: Callable = lambda config: None,
              report: Union[str, Callable, None] = None,
              own_fields: Tuple[str, ...] = (), float64: bool = False):
+  if isinstance(report, str):
+    # Imported only once a run has trained: a misspelt module would
+    # surface then, after hours. Found now, without importing it.
+    module, _, function = report.partition(":")
+    if not function or importlib.util.find_spec(module) is None:
+      raise ValueError(f"experiment {name!r}: report={report!r} is not "
+                       "'package.module:function' of a module that exists")
+
   def decorator(run):
     EXPERIMENTS.register(name)(
         Experiment(run=run, validate=validate, report_fn=report,

@@ -422,3 +422,18 @@ def test_a_wheel_holds_every_module():
   assert folders <= found, sorted(folders - found)
   from jaxunknowns import experiments  # pylint: disable=g-import-not-at-top
   assert {m.rpartition(".")[0] for m in experiments.MODULES.values()} <= found
+
+
+def test_a_misspelt_report_module_is_found_at_registration():
+  """A report is imported only once its run has trained: register() checks
+  that the module exists, so a typo fails at import, not hours in."""
+  from jaxunknowns import experiments  # pylint: disable=g-import-not-at-top
+  run = lambda config, workdir: {}
+  for report in ("jaxunknowns.implicit.sam_reprot:write",
+                 "jaxunknowns.implicit.sam_report"):  # no function named
+    with pytest.raises(ValueError, match="is not 'package.module:function'"):
+      experiments.register("typo_probe", report=report)(run)
+  assert "typo_probe" not in experiments.EXPERIMENTS.names()
+  # Every registered experiment's report resolves (the real check).
+  for name in experiments.MODULES:
+    experiments.EXPERIMENTS.get(name)
