@@ -228,6 +228,9 @@ def create_optimizer(cfg, params) -> optax.GradientTransformation:
 
 
 def global_norm(tree) -> jax.Array:
+  """optax.tree.norm summed in float32: the trainer's logged norms of
+  bfloat16 parameters, gradients and updates (a bfloat16 sum of squares
+  keeps 8 bits)."""
   return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
                       for x in jax.tree.leaves(tree)))
 

@@ -67,10 +67,6 @@ def asam_scale(params, eta: float):
       jnp.abs(w) + eta, params)
 
 
-def _norm(tree):
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
 def perturbation(grads, params, rho, *, adaptive: bool = False,
                  eta: float = 0.01, perturb=None):
   """ε of one gradient (see the module docstring). `perturb`: an optional
@@ -81,7 +77,7 @@ def perturbation(grads, params, rho, *, adaptive: bool = False,
   if adaptive:
     scale = asam_scale(params, eta)
     grads = jax.tree.map(jnp.multiply, scale, grads)  # T g
-  norm = _norm(grads)
+  norm = optax.tree.norm(grads)
   factor = jnp.where(norm > 0, rho / jnp.where(norm > 0, norm, 1.0), 0.0)
   eps = jax.tree.map(lambda g: (factor * g).astype(g.dtype), grads)
   if adaptive:

@@ -42,6 +42,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 # f(params, x[n, ...]) -> [n, C]
 ApplyFn = Callable[..., jnp.ndarray]
@@ -116,8 +117,7 @@ def kernel_regression(k_train, k_test_train, y_train, f0_train=None,
   return out if f0_test is None else f0_test + out
 
 
-def tree_norm(tree):
-  return jnp.sqrt(sum(jnp.vdot(a, a) for a in jax.tree.leaves(tree)))
+tree_norm = optax.tree.norm  # The l2 norm over every leaf (Frobenius).
 
 
 def relative_change(new, old):

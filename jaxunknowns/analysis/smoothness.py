@@ -43,6 +43,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 import numpy as np
 
 from jaxunknowns import prng
@@ -84,10 +85,6 @@ def train_mode_loss(model, loss_fn: Callable, x, y, *,
   return loss
 
 
-def _norm(tree) -> jnp.ndarray:
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
 # -----------------------------------------------------------------------------
 # Landscape along the gradient
 # -----------------------------------------------------------------------------
@@ -101,10 +98,10 @@ def landscape(loss: Callable, params, step_sizes) -> Dict[str, jnp.ndarray]:
   def at(eta):
     moved = jax.tree.map(lambda p, d: p - eta * d, params, g)
     l, g_eta = jax.value_and_grad(loss)(moved)
-    return l, _norm(jax.tree.map(jnp.subtract, g, g_eta))
+    return l, optax.tree.norm(jax.tree.map(jnp.subtract, g, g_eta))
 
   losses, diffs = jax.vmap(at)(etas)
-  g_norm = _norm(g)
+  g_norm = optax.tree.norm(g)
   beta = jnp.max(diffs / (etas * jnp.maximum(g_norm, jnp.finfo(etas.dtype).tiny)))
   return {"loss": value, "grad_norm": g_norm, "losses": losses,
           "grad_diffs": diffs, "beta": beta}
