@@ -143,10 +143,11 @@ class Rows(list):
     super().__init__()
     self.ours, self.why = ours, why
 
-  def check(self, quantity, reference, text, verdict, paper=None, why="",
+  def check(self, quantity, reference, text, decided, paper=None, why="",
             level=False):
-    """One text of ours, decided by a rule's (holds, rule text)."""
-    self.append(comparison(quantity, reference, text, *verdict, paper=paper,
+    """One text of ours, decided by a rule: `decided` is the (holds, rule
+    text) a rule below returns (at_least, greater, trend, ...)."""
+    self.append(comparison(quantity, reference, text, *decided, paper=paper,
                            our_protocol=self.ours,
                            why_not_testable=why or self.why, level=level))
 
