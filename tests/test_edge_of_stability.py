@@ -17,6 +17,7 @@ from jaxunknowns import config_loading, models, optim, validation
 from jaxunknowns.data.core import Dataset, Split
 from jaxunknowns.errors import UserError
 from jaxunknowns.implicit import edge_of_stability as eos
+from jaxunknowns.implicit import edge_of_stability_report as eos_report
 from jaxunknowns.losses import LOSSES
 from jaxunknowns.metrics import read_metrics, select
 from jaxunknowns.trainer import Trainer
@@ -328,7 +329,11 @@ def test_runlocal_end_to_end_and_report_rebuilds(tmp_path):
   # optim.lr is no run's step size: the config line does not state it.
   config_line = next(l for l in page.splitlines() if l.startswith("**Config"))
   assert f"lr {config.optim.lr:g}" not in config_line, config_line
-  assert "at each run's η" in config_line, config_line
+  assert "GD and momentum (β = 0.5) at each run's η" in config_line, (
+      config_line)
+  # Without momentum runs no β is named (it would be a setting not used).
+  assert eos_report.optimizer_words({"runs": [
+      {"kind": "gd", "momentum": 0.0}]}) == "GD at each run's η below"
   runs = summary["runs"]
   assert [(r["kind"], r["lr"]) for r in runs] == [
       ("gd", 0.2), ("gd", 0.15), ("momentum", 0.2)]

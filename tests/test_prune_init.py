@@ -297,6 +297,8 @@ def test_runlocal_end_to_end(run):
     ({"prune_init.score_statistics": "batch"}, "a model with BatchNorm only"),
     ({"model.norm": "batch", "model.dropout": 0.1,
       "prune_init.score_statistics": "batch"}, "model.dropout=0.1"),
+    ({"model.norm": "batch", "prune_init.score_batch": 1,
+      "prune_init.score_statistics": "batch"}, "prune_init.score_batch=1"),
 ])
 def test_bad_input(tmp_path, overrides, needle):
   assert_user_error_before_writing(load_config(overrides=overrides),

@@ -154,6 +154,18 @@ COLUMNS = {"init_ratio": "λ_max(0)/thr", "reach_step": "reach step",
            "loss at the last step", "loss_rises": "loss rises", "accuracy_end": "train acc"}
 
 
+def optimizer_words(summary) -> str:
+  """The config line's optimizer: optim.lr is no run's (each takes its η
+  from the eos grids), and a β is named only where a run used it."""
+  runs = [*summary["runs"], *summary.get("diverged", ())]
+  betas = lambda k: ", ".join(sorted({f"{r['momentum']:g}" for r in runs
+                                      if r["kind"] == k}))
+  names = ["GD" if k == "gd" else f"{k} (β = {betas(k)})"
+           for k in ("gd", "momentum", "nesterov")
+           if any(r["kind"] == k for r in runs)]
+  return f"{' and '.join(names)} at each run's η below"
+
+
 def write(path, config, summary):
   e, f = config.eos, summary["flow"]
   rows = [[r["loss"], label(r), f"{r['threshold']:.3g}"] + [report.fmt(
@@ -168,9 +180,7 @@ def write(path, config, summary):
               for r in summary.get("diverged", ())]
   report.write(
       path, config, summary, references=REFERENCES,
-      # optim.lr is no run's: each takes its η from the eos grids.
-      optimizer=("GD and momentum (β = "
-                 f"{config.optim.momentum:g}) at each run's η below"),
+      optimizer=optimizer_words(summary),
       setup=(f"full-batch GD, {summary['steps']} steps, each η with every "
              f"seed in one program; λ_max every {e.every} steps by "
              f"{e.lanczos_steps} Lanczos steps on the whole training loss "

@@ -111,6 +111,12 @@ def validate(config):
   noisy = ([f"model.dropout={config.model.dropout:g}"] * bool(
       config.model.dropout) + ["model.norm='noisy_batch'"] * (
           config.model.norm == "noisy_batch"))
+  # One example normalizes every BN activation to 0: no score reaches the
+  # kernels BN follows (validation.check_batch_norm_batch_size's reason).
+  check(p.score_statistics == "running" or p.score_batch >= 2,
+        "prune_init.score_batch", p.score_batch, ">= 2 with "
+        "prune_init.score_statistics='batch' (one example's batch statistics "
+        "zero every BN activation)")
   check(p.score_statistics == "running" or not noisy,
         "prune_init.score_statistics", p.score_statistics,
         f"'running' with {' and '.join(noisy)} (train mode would also "

@@ -73,10 +73,12 @@ NAKKIRAN_EPOCH_SMALL, NAKKIRAN_EPOCH_MEDIUM, NAKKIRAN_EPOCH_LARGE = (
               "follows a U over training: early stopping wins.",
               "A sufficiently large model's test error descends twice over "
               "training (epoch-wise double descent)."))
-# Sample-wise: their CIFAR-10 figure trains 5-layer CNNs, not ResNet18s.
+# Sample-wise: their CIFAR-10 figure trains 5-layer CNNs, not ResNet18s
+# (and not with the ResNets' Adam: no optimizer is declared for it).
 NAKKIRAN_SAMPLE, NAKKIRAN_SAMPLE_SHIFT = (
     Reference(s, "Nakkiran et al. 2020, Sec. 7", protocol={
-        **_NAKKIRAN, "model": "5-layer CNN (widths 1–64)"})
+        "model": "5-layer CNN (widths 1–64)", "data": "cifar10",
+        "label noise": "20%"})
     for s in ("Near the critical training-set size more data does not help "
               "and can hurt: test error rises with n.",
               "The critical size grows with the model: the test-error peak "
