@@ -111,7 +111,11 @@ def register(name: str, validate: Callable = lambda config: None,
     # Imported only once a run has trained: a misspelt module would
     # surface then, after hours. Found now, without importing it.
     module, _, function = report.partition(":")
-    if not function or importlib.util.find_spec(module) is None:
+    try:  # find_spec imports the parents: a misspelt package raises
+      spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:
+      spec = None
+    if not function or spec is None:
       raise ValueError(f"experiment {name!r}: report={report!r} is not "
                        "'package.module:function' of a module that exists")
 

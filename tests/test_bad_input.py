@@ -306,6 +306,11 @@ def test_bad_input_is_refused_before_touching_the_workdir(
     (MNIST1D, ("--config.train.step=3",),
      ["--config.train.step=3: no such config field 'step' (did you mean "
       "'steps'?"]),
+    # The flag named is the misspelt one, not a sibling that holds its name.
+    (MNIST1D, ("--config.train.steps=5", "--config.train.step=3"),
+     ["--config.train.step=3: no such config field 'step'"]),
+    (MNIST1D, ("--config.train.steps.x=3",),
+     ["--config.train.steps.x=3: train.steps is a value, not a group"]),
     (MNIST1D, ("--config.seeds=abc",), ["--config.seeds=abc", "int"]),
     (MNIST1D, ("--config.experiment=nope",), ["'nope'", "experiment"]),
     # Ignored without an address: each host ran the whole run alone into

@@ -430,6 +430,7 @@ def test_a_misspelt_report_module_is_found_at_registration():
   from jaxunknowns import experiments  # pylint: disable=g-import-not-at-top
   run = lambda config, workdir: {}
   for report in ("jaxunknowns.implicit.sam_reprot:write",
+                 "jaxunknowns.implicitt.sam_report:write",
                  "jaxunknowns.implicit.sam_report"):  # no function named
     with pytest.raises(ValueError, match="is not 'package.module:function'"):
       experiments.register("typo_probe", report=report)(run)
