@@ -33,10 +33,14 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def sample_std(values) -> float:
-  """The sample standard deviation (ddof = 1) over seeds; 0 for one seed.
-  Every ± in this project is this (the population std is 18% low at n = 3)."""
+  """The sample standard deviation (ddof = 1) over seeds; 0 for one seed,
+  and for equal values (numpy's mean of 0.1, 0.1, 0.1 is not 0.1, and the
+  std read 1.7e-17). Every ± in this project is this (the population std
+  is 18% low at n = 3)."""
   arr = np.asarray(values, np.float64)
-  return float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+  if arr.size < 2 or np.all(arr == arr.flat[0]):
+    return 0.0
+  return float(arr.std(ddof=1))
 
 
 def stats(values: Sequence[float]) -> Dict[str, Any]:

@@ -64,6 +64,9 @@ def test_stats_are_mean_sample_std_and_per_seed_by_hand():
       "mean": 2.5, "std": pytest.approx(math.sqrt(5 / 3), rel=1e-12),
       "per_seed": [1.0, 2.0, 3.0, 4.0]}
   assert metrics.stats([0.7]) == {"mean": 0.7, "std": 0.0, "per_seed": [0.7]}
+  # Equal values: exactly 0 (numpy's mean of three 0.1s is not 0.1, and
+  # the std read 1.7e-17, printed as '0.1 ± 1.7e-17').
+  assert metrics.stats([0.1, 0.1, 0.1])["std"] == 0.0
   assert metrics.format_stats([0.5, 0.7], scale=100) == "60.00±14.14"
   # Over the finite values only; the others stay in per_seed as None.
   got = stages.finite_stats([1.0, None, float("nan"), 3.0])
