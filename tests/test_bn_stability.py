@@ -150,6 +150,34 @@ def test_region_readings_by_hand():
   assert r["max_stable_lr"]["per_seed"] == [1.0, 1.0]
 
 
+def test_a_run_that_blew_up_and_settled_at_chance_is_not_trainable():
+  """BN at lr 3 never turned NaN but ended at chance (its loss blew up and
+  settled): 'never diverged' counted it stable, so the largest stable lr
+  was the grid's largest. The largest trainable lr is the last lr whose
+  run is within the tolerance of the seed's best."""
+  from jaxunknowns.batchnorm import bn_stability  # pylint: disable=g-import-not-at-top
+  config = load_config({"grid.norms": ("batch",),
+                        "grid.lrs": (0.1, 1.0, 3.0), "grid.init_scales": (1.0,),
+                        "grid.region_tolerance": 0.02})
+  acc = {0.1: [0.80, 0.79], 1.0: [0.81, 0.70], 3.0: [0.12, 0.11]}
+  cells = [{"cell": {"norm": "batch", "lr": lr, "init_scale": 1.0},
+            "test_accuracy": {"per_seed": a},
+            "validation_accuracy": {"mean": 0.5},
+            "diverged_at": [None, None],
+            "steps_to_target": {"per_seed": [None, None]}}
+           for lr, a in acc.items()]
+  r = bn_stability.readings(cells, config, 20)["batch"]
+  assert r["max_stable_lr"]["per_seed"] == [3.0, 3.0]
+  # Seed 0: best 0.81 at lr 1; seed 1: best 0.79 at lr 0.1 (0.70 is not
+  # within 2 points of it).
+  assert r["max_trainable_lr"]["per_seed"] == [1.0, 0.1]
+  # A summary from before the reading: the report derives the same from
+  # its cells.
+  old = {k: v for k, v in r.items() if k != "max_trainable_lr"}
+  got = bn_stability.max_trainable_lr(cells, [0.1, 1.0, 3.0], [1.0], 0.02)
+  assert got == r["max_trainable_lr"] and "max_trainable_lr" not in old
+
+
 def test_a_seed_whose_every_run_diverged_has_no_trainable_cell():
   """At lrs 100 and 1000 every run of a seed diverged: its best was -inf and
   all its (diverged) cells counted as the trainable region, so a grid where
@@ -176,7 +204,8 @@ def test_steps_verdict_counts_never_as_budget_plus_one():
     return {"mean": float(np.mean(v)), "per_seed": list(v)}
   def norm(steps):
     return {k: stat(1.0, 1.0) for k in (
-        "region_cells", "region_lrs", "region_init_scales", "max_stable_lr")
+        "region_cells", "region_lrs", "region_init_scales", "max_stable_lr",
+        "max_trainable_lr")
             } | {"steps_to_target_at_best_lr": {"per_seed": steps}}
   summary = {"steps": 100, "target_accuracy": 0.8, "lrs": [0.1],
              "init_scales": [1.0],

@@ -5,7 +5,7 @@ import os
 import numpy as np
 
 from jaxunknowns import report
-from jaxunknowns.batchnorm import bn_batch_size, bn_grid, papers
+from jaxunknowns.batchnorm import bn_batch_size, bn_grid, bn_stability, papers
 from jaxunknowns.metrics import stats
 from jaxunknowns.report import compare, fmt
 from jaxunknowns.report.text import std_of
@@ -379,9 +379,9 @@ def stability(summary, ours):
           (f"learning rates with a trainable cell (of {len(summary['lrs'])})",
            papers.LARGER_LR, "more with BN", at("batch", "region_lrs"),
            at("none", "region_lrs")),
-          ("largest lr never diverging at init scale 1", papers.HIGHER_LR,
-           "higher with BN", at("batch", "max_stable_lr"),
-           at("none", "max_stable_lr"), 3),
+          ("largest trainable lr at init scale 1", papers.HIGHER_LR,
+           "higher with BN", at("batch", "max_trainable_lr"),
+           at("none", "max_trainable_lr"), 3),
           (f"steps to {100 * summary['target_accuracy']:g}% training accuracy,"
            f" each at its best lr (never: {budget})", papers.ACCELERATES,
            "fewer with BN", at("none", steps), at("batch", steps), 0)]
@@ -435,8 +435,14 @@ def stability_figures(path, summary):
 
 
 def write_stability(path, config, summary):
-  s, keys = summary, ("region_cells", "region_lrs", "region_init_scales",
-                      "max_stable_lr", "steps_to_target_at_best_lr")
+  keys = ("region_cells", "region_lrs", "region_init_scales", "max_stable_lr",
+          "max_trainable_lr", "steps_to_target_at_best_lr")
+  # A summary from before max_trainable_lr: the same reading from its cells.
+  s = {**summary, "readings": {n: {"max_trainable_lr": (
+      bn_stability.max_trainable_lr(bn_grid.find(summary["cells"], norm=n),
+                                    summary["lrs"], summary["init_scales"],
+                                    summary["region_tolerance"])), **v}
+                               for n, v in summary["readings"].items()}}
   stability_figures(path, s)
   refs = [papers.LESS_CAREFUL_INIT, papers.ACCELERATES, papers.HIGHER_LR,
           papers.LARGER_LR, papers.SMALL_LR_GAP]
@@ -457,7 +463,10 @@ def write_stability(path, config, summary):
               f"norms {tuple(s['readings'])}, a program per norm. Trainable: "
               "never diverged (NaN/Inf loss), test accuracy within "
               f"{100 * s['region_tolerance']:g} points of the seed's best for "
-              "the norm. Best lr: by validation accuracy at init scale 1. "
+              "the norm. Max stable lr: the largest never diverging at init "
+              "scale 1, where a loss that blew up and settled at chance "
+              "counts as stable; max trainable lr: the largest trainable. "
+              "Best lr: by validation accuracy at init scale 1. "
               f"Steps to target: the first {config.train.log_every}-step "
               "chunk whose mean minibatch accuracy reaches it."),
       figures=[("Mean test accuracy and steps to target per (lr, init "
@@ -470,9 +479,8 @@ def write_stability(path, config, summary):
                + "\n\n" + report.markdown_table(
           ["norm", "best lr", *(k.replace("_", " ") for k in keys)],
           # An lr keeps 3 significant digits (0.003 is not "0.00").
-          [[n, v["best_lr"], *(fmt(v[k], 1, 3, sig=True) if k ==
-                               "max_stable_lr" else fmt(v[k], 1, 2)
-                               for k in keys)]
+          [[n, v["best_lr"], *(fmt(v[k], 1, 3, sig=True) if k.startswith(
+              "max_") else fmt(v[k], 1, 2) for k in keys)]
            for n, v in s["readings"].items()]),
                "### Every cell (diverged at, steps to target: per seed; –: "
                "never diverged, ∞: never reached)\n\n" + report.markdown_table(

@@ -147,6 +147,26 @@ def accuracy_grid(cells, lrs, scales, metric="test_accuracy"):
   return out.transpose(2, 0, 1), by
 
 
+def trainable(acc, tolerance: float) -> np.ndarray:
+  """[seed, lr, scale] bools from `accuracy_grid`: the cells within
+  `tolerance` of that seed's best, never diverged. A seed whose every run
+  diverged has best -inf, and -inf >= -inf - tol: without isfinite its
+  diverged runs all counted as trainable."""
+  return np.isfinite(acc) & (
+      acc >= acc.max(axis=(1, 2), keepdims=True) - tolerance)
+
+
+def max_trainable_lr(cells, lrs, scales, tolerance: float):
+  """Per seed, the largest lr of a trainable cell at init scale 1 (0 if
+  none). A run whose loss blew up and then settled at chance never turned
+  NaN: 'never diverged' alone counted it stable (BN at lr 3 ending at 16%
+  test accuracy), so the trainable region decides instead."""
+  acc, _ = accuracy_grid(cells, lrs, scales)
+  at_one = trainable(acc, tolerance)[:, :, list(scales).index(1.0)]
+  return stats([max([lr for lr, ok in zip(lrs, row) if ok], default=0.0)
+                for row in at_one])
+
+
 def readings(cells, config, steps):
   """Per norm, per seed: the trainable region (cells within
   `region_tolerance` of that seed's best test accuracy; diverged runs are
@@ -159,10 +179,7 @@ def readings(cells, config, steps):
   for norm in g.norms:
     own = bn_grid.find(cells, norm=norm)
     acc, by = accuracy_grid(own, lrs, scales)
-    # A seed whose every run diverged has best -inf, and -inf >= -inf - tol:
-    # without isfinite its diverged runs all counted as trainable.
-    region = np.isfinite(acc) & (
-        acc >= acc.max(axis=(1, 2), keepdims=True) - g.region_tolerance)
+    region = trainable(acc, g.region_tolerance)
     val = {lr: by[lr, 1.0]["validation_accuracy"]["mean"] or 0.0 for lr in lrs}
     best = max(lrs, key=lambda lr: val[lr])
     hits = by[best, 1.0]["steps_to_target"]["per_seed"]
@@ -173,6 +190,8 @@ def readings(cells, config, steps):
         "region_lrs": stats(region.any(axis=2).sum(axis=1)),
         "region_init_scales": stats(region.any(axis=1).sum(axis=1)),
         "best_lr": best, "max_stable_lr": stats(stable),
+        "max_trainable_lr": max_trainable_lr(own, lrs, scales,
+                                             g.region_tolerance),
         "steps_to_target_at_best_lr": {
             "per_seed": hits, **(stats(hits) if None not in hits else {
                 "mean": None, "std": None})},
