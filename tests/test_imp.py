@@ -865,10 +865,11 @@ def test_stability_variant_writes_instability(stability, capsys):
   assert " → ".join(f"k={d['rewind_step']}: {fmt(d['instability'])}"
                     for d in inst["dense"]) in row, row
 
-  # A rerun of the finished run is a no-op.
+  # A rerun of the finished run is a no-op that returns its summary.
   capsys.readouterr()
   before = snapshot(workdir)
-  assert run_in_process(stability.config, workdir) is None
+  assert run_in_process(stability.config, workdir) == json.loads(
+      (workdir / "summary.json").read_text())
   assert f"already finished: {workdir / 'summary.json'}" in (
       capsys.readouterr().out)
   assert snapshot(workdir) == before
