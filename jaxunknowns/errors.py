@@ -97,22 +97,19 @@ def command_line_error(e: Exception, argv: Sequence[str]) -> UserError:
   variant, a misspelt field, a value the field's parser refuses) as one
   line naming the flag."""
   lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-  # The --config.a.b=... flag whose dotted path holds `name`, whole.
-  field_path = lambda a: a.split("=")[0][len("--config."):].split(".")
-  flag_with = lambda name, where=lambda path: True: next(
-      (a for a in argv if a.startswith("--config.")
-       and name in field_path(a) and where(field_path(a))), name)
   under_a_value = re.search(r"\.(\w+) does not exist.*Attempting to lookup: "
                             r"([\w.]+)", str(e))
   if under_a_value:  # --config.train.steps.x: a field under a number
     name, path = under_a_value.group(1), under_a_value.group(2).split(".")
     value = path[:path.index(name)] if name in path else path[:-1]
-    lines = [f"{flag_with(path[-1], lambda p: p == path)}: {'.'.join(value)}"
-             " is a value, not a group of fields (see the config file and "
-             "jaxunknowns/config_defaults.py)"]
+    flag = _config_flag(argv, lambda p: p == path) or ".".join(path)
+    lines = [f"{flag}: {'.'.join(value)} is a value, not a group of fields "
+             "(see the config file and jaxunknowns/config_defaults.py)"]
   elif isinstance(e, (KeyError, AttributeError)):
     key, close = _missing_field(e)
-    lines = [f"{flag_with(key)}: no such config field {key!r} ("
+    # The flag naming the key as a whole field, not a sibling holding it.
+    flag = _config_flag(argv, lambda p: key in p) or key
+    lines = [f"{flag}: no such config field {key!r} ("
              + f"did you mean {close!r}? " * bool(close) + "the config is "
              "locked: see the config file and jaxunknowns/config_defaults.py)"]
   elif not isinstance(e, flags.Error):
@@ -123,6 +120,16 @@ def command_line_error(e: Exception, argv: Sequence[str]) -> UserError:
   first = lines[0] if lines else ""
   detail = last if last != first else ""
   return UserError(first.rstrip(":") + (f": {detail}" if detail else ""))
+
+
+def _config_flag(argv: Sequence[str], matches) -> Optional[str]:
+  """The first --config.a.b=... of `argv` whose field path (['a', 'b'])
+  `matches`."""
+  for arg in argv:
+    if arg.startswith("--config."):
+      if matches(arg.split("=")[0][len("--config."):].split(".")):
+        return arg
+  return None
 
 
 def _missing_field(e: BaseException) -> Tuple[str, str]:
