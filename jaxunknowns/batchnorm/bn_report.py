@@ -434,15 +434,24 @@ def stability_figures(path, summary):
            f"(within {100 * summary['region_tolerance']:g} points of best)")
 
 
+def with_trainable_lr(summary):
+  """The summary, its readings holding max_trainable_lr: one written before
+  that reading gets it from its own cells (committed runs rebuild, not
+  rerun)."""
+  def reading(norm, r):
+    if "max_trainable_lr" in r:
+      return r
+    return {**r, "max_trainable_lr": bn_stability.max_trainable_lr(
+        bn_grid.find(summary["cells"], norm=norm), summary["lrs"],
+        summary["init_scales"], summary["region_tolerance"])}
+  return {**summary, "readings": {n: reading(n, r) for n, r in
+                                  summary["readings"].items()}}
+
+
 def write_stability(path, config, summary):
   keys = ("region_cells", "region_lrs", "region_init_scales", "max_stable_lr",
           "max_trainable_lr", "steps_to_target_at_best_lr")
-  # A summary from before max_trainable_lr: the same reading from its cells.
-  s = {**summary, "readings": {n: {"max_trainable_lr": (
-      bn_stability.max_trainable_lr(bn_grid.find(summary["cells"], norm=n),
-                                    summary["lrs"], summary["init_scales"],
-                                    summary["region_tolerance"])), **v}
-                               for n, v in summary["readings"].items()}}
+  s = with_trainable_lr(summary)
   stability_figures(path, s)
   refs = [papers.LESS_CAREFUL_INIT, papers.ACCELERATES, papers.HIGHER_LR,
           papers.LARGER_LR, papers.SMALL_LR_GAP]
