@@ -25,6 +25,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxunknowns.analysis import ntk
 from jaxunknowns.models import mlp
+from jaxunknowns.overparam import ntk as ntk_run
 from run_helpers import (assert_cli_one_line_error, assert_report_rebuilds,
                          assert_user_error_before_writing, run_in_process)
 
@@ -187,8 +188,29 @@ def test_run_end_to_end(run):
                                rtol=1e-4)
     np.testing.assert_allclose(st["speed"]["mean"],
                                np.mean(moved, 1) / steps, rtol=1e-4)
+    # Fort et al.'s measure: the angle between consecutive kernels, seed by
+    # seed from numpy's own inner products.
+    turned = np.array([[np.arccos(np.clip(np.vdot(a[r], b[r]) / np.linalg.norm(
+        a[r]) / np.linalg.norm(b[r]), -1, 1)) for r in range(len(k0))]
+                       for a, b in zip([k0] + ks, ks)])
+    np.testing.assert_allclose(st["late_angular_speed"]["per_seed"],
+                               turned[early:].sum(0) / (ts[-1] - ts[early]),
+                               rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(st["angular_speed"]["mean"],
+                               turned.mean(1) / steps, rtol=1e-4, atol=1e-9)
     assert 0 < st["final"]["weight_change"]["mean"] < 1
     assert 0 <= st["agreement"]["mean"] <= 1
+
+
+def test_kernel_angle_is_the_angle_and_leaves_out_scale():
+  """diag(1, 0) and diag(cos t, sin t) are unit vectors at angle t in the
+  Frobenius inner product; scaling a kernel leaves its angle unchanged."""
+  t = 0.3
+  a = np.array([[[1.0, 0.0], [0.0, 0.0]]] * 2)
+  b = np.array([[[np.cos(t), 0.0], [0.0, np.sin(t)]],
+                [[7.0, 0.0], [0.0, 0.0]]])
+  np.testing.assert_allclose(ntk_run.kernel_angle(a, b), [t, 0.0],
+                             atol=1e-7)
 
 
 @pytest.mark.parametrize("overrides,needle", [

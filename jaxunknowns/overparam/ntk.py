@@ -20,8 +20,10 @@ records/STEP.npz, per seed:
 
   weight_change   ||w_t - w_0|| / ||w_0|| over all parameters;
   kernel_change   ||K_t - K_0||_F / ||K_0||_F;
-  kernel          K_t itself (the kernel's speed between records is computed
-                  from it: ||K_t2 - K_t1||_F / ||K_0||_F / (t2 - t1));
+  kernel          K_t itself (the kernel's speeds between records are
+                  computed from it: ||K_t2 - K_t1||_F / ||K_0||_F / (t2 - t1),
+                  and the angle between K_t1 and K_t2 per step, whose
+                  cosine is Fort et al.'s kernel distance);
   linearization   ||f(w_t) - f_lin(w_t)|| / ||f(w_t) - f(w_0)|| on the probe,
                   f_lin the first-order Taylor expansion around w_0.
 
@@ -255,12 +257,24 @@ def curve_stats(curve: np.ndarray) -> Dict[str, Any]:
           "per_seed": curve.T.tolist()}
 
 
+def kernel_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """The angle between kernels [R, n, n], per seed: arccos of their cosine
+  <a, b>_F / (||a||_F ||b||_F). Fort et al.'s kernel distance is 1 − that
+  cosine; the angle is a metric, so its path length adds up over records
+  however coarse, and for a small step 1 − cos θ ≈ θ²/2 (at a fixed dt the
+  two rank speeds alike)."""
+  a, b = a.astype(float), b.astype(float)
+  cos = (a * b).sum((1, 2)) / np.sqrt((a * a).sum((1, 2)) * (b * b).sum((1, 2)))
+  return np.arccos(np.clip(cos, -1.0, 1.0))
+
+
 def kernel_speed(folder, steps, early: int) -> Dict[str, Any]:
-  """||K_t2 - K_t1||_F / ||K_0||_F / (t2 - t1) between records [T, R], and
-  its mean speed (the path length over the steps) before and after `early`.
-  Not Fort et al.'s kernel velocity, whose distance 1 - <K1, K2>_F /
-  (||K1||_F ||K2||_F) leaves out a change of the kernel's scale: this one
-  counts it (the report's row declares the difference)."""
+  """Two speeds of the kernel between records [T, R], each with its mean
+  (the path length over the steps) before and after `early`:
+  `speed`, ||K_t2 - K_t1||_F / ||K_0||_F / (t2 - t1), which counts a change
+  of the kernel's scale; `angular_speed`, the angle between K_t1 and K_t2
+  per step (`kernel_angle`), which leaves the scale out as Fort et al.'s
+  kernel velocity does."""
   k0 = paths.load_npz(os.path.join(folder, "kernel0.npz"))["kernel"]
   ks = [k0] + [paths.load_npz(record_file(folder, t))["kernel"]
                for t in steps]
@@ -268,10 +282,14 @@ def kernel_speed(folder, steps, early: int) -> Dict[str, Any]:
   norm0 = np.sqrt((k0.astype(float) ** 2).sum((1, 2)))
   moved = np.stack([np.sqrt(((b.astype(float) - a) ** 2).sum((1, 2))) / norm0
                     for a, b in zip(ks, ks[1:])])  # [T, R]
-  i = ts.index(early)
-  return {"speed": curve_stats(moved / np.diff(ts)[:, None]),
-          "early_speed": stats(moved[:i].sum(0) / early),
-          "late_speed": stats(moved[i:].sum(0) / (ts[-1] - early))}
+  turned = np.stack([kernel_angle(a, b) for a, b in zip(ks, ks[1:])])
+  i, dt = ts.index(early), np.diff(ts)[:, None]
+  out = {}
+  for name, path in (("speed", moved), ("angular_speed", turned)):
+    out.update({name: curve_stats(path / dt),
+                f"early_{name}": stats(path[:i].sum(0) / early),
+                f"late_{name}": stats(path[i:].sum(0) / (ts[-1] - early))})
+  return out
 
 
 def width_summary(width, result, folder, steps) -> Dict[str, Any]:

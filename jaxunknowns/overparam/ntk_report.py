@@ -31,11 +31,14 @@ def plot(path, s):
     for key in ("network_accuracy", "kernel_regression_accuracy"):
       report.errorbars(axes[2], ws, [x[key] for x in st], 100, label=key[:-9])
     axes[2].set(xscale="log", xlabel="width", ylabel="test accuracy (%)")
-  with report.figure(os.path.join(path, STEPS), 2, (4.8, 3.6)) as axes:
-    for ax, curve, title in zip(axes, (lambda x: x["curves"]["kernel_change"],
-                                       lambda x: x["speed"]),
-                                ("||K_t − K_0||_F / ||K_0||_F", "kernel speed "
-                                 "per step")):
+  panels = [(lambda x: x["curves"]["kernel_change"],
+             "||K_t − K_0||_F / ||K_0||_F"),
+            (lambda x: x["speed"], "kernel speed per step")]
+  if "angular_speed" in st[0]:  # a run before it recorded no angle
+    panels.append((lambda x: x["angular_speed"], "kernel angle per step"))
+  with report.figure(os.path.join(path, STEPS), len(panels),
+                     (4.8, 3.6)) as axes:
+    for ax, (curve, title) in zip(axes, panels):
       for w, x in zip(ws, st):
         ax.loglog(s["record_steps"], curve(x)["mean"], label=f"width {w}")
       ax.set(xlabel="step", title=title)
@@ -44,9 +47,14 @@ def plot(path, s):
 
 def comparisons(s, config):
   ws, st = s["widths"], [s["stages"][str(w)] for w in s["widths"]]
+  # Fort et al.'s rows take the angle between kernels where the run
+  # recorded it (scale-free, as their distance); a run before, ‖ΔK‖_F.
+  angle = "angular_speed" in st[0]
+  speed = "angular_speed" if angle else "speed"
   out = report.Rows({"model": s["model"], "data": s["dataset"],
                      "loss": config.train.loss,  # ntk.kernel_speed's
-                     "kernel distance": "‖ΔK‖_F / ‖K_0‖_F"})
+                     "kernel distance": papers.KERNEL_ANGLE if angle
+                     else "‖ΔK‖_F / ‖K_0‖_F"})
   trend = lambda q, ref, key, up=False, k=1: out.check(
       f"{q} {'rises' if up else 'falls'} with width", ref,
       ", ".join(f"{k * _mean(x, key):.3g}" for x in st), compare.trend(
@@ -71,9 +79,10 @@ def comparisons(s, config):
              st[-1]["kernel_regression_accuracy"], ("network", "K_0"),
              paper="equal", rule=compare.within, tolerance=0.02)
   for x in (st[0], st[-1]):
-    out.versus(f"width {x['width']}: kernel speed (10⁻³ / step) before vs "
-               f"after step {s['early_step']}", papers.FORT_EARLY,
-               x["early_speed"], x["late_speed"], ("early", "late"),
+    out.versus(f"width {x['width']}: kernel {'angle' if angle else 'speed'}"
+               f" (10⁻³ / step) before vs after step {s['early_step']}",
+               papers.FORT_EARLY, x[f"early_{speed}"], x[f"late_{speed}"],
+               ("early", "late"),
                paper="early > late", scale=1e3, digits=3, sig=True)
   return out
 

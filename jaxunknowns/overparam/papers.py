@@ -161,8 +161,12 @@ LEE_LINEAR = Reference(
     "As width grows the network's outputs approach those of its "
     "linearization around w_0, and its test accuracy that of kernel "
     "regression with Θ_0.", "Lee et al. 2019, Sec. 2-3", protocol=_LEE)
+# Fort et al.'s kernel distance is 1 − cos θ of two kernels, ours (ntk.
+# kernel_angle) θ itself: for a claim of which phase is faster the two are
+# the same measure (1 − cos θ ≈ θ²/2), so the protocols name what they share.
+KERNEL_ANGLE = "from the cosine of the two kernels (scale-free)"
 FORT_EARLY = Reference(
     "The empirical NTK changes fastest early in training (its velocity falls "
     "over the first epochs), then slowly.", "Fort et al. 2020, Sec. 4",
     protocol={"model": "resnet", "data": "cifar10",
-              "kernel distance": "1 − cosine of the two kernels"})
+              "kernel distance": KERNEL_ANGLE})
