@@ -79,8 +79,9 @@ def comparisons(s, config):
              st[-1]["kernel_regression_accuracy"], ("network", "K_0"),
              paper="equal", rule=compare.within, tolerance=0.02)
   for x in (st[0], st[-1]):
-    out.versus(f"width {x['width']}: kernel {'angle' if angle else 'speed'}"
-               f" (10⁻³ / step) before vs after step {s['early_step']}",
+    out.versus(f"width {x['width']}: kernel "
+               f"{'angle (10⁻³ rad' if angle else 'speed (10⁻³'} / step) "
+               f"before vs after step {s['early_step']}",
                papers.FORT_EARLY, x[f"early_{speed}"], x[f"late_{speed}"],
                ("early", "late"),
                paper="early > late", scale=1e3, digits=3, sig=True)
