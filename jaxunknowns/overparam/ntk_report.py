@@ -35,7 +35,7 @@ def plot(path, s):
              "||K_t − K_0||_F / ||K_0||_F"),
             (lambda x: x["speed"], "kernel speed per step")]
   if "angular_speed" in st[0]:  # a run before it recorded no angle
-    panels.append((lambda x: x["angular_speed"], "kernel angle per step"))
+    panels.append((lambda x: x["angular_speed"], "kernel angle per step (rad)"))
   with report.figure(os.path.join(path, STEPS), len(panels),
                      (4.8, 3.6)) as axes:
     for ax, (curve, title) in zip(axes, panels):
@@ -115,6 +115,7 @@ def write(path, config, summary):
              "test examples"),
       figures=[("Relative change of weights and kernel at the end, and test "
                 "accuracy, vs width (mean ± std over seeds)", WIDTH),
-               ("Kernel change and speed over training (dotted: the end of "
-                "the early phase)", STEPS)],
+               ("Kernel change and speed (and, where recorded, angle) per "
+                "step over training (dotted: the end of the early phase)",
+                STEPS)],
       comparisons=comparisons(summary, config), details=[table(summary)])
