@@ -23,9 +23,12 @@ Variants (default mnist1d_mlp):
                   minimum, 8 per curve; not timed here (the path and plane
                   measurements pass over all 60k training images).
   cifar_vgg16     VGG-16 with BatchNorm on TFDS CIFAR-10 (needs a network):
-                  Garipov et al.'s protocol (SGD momentum, lr 0.05 / 0.015,
-                  weight decay 5e-4, 200 epochs per minimum, 600 per curve,
-                  61 points). For an accelerator; validated only here.
+                  Garipov et al.'s SGD momentum, lr 0.05 / 0.015, weight decay
+                  5e-4, 200 epochs per minimum, 600 per curve, 61 points.
+                  Unlike their code: BatchNorm (their VGG16 has none), a
+                  cosine schedule (theirs: constant for half, then linear
+                  to 1%), the bends' own decay (theirs: an L2 term on the
+                  point on the curve). For an accelerator; validated only here.
 `runlocal` shrinks any variant to seconds (tests, smoke runs).
 Fields not set here keep the defaults and comments of
 jaxunknowns/config_defaults.py.

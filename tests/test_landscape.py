@@ -270,6 +270,22 @@ def test_every_seeds_surface_is_its_own_networks():
   assert flat["surface_mean_rise"]["std"] > 0
 
 
+def test_flatness_centre_is_where_the_axes_are_zero():
+  """The trained network sits at a = b = 0, which is not the middle index
+  of an even number of points or an asymmetric range: on the bowl a² + b²
+  its loss at the centre is 0 and every rise is the bowl's mean."""
+  from jaxunknowns.implicit import landscape as experiment  # pylint: disable=g-import-not-at-top
+  a = np.array([-1.0, -0.5, 0.0, 0.5, 1.0, 1.5])  # 0 at index 2 of 6
+  b = np.array([-0.5, 0.0, 0.5, 1.0])             # 0 at index 1 of 4
+  bowl = a[:, None] ** 2 + b[None, :] ** 2
+  out = {"slice_loss": [a ** 2], "surface_loss": [bowl],
+         "surface_accuracy": [1.0 - bowl]}
+  flat = experiment.flatness({"slice": a, "surface": a, "surface_b": b}, out)
+  assert flat["loss_at_centre"]["mean"] == 0.0
+  assert flat["accuracy_at_centre"]["mean"] == 1.0
+  np.testing.assert_allclose(flat["surface_mean_rise"]["mean"], bowl.mean())
+
+
 def test_path_pca_matches_numpy_svd():
   """Li et al.'s PCA of a path (rows θ_i − θ_n, centred), from the Gram
   matrix, against numpy's SVD of the n × P matrix; the coordinates are the

@@ -149,8 +149,8 @@ def test_end_to_end_tiny_run(tmp_path):
   report = (tmp_path / "run" / "report.md").read_text()
   first, last = summary["arms"]["small_batch"], summary["arms"]["large_batch"]
   n = len(last["top_eigenvalue"]["per_seed"])
-  assert (f"| top Hessian eigenvalue | larger with the large batch (Keskar "
-          f"et al. 2017) | large_batch "
+  assert (f"| top Hessian eigenvalue | larger with the large batch (Yao "
+          f"et al. 2018) | large_batch "
           f"{fmt(last['top_eigenvalue'], 1.0, 3, n=False)}, small_batch "
           f"{fmt(first['top_eigenvalue'], 1.0, 3, n=False)} (n={n}) |") in report
   # Each arm is a finished stage; summary.json holds measurements only.

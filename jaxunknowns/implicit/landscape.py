@@ -272,7 +272,10 @@ def flatness(grid, out, unit: float = 1.0) -> Dict[str, Dict[str, Any]]:
   per_run = []
   for sl, loss, acc in zip(out["slice_loss"], out["surface_loss"],
                            out["surface_accuracy"]):
-    mid = tuple(n // 2 for n in loss.shape)
+    # The trained network sits where both axes are 0: the middle index only
+    # for an odd number of points on a symmetric range.
+    mid = tuple(int(np.argmin(np.abs(x))) for x in (
+        grid["surface"], grid.get("surface_b", grid["surface"])))
     centre = float(loss[mid])
     per_run.append({
         "loss_at_centre": centre, "surface_min": float(loss.min()),

@@ -28,10 +28,18 @@ KESKAR, KESKAR_SETTING = "Keskar et al. 2017", {
 KESKAR_SHARP, KESKAR_WORSE, KESKAR_INTERPOLATION = (
     Reference(s, source, protocol=KESKAR_SETTING) for s, source in (
         ("Large batches (10% of the data) converge to sharper minima than "
-         "small batches (ε-sharpness, ε = 1e-3)", KESKAR),
+         "small batches (by ε-sharpness)", KESKAR),
         ("Large-batch minima generalize worse (lower test accuracy)", KESKAR),
         ("On the line from the small- to the large-batch solution the loss "
          "rises more steeply past the large-batch end", KESKAR + ", Fig. 3")))
+
+# Keskar et al. define sharpness by the Hessian's large eigenvalues but
+# measure ε-sharpness (too costly for them); Yao, Gholami, Lei, Keutzer &
+# Mahoney 2018 ("Hessian-based analysis of large batch training and
+# robustness to adversaries", NeurIPS) measure the top eigenvalue itself.
+YAO_EIGENVALUE = Reference(
+    "Large-batch training ends where the Hessian's top eigenvalue is larger "
+    "than small-batch training's", "Yao et al. 2018")
 
 # Li, Xu, Taylor, Studer & Goldstein 2018, filter-normalized directions:
 # (first arm, last arm) of configs/landscape.py -> (the flatter arm, finding).

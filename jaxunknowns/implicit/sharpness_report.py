@@ -38,7 +38,7 @@ def comparisons(summary, config):
   # (quantity, reference, the arm's stat, scale, digits)
   rows = [("test accuracy (%)", papers.KESKAR_WORSE,
            lambda arm: arm["final"]["test"]["accuracy"], 100.0, 2),
-          ("top Hessian eigenvalue", papers.KESKAR_SHARP,
+          ("top Hessian eigenvalue", papers.YAO_EIGENVALUE,
            lambda arm: arm["top_eigenvalue"], 1.0, 3)]
   rows += [(f"ε-sharpness, ε = {e}", papers.KESKAR_SHARP,
             lambda arm, e=e: arm["sharpness"][e], 1.0, 4)
@@ -63,8 +63,8 @@ def write(path, config, summary):
           + [report.fmt(a["sharpness"][e], 1.0, 4) for e in eps]
           for n, a in summary["arms"].items()]
   report.write(
-      path, config, summary, references=(papers.KESKAR_SHARP,
-                                         papers.KESKAR_WORSE),
+      path, config, summary, references=(
+          papers.KESKAR_SHARP, papers.KESKAR_WORSE, papers.YAO_EIGENVALUE),
       setup=f"{summary['epochs']:g} epochs per arm; top Hessian eigenvalue by "
       f"Lanczos on {summary['hessian_subset']} training examples; ε-sharpness "
       "100 (max L − L)/(1 + L) over |δ_i| ≤ ε(|x_i| + 1) by "
