@@ -4,8 +4,8 @@ For a loss f and parameters x, the box
     C_eps = {delta : |delta_i| <= eps (|x_i| + 1)}
 and the sharpness
     phi(x, f, eps) = 100 * (max_{delta in C_eps} f(x + delta) - f(x)) / (1 + f(x)).
-(Keskar et al. define it with a general A; here A = I, the full space, their
-main tables' setting.) The maximum is taken by projected *sign* gradient
+(Keskar et al. define it with a general A; here A = I, the full space of
+their Table 3; their Table 4 takes a random 100-dimensional subspace.) The maximum is taken by projected *sign* gradient
 ascent: delta <- clip(delta + step * r * sign(grad f(x + delta)), -r, r) with
 r = eps (|x| + 1). Sign steps are the steepest ascent for a box (an l_inf
 geometry after scaling by r), and clipping is the exact projection. The
