@@ -72,6 +72,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.b2 = 0.999               # Adam beta2.
   c.optim.eps = 1e-8               # Adam epsilon.
   c.optim.weight_decay = 0.0       # L2 (sgd/momentum/adam) or decoupled (adamw) decay.
+  c.optim.decay_on = "all"         # What the decay touches: "all" parameters, "kernels" (dense and
+                                   # conv weights: no bias, no norm γ/β), "normalized" (the kernels
+                                   # a norm makes scale-invariant, found by a probe: optim.py).
   c.optim.schedule = "constant"    # "constant", "step", "cosine".
   c.optim.warmup_steps = 0         # W: lr·t/W for steps t < W, then the schedule at step t:
                                    # "step" boundaries stay where written (not shifted by W),

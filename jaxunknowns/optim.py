@@ -11,6 +11,9 @@ buffers accumulate gradients, the learning rate multiplies afterwards).
 Weight decay: for sgd/momentum/nesterov/adam it is an L2 term added to the
 gradient (PyTorch and OpenLTH); for adamw it is decoupled (Loshchilov & Hutter).
 Frozen parameters go through `optax.set_to_zero`, so no decay touches them.
+`optim.decay_on` chooses the leaves it touches (`DECAY_ON`): every one (the
+default), every kernel, or only the kernels a norm makes scale-invariant
+(`normalized_kernels`, van Laarhoven 2017), through optax's own mask.
 
 Sharpness-aware minimization (sam.py): with optim.sam_rho > 0 (or ρ per run)
 the whole direction transform is wrapped by `sam.sam`, whose update needs
@@ -83,42 +86,83 @@ def with_values(cfg, values: Mapping[str, Any]) -> ConfigWithValues:
   return ConfigWithValues(cfg, values)
 
 
-def _decay(cfg):
+# optim.decay_on -> the leaves weight decay touches, in the words of a
+# report's protocol key "decay on" (batchnorm/papers.py DECAY_WITH_BN).
+DECAY_ON = {"all": "every parameter", "kernels": "every kernel",
+            "normalized": "the kernels a norm follows"}
+
+
+def decay_on_words(cfg) -> str:
+  """What a run decayed, for its report; a config written before
+  optim.decay_on existed decayed every parameter."""
+  return DECAY_ON[cfg.get("decay_on", "all")]
+
+
+def _leaf_path(key_path) -> str:
+  """'module/submodule/kernel', as `param_paths` names a leaf."""
+  return "/".join(str(getattr(k, "key", k)) for k in key_path)
+
+
+def _is_kernel(path: str) -> bool:
+  # Flax names the weights of nn.Dense and nn.Conv `kernel` in every model.
+  return path.rsplit("/", 1)[-1] == "kernel"
+
+
+def decay_mask(cfg, normalized=None):
+  """optim.decay_on as optax's mask: None (every leaf, the transform as it
+  always was) or a function params -> bools by leaf path. A function, not a
+  tree: inside `optax.partition` (optim.freeze) it sees the trained leaves
+  only, frozen ones being empty MaskedNodes. `normalized`: the paths
+  `normalized_kernels` found, which "normalized" needs."""
+  on = cfg.get("decay_on", "all")
+  if on == "all":
+    return None
+  if on == "normalized" and normalized is None:
+    raise ValueError("optim.decay_on='normalized' needs the model's "
+                     "normalized kernels (Trainer.normalized_kernels)")
+  chosen = _is_kernel if on == "kernels" else frozenset(normalized).__contains__
+  return lambda params: jax.tree_util.tree_map_with_path(
+      lambda key_path, _: chosen(_leaf_path(key_path)), params)
+
+
+def _decay(cfg, mask):
   """Weight decay, or nothing: a zero decay still costs a pass over the
   params every step (17% of a LeNet step on CPU). A per-run decay (an
-  array) is always applied: some runs may have it nonzero."""
+  array) is always applied: some runs may have it nonzero. `mask`:
+  `decay_mask`'s (None: every leaf)."""
   wd = cfg.weight_decay
-  return [optax.add_decayed_weights(wd)] if isinstance(wd, jax.Array) or wd else []
+  return ([optax.add_decayed_weights(wd, mask)]
+          if isinstance(wd, jax.Array) or wd else [])
 
 
 @OPTIMIZERS.register("sgd")
-def _sgd(cfg):
-  decay = _decay(cfg)
+def _sgd(cfg, mask=None):
+  decay = _decay(cfg, mask)
   return optax.chain(*decay) if decay else optax.identity()
 
 
 @OPTIMIZERS.register("momentum")
-def _momentum(cfg):
-  return optax.chain(*_decay(cfg),
+def _momentum(cfg, mask=None):
+  return optax.chain(*_decay(cfg, mask),
                      optax.trace(decay=cfg.momentum, nesterov=False))
 
 
 @OPTIMIZERS.register("nesterov")
-def _nesterov(cfg):
-  return optax.chain(*_decay(cfg),
+def _nesterov(cfg, mask=None):
+  return optax.chain(*_decay(cfg, mask),
                      optax.trace(decay=cfg.momentum, nesterov=True))
 
 
 @OPTIMIZERS.register("adam")
-def _adam(cfg):
-  return optax.chain(*_decay(cfg),
+def _adam(cfg, mask=None):
+  return optax.chain(*_decay(cfg, mask),
                      optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps))
 
 
 @OPTIMIZERS.register("adamw")
-def _adamw(cfg):
+def _adamw(cfg, mask=None):
   return optax.chain(optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps),
-                     *_decay(cfg))
+                     *_decay(cfg, mask))
 
 
 @SCHEDULES.register("constant")
@@ -207,9 +251,41 @@ def sam_sub_batches(cfg, batch_size: int) -> int:
   return batch_size // m if uses_sam(cfg) and m > 0 else 0
 
 
-def create_optimizer(cfg, params) -> optax.GradientTransformation:
-  """The lr-free direction transform for `params` (one run's tree)."""
-  direction = OPTIMIZERS.get(cfg.name)(cfg)
+def normalized_kernels(forward, params, key, rtol: float = 1e-3) -> list:
+  """Paths of the kernels a normalization makes scale-invariant: doubling
+  one alone leaves `forward(params)` (train-mode outputs on a batch, batch
+  statistics and dropout fixed by the caller) unchanged to `rtol`.
+
+  A probe of the function, not a structural rule: whether a norm undoes a
+  kernel's scale depends on each model's wiring (BN before or after the
+  ReLU, a bias in between, LayerNorm over features, residual branches), and
+  invariance is van Laarhoven's (2017) own condition. Every other leaf
+  (biases, γ, β) is first moved to a random value: at init biases are 0
+  and γ is 1, where a kernel can be invariant by accident (ReLU(2z) =
+  2·ReLU(z) before a later norm) that training then breaks. Doubling is
+  exact in floating point; BN's ε moves the output by ~ε/σ² (≪ rtol)."""
+  forward = jax.jit(forward)
+  flat = traverse_util.flatten_dict(params)
+  keys = jax.random.split(key, len(flat))
+  moved = {k: v if _is_kernel("/".join(k)) else
+           v + jax.random.normal(r, jnp.shape(v), jnp.result_type(v))
+           for r, (k, v) in zip(keys, flat.items())}
+  out = forward(traverse_util.unflatten_dict(moved))
+  found = []
+  for k in moved:
+    if not _is_kernel("/".join(k)):
+      continue
+    scaled = forward(traverse_util.unflatten_dict({**moved, k: 2 * moved[k]}))
+    if jnp.linalg.norm(scaled - out) <= rtol * jnp.linalg.norm(out):
+      found.append("/".join(k))
+  return found
+
+
+def create_optimizer(cfg, params, normalized=None
+                     ) -> optax.GradientTransformation:
+  """The lr-free direction transform for `params` (one run's tree);
+  `normalized`: the kernel paths optim.decay_on='normalized' decays."""
+  direction = OPTIMIZERS.get(cfg.name)(cfg, mask=decay_mask(cfg, normalized))
   if cfg.grad_clip > 0:
     direction = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), direction)
   labels = None

@@ -317,6 +317,7 @@ class Trainer:
     self.template = jax.eval_shape(self.init_one, jax.random.PRNGKey(0))
     self.has_batch_stats = bool(jax.tree.leaves(self.template["batch_stats"]))
     self.params_template = self.template["params"]  # shapes of one run
+    self.normalized_kernels = self._normalized_kernels()
     # With per-run hparams, placeholders: the state's structure is all that
     # init reads (a per-run weight decay is always in the chain).
     self.tx, _ = self._optimizer(
@@ -345,10 +346,35 @@ class Trainer:
     fields take `values` (else the config's)."""
     cfg = optim.with_values(self.config.optim, values) if values else (
         self.config.optim)
-    tx = optim.create_optimizer(cfg, self.template["params"])
+    tx = optim.create_optimizer(cfg, self.template["params"],
+                                self.normalized_kernels)
     if self.tx_wrapper is not None:  # e.g. optim.with_update_mask
       tx = self.tx_wrapper(tx)
     return tx, optim.learning_rate_schedule(cfg, self.config.train.steps)
+
+  def _normalized_kernels(self) -> Optional[list]:
+    """The kernels optim.decay_on='normalized' decays (None under another
+    setting): `optim.normalized_kernels` probed in float32 on the first
+    training batch in train mode, at seed 0's init. One model, one answer
+    for every run of the program. None found is a UserError: the run would
+    decay nothing while recording a decay."""
+    if self.config.optim.get("decay_on", "all") != "normalized":
+      return None
+    init = self.init_one(jax.random.PRNGKey(0))
+    x = jnp.asarray(self.dataset.train.x[:self.batch_size])
+    found = optim.normalized_kernels(
+        lambda p: self._forward(p, init["batch_stats"], x, True,
+                                init["rng"])[0],
+        init["params"], init["rng"])
+    if not found:
+      raise UserError(
+          "optim.decay_on='normalized': no kernel of this model is followed "
+          "by a normalization that undoes its scale (doubling any kernel "
+          "changes the outputs); use optim.decay_on='kernels' or 'all', or "
+          "a model with batch norm (model.norm='batch')")
+    logging.info("weight decay on the normalized kernels: %s",
+                 ", ".join(found))
+    return found
 
   def _run_axis(self, num_runs: int) -> Optional[str]:
     """The mesh axis of a run axis of `num_runs`: 'seed' when it divides,

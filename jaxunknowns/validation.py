@@ -300,6 +300,7 @@ def validate_base(config):
   check(0.0 <= o.b2 < 1.0, "optim.b2", o.b2, "in [0, 1)")
   check(o.eps > 0, "optim.eps", o.eps, "> 0")
   check(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, ">= 0")
+  check_decay_on(config)
   check(o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, ">= 0")
   check(o.decay_factor > 0, "optim.decay_factor", o.decay_factor, "> 0")
   check(o.grad_clip >= 0, "optim.grad_clip", o.grad_clip, ">= 0 (0 = off)")
@@ -467,6 +468,28 @@ def check_norm_fields(config, norms: Sequence[str], where: str):
   for field, readers in layers.NORM_FIELDS.items():
     check_applies(config, f"model.{field}", any(n in readers for n in norms),
                   f"to {' or '.join(map(repr, readers))} norms, not {where}")
+
+
+def uses_weight_decay(config) -> bool:
+  """Whether any field of the run sets a nonzero weight decay: optim's own,
+  or a grid's or an arm's (grid.weight_decays, memorization.weight_decay,
+  ablation.weight_decay, curve.weight_decay): every one is so named."""
+  return any(name.rsplit(".", 1)[-1] in ("weight_decay", "weight_decays")
+             and any(v for v in (value if isinstance(value, tuple)
+                                 else (value,)))
+             for name, value in leaves(config))
+
+
+def check_decay_on(config):
+  """optim.decay_on is one of optim.DECAY_ON, and moved from "all" only
+  where some weight decay is used (else it is recorded, never applied)."""
+  from jaxunknowns import optim  # pylint: disable=g-import-not-at-top
+  on = config.optim.get("decay_on", "all")
+  check(on in optim.DECAY_ON, "optim.decay_on", on,
+        f"one of {', '.join(map(repr, optim.DECAY_ON))}")
+  check_applies(config, "optim.decay_on", uses_weight_decay(config),
+                "only where weight decay is used (optim.weight_decay > 0, "
+                "or a grid's or arm's nonzero weight decay)")
 
 
 def check_sam(o, batch_size):
