@@ -89,6 +89,11 @@ def validate_grid(config, axes: Sequence[Axis], norms: Sequence[str],
   # own_fields=layers.NORM_FIELD_PATHS).
   validation.check_norm_fields(config, tuple(config.grid.norms),
                                f"grid.norms={tuple(config.grid.norms)}")
+  validation.check(
+      config.optim.get("decay_on", "all") != "normalized"
+      or set(config.grid.norms) != {"none"}, "optim.decay_on", "normalized",
+      f"'kernels' or 'all' with grid.norms={tuple(config.grid.norms)}: "
+      "without a norm no kernel is one a norm follows")
   for norm in config.grid.norms:
     check_choice("grid.norms", norm, norms)
     model = config.model.copy_and_resolve_references()
@@ -211,6 +216,11 @@ def cell_configs(config, axes: Sequence[Axis], cells: Sequence[Cell],
   for cell in cells:
     c = apply_cell(config, axes, cell)
     derive(c, cell, num_train)
+    if (c.optim.get("decay_on", "all") == "normalized"
+        and validation.norm_of(c.model) == "none"):
+      # No norm, so no kernel a norm follows: this cell decays nothing (the
+      # trainer refuses 'normalized' on a model without such a kernel).
+      c.optim.weight_decay, c.optim.decay_on = 0.0, "all"
     where = f"grid cell {describe(cell)}: "
     try:
       validation.validate_base(c)
