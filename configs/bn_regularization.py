@@ -23,7 +23,7 @@ def grid_fields(c):
   bn_config.grid_fields(c, "bn_regularization")
   c.grid.norms = ("batch", "none")  # model.norm: BN on / off.
   c.grid.dropouts = (0.0, 0.25, 0.5)  # model.dropout after each hidden layer.
-  c.grid.weight_decays = (0.0, 5e-4, 5e-3)  # optim.weight_decay (L2 on every parameter).
+  c.grid.weight_decays = (0.0, 5e-4, 5e-3)  # optim.weight_decay (L2 on what optim.decay_on says).
   c.grid.evals_per_cell = 0        # Evaluations during a cell (0 = at the end only).
 
 

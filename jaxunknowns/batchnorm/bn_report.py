@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from jaxunknowns import report
+from jaxunknowns import optim, report
 from jaxunknowns.batchnorm import bn_batch_size, bn_grid, bn_stability, papers
 from jaxunknowns.metrics import stats
 from jaxunknowns.report import compare, fmt
@@ -145,9 +145,10 @@ def regularization(summary, config, ours):
        f"{d0:g})", papers.DECAY_WITH_BN, "unchanged by decay",
        at("gap", decay, "batch", d0, w1),
        at("gap", f"wd {w0:g}", "batch", d0, w0), 0.01)],
-                # optim.weight_decay decays every parameter (the output layer,
-                # γ and β too), not only the kernels BN follows.
-                {**ours, "decay on": "every parameter"})
+                # What the run decayed (optim.decay_on): by default every
+                # parameter (the output layer, γ and β too), not only the
+                # kernels BN follows, which van Laarhoven's claim is about.
+                {**ours, "decay on": optim.decay_on_words(config.optim)})
 
 
 def write_grid(path, config, summary):
@@ -163,6 +164,11 @@ def write_grid(path, config, summary):
                     for a in summary["axes"])
   keys = [k for k in ("test_accuracy", "train_accuracy", "gap", "steps", "lr",
                       "steps_to_target") if k in cells[0]]
+  on = config.optim.get("decay_on", "all")
+  if on != "all":  # said only where set (validation refuses it unused)
+    budget += (f"; weight decay on {optim.decay_on_words(config.optim)}"
+               + " (none in a cell without a norm)" * (
+                   on == "normalized"))
   page(path, config, summary, {"batch_size": batch_size, "position": placement,
                                "dropout": regularization}[x],
        [("Accuracy per cell", f"accuracy_vs_{x}.png")],

@@ -40,7 +40,8 @@ VARIANCE_SHIFT = Ref("Dropout before BN shifts the variance between training "
                          "data": "cifar10, cifar100"})
 DECAY_WITH_BN = Ref("L2 decay on weights followed by BN does not regularize.",
                     "van Laarhoven 2017",
-                    protocol={"decay on": "the weights followed by BN"})
+                    # optim.DECAY_ON's words for what the paper decays.
+                    protocol={"decay on": "the kernels a norm follows"})
 
 WU_HE, _WU_HE = "Wu & He 2018, Fig. 1", {"model": "resnet50",
                                         "data": "imagenet"}
