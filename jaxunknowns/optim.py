@@ -117,9 +117,10 @@ def decay_mask(cfg, normalized=None):
   on = cfg.get("decay_on", "all")
   if on == "all":
     return None
-  if on == "normalized" and normalized is None:
-    raise ValueError("optim.decay_on='normalized' needs the model's "
-                     "normalized kernels (Trainer.normalized_kernels)")
+  if on == "normalized" and normalized is None:  # an optimizer built apart
+    raise UserError("optim.decay_on='normalized': this experiment builds an "
+                    "optimizer without the trainer's probe of the normalized "
+                    "kernels; use optim.decay_on='kernels' or 'all'")
   chosen = _is_kernel if on == "kernels" else frozenset(normalized).__contains__
   return lambda params: jax.tree_util.tree_map_with_path(
       lambda key_path, _: chosen(_leaf_path(key_path)), params)

@@ -129,6 +129,9 @@ def validate(config):
         "0 (smoothed labels have a finite minimiser: no max-margin limit)")
   check(config.model.name == "linear", "model.name", config.model.name,
         "'linear' (the max-margin analysis is for linear models)")
+  check(config.optim.get("decay_on", "all") != "normalized",
+        "optim.decay_on", "normalized", "'kernels' or 'all' (no norm follows "
+        "a linear model's kernel)")
 
 
 # ---------------------------------------------------------------------------

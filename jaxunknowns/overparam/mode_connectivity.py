@@ -139,14 +139,15 @@ def train_endpoints(config, workdir, writer, trainer):
       os.path.join(folder, MINIMA))
 
 
-def curve_optimizer(config, template):
+def curve_optimizer(config, template, normalized=None):
   """(direction transform, lr schedule) of the bends: config.optim's
-  optimizer at curve.lr, curve.weight_decay and curve.schedule."""
+  optimizer at curve.lr, curve.weight_decay and curve.schedule, decaying
+  what optim.decay_on says (`normalized`: the trainer's probe's kernels)."""
   m = config.curve
   cfg = config.optim.copy_and_resolve_references()
   cfg.lr, cfg.weight_decay, cfg.schedule = m.lr, m.weight_decay, m.schedule
   cfg.warmup_steps, cfg.boundaries = 0, ()
-  return (optim.create_optimizer(cfg, template),
+  return (optim.create_optimizer(cfg, template, normalized),
           optim.learning_rate_schedule(cfg, m.steps))
 
 
@@ -203,7 +204,8 @@ def train_curve(config, workdir, writer, trainer, kind, end_a, end_b, stats_):
     init = interpolation.interpolate(end_a, end_b, inner)  # [(K-2)*R, ...]
     bends = jax.tree.map(lambda x: jnp.swapaxes(x.reshape(
         (len(inner), num) + x.shape[1:]), 0, 1), init)     # [R, K-2, ...]
-    tx, schedule = curve_optimizer(config, take(bends, 0))
+    tx, schedule = curve_optimizer(config, take(bends, 0),
+                                   trainer.normalized_kernels)
     opt_state = jax.vmap(tx.init)(bends)
     fn = curve_chunk_fn(trainer, kind, tx, schedule)
     ends = {"a": end_a, "b": end_b, "stats": stats_}
