@@ -357,6 +357,25 @@ def test_bn_regularization_end_to_end(tmp_path):
   assert_report_rebuilds(workdir)
 
 
+def test_normalized_decay_leaves_the_cells_without_a_norm_undecayed():
+  """optim.decay_on='normalized': a cell without a norm has no kernel a
+  norm follows, so it trains without decay; the BN cells keep theirs."""
+  from jaxunknowns.batchnorm import bn_regularization  # pylint: disable=g-import-not-at-top
+  config = load_config("bn_regularization", "runlocal", {
+      **DIGITS, "grid.weight_decays": (0.0, 1e-3),
+      "optim.decay_on": "normalized"})
+  axes = bn_regularization.axes(config)
+  cells = bn_grid.expand(axes)
+  configs = bn_grid.cell_configs(config, axes, cells,
+                                 bn_regularization.derive, 400)
+  assert [(q["norm"], c.optim.weight_decay, c.optim.decay_on)
+          for q, c in zip(cells, configs)] == [
+              (norm, wd if norm == "batch" else 0.0,
+               "normalized" if norm == "batch" else "all")
+              for norm in ("batch", "none") for _ in (0.0, 0.5)
+              for wd in (0.0, 1e-3)]
+
+
 def test_requested_steps_run_exactly_and_the_warm_up_compiles_the_tail(
     tmp_path, monkeypatch):
   """train.steps=25 at log_every 10 trains 25 steps (10, 10, then 5), as
@@ -434,6 +453,14 @@ BAD = [
     ("bn_batch_size", {"grid.norms": ("batch", "layer"),
                        "model.num_groups": 4},
      ["model.num_groups=4 is unused here", "'group' norms, not grid.norms"]),
+    # optim.decay_on: refused where no cell decays, or where no cell has a
+    # norm for 'normalized' to find kernels behind.
+    ("bn_regularization", {"optim.decay_on": "kernels"},
+     ["optim.decay_on='kernels' is unused here", "weight decay is used"]),
+    ("bn_regularization", {"optim.decay_on": "normalized",
+                           "grid.norms": ("none",),
+                           "grid.weight_decays": (0.0, 1e-3)},
+     ["optim.decay_on='normalized' is out of range", "grid.norms=('none',)"]),
     # A norm's own field with no norm in the grid that reads it.
     ("bn_regularization", {"grid.norms": ("none",),
                            "model.bn_scale_init": "uniform"},
