@@ -13,6 +13,13 @@ largest f seen at any iterate is returned, so more iterations never lower
 the estimate; it is a lower bound of the true maximum (Keskar et al. use 10
 iterations of L-BFGS-B, also a lower bound).
 
+The default step is the whole half-width: the first step lands on the
+corner that maximizes the loss's linearization, and later steps send a
+coordinate whose gradient changed sign back across the box. Quarter steps
+need four to reach a face and fall well short of scipy's converged
+L-BFGS-B maximum on a trained MLP at ε = 5e-3; whole steps find at least
+90% of it, and more than 10 L-BFGS-B iterations (tests/test_sharpness.py).
+
 For a convex separable f (e.g. a diagonal quadratic) the first sign step from
 delta = 0 already points every coordinate at the box end farther from its
 minimiser, which is the exact maximiser: tests check that case and a brute
@@ -38,7 +45,7 @@ def box_radius(params, epsilon: float):
 
 
 def epsilon_sharpness(loss: Callable, params, epsilon: float, *,
-                      iterations: int = 20, step: float = 0.25
+                      iterations: int = 20, step: float = 1.0
                       ) -> Dict[str, jnp.ndarray]:
   """{sharpness, loss, max_loss, delta} of scalar `loss(params)`.
 
@@ -77,7 +84,7 @@ def epsilon_sharpness(loss: Callable, params, epsilon: float, *,
 
 
 def network_sharpness_fn(loss: Callable, epsilon: float, *,
-                         iterations: int = 20, step: float = 0.25) -> Callable:
+                         iterations: int = 20, step: float = 1.0) -> Callable:
   """jit(vmap) over runs: fn(params [R, ...], batch_stats [R, ...]) ->
   {sharpness, loss, max_loss}: [R]. `loss(params, batch_stats)` as built by
   hessian.network_loss."""

@@ -97,6 +97,8 @@ def validate(config):
         "measure.chunk_size", m.chunk_size,
         f"0 or a divisor of measure.subset_size={m.subset_size}")
   check(m.epsilon > 0, "measure.epsilon", m.epsilon, "> 0")
+  check(0 < m.sharpness_step <= 1, "measure.sharpness_step",
+        m.sharpness_step, "in (0, 1]")
   validation.check_int(m.seed, "measure.seed", 0)
   check(config.train.eval_train, "train.eval_train", config.train.eval_train,
         "True (train accuracy and loss are results)")
@@ -126,7 +128,8 @@ def build_arms(config) -> Dict[str, Any]:
           loss, num_probes=1, num_steps=m.lanczos_steps,
           trace_probes=m.trace_probes, layers=False),
              "sharpness": sharpness.network_sharpness_fn(
-                 loss, float(m.epsilon), iterations=m.sharpness_iterations)}
+                 loss, float(m.epsilon), iterations=m.sharpness_iterations,
+                 step=m.sharpness_step)}
     out[name] = (trainer, fns)
   return out
 

@@ -80,7 +80,8 @@ def write(path, config, summary):
       f"Hutchinson trace ({m.trace_probes} Rademacher probes), λ_max "
       f"(largest Ritz value of {m.lanczos_steps} Lanczos steps), ε-sharpness "
       f"(ε = {m.epsilon:g}, {m.sharpness_iterations} projected sign-gradient "
-      "steps)", figures=[("Test accuracy, λ_max and Hessian trace per arm and "
+      # A run before the field took quarter steps.
+      f"steps of {m.get('sharpness_step', 0.25):g} × the box)", figures=[("Test accuracy, λ_max and Hessian trace per arm and "
                           "ρ, mean ± std over seeds", FIGURE)],
       comparisons=comparisons(summary, config),
       details=["### Arms\n\n" + report.markdown_table(

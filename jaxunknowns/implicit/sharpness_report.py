@@ -68,7 +68,8 @@ def write(path, config, summary):
       setup=f"{summary['epochs']:g} epochs per arm; top Hessian eigenvalue by "
       f"Lanczos on {summary['hessian_subset']} training examples; ε-sharpness "
       "100 (max L − L)/(1 + L) over |δ_i| ≤ ε(|x_i| + 1) by "
-      f"{config.sharpness.iterations} projected sign-gradient steps on "
+      f"{config.sharpness.iterations} projected sign-gradient steps of "
+      f"{config.sharpness.step:g} × the box on "
       f"{summary['sharpness_subset']} examples",
       figures=[("Top Hessian eigenvalue along training, mean ± std over seeds",
                 FIGURE)] if plot(path, summary) else [],
