@@ -18,10 +18,14 @@ without. What it adds is the reading of the curves:
 
 mode = "epoch": the same stages record train and test error at
 `double_descent.record_points` log-spaced steps (a trainer Callback; the
-rows go to metrics.jsonl, split "over_training"). Each seed's test-error
-curve is read as: its largest rise above an earlier minimum at a step k and
-its fall after k (k maximizing the smaller of the two; a second descent
-when both are >= PEAK_MIN_GAP), and early stopping's gain, final minus best.
+rows go to metrics.jsonl, split "over_training"; summary.json keeps every
+seed's curves). The report reads each seed's test-error curve
+(`over_training`) after the end of its first descent (the first recorded
+step at least half way down from the first recorded error to the lowest):
+its largest rise above an earlier minimum (a U's rise counts); its second
+descent, the largest s such that the error rises by s above an earlier
+minimum and then falls by s (a second descent shows when s >=
+PEAK_MIN_GAP); and early stopping's gain, final minus best.
 
 mode = "sample": for every width and each size n of
 `double_descent.train_sizes`, a stage trains on the first n examples of the
@@ -131,21 +135,61 @@ def error_recorder(trainer, name):
                    steps=tuple(record_steps(trainer.config)))]
 
 
-def over_training(errors: np.ndarray) -> Dict[str, float]:
-  """One seed's test-error curve over the recorded steps (module doc)."""
-  best_k, best = 1, (-np.inf, 0.0, 0.0)
-  for k in range(1, len(errors) - 1):
-    rise = max(errors[k] - errors[:k].min(), 0.0)  # none below: no rise
-    fall = errors[k] - errors[k:].min()
-    if min(rise, fall) > best[0]:
-      best_k, best = k, (min(rise, fall), rise, fall)
-  return {"rise": float(best[1]), "fall": float(best[2]),
-          "second_descent": float(best[0]), "peak_index": best_k,
-          "early_stopping_gain": float(errors[-1] - errors.min())}
+# The first descent (from initialization) has ended at the first recorded
+# step whose test error is at least this fraction of the way down from the
+# first recorded error to the curve's lowest. What comes before is the
+# plateau near the initial error (chance, ~90% on 10 classes) and the first
+# descent itself: a rise there is a wobble of the untrained network, and the
+# "fall" after it is the first descent, not a second one (Nakkiran et al.
+# 2020, Sec. 6: the rise and the second descent come after the model has
+# learned). Half way cannot be reached on the plateau, whatever its wobbles,
+# and is reached inside the first descent of a curve whose first descent
+# covers at least half its total fall (all of ours). Taking any later step up
+# to the first local minimum after it reads the same: until there the error
+# only falls, and a later rise is measured from the lowest error before it.
+FIRST_DESCENT_FRACTION = 0.5
+READINGS = ("rise", "second_descent", "fall", "early_stopping_gain")
+
+
+def first_descent_end(errors: np.ndarray) -> int:
+  """The index at which the curve's first descent has ended (above)."""
+  e = np.asarray(errors, dtype=float)
+  target = e[0] - FIRST_DESCENT_FRACTION * (e[0] - e.min())
+  return int(np.argmax(e <= target))
+
+
+def over_training(errors: np.ndarray) -> Dict[str, Any]:
+  """One seed's test-error curve over the recorded steps (module doc), after
+  its first descent ended at d = first_descent_end: `rise`, the largest
+  e[k] - min e[d:k]; `second_descent`, the largest min(rise at k, e[k] -
+  min e[k:]) (a rise above an earlier minimum and the fall after it),
+  `fall` and `peak_index` that peak's (0 and None where no step both rises
+  and falls); `early_stopping_gain`, e[-1] - min e."""
+  e = np.asarray(errors, dtype=float)
+  d = first_descent_end(e)
+  after = e[d:]
+  rise = after - np.minimum.accumulate(after)  # above the lowest before
+  fall = after - np.minimum.accumulate(after[::-1])[::-1]  # to the lowest after
+  both = np.minimum(rise, fall)
+  k = int(np.argmax(both))
+  peak = bool(both[k] > 0)
+  return {"rise": float(rise.max()),
+          "second_descent": float(both[k]) if peak else 0.0,
+          "fall": float(fall[k]) if peak else 0.0,
+          "peak_index": d + k if peak else None, "first_descent_end": d,
+          "early_stopping_gain": float(e[-1] - e.min())}
+
+
+def read_curves(over: Mapping[str, Any]) -> Dict[str, Any]:
+  """{reading: mean, std, per_seed} of `over_training` over the seeds'
+  test-error curves of one point's summary["over_training"]."""
+  readings = [over_training(e) for e in over["test_error"]["per_seed"]]
+  return {k: metrics.stats([r[k] for r in readings]) for k in READINGS}
 
 
 def add_curves(summary, workdir):
-  """mode 'epoch': every point's recorded curves and their reading."""
+  """mode 'epoch': every point's recorded curves (the report reads them:
+  `read_curves`)."""
   rows = list(metrics.read_metrics(workdir.path))
   for c in summary["curves"]:
     for q in c["points"]:
@@ -156,14 +200,10 @@ def add_curves(summary, workdir):
       steps = sorted(curves["test_error"][seeds[0]])
       per_seed = {k: np.array([[v[s][t] for t in steps] for s in seeds])
                   for k, v in curves.items()}
-      readings = [over_training(e) for e in per_seed["test_error"]]
       q["over_training"] = {
           "steps": steps,
           **{k: {"mean": v.mean(0).tolist(), "per_seed": v.tolist()}
-             for k, v in per_seed.items()},
-          **{k: metrics.stats([r[k] for r in readings])
-             for k in ("rise", "fall", "second_descent",
-                       "early_stopping_gain")}}
+             for k, v in per_seed.items()}}
 
 
 def run_samples(config, workdir) -> Dict[str, Any]:

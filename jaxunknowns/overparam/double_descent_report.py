@@ -8,7 +8,8 @@ import os
 from jaxunknowns import report
 from jaxunknowns.overparam import papers
 from jaxunknowns.overparam import width_sweep_report as wsr
-from jaxunknowns.overparam.double_descent import PEAK_MIN_GAP, PEAK_WINDOW
+from jaxunknowns.overparam.double_descent import (PEAK_MIN_GAP, PEAK_WINDOW,
+                                                  read_curves)
 from jaxunknowns.report import compare
 
 # The notebook's "≈" values: ours agrees within 3 points (plus 2 seed std).
@@ -80,10 +81,12 @@ def comparisons(config, summary):
 
 def epoch_comparisons(config, summary):
   """The smallest width, the interpolating one (h*, else the widest) and the
-  widest: no rise; early stopping wins; a second descent (module doc)."""
+  widest: no rise; early stopping wins; a second descent (module doc). Read
+  from the seeds' curves (double_descent.read_curves), not from readings a
+  summary may hold (older runs stored those of an earlier reader)."""
   c, gap = summary["curves"][0], PEAK_MIN_GAP
   points, h = c["points"], c.get("interpolation_width")
-  at = {q["width"]: q["over_training"] for q in points}
+  at = {q["width"]: read_curves(q["over_training"]) for q in points}
   ours = papers.our_protocol(config, summary["train_examples"])
   rows = [(points[0]["width"], "rise", compare.at_most,
            papers.NAKKIRAN_EPOCH_SMALL, "no rise"),
@@ -91,9 +94,11 @@ def epoch_comparisons(config, summary):
            papers.NAKKIRAN_EPOCH_MEDIUM, "final above best"),
           (points[-1]["width"], "second_descent", compare.at_least,
            papers.NAKKIRAN_EPOCH_LARGE, "rise and fall")]
-  label = {"rise": "rise above an earlier minimum",
+  label = {"rise": "largest rise above an earlier minimum after the first "
+                   "descent",
            "early_stopping_gain": "final − best test error",
-           "second_descent": "smaller of its rise and later fall"}
+           "second_descent": "second descent: a rise and the fall after it, "
+                             "the smaller of the two"}
   return [compare.comparison(
       f"h = {w}{' (h*)' * (w == h)}: {label[key]} (points)", ref,
       report.fmt(at[w][key]), *rule(at[w][key], gap), paper=paper,
@@ -155,6 +160,16 @@ def plot_modes(path, summary, x):
   return figure
 
 
+READING = (
+    "\n\nEach seed's test-error curve is read after its first descent ended "
+    "(the first recorded step at least half way down from the first recorded "
+    "error to the curve's lowest; before it, a rise is a wobble near the "
+    "initial error and the fall after it the first descent): the largest "
+    "rise is its error's largest rise above an earlier minimum; its second "
+    "descent the largest s such that the error rises by s above an earlier "
+    "minimum and then falls by s; early stopping's gain final minus best.")
+
+
 def write_mode(path, config, summary, mode):
   epoch, d = mode == "epoch", config.double_descent
   ms = lambda s: wsr.ms(s, 100, 2, False)
@@ -163,10 +178,11 @@ def write_mode(path, config, summary, mode):
             papers.NAKKIRAN_EPOCH_LARGE)
     table = report.markdown_table(
         ["width", "final train error (%)", "final test error (%)",
-         "rise (points)", "fall (points)", "early stopping gain (points)"],
+         "largest rise (points)", "second descent (points)",
+         "early stopping gain (points)"],
         [[q["width"], ms(q["train_error"]), ms(q["test_error"])] + [
-            ms(q["over_training"][k]) for k in ("rise", "fall",
-                                                "early_stopping_gain")]
+            ms(read_curves(q["over_training"])[k]) for k in (
+                "rise", "second_descent", "early_stopping_gain")]
          for q in summary["curves"][0]["points"]])
   else:
     refs = (papers.NAKKIRAN_SAMPLE, papers.NAKKIRAN_SAMPLE_SHIFT)
@@ -191,7 +207,8 @@ def write_mode(path, config, summary, mode):
           config, summary),
       details=[f"### Every width (test error{'' if epoch else ' (train error)'}"
                f", %: mean ± std over "
-               f"{report.count(len(summary['seeds']), 'seed')})\n\n" + table])
+               f"{report.count(len(summary['seeds']), 'seed')})\n\n" + table
+               + (READING if epoch else "")])
 
 
 def write(path, config, summary):
