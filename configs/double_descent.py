@@ -1,6 +1,6 @@
 r"""Double descent: `--config=configs/double_descent.py[:VARIANT[,runlocal]]`.
 
-Nakkiran et al. 2019 and the MNIST-1D authors' notebook: with label noise,
+Nakkiran et al. 2020 and the MNIST-1D authors' notebook: with label noise,
 test error vs width peaks near the interpolation threshold and falls again
 beyond it; without noise there is no clear peak. Nakkiran et al.'s other
 two forms: over training (epoch-wise) and over the training-set size

@@ -68,7 +68,7 @@ def comparisons(config, summary):
             _level(tag + "highest test error (%)", papers.NOTEBOOK_PEAK,
                    c.get("peak"), ours),
             _peak(tag + "a peak near h*", papers.NOTEBOOK_PEAK, c, True,
-                  "a peak just below h*", ours),
+                  "a peak near h* (h = 47 and 61, h* = 61)", ours),
             # The notebook's is h = 300: ours within an octave of it (a
             # grid ending at h = 16 has no width to compare).
             _level(tag + "test error at the largest width (%)",
