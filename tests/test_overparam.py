@@ -852,6 +852,24 @@ def test_notebook_small_widths_compare_best_with_best():
   assert row.verdict == "agrees" and "at h = 16" in row.ours
 
 
+def test_nakkiran_rows_name_the_label_noise_convention():
+  """Nakkiran et al. draw a noisy label from the other classes; ours (and
+  the MNIST-1D notebook's) from all of them, so p(1 − 1/C) end wrong. A
+  differing epoch- or sample-wise row names it, and the noise level."""
+  from jaxunknowns.overparam import double_descent_report as ddr  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.overparam import papers  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.report import compare  # pylint: disable=g-import-not-at-top
+  ours = ddr.our_protocol(load_config("double_descent", "mnist1d_epochwise"),
+                          {"train_examples": 4000})
+  for ref in (papers.NAKKIRAN_EPOCH_LARGE, papers.NAKKIRAN_SAMPLE):
+    reasons = compare.protocol_differences(ref.protocol, ours)
+    assert "label noise: 20% in the paper, 15% here" in reasons
+    assert ("noisy labels: another class (p of labels wrong) in the paper, "
+            "any class (p(1 − 1/C) of labels wrong) here") in reasons
+  assert not compare.protocol_differences(
+      {"noisy labels": papers.NOTEBOOK_SMALL.protocol["noisy labels"]}, ours)
+
+
 def test_a_measure_of_one_hidden_layer_says_why_it_is_missing():
   """A deeper net (width_sweep:mnist1d_deep) has no ‖U−U₀‖_F or two-layer
   bound: their rows said 'fewer than two points'; they now say the measure

@@ -22,6 +22,16 @@ def recorded_steps(summary) -> int:
   return len(summary["curves"][0]["points"][0]["over_training"]["steps"])
 
 
+def our_protocol(config, summary):
+  """papers.our_protocol with the sweep's label noise: its levels and how a
+  noisy label is drawn (data.transforms.label_noise: any class)."""
+  return papers.our_protocol(
+      config, summary["train_examples"], **{
+          "label noise": ", ".join(f"{100 * p:g}%"
+                                   for p in config.sweep.label_noise),
+          "noisy labels": papers.ANY_CLASS})
+
+
 def _level(quantity, reference, point, ours):
   """Our test error at `point` beside the reference's value."""
   return compare.comparison(
@@ -57,7 +67,7 @@ def _peak(quantity, reference, curve, expected, paper, ours):
 
 
 def comparisons(config, summary):
-  ours = papers.our_protocol(config, summary["train_examples"])
+  ours = our_protocol(config, summary)
   out = []
   for c in [c for c in summary["curves"] if c["label_noise"] > 0][:1]:
     tag, points = f"{100 * c['label_noise']:g}% noise: ", c["points"]
@@ -87,7 +97,7 @@ def epoch_comparisons(config, summary):
   c, gap = summary["curves"][0], PEAK_MIN_GAP
   points, h = c["points"], c.get("interpolation_width")
   at = {q["width"]: read_curves(q["over_training"]) for q in points}
-  ours = papers.our_protocol(config, summary["train_examples"])
+  ours = our_protocol(config, summary)
   rows = [(points[0]["width"], "rise", compare.at_most,
            papers.NAKKIRAN_EPOCH_SMALL, "no rise"),
           (h or points[-1]["width"], "early_stopping_gain", compare.at_least,
@@ -116,7 +126,7 @@ def size_peak(curve):
 def sample_comparisons(config, summary):
   """The largest rise of test error between consecutive sizes (paired over
   seeds), and where each width's test error peaks."""
-  ours = papers.our_protocol(config, summary["train_examples"])
+  ours = our_protocol(config, summary)
   err = lambda q: q["test_error"]
   rises = [(err(b)["mean"] - err(a)["mean"], c["width"], a, b)
            for c in summary["curves"]

@@ -49,8 +49,16 @@ NEYSHABUR_MEASURES = Reference(
     "falls; the spectral bound and the parameter count grow.",
     "Neyshabur et al. 2018, Fig. 2/3", protocol=_NEYSHABUR)
 
+# How a noisy label is drawn. Ours (data.transforms.label_noise), Zhang et
+# al.'s code and the MNIST-1D notebook (np.random.randint(0, 10)) replace it
+# by any class, the true one included, so a fraction p(1 − 1/C) of the labels
+# end wrong; Nakkiran et al. draw another class, so p of them do.
+ANY_CLASS = "any class (p(1 − 1/C) of labels wrong)"
+ANOTHER_CLASS = "another class (p of labels wrong)"
+
 _NOTEBOOK = {"model": "mlp", "hidden_layers": 2, "data": "mnist1d",
-             "optimizer": "momentum 0.01", "batch": 100, "epochs": 500}
+             "optimizer": "momentum 0.01", "batch": 100, "epochs": 500,
+             "noisy labels": ANY_CLASS}
 # The notebook's saved outputs (notebooks/deep-double-descent.ipynb, one
 # run per width, widths np.unique(np.geomspace(2, 300, 20, dtype=int))): with
 # 15% noise, test error 48.97% at h = 9, 50.28% at h = 12, 47.24% at h = 16
@@ -75,7 +83,8 @@ NOTEBOOK_CLEAN = Reference("Without label noise: no clear peak.",
 
 # Nakkiran et al. 2020 ("Deep double descent"), the two other forms:
 _NAKKIRAN = {"model": "ResNet18 (widths 1–64)", "data": "cifar10",
-             "label noise": "20%", "optimizer": "adam"}
+             "label noise": "20%", "noisy labels": ANOTHER_CLASS,
+             "optimizer": "adam"}
 NAKKIRAN_EPOCH_SMALL, NAKKIRAN_EPOCH_MEDIUM, NAKKIRAN_EPOCH_LARGE = (
     Reference(s, "Nakkiran et al. 2020, Sec. 6, Fig. 9", protocol=_NAKKIRAN)
     for s in ("Over training, a small model's test error falls (no rise).",
@@ -88,7 +97,7 @@ NAKKIRAN_EPOCH_SMALL, NAKKIRAN_EPOCH_MEDIUM, NAKKIRAN_EPOCH_LARGE = (
 NAKKIRAN_SAMPLE, NAKKIRAN_SAMPLE_SHIFT = (
     Reference(s, "Nakkiran et al. 2020, Sec. 7", protocol={
         "model": "5-layer CNN (widths 1–64)", "data": "cifar10",
-        "label noise": "20%"})
+        "label noise": "20%", "noisy labels": ANOTHER_CLASS})
     for s in ("Near the critical training-set size more data does not help "
               "and can hurt: test error rises with n.",
               "The critical size grows with the model: the test-error peak "
