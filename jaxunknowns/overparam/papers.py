@@ -122,10 +122,15 @@ ARPIT_CLEAN_FIRST = Reference(
     "With noisy labels, networks fit the examples with clean labels well "
     "before they memorize the noisy ones (they learn simple patterns first).",
     "Arpit et al. 2017, Sec. 4", protocol=_ARPIT)
+# The fraction of noisy-label examples predicted as their true class is
+# plotted by Liu, Niles-Weed, Razavian & Fernandez-Granda 2020 ("Early-
+# learning regularization prevents memorization of noisy labels", NeurIPS),
+# a measurement of what Arpit et al. argue.
 ARPIT_TRUE_LABEL = Reference(
     "Early in training the network classifies many noisy-label training "
     "examples as their true class: it has learned the pattern, not the noise.",
-    "Arpit et al. 2017, Sec. 4", protocol=_ARPIT)
+    "Liu et al. 2020, Fig. 1; Arpit et al. 2017, Sec. 4",
+    protocol={"data": "cifar10"})
 ARPIT_EARLY_STOP = Reference(
     "Validation accuracy peaks before the noise is memorized and falls as it "
     "is, so validation-based early stopping keeps most of the generalization.",
