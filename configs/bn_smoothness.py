@@ -28,6 +28,7 @@ def smoothness_fields(c):
   c.seeds = 3                    # Seeds per arm, trained at once.
   c.model.noise_mean_std = 0.5   # noisy_batch: per-step shift m_j ~ N(0, 0.5^2) per activation.
   c.model.noise_scale_std = 0.5  # noisy_batch: per-step scale exp(N(0, 0.5^2)) per activation.
+  c.model.noise_per = "batch"    # noisy_batch: one draw shared by the "batch", or one per "example" (Santurkar et al.).
   c.smoothness = ml_collections.ConfigDict()
   c.smoothness.arms = ("none", "batch", "noisy_batch")  # model.norm of each arm.
   c.smoothness.every = 100       # Steps between measurements (also at step 0 and the end).

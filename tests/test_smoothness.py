@@ -254,6 +254,39 @@ def test_distribution_noise_shifts_mean_and_scales_variance_per_activation():
   assert np.all(std > 0)
 
 
+def test_distribution_noise_per_example_draws_for_each_example():
+  """noise_per="example" (Santurkar et al.'s i.i.d. noise): on a constant
+  input each example's output is its own draw, shift ~ N(0, 0.5²) and log
+  scale ~ N(0, 0.5²) over examples and activations alike; per batch, every
+  example gets its activation's one draw (the rows are equal)."""
+  from jaxunknowns.models.layers import DistributionNoise  # pylint: disable=g-import-not-at-top
+  z = jnp.zeros((2048, 32))
+  key = {"dropout": jax.random.PRNGKey(5)}
+  shared = np.asarray(DistributionNoise(0.5, 0.5).apply({}, z, rngs=key))
+  np.testing.assert_array_equal(shared, np.broadcast_to(shared[0], z.shape))
+  own = np.asarray(DistributionNoise(0.5, 0.5, per_example=True).apply(
+      {}, z, rngs=key))
+  # Zero input: the output is the shift alone, one per example and unit.
+  assert np.std(own, axis=0) == pytest.approx(np.full(32, 0.5), rel=0.1)
+  assert np.std(own[:, 0]) == pytest.approx(np.std(own[0, :]), rel=0.5)
+  ones = np.asarray(DistributionNoise(0.0, 0.5, per_example=True).apply(
+      {}, jnp.ones((2048, 32)), rngs=key))
+  assert np.std(np.log(ones), axis=0) == pytest.approx(np.full(32, 0.5),
+                                                       rel=0.1)
+  # The model option reaches the layer; an unknown value is refused.
+  x, _ = tiny_batch(n=32)
+  x = x.astype(jnp.float32)
+  per_batch, per_example = (tiny_model("noisy_batch", noise_mean_std=0.5,
+                                       noise_scale_std=0.0, noise_per=p)
+                            for p in ("batch", "example"))
+  v = per_batch.init(jax.random.PRNGKey(0), x, train=False)
+  out = lambda m: m.apply(v, x, train=True, rngs=key,
+                          mutable=["batch_stats"])[0]
+  assert float(jnp.max(jnp.abs(out(per_batch) - out(per_example)))) > 0.1
+  with pytest.raises(UserError, match="noise_per"):
+    tiny_model("noisy_batch", noise_per="unit")
+
+
 def test_unknown_norm_and_negative_noise_are_user_errors():
   with pytest.raises(UserError, match="noisy_batch"):
     tiny_model("noisy_bn")
@@ -360,7 +393,7 @@ def test_bn_against_no_bn_accuracy_verdicts():
                       "none": arm((0.5, 0.49), by_step((1, 2, 2, 2),
                                                        (1, 4, 8, 8)))}}
   rows = {c.quantity: c for c in
-          bn_report.smoothness(summary, None, {})}
+          bn_report.smoothness(summary, ml_collections.ConfigDict({"model": {}}), {})}
   accuracy = rows["final test accuracy (%), BN vs no BN"]
   assert accuracy.verdict == "agrees"
   # Seed 0: median(1/2, 2/2, 3/2) = 1; seed 1: median(1, 1/2, 1/2) = 0.5.
@@ -372,7 +405,7 @@ def test_bn_against_no_bn_accuracy_verdicts():
                          ((0.40, 0.41), "differs")):
     summary["arms"]["batch"] = arm(batch, by_step((1, 1), (1, 1)))
     rows = {c.quantity: c for c in
-            bn_report.smoothness(summary, None, {})}
+            bn_report.smoothness(summary, ml_collections.ConfigDict({"model": {}}), {})}
     assert rows["final test accuracy (%), BN vs no BN"].verdict == verdict
   # The arms train the same seeds: the verdict reads the per-seed
   # differences (+0.02 on both seeds), not the seeds' shared spread of 0.07
@@ -380,11 +413,11 @@ def test_bn_against_no_bn_accuracy_verdicts():
   summary["arms"]["batch"] = arm((0.70, 0.80), by_step((1, 1), (1, 1)))
   summary["arms"]["none"] = arm((0.68, 0.78), by_step((1, 1), (1, 1)))
   rows = {c.quantity: c for c in
-          bn_report.smoothness(summary, None, {})}
+          bn_report.smoothness(summary, ml_collections.ConfigDict({"model": {}}), {})}
   assert rows["final test accuracy (%), BN vs no BN"].verdict == "agrees"
   # Differences +0.04, 0: within twice their std of zero, undecided.
   summary["arms"]["none"] = arm((0.66, 0.80), by_step((1, 1), (1, 1)))
   rows = {c.quantity: c for c in
-          bn_report.smoothness(summary, None, {})}
+          bn_report.smoothness(summary, ml_collections.ConfigDict({"model": {}}), {})}
   assert rows["final test accuracy (%), BN vs no BN"].verdict == (
       "not testable here")

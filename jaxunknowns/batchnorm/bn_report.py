@@ -314,12 +314,14 @@ def smoothness(summary, config, ours):
                    final["none"]),
                   ("final test accuracy (%), noisy BN vs BN", papers.NOISY_BN,
                    "almost as well", final.get("noisy_batch", (None, "")),
-                   final["batch"], 0.01)], {**ours, "noise": NOISE_HERE})
+                   final["batch"], 0.01)], {**ours, "noise": NOISE_PER[
+                       config.model.get("noise_per", "batch")]})
 
 
-# Our noisy BN (layers.DistributionNoise) moves each activation's mean and
-# scale with one draw per step that every example shares.
-NOISE_HERE = "one draw per activation and step, shared by the batch"
+# What our noisy BN's draws (layers.DistributionNoise) cover, by
+# model.noise_per: the "example" words are Santurkar et al.'s protocol's.
+NOISE_PER = {"batch": "one draw per activation and step, shared by the batch",
+             "example": "i.i.d. per example and activation"}
 
 
 def smoothness_figures(path, arms):
@@ -352,12 +354,15 @@ def smoothness_figures(path, arms):
 
 
 def write_smoothness(path, config, summary):
-  arms, t = summary["arms"], config.train
+  arms, t, m = summary["arms"], config.train, config.model
+  noise = (f"; noisy BN: shift N(0, {m.noise_mean_std:g}²), log scale N(0, "
+           f"{m.noise_scale_std:g}²), {NOISE_PER[m.get('noise_per', 'batch')]}"
+           if "noisy_batch" in arms else "")
   page(path, config, summary, smoothness, smoothness_figures(path, arms), [],
        setup=(f"batch {t.batch_size}, {t.steps} steps; every "
               f"{config.smoothness.every} steps on a fixed probe batch of "
               f"{summary['probe_size']} examples in train mode, η ∈ "
-              f"{tuple(summary['step_sizes'])}"),
+              f"{tuple(summary['step_sizes'])}{noise}"),
        run="Per arm: " + ", ".join(f"{a} {v['wall_time_s']:.0f} s"
                                    for a, v in arms.items()) + ".")
 

@@ -66,6 +66,7 @@ BN_TRAINS_BETTER = Ref("BN trains faster and ends more accurate.", f"{WHY} 2",
                        protocol=_WHY)
 NOISY_BN = Ref("BN with noise re-drawn every step in its outputs' mean and "
                "variance trains almost as well as BN.", f"{WHY} 2",
+               # the words of bn_report.NOISE_PER["example"]
                protocol={**_WHY, "noise": "i.i.d. per example and activation"})
 
 # The article names these two of BN's benefits (Sec. 1, 'beneficial in three

@@ -2,8 +2,8 @@
 
 The model files build their layers from these helpers so that `model.norm`,
 `model.norm_position`, `model.kernel_init`, `model.bn_scale_init` and
-`model.dropout` (and `model.noise_mean_std` / `model.noise_scale_std` of
-norm="noisy_batch") mean the same thing in every architecture, and every bad value
+`model.dropout` (and `model.noise_mean_std` / `model.noise_scale_std` /
+`model.noise_per` of norm="noisy_batch") mean the same thing in every architecture, and every bad value
 fails the same way (a one-line `UserError` naming the field and the valid
 values) when the model is *created*, before anything is traced or written.
 """
@@ -23,7 +23,8 @@ NORMS = ("default", "batch", "noisy_batch", "group", "layer", "none")
 _NORMALIZING = ("batch", "noisy_batch", "group", "layer")
 NORM_FIELDS = {"norm_position": _NORMALIZING, "bn_scale_init": _NORMALIZING,
                "num_groups": ("group",), "noise_mean_std": ("noisy_batch",),
-               "noise_scale_std": ("noisy_batch",)}
+               "noise_scale_std": ("noisy_batch",),
+               "noise_per": ("noisy_batch",)}
 # What an experiment whose arms or cells set model.norm registers as its
 # own_fields, judging them by its norms (validation.check_norm_fields).
 NORM_FIELD_PATHS = tuple(f"model.{f}" for f in NORM_FIELDS)
@@ -31,6 +32,9 @@ NORM_POSITIONS = ("before", "after")
 KERNEL_INITS = ("default", "kaiming_normal", "glorot_normal", "lecun_normal",
                 "zeros")
 BN_SCALE_INITS = ("ones", "uniform")
+# What one draw of noisy BN's noise covers (DistributionNoise): the whole
+# batch, or each example (Santurkar et al.'s i.i.d. noise).
+NOISE_PER = ("batch", "example")
 # Hidden activations a model may take (the MLP's `activation`).
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh}
 
@@ -116,6 +120,7 @@ class Options:
   default_init: str = "flax_default"  # What "default" means for this model.
   noise_mean_std: float = 0.0     # noisy_batch: std of the per-step shift.
   noise_scale_std: float = 0.0    # noisy_batch: std of the per-step log scale.
+  noise_per: str = "batch"        # noisy_batch: a draw per "batch" or "example".
 
   def kernel_init_fn(self) -> Callable:
     return kernel_initializer(self.kernel_init, self.default_init)
@@ -153,6 +158,8 @@ def read_options(cfg, *, default_norm: str = "none",
       default_init=default_init,
       noise_mean_std=float(own("noise_mean_std", 0.0)),
       noise_scale_std=float(own("noise_scale_std", 0.0)),
+      noise_per=check_choice("model.noise_per", own("noise_per", "batch"),
+                             NOISE_PER),
   )
   for field in ("noise_mean_std", "noise_scale_std"):
     if not getattr(opts, field) >= 0.0:  # also rejects NaN
@@ -189,7 +196,8 @@ def normalize(x: jnp.ndarray, opts: Options, train: bool) -> jnp.ndarray:
     x = normalize(x, dataclasses.replace(opts, norm="batch"), train)
     if not train:
       return x
-    return DistributionNoise(opts.noise_mean_std, opts.noise_scale_std)(x)
+    return DistributionNoise(opts.noise_mean_std, opts.noise_scale_std,
+                             per_example=opts.noise_per == "example")(x)
   if opts.norm == "batch":
     # train=True: batch statistics, and `batch_stats` is updated (the caller
     # passes mutable=['batch_stats']); train=False: the running averages.
@@ -223,19 +231,21 @@ class DistributionNoise(nn.Module):
   'dropout' stream means no trainer change: `Trainer.apply` passes it in
   train mode. The caller applies this only in train mode (eval: plain BN).
 
-  Santurkar et al. perturb "each activation for each sample in the batch"
-  with i.i.d. noise; here one draw per activation is shared by the batch,
-  so the perturbation is an exact affine map of each activation (the
-  batch's distribution moves; no example gets noise of its own). The
-  report's noisy-BN row declares this difference.
+  By default one draw per activation is shared by the batch, so the
+  perturbation is an exact affine map of each activation (the batch's
+  distribution moves; no example gets noise of its own). `per_example`
+  (model.noise_per="example") draws for each example too, as Santurkar et
+  al. perturb "each activation for each sample in the batch" with i.i.d.
+  noise. The report's noisy-BN row names the setting a run used.
   """
   mean_std: float
   scale_std: float
+  per_example: bool = False
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     k_shift, k_scale = jax.random.split(self.make_rng("dropout"))
-    shape = x.shape[1:]  # the same draw for every example of the batch
+    shape = x.shape if self.per_example else x.shape[1:]
     shift = self.mean_std * jax.random.normal(k_shift, shape, x.dtype)
     scale = jnp.exp(self.scale_std * jax.random.normal(k_scale, shape, x.dtype))
     return x * scale + shift
