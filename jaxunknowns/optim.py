@@ -260,18 +260,21 @@ def normalized_kernels(forward, params, key, rtol: float = 1e-3) -> list:
   A probe of the function, not a structural rule: whether a norm undoes a
   kernel's scale depends on each model's wiring (BN before or after the
   ReLU, a bias in between, LayerNorm over features, residual branches), and
-  invariance is van Laarhoven's (2017) own condition. Every other leaf
-  (biases, γ, β) is first moved to a random value: at init biases are 0
-  and γ is 1, where a kernel can be invariant by accident (ReLU(2z) =
-  2·ReLU(z) before a later norm) that training then breaks. Doubling is
-  exact in floating point; BN's ε moves the output by ~ε/σ² (≪ rtol)."""
+  invariance is van Laarhoven's (2017) own condition. Every leaf is first
+  moved by a random amount: at init biases are 0 and γ is 1, where a
+  kernel can be invariant by accident (ReLU(2z) = 2·ReLU(z) before a later
+  norm) that training then breaks, and a zero-initialized kernel is
+  unchanged by doubling. Doubling is exact in floating point; BN's ε moves
+  the output by ~ε/σ² (≪ rtol)."""
   forward = jax.jit(forward)
   flat = traverse_util.flatten_dict(params)
   keys = jax.random.split(key, len(flat))
-  moved = {k: v if _is_kernel("/".join(k)) else
-           v + jax.random.normal(r, jnp.shape(v), jnp.result_type(v))
+  moved = {k: v + jax.random.normal(r, jnp.shape(v), jnp.result_type(v))
+              * (jnp.std(v) + 0.1 if _is_kernel("/".join(k)) else 1.0)
            for r, (k, v) in zip(keys, flat.items())}
   out = forward(traverse_util.unflatten_dict(moved))
+  if not jnp.any(out):  # nothing to compare a doubled kernel's output with
+    return []
   found = []
   for k in moved:
     if not _is_kernel("/".join(k)):

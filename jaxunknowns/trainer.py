@@ -70,6 +70,9 @@ from jaxunknowns.models import scale_kernels
 State = Dict[str, Any]
 
 PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Training examples the probe of optim.decay_on='normalized' runs on: enough
+# for batch statistics to be well defined, the same at every batch size.
+PROBE_EXAMPLES = 256
 
 
 class TrainingDiverged(UserError):
@@ -355,13 +358,14 @@ class Trainer:
   def _normalized_kernels(self) -> Optional[list]:
     """The kernels optim.decay_on='normalized' decays (None under another
     setting): `optim.normalized_kernels` probed in float32 on the first
-    training batch in train mode, at seed 0's init. One model, one answer
-    for every run of the program. None found is a UserError: the run would
-    decay nothing while recording a decay."""
+    PROBE_EXAMPLES training examples in train mode (not the training batch:
+    the answer must not depend on train.batch_size), at seed 0's init. One
+    model, one answer for every run of the program. None found is a
+    UserError: the run would decay nothing while recording a decay."""
     if self.config.optim.get("decay_on", "all") != "normalized":
       return None
     init = self.init_one(jax.random.PRNGKey(0))
-    x = jnp.asarray(self.dataset.train.x[:self.batch_size])
+    x = jnp.asarray(self.dataset.train.x[:PROBE_EXAMPLES])
     found = optim.normalized_kernels(
         lambda p: self._forward(p, init["batch_stats"], x, True,
                                 init["rng"])[0],
@@ -371,7 +375,8 @@ class Trainer:
           "optim.decay_on='normalized': no kernel of this model is followed "
           "by a normalization that undoes its scale (doubling any kernel "
           "changes the outputs); use optim.decay_on='kernels' or 'all', or "
-          "a model with batch norm (model.norm='batch')")
+          "batch norm right after the kernels (model.norm='batch', "
+          "model.norm_position='before')")
     logging.info("weight decay on the normalized kernels: %s",
                  ", ".join(found))
     return found

@@ -85,6 +85,27 @@ def test_no_normalized_kernel_is_a_user_error(overrides):
                                 **overrides}))
 
 
+def test_zero_initialized_kernels_of_a_net_without_norm_are_not_normalized():
+  """Doubling a zero kernel changes nothing: the probe moves kernels off
+  their init first, so a net without a norm still has none."""
+  with pytest.raises(UserError, match="no kernel of this model"):
+    trainer_of(bn_mlp_config(**{"optim.decay_on": "normalized",
+                                "model.norm": "none",
+                                "model.kernel_init": "zeros"}))
+
+
+@pytest.mark.parametrize("batch_size", [2, 8, 32])
+def test_the_probe_does_not_depend_on_the_batch_size(batch_size):
+  """Group norm with a per-unit bias before it keeps no kernel
+  scale-invariant; a probe on a batch of 2 once found some (its statistics
+  over 2 examples undo more than they do on real batches)."""
+  config = bn_mlp_config(**{"optim.decay_on": "normalized",
+                            "model.norm": "group", "model.num_groups": 4,
+                            "train.batch_size": batch_size})
+  with pytest.raises(UserError, match="no kernel of this model"):
+    trainer_of(config)
+
+
 # ---- The update, against numpy ----
 def leaf_directions(config, params, grads, normalized, wrap=lambda tx: tx):
   """{path: [direction at each step]} of config.optim's transform."""
@@ -218,6 +239,26 @@ MLP = "configs/train.py:mnist1d_mlp,runlocal"
     ("configs/max_margin.py:runlocal", ["--config.optim.decay_on=normalized",
                                         "--config.optim.weight_decay=0.01"],
      "no norm follows a linear model's kernel"),
+    # Grids: a cell whose norm keeps no kernel scale-invariant is refused
+    # before the workdir opens, not when that cell starts training.
+    ("configs/bn_placement.py:runlocal", [
+        "--config.optim.decay_on=normalized",
+        "--config.optim.weight_decay=0.001"],
+     "grid cell norm=batch, position=after: optim.decay_on='normalized'"),
+    ("configs/bn_batch_size.py:runlocal", [
+        "--config.optim.decay_on=normalized",
+        "--config.optim.weight_decay=0.001"],
+     "group norm before the activation leaves none"),
+    # A weight decay set for cells or arms that do not run is no decay.
+    ("configs/randomization.py:runlocal", [
+        "--config.ablation.true_labels=('dropout',)",
+        "--config.ablation.random_labels=()",
+        "--config.optim.decay_on=kernels"],
+     "optim.decay_on='kernels' is unused here"),
+    ("configs/memorization.py:runlocal", [
+        "--config.memorization.arms=('none','dropout')",
+        "--config.optim.decay_on=kernels"],
+     "optim.decay_on='kernels' is unused here"),
 ])
 def test_bad_decay_on_is_one_line_and_exit_2(tmp_path, config, flags, needle):
   assert_cli_one_line_error([f"--config={config}", *flags], tmp_path / "run",

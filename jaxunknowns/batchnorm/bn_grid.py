@@ -216,12 +216,25 @@ def cell_configs(config, axes: Sequence[Axis], cells: Sequence[Cell],
   for cell in cells:
     c = apply_cell(config, axes, cell)
     derive(c, cell, num_train)
-    if (c.optim.get("decay_on", "all") == "normalized"
-        and validation.norm_of(c.model) == "none"):
-      # No norm, so no kernel a norm follows: this cell decays nothing (the
-      # trainer refuses 'normalized' on a model without such a kernel).
-      c.optim.weight_decay, c.optim.decay_on = 0.0, "all"
     where = f"grid cell {describe(cell)}: "
+    if c.optim.get("decay_on", "all") == "normalized":
+      norm = validation.norm_of(c.model)
+      if norm == "none":
+        # No norm, so no kernel a norm follows: this cell decays nothing
+        # (the trainer refuses 'normalized' on a model without such a kernel).
+        c.optim.weight_decay, c.optim.decay_on = 0.0, "all"
+      elif (norm not in ("batch", "noisy_batch")
+            or c.model.get("norm_position", "before") != "before"):
+        # Checked here, before the workdir opens: the trainer's probe runs as
+        # each cell starts. A bias between kernel and norm (BN after the ReLU;
+        # group or layer norm, which keep a per-unit bias's effect) leaves no
+        # kernel scale-invariant.
+        raise UserError(
+            f"{where}optim.decay_on='normalized' decays the kernels a norm "
+            f"makes scale-invariant, and {norm} norm "
+            f"{c.model.get('norm_position', 'before')} the activation leaves "
+            "none; use optim.decay_on='kernels' or 'all', or a grid of batch "
+            "norm before the activation (and no norm)")
     try:
       validation.validate_base(c)
     except UserError as e:

@@ -84,6 +84,10 @@ def validate(config):
     validation.check_applies(
         config, f"memorization.{field}", field in arms,
         f"to the arm {field!r} only (memorization.arms={tuple(arms)})")
+  # Only that arm decays (optim.weight_decay is 0 here).
+  validation.check_applies(
+      config, "optim.decay_on", "weight_decay" in arms,
+      "only where weight decay is used (the arm 'weight_decay')")
   validation.check_int(m.record_points, "memorization.record_points", 2)
   check(0.0 < m.fit_level <= 1.0, "memorization.fit_level", m.fit_level,
         "in (0, 1]")

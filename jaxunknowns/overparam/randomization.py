@@ -117,6 +117,11 @@ def validate(config):
         f"to ablation cells with {reg!r} only (ablation.true_labels="
         f"{tuple(cells['true_labels'])}, ablation.random_labels="
         f"{tuple(cells['random_labels'])})")
+  # Only those cells decay (optim.weight_decay is 0 here).
+  validation.check_applies(
+      config, "optim.decay_on", "weight_decay" in used,
+      "only where weight decay is used (an ablation cell with "
+      "'weight_decay')")
   d = config.data
   check(d.randomization in ("", "none"), "data.randomization", d.randomization,
         "'none' here: the experiment sets each stage's randomization "
