@@ -51,7 +51,7 @@ def sam_fields(c):
   c.measure.lanczos_steps = 20    # Lanczos steps of λ_max (the largest Ritz value).
   c.measure.epsilon = 1e-3        # Keskar's ε of the ε-sharpness.
   c.measure.sharpness_iterations = 10  # Projected sign-gradient ascent steps.
-  c.measure.sharpness_step = 1.0  # Sign step as a fraction of the box half-width (1: corner to corner).
+  c.measure.sharpness_step = 1.0  # Sign step as a fraction of the box half-width (1: centre to face in one step).
   c.measure.seed = 0              # Seed of the subset and the probes.
 
 

@@ -11,6 +11,9 @@ import ml_collections
 # experiment -> its config before any variant: the value a field had in runs
 # written before the field existed (workdir.check resumes them).
 FIELD_DEFAULTS = {}
+# Fields whose default is not what runs written before them did: the value
+# those runs used (a resume must match it; a report of such a run says it).
+BEFORE_FIELD = {"measure.sharpness_step": 0.25}
 # experiment -> (fields, variants, runlocal) of its config file as last
 # loaded: what `file_values` rebuilds the file's every config from (once,
 # on first use: _FILE_CONFIGS).

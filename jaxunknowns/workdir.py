@@ -44,11 +44,13 @@ def config_differences(saved: Dict[str, Any], new: Dict[str, Any],
                        defaults: Optional[Dict[str, Any]] = None) -> List[str]:
   """Fields whose values differ. A field the saved config lacks (it was
   added to the code after that run was written) counts as equal when the
-  new config leaves it at its default (`defaults`): the run used that
-  behaviour without a name for it; and under `reference.` always: a
-  published number's description (its data, its protocol) trains nothing,
-  and the run's report keeps the reference its summary recorded."""
-  fa, fb, fd = _flatten(saved), _flatten(new), _flatten(defaults or {})
+  new config leaves it at what that run did: its default (`defaults`), or
+  its config_defaults.BEFORE_FIELD value where the default changed with
+  the field; and under `reference.` always: a published number's
+  description (its data, its protocol) trains nothing, and the run's
+  report keeps the reference its summary recorded."""
+  fa, fb = _flatten(saved), _flatten(new)
+  fd = {**_flatten(defaults or {}), **config_defaults.BEFORE_FIELD}
   return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k) and
                 not (k not in fa and (k.startswith("reference.") or (
                     k in fd and fd[k] == fb[k]))))

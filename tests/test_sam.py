@@ -354,3 +354,15 @@ def test_m_sharpness_logs_the_whole_batch_gradient_norm():
   want = np.sqrt(sum(np.sum(np.square(np.asarray(a)))
                      for a in jax.tree.leaves(g)))
   np.testing.assert_allclose(metrics["l2_grads"], want, rtol=1e-5)
+
+
+def test_a_run_before_sharpness_step_resumes_only_at_its_quarter_steps():
+  """A sam run written before measure.sharpness_step took quarter steps,
+  while the field's default is 1: resuming it at the default would measure
+  its other arms differently, so the configs differ; at 0.25 they match."""
+  from jaxunknowns.workdir import config_differences  # pylint: disable=g-import-not-at-top
+  saved = {"measure": {"epsilon": 1e-3}}
+  new = lambda step: {"measure": {"epsilon": 1e-3, "sharpness_step": step}}
+  assert config_differences(saved, new(1.0), new(1.0)) == [
+      "measure.sharpness_step"]
+  assert config_differences(saved, new(0.25), new(1.0)) == []

@@ -14,11 +14,13 @@ the estimate; it is a lower bound of the true maximum (Keskar et al. use 10
 iterations of L-BFGS-B, also a lower bound).
 
 The default step is the whole half-width: the first step lands on the
-corner that maximizes the loss's linearization, and later steps send a
-coordinate whose gradient changed sign back across the box. Quarter steps
-need four to reach a face and fall well short of scipy's converged
-L-BFGS-B maximum on a trained MLP at ε = 5e-3; whole steps find at least
-90% of it, and more than 10 L-BFGS-B iterations (tests/test_sharpness.py).
+corner that maximizes the loss's linearization, and a later step moves a
+coordinate whose gradient changed sign to the centre (each coordinate
+visits -r, 0 and r only: an interior maximum is missed, where smaller
+steps would find it). Quarter steps need four to reach a face and fell well
+short of scipy's converged L-BFGS-B maximum on a trained MLP at ε = 5e-3;
+whole steps find at least 90% of it, and more than 10 L-BFGS-B iterations
+(tests/test_sharpness.py).
 
 For a convex separable f (e.g. a diagonal quadratic) the first sign step from
 delta = 0 already points every coordinate at the box end farther from its

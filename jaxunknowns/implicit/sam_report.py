@@ -3,6 +3,7 @@
 import os
 
 from jaxunknowns import report
+from jaxunknowns.config_defaults import BEFORE_FIELD
 from jaxunknowns.implicit import papers
 
 FIGURE = "sam.png"
@@ -59,6 +60,7 @@ def plot(path, summary):
 
 def write(path, config, summary):
   m, o, arms = config.measure, config.optim, summary["arms"]
+  step = m.get("sharpness_step", BEFORE_FIELD["measure.sharpness_step"])
   plot(path, summary)
   rows = [[label, arms[arm]["steps"], arms[arm]["steps"] * arms[arm][
       "gradients_per_step"]] + [report.fmt(
@@ -80,8 +82,7 @@ def write(path, config, summary):
       f"Hutchinson trace ({m.trace_probes} Rademacher probes), λ_max "
       f"(largest Ritz value of {m.lanczos_steps} Lanczos steps), ε-sharpness "
       f"(ε = {m.epsilon:g}, {m.sharpness_iterations} projected sign-gradient "
-      # A run before the field took quarter steps.
-      f"steps of {m.get('sharpness_step', 0.25):g} × the box)", figures=[("Test accuracy, λ_max and Hessian trace per arm and "
+      f"steps of {step:g} × the box half-width)", figures=[("Test accuracy, λ_max and Hessian trace per arm and "
                           "ρ, mean ± std over seeds", FIGURE)],
       comparisons=comparisons(summary, config),
       details=["### Arms\n\n" + report.markdown_table(

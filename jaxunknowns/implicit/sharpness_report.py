@@ -69,7 +69,7 @@ def write(path, config, summary):
       f"Lanczos on {summary['hessian_subset']} training examples; ε-sharpness "
       "100 (max L − L)/(1 + L) over |δ_i| ≤ ε(|x_i| + 1) by "
       f"{config.sharpness.iterations} projected sign-gradient steps of "
-      f"{config.sharpness.step:g} × the box on "
+      f"{config.sharpness.step:g} × the box half-width on "
       f"{summary['sharpness_subset']} examples",
       figures=[("Top Hessian eigenvalue along training, mean ± std over seeds",
                 FIGURE)] if plot(path, summary) else [],
