@@ -272,8 +272,9 @@ def flatness(grid, out, unit: float = 1.0) -> Dict[str, Dict[str, Any]]:
   per_run = []
   for sl, loss, acc in zip(out["slice_loss"], out["surface_loss"],
                            out["surface_accuracy"]):
-    # The trained network sits where both axes are 0: the middle index only
-    # for an odd number of points on a symmetric range.
+    # The trained network sits where both axes are 0 (the grid point
+    # nearest it where 0 is not on the grid): the middle index only for an
+    # odd number of points on a symmetric range.
     mid = tuple(int(np.argmin(np.abs(x))) for x in (
         grid["surface"], grid.get("surface_b", grid["surface"])))
     centre = float(loss[mid])

@@ -61,7 +61,8 @@ ANOTHER_CLASS = "another class (p of labels wrong)"
 _NOTEBOOK = {"model": "mlp", "hidden_layers": 2, "data": "mnist1d",
              "optimizer": "momentum 0.01", "batch": 100, "epochs": 500,
              "noisy labels": ANY_CLASS}
-# The notebook's saved outputs (notebooks/deep-double-descent.ipynb, one
+# The notebook's saved outputs (greydanus/mnist1d at 9129ceb, notebooks/
+# deep-double-descent.ipynb; another saved version holds other numbers), one
 # run per width, widths np.unique(np.geomspace(2, 300, 20, dtype=int))): with
 # 15% noise, test error 48.97% at h = 9, 50.28% at h = 12, 47.24% at h = 16
 # (no h = 8). The report takes the lowest of our widths in 8–16, so the
@@ -186,8 +187,8 @@ LEE_LINEAR = Reference(
     "linearization around w_0, and its test accuracy that of kernel "
     "regression with Θ_0.", "Lee et al. 2019, Sec. 2-3", protocol=_LEE)
 # Fort et al.'s kernel distance is 1 − cos θ of two kernels, ours (ntk.
-# kernel_angle) θ itself: for a claim of which phase is faster the two are
-# the same measure (1 − cos θ ≈ θ²/2), so the protocols name what they share.
+# kernel_angle) θ itself: at a fixed dt (1 − cos θ ≈ θ²/2) the two rank the
+# phases' speeds alike, so the protocols name what they share.
 KERNEL_ANGLE = "from the cosine of the two kernels (scale-free)"
 FORT_EARLY = Reference(
     "The empirical NTK changes fastest early in training (its velocity falls "
