@@ -300,7 +300,7 @@ def test_width_sweep_verdicts_flip_at_their_thresholds():
   that matches (the optimizer). Spreads by hand in the comments."""
   from jaxunknowns.overparam import width_sweep_report as wsr  # pylint: disable=g-import-not-at-top
   config = load_config("width_sweep", "mnist1d,runlocal")
-  config.optim.lr, config.train.batch_size = 0.01, 64
+  config.optim.lr, config.train.batch_size = 0.001, 64  # their code's
   widths = [4, 8, 16, 32]
 
   def summary(test, u_dist, train=(0.2, 0.0, 0.0, 0.0)):
