@@ -36,7 +36,7 @@ def arm(**sections) -> ml_collections.ConfigDict:
 
 def landscape_fields(c):
   c.experiment = "landscape"
-  c.seeds = 2                     # Seeds per arm (interpolation "seeds" needs 2).
+  c.seeds = 3                     # Seeds per arm (interpolation "seeds" needs 2; on 2 a paired row's 2 × std is a t of 2.8 on one degree of freedom).
   c.epochs = 5.0                  # Budget per arm in epochs (train.steps = epochs x N / batch); 0 = train.steps.
   c.arms = ml_collections.ConfigDict()  # Named overrides, set by the variants.
   c.compare = ()                  # Arms to run, in order (a tuple of names of `arms`).
@@ -85,8 +85,7 @@ def bn(c):
 def trajectory(c):
   """Li et al. Fig. 9: the small- and large-batch arms, each drawn on the
   plane of its own optimization path."""
-  batch_size(c)
-  c.seeds = 3                     # Explained variance over 3 paths per arm.
+  batch_size(c)                   # 3 seeds: explained variance over 3 paths per arm.
   c.landscape.interpolation = "none"
   c.landscape.directions = "pca"
   c.landscape.path_points = 41    # Every 1/40 of training, both ends included.

@@ -151,7 +151,7 @@ def tiny_config(variant="batch_size"):
        "landscape.num_examples": 128, "landscape.points_2d": 3,
        # 5 points on [-0.5, 1.5]: t = 0 and t = 1, the solutions, on it.
        "landscape.points_1d": 3, "landscape.points_interp": 5,
-       "epochs": 0.25}, root=str(ROOT))
+       "epochs": 0.25, "seeds": 2}, root=str(ROOT))
 
 
 def test_end_to_end_tiny_run(tmp_path):
