@@ -868,6 +868,11 @@ def test_nakkiran_rows_name_the_label_noise_convention():
             "any class (p(1 − 1/C) of labels wrong) here") in reasons
   assert not compare.protocol_differences(
       {"noisy labels": papers.NOTEBOOK_SMALL.protocol["noisy labels"]}, ours)
+  # The epoch-wise rows read the first curve only: its level, not every one.
+  config = load_config("double_descent", "mnist1d_epochwise")
+  config.sweep.label_noise = (0.15, 0.3)
+  assert ddr.our_protocol(config, {"train_examples": 4000}, [0.15])[
+      "label noise"] == "15%"
 
 
 def test_a_measure_of_one_hidden_layer_says_why_it_is_missing():

@@ -22,13 +22,14 @@ def recorded_steps(summary) -> int:
   return len(summary["curves"][0]["points"][0]["over_training"]["steps"])
 
 
-def our_protocol(config, summary):
-  """papers.our_protocol with the sweep's label noise: its levels and how a
-  noisy label is drawn (data.transforms.label_noise: any class)."""
+def our_protocol(config, summary, levels=None):
+  """papers.our_protocol with the sweep's label noise: its levels (`levels`:
+  those the rows read, else every level of the sweep) and how a noisy label
+  is drawn (data.transforms.label_noise: any class)."""
   return papers.our_protocol(
       config, summary["train_examples"], **{
-          "label noise": ", ".join(f"{100 * p:g}%"
-                                   for p in config.sweep.label_noise),
+          "label noise": ", ".join(f"{100 * p:g}%" for p in (
+              config.sweep.label_noise if levels is None else levels)),
           "noisy labels": papers.ANY_CLASS})
 
 
@@ -97,7 +98,7 @@ def epoch_comparisons(config, summary):
   c, gap = summary["curves"][0], PEAK_MIN_GAP
   points, h = c["points"], c.get("interpolation_width")
   at = {q["width"]: read_curves(q["over_training"]) for q in points}
-  ours = our_protocol(config, summary)
+  ours = our_protocol(config, summary, [c["label_noise"]])  # the curve read
   rows = [(points[0]["width"], "rise", compare.at_most,
            papers.NAKKIRAN_EPOCH_SMALL, "no rise"),
           (h or points[-1]["width"], "early_stopping_gain", compare.at_least,
