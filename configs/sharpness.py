@@ -43,8 +43,9 @@ def sharpness_fields(c):
   c.hessian.subset_size = 1000    # Fixed training subset of the Hessian.
   c.sharpness = ml_collections.ConfigDict()
   c.sharpness.epsilons = (1e-3, 5e-4)  # Keskar's eps values.
-  c.sharpness.iterations = 10     # Projected sign-gradient ascent steps (Keskar: 10 L-BFGS-B steps).
-  c.sharpness.step = 1.0          # Sign step as a fraction of the box half-width eps(|x|+1) (1: centre to face in one step).
+  c.sharpness.maximiser = "sign_ascent"  # "sign_ascent" or "lbfgsb" (scipy's L-BFGS-B, Keskar et al.'s).
+  c.sharpness.iterations = 10     # Steps of the maximiser (Keskar: 10 L-BFGS-B iterations).
+  c.sharpness.step = 1.0          # sign_ascent: step as a fraction of the box half-width eps(|x|+1) (1: centre to face in one step).
   c.sharpness.subset_size = 5000  # Fixed random training subset of the sharpness loss (0 = all).
   c.sharpness.chunk_size = 1000   # Examples per forward pass (divides subset_size; 0 = all at once).
   c.sharpness.seed = 0            # Seed of the subset.

@@ -37,6 +37,8 @@ from typing import Callable, Dict
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from jaxunknowns.errors import UserError
 
@@ -96,3 +98,40 @@ def network_sharpness_fn(loss: Callable, epsilon: float, *,
     out.pop("delta")
     return out
   return jax.jit(jax.vmap(one))
+
+
+def lbfgsb_sharpness_fn(loss: Callable, epsilon: float, *,
+                        iterations: int = 10) -> Callable:
+  """Keskar et al.'s own maximiser: scipy's L-BFGS-B on −loss over the box,
+  `iterations` iterations (theirs: 10), from δ = 0, run after run on the
+  host (scipy has no batched form) with one compiled value and gradient.
+  fn(params [R, ...], batch_stats [R, ...]) -> {sharpness, loss, max_loss}:
+  [R], as `network_sharpness_fn`. The largest loss any evaluation saw is
+  kept (L-BFGS-B returns its last iterate, which a line search may leave
+  below an earlier one)."""
+  from scipy.optimize import fmin_l_bfgs_b  # pylint: disable=g-import-not-at-top
+
+  def fn(params, batch_stats):
+    runs = jax.tree.leaves(params)[0].shape[0]
+    one = lambda tree, r: jax.tree.map(lambda a: a[r], tree)
+    _, unravel = ravel_pytree(one(params, 0))
+    negative = jax.jit(jax.value_and_grad(
+        lambda v, stats: -loss(unravel(v), stats)))
+    out = {"sharpness": [], "loss": [], "max_loss": []}
+    for r in range(runs):
+      flat, _ = ravel_pytree(one(params, r))
+      x0, stats = np.asarray(flat, np.float64), one(batch_stats, r)
+      radius = epsilon * (np.abs(x0) + 1.0)
+      seen = []
+      def objective(delta):
+        value, grad = negative(jnp.asarray(x0 + delta, flat.dtype), stats)
+        seen.append(-float(value))
+        return float(value), np.asarray(grad, np.float64)
+      fmin_l_bfgs_b(objective, np.zeros_like(x0), maxiter=iterations,
+                    bounds=list(zip(-radius, radius)))
+      base, best = seen[0], max(seen)  # the first evaluation is at δ = 0
+      out["sharpness"].append(100.0 * (best - base) / (1.0 + base))
+      out["loss"].append(base)
+      out["max_loss"].append(best)
+    return {k: np.asarray(v) for k, v in out.items()}
+  return fn

@@ -11,9 +11,11 @@ evenly spaced steps and at the end. At the end, per seed:
 * the top Hessian eigenvalue of the training loss on the `hessian` subset
   (Lanczos; BatchNorm in eval mode) -- the callback's last value;
 * Keskar's epsilon-sharpness for each eps of `sharpness.epsilons`
-  (analysis/sharpness.py: box |delta_i| <= eps (|x_i| + 1), projected sign
-  gradient ascent, 100 (max L - L) / (1 + L)) on the training loss of a
-  fixed subset of `sharpness.subset_size` examples.
+  (analysis/sharpness.py: box |delta_i| <= eps (|x_i| + 1), 100 (max L - L)
+  / (1 + L)) on the training loss of a fixed subset of
+  `sharpness.subset_size` examples, the max by `sharpness.maximiser`:
+  "sign_ascent" (projected sign-gradient ascent, all seeds in one compiled
+  call) or "lbfgsb" (scipy's L-BFGS-B, Keskar et al.'s, seed by seed).
 
 Each arm is a stage (stages.run_stage in arms/NAME): a finished arm is not
 redone. summary.json holds per-arm mean ± std over seeds; report.md compares
@@ -36,6 +38,7 @@ from jaxunknowns.implicit import landscape_arms
 from jaxunknowns.metrics import MetricWriter, stats
 from jaxunknowns.models import layers
 
+MAXIMISERS = ("sign_ascent", "lbfgsb")  # sharpness.maximiser
 
 def validate(config):
   validation.validate_base(config)
@@ -51,6 +54,11 @@ def validate(config):
   validation.check_int(s.iterations, "sharpness.iterations", 1)
   check(0 < s.step <= 1, "sharpness.step", s.step,
         "in (0, 1] (a fraction of the box half-width)")
+  check(s.maximiser in MAXIMISERS, "sharpness.maximiser", s.maximiser,
+        f"one of {', '.join(map(repr, MAXIMISERS))}")
+  validation.check_applies(config, "sharpness.step",
+                           s.maximiser == "sign_ascent",
+                           "to sharpness.maximiser='sign_ascent' only")
   validation.check_int(s.subset_size, "sharpness.subset_size", 0, "0 = all")
   validation.check_int(s.chunk_size, "sharpness.chunk_size", 0,
                        "0 = all at once")
@@ -85,8 +93,10 @@ def build_arms(config) -> Dict[str, Any]:
                                 has_batch_stats=trainer.has_batch_stats,
                                 chunk_size=s.chunk_size,
                                 chunk_field="sharpness.chunk_size")
-    fns = {float(e): sharpness_lib.network_sharpness_fn(
-        loss, float(e), iterations=s.iterations, step=s.step)
+    fns = {float(e): sharpness_lib.lbfgsb_sharpness_fn(
+        loss, float(e), iterations=s.iterations)
+           if s.maximiser == "lbfgsb" else sharpness_lib.network_sharpness_fn(
+               loss, float(e), iterations=s.iterations, step=s.step)
            for e in s.epsilons}
     out[name] = (trainer, callback, fns, len(y))
   return out

@@ -25,6 +25,15 @@ def plot(path, summary) -> bool:
   return drawn
 
 
+def lbfgsb(config) -> bool:
+  return config.sharpness.get("maximiser", "sign_ascent") == "lbfgsb"
+
+
+def maximiser(config) -> str:
+  """In the words of papers.KESKAR_SETTING's "sharpness maximiser"."""
+  return "L-BFGS-B" if lbfgsb(config) else "projected sign-gradient ascent"
+
+
 def comparisons(summary, config):
   """Keskar et al.'s directions: the last arm (large batch) against the
   first."""
@@ -33,8 +42,7 @@ def comparisons(summary, config):
   out = report.Rows({
       "optimizer": config.optim.name, "small batch": small["batch_size"],
       "large batch": f"{100 / large['steps_per_epoch']:.0f}% of the training "
-                     "set", "sharpness maximiser": "projected sign-gradient "
-                                                   "ascent"})
+                     "set", "sharpness maximiser": maximiser(config)})
   # (quantity, reference, the arm's stat, scale, digits)
   rows = [("test accuracy (%)", papers.KESKAR_WORSE,
            lambda arm: arm["final"]["test"]["accuracy"], 100.0, 2),
@@ -68,9 +76,10 @@ def write(path, config, summary):
       setup=f"{summary['epochs']:g} epochs per arm; top Hessian eigenvalue by "
       f"Lanczos on {summary['hessian_subset']} training examples; ε-sharpness "
       "100 (max L − L)/(1 + L) over |δ_i| ≤ ε(|x_i| + 1) by "
-      f"{config.sharpness.iterations} projected sign-gradient steps of "
-      f"{config.sharpness.step:g} × the box half-width on "
-      f"{summary['sharpness_subset']} examples",
+      f"{config.sharpness.iterations} {maximiser(config)} "
+      + ("iterations" if lbfgsb(config) else
+         f"steps of {config.sharpness.step:g} × the box half-width")
+      + f" on {summary['sharpness_subset']} examples",
       figures=[("Top Hessian eigenvalue along training, mean ± std over seeds",
                 FIGURE)] if plot(path, summary) else [],
       comparisons=comparisons(summary, config),
