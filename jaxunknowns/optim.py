@@ -98,8 +98,9 @@ def decay_on_words(cfg) -> str:
   return DECAY_ON[cfg.get("decay_on", "all")]
 
 
-def _leaf_path(key_path) -> str:
-  """'module/submodule/kernel', as `param_paths` names a leaf."""
+def leaf_path(key_path) -> str:
+  """'module/submodule/kernel' of a jax key path, as `param_paths` names a
+  leaf (mask files and layer names use it too)."""
   return "/".join(str(getattr(k, "key", k)) for k in key_path)
 
 
@@ -123,7 +124,7 @@ def decay_mask(cfg, normalized=None):
                     "kernels; use optim.decay_on='kernels' or 'all'")
   chosen = _is_kernel if on == "kernels" else frozenset(normalized).__contains__
   return lambda params: jax.tree_util.tree_map_with_path(
-      lambda key_path, _: chosen(_leaf_path(key_path)), params)
+      lambda key_path, _: chosen(leaf_path(key_path)), params)
 
 
 def _decay(cfg, mask):

@@ -98,8 +98,8 @@ def filter_normalized_directions(key, params: Tree, k: int) -> Tree:
 def path_pca(path: np.ndarray, k: int = 2) -> Dict[str, np.ndarray]:
   """PCA of an optimization path: `path` [n, P] holds the flattened iterates
   in order, the trained network last. As Li et al.'s Sec. 7 does, the rows
-  M = θ_i − θ_n (i < n) (their code adds θ_n's zero row too) are centred for the PCA and left uncentred for
-  the coordinates. Returns `directions` [k, P] (orthonormal), `explained`
+  M = θ_i − θ_n (i < n) (their code adds θ_n's zero row too) are centred
+  for the PCA and left uncentred for the coordinates. Returns `directions` [k, P] (orthonormal), `explained`
   (every component's share of M's centred variance, largest first) and
   `coords` [n, k]: each iterate's projection relative to θ_n (the last is 0).
 

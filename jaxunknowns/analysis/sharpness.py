@@ -5,13 +5,14 @@ For a loss f and parameters x, the box
 and the sharpness
     phi(x, f, eps) = 100 * (max_{delta in C_eps} f(x + delta) - f(x)) / (1 + f(x)).
 (Keskar et al. define it with a general A; here A = I, the full space of
-their Table 3; their Table 4 takes a random 100-dimensional subspace.) The maximum is taken by projected *sign* gradient
-ascent: delta <- clip(delta + step * r * sign(grad f(x + delta)), -r, r) with
-r = eps (|x| + 1). Sign steps are the steepest ascent for a box (an l_inf
+their Table 3; their Table 4 takes a random 100-dimensional subspace.) The
+maximum is taken by projected *sign* gradient ascent:
+    delta <- clip(delta + step * r * sign(grad f(x + delta)), -r, r)
+with r = eps (|x| + 1). Sign steps are the steepest ascent for a box (an l_inf
 geometry after scaling by r), and clipping is the exact projection. The
 largest f seen at any iterate is returned, so more iterations never lower
 the estimate; it is a lower bound of the true maximum (Keskar et al. use 10
-iterations of L-BFGS-B, also a lower bound).
+iterations of L-BFGS-B, also a lower bound: `lbfgsb_sharpness_fn`).
 
 The default step is the whole half-width: the first step lands on the
 corner that maximizes the loss's linearization, and a later step moves a

@@ -82,8 +82,9 @@ def write(path, config, summary):
       f"Hutchinson trace ({m.trace_probes} Rademacher probes), λ_max "
       f"(largest Ritz value of {m.lanczos_steps} Lanczos steps), ε-sharpness "
       f"(ε = {m.epsilon:g}, {m.sharpness_iterations} projected sign-gradient "
-      f"steps of {step:g} × the box half-width)", figures=[("Test accuracy, λ_max and Hessian trace per arm and "
-                          "ρ, mean ± std over seeds", FIGURE)],
+      f"steps of {step:g} × the box half-width)",
+      figures=[("Test accuracy, λ_max and Hessian trace per arm and ρ, mean "
+                "± std over seeds", FIGURE)],
       comparisons=comparisons(summary, config),
       details=["### Arms\n\n" + report.markdown_table(
           ["arm", "steps", "gradient evaluations", "test acc (%)",

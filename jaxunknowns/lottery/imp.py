@@ -198,7 +198,7 @@ def layer_rates(config, params_template) -> Dict[str, float]:
     raise UserError(f"prune.layer_rates names layers that do not exist "
                     f"({', '.join(unknown)}); the prunable layers are: "
                     f"{', '.join(names)}")
-  kernels = {"/".join(str(getattr(k, "key", k)) for k in path[:-1]): leaf
+  kernels = {optim.leaf_path(path[:-1]): leaf
              for path, leaf in jax.tree_util.tree_leaves_with_path(
                  params_template)}
   if p.conv_fraction != -1 and not any(
@@ -493,7 +493,7 @@ def _early_stop_per_seed(rows, level, variant):
 def save_masks(workdir, level, masks):
   """The level's ticket masks (one per seed) as masks/level_LL.npz."""
   paths.makedirs(workdir.file("masks"))
-  flat = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
+  flat = {optim.leaf_path(path): np.asarray(leaf)
           for path, leaf in jax.tree_util.tree_leaves_with_path(masks)}
   path = workdir.file("masks", f"level_{level:02d}.npz")
   if paths.exists(path):  # a resume recomputes a finished level's masks
@@ -519,7 +519,7 @@ def load_initial_mask(config, params_template):
                     f"({type(e).__name__})") from e
   leaves = []
   for kpath, leaf in jax.tree_util.tree_leaves_with_path(template):
-    name = "/".join(str(getattr(k, "key", k)) for k in kpath)
+    name = optim.leaf_path(kpath)
     if name not in saved or saved[name].shape[1:] != leaf.shape:
       raise UserError(
           f"prune.initial_mask={path!r} is from another architecture: "

@@ -50,8 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxunknowns import (experiments, paths, prng, pruning, runs, stages,
-                         validation)
+from jaxunknowns import (experiments, optim, paths, prng, pruning, runs,
+                         stages, validation)
 from jaxunknowns.errors import UserError
 from jaxunknowns.lottery import imp
 from jaxunknowns.metrics import MetricWriter, stats
@@ -144,7 +144,7 @@ def load_imp_masks(path, params_template, num_seeds):
   template = pruning.ones_mask(params_template)
   leaves = []
   for kpath, leaf in jax.tree_util.tree_leaves_with_path(template):
-    name = "/".join(str(getattr(k, "key", k)) for k in kpath)  # imp.save_masks
+    name = optim.leaf_path(kpath)  # as imp.save_masks
     got = saved.get(name)
     if got is None or got.shape[1:] != leaf.shape:
       raise UserError(

@@ -3,8 +3,8 @@
 The model files build their layers from these helpers so that `model.norm`,
 `model.norm_position`, `model.kernel_init`, `model.bn_scale_init` and
 `model.dropout` (and `model.noise_mean_std` / `model.noise_scale_std` /
-`model.noise_per` of norm="noisy_batch") mean the same thing in every architecture, and every bad value
-fails the same way (a one-line `UserError` naming the field and the valid
+`model.noise_per` of norm="noisy_batch") mean the same thing in every
+architecture, and every bad value fails the same way (a one-line `UserError` naming the field and the valid
 values) when the model is *created*, before anything is traced or written.
 """
 
