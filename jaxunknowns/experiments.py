@@ -109,7 +109,9 @@ def register(name: str, validate: Callable = lambda config: None,
              own_fields: Tuple[str, ...] = (), float64: bool = False):
   if isinstance(report, str):
     # Imported only once a run has trained: a misspelt module would
-    # surface then, after hours. Found now, without importing it.
+    # surface then, after hours. Found now, without importing it (the
+    # function itself is looked up on import: tests/test_cli.py resolves
+    # every registered one).
     module, _, function = report.partition(":")
     try:  # find_spec imports the parents: a misspelt package raises
       spec = importlib.util.find_spec(module)

@@ -161,10 +161,17 @@ def test_lbfgsb_finds_the_analytic_maximum_run_by_run():
                              rtol=1e-4)
 
 
-def test_end_to_end_with_lbfgsb_says_so(tmp_path):
+def test_end_to_end_with_lbfgsb_says_so(tmp_path, monkeypatch):
+  """The run measures with L-BFGS-B (a spy counts its builds: one per arm
+  and ε), and its report says so."""
+  built = []
+  real = sharpness.lbfgsb_sharpness_fn
+  monkeypatch.setattr(sharpness, "lbfgsb_sharpness_fn",
+                      lambda *a, **k: built.append(a) or real(*a, **k))
   config = tiny_config()
   config.sharpness.maximiser = "lbfgsb"
   summary = run_in_process(config, tmp_path / "run")
+  assert len(built) == 2 * len(config.sharpness.epsilons)
   for arm in summary["arms"].values():
     assert all(v > 0 for v in arm["sharpness"]["0.001"]["per_seed"])
   text = (tmp_path / "run" / "report.md").read_text()
