@@ -29,7 +29,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxunknowns import config_loading, errors
+from jaxunknowns import config_loading, errors, preemption
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/train.py:variant.",
@@ -180,6 +180,15 @@ def exit_interrupted():
   os._exit(130)  # pylint: disable=protected-access
 
 
+def exit_preempted(stopped):
+  """SIGTERM, once a fit saved its step (preemption.py): one line, exit
+  143 (128 + SIGTERM), as every process of the run says it. A normal exit:
+  the saves have landed, and JAX's shutdown meets the other processes."""
+  sys.stderr.write(f"{stopped}\n")
+  sys.stderr.flush()
+  sys.exit(preemption.EXIT_STATUS)
+
+
 def main(argv):
   errors.refuse_arguments(argv)
   logging.get_absl_handler().addFilter(QuietLibraries())
@@ -189,12 +198,15 @@ def main(argv):
     distributed.initialize(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
         enabled={"auto": None, "on": True, "off": False}[_DISTRIBUTED.value])
+    preemption.install()
     config = config_loading.from_flag(_CONFIG)
     references = validation.references_of(
         config_flags.get_config_filename(flags.FLAGS["config"]))
     run(config, _WORKDIR.value, _OVERWRITE.value, references)
   except KeyboardInterrupt:
     exit_interrupted()
+  except preemption.Preempted as stopped:
+    exit_preempted(stopped)
   except Exception as e:  # pylint: disable=broad-except
     error = errors.user_error(e, _WORKDIR.value)
     distributed = sys.modules.get("jaxunknowns.distributed")

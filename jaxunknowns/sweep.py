@@ -43,7 +43,7 @@ import shlex
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from jaxunknowns import config_loading, errors, executors, paths
+from jaxunknowns import config_loading, errors, executors, paths, preemption
 from jaxunknowns.errors import UserError
 from jaxunknowns.workdir import (CONFIG_FILE, SUMMARY_FILE, Workdir,
                                  read_saved, require_path)
@@ -908,6 +908,7 @@ def _cli():
           f"{cluster}: a sweep here would run once per host, every copy "
           f"writing the same runs; {SEVERAL_HOSTS}"))
     logging.get_absl_handler().addFilter(main_lib.QuietLibraries())
+    preemption.install()  # the local executor's runs stop as main's do
     try:
       config_flag = flag_values["config"]
       config = config_loading.from_flag(config_flag)
@@ -927,6 +928,8 @@ def _cli():
                     max_retries=flag_values.max_retries))
     except KeyboardInterrupt:  # finished runs stay; the rest resume
       main_lib.exit_interrupted()
+    except preemption.Preempted as stopped:  # the same, from its checkpoint
+      main_lib.exit_preempted(stopped)
     except Exception as e:  # pylint: disable=broad-except
       # A full or unwritable disk under the root (the aggregate's own
       # files), as `main` says it for a run; anything else is a bug.

@@ -49,6 +49,7 @@ Anatomy (one banner per part): Input, Model & state, Update, Evals, Loop.
 import dataclasses
 import functools
 import os
+import signal
 import time
 from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
                     Tuple)
@@ -60,7 +61,8 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxunknowns import batching, distributed, optim, prng, validation
+from jaxunknowns import (batching, distributed, optim, preemption, prng,
+                         validation)
 from jaxunknowns.checkpoints import Checkpoints
 from jaxunknowns.errors import UserError
 from jaxunknowns.losses import LOSSES
@@ -804,6 +806,7 @@ class Trainer:
   # ---------------------------------------------------------------------------
   # Loop
   # ---------------------------------------------------------------------------
+  @preemption.listening()  # a SIGTERM meanwhile: stop at a chunk's end
   def fit(self, state: State, *, steps: int, data_seeds: Sequence[int],
           writer: MetricWriter, run_labels: Sequence[Mapping[str, Any]],
           checkpoint_dir: Optional[str] = None,
@@ -912,6 +915,16 @@ class Trainer:
         checkpoints.keep_timing(step, timed_steps + step - start_step,
                                 timed_seconds + time.time() - t0)
         exit_if_asked("checkpointed", step, checkpoints)
+      if preemption.requested():  # SIGTERM (preemption.py): save, stop
+        if pending is not None:
+          self._log_train(writer, run_labels, *pending, alive)
+        if checkpoints is not None and not (at(tc.checkpoint_every)
+                                            or step == steps):
+          checkpoints.save(step, state)
+          checkpoints.keep_timing(step, timed_steps + step - start_step,
+                                  timed_seconds + time.time() - t0)
+        self._close(writer, checkpoints, snapshots)
+        raise preemption.Preempted(step, saved=checkpoints is not None)
       now = time.time()
       if now - last_log > 10 or step == steps or (evals and at(tc.eval_every)):
         rate = (step - start_step) / max(now - t0, 1e-9)
@@ -922,14 +935,22 @@ class Trainer:
     wall = time.time() - t0
     if not evals:  # already finished (resumed at the end): measure again
       evals = self.evaluate_all(state)
-    for ck in (checkpoints, snapshots):
-      if ck is not None:
-        ck.close()
-    writer.flush()
+    self._close(writer, checkpoints, snapshots)
+    if preemption.pending():  # a SIGTERM after the loop's last question
+      raise preemption.Preempted(step, saved=checkpoints is not None)
     timed_steps += step - start_step
     timed_seconds += wall
     rate = timed_steps / timed_seconds if timed_steps and timed_seconds else 0.0
     return FitResult(state, evals, rate, timed_seconds, resumed_from)
+
+  @staticmethod
+  def _close(writer, *checkpoints):
+    """The end of a fit, also one stopped for SIGTERM: the saves landed
+    (close waits for them), the rows written."""
+    for ck in checkpoints:
+      if ck is not None:
+        ck.close()
+    writer.flush()
 
   def finite_runs(self, state: State) -> np.ndarray:
     """[R] bool: the runs whose parameters are all finite."""
@@ -1032,11 +1053,16 @@ def join_metrics(parts, xp=jnp):
 def exit_if_asked(point: str, step: int, checkpoints=None):
   """Kill-point tests (tests/test_resume.py): with JAXUNKNOWNS_EXIT_AT set to
   POINT:STEP, the process ends here at once, with no cleanup, as kill -9
-  would end it (after the checkpoint being saved, if any, has landed)."""
-  if os.environ.get("JAXUNKNOWNS_EXIT_AT") == f"{point}:{step}":
+  would end it (after the checkpoint being saved, if any, has landed);
+  set to sigterm@POINT:STEP, the process sends itself SIGTERM there, as a
+  preempted machine's notice (preemption.py)."""
+  asked = os.environ.get("JAXUNKNOWNS_EXIT_AT")
+  if asked == f"{point}:{step}":
     if checkpoints is not None:
       checkpoints.wait()
     os._exit(137)  # pylint: disable=protected-access
+  if asked == f"sigterm@{point}:{step}":  # a preemption notice, right here
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _common_labels(run_labels) -> Dict[str, Any]:

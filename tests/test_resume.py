@@ -481,3 +481,69 @@ def test_a_finished_run_leaves_no_torn_metrics_line(tmp_path):
   assert metrics.read_text() == clean
   for line in clean.splitlines():
     json.loads(line)
+
+
+def test_sigterm_saves_the_step_reached_and_the_rerun_ends_as_a_straight_run(
+    tmp_path):
+  """SIGTERM, a preempted machine's notice, ended a run at once: the steps
+  since its last periodic checkpoint (here 40 steps apart) were lost. Now
+  the fit saves the step it reached (30), says so in one line, exits 143,
+  and the same command resumes from there to the numbers of a run never
+  stopped. The signal is real, sent by the process to itself at step 30."""
+  config = "configs/train.py:mnist1d_mlp,runlocal"
+  flags = ("--config.seeds=2", "--config.train.steps=60",
+           "--config.train.checkpoint_every=40")
+  stopped, straight = tmp_path / "stopped", tmp_path / "straight"
+  first = cli(config, stopped, *flags, exit_at="sigterm@logged:30")
+  assert first.returncode == 143, first.stderr[-3000:]
+  assert "Traceback" not in first.stderr
+  assert first.stderr.strip().splitlines()[-1] == (
+      "stopped by SIGTERM at step 30, saved in a checkpoint: rerun the same "
+      "command to resume from it")
+  assert sorted(os.listdir(stopped / "checkpoints")) == ["30", "timing.json"]
+  assert not (stopped / "summary.json").exists()
+  rerun = cli(config, stopped, *flags)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert "resuming from the checkpoint at step 30" in rerun.stderr
+  assert cli(config, straight, *flags).returncode == 0
+  assert_same_rows(stopped, straight)
+  got, want = (read_json(w / "summary.json") for w in (stopped, straight))
+  assert got["final"] == want["final"]  # exactly equal floats on CPU
+
+
+SIGTERMS_IN_A_COMPILE = """
+import os, signal, sys, threading, time
+import jax, jax.numpy as jnp
+from jaxunknowns import preemption
+preemption.install()
+def long_to_compile(x):  # some seconds of XLA compile, in C++
+  for i in range(3000):
+    x = jnp.sin(x) * (i + 1.0) + jnp.cos(x[::-1])
+  return x
+lowered = jax.jit(long_to_compile).lower(jnp.ones(64))
+def notices():
+  for _ in range(2):
+    time.sleep(0.3)
+    os.kill(os.getpid(), signal.SIGTERM)
+with preemption.listening():
+  threading.Thread(target=notices, daemon=True).start()
+  lowered.compile()
+  print("compiled")
+"""
+
+
+def test_a_second_sigterm_stops_at_once_even_inside_a_compile():
+  """Python runs a signal handler only when the main thread is back in
+  Python, which an XLA compile may not be for minutes: the second SIGTERM
+  (the first only asks the fit to stop at its next boundary) ends the
+  process from the watcher thread mid-compile, not after it."""
+  proc = subprocess.run([sys.executable, "-c", SIGTERMS_IN_A_COMPILE],
+                        cwd=ROOT, env=ENV, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 143, proc.stderr[-2000:]
+  assert "compiled" not in proc.stdout
+  assert proc.stderr.strip().splitlines()[-2:] == [
+      "SIGTERM: stopping after the steps in flight, once a checkpoint of "
+      "them is saved (a second SIGTERM stops at once)",
+      "terminated by SIGTERM: rerun the same command to resume from the "
+      "last checkpoint"]

@@ -6,6 +6,7 @@ and jax.distributed are fixed once per process.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -281,6 +282,52 @@ def test_a_process_whose_peer_dies_stops_in_one_line(tmp_path):
       "error: another process of this run stopped"), err[-2000:]
   assert "Traceback" not in err
   assert time.monotonic() - start < 30
+
+
+def test_sigterm_to_one_process_stops_all_at_one_saved_step(tmp_path):
+  """A multi-process run ignored SIGTERM (a preempted host's notice): JAX's
+  preemption service takes the signal and waits to be asked, and nothing
+  asked, so the run trained on until its machines were taken. Now every
+  process saves the same step (agreed through that service), says so in
+  one line and exits 143; the same command resumes from it, to the summary
+  of one process driving two devices."""
+  flags = ["--config.train.steps=600", "--config.train.checkpoint_every=500"]
+  port = _free_port()
+  procs = [subprocess.Popen(
+      _main(tmp_path / "two", *flags, f"--coordinator_address=localhost:{port}",
+            "--num_processes=2", f"--process_id={pid}"), env=_env(1),
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for pid in range(2)]
+  try:
+    for line in procs[0].stderr:  # until it trains
+      if "steps/s" in line:
+        break
+    procs[1].send_signal(signal.SIGTERM)
+    errs = [line + p.communicate(timeout=120)[1] if i == 0 else
+            p.communicate(timeout=120)[1] for i, p in enumerate(procs)]
+  finally:
+    for p in procs:
+      p.kill()
+  last = [err.strip().splitlines()[-1] for err in errs]
+  for p, err in zip(procs, errs):
+    assert p.returncode == 143, err[-2000:]
+  assert last[0] == last[1] and last[0].startswith("stopped by SIGTERM at "
+                                                   "step "), last
+  step = int(last[0].split()[5].rstrip(","))
+  assert 0 < step < 500  # not a periodic checkpoint: the one it saved
+  assert str(step) in os.listdir(tmp_path / "two" / "checkpoints")
+  for rc, _, err in _two_processes(tmp_path / "two",
+                                   extra_for={0: flags, 1: flags}):
+    assert rc == 0, err[-3000:]
+  assert f"resuming from the checkpoint at step {step}" in err
+  one = subprocess.run(_main(tmp_path / "one", *flags), env=_env(2), cwd=ROOT,
+                       capture_output=True, text=True, timeout=900)
+  assert one.returncode == 0, one.stderr[-3000:]
+  a, b = (read_json(tmp_path / w / "summary.json") for w in ("one", "two"))
+  for split in ("train", "test"):
+    np.testing.assert_allclose(b["final"][split]["accuracy"]["per_seed"],
+                               a["final"][split]["accuracy"]["per_seed"],
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_a_second_multi_process_run_into_a_running_workdir_stops(tmp_path):

@@ -734,6 +734,31 @@ def test_ctrl_c_in_a_sweep_is_one_line_and_the_rerun_resumes(tmp_path):
   assert {r["status"] for r in saved["runs"]} == {"finished"}
 
 
+def test_sigterm_in_a_sweep_saves_its_run_and_the_rerun_resumes(tmp_path):
+  """SIGTERM (a preempted machine's notice) in a sweep's run: the run
+  saves the step it reached, the sweep stops in main's one line with exit
+  143, and the same command resumes that run from its step and finishes
+  the sweep. The signal is real, sent by the run to itself at step 100."""
+  command = [sys.executable, "-m", "jaxunknowns.sweep", f"--config={TRAIN}",
+             f"--workdir={tmp_path / 'root'}", "--sweep=lr", "--novmap",
+             "--config.train.steps=300", "--config.train.checkpoint_every=200"]
+  first = subprocess.run(command, cwd=ROOT, text=True, capture_output=True,
+                         env=dict(ENV, JAXUNKNOWNS_EXIT_AT="sigterm@logged:100"),
+                         timeout=600)
+  assert first.returncode == 143, first.stderr[-3000:]
+  assert first.stderr.strip().splitlines()[-1] == (
+      "stopped by SIGTERM at step 100, saved in a checkpoint: rerun the same "
+      "command to resume from it")
+  saved = [p.parent.parent for p in (tmp_path / "root").glob("*/checkpoints/100")]
+  assert len(saved) == 1, list((tmp_path / "root").iterdir())
+  again = subprocess.run(command, cwd=ROOT, env=ENV, text=True,
+                         capture_output=True, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "resuming from the checkpoint at step 100" in again.stderr
+  assert {r["status"] for r in read_json(tmp_path / "root" / "sweep.json")[
+      "runs"]} == {"finished"}
+
+
 def test_headline_numbers_of_an_experiment_without_a_final_section():
   """A sweep of sam found none of its numbers (five dicts deep), and its
   sweep.md said the summaries held none."""
