@@ -224,6 +224,23 @@ def test_idx_reader_rejects_bad_files(tmp_path):
   (tmp_path / "cut").write_bytes((tmp_path / "cut").read_bytes()[:-5])
   with pytest.raises(UserError, match="truncated"):
     idx.read_idx(str(tmp_path / "cut"))
+  # A damaged gzip stream: cut short, or its bytes changed (zlib's
+  # EOFError and zlib.error were tracebacks), and a header cut short.
+  rng = np.random.default_rng(0)
+  idx.write_idx(str(tmp_path / "a.gz"), rng.integers(0, 256, (500, 28, 28),
+                                                     dtype=np.uint8))
+  whole = (tmp_path / "a.gz").read_bytes()
+  flipped = bytearray(whole)
+  for i in range(100, len(whole) - 8, 997):
+    flipped[i] ^= 0xFF
+  for name, data in (("short.gz", whole[:len(whole) // 2]),
+                     ("flipped.gz", bytes(flipped)),
+                     ("head", bytes([0, 0, 8, 3, 0, 0]))):
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(UserError, match="truncated or corrupt"):
+      idx.read_idx(str(tmp_path / name))
+  with pytest.raises(UserError, match="truncated or corrupt"):
+    idx.read_idx_header(str(tmp_path / "head"))
 
 
 def test_idx_dataset_pipeline_and_content_cache(tmp_path):

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import os
 import struct
+import zlib
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -46,20 +47,27 @@ def _candidates(stem: str):
     yield base
 
 
-def _open(path: str):
+def _read(path: str, size: int = -1) -> bytes:
+  """The first `size` bytes (all: -1) of an IDX file, gunzipped where its
+  magic bytes say gzip; a damaged gzip stream (cut short, or bytes changed)
+  is the user's to replace, said in one line, not zlib's traceback."""
   with open(path, "rb") as f:
     gzipped = f.read(2) == b"\x1f\x8b"
-  return gzip.open(path, "rb") if gzipped else open(path, "rb")
+  try:
+    with (gzip.open if gzipped else open)(path, "rb") as f:
+      return f.read(size)
+  except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+    raise UserError(f"{path} is truncated or corrupt ({e}); replace the "
+                    "file (download it again)") from e
 
 
 def read_idx(path: str) -> np.ndarray:
   """Reads one IDX file (gzip detected from its magic bytes) into a numpy array."""
-  with _open(path) as f:
-    data = f.read()
+  data = _read(path)
   if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
     raise UserError(f"{path} is not an IDX file (bad magic number)")
   dtype, ndim = _IDX_DTYPES[data[2]], data[3]
-  shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+  shape = _shape(data, path)
   count = int(np.prod(shape, dtype=np.int64))
   offset = 4 + 4 * ndim
   if len(data) - offset != count * dtype.itemsize:
@@ -124,11 +132,18 @@ def _as_nhwc(images: np.ndarray, path: str) -> np.ndarray:
 
 def read_idx_header(path: str) -> Tuple[int, ...]:
   """The shape recorded in an IDX file's header, without reading its data."""
-  with _open(path) as f:
-    head = f.read(4)
-    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
-      raise UserError(f"{path} is not an IDX file (bad magic number)")
-    return struct.unpack(">" + "I" * head[3], f.read(4 * head[3]))
+  head = _read(path, 4)
+  if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+    raise UserError(f"{path} is not an IDX file (bad magic number)")
+  return _shape(_read(path, 4 + 4 * head[3]), path)
+
+
+def _shape(data: bytes, path: str) -> Tuple[int, ...]:
+  ndim = data[3]
+  if len(data) < 4 + 4 * ndim:
+    raise UserError(f"{path} is truncated or corrupt: its header is cut "
+                    "short; replace the file (download it again)")
+  return struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
 
 
 def read_idx_folder(folder: str, dataset: str = "MNIST-format",
