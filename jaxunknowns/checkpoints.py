@@ -58,13 +58,16 @@ class Checkpoints:
 
   def __init__(self, directory: str, max_to_keep: Optional[int] = 2):
     self.directory = paths.absolute(directory)
-    options = ocp.CheckpointManagerOptions(
+    self._options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True,
         cleanup_tmp_directories=True)
-    # orbax reads and writes local folders and gs:// alike through epath.
-    self._manager = ocp.CheckpointManager(epath.Path(self.directory),
-                                          options=options)
+    self._manager = self._new_manager()
     _ALL.add(self)
+
+  def _new_manager(self) -> ocp.CheckpointManager:
+    # orbax reads and writes local folders and gs:// alike through epath.
+    return ocp.CheckpointManager(epath.Path(self.directory),
+                                 options=self._options)
 
   def steps(self):
     return sorted(self._manager.all_steps())
@@ -113,6 +116,11 @@ class Checkpoints:
                         self.directory, step, type(e).__name__,
                         str(e).splitlines()[0][:200] if str(e) else "")
         unreadable.append(step)
+        # A failed restore leaves orbax's manager unable to read any other
+        # step ('Must provide `args` of type `Composite`'), so a readable
+        # older checkpoint was called corrupt too: a fresh one reads it.
+        self._manager.close()
+        self._manager = self._new_manager()
         continue
       # Training will reach the unreadable steps again and save them anew.
       for bad in unreadable:

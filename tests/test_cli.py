@@ -319,12 +319,20 @@ def test_overwrite_replaces_a_run_of_another_config(finished_copy):
   assert len(list((workdir / "tensorboard").iterdir())) == 1
 
 
+def without_its_state(folder):
+  """The checkpoint's state folder gone, its metadata left (a copy cut
+  short): orbax's failed restore then left its manager unable to read the
+  older, whole checkpoint, and the run said every step was corrupt."""
+  shutil.rmtree(Path(folder) / "default")
+
+
+@pytest.mark.parametrize("damage", [corrupt, without_its_state])
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous(
-    finished, finished_copy):
+    finished, finished_copy, damage):
   workdir = finished_copy
   assert checkpoint_steps(workdir) == [10, 20]
   (workdir / "summary.json").unlink()
-  corrupt(workdir / "checkpoints" / "20")
+  damage(workdir / "checkpoints" / "20")
   proc = cli(workdir, "--config.seeds=2")
   assert proc.returncode == 0, proc.stderr[-6000:]
   assert f"checkpoint {workdir / 'checkpoints'}/20 is unreadable" in proc.stderr
