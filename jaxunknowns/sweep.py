@@ -21,7 +21,9 @@ Every run goes to ROOT/<its overrides>, e.g. ROOT/lr=0.001,name=mlp, and runs
 in-process through `jaxunknowns.main.run`, one after another. A finished run
 (summary.json present) is skipped, so rerunning the command resumes a sweep.
 Every run's config is built and checked before the first one starts, so a
-misspelt field fails at once and writes nothing. At the end ROOT/sweep.json,
+misspelt field fails at once and writes nothing; a check that needs the
+data (a batch larger than the training set) comes when its run starts, and
+the sweep's last line gives its cause. At the end ROOT/sweep.json,
 sweep.md and sweep.png gather the headline numbers of every run (the "final"
 section of its summary.json). A `train` sweep over per-run fields only (seed,
 data.label_noise, optim.lr/weight_decay/momentum/b1/b2/eps/sam_rho:
@@ -738,13 +740,18 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
     if failures:
       for run_name, why in failures.items():
         print(f"FAILED {run_name}: {why}", file=out)
+      # The first one's cause in the line itself: a run stopped by its input
+      # (a check that needs the data) fails the same way on every retry.
+      first, why = next(iter(failures.items()))
+      more = len(failures) - 1
       raise UserError(
           f"{len(failures)} of {len(runs)} runs of sweep {name!r} failed "
-          f"({', '.join(failures)}); the others are aggregated in "
-          f"{os.path.join(root, SWEEP_MD)}; rerun the command to retry them"
-          + (" once each diverged run's value is changed or dropped" if any(
-              executors.IN_A_SWEEP in why for why in failures.values())
-             else ""))
+          f"({first}: {why}" + f"; {more} more in sweep.md" * bool(more)
+          + f"); the others are aggregated in {os.path.join(root, SWEEP_MD)}"
+          "; rerun the command to retry them" + (
+              " once each diverged run's value is changed or dropped" if any(
+                  executors.IN_A_SWEEP in why for why in failures.values())
+              else " once what stopped them is fixed"))
     return result
 
 

@@ -9,6 +9,7 @@ one line on stderr, nothing written).
 
 import io
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -757,6 +758,24 @@ def test_sigterm_in_a_sweep_saves_its_run_and_the_rerun_resumes(tmp_path):
   assert "resuming from the checkpoint at step 100" in again.stderr
   assert {r["status"] for r in read_json(tmp_path / "root" / "sweep.json")[
       "runs"]} == {"finished"}
+
+
+def test_a_run_stopped_by_its_data_names_the_cause_in_the_last_line(
+    tmp_path):
+  """A run whose batch is larger than its training set (a check that needs
+  the data, made when the run starts) failed after the other trained; the
+  sweep's one line said only to retry, which fails the same way every
+  time, and the cause was on stdout alone."""
+  spec = write_config(tmp_path, "{'s': zipped(**{'train.batch_size': "
+                      "[20, 50]})}")
+  with pytest.raises(UserError) as raised:
+    sweep.run_sweep(spec, str(tmp_path / "root"), "s",
+                    {**TINY, "data.train_size": 40}, vmap=False)
+  assert re.fullmatch(
+      r"1 of 2 runs of sweep 's' failed \(batch_size=50: .*larger than "
+      r"the training set \(40 examples\).*\); the others are aggregated in "
+      r".*sweep\.md; rerun the command to retry them once what stopped "
+      r"them is fixed", str(raised.value)), str(raised.value)
 
 
 def test_headline_numbers_of_an_experiment_without_a_final_section():
