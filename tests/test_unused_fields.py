@@ -378,3 +378,78 @@ def test_width_sweep_reads_shuffle_seed_only_with_label_noise():
   validation.check_config(config((0.0, 0.2)))
   with pytest.raises(UserError, match="sweep.label_noise"):
     validation.check_config(config((0.0,)))
+
+
+# Fields only some arms or optimizers read, moved where none chosen does
+# (found by a bad-input probe: each was recorded in config.json unused).
+NOT_READ_BY_THE_CHOICE = [
+    ("sharpness.py:fashion_lenet,runlocal", {"hessian.every": 7},
+     "hessian.every=7 is unused here"),
+    ("sharpness.py:fashion_lenet,runlocal",
+     {"compare": ("small_batch",), "arms.large_batch.train.batch_size": 50},
+     "arms.large_batch.train.batch_size=50 is unused here: it applies only "
+     "with 'large_batch' in compare"),
+    ("hessian_spectrum.py:fashion_lenet,runlocal",
+     {"compare": ("without_bn",), "spectrum.bn_modes": ("batch",)},
+     "spectrum.bn_modes=('batch',) is unused here: it applies only to an arm "
+     "with BatchNorm"),
+    ("hessian_spectrum.py:fashion_lenet,runlocal",
+     {"compare": ("without_bn",), "arms.with_bn.model.norm": "group"},
+     "arms.with_bn.model.norm='group' is unused here"),
+    ("landscape.py:batch_size,runlocal",
+     {"landscape.interpolation": "none", "landscape.points_interp": 7},
+     "landscape.points_interp=7 is unused here"),
+    ("landscape.py:batch_size,runlocal",
+     {"landscape.interpolation": "none",
+      "landscape.range_interp": (-0.25, 1.25)}, "landscape.range_interp="),
+    ("max_margin.py:soudry2d,runlocal",
+     {"max_margin.optimizers": ("gd",), "train.batch_size": 4},
+     "train.batch_size=4 is unused here: it applies to 'sgd'"),
+    ("max_margin.py:soudry2d,runlocal",
+     {"max_margin.optimizers": ("gd",),
+      "max_margin.momentum_same_clock": False},
+     "max_margin.momentum_same_clock=False is unused here"),
+    ("max_margin.py:soudry2d,runlocal",
+     {"max_margin.optimizers": ("gd", "sgd"), "max_margin.adam_lr": 0.5},
+     "max_margin.adam_lr=0.5 is unused here"),
+    ("max_margin.py:soudry2d,runlocal",
+     {"max_margin.optimizers": ("adam",), "max_margin.lr": 0.5},
+     "max_margin.lr=0.5 is unused here"),
+    ("bn_only.py:fashion,runlocal",
+     {"bn_only.arms": ("bn",), "bn_only.output_pattern": "^Dense_"},
+     "bn_only.output_pattern='^Dense_' is unused here"),
+    ("bn_only.py:fashion,runlocal",
+     {"bn_only.arms": ("bn", "output"), "bn_only.per_channel": 5},
+     "bn_only.per_channel=5 is unused here: it applies to the arms 'random2'"),
+    ("bn_only.py:fashion,runlocal",
+     {"bn_only.arms": ("full",), "bn_only.bn_pattern": "scale"},
+     "bn_only.bn_pattern='scale' is unused here"),
+]
+
+
+@pytest.mark.parametrize("spec, overrides, needle", NOT_READ_BY_THE_CHOICE)
+def test_a_field_no_chosen_arm_or_optimizer_reads_is_refused(
+    spec, overrides, needle):
+  spec = f"{ROOT}/configs/{spec}"
+  with pytest.raises(UserError, match=re.escape(needle)):
+    validation.check_config(config_loading.load_config(spec, overrides),
+                            validation.references_of(spec))
+
+
+@pytest.mark.parametrize("spec, overrides", [
+    ("sharpness.py:fashion_lenet,runlocal",
+     {"arms.large_batch.train.batch_size": 500}),
+    ("landscape.py:batch_size,runlocal", {"landscape.points_interp": 9}),
+    ("max_margin.py:soudry2d,runlocal",
+     {"max_margin.optimizers": ("gd", "sgd"), "train.batch_size": 4,
+      "max_margin.lr": 0.5}),
+    ("max_margin.py:soudry2d,runlocal",
+     {"max_margin.optimizers": ("momentum", "adam"), "max_margin.adam_lr": 0.5,
+      "max_margin.momentum_same_clock": False}),
+    ("bn_only.py:fashion,runlocal",
+     {"bn_only.arms": ("bn", "random2"), "bn_only.per_channel": 1}),
+])
+def test_the_same_fields_pass_where_a_chosen_one_reads_them(spec, overrides):
+  spec = f"{ROOT}/configs/{spec}"
+  validation.check_config(config_loading.load_config(spec, overrides),
+                          validation.references_of(spec))

@@ -42,6 +42,10 @@ from jaxunknowns.metrics import MetricWriter, stats
 from jaxunknowns.models import create_model
 
 ARMS = ("bn", "bn_output", "random2", "output", "full")
+# The bn_only fields that only some arms read (arm_mask).
+READ_BY = {"bn_pattern": ("bn", "bn_output"),
+           "output_pattern": ("output", "bn_output"),
+           "kernel_pattern": ("random2",), "per_channel": ("random2",)}
 
 
 # -----------------------------------------------------------------------------
@@ -66,6 +70,10 @@ def validate(config):
         len(set(arms)) == len(arms), "bn_only.arms", tuple(arms),
         f"distinct names of {', '.join(ARMS)}")
   validation.check_int(b.per_channel, "bn_only.per_channel", 1)
+  for field, readers in READ_BY.items():
+    validation.check_applies(
+        config, f"bn_only.{field}", any(a in arms for a in readers),
+        f"to the arms {' and '.join(map(repr, readers))} of bn_only.arms")
   check(b.gamma_threshold > 0, "bn_only.gamma_threshold", b.gamma_threshold,
         "> 0")
   validation.check_int(b.downsample, "bn_only.downsample", 1, "1 = none")

@@ -69,6 +69,11 @@ def validate(config):
   check(s.bulk_count > 0, "spectrum.bulk_count", s.bulk_count, "> 0")
   check(s.outlier_gap >= 0, "spectrum.outlier_gap", s.outlier_gap, ">= 0")
   validation.check_int(s.seed, "spectrum.seed", 0)
+  # build_arms measures an arm without BatchNorm in eval mode only.
+  validation.check_applies(config, "spectrum.bn_modes", any(
+      validation.uses_batch_norm(landscape_arms.arm_config(config, n).model)
+      for n in landscape_arms.arm_names(config)),
+                           "only to an arm with BatchNorm")
   for name in landscape_arms.arm_names(config):
     dropout = landscape_arms.arm_config(config, name).model.dropout
     check(dropout == 0, f"arms.{name}: model.dropout", dropout,

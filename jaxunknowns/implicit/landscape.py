@@ -98,6 +98,11 @@ def validate(config):
     n = len(landscape_arms.arm_names(config))
     check(n == 2, "compare", config.compare,
           "exactly two arms for landscape.interpolation='arms'")
+  for field in ("points_interp", "range_interp"):
+    validation.check_applies(config, f"landscape.{field}",
+                             l.interpolation != "none",
+                             "only with landscape.interpolation 'seeds' or "
+                             "'arms'")
   if l.interpolation != "none":
     # path_numbers reads the two solutions at the grid's t = 0 and t = 1:
     # off the grid it took the nearest points (points_interp=2: t = -0.5

@@ -65,6 +65,13 @@ def validate_arms(config):
     validation.check_applies(
         config, field, False, f"to no arm: every arm of compare sets its own "
         f"(arms.NAME.{field})")
+  # An arm left out of compare trains nothing: a setting moved in it would
+  # be recorded in config.json unused.
+  for name in (n for n in config.arms.keys() if n not in names):
+    for field in _fields(config.arms[name]):
+      validation.check_applies(
+          config, f"arms.{name}.{field}", False,
+          f"only with {name!r} in compare (now {tuple(names)})")
   # Arms may set model.norm: a norm's own field is used if an arm's norm
   # reads it (the experiments register own_fields=layers.NORM_FIELD_PATHS).
   norms = tuple(dict.fromkeys(  # each norm once, in the arms' order

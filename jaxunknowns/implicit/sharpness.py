@@ -64,6 +64,9 @@ def validate(config):
                        "0 = all at once")
   validation.check_int(s.hessian_points, "sharpness.hessian_points", 0,
                        "0 = at the end only")
+  validation.check_applies(  # hessian_section sets it for each arm
+      config, "hessian.every", False, "nowhere here: sharpness.hessian_points "
+      "spreads the Hessian's points over each arm's steps")
   check(config.train.eval_train, "train.eval_train", config.train.eval_train,
         "True (the report compares training accuracy)")
 
