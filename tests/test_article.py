@@ -212,6 +212,9 @@ def test_a_failed_stage_is_shown_and_the_others_still_appear(
 
 @pytest.mark.parametrize("field, value, needle", [
     ("article.scale", "huge", "article.scale"),
+    # A page of runlocal stages labelled 'paper' beside every verdict.
+    ("article.scale", "paper", "article.scale='paper' is out of range: must "
+     "be 'runlocal': every stage runs its runlocal size"),
     ("article.executor", "slurm", "article.executor"),
     ("article.min_seeds", -1, "article.min_seeds"),
     ("article.seed_offset", -5, "article.seed_offset"),

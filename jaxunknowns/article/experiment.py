@@ -61,6 +61,13 @@ def validate(config):
   for stage in chosen(config):
     check(isinstance(a.stages[stage], str) and ".py" in a.stages[stage],
           f"article.stages.{stage}", a.stages[stage], "'configs/FILE.py[:ARG]'")
+  # The page names its scale beside every verdict: stages all at their
+  # runlocal size are no 'paper' page (the variant sets both together).
+  tiny = all("runlocal" in a.stages[stage] for stage in chosen(config))
+  check(a.scale == "runlocal" or not tiny,
+        "article.scale", a.scale,
+        "'runlocal': every stage runs its runlocal size (choose the scale "
+        "with --config=configs/article.py:SCALE, which sets the stages too)")
 
 
 def _resolve(spec: str) -> str:
