@@ -81,27 +81,40 @@ def install():
 def _watch(sock):
   seen = 0  # its own count: the main thread's handler may set the flag first
   while True:
-    for number in sock.recv(64):
+    try:
+      numbers = sock.recv(64)
+    except OSError:  # the socket is gone: the process is ending
+      return
+    for number in numbers:
       if number != signal.SIGTERM:
         continue  # SIGINT's byte: KeyboardInterrupt handles it
       seen += 1
       if seen > 1 or not _listening:
         stop_now()
       _requested.set()
-      _say("SIGTERM: stopping after the steps in flight, once a checkpoint "
-           "of them is saved (a second SIGTERM stops at once)")
+      _say("SIGTERM: stopping at the end of the steps in flight (a second "
+           "SIGTERM stops at once)")
 
 
 def stop_now():
   """As a kill, which the same command resumes from the last checkpoint;
   os._exit: a save in flight is not waited for (orbax's are atomic)."""
-  _say("terminated by SIGTERM: rerun the same command to resume from the "
-       "last checkpoint")
-  os._exit(EXIT_STATUS)  # pylint: disable=protected-access
+  try:
+    _say("terminated by SIGTERM: rerun the same command to resume from the "
+         "last checkpoint")
+  finally:
+    os._exit(EXIT_STATUS)  # pylint: disable=protected-access
 
 
 def _say(line: str):
-  os.write(sys.stderr.fileno(), (line + "\n").encode())
+  """To stderr, if there is one: a closed stderr (2>&-, a log pipe whose
+  reader died) must not kill the watcher, which would leave SIGTERM
+  doing nothing."""
+  stream = sys.stderr  # None when started without one (2>&-)
+  try:
+    os.write(stream.fileno(), (line + "\n").encode())
+  except (AttributeError, OSError, ValueError):
+    pass
 
 
 @contextlib.contextmanager
@@ -115,6 +128,10 @@ def listening():
     yield
   finally:
     _listening -= 1
+  # A SIGTERM between the fit's last question (`pending`) and here: the fit
+  # ended, its checkpoint saved; as one outside a fit, the run ends now.
+  if _requested.is_set() and not _listening:
+    stop_now()
 
 
 def pending() -> bool:
@@ -130,6 +147,9 @@ def requested() -> bool:
   _boundaries += 1
   import jax  # pylint: disable=g-import-not-at-top
   if jax.process_count() > 1:
+    from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+    if jax_distributed.global_state.preemption_sync_manager is None:
+      return False  # the service switched off (jax_enable_preemption_service)
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     return multihost_utils.reached_preemption_sync_point(_boundaries)
   return _requested.is_set()

@@ -200,7 +200,11 @@ def train_stage(trainer, *, workdir, name: str,
                            callbacks=callbacks, description=name)
       state = result.state
       step = int(jax.device_get(state["step"][0]))
-      if step >= steps or (stop is not None and stop(result.evals)):
+      # Judged only at a check: a fit that resumed past `target` (from a
+      # checkpoint a SIGTERM saved between checks) goes on to the next one,
+      # where an uninterrupted run judges.
+      if step >= steps or (step == target and stop is not None
+                           and stop(result.evals)):
         break
     out = {"name": name, "labels": dict(labels), "seeds": list(seeds),
            "steps": step, "stopped_early": step < steps,

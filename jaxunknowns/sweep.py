@@ -915,7 +915,8 @@ def _cli():
           f"{cluster}: a sweep here would run once per host, every copy "
           f"writing the same runs; {SEVERAL_HOSTS}"))
     logging.get_absl_handler().addFilter(main_lib.QuietLibraries())
-    preemption.install()  # the local executor's runs stop as main's do
+    if flag_values.executor == "local":  # its runs stop as main's do (Ray
+      preemption.install()  # has its own SIGTERM handling in its driver)
     try:
       config_flag = flag_values["config"]
       config = config_loading.from_flag(config_flag)

@@ -7,6 +7,7 @@ trainer.exit_if_asked): the process exits with no cleanup right there.
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -543,7 +544,66 @@ def test_a_second_sigterm_stops_at_once_even_inside_a_compile():
   assert proc.returncode == 143, proc.stderr[-2000:]
   assert "compiled" not in proc.stdout
   assert proc.stderr.strip().splitlines()[-2:] == [
-      "SIGTERM: stopping after the steps in flight, once a checkpoint of "
-      "them is saved (a second SIGTERM stops at once)",
+      "SIGTERM: stopping at the end of the steps in flight (a second "
+      "SIGTERM stops at once)",
       "terminated by SIGTERM: rerun the same command to resume from the "
       "last checkpoint"]
+
+
+def test_a_stage_stopped_by_sigterm_between_checks_stops_where_a_straight_run_does(
+    tmp_path):
+  """width_sweep's stages stop early by a rule judged every check_every
+  steps. A SIGTERM at step 30, between checks at 20 and 40, left a
+  checkpoint there; the rerun judged the rule at step 30 and stopped the
+  width-4 stage 10 steps early, which a run never stopped does not."""
+  config = "configs/width_sweep.py:runlocal"
+  flags = ("--config.sweep.stop_train_loss=1.9",)
+  stopped, straight = tmp_path / "stopped", tmp_path / "straight"
+  first = cli(config, stopped, *flags, exit_at="sigterm@logged:30")
+  assert first.returncode == 143, first.stderr[-3000:]
+  assert cli(config, stopped, *flags).returncode == 0
+  assert cli(config, straight, *flags).returncode == 0
+  for width in ("00004", "00008"):
+    got, want = (read_json(w / "stages" / "noise_0" / f"width_{width}" /
+                           "result.json") for w in (stopped, straight))
+    assert (got["steps"], got["stopped_early"]) == (
+        want["steps"], want["stopped_early"])
+  assert read_json(straight / "stages" / "noise_0" / "width_00004" /
+                   "result.json")["steps"] == 40  # the case tested
+  assert_same_rows(stopped, straight)
+  got, want = (read_json(w / "summary.json") for w in (stopped, straight))
+  assert measured(got["curves"]) == measured(want["curves"])
+
+
+SIGTERM_WITHOUT_STDERR = """
+import os, signal, time
+from jaxunknowns import preemption
+preemption.install()
+os.kill(os.getpid(), signal.SIGTERM)  # outside a fit: ends the run at once
+time.sleep(10)
+print("still alive")
+"""
+
+
+def test_sigterm_still_ends_a_run_that_has_no_stderr():
+  """The watcher wrote its line before exiting; with no stderr that write
+  raised, the watcher thread died, and SIGTERM did nothing at all."""
+  proc = subprocess.run(  # started with stderr closed (2>&-)
+      ["bash", "-c", f"{shlex.quote(sys.executable)} -c "
+       f"{shlex.quote(SIGTERM_WITHOUT_STDERR)} 2>&-"], cwd=ROOT, env=ENV,
+      capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 143 and "still alive" not in proc.stdout
+
+
+def test_no_preemption_service_is_no_preemption(monkeypatch):
+  """Several processes with JAX's preemption service switched off
+  (jax_enable_preemption_service=False): asking it raised RuntimeError at
+  the first chunk boundary; now nothing asks."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import preemption  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(jax_distributed.global_state, "client", object())
+  monkeypatch.setattr(jax_distributed.global_state,
+                      "preemption_sync_manager", None)
+  assert preemption.requested() is False
