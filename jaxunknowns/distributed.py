@@ -208,6 +208,21 @@ def first_value(a: jax.Array):
   return np.asarray(a.addressable_data(0)).reshape(-1)[0]
 
 
+def check_one_process(experiment: str):
+  """An experiment not made to run across processes (Experiment.
+  multi_process) stops at once, on every process, in the same one line."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() > 1:
+    from jaxunknowns import experiments  # pylint: disable=g-import-not-at-top
+    ready = [n for n in experiments.MODULES
+             if experiments.EXPERIMENTS.get(n).multi_process]
+    raise UserError(
+        f"experiment {experiment!r} runs in one process only (across "
+        f"{jax.process_count()} here; made for several: "
+        f"{', '.join(ready)}); run it on one machine, where its seeds and "
+        "batches still spread over all that machine's devices")
+
+
 def check_same_config(config_dict: Any, overwrite: bool = False):
   """Raises the same UserError on every process if their configs, or their
   --overwrite, differ (process 0 alone would delete the old run, and the

@@ -79,6 +79,11 @@ class Experiment:
   # Computes in float64 (jax.enable_x64): its floats need not fit float32
   # (max_margin's Adam eps -> 0), so validation.check_float32 is skipped.
   float64: bool = False
+  # Runs across several processes (jax.distributed: a TPU pod slice, several
+  # GPU hosts), checked there against one process (tests/test_scaleout.py).
+  # The others stop before touching the workdir: their host-side analyses
+  # and stage folders are written for one process (a traceback or a hang).
+  multi_process: bool = False
 
   @property
   def report(self) -> Optional[Callable]:
@@ -106,7 +111,8 @@ EXPERIMENTS = _Experiments("experiment", "experiment")
 
 def register(name: str, validate: Callable = lambda config: None,
              report: Union[str, Callable, None] = None,
-             own_fields: Tuple[str, ...] = (), float64: bool = False):
+             own_fields: Tuple[str, ...] = (), float64: bool = False,
+             multi_process: bool = False):
   if isinstance(report, str):
     # Imported only once a run has trained: a misspelt module would
     # surface then, after hours. Found now, without importing it (the
@@ -124,7 +130,8 @@ def register(name: str, validate: Callable = lambda config: None,
   def decorator(run):
     EXPERIMENTS.register(name)(
         Experiment(run=run, validate=validate, report_fn=report,
-                   own_fields=tuple(own_fields), float64=float64))
+                   own_fields=tuple(own_fields), float64=float64,
+                   multi_process=multi_process))
     return run
   return decorator
 

@@ -131,4 +131,4 @@ def write_train_report(path, config, summary):
 
 
 experiments.register("train", validate=validation.validate_base,
-                     report=write_train_report)(run)
+                     report=write_train_report, multi_process=True)(run)

@@ -135,13 +135,15 @@ TINY = ["--config=configs/train.py:mnist1d_mlp,runlocal", "--config.seeds=2",
         "--config.train.seed_devices=1"]
 
 
-def _main(workdir, *extra):
-  return [sys.executable, "-m", "jaxunknowns.main", *TINY,
+def _main(workdir, *extra, config=TINY):
+  return [sys.executable, "-m", "jaxunknowns.main", *config,
           f"--workdir={workdir}", *extra]
 
 
-def _two_processes(workdir, extra_for=None, env=None, timeout=900):
-  """`workdir`: both processes' workdir, or a list of one per process."""
+def _two_processes(workdir, extra_for=None, env=None, timeout=900,
+                   config=TINY):
+  """`workdir`: both processes' workdir, or a list of one per process;
+  `config`: the config flags of both (by default the tiny train run)."""
   port = _free_port()
   procs = []
   workdirs = workdir if isinstance(workdir, list) else [workdir] * 2
@@ -149,7 +151,8 @@ def _two_processes(workdir, extra_for=None, env=None, timeout=900):
     extra = (extra_for or {}).get(pid, [])
     procs.append(subprocess.Popen(
         _main(workdirs[pid], f"--coordinator_address=localhost:{port}",
-              "--num_processes=2", f"--process_id={pid}", *extra),
+              "--num_processes=2", f"--process_id={pid}", *extra,
+              config=config),
         env={**_env(1), **(env or {})}, cwd=ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True))
   outs = []
@@ -328,6 +331,22 @@ def test_sigterm_to_one_process_stops_all_at_one_saved_step(tmp_path):
     np.testing.assert_allclose(b["final"][split]["accuracy"]["per_seed"],
                                a["final"][split]["accuracy"]["per_seed"],
                                rtol=1e-5, atol=1e-6)
+
+
+def test_an_experiment_made_for_one_process_stops_on_several(tmp_path):
+  """width_sweep in two processes ended in a traceback (its stages fetch
+  whole arrays to the host) or hung (its stage checkpoints in each
+  process's scratch folder). Experiments not made and checked for several
+  processes now stop on every process in one line, writing nothing."""
+  outs = _two_processes(tmp_path / "w", timeout=300,
+                        config=["--config=configs/width_sweep.py:runlocal"])
+  for rc, _, err in outs:
+    assert rc == 2, err[-2000:]
+    assert err.strip().splitlines()[-1] == (
+        "error: experiment 'width_sweep' runs in one process only (across 2 "
+        "here; made for several: train, imp); run it on one machine, where "
+        "its seeds and batches still spread over all that machine's devices")
+  assert not (tmp_path / "w").exists()
 
 
 def test_a_second_multi_process_run_into_a_running_workdir_stops(tmp_path):

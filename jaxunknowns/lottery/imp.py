@@ -530,4 +530,5 @@ def load_initial_mask(config, params_template):
 
 
 experiments.register("imp", validate=validate,
-                     report="jaxunknowns.lottery.imp_report:write")(run)
+                     report="jaxunknowns.lottery.imp_report:write",
+                     multi_process=True)(run)
