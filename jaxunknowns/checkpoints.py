@@ -57,7 +57,9 @@ class Checkpoints:
   """A folder of step-numbered states, saved asynchronously by orbax."""
 
   def __init__(self, directory: str, max_to_keep: Optional[int] = 2):
-    self.directory = paths.absolute(directory)
+    # Orbax saves collectively: every process names the same folder (one
+    # under a non-main process's scratch is the shared workdir's).
+    self.directory = paths.shared(paths.absolute(directory))
     self._options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True,
         cleanup_tmp_directories=True)

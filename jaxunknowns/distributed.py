@@ -200,6 +200,28 @@ def fetch(tree: Any) -> Any:
   return jax.tree.map(_fetch_leaf, tree)
 
 
+def _get_leaf(a):
+  if isinstance(a, jax.Array) and not a.is_fully_addressable:
+    return _fetch_leaf(a)
+  return a
+
+
+def device_get(tree: Any) -> Any:
+  """`jax.device_get(tree)` that also reads global arrays spanning other
+  processes' devices (gathered, as `fetch`). In one process, or for arrays
+  this process holds whole, it is jax.device_get itself: the same values
+  and types (a Python number stays one)."""
+  return jax.device_get(jax.tree.map(_get_leaf, tree))
+
+
+def host_local(tree: Any) -> Any:
+  """`tree` with every global array that spans other processes' devices
+  replaced by its value (numpy, gathered); the rest unchanged. Host code
+  that mixes such arrays with its own (jnp.asarray of host data) computes
+  on this process's devices alone; in one process nothing changes."""
+  return jax.tree.map(_get_leaf, tree)
+
+
 def first_value(a: jax.Array):
   """a.flat[0] without gathering: read from this process's first shard.
   (The trainer's run steps are all equal, so any shard answers.)"""

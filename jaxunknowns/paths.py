@@ -35,6 +35,35 @@ def absolute(path: str) -> str:
   return os.path.abspath(os.path.expanduser(path))
 
 
+# A multi-process run's non-main processes write the run's files into a
+# private scratch folder (workdir.Workdir); what every process must see at
+# one path (orbax's collective checkpoint folders, a finished stage's
+# result.json that decides whether it is skipped) is read through `shared`.
+_SCRATCH: Dict[str, str] = {}
+
+
+def register_scratch(scratch: str, shared_path: str):
+  """Files under `scratch` stand for the same files under `shared_path`."""
+  _SCRATCH[os.path.normpath(scratch)] = shared_path
+
+
+def unregister_scratch(scratch: str):
+  _SCRATCH.pop(os.path.normpath(scratch), None)
+
+
+def shared(path: str) -> str:
+  """`path`, or, under a registered scratch folder, the same path under the
+  run's shared workdir (the one every process sees)."""
+  if not _SCRATCH or not is_local(path):
+    return path
+  norm = os.path.normpath(path)
+  for scratch, shared_path in _SCRATCH.items():
+    if norm == scratch or norm.startswith(scratch + os.sep):
+      rest = os.path.relpath(norm, scratch)
+      return shared_path if rest == "." else os.path.join(shared_path, rest)
+  return path
+
+
 def exists(path: str) -> bool:
   return epath.Path(path).exists()
 

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import paths
+from jaxunknowns import distributed, paths
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import (ROWS_FIELD, MetricWriter, check_rows,
                                  read_json_object, rows_to_record,
@@ -140,7 +140,9 @@ def run_stage(folder: str, compute: Callable[[], Dict[str, Any]], *,
   with the number of rows the run's metrics.jsonl holds now (see
   metrics.ROWS_FIELD; `check_finished` compares)."""
   path = os.path.join(folder, RESULT_FILE)
-  done = read_result(path)
+  # Every process decides alike: a non-main process (whose folder is its
+  # scratch) reads the result.json process 0 wrote in the shared workdir.
+  done = read_result(paths.shared(path))
   if done is not None:
     logging.info("[%s] finished before; result in %s", name or folder, path)
     return done
@@ -188,7 +190,7 @@ def train_stage(trainer, *, workdir, name: str,
     t0 = time.time()
     state = trainer.init_state(seeds)
     # The train step donates the state's buffers: copy the init to the host.
-    init_params = jax.device_get(state["params"]) if measure else None
+    init_params = distributed.fetch(state["params"]) if measure else None
     run_labels = [{**labels, "seed": s} for s in seeds]
     every = check_every if (stop is not None and check_every > 0) else steps
     step, result = 0, None
@@ -199,7 +201,7 @@ def train_stage(trainer, *, workdir, name: str,
                            checkpoint_dir=os.path.join(folder, "checkpoints"),
                            callbacks=callbacks, description=name)
       state = result.state
-      step = int(jax.device_get(state["step"][0]))
+      step = int(distributed.first_value(state["step"]))
       # Judged only at a check: a fit that resumed past `target` (from a
       # checkpoint a SIGTERM saved between checks) goes on to the next one,
       # where an uninterrupted run judges.

@@ -146,6 +146,10 @@ class Workdir:
     self.path = self.shared_path
     if not self.is_main:
       self.path = tempfile.mkdtemp(prefix=f"jaxunknowns_p{jax.process_index()}_")
+      # A folder any code puts under the scratch that every process must
+      # share (a stage's checkpoints, its result.json) maps to the same
+      # folder under the shared workdir (paths.shared).
+      paths.register_scratch(self.path, self.shared_path)
 
   def file(self, *names: str) -> str:
     if not self.is_main and any(n in COLLECTIVE_FOLDERS for n in names):
@@ -155,6 +159,7 @@ class Workdir:
   def close(self):
     """Deletes a non-main process's scratch folder."""
     if not self.is_main:
+      paths.unregister_scratch(self.path)
       shutil.rmtree(self.path, ignore_errors=True)
 
   @property

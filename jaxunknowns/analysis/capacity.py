@@ -53,6 +53,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxunknowns import distributed
+
 Tree = Any
 
 # The percentile of the training margins used as gamma (Neyshabur et al. 2018:
@@ -195,6 +197,10 @@ def measure(model, params: Tree, init_params: Tree, batch_stats: Tree,
   training set size when x is a subset). Margins are computed in eval mode,
   `chunk` examples at a time.
   """
+  # Several processes: the runs' arrays, gathered, are measured on each
+  # process alone (host inputs beside global arrays are no valid jit call).
+  params, init_params, batch_stats = distributed.host_local(
+      (params, init_params, batch_stats))
   m = int(num_examples or len(y))
   x_flat = np.asarray(x, np.float32).reshape(len(x), -1)
   x_fro = float(np.sqrt(np.sum(np.square(x_flat, dtype=np.float64))
