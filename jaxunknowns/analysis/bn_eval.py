@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxunknowns import distributed
+
 
 def _variables(params, batch_stats):
   return {"params": params, "batch_stats": batch_stats}
@@ -80,7 +82,7 @@ def recalibrate(model, params, batch_stats, x, batch_size: int,
   moving average approaches them, weighting later batches more."""
   rng = np.random.default_rng(seed)
   idx = rng.integers(0, len(x), size=(num_batches, batch_size))
-  return jax.device_get(_recalibrate(model, params, batch_stats,
+  return distributed.device_get(_recalibrate(model, params, batch_stats,
                                      jnp.asarray(x[idx])))
 
 

@@ -42,7 +42,7 @@ import ml_collections
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxunknowns import prng
+from jaxunknowns import distributed, prng
 from jaxunknowns.errors import UserError
 
 METHODS = ("lanczos", "power")
@@ -364,7 +364,7 @@ def hessian_callback(trainer, *, every: int, k: int = 1,
     # The same start vectors at every step: the curve changes with the
     # weights only.
     keys = jax.random.split(base_key, num_runs)
-    out = jax.device_get(fn(state["params"], state["batch_stats"], keys))
+    out = distributed.device_get(fn(state["params"], state["batch_stats"], keys))
     del step
     values = {f"eig_{i}": np.asarray(out["eigenvalues"][:, i])
               for i in range(k)}

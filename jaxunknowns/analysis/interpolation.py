@@ -43,6 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from jaxunknowns import distributed
+
 Tree = Any
 
 
@@ -206,7 +208,7 @@ def evaluate_path(trainer, state_a, state_b, num_points: int = 30,
   loss = np.empty((num_runs, len(alphas)), np.float64)
   acc = np.empty((num_runs, len(alphas)), np.float64)
   for start, out in outs:
-    out = jax.device_get(out)
+    out = distributed.device_get(out)
     n = min(chunk, num_runs - start)
     loss[start:start + n] = np.asarray(out["loss"]).T[:n]
     acc[start:start + n] = np.asarray(out["accuracy"]).T[:n]

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxunknowns import distributed
 from jaxunknowns.errors import UserError
 
 Tree = Any
@@ -288,7 +289,7 @@ def forward_flops_per_example(params: Tree, input_shape,
 def surface(fn: Callable, params, batch_stats, dirs, coords,
             data: Sequence) -> Dict[str, np.ndarray]:
   """Runs a `surface_fn` program and fetches {loss, accuracy} as numpy [N]."""
-  out = jax.device_get(fn(params, batch_stats, dirs,
+  out = distributed.device_get(fn(params, batch_stats, dirs,
                           jnp.asarray(coords, jnp.float32), *data))
   return {k: np.asarray(v, np.float64) for k, v in out.items()}
 

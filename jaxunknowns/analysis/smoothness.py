@@ -46,7 +46,7 @@ import ml_collections
 import optax
 import numpy as np
 
-from jaxunknowns import prng
+from jaxunknowns import distributed, prng
 from jaxunknowns.errors import UserError
 
 
@@ -320,7 +320,7 @@ def smoothness_callback(trainer, *, every: int, step_sizes: Sequence[float],
 
   def run(trainer_, state, step):
     del trainer_
-    out = jax.device_get(fn(state["params"], state["batch_stats"],
+    out = distributed.device_get(fn(state["params"], state["batch_stats"],
                             _step_key(seed, step)))
     return summarize_landscape(out)
 
@@ -345,7 +345,7 @@ def ics_callback(trainer, *, every: int, probe_size: int = 0, seed: int = 0,
 
   def run(trainer_, state, step):
     del trainer_
-    out = jax.device_get(fn(state["params"], state["batch_stats"],
+    out = distributed.device_get(fn(state["params"], state["batch_stats"],
                             state["opt_state"], state["step"],
                             _step_key(seed, step)))
     values = {}

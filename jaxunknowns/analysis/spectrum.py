@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxunknowns import prng
+from jaxunknowns import distributed, prng
 from jaxunknowns.analysis import hessian
 from jaxunknowns.errors import UserError
 
@@ -239,7 +239,7 @@ def spectrum_callback(trainer, *, every: int, num_probes: int = 4,
     del trainer_, step
     keys = jax.random.split(prng.key(seed),
                             int(np.shape(state["step"])[0]))
-    out = jax.device_get(fn(state["params"], state["batch_stats"], keys))
+    out = distributed.device_get(fn(state["params"], state["batch_stats"], keys))
     trace = np.asarray(out["trace"], np.float64)
     return {"trace": trace.mean(axis=1),
             "trace_sem": trace.std(axis=1, ddof=1) / np.sqrt(trace.shape[1])

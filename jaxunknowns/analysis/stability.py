@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxunknowns import distributed
 from jaxunknowns.analysis.interpolation import evaluate_path, instability
 
 DEFAULT_DATA_SEED_OFFSET = 1_000_003
@@ -96,7 +97,7 @@ def linear_mode_connectivity(
   if set(seeds) & set(seeds_b):
     raise ValueError(f"data_seed_offset={data_seed_offset} maps a seed of copy "
                      f"A onto another run's seed: {seeds} vs {seeds_b}")
-  step_k = int(np.asarray(jax.device_get(state_k["step"]))[0])
+  step_k = int(np.asarray(distributed.device_get(state_k["step"]))[0])
   if steps < step_k:
     raise ValueError(f"steps={steps} is before the state's step {step_k}")
 

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, runs, validation
+from jaxunknowns import distributed, experiments, runs, validation
 from jaxunknowns.analysis import bn_eval
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
@@ -138,7 +138,7 @@ def run(config, workdir):
                        data_seeds=seeds, writer=writer, run_labels=labels,
                        checkpoint_dir=workdir.file("checkpoints"),
                        description="train")
-  trained = jax.device_get({k: result.state[k]
+  trained = distributed.device_get({k: result.state[k]
                             for k in ("params", "batch_stats")})
   # Its own checkpoints: a resumed first stage must not restore a state
   # from the middle of fine-tuning.
@@ -146,7 +146,7 @@ def run(config, workdir):
                        writer=writer, run_labels=labels,
                        checkpoint_dir=workdir.file("checkpoints_finetune"),
                        description="fine-tune")
-  tuned = jax.device_get({k: result.state[k]
+  tuned = distributed.device_get({k: result.state[k]
                           for k in ("params", "batch_stats")})
   writer.close()
   train_wall = time.time() - t0

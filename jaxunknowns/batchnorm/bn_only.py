@@ -33,6 +33,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from jaxunknowns import distributed
 from jaxunknowns import (experiments, optim, paths, prng, runs, stages,
                          validation)
 from jaxunknowns.data import load_dataset
@@ -230,7 +231,7 @@ def train_stage(config, workdir, writer, ds, depth, width, trainer=None):
     tr = trainer or build_stage_trainer(config, ds, depth, width)
     state = tr.init_state([s for _, s in arm_runs],
                           variables=init_variables(tr, seeds, len(arms)))
-    one = jax.tree.map(lambda p: p[0], jax.device_get(state["params"]))
+    one = jax.tree.map(lambda p: p[0], distributed.device_get(state["params"]))
     masks = [arm_mask(config, a, one, s) for a, s in arm_runs]
     counts = [optim.mask_count(m) for m in masks]
     for (a, s), n in zip(arm_runs, counts):
@@ -239,14 +240,14 @@ def train_stage(config, workdir, writer, ds, depth, width, trainer=None):
     stacked = jax.tree.map(lambda *m: np.stack(m), *masks)
     state["opt_state"] = optim.set_update_mask(state["opt_state"], stacked)
     # The step donates the state's buffers: keep the init on the host.
-    init_params = jax.device_get(state["params"])
+    init_params = distributed.device_get(state["params"])
     result = tr.fit(
         state, steps=config.train.steps, data_seeds=[s for _, s in arm_runs],
         writer=writer,
         run_labels=[{"depth": depth, "width": width, "arm": a, "seed": s}
                     for a, s in arm_runs],
         checkpoint_dir=os.path.join(folder, "checkpoints"), description=name)
-    final = jax.device_get(result.state["params"])
+    final = distributed.device_get(result.state["params"])
     b = config.bn_only
     g0, g1 = gammas(init_params, b.scale_pattern), gammas(final, b.scale_pattern)
     thr = b.gamma_threshold
@@ -288,7 +289,7 @@ def init_variables(trainer, seeds, repeats: int):
   some kernel entries, so switching would move every committed bn_only run
   (docs/results/bn_only) by those bits: kept as it is."""
   one = trainer.init_one
-  per_seed = [jax.device_get(one(prng.key(s))) for s in seeds]
+  per_seed = [distributed.device_get(one(prng.key(s))) for s in seeds]
   runs = [v for _ in range(repeats) for v in per_seed]
   return jax.tree.map(lambda *xs: np.stack(xs), *runs)
 

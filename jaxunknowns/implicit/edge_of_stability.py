@@ -58,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from jaxunknowns import distributed
 from jaxunknowns import (config_defaults, experiments, losses, models, prng,
                          runs, stages, validation)
 from jaxunknowns.analysis import hessian
@@ -206,7 +207,7 @@ def callbacks(trainer: Trainer, every: int, loss_every: int,
       if keys:  # the same start vectors at every step
         args += (jax.random.split(prng.key(seed),
                                   int(np.shape(state["step"])[0])),)
-      return {k: np.asarray(v) for k, v in jax.device_get(fn(*args)).items()}
+      return {k: np.asarray(v) for k, v in distributed.device_get(fn(*args)).items()}
     return run
 
   return [Callback(SHARPNESS, every=every, fn=measure(sharp, keys=True)),

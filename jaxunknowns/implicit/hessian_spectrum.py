@@ -36,6 +36,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from jaxunknowns import distributed
 from jaxunknowns import experiments, paths, prng, runs, stages, validation
 from jaxunknowns.analysis import hessian, spectrum
 from jaxunknowns.implicit import landscape_arms
@@ -152,7 +153,7 @@ def measure_point(fns, state, key) -> Dict[str, Any]:
   out = {}
   for mode, fn in fns.items():
     t0 = time.time()
-    raw = jax.device_get(fn(state["params"], state["batch_stats"], keys))
+    raw = distributed.device_get(fn(state["params"], state["batch_stats"], keys))
     out[mode] = (raw, time.time() - t0)
   return out
 

@@ -63,7 +63,7 @@ import numpy as np
 from absl import logging
 from jax.flatten_util import ravel_pytree
 
-from jaxunknowns import experiments, optim, prng, validation
+from jaxunknowns import distributed, experiments, optim, prng, validation
 from jaxunknowns.analysis import svm as svm_lib
 from jaxunknowns.data import load_dataset
 from jaxunknowns.errors import UserError
@@ -435,7 +435,7 @@ class Runner:
             "test_loss": test_loss, "test_error": test_error}
 
   def measure(self, state) -> Dict[str, np.ndarray]:
-    out = jax.device_get(self._measure(state["params"], self.eval_data))
+    out = distributed.device_get(self._measure(state["params"], self.eval_data))
     return {k: np.asarray(v, np.float64) for k, v in out.items()}
 
 

@@ -32,7 +32,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, prng, runs, stages, validation
+from jaxunknowns import distributed, experiments, prng, runs, stages, validation
 from jaxunknowns.analysis import hessian, sharpness, spectrum
 from jaxunknowns.metrics import MetricWriter, stats
 
@@ -144,10 +144,10 @@ def measure(config, fns, state, evals) -> Dict[str, list]:
   for i in range(0, num_runs, n):
     p, b = (jax.tree.map(lambda a: a[i:i + n], state[k])
             for k in ("params", "batch_stats"))
-    spec = jax.device_get(fns["spectrum"](p, b, keys))
+    spec = distributed.device_get(fns["spectrum"](p, b, keys))
     trace += list(np.asarray(spec["trace"], np.float64).mean(axis=1))
     lam += list(np.asarray(spec["nodes"]).max(axis=(1, 2)))
-    sharp += list(jax.device_get(fns["sharpness"](p, b))["sharpness"])
+    sharp += list(distributed.device_get(fns["sharpness"](p, b))["sharpness"])
   values = {"test_accuracy": evals["test"]["accuracy"],
             "train_accuracy": evals["train"]["accuracy"],
             "train_loss": evals["train"]["loss"],

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import experiments, stages, validation
+from jaxunknowns import distributed, experiments, stages, validation
 from jaxunknowns.analysis import hessian
 from jaxunknowns.analysis import sharpness as sharpness_lib
 from jaxunknowns import runs
@@ -144,7 +144,7 @@ def run_arm(config, workdir, writer, name, trainer, callback, fns):
     t0 = time.time()
     sharp = {}
     for eps, fn in fns.items():
-      out = jax.device_get(fn(state["params"], state["batch_stats"]))
+      out = distributed.device_get(fn(state["params"], state["batch_stats"]))
       sharp[eps] = {k: np.asarray(v) for k, v in out.items()}
     t_sharp = time.time() - t0
     writer.rewrite(steps, "sharpness", labels, {

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from jaxunknowns import distributed
 from jaxunknowns import (experiments, optim, paths, prng, pruning, runs,
                          stages, validation)
 from jaxunknowns.errors import UserError
@@ -393,8 +394,8 @@ def run(config, workdir):
   writer = MetricWriter(workdir.path)
   t_start = time.time()
   # Host copies: the train step donates the device buffers it is given.
-  init = jax.device_get(trainer.init_variables(seeds))
-  reinit = jax.device_get(trainer.init_variables(
+  init = distributed.device_get(trainer.init_variables(seeds))
+  reinit = distributed.device_get(trainer.init_variables(
       [s + REINIT_SEED_OFFSET for s in seeds]))
   dense = trainer.fit(
       trainer.init_state(seeds, variables=init), steps=config.train.steps,
@@ -403,7 +404,7 @@ def run(config, workdir):
                   for s in seeds],
       checkpoint_dir=workdir.file("stages", "dense", "checkpoints"),
       description="dense")
-  trained = jax.device_get(dense.state["params"])
+  trained = distributed.device_get(dense.state["params"])
   results = [{"method": "dense", "budget": "none", "variant": "found",
               "density": 1.0, "test_accuracy": stats(
                   dense.evals["test"]["accuracy"]), "weights_remaining": 1.0,

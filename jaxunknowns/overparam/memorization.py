@@ -134,7 +134,7 @@ def predictor(trainer):
     batch = lambda x: jnp.argmax(trainer.logits(state, x), -1)
     return jax.lax.map(batch, xs).reshape(-1)
   fn = jax.jit(jax.vmap(one_run, in_axes=(0, 0, None)))
-  return lambda state, xs: np.asarray(jax.device_get(
+  return lambda state, xs: np.asarray(distributed.device_get(
       fn(state["params"], state["batch_stats"], xs)))
 
 
@@ -391,4 +391,5 @@ def add_regularization_effects(results, ps, arms):
 
 experiments.register(
     "memorization", validate=validate, own_fields=("data.shuffle_seed",),
-    report="jaxunknowns.overparam.memorization_report:write")(run)
+    report="jaxunknowns.overparam.memorization_report:write",
+    multi_process=True)(run)

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from jaxunknowns import distributed
 from jaxunknowns import (batching, experiments, optim, paths, prng, runs,
                          validation)
 from jaxunknowns.config_loading import name_list
@@ -101,7 +102,7 @@ def validate(config):
 # Saving trees
 # -----------------------------------------------------------------------------
 def save_tree(path: str, tree):
-  flat = traverse_util.flatten_dict(jax.device_get(tree), sep="/")
+  flat = traverse_util.flatten_dict(distributed.device_get(tree), sep="/")
   paths.save_npz(path, **{k: np.asarray(v) for k, v in flat.items()})
 
 
@@ -282,7 +283,7 @@ class Measurer:
 
   def __call__(self, params) -> Dict[str, np.ndarray]:
     return {k: np.asarray(v, np.float64)
-            for k, v in jax.device_get(self._fn(params)).items()}
+            for k, v in distributed.device_get(self._fn(params)).items()}
 
 
 def path_metrics(measure, kind, end_a, end_b, bends, ts):
@@ -301,7 +302,7 @@ def path_metrics(measure, kind, end_a, end_b, bends, ts):
 def plane_metrics(measure, end_a, end_b, bends, num, margin):
   """Per pair: the plane through a, the first bend and b; train loss and
   test error on its num x num grid."""
-  origin, u, v, coords = jax.device_get(interpolation.plane_basis(
+  origin, u, v, coords = distributed.device_get(interpolation.plane_basis(
       end_a, jax.tree.map(lambda x: x[:, 0], bends), end_b))
   out = []
   one = lambda tree: jax.tree.map(lambda x: x[:1], tree)

@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxunknowns import experiments, paths, runs, validation
+from jaxunknowns import distributed, experiments, paths, runs, validation
 from jaxunknowns.analysis import ntk
 from jaxunknowns.data import load_dataset
 from jaxunknowns.losses import jax_one_hot
@@ -138,7 +138,7 @@ class Meter:
     return self._kernel(params)
 
   def measures(self, params, params0, k0) -> Dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in jax.device_get(
+    return {k: np.asarray(v) for k, v in distributed.device_get(
         self._measures(params, params0, k0)).items()}
 
 
@@ -201,12 +201,12 @@ def run(config, workdir):
     k0 = meter.kernel(params0)
     paths.makedirs(folder)
     paths.save_npz(os.path.join(folder, "kernel0.npz"),
-                   kernel=np.asarray(jax.device_get(k0)))
+                   kernel=np.asarray(distributed.device_get(k0)))
     regress = regression_fn(meter.f, ds.train.x, ds.train.y, x_test,
                             ds.num_classes, chunk, s.ridge)
 
     def measure(_, state, init_params, regress=regress):
-      kr, net = map(np.asarray, jax.device_get(
+      kr, net = map(np.asarray, distributed.device_get(
           regress(init_params, state["params"])))
       return {"kernel_regression_accuracy": (kr == y_test).mean(1),
               "network_accuracy": (net == y_test).mean(1),

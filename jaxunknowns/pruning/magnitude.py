@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxunknowns import distributed
 from jaxunknowns.errors import UserError
 
 OUTPUT_LAYER = "output"
@@ -398,7 +399,7 @@ def sparsity_report(mask: Mask) -> Dict[str, Any]:
   layers = {}
   remaining = total = 0
   for name, m in _mask_layers(mask):
-    m = np.asarray(jax.device_get(m))
+    m = np.asarray(distributed.device_get(m))
     kept, size = int(np.count_nonzero(m)), int(m.size)
     layers[name] = {"remaining": kept, "total": size,
                     "fraction_remaining": kept / size if size else 1.0}
