@@ -334,19 +334,62 @@ def test_sigterm_to_one_process_stops_all_at_one_saved_step(tmp_path):
 
 
 def test_an_experiment_made_for_one_process_stops_on_several(tmp_path):
-  """width_sweep in two processes ended in a traceback (its stages fetch
+  """width_sweep in two processes ended in a traceback (its stages fetched
   whole arrays to the host) or hung (its stage checkpoints in each
   process's scratch folder). Experiments not made and checked for several
-  processes now stop on every process in one line, writing nothing."""
+  processes (here prune_init) stop on every process in one line, writing
+  nothing."""
   outs = _two_processes(tmp_path / "w", timeout=300,
-                        config=["--config=configs/width_sweep.py:runlocal"])
+                        config=["--config=configs/prune_init.py:runlocal"])
   for rc, _, err in outs:
     assert rc == 2, err[-2000:]
     assert err.strip().splitlines()[-1] == (
-        "error: experiment 'width_sweep' runs in one process only (across 2 "
-        "here; made for several: train, imp); run it on one machine, where "
-        "its seeds and batches still spread over all that machine's devices")
+        "error: experiment 'prune_init' runs in one process only (across 2 "
+        "here; made for several: train, imp, bn_batch_size, bn_placement, "
+        "bn_regularization, randomization, width_sweep, double_descent, "
+        "memorization); run it on one machine, where its seeds and batches "
+        "still spread over all that machine's devices")
   assert not (tmp_path / "w").exists()
+
+
+def _numbers(tree, prefix=""):
+  """{path: number} of a summary, without its timing and machine fields."""
+  if isinstance(tree, dict):
+    return {k: v for key, value in tree.items()
+            if key not in ("wall_time_s", "steps_per_second", "machine")
+            and not key.endswith("_s") and "time" not in key
+            and "second" not in key
+            for k, v in _numbers(value, f"{prefix}.{key}").items()}
+  if isinstance(tree, list):
+    return {k: v for i, value in enumerate(tree)
+            for k, v in _numbers(value, f"{prefix}[{i}]").items()}
+  return {prefix: tree}
+
+
+def test_a_stage_experiment_in_two_processes_gives_the_summary_of_one(
+    tmp_path):
+  """width_sweep in two processes ended in a traceback (its stages fetched
+  global arrays to the host) or hung (its stage checkpoints in process 1's
+  scratch folder). Now its summary equals that of one process with two
+  devices, and a rerun finds it finished on both processes."""
+  config = ["--config=configs/width_sweep.py:runlocal"]
+  one = subprocess.run(_main(tmp_path / "one", config=config), env=_env(2),
+                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert one.returncode == 0, one.stderr[-3000:]
+  for _ in range(2):  # the run, then a rerun that skips it
+    outs = _two_processes(tmp_path / "two", timeout=600, config=config)
+    for rc, _, err in outs:
+      assert rc == 0, err[-3000:]
+  assert all("already finished" in out for _, out, _ in outs), outs[0][1]
+  a = _numbers(read_json(tmp_path / "one" / "summary.json"))
+  b = _numbers(read_json(tmp_path / "two" / "summary.json"))
+  assert set(a) == set(b)
+  for key, value in a.items():
+    if isinstance(value, float):
+      np.testing.assert_allclose(b[key], value, rtol=1e-5, atol=1e-6,
+                                 err_msg=key)
+    else:
+      assert b[key] == value, key
 
 
 def test_a_second_multi_process_run_into_a_running_workdir_stops(tmp_path):

@@ -94,4 +94,5 @@ def run(config, workdir):
 
 experiments.register(
     "bn_batch_size", validate=validate, own_fields=layers.NORM_FIELD_PATHS,
-    report="jaxunknowns.batchnorm.bn_report:write_grid")(run)
+    report="jaxunknowns.batchnorm.bn_report:write_grid",
+    multi_process=True)(run)

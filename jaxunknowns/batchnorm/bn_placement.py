@@ -100,4 +100,5 @@ def readings(cells, norms):
 
 experiments.register(
     "bn_placement", validate=validate, own_fields=layers.NORM_FIELD_PATHS,
-    report="jaxunknowns.batchnorm.bn_report:write_grid")(run)
+    report="jaxunknowns.batchnorm.bn_report:write_grid",
+    multi_process=True)(run)

@@ -48,4 +48,5 @@ def run(config, workdir):
 
 experiments.register(
     "bn_regularization", validate=validate, own_fields=layers.NORM_FIELD_PATHS,
-    report="jaxunknowns.batchnorm.bn_report:write_grid")(run)
+    report="jaxunknowns.batchnorm.bn_report:write_grid",
+    multi_process=True)(run)

@@ -269,4 +269,5 @@ def run(config, workdir):
 
 experiments.register(
     "double_descent", validate=validate, own_fields=("data.shuffle_seed",),
-    report="jaxunknowns.overparam.double_descent_report:write")(run)
+    report="jaxunknowns.overparam.double_descent_report:write",
+    multi_process=True)(run)

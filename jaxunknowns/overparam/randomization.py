@@ -368,4 +368,5 @@ def add_slowdowns(summary):
 
 experiments.register(
     "randomization", validate=validate, own_fields=("data.shuffle_seed",),
-    report="jaxunknowns.overparam.randomization_report:write")(run)
+    report="jaxunknowns.overparam.randomization_report:write",
+    multi_process=True)(run)

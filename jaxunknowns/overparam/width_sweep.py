@@ -274,4 +274,5 @@ def run(config, workdir):
 
 experiments.register(
     "width_sweep", validate=validate, own_fields=("data.shuffle_seed",),
-    report="jaxunknowns.overparam.width_sweep_report:write")(run)
+    report="jaxunknowns.overparam.width_sweep_report:write",
+    multi_process=True)(run)
