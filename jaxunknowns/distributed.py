@@ -230,19 +230,22 @@ def first_value(a: jax.Array):
   return np.asarray(a.addressable_data(0)).reshape(-1)[0]
 
 
-def check_one_process(experiment: str):
-  """An experiment not made to run across processes (Experiment.
-  multi_process) stops at once, on every process, in the same one line."""
+def check_made_for_processes(experiment: str):
+  """Across several processes, an experiment not made for them (Experiment.
+  multi_process) stops at once, on every process, in the same one line.
+  Cheap and right after the processes last met (check_same_config): a
+  process that exits while another still works takes JAX's coordination
+  service (process 0's) away from it, which crashed the other (SIGSEGV)."""
   import jax  # pylint: disable=g-import-not-at-top
-  if jax.process_count() > 1:
-    from jaxunknowns import experiments  # pylint: disable=g-import-not-at-top
-    ready = [n for n in experiments.MODULES
-             if experiments.EXPERIMENTS.get(n).multi_process]
+  if jax.process_count() == 1:
+    return
+  from jaxunknowns.experiments import EXPERIMENTS  # pylint: disable=g-import-not-at-top
+  if not EXPERIMENTS.get(experiment).multi_process:
     raise UserError(
-        f"experiment {experiment!r} runs in one process only (across "
-        f"{jax.process_count()} here; made for several: "
-        f"{', '.join(ready)}); run it on one machine, where its seeds and "
-        "batches still spread over all that machine's devices")
+        f"experiment {experiment!r} runs in one process only, not across the "
+        f"{jax.process_count()} here (README, Multi-host, lists those that "
+        "do); run it on one machine, where its seeds and batches still "
+        "spread over all that machine's devices")
 
 
 def check_same_config(config_dict: Any, overwrite: bool = False):

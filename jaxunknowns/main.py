@@ -60,9 +60,8 @@ def run(config, workdir_path: str, overwrite: bool = False,
 
   # First, before any process can fail alone: every process must agree.
   distributed.check_same_config(config_to_dict(config), overwrite)
+  distributed.check_made_for_processes(config.experiment)
   experiment = validation.check_config(config, references)
-  if not experiment.multi_process:
-    distributed.check_one_process(config.experiment)
   # Then, before any process reads or writes the workdir: one workdir for all.
   distributed.check_shared_workdir(paths.absolute(workdir_path))
   # One run at a time in a workdir, also of a multi-process run whose
