@@ -337,16 +337,16 @@ def test_an_experiment_made_for_one_process_stops_on_several(tmp_path):
   """width_sweep in two processes ended in a traceback (its stages fetched
   whole arrays to the host) or hung (its stage checkpoints in each
   process's scratch folder). Experiments not made and checked for several
-  processes (here prune_init) stop on every process in one line, writing
+  processes (here landscape) stop on every process in one line, writing
   nothing, right after the processes last met (checking first imported
   every experiment module, and a process exiting while the other still
   did took the coordination service away from it: SIGSEGV)."""
   outs = _two_processes(tmp_path / "w", timeout=300,
-                        config=["--config=configs/prune_init.py:runlocal"])
+                        config=["--config=configs/landscape.py:runlocal"])
   for rc, _, err in outs:
     assert rc == 2, err[-2000:]
     assert err.strip().splitlines()[-1] == (
-        "error: experiment 'prune_init' runs in one process only, not "
+        "error: experiment 'landscape' runs in one process only, not "
         "across the 2 here (README, Multi-host, lists those that do); run it "
         "on one machine, where its seeds and batches still spread over all "
         "that machine's devices")

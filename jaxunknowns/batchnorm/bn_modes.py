@@ -177,4 +177,5 @@ def run(config, workdir):
 
 experiments.register(
     "bn_modes", validate=validate,
-    report="jaxunknowns.batchnorm.bn_report:write_modes")(run)
+    report="jaxunknowns.batchnorm.bn_report:write_modes",
+    multi_process=True)(run)

@@ -167,4 +167,5 @@ def run(config, workdir):
 
 experiments.register(
     "bn_smoothness", validate=validate, own_fields=layers.NORM_FIELD_PATHS,
-    report="jaxunknowns.batchnorm.bn_report:write_smoothness")(run)
+    report="jaxunknowns.batchnorm.bn_report:write_smoothness",
+    multi_process=True)(run)

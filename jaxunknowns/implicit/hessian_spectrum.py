@@ -253,4 +253,5 @@ def run(config, workdir):
 
 experiments.register(
     "hessian_spectrum", validate=validate, own_fields=layers.NORM_FIELD_PATHS,
-    report="jaxunknowns.implicit.hessian_spectrum_report:write")(run)
+    report="jaxunknowns.implicit.hessian_spectrum_report:write",
+    multi_process=True)(run)

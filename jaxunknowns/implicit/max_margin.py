@@ -626,4 +626,5 @@ experiments.register("max_margin", validate=validate,
                      report="jaxunknowns.implicit.max_margin_report:write",
                      # Every data seed draws with data.shuffle_seed + s.
                      own_fields=tuple(OWN_FIELDS) + ("data.shuffle_seed",),
-                     float64=True)(run)
+                     float64=True,
+                     multi_process=True)(run)

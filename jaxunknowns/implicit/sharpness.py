@@ -203,4 +203,5 @@ def run(config, workdir):
 
 experiments.register("sharpness", validate=validate,
                      own_fields=layers.NORM_FIELD_PATHS,
-                     report="jaxunknowns.implicit.sharpness_report:write")(run)
+                     report="jaxunknowns.implicit.sharpness_report:write",
+                     multi_process=True)(run)

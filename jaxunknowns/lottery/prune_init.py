@@ -444,4 +444,5 @@ def run(config, workdir):
 
 
 experiments.register("prune_init", validate=validate,
-                     report="jaxunknowns.lottery.prune_init_report:write")(run)
+                     report="jaxunknowns.lottery.prune_init_report:write",
+                     multi_process=True)(run)

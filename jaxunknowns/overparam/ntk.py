@@ -322,4 +322,5 @@ def width_summary(width, result, folder, steps) -> Dict[str, Any]:
 
 experiments.register(
     "ntk", validate=validate,
-    report="jaxunknowns.overparam.ntk_report:write")(run)
+    report="jaxunknowns.overparam.ntk_report:write",
+    multi_process=True)(run)
