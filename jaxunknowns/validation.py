@@ -9,7 +9,8 @@ of the experiment's own (`Experiment.validate`). Each failure is a
 
 import dataclasses
 import math
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import (Any, Dict, Iterator, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 import ml_collections
 import numpy as np
@@ -60,6 +61,16 @@ def check_applies(config, field: str, applies: bool, when: str,
   if value != default and value not in file_values:
     raise UserError(f"{field}={value!r} is unused here: it applies {when}; "
                     f"leave it at {default!r}")
+
+
+def check_read_by(config, readers_of: Mapping[str, Sequence[str]],
+                  chosen: Sequence[str], selector: str):
+  """An experiment's fields that only some of its chosen items read (its
+  optimizers, its arms): each is refused by `check_applies` when moved
+  while none of `chosen` (the items `selector` names) reads it."""
+  for field, readers in readers_of.items():
+    check_applies(config, field, any(r in chosen for r in readers),
+                  f"to {' or '.join(map(repr, readers))} of {selector}")
 
 
 def shuffle_seed_readers(noise: str = "data.label_noise") -> str:

@@ -420,7 +420,8 @@ NOT_READ_BY_THE_CHOICE = [
      "bn_only.output_pattern='^Dense_' is unused here"),
     ("bn_only.py:fashion,runlocal",
      {"bn_only.arms": ("bn", "output"), "bn_only.per_channel": 5},
-     "bn_only.per_channel=5 is unused here: it applies to the arms 'random2'"),
+     "bn_only.per_channel=5 is unused here: it applies to 'random2' of "
+     "bn_only.arms"),
     ("bn_only.py:fashion,runlocal",
      {"bn_only.arms": ("full",), "bn_only.bn_pattern": "scale"},
      "bn_only.bn_pattern='scale' is unused here"),

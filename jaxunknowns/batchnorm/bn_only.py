@@ -44,9 +44,10 @@ from jaxunknowns.models import create_model
 
 ARMS = ("bn", "bn_output", "random2", "output", "full")
 # The bn_only fields that only some arms read (arm_mask).
-READ_BY = {"bn_pattern": ("bn", "bn_output"),
-           "output_pattern": ("output", "bn_output"),
-           "kernel_pattern": ("random2",), "per_channel": ("random2",)}
+READ_BY = {"bn_only.bn_pattern": ("bn", "bn_output"),
+           "bn_only.output_pattern": ("output", "bn_output"),
+           "bn_only.kernel_pattern": ("random2",),
+           "bn_only.per_channel": ("random2",)}
 
 
 # -----------------------------------------------------------------------------
@@ -71,10 +72,7 @@ def validate(config):
         len(set(arms)) == len(arms), "bn_only.arms", tuple(arms),
         f"distinct names of {', '.join(ARMS)}")
   validation.check_int(b.per_channel, "bn_only.per_channel", 1)
-  for field, readers in READ_BY.items():
-    validation.check_applies(
-        config, f"bn_only.{field}", any(a in arms for a in readers),
-        f"to the arms {' and '.join(map(repr, readers))} of bn_only.arms")
+  validation.check_read_by(config, READ_BY, arms, "bn_only.arms")
   check(b.gamma_threshold > 0, "bn_only.gamma_threshold", b.gamma_threshold,
         "> 0")
   validation.check_int(b.downsample, "bn_only.downsample", 1, "1 = none")

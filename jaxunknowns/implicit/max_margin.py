@@ -83,10 +83,10 @@ def optimizer_names(config) -> List[str]:
 
 
 # The optim.* fields its own optimizers read, and which one reads each.
-OWN_FIELDS = {"optim.momentum": "momentum", "optim.b1": "adam",
-              "optim.b2": "adam", "optim.eps": "adam"}
-# Fields that only some of its optimizers read (optimizer_setup, Runner).
-READ_BY = {"max_margin.lr": ("gd", "momentum", "sgd"),
+OWN_FIELDS = {"optim.momentum": ("momentum",), "optim.b1": ("adam",),
+              "optim.b2": ("adam",), "optim.eps": ("adam",)}
+# Its other fields that only some optimizers read (optimizer_setup, Runner).
+READ_BY = {**OWN_FIELDS, "max_margin.lr": ("gd", "momentum", "sgd"),
            "max_margin.adam_lr": ("adam",),
            "max_margin.momentum_same_clock": ("momentum",),
            "train.batch_size": ("sgd",)}
@@ -110,13 +110,7 @@ def validate(config):
         and len(set(names)) == len(names), "max_margin.optimizers",
         mm.optimizers, f"a tuple, a subset of {OPTIMIZERS}")
   # Its own optimizers, not optim.name's, read optim.momentum and the betas.
-  for field, reader in OWN_FIELDS.items():
-    validation.check_applies(config, field, reader in names,
-                             f"to the {reader!r} of max_margin.optimizers")
-  for field, readers in READ_BY.items():
-    validation.check_applies(
-        config, field, any(r in names for r in readers),
-        f"to {' or '.join(map(repr, readers))} of max_margin.optimizers")
+  validation.check_read_by(config, READ_BY, names, "max_margin.optimizers")
   for field in UNUSED_FIELDS:
     validation.check_applies(config, field, False, "to the shared trainer's "
                              "loop; max_margin runs its own (max_margin.*)")
