@@ -128,17 +128,11 @@ def listening():
     yield
   finally:
     _listening -= 1
-  # A SIGTERM between the fit's last question (`pending`) and here: the fit
+  # A SIGTERM after the fit's last question (one process; with several,
+  # JAX's service is asked again at the next fit's first boundary): the fit
   # ended, its checkpoint saved; as one outside a fit, the run ends now.
   if _requested.is_set() and not _listening:
     stop_now()
-
-
-def pending() -> bool:
-  """A SIGTERM came after a fit's last boundary, before the fit ended: the
-  run stops there (one process; with several, JAX's service has it asked
-  again at the next fit's first boundary)."""
-  return _requested.is_set()
 
 
 def requested() -> bool:
@@ -147,9 +141,8 @@ def requested() -> bool:
   _boundaries += 1
   import jax  # pylint: disable=g-import-not-at-top
   if jax.process_count() > 1:
-    from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
-    if jax_distributed.global_state.preemption_sync_manager is None:
-      return False  # the service switched off (jax_enable_preemption_service)
+    if not jax.config.jax_enable_preemption_service:
+      return False  # switched off: asking would raise RuntimeError
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     return multihost_utils.reached_preemption_sync_point(_boundaries)
   return _requested.is_set()

@@ -936,8 +936,6 @@ class Trainer:
     if not evals:  # already finished (resumed at the end): measure again
       evals = self.evaluate_all(state)
     self._close(writer, checkpoints, snapshots)
-    if preemption.pending():  # a SIGTERM after the loop's last question
-      raise preemption.Preempted(step, saved=checkpoints is not None)
     timed_steps += step - start_step
     timed_seconds += wall
     rate = timed_steps / timed_seconds if timed_steps and timed_seconds else 0.0

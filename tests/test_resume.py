@@ -606,4 +606,8 @@ def test_no_preemption_service_is_no_preemption(monkeypatch):
   monkeypatch.setattr(jax_distributed.global_state, "client", object())
   monkeypatch.setattr(jax_distributed.global_state,
                       "preemption_sync_manager", None)
-  assert preemption.requested() is False
+  jax.config.update("jax_enable_preemption_service", False)
+  try:
+    assert preemption.requested() is False
+  finally:
+    jax.config.update("jax_enable_preemption_service", True)
