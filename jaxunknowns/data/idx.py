@@ -132,10 +132,10 @@ def _as_nhwc(images: np.ndarray, path: str) -> np.ndarray:
 
 def read_idx_header(path: str) -> Tuple[int, ...]:
   """The shape recorded in an IDX file's header, without reading its data."""
-  head = _read(path, 4)
+  head = _read(path, 4 + 4 * 255)  # the longest header: 255 dimensions
   if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
     raise UserError(f"{path} is not an IDX file (bad magic number)")
-  return _shape(_read(path, 4 + 4 * head[3]), path)
+  return _shape(head, path)
 
 
 def _shape(data: bytes, path: str) -> Tuple[int, ...]:
