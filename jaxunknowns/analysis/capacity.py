@@ -233,4 +233,5 @@ def measure(model, params: Tree, init_params: Tree, batch_stats: Tree,
     out["num_params"] = jnp.full(gammas.shape, num_params, jnp.float32)
     out["bound_vc"] = jnp.full(gammas.shape, np.sqrt(num_params / m),
                                jnp.float32)
-  return {k: np.asarray(v, np.float64) for k, v in distributed.device_get(out).items()}
+  return {k: np.asarray(v, np.float64)
+          for k, v in distributed.device_get(out).items()}
