@@ -236,8 +236,10 @@ def check_made_for_processes(experiment: str):
   Cheap and right after the processes last met (check_same_config): a
   process that exits while another still works takes JAX's coordination
   service (process 0's) away from it, which crashed the other (SIGSEGV)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  if jax.process_count() == 1:
+  # Not jax.process_count() first: it starts the backends, whose probe
+  # logs ('Unable to initialize backend') would come before a bad config's
+  # one line.
+  if not jax.distributed.is_initialized() or jax.process_count() == 1:
     return
   from jaxunknowns.experiments import EXPERIMENTS  # pylint: disable=g-import-not-at-top
   if not EXPERIMENTS.get(experiment).multi_process:

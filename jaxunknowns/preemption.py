@@ -65,7 +65,10 @@ def install():
   as it is."""
   global _installed
   import jax  # pylint: disable=g-import-not-at-top
-  if _installed or jax.process_count() > 1:
+  # jax.distributed first: process_count() alone starts the backends, whose
+  # probe logs would come before a bad config's one line.
+  if _installed or (jax.distributed.is_initialized()
+                    and jax.process_count() > 1):
     return
   # Kept for the process's life: a socket garbage-collected closes its fd.
   _installed = read, write = socket.socketpair()
