@@ -287,8 +287,19 @@ def check_config(config, references: Optional[Sequence] = None, *,
   return experiment
 
 
-def validate_base(config):
-  """Checks the fields of config_defaults.base_config()."""
+def validate_base(config, where: str = ""):
+  """Checks the fields of config_defaults.base_config(). `where` leads the
+  error of an arm's or a grid cell's config ("arm 'with_bn': "): its field
+  alone (model.norm) names one the user may never have set."""
+  try:
+    _validate_base(config)
+  except UserError as e:
+    if not where:
+      raise
+    raise UserError(f"{where}{e}") from None
+
+
+def _validate_base(config):
   check(is_int(config.seeds) and config.seeds >= 1, "seeds", config.seeds,
         "an integer >= 1")
   check(is_int(config.seed) and config.seed >= 0, "seed", config.seed,
@@ -347,11 +358,15 @@ def validate_base(config):
                 "evaluation it caps)")
   check_batch_norm_batch_size(m, t.batch_size)
 
-  # Unknown names fail here too, with the list of valid ones.
+  # Unknown names fail here too, with the list of valid ones: also the
+  # model's name and options, which otherwise failed only once the run had
+  # started (its log lines before the error).
   from jaxunknowns import losses, optim  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.models import create_model  # pylint: disable=g-import-not-at-top
   optim.OPTIMIZERS.get(o.name)
   optim.SCHEDULES.get(o.schedule)
   losses.LOSSES.get(t.loss)
+  create_model(m, 2)
 
 
 class ReadRecorder:

@@ -35,9 +35,9 @@ BASE_FIELDS = {name for name, _ in validation.leaves(
     config_defaults.base_config())}
 
 
-def cli(*args, workdir, command=("-m", "jaxunknowns.main")):
+def cli(*args, workdir, command=("-m", "jaxunknowns.main"), env=None):
   return subprocess.run([sys.executable, *command, *args,
-                         f"--workdir={workdir}"], cwd=ROOT, env=ENV,
+                         f"--workdir={workdir}"], cwd=ROOT, env=env or ENV,
                         capture_output=True, text=True, timeout=600)
 
 
@@ -416,9 +416,13 @@ def test_a_refused_config_is_the_only_line_on_stderr(tmp_path):
   """A config refused by its checks prints nothing but the error: the
   one-process run no longer starts JAX's backends to compare configs
   across processes, whose probe logged "Unable to initialize backend
-  'tpu'" at INFO before the error line."""
+  'tpu'" at INFO before the error line. Without JAX_PLATFORMS, as a user
+  runs it: JAX_PLATFORMS=cpu skips that probe, which hid the CLI's SIGTERM
+  handler starting the backends (jax.process_count()) too."""
+  env = {k: v for k, v in ENV.items() if k != "JAX_PLATFORMS"}
   proc = cli("--config=configs/max_margin.py:runlocal",
-             "--config.train.precision=bfloat16", workdir=tmp_path / "w")
+             "--config.train.precision=bfloat16", workdir=tmp_path / "w",
+             env=env)
   line = assert_one_line_error(proc, "train.precision='bfloat16'")
   assert proc.stderr.strip().splitlines() == [line], proc.stderr
   assert not (tmp_path / "w").exists()
@@ -1067,3 +1071,22 @@ def test_a_workdir_path_too_long_for_a_runs_files_is_refused(tmp_path):
   proc = cli(RUNLOCAL, workdir=workdir)
   assert_one_line_error(proc, "bytes long", "choose a shorter --workdir")
   assert not (tmp_path / ("c" * 200)).exists()
+
+
+@pytest.mark.parametrize("spec, overrides, needle", [
+    ("train.py:runlocal", {"model.norm": "foo"}, "unknown model.norm 'foo'"),
+    ("train.py:runlocal", {"model.name": "foo"}, "unknown model 'foo'"),
+    ("landscape.py:bn,runlocal", {"arms.with_bn.model.norm": "foo"},
+     "arm 'with_bn' (arms.with_bn): unknown model.norm 'foo'"),
+    ("sharpness.py:runlocal", {"arms.large_batch.train.batch_size": 0},
+     "arm 'large_batch' (arms.large_batch): train.batch_size=0")])
+def test_a_bad_model_or_arm_setting_is_refused_before_the_run(
+    spec, overrides, needle):
+  """An unknown model name or norm passed every check and failed only as
+  the model was built, inside the run (its log lines before the error);
+  an arm's bad value named the field alone (model.norm), not the arm the
+  user set it in."""
+  config = config_loading.load_config(f"{ROOT}/configs/{spec}", overrides)
+  with pytest.raises(UserError) as info:
+    validation.check_config(config)
+  assert str(info.value).startswith(needle), str(info.value)

@@ -235,10 +235,7 @@ def cell_configs(config, axes: Sequence[Axis], cells: Sequence[Cell],
             f"{c.model.get('norm_position', 'before')} the activation leaves "
             "none; use optim.decay_on='kernels' or 'all', or a grid of batch "
             "norm before the activation (and no norm)")
-    try:
-      validation.validate_base(c)
-    except UserError as e:
-      raise UserError(f"{where}{e}") from e
+    validation.validate_base(c, where)
     if c.train.batch_size > num_train:
       raise UserError(f"{where}train.batch_size={c.train.batch_size} is larger "
                       f"than the training set ({num_train} examples): lower "

@@ -57,7 +57,8 @@ def validate_arms(config):
                    ">= 0 (0 = use train.steps)")
   names = arm_names(config)
   for name in names:
-    validation.validate_base(arm_config(config, name))
+    validation.validate_base(arm_config(config, name),
+                             f"arm {name!r} (arms.{name}): ")
   # A shared field every compared arm overrides, or train.steps under an
   # epoch budget, is written to config.json but trains nothing.
   for field in sorted(set.intersection(*(set(_fields(config.arms[n]))

@@ -103,7 +103,8 @@ def validate(config):
   check(config.train.eval_train, "train.eval_train", config.train.eval_train,
         "True (train accuracy and loss are results)")
   for name in names:
-    validation.validate_base(arm_config(config, name))
+    validation.validate_base(arm_config(config, name),
+                             f"arm {name!r} (arms.{name}): ")
 
 
 def build_arms(config) -> Dict[str, Any]:
