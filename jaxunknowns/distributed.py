@@ -6,9 +6,10 @@ module adds is the little that a single-process program never needs:
 
 * `initialize`: `jax.distributed.initialize` when a flag or the environment
   asks for it (on a Cloud TPU VM, JAX finds its peers by itself).
-* `to_global`: a host array -> a global `jax.Array`, each process building
-  only the shards its own devices hold (so with the batch sharded over the
-  'data' axis, a process materializes only its part of every batch).
+* `to_global`: a host array (or a tree of them) -> a global `jax.Array`,
+  each process building only the shards its own devices hold (so with the
+  batch sharded over the 'data' axis, a process materializes only its part
+  of every batch).
 * `fetch`: a global array -> numpy on every process (replicated values are
   read from a local shard; sharded ones are all-gathered).
 * `check_same_config`: all processes must run the same config (and the same
@@ -174,16 +175,22 @@ def is_main() -> bool:
   return jax.process_index() == 0
 
 
-def to_global(x: np.ndarray, sharding) -> jax.Array:
-  """`x` (the same on every process) as a global array with `sharding`.
+def to_global(x: Any, sharding) -> Any:
+  """`x` (the same on every process: an array, or a tree of them) as global
+  arrays, each leaf with `sharding`.
 
   Single-process this is `jax.device_put`. Multi-process, each process is
-  asked only for the slices its addressable devices hold.
+  asked only for the slices its addressable devices hold, leaf by leaf as
+  device_put does: np.asarray of a whole tree (the trainer's per-run
+  hparams, a dict) is one 0-d object array, which no run sharding fits.
   """
   if jax.process_count() == 1:
     return jax.device_put(x, sharding)
-  x = np.asarray(x)
-  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+  def leaf(a):
+    a = np.asarray(a)
+    return jax.make_array_from_callback(a.shape, sharding,
+                                        lambda index: a[index])
+  return jax.tree.map(leaf, x)
 
 
 def _fetch_leaf(a):
