@@ -265,4 +265,5 @@ def run(config, workdir):
 
 experiments.register(
     "bn_stability", validate=validate, own_fields=layers.NORM_FIELD_PATHS,
-    report="jaxunknowns.batchnorm.bn_report:write_stability")(run)
+    report="jaxunknowns.batchnorm.bn_report:write_stability",
+    multi_process=True)(run)

@@ -443,4 +443,5 @@ def run(config, workdir):
 
 experiments.register(
     "edge_of_stability", validate=validate,
-    report="jaxunknowns.implicit.edge_of_stability_report:write")(run)
+    report="jaxunknowns.implicit.edge_of_stability_report:write",
+    multi_process=True)(run)

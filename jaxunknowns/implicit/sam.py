@@ -222,4 +222,4 @@ def run(config, workdir):
 
 experiments.register("sam", validate=validate,
                      report="jaxunknowns.implicit.sam_report:write",
-                     own_fields=("optim.sam_eta",))(run)
+                     own_fields=("optim.sam_eta",), multi_process=True)(run)
