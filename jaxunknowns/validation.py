@@ -359,14 +359,16 @@ def _validate_base(config):
   check_batch_norm_batch_size(m, t.batch_size)
 
   # Unknown names fail here too, with the list of valid ones: also the
-  # model's name and options, which otherwise failed only once the run had
+  # model's and the dataset's, which otherwise failed only once the run had
   # started (its log lines before the error).
   from jaxunknowns import losses, optim  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.data import datasets, pipeline  # pylint: disable=g-import-not-at-top
   from jaxunknowns.models import create_model  # pylint: disable=g-import-not-at-top
   optim.OPTIMIZERS.get(o.name)
   optim.SCHEDULES.get(o.schedule)
   losses.LOSSES.get(t.loss)
   create_model(m, 2)
+  datasets.get_loader(pipeline.check_config(d)["name"])
 
 
 class ReadRecorder:

@@ -1076,14 +1076,17 @@ def test_a_workdir_path_too_long_for_a_runs_files_is_refused(tmp_path):
 @pytest.mark.parametrize("spec, overrides, needle", [
     ("train.py:runlocal", {"model.norm": "foo"}, "unknown model.norm 'foo'"),
     ("train.py:runlocal", {"model.name": "foo"}, "unknown model 'foo'"),
+    ("train.py:runlocal", {"data.name": "foo"}, "unknown dataset 'foo'"),
+    ("train.py:runlocal", {"data.augment": "foo"}, "unknown data.augment"),
     ("landscape.py:bn,runlocal", {"arms.with_bn.model.norm": "foo"},
      "arm 'with_bn' (arms.with_bn): unknown model.norm 'foo'"),
     ("sharpness.py:runlocal", {"arms.large_batch.train.batch_size": 0},
      "arm 'large_batch' (arms.large_batch): train.batch_size=0")])
 def test_a_bad_model_or_arm_setting_is_refused_before_the_run(
     spec, overrides, needle):
-  """An unknown model name or norm passed every check and failed only as
-  the model was built, inside the run (its log lines before the error);
+  """An unknown model or dataset name (or norm, or augmentation) passed
+  every check and failed only as the model was built or the data loaded,
+  inside the run (its log lines before the error);
   an arm's bad value named the field alone (model.norm), not the arm the
   user set it in."""
   config = config_loading.load_config(f"{ROOT}/configs/{spec}", overrides)
