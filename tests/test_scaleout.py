@@ -145,16 +145,19 @@ def _two_processes(workdir, extra_for=None, env=None, timeout=900,
   """`workdir`: both processes' workdir, or a list of one per process;
   `config`: the config flags of both (by default the tiny train run)."""
   port = _free_port()
-  procs = []
   workdirs = workdir if isinstance(workdir, list) else [workdir] * 2
-  for pid in range(2):
-    extra = (extra_for or {}).get(pid, [])
-    procs.append(subprocess.Popen(
-        _main(workdirs[pid], f"--coordinator_address=localhost:{port}",
-              "--num_processes=2", f"--process_id={pid}", *extra,
-              config=config),
-        env={**_env(1), **(env or {})}, cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True))
+  return _both([
+      _main(workdirs[pid], f"--coordinator_address=localhost:{port}",
+            "--num_processes=2", f"--process_id={pid}",
+            *(extra_for or {}).get(pid, []), config=config)
+      for pid in range(2)], {**_env(1), **(env or {})}, timeout)
+
+
+def _both(commands, env, timeout):
+  """Starts the two processes' commands at once; [(rc, stdout, stderr)]."""
+  procs = [subprocess.Popen(command, env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True) for command in commands]
   outs = []
   for p in procs:
     try:
@@ -337,20 +340,53 @@ def test_an_experiment_made_for_one_process_stops_on_several(tmp_path):
   """width_sweep in two processes ended in a traceback (its stages fetched
   whole arrays to the host) or hung (its stage checkpoints in each
   process's scratch folder). Experiments not made and checked for several
-  processes (here landscape) stop on every process in one line, writing
+  processes (here article) stop on every process in one line, writing
   nothing, right after the processes last met (checking first imported
   every experiment module, and a process exiting while the other still
   did took the coordination service away from it: SIGSEGV)."""
   outs = _two_processes(tmp_path / "w", timeout=300,
-                        config=["--config=configs/landscape.py:runlocal"])
+                        config=["--config=configs/article.py:runlocal"])
   for rc, _, err in outs:
     assert rc == 2, err[-2000:]
     assert err.strip().splitlines()[-1] == (
-        "error: experiment 'landscape' runs in one process only, not "
+        "error: experiment 'article' runs in one process only, not "
         "across the 2 here (README, Multi-host, lists those that do); run it "
         "on one machine, where its seeds and batches still spread over all "
         "that machine's devices")
   assert not (tmp_path / "w").exists()
+
+
+LANDSCAPE_SURFACES_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from jaxunknowns import distributed
+    distributed.initialize({address!r}, 2, int(sys.argv[1]))
+    sys.path.insert(0, {tests!r})
+    from test_landscape import _trainer, tiny_config
+    from jaxunknowns.analysis import landscape
+    from jaxunknowns.implicit import landscape as experiment
+    trainer, state = _trainer({{"name": "mlp", "widths": (12,)}}, steps=2)
+    ax = landscape.axis(-1.0, 1.0, 3, "a")
+    out = experiment.surfaces(trainer, state, tiny_config(),
+                              {{"slice": ax, "surface": ax}})
+    print(json.dumps({{"num_examples": out["num_examples"],
+                      "surface_loss": out["surface_loss"].tolist()}}))
+""")
+
+
+def test_landscape_surfaces_read_batches_split_between_processes():
+  """landscape counted its examples by reading the eval batches' weights
+  on the host: across processes they are split between them (the 'data'
+  axis), and that read raised RuntimeError ('spans non-addressable
+  devices'). Both processes now measure the same surfaces and count all
+  96 examples."""
+  script = LANDSCAPE_SURFACES_SCRIPT.format(
+      address=f"localhost:{_free_port()}", tests=str(ROOT / "tests"))
+  outs = _both([[sys.executable, "-c", script, str(pid)] for pid in range(2)],
+               _env(1), timeout=300)
+  for rc, _, err in outs:
+    assert rc == 0, err[-3000:]
+  got = [json.loads(out.strip().splitlines()[-1]) for _, out, _ in outs]
+  assert got[0] == got[1] and got[0]["num_examples"] == 96
 
 
 def _numbers(tree, prefix=""):

@@ -51,7 +51,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from absl import logging
 
-from jaxunknowns import experiments, paths, prng, validation
+from jaxunknowns import distributed, experiments, paths, prng, validation
 from jaxunknowns.analysis import interpolation
 from jaxunknowns.analysis import landscape as landscape_lib
 from jaxunknowns.errors import UserError
@@ -265,7 +265,7 @@ def surfaces(trainer, state, config, grid, dirs=None) -> Dict[str, Any]:
   return {**out, **{k: np.stack(v) for k, v in out.items()
                     if isinstance(v, list) and k != "runs"},
           "fast_dense": dense is not None,
-          "num_examples": int(np.asarray(data[2]).sum())}
+          "num_examples": int(distributed.device_get(data[2]).sum())}
 
 
 def flatness(grid, out, unit: float = 1.0) -> Dict[str, Dict[str, Any]]:
@@ -408,4 +408,5 @@ def _index(alphas, value):
 
 experiments.register("landscape", validate=validate,
                      own_fields=layers.NORM_FIELD_PATHS,
-                     report="jaxunknowns.implicit.landscape_report:write")(run)
+                     report="jaxunknowns.implicit.landscape_report:write",
+                     multi_process=True)(run)
