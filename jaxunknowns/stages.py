@@ -133,6 +133,16 @@ def _finished(run: str) -> bool:
   return paths.exists(os.path.join(run, SUMMARY_FILE))
 
 
+def saved_file(path: str) -> str:
+  """`path`, a file a stage's `compute` wrote into its folder, where this
+  process reads it back after `run_stage`: its own copy where it computed
+  the stage in this run, else the shared workdir's. A non-main process
+  writes into a scratch folder of this run only, so a stage that finished
+  in an earlier run left its files (as its result.json, which run_stage
+  reads there) in the shared workdir alone."""
+  return path if paths.exists(path) else paths.shared(path)
+
+
 def run_stage(folder: str, compute: Callable[[], Dict[str, Any]], *,
               name: str = "") -> Dict[str, Any]:
   """The stage's result: read from folder/result.json if it finished before,

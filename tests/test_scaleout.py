@@ -389,6 +389,34 @@ def test_landscape_surfaces_read_batches_split_between_processes():
   assert got[0] == got[1] and got[0]["num_examples"] == 96
 
 
+def test_a_non_main_process_reads_mode_connectivity_stage_trees(tmp_path):
+  """mode_connectivity's process 1 saved a stage's npz into its scratch
+  folder before anything made the stage's folder there (orbax writes the
+  checkpoints into the shared workdir): FileNotFoundError. And a stage
+  finished in an earlier run is skipped, its npz only in the shared
+  workdir: a new scratch folder holds none of it. Now a process reads its
+  own copy where it computed the stage (process 0's may not be written
+  yet), else the shared one."""
+  from jaxunknowns import paths  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.overparam import mode_connectivity  # pylint: disable=g-import-not-at-top
+  shared, name = tmp_path / "w", os.path.join("stages", "endpoints",
+                                              "minima.npz")
+  tree = lambda v: {"params": {"w": np.full(3, v, np.float32)}}
+  scratch = [str(tmp_path / f"scratch{i}") for i in range(2)]
+  try:
+    paths.register_scratch(scratch[0], str(shared))  # the stage computed
+    mode_connectivity.save_tree(os.path.join(scratch[0], name), tree(1.0))
+    got = mode_connectivity.load_tree(os.path.join(scratch[0], name))
+    assert got["params"]["w"].tolist() == [1.0] * 3
+    mode_connectivity.save_tree(str(shared / name), tree(2.0))  # process 0
+    paths.register_scratch(scratch[1], str(shared))  # a rerun skips it
+    got = mode_connectivity.load_tree(os.path.join(scratch[1], name))
+    assert got["params"]["w"].tolist() == [2.0] * 3
+  finally:
+    for folder in scratch:
+      paths.unregister_scratch(folder)
+
+
 def _numbers(tree, prefix=""):
   """{path: number} of a summary, without its timing and machine fields."""
   if isinstance(tree, dict):

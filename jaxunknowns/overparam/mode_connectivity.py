@@ -47,7 +47,7 @@ from jaxunknowns.analysis import interpolation
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, stats
 from jaxunknowns.models.layers import BN_MOMENTUM
-from jaxunknowns.stages import run_stage, stage_dir
+from jaxunknowns.stages import run_stage, saved_file, stage_dir
 
 KINDS = ("bezier", "polychain")   # trained curves; the line is always measured
 METRICS = ("train_loss", "train_error", "test_loss", "test_error")
@@ -102,12 +102,18 @@ def validate(config):
 # Saving trees
 # -----------------------------------------------------------------------------
 def save_tree(path: str, tree):
+  # Its stage's folder may not exist yet: a non-main process's is in its
+  # scratch folder, where nothing else of the stage is written (orbax
+  # writes the checkpoints into the shared workdir).
+  paths.makedirs(os.path.dirname(path))
   flat = traverse_util.flatten_dict(distributed.device_get(tree), sep="/")
   paths.save_npz(path, **{k: np.asarray(v) for k, v in flat.items()})
 
 
 def load_tree(path: str, keys=("params", "batch_stats")):
-  tree = traverse_util.unflatten_dict(paths.load_npz(path), sep="/")
+  """The tree `save_tree` wrote in a stage (`stages.saved_file`)."""
+  tree = traverse_util.unflatten_dict(
+      paths.load_npz(saved_file(path)), sep="/")
   return {**{k: {} for k in keys}, **tree}
 
 
@@ -228,7 +234,6 @@ def train_curve(config, workdir, writer, trainer, kind, end_a, end_b, stats_):
                                     jnp.asarray(idx), x_all, y_all)
       last = np.asarray(losses).mean(0)
       writer.write(start + n, f"curve_{kind}", labels, {"loss": last})
-    paths.makedirs(folder)
     save_tree(os.path.join(folder, BENDS), {"params": bends})
     return {"kind": kind, "steps": m.steps, "num_bends": m.num_bends,
             "last_chunk_loss": stats(last), "wall_time_s": time.time() - t0}
@@ -389,4 +394,5 @@ def run(config, workdir):
 
 experiments.register(
     "mode_connectivity", validate=validate,
-    report="jaxunknowns.overparam.mode_connectivity_report:write")(run)
+    report="jaxunknowns.overparam.mode_connectivity_report:write",
+    multi_process=True)(run)
