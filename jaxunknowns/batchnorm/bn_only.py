@@ -355,4 +355,5 @@ def run(config, workdir):
 
 
 experiments.register("bn_only", validate=validate,
-                     report="jaxunknowns.batchnorm.bn_report:write_only")(run)
+                     report="jaxunknowns.batchnorm.bn_report:write_only",
+                     multi_process=True)(run)
