@@ -93,7 +93,10 @@ def run_arm(workdir, arm, trainer, callbacks, seeds, writer, steps):
     labels = [{"arm": arm, "seed": s} for s in seeds]
     state = trainer.init_state(seeds)
     checkpoint_dir = os.path.join(folder, "checkpoints")
-    if not paths.exists(checkpoint_dir):  # fresh: measure the initial weights
+    # Fresh: measure the initial weights. Every process asks the shared
+    # workdir (a non-main process's folder is this run's scratch): one that
+    # alone measured would wait forever in the measurement's collectives.
+    if not paths.exists(paths.shared(checkpoint_dir)):
       for c in callbacks:
         # rewrite: an attempt killed between two callbacks (the next one
         # compiling) left the first one's rows, and fit makes the folder.

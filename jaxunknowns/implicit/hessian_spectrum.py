@@ -225,8 +225,8 @@ def run(config, workdir):
   for name, (trainer, fns, sizes, _) in arms.items():
     r = run_arm(config, workdir, writer, name, trainer, fns)
     r["points"] = summarize_arm(
-        paths.load_npz(workdir.file("arms", name, SPECTRA)), sizes,
-        config.spectrum, config.seeds)
+        paths.load_npz(stages.saved_file(workdir.file("arms", name, SPECTRA))),
+        sizes, config.spectrum, config.seeds)
     results[name] = r
     for point in POINTS:
       for mode, m in r["points"][point].items():

@@ -52,7 +52,7 @@ from jaxunknowns.data import load_dataset, pipeline
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, stats
 from jaxunknowns.models import create_model
-from jaxunknowns.stages import stage_dir, train_stage
+from jaxunknowns.stages import saved_file, stage_dir, train_stage
 from jaxunknowns.trainer import Callback, log_spaced_steps
 
 ARMS = ("none", "dropout", "weight_decay")
@@ -263,7 +263,10 @@ def run(config, workdir):
 # -----------------------------------------------------------------------------
 def load_predictions(folder: str, steps: Sequence[int]) -> Dict[str, np.ndarray]:
   """{split: [T, R, N]} over the recorded steps."""
-  files = [paths.load_npz(prediction_file(folder, s)) for s in steps]
+  # saved_file: a non-main process's steps from an earlier, killed run are
+  # in the shared workdir only.
+  files = [paths.load_npz(saved_file(prediction_file(folder, s)))
+           for s in steps]
   return {name: np.stack([f[name] for f in files]) for name in files[0]}
 
 

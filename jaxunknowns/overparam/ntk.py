@@ -53,7 +53,7 @@ from jaxunknowns.analysis import ntk
 from jaxunknowns.data import load_dataset
 from jaxunknowns.losses import jax_one_hot
 from jaxunknowns.metrics import MetricWriter, stats
-from jaxunknowns.stages import stage_dir, train_stage
+from jaxunknowns.stages import saved_file, stage_dir, train_stage
 from jaxunknowns.trainer import Callback
 
 MODELS = ("ntk_mlp", "mlp")  # Dense nets whose hidden widths the sweep sets.
@@ -283,7 +283,7 @@ def kernel_speed(folder, steps, early: int) -> Dict[str, Any]:
   per step (`kernel_angle`), which leaves the scale out as Fort et al.'s
   kernel velocity does."""
   k0 = paths.load_npz(os.path.join(folder, "kernel0.npz"))["kernel"]
-  ks = [k0] + [paths.load_npz(record_file(folder, t))["kernel"]
+  ks = [k0] + [paths.load_npz(saved_file(record_file(folder, t)))["kernel"]
                for t in steps]
   ts = [0] + list(steps)
   norm0 = np.sqrt((k0.astype(float) ** 2).sum((1, 2)))
@@ -300,7 +300,9 @@ def kernel_speed(folder, steps, early: int) -> Dict[str, Any]:
 
 
 def width_summary(width, result, folder, steps) -> Dict[str, Any]:
-  files = [paths.load_npz(record_file(folder, t)) for t in steps]
+  # saved_file: a non-main process's records from an earlier, killed run
+  # are in the shared workdir only.
+  files = [paths.load_npz(saved_file(record_file(folder, t))) for t in steps]
   curves = {k: np.stack([f[k] for f in files]) for k in RECORDED}  # [T, R]
   m = result["measures"]
   return {
