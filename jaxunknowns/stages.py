@@ -154,7 +154,8 @@ def run_stage(folder: str, compute: Callable[[], Dict[str, Any]], *,
   # scratch) reads the result.json process 0 wrote in the shared workdir.
   done = read_result(paths.shared(path))
   if done is not None:
-    logging.info("[%s] finished before; result in %s", name or folder, path)
+    logging.info("[%s] finished before; result in %s", name or folder,
+                 paths.shared(path))
     return done
   result = compute()
   paths.makedirs(folder)
