@@ -433,28 +433,34 @@ def _numbers(tree, prefix=""):
 
 def test_a_stage_experiment_in_two_processes_gives_the_summary_of_one(
     tmp_path):
-  """width_sweep in two processes ended in a traceback (its stages fetched
-  global arrays to the host) or hung (its stage checkpoints in process 1's
-  scratch folder). Now its summary equals that of one process with two
-  devices, and a rerun finds it finished on both processes."""
-  config = ["--config=configs/width_sweep.py:runlocal"]
+  """Stage experiments in two processes ended in a traceback (width_sweep's
+  stages fetched global arrays to the host) or hung (its stage checkpoints
+  in process 1's scratch folder). Now ntk's summary equals that of one
+  process with two devices; a rerun finds it finished on both processes;
+  and one resumed past its finished stages (summary.json removed) gives it
+  again: process 1 read their kernel records in its new scratch folder,
+  which holds none (FileNotFoundError, then JAX's abort on both)."""
+  config = ["--config=configs/ntk.py:runlocal"]
   one = subprocess.run(_main(tmp_path / "one", config=config), env=_env(2),
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert one.returncode == 0, one.stderr[-3000:]
-  for _ in range(2):  # the run, then a rerun that skips it
+  a = _numbers(read_json(tmp_path / "one" / "summary.json"))
+  for attempt in ("run", "rerun", "resume"):
+    if attempt == "resume":
+      os.remove(tmp_path / "two" / "summary.json")
     outs = _two_processes(tmp_path / "two", timeout=600, config=config)
     for rc, _, err in outs:
-      assert rc == 0, err[-3000:]
-  assert all("already finished" in out for _, out, _ in outs), outs[0][1]
-  a = _numbers(read_json(tmp_path / "one" / "summary.json"))
-  b = _numbers(read_json(tmp_path / "two" / "summary.json"))
-  assert set(a) == set(b)
-  for key, value in a.items():
-    if isinstance(value, float):
-      np.testing.assert_allclose(b[key], value, rtol=1e-5, atol=1e-6,
-                                 err_msg=key)
-    else:
-      assert b[key] == value, key
+      assert rc == 0, (attempt, err[-3000:])
+    finished = ["already finished" in out for _, out, _ in outs]
+    assert finished == [attempt == "rerun"] * 2, (attempt, outs[0][1])
+    b = _numbers(read_json(tmp_path / "two" / "summary.json"))
+    assert set(a) == set(b)
+    for key, value in a.items():
+      if isinstance(value, float):
+        np.testing.assert_allclose(b[key], value, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{attempt}: {key}")
+      else:
+        assert b[key] == value, (attempt, key)
 
 
 def test_a_second_multi_process_run_into_a_running_workdir_stops(tmp_path):
