@@ -899,3 +899,13 @@ def test_a_measure_of_one_hidden_layer_says_why_it_is_missing():
   off = reasons(None)
   assert off["‖U−U₀‖_F (from h* on)"] == (
       "capacity measures off (sweep.capacity = False)",)
+  # γ ≤ 0 at every width (width_sweep:runlocal --config.seeds=1): the
+  # margin bounds are stats with mean None; their rows named the protocol's
+  # differences from the paper's as why they were undecided.
+  none = {"mean": None, "std": None, "per_seed": [None, None]}
+  unfit = reasons({"bound_neyshabur2018": none, "bound_spectral": none,
+                   "bound_vc": _stat(1.0, 1.1)})
+  for row in ("their bound (from h* on)", "spectral bound (from h* on)"):
+    assert unfit[row] == (
+        "defined at fewer than two widths: a margin bound is undefined where "
+        "the margin γ ≤ 0 (over 5% of the training set misclassified)",)

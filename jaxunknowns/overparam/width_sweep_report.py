@@ -95,18 +95,27 @@ def comparisons(config, summary):
                             {"digits": 3, "sig": True}), paired=True),
           paper="grows" if grows else "falls", our_protocol=ours,
           why_not_testable="fewer than two widths fit" if test else
-          _unmeasured(points, name) or "; ".join(
-              compare.protocol_differences(reference.protocol, ours))))
+          _unmeasured(points, name)))
   return out
 
 
+# The bounds capacity.two_layer leaves undefined where the margin γ ≤ 0.
+MARGIN_BOUNDS = ("bound_neyshabur2018", "bound_spectral")
+
+
 def _unmeasured(points, name) -> str:
-  """Why a capacity measure has no value at any width, or ''."""
-  if any(value(q, name) is not None for q in points):
-    return ""
+  """Why a capacity measure has fewer than two widths to judge a trend by."""
   if not any("capacity" in q for q in points):
     return "capacity measures off (sweep.capacity = False)"
-  return "not defined here: the measure is of a one-hidden-layer network"
+  if all(value(q, name) is None for q in points):
+    return "not defined here: the measure is of a one-hidden-layer network"
+  # A stat whose mean is None: a margin bound where γ ≤ 0 (the protocol's
+  # differences from the paper's do not say why a row is undecided).
+  if name in MARGIN_BOUNDS:
+    return ("defined at fewer than two widths: a margin bound is undefined "
+            "where the margin γ ≤ 0 (over 5% of the training set "
+            "misclassified)")
+  return "fewer than two widths measured"
 
 
 def write_page(path, config, summary, references, trained, **page):
