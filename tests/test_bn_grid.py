@@ -350,7 +350,12 @@ def test_bn_regularization_end_to_end(tmp_path):
       for n in ("batch", "none")]
   for name in ("summary.json", "report.md", "accuracy_vs_dropout.png"):
     assert (workdir / name).is_file(), name
-  assert "accuracy_vs_dropout.png" in (workdir / "report.md").read_text()
+  text = (workdir / "report.md").read_text()
+  assert "accuracy_vs_dropout.png" in text
+  # The grid's values as prose: one value each wrote "(0.3,)", and a
+  # string axis "('batch', 'none')" (tuple reprs).
+  assert ("norm (batch, none) × dropout (0.3) × weight_decay (0.001)"
+          in text), text
   _check_cells_match_metrics(workdir, summary)
   saved = read_json(workdir / "config.json")
   assert saved["grid"]["dropouts"] == [0.3]

@@ -100,6 +100,9 @@ def test_diverging_cell_recorded_others_complete_and_resume(tmp_path):
   assert "Bjorck et al. 2018" in report
   # Per-seed lists as text: '–' never diverged, not Python's [None, None].
   assert "None" not in report and "| –, – |" in report
+  # The grid as prose, not tuple reprs ("norms ('none', 'batch')").
+  assert "lrs (0.1, 1000.0) × init scales" in report
+  assert "norms (none, batch)" in report, report
   # The max stable lr in 3 significant digits (an lr of 0.003 is no "0.00").
   assert "| 0.1 ± 0 (n=2) |" in report
 

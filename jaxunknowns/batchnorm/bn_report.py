@@ -160,7 +160,7 @@ def write_grid(path, config, summary):
             f"{'examples' if g.epochs > 0 else 'steps'} in every cell"
             if "lr_rule" in g else
             f"batch {config.train.batch_size}, {cells[0]['steps']} steps")
-  axes = " × ".join(f"{a['label']} {tuple(a['values'])}"
+  axes = " × ".join(f"{a['label']} {report.listing(a['values'])}"
                     for a in summary["axes"])
   keys = [k for k in ("test_accuracy", "train_accuracy", "gap", "steps", "lr",
                       "steps_to_target") if k in cells[0]]
@@ -362,7 +362,7 @@ def write_smoothness(path, config, summary):
        setup=(f"batch {t.batch_size}, {t.steps} steps; every "
               f"{config.smoothness.every} steps on a fixed probe batch of "
               f"{summary['probe_size']} examples in train mode, η ∈ "
-              f"{tuple(summary['step_sizes'])}{noise}"),
+              f"{report.listing(summary['step_sizes'])}{noise}"),
        run="Per arm: " + ", ".join(f"{a} {v['wall_time_s']:.0f} s"
                                    for a, v in arms.items()) + ".")
 
@@ -478,10 +478,11 @@ def write_stability(path, config, summary):
       config=(f"`{s['model']}` on `{s['dataset']}` ({s['train_examples']:,} "
               f"examples), {config.optim.name} {config.optim.momentum:g}, "
               f"batch {config.train.batch_size}, {s['steps']} steps, "
-              f"{report.count(len(s['seeds']), 'seed')}; lrs {tuple(s['lrs'])} "
-              f"× init scales {tuple(s['init_scales'])} (of every kernel) × "
-              f"norms {tuple(s['readings'])}, a program per norm. Trainable: "
-              "never diverged (NaN/Inf loss), test accuracy within "
+              f"{report.count(len(s['seeds']), 'seed')}; lrs "
+              f"{report.listing(s['lrs'])} × init scales "
+              f"{report.listing(s['init_scales'])} (of every kernel) × norms "
+              f"{report.listing(s['readings'])}, a program per norm. "
+              "Trainable: never diverged (NaN/Inf loss), test accuracy within "
               f"{100 * s['region_tolerance']:g} points of the seed's best for "
               "the norm. Max stable lr: the largest never diverging at init "
               "scale 1, where a loss that blew up and settled at chance "

@@ -210,7 +210,7 @@ def write_mode(path, config, summary, mode):
           # chunk boundaries, so 40 asked over 10000 steps give 25.
           f"train and test error at {recorded_steps(summary)} log-spaced steps"
           if epoch else "training sets: the first n of one noisy set, n ∈ "
-          f"{tuple(d.train_sizes)}")), figures=[(
+          f"{report.listing(d.train_sizes)}")), figures=[(
               "Error against the "
               f"{'step' if epoch else 'training-set size'}, per width",
               plot_modes(path, summary, "step" if epoch else "n"))],

@@ -9,13 +9,13 @@ from jaxunknowns.report.compare import (AGREES, DIFFERS, NOT_TESTABLE,
 from jaxunknowns.report.page import (PAGE_HEADINGS, Page, claim,
                                      experiment_page, write, write_page,
                                      write_report)
-from jaxunknowns.report.text import (count, fmt, markdown_table, run_line,
-                                     table)
+from jaxunknowns.report.text import (count, fmt, listing, markdown_table,
+                                     run_line, table)
 
 __all__ = ["AGREES", "DIFFERS", "NOT_TESTABLE", "Comparison", "Reference",
            "Rows", "comparison", "PAGE_HEADINGS", "Page", "claim",
            "experiment_page", "write", "write_page", "write_report", "count",
-           "fmt", "markdown_table", "run_line", "table"]
+           "fmt", "listing", "markdown_table", "run_line", "table"]
 
 _PLOTS = ("plot_band", "learning_curves", "save_figure", "subplots",
           "colormap", "figure", "errorbars")

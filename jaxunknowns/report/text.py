@@ -56,6 +56,12 @@ def count(n: int, noun: str) -> str:
   return f"{n} {noun}{'s' * (n != 1)}"
 
 
+def listing(values: Sequence[Any]) -> str:
+  """'(batch, group)', '(0.0)': a setting's values in prose, where
+  `tuple(...)` wrote a Python repr ("('batch', 'group')", "(0.0,)")."""
+  return f"({', '.join(map(str, values))})"
+
+
 def duration(seconds: float) -> str:
   """'42 s' under a minute, else '3.5 min' (progress lines, the article)."""
   return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
