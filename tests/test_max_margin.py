@@ -461,6 +461,32 @@ def test_comparisons_judge_hand_made_numbers(field, value, quantity):
     assert bad[quantity].reasons == ()
 
 
+def test_adam_against_gd_is_judged_by_the_seeds_spread():
+  """Adam's angle against GD's was a bound at GD's mean: decided on one
+  seed (max_margin:runlocal --config.data.name=digits --config.seeds=1
+  agreed, 42° ≥ 16°) and on more whatever GD's spread. It is now the
+  per-seed gaps of arms on the same data seeds."""
+  from jaxunknowns.report import compare  # pylint: disable=g-import-not-at-top
+  quantity = ("Adam: angle to ŵ ≥ GD's; to the l_inf max-margin direction "
+              "≤ to ŵ")
+  rad = lambda *deg: _stat(*np.radians(deg))
+  one = hand_summary()
+  for arm, angle, linf in (("gd", 8.0, 9.0), ("adam", 12.0, 3.0)):
+    one["optimizers"][arm]["final"].update({  # one seed: no spread
+        k: {"mean": np.radians(v), "std": 0.0, "per_seed": [np.radians(v)]}
+        for k, v in (("angle", angle), ("angle_linf", linf))})
+  row = verdicts(one)[quantity]
+  assert row.verdict == compare.NOT_TESTABLE, row
+  assert row.reasons == (compare.ONE_SEED,)
+  # Adam above GD's mean on average, below it on one seed of two: open.
+  spread = hand_summary()
+  spread["optimizers"]["gd"]["final"]["angle"] = rad(4.0, 14.0)
+  spread["optimizers"]["adam"]["final"]["angle"] = rad(12.0, 12.0)
+  row = verdicts(spread)[quantity]
+  assert row.verdict == compare.NOT_TESTABLE, row
+  assert row.reasons == (compare.SPREAD,)
+
+
 def test_test_error_zero_throughout_is_not_testable():
   """On clouds separated far wider than Soudry's set (runlocal on
   data.name=synthetic) no test point is ever misclassified: 'test loss up,
