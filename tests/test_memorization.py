@@ -292,3 +292,36 @@ def test_a_damaged_predictions_file_is_one_line(run, tmp_path):
   assert "\n" not in message and str(damaged) in message, message
   assert "is damaged (BadZipFile)" in message and "--overwrite" in message
   assert snapshot(copy) == before
+
+
+def test_a_level_no_seed_reached_says_so():
+  """p = 0.5's 'corrupted fit after clean' with no seed at 90% in the
+  budget (memorization:runlocal --config.data.name=fashion_mnist) read 'not
+  measured on the same seeds' and 'not measured in this run', though every
+  step was measured; it names the level and how many seeds reached it."""
+  from jaxunknowns.overparam import memorization_report as mr  # pylint: disable=g-import-not-at-top
+  stat = lambda *v: {"mean": float(np.mean(v)), "per_seed": list(v)}
+  steps = lambda *v: ({**stat(*v), "reached": 2} if None not in v else
+                      {"mean": None, "per_seed": list(v),
+                       "reached": sum(x is not None for x in v)})
+
+  def row(clean, corrupted):
+    stage = {"steps_to_level": {"clean": steps(*clean),
+                                "corrupted": steps(*corrupted)},
+             "peak_true_label": {"step": stat(40, 40), "fraction": stat(.6, .5),
+                                 "corrupted_accuracy": stat(.1, .2)},
+             "final": {"test_accuracy": stat(.5, .6)}, "steps": 40}
+    summary = {"dataset": "mnist1d", "corruptions": [0.5], "arms": ["none"],
+               "fit_level": 0.9, "seeds": [0, 1],
+               "stages": {"p0.5-none": stage}}
+    c, = [c for c in mr.comparisons(summary) if "fit after clean" in
+          c.quantity]
+    return c
+
+  c = row((None, None), (None, None))
+  assert c.verdict == "not testable here" and c.reasons == (
+      "90% not reached by every seed in 40 steps: clean 0/2, corrupted 0/2",)
+  assert c.rule == c.reasons[0]
+  assert row((20, None), (None, None)).reasons == (
+      "90% not reached by every seed in 40 steps: clean 1/2, corrupted 0/2",)
+  assert row((20, 20), (30, 32)).verdict == "agrees"  # +11 ± 1.4 steps

@@ -28,9 +28,16 @@ def comparisons(summary):
     st = _stage(summary, p)
     to, pt, es = (st["steps_to_level"], st["peak_true_label"],
                   st.get("early_stopping", {}))
+    # A seed that never reached the level has no step to pair: the row
+    # said 'not measured' though every step was measured.
+    n = len(summary["seeds"])
+    short = (f"{lvl} not reached by every seed in {st['steps']:,} steps: " +
+             ", ".join(f"{k} {v['reached']}/{n}" for k, v in to.items())
+             if any(v["reached"] < n for v in to.values()) else "")
     row(f"p = {p:g}: corrupted fit after clean (steps to {lvl})",
         papers.ARPIT_CLEAN_FIRST, to["corrupted"], to["clean"],
-        ("corrupted", "clean"), scale=1.0, digits=0)
+        ("corrupted", "clean"), scale=1.0, digits=0, why=short,
+        **({"rule": compare.undecided(short)} if short else {}))
     row(f"p = {p:g}: corrupted predicted as true > as given label (%, step "
         f"{pt['step']['mean']:.0f})", papers.ARPIT_TRUE_LABEL,
         pt["fraction"], pt["corrupted_accuracy"], ("true", "given"))
