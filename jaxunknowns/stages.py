@@ -95,8 +95,14 @@ def read_result(path: str) -> Optional[Dict[str, Any]]:
   delete: at once if it is no JSON object or an empty one, else on the
   first use of a field it lacks. Without the count of metrics rows that
   run_stage adds: the experiment gets what its stage computed, as on the
-  run that computed it (summaries of resumed runs stay the same)."""
-  value = _read_saved(path)
+  run that computed it (summaries of resumed runs stay the same).
+
+  Read in the shared workdir (paths.shared) on every process: whether a
+  stage is done decides whether it runs, so every process must decide
+  alike, and a non-main process's scratch folder (new each run) holds no
+  stage an earlier run finished; a process that trains while another skips
+  joins collectives the other never does (a hang)."""
+  value = _read_saved(paths.shared(path))
   if value is None:
     return None
   value.pop(ROWS_FIELD, None)
@@ -150,9 +156,7 @@ def run_stage(folder: str, compute: Callable[[], Dict[str, Any]], *,
   with the number of rows the run's metrics.jsonl holds now (see
   metrics.ROWS_FIELD; `check_finished` compares)."""
   path = os.path.join(folder, RESULT_FILE)
-  # Every process decides alike: a non-main process (whose folder is its
-  # scratch) reads the result.json process 0 wrote in the shared workdir.
-  done = read_result(paths.shared(path))
+  done = read_result(path)  # the shared one: every process decides alike
   if done is not None:
     logging.info("[%s] finished before; result in %s", name or folder,
                  paths.shared(path))
@@ -176,7 +180,10 @@ def rewrite_result(folder: str, result: Mapping[str, Any]):
   keeping the count of metrics rows it recorded when it finished (rows
   logged since, by later stages, are not the stage's)."""
   path = os.path.join(folder, RESULT_FILE)
-  saved = _read_saved(path) or {}
+  # A non-main process that skipped the stage (finished in an earlier run)
+  # has neither its result.json nor its folder in its scratch.
+  saved = _read_saved(saved_file(path)) or {}
+  paths.makedirs(folder)
   write_json(path, _with_rows(folder, result, saved.get(ROWS_FIELD)))
 
 

@@ -67,3 +67,28 @@ def test_per_run_hparams_become_global_arrays_leaf_by_leaf():
   proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT,
                         capture_output=True, text=True, timeout=300)
   assert "TO-GLOBAL-OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_a_non_main_process_finds_stages_an_earlier_run_finished(tmp_path):
+  """bn_grid asked stages.read_result whether a cell was done in the
+  folder of the process: a non-main process's scratch folder (new each
+  run) holds none, so resuming a finished grid, process 1 alone warmed up
+  and timed the first cell, in collectives process 0 never joined (a
+  hang). A result is now read in the shared workdir on every process; and
+  rewriting one (a cell timed again) makes its folder in the scratch."""
+  from jaxunknowns import paths, stages  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.metrics import write_json  # pylint: disable=g-import-not-at-top
+  shared, scratch = tmp_path / "w", str(tmp_path / "scratch")
+  name = os.path.join("stages", "cell")
+  (shared / name).mkdir(parents=True)
+  write_json(str(shared / name / stages.RESULT_FILE), {"steps": 3})
+  paths.register_scratch(scratch, str(shared))
+  try:
+    folder = os.path.join(scratch, name)
+    assert stages.read_result(os.path.join(folder, stages.RESULT_FILE)) == {
+        "steps": 3}
+    stages.rewrite_result(folder, {"steps": 3, "train_speed": 1.0})
+    assert stages.read_result(os.path.join(folder, stages.RESULT_FILE)) == {
+        "steps": 3}  # process 0's, not this scratch copy
+  finally:
+    paths.unregister_scratch(scratch)
