@@ -18,7 +18,7 @@ from etils import epath
 
 from jaxunknowns import config_defaults, paths
 from jaxunknowns.errors import UserError
-from jaxunknowns.metrics import read_json_object, write_json
+from jaxunknowns.metrics import METRICS_FILE, read_json_object, write_json
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -161,6 +161,18 @@ class Workdir:
     if not self.is_main:
       paths.unregister_scratch(self.path)
       shutil.rmtree(self.path, ignore_errors=True)
+
+  def _copy_shared_rows(self):
+    """A non-main process's metrics.jsonl starts as the shared one: the
+    rows of stages an earlier run finished are what experiments read back
+    after their stages (double_descent's curves, imp's early stopping), and
+    a new scratch folder holds none of them (double_descent's process 1
+    failed on no curve at all). From here on every process rewinds and
+    appends the same rows, so each reads what process 0 reads."""
+    shared = os.path.join(self.shared_path, METRICS_FILE)
+    if paths.exists(shared):
+      with paths.open_file(shared, "rb") as f:
+        paths.write_atomic(self.file(METRICS_FILE), f.read())
 
   @property
   def saved_config(self) -> Optional[Dict[str, Any]]:
@@ -344,9 +356,11 @@ class Workdir:
           if created:  # a full disk: the workdir goes back to absent
             paths.rmtree(self.path)
           raise
+    elif not self.overwrite:
+      self._copy_shared_rows()
     self.overwrite = False
     if self.num_processes > 1:
       # No process may create a checkpoint folder before process 0 has
-      # emptied the workdir.
+      # emptied the workdir, nor write a row before the others copied them.
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
       multihost_utils.sync_global_devices("jaxunknowns workdir open")

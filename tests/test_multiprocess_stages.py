@@ -92,3 +92,29 @@ def test_a_non_main_process_finds_stages_an_earlier_run_finished(tmp_path):
         "steps": 3}  # process 0's, not this scratch copy
   finally:
     paths.unregister_scratch(scratch)
+
+
+def test_a_non_main_process_reads_the_rows_of_an_earlier_run(tmp_path):
+  """A non-main process logs rows into its scratch metrics.jsonl, new each
+  run: resuming past finished stages, it read back none of their rows
+  (double_descent's epoch mode builds curves from them: an IndexError on
+  process 1, then JAX's abort on both). Its file now starts as the shared
+  one (not after --overwrite, which empties the workdir)."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import paths  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.metrics import MetricWriter, read_metrics  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
+  shared = str(tmp_path / "w")
+  MetricWriter(shared, tensorboard=False).write(
+      10, "test", [{"seed": 0}], {"loss": [0.5]})
+  for overwrite, rows in ((False, 1), (True, 0)):
+    workdir = Workdir(shared, ml_collections.ConfigDict(), overwrite=overwrite)
+    workdir.is_main, workdir.path = False, str(tmp_path / f"p1_{overwrite}")
+    os.makedirs(workdir.path)
+    paths.register_scratch(workdir.path, shared)
+    try:
+      workdir.open()  # one process: no barrier
+      assert len(read_metrics(workdir.path)) == rows
+    finally:
+      workdir.close()
+  assert len(read_metrics(shared)) == 1  # process 1 wrote nothing there
