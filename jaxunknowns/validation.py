@@ -289,8 +289,9 @@ def check_config(config, references: Optional[Sequence] = None, *,
 
 def validate_base(config, where: str = ""):
   """Checks the fields of config_defaults.base_config(). `where` leads the
-  error of an arm's or a grid cell's config ("arm 'with_bn': "): its field
-  alone (model.norm) names one the user may never have set."""
+  error of an arm's or a grid cell's config ("arm 'with_bn'
+  (arms.with_bn): "): its field alone (model.norm) names one the user may
+  never have set."""
   try:
     _validate_base(config)
   except UserError as e:
