@@ -252,9 +252,10 @@ def check_made_for_processes(experiment: str):
   if not EXPERIMENTS.get(experiment).multi_process:
     raise UserError(
         f"experiment {experiment!r} runs in one process only, not across the "
-        f"{jax.process_count()} here (README, Multi-host, lists those that "
-        "do); run it on one machine, where its seeds and batches still "
-        "spread over all that machine's devices")
+        f"{jax.process_count()} here (it is not registered with "
+        "multi_process=True: ARCHITECTURE.md says what that takes); run it "
+        "on one machine, where its seeds and batches still spread over all "
+        "that machine's devices")
 
 
 def check_same_config(config_dict: Any, overwrite: bool = False):

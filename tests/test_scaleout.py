@@ -135,21 +135,24 @@ TINY = ["--config=configs/train.py:mnist1d_mlp,runlocal", "--config.seeds=2",
         "--config.train.seed_devices=1"]
 
 
-def _main(workdir, *extra, config=TINY):
-  return [sys.executable, "-m", "jaxunknowns.main", *config,
-          f"--workdir={workdir}", *extra]
+MAIN = ("-m", "jaxunknowns.main")
+
+
+def _main(workdir, *extra, config=TINY, program=MAIN):
+  return [sys.executable, *program, *config, f"--workdir={workdir}", *extra]
 
 
 def _two_processes(workdir, extra_for=None, env=None, timeout=900,
-                   config=TINY):
+                   config=TINY, program=MAIN):
   """`workdir`: both processes' workdir, or a list of one per process;
-  `config`: the config flags of both (by default the tiny train run)."""
+  `config`: the config flags of both (by default the tiny train run);
+  `program`: python's arguments before them (main's CLI)."""
   port = _free_port()
   workdirs = workdir if isinstance(workdir, list) else [workdir] * 2
   return _both([
       _main(workdirs[pid], f"--coordinator_address=localhost:{port}",
             "--num_processes=2", f"--process_id={pid}",
-            *(extra_for or {}).get(pid, []), config=config)
+            *(extra_for or {}).get(pid, []), config=config, program=program)
       for pid in range(2)], {**_env(1), **(env or {})}, timeout)
 
 
@@ -336,23 +339,35 @@ def test_sigterm_to_one_process_stops_all_at_one_saved_step(tmp_path):
                                rtol=1e-5, atol=1e-6)
 
 
+# main's CLI with one experiment more, not (yet) made for several processes
+# (every experiment shipped is): a new one a user registers.
+ONE_PROCESS_EXPERIMENT = textwrap.dedent("""
+    from absl import app
+    from jaxunknowns import experiments, main
+    experiments.register("one_process_only")(lambda config, workdir: None)
+    app.run(main.main, flags_parser=main.parse_flags)
+""")
+
+
 def test_an_experiment_made_for_one_process_stops_on_several(tmp_path):
   """width_sweep in two processes ended in a traceback (its stages fetched
   whole arrays to the host) or hung (its stage checkpoints in each
-  process's scratch folder). Experiments not made and checked for several
-  processes (here article) stop on every process in one line, writing
-  nothing, right after the processes last met (checking first imported
-  every experiment module, and a process exiting while the other still
-  did took the coordination service away from it: SIGSEGV)."""
-  outs = _two_processes(tmp_path / "w", timeout=300,
-                        config=["--config=configs/article.py:runlocal"])
+  process's scratch folder). An experiment not made and checked for
+  several processes (experiments.register's multi_process) stops on every
+  process in one line, writing nothing, right after the processes last met
+  (checking first imported every experiment module, and a process exiting
+  while the other still did took the coordination service away from it:
+  SIGSEGV)."""
+  outs = _two_processes(tmp_path / "w", timeout=300, config=[
+      *TINY, "--config.experiment=one_process_only"],
+                        program=("-c", ONE_PROCESS_EXPERIMENT))
   for rc, _, err in outs:
     assert rc == 2, err[-2000:]
     assert err.strip().splitlines()[-1] == (
-        "error: experiment 'article' runs in one process only, not "
-        "across the 2 here (README, Multi-host, lists those that do); run it "
-        "on one machine, where its seeds and batches still spread over all "
-        "that machine's devices")
+        "error: experiment 'one_process_only' runs in one process only, not "
+        "across the 2 here (it is not registered with multi_process=True: "
+        "ARCHITECTURE.md says what that takes); run it on one machine, where "
+        "its seeds and batches still spread over all that machine's devices")
   assert not (tmp_path / "w").exists()
 
 
@@ -431,29 +446,41 @@ def _numbers(tree, prefix=""):
   return {prefix: tree}
 
 
-def test_a_stage_experiment_in_two_processes_gives_the_summary_of_one(
+def test_the_article_and_its_stage_experiment_in_two_processes_give_the_summary_of_one(
     tmp_path):
   """Stage experiments in two processes ended in a traceback (width_sweep's
   stages fetched global arrays to the host) or hung (its stage checkpoints
-  in process 1's scratch folder). Now ntk's summary equals that of one
-  process with two devices; a rerun finds it finished on both processes;
-  and one resumed past its finished stages (summary.json removed) gives it
-  again: process 1 read their kernel records in its new scratch folder,
-  which holds none (FileNotFoundError, then JAX's abort on both)."""
-  config = ["--config=configs/ntk.py:runlocal"]
+  in process 1's scratch folder), and the article, which runs experiments
+  as its stages, stopped in one line. Now the article with its ntk stage
+  gives in two processes the stage summary of one process with two devices;
+  a rerun finds it finished on both processes; and one resumed past ntk's
+  finished stages (both summary.json removed) gives it again: process 1
+  read their kernel records in its new scratch folder, which holds none
+  (FileNotFoundError, then JAX's abort on both)."""
+  from jaxunknowns.article import outline  # pylint: disable=g-import-not-at-top
+  config = ["--config=configs/article.py:runlocal", "--config.article.skip="
+            + ",".join(s for s in outline.STAGES if s != "ntk")]
+  stage = lambda w: tmp_path / w / "stages" / "ntk" / "summary.json"
   one = subprocess.run(_main(tmp_path / "one", config=config), env=_env(2),
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert one.returncode == 0, one.stderr[-3000:]
-  a = _numbers(read_json(tmp_path / "one" / "summary.json"))
+  a = _numbers(read_json(stage("one")))
+  scratch = tmp_path / "tmp"
+  scratch.mkdir()
   for attempt in ("run", "rerun", "resume"):
     if attempt == "resume":
       os.remove(tmp_path / "two" / "summary.json")
-    outs = _two_processes(tmp_path / "two", timeout=600, config=config)
+      os.remove(stage("two"))
+    outs = _two_processes(tmp_path / "two", timeout=600, config=config,
+                          env={"TMPDIR": str(scratch)})
     for rc, _, err in outs:
       assert rc == 0, (attempt, err[-3000:])
     finished = ["already finished" in out for _, out, _ in outs]
     assert finished == [attempt == "rerun"] * 2, (attempt, outs[0][1])
-    b = _numbers(read_json(tmp_path / "two" / "summary.json"))
+    # Process 1's scratch folders (the article's, each stage's, and those
+    # the plan's checks made) are all gone.
+    assert not os.listdir(scratch), (attempt, os.listdir(scratch))
+    b = _numbers(read_json(stage("two")))
     assert set(a) == set(b)
     for key, value in a.items():
       if isinstance(value, float):
@@ -461,6 +488,9 @@ def test_a_stage_experiment_in_two_processes_gives_the_summary_of_one(
                                    err_msg=f"{attempt}: {key}")
       else:
         assert b[key] == value, (attempt, key)
+    article = read_json(tmp_path / "two" / "summary.json")
+    assert article["stages"]["ntk"]["status"] == "finished", attempt
+  assert "ntk" in (tmp_path / "two" / "ARTICLE.md").read_text()
 
 
 def test_a_second_multi_process_run_into_a_running_workdir_stops(tmp_path):

@@ -109,7 +109,11 @@ def plan(config, root: str) -> list:
       references = validation.references_of(resolved)
       validation.check_config(stage_config, references)
       folder = stage_folder(root, stage)
-      Workdir(folder, stage_config).check()
+      stage_workdir = Workdir(folder, stage_config)
+      try:
+        stage_workdir.check()
+      finally:  # a non-main process's scratch folder, made for nothing
+        stage_workdir.close()
     except (UserError, ValueError, OSError) as e:
       raise UserError(f"{where}: {str(e).splitlines()[0]}") from e
     runs.append(sweep.Run(stage, overrides, stage_config, folder, references))
@@ -157,11 +161,21 @@ def run_here(runs, progress: Dict[str, Any], save, out) -> None:
 
 
 @experiments.register("article", validate=validate,
-                      report="jaxunknowns.article.page:write")
+                      report="jaxunknowns.article.page:write",
+                      multi_process=True)
 def run(config, workdir):
   # pylint: disable=g-import-not-at-top
+  import jax
   from jaxunknowns.runs import machine_info
-  runs = plan(config, workdir.path)
+  if config.article.executor == "ray" and jax.process_count() > 1:
+    raise UserError(
+        f"article.executor='ray' runs each stage as a Ray task of its own, "
+        f"not across the {jax.process_count()} processes here; run the "
+        "article with the local executor (the default) to spread every "
+        "stage over them, or start it in one process for Ray")
+  # Every process runs each stage in step with the others, into the stage's
+  # one shared folder (main.run gives a non-main process its scratch there).
+  runs = plan(config, workdir.shared_path)
   workdir.open()
   t0, out = time.time(), sys.stdout
   progress_path = workdir.file(PROGRESS_FILE)
