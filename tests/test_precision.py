@@ -73,25 +73,25 @@ def _mnist1d_cnn_accuracy(precision):
   return trainer.evaluate(state, "test")["accuracy"]
 
 
-def test_bfloat16_reaches_float32_accuracy_of_the_mnist1d_cnn():
+def test_bfloat16_reaches_the_papers_float32_accuracy_of_the_mnist1d_cnn():
   """Measured at 3000 steps: float32 94.3%, bfloat16 93.6% (chance: 10%).
+  bfloat16 is held to the MNIST-1D paper's float32 CNN (92.3%), an
+  independent number: a float32 run beside it doubled the suite's slowest
+  test (94 s on 2 busy cores) to check what the paper already says.
 
   Trained in a subprocess at XLA's default backend optimization, as users'
   runs are: the suite's level 0 (conftest.py) saves compile time, but this
-  test is all compute (2 × 3 runs × 3000 CNN steps), which level 0 made
-  take twice as long (on 2 busy cores: 108 s in process, ~50 s so)."""
+  test is all compute (3 runs × 3000 CNN steps), which level 0 made take
+  twice as long."""
   flags = re.sub(r"--xla_backend_optimization_level=\d+", "",
                  os.environ.get("XLA_FLAGS", "")).strip()
   proc = subprocess.run([sys.executable, __file__], cwd=ROOT, env=dict(
       os.environ, XLA_FLAGS=flags), capture_output=True, text=True,
                         timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  f32, bf16 = map(np.array, json.loads(proc.stdout.splitlines()[-1]))
-  # The float32 run itself reproduces the paper (92.3%).
-  assert f32.mean() > 0.92, f32
-  assert bf16.mean() >= f32.mean() - 0.01, (bf16, f32)
+  bf16 = np.array(json.loads(proc.stdout.splitlines()[-1]))
+  assert bf16.mean() > 0.92, bf16
 
 
 if __name__ == "__main__":  # the accuracy test's subprocess
-  print(json.dumps([_mnist1d_cnn_accuracy(p).tolist()
-                    for p in ("float32", "bfloat16")]))
+  print(json.dumps(_mnist1d_cnn_accuracy("bfloat16").tolist()))
