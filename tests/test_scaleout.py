@@ -371,6 +371,21 @@ def test_an_experiment_made_for_one_process_stops_on_several(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
+def test_the_article_s_ray_executor_on_several_processes_stops_in_one_line(
+    tmp_path):
+  """A Ray task runs a stage in one process: several processes each
+  submitting every stage to Ray would run each stage twice."""
+  outs = _two_processes(tmp_path / "w", timeout=300, config=[
+      "--config=configs/article.py:runlocal",
+      "--config.article.executor=ray"])
+  for rc, _, err in outs:
+    assert rc == 2, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith(
+        "error: article.executor='ray' runs each stage as a Ray task of its "
+        "own, not across the 2 processes here"), err[-2000:]
+  assert not (tmp_path / "w").exists()
+
+
 LANDSCAPE_SURFACES_SCRIPT = textwrap.dedent("""
     import json, sys
     from jaxunknowns import distributed
