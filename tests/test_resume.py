@@ -557,7 +557,9 @@ def test_a_stage_stopped_by_sigterm_between_checks_stops_where_a_straight_run_do
   checkpoint there; the rerun judged the rule at step 30 and stopped the
   width-4 stage 10 steps early, which a run never stopped does not."""
   config = "configs/width_sweep.py:runlocal"
-  flags = ("--config.sweep.stop_train_loss=1.9",)
+  # The two widths read below (runlocal's third, 16, adds a stage to each
+  # of the three runs and nothing to the case).
+  flags = ("--config.sweep.stop_train_loss=1.9", "--config.sweep.widths=4,8")
   stopped, straight = tmp_path / "stopped", tmp_path / "straight"
   first = cli(config, stopped, *flags, exit_at="sigterm@logged:30")
   assert first.returncode == 143, first.stderr[-3000:]
