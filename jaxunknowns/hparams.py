@@ -21,7 +21,7 @@ stay shared.
 import hashlib
 import os
 import time
-from typing import Any, List, Mapping, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
@@ -79,21 +79,14 @@ def _runs_of(state, members):
   return jax.tree.map(lambda a: a[index], state)
 
 
-def train_together(configs, workdirs, scratch: str):
-  """Trains the `train` experiment of every config (same program, per-run
-  values of RUN_AXIS_FIELDS) as one vmapped program and writes each
-  config's `workdirs` entry (a checked, unopened workdir.Workdir); returns
-  per config None, or why it failed (a run of it diverged).
-  `scratch`: a folder for the group's own checkpoints (a rerun of the same
-  group resumes from them; deleted when every workdir is written)."""
-  from jaxunknowns import runs, train  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.checkpoints import Checkpoints  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.metrics import MetricWriter  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.trainer import FitResult  # pylint: disable=g-import-not-at-top
-  base = configs[0]
+def _group(configs):
+  """The group's one trainer, the seeds of its runs, each config's members
+  (their positions on the run axis) and the per-run values of the fields
+  that vary between the configs."""
+  from jaxunknowns import runs  # pylint: disable=g-import-not-at-top
   varying = [h for h in optim.RUN_HPARAMS
              if len({c.optim[h] for c in configs}) > 1]
-  trainer = runs.build_trainer(base, hparams=varying)
+  trainer = runs.build_trainer(configs[0], hparams=varying)
   seeds, members, values = [], [], {h: [] for h in varying}
   for config in configs:
     own = runs.seeds_of(config)
@@ -101,6 +94,56 @@ def train_together(configs, workdirs, scratch: str):
     seeds += own
     for h in varying:
       values[h] += [config.optim[h]] * len(own)
+  return trainer, seeds, members, values
+
+
+def hand_out(configs, workdirs, scratch: str) -> Optional[int]:
+  """A killed group's progress, for its runs to resume apart (sweep
+  --novmap): each run's slice of the group's newest checkpoint, and of its
+  initial snapshot, saved in the run's own workdir as a run trained alone
+  to that step holds them. Its metrics.jsonl holds the group's rows of it
+  already (RunWriters), and its fit drops those after that step. The
+  scratch folder then goes. Returns the step, or None where the group was
+  killed before its first checkpoint (the runs start at step 0)."""
+  from jaxunknowns.checkpoints import Checkpoints  # pylint: disable=g-import-not-at-top
+  group = Checkpoints(os.path.join(scratch, "checkpoints"))
+  try:
+    if group.latest_step() is None:
+      paths.rmtree(scratch)
+      return None
+    trainer, seeds, members, values = _group(configs)
+    template = trainer.init_state(seeds, hparams=values)
+    step, state = group.restore_latest(template)
+  finally:
+    group.close()
+  initial = Checkpoints(os.path.join(scratch, "snapshots"), max_to_keep=None)
+  first = initial.restore_kept(0, template)
+  initial.close()
+  for workdir, m in zip(workdirs, members):
+    for folder, at, tree in (("snapshots", 0, first),
+                             ("checkpoints", step, state)):
+      # No timing.json: the steps/s a run reports are its own, apart.
+      ck = Checkpoints(workdir.file(folder), max_to_keep=None)
+      ck.save(at, _runs_of(tree, m))
+      ck.close()
+  paths.rmtree(scratch)
+  return step
+
+
+def train_together(configs, workdirs, scratch: str):
+  """Trains the `train` experiment of every config (same program, per-run
+  values of RUN_AXIS_FIELDS) as one vmapped program and writes each
+  config's `workdirs` entry (a checked, unopened workdir.Workdir); returns
+  per config None, or why it failed (a run of it diverged).
+  `scratch`: a folder for the group's own checkpoints (a rerun of the same
+  group resumes from them; deleted when every workdir is written)."""
+  from jaxunknowns import train  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.checkpoints import Checkpoints  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.metrics import MetricWriter  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.trainer import FitResult  # pylint: disable=g-import-not-at-top
+  base = configs[0]
+  trainer, seeds, members, values = _group(configs)
+  varying = list(values)
   for workdir in workdirs:
     workdir.open()
   run_labels = [{"seed": s} for s in seeds]

@@ -716,6 +716,8 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
       failures = executors.run_ray(runs, overwrite, out,
                                    **dict(executor_options or {}))
     else:
+      if vmap is False:
+        hand_out_group(runs, root, overwrite, out)
       failures, rest = ({}, runs) if vmap is False else run_vmapped(
           runs, root, overwrite, out, asked=bool(vmap))
       failures.update(executors.run_local(rest, overwrite, out))
@@ -778,9 +780,10 @@ def _has_checkpoints(run: Run) -> bool:
 
 def drop_group_scratch(root: str):
   """Removes the checkpoints a killed vmapped group left (its scratch
-  folder) once every run of the sweep is finished, trained apart since
-  (--novmap, or a group that changed): nothing resumes from them then, and
-  they held a checkpoint of every run."""
+  folder) once every run of the sweep is finished, trained apart since (a
+  group that changed; --novmap hands its checkpoint out at once,
+  `hand_out_group`): nothing resumes from them then, and they held a
+  checkpoint of every run."""
   from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
   for entry in paths.listdir(root):
     if entry.startswith(hparams.SCRATCH_PREFIX):
@@ -798,6 +801,33 @@ def cannot_vmap(runs: Sequence[Run]) -> str:
           if experiment != "train" else "")
 
 
+def _group_of(runs: Sequence[Run], overwrite: bool):
+  """(the runs a vmapped program trains, the unfinished runs it leaves
+  apart). A run with checkpoints of its own (trained apart, then killed)
+  resumes from them apart: a group would train it again from step 0, and
+  leave those checkpoints beside its own."""
+  todo = [r for r in runs if overwrite or not r.finished]
+  apart = [] if overwrite else [r for r in todo if _has_checkpoints(r)]
+  return [r for r in todo if r not in apart], apart
+
+
+def hand_out_group(runs: Sequence[Run], root: str, overwrite: bool, out):
+  """--novmap after a vmapped group of these runs was killed: each run
+  resumes apart from its slice of the group's newest checkpoint
+  (hparams.hand_out), not from step 0."""
+  from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
+  group = _group_of(runs, overwrite)[0]
+  scratch = hparams.scratch_folder(root, [r.name for r in group])
+  if overwrite or not paths.exists(scratch):
+    return
+  step = hparams.hand_out([r.config for r in group],
+                          [Workdir(r.workdir, r.config) for r in group],
+                          scratch)
+  if step is not None:
+    print(f"--novmap: {', '.join(r.name for r in group)} resume apart from "
+          f"the vmapped program's checkpoint at step {step}", file=out)
+
+
 def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
                 asked: bool):
   """Trains the unfinished runs as the runs of one compiled program when
@@ -806,15 +836,10 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
   those runs, the runs left to the executor). Says why not when `asked`
   (--vmap) or when swept fields need programs of their own."""
   from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
-  todo = [r for r in runs if overwrite or not r.finished]
-  # A run with checkpoints of its own (trained apart, then killed) resumes
-  # from them apart: a group would train it again from step 0, and leave
-  # those checkpoints beside its own.
-  apart = [] if overwrite else [r for r in todo if _has_checkpoints(r)]
+  todo, apart = _group_of(runs, overwrite)
   if apart:
     print(f"vmap: {', '.join(r.name for r in apart)} resume from their own "
           "checkpoints, apart", file=out)
-    todo = [r for r in todo if r not in apart]
   other = hparams.program_fields(swept_fields([r.overrides for r in runs]))
   why = cannot_vmap(runs) or ("fewer than two runs to train"
                               if len(todo) < 2 else None)

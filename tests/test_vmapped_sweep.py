@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from jaxunknowns import hparams, sweep, validation
+from jaxunknowns import trainer as trainer_lib
+from jaxunknowns.checkpoints import Checkpoints
 from jaxunknowns.errors import UserError
 from run_helpers import assert_report_rebuilds, read_json
 from test_sweep import TINY, TRAIN, write_config
@@ -178,30 +180,65 @@ def test_one_diverging_run_does_not_fail_the_others(tmp_path, capsys):
                              rtol=1e-5)
 
 
-def test_a_killed_groups_scratch_goes_once_every_run_finished_apart(
-    tmp_path, monkeypatch):
-  """A vmapped group killed mid-training leaves its checkpoints in a scratch
-  folder; rerun with --novmap, the runs train apart, and once all are
-  finished nothing resumes from that folder: it is removed."""
-  spec = write_config(tmp_path, '{"s": [{"optim.lr": 1e-3}, '
-                      '{"optim.lr": 3e-3}]}')
+def test_a_killed_group_rerun_with_novmap_resumes_each_run_apart(
+    tmp_path, monkeypatch, capsys):
+  """A vmapped group killed mid-training keeps its checkpoints in a scratch
+  folder. Rerun with --novmap, its runs trained again from step 0 (the
+  group's progress dropped) beside that folder. Now each run resumes apart
+  from its slice of the group's newest checkpoint, the folder goes, and
+  every run ends as in a sweep trained apart from the start: the same
+  files, rows and numbers (to float rounding, vmapped vs single matmuls)."""
+  spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
+                      '{"optim.lr": 0.1}]}')
+  settings = {**MOMENTUM, "train.steps": 20}
   root = tmp_path / "root"
 
-  def killed(configs, workdirs, scratch):
-    del configs
-    for w in workdirs:
-      w.open()
-    os.makedirs(os.path.join(scratch, "checkpoints", "10"))
-    raise KeyboardInterrupt
+  def killed_after_the_first_checkpoint(point, step, checkpoints=None):
+    if (point, step) == ("checkpointed", 10):
+      checkpoints.wait()
+      raise KeyboardInterrupt
 
   with monkeypatch.context() as m:
-    m.setattr(hparams, "train_together", killed)
+    m.setattr(trainer_lib, "exit_if_asked", killed_after_the_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
-      sweep.run_sweep(spec, str(root), "s", TINY, vmap=True)
+      sweep.run_sweep(spec, str(root), "s", settings, vmap=True)
   assert [p for p in os.listdir(root) if p.startswith(".vmapped-")]
-  saved = sweep.run_sweep(spec, str(root), "s", TINY, vmap=False)
-  assert [r["status"] for r in saved["runs"]] == ["finished", "finished"]
+  capsys.readouterr()
+
+  resumed_at = {}
+  restore_latest = Checkpoints.restore_latest
+
+  def spy(self, target):
+    out = restore_latest(self, target)
+    resumed_at[self.directory] = out and out[0]
+    return out
+
+  with monkeypatch.context() as m:
+    m.setattr(Checkpoints, "restore_latest", spy)
+    resumed = sweep.run_sweep(spec, str(root), "s", settings, vmap=False)
+  assert ("resume apart from the vmapped program's checkpoint at step 10"
+          in capsys.readouterr().out)
   assert not [p for p in os.listdir(root) if p.startswith(".vmapped-")]
+  straight = sweep.run_sweep(spec, str(tmp_path / "straight"), "s", settings,
+                             vmap=False)
+  for a, b in zip(resumed["runs"], straight["runs"]):
+    assert a["status"] == b["status"] == "finished"
+    run_a, run_b = Path(a["workdir"]), Path(b["workdir"])
+    assert resumed_at[str(run_a / "checkpoints")] == 10
+    assert _files(run_a) == _files(run_b)
+    sa, sb = read_json(run_a / "summary.json"), read_json(run_b / "summary.json")
+    for split in ("train", "test"):
+      for metric in ("accuracy", "loss"):
+        np.testing.assert_allclose(sa["final"][split][metric]["per_seed"],
+                                   sb["final"][split][metric]["per_seed"],
+                                   rtol=1e-5)
+    rows_a, rows_b = _rows(run_a), _rows(run_b)
+    assert [(r["step"], r["split"], r["seed"]) for r in rows_a] == [
+        (r["step"], r["split"], r["seed"]) for r in rows_b]
+    for ra, rb in zip(rows_a, rows_b):
+      np.testing.assert_allclose([ra[k] for k in sorted(ra) if k != "split"],
+                                 [rb[k] for k in sorted(rb) if k != "split"],
+                                 rtol=1e-4, atol=1e-6)
 
 
 def test_out_of_memory_at_once_trains_the_runs_one_by_one(tmp_path, capsys,
