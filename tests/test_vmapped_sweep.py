@@ -37,6 +37,25 @@ def _rows(workdir: Path):
   return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
+def _assert_same_numbers(run_a: Path, run_b: Path):
+  """Two runs' final accuracies and losses and their metric rows agree to
+  float rounding (vmapped vs single matmuls)."""
+  sa, sb = read_json(run_a / "summary.json"), read_json(run_b / "summary.json")
+  for split in ("train", "test"):
+    for metric in ("accuracy", "loss"):
+      np.testing.assert_allclose(sa["final"][split][metric]["per_seed"],
+                                 sb["final"][split][metric]["per_seed"],
+                                 rtol=1e-5)
+  rows_a, rows_b = _rows(run_a), _rows(run_b)
+  assert [(r["step"], r["split"], r["seed"]) for r in rows_a] == [
+      (r["step"], r["split"], r["seed"]) for r in rows_b]
+  for ra, rb in zip(rows_a, rows_b):
+    assert ra.keys() == rb.keys()
+    np.testing.assert_allclose([ra[k] for k in sorted(ra) if k != "split"],
+                               [rb[k] for k in sorted(rb) if k != "split"],
+                               rtol=1e-4, atol=1e-6)
+
+
 def test_vmapped_sweep_leaves_what_separate_runs_leave(tmp_path, capsys):
   spec = write_config(tmp_path, '{"s": ' + RUNS + '}')
   together = sweep.run_sweep(spec, str(tmp_path / "vmapped"), "s", MOMENTUM,
@@ -62,19 +81,7 @@ def test_vmapped_sweep_leaves_what_separate_runs_leave(tmp_path, capsys):
     assert ("steps/s, both of the one vmapped program that trained 3 "
             "configs of the sweep together (6 runs of config × seed)."
             in (run_a / "report.md").read_text())
-    for split in ("train", "test"):
-      for metric in ("accuracy", "loss"):
-        np.testing.assert_allclose(sa["final"][split][metric]["per_seed"],
-                                   sb["final"][split][metric]["per_seed"],
-                                   rtol=1e-5)
-    rows_a, rows_b = _rows(run_a), _rows(run_b)
-    assert [(r["step"], r["split"], r["seed"]) for r in rows_a] == [
-        (r["step"], r["split"], r["seed"]) for r in rows_b]
-    for ra, rb in zip(rows_a, rows_b):
-      assert ra.keys() == rb.keys()
-      np.testing.assert_allclose([ra[k] for k in sorted(ra) if k != "split"],
-                                 [rb[k] for k in sorted(rb) if k != "split"],
-                                 rtol=1e-4, atol=1e-6)
+    _assert_same_numbers(run_a, run_b)
   # Different values really train differently.
   finals = [r["metrics"]["train.loss"]["mean"] for r in together["runs"]]
   assert len(set(finals)) == 3
@@ -226,19 +233,7 @@ def test_a_killed_group_rerun_with_novmap_resumes_each_run_apart(
     run_a, run_b = Path(a["workdir"]), Path(b["workdir"])
     assert resumed_at[str(run_a / "checkpoints")] == 10
     assert _files(run_a) == _files(run_b)
-    sa, sb = read_json(run_a / "summary.json"), read_json(run_b / "summary.json")
-    for split in ("train", "test"):
-      for metric in ("accuracy", "loss"):
-        np.testing.assert_allclose(sa["final"][split][metric]["per_seed"],
-                                   sb["final"][split][metric]["per_seed"],
-                                   rtol=1e-5)
-    rows_a, rows_b = _rows(run_a), _rows(run_b)
-    assert [(r["step"], r["split"], r["seed"]) for r in rows_a] == [
-        (r["step"], r["split"], r["seed"]) for r in rows_b]
-    for ra, rb in zip(rows_a, rows_b):
-      np.testing.assert_allclose([ra[k] for k in sorted(ra) if k != "split"],
-                                 [rb[k] for k in sorted(rb) if k != "split"],
-                                 rtol=1e-4, atol=1e-6)
+    _assert_same_numbers(run_a, run_b)
 
 
 def test_out_of_memory_at_once_trains_the_runs_one_by_one(tmp_path, capsys,
