@@ -21,7 +21,7 @@ stay shared.
 import hashlib
 import os
 import time
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
@@ -97,29 +97,46 @@ def _group(configs):
   return trainer, seeds, members, values
 
 
-def hand_out(configs, workdirs, scratch: str) -> Optional[int]:
+def hand_out(configs, workdirs, scratch: str) -> Tuple[Optional[int], List[str]]:
   """A killed group's progress, for its runs to resume apart (sweep
   --novmap): each run's slice of the group's newest checkpoint, and of its
   initial snapshot, saved in the run's own workdir as a run trained alone
   to that step holds them. Its metrics.jsonl holds the group's rows of it
   already (RunWriters), and its fit drops those after that step. The
-  scratch folder then goes. Returns the step, or None where the group was
-  killed before its first checkpoint (the runs start at step 0)."""
+  scratch folder then goes. Returns the step (None where the group has
+  nothing to hand out: killed before its first checkpoint, or its files
+  unreadable) and, per config, why it gets nothing and trains from step 0
+  ('' where it resumes): a config with a diverged run, which then diverges
+  as trained apart, at its own step, or a workdir that no longer holds the
+  run (deleted to retrain it)."""
   from jaxunknowns.checkpoints import Checkpoints  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
   group = Checkpoints(os.path.join(scratch, "checkpoints"))
+  initial = Checkpoints(os.path.join(scratch, "snapshots"), max_to_keep=None)
+  step = None
   try:
-    if group.latest_step() is None:
-      paths.rmtree(scratch)
-      return None
-    trainer, seeds, members, values = _group(configs)
-    template = trainer.init_state(seeds, hparams=values)
-    step, state = group.restore_latest(template)
+    if group.latest_step() is not None:
+      trainer, seeds, members, values = _group(configs)
+      template = trainer.init_state(seeds, hparams=values)
+      step, state = group.restore_latest(template)
+      first = initial.restore_kept(0, template)
+  except UserError as e:
+    logging.warning("the vmapped group's checkpoints in %s cannot be handed "
+                    "out (%s); its runs train from step 0", scratch, e)
+    step = None
   finally:
     group.close()
-  initial = Checkpoints(os.path.join(scratch, "snapshots"), max_to_keep=None)
-  first = initial.restore_kept(0, template)
-  initial.close()
+    initial.close()
+  if step is None:
+    paths.rmtree(scratch)
+    return None, ["the group saved no checkpoint"] * len(configs)
+  finite, why_not = trainer.finite_runs(state), []
   for workdir, m in zip(workdirs, members):
+    why_not.append(
+        "a run of it diverged" if not finite[list(m)].all() else
+        "its workdir holds no run" if workdir.saved_config is None else "")
+    if why_not[-1]:
+      continue
     for folder, at, tree in (("snapshots", 0, first),
                              ("checkpoints", step, state)):
       # No timing.json: the steps/s a run reports are its own, apart.
@@ -127,7 +144,7 @@ def hand_out(configs, workdirs, scratch: str) -> Optional[int]:
       ck.save(at, _runs_of(tree, m))
       ck.close()
   paths.rmtree(scratch)
-  return step
+  return step, why_not
 
 
 def train_together(configs, workdirs, scratch: str):

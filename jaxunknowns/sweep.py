@@ -820,12 +820,16 @@ def hand_out_group(runs: Sequence[Run], root: str, overwrite: bool, out):
   scratch = hparams.scratch_folder(root, [r.name for r in group])
   if overwrite or not paths.exists(scratch):
     return
-  step = hparams.hand_out([r.config for r in group],
-                          [Workdir(r.workdir, r.config) for r in group],
-                          scratch)
-  if step is not None:
-    print(f"--novmap: {', '.join(r.name for r in group)} resume apart from "
-          f"the vmapped program's checkpoint at step {step}", file=out)
+  step, why_not = hparams.hand_out(
+      [r.config for r in group], [Workdir(r.workdir, r.config) for r in group],
+      scratch)
+  resumed = [r.name for r, why in zip(group, why_not) if not why]
+  if resumed:
+    print(f"--novmap: {', '.join(resumed)} resume apart from the vmapped "
+          f"program's checkpoint at step {step}", file=out)
+  for r, why in zip(group, why_not):
+    if why and step is not None:
+      print(f"--novmap: {r.name} trains from step 0 ({why})", file=out)
 
 
 def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,

@@ -4,6 +4,7 @@ compiled program and leave what separate runs leave (hparams.py)."""
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -194,11 +195,17 @@ def test_a_killed_group_rerun_with_novmap_resumes_each_run_apart(
   group's progress dropped) beside that folder. Now each run resumes apart
   from its slice of the group's newest checkpoint, the folder goes, and
   every run ends as in a sweep trained apart from the start: the same
-  files, rows and numbers (to float rounding, vmapped vs single matmuls)."""
+  files, rows and numbers (to float rounding, vmapped vs single matmuls).
+  Two runs get nothing and train from step 0: one that diverged in the
+  group (handed its NaN weights, it said it diverged at the step after the
+  checkpoint, not at its own), and one whose folder the user deleted to
+  retrain it (handed out, it held checkpoints without config.json, which
+  every later run refused)."""
   spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
-                      '{"optim.lr": 0.1}]}')
+                      '{"optim.lr": 0.1}, {"optim.lr": 1e30}]}')
   settings = {**MOMENTUM, "train.steps": 20}
   root = tmp_path / "root"
+  failed = r"1 of 3 runs of sweep 's' failed"
 
   def killed_after_the_first_checkpoint(point, step, checkpoints=None):
     if (point, step) == ("checkpointed", 10):
@@ -210,6 +217,7 @@ def test_a_killed_group_rerun_with_novmap_resumes_each_run_apart(
     with pytest.raises(KeyboardInterrupt):
       sweep.run_sweep(spec, str(root), "s", settings, vmap=True)
   assert [p for p in os.listdir(root) if p.startswith(".vmapped-")]
+  shutil.rmtree(read_json(root / "sweep.json")["runs"][1]["workdir"])
   capsys.readouterr()
 
   resumed_at = {}
@@ -222,18 +230,30 @@ def test_a_killed_group_rerun_with_novmap_resumes_each_run_apart(
 
   with monkeypatch.context() as m:
     m.setattr(Checkpoints, "restore_latest", spy)
-    resumed = sweep.run_sweep(spec, str(root), "s", settings, vmap=False)
-  assert ("resume apart from the vmapped program's checkpoint at step 10"
-          in capsys.readouterr().out)
+    with pytest.raises(UserError, match=failed):
+      sweep.run_sweep(spec, str(root), "s", settings, vmap=False)
+  out = capsys.readouterr().out
   assert not [p for p in os.listdir(root) if p.startswith(".vmapped-")]
-  straight = sweep.run_sweep(spec, str(tmp_path / "straight"), "s", settings,
-                             vmap=False)
-  for a, b in zip(resumed["runs"], straight["runs"]):
-    assert a["status"] == b["status"] == "finished"
+  with pytest.raises(UserError, match=failed):
+    sweep.run_sweep(spec, str(tmp_path / "straight"), "s", settings,
+                    vmap=False)
+  resumed, straight = (read_json(r / "sweep.json")["runs"]
+                       for r in (root, tmp_path / "straight"))
+  names = [r["name"] for r in resumed]
+  assert (f"--novmap: {names[0]} resume apart from the vmapped program's "
+          "checkpoint at step 10") in out
+  assert f"--novmap: {names[1]} trains from step 0 (its workdir holds no run)" in out
+  assert f"--novmap: {names[2]} trains from step 0 (a run of it diverged)" in out
+  for i, (a, b) in enumerate(zip(resumed, straight)):
     run_a, run_b = Path(a["workdir"]), Path(b["workdir"])
-    assert resumed_at[str(run_a / "checkpoints")] == 10
-    assert _files(run_a) == _files(run_b)
-    _assert_same_numbers(run_a, run_b)
+    assert resumed_at[str(run_a / "checkpoints")] == (10 if i == 0 else None)
+    if i < 2:
+      assert a["status"] == b["status"] == "finished"
+      assert _files(run_a) == _files(run_b)
+      _assert_same_numbers(run_a, run_b)
+    else:  # (its folder keeps the group's rows before the divergence)
+      assert a["status"] == b["status"] == "failed"
+      assert a["error"] == b["error"] and "loss became" in a["error"]
 
 
 def test_out_of_memory_at_once_trains_the_runs_one_by_one(tmp_path, capsys,
