@@ -175,6 +175,32 @@ def is_main() -> bool:
   return jax.process_index() == 0
 
 
+def several_processes() -> bool:
+  """Whether this is one of several processes of a run. Not
+  jax.process_count() alone: in one process that starts the backends,
+  whose probe logs would come before a bad config's one line."""
+  return jax.distributed.is_initialized() and jax.process_count() > 1
+
+
+def raise_on_every_process(error: Optional[Exception]):
+  """After a check each process made alone (a file it read): where it
+  failed on some process, the same UserError on every one, so none goes on
+  to write while another stops. `error`: this process's, or None. In one
+  process its own error is raised as it is."""
+  if not several_processes():
+    if error is not None:
+      raise error
+    return
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  failed = np.asarray(multihost_utils.process_allgather(
+      np.asarray([error is not None], np.int32))).reshape(-1)
+  if failed.any():
+    first = int(np.argmax(failed))
+    text = _broadcast_text(str(error) if error is not None else "",
+                           source=first)
+    raise UserError(text + f" (on process {first})" * (first > 0))
+
+
 def to_global(x: Any, sharding) -> Any:
   """`x` (the same on every process: an array, or a tree of them) as global
   arrays, each leaf with `sharding`.
@@ -375,13 +401,14 @@ def workdir_lock(path: str):
     yield
 
 
-def _broadcast_text(text: str, size: int = 4096) -> str:
-  """Process 0's `text` (its first `size` bytes) on every process."""
+def _broadcast_text(text: str, size: int = 4096, source: int = 0) -> str:
+  """Process `source`'s `text` (its first `size` bytes) on every process."""
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   data = np.zeros(size, np.int32)
   raw = np.frombuffer(text.encode()[:size], np.uint8)
   data[:len(raw)] = raw
-  data = np.asarray(multihost_utils.broadcast_one_to_all(data))
+  data = np.asarray(multihost_utils.broadcast_one_to_all(
+      data, is_source=jax.process_index() == source))
   return bytes(data.astype(np.uint8)).rstrip(b"\0").decode(errors="replace")
 
 

@@ -67,6 +67,12 @@ def run_one(config, workdir: str, overwrite: bool, references=None,
     what = getattr(e, "what", None)  # a TrainingDiverged's, without advice
     return f"{what}; {IN_A_SWEEP}" if in_sweep and what else str(e)
   except Exception as e:  # pylint: disable=broad-except
+    from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
+    if distributed.several_processes():
+      # One process's crash (a peer lost, its own full disk) leaves the
+      # others in a collective of this run: going on to the next run would
+      # pair their collectives wrongly. main's CLI stops them all in a line.
+      raise
     error = errors.user_error(e, workdir)  # a full disk, out of memory
     if error is not None:
       cause = errors.write_error(e, workdir)

@@ -340,6 +340,11 @@ class Workdir:
 
   def open(self):
     """Creates the folder (emptied first with --overwrite) and config.json."""
+    if self.num_processes > 1 and self.overwrite:
+      # Nor may process 0 empty it while another still reads the old run
+      # (the article's plan reads every stage's files first).
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices("jaxunknowns workdir overwrite")
     if self.is_main:
       if self.overwrite:
         paths.rmtree(self.path)

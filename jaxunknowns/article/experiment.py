@@ -16,7 +16,9 @@ import sys
 import time
 from typing import Any, Dict, List
 
-from jaxunknowns import config_loading, executors, experiments
+import jax
+
+from jaxunknowns import config_loading, distributed, executors, experiments
 from jaxunknowns.article import outline
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import read_json, write_json
@@ -55,6 +57,12 @@ def validate(config):
   check(_skipped(config) <= known, "article.skip", a.skip,
         f"comma-separated names among {', '.join(outline.STAGES)}")
   check(bool(chosen(config)), "article.skip", a.skip, "to leave a stage to run")
+  if a.executor == "ray" and distributed.several_processes():
+    raise UserError(
+        "article.executor='ray' runs each stage as a Ray task of its own, "
+        f"not across the {jax.process_count()} processes here; run the "
+        "article with the local executor (the default) to spread every "
+        "stage over them, or start it in one process for Ray")
   check_int(a.min_seeds, "article.min_seeds", 0, "0: each stage's own")
   check_int(a.seed_offset, "article.seed_offset", 0,
             "0: each stage's own seeds")
@@ -165,17 +173,16 @@ def run_here(runs, progress: Dict[str, Any], save, out) -> None:
                       multi_process=True)
 def run(config, workdir):
   # pylint: disable=g-import-not-at-top
-  import jax
   from jaxunknowns.runs import machine_info
-  if config.article.executor == "ray" and jax.process_count() > 1:
-    raise UserError(
-        f"article.executor='ray' runs each stage as a Ray task of its own, "
-        f"not across the {jax.process_count()} processes here; run the "
-        "article with the local executor (the default) to spread every "
-        "stage over them, or start it in one process for Ray")
   # Every process runs each stage in step with the others, into the stage's
-  # one shared folder (main.run gives a non-main process its scratch there).
-  runs = plan(config, workdir.shared_path)
+  # one shared folder (main.run gives a non-main process a scratch folder
+  # of its own for the stage). A stage file one host lacks stops them all.
+  runs, error = [], None
+  try:
+    runs = plan(config, workdir.shared_path)
+  except UserError as e:
+    error = e
+  distributed.raise_on_every_process(error)
   workdir.open()
   t0, out = time.time(), sys.stdout
   progress_path = workdir.file(PROGRESS_FILE)
