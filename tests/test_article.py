@@ -210,6 +210,26 @@ def test_a_failed_stage_is_shown_and_the_others_still_appear(
   assert not (tmp_path / "run" / "summary.json").exists()  # a rerun retries
 
 
+def test_a_stage_crash_on_one_of_several_processes_is_raised(
+    tmp_path, monkeypatch):
+  """One process's crash in a stage (a peer lost, its own full disk) was
+  recorded as a failed stage, and that process went on to the next stage
+  while the others still waited in the crashed stage's collectives. With
+  several processes `executors.run_one` raises it (main's CLI then stops
+  every process in one line); in one process it is the stage's failure."""
+  from jaxunknowns import distributed, main  # pylint: disable=g-import-not-at-top
+
+  def crash(*args, **kwargs):
+    raise RuntimeError("made to crash by the test")
+  monkeypatch.setattr(main, "run", crash)
+  config = config_loading.load_config(f"{ROOT}/configs/ntk.py:runlocal")
+  assert executors.run_one(config, str(tmp_path / "one"), False) == (
+      "crashed: RuntimeError: made to crash by the test")
+  monkeypatch.setattr(distributed, "several_processes", lambda: True)
+  with pytest.raises(RuntimeError, match="made to crash by the test"):
+    executors.run_one(config, str(tmp_path / "several"), False)
+
+
 @pytest.mark.parametrize("field, value, needle", [
     ("article.scale", "huge", "article.scale"),
     # A page of runlocal stages labelled 'paper' beside every verdict.
