@@ -103,12 +103,12 @@ def hand_out(configs, workdirs, scratch: str) -> Tuple[Optional[int], List[str]]
   initial snapshot, saved in the run's own workdir as a run trained alone
   to that step holds them. Its metrics.jsonl holds the group's rows of it
   already (RunWriters), and its fit drops those after that step. The
-  scratch folder then goes. Returns the step (None where the group has
-  nothing to hand out: killed before its first checkpoint, or its files
-  unreadable) and, per config, why it gets nothing and trains from step 0
-  ('' where it resumes): a config with a diverged run, which then diverges
-  as trained apart, at its own step, or a workdir that no longer holds the
-  run (deleted to retrain it)."""
+  scratch folder then goes. Returns the step and, per config, why it gets
+  nothing and trains from step 0 ('' where it resumes): a config with a
+  diverged run, which then diverges as trained apart, at its own step, or
+  a workdir that no longer holds the run (deleted to retrain it). (None,
+  []) where the group has nothing to hand out: killed before its first
+  checkpoint, or its files unreadable; every run starts at step 0."""
   from jaxunknowns.checkpoints import Checkpoints  # pylint: disable=g-import-not-at-top
   from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
   group = Checkpoints(os.path.join(scratch, "checkpoints"))
@@ -129,7 +129,7 @@ def hand_out(configs, workdirs, scratch: str) -> Tuple[Optional[int], List[str]]
     initial.close()
   if step is None:
     paths.rmtree(scratch)
-    return None, ["the group saved no checkpoint"] * len(configs)
+    return None, []
   finite, why_not = trainer.finite_runs(state), []
   for workdir, m in zip(workdirs, members):
     why_not.append(

@@ -823,12 +823,14 @@ def hand_out_group(runs: Sequence[Run], root: str, overwrite: bool, out):
   step, why_not = hparams.hand_out(
       [r.config for r in group], [Workdir(r.workdir, r.config) for r in group],
       scratch)
+  if step is None:
+    return
   resumed = [r.name for r, why in zip(group, why_not) if not why]
   if resumed:
     print(f"--novmap: {', '.join(resumed)} resume apart from the vmapped "
           f"program's checkpoint at step {step}", file=out)
   for r, why in zip(group, why_not):
-    if why and step is not None:
+    if why:
       print(f"--novmap: {r.name} trains from step 0 ({why})", file=out)
 
 
