@@ -325,3 +325,15 @@ def test_a_level_no_seed_reached_says_so():
   assert row((20, None), (None, None)).reasons == (
       "90% not reached by every seed in 40 steps: clean 1/2, corrupted 0/2",)
   assert row((20, 20), (30, 32)).verdict == "agrees"  # +11 ± 1.4 steps
+  # Censored: clean fits on every seed, corrupted on none by step 40: each
+  # corrupted seed fits past 40, after every clean one (40 − 21 = 19 steps
+  # at least, beyond twice clean's std, 2.8).
+  c = row((20, 22), (None, None))
+  assert c.verdict == "agrees", c
+  assert c.ours == "corrupted after step 40 (0/2 seeds reached it), clean 21 ± 1 (n=2)"
+  assert c.rule == ("corrupted past step 40 on every seed; clean: 40 − mean "
+                    "= +19.00, > 2 × seed std (2.83)"), c.rule
+  # Clean's seeds spread too wide to tell it from the budget, or one
+  # corrupted seed reached the level: undecided, as before.
+  assert row((4, 39), (None, None)).verdict == "not testable here"
+  assert row((20, 22), (None, 30)).verdict == "not testable here"

@@ -34,10 +34,23 @@ def comparisons(summary):
     short = (f"{lvl} not reached by every seed in {st['steps']:,} steps: " +
              ", ".join(f"{k} {v['reached']}/{n}" for k, v in to.items())
              if any(v["reached"] < n for v in to.values()) else "")
-    row(f"p = {p:g}: corrupted fit after clean (steps to {lvl})",
-        papers.ARPIT_CLEAN_FIRST, to["corrupted"], to["clean"],
-        ("corrupted", "clean"), scale=1.0, digits=0, why=short,
-        **({"rule": compare.undecided(short)} if short else {}))
+    fit = f"p = {p:g}: corrupted fit after clean (steps to {lvl})"
+    if short and to["clean"]["reached"] == n and to["corrupted"]["reached"] == 0:
+      # Censored: no corrupted seed reached the level by the last step, so
+      # each fits (if ever) past it, after every clean seed: the gap is at
+      # least the budget minus clean's step, judged as `beyond` judges it.
+      last = f"{st['steps']:,}"
+      holds, text = compare.beyond(to["clean"], st["steps"], below=True,
+                                   scale=1.0)
+      out.check(fit, papers.ARPIT_CLEAN_FIRST, f"corrupted after step {last} "
+                f"(0/{n} seeds reached it), clean "
+                f"{report.fmt(to['clean'], 1.0, 0)}", (holds, (
+                    f"corrupted past step {last} on every seed; clean: "
+                    f"{text}")), paper="yes")
+    else:
+      row(fit, papers.ARPIT_CLEAN_FIRST, to["corrupted"], to["clean"],
+          ("corrupted", "clean"), scale=1.0, digits=0, why=short,
+          **({"rule": compare.undecided(short)} if short else {}))
     row(f"p = {p:g}: corrupted predicted as true > as given label (%, step "
         f"{pt['step']['mean']:.0f})", papers.ARPIT_TRUE_LABEL,
         pt["fraction"], pt["corrupted_accuracy"], ("true", "given"))
