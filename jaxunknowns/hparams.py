@@ -99,16 +99,19 @@ def _group(configs):
 
 def hand_out(configs, workdirs, scratch: str) -> Tuple[Optional[int], List[str]]:
   """A killed group's progress, for its runs to resume apart (sweep
-  --novmap): each run's slice of the group's newest checkpoint, and of its
-  initial snapshot, saved in the run's own workdir as a run trained alone
-  to that step holds them. Its metrics.jsonl holds the group's rows of it
-  already (RunWriters), and its fit drops those after that step. The
-  scratch folder then goes. Returns the step and, per config, why it gets
+  --novmap, --executor=ray): each run's slice of the group's newest
+  checkpoint, and of its initial snapshot, saved in the run's own workdir
+  as a run trained alone to that step holds them. Its metrics.jsonl holds
+  the group's rows of it already (RunWriters), and its fit drops those
+  after that step. The scratch folder then goes. Returns the step and, per config, why it gets
   nothing and trains from step 0 ('' where it resumes): a config with a
   diverged run, which then diverges as trained apart, at its own step, or
   a workdir that no longer holds the run (deleted to retrain it). (None,
   []) where the group has nothing to hand out: killed before its first
-  checkpoint, or its files unreadable; every run starts at step 0."""
+  checkpoint, or its files unreadable; every run starts at step 0, and the
+  folder stays until the sweep's runs are finished (sweep.drop_group_scratch).
+  Building the group's trainer (its data) may fail as any run would: that
+  error is raised, and the folder kept for the rerun that follows a fix."""
   from jaxunknowns.checkpoints import Checkpoints  # pylint: disable=g-import-not-at-top
   from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
   group = Checkpoints(os.path.join(scratch, "checkpoints"))
@@ -118,17 +121,18 @@ def hand_out(configs, workdirs, scratch: str) -> Tuple[Optional[int], List[str]]
     if group.latest_step() is not None:
       trainer, seeds, members, values = _group(configs)
       template = trainer.init_state(seeds, hparams=values)
-      step, state = group.restore_latest(template)
-      first = initial.restore_kept(0, template)
-  except UserError as e:
-    logging.warning("the vmapped group's checkpoints in %s cannot be handed "
-                    "out (%s); its runs train from step 0", scratch, e)
-    step = None
+      try:
+        step, state = group.restore_latest(template)
+        first = initial.restore_kept(0, template)
+      except UserError as e:
+        logging.warning("the vmapped group's checkpoints in %s cannot be "
+                        "handed out (%s); its runs train from step 0",
+                        scratch, e)
+        step = None
   finally:
     group.close()
     initial.close()
   if step is None:
-    paths.rmtree(scratch)
     return None, []
   finite, why_not = trainer.finite_runs(state), []
   for workdir, m in zip(workdirs, members):

@@ -713,6 +713,7 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
         raise UserError(f"no finished run of sweep {name!r} under {root}; "
                         f"run the sweep first (without --aggregate_only)")
     elif executor == "ray":
+      hand_out_group(runs, root, overwrite, out, "--executor=ray")
       failures = executors.run_ray(runs, overwrite, out,
                                    **dict(executor_options or {}))
     else:
@@ -781,9 +782,10 @@ def _has_checkpoints(run: Run) -> bool:
 def drop_group_scratch(root: str):
   """Removes the checkpoints a killed vmapped group left (its scratch
   folder) once every run of the sweep is finished, trained apart since (a
-  group that changed; --novmap hands its checkpoint out at once,
-  `hand_out_group`): nothing resumes from them then, and they held a
-  checkpoint of every run."""
+  group that changed, or files that could not be handed out; --novmap and
+  --executor=ray hand its checkpoint out at once, `hand_out_group`):
+  nothing resumes from them then, and they held a checkpoint of every
+  run."""
   from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
   for entry in paths.listdir(root):
     if entry.startswith(hparams.SCRATCH_PREFIX):
@@ -811,13 +813,17 @@ def _group_of(runs: Sequence[Run], overwrite: bool):
   return [r for r in todo if r not in apart], apart
 
 
-def hand_out_group(runs: Sequence[Run], root: str, overwrite: bool, out):
-  """--novmap after a vmapped group of these runs was killed: each run
-  resumes apart from its slice of the group's newest checkpoint
+def hand_out_group(runs: Sequence[Run], root: str, overwrite: bool, out,
+                   how: str = "--novmap"):
+  """Runs trained apart (`how`: --novmap, or --executor=ray, whose tasks
+  each train one run) after a vmapped group of them was killed: each run
+  resumes from its slice of the group's newest checkpoint
   (hparams.hand_out), not from step 0."""
   from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
   group = _group_of(runs, overwrite)[0]
   scratch = hparams.scratch_folder(root, [r.name for r in group])
+  if overwrite:  # a later rerun of the group must not resume from it
+    paths.rmtree(scratch)
   if overwrite or not paths.exists(scratch):
     return
   step, why_not = hparams.hand_out(
@@ -827,11 +833,11 @@ def hand_out_group(runs: Sequence[Run], root: str, overwrite: bool, out):
     return
   resumed = [r.name for r, why in zip(group, why_not) if not why]
   if resumed:
-    print(f"--novmap: {', '.join(resumed)} resume apart from the vmapped "
+    print(f"{how}: {', '.join(resumed)} resume apart from the vmapped "
           f"program's checkpoint at step {step}", file=out)
   for r, why in zip(group, why_not):
     if why:
-      print(f"--novmap: {r.name} trains from step 0 ({why})", file=out)
+      print(f"{how}: {r.name} trains from step 0 ({why})", file=out)
 
 
 def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,

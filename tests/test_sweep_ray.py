@@ -95,6 +95,40 @@ def test_killed_task_is_retried_and_resumes_from_its_checkpoint(cluster,
   assert _comparable(result) == _comparable(reference)
 
 
+def test_a_killed_vmapped_group_rerun_on_ray_resumes_each_run_apart(
+    cluster, tmp_path, monkeypatch, capsys):
+  """A local sweep's vmapped group killed after its first checkpoint, rerun
+  with --executor=ray (a task per run): each task trained its run from step
+  0, and the group's checkpoints were dropped unread. Now each run resumes
+  from its slice of them, as with --novmap (tests/test_vmapped_sweep.py)."""
+  from jaxunknowns import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
+                      '{"optim.lr": 0.1}]}')
+  settings = {**TINY, "optim.name": "momentum", "train.steps": 20}
+  root = tmp_path / "root"
+
+  def killed_after_the_first_checkpoint(point, step, checkpoints=None):
+    if (point, step) == ("checkpointed", 10):
+      checkpoints.wait()
+      raise KeyboardInterrupt
+
+  with monkeypatch.context() as m:
+    m.setattr(trainer_lib, "exit_if_asked", killed_after_the_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+      sweep.run_sweep(spec, str(root), "s", settings, vmap=True)
+  assert [p for p in os.listdir(root) if p.startswith(".vmapped-")]
+  capsys.readouterr()
+  result = sweep.run_sweep(spec, str(root), "s", settings, executor="ray")
+  names = [r["name"] for r in result["runs"]]
+  assert (f"--executor=ray: {', '.join(names)} resume apart from the vmapped "
+          "program's checkpoint at step 10") in capsys.readouterr().out
+  assert not [p for p in os.listdir(root) if p.startswith(".vmapped-")]
+  for r in result["runs"]:
+    assert r["status"] == "finished"
+    assert read_json(Path(r["workdir"]) / "summary.json")[
+        "resumed_from_step"] == 10
+
+
 def test_a_failing_run_keeps_the_others_and_is_listed(cluster, tmp_path):
   # SGD at lr = 1e9 diverges: a deterministic failure, not retried.
   spec = write_config(tmp_path, '{"s": grid(**{"optim.lr": [1e-3, 1e9]})}')

@@ -256,6 +256,47 @@ def test_a_killed_group_rerun_with_novmap_resumes_each_run_apart(
       assert a["error"] == b["error"] and "loss became" in a["error"]
 
 
+def test_a_killed_group_is_kept_through_a_failed_hand_out_and_goes_with_overwrite(
+    tmp_path, monkeypatch):
+  """A hand-out whose group trainer could not be built (its data missing
+  for a moment) deleted the group's checkpoints: after the fix every run
+  trained from step 0. Now that error stops the sweep in its line and the
+  checkpoints stay for the rerun. --overwrite deleted nothing of them, so
+  a later rerun of the same group resumed from the old progress: now they
+  go, and every run trains from step 0."""
+  spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
+                      '{"optim.lr": 0.1}]}')
+  settings = {**MOMENTUM, "train.steps": 20}
+  root = tmp_path / "root"
+  group = lambda: [p for p in os.listdir(root) if p.startswith(".vmapped-")]
+
+  def killed_after_the_first_checkpoint(point, step, checkpoints=None):
+    if (point, step) == ("checkpointed", 10):
+      checkpoints.wait()
+      raise KeyboardInterrupt
+
+  def no_data(configs):
+    raise UserError("could not build dataset 'mnist1d': made to fail")
+
+  with monkeypatch.context() as m:
+    m.setattr(trainer_lib, "exit_if_asked", killed_after_the_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+      sweep.run_sweep(spec, str(root), "s", settings, vmap=True)
+  kept = group()
+  assert kept
+  with monkeypatch.context() as m:
+    m.setattr(hparams, "_group", no_data)
+    with pytest.raises(UserError, match="made to fail"):
+      sweep.run_sweep(spec, str(root), "s", settings, vmap=False)
+  assert group() == kept
+  result = sweep.run_sweep(spec, str(root), "s", settings, vmap=False,
+                           overwrite=True)
+  assert not group()
+  for r in result["runs"]:
+    summary = read_json(Path(r["workdir"]) / "summary.json")
+    assert r["status"] == "finished" and not summary["resumed_from_step"]
+
+
 def test_out_of_memory_at_once_trains_the_runs_one_by_one(tmp_path, capsys,
                                                           monkeypatch):
   """N runs in one program need N times the memory: an out-of-memory there
