@@ -184,9 +184,10 @@ def several_processes() -> bool:
 
 def raise_on_every_process(error: Optional[Exception]):
   """After a check each process made alone (a file it read): where it
-  failed on some process, the same UserError on every one, so none goes on
-  to write while another stops. `error`: this process's, or None. In one
-  process its own error is raised as it is."""
+  failed on some process, the same UserError on every one, naming the
+  first process it failed on, so none goes on to write while another
+  stops. `error`: this process's, or None. In one process its own error is
+  raised as it is."""
   if not several_processes():
     if error is not None:
       raise error
@@ -198,7 +199,7 @@ def raise_on_every_process(error: Optional[Exception]):
     first = int(np.argmax(failed))
     text = _broadcast_text(str(error) if error is not None else "",
                            source=first)
-    raise UserError(text + f" (on process {first})" * (first > 0))
+    raise UserError(f"{text} (on process {first})")
 
 
 def to_global(x: Any, sharding) -> Any:

@@ -58,20 +58,28 @@ def run_one(config, workdir: str, overwrite: bool, references=None,
   a diverged run's text gives a sweep's way out, not a single run's.
   `stop_on_write_errors`: a full or unwritable disk is raised (a UserError),
   not returned: every later run here would fail on it the same way (a Ray
-  task, on a machine of its own, returns it)."""
+  task, on a machine of its own, returns it). In a run of several
+  processes (the article's stages) every failure but a divergence, which
+  every process meets at the same step, is raised: the others may still
+  be in a collective of this run."""
+  from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
   main = _main_module()
   try:
     main.run(config, workdir, overwrite, references)
     return None
   except UserError as e:
     what = getattr(e, "what", None)  # a TrainingDiverged's, without advice
+    if distributed.several_processes() and not what:
+      # One process's own (a dataset missing on its host): its peers may
+      # wait in this run's collectives. main's CLI stops them all.
+      raise
     return f"{what}; {IN_A_SWEEP}" if in_sweep and what else str(e)
   except Exception as e:  # pylint: disable=broad-except
-    from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
     if distributed.several_processes():
-      # One process's crash (a peer lost, its own full disk) leaves the
-      # others in a collective of this run: going on to the next run would
-      # pair their collectives wrongly. main's CLI stops them all in a line.
+      # One process's crash (a peer lost, its own full disk, out of memory)
+      # leaves the others in a collective of this run: going on to the
+      # next run would pair their collectives wrongly. main's CLI stops
+      # them all in a line.
       raise
     error = errors.user_error(e, workdir)  # a full disk, out of memory
     if error is not None:

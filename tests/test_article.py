@@ -230,6 +230,69 @@ def test_a_stage_crash_on_one_of_several_processes_is_raised(
     executors.run_one(config, str(tmp_path / "several"), False)
 
 
+def test_a_stage_s_own_error_on_one_of_several_processes_is_raised(
+    tmp_path, monkeypatch):
+  """A UserError of one process's own in a stage (its host lacks the
+  dataset) was the stage's failure there, while the other processes went
+  on in the stage's collectives: with several processes it is raised, as
+  a crash is; a divergence, which every process meets at the same step,
+  stays the stage's failure."""
+  from jaxunknowns import distributed, main, trainer  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(f"{ROOT}/configs/ntk.py:runlocal")
+  monkeypatch.setattr(distributed, "several_processes", lambda: True)
+
+  def no_data(*args, **kwargs):
+    raise UserError("could not build dataset 'fashion_mnist'")
+  monkeypatch.setattr(main, "run", no_data)
+  with pytest.raises(UserError, match="could not build dataset"):
+    executors.run_one(config, str(tmp_path / "a"), False)
+
+  def diverged(*args, **kwargs):
+    raise trainer.TrainingDiverged("loss became nan at step 7 (seed 0); "
+                                   "lower optim.lr")
+  monkeypatch.setattr(main, "run", diverged)
+  assert executors.run_one(config, str(tmp_path / "b"), False) == (
+      "loss became nan at step 7 (seed 0); lower optim.lr")
+
+
+def test_the_article_s_overwrite_is_no_refusal_of_its_stage_folders(
+    tmp_path):
+  """A stage folder holding another config's run (a page made at another
+  scale) refused the article's --overwrite with '… pass --overwrite',
+  though the overwrite empties every stage folder first."""
+  from jaxunknowns.article import experiment  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(
+      f"{ROOT}/configs/article.py:runlocal",
+      {"article.skip": skip_all_but(["max_margin"])})
+  folder = experiment.stage_folder(str(tmp_path / "run"), "max_margin")
+  os.makedirs(folder)
+  Path(folder, "config.json").write_text(json.dumps(
+      {"experiment": "max_margin", "seeds": 99}))
+  with pytest.raises(UserError, match="holds a run with a different config"):
+    experiment.plan(config, str(tmp_path / "run"))
+  runs = experiment.plan(config, str(tmp_path / "run"), overwrite=True)
+  assert [r.name for r in runs] == ["max_margin"]
+
+
+def test_a_stage_config_file_that_does_not_run_is_one_line(tmp_path):
+  """A stage's config file with a SyntaxError (or a NameError in its
+  get_config) was a traceback, and on one of several processes a stop that
+  the others saw only as a lost peer."""
+  from jaxunknowns.article import experiment  # pylint: disable=g-import-not-at-top
+  broken = tmp_path / "broken.py"
+  broken.write_text("def get_config(arg):\n  return undefined_name\n")
+  config = config_loading.load_config(
+      f"{ROOT}/configs/article.py:runlocal",
+      {"article.skip": skip_all_but(["ntk"]),
+       "article.stages.ntk": f"{broken}:runlocal"})
+  with pytest.raises(UserError) as info:
+    experiment.plan(config, str(tmp_path / "run"))
+  message = str(info.value)
+  assert "\n" not in message and message.startswith(
+      f"article.stages.ntk='{broken}:runlocal': could not load "), message
+  assert "NameError: name 'undefined_name' is not defined" in message
+
+
 @pytest.mark.parametrize("field, value, needle", [
     ("article.scale", "huge", "article.scale"),
     # A page of runlocal stages labelled 'paper' beside every verdict.

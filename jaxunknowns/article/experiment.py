@@ -86,9 +86,11 @@ def _resolve(spec: str) -> str:
   return path + sep + arg
 
 
-def plan(config, root: str) -> list:
+def plan(config, root: str, overwrite: bool = False) -> list:
   """Every chosen stage's config and workdir, built and checked (read-only):
-  a bad stage spec fails here, before anything is written."""
+  a bad stage spec fails here, before anything is written. `overwrite`:
+  the article's --overwrite, which deletes every stage's folder first (a
+  stage folder holding another config's run is then no refusal)."""
   # pylint: disable=g-import-not-at-top
   from jaxunknowns import sweep, validation
   from jaxunknowns.workdir import Workdir
@@ -98,7 +100,16 @@ def plan(config, root: str) -> list:
     where = f"article.stages.{stage}={spec!r}"
     try:
       resolved = _resolve(spec)
-      stage_config = config_loading.load_config(resolved)
+      try:
+        stage_config = config_loading.load_config(resolved)
+      except (UserError, ValueError, OSError):
+        raise  # named with its stage below
+      except Exception as e:  # pylint: disable=broad-except
+        # A stage's config file that does not run (a SyntaxError, a
+        # NameError in get_config): one line, as the article's own file
+        # gives, and on every process alike (raise_on_every_process).
+        raise UserError(f"could not load {resolved}: {type(e).__name__}: "
+                        f"{e}") from e
       # The page shows the stage's results under its claim: a config of
       # another experiment would answer that claim with other numbers.
       if stage_config.experiment != stage:
@@ -117,7 +128,7 @@ def plan(config, root: str) -> list:
       references = validation.references_of(resolved)
       validation.check_config(stage_config, references)
       folder = stage_folder(root, stage)
-      stage_workdir = Workdir(folder, stage_config)
+      stage_workdir = Workdir(folder, stage_config, overwrite=overwrite)
       try:
         stage_workdir.check()
       finally:  # a non-main process's scratch folder, made for nothing
@@ -179,7 +190,7 @@ def run(config, workdir):
   # of its own for the stage). A stage file one host lacks stops them all.
   runs, error = [], None
   try:
-    runs = plan(config, workdir.shared_path)
+    runs = plan(config, workdir.shared_path, workdir.overwrite)
   except UserError as e:
     error = e
   distributed.raise_on_every_process(error)
@@ -201,9 +212,9 @@ def run(config, workdir):
   if not failed:
     return experiments.finish("article", workdir, config, summary)
   experiments.write_report("article", workdir.path, config, summary)
+  page = os.path.join(workdir.shared_path, "ARTICLE.md")  # on every process
   raise UserError(
       f"{len(failed)} of {len(runs)} stages of the article failed "
-      f"({', '.join(failed)}); {os.path.join(workdir.path, 'ARTICLE.md')} "
-      f"shows them with their errors; fix them and rerun the same command "
-      f"(finished stages are kept)")
+      f"({', '.join(failed)}); {page} shows them with their errors; fix "
+      "them and rerun the same command (finished stages are kept)")
 
