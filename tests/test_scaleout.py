@@ -56,8 +56,21 @@ SEED_SHARDING_SCRIPT = textwrap.dedent("""
 """)
 
 
+# The temporary folder of every process these tests start: a process killed
+# outright (SIGKILL, as some tests here do) leaves its scratch folder
+# (workdir.Workdir), and it is left here, not in the machine's own /tmp.
+_SCRATCH = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _scratch_folder(tmp_path_factory):
+  _SCRATCH["path"] = str(tmp_path_factory.mktemp("process_tmp"))
+  yield
+  _SCRATCH.clear()
+
+
 def _env(devices):
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TMPDIR=_SCRATCH["path"],
              XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
              + f" --xla_force_host_platform_device_count={devices}")
   env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
