@@ -59,6 +59,8 @@ def user_error(e: BaseException, workdir: str) -> Optional[UserError]:
   """`e` as the UserError main prints, or None if it is a bug (a traceback)."""
   if isinstance(e, UserError):
     return e
+  if missing_store_client(e):
+    return missing_store_client(e)
   if out_of_memory(e):
     return UserError(
         f"out of memory ({_first_line(e)}): lower config.seeds, "
@@ -73,6 +75,24 @@ def user_error(e: BaseException, workdir: str) -> Optional[UserError]:
       f"{WRITE_ERRNOS[cause.errno]} ({cause.strerror}); make room or fix the "
       f"permissions, then rerun the same command: it resumes from the last "
       f"checkpoint in {workdir}")
+
+
+# The client packages fsspec needs for a gs:// or s3:// workdir (etils.epath
+# goes through it where TensorFlow is not installed): setup.py's [tpu] and
+# [cuda] extras install gcsfs.
+STORE_CLIENTS = ("gcsfs", "s3fs")
+
+
+def missing_store_client(e: BaseException) -> Optional[UserError]:
+  """fsspec's ImportError at the first file of a gs:// or s3:// path
+  touched ('Please install gcsfs to access Google Storage'), as one line
+  saying what to install; None for any other error."""
+  package = next((p for p in STORE_CLIENTS if p in str(e)), None)
+  if not isinstance(e, ImportError) or package is None:
+    return None
+  return UserError(f"{_first_line(e)}: pip install {package}" + (
+      " (or install jaxunknowns with its [tpu] or [cuda] extra)"
+      if package == "gcsfs" else ""))
 
 
 def out_of_memory(e: BaseException) -> bool:

@@ -107,8 +107,11 @@ def _cli():
     try:
       for written in rebuild_all(workdirs.value):
         print(f"rebuilt {written}")
-    except UserError as e:
-      print(f"error: {e}", file=sys.stderr)
+    except (UserError, ImportError) as e:
+      error = errors.user_error(e, "")  # a gs:// workdir without gcsfs
+      if error is None:
+        raise
+      print(f"error: {error}", file=sys.stderr)
       sys.exit(2)
 
   app.run(main, flags_parser=errors.parse_flags)

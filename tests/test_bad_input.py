@@ -331,6 +331,23 @@ def test_cli_command_line_mistakes_are_one_line(tmp_path, variant, flags,
   assert not (tmp_path / "new").exists()
 
 
+def test_a_gs_workdir_without_its_client_library_is_one_line(tmp_path):
+  """Without gcsfs (the [tpu] and [cuda] extras install it), a gs:// workdir
+  ended in fsspec's ImportError traceback at the first file touched; in
+  main, the sweep, report_cli and verdicts it is one line naming the
+  package to install. (report_cli and verdicts share errors.user_error.)"""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import errors  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec("gcsfs") is not None:
+    pytest.skip("gcsfs is installed here")
+  proc = cli(RUNLOCAL, workdir="gs://no-bucket/run")
+  assert_one_line_error(proc, "install gcsfs to access Google Storage",
+                        "pip install gcsfs", "[tpu] or [cuda] extra")
+  assert errors.user_error(ImportError("Install s3fs to access S3"), "") is not None
+  assert errors.user_error(ImportError("No module named 'jaxunknowns.x'"),
+                           "gs://b/run") is None  # a bug stays a traceback
+
+
 def test_an_address_in_the_environment_without_a_cluster_is_one_line(
     tmp_path, monkeypatch):
   """It said '--distributed=on found no cluster', a flag never given."""

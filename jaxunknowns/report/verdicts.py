@@ -143,8 +143,11 @@ def _cli():
                         ": give exactly two, A then B")
       a, b = workdirs.value
       print(markdown(a, rows(a), b, rows(b)), end="")
-    except UserError as e:
-      errors.exit_with(e)
+    except (UserError, ImportError) as e:
+      error = errors.user_error(e, "")  # a gs:// workdir without gcsfs
+      if error is None:
+        raise
+      errors.exit_with(error)
 
   app.run(main, flags_parser=errors.parse_flags)
 
