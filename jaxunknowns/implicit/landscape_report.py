@@ -67,9 +67,19 @@ def figures(path, summary):
       if "path_coords" in d:  # The path, start marked, on its PCA plane.
         ax.plot(*d["path_coords"].T, "k.-", markersize=3, linewidth=0.8)
         ax.plot(*d["path_coords"][0], "ko", fillstyle="none")
-      cs = ax.contour(a, b, loss.T, levels=np.linspace(
-          loss.min(), min(loss.max(), loss.min() + 10), 30))
-      ax.clabel(cs, cs.levels[::5], fontsize=7, fmt="%.2f")
+      # Levels over the finite losses, in float64: at a loss of 3e8 (a
+      # large lr) float32's min + 10 is min, and 30 equal levels, or NaN
+      # ones from a diverged point, made matplotlib raise.
+      finite = loss[np.isfinite(loss)].astype(np.float64)
+      levels = np.unique(np.linspace(
+          finite.min(), min(finite.max(), finite.min() + 10), 30)) if (
+              finite.size) else []
+      if len(levels) > 1:
+        cs = ax.contour(a, b, loss.T, levels=levels)
+        ax.clabel(cs, cs.levels[::5], fontsize=7, fmt="%.2f")
+      else:
+        ax.text(0.5, 0.5, "no contours: the surface is flat or not finite",
+                transform=ax.transAxes, ha="center", fontsize=7)
       ax.plot([0], [0], "r+")
       pc = summary["arms"][name].get("path", {}).get("explained")
       ax.set(title=name, aspect="equal" if pc is None else "auto",
