@@ -314,6 +314,29 @@ def test_mask_file_from_another_architecture(tmp_path):
       ("another architecture",))
 
 
+def test_a_ticket_that_keeps_no_weight_is_refused_before_training(tmp_path):
+  """An imp mask file of the right shapes whose ticket keeps nothing
+  (density 0) joined the grid and failed its check only after every other
+  density had trained, naming no prune_init.imp."""
+  from jaxunknowns import optim  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.lottery import imp, prune_init  # pylint: disable=g-import-not-at-top
+  config = load_config()
+  template = imp.build_trainer(config).params_template
+  seeds = config.seeds
+  path = tmp_path / "level_09.npz"
+  masks = {optim.leaf_path(k): np.ones((seeds, *v.shape), bool)
+           for k, v in jax.tree_util.tree_leaves_with_path(
+               pruning.ones_mask(template))}
+  np.savez(path, **masks)  # every weight kept: accepted
+  prune_init.load_imp_masks(str(path), template, seeds)
+  zero = {k: np.zeros_like(v) for k, v in masks.items()}
+  zero = {k: np.concatenate([masks[k][:1], v[1:]]) for k, v in zero.items()}
+  np.savez(path, **zero)  # seed 0 keeps all, seed 1 none
+  assert_user_error_before_writing(
+      load_config(overrides={"prune_init.imp": str(path)}), tmp_path / "run",
+      ("prune_init.imp=", "seed 1's ticket keeps no prunable weight"))
+
+
 def test_bad_input_cli(tmp_path):
   assert_cli_one_line_error(
       ["--config=configs/prune_init.py:mnist1d,runlocal",
@@ -385,7 +408,7 @@ def test_imp_ticket_loaded_from_an_imp_mask_file(tmp_path):
   """A masks/level_LL.npz as `imp` writes it: its per-seed tickets are the
   "imp" rows, at their own density, which joins the grid; no inversion."""
   import types  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.lottery import imp  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.lottery import imp, prune_init  # pylint: disable=g-import-not-at-top
   config = load_config(overrides={"prune_init.methods": ("snip",),
                                   "prune_init.densities": (0.1,),
                                   "prune_init.budgets": ("global", "erk"),

@@ -156,7 +156,16 @@ def load_imp_masks(path, params_template, num_seeds):
       raise UserError(f"prune_init.imp={path!r} holds {got.shape[0]} seeds' "
                       f"tickets; the run has {num_seeds} seeds")
     leaves.append(jnp.asarray(got[:num_seeds], bool))
-  return jax.tree.unflatten(jax.tree.structure(template), leaves)
+  masks = jax.tree.unflatten(jax.tree.structure(template), leaves)
+  # A ticket's density joins the grid: one of 0 failed the grid's check
+  # only after every other density had trained.
+  for r in range(num_seeds):
+    if not pruning.sparsity_report(imp.run_slice(masks, r))[
+        "fraction_remaining"] > 0:
+      raise UserError(f"prune_init.imp={path!r}: seed {r}'s ticket keeps no "
+                      "prunable weight (density 0); give the masks of a "
+                      "level that keeps some")
+  return masks
 
 
 # ---------------------------------------------------------------------------
