@@ -385,6 +385,9 @@ def test_width_sweep_reads_shuffle_seed_only_with_label_noise():
 NOT_READ_BY_THE_CHOICE = [
     ("sharpness.py:fashion_lenet,runlocal", {"hessian.every": 7},
      "hessian.every=7 is unused here"),
+    # Lanczos runs hessian.num_steps steps: no tolerance stops it.
+    ("sharpness.py:fashion_lenet,runlocal", {"hessian.tol": 0.5},
+     "hessian.tol=0.5 is unused here: it applies to hessian.method='power'"),
     ("sharpness.py:fashion_lenet,runlocal",
      {"compare": ("small_batch",), "arms.large_batch.train.batch_size": 50},
      "arms.large_batch.train.batch_size=50 is unused here: it applies only "

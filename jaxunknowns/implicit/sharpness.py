@@ -67,6 +67,9 @@ def validate(config):
   validation.check_applies(  # hessian_section sets it for each arm
       config, "hessian.every", False, "nowhere here: sharpness.hessian_points "
       "spreads the Hessian's points over each arm's steps")
+  validation.check_applies(  # Lanczos runs hessian.num_steps steps
+      config, "hessian.tol", config.hessian.method == "power",
+      "to hessian.method='power' only")
   check(config.train.eval_train, "train.eval_train", config.train.eval_train,
         "True (the report compares training accuracy)")
 
