@@ -375,6 +375,8 @@ def test_end_to_end_tiny_run(tmp_path):
     ({"spectrum.num_steps": 0}, "spectrum.num_steps"),
     ({"spectrum.num_eigenvalues": 9}, "spectrum.num_eigenvalues"),
     ({"spectrum.bn_modes": ("eval", "train")}, "spectrum.bn_modes"),
+    # A chunk is a BN batch: one example zeroes every BN activation.
+    ({"spectrum.chunk_size": 1}, "spectrum.chunk_size=1 is out of range"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, overrides, needle):
   assert_user_error_before_writing(tiny_config(**overrides), tmp_path / "w",

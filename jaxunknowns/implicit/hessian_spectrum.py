@@ -71,10 +71,18 @@ def validate(config):
   check(s.outlier_gap >= 0, "spectrum.outlier_gap", s.outlier_gap, ">= 0")
   validation.check_int(s.seed, "spectrum.seed", 0)
   # build_arms measures an arm without BatchNorm in eval mode only.
-  validation.check_applies(config, "spectrum.bn_modes", any(
+  with_bn = any(
       validation.uses_batch_norm(landscape_arms.arm_config(config, n).model)
-      for n in landscape_arms.arm_names(config)),
+      for n in landscape_arms.arm_names(config))
+  validation.check_applies(config, "spectrum.bn_modes", with_bn,
                            "only to an arm with BatchNorm")
+  # A chunk is a BN batch: one example's statistics zero every activation
+  # BN normalizes (validation.check_batch_norm_batch_size's reason), and
+  # the report read 'BN –' and blocks of 0 ± 0.
+  check(s.chunk_size != 1 or "batch" not in modes or not with_bn,
+        "spectrum.chunk_size", s.chunk_size, ">= 2 (or 0, the whole subset) "
+        "with 'batch' in spectrum.bn_modes: one example's batch statistics "
+        "zero every BN activation")
   for name in landscape_arms.arm_names(config):
     dropout = landscape_arms.arm_config(config, name).model.dropout
     check(dropout == 0, f"arms.{name}: model.dropout", dropout,
