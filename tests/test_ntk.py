@@ -220,7 +220,11 @@ def test_kernel_angle_is_the_angle_and_leaves_out_scale():
     ({"model.widths": (8,)}, "model.widths=(8,) is unused here"),
     # The trainer's own checks: config.json was written before them.
     ({"data.name": "soudry2d", "data.train_size": 0},
-     "train.batch_size=64 is larger than the training set (16 examples)")])
+     "train.batch_size=64 is larger than the training set (16 examples)"),
+    # Cut to the data silently, while config.json said 100000.
+    ({"ntk.probe_size": 100000}, "ntk.probe_size=100000 is out of range: "
+     "must be <= the "),
+    ({"ntk.test_size": 100000}, "ntk.test_size=100000 is out of range")])
 def test_bad_input_before_writing(tmp_path, overrides, needle):
   assert_user_error_before_writing(load_config(overrides=overrides),
                                    tmp_path / "run", [needle])

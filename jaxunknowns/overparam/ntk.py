@@ -182,6 +182,12 @@ def run(config, workdir):
   # fail before the workdir exists.
   trainers = {w: runs.build_trainer(stage_config(config, w), dataset=ds)
               for w in widths}
+  # More than the data holds was cut to it, and config.json said otherwise.
+  for field, split, name in (("probe_size", ds.train, "training"),
+                             ("test_size", ds.test, "test")):
+    validation.check(s[field] <= len(split.y), f"ntk.{field}", s[field],
+                     f"<= the {len(split.y):,} {name} examples of "
+                     f"{config.data.name}")
   probe = ds.train.x[:s.probe_size]
   x_test = ds.test.x[:s.test_size]
   chunk = block_size(s.chunk_size, {"probe": len(probe), "test": len(x_test),
