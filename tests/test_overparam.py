@@ -727,6 +727,11 @@ BAD_INPUTS = [
      ["noisy_pixels", "random_pixels"]),
     ("randomization", {"ablation.true_labels": ("weight_decay+mixup",)},
      ["mixup", "ablation.true_labels"]),
+    # One cell in two orders trained twice and showed its rows twice.
+    ("randomization", {"ablation.random_labels": (
+        "dropout+weight_decay", "weight_decay+dropout")},
+     ["ablation.random_labels=('dropout+weight_decay', 'weight_decay+dropout')"
+      " is out of range: must be distinct cells"]),
     # A regularizer's setting with no ablation cell using it: recorded only.
     ("randomization", {"ablation.true_labels": ("dropout",),
                        "ablation.weight_decay": 0.01},

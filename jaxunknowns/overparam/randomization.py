@@ -103,6 +103,12 @@ def validate(config):
         raise UserError(
             f"unknown regularization cell {cell!r} in ablation.{labels}; a "
             f"cell is 'none' or '+'-joined names from {', '.join(REGULARIZERS)}")
+    # One cell written twice (in another order) trained twice, and the
+    # report showed its rows and verdicts twice.
+    sets = [frozenset(cell_regularizers(cell)) for cell in label_cells]
+    check(len(set(sets)) == len(sets), f"ablation.{labels}",
+          tuple(label_cells), "distinct cells ('dropout+weight_decay' and "
+          "'weight_decay+dropout' are one)")
   check(a.weight_decay > 0, "ablation.weight_decay", a.weight_decay, "> 0")
   check(0.0 < a.dropout < 1.0, "ablation.dropout", a.dropout, "in (0, 1)")
   validation.check_int(a.max_shift, "ablation.max_shift", 1)
