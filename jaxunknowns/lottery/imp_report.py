@@ -220,7 +220,7 @@ def write(path, config, summary):
   how = (f"one-shot {p['method']} pruning to "
          f"{100 * p['one_shot_remaining']:.1f}% of the weights"
          if p.get("one_shot_remaining") else f"{p['method']} pruning of "
-         f"{100 * p['fraction']:.0f}% of the remaining weights per level")
+         f"{100 * p['fraction']:g}% of the remaining weights per level")
   # In words, not the summary's dict and list ({'output': 0.1}, ['output']).
   if p.get("layer_rates"):
     how += ", layer rates " + ", ".join(
