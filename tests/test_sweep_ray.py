@@ -101,22 +101,12 @@ def test_a_killed_vmapped_group_rerun_on_ray_resumes_each_run_apart(
   with --executor=ray (a task per run): each task trained its run from step
   0, and the group's checkpoints were dropped unread. Now each run resumes
   from its slice of them, as with --novmap (tests/test_vmapped_sweep.py)."""
-  from jaxunknowns import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  from test_vmapped_sweep import kill_a_group_after_its_first_checkpoint  # pylint: disable=g-import-not-at-top
   spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
                       '{"optim.lr": 0.1}]}')
   settings = {**TINY, "optim.name": "momentum", "train.steps": 20}
   root = tmp_path / "root"
-
-  def killed_after_the_first_checkpoint(point, step, checkpoints=None):
-    if (point, step) == ("checkpointed", 10):
-      checkpoints.wait()
-      raise KeyboardInterrupt
-
-  with monkeypatch.context() as m:
-    m.setattr(trainer_lib, "exit_if_asked", killed_after_the_first_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
-      sweep.run_sweep(spec, str(root), "s", settings, vmap=True)
-  assert [p for p in os.listdir(root) if p.startswith(".vmapped-")]
+  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings)
   capsys.readouterr()
   result = sweep.run_sweep(spec, str(root), "s", settings, executor="ray")
   names = [r["name"] for r in result["runs"]]

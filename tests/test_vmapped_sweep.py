@@ -57,6 +57,22 @@ def _assert_same_numbers(run_a: Path, run_b: Path):
                                rtol=1e-4, atol=1e-6)
 
 
+def kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root,
+                                            settings):
+  """Runs the sweep's runs as one vmapped group, stopped (as by Ctrl-C)
+  once its checkpoint at step 10 has landed: its scratch folder is left."""
+  def killed_after_the_first_checkpoint(point, step, checkpoints=None):
+    if (point, step) == ("checkpointed", 10):
+      checkpoints.wait()
+      raise KeyboardInterrupt
+
+  with monkeypatch.context() as m:
+    m.setattr(trainer_lib, "exit_if_asked", killed_after_the_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+      sweep.run_sweep(spec, str(root), "s", settings, vmap=True)
+  assert [p for p in os.listdir(root) if p.startswith(".vmapped-")]
+
+
 def test_vmapped_sweep_leaves_what_separate_runs_leave(tmp_path, capsys):
   spec = write_config(tmp_path, '{"s": ' + RUNS + '}')
   together = sweep.run_sweep(spec, str(tmp_path / "vmapped"), "s", MOMENTUM,
@@ -206,17 +222,7 @@ def test_a_killed_group_rerun_with_novmap_resumes_each_run_apart(
   settings = {**MOMENTUM, "train.steps": 20}
   root = tmp_path / "root"
   failed = r"1 of 3 runs of sweep 's' failed"
-
-  def killed_after_the_first_checkpoint(point, step, checkpoints=None):
-    if (point, step) == ("checkpointed", 10):
-      checkpoints.wait()
-      raise KeyboardInterrupt
-
-  with monkeypatch.context() as m:
-    m.setattr(trainer_lib, "exit_if_asked", killed_after_the_first_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
-      sweep.run_sweep(spec, str(root), "s", settings, vmap=True)
-  assert [p for p in os.listdir(root) if p.startswith(".vmapped-")]
+  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings)
   shutil.rmtree(read_json(root / "sweep.json")["runs"][1]["workdir"])
   capsys.readouterr()
 
@@ -270,20 +276,11 @@ def test_a_killed_group_is_kept_through_a_failed_hand_out_and_goes_with_overwrit
   root = tmp_path / "root"
   group = lambda: [p for p in os.listdir(root) if p.startswith(".vmapped-")]
 
-  def killed_after_the_first_checkpoint(point, step, checkpoints=None):
-    if (point, step) == ("checkpointed", 10):
-      checkpoints.wait()
-      raise KeyboardInterrupt
-
   def no_data(configs):
     raise UserError("could not build dataset 'mnist1d': made to fail")
 
-  with monkeypatch.context() as m:
-    m.setattr(trainer_lib, "exit_if_asked", killed_after_the_first_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
-      sweep.run_sweep(spec, str(root), "s", settings, vmap=True)
+  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings)
   kept = group()
-  assert kept
   with monkeypatch.context() as m:
     m.setattr(hparams, "_group", no_data)
     with pytest.raises(UserError, match="made to fail"):
