@@ -97,7 +97,8 @@ def _group(configs):
   return trainer, seeds, members, values
 
 
-def hand_out(configs, workdirs, scratch: str) -> Tuple[Optional[int], List[str]]:
+def hand_out(configs, workdirs, scratch: str, holding=None
+             ) -> Tuple[Optional[int], List[str]]:
   """A killed group's progress, for its runs to resume apart (sweep
   --novmap, --executor=ray): each run's slice of the group's newest
   checkpoint, and of its initial snapshot, saved in the run's own workdir
@@ -111,7 +112,10 @@ def hand_out(configs, workdirs, scratch: str) -> Tuple[Optional[int], List[str]]
   checkpoint, or its files unreadable; every run starts at step 0, and the
   folder stays until the sweep's runs are finished (sweep.drop_group_scratch).
   Building the group's trainer (its data) may fail as any run would: that
-  error is raised, and the folder kept for the rerun that follows a fix."""
+  error is raised, and the folder kept for the rerun that follows a fix.
+  `holding`: per config, whether its workdir holds checkpoints already (a
+  hand-out stopped partway gave it its slice): it is given nothing again,
+  and resumes from its own."""
   from jaxunknowns.checkpoints import Checkpoints  # pylint: disable=g-import-not-at-top
   from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
   group = Checkpoints(os.path.join(scratch, "checkpoints"))
@@ -135,11 +139,12 @@ def hand_out(configs, workdirs, scratch: str) -> Tuple[Optional[int], List[str]]
   if step is None:
     return None, []
   finite, why_not = trainer.finite_runs(state), []
-  for workdir, m in zip(workdirs, members):
+  holding = holding or [False] * len(workdirs)
+  for workdir, m, held in zip(workdirs, members, holding):
     why_not.append(
         "a run of it diverged" if not finite[list(m)].all() else
         "its workdir holds no run" if workdir.saved_config is None else "")
-    if why_not[-1]:
+    if why_not[-1] or held:
       continue
     for folder, at, tree in (("snapshots", 0, first),
                              ("checkpoints", step, state)):

@@ -820,18 +820,26 @@ def hand_out_group(runs: Sequence[Run], root: str, overwrite: bool, out,
   resumes from its slice of the group's newest checkpoint
   (hparams.hand_out), not from step 0."""
   from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
-  group = _group_of(runs, overwrite)[0]
+  group, apart = _group_of(runs, overwrite)
   scratch = hparams.scratch_folder(root, [r.name for r in group])
   if overwrite:  # a later rerun of the group must not resume from it
     paths.rmtree(scratch)
-  if overwrite or not paths.exists(scratch):
+    return
+  if not paths.exists(scratch) and apart:
+    # A hand-out stopped partway (Ctrl-C, a full disk): the runs it gave
+    # their slices to hold checkpoints now, so the group is every
+    # unfinished run; those resume from their own, the others get theirs.
+    group = [r for r in runs if not r.finished]
+    scratch = hparams.scratch_folder(root, [r.name for r in group])
+  if not paths.exists(scratch):
     return
   step, why_not = hparams.hand_out(
       [r.config for r in group], [Workdir(r.workdir, r.config) for r in group],
-      scratch)
+      scratch, holding=[r in apart for r in group])
   if step is None:
     return
-  resumed = [r.name for r, why in zip(group, why_not) if not why]
+  resumed = [r.name for r, why in zip(group, why_not)
+             if not why and r not in apart]
   if resumed:
     print(f"{how}: {', '.join(resumed)} resume apart from the vmapped "
           f"program's checkpoint at step {step}", file=out)

@@ -262,16 +262,18 @@ def test_a_killed_group_rerun_with_novmap_resumes_each_run_apart(
       assert a["error"] == b["error"] and "loss became" in a["error"]
 
 
-def test_a_killed_group_is_kept_through_a_failed_hand_out_and_goes_with_overwrite(
-    tmp_path, monkeypatch):
+def test_a_killed_group_survives_a_failed_or_stopped_hand_out(
+    tmp_path, monkeypatch, capsys):
   """A hand-out whose group trainer could not be built (its data missing
   for a moment) deleted the group's checkpoints: after the fix every run
   trained from step 0. Now that error stops the sweep in its line and the
-  checkpoints stay for the rerun. --overwrite deleted nothing of them, so
-  a later rerun of the same group resumed from the old progress: now they
-  go, and every run trains from step 0."""
+  checkpoints stay. A hand-out stopped partway (Ctrl-C between two runs'
+  saves) left the next rerun looking for another group (the runs handed
+  out hold checkpoints, so they were no longer in it), and the others
+  trained from step 0: now they get their slices, and every run resumes
+  at the group's step."""
   spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
-                      '{"optim.lr": 0.1}]}')
+                      '{"optim.lr": 0.1}, {"optim.lr": 0.05}]}')
   settings = {**MOMENTUM, "train.steps": 20}
   root = tmp_path / "root"
   group = lambda: [p for p in os.listdir(root) if p.startswith(".vmapped-")]
@@ -286,9 +288,42 @@ def test_a_killed_group_is_kept_through_a_failed_hand_out_and_goes_with_overwrit
     with pytest.raises(UserError, match="made to fail"):
       sweep.run_sweep(spec, str(root), "s", settings, vmap=False)
   assert group() == kept
+  saves, save = [], Checkpoints.save
+
+  def stopped_after_the_first_run(self, *args, **kwargs):
+    saves.append(self.directory)
+    if len(saves) == 3:  # the first run's snapshot and checkpoint landed
+      raise KeyboardInterrupt
+    return save(self, *args, **kwargs)
+
+  with monkeypatch.context() as m:
+    m.setattr(Checkpoints, "save", stopped_after_the_first_run)
+    with pytest.raises(KeyboardInterrupt):
+      sweep.run_sweep(spec, str(root), "s", settings, vmap=False)
+  assert group() == kept
+  capsys.readouterr()
+  result = sweep.run_sweep(spec, str(root), "s", settings, vmap=False)
+  names = [r["name"] for r in result["runs"]]
+  assert (f"--novmap: {names[1]}, {names[2]} resume apart from the vmapped "
+          "program's checkpoint at step 10") in capsys.readouterr().out
+  assert not group()
+  for r in result["runs"]:
+    summary = read_json(Path(r["workdir"]) / "summary.json")
+    assert r["status"] == "finished" and summary["resumed_from_step"] == 10
+
+
+def test_overwrite_deletes_a_killed_group_s_checkpoints(tmp_path, monkeypatch):
+  """--novmap --overwrite left a killed group's checkpoints, so a later
+  rerun of the same group resumed from the progress overwritten: now they
+  go, and every run trains from step 0."""
+  spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
+                      '{"optim.lr": 0.1}]}')
+  settings = {**MOMENTUM, "train.steps": 20}
+  root = tmp_path / "root"
+  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings)
   result = sweep.run_sweep(spec, str(root), "s", settings, vmap=False,
                            overwrite=True)
-  assert not group()
+  assert not [p for p in os.listdir(root) if p.startswith(".vmapped-")]
   for r in result["runs"]:
     summary = read_json(Path(r["workdir"]) / "summary.json")
     assert r["status"] == "finished" and not summary["resumed_from_step"]
