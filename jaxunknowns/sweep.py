@@ -886,10 +886,12 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
     if not errors.out_of_memory(e):
       raise
     # N runs in one program hold N times one run's memory: each may fit
-    # alone (their config.json, written already, is the same config).
+    # alone (their config.json, written already, is the same config), from
+    # its slice of a killed group's checkpoint where there is one (it was
+    # deleted: every run trained from step 0).
     print(f"vmap: out of memory for {len(todo)} runs at once; the runs train "
           "as separate programs", file=out)
-    paths.rmtree(scratch)
+    hand_out_group(runs, root, overwrite, out, "vmap")
     return {}, runs
   return ({r.name: o for r, o in zip(todo, outcomes)},
           [r for r in runs if r not in todo])

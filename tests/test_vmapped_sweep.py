@@ -351,3 +351,18 @@ def test_out_of_memory_at_once_trains_the_runs_one_by_one(tmp_path, capsys,
   saved = read_json(root / "sweep.json")
   assert [r["status"] for r in saved["runs"]] == ["finished", "finished"]
   assert not [p for p in os.listdir(root) if p.startswith(".vmapped")]
+  # A killed group's rerun out of memory: each run resumes from its slice
+  # of the group's checkpoint (deleted, every run trained from step 0).
+  root = tmp_path / "killed"
+  monkeypatch.undo()
+  settings = {**MOMENTUM, "train.steps": 20}
+  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings)
+  monkeypatch.setattr(hparams, "train_together", too_large)
+  capsys.readouterr()
+  result = sweep.run_sweep(spec, str(root), "s", settings, vmap=True)
+  names = [r["name"] for r in result["runs"]]
+  assert (f"vmap: {', '.join(names)} resume apart from the vmapped program's "
+          "checkpoint at step 10") in capsys.readouterr().out
+  for r in result["runs"]:
+    summary = read_json(Path(r["workdir"]) / "summary.json")
+    assert r["status"] == "finished" and summary["resumed_from_step"] == 10
