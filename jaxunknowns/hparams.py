@@ -148,9 +148,13 @@ def hand_out(configs, workdirs, scratch: str, holding=None
       continue
     for folder, at, tree in (("snapshots", 0, first),
                              ("checkpoints", step, state)):
-      # No timing.json: the steps/s a run reports are its own, apart.
       ck = Checkpoints(workdir.file(folder), max_to_keep=None)
       ck.save(at, _runs_of(tree, m))
+      if folder == "checkpoints":
+        # No time behind it (the steps/s a run reports are its own, apart),
+        # but the rows its metrics.jsonl holds: one cut before the resume
+        # is refused, as for any checkpoint (Checkpoints._check_metrics).
+        ck.keep_timing(at, 0, 0.0)
       ck.close()
   paths.rmtree(scratch)
   return step, why_not

@@ -312,6 +312,32 @@ def test_a_killed_group_survives_a_failed_or_stopped_hand_out(
     assert r["status"] == "finished" and summary["resumed_from_step"] == 10
 
 
+def test_a_run_s_rows_cut_after_its_hand_out_are_refused(tmp_path,
+                                                        monkeypatch):
+  """A handed-out checkpoint recorded no row count, so a metrics.jsonl cut
+  between the hand-out and the resume went unnoticed (its curves then
+  lacked the group's rows); as after any checkpoint, the resume refuses."""
+  from jaxunknowns import executors  # pylint: disable=g-import-not-at-top
+  spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
+                      '{"optim.lr": 0.1}]}')
+  settings = {**MOMENTUM, "train.steps": 20}
+  root = tmp_path / "root"
+  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings)
+
+  def stopped(*args, **kwargs):
+    raise KeyboardInterrupt
+  with monkeypatch.context() as m:  # handed out, then stopped
+    m.setattr(executors, "run_local", stopped)
+    with pytest.raises(KeyboardInterrupt):
+      sweep.run_sweep(spec, str(root), "s", settings, vmap=False)
+  metrics = Path(read_json(root / "sweep.json")["runs"][0]["workdir"],
+                 "metrics.jsonl")
+  lines = metrics.read_text().splitlines(keepends=True)
+  metrics.write_text("".join(lines[:len(lines) // 2]))
+  with pytest.raises(UserError, match="was cut or deleted since"):
+    sweep.run_sweep(spec, str(root), "s", settings, vmap=False)
+
+
 def test_overwrite_deletes_a_killed_group_s_checkpoints(tmp_path, monkeypatch):
   """--novmap --overwrite left a killed group's checkpoints, so a later
   rerun of the same group resumed from the progress overwritten: now they
