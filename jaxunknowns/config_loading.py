@@ -11,6 +11,7 @@ from typing import Any, List, Mapping, Optional
 
 import ml_collections
 
+from jaxunknowns import errors
 from jaxunknowns.errors import UserError
 
 
@@ -21,16 +22,22 @@ def load_config(spec: str, overrides: Optional[Mapping[str, Any]] = None,
   Locked, as the command line's: a misspelt field set afterwards
   (config.train.step = 50) is an error, not a new field that no code reads
   and config.json records. A missing file or an unknown variant is a
-  UserError, as on the command line."""
+  UserError, as on the command line; so is a file that does not run (a
+  SyntaxError, a NameError in get_config), whose traceback is the user's
+  own file's (the command line's loader gives its last line too)."""
   path, _, arg = spec.partition(":")
   path = os.path.join(root, path) if root else path
   if not os.path.isfile(path):
     raise UserError(f"config file {path} not found")
-  module = config_module(path)
   try:
-    config = module.get_config(arg)
+    config = config_module(path).get_config(arg)
+  except UserError:
+    raise
   except ValueError as e:  # an unknown variant (parse_config_arg)
     raise UserError(f"{path}: {e}") from e
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(f"could not load {path}: {type(e).__name__}: "
+                    f"{errors.first_line(e)}") from e
   config = checked(config, path)
   for dotted, value in (overrides or {}).items():
     set_field(config, dotted, value, where="override")

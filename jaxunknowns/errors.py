@@ -59,11 +59,12 @@ def user_error(e: BaseException, workdir: str) -> Optional[UserError]:
   """`e` as the UserError main prints, or None if it is a bug (a traceback)."""
   if isinstance(e, UserError):
     return e
-  if missing_store_client(e):
-    return missing_store_client(e)
+  store = missing_store_client(e)
+  if store is not None:
+    return store
   if out_of_memory(e):
     return UserError(
-        f"out of memory ({_first_line(e)}): lower config.seeds, "
+        f"out of memory ({first_line(e)}): lower config.seeds, "
         "train.batch_size or the model's size, or free the device, then "
         "rerun (a changed config where checkpoints were saved needs "
         "--overwrite or another --workdir)")
@@ -90,7 +91,7 @@ def missing_store_client(e: BaseException) -> Optional[UserError]:
   package = next((p for p in STORE_CLIENTS if p in str(e)), None)
   if not isinstance(e, ImportError) or package is None:
     return None
-  return UserError(f"{_first_line(e)}: pip install {package}" + (
+  return UserError(f"{first_line(e)}: pip install {package}" + (
       " (or install jaxunknowns with its [tpu] or [cuda] extra)"
       if package == "gcsfs" else ""))
 
@@ -107,7 +108,7 @@ def out_of_memory(e: BaseException) -> bool:
   return False
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
   lines = str(e).strip().splitlines()
   return (lines[0] if lines else type(e).__name__)[:200]
 

@@ -104,13 +104,14 @@ def hand_out(configs, workdirs, scratch: str, holding=None
   checkpoint, and of its initial snapshot, saved in the run's own workdir
   as a run trained alone to that step holds them. Its metrics.jsonl holds
   the group's rows of it already (RunWriters), and its fit drops those
-  after that step. The scratch folder then goes. Returns the step and, per config, why it gets
-  nothing and trains from step 0 ('' where it resumes): a config with a
-  diverged run, which then diverges as trained apart, at its own step, or
-  a workdir that no longer holds the run (deleted to retrain it). (None,
-  []) where the group has nothing to hand out: killed before its first
-  checkpoint, or its files unreadable; every run starts at step 0, and the
-  folder stays until the sweep's runs are finished (sweep.drop_group_scratch).
+  after that step. The scratch folder then goes. Returns the step and,
+  per config, why it gets nothing and trains from step 0 ('' where it
+  resumes): a config with a diverged run, which then diverges as trained
+  apart, at its own step, or a workdir that no longer holds the run
+  (deleted to retrain it). (None, []) where the group has nothing to hand
+  out: killed before its first checkpoint, or its files unreadable; every
+  run starts at step 0, and the folder stays until the sweep's runs are
+  finished (sweep.drop_group_scratch).
   Building the group's trainer (its data) may fail as any run would: that
   error is raised, and the folder kept for the rerun that follows a fix.
   `holding`: per config, whether its workdir holds checkpoints already (a

@@ -90,7 +90,7 @@ def rebuild_all(workdirs: List[str]) -> List[str]:
               "of jaxunknowns")
       raise UserError(
           f"{path}: the report could not be rebuilt from its files "
-          f"({type(e).__name__}: {(str(e).splitlines() or [''])[0]}): "
+          f"({type(e).__name__}: {errors.first_line(e)}): "
           f"{what}; rerun the run's command in a "
           "fresh workdir") from e
   return written

@@ -100,16 +100,7 @@ def plan(config, root: str, overwrite: bool = False) -> list:
     where = f"article.stages.{stage}={spec!r}"
     try:
       resolved = _resolve(spec)
-      try:
-        stage_config = config_loading.load_config(resolved)
-      except (UserError, ValueError, OSError):
-        raise  # named with its stage below
-      except Exception as e:  # pylint: disable=broad-except
-        # A stage's config file that does not run (a SyntaxError, a
-        # NameError in get_config): one line, as the article's own file
-        # gives, and on every process alike (raise_on_every_process).
-        raise UserError(f"could not load {resolved}: {type(e).__name__}: "
-                        f"{e}") from e
+      stage_config = config_loading.load_config(resolved)
       # The page shows the stage's results under its claim: a config of
       # another experiment would answer that claim with other numbers.
       if stage_config.experiment != stage:

@@ -71,9 +71,10 @@ def figures(path, summary):
       # large lr) float32's min + 10 is min, and 30 equal levels, or NaN
       # ones from a diverged point, made matplotlib raise.
       finite = loss[np.isfinite(loss)].astype(np.float64)
-      levels = np.unique(np.linspace(
-          finite.min(), min(finite.max(), finite.min() + 10), 30)) if (
-              finite.size) else []
+      levels = []
+      if finite.size:
+        low = finite.min()
+        levels = np.unique(np.linspace(low, min(finite.max(), low + 10), 30))
       if len(levels) > 1:
         cs = ax.contour(a, b, loss.T, levels=levels)
         ax.clabel(cs, cs.levels[::5], fontsize=7, fmt="%.2f")

@@ -35,7 +35,8 @@ def comparisons(summary):
              ", ".join(f"{k} {v['reached']}/{n}" for k, v in to.items())
              if any(v["reached"] < n for v in to.values()) else "")
     fit = f"p = {p:g}: corrupted fit after clean (steps to {lvl})"
-    if short and to["clean"]["reached"] == n and to["corrupted"]["reached"] == 0:
+    if short and (to["clean"]["reached"], to["corrupted"]["reached"]) == (
+        n, 0):
       # Censored: no corrupted seed reached the level by the last step, so
       # each fits (if ever) past it, after every clean seed: the gap is at
       # least the budget minus clean's step, judged as `beyond` judges it.
