@@ -2,6 +2,8 @@
 round trip, IDX reading, the randomization transforms and augmentation."""
 
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -152,6 +154,15 @@ def test_mnist1d_builder_matches_generator(data_dir):
   np.testing.assert_array_equal(np.random.get_state()[1], state)  # Global RNG untouched.
   builder = builders.make_builder(builders.Mnist1d, str(data_dir))
   assert builder.is_prepared() and builder.info.splits["train"].num_examples == 4000
+  # A prepared folder keeps the generator's args; reading it back in a fresh
+  # process does not import the generator (scipy and matplotlib: 1.2 s).
+  probe = ("import sys; from jaxunknowns.data import builders; "
+           f"b = builders.make_builder(builders.Mnist1d, {str(data_dir)!r}); "
+           "print(b.info.metadata['mnist1d_args']['num_samples'], "
+           "'mnist1d' in sys.modules, 'matplotlib' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                       text=True, check=True).stdout.split()
+  assert out == ["5000", "False", "False"], out
   for fast in (True, False):
     arrays = builders.read_arrays(builder, fast=fast)
     for split in ("train", "test"):
