@@ -36,6 +36,14 @@ default level, 743 and 738 s at level 0, every test passing; the compute-bound
 tests run slower (the bfloat16 CNN test 42 -> 88 s), the compile-bound ones
 faster (the batchnorm notebook 88 -> 50 s). Users' runs keep XLA's default.
 
+Command-line runs started with `subprocess.run([sys.executable, "-m",
+"jaxunknowns.…", …])` are forks of a process that has already imported JAX,
+Flax, optax, orbax, TFDS and matplotlib (forkserver.py says how, and what
+stays as in a fresh interpreter): the imports were ~3.5 s of every such
+run. The CLI tests of test_bad_input.py took 64 s in fresh interpreters,
+12 s as forks. Runs started with `subprocess.Popen` (the tests that signal
+or kill a run, or watch its start) still get a fresh interpreter.
+
 Scheduling (`pytest -n 2 tests`, the README's command, when --dist is not
 given): the slowest test decides the wall time when it starts last, and a
 module's expensive module-scoped fixture (a shared run, a Ray cluster) is
@@ -67,6 +75,22 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
       os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0")))
 
 
+# `python -m jaxunknowns.…` runs started by subprocess.run are forks of a
+# process that has imported JAX and the other libraries (forkserver.py:
+# ~3.5 s saved per run; JAXUNKNOWNS_TEST_FORKS=0 turns it off).
+import forkserver  # pylint: disable=g-import-not-at-top,wrong-import-position
+import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_run_as_given = subprocess.run
+
+
+def _run_forked(args, *more, **kwargs):
+  return _run_as_given(forkserver.routed(args, kwargs) or args, *more, **kwargs)
+
+
+subprocess.run = _run_forked
+
+
 # The Ctrl-C tests press Ctrl-C on a child process. A shell without job
 # control starts a background job (`pytest ... &`, as a CI script may) with
 # SIGINT ignored, and an ignored signal stays ignored across exec: the
@@ -93,6 +117,7 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
   del config
+  forkserver.ZYGOTES.stop_all()
   if os.environ.get(_OWNER) == str(os.getpid()):
     shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 

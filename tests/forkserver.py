@@ -1,0 +1,300 @@
+"""A fork server for the tests' command-line runs (test code, not library).
+
+Hundreds of tests run the CLI in a subprocess (`python -m jaxunknowns.main
+...`), and each paid ~3.5 s (more on 2 busy cores) importing JAX, Flax,
+optax, orbax, TFDS and matplotlib before its first line of our code ran.
+Here one server process per distinct environment (a "zygote") imports them
+once, and each run is a fork of it that then runs the module exactly as
+`python -m` does (`runpy`), in the caller's working directory, environment
+and stdin/stdout/stderr, and exits with the run's own status.
+
+What the test sees is unchanged: `subprocess.run` (patched by conftest.py
+for `[sys.executable, "-m", "jaxunknowns.…", …]` only) starts a small
+launcher in place of the interpreter; the launcher hands its three file
+descriptors, environment and directory to the zygote, forwards the signals
+it gets (SIGINT, SIGTERM, …) to the forked run, and exits as the run did
+(its exit code, or killed by the same signal). A launcher killed outright
+makes the run killed too. Tests that signal a run they started with
+`subprocess.Popen`, or that watch what a fresh interpreter imports, start
+a real interpreter as before (only `subprocess.run` is routed).
+
+Faithful where it matters: nothing of ours is imported by the zygote (only
+third-party libraries, before any JAX backend exists: XLA_FLAGS and every
+JAX setting are read by the fork), the zygote is keyed by the whole
+environment but the variables that change per call and are read late
+(`VOLATILE`), and the fork reseeds numpy's global generator, forgets
+tempfile's cached folder, restores default signal handling, waits for its
+threads and runs atexit as an exiting interpreter does.
+JAXUNKNOWNS_TEST_FORKS=0 turns it off.
+"""
+
+import array
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+# Read by the fork, not at import: they may differ between calls to one
+# zygote. Variables named JAXUNKNOWNS_* are ours, and nothing of ours is
+# imported before the fork.
+VOLATILE = ("PYTEST_CURRENT_TEST", "TMPDIR")
+OURS = "JAXUNKNOWNS_"
+PRELOAD = ("numpy", "jax", "jax.numpy", "flax.linen", "optax", "orbax.checkpoint",
+           "tensorflow_datasets", "matplotlib.figure",
+           "matplotlib.backends.backend_agg", "ml_collections.config_flags",
+           "absl.app", "absl.logging", "tensorboardX", "PIL.Image")
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+             signal.SIGUSR1, signal.SIGUSR2)
+_MAX_ZYGOTES = 4
+
+
+def _send(conn, message, fds=()):
+  data = json.dumps(message).encode()
+  ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                array.array("i", fds))] if fds else []
+  conn.sendmsg([len(data).to_bytes(4, "big") + data], ancillary)
+
+
+def _receive(conn, with_fds=False):
+  """(message, fds); (None, []) at end of stream."""
+  fds = array.array("i")
+  head, ancillary, _, _ = conn.recvmsg(4, socket.CMSG_SPACE(3 * fds.itemsize))
+  for level, kind, data in ancillary:
+    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+      fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+  if len(head) < 4:
+    return None, list(fds)
+  size, body = int.from_bytes(head, "big"), b""
+  while len(body) < size:
+    chunk = conn.recv(size - len(body))
+    if not chunk:
+      return None, list(fds)
+    body += chunk
+  assert with_fds or not fds
+  return json.loads(body), list(fds)
+
+
+# ---- the test side (conftest.py) ------------------------------------------
+
+class _Zygotes:
+  """This process's zygotes, one per environment key, started on demand."""
+
+  def __init__(self):
+    self.folder = None
+    self.started = 0
+    self.running = {}  # key -> (Popen, socket path)
+
+  def socket_for(self, env):
+    key = tuple(sorted((k, v) for k, v in env.items()
+                       if k not in VOLATILE and not k.startswith(OURS)))
+    zygote = self.running.get(key)
+    if zygote and zygote[0].poll() is None:
+      return zygote[1]
+    if len(self.running) >= _MAX_ZYGOTES:
+      self.stop(next(iter(self.running)))
+    if self.folder is None:
+      import tempfile  # pylint: disable=g-import-not-at-top
+      self.folder = tempfile.mkdtemp(prefix="jaxunknowns_forks_", dir="/tmp")
+    self.started += 1
+    path = os.path.join(self.folder, f"z{self.started}.sock")
+    with open(path + ".log", "wb") as log:  # the zygote's own warnings
+      proc = subprocess.Popen(
+          [sys.executable, os.path.abspath(__file__), "serve", path],
+          env=dict(key), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+          stderr=log, cwd="/")
+    ready = proc.stdout.readline()  # after its imports
+    proc.stdout.close()
+    if ready.strip() != b"ready":
+      proc.wait()
+      with open(path + ".log", encoding="utf-8", errors="replace") as log:
+        raise RuntimeError(f"forkserver did not start: {log.read()[-3000:]}")
+    self.running[key] = (proc, path)
+    return path
+
+  def stop(self, key):
+    proc, path = self.running.pop(key)
+    proc.kill()
+    proc.wait()
+
+  def stop_all(self):
+    for key in list(self.running):
+      self.stop(key)
+    if self.folder:
+      import shutil  # pylint: disable=g-import-not-at-top
+      shutil.rmtree(self.folder, ignore_errors=True)
+
+
+ZYGOTES = _Zygotes()
+
+
+def enabled() -> bool:
+  return (sys.platform == "linux" and hasattr(os, "pidfd_open")
+          and os.environ.get("JAXUNKNOWNS_TEST_FORKS", "1") != "0")
+
+
+def routed(args, kwargs):
+  """The launcher's command line for a `python -m jaxunknowns.…` run, or
+  None for any other command (run as given)."""
+  if (not isinstance(args, (list, tuple)) or len(args) < 3
+      or args[0] != sys.executable or args[1] != "-m"
+      or not str(args[2]).startswith("jaxunknowns.")
+      or kwargs.get("shell") or kwargs.get("preexec_fn")
+      or kwargs.get("start_new_session") or kwargs.get("executable")
+      or not enabled()):
+    return None
+  env = kwargs.get("env")
+  path = ZYGOTES.socket_for(os.environ if env is None else env)
+  return [sys.executable, "-S", os.path.abspath(__file__), "launch", path,
+          *map(str, args[1:])]
+
+
+# ---- the launcher -----------------------------------------------------------
+
+def launch(path, argv):
+  conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+  conn.connect(path)
+  _send(conn, {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()},
+        fds=(0, 1, 2))
+  message, _ = _receive(conn)
+  pid = message["pid"]
+  for number in FORWARDED:
+    signal.signal(number, lambda n, _, pid=pid: os.kill(pid, n))
+  message, _ = _receive(conn)
+  if message is None:  # the zygote's manager died: say so, as a crash
+    os._exit(70)  # pylint: disable=protected-access
+  status = message["status"]
+  if os.WIFSIGNALED(status):
+    number = os.WTERMSIG(status)
+    signal.signal(number, signal.SIG_DFL)
+    os.kill(os.getpid(), number)
+  os._exit(os.waitstatus_to_exitcode(status))  # pylint: disable=protected-access
+
+
+# ---- the zygote ---------------------------------------------------------------
+
+def serve(path):
+  import importlib  # pylint: disable=g-import-not-at-top
+  import threading  # pylint: disable=g-import-not-at-top
+  del sys.path[0]  # this folder; the fork sets its own
+  for name in PRELOAD:
+    importlib.import_module(name)
+  assert threading.active_count() == 1, threading.enumerate()
+  server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+  server.bind(path)
+  server.listen(64)
+  server.settimeout(2.0)
+  parent = os.getppid()
+  signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # managers reap themselves
+  print("ready", flush=True)
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 1)  # nobody reads the pipe from here on
+  os.close(devnull)
+  while os.getppid() == parent:  # ends with the test process
+    try:
+      conn, _ = server.accept()
+    except socket.timeout:
+      continue
+    conn.settimeout(None)
+    if os.fork() == 0:
+      server.close()
+      _manage(conn)
+    conn.close()
+
+
+def _manage(conn):
+  """The forked manager: forks the run, tells the launcher its pid, kills
+  it if the launcher dies, and reports its exit status."""
+  import select  # pylint: disable=g-import-not-at-top
+  signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+  code = 70
+  try:
+    request, fds = _receive(conn, with_fds=True)
+    pid = os.fork()
+    if pid == 0:
+      conn.close()
+      _run(request, fds)
+    for fd in fds:
+      os.close(fd)
+    _send(conn, {"pid": pid})
+    pidfd = os.pidfd_open(pid)
+    readable, _, _ = select.select([conn, pidfd], [], [])
+    if conn in readable and pidfd not in readable:  # the launcher is gone
+      os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    try:
+      _send(conn, {"status": status})
+    except OSError:
+      pass
+    code = 0
+  finally:
+    os._exit(code)  # pylint: disable=protected-access
+
+
+def _run(request, fds):
+  """The fork: becomes `python -m module args…` in the caller's place."""
+  import atexit  # pylint: disable=g-import-not-at-top
+  import builtins  # pylint: disable=g-import-not-at-top
+  import runpy  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import threading  # pylint: disable=g-import-not-at-top
+  import traceback  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP,
+                 signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+    signal.signal(number, signal.SIG_DFL)
+  signal.signal(signal.SIGINT, signal.default_int_handler)
+  signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as Python's startup
+  for target, fd in enumerate(fds):
+    os.dup2(fd, target)
+    os.close(fd)
+  os.chdir(request["cwd"])
+  os.environ.clear()
+  os.environ.update(request["env"])
+  tempfile.tempdir = None
+  np.random.seed()
+  flag, module, *args = request["argv"]
+  assert flag == "-m", request["argv"]
+  sys.argv = ["-m", *args]
+  sys.path.insert(0, request["cwd"])
+  # A fresh __main__ (runpy runs the module in __main__'s namespace, which
+  # is this file's: its names would hide a missing import).
+  main = types.ModuleType("__main__")
+  main.__builtins__ = builtins
+  sys.modules["__main__"] = main
+  code = 0
+  try:
+    runpy._run_module_as_main(module, True)  # pylint: disable=protected-access
+  except SystemExit as e:
+    if e.code is None:
+      code = 0
+    elif isinstance(e.code, int):
+      code = e.code
+    else:
+      print(e.code, file=sys.stderr)
+      code = 1
+  except KeyboardInterrupt:
+    traceback.print_exc()
+    code = -signal.SIGINT
+  except BaseException:  # pylint: disable=broad-except
+    sys.excepthook(*sys.exc_info())
+    code = 1
+  try:
+    threading._shutdown()  # pylint: disable=protected-access
+    atexit._run_exitfuncs()  # pylint: disable=protected-access
+    sys.stdout.flush()
+    sys.stderr.flush()
+  finally:
+    if code < 0:
+      signal.signal(-code, signal.SIG_DFL)
+      os.kill(os.getpid(), -code)
+    os._exit(code & 0xFF)  # pylint: disable=protected-access
+
+
+if __name__ == "__main__":
+  if sys.argv[1] == "serve":
+    serve(sys.argv[2])
+  else:
+    launch(sys.argv[2], sys.argv[3:])
