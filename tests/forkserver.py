@@ -1,33 +1,34 @@
 """A fork server for the tests' command-line runs (test code, not library).
 
-Hundreds of tests run the CLI in a subprocess (`python -m jaxunknowns.main
-...`), and each paid ~3.5 s (more on 2 busy cores) importing JAX, Flax,
-optax, orbax, TFDS and matplotlib before its first line of our code ran.
-Here one server process per distinct environment (a "zygote") imports them
-once, and each run is a fork of it that then runs the module exactly as
-`python -m` does (`runpy`), in the caller's working directory, environment
-and stdin/stdout/stderr, and exits with the run's own status.
+Many tests run the CLI in a subprocess (`python -m jaxunknowns.main ...`),
+and each run paid ~3.5 s (more on 2 busy cores) importing JAX, Flax, optax,
+orbax, TFDS and matplotlib before its first line of our code ran. Here one
+server process per distinct environment (a "zygote") imports them once,
+and each run is a fork of it that then runs the module as `python -m`
+does (`runpy`), in the caller's working directory, environment and
+stdin/stdout/stderr, and exits with the run's own status.
 
-What the test sees is unchanged: `subprocess.run` (patched by conftest.py
-for `[sys.executable, "-m", "jaxunknowns.…", …]` only) starts a small
-launcher in place of the interpreter; the launcher hands its three file
-descriptors, environment and directory to the zygote, forwards the signals
-it gets (SIGINT, SIGTERM, …) to the forked run, and exits as the run did
-(its exit code, or killed by the same signal). A launcher killed outright
-makes the run killed too. Tests that signal a run they started with
-`subprocess.Popen`, or that watch what a fresh interpreter imports, start
-a real interpreter as before (only `subprocess.run` is routed).
+What the test sees is unchanged: `subprocess.run` (patched by conftest.py)
+and `popen` below, given `[sys.executable, "-m", "jaxunknowns.…", …]`,
+start a small launcher in place of the interpreter; the launcher hands its
+three file descriptors, environment and directory to the zygote, forwards
+the signals it gets (SIGINT, SIGTERM, …) to the forked run, and exits as
+the run did (its exit code, or killed by the same signal). `popen`'s
+`send_signal`/`kill` signal the run itself, so a SIGKILL kills the run and
+`wait()` returns after its death. A launcher killed outright (a timeout)
+makes the run killed too. Any other command, and `subprocess.Popen` itself
+(a test that reads the run's pid, or watches what a fresh interpreter
+imports), runs as given.
 
 Faithful where it matters: nothing of ours is imported by the zygote (only
 third-party libraries, before any JAX backend exists: XLA_FLAGS and every
 JAX setting are read by the fork), the zygote is keyed by the whole
 environment but the variables that change per call and are read late
-(`VOLATILE`), and the fork reseeds numpy's global generator, forgets
-tempfile's cached folder, restores default signal handling, waits for its
-threads and runs atexit as an exiting interpreter does.
-JAXUNKNOWNS_TEST_FORKS=0 turns it off.
+(`VOLATILE`), and the fork gets a fresh `__main__`, reseeds numpy's global
+generator, forgets tempfile's cached folder, restores default signal
+handling, waits for its threads and runs atexit as an exiting interpreter
+does. JAXUNKNOWNS_TEST_FORKS=0 turns it off.
 """
-
 import array
 import json
 import os
@@ -64,6 +65,11 @@ def _receive(conn, with_fds=False):
   for level, kind, data in ancillary:
     if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
       fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+  while 0 < len(head) < 4:
+    chunk = conn.recv(4 - len(head))
+    if not chunk:
+      break
+    head += chunk
   if len(head) < 4:
     return None, list(fds)
   size, body = int.from_bytes(head, "big"), b""
@@ -84,6 +90,7 @@ class _Zygotes:
   def __init__(self):
     self.folder = None
     self.started = 0
+    self.seen = set()
     self.running = {}  # key -> (Popen, socket path)
 
   def socket_for(self, env):
@@ -92,6 +99,9 @@ class _Zygotes:
     zygote = self.running.get(key)
     if zygote and zygote[0].poll() is None:
       return zygote[1]
+    if key not in self.seen:  # a one-off environment (a port, a process
+      self.seen.add(key)      # id) would only cost a zygote's start
+      return None
     if len(self.running) >= _MAX_ZYGOTES:
       self.stop(next(iter(self.running)))
     if self.folder is None:
@@ -146,8 +156,57 @@ def routed(args, kwargs):
     return None
   env = kwargs.get("env")
   path = ZYGOTES.socket_for(os.environ if env is None else env)
+  if path is None:
+    return None
   return [sys.executable, "-S", os.path.abspath(__file__), "launch", path,
           *map(str, args[1:])]
+
+
+def pid_file(socket_path, launcher_pid):
+  """Where a launcher writes the pid of the run it stands for."""
+  return os.path.join(os.path.dirname(socket_path), f"{launcher_pid}.pid")
+
+
+class ForkedPopen(subprocess.Popen):
+  """A Popen of the launcher whose signals reach the run itself: a SIGKILL
+  kills the run, and wait() returns once the launcher has reported its
+  death (a killed launcher would leave its run to die a moment later)."""
+
+  def __init__(self, args, socket_path, **kwargs):
+    self.socket_path = socket_path
+    super().__init__(args, **kwargs)
+
+  def run_pid(self, timeout=30.0):
+    import time  # pylint: disable=g-import-not-at-top
+    path = pid_file(self.socket_path, self.pid)
+    deadline = time.monotonic() + timeout
+    while self.poll() is None and time.monotonic() < deadline:
+      try:
+        with open(path) as f:
+          return int(f.read())
+      except (FileNotFoundError, ValueError):
+        time.sleep(0.005)
+    return None
+
+  def send_signal(self, sig):
+    pid = self.run_pid()
+    if pid is None:
+      super().send_signal(sig)
+      return
+    try:
+      os.kill(pid, sig)
+    except ProcessLookupError:
+      pass
+
+
+def popen(args, **kwargs):
+  """subprocess.Popen, a fork for `python -m jaxunknowns.…` (see above).
+  The Popen's pid is the launcher's: a test that reads the run's own pid
+  (a lease's holder) starts a fresh interpreter with subprocess.Popen."""
+  routed_args = routed(args, kwargs)
+  if routed_args is None:
+    return subprocess.Popen(args, **kwargs)
+  return ForkedPopen(routed_args, routed_args[4], **kwargs)
 
 
 # ---- the launcher -----------------------------------------------------------
@@ -161,13 +220,19 @@ def launch(path, argv):
   pid = message["pid"]
   for number in FORWARDED:
     signal.signal(number, lambda n, _, pid=pid: os.kill(pid, n))
+  path = pid_file(path, os.getpid())
+  with open(path + ".tmp", "w") as f:
+    f.write(str(pid))
+  os.replace(path + ".tmp", path)
   message, _ = _receive(conn)
+  os.remove(path)  # (a later launcher may get this pid)
   if message is None:  # the zygote's manager died: say so, as a crash
     os._exit(70)  # pylint: disable=protected-access
   status = message["status"]
   if os.WIFSIGNALED(status):
     number = os.WTERMSIG(status)
-    signal.signal(number, signal.SIG_DFL)
+    if number not in (signal.SIGKILL, signal.SIGSTOP):  # (those cannot be caught)
+      signal.signal(number, signal.SIG_DFL)
     os.kill(os.getpid(), number)
   os._exit(os.waitstatus_to_exitcode(status))  # pylint: disable=protected-access
 
@@ -287,7 +352,7 @@ def _run(request, fds):
     sys.stdout.flush()
     sys.stderr.flush()
   finally:
-    if code < 0:
+    if code < 0:  # -SIGINT
       signal.signal(-code, signal.SIG_DFL)
       os.kill(os.getpid(), -code)
     os._exit(code & 0xFF)  # pylint: disable=protected-access

@@ -29,6 +29,7 @@ import pytest
 from jaxunknowns import config_loading, executors, report_cli
 from jaxunknowns.article import outline, page
 from jaxunknowns.errors import UserError
+import forkserver  # pylint: disable=g-bad-import-order
 from run_helpers import run_in_process, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ ONE_PER_QUESTION = ["bn_stability", "mode_connectivity", "max_margin", "imp"]
 
 
 def article_cli(workdir, *extra):
-  return subprocess.Popen(
+  return forkserver.popen(
       [sys.executable, "-m", "jaxunknowns.main", RUNLOCAL,
        f"--workdir={workdir}", *extra], cwd=ROOT, env=ENV, text=True,
       stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from jaxunknowns import config_loading
+import forkserver  # pylint: disable=g-bad-import-order
 from run_helpers import (assert_one_line_error, read_json, run_in_process,
                          snapshot)
 
@@ -52,7 +53,7 @@ def cli(workdir, *flags, variant=MNIST1D, timeout=600):
 def cli_popen(workdir, log_path, *flags, variant=MNIST1D):
   """Starts the CLI in the background, its output going to `log_path`."""
   log = open(log_path, "w")  # pylint: disable=consider-using-with
-  proc = subprocess.Popen(
+  proc = forkserver.popen(
       [sys.executable, "-m", "jaxunknowns.main",
        f"--config=configs/train.py:{variant}", f"--workdir={workdir}", *flags],
       cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT)

@@ -40,6 +40,7 @@ from jaxunknowns import config_loading, optim, validation
 from jaxunknowns.errors import UserError
 from jaxunknowns.lottery import imp
 from jaxunknowns.trainer import Trainer
+import forkserver  # pylint: disable=g-bad-import-order
 from run_helpers import (assert_one_line_error, assert_report_rebuilds,
                          read_json, run_in_process, snapshot)
 
@@ -583,7 +584,7 @@ def test_killed_imp_run_resumes_to_the_same_summary(tmp_path):
   level1 = killed / "levels" / "level_01" / "checkpoints"
   log_path = tmp_path / "killed.log"
   with open(log_path, "w") as log:
-    proc = subprocess.Popen(
+    proc = forkserver.popen(
         [sys.executable, "-m", "jaxunknowns.main",
          f"--config=configs/imp.py:{MNIST1D}", f"--workdir={killed}",
          *KILL_FLAGS], cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT)

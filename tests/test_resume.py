@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import forkserver  # pylint: disable=g-bad-import-order
 from run_helpers import read_json, run_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -401,7 +402,7 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path):
   import signal  # pylint: disable=g-import-not-at-top
   workdir = tmp_path / "run"
   config = f"{ROOT}/configs/train.py:mnist1d_mlp,runlocal"
-  proc = subprocess.Popen(
+  proc = forkserver.popen(
       [sys.executable, "-m", "jaxunknowns.main", f"--config={config}",
        f"--workdir={workdir}"], cwd=ROOT, env=ENV, text=True,
       stdout=subprocess.PIPE, stderr=subprocess.PIPE)

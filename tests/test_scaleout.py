@@ -19,6 +19,7 @@ import pytest
 
 from pathlib import Path
 
+import forkserver  # pylint: disable=g-bad-import-order
 from run_helpers import lease_held_elsewhere, read_json, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,7 +174,7 @@ def _two_processes(workdir, extra_for=None, env=None, timeout=900,
 
 def _both(commands, env, timeout, cwds=(ROOT, ROOT)):
   """Starts the two processes' commands at once; [(rc, stdout, stderr)]."""
-  procs = [subprocess.Popen(command, env=env, cwd=cwd,
+  procs = [forkserver.popen(command, env=env, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True) for command, cwd in zip(commands, cwds)]
   outs = []
@@ -248,7 +249,7 @@ def test_the_environment_form_of_the_flags_joins_the_processes(tmp_path):
   the flags (JAX reads only the address: both processes once stopped with
   'found no cluster'). Joined, they compare configs, and stop together."""
   port = _free_port()
-  procs = [subprocess.Popen(
+  procs = [forkserver.popen(
       _main(tmp_path / "w", *(["--config.optim.lr=0.5"] * pid)),
       env={**_env(1), "JAX_COORDINATOR_ADDRESS": f"localhost:{port}",
            "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(pid)},
@@ -285,7 +286,7 @@ def test_a_process_whose_peer_dies_stops_in_one_line(tmp_path):
   process 0 takes the coordination service with it: the others' abort
   comes from JAX's own thread, which no Python code sees.)"""
   port = _free_port()
-  procs = [subprocess.Popen(
+  procs = [forkserver.popen(
       _main(tmp_path / "w", "--config.train.steps=100000",
             f"--coordinator_address=localhost:{port}", "--num_processes=2",
             f"--process_id={pid}"), env=_env(1), cwd=ROOT,
@@ -317,7 +318,7 @@ def test_sigterm_to_one_process_stops_all_at_one_saved_step(tmp_path):
   of one process driving two devices."""
   flags = ["--config.train.steps=600", "--config.train.checkpoint_every=500"]
   port = _free_port()
-  procs = [subprocess.Popen(
+  procs = [forkserver.popen(
       _main(tmp_path / "two", *flags, f"--coordinator_address=localhost:{port}",
             "--num_processes=2", f"--process_id={pid}"), env=_env(1),
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -22,6 +22,7 @@ import pytest
 from jaxunknowns import main as main_lib
 from jaxunknowns import sweep
 from jaxunknowns.errors import UserError
+import forkserver  # pylint: disable=g-bad-import-order
 from run_helpers import read_json, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -714,7 +715,7 @@ def test_ctrl_c_in_a_sweep_is_one_line_and_the_rerun_resumes(tmp_path):
   command = [sys.executable, "-m", "jaxunknowns.sweep", f"--config={TRAIN}",
              f"--workdir={tmp_path / 'root'}", "--sweep=lr", "--novmap",
              "--config.train.steps=600"]
-  proc = subprocess.Popen(command, cwd=ROOT, env=ENV, text=True,
+  proc = forkserver.popen(command, cwd=ROOT, env=ENV, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   for line in proc.stdout:  # the first run has started: Ctrl-C in it
     if ": running" in line:
