@@ -21,10 +21,12 @@ makes the run killed too. Any other command, and `subprocess.Popen` itself
 imports), runs as given.
 
 Faithful where it matters: nothing of ours is imported by the zygote (only
-third-party libraries, before any JAX backend exists: XLA_FLAGS and every
-JAX setting are read by the fork), the zygote is keyed by the whole
-environment but the variables that change per call and are read late
-(`VOLATILE`), and the fork gets a fresh `__main__`, reseeds numpy's global
+third-party libraries, before any JAX backend exists: XLA_FLAGS is read by
+the fork), the zygote is keyed by the whole environment (JAX reads its
+JAX_* settings at import) but the variables that change per call and are
+read late (`VOLATILE`), each key has two zygotes taken in turn (different
+string hash seeds, see `_Zygotes`), the fork prints what the imports
+printed, and it gets a fresh `__main__`, reseeds numpy's global
 generator, forgets tempfile's cached folder, restores default signal
 handling, waits for its threads and runs atexit as an exiting interpreter
 does. JAXUNKNOWNS_TEST_FORKS=0 turns it off.
@@ -48,7 +50,7 @@ PRELOAD = ("numpy", "jax", "jax.numpy", "flax.linen", "optax", "orbax.checkpoint
            "absl.app", "absl.logging", "tensorboardX", "PIL.Image")
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
-_MAX_ZYGOTES = 4
+_MAX_ZYGOTES = 6
 
 
 def _send(conn, message, fds=()):
@@ -85,52 +87,64 @@ def _receive(conn, with_fds=False):
 # ---- the test side (conftest.py) ------------------------------------------
 
 class _Zygotes:
-  """This process's zygotes, one per environment key, started on demand."""
+  """This process's zygotes, started on demand: two per environment key,
+  taken in turn, so that a run and its rerun, or the two processes of a
+  two-process run, get different string hash seeds (random per process:
+  every fork of one zygote shares its own), as fresh interpreters do."""
 
   def __init__(self):
     self.folder = None
     self.started = 0
     self.seen = set()
-    self.running = {}  # key -> (Popen, socket path)
+    self.running = {}  # (key, 0 or 1) -> (Popen, socket path); LRU order
+    self.turn = {}  # key -> the slot to use next
 
   def socket_for(self, env):
     key = tuple(sorted((k, v) for k, v in env.items()
                        if k not in VOLATILE and not k.startswith(OURS)))
-    zygote = self.running.get(key)
-    if zygote and zygote[0].poll() is None:
-      return zygote[1]
     if key not in self.seen:  # a one-off environment (a port, a process
       self.seen.add(key)      # id) would only cost a zygote's start
       return None
-    if len(self.running) >= _MAX_ZYGOTES:
-      self.stop(next(iter(self.running)))
+    slot = self.turn.get(key, 0)
+    self.turn[key] = 1 - slot
+    zygote = self.running.pop((key, slot), None)
+    if zygote and zygote[0].poll() is not None:
+      zygote = None
+    if zygote is None:
+      while len(self.running) >= _MAX_ZYGOTES:
+        self.stop(next(iter(self.running)))  # the least recently used
+      zygote = self._start(key)
+    self.running[(key, slot)] = zygote  # now the most recently used
+    return zygote[1]
+
+  def _start(self, key):
     if self.folder is None:
       import tempfile  # pylint: disable=g-import-not-at-top
       self.folder = tempfile.mkdtemp(prefix="jaxunknowns_forks_", dir="/tmp")
     self.started += 1
     path = os.path.join(self.folder, f"z{self.started}.sock")
-    with open(path + ".log", "wb") as log:  # the zygote's own warnings
+    with open(path + ".log", "wb") as log:  # what its imports print
       proc = subprocess.Popen(
-          [sys.executable, os.path.abspath(__file__), "serve", path],
-          env=dict(key), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-          stderr=log, cwd="/")
-    ready = proc.stdout.readline()  # after its imports
+          [sys.executable, os.path.abspath(__file__), "serve", path,
+           str(os.getpid())], env=dict(key), stdin=subprocess.DEVNULL,
+          stdout=subprocess.PIPE, stderr=log, cwd="/")
+    for line in proc.stdout:  # after its imports
+      if line == b"ready\n":
+        break
     proc.stdout.close()
-    if ready.strip() != b"ready":
-      proc.wait()
+    if proc.poll() is not None:
       with open(path + ".log", encoding="utf-8", errors="replace") as log:
         raise RuntimeError(f"forkserver did not start: {log.read()[-3000:]}")
-    self.running[key] = (proc, path)
-    return path
+    return proc, path
 
-  def stop(self, key):
-    proc, path = self.running.pop(key)
+  def stop(self, slot_key):
+    proc, _ = self.running.pop(slot_key)
     proc.kill()
     proc.wait()
 
   def stop_all(self):
-    for key in list(self.running):
-      self.stop(key)
+    for slot_key in list(self.running):
+      self.stop(slot_key)
     if self.folder:
       import shutil  # pylint: disable=g-import-not-at-top
       shutil.rmtree(self.folder, ignore_errors=True)
@@ -150,21 +164,27 @@ def routed(args, kwargs):
   if (not isinstance(args, (list, tuple)) or len(args) < 3
       or args[0] != sys.executable or args[1] != "-m"
       or not str(args[2]).startswith("jaxunknowns.")
-      or kwargs.get("shell") or kwargs.get("preexec_fn")
-      or kwargs.get("start_new_session") or kwargs.get("executable")
+      or any(kwargs.get(name) for name in (
+          "shell", "preexec_fn", "start_new_session", "executable",
+          "pass_fds", "user", "group", "extra_groups"))
+      or kwargs.get("umask", -1) != -1
+      or kwargs.get("process_group", -1) != -1
+      or not kwargs.get("close_fds", True)
+      or not kwargs.get("restore_signals", True)
       or not enabled()):
     return None
   env = kwargs.get("env")
   path = ZYGOTES.socket_for(os.environ if env is None else env)
   if path is None:
     return None
+  import uuid  # pylint: disable=g-import-not-at-top
   return [sys.executable, "-S", os.path.abspath(__file__), "launch", path,
-          *map(str, args[1:])]
+          uuid.uuid4().hex, *map(str, args[1:])]
 
 
-def pid_file(socket_path, launcher_pid):
-  """Where a launcher writes the pid of the run it stands for."""
-  return os.path.join(os.path.dirname(socket_path), f"{launcher_pid}.pid")
+def pid_file(socket_path, token):
+  """Where the launcher of one call writes the pid of its run."""
+  return os.path.join(os.path.dirname(socket_path), f"{token}.pid")
 
 
 class ForkedPopen(subprocess.Popen):
@@ -172,13 +192,13 @@ class ForkedPopen(subprocess.Popen):
   kills the run, and wait() returns once the launcher has reported its
   death (a killed launcher would leave its run to die a moment later)."""
 
-  def __init__(self, args, socket_path, **kwargs):
-    self.socket_path = socket_path
+  def __init__(self, args, **kwargs):
+    self.pid_file = pid_file(args[4], args[5])
     super().__init__(args, **kwargs)
 
   def run_pid(self, timeout=30.0):
     import time  # pylint: disable=g-import-not-at-top
-    path = pid_file(self.socket_path, self.pid)
+    path = self.pid_file
     deadline = time.monotonic() + timeout
     while self.poll() is None and time.monotonic() < deadline:
       try:
@@ -206,30 +226,51 @@ def popen(args, **kwargs):
   routed_args = routed(args, kwargs)
   if routed_args is None:
     return subprocess.Popen(args, **kwargs)
-  return ForkedPopen(routed_args, routed_args[4], **kwargs)
+  return ForkedPopen(routed_args, **kwargs)
 
 
 # ---- the launcher -----------------------------------------------------------
 
-def launch(path, argv):
+def launch(path, token, argv):
+  def crashed(what):  # the zygote is gone (stopped, evicted): a crash
+    print(f"forkserver: {what}", file=sys.stderr, flush=True)
+    os._exit(70)  # pylint: disable=protected-access
+
   conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-  conn.connect(path)
-  _send(conn, {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()},
-        fds=(0, 1, 2))
-  message, _ = _receive(conn)
+  try:
+    conn.connect(path)
+    _send(conn, {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()},
+          fds=(0, 1, 2))
+    message, _ = _receive(conn)
+  except OSError as e:
+    crashed(f"no zygote at {path}: {e}")
+  if message is None:
+    crashed("the zygote closed the connection before the run started")
   pid = message["pid"]
+
+  def forward(number, _):
+    try:
+      os.kill(pid, number)
+    except ProcessLookupError:  # the run has just ended
+      pass
+
   for number in FORWARDED:
-    signal.signal(number, lambda n, _, pid=pid: os.kill(pid, n))
-  path = pid_file(path, os.getpid())
+    signal.signal(number, forward)
+  path = pid_file(path, token)
   with open(path + ".tmp", "w") as f:
     f.write(str(pid))
   os.replace(path + ".tmp", path)
-  message, _ = _receive(conn)
-  os.remove(path)  # (a later launcher may get this pid)
-  if message is None:  # the zygote's manager died: say so, as a crash
-    os._exit(70)  # pylint: disable=protected-access
+  try:
+    message, _ = _receive(conn)
+  except OSError:
+    message = None
+  os.remove(path)
+  if message is None:
+    crashed("the run's manager died before the run ended")
   status = message["status"]
   if os.WIFSIGNALED(status):
+    import resource  # pylint: disable=g-import-not-at-top
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the run dumped its own
     number = os.WTERMSIG(status)
     if number not in (signal.SIGKILL, signal.SIGSTOP):  # (those cannot be caught)
       signal.signal(number, signal.SIG_DFL)
@@ -239,18 +280,24 @@ def launch(path, argv):
 
 # ---- the zygote ---------------------------------------------------------------
 
-def serve(path):
+def serve(path, parent):
   import importlib  # pylint: disable=g-import-not-at-top
   import threading  # pylint: disable=g-import-not-at-top
+  parent = int(parent)
+  # A Ctrl-C at a terminal reaches the whole process group: it is the
+  # runs' to handle (they restore Python's handler), not the zygote's.
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
   del sys.path[0]  # this folder; the fork sets its own
   for name in PRELOAD:
     importlib.import_module(name)
   assert threading.active_count() == 1, threading.enumerate()
+  sys.stderr.flush()
+  with open(path + ".log", "rb") as log:
+    printed = log.read()  # each run prints it, as a fresh import would
   server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
   server.bind(path)
   server.listen(64)
   server.settimeout(2.0)
-  parent = os.getppid()
   signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # managers reap themselves
   print("ready", flush=True)
   devnull = os.open(os.devnull, os.O_WRONLY)
@@ -264,43 +311,49 @@ def serve(path):
     conn.settimeout(None)
     if os.fork() == 0:
       server.close()
-      _manage(conn)
+      _manage(conn, printed)
     conn.close()
 
 
-def _manage(conn):
+def _manage(conn, printed):
   """The forked manager: forks the run, tells the launcher its pid, kills
-  it if the launcher dies, and reports its exit status."""
+  the run if the launcher dies, and reports its exit status."""
   import select  # pylint: disable=g-import-not-at-top
   signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-  code = 70
+  pid = None
   try:
     request, fds = _receive(conn, with_fds=True)
+    if request is None or len(fds) != 3:
+      return
     pid = os.fork()
     if pid == 0:
       conn.close()
-      _run(request, fds)
+      _run(request, fds, printed)
     for fd in fds:
       os.close(fd)
     _send(conn, {"pid": pid})
     pidfd = os.pidfd_open(pid)
     readable, _, _ = select.select([conn, pidfd], [], [])
-    if conn in readable and pidfd not in readable:  # the launcher is gone
+    if pidfd not in readable:  # the launcher is gone
       os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
+    pid = None
     try:
       _send(conn, {"status": status})
     except OSError:
       pass
-    code = 0
+  except BaseException:  # pylint: disable=broad-except
+    if pid:  # no launcher to report to: the run must not outlive it
+      os.kill(pid, signal.SIGKILL)
   finally:
-    os._exit(code)  # pylint: disable=protected-access
+    os._exit(0)  # pylint: disable=protected-access
 
 
-def _run(request, fds):
+def _run(request, fds, printed):
   """The fork: becomes `python -m module args…` in the caller's place."""
   import atexit  # pylint: disable=g-import-not-at-top
   import builtins  # pylint: disable=g-import-not-at-top
+  import ctypes  # pylint: disable=g-import-not-at-top
   import runpy  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
   import threading  # pylint: disable=g-import-not-at-top
@@ -315,6 +368,8 @@ def _run(request, fds):
   for target, fd in enumerate(fds):
     os.dup2(fd, target)
     os.close(fd)
+  if printed:
+    os.write(2, printed)
   os.chdir(request["cwd"])
   os.environ.clear()
   os.environ.update(request["env"])
@@ -329,7 +384,7 @@ def _run(request, fds):
   main = types.ModuleType("__main__")
   main.__builtins__ = builtins
   sys.modules["__main__"] = main
-  code = 0
+  code, interrupted = 0, False
   try:
     runpy._run_module_as_main(module, True)  # pylint: disable=protected-access
   except SystemExit as e:
@@ -342,24 +397,32 @@ def _run(request, fds):
       code = 1
   except KeyboardInterrupt:
     traceback.print_exc()
-    code = -signal.SIGINT
+    interrupted = True
   except BaseException:  # pylint: disable=broad-except
     sys.excepthook(*sys.exc_info())
     code = 1
-  try:
-    threading._shutdown()  # pylint: disable=protected-access
-    atexit._run_exitfuncs()  # pylint: disable=protected-access
-    sys.stdout.flush()
-    sys.stderr.flush()
-  finally:
-    if code < 0:  # -SIGINT
-      signal.signal(-code, signal.SIG_DFL)
-      os.kill(os.getpid(), -code)
-    os._exit(code & 0xFF)  # pylint: disable=protected-access
+  # As an exiting interpreter: wait for threads, run atexit, flush; a step
+  # that raises is reported and the next one still runs.
+  for step in (threading._shutdown, atexit._run_exitfuncs,  # pylint: disable=protected-access
+               sys.stdout.flush, sys.stderr.flush,
+               lambda: ctypes.CDLL(None).fflush(None)):
+    try:
+      step()
+    except BaseException:  # pylint: disable=broad-except
+      try:
+        traceback.print_exc()
+        sys.stderr.flush()
+      except BaseException:  # pylint: disable=broad-except
+        pass
+      code = code or 120
+  if interrupted:  # as Python: killed by the SIGINT it did not handle
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+  os._exit(code & 0xFF)  # pylint: disable=protected-access
 
 
 if __name__ == "__main__":
   if sys.argv[1] == "serve":
-    serve(sys.argv[2])
+    serve(sys.argv[2], sys.argv[3])
   else:
-    launch(sys.argv[2], sys.argv[3:])
+    launch(sys.argv[2], sys.argv[3], sys.argv[4:])
