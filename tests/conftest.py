@@ -37,12 +37,14 @@ tests run slower (the bfloat16 CNN test 42 -> 88 s), the compile-bound ones
 faster (the batchnorm notebook 88 -> 50 s). Users' runs keep XLA's default.
 
 Command-line runs started with `subprocess.run([sys.executable, "-m",
-"jaxunknowns.…", …])` are forks of a process that has already imported JAX,
-Flax, optax, orbax, TFDS and matplotlib (forkserver.py says how, and what
-stays as in a fresh interpreter): the imports were ~3.5 s of every such
-run. The CLI tests of test_bad_input.py took 64 s in fresh interpreters,
-12 s as forks. Runs started with `subprocess.Popen` (the tests that signal
-or kill a run, or watch its start) still get a fresh interpreter.
+"jaxunknowns.…", …])`, or with `forkserver.popen` by the tests that signal
+or kill a run, are forks of a process that has already imported JAX, Flax,
+optax, orbax, TFDS and matplotlib (forkserver.py says how, and what stays
+as in a fresh interpreter): the imports were ~3.5 s of every such run. The
+CLI tests of test_bad_input.py took 64 s in fresh interpreters, 12 s as
+forks; the suite under -n 2 1486 s, then 1061 s. Runs started with
+`subprocess.Popen` (a test that reads a run's pid) and `-c` scripts (the
+ones that watch what a fresh interpreter imports) still get one.
 
 Scheduling (`pytest -n 2 tests`, the README's command, when --dist is not
 given): the slowest test decides the wall time when it starts last, and a
@@ -75,9 +77,8 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
       os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0")))
 
 
-# `python -m jaxunknowns.…` runs started by subprocess.run are forks of a
-# process that has imported JAX and the other libraries (forkserver.py:
-# ~3.5 s saved per run; JAXUNKNOWNS_TEST_FORKS=0 turns it off).
+# `python -m jaxunknowns.…` runs started by subprocess.run are forks (see
+# above; JAXUNKNOWNS_TEST_FORKS=0 turns it off).
 import forkserver  # pylint: disable=g-import-not-at-top,wrong-import-position
 import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
 

@@ -38,6 +38,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import uuid
 
 # Read by the fork, not at import: they may differ between calls to one
 # zygote. Variables named JAXUNKNOWNS_* are ours, and nothing of ours is
@@ -158,9 +160,10 @@ def enabled() -> bool:
           and os.environ.get("JAXUNKNOWNS_TEST_FORKS", "1") != "0")
 
 
-def routed(args, kwargs):
-  """The launcher's command line for a `python -m jaxunknowns.…` run, or
-  None for any other command (run as given)."""
+def _zygote_for(args, kwargs):
+  """The socket of the zygote to fork a `python -m jaxunknowns.…` run
+  from, or None: any other command, or one the fork cannot honour (an
+  option of Popen's it would ignore), runs as given."""
   if (not isinstance(args, (list, tuple)) or len(args) < 3
       or args[0] != sys.executable or args[1] != "-m"
       or not str(args[2]).startswith("jaxunknowns.")
@@ -174,12 +177,19 @@ def routed(args, kwargs):
       or not enabled()):
     return None
   env = kwargs.get("env")
-  path = ZYGOTES.socket_for(os.environ if env is None else env)
-  if path is None:
-    return None
-  import uuid  # pylint: disable=g-import-not-at-top
+  return ZYGOTES.socket_for(os.environ if env is None else env)
+
+
+def _launcher(path, token, args):
   return [sys.executable, "-S", os.path.abspath(__file__), "launch", path,
-          uuid.uuid4().hex, *map(str, args[1:])]
+          token, *map(str, args[1:])]
+
+
+def routed(args, kwargs):
+  """The launcher's command line for a `python -m jaxunknowns.…` run, or
+  None (run as given)."""
+  path = _zygote_for(args, kwargs)
+  return None if path is None else _launcher(path, uuid.uuid4().hex, args)
 
 
 def pid_file(socket_path, token):
@@ -192,17 +202,15 @@ class ForkedPopen(subprocess.Popen):
   kills the run, and wait() returns once the launcher has reported its
   death (a killed launcher would leave its run to die a moment later)."""
 
-  def __init__(self, args, **kwargs):
-    self.pid_file = pid_file(args[4], args[5])
+  def __init__(self, args, pid_path, **kwargs):
+    self.pid_path = pid_path
     super().__init__(args, **kwargs)
 
   def run_pid(self, timeout=30.0):
-    import time  # pylint: disable=g-import-not-at-top
-    path = self.pid_file
     deadline = time.monotonic() + timeout
     while self.poll() is None and time.monotonic() < deadline:
       try:
-        with open(path) as f:
+        with open(self.pid_path) as f:
           return int(f.read())
       except (FileNotFoundError, ValueError):
         time.sleep(0.005)
@@ -223,10 +231,12 @@ def popen(args, **kwargs):
   """subprocess.Popen, a fork for `python -m jaxunknowns.…` (see above).
   The Popen's pid is the launcher's: a test that reads the run's own pid
   (a lease's holder) starts a fresh interpreter with subprocess.Popen."""
-  routed_args = routed(args, kwargs)
-  if routed_args is None:
+  path = _zygote_for(args, kwargs)
+  if path is None:
     return subprocess.Popen(args, **kwargs)
-  return ForkedPopen(routed_args, **kwargs)
+  token = uuid.uuid4().hex
+  return ForkedPopen(_launcher(path, token, args), pid_file(path, token),
+                     **kwargs)
 
 
 # ---- the launcher -----------------------------------------------------------
