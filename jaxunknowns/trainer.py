@@ -150,7 +150,8 @@ def scan_lengths(num_steps: int, chunk: int) -> List[Tuple[int, bool]]:
   need at most 2 + ceil(log2(log_every)) programs between them.
 
   The steps are the same steps in the same order as one scan of K (bit for
-  bit on CPU: tests/test_trainer_chunks.py), and nothing is skipped inside
+  bit on CPU at XLA's default options: tests/test_trainer_chunks.py; its
+  legacy emitters round them 1 ulp apart), and nothing is skipped inside
   a scan, so a step costs what it cost (a padded scan with a per-step
   `lax.cond` cost ~10% of every step on CPU; a `while_loop` with a run-time
   trip count syncs a GPU with its host at every iteration: XLA's

@@ -26,7 +26,7 @@ writing gets a warning from JAX and compiles it itself (the same code).
 Set JAX_COMPILATION_CACHE_DIR yourself to use (and keep) a folder of yours.
 
 XLA's LLVM backend optimizes at level 0 in the tests (XLA_FLAGS, appended
-here unless it already names a level): most of a tiny run's time is its
+here unless it already names one): most of a tiny run's time is its
 compile, and level 0 spends less of it optimizing machine code (XLA's own
 HLO passes run as before; the multi-device tests append their device
 count to these flags). Exact comparisons are between runs of the same
@@ -34,7 +34,14 @@ session, compiled alike; references (numpy, closed forms) have tolerances.
 Measured on 2 cores, the whole suite under -n 2: 925 s at the
 default level, 743 and 738 s at level 0, every test passing; the compute-bound
 tests run slower (the bfloat16 CNN test 42 -> 88 s), the compile-bound ones
-faster (the batchnorm notebook 88 -> 50 s). Users' runs keep XLA's default.
+faster (the batchnorm notebook 88 -> 50 s). XLA:CPU's legacy emitters
+(`--xla_cpu_use_fusion_emitters=false`) compile the same programs in about
+half the time of its newer MLIR fusion emitters (a bn_smoothness run 11.9
+-> 7.6 s of compiling, an imp run 3.8 -> 1.6 s); the suite under -n 2
+took 1124 s, then 871 s. Both options are run_helpers.SUITE_XLA_FLAGS;
+users' runs keep XLA's defaults, and a test about what users get (the
+bfloat16 accuracy, bit-for-bit init and scans) runs in a subprocess with
+`run_helpers.users_xla_flags()`.
 
 Command-line runs started with `subprocess.run([sys.executable, "-m",
 "jaxunknowns.…", …])`, or with `forkserver.popen` by the tests that signal
@@ -72,9 +79,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = " ".join(filter(None, (
-      os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0")))
+from run_helpers import SUITE_XLA_FLAGS  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+for _flag in SUITE_XLA_FLAGS:
+  if _flag.split("=")[0] + "=" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = " ".join(filter(None, (
+        os.environ.get("XLA_FLAGS"), _flag)))
 
 
 # `python -m jaxunknowns.…` runs started by subprocess.run are forks (see

@@ -8,6 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+# XLA options of the test suite alone (conftest.py appends them, and says
+# why): users' runs compile with XLA's defaults.
+SUITE_XLA_FLAGS = ("--xla_backend_optimization_level=0",
+                   "--xla_cpu_use_fusion_emitters=false")
+
+
+def users_xla_flags() -> str:
+  """XLA_FLAGS without the suite's options: XLA's defaults, as users run,
+  for a test about what users get (a subprocess, since XLA reads its flags
+  once per process)."""
+  names = tuple(f.split("=")[0] + "=" for f in SUITE_XLA_FLAGS)
+  return " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                  if not f.startswith(names))
+
 
 def run_in_process(config, workdir, overwrite=False):
   from jaxunknowns import main  # pylint: disable=g-import-not-at-top

@@ -2,7 +2,6 @@
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from jaxunknowns import config_loading, runs
 from jaxunknowns.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_helpers import users_xla_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 from test_trainer import make_trainer, tiny_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,8 +83,7 @@ def test_bfloat16_mnist1d_cnn_is_above_92_percent_as_the_papers_float32():
   runs are: the suite's level 0 (conftest.py) saves compile time, but this
   test is all compute (3 runs × 3000 CNN steps), which level 0 made take
   twice as long."""
-  flags = re.sub(r"--xla_backend_optimization_level=\d+", "",
-                 os.environ.get("XLA_FLAGS", "")).strip()
+  flags = users_xla_flags()
   proc = subprocess.run([sys.executable, __file__], cwd=ROOT, env=dict(
       os.environ, XLA_FLAGS=flags), capture_output=True, text=True,
                         timeout=900)

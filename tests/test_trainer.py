@@ -2,7 +2,6 @@
 schedules, divergence, data order, snapshots."""
 
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ from jaxunknowns.metrics import MetricWriter, read_metrics
 from jaxunknowns.models import create_model
 from jaxunknowns.trainer import (Callback, Trainer, TrainingDiverged,
                                  log_spaced_steps)
+from run_helpers import users_xla_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -706,8 +706,7 @@ def test_init_at_default_xla_level_is_model_init_bit_for_bit():
   -O1 (trainer.init_compiler_options), the reference at the default -O3;
   the variables must still be the same bits. A subprocess, since the
   suite's XLA_FLAGS pin level 0 for the whole process."""
-  flags = re.sub(r"--xla_backend_optimization_level=\d+", "",
-                 os.environ.get("XLA_FLAGS", "")).strip()
+  flags = users_xla_flags()
   script = textwrap.dedent(f"""
       import sys
       sys.path.insert(0, {str(ROOT / 'tests')!r})

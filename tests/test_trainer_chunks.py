@@ -13,6 +13,8 @@ as scans of a few fixed lengths.
 * `train_steps` of a number of steps that is no single scan, as one scan or
   cut by `scan_lengths`: per-step metrics of every step, in order, and the
   final state, as one at a time.
+  (Both bit for bit at XLA's default options, as users compile: in a
+  subprocess, since the suite's own options round them apart.)
 * `fit` cuts only when it saves programs (`plan_scans`): a run whose only
   short chunk is its last keeps its two programs.
 * On a ('seed', 'data') mesh of 8 fake CPU devices the cut chunks train as
@@ -36,6 +38,7 @@ import pytest
 from jaxunknowns import batching
 from jaxunknowns.metrics import MetricWriter, read_metrics
 from jaxunknowns.trainer import Callback, plan_scans, scan_lengths
+from run_helpers import users_xla_flags
 from test_trainer import fit, make_trainer, tiny_config
 
 P, N = False, True  # with_norms of a scan: plain, or the l2 norms at its end
@@ -118,7 +121,7 @@ def assert_trees_equal(a, b, what):
                                   err_msg=f"{what} {path}")
 
 
-def test_log_grid_fit_equals_steps_one_at_a_time(tmp_path):
+def check_log_grid_fit_equals_steps_one_at_a_time(tmp_path):
   steps, chunk, seeds = 60, 12, [0, 1]
   trainer = make_trainer(tiny_config(**{
       "train.steps": steps, "train.log_every": chunk, "train.eval_every": 0,
@@ -168,8 +171,7 @@ def test_log_grid_fit_equals_steps_one_at_a_time(tmp_path):
                                          rel=1e-5), (key, end, seed)
 
 
-@pytest.mark.parametrize("scans", [None, scan_lengths(37, 10)])
-def test_train_steps_cut_or_whole_equals_one_at_a_time(scans):
+def check_train_steps_cut_or_whole_equals_one_at_a_time(scans):
   steps, seeds = 37, [0, 1, 2]  # cut: 10, 10, 10, then 4, 2, 1 steps
   trainer = make_trainer(tiny_config(**{"train.loop": "scan",
                                         "optim.name": "adamw"}))
@@ -185,6 +187,32 @@ def test_train_steps_cut_or_whole_equals_one_at_a_time(scans):
                                rtol=1e-5, atol=1e-7, err_msg=key)
   for key in ("l2_grads", "l2_updates"):
     np.testing.assert_allclose(metrics[key], want[-1][key], rtol=1e-5)
+
+
+BIT_FOR_BIT_SCRIPT = textwrap.dedent("""
+    import pathlib, sys
+    sys.path.insert(0, {tests!r})
+    import test_trainer_chunks as t
+    t.check_log_grid_fit_equals_steps_one_at_a_time(pathlib.Path({tmp!r}))
+    for scans in (None, t.scan_lengths(37, 10)):
+      t.check_train_steps_cut_or_whole_equals_one_at_a_time(scans)
+    print("BIT-FOR-BIT-OK")
+""")
+
+
+def test_cut_scans_equal_steps_one_at_a_time_bit_for_bit(tmp_path):
+  """`fit` on a raw log grid, and `train_steps` as one scan or cut, equal
+  the steps run one at a time, bit for bit, as users compile (XLA's
+  default options; trainer.scan_lengths promises it on CPU). A subprocess:
+  the suite's XLA options (conftest.py) fuse a scan's body and the lone
+  step differently, 1 ulp apart in BatchNorm's optimizer state."""
+  tests = Path(__file__).resolve().parent
+  proc = subprocess.run(
+      [sys.executable, "-c", BIT_FOR_BIT_SCRIPT.format(
+          tests=str(tests), tmp=str(tmp_path))], cwd=tests.parent,
+      env=dict(os.environ, XLA_FLAGS=users_xla_flags()),
+      capture_output=True, text=True, timeout=900)
+  assert "BIT-FOR-BIT-OK" in proc.stdout, proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize("loop", ["scan", "python"])
