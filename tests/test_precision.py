@@ -79,10 +79,10 @@ def test_bfloat16_mnist1d_cnn_is_above_92_percent_as_the_papers_float32():
   float32 CNN (92.3%), an independent number: a float32 run beside it
   doubled the suite's slowest test (94 s on 2 busy cores).
 
-  Trained in a subprocess at XLA's default backend optimization, as users'
-  runs are: the suite's level 0 (conftest.py) saves compile time, but this
-  test is all compute (3 runs × 3000 CNN steps), which level 0 made take
-  twice as long."""
+  Trained in a subprocess at XLA's default options, as users' runs are:
+  the suite's own (conftest.py) save compile time, but this test is all
+  compute (3 runs × 3000 CNN steps), which level 0 made take twice as
+  long."""
   flags = users_xla_flags()
   proc = subprocess.run([sys.executable, __file__], cwd=ROOT, env=dict(
       os.environ, XLA_FLAGS=flags), capture_output=True, text=True,
