@@ -79,36 +79,17 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
-import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
+# The suite's XLA options (run_helpers.SUITE_XLA_FLAGS), probed once per
+# session: the xdist workers and subprocesses inherit them.
+from run_helpers import with_suite_xla_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from run_helpers import SUITE_XLA_FLAGS  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-
-def _known_to_xla(flags) -> bool:
-  """Whether this jaxlib's XLA takes `flags`: XLA ends a process at an
-  option it does not know, so one a newer jaxlib dropped is left out
-  rather than failing every test (a probe of ~2 s, once per session: the
-  xdist workers inherit the flags already set)."""
-  probe = subprocess.run(
-      [sys.executable, "-c", "import jax; jax.devices('cpu')"],
-      env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(flags)),
-      capture_output=True, check=False)
-  return probe.returncode == 0
-
-
-_missing = [f for f in SUITE_XLA_FLAGS
-            if f.split("=")[0] + "=" not in os.environ.get("XLA_FLAGS", "")]
-if _missing and not _known_to_xla(_missing):
-  _missing = [f for f in _missing if _known_to_xla([f])]
-if _missing:
-  os.environ["XLA_FLAGS"] = " ".join(filter(None, (
-      os.environ.get("XLA_FLAGS"), *_missing)))
+os.environ["XLA_FLAGS"] = with_suite_xla_flags(os.environ.get("XLA_FLAGS", ""))
 
 
 # `python -m jaxunknowns.…` runs started by subprocess.run are forks (see
 # above; JAXUNKNOWNS_TEST_FORKS=0 turns it off).
 import forkserver  # pylint: disable=g-import-not-at-top,wrong-import-position
+import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _run_as_given = subprocess.run
 

@@ -14,11 +14,35 @@ SUITE_XLA_FLAGS = ("--xla_backend_optimization_level=0",
                    "--xla_cpu_use_fusion_emitters=false")
 
 
+def _option(flag: str) -> str:
+  return flag.split("=")[0] + "="
+
+
+def _known_to_xla(flags) -> bool:
+  """Whether this jaxlib's XLA takes `flags`: XLA ends a process at an
+  option it does not know (a probe in a subprocess, ~2 s)."""
+  probe = subprocess.run(
+      [sys.executable, "-c", "import jax; jax.devices('cpu')"],
+      env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(flags)),
+      capture_output=True, check=False)
+  return probe.returncode == 0
+
+
+def with_suite_xla_flags(flags: str) -> str:
+  """`flags` (XLA_FLAGS) plus each suite option it does not name already
+  and this XLA takes: one a newer jaxlib dropped is left out rather than
+  ending every test's process."""
+  missing = [f for f in SUITE_XLA_FLAGS if _option(f) not in flags]
+  if missing and not _known_to_xla(missing):
+    missing = [f for f in missing if _known_to_xla([f])]
+  return " ".join(filter(None, (flags, *missing)))
+
+
 def users_xla_flags() -> str:
   """XLA_FLAGS without the suite's options: XLA's defaults, as users run,
   for a test about what users get (a subprocess, since XLA reads its flags
   once per process)."""
-  names = tuple(f.split("=")[0] + "=" for f in SUITE_XLA_FLAGS)
+  names = tuple(_option(f) for f in SUITE_XLA_FLAGS)
   return " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
                   if not f.startswith(names))
 
