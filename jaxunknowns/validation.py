@@ -7,6 +7,7 @@ of the experiment's own (`Experiment.validate`). Each failure is a
 `UserError` naming the field, its value and what it expects.
 """
 
+import contextvars
 import dataclasses
 import math
 from typing import (Any, Dict, Iterator, List, Mapping, Optional, Sequence,
@@ -38,14 +39,22 @@ def check_int(value, field: str, minimum: int, note: str = ""):
         f"an integer >= {minimum}" + (f" ({note})" if note else ""))
 
 
+# While `check_config` runs: the config the file gives the chosen variant
+# before any override (its references[0]), whose values are the file's own.
+_FILE_OWN = contextvars.ContextVar("file_own_config", default=None)
+
+
 def check_applies(config, field: str, applies: bool, when: str,
                   file_values: Optional[Sequence[Any]] = None):
   """A field moved from its experiment's default while it `applies` to
   nothing chosen is an error, never a silently unused setting; `when`
   says what would use it. Left at the default it may stay unused; so may
-  a value the config file itself gives it (a variant's own, which the user
-  never set): `file_values`, by default the experiment's
-  (`config_defaults.file_values`)."""
+  a value the config file itself gives it (the chosen variant's own, which
+  the user never set): `file_values`, by default the chosen variant's
+  (`check_config`'s references), else, for a config built in code, any
+  of the file's configs (`config_defaults.file_values`). Another variant's
+  value is the user's: `imp.py:mnist1d --config.stability.levels=4,8`
+  (the stability variant's levels) with the study off would train none."""
   defaults = config_defaults.FIELD_DEFAULTS.get(config.get("experiment"))
   if applies or defaults is None:
     return
@@ -56,6 +65,9 @@ def check_applies(config, field: str, applies: bool, when: str,
   if leaf not in default:  # no default to compare with: no opinion
     return
   value, default = value.get(leaf), default[leaf]
+  own = _FILE_OWN.get()
+  if file_values is None and own is not None:
+    file_values = [value_at(own, field)]
   if file_values is None:
     file_values = config_defaults.file_values(config.get("experiment"), field)
   if value != default and value not in file_values:
@@ -281,9 +293,13 @@ def check_config(config, references: Optional[Sequence] = None, *,
   experiment = EXPERIMENTS.get(config.experiment)
   if not experiment.float64:
     check_float32(config)
-  experiment.validate(config)
-  # Last: an experiment's own message (a model it cannot use) says more.
-  check_choices(config, experiment.own_fields, references)
+  token = _FILE_OWN.set(references[0] if references else None)
+  try:
+    experiment.validate(config)
+    # Last: an experiment's own message (a model it cannot use) says more.
+    check_choices(config, experiment.own_fields)
+  finally:
+    _FILE_OWN.reset(token)
   return experiment
 
 
@@ -423,9 +439,9 @@ def check_choices(config, own_fields: Sequence[str] = (),
   data's shape), moved from its default while the chosen one does not read
   it: one line, instead of a run that silently ignores it. `own_fields`:
   those the experiment judges itself (`Experiment.own_fields`). A value
-  one of the config file's own configs gives (`references`: a variant's
-  MLP widths once the command line asks for a ResNet) is the file's, not
-  the user's: left alone, like a default.
+  the chosen variant's own config gives (`references`' first, else
+  `check_config`'s: its MLP widths once the command line asks for a
+  ResNet) is the file's, not the user's: left alone, like a default.
   `check_config` runs it after the experiment's own checks, on the config
   as given (not on arms or cells derived from it). A config without the
   shared sections (the article's: its stages have their own) has none."""
@@ -436,10 +452,12 @@ def check_choices(config, own_fields: Sequence[str] = (),
   from jaxunknowns.data import datasets
   o, d = config.optim, config.data
 
+  own = references[0] if references else _FILE_OWN.get()
+
   def applies(field, ok, when):
     if field not in own_fields:
       check_applies(config, field, ok, when,
-                    [value_at(r, field) for r in references or ()])
+                    [] if own is None else [value_at(own, field)])
 
   def read_by(field, readers, selector, chosen):
     applies(field, chosen in readers, f"to {selector} "

@@ -310,6 +310,27 @@ def test_the_files_own_values_are_left_alone_on_the_command_line(tmp_path):
     validation.check_config(config)
 
 
+@pytest.mark.parametrize("spec,owner,overrides,needle", [
+    # The stability variant's levels, given to a variant whose study is off.
+    ("imp.py:mnist1d", "imp.py:stability", {"stability.levels": (4, 8)},
+     r"stability.levels=\(4, 8\) is unused here"),
+    # fashion_resnet's depth, given to the MLP variant (check_choices).
+    ("bn_stability.py:fashion_mlp", "bn_stability.py:fashion_resnet",
+     {"model.depth": 8}, "model.depth=8 is unused here"),
+])
+def test_another_variants_value_is_the_users(spec, owner, overrides, needle):
+  """Only the chosen variant's own values are the file's: the same value
+  from another variant (`owner`) of the file is the user's, unused here,
+  and was recorded in config.json as if it had trained something."""
+  spec, owner = (f"{ROOT}/configs/{s}" for s in (spec, owner))
+  refs = validation.references_of(spec)
+  with pytest.raises(UserError, match=needle):
+    validation.check_config(config_loading.load_config(spec, overrides), refs)
+  # Where the value is the variant's own, it passes.
+  validation.check_config(config_loading.load_config(owner, overrides),
+                          validation.references_of(owner))
+
+
 @pytest.mark.parametrize("spec,overrides,needle", [
     # Arms or cells set model.norm: a norm's field is judged by their norms,
     # not by the base config's (registered own_fields).
