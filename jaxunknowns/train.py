@@ -107,6 +107,11 @@ def write_train_report(path, config, summary):
               f"{report.count(group['configs'], 'config')} of the sweep "
               f"together ({report.count(group['runs'], 'run')} of config × "
               f"seed)" if group else "")
+  rate = summary["steps_per_second"]
+  # No rate: resumed at its last step from a checkpoint with no timing
+  # kept beside it (a vmapped group's hand-out), so no step was timed.
+  speed = (f"{rate:.0f} steps/s" if rate else "Steps/s not measured (no "
+           "step of this run was timed: it resumed at its last step)")
   details = ["### Final metrics\n\n" + report.markdown_table(
       ["split", "accuracy (%)", "loss"],
       [[split, report.fmt(final[split]["accuracy"]),
@@ -126,8 +131,7 @@ def write_train_report(path, config, summary):
       figures=[("Loss and accuracy vs step, mean ± std over seeds",
                 "learning_curves.png")] * paths.exists(figure),
       comparisons=comparisons, details=details,
-      run=report.run_line(summary, f"{summary['steps_per_second']:.0f} "
-                          f"steps/s{together}.")), config)
+      run=report.run_line(summary, speed + together + ".")), config)
 
 
 experiments.register("train", validate=validation.validate_base,

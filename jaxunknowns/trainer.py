@@ -205,7 +205,7 @@ def log_spaced_steps(steps: int, points: int, chunk: int) -> List[int]:
 class FitResult:
   state: State
   evals: Dict[str, Dict[str, np.ndarray]]  # split -> metric -> [R]
-  steps_per_second: float
+  steps_per_second: Optional[float]  # None: no timed step behind it
   # Seconds of training behind the returned state: this call's, plus those
   # of earlier attempts up to the checkpoint it resumed from.
   wall_time: float
@@ -939,7 +939,10 @@ class Trainer:
     self._close(writer, checkpoints, snapshots)
     timed_steps += step - start_step
     timed_seconds += wall
-    rate = timed_steps / timed_seconds if timed_steps and timed_seconds else 0.0
+    # None, never 0: no step of this fit is timed (resumed at its end from
+    # a checkpoint with no timing behind it, e.g. a vmapped group's
+    # hand-out), so its pace was not measured.
+    rate = timed_steps / timed_seconds if timed_steps and timed_seconds else None
     return FitResult(state, evals, rate, timed_seconds, resumed_from)
 
   @staticmethod

@@ -58,11 +58,11 @@ def _assert_same_numbers(run_a: Path, run_b: Path):
 
 
 def kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root,
-                                            settings):
+                                            settings, at=10):
   """Runs the sweep's runs as one vmapped group, stopped (as by Ctrl-C)
-  once its checkpoint at step 10 has landed: its scratch folder is left."""
+  once its checkpoint at step `at` has landed: its scratch folder is left."""
   def killed_after_the_first_checkpoint(point, step, checkpoints=None):
-    if (point, step) == ("checkpointed", 10):
+    if (point, step) == ("checkpointed", at):
       checkpoints.wait()
       raise KeyboardInterrupt
 
@@ -310,6 +310,28 @@ def test_a_killed_group_survives_a_failed_or_stopped_hand_out(
   for r in result["runs"]:
     summary = read_json(Path(r["workdir"]) / "summary.json")
     assert r["status"] == "finished" and summary["resumed_from_step"] == 10
+
+
+def test_a_run_handed_out_at_its_last_step_reports_no_pace(tmp_path,
+                                                          monkeypatch):
+  """A group killed after its last checkpoint hands its runs their final
+  state: resumed there, a run trains no step of its own, and its summary
+  said 0 steps/s, a pace nobody measured. Now it records none (null) and
+  its report says the steps/s were not measured."""
+  spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
+                      '{"optim.lr": 0.1}]}')
+  settings = {**MOMENTUM, "train.steps": 20}
+  root = tmp_path / "root"
+  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings,
+                                          at=20)
+  result = sweep.run_sweep(spec, str(root), "s", settings, vmap=False)
+  for r in result["runs"]:
+    workdir = Path(r["workdir"])
+    summary = read_json(workdir / "summary.json")
+    assert summary["resumed_from_step"] == 20
+    assert summary["steps_per_second"] is None
+    report = (workdir / "report.md").read_text()
+    assert "Steps/s not measured" in report and "0 steps/s" not in report
 
 
 def test_a_run_s_rows_cut_after_its_hand_out_are_refused(tmp_path,
