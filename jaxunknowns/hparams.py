@@ -19,6 +19,7 @@ stay shared.
 """
 
 import hashlib
+import json
 import os
 import time
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
@@ -161,19 +162,21 @@ def hand_out(configs, workdirs, scratch: str, holding=None
   return step, why_not
 
 
-def train_together(configs, workdirs, scratch: str):
+def train_together(configs, workdirs, scratch: str, names: Sequence[str]):
   """Trains the `train` experiment of every config (same program, per-run
   values of RUN_AXIS_FIELDS) as one vmapped program and writes each
   config's `workdirs` entry (a checked, unopened workdir.Workdir); returns
   per config None, or why it failed (a run of it diverged).
   `scratch`: a folder for the group's own checkpoints (a rerun of the same
-  group resumes from them; deleted when every workdir is written)."""
+  group resumes from them; deleted when every workdir is written), which
+  names its runs (`names`, `record_runs`) once their data is built."""
   from jaxunknowns import train  # pylint: disable=g-import-not-at-top
   from jaxunknowns.checkpoints import Checkpoints  # pylint: disable=g-import-not-at-top
   from jaxunknowns.metrics import MetricWriter  # pylint: disable=g-import-not-at-top
   from jaxunknowns.trainer import FitResult  # pylint: disable=g-import-not-at-top
   base = configs[0]
   trainer, seeds, members, values = _group(configs)
+  record_runs(scratch, names)
   varying = list(values)
   for workdir in workdirs:
     workdir.open()
@@ -243,6 +246,10 @@ def diverged(config, workdir) -> str:
 
 
 SCRATCH_PREFIX = ".vmapped-"
+# In a group's scratch folder: the names of its runs, so that a rerun of a
+# changed sweep (whose group has another name) still finds whose
+# checkpoints these are (sweep.hand_out_changed_groups).
+RUNS_FILE = "runs.json"
 
 
 def scratch_folder(root: str, names: Sequence[str]) -> str:
@@ -250,3 +257,21 @@ def scratch_folder(root: str, names: Sequence[str]) -> str:
   the runs, so rerunning the same sweep resumes the same group."""
   digest = hashlib.sha1("\n".join(names).encode()).hexdigest()[:10]
   return os.path.join(root, f"{SCRATCH_PREFIX}{digest}")
+
+
+def record_runs(scratch: str, names: Sequence[str]):
+  """Names the group's runs in its scratch folder (before it trains)."""
+  paths.makedirs(scratch)
+  paths.write_atomic(os.path.join(scratch, RUNS_FILE),
+                     json.dumps(list(names)) + "\n")
+
+
+def recorded_runs(scratch: str) -> Optional[List[str]]:
+  """The names `record_runs` wrote; None where it wrote none (a folder of
+  an earlier version) or the file is unreadable."""
+  try:
+    names = json.loads(paths.read_text(os.path.join(scratch, RUNS_FILE)))
+  except (OSError, ValueError):
+    return None
+  ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
+  return names if ok else None

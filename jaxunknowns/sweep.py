@@ -782,8 +782,9 @@ def _has_checkpoints(run: Run) -> bool:
 def drop_group_scratch(root: str):
   """Removes the checkpoints a killed vmapped group left (its scratch
   folder) once every run of the sweep is finished, trained apart since (a
-  group that changed, or files that could not be handed out; --novmap and
-  --executor=ray hand its checkpoint out at once, `hand_out_group`):
+  group with a run dropped from the sweep, or files that could not be
+  handed out; --novmap, --executor=ray and a changed group hand its
+  checkpoint out at once, `hand_out_group`, `hand_out_changed_groups`):
   nothing resumes from them then, and they held a checkpoint of every
   run."""
   from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
@@ -813,6 +814,54 @@ def _group_of(runs: Sequence[Run], overwrite: bool):
   return [r for r in todo if r not in apart], apart
 
 
+def _hand_out(group: Sequence[Run], scratch: str, holding, out, how: str):
+  """hparams.hand_out of the killed `group`'s checkpoints in `scratch`,
+  saying which runs resume apart from it and which train from step 0."""
+  from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
+  step, why_not = hparams.hand_out(
+      [r.config for r in group], [Workdir(r.workdir, r.config) for r in group],
+      scratch, holding=holding)
+  if step is None:
+    return
+  resumed = [r.name for r, why, held in zip(group, why_not, holding)
+             if not why and not held]
+  if resumed:
+    print(f"{how}: {', '.join(resumed)} resume apart from the vmapped "
+          f"program's checkpoint at step {step}", file=out)
+  for r, why in zip(group, why_not):
+    if why:
+      print(f"{how}: {r.name} trains from step 0 ({why})", file=out)
+
+
+def hand_out_changed_groups(runs: Sequence[Run], root: str, out, how: str):
+  """A killed vmapped group whose runs are no longer the group this sweep
+  would train now (a run added to the grid since, or finished apart):
+  its scratch folder has another name, so its runs trained again from step
+  0, silently. Now each of its unfinished runs gets its slice of the
+  group's newest checkpoint (as --novmap gives it) and resumes apart. A
+  group with a run the sweep no longer has cannot be rebuilt (its config
+  is gone): it says so, and its folder goes once every run is finished
+  (`drop_group_scratch`)."""
+  from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
+  by_name = {r.name: r for r in runs}
+  now = hparams.scratch_folder(root, [r.name for r in _group_of(runs, False)[0]])
+  for entry in sorted(paths.listdir(root)) if paths.isdir(root) else ():
+    scratch = os.path.join(root, entry)
+    names = (hparams.recorded_runs(scratch)
+             if entry.startswith(hparams.SCRATCH_PREFIX) else None)
+    if names is None or scratch == now:
+      continue
+    gone = [n for n in names if n not in by_name]
+    group = [by_name[n] for n in names if n in by_name]
+    if gone:
+      print(f"{how}: the checkpoints of a killed vmapped group ({entry}) are "
+            f"not resumed: its runs {', '.join(gone)} are no longer in the "
+            "sweep", file=out)
+    elif not all(r.finished for r in group):
+      _hand_out(group, scratch, [r.finished or _has_checkpoints(r)
+                                 for r in group], out, how)
+
+
 def hand_out_group(runs: Sequence[Run], root: str, overwrite: bool, out,
                    how: str = "--novmap"):
   """Runs trained apart (`how`: --novmap, or --executor=ray, whose tasks
@@ -825,27 +874,17 @@ def hand_out_group(runs: Sequence[Run], root: str, overwrite: bool, out,
   if overwrite:  # a later rerun of the group must not resume from it
     paths.rmtree(scratch)
     return
+  hand_out_changed_groups(runs, root, out, how)
+  group, apart = _group_of(runs, overwrite)  # those handed out are apart now
+  scratch = hparams.scratch_folder(root, [r.name for r in group])
   if not paths.exists(scratch) and apart:
     # A hand-out stopped partway (Ctrl-C, a full disk): the runs it gave
     # their slices to hold checkpoints now, so the group is every
     # unfinished run; those resume from their own, the others get theirs.
     group = [r for r in runs if not r.finished]
     scratch = hparams.scratch_folder(root, [r.name for r in group])
-  if not paths.exists(scratch):
-    return
-  step, why_not = hparams.hand_out(
-      [r.config for r in group], [Workdir(r.workdir, r.config) for r in group],
-      scratch, holding=[r in apart for r in group])
-  if step is None:
-    return
-  resumed = [r.name for r, why in zip(group, why_not)
-             if not why and r not in apart]
-  if resumed:
-    print(f"{how}: {', '.join(resumed)} resume apart from the vmapped "
-          f"program's checkpoint at step {step}", file=out)
-  for r, why in zip(group, why_not):
-    if why:
-      print(f"{how}: {r.name} trains from step 0 ({why})", file=out)
+  if paths.exists(scratch):
+    _hand_out(group, scratch, [r in apart for r in group], out, how)
 
 
 def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
@@ -856,6 +895,8 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
   those runs, the runs left to the executor). Says why not when `asked`
   (--vmap) or when swept fields need programs of their own."""
   from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
+  if not overwrite:
+    hand_out_changed_groups(runs, root, out, "vmap")
   todo, apart = _group_of(runs, overwrite)
   if apart:
     print(f"vmap: {', '.join(r.name for r in apart)} resume from their own "
@@ -879,7 +920,7 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
                 for what in hparams.train_together(
                     [r.config for r in todo],
                     [Workdir(r.workdir, r.config, overwrite=overwrite)
-                     for r in todo], scratch)]
+                     for r in todo], scratch, [r.name for r in todo])]
   except UserError as e:
     outcomes = [str(e)] * len(todo)
   except Exception as e:  # pylint: disable=broad-except

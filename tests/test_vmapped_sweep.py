@@ -312,6 +312,46 @@ def test_a_killed_group_survives_a_failed_or_stopped_hand_out(
     assert r["status"] == "finished" and summary["resumed_from_step"] == 10
 
 
+def test_a_killed_group_whose_sweep_changed_hands_its_runs_their_progress(
+    tmp_path, monkeypatch, capsys):
+  """A run added to the grid of a killed vmapped group makes another group
+  (another scratch folder): the killed group's runs trained again from
+  step 0, without a word, beside its checkpoints. Now they resume apart
+  from their slices, at the group's step, ending as in a sweep trained
+  apart from the start, and the new run trains from step 0. A group with
+  a run dropped from the grid cannot be rebuilt: it says so."""
+  spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
+                      '{"optim.lr": 0.1}]}')
+  settings = {**MOMENTUM, "train.steps": 20}
+  root = tmp_path / "root"
+  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings)
+  dropped = tmp_path / "dropped"
+  shutil.copytree(root, dropped)
+  grown = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
+                       '{"optim.lr": 0.1}, {"optim.lr": 0.05}]}')
+  capsys.readouterr()
+  result = sweep.run_sweep(grown, str(root), "s", settings, vmap=True)
+  out = capsys.readouterr().out
+  names = [r["name"] for r in result["runs"]]
+  assert (f"vmap: {names[0]}, {names[1]} resume apart from the vmapped "
+          "program's checkpoint at step 10") in out
+  assert not [p for p in os.listdir(root) if p.startswith(".vmapped-")]
+  straight = sweep.run_sweep(grown, str(tmp_path / "straight"), "s", settings,
+                             vmap=False)
+  for i, (a, b) in enumerate(zip(result["runs"], straight["runs"])):
+    run_a, run_b = Path(a["workdir"]), Path(b["workdir"])
+    assert read_json(run_a / "summary.json")["resumed_from_step"] == (
+        10 if i < 2 else None)
+    assert _files(run_a) == _files(run_b)
+    _assert_same_numbers(run_a, run_b)
+  # The same killed group, its second run dropped from the grid.
+  one = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}]}')
+  sweep.run_sweep(one, str(dropped), "s", settings, vmap=False)
+  out = capsys.readouterr().out
+  assert "the checkpoints of a killed vmapped group (.vmapped-" in out
+  assert f"not resumed: its runs {names[1]} are no longer in the sweep" in out
+
+
 def test_a_run_handed_out_at_its_last_step_reports_no_pace(tmp_path,
                                                           monkeypatch):
   """A group killed after its last checkpoint hands its runs their final
@@ -386,8 +426,8 @@ def test_out_of_memory_at_once_trains_the_runs_one_by_one(tmp_path, capsys,
   spec = write_config(tmp_path, '{"s": [{"optim.lr": 1e-3}, '
                       '{"optim.lr": 3e-3}]}')
 
-  def too_large(configs, workdirs, scratch):
-    del configs, scratch
+  def too_large(configs, workdirs, scratch, names):
+    del configs, scratch, names
     for w in workdirs:
       w.open()
     raise jax.errors.JaxRuntimeError(
