@@ -53,6 +53,13 @@ def close_opened_since(before) -> None:
       logging.info("closing %s: %s", checkpoints.directory, e)
 
 
+def abstract(tree: Any) -> Any:
+  """Shapes, dtypes and shardings of `tree`'s arrays, all a restore needs
+  of its target: a caller that builds a state only as a target keeps
+  these and lets the arrays go."""
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
 class Checkpoints:
   """A folder of step-numbered states, saved asynchronously by orbax."""
 
@@ -86,8 +93,10 @@ class Checkpoints:
     self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
   def restore(self, step: int, target: Any) -> Any:
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    """The state at `step`, shaped, typed and placed as `target` (arrays,
+    or their `abstract` form)."""
+    return self._manager.restore(
+        step, args=ocp.args.StandardRestore(abstract(target)))
 
   def restore_kept(self, step: int, target: Any) -> Any:
     """The state saved at `step`, which a later part of the run starts from

@@ -118,7 +118,7 @@ def hand_out(configs, workdirs, scratch: str, holding=None
   `holding`: per config, whether its workdir holds checkpoints already (a
   hand-out stopped partway gave it its slice): it is given nothing again,
   and resumes from its own."""
-  from jaxunknowns.checkpoints import Checkpoints  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.checkpoints import Checkpoints, abstract  # pylint: disable=g-import-not-at-top
   from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
   group = Checkpoints(os.path.join(scratch, "checkpoints"))
   initial = Checkpoints(os.path.join(scratch, "snapshots"), max_to_keep=None)
@@ -126,7 +126,9 @@ def hand_out(configs, workdirs, scratch: str, holding=None
   try:
     if group.latest_step() is not None:
       trainer, seeds, members, values = _group(configs)
-      template = trainer.init_state(seeds, hparams=values)
+      # Its shapes only: the restores below then hold the group's state
+      # twice (the snapshot and the checkpoint), not three times.
+      template = abstract(trainer.init_state(seeds, hparams=values))
       try:
         step, state = group.restore_latest(template)
         first = initial.restore_kept(0, template)
