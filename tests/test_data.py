@@ -4,6 +4,7 @@ round trip, IDX reading, the randomization transforms and augmentation."""
 import os
 import subprocess
 import sys
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -377,9 +378,16 @@ def test_soudry2d(data_dir):
     ("svhn_cropped", (32, 32, 3), 10, "crop_flip"),
     ("tfds:fashion_mnist", (28, 28, 1), 10, "none"),
 ])
-def test_catalogue_with_mock_data(tmp_path, name, shape, classes, augment_mode):
+def test_catalogue_with_mock_data(tmp_path, name, shape, classes, augment_mode,
+                                  monkeypatch):
+  temp = tmp_path / "temp"  # the process's temp dir (TMPDIR) for this test
+  temp.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(temp))
   with tfds.testing.mock_data(num_examples=20):
     ds = load_dataset(data_config(name, tmp_path, validation_size=4))
+  # TFDS's metadata folder (tmp*tfds, empty offline) was left behind there
+  # by every load; the load now removes it.
+  assert not list(temp.iterdir())
   assert ds.name == name and ds.input_shape == shape and ds.num_classes == classes
   assert ds.augment == augment_mode
   assert ds.train.x.shape == (16,) + shape and ds.validation.x.shape == (4,) + shape

@@ -16,7 +16,10 @@ Pixels are scaled to [0, 1] (digits: /16); MNIST-1D keeps the generator's
 scale (already standardized over the whole set).
 """
 
+import contextlib
 import importlib.util
+import shutil
+import tempfile
 from typing import Callable
 
 import numpy as np
@@ -201,8 +204,30 @@ def _from_tfds_load(tfds, tfds_name: str, data_dir):
   return out, int(builder.info.features[label_key].num_classes)
 
 
+@contextlib.contextmanager
+def _own_temp_folder():
+  """TFDS copies a dataset's published metadata into a folder it makes with
+  tempfile.mkdtemp (DatasetInfo.initialize_from_bucket) and never removes;
+  offline it stays empty: one more folder in the machine's temp dir per
+  load. While a catalogue dataset loads, Python's temp dir is a folder of
+  ours, removed afterwards with what TFDS left in it. (The main thread
+  loads data before any fit; no thread of ours makes temp files then.)"""
+  folder = tempfile.mkdtemp(prefix="jaxunknowns_tfds_")
+  before, tempfile.tempdir = tempfile.tempdir, folder
+  try:
+    yield
+  finally:
+    tempfile.tempdir = before
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def load_catalogue(tfds_name: str, cfg, name: str = "") -> Dataset:
   """A TFDS catalogue dataset (train and test, else validation, split)."""
+  with _own_temp_folder():
+    return _load_catalogue(tfds_name, cfg, name)
+
+
+def _load_catalogue(tfds_name: str, cfg, name: str) -> Dataset:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   data_dir = cfg.get("data_dir", "") or None
   try:
