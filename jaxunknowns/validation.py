@@ -44,16 +44,25 @@ def check_int(value, field: str, minimum: int, note: str = ""):
 _FILE_OWN = contextvars.ContextVar("file_own_config", default=None)
 
 
+def files_own_values(config, field: str) -> Sequence[Any]:
+  """The values the config file itself gives `field`, which the user never
+  set: the chosen variant's own while `check_config` runs (its first
+  reference), else, for a config built in code, those of any of the
+  file's configs (`config_defaults.file_values`)."""
+  own = _FILE_OWN.get()
+  if own is not None:
+    return [value_at(own, field)]
+  return config_defaults.file_values(config.get("experiment"), field)
+
+
 def check_applies(config, field: str, applies: bool, when: str,
                   file_values: Optional[Sequence[Any]] = None):
   """A field moved from its experiment's default while it `applies` to
   nothing chosen is an error, never a silently unused setting; `when`
   says what would use it. Left at the default it may stay unused; so may
   a value the config file itself gives it (the chosen variant's own, which
-  the user never set): `file_values`, by default the chosen variant's
-  (`check_config`'s references), else, for a config built in code, any
-  of the file's configs (`config_defaults.file_values`). Another variant's
-  value is the user's: `imp.py:mnist1d --config.stability.levels=4,8`
+  the user never set): `file_values`, by default `files_own_values`.
+  Another variant's value is the user's: `imp.py:mnist1d --config.stability.levels=4,8`
   (the stability variant's levels) with the study off would train none."""
   defaults = config_defaults.FIELD_DEFAULTS.get(config.get("experiment"))
   if applies or defaults is None:
@@ -65,11 +74,8 @@ def check_applies(config, field: str, applies: bool, when: str,
   if leaf not in default:  # no default to compare with: no opinion
     return
   value, default = value.get(leaf), default[leaf]
-  own = _FILE_OWN.get()
-  if file_values is None and own is not None:
-    file_values = [value_at(own, field)]
   if file_values is None:
-    file_values = config_defaults.file_values(config.get("experiment"), field)
+    file_values = files_own_values(config, field)
   if value != default and value not in file_values:
     raise UserError(f"{field}={value!r} is unused here: it applies {when}; "
                     f"leave it at {default!r}")

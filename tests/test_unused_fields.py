@@ -310,24 +310,34 @@ def test_the_files_own_values_are_left_alone_on_the_command_line(tmp_path):
     validation.check_config(config)
 
 
-@pytest.mark.parametrize("spec,owner,overrides,needle", [
-    # The stability variant's levels, given to a variant whose study is off.
-    ("imp.py:mnist1d", "imp.py:stability", {"stability.levels": (4, 8)},
-     r"stability.levels=\(4, 8\) is unused here"),
+@pytest.mark.parametrize("spec,overrides,needle,passes", [
+    # The stability variant's levels, given to a variant whose study is
+    # off; on the stability variant they are its own.
+    ("imp.py:mnist1d", {"stability.levels": (4, 8)},
+     r"stability.levels=\(4, 8\) is unused here",
+     ("imp.py:stability", {"stability.levels": (4, 8)})),
     # fashion_resnet's depth, given to the MLP variant (check_choices).
-    ("bn_stability.py:fashion_mlp", "bn_stability.py:fashion_resnet",
-     {"model.depth": 8}, "model.depth=8 is unused here"),
+    ("bn_stability.py:fashion_mlp", {"model.depth": 8},
+     "model.depth=8 is unused here",
+     ("bn_stability.py:fashion_resnet", {"model.depth": 8})),
+    # cifar10's mse grid, given to mnist1d with mse left out (the
+    # experiment's own rule); mnist1d's own grid may stay.
+    ("edge_of_stability.py:mnist1d",
+     {"eos.losses": ("cross_entropy",), "eos.lrs.mse": (0.04, 0.02, 0.01)},
+     r"eos.lrs.mse=\(0.04, 0.02, 0.01\) is out of range: must be \(\)",
+     ("edge_of_stability.py:mnist1d", {"eos.losses": ("cross_entropy",)})),
 ])
-def test_another_variants_value_is_the_users(spec, owner, overrides, needle):
+def test_another_variants_value_is_the_users(spec, overrides, needle, passes):
   """Only the chosen variant's own values are the file's: the same value
-  from another variant (`owner`) of the file is the user's, unused here,
-  and was recorded in config.json as if it had trained something."""
-  spec, owner = (f"{ROOT}/configs/{s}" for s in (spec, owner))
-  refs = validation.references_of(spec)
+  from another variant of the file is the user's, unused here, and was
+  recorded in config.json as if it had trained something. `passes`: the
+  value where it is a variant's own."""
+  spec = f"{ROOT}/configs/{spec}"
   with pytest.raises(UserError, match=needle):
-    validation.check_config(config_loading.load_config(spec, overrides), refs)
-  # Where the value is the variant's own, it passes.
-  validation.check_config(config_loading.load_config(owner, overrides),
+    validation.check_config(config_loading.load_config(spec, overrides),
+                            validation.references_of(spec))
+  owner, own = f"{ROOT}/configs/{passes[0]}", passes[1]
+  validation.check_config(config_loading.load_config(owner, own),
                           validation.references_of(owner))
 
 

@@ -59,8 +59,8 @@ import numpy as np
 from absl import logging
 
 from jaxunknowns import distributed
-from jaxunknowns import (config_defaults, experiments, losses, models, prng,
-                         runs, stages, validation)
+from jaxunknowns import (experiments, losses, models, prng, runs, stages,
+                         validation)
 from jaxunknowns.analysis import hessian
 from jaxunknowns.data import load_dataset
 from jaxunknowns.metrics import MetricWriter, read_metrics, select, stats
@@ -122,8 +122,8 @@ def validate(config):
       # check_applies leaves it): the command line cannot give () to a
       # grid no variant leaves empty, so eos.losses=('cross_entropy',)
       # was refused on mnist1d whatever one did.
-      check(not lrs or loss in e.losses or lrs in config_defaults.file_values(
-          "edge_of_stability", f"eos.{group}.{loss}"), f"eos.{group}.{loss}",
+      check(not lrs or loss in e.losses or lrs in validation.files_own_values(
+          config, f"eos.{group}.{loss}"), f"eos.{group}.{loss}",
             lrs, f"() while eos.losses={tuple(e.losses)} leaves {loss!r} out")
   for loss in e.losses:
     check(loss in e.lrs, "eos.losses", tuple(e.losses),
