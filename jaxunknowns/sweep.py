@@ -835,10 +835,11 @@ def _hand_out(group: Sequence[Run], scratch: str, holding, out, how: str):
 
 def hand_out_changed_groups(runs: Sequence[Run], root: str, out, how: str):
   """A killed vmapped group whose runs are no longer the group this sweep
-  would train now (a run added to the grid since, or finished apart):
-  its scratch folder has another name, so its runs trained again from step
-  0, silently. Now each of its unfinished runs gets its slice of the
-  group's newest checkpoint (as --novmap gives it) and resumes apart. A
+  would train now (a run added to the grid since, finished apart, or
+  given its slice by a hand-out stopped partway): its scratch folder has
+  another name, so its runs trained again from step 0, silently. Now each
+  of its unfinished runs without checkpoints of its own gets its slice of
+  the group's newest checkpoint (as --novmap gives it) and resumes apart. A
   group with a run the sweep no longer has cannot be rebuilt (its config
   is gone): it says so, and its folder goes once every run is finished
   (`drop_group_scratch`)."""
@@ -869,22 +870,17 @@ def hand_out_group(runs: Sequence[Run], root: str, overwrite: bool, out,
   resumes from its slice of the group's newest checkpoint
   (hparams.hand_out), not from step 0."""
   from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
-  group, apart = _group_of(runs, overwrite)
-  scratch = hparams.scratch_folder(root, [r.name for r in group])
   if overwrite:  # a later rerun of the group must not resume from it
-    paths.rmtree(scratch)
+    paths.rmtree(hparams.scratch_folder(
+        root, [r.name for r in _group_of(runs, overwrite)[0]]))
     return
+  # Another group's first: the runs it hands out hold checkpoints then,
+  # and are no longer in the group this sweep would train now.
   hand_out_changed_groups(runs, root, out, how)
-  group, apart = _group_of(runs, overwrite)  # those handed out are apart now
+  group = _group_of(runs, overwrite)[0]
   scratch = hparams.scratch_folder(root, [r.name for r in group])
-  if not paths.exists(scratch) and apart:
-    # A hand-out stopped partway (Ctrl-C, a full disk): the runs it gave
-    # their slices to hold checkpoints now, so the group is every
-    # unfinished run; those resume from their own, the others get theirs.
-    group = [r for r in runs if not r.finished]
-    scratch = hparams.scratch_folder(root, [r.name for r in group])
   if paths.exists(scratch):
-    _hand_out(group, scratch, [r in apart for r in group], out, how)
+    _hand_out(group, scratch, [False] * len(group), out, how)
 
 
 def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
