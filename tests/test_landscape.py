@@ -150,7 +150,8 @@ def tiny_config(variant="batch_size"):
       {"model.name": "mlp", "model.widths": (16,), "data.train_size": 400,
        "landscape.num_examples": 128, "landscape.points_2d": 3,
        # 5 points on [-0.5, 1.5]: t = 0 and t = 1, the solutions, on it.
-       "landscape.points_1d": 3, "landscape.points_interp": 5,
+       # The slice: the centre and, within |a| <= 0.5, its neighbours.
+       "landscape.points_1d": 5, "landscape.points_interp": 5,
        "epochs": 0.25, "seeds": 2}, root=str(ROOT))
 
 
@@ -173,7 +174,11 @@ def test_end_to_end_tiny_run(tmp_path):
         arm["final"]["train"]["loss"]["per_seed"], rtol=1e-5, err_msg=name)
     assert arm["num_examples"] == 128 and arm["fast_dense"]
     with np.load(tmp_path / "run" / "arms" / name / "landscape.npz") as d:
-      assert d["slice_loss"].shape == (2, 3)
+      assert d["slice_loss"].shape == (2, 5)
+      rise = d["slice_loss"][:, 1:4].mean(1) - d["slice_loss"][:, 2]
+    np.testing.assert_allclose(arm["slice_mean_rise_half"]["per_seed"], rise,
+                               rtol=1e-12)
+    with np.load(tmp_path / "run" / "arms" / name / "landscape.npz") as d:
       assert d["surface_loss"].shape == (2, 3, 3)
       assert list(d["seeds"]) == seeds
       rise = d["surface_loss"].mean((1, 2)) - d["surface_loss"][:, 1, 1]
@@ -363,6 +368,15 @@ def _cli(tmp_path, config, *flags):
 @pytest.mark.parametrize("flags, message", [
     (("--config.landscape.points_2d=0",), "no points"),
     (("--config.landscape.points_2d=1",), "landscape.points_2d=1"),
+    # The slice's rise is read over |a| <= 0.5 beside the centre: one point
+    # read 0 for every seed (and a false reason in the report), three on
+    # [-1, 1] leave the centre alone in that window.
+    (("--config.landscape.points_1d=1",), "landscape.points_1d=1"),
+    (("--config.landscape.points_1d=3",), "landscape.points_1d=3"),
+    # Each arm evaluates the training set as landscape.num_examples and
+    # examples_per_chunk say: these were recorded, never used.
+    (("--config.train.max_train_eval=50",), "train.max_train_eval=50 is unused"),
+    (("--config.train.eval_train=False",), "train.eval_train=False is unused"),
     (("--config.compare=('small_batch','huge_batch')",),
      "unknown arm 'huge_batch'"),
     (("--config.landscape.path_points=5",), "only for landscape.directions"),

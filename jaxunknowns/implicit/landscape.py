@@ -86,9 +86,25 @@ def validate(config):
   for field in ("range_1d", "range_2d", "range_interp"):
     check(len(tuple(l[field])) == 2, f"landscape.{field}", tuple(l[field]),
           "a pair (lo, hi)")
-  axes(config)
+  grid = axes(config)
   validation.check_int(l.points_2d, "landscape.points_2d", 2,
                        "a surface of one point has no contours to draw")
+  # The slice's rise is its mean over |a| <= 0.5 (in the axes' units) less
+  # its value at the trained network (`flatness`): with no other point
+  # there it read 0 (one point) or NaN (none in the window).
+  a = grid["slice"]
+  check(np.sum(np.abs(a) <= 0.5 + 1e-9) >= 2 and
+        np.abs(a[np.argmin(np.abs(a))]) <= 0.5 + 1e-9, "landscape.points_1d",
+        l.points_1d, f"a slice grid on range_1d={tuple(l.range_1d)} with a "
+        "point beside the centre within |a| <= 0.5, where the rise is read")
+  # Every arm evaluates the training set as the landscape fields say
+  # (build_arms): these fields would be recorded, never used.
+  for field, by in (
+      ("eval_train", "each evaluates its training set, on "
+       "landscape.num_examples examples"),
+      ("max_train_eval", "landscape.num_examples sets it"),
+      ("eval_batch_size", "landscape.examples_per_chunk sets it")):
+    validation.check_applies(config, f"train.{field}", False, f"to no arm: {by}")
   check(l.interpolation in INTERPOLATIONS, "landscape.interpolation",
         l.interpolation, " or ".join(INTERPOLATIONS))
   if l.interpolation == "seeds":
