@@ -292,6 +292,8 @@ def test_runlocal_end_to_end(tmp_path):
 @pytest.mark.parametrize("overrides,needle", [
     ({"sam.rhos": (0.05, -0.1)}, "sam.rhos"),
     ({"optim.sam_m": 7, "compare": ("sam",)}, "optim.sam_m"),
+    # m-sharpness is a SAM arm's: with none it was recorded, never used.
+    ({"optim.sam_m": 2, "compare": ("sgd",)}, "optim.sam_m=2 is unused here"),
     ({"optim.sam_rho": 0.1}, "optim.sam_rho"),
     ({"compare": ("sgd", "nope")}, "compare"),
     ({"measure.lanczos_steps": 0}, "measure.lanczos_steps"),

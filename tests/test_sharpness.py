@@ -292,6 +292,22 @@ def test_a_shared_field_no_arm_reads_is_refused(overrides, message):
       spec, {"train.steps": 7, "epochs": 0.0}), validation.references_of(spec))
 
 
+def test_hessian_points_without_the_hessian_along_training_is_refused():
+  """hessian.enabled=False runs no Hessian along training (only the final
+  one): sharpness.hessian_points was recorded, never used. The file's own
+  points stay without a word."""
+  from jaxunknowns import validation  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+  spec = str(ROOT / "configs/sharpness.py") + ":runlocal"
+  off = {"hessian.enabled": False}
+  with pytest.raises(UserError, match="sharpness.hessian_points=9 is unused"):
+    validation.check_config(config_loading.load_config(
+        spec, {**off, "sharpness.hessian_points": 9}),
+                            validation.references_of(spec))
+  validation.check_config(config_loading.load_config(spec, off),
+                          validation.references_of(spec))
+
+
 def test_a_repeated_epsilon_is_refused():
   """sharpness.epsilons=(1e-3, 1e-3) measured one value, keyed twice, and the
   report's table had two identical 'ε-sharpness 0.001' columns (exit 0)."""

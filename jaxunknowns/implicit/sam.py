@@ -83,6 +83,12 @@ def validate(config):
           all(isinstance(r, (int, float)) and not isinstance(r, bool) and
               math.isfinite(r) and r > 0 for r in rhos), f"sam.{field}", rhos,
           "a non-empty tuple of distinct numbers > 0")
+  # optim.sam_m (m-sharpness) is each SAM arm's; arm_config zeroes it in
+  # the SGD arms, so without a SAM arm it would be recorded only.
+  validation.check_applies(config, "optim.sam_m",
+                           bool({"sam", "asam"} & set(names)),
+                           f"to the arms 'sam' and 'asam' only "
+                           f"(compare={names})")
   for field, arm in (("sam.rhos", "sam"), ("sam.asam_rhos", "asam"),
                      ("optim.sam_eta", "asam")):
     # A variant's own ρ (fashion_resnet's sam.rhos=(0.05,)) is the file's:

@@ -64,6 +64,11 @@ def validate(config):
                        "0 = all at once")
   validation.check_int(s.hessian_points, "sharpness.hessian_points", 0,
                        "0 = at the end only")
+  # Off, no Hessian runs along training (`run`): only the final one.
+  validation.check_applies(config, "sharpness.hessian_points",
+                           config.hessian.enabled,
+                           "only with hessian.enabled=True (the Hessian "
+                           "along training)")
   validation.check_applies(  # hessian_section sets it for each arm
       config, "hessian.every", False, "nowhere here: sharpness.hessian_points "
       "spreads the Hessian's points over each arm's steps")
