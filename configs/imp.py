@@ -54,7 +54,9 @@ def imp_fields(c):
                                  # own IMP lineage at the same pruning rates.
   c.prune.controls = ("random_reinit", "random_prune")  # Trained each level.
   c.prune.initial_mask = ""      # Optional masks/level_LL.npz to start from.
-  c.prune.one_shot_remaining = 0.0  # >0: one level pruned straight to this density.
+  c.prune.one_shot_remaining = 0.0  # >0: one level pruned straight to this density
+                                 # (of all prunable weights; from prune.initial_mask's
+                                 # survivors if given, which must be denser).
   # Layer-wise rates (conv, output, layer_rates) apply to iterative layer-wise
   # pruning only; global and one-shot pruning refuse them (set -1 / ()).
   c.stability = ml_collections.ConfigDict()

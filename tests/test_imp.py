@@ -668,6 +668,17 @@ BAD_INPUTS = [
     ({"prune.conv_fraction": 0.3},
      ["prune.conv_fraction=0.3", "has none", "set it to -1"]),
     ({"stability.points": 9}, ["stability.points=9", "stability.enabled"]),
+    # Which of two rates for one layer? The last one was kept silently.
+    ({"prune.layer_rates": ("Dense_0=0.1", "output=0.05", "Dense_0=0.3")},
+     ["prune.layer_rates=", "layer Dense_0 two rates"]),
+    # A layer rate replaces the output_fraction the user also set there.
+    ({"prune.output_fraction": 0.2, "prune.layer_rates": ("output=0.05",)},
+     ["prune.layer_rates=('output=0.05',)", "prune.output_fraction=0.2",
+      "give one of the two"]),
+    # ... or the conv_fraction of a conv layer (known once the model is).
+    ({"model.name": "mnist1d_cnn", "model.widths": (100, 100),
+      "prune.conv_fraction": 0.3, "prune.layer_rates": ("Conv_1=0.05",)},
+     ["layer Conv_1's rate", "prune.conv_fraction=0.3"]),
 ]
 
 
@@ -893,6 +904,10 @@ UNUSED_FIELDS = [
     ({"prune.one_shot_remaining": 0.3, "prune.levels": 1,
       "prune.output_fraction": -1.0, "prune.conv_fraction": 0.1},
      ["prune.conv_fraction=0.1", "one_shot_remaining"]),
+    # One-shot pruning goes straight to its density: no fraction per level.
+    ({"prune.one_shot_remaining": 0.3, "prune.levels": 1,
+      "prune.output_fraction": -1.0, "prune.fraction": 0.5},
+     ["prune.fraction=0.5 is unused", "prune.one_shot_remaining=0"]),
 ]
 
 
@@ -1147,6 +1162,66 @@ def test_one_shot_layerwise_pruning_keeps_the_largest_dense_weights(tmp_path):
   assert_report_rebuilds(run.workdir)
 
 
+def half_masks(path, seed=0):
+  """An initial mask file (imp's format, one seed) keeping exactly half of
+  every layer at random; its {layer: bool mask}."""
+  rng = np.random.RandomState(seed)
+  masks = {}
+  for n, shape in SIZES_SHAPE.items():
+    m = np.zeros(SIZES[n], bool)
+    m[rng.permutation(SIZES[n])[:SIZES[n] // 2]] = True
+    masks[n] = m.reshape(shape)
+  np.savez(path, **{f"{n}/kernel": m[None] for n, m in masks.items()})
+  return masks
+
+
+def test_one_shot_prunes_from_the_initial_mask(tmp_path):
+  """prune.one_shot_remaining with prune.initial_mask pruned the dense
+  weights from an all-ones mask: weights the initial mask had pruned came
+  back (level 0 at 50%, level 1 at 30% of weights that level 0 never
+  trained). The target is a fraction of all of a layer's weights, the
+  kept ones the largest |w| among the initial mask's survivors."""
+  initial = half_masks(tmp_path / "initial.npz")
+  run = imp_run(tmp_path / "one_shot", overrides={
+      "prune.one_shot_remaining": 0.3, "prune.levels": 1,
+      "prune.output_fraction": -1.0, "prune.controls": (),
+      "prune.initial_mask": str(tmp_path / "initial.npz")})
+  dense = kernels(run.level_call(0).end)
+  mask = saved_masks(run.workdir, 1)
+  keep = {n: math.floor(Fraction(3, 10) * SIZES[n]) for n in LAYERS}
+  for n in LAYERS:
+    for r in range(S):
+      score = np.where(initial[n], np.abs(dense[n][r]), -np.inf).ravel()
+      want = np.zeros(SIZES[n], bool)
+      want[np.argsort(-score, kind="stable")[:keep[n]]] = True
+      np.testing.assert_array_equal(mask[n][r].ravel(), want, err_msg=n)
+      assert not np.any(mask[n][r] & ~initial[n]), n
+  levels = run.summary["levels"]
+  assert levels[0]["weights_remaining"] == 0.5
+  assert levels[1]["weights_remaining"] == sum(keep.values()) / sum(
+      SIZES.values())
+
+
+@pytest.mark.parametrize("target,needle", [
+    (0.6, "layer-wise"), (0.5, "layer-wise"), (0.5, "global")])
+def test_one_shot_target_at_or_above_the_initial_mask_is_refused(
+    tmp_path, target, needle):
+  """One-shot pruning only removes weights: a target at (0.5) or above
+  the initial mask's 50% density would prune nothing (and before, from an
+  all-ones mask, brought pruned weights back)."""
+  half_masks(tmp_path / "initial.npz")
+  overrides = {"prune.one_shot_remaining": target, "prune.levels": 1,
+               "prune.output_fraction": -1.0, "prune.controls": (),
+               "prune.initial_mask": str(tmp_path / "initial.npz")}
+  if needle == "global":
+    overrides["prune.method"] = "global"
+  message = user_error(load_config(MNIST1D, overrides), tmp_path / "new")
+  for want in (f"prune.one_shot_remaining={target}", "at or above",
+               "prune.initial_mask", "0.5"):
+    assert want in message, (want, message)
+  assert ("the pruned layers" in message) == (needle == "global"), message
+
+
 def test_initial_mask_is_the_dense_levels_mask(rewind0, tmp_path):
   initial = saved_masks(rewind0.workdir, 1)  # seed 0's is used for all
   run = imp_run(tmp_path / "initial", overrides={
@@ -1188,6 +1263,23 @@ def test_conv_fraction_is_the_rate_of_conv_kernels(tmp_path):
       n: (sizes[n] - math.ceil(rates[n] * sizes[n])) / sizes[n]
       for n in sizes}
   assert_report_rebuilds(run.workdir)
+
+
+def test_layer_rates_beside_the_config_files_own_fractions_pass():
+  """The config file's own output_fraction (0.1) and conv_fraction are not
+  the user's: a layer rate for those layers replaces them, as documented
+  (configs/imp.py: ("Dense_0=0.1", "output=0.05"))."""
+  config = load_config(MNIST1D, {"prune.layer_rates": ("output=0.05",)})
+  validation.check_config(config)
+  trainer = imp.build_trainer(config)
+  assert imp.layer_rates(config, trainer.params_template) == {"output": 0.05}
+  config = load_config(MNIST1D, {
+      "model.name": "mnist1d_cnn", "model.widths": (100, 100),
+      "prune.conv_fraction": 0.1, "prune.layer_rates": ("Conv_1=0.05",)})
+  validation.check_config(config)  # 0.1: the Conv variants' own
+  assert imp.layer_rates(config, imp.build_trainer(config).params_template
+                         ) == {"Conv_0": 0.1, "Conv_1": 0.05, "Conv_2": 0.1,
+                               "output": 0.1}
 
 
 def test_tuple_fields_from_the_command_line():

@@ -275,6 +275,35 @@ def test_prune_to_sparsity_one_shot():
     prune_to_sparsity(params, 0.5, method="random")
 
 
+@pytest.mark.parametrize("method", ["global", "layerwise"])
+def test_prune_to_sparsity_from_a_mask_keeps_pruned_weights_pruned(method):
+  """From a mask, one-shot pruning keeps `total - ceil((1 - t) * total)`
+  of all the scope's weights (pruned or not), the largest |w| among the
+  mask's survivors: none of its pruned weights comes back."""
+  params, r = make_params(), np.random.RandomState(1)
+  mask = jax.tree.map(lambda m: jnp.asarray(r.rand(*m.shape) < 0.6),
+                      ones_mask(params))
+  got = prune_to_sparsity(params, 0.3, method=method, mask=mask)
+  names = layer_names(params)
+  flat = lambda tree, n: np.asarray(functools.reduce(
+      lambda t, k: t[k], n.split("/") + ["kernel"], tree)).ravel()
+  scopes = [names] if method == "global" else [[n] for n in names]
+  for scope in scopes:
+    alive = np.concatenate([flat(mask, n) for n in scope])
+    w = np.concatenate([np.abs(flat(params, n)) for n in scope])
+    keep = len(w) - math.ceil(0.7 * len(w))
+    want = np.zeros(len(w), bool)
+    want[np.argsort(-np.where(alive, w, -np.inf), kind="stable")[:keep]] = True
+    np.testing.assert_array_equal(
+        np.concatenate([flat(got, n) for n in scope]), want, err_msg=scope)
+  # From all ones: the same as without a mask.
+  for a, b in zip(jax.tree.leaves(prune_to_sparsity(params, 0.3, method=method,
+                                                    mask=ones_mask(params))),
+                  jax.tree.leaves(prune_to_sparsity(params, 0.3,
+                                                    method=method))):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_random_mask_keeps_every_layer_count():
   params = make_params()
   mask = prune_layerwise(params, ones_mask(params), {"output": 0.1}, 0.6)

@@ -35,7 +35,9 @@ workdir/levels/level_LL/, and a rerun of a killed job skips finished levels
 and resumes the interrupted one at its last checkpoint.
 """
 
+import fractions
 import functools
+import math
 import time
 from typing import Any, Dict, List, Sequence
 
@@ -44,8 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxunknowns import (experiments, optim, paths, prng, pruning, runs,
-                         validation)
+from jaxunknowns import (config_defaults, experiments, optim, paths, prng,
+                         pruning, runs, validation)
 from jaxunknowns.config_loading import name_list
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, read_metrics, stats
@@ -72,11 +74,16 @@ def validate(config):
     check(0.0 <= v < 1.0, f"prune.layer_rates[{name}]", v, "in [0, 1)")
   check(0.0 <= p.one_shot_remaining < 1.0, "prune.one_shot_remaining",
         p.one_shot_remaining, "in [0, 1) (0 = iterative pruning)")
+  # One-shot pruning goes straight to its density: no per-level fraction.
+  validation.check_applies(
+      config, "prune.fraction", not p.one_shot_remaining,
+      "to iterative pruning only (prune.one_shot_remaining=0)")
   check(not p.one_shot_remaining or p.levels == 1, "prune.levels", p.levels,
         "1 with prune.one_shot_remaining (one-shot pruning is one level)")
   check(p.method in ("layerwise", "global"), "prune.method", p.method,
         "'layerwise' or 'global'")
   refuse_unused_fields(p)
+  refuse_overridden_rates(config)
   check_retrain(config)
   check(0 <= p.rewind_step < config.train.steps, "prune.rewind_step",
         p.rewind_step, f"in [0, train.steps={config.train.steps})")
@@ -121,6 +128,33 @@ def refuse_unused_fields(p):
     raise UserError("prune.exclude_output=True applies to prune.method="
                     "'global' only; layer-wise pruning keeps the output layer "
                     "dense with prune.output_fraction=0")
+
+
+def set_by_user(config, field: str) -> bool:
+  """`field` (dotted) moved from its default to a value the config file
+  itself does not give it (validation.files_own_values): the user's."""
+  defaults = config_defaults.FIELD_DEFAULTS.get(config.get("experiment"), {})
+  value, default = validation.value_at(config, field), validation.value_at(
+      defaults, field)
+  return value != default and value not in validation.files_own_values(
+      config, field)
+
+
+def refuse_overridden_rates(config, conv_layers=None):
+  """A layer rate (prune.layer_rates) replaces the output_fraction or
+  conv_fraction of its layer: one of those the user also set for that
+  layer would be silently unused. The output layer is known by name; the
+  conv layers (`conv_layers`) once the model is built (`layer_rates`)."""
+  p = config.prune
+  for name in parse_layer_rates(p.layer_rates):
+    for field, applies in (
+        ("output_fraction", pruning.is_output_layer(name)),
+        ("conv_fraction", conv_layers is not None and name in conv_layers)):
+      if applies and p[field] != -1 and set_by_user(config, f"prune.{field}"):
+        raise UserError(
+            f"prune.layer_rates={tuple(p.layer_rates)!r} sets layer {name}'s "
+            f"rate, which replaces prune.{field}={p[field]!r} there: give "
+            f"one of the two (prune.{field}=-1 for prune.fraction)")
 
 
 def check_retrain(config):
@@ -181,10 +215,14 @@ def parse_layer_rates(values) -> Dict[str, float]:
   for item in name_list(values):
     name, _, rate = item.partition("=")
     try:
-      rates[name.strip()] = float(rate)
+      rate = float(rate)
     except ValueError:
       raise UserError(f"prune.layer_rates={tuple(values)!r}: write LAYER=RATE "
                       f"items, e.g. ('Dense_0=0.1', 'output=0.05')") from None
+    if name.strip() in rates:  # which one was meant?
+      raise UserError(f"prune.layer_rates={tuple(values)!r} gives layer "
+                      f"{name.strip()} two rates: give each layer one")
+    rates[name.strip()] = rate
   return rates
 
 
@@ -206,6 +244,8 @@ def layer_rates(config, params_template) -> Dict[str, float]:
     raise UserError(f"prune.conv_fraction={p.conv_fraction!r} applies to conv "
                     f"layers, and model.name={config.model.name!r} has none: "
                     "set it to -1 (prune.fraction)")
+  refuse_overridden_rates(config, [n for n in names
+                                   if len(kernels[n].shape) > 2])
   rates = {}
   for name in names:
     if pruning.is_output_layer(name) and p.output_fraction != -1:
@@ -230,13 +270,35 @@ class Pruner:
         p.exclude_output) else ()  # Global pruning only (validate).
 
   def __call__(self, params, mask):
-    if self.one_shot:  # Straight from the dense weights to the target density.
+    if self.one_shot:  # Straight to the target density (of all prunable
+      # weights), chosen among the survivors of `mask` (prune.initial_mask).
       return pruning.prune_to_sparsity(params, self.one_shot,
-                                       method=self.method, exclude=self.exclude)
+                                       method=self.method, exclude=self.exclude,
+                                       mask=mask)
     if self.method == "global":
       return pruning.prune_global(params, mask, self.fraction,
                                   exclude=self.exclude)
     return pruning.prune_layerwise(params, mask, self.rates, self.fraction)
+
+  def check_start(self, mask):
+    """One-shot pruning only removes weights: a target at or above the
+    density of the mask it starts from (prune.initial_mask), over the
+    pruned scope (global) or in any layer (layer-wise), would prune none."""
+    if not self.one_shot or mask is None:
+      return
+    report = pruning.sparsity_report(mask)["layers"]
+    scopes = ({"the pruned layers": [n for n in report
+                                     if n not in self.exclude]}
+              if self.method == "global" else {n: [n] for n in report})
+    target = fractions.Fraction(self.one_shot).limit_denominator(10_000)
+    for what, names in scopes.items():
+      total = sum(report[n]["total"] for n in names)
+      kept = sum(report[n]["remaining"] for n in names)
+      if kept <= math.floor(target * total):  # prune_to_sparsity's count
+        raise UserError(
+            f"prune.one_shot_remaining={self.one_shot!r} is at or above the "
+            f"density of prune.initial_mask ({what}: {kept / total:.4g}); "
+            "one-shot pruning only removes weights: give a target below it")
 
   def used(self) -> Dict[str, Any]:
     """The pruning as summary.json records it: only the fields it used."""
@@ -267,6 +329,7 @@ def run(config, workdir):
                    config.reference, f"a key of lottery/papers.py's TICKETS "
                    f"({', '.join(papers.TICKETS)}), or ''")
   initial_mask = load_initial_mask(config, trainer.params_template)
+  pruner.check_start(initial_mask)
   workdir.open()
   writer = MetricWriter(workdir.path)
   seeds = runs.seeds_of(config)

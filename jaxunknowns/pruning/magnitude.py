@@ -343,13 +343,18 @@ def prune_global(params, mask: Mask, fraction: float,
 
 def prune_to_sparsity(params, target_remaining: float, method: str = "global",
                       exclude: Sequence[str] = (),
-                      exclude_output: bool = False) -> Mask:
+                      exclude_output: bool = False,
+                      mask: Optional[Mask] = None) -> Mask:
   """One-shot magnitude pruning of dense params to a target density.
 
-  Starts from `ones_mask(params, exclude_output)` and keeps
+  Starts from `mask` (default `ones_mask(params, exclude_output)`) and keeps
   `total - ceil((1 - target_remaining) * total)` weights of the pruned scope:
   all non-excluded kernels together (`method='global'`) or each of them
-  separately (`method='layerwise'`). `exclude`d layers stay dense.
+  separately (`method='layerwise'`), `total` counting all their weights,
+  pruned or not. The kept ones are the largest |w| among the mask's
+  survivors (a pruned weight never comes back); where the survivors are
+  already that few, nothing more is pruned. `exclude`d layers stay as the
+  mask has them.
   """
   if method not in ("global", "layerwise"):
     raise UserError(f"unknown pruning method {method!r}; valid: global, "
@@ -362,15 +367,51 @@ def prune_to_sparsity(params, target_remaining: float, method: str = "global",
   if not 0 < target <= 1:
     raise UserError(f"target fraction remaining is {target}; it must be in "
                     "(0, 1]")
-  mask = ones_mask(params, exclude_output=exclude_output)
   # Exact: 1 - 0.7 is 0.30000000000000004 in floats but 3/10 as a ratio.
   fraction = float(1 - fractions.Fraction(target).limit_denominator(
       _MAX_DENOMINATOR))
+  if mask is not None:
+    if exclude_output:
+      raise ValueError("exclude_output shapes a fresh mask; with `mask`, "
+                       "leave the output layer out of it or `exclude` it")
+    return _prune_mask_to_sparsity(params, mask, fraction, method, exclude)
+  mask = ones_mask(params, exclude_output=exclude_output)
   if method == "global":
     return prune_global(params, mask, fraction, exclude=exclude)
   _check_names(exclude, layer_names(mask), "the layers excluded from pruning")
   return prune_layerwise(params, mask, {name: 0.0 for name in exclude},
                          fraction)
+
+
+def _prune_mask_to_sparsity(params, mask, fraction, method, exclude):
+  """`prune_to_sparsity` from `mask`: in each scope (all non-excluded
+  layers, or each layer) k = survivors - (total - ceil(fraction * total))
+  of the survivors go (none if k <= 0), as the pruning of a fraction k / r
+  of the r survivors (ceil(k / r * r) = k exactly)."""
+  layers = _mask_layers(mask)
+  names = [name for name, _ in layers]
+  _check_names(exclude, names, "the layers excluded from pruning")
+  kernels = _params_for_mask(params, mask)
+  if not layers:
+    return mask
+  p, q = _ratio(fraction)
+  sizes = [int(np.size(m)) for _, m in layers]
+  survivors = jnp.stack([jnp.sum(_alive(m), dtype=jnp.int32)
+                         for _, m in layers])
+  in_scope = np.array([name not in exclude for name in names])
+  if method == "global":
+    total = sum(n for n, s in zip(sizes, in_scope) if s)
+    keep = total - int(_num_to_prune(total, p, q))
+    r = jnp.sum(jnp.where(jnp.asarray(in_scope), survivors, 0))
+    new_leaves = _prune_jointly(kernels, [m for _, m in layers], in_scope,
+                                jnp.maximum(r - keep, 0), jnp.maximum(r, 1))
+  else:
+    keep = np.array([n - int(_num_to_prune(n, p, q)) if s else n
+                     for n, s in zip(sizes, in_scope)], np.int32)
+    new_leaves = _prune_each(kernels, [m for _, m in layers],
+                             jnp.maximum(survivors - keep, 0),
+                             jnp.maximum(survivors, 1))
+  return _rebuild(mask, new_leaves)
 
 
 def random_mask_like(mask: Mask, rng) -> Mask:
