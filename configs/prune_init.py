@@ -47,7 +47,9 @@ def prune_init_fields(c):
   c.prune_init.variants = ("found", "shuffled", "reinit", "inverted",
                            "sign_flip")  # Sanity checks; sign_flip: the IMP ticket only.
   c.prune_init.rounds = 100            # SynFlow's iterations (exponential density schedule).
-  c.prune_init.score_batch = 100       # Examples SNIP/GraSP score on (10 x classes, as the reference code).
+  c.prune_init.score_batch = 100       # Examples SNIP/GraSP score on: a random batch of that
+                                       # many training examples, not class-balanced (GraSP's
+                                       # reference code takes 10 per class).
   c.prune_init.grasp_temperature = 200.0  # GraSP's logit temperature T (reference code).
   c.prune_init.score_statistics = "running"  # BatchNorm while SNIP/GraSP score: "running"
                                        # (eval mode, Synaptic-Flow's code) or "batch" (the
@@ -101,7 +103,7 @@ def vgg16_cifar10(c):
   c.train.steps = 62560
   c.train.log_every = 391
   c.train.max_train_eval = 10000
-  c.prune_init.score_batch = 100       # 10 x 10 classes.
+  c.prune_init.score_batch = 100       # As many as GraSP's 10 per class (a random batch).
   c.prune_init.densities = (0.1, 0.03, 0.01, 0.003, 0.001)
 
 

@@ -299,6 +299,14 @@ def test_runlocal_end_to_end(run):
       "prune_init.score_statistics": "batch"}, "model.dropout=0.1"),
     ({"model.norm": "batch", "prune_init.score_batch": 1,
       "prune_init.score_statistics": "batch"}, "prune_init.score_batch=1"),
+    # Drawn without replacement from runlocal's 2000 training examples: a
+    # larger batch was clipped to 2000 and recorded as asked.
+    ({"prune_init.score_batch": 2001},
+     "prune_init.score_batch=2001 is out of range: must be at most the 2000 "
+     "training examples"),
+    # Stage folders are BUDGET/{density:g}: these two would share 0.5's.
+    ({"prune_init.densities": (0.5, 0.5000001)},
+     "0.5 and 0.5000001 are both 0.5"),
 ])
 def test_bad_input(tmp_path, overrides, needle):
   assert_user_error_before_writing(load_config(overrides=overrides),
@@ -431,11 +439,75 @@ def test_imp_ticket_loaded_from_an_imp_mask_file(tmp_path):
   np.testing.assert_allclose(list(erk[0]["layer_density"].values()),
                              budgets.erk_densities(shapes, 0.1)[0], atol=0.01)
   assert summary["densities"] == [0.25, 0.1]
-  assert ("snip", "found", 0.25) in rows and ("imp", "found", 0.1) in rows
-  assert ("imp", "inverted", 0.25) not in rows
+  assert ("snip", "found", 0.25) in rows and ("snip", "found", 0.1) in rows
+  # The ticket keeps 25% of the weights: it is trained and reported there
+  # only, never as a ticket of the grid's 10% (nor in the ERK budget's).
+  assert [(r["budget"], r["variant"], r["density"]) for r in summary[
+      "results"] if r["method"] == "imp"] == [
+          (b, v, 0.25) for b in ("global", "erk") for v in ("found",
+                                                            "sign_flip")]
   assert rows[("imp", "sign_flip", 0.25)]["weights_remaining"] == 0.25
+  assert rows[("imp", "found", 0.25)]["weights_remaining"] == 0.25
+  # Its largest compression before collapse: its own density's, 4x.
+  assert summary["max_compression"]["global"]["imp"]["per_seed"] == [4.0] * 2
+  report_md = (tmp_path / "run" / "report.md").read_text()
+  assert "IMP ticket at 25%: found vs sign_flip" in report_md
+  assert "IMP ticket at 10%" not in report_md
   config.seeds = 3
   assert_user_error_before_writing(config, tmp_path / "run3", ("2 seeds",))
+
+
+def test_a_ticket_from_other_seeds_or_another_model_is_refused(tmp_path):
+  """Tickets of an imp run of seeds 0, 1 were put on the initializations of
+  seeds 5, 6 (only shapes and seed count were checked) and reported as
+  "imp". The imp run's config.json beside its masks folder says which
+  seeds and model made them."""
+  import json  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.lottery import imp, prune_init  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import config_to_dict  # pylint: disable=g-import-not-at-top
+  config = load_config()
+  template = imp.build_trainer(config).params_template
+  ones = pruning.ones_mask(template)
+  folder = types.SimpleNamespace(file=lambda *n: str(tmp_path.joinpath(*n)))
+  imp.save_masks(folder, 3, imp.stack_runs([ones] * 2))
+  path = str(tmp_path / "masks" / "level_03.npz")
+  # The imp run's config (by hand: seed 0, 2 seeds, this model).
+  theirs = {**config_to_dict(config), "experiment": "imp", "seed": 0,
+            "seeds": 2}
+  write = lambda d: (tmp_path / "config.json").write_text(json.dumps(d))
+  write(theirs)
+  ours = lambda **o: load_config(overrides={"prune_init.imp": path, **o})
+  prune_init.check_imp_run(path, ours())  # the same: accepted
+  prune_init.check_imp_run(path, ours(seeds=1))  # its first seed: accepted
+  assert_user_error_before_writing(
+      ours(seed=5), tmp_path / "run",
+      ("prune_init.imp=", "tickets of seeds [0, 1]", "seeds are [5, 6]",
+       "set seed=0"))
+  assert_user_error_before_writing(ours(seeds=3), tmp_path / "run",
+                                   ("seeds are [0, 1, 2]", "seeds <= 2"))
+  write({**theirs, "model": {**theirs["model"],
+                             "kernel_init": "glorot_normal"}})
+  assert_user_error_before_writing(
+      ours(), tmp_path / "run",
+      ("another model", "model.kernel_init='default' (the imp run's: "
+       "'glorot_normal')"))
+  write({**theirs, "experiment": "prune_init"})
+  assert_user_error_before_writing(ours(), tmp_path / "run",
+                                   ("is not an imp run's config",))
+
+
+def test_the_scoring_batch_is_a_random_draw_of_score_batch_examples():
+  """The scoring batch is a random draw of score_batch training examples
+  (committed results depend on it), not 10 per class as GraSP's code takes
+  it, which the config's comment had said."""
+  from jaxunknowns.lottery import imp, prune_init  # pylint: disable=g-import-not-at-top
+  config = load_config()
+  trainer = imp.build_trainer(config)
+  y = np.asarray(trainer.dataset.train.y)
+  _, got = prune_init.Scorer(trainer, config).batch(0)
+  want = np.random.RandomState(0).choice(len(y), 20, replace=False)
+  np.testing.assert_array_equal(np.asarray(got), y[want])
 
 
 def test_one_density_runs_and_writes_its_report(tmp_path):

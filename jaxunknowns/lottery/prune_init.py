@@ -25,8 +25,10 @@ trained dense weights by magnitude under the same budget and rewinds the
 survivors to their initial values (one-shot lottery-ticket rewinding to step
 0, the "magnitude after training, rewound" of Frankle et al. 2021); or a path
 to an `imp` workdir's masks/level_LL.npz (its per-seed tickets; the run's
-seeds must be the imp run's and the model the same), whose density joins the
-grid. Its inversion uses |trained w|, so a loaded ticket has no inverted run.
+seeds must be the imp run's and the model the same: `check_imp_run`), which
+is trained and reported at its own density only (that density joins the
+grid; the other densities have no "imp" rows). Its inversion uses
+|trained w|, so a loaded ticket has no inverted run.
 
 SNIP and GraSP score a BatchNorm net with its running statistics (eval
 mode, as Synaptic-Flow's code scores every method) unless
@@ -42,6 +44,8 @@ input. summary.json gives per method and budget the largest compression
 (1/density) each seed reaches before its first collapse along the grid.
 """
 
+import json
+import os
 import time
 from typing import Any, Dict
 
@@ -51,6 +55,7 @@ import numpy as np
 from absl import logging
 
 from jaxunknowns import distributed
+from jaxunknowns import workdir as workdir_lib
 from jaxunknowns import (experiments, optim, paths, prng, pruning, runs,
                          stages, validation)
 from jaxunknowns.errors import UserError
@@ -81,6 +86,15 @@ def validate(config):
           tuple(p.densities), "densities in (0, 1]")
   check(len(p.densities) >= 1 and len(set(p.densities)) == len(p.densities),
         "prune_init.densities", tuple(p.densities), "distinct, at least one")
+  # Each density trains in the stage folder BUDGET/{density:g}: two that
+  # print alike (0.5 and 0.5000001) would share one, and the second would
+  # read back the first's result (the folder format stays: workdirs resume).
+  names = {}
+  for d in p.densities:
+    other = names.setdefault(density_name(d), d)
+    check(other == d, "prune_init.densities", tuple(p.densities),
+          f"distinct to 6 significant digits ({other!r} and {d!r} are both "
+          f"{density_name(d)}; their stages would share one folder)")
   for v in p.variants:
     check(v in VARIANTS, "prune_init.variants", tuple(p.variants),
           f"a subset of {VARIANTS}")
@@ -131,6 +145,61 @@ def validate(config):
           "ticket only)")
   check(not p.imp.endswith(".npz") or "imp" not in p.methods,
         "prune_init.methods", tuple(p.methods), "without 'imp'")
+
+
+def density_name(density) -> str:
+  """A density as its stage folder names it (BUDGET/{density:g}): existing
+  workdirs resume by these names."""
+  return f"{density:g}"
+
+
+def stage_name(budget, density) -> str:
+  return f"{budget}/{density_name(density)}"
+
+
+def check_imp_run(path, config):
+  """A loaded ticket (`prune_init.imp`) is put on this run's initializations,
+  so it must come from an imp run of the same seeds and model. When the
+  imp run's config.json is beside its masks folder (masks/../config.json),
+  its seeds (`seed`, `seeds`: this run's must be its first ones, as the
+  tickets are taken in order) and the model.* fields the model's builder
+  reads must be this run's. Without that config.json (a mask file copied
+  elsewhere) only the masks' layer shapes and seed count are checked
+  (`load_imp_masks`). Never checked: the data, optimizer and pruning the
+  imp run used (the ticket is trained here from the initialization, with
+  this run's training settings, whatever the imp run's rewind step)."""
+  folder = os.path.dirname(path)
+  if os.path.basename(folder) != "masks":
+    return
+  beside = os.path.join(os.path.dirname(folder), "config.json")
+  if not paths.exists(beside):
+    return
+  try:
+    theirs = json.loads(paths.read_text(beside))
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(f"prune_init.imp={path!r}: the imp run's {beside} is not "
+                    f"readable JSON ({type(e).__name__}); restore it") from e
+  if not isinstance(theirs, dict) or theirs.get("experiment") != "imp":
+    raise UserError(f"prune_init.imp={path!r}: {beside} is not an imp run's "
+                    "config; give the masks of an imp workdir")
+  ours = workdir_lib.config_to_dict(config)
+  their_seeds = [theirs.get("seed", 0) + i for i in range(theirs.get(
+      "seeds", 1))]
+  seeds = runs.seeds_of(config)
+  if seeds != their_seeds[:len(seeds)]:
+    raise UserError(
+        f"prune_init.imp={path!r} holds the tickets of seeds {their_seeds} "
+        f"(its run's seed={theirs.get('seed')}, seeds={theirs.get('seeds')}); "
+        f"this run's seeds are {seeds}: set seed={their_seeds[0]} and "
+        f"seeds <= {len(their_seeds)}")
+  fields = validation.model_fields_read(config.model) or set(ours["model"])
+  differ = [f"model.{f}={ours['model'][f]!r} (the imp run's: "
+            f"{theirs['model'][f]!r})" for f in sorted(fields | {"name"})
+            if f in ours["model"] and f in theirs.get("model", {})
+            and ours["model"][f] != theirs["model"][f]]
+  if differ:
+    raise UserError(f"prune_init.imp={path!r} is from an imp run of another "
+                    f"model: {'; '.join(differ)}; use the imp run's model")
 
 
 def load_imp_masks(path, params_template, num_seeds):
@@ -213,7 +282,7 @@ class Scorer:
   def batch(self, seed):
     train = self.trainer.dataset.train
     idx = prng.random_state(seed).choice(
-        len(train.y), min(self.p.score_batch, len(train.y)), replace=False)
+        len(train.y), self.p.score_batch, replace=False)  # check_score_batch
     return jnp.asarray(train.x[idx]), jnp.asarray(train.y[idx])
 
   def keep(self, method, params, bs, mask, seed):
@@ -258,11 +327,14 @@ def flip_variants(variants, method):
 
 
 def stage_runs(scorer, config, init, reinit, trained, imp_masks, density,
-               budget, seeds):
+               budget, seeds, imp_density=None):
   """[(method, variant, seed index, params, batch_stats, mask)] and the ERK
-  layers capped at density 1."""
+  layers capped at density 1. A loaded ticket (`imp_masks`) trains in the
+  stage of its own density (`imp_density`) only: at any other it would be
+  reported at a density it does not have."""
   p, out = config.prune_init, []
-  methods = list(p.methods) + (["imp"] if p.imp else [])
+  methods = list(p.methods) + (["imp"] if p.imp and (
+      imp_masks is None or density == imp_density) else [])
   for r, seed in enumerate(seeds):
     w0 = imp.run_slice(init["params"], r)
     bs = imp.run_slice(init["batch_stats"], r)
@@ -298,14 +370,14 @@ def stage_runs(scorer, config, init, reinit, trained, imp_masks, density,
 
 
 def run_stage(trainer, scorer, config, workdir, writer, init, reinit, trained,
-              imp_masks, density, budget, seeds):
-  name = f"{budget}/{density:g}"
+              imp_masks, density, budget, seeds, imp_density=None):
+  name = stage_name(budget, density)
   folder = stages.stage_dir(workdir, name)
 
   def compute():
     t0 = time.time()
     runs_, capped = stage_runs(scorer, config, init, reinit, trained,
-                               imp_masks, density, budget, seeds)
+                               imp_masks, density, budget, seeds, imp_density)
     collapse = [scorer.collapsed(w, bs, m) for _, _, _, w, bs, m in runs_]
     variables = {k: imp.stack_runs([x[i] for x in runs_])
                  for k, i in (("params", 3), ("batch_stats", 4))}
@@ -355,6 +427,16 @@ def run_stage(trainer, scorer, config, workdir, writer, init, reinit, trained,
   return stages.run_stage(folder, compute, name=name)
 
 
+def check_score_batch(config, train_examples):
+  """The scoring batch is drawn from the training set without replacement:
+  a larger one than the set cannot be drawn (a clipped batch would be
+  recorded as the size asked for)."""
+  n = used_settings(config).get("score_batch")
+  validation.check(n is None or n <= train_examples, "prune_init.score_batch",
+                   n, f"at most the {train_examples} training examples "
+                   "(the scoring batch is drawn from them)")
+
+
 def used_settings(config) -> Dict[str, Any]:
   """The scoring settings the run's methods and model use (and only those)."""
   p, out = config.prune_init, {}
@@ -391,13 +473,20 @@ def run(config, workdir):
   p = config.prune_init
   trainer = imp.build_trainer(config)
   seeds = runs.seeds_of(config)
-  imp_masks = (load_imp_masks(p.imp, trainer.params_template, len(seeds))
-               if p.imp.endswith(".npz") else None)
+  check_score_batch(config, len(trainer.dataset.train.y))
+  imp_masks = imp_density = None
+  if p.imp.endswith(".npz"):
+    check_imp_run(p.imp, config)
+    imp_masks = load_imp_masks(p.imp, trainer.params_template, len(seeds))
   densities = sorted(set(p.densities), reverse=True)
   if imp_masks is not None:  # the ticket's own density joins the grid
-    rep = pruning.sparsity_report(imp.run_slice(imp_masks, 0))
-    densities = sorted(set(densities) | {rep["fraction_remaining"]},
-                       reverse=True)
+    # (seed 0's: an IMP level prunes the same count in every seed). A grid
+    # density of the same stage folder is that stage: the ticket trains there.
+    imp_density = pruning.sparsity_report(imp.run_slice(imp_masks, 0))[
+        "fraction_remaining"]
+    imp_density = next((d for d in densities if density_name(d) ==
+                        density_name(imp_density)), imp_density)
+    densities = sorted(set(densities) | {imp_density}, reverse=True)
   scorer = Scorer(trainer, config)
   workdir.open()
   writer = MetricWriter(workdir.path)
@@ -425,9 +514,12 @@ def run(config, workdir):
   for budget in p.budgets:
     for density in densities:
       res = run_stage(trainer, scorer, config, workdir, writer, init, reinit,
-                      trained, imp_masks, density, budget, seeds)
-      results += res["rows"]
-      stage_info[f"{budget}/{density:g}"] = {
+                      trained, imp_masks, density, budget, seeds, imp_density)
+      # A stage finished before loaded tickets kept to their own density
+      # holds "imp" rows of the ticket at other densities: not reported.
+      results += [r for r in res["rows"] if imp_masks is None or (
+          r["method"] != "imp" or density == imp_density)]
+      stage_info[stage_name(budget, density)] = {
           k: res[k] for k in ("runs", "erk_capped", "score_seconds",
                               "train_seconds", "steps_per_second")}
       logging.info("%s/%g: %s", budget, density, " | ".join(
