@@ -155,8 +155,9 @@ class Checkpoints:
   def keep_timing(self, step: int, steps: int, seconds: float):
     """Records that the `steps` steps behind the checkpoint at `step` took
     `seconds` to train, and how many rows the run's metrics.jsonl holds now
-    (metrics.ROWS_FIELD; `restore_latest` compares): every row of the fit
-    up to `step` is written before its checkpoint."""
+    (metrics.ROWS_FIELD, per run for a vmapped group's checkpoints;
+    `restore_latest` compares): every row of the fit up to `step` is
+    written before its checkpoint."""
     if jax.process_index() == 0:  # the folder is shared by every process
       timing = {"step": step, "steps": steps, "seconds": seconds}
       rows = metrics.rows_to_record(self.directory)
@@ -186,8 +187,8 @@ class Checkpoints:
     except (OSError, ValueError):
       return  # timing is a nicety (see `timing`): nothing recorded to check
     if isinstance(t, dict) and t.get("step") == step:
-      metrics.check_rows(metrics.run_folder(self.directory),
-                         t.get(metrics.ROWS_FIELD), path)
+      metrics.check_recorded_rows(self.directory, t.get(metrics.ROWS_FIELD),
+                                  path)
 
   def timing(self, step: Optional[int]) -> Tuple[int, float]:
     """(steps, seconds) behind the checkpoint at `step`; (0, 0.0) when none

@@ -28,6 +28,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from jaxunknowns import metrics as metrics_lib
 from jaxunknowns import optim, paths
 
 # The fields whose values may differ between the runs of one program.
@@ -120,6 +121,7 @@ def hand_out(configs, workdirs, scratch: str, holding=None
   and resumes from its own."""
   from jaxunknowns.checkpoints import Checkpoints, abstract  # pylint: disable=g-import-not-at-top
   from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.metrics import RowsCut  # pylint: disable=g-import-not-at-top
   group = Checkpoints(os.path.join(scratch, "checkpoints"))
   initial = Checkpoints(os.path.join(scratch, "snapshots"), max_to_keep=None)
   step = None
@@ -132,6 +134,8 @@ def hand_out(configs, workdirs, scratch: str, holding=None
       try:
         step, state = group.restore_latest(template)
         first = initial.restore_kept(0, template)
+      except RowsCut:  # a run's rows cut since: refused, as trained alone
+        raise
       except UserError as e:
         logging.warning("the vmapped group's checkpoints in %s cannot be "
                         "handed out (%s); its runs train from step 0",
@@ -250,8 +254,9 @@ def diverged(config, workdir) -> str:
 SCRATCH_PREFIX = ".vmapped-"
 # In a group's scratch folder: the names of its runs, so that a rerun of a
 # changed sweep (whose group has another name) still finds whose
-# checkpoints these are (sweep.hand_out_changed_groups).
-RUNS_FILE = "runs.json"
+# checkpoints these are (sweep.hand_out_changed_groups), and a resume
+# checks each run's metrics rows (metrics.group_members).
+RUNS_FILE = metrics_lib.GROUP_RUNS_FILE
 
 
 def scratch_folder(root: str, names: Sequence[str]) -> str:

@@ -21,7 +21,7 @@ import time
 import uuid
 import weakref
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
-                    Sequence)
+                    Sequence, Union)
 
 import numpy as np
 from absl import logging
@@ -302,13 +302,54 @@ def count_rows(workdir: str) -> int:
     return len(_rows(f.read(), path, quiet=True))
 
 
-def rows_to_record(folder: str) -> Optional[int]:
-  """The ROWS_FIELD value for a record written in `folder` now; None where
+# In a vmapped group's scratch folder (hparams.py): the names of its runs,
+# whose workdirs are the scratch folder's siblings and hold the group's rows.
+GROUP_RUNS_FILE = "runs.json"
+
+
+def group_members(folder: str) -> Dict[str, str]:
+  """{run name: workdir} of the vmapped group whose scratch folder holds
+  `folder` (its checkpoints/); {} elsewhere."""
+  scratch = os.path.dirname(paths.absolute(folder))
+  try:
+    names = json.loads(paths.read_text(os.path.join(scratch, GROUP_RUNS_FILE)))
+  except (OSError, ValueError):
+    return {}
+  if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+    return {}
+  return {n: os.path.join(os.path.dirname(scratch), n) for n in names}
+
+
+def rows_to_record(folder: str) -> Optional[Union[int, Dict[str, int]]]:
+  """The ROWS_FIELD value for a record written in `folder` now: the run's
+  row count, or for a vmapped group's checkpoints each member's; None where
   there is nothing to record (outside a run, or no row yet): the record is
   then written as before."""
   run = run_folder(folder)
-  rows = count_rows(run) if run is not None else 0
-  return rows or None
+  if run is not None:
+    return count_rows(run) or None
+  counts = {n: count_rows(w) for n, w in group_members(folder).items()}
+  return counts if any(counts.values()) else None
+
+
+def check_recorded_rows(folder: str, recorded: Any, record: str):
+  """`check_rows` of what `rows_to_record(folder)` returned when `record`
+  was written: a group's members one by one. A member whose workdir holds
+  no run (deleted, to train it again) is not checked: it gets none of the
+  group's progress (hparams.hand_out)."""
+  from jaxunknowns.workdir import CONFIG_FILE  # pylint: disable=g-import-not-at-top
+  if not isinstance(recorded, dict):
+    check_rows(run_folder(folder), recorded, record)
+    return
+  members = group_members(folder)
+  for name, rows in recorded.items():
+    workdir = members.get(name)
+    if workdir and paths.exists(os.path.join(workdir, CONFIG_FILE)):
+      check_rows(workdir, rows, record)
+
+
+class RowsCut(UserError):
+  """A run's metrics.jsonl holds fewer rows than a record says it held."""
 
 
 def check_rows(run: Optional[str], recorded: Any, record: str,
@@ -329,7 +370,7 @@ def check_rows(run: Optional[str], recorded: Any, record: str,
   if rows < recorded:
     path = os.path.join(run, METRICS_FILE)
     held = f"holds {rows} metric rows" if paths.exists(path) else "is missing"
-    raise UserError(
+    raise RowsCut(
         f"{path} {held}, but it held {recorded} when {record} was written: it "
         f"was cut or deleted since, and the run would read wrong results "
         f"back from it; pass --overwrite to rerun the experiment from "

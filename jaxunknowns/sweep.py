@@ -894,6 +894,15 @@ def run_vmapped(runs: Sequence[Run], root: str, overwrite: bool, out,
   if not overwrite:
     hand_out_changed_groups(runs, root, out, "vmap")
   todo, apart = _group_of(runs, overwrite)
+  scratch = hparams.scratch_folder(root, [r.name for r in todo])
+  if not overwrite and paths.exists(scratch) and any(
+      Workdir(r.workdir, r.config).saved_config is None for r in todo):
+    # A run of the killed group deleted since, to train it again (or every
+    # run, by a wipe that left the hidden scratch folder): resumed as one,
+    # the group gave it its progress back. Each other run resumes apart
+    # from its slice, the deleted ones train from step 0.
+    _hand_out(todo, scratch, [False] * len(todo), out, "vmap")
+    todo, apart = _group_of(runs, overwrite)
   if apart:
     print(f"vmap: {', '.join(r.name for r in apart)} resume from their own "
           "checkpoints, apart", file=out)

@@ -400,6 +400,78 @@ def test_a_run_s_rows_cut_after_its_hand_out_are_refused(tmp_path,
     sweep.run_sweep(spec, str(root), "s", settings, vmap=False)
 
 
+@pytest.mark.parametrize("vmap", [True, False])
+def test_a_killed_group_s_run_whose_rows_were_cut_is_refused(
+    tmp_path, monkeypatch, vmap):
+  """A group's checkpoints recorded no row counts (their folder is no run's),
+  so a member's metrics.jsonl cut after the kill went unnoticed: the group
+  resumed (or handed out, --novmap) and the run's curves lacked the rows
+  before the checkpoint. Now each member's count is recorded, and a resume
+  refuses a cut one as a run trained alone does."""
+  spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
+                      '{"optim.lr": 0.1}]}')
+  settings = {**MOMENTUM, "train.steps": 20}
+  root = tmp_path / "root"
+  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings)
+  metrics = Path(read_json(root / "sweep.json")["runs"][1]["workdir"],
+                 "metrics.jsonl")
+  assert metrics.read_text()
+  metrics.write_text("")
+  with pytest.raises(UserError, match="was cut or deleted since") as e:
+    sweep.run_sweep(spec, str(root), "s", settings, vmap=vmap)
+  assert "metrics.jsonl holds 0 metric rows" in str(e.value)
+
+
+def test_a_run_deleted_from_a_killed_group_trains_from_step_0(
+    tmp_path, monkeypatch, capsys):
+  """A killed group resumed as one whatever its runs' folders held: a run
+  deleted to train it again got the group's progress back, its curves cut
+  at the checkpoint (README: a deleted run trains from step 0). Now the
+  other runs resume apart from their slices and the deleted one trains from
+  step 0; the numbers are a sweep's trained apart from the start."""
+  spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
+                      '{"optim.lr": 0.1}]}')
+  settings = {**MOMENTUM, "train.steps": 20}
+  root = tmp_path / "root"
+  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings)
+  shutil.rmtree(read_json(root / "sweep.json")["runs"][1]["workdir"])
+  capsys.readouterr()
+  result = sweep.run_sweep(spec, str(root), "s", settings, vmap=True)
+  out = capsys.readouterr().out
+  names = [r["name"] for r in result["runs"]]
+  assert (f"vmap: {names[0]} resume apart from the vmapped program's "
+          "checkpoint at step 10") in out
+  assert f"vmap: {names[1]} trains from step 0 (its workdir holds no run)" in out
+  straight = sweep.run_sweep(spec, str(tmp_path / "straight"), "s", settings,
+                             vmap=False)
+  for i, (a, b) in enumerate(zip(result["runs"], straight["runs"])):
+    run_a, run_b = Path(a["workdir"]), Path(b["workdir"])
+    assert read_json(run_a / "summary.json")["resumed_from_step"] == (
+        10 if i == 0 else None)
+    _assert_same_numbers(run_a, run_b)
+
+
+def test_a_wiped_root_s_hidden_group_is_not_resumed_by_another_config(
+    tmp_path, monkeypatch):
+  """`rm -rf ROOT/*` leaves a killed group's hidden scratch folder, named by
+  its runs' names alone: a rerun with another seed resumed the old seed's
+  weights at step 10 and reported them as the new seed's."""
+  spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
+                      '{"optim.lr": 0.1}]}')
+  settings = {**MOMENTUM, "train.steps": 20}
+  root = tmp_path / "root"
+  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings)
+  for entry in os.listdir(root):
+    if not entry.startswith("."):
+      path = root / entry
+      shutil.rmtree(path) if path.is_dir() else path.unlink()
+  result = sweep.run_sweep(spec, str(root), "s", {**settings, "seed": 3},
+                           vmap=True)
+  for r in result["runs"]:
+    summary = read_json(Path(r["workdir"]) / "summary.json")
+    assert summary["seeds"] == [3, 4] and summary["resumed_from_step"] is None
+
+
 def test_overwrite_deletes_a_killed_group_s_checkpoints(tmp_path, monkeypatch):
   """--novmap --overwrite left a killed group's checkpoints, so a later
   rerun of the same group resumed from the progress overwritten: now they
