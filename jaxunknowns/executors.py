@@ -23,11 +23,12 @@ import os
 import socket
 import sys
 import traceback
+import uuid
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 from absl import logging
 
-from jaxunknowns import errors
+from jaxunknowns import errors, paths
 from jaxunknowns.errors import UserError
 
 EXECUTORS = ("local", "ray")
@@ -52,10 +53,13 @@ IN_A_SWEEP = ("as it is, a rerun diverges again: change or drop its value in "
 
 
 def run_one(config, workdir: str, overwrite: bool, references=None,
-            in_sweep: bool = False, stop_on_write_errors: bool = True
-            ) -> Optional[str]:
+            in_sweep: bool = False, stop_on_write_errors: bool = True,
+            overwritten_marker: str = "") -> Optional[str]:
   """Runs one run in this process; the failure text, or None. `in_sweep`:
   a diverged run's text gives a sweep's way out, not a single run's.
+  `overwritten_marker`: a file written once --overwrite has emptied the
+  workdir; a run that finds it is a retry of that attempt (a Ray task
+  whose worker died) and resumes what it trained, not empties it again.
   `stop_on_write_errors`: a full or unwritable disk is raised (a UserError),
   not returned: every later run here would fail on it the same way (a Ray
   task, on a machine of its own, returns it). In a run of several
@@ -63,7 +67,13 @@ def run_one(config, workdir: str, overwrite: bool, references=None,
   every process meets at the same step, is raised: the others may still
   be in a collective of this run."""
   from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   main = _main_module()
+  marked = None
+  if overwrite and overwritten_marker:
+    overwrite = not paths.exists(overwritten_marker)
+    marked = workdir_lib.ON_OVERWRITE.set(
+        lambda _: paths.write_atomic(overwritten_marker, ""))
   try:
     main.run(config, workdir, overwrite, references)
     return None
@@ -94,6 +104,9 @@ def run_one(config, workdir: str, overwrite: bool, references=None,
     logging.exception("run in %s crashed", workdir)
     last = traceback.format_exception_only(type(e), e)[-1].strip()
     return f"crashed: {last}"
+  finally:
+    if marked is not None:
+      workdir_lib.ON_OVERWRITE.reset(marked)
 
 
 def run_local(runs: Sequence[Any], overwrite: bool, out) -> Outcomes:
@@ -190,30 +203,44 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
       num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
       max_retries=max_retries, retry_exceptions=False)
   outcomes, pending = {}, {}
-  for run in runs:
-    if run.finished and not overwrite:
-      print(f"{run.name}: finished, skipped", file=out)
-      outcomes[run.name] = None
-      continue
-    pending[task.remote(run.config, run.workdir, overwrite,
-                        run.references, in_sweep=True,
-                        stop_on_write_errors=False)] = run.name
-  print(f"{len(pending)} runs submitted to Ray "
-        f"({address or 'a local cluster'})", file=out)
-  out.flush()
-  while pending:
-    done, _ = ray.wait(list(pending), num_returns=1)
-    name = pending.pop(done[0])
-    try:
-      outcomes[name] = ray.get(done[0])
-    except ray.exceptions.RayError as e:  # the worker died, or Ray itself
-      # Ray retries a dead worker up to max_retries times, but not every
-      # failure (a raylet or runtime-env agent gone fails at once).
-      outcomes[name] = (f"Ray task failed (retried up to {max_retries} times "
-                        f"if its worker died): " + (
-                            str(e).strip().splitlines()
-                            or [type(e).__name__])[0])
-    print(f"{name}: {'finished' if outcomes[name] is None else 'FAILED'} "
-          f"({len(pending)} left)", file=out)
+  # --overwrite empties a run's folder once: a task retried after its worker
+  # died finds the marker its first attempt left and resumes (without it,
+  # each retry emptied the folder again and trained from step 0).
+  markers = (os.path.join(os.path.dirname(runs[0].workdir),
+                          f".overwritten-{uuid.uuid4().hex}")
+             if overwrite and runs else "")
+  try:
+    if markers:
+      paths.makedirs(markers)
+    for run in runs:
+      if run.finished and not overwrite:
+        print(f"{run.name}: finished, skipped", file=out)
+        outcomes[run.name] = None
+        continue
+      marker = (os.path.join(markers, os.path.basename(run.workdir))
+                if markers else "")
+      pending[task.remote(run.config, run.workdir, overwrite, run.references,
+                          in_sweep=True, stop_on_write_errors=False,
+                          overwritten_marker=marker)] = run.name
+    print(f"{len(pending)} runs submitted to Ray "
+          f"({address or 'a local cluster'})", file=out)
     out.flush()
+    while pending:
+      done, _ = ray.wait(list(pending), num_returns=1)
+      name = pending.pop(done[0])
+      try:
+        outcomes[name] = ray.get(done[0])
+      except ray.exceptions.RayError as e:  # the worker died, or Ray itself
+        # Ray retries a dead worker up to max_retries times, but not every
+        # failure (a raylet or runtime-env agent gone fails at once).
+        outcomes[name] = (f"Ray task failed (retried up to {max_retries} "
+                          f"times if its worker died): " + (
+                              str(e).strip().splitlines()
+                              or [type(e).__name__])[0])
+      print(f"{name}: {'finished' if outcomes[name] is None else 'FAILED'} "
+            f"({len(pending)} left)", file=out)
+      out.flush()
+  finally:
+    if markers:
+      paths.rmtree(markers)
   return outcomes

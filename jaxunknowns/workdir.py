@@ -7,11 +7,12 @@ half-written workdir behind. The workdir may be local or on an object store
 (gs://...): every file goes through `paths`.
 """
 
+import contextvars
 import json
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import ml_collections
 from etils import epath
@@ -123,6 +124,13 @@ COLLECTIVE_FOLDERS = ("checkpoints", "snapshots")
 
 # Bytes a run's deepest file needs below its workdir (`_check_writable`).
 PATH_ROOM = 256
+
+
+# Called with a workdir's path once `Workdir.open` has emptied it for
+# --overwrite (and written its config.json): a Ray task records there that
+# its run was overwritten, so a retry resumes it (executors.run_one).
+ON_OVERWRITE: contextvars.ContextVar[Optional[Callable[[str], Any]]] = (
+    contextvars.ContextVar("on_overwrite", default=None))
 
 
 class Workdir:
@@ -339,7 +347,8 @@ class Workdir:
                       f"{limit}); choose a shorter --workdir")
 
   def open(self):
-    """Creates the folder (emptied first with --overwrite) and config.json."""
+    """Creates the folder (emptied first with --overwrite) and config.json;
+    then, where it was emptied, calls ON_OVERWRITE's function with it."""
     if self.num_processes > 1 and self.overwrite:
       # Nor may process 0 empty it while another still reads the old run
       # (the article's plan reads every stage's files first).
@@ -361,6 +370,8 @@ class Workdir:
           if created:  # a full disk: the workdir goes back to absent
             paths.rmtree(self.path)
           raise
+      if self.overwrite and ON_OVERWRITE.get():
+        ON_OVERWRITE.get()(self.path)
     elif not self.overwrite:
       self._copy_shared_rows()
     self.overwrite = False

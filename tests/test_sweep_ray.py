@@ -5,6 +5,7 @@ and resumes from its checkpoint, ending where an uninterrupted run ends.
 """
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -73,26 +74,35 @@ def _kill_worker_after_checkpoint(workdir: Path, killed: list):
     time.sleep(0.05)
 
 
-def test_killed_task_is_retried_and_resumes_from_its_checkpoint(cluster,
-                                                                 tmp_path):
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_killed_task_is_retried_and_resumes_from_its_checkpoint(
+    cluster, tmp_path, overwrite):
+  """With --overwrite too: each retry emptied the folder again (the task's
+  own --overwrite), so it trained from step 0 and, killed at the same
+  point, never finished. Now the folder is emptied once per sweep."""
   long = {**TINY, "train.steps": 400, "train.checkpoint_every": 100,
           "train.eval_every": 100}
   spec = write_config(tmp_path, '{"s": grid(**{"optim.lr": [1e-3]})}')
   reference = sweep.run_sweep(spec, str(tmp_path / "local"), None, long,
                               vmap=False)
   workdir = tmp_path / "ray" / "lr=0.001"
+  if overwrite:  # what --overwrite removes: an earlier, shorter run (its
+    # checkpoints gone, so the watcher waits for this sweep's first one)
+    sweep.run_sweep(spec, str(tmp_path / "ray"), None, TINY, vmap=False)
+    shutil.rmtree(workdir / "checkpoints")
   killed = []
   watcher = threading.Thread(target=_kill_worker_after_checkpoint,
                              args=(workdir, killed))
   watcher.start()
   result = sweep.run_sweep(spec, str(tmp_path / "ray"), None, long,
-                           executor="ray",
+                           executor="ray", overwrite=overwrite,
                            executor_options={"max_retries": 2})
   watcher.join()
   assert killed, "the test never saw the task's worker to kill it"
   summary = read_json(workdir / "summary.json")
   assert summary["resumed_from_step"] and summary["resumed_from_step"] >= 100
   assert _comparable(result) == _comparable(reference)
+  assert not [p for p in os.listdir(tmp_path / "ray") if p.startswith(".")]
 
 
 def test_a_killed_vmapped_group_rerun_on_ray_resumes_each_run_apart(
