@@ -10,8 +10,10 @@ optim.py, BatchNorm's inference modes (analysis/bn_eval.py) and `bn_modes`.
   and at batch size 1 differ from running-statistics eval.
 * End to end (tiny digits ResNets): summary.json, report.md, figures; the
   report rebuilds byte for byte from the workdir (report_cli).
-* Bad input: a pattern matching nothing, a model without BN -> exit 2, one
-  line, no workdir.
+* Bad input: a pattern matching nothing (at any depth) or no regex, a model
+  without BN, a test subset larger than the test set -> exit 2, one line,
+  no workdir. bn_modes names the model it built (depth and width only for
+  a ResNet).
 """
 
 import os
@@ -291,6 +293,12 @@ def test_bn_modes_end_to_end(tmp_path):
       "train.checkpoint_every": 3, "seeds": 2, "bn_modes.finetune_steps": 3,
       "bn_modes.eval_batch_sizes": (1, 30)})
   summary = run_in_process(c, tmp_path / "run")
+  # The MLP that was built, not the ResNet's depth and width it never read
+  # (report.md said 'mlp-8 of width 4' for an MLP of widths (16,)).
+  assert "depth" not in summary and "width" not in summary
+  assert summary["widths"] == [16]
+  assert ("mlp with hidden widths 16 at input (8, 8, 1)"
+          in (tmp_path / "run" / "report.md").read_text())
   modes = summary["modes"]
   y = bn_modes.load(c).test.y
   frequencies = [np.mean(y == k) for k in np.unique(y)]
@@ -308,6 +316,23 @@ def test_bn_modes_end_to_end(tmp_path):
   # 30 does not divide the 256 test examples: its rows used fewer, said.
   assert "256 test examples, batch 30 on the first 240 (whole batches)" in text
   assert_report_rebuilds(tmp_path / "run")
+
+
+@pytest.mark.parametrize("model,words", [
+    ({"name": "resnet", "depth": 14, "width": 16}, "resnet-14 of width 16"),
+    ({"name": "mlp", "widths": (32, 16)}, "mlp with hidden widths 32, 16"),
+    ({"name": "vgg11", "width_multiplier": 0.5},
+     "vgg11 at width multiplier 0.5"),
+    ({"name": "lenet_300_100"}, "lenet_300_100")])
+def test_bn_modes_names_the_size_fields_its_model_reads(model, words):
+  """Whatever the model, the config carries depth, width, widths and a
+  width multiplier: only those its builder reads describe it."""
+  from jaxunknowns.batchnorm import bn_modes  # pylint: disable=g-import-not-at-top
+  c = load_config("bn_modes", "digits")
+  c.model.update(model)
+  size = bn_modes.model_size(c.model)
+  assert set(size) == set(model) - {"name"}
+  assert bn_modes.describe_model(c.model.name, size) == words
 
 
 def test_downsample_averages_k_by_k_blocks():
@@ -336,6 +361,17 @@ def test_downsample_averages_k_by_k_blocks():
     ("bn_modes", {"data.name": "digits", "data.train_size": 500,
                   "bn_modes.downsample": 3},
      ("bn_modes.downsample=3 does not divide the 8x8", "or 1")),
+    # Clipped to the test set while config.json recorded the value asked for.
+    ("bn_modes", {"data.name": "digits", "data.train_size": 500,
+                  "bn_modes.downsample": 1, "bn_modes.test_size": 100000},
+     ("bn_modes.test_size=100000 is larger than the test set (360 examples)",
+      "use at most 360")),
+    # An MLP reads no model.depth: a depth given to it is refused as unused
+    # (check_choices), never recorded.
+    ("bn_modes", {"data.name": "digits", "data.train_size": 500,
+                  "bn_modes.downsample": 1, "model.name": "mlp",
+                  "model.norm": "batch", "model.depth": 14},
+     ("model.depth=14 is unused here", "not model.name 'mlp'")),
     # It named bn_only.kernel_pattern and no count that would do.
     ("bn_only", {"data.name": "digits", "data.train_size": 500,
                  "bn_only.downsample": 2, "bn_only.per_channel": 30},
@@ -365,6 +401,45 @@ def test_cli_pattern_matching_nothing(tmp_path):
   line = _cli(tmp_path, "--config.bn_only.bn_pattern=GroupNorm")
   assert "bn_only.bn_pattern='GroupNorm' matches no parameter" in line
   assert "BatchNorm_0/scale" in line and "output/kernel" in line
+
+
+def test_cli_scale_pattern_matching_nothing(tmp_path):
+  """bn_only.scale_pattern (the γ every arm's histogram reads) was never
+  checked: a pattern matching nothing crashed in gammas() after the whole
+  stage had trained (traceback, exit 1, workdir written)."""
+  line = _cli(tmp_path, "--config.bn_only.depths=(8,)",
+              "--config.bn_only.scale_pattern=Batchnorm_")
+  assert "bn_only.scale_pattern='Batchnorm_' matches no parameter" in line
+  assert "BatchNorm_0/scale" in line
+
+
+@pytest.mark.parametrize("overrides,needles", [
+    ({"bn_only.scale_pattern": "Batchnorm_"},
+     ("bn_only.scale_pattern='Batchnorm_' matches no parameter",)),
+    # Not a regex: re.error was a traceback (here, or after the stage for
+    # scale_pattern).
+    ({"bn_only.scale_pattern": "BatchNorm_(0"},
+     ("bn_only.scale_pattern='BatchNorm_(0' is not a regular expression",
+      "missing ), unterminated subpattern")),
+    ({"bn_only.bn_pattern": "BatchNorm_[0-"},
+     ("bn_only.bn_pattern='BatchNorm_[0-' is not a regular expression",)),
+    # ResNet-8 has a BasicBlock_1/BatchNorm_2, ResNet-14 has none: checked
+    # on the first depth only, the ResNet-14 stage stopped the run after
+    # ResNet-8 had trained.
+    ({"bn_only.depths": (8, 14),
+      "bn_only.scale_pattern": "BasicBlock_1/BatchNorm_2/scale$"},
+     ("ResNet-14 of bn_only.depths: bn_only.scale_pattern=",
+      "matches no parameter")),
+    ({"bn_only.depths": (8, 14), "bn_only.arms": ("bn",),
+      "bn_only.bn_pattern": "BasicBlock_1/BatchNorm_2/"},
+     ("ResNet-14 of bn_only.depths: bn_only.bn_pattern=",
+      "matches no parameter")),
+])
+def test_a_bad_pattern_is_refused_before_the_workdir(tmp_path, overrides,
+                                                      needles):
+  assert_user_error_before_writing(
+      load_config("bn_only", "digits,runlocal", overrides), tmp_path / "run",
+      needles)
 
 
 def test_cli_model_without_batch_norm(tmp_path):

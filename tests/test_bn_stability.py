@@ -236,6 +236,11 @@ def test_steps_verdict_counts_never_as_budget_plus_one():
     ({"grid.init_scales": (1.0, -2.0)}, "grid.init_scales"),
     ({"grid.init_scales": (0.0, 1.0)}, "grid.init_scales"),
     ({"grid.init_scales": (0.5, 2.0)}, "1.0"),
+    # Equal values, distinct by repr: cells_of grouped the runs of lr 1 and
+    # lr 1.0 into one cell of twice the seeds.
+    ({"grid.lrs": (1, 1.0)}, "grid.lrs=(1, 1.0) is out of range: must be "
+     "distinct values (1 and 1.0 are equal)"),
+    ({"grid.init_scales": (1.0, 1)}, "1.0 and 1 are equal"),
     ({"grid.norms": ("batch", "weight")}, "weight"),
     # Each run takes its lr from grid.lrs: optim.lr would be recorded only.
     ({"optim.lr": 0.5}, "optim.lr=0.5 is unused here"),

@@ -7,6 +7,8 @@
 * ICS: zero for a network with one layer; a two-layer linear net against
   the gradient worked out by hand in numpy; earlier layers move by the
   trainer's own optimizer step.
+* The probe loss is the trainer's own train-mode loss (bfloat16 too), and
+  in float32 the program of the bare model's.
 * Noisy BN: changes train-mode outputs, a new key gives new noise, eval mode
   is plain BN.
 * End to end on a tiny config: summary.json, report.md and figures (the
@@ -372,6 +374,36 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
       ["--config=configs/bn_smoothness.py:runlocal",
        "--config.smoothness.every=0"], tmp_path / "run", "smoothness.every",
       env=ENV)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_probe_loss_is_the_trainers_train_mode_loss(precision):
+  """The landscape and ICS are measured on the network the runs train:
+  the probe loss is the train step's own loss (Trainer.apply(train=True),
+  then the trainer's loss_fn), bit for bit. Under bfloat16 the probe ran a
+  float32 model.apply: another network than the one trained. In float32
+  the program is the one the committed runs measured with (train_mode_loss
+  on the bare model), so their numbers stay bit-identical."""
+  from jaxunknowns import runs  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.batchnorm import bn_smoothness  # pylint: disable=g-import-not-at-top
+  c = bn_smoothness.arm_config(
+      load_config({**TINY, "train.precision": precision}), "noisy_batch")
+  trainer = runs.build_trainer(c)
+  state = trainer.init_state([0])
+  params, stats = (jax.tree.map(lambda a: a[0], state[k])
+                   for k in ("params", "batch_stats"))
+  loss, x = smoothness._probe_loss(trainer, 0, seed=3)  # pylint: disable=protected-access
+  _, y = smoothness.probe_batch(trainer, 0, seed=3)
+  key = jax.random.PRNGKey(7)
+  logits, _ = trainer.apply(params, stats, x, train=True, rng=key)
+  want = jnp.mean(trainer.loss_fn(logits, y))
+  np.testing.assert_array_equal(np.asarray(loss(params, stats, key)),
+                                np.asarray(want))
+  if precision == "float32":
+    bare = smoothness.train_mode_loss(trainer.model, trainer.loss_fn, x, y,
+                                      has_batch_stats=True)
+    assert (str(jax.make_jaxpr(loss)(params, stats, key))
+            == str(jax.make_jaxpr(bare)(params, stats, key)))
 
 
 def test_bn_against_no_bn_accuracy_verdicts():

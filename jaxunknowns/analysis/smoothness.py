@@ -3,7 +3,8 @@ the smoothness of the loss along the gradient, and internal covariate shift.
 
 Everything is measured on one fixed *probe batch* drawn from the training
 set, with the network in train mode (BatchNorm normalizes with the probe
-batch's statistics, as in the paper; the running averages are not touched).
+batch's statistics, as in the paper; the running averages are not touched),
+through the trainer's own forward (`Trainer.apply`, in train.precision).
 `L` below is the mean loss of the probe batch.
 
 * Landscape (their Fig. 4), at the current weights theta with g = grad L(theta)
@@ -66,10 +67,12 @@ def default_config() -> ml_collections.ConfigDict:
 # -----------------------------------------------------------------------------
 def train_mode_loss(model, loss_fn: Callable, x, y, *,
                     has_batch_stats: bool) -> Callable:
-  """`loss(params, batch_stats, rng)`: mean loss of (x, y), train mode.
+  """`loss(params, batch_stats, rng)`: mean loss of (x, y), train mode, of a
+  bare Flax `model` in float32 (the callbacks measure through the
+  trainer's forward instead: `trainer_loss`).
 
-  As `Trainer.apply(train=True)`: batch statistics, the 'dropout' stream
-  from `rng`; the updated running averages are dropped.
+  As `Trainer.apply(train=True)` in float32: batch statistics, the
+  'dropout' stream from `rng`; the updated running averages are dropped.
   """
 
   def loss(params, batch_stats, rng):
@@ -297,10 +300,26 @@ def probe_batch(trainer, probe_size: int, seed: int):
   return put(trainer.dataset.train.x[idx]), put(trainer.dataset.train.y[idx])
 
 
+def trainer_loss(trainer, x, y) -> Callable:
+  """`loss(params, batch_stats, rng)`: mean loss of (x, y) through the
+  trainer's own train-mode forward, `Trainer.apply(train=True)`, so that the
+  measured landscape is the one the runs train on: under train.precision=
+  bfloat16 it casts weights and inputs as the train step does (a float32
+  `model.apply` measured another network). In float32 `Trainer.apply` is
+  the very `model.apply` call of `train_mode_loss`: the same program, so
+  float32 measurements (the committed bn_smoothness runs) are unchanged,
+  bit for bit."""
+
+  def loss(params, batch_stats, rng):
+    logits, _ = trainer.apply(params, batch_stats, x, train=True, rng=rng)
+    return jnp.mean(trainer.loss_fn(logits, y))
+
+  return loss
+
+
 def _probe_loss(trainer, probe_size, seed):
   x, y = probe_batch(trainer, probe_size, seed)
-  return train_mode_loss(trainer.model, trainer.loss_fn, x, y,
-                         has_batch_stats=trainer.has_batch_stats), x
+  return trainer_loss(trainer, x, y), x
 
 
 def _step_key(seed: int, step: int):

@@ -61,14 +61,23 @@ def norm_axis(config) -> Axis:
 # Grid expansion and cell configs
 # -----------------------------------------------------------------------------
 def check_axes(axes: Sequence[Axis]):
-  """An empty axis, or a repeated value, is a one-line UserError."""
+  """An empty axis, or a repeated value, is a one-line UserError. Values
+  that are equal (0 and 0.0: distinct by repr) or share a stage name
+  (`cell_name`: 1e-06 and 1.0000001e-06 are both 'x_1e-06') are repeated:
+  their cells train in one stage folder, and the second read the first's
+  result.json (or merged with it where cells are told apart by value)."""
   for axis in axes:
     name = axis.config_name or axis.field
     values = list(axis.values)
     validation.check(len(values) >= 1, name, tuple(values),
                      "a non-empty list (an empty grid trains nothing)")
-    validation.check(len(set(map(repr, values))) == len(values), name,
-                     tuple(values), "distinct values")
+    for j, b in enumerate(values):
+      for a in values[:j]:
+        names = [cell_name({axis.label: v}) for v in (a, b)]
+        validation.check(a != b and names[0] != names[1], name, tuple(values),
+                         f"distinct values ({a!r} and {b!r} are "
+                         + ("equal" if a == b else
+                            f"both the cell {names[0]!r}") + ")")
 
 
 def validate_grid(config, axes: Sequence[Axis], norms: Sequence[str],

@@ -21,6 +21,7 @@ every run in the modes of analysis/bn_eval.py:
 """
 
 import time
+from typing import Any, Dict, Mapping
 
 import jax
 import numpy as np
@@ -52,6 +53,34 @@ BUGS = {
     "shift_batch": "batch statistics on shifted inputs: adapts to the shift "
                    "but has the batch-mode bug above",
 }
+
+
+# The model.* fields that size a network: summary.json and report.md name
+# those the chosen model's builder reads (resnet: depth and width; mlp:
+# widths; vgg11: width_multiplier), never one it ignores.
+SIZE_FIELDS = ("depth", "width", "widths", "width_multiplier")
+
+
+def model_size(model_config) -> Dict[str, Any]:
+  """{field: value} of the SIZE_FIELDS the model's builder reads (widths
+  as a list, as summary.json holds it)."""
+  read = validation.model_fields_read(model_config) or set()
+  return {f: list(v) if isinstance(v, (tuple, list)) else v
+          for f, v in ((f, model_config.get(f)) for f in SIZE_FIELDS)
+          if f in read}
+
+
+def describe_model(name: str, size: Mapping[str, Any]) -> str:
+  """'resnet-8 of width 8', 'mlp with hidden widths 16, 16', 'vgg11 at
+  width multiplier 0.5', or the name alone (`size`: `model_size`)."""
+  words = f"{name}-{size['depth']}" if "depth" in size else name
+  if "width" in size:
+    words += f" of width {size['width']}"
+  if "widths" in size:
+    words += f" with hidden widths {', '.join(map(str, size['widths']))}"
+  if "width_multiplier" in size:
+    words += f" at width multiplier {size['width_multiplier']:g}"
+  return words
 
 
 def validate(config):
@@ -89,8 +118,13 @@ def load(config):
   if m.downsample > 1:
     ds = downsample(ds, m.downsample, "bn_modes.downsample")
   if m.test_size:
-    ds = ds.replace(test=ds.test.take(np.arange(min(m.test_size,
-                                                    len(ds.test.y)))))
+    # Refused, not clipped: config.json records the value asked for.
+    n = len(ds.test.y)
+    if m.test_size > n:
+      raise UserError(f"bn_modes.test_size={m.test_size} is larger than the "
+                      f"test set ({n} examples): use at most {n}, or 0 for "
+                      "all")
+    ds = ds.replace(test=ds.test.take(np.arange(m.test_size)))
   if max(m.eval_batch_sizes) > len(ds.test.y):
     raise UserError(f"bn_modes.eval_batch_sizes has {max(m.eval_batch_sizes)}"
                     f" > the {len(ds.test.y)} test examples")
@@ -161,8 +195,8 @@ def run(config, workdir):
   modes = {k: stats([a[k] for a in per_run]) for k in per_run[0]}
   summary = {
       "experiment": "bn_modes", "dataset": config.data.name,
-      "model": config.model.name, "depth": config.model.depth,
-      "width": config.model.width, "input_shape": list(ds.input_shape),
+      "model": config.model.name, **model_size(config.model),
+      "input_shape": list(ds.input_shape),
       "train_examples": len(ds.train.y), "test_examples": len(ds.test.y),
       "seeds": seeds, "steps": steps, "finetune_steps": ft,
       "parameters": trainer.param_counts, "modes": modes,

@@ -26,6 +26,7 @@ finished, result.json (a rerun skips finished stages).
 
 import json
 import os
+import re
 import time
 from typing import Any, Dict
 
@@ -48,6 +49,8 @@ READ_BY = {"bn_only.bn_pattern": ("bn", "bn_output"),
            "bn_only.output_pattern": ("output", "bn_output"),
            "bn_only.kernel_pattern": ("random2",),
            "bn_only.per_channel": ("random2",)}
+# The bn_only fields that are regexes over parameter paths.
+PATTERNS = ("bn_pattern", "scale_pattern", "output_pattern", "kernel_pattern")
 
 
 # -----------------------------------------------------------------------------
@@ -93,12 +96,36 @@ def validate(config):
     raise UserError(f"bn_only trains BatchNorm's gamma and beta, but "
                     f"model.norm={config.model.norm!r} has no BatchNorm; use "
                     f"model.norm=batch")
-  # The patterns must match the real parameter names (a typo would train
-  # nothing): checked on the first stage's parameter shapes.
+  # The patterns must compile and match the real parameter names (a typo
+  # would train nothing, or crash gammas() once a stage had trained).
+  for field in PATTERNS:
+    compiled(b[field], f"bn_only.{field}")
+  # Checked on every depth's parameter shapes: the names differ between
+  # depths (ResNet-8 has BasicBlock_1/BatchNorm_2, ResNet-14 has not), and
+  # a stage matching nothing stopped the run after the stages before it.
+  # The width changes no name, and the narrowest has the fewest weights per
+  # output channel (random2's per_channel).
   ds = dataset_for(config)
-  template = param_template(config, ds, depths[0], widths[0])
-  for arm in arms:
-    arm_mask(config, arm, template, seed=0)
+  for depth in depths:
+    template = param_template(config, ds, depth, min(widths))
+    try:
+      for arm in arms:
+        arm_mask(config, arm, template, seed=0)
+      # Every arm's γ (gammas) is read through scale_pattern.
+      optim.regex_mask(template, b.scale_pattern, "bn_only.scale_pattern")
+    except UserError as e:
+      raise UserError(f"ResNet-{depth} of bn_only.depths: {e}") from None
+
+
+def compiled(pattern, field: str):
+  """`pattern` compiled; one that is no regex is a UserError naming `field`
+  (re.error was a traceback)."""
+  try:
+    return re.compile(pattern)
+  except re.error as e:
+    raise UserError(f"{field}={pattern!r} is not a regular expression "
+                    f"({e}); give one over parameter paths such as "
+                    r"'BatchNorm_\d+/scale$'") from None
 
 
 _DATASETS: Dict[str, Any] = {}
@@ -190,7 +217,6 @@ def arm_mask(config, arm: str, params, seed: int):
 
 def gammas(params, pattern: str) -> np.ndarray:
   """Every gamma of each run, [R, num_gamma] (params with a run axis)."""
-  import re  # pylint: disable=g-import-not-at-top
   regex = re.compile(pattern)
   leaves = [np.asarray(v).reshape(np.shape(v)[0], -1)
             for k, v in zip(optim.param_paths(params), jax.tree.leaves(params))

@@ -6,6 +6,7 @@ import numpy as np
 
 from jaxunknowns import optim, report
 from jaxunknowns.batchnorm import bn_batch_size, bn_grid, bn_stability, papers
+from jaxunknowns.batchnorm.bn_modes import describe_model, model_size
 from jaxunknowns.metrics import stats
 from jaxunknowns.report import compare, fmt
 from jaxunknowns.report.text import std_of
@@ -264,12 +265,15 @@ def write_modes(path, config, summary):
                    for k in ("batch", "running") for b in modes
                    if b.startswith("batch_")], "eval_batch",
                   os.path.join(path, "batch_size_eval.png"))
+  # The network as built (config.json): its depth and width only where
+  # its builder reads them ('mlp-8 of width 4' named an MLP of widths 16).
+  net = describe_model(s["model"], model_size(config.model))
   page(path, config, s, bn_modes,
        [("Test accuracy vs eval batch size", "batch_size_eval.png")],
        ["### Test accuracy (%) by inference mode\n\n" + report.markdown_table(
            ["mode", "accuracy", "the bug it corresponds to"],
            [[k, fmt(v), s["bugs"][k]] for k, v in modes.items()])],
-       setup=(f"{s['model']}-{s['depth']} of width {s['width']} at input "
+       setup=(f"{net} at input "
               f"{tuple(s['input_shape'])}, batch {config.train.batch_size}, "
               f"{s['steps']} steps, then {s['finetune_steps']} more; shifted "
               f"inputs {m.shift_scale:g}·x + {m.shift:g}, statistics "
