@@ -73,6 +73,17 @@ def kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root,
   assert [p for p in os.listdir(root) if p.startswith(".vmapped-")]
 
 
+def a_killed_group_of_two(tmp_path, monkeypatch):
+  """(spec, settings, root) of a sweep of two momentum runs of 20 steps whose
+  vmapped group was killed after its checkpoint at step 10."""
+  spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
+                      '{"optim.lr": 0.1}]}')
+  settings = {**MOMENTUM, "train.steps": 20}
+  root = tmp_path / "root"
+  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings)
+  return spec, settings, root
+
+
 def test_vmapped_sweep_leaves_what_separate_runs_leave(tmp_path, capsys):
   spec = write_config(tmp_path, '{"s": ' + RUNS + '}')
   together = sweep.run_sweep(spec, str(tmp_path / "vmapped"), "s", MOMENTUM,
@@ -408,11 +419,7 @@ def test_a_killed_group_s_run_whose_rows_were_cut_is_refused(
   resumed (or handed out, --novmap) and the run's curves lacked the rows
   before the checkpoint. Now each member's count is recorded, and a resume
   refuses a cut one as a run trained alone does."""
-  spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
-                      '{"optim.lr": 0.1}]}')
-  settings = {**MOMENTUM, "train.steps": 20}
-  root = tmp_path / "root"
-  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings)
+  spec, settings, root = a_killed_group_of_two(tmp_path, monkeypatch)
   metrics = Path(read_json(root / "sweep.json")["runs"][1]["workdir"],
                  "metrics.jsonl")
   assert metrics.read_text()
@@ -429,11 +436,7 @@ def test_a_run_deleted_from_a_killed_group_trains_from_step_0(
   at the checkpoint (README: a deleted run trains from step 0). Now the
   other runs resume apart from their slices and the deleted one trains from
   step 0; the numbers are a sweep's trained apart from the start."""
-  spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
-                      '{"optim.lr": 0.1}]}')
-  settings = {**MOMENTUM, "train.steps": 20}
-  root = tmp_path / "root"
-  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings)
+  spec, settings, root = a_killed_group_of_two(tmp_path, monkeypatch)
   shutil.rmtree(read_json(root / "sweep.json")["runs"][1]["workdir"])
   capsys.readouterr()
   result = sweep.run_sweep(spec, str(root), "s", settings, vmap=True)
@@ -456,11 +459,7 @@ def test_a_wiped_root_s_hidden_group_is_not_resumed_by_another_config(
   """`rm -rf ROOT/*` leaves a killed group's hidden scratch folder, named by
   its runs' names alone: a rerun with another seed resumed the old seed's
   weights at step 10 and reported them as the new seed's."""
-  spec = write_config(tmp_path, '{"s": [{"optim.lr": 0.03}, '
-                      '{"optim.lr": 0.1}]}')
-  settings = {**MOMENTUM, "train.steps": 20}
-  root = tmp_path / "root"
-  kill_a_group_after_its_first_checkpoint(monkeypatch, spec, root, settings)
+  spec, settings, root = a_killed_group_of_two(tmp_path, monkeypatch)
   for entry in os.listdir(root):
     if not entry.startswith("."):
       path = root / entry
