@@ -122,11 +122,17 @@ def check_above_chance(field: str, accuracy: float, num_classes: int):
 
 
 def check_schedule_fits(optim_config, steps: int):
-  """A warm-up or a step boundary that a run of `steps` steps never reaches
-  is refused: config.json would record an lr change that never happened.
+  """A step schedule without a boundary, or a warm-up or a step boundary
+  that a run of `steps` steps never reaches, is refused: config.json would
+  record an lr change that never happened.
   (Step t = 0 .. steps − 1 trains at schedule(t); a boundary b lowers the
   lr from step b on.)"""
   o = optim_config
+  # Without a boundary the step schedule is the constant one: config.json
+  # would record a schedule (and a decay_factor) that never acted.
+  check(o.schedule != "step" or len(o.boundaries) > 0, "optim.boundaries",
+        tuple(o.boundaries), "at least one step where the lr falls, for "
+        "optim.schedule='step' (or use optim.schedule='constant')")
   late = [b for b in o.boundaries if b >= steps] if o.schedule == "step" else []
   check(not late, "optim.boundaries", tuple(o.boundaries),
         f"steps below the run's {steps}: it never reaches step "

@@ -267,6 +267,10 @@ BAD_INPUTS = [
     ({"optim.schedule": "nope"},
      ["'nope'", "optim.schedule", "constant", "cosine", "step"]),
     ({"optim.lr": 0.0}, ["optim.lr", "0.0", "> 0"]),
+    # Every label is random already: the noise was recorded, and reported
+    # ("random labels and 30% label noise"), never applied.
+    ({"data.randomization": "random_labels", "data.label_noise": 0.3},
+     ["data.label_noise=0.3 is unused", "random_labels"]),
     ({"optim.lr": -0.1}, ["optim.lr", "-0.1", ">= 0"]),
     ({"seeds": 0}, ["seeds", ">= 1"]),
     ({"train.batch_size": 5000}, ["train.batch_size", "5000", "2000"]),
@@ -816,15 +820,17 @@ def test_a_target_accuracy_at_chance_is_refused(config_file, tmp_path):
 def test_a_schedule_change_is_refused_exactly_when_no_step_sees_it():
   """Brute force over the lr of every step 0 .. T−1 (optim's own schedule):
   a step boundary b, or a warm-up of W steps, is accepted exactly when some
-  step trains at an lr it set (b: lr·decay at some step; W: lr reached)."""
+  step trains at an lr it set (b: lr·decay at some step; W: lr reached);
+  a step schedule of no boundary sets none."""
   from jaxunknowns import optim  # pylint: disable=g-import-not-at-top
   base = config_loading.load_config(f"{ROOT}/configs/train.py:{MNIST1D}")
   T = 6
-  for field, values in (("boundaries", [(b,) for b in range(1, T + 3)]),
+  for field, values in (("boundaries", [()] + [(b,) for b in range(1, T + 3)]),
                         ("warmup_steps", range(1, T + 3))):
     for value in values:
       o = base.optim.copy_and_resolve_references()
-      o.schedule, o.lr, o[field] = "step", 1.0, value
+      o.lr, o[field] = 1.0, value
+      o.schedule = "step" if field == "boundaries" else "constant"
       lrs = [float(optim.learning_rate_schedule(o, T)(t)) for t in range(T)]
       seen = (any(lr < 1.0 - 1e-6 for lr in lrs) if field == "boundaries"
               else max(lrs) == 1.0)
@@ -842,6 +848,11 @@ def test_a_schedule_change_is_refused_exactly_when_no_step_sees_it():
       "never reaches step 750, where the lr would fall"]),
     (f"train.py:{MNIST1D}", {"optim.warmup_steps": 20},
      ["optim.warmup_steps=20", "below the run's 20 steps"]),
+    # A step schedule without a boundary trained at a constant lr, its
+    # decay_factor recorded, never used.
+    (f"train.py:{MNIST1D}", {"optim.schedule": "step",
+                             "optim.decay_factor": 0.5},
+     ["optim.boundaries=()", "optim.schedule='step'"]),
     # Epoch budgets: the arm's and the cell's steps are known once the data
     # is loaded; still refused before the workdir exists.
     ("landscape.py:runlocal", {"optim.schedule": "step",

@@ -61,6 +61,12 @@ def check_config(cfg) -> dict:
   if (isinstance(label_noise, bool) or not isinstance(label_noise, (int, float))
       or not 0.0 <= label_noise <= 1.0):
     raise UserError(f"data.label_noise must be a number in [0, 1], got {label_noise!r}")
+  if randomization == "random_labels" and label_noise:
+    # Every label is replaced already (step 3): the noise would be recorded,
+    # and reported, never applied.
+    raise UserError(f"data.label_noise={label_noise!r} is unused with "
+                    "data.randomization='random_labels' (every label is "
+                    "random already); leave it at 0")
   augment = cfg.get("augment", "auto") or "auto"
   if augment not in AUGMENTS:
     raise UserError(f"unknown data.augment {augment!r}; valid names: {', '.join(AUGMENTS)}")
