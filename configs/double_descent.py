@@ -37,6 +37,7 @@ def sweep_fields(c):
                     384)         # Strictly increasing grid of widths h.
   c.sweep.depth = 2              # Hidden layers: MLP 40-h-h-10.
   c.sweep.label_noise = (0.15, 0.0)  # Noise levels p: the noisy and the clean curve.
+  # The next four are read by modes "model" and "epoch" only ("sample" refuses them).
   c.sweep.stop_train_loss = 0.0  # 0: every width trains train.steps (no early stop).
   c.sweep.check_every = 1000     # (Only used with stop_train_loss > 0.)
   c.sweep.capacity = False       # Capacity measures (width_sweep's analysis) off.

@@ -3,10 +3,10 @@ r"""The empirical NTK and the lazy regime: `--config=configs/ntk.py[:VARIANT[,ru
 Lee et al. (2019): as width grows, the weights move less relative to their
 size (like 1/sqrt(width) in NTK parameterization), the empirical NTK stays
 closer to its value at init, and the network's predictions approach those
-of its linearization (kernel regression with the kernel at init). Fort et
-al. (2020): the kernel moves fastest early in training. Each width of
-`ntk.widths` is a stage training all seeds at once; how the measures are
-taken: jaxunknowns/overparam/ntk.py.
+of its linearization (kernel regression with the full per-logit kernel at
+init, Lee et al.'s eq. 9). Fort et al. (2020): the kernel moves fastest
+early in training. Each width of `ntk.widths` is a stage training all seeds
+at once; how the measures are taken: jaxunknowns/overparam/ntk.py.
 
 Variants (default mnist1d):
   mnist1d           One hidden layer in NTK parameterization (model ntk_mlp),
@@ -38,7 +38,8 @@ def ntk_fields(c):
   c.ntk.record_points = 8        # Log-spaced steps in [1, train.steps] where it is measured.
   c.ntk.test_size = 256          # First test examples of the kernel-regression comparison.
   c.ntk.chunk_size = 64          # Examples per Jacobian block (memory: 2 x chunk x outputs x params).
-  c.ntk.ridge = 1e-5             # Kernel regression's ridge, times the mean diagonal of K_0.
+  c.ntk.ridge = 1e-5             # Kernel regression's ridge, times the mean diagonal of Θ_0
+                                 # (the full per-logit kernel at init: [n C, n C], float64).
   c.train.eval_every = 0         # Evaluate at the end only (the callback records the rest).
   c.train.checkpoint_every = 500  # Steps between checkpoints (multiple of log_every).
 

@@ -191,6 +191,33 @@ def test_training_the_bend_lowers_the_mid_curve_loss(trained):
   assert curve[0, 0] < 0.8 * line[0, 0], (curve, line)
 
 
+def test_sam_minima_train_their_curve_without_sam(trained):
+  """optim.sam_rho > 0 trains the minima with SAM (the Trainer passes its
+  second gradient); the curve's optimizer, config.optim's at curve.lr,
+  wrapped SAM too, and its step, which passes no grad_fn, ended in a
+  traceback after the minima had trained. Now the bends step exactly as
+  with sam_rho = 0."""
+  trainer, a, b = trained
+  bends = jax.tree.map(lambda x, y: (0.5 * (x + y))[:, None], a, b)
+  ds = trainer.dataset.train
+  idx = jnp.asarray(np.random.default_rng(0).integers(0, len(ds.y),
+                                                      (5, 1, 32)))
+  out = {}
+  for rho in (0.0, 0.05):
+    config = tiny_config(**{"model.norm": "none", "optim.sam_rho": rho})
+    config.curve = load_config().curve
+    config.curve.steps = 5
+    tx, schedule = mc.curve_optimizer(config, mc.take(bends, 0))
+    fn = mc.curve_chunk_fn(trainer, "bezier", tx, schedule)
+    out[rho], _, _ = fn(bends, jax.vmap(tx.init)(bends),
+                        {"a": a, "b": b, "stats": {}}, jax.random.PRNGKey(0),
+                        0, idx, jnp.asarray(ds.x), jnp.asarray(ds.y))
+  for got, want in zip(jax.tree.leaves(out[0.05]), jax.tree.leaves(out[0.0])):
+    np.testing.assert_array_equal(got, want)
+  assert not np.allclose(jax.tree.leaves(out[0.0])[0],
+                         jax.tree.leaves(bends)[0])  # the bends moved
+
+
 def test_batchnorm_statistics_are_the_mean_of_batch_statistics():
   trainer = make_trainer(tiny_config(**{"train.batch_size": 64}))
   params = jax.device_get(trainer.init_state([3])["params"])

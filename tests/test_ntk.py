@@ -5,13 +5,16 @@
   out by hand in numpy (the derivatives of each layer, summed).
 * The linearized model equals f(w_0) + J (w - w_0) with J the flattened
   forward-mode Jacobian (jax.jacfwd over ravel_pytree: no JVP of ours).
-* Kernel regression equals numpy's float64 solve; the relative change and
-  the log-log slope against direct formulas.
+* Kernel regression equals numpy's float64 solve; the run's linearized
+  model is eq. 9 with the full per-logit kernel of a dense Jacobian (not
+  the trace kernel); the relative change and the log-log slope against
+  direct formulas.
 * One tiny run (`runlocal`) end to end in process: the report rebuilds byte
   for byte, and the kernel change and speeds of summary.json equal numpy
   computations from the saved kernels.
 * Bad input (an empty or a non-increasing width list, a model whose width
-  the sweep cannot set): one line, exit 2, nothing written.
+  the sweep cannot set, no final training evaluation): one line, exit 2,
+  nothing written.
 """
 
 import os
@@ -154,6 +157,45 @@ def test_kernel_regression_and_helpers():
   assert ntk.loglog_slope(widths, 3.0 * widths ** -0.5) == pytest.approx(-0.5)
 
 
+def test_linearized_predictions_solve_eq_9_with_the_full_kernel(deep):
+  """The run's kernel regression (ntk.regression_fn) is Lee et al.'s eq. 9
+  with the full per-logit Θ_0 ([n C, n C], from jax.jacfwd over the flat
+  parameter vector, solved by numpy in float64), not the trace kernel
+  K = Σ_a Θ_aa standing for Θ_0 ⊗ I (the off-diagonal logit blocks of a
+  narrow net are not small: the two predict other classes here)."""
+  f, params, x, jac = deep
+  m, ridge = 24, 1e-3
+  x_test = np.asarray(jax.random.normal(jax.random.PRNGKey(7), (m, D)))
+  y = np.random.default_rng(0).integers(0, C, N)
+  flat, unravel = ravel_pytree(params)
+  jac_test = np.asarray(jax.jit(jax.jacfwd(lambda w: f(unravel(w), x_test)))(
+      flat), np.float64)
+  theta = jac.reshape(N * C, -1) @ jac.reshape(N * C, -1).T  # (example, logit)
+  theta_test = jac_test.reshape(m * C, -1) @ jac.reshape(N * C, -1).T
+  f0 = np.asarray(f(params, x), np.float64)
+  f0_test = np.asarray(f(params, x_test), np.float64)
+  resid = np.eye(C)[y] - f0
+  lam = ridge * np.trace(theta) / (N * C)
+  want = f0_test + (theta_test @ np.linalg.solve(
+      theta + lam * np.eye(N * C), resid.reshape(-1))).reshape(m, C)
+  # The trace kernel's regression, the stand-in this replaced.
+  k, k_test = (np.einsum("iap,jap->ij", a, jac) for a in (jac, jac_test))
+  traced = f0_test + k_test @ np.linalg.solve(
+      k + ridge * np.trace(k) / N * np.eye(N), resid)
+  assert (traced.argmax(1) != want.argmax(1)).any()
+  # analysis.ntk.kernel_regression of empirical_ntk(trace=False).
+  got = ntk.kernel_regression(
+      ntk.empirical_ntk(f, params, x, trace=False),
+      ntk.empirical_ntk(f, params, x_test, x, trace=False), np.eye(C)[y],
+      f0, f0_test, ridge=lam)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  # The run's measure: two runs (w_0 twice), blockwise Jacobians.
+  two = jax.tree.map(lambda a: jnp.stack([a, a]), params)
+  kr, net = ntk_run.regression_fn(f, x, y, x_test, C, 3, ridge)(two, two)
+  np.testing.assert_array_equal(kr, [want.argmax(1)] * 2)
+  np.testing.assert_array_equal(net, [f0_test.argmax(1)] * 2)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
   config = load_config()
@@ -224,7 +266,10 @@ def test_kernel_angle_is_the_angle_and_leaves_out_scale():
     # Cut to the data silently, while config.json said 100000.
     ({"ntk.probe_size": 100000}, "ntk.probe_size=100000 is out of range: "
      "must be <= the "),
-    ({"ntk.test_size": 100000}, "ntk.test_size=100000 is out of range")])
+    ({"ntk.test_size": 100000}, "ntk.test_size=100000 is out of range"),
+    # width_summary reads the final training loss: a KeyError after
+    # training before.
+    ({"train.eval_train": False}, "train.eval_train=False is out of range")])
 def test_bad_input_before_writing(tmp_path, overrides, needle):
   assert_user_error_before_writing(load_config(overrides=overrides),
                                    tmp_path / "run", [needle])

@@ -686,6 +686,8 @@ def test_double_descent_epoch_and_sample_modes_end_to_end(tmp_path, mode):
           double_descent_reading(c)["rise"]
           for c in o["test_error"]["per_seed"]]
   else:
+    # No threshold is read in n: the level would be recorded unused.
+    assert "interpolation_error" not in summary
     sizes = list(config.double_descent.train_sizes)
     assert [c["width"] for c in summary["curves"]] == [4, 16]
     for c in summary["curves"]:
@@ -769,6 +771,27 @@ BAD_INPUTS = [
 def test_bad_input_raises_before_writing(tmp_path, name, overrides, needles):
   assert_user_error_before_writing(load_config(name, overrides=overrides),
                                    tmp_path / "run", needles)
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    ({"sweep.capacity": True}, "sweep.capacity=True is unused here"),
+    ({"sweep.stop_train_loss": 0.5, "sweep.check_every": 10},
+     "sweep.stop_train_loss=0.5 is unused here"),
+    ({"sweep.interpolation_error": 0.05},
+     "sweep.interpolation_error=0.05 is unused here")])
+def test_sample_mode_refuses_the_width_sweeps_settings(tmp_path, overrides,
+                                                       needle):
+  """mode 'sample' trains every (width, n) for train.steps, measures no
+  capacity and reads no threshold: these were accepted, recorded in
+  config.json (interpolation_error in summary.json too) and never used."""
+  config = load_config("double_descent", "mnist1d_samplewise,runlocal",
+                       overrides)
+  assert_user_error_before_writing(config, tmp_path / "run",
+                                   [needle, "mode='model' or 'epoch' only"])
+  # The same settings stay a model-wise sweep's.
+  model = load_config("double_descent", "mnist1d,runlocal", overrides)
+  from jaxunknowns.overparam import double_descent  # pylint: disable=g-import-not-at-top
+  double_descent.validate(model)
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):

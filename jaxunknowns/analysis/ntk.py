@@ -15,7 +15,11 @@ the mean diagonal); the absolute values in kernel0.npz and the records are
 C times neural-tangents'. `trace=False` is the full
 per-logit kernel [n1, n2, C, C]. In the infinite-width limit Theta = K/C (x) I,
 so the trace kernel loses nothing there; at finite width it drops the
-off-diagonal logit blocks (small in NTK parameterization).
+off-diagonal logit blocks, which are not small at the widths one trains
+(one hidden layer in NTK parameterization, widths 16-1024 on MNIST-1D: at
+init, eq. 9 below with the trace kernel and with the full one predict
+different classes on a quarter to four fifths of the test examples). The
+linearized model's predictions therefore take the full kernel.
 
 How. Jacobian contraction (neural-tangents' "jacobian contraction"
 implementation): the per-example Jacobian by `vmap(jacrev)` over examples
@@ -29,9 +33,10 @@ expansion around w_0, f_lin(w, x) = f(w_0, x) + J_0(x) (w - w_0), computed
 with one JVP (no Jacobian). Trained by gradient flow on the squared loss to
 convergence it predicts (their eq. 9, t -> infinity)
 
-    f_lin(x) = f(w_0, x) + Theta_0(x, X) Theta_0(X, X)^{-1} (Y - f(w_0, X)):
+    f_lin(x) = f(w_0, x) + Theta_0(x, X) Theta_0(X, X)^{-1} (Y - f(w_0, X))
 
-`kernel_regression`, with the trace kernel standing for Theta_0 (x) I.
+with Theta_0(X, X) the [n C, n C] matrix of every (example, logit) pair:
+`kernel_regression` of the full kernel (`trace=False`).
 
 Every function takes one run's params; the run axis is a `jax.vmap` (or,
 where a run's Jacobians are large, `jax.lax.map`) by the caller.
@@ -104,17 +109,48 @@ def linearize(f: ApplyFn, params0) -> ApplyFn:
 
 
 def kernel_regression(k_train, k_test_train, y_train, f0_train=None,
-                      f0_test=None, ridge: float = 0.0):
-  """Predictions f0(x) + K(x, X) (K(X, X) + ridge I)^{-1} (Y - f0(X)) of
-  targets y_train [n, C]: the linearized network trained to convergence on
-  the squared loss (Lee et al. 2019, eq. 9). f0 None: zero (plain kernel
-  regression). An LU solve (`jnp.linalg.solve`)."""
-  resid = y_train if f0_train is None else y_train - f0_train
-  n = k_train.shape[0]
-  alpha = jnp.linalg.solve(k_train + ridge * jnp.eye(n, dtype=k_train.dtype),
-                           resid)
-  out = k_test_train @ alpha
-  return out if f0_test is None else f0_test + out
+                      f0_test=None, ridge: float = 0.0) -> np.ndarray:
+  """Predictions f0(x) + Theta(x, X) (Theta(X, X) + ridge I)^{-1} (Y - f0(X))
+  [m, C] of targets y_train [n, C].
+
+  k_train [n, n, C, C] and k_test_train [m, n, C, C], the full per-logit
+  kernels (`empirical_ntk(trace=False)`): one [n C, n C] system over the
+  (example, logit) pairs, the linearized network trained to convergence on
+  the squared loss (Lee et al. 2019, eq. 9). Or [n, n] and [m, n], a kernel
+  shared by every output (Theta = K (x) I): each column of y its own plain
+  kernel regression (eq. 9 only where the network's kernel is K (x) I).
+  f0 None: zero.
+
+  On the host in float64 (numpy's LU solve): with fewer parameters than the
+  n C outputs, Theta(X, X) is singular, and a ridge of 1e-5 of its mean
+  diagonal is about float32's resolution (1e-7) of its largest eigenvalue,
+  so a float32 solve's error would be as large as the ridge it rests on.
+  As ridge -> 0 the solution is gradient flow's limit on the linearized
+  model there too (the least-squares fit by the smallest change of w)."""
+  k = np.asarray(k_train, np.float64)
+  k_test = np.asarray(k_test_train, np.float64)
+  resid = np.asarray(y_train, np.float64)
+  if f0_train is not None:
+    resid = resid - np.asarray(f0_train, np.float64)
+  (n, c), m = resid.shape, k_test.shape[0]
+  if k.shape != (n, n) + k.shape[2:] or k.shape[2:] not in ((), (c, c)):
+    raise ValueError(f"kernel {k.shape} does not fit targets {resid.shape}: "
+                     f"[{n}, {n}] or [{n}, {n}, {c}, {c}]")
+  if k.ndim == 4:  # rows and columns (example, logit), logit fastest
+    k = k.transpose(0, 2, 1, 3).reshape(n * c, n * c)
+    k_test = k_test.transpose(0, 2, 1, 3).reshape(m * c, n * c)
+  alpha = np.linalg.solve(k + ridge * np.eye(len(k)),
+                          resid.reshape(len(k), -1))
+  out = (k_test @ alpha).reshape(m, c)
+  return out if f0_test is None else np.asarray(f0_test, np.float64) + out
+
+
+def mean_diagonal(k) -> float:
+  """The mean diagonal of a kernel [n, n] or of a full one [n, n, C, C] as
+  its [n C, n C] matrix (what a relative ridge multiplies)."""
+  k = np.asarray(k, np.float64)
+  return float(np.einsum("iiaa->", k) / (k.shape[0] * k.shape[2])
+               if k.ndim == 4 else np.trace(k) / k.shape[0])
 
 
 tree_norm = optax.tree.norm  # The l2 norm over every leaf (Frobenius).

@@ -30,7 +30,10 @@ PEAK_MIN_GAP); and early stopping's gain, final minus best.
 mode = "sample": for every width and each size n of
 `double_descent.train_sizes`, a stage trains on the first n examples of the
 training set (nested subsets of one noisy, normalized set: the labels and
-the normalization do not change with n) for the same `train.steps`.
+the normalization do not change with n) for the same `train.steps`. It
+reads no threshold and measures no capacity: `sweep.capacity`,
+`sweep.stop_train_loss` (with `sweep.check_every`) and
+`sweep.interpolation_error` are refused there.
 """
 
 import math
@@ -110,6 +113,19 @@ def validate(config):
     check(config.data.train_size == 0, "data.train_size",
           config.data.train_size, "0 with mode='sample' (the sizes are "
           "double_descent.train_sizes)")
+    # run_samples trains every (width, n) stage for the same train.steps
+    # (Nakkiran et al.'s fixed budget), measures no capacity and reads no
+    # interpolation threshold in width: these width-sweep settings would be
+    # recorded and never used. (sweep.check_every goes with stop_train_loss:
+    # width_sweep.validate refuses it without.)
+    for field, what in (
+        ("sweep.capacity", "the capacity measures"),
+        ("sweep.stop_train_loss", "the early stop at a training loss"),
+        ("sweep.interpolation_error", "the interpolation threshold in width")):
+      validation.check_applies(config, field, False,
+                               f"to mode='model' or 'epoch' only ({what}); "
+                               "mode='sample' trains every size for "
+                               "train.steps")
   else:
     check(not sizes, "double_descent.train_sizes", sizes,
           "(): only mode='sample' varies the training set")
@@ -262,7 +278,8 @@ def run(config, workdir):
     if mode == "epoch":
       add_curves(summary, workdir)
   summary["mode"] = mode
-  summary["interpolation_error"] = config.sweep.interpolation_error
+  if mode != "sample":  # the level the curves' thresholds were read at
+    summary["interpolation_error"] = config.sweep.interpolation_error
   experiments.finish("double_descent", workdir, config, summary)
   return summary
 

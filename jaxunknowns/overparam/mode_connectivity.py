@@ -12,7 +12,8 @@ bends, the K - 2 control points between the fixed ends, on the expected
 loss along the curve: each step draws t ~ U[0, 1] per pair and takes a step
 of the minibatch loss of phi(t) with respect to the bends (BatchNorm, if
 any, in train mode), from bends on the straight line (Garipov et al.'s
-init), with config.optim's optimizer at `curve.lr` for `curve.steps` steps.
+init), with config.optim's optimizer at `curve.lr` for `curve.steps` steps
+(SAM, `optim.sam_rho` > 0, trains the minima only: `curve_optimizer`).
 The bends are kept in the stage's bends.npz (they are not checkpointed:
 a run killed during a curve redoes that curve).
 
@@ -149,11 +150,16 @@ def train_endpoints(config, workdir, writer, trainer):
 def curve_optimizer(config, template, normalized=None):
   """(direction transform, lr schedule) of the bends: config.optim's
   optimizer at curve.lr, curve.weight_decay and curve.schedule, decaying
-  what optim.decay_on says (`normalized`: the trainer's probe's kernels)."""
+  what optim.decay_on says (`normalized`: the trainer's probe's kernels),
+  without SAM: optim.sam_* shape the minima (the endpoints' Trainer passes
+  SAM its second gradient), not the curve, which Garipov et al. train with
+  the plain optimizer (SAM came later) and whose step computes no second
+  gradient at the same t and batch."""
   m = config.curve
   cfg = config.optim.copy_and_resolve_references()
   cfg.lr, cfg.weight_decay, cfg.schedule = m.lr, m.weight_decay, m.schedule
   cfg.warmup_steps, cfg.boundaries = 0, ()
+  cfg.sam_rho = 0.0  # optim.uses_sam: off (the other sam_* are read only then)
   return (optim.create_optimizer(cfg, template, normalized),
           optim.learning_rate_schedule(cfg, m.steps))
 

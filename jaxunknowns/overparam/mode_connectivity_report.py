@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from jaxunknowns import report
+from jaxunknowns import optim, report
 from jaxunknowns.analysis import interpolation
 from jaxunknowns.overparam import papers
 from jaxunknowns.report import compare
@@ -74,6 +74,9 @@ def write(path, config, summary):
   seconds = sum(c["wall_time_s"] for c in curves.values())
   bn = ("BN statistics re-estimated at every network (reset, cumulative average"
         " over the training set)" if summary["has_batch_norm"] else "no BN")
+  # mode_connectivity.curve_optimizer: SAM trains the minima, not the bends.
+  sam = ("; without SAM, which trained the minima"
+         if optim.uses_sam(config.optim) else "")
   plot(path, summary)
   report.write(
       path, config, summary, references=REFERENCES,
@@ -81,9 +84,9 @@ def write(path, config, summary):
              f"({config.train.steps} steps"
              f" each), joined by a {' and a '.join(curves)} of {m.num_bends} "
              f"points, bends trained {m.steps} steps at lr {m.lr:g} "
-             f"({m.schedule}) on the loss at t ~ U[0, 1]; paths measured at "
-             f"{m.points} t on the whole train and test sets, {bn}. Barrier: "
-             f"max over t minus the larger end. Plane: {m.plane_points}² grid"),
+             f"({m.schedule}{sam}) on the loss at t ~ U[0, 1]; paths measured"
+             f" at {m.points} t on the whole train and test sets, {bn}. "
+             f"Barrier: max over t minus the larger end. Plane: {m.plane_points}² grid"),
       figures=[("Train loss and test error along each path (mean ± std over "
                 "pairs)", PATHS), ("The plane through the minima (red), the "
                 "bend (white dot) and the curve (white)", PLANE)],

@@ -28,11 +28,15 @@ records/STEP.npz, per seed:
                   f_lin the first-order Taylor expansion around w_0.
 
 At the end of a stage (its `measure`), the linearized model's test accuracy:
-kernel regression with K_0 on the whole training set (the linearized network
-trained to convergence on the squared loss, Lee et al. eq. 9; a ridge of
-`ntk.ridge` x mean diagonal), on the first `ntk.test_size` test examples,
-beside the trained network's accuracy on the same examples, and the fraction
-of examples on which the two predict the same class.
+kernel regression with the full per-logit kernel at init, Θ_0 (every C x C
+block of logits: an [n C, n C] system), on the whole training set (the
+linearized network trained to convergence on the squared loss, Lee et al.
+eq. 9; a ridge of `ntk.ridge` x Θ_0's mean diagonal; solved in float64),
+on the first `ntk.test_size` test examples, beside the trained network's
+accuracy on the same examples, and the fraction of examples on which the two
+predict the same class. (The tracked kernel K above is the trace over the
+outputs; the trace would stand for Θ_0 only in the infinite-width limit,
+Θ = K/C ⊗ I, and its regression predicts other classes at these widths.)
 
 summary.json: per width, the curves over the recorded steps and the final
 values ({mean, std, per_seed}); across widths, the log-log slopes of the
@@ -51,7 +55,6 @@ import numpy as np
 from jaxunknowns import distributed, experiments, paths, runs, validation
 from jaxunknowns.analysis import ntk
 from jaxunknowns.data import load_dataset
-from jaxunknowns.losses import jax_one_hot
 from jaxunknowns.metrics import MetricWriter, stats
 from jaxunknowns.stages import saved_file, stage_dir, train_stage
 from jaxunknowns.trainer import Callback
@@ -59,6 +62,7 @@ from jaxunknowns.trainer import Callback
 MODELS = ("ntk_mlp", "mlp")  # Dense nets whose hidden widths the sweep sets.
 SPLIT = "ntk"  # The callback's rows in metrics.jsonl.
 RECORDED = ("weight_change", "kernel_change", "linearization")
+REGRESSION_KERNEL = "full"  # summary.json: Θ_0 with every logit block
 
 
 # -----------------------------------------------------------------------------
@@ -82,6 +86,10 @@ def validate(config):
         ">= 10 (the early phase is the first tenth)")
   check(config.model.dropout == 0, "model.dropout", config.model.dropout,
         "0 (the kernel of a random network is not defined)")
+  # width_summary reads the final training loss and accuracy (the report's
+  # fit column): without them the run ended in a KeyError after training.
+  check(config.train.eval_train, "train.eval_train", config.train.eval_train,
+        "True (the report shows each width's training loss)")
   # stage_config writes every stage's widths: a value here is recorded only.
   validation.check_applies(
       config, "model.widths", False, "to no stage: each stage sets it from "
@@ -143,19 +151,41 @@ class Meter:
 
 
 def regression_fn(f, x_train, y_train, x_test, num_classes, chunk, ridge):
-  """(params_0, params_T) of one run -> (kernel-regression test classes,
-  trained network's test classes)."""
-  y = jax_one_hot(jnp.asarray(y_train), num_classes)
+  """(params_0, params_T) of every run [R, ...] -> (the linearized network's
+  test classes [R, m], the trained network's [R, m]). The linearized
+  network trained to convergence on the squared loss (Lee et al. 2019,
+  eq. 9): kernel regression with each run's full per-logit kernel Θ_0 at
+  w_0 (the [n C, n C] system: `ntk.kernel_regression`, on the host), a
+  ridge of `ridge` x its mean diagonal.
+
+  Θ_0 and f(w_0) are computed in float64 (w_0 and the inputs cast up). A
+  net with fewer parameters than the n C outputs (widths 16 and 32 of the
+  default) has a singular Θ_0, whose solve rests on the ridge, 1e-5 of the
+  mean diagonal: float32 sums over the parameters err by a fifth of that
+  (width 16: a float32 Θ_0 has eigenvalues down to -4e-6, the ridge is
+  2e-5), enough to move the predictions by 0.1 and their classes on 3-8%
+  of the test examples (a float32 solve on top: on a quarter)."""
+  y = np.eye(num_classes)[np.asarray(y_train)]
+  up = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
 
   def one(p0, p):
-    k_xx = ntk.empirical_ntk(f, p0, x_train, chunk=chunk)
-    k_tx = ntk.empirical_ntk(f, p0, x_test, x_train, chunk=chunk)
-    lam = ridge * jnp.trace(k_xx) / k_xx.shape[0]
-    pred = ntk.kernel_regression(k_xx, k_tx, y, f(p0, x_train), f(p0, x_test),
-                                 ridge=lam)
-    return jnp.argmax(pred, -1), jnp.argmax(f(p, x_test), -1)
+    p0, xs, xt = up(p0), up(x_train), up(x_test)
+    k_xx = ntk.empirical_ntk(f, p0, xs, trace=False, chunk=chunk)
+    k_tx = ntk.empirical_ntk(f, p0, xt, xs, trace=False, chunk=chunk)
+    # The trained network as it runs (its own precision).
+    return k_xx, k_tx, f(p0, xs), f(p0, xt), f(p, jnp.asarray(x_test))
   # One run at a time: the Jacobian blocks of a wide net are large.
-  return jax.jit(lambda p0, p: jax.lax.map(lambda a: one(*a), (p0, p)))
+  kernels = jax.jit(lambda p0, p: jax.lax.map(lambda a: one(*a), (p0, p)))
+
+  def regress(p0, p):
+    with jax.enable_x64(True):
+      k_xx, k_tx, f0, f0_test, out = (np.asarray(a) for a in
+                                      distributed.device_get(kernels(p0, p)))
+    pred = [ntk.kernel_regression(k_xx[r], k_tx[r], y, f0[r], f0_test[r],
+                                  ridge=ridge * ntk.mean_diagonal(k_xx[r]))
+            for r in range(len(k_xx))]
+    return np.argmax(np.stack(pred), -1), np.argmax(out, -1)
+  return regress
 
 
 def record_file(folder: str, step: int) -> str:
@@ -212,8 +242,7 @@ def run(config, workdir):
                             ds.num_classes, chunk, s.ridge)
 
     def measure(_, state, init_params, regress=regress):
-      kr, net = map(np.asarray, distributed.device_get(
-          regress(init_params, state["params"])))
+      kr, net = regress(init_params, state["params"])
       return {"kernel_regression_accuracy": (kr == y_test).mean(1),
               "network_accuracy": (net == y_test).mean(1),
               "agreement": (kr == net).mean(1)}
@@ -231,6 +260,9 @@ def run(config, workdir):
       "model": config.model.name, "depth": s.depth, "widths": widths,
       "seeds": seeds, "train_examples": len(ds.train.y),
       "test_examples": len(y_test), "probe_size": len(probe),
+      # Which kernel the linearized model solved with (runs before this
+      # field solved with the trace K_0 standing for Θ_0).
+      "regression_kernel": REGRESSION_KERNEL,
       "record_steps": steps, "early_step": config.train.steps // 10,
       "stages": results,
       "slopes": {key: slopes(widths, final(key)) for key in RECORDED},

@@ -12,6 +12,19 @@ REFERENCES = (papers.LEE_WEIGHTS, papers.LEE_KERNEL, papers.LEE_LINEAR,
               papers.FORT_EARLY)
 
 
+def kernel_of(s) -> str:
+  """The kernel the run's linearized model solved with: the full per-logit
+  Θ_0 (summary's regression_kernel), or, in runs before, the trace K_0."""
+  return "Θ_0" if s.get("regression_kernel") == "full" else "K_0"
+
+
+def regression_setup(s, ridge) -> str:
+  if kernel_of(s) == "K_0":
+    return (f"kernel regression with K_0 (ridge {ridge:g} × mean diagonal)")
+  return (f"kernel regression with Θ_0, the full per-logit NTK at init (an "
+          f"[n C, n C] system, float64; ridge {ridge:g} × its mean diagonal)")
+
+
 def _stat(x, key):  # a final value of the curves, or a stage's own
   return x["final"].get(key) or x[key]
 
@@ -76,7 +89,7 @@ def comparisons(s, config):
         "agreement", True, 100)
   out.versus(f"width {ws[-1]}: test accuracy, network vs kernel regression "
              "(%)", papers.LEE_LINEAR, st[-1]["network_accuracy"],
-             st[-1]["kernel_regression_accuracy"], ("network", "K_0"),
+             st[-1]["kernel_regression_accuracy"], ("network", kernel_of(s)),
              paper="equal", rule=compare.within, tolerance=0.02)
   for x in (st[0], st[-1]):
     out.versus(f"width {x['width']}: kernel "
@@ -109,8 +122,8 @@ def write(path, config, summary):
              f"{n.depth} hidden layer(s) of width "
              f"{', '.join(map(str, summary['widths']))} (a stage each). K: the"
              f" empirical NTK traced over the outputs, on the first "
-             f"{summary['probe_size']} training examples; kernel regression "
-             f"with K_0 (ridge {n.ridge:g} × mean diagonal) on the whole "
+             f"{summary['probe_size']} training examples; "
+             f"{regression_setup(summary, n.ridge)} on the whole "
              f"training set, tested on the first {summary['test_examples']} "
              "test examples"),
       figures=[("Relative change of weights and kernel at the end, and test "
