@@ -66,7 +66,8 @@ def run(config, workdir_path: str, overwrite: bool = False,
   distributed.check_shared_workdir(paths.absolute(workdir_path))
   # One run at a time in a workdir, also of a multi-process run whose
   # hosts share only the disk.
-  with distributed.workdir_lock(workdir_path), _closing_what_it_opens():
+  with distributed.workdir_lock(workdir_path), _closing_what_it_opens(), (
+      validation.files_of(references)):
     return _run_in(experiment, config, workdir_path, overwrite)
 
 

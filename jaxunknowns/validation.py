@@ -7,6 +7,7 @@ of the experiment's own (`Experiment.validate`). Each failure is a
 `UserError` naming the field, its value and what it expects.
 """
 
+import contextlib
 import contextvars
 import dataclasses
 import math
@@ -39,9 +40,22 @@ def check_int(value, field: str, minimum: int, note: str = ""):
         f"an integer >= {minimum}" + (f" ({note})" if note else ""))
 
 
-# While `check_config` runs: the config the file gives the chosen variant
-# before any override (its references[0]), whose values are the file's own.
+# While `check_config` runs, and the run it checked (`files_of`): the config
+# the file gives the chosen variant before any override (its
+# references[0]), whose values are the file's own.
 _FILE_OWN = contextvars.ContextVar("file_own_config", default=None)
+
+
+@contextlib.contextmanager
+def files_of(references):
+  """Within it, `files_own_values` are the chosen variant's (references[0];
+  None: any of the file's configs): the checks an experiment can make only
+  once its data or model is built judge a value as `check_config` does."""
+  token = _FILE_OWN.set(references[0] if references else None)
+  try:
+    yield
+  finally:
+    _FILE_OWN.reset(token)
 
 
 def files_own_values(config, field: str) -> Sequence[Any]:
@@ -305,13 +319,10 @@ def check_config(config, references: Optional[Sequence] = None, *,
   experiment = EXPERIMENTS.get(config.experiment)
   if not experiment.float64:
     check_float32(config)
-  token = _FILE_OWN.set(references[0] if references else None)
-  try:
+  with files_of(references):
     experiment.validate(config)
     # Last: an experiment's own message (a model it cannot use) says more.
     check_choices(config, experiment.own_fields)
-  finally:
-    _FILE_OWN.reset(token)
   return experiment
 
 

@@ -692,6 +692,21 @@ def test_bad_input_is_refused_before_touching_the_workdir(
     assert needle in message, (needle, message)
 
 
+def test_a_value_of_another_variant_is_the_users_also_once_the_model_is_built(
+    tmp_path):
+  """The conv layers are known once the model is built, inside the run: a
+  conv_fraction there counted as the file's own when any variant gives it
+  (conv2_cifar10's 0.1), so a layer rate replaced the user's 0.1 without a
+  word. The run judges it as check_config does: the chosen variant's own."""
+  from run_helpers import assert_cli_one_line_error  # pylint: disable=g-import-not-at-top
+  assert_cli_one_line_error(
+      ["--config=configs/imp.py:mnist1d,runlocal",
+       "--config.model.name=mnist1d_cnn", "--config.model.widths=(100,100)",
+       "--config.prune.conv_fraction=0.1",
+       "--config.prune.layer_rates=('Conv_1=0.05',)"], tmp_path / "new",
+      "replaces prune.conv_fraction=0.1")
+
+
 def test_initial_mask_of_another_architecture_is_refused(rewind0, tmp_path):
   masks = rewind0.workdir / "masks" / "level_01.npz"
   config = load_config(MNIST1D, {"prune.initial_mask": str(masks),
