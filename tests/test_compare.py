@@ -2,6 +2,8 @@
 each rule flips exactly where its stated threshold says, reasons come only
 from material protocol differences, and the writer groups by verdict."""
 
+import math
+
 import pytest
 
 from jaxunknowns.report import compare
@@ -121,6 +123,23 @@ def test_within_and_monotone():
   assert compare.monotone([3, 2, 1.5], increasing=False, what="x")[0] is True
   assert compare.monotone([3, 2, 2.05], increasing=False, what="x")[0] is False
   assert compare.monotone([1], increasing=True, what="x")[0] is None
+
+
+@pytest.mark.parametrize("a", [(math.inf,) * 3, (math.inf, 1.0, 1.0),
+                               (math.nan, 1.0, 1.0)])
+def test_within_and_monotone_decide_nothing_on_a_diverged_value(a):
+  """Every seed at inf has std 0, so |inf − 1| > the bare tolerance read
+  'differs', blamed on the protocol; one seed at inf or nan made the margin
+  nan, 'the seeds' spread cannot tell'. Divergence says so, as elsewhere."""
+  verdict = compare.within(stat(*a), stat(1.0, 1.0, 1.0), a_name="ours",
+                           b_name="1", tolerance=0.1)
+  assert verdict[0] is None and verdict[1].endswith(compare.DIVERGED), verdict
+  row = compare.comparison("q", compare.Reference("s", "src"), "inf",
+                           *verdict)
+  assert row.verdict == compare.NOT_TESTABLE
+  assert row.reasons == (compare.DIVERGED,)
+  assert compare.monotone([1.0, math.nan, 3.0], increasing=True,
+                          what="x") == (None, f"x: {compare.DIVERGED}")
 
 
 def test_within_agrees_only_inside_the_tolerance():

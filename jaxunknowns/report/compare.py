@@ -334,6 +334,8 @@ def within(a: Optional[Stat], b: Optional[Stat], *, a_name: str, b_name: str,
     return None, ONE_SEED
   gap = abs(a["mean"] - b["mean"])
   margin = tolerance + 2 * max(std_of(a), std_of(b))
+  if not (math.isfinite(gap) and math.isfinite(margin)):  # inf > margin
+    return None, f"|{a_name} − {b_name}| = {gap * scale:g}: {DIVERGED}"
   d = _digits(gap * scale, (tolerance if gap <= tolerance else margin) * scale)
   head = f"|{a_name} − {b_name}| = {gap * scale:.{d}f}"
   if gap <= tolerance:
@@ -353,6 +355,8 @@ def monotone(values: Sequence[Optional[float]], *, increasing: bool,
   vals = [v for v in values if v is not None]
   if len(vals) < 2:
     return None, "fewer than two points"
+  if not all(math.isfinite(v) for v in vals):
+    return None, f"{what}: {DIVERGED}"
   steps = [b - a for a, b in zip(vals, vals[1:])]
   worst = min(steps) if increasing else max(steps)
   holds = worst >= 0 if increasing else worst <= 0
