@@ -209,8 +209,9 @@ def test_a_run_written_before_a_field_existed_still_resumes(tmp_path):
   main.run(load(), str(workdir), False)
   # And its report names that protocol where the run differs from it.
   text = (workdir / "report.md").read_text()
-  assert "(where our protocol differs: steps: 6,000 in the paper, 20 here)" in (
-      text), text[-1500:]
+  assert ("(where our protocol differs: steps: 6,000 in the paper, 20 here; "
+          "model: the authors' MLP adds its second hidden layer residually"
+          in text), text[-1500:]
 
 
 def _events(path):
