@@ -69,30 +69,46 @@ def files_own_values(config, field: str) -> Sequence[Any]:
   return config_defaults.file_values(config.get("experiment"), field)
 
 
+def _default_of(config, field: str):
+  """(True, the experiment's default of `field`), or (False, None) where it
+  has none to compare with."""
+  defaults = config_defaults.FIELD_DEFAULTS.get(config.get("experiment"))
+  *parents, leaf = field.split(".")
+  for key in parents:
+    defaults = (defaults or {}).get(key, {})
+  if not defaults or leaf not in defaults:
+    return False, None
+  return True, defaults[leaf]
+
+
+def set_by_user(config, field: str,
+                file_values: Optional[Sequence[Any]] = None) -> bool:
+  """`field` (dotted) moved from its experiment's default to a value the
+  config file itself does not give it (`file_values`, by default
+  `files_own_values`): the user's. False where there is no default."""
+  known, default = _default_of(config, field)
+  if not known:
+    return False
+  value = value_at(config, field)
+  if file_values is None:
+    file_values = files_own_values(config, field)
+  return value != default and value not in file_values
+
+
 def check_applies(config, field: str, applies: bool, when: str,
                   file_values: Optional[Sequence[Any]] = None):
   """A field moved from its experiment's default while it `applies` to
   nothing chosen is an error, never a silently unused setting; `when`
   says what would use it. Left at the default it may stay unused; so may
   a value the config file itself gives it (the chosen variant's own, which
-  the user never set): `file_values`, by default `files_own_values`.
-  Another variant's value is the user's: `imp.py:mnist1d --config.stability.levels=4,8`
-  (the stability variant's levels) with the study off would train none."""
-  defaults = config_defaults.FIELD_DEFAULTS.get(config.get("experiment"))
-  if applies or defaults is None:
-    return
-  *parents, leaf = field.split(".")
-  value, default = config, defaults
-  for key in parents:
-    value, default = value.get(key, {}), default.get(key, {})
-  if leaf not in default:  # no default to compare with: no opinion
-    return
-  value, default = value.get(leaf), default[leaf]
-  if file_values is None:
-    file_values = files_own_values(config, field)
-  if value != default and value not in file_values:
-    raise UserError(f"{field}={value!r} is unused here: it applies {when}; "
-                    f"leave it at {default!r}")
+  the user never set): `file_values`, by default `files_own_values`
+  (`set_by_user`). Another variant's value is the user's: `imp.py:mnist1d
+  --config.stability.levels=4,8` (the stability variant's levels) with the
+  study off would train none."""
+  if not applies and set_by_user(config, field, file_values):
+    raise UserError(f"{field}={value_at(config, field)!r} is unused here: it "
+                    f"applies {when}; leave it at "
+                    f"{_default_of(config, field)[1]!r}")
 
 
 def check_read_by(config, readers_of: Mapping[str, Sequence[str]],

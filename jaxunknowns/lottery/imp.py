@@ -46,8 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxunknowns import (config_defaults, experiments, optim, paths, prng,
-                         pruning, runs, validation)
+from jaxunknowns import (experiments, optim, paths, prng, pruning, runs,
+                         validation)
 from jaxunknowns.config_loading import name_list
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import MetricWriter, read_metrics, stats
@@ -130,16 +130,6 @@ def refuse_unused_fields(p):
                     "dense with prune.output_fraction=0")
 
 
-def set_by_user(config, field: str) -> bool:
-  """`field` (dotted) moved from its default to a value the config file
-  itself does not give it (validation.files_own_values): the user's."""
-  defaults = config_defaults.FIELD_DEFAULTS.get(config.get("experiment"), {})
-  value, default = validation.value_at(config, field), validation.value_at(
-      defaults, field)
-  return value != default and value not in validation.files_own_values(
-      config, field)
-
-
 def refuse_overridden_rates(config, conv_layers=None):
   """A layer rate (prune.layer_rates) replaces the output_fraction or
   conv_fraction of its layer: one of those the user also set for that
@@ -150,7 +140,8 @@ def refuse_overridden_rates(config, conv_layers=None):
     for field, applies in (
         ("output_fraction", pruning.is_output_layer(name)),
         ("conv_fraction", conv_layers is not None and name in conv_layers)):
-      if applies and p[field] != -1 and set_by_user(config, f"prune.{field}"):
+      if applies and p[field] != -1 and validation.set_by_user(
+          config, f"prune.{field}"):
         raise UserError(
             f"prune.layer_rates={tuple(p.layer_rates)!r} sets layer {name}'s "
             f"rate, which replaces prune.{field}={p[field]!r} there: give "
