@@ -271,14 +271,3 @@ def record_runs(scratch: str, names: Sequence[str]):
   paths.makedirs(scratch)
   paths.write_atomic(os.path.join(scratch, RUNS_FILE),
                      json.dumps(list(names)) + "\n")
-
-
-def recorded_runs(scratch: str) -> Optional[List[str]]:
-  """The names `record_runs` wrote; None where it wrote none (a folder of
-  an earlier version) or the file is unreadable."""
-  try:
-    names = json.loads(paths.read_text(os.path.join(scratch, RUNS_FILE)))
-  except (OSError, ValueError):
-    return None
-  ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
-  return names if ok else None

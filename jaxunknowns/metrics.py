@@ -307,17 +307,24 @@ def count_rows(workdir: str) -> int:
 GROUP_RUNS_FILE = "runs.json"
 
 
+def group_runs(scratch: str) -> Optional[List[str]]:
+  """The run names a vmapped group's scratch folder records
+  (GROUP_RUNS_FILE); None where it records none (a folder of an earlier
+  version) or the file is unreadable."""
+  try:
+    names = json.loads(paths.read_text(os.path.join(scratch, GROUP_RUNS_FILE)))
+  except (OSError, ValueError):
+    return None
+  ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
+  return names if ok else None
+
+
 def group_members(folder: str) -> Dict[str, str]:
   """{run name: workdir} of the vmapped group whose scratch folder holds
   `folder` (its checkpoints/); {} elsewhere."""
   scratch = os.path.dirname(paths.absolute(folder))
-  try:
-    names = json.loads(paths.read_text(os.path.join(scratch, GROUP_RUNS_FILE)))
-  except (OSError, ValueError):
-    return {}
-  if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-    return {}
-  return {n: os.path.join(os.path.dirname(scratch), n) for n in names}
+  return {n: os.path.join(os.path.dirname(scratch), n)
+          for n in group_runs(scratch) or ()}
 
 
 def rows_to_record(folder: str) -> Optional[Union[int, Dict[str, int]]]:

@@ -843,12 +843,12 @@ def hand_out_changed_groups(runs: Sequence[Run], root: str, out, how: str):
   group with a run the sweep no longer has cannot be rebuilt (its config
   is gone): it says so, and its folder goes once every run is finished
   (`drop_group_scratch`)."""
-  from jaxunknowns import hparams  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import hparams, metrics  # pylint: disable=g-import-not-at-top
   by_name = {r.name: r for r in runs}
   now = hparams.scratch_folder(root, [r.name for r in _group_of(runs, False)[0]])
   for entry in sorted(paths.listdir(root)) if paths.isdir(root) else ():
     scratch = os.path.join(root, entry)
-    names = (hparams.recorded_runs(scratch)
+    names = (metrics.group_runs(scratch)
              if entry.startswith(hparams.SCRATCH_PREFIX) else None)
     if names is None or scratch == now:
       continue
