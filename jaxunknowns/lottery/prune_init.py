@@ -44,7 +44,6 @@ input. summary.json gives per method and budget the largest compression
 (1/density) each seed reaches before its first collapse along the grid.
 """
 
-import json
 import os
 import time
 from typing import Any, Dict
@@ -60,7 +59,7 @@ from jaxunknowns import (experiments, optim, paths, prng, pruning, runs,
                          stages, validation)
 from jaxunknowns.errors import UserError
 from jaxunknowns.lottery import imp
-from jaxunknowns.metrics import MetricWriter, stats
+from jaxunknowns.metrics import MetricWriter, read_json_object, stats
 from jaxunknowns.pruning import budgets, init_scores
 
 VARIANTS = ("found", "shuffled", "reinit", "inverted", "sign_flip")
@@ -172,14 +171,10 @@ def check_imp_run(path, config):
   if os.path.basename(folder) != "masks":
     return
   beside = os.path.join(os.path.dirname(folder), "config.json")
-  if not paths.exists(beside):
+  theirs = read_json_object(beside, "restore the imp run's config.json")
+  if theirs is None:
     return
-  try:
-    theirs = json.loads(paths.read_text(beside))
-  except Exception as e:  # pylint: disable=broad-except
-    raise UserError(f"prune_init.imp={path!r}: the imp run's {beside} is not "
-                    f"readable JSON ({type(e).__name__}); restore it") from e
-  if not isinstance(theirs, dict) or theirs.get("experiment") != "imp":
+  if theirs.get("experiment") != "imp":
     raise UserError(f"prune_init.imp={path!r}: {beside} is not an imp run's "
                     "config; give the masks of an imp workdir")
   ours = workdir_lib.config_to_dict(config)
