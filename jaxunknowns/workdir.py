@@ -370,8 +370,9 @@ class Workdir:
           if created:  # a full disk: the workdir goes back to absent
             paths.rmtree(self.path)
           raise
-      if self.overwrite and ON_OVERWRITE.get():
-        ON_OVERWRITE.get()(self.path)
+      emptied = ON_OVERWRITE.get() if self.overwrite else None
+      if emptied:
+        emptied(self.path)
     elif not self.overwrite:
       self._copy_shared_rows()
     self.overwrite = False
