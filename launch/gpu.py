@@ -42,6 +42,18 @@ def parse_args(argv):
   needed += ["workdir"] if "fetch" in args.steps else []
   lc.require(args, needed)
   lc.check_workdir(args)
+  w = args.workdir
+  if w and not lc.on_object_store(w) and not os.path.isabs(w) and (
+      not lc.in_workdirs(w)):
+    # The sync's `rsync --delete` removes from --remote_dir whatever the
+    # project does not hold, except what .gitignore names (/workdirs/):
+    # a run in --remote_dir/runs/x would be deleted, checkpoints and all,
+    # by the next sync (the documented way to resume).
+    raise lc.LaunchError(
+        f"--workdir={w}: a relative workdir must be under workdirs/ (e.g. "
+        f"--workdir=workdirs/{os.path.basename(os.path.normpath(w))}): the "
+        "sync step deletes anything else in --remote_dir that the project "
+        "does not hold; or give an absolute path outside --remote_dir")
   return args
 
 

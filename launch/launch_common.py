@@ -61,6 +61,9 @@ def add_run_arguments(p: Parser):
                  help="Local folder the workdir is fetched into")
   p.add_argument("--python", default="3.11",
                  help="Python version of the remote virtualenv (uv)")
+  p.add_argument("--with_ray", action="store_true",
+                 help="Install the [ray] extra too (Ray sweeps across "
+                 "machines, launch/README.md)")
   p.add_argument("--dry_run", action="store_true",
                  help="Print the command lines; run nothing")
 
@@ -116,6 +119,13 @@ def check_workdir(args):
                       f"--remote_dir ({args.remote_dir}) or an absolute one")
 
 
+def in_workdirs(workdir: str) -> bool:
+  """A relative workdir under workdirs/, the folder .gitignore keeps out of
+  the project's files (so a sync never sends or deletes it)."""
+  parts = os.path.normpath(workdir).split(os.sep)
+  return len(parts) > 1 and parts[0] == "workdirs"
+
+
 def fetch_steps(args, copy: Sequence[str]) -> List[Step]:
   """mkdir FETCH_TO, then `copy`; for a gs:// workdir only a line saying
   where the results are."""
@@ -133,9 +143,11 @@ def remote_workdir(args) -> str:
 
 
 def install_command(args, extra: str) -> str:
-  """Shell command that installs the project with `.[extra]` in
-  REMOTE_DIR/.venv (uv installs itself and the Python version if needed)."""
+  """Shell command that installs the project with `.[extra]` (and `ray`
+  with --with_ray) in REMOTE_DIR/.venv (uv installs itself and the Python
+  version if needed)."""
   d = shlex.quote(args.remote_dir)
+  extra += ",ray" * bool(getattr(args, "with_ray", False))
   return (f"cd {d} && export PATH=\"$HOME/.local/bin:$PATH\" && "
           f"(command -v uv >/dev/null || curl -LsSf {UV_URL} | sh) && "
           f"uv venv --allow-existing --python {shlex.quote(args.python)} .venv && "

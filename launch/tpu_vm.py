@@ -80,8 +80,13 @@ def check_shared_workdir(args):
     return
   kind = args.accelerator_type
   if kind and is_multi_host(kind):
+    # Not WORKDIR_NOT_SHARED's "or a shared filesystem": this launcher
+    # cannot tell that a folder is mounted on every worker, so on a pod
+    # slice it runs only into a bucket.
     raise lc.LaunchError(f"--workdir={args.workdir} on {kind} (several "
-                         f"hosts): {lc.WORKDIR_NOT_SHARED}")
+                         "hosts): every host writes the one workdir, and a "
+                         "folder here is on each worker's own disk; pass "
+                         "--workdir=gs://BUCKET/PATH")
   if not args.allow_local_workdir:
     raise lc.LaunchError(
         f"--workdir={args.workdir} is a folder on the TPU VM's own disk: pass "

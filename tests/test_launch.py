@@ -7,6 +7,7 @@ fake `gcloud`, `ssh` and `rsync` executables that log their arguments.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -232,18 +233,33 @@ def test_gpu_gs_workdir_fetches_nothing(tmp_path):
     ("gpu.py", ["--host=h", "--config=c", "--workdir=~/w"],
      "error: --workdir=~/w: give a path relative to --remote_dir "
      "(jaxunknowns) or an absolute one"),
+    # The sync's rsync --delete would remove a run outside workdirs/ (the
+    # folder .gitignore protects) the next time, i.e. on the documented
+    # resume.
+    ("gpu.py", ["--host=h", "--config=c", "--workdir=runs/cnn"],
+     "error: --workdir=runs/cnn: a relative workdir must be under workdirs/ "
+     "(e.g. --workdir=workdirs/cnn): the sync step deletes anything else in "
+     "--remote_dir that the project does not hold; or give an absolute path "
+     "outside --remote_dir"),
+    ("gpu.py", ["--host=h", "--steps=fetch", "--workdir=workdirs/../w"],
+     "error: --workdir=workdirs/../w: a relative workdir must be under "
+     "workdirs/ (e.g. --workdir=workdirs/w): the sync step deletes anything "
+     "else in --remote_dir that the project does not hold; or give an "
+     "absolute path outside --remote_dir"),
     ("gpu.py", ["--host=h", "--steps=sync", "--port=ssh"],
      "error: argument --port: invalid int value: 'ssh'"),
     # A folder on each worker's own disk cannot hold a multi-host run, even
     # with --allow_local_workdir.
     ("tpu_vm.py", ["--name=t", "--zone=z", "--accelerator_type=v4-16",
                    "--config=c", "--workdir=w", "--allow_local_workdir"],
-     "error: --workdir=w on v4-16 (several hosts): the workdir is not shared "
-     "between hosts: use a gs:// path or a shared filesystem"),
+     "error: --workdir=w on v4-16 (several hosts): every host writes the one "
+     "workdir, and a folder here is on each worker's own disk; pass "
+     "--workdir=gs://BUCKET/PATH"),
     ("tpu_vm.py", ["--name=t", "--zone=z", "--accelerator_type=v5litepod-16",
                    "--config=c", "--workdir=/data/w", "--steps=create,run"],
-     "error: --workdir=/data/w on v5litepod-16 (several hosts): the workdir "
-     "is not shared between hosts: use a gs:// path or a shared filesystem"),
+     "error: --workdir=/data/w on v5litepod-16 (several hosts): every host "
+     "writes the one workdir, and a folder here is on each worker's own disk; "
+     "pass --workdir=gs://BUCKET/PATH"),
     ("tpu_vm.py", ["--name=t", "--zone=z", "--accelerator_type=v4-8",
                    "--config=c", "--workdir=w"],
      "error: --workdir=w is a folder on the TPU VM's own disk: pass "
@@ -323,6 +339,33 @@ def test_tpu_steps_run_in_order_and_pack_the_project(tmp_path):
           "configs/train.py"} <= names
   assert not any(n.startswith((".git/", "workdirs/")) or "__pycache__" in n
                  for n in names)
+
+
+def test_with_ray_installs_the_ray_extra_too():
+  """launch/README.md's Ray-on-TPU recipe starts `ray` from the project's
+  venv, which `.[tpu]` alone did not install."""
+  assert tpu_commands("--steps=install", "--with_ray")[-1][-1].endswith(
+      INSTALL.format(extra="tpu,ray"))
+  assert gpu_commands("--steps=install", "--with_ray") == [
+      ["ssh", "me@gpu-box", INSTALL.format(extra="cuda,ray")]]
+
+
+def test_a_local_virtualenv_is_neither_packed_nor_synced(tmp_path):
+  """A venv made in the checkout (python -m venv .venv writes no
+  .gitignore of its own) went to every TPU worker in the tarball, and the
+  GPU sync pushed it over the remote .venv: both follow .gitignore."""
+  repo = tmp_path / "repo"
+  (repo / ".venv" / "bin").mkdir(parents=True)
+  (repo / ".venv" / "bin" / "python").write_text("")
+  (repo / "venv").mkdir()
+  (repo / "venv" / "pyvenv.cfg").write_text("")
+  (repo / "setup.py").write_text("")
+  shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
+  subprocess.run(["git", "init", "-q", str(repo)], check=True)
+  tarball = tmp_path / "p.tar.gz"
+  launch_common.pack(str(repo), str(tarball))
+  with tarfile.open(tarball) as tar:
+    assert sorted(tar.getnames()) == [".gitignore", "setup.py"]
 
 
 def test_a_failed_step_stops_and_never_deletes(tmp_path):
