@@ -22,10 +22,14 @@ Change one stage: `--config.article.stages.bn_only=configs/bn_only.py:digits`;
 leave stages out: `--config.article.skip=ntk,sam`; re-run every stage on
 other seeds: `--config.article.seed_offset=1000`; fan the stages out over a
 Ray cluster: `--config.article.executor=ray` (RAY_ADDRESS, or a local one).
+A rerun into the same --workdir may change the stages, skip and executor,
+keeping every finished stage; a stage whose folder holds a run of another
+config is refused until that folder (WORKDIR/stages/NAME) is removed.
 """
 
 import ml_collections
 
+from jaxunknowns import config_defaults
 from jaxunknowns.article.outline import SCALES
 
 # Stage -> its config file and the variant at scales laptop, gpu, paper
@@ -72,6 +76,17 @@ def get_config(arg=""):
   if scale not in SCALES:
     raise ValueError(f"unknown scale {scale!r} of configs/article.py; valid: "
                      f"{', '.join(SCALES)}")
+  # What make_config records for every other experiment: its config before
+  # any variant, the value a field added later had in the runs written
+  # before it (workdir.check resumes them; article.seed_offset came after
+  # the committed docs/article). The scale is the article's variant, and
+  # there is no article config before one: the default scale's stands in,
+  # the same whichever scale is loaded.
+  config_defaults.FIELD_DEFAULTS["article"] = _config("laptop")
+  return _config(scale)
+
+
+def _config(scale):
   c = ml_collections.ConfigDict()
   c.experiment = "article"
   c.article = ml_collections.ConfigDict()

@@ -22,6 +22,7 @@ import importlib.util
 import os
 import socket
 import sys
+import time
 import traceback
 import uuid
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
@@ -156,10 +157,12 @@ def check_ray_options(num_cpus: float = 1, num_gpus: float = 0,
 
 
 def check_ray_address(address: str = "", seconds: float = 10.0,
+                      flag: str = "--ray_address (or RAY_ADDRESS)",
                       **unused) -> None:
   """One line, not an endless wait, where a Ray cluster's address (HOST:PORT
   or ray://HOST:PORT, else RAY_ADDRESS) takes no connection: ray.init
-  retried an unreachable one for minutes, saying nothing."""
+  retried an unreachable one for minutes, saying nothing. `flag`: what the
+  user set it with (the article has RAY_ADDRESS only)."""
   del unused
   address = address or os.environ.get("RAY_ADDRESS", "")
   host, _, port = address.split("://")[-1].rpartition(":")
@@ -170,16 +173,29 @@ def check_ray_address(address: str = "", seconds: float = 10.0,
   except OSError as e:
     raise UserError(
         f"no Ray cluster answers at {address} ({e.strerror or e}); check "
-        "--ray_address (or RAY_ADDRESS), or drop it for a local cluster"
+        f"{flag}, or drop it for a local cluster"
     ) from None
+
+
+def _timed_run_one(*args, **kwargs):
+  """`run_one` as a Ray task: (its outcome, the seconds it took there)."""
+  t0 = time.time()
+  return run_one(*args, **kwargs), time.time() - t0
 
 
 def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
             address: str = "", num_cpus: float = 1, num_gpus: float = 0,
             resources: Optional[Mapping[str, float]] = None,
             max_retries: int = 2,
-            init: Optional[Callable[..., Any]] = None) -> Outcomes:
-  """Every unfinished run as one Ray task; waits for all of them."""
+            init: Optional[Callable[..., Any]] = None,
+            in_sweep: bool = True,
+            on_done: Optional[Callable[[str, Optional[str], float], Any]]
+            = None) -> Outcomes:
+  """Every unfinished run as one Ray task; waits for all of them.
+  `in_sweep`: as run_one's (the article's stages are no sweep's runs).
+  `on_done(name, outcome, seconds)`: called as each task ends (the
+  article's stages.json), with the seconds it ran (where its worker died,
+  those since it was submitted, queueing included)."""
   try:
     import ray  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -199,10 +215,13 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
           "lower --ray_cpus, --ray_gpus or --ray_resources, or pass "
           "--ray_address of a cluster that has them")
 
-  task = ray.remote(run_one).options(
+  # Named as the function it times: what `ray list tasks`, the dashboard
+  # and a worker's process title (ray::run_one) showed before.
+  task = ray.remote(_timed_run_one).options(
+      name="run_one",
       num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
       max_retries=max_retries, retry_exceptions=False)
-  outcomes, pending = {}, {}
+  outcomes, pending, submitted = {}, {}, {}
   # --overwrite empties a run's folder once: a task retried after its worker
   # died finds the marker its first attempt left and resumes (without it,
   # each retry emptied the folder again and trained from step 0).
@@ -219,8 +238,9 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
         continue
       marker = (os.path.join(markers, os.path.basename(run.workdir))
                 if markers else "")
+      submitted[run.name] = time.time()
       pending[task.remote(run.config, run.workdir, overwrite, run.references,
-                          in_sweep=True, stop_on_write_errors=False,
+                          in_sweep=in_sweep, stop_on_write_errors=False,
                           overwritten_marker=marker)] = run.name
     print(f"{len(pending)} runs submitted to Ray "
           f"({address or 'a local cluster'})", file=out)
@@ -229,8 +249,9 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
       done, _ = ray.wait(list(pending), num_returns=1)
       name = pending.pop(done[0])
       try:
-        outcomes[name] = ray.get(done[0])
+        outcomes[name], seconds = ray.get(done[0])
       except ray.exceptions.RayError as e:  # the worker died, or Ray itself
+        seconds = time.time() - submitted[name]
         # Ray retries a dead worker up to max_retries times, but not every
         # failure (a raylet or runtime-env agent gone fails at once).
         outcomes[name] = (f"Ray task failed (retried up to {max_retries} "
@@ -240,6 +261,8 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
       print(f"{name}: {'finished' if outcomes[name] is None else 'FAILED'} "
             f"({len(pending)} left)", file=out)
       out.flush()
+      if on_done is not None:
+        on_done(name, outcomes[name], seconds)
   finally:
     if markers:
       paths.rmtree(markers)

@@ -84,6 +84,12 @@ class Experiment:
   # The others stop before touching the workdir: their host-side analyses
   # and stage folders are written for one process (a traceback or a hang).
   multi_process: bool = False
+  # Fields (dotted; each with every field under it) that only choose which
+  # parts of a run run and how, each part checking its own config when it
+  # runs (the article's stages, each in a workdir of its own): a rerun may
+  # change them. Workdir.check leaves them out of its comparison, and
+  # Workdir.open rewrites config.json with the rerun's values.
+  resume_may_change: Tuple[str, ...] = ()
 
   @property
   def report(self) -> Optional[Callable]:
@@ -112,7 +118,8 @@ EXPERIMENTS = _Experiments("experiment", "experiment")
 def register(name: str, validate: Callable = lambda config: None,
              report: Union[str, Callable, None] = None,
              own_fields: Tuple[str, ...] = (), float64: bool = False,
-             multi_process: bool = False):
+             multi_process: bool = False,
+             resume_may_change: Tuple[str, ...] = ()):
   if isinstance(report, str):
     # Imported only once a run has trained: a misspelt module would
     # surface then, after hours. Found now, without importing it (the
@@ -131,7 +138,8 @@ def register(name: str, validate: Callable = lambda config: None,
     EXPERIMENTS.register(name)(
         Experiment(run=run, validate=validate, report_fn=report,
                    own_fields=tuple(own_fields), float64=float64,
-                   multi_process=multi_process))
+                   multi_process=multi_process,
+                   resume_may_change=tuple(resume_may_change)))
     return run
   return decorator
 

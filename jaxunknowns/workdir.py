@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import ml_collections
 from etils import epath
@@ -24,6 +24,16 @@ from jaxunknowns.metrics import METRICS_FILE, read_json_object, write_json
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 SWEEP_FILE = "sweep.json"  # a sweep root's aggregate (sweep.py's SWEEP_JSON)
+
+
+def _resume_may_change(experiment: Optional[str]) -> Tuple[str, ...]:
+  """The fields `experiment` declares a rerun may change (none for a name
+  the registry does not know: its run is refused elsewhere)."""
+  from jaxunknowns import experiments  # pylint: disable=g-import-not-at-top
+  try:
+    return experiments.EXPERIMENTS.get(experiment).resume_may_change
+  except UserError:
+    return ()
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> Dict[str, Any]:
@@ -199,7 +209,27 @@ class Workdir:
 
   @property
   def finished(self) -> bool:
-    return paths.exists(self.summary_path)
+    """summary.json is there, written under this config: a rerun that
+    changed a field its experiment lets a rerun change (the article's
+    stages, skip, executor) is a run still to make (Workdir.open removes
+    the old summary.json), not one to report as already finished."""
+    if not paths.exists(self.summary_path):
+      return False
+    saved = self.saved_config
+    return saved is None or not self.differences(saved)[1]
+
+  def differences(self, saved: Dict[str, Any]) -> Tuple[List[str], List[str]]:
+    """The fields where `saved` (a config.json) and this run's config
+    differ: (those that make it another run, those its experiment lets a
+    rerun change: `Experiment.resume_may_change`)."""
+    experiment = self.config.get("experiment")
+    defaults = config_defaults.FIELD_DEFAULTS.get(experiment)
+    diff = config_differences(saved, config_to_dict(self.config),
+                              defaults and config_to_dict(defaults))
+    free = _resume_may_change(experiment)
+    changeable = [k for k in diff
+                  if any(k == f or k.startswith(f + ".") for f in free)]
+    return [k for k in diff if k not in changeable], changeable
 
   def check(self):
     """Refuses a workdir that cannot be written or holds a different run
@@ -217,9 +247,7 @@ class Workdir:
     if saved is None:
       self._check_no_run_files()
       return
-    defaults = config_defaults.FIELD_DEFAULTS.get(self.config.get("experiment"))
-    diff = config_differences(saved, config_to_dict(self.config),
-                              defaults and config_to_dict(defaults))
+    diff, _ = self.differences(saved)
     if diff:
       raise UserError(
           f"workdir {self.shared_path} holds a run with a different config "
@@ -363,7 +391,17 @@ class Workdir:
       except OSError as e:
         raise UserError(f"workdir {self.path} cannot be created: "
                         f"{e.strerror}; choose another --workdir") from e
-      if self.saved_config is None:
+      saved = self.saved_config
+      changed = saved is not None and self.differences(saved)[1]
+      if changed:
+        # A rerun that changed what its experiment lets it change:
+        # config.json records the run going on, never the old settings, and
+        # the old run's summary.json describes those settings. It goes
+        # first: a kill between the two leaves the old config, unfinished,
+        # which resumes.
+        if paths.exists(self.summary_path):
+          paths.remove(self.summary_path)
+      if saved is None or changed:
         try:
           write_json(self.file(CONFIG_FILE), config_to_dict(self.config))
         except BaseException:

@@ -19,10 +19,11 @@ from typing import Any, List, Mapping, Sequence
 from jaxunknowns import paths
 from jaxunknowns.article import outline
 from jaxunknowns.errors import UserError
-from jaxunknowns.metrics import read_json
+from jaxunknowns.metrics import read_json_object
 from jaxunknowns.report import compare
 from jaxunknowns.report.page import PAGE_JSON, STATS_NOTE
 from jaxunknowns.report.text import duration, markdown_table, run_line
+from jaxunknowns.workdir import CONFIG_FILE
 
 TITLE = "What we still don't understand about machine learning, measured"
 MARKDOWN, HTML = "ARTICLE.md", "article.html"
@@ -38,13 +39,16 @@ class Block:
   rows: Sequence[Sequence[str]] = ()  # table: header row first
 
 
-def verdict(status: Mapping[str, Any], comparisons) -> str:
+def verdict(status: Mapping[str, Any], page, comparisons) -> str:
   """'agrees (3 of 3)', 'mixed: 2 agree, 1 differ', 'failed', ... counted
-  from the stage's comparisons."""
+  from the stage's comparisons; 'no report' where its page.json (`page`)
+  is missing: no comparison is known, not that it has none."""
   if not status:
     return "not run"
   if status.get("status") == "failed":
     return "failed"
+  if page is None:
+    return "no report"
   counts = collections.Counter(c.verdict for c in comparisons)
   if not counts:
     return "no comparison with a paper"
@@ -102,8 +106,10 @@ def blocks(root: str, config, summary) -> List[Block]:
             "protocol (agrees / differs / not testable here), counted; the "
             "stage's report gives every number and rule."),
       Block("command", command(config, scale))]
-  pages = {s.stage: read_json(os.path.join(root, "stages", s.stage,
-                                           PAGE_JSON)) for s in shown}
+  pages = {s.stage: read_json_object(
+      os.path.join(root, "stages", s.stage, PAGE_JSON),
+      "rebuild the stage's report: python -m jaxunknowns.report_cli "
+      f"--workdir={os.path.join(root, 'stages', s.stage)}") for s in shown}
   summary_rows, body = [list(SUMMARY_HEADER)], []
   for q_number, question in enumerate(outline.QUESTIONS, 1):
     sections = [s for s in question.sections if s.stage in stages]
@@ -115,14 +121,27 @@ def blocks(root: str, config, summary) -> List[Block]:
       number = f"{q_number}.{s_number}"
       status, page = stages[section.stage], pages[section.stage]
       comparisons = _comparisons(page)
-      said = verdict(status, comparisons)
-      seeds = str(status.get("seeds") or "–")
-      summary_rows.append([number, section.claim, section.stage, said, seeds,
+      said = verdict(status, page, comparisons)
+      status = {**status, "seeds": _seeds(root, section.stage, status)}
+      summary_rows.append([number, section.claim, section.stage, said,
+                           str(status["seeds"] or "–"),
                            duration(status["seconds"])])
       body += _section(number, section, config, status, page, comparisons,
                        said)
   return out + [Block("heading2", "The claims and their verdicts"),
                 Block("table", rows=summary_rows)] + body
+
+
+def _seeds(root: str, stage: str, status: Mapping[str, Any]):
+  """The stage's seeds as configured (its config.json, else the article's
+  record of it: a stage that failed before writing one). Not its summary's
+  list of seeds, which names every network it trained: mode_connectivity's
+  two per seed read as 6 seeds of 3."""
+  folder = os.path.join(root, "stages", stage)
+  config = read_json_object(
+      os.path.join(folder, CONFIG_FILE), "remove that stage's folder and "
+      "rerun the article to run the stage again", "a JSON object of a config")
+  return (config or {}).get("seeds", status.get("seeds"))
 
 
 def _section(number, section, config, status, page, comparisons, said):
