@@ -4,6 +4,9 @@ A checkpoint directory holds the last `max_to_keep` states. Restoring tries the
 newest first; if it cannot be read (a run killed mid-write on a filesystem
 without atomic renames, a file damaged later), it says so and falls back to
 the one before. If none can be read, the error says which folder to delete.
+With several processes each reads its own shards, so a step may be readable
+on one and not on another: they agree on the newest step every one of them
+can read.
 """
 
 import json
@@ -16,9 +19,13 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-from jaxunknowns import metrics, paths
+from jaxunknowns import distributed, metrics, paths
 from jaxunknowns.errors import UserError
 
+
+# The one item of a step's folder: what the manager names an item saved
+# with `args=` alone (the folder STEP/default).
+_ITEM = ocp.checkpoint_manager.DEFAULT_ITEM_NAME
 
 # The Checkpoints not yet garbage-collected (see `wait_for_saves`).
 _ALL = weakref.WeakSet()
@@ -60,6 +67,23 @@ def abstract(tree: Any) -> Any:
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+class _Manager(ocp.CheckpointManager):
+  """orbax's manager, which never asks JAX's preemption service.
+
+  Its save (and the finalize after it) asks
+  `multihost_utils.reached_preemption_sync_point(step)` with the training
+  step, and the service keeps only the last number it was asked with: a
+  SIGTERM that came after orbax asked with 40 set the stop point to 41,
+  which preemption.requested's count of chunk boundaries (1, 2, 3, ...)
+  never meets, so no process stopped (3 runs in 8). preemption.py alone
+  asks, and every save here is forced, so orbax's answer decided nothing.
+  """
+
+  def reached_preemption(self, step: int) -> bool:
+    del step
+    return False
+
+
 class Checkpoints:
   """A folder of step-numbered states, saved asynchronously by orbax."""
 
@@ -75,8 +99,7 @@ class Checkpoints:
 
   def _new_manager(self) -> ocp.CheckpointManager:
     # orbax reads and writes local folders and gs:// alike through epath.
-    return ocp.CheckpointManager(epath.Path(self.directory),
-                                 options=self._options)
+    return _Manager(epath.Path(self.directory), options=self._options)
 
   def steps(self):
     return sorted(self._manager.all_steps())
@@ -101,48 +124,98 @@ class Checkpoints:
   def restore_kept(self, step: int, target: Any) -> Any:
     """The state saved at `step`, which a later part of the run starts from
     (a rewind snapshot): there is no older one to fall back to, so a
-    missing or unreadable one is a UserError saying how to retrain it."""
+    missing or unreadable one is a UserError saying how to retrain it (on
+    every process, where only some cannot read it)."""
     fix = "rerun with --overwrite to retrain the run, or use another --workdir"
     if step not in self.steps():
       raise UserError(f"the state saved at step {step} in {self.directory} "
                       f"is missing; {fix}")
-    try:
-      return self.restore(step, target)
-    except Exception as e:  # pylint: disable=broad-except
+    state, e = self._try_restore(step, target)
+    error = None
+    if e is not None:
       detail = str(e).splitlines()[0][:120] if str(e) else ""
-      raise UserError(
+      error = UserError(
           f"the state saved at step {step} in {self.directory} is "
-          f"unreadable ({type(e).__name__}: {detail}); {fix}") from e
+          f"unreadable ({type(e).__name__}: {detail}); {fix}")
+      error.__cause__ = e
+    distributed.raise_on_every_process(error)
+    return state
 
-  def restore_latest(self, target: Any) -> Optional[Tuple[int, Any]]:
-    """(step, state) of the newest readable checkpoint, or None if none."""
-    steps = self.steps()
-    unreadable = []
-    for step in reversed(steps):
+  def _try_restore(self, step: int, target: Any):
+    """(state, None), or (None, the error) where this process cannot read
+    `step`. In one process through the manager. With several, through a
+    checkpointer that meets no other process: the manager's restore ends in
+    a barrier that a process whose read failed never reaches, so the
+    others waited there while it went on to an older step (a collective
+    mismatch, then JAX's abort, on every rerun); the caller agrees with the
+    other processes instead."""
+    if not distributed.several_processes():
       try:
-        state = self.restore(step, target)
+        return self.restore(step, target), None
       except Exception as e:  # pylint: disable=broad-except
-        logging.warning("checkpoint %s/%d is unreadable (%s: %s); "
-                        "falling back to the previous one",
-                        self.directory, step, type(e).__name__,
-                        str(e).splitlines()[0][:200] if str(e) else "")
-        unreadable.append(step)
         # A failed restore leaves orbax's manager unable to read any other
         # step ('Must provide `args` of type `Composite`'), so a readable
         # older checkpoint was called corrupt too: a fresh one reads it.
         self._manager.close()
         self._manager = self._new_manager()
+        return None, e
+    alone = ocp.options.MultiprocessingOptions(
+        primary_host=jax.process_index(),
+        active_processes={jax.process_index()})
+    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler(),
+                                    multiprocessing_options=alone)
+    try:
+      # The step's folder and item as the manager names them (standard
+      # step names, its one default item); the restore checks that the
+      # folder exists and was finalized.
+      folder = ocp.step.build_step_path(
+          self.directory, ocp.step.standard_name_format(), step)
+      restored = checkpointer.restore(folder, args=ocp.args.Composite(**{
+          _ITEM: ocp.args.StandardRestore(abstract(target))}))
+      return restored[_ITEM], None
+    except Exception as e:  # pylint: disable=broad-except
+      return None, e
+    finally:
+      checkpointer.close()
+
+  def restore_latest(self, target: Any) -> Optional[Tuple[int, Any]]:
+    """(step, state) of the newest checkpoint readable on every process, or
+    None if there is none. Where a step cannot be read it says so and falls
+    back to the previous one; with several processes they fall back
+    together (each reads its own shards, so one may fail alone), and none
+    readable on all is the same UserError on every process."""
+    steps = self.steps()
+    unreadable = []  # (step, the processes that cannot read it)
+    for step in reversed(steps):
+      state, e = self._try_restore(step, target)
+      failed = distributed.processes_where(e is not None)
+      if e is not None:
+        logging.warning("checkpoint %s/%d is unreadable (%s: %s); "
+                        "falling back to the previous one",
+                        self.directory, step, type(e).__name__,
+                        str(e).splitlines()[0][:200] if str(e) else "")
+      elif failed:
+        logging.warning("checkpoint %s/%d is unreadable on process(es) %s; "
+                        "every process falls back to the previous one",
+                        self.directory, step, failed)
+      if failed:
+        unreadable.append((step, failed))
         continue
       # Training will reach the unreadable steps again and save them anew.
-      for bad in unreadable:
+      for bad, _ in unreadable:
         self._manager.delete(bad)
       self._check_metrics(step)
       return step, state
     if steps:
+      where = ""
+      if distributed.several_processes():
+        where = "; unreadable on " + ", ".join(
+            f"step {s}: process{'es' * (len(p) > 1)} "
+            f"{', '.join(map(str, p))}" for s, p in unreadable)
       raise UserError(
           f"no readable checkpoint in {self.directory} (steps {steps} are "
-          f"corrupt); delete that folder to retrain from scratch, or rerun "
-          f"with --overwrite")
+          f"corrupt{where}); delete that folder to retrain from scratch, or "
+          f"rerun with --overwrite")
     return None
 
   # Beside the step folders: the steps behind the newest checkpoint and the

@@ -29,7 +29,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import jax
 import numpy as np
@@ -165,8 +165,12 @@ _PEER_LOST = ("by peer", "heartbeat", "UNAVAILABLE", "Gloo")
 
 def lost_a_process(e: BaseException) -> bool:
   """A collective of a multi-process run failed because another process
-  stopped (killed, preempted): its error is no bug of this one."""
-  return (type(e).__name__ == "JaxRuntimeError"
+  stopped (killed, preempted, ended by a bug): its error is no bug of this
+  one. A JaxRuntimeError, or a ValueError where the collective was jit's
+  inside sync_global_devices (orbax's barriers: 'UNKNOWN: Gloo AllGather
+  failed ... Connection closed by peer'), which was taken for a bug of
+  this process (a traceback, exit 1)."""
+  return (type(e).__name__ in ("JaxRuntimeError", "ValueError")
           and jax.distributed.is_initialized() and jax.process_count() > 1
           and any(s in str(e) for s in _PEER_LOST))
 
@@ -182,24 +186,43 @@ def several_processes() -> bool:
   return jax.distributed.is_initialized() and jax.process_count() > 1
 
 
-def raise_on_every_process(error: Optional[Exception]):
+class RaisedOnEveryProcess(UserError):
+  """The UserError `raise_on_every_process` raises on every process at
+  once: no process waits for another to hear of it."""
+
+
+def raise_on_every_process(error: Optional[Exception],
+                           own_where_all_failed: bool = False):
   """After a check each process made alone (a file it read): where it
   failed on some process, the same UserError on every one, naming the
   first process it failed on, so none goes on to write while another
   stops. `error`: this process's, or None. In one process its own error is
-  raised as it is."""
+  raised as it is; with `own_where_all_failed`, also where every process
+  failed (the same config read alike: its line as one process gives
+  it)."""
   if not several_processes():
     if error is not None:
       raise error
     return
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  failed = np.asarray(multihost_utils.process_allgather(
-      np.asarray([error is not None], np.int32))).reshape(-1)
-  if failed.any():
-    first = int(np.argmax(failed))
+  failed = processes_where(error is not None)
+  if own_where_all_failed and len(failed) == jax.process_count():
+    raise error
+  if failed:
     text = _broadcast_text(str(error) if error is not None else "",
-                           source=first)
-    raise UserError(f"{text} (on process {first})")
+                           source=failed[0])
+    raise RaisedOnEveryProcess(f"{text} (on process {failed[0]})")
+
+
+def processes_where(flag: bool) -> List[int]:
+  """The indices of the processes whose `flag` is true, the same list on
+  every process (an all-gather every process must make); in one process
+  [0] or []."""
+  if not several_processes():
+    return [0] if flag else []
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  flags = np.asarray(multihost_utils.process_allgather(
+      np.asarray([flag], np.int32))).reshape(-1)
+  return [int(i) for i in np.flatnonzero(flags)]
 
 
 def to_global(x: Any, sharding) -> Any:
@@ -308,6 +331,20 @@ def check_same_config(config_dict: Any, overwrite: bool = False):
           f"the {jax.process_count()} processes were given different {what} "
           f"(processes {differing} differ from process 0); launch every "
           f"process with the same {flags}")
+
+
+def check_workdir_path(path: str):
+  """Raises the same UserError on every process, before any touches the
+  workdir, unless `path` is a folder a run can hold: not a bucket's root
+  (gs://bucket) nor the filesystem's, which have nothing beside them for
+  the run's lease (`leases.lease_file` says what to do)."""
+  from jaxunknowns import leases  # pylint: disable=g-import-not-at-top
+  error = None
+  try:
+    leases.lease_file(path)
+  except UserError as e:
+    error = e
+  raise_on_every_process(error, own_where_all_failed=True)
 
 
 # The file process 0 writes into the workdir for `check_shared_workdir`.

@@ -49,8 +49,21 @@ SETTLE_SECONDS = 1.0
 
 def lease_file(workdir: str) -> str:
   """Beside the workdir, not in it: a refused run leaves the workdir as it
-  was, and --overwrite (which empties it) never deletes a live lease."""
-  workdir = paths.absolute(workdir).rstrip("/")
+  was, and --overwrite (which empties it) never deletes a live lease. A
+  workdir with nothing beside it (a bucket's root, gs://bucket, or /) is a
+  UserError: its lease was 'gs:/.bucket.jaxunknowns-lease', a relative
+  local path no write reached, and every run stopped on it."""
+  workdir = paths.absolute(workdir)
+  if paths.is_root(workdir):
+    scheme, _, bucket = workdir.rpartition("://")
+    what, under = ("the filesystem's root", "/run") if paths.is_local(
+        workdir) else ("a bucket, not a folder in one",
+                       f"{scheme}://{bucket.strip('/') or 'BUCKET'}/run")
+    raise UserError(
+        f"workdir {workdir} is {what}: a run needs a folder of its own (its "
+        f"lease lies beside it, and --overwrite empties it); choose one "
+        f"under it, e.g. --workdir={under}")
+  workdir = workdir.rstrip("/")
   return os.path.join(os.path.dirname(workdir),
                       f".{os.path.basename(workdir)}.jaxunknowns-lease")
 

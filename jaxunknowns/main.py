@@ -25,6 +25,7 @@ import contextlib
 import logging as logging_std
 import os
 import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -62,7 +63,9 @@ def run(config, workdir_path: str, overwrite: bool = False,
   distributed.check_same_config(config_to_dict(config), overwrite)
   distributed.check_made_for_processes(config.experiment)
   experiment = validation.check_config(config, references)
-  # Then, before any process reads or writes the workdir: one workdir for all.
+  # Then, before any process reads or writes the workdir: a folder a run
+  # can hold, one workdir for all.
+  distributed.check_workdir_path(workdir_path)
   distributed.check_shared_workdir(paths.absolute(workdir_path))
   # One run at a time in a workdir, also of a multi-process run whose
   # hosts share only the disk.
@@ -98,10 +101,9 @@ def _closing_what_it_opens():
 def _run_in(experiment, config, workdir_path, overwrite):
   """`run` once the workdir is this process's."""
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxunknowns import paths  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import distributed, paths  # pylint: disable=g-import-not-at-top
   from jaxunknowns.metrics import read_json  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
-  workdir = Workdir(workdir_path, config, overwrite=overwrite)
+  workdir = _opened_together(workdir_path, config, overwrite)
   # Whether an attempt too large for memory may undo itself (below): the
   # folder held no run (absent, empty, or emptied by --overwrite).
   existed = paths.exists(workdir.shared_path)
@@ -118,7 +120,17 @@ def _run_in(experiment, config, workdir_path, overwrite):
       return read_json(workdir.summary_path)
     logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__,
                  jax.process_index(), jax.process_count(), jax.devices())
-    return experiment.run(config, workdir)
+    try:
+      return experiment.run(config, workdir)
+    except Exception as e:  # pylint: disable=broad-except
+      error = errors.user_error(e, workdir_path)
+      if (error is not None and workdir.num_processes > 1 and not workdir.met
+          and not isinstance(error, distributed.RaisedOnEveryProcess)):
+        # Bad input this process may have found alone (a dataset one host
+        # lacks): the others meet it where they would open the workdir,
+        # and every process stops with its line, nothing written.
+        workdir.agree(error)
+      raise
   except Exception as e:
     # Too large to run (found only by running): unless a checkpoint or a
     # result landed, the workdir goes back to absent or empty, so a smaller
@@ -131,6 +143,35 @@ def _run_in(experiment, config, workdir_path, overwrite):
     raise
   finally:
     workdir.close()
+
+
+def _opened_together(workdir_path, config, overwrite):
+  """The run's Workdir, whose first `open` (where a run first writes the
+  workdir) is where the processes of a multi-process run agree that none
+  of them met bad input on the way there. Each reads its own data files:
+  a dataset missing on one host stopped that process alone, while process
+  0 wrote config.json into a new workdir, then stopped on the lost peer
+  ('Gloo AllGather failed'). A process that fails before it would open the
+  workdir agrees in its place (`_run_in`), so every process raises the
+  failing one's UserError, and nothing is written. In one process nothing
+  changes. (Defined here: main imports the workdir module only to run.)"""
+  from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
+
+  class OpenedTogether(Workdir):
+    met = False  # this process took part in the agreement
+
+    def agree(self, error=None):
+      self.met = True
+      # Where all failed (a config's error, read alike), each its own line.
+      distributed.raise_on_every_process(error, own_where_all_failed=True)
+
+    def open(self):
+      if not self.met:
+        self.agree()
+      super().open()
+
+  return OpenedTogether(workdir_path, config, overwrite=overwrite)
 
 
 class QuietLibraries(logging_std.Filter):
@@ -221,6 +262,15 @@ def main(argv):
           f"same command: the run resumes from its last checkpoint\n")
       sys.stderr.flush()
       os._exit(2)  # pylint: disable=protected-access
+    if error is None and distributed and distributed.several_processes():
+      # A bug on one process of several: its traceback, then an end at
+      # once. Raised on, it left the others waiting ~300 s in their next
+      # collective, then JAX aborted them all (exit 134); now they see a
+      # lost peer and stop in one line (above). Nothing is waited for:
+      # a save in flight meets the other processes (orbax's are atomic).
+      traceback.print_exc()
+      sys.stderr.flush()
+      os._exit(1)  # pylint: disable=protected-access
     if error is None:  # a bug: its traceback
       raise
     if "jaxunknowns.checkpoints" in sys.modules:  # else no save is in flight

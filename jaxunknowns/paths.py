@@ -26,6 +26,14 @@ def is_local(path: str) -> bool:
   return "://" not in str(path)
 
 
+def is_root(path: str) -> bool:
+  """Whether `path` is a filesystem's root (/) or an object store's bucket
+  itself (gs://bucket, gs://bucket/): nothing lies beside it."""
+  if is_local(path):
+    return os.path.dirname(absolute(path)) == absolute(path)
+  return "/" not in str(path).split("://", 1)[1].strip("/")
+
+
 def absolute(path: str) -> str:
   """An absolute local path; an object-store URL unchanged. A leading ~ is
   the home folder: the shell leaves --workdir=~/run as it is (~ follows
@@ -117,8 +125,12 @@ def write_atomic(path: str, data: Union[str, bytes], writer: str = ""):
     with open_file(path, mode) as f:
       f.write(data)
     return
-  root, ext = os.path.splitext(path)
-  tmp = f"{root}.tmp{writer}{ext}"  # keeps the extension: np.load, viewers
+  # .tmp after the extension: what a kill mid-write leaves is no file that
+  # a reader picking a workdir's files by extension takes for the run's.
+  # NAME.tmp.npz was: Workdir.check reads every *.npz of an unfinished run,
+  # and refused the torn one as damage ("pass --overwrite"); a notebook
+  # shows every *.png.
+  tmp = f"{path}.tmp{writer}"
   try:
     with open(tmp, mode) as f:
       f.write(data)

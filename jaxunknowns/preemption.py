@@ -23,7 +23,11 @@ a second SIGTERM, or one outside a fit, ends the run at once even then.
 
 Several processes: every process must save the same step, so JAX's service
 decides: `multihost_utils.reached_preemption_sync_point`, asked with the
-number of chunk boundaries passed, which every process counts alike.
+number of chunk boundaries passed, which every process counts alike, and
+asked by nothing else. When the signal comes, the service sets the stop
+point to the largest number any process last asked with, plus one; orbax's
+CheckpointManager asks too, with training steps, so a signal after its
+question stopped nothing (checkpoints.py keeps orbax from asking).
 """
 
 import contextlib

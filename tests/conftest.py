@@ -146,6 +146,7 @@ SLOW_MODULES = (
     ("test_prune_init.py", 40), ("test_sweep.py", 36),
     ("test_smoothness.py", 33), ("test_bn_grid.py", 33),
     ("test_hessian.py", 31), ("test_decay_on.py", 31),
+    ("test_multiprocess_faults.py", 30),
     ("test_workdirs.py", 28), ("test_landscape.py", 27), ("test_cli.py", 25),
     ("test_sharpness.py", 25), ("test_mock_tfds.py", 23), ("test_ntk.py", 20),
     ("test_bn_only.py", 20), ("test_max_margin.py", 19), ("test_data.py", 19),

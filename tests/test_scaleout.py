@@ -173,10 +173,13 @@ def _two_processes(workdir, extra_for=None, env=None, timeout=900,
 
 
 def _both(commands, env, timeout, cwds=(ROOT, ROOT)):
-  """Starts the two processes' commands at once; [(rc, stdout, stderr)]."""
+  """Starts the two processes' commands at once; [(rc, stdout, stderr)].
+  `env`: both processes' environment, or a list of one per process."""
+  envs = env if isinstance(env, list) else [env] * len(commands)
   procs = [forkserver.popen(command, env=env, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True) for command, cwd in zip(commands, cwds)]
+                            text=True)
+           for command, env, cwd in zip(commands, envs, cwds)]
   outs = []
   for p in procs:
     try:

@@ -165,7 +165,55 @@ def test_local_writes_are_atomic_renames(tmp_path, monkeypatch):
       renames.append((a, b)), real_replace(a, b)))
   paths.write_atomic(str(target), "new")
   assert target.read_text() == "new"
-  assert renames == [(str(tmp_path / "summary.tmp.json"), str(target))]
+  assert renames == [(str(tmp_path / "summary.json.tmp"), str(target))]
+
+
+def test_what_a_kill_mid_write_leaves_is_no_damage_to_a_rerun(
+    tmp_path, monkeypatch):
+  """A kill inside paths.write_atomic left NAME.tmp.npz, torn; the rerun's
+  Workdir.check reads every .npz of an unfinished run and refused the
+  workdir as damaged ("pass --overwrite"). The temporary name now ends
+  past the extension: no reader that picks a workdir's files by their
+  extension (the check's *.npz, a notebook's *.png) takes it for the
+  run's."""
+  from jaxunknowns import config_loading, metrics, paths  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(f"{ROOT}/configs/train.py:runlocal")
+  run = tmp_path / "run"
+  Workdir(str(run), config).open()  # config.json: an unfinished run
+  (run / "masks").mkdir()
+  left = []
+  with monkeypatch.context() as m:  # killed before each rename
+    m.setattr(os, "replace", lambda src, dst: left.append(src))
+    paths.save_npz(str(run / "masks" / "level_02.npz"), w=np.zeros(3))
+    metrics.write_json(str(run / "result.json"), {"a": 1})
+    paths.write_atomic(str(run / "curves.png"), b"png")
+  assert len(left) == 3
+  for name in left:  # and mid-write: torn
+    Path(name).write_bytes(Path(name).read_bytes()[:2])
+  Workdir(str(run), config).check()  # no damage: the run resumes
+  for name in left:
+    assert os.path.splitext(name)[1] not in (".npz", ".json", ".png"), name
+
+
+def test_a_bucket_as_the_workdir_is_refused_before_anything_is_written(
+    bucket, tmp_path, monkeypatch):
+  """--workdir=gs://bkt, a bucket's root: the lease beside it was
+  'gs:/.bkt.jaxunknowns-lease', a relative local path no write reached,
+  and every run stopped with "could not write ...; rerun the same
+  command". Refused now in one line that says what to give instead."""
+  from jaxunknowns import config_loading, errors, main  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / "bkt").mkdir()
+  config = config_loading.load_config(f"{ROOT}/configs/train.py:runlocal")
+  with pytest.raises(errors.UserError) as refused:
+    main.run(config, "gs://bkt")
+  assert str(refused.value) == (
+      "workdir gs://bkt is a bucket, not a folder in one: a run needs a "
+      "folder of its own (its lease lies beside it, and --overwrite empties "
+      "it); choose one under it, e.g. --workdir=gs://bkt/run")
+  assert sorted(os.listdir(tmp_path)) == ["bkt"]
+  assert not os.listdir(tmp_path / "bkt")
 
 
 def test_metric_writer_on_gs(bucket, tmp_path):
