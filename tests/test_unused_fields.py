@@ -223,7 +223,8 @@ def test_max_margin_momentum_applies_to_its_own_optimizers():
         path, {"optim.b1": 0.5, "max_margin.optimizers": ("gd", "sgd")}))
   # Its own float64 loop: the shared trainer's fields would be unused.
   for field, value in (("train.precision", "bfloat16"), ("optim.lr", 0.5),
-                       ("train.unroll", 4), ("train.eval_every", 100)):
+                       ("train.unroll", 4), ("train.eval_every", 100),
+                       ("data.augment", "crop_flip"), ("optim.sam_rho", 0.05)):
     with pytest.raises(UserError, match=f"{field}=.* is unused here"):
       validation.check_config(config_loading.load_config(
           path, {field: value}))

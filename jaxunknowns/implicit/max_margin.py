@@ -95,6 +95,10 @@ READ_BY = {**OWN_FIELDS, "max_margin.lr": ("gd", "momentum", "sgd"),
 # moved, they would be recorded but never read.
 UNUSED_FIELDS = (
     "optim.name", "optim.lr", "optim.schedule", "optim.warmup_steps",
+    # Its loop neither augments (data.augment was recorded, unused, on an
+    # image dataset) nor takes SAM's ascent (optim.sam_rho crashed it after
+    # config.json was written: "sam's update needs params and grad_fn").
+    "data.augment", "optim.sam_rho",
     "optim.sam_m", "train.checkpoint_every", "train.eval_every",
     "train.eval_batch_size", "train.eval_train", "train.log_every",
     "train.loop", "train.max_train_eval", "train.precision",
