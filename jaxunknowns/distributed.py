@@ -171,8 +171,7 @@ def lost_a_process(e: BaseException) -> bool:
   failed ... Connection closed by peer'), which was taken for a bug of
   this process (a traceback, exit 1)."""
   return (type(e).__name__ in ("JaxRuntimeError", "ValueError")
-          and jax.distributed.is_initialized() and jax.process_count() > 1
-          and any(s in str(e) for s in _PEER_LOST))
+          and several_processes() and any(s in str(e) for s in _PEER_LOST))
 
 
 def is_main() -> bool:
