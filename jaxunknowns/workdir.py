@@ -240,6 +240,7 @@ class Workdir:
           f"workdir {self.shared_path} is a sweep's root (it holds "
           f"{SWEEP_FILE}; its runs are the folders under it): give a run its "
           "own --workdir")
+    self._check_not_foreign()
     if self.overwrite:  # the run there is deleted unread, damaged or not
       self._check_deletable()
       return
@@ -328,6 +329,22 @@ class Workdir:
     read_json_object(self.summary_path,
                      "delete it and rerun the same command: the run resumes "
                      "from its checkpoints and writes it again")
+
+  def _check_not_foreign(self):
+    """A config.json that parses but names no experiment is another
+    program's file, not a run's (every run's config.json has one): it was
+    called 'a run with a different config', and the advice, --overwrite,
+    deleted the folder's other files. A damaged config.json stays a run's
+    (a kill mid-copy), refused or deleted as before."""
+    try:
+      saved = self.saved_config
+    except UserError:
+      return
+    if saved is not None and "experiment" not in saved:
+      raise UserError(
+          f"workdir {self.shared_path} holds a {CONFIG_FILE} that names no "
+          "experiment, so it is no run of this project's (nothing there is "
+          "read, resumed or deleted); choose another --workdir")
 
   def _check_deletable(self):
     """--overwrite deletes a run's workdir: one with its config.json. A

@@ -982,7 +982,7 @@ def test_out_of_memory_is_one_line_and_leaves_no_workdir_it_made(
   if before != "absent":
     workdir.mkdir()
   if before == "overwritten":
-    (workdir / "config.json").write_text("{}")  # an old run
+    (workdir / "config.json").write_text('{"experiment": "train"}')  # an old run
   with pytest.raises(jax.errors.JaxRuntimeError) as info:
     main.run(config, str(workdir), overwrite=before == "overwritten")
   message = str(errors.user_error(info.value, str(workdir)))

@@ -289,3 +289,24 @@ def test_two_writers_in_one_second_keep_both_event_files(tmp_path):
   assert len(files) == 2
   assert sorted(e for f in files for e in _events(f)) == [
       ("test/accuracy", 1, 0.25), ("test/accuracy", 2, 0.5)]
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_folder_with_another_programs_config_json_is_no_run(tmp_path,
+                                                              overwrite):
+  """A config.json naming no experiment was taken for a run of another
+  config, and the advice given, --overwrite, deleted the folder's files."""
+  from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
+  folder = tmp_path / "notes"
+  folder.mkdir()
+  (folder / "config.json").write_text('{"name": "x"}')
+  (folder / "notes.txt").write_text("hi")
+  config = config_loading.load_config(
+      f"{ROOT}/configs/train.py:mnist1d_mlp,runlocal")
+  with pytest.raises(UserError, match="names no experiment") as e:
+    Workdir(str(folder), config, overwrite=overwrite).check()
+  assert "--overwrite" not in str(e.value)
+  assert sorted(p.name for p in folder.iterdir()) == ["config.json",
+                                                      "notes.txt"]
