@@ -489,3 +489,11 @@ def test_the_same_fields_pass_where_a_chosen_one_reads_them(spec, overrides):
   spec = f"{ROOT}/configs/{spec}"
   validation.check_config(config_loading.load_config(spec, overrides),
                           validation.references_of(spec))
+
+
+def test_randomization_refuses_a_shift_its_images_never_get(tmp_path):
+  """Image inputs are cropped and flipped in the 'augment' cells: the
+  sequences' max_shift was recorded and never read."""
+  assert_cli_one_line_error(
+      ["--config=configs/randomization.py:fashion_mlp,runlocal",
+       "--config.ablation.max_shift=3"], tmp_path / "w", "ablation.max_shift")

@@ -260,6 +260,11 @@ def run(config, workdir):
         f"ablation.{k}" for k in ABLATION_LABELS
         if any("augment" in cell_regularizers(c)
                for c in name_list(config.ablation[k]))])
+  # Images are cropped and flipped: a shift they never get, recorded in
+  # config.json, would read as part of the run.
+  validation.check_applies(config, "ablation.max_shift",
+                           augment == "random_shift",
+                           "to sequence inputs only (images get crop+flip)")
   for stage in stages:
     try:
       create_model(stage_config(config, stage, augment).model,
