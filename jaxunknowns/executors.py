@@ -54,10 +54,12 @@ IN_A_SWEEP = ("as it is, a rerun diverges again: change or drop its value in "
 
 
 def run_one(config, workdir: str, overwrite: bool, references=None,
-            in_sweep: bool = False, stop_on_write_errors: bool = True,
+            diverged_advice: str = "", stop_on_write_errors: bool = True,
             overwritten_marker: str = "") -> Optional[str]:
-  """Runs one run in this process; the failure text, or None. `in_sweep`:
-  a diverged run's text gives a sweep's way out, not a single run's.
+  """Runs one run in this process; the failure text, or None.
+  `diverged_advice`: a diverged run's way out in place of a single run's
+  (a new --workdir or --overwrite), which would be wrong advice inside a
+  sweep (IN_A_SWEEP) or an article (whose --overwrite deletes every stage).
   `overwritten_marker`: a file written once --overwrite has emptied the
   workdir; a run that finds it is a retry of that attempt (a Ray task
   whose worker died) and resumes what it trained, not empties it again.
@@ -84,7 +86,7 @@ def run_one(config, workdir: str, overwrite: bool, references=None,
       # One process's own (a dataset missing on its host): its peers may
       # wait in this run's collectives. main's CLI stops them all.
       raise
-    return f"{what}; {IN_A_SWEEP}" if in_sweep and what else str(e)
+    return f"{what}; {diverged_advice}" if diverged_advice and what else str(e)
   except Exception as e:  # pylint: disable=broad-except
     if distributed.several_processes():
       # One process's crash (a peer lost, its own full disk, out of memory)
@@ -120,7 +122,7 @@ def run_local(runs: Sequence[Any], overwrite: bool, out) -> Outcomes:
     print(f"[{i}/{len(runs)}] {run.name}: running", file=out)
     out.flush()
     outcomes[run.name] = run_one(run.config, run.workdir, overwrite,
-                                  run.references, in_sweep=True)
+                                  run.references, diverged_advice=IN_A_SWEEP)
   return outcomes
 
 
@@ -188,11 +190,11 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
             resources: Optional[Mapping[str, float]] = None,
             max_retries: int = 2,
             init: Optional[Callable[..., Any]] = None,
-            in_sweep: bool = True,
+            diverged_advice: str = IN_A_SWEEP,
             on_done: Optional[Callable[[str, Optional[str], float], Any]]
             = None) -> Outcomes:
   """Every unfinished run as one Ray task; waits for all of them.
-  `in_sweep`: as run_one's (the article's stages are no sweep's runs).
+  `diverged_advice`: as run_one's.
   `on_done(name, outcome, seconds)`: called as each task ends (the
   article's stages.json), with the seconds it ran (where its worker died,
   those since it was submitted, queueing included)."""
@@ -240,7 +242,8 @@ def run_ray(runs: Sequence[Any], overwrite: bool, out, *,
                 if markers else "")
       submitted[run.name] = time.time()
       pending[task.remote(run.config, run.workdir, overwrite, run.references,
-                          in_sweep=in_sweep, stop_on_write_errors=False,
+                          diverged_advice=diverged_advice,
+                          stop_on_write_errors=False,
                           overwritten_marker=marker)] = run.name
     print(f"{len(pending)} runs submitted to Ray "
           f"({address or 'a local cluster'})", file=out)

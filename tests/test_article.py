@@ -36,7 +36,7 @@ import ml_collections
 import pytest
 
 from jaxunknowns import config_loading, executors, report_cli
-from jaxunknowns.article import outline, page
+from jaxunknowns.article import experiment, outline, page
 from jaxunknowns.errors import UserError
 import forkserver  # pylint: disable=g-bad-import-order
 from run_helpers import run_in_process, snapshot
@@ -201,10 +201,10 @@ def test_a_failed_stage_is_shown_and_the_others_still_appear(
     tmp_path, monkeypatch):
   real = executors.run_one
 
-  def mode_connectivity_fails(config, workdir, *args):
+  def mode_connectivity_fails(config, workdir, *args, **kwargs):
     if config.experiment == "mode_connectivity":
       return "crashed: RuntimeError: made to fail by the test"
-    return real(config, workdir, *args)
+    return real(config, workdir, *args, **kwargs)
   monkeypatch.setattr(executors, "run_one", mode_connectivity_fails)
   config = config_loading.load_config(
       f"{ROOT}/configs/article.py:runlocal",
@@ -688,11 +688,32 @@ def test_the_ray_executor_is_checked_before_the_workdir_is_written(
   assert not workdir.exists()
 
 
+def test_a_diverged_stage_gives_the_articles_way_out(tmp_path, monkeypatch):
+  """A diverged stage's error said "rerun in a new --workdir or with
+  --overwrite": the article's --overwrite deletes every finished stage."""
+  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import main, trainer
+  workdir, real = tmp_path / "run", main.run
+
+  def stage(config, path, *args, **kwargs):
+    if config.experiment == "article":
+      return real(config, path, *args, **kwargs)
+    raise trainer.TrainingDiverged(
+        f"{DIVERGED}, and rerun in a new --workdir or with --overwrite",
+        what=DIVERGED)
+  monkeypatch.setattr(main, "run", stage)
+  with pytest.raises(UserError, match=r"1 of 1 stages"):
+    run_in_process(few(**{"article.skip": skip_all_but(["imp"])}), workdir)
+  error = json.loads((workdir / "stages.json").read_text())["imp"]["error"]
+  assert error == f"{DIVERGED}; {experiment.STAGE_DIVERGED}", error
+
+
 def test_the_ray_executor_records_each_stage_as_it_ends(tmp_path,
                                                         monkeypatch):
   """On Ray a diverged stage's error gave a sweep's way out (run_ray passed
   in_sweep=True), its time was recorded as 0 s, and stages.json was
-  written only once every task had ended."""
+  written only once every task had ended. Nor a single run's way out: the
+  article's --overwrite deletes every stage."""
   # pylint: disable=g-import-not-at-top
   from jaxunknowns import main, trainer
   from jaxunknowns.workdir import Workdir
@@ -722,7 +743,7 @@ def test_the_ray_executor_records_each_stage_as_it_ends(tmp_path,
   failed = progress["max_margin"]
   assert list(progress) == ["max_margin", "imp"]
   assert (failed["status"], failed["error"]) == (
-      "failed", f"{DIVERGED}, and {advice}")  # no sweep's way out
+      "failed", f"{DIVERGED}; {experiment.STAGE_DIVERGED}")
   assert failed["seconds"] >= 0.5, failed
   # The second task saw the first's end recorded.
   assert seen["imp"] == {"max_margin": failed}, seen
@@ -866,3 +887,23 @@ def test_a_failed_stage_in_two_processes_stops_both_in_one_line(tmp_path):
   assert not [p for p in os.listdir(scratch) if p.startswith("jaxunknowns_p")]
   assert "| max_margin | failed |" in (tmp_path / "run" / page.MARKDOWN
                                       ).read_text()
+
+
+def test_a_skipped_stage_given_a_config_is_refused():
+  """A stage in article.skip runs nothing: its config, changed, was recorded
+  in config.json and named by the page's command as if it had run. Its own
+  scale's config (the variant's) is no change and passes."""
+  from jaxunknowns import validation  # pylint: disable=g-import-not-at-top
+  paper = f"{ROOT}/configs/article.py:paper"
+  other = "configs/bn_only.py:digits"
+  with pytest.raises(UserError) as info:
+    validation.check_config(config_loading.load_config(paper, {
+        "article.skip": "bn_only", "article.stages.bn_only": other}))
+  message = str(info.value)
+  assert "\n" not in message and message.startswith(
+      f"article.stages.bn_only={other!r} is unused here: the stage is in "
+      "article.skip"), message
+  validation.check_config(config_loading.load_config(
+      paper, {"article.skip": "bn_only"}))
+  validation.check_config(config_loading.load_config(
+      paper, {"article.stages.bn_only": other}))

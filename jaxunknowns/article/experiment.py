@@ -41,6 +41,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
 
+# A diverged stage's way out, in place of a single run's (a new --workdir
+# or --overwrite: the article's --overwrite deletes every stage).
+STAGE_DIVERGED = ("as it is, a rerun diverges again: remove this stage's "
+                  "folder before giving it another config "
+                  "(article.stages.NAME), or leave it out (article.skip)")
+
+
 def _skipped(config) -> set:
   return {s.strip() for s in config.article.skip.split(",") if s.strip()}
 
@@ -134,6 +141,14 @@ def _check_scale_names_what_runs(config):
   own = {scale: scale_stages(scale) for scale in outline.SCALES}
   if not all(own.values()):
     return
+  # A skipped stage runs nothing: a config given to it would be recorded
+  # in config.json (and the page's command) as if it had run.
+  for stage in sorted(_skipped(config)):
+    if _same_file(a.stages[stage]) != _same_file(own[a.scale][stage]):
+      raise UserError(
+          f"article.stages.{stage}={a.stages[stage]!r} is unused here: the "
+          f"stage is in article.skip; drop that setting, or take {stage} "
+          "out of article.skip to run it")
   for stage in chosen(config):
     spec = _same_file(a.stages[stage])
     if spec == _same_file(own[a.scale][stage]):
@@ -298,7 +313,8 @@ def run_here(runs, progress: Dict[str, Any], save, out) -> None:
     left = len(to_run) - to_run.index(run.name)  # this stage and later ones
     print(f"{head}: started ({time_left(left)})", file=out, flush=True)
     t0 = time.time()
-    error = executors.run_one(run.config, run.workdir, False, run.references)
+    error = executors.run_one(run.config, run.workdir, False, run.references,
+                              diverged_advice=STAGE_DIVERGED)
     seconds = time.time() - t0
     ran.append(seconds)
     progress[run.name] = _stage_result(run, error, seconds)
@@ -325,8 +341,8 @@ def run_on_ray(runs, progress: Dict[str, Any], save, out) -> None:
     progress[name] = _stage_result(by_name[name], error, seconds)
     save()
   if to_run:
-    # A stage's divergence gets a single run's way out, not a sweep's.
-    executors.run_ray(to_run, False, out, in_sweep=False, on_done=done)
+    executors.run_ray(to_run, False, out, diverged_advice=STAGE_DIVERGED,
+                      on_done=done)
 
 
 @experiments.register("article", validate=validate,
