@@ -88,11 +88,14 @@ def _read_saved(path: str) -> Optional[Dict[str, Any]]:
   return value
 
 
-def read_result(path: str) -> Optional[Dict[str, Any]]:
+def read_result(path: str, seeds: Optional[Sequence[int]] = None
+                ) -> Optional[Dict[str, Any]]:
   """A finished stage's result.json (a StageResult), or None if the stage
   has not finished. It is written atomically, so a damaged one was damaged
   afterwards (a partial copy, an edit): a UserError naming the folder to
-  delete: at once if it is no JSON object or an empty one, else on the
+  delete: at once if it is no JSON object or an empty one, or a
+  train_stage result not shaped as train_stage writes it (`check_trained`;
+  `seeds`: the stage's own, where the caller declares them), else on the
   first use of a field it lacks. Without the count of metrics rows that
   run_stage adds: the experiment gets what its stage computed, as on the
   run that computed it (summaries of resumed runs stay the same).
@@ -106,6 +109,8 @@ def read_result(path: str) -> Optional[Dict[str, Any]]:
   if value is None:
     return None
   value.pop(ROWS_FIELD, None)
+  if seeds is not None or _is_trained(value):
+    check_trained(value, path, seeds)
   return StageResult(value, path)
 
 
@@ -119,11 +124,79 @@ def check_finished(path: str, counted: Dict[str, int]):
   without the count (an older run's, a run with no rows then) checks only
   that it is readable."""
   value = _read_saved(path)
+  if value is not None and _is_trained(value):
+    check_trained(value, path)
   if value is None or ROWS_FIELD not in value:
     return
   run = run_folder(os.path.dirname(path))
   if run is not None and not _finished(run):
     check_rows(run, value[ROWS_FIELD], path, counted)
+
+
+# Fields only a train_stage result holds, all three (since train_stage was
+# written): how Workdir.check, which knows no stage's seeds, tells its
+# results from other stages' (bn_stability's "evals" are per run, and it
+# has no "seeds").
+TRAINED_FIELDS = ("seeds", "evals", "stopped_early")
+
+
+def _is_trained(value: Mapping[str, Any]) -> bool:
+  return all(k in value for k in TRAINED_FIELDS)
+
+
+def _is_number(x, none_ok: bool = False) -> bool:
+  return (x is None and none_ok) or (
+      isinstance(x, (int, float)) and not isinstance(x, bool))
+
+
+def check_trained(value: Mapping[str, Any], path: str,
+                  seeds: Optional[Sequence[int]] = None):
+  """A UserError naming `path` unless `value` is shaped as train_stage
+  writes it: seeds a list of integers (as many as the stage's `seeds`,
+  where known), evals {split: {metric: one number per seed}}, measures
+  {name: one number or null per seed}, and numbers where it keeps numbers.
+  Experiments build their summaries from these lists: a string there (an
+  edit) was a TypeError deep in one, and a value too many or too few a
+  summary of the wrong seeds, written without a word. Other fields (a
+  stage's own additions, bn_grid's timing) are not checked."""
+
+  def damaged(what: str) -> UserError:
+    return UserError(f"{path} is damaged ({what}): {_redo(path)}")
+
+  for key in ("seeds", "evals"):
+    if key not in value:
+      raise damaged(f"it has no field {key!r}")
+  saved = value["seeds"]
+  if not isinstance(saved, list) or not all(
+      isinstance(s, int) and not isinstance(s, bool) for s in saved):
+    raise damaged("'seeds' is not a list of integers")
+  n = len(saved) if seeds is None else len(seeds)
+  if len(saved) != n:
+    raise damaged(f"'seeds' lists {len(saved)} seeds, the run has {n}")
+
+  def per_seed(name: str, values, none_ok: bool):
+    if not isinstance(values, list) or len(values) != n or not all(
+        _is_number(v, none_ok) for v in values):
+      raise damaged(f"{name!r} is not a list of {n} numbers, one per seed")
+
+  evals = value["evals"]
+  if not isinstance(evals, dict) or not all(
+      isinstance(v, dict) for v in evals.values()):
+    raise damaged("'evals' is not {split: {metric: per-seed list}}")
+  for split, metrics in evals.items():
+    for metric, v in metrics.items():
+      per_seed(f"evals.{split}.{metric}", v, none_ok=False)
+  measures = value.get("measures", {})
+  if not isinstance(measures, dict):
+    raise damaged("'measures' is not {name: per-seed list}")
+  for measure, v in measures.items():  # null: a bound undefined for a seed
+    per_seed(f"measures.{measure}", v, none_ok=True)
+  # Summaries add and divide these (steps_per_second is null where no step
+  # of the stage was timed).
+  for key, none_ok in (("steps", False), ("num_params", False),
+                       ("wall_time_s", False), ("steps_per_second", True)):
+    if key in value and not _is_number(value[key], none_ok):
+      raise damaged(f"{key!r} is not a number")
 
 
 def in_finished_run(path: str) -> bool:
@@ -150,13 +223,16 @@ def saved_file(path: str) -> str:
 
 
 def run_stage(folder: str, compute: Callable[[], Dict[str, Any]], *,
-              name: str = "") -> Dict[str, Any]:
+              name: str = "",
+              seeds: Optional[Sequence[int]] = None) -> Dict[str, Any]:
   """The stage's result: read from folder/result.json if it finished before,
   else `compute()`d (it may resume from checkpoints in `folder`) and kept,
   with the number of rows the run's metrics.jsonl holds now (see
-  metrics.ROWS_FIELD; `check_finished` compares)."""
+  metrics.ROWS_FIELD; `check_finished` compares). `seeds`: train_stage's,
+  which a result read back must have one value each of (`check_trained`)."""
   path = os.path.join(folder, RESULT_FILE)
-  done = read_result(path)  # the shared one: every process decides alike
+  # The shared one: every process decides alike.
+  done = read_result(path, seeds)
   if done is not None:
     logging.info("[%s] finished before; result in %s", name or folder,
                  paths.shared(path))
@@ -241,7 +317,7 @@ def train_stage(trainer, *, workdir, name: str,
     out["wall_time_s"] = time.time() - t0
     return out
 
-  return run_stage(folder, compute, name=name)
+  return run_stage(folder, compute, name=name, seeds=seeds)
 
 
 def finite_or_none(x) -> Optional[float]:

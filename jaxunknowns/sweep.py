@@ -48,7 +48,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from jaxunknowns import config_loading, errors, executors, paths, preemption
 from jaxunknowns.errors import UserError
 from jaxunknowns.workdir import (CONFIG_FILE, SUMMARY_FILE, Workdir,
-                                 read_saved, require_path)
+                                 require_path)
 from jaxunknowns.workdir import SWEEP_FILE as SWEEP_JSON
 
 SWEEP_MD, SWEEP_PNG = "sweep.md", "sweep.png"
@@ -115,16 +115,44 @@ def load_sweeps(spec: str) -> Dict[str, List[Overrides]]:
     # says it for a get_config that fails.
     raise UserError(f"{path} get_sweep({arg!r}) failed: {type(e).__name__}: "
                     f"{str(e).splitlines()[0] if str(e) else ''}") from e
-  ok = isinstance(sweeps, dict) and all(
-      isinstance(runs, list) and all(
-          isinstance(r, dict) and all(isinstance(k, str) for k in r)
-          for r in runs)
-      for runs in sweeps.values())
-  if not ok or not sweeps:
+  wrong = _not_sweeps(sweeps)
+  if wrong:
     raise UserError(f"{path} get_sweep({arg!r}) must return a non-empty "
                     f"{{name: [{{'dotted.field': value}}, ...]}} (use grid() "
-                    f"or zipped())")
+                    f"or zipped()): {wrong}")
   return sweeps
+
+
+def _not_sweeps(sweeps: Any) -> str:
+  """Which entry of get_sweep's `sweeps`, and which point of it, is not
+  {name: [{'dotted.field': value}, ...]}, or '' if none: every sweep of the
+  file is refused, so the line must say where to look."""
+  if not isinstance(sweeps, dict) or not sweeps:
+    return f"it returned {_short(sweeps)}"
+  for name, runs in sweeps.items():
+    if not isinstance(name, str):
+      return f"its sweep name {name!r} is no string"
+    if not isinstance(runs, list):
+      return f"sweep {name!r} is {_short(runs)}, not a list of points"
+    for i, r in enumerate(runs):
+      if not isinstance(r, dict):
+        return f"sweep {name!r}, point {i} is {_short(r)}, not a dict"
+      bad = [k for k in r if not isinstance(k, str)]
+      if bad:
+        return (f"sweep {name!r}, point {i} ({_point(r)}) has field "
+                f"{bad[0]!r}, not a dotted name")
+  return ""
+
+
+def _short(value: Any, text: str = "") -> str:
+  """`text`, else repr(value), cut to fit in one line."""
+  text = text or repr(value)
+  return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _point(overrides: Overrides) -> str:
+  """A point as the user wrote it: "optim.lr=0.1, data.name='a/b'"."""
+  return _short(None, ", ".join(f"{k}={v!r}" for k, v in overrides.items()))
 
 
 def choose_sweep(sweeps: Mapping[str, list], name: Optional[str],
@@ -173,6 +201,27 @@ def run_name(overrides: Overrides, fields: Sequence[str]) -> str:
     digest = hashlib.sha1(name.encode()).hexdigest()[:8]
     name = f"{name[:90]}...{digest}"
   return name
+
+
+def _shown(name: str, overrides: Overrides) -> bool:
+  """Whether the run's name shows each of its values as the config file
+  writes it (a float to 6 digits); not a list, a path, an object."""
+  plain = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
+  return len(name) <= 100 and all(
+      _format_value(v) == plain(v) for v in overrides.values())
+
+
+def _why_alike(a: Overrides, b: Overrides) -> str:
+  """Why two points' run names are equal, and what to do."""
+  if a == b:
+    return "the same overrides twice; drop one"
+  differ = [f for f in dict.fromkeys([*a, *b]) if a.get(f) != b.get(f)]
+  if all(isinstance(p.get(f), float) for f in differ for p in (a, b)):
+    return ("their values differ only beyond the 6 significant digits a "
+            "run's name shows: make them differ there")
+  return (f"a run's folder name writes their {', '.join(differ)} alike (it "
+          "keeps only letters, digits and ._+-, and joins a list's items by "
+          "-): make the values differ in those")
 
 
 def apply_overrides(config, overrides: Overrides, where: str):
@@ -226,17 +275,21 @@ def plan(base_config, runs: Sequence[Overrides], sweep: str, root: str,
   """Builds and checks every run's config and workdir (read-only);
   `references`: the config file's variants (validation.references_of)."""
   fields = swept_fields(runs)
-  planned, names = [], {}
-  for i, overrides in enumerate(runs):
-    name = run_name(overrides, fields)
-    if name in names:
-      why = ("the same overrides twice" if runs[names[name]] == overrides
-             else "their values differ only beyond the 6 significant digits "
-             "a run's name shows: make them differ there")
-      raise UserError(f"sweep {sweep!r}: runs {names[name]} and {i} both "
-                      f"become {name!r} ({why})")
-    names[name] = i
+  # Every point's folder first: two points that would share one are the
+  # grid's mistake, refused as such before either point's values are checked.
+  names, seen = [run_name(overrides, fields) for overrides in runs], {}
+  for i, name in enumerate(names):
+    if name in seen:
+      j = seen[name]
+      raise UserError(f"sweep {sweep!r}: points {j} ({_point(runs[j])}) and "
+                      f"{i} ({_point(runs[i])}) would share the run folder "
+                      f"{name!r}: {_why_alike(runs[j], runs[i])}")
+    seen[name] = i
+  planned = []
+  for name, overrides in zip(names, runs):
     where = f"sweep {sweep!r}, run {name}"
+    if not _shown(name, overrides):  # the point as written, to find it by
+      where += f" ({_point(overrides)})"
     config = apply_overrides(base_config, overrides, where)
     try:
       _check_names(config, references)
@@ -273,16 +326,10 @@ def check_root(root: str, meta: Mapping[str, Any], base_config=None):
   or absolute. Overrides written differently that build the same config
   (one equal to the file's own value, given or left out) are the same
   sweep: compared with `base_config`, the config this command built."""
-  from jaxunknowns.metrics import read_json  # pylint: disable=g-import-not-at-top
   path = os.path.join(root, SWEEP_JSON)
-  try:
-    saved = read_json(path)
-  except (OSError, ValueError):
-    return  # a damaged aggregate: rebuilt from the runs' summaries
-  try:
-    saved_sweep(root, saved)
-  except UserError:
-    return  # not a sweep's aggregate: rebuilt from the runs' summaries
+  saved, _ = saved_aggregate(root)
+  if saved is None:  # none, or damaged: rebuilt from the runs' summaries
+    return
 
   def key(m, overrides=True):
     file, _, arg = str(m.get("config")).partition(":")
@@ -387,8 +434,10 @@ def aggregate(runs: Sequence[Run], root: str, meta: Mapping[str, Any],
   from jaxunknowns.metrics import read_json, write_json  # pylint: disable=g-import-not-at-top
   fields = swept_fields([r.overrides for r in runs])
   # Why a run failed, as the last aggregate said: kept while the run is not
-  # rerun (--aggregate_only, report_cli), which says nothing of it.
-  saved = read_json(os.path.join(root, SWEEP_JSON)) or {}
+  # rerun (--aggregate_only, report_cli), which says nothing of it. A
+  # damaged one (not JSON, not a sweep's) remembers nothing: it is what
+  # this aggregate replaces (it was a JSONDecodeError traceback here).
+  saved = saved_aggregate(root)[0] or {}
   same = all(saved.get(k) == v for k, v in meta.items())
   failed_before = {r.get("name"): r.get("error") for r in saved.get("runs", ())
                    if same and isinstance(r, dict) and r.get("status") == "failed"}
@@ -461,53 +510,83 @@ def _is_value(v) -> bool:
   return v is None or isinstance(v, (str, int, float, bool))
 
 
-def saved_sweep(root: str, saved: Any):
-  """(runs, meta) of a sweep.json's contents `saved`; a UserError naming
-  what is wrong if a sweep did not write it. A run's workdir is ROOT/NAME
-  (as `plan` made it), not the absolute path saved: a root copied or moved
-  elsewhere is rebuilt from its own runs, not from the old place."""
-  path = os.path.join(root, SWEEP_JSON)
-
-  def refuse(what):
-    return UserError(f"{path} {what}: it was not written by "
-                     f"jaxunknowns.sweep; rerun the sweep's command with "
-                     f"--aggregate_only")
-
+def _not_a_sweep(saved: Any) -> str:
+  """What shows that a sweep did not write sweep.json's contents `saved`
+  ('is a JSON list, not an object'), or '' if it may have."""
   if not isinstance(saved, dict):
-    raise refuse(f"is a JSON {type(saved).__name__}, not an object")
+    return f"is a JSON {type(saved).__name__}, not an object"
   missing = [k for k in ("config", "sweep", "base_overrides", "runs")
              if k not in saved]
   if missing:
-    raise refuse(f"lacks {', '.join(missing)}")
+    return f"lacks {', '.join(missing)}"
   kinds = {"config": (str, "a string"), "sweep": (str, "a string"),
            "base_overrides": (dict, "an object"), "runs": (list, "a list")}
   for key, (kind, words) in kinds.items():
     if not isinstance(saved[key], kind):
-      raise refuse(f"has a {key!r} that is not {words}")
+      return f"has a {key!r} that is not {words}"
   if not saved["runs"]:
-    raise refuse("lists no runs")
-  runs, names = [], set()
+    return "lists no runs"
+  names = set()
   for i, r in enumerate(saved["runs"]):
     name = r.get("name") if isinstance(r, dict) else None
     # A plain folder name: ROOT/NAME must stay inside the root.
     if (not isinstance(name, str) or name in ("", ".", "..") or
         "/" in name or os.sep in name or name in names):
-      raise refuse(f"has run {i} without a distinct folder name")
+      return f"has run {i} without a distinct folder name"
     overrides = r.get("overrides")
     if not isinstance(overrides, dict) or not all(
         _is_value(v) for v in overrides.values()):
-      raise refuse(f"has run {name!r} without overrides {{field: value}}")
+      return f"has run {name!r} without overrides {{field: value}}"
     names.add(name)
-    runs.append(Run(name, overrides, None, os.path.join(root, name)))
+  return ""
+
+
+def saved_sweep(root: str, saved: Any):
+  """(runs, meta) of a sweep.json's contents `saved`; a UserError naming
+  what is wrong if a sweep did not write it. A run's workdir is ROOT/NAME
+  (as `plan` made it), not the absolute path saved: a root copied or moved
+  elsewhere is rebuilt from its own runs, not from the old place."""
+  what = _not_a_sweep(saved)
+  if what:
+    raise UserError(f"{os.path.join(root, SWEEP_JSON)} {what}: it was not "
+                    f"written by jaxunknowns.sweep; {REBUILD}")
+  runs = [Run(r["name"], r["overrides"], None, os.path.join(root, r["name"]))
+          for r in saved["runs"]]
   meta = {k: saved[k] for k in ("config", "sweep", "base_overrides")}
   return runs, meta
+
+
+# What to do about a damaged sweep.json: the sweep's command rebuilds it
+# from its runs' summaries (`saved_aggregate` lets it replace the file).
+REBUILD = "rerun the sweep's command with --aggregate_only"
+
+
+def saved_aggregate(root: str):
+  """(ROOT/sweep.json's contents, '') if a sweep wrote it; (None, what is
+  wrong) if it is damaged (not JSON: a partial copy; not a sweep's: an
+  edit); (None, '') if there is none. A damaged aggregate is rebuilt from
+  the runs' summaries by the sweep's command, never read (which sweep it
+  was is unknown, so it guards the root against none)."""
+  from jaxunknowns.metrics import read_json  # pylint: disable=g-import-not-at-top
+  try:
+    saved = read_json(os.path.join(root, SWEEP_JSON))
+  except (OSError, ValueError) as e:
+    return None, f"is not readable JSON ({type(e).__name__})"
+  if saved is None:
+    return None, ""
+  what = _not_a_sweep(saved)
+  return (None, what) if what else (saved, "")
 
 
 def rebuild(root: str):
   """A function that rewrites ROOT's sweep.json/.md/.png from its runs'
   summaries (`report_cli`); reading the saved sweep.json fails first, with
-  one line, if it was not written by a sweep."""
-  saved = read_saved(os.path.join(root, SWEEP_JSON), "sweep's aggregate", "")
+  one line, if it is damaged: its runs are known only from it."""
+  path = os.path.join(root, SWEEP_JSON)
+  saved, what = saved_aggregate(root)
+  if saved is None:
+    raise UserError(f"{path} {what}: the sweep's aggregate is damaged; "
+                    f"{REBUILD}" if what else f"{path} is missing; {REBUILD}")
   runs, meta = saved_sweep(root, saved)
   return lambda: aggregate(runs, root, meta)
 
@@ -678,6 +757,10 @@ def run_sweep(spec: str, root: str, sweep: Optional[str] = None,
     check_not_a_run(root)
     if not overwrite:
       check_root(root, meta, base_config)
+    damaged = saved_aggregate(root)[1]
+    if damaged:  # said, as its failed runs' causes are lost with it
+      print(f"{os.path.join(root, SWEEP_JSON)} {damaged}: damaged; the "
+            "sweep rebuilds it from its runs' summaries", file=out)
     why_not = vmap and cannot_vmap(runs)
     if why_not:  # asked for, it must be what runs
       raise UserError(f"--vmap: {why_not}, so the runs cannot train as one "

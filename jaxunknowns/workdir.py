@@ -127,6 +127,14 @@ RUN_FOLDERS = ("checkpoints", "snapshots", "tensorboard", "stages")
 RUN_FILES = (CONFIG_FILE, SUMMARY_FILE, "metrics.jsonl", "result.json")
 
 
+# What a kill inside an older version's paths.write_atomic left beside an
+# .npz (NAME.tmp.npz, torn or whole; now NAME.npz.tmp): no run reads it (each
+# reads its files by their full names) and the next save of NAME.npz makes
+# its own. Workdir.check passes it by rather than deleting it: the check
+# reads only, so a refused rerun leaves the workdir as it was.
+OLD_TEMP_NPZ = ".tmp.npz"
+
+
 # Folders written collectively by every process of a multi-process run
 # (orbax checkpoints: each process saves the shards it holds).
 COLLECTIVE_FOLDERS = ("checkpoints", "snapshots")
@@ -267,7 +275,7 @@ class Workdir:
     every finished stage's result.json readable (not a traceback once the
     experiment reaches that stage), and metrics.jsonl still holding the rows
     it held when each finished (stages.check_finished), and every .npz
-    readable."""
+    readable but an older version's temporary one (OLD_TEMP_NPZ)."""
     from jaxunknowns import stages  # pylint: disable=g-import-not-at-top
     counted = {}  # metrics rows, by run (the article's stages are runs)
     folders = [self.shared_path]
@@ -280,6 +288,8 @@ class Workdir:
           self._damaged(str(entry), "a folder", "file")
         elif name == stages.RESULT_FILE:
           stages.check_finished(str(entry), counted)
+        elif name.endswith(OLD_TEMP_NPZ):
+          pass  # an older version's temporary file: no run's, read by none
         elif name.endswith(".npz") and not stages.in_finished_run(str(entry)):
           # Written whole (paths.save_npz): a damaged one is outside damage,
           # refused now, not once a resumed stage has rewritten others.

@@ -806,3 +806,105 @@ def test_a_run_with_its_own_checkpoints_resumes_apart_not_in_a_group(
   assert resumed["resumed_from_step"] == TINY["train.steps"]
   assert read_json(copy / "lr=0.001" / "summary.json")[
       "resumed_from_step"] is None
+
+
+# -----------------------------------------------------------------------------
+# Bad grids and damaged aggregates, named
+# -----------------------------------------------------------------------------
+@pytest.mark.parametrize("points,needles", [
+    ([{"data.name": "a/b"}, {"data.name": "a_b"}],
+     ["data.name='a/b'", "data.name='a_b'", "'name=a_b'", "folder name writes"
+      " their data.name alike", "make the values differ"]),
+    ([{"optim.lr": 0.1, "model.widths": (1, 2)},
+      {"optim.lr": 0.1, "model.widths": "1-2"}],
+     ["model.widths=(1, 2)", "model.widths='1-2'", "joins a list's items"]),
+    ([{"optim.lr": 0.1}, {"optim.lr": 0.1000001}],
+     ["optim.lr=0.1000001", "beyond the 6 significant digits"]),
+    ([{"seed": 0}, {"seed": 1}, {"seed": 1}],
+     ["points 1 (seed=1) and 2 (seed=1)", "the same overrides twice"]),
+], ids=["characters", "list", "digits", "twice"])
+def test_points_that_share_a_run_folder_are_named_with_the_cause(
+    tmp_path, points, needles):
+  """Values that differ only in what a folder name drops ('a/b', 'a_b')
+  were refused for 6 significant digits they do not have, or for the first
+  one's value (an unknown dataset 'a/b'), which was not the problem."""
+  from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
+  base = config_loading.load_config(TRAIN)
+  base.lock()
+  with pytest.raises(UserError) as info:
+    sweep.plan(base, points, "s", str(tmp_path / "root"))
+  message = str(info.value)
+  assert "\n" not in message, message
+  for needle in ["sweep 's': points", "would share the run folder", *needles]:
+    assert needle in message, (needle, message)
+  if "digits" not in needles[-1]:
+    assert "significant digits" not in message, message
+  assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("bad,needle", [
+    ('[{"optim.lr": 0.1}, {1: 2}]', "sweep 'bad', point 1 (1=2) has field 1"),
+    ('{"optim.lr": 0.1}', "sweep 'bad' is {'optim.lr': 0.1}, not a list"),
+    ('[{"optim.lr": 0.1}, "optim.lr=0.2"]',
+     "sweep 'bad', point 1 is 'optim.lr=0.2', not a dict"),
+], ids=["field", "entry", "point"])
+def test_a_bad_get_sweep_entry_is_named(tmp_path, bad, needle):
+  """One malformed entry of get_sweep refused every sweep of the file (the
+  good one too) with the same line, naming neither the entry nor the
+  point."""
+  spec = write_config(tmp_path, '{"good": grid(**{"optim.lr": [0.1, 0.2]}), '
+                      f'"bad": {bad}}}')
+  with pytest.raises(UserError) as info:
+    sweep.load_sweeps(spec)
+  message = str(info.value)
+  assert "\n" not in message, message
+  assert "must return a non-empty" in message and needle in message, message
+
+
+def test_a_bad_value_the_run_name_cannot_show_names_its_point(tmp_path):
+  """A value a folder name garbles (an object, a dict) was named only by
+  that folder ('lr=__a___1_')."""
+  from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
+  base = config_loading.load_config(TRAIN)
+  base.lock()
+  with pytest.raises(UserError) as info:
+    sweep.plan(base, [{"optim.lr": 0.1}, {"optim.lr": {"a": 1}}], "s",
+               str(tmp_path / "root"))
+  assert "sweep 's', run lr=__a___1_ (optim.lr={'a': 1}): " in str(
+      info.value), info.value
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('{"config": "x", "swe', "is not readable JSON (JSONDecodeError)"),
+    ("[1, 2]", "is a JSON list, not an object"),
+    ('{"config": "c.py", "sweep": "lr", "base_overrides": {}, "runs": 5}',
+     "has a 'runs' that is not a list"),
+], ids=["torn", "list", "runs"])
+def test_a_damaged_sweep_json_is_rebuilt_not_a_traceback(tmp_path, text,
+                                                          needle):
+  """sweep.json is the sweep's aggregate, made again from its runs'
+  summaries: a torn or edited one ended the sweep's command (its
+  --aggregate_only too) in a JSONDecodeError, AttributeError or TypeError
+  traceback once aggregating. The command now says it is damaged and
+  rebuilds it; report_cli, which knows the runs only from it, refuses it
+  in one line saying to run that command."""
+  from jaxunknowns import report_cli  # pylint: disable=g-import-not-at-top
+  root = tmp_path / "root"
+  root.mkdir()
+  (root / "sweep.json").write_text(text)
+  meta = {"config": TRAIN, "sweep": "lr", "base_overrides": {}}
+  out = io.StringIO()
+  assert sweep.run_sweep(TRAIN, str(root), "lr", dry_run=True, out=out) is None
+  assert f"{root / 'sweep.json'} {needle}: damaged; the sweep rebuilds it" in (
+      out.getvalue()), out.getvalue()
+  with pytest.raises(UserError) as info:
+    report_cli.rebuild_all([str(root)])
+  message = str(info.value)
+  assert "\n" not in message, message
+  for want in (str(root / "sweep.json"), needle, "--aggregate_only"):
+    assert want in message, (want, message)
+  assert (root / "sweep.json").read_text() == text  # as it was, till now
+  runs = [sweep.Run("lr=0.1", {"optim.lr": 0.1}, None, str(root / "lr=0.1"))]
+  result = sweep.aggregate(runs, str(root), meta)
+  assert read_json(root / "sweep.json") == result
+  assert [r["status"] for r in result["runs"]] == ["missing"]

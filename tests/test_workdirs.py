@@ -310,3 +310,24 @@ def test_a_folder_with_another_programs_config_json_is_no_run(tmp_path,
   assert "--overwrite" not in str(e.value)
   assert sorted(p.name for p in folder.iterdir()) == ["config.json",
                                                       "notes.txt"]
+
+
+def test_an_older_versions_temporary_npz_is_passed_by(tmp_path):
+  """An older version's paths.write_atomic named its temporary file
+  NAME.tmp.npz; one a kill left torn in a workdir made every rerun refuse
+  it as damaged ("pass --overwrite", which deletes the run). Workdir.check
+  passes it by, read-only (the workdir stays as it was); a run's own
+  damaged .npz is refused as before."""
+  from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(f"{ROOT}/configs/train.py:runlocal")
+  run = tmp_path / "run"
+  Workdir(str(run), config).open()  # config.json: an unfinished run
+  (run / "masks").mkdir()
+  (run / "masks" / "level_02.tmp.npz").write_bytes(b"PK\x03")  # torn
+  Workdir(str(run), config).check()
+  assert (run / "masks" / "level_02.tmp.npz").read_bytes() == b"PK\x03"
+  (run / "masks" / "level_02.npz").write_bytes(b"PK\x03")
+  with pytest.raises(UserError, match="level_02.npz is damaged"):
+    Workdir(str(run), config).check()
