@@ -75,6 +75,10 @@ def from_flag(flag) -> ml_collections.ConfigDict:
 def checked(config, path: str) -> ml_collections.ConfigDict:
   """`config` if it is one jaxunknowns can run: a ConfigDict that names
   its experiment (what every check and `main.run` read first)."""
+  if config is None:
+    raise UserError(f"{path}: get_config() returned None, not an "
+                    f"ml_collections.ConfigDict: end it with `return config` "
+                    f"(see configs/train.py)")
   if not isinstance(config, ml_collections.ConfigDict):
     raise UserError(f"{path}: get_config() returned a "
                     f"{type(config).__name__}, not an ml_collections."
@@ -104,6 +108,22 @@ def check_config_file(path: str):
   if "get_config" not in names:
     raise UserError(f"{path} defines no get_config(arg) function: it is not "
                     f"a config file (see configs/train.py)")
+
+
+def check_returns_a_config(spec: str):
+  """UserError (`checked`'s) if the config file of `spec` ('path[:arg]')
+  returns None from get_config(arg). The command line's loader took None
+  for a missing --config: a logged warning, then 'Flag --config must have
+  a value other than None', two lines blaming the flag. Run before absl
+  loads the file; any other failure is left to that loader's own words."""
+  path, colon, arg = spec.partition(":")
+  check_config_file(path)
+  try:  # called as that loader calls it: without an argument if none given
+    config = config_module(path).get_config(*[arg] * bool(colon))
+  except Exception:  # pylint: disable=broad-except
+    return
+  if config is None:
+    checked(config, path)
 
 
 def config_module(path: str):

@@ -285,7 +285,7 @@ def parse_flags(argv):
   for arg in argv[1:]:  # before absl runs the file: is it a config at all?
     if arg.startswith("--config="):
       try:
-        config_loading.check_config_file(arg[len("--config="):].split(":")[0])
+        config_loading.check_returns_a_config(arg[len("--config="):])
       except errors.UserError as e:
         errors.exit_with(e)
   return errors.parse_flags(argv)

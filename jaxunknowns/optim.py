@@ -205,10 +205,22 @@ def param_paths(params) -> list:
   return ["/".join(k) for k in traverse_util.flatten_dict(params)]
 
 
+def compiled_pattern(field: str, regex: str):
+  """The config field `field`'s regex, compiled; one that is no regex is a
+  UserError naming the field (re.error was a traceback). Validation calls
+  it before the model exists (validation._validate_base)."""
+  try:
+    return re.compile(regex)
+  except re.error as e:
+    raise UserError(f"{field}={regex!r} is not a regular expression ({e}); "
+                    "give one over parameter paths such as "
+                    "'Dense_0/kernel' or 'BatchNorm'") from None
+
+
 def _path_pattern(field: str, regex: str, paths):
   """The config field `field`'s regex over parameter paths, compiled; one
   that matches no path is a UserError naming the paths that exist."""
-  pattern = re.compile(regex)
+  pattern = compiled_pattern(field, regex)
   if not any(pattern.search(p) for p in paths):
     raise UserError(f"{field}={regex!r} matches no parameter; parameters "
                     f"are: {', '.join(paths)}")
@@ -225,6 +237,13 @@ def trainable_labels(cfg, params):
   if cfg.freeze:
     pattern = _path_pattern("optim.freeze", cfg.freeze, paths)
     frozen = {p: frozen[p] or bool(pattern.search(p)) for p in paths}
+  if paths and all(frozen.values()):
+    # Every update would be zero: the run trained nothing, exit 0 (found
+    # here, as the trainer is built, before the workdir is touched).
+    fields = " with ".join(f"optim.{f}={cfg[f]!r}"
+                           for f in ("train_only", "freeze") if cfg[f])
+    raise UserError(f"{fields} freezes every parameter, leaving nothing to "
+                    f"train: match fewer (parameters are: {', '.join(paths)})")
   flat = {tuple(p.split("/")): ("frozen" if frozen[p] else "train")
           for p in paths}
   return traverse_util.unflatten_dict(flat)

@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import dataclasses
 import math
+import os
 from typing import (Any, Dict, Iterator, List, Mapping, Optional, Sequence,
                     Tuple)
 
@@ -19,7 +20,12 @@ import numpy as np
 
 from jaxunknowns import config_defaults, config_loading
 from jaxunknowns.errors import UserError
-from jaxunknowns.experiments import EXPERIMENTS, Experiment
+from jaxunknowns.experiments import EXPERIMENTS, MODULES, Experiment
+
+# Seeds train at once, in one program (their parameters, optimizer states
+# and batches side by side): 1e9 of them passed every check, then ran out of
+# memory. Far above any config's (3 to 8).
+MAX_SEEDS = 1024
 
 
 def check(cond: bool, field: str, value: Any, valid: str):
@@ -333,6 +339,7 @@ def check_config(config, references: Optional[Sequence] = None, *,
   check_fields(config, rules or field_rules(
       references or [config_defaults.base_config()]))
   experiment = EXPERIMENTS.get(config.experiment)
+  check_experiment_fields(config, references)
   if not experiment.float64:
     check_float32(config)
   with files_of(references):
@@ -340,6 +347,82 @@ def check_config(config, references: Optional[Sequence] = None, *,
     # Last: an experiment's own message (a model it cannot use) says more.
     check_choices(config, experiment.own_fields)
   return experiment
+
+
+# The shipped config files of a checkout: configs/NAME.py for every
+# experiment NAME of experiments.MODULES.
+CONFIGS_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+# experiment -> (its FIELD_DEFAULTS entry, the fields every config of its
+# file has): made once per load of that file, not per check.
+_REQUIRED_FIELDS: Dict[str, Tuple[Any, frozenset]] = {}
+
+
+def own_config_file(experiment: str) -> Optional[str]:
+  """configs/EXPERIMENT.py of a shipped experiment, where the checkout has
+  it; None for one registered in code (or an installed package)."""
+  path = os.path.join(CONFIGS_DIR, f"{experiment}.py")
+  return path if experiment in MODULES and os.path.isfile(path) else None
+
+
+def _required_fields(experiment: str) -> Optional[frozenset]:
+  """The fields every config of `experiment`'s own file has (each variant,
+  with and without runlocal: a variant may drop one, as train.py's
+  cifar10_resnet20 drops reference.protocol_differences); None where no
+  config of its own is known."""
+  defaults = config_defaults.FIELD_DEFAULTS.get(experiment)
+  if defaults is None and own_config_file(experiment):
+    # Loading the file records its defaults (config_defaults.make_config).
+    config_loading.load_config(own_config_file(experiment))
+    defaults = config_defaults.FIELD_DEFAULTS.get(experiment)
+  if defaults is None:
+    return None
+  cached = _REQUIRED_FIELDS.get(experiment)
+  if cached is None or cached[0] is not defaults:
+    # file_values: None where a config of the file lacks the field (none
+    # at all for the article, whose defaults are its one shape).
+    cached = (defaults, frozenset(
+        name for name, _ in leaves(defaults)
+        if None not in config_defaults.file_values(experiment, name)))
+    _REQUIRED_FIELDS[experiment] = cached
+  return cached[1]
+
+
+def check_experiment_fields(config, references: Optional[Sequence] = None):
+  """`config` has the fields of its experiment, and no section of another
+  one: `--config.experiment=imp` on train.py's config (no prune.*) ended in
+  an AttributeError inside imp's checks; imp.py's config run as 'train'
+  trained in full, then crashed without its summary. Compared with the
+  experiment's own config file (every variant); an experiment with none
+  (one registered in code) runs on any config."""
+  name = config.experiment
+  required = _required_fields(name)
+  if required is None:
+    # A shipped experiment whose file this install lacks: a config file of
+    # another experiment is still not its config.
+    file_experiment = references[0].get("experiment") if references else None
+    if name in MODULES and file_experiment not in (None, name):
+      raise UserError(
+          f"experiment={name!r}: this is a config of experiment "
+          f"{file_experiment!r}, without {name}'s fields; run {name} with "
+          f"its own config file, configs/{name}.py, instead of setting "
+          "experiment")
+    return
+  defaults = config_defaults.FIELD_DEFAULTS[name]
+  sections = lambda fields: ", ".join(sorted({f.split(".")[0] for f in fields}))
+  missing = required - {field for field, _ in leaves(config)}
+  # A section of the config no config of the experiment's file has (a
+  # variant may add one: landscape's arms).
+  extra = [key for key in config if key not in defaults and all(
+      v is None for v in config_defaults.file_values(name, key))]
+  if not missing and not extra:
+    return
+  what = [f"it lacks {name}'s fields {sections(missing)}"] * bool(missing) + [
+      f"its fields {sections(extra)} are not {name}'s"] * bool(extra)
+  raise UserError(
+      f"experiment={name!r} does not fit this config: {' and '.join(what)} "
+      f"(it is another experiment's config); run {name} with its own config "
+      f"file, configs/{name}.py, instead of setting experiment")
 
 
 def validate_base(config, where: str = ""):
@@ -356,8 +439,9 @@ def validate_base(config, where: str = ""):
 
 
 def _validate_base(config):
-  check(is_int(config.seeds) and config.seeds >= 1, "seeds", config.seeds,
-        "an integer >= 1")
+  check(is_int(config.seeds) and 1 <= config.seeds <= MAX_SEEDS, "seeds",
+        config.seeds, f"an integer >= 1 and <= {MAX_SEEDS} (every seed "
+        "trains at once, in one program)")
   check(is_int(config.seed) and config.seed >= 0, "seed", config.seed,
         "an integer >= 0")
 
@@ -387,6 +471,13 @@ def _validate_base(config):
   check(all(is_int(b) and b > 0 for b in bounds) and
         bounds == sorted(set(bounds)),
         "optim.boundaries", tuple(bounds), "increasing positive steps")
+
+  # The paper's number a run is compared with (train's reference), shown
+  # as a percentage: 2.0 was reported as "200%".
+  reference = config.get("reference")
+  if hasattr(reference, "get") and "test_accuracy" in reference:
+    check(0.0 <= reference.test_accuracy <= 1.0, "reference.test_accuracy",
+          reference.test_accuracy, "in [0, 1] (a fraction: 0.923, not 92.3)")
 
   t = config.train
   check(is_int(t.steps) and t.steps >= 1, "train.steps", t.steps,
@@ -422,6 +513,13 @@ def _validate_base(config):
   from jaxunknowns.models import create_model  # pylint: disable=g-import-not-at-top
   optim.OPTIMIZERS.get(o.name)
   optim.SCHEDULES.get(o.schedule)
+  # Regexes over parameter paths: one that does not compile was re.error's
+  # traceback once the model was built (whether one leaves anything to
+  # train is known only then: optim.trainable_labels, still before the
+  # workdir).
+  for field in ("freeze", "train_only"):
+    if o.get(field, ""):
+      optim.compiled_pattern(f"optim.{field}", o[field])
   losses.LOSSES.get(t.loss)
   create_model(m, 2)
   datasets.get_loader(pipeline.check_config(d)["name"])
@@ -518,6 +616,13 @@ def check_choices(config, own_fields: Sequence[str] = (),
   applies("data.data_dir", d.name not in datasets.GENERATED_DATASETS,
           f"to datasets kept in TFDS's folder, not the generated {d.name!r}")
   applies("data.shuffle_seed", shuffle_seed_read(d), shuffle_seed_readers())
+  # A dataset whose coordinates are the point (soudry2d) is never
+  # standardized (data/pipeline.py): a data.normalize the user moved was
+  # recorded in config.json, never applied.
+  applies("data.normalize", not getattr(
+      datasets.get_loader(d.name), "keeps_coordinates", False),
+          f"to datasets whose inputs are standardized, not {d.name!r} (its "
+          "coordinates are the point)")
   read = model_fields_read(config.model)
   from jaxunknowns.models import layers  # pylint: disable=g-import-not-at-top
   for f in config.model if read is not None else ():

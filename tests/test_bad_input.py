@@ -1121,3 +1121,147 @@ def test_a_bad_model_or_arm_setting_is_refused_before_the_run(
   with pytest.raises(UserError) as info:
     validation.check_config(config)
   assert str(info.value).startswith(needle), str(info.value)
+
+
+# -----------------------------------------------------------------------------
+# Values out of range, and configs that are not their experiment's
+# -----------------------------------------------------------------------------
+@pytest.mark.parametrize("spec, experiment, needles", [
+    # An AttributeError inside imp's checks (no prune.*).
+    (f"train.py:{MNIST1D}", "imp", ["lacks imp's fields prune", "stability"]),
+    # Trained in full, then crashed without its summary.json.
+    ("imp.py:mnist1d,runlocal", "train",
+     ["its fields prune, stability are not train's"]),
+    # One section, grid, with each experiment's own fields in it.
+    ("bn_batch_size.py:runlocal", "bn_placement",
+     ["lacks bn_placement's fields grid"]),
+    ("width_sweep.py:mnist1d,runlocal", "double_descent",
+     ["lacks double_descent's fields double_descent"]),
+    ("article.py:runlocal", "train", ["lacks train's fields data"]),
+])
+def test_an_experiment_set_on_another_experiments_config_is_refused(
+    tmp_path, spec, experiment, needles):
+  config = config_loading.load_config(f"{ROOT}/configs/{spec}",
+                                      {"experiment": experiment})
+  for references in (None, validation.references_of(f"{ROOT}/configs/{spec}")):
+    with pytest.raises(UserError) as info:
+      validation.check_config(config, references)
+    message = str(info.value)
+    for needle in [f"experiment={experiment!r} does not fit this config",
+                   f"configs/{experiment}.py", *needles]:
+      assert needle in message, (needle, message)
+  assert_user_error_before_writing(config, tmp_path / "new", needles)
+
+
+def test_an_experiment_of_ones_own_runs_on_any_config():
+  """One registered in code has no config file to compare with (the
+  multi-process tests run theirs on train.py's config)."""
+  from jaxunknowns import experiments  # pylint: disable=g-import-not-at-top
+  if "own_test_experiment" not in experiments.EXPERIMENTS:
+    experiments.register("own_test_experiment")(lambda config, workdir: None)
+  spec = f"{ROOT}/configs/train.py:{MNIST1D}"
+  validation.check_config(config_loading.load_config(
+      spec, {"experiment": "own_test_experiment"}),
+                          validation.references_of(spec))
+
+
+def test_cli_experiment_of_another_config_file_is_one_line(tmp_path):
+  """On the command line only train.py is loaded: imp's own file is read
+  to compare with."""
+  proc = cli(RUNLOCAL, "--config.experiment=imp", workdir=tmp_path / "new")
+  assert_one_line_error(proc, "experiment='imp' does not fit this config",
+                        "configs/imp.py")
+  assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"optim.freeze": "["}, "optim.freeze='[' is not a regular expression"),
+    ({"optim.train_only": "("},
+     "optim.train_only='(' is not a regular expression")])
+def test_a_parameter_pattern_that_is_no_regex_is_refused(overrides, needle):
+  """re.error's traceback, once the model was built."""
+  config = config_loading.load_config(f"{ROOT}/configs/train.py:{MNIST1D}",
+                                      overrides)
+  with pytest.raises(UserError) as info:
+    validation.check_config(config)
+  assert str(info.value).startswith(needle), str(info.value)
+  assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"optim.freeze": ".*"}, "optim.freeze='.*' freezes every parameter"),
+    ({"optim.train_only": "Dense_0", "optim.freeze": "Dense"},
+     "optim.train_only='Dense_0' with optim.freeze='Dense' freezes every")])
+def test_freezing_every_parameter_is_refused_before_the_workdir(
+    tmp_path, overrides, needle):
+  """freeze='.*' trained nothing, exit 0. Known once the model's
+  parameters are (as the trainer is built), still before the workdir."""
+  config = config_loading.load_config(f"{ROOT}/configs/train.py:{MNIST1D}",
+                                      overrides)
+  assert_user_error_before_writing(config, tmp_path / "new",
+                                   [needle, "Dense_0/kernel"])
+
+
+@pytest.mark.parametrize("spec, overrides, needle", [
+    # Shown on the report page as "200%".
+    (f"train.py:{MNIST1D}", {"reference.test_accuracy": 2.0},
+     "reference.test_accuracy=2.0 is out of range: must be in [0, 1]"),
+    (f"train.py:{MNIST1D}", {"reference.test_accuracy": -0.1},
+     "reference.test_accuracy=-0.1"),
+    # Passed, then ran out of memory.
+    (f"train.py:{MNIST1D}", {"seeds": 10**9},
+     "seeds=1000000000 is out of range: must be an integer >= 1 and <= 1024"),
+    # Ran out of memory in validate, blamed on seeds or the batch size.
+    ("landscape.py:runlocal", {"landscape.points_1d": 20001},
+     "landscape.points_1d=20001 is out of range: must be at most 10001"),
+    ("landscape.py:runlocal", {"landscape.points_2d": 2001},
+     "landscape.points_2d=2001 is out of range: must be at most 1001"),
+    ("landscape.py:runlocal", {"landscape.points_interp": 20001},
+     "landscape.points_interp=20001 is out of range: must be at most 10001"),
+    ("bn_only.py:runlocal", {"bn_only.widths": (2048,)},
+     "bn_only.widths=(2048,) is out of range: must be at most 1024"),
+    # soudry2d's coordinates are never standardized: recorded, not applied.
+    (f"train.py:{MNIST1D}", {"data.name": "soudry2d", "data.normalize": False},
+     "data.normalize=False is unused here"),
+    ("max_margin.py:soudry2d", {"data.normalize": True},
+     "data.normalize=True is unused here"),
+])
+def test_a_value_out_of_range_is_refused(monkeypatch, spec, overrides, needle):
+  from jaxunknowns.batchnorm import bn_only  # pylint: disable=g-import-not-at-top
+
+  def builds_the_data(config):
+    raise AssertionError("validate went on to build the data and masks")
+  monkeypatch.setattr(bn_only, "dataset_for", builds_the_data)
+  path = f"{ROOT}/configs/{spec}"
+  config = config_loading.load_config(path, overrides)
+  with pytest.raises(UserError) as info:
+    validation.check_config(config, validation.references_of(path))
+  assert str(info.value).startswith(needle), str(info.value)
+  assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("spec, overrides", [
+    (f"train.py:{MNIST1D}", {"reference.test_accuracy": 1.0, "seeds": 1024}),
+    ("landscape.py:runlocal", {"landscape.points_1d": 10001,
+                              "landscape.points_2d": 1001,
+                              "landscape.points_interp": 10001}),
+    ("max_margin.py:clouds", {"data.normalize": True}),  # read there
+    (f"train.py:{MNIST1D}", {"data.name": "soudry2d"})])
+def test_a_value_at_its_bound_passes(spec, overrides):
+  path = f"{ROOT}/configs/{spec}"
+  validation.check_config(config_loading.load_config(path, overrides),
+                          validation.references_of(path))
+
+
+def test_a_get_config_that_returns_none_is_one_line(tmp_path):
+  """absl took None for a missing --config: ml_collections' warning, then
+  'flag --config=None: Flag --config must have a value other than None'."""
+  path = tmp_path / "cfg.py"
+  path.write_text("def get_config(arg=''):\n  config = {}\n")
+  needle = f"{path}: get_config() returned None"
+  proc = cli(f"--config={path}", "--config.seeds=2", workdir=tmp_path / "new")
+  line = assert_one_line_error(proc, needle, "return config")
+  assert proc.stderr.strip().splitlines() == [line], proc.stderr
+  assert not (tmp_path / "new").exists()
+  with pytest.raises(UserError, match=re.escape(needle)):
+    config_loading.load_config(str(path))

@@ -53,6 +53,10 @@ READ_BY = {"bn_only.bn_pattern": ("bn", "bn_output"),
 PATTERNS = ("bn_pattern", "scale_pattern", "output_pattern", "kernel_pattern")
 
 
+# The widest first stage bn_only.widths may ask for (validate).
+MAX_WIDTH = 1024
+
+
 # -----------------------------------------------------------------------------
 # Config and data
 # -----------------------------------------------------------------------------
@@ -69,6 +73,11 @@ def validate(config):
   check(len(widths) >= 1 and all(isinstance(w, int) and w >= 1
                                  for w in widths),
         "bn_only.widths", tuple(widths), "positive integers")
+  # The stages widen to 4w channels, and validate builds every arm's mask
+  # (the full arm's is as large as the weights): 1e9 ran out of memory
+  # here, blamed on the seeds or the batch size. The paper's widest: 64.
+  check(max(widths) <= MAX_WIDTH, "bn_only.widths", tuple(widths),
+        f"at most {MAX_WIDTH} (the first stage's channels; the last has 4x)")
   check(len(set(widths)) == len(widths), "bn_only.widths", tuple(widths),
         "distinct widths (each trains once)")
   check(len(arms) >= 1 and all(a in ARMS for a in arms) and

@@ -78,6 +78,13 @@ def axes(config) -> Dict[str, np.ndarray]:
   }
 
 
+# The most points of a grid: each axis is built here, and each point is a
+# loss over landscape.num_examples (the surface: points_2d squared). 1e9
+# ran out of memory as validate built the axis, blamed on the seeds or the
+# batch size. Far above the configs' (51 x 51, 41).
+MAX_POINTS = {"points_1d": 10001, "points_2d": 1001, "points_interp": 10001}
+
+
 def validate(config):
   validation.validate_base(config)
   landscape_arms.validate_arms(config)
@@ -86,6 +93,9 @@ def validate(config):
   for field in ("range_1d", "range_2d", "range_interp"):
     check(len(tuple(l[field])) == 2, f"landscape.{field}", tuple(l[field]),
           "a pair (lo, hi)")
+  for field, most in MAX_POINTS.items():  # before `axes` builds them
+    check(not validation.is_int(l[field]) or l[field] <= most,
+          f"landscape.{field}", l[field], f"at most {most} points")
   grid = axes(config)
   validation.check_int(l.points_2d, "landscape.points_2d", 2,
                        "a surface of one point has no contours to draw")
