@@ -28,7 +28,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.experiment = "train"  # Which experiment of the registry runs this config.
   c.seed = 0              # First seed; seeds are seed, seed+1, ..., seed+seeds-1.
-  c.seeds = 1             # How many seeds train at once (jax.vmap) in one program.
+  c.seeds = 1             # How many seeds train at once (jax.vmap) in one program (1 to 1024).
 
   # ---- Data -------------------------------------------------------------------
   c.data = ml_collections.ConfigDict()
