@@ -9,6 +9,8 @@ on one and not on another: they agree on the newest step every one of them
 can read.
 """
 
+import asyncio
+import contextlib
 import json
 import os
 import weakref
@@ -21,6 +23,11 @@ from etils import epath
 
 from jaxunknowns import distributed, metrics, paths
 from jaxunknowns.errors import UserError
+
+try:  # where orbax runs its coroutines (see `_ending_orbax_tasks`)
+  from orbax.checkpoint._src import asyncio_utils as orbax_asyncio  # pylint: disable=g-import-not-at-top
+except ImportError:  # another orbax: restores as they are
+  orbax_asyncio = None
 
 
 # The one item of a step's folder: what the manager names an item saved
@@ -67,6 +74,55 @@ def abstract(tree: Any) -> Any:
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+async def _with_its_tasks_ended(coro):
+  """`coro`, then the tasks it started and left running cancelled, and
+  their ends awaited, in its own event loop: see `_ending_orbax_tasks`."""
+  try:
+    return await coro
+  finally:
+    rest = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in rest:
+      task.cancel()
+    if rest:
+      # Bounded: a task that ignored its cancelling is left as before,
+      # never waited for without end.
+      done, _ = await asyncio.wait(rest, timeout=30)
+      for task in done:
+        if not task.cancelled():
+          task.exception()  # retrieved: not logged at its collection
+    # Done-callbacks still queued (a failed task's parent gather's, which
+    # retrieves its error) run now: the closing loop would drop them.
+    await asyncio.sleep(0)
+
+
+@contextlib.contextmanager
+def _ending_orbax_tasks():
+  """Within: every orbax call ends the tasks it started before it returns.
+
+  Orbax runs each call in a fresh event loop (asyncio_utils.run_sync) and
+  closes that loop as soon as the call's coroutine ends. When a read fails
+  (a damaged checkpoint), `asyncio.gather` raises at the first failing
+  array while its siblings still read, and the closed loop abandons them:
+  at their garbage collection Python printed "Exception ignored in:
+  <coroutine object _read_array_index_and_device_put>" (orbax turns the
+  GeneratorExit of closing into an Exception), tensorstore's callbacks
+  into the closed loop "RuntimeError: Event loop is closed", and asyncio
+  "Task exception was never retrieved": dozens of tracebacks on stderr in
+  about one fallback to an older step in three. Cancelled and awaited
+  before the loop closes, as asyncio.run does, each ends with its error
+  retrieved. Only around restores, where damage is met and read past; a
+  no-op where orbax has no `run_sync`."""
+  run_sync = getattr(orbax_asyncio, "run_sync", None)
+  if run_sync is None:
+    yield
+    return
+  orbax_asyncio.run_sync = lambda coro: run_sync(_with_its_tasks_ended(coro))
+  try:
+    yield
+  finally:
+    orbax_asyncio.run_sync = run_sync
+
+
 class _Manager(ocp.CheckpointManager):
   """orbax's manager, which never asks JAX's preemption service.
 
@@ -87,12 +143,15 @@ class _Manager(ocp.CheckpointManager):
 class Checkpoints:
   """A folder of step-numbered states, saved asynchronously by orbax."""
 
-  def __init__(self, directory: str, max_to_keep: Optional[int] = 2):
+  def __init__(self, directory: str, max_to_keep: Optional[int] = 2,
+               create: bool = True):
+    """`create=False`: only to read (`restore_kept`); a missing folder stays
+    missing and holds no steps, so a failed read leaves no empty one."""
     # Orbax saves collectively: every process names the same folder (one
     # under a non-main process's scratch is the shared workdir's).
     self.directory = paths.shared(paths.absolute(directory))
     self._options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True,
+        max_to_keep=max_to_keep, create=create,
         cleanup_tmp_directories=True)
     self._manager = self._new_manager()
     _ALL.add(self)
@@ -118,8 +177,9 @@ class Checkpoints:
   def restore(self, step: int, target: Any) -> Any:
     """The state at `step`, shaped, typed and placed as `target` (arrays,
     or their `abstract` form)."""
-    return self._manager.restore(
-        step, args=ocp.args.StandardRestore(abstract(target)))
+    with _ending_orbax_tasks():
+      return self._manager.restore(
+          step, args=ocp.args.StandardRestore(abstract(target)))
 
   def restore_kept(self, step: int, target: Any) -> Any:
     """The state saved at `step`, which a later part of the run starts from
@@ -170,8 +230,9 @@ class Checkpoints:
       # folder exists and was finalized.
       folder = ocp.step.build_step_path(
           self.directory, ocp.step.standard_name_format(), step)
-      restored = checkpointer.restore(folder, args=ocp.args.Composite(**{
-          _ITEM: ocp.args.StandardRestore(abstract(target))}))
+      with _ending_orbax_tasks():
+        restored = checkpointer.restore(folder, args=ocp.args.Composite(**{
+            _ITEM: ocp.args.StandardRestore(abstract(target))}))
       return restored[_ITEM], None
     except Exception as e:  # pylint: disable=broad-except
       return None, e

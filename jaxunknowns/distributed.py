@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -53,6 +54,8 @@ def initialize(coordinator_address: str = "", num_processes: int = 0,
   the address.
   """
   env = os.environ
+  named = ("--coordinator_address" if coordinator_address
+           else "JAX_COORDINATOR_ADDRESS")
   if (enabled is not False and not coordinator_address
       and env.get("JAX_COORDINATOR_ADDRESS")
       and (env.get("JAX_NUM_PROCESSES") or env.get("JAX_PROCESS_ID"))):
@@ -82,6 +85,10 @@ def initialize(coordinator_address: str = "", num_processes: int = 0,
     enabled = bool(coordinator_address or auto)
   if not enabled:
     return False
+  # The flag's, else the environment's (JAX reads it where no flag gives
+  # one), named as the user gave it.
+  _check_address(named, coordinator_address
+                 or env.get("JAX_COORDINATOR_ADDRESS", ""))
   kwargs = {}
   if coordinator_address:
     if num_processes < 1 or not 0 <= process_id < num_processes:
@@ -103,6 +110,25 @@ def initialize(coordinator_address: str = "", num_processes: int = 0,
         f"JAX_COORDINATOR_ADDRESS), or run under SLURM, Open MPI or a Cloud "
         f"TPU VM") from e
   return True
+
+
+def _check_address(name: str, address: Optional[str]):
+  """A coordinator address not of the shape HOST:PORT (port 1..65535; an
+  IPv6 host in brackets, [::1]:1234) is a UserError, before JAX is asked:
+  it raised an IndexError on 'nohost' and 'Failed to start RPC server' on
+  'host:notaport' (tracebacks), and on ':1234' or 'host:99999' waited the
+  whole join timeout (300 s) for a coordinator it could never reach, then
+  blamed the other processes."""
+  if not address:  # none given: a cluster's environment names it
+    return
+  host, _, port = address.rpartition(":")
+  bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2
+  if not (re.fullmatch(r"[^\s:\[\]]+", host) or bracketed) or not (
+      re.fullmatch(r"[0-9]{1,5}", port) and 1 <= int(port) <= 65535):
+    raise UserError(
+        f"{name}={address!r} is not HOST:PORT (process 0's host name or IP "
+        f"address, an IPv6 one in brackets, and a port in 1..65535 free "
+        f"there), e.g. 10.0.0.1:1234")
 
 
 def join_seconds() -> float:

@@ -987,7 +987,9 @@ class Trainer:
     writer.write(start + n, "minibatch", *_living(run_labels, values, alive))
 
   def restore_snapshot(self, snapshot_dir: str, step: int, target: State) -> State:
-    ck = Checkpoints(snapshot_dir, max_to_keep=None)
+    # Only a read: a missing snapshot is restore_kept's one line, and the
+    # folder is not created for it (the workdir stays as it was).
+    ck = Checkpoints(snapshot_dir, max_to_keep=None, create=False)
     try:
       return ck.restore_kept(step, target)
     finally:

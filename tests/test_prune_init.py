@@ -345,6 +345,31 @@ def test_a_ticket_that_keeps_no_weight_is_refused_before_training(tmp_path):
       ("prune_init.imp=", "seed 1's ticket keeps no prunable weight"))
 
 
+@pytest.mark.parametrize("masks_of,needles", [
+    # Arrays of zero seeds: imp read seed 0's, an IndexError traceback.
+    (lambda ones: ones[:0], ("holds no seed's mask", "shape (0, ")),
+    # Nothing kept: accepted, every level then trained no weight.
+    (np.zeros_like, ("keeps no prunable weight", "density 0")),
+])
+def test_an_imp_initial_mask_of_no_seed_or_no_weight_is_refused(
+    tmp_path, masks_of, needles):
+  """imp's prune.initial_mask (seed 0's mask of a masks/level_LL.npz)."""
+  from jaxunknowns import config_loading, optim  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.lottery import imp  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "level_01.npz"
+  config = config_loading.load_config(
+      f"{ROOT}/configs/imp.py:mnist1d,runlocal",
+      {"prune.initial_mask": str(path)})
+  template = imp.build_trainer(config).params_template
+  ones = {optim.leaf_path(k): np.ones((2, *v.shape), bool)
+          for k, v in jax.tree_util.tree_leaves_with_path(
+              pruning.ones_mask(template))}
+  np.savez(path, **{k: masks_of(v) for k, v in ones.items()})
+  assert_user_error_before_writing(
+      config, tmp_path / "run", (f"prune.initial_mask={str(path)!r}",
+                                 *needles))
+
+
 def test_bad_input_cli(tmp_path):
   assert_cli_one_line_error(
       ["--config=configs/prune_init.py:mnist1d,runlocal",

@@ -282,6 +282,62 @@ def test_a_process_left_alone_stops_in_one_line(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
+BAD_ADDRESSES = ["nohost", "host:notaport", ":1234", "host:99999", "host:0",
+                 "::1:1234"]
+
+
+@pytest.mark.parametrize("address", BAD_ADDRESSES)
+def test_a_malformed_coordinator_address_is_refused_before_joining(
+    monkeypatch, address):
+  """JAX raised an IndexError on 'nohost' (a traceback); the others waited
+  the join timeout for a coordinator that could not be. Refused in one
+  line before JAX is asked, from the flag or the environment alike."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.errors import UserError  # pylint: disable=g-import-not-at-top
+  joined = []
+  monkeypatch.setattr(jax.distributed, "initialize",
+                      lambda **kw: joined.append(kw))
+  with pytest.raises(UserError) as info:
+    distributed.initialize(address, 2, 0)
+  message = str(info.value)
+  assert message.startswith(f"--coordinator_address={address!r} is not "
+                            "HOST:PORT") and "\n" not in message, message
+  monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", address)
+  monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+  monkeypatch.setenv("JAX_PROCESS_ID", "0")
+  with pytest.raises(UserError, match="^JAX_COORDINATOR_ADDRESS="):
+    distributed.initialize()
+  monkeypatch.delenv("JAX_NUM_PROCESSES")  # JAX would read the address
+  monkeypatch.delenv("JAX_PROCESS_ID")
+  with pytest.raises(UserError, match="^JAX_COORDINATOR_ADDRESS="):
+    distributed.initialize()
+  assert not joined
+  # Well-formed ones, an IPv6 host in brackets too, go on to JAX.
+  monkeypatch.delenv("JAX_COORDINATOR_ADDRESS")
+  for good in ("localhost:1234", "10.0.0.1:65535", "[::1]:1234"):
+    assert distributed.initialize(good, 2, 1) is True
+  assert [kw["coordinator_address"] for kw in joined] == [
+      "localhost:1234", "10.0.0.1:65535", "[::1]:1234"]
+
+
+def test_a_malformed_coordinator_address_is_one_line_on_the_cli(tmp_path):
+  """As main ends it: exit 2, one `error:` line, no workdir (an IndexError
+  traceback and exit 1 before)."""
+  proc = forkserver.popen(
+      _main(tmp_path / "w", "--coordinator_address=nohost",
+            "--num_processes=2", "--process_id=0"),
+      env={**_env(1), "JAXUNKNOWNS_JOIN_SECONDS": "5"}, cwd=ROOT,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  _, err = proc.communicate(timeout=240)
+  assert proc.returncode == 2, err[-2000:]
+  assert err.strip().splitlines() == [
+      "error: --coordinator_address='nohost' is not HOST:PORT (process 0's "
+      "host name or IP address, an IPv6 one in brackets, and a port in "
+      "1..65535 free there), e.g. 10.0.0.1:1234"], err[-2000:]
+  assert not (tmp_path / "w").exists()
+
+
 def test_a_process_whose_peer_dies_stops_in_one_line(tmp_path):
   """Process 1 killed mid-run: process 0's next collective fails. It
   printed a traceback, waited ~75 s in JAX's shutdown for the dead process,

@@ -579,8 +579,19 @@ def load_initial_mask(config, params_template):
           f"prune.initial_mask={path!r} is from another architecture: "
           f"{name} {'is missing' if name not in saved else 'has shape ' + str(saved[name].shape[1:])}"
           f", model {config.model.name} needs {tuple(leaf.shape)}")
+    if not saved[name].shape[0]:  # no seed 0 to read (an IndexError)
+      raise UserError(
+          f"prune.initial_mask={path!r} holds no seed's mask ({name} has "
+          f"shape {saved[name].shape}); give a masks/level_LL.npz an imp "
+          "run wrote")
     leaves.append(jnp.asarray(saved[name][0], bool))
-  return jax.tree.unflatten(jax.tree.structure(template), leaves)
+  mask = jax.tree.unflatten(jax.tree.structure(template), leaves)
+  # Nothing kept: every level would train a network with no weights.
+  if not pruning.sparsity_report(mask)["fraction_remaining"] > 0:
+    raise UserError(
+        f"prune.initial_mask={path!r}: seed 0's mask keeps no prunable "
+        "weight (density 0); give the masks of a level that keeps some")
+  return mask
 
 
 experiments.register("imp", validate=validate,
