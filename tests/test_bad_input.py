@@ -1225,6 +1225,19 @@ def test_freezing_every_parameter_is_refused_before_the_workdir(
      "data.normalize=False is unused here"),
     ("max_margin.py:soudry2d", {"data.normalize": True},
      "data.normalize=True is unused here"),
+    # Trained the first cell, then a KeyError reading its train accuracy
+    # (and the rerun called the stage's result damaged).
+    ("bn_regularization.py:runlocal", {"train.eval_train": False},
+     "train.eval_train=False is out of range: must be True"),
+    ("bn_batch_size.py:runlocal", {"train.eval_train": False},
+     "train.eval_train=False"),
+    ("bn_placement.py:runlocal", {"train.eval_train": False},
+     "train.eval_train=False"),
+    # Trained both phases, then flax's InvalidRngError in the
+    # batch-statistics evaluation (training mode).
+    ("bn_modes.py:digits,runlocal", {"model.name": "mlp", "model.norm":
+                                     "batch", "model.dropout": 0.2},
+     "model.dropout=0.2 is out of range: must be 0"),
 ])
 def test_a_value_out_of_range_is_refused(monkeypatch, spec, overrides, needle):
   from jaxunknowns.batchnorm import bn_only  # pylint: disable=g-import-not-at-top

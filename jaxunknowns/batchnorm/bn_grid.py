@@ -86,6 +86,10 @@ def validate_grid(config, axes: Sequence[Axis], norms: Sequence[str],
   batch norm at batch 1 in any cell (at `batch_sizes`, else the config's)."""
   validation.validate_base(config)
   check_axes(axes)
+  # Every cell's summary has its train accuracy and train − test gap.
+  validation.check(config.train.eval_train, "train.eval_train",
+                   config.train.eval_train,
+                   "True (every cell reports its train accuracy and gap)")
   # Every cell writes its axis value over the field: a value given to the
   # field itself would be recorded in config.json but train nothing.
   for axis in axes:

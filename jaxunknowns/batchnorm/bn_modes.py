@@ -110,6 +110,11 @@ def validate(config):
                                "vgg19") and config.model.norm != "batch":
     raise UserError(f"model.name={config.model.name!r} has no BatchNorm by "
                     f"default; set model.norm=batch")
+  # The batch-statistics evaluations run the network in training mode
+  # (analysis/bn_eval), where dropout would drop units at random: the
+  # accuracies would be of random subnetworks (and it needs an rng there).
+  check(config.model.dropout == 0, "model.dropout", config.model.dropout,
+        "0 (bn_modes evaluates in training mode, where dropout is random)")
 
 
 def load(config):
