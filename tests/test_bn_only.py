@@ -472,6 +472,34 @@ def test_above_controls_within_the_seed_spread_is_no_clear_gap():
   assert verdict(0.05, 0.06) == "differs"  # −0.05, −0.06 below random2
 
 
+def test_smoother_with_bn_agrees_below_one_and_differs_above():
+  """Santurkar et al.: BN's loss variation (and β, gradient
+  predictiveness) over no BN's is below 1. BN at about half of no BN's on
+  every step > 0 and seed agrees; at about twice, differs."""
+  from jaxunknowns.batchnorm import bn_report  # pylint: disable=g-import-not-at-top
+  measures = ("loss_range", "beta", "gpred_max")
+  by_step = lambda *seeds: {str(t): {"mean": float(np.mean(v)),
+                                     "per_seed": list(v)}
+                            for t, v in enumerate(zip(*seeds))}
+  none = ((5.0, 4.0, 2.0, 1.0), (6.0, 3.0, 2.5, 1.5))  # [seed][step]
+  def arm(factors):
+    measure = by_step(*([x * f for x in seed]
+                        for seed, f in zip(none, factors)))
+    return {"final": {"test": {"accuracy": {"mean": 0.5,
+                                            "per_seed": [0.5, 0.5]}}},
+            "smoothness": {k: measure for k in measures},
+            "ics": {}, "layers": []}
+  config = ml_collections.ConfigDict({"model": {}})
+  for factors, verdict in (((0.5, 0.52), "agrees"), ((2.0, 2.1), "differs")):
+    summary = {"arms": {"batch": arm(factors), "none": arm((1.0, 1.0))}}
+    rows = {c.quantity: c for c in bn_report.smoothness(summary, config, {})}
+    for k in measures:
+      row = rows[f"{bn_report.MEASURES[k]}: BN / no BN, median over steps"]
+      assert row.verdict == verdict, (factors, k, row.ours)
+      assert row.ours.startswith(
+          f"{np.mean(factors):.3f} ± {np.std(factors, ddof=1):.3f} (n=2)")
+
+
 @pytest.mark.parametrize("name,overrides,needle", [
     ("bn_only", {"bn_only.depths": (8, 8)}, "bn_only.depths=(8, 8)"),
     ("bn_only", {"bn_only.widths": (4, 4)}, "bn_only.widths=(4, 4)"),

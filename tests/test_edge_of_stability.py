@@ -283,6 +283,30 @@ def test_sharpening_is_not_judged_when_a_seed_starts_at_the_edge():
   assert started.reasons == ("1/2 seeds start at λ_max(0) ≥ 0.9 × 2/η",)
 
 
+def test_sharpening_agrees_only_when_every_seed_reaches_the_edge():
+  """'λ_max rises to 2/η' is a claim about every seed: with seed 2 never
+  reaching 0.9 × 2/η (reached per seed [1, 0]) the row does not agree;
+  with both reaching it ([1, 1]) it does."""
+  from jaxunknowns.report import AGREES, DIFFERS  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal")
+  steps, loss = [0, 10, 20, 30, 40], [[1.0, 0.8, 0.6, 0.7, 0.5]] * 2
+  def sharpening(lam):
+    r = eos.run_summary(10.0, steps, lam, steps, loss, 0.9, 40)
+    r.update(loss="mse", kind="gd", lr=0.2, momentum=0.0)
+    summary = {"runs": [r], "flow_versus_gd": [], "dataset": "mnist1d",
+               "model": "mlp", "train_examples": 100}
+    return r, next(c for c in eos_report.comparisons(summary, config)
+                   if "λ_max from λ_max(0)" in c.quantity)
+  r, half = sharpening([[5, 8, 9.5, 10.2, 9.8], [5, 7, 8, 8.5, 8.8]])
+  assert r["reached"]["per_seed"] == [1, 0], r["reached"]
+  assert half.verdict != AGREES and half.verdict == DIFFERS, half
+  assert "1/2 seeds reach it" in half.ours, half
+  r, both = sharpening([[5, 8, 9.5, 10.2, 9.8], [5, 9, 9.5, 9.9, 9]])
+  assert r["reached"]["per_seed"] == [1, 1], r["reached"]
+  assert both.verdict == AGREES, both
+  assert "2/2 seeds reach it" in both.ours, both
+
+
 def test_flow_versus_gd_is_not_judged_before_gd_reaches_the_edge():
   """On a flatter dataset (soudry2d) GD's λ_max stays far below 2/η: flow
   3.92 vs GD 3.82 with 2/η = 10 read 'flow above 2/η, GD at it: agrees'."""

@@ -1059,6 +1059,86 @@ def test_ticket_vs_controls_is_decided_per_seed():
                         "std (0.31)"), row.rule
 
 
+def test_headline_rows_hold_falls_and_sooner_levels_by_a_plain_loop():
+  """Frankle & Carbin's LeNet rows on a hand-made summary, each level found
+  here by a plain loop: tickets hold (within 0.3 points of dense) down to
+  the sparsest level of an unbroken run from the first pruned level; random
+  reinit falls from the densest level from which it stays below dense to
+  the end (not the last level below it); tickets stop early sooner (strictly:
+  a tie with dense is not sooner) down to the end of such a run."""
+  from jaxunknowns.lottery import imp_report  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.report import AGREES, DIFFERS  # pylint: disable=g-import-not-at-top
+  acc = lambda *v: {"mean": float(np.mean(v)),
+                    "std": float(np.std(v, ddof=1)), "per_seed": list(v)}
+  weights = [1.0, 0.2, 0.05, 0.03, 0.02, 0.01]
+  ticket = [0.980, 0.981, 0.978, 0.975, 0.990, 0.970]  # [0]: dense
+  reinit = [None, 0.979, 0.970, 0.979, 0.960, 0.950]
+  stop = [100.0, 80.0, 100.0, 90.0, 120.0, 130.0]
+  levels = [{"level": i, "weights_remaining": w,
+             "test_accuracy": acc(t, t), "early_stop_step": acc(s, s)}
+            for i, (w, t, s) in enumerate(zip(weights, ticket, stop))]
+  for entry, r in zip(levels[1:], reinit[1:]):
+    entry["random_reinit"] = {"test_accuracy": acc(r, r)}
+  summary = {"levels": levels, "seeds": [0, 1],
+             "pruning": {"method": "layerwise", "fraction": 0.2,
+                         "rewind_step": 0, "levels": 5}}
+  # The expected levels (% of weights), by plain loops over the pruned ones.
+  edge = ticket[0] - 0.3 / 100
+  holds_to = None
+  for w, t in zip(weights[1:], ticket[1:]):
+    if t < edge:
+      break
+    holds_to = 100 * w
+  sooner_to = None
+  for w, s in zip(weights[1:], stop[1:]):
+    if not s < stop[0]:
+      break
+    sooner_to = 100 * w
+  falls = None
+  for w, r in zip(weights[1:], reinit[1:]):
+    falls = None if r >= edge else (falls or 100 * w)
+  assert (holds_to, sooner_to, falls) == (5.0, 20.0, 2.0)  # as built above
+  config = config_loading.load_config(f"{IMP_CONFIG}:lenet_fashion")
+  rows, _ = imp_report.comparisons(config, summary)
+  row = lambda start: next(c for c in rows if c.quantity.startswith(start))
+  held = row("tickets within 0.3 points of dense down to")
+  assert held.ours == f"{holds_to:.2f}%", held
+  assert held.verdict == AGREES, held  # 5% ≤ 3% + 3% (within a factor 2)
+  sooner = row("tickets stop early sooner than dense down to")
+  assert sooner.ours == f"{sooner_to:.2f}%", sooner
+  assert sooner.verdict == AGREES, sooner  # 20% ≤ 20% + 20%
+  fell = row("random reinit below dense (by > 0.3 points) from")
+  assert fell.ours == f"{falls:.2f}%", fell
+  assert fell.verdict == DIFFERS, fell  # 2% < 26% − 13%
+
+
+@pytest.mark.parametrize("dense_k0, dense_k10, verdict", [
+    ((0.30, 0.34), (0.01, 0.02), "agrees"),
+    ((0.01, 0.02), (0.30, 0.34), "differs")])
+def test_dense_instability_row_agrees_only_when_it_falls_with_k(
+    dense_k0, dense_k10, verdict):
+  """Frankle et al. 2020: the dense network's instability falls as the
+  rewind step k grows. Per seed it falls by 0.29 and 0.32 (far beyond twice
+  the std of the per-seed changes, 0.04): agrees; the same numbers rising
+  with k: differs."""
+  from jaxunknowns.lottery import imp_report  # pylint: disable=g-import-not-at-top
+  acc = lambda *v: {"mean": float(np.mean(v)),
+                    "std": float(np.std(v, ddof=1)), "per_seed": list(v)}
+  a = acc(0.980, 0.980)
+  levels = [{"level": 0, "weights_remaining": 1.0, "test_accuracy": a},
+            {"level": 1, "weights_remaining": 0.8, "test_accuracy": a}]
+  summary = {"levels": levels, "seeds": [0, 1],
+             "pruning": {"method": "layerwise", "fraction": 0.2,
+                         "rewind_step": 0, "levels": 1},
+             "instability": {"dense": [
+                 {"rewind_step": 0, "instability": acc(*dense_k0)},
+                 {"rewind_step": 10, "instability": acc(*dense_k10)}]}}
+  config = config_loading.load_config(f"{IMP_CONFIG}:mnist1d,runlocal")
+  rows, _ = imp_report.comparisons(config, summary)
+  row, = [c for c in rows if c.quantity.startswith("dense instability (%)")]
+  assert row.verdict == verdict, row
+
+
 # -----------------------------------------------------------------------------
 # 10. Global pruning, one-shot pruning, an initial mask, conv rates, and
 #     momentum with weight decay: end to end

@@ -68,6 +68,38 @@ def test_svm_matches_a_generic_qp_solver():
   assert result.norm <= np.linalg.norm(ref.x) + 1e-12  # ours is the exact optimum
 
 
+@pytest.mark.parametrize("degrees", [30.0, 90.0, 150.0, 1e-6])
+def test_angle_is_the_arccos_of_the_normalised_dot_product(degrees):
+  """svm.angle in radians against numpy's arccos(a·b / |a||b|), for
+  vectors of different lengths at a known angle (a tiny one too, where
+  arccos loses digits: there against the angle built in)."""
+  theta = np.radians(degrees)
+  a = 3.0 * np.array([1.0, 0.0, 0.0])
+  b = 0.5 * np.array([np.cos(theta), np.sin(theta), 0.0])
+  by_numpy = np.arccos(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+  if degrees >= 1:
+    assert by_numpy == pytest.approx(theta, rel=1e-12)
+  assert svm.angle(a, b) == pytest.approx(theta, rel=1e-9)
+  assert svm.angle(b, a) == pytest.approx(theta, rel=1e-9)
+  assert svm.angle((1.0, 0.0), (1.0, 1.0)) == pytest.approx(np.pi / 4,
+                                                            rel=1e-12)
+
+
+@pytest.mark.parametrize("labels", [(0, 1), (-1, 1)])
+def test_binary_constraints_sign_the_intercept_column_by_the_label(labels):
+  """Z = s[:, None] * [x, 1] with s = +1 for label 1 (or +1), -1 for label 0
+  (or -1), built here in numpy: the intercept column is the signed label,
+  not a column of ones."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(6, 3))
+  y = np.array([labels[i] for i in (0, 1, 1, 0, 1, 0)])
+  s = np.where(y == labels[1], 1.0, -1.0)
+  want = s[:, None] * np.c_[x, np.ones(len(x))]
+  np.testing.assert_array_equal(svm.binary_constraints(x, y, True), want)
+  np.testing.assert_array_equal(svm.binary_constraints(x, y, True)[:, -1], s)
+  np.testing.assert_array_equal(svm.binary_constraints(x, y), s[:, None] * x)
+
+
 def test_multiclass_margins_are_linear_in_the_parameters():
   import ml_collections  # pylint: disable=g-import-not-at-top
   from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
@@ -217,6 +249,40 @@ def test_gd_direction_is_the_svm_direction_by_scipy_and_closed_form():
   assert slope == pytest.approx(np.linalg.norm(svm_scipy), rel=0.1)
   loss = [np.sum(np.log1p(np.exp(-y * (x @ w)))) for w in ws]
   assert np.log10(loss[1] / loss[2]) == pytest.approx(1.0, abs=0.1)
+
+
+def test_runner_angle_is_the_arccos_of_w_and_the_max_margin_direction():
+  """The Runner's logged angle to ŵ (and to the l_inf direction, the same
+  (1, 1)/sqrt(2) on Soudry's set) against numpy's arccos from GD's weights
+  after a few steps, and from weights set by hand at 30°, 90° and 150°."""
+  from jax.flatten_util import ravel_pytree  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
+  config = mm_config.get_config("soudry2d,runlocal")
+  config.seeds = 1
+  config.max_margin.optimizers = ("gd",)
+  w_hat = np.array([1.0, 1.0]) / np.sqrt(2.0)  # closed form
+  by_numpy = lambda w: np.arccos(np.clip(
+      w @ w_hat / np.linalg.norm(w), -1.0, 1.0))
+  with jax.enable_x64(True):
+    problems, model, _ = max_margin.build_problems(config)
+    np.testing.assert_allclose(problems[0].svm.direction, w_hat, atol=1e-12)
+    runner = max_margin.Runner(config, model, problems, "gd")
+    state = runner.advance(runner.init_state([0]), 10)
+    flat, unravel = ravel_pytree(jax.tree.map(lambda p: p[0],
+                                              state["params"]))
+    w = np.asarray(flat)
+    got = runner.measure(state)
+    assert by_numpy(w) > 0.01  # far enough from ŵ for arccos's digits
+    np.testing.assert_allclose(got["angle"], [by_numpy(w)], rtol=1e-7)
+    np.testing.assert_allclose(got["angle_linf"], [by_numpy(w)], rtol=1e-7)
+    for degrees in (30.0, 90.0, 150.0):
+      phi = np.pi / 4 + np.radians(degrees)  # ŵ is at 45°
+      w = 2.0 * np.array([np.cos(phi), np.sin(phi)])
+      params = jax.tree.map(lambda p: p[None], unravel(w))
+      got = runner.measure({**state, "params": params})
+      np.testing.assert_allclose(got["angle"], [np.radians(degrees)],
+                                 rtol=1e-9)
+      np.testing.assert_allclose(got["angle"], [by_numpy(w)], rtol=1e-9)
 
 
 def test_record_steps_are_log_spaced_and_end_at_the_total():

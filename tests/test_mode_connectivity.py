@@ -84,6 +84,30 @@ def test_barrier_is_max_minus_the_larger_end():
   np.testing.assert_allclose(interpolation.barrier_height(v), [1.0, 0.0])
 
 
+def test_bezier_barrier_is_judged_in_points_against_the_papers():
+  """Garipov et al.'s VGG-16 Bézier curve rises at most 0.81 points of test
+  error above its ends. Ours is a fraction (0.0581 = 5.81 points): 5 points
+  above the paper's differs, half a point below agrees (a fraction read
+  against 0.81 as it stands would agree with any barrier below 81 points)."""
+  from jaxunknowns.overparam import mode_connectivity_report as mcr  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.overparam import papers  # pylint: disable=g-import-not-at-top
+  paper = papers.GARIPOV_VGG.value
+  assert paper == 0.81 and papers.GARIPOV_VGG.unit == " points"
+  stat = lambda *v: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)),
+                     "per_seed": list(v)}
+  def path(barrier):
+    return {key: {"max": stat(0.5, 0.52), "ends": stat(0.1, 0.12),
+                  "barrier": stat(barrier, barrier)}
+            for key in ("train_loss", "test_error")}
+  row = "test error barrier of the Bézier curve (points)"
+  for barrier, verdict in (((paper + 5) / 100, "differs"),
+                           ((paper - 0.5) / 100, "agrees")):
+    summary = {"model": "vgg16", "dataset": "cifar10",
+               "paths": {"line": path(0.3), "bezier": path(barrier)}}
+    rows = {c.quantity: c for c in mcr.comparisons(summary, load_config())}
+    assert rows[row].verdict == verdict, (barrier, rows[row].ours)
+
+
 def test_plane_coordinates_reproduce_the_three_points():
   a, theta, b = _tree(3), _tree(4), _tree(5)
   origin, u, v, coords = interpolation.plane_basis(a, theta, b)

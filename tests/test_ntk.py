@@ -196,6 +196,49 @@ def test_linearized_predictions_solve_eq_9_with_the_full_kernel(deep):
   np.testing.assert_array_equal(net, [f0_test.argmax(1)] * 2)
 
 
+def test_mean_diagonal_of_a_full_kernel_is_over_n_times_c_entries():
+  """mean_diagonal of a full kernel [n, n, C, C] (`empirical_ntk(trace=
+  False)`'s layout) is the trace of its [n C, n C] matrix over n C; of an
+  [n, n] kernel, its trace over n."""
+  rng = np.random.default_rng(0)
+  n, c = 4, 3
+  a = rng.normal(size=(n * c, 7)) * rng.uniform(0.5, 3.0, size=(n * c, 1))
+  big = a @ a.T  # rows and columns (example, logit), logit fastest
+  k = big.reshape(n, c, n, c).transpose(0, 2, 1, 3)  # [n, n, C, C]
+  want = np.trace(big) / (n * c)
+  assert ntk.mean_diagonal(k) == pytest.approx(want, rel=1e-12)
+  assert ntk.mean_diagonal(k) != pytest.approx(np.trace(big) / n, rel=1e-3)
+  small = a[:n] @ a[:n].T
+  assert ntk.mean_diagonal(small) == pytest.approx(np.trace(small) / n,
+                                                   rel=1e-12)
+
+
+def test_linearized_predictions_use_a_ridge_relative_to_the_kernel(deep):
+  """regression_fn's ridge is r × Θ_0's mean diagonal (trace / (n C)), not
+  r itself: at r = 0.1 (mean diagonal about 3.9 here) the two ridges predict
+  other classes, and the run's match numpy's solve with the relative one."""
+  f, params, x, jac = deep
+  m, r = 24, 1e-1
+  x_test = np.asarray(jax.random.normal(jax.random.PRNGKey(7), (m, D)))
+  y = np.random.default_rng(0).integers(0, C, N)
+  flat, unravel = ravel_pytree(params)
+  jac_test = np.asarray(jax.jit(jax.jacfwd(lambda w: f(unravel(w), x_test)))(
+      flat), np.float64)
+  theta = jac.reshape(N * C, -1) @ jac.reshape(N * C, -1).T  # (example, logit)
+  theta_test = jac_test.reshape(m * C, -1) @ jac.reshape(N * C, -1).T
+  f0 = np.asarray(f(params, x), np.float64)
+  f0_test = np.asarray(f(params, x_test), np.float64)
+  resid = (np.eye(C)[y] - f0).reshape(-1)
+  def classes(lam):
+    return (f0_test + (theta_test @ np.linalg.solve(
+        theta + lam * np.eye(N * C), resid)).reshape(m, C)).argmax(1)
+  want = classes(r * np.trace(theta) / (N * C))
+  assert (classes(r) != want).any()  # an absolute ridge predicts otherwise
+  two = jax.tree.map(lambda a: jnp.stack([a, a]), params)
+  kr, _ = ntk_run.regression_fn(f, x, y, x_test, C, 3, r)(two, two)
+  np.testing.assert_array_equal(kr, [want] * 2)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
   config = load_config()

@@ -447,6 +447,37 @@ def test_randomization_steps_to_fit_trend_by_the_seeds_spread():
   assert _verdicts(rr.comparisons(config, summary(fits)))[row] == "differs"
 
 
+def test_randomization_test_error_trend_pairs_the_seeds():
+  """Test error vs p: every p trains the same seeds, so the trend reads each
+  seed's own rise. Here every seed's error rises by 0.02 per step of p while
+  the seeds sit 0.1 apart: paired, a rise on every seed (agrees); unpaired,
+  the seeds' spread (std 0.1) would swallow the 0.02 steps (not testable)."""
+  from jaxunknowns.overparam import randomization_report as rr  # pylint: disable=g-import-not-at-top
+  config = load_config("randomization", "mnist1d")
+  ps = (0.0, 0.2, 0.4, 0.6)
+  stages = {f"p{p}": {"test_error": _stat(*(0.3 + 0.1 * s + 0.02 * i
+                                            for s in range(3))),
+                      "steps_to_fit": _stat(1000 + 100 * i, 1100 + 100 * i,
+                                            1200 + 100 * i),
+                      "seeds_fitted": 3,
+                      "steps_to_fit_per_seed": [1000 + 100 * i,
+                                                1100 + 100 * i,
+                                                1200 + 100 * i]}
+            for i, p in enumerate(ps)}
+  summary = {"seeds": [0, 1, 2], "fit_accuracy": 1.0, "train_examples": 4000,
+             "num_classes": 10, "variants": [], "stages": stages,
+             "corruption": [{"p": p, "stage": f"p{p}"} for p in ps],
+             "ablation": []}
+  v = _verdicts(rr.comparisons(config, summary))
+  assert v["test error vs label corruption p (%)"] == "agrees"
+  # Each seed's error falls by 0.02 per step instead: a fall on every seed.
+  for i, p in enumerate(ps):
+    stages[f"p{p}"]["test_error"] = _stat(*(0.3 + 0.1 * s - 0.02 * i
+                                            for s in range(3)))
+  v = _verdicts(rr.comparisons(config, summary))
+  assert v["test error vs label corruption p (%)"] == "differs"
+
+
 # -----------------------------------------------------------------------------
 # 3. End to end
 # -----------------------------------------------------------------------------

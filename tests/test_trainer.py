@@ -777,3 +777,29 @@ def test_labels_outside_the_classes_are_refused(shift, classes, why):
   with pytest.raises(UserError) as info:
     make_trainer(tiny_config(), data)
   assert why in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.3])
+def test_label_smoothing_cross_entropy_matches_numpy(eps):
+  """cross_entropy with label smoothing ε: per example
+  −Σ_c ((1 − ε)·onehot_c + ε/C)·log_softmax(z)_c, against numpy; ε = 0 is
+  the plain integer-label cross entropy −log_softmax(z)_y."""
+  from jaxunknowns import losses  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  n, c = 6, 5
+  z = rng.normal(size=(n, c)) * 2.0
+  y = rng.integers(0, c, n)
+  logp = z - z.max(-1, keepdims=True)
+  logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+  onehot = np.eye(c)[y]
+  want = -(((1 - eps) * onehot + eps / c) * logp).sum(-1)
+  got = losses.cross_entropy(jnp.asarray(z, jnp.float32), jnp.asarray(y),
+                             label_smoothing=eps)
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+  plain = losses.cross_entropy(jnp.asarray(z, jnp.float32), jnp.asarray(y))
+  np.testing.assert_allclose(np.asarray(plain), -logp[np.arange(n), y],
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+      np.asarray(losses.cross_entropy(jnp.asarray(z, jnp.float32),
+                                      jnp.asarray(y), label_smoothing=0.0)),
+      -logp[np.arange(n), y], rtol=1e-5, atol=1e-5)
