@@ -260,21 +260,25 @@ def test_loss_after_reaching_is_not_judged_when_a_seed_never_reached():
     assert one[q].reasons == ("1/2 seeds never reach 0.9 × 2/η",), one[q]
 
 
+def sharpening_row(lam, dataset, model):
+  """(the run summary, its 'λ_max from λ_max(0)' comparison) of one GD run
+  at 2/η = 10 whose per-seed λ_max at steps 0, 10, ..., 40 is `lam`."""
+  config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal")
+  steps, loss = [0, 10, 20, 30, 40], [[1.0, 0.8, 0.6, 0.7, 0.5]] * 2
+  r = eos.run_summary(10.0, steps, lam, steps, loss, 0.9, 40)
+  r.update(loss="mse", kind="gd", lr=0.2, momentum=0.0)
+  summary = {"runs": [r], "flow_versus_gd": [], "dataset": dataset,
+             "model": model, "train_examples": 256}
+  return r, next(c for c in eos_report.comparisons(summary, config)
+                 if "λ_max from λ_max(0)" in c.quantity)
+
+
 def test_sharpening_is_not_judged_when_a_seed_starts_at_the_edge():
   """On a sharper dataset than the step sizes were chosen for (MNIST-1D's
   lrs on Fashion-MNIST: λ_max(0) ≈ 5 × 2/η) every seed 'reached' 0.9 × 2/η
   at step 0 and 'λ_max rises from below 2/η to it' read 'agrees'."""
-  from jaxunknowns.implicit import edge_of_stability_report as eos_report  # pylint: disable=g-import-not-at-top
   from jaxunknowns.report import AGREES, NOT_TESTABLE  # pylint: disable=g-import-not-at-top
-  config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal")
-  steps, loss = [0, 10, 20, 30, 40], [[1.0, 0.8, 0.6, 0.7, 0.5]] * 2
-  def sharpening(lam):
-    r = eos.run_summary(10.0, steps, lam, steps, loss, 0.9, 40)
-    r.update(loss="mse", kind="gd", lr=0.2, momentum=0.0)
-    summary = {"runs": [r], "flow_versus_gd": [], "dataset": "fashion_mnist",
-               "model": "fc_tanh", "train_examples": 256}
-    return next(c for c in eos_report.comparisons(summary, config)
-                if "λ_max from λ_max(0)" in c.quantity)
+  sharpening = lambda lam: sharpening_row(lam, "fashion_mnist", "fc_tanh")[1]
   rising = sharpening([[5, 8, 9.5, 10.2, 9.8], [4, 7, 9.2, 9.9, 10]])
   assert rising.verdict == AGREES, rising
   # Seed 2 starts at 50 = 5 × 2/η and falls to the edge: it never sharpened.
@@ -288,15 +292,7 @@ def test_sharpening_agrees_only_when_every_seed_reaches_the_edge():
   reaching 0.9 × 2/η (reached per seed [1, 0]) the row does not agree;
   with both reaching it ([1, 1]) it does."""
   from jaxunknowns.report import AGREES, DIFFERS  # pylint: disable=g-import-not-at-top
-  config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal")
-  steps, loss = [0, 10, 20, 30, 40], [[1.0, 0.8, 0.6, 0.7, 0.5]] * 2
-  def sharpening(lam):
-    r = eos.run_summary(10.0, steps, lam, steps, loss, 0.9, 40)
-    r.update(loss="mse", kind="gd", lr=0.2, momentum=0.0)
-    summary = {"runs": [r], "flow_versus_gd": [], "dataset": "mnist1d",
-               "model": "mlp", "train_examples": 100}
-    return r, next(c for c in eos_report.comparisons(summary, config)
-                   if "λ_max from λ_max(0)" in c.quantity)
+  sharpening = lambda lam: sharpening_row(lam, "mnist1d", "mlp")
   r, half = sharpening([[5, 8, 9.5, 10.2, 9.8], [5, 7, 8, 8.5, 8.8]])
   assert r["reached"]["per_seed"] == [1, 0], r["reached"]
   assert half.verdict != AGREES and half.verdict == DIFFERS, half

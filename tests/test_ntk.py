@@ -157,6 +157,23 @@ def test_kernel_regression_and_helpers():
   assert ntk.loglog_slope(widths, 3.0 * widths ** -0.5) == pytest.approx(-0.5)
 
 
+def dense_eq9(deep, m):
+  """What eq. 9 is solved from, by dense Jacobians in float64: m test
+  inputs, training labels, the test Jacobian, Θ_0 and Θ_0(test, train)
+  ([n C, n C] and [m C, n C], (example, logit) order), f_0 on both sets."""
+  f, params, x, jac = deep
+  x_test = np.asarray(jax.random.normal(jax.random.PRNGKey(7), (m, D)))
+  y = np.random.default_rng(0).integers(0, C, N)
+  flat, unravel = ravel_pytree(params)
+  jac_test = np.asarray(jax.jit(jax.jacfwd(lambda w: f(unravel(w), x_test)))(
+      flat), np.float64)
+  theta = jac.reshape(N * C, -1) @ jac.reshape(N * C, -1).T
+  theta_test = jac_test.reshape(m * C, -1) @ jac.reshape(N * C, -1).T
+  return (x_test, y, jac_test, theta, theta_test,
+          np.asarray(f(params, x), np.float64),
+          np.asarray(f(params, x_test), np.float64))
+
+
 def test_linearized_predictions_solve_eq_9_with_the_full_kernel(deep):
   """The run's kernel regression (ntk.regression_fn) is Lee et al.'s eq. 9
   with the full per-logit Θ_0 ([n C, n C], from jax.jacfwd over the flat
@@ -165,15 +182,7 @@ def test_linearized_predictions_solve_eq_9_with_the_full_kernel(deep):
   narrow net are not small: the two predict other classes here)."""
   f, params, x, jac = deep
   m, ridge = 24, 1e-3
-  x_test = np.asarray(jax.random.normal(jax.random.PRNGKey(7), (m, D)))
-  y = np.random.default_rng(0).integers(0, C, N)
-  flat, unravel = ravel_pytree(params)
-  jac_test = np.asarray(jax.jit(jax.jacfwd(lambda w: f(unravel(w), x_test)))(
-      flat), np.float64)
-  theta = jac.reshape(N * C, -1) @ jac.reshape(N * C, -1).T  # (example, logit)
-  theta_test = jac_test.reshape(m * C, -1) @ jac.reshape(N * C, -1).T
-  f0 = np.asarray(f(params, x), np.float64)
-  f0_test = np.asarray(f(params, x_test), np.float64)
+  x_test, y, jac_test, theta, theta_test, f0, f0_test = dense_eq9(deep, m)
   resid = np.eye(C)[y] - f0
   lam = ridge * np.trace(theta) / (N * C)
   want = f0_test + (theta_test @ np.linalg.solve(
@@ -217,17 +226,9 @@ def test_linearized_predictions_use_a_ridge_relative_to_the_kernel(deep):
   """regression_fn's ridge is r × Θ_0's mean diagonal (trace / (n C)), not
   r itself: at r = 0.1 (mean diagonal about 3.9 here) the two ridges predict
   other classes, and the run's match numpy's solve with the relative one."""
-  f, params, x, jac = deep
+  f, params, x, _ = deep
   m, r = 24, 1e-1
-  x_test = np.asarray(jax.random.normal(jax.random.PRNGKey(7), (m, D)))
-  y = np.random.default_rng(0).integers(0, C, N)
-  flat, unravel = ravel_pytree(params)
-  jac_test = np.asarray(jax.jit(jax.jacfwd(lambda w: f(unravel(w), x_test)))(
-      flat), np.float64)
-  theta = jac.reshape(N * C, -1) @ jac.reshape(N * C, -1).T  # (example, logit)
-  theta_test = jac_test.reshape(m * C, -1) @ jac.reshape(N * C, -1).T
-  f0 = np.asarray(f(params, x), np.float64)
-  f0_test = np.asarray(f(params, x_test), np.float64)
+  x_test, y, _, theta, theta_test, f0, f0_test = dense_eq9(deep, m)
   resid = (np.eye(C)[y] - f0).reshape(-1)
   def classes(lam):
     return (f0_test + (theta_test @ np.linalg.solve(
