@@ -1,6 +1,7 @@
 """Properties of the trainer: seed batching, compile-once, sharding, freezing,
 schedules, divergence, data order, snapshots."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -803,3 +804,35 @@ def test_label_smoothing_cross_entropy_matches_numpy(eps):
       np.asarray(losses.cross_entropy(jnp.asarray(z, jnp.float32),
                                       jnp.asarray(y), label_smoothing=0.0)),
       -logp[np.arange(n), y], rtol=1e-5, atol=1e-5)
+
+
+def test_train_step_is_sgd_on_the_batch_mean_loss_with_its_logged_norms():
+  """One plain-SGD train_step is θ − η ∇θ of the batch's MEAN cross-entropy,
+  its logged loss that mean, and its logged l2 norms those of the gradient
+  and the update, by numpy (a summed loss moved θ batch-size times as far;
+  a norm without its square root was logged as a squared norm)."""
+  lr = 0.1
+  trainer = make_trainer(tiny_config(**{
+      "model.norm": "none", "optim.name": "sgd", "optim.lr": lr,
+      "optim.weight_decay": 0.0}))
+  state = jax.tree.map(lambda a: a[0], jax.device_get(trainer.init_state([0])))
+  x, y = trainer.dataset.train.x[:32], trainer.dataset.train.y[:32]
+
+  def mean_loss(params):  # the model's logits; the loss and mean written here
+    logits = trainer.model.apply({"params": params}, x, train=True)
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.mean(logp[jnp.arange(len(y)), y])
+  want_loss, grads = jax.value_and_grad(mean_loss)(state["params"])
+  new, metrics = jax.jit(functools.partial(trainer.train_step,
+                                           with_norms=True))(state, x, y)
+  np.testing.assert_allclose(metrics["loss"], want_loss, rtol=1e-5)
+  flat = lambda tree: np.concatenate(
+      [np.ravel(np.asarray(a, np.float64)) for a in jax.tree.leaves(tree)])
+  g = flat(grads)
+  np.testing.assert_allclose(flat(new["params"]),
+                             flat(state["params"]) - lr * g, rtol=1e-4,
+                             atol=1e-6)
+  np.testing.assert_allclose(metrics["l2_grads"], np.linalg.norm(g),
+                             rtol=1e-4)
+  np.testing.assert_allclose(metrics["l2_updates"], lr * np.linalg.norm(g),
+                             rtol=1e-4)
