@@ -1112,6 +1112,39 @@ def test_headline_rows_hold_falls_and_sooner_levels_by_a_plain_loop():
   assert fell.verdict == DIFFERS, fell  # 2% < 26% − 13%
 
 
+def test_an_early_stop_of_one_evaluation_is_none_and_its_row_says_so():
+  """With train.eval_every=0 each run is evaluated once, at its last step:
+  'the minimum validation loss' chose that step, and the report showed a
+  ticket early-stop step of 40 ± 0 and judged 'stops early sooner' by it.
+  One evaluation is no early stop; the LeNet row says why it is missing."""
+  from jaxunknowns.lottery import imp_report  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.report import NOT_TESTABLE  # pylint: disable=g-import-not-at-top
+  row = lambda seed, split, step, loss: {
+      "level": 0, "variant": "ticket", "seed": seed, "split": split,
+      "step": step, "loss": loss, "accuracy": 0.9}
+  once = [row(s, split, 40, 0.5) for s in (0, 1)
+          for split in ("validation", "test")]
+  def early_stop(rows):
+    levels = [{"level": 0}]
+    imp.add_early_stopping(levels, rows, ["ticket"])
+    return levels[0].get("early_stop_step", {}).get("per_seed")
+  assert early_stop(once) is None
+  assert early_stop(once + [row(s, split, 20, 0.4) for s in (0, 1)
+                            for split in ("validation", "test")]) == [20, 20]
+  acc = {"mean": 0.98, "std": 0.0, "per_seed": [0.98, 0.98]}
+  summary = {"levels": [{"level": i, "weights_remaining": w,
+                         "test_accuracy": acc}
+                        for i, w in enumerate([1.0, 0.2])], "seeds": [0, 1],
+             "pruning": {"method": "layerwise", "fraction": 0.2,
+                         "rewind_step": 0, "levels": 1}}
+  config = config_loading.load_config(f"{IMP_CONFIG}:lenet_fashion")
+  rows, _ = imp_report.comparisons(config, summary)
+  sooner = next(c for c in rows if c.quantity.startswith(
+      "tickets stop early sooner than dense down to"))
+  assert sooner.verdict == NOT_TESTABLE, sooner
+  assert "train.eval_every > 0" in " ".join(sooner.reasons), sooner
+
+
 @pytest.mark.parametrize("dense_k0, dense_k10, verdict", [
     ((0.30, 0.34), (0.01, 0.02), "agrees"),
     ((0.01, 0.02), (0.30, 0.34), "differs")])

@@ -511,7 +511,8 @@ def level_entry(level, ticket_masks, result, variants, seeds):
 def add_early_stopping(levels: List[Dict[str, Any]], rows, variants):
   """Early-stopping step (minimum validation loss) and the test accuracy
   there, per run, as in Frankle & Carbin's figures. Needs a validation split
-  (`data.validation_size` > 0); without one the fields are left out."""
+  (`data.validation_size` > 0) evaluated before the last step
+  (`train.eval_every` > 0); without them the fields are left out."""
   for entry in levels:
     for variant in variants:
       block = entry if variant == "ticket" else entry.get(variant)
@@ -538,6 +539,8 @@ def _early_stop_per_seed(rows, level, variant):
       test.setdefault(row["seed"], {})[row["step"]] = row["accuracy"]
   out = {}
   for seed, points in val.items():
+    if len(points) < 2:  # one evaluation (train.eval_every=0): no choice
+      continue           # of a step, only the last one
     loss, step = min(points)  # Earliest step among equal minima.
     if step in test.get(seed, {}):
       out[seed] = (step, test[seed][step])

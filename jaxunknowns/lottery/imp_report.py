@@ -132,10 +132,15 @@ def comparisons(config, summary):
     sparsest(f"tickets within {HOLD_POINTS} points of dense down to (% of "
              "weights)", tickets.holds_to,
              last_of(levels, lambda e: holds(levels, e)))
+  sooner = "tickets stop early sooner than dense down to (% of weights)"
   if tickets.faster_to and "early_stop_step" in dense:
-    sparsest("tickets stop early sooner than dense down to (% of weights)",
-             tickets.faster_to, last_of(levels, lambda e: e[
-                 "early_stop_step"]["mean"] < dense["early_stop_step"]["mean"]))
+    sparsest(sooner, tickets.faster_to, last_of(levels, lambda e: e[
+        "early_stop_step"]["mean"] < dense["early_stop_step"]["mean"]))
+  elif tickets.faster_to:
+    out.check(sooner, tickets.faster_to, "–", (None, "no early stop"),
+              why="no early stop measured: it needs a validation split "
+              "(data.validation_size > 0) evaluated before the last step "
+              "(train.eval_every > 0)")
   if tickets.reinit_falls_from and "random_reinit" in last:
     x, falls = tickets.reinit_falls_from.value, falls_from(levels,
                                                            "random_reinit")
