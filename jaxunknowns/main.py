@@ -103,7 +103,8 @@ def _run_in(experiment, config, workdir_path, overwrite):
   import jax  # pylint: disable=g-import-not-at-top
   from jaxunknowns import distributed, paths  # pylint: disable=g-import-not-at-top
   from jaxunknowns.metrics import read_json  # pylint: disable=g-import-not-at-top
-  workdir = _opened_together(workdir_path, config, overwrite)
+  from jaxunknowns.workdir import OpenedTogether  # pylint: disable=g-import-not-at-top
+  workdir = OpenedTogether(workdir_path, config, overwrite=overwrite)
   # Whether an attempt too large for memory may undo itself (below): the
   # folder held no run (absent, empty, or emptied by --overwrite).
   existed = paths.exists(workdir.shared_path)
@@ -143,35 +144,6 @@ def _run_in(experiment, config, workdir_path, overwrite):
     raise
   finally:
     workdir.close()
-
-
-def _opened_together(workdir_path, config, overwrite):
-  """The run's Workdir, whose first `open` (where a run first writes the
-  workdir) is where the processes of a multi-process run agree that none
-  of them met bad input on the way there. Each reads its own data files:
-  a dataset missing on one host stopped that process alone, while process
-  0 wrote config.json into a new workdir, then stopped on the lost peer
-  ('Gloo AllGather failed'). A process that fails before it would open the
-  workdir agrees in its place (`_run_in`), so every process raises the
-  failing one's UserError, and nothing is written. In one process nothing
-  changes. (Defined here: main imports the workdir module only to run.)"""
-  from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
-  from jaxunknowns.workdir import Workdir  # pylint: disable=g-import-not-at-top
-
-  class OpenedTogether(Workdir):
-    met = False  # this process took part in the agreement
-
-    def agree(self, error=None):
-      self.met = True
-      # Where all failed (a config's error, read alike), each its own line.
-      distributed.raise_on_every_process(error, own_where_all_failed=True)
-
-    def open(self):
-      if not self.met:
-        self.agree()
-      super().open()
-
-  return OpenedTogether(workdir_path, config, overwrite=overwrite)
 
 
 class QuietLibraries(logging_std.Filter):

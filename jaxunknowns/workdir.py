@@ -446,3 +446,28 @@ class Workdir:
       # emptied the workdir, nor write a row before the others copied them.
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
       multihost_utils.sync_global_devices("jaxunknowns workdir open")
+
+
+class OpenedTogether(Workdir):
+  """A run's Workdir (`main.run`'s), whose first `open` (where a run first
+  writes the workdir) is where the processes of a multi-process run agree
+  that none of them met bad input on the way there. Each reads its own
+  data files: a dataset missing on one host stopped that process alone,
+  while process 0 wrote config.json into a new workdir, then stopped on the
+  lost peer ('Gloo AllGather failed'). A process that fails before it would
+  open the workdir agrees in its place (`agree(error)`, from main), so every
+  process raises the failing one's UserError, and nothing is written. In one
+  process nothing changes. Sweeps run in one process, so their own
+  Workdirs need no agreement."""
+  met = False  # this process took part in the agreement
+
+  def agree(self, error: Optional[Exception] = None):
+    from jaxunknowns import distributed  # pylint: disable=g-import-not-at-top
+    self.met = True
+    # Where all failed (a config's error, read alike), each its own line.
+    distributed.raise_on_every_process(error, own_where_all_failed=True)
+
+  def open(self):
+    if not self.met:
+      self.agree()
+    super().open()
