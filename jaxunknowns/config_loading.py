@@ -15,6 +15,11 @@ from jaxunknowns import errors
 from jaxunknowns.errors import UserError
 
 
+# The checkout's configs/ folder, where each shipped experiment's own config
+# file is (configs/NAME.py); absent from an installed wheel.
+CONFIGS_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
 def load_config(spec: str, overrides: Optional[Mapping[str, Any]] = None,
                 root: str = "") -> ml_collections.ConfigDict:
   """`spec` is 'path/to/config.py[:arg]' (relative to `root` if given);

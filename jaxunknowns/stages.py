@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxunknowns import distributed, paths
+from jaxunknowns import distributed, paths, validation
 from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import (ROWS_FIELD, MetricWriter, check_rows,
                                  read_json_object, rows_to_record,
@@ -144,10 +144,6 @@ def _is_trained(value: Mapping[str, Any]) -> bool:
   return all(k in value for k in TRAINED_FIELDS)
 
 
-def _is_number(x, none_ok: bool = False) -> bool:
-  return (x is None and none_ok) or (
-      isinstance(x, (int, float)) and not isinstance(x, bool))
-
 
 def check_trained(value: Mapping[str, Any], path: str,
                   seeds: Optional[Sequence[int]] = None):
@@ -168,15 +164,18 @@ def check_trained(value: Mapping[str, Any], path: str,
       raise damaged(f"it has no field {key!r}")
   saved = value["seeds"]
   if not isinstance(saved, list) or not all(
-      isinstance(s, int) and not isinstance(s, bool) for s in saved):
+      validation.is_int(s) for s in saved):
     raise damaged("'seeds' is not a list of integers")
   n = len(saved) if seeds is None else len(seeds)
   if len(saved) != n:
     raise damaged(f"'seeds' lists {len(saved)} seeds, the run has {n}")
 
+  def number(v, none_ok: bool) -> bool:
+    return (v is None and none_ok) or validation.is_number(v)
+
   def per_seed(name: str, values, none_ok: bool):
     if not isinstance(values, list) or len(values) != n or not all(
-        _is_number(v, none_ok) for v in values):
+        number(v, none_ok) for v in values):
       raise damaged(f"{name!r} is not a list of {n} numbers, one per seed")
 
   evals = value["evals"]
@@ -195,7 +194,7 @@ def check_trained(value: Mapping[str, Any], path: str,
   # of the stage was timed).
   for key, none_ok in (("steps", False), ("num_params", False),
                        ("wall_time_s", False), ("steps_per_second", True)):
-    if key in value and not _is_number(value[key], none_ok):
+    if key in value and not number(value[key], none_ok):
       raise damaged(f"{key!r} is not a number")
 
 

@@ -349,10 +349,6 @@ def check_config(config, references: Optional[Sequence] = None, *,
   return experiment
 
 
-# The shipped config files of a checkout: configs/NAME.py for every
-# experiment NAME of experiments.MODULES.
-CONFIGS_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 # experiment -> (its FIELD_DEFAULTS entry, the fields every config of its
 # file has): made once per load of that file, not per check.
 _REQUIRED_FIELDS: Dict[str, Tuple[Any, frozenset]] = {}
@@ -361,7 +357,7 @@ _REQUIRED_FIELDS: Dict[str, Tuple[Any, frozenset]] = {}
 def own_config_file(experiment: str) -> Optional[str]:
   """configs/EXPERIMENT.py of a shipped experiment, where the checkout has
   it; None for one registered in code (or an installed package)."""
-  path = os.path.join(CONFIGS_DIR, f"{experiment}.py")
+  path = os.path.join(config_loading.CONFIGS_DIR, f"{experiment}.py")
   return path if experiment in MODULES and os.path.isfile(path) else None
 
 

@@ -37,8 +37,7 @@ from jaxunknowns.validation import check, check_int
 # Every stage's status, written again as each stage ends (here and on Ray).
 PROGRESS_FILE = "stages.json"
 # The repository root: stage specs name configs/*.py relative to it.
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+ROOT = os.path.dirname(config_loading.CONFIGS_DIR)
 
 
 # A diverged stage's way out, in place of a single run's (a new --workdir
@@ -107,15 +106,20 @@ def validate(config):
   _check_scale_names_what_runs(config)
 
 
-def scale_stages(scale: str) -> Optional[Dict[str, str]]:
-  """{stage: spec} that configs/article.py gives `scale`; None without the
-  repository's configs/ (a wheel)."""
+def scale_config(scale: str):
+  """The article's config that configs/article.py gives `scale`; None
+  without the repository's configs/ (a wheel)."""
   try:
-    config = config_loading.load_config(
+    return config_loading.load_config(
         os.path.join(ROOT, "configs", f"article.py:{scale}"))
   except (OSError, ValueError, ImportError, UserError):
     return None
-  return dict(config.article.stages.to_dict())
+
+
+def scale_stages(scale: str) -> Optional[Dict[str, str]]:
+  """{stage: spec} that configs/article.py gives `scale` (`scale_config`)."""
+  config = scale_config(scale)
+  return config and dict(config.article.stages.to_dict())
 
 
 def _same_file(spec: str) -> str:

@@ -18,7 +18,6 @@ from typing import Any, List, Mapping, Sequence
 
 from jaxunknowns import paths
 from jaxunknowns.article import outline
-from jaxunknowns.errors import UserError
 from jaxunknowns.metrics import read_json_object
 from jaxunknowns.report import compare
 from jaxunknowns.report.page import PAGE_JSON, STATS_NOTE
@@ -71,14 +70,11 @@ def command(config, scale: str) -> str:
   changes where the stages run, not what they measure). Without the
   repository's configs/ (a wheel), skip and seed_offset where set."""
   # pylint: disable=g-import-not-at-top
-  from jaxunknowns import config_loading
-  from jaxunknowns.article.experiment import ROOT
+  from jaxunknowns.article.experiment import scale_config
   ours = _dotted(config.article.to_dict())
-  try:
-    default = _dotted(config_loading.load_config(os.path.join(
-        ROOT, "configs", f"article.py:{scale}")).article.to_dict())
-  except (OSError, ValueError, ImportError, UserError):  # no configs/ here
-    default = {**ours, "skip": "", "seed_offset": 0}
+  own = scale_config(scale)
+  default = (_dotted(own.article.to_dict()) if own is not None  # no configs/
+             else {**ours, "skip": "", "seed_offset": 0})
   flags = [f" --config.article.{k}={v}" for k, v in ours.items()
            if k != "executor" and default.get(k) != v]
   return ("python -m jaxunknowns.main --config=configs/article.py:"
