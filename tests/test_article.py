@@ -87,6 +87,7 @@ def test_every_question_and_chosen_stage_appears(article):
     assert f"stage `{stage}`" not in text  # left out, not shown as missing
     assert not (workdir / "stages" / stage).exists()
   assert "left" in out.splitlines()[1]  # the time left, once one stage ran
+  assert "finished in an earlier run" not in text  # every stage ran here
 
 
 def test_every_runlocal_stage_is_planned_and_checked(tmp_path):
@@ -195,6 +196,13 @@ def test_a_killed_article_resumes_at_the_stage_it_stopped_in(tmp_path):
   summary = json.loads((workdir / "summary.json").read_text())
   assert list(summary["stages"]) == FEW
   assert all(s["status"] == "finished" for s in summary["stages"].values())
+  # The wall time is the resumed run's alone, and the page says so: it left
+  # out the first stage's time, which the stage time still counts.
+  assert [bool(s.get("finished_before")) for s in summary["stages"].values()
+          ] == [True, False, False]
+  text = (workdir / page.MARKDOWN).read_text()
+  assert ("Of these, 1 finished in an earlier run, whose time the wall time "
+          "leaves out") in text
 
 
 def test_a_failed_stage_is_shown_and_the_others_still_appear(
@@ -526,6 +534,13 @@ def test_a_failed_stage_is_left_out_or_given_another_config_keeping_the_others(
   assert fake_stages.ran == ["mode_connectivity"]
   assert list(summary["stages"]) == FEW
   assert all(s["status"] == "finished" for s in summary["stages"].values())
+  # The wall time is the resumed run's alone, and the page says so: it left
+  # out the first stage's time, which the stage time still counts.
+  assert [bool(s.get("finished_before")) for s in summary["stages"].values()
+          ] == [True, False, False]
+  text = (workdir / page.MARKDOWN).read_text()
+  assert ("Of these, 1 finished in an earlier run, whose time the wall time "
+          "leaves out") in text
   assert saved()["stages"]["mode_connectivity"] == other
   assert saved()["skip"] == skip_all_but(FEW)
   assert json.loads((folder / "config.json").read_text())["model"][

@@ -290,7 +290,8 @@ def _finished_before(run) -> Dict[str, Any]:
   error = None
   if not paths.exists(os.path.join(run.workdir, PAGE_JSON)):
     error = _write_missing_report(run)
-  return _stage_result(run, error, None)
+  # Its time is not in this run's wall time (the page says so).
+  return {**_stage_result(run, error, None), "finished_before": True}
 
 
 def run_here(runs, progress: Dict[str, Any], save, out) -> None:

@@ -89,6 +89,15 @@ def _dotted(tree: Mapping[str, Any], prefix: str = "") -> dict:
   return out
 
 
+def resumed_note(stages, shown) -> str:
+  """Where an earlier run of the article finished some stages (a resumed
+  or extended article), the wall time is this run's alone: say so."""
+  before = sum(bool(stages[s.stage].get("finished_before")) for s in shown)
+  return (f" Of these, {before} finished in an earlier run, whose time the "
+          "wall time leaves out; the stage time counts every stage."
+          if before else "")
+
+
 def blocks(root: str, config, summary) -> List[Block]:
   """The whole page, in reading order."""
   stages, scale = summary["stages"], summary["scale"]
@@ -97,7 +106,8 @@ def blocks(root: str, config, summary) -> List[Block]:
   out = [Block("heading1", TITLE), Block("text", (
       f"Every claim of the article, tested by a run of jaxunknowns at scale "
       f"`{scale}`: {len(shown)} stages, {duration(total)} of stage time in "
-      f"all. " + run_line(summary))), Block("text", STATS_NOTE.strip("*")),
+      f"all. " + run_line(summary) + resumed_note(stages, shown))),
+      Block("text", STATS_NOTE.strip("*")),
       Block("text", "Verdicts are those of each experiment's own comparison "
             "protocol (agrees / differs / not testable here), counted; the "
             "stage's report gives every number and rule."),
