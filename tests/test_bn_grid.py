@@ -538,3 +538,13 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, flags, needles):
   for needle in needles:
     assert needle in errors[0], (needle, errors[0])
   assert not workdir.exists()
+
+
+def test_the_typical_batch_is_the_largest_at_most_32():
+  """Wu & He's per-GPU batch is 32: a grid holding 32 measures the drop from
+  32 itself (not from 16), and a grid with nothing at or below 32 from its
+  smallest batch."""
+  from jaxunknowns.batchnorm import bn_batch_size  # pylint: disable=g-import-not-at-top
+  assert bn_batch_size.typical_batch((2, 4, 16, 32, 128)) == 32
+  assert bn_batch_size.typical_batch((2, 8, 48)) == 8
+  assert bn_batch_size.typical_batch((64, 256)) == 64

@@ -593,3 +593,18 @@ def test_snips_cost_over_dense_is_judged_seed_by_seed():
                                                     "0.80 ± 0.10 (n=3)")
   assert verdict(dense, [0.880, 0.830, 0.780])[0] == "differs"  # 2 points
   assert verdict(dense, [0.870, 0.849, 0.790])[0] == "not testable here"
+
+
+def test_max_compression_stops_each_seed_at_its_own_first_collapse():
+  """Hand-made rows, out of order: seed 0 never collapses (the whole grid,
+  1/0.01), seed 1 collapses at density 0.02 (the last before it, 1/0.1).
+  Walking sparsest-first, or stopping every seed at any seed's collapse,
+  gives other numbers."""
+  from jaxunknowns.lottery import prune_init  # pylint: disable=g-import-not-at-top
+  collapsed = {0.5: [False, False], 0.1: [False, False],
+               0.02: [False, True], 0.01: [False, True]}
+  rows = [{"method": "snip", "budget": "global", "variant": v, "density": d,
+           "collapsed_seeds": collapsed[d] if v == "found" else [True, True]}
+          for d in (0.02, 0.5, 0.01, 0.1) for v in ("found", "shuffled")]
+  got = prune_init.max_compression(rows, "snip", "global", 2)
+  assert got["per_seed"] == pytest.approx([100.0, 10.0])
