@@ -970,7 +970,7 @@ def test_a_measure_of_one_hidden_layer_says_why_it_is_missing():
         "the margin γ ≤ 0 (over 5% of the training set misclassified)",)
 
 
-def _curve(widths, errors, h_star):
+def _hand_curve(widths, errors, h_star):
   return {"interpolation_width": h_star, "points": [
       {"width": w, "test_error": {"mean": e}, "train_error": {"mean": 0.0}}
       for w, e in zip(widths, errors)]}
@@ -983,14 +983,14 @@ def test_find_peak_needs_both_gaps_and_a_peak_near_interpolation():
   from jaxunknowns.overparam import double_descent  # pylint: disable=g-import-not-at-top
   widths = [4, 8, 16, 32, 64]
   # A peak at h* = 16, 0.2 above the smaller side, 0.25 above the larger.
-  peak = double_descent.find_peak(_curve(widths, [0.5, 0.4, 0.6, 0.45, 0.35], 16))
+  peak = double_descent.find_peak(_hand_curve(widths, [0.5, 0.4, 0.6, 0.45, 0.35], 16))
   assert (peak["width"], peak["near_interpolation"], peak["shows_peak"]) == (
       16, True, True)
   # The same bump only 0.01 above the larger side: no double descent.
-  peak = double_descent.find_peak(_curve(widths, [0.5, 0.4, 0.6, 0.59, 0.7], 16))
+  peak = double_descent.find_peak(_hand_curve(widths, [0.5, 0.4, 0.6, 0.59, 0.7], 16))
   assert peak["width"] == 16 and not peak["shows_peak"]
   # The only maximum at width 4, h* = 64 (16 times wider): not near it.
-  peak = double_descent.find_peak(_curve([2, 4, 8, 64, 128],
+  peak = double_descent.find_peak(_hand_curve([2, 4, 8, 64, 128],
                                          [0.5, 0.9, 0.4, 0.3, 0.2], 64))
   assert peak["width"] == 4
   assert not peak["near_interpolation"] and not peak["shows_peak"]
