@@ -20,6 +20,7 @@ from jaxunknowns.errors import UserError
 CONFIGS_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
+
 def load_config(spec: str, overrides: Optional[Mapping[str, Any]] = None,
                 root: str = "") -> ml_collections.ConfigDict:
   """`spec` is 'path/to/config.py[:arg]' (relative to `root` if given);

@@ -144,7 +144,6 @@ def _is_trained(value: Mapping[str, Any]) -> bool:
   return all(k in value for k in TRAINED_FIELDS)
 
 
-
 def check_trained(value: Mapping[str, Any], path: str,
                   seeds: Optional[Sequence[int]] = None):
   """A UserError naming `path` unless `value` is shaped as train_stage
