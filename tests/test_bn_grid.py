@@ -347,6 +347,26 @@ def test_bn_placement_speedup_verdict_reads_the_steps():
   assert speedup().verdict == "not testable here"
 
 
+def test_steps_to_target_is_the_first_evaluation_at_the_target():
+  """Hand-made test-accuracy rows of one cell: seed 0 reaches 80% at step
+  20, falls back and reaches it again at step 40 (first: 20); seed 1 is
+  there from step 10 on (10); seed 2 never (None). Rows of the other
+  position, of the train split and out of step order must not count."""
+  from jaxunknowns.batchnorm import bn_placement  # pylint: disable=g-import-not-at-top
+  curves = {0: {10: 0.5, 20: 0.85, 30: 0.7, 40: 0.9},
+            1: {10: 0.9, 20: 0.95, 30: 0.97},
+            2: {10: 0.3, 20: 0.6, 30: 0.79}}
+  rows = [{"split": "test", "norm": "batch", "position": "before",
+           "seed": seed, "step": t, "accuracy": a}
+          for seed, c in curves.items() for t, a in reversed(c.items())]
+  rows += [{"split": "test", "norm": "batch", "position": "after",
+            "seed": 2, "step": 5, "accuracy": 0.99},
+           {"split": "train", "norm": "batch", "position": "before",
+            "seed": 2, "step": 5, "accuracy": 0.99}]
+  cell = {"cell": {"norm": "batch", "position": "before"}}
+  assert bn_placement.steps_to_target(rows, cell, 0.8) == [20, 10, None]
+
+
 def test_bn_regularization_end_to_end(tmp_path):
   config = load_config("bn_regularization", "runlocal", {
       **DIGITS, "grid.dropouts": (0.3,), "grid.weight_decays": (1e-3,)})

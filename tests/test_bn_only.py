@@ -139,6 +139,41 @@ def test_two_per_channel_mask_matches_bn_count():
   assert bn_paths and all("BatchNorm" in p for p in bn_paths)
 
 
+def test_bn_output_arm_trains_every_gamma_beta_and_the_output_layer():
+  """BN-only plus the output layer: the union of the two arms' entries.
+  The count is added up by hand from ResNet-8's layers at width 4 (stem
+  BN of 4 channels; blocks of 2, 3 and 3 BNs at 4, 8 and 16 channels; a
+  16 -> 10 output layer), and the trained leaves are named by their paths,
+  not through the arm's regexes."""
+  from jaxunknowns.batchnorm import bn_only  # pylint: disable=g-import-not-at-top
+  c, params = _resnet_template(depth=8, width=4)
+  mask = bn_only.arm_mask(c, "bn_output", params, seed=0)
+  bn_channels = 4 + 2 * 4 + 3 * 8 + 3 * 16
+  assert optim.mask_count(mask) == 2 * bn_channels + (16 * 10 + 10)
+  for path, m in zip(optim.param_paths(mask), jax.tree.leaves(mask)):
+    trains = "BatchNorm" in path or path.startswith("output/")
+    assert np.all(m) if trains else not np.any(m), path
+
+
+def test_init_variables_gives_every_arm_the_seeds_in_the_same_order():
+  """A stage lays its runs out arm by arm, [(arm, seed) for arm in arms for
+  seed in seeds], so run r of every arm must start from seed r mod
+  len(seeds)'s init: that is what pairs the arms seed by seed. A stand-in
+  trainer whose init is the seed's PRNG key itself shows which seed each
+  run got; the order expected is written out by hand."""
+  from jaxunknowns.batchnorm import bn_only  # pylint: disable=g-import-not-at-top
+
+  class KeyAsInit:
+    @staticmethod
+    def init_one(key):
+      return {"key": np.asarray(key)}
+
+  got = bn_only.init_variables(KeyAsInit(), [3, 7], repeats=3)["key"]
+  want = [3, 7, 3, 7, 3, 7]  # arm 0: seeds 3, 7; arm 1: 3, 7; arm 2: 3, 7
+  np.testing.assert_array_equal(
+      got, np.stack([np.asarray(jax.random.PRNGKey(s)) for s in want]))
+
+
 def test_trainer_bn_only_changes_only_gamma_beta():
   """Through the real Trainer (a BN MLP on digits, weight decay on): only
   BatchNorm's scale and bias move; every other entry is bit-identical."""
@@ -550,6 +585,82 @@ def test_recalibrate_averages_every_batch_it_draws():
     want = 0.9 * want + 0.1 * x[rows].mean(0)
   np.testing.assert_allclose(stats["BatchNorm_0"]["mean"], want, rtol=1e-5,
                              atol=1e-6)
+
+
+def _bn_modes_case(seed, n_train):
+  """A BN MLP with running statistics of its clean inputs, and its output
+  bias set apart (a unit-free example would tie all classes at 0)."""
+  model = bn_mlp()
+  rng = np.random.default_rng(seed)
+  x_train = rng.normal(size=(n_train, 5)).astype(np.float32)
+  x_test = rng.normal(size=(300, 5)).astype(np.float32)
+  v = model.init(jax.random.PRNGKey(0), x_test[:1])
+  params = jax.tree.map(np.asarray, v["params"])
+  params["output"]["bias"] = np.array([0.0, 0.05, -0.05], np.float32)
+  stats = bn_eval.recalibrate(model, params, v["batch_stats"], x_train,
+                              batch_size=64, num_batches=60)
+  return model, params, stats, x_train, x_test
+
+
+def _modes_config(shift_scale=1.5, shift=0.5):
+  return ml_collections.ConfigDict({
+      "bn_modes": {"eval_batch_sizes": (10,), "shift_scale": shift_scale,
+                   "shift": shift, "recalibrate_batches": 60},
+      "train": {"batch_size": 256}})
+
+
+def test_stale_mode_evaluates_fine_tuned_weights_with_the_old_statistics():
+  """The stale mode is the fine-tuned weights with the running statistics
+  of BEFORE fine-tuning. Fine-tuning here moves every pre-activation by +1
+  (the first layer's bias) and re-estimates the statistics. The labels are
+  numpy's predictions of the fine-tuned weights under the old statistics,
+  so the stale mode must score 1; numpy's fresh-statistics predictions
+  agree with them on well under all examples, and the fresh mode scores
+  exactly that."""
+  from jaxunknowns.batchnorm import bn_modes  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.data.core import Dataset, Split  # pylint: disable=g-import-not-at-top
+  model, params, stats, x, _ = _bn_modes_case(seed=1, n_train=300)
+  ft = jax.tree.map(np.copy, params)
+  ft["Dense_0"]["bias"] = ft["Dense_0"]["bias"] + 1.0
+  ft_stats = bn_eval.recalibrate(model, ft, stats, x, batch_size=64,
+                                 num_batches=60)
+  stale = _numpy_bn_mlp({"params": ft, "batch_stats": stats}, x)
+  fresh = _numpy_bn_mlp({"params": ft, "batch_stats": ft_stats}, x)
+  y = stale.argmax(1)
+  fresh_agrees = np.mean(fresh.argmax(1) == y)
+  assert fresh_agrees < 0.9
+  ds = Dataset("toy", 3, (5,), Split(x, y), Split(x, y))
+  acc = bn_modes.run_one(_modes_config(), model, params, stats, ft, ft_stats,
+                         ds, seed=0)
+  assert acc["stale_finetune"] == 1.0
+  assert acc["fresh_finetune"] == pytest.approx(fresh_agrees, abs=1 / 300)
+
+
+def test_recalibration_under_shift_estimates_the_shifted_statistics():
+  """AdaBN: the running statistics re-estimated on the SHIFTED training
+  inputs (scale 2, shift -3). The labels are numpy's predictions on the
+  shifted test inputs normalized by the population mean and variance of
+  the shifted training inputs' pre-activations, so the recalibrated mode
+  must agree with them up to the moving average's sampling noise; with
+  the clean statistics (what the stale mode keeps) it agrees on far fewer."""
+  from jaxunknowns.batchnorm import bn_modes  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.data.core import Dataset, Split  # pylint: disable=g-import-not-at-top
+  model, params, stats, x_train, x_test = _bn_modes_case(seed=2,
+                                                         n_train=2000)
+  scale, shift = 2.0, -3.0
+  dense = params["Dense_0"]
+  h = (scale * x_train + shift) @ dense["kernel"] + dense["bias"]
+  v = {"params": params, "batch_stats": stats}
+  y = _numpy_bn_mlp(v, scale * x_test + shift, h.mean(0), h.var(0)).argmax(1)
+  clean_agrees = np.mean(_numpy_bn_mlp(v, scale * x_test + shift).argmax(1)
+                         == y)
+  assert clean_agrees < 0.8
+  ds = Dataset("toy", 3, (5,), Split(x_train, np.zeros(2000, np.int32)),
+               Split(x_test, y))
+  acc = bn_modes.run_one(_modes_config(scale, shift), model, params, stats,
+                         params, stats, ds, seed=0)
+  assert acc["shift_recalibrated"] >= 0.95
+  assert acc["shift_stale"] == pytest.approx(clean_agrees, abs=1 / 300)
 
 
 def test_accuracy_scores_logits_against_their_own_labels():

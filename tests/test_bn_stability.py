@@ -204,6 +204,25 @@ def test_a_seed_whose_every_run_diverged_has_no_trainable_cell():
   assert r["region_init_scales"]["per_seed"] == [0, 1]
 
 
+def test_gap_at_best_lrs_reads_each_norm_at_its_own_best_lr():
+  """Bjorck et al.'s comparison: BN at its best lr (1.0) against no norm at
+  ITS best lr (0.1), seed by seed; and both at the smallest lr. The
+  differences are worked out by hand from made-up accuracies, where no
+  norm at BN's best lr (0.30, 0.20) would give another answer."""
+  from jaxunknowns.batchnorm import bn_stability  # pylint: disable=g-import-not-at-top
+  config = load_config({"grid.norms": ("none", "batch"),
+                        "grid.lrs": (0.1, 1.0), "grid.init_scales": (1.0,)})
+  acc = {("none", 0.1): [0.60, 0.62], ("none", 1.0): [0.30, 0.20],
+         ("batch", 0.1): [0.65, 0.66], ("batch", 1.0): [0.80, 0.84]}
+  cells = [{"cell": {"norm": norm, "lr": lr, "init_scale": 1.0},
+            "test_accuracy": {"per_seed": a}}
+           for (norm, lr), a in acc.items()]
+  got = bn_stability.gaps(cells, config, {"batch": 1.0, "none": 0.1})
+  assert got["smallest_lr"] == 0.1
+  assert got["at_smallest_lr"]["per_seed"] == pytest.approx([0.05, 0.04])
+  assert got["at_best_lrs"]["per_seed"] == pytest.approx([0.20, 0.22])
+
+
 def test_steps_verdict_counts_never_as_budget_plus_one():
   from jaxunknowns.batchnorm import bn_report  # pylint: disable=g-import-not-at-top
   def stat(*v):
