@@ -186,6 +186,36 @@ def test_conv_kernels_are_read_as_fan_in_by_units():
                              _numpy_2_1(k.reshape(12, 5)), rtol=1e-5)
 
 
+def test_width_sweep_measures_capacity_on_the_fitted_training_examples(
+    monkeypatch):
+  """The sweep's capacity measures (the margin γ, the bounds' ||X||_F) are
+  taken on the examples the network was fitted to: the first
+  train.max_train_eval training examples (all of them when 0), with m the
+  whole training set; never on the test set. Independent: the hand-made
+  splits themselves, compared with what capacity.measure is handed."""
+  import types  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.overparam import width_sweep  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(7)
+  split = lambda n: types.SimpleNamespace(
+      x=rng.normal(size=(n, 4)).astype(np.float32),
+      y=rng.integers(0, 3, size=n).astype(np.int32))
+  data = types.SimpleNamespace(train=split(30), test=split(17))
+  seen = []
+  monkeypatch.setattr(width_sweep.capacity, "measure",
+                      lambda model, p, p0, bs, x, y, *, num_examples: seen
+                      .append((np.asarray(x), np.asarray(y), num_examples)))
+  for max_eval, n in ((20, 20), (0, 30)):
+    trainer = types.SimpleNamespace(
+        model=None, dataset=data, config=ml_collections.ConfigDict(
+            {"train": {"max_train_eval": max_eval}}))
+    width_sweep.capacity_measure(trainer, {"params": {}, "batch_stats": {}},
+                                 {})
+    x, y, m = seen.pop()
+    np.testing.assert_array_equal(x, data.train.x[:n])
+    np.testing.assert_array_equal(y, data.train.y[:n])
+    assert m == 30  # m of the bounds: the whole training set
+
+
 # -----------------------------------------------------------------------------
 # 2. Small pieces of the experiments
 # -----------------------------------------------------------------------------
@@ -277,6 +307,147 @@ def test_steps_to_fit_reads_the_first_fitted_evaluation():
            {"variant": "b", "split": "train", "seed": 1, "step": 20,
             "accuracy": 1.0}]
   assert steps_to_fit(rows, "a", [0, 1], 1.0) == [40, None]
+
+
+def test_slowdown_is_steps_to_fit_over_the_true_labels_steps_seed_by_seed():
+  """Zhang et al.'s slowdown: how many times longer a stage takes to fit
+  than the true labels, seed by seed. Hand-made rows: random labels fit in
+  3x and 4x the true labels' steps (slowdown 3.5 > 1), the true labels in
+  1x; a stage a seed never fitted has none."""
+  from jaxunknowns.overparam.randomization import add_slowdowns  # pylint: disable=g-import-not-at-top
+  summary = {"stages": {
+      "true_labels": {"steps_to_fit_per_seed": [100, 200]},
+      "random_labels": {"steps_to_fit_per_seed": [300, 800]},
+      "gaussian": {"steps_to_fit_per_seed": [500, None]}}}
+  add_slowdowns(summary)
+  st = summary["stages"]
+  assert st["random_labels"]["slowdown"]["per_seed"] == [3.0, 4.0]
+  assert st["random_labels"]["slowdown"]["mean"] == 3.5
+  assert st["true_labels"]["slowdown"]["per_seed"] == [1.0, 1.0]
+  assert st["gaussian"]["slowdown"] is None
+
+
+def test_ablation_compares_each_cell_with_its_unregularized_baseline():
+  """Zhang et al.'s Table 1: every regularized cell of the ablation sits
+  beside the same labels without regularization ("none", the variant's own
+  stage), which the report measures each change against. Independent: the
+  config's cells, listed by hand."""
+  from jaxunknowns.overparam import randomization  # pylint: disable=g-import-not-at-top
+  config = load_config("randomization", "mnist1d,runlocal", overrides={
+      "ablation.random_labels": ("dropout",)})
+  ablation = randomization.plan(config)["ablation"]
+  assert ablation == [
+      ("true_labels", "none", "true_labels"),
+      ("true_labels", "weight_decay+dropout+augment",
+       "true_labels-weight_decay-dropout-augment"),
+      ("random_labels", "none", "random_labels"),
+      ("random_labels", "dropout", "random_labels-dropout")]
+
+
+def test_stage_that_stops_early_records_the_step_it_stopped_at(tmp_path):
+  """A width-sweep stage trains until every seed's training loss is at most
+  the stop level, checked every check_every steps: its result's `steps`
+  (the sweep's "steps to fit") is the check at which it stopped, here 60
+  of a 200-step budget, not the budget. Independent: a stand-in trainer
+  whose loss reaches the level at step 50 and which counts the steps it
+  was asked to train."""
+  import types  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import stages  # pylint: disable=g-import-not-at-top
+  asked = []
+
+  class LossFallsToTheLevelAtStep50:
+    param_counts = {"total": 7}
+
+    def init_state(self, seeds):
+      return {"step": np.zeros(len(seeds), np.int32)}
+
+    def fit(self, state, *, steps, **unused):
+      del state, unused
+      asked.append(steps)
+      loss = max(0.01, 1.0 - steps / 50)
+      return types.SimpleNamespace(
+          state={"step": np.full(2, steps, np.int32)}, steps_per_second=1.0,
+          evals={"train": {"loss": np.array([loss, loss / 2])}})
+
+  result = stages.train_stage(
+      LossFallsToTheLevelAtStep50(), workdir=None, name="noise_0/width_00004",
+      labels={"width": 4}, seeds=[0, 1], writer=None, steps=200,
+      check_every=20, stop=stages.all_below("train", "loss", 0.01),
+      folder=str(tmp_path / "stage"))
+  assert asked == [20, 40, 60]  # trained to the first check past step 50
+  assert result["steps"] == asked[-1] and result["stopped_early"]
+  assert read_json(tmp_path / "stage" / "result.json")["steps"] == 60
+
+
+def _sweep_with_stand_in_stages(monkeypatch, tmp_path, config,
+                                wrong_of_evaluated):
+  """width_sweep.run_sweep on its real datasets, with stand-ins for the
+  trainers and stages: every stage reports `wrong_of_evaluated` training
+  examples misclassified (of the train.max_train_eval evaluated) on every
+  seed. Returns the summary and, per stage, (its labels, the label noise of
+  its trainer's config, the training labels its trainer was given)."""
+  import types  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.overparam import width_sweep  # pylint: disable=g-import-not-at-top
+  n = config.train.max_train_eval
+  acc = float(np.float32(n - wrong_of_evaluated) / np.float32(n))
+  trained = []
+
+  def stage(trainer, *, labels, seeds, **unused):
+    del unused
+    trained.append((dict(labels), trainer.config.data.label_noise,
+                    np.asarray(trainer.dataset.train.y)))
+    ev = {"accuracy": [acc] * len(seeds), "loss": [0.1] * len(seeds)}
+    return {"seeds": list(seeds), "steps": config.train.steps,
+            "num_params": 1, "evals": {"train": ev, "test": ev},
+            "steps_per_second": 1.0, "wall_time_s": 0.0}
+
+  monkeypatch.setattr(width_sweep.runs, "build_trainer",
+                      lambda c, dataset=None, **unused: types.SimpleNamespace(
+                          config=c, dataset=dataset))
+  monkeypatch.setattr(width_sweep, "train_stage", stage)
+  workdir = types.SimpleNamespace(path=str(tmp_path), open=lambda: None)
+  return width_sweep.run_sweep(config, workdir, "width_sweep"), trained
+
+
+def test_interpolation_is_judged_in_examples_of_the_evaluated_subset(
+    monkeypatch, tmp_path):
+  """Training error is measured on the first train.max_train_eval (300) of
+  the 1000 training examples, so the threshold counts misclassified
+  examples of those 300: 2 wrong of 300 meets the level 2/300 (h* = the
+  smallest width), 3 wrong do not. Counted against all 1000 examples, 2/300
+  of them is 6.67, rounded to 7 > 6.67: no width interpolated. Independent:
+  the count by hand."""
+  config = load_config("width_sweep", "mnist1d,runlocal", overrides={
+      "train.max_train_eval": 300, "sweep.interpolation_error": 2 / 300})
+  assert config.data.train_size == 1000
+  for wrong, h_star in ((2, config.sweep.widths[0]), (3, None)):
+    summary, _ = _sweep_with_stand_in_stages(monkeypatch, tmp_path, config,
+                                             wrong)
+    (curve,) = summary["curves"]
+    assert curve["interpolation_width"] == h_star, wrong
+
+
+def test_each_label_noise_level_trains_on_its_own_noisy_labels(monkeypatch,
+                                                               tmp_path):
+  """Every stage of a noise level p trains on labels of that noise: a label
+  replaced with probability p by a uniformly random one of C = 10 classes
+  differs from the clean label in about p(1 − 1/C) of the examples (45% at
+  p = 0.5, none at p = 0). Independent: the clean labels loaded by
+  themselves, compared example by example with what each stage's trainer
+  got."""
+  from jaxunknowns.data import load_dataset  # pylint: disable=g-import-not-at-top
+  config = load_config("width_sweep", "mnist1d,runlocal", overrides={
+      "sweep.label_noise": (0.0, 0.5), "sweep.widths": (4, 8)})
+  clean = np.asarray(load_dataset(config.data).train.y)
+  _, trained = _sweep_with_stand_in_stages(monkeypatch, tmp_path, config, 0)
+  assert [(t["label_noise"], t["width"]) for t, _, _ in trained] == [
+      (0.0, 4), (0.0, 8), (0.5, 4), (0.5, 8)]
+  for labels, config_noise, y in trained:
+    p = labels["label_noise"]
+    assert config_noise == p
+    expected = p * (1 - 1 / 10)
+    sd = np.sqrt(expected * (1 - expected) / len(clean))
+    assert abs(np.mean(y != clean) - expected) <= 4 * sd, labels
 
 
 def _stat(*v):
@@ -494,13 +665,31 @@ def _check_common_outputs(workdir, figures):
 
 
 @pytest.fixture(scope="module")
-def randomization_run(tmp_path_factory):
+def randomization_trained_labels():
+  """{stage key: the training labels its trainer was built with}, filled
+  while randomization_run trains."""
+  return {}
+
+
+@pytest.fixture(scope="module")
+def randomization_run(tmp_path_factory, randomization_trained_labels):
   # 100 examples and Adam 1e-2: the true labels fit within the 40 steps, so
   # the early stop and the steps-to-fit bookkeeping are exercised.
+  from jaxunknowns.overparam import randomization  # pylint: disable=g-import-not-at-top
   config = load_config("randomization", overrides={
       "data.train_size": 100, "optim.lr": 1e-2})
   workdir = tmp_path_factory.mktemp("randomization") / "run"
-  summary = run_in_process(config, workdir)
+  build = randomization.build_stage_trainer
+
+  def recording(config, stage, augment, dataset=None):
+    trainer = build(config, stage, augment, dataset=dataset)
+    randomization_trained_labels[stage.key] = np.asarray(
+        trainer.dataset.train.y)
+    return trainer
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(randomization, "build_stage_trainer", recording)
+    summary = run_in_process(config, workdir)
   return workdir, config, summary
 
 
@@ -541,6 +730,30 @@ def test_randomization_end_to_end(randomization_run):
   # The paper's numbers beside ours, one quantity a row, with a verdict.
   assert "| random labels: test accuracy (%) | 10.6% (Zhang et al. 2017" in text
   assert "| test error vs label corruption p (%) | rises to chance" in text
+
+
+def test_corruption_grid_stages_train_on_labels_corrupted_with_p(
+    randomization_run, randomization_trained_labels):
+  """Each stage of the corruption grid trains on labels replaced with
+  probability p by a uniformly random class: they differ from the true
+  labels in about p(1 − 1/C) of the examples (p = 0: none, p = 0.5: 45%,
+  p = 1, the random-labels stage: 90%), and the stage records p as its
+  label corruption. Independent: the true labels loaded by themselves from
+  the run's data config, compared example by example with the labels each
+  stage's trainer was built with."""
+  from jaxunknowns.data import load_dataset  # pylint: disable=g-import-not-at-top
+  _, config, summary = randomization_run
+  true = np.asarray(load_dataset(config.data).train.y)
+  c = summary["num_classes"]
+  assert [g["p"] for g in summary["corruption"]] == [0.0, 0.5, 1.0]
+  for grid in summary["corruption"]:
+    p, key = grid["p"], grid["stage"]
+    assert summary["stages"][key]["label_corruption"] == p, key
+    y = randomization_trained_labels[key]
+    expected = p * (1 - 1 / c)
+    sd = np.sqrt(expected * (1 - expected) / len(true))
+    assert abs(np.mean(y != true) - expected) <= 4 * sd, (key, np.mean(
+        y != true))
 
 
 def test_randomization_report_rebuilds(randomization_run, tmp_path):
@@ -652,6 +865,17 @@ def test_over_training_double_descent(curve, rise, second, fall, peak):
   assert r["second_descent"] == pytest.approx(second)
   assert r["fall"] == pytest.approx(fall)
   assert r["peak_index"] == peak
+
+
+def test_over_training_first_descent_ends_at_a_step_exactly_half_way():
+  """The first descent ends at the first step *at least* half way down from
+  the first error to the lowest: a step that lands exactly half way (1.0 to
+  0.0, at 0.5; dyadic values, exact in floating point) ends it, so the rise
+  to 0.75 after it and the fall to 0.0 are a second descent of 0.25."""
+  r = _read([1.0, 0.5, 0.75, 0.0])
+  assert r["first_descent_end"] == 1
+  assert (r["rise"], r["second_descent"], r["fall"]) == (0.25, 0.25, 0.75)
+  assert r["peak_index"] == 2
 
 
 def test_over_training_monotone_curve_has_no_rise_and_no_fall():
