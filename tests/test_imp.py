@@ -865,6 +865,14 @@ def test_stability_variant_writes_instability(stability, capsys):
       barrier = max(errors.values()) - (errors[0.0] + errors[1.0]) / 2
       assert lmc[s]["instability"] == pytest.approx(barrier, abs=1e-6)
       assert lmc[s]["instability"] >= -1e-7
+    # The endpoint error: the mean of the two copies' own errors (the
+    # path's ends, alpha 0 and 1), not copy A's alone.
+    ends = [sorted((r["alpha"], r["error"]) for r in path if r["seed"] == s)
+            for s in SEEDS]
+    ends = [(e[0][1], e[-1][1]) for e in ends]
+    assert any(a != b for a, b in ends), ends  # the copies differ
+    np.testing.assert_allclose(entry["endpoint_error"]["per_seed"],
+                               [(a + b) / 2 for a, b in ends], atol=1e-6)
     # Copy A repeats the run it was branched from (same data order).
     want = dense_acc if labels["network"] == "dense" else ticket_acc
     for s, acc in zip(SEEDS, want):
@@ -1502,6 +1510,22 @@ def test_finetuning_keeps_the_final_lr_from_the_trained_weights(retrain):
     call = arm_call(retrain, level, "finetune")
     assert_kept_trained(call, previous.end, list(range(S)))
     previous = call
+
+
+@pytest.mark.parametrize("warmup", [0, 10])
+def test_finetuning_lr_is_the_cosine_rate_of_the_last_trained_step(warmup):
+  """The dense run's last step is T - 1 (steps 0..T-1): a cosine schedule
+  (lr at W, 0 at T) gives lr (1 + cos(pi (T-1-W) / (T-W))) / 2 there, by
+  hand, while its rate at T is 0, with which fine-tuning would not move.
+  (The step schedule of `retrain` is flat at the end, blind to this.)"""
+  config = load_config(MNIST1D, {
+      "optim.lr": LR, "optim.schedule": "cosine",
+      "optim.warmup_steps": warmup, "prune.retrain": "finetune"})
+  want = LR * (1 + math.cos(math.pi * (STEPS - 1 - warmup)
+                            / (STEPS - warmup))) / 2
+  assert want > 1e-3 * LR  # a rate that still moves the weights
+  # float32's cos near pi: 1e-3 of a rate 365-650 times below lr.
+  assert imp.final_lr(config) == pytest.approx(want, rel=1e-3)
 
 
 def test_weight_rewinding_arm_rewinds_to_step_k(retrain):

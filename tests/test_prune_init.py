@@ -222,6 +222,79 @@ def test_sanity_variants():
     np.testing.assert_array_equal(np.abs(got), np.abs(w))
 
 
+@pytest.mark.parametrize("budget", ["global", "uniform"])
+def test_stage_runs_put_each_imp_variant_on_its_own_weights_and_mask(budget):
+  """The runs a stage trains, on hand-made weights of the runlocal MLP
+  (normals of three unrelated streams: init, a fresh init, trained). By
+  numpy: the IMP ticket keeps the largest |trained| kernels (the top
+  round(0.1 N) over all layers, or round(0.1 n) of each layer), not the
+  largest |init|; "reinit" puts that mask on the fresh weights, "found" and
+  "shuffled" on init's; "shuffled" keeps found's per-layer counts and each
+  seed draws its own positions (under the uniform budget both seeds' counts
+  are equal, so a key shared by the seeds would give both one mask)."""
+  from jaxunknowns.lottery import prune_init  # pylint: disable=g-import-not-at-top
+  config = load_config(overrides={
+      "prune_init.methods": (), "prune_init.imp": "oneshot",
+      "prune_init.variants": ("found", "shuffled", "reinit")})
+  shapes = {"Dense_0": (40, 16), "Dense_1": (16, 16), "output": (16, 10)}
+  seeds, density = [0, 1], 0.1
+
+  def weights(stream):  # {layer: kernel, bias}, a leading axis of 2 runs
+    rng = np.random.RandomState(stream)
+    return {n: {"kernel": rng.randn(2, *s).astype(np.float32),
+                "bias": rng.randn(2, s[1]).astype(np.float32)}
+            for n, s in shapes.items()}
+
+  init, reinit, trained = weights(1), weights(2), weights(3)
+  runs, _ = prune_init.stage_runs(
+      None, config, {"params": init, "batch_stats": {}},
+      {"params": reinit, "batch_stats": {}}, trained, None, density, budget,
+      seeds)
+  got = {(m, v, r): (w, mask) for m, v, r, w, _, mask in runs}
+  assert sorted(got) == [("imp", v, r) for v in ("found", "reinit",
+                                                 "shuffled") for r in (0, 1)]
+
+  def top(tree, r):  # numpy's top-k of |kernel| under the budget
+    a = [np.abs(tree[n]["kernel"][r]).ravel() for n in shapes]
+    if budget == "global":
+      flat = np.concatenate(a)
+      keep = np.zeros(flat.size, bool)
+      keep[np.argsort(-flat)[:round(density * flat.size)]] = True
+      return np.split(keep, np.cumsum([x.size for x in a])[:-1])
+    out = []
+    for x in a:
+      keep = np.zeros(x.size, bool)
+      keep[np.argsort(-x)[:round(density * x.size)]] = True
+      out.append(keep)
+    return out
+
+  masks = {}
+  for r in (0, 1):
+    found = [np.asarray(got["imp", "found", r][1][n]["kernel"]).ravel()
+             for n in shapes]
+    for f, t, i in zip(found, top(trained, r), top(init, r)):
+      np.testing.assert_array_equal(f, t)  # |trained w|, not |w at init|
+    assert any((f != i).any() for f, i in zip(found, top(init, r)))
+    for variant, want in (("found", init), ("shuffled", init),
+                          ("reinit", reinit)):
+      w, mask = got["imp", variant, r]
+      for n in shapes:
+        np.testing.assert_array_equal(w[n]["kernel"], want[n]["kernel"][r])
+        np.testing.assert_array_equal(w[n]["bias"], want[n]["bias"][r])
+    # The fresh weights are not init's on the kept entries.
+    for n, f in zip(shapes, found):
+      w = np.asarray(got["imp", "reinit", r][0][n]["kernel"]).ravel()
+      assert not np.isclose(w[f], init[n]["kernel"][r].ravel()[f]).any()
+    shuffled = [np.asarray(got["imp", "shuffled", r][1][n]["kernel"]).ravel()
+                for n in shapes]
+    assert [s.sum() for s in shuffled] == [f.sum() for f in found]
+    assert any((s != f).any() for s, f in zip(shuffled, found))
+    masks[r] = found, shuffled
+  if budget == "uniform":  # equal counts: only the key tells seeds apart
+    assert [f.sum() for f in masks[0][0]] == [f.sum() for f in masks[1][0]]
+  assert any((a != b).any() for a, b in zip(masks[0][1], masks[1][1]))
+
+
 def test_global_uniform_budgets_and_iterative_schedule():
   _, params = tiny((30, 20), seed=2, din=10)
   mask = pruning.ones_mask(params)
