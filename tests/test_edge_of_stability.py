@@ -343,6 +343,35 @@ def test_flow_versus_gd_is_not_judged_before_gd_reaches_the_edge():
   assert back.verdict == AGREES, back
 
 
+def test_flow_and_gd_are_compared_at_the_same_continuous_time():
+  """Gradient flow run with step η_f for n steps has reached time T = η_f n;
+  GD with step η reaches the same time at step T/η. Curves by hand: the flow
+  (η_f = 0.01, measured at steps 0..1000) ends at T = 10, so GD at η = 0.2
+  is read at step 50, GD at η = 0.1 (measured every 30 steps) at step 90,
+  the step nearest 100, and GD at η = 0.05, measured only to step 100 <
+  200, is left out. Each seed's λ_max is distinguishable (step/10 + 100 ×
+  seed), so the row holds the values at that step, seed by seed."""
+  flow = {"lr": 0.01, "curves": {"sharp_steps": [0, 250, 500, 750, 1000],
+                                 "lambda_max": [[1, 2, 3, 4, 30.0],
+                                                [1, 2, 3, 4, 31.0]]}}
+  def gd(lr, steps):
+    return {"lr": lr, "threshold": 2 / lr, "curves": {
+        "sharp_steps": steps,
+        "lambda_max": [[t / 10 + 100 * seed for t in steps]
+                       for seed in range(2)]}}
+  rows = eos.flow_versus(flow, [gd(0.2, list(range(0, 101, 10))),
+                                gd(0.05, list(range(0, 101, 10))),
+                                gd(0.1, [0, 30, 60, 90, 120])])
+  assert [r["lr"] for r in rows] == [0.2, 0.1], rows
+  for r, step in zip(rows, (50, 90)):
+    assert r["time"] == pytest.approx(10.0) and r["gd_step"] == step, r
+    np.testing.assert_allclose(r["gd"]["per_seed"], [step / 10,
+                                                     step / 10 + 100])
+    np.testing.assert_allclose(r["flow"]["per_seed"], [30.0, 31.0])
+    np.testing.assert_allclose(r["flow_over_threshold"]["per_seed"],
+                               np.array([30.0, 31.0]) * r["lr"] / 2)
+
+
 def test_loss_after_reaching_is_not_judged_when_a_seed_starts_at_the_edge():
   """A seed above the edge at step 0 'reaches' it there, so the loss 'on
   reaching' was the initial loss, and 'it falls by the end' agreed."""

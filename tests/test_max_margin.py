@@ -254,7 +254,9 @@ def test_gd_direction_is_the_svm_direction_by_scipy_and_closed_form():
 def test_runner_angle_is_the_arccos_of_w_and_the_max_margin_direction():
   """The Runner's logged angle to ŵ (and to the l_inf direction, the same
   (1, 1)/sqrt(2) on Soudry's set) against numpy's arccos from GD's weights
-  after a few steps, and from weights set by hand at 30°, 90° and 150°."""
+  after a few steps, and from weights set by hand at 30°, 90° and 150°;
+  its margin gap against numpy's normalized margin of weights set by
+  hand."""
   from jax.flatten_util import ravel_pytree  # pylint: disable=g-import-not-at-top
   from jaxunknowns.implicit import max_margin  # pylint: disable=g-import-not-at-top
   config = mm_config.get_config("soudry2d,runlocal")
@@ -283,6 +285,19 @@ def test_runner_angle_is_the_arccos_of_w_and_the_max_margin_direction():
       np.testing.assert_allclose(got["angle"], [np.radians(degrees)],
                                  rtol=1e-9)
       np.testing.assert_allclose(got["angle"], [by_numpy(w)], rtol=1e-9)
+    # The margin gap is of the normalized margin: γ̂ = sqrt(2) (closed form)
+    # minus min_n s_n x_n·w / ||w|| by numpy from the training points, the
+    # same for w and 7w; zero along ŵ at any length.
+    x, y = problems[0].x, problems[0].y
+    z = np.where(y > 0, 1.0, -1.0)[:, None] * np.asarray(x, np.float64)
+    for w in (np.array([0.3, -2.0]), 2.0 * w_hat):
+      for scale in (1.0, 7.0):
+        params = jax.tree.map(lambda p: p[None], unravel(scale * w))
+        got = runner.measure({**state, "params": params})
+        np.testing.assert_allclose(
+            got["margin_gap"], [np.sqrt(2) - np.min(z @ w) / np.linalg.norm(w)],
+            rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got["margin_gap"], [0.0], atol=1e-12)
 
 
 def test_record_steps_are_log_spaced_and_end_at_the_total():

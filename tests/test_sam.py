@@ -3,6 +3,7 @@ BatchNorm statistics, m-sharpness, ρ as a run axis) and the `sam`
 experiment end to end, each checked against an independent computation."""
 
 import functools
+import math
 import os
 import subprocess
 import sys
@@ -285,8 +286,47 @@ def test_runlocal_end_to_end(tmp_path):
     for s in arm["by_rho"].values():
       assert len(s["lambda_max"]["per_seed"]) == config.seeds
       assert s["trace"]["mean"] > 0 and s["lambda_max"]["mean"] > 0
-  assert read_json(tmp_path / "w" / "summary.json")["arms"]["sgd"]["steps"] > 0
+  saved = read_json(tmp_path / "w" / "summary.json")
+  # Equal epochs: both arms take ceil(epochs × N / batch) steps.
+  want = math.ceil(config.epochs * saved["train_examples"] /
+                   config.train.batch_size)
+  assert saved["arms"]["sgd"]["steps"] == saved["arms"]["sam"]["steps"] == want
   assert_report_rebuilds(tmp_path / "w")
+
+
+def test_sgd_2x_trains_twice_the_epochs_of_the_other_arms():
+  """`sgd_2x` is SGD given SAM's gradient budget: twice the epochs of `sgd`,
+  `sam` and `asam`, which train the same epochs. The step counts against
+  ceil(epochs × N / batch) by hand for a training set of 1,000 and 3,000."""
+  from jaxunknowns.implicit import sam as sam_exp  # pylint: disable=g-import-not-at-top
+  config = small_config()
+  for n in (1000, 3000):
+    steps = {name: sam_exp.arm_config(config, name, n).train.steps
+             for name in sam_exp.ARMS}
+    epoch = n / config.train.batch_size
+    assert steps == {"sgd": math.ceil(config.epochs * epoch),
+                     "sam": math.ceil(config.epochs * epoch),
+                     "asam": math.ceil(config.epochs * epoch),
+                     "sgd_2x": math.ceil(2 * config.epochs * epoch)}, steps
+    assert steps["sgd_2x"] >= 2 * steps["sgd"] - 1
+
+
+def test_summary_by_rho_takes_each_rhos_own_seeds():
+  """A stage's runs are ρ-major (ρ_0's seeds, then ρ_1's, ...). Hand-made
+  runs whose value is 10 × (ρ index) + seed: each ρ's stats must hold
+  exactly its own seeds, and their mean by numpy."""
+  from jaxunknowns.implicit import sam as sam_exp  # pylint: disable=g-import-not-at-top
+  rhos, seeds = [0.05, 0.2, 0.5], 3
+  values = [10.0 * i + s for i in range(len(rhos)) for s in range(seeds)]
+  r = {"rhos": rhos, "runs": {q: [v + k / 100 for v in values]
+                              for k, q in enumerate(sam_exp.QUANTITIES)}}
+  by_rho = sam_exp.summarize(r, seeds)
+  assert list(by_rho) == ["0.05", "0.2", "0.5"]
+  for i, rho in enumerate(by_rho):
+    for k, q in enumerate(sam_exp.QUANTITIES):
+      want = [10.0 * i + s + k / 100 for s in range(seeds)]
+      np.testing.assert_allclose(by_rho[rho][q]["per_seed"], want)
+      assert by_rho[rho][q]["mean"] == pytest.approx(np.mean(want))
 
 
 @pytest.mark.parametrize("overrides,needle", [

@@ -201,8 +201,28 @@ def tiny_config():
       root=str(ROOT))
 
 
-def test_end_to_end_tiny_run(tmp_path):
-  summary = run_in_process(tiny_config(), tmp_path / "run")
+def test_end_to_end_tiny_run(tmp_path, monkeypatch):
+  """Keskar's sharpness and the Hessian are of the training loss: every
+  example of the subsets they are measured on (x and its label) is a row
+  of the training split, loaded here on its own, and none a test row."""
+  from jaxunknowns.analysis import hessian  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.data import load_dataset  # pylint: disable=g-import-not-at-top
+  drawn, real = [], hessian.subset
+  monkeypatch.setattr(hessian, "subset",
+                      lambda *a: drawn.append(real(*a)) or drawn[-1])
+  config = tiny_config()
+  summary = run_in_process(config, tmp_path / "run")
+  ds = load_dataset(config.data)
+  examples = lambda x, y: {(a.tobytes(), int(b))
+                           for a, b in zip(np.asarray(x, np.float32), y)}
+  train = examples(ds.train.x, ds.train.y)
+  test = examples(ds.test.x, ds.test.y)
+  sizes = [len(y) for _, y in drawn]
+  assert sizes.count(config.sharpness.subset_size) >= 2, sizes  # per arm
+  for x, y in drawn:
+    outside = examples(x, y) - train
+    assert not outside, f"{len(outside)}/{len(y)} rows not training rows"
+    assert not examples(x, y) & test
   saved = read_json(tmp_path / "run" / "summary.json")
   assert saved["compare"] == ["small_batch", "large_batch"]
   rows = read_metrics(str(tmp_path / "run"))
