@@ -239,6 +239,82 @@ def test_rank_consistency_skips_a_seed_with_no_ranking_without_a_warning():
   np.testing.assert_allclose(out["pairs"], [1 - 6 * 2 / (4 * 15)])
 
 
+def _hand_made_stage(folder):
+  """A stage's predictions written by hand: 8 training examples (the last 3
+  corrupted), 3 seeds, 4 recorded steps, 4 validation and 4 test examples.
+  Training: example n of seed r is predicted as its given label from step
+  FIRST[r, n] on (inf: never), else as another class. Validation and test:
+  the first VAL[t, r] (TEST[t, r]) examples right, the rest wrong; their
+  curves peak at other steps on every seed."""
+  steps = [1, 2, 4, 8]
+  inf = np.inf
+  first = np.array([[1, 2, 4, 8, inf, 8, inf, 4],
+                    [1, 2, 4, inf, 8, inf, 4, 8],
+                    [2, 1, 4, 8, inf, 4, 8, inf]])
+  val = np.array([[1, 0, 2], [3, 1, 2], [2, 1, 4], [2, 4, 1]])
+  test = np.array([[4, 1, 1], [1, 4, 1], [1, 2, 1], [1, 2, 3]])
+  y_true = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+  bad = np.arange(8) >= 5
+  y_given = np.where(bad, (y_true + 1) % 3, y_true)
+  y_eval = np.array([0, 1, 2, 0])
+  labels = {"y_true": y_true, "y_given": y_given, "corrupted": bad,
+            "y_test": y_eval, "y_validation": y_eval}
+  right = lambda k: np.where(np.arange(4) < k[:, None], y_eval,
+                             (y_eval + 1) % 3).astype(np.int16)
+  for t, step in enumerate(steps):
+    path = memorization.prediction_file(str(folder), step)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    train = np.where(first <= step, y_given, (y_given + 2) % 3)
+    np.savez(path, train=train.astype(np.int16), validation=right(val[t]),
+             test=right(test[t]))
+  result = {"steps": 8, "wall_time_s": 1.0, "steps_per_second": 8.0}
+  summary = memorization.stage_summary(0.5, "none", result, str(folder),
+                                       labels, steps, 0.9)
+  return summary, steps, first, bad, val, test
+
+
+def test_early_stopping_picks_the_step_of_best_validation_accuracy(tmp_path):
+  """Early stopping may look at the validation set only: the test set is
+  what it is judged on. On hand-made curves whose validation and test
+  accuracies peak at different steps, the early-stopping step is each
+  seed's validation argmax (steps 2, 8, 4), the test accuracy reported
+  there is the test curve's at that step (1/4, 2/4, 1/4), and the test
+  peak (steps 1, 2, 8) stays a separate number."""
+  st, steps, _, _, val, test = _hand_made_stage(tmp_path)
+  stop = [int(np.argmax(val[:, r])) for r in range(3)]
+  assert [steps[i] for i in stop] == [2, 8, 4]
+  early = st["early_stopping"]
+  assert early["step"]["per_seed"] == [2, 8, 4]
+  np.testing.assert_allclose(early["test_accuracy"]["per_seed"],
+                             [0.25, 0.5, 0.25])
+  np.testing.assert_allclose(early["validation_accuracy"]["per_seed"],
+                             [0.75, 1.0, 1.0])
+  assert st["peak_test"]["step"]["per_seed"] == [1, 2, 8]
+  np.testing.assert_allclose(st["peak_test"]["accuracy"]["per_seed"],
+                             [1.0, 1.0, 0.75])
+
+
+def test_learning_order_of_each_subset_ranks_its_own_examples(tmp_path):
+  """Arpit et al.'s easy-examples test is read per subset: 'clean' is the
+  rank agreement of first-fit steps over the uncorrupted examples only,
+  'corrupted' over the corrupted ones. Against Pearson's r of average ranks
+  (the module's _ranks, never fitted = inf ranks last) of the hand-made
+  first-fit steps' columns, pair by pair; the two subsets are ordered
+  differently here, so their numbers differ."""
+  st, _, first, bad, _, _ = _hand_made_stage(tmp_path)
+
+  def pairs(cols):
+    return [np.corrcoef(_ranks(cols[a]), _ranks(cols[b]))[0, 1]
+            for a, b in itertools.combinations(range(3), 2)]
+  order = st["learning_order"]
+  for subset, cols in (("all", first), ("clean", first[:, ~bad]),
+                       ("corrupted", first[:, bad])):
+    np.testing.assert_allclose(order[subset]["pairs"], pairs(cols),
+                               atol=1e-12, err_msg=subset)
+  assert abs(order["clean"]["mean"] - order["corrupted"]["mean"]) > 0.3
+  assert st["corrupted_examples"] == 3
+
+
 def test_a_regularizers_cost_on_real_data_is_judged_seed_by_seed():
   """Arpit et al.'s Sec. 5 has two halves: a regularizer slows memorizing
   noise (the corrupted > clean rows) while barely hurting real data. The

@@ -84,6 +84,20 @@ def test_barrier_is_max_minus_the_larger_end():
   np.testing.assert_allclose(interpolation.barrier_height(v), [1.0, 0.0])
 
 
+def test_path_summary_ends_are_the_worse_of_the_two_minima_per_pair():
+  """The 'ends' a path's barrier and the report's curve are read against
+  is, per pair, the larger of its two ends' values (the worse minimum), not
+  the start's: hand-made paths whose end is worse than the start (pairs 0
+  and 1) and better (pair 2); max and barrier per pair by hand."""
+  v = np.array([[1.0, 3.0, 2.0], [0.5, 1.5, 1.0], [2.0, 2.5, 0.4]])
+  out = mc.path_summary({"train_loss": v})["train_loss"]
+  np.testing.assert_allclose(out["ends"]["per_seed"], [2.0, 1.0, 2.0])
+  np.testing.assert_allclose(out["max"]["per_seed"], [3.0, 1.5, 2.5])
+  np.testing.assert_allclose(out["barrier"]["per_seed"], [1.0, 0.5, 0.5])
+  assert out["ends"]["mean"] == pytest.approx(5.0 / 3)
+  np.testing.assert_allclose(out["mean"], v.mean(0))
+
+
 def test_bezier_barrier_is_judged_in_points_against_the_papers():
   """Garipov et al.'s VGG-16 Bézier curve rises at most 0.81 points of test
   error above its ends. Ours is a fraction (0.0581 = 5.81 points): 5 points

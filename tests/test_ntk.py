@@ -288,6 +288,80 @@ def test_run_end_to_end(run):
     assert 0 <= st["agreement"]["mean"] <= 1
 
 
+def test_network_accuracy_beside_the_kernel_regression_is_the_trained_nets(
+    run):
+  """Lee et al. compare the linearized model with the TRAINED network. Each
+  stage's final checkpoint, run forward in numpy (NTK parameterization:
+  (w_std / sqrt(fan_in)) x W + b_std b, ReLU between), gives the trainer's
+  own final test accuracy on the whole test set (the checkpoint is the
+  trained net) and, on the first ntk.test_size examples, the stage's
+  network_accuracy (at most one example apart: float32 against float64)."""
+  from jaxunknowns.checkpoints import Checkpoints  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.data import load_dataset  # pylint: disable=g-import-not-at-top
+  config, workdir, summary = run
+  ds = load_dataset(config.data)
+  y = np.asarray(ds.test.y)
+  x = np.asarray(ds.test.x, np.float64).reshape(len(y), -1)
+  m = summary["test_examples"]
+  assert m == config.ntk.test_size < len(y)
+
+  def dense(p, h, w_std):  # h: [R, N, fan_in], one row of weights per run
+    kernel, bias = (np.asarray(p[k], np.float64) for k in ("kernel", "bias"))
+    return (w_std / np.sqrt(h.shape[-1]) * np.einsum("rni,rio->rno", h,
+                                                     kernel)
+            + mlp.NTK_B_STD * bias[:, None])
+
+  for w in summary["widths"]:
+    st = summary["stages"][str(w)]
+    ck = Checkpoints(str(workdir / "stages" / f"width_{w:05d}" /
+                         "checkpoints"), max_to_keep=None, create=False)
+    try:
+      assert ck.latest_step() == st["steps"] == config.train.steps
+      params = ck.restore(st["steps"], None)["params"]
+    finally:
+      ck.close()
+    h = np.broadcast_to(x, (config.seeds, *x.shape))
+    for i in range(config.ntk.depth):
+      h = np.maximum(dense(params[f"NTKDense_{i}"], h, mlp.NTK_W_STD), 0)
+    classes = np.argmax(dense(params["output"], h, 1.0), -1)  # [R, N]
+    np.testing.assert_allclose((classes == y).mean(1),
+                               st["test_accuracy"]["per_seed"],
+                               atol=1.01 / len(y))
+    np.testing.assert_allclose((classes[:, :m] == y[:m]).mean(1),
+                               st["network_accuracy"]["per_seed"],
+                               atol=1.01 / m, err_msg=str(w))
+
+
+def test_linearization_error_is_relative_to_how_far_the_net_moved(deep):
+  """The lazy-regime measure ||f(w) - f_lin(w)|| / ||f(w) - f(w_0)|| on the
+  probe: the part of the network's move that its linearization misses.
+  Meter's value for two moves of w_0 against f_lin from jax.jacfwd's dense
+  Jacobian (f(w_0) + J (w - w_0), float64), and the weight change against
+  numpy's norms. Dividing by ||f(w)|| instead is another number here."""
+  import types  # pylint: disable=g-import-not-at-top
+  f, params0, x, jac = deep
+  model = mlp.NTKMLP(widths=(6, 5), num_classes=C)
+  meter = ntk_run.Meter(types.SimpleNamespace(model=model), x, 0)
+  flat0, unravel = ravel_pytree(params0)
+  rng = np.random.default_rng(2)
+  moves = [s * rng.normal(size=flat0.shape) for s in (0.2, 0.6)]
+  stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)
+  moved = [unravel(flat0 + jnp.asarray(d, flat0.dtype)) for d in moves]
+  p0 = stack([params0] * 2)
+  got = meter.measures(stack(moved), p0, meter.kernel(p0))
+  f0 = np.asarray(f(params0, x), np.float64)
+  norm = np.linalg.norm
+  for r, d in enumerate(moves):
+    out = np.asarray(f(moved[r], x), np.float64)
+    lin = f0 + np.einsum("iap,p->ia", jac, d)
+    want = norm(out - lin) / norm(out - f0)
+    assert got["linearization"][r] == pytest.approx(want, rel=1e-2)
+    other = norm(out - lin) / norm(out)  # relative to ||f(w)|| instead
+    assert abs(want - other) > 0.05 * want
+    assert got["weight_change"][r] == pytest.approx(
+        norm(d) / norm(np.asarray(flat0, np.float64)), rel=1e-4)
+
+
 def test_kernel_angle_is_the_angle_and_leaves_out_scale():
   """diag(1, 0) and diag(cos t, sin t) are unit vectors at angle t in the
   Frobenius inner product; scaling a kernel leaves its angle unchanged."""
