@@ -473,3 +473,25 @@ def test_a_paired_bound_judges_the_per_seed_differences():
       None, compare.ONE_SEED)
   assert compare.paired_bound(stat(1.0, 2.0), stat(0.0), 1.0,
                               upper=True)[0] is None
+
+
+def test_a_reversal_is_a_fall_beyond_once_its_steps_spread():
+  """A step against the trend by more than 2 × the larger std of its two
+  points is a reversal (differs), however far the ends move: here the ends
+  rise by 20 against an allowance of 2 × 0.707 = 1.414 (by hand), and one
+  step falls by 2, beyond 1.414 but within twice it."""
+  grid = [stat(m - 0.5, m + 0.5) for m in (0, 10, 8, 20)]  # std 0.707 each
+  holds, text = compare.trend(grid, increasing=True, what="x", digits=1)
+  assert holds is False
+  assert text.endswith("a step falls by 2.0, more than 2 × its seed std "
+                       "(1.4)"), text
+
+
+def test_paired_rules_refuse_arms_measured_on_different_seeds():
+  """Pairing takes a − b seed by seed; arms of 3 and 2 seeds share no such
+  pairing (zip would silently drop a seed), so the rule decides nothing."""
+  a, b = stat(0.9, 0.91, 0.92), stat(0.5, 0.52)
+  why = "not measured on the same seeds"
+  assert compare.per_seed_differences(a, b) == (None, why)
+  assert compare.paired_greater(a, b, a_name="a", b_name="b") == (None, why)
+  assert compare.paired_bound(a, b, 0.0, upper=False) == (None, why)
