@@ -260,6 +260,27 @@ def test_loss_after_reaching_is_not_judged_when_a_seed_never_reached():
     assert one[q].reasons == ("1/2 seeds never reach 0.9 × 2/η",), one[q]
 
 
+
+def test_a_loss_that_falls_at_every_step_after_reaching_is_not_non_monotone():
+  """Cohen et al.: at the edge the loss keeps falling over long spans but
+  not monotonically. Both seeds reach 0.9 × 2/η by step 20; a loss that
+  falls at every recording after it has 0 rises (differs from 'at least
+  one'), one with a rise on each seed has 1 (agrees): counted by hand."""
+  from jaxunknowns.implicit import edge_of_stability_report as eos_report  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.report import AGREES, DIFFERS  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(f"{CONFIG}:mnist1d,runlocal")
+  steps = [0, 10, 20, 30, 40]
+  lam = [[5, 8, 9.5, 10.2, 9.8], [5, 9, 9.5, 9.9, 9]]
+  def verdict(loss):
+    r = eos.run_summary(10.0, steps, lam, steps, [loss, loss], 0.9, 40)
+    r.update(loss="mse", kind="gd", lr=0.2, momentum=0.0)
+    summary = {"runs": [r], "flow_versus_gd": [], "dataset": "mnist1d",
+               "model": "mlp", "train_examples": 100}
+    return next(c for c in eos_report.comparisons(summary, config)
+                if "rises of the loss" in c.quantity).verdict
+  assert verdict([1.0, 0.8, 0.6, 0.5, 0.4]) == DIFFERS
+  assert verdict([1.0, 0.8, 0.6, 0.7, 0.5]) == AGREES
+
 def sharpening_row(lam, dataset, model):
   """(the run summary, its 'λ_max from λ_max(0)' comparison) of one GD run
   at 2/η = 10 whose per-seed λ_max at steps 0, 10, ..., 40 is `lam`."""

@@ -450,9 +450,38 @@ def test_a_rise_at_or_below_zero_is_not_compared():
   assert [c.verdict for c in rows] == ["agrees", "differs"], rows
   assert rows[0].rule == "noskip − skip per seed = +0.25, > 2 × its std (0.14)"
   assert rows[0].ours == "noskip 0.4500 ± 0.0707, skip 0.2000 ± 0.1414 (n=2)"
+  # A mean rise of exactly 0 is no minimum either (≤ 0, not < 0).
+  summary["arms"]["skip"] = arm(two(-0.5, 0.5), two(1.0, 3.0))
+  rows = landscape_report.comparisons(summary, config)
+  assert rows[0].verdict == NOT_TESTABLE and rows[0].reasons == (
+      "the rise is ≤ 0 for skip: no minimum along these directions",), rows
   # A pair of arms no paper speaks of: no comparison.
   summary["compare"] = ["noskip", "skip"]
   assert landscape_report.comparisons(summary, config) == []
+
+
+def test_interpolation_row_reads_each_arms_own_end():
+  """Keskar et al.'s Fig. 3: on the line from the small-batch minimum (t =
+  0) to the large-batch one (t = 1), the loss rises more steeply past the
+  large-batch end (t > 1) than past the small-batch end (t < 0). Hand-made
+  rises, per seed: past t = 1: 1.0, 1.2; past t = 0: 0.1, 0.2, so large −
+  small = +0.9, +1.0 (2 × std 0.14): agrees."""
+  from jaxunknowns.implicit import landscape_report  # pylint: disable=g-import-not-at-top
+  config = config_loading.load_config(
+      "configs/landscape.py:batch_size,runlocal", root=str(ROOT))
+  two = lambda *v: {"mean": float(np.mean(v)), "per_seed": list(v)}
+  arm = lambda r: {"slice_mean_rise_half": r, "surface_mean_rise": r}
+  summary = {"compare": ["small_batch", "large_batch"], "seeds": [0, 1],
+             "arms": {"small_batch": arm(two(0.1, 0.2)),
+                      "large_batch": arm(two(1.0, 1.2))},
+             "interpolation": {"mode": "arms", "alphas": [-0.5, 1.5],
+                               "paths": [{"rise_beyond_a": two(0.1, 0.2),
+                                          "rise_beyond_b": two(1.0, 1.2)}]}}
+  rows = landscape_report.comparisons(summary, config)
+  row, = [c for c in rows if c.quantity.startswith("interpolation")]
+  assert row.verdict == "agrees", row
+  assert row.ours == ("large_batch 1.1000 ± 0.1414, small_batch 0.1500 ± "
+                      "0.0707 (n=2)"), row.ours
 
 
 def test_a_path_of_three_iterates_decides_nothing():

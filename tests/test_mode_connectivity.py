@@ -122,6 +122,31 @@ def test_bezier_barrier_is_judged_in_points_against_the_papers():
     assert rows[row].verdict == verdict, (barrier, rows[row].ours)
 
 
+
+def test_line_and_curve_rows_read_max_against_ends_and_line_against_curve():
+  """Garipov et al.: the straight line between two minima rises above its
+  larger end (a barrier), and a curve's barrier is lower than the line's.
+  Hand-made per-seed numbers where both claims hold (max 0.50 vs ends 0.10;
+  line barrier 0.40 vs curve 0.02, on 3 seeds), so each row agrees by its
+  paired rule; reading max against max, or the curve against the line,
+  would not."""
+  from jaxunknowns.overparam import mode_connectivity_report as mcr  # pylint: disable=g-import-not-at-top
+  stat = lambda *v: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)),
+                     "per_seed": list(v)}
+  def path(top, barrier):
+    return {key: {"max": stat(top, top + 0.01, top + 0.02),
+                  "ends": stat(0.10, 0.11, 0.12),
+                  "barrier": stat(barrier, barrier + 0.01, barrier + 0.02)}
+            for key in ("train_loss", "test_error")}
+  summary = {"model": "vgg16", "dataset": "cifar10",
+             "paths": {"line": path(0.50, 0.40), "bezier": path(0.12, 0.02)}}
+  rows = mcr.comparisons(summary, load_config())
+  line = [c for c in rows if "along the line" in c.quantity]
+  curve = [c for c in rows if "barrier: line vs" in c.quantity]
+  assert len(line) == len(curve) == 2
+  assert all(c.verdict == "agrees" for c in line + curve), [
+      (c.quantity, c.verdict, c.rule) for c in line + curve]
+
 def test_plane_coordinates_reproduce_the_three_points():
   a, theta, b = _tree(3), _tree(4), _tree(5)
   origin, u, v, coords = interpolation.plane_basis(a, theta, b)

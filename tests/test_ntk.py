@@ -344,7 +344,7 @@ def test_linearization_error_is_relative_to_how_far_the_net_moved(deep):
   meter = ntk_run.Meter(types.SimpleNamespace(model=model), x, 0)
   flat0, unravel = ravel_pytree(params0)
   rng = np.random.default_rng(2)
-  moves = [s * rng.normal(size=flat0.shape) for s in (0.2, 0.6)]
+  moves = [s * rng.normal(size=flat0.shape) for s in (0.05, 0.2)]
   stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)
   moved = [unravel(flat0 + jnp.asarray(d, flat0.dtype)) for d in moves]
   p0 = stack([params0] * 2)
@@ -425,3 +425,50 @@ def test_a_run_on_another_loss_names_it_as_a_protocol_difference():
     assert got.verdict == "differs"
     assert reason == tuple(r for r in got.reasons if r.startswith("loss")), (
         got.reasons)
+
+
+def _seeds(*v):
+  return {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)),
+          "per_seed": list(v)}
+
+
+def test_report_rows_read_the_stat_each_claim_names():
+  """Hand-made stage numbers on the committed summary's shape, each row's
+  verdict worked out by hand from its rule:
+  * the widest net's accuracy against ITS kernel regression (equal within
+    2 points: agrees), while the narrowest's regression is 50 points off;
+  * the kernel-change slope −0.35 against ≤ −0.5 with 0.1 slack: differs;
+  * early > late kernel speed (10⁻³ against 10⁻⁴ per step): agrees;
+  * agreement rising 30 → 90% with width, seed by seed: agrees."""
+  import copy  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.overparam import ntk_report  # pylint: disable=g-import-not-at-top
+  root = Path(__file__).resolve().parents[1]
+  base = json.loads((root / "docs/results/ntk/summary.json").read_text())
+  summary = copy.deepcopy(base)
+  widths = summary["widths"]
+  summary["slopes"]["kernel_change"] = _seeds(-0.36, -0.35, -0.34)
+  for i, w in enumerate(widths):
+    st = summary["stages"][str(w)]
+    st["final"].pop("agreement", None)
+    st["agreement"] = _seeds(*(0.3 + 0.1 * i + d for d in (0, 0.01, 0.02)))
+    st["early_angular_speed"] = _seeds(1.0e-3, 1.1e-3, 1.2e-3)
+    st["late_angular_speed"] = _seeds(1.0e-4, 1.1e-4, 1.2e-4)
+    st["network_accuracy"] = _seeds(0.80, 0.81, 0.82)
+    st["kernel_regression_accuracy"] = (_seeds(0.80, 0.81, 0.82) if
+                                        w == widths[-1] else
+                                        _seeds(0.30, 0.31, 0.32))
+  config = config_loading.load_config("configs/ntk.py", root=str(root))
+  got = {c.quantity: c.verdict
+         for c in ntk_report.comparisons(summary, config)}
+  accuracy = (f"width {widths[-1]}: test accuracy, network vs kernel "
+              "regression (%)")
+  assert got[accuracy] == "agrees"
+  assert got["log-log slope of kernel change vs width, all widths"] == (
+      "differs")
+  for w in (widths[0], widths[-1]):
+    early = next(q for q in got if q.startswith(f"width {w}: kernel angle"))
+    assert got[early] == "agrees", early
+  assert got["network / kernel-regression agreement (%) rises with width"] == (
+      "agrees")

@@ -546,6 +546,11 @@ def test_randomization_and_double_descent_verdicts_flip_at_their_thresholds():
   v = _verdicts(rr.comparisons(config, summary(0.121, 0.651)))
   assert v["random labels: test accuracy (%)"] == "differs"
   assert v["true labels + weight decay: test accuracy (%)"] == "differs"
+  # Chance is 1 / C of the run's own data: 33.3% on three classes.
+  three = summary(0.34, 0.649)
+  three["num_classes"] = 3
+  v = _verdicts(rr.comparisons(config, three))
+  assert v["random labels: test accuracy (%)"] == "agrees"
   dd = load_config("double_descent", "mnist1d")
   curve = _curve([8, 16, 47, 300], [0.5, 0.49, 0.569, 0.455],
                  [0.5, 0.4, 0.1, 0.0])
