@@ -260,7 +260,6 @@ def test_loss_after_reaching_is_not_judged_when_a_seed_never_reached():
     assert one[q].reasons == ("1/2 seeds never reach 0.9 × 2/η",), one[q]
 
 
-
 def test_a_loss_that_falls_at_every_step_after_reaching_is_not_non_monotone():
   """Cohen et al.: at the edge the loss keeps falling over long spans but
   not monotonically. Both seeds reach 0.9 × 2/η by step 20; a loss that
@@ -307,6 +306,18 @@ def test_sharpening_is_not_judged_when_a_seed_starts_at_the_edge():
   assert started.verdict == NOT_TESTABLE, started
   assert started.reasons == ("1/2 seeds start at λ_max(0) ≥ 0.9 × 2/η",)
 
+
+def test_a_seed_exactly_at_the_edge_at_step_0_starts_at_the_edge():
+  """The rule reads 'λ_max(0) ≥ 0.9 × 2/η': a seed whose λ_max(0) is 9
+  with 2/η = 10 (9/10 and 0.9 are the same double) starts at the edge,
+  so the sharpening row is not testable, as for a seed above it; counted
+  by hand from the rule's text, not from the code's comparison."""
+  from jaxunknowns.report import NOT_TESTABLE  # pylint: disable=g-import-not-at-top
+  assert 9 / 10 == 0.9
+  _, row = sharpening_row([[5, 8, 9.5, 10.2, 9.8], [9, 9.5, 9.7, 10, 9.9]],
+                          "mnist1d", "mlp")
+  assert row.verdict == NOT_TESTABLE, row
+  assert row.reasons == ("1/2 seeds start at λ_max(0) ≥ 0.9 × 2/η",), row
 
 def test_sharpening_agrees_only_when_every_seed_reaches_the_edge():
   """'λ_max rises to 2/η' is a claim about every seed: with seed 2 never

@@ -472,3 +472,25 @@ def test_report_rows_read_the_stat_each_claim_names():
     assert got[early] == "agrees", early
   assert got["network / kernel-regression agreement (%) rises with width"] == (
       "agrees")
+
+
+def test_wide_slope_row_reads_the_wide_widths_own_slope():
+  """Lee et al.'s O(n^-1/2) weight change holds as the width grows: the
+  'widths ≥ …' row reads slopes_wide, fitted to the wider half only. Hand-
+  made: the wide slope −0.50 ± 0.01 is within 0.1 of −0.5 (agrees), the
+  all-widths slope −0.20 ± 0.01 is 0.3 away, beyond 0.1 + 2 × 0.01
+  (differs); each row must keep its own verdict."""
+  import json  # pylint: disable=g-import-not-at-top
+  from jaxunknowns import config_loading  # pylint: disable=g-import-not-at-top
+  from jaxunknowns.overparam import ntk_report  # pylint: disable=g-import-not-at-top
+  root = Path(__file__).resolve().parents[1]
+  summary = json.loads((root / "docs/results/ntk/summary.json").read_text())
+  summary["slopes"]["weight_change"] = _seeds(-0.21, -0.20, -0.19)
+  summary["slopes_wide"]["weight_change"] = _seeds(-0.51, -0.50, -0.49)
+  ws = summary["widths"]
+  config = config_loading.load_config("configs/ntk.py", root=str(root))
+  got = {c.quantity: c.verdict
+         for c in ntk_report.comparisons(summary, config)}
+  row = "log-log slope of weight change vs width, "
+  assert got[row + "all widths"] == "differs"
+  assert got[row + f"widths ≥ {ws[len(ws) // 2]}"] == "agrees"
