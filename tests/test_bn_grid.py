@@ -343,6 +343,7 @@ def test_bn_placement_speedup_verdict_reads_the_steps():
   summary["cells"][0]["steps_to_target"] = [4, 5]
   summary["cells"][2]["steps_to_target"] = [20, 21]
   assert speedup().verdict == "agrees"
+  assert speedup().ours == "no norm 20 ± 1, BN 4 ± 1 (n=2)"  # steps, unscaled
   summary["cells"][2]["steps_to_target"] = [20, None]
   assert speedup().verdict == "not testable here"
 
@@ -568,3 +569,115 @@ def test_the_typical_batch_is_the_largest_at_most_32():
   assert bn_batch_size.typical_batch((2, 4, 16, 32, 128)) == 32
   assert bn_batch_size.typical_batch((2, 8, 48)) == 8
   assert bn_batch_size.typical_batch((64, 256)) == 64
+
+
+def _seeds3(m):
+  """Three seeds at m − 0.01, m, m + 0.01 (sample std 0.01)."""
+  v = [m - 0.01, m, m + 0.01]
+  return {"mean": m, "std": 0.01, "per_seed": v}
+
+
+def test_batch_size_rows_compare_the_cells_each_claim_names():
+  """Wu & He on a hand-made grid (batch 2, 16, 32; typical 32): BN falls
+  from 32 to 2 (91 → 51%: agrees); GN at 2 is 4 points below GN at 32,
+  beyond 1 point + 2 × std (3 points): differs from 'stable'; GN above BN
+  at batch 2 (87 vs 51%: agrees); GN like BN at 32 (both 91%: agrees).
+  Worked out by hand from each rule's text; a grid whose typical batch is
+  its smallest has no 'typical vs smallest' row (a cell against itself)."""
+  acc = {("batch", 2): 0.51, ("batch", 16): 0.80, ("batch", 32): 0.91,
+         ("group", 2): 0.87, ("group", 16): 0.89, ("group", 32): 0.91}
+  cells = [{"cell": {"norm": n, "batch_size": b}, "test_accuracy": _seeds3(a)}
+           for (n, b), a in acc.items()]
+  config = load_config("bn_batch_size", overrides={
+      "grid.batch_sizes": (2, 16, 32), "grid.norms": ("batch", "group")})
+  got = {c.quantity: c.verdict
+         for c in bn_report.batch_size({"cells": cells}, config, {})}
+  assert got == {"batch norm test accuracy (%), batch 32 vs 2": "agrees",
+                 "group norm test accuracy (%), batch 32 vs 2": "differs",
+                 "GN vs BN test accuracy (%) at batch 2": "agrees",
+                 "GN vs BN test accuracy (%) at batch 32": "agrees"}, got
+  config = load_config("bn_batch_size", overrides={
+      "grid.batch_sizes": (64, 128), "grid.norms": ("batch", "group")})
+  cells = [{"cell": {"norm": n, "batch_size": b}, "test_accuracy": _seeds3(
+      0.9)} for n in ("batch", "group") for b in (64, 128)]
+  got = [c.quantity for c in bn_report.batch_size({"cells": cells}, config,
+                                                  {})]
+  assert not any("vs 64" in q for q in got), got
+
+
+def test_regularization_and_modes_rows_read_their_own_cells():
+  """Hand-made cells, each row's verdict by hand from its paired rule:
+  the gap no norm 20 points vs BN 5: smaller with BN (agrees); BN at
+  dropout 0 (91%) above dropout 0.5 (81%): agrees; BN's gap unchanged by
+  weight decay (5 vs 5.5 points, within 1 point): agrees. Inference modes:
+  running (90%) above batch statistics at the smallest eval batch 2 (60%;
+  batch 64: 89%), updated (88%) above stale (70%), re-estimated (85%)
+  above the training statistics (40%): each agrees."""
+  config = load_config("bn_regularization", overrides={
+      "grid.dropouts": (0.0, 0.5), "grid.weight_decays": (0.0, 1e-3)})
+  def cell(norm, d, w, gap, acc):
+    return {"cell": {"norm": norm, "dropout": d, "weight_decay": w},
+            "gap": _seeds3(gap), "test_accuracy": _seeds3(acc)}
+  cells = [cell("none", 0.0, 0.0, 0.20, 0.70),
+           cell("batch", 0.0, 0.0, 0.05, 0.91),
+           cell("batch", 0.5, 0.0, 0.02, 0.81),
+           cell("batch", 0.0, 1e-3, 0.055, 0.90),
+           cell("batch", 0.5, 1e-3, 0.30, 0.50)]
+  rows = bn_report.regularization({"cells": cells}, config, {})
+  assert [(c.verdict, c.ours.split(",")[0]) for c in rows] == [
+      ("agrees", "no norm 20.00 ± 1.00"), ("agrees", "dropout 0 91.00 ± 1.00"),
+      ("agrees", "wd 0.001 5.50 ± 1.00")], rows
+  modes = {"running": 0.90, "batch_2": 0.60, "batch_64": 0.89,
+           "fresh_finetune": 0.88, "stale_finetune": 0.70,
+           "shift_recalibrated": 0.85, "shift_stale": 0.40}
+  rows = bn_report.bn_modes({"modes": {k: _seeds3(v)
+                                       for k, v in modes.items()}}, None, {})
+  assert [(c.verdict, c.ours.split(" (")[0]) for c in rows[:3]] == [
+      ("agrees", "running 90.00 ± 1.00, batch 60.00 ± 1.00"),
+      ("agrees", "updated 88.00 ± 1.00, stale 70.00 ± 1.00"),
+      ("agrees", "re-estimated 85.00 ± 1.00, training 40.00 ± 1.00")], rows
+
+
+def _bn_grid_stat(*values):
+  return {"mean": sum(values) / len(values), "per_seed": list(values)}
+
+
+def test_bn_falls_at_small_batch_reads_the_typical_batch_first():
+  """Wu & He: BN's accuracy falls at a small batch. Batch 32 (the typical)
+  above batch 2 by 20 points on both seeds agrees; batch 2 above batch 32
+  by as much differs. The quantity names the typical batch first."""
+  config = load_config("bn_batch_size")
+  def verdict(at_32, at_2):
+    cells = [{"cell": {"norm": "batch", "batch_size": b},
+              "test_accuracy": _bn_grid_stat(*a)}
+             for b, a in ((32, at_32), (2, at_2))]
+    rows = bn_report.batch_size({"cells": cells}, config, {})
+    return next(c for c in rows if c.quantity ==
+                "batch norm test accuracy (%), batch 32 vs 2").verdict
+  assert verdict((0.80, 0.70), (0.60, 0.50)) == "agrees"
+  assert verdict((0.60, 0.50), (0.80, 0.70)) == "differs"
+
+
+def test_regularization_rows_read_their_own_cells_in_the_claims_order():
+  """Hand-made cells (dropout 0 or 0.5 × wd 0 or 5e-4, 2 seeds): no norm's
+  train − test gap (10, 12 points) above BN's (2, 3) agrees with 'smaller
+  with BN'; BN without dropout (80, 78%) above BN with dropout 0.5 at wd 0
+  (70, 69%) agrees with 'lower with dropout'. The wd 5e-4 cell with
+  dropout (85, 83%) is another row's and must not be read here."""
+  config = load_config("bn_regularization",
+                       overrides={"grid.weight_decays": (0.0, 5e-4)})
+  def cell(norm, dropout, wd, gap, acc):
+    return {"cell": {"norm": norm, "dropout": dropout, "weight_decay": wd},
+            "gap": _bn_grid_stat(*gap), "test_accuracy": _bn_grid_stat(*acc)}
+  cells = [cell("none", 0.0, 0.0, (0.10, 0.12), (0.6, 0.6)),
+           cell("batch", 0.0, 0.0, (0.02, 0.03), (0.80, 0.78)),
+           cell("batch", 0.5, 0.0, (0.01, 0.01), (0.70, 0.69)),
+           cell("batch", 0.0, 5e-4, (0.02, 0.03), (0.8, 0.8)),
+           cell("batch", 0.5, 5e-4, (0.01, 0.01), (0.85, 0.83))]
+  rows = {c.quantity: c for c in bn_report.regularization(
+      {"cells": cells}, config, {})}
+  gap = rows["train − test gap (points), no norm vs BN (dropout 0, wd 0)"]
+  assert gap.verdict == "agrees", gap
+  assert gap.ours.startswith("no norm 11.00"), gap
+  drop = rows["BN test accuracy (%) without vs with dropout 0.5 (wd 0)"]
+  assert drop.verdict == "agrees", drop

@@ -278,3 +278,35 @@ def test_unknown_norm_on_the_command_line(tmp_path):
   assert_cli_one_line_error(
       ["--config=configs/bn_stability.py:fashion_mlp,runlocal",
        "--config.grid.norms=('batch','weight')"], tmp_path / "w", "weight")
+
+
+def test_stability_rows_read_each_reading_and_the_gaps_order():
+  """Hand-made readings (2 seeds): BN trainable at 3 init scales on each
+  seed, no norm at 1 (both at 1 lr): 'more init scales with BN' agrees
+  (+2 on each seed), read from the init-scale counts, not the lr counts
+  (a tie). Bjorck et al.'s gap at the best lrs (20, 22 points) above the
+  gap at the smallest lr (5, 4) agrees with 'smaller at a small lr'; the
+  reverse differs."""
+  from jaxunknowns.batchnorm import bn_report  # pylint: disable=g-import-not-at-top
+  def stat(*v):
+    return {"mean": float(np.mean(v)), "per_seed": list(v)}
+  def reading(init_scales):
+    return {"region_init_scales": stat(*init_scales),
+            "region_lrs": stat(1.0, 1.0), "max_trainable_lr": stat(0.1, 0.1),
+            "steps_to_target_at_best_lr": {"per_seed": [20, 20]}}
+  def rows(best, smallest):
+    summary = {"steps": 100, "target_accuracy": 0.8, "lrs": [0.1, 1.0],
+               "init_scales": [1.0, 2.0, 3.0],
+               "readings": {"batch": reading((3, 3)),
+                            "none": reading((1, 1))},
+               "gaps": {"smallest_lr": 0.1, "at_best_lrs": stat(*best),
+                        "at_smallest_lr": stat(*smallest)}}
+    return {c.quantity: c for c in bn_report.stability(summary, {})}
+  got = rows((0.20, 0.22), (0.05, 0.04))
+  scales = got["init scales with a trainable cell (of 3)"]
+  assert scales.verdict == "agrees", scales
+  assert scales.rule.startswith("BN − no norm per seed = +2"), scales.rule
+  gap = ("BN − no norm test accuracy (points): each at its best lr vs both "
+         "at lr 0.1")
+  assert got[gap].verdict == "agrees", got[gap]
+  assert rows((0.05, 0.04), (0.20, 0.22))[gap].verdict == "differs"

@@ -495,3 +495,32 @@ def test_paired_rules_refuse_arms_measured_on_different_seeds():
   assert compare.per_seed_differences(a, b) == (None, why)
   assert compare.paired_greater(a, b, a_name="a", b_name="b") == (None, why)
   assert compare.paired_bound(a, b, 0.0, upper=False) == (None, why)
+
+
+def test_versus_counts_the_seeds_of_ours_beside_a_papers_number():
+  """'(n=3)' is how many seeds measured ours: beside a paper's bare {mean}
+  (no per_seed, as bn_only's accuracy beside the paper's) it is still 3,
+  never dropped. The cell text is written out by hand from fmt's stated
+  format (mean ± sample std, in %), the n from the three values given."""
+  ref = compare.Reference("50% test", "P", 50.0, "%")
+  row = compare.versus("q", ref, stat(0.5, 0.6, 0.7), {"mean": 0.5},
+                       ("ours", "paper"), rule=compare.within, tolerance=0.2)
+  assert row.ours == "ours 60.00 ± 10.00, paper 50.00 (n=3)", row.ours
+
+
+def test_rows_check_keeps_a_levels_data_guard():
+  """Rows.check(level=True) (imp's accuracy ranges) is a paper's level:
+  a rule that decided (here 'differs') on other data than the paper's is
+  not testable, with the data named, exactly as `comparison` states; the
+  same row on the paper's data keeps the rule's verdict."""
+  ref = compare.Reference("61–66%", "P", protocol={"data": "mnist1d"})
+  rows = compare.Rows({"data": "fashion_mnist"})
+  rows.check("dense test accuracy (%)", ref, "80.00", (False, "far above"),
+             level=True)
+  assert rows[0].verdict == compare.NOT_TESTABLE, rows[0]
+  assert rows[0].reasons == ("the paper's level is on mnist1d, ours on "
+                             "fashion_mnist",), rows[0]
+  same = compare.Rows({"data": "mnist1d"})
+  same.check("dense test accuracy (%)", ref, "80.00", (False, "far above"),
+             level=True)
+  assert same[0].verdict == compare.DIFFERS, same[0]

@@ -681,3 +681,84 @@ def test_max_compression_stops_each_seed_at_its_own_first_collapse():
           for d in (0.02, 0.5, 0.01, 0.1) for v in ("found", "shuffled")]
   got = prune_init.max_compression(rows, "snip", "global", 2)
   assert got["per_seed"] == pytest.approx([100.0, 10.0])
+
+
+def _prune_init_summary(densities, results, max_compression=None,
+                        dataset="fashion_mnist"):
+  """A hand-made prune_init summary: `results` as (method, variant,
+  density, per-seed test accuracies), global budget."""
+  entry = lambda m, v, d, a: {
+      "method": m, "budget": "global", "variant": v, "density": d,
+      "test_accuracy": {"mean": float(np.mean(a)), "per_seed": list(a)}}
+  return {"model": "mlp", "dataset": dataset, "budgets": ["global"],
+          "densities": list(densities),
+          "max_compression": {"global": max_compression or {}},
+          "results": [entry(*r) for r in results]}
+
+
+def test_layer_collapse_rows_read_the_maximal_and_the_next_compression():
+  """Tanaka et al.: SynFlow reaches the maximal compression (here 1000×,
+  the sparsest density 0.001) without collapse; SNIP collapses before it,
+  i.e. at most the second-sparsest level's 100×. By hand: SynFlow at 100×
+  and SNIP at 1000× both differ; SynFlow at 1000× and SNIP at 100× both
+  agree."""
+  from jaxunknowns.lottery import prune_init_report as pir  # pylint: disable=g-import-not-at-top
+  comp = lambda *v: {"mean": float(np.mean(v)), "per_seed": list(v)}
+  def verdicts(synflow, snip):
+    s = _prune_init_summary((0.1, 0.01, 0.001), [], {
+        "synflow": comp(*synflow), "snip": comp(*snip)})
+    rows = {c.quantity: c.verdict for c in pir.comparisons(s)}
+    return (rows["synflow: compression before layer collapse"],
+            rows["snip: compression before layer collapse"])
+  assert verdicts((100, 100), (1000, 1000)) == ("differs", "differs")
+  assert verdicts((1000, 1000), (100, 100)) == ("agrees", "agrees")
+
+
+def test_sanity_checks_are_open_within_twice_the_seeds_spread():
+  """Frankle et al. 2021: shuffled or reinitialized masks do about as well
+  as found (no worse than found − 1 point). Found 80% on every seed;
+  shuffled 76 ± 2%: 3 points below the edge of 79%, within twice the larger
+  seed std (4 points): not testable; 74 ± 2% (5 points below) differs."""
+  from jaxunknowns.lottery import prune_init_report as pir  # pylint: disable=g-import-not-at-top
+  def verdict(*shuffled):
+    s = _prune_init_summary((0.05,), [
+        ("snip", "found", 0.05, (0.80, 0.80, 0.80)),
+        ("snip", "shuffled", 0.05, shuffled)])
+    return next(c for c in pir.comparisons(s)
+                if c.quantity == "snip at 5%: shuffled vs found").verdict
+  assert verdict(0.74, 0.76, 0.78) == "not testable here"
+  assert verdict(0.72, 0.74, 0.76) == "differs"
+  assert verdict(0.78, 0.80, 0.82) == "agrees"
+
+
+def test_an_imp_ticket_found_above_its_shuffled_mask_agrees():
+  """Frankle et al. 2021: the IMP ticket as found beats its shuffled mask.
+  Found above shuffled by 10, 9 and 9 points (2 × std 1.15, by hand):
+  agrees; the same numbers the other way round differ."""
+  from jaxunknowns.lottery import prune_init_report as pir  # pylint: disable=g-import-not-at-top
+  def verdict(found, shuffled):
+    s = _prune_init_summary((0.05,), [
+        ("imp", "found", 0.05, found), ("imp", "shuffled", 0.05, shuffled)])
+    return next(c for c in pir.comparisons(s)
+                if c.quantity == "IMP ticket at 5%: found vs shuffled").verdict
+  found, shuffled = (0.80, 0.70, 0.75), (0.70, 0.61, 0.66)
+  assert verdict(found, shuffled) == "agrees"
+  assert verdict(shuffled, found) == "differs"
+
+
+def test_snips_error_level_is_judged_on_mnist_only():
+  """Lee et al.'s 2.4% error is MNIST's level: SNIP at 10% error on
+  Fashion-MNIST is not testable (the data named), and on MNIST the same
+  error differs (10% > 2.4%)."""
+  from jaxunknowns.lottery import prune_init_report as pir  # pylint: disable=g-import-not-at-top
+  def row(dataset):
+    s = _prune_init_summary((0.02,), [
+        ("dense", "found", 1.0, (0.95, 0.95)),
+        ("snip", "found", 0.02, (0.90, 0.90))], dataset=dataset)
+    return next(c for c in pir.comparisons(s)
+                if c.quantity.startswith("SNIP test error at 98%"))
+  other = row("fashion_mnist")
+  assert other.verdict == "not testable here", other
+  assert other.reasons == ("the paper's level is on mnist, ours on "
+                           "fashion_mnist",), other
+  assert row("mnist").verdict == "differs"

@@ -453,3 +453,84 @@ def test_bn_against_no_bn_accuracy_verdicts():
           bn_report.smoothness(summary, ml_collections.ConfigDict({"model": {}}), {})}
   assert rows["final test accuracy (%), BN vs no BN"].verdict == (
       "not testable here")
+
+
+def _smoothness_arm(final, ics=None):
+  """A hand-made smoothness arm: final test accuracies per seed; every
+  measure 1 at each step; `ics`: {step: per-seed ‖G − G′‖ of layer l1}."""
+  stat = lambda v: {"mean": float(np.mean(v)), "per_seed": list(v)}
+  flat = {str(t): stat([1.0] * len(final)) for t in (0, 1)}
+  return {"final": {"test": {"accuracy": stat(final)}},
+          "smoothness": {k: flat for k in ("loss_range", "beta",
+                                           "gpred_max")},
+          "ics": {"l2_l1": {str(t): stat(v) for t, v in (ics or {}).items()}
+                  or flat}, "layers": ["l0", "l1"]}
+
+
+def test_ics_not_lower_with_bn_is_open_within_twice_the_seeds_spread():
+  """Santurkar et al.: BN's ICS is not lower than no BN's (ratio ≥ 1). A
+  ratio of 0.84, 0.90, 0.96 over seeds (mean 0.90, std 0.06, by hand) is
+  0.10 below 1, within twice the std (0.12): not testable; 0.86, 0.90,
+  0.94 (2 × std 0.08) differs."""
+  from jaxunknowns.batchnorm import bn_report  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict({"model": {}})
+  def verdict(*ratio):
+    summary = {"arms": {
+        "batch": _smoothness_arm((0.8, 0.8, 0.8), {0: (5.0,) * 3, 1: ratio}),
+        "none": _smoothness_arm((0.7, 0.7, 0.7))}}
+    rows = {c.quantity: c for c in bn_report.smoothness(summary, config, {})}
+    return rows["ICS ‖G − G′‖ of l1: BN / no BN, median over steps"].verdict
+  assert verdict(0.84, 0.90, 0.96) == "not testable here"
+  assert verdict(0.86, 0.90, 0.94) == "differs"
+  assert verdict(1.0, 1.1, 1.2) == "agrees"
+
+
+def test_noisy_bn_trains_almost_as_well_within_one_point():
+  """Santurkar et al.: noisy BN trains almost as well as BN (ours: within
+  1 point). 0.5 points below BN agrees; 5 points below (beyond 1 + 2 ×
+  the 1.41-point seed std) differs."""
+  from jaxunknowns.batchnorm import bn_report  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict({"model": {}})
+  def verdict(*noisy):
+    summary = {"arms": {"batch": _smoothness_arm((0.80, 0.82)),
+                        "none": _smoothness_arm((0.70, 0.72)),
+                        "noisy_batch": _smoothness_arm(noisy)}}
+    rows = {c.quantity: c for c in bn_report.smoothness(summary, config, {})}
+    return rows["final test accuracy (%), noisy BN vs BN"].verdict
+  assert verdict(0.795, 0.815) == "agrees"
+  assert verdict(0.75, 0.77) == "differs"
+
+
+def test_ics_rows_skip_the_first_layer_and_noisy_bn_is_held_to_one_point():
+  """Santurkar et al.'s ICS with BN is not lower than without: one row per
+  layer after the first (the first layer's input does not depend on
+  earlier layers). Per-seed medians of BN / no BN, by hand: Dense_1 0.9,
+  1.0 (mean 0.95, below 1 by less than 2 × std 0.14: the seeds cannot
+  tell), Dense_2 2.0, 2.1 (agrees). Noisy BN 'almost as well' as BN:
+  70% vs 75%, 5 points, beyond 1 point + 2 × std (2.8): differs."""
+  from jaxunknowns.batchnorm import bn_report  # pylint: disable=g-import-not-at-top
+  steps = lambda *seeds: {str(t): {"mean": float(np.mean(v)),
+                                   "per_seed": list(v)}
+                          for t, v in enumerate(zip(*seeds))}
+  flat = steps((1, 1, 1), (1, 1, 1))
+  def arm(acc, ics):
+    return {"final": {"test": {"accuracy": {"mean": float(np.mean(acc)),
+                                            "per_seed": list(acc)}}},
+            "smoothness": {k: flat for k in ("loss_range", "gpred_max",
+                                             "beta")},
+            "ics": ics, "layers": ["Dense_0", "Dense_1", "Dense_2"]}
+  layers = ("Dense_0", "Dense_1", "Dense_2")
+  summary = {"arms": {
+      "batch": arm((0.74, 0.76), {
+          "l2_Dense_0": flat, "l2_Dense_1": steps((5, 0.9, 0.9), (5, 1, 1)),
+          "l2_Dense_2": steps((5, 2, 2), (5, 2.1, 2.1))}),
+      "none": arm((0.50, 0.52), {f"l2_{l}": flat for l in layers}),
+      "noisy_batch": arm((0.69, 0.71), {f"l2_{l}": flat for l in layers})}}
+  rows = {c.quantity: c for c in bn_report.smoothness(
+      summary, ml_collections.ConfigDict({"model": {}}), {})}
+  ics = {q: c.verdict for q, c in rows.items() if q.startswith("ICS")}
+  assert ics == {
+      "ICS ‖G − G′‖ of Dense_1: BN / no BN, median over steps":
+          "not testable here",
+      "ICS ‖G − G′‖ of Dense_2: BN / no BN, median over steps": "agrees"}
+  assert rows["final test accuracy (%), noisy BN vs BN"].verdict == "differs"
