@@ -75,20 +75,26 @@ def abstract(tree: Any) -> Any:
 
 
 async def _with_its_tasks_ended(coro):
-  """`coro`, then the tasks it started and left running cancelled, and
-  their ends awaited, in its own event loop: see `_ending_orbax_tasks`."""
+  """`coro`, then the tasks it started and left running awaited to their
+  ends (cancelled after 30 s), in its own event loop: see
+  `_ending_orbax_tasks`."""
   try:
     return await coro
   finally:
     rest = asyncio.all_tasks() - {asyncio.current_task()}
-    for task in rest:
-      task.cancel()
     if rest:
-      # Bounded: a task that ignored its cancelling is left as before,
-      # never waited for without end.
-      done, _ = await asyncio.wait(rest, timeout=30)
-      for task in done:
-        if not task.cancelled():
+      # Let the sibling reads finish rather than cancel them: a cancelled
+      # task leaves its tensorstore read running, whose completion then
+      # calls into the closed loop ("Event loop is closed": seen in a CI
+      # run of test_checkpoint_faults under load). Bounded: what is still running after 30 s is
+      # cancelled, and one that ignores that is left as before.
+      _, pending = await asyncio.wait(rest, timeout=30)
+      for task in pending:
+        task.cancel()
+      if pending:
+        await asyncio.wait(pending, timeout=5)
+      for task in rest:
+        if task.done() and not task.cancelled():
           task.exception()  # retrieved: not logged at its collection
     # Done-callbacks still queued (a failed task's parent gather's, which
     # retrieves its error) run now: the closing loop would drop them.
@@ -108,9 +114,8 @@ def _ending_orbax_tasks():
   GeneratorExit of closing into an Exception), tensorstore's callbacks
   into the closed loop "RuntimeError: Event loop is closed", and asyncio
   "Task exception was never retrieved": dozens of tracebacks on stderr in
-  about one fallback to an older step in three. Cancelled and awaited
-  before the loop closes, as asyncio.run does, each ends with its error
-  retrieved. Only around restores, where damage is met and read past; a
+  about one fallback to an older step in three. Awaited to their ends
+  before the loop closes, each ends with its error retrieved. Only around restores, where damage is met and read past; a
   no-op where orbax has no `run_sync`."""
   run_sync = getattr(orbax_asyncio, "run_sync", None)
   if run_sync is None:
